@@ -1,0 +1,88 @@
+/* A model: a sequence of layers built from a spec, with ONE flat parameter
+ * buffer and ONE gradient buffer of the same length; each layer holds offsets
+ * into them, so averaging, deltas, serialisation and signing see one vector.
+ *
+ * Life cycle: gb_model_new (shapes checked, parameters allocated, not yet
+ * initialised) -> gb_model_init (PyTorch's default initialisation from a seed)
+ * or writing the parameters directly -> gb_model_plan (workspaces for a
+ * maximum batch and a thread count, allocated once) -> forward/backward/
+ * train_step any number of times with batch <= the planned maximum; nothing
+ * allocates inside them. A bigger batch is an error (GB_ESHAPE). */
+#ifndef GB_ENGINE_MODEL_H
+#define GB_ENGINE_MODEL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "engine/loss.h"
+#include "engine/shape.h"
+#include "engine/spec.h"
+#include "util/error.h"
+
+typedef struct gb_model gb_model_t;
+
+/* Builds a model from spec text or a preset name. Refuses a spec whose shapes
+ * do not fit ("spec line 5: conv kernel 5 larger than padded input 3x3").
+ * Parameters and gradients are zeroed. Returns NULL and fills err. */
+gb_model_t *gb_model_new(const char *spec_or_preset, gb_error_t *err);
+
+/* Frees the model and its workspaces and threads; sets *model to NULL. */
+void gb_model_destroy(gb_model_t **model);
+
+/* Initialises every parameter as PyTorch's defaults do (kaiming-uniform with
+ * a = sqrt(5) for weights, U(+-1/sqrt(fan_in)) for biases), from `seed`. */
+void gb_model_init(gb_model_t *model, uint64_t seed);
+
+/* Allocates workspaces for batches up to max_batch, split over `threads`
+ * workers (>= 1; OpenBLAS is then set to one thread so the two pools never
+ * fight over the cores). Replaces an earlier plan. */
+int gb_model_plan(gb_model_t *model, int max_batch, int threads, gb_error_t *err)
+    GB_MUST_CHECK;
+
+/* Training mode enables dropout; `seed` feeds dropout masks, which depend on
+ * (seed, sample index within the batch) only, so thread count never changes
+ * them. */
+void gb_model_set_train(gb_model_t *model, bool train, uint64_t seed);
+
+/* Forward pass of `batch` samples (batch x input size floats, row-major) into
+ * out (batch x output size floats). Keeps activations for a later backward. */
+int gb_model_forward(gb_model_t *model, const float *x, int batch, float *out,
+                     gb_error_t *err) GB_MUST_CHECK;
+
+/* Backward pass from dout (batch x output size) through the activations of
+ * the last forward call with the same batch. If accumulate_grads, the
+ * parameter gradients are ADDED into gb_model_grads; otherwise the gradient
+ * buffer is left untouched. If dx is not NULL it receives the input gradient
+ * (batch x input size). Parameters and optimiser state never change. */
+int gb_model_backward(gb_model_t *model, const float *dout, int batch, float *dx,
+                      bool accumulate_grads, gb_error_t *err) GB_MUST_CHECK;
+
+/* One training step without the optimiser: zeroes the gradients, runs forward,
+ * the loss (mean over the batch) and backward, so gb_model_grads holds the
+ * gradient of the mean loss. *loss receives the mean loss; `logits` (may be
+ * NULL) receives the outputs. */
+int gb_model_train_step(gb_model_t *model, const float *x, const gb_target_t *target, int batch,
+                        double *loss, float *logits, gb_error_t *err) GB_MUST_CHECK;
+
+/* Accessors. Buffers are owned by the model and live as long as it does. */
+size_t gb_model_param_count(const gb_model_t *model);
+float *gb_model_params(gb_model_t *model);
+float *gb_model_grads(gb_model_t *model);
+const gb_spec_t *gb_model_spec(const gb_model_t *model);
+gb_shape_t gb_model_input_shape(const gb_model_t *model);
+gb_shape_t gb_model_output_shape(const gb_model_t *model);
+int gb_model_max_batch(const gb_model_t *model);
+int gb_model_threads(const gb_model_t *model);
+
+/* Forward FLOPs per sample (multiply-adds count 2), for throughput reports. */
+double gb_model_flops_per_sample(const gb_model_t *model);
+
+/* Offset and length of layer i's parameters in the flat buffer, and its kind;
+ * returns GB_EINVAL for i out of range. Lets tests and the model file map
+ * PyTorch tensors onto the flat vector. */
+int gb_model_layer_info(const gb_model_t *model, int i, gb_layer_kind_t *kind, size_t *param_off,
+                        size_t *param_len);
+int gb_model_layer_count(const gb_model_t *model);
+
+#endif

@@ -1,0 +1,70 @@
+/* Logging: format the whole line into a stack buffer, then one write(2), so
+ * lines from different threads never interleave. */
+#include "util/log.h"
+#include "util/error.h"
+
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static atomic_int s_level = -1;
+
+static const char *s_names[] = {"debug", "info", "warn", "error", "off"};
+
+int gb_log_parse_level(const char *name, enum gb_log_level *out)
+{
+    for (int i = 0; i <= GB_LOG_OFF; i++) {
+        if (name && strcmp(name, s_names[i]) == 0) {
+            *out = (enum gb_log_level)i;
+            return 0;
+        }
+    }
+    return GB_EINVAL;
+}
+
+void gb_log_set_level(enum gb_log_level level)
+{
+    atomic_store(&s_level, (int)level);
+}
+
+enum gb_log_level gb_log_get_level(void)
+{
+    int level = atomic_load(&s_level);
+    if (level < 0) {
+        enum gb_log_level parsed = GB_LOG_INFO;
+        const char *env = getenv("GLASSBOX_LOG");
+        if (env && gb_log_parse_level(env, &parsed) != 0)
+            parsed = GB_LOG_INFO;
+        level = (int)parsed;
+        atomic_store(&s_level, level);
+    }
+    return (enum gb_log_level)level;
+}
+
+void gb_log(enum gb_log_level level, const char *fmt, ...)
+{
+    if (level < gb_log_get_level() || level >= GB_LOG_OFF)
+        return;
+    char line[1024];
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    struct tm tm;
+    gmtime_r(&ts.tv_sec, &tm);
+    int n = snprintf(line, sizeof line, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %-5s ",
+                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
+                     tm.tm_sec, ts.tv_nsec / 1000000, s_names[level]);
+    va_list ap;
+    va_start(ap, fmt);
+    int m = vsnprintf(line + n, sizeof line - (size_t)n - 1, fmt, ap);
+    va_end(ap);
+    size_t len = (size_t)n + (m < 0 ? 0 : (size_t)m);
+    if (len > sizeof line - 2)
+        len = sizeof line - 2;
+    line[len++] = '\n';
+    ssize_t written = write(STDERR_FILENO, line, len);
+    (void)written;
+}

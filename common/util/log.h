@@ -1,0 +1,22 @@
+/* Logging to standard error: one line per event, with a UTC timestamp and a
+ * level. The threshold comes from gb_log_set_level or GLASSBOX_LOG
+ * (debug|info|warn|error). Thread-safe: each line is written with one call. */
+#ifndef GB_UTIL_LOG_H
+#define GB_UTIL_LOG_H
+
+enum gb_log_level { GB_LOG_DEBUG = 0, GB_LOG_INFO, GB_LOG_WARN, GB_LOG_ERROR, GB_LOG_OFF };
+
+void gb_log_set_level(enum gb_log_level level);
+enum gb_log_level gb_log_get_level(void);
+
+/* Parses "debug", "info", "warn", "error", "off"; returns 0 or GB_EINVAL. */
+int gb_log_parse_level(const char *name, enum gb_log_level *out);
+
+void gb_log(enum gb_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+#define gb_log_debug(...) gb_log(GB_LOG_DEBUG, __VA_ARGS__)
+#define gb_log_info(...) gb_log(GB_LOG_INFO, __VA_ARGS__)
+#define gb_log_warn(...) gb_log(GB_LOG_WARN, __VA_ARGS__)
+#define gb_log_error(...) gb_log(GB_LOG_ERROR, __VA_ARGS__)
+
+#endif

@@ -1,0 +1,86 @@
+/* Test helpers; see testutil.h. */
+#include "testutil.h"
+
+#include <ftw.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+char *gb_test_mkdtemp(void)
+{
+    char tmpl[] = "/tmp/gbtest-XXXXXX";
+    char *dir = mkdtemp(tmpl);
+    assert_non_null(dir);
+    return strdup(dir);
+}
+
+static int s_rm(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+void gb_test_rmtree(const char *dir)
+{
+    if (dir)
+        nftw(dir, s_rm, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+char *gb_test_write_file(const char *dir, const char *name, const void *data, size_t len)
+{
+    size_t cap = strlen(dir) + strlen(name) + 2;
+    char *path = malloc(cap);
+    assert_non_null(path);
+    snprintf(path, cap, "%s/%s", dir, name);
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    if (len)
+        assert_int_equal(fwrite(data, 1, len, f), len);
+    assert_int_equal(fclose(f), 0);
+    return path;
+}
+
+static char *s_join(const char *env, const char *rel)
+{
+    const char *base = getenv(env);
+    if (!base)
+        base = ".";
+    size_t cap = strlen(base) + strlen(rel) + 2;
+    char *path = malloc(cap);
+    assert_non_null(path);
+    snprintf(path, cap, "%s/%s", base, rel);
+    return path;
+}
+
+char *gb_test_source_path(const char *rel)
+{
+    return s_join("GB_SOURCE_DIR", rel);
+}
+
+char *gb_test_binary_path(const char *rel)
+{
+    return s_join("GB_BINARY_DIR", rel);
+}
+
+double gb_test_max_rel_diff(const float *a, const float *b, size_t n, double floor)
+{
+    double worst = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        double x = a[i], y = b[i];
+        double scale = fmax(fmax(fabs(x), fabs(y)), floor);
+        double d = fabs(x - y) / scale;
+        if (!(d <= worst)) /* NaN counts as worst */
+            worst = isnan(d) ? INFINITY : d;
+    }
+    return worst;
+}
+
+int gb_test_exists(const char *path)
+{
+    return access(path, F_OK) == 0;
+}

@@ -1,0 +1,31 @@
+/* Helpers shared by the cmocka tests: temporary files and directories, paths
+ * to the source and build trees, and float comparisons. Test-only code. */
+#ifndef GB_TESTUTIL_H
+#define GB_TESTUTIL_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+/* A fresh directory under /tmp, removed with its files by gb_test_rmtree.
+ * Returns a malloc'd path. */
+char *gb_test_mkdtemp(void);
+void gb_test_rmtree(const char *dir);
+
+/* Writes len bytes to dir/name; returns a malloc'd full path. */
+char *gb_test_write_file(const char *dir, const char *name, const void *data, size_t len);
+
+/* Path of a file in the source tree (GB_SOURCE_DIR or ".") or the build tree
+ * (GB_BINARY_DIR or "."); malloc'd. */
+char *gb_test_source_path(const char *rel);
+char *gb_test_binary_path(const char *rel);
+
+/* Largest |a-b| / max(|a|, |b|, floor) over n floats. */
+double gb_test_max_rel_diff(const float *a, const float *b, size_t n, double floor);
+
+/* True when the path exists. */
+int gb_test_exists(const char *path);
+
+#endif
