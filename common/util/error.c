@@ -48,7 +48,14 @@ int gb_error_prefix(gb_error_t *err, int code, const char *fmt, ...)
     char old[GB_ERROR_MSG_MAX];
     memcpy(old, err->msg, sizeof old);
     old[sizeof old - 1] = '\0';
-    snprintf(err->msg, sizeof err->msg, "%s%s", prefix, old);
+    size_t plen = strlen(prefix), olen = strlen(old);
+    if (plen > sizeof err->msg - 1)
+        plen = sizeof err->msg - 1;
+    if (olen > sizeof err->msg - 1 - plen)
+        olen = sizeof err->msg - 1 - plen;
+    memcpy(err->msg, prefix, plen);
+    memcpy(err->msg + plen, old, olen);
+    err->msg[plen + olen] = '\0';
     if (err->code == 0)
         err->code = code;
     return err->code;

@@ -1,0 +1,24 @@
+/* Element-wise transcendental kernels over contiguous float arrays, in one
+ * file so that their speed and accuracy are decided (and tested) in one
+ * place. They are written as plain loops that vectorise at -O3 without
+ * -ffast-math: exp by range reduction (x = k ln2 + r) and a degree-6
+ * polynomial on r, built with exact power-of-two scaling. */
+#ifndef GB_ENGINE_ACTIVATIONS_H
+#define GB_ENGINE_ACTIVATIONS_H
+
+#include <stddef.h>
+
+/* y[i] = exp(x[i]); inputs are clamped to [-104, 88.7] (exp underflows to 0
+ * and overflows to +Inf at the ends as float would). NaN gives NaN. */
+void gb_vec_exp(const float *x, float *y, size_t n);
+
+/* y[i] = 1 / (1 + exp(-x[i])), saturating cleanly at 0 and 1. */
+void gb_vec_sigmoid(const float *x, float *y, size_t n);
+
+/* y[i] = tanh(x[i]), saturating at +-1. */
+void gb_vec_tanh(const float *x, float *y, size_t n);
+
+/* y[i] = max(x[i], 0); NaN stays NaN. */
+void gb_vec_relu(const float *x, float *y, size_t n);
+
+#endif

@@ -1,0 +1,224 @@
+/* 2-D convolution (cross-correlation, no kernel flip) with PyTorch's weight
+ * layout W[OC][C][K][K], as im2col over the whole (sub-)batch and ONE sgemm.
+ *
+ * Shapes: B samples, C input channels, OC output channels, KK = C*K*K rows of
+ * the column matrix, P = OH*OW output pixels per image, N = B*P columns.
+ * Forward unrolls the input into cols[KK x N] (kept in the layer's cache, so
+ * backward needs no second im2col), computes Y'[OC x N] = W . cols, then
+ * scatters Y' into NCHW while adding the bias. Backward gathers dy into
+ * dY'[OC x N], dW += dY' . cols^T, and, unless this is the first layer,
+ * dcols = W^T . dY' followed by col2im. */
+#include "engine/layer.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <string.h>
+
+typedef struct {
+    int C, H, W;       /* input */
+    int OC, OH, OW, P; /* output */
+    int K, S, PAD;     /* kernel, stride, padding */
+    int KK;            /* C * K * K */
+} s_dims_t;
+
+static s_dims_t s_dims(const gb_layer_t *l)
+{
+    s_dims_t d;
+    d.C = l->in.dim[0];
+    d.H = l->in.dim[1];
+    d.W = l->in.dim[2];
+    d.OC = l->cfg.units;
+    d.K = l->cfg.kernel;
+    d.S = l->cfg.stride;
+    d.PAD = l->cfg.pad;
+    d.OH = (d.H + 2 * d.PAD - d.K) / d.S + 1;
+    d.OW = (d.W + 2 * d.PAD - d.K) / d.S + 1;
+    d.P = d.OH * d.OW;
+    d.KK = d.C * d.K * d.K;
+    return d;
+}
+
+static int s_plan(gb_layer_t *l, gb_error_t *err)
+{
+    int rc = gb_layer_require_image(l, err);
+    if (rc)
+        return rc;
+    int H = l->in.dim[1], W = l->in.dim[2], K = l->cfg.kernel, PAD = l->cfg.pad;
+    if (K > H + 2 * PAD || K > W + 2 * PAD)
+        return gb_error_set(err, GB_ESHAPE,
+                            "spec line %d: conv kernel %d larger than the padded input %dx%d",
+                            l->cfg.line, K, H + 2 * PAD, W + 2 * PAD);
+    if (PAD >= K)
+        return gb_error_set(err, GB_ESHAPE, "spec line %d: conv pad %d must be smaller than kernel %d",
+                            l->cfg.line, PAD, K);
+    s_dims_t d = s_dims(l);
+    l->out.rank = 3;
+    l->out.dim[0] = d.OC;
+    l->out.dim[1] = d.OH;
+    l->out.dim[2] = d.OW;
+    l->param_len = (size_t)d.OC * d.KK + (size_t)d.OC;
+    l->cache_per_sample = (size_t)d.KK * d.P;
+    return 0;
+}
+
+static void s_init(const gb_layer_t *l, float *p, gb_rng_t *rng)
+{
+    s_dims_t d = s_dims(l);
+    float bound = 1.0f / sqrtf((float)d.KK);
+    gb_layer_fill_uniform(p, l->param_len, bound, rng);
+}
+
+static size_t s_work_floats(const gb_layer_t *l, int batch)
+{
+    s_dims_t d = s_dims(l);
+    size_t n = (size_t)batch * d.P;
+    return (size_t)d.OC * n + (size_t)d.KK * n; /* dY' and dcols */
+}
+
+/* cols[KK x B*P]: row k = (c, ki, kj), column n*P + oh*OW + ow. */
+static void s_im2col(const s_dims_t *d, int B, const float *x, float *cols)
+{
+    const size_t N = (size_t)B * d->P;
+    const size_t img = (size_t)d->C * d->H * d->W;
+    for (int c = 0; c < d->C; c++) {
+        for (int ki = 0; ki < d->K; ki++) {
+            for (int kj = 0; kj < d->K; kj++) {
+                float *row = cols + ((size_t)(c * d->K + ki) * d->K + kj) * N;
+                for (int n = 0; n < B; n++) {
+                    const float *plane = x + n * img + (size_t)c * d->H * d->W;
+                    float *out = row + (size_t)n * d->P;
+                    for (int oh = 0; oh < d->OH; oh++) {
+                        int ih = oh * d->S - d->PAD + ki;
+                        float *o = out + (size_t)oh * d->OW;
+                        if ((unsigned)ih >= (unsigned)d->H) {
+                            memset(o, 0, (size_t)d->OW * sizeof(float));
+                            continue;
+                        }
+                        const float *src = plane + (size_t)ih * d->W;
+                        if (d->S == 1 && d->PAD == 0) {
+                            memcpy(o, src + kj, (size_t)d->OW * sizeof(float));
+                            continue;
+                        }
+                        for (int ow = 0; ow < d->OW; ow++) {
+                            int iw = ow * d->S - d->PAD + kj;
+                            o[ow] = (unsigned)iw < (unsigned)d->W ? src[iw] : 0.0f;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/* dx += scatter of dcols; dx must be zeroed first. */
+static void s_col2im(const s_dims_t *d, int B, const float *dcols, float *dx)
+{
+    const size_t N = (size_t)B * d->P;
+    const size_t img = (size_t)d->C * d->H * d->W;
+    for (int c = 0; c < d->C; c++) {
+        for (int ki = 0; ki < d->K; ki++) {
+            for (int kj = 0; kj < d->K; kj++) {
+                const float *row = dcols + ((size_t)(c * d->K + ki) * d->K + kj) * N;
+                for (int n = 0; n < B; n++) {
+                    float *plane = dx + n * img + (size_t)c * d->H * d->W;
+                    const float *in = row + (size_t)n * d->P;
+                    for (int oh = 0; oh < d->OH; oh++) {
+                        int ih = oh * d->S - d->PAD + ki;
+                        if ((unsigned)ih >= (unsigned)d->H)
+                            continue;
+                        const float *g = in + (size_t)oh * d->OW;
+                        float *dst = plane + (size_t)ih * d->W;
+                        if (d->S == 1 && d->PAD == 0) {
+                            float *dk = dst + kj;
+                            for (int ow = 0; ow < d->OW; ow++)
+                                dk[ow] += g[ow];
+                            continue;
+                        }
+                        for (int ow = 0; ow < d->OW; ow++) {
+                            int iw = ow * d->S - d->PAD + kj;
+                            if ((unsigned)iw < (unsigned)d->W)
+                                dst[iw] += g[ow];
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+static void s_forward(const gb_layer_t *l, const gb_pass_t *pass, float *cols, const float *x,
+                      float *y)
+{
+    s_dims_t d = s_dims(l);
+    const int B = pass->batch;
+    const int N = B * d.P;
+    const float *Wt = pass->params + l->param_off;
+    const float *bias = Wt + (size_t)d.OC * d.KK;
+    float *Yp = pass->work;
+    s_im2col(&d, B, x, cols);
+    /* Y'[OC x N] = W[OC x KK] . cols[KK x N] */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, d.OC, N, d.KK, 1.0f, Wt, d.KK, cols, N,
+                0.0f, Yp, N);
+    for (int n = 0; n < B; n++) {
+        for (int oc = 0; oc < d.OC; oc++) {
+            const float *src = Yp + (size_t)oc * N + (size_t)n * d.P;
+            float *dst = y + ((size_t)n * d.OC + oc) * d.P;
+            const float b = bias[oc];
+            for (int p = 0; p < d.P; p++)
+                dst[p] = src[p] + b;
+        }
+    }
+}
+
+static void s_backward(const gb_layer_t *l, const gb_pass_t *pass, const float *cols,
+                       const float *x, const float *y, const float *dy, float *dx)
+{
+    (void)x;
+    (void)y;
+    s_dims_t d = s_dims(l);
+    const int B = pass->batch;
+    const int N = B * d.P;
+    const float *Wt = pass->params + l->param_off;
+    float *dYp = pass->work;
+    float *dcols = pass->work + (size_t)d.OC * N;
+    for (int n = 0; n < B; n++)
+        for (int oc = 0; oc < d.OC; oc++)
+            memcpy(dYp + (size_t)oc * N + (size_t)n * d.P, dy + ((size_t)n * d.OC + oc) * d.P,
+                   (size_t)d.P * sizeof(float));
+    if (pass->grads) {
+        float *dW = pass->grads + l->param_off;
+        float *db = dW + (size_t)d.OC * d.KK;
+        /* dW[OC x KK] += dY'[OC x N] . cols^T[N x KK] */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, d.OC, d.KK, N, 1.0f, dYp, N, cols, N,
+                    1.0f, dW, d.KK);
+        for (int oc = 0; oc < d.OC; oc++) {
+            const float *row = dYp + (size_t)oc * N;
+            float s = 0.0f;
+            for (int j = 0; j < N; j++)
+                s += row[j];
+            db[oc] += s;
+        }
+    }
+    if (dx) {
+        /* dcols[KK x N] = W^T[KK x OC] . dY'[OC x N] */
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, d.KK, N, d.OC, 1.0f, Wt, d.KK, dYp,
+                    N, 0.0f, dcols, N);
+        memset(dx, 0, (size_t)B * d.C * d.H * d.W * sizeof(float));
+        s_col2im(&d, B, dcols, dx);
+    }
+}
+
+static double s_flops(const gb_layer_t *l)
+{
+    s_dims_t d = s_dims(l);
+    return 2.0 * d.OC * (double)d.KK * d.P;
+}
+
+const gb_layer_ops_t gb_conv2d_ops = {
+    .plan = s_plan,
+    .init = s_init,
+    .work_floats = s_work_floats,
+    .forward = s_forward,
+    .backward = s_backward,
+    .flops = s_flops,
+};

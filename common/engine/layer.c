@@ -1,0 +1,21 @@
+/* Helpers shared by the layer kinds. */
+#include "engine/layer.h"
+
+void gb_layer_fill_uniform(float *p, size_t n, float bound, gb_rng_t *rng)
+{
+    for (size_t i = 0; i < n; i++)
+        p[i] = (float)((2.0 * gb_rng_uniform(rng) - 1.0) * bound);
+}
+
+int gb_layer_require_image(const gb_layer_t *l, gb_error_t *err)
+{
+    if (l->in.rank != 3) {
+        char buf[64];
+        return gb_error_set(err, GB_ESHAPE,
+                            "spec line %d: %s needs an image input (channels height width), "
+                            "got shape %s",
+                            l->cfg.line, gb_layer_kind_name(l->cfg.kind),
+                            gb_shape_format(&l->in, buf, sizeof buf));
+    }
+    return 0;
+}

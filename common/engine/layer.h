@@ -1,0 +1,85 @@
+/* The layer interface inside the engine (not public API).
+ *
+ * Each layer kind is one const table of functions (Darknet's layer files,
+ * with KANN's flat parameter collation): plan shapes and sizes, initialise
+ * parameters, forward, backward. Layers are coarse with hand-written
+ * backward passes; there is no autodiff graph.
+ *
+ * Conventions: gradients are true gradients; backward ADDS parameter
+ * gradients into pass->grads (when not NULL) and OVERWRITES dx (when not
+ * NULL: the first layer's dx is skipped). Nothing allocates in forward or
+ * backward: per-sample caches and scratch are planned by the model. */
+#ifndef GB_ENGINE_LAYER_H
+#define GB_ENGINE_LAYER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "engine/shape.h"
+#include "engine/spec.h"
+#include "util/error.h"
+#include "util/rng.h"
+
+typedef struct gb_layer gb_layer_t;
+
+/* Everything a layer needs for one pass over a (sub-)batch. */
+typedef struct {
+    int batch;            /* samples in this pass */
+    int sample0;          /* index of the first one in the whole batch (dropout seeds) */
+    int train;            /* 1 in training mode (dropout active) */
+    uint64_t seed;        /* per-step seed for stochastic layers */
+    const float *params;  /* the model's flat parameters */
+    float *grads;         /* where parameter gradients go, or NULL for none */
+    float *work;          /* scratch of at least work_floats(layer, batch) */
+} gb_pass_t;
+
+typedef struct {
+    /* Sets l->out, l->param_len, l->cache_per_sample from l->in and l->cfg;
+     * refuses shapes that do not fit with a message naming the spec line. */
+    int (*plan)(gb_layer_t *l, gb_error_t *err);
+    /* PyTorch's default initialisation of this layer's parameters. */
+    void (*init)(const gb_layer_t *l, float *params, gb_rng_t *rng);
+    /* Scratch floats needed for a pass over `batch` samples. */
+    size_t (*work_floats)(const gb_layer_t *l, int batch);
+    /* y = f(x) for pass->batch samples; may fill cache (cache_per_sample
+     * floats per sample) for backward. */
+    void (*forward)(const gb_layer_t *l, const gb_pass_t *pass, float *cache, const float *x,
+                    float *y);
+    /* Given x, y, cache of the matching forward and dy: grads += dL/dparams,
+     * dx = dL/dx (dx may be NULL). */
+    void (*backward)(const gb_layer_t *l, const gb_pass_t *pass, const float *cache,
+                     const float *x, const float *y, const float *dy, float *dx);
+    /* Forward multiply-adds x 2 per sample. */
+    double (*flops)(const gb_layer_t *l);
+} gb_layer_ops_t;
+
+struct gb_layer {
+    const gb_layer_ops_t *ops; /* the kind's functions */
+    gb_layer_cfg_t cfg;        /* hyper-parameters from the spec line */
+    gb_shape_t in, out;        /* per-sample shapes */
+    size_t param_off;          /* offset of this layer's parameters in the flat buffer */
+    size_t param_len;          /* number of parameters */
+    size_t cache_per_sample;   /* floats of cache per sample */
+};
+
+/* The table of a kind; NULL for kinds not implemented. */
+const gb_layer_ops_t *gb_layer_ops(gb_layer_kind_t kind);
+
+/* Tables of each kind, defined in their own files. */
+extern const gb_layer_ops_t gb_dense_ops;
+extern const gb_layer_ops_t gb_conv2d_ops;
+extern const gb_layer_ops_t gb_maxpool2d_ops;
+extern const gb_layer_ops_t gb_avgpool2d_ops;
+extern const gb_layer_ops_t gb_flatten_ops;
+extern const gb_layer_ops_t gb_relu_ops;
+extern const gb_layer_ops_t gb_tanh_ops;
+extern const gb_layer_ops_t gb_sigmoid_ops;
+extern const gb_layer_ops_t gb_dropout_ops;
+
+/* Shared helpers for layers. */
+/* Fills n floats uniformly in [-bound, bound). */
+void gb_layer_fill_uniform(float *p, size_t n, float bound, gb_rng_t *rng);
+/* Requires an image-shaped (C, H, W) input; error names the spec line. */
+int gb_layer_require_image(const gb_layer_t *l, gb_error_t *err);
+
+#endif

@@ -1,0 +1,523 @@
+/* The model: layers over one flat parameter buffer, run data-parallel.
+ *
+ * gb_model_plan splits every batch over W workers (the caller's thread and
+ * W - 1 pool threads). Each worker owns, for at most ceil(max_batch / W)
+ * samples, the activations of every layer, the layers' caches, a scratch
+ * area, two ping-pong buffers for gradients flowing backward, and (when
+ * W > 1) a private parameter-gradient buffer. No layer mixes samples, so
+ * the split is exact; private gradients are summed in worker order, which
+ * keeps results bit-identical for a given thread count. OpenBLAS runs single
+ * threaded inside each worker: two thread pools spinning on two cores would
+ * halve the speed (shared/research/machine.md). */
+#include "engine/model.h"
+#include "engine/layer.h"
+#include "util/alloc.h"
+#include "util/pool.h"
+
+#include <cblas.h>
+#include <string.h>
+
+typedef struct {
+    float *acts;   /* layer outputs: layer i at act_off[i] * sub_max */
+    float *cache;  /* layer caches: layer i at cache_off[i] * sub_max */
+    float *work;   /* scratch, work_max floats */
+    float *dbuf[2]; /* backward ping-pong, io_max * sub_max floats each */
+    float *grads;  /* private gradients (n_param) when threads > 1, else NULL */
+    double loss;   /* loss sum of the last train step over this worker's rows */
+} s_worker_t;
+
+typedef enum { S_OP_FORWARD, S_OP_BACKWARD, S_OP_TRAIN, S_OP_REDUCE } s_op_t;
+
+struct gb_model {
+    gb_spec_t *spec;       /* parsed spec, owned */
+    int n_layers;          /* entries in layers */
+    gb_layer_t *layers;    /* owned */
+    size_t n_param;        /* length of params and grads */
+    float *params;         /* flat parameters, owned, 64-byte aligned */
+    float *grads;          /* flat gradients, owned */
+    gb_shape_t in, out;    /* per-sample input and output shapes */
+    size_t in_size, out_size; /* floats per sample */
+    size_t *act_off;       /* per layer: per-sample offset into a worker's acts */
+    size_t *cache_off;     /* per layer: per-sample offset into a worker's cache */
+    size_t act_total;      /* per-sample activation floats, all layers */
+    size_t cache_total;    /* per-sample cache floats, all layers */
+    size_t io_max;         /* largest per-sample layer input or output */
+    /* Plan (zero until gb_model_plan). */
+    int max_batch;         /* largest batch accepted */
+    int threads;           /* workers */
+    int sub_max;           /* samples per worker at most */
+    size_t work_max;       /* scratch floats per worker */
+    s_worker_t *workers;   /* threads entries */
+    gb_pool_t *pool;       /* threads - 1 extra threads */
+    /* Mode. */
+    int train;             /* dropout active */
+    uint64_t seed;         /* dropout seed */
+    /* Current region's arguments. */
+    s_op_t op;
+    int batch;             /* samples in the current call */
+    int fwd_batch;         /* batch of the last forward, 0 if none */
+    const float *x;        /* input of the last forward (caller keeps it alive) */
+    float *outp;           /* forward output */
+    const float *dout;     /* backward seed */
+    float *dx;             /* backward input gradient or NULL */
+    int accumulate;        /* backward: add parameter gradients */
+    const gb_target_t *target; /* train step targets */
+};
+
+const gb_layer_ops_t *gb_layer_ops(gb_layer_kind_t kind)
+{
+    switch (kind) {
+    case GB_LAYER_DENSE: return &gb_dense_ops;
+    case GB_LAYER_CONV2D: return &gb_conv2d_ops;
+    case GB_LAYER_MAXPOOL2D: return &gb_maxpool2d_ops;
+    case GB_LAYER_AVGPOOL2D: return &gb_avgpool2d_ops;
+    case GB_LAYER_FLATTEN: return &gb_flatten_ops;
+    case GB_LAYER_RELU: return &gb_relu_ops;
+    case GB_LAYER_TANH: return &gb_tanh_ops;
+    case GB_LAYER_SIGMOID: return &gb_sigmoid_ops;
+    case GB_LAYER_DROPOUT: return &gb_dropout_ops;
+    default: return NULL;
+    }
+}
+
+static void s_free_plan(gb_model_t *m)
+{
+    for (int w = 0; m->workers && w < m->threads; w++) {
+        s_worker_t *wk = &m->workers[w];
+        gb_free_aligned(wk->acts);
+        gb_free_aligned(wk->cache);
+        gb_free_aligned(wk->work);
+        gb_free_aligned(wk->dbuf[0]);
+        gb_free_aligned(wk->dbuf[1]);
+        gb_free_aligned(wk->grads);
+    }
+    gb_free(m->workers);
+    m->workers = NULL;
+    gb_pool_destroy(&m->pool);
+    m->max_batch = m->threads = m->sub_max = 0;
+    m->fwd_batch = 0;
+}
+
+void gb_model_destroy(gb_model_t **model)
+{
+    if (!model || !*model)
+        return;
+    gb_model_t *m = *model;
+    s_free_plan(m);
+    gb_spec_destroy(&m->spec);
+    gb_free(m->layers);
+    gb_free(m->act_off);
+    gb_free(m->cache_off);
+    gb_free_aligned(m->params);
+    gb_free_aligned(m->grads);
+    gb_free(m);
+    *model = NULL;
+}
+
+gb_model_t *gb_model_new(const char *spec_or_preset, gb_error_t *err)
+{
+    gb_model_t *m = gb_calloc(1, sizeof *m);
+    if (!m) {
+        gb_error_set(err, GB_ENOMEM, "out of memory for model");
+        return NULL;
+    }
+    m->spec = gb_spec_parse(spec_or_preset, err);
+    if (!m->spec)
+        goto fail;
+    m->n_layers = m->spec->n_layers;
+    m->layers = gb_calloc((size_t)m->n_layers, sizeof *m->layers);
+    m->act_off = gb_calloc((size_t)m->n_layers, sizeof *m->act_off);
+    m->cache_off = gb_calloc((size_t)m->n_layers, sizeof *m->cache_off);
+    if (!m->layers || !m->act_off || !m->cache_off) {
+        gb_error_set(err, GB_ENOMEM, "out of memory for model layers");
+        goto fail;
+    }
+    gb_shape_t shape = m->spec->input;
+    m->in = shape;
+    m->in_size = gb_shape_size(&shape);
+    m->io_max = m->in_size;
+    for (int i = 0; i < m->n_layers; i++) {
+        gb_layer_t *l = &m->layers[i];
+        l->cfg = m->spec->layers[i];
+        l->ops = gb_layer_ops(l->cfg.kind);
+        if (!l->ops) {
+            gb_error_set(err, GB_ESPEC, "spec line %d: layer '%s' is not supported",
+                         l->cfg.line, gb_layer_kind_name(l->cfg.kind));
+            goto fail;
+        }
+        l->in = shape;
+        if (l->ops->plan(l, err))
+            goto fail;
+        l->param_off = m->n_param;
+        m->n_param += l->param_len;
+        m->act_off[i] = m->act_total;
+        m->act_total += gb_shape_size(&l->out);
+        m->cache_off[i] = m->cache_total;
+        m->cache_total += l->cache_per_sample;
+        size_t out_size = gb_shape_size(&l->out);
+        if (out_size > m->io_max)
+            m->io_max = out_size;
+        shape = l->out;
+    }
+    m->out = shape;
+    m->out_size = gb_shape_size(&shape);
+    m->params = gb_alloc_aligned((m->n_param ? m->n_param : 1) * sizeof(float));
+    m->grads = gb_alloc_aligned((m->n_param ? m->n_param : 1) * sizeof(float));
+    if (!m->params || !m->grads) {
+        gb_error_set(err, GB_ENOMEM, "out of memory for %zu parameters", m->n_param);
+        goto fail;
+    }
+    return m;
+fail:
+    gb_model_destroy(&m);
+    return NULL;
+}
+
+void gb_model_init(gb_model_t *m, uint64_t seed)
+{
+    for (int i = 0; i < m->n_layers; i++) {
+        const gb_layer_t *l = &m->layers[i];
+        if (!l->param_len || !l->ops->init)
+            continue;
+        gb_rng_t rng;
+        gb_rng_seed(&rng, seed, (uint64_t)i + 1);
+        l->ops->init(l, m->params + l->param_off, &rng);
+    }
+}
+
+int gb_model_plan(gb_model_t *m, int max_batch, int threads, gb_error_t *err)
+{
+    if (max_batch < 1 || max_batch > 1 << 20)
+        return gb_error_set(err, GB_EINVAL, "batch size %d out of range 1..%d", max_batch, 1 << 20);
+    if (threads < 1 || threads > 256)
+        return gb_error_set(err, GB_EINVAL, "thread count %d out of range 1..256", threads);
+    s_free_plan(m);
+    if (threads > max_batch)
+        threads = max_batch;
+    m->threads = threads;
+    m->max_batch = max_batch;
+    m->sub_max = (max_batch + threads - 1) / threads;
+    size_t sub = (size_t)m->sub_max;
+    m->work_max = 1;
+    for (int i = 0; i < m->n_layers; i++) {
+        const gb_layer_t *l = &m->layers[i];
+        size_t w = l->ops->work_floats ? l->ops->work_floats(l, m->sub_max) : 0;
+        if (w > m->work_max)
+            m->work_max = w;
+    }
+    m->workers = gb_calloc((size_t)threads, sizeof *m->workers);
+    if (!m->workers)
+        goto nomem;
+    for (int w = 0; w < threads; w++) {
+        s_worker_t *wk = &m->workers[w];
+        wk->acts = gb_alloc_aligned(m->act_total * sub * sizeof(float));
+        wk->cache = gb_alloc_aligned((m->cache_total ? m->cache_total : 1) * sub * sizeof(float));
+        wk->work = gb_alloc_aligned(m->work_max * sizeof(float));
+        wk->dbuf[0] = gb_alloc_aligned(m->io_max * sub * sizeof(float));
+        wk->dbuf[1] = gb_alloc_aligned(m->io_max * sub * sizeof(float));
+        if (!wk->acts || !wk->cache || !wk->work || !wk->dbuf[0] || !wk->dbuf[1])
+            goto nomem;
+        if (threads > 1) {
+            wk->grads = gb_alloc_aligned((m->n_param ? m->n_param : 1) * sizeof(float));
+            if (!wk->grads)
+                goto nomem;
+        }
+    }
+    if (threads > 1) {
+        m->pool = gb_pool_new(threads, err);
+        if (!m->pool) {
+            s_free_plan(m);
+            return err ? err->code : GB_ENOMEM;
+        }
+    }
+    /* Our workers own the cores; OpenBLAS stays in the calling thread. */
+    openblas_set_num_threads(1);
+    return 0;
+nomem:
+    s_free_plan(m);
+    return gb_error_set(err, GB_ENOMEM, "out of memory planning batch %d on %d threads",
+                        max_batch, threads);
+}
+
+void gb_model_set_train(gb_model_t *m, bool train, uint64_t seed)
+{
+    m->train = train ? 1 : 0;
+    m->seed = seed;
+}
+
+/* Rows [begin, end) of the current batch that worker w handles. */
+static void s_slice(const gb_model_t *m, int w, int *begin, int *end)
+{
+    *begin = (int)((long)m->batch * w / m->threads);
+    *end = (int)((long)m->batch * (w + 1) / m->threads);
+}
+
+static gb_pass_t s_pass(const gb_model_t *m, s_worker_t *wk, int b0, int nb, float *grads)
+{
+    gb_pass_t pass = {
+        .batch = nb,
+        .sample0 = b0,
+        .train = m->train,
+        .seed = m->seed,
+        .params = m->params,
+        .grads = grads,
+        .work = wk->work,
+    };
+    return pass;
+}
+
+static const float *s_layer_input(const gb_model_t *m, const s_worker_t *wk, int i, int b0)
+{
+    if (i == 0)
+        return m->x + (size_t)b0 * m->in_size;
+    return wk->acts + m->act_off[i - 1] * (size_t)m->sub_max;
+}
+
+static float *s_layer_output(const gb_model_t *m, const s_worker_t *wk, int i)
+{
+    return wk->acts + m->act_off[i] * (size_t)m->sub_max;
+}
+
+static void s_forward_worker(gb_model_t *m, s_worker_t *wk, int b0, int nb)
+{
+    gb_pass_t pass = s_pass(m, wk, b0, nb, NULL);
+    for (int i = 0; i < m->n_layers; i++) {
+        const gb_layer_t *l = &m->layers[i];
+        l->ops->forward(l, &pass, wk->cache + m->cache_off[i] * (size_t)m->sub_max,
+                        s_layer_input(m, wk, i, b0), s_layer_output(m, wk, i));
+    }
+}
+
+/* dy: this worker's output gradient (nb rows); dx: input gradient or NULL. */
+static void s_backward_worker(gb_model_t *m, s_worker_t *wk, int b0, int nb, const float *dy,
+                              float *dx, float *grads)
+{
+    gb_pass_t pass = s_pass(m, wk, b0, nb, grads);
+    for (int i = m->n_layers - 1; i >= 0; i--) {
+        const gb_layer_t *l = &m->layers[i];
+        float *dxi = i == 0 ? dx : wk->dbuf[i % 2];
+        l->ops->backward(l, &pass, wk->cache + m->cache_off[i] * (size_t)m->sub_max,
+                         s_layer_input(m, wk, i, b0), s_layer_output(m, wk, i), dy, dxi);
+        dy = dxi;
+    }
+}
+
+static float *s_worker_grads(gb_model_t *m, s_worker_t *wk)
+{
+    if (m->threads == 1)
+        return m->grads;
+    memset(wk->grads, 0, m->n_param * sizeof(float));
+    return wk->grads;
+}
+
+static void s_region(void *arg, int w, int count)
+{
+    gb_model_t *m = arg;
+    (void)count;
+    s_worker_t *wk = &m->workers[w];
+    if (m->op == S_OP_REDUCE) {
+        /* grads[range] += sum over workers in fixed order: deterministic. */
+        size_t begin = m->n_param * (size_t)w / (size_t)m->threads;
+        size_t end = m->n_param * (size_t)(w + 1) / (size_t)m->threads;
+        for (int k = 0; k < m->threads; k++) {
+            const float *src = m->workers[k].grads;
+            for (size_t j = begin; j < end; j++)
+                m->grads[j] += src[j];
+        }
+        return;
+    }
+    int b0, b1;
+    s_slice(m, w, &b0, &b1);
+    int nb = b1 - b0;
+    wk->loss = 0.0;
+    if (nb == 0) {
+        if (wk->grads && m->op != S_OP_FORWARD)
+            memset(wk->grads, 0, m->n_param * sizeof(float));
+        return;
+    }
+    const float *logits = s_layer_output(m, wk, m->n_layers - 1);
+    switch (m->op) {
+    case S_OP_FORWARD:
+        s_forward_worker(m, wk, b0, nb);
+        if (m->outp)
+            memcpy(m->outp + (size_t)b0 * m->out_size, logits,
+                   (size_t)nb * m->out_size * sizeof(float));
+        break;
+    case S_OP_BACKWARD: {
+        float *grads = m->accumulate ? s_worker_grads(m, wk) : NULL;
+        float *dx = m->dx ? m->dx + (size_t)b0 * m->in_size : NULL;
+        s_backward_worker(m, wk, b0, nb, m->dout + (size_t)b0 * m->out_size, dx, grads);
+        break;
+    }
+    case S_OP_TRAIN: {
+        s_forward_worker(m, wk, b0, nb);
+        if (m->outp)
+            memcpy(m->outp + (size_t)b0 * m->out_size, logits,
+                   (size_t)nb * m->out_size * sizeof(float));
+        /* The loss gradient must not alias the last layer's dx buffer. */
+        float *dlogits = wk->dbuf[m->n_layers % 2];
+        float scale = 1.0f / (float)m->batch;
+        if (m->target->kind == GB_LOSS_SOFTMAX_CE)
+            wk->loss = gb_loss_softmax_ce(logits, m->target->labels + b0, nb, (int)m->out_size,
+                                          scale, dlogits);
+        else
+            wk->loss = gb_loss_mse(logits, m->target->values + (size_t)b0 * m->out_size, nb,
+                                   (int)m->out_size, scale, dlogits);
+        s_backward_worker(m, wk, b0, nb, dlogits, NULL, s_worker_grads(m, wk));
+        break;
+    }
+    case S_OP_REDUCE:
+        break;
+    }
+}
+
+static int s_check_batch(const gb_model_t *m, int batch, gb_error_t *err)
+{
+    if (!m->workers)
+        return gb_error_set(err, GB_EINVAL, "model not planned: call gb_model_plan first");
+    if (batch < 1 || batch > m->max_batch)
+        return gb_error_set(err, GB_ESHAPE, "batch %d out of range: planned for 1..%d", batch,
+                            m->max_batch);
+    return 0;
+}
+
+static void s_run(gb_model_t *m, s_op_t op)
+{
+    m->op = op;
+    gb_pool_run(m->pool, s_region, m);
+}
+
+static void s_reduce(gb_model_t *m)
+{
+    if (m->threads > 1)
+        s_run(m, S_OP_REDUCE);
+}
+
+int gb_model_forward(gb_model_t *m, const float *x, int batch, float *out, gb_error_t *err)
+{
+    int rc = s_check_batch(m, batch, err);
+    if (rc)
+        return rc;
+    m->batch = batch;
+    m->x = x;
+    m->outp = out;
+    s_run(m, S_OP_FORWARD);
+    m->fwd_batch = batch;
+    return 0;
+}
+
+int gb_model_backward(gb_model_t *m, const float *dout, int batch, float *dx,
+                      bool accumulate_grads, gb_error_t *err)
+{
+    int rc = s_check_batch(m, batch, err);
+    if (rc)
+        return rc;
+    if (m->fwd_batch != batch)
+        return gb_error_set(err, GB_ESHAPE,
+                            "backward of batch %d does not match the last forward (batch %d)",
+                            batch, m->fwd_batch);
+    m->batch = batch;
+    m->dout = dout;
+    m->dx = dx;
+    m->accumulate = accumulate_grads;
+    s_run(m, S_OP_BACKWARD);
+    if (accumulate_grads)
+        s_reduce(m);
+    return 0;
+}
+
+int gb_model_train_step(gb_model_t *m, const float *x, const gb_target_t *target, int batch,
+                        double *loss, float *logits, gb_error_t *err)
+{
+    int rc = s_check_batch(m, batch, err);
+    if (rc)
+        return rc;
+    if (target->kind == GB_LOSS_SOFTMAX_CE) {
+        for (int i = 0; i < batch; i++)
+            if (target->labels[i] < 0 || (size_t)target->labels[i] >= m->out_size)
+                return gb_error_set(err, GB_ERANGE, "label %d of sample %d outside 0..%zu",
+                                    target->labels[i], i, m->out_size - 1);
+    }
+    memset(m->grads, 0, m->n_param * sizeof(float));
+    m->batch = batch;
+    m->x = x;
+    m->outp = logits;
+    m->target = target;
+    s_run(m, S_OP_TRAIN);
+    s_reduce(m);
+    m->fwd_batch = batch;
+    double sum = 0.0;
+    for (int w = 0; w < m->threads; w++)
+        sum += m->workers[w].loss;
+    if (loss)
+        *loss = sum / batch;
+    return 0;
+}
+
+size_t gb_model_param_count(const gb_model_t *m)
+{
+    return m->n_param;
+}
+
+float *gb_model_params(gb_model_t *m)
+{
+    return m->params;
+}
+
+float *gb_model_grads(gb_model_t *m)
+{
+    return m->grads;
+}
+
+const gb_spec_t *gb_model_spec(const gb_model_t *m)
+{
+    return m->spec;
+}
+
+gb_shape_t gb_model_input_shape(const gb_model_t *m)
+{
+    return m->in;
+}
+
+gb_shape_t gb_model_output_shape(const gb_model_t *m)
+{
+    return m->out;
+}
+
+int gb_model_max_batch(const gb_model_t *m)
+{
+    return m->max_batch;
+}
+
+int gb_model_threads(const gb_model_t *m)
+{
+    return m->threads;
+}
+
+double gb_model_flops_per_sample(const gb_model_t *m)
+{
+    double total = 0.0;
+    for (int i = 0; i < m->n_layers; i++)
+        if (m->layers[i].ops->flops)
+            total += m->layers[i].ops->flops(&m->layers[i]);
+    return total;
+}
+
+int gb_model_layer_count(const gb_model_t *m)
+{
+    return m->n_layers;
+}
+
+int gb_model_layer_info(const gb_model_t *m, int i, gb_layer_kind_t *kind, size_t *param_off,
+                        size_t *param_len)
+{
+    if (i < 0 || i >= m->n_layers)
+        return GB_EINVAL;
+    if (kind)
+        *kind = m->layers[i].cfg.kind;
+    if (param_off)
+        *param_off = m->layers[i].param_off;
+    if (param_len)
+        *param_len = m->layers[i].param_len;
+    return 0;
+}

@@ -1,0 +1,172 @@
+/* Training and evaluation loops over a caller's batch source. Buffers for one
+ * batch (inputs, labels or targets, outputs) and the epoch's permutation are
+ * allocated once per call; the steps themselves never allocate. */
+#include "engine/train.h"
+#include "util/alloc.h"
+#include "util/rng.h"
+
+#include <math.h>
+#include <time.h>
+
+typedef struct {
+    int32_t *order;  /* sample order for the epoch */
+    float *x;        /* batch inputs */
+    int32_t *labels; /* batch labels */
+    float *values;   /* batch regression targets */
+    float *out;      /* batch outputs */
+} s_buffers_t;
+
+static double s_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static void s_free(s_buffers_t *b)
+{
+    gb_free(b->order);
+    gb_free_aligned(b->x);
+    gb_free(b->labels);
+    gb_free_aligned(b->values);
+    gb_free_aligned(b->out);
+}
+
+static int s_alloc(gb_model_t *m, const gb_batches_t *data, int batch, s_buffers_t *b,
+                   gb_error_t *err)
+{
+    gb_shape_t in = gb_model_input_shape(m), out = gb_model_output_shape(m);
+    size_t in_size = gb_shape_size(&in), out_size = gb_shape_size(&out);
+    b->order = gb_malloc((size_t)data->n * sizeof *b->order);
+    b->x = gb_alloc_aligned((size_t)batch * in_size * sizeof(float));
+    b->labels = gb_malloc((size_t)batch * sizeof *b->labels);
+    b->values = gb_alloc_aligned((size_t)batch * out_size * sizeof(float));
+    b->out = gb_alloc_aligned((size_t)batch * out_size * sizeof(float));
+    if (!b->order || !b->x || !b->labels || !b->values || !b->out) {
+        s_free(b);
+        return gb_error_set(err, GB_ENOMEM, "out of memory for batch buffers");
+    }
+    for (int64_t i = 0; i < data->n; i++)
+        b->order[i] = (int32_t)i;
+    return 0;
+}
+
+static int s_check(gb_model_t *m, const gb_batches_t *data, int batch, gb_error_t *err)
+{
+    if (!data || !data->fill || data->n < 1 || data->n > INT32_MAX)
+        return gb_error_set(err, GB_EINVAL, "no samples to train or evaluate on");
+    if (batch < 1 || batch > gb_model_max_batch(m))
+        return gb_error_set(err, GB_ESHAPE, "batch %d out of range: model planned for 1..%d",
+                            batch, gb_model_max_batch(m));
+    return 0;
+}
+
+/* Counts rows whose largest output is the label (first maximum wins). */
+static int s_correct(const float *out, const int32_t *labels, int rows, int classes)
+{
+    int correct = 0;
+    for (int r = 0; r < rows; r++) {
+        const float *z = out + (size_t)r * classes;
+        int best = 0;
+        for (int c = 1; c < classes; c++)
+            if (z[c] > z[best])
+                best = c;
+        correct += best == labels[r];
+    }
+    return correct;
+}
+
+int gb_train_epoch(gb_model_t *m, gb_optim_t *optim, const gb_batches_t *data,
+                   const gb_train_cfg_t *cfg, gb_epoch_stats_t *stats, gb_error_t *err)
+{
+    int rc = s_check(m, data, cfg->batch, err);
+    if (rc)
+        return rc;
+    s_buffers_t b = {0};
+    if ((rc = s_alloc(m, data, cfg->batch, &b, err)))
+        return rc;
+    gb_shape_t out = gb_model_output_shape(m);
+    int classes = (int)gb_shape_size(&out);
+    gb_rng_t rng;
+    gb_rng_seed(&rng, cfg->seed, 0x5348554646ULL + (uint64_t)cfg->epoch);
+    gb_rng_shuffle(&rng, b.order, data->n);
+    gb_target_t target = {.kind = data->loss, .labels = b.labels, .values = b.values};
+    double t0 = s_now(), loss_sum = 0.0;
+    int64_t done = 0, correct = 0;
+    long step = 0;
+    while (done < data->n) {
+        int n = (int)(data->n - done < cfg->batch ? data->n - done : cfg->batch);
+        if ((rc = data->fill(data->source, b.order + done, n, b.x, b.labels, b.values, err)))
+            goto out;
+        gb_model_set_train(m, true, gb_hash2(cfg->seed, ((uint64_t)cfg->epoch << 32) + step));
+        double loss = 0.0;
+        if ((rc = gb_model_train_step(m, b.x, &target, n, &loss, b.out, err)))
+            goto out;
+        if (!isfinite(loss)) {
+            rc = gb_error_set(err, GB_ERANGE,
+                              "training diverged: loss is %g at sample %lld of epoch %d (lower "
+                              "the learning rate)",
+                              loss, (long long)done, cfg->epoch);
+            goto out;
+        }
+        gb_optim_step(optim, gb_model_params(m), gb_model_grads(m));
+        loss_sum += loss * n;
+        if (data->loss == GB_LOSS_SOFTMAX_CE)
+            correct += s_correct(b.out, b.labels, n, classes);
+        done += n;
+        step++;
+        if (cfg->progress)
+            cfg->progress(cfg->progress_arg, done, data->n, loss_sum / (double)done);
+    }
+    stats->samples = done;
+    stats->mean_loss = loss_sum / (double)done;
+    stats->accuracy = data->loss == GB_LOSS_SOFTMAX_CE ? (double)correct / (double)done : 0.0;
+    stats->seconds = s_now() - t0;
+out:
+    gb_model_set_train(m, false, 0);
+    s_free(&b);
+    return rc;
+}
+
+int gb_evaluate(gb_model_t *m, const gb_batches_t *data, int batch, gb_epoch_stats_t *stats,
+                gb_error_t *err)
+{
+    int rc = s_check(m, data, batch, err);
+    if (rc)
+        return rc;
+    s_buffers_t b = {0};
+    if ((rc = s_alloc(m, data, batch, &b, err)))
+        return rc;
+    gb_shape_t out = gb_model_output_shape(m);
+    int classes = (int)gb_shape_size(&out);
+    gb_model_set_train(m, false, 0);
+    double t0 = s_now(), loss_sum = 0.0;
+    int64_t done = 0, correct = 0;
+    while (done < data->n) {
+        int n = (int)(data->n - done < batch ? data->n - done : batch);
+        if ((rc = data->fill(data->source, b.order + done, n, b.x, b.labels, b.values, err)))
+            goto out;
+        if ((rc = gb_model_forward(m, b.x, n, b.out, err)))
+            goto out;
+        if (data->loss == GB_LOSS_SOFTMAX_CE) {
+            for (int i = 0; i < n; i++)
+                if (b.labels[i] < 0 || b.labels[i] >= classes) {
+                    rc = gb_error_set(err, GB_ERANGE, "label %d of sample %lld outside 0..%d",
+                                      b.labels[i], (long long)(done + i), classes - 1);
+                    goto out;
+                }
+            loss_sum += gb_loss_softmax_ce(b.out, b.labels, n, classes, 1.0f, NULL);
+            correct += s_correct(b.out, b.labels, n, classes);
+        } else {
+            loss_sum += gb_loss_mse(b.out, b.values, n, classes, 1.0f, NULL);
+        }
+        done += n;
+    }
+    stats->samples = done;
+    stats->mean_loss = loss_sum / (double)done;
+    stats->accuracy = data->loss == GB_LOSS_SOFTMAX_CE ? (double)correct / (double)done : 0.0;
+    stats->seconds = s_now() - t0;
+out:
+    s_free(&b);
+    return rc;
+}
