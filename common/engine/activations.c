@@ -72,3 +72,24 @@ void gb_vec_relu(const float *restrict x, float *restrict y, size_t n)
     for (size_t i = 0; i < n; i++)
         y[i] = x[i] < 0.0f ? 0.0f : x[i]; /* NaN passes through */
 }
+
+void gb_vec_relu_backward(const float *restrict y, const float *restrict dy, float *restrict dx,
+                          size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
+}
+
+void gb_vec_tanh_backward(const float *restrict y, const float *restrict dy, float *restrict dx,
+                          size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        dx[i] = dy[i] * (1.0f - y[i] * y[i]);
+}
+
+void gb_vec_sigmoid_backward(const float *restrict y, const float *restrict dy,
+                             float *restrict dx, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        dx[i] = dy[i] * y[i] * (1.0f - y[i]);
+}

@@ -21,4 +21,13 @@ void gb_vec_tanh(const float *x, float *y, size_t n);
 /* y[i] = max(x[i], 0); NaN stays NaN. */
 void gb_vec_relu(const float *x, float *y, size_t n);
 
+/* dx[i] = y[i] > 0 ? dy[i] : 0 (ReLU's backward from its output). */
+void gb_vec_relu_backward(const float *y, const float *dy, float *dx, size_t n);
+
+/* dx[i] = dy[i] * (1 - y[i]^2) (tanh's backward from its output). */
+void gb_vec_tanh_backward(const float *y, const float *dy, float *dx, size_t n);
+
+/* dx[i] = dy[i] * y[i] * (1 - y[i]) (sigmoid's backward from its output). */
+void gb_vec_sigmoid_backward(const float *y, const float *dy, float *dx, size_t n);
+
 #endif

@@ -96,7 +96,10 @@ static void s_im2col(const s_dims_t *d, int B, const float *x, float *cols)
                         }
                         const float *src = plane + (size_t)ih * d->W;
                         if (d->S == 1 && d->PAD == 0) {
-                            memcpy(o, src + kj, (size_t)d->OW * sizeof(float));
+                            /* A loop, not memcpy: rows are short (24 floats in LeNet). */
+                            const float *s = src + kj;
+                            for (int ow = 0; ow < d->OW; ow++)
+                                o[ow] = s[ow];
                             continue;
                         }
                         for (int ow = 0; ow < d->OW; ow++) {
@@ -191,13 +194,8 @@ static void s_backward(const gb_layer_t *l, const gb_pass_t *pass, const float *
         /* dW[OC x KK] += dY'[OC x N] . cols^T[N x KK] */
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, d.OC, d.KK, N, 1.0f, dYp, N, cols, N,
                     1.0f, dW, d.KK);
-        for (int oc = 0; oc < d.OC; oc++) {
-            const float *row = dYp + (size_t)oc * N;
-            float s = 0.0f;
-            for (int j = 0; j < N; j++)
-                s += row[j];
-            db[oc] += s;
-        }
+        for (int oc = 0; oc < d.OC; oc++)
+            db[oc] += gb_layer_sum(dYp + (size_t)oc * N, (size_t)N);
     }
     if (dx) {
         /* dcols[KK x N] = W^T[KK x OC] . dY'[OC x N] */

@@ -19,3 +19,16 @@ int gb_layer_require_image(const gb_layer_t *l, gb_error_t *err)
     }
     return 0;
 }
+
+float gb_layer_sum(const float *x, size_t n)
+{
+    float acc[8] = {0};
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int k = 0; k < 8; k++)
+            acc[k] += x[i + k];
+    float s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+    for (; i < n; i++)
+        s += x[i];
+    return s;
+}

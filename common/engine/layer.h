@@ -79,6 +79,9 @@ extern const gb_layer_ops_t gb_dropout_ops;
 /* Shared helpers for layers. */
 /* Fills n floats uniformly in [-bound, bound). */
 void gb_layer_fill_uniform(float *p, size_t n, float bound, gb_rng_t *rng);
+/* Sum of n floats in 8 interleaved partial sums (vectorises; the order is
+ * fixed, so the result is deterministic). */
+float gb_layer_sum(const float *x, size_t n);
 /* Requires an image-shaped (C, H, W) input; error names the spec line. */
 int gb_layer_require_image(const gb_layer_t *l, gb_error_t *err);
 

@@ -114,6 +114,23 @@ void gb_model_destroy(gb_model_t **model)
     *model = NULL;
 }
 
+/* relu followed by maxpool runs as maxpool followed by relu: max commutes
+ * with a non-decreasing function, so outputs and gradients are the same, and
+ * the relu then touches a quarter of the values (a 2x2 pool after a conv is
+ * the common case). Neither has parameters, so the flat layout is unchanged. */
+static void s_reorder(gb_model_t *m)
+{
+    for (int i = 0; i + 1 < m->n_layers; i++) {
+        gb_layer_cfg_t *a = &m->layers[i].cfg, *b = &m->layers[i + 1].cfg;
+        if (a->kind == GB_LAYER_RELU && b->kind == GB_LAYER_MAXPOOL2D) {
+            gb_layer_cfg_t t = *a;
+            *a = *b;
+            *b = t;
+            i++;
+        }
+    }
+}
+
 gb_model_t *gb_model_new(const char *spec_or_preset, gb_error_t *err)
 {
     gb_model_t *m = gb_calloc(1, sizeof *m);
@@ -132,13 +149,15 @@ gb_model_t *gb_model_new(const char *spec_or_preset, gb_error_t *err)
         gb_error_set(err, GB_ENOMEM, "out of memory for model layers");
         goto fail;
     }
+    for (int i = 0; i < m->n_layers; i++)
+        m->layers[i].cfg = m->spec->layers[i];
+    s_reorder(m);
     gb_shape_t shape = m->spec->input;
     m->in = shape;
     m->in_size = gb_shape_size(&shape);
     m->io_max = m->in_size;
     for (int i = 0; i < m->n_layers; i++) {
         gb_layer_t *l = &m->layers[i];
-        l->cfg = m->spec->layers[i];
         l->ops = gb_layer_ops(l->cfg.kind);
         if (!l->ops) {
             gb_error_set(err, GB_ESPEC, "spec line %d: layer '%s' is not supported",

@@ -33,9 +33,7 @@ static void s_relu_backward(const gb_layer_t *l, const gb_pass_t *pass, const fl
     (void)x;
     if (!dx)
         return;
-    size_t n = s_count(l, pass);
-    for (size_t i = 0; i < n; i++)
-        dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
+    gb_vec_relu_backward(y, dy, dx, s_count(l, pass));
 }
 
 static void s_tanh_forward(const gb_layer_t *l, const gb_pass_t *pass, float *cache,
@@ -52,9 +50,7 @@ static void s_tanh_backward(const gb_layer_t *l, const gb_pass_t *pass, const fl
     (void)x;
     if (!dx)
         return;
-    size_t n = s_count(l, pass);
-    for (size_t i = 0; i < n; i++)
-        dx[i] = dy[i] * (1.0f - y[i] * y[i]);
+    gb_vec_tanh_backward(y, dy, dx, s_count(l, pass));
 }
 
 static void s_sigmoid_forward(const gb_layer_t *l, const gb_pass_t *pass, float *cache,
@@ -71,9 +67,7 @@ static void s_sigmoid_backward(const gb_layer_t *l, const gb_pass_t *pass, const
     (void)x;
     if (!dx)
         return;
-    size_t n = s_count(l, pass);
-    for (size_t i = 0; i < n; i++)
-        dx[i] = dy[i] * y[i] * (1.0f - y[i]);
+    gb_vec_sigmoid_backward(y, dy, dx, s_count(l, pass));
 }
 
 static int s_flatten_plan(gb_layer_t *l, gb_error_t *err)

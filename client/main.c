@@ -1,0 +1,35 @@
+/* glassbox-client: the edge daemon and its local commands. For now the local
+ * commands (train, eval); the federation daemon joins them in a later issue. */
+#include "commands.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static void s_usage(FILE *f)
+{
+    fprintf(f, "usage: glassbox-client <command> [options]\n\n"
+               "commands:\n"
+               "  train   train a model on local data, evaluating after each epoch\n"
+               "  eval    evaluate a saved model file on a dataset's test split\n"
+               "\n'glassbox-client <command> --help' describes a command's options.\n");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        s_usage(stderr);
+        return 2;
+    }
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
+        s_usage(stdout);
+        return 0;
+    }
+    if (strcmp(cmd, "train") == 0)
+        return gb_cmd_train(argc - 2, argv + 2);
+    if (strcmp(cmd, "eval") == 0)
+        return gb_cmd_eval(argc - 2, argv + 2);
+    fprintf(stderr, "glassbox-client: unknown command '%s'\n", cmd);
+    s_usage(stderr);
+    return 2;
+}

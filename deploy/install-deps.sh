@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Installs, with apt-get, every Debian 12 package that Glassbox's build, tests
+# and benchmarks use. Idempotent: installs only what is missing, and runs
+# `apt-get update` only when something is. Run as root.
+set -euo pipefail
+
+packages=(
+  # build
+  build-essential cmake pkg-config clang
+  # libraries
+  libzmq3-dev libprotobuf-c-dev protobuf-c-compiler libssl-dev
+  libopenblas-dev libopenblas-pthread-dev zlib1g-dev libpng-dev
+  # tests
+  libcmocka-dev python3 python3-numpy python3-torch
+  # data
+  dataset-fashion-mnist
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "install-deps: all ${#packages[@]} packages present"
+  exit 0
+fi
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "install-deps: missing ${missing[*]}; run as root to install them" >&2
+  exit 1
+fi
+echo "install-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -q
+apt-get install -y -q --no-install-recommends "${missing[@]}"
