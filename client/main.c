@@ -11,6 +11,7 @@ static void s_usage(FILE *f)
                "commands:\n"
                "  train   train a model on local data, evaluating after each epoch\n"
                "  eval    evaluate a saved model file on a dataset's test split\n"
+               "  inspect check a model file and print what it holds\n"
                "\n'glassbox-client <command> --help' describes a command's options.\n");
 }
 
@@ -29,6 +30,8 @@ int main(int argc, char **argv)
         return gb_cmd_train(argc - 2, argv + 2);
     if (strcmp(cmd, "eval") == 0)
         return gb_cmd_eval(argc - 2, argv + 2);
+    if (strcmp(cmd, "inspect") == 0)
+        return gb_cmd_inspect(argc - 2, argv + 2);
     fprintf(stderr, "glassbox-client: unknown command '%s'\n", cmd);
     s_usage(stderr);
     return 2;

@@ -1,0 +1,196 @@
+#!/usr/bin/python3
+"""Command-line tests of glassbox-client and glassbox-coordinator.
+
+Runs the real binaries: exit codes and messages for bad flags and values,
+--help on every command, JSON output of train, save -> inspect -> eval round
+trips, refusal of damaged model files and bad spec files, and determinism of a
+seeded run. Usage: test_cli.py BUILD_DIR. Needs Debian's dataset-fashion-mnist.
+"""
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import unittest
+
+BUILD = sys.argv.pop(1) if len(sys.argv) > 1 else "build"
+CLIENT = os.path.join(BUILD, "glassbox-client")
+COORD = os.path.join(BUILD, "glassbox-coordinator")
+DATA = "/usr/share/datasets/fashion-mnist"
+
+
+def run(*args, check_rc=None):
+    p = subprocess.run(list(args), capture_output=True, text=True, timeout=600)
+    if check_rc is not None and p.returncode != check_rc:
+        raise AssertionError(f"{args}: exit {p.returncode}, want {check_rc}\n"
+                             f"stdout: {p.stdout}\nstderr: {p.stderr}")
+    return p
+
+
+def train(*extra):
+    args = ["--limit", "600", "--batch", "32", "--threads", "2", *extra]
+    if "--epochs" not in extra:
+        args += ["--epochs", "1"]
+    return run(CLIENT, "train", *args)
+
+
+class Usage(unittest.TestCase):
+    def test_help_everywhere(self):
+        for cmd in ([CLIENT, "--help"], [CLIENT, "train", "--help"], [CLIENT, "eval", "--help"],
+                    [CLIENT, "inspect", "--help"], [COORD, "--help"]):
+            p = run(*cmd, check_rc=0)
+            self.assertIn("usage:", p.stdout)
+
+    def test_no_command(self):
+        self.assertEqual(run(CLIENT).returncode, 2)
+        self.assertEqual(run(COORD).returncode, 2)
+
+    def test_unknown_command(self):
+        p = run(CLIENT, "frobnicate", check_rc=2)
+        self.assertIn("unknown command 'frobnicate'", p.stderr)
+
+    def test_unknown_flag(self):
+        p = run(CLIENT, "train", "--bogus", "1", check_rc=2)
+        self.assertIn("unknown option '--bogus'", p.stderr)
+
+    def test_bad_values(self):
+        cases = [
+            (["--epochs", "x"], "--epochs: expected an integer in 1..100000, got 'x'"),
+            (["--epochs", "0"], "--epochs: expected an integer"),
+            (["--batch", "-3"], "--batch: expected an integer"),
+            (["--lr", "-1"], "--lr: expected a number"),
+            (["--lr", "nan"], "--lr: expected a number"),
+            (["--optimizer", "rmsprop"], "--optimizer: expected one of sgd|adam, got 'rmsprop'"),
+            (["--seed", "-1"], "--seed: expected a non-negative integer"),
+            (["--threads", "1000"], "--threads: expected an integer in 1..256"),
+            (["--epochs"], "--epochs needs a value"),
+            (["--json=1"], "--json takes no value"),
+            (["--epochs", "1", "--epochs", "2"], "--epochs given twice"),
+            (["stray"], "unexpected argument 'stray'"),
+        ]
+        for args, msg in cases:
+            with self.subTest(args=args):
+                p = run(CLIENT, "train", *args, check_rc=2)
+                self.assertIn(msg, p.stderr)
+
+    def test_eval_requires_model_file(self):
+        p = run(CLIENT, "eval", check_rc=2)
+        self.assertIn("--model-file is required", p.stderr)
+
+
+@unittest.skipUnless(os.path.isdir(DATA), "dataset-fashion-mnist not installed")
+class Training(unittest.TestCase):
+    def setUp(self):
+        self.tmp = tempfile.TemporaryDirectory()
+        self.dir = self.tmp.name
+
+    def tearDown(self):
+        self.tmp.cleanup()
+
+    def path(self, name):
+        return os.path.join(self.dir, name)
+
+    def test_json_lines(self):
+        p = train("--epochs", "2", "--json")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        lines = [json.loads(l) for l in p.stdout.splitlines()]
+        self.assertEqual(len(lines), 3)
+        for e, line in enumerate(lines[:2], 1):
+            for key in ("epoch", "samples_per_s", "train_loss", "test_loss", "test_accuracy",
+                        "seconds"):
+                self.assertIn(key, line)
+            self.assertEqual(line["epoch"], e)
+            self.assertGreater(line["samples_per_s"], 0)
+            self.assertTrue(0.0 <= line["test_accuracy"] <= 1.0)
+        self.assertLess(lines[1]["train_loss"], lines[0]["train_loss"] + 0.5)
+        self.assertGreater(lines[2]["peak_rss_kb"], 1000)
+
+    def test_plain_lines(self):
+        p = train("--epochs", "2")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn("epoch 1/2", p.stdout)
+        self.assertIn("epoch 2/2", p.stdout)
+        self.assertIn("test loss", p.stdout)
+
+    def test_save_inspect_eval(self):
+        model = self.path("m.gbm")
+        p = train("--json", "--save", model, "--optimizer", "adam", "--lr", "0.001")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        trained = json.loads(p.stdout.splitlines()[0])
+        info = json.loads(run(CLIENT, "inspect", "--model-file", model, "--json",
+                              check_rc=0).stdout)
+        self.assertEqual(info["parameters"], 80202)
+        self.assertEqual(info["metadata"]["dataset"], "fashion-mnist")
+        self.assertIn("conv 16 5", info["spec"])
+        ev = json.loads(run(CLIENT, "eval", "--model-file", model, "--limit", "600", "--json",
+                            check_rc=0).stdout.splitlines()[0])
+        self.assertAlmostEqual(ev["test_accuracy"], trained["test_accuracy"], places=6)
+        self.assertAlmostEqual(ev["test_loss"], trained["test_loss"], places=4)
+
+    def test_continue_from_model_file(self):
+        model = self.path("m.gbm")
+        train("--save", model)
+        p = run(CLIENT, "train", "--model", model, "--limit", "600", "--json", check_rc=0)
+        self.assertIn("test_accuracy", p.stdout)
+
+    def test_damaged_model_files(self):
+        model = self.path("m.gbm")
+        train("--save", model)
+        good = open(model, "rb").read()
+        cases = {
+            "truncated": good[: len(good) // 2],
+            "tampered": good[:-200] + bytes([good[-200] ^ 0x40]) + good[-199:],
+            "empty": b"",
+            "garbage": bytes(range(256)) * 4,
+        }
+        for name, data in cases.items():
+            with self.subTest(name=name):
+                bad = self.path(name + ".gbm")
+                open(bad, "wb").write(data)
+                p = run(CLIENT, "eval", "--model-file", bad, "--limit", "10")
+                self.assertEqual(p.returncode, 1, p.stderr)
+                self.assertIn(bad, p.stderr)
+        p = run(CLIENT, "eval", "--model-file", self.path("missing.gbm"))
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("missing.gbm", p.stderr)
+
+    def test_spec_files(self):
+        spec = self.path("net.spec")
+        open(spec, "w").write("input 1 28 28\nflatten\ndense 32\ntanh\ndropout 0.1\ndense 10\n")
+        p = train("--model", spec, "--json")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        open(spec, "w").write("input 1 28 28\nconv 8\nflatten\ndense 10\n")
+        p = train("--model", spec)
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("spec line 2: conv expects out_channels kernel", p.stderr)
+        open(spec, "w").write("input 1 28 28\nconv 8 30\nflatten\ndense 10\n")
+        p = train("--model", spec)
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("spec line 2: conv kernel 30 larger than the padded input 28x28", p.stderr)
+        open(spec, "w").write("input 1 28 28\nflatten\ndense 7\n")
+        p = train("--model", spec)
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("7 outputs but fashion-mnist has 10 classes", p.stderr)
+
+    def test_bad_dataset(self):
+        p = train("--data", "idx:/nonexistent")
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("/nonexistent", p.stderr)
+        p = train("--data", "imagenet")
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("imagenet", p.stderr)
+
+    def test_same_seed_same_parameters(self):
+        digests = []
+        for run_no, seed in enumerate((7, 7, 8)):
+            model = self.path(f"r{run_no}.gbm")
+            train("--seed", str(seed), "--save", model, "--model", "mlp")
+            info = json.loads(run(CLIENT, "inspect", "--model-file", model, "--json",
+                                  check_rc=0).stdout)
+            digests.append(info["params_sha256"])
+        self.assertEqual(digests[0], digests[1])
+        self.assertNotEqual(digests[0], digests[2])
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
