@@ -1,0 +1,416 @@
+/* Datasets in memory and their batch gatherer. Loading an IDX split reads the
+ * images file straight into the buffer the dataset keeps (the IDX payload
+ * is the pixel array: no copy, one 47 MB allocation for Fashion-MNIST train),
+ * widens the labels to int32 and checks that the two files describe the same
+ * samples. gb_dataset_fill is the per-batch hot path: one pass over the
+ * requested rows, uint8 -> float with restrict pointers so the compiler
+ * vectorises it, no allocation. */
+#include "data/dataset.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "data/idx.h"
+#include "util/alloc.h"
+#include "util/log.h"
+
+#define S_PATH_MAX 4096
+
+static int s_fail(gb_error_t *err, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Logs bad outside input as a warning and stores the message in err. */
+static int s_fail(gb_error_t *err, int code, const char *fmt, ...)
+{
+    char msg[GB_ERROR_MSG_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (code != GB_ENOMEM)
+        gb_log_warn("%s", msg);
+    return gb_error_set(err, code, "%s", msg);
+}
+
+const char *gb_split_name(gb_split_t split)
+{
+    return split == GB_SPLIT_TEST ? "test" : "train";
+}
+
+size_t gb_dataset_sample_size(const gb_dataset_t *ds)
+{
+    return gb_shape_size(&ds->shape);
+}
+
+void gb_dataset_destroy(gb_dataset_t **ds)
+{
+    if (!ds || !*ds)
+        return;
+    gb_dataset_t *d = *ds;
+    gb_free(d->pixels);
+    gb_free(d->features);
+    gb_free(d->labels);
+    gb_free(d->name);
+    gb_free(d);
+    *ds = NULL;
+}
+
+/* A dataset with a copy of `name` and nothing else allocated. */
+static gb_dataset_t *s_shell(const char *name, gb_error_t *err)
+{
+    gb_dataset_t *ds = gb_calloc(1, sizeof *ds);
+    if (!ds) {
+        gb_error_set(err, GB_ENOMEM, "out of memory for a dataset");
+        return NULL;
+    }
+    size_t len = strlen(name);
+    ds->name = gb_malloc(len + 1);
+    if (!ds->name) {
+        gb_free(ds);
+        gb_error_set(err, GB_ENOMEM, "out of memory for a dataset");
+        return NULL;
+    }
+    memcpy(ds->name, name, len + 1);
+    return ds;
+}
+
+/* Checks n and shape and allocates labels and pixels or features (zeroed
+ * when `zero`) into *out. */
+static int s_new(const char *name, int64_t n, const gb_shape_t *shape, int n_classes,
+                 bool features, bool zero, gb_dataset_t **out, gb_error_t *err)
+{
+    *out = NULL;
+    if (!name || !shape)
+        return gb_error_set(err, GB_EINVAL, "dataset: NULL name or shape");
+    if (n < 0 || n > INT32_MAX)
+        return gb_error_set(err, GB_EINVAL, "%s: %lld samples: expected 0..%d", name,
+                            (long long)n, INT32_MAX);
+    if (n_classes < 2)
+        return gb_error_set(err, GB_EINVAL, "%s: %d classes: expected at least 2", name,
+                            n_classes);
+    if (shape->rank < 1 || shape->rank > GB_SHAPE_MAX_RANK)
+        return gb_error_set(err, GB_EINVAL, "%s: shape rank %d: expected 1..%d", name,
+                            shape->rank, GB_SHAPE_MAX_RANK);
+    size_t size = 1;
+    for (int i = 0; i < shape->rank; i++)
+        if (shape->dim[i] < 1 || __builtin_mul_overflow(size, (size_t)shape->dim[i], &size))
+            return gb_error_set(err, GB_EINVAL, "%s: bad shape dimension %d", name,
+                                shape->dim[i]);
+    size_t elem = features ? sizeof(float) : 1, row, bytes;
+    if (__builtin_mul_overflow(size, elem, &row) ||
+        __builtin_mul_overflow(row, (size_t)n, &bytes))
+        return gb_error_set(err, GB_ERANGE, "%s: %lld samples of %zu values overflow memory",
+                            name, (long long)n, size);
+    gb_dataset_t *ds = s_shell(name, err);
+    if (!ds)
+        return GB_ENOMEM;
+    ds->n = n;
+    ds->shape = *shape;
+    for (int i = shape->rank; i < GB_SHAPE_MAX_RANK; i++)
+        ds->shape.dim[i] = 1;
+    ds->n_classes = n_classes;
+    ds->scale = features ? 1.0f : 1.0f / 255.0f;
+    ds->labels = zero ? gb_calloc((size_t)n, sizeof(int32_t))
+                      : gb_malloc((size_t)n * sizeof(int32_t));
+    void *buf = zero ? gb_calloc(bytes, 1) : gb_malloc(bytes);
+    if (features)
+        ds->features = buf;
+    else
+        ds->pixels = buf;
+    if (!ds->labels || !buf) {
+        gb_dataset_destroy(&ds);
+        return gb_error_set(err, GB_ENOMEM, "%s: out of memory for %lld samples (%zu bytes)",
+                            name, (long long)n, bytes);
+    }
+    *out = ds;
+    return 0;
+}
+
+gb_dataset_t *gb_dataset_new(const char *name, int64_t n, const gb_shape_t *shape, int n_classes,
+                             bool features, gb_error_t *err)
+{
+    gb_dataset_t *ds;
+    return s_new(name, n, shape, n_classes, features, true, &ds, err) == 0 ? ds : NULL;
+}
+
+/* dir/base or dir/base.gz, whichever exists (plain first), into path;
+ * GB_EIO when neither does. Logs nothing: a missing optional file is fine. */
+static int s_locate(const char *dir, const char *base, char *path, size_t cap, gb_error_t *err)
+{
+    static const char *const suffixes[2] = {"", ".gz"};
+    for (int i = 0; i < 2; i++) {
+        int len = snprintf(path, cap, "%s/%s%s", dir, base, suffixes[i]);
+        if (len < 0 || (size_t)len >= cap)
+            return gb_error_set(err, GB_EINVAL, "%s: path too long", dir);
+        if (access(path, F_OK) == 0)
+            return 0;
+    }
+    return gb_error_set(err, GB_EIO, "%s: neither %s nor %s.gz found", dir, base, base);
+}
+
+/* Finds and reads dir/base[.gz]; `path` receives the file's path. */
+static int s_read_idx(const char *dir, const char *base, char *path, gb_idx_t *idx,
+                      gb_error_t *err)
+{
+    gb_error_t local = {0};
+    int rc = s_locate(dir, base, path, S_PATH_MAX, &local);
+    if (rc) {
+        gb_log_warn("%s", local.msg);
+        return gb_error_set(err, rc, "%s", local.msg);
+    }
+    return gb_idx_read(path, idx, err);
+}
+
+static const char *s_prefix(gb_split_t split)
+{
+    return split == GB_SPLIT_TEST ? "t10k" : "train";
+}
+
+/* *max receives the largest label in the other split's labels file, or -1
+ * when that file is absent or unreadable (with a warning: this split still
+ * loads). Only running out of memory is an error. */
+static int s_other_max_label(const char *dir, gb_split_t split, int *max, gb_error_t *err)
+{
+    char base[64], path[S_PATH_MAX];
+    gb_split_t other = split == GB_SPLIT_TEST ? GB_SPLIT_TRAIN : GB_SPLIT_TEST;
+    snprintf(base, sizeof base, "%s-labels-idx1-ubyte", s_prefix(other));
+    gb_error_t local = {0};
+    *max = -1;
+    if (s_locate(dir, base, path, sizeof path, &local) != 0)
+        return 0; /* a directory with one split is fine */
+    gb_idx_t lab;
+    int rc = gb_idx_read(path, &lab, &local);
+    if (rc == GB_ENOMEM)
+        return gb_error_set(err, rc, "%s", local.msg);
+    if (rc) {
+        gb_log_warn("%s: class count taken from the %s split only", dir, gb_split_name(split));
+        return 0;
+    }
+    for (size_t i = 0; i < lab.len; i++)
+        if (lab.data[i] > *max)
+            *max = lab.data[i];
+    gb_idx_free(&lab);
+    return 0;
+}
+
+int gb_dataset_load_idx(const char *dir, gb_split_t split, int n_classes, const char *name,
+                        gb_dataset_t **out, gb_error_t *err)
+{
+    if (!out)
+        return gb_error_set(err, GB_EINVAL, "gb_dataset_load_idx: out is NULL");
+    *out = NULL;
+    if (!dir || !*dir)
+        return gb_error_set(err, GB_EINVAL, "idx: empty directory name");
+    if (split != GB_SPLIT_TRAIN && split != GB_SPLIT_TEST)
+        return gb_error_set(err, GB_EINVAL, "%s: unknown split %d", dir, (int)split);
+    if (n_classes < 0 || n_classes == 1)
+        return gb_error_set(err, GB_EINVAL, "%s: %d classes: expected 0 (infer) or >= 2", dir,
+                            n_classes);
+    struct stat st;
+    if (stat(dir, &st) != 0)
+        return s_fail(err, GB_EIO, "%s: cannot open dataset directory: %s", dir,
+                      strerror(errno));
+    if (!S_ISDIR(st.st_mode))
+        return s_fail(err, GB_EIO, "%s: not a directory", dir);
+
+    char base[64], img_path[S_PATH_MAX], lab_path[S_PATH_MAX], dname[S_PATH_MAX];
+    if (!name) {
+        int len = snprintf(dname, sizeof dname, "idx:%s", dir);
+        if (len < 0 || (size_t)len >= sizeof dname)
+            return gb_error_set(err, GB_EINVAL, "%s: path too long", dir);
+        name = dname;
+    }
+    gb_idx_t img = {0}, lab = {0};
+    gb_dataset_t *ds = NULL;
+    int rc;
+
+    snprintf(base, sizeof base, "%s-images-idx3-ubyte", s_prefix(split));
+    if ((rc = s_read_idx(dir, base, img_path, &img, err)) != 0)
+        goto cleanup;
+    if (img.ndims != 3) {
+        rc = s_fail(err, GB_EFORMAT,
+                    "%s: images file has %d dimensions, expected 3 (count x height x width)",
+                    img_path, img.ndims);
+        goto cleanup;
+    }
+    snprintf(base, sizeof base, "%s-labels-idx1-ubyte", s_prefix(split));
+    if ((rc = s_read_idx(dir, base, lab_path, &lab, err)) != 0)
+        goto cleanup;
+    if (lab.ndims != 1) {
+        rc = s_fail(err, GB_EFORMAT, "%s: labels file has %d dimensions, expected 1", lab_path,
+                    lab.ndims);
+        goto cleanup;
+    }
+    if (img.dims[0] != lab.dims[0]) {
+        rc = s_fail(err, GB_EFORMAT, "%s: %d images in %s but %d labels in %s", dir, img.dims[0],
+                    img_path, lab.dims[0], lab_path);
+        goto cleanup;
+    }
+    int64_t n = img.dims[0];
+    int max = 0;
+    for (int64_t i = 0; i < n; i++) {
+        int y = lab.data[i];
+        if (n_classes > 0 && y >= n_classes) {
+            rc = s_fail(err, GB_ERANGE, "%s: sample %lld has label %d, expected 0..%d",
+                        lab_path, (long long)i, y, n_classes - 1);
+            goto cleanup;
+        }
+        if (y > max)
+            max = y;
+    }
+    if (n_classes == 0) {
+        int other;
+        if ((rc = s_other_max_label(dir, split, &other, err)) != 0)
+            goto cleanup;
+        if (other > max)
+            max = other;
+        n_classes = max + 1 < 2 ? 2 : max + 1;
+    }
+
+    if (!(ds = s_shell(name, err))) {
+        rc = GB_ENOMEM;
+        goto cleanup;
+    }
+    ds->labels = gb_malloc((size_t)n * sizeof(int32_t));
+    if (!ds->labels) {
+        rc = gb_error_set(err, GB_ENOMEM, "%s: out of memory for %lld labels", name,
+                          (long long)n);
+        goto cleanup;
+    }
+    for (int64_t i = 0; i < n; i++)
+        ds->labels[i] = lab.data[i];
+    ds->n = n;
+    ds->shape = (gb_shape_t){.rank = 3, .dim = {1, img.dims[1], img.dims[2]}};
+    ds->pixels = img.data; /* taken over: the payload is the pixel array */
+    img.data = NULL;
+    ds->scale = 1.0f / 255.0f;
+    ds->n_classes = n_classes;
+    *out = ds;
+    ds = NULL;
+    gb_log_debug("%s: %s split, %lld samples of 1x%dx%d, %d classes", name,
+                 gb_split_name(split), (long long)n, img.dims[1], img.dims[2], n_classes);
+    rc = 0;
+
+cleanup:
+    gb_dataset_destroy(&ds);
+    gb_idx_free(&img);
+    gb_idx_free(&lab);
+    return rc;
+}
+
+int gb_dataset_load(const char *name, gb_split_t split, gb_dataset_t **out, gb_error_t *err)
+{
+    if (!out)
+        return gb_error_set(err, GB_EINVAL, "gb_dataset_load: out is NULL");
+    *out = NULL;
+    if (!name || !*name)
+        return gb_error_set(err, GB_EINVAL, "empty dataset name: expected fashion-mnist or "
+                                            "idx:DIR");
+    if (strcmp(name, "fashion-mnist") == 0) {
+        if (access(GB_FASHION_MNIST_DIR, F_OK) != 0)
+            return s_fail(err, GB_EIO,
+                          "fashion-mnist: %s not found (install the Debian package "
+                          "dataset-fashion-mnist, or give idx:DIR)",
+                          GB_FASHION_MNIST_DIR);
+        return gb_dataset_load_idx(GB_FASHION_MNIST_DIR, split, 10, name, out, err);
+    }
+    if (strncmp(name, "idx:", 4) == 0) {
+        if (!name[4])
+            return s_fail(err, GB_EINVAL, "dataset '%s': idx: needs a directory (idx:DIR)",
+                          name);
+        return gb_dataset_load_idx(name + 4, split, 0, name, out, err);
+    }
+    if (strncmp(name, "csv:", 4) == 0)
+        return s_fail(err, GB_EINVAL, "dataset '%s': csv datasets are not supported yet", name);
+    return s_fail(err, GB_EINVAL, "unknown dataset '%s': expected fashion-mnist or idx:DIR",
+                  name);
+}
+
+static inline void s_widen(float *restrict dst, const uint8_t *restrict src, size_t n,
+                           float scale)
+{
+    for (size_t k = 0; k < n; k++)
+        dst[k] = (float)src[k] * scale;
+}
+
+int gb_dataset_fill(void *source, const int32_t *idx, int n, float *x, int32_t *labels,
+                    float *values, gb_error_t *err)
+{
+    (void)values;
+    const gb_dataset_t *ds = source;
+    if (!ds || n < 0 || (n > 0 && (!idx || !x)))
+        return gb_error_set(err, GB_EINVAL, "gb_dataset_fill: bad arguments");
+    size_t size = gb_shape_size(&ds->shape);
+    const float scale = ds->scale;
+    for (int i = 0; i < n; i++) {
+        int32_t j = idx[i];
+        if (j < 0 || j >= ds->n)
+            return gb_error_set(err, GB_ERANGE, "%s: sample index %d out of range 0..%lld",
+                                ds->name, j, (long long)ds->n - 1);
+        float *dst = x + (size_t)i * size;
+        if (ds->pixels)
+            s_widen(dst, ds->pixels + (size_t)j * size, size, scale);
+        else
+            memcpy(dst, ds->features + (size_t)j * size, size * sizeof(float));
+        if (labels)
+            labels[i] = ds->labels[j];
+    }
+    return 0;
+}
+
+int gb_dataset_subset(const gb_dataset_t *ds, const int32_t *idx, int64_t n, gb_dataset_t **out,
+                      gb_error_t *err)
+{
+    if (!out)
+        return gb_error_set(err, GB_EINVAL, "gb_dataset_subset: out is NULL");
+    *out = NULL;
+    if (!ds || n < 0 || (n > 0 && !idx))
+        return gb_error_set(err, GB_EINVAL, "gb_dataset_subset: bad arguments");
+    for (int64_t i = 0; i < n; i++)
+        if (idx[i] < 0 || idx[i] >= ds->n)
+            return gb_error_set(err, GB_ERANGE,
+                                "%s: subset index %lld is sample %d, out of range 0..%lld",
+                                ds->name, (long long)i, idx[i], (long long)ds->n - 1);
+    gb_dataset_t *sub;
+    int rc = s_new(ds->name, n, &ds->shape, ds->n_classes, ds->features != NULL, false, &sub, err);
+    if (rc)
+        return rc;
+    sub->scale = ds->scale;
+    size_t size = gb_shape_size(&ds->shape);
+    for (int64_t i = 0; i < n; i++) {
+        size_t j = (size_t)idx[i];
+        if (ds->features)
+            memcpy(sub->features + (size_t)i * size, ds->features + j * size,
+                   size * sizeof(float));
+        else
+            memcpy(sub->pixels + (size_t)i * size, ds->pixels + j * size, size);
+        sub->labels[i] = ds->labels[j];
+    }
+    *out = sub;
+    return 0;
+}
+
+int gb_dataset_limit(gb_dataset_t *ds, int64_t n, gb_error_t *err)
+{
+    if (!ds || n < 0)
+        return gb_error_set(err, GB_EINVAL, "gb_dataset_limit: bad arguments (n %lld)",
+                            (long long)n);
+    if (n >= ds->n)
+        return 0;
+    size_t size = gb_shape_size(&ds->shape);
+    ds->n = n;
+    /* Shrinking cannot fail in a way that matters: on failure the old, larger
+     * block stays valid. */
+    void *p = gb_realloc(ds->labels, (size_t)n * sizeof(int32_t));
+    if (p)
+        ds->labels = p;
+    if (ds->pixels && (p = gb_realloc(ds->pixels, (size_t)n * size)) != NULL)
+        ds->pixels = p;
+    if (ds->features && (p = gb_realloc(ds->features, (size_t)n * size * sizeof(float))) != NULL)
+        ds->features = p;
+    return 0;
+}
