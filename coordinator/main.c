@@ -26,7 +26,7 @@ int main(int argc, char **argv)
         return 0;
     }
     if (strcmp(argv[1], "version") == 0 || strcmp(argv[1], "--version") == 0) {
-        printf("glassbox-coordinator %s\n", GB_VERSION);
+        printf("glassbox-coordinator %s\n", GLASSBOX_VERSION);
         return 0;
     }
     fprintf(stderr, "glassbox-coordinator: unknown command '%s'\n", argv[1]);
