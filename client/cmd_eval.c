@@ -13,14 +13,14 @@
 int gb_cmd_eval(int argc, char **argv)
 {
     const char *model_file = NULL, *data = "fashion-mnist";
-    int batch = 256, limit = 0, threads = 1;
+    int batch = 64, limit = 0, threads = 1;
     bool json = false;
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     threads = cores < 1 ? 1 : cores > 8 ? 8 : (int)cores;
     gb_arg_t opts[] = {
         {"--model-file", GB_ARG_STRING, &model_file, 0, 0, NULL, "model file written by train --save (required)", false},
         {"--data", GB_ARG_STRING, &data, 0, 0, NULL, "fashion-mnist or idx:DIR (default fashion-mnist)", false},
-        {"--batch", GB_ARG_INT, &batch, 1, 65536, NULL, "evaluation batch size (default 256)", false},
+        {"--batch", GB_ARG_INT, &batch, 1, 65536, NULL, "evaluation batch size (default 64)", false},
         {"--threads", GB_ARG_INT, &threads, 1, 256, NULL, "worker threads (default: cores, at most 8)", false},
         {"--limit", GB_ARG_INT, &limit, 1, 2147483647, NULL, "use only the first N test samples", false},
         {"--json", GB_ARG_FLAG, &json, 0, 0, NULL, "print one JSON object", false},

@@ -131,7 +131,9 @@ static void s_reorder(gb_model_t *m)
     }
 }
 
-gb_model_t *gb_model_new(const char *spec_or_preset, gb_error_t *err)
+/* Parses the spec and plans every layer's shapes and parameter slice; no
+ * parameter memory yet, so a hostile spec costs only its layer table. */
+static gb_model_t *s_build(const char *spec_or_preset, gb_error_t *err)
 {
     gb_model_t *m = gb_calloc(1, sizeof *m);
     if (!m) {
@@ -169,6 +171,11 @@ gb_model_t *gb_model_new(const char *spec_or_preset, gb_error_t *err)
             goto fail;
         l->param_off = m->n_param;
         m->n_param += l->param_len;
+        if (m->n_param > GB_MODEL_MAX_PARAMS) {
+            gb_error_set(err, GB_ESHAPE, "spec line %d: model exceeds %zu parameters",
+                         l->cfg.line, (size_t)GB_MODEL_MAX_PARAMS);
+            goto fail;
+        }
         m->act_off[i] = m->act_total;
         m->act_total += gb_shape_size(&l->out);
         m->cache_off[i] = m->cache_total;
@@ -180,16 +187,35 @@ gb_model_t *gb_model_new(const char *spec_or_preset, gb_error_t *err)
     }
     m->out = shape;
     m->out_size = gb_shape_size(&shape);
-    m->params = gb_alloc_aligned((m->n_param ? m->n_param : 1) * sizeof(float));
-    m->grads = gb_alloc_aligned((m->n_param ? m->n_param : 1) * sizeof(float));
-    if (!m->params || !m->grads) {
-        gb_error_set(err, GB_ENOMEM, "out of memory for %zu parameters", m->n_param);
-        goto fail;
-    }
     return m;
 fail:
     gb_model_destroy(&m);
     return NULL;
+}
+
+gb_model_t *gb_model_new(const char *spec_or_preset, gb_error_t *err)
+{
+    gb_model_t *m = s_build(spec_or_preset, err);
+    if (!m)
+        return NULL;
+    m->params = gb_alloc_aligned((m->n_param ? m->n_param : 1) * sizeof(float));
+    m->grads = gb_alloc_aligned((m->n_param ? m->n_param : 1) * sizeof(float));
+    if (!m->params || !m->grads) {
+        gb_error_set(err, GB_ENOMEM, "out of memory for %zu parameters", m->n_param);
+        gb_model_destroy(&m);
+        return NULL;
+    }
+    return m;
+}
+
+int gb_model_count_params(const char *spec_or_preset, size_t *n_params, gb_error_t *err)
+{
+    gb_model_t *m = s_build(spec_or_preset, err);
+    if (!m)
+        return err && err->code ? err->code : GB_ESPEC;
+    *n_params = m->n_param;
+    gb_model_destroy(&m);
+    return 0;
 }
 
 void gb_model_init(gb_model_t *m, uint64_t seed)

@@ -27,6 +27,15 @@ typedef struct gb_model gb_model_t;
  * Parameters and gradients are zeroed. Returns NULL and fills err. */
 gb_model_t *gb_model_new(const char *spec_or_preset, gb_error_t *err);
 
+/* Largest parameter count a spec may imply (1 Gi floats = 4 GiB). */
+#define GB_MODEL_MAX_PARAMS ((size_t)1 << 30)
+
+/* Number of parameters the spec implies, checking it as gb_model_new does
+ * but allocating no parameter memory: for validating untrusted model files
+ * and messages before trusting their sizes. */
+int gb_model_count_params(const char *spec_or_preset, size_t *n_params, gb_error_t *err)
+    GB_MUST_CHECK;
+
 /* Frees the model and its workspaces and threads; sets *model to NULL. */
 void gb_model_destroy(gb_model_t **model);
 

@@ -1,0 +1,751 @@
+/* The model file codec (see snapshot.h): gb_snapshot_t <-> packed
+ * ModelSnapshot, with every check done before any field is trusted.
+ *
+ * Shape of the code: small s_check_* validators that both directions share,
+ * so encode refuses exactly what decode would; s_decode does the work without
+ * logging and the public entry points log once, with the file name when there
+ * is one. protobuf-c unpacks through s_budget_alloc, which routes through
+ * gb_malloc (so allocation-failure injection reaches protobuf-c too) and
+ * stops at a budget proportional to the input: tiny repeated fields cannot
+ * make a 256 MiB message allocate gigabytes. SHA-256 is OpenSSL's EVP. */
+#include "net/snapshot.h"
+
+#include <math.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include <openssl/crypto.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+
+#include "glassbox.pb-c.h"
+#include "util/alloc.h"
+#include "util/file.h"
+#include "util/log.h"
+
+_Static_assert(GB_SNAPSHOT_FORMAT_VERSION == GLASSBOX__VERSIONS__MODEL_FORMAT_VERSION,
+               "snapshot.h and glassbox.proto disagree on the model format version");
+_Static_assert(sizeof(float) == 4, "parameters are stored as 4-byte IEEE-754 floats");
+
+#ifndef GLASSBOX_VERSION
+#define GLASSBOX_VERSION "unknown"
+#endif
+
+#define S_SHA256_LEN 32
+/* Slack of the unpack budget on top of twice the input size. */
+#define S_BUDGET_SLACK ((size_t)64 << 10)
+
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define S_LITTLE_ENDIAN 1
+#else
+#define S_LITTLE_ENDIAN 0
+#endif
+
+/* ---- small helpers ---------------------------------------------------- */
+
+static char *s_strdup(const char *text)
+{
+    size_t n = strlen(text);
+    char *copy = gb_malloc(n + 1);
+    if (copy)
+        memcpy(copy, text, n + 1);
+    return copy;
+}
+
+/* n float32 from little-endian bytes into host floats, and back. */
+static void s_floats_from_le(float *dst, const uint8_t *src, size_t n)
+{
+#if S_LITTLE_ENDIAN
+    if (n)
+        memcpy(dst, src, n * sizeof(float));
+#else
+    for (size_t i = 0; i < n; i++) {
+        const uint8_t *b = src + 4 * i;
+        uint32_t u = (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 |
+                     (uint32_t)b[3] << 24;
+        memcpy(&dst[i], &u, 4);
+    }
+#endif
+}
+
+#if !S_LITTLE_ENDIAN
+static void s_floats_to_le(uint8_t *dst, const float *src, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        uint32_t u;
+        memcpy(&u, &src[i], 4);
+        dst[4 * i] = (uint8_t)u;
+        dst[4 * i + 1] = (uint8_t)(u >> 8);
+        dst[4 * i + 2] = (uint8_t)(u >> 16);
+        dst[4 * i + 3] = (uint8_t)(u >> 24);
+    }
+}
+#endif
+
+/* SHA-256 with OpenSSL; drains OpenSSL's error queue into err on failure. */
+static int s_sha256(const void *data, size_t len, uint8_t out[S_SHA256_LEN], gb_error_t *err)
+{
+    unsigned int out_len = 0;
+    if (!EVP_Digest(len ? data : "", len, out, &out_len, EVP_sha256(), NULL) ||
+        out_len != S_SHA256_LEN) {
+        char why[256] = "unknown OpenSSL error";
+        unsigned long e, last = 0;
+        while ((e = ERR_get_error()) != 0)
+            last = e;
+        if (last)
+            ERR_error_string_n(last, why, sizeof why);
+        return gb_error_set(err, GB_ECRYPTO, "SHA-256 failed: %s", why);
+    }
+    return 0;
+}
+
+/* ---- validators shared by encode and decode ----------------------------- */
+
+/* True if s[0..len) is well-formed UTF-8 (no overlongs, surrogates or code
+ * points above U+10FFFF) without control characters; `allow_space` admits
+ * tab, newline and carriage return. On failure *bad is the offending offset. */
+static bool s_text_ok(const char *text, size_t len, bool allow_space, size_t *bad)
+{
+    const unsigned char *s = (const unsigned char *)text;
+    size_t i = 0;
+    while (i < len) {
+        unsigned c = s[i];
+        if (c < 0x80) {
+            bool space = c == '\t' || c == '\n' || c == '\r';
+            if ((c < 0x20 && !(allow_space && space)) || c == 0x7f)
+                goto bad;
+            i++;
+            continue;
+        }
+        size_t need;
+        unsigned cp, min;
+        if ((c & 0xe0) == 0xc0) {
+            need = 1, cp = c & 0x1f, min = 0x80;
+        } else if ((c & 0xf0) == 0xe0) {
+            need = 2, cp = c & 0x0f, min = 0x800;
+        } else if ((c & 0xf8) == 0xf0) {
+            need = 3, cp = c & 0x07, min = 0x10000;
+        } else {
+            goto bad;
+        }
+        if (len - i <= need)
+            goto bad;
+        for (size_t k = 1; k <= need; k++) {
+            if ((s[i + k] & 0xc0) != 0x80)
+                goto bad;
+            cp = cp << 6 | (s[i + k] & 0x3f);
+        }
+        if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff) ||
+            (cp >= 0x80 && cp <= 0x9f))
+            goto bad;
+        i += need + 1;
+    }
+    return true;
+bad:
+    *bad = i;
+    return false;
+}
+
+static int s_check_spec_text(const char *spec, gb_error_t *err)
+{
+    if (!spec || spec[0] == '\0')
+        return gb_error_set(err, GB_EFORMAT, "model snapshot has no spec");
+    size_t len = strnlen(spec, GB_SNAPSHOT_MAX_SPEC + 1);
+    if (len > GB_SNAPSHOT_MAX_SPEC)
+        return gb_error_set(err, GB_ERANGE, "model snapshot spec is longer than %zu bytes",
+                            GB_SNAPSHOT_MAX_SPEC);
+    size_t bad;
+    if (!s_text_ok(spec, len, true, &bad))
+        return gb_error_set(err, GB_EFORMAT,
+                            "model snapshot spec has a control character or bad UTF-8 "
+                            "at byte %zu", bad);
+    return 0;
+}
+
+static int s_check_key(const char *key, int code, gb_error_t *err)
+{
+    if (!key)
+        return gb_error_set(err, code, "metadata key is missing");
+    size_t len = strnlen(key, GB_SNAPSHOT_MAX_KEY + 1);
+    if (len == 0 || len > GB_SNAPSHOT_MAX_KEY)
+        return gb_error_set(err, code, "metadata key must be 1 to %d bytes, got %s%zu",
+                            GB_SNAPSHOT_MAX_KEY, len > GB_SNAPSHOT_MAX_KEY ? "more than " : "",
+                            len > GB_SNAPSHOT_MAX_KEY ? (size_t)GB_SNAPSHOT_MAX_KEY : len);
+    for (size_t i = 0; i < len; i++) {
+        char c = key[i];
+        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                  c == '_' || c == '.' || c == ':' || c == '-';
+        if (!ok)
+            return gb_error_set(err, code,
+                                "metadata key '%.*s': byte %zu is not one of [A-Za-z0-9_.:-]",
+                                (int)len, key, i);
+    }
+    return 0;
+}
+
+static int s_check_value(const char *key, const char *value, int code, gb_error_t *err)
+{
+    if (!value)
+        return gb_error_set(err, code, "metadata '%s': value is missing", key);
+    size_t len = strnlen(value, GB_SNAPSHOT_MAX_VALUE + 1);
+    if (len > GB_SNAPSHOT_MAX_VALUE)
+        return gb_error_set(err, code, "metadata '%s': value longer than %d bytes", key,
+                            GB_SNAPSHOT_MAX_VALUE);
+    size_t bad;
+    if (!s_text_ok(value, len, false, &bad))
+        return gb_error_set(err, code,
+                            "metadata '%s': control character or bad UTF-8 at byte %zu", key,
+                            bad);
+    return 0;
+}
+
+/* Checks n metadata entries, given as parallel accessors over either a
+ * gb_snapshot_meta_t array or the unpacked message's KeyValue array. */
+typedef struct {
+    const gb_snapshot_meta_t *own;    /* caller's entries, or NULL */
+    Glassbox__KeyValue *const *wire; /* unpacked entries, or NULL */
+} s_meta_view_t;
+
+static const char *s_meta_key(s_meta_view_t v, size_t i)
+{
+    return v.own ? v.own[i].key : v.wire[i]->key;
+}
+
+static const char *s_meta_value(s_meta_view_t v, size_t i)
+{
+    return v.own ? v.own[i].value : v.wire[i]->value;
+}
+
+static int s_check_meta(s_meta_view_t v, size_t n, int code, gb_error_t *err)
+{
+    if (n > GB_SNAPSHOT_MAX_META)
+        return gb_error_set(err, code, "model snapshot has %zu metadata entries, more than %d",
+                            n, GB_SNAPSHOT_MAX_META);
+    for (size_t i = 0; i < n; i++) {
+        const char *key = s_meta_key(v, i);
+        int rc = s_check_key(key, code, err);
+        if (rc == 0)
+            rc = s_check_value(key, s_meta_value(v, i), code, err);
+        for (size_t j = 0; rc == 0 && j < i; j++)
+            if (strcmp(s_meta_key(v, j), key) == 0)
+                rc = gb_error_set(err, code, "metadata key '%s' appears twice", key);
+        if (rc != 0)
+            return gb_error_prefix(err, code, "model snapshot metadata entry %zu: ", i);
+    }
+    return 0;
+}
+
+static int s_check_finite(const float *params, size_t n, gb_error_t *err)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(params[i]))
+            return gb_error_set(err, GB_ERANGE, "model snapshot parameter %zu of %zu is %s", i,
+                                n, isnan(params[i]) ? "NaN" : "infinite");
+    return 0;
+}
+
+/* Parses the spec and counts the parameters it implies without allocating
+ * them (a hostile spec must not cost gigabytes); refuses a different
+ * n_params. */
+static int s_check_spec_count(const char *spec_text, size_t n_params, gb_error_t *err)
+{
+    gb_error_t local;
+    gb_error_clear(&local);
+    size_t want = 0;
+    if (gb_model_count_params(spec_text, &want, &local))
+        return gb_error_set(err, local.code ? local.code : GB_ESPEC, "model snapshot: %s",
+                            local.msg);
+    if (want != n_params)
+        return gb_error_set(err, GB_ESHAPE,
+                            "model snapshot holds %zu parameters but its spec implies %zu",
+                            n_params, want);
+    return 0;
+}
+
+/* ---- construction ------------------------------------------------------- */
+
+gb_snapshot_t *gb_snapshot_new(const char *spec, const float *params, size_t n_params,
+                               uint64_t round, gb_error_t *err)
+{
+    if (!spec || (!params && n_params > 0)) {
+        gb_error_set(err, GB_EINVAL, "gb_snapshot_new: NULL argument");
+        return NULL;
+    }
+    if (n_params > GB_SNAPSHOT_MAX_BYTES / sizeof(float)) {
+        gb_error_set(err, GB_ERANGE, "model snapshot of %zu parameters is too big", n_params);
+        return NULL;
+    }
+    const char *preset = gb_spec_preset(spec);
+    gb_snapshot_t *s = gb_calloc(1, sizeof *s);
+    if (!s)
+        goto nomem;
+    s->spec = s_strdup(preset ? preset : spec);
+    s->params = gb_malloc(n_params * sizeof(float));
+    if (!s->spec || !s->params)
+        goto nomem;
+    if (n_params)
+        memcpy(s->params, params, n_params * sizeof(float));
+    s->n_params = n_params;
+    s->round = round;
+    return s;
+nomem:
+    gb_snapshot_destroy(&s);
+    gb_error_set(err, GB_ENOMEM, "out of memory for a model snapshot of %zu parameters",
+                 n_params);
+    return NULL;
+}
+
+gb_snapshot_t *gb_snapshot_from_model(const gb_model_t *model, uint64_t round, gb_error_t *err)
+{
+    if (!model) {
+        gb_error_set(err, GB_EINVAL, "gb_snapshot_from_model: NULL model");
+        return NULL;
+    }
+    const gb_spec_t *spec = gb_model_spec(model);
+    if (!spec || !spec->text) {
+        gb_error_set(err, GB_EINVAL, "gb_snapshot_from_model: model has no spec text");
+        return NULL;
+    }
+    /* gb_model_params only reads here; the model API has no const accessor. */
+    const float *params = gb_model_params((gb_model_t *)model);
+    return gb_snapshot_new(spec->text, params, gb_model_param_count(model), round, err);
+}
+
+void gb_snapshot_destroy(gb_snapshot_t **s)
+{
+    if (!s || !*s)
+        return;
+    gb_snapshot_t *p = *s;
+    for (size_t i = 0; i < p->n_meta; i++) {
+        gb_free(p->meta[i].key);
+        gb_free(p->meta[i].value);
+    }
+    gb_free(p->meta);
+    gb_free(p->params);
+    gb_free(p->spec);
+    gb_free(p);
+    *s = NULL;
+}
+
+int gb_snapshot_meta_set(gb_snapshot_t *s, const char *key, const char *value, gb_error_t *err)
+{
+    if (!s)
+        return gb_error_set(err, GB_EINVAL, "gb_snapshot_meta_set: NULL snapshot");
+    int rc = s_check_key(key, GB_EINVAL, err);
+    if (rc == 0)
+        rc = s_check_value(key, value, GB_EINVAL, err);
+    if (rc != 0)
+        return rc;
+    char *copy = s_strdup(value);
+    if (!copy)
+        return gb_error_set(err, GB_ENOMEM, "out of memory for metadata '%s'", key);
+    for (size_t i = 0; i < s->n_meta; i++)
+        if (strcmp(s->meta[i].key, key) == 0) {
+            gb_free(s->meta[i].value);
+            s->meta[i].value = copy;
+            return 0;
+        }
+    if (s->n_meta >= GB_SNAPSHOT_MAX_META) {
+        gb_free(copy);
+        return gb_error_set(err, GB_EINVAL, "metadata '%s': already %d entries, the most allowed",
+                            key, GB_SNAPSHOT_MAX_META);
+    }
+    char *key_copy = s_strdup(key);
+    gb_snapshot_meta_t *grown = key_copy
+        ? gb_realloc(s->meta, (s->n_meta + 1) * sizeof *s->meta) : NULL;
+    if (!grown) {
+        gb_free(key_copy);
+        gb_free(copy);
+        return gb_error_set(err, GB_ENOMEM, "out of memory for metadata '%s'", key);
+    }
+    s->meta = grown;
+    s->meta[s->n_meta].key = key_copy;
+    s->meta[s->n_meta].value = copy;
+    s->n_meta++;
+    return 0;
+}
+
+const char *gb_snapshot_meta_get(const gb_snapshot_t *s, const char *key)
+{
+    if (!s || !key)
+        return NULL;
+    for (size_t i = 0; i < s->n_meta; i++)
+        if (strcmp(s->meta[i].key, key) == 0)
+            return s->meta[i].value;
+    return NULL;
+}
+
+int gb_snapshot_stamp(gb_snapshot_t *s, gb_error_t *err)
+{
+    char when[32];
+    time_t now = time(NULL);
+    struct tm utc;
+    if (now == (time_t)-1 || !gmtime_r(&now, &utc) ||
+        strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &utc) == 0)
+        return gb_error_set(err, GB_EIO, "cannot read the clock for created_at");
+    int rc = gb_snapshot_meta_set(s, GB_SNAPSHOT_META_CREATED_AT, when, err);
+    if (rc == 0)
+        rc = gb_snapshot_meta_set(s, GB_SNAPSHOT_META_VERSION, GLASSBOX_VERSION, err);
+    return rc;
+}
+
+/* ---- encode ------------------------------------------------------------- */
+
+int gb_snapshot_encode(const gb_snapshot_t *s, uint8_t **buf, size_t *len, gb_error_t *err)
+{
+    if (buf)
+        *buf = NULL;
+    if (len)
+        *len = 0;
+    if (!s || !buf || !len || (!s->params && s->n_params > 0) || (!s->meta && s->n_meta > 0))
+        return gb_error_set(err, GB_EINVAL, "gb_snapshot_encode: NULL argument");
+    if (s->n_params > GB_SNAPSHOT_MAX_BYTES / sizeof(float))
+        return gb_error_set(err, GB_ERANGE, "model snapshot of %zu parameters is too big",
+                            s->n_params);
+    int rc = s_check_spec_text(s->spec, err);
+    if (rc == 0)
+        rc = s_check_meta((s_meta_view_t){.own = s->meta}, s->n_meta, GB_EINVAL, err);
+    if (rc == 0)
+        rc = s_check_finite(s->params, s->n_params, err);
+    if (rc == 0)
+        rc = s_check_spec_count(s->spec, s->n_params, err);
+    if (rc != 0)
+        return rc;
+
+    size_t nbytes = s->n_params * sizeof(float);
+    uint8_t *le = NULL; /* little-endian copy, big-endian hosts only */
+    Glassbox__KeyValue *kv = NULL;
+    Glassbox__KeyValue **kvp = NULL;
+    uint8_t *out = NULL;
+    uint8_t digest[S_SHA256_LEN];
+
+    Glassbox__ModelSnapshot msg = GLASSBOX__MODEL_SNAPSHOT__INIT;
+    msg.format_version = GB_SNAPSHOT_FORMAT_VERSION;
+    msg.spec = s->spec;
+    msg.param_count = s->n_params;
+    msg.round = s->round;
+#if S_LITTLE_ENDIAN
+    /* protobuf-c only reads through this pointer while packing. */
+    msg.params.data = (uint8_t *)s->params;
+#else
+    le = gb_malloc(nbytes);
+    if (!le) {
+        rc = gb_error_set(err, GB_ENOMEM, "out of memory encoding a model snapshot");
+        goto cleanup;
+    }
+    s_floats_to_le(le, s->params, s->n_params);
+    msg.params.data = le;
+#endif
+    msg.params.len = nbytes;
+    rc = s_sha256(msg.params.data, nbytes, digest, err);
+    if (rc != 0)
+        goto cleanup;
+    msg.params_sha256.data = digest;
+    msg.params_sha256.len = sizeof digest;
+
+    if (s->n_meta > 0) {
+        kv = gb_calloc(s->n_meta, sizeof *kv);
+        kvp = gb_calloc(s->n_meta, sizeof *kvp);
+        if (!kv || !kvp) {
+            rc = gb_error_set(err, GB_ENOMEM, "out of memory encoding a model snapshot");
+            goto cleanup;
+        }
+        for (size_t i = 0; i < s->n_meta; i++) {
+            glassbox__key_value__init(&kv[i]);
+            kv[i].key = s->meta[i].key;
+            kv[i].value = s->meta[i].value;
+            kvp[i] = &kv[i];
+        }
+        msg.n_metadata = s->n_meta;
+        msg.metadata = kvp;
+    }
+
+    size_t packed = glassbox__model_snapshot__get_packed_size(&msg);
+    if (packed > GB_SNAPSHOT_MAX_BYTES) {
+        rc = gb_error_set(err, GB_ERANGE, "model snapshot would be %zu bytes, more than %zu",
+                          packed, GB_SNAPSHOT_MAX_BYTES);
+        goto cleanup;
+    }
+    out = gb_malloc(packed);
+    if (!out) {
+        rc = gb_error_set(err, GB_ENOMEM, "out of memory for a %zu-byte model snapshot", packed);
+        goto cleanup;
+    }
+    size_t written = glassbox__model_snapshot__pack(&msg, out);
+    if (written != packed) {
+        rc = gb_error_set(err, GB_EFORMAT, "protobuf-c packed %zu bytes, expected %zu", written,
+                          packed);
+        goto cleanup;
+    }
+    *buf = out;
+    *len = packed;
+    out = NULL;
+
+cleanup:
+    gb_free(out);
+    gb_free(kvp);
+    gb_free(kv);
+    gb_free(le);
+    return rc;
+}
+
+/* ---- decode ------------------------------------------------------------- */
+
+/* protobuf-c allocator that stops at a byte budget. */
+typedef struct {
+    size_t used;     /* bytes handed out so far */
+    size_t limit;    /* refuse beyond this */
+    bool over;       /* an allocation was refused for the budget */
+    bool out_of_mem; /* gb_malloc failed */
+} s_budget_t;
+
+static void *s_budget_alloc(void *data, size_t size)
+{
+    s_budget_t *b = data;
+    if (size > b->limit - b->used) {
+        b->over = true;
+        return NULL;
+    }
+    void *p = gb_malloc(size);
+    if (!p)
+        b->out_of_mem = true;
+    else
+        b->used += size;
+    return p;
+}
+
+static void s_budget_free(void *data, void *p)
+{
+    (void)data;
+    gb_free(p);
+}
+
+static int s_decode(const uint8_t *buf, size_t len, gb_snapshot_t **out, gb_error_t *err)
+{
+    if (len > GB_SNAPSHOT_MAX_BYTES)
+        return gb_error_set(err, GB_ERANGE,
+                            "model snapshot is %zu bytes, more than the limit of %zu", len,
+                            GB_SNAPSHOT_MAX_BYTES);
+    if (!buf && len > 0)
+        return gb_error_set(err, GB_EINVAL, "gb_snapshot_decode: NULL buffer");
+
+    s_budget_t budget = {.used = 0, .limit = 2 * len + S_BUDGET_SLACK};
+    ProtobufCAllocator alloc = {
+        .alloc = s_budget_alloc, .free = s_budget_free, .allocator_data = &budget};
+    gb_snapshot_t *s = NULL;
+    int rc = 0;
+    Glassbox__ModelSnapshot *msg =
+        glassbox__model_snapshot__unpack(&alloc, len, len ? buf : (const uint8_t *)"");
+    if (!msg) {
+        if (budget.out_of_mem)
+            return gb_error_set(err, GB_ENOMEM, "out of memory decoding a model snapshot");
+        if (budget.over)
+            return gb_error_set(err, GB_EFORMAT,
+                                "model snapshot of %zu bytes needs too much memory to unpack "
+                                "(more than %zu bytes)",
+                                len, budget.limit);
+        return gb_error_set(err, GB_EFORMAT,
+                            "not a model snapshot, or truncated (%zu bytes do not unpack)", len);
+    }
+
+    if (msg->format_version != GB_SNAPSHOT_FORMAT_VERSION) {
+        rc = msg->format_version == 0
+            ? gb_error_set(err, GB_EFORMAT, "model snapshot has no format version")
+            : gb_error_set(err, GB_EPROTO,
+                           "model snapshot format version %u is not supported (this build "
+                           "reads version %u)",
+                           (unsigned)msg->format_version, GB_SNAPSHOT_FORMAT_VERSION);
+        goto cleanup;
+    }
+    rc = s_check_spec_text(msg->spec, err);
+    if (rc != 0)
+        goto cleanup;
+    if (msg->params.len % sizeof(float) != 0) {
+        rc = gb_error_set(err, GB_EFORMAT,
+                          "model snapshot parameters are %zu bytes, not a multiple of 4",
+                          msg->params.len);
+        goto cleanup;
+    }
+    size_t n = msg->params.len / sizeof(float);
+    if (msg->param_count != (uint64_t)n) {
+        rc = gb_error_set(err, GB_EFORMAT,
+                          "model snapshot states %llu parameters but holds %zu bytes (%zu)",
+                          (unsigned long long)msg->param_count, msg->params.len, n);
+        goto cleanup;
+    }
+    if (msg->params_sha256.len != S_SHA256_LEN) {
+        rc = gb_error_set(err, GB_EFORMAT,
+                          "model snapshot SHA-256 is %zu bytes, expected %d (missing or cut)",
+                          msg->params_sha256.len, S_SHA256_LEN);
+        goto cleanup;
+    }
+    uint8_t digest[S_SHA256_LEN];
+    rc = s_sha256(msg->params.data, msg->params.len, digest, err);
+    if (rc != 0)
+        goto cleanup;
+    if (CRYPTO_memcmp(digest, msg->params_sha256.data, S_SHA256_LEN) != 0) {
+        rc = gb_error_set(err, GB_EINTEGRITY,
+                          "model snapshot parameters do not match their SHA-256 (corrupted)");
+        goto cleanup;
+    }
+    rc = s_check_meta((s_meta_view_t){.wire = msg->metadata}, msg->n_metadata, GB_EFORMAT,
+                      err);
+    if (rc != 0)
+        goto cleanup;
+
+    /* Everything is bounded and consistent: copy out, then check the values. */
+    s = gb_calloc(1, sizeof *s);
+    if (!s)
+        goto nomem;
+    s->spec = s_strdup(msg->spec);
+    s->params = gb_malloc(msg->params.len);
+    if (!s->spec || !s->params)
+        goto nomem;
+    s_floats_from_le(s->params, msg->params.data, n);
+    s->n_params = n;
+    s->round = msg->round;
+    if (msg->n_metadata > 0) {
+        s->meta = gb_calloc(msg->n_metadata, sizeof *s->meta);
+        if (!s->meta)
+            goto nomem;
+        for (size_t i = 0; i < msg->n_metadata; i++) {
+            s->meta[i].key = s_strdup(msg->metadata[i]->key);
+            s->meta[i].value = s_strdup(msg->metadata[i]->value);
+            s->n_meta = i + 1;
+            if (!s->meta[i].key || !s->meta[i].value)
+                goto nomem;
+        }
+    }
+    rc = s_check_finite(s->params, s->n_params, err);
+    if (rc == 0)
+        rc = s_check_spec_count(s->spec, s->n_params, err);
+    if (rc != 0)
+        goto cleanup;
+
+    *out = s;
+    s = NULL;
+    goto cleanup;
+
+nomem:
+    rc = gb_error_set(err, GB_ENOMEM, "out of memory decoding a model snapshot");
+cleanup:
+    gb_snapshot_destroy(&s);
+    glassbox__model_snapshot__free_unpacked(msg, &alloc);
+    return rc;
+}
+
+int gb_snapshot_decode(const uint8_t *buf, size_t len, gb_snapshot_t **out, gb_error_t *err)
+{
+    if (!out)
+        return gb_error_set(err, GB_EINVAL, "gb_snapshot_decode: NULL output");
+    *out = NULL;
+    gb_error_t local;
+    gb_error_clear(&local);
+    int rc = s_decode(buf, len, out, &local);
+    if (rc != 0) {
+        gb_log_warn("model snapshot rejected: %s", local.msg);
+        gb_error_set(err, rc, "%s", local.msg);
+    }
+    return rc;
+}
+
+/* ---- files -------------------------------------------------------------- */
+
+int gb_snapshot_save(const char *path, const gb_snapshot_t *s, gb_error_t *err)
+{
+    if (!path)
+        return gb_error_set(err, GB_EINVAL, "gb_snapshot_save: NULL path");
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    int rc = gb_snapshot_encode(s, &buf, &len, err);
+    if (rc != 0)
+        return gb_error_prefix(err, rc, "saving '%s': ", path);
+    rc = gb_file_write_atomic(path, buf, len, GB_SNAPSHOT_FILE_MODE, err);
+    gb_free(buf);
+    return rc;
+}
+
+int gb_snapshot_load(const char *path, gb_snapshot_t **out, gb_error_t *err)
+{
+    if (!out)
+        return gb_error_set(err, GB_EINVAL, "gb_snapshot_load: NULL output");
+    *out = NULL;
+    if (!path)
+        return gb_error_set(err, GB_EINVAL, "gb_snapshot_load: NULL path");
+    gb_error_t local;
+    gb_error_clear(&local);
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    int rc = gb_file_read_all(path, GB_SNAPSHOT_MAX_BYTES, &buf, &len, &local);
+    if (rc == 0) {
+        rc = s_decode(buf, len, out, &local);
+        if (rc != 0)
+            gb_error_prefix(&local, rc, "'%s': ", path);
+    }
+    gb_free(buf);
+    if (rc != 0) {
+        gb_log_warn("model file rejected: %s", local.msg);
+        gb_error_set(err, rc, "%s", local.msg);
+    }
+    return rc;
+}
+
+/* ---- models ------------------------------------------------------------- */
+
+gb_model_t *gb_snapshot_to_model(const gb_snapshot_t *s, gb_error_t *err)
+{
+    if (!s || !s->spec || (!s->params && s->n_params > 0)) {
+        gb_error_set(err, GB_EINVAL, "gb_snapshot_to_model: NULL argument");
+        return NULL;
+    }
+    gb_model_t *model = gb_model_new(s->spec, err);
+    if (!model)
+        return NULL;
+    size_t want = gb_model_param_count(model);
+    if (want != s->n_params) {
+        gb_error_set(err, GB_ESHAPE, "model snapshot holds %zu parameters but its spec implies %zu",
+                     s->n_params, want);
+        gb_model_destroy(&model);
+        return NULL;
+    }
+    if (want)
+        memcpy(gb_model_params(model), s->params, want * sizeof(float));
+    return model;
+}
+
+int gb_snapshot_save_model(const char *path, const gb_model_t *model, uint64_t round,
+                           const gb_snapshot_meta_t *meta, size_t n_meta, gb_error_t *err)
+{
+    if (!meta && n_meta > 0)
+        return gb_error_set(err, GB_EINVAL, "gb_snapshot_save_model: NULL metadata");
+    gb_error_t local;
+    gb_error_clear(&local);
+    gb_snapshot_t *s = gb_snapshot_from_model(model, round, &local);
+    int rc = s ? gb_snapshot_stamp(s, &local) : local.code;
+    for (size_t i = 0; rc == 0 && i < n_meta; i++)
+        rc = gb_snapshot_meta_set(s, meta[i].key, meta[i].value, &local);
+    if (rc == 0)
+        rc = gb_snapshot_save(path, s, &local);
+    gb_snapshot_destroy(&s);
+    if (rc != 0)
+        gb_error_set(err, rc, "%s", local.msg);
+    return rc;
+}
+
+gb_model_t *gb_snapshot_load_model(const char *path, uint64_t *round, gb_error_t *err)
+{
+    gb_snapshot_t *s = NULL;
+    if (gb_snapshot_load(path, &s, err) != 0)
+        return NULL;
+    gb_error_t local;
+    gb_error_clear(&local);
+    gb_model_t *model = gb_snapshot_to_model(s, &local);
+    if (!model)
+        gb_error_set(err, local.code, "'%s': %s", path, local.msg);
+    else if (round)
+        *round = s->round;
+    gb_snapshot_destroy(&s);
+    return model;
+}
