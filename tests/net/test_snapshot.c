@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -469,6 +470,17 @@ static void test_bad_specs_refused(void **state)
 
     r.spec = "input 1 4 4\nconv 2 9\n"; /* parses, shapes do not fit */
     s_expect_raw_refused(&r, GB_ESHAPE, "kernel 9");
+
+    /* A tiny message whose spec implies 256M parameters is refused without
+     * allocating them: peak memory must not grow by anything like 1 GiB. */
+    struct rusage before, after;
+    getrusage(RUSAGE_SELF, &before);
+    r.spec = "input 16000\ndense 16000\n";
+    s_expect_raw_refused(&r, GB_ESHAPE, "implies 256016000");
+    r.spec = "input 100000\ndense 100000\ndense 100000\n"; /* over GB_MODEL_MAX_PARAMS */
+    s_expect_raw_refused(&r, GB_ESHAPE, "too large");
+    getrusage(RUSAGE_SELF, &after);
+    assert_true(after.ru_maxrss - before.ru_maxrss < 256 * 1024);
 
     r.spec = "";
     s_expect_raw_refused(&r, GB_EFORMAT, "no spec");
