@@ -37,6 +37,9 @@ static inline float s_exp(float x)
     memcpy(&s1, &b1, sizeof s1);
     memcpy(&s2, &b2, sizeof s2);
     float y = p * s1 * s2;
+    /* Beyond the clamp float's exp is +Inf or 0; NaN stays NaN. */
+    y = nan_guard > hi ? INFINITY : y;
+    y = nan_guard < lo ? 0.0f : y;
     return nan_guard != nan_guard ? nan_guard : y;
 }
 

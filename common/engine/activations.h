@@ -8,8 +8,8 @@
 
 #include <stddef.h>
 
-/* y[i] = exp(x[i]); inputs are clamped to [-104, 88.7] (exp underflows to 0
- * and overflows to +Inf at the ends as float would). NaN gives NaN. */
+/* y[i] = exp(x[i]): +Inf above 88.72, 0 below -103.97 (as float's exp), and
+ * NaN for NaN. */
 void gb_vec_exp(const float *x, float *y, size_t n);
 
 /* y[i] = 1 / (1 + exp(-x[i])), saturating cleanly at 0 and 1. */

@@ -12,6 +12,7 @@
 
 #include <cblas.h>
 #include <math.h>
+#include <stdint.h>
 #include <string.h>
 
 typedef struct {
@@ -43,14 +44,24 @@ static int s_plan(gb_layer_t *l, gb_error_t *err)
     int rc = gb_layer_require_image(l, err);
     if (rc)
         return rc;
-    int H = l->in.dim[1], W = l->in.dim[2], K = l->cfg.kernel, PAD = l->cfg.pad;
+    /* Sizes in 64 bits first: kernel and pad come from outside and their
+     * products must not wrap the int arithmetic of the kernels below. */
+    int64_t C = l->in.dim[0], H = l->in.dim[1], W = l->in.dim[2];
+    int64_t K = l->cfg.kernel, PAD = l->cfg.pad, S = l->cfg.stride;
     if (K > H + 2 * PAD || K > W + 2 * PAD)
         return gb_error_set(err, GB_ESHAPE,
-                            "spec line %d: conv kernel %d larger than the padded input %dx%d",
-                            l->cfg.line, K, H + 2 * PAD, W + 2 * PAD);
-    if (PAD >= K)
-        return gb_error_set(err, GB_ESHAPE, "spec line %d: conv pad %d must be smaller than kernel %d",
-                            l->cfg.line, PAD, K);
+                            "spec line %d: conv kernel %lld larger than the padded input %lldx%lld",
+                            l->cfg.line, (long long)K, (long long)(H + 2 * PAD),
+                            (long long)(W + 2 * PAD));
+    int64_t OH = (H + 2 * PAD - K) / S + 1, OW = (W + 2 * PAD - K) / S + 1;
+    int64_t KK = C * K * K, P = OH * OW;
+    if (KK > GB_LAYER_MAX_FLOATS || P > GB_LAYER_MAX_FLOATS || KK * P > GB_LAYER_MAX_FLOATS ||
+        P * l->cfg.units > GB_LAYER_MAX_FLOATS)
+        return gb_error_set(err, GB_ESHAPE,
+                            "spec line %d: conv too large: %lld x %lld unrolled input per sample "
+                            "(at most %lld floats)",
+                            l->cfg.line, (long long)KK, (long long)P,
+                            (long long)GB_LAYER_MAX_FLOATS);
     s_dims_t d = s_dims(l);
     l->out.rank = 3;
     l->out.dim[0] = d.OC;

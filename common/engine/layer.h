@@ -22,6 +22,11 @@
 
 typedef struct gb_layer gb_layer_t;
 
+/* Largest per-sample output, cache or unrolled input of one layer, in floats
+ * (1 GiB): sizes from a spec are checked against it before any int
+ * arithmetic or allocation uses them. */
+#define GB_LAYER_MAX_FLOATS ((int64_t)1 << 28)
+
 /* Everything a layer needs for one pass over a (sub-)batch. */
 typedef struct {
     int batch;            /* samples in this pass */
@@ -60,6 +65,7 @@ struct gb_layer {
     size_t param_off;          /* offset of this layer's parameters in the flat buffer */
     size_t param_len;          /* number of parameters */
     size_t cache_per_sample;   /* floats of cache per sample */
+    int spec_index;            /* index of this layer's line among the spec's layers */
 };
 
 /* The table of a kind; NULL for kinds not implemented. */

@@ -123,9 +123,9 @@ static void s_reorder(gb_model_t *m)
     for (int i = 0; i + 1 < m->n_layers; i++) {
         gb_layer_cfg_t *a = &m->layers[i].cfg, *b = &m->layers[i + 1].cfg;
         if (a->kind == GB_LAYER_RELU && b->kind == GB_LAYER_MAXPOOL2D) {
-            gb_layer_cfg_t t = *a;
-            *a = *b;
-            *b = t;
+            gb_layer_t t = m->layers[i];
+            m->layers[i] = m->layers[i + 1];
+            m->layers[i + 1] = t;
             i++;
         }
     }
@@ -151,8 +151,10 @@ static gb_model_t *s_build(const char *spec_or_preset, gb_error_t *err)
         gb_error_set(err, GB_ENOMEM, "out of memory for model layers");
         goto fail;
     }
-    for (int i = 0; i < m->n_layers; i++)
+    for (int i = 0; i < m->n_layers; i++) {
         m->layers[i].cfg = m->spec->layers[i];
+        m->layers[i].spec_index = i;
+    }
     s_reorder(m);
     gb_shape_t shape = m->spec->input;
     m->in = shape;
@@ -169,6 +171,14 @@ static gb_model_t *s_build(const char *spec_or_preset, gb_error_t *err)
         l->in = shape;
         if (l->ops->plan(l, err))
             goto fail;
+        if ((int64_t)gb_shape_size(&l->out) > GB_LAYER_MAX_FLOATS ||
+            (int64_t)l->cache_per_sample > GB_LAYER_MAX_FLOATS) {
+            gb_error_set(err, GB_ESHAPE, "spec line %d: %s output too large (at most %lld floats "
+                                         "per sample)",
+                         l->cfg.line, gb_layer_kind_name(l->cfg.kind),
+                         (long long)GB_LAYER_MAX_FLOATS);
+            goto fail;
+        }
         l->param_off = m->n_param;
         m->n_param += l->param_len;
         if (m->n_param > GB_MODEL_MAX_PARAMS) {
@@ -210,9 +220,13 @@ gb_model_t *gb_model_new(const char *spec_or_preset, gb_error_t *err)
 
 int gb_model_count_params(const char *spec_or_preset, size_t *n_params, gb_error_t *err)
 {
-    gb_model_t *m = s_build(spec_or_preset, err);
-    if (!m)
-        return err && err->code ? err->code : GB_ESPEC;
+    gb_error_t local = {0};
+    gb_model_t *m = s_build(spec_or_preset, &local);
+    if (!m) {
+        if (err)
+            *err = local;
+        return local.code ? local.code : GB_ESPEC;
+    }
     *n_params = m->n_param;
     gb_model_destroy(&m);
     return 0;
@@ -558,11 +572,16 @@ int gb_model_layer_info(const gb_model_t *m, int i, gb_layer_kind_t *kind, size_
 {
     if (i < 0 || i >= m->n_layers)
         return GB_EINVAL;
+    /* Layers are numbered as in the spec, whatever order they run in. */
+    const gb_layer_t *l = NULL;
+    for (int j = 0; j < m->n_layers && !l; j++)
+        if (m->layers[j].spec_index == i)
+            l = &m->layers[j];
     if (kind)
-        *kind = m->layers[i].cfg.kind;
+        *kind = l->cfg.kind;
     if (param_off)
-        *param_off = m->layers[i].param_off;
+        *param_off = l->param_off;
     if (param_len)
-        *param_len = m->layers[i].param_len;
+        *param_len = l->param_len;
     return 0;
 }

@@ -90,6 +90,7 @@ static int s_parse_int(const s_line_t *l, int i, const char *what, int min, int 
 static int s_parse_options(const s_line_t *l, int first, const char *const *allowed, int *values,
                            const int *mins, gb_error_t *err)
 {
+    unsigned seen = 0;
     for (int i = first; i < l->n; i += 2) {
         int which = -1;
         for (int k = 0; allowed[k]; k++)
@@ -105,6 +106,10 @@ static int s_parse_options(const s_line_t *l, int first, const char *const *allo
                                 l->tok[0], l->tok[i], allowed[0] ? ", expected " : "",
                                 allowed[0] ? expected : "");
         }
+        if (seen & (1u << which))
+            return gb_error_set(err, GB_ESPEC, "spec line %d: %s: '%s' given twice", l->line,
+                                l->tok[0], allowed[which]);
+        seen |= 1u << which;
         int rc = s_parse_int(l, i + 1, allowed[which], mins[which], &values[which], err);
         if (rc)
             return rc;
