@@ -1,0 +1,18 @@
+#!/bin/sh
+# The LeNet benchmark in one command: builds glassbox-client and gb_sgemm_peak
+# (Release) and runs tests/bench/bench.py, which measures Glassbox and PyTorch
+# 1.13 in the same run and prints the table and ratios. Arguments go to
+# bench.py (--quick, --dry-run, --skip-glassbox, --trial-batches N). The build
+# directory is $GB_BUILD_DIR, default <repo>/build; a new one is configured as
+# Release, an existing one is used as it is (bench.py refuses Debug and
+# sanitiser builds). See tests/bench/README.md.
+set -eu
+root=$(cd "$(dirname "$0")/../.." && pwd)
+build=${GB_BUILD_DIR:-$root/build}
+if [ -f "$build/CMakeCache.txt" ]; then
+    cmake -S "$root" -B "$build" >/dev/null
+else
+    cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release >/dev/null
+fi
+cmake --build "$build" -j "$(nproc)" --target glassbox-client gb_sgemm_peak >/dev/null
+exec /usr/bin/python3 "$root/tests/bench/bench.py" --build "$build" "$@"
