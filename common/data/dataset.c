@@ -8,7 +8,6 @@
 #include "data/dataset.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -19,22 +18,6 @@
 #include "util/log.h"
 
 #define S_PATH_MAX 4096
-
-static int s_fail(gb_error_t *err, int code, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-/* Logs bad outside input as a warning and stores the message in err. */
-static int s_fail(gb_error_t *err, int code, const char *fmt, ...)
-{
-    char msg[GB_ERROR_MSG_MAX];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    if (code != GB_ENOMEM)
-        gb_log_warn("%s", msg);
-    return gb_error_set(err, code, "%s", msg);
-}
 
 const char *gb_split_name(gb_split_t split)
 {
@@ -212,10 +195,10 @@ int gb_dataset_load_idx(const char *dir, gb_split_t split, int n_classes, const 
                             n_classes);
     struct stat st;
     if (stat(dir, &st) != 0)
-        return s_fail(err, GB_EIO, "%s: cannot open dataset directory: %s", dir,
+        return gb_error_warn(err, GB_EIO, "%s: cannot open dataset directory: %s", dir,
                       strerror(errno));
     if (!S_ISDIR(st.st_mode))
-        return s_fail(err, GB_EIO, "%s: not a directory", dir);
+        return gb_error_warn(err, GB_EIO, "%s: not a directory", dir);
 
     char base[64], img_path[S_PATH_MAX], lab_path[S_PATH_MAX], dname[S_PATH_MAX];
     if (!name) {
@@ -232,7 +215,7 @@ int gb_dataset_load_idx(const char *dir, gb_split_t split, int n_classes, const 
     if ((rc = s_read_idx(dir, base, img_path, &img, err)) != 0)
         goto cleanup;
     if (img.ndims != 3) {
-        rc = s_fail(err, GB_EFORMAT,
+        rc = gb_error_warn(err, GB_EFORMAT,
                     "%s: images file has %d dimensions, expected 3 (count x height x width)",
                     img_path, img.ndims);
         goto cleanup;
@@ -241,12 +224,12 @@ int gb_dataset_load_idx(const char *dir, gb_split_t split, int n_classes, const 
     if ((rc = s_read_idx(dir, base, lab_path, &lab, err)) != 0)
         goto cleanup;
     if (lab.ndims != 1) {
-        rc = s_fail(err, GB_EFORMAT, "%s: labels file has %d dimensions, expected 1", lab_path,
+        rc = gb_error_warn(err, GB_EFORMAT, "%s: labels file has %d dimensions, expected 1", lab_path,
                     lab.ndims);
         goto cleanup;
     }
     if (img.dims[0] != lab.dims[0]) {
-        rc = s_fail(err, GB_EFORMAT, "%s: %d images in %s but %d labels in %s", dir, img.dims[0],
+        rc = gb_error_warn(err, GB_EFORMAT, "%s: %d images in %s but %d labels in %s", dir, img.dims[0],
                     img_path, lab.dims[0], lab_path);
         goto cleanup;
     }
@@ -255,7 +238,7 @@ int gb_dataset_load_idx(const char *dir, gb_split_t split, int n_classes, const 
     for (int64_t i = 0; i < n; i++) {
         int y = lab.data[i];
         if (n_classes > 0 && y >= n_classes) {
-            rc = s_fail(err, GB_ERANGE, "%s: sample %lld has label %d, expected 0..%d",
+            rc = gb_error_warn(err, GB_ERANGE, "%s: sample %lld has label %d, expected 0..%d",
                         lab_path, (long long)i, y, n_classes - 1);
             goto cleanup;
         }
@@ -312,7 +295,7 @@ int gb_dataset_load(const char *name, gb_split_t split, gb_dataset_t **out, gb_e
                                             "idx:DIR");
     if (strcmp(name, "fashion-mnist") == 0) {
         if (access(GB_FASHION_MNIST_DIR, F_OK) != 0)
-            return s_fail(err, GB_EIO,
+            return gb_error_warn(err, GB_EIO,
                           "fashion-mnist: %s not found (install the Debian package "
                           "dataset-fashion-mnist, or give idx:DIR)",
                           GB_FASHION_MNIST_DIR);
@@ -320,13 +303,13 @@ int gb_dataset_load(const char *name, gb_split_t split, gb_dataset_t **out, gb_e
     }
     if (strncmp(name, "idx:", 4) == 0) {
         if (!name[4])
-            return s_fail(err, GB_EINVAL, "dataset '%s': idx: needs a directory (idx:DIR)",
+            return gb_error_warn(err, GB_EINVAL, "dataset '%s': idx: needs a directory (idx:DIR)",
                           name);
         return gb_dataset_load_idx(name + 4, split, 0, name, out, err);
     }
     if (strncmp(name, "csv:", 4) == 0)
-        return s_fail(err, GB_EINVAL, "dataset '%s': csv datasets are not supported yet", name);
-    return s_fail(err, GB_EINVAL, "unknown dataset '%s': expected fashion-mnist or idx:DIR",
+        return gb_error_warn(err, GB_EINVAL, "dataset '%s': csv datasets are not supported yet", name);
+    return gb_error_warn(err, GB_EINVAL, "unknown dataset '%s': expected fashion-mnist or idx:DIR",
                   name);
 }
 

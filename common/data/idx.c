@@ -8,7 +8,6 @@
 #include "data/idx.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <zlib.h>
@@ -28,23 +27,6 @@ typedef struct {
     size_t mem_pos;     /* bytes of mem consumed */
 } s_src_t;
 
-/* Formats the message, logs it as a warning (bad outside input) and stores it
- * in err; returns code. */
-static int s_fail(gb_error_t *err, int code, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static int s_fail(gb_error_t *err, int code, const char *fmt, ...)
-{
-    char msg[GB_ERROR_MSG_MAX];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    if (code != GB_ENOMEM)
-        gb_log_warn("%s", msg);
-    return gb_error_set(err, code, "%s", msg);
-}
-
 /* Turns a zlib error state into an error return; returns 0 when there is no
  * error, or when it is only a premature end of input and `eof_ok` (the caller
  * reports the truncation with byte counts). */
@@ -59,12 +41,12 @@ static int s_gz_check(s_src_t *src, int eof_ok, gb_error_t *err)
     if (zmsg && strncmp(zmsg, src->name, nlen) == 0 && strncmp(zmsg + nlen, ": ", 2) == 0)
         zmsg += nlen + 2;
     if (zerr == Z_ERRNO)
-        return s_fail(err, GB_EIO, "%s: read error: %s", src->name, strerror(errno));
+        return gb_error_warn(err, GB_EIO, "%s: read error: %s", src->name, strerror(errno));
     if (zerr == Z_MEM_ERROR)
-        return s_fail(err, GB_ENOMEM, "%s: out of memory in zlib", src->name);
+        return gb_error_warn(err, GB_ENOMEM, "%s: out of memory in zlib", src->name);
     if (zerr == Z_BUF_ERROR)
-        return s_fail(err, GB_EFORMAT, "%s: truncated gzip stream (%s)", src->name, zmsg);
-    return s_fail(err, GB_EFORMAT, "%s: corrupt gzip data (%s)", src->name, zmsg);
+        return gb_error_warn(err, GB_EFORMAT, "%s: truncated gzip stream (%s)", src->name, zmsg);
+    return gb_error_warn(err, GB_EFORMAT, "%s: corrupt gzip data (%s)", src->name, zmsg);
 }
 
 /* Reads up to `want` bytes into buf; *got receives how many arrived (short
@@ -91,7 +73,7 @@ static int s_read(s_src_t *src, void *buf, size_t want, size_t *got, gb_error_t 
         if (r < 0) {
             *got = total;
             int rc = s_gz_check(src, 0, err);
-            return rc ? rc : s_fail(err, GB_EIO, "%s: read error", src->name);
+            return rc ? rc : gb_error_warn(err, GB_EIO, "%s: read error", src->name);
         }
         if (r == 0)
             break;
@@ -157,12 +139,12 @@ static int s_parse(s_src_t *src, gb_idx_t *out, gb_error_t *err)
     if (rc)
         return rc;
     if (got == 0)
-        return s_fail(err, GB_EFORMAT, "%s: empty file, expected an IDX header", src->name);
+        return gb_error_warn(err, GB_EFORMAT, "%s: empty file, expected an IDX header", src->name);
     if (got < 4)
-        return s_fail(err, GB_EFORMAT, "%s: truncated header: %zu of 4 magic bytes", src->name,
+        return gb_error_warn(err, GB_EFORMAT, "%s: truncated header: %zu of 4 magic bytes", src->name,
                       got);
     if (head[0] != 0 || head[1] != 0)
-        return s_fail(err, GB_EFORMAT,
+        return gb_error_warn(err, GB_EFORMAT,
                       "%s: bad magic 0x%02x%02x%02x%02x: not an IDX file (expected 0x0000, a "
                       "type byte and a dimension count)",
                       src->name, head[0], head[1], head[2], head[3]);
@@ -170,21 +152,21 @@ static int s_parse(s_src_t *src, gb_idx_t *out, gb_error_t *err)
     if (type != GB_IDX_TYPE_UBYTE) {
         const char *tn = s_type_name(type);
         if (tn)
-            return s_fail(err, GB_EFORMAT,
+            return gb_error_warn(err, GB_EFORMAT,
                           "%s: IDX type 0x%02X (%s) is not supported: only 0x08 (unsigned byte)",
                           src->name, type, tn);
-        return s_fail(err, GB_EFORMAT, "%s: unknown IDX type byte 0x%02X", src->name, type);
+        return gb_error_warn(err, GB_EFORMAT, "%s: unknown IDX type byte 0x%02X", src->name, type);
     }
     int ndims = head[3];
     if (ndims < 1 || ndims > GB_IDX_MAX_DIMS)
-        return s_fail(err, GB_EFORMAT, "%s: %d dimensions in header: expected 1 to %d",
+        return gb_error_warn(err, GB_EFORMAT, "%s: %d dimensions in header: expected 1 to %d",
                       src->name, ndims, GB_IDX_MAX_DIMS);
     size_t dims_len = 4 * (size_t)ndims;
     rc = s_read(src, head + 4, dims_len, &got, err);
     if (rc)
         return rc;
     if (got < dims_len)
-        return s_fail(err, GB_EFORMAT,
+        return gb_error_warn(err, GB_EFORMAT,
                       "%s: truncated header: %d dimensions need %zu bytes, file has %zu",
                       src->name, ndims, dims_len, got);
     uint32_t dims[GB_IDX_MAX_DIMS] = {0};
@@ -192,27 +174,27 @@ static int s_parse(s_src_t *src, gb_idx_t *out, gb_error_t *err)
     for (int i = 0; i < ndims; i++) {
         dims[i] = s_be32(head + 4 + 4 * i);
         if (dims[i] == 0)
-            return s_fail(err, GB_EFORMAT, "%s: dimension %d of %d is 0", src->name, i + 1,
+            return gb_error_warn(err, GB_EFORMAT, "%s: dimension %d of %d is 0", src->name, i + 1,
                           ndims);
         product *= dims[i];
     }
     char dtext[64];
     s_dims_text(dims, ndims, dtext, sizeof dtext);
     if (product > GB_IDX_MAX_BYTES)
-        return s_fail(err, GB_ERANGE, "%s: header says %s bytes, over the %zu-byte limit",
+        return gb_error_warn(err, GB_ERANGE, "%s: header says %s bytes, over the %zu-byte limit",
                       src->name, dtext, GB_IDX_MAX_BYTES);
     size_t len = (size_t)product;
     size_t head_len = 4 + dims_len;
 
     uint8_t *data = gb_malloc(len);
     if (!data)
-        return s_fail(err, GB_ENOMEM, "%s: cannot allocate %zu bytes for %s", src->name, len,
+        return gb_error_warn(err, GB_ENOMEM, "%s: cannot allocate %zu bytes for %s", src->name, len,
                       dtext);
     rc = s_read(src, data, len, &got, err);
     if (rc)
         goto fail;
     if (got < len) {
-        rc = s_fail(err, GB_EFORMAT,
+        rc = gb_error_warn(err, GB_EFORMAT,
                     "%s: truncated: header says %s = %zu bytes, file has %zu after the "
                     "%zu-byte header",
                     src->name, dtext, len, got, head_len);
@@ -225,7 +207,7 @@ static int s_parse(s_src_t *src, gb_idx_t *out, gb_error_t *err)
     if (got) {
         int more = 0;
         size_t extra = 1 + s_count_rest(src, &more);
-        rc = s_fail(err, GB_EFORMAT,
+        rc = gb_error_warn(err, GB_EFORMAT,
                     "%s: %s%zu byte%s of trailing data after the %zu bytes that header %s "
                     "describes",
                     src->name, more ? "more than " : "", extra, extra == 1 ? "" : "s", len,
@@ -259,8 +241,8 @@ int gb_idx_read(const char *path, gb_idx_t *out, gb_error_t *err)
     gzFile gz = gzopen(path, "rb");
     if (!gz) {
         if (errno == 0)
-            return s_fail(err, GB_ENOMEM, "%s: cannot open: out of memory", path);
-        return s_fail(err, GB_EIO, "%s: cannot open: %s", path, strerror(errno));
+            return gb_error_warn(err, GB_ENOMEM, "%s: cannot open: out of memory", path);
+        return gb_error_warn(err, GB_EIO, "%s: cannot open: %s", path, strerror(errno));
     }
     gzbuffer(gz, S_GZ_BUFFER);
     s_src_t src = {.name = path, .gz = gz};

@@ -13,7 +13,6 @@
 
 #include <errno.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,21 +27,6 @@
 #define S_MIN_TRIES 100
 #define S_MAX_TRIES 10000
 
-static int s_fail(gb_error_t *err, int code, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-/* Logs bad outside input (flags) as a warning and stores the message in err. */
-static int s_fail(gb_error_t *err, int code, const char *fmt, ...)
-{
-    char msg[GB_ERROR_MSG_MAX];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    gb_log_warn("%s", msg);
-    return gb_error_set(err, code, "%s", msg);
-}
-
 static const char *s_expected = "expected iid, dirichlet:ALPHA or shards:K";
 
 int gb_partition_parse(const char *text, gb_partition_t *out, gb_error_t *err)
@@ -51,20 +35,20 @@ int gb_partition_parse(const char *text, gb_partition_t *out, gb_error_t *err)
         return gb_error_set(err, GB_EINVAL, "gb_partition_parse: out is NULL");
     memset(out, 0, sizeof *out);
     if (!text || !*text)
-        return s_fail(err, GB_EINVAL, "empty partition: %s", s_expected);
+        return gb_error_warn(err, GB_EINVAL, "empty partition: %s", s_expected);
     if (strcmp(text, "iid") == 0) {
         out->kind = GB_PARTITION_IID;
         return 0;
     }
     if (strcmp(text, "dirichlet") == 0 || strcmp(text, "shards") == 0)
-        return s_fail(err, GB_EINVAL, "partition '%s' needs a parameter: %s", text, s_expected);
+        return gb_error_warn(err, GB_EINVAL, "partition '%s' needs a parameter: %s", text, s_expected);
     if (strncmp(text, "dirichlet:", 10) == 0) {
         const char *v = text + 10;
         char *end = NULL;
         errno = 0;
         double alpha = (*v >= '0' && *v <= '9') || *v == '.' ? strtod(v, &end) : NAN;
         if (!end || *end || errno == ERANGE || !isfinite(alpha) || !(alpha > 0.0))
-            return s_fail(err, GB_EINVAL,
+            return gb_error_warn(err, GB_EINVAL,
                           "partition '%s': dirichlet ALPHA must be a finite number > 0, got "
                           "'%s'",
                           text, v);
@@ -78,14 +62,14 @@ int gb_partition_parse(const char *text, gb_partition_t *out, gb_error_t *err)
         errno = 0;
         long k = (*v >= '0' && *v <= '9') ? strtol(v, &end, 10) : 0;
         if (!end || *end || errno == ERANGE || k < 1 || k > S_MAX_SHARDS)
-            return s_fail(err, GB_EINVAL,
+            return gb_error_warn(err, GB_EINVAL,
                           "partition '%s': shards K must be an integer 1..%d, got '%s'", text,
                           S_MAX_SHARDS, v);
         out->kind = GB_PARTITION_SHARDS;
         out->shards = (int)k;
         return 0;
     }
-    return s_fail(err, GB_EINVAL, "unknown partition '%s': %s", text, s_expected);
+    return gb_error_warn(err, GB_EINVAL, "unknown partition '%s': %s", text, s_expected);
 }
 
 char *gb_partition_format(const gb_partition_t *p, char *buf, size_t cap)
@@ -152,7 +136,7 @@ static int s_shards(const gb_partition_t *p, const int32_t *labels, int64_t n, i
 {
     int64_t total = (int64_t)clients * p->shards;
     if (total > n)
-        return s_fail(err, GB_EINVAL,
+        return gb_error_warn(err, GB_EINVAL,
                       "shards:%d over %d clients needs at least %lld samples, have %lld",
                       p->shards, clients, (long long)total, (long long)n);
     int rc = 0;
@@ -270,7 +254,7 @@ static int s_dirichlet(const gb_partition_t *p, const int32_t *labels, int64_t n
     }
     if (t == tries) {
         char text[64];
-        rc = s_fail(err, GB_ERANGE,
+        rc = gb_error_warn(err, GB_ERANGE,
                     "%s over %d clients: in %lld draws some client always got fewer than %lld "
                     "sample%s (at best %lld); use a larger alpha or fewer clients",
                     gb_partition_format(p, text, sizeof text), clients, (long long)tries,
@@ -304,16 +288,16 @@ int gb_partition_assign(const gb_partition_t *p, const int32_t *labels, int64_t 
     if (!p || !labels || !owner)
         return gb_error_set(err, GB_EINVAL, "gb_partition_assign: NULL argument");
     if (clients < 1)
-        return s_fail(err, GB_EINVAL, "partition: %d clients: expected at least 1", clients);
+        return gb_error_warn(err, GB_EINVAL, "partition: %d clients: expected at least 1", clients);
     if (n < clients || n > INT32_MAX)
-        return s_fail(err, GB_EINVAL, "partition: %lld samples for %d clients: need one "
+        return gb_error_warn(err, GB_EINVAL, "partition: %lld samples for %d clients: need one "
                       "sample per client at least (and at most %d samples)",
                       (long long)n, clients, INT32_MAX);
     if (n_classes < 1 || n_classes > (1 << 24))
         return gb_error_set(err, GB_EINVAL, "partition: %d classes", n_classes);
     for (int64_t i = 0; i < n; i++)
         if (labels[i] < 0 || labels[i] >= n_classes)
-            return s_fail(err, GB_ERANGE, "partition: sample %lld has label %d, expected 0..%d",
+            return gb_error_warn(err, GB_ERANGE, "partition: sample %lld has label %d, expected 0..%d",
                           (long long)i, labels[i], n_classes - 1);
     gb_rng_t rng;
     gb_rng_seed(&rng, seed, S_STREAM);
@@ -368,10 +352,10 @@ int gb_partition_client(const gb_partition_t *p, const int32_t *labels, int64_t 
     *idx = NULL;
     *count = 0;
     if (client < 0 || client >= clients)
-        return s_fail(err, GB_EINVAL, "partition: client %d of %d: expected 0..%d", client,
+        return gb_error_warn(err, GB_EINVAL, "partition: client %d of %d: expected 0..%d", client,
                       clients, clients - 1);
     if (n < 1 || n > INT32_MAX)
-        return s_fail(err, GB_EINVAL, "partition: %lld samples: expected 1..%d", (long long)n,
+        return gb_error_warn(err, GB_EINVAL, "partition: %lld samples: expected 1..%d", (long long)n,
                       INT32_MAX);
     int32_t *owner = gb_malloc((size_t)n * sizeof *owner);
     if (!owner)

@@ -68,3 +68,15 @@ void gb_log(enum gb_log_level level, const char *fmt, ...)
     ssize_t written = write(STDERR_FILENO, line, len);
     (void)written;
 }
+
+int gb_error_warn(gb_error_t *err, int code, const char *fmt, ...)
+{
+    char msg[GB_ERROR_MSG_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (code != GB_ENOMEM)
+        gb_log_warn("%s", msg);
+    return gb_error_set(err, code, "%s", msg);
+}

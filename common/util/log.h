@@ -4,6 +4,8 @@
 #ifndef GB_UTIL_LOG_H
 #define GB_UTIL_LOG_H
 
+#include "util/error.h"
+
 enum gb_log_level { GB_LOG_DEBUG = 0, GB_LOG_INFO, GB_LOG_WARN, GB_LOG_ERROR, GB_LOG_OFF };
 
 void gb_log_set_level(enum gb_log_level level);
@@ -13,6 +15,12 @@ enum gb_log_level gb_log_get_level(void);
 int gb_log_parse_level(const char *name, enum gb_log_level *out);
 
 void gb_log(enum gb_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* For bad outside input: fills err (if not NULL) with code and the message,
+ * logs the message as a warning (except GB_ENOMEM, which is no fault of the
+ * input), and returns code. */
+int gb_error_warn(gb_error_t *err, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 #define gb_log_debug(...) gb_log(GB_LOG_DEBUG, __VA_ARGS__)
 #define gb_log_info(...) gb_log(GB_LOG_INFO, __VA_ARGS__)
