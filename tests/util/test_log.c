@@ -212,6 +212,28 @@ static void test_threshold(void **state)
     gb_log_set_level(GB_LOG_INFO);
 }
 
+/* gb_error_warn fills the error, logs a warning, and keeps quiet for
+ * GB_ENOMEM. */
+static void test_error_warn(void **state)
+{
+    (void)state;
+    s_capture_t c;
+    gb_log_set_level(GB_LOG_INFO);
+    gb_error_t err = {0};
+    s_capture_begin(&c);
+    assert_int_equal(gb_error_warn(&err, GB_EFORMAT, "file %s: bad byte %d", "x.idx", 7),
+                     GB_EFORMAT);
+    assert_int_equal(gb_error_warn(NULL, GB_EIO, "no buffer"), GB_EIO);
+    assert_int_equal(gb_error_warn(&err, GB_ENOMEM, "quiet"), GB_ENOMEM);
+    char *out = s_capture_end(&c);
+    assert_non_null(strstr(out, " warn  file x.idx: bad byte 7\n"));
+    assert_non_null(strstr(out, " warn  no buffer\n"));
+    assert_null(strstr(out, "quiet"));
+    assert_int_equal(err.code, GB_ENOMEM);
+    assert_string_equal(err.msg, "quiet");
+    free(out);
+}
+
 /* A long message is cut to one line of at most 1023 bytes with its newline. */
 static void test_truncation(void **state)
 {
@@ -296,6 +318,7 @@ int main(void)
         cmocka_unit_test(test_threshold),
         cmocka_unit_test(test_truncation),
         cmocka_unit_test(test_threads),
+        cmocka_unit_test(test_error_warn),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
