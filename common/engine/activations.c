@@ -68,20 +68,30 @@ void gb_vec_sigmoid(const float *restrict x, float *restrict y, size_t n)
         y[i] = 1.0f / (1.0f + s_exp(-x[i]));
 }
 
+
+static inline float s_sigmoid(float x)
+{
+    return 1.0f / (1.0f + s_exp(-x));
+}
+
+static inline float s_tanh(float x)
+{
+    /* tanh(x) = sign(x) (1 - e) / (1 + e), e = exp(-2|x|): no overflow. For
+     * small |x| the odd series keeps relative accuracy. */
+    float a = fabsf(x);
+    float e = s_exp(-2.0f * a);
+    float t = (1.0f - e) / (1.0f + e);
+    float x2 = x * x;
+    float small = x * (1.0f + x2 * (-1.0f / 3.0f + x2 * (2.0f / 15.0f + x2 * (-17.0f / 315.0f))));
+    float big = copysignf(t, x);
+    return a < 0.0625f ? small : big;
+}
+
 GB_VEC_CLONES
 void gb_vec_tanh(const float *restrict x, float *restrict y, size_t n)
 {
-    for (size_t i = 0; i < n; i++) {
-        /* tanh(x) = sign(x) (1 - e) / (1 + e), e = exp(-2|x|): no overflow.
-         * For small |x| use the odd series to keep relative accuracy. */
-        float a = fabsf(x[i]);
-        float e = s_exp(-2.0f * a);
-        float t = (1.0f - e) / (1.0f + e);
-        float x2 = x[i] * x[i];
-        float small = x[i] * (1.0f + x2 * (-1.0f / 3.0f + x2 * (2.0f / 15.0f + x2 * (-17.0f / 315.0f))));
-        float big = copysignf(t, x[i]);
-        y[i] = a < 0.0625f ? small : big;
-    }
+    for (size_t i = 0; i < n; i++)
+        y[i] = s_tanh(x[i]);
 }
 
 GB_VEC_CLONES
@@ -119,4 +129,108 @@ void gb_vec_sigmoid_backward(const float *restrict y, const float *restrict dy,
 {
     for (size_t i = 0; i < n; i++)
         dx[i] = dy[i] * y[i] * (1.0f - y[i]);
+}
+
+/* ---- recurrent cells ----------------------------------------------------
+ * One time step of a batch, rows of gates contiguous; B rows, H units. */
+
+GB_VEC_CLONES
+void gb_lstm_cell_forward(float *restrict gates, const float *restrict c_prev,
+                          float *restrict c, float *restrict h, float *restrict tanh_c, int B,
+                          int H)
+{
+    for (int b = 0; b < B; b++) {
+        float *gi = gates + (size_t)b * 4 * H, *gf = gi + H, *gg = gf + H, *go = gg + H;
+        const float *cp = c_prev + (size_t)b * H;
+        float *cb = c + (size_t)b * H, *hb = h + (size_t)b * H, *tb = tanh_c + (size_t)b * H;
+        for (int j = 0; j < H; j++) {
+            float i = s_sigmoid(gi[j]), f = s_sigmoid(gf[j]), g = s_tanh(gg[j]);
+            float o = s_sigmoid(go[j]);
+            float cj = f * cp[j] + i * g;
+            float tj = s_tanh(cj);
+            gi[j] = i;
+            gf[j] = f;
+            gg[j] = g;
+            go[j] = o;
+            cb[j] = cj;
+            tb[j] = tj;
+            hb[j] = o * tj;
+        }
+    }
+}
+
+GB_VEC_CLONES
+void gb_lstm_cell_backward(const float *restrict gates, const float *restrict c_prev,
+                           const float *restrict tanh_c, const float *restrict dh,
+                           float *restrict dc, float *restrict dgates, int B, int H)
+{
+    for (int b = 0; b < B; b++) {
+        const float *gi = gates + (size_t)b * 4 * H, *gf = gi + H, *gg = gf + H, *go = gg + H;
+        float *di = dgates + (size_t)b * 4 * H, *df = di + H, *dg = df + H, *dO = dg + H;
+        const float *cp = c_prev + (size_t)b * H, *tb = tanh_c + (size_t)b * H;
+        const float *dhb = dh + (size_t)b * H;
+        float *dcb = dc + (size_t)b * H;
+        for (int j = 0; j < H; j++) {
+            float i = gi[j], f = gf[j], g = gg[j], o = go[j], t = tb[j];
+            float dcj = dcb[j] + dhb[j] * o * (1.0f - t * t);
+            dO[j] = dhb[j] * t * o * (1.0f - o);
+            di[j] = dcj * g * i * (1.0f - i);
+            dg[j] = dcj * i * (1.0f - g * g);
+            df[j] = dcj * cp[j] * f * (1.0f - f);
+            dcb[j] = dcj * f;
+        }
+    }
+}
+
+GB_VEC_CLONES
+void gb_gru_cell_forward(const float *restrict gx, const float *restrict gh,
+                         const float *restrict h_prev, float *restrict gates,
+                         float *restrict hn, float *restrict h, int B, int H)
+{
+    for (int b = 0; b < B; b++) {
+        const float *xr = gx + (size_t)b * 3 * H, *xz = xr + H, *xn = xz + H;
+        const float *hr = gh + (size_t)b * 3 * H, *hz = hr + H, *hnn = hz + H;
+        float *r = gates + (size_t)b * 3 * H, *z = r + H, *n = z + H;
+        const float *hp = h_prev + (size_t)b * H;
+        float *hb = h + (size_t)b * H, *hnb = hn + (size_t)b * H;
+        for (int j = 0; j < H; j++) {
+            float rj = s_sigmoid(xr[j] + hr[j]);
+            float zj = s_sigmoid(xz[j] + hz[j]);
+            float nj = s_tanh(xn[j] + rj * hnn[j]);
+            r[j] = rj;
+            z[j] = zj;
+            n[j] = nj;
+            hnb[j] = hnn[j];
+            hb[j] = (1.0f - zj) * nj + zj * hp[j];
+        }
+    }
+}
+
+GB_VEC_CLONES
+void gb_gru_cell_backward(const float *restrict gates, const float *restrict hn,
+                          const float *restrict h_prev, const float *restrict dh,
+                          float *restrict dgx, float *restrict dgh, float *restrict dh_prev,
+                          int B, int H)
+{
+    for (int b = 0; b < B; b++) {
+        const float *r = gates + (size_t)b * 3 * H, *z = r + H, *n = z + H;
+        float *dxr = dgx + (size_t)b * 3 * H, *dxz = dxr + H, *dxn = dxz + H;
+        float *dhr = dgh + (size_t)b * 3 * H, *dhz = dhr + H, *dhn = dhz + H;
+        const float *hp = h_prev + (size_t)b * H, *hnb = hn + (size_t)b * H;
+        const float *dhb = dh + (size_t)b * H;
+        float *dpb = dh_prev + (size_t)b * H;
+        for (int j = 0; j < H; j++) {
+            float d = dhb[j], rj = r[j], zj = z[j], nj = n[j];
+            float dan = d * (1.0f - zj) * (1.0f - nj * nj);
+            float daz = d * (hp[j] - nj) * zj * (1.0f - zj);
+            float dar = dan * hnb[j] * rj * (1.0f - rj);
+            dxr[j] = dar;
+            dxz[j] = daz;
+            dxn[j] = dan;
+            dhr[j] = dar;
+            dhz[j] = daz;
+            dhn[j] = dan * rj;
+            dpb[j] = d * zj;
+        }
+    }
 }

@@ -1,6 +1,6 @@
-/* Element-wise transcendental kernels over contiguous float arrays, in one
- * file so that their speed and accuracy are decided (and tested) in one
- * place. They are written as plain loops that vectorise at -O3 without
+/* Element-wise transcendental kernels over contiguous float arrays, and the
+ * recurrent cells built on them, in one file so that their speed and
+ * accuracy are decided (and tested) in one place. They are written as plain loops that vectorise at -O3 without
  * -ffast-math: exp by range reduction (x = k ln2 + r) and a degree-6
  * polynomial on r, built with exact power-of-two scaling. */
 #ifndef GB_ENGINE_ACTIVATIONS_H
@@ -29,5 +29,32 @@ void gb_vec_tanh_backward(const float *y, const float *dy, float *dx, size_t n);
 
 /* dx[i] = dy[i] * y[i] * (1 - y[i]) (sigmoid's backward from its output). */
 void gb_vec_sigmoid_backward(const float *y, const float *dy, float *dx, size_t n);
+
+/* One LSTM step for B rows of H units. gates (B x 4H, blocks i f g o) holds
+ * the pre-activations on entry and the activated gates on return; c_prev
+ * (B x H) is the previous cell state; c, h and tanh_c (B x H) receive the new
+ * cell state, hidden state and tanh(c). */
+void gb_lstm_cell_forward(float *gates, const float *c_prev, float *c, float *h, float *tanh_c,
+                          int B, int H);
+
+/* The matching backward step: from the activated gates, c_prev, tanh_c and
+ * dh (B x H, the total gradient reaching h), with dc holding the gradient
+ * reaching c from the next step on entry and the gradient for c_prev on
+ * return; dgates (B x 4H) receives the pre-activation gradients. */
+void gb_lstm_cell_backward(const float *gates, const float *c_prev, const float *tanh_c,
+                           const float *dh, float *dc, float *dgates, int B, int H);
+
+/* One GRU step (PyTorch's: n = tanh(x_n + r * (W_hn h + b_hn))). gx and gh
+ * (B x 3H, blocks r z n) are the input and hidden projections with their
+ * biases; gates (B x 3H) receives r, z, n; hn (B x H) a copy of gh's n block
+ * (kept for backward); h (B x H) the new hidden state. */
+void gb_gru_cell_forward(const float *gx, const float *gh, const float *h_prev, float *gates,
+                         float *hn, float *h, int B, int H);
+
+/* The matching backward step: dgx and dgh (B x 3H) receive the gradients of
+ * the input and hidden projections, dh_prev (B x H) the part of h_prev's
+ * gradient that does not pass through W_hh (dh * z). */
+void gb_gru_cell_backward(const float *gates, const float *hn, const float *h_prev,
+                          const float *dh, float *dgx, float *dgh, float *dh_prev, int B, int H);
 
 #endif

@@ -1,6 +1,8 @@
 /* Helpers shared by the layer kinds. */
 #include "engine/layer.h"
 
+#include <string.h>
+
 void gb_layer_fill_uniform(float *p, size_t n, float bound, gb_rng_t *rng)
 {
     for (size_t i = 0; i < n; i++)
@@ -31,4 +33,42 @@ float gb_layer_sum(const float *x, size_t n)
     for (; i < n; i++)
         s += x[i];
     return s;
+}
+
+int gb_layer_require_sequence(const gb_layer_t *l, gb_error_t *err)
+{
+    if (l->in.rank != 2) {
+        char buf[64];
+        return gb_error_set(err, GB_ESHAPE,
+                            "spec line %d: %s needs a sequence input (steps features), got "
+                            "shape %s",
+                            l->cfg.line, gb_layer_kind_name(l->cfg.kind),
+                            gb_shape_format(&l->in, buf, sizeof buf));
+    }
+    return 0;
+}
+
+void gb_layer_to_time_major(const float *x, float *xt, int B, int T, int F)
+{
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < T; t++)
+            memcpy(xt + ((size_t)t * B + b) * F, x + ((size_t)b * T + t) * F,
+                   (size_t)F * sizeof(float));
+}
+
+void gb_layer_from_time_major(const float *xt, float *x, int B, int T, int F)
+{
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < T; t++)
+            memcpy(x + ((size_t)b * T + t) * F, xt + ((size_t)t * B + b) * F,
+                   (size_t)F * sizeof(float));
+}
+
+void gb_layer_add_column_sums(const float *m, size_t rows, int cols, float *db)
+{
+    for (size_t r = 0; r < rows; r++) {
+        const float *row = m + r * (size_t)cols;
+        for (int j = 0; j < cols; j++)
+            db[j] += row[j];
+    }
 }

@@ -56,6 +56,9 @@ typedef struct {
                      const float *x, const float *y, const float *dy, float *dx);
     /* Forward multiply-adds x 2 per sample. */
     double (*flops)(const gb_layer_t *l);
+    /* Optional, for a first layer that reads more than floats (embedding's
+     * token ids): refuses an input batch it cannot take, naming the sample. */
+    int (*check_input)(const gb_layer_t *l, const float *x, int batch, gb_error_t *err);
 } gb_layer_ops_t;
 
 struct gb_layer {
@@ -81,6 +84,9 @@ extern const gb_layer_ops_t gb_relu_ops;
 extern const gb_layer_ops_t gb_tanh_ops;
 extern const gb_layer_ops_t gb_sigmoid_ops;
 extern const gb_layer_ops_t gb_dropout_ops;
+extern const gb_layer_ops_t gb_lstm_ops;
+extern const gb_layer_ops_t gb_gru_ops;
+extern const gb_layer_ops_t gb_embedding_ops;
 
 /* Shared helpers for layers. */
 /* Fills n floats uniformly in [-bound, bound). */
@@ -88,6 +94,13 @@ void gb_layer_fill_uniform(float *p, size_t n, float bound, gb_rng_t *rng);
 /* Sum of n floats in 8 interleaved partial sums (vectorises; the order is
  * fixed, so the result is deterministic). */
 float gb_layer_sum(const float *x, size_t n);
+/* Requires a sequence-shaped (T, F) input; error names the spec line. */
+int gb_layer_require_sequence(const gb_layer_t *l, gb_error_t *err);
+/* (B, T, F) batch-major <-> (T, B, F) time-major copies. */
+void gb_layer_to_time_major(const float *x, float *xt, int B, int T, int F);
+void gb_layer_from_time_major(const float *xt, float *x, int B, int T, int F);
+/* db[j] += sum over rows of m[r][j], m rows x cols. */
+void gb_layer_add_column_sums(const float *m, size_t rows, int cols, float *db);
 /* Requires an image-shaped (C, H, W) input; error names the spec line. */
 int gb_layer_require_image(const gb_layer_t *l, gb_error_t *err);
 

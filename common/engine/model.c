@@ -76,6 +76,9 @@ const gb_layer_ops_t *gb_layer_ops(gb_layer_kind_t kind)
     case GB_LAYER_TANH: return &gb_tanh_ops;
     case GB_LAYER_SIGMOID: return &gb_sigmoid_ops;
     case GB_LAYER_DROPOUT: return &gb_dropout_ops;
+    case GB_LAYER_LSTM: return &gb_lstm_ops;
+    case GB_LAYER_GRU: return &gb_gru_ops;
+    case GB_LAYER_EMBEDDING: return &gb_embedding_ops;
     default: return NULL;
     }
 }
@@ -440,6 +443,16 @@ static int s_check_batch(const gb_model_t *m, int batch, gb_error_t *err)
     return 0;
 }
 
+/* Lets a first layer that reads more than floats (embedding) refuse bad
+ * input before any worker touches it. */
+static int s_check_input(const gb_model_t *m, const float *x, int batch, gb_error_t *err)
+{
+    const gb_layer_t *first = &m->layers[0];
+    if (first->ops->check_input)
+        return first->ops->check_input(first, x, batch, err);
+    return 0;
+}
+
 static void s_run(gb_model_t *m, s_op_t op)
 {
     m->op = op;
@@ -455,7 +468,7 @@ static void s_reduce(gb_model_t *m)
 int gb_model_forward(gb_model_t *m, const float *x, int batch, float *out, gb_error_t *err)
 {
     int rc = s_check_batch(m, batch, err);
-    if (rc)
+    if (rc || (rc = s_check_input(m, x, batch, err)))
         return rc;
     m->batch = batch;
     m->x = x;
@@ -489,7 +502,7 @@ int gb_model_train_step(gb_model_t *m, const float *x, const gb_target_t *target
                         double *loss, float *logits, gb_error_t *err)
 {
     int rc = s_check_batch(m, batch, err);
-    if (rc)
+    if (rc || (rc = s_check_input(m, x, batch, err)))
         return rc;
     if (target->kind == GB_LOSS_SOFTMAX_CE) {
         for (int i = 0; i < batch; i++)

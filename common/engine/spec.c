@@ -36,6 +36,11 @@ static const char s_preset_mlp[] = "# two-layer perceptron for 28x28 grey images
                                    "relu\n"
                                    "dense 10\n";
 
+static const char s_preset_lstm[] = "# LSTM reading 28x28 grey images row by row\n"
+                                    "input 28 28\n"
+                                    "lstm 128\n"
+                                    "dense 10\n";
+
 const char *gb_spec_preset(const char *name)
 {
     if (!name)
@@ -44,6 +49,8 @@ const char *gb_spec_preset(const char *name)
         return s_preset_lenet;
     if (strcmp(name, "mlp") == 0)
         return s_preset_mlp;
+    if (strcmp(name, "lstm") == 0)
+        return s_preset_lstm;
     return NULL;
 }
 
@@ -52,7 +59,8 @@ static const char *s_kind_names[GB_LAYER_KIND_COUNT] = {
     [GB_LAYER_MAXPOOL2D] = "maxpool", [GB_LAYER_AVGPOOL2D] = "avgpool",
     [GB_LAYER_FLATTEN] = "flatten", [GB_LAYER_RELU] = "relu",
     [GB_LAYER_TANH] = "tanh",       [GB_LAYER_SIGMOID] = "sigmoid",
-    [GB_LAYER_DROPOUT] = "dropout",
+    [GB_LAYER_DROPOUT] = "dropout", [GB_LAYER_LSTM] = "lstm",
+    [GB_LAYER_GRU] = "gru",         [GB_LAYER_EMBEDDING] = "embedding",
 };
 
 const char *gb_layer_kind_name(gb_layer_kind_t kind)
@@ -138,7 +146,8 @@ static int s_parse_layer(const s_line_t *l, gb_layer_cfg_t *cfg, gb_error_t *err
     if (kind < 0)
         return gb_error_set(err, GB_ESPEC,
                             "spec line %d: unknown layer '%s', expected one of conv, maxpool, "
-                            "avgpool, dense, flatten, relu, tanh, sigmoid, dropout",
+                            "avgpool, dense, flatten, relu, tanh, sigmoid, dropout, lstm, gru, "
+                            "embedding",
                             l->line, kw);
     cfg->kind = (gb_layer_kind_t)kind;
     int rc = 0;
@@ -186,6 +195,30 @@ static int s_parse_layer(const s_line_t *l, gb_layer_cfg_t *cfg, gb_error_t *err
         cfg->stride = values[0];
         return 0;
     }
+    case GB_LAYER_LSTM:
+    case GB_LAYER_GRU:
+        if (l->n < 2 || l->n > 3)
+            return gb_error_set(err, GB_ESPEC, "spec line %d: %s expects hidden [sequence], got %d "
+                                               "argument%s",
+                                l->line, kw, l->n - 1, l->n == 2 ? "" : "s");
+        if ((rc = s_parse_int(l, 1, "hidden", 1, &cfg->units, err)))
+            return rc;
+        if (l->n == 3) {
+            if (strcmp(l->tok[2], "sequence") != 0)
+                return gb_error_set(err, GB_ESPEC,
+                                    "spec line %d: %s: unexpected '%s', expected 'sequence'",
+                                    l->line, kw, l->tok[2]);
+            cfg->sequence = 1;
+        }
+        return 0;
+    case GB_LAYER_EMBEDDING:
+        if ((rc = s_expect_count(l, 2, 2, "vocabulary dimension (e.g. 'embedding 1000 32')",
+                                 err)))
+            return rc;
+        if ((rc = s_parse_int(l, 1, "vocabulary", 1, &cfg->vocab, err)) ||
+            (rc = s_parse_int(l, 2, "dimension", 1, &cfg->units, err)))
+            return rc;
+        return 0;
     case GB_LAYER_DROPOUT: {
         if ((rc = s_expect_count(l, 1, 1, "a probability (e.g. 'dropout 0.5')", err)))
             return rc;
@@ -314,6 +347,12 @@ gb_spec_t *gb_spec_parse(const char *text, gb_error_t *err)
         }
         if (s_parse_layer(l, &spec->layers[spec->n_layers], err))
             goto fail;
+        if (spec->layers[spec->n_layers].kind == GB_LAYER_EMBEDDING && spec->n_layers > 0) {
+            gb_error_set(err, GB_ESPEC,
+                         "spec line %d: embedding must be the first layer (it reads token ids)",
+                         line);
+            goto fail;
+        }
         spec->n_layers++;
     }
     if (!have_input) {

@@ -4,6 +4,10 @@
  *   conv OUT K [stride S] [pad P]          2-D cross-correlation, PyTorch layout
  *   maxpool K [stride S]  avgpool K [stride S]   (stride defaults to K)
  *   dense N   flatten   relu   tanh   sigmoid   dropout P
+ *   lstm H [sequence]   gru H [sequence]       on (T, F) inputs; `sequence`
+ *                                          outputs (T, H), else the last h
+ *   embedding V D                          token ids in [0, V) -> (T, D);
+ *                                          only as the first layer
  *
  * Parsing checks only the grammar and value ranges; whether the shapes fit is
  * checked when a model is built from the spec (gb_model_new). */
@@ -23,6 +27,9 @@ typedef enum {
     GB_LAYER_TANH,
     GB_LAYER_SIGMOID,
     GB_LAYER_DROPOUT,
+    GB_LAYER_LSTM,
+    GB_LAYER_GRU,
+    GB_LAYER_EMBEDDING,
     GB_LAYER_KIND_COUNT
 } gb_layer_kind_t;
 
@@ -34,6 +41,8 @@ typedef struct {
     int stride;           /* conv/pool stride (>= 1) */
     int pad;              /* conv zero padding (>= 0) */
     float rate;           /* dropout probability in [0, 1) */
+    int sequence;         /* lstm/gru: 1 outputs every step's state, 0 only the last */
+    int vocab;            /* embedding: number of token ids V (units holds D) */
 } gb_layer_cfg_t;
 
 typedef struct {
@@ -43,7 +52,7 @@ typedef struct {
     char *text;             /* owned copy of the spec text as given */
 } gb_spec_t;
 
-/* Parses spec text, or a preset name (`lenet`, `mlp`), into a new spec the
+/* Parses spec text, or a preset name (`lenet`, `mlp`, `lstm`), into a new spec the
  * caller owns (free with gb_spec_destroy). Returns NULL and fills err with
  * "spec line N: ..." naming the line and what was expected. */
 gb_spec_t *gb_spec_parse(const char *text, gb_error_t *err);

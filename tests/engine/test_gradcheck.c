@@ -158,6 +158,10 @@ static double s_central(gb_model_t *m, const float *x, int batch, const float *r
     return (lp - lm) / ((double)plus - (double)minus);
 }
 
+/* Set while checking a model whose input is token ids (embedding first):
+ * ids cannot be nudged, so only the parameters are checked. */
+static bool s_tokens;
+
 /* Full check of one model on input x (batch samples): every input and every
  * parameter. If train, dropout is active with a fixed seed (masks depend on
  * the seed and the sample index only, so every forward sees the same mask).
@@ -182,10 +186,13 @@ static double s_check_model(gb_model_t *m, const char *spec, float *x, int batch
     memcpy(grads, gb_model_grads(m), np * sizeof(float));
 
     double worst = 0.0;
-    for (size_t i = 0; i < in; i++) {
+    for (size_t i = 0; i < in && !s_tokens; i++) {
         double n = s_central(m, x, batch, r, y, &x[i], fd.h);
         worst = fmax(worst, s_compare(spec, "x", i, dx[i], n, fd.tol));
     }
+    /* Token ids carry no gradient: the input gradient is exactly zero. */
+    for (size_t i = 0; i < in && s_tokens; i++)
+        assert_true(dx[i] == 0.0f);
     float *p = gb_model_params(m);
     for (size_t j = 0; j < np; j++) {
         double n = s_central(m, x, batch, r, y, &p[j], fd.h);
@@ -306,6 +313,59 @@ static void test_sigmoid(void **state)
 {
     (void)state;
     s_check_spec("input 12\nsigmoid\n", 2, S_X_UNIFORM, -5, 5, s_layer_fd, false, 70);
+}
+
+/* Recurrent layers: T >= 3, inputs up to |x| = 1.5 so the gates leave their
+ * linear range; last-state and whole-sequence outputs, stacked layers (the
+ * upper layer sees a non-trivial input sequence), and a stack under a dense
+ * layer. The cell kernels' own check with a non-zero initial state is in
+ * test_rnn.c. */
+static void test_lstm(void **state)
+{
+    (void)state;
+    s_check_spec("input 4 3\nlstm 5\n", 3, S_X_UNIFORM, -1.5f, 1.5f, s_layer_fd, false, 80);
+    s_check_spec("input 5 2\nlstm 3 sequence\n", 2, S_X_UNIFORM, -1.5f, 1.5f, s_layer_fd, false,
+                 81);
+    s_check_spec("input 3 2\nlstm 4 sequence\nlstm 3\n", 2, S_X_UNIFORM, -1.5f, 1.5f, s_layer_fd,
+                 false, 82);
+    s_check_spec("input 4 3\nlstm 4 sequence\ndense 2\n", 2, S_X_UNIFORM, -1.5f, 1.5f,
+                 s_layer_fd, false, 83);
+}
+
+static void test_gru(void **state)
+{
+    (void)state;
+    s_check_spec("input 4 3\ngru 5\n", 3, S_X_UNIFORM, -1.5f, 1.5f, s_layer_fd, false, 90);
+    s_check_spec("input 5 2\ngru 3 sequence\n", 2, S_X_UNIFORM, -1.5f, 1.5f, s_layer_fd, false,
+                 91);
+    s_check_spec("input 3 2\ngru 4 sequence\nlstm 3\n", 2, S_X_UNIFORM, -1.5f, 1.5f, s_layer_fd,
+                 false, 92);
+}
+
+static void test_embedding(void **state)
+{
+    (void)state;
+    static const char spec[] = "input 5\nembedding 7 3\nlstm 4\n";
+    const int batch = 3, T = 5;
+    gb_model_t *m = s_model(spec, batch, 95);
+    float x[15];
+    for (int i = 0; i < batch * T; i++)
+        x[i] = (float)((i * 5 + 2) % 7); /* repeats: one row gathers several steps */
+    s_tokens = true;
+    double worst = s_check_model(m, spec, x, batch, s_layer_fd, false, 95);
+    s_tokens = false;
+    print_message("worst ratio %.2g (tol %.2g): %s\n", worst, s_layer_fd.tol, s_oneline(spec));
+    /* A bad id is refused before any pass, naming the sample and step. */
+    x[7] = 7.0f;
+    float y[12];
+    gb_error_t err = {0};
+    assert_int_equal(gb_model_forward(m, x, batch, y, &err), GB_ERANGE);
+    assert_non_null(strstr(err.msg, "sample 1 step 2: token id 7 is not an integer in 0..6"));
+    x[7] = 2.5f;
+    assert_int_equal(gb_model_forward(m, x, batch, y, &err), GB_ERANGE);
+    x[7] = NAN;
+    assert_int_equal(gb_model_forward(m, x, batch, y, &err), GB_ERANGE);
+    gb_model_destroy(&m);
 }
 
 static void test_dropout_train(void **state)
@@ -764,6 +824,9 @@ int main(void)
         cmocka_unit_test(test_relu),
         cmocka_unit_test(test_tanh),
         cmocka_unit_test(test_sigmoid),
+        cmocka_unit_test(test_lstm),
+        cmocka_unit_test(test_gru),
+        cmocka_unit_test(test_embedding),
         cmocka_unit_test(test_dropout_train),
         cmocka_unit_test(test_dropout_mask),
         cmocka_unit_test(test_composite_relu_maxpool),

@@ -119,7 +119,8 @@ static void test_kind_names(void **state)
         [GB_LAYER_MAXPOOL2D] = "maxpool", [GB_LAYER_AVGPOOL2D] = "avgpool",
         [GB_LAYER_FLATTEN] = "flatten", [GB_LAYER_RELU] = "relu",
         [GB_LAYER_TANH] = "tanh",       [GB_LAYER_SIGMOID] = "sigmoid",
-        [GB_LAYER_DROPOUT] = "dropout",
+        [GB_LAYER_DROPOUT] = "dropout", [GB_LAYER_LSTM] = "lstm",
+        [GB_LAYER_GRU] = "gru",         [GB_LAYER_EMBEDDING] = "embedding",
     };
     for (int k = 0; k < GB_LAYER_KIND_COUNT; k++)
         assert_string_equal(gb_layer_kind_name((gb_layer_kind_t)k), names[k]);
