@@ -2,9 +2,11 @@
  * images file straight into the buffer the dataset keeps (the IDX payload
  * is the pixel array: no copy, one 47 MB allocation for Fashion-MNIST train),
  * widens the labels to int32 and checks that the two files describe the same
- * samples. gb_dataset_fill is the per-batch hot path: one pass over the
- * requested rows, uint8 -> float with restrict pointers so the compiler
- * vectorises it, no allocation. */
+ * samples. csv: names are handed to data/csv (reading) and data/series
+ * (cutting into samples). gb_dataset_fill is the per-batch hot path: one pass
+ * over the requested rows, uint8 -> float with restrict pointers so the
+ * compiler vectorises it, a window as one memcpy out of the row table, no
+ * allocation. */
 #include "data/dataset.h"
 
 #include <errno.h>
@@ -13,7 +15,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "data/csv.h"
 #include "data/idx.h"
+#include "data/series.h"
 #include "util/alloc.h"
 #include "util/log.h"
 
@@ -38,6 +42,11 @@ void gb_dataset_destroy(gb_dataset_t **ds)
     gb_free(d->features);
     gb_free(d->labels);
     gb_free(d->name);
+    gb_free(d->targets);
+    gb_free(d->rows);
+    gb_free(d->starts);
+    gb_free(d->in_mean);
+    gb_free(d->in_std);
     gb_free(d);
     *ds = NULL;
 }
@@ -118,6 +127,38 @@ gb_dataset_t *gb_dataset_new(const char *name, int64_t n, const gb_shape_t *shap
 {
     gb_dataset_t *ds;
     return s_new(name, n, shape, n_classes, features, true, &ds, err) == 0 ? ds : NULL;
+}
+
+gb_dataset_t *gb_dataset_new_regression(const char *name, int64_t n, const gb_shape_t *shape,
+                                        int n_targets, gb_error_t *err)
+{
+    if (n_targets < 1) {
+        gb_error_set(err, GB_EINVAL, "%s: %d targets: expected at least 1", name ? name : "dataset",
+                     n_targets);
+        return NULL;
+    }
+    gb_dataset_t *ds;
+    if (s_new(name, n, shape, 2, true, true, &ds, err) != 0)
+        return NULL;
+    size_t bytes;
+    if (__builtin_mul_overflow((size_t)n, (size_t)n_targets * sizeof(float), &bytes)) {
+        gb_dataset_destroy(&ds);
+        gb_error_set(err, GB_ERANGE, "%s: %lld samples of %d targets overflow memory", name,
+                     (long long)n, n_targets);
+        return NULL;
+    }
+    gb_free(ds->labels);
+    ds->labels = NULL;
+    ds->n_classes = 0;
+    ds->n_targets = n_targets;
+    ds->target_std = 1.0;
+    ds->targets = gb_calloc(bytes, 1);
+    if (!ds->targets) {
+        gb_dataset_destroy(&ds);
+        gb_error_set(err, GB_ENOMEM, "%s: out of memory for %lld targets", name, (long long)n);
+        return NULL;
+    }
+    return ds;
 }
 
 /* dir/base or dir/base.gz, whichever exists (plain first), into path;
@@ -285,15 +326,32 @@ cleanup:
     return rc;
 }
 
-int gb_dataset_load(const char *name, gb_split_t split, gb_dataset_t **out, gb_error_t *err)
+/* Refuses csv: options given for an image dataset. */
+static int s_image_opts(const char *name, const gb_data_opts_t *o, gb_error_t *err)
+{
+    const char *what = o->label ? "a label column" : o->features ? "input columns" :
+                       o->window ? "a window" : o->horizon != 1 ? "a horizon" :
+                       o->regression ? "regression" : o->raw ? "raw (unstandardised) data" : NULL;
+    if (what)
+        return gb_error_warn(err, GB_EINVAL, "dataset '%s': %s applies to csv:FILE data only",
+                             name, what);
+    return 0;
+}
+
+int gb_dataset_load_opts(const char *name, gb_split_t split, const gb_data_opts_t *opts,
+                         gb_dataset_t **out, gb_error_t *err)
 {
     if (!out)
         return gb_error_set(err, GB_EINVAL, "gb_dataset_load: out is NULL");
     *out = NULL;
+    const gb_data_opts_t o = opts ? *opts : GB_DATA_OPTS_INIT;
     if (!name || !*name)
-        return gb_error_set(err, GB_EINVAL, "empty dataset name: expected fashion-mnist or "
-                                            "idx:DIR");
+        return gb_error_set(err, GB_EINVAL, "empty dataset name: expected fashion-mnist, "
+                                            "idx:DIR or csv:FILE");
+    int rc;
     if (strcmp(name, "fashion-mnist") == 0) {
+        if ((rc = s_image_opts(name, &o, err)))
+            return rc;
         if (access(GB_FASHION_MNIST_DIR, F_OK) != 0)
             return gb_error_warn(err, GB_EIO,
                           "fashion-mnist: %s not found (install the Debian package "
@@ -305,12 +363,51 @@ int gb_dataset_load(const char *name, gb_split_t split, gb_dataset_t **out, gb_e
         if (!name[4])
             return gb_error_warn(err, GB_EINVAL, "dataset '%s': idx: needs a directory (idx:DIR)",
                           name);
+        if ((rc = s_image_opts(name, &o, err)))
+            return rc;
         return gb_dataset_load_idx(name + 4, split, 0, name, out, err);
     }
-    if (strncmp(name, "csv:", 4) == 0)
-        return gb_error_warn(err, GB_EINVAL, "dataset '%s': csv datasets are not supported yet", name);
-    return gb_error_warn(err, GB_EINVAL, "unknown dataset '%s': expected fashion-mnist or idx:DIR",
-                  name);
+    if (strncmp(name, "csv:", 4) == 0) {
+        if (!name[4])
+            return gb_error_warn(err, GB_EINVAL, "dataset '%s': csv: needs a file (csv:FILE)",
+                                 name);
+        gb_error_t local = {0};
+        gb_csv_t *csv = gb_csv_read(name + 4, &local);
+        if (!csv)
+            return gb_error_set(err, local.code, "%s", local.msg);
+        rc = gb_series_dataset(csv, name, split, &o, out, err);
+        gb_csv_destroy(&csv);
+        return rc;
+    }
+    return gb_error_warn(err, GB_EINVAL,
+                         "unknown dataset '%s': expected fashion-mnist, idx:DIR or csv:FILE", name);
+}
+
+int gb_dataset_load(const char *name, gb_split_t split, gb_dataset_t **out, gb_error_t *err)
+{
+    return gb_dataset_load_opts(name, split, NULL, out, err);
+}
+
+gb_task_t gb_dataset_task(const gb_dataset_t *ds)
+{
+    return ds->targets ? GB_TASK_REGRESSION : GB_TASK_CLASSIFICATION;
+}
+
+int gb_dataset_outputs(const gb_dataset_t *ds)
+{
+    return ds->targets ? ds->n_targets : ds->n_classes;
+}
+
+gb_loss_kind_t gb_dataset_loss(const gb_dataset_t *ds)
+{
+    return ds->targets ? GB_LOSS_MSE : GB_LOSS_SOFTMAX_CE;
+}
+
+double gb_dataset_mse_units(const gb_dataset_t *ds, double mse)
+{
+    if (!ds->targets || !(ds->target_std > 0.0))
+        return mse;
+    return mse * ds->target_std * ds->target_std;
 }
 
 static inline void s_widen(float *restrict dst, const uint8_t *restrict src, size_t n,
@@ -323,11 +420,12 @@ static inline void s_widen(float *restrict dst, const uint8_t *restrict src, siz
 int gb_dataset_fill(void *source, const int32_t *idx, int n, float *x, int32_t *labels,
                     float *values, gb_error_t *err)
 {
-    (void)values;
     const gb_dataset_t *ds = source;
     if (!ds || n < 0 || (n > 0 && (!idx || !x)))
         return gb_error_set(err, GB_EINVAL, "gb_dataset_fill: bad arguments");
     size_t size = gb_shape_size(&ds->shape);
+    size_t width = (size_t)ds->shape.dim[ds->shape.rank - 1]; /* floats per row of a window */
+    size_t nt = (size_t)ds->n_targets;
     const float scale = ds->scale;
     for (int i = 0; i < n; i++) {
         int32_t j = idx[i];
@@ -337,11 +435,72 @@ int gb_dataset_fill(void *source, const int32_t *idx, int n, float *x, int32_t *
         float *dst = x + (size_t)i * size;
         if (ds->pixels)
             s_widen(dst, ds->pixels + (size_t)j * size, size, scale);
+        else if (ds->starts) /* T rows from starts[j] on: contiguous */
+            memcpy(dst, ds->rows + (size_t)ds->starts[j] * width, size * sizeof(float));
         else
             memcpy(dst, ds->features + (size_t)j * size, size * sizeof(float));
-        if (labels)
+        if (ds->targets) {
+            if (values)
+                memcpy(values + (size_t)i * nt, ds->targets + (size_t)j * nt, nt * sizeof(float));
+        } else if (labels) {
             labels[i] = ds->labels[j];
+        }
     }
+    return 0;
+}
+
+/* Copies n floats from src into a new buffer at *dst (NULL src: nothing). */
+static bool s_dup_floats(float **dst, const float *src, size_t n)
+{
+    if (!src)
+        return true;
+    *dst = gb_malloc(n * sizeof(float));
+    if (*dst)
+        memcpy(*dst, src, n * sizeof(float));
+    return *dst != NULL;
+}
+
+/* An empty dataset like ds for n samples: every buffer ds has, allocated
+ * (uninitialised) for n samples; a series' row table and the
+ * standardisation statistics are copied. */
+static int s_new_like(const gb_dataset_t *ds, int64_t n, gb_dataset_t **out, gb_error_t *err)
+{
+    *out = NULL;
+    size_t size = gb_shape_size(&ds->shape), nn = (size_t)n;
+    size_t width = (size_t)ds->shape.dim[ds->shape.rank - 1];
+    gb_dataset_t *sub = s_shell(ds->name, err);
+    if (!sub)
+        return GB_ENOMEM;
+    sub->n = n;
+    sub->shape = ds->shape;
+    sub->scale = ds->scale;
+    sub->n_classes = ds->n_classes;
+    sub->n_targets = ds->n_targets;
+    sub->n_rows = ds->n_rows;
+    sub->horizon = ds->horizon;
+    sub->target_col = ds->target_col;
+    sub->target_mean = ds->target_mean;
+    sub->target_std = ds->target_std;
+    bool ok = true;
+    if (ds->labels)
+        ok = ok && (sub->labels = gb_malloc(nn * sizeof(int32_t))) != NULL;
+    if (ds->targets)
+        ok = ok && (sub->targets = gb_malloc(nn * (size_t)ds->n_targets * sizeof(float))) != NULL;
+    if (ds->pixels)
+        ok = ok && (sub->pixels = gb_malloc(nn * size)) != NULL;
+    if (ds->features)
+        ok = ok && (sub->features = gb_malloc(nn * size * sizeof(float))) != NULL;
+    if (ds->starts)
+        ok = ok && (sub->starts = gb_malloc(nn * sizeof(int32_t))) != NULL;
+    ok = ok && s_dup_floats(&sub->rows, ds->rows, (size_t)ds->n_rows * width);
+    ok = ok && s_dup_floats(&sub->in_mean, ds->in_mean, width);
+    ok = ok && s_dup_floats(&sub->in_std, ds->in_std, width);
+    if (!ok) {
+        gb_dataset_destroy(&sub);
+        return gb_error_set(err, GB_ENOMEM, "%s: out of memory for %lld samples", ds->name,
+                            (long long)n);
+    }
+    *out = sub;
     return 0;
 }
 
@@ -359,19 +518,23 @@ int gb_dataset_subset(const gb_dataset_t *ds, const int32_t *idx, int64_t n, gb_
                                 "%s: subset index %lld is sample %d, out of range 0..%lld",
                                 ds->name, (long long)i, idx[i], (long long)ds->n - 1);
     gb_dataset_t *sub;
-    int rc = s_new(ds->name, n, &ds->shape, ds->n_classes, ds->features != NULL, false, &sub, err);
+    int rc = s_new_like(ds, n, &sub, err);
     if (rc)
         return rc;
-    sub->scale = ds->scale;
-    size_t size = gb_shape_size(&ds->shape);
+    size_t size = gb_shape_size(&ds->shape), nt = (size_t)ds->n_targets;
     for (int64_t i = 0; i < n; i++) {
         size_t j = (size_t)idx[i];
         if (ds->features)
             memcpy(sub->features + (size_t)i * size, ds->features + j * size,
                    size * sizeof(float));
-        else
+        if (ds->pixels)
             memcpy(sub->pixels + (size_t)i * size, ds->pixels + j * size, size);
-        sub->labels[i] = ds->labels[j];
+        if (ds->starts)
+            sub->starts[i] = ds->starts[j];
+        if (ds->labels)
+            sub->labels[i] = ds->labels[j];
+        if (ds->targets)
+            memcpy(sub->targets + (size_t)i * nt, ds->targets + j * nt, nt * sizeof(float));
     }
     *out = sub;
     return 0;
@@ -388,12 +551,17 @@ int gb_dataset_limit(gb_dataset_t *ds, int64_t n, gb_error_t *err)
     ds->n = n;
     /* Shrinking cannot fail in a way that matters: on failure the old, larger
      * block stays valid. */
-    void *p = gb_realloc(ds->labels, (size_t)n * sizeof(int32_t));
-    if (p)
+    void *p;
+    if (ds->labels && (p = gb_realloc(ds->labels, (size_t)n * sizeof(int32_t))) != NULL)
         ds->labels = p;
+    if (ds->targets &&
+        (p = gb_realloc(ds->targets, (size_t)n * (size_t)ds->n_targets * sizeof(float))) != NULL)
+        ds->targets = p;
     if (ds->pixels && (p = gb_realloc(ds->pixels, (size_t)n * size)) != NULL)
         ds->pixels = p;
     if (ds->features && (p = gb_realloc(ds->features, (size_t)n * size * sizeof(float))) != NULL)
         ds->features = p;
+    if (ds->starts && (p = gb_realloc(ds->starts, (size_t)n * sizeof(int32_t))) != NULL)
+        ds->starts = p;
     return 0;
 }

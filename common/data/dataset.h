@@ -1,12 +1,21 @@
 /* Datasets: labelled samples held in memory, loaded by name
- * ("fashion-mnist", "idx:DIR"), cut down to subsets (--limit, a client's
- * partition) and handed to the engine's training loop batch by batch through
- * gb_dataset_fill, which matches gb_fill_fn in engine/train.h.
+ * ("fashion-mnist", "idx:DIR", "csv:FILE"), cut down to subsets (--limit, a
+ * client's partition) and handed to the engine's training loop batch by batch
+ * through gb_dataset_fill, which matches gb_fill_fn in engine/train.h.
  *
  * Images stay uint8 in memory (60000 Fashion-MNIST images are 47 MB as bytes,
  * 188 MB as floats) and are converted to float, pixel * scale, one batch at a
- * time, into the caller's batch buffer. Float features (CSV, later) are kept
- * as floats and copied.
+ * time, into the caller's batch buffer. Float features (a CSV table) are kept
+ * as floats and copied. A windowed series (a CSV with a window) keeps its
+ * rows once and an index of window starts: a window of T rows is T x F
+ * contiguous floats of the row table, copied out by gb_dataset_fill, so T
+ * times the memory is never spent.
+ *
+ * Two tasks: classification (labels set, n_classes >= 2; trained with
+ * softmax cross-entropy) and regression (targets set, labels NULL, n_classes
+ * 0; trained with MSE). CSV data is standardised by default with statistics
+ * of the training rows only, and says so in in_mean/in_std and
+ * target_mean/target_std, so results can be turned back into file units.
  *
  * Ownership: gb_dataset_load, gb_dataset_new and gb_dataset_subset return a
  * dataset the caller owns and frees with gb_dataset_destroy; the dataset owns
@@ -19,6 +28,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "engine/loss.h"
 #include "engine/shape.h"
 #include "util/error.h"
 
@@ -27,16 +37,60 @@
 
 typedef enum { GB_SPLIT_TRAIN, GB_SPLIT_TEST } gb_split_t;
 
+typedef enum { GB_TASK_CLASSIFICATION, GB_TASK_REGRESSION } gb_task_t;
+
 typedef struct {
     int64_t n;        /* number of samples, 0..INT32_MAX */
-    gb_shape_t shape; /* per-sample shape, (1, H, W) for images */
-    uint8_t *pixels;  /* n x size bytes, owned; or NULL when features is used */
-    float *features;  /* n x size floats, owned; or NULL when pixels is used */
-    float scale;      /* pixel -> float factor (1/255); unused for features */
-    int32_t *labels;  /* n class indices in [0, n_classes), owned */
-    int n_classes;    /* number of classes, >= 2 */
+    gb_shape_t shape; /* per-sample shape: (1, H, W) images, (F) tables, (T, F) windows */
+    uint8_t *pixels;  /* n x size bytes, owned; or NULL when features or rows is used */
+    float *features;  /* n x size floats, owned; or NULL when pixels or rows is used */
+    float scale;      /* pixel -> float factor (1/255); unused for features and rows */
+    int32_t *labels;  /* n class indices in [0, n_classes), owned; NULL for regression */
+    int n_classes;    /* number of classes, >= 2; 0 for regression */
     char *name;       /* the name it was loaded by ("fashion-mnist"), owned */
+    /* The fields below are for csv: data; image datasets leave them 0/NULL. */
+    float *targets;     /* n x n_targets regression targets, owned; NULL for classification */
+    int n_targets;      /* floats per target (1 for csv:); 0 for classification */
+    float *rows;        /* windowed series: n_rows x F input rows in time order, owned; NULL
+                           otherwise. Sample i is rows starts[i] .. starts[i] + T - 1 */
+    int64_t n_rows;     /* windowed series: rows in `rows` */
+    int32_t *starts;    /* windowed series: n first rows of the samples' windows, owned */
+    int horizon;        /* windowed series: target row - last window row, >= 1 */
+    int target_col;     /* windowed series: the column of `rows` that is the label column */
+    float *in_mean;     /* F = last dim of shape floats, owned, or NULL: inputs are stored
+                           standardised, x_stored = (x_file - in_mean) / in_std */
+    float *in_std;      /* F floats > 0, owned; NULL when in_mean is */
+    double target_mean; /* regression: y_stored = (y_file - target_mean) / target_std */
+    double target_std;  /* regression: > 0, 1 when targets are in file units; else 0 */
 } gb_dataset_t;
+
+/* Options for gb_dataset_load_opts; the csv: ones are refused for image
+ * datasets (test_fraction is ignored there: they ship their own split).
+ * Start from GB_DATA_OPTS_INIT. */
+typedef struct {
+    const char *label;    /* csv: the target column (--label); required */
+    const char *features; /* csv: comma-separated input columns; NULL: every column but the
+                             label (table) or every column (series; the label column is
+                             always an input of a series, first when not listed) */
+    int window;           /* csv: T >= 1 cuts the rows into windows of T rows; 0: a table,
+                             one sample per row */
+    int horizon;          /* csv with a window: K >= 1, the target is K rows after the
+                             window's last row; must be 1 without a window */
+    bool regression;      /* csv: the label is a real-valued target (MSE), not a class */
+    double test_fraction; /* csv: the last fraction of the rows is test, in (0, 1) */
+    bool raw;             /* csv: keep inputs and targets in file units (no standardising) */
+} gb_data_opts_t;
+
+#define GB_DATA_TEST_FRACTION 0.2 /* default test_fraction */
+#define GB_DATA_MAX_CLASSES 10000 /* largest class count a csv: label may imply */
+#define GB_DATA_OPTS_INIT                                                                          \
+    ((gb_data_opts_t){.label = NULL,                                                               \
+                      .features = NULL,                                                            \
+                      .window = 0,                                                                 \
+                      .horizon = 1,                                                                \
+                      .regression = false,                                                         \
+                      .test_fraction = GB_DATA_TEST_FRACTION,                                      \
+                      .raw = false})
 
 /* "train" or "test". */
 const char *gb_split_name(gb_split_t split);
@@ -49,9 +103,22 @@ const char *gb_split_name(gb_split_t split);
  * For idx:DIR, n_classes is 1 + the largest label in DIR's train and test
  * label files (both, so the two splits agree; a missing or unreadable other
  * file is skipped with a warning), and at least 2. On failure *out is NULL
- * and err says which file and what is wrong. */
+ * and err says which file and what is wrong. The same as
+ * gb_dataset_load_opts with default options, so csv:FILE fails here for want
+ * of a label column (the message lists the file's columns). */
 int gb_dataset_load(const char *name, gb_split_t split, gb_dataset_t **out, gb_error_t *err)
     GB_MUST_CHECK;
+
+/* gb_dataset_load with options (NULL: GB_DATA_OPTS_INIT), which also loads
+ *   csv:FILE       a CSV table read by gb_csv_read (data/csv.h) and cut into
+ *                  samples by gb_series_dataset (data/series.h): one per row,
+ *                  or one per window; train is the first 1 - test_fraction
+ *                  of the rows, test the rest, never shuffled across.
+ * Options that do not apply to an image dataset (label, features, window,
+ * horizon other than 1, regression, raw) are refused with GB_EINVAL rather
+ * than ignored. */
+int gb_dataset_load_opts(const char *name, gb_split_t split, const gb_data_opts_t *opts,
+                         gb_dataset_t **out, gb_error_t *err) GB_MUST_CHECK;
 
 /* The idx:DIR loader with an explicit class count: n_classes > 0 makes any
  * label >= n_classes an error (GB_ERANGE); 0 infers it as gb_dataset_load
@@ -65,6 +132,25 @@ int gb_dataset_load_idx(const char *dir, gb_split_t split, int n_classes, const 
 gb_dataset_t *gb_dataset_new(const char *name, int64_t n, const gb_shape_t *shape, int n_classes,
                              bool features, gb_error_t *err);
 
+/* A regression dataset of n zeroed samples of `shape` (rank 1..3, float
+ * features) with n x n_targets zero targets (n_targets >= 1), labels NULL,
+ * n_classes 0, target_std 1. Returns NULL and fills err. */
+gb_dataset_t *gb_dataset_new_regression(const char *name, int64_t n, const gb_shape_t *shape,
+                                        int n_targets, gb_error_t *err);
+
+/* Classification when labels are set, regression when targets are. */
+gb_task_t gb_dataset_task(const gb_dataset_t *ds);
+
+/* Outputs a model needs: n_classes, or n_targets for regression. */
+int gb_dataset_outputs(const gb_dataset_t *ds);
+
+/* The loss for the task: GB_LOSS_SOFTMAX_CE or GB_LOSS_MSE. */
+gb_loss_kind_t gb_dataset_loss(const gb_dataset_t *ds);
+
+/* An MSE over this dataset's stored targets in file units: mse x
+ * target_std^2 (mse unchanged when targets are not standardised). */
+double gb_dataset_mse_units(const gb_dataset_t *ds, double mse);
+
 /* Frees the dataset and its buffers; sets *ds to NULL; safe on NULL. */
 void gb_dataset_destroy(gb_dataset_t **ds);
 
@@ -72,19 +158,24 @@ void gb_dataset_destroy(gb_dataset_t **ds);
 size_t gb_dataset_sample_size(const gb_dataset_t *ds);
 
 /* gb_fill_fn for a gb_dataset_t *source: writes samples idx[0..n) into x
- * (n x sample size floats, pixel * scale) and their classes into labels (if
- * not NULL). `values` is unused (classification only) and may be NULL. No
- * allocation; an index outside [0, n) is GB_ERANGE, with x partly written. */
+ * (n x sample size floats, pixel * scale; a window is copied out of the row
+ * table) and their targets: classes into labels for classification (values
+ * untouched), or n x n_targets floats into values for regression (labels
+ * untouched); either buffer may be NULL to skip it. No allocation; an index
+ * outside [0, n) is GB_ERANGE, with x partly written. */
 int gb_dataset_fill(void *source, const int32_t *idx, int n, float *x, int32_t *labels,
                     float *values, gb_error_t *err);
 
 /* A new dataset holding copies of samples idx[0..n) (in that order; repeats
- * allowed), with the same shape, scale, n_classes and name. n may be 0. */
+ * allowed), with the same shape, scale, n_classes, name and every csv: field
+ * (targets, standardisation; a windowed series copies its whole row table
+ * and the chosen window starts). n may be 0. */
 int gb_dataset_subset(const gb_dataset_t *ds, const int32_t *idx, int64_t n, gb_dataset_t **out,
                       gb_error_t *err) GB_MUST_CHECK;
 
 /* Keeps only the first n samples (n >= 0; n >= ds->n changes nothing), in
- * place, giving the spare memory back when the allocator can. */
+ * place, giving the spare memory back when the allocator can (labels or
+ * targets, and pixels, features or window starts; a series keeps its rows). */
 int gb_dataset_limit(gb_dataset_t *ds, int64_t n, gb_error_t *err) GB_MUST_CHECK;
 
 #endif

@@ -1,8 +1,11 @@
 /* Tests for data/dataset: loading a synthetic idx:DIR (plain and gzipped),
  * class-count inference, every load error (missing files, count mismatch,
  * label out of range, wrong dimensions, bad names), fill/subset/limit/new,
- * allocation-failure injection, and the real Fashion-MNIST when the Debian
- * package is installed (skipped otherwise). Doubles as the usage example. */
+ * regression datasets (targets through fill, subset and limit; task, outputs,
+ * loss, units), gb_dataset_load_opts (csv:FILE, and csv: options refused for
+ * image datasets), allocation-failure injection, and the real Fashion-MNIST
+ * when the Debian package is installed (skipped otherwise). Windowed series
+ * are tested in test_series.c. Doubles as the usage example. */
 #include "testutil.h"
 
 #include <stdio.h>
@@ -194,14 +197,15 @@ static void test_load_errors(void **state)
 
     assert_int_equal(gb_dataset_load("mnist-of-sorts", GB_SPLIT_TRAIN, &ds, &err), GB_EINVAL);
     assert_null(ds);
-    assert_string_equal(err.msg,
-                        "unknown dataset 'mnist-of-sorts': expected fashion-mnist or idx:DIR");
+    assert_string_equal(err.msg, "unknown dataset 'mnist-of-sorts': expected fashion-mnist, "
+                                 "idx:DIR or csv:FILE");
     assert_int_equal(gb_dataset_load("", GB_SPLIT_TRAIN, &ds, &err), GB_EINVAL);
     assert_int_equal(gb_dataset_load(NULL, GB_SPLIT_TRAIN, &ds, &err), GB_EINVAL);
     assert_int_equal(gb_dataset_load("idx:", GB_SPLIT_TRAIN, &ds, &err), GB_EINVAL);
     assert_non_null(strstr(err.msg, "needs a directory"));
-    assert_int_equal(gb_dataset_load("csv:x.csv", GB_SPLIT_TRAIN, &ds, &err), GB_EINVAL);
-    assert_non_null(strstr(err.msg, "not supported yet"));
+    assert_int_equal(gb_dataset_load("csv:/nonexistent/x.csv", GB_SPLIT_TRAIN, &ds, &err),
+                     GB_EIO);
+    assert_non_null(strstr(err.msg, "/nonexistent/x.csv"));
     assert_int_equal(gb_dataset_load("idx:/x", GB_SPLIT_TRAIN, NULL, &err), GB_EINVAL);
     assert_int_equal(gb_dataset_load("idx:/nonexistent/dir", GB_SPLIT_TRAIN, &ds, &err), GB_EIO);
     assert_non_null(strstr(err.msg, "/nonexistent/dir: cannot open dataset directory"));
@@ -469,6 +473,197 @@ static void test_alloc_failure(void **state)
     free(dir);
 }
 
+static void test_regression(void **state)
+{
+    (void)state;
+    gb_error_t err = {0};
+    gb_shape_t vec = {.rank = 1, .dim = {3, 1, 1}};
+    gb_dataset_t *ds = gb_dataset_new_regression("reg", 4, &vec, 2, &err);
+    assert_non_null(ds);
+    assert_null(ds->labels);
+    assert_null(ds->pixels);
+    assert_non_null(ds->features);
+    assert_non_null(ds->targets);
+    assert_int_equal(ds->n_classes, 0);
+    assert_int_equal(ds->n_targets, 2);
+    assert_true(ds->target_std == 1.0);
+    assert_int_equal(gb_dataset_task(ds), GB_TASK_REGRESSION);
+    assert_int_equal(gb_dataset_outputs(ds), 2);
+    assert_int_equal(gb_dataset_loss(ds), GB_LOSS_MSE);
+    assert_true(gb_dataset_mse_units(ds, 2.5) == 2.5);
+    ds->target_std = 2.0; /* as if standardised */
+    assert_true(gb_dataset_mse_units(ds, 2.5) == 10.0);
+    for (int i = 0; i < 8; i++) {
+        assert_true(ds->targets[i] == 0.0f);
+        ds->targets[i] = (float)(i * 10);
+    }
+    for (int i = 0; i < 12; i++)
+        ds->features[i] = (float)i;
+
+    /* fill: targets into values (n x 2), labels untouched */
+    int32_t idx[3] = {3, 0, 3}, labels[3] = {-1, -1, -1};
+    float x[9], values[6];
+    assert_int_equal(gb_dataset_fill(ds, idx, 3, x, labels, values, &err), 0);
+    const float want[6] = {60, 70, 0, 10, 60, 70};
+    assert_memory_equal(values, want, sizeof want);
+    assert_int_equal(labels[0], -1);
+    assert_true(x[0] == 9.0f && x[3] == 0.0f);
+    assert_int_equal(gb_dataset_fill(ds, idx, 3, x, NULL, NULL, &err), 0);
+    gb_batches_t batches = {.source = ds, .fill = s_fill, .n = ds->n, .loss = gb_dataset_loss(ds)};
+    assert_int_equal(batches.fill(batches.source, idx, 1, x, NULL, values, NULL), 0);
+
+    /* subset and limit carry the targets */
+    int32_t pick[2] = {2, 1};
+    gb_dataset_t *sub = NULL;
+    assert_int_equal(gb_dataset_subset(ds, pick, 2, &sub, &err), 0);
+    assert_null(sub->labels);
+    assert_int_equal(sub->n_targets, 2);
+    assert_int_equal(sub->n_classes, 0);
+    assert_true(sub->target_std == 2.0);
+    assert_true(sub->targets[0] == 40 && sub->targets[1] == 50 && sub->targets[2] == 20);
+    assert_true(sub->features[0] == 6.0f);
+    assert_int_equal(gb_dataset_task(sub), GB_TASK_REGRESSION);
+    gb_dataset_destroy(&sub);
+    assert_int_equal(gb_dataset_subset(ds, NULL, 0, &sub, &err), 0);
+    assert_int_equal(sub->n, 0);
+    assert_non_null(sub->targets);
+    gb_dataset_destroy(&sub);
+    assert_int_equal(gb_dataset_limit(ds, 2, &err), 0);
+    assert_int_equal(ds->n, 2);
+    assert_true(ds->targets[3] == 30);
+    assert_int_equal(gb_dataset_fill(ds, idx, 1, x, NULL, values, &err), GB_ERANGE);
+    gb_dataset_destroy(&ds);
+
+    /* classification datasets: the old meaning */
+    ds = gb_dataset_new("cls", 2, &vec, 3, true, &err);
+    assert_int_equal(gb_dataset_task(ds), GB_TASK_CLASSIFICATION);
+    assert_int_equal(gb_dataset_outputs(ds), 3);
+    assert_int_equal(gb_dataset_loss(ds), GB_LOSS_SOFTMAX_CE);
+    assert_true(gb_dataset_mse_units(ds, 1.5) == 1.5);
+    assert_null(ds->targets);
+    gb_dataset_destroy(&ds);
+
+    /* bad arguments */
+    assert_null(gb_dataset_new_regression("x", 2, &vec, 0, &err));
+    assert_int_equal(err.code, GB_EINVAL);
+    assert_null(gb_dataset_new_regression("x", -1, &vec, 1, &err));
+    assert_null(gb_dataset_new_regression("x", 2, NULL, 1, &err));
+    assert_null(gb_dataset_new_regression(NULL, 2, &vec, 1, &err));
+
+    /* allocation failures */
+    int failures = 0;
+    for (long k = 1; k < 20; k++) {
+        gb_alloc_fail_after(k);
+        ds = gb_dataset_new_regression("r", 3, &vec, 1, &err);
+        gb_alloc_fail_after(0);
+        if (ds) {
+            for (long j = 1; j < 20; j++) {
+                gb_alloc_fail_after(j);
+                int rc = gb_dataset_subset(ds, pick, 2, &sub, &err);
+                gb_alloc_fail_after(0);
+                if (rc == 0) {
+                    gb_dataset_destroy(&sub);
+                    break;
+                }
+                assert_int_equal(rc, GB_ENOMEM);
+            }
+            gb_dataset_destroy(&ds);
+            break;
+        }
+        assert_int_equal(err.code, GB_ENOMEM);
+        failures++;
+    }
+    assert_int_equal(failures, 5); /* dataset, name, labels, features, targets */
+}
+
+static void test_load_opts(void **state)
+{
+    (void)state;
+    gb_error_t err = {0};
+    gb_dataset_t *ds = (gb_dataset_t *)1;
+    char *dir = gb_test_mkdtemp();
+    const char *text = "a,b,y\n1,2,0\n2,3,1\n3,4,0\n4,5,1\n5,6,1\n";
+    char *path = gb_test_write_file(dir, "d.csv", text, strlen(text));
+    char name[512];
+    snprintf(name, sizeof name, "csv:%s", path);
+
+    gb_data_opts_t o = GB_DATA_OPTS_INIT;
+    assert_true(o.test_fraction == GB_DATA_TEST_FRACTION);
+    assert_int_equal(o.horizon, 1);
+    o.label = "y";
+    assert_int_equal(gb_dataset_load_opts(name, GB_SPLIT_TRAIN, &o, &ds, &err), 0);
+    assert_string_equal(ds->name, name);
+    assert_int_equal(ds->n, 4);
+    assert_int_equal(ds->n_classes, 2);
+    assert_int_equal(gb_dataset_sample_size(ds), 2);
+    gb_dataset_destroy(&ds);
+    o.regression = true;
+    assert_int_equal(gb_dataset_load_opts(name, GB_SPLIT_TEST, &o, &ds, &err), 0);
+    assert_int_equal(ds->n, 1);
+    assert_int_equal(gb_dataset_task(ds), GB_TASK_REGRESSION);
+    gb_dataset_destroy(&ds);
+
+    /* without options a csv: has no label: the message lists the columns */
+    assert_int_equal(gb_dataset_load(name, GB_SPLIT_TRAIN, &ds, &err), GB_EINVAL);
+    assert_null(ds);
+    char want[600];
+    snprintf(want, sizeof want, "%s: no label column given (--label NAME; columns: a, b, y)", path);
+    assert_string_equal(err.msg, want);
+    assert_int_equal(gb_dataset_load_opts(name, GB_SPLIT_TRAIN, NULL, &ds, &err), GB_EINVAL);
+    assert_string_equal(err.msg, want);
+    assert_int_equal(gb_dataset_load_opts("csv:", GB_SPLIT_TRAIN, &o, &ds, &err), GB_EINVAL);
+    assert_string_equal(err.msg, "dataset 'csv:': csv: needs a file (csv:FILE)");
+    assert_int_equal(gb_dataset_load_opts(name, GB_SPLIT_TRAIN, &o, NULL, &err), GB_EINVAL);
+    /* the reader's message comes through */
+    free(path);
+    path = gb_test_write_file(dir, "d.csv", "a,y\n1,2\n3\n", 10);
+    assert_int_equal(gb_dataset_load_opts(name, GB_SPLIT_TRAIN, &o, &ds, &err), GB_EFORMAT);
+    assert_null(ds);
+    snprintf(want, sizeof want, "%s line 3 has 1 cell, the header has 2", path);
+    assert_string_equal(err.msg, want);
+
+    /* csv: options are refused for image datasets, not ignored */
+    char *idx_dir = s_make_dir();
+    char *spec = s_spec(idx_dir);
+    const struct {
+        gb_data_opts_t o;
+        const char *what;
+    } cases[] = {
+        {{.label = "y", .horizon = 1, .test_fraction = 0.2}, "a label column"},
+        {{.features = "a", .horizon = 1, .test_fraction = 0.2}, "input columns"},
+        {{.window = 4, .horizon = 1, .test_fraction = 0.2}, "a window"},
+        {{.horizon = 2, .test_fraction = 0.2}, "a horizon"},
+        {{.regression = true, .horizon = 1, .test_fraction = 0.2}, "regression"},
+        {{.raw = true, .horizon = 1, .test_fraction = 0.2}, "raw (unstandardised) data"},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        assert_int_equal(gb_dataset_load_opts(spec, GB_SPLIT_TRAIN, &cases[k].o, &ds, &err),
+                         GB_EINVAL);
+        snprintf(want, sizeof want, "dataset '%s': %s applies to csv:FILE data only", spec,
+                 cases[k].what);
+        assert_string_equal(err.msg, want);
+        assert_int_equal(
+            gb_dataset_load_opts("fashion-mnist", GB_SPLIT_TRAIN, &cases[k].o, &ds, &err),
+            GB_EINVAL);
+        assert_non_null(strstr(err.msg, "applies to csv:FILE data only"));
+    }
+    /* default options (test_fraction included) are fine */
+    o = GB_DATA_OPTS_INIT;
+    o.test_fraction = 0.5;
+    assert_int_equal(gb_dataset_load_opts(spec, GB_SPLIT_TEST, &o, &ds, &err), 0);
+    assert_int_equal(ds->n, 4);
+    assert_null(ds->targets);
+    assert_null(ds->rows);
+    gb_dataset_destroy(&ds);
+
+    free(spec);
+    gb_test_rmtree(idx_dir);
+    free(idx_dir);
+    free(path);
+    gb_test_rmtree(dir);
+    free(dir);
+}
+
 static void test_fashion_mnist(void **state)
 {
     (void)state;
@@ -522,7 +717,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_load_idx_dir),  cmocka_unit_test(test_load_errors),
         cmocka_unit_test(test_fill),          cmocka_unit_test(test_new_subset_limit),
-        cmocka_unit_test(test_alloc_failure), cmocka_unit_test(test_fashion_mnist),
+        cmocka_unit_test(test_alloc_failure), cmocka_unit_test(test_regression),
+        cmocka_unit_test(test_load_opts),     cmocka_unit_test(test_fashion_mnist),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
