@@ -2,6 +2,7 @@
  * split. */
 #include "args.h"
 #include "commands.h"
+#include "data_source.h"
 #include "report.h"
 #include "data/dataset.h"
 #include "engine/train.h"
@@ -12,19 +13,19 @@
 
 int gb_cmd_eval(int argc, char **argv)
 {
-    const char *model_file = NULL, *data = "fashion-mnist";
-    int batch = 64, limit = 0, threads = 1;
+    const char *model_file = NULL;
+    gb_data_source_t data = gb_data_source_defaults();
+    int batch = 64, threads = 1;
     bool json = false;
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     threads = cores < 1 ? 1 : cores > 8 ? 8 : (int)cores;
-    gb_arg_t opts[] = {
+    gb_arg_t opts[4 + GB_DATA_SOURCE_ARGS] = {
         {"--model-file", GB_ARG_STRING, &model_file, 0, 0, NULL, "model file written by train --save (required)", false},
-        {"--data", GB_ARG_STRING, &data, 0, 0, NULL, "fashion-mnist or idx:DIR (default fashion-mnist)", false},
         {"--batch", GB_ARG_INT, &batch, 1, 65536, NULL, "evaluation batch size (default 64)", false},
         {"--threads", GB_ARG_INT, &threads, 1, 256, NULL, "worker threads (default: cores, at most 8)", false},
-        {"--limit", GB_ARG_INT, &limit, 1, 2147483647, NULL, "use only the first N test samples", false},
         {"--json", GB_ARG_FLAG, &json, 0, 0, NULL, "print one JSON object", false},
     };
+    gb_data_source_args(&data, opts + 4);
     const int n_opts = (int)(sizeof opts / sizeof opts[0]);
     gb_error_t err = {0};
     bool help = false;
@@ -48,30 +49,23 @@ int gb_cmd_eval(int argc, char **argv)
     gb_model_t *m = gb_snapshot_load_model(model_file, NULL, &err);
     if (!m)
         goto fail;
-    if (gb_dataset_load(data, GB_SPLIT_TEST, &test, &err))
+    if (gb_data_source_load(&data, NULL, &test, &err) ||
+        gb_data_source_check_model(m, test, model_file, &err))
         goto fail;
-    if (limit > 0 && gb_dataset_limit(test, limit, &err))
-        goto fail;
-    gb_shape_t in = gb_model_input_shape(m), out = gb_model_output_shape(m);
-    if (gb_shape_size(&in) != gb_dataset_sample_size(test) ||
-        gb_shape_size(&out) != (size_t)test->n_classes) {
-        gb_error_set(&err, GB_ESHAPE, "model %s does not fit dataset %s (%zu inputs, %zu outputs "
-                                      "against %zu features, %d classes)",
-                     model_file, data, gb_shape_size(&in), gb_shape_size(&out),
-                     gb_dataset_sample_size(test), test->n_classes);
-        goto fail;
-    }
     if (batch > test->n)
         batch = (int)test->n;
     if (gb_model_plan(m, batch, threads, &err))
         goto fail;
-    gb_batches_t b = {test, gb_dataset_fill, test->n, GB_LOSS_SOFTMAX_CE};
+    gb_batches_t b = {test, gb_dataset_fill, test->n, gb_dataset_loss(test)};
     gb_epoch_stats_t es = {0};
     if (gb_evaluate(m, &b, batch, &es, &err))
         goto fail;
+    gb_report_extra_t extra;
+    gb_data_source_extra(test, &extra);
+    gb_data_source_units(test, es.mean_loss, &extra);
     gb_report_t report;
     gb_report_init(&report, json, 0);
-    gb_report_eval(&report, &es);
+    gb_report_eval(&report, &es, &extra);
     gb_report_finish(&report);
     rc = 0;
     goto out;

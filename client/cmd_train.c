@@ -2,6 +2,7 @@
  * test split after every epoch; optionally saves the model file. */
 #include "args.h"
 #include "commands.h"
+#include "data_source.h"
 #include "model_source.h"
 #include "report.h"
 #include "data/dataset.h"
@@ -15,7 +16,7 @@
 
 typedef struct {
     const char *model;     /* preset, spec file or model file */
-    const char *data;      /* dataset name */
+    gb_data_source_t data; /* dataset and its options */
     int epochs;            /* passes over the training split */
     int batch;             /* mini-batch size */
     double lr;             /* learning rate (0: the optimiser's default) */
@@ -24,7 +25,6 @@ typedef struct {
     const char *optimizer; /* sgd | adam */
     uint64_t seed;         /* init, shuffle and dropout seed */
     int threads;           /* workers */
-    int limit;             /* samples per split (0: all) */
     const char *save;      /* model file to write, or NULL */
     bool json;             /* JSON lines */
 } s_opts_t;
@@ -52,38 +52,12 @@ static int s_fail(const char *what, const gb_error_t *err)
     return 1;
 }
 
-static int s_load_data(const s_opts_t *o, gb_dataset_t **train, gb_dataset_t **test,
-                       gb_error_t *err)
-{
-    if (gb_dataset_load(o->data, GB_SPLIT_TRAIN, train, err) ||
-        gb_dataset_load(o->data, GB_SPLIT_TEST, test, err))
-        return err->code;
-    if (o->limit > 0 &&
-        (gb_dataset_limit(*train, o->limit, err) || gb_dataset_limit(*test, o->limit, err)))
-        return err->code;
-    return 0;
-}
-
-static int s_check_fit(gb_model_t *m, const gb_dataset_t *ds, gb_error_t *err)
-{
-    gb_shape_t in = gb_model_input_shape(m), out = gb_model_output_shape(m);
-    char a[64], b[64];
-    if (gb_shape_size(&in) != gb_dataset_sample_size(ds))
-        return gb_error_set(err, GB_ESHAPE, "model input %s does not fit %s samples of shape %s",
-                            gb_shape_format(&in, a, sizeof a), ds->name,
-                            gb_shape_format(&ds->shape, b, sizeof b));
-    if (gb_shape_size(&out) != (size_t)ds->n_classes)
-        return gb_error_set(err, GB_ESHAPE, "model has %zu outputs but %s has %d classes",
-                            gb_shape_size(&out), ds->name, ds->n_classes);
-    return 0;
-}
-
 static int s_save(const s_opts_t *o, gb_model_t *m, int64_t trained, gb_error_t *err)
 {
     char samples[32];
     snprintf(samples, sizeof samples, "%lld", (long long)trained);
     gb_snapshot_meta_t meta[] = {
-        {.key = GB_SNAPSHOT_META_DATASET, .value = (char *)o->data},
+        {.key = GB_SNAPSHOT_META_DATASET, .value = (char *)o->data.data},
         {.key = GB_SNAPSHOT_META_TRAINED_SAMPLES, .value = samples},
     };
     return gb_snapshot_save_model(o->save, m, 0, meta, 2, err);
@@ -91,11 +65,10 @@ static int s_save(const s_opts_t *o, gb_model_t *m, int64_t trained, gb_error_t 
 
 int gb_cmd_train(int argc, char **argv)
 {
-    s_opts_t o = {.model = "lenet", .data = "fashion-mnist", .epochs = 1, .batch = 32,
+    s_opts_t o = {.model = "lenet", .data = gb_data_source_defaults(), .epochs = 1, .batch = 32,
                   .optimizer = "sgd", .seed = 1, .threads = s_default_threads()};
-    gb_arg_t opts[] = {
-        {"--model", GB_ARG_STRING, &o.model, 0, 0, NULL, "lenet, mlp, a spec file or a model file (default lenet)", false},
-        {"--data", GB_ARG_STRING, &o.data, 0, 0, NULL, "fashion-mnist or idx:DIR (default fashion-mnist)", false},
+    gb_arg_t opts[GB_DATA_SOURCE_ARGS + 11] = {
+        {"--model", GB_ARG_STRING, &o.model, 0, 0, NULL, "lenet, mlp, lstm, a spec file or a model file (default lenet)", false},
         {"--epochs", GB_ARG_INT, &o.epochs, 1, 100000, NULL, "passes over the training split (default 1)", false},
         {"--batch", GB_ARG_INT, &o.batch, 1, 65536, NULL, "mini-batch size (default 32)", false},
         {"--lr", GB_ARG_FLOAT, &o.lr, 1e-12, 1e3, NULL, "learning rate (default 0.05 sgd, 0.001 adam)", false},
@@ -104,10 +77,10 @@ int gb_cmd_train(int argc, char **argv)
         {"--optimizer", GB_ARG_CHOICE, &o.optimizer, 0, 0, "sgd|adam", "optimiser (default sgd)", false},
         {"--seed", GB_ARG_U64, &o.seed, 0, 0, NULL, "seed for init, shuffling and dropout (default 1)", false},
         {"--threads", GB_ARG_INT, &o.threads, 1, 256, NULL, "worker threads (default: cores, at most 8)", false},
-        {"--limit", GB_ARG_INT, &o.limit, 1, 2147483647, NULL, "use only the first N samples of each split", false},
         {"--save", GB_ARG_STRING, &o.save, 0, 0, NULL, "write the trained model file here", false},
         {"--json", GB_ARG_FLAG, &o.json, 0, 0, NULL, "one JSON object per line per epoch", false},
     };
+    gb_data_source_args(&o.data, opts + 11);
     const int n_opts = (int)(sizeof opts / sizeof opts[0]);
     gb_error_t err = {0};
     bool help = false;
@@ -137,7 +110,8 @@ int gb_cmd_train(int argc, char **argv)
         rc = s_fail("", &err);
         goto out;
     }
-    if (s_load_data(&o, &train, &test, &err) || s_check_fit(m, train, &err)) {
+    if (gb_data_source_load(&o.data, &train, &test, &err) ||
+        gb_data_source_check_model(m, train, "model", &err)) {
         rc = s_fail("", &err);
         goto out;
     }
@@ -154,8 +128,10 @@ int gb_cmd_train(int argc, char **argv)
     }
     gb_report_t report;
     gb_report_init(&report, o.json, o.epochs);
-    gb_batches_t train_b = {train, gb_dataset_fill, train->n, GB_LOSS_SOFTMAX_CE};
-    gb_batches_t test_b = {test, gb_dataset_fill, test->n, GB_LOSS_SOFTMAX_CE};
+    gb_batches_t train_b = {train, gb_dataset_fill, train->n, gb_dataset_loss(train)};
+    gb_batches_t test_b = {test, gb_dataset_fill, test->n, gb_dataset_loss(test)};
+    gb_report_extra_t extra;
+    gb_data_source_extra(test, &extra);
     int64_t trained = 0;
     for (int e = 1; e <= o.epochs; e++) {
         gb_report_epoch_start(&report, e);
@@ -171,8 +147,9 @@ int gb_cmd_train(int argc, char **argv)
             rc = s_fail("evaluating", &err);
             goto out;
         }
-        gb_report_epoch(&report, &ts, &es, gb_model_flops_per_sample(m), gb_model_threads(m),
-                        o.batch);
+        gb_data_source_units(test, es.mean_loss, &extra);
+        gb_report_epoch(&report, &ts, &es, &extra, gb_model_flops_per_sample(m),
+                        gb_model_threads(m), o.batch);
     }
     if (o.save) {
         if (s_save(&o, m, trained, &err)) {

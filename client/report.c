@@ -60,23 +60,54 @@ void gb_report_progress(void *arg, int64_t done, int64_t total, double mean_loss
     fflush(stderr);
 }
 
-void gb_report_epoch(gb_report_t *r, const gb_epoch_stats_t *train, const gb_epoch_stats_t *eval,
-                     double flops_per_sample, int threads, int batch)
+/* Appends the regression keys (JSON) or words (plain) for extra. */
+static void s_extra(const gb_report_extra_t *x, bool json)
 {
+    if (!x || !x->regression)
+        return;
+    if (json) {
+        printf(", \"test_mse_units\": %.6g", x->mse_units);
+        if (x->has_baseline)
+            printf(", \"baseline_mse\": %.6f, \"baseline_mse_units\": %.6g", x->baseline,
+                   x->baseline_units);
+    } else {
+        printf("  (%.4g in data units", x->mse_units);
+        if (x->has_baseline)
+            printf("; last-value baseline %.4f, %.4g in data units", x->baseline,
+                   x->baseline_units);
+        printf(")");
+    }
+}
+
+void gb_report_epoch(gb_report_t *r, const gb_epoch_stats_t *train, const gb_epoch_stats_t *eval,
+                     const gb_report_extra_t *extra, double flops_per_sample, int threads,
+                     int batch)
+{
+    bool regression = extra && extra->regression;
     double sps = train->seconds > 0 ? (double)train->samples / train->seconds : 0.0;
     double esps = eval && eval->seconds > 0 ? (double)eval->samples / eval->seconds : 0.0;
     if (r->json) {
-        char test_loss[32] = "null", test_acc[32] = "null";
-        if (eval) {
+        char test_loss[32] = "null", test_acc[32] = "null", train_acc[32] = "null";
+        if (eval)
             snprintf(test_loss, sizeof test_loss, "%.6f", eval->mean_loss);
+        if (eval && !regression)
             snprintf(test_acc, sizeof test_acc, "%.6f", eval->accuracy);
-        }
+        if (!regression)
+            snprintf(train_acc, sizeof train_acc, "%.6f", train->accuracy);
         printf("{\"epoch\": %d, \"samples\": %lld, \"samples_per_s\": %.1f, \"train_loss\": %.6f, "
-               "\"train_accuracy\": %.6f, \"test_loss\": %s, \"test_accuracy\": %s, "
+               "\"train_accuracy\": %s, \"test_loss\": %s, \"test_accuracy\": %s, "
                "\"seconds\": %.3f, \"eval_samples_per_s\": %.1f, \"flops_per_sample\": %.0f, "
-               "\"threads\": %d, \"batch\": %d}\n",
-               r->epoch, (long long)train->samples, sps, train->mean_loss, train->accuracy,
-               test_loss, test_acc, train->seconds, esps, flops_per_sample, threads, batch);
+               "\"threads\": %d, \"batch\": %d",
+               r->epoch, (long long)train->samples, sps, train->mean_loss, train_acc, test_loss,
+               test_acc, train->seconds, esps, flops_per_sample, threads, batch);
+        s_extra(extra, true);
+        printf("}\n");
+    } else if (regression) {
+        printf("epoch %d/%d  train mse %.4f", r->epoch, r->epochs, train->mean_loss);
+        if (eval)
+            printf("  test mse %.4f", eval->mean_loss);
+        s_extra(extra, false);
+        printf("  %.0f samples/s  %.1f s\n", sps, train->seconds);
     } else {
         printf("epoch %d/%d  train loss %.4f acc %5.2f%%", r->epoch, r->epochs, train->mean_loss,
                100.0 * train->accuracy);
@@ -87,16 +118,28 @@ void gb_report_epoch(gb_report_t *r, const gb_epoch_stats_t *train, const gb_epo
     fflush(stdout);
 }
 
-void gb_report_eval(const gb_report_t *r, const gb_epoch_stats_t *eval)
+void gb_report_eval(const gb_report_t *r, const gb_epoch_stats_t *eval,
+                    const gb_report_extra_t *extra)
 {
+    bool regression = extra && extra->regression;
     double esps = eval->seconds > 0 ? (double)eval->samples / eval->seconds : 0.0;
-    if (r->json)
-        printf("{\"samples\": %lld, \"test_loss\": %.6f, \"test_accuracy\": %.6f, "
-               "\"seconds\": %.3f, \"eval_samples_per_s\": %.1f}\n",
-               (long long)eval->samples, eval->mean_loss, eval->accuracy, eval->seconds, esps);
-    else
+    if (r->json) {
+        char acc[32] = "null";
+        if (!regression)
+            snprintf(acc, sizeof acc, "%.6f", eval->accuracy);
+        printf("{\"samples\": %lld, \"test_loss\": %.6f, \"test_accuracy\": %s, "
+               "\"seconds\": %.3f, \"eval_samples_per_s\": %.1f",
+               (long long)eval->samples, eval->mean_loss, acc, eval->seconds, esps);
+        s_extra(extra, true);
+        printf("}\n");
+    } else if (regression) {
+        printf("test mse %.4f", eval->mean_loss);
+        s_extra(extra, false);
+        printf("  (%lld samples, %.0f samples/s)\n", (long long)eval->samples, esps);
+    } else {
         printf("test loss %.4f  accuracy %.2f%%  (%lld samples, %.0f samples/s)\n",
                eval->mean_loss, 100.0 * eval->accuracy, (long long)eval->samples, esps);
+    }
     fflush(stdout);
 }
 

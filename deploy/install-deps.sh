@@ -12,8 +12,8 @@ packages=(
   libopenblas-dev libopenblas-pthread-dev zlib1g-dev libpng-dev
   # tests
   libcmocka-dev python3 python3-numpy python3-torch
-  # data
-  dataset-fashion-mnist
+  # data: Fashion-MNIST, and the sunspot series shipped with statsmodels
+  dataset-fashion-mnist python3-statsmodels
 )
 
 missing=()

@@ -192,5 +192,68 @@ class Training(unittest.TestCase):
         self.assertNotEqual(digests[0], digests[2])
 
 
+SUNSPOTS = "/usr/lib/python3/dist-packages/statsmodels/datasets/sunspots/sunspots.csv"
+
+
+class Csv(unittest.TestCase):
+    def setUp(self):
+        self.tmp = tempfile.TemporaryDirectory()
+        self.dir = self.tmp.name
+
+    def tearDown(self):
+        self.tmp.cleanup()
+
+    def write(self, name, text):
+        path = os.path.join(self.dir, name)
+        with open(path, "w") as f:
+            f.write(text)
+        return path
+
+    def test_table_classification(self):
+        rows = ["a,b,label"] + ["%d,%d,%d" % (i % 7, (i * 3) % 5, (i % 7) > 3) for i in range(200)]
+        data = self.write("t.csv", "\n".join(rows) + "\n")
+        spec = self.write("t.spec", "input 2\ndense 8\nrelu\ndense 2\n")
+        p = run(CLIENT, "train", "--model", spec, "--data", "csv:" + data, "--label", "label",
+                "--epochs", "30", "--batch", "16", "--optimizer", "adam", "--lr", "0.01",
+                "--threads", "1", "--json", check_rc=0)
+        last = json.loads(p.stdout.splitlines()[-2])
+        self.assertGreater(last["test_accuracy"], 0.9)
+
+    def test_malformed_csv_named(self):
+        spec = self.write("t.spec", "input 1\ndense 2\n")
+        cases = {
+            "ragged.csv": ("a,label\n1,0\n2\n", "ragged.csv line 3 has 1 cell"),
+            "text.csv": ("a,label\n1,0\nx,1\n", "text.csv line 3, column 1 (a): 'x' is not a number"),
+        }
+        for name, (text, msg) in cases.items():
+            with self.subTest(name=name):
+                path = self.write(name, text)
+                p = run(CLIENT, "train", "--model", spec, "--data", "csv:" + path, "--label",
+                        "label")
+                self.assertEqual(p.returncode, 1, p.stderr)
+                self.assertIn(msg, p.stderr)
+        path = self.write("nolabel.csv", "a,b\n1,0\n2,1\n")
+        p = run(CLIENT, "train", "--model", spec, "--data", "csv:" + path, "--label", "label")
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("no column named 'label'", p.stderr)
+
+    @unittest.skipUnless(os.path.exists(SUNSPOTS), "python3-statsmodels not installed")
+    def test_forecast_beats_last_value(self):
+        spec = self.write("ar.spec", "input 10 1\nflatten\ndense 1\n")
+        model = os.path.join(self.dir, "sun.gbm")
+        args = ["--data", "csv:" + SUNSPOTS, "--label", "SUNACTIVITY", "--features",
+                "SUNACTIVITY", "--window", "10", "--horizon", "1", "--regression"]
+        p = run(CLIENT, "train", "--model", spec, *args, "--epochs", "60", "--batch", "16",
+                "--optimizer", "adam", "--lr", "0.01", "--threads", "1", "--seed", "1",
+                "--json", "--save", model, check_rc=0)
+        last = json.loads(p.stdout.splitlines()[-2])
+        self.assertIsNone(last["test_accuracy"])
+        self.assertLess(last["test_loss"], 0.6 * last["baseline_mse"])
+        self.assertLess(last["test_mse_units"], 0.6 * last["baseline_mse_units"])
+        ev = json.loads(run(CLIENT, "eval", "--model-file", model, *args, "--json",
+                            check_rc=0).stdout.splitlines()[0])
+        self.assertAlmostEqual(ev["test_loss"], last["test_loss"], places=5)
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)

@@ -1,0 +1,105 @@
+/* Dataset options shared by the local commands (see data_source.h). */
+#include "data_source.h"
+#include "data/series.h"
+
+#include <string.h>
+
+gb_data_source_t gb_data_source_defaults(void)
+{
+    gb_data_source_t d = {.data = "fashion-mnist", .horizon = 1,
+                          .test_fraction = GB_DATA_TEST_FRACTION};
+    return d;
+}
+
+void gb_data_source_args(gb_data_source_t *d, gb_arg_t *o)
+{
+    const gb_arg_t entries[GB_DATA_SOURCE_ARGS] = {
+        {"--data", GB_ARG_STRING, &d->data, 0, 0, NULL,
+         "fashion-mnist, idx:DIR or csv:FILE (default fashion-mnist)", false},
+        {"--label", GB_ARG_STRING, &d->label, 0, 0, NULL, "csv: the target column", false},
+        {"--features", GB_ARG_STRING, &d->features, 0, 0, NULL,
+         "csv: input columns, comma-separated (default: all but the label; a series "
+         "always includes it)",
+         false},
+        {"--window", GB_ARG_INT, &d->window, 1, 100000, NULL,
+         "csv: cut the rows into windows of T steps (a time series)", false},
+        {"--horizon", GB_ARG_INT, &d->horizon, 1, 100000, NULL,
+         "csv: predict the target K steps after the window (default 1)", false},
+        {"--regression", GB_ARG_FLAG, &d->regression, 0, 0, NULL,
+         "csv: the label is a real value (MSE), not a class", false},
+        {"--test-fraction", GB_ARG_FLOAT, &d->test_fraction, 0.001, 0.999, NULL,
+         "csv: the last fraction of the rows is the test split (default 0.2)", false},
+        {"--limit", GB_ARG_INT, &d->limit, 1, 2147483647, NULL,
+         "use only the first N samples of each split", false},
+    };
+    for (int i = 0; i < GB_DATA_SOURCE_ARGS; i++)
+        o[i] = entries[i];
+}
+
+int gb_data_source_load(const gb_data_source_t *d, gb_dataset_t **train, gb_dataset_t **test,
+                        gb_error_t *err)
+{
+    gb_data_opts_t opts = GB_DATA_OPTS_INIT;
+    opts.label = d->label;
+    opts.features = d->features;
+    opts.window = d->window;
+    opts.horizon = d->horizon;
+    opts.regression = d->regression;
+    opts.test_fraction = d->test_fraction;
+    int rc = 0;
+    if (train && (rc = gb_dataset_load_opts(d->data, GB_SPLIT_TRAIN, &opts, train, err)))
+        return rc;
+    if ((rc = gb_dataset_load_opts(d->data, GB_SPLIT_TEST, &opts, test, err)))
+        goto fail;
+    if (d->limit > 0 && ((train && (rc = gb_dataset_limit(*train, d->limit, err))) ||
+                         (rc = gb_dataset_limit(*test, d->limit, err))))
+        goto fail;
+    if (train && (*train)->n == 0) {
+        rc = gb_error_set(err, GB_EINVAL, "%s: the training split is empty", d->data);
+        goto fail;
+    }
+    if ((*test)->n == 0) {
+        rc = gb_error_set(err, GB_EINVAL, "%s: the test split is empty", d->data);
+        goto fail;
+    }
+    return 0;
+fail:
+    if (train)
+        gb_dataset_destroy(train);
+    gb_dataset_destroy(test);
+    return rc;
+}
+
+int gb_data_source_check_model(const gb_model_t *m, const gb_dataset_t *ds, const char *what,
+                               gb_error_t *err)
+{
+    gb_shape_t in = gb_model_input_shape(m), out = gb_model_output_shape(m);
+    char a[64], b[64];
+    if (gb_shape_size(&in) != gb_dataset_sample_size(ds))
+        return gb_error_set(err, GB_ESHAPE, "%s input %s does not fit %s samples of shape %s",
+                            what, gb_shape_format(&in, a, sizeof a), ds->name,
+                            gb_shape_format(&ds->shape, b, sizeof b));
+    int outputs = gb_dataset_outputs(ds);
+    if (gb_shape_size(&out) != (size_t)outputs)
+        return gb_error_set(err, GB_ESHAPE, "%s has %zu outputs but %s has %d %s", what,
+                            gb_shape_size(&out), ds->name, outputs,
+                            gb_dataset_task(ds) == GB_TASK_REGRESSION ? "targets" : "classes");
+    return 0;
+}
+
+void gb_data_source_extra(const gb_dataset_t *test, gb_report_extra_t *x)
+{
+    memset(x, 0, sizeof *x);
+    x->regression = gb_dataset_task(test) == GB_TASK_REGRESSION;
+    if (!x->regression || test->shape.rank != 2 || !test->starts)
+        return;
+    gb_error_t err = {0};
+    x->has_baseline =
+        gb_series_last_value_mse(test, &x->baseline, &x->baseline_units, &err) == 0;
+}
+
+void gb_data_source_units(const gb_dataset_t *test, double mse, gb_report_extra_t *x)
+{
+    if (x->regression)
+        x->mse_units = gb_dataset_mse_units(test, mse);
+}
