@@ -47,27 +47,10 @@ static s_cache_t s_cache(const s_dims_t *d, int B, float *base)
 
 static int s_plan(gb_layer_t *l, gb_error_t *err)
 {
-    int rc = gb_layer_require_sequence(l, err);
-    if (rc)
-        return rc;
+    if (l->in.rank != 2)
+        return gb_layer_require_sequence(l, err);
     s_dims_t d = s_dims(l);
-    int64_t per = (int64_t)d.T * (d.F + 5 * (int64_t)d.H) + d.H;
-    if (per > GB_LAYER_MAX_FLOATS || (int64_t)3 * d.H * (d.F + d.H) > GB_LAYER_MAX_FLOATS)
-        return gb_error_set(err, GB_ESHAPE, "spec line %d: gru %d on %dx%d inputs is too large",
-                            l->cfg.line, d.H, d.T, d.F);
-    if (l->cfg.sequence) {
-        l->out.rank = 2;
-        l->out.dim[0] = d.T;
-        l->out.dim[1] = d.H;
-    } else {
-        l->out.rank = 1;
-        l->out.dim[0] = d.H;
-        l->out.dim[1] = 1;
-    }
-    l->out.dim[2] = 1;
-    l->param_len = (size_t)3 * d.H * (d.F + d.H) + (size_t)6 * d.H;
-    l->cache_per_sample = (size_t)per;
-    return 0;
+    return gb_layer_plan_recurrent(l, 3, (int64_t)d.T * (d.F + 5 * (int64_t)d.H) + d.H, err);
 }
 
 static void s_init(const gb_layer_t *l, float *p, gb_rng_t *rng)
@@ -134,16 +117,7 @@ static void s_backward(const gb_layer_t *l, const gb_pass_t *pass, const float *
     float *dh = dX + TB * F, *dp = dh + (size_t)B * H;
     memset(dh, 0, (size_t)B * H * sizeof(float));
     for (int t = T - 1; t >= 0; t--) {
-        if (l->cfg.sequence) {
-            for (int b = 0; b < B; b++) {
-                const float *src = dy + ((size_t)b * T + t) * H;
-                float *dst = dh + (size_t)b * H;
-                for (int j = 0; j < H; j++)
-                    dst[j] += src[j];
-            }
-        } else if (t == T - 1) {
-            memcpy(dh, dy, (size_t)B * H * sizeof(float));
-        }
+        gb_layer_add_step_gradient(l, dy, dh, B, t);
         float *dgx = dGX + (size_t)t * B * 3 * H, *dgh = dGH + (size_t)t * B * 3 * H;
         gb_gru_cell_backward(c.gates + (size_t)t * B * 3 * H, c.hn + (size_t)t * B * H,
                              c.h + (size_t)t * B * H, dh, dgx, dgh, dp, B, H);

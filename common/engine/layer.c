@@ -72,3 +72,38 @@ void gb_layer_add_column_sums(const float *m, size_t rows, int cols, float *db)
             db[j] += row[j];
     }
 }
+
+int gb_layer_plan_recurrent(gb_layer_t *l, int gates, int64_t cache_per_sample, gb_error_t *err)
+{
+    int rc = gb_layer_require_sequence(l, err);
+    if (rc)
+        return rc;
+    const int64_t T = l->in.dim[0], F = l->in.dim[1], H = l->cfg.units;
+    if (cache_per_sample > GB_LAYER_MAX_FLOATS || gates * H * (F + H) > GB_LAYER_MAX_FLOATS)
+        return gb_error_set(err, GB_ESHAPE, "spec line %d: %s %lld on %lldx%lld inputs is too large",
+                            l->cfg.line, gb_layer_kind_name(l->cfg.kind), (long long)H,
+                            (long long)T, (long long)F);
+    l->out.rank = l->cfg.sequence ? 2 : 1;
+    l->out.dim[0] = l->cfg.sequence ? (int)T : (int)H;
+    l->out.dim[1] = l->cfg.sequence ? (int)H : 1;
+    l->out.dim[2] = 1;
+    l->param_len = (size_t)(gates * H * (F + H) + 2 * gates * H);
+    l->cache_per_sample = (size_t)cache_per_sample;
+    return 0;
+}
+
+void gb_layer_add_step_gradient(const gb_layer_t *l, const float *dy, float *dh, int B, int t)
+{
+    const int T = l->in.dim[0], H = l->cfg.units;
+    if (!l->cfg.sequence) {
+        if (t == T - 1)
+            memcpy(dh, dy, (size_t)B * H * sizeof(float)); /* dh is 0 at the last step */
+        return;
+    }
+    for (int b = 0; b < B; b++) {
+        const float *src = dy + ((size_t)b * T + t) * H;
+        float *dst = dh + (size_t)b * H;
+        for (int j = 0; j < H; j++)
+            dst[j] += src[j];
+    }
+}

@@ -96,6 +96,13 @@ void gb_layer_fill_uniform(float *p, size_t n, float bound, gb_rng_t *rng);
 float gb_layer_sum(const float *x, size_t n);
 /* Requires a sequence-shaped (T, F) input; error names the spec line. */
 int gb_layer_require_sequence(const gb_layer_t *l, gb_error_t *err);
+/* Plans a recurrent layer with `gates` gate blocks (lstm 4, gru 3) on a
+ * (T, F) input: output (T, H) with `sequence`, else (H); parameters W_ih,
+ * W_hh, b_ih, b_hh in PyTorch's layout; cache_per_sample as given. */
+int gb_layer_plan_recurrent(gb_layer_t *l, int gates, int64_t cache_per_sample, gb_error_t *err);
+/* Adds step t's output gradient to dh (B x H) in backward: every step's
+ * with `sequence`, else only the last step's (dy is then B x H). */
+void gb_layer_add_step_gradient(const gb_layer_t *l, const float *dy, float *dh, int B, int t);
 /* (B, T, F) batch-major <-> (T, B, F) time-major copies. */
 void gb_layer_to_time_major(const float *x, float *xt, int B, int T, int F);
 void gb_layer_from_time_major(const float *xt, float *x, int B, int T, int F);

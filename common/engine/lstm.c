@@ -52,27 +52,10 @@ static s_cache_t s_cache(const s_dims_t *d, int B, float *base)
 
 static int s_plan(gb_layer_t *l, gb_error_t *err)
 {
-    int rc = gb_layer_require_sequence(l, err);
-    if (rc)
-        return rc;
+    if (l->in.rank != 2)
+        return gb_layer_require_sequence(l, err);
     s_dims_t d = s_dims(l);
-    int64_t per = (int64_t)d.T * (d.F + 7 * (int64_t)d.H) + 2 * (int64_t)d.H;
-    if (per > GB_LAYER_MAX_FLOATS || (int64_t)4 * d.H * (d.F + d.H) > GB_LAYER_MAX_FLOATS)
-        return gb_error_set(err, GB_ESHAPE, "spec line %d: lstm %d on %dx%d inputs is too large",
-                            l->cfg.line, d.H, d.T, d.F);
-    if (l->cfg.sequence) {
-        l->out.rank = 2;
-        l->out.dim[0] = d.T;
-        l->out.dim[1] = d.H;
-    } else {
-        l->out.rank = 1;
-        l->out.dim[0] = d.H;
-        l->out.dim[1] = 1;
-    }
-    l->out.dim[2] = 1;
-    l->param_len = (size_t)4 * d.H * (d.F + d.H) + (size_t)8 * d.H;
-    l->cache_per_sample = (size_t)per;
-    return 0;
+    return gb_layer_plan_recurrent(l, 4, (int64_t)d.T * (d.F + 7 * (int64_t)d.H) + 2 * (int64_t)d.H, err);
 }
 
 static void s_init(const gb_layer_t *l, float *p, gb_rng_t *rng)
@@ -140,16 +123,7 @@ static void s_backward(const gb_layer_t *l, const gb_pass_t *pass, const float *
     memset(dc, 0, (size_t)B * H * sizeof(float));
     for (int t = T - 1; t >= 0; t--) {
         /* dh holds the recurrent gradient from step t+1; add the output's. */
-        if (l->cfg.sequence) {
-            for (int b = 0; b < B; b++) {
-                const float *src = dy + ((size_t)b * T + t) * H;
-                float *dst = dh + (size_t)b * H;
-                for (int j = 0; j < H; j++)
-                    dst[j] += src[j];
-            }
-        } else if (t == T - 1) {
-            memcpy(dh, dy, (size_t)B * H * sizeof(float));
-        }
+        gb_layer_add_step_gradient(l, dy, dh, B, t);
         float *dg = dG + (size_t)t * B * 4 * H;
         gb_lstm_cell_backward(c.gates + (size_t)t * B * 4 * H, c.c + (size_t)t * B * H,
                               c.tc + (size_t)t * B * H, dh, dc, dg, B, H);
