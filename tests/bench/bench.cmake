@@ -1,4 +1,4 @@
-# tests/bench: the LeNet benchmark against PyTorch (tests/bench/run.sh; see
+# tests/bench: the LeNet and LSTM benchmarks against PyTorch (tests/bench/run.sh; see
 # tests/bench/README.md). Only its C helper is built here, gb_sgemm_peak, into
 # the top of the build tree beside glassbox-client. Nothing in tests/bench is a
 # ctest test: speed is never asserted in unit tests.

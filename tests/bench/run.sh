@@ -1,8 +1,9 @@
 #!/bin/sh
-# The LeNet benchmark in one command: builds glassbox-client and gb_sgemm_peak
+# The benchmark in one command: builds glassbox-client and gb_sgemm_peak
 # (Release) and runs tests/bench/bench.py, which measures Glassbox and PyTorch
-# 1.13 in the same run and prints the table and ratios. Arguments go to
-# bench.py (--quick, --dry-run, --skip-glassbox, --trial-batches N). The build
+# 1.13 in the same run, for the lenet and then the lstm preset, and prints a
+# table and ratios per model. Arguments go to bench.py (--model lenet|lstm|all,
+# --quick, --dry-run, --skip-glassbox, --trial-batches N, --trial-rounds N). The build
 # directory is $GB_BUILD_DIR, default <repo>/build; a new one is configured as
 # Release, an existing one is used as it is (bench.py refuses Debug and
 # sanitiser builds). See tests/bench/README.md.

@@ -1,20 +1,28 @@
 #!/usr/bin/python3
-"""The PyTorch side of the LeNet benchmark (tests/bench/bench.py runs it).
+"""The PyTorch side of the benchmark (tests/bench/bench.py runs it).
 
-Trains the lenet preset (conv 16 5, relu, maxpool 2, conv 32 5, relu,
-maxpool 2, flatten, dense 128, relu, dense 10) as an nn.Sequential with
-PyTorch's default initialisation on Fashion-MNIST: inputs x/255, mean
-cross-entropy, plain SGD (no momentum), the training split shuffled every
-epoch, batch 32 (the last short batch used too, as Glassbox does), and
-evaluates on the 10,000 test images after every epoch, in order, under
-torch.inference_mode() with the same batch size. It measures what
-glassbox-client train --json reports, and prints the same keys, one JSON
-object per line:
+Trains one of Glassbox's presets with PyTorch's default initialisation on
+Fashion-MNIST: inputs x/255, mean cross-entropy, the training split shuffled
+every epoch, the last short batch used too (as Glassbox does), and evaluates
+on the 10,000 test images after every epoch, in order, under
+torch.inference_mode() with the same batch size. --model picks the network:
+
+  lenet  (default) conv 16 5, relu, maxpool 2, conv 32 5, relu, maxpool 2,
+         flatten, dense 128, relu, dense 10, as an nn.Sequential;
+  lstm   each 28x28 image read row by row as 28 steps of 28 features:
+         nn.LSTM(28, 128, batch_first=True) from a zero state, its last
+         hidden state h_T into nn.Linear(128, 10) (Glassbox's
+         "input 28 28 / lstm 128 / dense 10").
+
+--optimizer sgd (plain SGD, no momentum; the LeNet benchmark: batch 32,
+lr 0.05) or adam (torch.optim.Adam with its defaults but lr; the LSTM
+benchmark: batch 64, lr 1e-3). It measures what glassbox-client train --json
+reports, and prints the same keys, one JSON object per line:
 
   {"epoch": E, "samples": N, "samples_per_s": ..., "train_loss": ...,
    "test_loss": ..., "test_accuracy": 0..1, "seconds": ...,
    "eval_samples_per_s": ..., "torch_threads": T, "openblas_threads": B,
-   "batch": 32}                                   one per epoch, then
+   "batch": N, "model": M}                        one per epoch, then
   {"peak_rss_kb": N}                              resource.getrusage ru_maxrss
 
 samples_per_s counts the whole training loop of the epoch (gathering the
@@ -89,6 +97,22 @@ def lenet():
         nn.Flatten(), nn.Linear(32 * 4 * 4, 128), nn.ReLU(), nn.Linear(128, 10))
 
 
+class LstmNet(nn.Module):
+    """The lstm preset: rows of the image as time steps, last hidden state."""
+
+    def __init__(self):
+        super().__init__()
+        self.lstm = nn.LSTM(28, 128, batch_first=True)
+        self.fc = nn.Linear(128, 10)
+
+    def forward(self, x):
+        _, (h, _) = self.lstm(x.reshape(x.shape[0], 28, 28))
+        return self.fc(h[-1])
+
+
+MODELS = {"lenet": lenet, "lstm": LstmNet}
+
+
 def batch_of(x, y, idx):
     return x[idx].float().div_(255.0), y[idx]
 
@@ -135,6 +159,8 @@ def main():
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--lr", type=float, default=0.05)
+    ap.add_argument("--model", choices=sorted(MODELS), default="lenet")
+    ap.add_argument("--optimizer", choices=("sgd", "adam"), default="sgd")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--threads", type=int, default=1, help="torch.set_num_threads")
     ap.add_argument("--trial", type=int, default=0, metavar="N",
@@ -145,12 +171,15 @@ def main():
     torch.manual_seed(args.seed)
     common = {"torch_threads": torch.get_num_threads(),
               "openblas_threads": int(os.environ.get("OPENBLAS_NUM_THREADS", "0") or 0),
-              "batch": args.batch}
+              "batch": args.batch, "model": args.model}
 
     train_x, train_y = load_split(args.data, "train")
     test_x, test_y = load_split(args.data, "t10k")
-    model = lenet()
-    opt = torch.optim.SGD(model.parameters(), lr=args.lr)
+    model = MODELS[args.model]()
+    if args.optimizer == "adam":
+        opt = torch.optim.Adam(model.parameters(), lr=args.lr)
+    else:
+        opt = torch.optim.SGD(model.parameters(), lr=args.lr)
     gen = torch.Generator().manual_seed(args.seed)
 
     if args.trial:
