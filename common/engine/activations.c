@@ -135,17 +135,18 @@ void gb_vec_sigmoid_backward(const float *restrict y, const float *restrict dy,
  * One time step of a batch, rows of gates contiguous; B rows, H units. */
 
 GB_VEC_CLONES
-void gb_lstm_cell_forward(float *restrict gates, const float *restrict c_prev,
-                          float *restrict c, float *restrict h, float *restrict tanh_c, int B,
-                          int H)
+void gb_lstm_cell_forward(float *restrict gates, const float *restrict bias,
+                          const float *restrict c_prev, float *restrict c, float *restrict h,
+                          float *restrict tanh_c, int B, int H)
 {
+    const float *bi = bias, *bf = bi + H, *bg = bf + H, *bo = bg + H;
     for (int b = 0; b < B; b++) {
         float *gi = gates + (size_t)b * 4 * H, *gf = gi + H, *gg = gf + H, *go = gg + H;
         const float *cp = c_prev + (size_t)b * H;
         float *cb = c + (size_t)b * H, *hb = h + (size_t)b * H, *tb = tanh_c + (size_t)b * H;
         for (int j = 0; j < H; j++) {
-            float i = s_sigmoid(gi[j]), f = s_sigmoid(gf[j]), g = s_tanh(gg[j]);
-            float o = s_sigmoid(go[j]);
+            float i = s_sigmoid(gi[j] + bi[j]), f = s_sigmoid(gf[j] + bf[j]);
+            float g = s_tanh(gg[j] + bg[j]), o = s_sigmoid(go[j] + bo[j]);
             float cj = f * cp[j] + i * g;
             float tj = s_tanh(cj);
             gi[j] = i;

@@ -31,11 +31,12 @@ void gb_vec_tanh_backward(const float *y, const float *dy, float *dx, size_t n);
 void gb_vec_sigmoid_backward(const float *y, const float *dy, float *dx, size_t n);
 
 /* One LSTM step for B rows of H units. gates (B x 4H, blocks i f g o) holds
- * the pre-activations on entry and the activated gates on return; c_prev
- * (B x H) is the previous cell state; c, h and tanh_c (B x H) receive the new
- * cell state, hidden state and tanh(c). */
-void gb_lstm_cell_forward(float *gates, const float *c_prev, float *c, float *h, float *tanh_c,
-                          int B, int H);
+ * the pre-activations without bias on entry and the activated gates on
+ * return; bias (4H) is added to every row (b_ih + b_hh); c_prev (B x H) is
+ * the previous cell state; c, h and tanh_c (B x H) receive the new cell
+ * state, hidden state and tanh(c). */
+void gb_lstm_cell_forward(float *gates, const float *bias, const float *c_prev, float *c, float *h,
+                          float *tanh_c, int B, int H);
 
 /* The matching backward step: from the activated gates, c_prev, tanh_c and
  * dh (B x H, the total gradient reaching h), with dc holding the gradient

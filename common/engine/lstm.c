@@ -4,9 +4,9 @@
  * Shapes: B samples, T steps, F input features, H hidden units. Inside the
  * layer everything is time-major (step t's rows for all samples together),
  * so every per-step slice and every all-steps matrix is contiguous:
- *   forward:  G[T*B x 4H] = X . W_ih^T + b (ONE sgemm for all steps), then
+ *   forward:  G[T*B x 4H] = X . W_ih^T (ONE sgemm for all steps), then
  *             per step one sgemm G[t] += h[t-1] . W_hh^T and one fused
- *             pointwise pass (gb_lstm_cell_forward);
+ *             pointwise pass that adds the biases (gb_lstm_cell_forward);
  *   backward: per step one fused pointwise pass and one sgemm for the
  *             recurrent gradient dh[t-1] = dG[t] . W_hh; then the weight
  *             gradients of all steps in two large sgemms and dX in a third.
@@ -81,14 +81,13 @@ static void s_forward(const gb_layer_t *l, const gb_pass_t *pass, float *cache, 
     s_cache_t c = s_cache(&d, B, cache);
     const size_t TB = (size_t)T * B;
     gb_layer_to_time_major(x, c.x, B, T, F);
-    for (size_t r = 0; r < TB; r++) {
-        float *row = c.gates + r * 4 * H;
-        for (int j = 0; j < 4 * H; j++)
-            row[j] = bih[j] + bhh[j];
-    }
-    /* G[T*B x 4H] += X[T*B x F] . W_ih^T[F x 4H] */
+    /* The biases join in the cell pass, saving a pass over G. */
+    float *bias = pass->work;
+    for (int j = 0; j < 4 * H; j++)
+        bias[j] = bih[j] + bhh[j];
+    /* G[T*B x 4H] = X[T*B x F] . W_ih^T[F x 4H] */
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)TB, 4 * H, F, 1.0f, c.x, F, Wih, F,
-                1.0f, c.gates, 4 * H);
+                0.0f, c.gates, 4 * H);
     memset(c.h, 0, (size_t)B * H * sizeof(float));
     memset(c.c, 0, (size_t)B * H * sizeof(float));
     for (int t = 0; t < T; t++) {
@@ -98,7 +97,7 @@ static void s_forward(const gb_layer_t *l, const gb_pass_t *pass, float *cache, 
         if (t > 0)
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, 4 * H, H, 1.0f, hp, H, Whh, H,
                         1.0f, g, 4 * H);
-        gb_lstm_cell_forward(g, c.c + (size_t)t * B * H, c.c + (size_t)(t + 1) * B * H,
+        gb_lstm_cell_forward(g, bias, c.c + (size_t)t * B * H, c.c + (size_t)(t + 1) * B * H,
                              c.h + (size_t)(t + 1) * B * H, c.tc + (size_t)t * B * H, B, H);
     }
     if (l->cfg.sequence)

@@ -146,6 +146,7 @@ enum { CB = 2, CT = 4, CH = 3 };
 typedef struct {
     float gx[CT][CB * 4 * CH]; /* input pre-activations per step (incl. biases) */
     float whh[4 * CH * CH];    /* recurrent weights (4H x H) */
+    float bias[4 * CH];        /* added by the cell to every row */
     float h0[CB * CH], c0[CB * CH];
     float r[CT][CB * CH]; /* L = sum_t r_t . h_t */
 } s_lstm_case_t;
@@ -166,7 +167,7 @@ static double s_lstm_roll(const s_lstm_case_t *k, float gates[CT][CB * 4 * CH],
                     s += h[t][b * CH + j] * k->whh[q * CH + j];
                 gates[t][b * 4 * CH + q] = s;
             }
-        gb_lstm_cell_forward(gates[t], c[t], c[t + 1], h[t + 1], tc[t], CB, CH);
+        gb_lstm_cell_forward(gates[t], k->bias, c[t], c[t + 1], h[t + 1], tc[t], CB, CH);
         for (int i = 0; i < CB * CH; i++)
             L += (double)k->r[t][i] * h[t + 1][i];
     }
@@ -200,6 +201,7 @@ static void test_lstm_cells_nonzero_state(void **state)
     s_lstm_case_t k;
     s_fill(&k.gx[0][0], sizeof k.gx / sizeof(float), -1.5f, 1.5f, 21);
     s_fill(k.whh, sizeof k.whh / sizeof(float), -0.6f, 0.6f, 22);
+    s_fill(k.bias, 4 * CH, -0.5f, 0.5f, 26);
     s_fill(k.h0, CB * CH, -0.9f, 0.9f, 23);
     s_fill(k.c0, CB * CH, -1.5f, 1.5f, 24);
     s_fill(&k.r[0][0], sizeof k.r / sizeof(float), -1.0f, 1.0f, 25);
