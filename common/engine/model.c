@@ -62,6 +62,10 @@ struct gb_model {
     float *dx;             /* backward input gradient or NULL */
     int accumulate;        /* backward: add parameter gradients */
     const gb_target_t *target; /* train step targets */
+    /* Capture (gb_model_capture): internal layer index or -1, and buffers. */
+    int capture;           /* internal index of the captured layer, -1 for none */
+    float *capture_out;    /* batch x its output size, or NULL */
+    float *capture_grad;   /* batch x its output size, or NULL */
 };
 
 const gb_layer_ops_t *gb_layer_ops(gb_layer_kind_t kind)
@@ -200,6 +204,7 @@ static gb_model_t *s_build(const char *spec_or_preset, gb_error_t *err)
     }
     m->out = shape;
     m->out_size = gb_shape_size(&shape);
+    m->capture = -1;
     return m;
 fail:
     gb_model_destroy(&m);
@@ -347,6 +352,11 @@ static void s_forward_worker(gb_model_t *m, s_worker_t *wk, int b0, int nb)
         const gb_layer_t *l = &m->layers[i];
         l->ops->forward(l, &pass, wk->cache + m->cache_off[i] * (size_t)m->sub_max,
                         s_layer_input(m, wk, i, b0), s_layer_output(m, wk, i));
+        if (i == m->capture && m->capture_out) {
+            size_t n = gb_shape_size(&l->out);
+            memcpy(m->capture_out + (size_t)b0 * n, s_layer_output(m, wk, i),
+                   (size_t)nb * n * sizeof(float));
+        }
     }
 }
 
@@ -357,6 +367,10 @@ static void s_backward_worker(gb_model_t *m, s_worker_t *wk, int b0, int nb, con
     gb_pass_t pass = s_pass(m, wk, b0, nb, grads);
     for (int i = m->n_layers - 1; i >= 0; i--) {
         const gb_layer_t *l = &m->layers[i];
+        if (i == m->capture && m->capture_grad) {
+            size_t n = gb_shape_size(&l->out);
+            memcpy(m->capture_grad + (size_t)b0 * n, dy, (size_t)nb * n * sizeof(float));
+        }
         float *dxi = i == 0 ? dx : wk->dbuf[i % 2];
         l->ops->backward(l, &pass, wk->cache + m->cache_off[i] * (size_t)m->sub_max,
                          s_layer_input(m, wk, i, b0), s_layer_output(m, wk, i), dy, dxi);
@@ -524,6 +538,40 @@ int gb_model_train_step(gb_model_t *m, const float *x, const gb_target_t *target
     if (loss)
         *loss = sum / batch;
     return 0;
+}
+
+int gb_model_capture(gb_model_t *m, int layer, float *out, float *grad, gb_error_t *err)
+{
+    if (layer < 0) {
+        m->capture = -1;
+        m->capture_out = m->capture_grad = NULL;
+        return 0;
+    }
+    if (layer >= m->n_layers)
+        return gb_error_set(err, GB_EINVAL, "capture: layer %d out of range 0..%d", layer,
+                            m->n_layers - 1);
+    int internal = -1;
+    for (int j = 0; j < m->n_layers; j++)
+        if (m->layers[j].spec_index == layer)
+            internal = j;
+    if (internal != layer)
+        return gb_error_set(err, GB_EINVAL,
+                            "capture: layer %d (spec line %d) runs reordered with its "
+                            "neighbour; capture the layer before or after it",
+                            layer, m->layers[internal].cfg.line);
+    m->capture = internal;
+    m->capture_out = out;
+    m->capture_grad = grad;
+    return 0;
+}
+
+gb_shape_t gb_model_layer_output_shape(const gb_model_t *m, int layer)
+{
+    for (int j = 0; j < m->n_layers; j++)
+        if (m->layers[j].spec_index == layer)
+            return m->layers[j].out;
+    gb_shape_t none = {0, {0, 0, 0}};
+    return none;
 }
 
 size_t gb_model_param_count(const gb_model_t *m)

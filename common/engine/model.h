@@ -74,6 +74,20 @@ int gb_model_backward(gb_model_t *model, const float *dout, int batch, float *dx
 int gb_model_train_step(gb_model_t *model, const float *x, const gb_target_t *target, int batch,
                         double *loss, float *logits, gb_error_t *err) GB_MUST_CHECK;
 
+/* Makes later forward passes copy layer `layer`'s output (numbered as in the
+ * spec) into out, and later backward passes copy the gradient arriving at
+ * that output into grad; each is batch x the layer's output size floats,
+ * the caller's, and may be NULL. layer < 0 stops capturing. The buffers must
+ * stay valid while capturing and hold the planned batch. A relu that runs
+ * reordered after its max-pool cannot be captured (GB_EINVAL). For
+ * explanations (Grad-CAM reads the last conv layer's maps and gradients). */
+int gb_model_capture(gb_model_t *model, int layer, float *out, float *grad, gb_error_t *err)
+    GB_MUST_CHECK;
+
+/* Per-sample output shape of layer `layer` (spec numbering); rank 0 when out
+ * of range. */
+gb_shape_t gb_model_layer_output_shape(const gb_model_t *model, int layer);
+
 /* Accessors. Buffers are owned by the model and live as long as it does. */
 size_t gb_model_param_count(const gb_model_t *model);
 float *gb_model_params(gb_model_t *model);

@@ -826,6 +826,64 @@ static void test_alloc_failure_plan(void **state)
     }
 }
 
+/* ---------------------------------------------------------------- capture */
+
+/* gb_model_capture copies a layer's output on forward and the gradient
+ * arriving at it on backward, on 1 and 2 threads: the conv output equals a
+ * conv-only model with the same weights, and the gradient arriving at the
+ * flattened maps is dout . W of the dense layer. */
+static void test_capture(void **state)
+{
+    (void)state;
+    const int B = 5;
+    for (int threads = 1; threads <= 2; threads++) {
+        gb_error_t err = {0};
+        gb_model_t *m = gb_model_new("input 1 6 6\nconv 2 3\nrelu\nflatten\ndense 3\n", &err);
+        gb_model_t *conv = gb_model_new("input 1 6 6\nconv 2 3\n", &err);
+        assert_non_null(m);
+        assert_non_null(conv);
+        gb_model_init(m, 3);
+        memcpy(gb_model_params(conv), gb_model_params(m), 2 * 9 * sizeof(float) + 2 * sizeof(float));
+        assert_int_equal(gb_model_plan(m, B, threads, &err), 0);
+        assert_int_equal(gb_model_plan(conv, B, 1, &err), 0);
+        gb_shape_t s = gb_model_layer_output_shape(m, 0);
+        assert_int_equal(gb_shape_size(&s), 2 * 4 * 4);
+        assert_int_equal(gb_model_layer_output_shape(m, 9).rank, 0);
+        float x[5 * 36], maps[5 * 32], want[5 * 32], flat_grad[5 * 32], out[5 * 3], dout[5 * 3];
+        for (int i = 0; i < B * 36; i++)
+            x[i] = (float)((i * 7) % 11) / 11.0f - 0.4f;
+        for (int i = 0; i < B * 3; i++)
+            dout[i] = (float)(i % 4) - 1.5f;
+        assert_int_equal(gb_model_capture(m, 0, maps, NULL, &err), 0);
+        assert_int_equal(gb_model_forward(m, x, B, out, &err), 0);
+        assert_int_equal(gb_model_forward(conv, x, B, want, &err), 0);
+        assert_memory_equal(maps, want, sizeof maps);
+        /* The gradient arriving at flatten's output: dout . W (3 x 32). */
+        assert_int_equal(gb_model_capture(m, 2, NULL, flat_grad, &err), 0);
+        assert_int_equal(gb_model_backward(m, dout, B, NULL, false, &err), 0);
+        const float *W = gb_model_params(m) + 20;
+        for (int b = 0; b < B; b++)
+            for (int k = 0; k < 32; k++) {
+                double g = 0.0;
+                for (int o = 0; o < 3; o++)
+                    g += (double)dout[b * 3 + o] * W[o * 32 + k];
+                assert_true(fabs(flat_grad[b * 32 + k] - g) <= 1e-5 * fmax(1.0, fabs(g)));
+            }
+        assert_int_equal(gb_model_capture(m, -1, NULL, NULL, &err), 0);
+        assert_int_equal(gb_model_capture(m, 7, maps, NULL, &err), GB_EINVAL);
+        gb_model_destroy(&m);
+        gb_model_destroy(&conv);
+    }
+    /* lenet's relu after conv runs after the pool: not capturable. */
+    gb_error_t err = {0};
+    gb_model_t *m = gb_model_new("lenet", &err);
+    float buf[1];
+    assert_int_equal(gb_model_capture(m, 1, buf, NULL, &err), GB_EINVAL);
+    assert_non_null(strstr(err.msg, "reordered"));
+    assert_int_equal(gb_model_capture(m, 3, buf, NULL, &err), 0);
+    gb_model_destroy(&m);
+}
+
 /* ------------------------------------------------------------ size limits */
 
 /* The engine runs "relu, maxpool" as "maxpool, relu" (same outputs and
@@ -898,6 +956,7 @@ int main(void)
         cmocka_unit_test(test_alloc_failure_new),
         cmocka_unit_test(test_alloc_failure_plan),
         cmocka_unit_test(test_layer_info_kinds_follow_spec),
+        cmocka_unit_test(test_capture),
         cmocka_unit_test(test_conv_size_overflow_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
