@@ -7,7 +7,8 @@
  * L2 weight decay, each on the same batch. ctest runs the script first (the
  * fixture engine/torch_fixtures, declared in tests/engine/torch.cmake) into
  * <build>/fixtures/torch_<preset>.bin; the file format is described at the
- * top of the script.
+ * top of the script and in tests/support/torch_fixture.h, whose reader this
+ * test uses.
  *
  * Every case runs with 1 and with 2 worker threads, which must give the same
  * answers within the same tolerances. A comparison of a record is
@@ -29,6 +30,7 @@
  * refuses to write fixtures whose float32 results are not within a quarter of
  * these tolerances of float64, so a failure here is Glassbox's. */
 #include "testutil.h"
+#include "torch_fixture.h"
 
 #include <math.h>
 #include <stdint.h>
@@ -42,9 +44,6 @@
 #define BATCH 8
 #define CLASSES 10
 #define STEPS 3
-#define MAX_RECORDS 64
-#define MAX_NAME 255
-#define MAX_COUNT (1u << 26)
 
 #define TOL_LOGITS 1e-5
 #define FLOOR_LOGITS 0.25
@@ -59,128 +58,46 @@
 #define SENSITIVE_MAX_SHARE 0.02 /* more than 2% eps-sensitive elements is a bug */
 
 typedef struct {
-    char name[MAX_NAME + 1]; /* record name, NUL-terminated */
-    size_t n;                /* number of floats */
-    float *v;                /* owned values */
-} s_record_t;
-
-typedef struct {
-    int n;                       /* records in use */
-    s_record_t rec[MAX_RECORDS]; /* in file order */
-} s_fixture_t;
-
-typedef struct {
     const char *preset; /* gb_model_new argument and fixture name */
     int threads;        /* gb_model_plan worker count */
 } s_case_t;
 
-static s_fixture_t *s_fixtures[2]; /* lenet, mlp; loaded on first use */
+static gb_test_fixture_t *s_fixtures[2]; /* lenet, mlp; loaded on first use */
 
-static int s_read_u32(FILE *f, uint32_t *out)
-{
-    unsigned char b[4];
-    if (fread(b, 1, 4, f) != 4)
-        return -1;
-    *out = (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
-    return 0;
-}
-
-static void s_fixture_free(s_fixture_t **fx)
-{
-    if (!*fx)
-        return;
-    for (int i = 0; i < (*fx)->n; i++)
-        free((*fx)->rec[i].v);
-    free(*fx);
-    *fx = NULL;
-}
-
-/* Reads <build>/fixtures/torch_<preset>.bin; fails the test on any defect. */
-static s_fixture_t *s_fixture_read(const char *preset)
-{
-    char rel[128];
-    snprintf(rel, sizeof rel, "fixtures/torch_%s.bin", preset);
-    char *path = gb_test_binary_path(rel);
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        fail_msg("cannot open %s: ctest makes it with the engine/torch_fixtures test "
-                 "(/usr/bin/python3 tests/fixtures/torch_reference.py <build>/fixtures)",
-                 path);
-    s_fixture_t *fx = calloc(1, sizeof *fx);
-    assert_non_null(fx);
-    char magic[8];
-    if (fread(magic, 1, 8, f) != 8 || memcmp(magic, "GBTORCH1", 8) != 0)
-        fail_msg("%s: not a GBTORCH1 fixture", path);
-    uint32_t len = 0;
-    while (s_read_u32(f, &len) == 0) {
-        if (fx->n == MAX_RECORDS)
-            fail_msg("%s: more than %d records", path, MAX_RECORDS);
-        s_record_t *r = &fx->rec[fx->n];
-        uint32_t count = 0;
-        if (len == 0 || len > MAX_NAME || fread(r->name, 1, len, f) != len)
-            fail_msg("%s: record %d: bad name (length %u)", path, fx->n, (unsigned)len);
-        r->name[len] = '\0';
-        if (s_read_u32(f, &count) != 0 || count > MAX_COUNT)
-            fail_msg("%s: record '%s': bad count", path, r->name);
-        r->n = count;
-        r->v = malloc(count ? (size_t)count * sizeof(float) : 1);
-        assert_non_null(r->v);
-        for (uint32_t i = 0; i < count; i++) {
-            uint32_t bits = 0;
-            if (s_read_u32(f, &bits) != 0)
-                fail_msg("%s: record '%s' truncated at value %u of %u", path, r->name, (unsigned)i,
-                         (unsigned)count);
-            memcpy(&r->v[i], &bits, sizeof bits);
-        }
-        fx->n++;
-    }
-    assert_true(feof(f));
-    fclose(f);
-    free(path);
-    return fx;
-}
-
-static s_fixture_t *s_fixture(const char *preset)
+/* The fixture <build>/fixtures/torch_<preset>.bin, read once; a missing or
+ * defective file fails the test. */
+static const gb_test_fixture_t *s_fixture(const char *preset)
 {
     int i = strcmp(preset, "lenet") == 0 ? 0 : 1;
-    if (!s_fixtures[i])
-        s_fixtures[i] = s_fixture_read(preset);
-    return s_fixtures[i];
-}
-
-/* The record `name`, which must hold n floats (any count when n is 0). */
-static const float *s_get(const s_fixture_t *fx, const char *name, size_t n)
-{
-    for (int i = 0; i < fx->n; i++) {
-        if (strcmp(fx->rec[i].name, name) != 0)
-            continue;
-        if (n && fx->rec[i].n != n)
-            fail_msg("fixture record '%s' has %zu values, expected %zu", name, fx->rec[i].n, n);
-        return fx->rec[i].v;
+    if (!s_fixtures[i]) {
+        char rel[128];
+        snprintf(rel, sizeof rel, "fixtures/torch_%s.bin", preset);
+        s_fixtures[i] = gb_test_fixture_load(
+            rel, "ctest makes it with the engine/torch_fixtures test "
+                 "(/usr/bin/python3 tests/fixtures/torch_reference.py <build>/fixtures)");
     }
-    fail_msg("fixture has no record '%s'", name);
-    return NULL;
+    return s_fixtures[i];
 }
 
 static int s_teardown_all(void **state)
 {
     (void)state;
-    s_fixture_free(&s_fixtures[0]);
-    s_fixture_free(&s_fixtures[1]);
+    gb_test_fixture_destroy(&s_fixtures[0]);
+    gb_test_fixture_destroy(&s_fixtures[1]);
     return 0;
 }
 
 /* A model of the case's preset, planned for BATCH and the case's threads,
  * holding the fixture's initial parameters. */
-static gb_model_t *s_model(const s_case_t *c, const s_fixture_t *fx)
+static gb_model_t *s_model(const s_case_t *c, const gb_test_fixture_t *fx)
 {
     gb_error_t err = {0};
     gb_model_t *m = gb_model_new(c->preset, &err);
     if (!m)
         fail_msg("gb_model_new(%s): %s", c->preset, err.msg);
     size_t n = gb_model_param_count(m);
-    const float *p0 = s_get(fx, "params", n);
-    const float *shape = s_get(fx, "input_shape", 4);
+    const float *p0 = gb_test_fixture_get(fx, "params", n);
+    const float *shape = gb_test_fixture_get(fx, "input_shape", 4);
     assert_int_equal((int)shape[0], BATCH);
     gb_shape_t in = gb_model_input_shape(m), out = gb_model_output_shape(m);
     assert_int_equal(gb_shape_size(&in), (size_t)(shape[1] * shape[2] * shape[3]));
@@ -192,9 +109,9 @@ static gb_model_t *s_model(const s_case_t *c, const s_fixture_t *fx)
     return m;
 }
 
-static void s_labels(const s_fixture_t *fx, int32_t *labels)
+static void s_labels(const gb_test_fixture_t *fx, int32_t *labels)
 {
-    const float *y = s_get(fx, "labels", BATCH);
+    const float *y = gb_test_fixture_get(fx, "labels", BATCH);
     for (int i = 0; i < BATCH; i++) {
         assert_true(y[i] >= 0 && y[i] < CLASSES && y[i] == floorf(y[i]));
         labels[i] = (int32_t)y[i];
@@ -268,15 +185,15 @@ static void s_compare_loss(const s_case_t *c, const char *what, double got, floa
 static void test_forward(void **state)
 {
     const s_case_t *c = *state;
-    const s_fixture_t *fx = s_fixture(c->preset);
+    const gb_test_fixture_t *fx = s_fixture(c->preset);
     gb_model_t *m = s_model(c, fx);
     gb_error_t err = {0};
-    const float *x = s_get(fx, "x", (size_t)BATCH * 784);
+    const float *x = gb_test_fixture_get(fx, "x", (size_t)BATCH * 784);
     float logits[BATCH * CLASSES];
     if (gb_model_forward(m, x, BATCH, logits, &err) != 0)
         fail_msg("gb_model_forward: %s", err.msg);
-    s_compare(c, "logits", NULL, logits, s_get(fx, "logits", BATCH * CLASSES), BATCH * CLASSES,
-              NULL, TOL_LOGITS, FLOOR_LOGITS);
+    s_compare(c, "logits", NULL, logits, gb_test_fixture_get(fx, "logits", BATCH * CLASSES),
+              BATCH * CLASSES, NULL, TOL_LOGITS, FLOOR_LOGITS);
     gb_model_destroy(&m);
     assert_null(m);
 }
@@ -284,7 +201,7 @@ static void test_forward(void **state)
 static void test_gradients(void **state)
 {
     const s_case_t *c = *state;
-    const s_fixture_t *fx = s_fixture(c->preset);
+    const gb_test_fixture_t *fx = s_fixture(c->preset);
     gb_model_t *m = s_model(c, fx);
     size_t n = gb_model_param_count(m);
     gb_error_t err = {0};
@@ -297,23 +214,25 @@ static void test_gradients(void **state)
     float *g = gb_model_grads(m);
     for (size_t i = 0; i < n; i++)
         g[i] = 1.0f;
-    if (gb_model_train_step(m, s_get(fx, "x", (size_t)BATCH * 784), &target, BATCH, &loss, logits,
-                            &err) != 0)
+    if (gb_model_train_step(m, gb_test_fixture_get(fx, "x", (size_t)BATCH * 784), &target, BATCH,
+                            &loss, logits, &err) != 0)
         fail_msg("gb_model_train_step: %s", err.msg);
-    s_compare_loss(c, "loss", loss, s_get(fx, "loss", 1)[0]);
-    s_compare(c, "train_step logits", NULL, logits, s_get(fx, "logits", BATCH * CLASSES),
-              BATCH * CLASSES, NULL, TOL_LOGITS, FLOOR_LOGITS);
-    s_compare(c, "gradients", m, gb_model_grads(m), s_get(fx, "grads", n), n, NULL, TOL_GRADS,
-              FLOOR_GRADS);
+    s_compare_loss(c, "loss", loss, gb_test_fixture_get(fx, "loss", 1)[0]);
+    s_compare(c, "train_step logits", NULL, logits,
+              gb_test_fixture_get(fx, "logits", BATCH * CLASSES), BATCH * CLASSES, NULL, TOL_LOGITS,
+              FLOOR_LOGITS);
+    s_compare(c, "gradients", m, gb_model_grads(m), gb_test_fixture_get(fx, "grads", n), n, NULL,
+              TOL_GRADS, FLOOR_GRADS);
     /* The parameters are untouched by a step without an optimiser. */
-    assert_memory_equal(gb_model_params(m), s_get(fx, "params", n), n * sizeof(float));
+    assert_memory_equal(gb_model_params(m), gb_test_fixture_get(fx, "params", n),
+                        n * sizeof(float));
     gb_model_destroy(&m);
 }
 
 /* Three optimiser steps on the same batch, as torch_reference.py takes them. */
 static void s_optim_run(const s_case_t *c, const char *name)
 {
-    const s_fixture_t *fx = s_fixture(c->preset);
+    const gb_test_fixture_t *fx = s_fixture(c->preset);
     gb_model_t *m = s_model(c, fx);
     size_t n = gb_model_param_count(m);
     gb_error_t err = {0};
@@ -323,13 +242,13 @@ static void s_optim_run(const s_case_t *c, const char *name)
     gb_optim_cfg_t cfg = gb_optim_defaults(adam ? GB_OPTIM_ADAM : GB_OPTIM_SGD);
     snprintf(key, sizeof key, "%s_cfg", name);
     if (adam) {
-        const float *a = s_get(fx, key, 5);
+        const float *a = gb_test_fixture_get(fx, key, 5);
         /* Glassbox's Adam defaults are PyTorch's. */
         assert_true(cfg.kind == GB_OPTIM_ADAM);
         assert_true(cfg.lr == a[0] && cfg.beta1 == a[1] && cfg.beta2 == a[2] && cfg.eps == a[3]);
         cfg.weight_decay = a[4];
     } else {
-        const float *s = s_get(fx, key, 3);
+        const float *s = gb_test_fixture_get(fx, key, 3);
         assert_true(cfg.kind == GB_OPTIM_SGD);
         cfg.lr = s[0];
         cfg.momentum = s[1];
@@ -342,9 +261,9 @@ static void s_optim_run(const s_case_t *c, const char *name)
     int32_t labels[BATCH];
     s_labels(fx, labels);
     gb_target_t target = {.kind = GB_LOSS_SOFTMAX_CE, .labels = labels, .values = NULL};
-    const float *x = s_get(fx, "x", (size_t)BATCH * 784);
+    const float *x = gb_test_fixture_get(fx, "x", (size_t)BATCH * 784);
     snprintf(key, sizeof key, "%s_losses", name);
-    const float *losses = s_get(fx, key, STEPS);
+    const float *losses = gb_test_fixture_get(fx, key, STEPS);
     unsigned char *sensitive = calloc(n, 1);
     assert_non_null(sensitive);
     float *params = gb_model_params(m);
@@ -366,7 +285,7 @@ static void s_optim_run(const s_case_t *c, const char *name)
     assert_int_equal(gb_optim_steps(opt), STEPS);
 
     snprintf(key, sizeof key, "%s_params", name);
-    const float *want = s_get(fx, key, n);
+    const float *want = gb_test_fixture_get(fx, key, n);
     char what[64];
     snprintf(what, sizeof what, "%s params", name);
     if (!adam) {

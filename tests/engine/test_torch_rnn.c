@@ -8,8 +8,9 @@
  * gradients, the input gradient d loss / d x (float inputs only), and the
  * parameters after 3 Adam steps on the same batch. ctest runs the script
  * first (the fixture engine/torch_rnn_fixtures, declared in
- * tests/engine/torch.cmake) into <build>/fixtures/torch_rnn_<case>.bin; the
- * file format and the cases are described at the top of the script:
+ * tests/engine/torch.cmake) into <build>/fixtures/torch_rnn_<case>.bin, read
+ * with tests/support/torch_fixture.h; the file format and the cases are
+ * described at the top of the script:
  *
  *     lstm_last       input 5 3 / lstm 4 / dense 2
  *     lstm_stacked    input 6 3 / lstm 5 sequence / lstm 4 / dense 3
@@ -64,6 +65,7 @@
  * worst element, and where it is: the layer, the PyTorch tensor
  * (weight_ih_l0 ...), its row and gate, or the sample, step and feature. */
 #include "testutil.h"
+#include "torch_fixture.h"
 
 #include <math.h>
 #include <stdint.h>
@@ -76,9 +78,6 @@
 #include "engine/optim.h"
 
 #define STEPS 3
-#define MAX_RECORDS 64
-#define MAX_NAME 255
-#define MAX_COUNT (1u << 26)
 #define MAX_SPEC 1024
 #define MAX_BATCH 64
 
@@ -96,17 +95,6 @@
  * Glassbox gets wrongly tiny. */
 #define SENSITIVE_MAX_SHARE 0.02
 #define SENSITIVE_MAX_VS_TORCH 1.25
-
-typedef struct {
-    char name[MAX_NAME + 1]; /* record name, NUL-terminated */
-    size_t n;                /* number of floats */
-    float *v;                /* owned values */
-} s_record_t;
-
-typedef struct {
-    int n;                       /* records in use */
-    s_record_t rec[MAX_RECORDS]; /* in file order */
-} s_fixture_t;
 
 /* The cases of torch_reference.py's RNN_CASES, in its order. */
 static const char *const s_case_names[] = {
@@ -131,121 +119,40 @@ typedef struct {
     bool tokens;         /* embedding case: integer inputs, no dx */
 } s_info_t;
 
-static s_fixture_t *s_fixtures[N_CASES]; /* loaded on first use */
+static gb_test_fixture_t *s_fixtures[N_CASES]; /* loaded on first use */
 
 static const char *s_name(const s_case_t *c)
 {
     return s_case_names[c->idx];
 }
 
-static int s_read_u32(FILE *f, uint32_t *out)
+/* The fixture <build>/fixtures/torch_rnn_<case>.bin, read once; a missing
+ * or defective file fails the test. */
+static const gb_test_fixture_t *s_fixture(const s_case_t *c)
 {
-    unsigned char b[4];
-    if (fread(b, 1, 4, f) != 4)
-        return -1;
-    *out = (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
-    return 0;
-}
-
-static void s_fixture_free(s_fixture_t **fx)
-{
-    if (!*fx)
-        return;
-    for (int i = 0; i < (*fx)->n; i++)
-        free((*fx)->rec[i].v);
-    free(*fx);
-    *fx = NULL;
-}
-
-/* Reads <build>/fixtures/torch_rnn_<name>.bin; fails the test on any defect. */
-static s_fixture_t *s_fixture_read(const char *name)
-{
-    char rel[128];
-    snprintf(rel, sizeof rel, "fixtures/torch_rnn_%s.bin", name);
-    char *path = gb_test_binary_path(rel);
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        fail_msg("cannot open %s: ctest makes it with the engine/torch_rnn_fixtures test "
-                 "(/usr/bin/python3 tests/fixtures/torch_reference.py <build>/fixtures rnn)",
-                 path);
-    s_fixture_t *fx = calloc(1, sizeof *fx);
-    assert_non_null(fx);
-    char magic[8];
-    if (fread(magic, 1, 8, f) != 8 || memcmp(magic, "GBTORCH1", 8) != 0)
-        fail_msg("%s: not a GBTORCH1 fixture", path);
-    uint32_t len = 0;
-    while (s_read_u32(f, &len) == 0) {
-        if (fx->n == MAX_RECORDS)
-            fail_msg("%s: more than %d records", path, MAX_RECORDS);
-        s_record_t *r = &fx->rec[fx->n];
-        uint32_t count = 0;
-        if (len == 0 || len > MAX_NAME || fread(r->name, 1, len, f) != len)
-            fail_msg("%s: record %d: bad name (length %u)", path, fx->n, (unsigned)len);
-        r->name[len] = '\0';
-        if (s_read_u32(f, &count) != 0 || count > MAX_COUNT)
-            fail_msg("%s: record '%s': bad count", path, r->name);
-        r->n = count;
-        r->v = malloc(count ? (size_t)count * sizeof(float) : 1);
-        assert_non_null(r->v);
-        for (uint32_t i = 0; i < count; i++) {
-            uint32_t bits = 0;
-            if (s_read_u32(f, &bits) != 0)
-                fail_msg("%s: record '%s' truncated at value %u of %u", path, r->name, (unsigned)i,
-                         (unsigned)count);
-            memcpy(&r->v[i], &bits, sizeof bits);
-        }
-        fx->n++;
+    if (!s_fixtures[c->idx]) {
+        char rel[128];
+        snprintf(rel, sizeof rel, "fixtures/torch_rnn_%s.bin", s_name(c));
+        s_fixtures[c->idx] = gb_test_fixture_load(
+            rel, "ctest makes it with the engine/torch_rnn_fixtures test "
+                 "(/usr/bin/python3 tests/fixtures/torch_reference.py <build>/fixtures rnn)");
     }
-    assert_true(feof(f));
-    fclose(f);
-    free(path);
-    return fx;
-}
-
-static const s_fixture_t *s_fixture(const s_case_t *c)
-{
-    if (!s_fixtures[c->idx])
-        s_fixtures[c->idx] = s_fixture_read(s_name(c));
     return s_fixtures[c->idx];
-}
-
-/* The record `name` or NULL; its length goes to *n. */
-static const float *s_find(const s_fixture_t *fx, const char *name, size_t *n)
-{
-    for (int i = 0; i < fx->n; i++) {
-        if (strcmp(fx->rec[i].name, name) == 0) {
-            *n = fx->rec[i].n;
-            return fx->rec[i].v;
-        }
-    }
-    return NULL;
-}
-
-/* The record `name`, which must hold n floats (any count when n is 0). */
-static const float *s_get(const s_fixture_t *fx, const char *name, size_t n)
-{
-    size_t have = 0;
-    const float *v = s_find(fx, name, &have);
-    if (!v)
-        fail_msg("fixture has no record '%s'", name);
-    if (n && have != n)
-        fail_msg("fixture record '%s' has %zu values, expected %zu", name, have, n);
-    return v;
 }
 
 static int s_teardown_all(void **state)
 {
     (void)state;
     for (int i = 0; i < N_CASES; i++)
-        s_fixture_free(&s_fixtures[i]);
+        gb_test_fixture_destroy(&s_fixtures[i]);
     return 0;
 }
 
-static void s_info(const s_fixture_t *fx, s_info_t *info)
+static void s_info(const gb_test_fixture_t *fx, s_info_t *info)
 {
     memset(info, 0, sizeof *info);
     size_t n = 0;
-    const float *spec = s_find(fx, "spec", &n);
+    const float *spec = gb_test_fixture_find(fx, "spec", &n);
     if (!spec || n == 0 || n >= MAX_SPEC)
         fail_msg("fixture has no usable 'spec' record");
     for (size_t i = 0; i < n; i++) {
@@ -253,7 +160,7 @@ static void s_info(const s_fixture_t *fx, s_info_t *info)
         info->spec[i] = (char)spec[i];
     }
     info->spec[n] = '\0';
-    const float *shape = s_find(fx, "input_shape", &n);
+    const float *shape = gb_test_fixture_find(fx, "input_shape", &n);
     assert_non_null(shape);
     assert_true(n == 2 || n == 3);
     info->batch = (int)shape[0];
@@ -266,18 +173,18 @@ static void s_info(const s_fixture_t *fx, s_info_t *info)
         info->in_size *= (size_t)info->dim[i];
     }
     info->tokens = info->rank == 1;
-    s_get(fx, "x", (size_t)info->batch * info->in_size);
-    if (!s_find(fx, "logits", &n) || n == 0 || n % (size_t)info->batch != 0)
+    gb_test_fixture_get(fx, "x", (size_t)info->batch * info->in_size);
+    if (!gb_test_fixture_find(fx, "logits", &n) || n == 0 || n % (size_t)info->batch != 0)
         fail_msg("fixture record 'logits' missing or not a multiple of the batch");
     info->classes = (int)(n / (size_t)info->batch);
     /* dx is recorded exactly when the input is float. */
     size_t ndx = 0;
-    assert_true((s_find(fx, "dx", &ndx) == NULL) == info->tokens);
+    assert_true((gb_test_fixture_find(fx, "dx", &ndx) == NULL) == info->tokens);
 }
 
 /* A model of the case's spec, planned for the fixture's batch and the case's
  * threads, holding the fixture's initial parameters. */
-static gb_model_t *s_model(const s_case_t *c, const s_fixture_t *fx, s_info_t *info)
+static gb_model_t *s_model(const s_case_t *c, const gb_test_fixture_t *fx, s_info_t *info)
 {
     s_info(fx, info);
     gb_error_t err = {0};
@@ -286,7 +193,7 @@ static gb_model_t *s_model(const s_case_t *c, const s_fixture_t *fx, s_info_t *i
         fail_msg("%s: gb_model_new(\"%s\"): %s", s_name(c), info->spec, err.msg);
     size_t n = gb_model_param_count(m);
     size_t np = 0;
-    s_find(fx, "params", &np);
+    gb_test_fixture_find(fx, "params", &np);
     if (np != n)
         fail_msg("%s: glassbox has %zu parameters, PyTorch %zu", s_name(c), n, np);
     gb_shape_t in = gb_model_input_shape(m), out = gb_model_output_shape(m);
@@ -297,13 +204,13 @@ static gb_model_t *s_model(const s_case_t *c, const s_fixture_t *fx, s_info_t *i
     if (gb_model_plan(m, info->batch, c->threads, &err) != 0)
         fail_msg("gb_model_plan(%s, %d, %d): %s", s_name(c), info->batch, c->threads, err.msg);
     assert_int_equal(gb_model_threads(m), c->threads);
-    memcpy(gb_model_params(m), s_get(fx, "params", n), n * sizeof(float));
+    memcpy(gb_model_params(m), gb_test_fixture_get(fx, "params", n), n * sizeof(float));
     return m;
 }
 
-static void s_labels(const s_fixture_t *fx, const s_info_t *info, int32_t *labels)
+static void s_labels(const gb_test_fixture_t *fx, const s_info_t *info, int32_t *labels)
 {
-    const float *y = s_get(fx, "labels", (size_t)info->batch);
+    const float *y = gb_test_fixture_get(fx, "labels", (size_t)info->batch);
     for (int i = 0; i < info->batch; i++) {
         assert_true(y[i] >= 0 && y[i] < info->classes && y[i] == floorf(y[i]));
         labels[i] = (int32_t)y[i];
@@ -420,17 +327,17 @@ static void s_compare_loss(const s_case_t *c, const char *what, double got, floa
 static void test_forward(void **state)
 {
     const s_case_t *c = *state;
-    const s_fixture_t *fx = s_fixture(c);
+    const gb_test_fixture_t *fx = s_fixture(c);
     s_info_t info;
     gb_model_t *m = s_model(c, fx, &info);
     gb_error_t err = {0};
     size_t nl = (size_t)info.batch * (size_t)info.classes;
     float *logits = calloc(nl, sizeof *logits);
     assert_non_null(logits);
-    if (gb_model_forward(m, s_get(fx, "x", 0), info.batch, logits, &err) != 0)
+    if (gb_model_forward(m, gb_test_fixture_get(fx, "x", 0), info.batch, logits, &err) != 0)
         fail_msg("%s: gb_model_forward: %s", s_name(c), err.msg);
-    s_compare(c, "logits", m, &info, S_AT_LOGIT, logits, s_get(fx, "logits", nl), nl, NULL,
-              TOL_LOGITS, FLOOR_LOGITS);
+    s_compare(c, "logits", m, &info, S_AT_LOGIT, logits, gb_test_fixture_get(fx, "logits", nl), nl,
+              NULL, TOL_LOGITS, FLOOR_LOGITS);
     free(logits);
     gb_model_destroy(&m);
     assert_null(m);
@@ -439,7 +346,7 @@ static void test_forward(void **state)
 static void test_gradients(void **state)
 {
     const s_case_t *c = *state;
-    const s_fixture_t *fx = s_fixture(c);
+    const gb_test_fixture_t *fx = s_fixture(c);
     s_info_t info;
     gb_model_t *m = s_model(c, fx, &info);
     size_t n = gb_model_param_count(m);
@@ -455,15 +362,17 @@ static void test_gradients(void **state)
     float *g = gb_model_grads(m);
     for (size_t i = 0; i < n; i++)
         g[i] = 1.0f;
-    if (gb_model_train_step(m, s_get(fx, "x", 0), &target, info.batch, &loss, logits, &err) != 0)
+    if (gb_model_train_step(m, gb_test_fixture_get(fx, "x", 0), &target, info.batch, &loss, logits,
+                            &err) != 0)
         fail_msg("%s: gb_model_train_step: %s", s_name(c), err.msg);
-    s_compare_loss(c, "loss", loss, s_get(fx, "loss", 1)[0]);
-    s_compare(c, "train_step logits", m, &info, S_AT_LOGIT, logits, s_get(fx, "logits", nl), nl,
-              NULL, TOL_LOGITS, FLOOR_LOGITS);
-    s_compare(c, "gradients", m, &info, S_AT_PARAM, gb_model_grads(m), s_get(fx, "grads", n), n,
-              NULL, TOL_GRADS, FLOOR_GRADS);
+    s_compare_loss(c, "loss", loss, gb_test_fixture_get(fx, "loss", 1)[0]);
+    s_compare(c, "train_step logits", m, &info, S_AT_LOGIT, logits,
+              gb_test_fixture_get(fx, "logits", nl), nl, NULL, TOL_LOGITS, FLOOR_LOGITS);
+    s_compare(c, "gradients", m, &info, S_AT_PARAM, gb_model_grads(m),
+              gb_test_fixture_get(fx, "grads", n), n, NULL, TOL_GRADS, FLOOR_GRADS);
     /* The parameters are untouched by a step without an optimiser. */
-    assert_memory_equal(gb_model_params(m), s_get(fx, "params", n), n * sizeof(float));
+    assert_memory_equal(gb_model_params(m), gb_test_fixture_get(fx, "params", n),
+                        n * sizeof(float));
     free(logits);
     gb_model_destroy(&m);
 }
@@ -473,7 +382,7 @@ static void test_gradients(void **state)
 static void test_input_gradient(void **state)
 {
     const s_case_t *c = *state;
-    const s_fixture_t *fx = s_fixture(c);
+    const gb_test_fixture_t *fx = s_fixture(c);
     s_info_t info;
     gb_model_t *m = s_model(c, fx, &info);
     size_t n = gb_model_param_count(m);
@@ -490,20 +399,21 @@ static void test_input_gradient(void **state)
         dx[i] = NAN; /* backward must overwrite dx */
     memset(gb_model_grads(m), 0, n * sizeof(float));
 
-    if (gb_model_forward(m, s_get(fx, "x", nx), info.batch, logits, &err) != 0)
+    if (gb_model_forward(m, gb_test_fixture_get(fx, "x", nx), info.batch, logits, &err) != 0)
         fail_msg("%s: gb_model_forward: %s", s_name(c), err.msg);
     double loss = gb_loss_softmax_ce(logits, labels, info.batch, info.classes,
                                      1.0f / (float)info.batch, dlogits) /
                   info.batch;
-    s_compare_loss(c, "loss", loss, s_get(fx, "loss", 1)[0]);
+    s_compare_loss(c, "loss", loss, gb_test_fixture_get(fx, "loss", 1)[0]);
     if (gb_model_backward(m, dlogits, info.batch, dx, true, &err) != 0)
         fail_msg("%s: gb_model_backward: %s", s_name(c), err.msg);
     s_compare(c, "backward gradients", m, &info, S_AT_PARAM, gb_model_grads(m),
-              s_get(fx, "grads", n), n, NULL, TOL_GRADS, FLOOR_GRADS);
+              gb_test_fixture_get(fx, "grads", n), n, NULL, TOL_GRADS, FLOOR_GRADS);
     if (dx)
-        s_compare(c, "dx", m, &info, S_AT_INPUT, dx, s_get(fx, "dx", nx), nx, NULL, TOL_GRADS,
-                  FLOOR_GRADS);
-    assert_memory_equal(gb_model_params(m), s_get(fx, "params", n), n * sizeof(float));
+        s_compare(c, "dx", m, &info, S_AT_INPUT, dx, gb_test_fixture_get(fx, "dx", nx), nx, NULL,
+                  TOL_GRADS, FLOOR_GRADS);
+    assert_memory_equal(gb_model_params(m), gb_test_fixture_get(fx, "params", n),
+                        n * sizeof(float));
     free(dx);
     free(dlogits);
     free(logits);
@@ -514,14 +424,14 @@ static void test_input_gradient(void **state)
 static void test_adam(void **state)
 {
     const s_case_t *c = *state;
-    const s_fixture_t *fx = s_fixture(c);
+    const gb_test_fixture_t *fx = s_fixture(c);
     s_info_t info;
     gb_model_t *m = s_model(c, fx, &info);
     size_t n = gb_model_param_count(m);
     gb_error_t err = {0};
 
     gb_optim_cfg_t cfg = gb_optim_defaults(GB_OPTIM_ADAM);
-    const float *a = s_get(fx, "adam_cfg", 5);
+    const float *a = gb_test_fixture_get(fx, "adam_cfg", 5);
     /* Glassbox's Adam defaults are PyTorch's. */
     assert_true(cfg.kind == GB_OPTIM_ADAM);
     assert_true(cfg.lr == a[0] && cfg.beta1 == a[1] && cfg.beta2 == a[2] && cfg.eps == a[3]);
@@ -533,8 +443,8 @@ static void test_adam(void **state)
     int32_t labels[MAX_BATCH];
     s_labels(fx, &info, labels);
     gb_target_t target = {.kind = GB_LOSS_SOFTMAX_CE, .labels = labels, .values = NULL};
-    const float *x = s_get(fx, "x", 0);
-    const float *losses = s_get(fx, "adam_losses", STEPS);
+    const float *x = gb_test_fixture_get(fx, "x", 0);
+    const float *losses = gb_test_fixture_get(fx, "adam_losses", STEPS);
     unsigned char *sensitive = calloc(n, 1);
     assert_non_null(sensitive);
     float *params = gb_model_params(m);
@@ -555,7 +465,7 @@ static void test_adam(void **state)
     }
     assert_int_equal(gb_optim_steps(opt), STEPS);
 
-    const float *want = s_get(fx, "adam_params", n);
+    const float *want = gb_test_fixture_get(fx, "adam_params", n);
     s_compare(c, "adam params", m, &info, S_AT_PARAM, params, want, n, sensitive, TOL_PARAMS,
               FLOOR_ADAM);
     size_t count = 0;
@@ -566,7 +476,7 @@ static void test_adam(void **state)
         count++;
         worst = fmax(worst, fabs((double)params[i] - want[i]) / cfg.lr);
     }
-    double torch_count = s_get(fx, "adam_sensitive_count", 1)[0];
+    double torch_count = gb_test_fixture_get(fx, "adam_sensitive_count", 1)[0];
     double max_count = fmax(SENSITIVE_MAX_SHARE * (double)n, SENSITIVE_MAX_VS_TORCH * torch_count);
     print_message("%s/%d thread(s): adam params: %zu eps-sensitive elements (PyTorch %.0f), "
                   "worst %.3f x lr\n",
