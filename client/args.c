@@ -2,6 +2,7 @@
  * `--name=value`; never uses atoi: every number is range-checked with strto*. */
 #include "args.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -34,6 +35,9 @@ static int s_set_value(gb_arg_t *o, const char *v, gb_error_t *err)
 {
     char *end = NULL;
     errno = 0;
+    /* strto* skip leading blanks, which would let " -1" past the sign check. */
+    if (o->kind != GB_ARG_STRING && o->kind != GB_ARG_CHOICE && isspace((unsigned char)v[0]))
+        return gb_error_set(err, GB_EUSAGE, "%s: unexpected blank before '%s'", o->name, v + 1);
     switch (o->kind) {
     case GB_ARG_INT: {
         long x = strtol(v, &end, 10);

@@ -31,7 +31,8 @@ gb_data_source_t gb_data_source_defaults(void);
 void gb_data_source_args(gb_data_source_t *d, gb_arg_t *opts);
 
 /* Loads the training split (if train is not NULL) and the test split, with
- * --limit applied. On failure returns the error and frees what it loaded. */
+ * --limit applied, into new datasets the caller owns (gb_dataset_destroy).
+ * On failure returns the error and frees what it loaded. */
 int gb_data_source_load(const gb_data_source_t *d, gb_dataset_t **train, gb_dataset_t **test,
                         gb_error_t *err) GB_MUST_CHECK;
 

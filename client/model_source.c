@@ -29,7 +29,7 @@ gb_model_t *gb_model_source_open(const char *what, bool *from_file, gb_error_t *
     uint8_t *data = NULL;
     size_t len = 0;
     if (gb_file_read_all(what, GB_SNAPSHOT_MAX_BYTES, &data, &len, err)) {
-        gb_error_prefix(err, GB_EIO, "model '%s' is neither a preset (lenet, mlp) nor a readable "
+        gb_error_prefix(err, GB_EIO, "model '%s' is neither a preset (lenet, mlp, lstm) nor a readable "
                                      "file: ",
                         what);
         return NULL;

@@ -1,4 +1,4 @@
-/* Where the local commands get a model: a preset name (lenet, mlp), a spec
+/* Where the local commands get a model: a preset name (lenet, mlp, lstm), a spec
  * text file, or a saved model file (ModelSnapshot). */
 #ifndef GB_CLIENT_MODEL_SOURCE_H
 #define GB_CLIENT_MODEL_SOURCE_H

@@ -2,6 +2,8 @@
  * number, so no escaping is needed; keys are fixed. */
 #include "report.h"
 
+#include <math.h>
+
 #include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
@@ -88,7 +90,7 @@ void gb_report_epoch(gb_report_t *r, const gb_epoch_stats_t *train, const gb_epo
     double esps = eval && eval->seconds > 0 ? (double)eval->samples / eval->seconds : 0.0;
     if (r->json) {
         char test_loss[32] = "null", test_acc[32] = "null", train_acc[32] = "null";
-        if (eval)
+        if (eval && isfinite(eval->mean_loss))
             snprintf(test_loss, sizeof test_loss, "%.6f", eval->mean_loss);
         if (eval && !regression)
             snprintf(test_acc, sizeof test_acc, "%.6f", eval->accuracy);
@@ -124,12 +126,14 @@ void gb_report_eval(const gb_report_t *r, const gb_epoch_stats_t *eval,
     bool regression = extra && extra->regression;
     double esps = eval->seconds > 0 ? (double)eval->samples / eval->seconds : 0.0;
     if (r->json) {
-        char acc[32] = "null";
+        char acc[32] = "null", loss[32] = "null";
         if (!regression)
             snprintf(acc, sizeof acc, "%.6f", eval->accuracy);
-        printf("{\"samples\": %lld, \"test_loss\": %.6f, \"test_accuracy\": %s, "
+        if (isfinite(eval->mean_loss))
+            snprintf(loss, sizeof loss, "%.6f", eval->mean_loss);
+        printf("{\"samples\": %lld, \"test_loss\": %s, \"test_accuracy\": %s, "
                "\"seconds\": %.3f, \"eval_samples_per_s\": %.1f",
-               (long long)eval->samples, eval->mean_loss, acc, eval->seconds, esps);
+               (long long)eval->samples, loss, acc, eval->seconds, esps);
         s_extra(extra, true);
         printf("}\n");
     } else if (regression) {

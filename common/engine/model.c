@@ -15,7 +15,9 @@
 #include "util/pool.h"
 
 #include <cblas.h>
+#include <limits.h>
 #include <string.h>
+#include <unistd.h>
 
 typedef struct {
     float *acts;   /* layer outputs: layer i at act_off[i] * sub_max */
@@ -85,6 +87,37 @@ const gb_layer_ops_t *gb_layer_ops(gb_layer_kind_t kind)
     case GB_LAYER_EMBEDDING: return &gb_embedding_ops;
     default: return NULL;
     }
+}
+
+/* The fields a plan consists of, moved out of and back into a model so a
+ * new plan can be built while the old one is kept. */
+typedef struct {
+    s_worker_t *workers;
+    gb_pool_t *pool;
+    int threads, max_batch, sub_max, fwd_batch;
+    size_t work_max;
+} s_plan_fields_t;
+
+static s_plan_fields_t s_take_plan(gb_model_t *m)
+{
+    s_plan_fields_t p = {m->workers, m->pool, m->threads, m->max_batch, m->sub_max,
+                         m->fwd_batch, m->work_max};
+    m->workers = NULL;
+    m->pool = NULL;
+    m->threads = m->max_batch = m->sub_max = m->fwd_batch = 0;
+    m->work_max = 0;
+    return p;
+}
+
+static void s_put_plan(gb_model_t *m, s_plan_fields_t p)
+{
+    m->workers = p.workers;
+    m->pool = p.pool;
+    m->threads = p.threads;
+    m->max_batch = p.max_batch;
+    m->sub_max = p.sub_max;
+    m->fwd_batch = p.fwd_batch;
+    m->work_max = p.work_max;
 }
 
 static void s_free_plan(gb_model_t *m)
@@ -252,26 +285,70 @@ void gb_model_init(gb_model_t *m, uint64_t seed)
     }
 }
 
+/* Bytes a plan for sub samples per worker and `threads` workers needs, or
+ * -1 when a per-worker size would not fit the int sizes handed to sgemm. */
+static int64_t s_plan_bytes(const gb_model_t *m, int64_t sub, int threads, size_t *work_max)
+{
+    *work_max = 1;
+    for (int i = 0; i < m->n_layers; i++) {
+        const gb_layer_t *l = &m->layers[i];
+        int64_t per = (int64_t)gb_shape_size(&l->out);
+        if ((int64_t)l->cache_per_sample > per)
+            per = (int64_t)l->cache_per_sample;
+        if ((int64_t)gb_shape_size(&l->in) > per)
+            per = (int64_t)gb_shape_size(&l->in);
+        if (per * sub > INT_MAX)
+            return -1;
+        size_t w = l->ops->work_floats ? l->ops->work_floats(l, (int)sub) : 0;
+        if ((int64_t)w > INT64_MAX / 8 || (int64_t)w / (sub ? sub : 1) > (int64_t)INT_MAX)
+            return -1;
+        if (w > *work_max)
+            *work_max = w;
+    }
+    int64_t floats = ((int64_t)m->act_total + (int64_t)m->cache_total + 2 * (int64_t)m->io_max) *
+                         sub +
+                     (int64_t)*work_max + (threads > 1 ? (int64_t)m->n_param : 0);
+    return floats * (int64_t)sizeof(float) * threads;
+}
+
+/* Most memory a plan may take: half the machine's physical memory, so a
+ * hostile spec gets an error instead of the out-of-memory killer. */
+static int64_t s_plan_limit(void)
+{
+    long pages = sysconf(_SC_PHYS_PAGES), size = sysconf(_SC_PAGESIZE);
+    if (pages <= 0 || size <= 0)
+        return (int64_t)1 << 34;
+    return (int64_t)pages * size / 2;
+}
+
 int gb_model_plan(gb_model_t *m, int max_batch, int threads, gb_error_t *err)
 {
     if (max_batch < 1 || max_batch > 1 << 20)
         return gb_error_set(err, GB_EINVAL, "batch size %d out of range 1..%d", max_batch, 1 << 20);
     if (threads < 1 || threads > 256)
         return gb_error_set(err, GB_EINVAL, "thread count %d out of range 1..256", threads);
-    s_free_plan(m);
     if (threads > max_batch)
         threads = max_batch;
+    const int sub_max = (max_batch + threads - 1) / threads;
+    size_t work_max = 1;
+    int64_t bytes = s_plan_bytes(m, sub_max, threads, &work_max);
+    if (bytes < 0)
+        return gb_error_set(err, GB_ESHAPE, "batch %d on %d threads: a layer's workspace is too "
+                                            "large for one worker (use a smaller batch)",
+                            max_batch, threads);
+    if (bytes > s_plan_limit())
+        return gb_error_set(err, GB_ENOMEM,
+                            "batch %d on %d threads needs %.1f GiB of workspace, more than half "
+                            "of this machine's memory",
+                            max_batch, threads, (double)bytes / (1 << 30));
+    /* Build the new plan beside the old one, so a failure leaves the old
+     * plan working. */
+    s_plan_fields_t old = s_take_plan(m);
     m->threads = threads;
     m->max_batch = max_batch;
-    m->sub_max = (max_batch + threads - 1) / threads;
-    size_t sub = (size_t)m->sub_max;
-    m->work_max = 1;
-    for (int i = 0; i < m->n_layers; i++) {
-        const gb_layer_t *l = &m->layers[i];
-        size_t w = l->ops->work_floats ? l->ops->work_floats(l, m->sub_max) : 0;
-        if (w > m->work_max)
-            m->work_max = w;
-    }
+    m->sub_max = sub_max;
+    m->work_max = work_max;
+    size_t sub = (size_t)sub_max;
     m->workers = gb_calloc((size_t)threads, sizeof *m->workers);
     if (!m->workers)
         goto nomem;
@@ -292,18 +369,23 @@ int gb_model_plan(gb_model_t *m, int max_batch, int threads, gb_error_t *err)
     }
     if (threads > 1) {
         m->pool = gb_pool_new(threads, err);
-        if (!m->pool) {
-            s_free_plan(m);
-            return err ? err->code : GB_ENOMEM;
-        }
+        if (!m->pool)
+            goto fail;
     }
+    s_plan_fields_t fresh = s_take_plan(m);
+    s_put_plan(m, old);
+    s_free_plan(m);
+    s_put_plan(m, fresh);
     /* Our workers own the cores; OpenBLAS stays in the calling thread. */
     openblas_set_num_threads(1);
     return 0;
 nomem:
+    gb_error_set(err, GB_ENOMEM, "out of memory planning batch %d on %d threads", max_batch,
+                 threads);
+fail:
     s_free_plan(m);
-    return gb_error_set(err, GB_ENOMEM, "out of memory planning batch %d on %d threads",
-                        max_batch, threads);
+    s_put_plan(m, old);
+    return err && err->code ? err->code : GB_ENOMEM;
 }
 
 void gb_model_set_train(gb_model_t *m, bool train, uint64_t seed)
@@ -502,6 +584,9 @@ int gb_model_backward(gb_model_t *m, const float *dout, int batch, float *dx,
         return gb_error_set(err, GB_ESHAPE,
                             "backward of batch %d does not match the last forward (batch %d)",
                             batch, m->fwd_batch);
+    /* The input of the last forward is read again: check it again too. */
+    if ((rc = s_check_input(m, m->x, batch, err)))
+        return rc;
     m->batch = batch;
     m->dout = dout;
     m->dx = dx;
@@ -567,11 +652,11 @@ int gb_model_capture(gb_model_t *m, int layer, float *out, float *grad, gb_error
 
 gb_shape_t gb_model_layer_output_shape(const gb_model_t *m, int layer)
 {
-    for (int j = 0; j < m->n_layers; j++)
-        if (m->layers[j].spec_index == layer)
-            return m->layers[j].out;
     gb_shape_t none = {0, {0, 0, 0}};
-    return none;
+    /* A layer that runs reordered has no output of its own spec position. */
+    if (layer < 0 || layer >= m->n_layers || m->layers[layer].spec_index != layer)
+        return none;
+    return m->layers[layer].out;
 }
 
 size_t gb_model_param_count(const gb_model_t *m)

@@ -45,7 +45,9 @@ void gb_model_init(gb_model_t *model, uint64_t seed);
 
 /* Allocates workspaces for batches up to max_batch, split over `threads`
  * workers (>= 1; OpenBLAS is then set to one thread so the two pools never
- * fight over the cores). Replaces an earlier plan. */
+ * fight over the cores). Replaces an earlier plan; on failure the earlier
+ * plan stays. Refuses (GB_ENOMEM) a plan above half the machine's memory and
+ * (GB_ESHAPE) one whose per-worker sizes overflow sgemm's int sizes. */
 int gb_model_plan(gb_model_t *model, int max_batch, int threads, gb_error_t *err)
     GB_MUST_CHECK;
 
@@ -60,7 +62,8 @@ int gb_model_forward(gb_model_t *model, const float *x, int batch, float *out,
                      gb_error_t *err) GB_MUST_CHECK;
 
 /* Backward pass from dout (batch x output size) through the activations of
- * the last forward call with the same batch. If accumulate_grads, the
+ * the last forward call with the same batch, whose input x must still be
+ * valid and unchanged. If accumulate_grads, the
  * parameter gradients are ADDED into gb_model_grads; otherwise the gradient
  * buffer is left untouched. If dx is not NULL it receives the input gradient
  * (batch x input size). Parameters and optimiser state never change. */
@@ -85,7 +88,7 @@ int gb_model_capture(gb_model_t *model, int layer, float *out, float *grad, gb_e
     GB_MUST_CHECK;
 
 /* Per-sample output shape of layer `layer` (spec numbering); rank 0 when out
- * of range. */
+ * of range or when the layer runs reordered (a relu after its max-pool). */
 gb_shape_t gb_model_layer_output_shape(const gb_model_t *model, int layer);
 
 /* Accessors. Buffers are owned by the model and live as long as it does. */

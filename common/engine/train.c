@@ -6,6 +6,7 @@
 #include "util/rng.h"
 
 #include <math.h>
+#include <stdbool.h>
 #include <time.h>
 
 typedef struct {
@@ -61,6 +62,15 @@ static int s_check(gb_model_t *m, const gb_batches_t *data, int batch, gb_error_
     return 0;
 }
 
+/* True when no value is NaN or infinite (x - x is 0 only for finite x). */
+static bool s_all_finite(const float *v, size_t n)
+{
+    float acc = 0.0f;
+    for (size_t i = 0; i < n; i++)
+        acc += v[i] - v[i];
+    return acc == 0.0f;
+}
+
 /* Counts rows whose largest output is the label (first maximum wins). */
 static int s_correct(const float *out, const int32_t *labels, int rows, int classes)
 {
@@ -107,6 +117,15 @@ int gb_train_epoch(gb_model_t *m, gb_optim_t *optim, const gb_batches_t *data,
                               "training diverged: loss is %g at sample %lld of epoch %d (lower "
                               "the learning rate)",
                               loss, (long long)done, cfg->epoch);
+            goto out;
+        }
+        /* A finite loss can still come with an overflowed gradient: never let
+         * one into the parameters. */
+        if (!s_all_finite(gb_model_grads(m), gb_model_param_count(m))) {
+            rc = gb_error_set(err, GB_ERANGE,
+                              "training diverged: a gradient is not finite at sample %lld of "
+                              "epoch %d (lower the learning rate)",
+                              (long long)done, cfg->epoch);
             goto out;
         }
         gb_optim_step(optim, gb_model_params(m), gb_model_grads(m));

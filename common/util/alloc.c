@@ -1,12 +1,14 @@
 /* Allocation wrappers and the failure-injection countdown. */
 #include "util/alloc.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 
-static long s_countdown;
-static long s_count;
+/* Atomic: daemons allocate from more than one thread. */
+static _Atomic long s_countdown;
+static _Atomic long s_count;
 
 static int s_should_fail(void)
 {
@@ -53,6 +55,8 @@ void gb_free(void *p)
 void *gb_alloc_aligned(size_t size)
 {
     if (s_should_fail())
+        return NULL;
+    if (size > SIZE_MAX - 64)
         return NULL;
     size_t rounded = (size + 63) & ~(size_t)63;
     if (rounded == 0)

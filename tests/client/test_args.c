@@ -79,6 +79,8 @@ static void test_errors_name_flag_and_reason(void **state)
         {2, {"--epochs", "99999999999999999999"}, "--epochs: expected an integer"},
         {2, {"--seed", "-1"}, "--seed: expected a non-negative integer, got '-1'"},
         {2, {"--seed", "1e3"}, "--seed: expected a non-negative integer"},
+        {2, {"--seed", " -1"}, "--seed: unexpected blank before '-1'"},
+        {2, {"--epochs", " 3"}, "--epochs: unexpected blank"},
         {2, {"--lr", "inf"}, "--lr: expected a number in 1e-06..10, got 'inf'"},
         {2, {"--lr", "nan"}, "--lr: expected a number"},
         {2, {"--lr", "0"}, "--lr: expected a number"},

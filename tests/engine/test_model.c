@@ -884,6 +884,34 @@ static void test_capture(void **state)
     gb_model_destroy(&m);
 }
 
+/* A failed re-plan leaves the earlier plan working; a plan bigger than half
+ * the machine is refused before anything is allocated. */
+static void test_plan_failure_keeps_old_plan(void **state)
+{
+    (void)state;
+    gb_error_t err = {0};
+    gb_model_t *m = gb_model_new("input 6\ndense 4\n", &err);
+    assert_non_null(m);
+    gb_model_init(m, 1);
+    assert_int_equal(gb_model_plan(m, 8, 2, &err), 0);
+    gb_alloc_fail_after(2);
+    assert_int_equal(gb_model_plan(m, 64, 2, &err), GB_ENOMEM);
+    gb_alloc_fail_after(0);
+    assert_int_equal(gb_model_max_batch(m), 8);
+    assert_int_equal(gb_model_threads(m), 2);
+    float x[8 * 6] = {0}, y[8 * 4];
+    assert_int_equal(gb_model_forward(m, x, 8, y, &err), 0);
+    gb_model_destroy(&m);
+
+    /* 2578 parameters, but a 0.96 GiB conv output per sample. */
+    m = gb_model_new("input 1 28 28\nconv 4 1 pad 4000\nmaxpool 1000\nflatten\ndense 10\n", &err);
+    assert_non_null(m);
+    gb_error_clear(&err);
+    assert_int_equal(gb_model_plan(m, 64, 8, &err), GB_ENOMEM);
+    assert_non_null(strstr(err.msg, "more than half of this machine's memory"));
+    gb_model_destroy(&m);
+}
+
 /* ------------------------------------------------------------ size limits */
 
 /* The engine runs "relu, maxpool" as "maxpool, relu" (same outputs and
@@ -957,6 +985,7 @@ int main(void)
         cmocka_unit_test(test_alloc_failure_plan),
         cmocka_unit_test(test_layer_info_kinds_follow_spec),
         cmocka_unit_test(test_capture),
+        cmocka_unit_test(test_plan_failure_keeps_old_plan),
         cmocka_unit_test(test_conv_size_overflow_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
