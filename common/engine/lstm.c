@@ -67,7 +67,7 @@ static size_t s_work_floats(const gb_layer_t *l, int batch)
 {
     s_dims_t d = s_dims(l);
     size_t TB = (size_t)d.T * batch;
-    return TB * 4 * d.H + TB * d.F + (size_t)2 * batch * d.H; /* dG, dX, dh, dc */
+    return TB * 4 * d.H + TB * d.F + (size_t)2 * batch * d.H + (size_t)4 * d.H; /* dG dX dh dc db */
 }
 
 static void s_forward(const gb_layer_t *l, const gb_pass_t *pass, float *cache, const float *x,
@@ -141,8 +141,14 @@ static void s_backward(const gb_layer_t *l, const gb_pass_t *pass, const float *
         /* dW_hh[4H x H] += dG^T[4H x T*B] . h[-1..T-2][T*B x H] */
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, 4 * H, H, (int)TB, 1.0f, dG, 4 * H,
                     c.h, H, 1.0f, dWhh, H);
-        gb_layer_add_column_sums(dG, TB, 4 * H, dbih);
-        gb_layer_add_column_sums(dG, TB, 4 * H, dbhh);
+        /* b_ih and b_hh enter the gates the same way: one column sum serves both. */
+        float *dbsum = dc + (size_t)B * H;
+        memset(dbsum, 0, (size_t)4 * H * sizeof(float));
+        gb_layer_add_column_sums(dG, TB, 4 * H, dbsum);
+        for (int j = 0; j < 4 * H; j++) {
+            dbih[j] += dbsum[j];
+            dbhh[j] += dbsum[j];
+        }
     }
     if (dx) {
         /* dX[T*B x F] = dG[T*B x 4H] . W_ih[4H x F] */
