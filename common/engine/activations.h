@@ -1,8 +1,10 @@
 /* Element-wise transcendental kernels over contiguous float arrays, and the
  * recurrent cells built on them, in one file so that their speed and
- * accuracy are decided (and tested) in one place. They are written as plain loops that vectorise at -O3 without
- * -ffast-math: exp by range reduction (x = k ln2 + r) and a degree-6
- * polynomial on r, built with exact power-of-two scaling. */
+ * accuracy are decided (and tested) in one place. They are written as plain
+ * loops that vectorise at -O3 without -ffast-math: exp by range reduction
+ * (x = k ln2 + r) and a degree-6 polynomial on r with exact power-of-two
+ * scaling; tanh as a clamped rational function (one division, no exp);
+ * sigmoid(x) = (1 + tanh(x/2)) / 2. */
 #ifndef GB_ENGINE_ACTIVATIONS_H
 #define GB_ENGINE_ACTIVATIONS_H
 
