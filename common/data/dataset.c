@@ -1,12 +1,14 @@
-/* Datasets in memory and their batch gatherer. Loading an IDX split reads the
- * images file straight into the buffer the dataset keeps (the IDX payload
- * is the pixel array: no copy, one 47 MB allocation for Fashion-MNIST train),
- * widens the labels to int32 and checks that the two files describe the same
- * samples. csv: names are handed to data/csv (reading) and data/series
- * (cutting into samples). gb_dataset_fill is the per-batch hot path: one pass
- * over the requested rows, uint8 -> float with restrict pointers so the
- * compiler vectorises it, a window as one memcpy out of the row table, no
- * allocation. */
+/* Datasets in memory and their batch gatherer. Loading an IDX split checks
+ * the images header, reads the labels (widened to int32) and checks that the
+ * two files describe the same samples, then streams the images one at a
+ * time through a one-image buffer into a compressed store (data/pixels): the
+ * peak is the compressed images, not the 47 MB payload of Fashion-MNIST's
+ * training file, and the cheap checks come before the expensive read. csv:
+ * names are handed to data/csv (reading) and data/series (cutting into
+ * samples). gb_dataset_fill is the per-batch hot path: one pass over the
+ * requested rows, a packed image decoded straight into floats, raw uint8 ->
+ * float with restrict pointers so the compiler vectorises it, a window as
+ * one memcpy out of the row table, no allocation. */
 #include "data/dataset.h"
 
 #include <errno.h>
@@ -39,6 +41,7 @@ void gb_dataset_destroy(gb_dataset_t **ds)
         return;
     gb_dataset_t *d = *ds;
     gb_free(d->pixels);
+    gb_pixels_destroy(&d->packed);
     gb_free(d->features);
     gb_free(d->labels);
     gb_free(d->name);
@@ -176,9 +179,9 @@ static int s_locate(const char *dir, const char *base, char *path, size_t cap, g
     return gb_error_set(err, GB_EIO, "%s: neither %s nor %s.gz found", dir, base, base);
 }
 
-/* Finds and reads dir/base[.gz]; `path` receives the file's path. */
-static int s_read_idx(const char *dir, const char *base, char *path, gb_idx_t *idx,
-                      gb_error_t *err)
+/* Finds dir/base[.gz] into `path` (S_PATH_MAX bytes); a file that must be
+ * there, so its absence is logged. */
+static int s_find(const char *dir, const char *base, char *path, gb_error_t *err)
 {
     gb_error_t local = {0};
     int rc = s_locate(dir, base, path, S_PATH_MAX, &local);
@@ -186,7 +189,51 @@ static int s_read_idx(const char *dir, const char *base, char *path, gb_idx_t *i
         gb_log_warn("%s", local.msg);
         return gb_error_set(err, rc, "%s", local.msg);
     }
-    return gb_idx_read(path, idx, err);
+    return 0;
+}
+
+/* Finds and reads dir/base[.gz]; `path` receives the file's path. */
+static int s_read_idx(const char *dir, const char *base, char *path, gb_idx_t *idx, gb_error_t *err)
+{
+    int rc = s_find(dir, base, path, err);
+    return rc ? rc : gb_idx_read(path, idx, err);
+}
+
+/* Reads the n images of `size` bytes left in `stream` into a new packed
+ * store at *out, one at a time, and finishes the stream (trailing data and
+ * gzip integrity). */
+static int s_pack_stream(gb_idx_stream_t *stream, int64_t n, size_t size, const char *name,
+                         gb_pixels_t **out, gb_error_t *err)
+{
+    *out = NULL;
+    gb_error_t local = {0};
+    gb_pixels_t *store = gb_pixels_new(size, n, &local);
+    if (!store)
+        return gb_error_set(err, local.code, "%s: %s", name, local.msg);
+    int rc = 0;
+    uint8_t *img = gb_malloc(size);
+    if (!img) {
+        rc = gb_error_set(err, GB_ENOMEM, "%s: out of memory for a %zu-byte image", name, size);
+        goto cleanup;
+    }
+    for (int64_t i = 0; i < n; i++) {
+        if ((rc = gb_idx_stream_read(stream, img, size, err)) != 0)
+            goto cleanup;
+        if ((rc = gb_pixels_append(store, img, err)) != 0) {
+            gb_error_prefix(err, rc, "%s: ", name);
+            goto cleanup;
+        }
+    }
+    if ((rc = gb_idx_stream_finish(stream, err)) != 0)
+        goto cleanup;
+    gb_pixels_trim(store);
+    *out = store;
+    store = NULL;
+
+cleanup:
+    gb_free(img);
+    gb_pixels_destroy(&store);
+    return rc;
 }
 
 static const char *s_prefix(gb_split_t split)
@@ -249,11 +296,14 @@ int gb_dataset_load_idx(const char *dir, gb_split_t split, int n_classes, const 
         name = dname;
     }
     gb_idx_t img = {0}, lab = {0};
+    gb_idx_stream_t *stream = NULL;
     gb_dataset_t *ds = NULL;
     int rc;
 
+    /* the images header now, their payload last: the labels checks are cheap */
     snprintf(base, sizeof base, "%s-images-idx3-ubyte", s_prefix(split));
-    if ((rc = s_read_idx(dir, base, img_path, &img, err)) != 0)
+    if ((rc = s_find(dir, base, img_path, err)) != 0 ||
+        (rc = gb_idx_stream_open(img_path, &img, &stream, err)) != 0)
         goto cleanup;
     if (img.ndims != 3) {
         rc = gb_error_warn(err, GB_EFORMAT,
@@ -307,21 +357,26 @@ int gb_dataset_load_idx(const char *dir, gb_split_t split, int n_classes, const 
     }
     for (int64_t i = 0; i < n; i++)
         ds->labels[i] = lab.data[i];
+    gb_idx_free(&lab);
+    size_t size = (size_t)img.dims[1] * (size_t)img.dims[2];
+    if ((rc = s_pack_stream(stream, n, size, name, &ds->packed, err)) != 0)
+        goto cleanup;
     ds->n = n;
     ds->shape = (gb_shape_t){.rank = 3, .dim = {1, img.dims[1], img.dims[2]}};
-    ds->pixels = img.data; /* taken over: the payload is the pixel array */
-    img.data = NULL;
     ds->scale = 1.0f / 255.0f;
     ds->n_classes = n_classes;
+    gb_log_debug("%s: %s split, %lld samples of 1x%dx%d, %d classes; images packed in %zu "
+                 "bytes, %.1f%% of %zu",
+                 name, gb_split_name(split), (long long)n, img.dims[1], img.dims[2], n_classes,
+                 gb_pixels_bytes(ds->packed),
+                 100.0 * (double)gb_pixels_bytes(ds->packed) / (double)img.len, img.len);
     *out = ds;
     ds = NULL;
-    gb_log_debug("%s: %s split, %lld samples of 1x%dx%d, %d classes", name,
-                 gb_split_name(split), (long long)n, img.dims[1], img.dims[2], n_classes);
     rc = 0;
 
 cleanup:
     gb_dataset_destroy(&ds);
-    gb_idx_free(&img);
+    gb_idx_stream_destroy(&stream);
     gb_idx_free(&lab);
     return rc;
 }
@@ -433,7 +488,11 @@ int gb_dataset_fill(void *source, const int32_t *idx, int n, float *x, int32_t *
             return gb_error_set(err, GB_ERANGE, "%s: sample index %d out of range 0..%lld",
                                 ds->name, j, (long long)ds->n - 1);
         float *dst = x + (size_t)i * size;
-        if (ds->pixels)
+        if (ds->packed) {
+            if (gb_pixels_get_float(ds->packed, j, scale, dst) != 0)
+                return gb_error_set(err, GB_EFORMAT, "%s: sample %d: corrupt packed pixels",
+                                    ds->name, j);
+        } else if (ds->pixels)
             s_widen(dst, ds->pixels + (size_t)j * size, size, scale);
         else if (ds->starts) /* T rows from starts[j] on: contiguous */
             memcpy(dst, ds->rows + (size_t)ds->starts[j] * width, size * sizeof(float));
@@ -521,6 +580,10 @@ int gb_dataset_subset(const gb_dataset_t *ds, const int32_t *idx, int64_t n, gb_
     int rc = s_new_like(ds, n, &sub, err);
     if (rc)
         return rc;
+    if (ds->packed && (rc = gb_pixels_subset(ds->packed, idx, n, &sub->packed, err)) != 0) {
+        gb_dataset_destroy(&sub);
+        return gb_error_prefix(err, rc, "%s: ", ds->name);
+    }
     size_t size = gb_shape_size(&ds->shape), nt = (size_t)ds->n_targets;
     for (int64_t i = 0; i < n; i++) {
         size_t j = (size_t)idx[i];
@@ -559,9 +622,56 @@ int gb_dataset_limit(gb_dataset_t *ds, int64_t n, gb_error_t *err)
         ds->targets = p;
     if (ds->pixels && (p = gb_realloc(ds->pixels, (size_t)n * size)) != NULL)
         ds->pixels = p;
+    if (ds->packed)
+        gb_pixels_limit(ds->packed, n);
     if (ds->features && (p = gb_realloc(ds->features, (size_t)n * size * sizeof(float))) != NULL)
         ds->features = p;
     if (ds->starts && (p = gb_realloc(ds->starts, (size_t)n * sizeof(int32_t))) != NULL)
         ds->starts = p;
+    return 0;
+}
+
+int gb_dataset_pack(gb_dataset_t *ds, gb_error_t *err)
+{
+    if (!ds)
+        return gb_error_set(err, GB_EINVAL, "gb_dataset_pack: NULL dataset");
+    if (!ds->pixels)
+        return 0;
+    size_t size = gb_shape_size(&ds->shape);
+    gb_error_t local = {0};
+    gb_pixels_t *store = gb_pixels_new(size, ds->n, &local);
+    if (!store)
+        return gb_error_set(err, local.code, "%s: %s", ds->name, local.msg);
+    for (int64_t i = 0; i < ds->n; i++) {
+        int rc = gb_pixels_append(store, ds->pixels + (size_t)i * size, err);
+        if (rc) {
+            gb_pixels_destroy(&store);
+            return gb_error_prefix(err, rc, "%s: ", ds->name);
+        }
+    }
+    gb_pixels_trim(store);
+    gb_free(ds->pixels);
+    ds->pixels = NULL;
+    ds->packed = store;
+    return 0;
+}
+
+int gb_dataset_sample_u8(const gb_dataset_t *ds, int64_t i, uint8_t *out, gb_error_t *err)
+{
+    if (!ds || !out)
+        return gb_error_set(err, GB_EINVAL, "gb_dataset_sample_u8: bad arguments");
+    if (!ds->pixels && !ds->packed)
+        return gb_error_set(err, GB_EINVAL, "%s: not an image dataset: no pixels", ds->name);
+    if (i < 0 || i >= ds->n)
+        return gb_error_set(err, GB_ERANGE, "%s: sample index %lld out of range 0..%lld", ds->name,
+                            (long long)i, (long long)ds->n - 1);
+    size_t size = gb_shape_size(&ds->shape);
+    if (!ds->packed) {
+        memcpy(out, ds->pixels + (size_t)i * size, size);
+        return 0;
+    }
+    if (gb_pixels_get(ds->packed, i, out) != 0)
+        return gb_error_set(err, GB_EFORMAT, "%s: sample %lld: corrupt packed pixels", ds->name,
+                            (long long)i);
     return 0;
 }

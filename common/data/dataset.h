@@ -3,9 +3,15 @@
  * client's partition) and handed to the engine's training loop batch by batch
  * through gb_dataset_fill, which matches gb_fill_fn in engine/train.h.
  *
- * Images stay uint8 in memory (60000 Fashion-MNIST images are 47 MB as bytes,
+ * Images stay 8-bit in memory (60000 Fashion-MNIST images are 47 MB as bytes,
  * 188 MB as floats) and are converted to float, pixel * scale, one batch at a
- * time, into the caller's batch buffer. Float features (a CSV table) are kept
+ * time, into the caller's batch buffer. Loaded image datasets go further and
+ * hold each image compressed (data/pixels.h: a zero-run code, 58% of the
+ * bytes for Fashion-MNIST), decoded straight into the batch; the loader
+ * streams the images file and compresses image by image, so the raw pixels
+ * are never all in memory, not even while loading. Datasets made by
+ * gb_dataset_new keep raw, writable bytes until gb_dataset_pack. Either way
+ * gb_dataset_sample_u8 gives one image's bytes. Float features (a CSV table) are kept
  * as floats and copied. A windowed series (a CSV with a window) keeps its
  * rows once and an index of window starts: a window of T rows is T x F
  * contiguous floats of the row table, copied out by gb_dataset_fill, so T
@@ -28,6 +34,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "data/pixels.h"
 #include "engine/loss.h"
 #include "engine/shape.h"
 #include "util/error.h"
@@ -40,14 +47,17 @@ typedef enum { GB_SPLIT_TRAIN, GB_SPLIT_TEST } gb_split_t;
 typedef enum { GB_TASK_CLASSIFICATION, GB_TASK_REGRESSION } gb_task_t;
 
 typedef struct {
-    int64_t n;        /* number of samples, 0..INT32_MAX */
-    gb_shape_t shape; /* per-sample shape: (1, H, W) images, (F) tables, (T, F) windows */
-    uint8_t *pixels;  /* n x size bytes, owned; or NULL when features or rows is used */
-    float *features;  /* n x size floats, owned; or NULL when pixels or rows is used */
-    float scale;      /* pixel -> float factor (1/255); unused for features and rows */
-    int32_t *labels;  /* n class indices in [0, n_classes), owned; NULL for regression */
-    int n_classes;    /* number of classes, >= 2; 0 for regression */
-    char *name;       /* the name it was loaded by ("fashion-mnist"), owned */
+    int64_t n;           /* number of samples, 0..INT32_MAX */
+    gb_shape_t shape;    /* per-sample shape: (1, H, W) images, (F) tables, (T, F) windows */
+    uint8_t *pixels;     /* n x size raw bytes, owned, writable (gb_dataset_new); or NULL when
+                            packed, features or rows is used */
+    gb_pixels_t *packed; /* n compressed images of size bytes (data/pixels.h), owned; or NULL.
+                            What gb_dataset_load gives an image dataset */
+    float *features;     /* n x size floats, owned; or NULL when pixels, packed or rows is used */
+    float scale;         /* pixel -> float factor (1/255); unused for features and rows */
+    int32_t *labels;     /* n class indices in [0, n_classes), owned; NULL for regression */
+    int n_classes;       /* number of classes, >= 2; 0 for regression */
+    char *name;          /* the name it was loaded by ("fashion-mnist"), owned */
     /* The fields below are for csv: data; image datasets leave them 0/NULL. */
     float *targets;     /* n x n_targets regression targets, owned; NULL for classification */
     int n_targets;      /* floats per target (1 for csv:); 0 for classification */
@@ -99,7 +109,10 @@ const char *gb_split_name(gb_split_t split);
  *   fashion-mnist  idx:GB_FASHION_MNIST_DIR with exactly 10 classes;
  *   idx:DIR        DIR/{train,t10k}-{images-idx3,labels-idx1}-ubyte, each
  *                  plain or with .gz (plain preferred when both exist).
- * Images must be N x H x W unsigned bytes (shape 1 x H x W), labels N bytes.
+ * Images must be N x H x W unsigned bytes (shape 1 x H x W), labels N bytes;
+ * the images are held compressed in `packed` (pixels is NULL), read and
+ * compressed one at a time, and every check of gb_idx_read is made (a short,
+ * long or corrupt file is an error naming it).
  * For idx:DIR, n_classes is 1 + the largest label in DIR's train and test
  * label files (both, so the two splits agree; a missing or unreadable other
  * file is skipped with a warning), and at least 2. On failure *out is NULL
@@ -127,8 +140,9 @@ int gb_dataset_load_idx(const char *dir, gb_split_t split, int n_classes, const 
                         gb_dataset_t **out, gb_error_t *err) GB_MUST_CHECK;
 
 /* A dataset of n zeroed samples of `shape` (rank 1..3) and zero labels, for
- * readers and tests to fill: uint8 pixels with scale 1/255, or float features
- * with scale 1 when `features`. n_classes >= 2. Returns NULL and fills err. */
+ * readers and tests to fill: raw uint8 pixels with scale 1/255 (compress them
+ * afterwards with gb_dataset_pack), or float features with scale 1 when
+ * `features`. n_classes >= 2. Returns NULL and fills err. */
 gb_dataset_t *gb_dataset_new(const char *name, int64_t n, const gb_shape_t *shape, int n_classes,
                              bool features, gb_error_t *err);
 
@@ -151,6 +165,22 @@ gb_loss_kind_t gb_dataset_loss(const gb_dataset_t *ds);
  * target_std^2 (mse unchanged when targets are not standardised). */
 double gb_dataset_mse_units(const gb_dataset_t *ds, double mse);
 
+/* Compresses raw pixels in place: ds->pixels becomes ds->packed (the raw
+ * bytes are freed), with the same samples, fill and subset results. Does
+ * nothing to a dataset without raw pixels (packed already, features, rows).
+ * Needs the compressed and the raw images in memory at once; on failure
+ * (GB_ENOMEM, or GB_ERANGE over GB_PIXELS_MAX_BYTES of images) the dataset is
+ * unchanged. */
+int gb_dataset_pack(gb_dataset_t *ds, gb_error_t *err) GB_MUST_CHECK;
+
+/* Copies the sample_size bytes of image i (0 <= i < n) into out, from raw or
+ * packed pixels alike: the accessor for code that wants an image's bytes
+ * rather than a batch of floats. GB_EINVAL for a dataset without pixels
+ * (features or rows), GB_ERANGE for i out of range, GB_EFORMAT for a corrupt
+ * packed store (which only memory corruption can make). */
+int gb_dataset_sample_u8(const gb_dataset_t *ds, int64_t i, uint8_t *out,
+                         gb_error_t *err) GB_MUST_CHECK;
+
 /* Frees the dataset and its buffers; sets *ds to NULL; safe on NULL. */
 void gb_dataset_destroy(gb_dataset_t **ds);
 
@@ -161,21 +191,26 @@ size_t gb_dataset_sample_size(const gb_dataset_t *ds);
  * (n x sample size floats, pixel * scale; a window is copied out of the row
  * table) and their targets: classes into labels for classification (values
  * untouched), or n x n_targets floats into values for regression (labels
- * untouched); either buffer may be NULL to skip it. No allocation; an index
- * outside [0, n) is GB_ERANGE, with x partly written. */
+ * untouched); either buffer may be NULL to skip it. Packed images are
+ * decoded straight into x, with the same floats as raw ones. No allocation;
+ * an index outside [0, n) is GB_ERANGE, a corrupt packed store GB_EFORMAT,
+ * with x partly written (never past n samples). */
 int gb_dataset_fill(void *source, const int32_t *idx, int n, float *x, int32_t *labels,
                     float *values, gb_error_t *err);
 
 /* A new dataset holding copies of samples idx[0..n) (in that order; repeats
  * allowed), with the same shape, scale, n_classes, name and every csv: field
  * (targets, standardisation; a windowed series copies its whole row table
- * and the chosen window starts). n may be 0. */
+ * and the chosen window starts). Packed images stay packed (copied as they
+ * are, not re-encoded; n x sample size over GB_PIXELS_MAX_BYTES is
+ * GB_ERANGE). n may be 0. */
 int gb_dataset_subset(const gb_dataset_t *ds, const int32_t *idx, int64_t n, gb_dataset_t **out,
                       gb_error_t *err) GB_MUST_CHECK;
 
 /* Keeps only the first n samples (n >= 0; n >= ds->n changes nothing), in
  * place, giving the spare memory back when the allocator can (labels or
- * targets, and pixels, features or window starts; a series keeps its rows). */
+ * targets, and pixels, packed images, features or window starts; a series
+ * keeps its rows). */
 int gb_dataset_limit(gb_dataset_t *ds, int64_t n, gb_error_t *err) GB_MUST_CHECK;
 
 #endif

@@ -1,13 +1,17 @@
 /* IDX reader. One parser runs over a small byte source that is either a zlib
  * gzFile (which reads gzipped and plain files alike, deciding by content) or
  * a buffer in memory, so the file path and the fuzzable in-memory path share
- * every check. The header is validated completely and the payload size
- * computed in 128-bit arithmetic before the single allocation; the payload is
- * then read straight into that buffer and one more read proves the file ends
- * where the header says. */
+ * every check. The parser is three steps, shared by the whole-file reader
+ * and the stream: the header is validated completely and the payload size
+ * computed in 128-bit arithmetic before anything is allocated (s_head); the
+ * payload is read into the caller's buffer, in one piece or many, a short
+ * read being the truncation error with the whole file's byte count
+ * (s_payload); and one more read proves the file ends where the header says
+ * (s_end). */
 #include "data/idx.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <zlib.h>
@@ -131,7 +135,18 @@ static size_t s_count_rest(s_src_t *src, int *more)
     return total;
 }
 
-static int s_parse(s_src_t *src, gb_idx_t *out, gb_error_t *err)
+/* The header, checked: shape and payload length, and the texts messages use. */
+typedef struct {
+    int ndims;                      /* 1..GB_IDX_MAX_DIMS */
+    uint32_t dims[GB_IDX_MAX_DIMS]; /* each > 0; unused entries 0 */
+    size_t len;                     /* payload bytes, <= GB_IDX_MAX_BYTES */
+    size_t head_len;                /* header bytes */
+    char dtext[64];                 /* "60000x28x28" */
+} s_head_t;
+
+/* Reads and checks the header: magic, type, dimension count, every
+ * dimension > 0, payload within GB_IDX_MAX_BYTES. Nothing is allocated. */
+static int s_head(s_src_t *src, s_head_t *h, gb_error_t *err)
 {
     uint8_t head[4 + 4 * GB_IDX_MAX_DIMS];
     size_t got = 0;
@@ -169,65 +184,105 @@ static int s_parse(s_src_t *src, gb_idx_t *out, gb_error_t *err)
         return gb_error_warn(err, GB_EFORMAT,
                       "%s: truncated header: %d dimensions need %zu bytes, file has %zu",
                       src->name, ndims, dims_len, got);
-    uint32_t dims[GB_IDX_MAX_DIMS] = {0};
+    memset(h, 0, sizeof *h);
+    h->ndims = ndims;
     unsigned __int128 product = 1; /* 4 factors below 2^32 cannot overflow */
     for (int i = 0; i < ndims; i++) {
-        dims[i] = s_be32(head + 4 + 4 * i);
-        if (dims[i] == 0)
+        h->dims[i] = s_be32(head + 4 + 4 * i);
+        if (h->dims[i] == 0)
             return gb_error_warn(err, GB_EFORMAT, "%s: dimension %d of %d is 0", src->name, i + 1,
                           ndims);
-        product *= dims[i];
+        product *= h->dims[i];
     }
-    char dtext[64];
-    s_dims_text(dims, ndims, dtext, sizeof dtext);
+    s_dims_text(h->dims, ndims, h->dtext, sizeof h->dtext);
     if (product > GB_IDX_MAX_BYTES)
         return gb_error_warn(err, GB_ERANGE, "%s: header says %s bytes, over the %zu-byte limit",
-                      src->name, dtext, GB_IDX_MAX_BYTES);
-    size_t len = (size_t)product;
-    size_t head_len = 4 + dims_len;
+                             src->name, h->dtext, GB_IDX_MAX_BYTES);
+    h->len = (size_t)product;
+    h->head_len = 4 + dims_len;
+    return 0;
+}
 
-    uint8_t *data = gb_malloc(len);
-    if (!data)
-        return gb_error_warn(err, GB_ENOMEM, "%s: cannot allocate %zu bytes for %s", src->name, len,
-                      dtext);
-    rc = s_read(src, data, len, &got, err);
+/* Reads the next `want` payload bytes into buf, `done` of h->len already
+ * read: a short read is the truncation error, with the whole file's count. */
+static int s_payload(s_src_t *src, const s_head_t *h, size_t done, uint8_t *buf, size_t want,
+                     gb_error_t *err)
+{
+    size_t got = 0;
+    int rc = s_read(src, buf, want, &got, err);
     if (rc)
-        goto fail;
-    if (got < len) {
-        rc = gb_error_warn(err, GB_EFORMAT,
-                    "%s: truncated: header says %s = %zu bytes, file has %zu after the "
-                    "%zu-byte header",
-                    src->name, dtext, len, got, head_len);
-        goto fail;
-    }
+        return rc;
+    if (got < want)
+        return gb_error_warn(err, GB_EFORMAT,
+                             "%s: truncated: header says %s = %zu bytes, file has %zu after the "
+                             "%zu-byte header",
+                             src->name, h->dtext, h->len, done + got, h->head_len);
+    return 0;
+}
+
+/* After the whole payload: the file must end here (trailing data is an
+ * error), and a gzip stream must end cleanly (its CRC and length check). */
+static int s_end(s_src_t *src, const s_head_t *h, gb_error_t *err)
+{
     uint8_t probe;
-    rc = s_read(src, &probe, 1, &got, err);
+    size_t got = 0;
+    int rc = s_read(src, &probe, 1, &got, err);
     if (rc)
-        goto fail;
+        return rc;
     if (got) {
         int more = 0;
         size_t extra = 1 + s_count_rest(src, &more);
-        rc = gb_error_warn(err, GB_EFORMAT,
-                    "%s: %s%zu byte%s of trailing data after the %zu bytes that header %s "
-                    "describes",
-                    src->name, more ? "more than " : "", extra, extra == 1 ? "" : "s", len,
-                    dtext);
-        goto fail;
+        return gb_error_warn(err, GB_EFORMAT,
+                             "%s: %s%zu byte%s of trailing data after the %zu bytes that header "
+                             "%s describes",
+                             src->name, more ? "more than " : "", extra, extra == 1 ? "" : "s",
+                             h->len, h->dtext);
     }
-    if (src->gz && (rc = s_gz_check(src, 0, err)) != 0)
-        goto fail;
+    return src->gz ? s_gz_check(src, 0, err) : 0;
+}
 
+/* Fills out from the header h. */
+static void s_fill_head(const s_head_t *h, gb_idx_t *out)
+{
     memset(out, 0, sizeof *out);
-    out->ndims = ndims;
-    for (int i = 0; i < ndims; i++)
-        out->dims[i] = (int)dims[i];
-    out->data = data;
-    out->len = len;
-    return 0;
+    out->ndims = h->ndims;
+    for (int i = 0; i < h->ndims; i++)
+        out->dims[i] = (int)h->dims[i];
+    out->len = h->len;
+}
 
-fail:
-    gb_free(data);
-    return rc;
+static int s_parse(s_src_t *src, gb_idx_t *out, gb_error_t *err)
+{
+    s_head_t h;
+    int rc = s_head(src, &h, err);
+    if (rc)
+        return rc;
+    uint8_t *data = gb_malloc(h.len);
+    if (!data)
+        return gb_error_warn(err, GB_ENOMEM, "%s: cannot allocate %zu bytes for %s", src->name,
+                             h.len, h.dtext);
+    if ((rc = s_payload(src, &h, 0, data, h.len, err)) != 0 || (rc = s_end(src, &h, err)) != 0) {
+        gb_free(data);
+        return rc;
+    }
+    s_fill_head(&h, out);
+    out->data = data;
+    return 0;
+}
+
+/* gzopen into *gz, with the reader's messages for a file that cannot be
+ * opened. */
+static int s_open(const char *path, gzFile *gz, gb_error_t *err)
+{
+    errno = 0;
+    *gz = gzopen(path, "rb");
+    if (!*gz) {
+        if (errno == 0)
+            return gb_error_warn(err, GB_ENOMEM, "%s: cannot open: out of memory", path);
+        return gb_error_warn(err, GB_EIO, "%s: cannot open: %s", path, strerror(errno));
+    }
+    gzbuffer(*gz, S_GZ_BUFFER);
+    return 0;
 }
 
 int gb_idx_read(const char *path, gb_idx_t *out, gb_error_t *err)
@@ -237,16 +292,12 @@ int gb_idx_read(const char *path, gb_idx_t *out, gb_error_t *err)
     memset(out, 0, sizeof *out);
     if (!path || !*path)
         return gb_error_set(err, GB_EINVAL, "gb_idx_read: empty path");
-    errno = 0;
-    gzFile gz = gzopen(path, "rb");
-    if (!gz) {
-        if (errno == 0)
-            return gb_error_warn(err, GB_ENOMEM, "%s: cannot open: out of memory", path);
-        return gb_error_warn(err, GB_EIO, "%s: cannot open: %s", path, strerror(errno));
-    }
-    gzbuffer(gz, S_GZ_BUFFER);
+    gzFile gz;
+    int rc = s_open(path, &gz, err);
+    if (rc)
+        return rc;
     s_src_t src = {.name = path, .gz = gz};
-    int rc = s_parse(&src, out, err);
+    rc = s_parse(&src, out, err);
     gzclose_r(gz);
     return rc;
 }
@@ -269,4 +320,109 @@ void gb_idx_free(gb_idx_t *idx)
         return;
     gb_free(idx->data);
     memset(idx, 0, sizeof *idx);
+}
+
+struct gb_idx_stream {
+    s_src_t src;   /* the file or the caller's buffer; src.name points at name */
+    s_head_t head; /* the checked header */
+    size_t done;   /* payload bytes read so far, <= head.len */
+    bool failed;   /* a read failed: only gb_idx_stream_destroy is left */
+    char name[];   /* copy of the path or name, for messages */
+};
+
+/* Allocates a stream for `name` over src, reads and checks its header. On
+ * failure the gzFile in src (if any) is closed. */
+static int s_stream_open(s_src_t src, const char *name, gb_idx_t *head, gb_idx_stream_t **out,
+                         gb_error_t *err)
+{
+    size_t nlen = strlen(name);
+    gb_idx_stream_t *s = gb_malloc(sizeof *s + nlen + 1);
+    if (!s) {
+        if (src.gz)
+            gzclose_r(src.gz);
+        return gb_error_warn(err, GB_ENOMEM, "%s: cannot allocate a reader", name);
+    }
+    memset(s, 0, sizeof *s);
+    memcpy(s->name, name, nlen + 1);
+    s->src = src;
+    s->src.name = s->name;
+    int rc = s_head(&s->src, &s->head, err);
+    if (rc) {
+        gb_idx_stream_destroy(&s);
+        return rc;
+    }
+    s_fill_head(&s->head, head);
+    *out = s;
+    return 0;
+}
+
+int gb_idx_stream_open(const char *path, gb_idx_t *head, gb_idx_stream_t **out, gb_error_t *err)
+{
+    if (!out || !head)
+        return gb_error_set(err, GB_EINVAL, "gb_idx_stream_open: NULL out or head");
+    *out = NULL;
+    memset(head, 0, sizeof *head);
+    if (!path || !*path)
+        return gb_error_set(err, GB_EINVAL, "gb_idx_stream_open: empty path");
+    gzFile gz;
+    int rc = s_open(path, &gz, err);
+    if (rc)
+        return rc;
+    return s_stream_open((s_src_t){.gz = gz}, path, head, out, err);
+}
+
+int gb_idx_stream_open_mem(const uint8_t *buf, size_t len, const char *name, gb_idx_t *head,
+                           gb_idx_stream_t **out, gb_error_t *err)
+{
+    if (!out || !head)
+        return gb_error_set(err, GB_EINVAL, "gb_idx_stream_open_mem: NULL out or head");
+    *out = NULL;
+    memset(head, 0, sizeof *head);
+    if (!buf && len)
+        return gb_error_set(err, GB_EINVAL, "gb_idx_stream_open_mem: NULL buffer of %zu bytes",
+                            len);
+    s_src_t src = {.mem = buf, .mem_len = buf ? len : 0};
+    return s_stream_open(src, name ? name : "<memory>", head, out, err);
+}
+
+int gb_idx_stream_read(gb_idx_stream_t *s, uint8_t *buf, size_t len, gb_error_t *err)
+{
+    if (!s || (!buf && len))
+        return gb_error_set(err, GB_EINVAL, "gb_idx_stream_read: bad arguments");
+    if (s->failed)
+        return gb_error_set(err, GB_EINVAL, "%s: read after a failed read", s->name);
+    if (len > s->head.len - s->done)
+        return gb_error_set(err, GB_EINVAL, "%s: %zu bytes asked, %zu of the payload left", s->name,
+                            len, s->head.len - s->done);
+    int rc = s_payload(&s->src, &s->head, s->done, buf, len, err);
+    if (rc) {
+        s->failed = true;
+        return rc;
+    }
+    s->done += len;
+    return 0;
+}
+
+int gb_idx_stream_finish(gb_idx_stream_t *s, gb_error_t *err)
+{
+    if (!s)
+        return gb_error_set(err, GB_EINVAL, "gb_idx_stream_finish: NULL stream");
+    if (s->failed)
+        return gb_error_set(err, GB_EINVAL, "%s: finish after a failed read", s->name);
+    if (s->done != s->head.len)
+        return gb_error_set(err, GB_EINVAL, "%s: finish with %zu of %zu payload bytes read",
+                            s->name, s->done, s->head.len);
+    int rc = s_end(&s->src, &s->head, err);
+    s->failed = rc != 0;
+    return rc;
+}
+
+void gb_idx_stream_destroy(gb_idx_stream_t **s)
+{
+    if (!s || !*s)
+        return;
+    if ((*s)->src.gz)
+        gzclose_r((*s)->src.gz);
+    gb_free(*s);
+    *s = NULL;
 }

@@ -1,11 +1,15 @@
 /* Tests for data/dataset: loading a synthetic idx:DIR (plain and gzipped),
  * class-count inference, every load error (missing files, count mismatch,
- * label out of range, wrong dimensions, bad names), fill/subset/limit/new,
- * regression datasets (targets through fill, subset and limit; task, outputs,
- * loss, units), gb_dataset_load_opts (csv:FILE, and csv: options refused for
- * image datasets), allocation-failure injection, and the real Fashion-MNIST
- * when the Debian package is installed (skipped otherwise). Windowed series
- * are tested in test_series.c. Doubles as the usage example. */
+ * label out of range, wrong dimensions, bad names, and the images payload
+ * read as a stream: truncated, trailing data, corrupt gzip), fill/subset/
+ * limit/new, packed images (loaded or packed with gb_dataset_pack) giving
+ * the same floats through fill, subset and limit as the raw bytes read by
+ * gb_idx_read, gb_dataset_sample_u8, a corrupt packed store, regression
+ * datasets (targets through fill, subset and limit; task, outputs, loss,
+ * units), gb_dataset_load_opts (csv:FILE, and csv: options refused for image
+ * datasets), allocation-failure injection, and the real Fashion-MNIST when
+ * the Debian package is installed (skipped otherwise). Windowed series are
+ * tested in test_series.c. Doubles as the usage example. */
 #include "testutil.h"
 
 #include <stdio.h>
@@ -14,6 +18,7 @@
 #include <zlib.h>
 
 #include "data/dataset.h"
+#include "data/idx.h"
 #include "engine/train.h"
 #include "util/alloc.h"
 #include "util/log.h"
@@ -126,13 +131,17 @@ static void test_load_idx_dir(void **state)
     assert_int_equal(gb_dataset_sample_size(ds), H * W);
     assert_int_equal(ds->n_classes, 4); /* from the test split's label 3 */
     assert_string_equal(ds->name, spec);
-    assert_non_null(ds->pixels);
+    assert_null(ds->pixels); /* loaded images are held packed */
+    assert_non_null(ds->packed);
+    assert_int_equal(ds->packed->n, 6);
     assert_null(ds->features);
     assert_true(ds->scale == 1.0f / 255.0f);
+    uint8_t img[H * W];
     for (int i = 0; i < 6; i++) {
         assert_int_equal(ds->labels[i], s_train_labels[i]);
+        assert_int_equal(gb_dataset_sample_u8(ds, i, img, &err), 0);
         for (int k = 0; k < H * W; k++)
-            assert_int_equal(ds->pixels[i * H * W + k], s_pixel(0, i, k));
+            assert_int_equal(img[k], s_pixel(0, i, k));
     }
     gb_dataset_destroy(&ds);
     assert_null(ds);
@@ -143,7 +152,8 @@ static void test_load_idx_dir(void **state)
     assert_int_equal(ds->n, 4);
     assert_int_equal(ds->n_classes, 4);
     assert_int_equal(ds->labels[0], 3);
-    assert_int_equal(ds->pixels[H * W + 1], s_pixel(1, 1, 1));
+    assert_int_equal(gb_dataset_sample_u8(ds, 1, img, &err), 0);
+    assert_int_equal(img[1], s_pixel(1, 1, 1));
     gb_dataset_destroy(&ds);
 
     /* explicit class count and name */
@@ -267,6 +277,50 @@ static void test_load_errors(void **state)
     free(gb_test_write_file(dir, "train-images-idx3-ubyte", "\0\0\x08\x03\0\0", 6));
     assert_int_equal(gb_dataset_load_idx(dir, GB_SPLIT_TRAIN, 0, NULL, &ds, &err), GB_EFORMAT);
     assert_non_null(strstr(err.msg, "train-images-idx3-ubyte: truncated header"));
+
+    /* the images payload is read as a stream, with every check of the
+     * whole-file reader: a header that says more images than the file has,
+     * fewer (trailing data), and a gzip stream damaged after the payload */
+    s_write_split(dir, "train", 0, 5, lab, 0);
+    uint8_t pix[5 * H * W];
+    for (int k = 0; k < 5 * H * W; k++)
+        pix[k] = s_pixel(0, k / (H * W), k % (H * W));
+    uint8_t bytes[16 + 5 * H * W + 1];
+    memcpy(bytes, "\0\0\x08\x03\0\0\0\x05\0\0\0\x03\0\0\0\x02", 16);
+    memcpy(bytes + 16, pix, sizeof pix);
+    for (size_t cut = 16; cut < 16 + sizeof pix; cut += 5) {
+        free(gb_test_write_file(dir, "train-images-idx3-ubyte", bytes, cut));
+        ds = (gb_dataset_t *)1;
+        assert_int_equal(gb_dataset_load_idx(dir, GB_SPLIT_TRAIN, 0, NULL, &ds, &err), GB_EFORMAT);
+        assert_null(ds);
+        char want[128];
+        snprintf(want, sizeof want,
+                 "train-images-idx3-ubyte: truncated: header says 5x3x2 = 30 bytes, file has "
+                 "%zu after the 16-byte header",
+                 cut - 16);
+        if (!strstr(err.msg, want))
+            fail_msg("cut %zu: '%s' lacks '%s'", cut, err.msg, want);
+    }
+    bytes[16 + sizeof pix] = 7;
+    free(gb_test_write_file(dir, "train-images-idx3-ubyte", bytes, sizeof bytes));
+    assert_int_equal(gb_dataset_load_idx(dir, GB_SPLIT_TRAIN, 0, NULL, &ds, &err), GB_EFORMAT);
+    assert_null(ds);
+    assert_non_null(strstr(err.msg, "train-images-idx3-ubyte: 1 byte of trailing data after the "
+                                    "30 bytes that header 5x3x2 describes"));
+    snprintf(path, sizeof path, "%s/train-images-idx3-ubyte", dir);
+    remove(path);
+    s_write_split(dir, "train", 0, 5, lab, 1); /* gzipped images and labels */
+    snprintf(path, sizeof path, "%s/train-images-idx3-ubyte.gz", dir);
+    FILE *f = fopen(path, "r+b");
+    assert_non_null(f);
+    assert_int_equal(fseek(f, -6, SEEK_END), 0); /* the CRC, checked after the payload */
+    int c = fgetc(f);
+    assert_int_equal(fseek(f, -6, SEEK_END), 0);
+    fputc(c ^ 0xFF, f);
+    fclose(f);
+    assert_int_equal(gb_dataset_load_idx(dir, GB_SPLIT_TRAIN, 0, NULL, &ds, &err), GB_EFORMAT);
+    assert_null(ds);
+    assert_non_null(strstr(err.msg, "train-images-idx3-ubyte.gz: corrupt gzip data"));
 
     gb_test_rmtree(dir);
     free(dir);
@@ -407,6 +461,209 @@ static void test_new_subset_limit(void **state)
     assert_string_equal(gb_split_name(GB_SPLIT_TEST), "test");
 }
 
+/* The floats gb_dataset_fill must give for image j of an IDX payload. */
+static void s_expect_floats(const float *x, const uint8_t *payload, int32_t j, size_t size)
+{
+    for (size_t k = 0; k < size; k++)
+        if (x[k] != (float)payload[(size_t)j * size + k] * (1.0f / 255.0f))
+            fail_msg("image %d pixel %zu: %g, expected %u / 255", j, k, x[k],
+                     payload[(size_t)j * size + k]);
+}
+
+/* Checks that ds (loaded from images_path) fills, subsets and gives bytes
+ * exactly as the raw payload read by gb_idx_read, for its first n images. */
+static void s_check_against_idx(gb_dataset_t *ds, const char *images_path, int64_t n)
+{
+    gb_idx_t raw;
+    gb_error_t err = {0};
+    assert_int_equal(gb_idx_read(images_path, &raw, &err), 0);
+    size_t size = gb_dataset_sample_size(ds);
+    assert_int_equal(raw.len, (size_t)raw.dims[0] * size);
+    assert_true(n <= ds->n && n <= raw.dims[0]);
+    enum { B = 16 };
+    int32_t idx[B];
+    float *x = malloc(B * size * sizeof *x);
+    uint8_t *img = malloc(size);
+    assert_non_null(x);
+    assert_non_null(img);
+    for (int64_t i = 0; i < n; i += B) { /* in order, a batch at a time */
+        int m = n - i < B ? (int)(n - i) : B;
+        for (int b = 0; b < m; b++)
+            idx[b] = (int32_t)(i + b);
+        assert_int_equal(gb_dataset_fill(ds, idx, m, x, NULL, NULL, &err), 0);
+        for (int b = 0; b < m; b++)
+            s_expect_floats(x + b * size, raw.data, idx[b], size);
+    }
+    for (int b = 0; b < B; b++) /* shuffled, with repeats */
+        idx[b] = (int32_t)((b * 7919) % n);
+    assert_int_equal(gb_dataset_fill(ds, idx, B, x, NULL, NULL, &err), 0);
+    for (int b = 0; b < B; b++)
+        s_expect_floats(x + b * size, raw.data, idx[b], size);
+    for (int64_t i = 0; i < n; i++) {
+        assert_int_equal(gb_dataset_sample_u8(ds, i, img, &err), 0);
+        assert_memory_equal(img, raw.data + i * size, size);
+    }
+    /* a subset (reversed, with a repeat) is packed too and fills the same */
+    gb_dataset_t *sub = NULL;
+    assert_int_equal(gb_dataset_subset(ds, idx, B, &sub, &err), 0);
+    assert_non_null(sub->packed);
+    assert_null(sub->pixels);
+    int32_t seq[B];
+    for (int b = 0; b < B; b++)
+        seq[b] = b;
+    assert_int_equal(gb_dataset_fill(sub, seq, B, x, NULL, NULL, &err), 0);
+    for (int b = 0; b < B; b++)
+        s_expect_floats(x + b * size, raw.data, idx[b], size);
+    gb_dataset_destroy(&sub);
+    free(img);
+    free(x);
+    gb_idx_free(&raw);
+}
+
+/* Image i of a set of sparse test images of `size` bytes: empty, full (stored
+ * raw), and objects of every width, some with runs past the count fields. */
+static uint8_t s_sparse(int i, size_t k, size_t size)
+{
+    if (i % 9 == 0)
+        return 0;
+    if (i % 9 == 1)
+        return 255;
+    size_t row = k / 28, col = k % 28;
+    size_t lo = (size_t)(i * 3) % 20, hi = lo + (size_t)(i % 8) + 1;
+    if (i % 9 == 2) /* one pixel */
+        return k == size / 2 ? (uint8_t)i : 0;
+    return (row > 3 && row < 25 && col >= lo && col < hi) ? (uint8_t)(1 + (i * 37 + k) % 254) : 0;
+}
+
+static void test_packed(void **state)
+{
+    (void)state;
+    enum { N = 45, SIZE = 28 * 28 };
+    gb_error_t err = {0};
+    char *dir = gb_test_mkdtemp();
+    uint8_t *pix = malloc((size_t)N * SIZE);
+    assert_non_null(pix);
+    for (int i = 0; i < N; i++)
+        for (size_t k = 0; k < SIZE; k++)
+            pix[(size_t)i * SIZE + k] = s_sparse(i, k, SIZE);
+    uint8_t labels[N];
+    for (int i = 0; i < N; i++)
+        labels[i] = (uint8_t)(i % 10);
+    uint32_t d3[3] = {N, 28, 28}, d1 = N;
+    s_write_idx(dir, "train-images-idx3-ubyte", 0, 3, d3, pix);
+    s_write_idx(dir, "train-labels-idx1-ubyte", 0, 1, &d1, labels);
+    s_write_idx(dir, "t10k-images-idx3-ubyte.gz", 1, 3, d3, pix);
+    s_write_idx(dir, "t10k-labels-idx1-ubyte.gz", 1, 1, &d1, labels);
+    char path[512];
+    for (int split = 0; split < 2; split++) {
+        gb_dataset_t *ds = NULL;
+        assert_int_equal(
+            gb_dataset_load_idx(dir, split ? GB_SPLIT_TEST : GB_SPLIT_TRAIN, 10, "p", &ds, &err),
+            0);
+        assert_non_null(ds->packed);
+        /* held smaller than raw: empty images are nothing, full ones raw */
+        assert_true(gb_pixels_bytes(ds->packed) < (size_t)N * SIZE / 2);
+        snprintf(path, sizeof path, "%s/%s", dir,
+                 split ? "t10k-images-idx3-ubyte.gz" : "train-images-idx3-ubyte");
+        s_check_against_idx(ds, path, N);
+        /* limit keeps the first images, packed */
+        assert_int_equal(gb_dataset_limit(ds, 10, &err), 0);
+        assert_int_equal(ds->n, 10);
+        assert_int_equal(ds->packed->n, 10);
+        s_check_against_idx(ds, path, 10);
+        int32_t bad = 10;
+        float x[SIZE];
+        assert_int_equal(gb_dataset_fill(ds, &bad, 1, x, NULL, NULL, &err), GB_ERANGE);
+        gb_dataset_destroy(&ds);
+    }
+
+    /* a dataset made raw and packed afterwards: the same batches, subsets,
+     * limits and bytes; packing twice changes nothing */
+    gb_shape_t shape = {.rank = 3, .dim = {1, 28, 28}};
+    gb_dataset_t *raw = gb_dataset_new("raw", N, &shape, 10, false, &err);
+    gb_dataset_t *packed = gb_dataset_new("raw", N, &shape, 10, false, &err);
+    assert_non_null(raw);
+    assert_non_null(packed);
+    memcpy(raw->pixels, pix, (size_t)N * SIZE);
+    memcpy(packed->pixels, pix, (size_t)N * SIZE);
+    assert_int_equal(gb_dataset_pack(packed, &err), 0);
+    assert_null(packed->pixels);
+    assert_non_null(packed->packed);
+    assert_int_equal(gb_dataset_pack(packed, &err), 0);
+    int32_t idx[N];
+    for (int i = 0; i < N; i++)
+        idx[i] = (i * 17) % N;
+    float *xr = malloc((size_t)N * SIZE * sizeof *xr), *xp = malloc((size_t)N * SIZE * sizeof *xp);
+    int32_t yr[N], yp[N];
+    assert_non_null(xr);
+    assert_non_null(xp);
+    assert_int_equal(gb_dataset_fill(raw, idx, N, xr, yr, NULL, &err), 0);
+    assert_int_equal(gb_dataset_fill(packed, idx, N, xp, yp, NULL, &err), 0);
+    assert_memory_equal(xr, xp, (size_t)N * SIZE * sizeof *xr);
+    gb_dataset_t *sr = NULL, *sp = NULL;
+    assert_int_equal(gb_dataset_subset(raw, idx, 7, &sr, &err), 0);
+    assert_int_equal(gb_dataset_subset(packed, idx, 7, &sp, &err), 0);
+    assert_int_equal(gb_dataset_limit(sr, 5, &err), 0);
+    assert_int_equal(gb_dataset_limit(sp, 5, &err), 0);
+    assert_int_equal(gb_dataset_fill(sr, idx, 5, xr, yr, NULL, &err), GB_ERANGE); /* idx[1] 17 */
+    int32_t five[5] = {4, 3, 2, 1, 0};
+    assert_int_equal(gb_dataset_fill(sr, five, 5, xr, yr, NULL, &err), 0);
+    assert_int_equal(gb_dataset_fill(sp, five, 5, xp, yp, NULL, &err), 0);
+    assert_memory_equal(xr, xp, 5 * SIZE * sizeof *xr);
+    assert_memory_equal(yr, yp, sizeof five);
+    uint8_t a[SIZE], b[SIZE];
+    for (int i = 0; i < 5; i++) {
+        assert_int_equal(gb_dataset_sample_u8(sr, i, a, &err), 0);
+        assert_int_equal(gb_dataset_sample_u8(sp, i, b, &err), 0);
+        assert_memory_equal(a, b, SIZE);
+        assert_memory_equal(a, pix + (size_t)idx[i] * SIZE, SIZE);
+    }
+    gb_dataset_destroy(&sr);
+    gb_dataset_destroy(&sp);
+
+    /* gb_dataset_sample_u8's errors */
+    assert_int_equal(gb_dataset_sample_u8(packed, N, a, &err), GB_ERANGE);
+    assert_non_null(strstr(err.msg, "raw: sample index 45 out of range 0..44"));
+    assert_int_equal(gb_dataset_sample_u8(packed, -1, a, &err), GB_ERANGE);
+    assert_int_equal(gb_dataset_sample_u8(packed, 0, NULL, &err), GB_EINVAL);
+    assert_int_equal(gb_dataset_sample_u8(NULL, 0, a, &err), GB_EINVAL);
+    gb_shape_t vec = {.rank = 1, .dim = {3, 1, 1}};
+    gb_dataset_t *feat = gb_dataset_new("floats", 2, &vec, 2, true, &err);
+    assert_non_null(feat);
+    assert_int_equal(gb_dataset_sample_u8(feat, 0, a, &err), GB_EINVAL);
+    assert_non_null(strstr(err.msg, "floats: not an image dataset"));
+    assert_int_equal(gb_dataset_pack(feat, &err), 0); /* nothing to pack */
+    assert_null(feat->packed);
+    assert_non_null(feat->features);
+    gb_dataset_destroy(&feat);
+    assert_int_equal(gb_dataset_pack(NULL, &err), GB_EINVAL);
+
+    /* a corrupt packed store (only memory corruption can do this) is an
+     * error from fill and sample_u8, never a write past the sample */
+    int32_t one = 2; /* the one-pixel image: a token with a zero extension */
+    uint32_t at = packed->packed->off[one];
+    assert_true(packed->packed->off[one + 1] - at < 10);
+    packed->packed->data[at] = 0xFF; /* 15 + n zeros, 15 + m literals: past the stream */
+    float *guard = malloc((SIZE + 8) * sizeof *guard);
+    assert_non_null(guard);
+    for (int k = 0; k < SIZE + 8; k++)
+        guard[k] = -1.0f;
+    assert_int_equal(gb_dataset_fill(packed, &one, 1, guard, NULL, NULL, &err), GB_EFORMAT);
+    assert_non_null(strstr(err.msg, "raw: sample 2: corrupt packed pixels"));
+    for (int k = SIZE; k < SIZE + 8; k++)
+        assert_true(guard[k] == -1.0f);
+    assert_int_equal(gb_dataset_sample_u8(packed, one, a, &err), GB_EFORMAT);
+    free(guard);
+
+    free(xr);
+    free(xp);
+    gb_dataset_destroy(&raw);
+    gb_dataset_destroy(&packed);
+    free(pix);
+    gb_test_rmtree(dir);
+    free(dir);
+}
+
 static void test_alloc_failure(void **state)
 {
     (void)state;
@@ -453,8 +710,40 @@ static void test_alloc_failure(void **state)
         failures++;
     }
     assert_true(ok);
-    /* image payload, label payload, other split's labels, dataset, name, labels */
-    assert_int_equal(failures, 6);
+    /* images reader, label payload, other split's labels, dataset, name,
+     * labels, pixel store, its offsets, the one-image buffer, the encoded
+     * bytes twice (4 incompressible images: half their size first, then all) */
+    assert_int_equal(failures, 11);
+
+    /* packing a raw dataset: on failure it is unchanged */
+    gb_shape_t img_shape = {.rank = 2, .dim = {4, 5, 1}};
+    gb_error_t err = {0};
+    gb_dataset_t *ds = gb_dataset_new("img", 6, &img_shape, 2, false, &err);
+    assert_non_null(ds);
+    for (int k = 0; k < 6 * 20; k++)
+        ds->pixels[k] = (uint8_t)(k % 7 == 0 ? k : 0);
+    int packed = 0;
+    for (long k = 1; k < 20 && !packed; k++) {
+        gb_alloc_fail_after(k);
+        int rc = gb_dataset_pack(ds, &err);
+        gb_alloc_fail_after(0);
+        if (rc == 0) {
+            packed = 1;
+            break;
+        }
+        assert_int_equal(rc, GB_ENOMEM);
+        assert_non_null(ds->pixels);
+        assert_null(ds->packed);
+    }
+    assert_true(packed);
+    assert_null(ds->pixels);
+    uint8_t img[20];
+    for (int i = 0; i < 6; i++) {
+        assert_int_equal(gb_dataset_sample_u8(ds, i, img, &err), 0);
+        for (int k = 0; k < 20; k++)
+            assert_int_equal(img[k], (uint8_t)((i * 20 + k) % 7 == 0 ? i * 20 + k : 0));
+    }
+    gb_dataset_destroy(&ds);
 
     gb_shape_t shape = {.rank = 1, .dim = {4, 1, 1}};
     for (long k = 1; k < 10; k++) {
@@ -691,6 +980,14 @@ static void test_fashion_mnist(void **state)
     assert_int_equal(ds->labels[0], 9);    /* the first test image is an ankle boot */
     assert_int_equal(ds->labels[1], 2);    /* then a pullover */
 
+    /* packed, and the same floats as the raw bytes of the first 1000 images */
+    assert_non_null(ds->packed);
+    assert_true(gb_pixels_bytes(ds->packed) < 10000 * 784 * 6 / 10);
+    const char *images = GB_FASHION_MNIST_DIR "/t10k-images-idx3-ubyte"; /* plain first */
+    if (!gb_test_exists(images))
+        images = GB_FASHION_MNIST_DIR "/t10k-images-idx3-ubyte.gz";
+    s_check_against_idx(ds, images, 1000);
+
     /* a batch of 32 through fill: values in [0, 1], not all zero */
     int32_t idx[32];
     for (int i = 0; i < 32; i++)
@@ -717,8 +1014,9 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_load_idx_dir),  cmocka_unit_test(test_load_errors),
         cmocka_unit_test(test_fill),          cmocka_unit_test(test_new_subset_limit),
-        cmocka_unit_test(test_alloc_failure), cmocka_unit_test(test_regression),
-        cmocka_unit_test(test_load_opts),     cmocka_unit_test(test_fashion_mnist),
+        cmocka_unit_test(test_packed),        cmocka_unit_test(test_alloc_failure),
+        cmocka_unit_test(test_regression),    cmocka_unit_test(test_load_opts),
+        cmocka_unit_test(test_fashion_mnist),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,7 +1,10 @@
 /* Tests for data/idx: good files plain, gzipped and in memory; every
  * truncation point (of the content and of the gzip stream); each bad header
  * field; trailing data; size cap; missing file; corrupt gzip; and
- * allocation-failure injection. Doubles as the usage example. */
+ * allocation-failure injection; each of them through the whole-file reader
+ * and through the stream (read in pieces of several sizes), which must give
+ * the same error codes and messages; the stream's misuse errors. Doubles as
+ * the usage example. */
 #include "testutil.h"
 
 #include <stdio.h>
@@ -81,6 +84,47 @@ static void s_check_good(const gb_idx_t *idx)
 
 static const uint32_t s_dims[3] = {2, 3, 4};
 
+/* Reads a whole IDX file (path) or buffer (buf, len; when path is NULL)
+ * through a stream in pieces of `piece` bytes, the last one shorter, and
+ * finishes it. On success *data (malloc'd) holds the payload and *head the
+ * header; on failure *data is NULL and the code is returned. */
+static int s_stream_all(const char *path, const uint8_t *buf, size_t len, const char *name,
+                        size_t piece, gb_idx_t *head, uint8_t **data, gb_error_t *err)
+{
+    gb_idx_stream_t *st = (gb_idx_stream_t *)1;
+    *data = NULL;
+    int rc = path ? gb_idx_stream_open(path, head, &st, err)
+                  : gb_idx_stream_open_mem(buf, len, name, head, &st, err);
+    if (rc) {
+        assert_null(st);
+        assert_null(head->data);
+        return rc;
+    }
+    assert_null(head->data);
+    uint8_t *d = malloc(head->len);
+    assert_non_null(d);
+    for (size_t done = 0; done < head->len;) {
+        size_t n = head->len - done < piece ? head->len - done : piece;
+        if ((rc = gb_idx_stream_read(st, d + done, n, err)) != 0) {
+            /* a failed stream takes nothing more */
+            gb_error_t again = {0};
+            assert_int_equal(gb_idx_stream_read(st, d, 1, &again), GB_EINVAL);
+            assert_int_equal(gb_idx_stream_finish(st, &again), GB_EINVAL);
+            goto out;
+        }
+        done += n;
+    }
+    rc = gb_idx_stream_finish(st, err);
+out:
+    gb_idx_stream_destroy(&st);
+    assert_null(st);
+    if (rc)
+        free(d);
+    else
+        *data = d;
+    return rc;
+}
+
 static void test_read_plain_and_gz(void **state)
 {
     (void)state;
@@ -153,6 +197,85 @@ static void test_parse_memory(void **state)
     assert_int_equal(gb_idx_parse(&byte, 1, "none", NULL, &err), GB_EINVAL);
 }
 
+static void test_stream(void **state)
+{
+    (void)state;
+    char *dir = gb_test_mkdtemp();
+    size_t len;
+    uint8_t *buf = s_make(GB_IDX_TYPE_UBYTE, 3, s_dims, 24, &len);
+    char *plain = gb_test_write_file(dir, "s-idx3-ubyte", buf, len);
+    char *gz = s_write_gz(dir, "s-idx3-ubyte.gz", buf, len);
+    gb_error_t err = {0};
+    const size_t pieces[4] = {1, 5, 12, 24};
+    for (int src = 0; src < 3; src++)
+        for (int k = 0; k < 4; k++) {
+            gb_idx_t head;
+            uint8_t *data;
+            const char *path = src == 0 ? plain : src == 1 ? gz : NULL;
+            assert_int_equal(s_stream_all(path, buf, len, "m", pieces[k], &head, &data, &err), 0);
+            head.data = data; /* the same as gb_idx_read gives */
+            s_check_good(&head);
+            free(data);
+        }
+
+    /* one image at a time, the way the dataset loader reads */
+    gb_idx_t head;
+    gb_idx_stream_t *st = NULL;
+    assert_int_equal(gb_idx_stream_open(gz, &head, &st, &err), 0);
+    assert_int_equal(head.ndims, 3);
+    assert_int_equal(head.dims[0], 2);
+    assert_int_equal(head.len, 24);
+    uint8_t img[12];
+    assert_int_equal(gb_idx_stream_finish(st, &err), GB_EINVAL); /* too early */
+    assert_non_null(strstr(err.msg, "finish with 0 of 24 payload bytes read"));
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(gb_idx_stream_read(st, img, 12, &err), 0);
+        for (int k = 0; k < 12; k++)
+            assert_int_equal(img[k], (uint8_t)(7 * (12 * i + k) + 3));
+    }
+    assert_int_equal(gb_idx_stream_read(st, img, 1, &err), GB_EINVAL); /* past the payload */
+    assert_non_null(strstr(err.msg, "1 bytes asked, 0 of the payload left"));
+    assert_int_equal(gb_idx_stream_read(st, img, 0, &err), 0);
+    assert_int_equal(gb_idx_stream_finish(st, &err), 0);
+    gb_idx_stream_destroy(&st);
+    assert_null(st);
+    gb_idx_stream_destroy(&st); /* NULL-safe */
+    gb_idx_stream_destroy(NULL);
+
+    /* the file may go away once open: the stream has its own copy of the name */
+    char *copy = strdup(plain);
+    assert_int_equal(gb_idx_stream_open(copy, &head, &st, &err), 0);
+    free(copy);
+    assert_int_equal(gb_idx_stream_read(st, img, 12, &err), 0);
+    assert_int_equal(gb_idx_stream_read(st, img, 13, &err), GB_EINVAL);
+    assert_non_null(strstr(err.msg, plain));
+    gb_idx_stream_destroy(&st); /* unfinished: fine */
+
+    /* bad arguments */
+    assert_int_equal(gb_idx_stream_open(NULL, &head, &st, &err), GB_EINVAL);
+    assert_null(st);
+    assert_int_equal(gb_idx_stream_open("", &head, &st, &err), GB_EINVAL);
+    assert_int_equal(gb_idx_stream_open(plain, NULL, &st, &err), GB_EINVAL);
+    assert_int_equal(gb_idx_stream_open(plain, &head, NULL, &err), GB_EINVAL);
+    assert_int_equal(gb_idx_stream_open_mem(NULL, 3, "x", &head, &st, &err), GB_EINVAL);
+    assert_int_equal(gb_idx_stream_open_mem(buf, len, "x", NULL, &st, &err), GB_EINVAL);
+    assert_int_equal(gb_idx_stream_open_mem(NULL, 0, NULL, &head, &st, &err), GB_EFORMAT);
+    assert_non_null(strstr(err.msg, "<memory>: empty file"));
+    assert_int_equal(gb_idx_stream_open("/nonexistent/x", &head, &st, &err), GB_EIO);
+    assert_non_null(strstr(err.msg, "/nonexistent/x: cannot open"));
+    assert_int_equal(gb_idx_stream_read(NULL, img, 1, &err), GB_EINVAL);
+    assert_int_equal(gb_idx_stream_finish(NULL, &err), GB_EINVAL);
+    assert_int_equal(gb_idx_stream_open_mem(buf, len, "x", &head, &st, NULL), 0);
+    assert_int_equal(gb_idx_stream_read(st, NULL, 1, &err), GB_EINVAL);
+    gb_idx_stream_destroy(&st);
+
+    free(buf);
+    free(plain);
+    free(gz);
+    gb_test_rmtree(dir);
+    free(dir);
+}
+
 /* The message expected for a file cut to `cut` bytes of the 40-byte good file
  * (16-byte header, 24-byte payload). */
 static void s_check_cut_msg(const char *msg, const char *name, size_t cut)
@@ -191,11 +314,22 @@ static void test_every_truncation(void **state)
         assert_int_equal(gb_idx_read(p, &idx, &err), GB_EFORMAT);
         assert_null(idx.data);
         s_check_cut_msg(err.msg, p, cut);
+        /* the stream, read whole or image by image, says the same */
+        uint8_t *data;
+        for (size_t piece = 1; piece <= 24; piece += 11) {
+            assert_int_equal(s_stream_all(NULL, buf, cut, "m", piece, &idx, &data, &err),
+                             GB_EFORMAT);
+            s_check_cut_msg(err.msg, "m", cut);
+            assert_int_equal(s_stream_all(p, NULL, 0, NULL, piece, &idx, &data, &err), GB_EFORMAT);
+            s_check_cut_msg(err.msg, p, cut);
+        }
         free(p);
         /* a valid gzip stream of the cut content */
         p = s_write_gz(dir, "cut.gz", buf, cut);
         assert_int_equal(gb_idx_read(p, &idx, &err), GB_EFORMAT);
         assert_null(idx.data);
+        s_check_cut_msg(err.msg, p, cut);
+        assert_int_equal(s_stream_all(p, NULL, 0, NULL, 12, &idx, &data, &err), GB_EFORMAT);
         s_check_cut_msg(err.msg, p, cut);
         free(p);
     }
@@ -213,6 +347,13 @@ static void test_every_truncation(void **state)
             fail_msg("gzip cut %zu of %zu: rc %d (%s)", cut, gzlen, rc, err.msg);
         assert_null(idx.data);
         assert_non_null(strstr(err.msg, p));
+        char want[GB_ERROR_MSG_MAX];
+        memcpy(want, err.msg, sizeof want);
+        uint8_t *data;
+        rc = s_stream_all(p, NULL, 0, NULL, 12, &idx, &data, &err);
+        if (rc != GB_EFORMAT || strcmp(err.msg, want) != 0)
+            fail_msg("gzip cut %zu of %zu: stream rc %d (%s), reader said '%s'", cut, gzlen, rc,
+                     err.msg, want);
         free(p);
     }
     gb_idx_t idx;
@@ -239,6 +380,10 @@ static void s_expect_bad(const uint8_t *buf, size_t len, int code, const char *n
     assert_null(idx.data);
     if (!strstr(err.msg, needle) || !strstr(err.msg, "bad-mem"))
         fail_msg("message '%s' lacks '%s'", err.msg, needle);
+    uint8_t *data;
+    assert_int_equal(s_stream_all(NULL, buf, len, "bad-mem", 7, &idx, &data, &err), code);
+    if (!strstr(err.msg, needle) || !strstr(err.msg, "bad-mem"))
+        fail_msg("stream message '%s' lacks '%s'", err.msg, needle);
     const char *paths[2] = {plain, gz};
     for (int i = 0; i < 2; i++) {
         gb_error_clear(&err);
@@ -247,6 +392,10 @@ static void s_expect_bad(const uint8_t *buf, size_t len, int code, const char *n
         assert_int_equal(err.code, code);
         if (!strstr(err.msg, needle) || !strstr(err.msg, paths[i]))
             fail_msg("message '%s' lacks '%s'", err.msg, needle);
+        gb_error_clear(&err);
+        assert_int_equal(s_stream_all(paths[i], NULL, 0, NULL, 6, &idx, &data, &err), code);
+        if (!strstr(err.msg, needle) || !strstr(err.msg, paths[i]))
+            fail_msg("stream message '%s' lacks '%s'", err.msg, needle);
     }
     free(plain);
     free(gz);
@@ -356,12 +505,17 @@ static void test_corrupt_gzip(void **state)
     assert_int_equal(gb_idx_read(p, &idx, &err), GB_EFORMAT);
     assert_non_null(strstr(err.msg, ": corrupt gzip data (incorrect data check)"));
     assert_null(idx.data);
+    uint8_t *data;
+    assert_int_equal(s_stream_all(p, NULL, 0, NULL, 12, &idx, &data, &err), GB_EFORMAT);
+    assert_non_null(strstr(err.msg, ": corrupt gzip data (incorrect data check)"));
     free(p);
     gz[gzlen - 6] ^= 0xFF;
 
     /* missing trailer: all content is there but the stream is cut */
     p = gb_test_write_file(dir, "notrailer.gz", gz, gzlen - 8);
     assert_int_equal(gb_idx_read(p, &idx, &err), GB_EFORMAT);
+    assert_non_null(strstr(err.msg, ": truncated gzip stream (unexpected end of file)"));
+    assert_int_equal(s_stream_all(p, NULL, 0, NULL, 5, &idx, &data, &err), GB_EFORMAT);
     assert_non_null(strstr(err.msg, ": truncated gzip stream (unexpected end of file)"));
     free(p);
 
@@ -377,6 +531,13 @@ static void test_corrupt_gzip(void **state)
                 gb_idx_free(&idx);
             } else {
                 assert_null(idx.data);
+            }
+            /* the stream accepts exactly what the reader accepts */
+            assert_int_equal(s_stream_all(p, NULL, 0, NULL, 12, &idx, &data, &err), rc);
+            if (rc == 0) {
+                idx.data = data;
+                s_check_good(&idx);
+                free(data);
             }
             free(p);
             gz[i] ^= (uint8_t)(1u << bit);
@@ -418,6 +579,24 @@ static void test_alloc_failure(void **state)
         assert_int_equal(rc, GB_ENOMEM);
     }
     assert_true(failures >= 1);
+    /* the stream allocates itself and nothing else */
+    gb_idx_stream_t *st = (gb_idx_stream_t *)1;
+    gb_error_t err = {0};
+    gb_idx_t head;
+    gb_alloc_fail_after(1);
+    assert_int_equal(gb_idx_stream_open(gz, &head, &st, &err), GB_ENOMEM);
+    assert_null(st);
+    assert_non_null(strstr(err.msg, "cannot allocate a reader"));
+    gb_alloc_fail_after(1);
+    assert_int_equal(gb_idx_stream_open_mem(buf, len, "m", &head, &st, &err), GB_ENOMEM);
+    gb_alloc_fail_after(0);
+    assert_int_equal(gb_idx_stream_open(gz, &head, &st, &err), 0);
+    uint8_t payload[24];
+    gb_alloc_fail_after(1);
+    assert_int_equal(gb_idx_stream_read(st, payload, 24, &err), 0);
+    assert_int_equal(gb_idx_stream_finish(st, &err), 0);
+    assert_int_equal(gb_alloc_fail_after(0), 0);
+    gb_idx_stream_destroy(&st);
     free(gz);
     free(buf);
     gb_test_rmtree(dir);
@@ -431,6 +610,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_read_plain_and_gz),
         cmocka_unit_test(test_parse_memory),
+        cmocka_unit_test(test_stream),
         cmocka_unit_test(test_every_truncation),
         cmocka_unit_test(test_bad_headers),
         cmocka_unit_test(test_missing_and_bad_paths),
