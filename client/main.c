@@ -1,5 +1,6 @@
 /* glassbox-client: the edge daemon and its local commands. For now the local
- * commands (train, eval); the federation daemon joins them in a later issue. */
+ * commands (train, eval, inspect, explain); the federation daemon joins them
+ * in a later issue. */
 #include "commands.h"
 
 #include <stdio.h>
@@ -12,6 +13,7 @@ static void s_usage(FILE *f)
                "  train   train a model on local data, evaluating after each epoch\n"
                "  eval    evaluate a saved model file on a dataset's test split\n"
                "  inspect check a model file and print what it holds\n"
+               "  explain explain a saved model on a dataset's test split: summary and heatmaps\n"
                "\n'glassbox-client <command> --help' describes a command's options.\n");
 }
 
@@ -32,6 +34,8 @@ int main(int argc, char **argv)
         return gb_cmd_eval(argc - 2, argv + 2);
     if (strcmp(cmd, "inspect") == 0)
         return gb_cmd_inspect(argc - 2, argv + 2);
+    if (strcmp(cmd, "explain") == 0)
+        return gb_cmd_explain(argc - 2, argv + 2);
     fprintf(stderr, "glassbox-client: unknown command '%s'\n", cmd);
     s_usage(stderr);
     return 2;

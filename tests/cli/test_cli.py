@@ -255,5 +255,157 @@ class Csv(unittest.TestCase):
         self.assertAlmostEqual(ev["test_loss"], last["test_loss"], places=5)
 
 
+def png_size(path):
+    """(width, height) from a PNG's IHDR, after checking the signature."""
+    with open(path, "rb") as f:
+        head = f.read(24)
+    if head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR":
+        raise AssertionError(f"{path} is not a PNG")
+    return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+
+
+@unittest.skipUnless(os.path.isdir(DATA), "dataset-fashion-mnist not installed")
+class Explain(unittest.TestCase):
+    """glassbox-client explain: summary.json, heatmaps, exit codes."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.TemporaryDirectory()
+        cls.model = os.path.join(cls.tmp.name, "m.gbm")
+        p = train("--save", cls.model)
+        if p.returncode != 0:
+            raise AssertionError(p.stderr)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.tmp.cleanup()
+
+    def explain(self, out, *extra, check_rc=0):
+        return run(CLIENT, "explain", "--model-file", self.model, "--limit", "20",
+                   "--threads", "2", "--out", out, *extra, check_rc=check_rc)
+
+    def test_help(self):
+        p = run(CLIENT, "explain", "--help", check_rc=0)
+        self.assertIn("usage:", p.stdout)
+        for flag in ("--method", "--steps", "--rule", "--baseline", "--target", "--clip",
+                     "--out", "--data", "--limit"):
+            self.assertIn(flag, p.stdout)
+
+    def test_summary_and_heatmaps(self):
+        for method, extra in (("saliency", []), ("ig", ["--steps", "8"])):
+            with self.subTest(method=method):
+                out = os.path.join(self.tmp.name, "out-" + method, "nested")  # created
+                p = self.explain(out, "--method", method, "--json", *extra)
+                line = json.loads(p.stdout)
+                self.assertEqual(line["samples"], 20)
+                self.assertEqual(line["heatmaps"], 10)
+                self.assertEqual(line["summary"], os.path.join(out, "summary.json"))
+                with open(line["summary"]) as f:
+                    s = json.load(f)
+                for key in ("method", "steps", "rule", "baseline", "samples",
+                            "mean_completeness_error", "classes", "importance", "clip",
+                            "attribution_shape"):
+                    self.assertIn(key, s)
+                self.assertEqual(s["method"], method)
+                self.assertEqual(s["samples"], 20)
+                self.assertEqual(s["target"], "true")
+                self.assertEqual(s["attribution_shape"], [1, 28, 28])
+                if method == "ig":
+                    self.assertEqual(s["steps"], 8)
+                    self.assertEqual(s["rule"], "gauss")
+                    self.assertEqual(s["baseline"], "zero")
+                    self.assertGreaterEqual(s["mean_completeness_error"], 0)
+                    self.assertLess(s["mean_completeness_error"], 1)
+                else:
+                    self.assertIsNone(s["steps"])
+                    self.assertIsNone(s["mean_completeness_error"])
+                self.assertEqual(len(s["classes"]), 10)
+                self.assertEqual(sum(c["count"] for c in s["classes"]), 20)
+                for c in s["classes"]:
+                    self.assertGreater(c["count"], 0)  # the first 20 hold all 10 classes
+                    for key in ("mean", "variance", "importance"):
+                        self.assertEqual(len(c[key]), 784)
+                    self.assertTrue(all(v >= 0 for v in c["variance"]))
+                    self.assertTrue(all(v >= 0 for v in c["importance"]))
+                    self.assertTrue(all(abs(m) <= i + 1e-9
+                                        for m, i in zip(c["mean"], c["importance"])))
+                self.assertEqual(len(s["importance"]), 784)
+                pngs = sorted(n for n in os.listdir(out) if n.endswith(".png"))
+                self.assertEqual(pngs, [f"class_{c}.png" for c in range(10)])
+                for name in pngs:
+                    w, h = png_size(os.path.join(out, name))
+                    self.assertGreaterEqual(w, 280)
+                    self.assertGreaterEqual(h, 280)
+
+    def test_deterministic(self):
+        a, b = (os.path.join(self.tmp.name, d) for d in ("det-a", "det-b"))
+        self.explain(a, "--method", "ig", "--steps", "4")
+        self.explain(b, "--method", "ig", "--steps", "4")
+        for name in ("summary.json", "class_3.png"):
+            with open(os.path.join(a, name), "rb") as f, open(os.path.join(b, name), "rb") as g:
+                self.assertEqual(f.read(), g.read(), name)
+
+    def test_bad_usage_exits_2(self):
+        out = os.path.join(self.tmp.name, "bad")
+        cases = [
+            (["--method", "lime"], "--method: expected one of ig|saliency|gradxinput|"
+                                   "smoothgrad|gradcam|occlusion, got 'lime'"),
+            (["--steps", "0"], "--steps: expected an integer"),
+            (["--method", "saliency", "--steps", "8"], "--steps applies to --method ig only"),
+            (["--rule", "simpson"], "--rule: expected one of gauss|trapezoid"),
+            (["--target", "maybe"], "--target: expected one of true|predicted"),
+            (["--clip", "0"], "--clip: expected a number"),
+        ]
+        for args, msg in cases:
+            with self.subTest(args=args):
+                p = self.explain(out, *args, check_rc=2)
+                self.assertIn(msg, p.stderr)
+        p = run(CLIENT, "explain", "--model-file", self.model, check_rc=2)
+        self.assertIn("--out is required", p.stderr)
+        p = run(CLIENT, "explain", "--out", out, check_rc=2)
+        self.assertIn("--model-file is required", p.stderr)
+
+    def test_failures_exit_1(self):
+        out = os.path.join(self.tmp.name, "fail")
+        missing = os.path.join(self.tmp.name, "missing.gbm")
+        p = run(CLIENT, "explain", "--model-file", missing, "--out", out, check_rc=1)
+        self.assertIn("missing.gbm", p.stderr)
+        short = os.path.join(self.tmp.name, "short.f32")
+        with open(short, "wb") as f:
+            f.write(bytes(100))
+        p = self.explain(out, "--baseline", short, check_rc=1)
+        self.assertIn("expected 3136 bytes", p.stderr)
+        self.assertFalse(os.path.exists(os.path.join(out, "summary.json")))
+
+
+@unittest.skipUnless(os.path.exists(SUNSPOTS), "python3-statsmodels not installed")
+class ExplainSequence(unittest.TestCase):
+    def test_time_and_feature_importance(self):
+        with tempfile.TemporaryDirectory() as d:
+            spec = os.path.join(d, "ar.spec")
+            with open(spec, "w") as f:
+                f.write("input 10 1\nflatten\ndense 1\n")
+            model = os.path.join(d, "sun.gbm")
+            args = ["--data", "csv:" + SUNSPOTS, "--label", "SUNACTIVITY", "--features",
+                    "SUNACTIVITY", "--window", "10", "--regression"]
+            run(CLIENT, "train", "--model", spec, *args, "--epochs", "5", "--threads", "1",
+                "--save", model, check_rc=0)
+            out = os.path.join(d, "out")
+            run(CLIENT, "explain", "--model-file", model, *args, "--method", "gradxinput",
+                "--out", out, check_rc=0)
+            with open(os.path.join(out, "summary.json")) as f:
+                s = json.load(f)
+            self.assertEqual(s["task"], "regression")
+            self.assertEqual(len(s["importance_time"]), 10)
+            self.assertEqual(len(s["importance_features"]), 1)
+            self.assertAlmostEqual(sum(s["importance_time"]), s["importance_features"][0],
+                                   places=6)
+            self.assertEqual(sorted(os.listdir(out)), ["output.png", "summary.json"])
+            p = run(CLIENT, "explain", "--model-file", model, *args, "--target", "predicted",
+                    "--out", out)
+            self.assertEqual(p.returncode, 1)
+            self.assertIn("--target predicted needs a classification dataset", p.stderr)
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)

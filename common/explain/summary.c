@@ -1,0 +1,754 @@
+/* Explanation summaries in exact fixed point (see summary.h for the
+ * representation, the clip and the overflow argument), their derived maps,
+ * and summary.json.
+ *
+ * All sums live in one zeroed allocation of 8-byte words: counts and clipped
+ * counts per class, then S, U, Q-high and Q-low per class and cell, so a
+ * clone is one memcpy and equality one memcmp. The 128-bit sums of squares
+ * are two uint64 words with a hand-carried carry: plain C11, no __int128.
+ *
+ * The JSON writer is hand-written: the document holds numbers, a few fixed
+ * key names and a few strings (method, file names), so a growable buffer
+ * with an escaping string writer and a number writer that refuses NaN and
+ * infinity is all it needs. Strings that are not valid UTF-8 are written with
+ * U+FFFD in place of each bad byte, so the output is always valid JSON. */
+#include "explain/summary.h"
+#include "util/alloc.h"
+#include "util/log.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#define S_ONE ((int64_t)1 << GB_SUMMARY_FRAC_BITS) /* q of a value equal to clip */
+
+struct gb_summary {
+    gb_shape_t shape; /* map shape */
+    size_t cells;     /* floats per map */
+    int n_classes;    /* classes (groups) */
+    double clip;      /* L2 clip of each map; also the fixed-point unit's scale */
+    size_t words;     /* 8-byte words in block */
+    uint64_t *block;  /* the one allocation below point into */
+    int64_t *count;   /* n_classes samples per class */
+    int64_t *clipped; /* n_classes samples scaled down by the clip */
+    int64_t *sum;     /* n_classes x cells: S, sum of q */
+    int64_t *abs_sum; /* n_classes x cells: U, sum of |q| */
+    uint64_t *sq_hi;  /* n_classes x cells: Q high word */
+    uint64_t *sq_lo;  /* n_classes x cells: Q low word */
+};
+
+/* ---- 128-bit helpers ---------------------------------------------------- */
+
+static void s_u128_add(uint64_t *hi, uint64_t *lo, uint64_t bhi, uint64_t blo)
+{
+    uint64_t l = *lo + blo;
+    *hi += bhi + (l < blo);
+    *lo = l;
+}
+
+/* a < b for 128-bit (hi, lo) pairs. */
+static bool s_u128_less(uint64_t ahi, uint64_t alo, uint64_t bhi, uint64_t blo)
+{
+    return ahi < bhi || (ahi == bhi && alo < blo);
+}
+
+static double s_u128_double(uint64_t hi, uint64_t lo)
+{
+    return (double)hi * 18446744073709551616.0 + (double)lo;
+}
+
+/* Is (n, S, U, Q) one class-cell that gb_summary_add could have produced?
+ * |S| <= U <= n * 2^31 and Q <= n * 2^62 (n <= 2^31, so n * 2^62 < 2^93). */
+static bool s_cell_valid(int64_t n, int64_t sum, int64_t abs_sum, uint64_t hi, uint64_t lo)
+{
+    if (n < 0 || n > GB_SUMMARY_MAX_COUNT || abs_sum < 0)
+        return false;
+    if (abs_sum > n * S_ONE)
+        return false;
+    if (sum > abs_sum || sum < -abs_sum)
+        return false;
+    uint64_t max_hi = (uint64_t)n >> 2, max_lo = ((uint64_t)n & 3u) << 62;
+    return !s_u128_less(max_hi, max_lo, hi, lo);
+}
+
+/* ---- life cycle ---------------------------------------------------------- */
+
+static void s_point(gb_summary_t *s)
+{
+    size_t nc = (size_t)s->n_classes, nd = nc * s->cells;
+    s->count = (int64_t *)s->block;
+    s->clipped = s->count + nc;
+    s->sum = s->clipped + nc;
+    s->abs_sum = s->sum + nd;
+    s->sq_hi = (uint64_t *)(s->abs_sum + nd);
+    s->sq_lo = s->sq_hi + nd;
+}
+
+gb_summary_t *gb_summary_new(const gb_shape_t *shape, int n_classes, double clip, gb_error_t *err)
+{
+    if (!shape || shape->rank < 1 || shape->rank > GB_SHAPE_MAX_RANK) {
+        gb_error_set(err, GB_EINVAL, "summary: map rank must be 1..%d", GB_SHAPE_MAX_RANK);
+        return NULL;
+    }
+    for (int i = 0; i < shape->rank; i++)
+        if (shape->dim[i] < 1) {
+            gb_error_set(err, GB_EINVAL, "summary: map dimension %d is %d", i, shape->dim[i]);
+            return NULL;
+        }
+    if (n_classes < 1 || n_classes > GB_SUMMARY_MAX_CLASSES) {
+        gb_error_set(err, GB_EINVAL, "summary: class count %d outside 1..%d", n_classes,
+                     GB_SUMMARY_MAX_CLASSES);
+        return NULL;
+    }
+    if (!isfinite(clip) || clip <= 0) {
+        gb_error_set(err, GB_EINVAL, "summary: clip must be a finite number > 0, got %g", clip);
+        return NULL;
+    }
+    size_t cells = 1;
+    for (int i = 0; i < shape->rank; i++) {
+        cells *= (size_t)shape->dim[i];
+        if (cells > GB_SUMMARY_MAX_CELLS)
+            break;
+    }
+    if (cells > GB_SUMMARY_MAX_CELLS / (size_t)n_classes) {
+        gb_error_set(err, GB_ERANGE, "summary: %d classes x %zu cells exceed %zu", n_classes, cells,
+                     GB_SUMMARY_MAX_CELLS);
+        return NULL;
+    }
+    gb_summary_t *s = gb_calloc(1, sizeof *s);
+    if (!s) {
+        gb_error_set(err, GB_ENOMEM, "summary: out of memory");
+        return NULL;
+    }
+    s->shape = *shape;
+    for (int i = shape->rank; i < GB_SHAPE_MAX_RANK; i++)
+        s->shape.dim[i] = 1;
+    s->cells = cells;
+    s->n_classes = n_classes;
+    s->clip = clip;
+    s->words = 2 * (size_t)n_classes + 4 * (size_t)n_classes * cells;
+    s->block = gb_calloc(s->words, sizeof(uint64_t));
+    if (!s->block) {
+        gb_error_set(err, GB_ENOMEM, "summary: out of memory for %zu sums", s->words);
+        gb_free(s);
+        return NULL;
+    }
+    s_point(s);
+    return s;
+}
+
+gb_summary_t *gb_summary_clone(const gb_summary_t *src, gb_error_t *err)
+{
+    gb_summary_t *s = gb_summary_new(&src->shape, src->n_classes, src->clip, err);
+    if (s)
+        memcpy(s->block, src->block, s->words * sizeof(uint64_t));
+    return s;
+}
+
+void gb_summary_destroy(gb_summary_t **s)
+{
+    if (!s || !*s)
+        return;
+    gb_free((*s)->block);
+    gb_free(*s);
+    *s = NULL;
+}
+
+/* ---- accessors ----------------------------------------------------------- */
+
+gb_shape_t gb_summary_shape(const gb_summary_t *s)
+{
+    return s->shape;
+}
+size_t gb_summary_cells(const gb_summary_t *s)
+{
+    return s->cells;
+}
+int gb_summary_classes(const gb_summary_t *s)
+{
+    return s->n_classes;
+}
+double gb_summary_clip(const gb_summary_t *s)
+{
+    return s->clip;
+}
+
+static int64_t s_total(const gb_summary_t *s, const int64_t *per_class)
+{
+    int64_t t = 0;
+    for (int c = 0; c < s->n_classes; c++)
+        t += per_class[c];
+    return t;
+}
+
+int64_t gb_summary_count(const gb_summary_t *s, int cls)
+{
+    if (cls == GB_SUMMARY_ALL)
+        return s_total(s, s->count);
+    return cls >= 0 && cls < s->n_classes ? s->count[cls] : 0;
+}
+
+int64_t gb_summary_clipped(const gb_summary_t *s, int cls)
+{
+    if (cls == GB_SUMMARY_ALL)
+        return s_total(s, s->clipped);
+    return cls >= 0 && cls < s->n_classes ? s->clipped[cls] : 0;
+}
+
+bool gb_summary_equal(const gb_summary_t *a, const gb_summary_t *b)
+{
+    if (a->shape.rank != b->shape.rank || a->n_classes != b->n_classes || a->cells != b->cells ||
+        a->clip != b->clip)
+        return false;
+    for (int i = 0; i < a->shape.rank; i++)
+        if (a->shape.dim[i] != b->shape.dim[i])
+            return false;
+    return memcmp(a->block, b->block, a->words * sizeof(uint64_t)) == 0;
+}
+
+/* ---- adding and merging --------------------------------------------------- */
+
+int gb_summary_add(gb_summary_t *s, const float *map, int cls, gb_error_t *err)
+{
+    if (cls < 0 || cls >= s->n_classes)
+        return gb_error_set(err, GB_EINVAL, "summary: class %d outside 0..%d", cls,
+                            s->n_classes - 1);
+    if (s_total(s, s->count) >= GB_SUMMARY_MAX_COUNT)
+        return gb_error_set(err, GB_ERANGE, "summary: more than %lld samples",
+                            (long long)GB_SUMMARY_MAX_COUNT);
+    double norm2 = 0;
+    for (size_t i = 0; i < s->cells; i++) {
+        if (!isfinite(map[i]))
+            return gb_error_set(err, GB_ERANGE, "summary: attribution cell %zu is %g", i,
+                                (double)map[i]);
+        norm2 += (double)map[i] * (double)map[i];
+    }
+    double norm = sqrt(norm2);
+    /* q = v * min(1, clip / norm) / clip * 2^31 */
+    double k = (double)S_ONE / s->clip;
+    bool clipped = norm > s->clip;
+    if (clipped)
+        k = (double)S_ONE / norm;
+    size_t base = (size_t)cls * s->cells;
+    for (size_t i = 0; i < s->cells; i++) {
+        long long q = llround((double)map[i] * k);
+        if (q > S_ONE)
+            q = S_ONE;
+        else if (q < -S_ONE)
+            q = -S_ONE;
+        uint64_t q2 = (uint64_t)(q * q); /* <= 2^62 */
+        s->sum[base + i] += q;
+        s->abs_sum[base + i] += q < 0 ? -q : q;
+        s_u128_add(&s->sq_hi[base + i], &s->sq_lo[base + i], 0, q2);
+    }
+    s->count[cls]++;
+    s->clipped[cls] += clipped;
+    return 0;
+}
+
+static int s_compatible(const gb_summary_t *a, const gb_summary_t *b, const char *what,
+                        gb_error_t *err)
+{
+    char x[64], y[64];
+    if (a->cells != b->cells || a->shape.rank != b->shape.rank ||
+        memcmp(a->shape.dim, b->shape.dim, sizeof a->shape.dim) != 0)
+        return gb_error_set(err, GB_ESHAPE, "summary %s: map shapes %s and %s differ", what,
+                            gb_shape_format(&a->shape, x, sizeof x),
+                            gb_shape_format(&b->shape, y, sizeof y));
+    if (a->n_classes != b->n_classes)
+        return gb_error_set(err, GB_EINVAL, "summary %s: %d and %d classes", what, a->n_classes,
+                            b->n_classes);
+    if (a->clip != b->clip)
+        return gb_error_set(err, GB_EINVAL, "summary %s: clips %.17g and %.17g differ", what,
+                            a->clip, b->clip);
+    return 0;
+}
+
+int gb_summary_merge(gb_summary_t *dst, const gb_summary_t *src, gb_error_t *err)
+{
+    int rc = s_compatible(dst, src, "merge", err);
+    if (rc)
+        return rc;
+    int64_t a = s_total(dst, dst->count), b = s_total(src, src->count);
+    if (a > GB_SUMMARY_MAX_COUNT - b)
+        return gb_error_set(err, GB_ERANGE, "summary merge: %lld + %lld samples exceed %lld",
+                            (long long)a, (long long)b, (long long)GB_SUMMARY_MAX_COUNT);
+    size_t nd = (size_t)dst->n_classes * dst->cells;
+    for (int c = 0; c < dst->n_classes; c++) {
+        dst->count[c] += src->count[c];
+        dst->clipped[c] += src->clipped[c];
+    }
+    for (size_t i = 0; i < nd; i++) {
+        dst->sum[i] += src->sum[i];
+        dst->abs_sum[i] += src->abs_sum[i];
+        s_u128_add(&dst->sq_hi[i], &dst->sq_lo[i], src->sq_hi[i], src->sq_lo[i]);
+    }
+    return 0;
+}
+
+int gb_summary_subtract(gb_summary_t *dst, const gb_summary_t *src, gb_error_t *err)
+{
+    int rc = s_compatible(dst, src, "subtract", err);
+    if (rc)
+        return rc;
+    if (src == dst) {
+        memset(dst->block, 0, dst->words * sizeof(uint64_t));
+        return 0;
+    }
+    /* Check everything first, so a refused subtraction changes nothing. */
+    for (int c = 0; c < dst->n_classes; c++) {
+        int64_t n = dst->count[c] - src->count[c];
+        int64_t k = dst->clipped[c] - src->clipped[c];
+        if (n < 0 || k < 0 || k > n)
+            return gb_error_set(err, GB_ERANGE,
+                                "summary subtract: class %d: %lld - %lld samples (%lld - %lld "
+                                "clipped) is not a part of it",
+                                c, (long long)dst->count[c], (long long)src->count[c],
+                                (long long)dst->clipped[c], (long long)src->clipped[c]);
+        size_t base = (size_t)c * dst->cells;
+        for (size_t i = base; i < base + dst->cells; i++) {
+            if (s_u128_less(dst->sq_hi[i], dst->sq_lo[i], src->sq_hi[i], src->sq_lo[i]))
+                return gb_error_set(err, GB_ERANGE,
+                                    "summary subtract: class %d cell %zu: sum of squares "
+                                    "would go negative",
+                                    c, i - base);
+            uint64_t lo = dst->sq_lo[i] - src->sq_lo[i];
+            uint64_t hi = dst->sq_hi[i] - src->sq_hi[i] - (dst->sq_lo[i] < src->sq_lo[i]);
+            if (!s_cell_valid(n, dst->sum[i] - src->sum[i], dst->abs_sum[i] - src->abs_sum[i], hi,
+                              lo))
+                return gb_error_set(err, GB_ERANGE,
+                                    "summary subtract: class %d cell %zu: the difference "
+                                    "is not a summary of %lld samples",
+                                    c, i - base, (long long)n);
+        }
+    }
+    size_t nd = (size_t)dst->n_classes * dst->cells;
+    for (int c = 0; c < dst->n_classes; c++) {
+        dst->count[c] -= src->count[c];
+        dst->clipped[c] -= src->clipped[c];
+    }
+    for (size_t i = 0; i < nd; i++) {
+        dst->sum[i] -= src->sum[i];
+        dst->abs_sum[i] -= src->abs_sum[i];
+        uint64_t borrow = dst->sq_lo[i] < src->sq_lo[i];
+        dst->sq_lo[i] -= src->sq_lo[i];
+        dst->sq_hi[i] -= src->sq_hi[i] + borrow;
+    }
+    return 0;
+}
+
+/* ---- raw access ---------------------------------------------------------- */
+
+int gb_summary_class_get(const gb_summary_t *s, int cls, gb_summary_class_t *out)
+{
+    if (cls < 0 || cls >= s->n_classes)
+        return GB_EINVAL;
+    size_t base = (size_t)cls * s->cells;
+    out->count = s->count[cls];
+    out->clipped = s->clipped[cls];
+    out->sum = s->sum + base;
+    out->abs_sum = s->abs_sum + base;
+    out->sq_hi = s->sq_hi + base;
+    out->sq_lo = s->sq_lo + base;
+    return 0;
+}
+
+int gb_summary_class_set(gb_summary_t *s, int cls, const gb_summary_class_t *in, gb_error_t *err)
+{
+    if (cls < 0 || cls >= s->n_classes)
+        return gb_error_warn(err, GB_EINVAL, "summary: class %d outside 0..%d", cls,
+                             s->n_classes - 1);
+    if (in->count < 0 || in->count > GB_SUMMARY_MAX_COUNT || in->clipped < 0 ||
+        in->clipped > in->count)
+        return gb_error_warn(err, GB_ERANGE,
+                             "summary: class %d: count %lld with %lld clipped is impossible", cls,
+                             (long long)in->count, (long long)in->clipped);
+    int64_t others = s_total(s, s->count) - s->count[cls];
+    if (in->count > GB_SUMMARY_MAX_COUNT - others)
+        return gb_error_warn(err, GB_ERANGE, "summary: class %d: %lld samples exceed %lld in all",
+                             cls, (long long)in->count, (long long)GB_SUMMARY_MAX_COUNT);
+    if (in->count > 0 && (!in->sum || !in->abs_sum || !in->sq_hi || !in->sq_lo))
+        return gb_error_warn(err, GB_EINVAL, "summary: class %d: sums missing", cls);
+    for (size_t i = 0; in->count > 0 && i < s->cells; i++)
+        if (!s_cell_valid(in->count, in->sum[i], in->abs_sum[i], in->sq_hi[i], in->sq_lo[i]))
+            return gb_error_warn(err, GB_ERANGE,
+                                 "summary: class %d cell %zu: sums %lld, %lld are impossible "
+                                 "for %lld samples",
+                                 cls, i, (long long)in->sum[i], (long long)in->abs_sum[i],
+                                 (long long)in->count);
+    size_t base = (size_t)cls * s->cells, bytes = s->cells * sizeof(int64_t);
+    s->count[cls] = in->count;
+    s->clipped[cls] = in->clipped;
+    if (in->count == 0) {
+        memset(s->sum + base, 0, bytes);
+        memset(s->abs_sum + base, 0, bytes);
+        memset(s->sq_hi + base, 0, bytes);
+        memset(s->sq_lo + base, 0, bytes);
+        return 0;
+    }
+    memcpy(s->sum + base, in->sum, bytes);
+    memcpy(s->abs_sum + base, in->abs_sum, bytes);
+    memcpy(s->sq_hi + base, in->sq_hi, bytes);
+    memcpy(s->sq_lo + base, in->sq_lo, bytes);
+    return 0;
+}
+
+/* ---- derived maps -------------------------------------------------------- */
+
+typedef enum { S_MEAN, S_VARIANCE, S_IMPORTANCE } s_derive_t;
+
+static int s_derive(const gb_summary_t *s, int cls, s_derive_t what, double *out, gb_error_t *err)
+{
+    if (cls != GB_SUMMARY_ALL && (cls < 0 || cls >= s->n_classes))
+        return gb_error_set(err, GB_EINVAL, "summary: class %d outside 0..%d", cls,
+                            s->n_classes - 1);
+    int c0 = cls == GB_SUMMARY_ALL ? 0 : cls, c1 = cls == GB_SUMMARY_ALL ? s->n_classes : cls + 1;
+    int64_t n = 0;
+    for (int c = c0; c < c1; c++)
+        n += s->count[c];
+    if (n == 0) {
+        memset(out, 0, s->cells * sizeof *out);
+        return 0;
+    }
+    const double unit = s->clip / (double)S_ONE, dn = (double)n;
+    for (size_t i = 0; i < s->cells; i++) {
+        /* Pooled sums are exact integers (bounded as in summary.h). */
+        int64_t sum = 0, abs_sum = 0;
+        uint64_t hi = 0, lo = 0;
+        for (int c = c0; c < c1; c++) {
+            size_t j = (size_t)c * s->cells + i;
+            sum += s->sum[j];
+            abs_sum += s->abs_sum[j];
+            s_u128_add(&hi, &lo, s->sq_hi[j], s->sq_lo[j]);
+        }
+        double m = (double)sum / dn;
+        switch (what) {
+        case S_MEAN:
+            out[i] = m * unit;
+            break;
+        case S_IMPORTANCE:
+            out[i] = (double)abs_sum / dn * unit;
+            break;
+        case S_VARIANCE: {
+            double v = s_u128_double(hi, lo) / dn - m * m;
+            out[i] = v > 0 ? v * unit * unit : 0.0;
+            break;
+        }
+        }
+    }
+    return 0;
+}
+
+int gb_summary_mean(const gb_summary_t *s, int cls, double *out, gb_error_t *err)
+{
+    return s_derive(s, cls, S_MEAN, out, err);
+}
+
+int gb_summary_variance(const gb_summary_t *s, int cls, double *out, gb_error_t *err)
+{
+    return s_derive(s, cls, S_VARIANCE, out, err);
+}
+
+int gb_summary_importance(const gb_summary_t *s, int cls, double *out, gb_error_t *err)
+{
+    return s_derive(s, cls, S_IMPORTANCE, out, err);
+}
+
+int gb_summary_importance_axes(const gb_summary_t *s, int cls, double *rows, double *cols,
+                               gb_error_t *err)
+{
+    if (s->shape.rank != 2) {
+        char b[64];
+        return gb_error_set(err, GB_ESHAPE, "summary: importance axes need a rank-2 map, not %s",
+                            gb_shape_format(&s->shape, b, sizeof b));
+    }
+    double *imp = gb_malloc(s->cells * sizeof *imp);
+    if (!imp)
+        return gb_error_set(err, GB_ENOMEM, "summary: out of memory");
+    int rc = gb_summary_importance(s, cls, imp, err);
+    if (rc) {
+        gb_free(imp);
+        return rc;
+    }
+    int R = s->shape.dim[0], K = s->shape.dim[1];
+    if (rows)
+        for (int r = 0; r < R; r++) {
+            double t = 0;
+            for (int k = 0; k < K; k++)
+                t += imp[(size_t)r * K + k];
+            rows[r] = t;
+        }
+    if (cols)
+        for (int k = 0; k < K; k++) {
+            double t = 0;
+            for (int r = 0; r < R; r++)
+                t += imp[(size_t)r * K + k];
+            cols[k] = t;
+        }
+    gb_free(imp);
+    return 0;
+}
+
+/* ---- JSON ---------------------------------------------------------------- */
+
+typedef struct {
+    char *p;       /* text so far, NUL-terminated when cap > 0 */
+    size_t len;    /* bytes written */
+    size_t cap;    /* bytes allocated */
+    int rc;        /* first error (GB_ENOMEM, GB_ERANGE), 0 while fine */
+    char what[96]; /* what the GB_ERANGE was about */
+} s_json_t;
+
+static void s_json_reserve(s_json_t *j, size_t more)
+{
+    if (j->rc || j->len + more + 1 <= j->cap)
+        return;
+    size_t cap = j->cap ? j->cap : 4096;
+    while (cap < j->len + more + 1)
+        cap *= 2;
+    char *p = gb_realloc(j->p, cap);
+    if (!p) {
+        j->rc = GB_ENOMEM;
+        return;
+    }
+    j->p = p;
+    j->cap = cap;
+}
+
+static void s_json_put(s_json_t *j, const char *text, size_t n)
+{
+    s_json_reserve(j, n);
+    if (j->rc)
+        return;
+    memcpy(j->p + j->len, text, n);
+    j->len += n;
+    j->p[j->len] = '\0';
+}
+
+static void s_json_raw(s_json_t *j, const char *text)
+{
+    s_json_put(j, text, strlen(text));
+}
+
+static void s_json_fmt(s_json_t *j, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void s_json_fmt(s_json_t *j, const char *fmt, ...)
+{
+    char buf[128];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= sizeof buf) {
+        if (!j->rc)
+            j->rc = GB_ERANGE;
+        return;
+    }
+    s_json_put(j, buf, (size_t)n);
+}
+
+/* Length of the valid UTF-8 sequence at s (1..4), or 0 if it is not one. */
+static int s_utf8_len(const unsigned char *s)
+{
+    unsigned char c = s[0];
+    if (c < 0x80)
+        return 1;
+    int n;
+    unsigned char lo = 0x80, hi = 0xBF;
+    if (c >= 0xC2 && c <= 0xDF)
+        n = 2;
+    else if (c >= 0xE0 && c <= 0xEF) {
+        n = 3;
+        if (c == 0xE0)
+            lo = 0xA0;
+        if (c == 0xED)
+            hi = 0x9F;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        n = 4;
+        if (c == 0xF0)
+            lo = 0x90;
+        if (c == 0xF4)
+            hi = 0x8F;
+    } else
+        return 0;
+    if (s[1] < lo || s[1] > hi)
+        return 0;
+    for (int i = 2; i < n; i++)
+        if (s[i] < 0x80 || s[i] > 0xBF)
+            return 0;
+    return n;
+}
+
+static void s_json_str(s_json_t *j, const char *s)
+{
+    if (!s) {
+        s_json_raw(j, "null");
+        return;
+    }
+    s_json_raw(j, "\"");
+    const unsigned char *p = (const unsigned char *)s;
+    while (*p) {
+        if (*p == '"' || *p == '\\') {
+            char e[2] = {'\\', (char)*p};
+            s_json_put(j, e, 2);
+            p++;
+        } else if (*p < 0x20) {
+            s_json_fmt(j, "\\u%04x", *p);
+            p++;
+        } else {
+            int n = s_utf8_len(p);
+            if (n == 0) {
+                s_json_raw(j, "\\ufffd");
+                p++;
+            } else {
+                s_json_put(j, (const char *)p, (size_t)n);
+                p += n;
+            }
+        }
+    }
+    s_json_raw(j, "\"");
+}
+
+static void s_json_num(s_json_t *j, double v, const char *what)
+{
+    if (!isfinite(v)) {
+        if (!j->rc) {
+            j->rc = GB_ERANGE;
+            snprintf(j->what, sizeof j->what, "%s", what);
+        }
+        return;
+    }
+    s_json_fmt(j, "%.9g", v);
+}
+
+static void s_json_array(s_json_t *j, const double *v, size_t n, const char *what)
+{
+    s_json_raw(j, "[");
+    for (size_t i = 0; i < n && !j->rc; i++) {
+        if (i)
+            s_json_raw(j, i % 16 ? ", " : ",\n    ");
+        s_json_num(j, v[i], what);
+    }
+    s_json_raw(j, "]");
+}
+
+static void s_json_shape(s_json_t *j, const gb_shape_t *shape)
+{
+    s_json_raw(j, "[");
+    for (int i = 0; i < shape->rank; i++)
+        s_json_fmt(j, i ? ", %d" : "%d", shape->dim[i]);
+    s_json_raw(j, "]");
+}
+
+/* Writes the importance maps of class cls (or all) with their key names:
+ * "importance" and, for sequences, "importance_time", "importance_features". */
+static int s_json_importance(s_json_t *j, const gb_summary_t *s, int cls, bool sequence,
+                             double *buf, const char *indent, gb_error_t *err)
+{
+    int rc = gb_summary_importance(s, cls, buf, err);
+    if (rc)
+        return rc;
+    s_json_fmt(j, ",\n%s\"importance\": ", indent);
+    s_json_array(j, buf, s->cells, "importance");
+    if (!sequence || s->shape.rank != 2)
+        return 0;
+    double *cols = buf + s->shape.dim[0];
+    if ((rc = gb_summary_importance_axes(s, cls, buf, cols, err)))
+        return rc;
+    s_json_fmt(j, ",\n%s\"importance_time\": ", indent);
+    s_json_array(j, buf, (size_t)s->shape.dim[0], "importance over time");
+    s_json_fmt(j, ",\n%s\"importance_features\": ", indent);
+    s_json_array(j, cols, (size_t)s->shape.dim[1], "importance over features");
+    return 0;
+}
+
+int gb_summary_json(const gb_summary_t *s, const gb_summary_info_t *info, char **out, size_t *len,
+                    gb_error_t *err)
+{
+    *out = NULL;
+    *len = 0;
+    s_json_t j = {0};
+    double *buf = gb_malloc((s->cells + 2) * sizeof *buf);
+    if (!buf)
+        return gb_error_set(err, GB_ENOMEM, "summary json: out of memory");
+    int rc = 0;
+    s_json_raw(&j, "{\"format\": \"glassbox-explanation\", \"version\": 1,\n \"method\": ");
+    s_json_str(&j, info->method);
+    s_json_raw(&j, ", \"steps\": ");
+    if (info->steps > 0)
+        s_json_fmt(&j, "%d", info->steps);
+    else
+        s_json_raw(&j, "null");
+    s_json_raw(&j, ", \"rule\": ");
+    s_json_str(&j, info->rule);
+    s_json_raw(&j, ", \"baseline\": ");
+    s_json_str(&j, info->baseline);
+    s_json_raw(&j, ", \"target\": ");
+    s_json_str(&j, info->target);
+    s_json_raw(&j, ",\n \"dataset\": ");
+    s_json_str(&j, info->dataset);
+    s_json_raw(&j, ", \"model\": ");
+    s_json_str(&j, info->model);
+    s_json_raw(&j, ", \"task\": ");
+    s_json_str(&j, info->regression ? "regression" : "classification");
+    s_json_raw(&j, ",\n \"input_shape\": ");
+    if (info->input_shape)
+        s_json_shape(&j, info->input_shape);
+    else
+        s_json_raw(&j, "null");
+    s_json_raw(&j, ", \"attribution_shape\": ");
+    s_json_shape(&j, &s->shape);
+    s_json_fmt(&j,
+               ", \"samples\": %lld, \"clip\": ", (long long)gb_summary_count(s, GB_SUMMARY_ALL));
+    s_json_num(&j, s->clip, "clip");
+    s_json_fmt(&j, ", \"clipped\": %lld,\n \"mean_completeness_error\": ",
+               (long long)gb_summary_clipped(s, GB_SUMMARY_ALL));
+    if (info->has_completeness)
+        s_json_num(&j, info->mean_completeness_error, "mean_completeness_error");
+    else
+        s_json_raw(&j, "null");
+    s_json_raw(&j, ", \"mean_steps_used\": ");
+    if (info->mean_steps_used > 0)
+        s_json_num(&j, info->mean_steps_used, "mean_steps_used");
+    else
+        s_json_raw(&j, "null");
+    s_json_fmt(&j,
+               ", \"fixed_point\": {\"fraction_bits\": %d, \"max_count\": %lld},\n "
+               "\"classes\": [",
+               GB_SUMMARY_FRAC_BITS, (long long)GB_SUMMARY_MAX_COUNT);
+    for (int c = 0; c < s->n_classes && !j.rc && !rc; c++) {
+        s_json_fmt(&j, "%s\n  {\"class\": %d, \"count\": %lld, \"clipped\": %lld", c ? "," : "", c,
+                   (long long)s->count[c], (long long)s->clipped[c]);
+        if (s->count[c] > 0) {
+            if ((rc = gb_summary_mean(s, c, buf, err)))
+                break;
+            s_json_raw(&j, ",\n   \"mean\": ");
+            s_json_array(&j, buf, s->cells, "mean");
+            if ((rc = gb_summary_variance(s, c, buf, err)))
+                break;
+            s_json_raw(&j, ",\n   \"variance\": ");
+            s_json_array(&j, buf, s->cells, "variance");
+            if ((rc = s_json_importance(&j, s, c, info->sequence, buf, "   ", err)))
+                break;
+        }
+        s_json_raw(&j, "}");
+    }
+    if (!rc) {
+        s_json_raw(&j, "]");
+        rc = s_json_importance(&j, s, GB_SUMMARY_ALL, info->sequence, buf, " ", err);
+        s_json_raw(&j, "}\n");
+    }
+    gb_free(buf);
+    if (!rc && j.rc == GB_ERANGE)
+        rc = gb_error_set(err, GB_ERANGE, "summary json: %s is not a finite number",
+                          j.what[0] ? j.what : "a value");
+    else if (!rc && j.rc)
+        rc = gb_error_set(err, j.rc, "summary json: out of memory");
+    if (rc) {
+        gb_free(j.p);
+        return rc;
+    }
+    *out = j.p;
+    *len = j.len;
+    return 0;
+}

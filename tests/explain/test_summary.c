@@ -1,0 +1,941 @@
+/* Tests for explain/summary and explain/divergence: the usage example of both.
+ *
+ * What they prove: adding samples and merging summaries in any order and
+ * grouping gives bit-identical summaries (random partitions and orders), so
+ * merging is exact, associative and commutative; subtracting undoes merging;
+ * the L2 clip bounds what one sample can move a class's sum, however large
+ * it is; the derived mean, variance and importance agree with a direct
+ * double-precision computation on the clipped maps; the raw sums survive a
+ * get/set round trip and impossible sums are refused; summary.json holds the
+ * keys, escapes strings and refuses NaN; the divergence measures stay in
+ * their ranges, are exactly 0 (overlap 1) for identical summaries and reach
+ * their extremes where they should; and on a synthetic federation of clean
+ * clients and one client whose inputs carry a backdoor trigger patch (a
+ * linear model, gradient x input maps computed directly), the trigger client
+ * lies by far the furthest from the aggregate on all three measures. */
+#include "testutil.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "explain/divergence.h"
+#include "explain/summary.h"
+#include "util/alloc.h"
+#include "util/log.h"
+#include "util/rng.h"
+
+static gb_shape_t s_shape(int rank, int a, int b, int c)
+{
+    gb_shape_t s = {rank, {a, b, c}};
+    return s;
+}
+
+static gb_summary_t *s_new(const gb_shape_t *shape, int classes, double clip)
+{
+    gb_error_t err = {0};
+    gb_summary_t *s = gb_summary_new(shape, classes, clip, &err);
+    assert_non_null(s);
+    return s;
+}
+
+/* n random maps of d cells: normal values times a per-map scale in
+ * [0.01, 10], so that a clip of 1 clips some and not others. */
+static float *s_random_maps(gb_rng_t *rng, int n, size_t d)
+{
+    float *m = malloc((size_t)n * d * sizeof *m);
+    assert_non_null(m);
+    for (int i = 0; i < n; i++) {
+        double scale = 0.01 * pow(1000.0, gb_rng_uniform(rng)) / sqrt((double)d);
+        for (size_t j = 0; j < d; j++)
+            m[(size_t)i * d + j] = (float)(scale * gb_rng_normal(rng));
+    }
+    return m;
+}
+
+/* ---- construction ------------------------------------------------------- */
+
+static void test_new_refuses(void **state)
+{
+    (void)state;
+    gb_error_t err = {0};
+    gb_shape_t ok = s_shape(1, 4, 1, 1), zero = s_shape(2, 3, 0, 1), rank0 = s_shape(0, 1, 1, 1),
+               huge = s_shape(3, 1024, 1024, 8);
+    assert_null(gb_summary_new(&zero, 2, 1.0, &err));
+    assert_int_equal(err.code, GB_EINVAL);
+    assert_null(gb_summary_new(&rank0, 2, 1.0, &err));
+    assert_null(gb_summary_new(NULL, 2, 1.0, &err));
+    assert_null(gb_summary_new(&ok, 0, 1.0, &err));
+    assert_int_equal(err.code, GB_EINVAL);
+    assert_null(gb_summary_new(&ok, GB_SUMMARY_MAX_CLASSES + 1, 1.0, &err));
+    assert_null(gb_summary_new(&ok, 2, 0.0, &err));
+    assert_non_null(strstr(err.msg, "clip"));
+    assert_null(gb_summary_new(&ok, 2, -1.0, &err));
+    assert_null(gb_summary_new(&ok, 2, NAN, &err));
+    assert_null(gb_summary_new(&ok, 2, INFINITY, &err));
+    assert_null(gb_summary_new(&huge, 2, 1.0, &err));
+    assert_int_equal(err.code, GB_ERANGE);
+    gb_shape_t img = s_shape(3, 1, 28, 28);
+    assert_null(gb_summary_new(&img, GB_SUMMARY_MAX_CLASSES, 1.0, &err)); /* 7.8M cells */
+    assert_int_equal(err.code, GB_ERANGE);
+
+    gb_summary_t *s = gb_summary_new(&img, 10, 2.5, &err);
+    assert_non_null(s);
+    assert_int_equal(gb_summary_cells(s), 784);
+    assert_int_equal(gb_summary_classes(s), 10);
+    assert_true(gb_summary_clip(s) == 2.5);
+    gb_shape_t got = gb_summary_shape(s);
+    assert_int_equal(got.rank, 3);
+    assert_int_equal(got.dim[1], 28);
+    assert_int_equal(gb_summary_count(s, GB_SUMMARY_ALL), 0);
+    assert_int_equal(gb_summary_count(s, 99), 0);
+    gb_summary_destroy(&s);
+    assert_null(s);
+    gb_summary_destroy(&s);
+    gb_summary_destroy(NULL);
+}
+
+static void test_alloc_failures(void **state)
+{
+    (void)state;
+    gb_shape_t shape = s_shape(2, 3, 4, 1);
+    gb_error_t err = {0};
+    gb_summary_t *s = NULL;
+    for (long k = 1;; k++) {
+        gb_alloc_fail_after(k);
+        s = gb_summary_new(&shape, 3, 1.0, &err);
+        gb_alloc_fail_after(0);
+        if (s)
+            break;
+        assert_int_equal(err.code, GB_ENOMEM);
+    }
+    float map[12] = {1, -2, 3, 0, 0, 0, 0.5f, 0, 0, 0, 0, 1};
+    assert_int_equal(gb_summary_add(s, map, 1, &err), 0);
+    gb_summary_t *c = NULL;
+    for (long k = 1;; k++) {
+        gb_alloc_fail_after(k);
+        c = gb_summary_clone(s, &err);
+        gb_alloc_fail_after(0);
+        if (c)
+            break;
+        assert_int_equal(err.code, GB_ENOMEM);
+    }
+    assert_true(gb_summary_equal(s, c));
+    gb_summary_info_t info = {.method = "ig", .sequence = true};
+    for (long k = 1;; k++) {
+        char *json = NULL;
+        size_t len = 0;
+        gb_alloc_fail_after(k);
+        int rc = gb_summary_json(s, &info, &json, &len, &err);
+        gb_alloc_fail_after(0);
+        if (rc == 0) {
+            assert_non_null(json);
+            gb_free(json);
+            break;
+        }
+        assert_int_equal(rc, GB_ENOMEM);
+        assert_null(json);
+    }
+    gb_divergence_t d;
+    for (long k = 1;; k++) {
+        gb_alloc_fail_after(k);
+        int rc = gb_summary_divergence(s, c, GB_SUMMARY_ALL, 3, &d, &err);
+        gb_alloc_fail_after(0);
+        if (rc == 0)
+            break;
+        assert_int_equal(rc, GB_ENOMEM);
+    }
+    double rows[3];
+    for (long k = 1;; k++) {
+        gb_alloc_fail_after(k);
+        int rc = gb_summary_importance_axes(s, 1, rows, NULL, &err);
+        gb_alloc_fail_after(0);
+        if (rc == 0)
+            break;
+        assert_int_equal(rc, GB_ENOMEM);
+    }
+    gb_summary_destroy(&s);
+    gb_summary_destroy(&c);
+}
+
+/* ---- adding ---------------------------------------------------------------- */
+
+static void test_add_one(void **state)
+{
+    (void)state;
+    gb_shape_t shape = s_shape(1, 4, 1, 1);
+    gb_summary_t *s = s_new(&shape, 2, 10.0);
+    gb_error_t err = {0};
+    float map[4] = {1.5f, -2.25f, 0.0f, 1e-3f}; /* norm < 10: not clipped */
+    assert_int_equal(gb_summary_add(s, map, 1, &err), 0);
+    assert_int_equal(gb_summary_count(s, 1), 1);
+    assert_int_equal(gb_summary_count(s, 0), 0);
+    assert_int_equal(gb_summary_count(s, GB_SUMMARY_ALL), 1);
+    assert_int_equal(gb_summary_clipped(s, GB_SUMMARY_ALL), 0);
+    double mean[4], var[4], imp[4];
+    assert_int_equal(gb_summary_mean(s, 1, mean, &err), 0);
+    assert_int_equal(gb_summary_variance(s, 1, var, &err), 0);
+    assert_int_equal(gb_summary_importance(s, 1, imp, &err), 0);
+    double res = 10.0 / 4294967296.0; /* clip * 2^-32: the rounding bound */
+    for (int i = 0; i < 4; i++) {
+        assert_true(fabs(mean[i] - map[i]) <= res);
+        assert_true(fabs(imp[i] - fabs(map[i])) <= res);
+        assert_true(var[i] == 0.0);
+    }
+    /* The raw form: q = round(v / clip * 2^31). */
+    gb_summary_class_t raw;
+    assert_int_equal(gb_summary_class_get(s, 1, &raw), 0);
+    assert_int_equal(raw.count, 1);
+    assert_true(raw.sum[0] == llround(1.5 / 10.0 * 2147483648.0));
+    assert_true(raw.sum[1] == -llround(2.25 / 10.0 * 2147483648.0));
+    assert_true(raw.abs_sum[1] == -raw.sum[1]);
+    assert_true(raw.sq_hi[1] == 0 && raw.sq_lo[1] == (uint64_t)(raw.sum[1] * raw.sum[1]));
+    assert_int_equal(gb_summary_class_get(s, 2, &raw), GB_EINVAL);
+    assert_int_equal(gb_summary_class_get(s, -1, &raw), GB_EINVAL);
+    /* An empty class gives zeros; a class out of range is refused. */
+    assert_int_equal(gb_summary_mean(s, 0, mean, &err), 0);
+    assert_true(mean[0] == 0 && mean[3] == 0);
+    assert_int_equal(gb_summary_mean(s, 2, mean, &err), GB_EINVAL);
+    assert_int_equal(gb_summary_importance(s, -2, mean, &err), GB_EINVAL);
+    gb_summary_destroy(&s);
+}
+
+static void test_add_refuses(void **state)
+{
+    (void)state;
+    gb_shape_t shape = s_shape(1, 3, 1, 1);
+    gb_summary_t *s = s_new(&shape, 2, 1.0);
+    gb_error_t err = {0};
+    float good[3] = {0.1f, 0.2f, 0.3f};
+    assert_int_equal(gb_summary_add(s, good, 0, &err), 0);
+    gb_summary_t *before = gb_summary_clone(s, &err);
+    float nan_map[3] = {0.1f, NAN, 0.3f}, inf_map[3] = {INFINITY, 0, 0};
+    assert_int_equal(gb_summary_add(s, nan_map, 0, &err), GB_ERANGE);
+    assert_non_null(strstr(err.msg, "cell 1"));
+    assert_int_equal(gb_summary_add(s, inf_map, 1, &err), GB_ERANGE);
+    assert_int_equal(gb_summary_add(s, good, 2, &err), GB_EINVAL);
+    assert_int_equal(gb_summary_add(s, good, -1, &err), GB_EINVAL);
+    assert_true(gb_summary_equal(s, before));
+    /* At the count cap, one more sample is refused. */
+    int64_t zeros[3] = {0};
+    uint64_t uz[3] = {0};
+    gb_summary_class_t full = {GB_SUMMARY_MAX_COUNT - 1, 0, zeros, zeros, uz, uz};
+    assert_int_equal(gb_summary_class_set(s, 1, &full, &err), 0);
+    assert_true(gb_summary_count(s, GB_SUMMARY_ALL) == GB_SUMMARY_MAX_COUNT);
+    assert_int_equal(gb_summary_add(s, good, 1, &err), GB_ERANGE);
+    assert_int_equal(gb_summary_add(s, good, 0, &err), GB_ERANGE);
+    gb_summary_destroy(&s);
+    gb_summary_destroy(&before);
+}
+
+/* One sample can move its class's sum by at most clip in L2 norm, however
+ * large it is, and it is scaled, not clamped: its direction survives. */
+static void test_clip_bounds_one_contributor(void **state)
+{
+    (void)state;
+    const int D = 64;
+    gb_shape_t shape = s_shape(2, 8, 8, 1);
+    const double C = 0.5;
+    gb_rng_t rng;
+    gb_rng_seed(&rng, 7, 0);
+    gb_summary_t *base = s_new(&shape, 2, C);
+    float *maps = s_random_maps(&rng, 40, (size_t)D);
+    gb_error_t err = {0};
+    for (int i = 0; i < 40; i++)
+        assert_int_equal(gb_summary_add(base, maps + (size_t)i * D, i % 2, &err), 0);
+    int64_t clipped_before = gb_summary_clipped(base, 0);
+
+    /* Attackers: huge dense, huge sparse (one cell), and a huge constant map. */
+    float attack[3][64];
+    for (int j = 0; j < D; j++) {
+        attack[0][j] = (float)(1e6 * gb_rng_normal(&rng));
+        attack[1][j] = j == 17 ? 3e7f : 0.0f;
+        attack[2][j] = -1e5f;
+    }
+    double mean0[64], mean1[64];
+    int64_t n0 = gb_summary_count(base, 0);
+    assert_int_equal(gb_summary_mean(base, 0, mean0, &err), 0);
+    for (int a = 0; a < 3; a++) {
+        gb_summary_t *s = gb_summary_clone(base, &err);
+        assert_non_null(s);
+        assert_int_equal(gb_summary_add(s, attack[a], 0, &err), 0);
+        assert_int_equal(gb_summary_clipped(s, 0), clipped_before + 1);
+        assert_int_equal(gb_summary_mean(s, 0, mean1, &err), 0);
+        /* The sum moved by (n+1) mean1 - n mean0: its norm is C (the map is
+         * scaled onto the sphere of radius C), up to rounding. */
+        double moved = 0, dot = 0, na = 0;
+        for (int j = 0; j < D; j++) {
+            double delta = (double)(n0 + 1) * mean1[j] - (double)n0 * mean0[j];
+            moved += delta * delta;
+            dot += delta * attack[a][j];
+            na += (double)attack[a][j] * attack[a][j];
+        }
+        moved = sqrt(moved);
+        assert_true(moved <= C * (1 + 1e-6));
+        assert_true(moved >= C * (1 - 1e-6));
+        assert_true(dot / (moved * sqrt(na)) > 1 - 1e-6); /* same direction */
+        gb_summary_destroy(&s);
+    }
+    /* A map within the clip passes unscaled and is not counted as clipped. */
+    float small[64] = {0};
+    small[3] = (float)(0.9 * C);
+    gb_summary_t *s = gb_summary_clone(base, &err);
+    assert_int_equal(gb_summary_add(s, small, 0, &err), 0);
+    assert_int_equal(gb_summary_clipped(s, 0), clipped_before);
+    gb_summary_destroy(&s);
+    gb_summary_destroy(&base);
+    free(maps);
+}
+
+/* ---- merging --------------------------------------------------------------- */
+
+static void test_merge_order_independent(void **state)
+{
+    (void)state;
+    const int N = 90, D = 12, K = 4;
+    gb_shape_t shape = s_shape(2, 3, 4, 1);
+    gb_rng_t rng;
+    gb_rng_seed(&rng, 11, 0);
+    float *maps = s_random_maps(&rng, N, (size_t)D);
+    int cls[90];
+    for (int i = 0; i < N; i++)
+        cls[i] = (int)gb_rng_below(&rng, K);
+    gb_error_t err = {0};
+    gb_summary_t *ref = s_new(&shape, K, 1.0);
+    for (int i = 0; i < N; i++)
+        assert_int_equal(gb_summary_add(ref, maps + (size_t)i * D, cls[i], &err), 0);
+    assert_true(gb_summary_clipped(ref, GB_SUMMARY_ALL) > 0);
+    assert_true(gb_summary_clipped(ref, GB_SUMMARY_ALL) < N);
+
+    for (int trial = 0; trial < 40; trial++) {
+        int32_t order[90];
+        for (int i = 0; i < N; i++)
+            order[i] = i;
+        gb_rng_shuffle(&rng, order, N);
+        int parts = 1 + (int)gb_rng_below(&rng, 8);
+        gb_summary_t *part[8];
+        for (int p = 0; p < parts; p++)
+            part[p] = s_new(&shape, K, 1.0);
+        for (int i = 0; i < N; i++) {
+            int p = (int)gb_rng_below(&rng, (uint64_t)parts);
+            assert_int_equal(
+                gb_summary_add(part[p], maps + (size_t)order[i] * D, cls[order[i]], &err), 0);
+        }
+        /* Merge in a random order, sometimes as a tree, sometimes a chain. */
+        int32_t porder[8];
+        for (int p = 0; p < parts; p++)
+            porder[p] = p;
+        gb_rng_shuffle(&rng, porder, parts);
+        if (trial % 2) {
+            for (int p = 1; p < parts; p++)
+                assert_int_equal(gb_summary_merge(part[porder[0]], part[porder[p]], &err), 0);
+        } else {
+            for (int step = 1; step < parts; step *= 2)
+                for (int p = 0; p + step < parts; p += 2 * step)
+                    assert_int_equal(
+                        gb_summary_merge(part[porder[p]], part[porder[p + step]], &err), 0);
+        }
+        assert_true(gb_summary_equal(part[porder[0]], ref));
+        for (int p = 0; p < parts; p++)
+            gb_summary_destroy(&part[p]);
+    }
+    gb_summary_destroy(&ref);
+    free(maps);
+}
+
+static void test_merge_associative_commutative(void **state)
+{
+    (void)state;
+    const int D = 20;
+    gb_shape_t shape = s_shape(1, 20, 1, 1);
+    gb_rng_t rng;
+    gb_rng_seed(&rng, 5, 0);
+    float *maps = s_random_maps(&rng, 30, (size_t)D);
+    gb_summary_t *x[3];
+    gb_error_t err = {0};
+    for (int k = 0; k < 3; k++) {
+        x[k] = s_new(&shape, 3, 0.25);
+        for (int i = 0; i < 10; i++)
+            assert_int_equal(gb_summary_add(x[k], maps + (size_t)(10 * k + i) * D, i % 3, &err), 0);
+    }
+    /* (a + b) + c */
+    gb_summary_t *left = gb_summary_clone(x[0], &err);
+    assert_int_equal(gb_summary_merge(left, x[1], &err), 0);
+    assert_int_equal(gb_summary_merge(left, x[2], &err), 0);
+    /* a + (b + c) */
+    gb_summary_t *bc = gb_summary_clone(x[1], &err);
+    assert_int_equal(gb_summary_merge(bc, x[2], &err), 0);
+    gb_summary_t *right = gb_summary_clone(x[0], &err);
+    assert_int_equal(gb_summary_merge(right, bc, &err), 0);
+    assert_true(gb_summary_equal(left, right));
+    /* c + b + a */
+    gb_summary_t *rev = gb_summary_clone(x[2], &err);
+    assert_int_equal(gb_summary_merge(rev, x[1], &err), 0);
+    assert_int_equal(gb_summary_merge(rev, x[0], &err), 0);
+    assert_true(gb_summary_equal(left, rev));
+    assert_false(gb_summary_equal(left, x[0]));
+    /* Merging with itself doubles: the same as merging a copy. */
+    gb_summary_t *twice = gb_summary_clone(x[0], &err), *copy = gb_summary_clone(x[0], &err);
+    assert_int_equal(gb_summary_merge(twice, twice, &err), 0);
+    assert_int_equal(gb_summary_merge(copy, x[0], &err), 0);
+    assert_true(gb_summary_equal(twice, copy));
+    assert_int_equal(gb_summary_count(twice, GB_SUMMARY_ALL), 20);
+    /* Subtraction undoes a merge exactly: (a + b + c) - b - c == a. */
+    assert_int_equal(gb_summary_subtract(left, x[1], &err), 0);
+    assert_int_equal(gb_summary_subtract(left, x[2], &err), 0);
+    assert_true(gb_summary_equal(left, x[0]));
+    assert_int_equal(gb_summary_subtract(left, left, &err), 0);
+    assert_int_equal(gb_summary_count(left, GB_SUMMARY_ALL), 0);
+    /* A part that was never merged in cannot come out. */
+    gb_summary_t *a = gb_summary_clone(x[0], &err), *a0 = gb_summary_clone(x[0], &err);
+    assert_int_equal(gb_summary_subtract(a, bc, &err), GB_ERANGE);
+    assert_true(gb_summary_equal(a, a0));
+    for (int k = 0; k < 3; k++)
+        gb_summary_destroy(&x[k]);
+    gb_summary_destroy(&left);
+    gb_summary_destroy(&bc);
+    gb_summary_destroy(&right);
+    gb_summary_destroy(&rev);
+    gb_summary_destroy(&twice);
+    gb_summary_destroy(&copy);
+    gb_summary_destroy(&a);
+    gb_summary_destroy(&a0);
+    free(maps);
+}
+
+static void test_merge_refuses(void **state)
+{
+    (void)state;
+    gb_shape_t s4 = s_shape(1, 4, 1, 1), s22 = s_shape(2, 2, 2, 1);
+    gb_summary_t *a = s_new(&s4, 2, 1.0), *b = s_new(&s22, 2, 1.0), *c = s_new(&s4, 3, 1.0),
+                 *d = s_new(&s4, 2, 2.0);
+    gb_error_t err = {0};
+    float map[4] = {1, 0, 0, 0};
+    assert_int_equal(gb_summary_add(a, map, 0, &err), 0);
+    gb_summary_t *a0 = gb_summary_clone(a, &err);
+    assert_int_equal(gb_summary_merge(a, b, &err), GB_ESHAPE);
+    assert_int_equal(gb_summary_merge(a, c, &err), GB_EINVAL);
+    assert_int_equal(gb_summary_merge(a, d, &err), GB_EINVAL);
+    assert_non_null(strstr(err.msg, "clip"));
+    assert_int_equal(gb_summary_subtract(a, d, &err), GB_EINVAL);
+    assert_false(gb_summary_equal(a, b));
+    assert_false(gb_summary_equal(a, d));
+    /* The count cap: two summaries whose totals together exceed it. */
+    gb_summary_t *big = s_new(&s4, 2, 1.0);
+    int64_t zeros[4] = {0};
+    uint64_t uz[4] = {0};
+    gb_summary_class_t full = {GB_SUMMARY_MAX_COUNT, 0, zeros, zeros, uz, uz};
+    assert_int_equal(gb_summary_class_set(big, 1, &full, &err), 0);
+    assert_int_equal(gb_summary_merge(a, big, &err), GB_ERANGE);
+    assert_int_equal(gb_summary_merge(big, a, &err), GB_ERANGE);
+    assert_true(gb_summary_equal(a, a0));
+    gb_summary_destroy(&a);
+    gb_summary_destroy(&a0);
+    gb_summary_destroy(&b);
+    gb_summary_destroy(&c);
+    gb_summary_destroy(&d);
+    gb_summary_destroy(&big);
+}
+
+/* ---- derived values against a direct double computation ----------------- */
+
+static void test_derived_against_double(void **state)
+{
+    (void)state;
+    enum { N = 200, D = 30, K = 3 };
+    gb_shape_t shape = s_shape(2, 5, 6, 1);
+    const double C = 0.8;
+    gb_rng_t rng;
+    gb_rng_seed(&rng, 3, 0);
+    float *maps = s_random_maps(&rng, N, D);
+    int cls[N];
+    gb_summary_t *s = s_new(&shape, K, C);
+    gb_error_t err = {0};
+    /* Direct: clip each map in double, then two-pass mean and variance. */
+    static double clipped[N][D];
+    int64_t n_clipped = 0;
+    for (int i = 0; i < N; i++) {
+        cls[i] = (int)gb_rng_below(&rng, K);
+        /* Shift a few cells so means are far from zero (variance by
+         * cancellation is then the hard case). */
+        maps[(size_t)i * D + 4] += 0.05f;
+        double norm = 0;
+        for (int j = 0; j < D; j++)
+            norm += (double)maps[(size_t)i * D + j] * maps[(size_t)i * D + j];
+        norm = sqrt(norm);
+        double f = norm > C ? C / norm : 1.0;
+        n_clipped += norm > C;
+        for (int j = 0; j < D; j++)
+            clipped[i][j] = maps[(size_t)i * D + j] * f;
+        assert_int_equal(gb_summary_add(s, maps + (size_t)i * D, cls[i], &err), 0);
+    }
+    assert_int_equal(gb_summary_clipped(s, GB_SUMMARY_ALL), n_clipped);
+    const double tol = 1e-8;
+    for (int c = -1; c < K; c++) {
+        double mean[D] = {0}, var[D] = {0}, imp[D] = {0};
+        int n = 0;
+        for (int i = 0; i < N; i++)
+            if (c < 0 || cls[i] == c) {
+                n++;
+                for (int j = 0; j < D; j++) {
+                    mean[j] += clipped[i][j];
+                    imp[j] += fabs(clipped[i][j]);
+                }
+            }
+        assert_int_equal(gb_summary_count(s, c), n);
+        for (int j = 0; j < D; j++) {
+            mean[j] /= n;
+            imp[j] /= n;
+        }
+        for (int i = 0; i < N; i++)
+            if (c < 0 || cls[i] == c)
+                for (int j = 0; j < D; j++)
+                    var[j] += (clipped[i][j] - mean[j]) * (clipped[i][j] - mean[j]) / n;
+        double got_m[D], got_v[D], got_i[D];
+        assert_int_equal(gb_summary_mean(s, c, got_m, &err), 0);
+        assert_int_equal(gb_summary_variance(s, c, got_v, &err), 0);
+        assert_int_equal(gb_summary_importance(s, c, got_i, &err), 0);
+        for (int j = 0; j < D; j++) {
+            assert_true(fabs(got_m[j] - mean[j]) < tol);
+            assert_true(fabs(got_v[j] - var[j]) < tol);
+            assert_true(fabs(got_i[j] - imp[j]) < tol);
+            assert_true(got_v[j] >= 0);
+        }
+    }
+    /* Importance over the axes of a 5 x 6 map: row and column sums. */
+    double imp[D], rows[5], cols[6];
+    assert_int_equal(gb_summary_importance(s, 1, imp, &err), 0);
+    assert_int_equal(gb_summary_importance_axes(s, 1, rows, cols, &err), 0);
+    double total_r = 0, total_c = 0, total = 0;
+    for (int r = 0; r < 5; r++) {
+        double t = 0;
+        for (int k = 0; k < 6; k++)
+            t += imp[r * 6 + k];
+        assert_true(fabs(rows[r] - t) < 1e-12);
+        total_r += rows[r];
+    }
+    for (int k = 0; k < 6; k++) {
+        double t = 0;
+        for (int r = 0; r < 5; r++)
+            t += imp[r * 6 + k];
+        assert_true(fabs(cols[k] - t) < 1e-12);
+        total_c += cols[k];
+    }
+    for (int j = 0; j < D; j++)
+        total += imp[j];
+    assert_true(fabs(total_r - total) < 1e-12 && fabs(total_c - total) < 1e-12);
+    assert_int_equal(gb_summary_importance_axes(s, 5, rows, cols, &err), GB_EINVAL);
+    gb_shape_t flat = s_shape(1, 30, 1, 1);
+    gb_summary_t *f = s_new(&flat, 1, 1.0);
+    assert_int_equal(gb_summary_importance_axes(f, 0, rows, cols, &err), GB_ESHAPE);
+    gb_summary_destroy(&f);
+    gb_summary_destroy(&s);
+    free(maps);
+}
+
+/* ---- the raw form ---------------------------------------------------------- */
+
+static void test_class_get_set(void **state)
+{
+    (void)state;
+    const int D = 6;
+    gb_shape_t shape = s_shape(1, 6, 1, 1);
+    gb_rng_t rng;
+    gb_rng_seed(&rng, 9, 0);
+    float *maps = s_random_maps(&rng, 12, (size_t)D);
+    gb_summary_t *a = s_new(&shape, 2, 1.0), *b = s_new(&shape, 2, 1.0);
+    gb_error_t err = {0};
+    for (int i = 0; i < 12; i++)
+        assert_int_equal(gb_summary_add(a, maps + (size_t)i * D, i % 2, &err), 0);
+    for (int c = 0; c < 2; c++) {
+        gb_summary_class_t raw;
+        assert_int_equal(gb_summary_class_get(a, c, &raw), 0);
+        assert_int_equal(gb_summary_class_set(b, c, &raw, &err), 0);
+    }
+    assert_true(gb_summary_equal(a, b));
+
+    gb_log_set_level(GB_LOG_OFF); /* the refusals below log warnings */
+    gb_summary_class_t raw;
+    assert_int_equal(gb_summary_class_get(a, 0, &raw), 0);
+    int64_t sum[6], abs_sum[6];
+    uint64_t hi[6], lo[6];
+    memcpy(sum, raw.sum, sizeof sum);
+    memcpy(abs_sum, raw.abs_sum, sizeof abs_sum);
+    memcpy(hi, raw.sq_hi, sizeof hi);
+    memcpy(lo, raw.sq_lo, sizeof lo);
+    gb_summary_class_t bad = {raw.count, raw.clipped, sum, abs_sum, hi, lo};
+    gb_summary_t *b0 = gb_summary_clone(b, &err);
+
+    bad.count = -1;
+    assert_int_equal(gb_summary_class_set(b, 0, &bad, &err), GB_ERANGE);
+    bad.count = raw.count;
+    bad.clipped = raw.count + 1;
+    assert_int_equal(gb_summary_class_set(b, 0, &bad, &err), GB_ERANGE);
+    bad.clipped = raw.clipped;
+    abs_sum[2] = llabs(sum[2]) - 1; /* |S| > U */
+    assert_int_equal(gb_summary_class_set(b, 0, &bad, &err), GB_ERANGE);
+    assert_non_null(strstr(err.msg, "cell 2"));
+    abs_sum[2] = raw.count * ((int64_t)1 << 31) + 1; /* U beyond count * 2^31 */
+    assert_int_equal(gb_summary_class_set(b, 0, &bad, &err), GB_ERANGE);
+    abs_sum[2] = raw.abs_sum[2];
+    hi[4] = 1u << 30; /* Q beyond count * 2^62 */
+    assert_int_equal(gb_summary_class_set(b, 0, &bad, &err), GB_ERANGE);
+    hi[4] = raw.sq_hi[4];
+    sum[0] = INT64_MIN;
+    assert_int_equal(gb_summary_class_set(b, 0, &bad, &err), GB_ERANGE);
+    sum[0] = raw.sum[0];
+    bad.count = GB_SUMMARY_MAX_COUNT; /* with class 1's samples: over the cap */
+    assert_int_equal(gb_summary_class_set(b, 0, &bad, &err), GB_ERANGE);
+    bad.count = raw.count;
+    assert_int_equal(gb_summary_class_set(b, 7, &bad, &err), GB_EINVAL);
+    assert_true(gb_summary_equal(b, b0));
+    gb_log_set_level(GB_LOG_WARN);
+    /* Restored, it is accepted again; an empty class clears the sums. */
+    assert_int_equal(gb_summary_class_set(b, 0, &bad, &err), 0);
+    gb_summary_class_t empty = {0, 0, NULL, NULL, NULL, NULL};
+    assert_int_equal(gb_summary_class_set(b, 0, &empty, &err), 0);
+    assert_int_equal(gb_summary_count(b, 0), 0);
+    double mean[6];
+    assert_int_equal(gb_summary_mean(b, 0, mean, &err), 0);
+    for (int j = 0; j < 6; j++)
+        assert_true(mean[j] == 0);
+    gb_summary_destroy(&a);
+    gb_summary_destroy(&b);
+    gb_summary_destroy(&b0);
+    free(maps);
+}
+
+/* ---- JSON ------------------------------------------------------------------ */
+
+static int s_count(const char *hay, const char *needle)
+{
+    int n = 0;
+    for (const char *p = strstr(hay, needle); p; p = strstr(p + 1, needle))
+        n++;
+    return n;
+}
+
+static void test_json(void **state)
+{
+    (void)state;
+    gb_shape_t shape = s_shape(2, 3, 2, 1), input = s_shape(2, 3, 2, 1);
+    gb_summary_t *s = s_new(&shape, 3, 1.0);
+    gb_error_t err = {0};
+    float m0[6] = {0.5f, -0.25f, 0, 0, 0.125f, 0}, m1[6] = {3, 4, 0, 0, 0, 0}; /* m1 clipped */
+    assert_int_equal(gb_summary_add(s, m0, 0, &err), 0);
+    assert_int_equal(gb_summary_add(s, m1, 2, &err), 0);
+    gb_summary_info_t info = {.method = "ig",
+                              .steps = 32,
+                              .rule = "gauss",
+                              .baseline = "zero",
+                              .target = "true",
+                              .dataset = "csv:a\"b\\c\nd\x01\xff.csv",
+                              .model = NULL,
+                              .input_shape = &input,
+                              .has_completeness = true,
+                              .mean_completeness_error = 0.0125,
+                              .mean_steps_used = 40,
+                              .sequence = true};
+    char *json = NULL;
+    size_t len = 0;
+    assert_int_equal(gb_summary_json(s, &info, &json, &len, &err), 0);
+    assert_int_equal(strlen(json), len);
+    const char *keys[] = {
+        "\"method\": \"ig\"", "\"steps\": 32", "\"rule\": \"gauss\"", "\"baseline\": \"zero\"",
+        "\"target\": \"true\"", "\"model\": null", "\"samples\": 2", "\"clip\": 1",
+        "\"clipped\": 1", "\"mean_completeness_error\": 0.0125", "\"mean_steps_used\": 40",
+        "\"input_shape\": [3, 2]", "\"attribution_shape\": [3, 2]", "\"task\": \"classification\"",
+        /* escaped quote, backslash, newline, control, bad UTF-8 */
+        "\"dataset\": \"csv:a\\\"b\\\\c\\u000ad\\u0001\\ufffd.csv\"",
+        "{\"class\": 1, \"count\": 0, \"clipped\": 0}", "\"mean\": [0.5, -0.25, 0, 0, 0.125, 0]",
+        /* class 2: (3, 4) clipped to norm 1: (0.6, 0.8) */
+        "\"mean\": [0.6, 0.8, 0, 0, 0, 0]"};
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
+        if (!strstr(json, keys[i]))
+            fail_msg("summary.json lacks %s:\n%s", keys[i], json);
+    assert_int_equal(s_count(json, "\"variance\""), 2);
+    assert_int_equal(s_count(json, "\"importance\""), 3);      /* 2 classes + global */
+    assert_int_equal(s_count(json, "\"importance_time\""), 3); /* sequence: rows */
+    assert_int_equal(s_count(json, "\"importance_features\""), 3);
+    assert_int_equal(s_count(json, "{"), s_count(json, "}"));
+    assert_int_equal(s_count(json, "["), s_count(json, "]"));
+    assert_null(strstr(json, "nan"));
+    gb_free(json);
+
+    /* Without completeness, steps or sequence: nulls and no axes. */
+    gb_summary_info_t plain = {.method = "saliency", .regression = true};
+    assert_int_equal(gb_summary_json(s, &plain, &json, &len, &err), 0);
+    assert_non_null(strstr(json, "\"steps\": null, \"rule\": null, \"baseline\": null"));
+    assert_non_null(strstr(json, "\"mean_completeness_error\": null"));
+    assert_non_null(strstr(json, "\"task\": \"regression\""));
+    assert_null(strstr(json, "importance_time"));
+    gb_free(json);
+
+    /* A NaN is refused, never written. */
+    info.mean_completeness_error = NAN;
+    json = (char *)"untouched";
+    assert_int_equal(gb_summary_json(s, &info, &json, &len, &err), GB_ERANGE);
+    assert_null(json);
+    assert_non_null(strstr(err.msg, "mean_completeness_error"));
+    info.mean_completeness_error = 0;
+    info.mean_steps_used = INFINITY;
+    assert_int_equal(gb_summary_json(s, &info, &json, &len, &err), GB_ERANGE);
+    gb_summary_destroy(&s);
+}
+
+/* ---- divergence ------------------------------------------------------------ */
+
+static void test_divergence_vectors(void **state)
+{
+    (void)state;
+    gb_rng_t rng;
+    gb_rng_seed(&rng, 21, 0);
+    double a[50], b[50];
+    for (int trial = 0; trial < 500; trial++) {
+        size_t n = 1 + gb_rng_below(&rng, 50);
+        for (size_t i = 0; i < n; i++) {
+            /* Sparse, signed, wildly scaled vectors. */
+            a[i] = gb_rng_uniform(&rng) < 0.3 ? 0 : gb_rng_normal(&rng) * pow(10, trial % 7 - 3);
+            b[i] = gb_rng_uniform(&rng) < 0.3 ? 0 : gb_rng_normal(&rng);
+        }
+        double cd = gb_divergence_cosine(a, b, n), js = gb_divergence_js(a, b, n), ov = -1;
+        size_t k = 1 + gb_rng_below(&rng, n);
+        assert_int_equal(gb_divergence_topk(a, b, n, k, &ov), 0);
+        assert_true(cd >= 0 && cd <= 2);
+        assert_true(js >= 0 && js <= 1);
+        assert_true(ov >= 0 && ov <= 1);
+        /* Identical: exactly 0, 0 and 1. */
+        assert_true(gb_divergence_cosine(a, a, n) == 0.0);
+        assert_true(gb_divergence_js(a, a, n) == 0.0);
+        assert_int_equal(gb_divergence_topk(a, a, n, k, &ov), 0);
+        assert_true(ov == 1.0);
+        /* Symmetric. */
+        assert_true(fabs(cd - gb_divergence_cosine(b, a, n)) < 1e-12);
+        assert_true(fabs(js - gb_divergence_js(b, a, n)) < 1e-12);
+    }
+    /* Extremes. */
+    double x[4] = {1, 2, 0, 0}, y[4] = {-1, -2, 0, 0}, z[4] = {0, 0, 3, 1}, o[4] = {0};
+    assert_true(fabs(gb_divergence_cosine(x, y, 4) - 2.0) < 1e-15);
+    assert_true(fabs(gb_divergence_cosine(x, z, 4) - 1.0) < 1e-15);
+    assert_true(fabs(gb_divergence_js(x, z, 4) - 1.0) < 1e-15); /* disjoint support */
+    assert_true(gb_divergence_js(x, y, 4) == 0.0);              /* same |mass| */
+    assert_true(gb_divergence_cosine(o, o, 4) == 0.0);
+    assert_true(gb_divergence_cosine(o, x, 4) == 1.0);
+    assert_true(gb_divergence_js(o, o, 4) == 0.0);
+    double u[4] = {1, 1, 1, 1};
+    assert_true(gb_divergence_js(o, u, 4) == 0.0); /* zero mass is uniform */
+    double ov;
+    assert_int_equal(gb_divergence_topk(x, z, 4, 2, &ov), 0);
+    assert_true(ov == 0.0);
+    /* Ties go to the lower index: the top 2 of u are cells 0 and 1. */
+    double w[4] = {0, 0, 1, 1};
+    assert_int_equal(gb_divergence_topk(u, x, 4, 2, &ov), 0);
+    assert_true(ov == 1.0);
+    assert_int_equal(gb_divergence_topk(u, w, 4, 2, &ov), 0);
+    assert_true(ov == 0.0);
+    assert_int_equal(gb_divergence_topk(u, w, 4, 0, &ov), GB_EINVAL);
+    assert_int_equal(gb_divergence_topk(u, w, 4, 5, &ov), GB_EINVAL);
+}
+
+static void test_divergence_summaries(void **state)
+{
+    (void)state;
+    const int D = 16;
+    gb_shape_t shape = s_shape(2, 4, 4, 1);
+    gb_rng_t rng;
+    gb_rng_seed(&rng, 4, 0);
+    float *maps = s_random_maps(&rng, 60, (size_t)D);
+    gb_summary_t *a = s_new(&shape, 3, 1.0), *b = s_new(&shape, 3, 1.0);
+    gb_error_t err = {0};
+    for (int i = 0; i < 30; i++) {
+        assert_int_equal(gb_summary_add(a, maps + (size_t)i * D, i % 2, &err), 0);
+        assert_int_equal(gb_summary_add(b, maps + (size_t)(30 + i) * D, i % 2, &err), 0);
+    }
+    gb_divergence_t d;
+    /* Identical summaries: 0, 0, 1, also after a merge with itself (same
+     * means from twice the counts). */
+    gb_summary_t *a2 = gb_summary_clone(a, &err);
+    for (int pass = 0; pass < 2; pass++) {
+        for (int c = -1; c < 2; c++) {
+            assert_int_equal(gb_summary_divergence(a, a2, c, 5, &d, &err), 0);
+            assert_true(d.cosine_distance == 0.0);
+            assert_true(d.js_divergence == 0.0);
+            assert_true(d.topk_overlap == 1.0);
+        }
+        assert_int_equal(gb_summary_merge(a2, a2, &err), 0);
+    }
+    assert_int_equal(gb_summary_divergence(a, b, GB_SUMMARY_ALL, 8, &d, &err), 0);
+    assert_int_equal(d.classes, 2); /* class 2 is empty in both */
+    assert_int_equal(d.k, 8);
+    assert_true(d.cosine_distance > 0 && d.cosine_distance <= 2);
+    assert_true(d.js_divergence > 0 && d.js_divergence <= 1);
+    assert_true(d.topk_overlap >= 0 && d.topk_overlap <= 1);
+    assert_int_equal(gb_summary_divergence(a, b, 0, 1000, &d, &err), 0);
+    assert_int_equal(d.k, D); /* clamped */
+    assert_true(d.topk_overlap == 1.0);
+    /* Refusals. */
+    assert_int_equal(gb_summary_divergence(a, b, 2, 5, &d, &err), GB_EINVAL);
+    assert_int_equal(gb_summary_divergence(a, b, 3, 5, &d, &err), GB_EINVAL);
+    assert_int_equal(gb_summary_divergence(a, b, 0, 0, &d, &err), GB_EINVAL);
+    gb_shape_t other = s_shape(1, 16, 1, 1);
+    gb_summary_t *c = s_new(&other, 3, 1.0), *e = s_new(&shape, 2, 1.0),
+                 *empty = s_new(&shape, 3, 1.0);
+    assert_int_equal(gb_summary_divergence(a, c, 0, 5, &d, &err), GB_ESHAPE);
+    assert_int_equal(gb_summary_divergence(a, e, 0, 5, &d, &err), GB_EINVAL);
+    assert_int_equal(gb_summary_divergence(a, empty, GB_SUMMARY_ALL, 5, &d, &err), GB_EINVAL);
+    /* Clips may differ: the means are in attribution units either way. */
+    gb_summary_t *wide = s_new(&shape, 3, 100.0);
+    float m[16] = {0.1f, 0.2f};
+    assert_int_equal(gb_summary_add(wide, m, 0, &err), 0);
+    gb_summary_t *narrow = s_new(&shape, 3, 50.0);
+    assert_int_equal(gb_summary_add(narrow, m, 0, &err), 0);
+    assert_int_equal(gb_summary_divergence(wide, narrow, 0, 2, &d, &err), 0);
+    assert_true(d.cosine_distance < 1e-12 && d.js_divergence < 1e-12);
+    gb_summary_destroy(&a);
+    gb_summary_destroy(&a2);
+    gb_summary_destroy(&b);
+    gb_summary_destroy(&c);
+    gb_summary_destroy(&e);
+    gb_summary_destroy(&empty);
+    gb_summary_destroy(&wide);
+    gb_summary_destroy(&narrow);
+    free(maps);
+}
+
+/* ---- the trigger-patch client ---------------------------------------------- */
+
+enum { T_SIDE = 12, T_D = T_SIDE * T_SIDE, T_K = 3, T_CLEAN = 6, T_PER_CLIENT = 150 };
+
+/* Class templates: a Gaussian bump per class at its own place. */
+static void s_templates(double t[T_K][T_D])
+{
+    const int cy[T_K] = {3, 3, 7}, cx[T_K] = {3, 8, 5};
+    for (int c = 0; c < T_K; c++)
+        for (int y = 0; y < T_SIDE; y++)
+            for (int x = 0; x < T_SIDE; x++) {
+                double d2 = (y - cy[c]) * (y - cy[c]) + (x - cx[c]) * (x - cx[c]);
+                t[c][y * T_SIDE + x] = exp(-d2 / 4.5);
+            }
+}
+
+static bool s_in_patch(int i)
+{
+    return i / T_SIDE >= T_SIDE - 2 && i % T_SIDE >= T_SIDE - 2; /* bottom-right 2 x 2 */
+}
+
+/* A client's summary: T_PER_CLIENT samples drawn with class weights w (its
+ * non-IID mix); with `trigger`, half of them carry the patch and are
+ * labelled class 0 (a classic backdoor). Maps are gradient x input of the
+ * linear model f_c(x) = W_c . x for the label: A = W_y * x. */
+static gb_summary_t *s_client(gb_rng_t *rng, double W[T_K][T_D], double t[T_K][T_D],
+                              const double w[T_K], bool trigger, double clip)
+{
+    gb_summary_t *s = s_new(&(gb_shape_t){3, {1, T_SIDE, T_SIDE}}, T_K, clip);
+    gb_error_t err = {0};
+    for (int n = 0; n < T_PER_CLIENT; n++) {
+        double u = gb_rng_uniform(rng) * (w[0] + w[1] + w[2]);
+        int c = u < w[0] ? 0 : u < w[0] + w[1] ? 1 : 2;
+        double bright = 0.7 + 0.3 * gb_rng_uniform(rng);
+        float x[T_D], a[T_D];
+        for (int i = 0; i < T_D; i++) {
+            double v = t[c][i] * bright + 0.15 * gb_rng_uniform(rng);
+            x[i] = (float)(v > 1 ? 1 : v);
+        }
+        int y = c;
+        if (trigger && n % 2 == 0) {
+            for (int i = 0; i < T_D; i++)
+                if (s_in_patch(i))
+                    x[i] = 1.0f;
+            y = 0;
+        }
+        for (int i = 0; i < T_D; i++)
+            a[i] = (float)(W[y][i] * x[i]);
+        assert_int_equal(gb_summary_add(s, a, y, &err), 0);
+    }
+    return s;
+}
+
+static void test_trigger_client_stands_out(void **state)
+{
+    (void)state;
+    static double t[T_K][T_D], W[T_K][T_D];
+    s_templates(t);
+    /* The (backdoored) global model: template matching, plus weight on the
+     * trigger patch for class 0 and against it for the others. */
+    for (int c = 0; c < T_K; c++)
+        for (int i = 0; i < T_D; i++) {
+            W[c][i] = t[c][i] - (t[0][i] + t[1][i] + t[2][i]) / 3;
+            if (s_in_patch(i))
+                W[c][i] = c == 0 ? 4.0 : -2.0;
+        }
+    const double mixes[T_CLEAN][T_K] = {{1, 1, 1}, {3, 1, 1}, {1, 3, 1},
+                                        {1, 1, 3}, {2, 2, 1}, {1, 2, 2}};
+    const double clip = 2.0; /* clips the triggered maps: clipping does not hide them */
+    gb_rng_t rng;
+    gb_rng_seed(&rng, 2024, 0);
+    gb_summary_t *clean[T_CLEAN], *agg = NULL;
+    gb_error_t err = {0};
+    for (int k = 0; k < T_CLEAN; k++) {
+        clean[k] = s_client(&rng, W, t, mixes[k], false, clip);
+        if (!agg)
+            agg = gb_summary_clone(clean[k], &err);
+        else
+            assert_int_equal(gb_summary_merge(agg, clean[k], &err), 0);
+    }
+    const double even[T_K] = {1, 1, 1};
+    gb_summary_t *bad = s_client(&rng, W, t, even, true, clip);
+    assert_true(gb_summary_clipped(bad, 0) > 0);
+
+    const int k_top = 15;
+    double max_cd = 0, max_js = 0, min_ov = 1;
+    for (int k = 0; k < T_CLEAN; k++) {
+        /* Leave one out: a clean client against the others' aggregate. */
+        gb_summary_t *others = gb_summary_clone(agg, &err);
+        assert_int_equal(gb_summary_subtract(others, clean[k], &err), 0);
+        gb_divergence_t d;
+        assert_int_equal(gb_summary_divergence(clean[k], others, GB_SUMMARY_ALL, k_top, &d, &err),
+                         0);
+        max_cd = fmax(max_cd, d.cosine_distance);
+        max_js = fmax(max_js, d.js_divergence);
+        min_ov = fmin(min_ov, d.topk_overlap);
+        gb_summary_destroy(&others);
+    }
+    gb_divergence_t bd;
+    assert_int_equal(gb_summary_divergence(bad, agg, GB_SUMMARY_ALL, k_top, &bd, &err), 0);
+    print_message("clean clients: cosine <= %.4g, JS <= %.4g, top-%d overlap >= %.3g; "
+                  "trigger client: %.4g, %.4g, %.3g\n",
+                  max_cd, max_js, k_top, min_ov, bd.cosine_distance, bd.js_divergence,
+                  bd.topk_overlap);
+    assert_true(bd.cosine_distance > 10 * max_cd);
+    assert_true(bd.js_divergence > 10 * max_js);
+    assert_true(bd.topk_overlap < min_ov - 0.2);
+    /* Per class: the target class shows it most. */
+    assert_int_equal(gb_summary_divergence(bad, agg, 0, 5, &bd, &err), 0);
+    assert_true(bd.topk_overlap < 0.5);
+    for (int k = 0; k < T_CLEAN; k++)
+        gb_summary_destroy(&clean[k]);
+    gb_summary_destroy(&agg);
+    gb_summary_destroy(&bad);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_new_refuses),
+        cmocka_unit_test(test_alloc_failures),
+        cmocka_unit_test(test_add_one),
+        cmocka_unit_test(test_add_refuses),
+        cmocka_unit_test(test_clip_bounds_one_contributor),
+        cmocka_unit_test(test_merge_order_independent),
+        cmocka_unit_test(test_merge_associative_commutative),
+        cmocka_unit_test(test_merge_refuses),
+        cmocka_unit_test(test_derived_against_double),
+        cmocka_unit_test(test_class_get_set),
+        cmocka_unit_test(test_json),
+        cmocka_unit_test(test_divergence_vectors),
+        cmocka_unit_test(test_divergence_summaries),
+        cmocka_unit_test(test_trigger_client_stands_out),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
