@@ -57,27 +57,27 @@ typedef enum {
 typedef enum { GB_IG_GAUSS_LEGENDRE, GB_IG_TRAPEZOID } gb_ig_rule_t;
 
 /* Limits checked by gb_explainer_new. */
-#define GB_IG_MAX_STEPS 4096   /* steps << max_doublings is at most this */
-#define GB_IG_MAX_DOUBLINGS 12 /* max_doublings at most this */
-#define GB_SMOOTHGRAD_MAX_SAMPLES 4096
+#define GB_IG_MAX_STEPS 4096           /* steps << max_doublings is at most this */
+#define GB_IG_MAX_DOUBLINGS 12         /* max_doublings at most this */
+#define GB_SMOOTHGRAD_MAX_SAMPLES 4096 /* samples at most this */
 
 typedef struct {
-    gb_explain_method_t method;
-    int steps;                /* IG: initial steps (default 32) */
-    gb_ig_rule_t rule;        /* IG: quadrature rule (default Gauss-Legendre) */
-    const float *baseline;    /* IG: one sample's baseline (input size floats), NULL = zeros;
-                               * also occlusion: when not NULL, occluded features take the
-                               * baseline's values instead of fill. Copied by
-                               * gb_explainer_new: the caller's array need not outlive it. */
-    int max_doublings;        /* IG: how often a sample's steps may double (default 3) */
-    double completeness_tol;  /* IG: relative completeness error that triggers doubling (0.05) */
-    gb_explain_method_t base; /* SmoothGrad: the method it smooths (saliency, gradxinput, ig) */
-    int samples;              /* SmoothGrad: noisy copies (default 16) */
-    float sigma;              /* SmoothGrad: noise std in input units (0 = the base method) */
-    uint64_t seed;            /* SmoothGrad noise seed */
-    int patch, stride;        /* occlusion: square patch (images) or timestep window, stride */
-    float fill;               /* occlusion: value occluded inputs take (default 0) */
-    int layer;                /* Grad-CAM: spec index of the conv layer; -1 = the last conv */
+    gb_explain_method_t method; /* which method */
+    int steps;                  /* IG: initial steps (default 32) */
+    gb_ig_rule_t rule;          /* IG: quadrature rule (default Gauss-Legendre) */
+    const float *baseline;      /* IG: one sample's baseline (input size floats), NULL = zeros;
+                                 * also occlusion: when not NULL, occluded features take the
+                                 * baseline's values instead of fill. Copied by
+                                 * gb_explainer_new: the caller's array need not outlive it. */
+    int max_doublings;          /* IG: how often a sample's steps may double (default 3) */
+    double completeness_tol;    /* IG: relative completeness error that triggers doubling (0.05) */
+    gb_explain_method_t base;   /* SmoothGrad: the method it smooths (saliency, gradxinput, ig) */
+    int samples;                /* SmoothGrad: noisy copies (default 16) */
+    float sigma;                /* SmoothGrad: noise std in input units (0 = the base method) */
+    uint64_t seed;              /* SmoothGrad noise seed */
+    int patch, stride;          /* occlusion: square patch (images) or timestep window, stride */
+    float fill;                 /* occlusion: value occluded inputs take (default 0) */
+    int layer;                  /* Grad-CAM: spec index of the conv layer; -1 = the last conv */
 } gb_explain_cfg_t;
 
 /* The defaults for a method: steps 32, Gauss-Legendre, zero baseline,

@@ -1109,8 +1109,7 @@ static void test_invariance(void **state)
 
 /* gb_explain leaves the parameters and the gradient buffer bit for bit as
  * they were (the buffer is filled with a pattern first), for every method,
- * and an optimiser step afterwards gives what it gives without explaining;
- * a forward pass after Grad-CAM no longer writes into its capture. */
+ * and an optimiser step afterwards gives what it gives without explaining. */
 static void test_no_side_effects(void **state)
 {
     (void)state;
@@ -1439,17 +1438,26 @@ static void test_no_targets(void **state)
 }
 
 /* Every allocation gb_explainer_new makes may fail: each failure returns NULL
- * with GB_ENOMEM and leaks nothing (ASan), for every method. */
+ * with GB_ENOMEM and leaks nothing (ASan), for every method. gb_explain
+ * itself allocates nothing (counted through the allocation hook), whatever
+ * the method, with doubling and SmoothGrad copies. */
 static void test_alloc_failures(void **state)
 {
     (void)state;
-    gb_model_t *m = s_model(s_small_cnn, 4, 1, 1);
+    gb_model_t *m = s_model(s_small_cnn, 4, 2, 1);
+    size_t in = s_in_size(m);
+    float *x = malloc(5 * in * sizeof *x), *a = malloc(5 * in * sizeof *a);
+    assert_non_null(x);
+    assert_non_null(a);
+    s_fill(x, 5 * in, 0, 1, 111);
     for (int k = 0; k < GB_EXPLAIN_METHOD_COUNT; k++) {
         gb_explain_cfg_t cfg = gb_explain_defaults((gb_explain_method_t)k);
         cfg.base = GB_EXPLAIN_IG;
+        cfg.steps = 2;
+        cfg.samples = 3;
         int failures = 0;
+        gb_error_t err = {0};
         for (long n = 1;; n++) {
-            gb_error_t err = {0};
             gb_alloc_fail_after(n);
             gb_explainer_t *e = gb_explainer_new(m, &cfg, &err);
             gb_alloc_fail_after(0);
@@ -1461,7 +1469,16 @@ static void test_alloc_failures(void **state)
             failures++;
         }
         assert_true(failures >= 3);
+        gb_explainer_t *e = s_explainer(m, &cfg);
+        double comp[5];
+        int steps[5];
+        gb_alloc_fail_after(0);
+        assert_int_equal(gb_explain(e, x, NULL, 5, a, comp, steps, &err), 0);
+        assert_int_equal(gb_alloc_fail_after(0), 0);
+        gb_explainer_destroy(&e);
     }
+    free(x);
+    free(a);
     gb_model_destroy(&m);
 }
 
