@@ -2,6 +2,7 @@
  * commands (train, eval, inspect, explain); the federation daemon joins them
  * in a later issue. */
 #include "commands.h"
+#include "util/process.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -19,6 +20,7 @@ static void s_usage(FILE *f)
 
 int main(int argc, char **argv)
 {
+    gb_process_pin_blas(argv);
     if (argc < 2) {
         s_usage(stderr);
         return 2;

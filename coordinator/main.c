@@ -5,6 +5,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "util/process.h"
+
 static void s_usage(FILE *f)
 {
     fprintf(f, "usage: glassbox-coordinator <command> [options]\n\n"
@@ -16,6 +18,7 @@ static void s_usage(FILE *f)
 
 int main(int argc, char **argv)
 {
+    gb_process_pin_blas(argv);
     if (argc < 2) {
         s_usage(stderr);
         return 2;
