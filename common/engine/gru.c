@@ -96,10 +96,7 @@ static void s_forward(const gb_layer_t *l, const gb_pass_t *pass, float *cache, 
         gb_gru_cell_forward(GX + (size_t)t * B * 3 * H, gh, hp, c.gates + (size_t)t * B * 3 * H,
                             c.hn + (size_t)t * B * H, c.h + (size_t)(t + 1) * B * H, B, H);
     }
-    if (l->cfg.sequence)
-        gb_layer_from_time_major(c.h + (size_t)B * H, y, B, T, H);
-    else
-        memcpy(y, c.h + TB * H, (size_t)B * H * sizeof(float));
+    gb_layer_write_recurrent_output(l, c.h, y, B);
 }
 
 static void s_backward(const gb_layer_t *l, const gb_pass_t *pass, const float *cache,

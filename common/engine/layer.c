@@ -107,3 +107,12 @@ void gb_layer_add_step_gradient(const gb_layer_t *l, const float *dy, float *dh,
             dst[j] += src[j];
     }
 }
+
+void gb_layer_write_recurrent_output(const gb_layer_t *l, const float *h, float *y, int B)
+{
+    const int T = l->in.dim[0], H = l->cfg.units;
+    if (l->cfg.sequence)
+        gb_layer_from_time_major(h + (size_t)B * H, y, B, T, H);
+    else
+        memcpy(y, h + (size_t)T * B * H, (size_t)B * H * sizeof(float));
+}

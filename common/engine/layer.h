@@ -100,6 +100,10 @@ int gb_layer_require_sequence(const gb_layer_t *l, gb_error_t *err);
  * (T, F) input: output (T, H) with `sequence`, else (H); parameters W_ih,
  * W_hh, b_ih, b_hh in PyTorch's layout; cache_per_sample as given. */
 int gb_layer_plan_recurrent(gb_layer_t *l, int gates, int64_t cache_per_sample, gb_error_t *err);
+/* Writes a recurrent layer's output from its time-major states h (slot 0 the
+ * initial state, then T steps of B x H): every step with `sequence`, else the
+ * last. */
+void gb_layer_write_recurrent_output(const gb_layer_t *l, const float *h, float *y, int B);
 /* Adds step t's output gradient to dh (B x H) in backward: every step's
  * with `sequence`, else only the last step's (dy is then B x H). */
 void gb_layer_add_step_gradient(const gb_layer_t *l, const float *dy, float *dh, int B, int t);

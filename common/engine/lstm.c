@@ -100,10 +100,7 @@ static void s_forward(const gb_layer_t *l, const gb_pass_t *pass, float *cache, 
         gb_lstm_cell_forward(g, bias, c.c + (size_t)t * B * H, c.c + (size_t)(t + 1) * B * H,
                              c.h + (size_t)(t + 1) * B * H, c.tc + (size_t)t * B * H, B, H);
     }
-    if (l->cfg.sequence)
-        gb_layer_from_time_major(c.h + (size_t)B * H, y, B, T, H);
-    else
-        memcpy(y, c.h + TB * H, (size_t)B * H * sizeof(float));
+    gb_layer_write_recurrent_output(l, c.h, y, B);
 }
 
 static void s_backward(const gb_layer_t *l, const gb_pass_t *pass, const float *cache,
