@@ -5,12 +5,15 @@ for the lenet and lstm presets.
 Usage (tests/bench/run.sh builds first, then runs this; README.md beside it
 says more):
 
-  /usr/bin/python3 tests/bench/bench.py [--build DIR] [--model lenet|lstm|all]
+  /usr/bin/python3 tests/bench/bench.py [--build DIR] [--model lenet|lstm|ig|all]
       [--quick] [--seeds K] [--retries N] [--dry-run] [--skip-glassbox]
       [--trial-batches N] [--out DIR]
 
---model all (the default) runs the LeNet benchmark, then the LSTM one; each
-is exactly what --model lenet or --model lstm runs alone. Both sides train
+--model all (the default) runs the LeNet benchmark, then the LSTM one, then
+the explanation benchmark (--model ig, run_ig below: integrated gradients
+with 32 Gauss-Legendre steps over 1,000 test images for both presets,
+gb_ig_bench against torch_ig.py, target >= 2.0x); each is exactly what
+--model lenet, lstm or ig runs alone. Both sides train
 the preset on the 60,000 Fashion-MNIST training images (inputs x/255,
 default initialisation, seeds 1..K, one run each) for 3 epochs (1 with
 --quick), evaluating on the 10,000 test images after every epoch, each run
@@ -505,12 +508,141 @@ def finish(res, sgemm, args):
     log("bench: wrote %s" % path)
 
 
+# ---- the explanation benchmark (--model ig) ---------------------------------
+# Integrated gradients, Gauss-Legendre with IG_STEPS points, over the first
+# IG_IMAGES Fashion-MNIST test images, for the lenet and lstm presets:
+# gb_ig_bench (Glassbox's gb_explain, max_doublings 0) against torch_ig.py
+# (the same batched computation with torch.autograd), target >= 2.0x.
+IG_STEPS = 32
+IG_IMAGES = 1000
+IG_TARGET = 2.0
+IG_MODELS = ("lenet", "lstm")
+IG_GB_THREADS = (1, 2)
+IG_GB_BATCHES = (32, 64, 128)  # rows per engine batch (1, 2, 4 images x 32 points)
+
+
+def ig_glassbox_cmd(args, model, threads, batch):
+    cmd = [os.path.join(args.build, "gb_ig_bench"), "--model", model, "--threads", str(threads),
+           "--batch", str(batch), "--steps", str(IG_STEPS), "--images", str(IG_IMAGES)]
+    if args.data != DEFAULT_DATA:
+        cmd += ["--data", args.data]
+    return cmd
+
+
+def ig_torch_cmd(args, model, threads):
+    return [TORCH_PYTHON, os.path.join(HERE, "torch_ig.py"), "--model", model,
+            "--threads", str(threads), "--steps", str(IG_STEPS), "--images", str(IG_IMAGES),
+            "--data", args.data]
+
+
+def ig_settings(runs, dry, retries):
+    """Runs every (command, extra environment, key) once; returns the trials
+    (key + the program's JSON + interference) and the fastest."""
+    trials = []
+    for cmd, extra, key in runs:
+        got = run(cmd, extra, dry, retries)
+        obj = got["objs"][-1] if got["objs"] else {"images_per_s": 0.0}
+        t = dict(key, interference=got["interference"], attempts=got["attempts"],
+                 command=shown(cmd, extra), **obj)
+        trials.append(t)
+        log("  %s: %.1f images/s" % (", ".join("%s %s" % kv for kv in key.items()),
+                                      t["images_per_s"]))
+    return trials, (None if dry else max(trials, key=lambda t: t["images_per_s"]))
+
+
+
+def run_ig(args, common, dry):
+    """The explanation benchmark: per model, Glassbox at --threads {1, 2} x
+    batch {32, 64, 128} and PyTorch at torch threads {1, 2} x OpenBLAS
+    threads {1, 2} (torch_ig.py picks its own images per pass), each setting
+    run once (gb_ig_bench and torch_ig.py time 3 rounds each and keep the
+    fastest; a run disturbed by other processes is repeated as run() does),
+    PyTorch's settings first, then Glassbox's; the fastest setting of each
+    side counts. Prints the table and writes out/ig-<time>.json."""
+    gb_bin = os.path.join(args.build, "gb_ig_bench")
+    skip_gb = args.skip_glassbox
+    if not skip_gb and not dry and not os.access(gb_bin, os.X_OK):
+        raise SystemExit("bench: %s not built (tests/bench/run.sh builds it)" % gb_bin)
+    res = dict(common)
+    res.update({"model": "ig", "steps": IG_STEPS, "images": IG_IMAGES, "rule": "gauss-legendre",
+                "baseline": "zero", "max_doublings": 0, "target_ratio": IG_TARGET,
+                "when": datetime.datetime.now(datetime.timezone.utc)
+                .strftime("%Y-%m-%dT%H:%M:%SZ"), "models": {}})
+    for model in IG_MODELS:
+        log("bench: ig %s: PyTorch settings" % model)
+        pt_runs = [(ig_torch_cmd(args, model, tt), {"OPENBLAS_NUM_THREADS": str(bt)},
+                    {"torch_threads": tt, "openblas_threads": bt})
+                   for tt in (1, 2) for bt in (1, 2)]
+        pt_trials, pt_best = ig_settings(pt_runs, dry, args.retries)
+        gb_trials = gb_best = None
+        if not skip_gb:
+            log("bench: ig %s: Glassbox settings" % model)
+            gb_runs = [(ig_glassbox_cmd(args, model, t, b), {}, {"threads": t, "batch": b})
+                       for t in IG_GB_THREADS for b in IG_GB_BATCHES]
+            gb_trials, gb_best = ig_settings(gb_runs, dry, args.retries)
+        if dry:
+            continue
+        r = {"pytorch": pt_best, "pytorch_trials": pt_trials,
+             "glassbox": gb_best, "glassbox_trials": gb_trials}
+        if gb_best:
+            ratio = gb_best["images_per_s"] / pt_best["images_per_s"]
+            r["ratio"] = ratio
+            r["verdict"] = verdict(ratio >= IG_TARGET)
+        r["interference_max"] = max(t["interference"] for t in
+                                    [pt_best] + ([gb_best] if gb_best else []))
+        res["models"][model] = r
+    if dry:
+        return
+    print(ig_report(res), flush=True)
+    os.makedirs(args.out, exist_ok=True)
+    stamp = res["when"].replace(":", "").replace("-", "")
+    path = os.path.join(args.out, "ig-%s%s.json" % (stamp, "-torch-only" if skip_gb else ""))
+    with open(path, "w") as f:
+        json.dump(res, f, indent=1)
+        f.write("\n")
+    shutil.copyfile(path, os.path.join(args.out, "latest-ig.json"))
+    shutil.copyfile(path, os.path.join(args.out, "latest.json"))
+    log("bench: wrote %s" % path)
+
+
+def ig_report(res):
+    lines = []
+    add = lines.append
+    add("")
+    add("Integrated gradients, %d Gauss-Legendre steps, zero baseline, target = true label, "
+        "over the first %d Fashion-MNIST test images (untrained weights); %s"
+        % (res["steps"], res["images"], res["when"]))
+    add("%-8s %30s %38s %8s %17s %13s" % ("model", "Glassbox images/s", "PyTorch 1.13 images/s",
+                                         "ratio", "completeness", "interference"))
+    for model, r in res["models"].items():
+        g, p = r["glassbox"], r["pytorch"]
+        gs = ("%.0f (--threads %d, batch %d)" % (g["images_per_s"], g["threads"], g["batch"])
+              if g else "-")
+        ps = "%.0f (torch %d / BLAS %d, %d img/pass)" % (
+            p["images_per_s"], p["torch_threads"], p["openblas_threads"], p["per"])
+        comp = "%.3g / %.3g" % (g["mean_completeness"] if g else float("nan"),
+                                p["mean_completeness"])
+        add("%-8s %30s %38s %8s %17s %12.0f%%%s"
+            % (model, gs, ps, "%.2fx" % r["ratio"] if g else "", comp,
+               100 * r["interference_max"],
+               " unreliable" if r["interference_max"] > INTERFERENCE else ""))
+    add("")
+    for model, r in res["models"].items():
+        if r.get("verdict"):
+            add("%-6s %s: IG images/s Glassbox / PyTorch %.2fx (target >= %.1fx)"
+                % (r["verdict"], model, r["ratio"], res["target_ratio"]))
+    add("(completeness: mean relative error |sum(attr) - (f(x) - f(0))| / |f(x) - f(0)|, "
+        "Glassbox / PyTorch)")
+    return "\n".join(lines)
+
+
 def main():
     ap = argparse.ArgumentParser(description="Glassbox against PyTorch 1.13: LeNet and LSTM")
     ap.add_argument("--build", default=os.path.join(ROOT, "build"))
     ap.add_argument("--data", default=DEFAULT_DATA)
-    ap.add_argument("--model", choices=sorted(MODELS) + ["all"], default="all",
-                    help="which benchmark; all (the default) runs lenet, then lstm")
+    ap.add_argument("--model", choices=sorted(MODELS) + ["ig", "all"], default="all",
+                    help="which benchmark; all (the default) runs lenet, lstm, then ig "
+                    "(integrated gradients for both presets)")
     ap.add_argument("--quick", action="store_true", help="1 epoch instead of 3")
     ap.add_argument("--seeds", type=int, default=3,
                     help="measured runs per side, seeds 1..K (accuracy is their mean)")
@@ -525,6 +657,8 @@ def main():
     args = ap.parse_args()
     args.epochs = 1 if args.quick else 3
     models = ["lenet", "lstm"] if args.model == "all" else [args.model]
+    do_ig = args.model in ("ig", "all")
+    models = [m for m in models if m != "ig"]
     dry = args.dry_run
 
     env_note = dict((k, os.environ.get(k)) for k in
@@ -543,6 +677,7 @@ def main():
     sgemm_runs = []
     if not args.skip_glassbox:
         common["build"] = {} if dry else check_build(args.build)
+    if not args.skip_glassbox and models:
         peak_bin = os.path.join(args.build, "gb_sgemm_peak")
         if not dry and not os.access(peak_bin, os.X_OK):
             log("bench: %s not built; no sgemm ceiling" % peak_bin)
@@ -558,6 +693,8 @@ def main():
     if peak_bin:
         sgemm_runs += run([peak_bin], {"OPENBLAS_NUM_THREADS": "2"}, dry, args.retries)["objs"]
     if dry:
+        if do_ig:
+            run_ig(args, common, dry)
         return 0
     sgemm = None
     if sgemm_runs:
@@ -568,6 +705,8 @@ def main():
             sgemm["peak"][t] = max(r["threads"][t]["peak"] for r in sgemm_runs)
     for res in results:
         finish(res, sgemm, args)
+    if do_ig:
+        run_ig(args, common, dry)
     return 0
 
 
