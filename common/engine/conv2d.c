@@ -15,6 +15,11 @@
 #include <stdint.h>
 #include <string.h>
 
+/* Output maps of at least this many pixels take one sgemm per image (wide
+ * enough to run at full speed) and skip the layout passes; smaller maps are
+ * batched into one sgemm and scattered. */
+#define S_PER_IMAGE_MIN_P 256
+
 typedef struct {
     int C, H, W;       /* input */
     int OC, OH, OW, P; /* output */
@@ -170,6 +175,19 @@ static void s_forward(const gb_layer_t *l, const gb_pass_t *pass, float *cols, c
     const float *bias = Wt + (size_t)d.OC * d.KK;
     float *Yp = pass->work;
     s_im2col(&d, B, x, cols);
+    if (d.P >= S_PER_IMAGE_MIN_P) {
+        /* Wide maps: one sgemm per image writes NCHW directly, no scatter. */
+        for (int n = 0; n < B; n++) {
+            float *yn = y + (size_t)n * d.OC * d.P;
+            for (int oc = 0; oc < d.OC; oc++)
+                for (int p = 0; p < d.P; p++)
+                    yn[(size_t)oc * d.P + p] = bias[oc];
+            /* y_n[OC x P] += W[OC x KK] . cols[:, n*P .. n*P+P) */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, d.OC, d.P, d.KK, 1.0f, Wt, d.KK,
+                        cols + (size_t)n * d.P, N, 1.0f, yn, d.P);
+        }
+        return;
+    }
     /* Y'[OC x N] = W[OC x KK] . cols[KK x N] */
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, d.OC, N, d.KK, 1.0f, Wt, d.KK, cols, N,
                 0.0f, Yp, N);
@@ -184,6 +202,36 @@ static void s_forward(const gb_layer_t *l, const gb_pass_t *pass, float *cols, c
     }
 }
 
+/* Backward for wide maps, one image at a time straight from NCHW dy: no
+ * gather into dY'. */
+static void s_backward_per_image(const gb_layer_t *l, const gb_pass_t *pass, const s_dims_t *d,
+                                 const float *cols, const float *dy, float *dx)
+{
+    const int B = pass->batch, N = B * d->P;
+    const float *Wt = pass->params + l->param_off;
+    float *dcols = pass->work;
+    for (int n = 0; n < B; n++) {
+        const float *dyn = dy + (size_t)n * d->OC * d->P;
+        if (pass->grads) {
+            float *dW = pass->grads + l->param_off;
+            float *db = dW + (size_t)d->OC * d->KK;
+            /* dW[OC x KK] += dy_n[OC x P] . cols_n^T[P x KK] */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, d->OC, d->KK, d->P, 1.0f, dyn,
+                        d->P, cols + (size_t)n * d->P, N, 1.0f, dW, d->KK);
+            for (int oc = 0; oc < d->OC; oc++)
+                db[oc] += gb_layer_sum(dyn + (size_t)oc * d->P, (size_t)d->P);
+        }
+        if (dx)
+            /* dcols[:, n*P ..)[KK x P] = W^T[KK x OC] . dy_n[OC x P] */
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, d->KK, d->P, d->OC, 1.0f, Wt,
+                        d->KK, dyn, d->P, 0.0f, dcols + (size_t)n * d->P, N);
+    }
+    if (dx) {
+        memset(dx, 0, (size_t)B * d->C * d->H * d->W * sizeof(float));
+        s_col2im(d, B, dcols, dx);
+    }
+}
+
 static void s_backward(const gb_layer_t *l, const gb_pass_t *pass, const float *cols,
                        const float *x, const float *y, const float *dy, float *dx)
 {
@@ -193,6 +241,10 @@ static void s_backward(const gb_layer_t *l, const gb_pass_t *pass, const float *
     const int B = pass->batch;
     const int N = B * d.P;
     const float *Wt = pass->params + l->param_off;
+    if (d.P >= S_PER_IMAGE_MIN_P) {
+        s_backward_per_image(l, pass, &d, cols, dy, dx);
+        return;
+    }
     float *dYp = pass->work;
     float *dcols = pass->work + (size_t)d.OC * N;
     for (int n = 0; n < B; n++)

@@ -36,7 +36,8 @@ static const s_conv_t s_shapes[] = {
     {3, 5, 5, 3, 4, 1, 1},   /* even kernel with padding */
     {1, 3, 3, 2, 5, 1, 1},   /* kernel = padded input: one output pixel */
     {3, 10, 9, 2, 3, 3, 2},  /* stride 3 pad 2 */
-    {1, 28, 28, 4, 5, 1, 0}, /* LeNet's first layer */
+    {1, 28, 28, 4, 5, 1, 0}, /* LeNet's first layer: one sgemm per image (P >= 256) */
+    {2, 20, 20, 3, 3, 1, 1}, /* padded, two channels, per image too */
 };
 
 static const int s_batch = 3;
