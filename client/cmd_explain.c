@@ -21,6 +21,7 @@
  * raw little-endian float32 (exactly 4 x input size bytes). */
 #include "args.h"
 #include "commands.h"
+#include "json.h"
 #include "data/dataset.h"
 #include "data_source.h"
 #include "explain/attribution.h"
@@ -69,21 +70,6 @@ typedef struct {
 } s_opts_t;
 
 /* ---- small helpers ------------------------------------------------------- */
-
-static void s_json_string(FILE *f, const char *s)
-{
-    fputc('"', f);
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\')
-            fprintf(f, "\\%c", c);
-        else if (c < 0x20)
-            fprintf(f, "\\u%04x", c);
-        else
-            fputc(c, f);
-    }
-    fputc('"', f);
-}
 
 /* mkdir -p: creates path and its missing parents (mode 0755). */
 static int s_mkdirs(const char *path, gb_error_t *err)
@@ -403,7 +389,7 @@ int gb_cmd_explain(int argc, char **argv)
         o.clip = method == GB_EXPLAIN_OCCLUSION ? S_DEFAULT_CLIP_OCCLUSION : S_DEFAULT_CLIP;
 
     int rc = 1;
-    double t0 = gb_report_now();
+    double t0 = gb_time_now();
     gb_dataset_t *train = NULL, *test = NULL;
     gb_model_t *m = NULL;
     gb_explainer_t *e = NULL;
@@ -525,8 +511,8 @@ int gb_cmd_explain(int argc, char **argv)
                 for (size_t j = 0; j < in_size; j++)
                     class_in[(size_t)g * in_size + j] += x[(size_t)i * in_size + j];
         }
-        if (progress && gb_report_now() - last_draw > 0.2) {
-            last_draw = gb_report_now();
+        if (progress && gb_time_now() - last_draw > 0.2) {
+            last_draw = gb_time_now();
             fprintf(stderr, "\rexplained %lld/%lld", (long long)(off + cnt), (long long)test->n);
         }
     }
@@ -572,10 +558,10 @@ int gb_cmd_explain(int argc, char **argv)
             goto fail;
         pictures++;
     }
-    double seconds = gb_report_now() - t0;
+    double seconds = gb_time_now() - t0;
     if (o.json) {
         printf("{\"summary\": ");
-        s_json_string(stdout, path);
+        gb_json_write_string(stdout, path);
         printf(", \"heatmaps\": %d, \"samples\": %lld, \"method\": \"%s\", "
                "\"mean_completeness_error\": ",
                pictures, (long long)n, info.method);

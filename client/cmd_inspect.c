@@ -4,6 +4,7 @@
  * into anything. */
 #include "args.h"
 #include "commands.h"
+#include "json.h"
 #include "net/snapshot.h"
 
 #include <openssl/evp.h>
@@ -19,24 +20,6 @@ static int s_sha256_hex(const gb_snapshot_t *s, char hex[65])
     for (int i = 0; i < 32; i++)
         snprintf(hex + 2 * i, 3, "%02x", md[i]);
     return 0;
-}
-
-/* Writes s as a JSON string literal, escaping what JSON requires. */
-static void s_json_string(const char *s)
-{
-    putchar('"');
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\')
-            printf("\\%c", c);
-        else if (c == '\n')
-            printf("\\n");
-        else if (c < 0x20)
-            printf("\\u%04x", c);
-        else
-            putchar(c);
-    }
-    putchar('"');
 }
 
 int gb_cmd_inspect(int argc, char **argv)
@@ -80,13 +63,13 @@ int gb_cmd_inspect(int argc, char **argv)
     if (json) {
         printf("{\"parameters\": %zu, \"round\": %llu, \"params_sha256\": \"%s\", \"spec\": ",
                s->n_params, (unsigned long long)s->round, hex);
-        s_json_string(s->spec);
+        gb_json_write_string(stdout, s->spec);
         printf(", \"metadata\": {");
         for (size_t i = 0; i < s->n_meta; i++) {
             printf(i ? ", " : "");
-            s_json_string(s->meta[i].key);
+            gb_json_write_string(stdout, s->meta[i].key);
             printf(": ");
-            s_json_string(s->meta[i].value);
+            gb_json_write_string(stdout, s->meta[i].value);
         }
         printf("}}\n");
     } else {

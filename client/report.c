@@ -8,13 +8,6 @@
 #include <time.h>
 #include <unistd.h>
 
-double gb_report_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 long gb_report_peak_rss_kb(void)
 {
     struct rusage ru;
@@ -28,7 +21,7 @@ void gb_report_init(gb_report_t *r, bool json, int epochs)
     r->json = json;
     r->progress = !json && isatty(STDERR_FILENO);
     r->last_draw = 0.0;
-    r->start = gb_report_now();
+    r->start = gb_time_now();
     r->epoch = 0;
     r->epochs = epochs;
 }
@@ -36,7 +29,7 @@ void gb_report_init(gb_report_t *r, bool json, int epochs)
 void gb_report_epoch_start(gb_report_t *r, int epoch)
 {
     r->epoch = epoch;
-    r->start = gb_report_now();
+    r->start = gb_time_now();
     r->last_draw = 0.0;
 }
 
@@ -45,7 +38,7 @@ void gb_report_progress(void *arg, int64_t done, int64_t total, double mean_loss
     gb_report_t *r = arg;
     if (!r->progress)
         return;
-    double now = gb_report_now();
+    double now = gb_time_now();
     if (done < total && now - r->last_draw < 0.1)
         return;
     r->last_draw = now;

@@ -8,6 +8,7 @@
 #include <stdio.h>
 
 #include "engine/train.h"
+#include "util/time.h"
 
 /* What a regression task reports beside the loss (all MSEs; "units" ones in
  * the data file's units, the others in the standardised units trained on). */
@@ -52,7 +53,5 @@ void gb_report_finish(const gb_report_t *r);
 /* Peak RSS of this process in KiB (getrusage). */
 long gb_report_peak_rss_kb(void);
 
-/* Monotonic seconds. */
-double gb_report_now(void);
 
 #endif

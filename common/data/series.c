@@ -265,16 +265,6 @@ static void s_copy_rows(const gb_csv_t *csv, const s_plan_t *p, int64_t lo, int6
         }
 }
 
-/* A copy of name into a new buffer, or NULL. */
-static char *s_strdup(const char *s)
-{
-    size_t len = strlen(s);
-    char *d = gb_malloc(len + 1);
-    if (d)
-        memcpy(d, s, len + 1);
-    return d;
-}
-
 /* Allocates and fills the dataset the plan describes. */
 static int s_build(const gb_csv_t *csv, const char *name, const s_plan_t *p, gb_dataset_t **out,
                    gb_error_t *err)
@@ -287,7 +277,7 @@ static int s_build(const gb_csv_t *csv, const char *name, const s_plan_t *p, gb_
         return gb_error_set(err, GB_ENOMEM, "%s: out of memory for a dataset", p->file);
     ds->n = p->n;
     ds->scale = 1.0f;
-    ds->name = s_strdup(name);
+    ds->name = gb_strdup(name);
     bool ok = ds->name != NULL;
     if (series) {
         ds->shape = (gb_shape_t){.rank = 2, .dim = {T, p->F, 1}};

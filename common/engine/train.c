@@ -4,6 +4,7 @@
 #include "engine/train.h"
 #include "util/alloc.h"
 #include "util/rng.h"
+#include "util/time.h"
 
 #include <math.h>
 #include <stdbool.h>
@@ -16,13 +17,6 @@ typedef struct {
     float *values;   /* batch regression targets */
     float *out;      /* batch outputs */
 } s_buffers_t;
-
-static double s_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 static void s_free(s_buffers_t *b)
 {
@@ -101,7 +95,7 @@ int gb_train_epoch(gb_model_t *m, gb_optim_t *optim, const gb_batches_t *data,
     gb_rng_seed(&rng, cfg->seed, 0x5348554646ULL + (uint64_t)cfg->epoch);
     gb_rng_shuffle(&rng, b.order, data->n);
     gb_target_t target = {.kind = data->loss, .labels = b.labels, .values = b.values};
-    double t0 = s_now(), loss_sum = 0.0;
+    double t0 = gb_time_now(), loss_sum = 0.0;
     int64_t done = 0, correct = 0;
     long step = 0;
     while (done < data->n) {
@@ -140,7 +134,7 @@ int gb_train_epoch(gb_model_t *m, gb_optim_t *optim, const gb_batches_t *data,
     stats->samples = done;
     stats->mean_loss = loss_sum / (double)done;
     stats->accuracy = data->loss == GB_LOSS_SOFTMAX_CE ? (double)correct / (double)done : 0.0;
-    stats->seconds = s_now() - t0;
+    stats->seconds = gb_time_now() - t0;
 out:
     gb_model_set_train(m, false, 0);
     s_free(&b);
@@ -159,7 +153,7 @@ int gb_evaluate(gb_model_t *m, const gb_batches_t *data, int batch, gb_epoch_sta
     gb_shape_t out = gb_model_output_shape(m);
     int classes = (int)gb_shape_size(&out);
     gb_model_set_train(m, false, 0);
-    double t0 = s_now(), loss_sum = 0.0;
+    double t0 = gb_time_now(), loss_sum = 0.0;
     int64_t done = 0, correct = 0;
     while (done < data->n) {
         int n = (int)(data->n - done < batch ? data->n - done : batch);
@@ -184,7 +178,7 @@ int gb_evaluate(gb_model_t *m, const gb_batches_t *data, int batch, gb_epoch_sta
     stats->samples = done;
     stats->mean_loss = loss_sum / (double)done;
     stats->accuracy = data->loss == GB_LOSS_SOFTMAX_CE ? (double)correct / (double)done : 0.0;
-    stats->seconds = s_now() - t0;
+    stats->seconds = gb_time_now() - t0;
 out:
     s_free(&b);
     return rc;

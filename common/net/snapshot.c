@@ -45,15 +45,6 @@ _Static_assert(sizeof(float) == 4, "parameters are stored as 4-byte IEEE-754 flo
 
 /* ---- small helpers ---------------------------------------------------- */
 
-static char *s_strdup(const char *text)
-{
-    size_t n = strlen(text);
-    char *copy = gb_malloc(n + 1);
-    if (copy)
-        memcpy(copy, text, n + 1);
-    return copy;
-}
-
 /* n float32 from little-endian bytes into host floats, and back. */
 static void s_floats_from_le(float *dst, const uint8_t *src, size_t n)
 {
@@ -281,7 +272,7 @@ gb_snapshot_t *gb_snapshot_new(const char *spec, const float *params, size_t n_p
     gb_snapshot_t *s = gb_calloc(1, sizeof *s);
     if (!s)
         goto nomem;
-    s->spec = s_strdup(preset ? preset : spec);
+    s->spec = gb_strdup(preset ? preset : spec);
     s->params = gb_malloc(n_params * sizeof(float));
     if (!s->spec || !s->params)
         goto nomem;
@@ -338,7 +329,7 @@ int gb_snapshot_meta_set(gb_snapshot_t *s, const char *key, const char *value, g
         rc = s_check_value(key, value, GB_EINVAL, err);
     if (rc != 0)
         return rc;
-    char *copy = s_strdup(value);
+    char *copy = gb_strdup(value);
     if (!copy)
         return gb_error_set(err, GB_ENOMEM, "out of memory for metadata '%s'", key);
     for (size_t i = 0; i < s->n_meta; i++)
@@ -352,7 +343,7 @@ int gb_snapshot_meta_set(gb_snapshot_t *s, const char *key, const char *value, g
         return gb_error_set(err, GB_EINVAL, "metadata '%s': already %d entries, the most allowed",
                             key, GB_SNAPSHOT_MAX_META);
     }
-    char *key_copy = s_strdup(key);
+    char *key_copy = gb_strdup(key);
     gb_snapshot_meta_t *grown = key_copy
         ? gb_realloc(s->meta, (s->n_meta + 1) * sizeof *s->meta) : NULL;
     if (!grown) {
@@ -599,7 +590,7 @@ static int s_decode(const uint8_t *buf, size_t len, gb_snapshot_t **out, gb_erro
     s = gb_calloc(1, sizeof *s);
     if (!s)
         goto nomem;
-    s->spec = s_strdup(msg->spec);
+    s->spec = gb_strdup(msg->spec);
     s->params = gb_malloc(msg->params.len);
     if (!s->spec || !s->params)
         goto nomem;
@@ -611,8 +602,8 @@ static int s_decode(const uint8_t *buf, size_t len, gb_snapshot_t **out, gb_erro
         if (!s->meta)
             goto nomem;
         for (size_t i = 0; i < msg->n_metadata; i++) {
-            s->meta[i].key = s_strdup(msg->metadata[i]->key);
-            s->meta[i].value = s_strdup(msg->metadata[i]->value);
+            s->meta[i].key = gb_strdup(msg->metadata[i]->key);
+            s->meta[i].value = gb_strdup(msg->metadata[i]->value);
             s->n_meta = i + 1;
             if (!s->meta[i].key || !s->meta[i].value)
                 goto nomem;

@@ -78,3 +78,12 @@ void gb_free_aligned(void *p)
 {
     free(p);
 }
+
+char *gb_strdup(const char *s)
+{
+    size_t n = strlen(s);
+    char *copy = gb_malloc(n + 1);
+    if (copy)
+        memcpy(copy, s, n + 1);
+    return copy;
+}

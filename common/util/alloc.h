@@ -13,6 +13,9 @@ void *gb_calloc(size_t n, size_t size);
 void *gb_realloc(void *p, size_t size);
 void gb_free(void *p);
 
+/* A copy of the NUL-terminated s in a new buffer (free with gb_free), or NULL. */
+char *gb_strdup(const char *s);
+
 /* 64-byte aligned, zeroed allocation for large float buffers; large ones are
  * advised to use huge pages (first touch of 4 KiB pages is slow here).
  * Free with gb_free_aligned. */

@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "util/alloc.h"
+#include "util/time.h"
 
 static void test_wrappers(void **state)
 {
@@ -138,12 +139,41 @@ static void test_countdown(void **state)
     gb_alloc_fail_after(0);
 }
 
+/* gb_strdup copies, and fails like every allocation under injection. */
+static void test_strdup(void **state)
+{
+    (void)state;
+    char *c = gb_strdup("spec text");
+    assert_non_null(c);
+    assert_string_equal(c, "spec text");
+    gb_free(c);
+    c = gb_strdup("");
+    assert_non_null(c);
+    assert_string_equal(c, "");
+    gb_free(c);
+    gb_alloc_fail_after(1);
+    assert_null(gb_strdup("x"));
+    gb_alloc_fail_after(0);
+}
+
+/* The monotonic clock moves forward. */
+static void test_time_now(void **state)
+{
+    (void)state;
+    double a = gb_time_now();
+    double b = gb_time_now();
+    assert_true(a > 0.0);
+    assert_true(b >= a);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_wrappers),
         cmocka_unit_test(test_aligned),
         cmocka_unit_test(test_countdown),
+        cmocka_unit_test(test_strdup),
+        cmocka_unit_test(test_time_now),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
