@@ -1,6 +1,6 @@
 /* `glassbox-client eval`: evaluates a saved model file on a dataset's test
  * split. */
-#include "args.h"
+#include "util/args.h"
 #include "commands.h"
 #include "data_source.h"
 #include "report.h"

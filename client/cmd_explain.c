@@ -19,7 +19,7 @@
  * training split's mean per channel (images) or per feature (sequences and
  * tables), constant over positions and time; or FILE, one sample's input as
  * raw little-endian float32 (exactly 4 x input size bytes). */
-#include "args.h"
+#include "util/args.h"
 #include "commands.h"
 #include "json.h"
 #include "data/dataset.h"

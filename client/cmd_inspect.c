@@ -2,7 +2,7 @@
  * count, round, SHA-256 of the parameters, metadata) after the same checks a
  * load makes, so a user can tell two model files apart without loading them
  * into anything. */
-#include "args.h"
+#include "util/args.h"
 #include "commands.h"
 #include "json.h"
 #include "net/snapshot.h"

@@ -1,6 +1,6 @@
 /* `glassbox-client train`: local training on a dataset, evaluating on its
  * test split after every epoch; optionally saves the model file. */
-#include "args.h"
+#include "util/args.h"
 #include "commands.h"
 #include "data_source.h"
 #include "model_source.h"

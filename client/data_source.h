@@ -6,7 +6,7 @@
 
 #include <stdbool.h>
 
-#include "args.h"
+#include "util/args.h"
 #include "data/dataset.h"
 #include "engine/model.h"
 #include "report.h"

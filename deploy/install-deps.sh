@@ -7,11 +7,16 @@ set -euo pipefail
 packages=(
   # build
   build-essential cmake pkg-config clang
+  # libFuzzer runtime for the fuzz targets (clang -fsanitize=fuzzer)
+  libclang-rt-14-dev
   # libraries
   libzmq3-dev libprotobuf-c-dev protobuf-c-compiler libssl-dev
   libopenblas-dev libopenblas-pthread-dev zlib1g-dev libpng-dev
   # tests
   libcmocka-dev python3 python3-numpy python3-torch
+  # the openssl command (certificate fixtures, verifying publications) and the
+  # independent TLS peer of the interoperability test: Python's ssl over pyzmq
+  openssl python3-zmq python3-protobuf protobuf-compiler python3-cryptography
   # data: Fashion-MNIST, and the sunspot series shipped with statsmodels
   dataset-fashion-mnist python3-statsmodels
 )

@@ -2,8 +2,8 @@
  * its range and where the parsed value goes. Parsing stops at the first bad
  * flag or value and fills err with a message naming which and why, e.g.
  * "--epochs: expected an integer in 1..100000, got 'x'". */
-#ifndef GB_CLIENT_ARGS_H
-#define GB_CLIENT_ARGS_H
+#ifndef GB_UTIL_ARGS_H
+#define GB_UTIL_ARGS_H
 
 #include <stdbool.h>
 #include <stdint.h>

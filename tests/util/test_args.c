@@ -1,7 +1,7 @@
 /* Tests of client/args.c: the option table parser behind every command. */
 #include "testutil.h"
 
-#include "args.h"
+#include "util/args.h"
 
 #include <string.h>
 

@@ -1,6 +1,6 @@
 /* Table-driven option parsing (see args.h). Accepts `--name value` and
  * `--name=value`; never uses atoi: every number is range-checked with strto*. */
-#include "args.h"
+#include "util/args.h"
 
 #include <ctype.h>
 #include <errno.h>
