@@ -20,6 +20,8 @@ const char *gb_strerror(int code)
     case GB_EPROTO: return "protocol error";
     case GB_ECRYPTO: return "cryptographic failure";
     case GB_EUSAGE: return "bad usage";
+    case GB_EAGAIN: return "try again later";
+    case GB_ECLOSED: return "connection closed";
     default: return "unknown error";
     }
 }

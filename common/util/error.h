@@ -24,6 +24,8 @@ enum gb_err {
     GB_EPROTO = -9,  /* protocol violation */
     GB_ECRYPTO = -10, /* OpenSSL failure */
     GB_EUSAGE = -11, /* bad command-line usage */
+    GB_EAGAIN = -12, /* not now: a queue is full or a peer is slow; retry later */
+    GB_ECLOSED = -13, /* the connection or session is gone */
 };
 
 typedef struct {

@@ -35,6 +35,8 @@ static void test_strerror(void **state)
         {GB_EPROTO, "protocol error"},
         {GB_ECRYPTO, "cryptographic failure"},
         {GB_EUSAGE, "bad usage"},
+        {GB_EAGAIN, "try again later"},
+        {GB_ECLOSED, "connection closed"},
     };
     for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++)
         assert_string_equal(gb_strerror(codes[i].code), codes[i].text);
@@ -45,7 +47,7 @@ static void test_strerror(void **state)
             assert_int_not_equal(codes[i].code, codes[j].code);
     }
     assert_string_equal(gb_strerror(1), "unknown error");
-    assert_string_equal(gb_strerror(-12), "unknown error");
+    assert_string_equal(gb_strerror(-14), "unknown error");
     assert_string_equal(gb_strerror(-1000000), "unknown error");
 }
 
