@@ -1,0 +1,152 @@
+/* The transport: secure channels (net/channel.h) carried over ZeroMQ, the
+ * coordinator's ROUTER socket on one side and each client's DEALER socket on
+ * the other.
+ *
+ * Every ZeroMQ message is two frames: a 9-byte header (one kind byte, then
+ * the 8-byte big-endian session id the client chose for this handshake) and
+ * a payload. Kinds:
+ *   'H' hello  client -> server: start session <id>; payload = ClientHello
+ *   'D' data   both ways: TLS records of session <id>
+ *   'R' reset  server -> client: session <id> is unknown or over; start again
+ *   'B' busy   server -> client: no handshake slot; payload = 4-byte
+ *              big-endian milliseconds to wait before the next hello
+ * The session id makes re-establishment explicit: a client whose TLS session
+ * broke (its channel failed, the coordinator restarted, its TCP connection
+ * came back under a new ZeroMQ routing id) starts a new handshake under a new
+ * id, and the server replaces whatever it held for that peer. 'R' and 'B' are
+ * not authenticated (nothing is before TLS); forging them can only delay a
+ * client, as a forged TCP reset could.
+ *
+ * The server keeps one session per ZeroMQ peer. The number of handshakes in
+ * progress, of sessions, of bytes queued per session and of bytes per frame
+ * are bounded; a session that stays silent too long, or whose handshake does
+ * not finish in time, is dropped. Nothing is dropped silently: the ROUTER
+ * socket runs with ZMQ_ROUTER_MANDATORY, a frame the socket cannot take now
+ * stays queued in the session (back-pressure: gb_link_server_send returns
+ * GB_EAGAIN once the queue is full), and a peer that is gone ends its session
+ * with a DISCONNECTED event. A peer that sends garbage gets its session cut
+ * off and logged; no other session notices.
+ *
+ * Both sides are single-threaded event loops: call poll, handle the event it
+ * returns, repeat. poll also flushes queued frames and runs the timers.
+ *
+ * Ownership: _new returns an object the caller owns and frees with _destroy
+ * (safe on NULL, sets the pointer to NULL). The gb_tls_t and the ZeroMQ
+ * context are borrowed and must outlive the link. Event fields that point
+ * into the link (peer_name, data) are borrowed until the next poll, send or
+ * close on the same link. */
+#ifndef GB_NET_LINK_H
+#define GB_NET_LINK_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "net/channel.h"
+#include "util/error.h"
+
+#define GB_LINK_HEADER_BYTES 9
+
+enum gb_link_kind {
+    GB_LINK_HELLO = 'H',
+    GB_LINK_DATA = 'D',
+    GB_LINK_RESET = 'R',
+    GB_LINK_BUSY = 'B',
+};
+
+typedef enum {
+    GB_LINK_EV_NONE = 0,     /* poll timed out */
+    GB_LINK_EV_CONNECTED,    /* handshake done, peer verified */
+    GB_LINK_EV_MESSAGE,      /* one message from the peer */
+    GB_LINK_EV_DISCONNECTED, /* the session ended; reason says why */
+} gb_link_event_kind_t;
+
+typedef struct {
+    gb_link_event_kind_t kind; /* what happened */
+    uint64_t session;          /* server: the session's handle (never 0, never
+                                  reused within a run); client: 1, 2, ... per
+                                  handshake */
+    const char *peer_name;     /* CN of the peer's certificate; NULL for an
+                                  anonymous (enrolling) client */
+    const uint8_t *data;       /* MESSAGE: the message bytes */
+    size_t len;                /* MESSAGE: their count */
+    char reason[256];          /* DISCONNECTED: why, for the log */
+} gb_link_event_t;
+
+typedef struct {
+    size_t max_message;       /* largest message (0: GB_CHANNEL_DEFAULT_MAX_MESSAGE) */
+    size_t max_queued_bytes;  /* per session, before send says GB_EAGAIN (0: 8 MiB) */
+    int max_sessions;         /* server: sessions at once (0: 10000) */
+    int max_handshakes;       /* server: handshakes in progress at once (0: 64) */
+    int handshake_timeout_ms; /* a handshake must finish in this time (0: 10 s) */
+    int idle_timeout_ms;      /* server: drop a session silent this long (0: 120 s) */
+    int retry_ms;             /* server: wait in busy replies; client: first
+                                 delay before a new handshake (0: 200 ms) */
+    int retry_max_ms;         /* client: backoff ceiling (0: 10 s) */
+} gb_link_options_t;
+
+typedef struct gb_link_server gb_link_server_t;
+typedef struct gb_link_client gb_link_client_t;
+
+/* Binds a ROUTER socket on endpoint ("tcp://0.0.0.0:7700") in zmq_ctx.
+ * tls must be a server configuration. opts may be NULL for the defaults.
+ * Returns NULL and fills err on failure (endpoint in use, bad options). */
+gb_link_server_t *gb_link_server_new(void *zmq_ctx, const char *endpoint, gb_tls_t *tls,
+                                     const gb_link_options_t *opts, gb_error_t *err);
+void gb_link_server_destroy(gb_link_server_t **srv);
+
+/* The endpoint actually bound (resolves "tcp://127.0.0.1:*" to the port the
+ * system chose). Borrowed for the server's life. */
+const char *gb_link_server_endpoint(const gb_link_server_t *srv);
+
+/* Waits up to timeout_ms (0: do not wait, -1: forever) for the next event and
+ * fills ev. Returns 0 (ev->kind may be GB_LINK_EV_NONE on timeout) or a
+ * negative gb_err for a failure of the socket itself; a misbehaving peer is
+ * never an error here, only a DISCONNECTED event and a log line. */
+int gb_link_server_poll(gb_link_server_t *srv, int timeout_ms, gb_link_event_t *ev,
+                        gb_error_t *err) GB_MUST_CHECK;
+
+/* Encrypts one message for a session and queues it; poll and later sends
+ * move it to the socket. Returns 0, GB_ECLOSED for a session that is gone or
+ * not yet connected, GB_EAGAIN when the session's queue is full (poll, then
+ * retry), GB_ERANGE for a message over max_message. */
+int gb_link_server_send(gb_link_server_t *srv, uint64_t session, const void *msg, size_t len,
+                        gb_error_t *err) GB_MUST_CHECK;
+
+/* Sends close_notify and forgets the session; no event follows. */
+void gb_link_server_close(gb_link_server_t *srv, uint64_t session);
+
+/* Sessions held now, and of those how many are still in their handshake. */
+int gb_link_server_sessions(const gb_link_server_t *srv);
+int gb_link_server_handshakes(const gb_link_server_t *srv);
+
+/* Connects a DEALER socket to endpoint; the first handshake starts at once.
+ * tls must be a client configuration; server_name is the name the
+ * coordinator's certificate must carry. Returns NULL and fills err on
+ * failure. */
+gb_link_client_t *gb_link_client_new(void *zmq_ctx, const char *endpoint, gb_tls_t *tls,
+                                     const char *server_name, const gb_link_options_t *opts,
+                                     gb_error_t *err);
+void gb_link_client_destroy(gb_link_client_t **cli);
+
+/* As gb_link_server_poll. The client reconnects by itself: after a
+ * DISCONNECTED event it waits (exponential backoff with jitter, reset by a
+ * successful handshake) and starts a new handshake; CONNECTED follows when it
+ * succeeds. */
+int gb_link_client_poll(gb_link_client_t *cli, int timeout_ms, gb_link_event_t *ev,
+                        gb_error_t *err) GB_MUST_CHECK;
+
+/* As gb_link_server_send, for the client's one session. */
+int gb_link_client_send(gb_link_client_t *cli, const void *msg, size_t len,
+                        gb_error_t *err) GB_MUST_CHECK;
+
+/* True while a session is established. */
+bool gb_link_client_connected(const gb_link_client_t *cli);
+
+/* Bytes queued and not yet taken by the socket (0 when all sent). */
+size_t gb_link_client_queued(const gb_link_client_t *cli);
+
+/* Sends close_notify, then waits up to linger_ms for the socket to take it. */
+void gb_link_client_close(gb_link_client_t *cli, int linger_ms);
+
+#endif
