@@ -10,9 +10,13 @@
  *
  * Messages: the plaintext inside TLS is a stream of messages, each a 4-byte
  * big-endian length then that many bytes. The length is checked against the
- * channel's max_message before any byte of the body is buffered. Each frame
+ * channel's max_message as soon as its 4 bytes are decrypted, before any room
+ * is made for the body; both ends must use the same max_message. Each frame
  * must hold whole TLS records (the outbox always does): a frame that ends in
- * the middle of a record is a truncated frame and fails the channel.
+ * the middle of a record is a truncated frame and fails the channel. A frame
+ * may carry several messages, but at most 2 x (max_message + 4) bytes of them
+ * (the receive buffer's hard bound): send the outbox after each large message;
+ * gb_channel_send refuses to queue more while over max_message bytes wait.
  *
  * Failure is final: a bad record (tampered, replayed, reordered, truncated),
  * a failed certificate check, an oversized message or garbage before the
@@ -78,10 +82,12 @@ int gb_tls_reload_crl(gb_tls_t *tls, const char *crl_file, gb_error_t *err) GB_M
 void gb_tls_destroy(gb_tls_t **tls);
 
 /* A new channel. expected_peer_name: on a client, the name the coordinator's
- * certificate must carry (checked against its SAN DNS names, then CN); on a
- * server NULL (any client the CA vouches for; its name is then
- * gb_channel_peer_name). max_message: 0 for GB_CHANNEL_DEFAULT_MAX_MESSAGE.
- * A client channel puts its first handshake flight in the outbox at once. */
+ * certificate must carry (checked against its SAN DNS names, then CN; also
+ * sent as SNI); required. On a server NULL (any client the CA vouches for;
+ * its name is then gb_channel_peer_name), or a name the client's certificate
+ * must carry. max_message: 0 for GB_CHANNEL_DEFAULT_MAX_MESSAGE, at most
+ * 1 GiB. A client channel puts its first handshake flight in the outbox at
+ * once. The trust store (CA and CRL) is the one current at this call. */
 gb_channel_t *gb_channel_new(gb_tls_t *tls, const char *expected_peer_name,
                              size_t max_message, gb_error_t *err);
 
@@ -92,37 +98,50 @@ void gb_channel_destroy(gb_channel_t **ch);
 /* Feeds one frame received from the peer. Advances the handshake, decrypts
  * records and queues complete messages for gb_channel_next_message; replies
  * (handshake flights, alerts) go to the outbox. Returns 0, or a negative
- * gb_err when the channel has failed (GB_EPROTO for a protocol violation,
- * GB_ECRYPTO for a certificate or record failure, GB_ERANGE for an oversized
- * message), with the reason in err and a log line. Feeding a failed channel
- * returns GB_EPROTO. */
+ * gb_err when the channel has failed (GB_EPROTO for a protocol violation:
+ * garbage, an empty or truncated frame; GB_ECRYPTO for a certificate or
+ * record failure, or the peer's alert saying so; GB_ERANGE for an oversized
+ * message or frame), with the reason in err and a log line. A close_notify
+ * from the peer returns 0 and leaves the channel closed, with the messages
+ * before it still to take. Feeding a failed or closed channel returns
+ * GB_EPROTO. The frame is only read during the call. */
 int gb_channel_feed(gb_channel_t *ch, const void *frame, size_t len, gb_error_t *err) GB_MUST_CHECK;
 
 /* Encrypts one message (length prefix added here) into the outbox. Only once
- * established; len at most max_message. Returns 0 or a negative gb_err. */
+ * established (GB_EPROTO before, and after close or failure); len at most
+ * max_message (GB_ERANGE). GB_ERANGE too while more than max_message bytes
+ * wait in the outbox: send them first (this refusal changes nothing). msg is
+ * only read during the call. Returns 0 or a negative gb_err. */
 int gb_channel_send(gb_channel_t *ch, const void *msg, size_t len, gb_error_t *err) GB_MUST_CHECK;
 
 /* Takes the next complete received message: returns 1 and sets *msg, *len
- * (borrowed, see above), or 0 when there is none. */
+ * (borrowed, see above), or 0 when there is none. A failed channel hands out
+ * nothing more; a closed one still hands out what arrived before the close. */
 int gb_channel_next_message(gb_channel_t *ch, const uint8_t **msg, size_t *len);
 
 /* Bytes waiting to be sent to the peer, as one frame: returns their count
  * (0: nothing) and sets *bytes. The caller sends them and then calls
- * gb_channel_outbox_consume with the same count. */
+ * gb_channel_outbox_consume with the same count (a larger count consumes
+ * what is there). A failed channel's outbox may hold its alert: send it. */
 size_t gb_channel_outbox(gb_channel_t *ch, const uint8_t **bytes);
 void gb_channel_outbox_consume(gb_channel_t *ch, size_t n);
 
-/* Queues a TLS close_notify in the outbox; the channel accepts nothing more. */
+/* Queues a TLS close_notify in the outbox; the channel accepts nothing more.
+ * Before the handshake finished there is no close_notify to send: the channel
+ * is just closed. Nothing happens on a failed channel or a second call. */
 void gb_channel_close(gb_channel_t *ch);
 
-/* The handshake finished and the peer's certificate (if any) was verified. */
+/* The handshake finished and the peer's certificate (if any) was verified,
+ * and the channel has neither failed nor closed since: messages can flow. */
 bool gb_channel_established(const gb_channel_t *ch);
 
 /* The channel failed or was closed by either side. */
 bool gb_channel_failed(const gb_channel_t *ch);
 
-/* CN of the verified peer certificate, or NULL before the handshake
- * finished or for an anonymous (enrolling) client. */
+/* CN of the verified peer certificate (a verified certificate without
+ * exactly one printable CN fails the handshake), or NULL before the handshake
+ * finished or for an anonymous (enrolling) client. Stays valid after a close
+ * or failure, until gb_channel_destroy. */
 const char *gb_channel_peer_name(const gb_channel_t *ch);
 
 #endif
