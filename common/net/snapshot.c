@@ -4,10 +4,13 @@
  * Shape of the code: small s_check_* validators that both directions share,
  * so encode refuses exactly what decode would; s_decode does the work without
  * logging and the public entry points log once, with the file name when there
- * is one. protobuf-c unpacks through s_budget_alloc, which routes through
+ * is one. s_check_message validates an unpacked ModelSnapshot in place (no
+ * copy), so a model inside a Task or Publication (net/envelope.c) is checked
+ * by exactly the code that checks a model file. protobuf-c unpacks through s_budget_alloc, which routes through
  * gb_malloc (so allocation-failure injection reaches protobuf-c too) and
  * stops at a budget proportional to the input: tiny repeated fields cannot
- * make a 256 MiB message allocate gigabytes. SHA-256 is OpenSSL's EVP. */
+ * make a 256 MiB message allocate gigabytes. SHA-256 is OpenSSL's EVP
+ * (net/wire.h). */
 #include "net/snapshot.h"
 
 #include <math.h>
@@ -17,10 +20,8 @@
 #include <time.h>
 
 #include <openssl/crypto.h>
-#include <openssl/err.h>
-#include <openssl/evp.h>
 
-#include "glassbox.pb-c.h"
+#include "net/wire.h"
 #include "util/alloc.h"
 #include "util/file.h"
 #include "util/log.h"
@@ -33,7 +34,6 @@ _Static_assert(sizeof(float) == 4, "parameters are stored as 4-byte IEEE-754 flo
 #define GLASSBOX_VERSION "unknown"
 #endif
 
-#define S_SHA256_LEN 32
 /* Slack of the unpack budget on top of twice the input size. */
 #define S_BUDGET_SLACK ((size_t)64 << 10)
 
@@ -75,69 +75,7 @@ static void s_floats_to_le(uint8_t *dst, const float *src, size_t n)
 }
 #endif
 
-/* SHA-256 with OpenSSL; drains OpenSSL's error queue into err on failure. */
-static int s_sha256(const void *data, size_t len, uint8_t out[S_SHA256_LEN], gb_error_t *err)
-{
-    unsigned int out_len = 0;
-    if (!EVP_Digest(len ? data : "", len, out, &out_len, EVP_sha256(), NULL) ||
-        out_len != S_SHA256_LEN) {
-        char why[256] = "unknown OpenSSL error";
-        unsigned long e, last = 0;
-        while ((e = ERR_get_error()) != 0)
-            last = e;
-        if (last)
-            ERR_error_string_n(last, why, sizeof why);
-        return gb_error_set(err, GB_ECRYPTO, "SHA-256 failed: %s", why);
-    }
-    return 0;
-}
-
 /* ---- validators shared by encode and decode ----------------------------- */
-
-/* True if s[0..len) is well-formed UTF-8 (no overlongs, surrogates or code
- * points above U+10FFFF) without control characters; `allow_space` admits
- * tab, newline and carriage return. On failure *bad is the offending offset. */
-static bool s_text_ok(const char *text, size_t len, bool allow_space, size_t *bad)
-{
-    const unsigned char *s = (const unsigned char *)text;
-    size_t i = 0;
-    while (i < len) {
-        unsigned c = s[i];
-        if (c < 0x80) {
-            bool space = c == '\t' || c == '\n' || c == '\r';
-            if ((c < 0x20 && !(allow_space && space)) || c == 0x7f)
-                goto bad;
-            i++;
-            continue;
-        }
-        size_t need;
-        unsigned cp, min;
-        if ((c & 0xe0) == 0xc0) {
-            need = 1, cp = c & 0x1f, min = 0x80;
-        } else if ((c & 0xf0) == 0xe0) {
-            need = 2, cp = c & 0x0f, min = 0x800;
-        } else if ((c & 0xf8) == 0xf0) {
-            need = 3, cp = c & 0x07, min = 0x10000;
-        } else {
-            goto bad;
-        }
-        if (len - i <= need)
-            goto bad;
-        for (size_t k = 1; k <= need; k++) {
-            if ((s[i + k] & 0xc0) != 0x80)
-                goto bad;
-            cp = cp << 6 | (s[i + k] & 0x3f);
-        }
-        if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff) ||
-            (cp >= 0x80 && cp <= 0x9f))
-            goto bad;
-        i += need + 1;
-    }
-    return true;
-bad:
-    *bad = i;
-    return false;
-}
 
 static int s_check_spec_text(const char *spec, gb_error_t *err)
 {
@@ -148,7 +86,7 @@ static int s_check_spec_text(const char *spec, gb_error_t *err)
         return gb_error_set(err, GB_ERANGE, "model snapshot spec is longer than %zu bytes",
                             GB_SNAPSHOT_MAX_SPEC);
     size_t bad;
-    if (!s_text_ok(spec, len, true, &bad))
+    if (!gb_wire_text_ok(spec, len, true, &bad))
         return gb_error_set(err, GB_EFORMAT,
                             "model snapshot spec has a control character or bad UTF-8 "
                             "at byte %zu", bad);
@@ -185,7 +123,7 @@ static int s_check_value(const char *key, const char *value, int code, gb_error_
         return gb_error_set(err, code, "metadata '%s': value longer than %d bytes", key,
                             GB_SNAPSHOT_MAX_VALUE);
     size_t bad;
-    if (!s_text_ok(value, len, false, &bad))
+    if (!gb_wire_text_ok(value, len, false, &bad))
         return gb_error_set(err, code,
                             "metadata '%s': control character or bad UTF-8 at byte %zu", key,
                             bad);
@@ -410,7 +348,7 @@ int gb_snapshot_encode(const gb_snapshot_t *s, uint8_t **buf, size_t *len, gb_er
     Glassbox__KeyValue *kv = NULL;
     Glassbox__KeyValue **kvp = NULL;
     uint8_t *out = NULL;
-    uint8_t digest[S_SHA256_LEN];
+    uint8_t digest[GB_WIRE_SHA256_LEN];
 
     Glassbox__ModelSnapshot msg = GLASSBOX__MODEL_SNAPSHOT__INIT;
     msg.format_version = GB_SNAPSHOT_FORMAT_VERSION;
@@ -430,7 +368,7 @@ int gb_snapshot_encode(const gb_snapshot_t *s, uint8_t **buf, size_t *len, gb_er
     msg.params.data = le;
 #endif
     msg.params.len = nbytes;
-    rc = s_sha256(msg.params.data, nbytes, digest, err);
+    rc = gb_wire_sha256(msg.params.data, nbytes, digest, err);
     if (rc != 0)
         goto cleanup;
     msg.params_sha256.data = digest;
@@ -513,6 +451,61 @@ static void s_budget_free(void *data, void *p)
     gb_free(p);
 }
 
+/* Every check of an unpacked message, on the message itself and before
+ * anything is copied out of it: bounded fields first, then the hash, then
+ * the values and the spec, which cost time in proportion to the model. */
+static int s_check_message(const Glassbox__ModelSnapshot *msg, gb_error_t *err)
+{
+    if (msg->format_version != GB_SNAPSHOT_FORMAT_VERSION)
+        return msg->format_version == 0
+            ? gb_error_set(err, GB_EFORMAT, "model snapshot has no format version")
+            : gb_error_set(err, GB_EPROTO,
+                           "model snapshot format version %u is not supported (this build "
+                           "reads version %u)",
+                           (unsigned)msg->format_version, GB_SNAPSHOT_FORMAT_VERSION);
+    int rc = s_check_spec_text(msg->spec, err);
+    if (rc != 0)
+        return rc;
+    if (msg->params.len % sizeof(float) != 0)
+        return gb_error_set(err, GB_EFORMAT,
+                            "model snapshot parameters are %zu bytes, not a multiple of 4",
+                            msg->params.len);
+    size_t n = msg->params.len / sizeof(float);
+    if (msg->param_count != (uint64_t)n)
+        return gb_error_set(err, GB_EFORMAT,
+                            "model snapshot states %llu parameters but holds %zu bytes (%zu)",
+                            (unsigned long long)msg->param_count, msg->params.len, n);
+    if (msg->params_sha256.len != GB_WIRE_SHA256_LEN)
+        return gb_error_set(err, GB_EFORMAT,
+                            "model snapshot SHA-256 is %zu bytes, expected %d (missing or cut)",
+                            msg->params_sha256.len, GB_WIRE_SHA256_LEN);
+    uint8_t digest[GB_WIRE_SHA256_LEN];
+    rc = gb_wire_sha256(msg->params.data, msg->params.len, digest, err);
+    if (rc != 0)
+        return rc;
+    if (CRYPTO_memcmp(digest, msg->params_sha256.data, GB_WIRE_SHA256_LEN) != 0)
+        return gb_error_set(err, GB_EINTEGRITY,
+                            "model snapshot parameters do not match their SHA-256 (corrupted)");
+    rc = s_check_meta((s_meta_view_t){.wire = msg->metadata}, msg->n_metadata, GB_EFORMAT,
+                      err);
+    if (rc != 0)
+        return rc;
+    size_t bad = gb_wire_first_nonfinite(msg->params.data, n);
+    if (bad < n) {
+        float v = gb_wire_float_le(msg->params.data + 4 * bad);
+        return gb_error_set(err, GB_ERANGE, "model snapshot parameter %zu of %zu is %s", bad, n,
+                            isnan(v) ? "NaN" : "infinite");
+    }
+    return s_check_spec_count(msg->spec, n, err);
+}
+
+int gb_snapshot_check_message(const Glassbox__ModelSnapshot *msg, gb_error_t *err)
+{
+    if (!msg)
+        return gb_error_set(err, GB_EFORMAT, "model snapshot is missing");
+    return s_check_message(msg, err);
+}
+
 static int s_decode(const uint8_t *buf, size_t len, gb_snapshot_t **out, gb_error_t *err)
 {
     if (len > GB_SNAPSHOT_MAX_BYTES)
@@ -541,52 +534,12 @@ static int s_decode(const uint8_t *buf, size_t len, gb_snapshot_t **out, gb_erro
                             "not a model snapshot, or truncated (%zu bytes do not unpack)", len);
     }
 
-    if (msg->format_version != GB_SNAPSHOT_FORMAT_VERSION) {
-        rc = msg->format_version == 0
-            ? gb_error_set(err, GB_EFORMAT, "model snapshot has no format version")
-            : gb_error_set(err, GB_EPROTO,
-                           "model snapshot format version %u is not supported (this build "
-                           "reads version %u)",
-                           (unsigned)msg->format_version, GB_SNAPSHOT_FORMAT_VERSION);
-        goto cleanup;
-    }
-    rc = s_check_spec_text(msg->spec, err);
-    if (rc != 0)
-        goto cleanup;
-    if (msg->params.len % sizeof(float) != 0) {
-        rc = gb_error_set(err, GB_EFORMAT,
-                          "model snapshot parameters are %zu bytes, not a multiple of 4",
-                          msg->params.len);
-        goto cleanup;
-    }
-    size_t n = msg->params.len / sizeof(float);
-    if (msg->param_count != (uint64_t)n) {
-        rc = gb_error_set(err, GB_EFORMAT,
-                          "model snapshot states %llu parameters but holds %zu bytes (%zu)",
-                          (unsigned long long)msg->param_count, msg->params.len, n);
-        goto cleanup;
-    }
-    if (msg->params_sha256.len != S_SHA256_LEN) {
-        rc = gb_error_set(err, GB_EFORMAT,
-                          "model snapshot SHA-256 is %zu bytes, expected %d (missing or cut)",
-                          msg->params_sha256.len, S_SHA256_LEN);
-        goto cleanup;
-    }
-    uint8_t digest[S_SHA256_LEN];
-    rc = s_sha256(msg->params.data, msg->params.len, digest, err);
-    if (rc != 0)
-        goto cleanup;
-    if (CRYPTO_memcmp(digest, msg->params_sha256.data, S_SHA256_LEN) != 0) {
-        rc = gb_error_set(err, GB_EINTEGRITY,
-                          "model snapshot parameters do not match their SHA-256 (corrupted)");
-        goto cleanup;
-    }
-    rc = s_check_meta((s_meta_view_t){.wire = msg->metadata}, msg->n_metadata, GB_EFORMAT,
-                      err);
+    rc = s_check_message(msg, err);
     if (rc != 0)
         goto cleanup;
 
-    /* Everything is bounded and consistent: copy out, then check the values. */
+    /* Everything is bounded, consistent and finite: copy out. */
+    size_t n = msg->params.len / sizeof(float);
     s = gb_calloc(1, sizeof *s);
     if (!s)
         goto nomem;
@@ -609,12 +562,6 @@ static int s_decode(const uint8_t *buf, size_t len, gb_snapshot_t **out, gb_erro
                 goto nomem;
         }
     }
-    rc = s_check_finite(s->params, s->n_params, err);
-    if (rc == 0)
-        rc = s_check_spec_count(s->spec, s->n_params, err);
-    if (rc != 0)
-        goto cleanup;
-
     *out = s;
     s = NULL;
     goto cleanup;

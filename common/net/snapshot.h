@@ -35,6 +35,7 @@
 #include <stdint.h>
 
 #include "engine/model.h"
+#include "glassbox.pb-c.h"
 #include "util/error.h"
 
 /* ModelSnapshot.format_version this build writes and the only one it reads
@@ -118,6 +119,15 @@ int gb_snapshot_encode(const gb_snapshot_t *s, uint8_t **buf, size_t *len, gb_er
  * GB_ENOMEM. The input buffer is only read, never kept. */
 int gb_snapshot_decode(const uint8_t *buf, size_t len, gb_snapshot_t **out, gb_error_t *err)
     GB_MUST_CHECK;
+
+/* Validates a ModelSnapshot message that is already unpacked (the model
+ * inside a Task or a Publication, net/envelope.c) with every check
+ * gb_snapshot_decode makes after unpacking: version, spec text, lengths and
+ * count, SHA-256, metadata, finite values, and the spec's parameter count.
+ * The message is only read and nothing is copied. Returns 0 or the error
+ * codes of gb_snapshot_decode (a NULL msg is GB_EFORMAT, "missing"); it does
+ * not log, since the caller knows whether the message came from outside. */
+int gb_snapshot_check_message(const Glassbox__ModelSnapshot *msg, gb_error_t *err) GB_MUST_CHECK;
 
 /* Encodes s and writes it to `path` atomically with mode 0644
  * (gb_file_write_atomic): on failure the old file is untouched. */

@@ -1,0 +1,46 @@
+/* Small pieces every wire codec shares (snapshot, envelope, chunk): the text
+ * rule for strings that arrive from outside, SHA-256 through OpenSSL with its
+ * error queue drained into err, and reading little-endian float32 tensors
+ * without trusting them.
+ *
+ * They live in one place so that a model file, an Envelope and a chunked
+ * transfer refuse exactly the same strings and the same non-finite values.
+ * Nothing here allocates (OpenSSL's one-shot digest aside) or logs: callers
+ * decide whether a failure is bad input (logged) or their own bug. */
+#ifndef GB_NET_WIRE_H
+#define GB_NET_WIRE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util/error.h"
+
+/* Bytes of a SHA-256 digest. */
+#define GB_WIRE_SHA256_LEN 32
+
+/* True if text[0..len) is well-formed UTF-8 (no overlong forms, surrogates or
+ * code points above U+10FFFF) without control characters (C0, DEL, C1);
+ * `allow_space` admits tab, newline and carriage return. A NUL byte inside
+ * the range is a control character. On false, *bad (if not NULL) is the byte
+ * offset of the first offending sequence. */
+bool gb_wire_text_ok(const char *text, size_t len, bool allow_space, size_t *bad);
+
+/* SHA-256 of len bytes (data may be NULL when len is 0) into out. Returns 0,
+ * or GB_ECRYPTO with OpenSSL's reason in err (its error queue drained). */
+int gb_wire_sha256(const void *data, size_t len, uint8_t out[GB_WIRE_SHA256_LEN],
+                   gb_error_t *err) GB_MUST_CHECK;
+
+/* Drains OpenSSL's error queue and fills err with code and "<what>: <the
+ * last OpenSSL reason>" ("unknown OpenSSL error" when the queue was empty).
+ * Returns code. */
+int gb_wire_openssl_error(gb_error_t *err, int code, const char *what);
+
+/* The float32 stored little-endian at p (4 bytes, any alignment). */
+float gb_wire_float_le(const uint8_t *p);
+
+/* Index of the first of n little-endian float32 at le that is NaN or
+ * infinite, or n when all are finite. */
+size_t gb_wire_first_nonfinite(const uint8_t *le, size_t n);
+
+#endif
