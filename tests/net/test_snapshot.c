@@ -825,6 +825,49 @@ static void test_alloc_failures(void **state)
     gb_snapshot_destroy(&s);
 }
 
+/* The validator for an unpacked message (models inside Task and
+ * Publication) accepts what decode accepts and refuses with decode's codes. */
+static void test_check_message(void **state)
+{
+    (void)state;
+    gb_snapshot_t *s = s_make();
+    uint8_t *buf;
+    size_t len;
+    s_encode(s, &buf, &len);
+    Glassbox__ModelSnapshot *m = glassbox__model_snapshot__unpack(NULL, len, buf);
+    assert_non_null(m);
+    gb_error_t err;
+    gb_error_clear(&err);
+    assert_int_equal(gb_snapshot_check_message(m, &err), 0);
+
+    float *p = (float *)m->params.data; /* protobuf-c's copy: malloc-aligned */
+    float keep = p[4];
+    p[4] = NAN;
+    uint8_t sha[32];
+    unsigned sha_len = 0;
+    assert_int_equal(EVP_Digest(m->params.data, m->params.len, sha, &sha_len, EVP_sha256(), NULL), 1);
+    uint8_t old_sha[32];
+    memcpy(old_sha, m->params_sha256.data, 32);
+    memcpy(m->params_sha256.data, sha, 32);
+    assert_int_equal(gb_snapshot_check_message(m, &err), GB_ERANGE);
+    assert_non_null(strstr(err.msg, "parameter 4 of 15 is NaN"));
+    p[4] = keep;
+    assert_int_equal(gb_snapshot_check_message(m, &err), GB_EINTEGRITY);
+    memcpy(m->params_sha256.data, old_sha, 32);
+    assert_int_equal(gb_snapshot_check_message(m, &err), 0);
+    m->format_version = 9;
+    assert_int_equal(gb_snapshot_check_message(m, &err), GB_EPROTO);
+    m->format_version = 1;
+    m->param_count = 14;
+    assert_int_equal(gb_snapshot_check_message(m, &err), GB_EFORMAT);
+    assert_int_equal(gb_snapshot_check_message(NULL, &err), GB_EFORMAT);
+    assert_non_null(strstr(err.msg, "missing"));
+
+    glassbox__model_snapshot__free_unpacked(m, NULL);
+    gb_free(buf);
+    gb_snapshot_destroy(&s);
+}
+
 int main(void)
 {
     /* Every refusal logs a warning; keep the test output readable. */
@@ -845,6 +888,7 @@ int main(void)
         cmocka_unit_test(test_oversized_and_garbage_refused),
         cmocka_unit_test(test_missing_file_and_bad_paths),
         cmocka_unit_test(test_alloc_failures),
+        cmocka_unit_test(test_check_message),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,124 @@
+/* Tests for net/wire, the helpers every wire codec shares: the UTF-8 and
+ * control-character rule (overlongs, surrogates, C1, truncated sequences,
+ * the offset it reports), SHA-256 known answers, the OpenSSL error drain,
+ * little-endian float reads at any alignment and the non-finite scan across
+ * its block boundaries. */
+#include "testutil.h"
+
+#include <math.h>
+#include <string.h>
+
+#include <openssl/err.h>
+#include <openssl/evp.h>
+
+#include "net/wire.h"
+
+static void s_text(const char *s, size_t len, bool space, bool ok, size_t at)
+{
+    size_t bad = 12345;
+    bool got = gb_wire_text_ok(s, len, space, &bad);
+    if (got != ok)
+        fail_msg("'%.*s': expected %s", (int)len, s, ok ? "ok" : "refused");
+    if (!ok)
+        assert_int_equal(bad, at);
+}
+
+static void test_text_rule(void **state)
+{
+    (void)state;
+    s_text("", 0, false, true, 0);
+    s_text("plain ascii ~", 13, false, true, 0);
+    s_text("Gr\xc3\xb6\xc3\x9f" "e \xe2\x9c\x93 \xf0\x9f\x99\x82", 16, false, true, 0);
+    s_text("\xf4\x8f\xbf\xbf", 4, false, true, 0);          /* U+10FFFF */
+    s_text("a\tb\nc\r", 6, true, true, 0);
+    s_text("a\tb", 3, false, false, 1);                      /* tab without allow_space */
+    s_text("ab\x01", 3, true, false, 2);
+    s_text("a\x7f", 2, false, false, 1);                     /* DEL */
+    s_text("a\0b", 3, false, false, 1);                      /* NUL inside */
+    s_text("x\xc2\x85", 3, false, false, 1);                 /* C1 control U+0085 */
+    s_text("\xc0\xaf", 2, false, false, 0);                  /* overlong '/' */
+    s_text("\xe0\x80\xaf", 3, false, false, 0);              /* overlong, 3 bytes */
+    s_text("ok\xed\xa0\x80", 5, false, false, 2);            /* surrogate D800 */
+    s_text("\xf4\x90\x80\x80", 4, false, false, 0);          /* above U+10FFFF */
+    s_text("ab\xe2\x9c", 4, false, false, 2);                /* cut sequence */
+    s_text("\x80", 1, false, false, 0);                      /* lone continuation */
+    s_text("\xf8\x88\x80\x80\x80", 5, false, false, 0);      /* 5-byte form */
+    s_text("\xc3(", 2, false, false, 0);                     /* bad continuation */
+    assert_false(gb_wire_text_ok("\x01", 1, false, NULL));   /* bad may be NULL */
+}
+
+static void test_sha256_known_answers(void **state)
+{
+    (void)state;
+    uint8_t d[GB_WIRE_SHA256_LEN];
+    gb_error_t err;
+    const uint8_t empty[32] = {0xe3, 0xb0, 0xc4, 0x42, 0x98, 0xfc, 0x1c, 0x14, 0x9a, 0xfb, 0xf4,
+                               0xc8, 0x99, 0x6f, 0xb9, 0x24, 0x27, 0xae, 0x41, 0xe4, 0x64, 0x9b,
+                               0x93, 0x4c, 0xa4, 0x95, 0x99, 0x1b, 0x78, 0x52, 0xb8, 0x55};
+    assert_int_equal(gb_wire_sha256(NULL, 0, d, &err), 0);
+    assert_memory_equal(d, empty, 32);
+    const uint8_t abc[32] = {0xba, 0x78, 0x16, 0xbf, 0x8f, 0x01, 0xcf, 0xea, 0x41, 0x41, 0x40,
+                             0xde, 0x5d, 0xae, 0x22, 0x23, 0xb0, 0x03, 0x61, 0xa3, 0x96, 0x17,
+                             0x7a, 0x9c, 0xb4, 0x10, 0xff, 0x61, 0xf2, 0x00, 0x15, 0xad};
+    assert_int_equal(gb_wire_sha256("abc", 3, d, &err), 0);
+    assert_memory_equal(d, abc, 32);
+}
+
+static void test_openssl_error_drain(void **state)
+{
+    (void)state;
+    gb_error_t err;
+    ERR_clear_error();
+    /* an empty queue still gives a message */
+    assert_int_equal(gb_wire_openssl_error(&err, GB_ECRYPTO, "nothing"), GB_ECRYPTO);
+    assert_string_equal(err.msg, "nothing: unknown OpenSSL error");
+    /* a real failure: its reason lands in err and the queue is empty after */
+    EVP_MD *md = EVP_MD_fetch(NULL, "NO-SUCH-DIGEST", NULL);
+    assert_null(md);
+    assert_int_not_equal(ERR_peek_error(), 0);
+    assert_int_equal(gb_wire_openssl_error(&err, GB_ECRYPTO, "fetch"), GB_ECRYPTO);
+    assert_int_equal(err.code, GB_ECRYPTO);
+    assert_true(strncmp(err.msg, "fetch: error:", 13) == 0);
+    assert_int_equal(ERR_peek_error(), 0);
+}
+
+static void test_floats(void **state)
+{
+    (void)state;
+    /* 1.0f = 0x3f800000 little-endian, at an odd address */
+    uint8_t raw[9] = {0xaa, 0x00, 0x00, 0x80, 0x3f, 0x00, 0x00, 0x20, 0xc1};
+    assert_true(gb_wire_float_le(raw + 1) == 1.0f);
+    assert_true(gb_wire_float_le(raw + 5) == -10.0f);
+
+    /* the scan finds the first non-finite value on both sides of a block */
+    enum { N = 1000 };
+    static float v[N];
+    for (int i = 0; i < N; i++)
+        v[i] = (float)i - 500.0f;
+    assert_int_equal(gb_wire_first_nonfinite((uint8_t *)v, N), N);
+    assert_int_equal(gb_wire_first_nonfinite((uint8_t *)v, 0), 0);
+    const int at[] = {0, 255, 256, 511, 999};
+    for (size_t k = 0; k < sizeof at / sizeof at[0]; k++) {
+        float keep = v[at[k]];
+        v[at[k]] = k % 2 ? NAN : -INFINITY;
+        assert_int_equal(gb_wire_first_nonfinite((uint8_t *)v, N), at[k]);
+        v[at[k] + (at[k] < N - 1 ? 1 : -1)] = INFINITY; /* a later (or earlier) one too */
+        assert_int_equal(gb_wire_first_nonfinite((uint8_t *)v, N), at[k] == N - 1 ? N - 2 : at[k]);
+        v[at[k] + (at[k] < N - 1 ? 1 : -1)] = 0;
+        v[at[k]] = keep;
+    }
+    v[3] = 3.4028235e38f; /* FLT_MAX and denormals are finite */
+    v[4] = 1e-45f;
+    assert_int_equal(gb_wire_first_nonfinite((uint8_t *)v, N), N);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_text_rule),
+        cmocka_unit_test(test_sha256_known_answers),
+        cmocka_unit_test(test_openssl_error_drain),
+        cmocka_unit_test(test_floats),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
