@@ -1,19 +1,20 @@
 /* glassbox-coordinator: runs the federation's rounds, aggregation, CA and
- * publication (shared/DESIGN.md). This build carries the engine and the model
- * file only; the round loop and the `ca` commands land with the wire and
- * federation work, and until then every command says so plainly. */
+ * publication (shared/DESIGN.md). This build carries the CA and the
+ * enrollment tokens; the round loop lands with the federation work. */
 #include <stdio.h>
 #include <string.h>
 
+#include "commands.h"
 #include "util/process.h"
 
 static void s_usage(FILE *f)
 {
     fprintf(f, "usage: glassbox-coordinator <command> [options]\n\n"
                "commands:\n"
+               "  ca        the federation's certificate authority: init, issue, revoke, list, crl\n"
+               "  token     enrollment tokens for clients that enroll themselves: create, list\n"
                "  version   print the version\n"
-               "\nThe federation commands (run, ca) are not in this build yet: train\n"
-               "locally with 'glassbox-client train'.\n");
+               "\n'glassbox-coordinator <command> --help' describes a command.\n");
 }
 
 int main(int argc, char **argv)
@@ -23,16 +24,20 @@ int main(int argc, char **argv)
         s_usage(stderr);
         return 2;
     }
-    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
-        strcmp(argv[1], "help") == 0) {
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
         s_usage(stdout);
         return 0;
     }
-    if (strcmp(argv[1], "version") == 0 || strcmp(argv[1], "--version") == 0) {
+    if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
         printf("glassbox-coordinator %s\n", GLASSBOX_VERSION);
         return 0;
     }
-    fprintf(stderr, "glassbox-coordinator: unknown command '%s'\n", argv[1]);
+    if (strcmp(cmd, "ca") == 0)
+        return gb_cmd_ca(argc - 2, argv + 2);
+    if (strcmp(cmd, "token") == 0)
+        return gb_cmd_token(argc - 2, argv + 2);
+    fprintf(stderr, "glassbox-coordinator: unknown command '%s'\n", cmd);
     s_usage(stderr);
     return 2;
 }

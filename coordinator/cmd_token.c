@@ -1,0 +1,190 @@
+/* `glassbox-coordinator token`: enrollment tokens from the command line.
+ *
+ *   token create --dir DIR --uses N --ttl SECONDS [--out FILE]
+ *   token list   --dir DIR
+ *
+ * `create` prints the new token alone on stdout (so a script can capture it)
+ * or, with --out, writes it to FILE with mode 0600 and prints only its id;
+ * the token appears nowhere else, the store keeps its SHA-256. */
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include <openssl/crypto.h>
+
+#include "commands.h"
+#include "enroll_tokens.h"
+#include "util/args.h"
+#include "util/file.h"
+#include "util/log.h"
+
+static void s_utc(int64_t t, char out[32])
+{
+    time_t tt = (time_t)t;
+    struct tm tm;
+    if (!gmtime_r(&tt, &tm) || !strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm))
+        snprintf(out, 32, "%" PRId64, t);
+}
+
+/* As in cmd_ca.c: -1 to go on, else the exit code. */
+static int s_parse(const char *sub, const char *synopsis, const char *about, gb_arg_t *opts,
+                   int n, const char *const *required, int argc, char **argv)
+{
+    gb_error_t err = {0};
+    bool help = false;
+    if (gb_args_parse(opts, n, argc, argv, &help, &err)) {
+        fprintf(stderr,
+                "glassbox-coordinator token %s: %s (see glassbox-coordinator token %s --help)\n",
+                sub, err.msg, sub);
+        return 2;
+    }
+    if (help) {
+        printf("usage: glassbox-coordinator token %s %s\n\n%s\n\noptions:\n", sub, synopsis,
+               about);
+        gb_args_print_help(opts, n);
+        return 0;
+    }
+    for (const char *const *r = required; r && *r; r++) {
+        const gb_arg_t *o = gb_args_find(opts, n, *r);
+        if (o && !o->seen) {
+            fprintf(stderr, "glassbox-coordinator token %s: %s is required (see "
+                            "glassbox-coordinator token %s --help)\n", sub, *r, sub);
+            return 2;
+        }
+    }
+    return -1;
+}
+
+static int s_create(int argc, char **argv)
+{
+    const char *dir = NULL, *out = NULL;
+    int uses = 1;
+    uint64_t ttl = 0;
+    gb_arg_t opts[] = {
+        {"--dir", GB_ARG_STRING, &dir, 0, 0, NULL, "CA directory (the store is DIR/tokens)", false},
+        {"--uses", GB_ARG_INT, &uses, 1, GB_TOKENS_MAX_USES, NULL, "how many clients may enroll with it", false},
+        {"--ttl", GB_ARG_U64, &ttl, 0, 0, NULL, "lifetime in seconds", false},
+        {"--out", GB_ARG_STRING, &out, 0, 0, NULL, "write the token to this file (mode 0600) instead of stdout", false},
+    };
+    static const char *const req[] = {"--dir", "--uses", "--ttl", NULL};
+    int rc = s_parse("create", "--dir DIR --uses N --ttl SECONDS [--out FILE]",
+                     "Makes an enrollment token: clients present it with a CSR to get a\n"
+                     "certificate ('glassbox-client enroll --token-file F'). Only its hash\n"
+                     "is stored; keep the token secret.",
+                     opts, 4, req, argc, argv);
+    if (rc >= 0)
+        return rc;
+    if (ttl < 1 || ttl > (uint64_t)GB_TOKENS_MAX_TTL_S) {
+        fprintf(stderr,
+                "glassbox-coordinator token create: --ttl: expected 1..%" PRId64
+                " seconds, got %" PRIu64 "\n", GB_TOKENS_MAX_TTL_S, ttl);
+        return 2;
+    }
+    gb_error_t err = {0};
+    gb_tokens_t *store = gb_tokens_load(dir, &err);
+    if (!store) {
+        fprintf(stderr, "glassbox-coordinator token create: %s\n", err.msg);
+        return 1;
+    }
+    char token[GB_TOKEN_HEX_LEN + 2], id[13];
+    time_t now = time(NULL);
+    rc = 1;
+    if (gb_tokens_create(store, (uint32_t)uses, (int64_t)ttl, now, token, id, &err)) {
+        fprintf(stderr, "glassbox-coordinator token create: %s\n", err.msg);
+        goto out;
+    }
+    char until[32];
+    s_utc((int64_t)now + (int64_t)ttl, until);
+    if (out) {
+        size_t len = strlen(token);
+        token[len] = '\n';
+        int w = gb_file_write_atomic(out, token, len + 1, 0600, &err);
+        if (w) {
+            /* The hash is stored but nobody has the token: it is useless, not dangerous. */
+            fprintf(stderr, "glassbox-coordinator token create: %s (token %s is stored but "
+                            "lost; it expires %s)\n", err.msg, id, until);
+            goto out;
+        }
+        printf("token %s written to %s (mode 0600): %d use(s), expires %s\n", id, out, uses,
+               until);
+    } else {
+        printf("%s\n", token);
+        fprintf(stderr, "token %s: %d use(s), expires %s\n", id, uses, until);
+    }
+    rc = 0;
+out:
+    OPENSSL_cleanse(token, sizeof token);
+    gb_tokens_destroy(&store);
+    return rc;
+}
+
+static int s_list(int argc, char **argv)
+{
+    const char *dir = NULL;
+    gb_arg_t opts[] = {
+        {"--dir", GB_ARG_STRING, &dir, 0, 0, NULL, "CA directory (the store is DIR/tokens)", false},
+    };
+    static const char *const req[] = {"--dir", NULL};
+    int rc = s_parse("list", "--dir DIR",
+                     "Lists the enrollment tokens by id (never the tokens themselves).", opts, 1,
+                     req, argc, argv);
+    if (rc >= 0)
+        return rc;
+    gb_error_t err = {0};
+    gb_tokens_t *store = gb_tokens_load(dir, &err);
+    if (!store) {
+        fprintf(stderr, "glassbox-coordinator token list: %s\n", err.msg);
+        return 1;
+    }
+    time_t now = time(NULL);
+    printf("%-12s  %-20s  %-20s  %-11s  %s\n", "ID", "CREATED", "EXPIRES", "USES LEFT",
+           "STATUS");
+    for (size_t i = 0; i < gb_tokens_count(store); i++) {
+        const gb_token_info_t *t = gb_tokens_get(store, i);
+        char created[32], expires[32], uses[24];
+        s_utc(t->created, created);
+        s_utc(t->expires, expires);
+        snprintf(uses, sizeof uses, "%" PRIu32 "/%" PRIu32, t->uses_left, t->uses);
+        printf("%-12s  %-20s  %-20s  %-11s  %s\n", t->id, created, expires, uses,
+               gb_token_status(t, now));
+    }
+    gb_tokens_destroy(&store);
+    return 0;
+}
+
+static const struct {
+    const char *name;         /* subcommand */
+    int (*run)(int, char **); /* its entry point */
+    const char *help;         /* one line for `token --help` */
+} s_subs[] = {
+    {"create", s_create, "make an enrollment token (printed once; only its hash is kept)"},
+    {"list", s_list, "list the tokens: id, expiry, uses left"},
+};
+
+static void s_usage(FILE *f)
+{
+    fprintf(f, "usage: glassbox-coordinator token <subcommand> [options]\n\nsubcommands:\n");
+    for (size_t i = 0; i < sizeof s_subs / sizeof s_subs[0]; i++)
+        fprintf(f, "  %-8s %s\n", s_subs[i].name, s_subs[i].help);
+    fprintf(f, "\n'glassbox-coordinator token <subcommand> --help' describes its options.\n");
+}
+
+int gb_cmd_token(int argc, char **argv)
+{
+    if (argc < 1) {
+        s_usage(stderr);
+        return 2;
+    }
+    if (strcmp(argv[0], "--help") == 0 || strcmp(argv[0], "-h") == 0 ||
+        strcmp(argv[0], "help") == 0) {
+        s_usage(stdout);
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof s_subs / sizeof s_subs[0]; i++)
+        if (strcmp(argv[0], s_subs[i].name) == 0)
+            return s_subs[i].run(argc - 1, argv + 1);
+    fprintf(stderr, "glassbox-coordinator token: unknown subcommand '%s'\n", argv[0]);
+    s_usage(stderr);
+    return 2;
+}
