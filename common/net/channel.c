@@ -503,7 +503,7 @@ int gb_channel_send(gb_channel_t *ch, const void *msg, size_t len, gb_error_t *e
         return gb_error_set(err, GB_ERANGE, "%s channel: message of %zu bytes exceeds max_message %zu",
                             s_side(ch), len, ch->max_message);
     if (ch->out_len - ch->out_off > ch->max_message)
-        return gb_error_set(err, GB_ERANGE,
+        return gb_error_set(err, GB_EAGAIN,
                             "%s channel: %zu bytes wait in the outbox; send them before "
                             "queueing more (a frame carries at most 2 x max_message)",
                             s_side(ch), ch->out_len - ch->out_off);

@@ -16,7 +16,7 @@
  * the middle of a record is a truncated frame and fails the channel. A frame
  * may carry several messages, but at most 2 x (max_message + 4) bytes of them
  * (the receive buffer's hard bound): send the outbox after each large message;
- * gb_channel_send refuses to queue more while over max_message bytes wait.
+ * gb_channel_send says GB_EAGAIN while over max_message bytes wait in it.
  *
  * Failure is final: a bad record (tampered, replayed, reordered, truncated),
  * a failed certificate check, an oversized message or garbage before the
@@ -109,9 +109,10 @@ int gb_channel_feed(gb_channel_t *ch, const void *frame, size_t len, gb_error_t 
 
 /* Encrypts one message (length prefix added here) into the outbox. Only once
  * established (GB_EPROTO before, and after close or failure); len at most
- * max_message (GB_ERANGE). GB_ERANGE too while more than max_message bytes
- * wait in the outbox: send them first (this refusal changes nothing). msg is
- * only read during the call. Returns 0 or a negative gb_err. */
+ * max_message (GB_ERANGE). GB_EAGAIN while more than max_message bytes wait
+ * in the outbox: send them, then retry (back-pressure; the channel is
+ * unchanged). msg is only read during the call. Returns 0 or a negative
+ * gb_err; any other failure fails the channel. */
 int gb_channel_send(gb_channel_t *ch, const void *msg, size_t len, gb_error_t *err) GB_MUST_CHECK;
 
 /* Takes the next complete received message: returns 1 and sets *msg, *len
