@@ -358,8 +358,9 @@ static int s_scan(gb_channel_t *ch, gb_error_t *err)
     while (ch->rx_len - ch->rx_scan >= S_LEN_PREFIX) {
         size_t len = s_be32(ch->rx + ch->rx_scan);
         if (len > ch->max_message)
-            return s_fail(ch, err, GB_ERANGE, "peer sent a message of %zu bytes, max_message is %zu",
-                          len, ch->max_message);
+            return s_fail(ch, err, GB_ERANGE,
+                          "peer sent a message of %zu bytes, max_message is %zu", len,
+                          ch->max_message);
         if (ch->rx_scan + S_LEN_PREFIX + len > ch->rx_limit)
             return s_fail(ch, err, GB_ERANGE,
                           "peer put more than %zu bytes of messages in one frame (the most is "
@@ -500,8 +501,9 @@ int gb_channel_send(gb_channel_t *ch, const void *msg, size_t len, gb_error_t *e
     if (!msg && len > 0)
         return gb_error_set(err, GB_EINVAL, "gb_channel_send: NULL message of %zu bytes", len);
     if (len > ch->max_message)
-        return gb_error_set(err, GB_ERANGE, "%s channel: message of %zu bytes exceeds max_message %zu",
-                            s_side(ch), len, ch->max_message);
+        return gb_error_set(err, GB_ERANGE,
+                            "%s channel: message of %zu bytes exceeds max_message %zu", s_side(ch),
+                            len, ch->max_message);
     if (ch->out_len - ch->out_off > ch->max_message)
         return gb_error_set(err, GB_EAGAIN,
                             "%s channel: %zu bytes wait in the outbox; send them before "
