@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# Every test: installs what is missing, builds twice and runs ctest in both:
+# Every test: installs what is missing, builds three times and tests each:
 #   build/       Release, -Werror: unit tests, command-line tests, PyTorch
 #                cross-checks;
-#   build-asan/  AddressSanitizer + UBSan, -Werror: the unit tests again.
+#   build-asan/  AddressSanitizer + UBSan, -Werror: the unit tests again;
+#   build-fuzz/  clang with libFuzzer, ASan and UBSan, -Werror: every fuzz
+#                target's seeds once (ctest -L fuzz), then each target
+#                fuzzed for a few seconds from its seeds (tests/fuzz/run.sh).
 # GLASSBOX_LONG=1 adds the long runs (none yet beyond the default set).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,3 +22,10 @@ cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DGLASSBOX_SANITIZE=ON -DGLASS
 cmake --build build-asan -j"$jobs"
 (cd build-asan && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
    ctest --output-on-failure -j"$jobs" -L unit)
+
+echo "== libFuzzer build (clang): fuzz targets from their seed corpora"
+cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_FLAGS_DEBUG="-O1 -g" \
+      -DCMAKE_C_COMPILER=clang -DGLASSBOX_FUZZ=ON -DGLASSBOX_WERROR=ON >/dev/null
+cmake --build build-fuzz -j"$jobs"
+(cd build-fuzz && ctest --output-on-failure -j"$jobs" -L fuzz)
+sh tests/fuzz/run.sh build-fuzz "${GLASSBOX_FUZZ_SECONDS:-10}"
