@@ -11,7 +11,7 @@ static void s_usage(FILE *f)
 {
     fprintf(f, "usage: glassbox-coordinator <command> [options]\n\n"
                "commands:\n"
-               "  ca        the federation's certificate authority: init, issue, revoke, list, crl\n"
+               "  ca        the federation's CA: init, issue, revoke, list, crl\n"
                "  token     enrollment tokens for clients that enroll themselves: create, list\n"
                "  version   print the version\n"
                "\n'glassbox-coordinator <command> --help' describes a command.\n");

@@ -710,6 +710,13 @@ static X509 *s_make_cert(EVP_PKEY *signer_key, X509 *issuer, EVP_PKEY *subject_k
     if (s_set_random_serial(cert, serial_hex, err))
         goto fail;
     int64_t not_after = (int64_t)now + (int64_t)days * 86400;
+    if (limit && limit <= (int64_t)now) {
+        char when[32];
+        s_utc(limit, when);
+        gb_error_set(err, GB_ERANGE, "cannot issue for '%s': the CA certificate expired on %s",
+                     cn, when);
+        goto fail;
+    }
     if (limit && not_after > limit) {
         gb_log_info("certificate for '%s' ends with the CA certificate, before the %d days "
                     "asked for", cn, days);

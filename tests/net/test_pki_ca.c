@@ -792,6 +792,10 @@ static void test_ca_issue(void **state)
     assert_int_equal(gb_ca_issue(f.ca, "client-1", 10, out, &err), 0);
     gb_ca_set_clock(f.ca, time(NULL) + 11 * DAY);
     assert_int_equal(gb_ca_issue(f.ca, "client-1", 1, out, &err), 0);
+    /* Once the CA itself has expired nothing is issued. */
+    gb_ca_set_clock(f.ca, time(NULL) + 31 * DAY);
+    assert_int_equal(gb_ca_issue(f.ca, "late", 1, out, &err), GB_ERANGE);
+    assert_non_null(strstr(err.msg, "the CA certificate expired on"));
     gb_ca_set_clock(f.ca, 0);
 
     free(nowhere);
