@@ -83,6 +83,8 @@ typedef struct {
     int retry_ms;             /* server: wait in busy replies; client: first
                                  delay before a new handshake (0: 200 ms) */
     int retry_max_ms;         /* client: backoff ceiling (0: 10 s) */
+    int socket_hwm;           /* frames ZeroMQ holds per peer and direction
+                                 beyond the session's own queue (0: 32) */
 } gb_link_options_t;
 
 typedef struct gb_link_server gb_link_server_t;

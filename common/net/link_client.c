@@ -1,0 +1,434 @@
+/* A client's side of the link (net/link.h): one DEALER socket, one TLS
+ * channel at a time, and reconnection.
+ *
+ * The client is in one of three states: waiting (no channel; the next
+ * handshake starts at next_attempt), handshaking and established. Any failure
+ * (a record that does not verify, a reset from the coordinator, a handshake
+ * that does not finish in time) drops the channel and goes back to waiting
+ * with exponential backoff and jitter, so a restarted coordinator is not met
+ * by every client at the same millisecond. A new handshake gets a new random
+ * session id, which tells the coordinator to forget the old session.
+ *
+ * ZMQ_IMMEDIATE keeps frames out of the socket until a connection exists:
+ * they wait in the channel's outbox instead, where back-pressure can see
+ * them. ZeroMQ's own heartbeats notice a dead TCP connection, and its
+ * reconnection brings a new one; the session above it is restored by the
+ * coordinator's reset and a new handshake. */
+#include "net/link.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <openssl/rand.h>
+#include <zmq.h>
+
+#include "net/link_frame.h"
+#include "util/alloc.h"
+#include "util/log.h"
+#include "util/time.h"
+
+#define S_BLOCKED_RETRY_MS 5
+#define S_FRAME_SLACK (64 << 10)
+#define S_ZMQ_HEARTBEAT_MS 2000
+#define S_ZMQ_HEARTBEAT_TIMEOUT_MS 6000
+
+typedef enum { S_WAITING, S_HANDSHAKE, S_ESTABLISHED } s_state_t;
+
+struct gb_link_client {
+    void *sock;              /* DEALER */
+    gb_tls_t *tls;           /* borrowed client configuration */
+    char *server_name;       /* the coordinator's certificate name */
+    gb_link_options_t o;     /* options with defaults filled */
+    gb_channel_t *ch;        /* the current TLS session, or NULL */
+    s_state_t state;         /* see the file comment */
+    uint64_t session_id;     /* random id of the current handshake */
+    uint64_t session_number; /* 1, 2, ... per handshake, reported in events */
+    bool hello_sent;         /* the first frame of this session went out */
+    bool closing;            /* the coordinator closed: drain, then end */
+    bool cursor;             /* the channel may hold messages */
+    double started;          /* when the current handshake began */
+    double next_attempt;     /* when waiting ends */
+    int backoff_ms;          /* next delay after a failure */
+    bool pending;            /* an event waits in `event` */
+    gb_link_event_t event;   /* a connected or disconnected event */
+    char peer[256];          /* the coordinator's name, once verified */
+};
+
+static void s_defaults(gb_link_options_t *o, const gb_link_options_t *in)
+{
+    if (in)
+        *o = *in;
+    else
+        memset(o, 0, sizeof *o);
+    if (!o->max_message)
+        o->max_message = GB_CHANNEL_DEFAULT_MAX_MESSAGE;
+    if (!o->max_queued_bytes)
+        o->max_queued_bytes = (size_t)8 << 20;
+    if (o->handshake_timeout_ms <= 0)
+        o->handshake_timeout_ms = 10000;
+    if (o->retry_ms <= 0)
+        o->retry_ms = 200;
+    if (o->retry_max_ms <= 0)
+        o->retry_max_ms = 10000;
+    if (o->socket_hwm <= 0)
+        o->socket_hwm = 32;
+    if (o->retry_max_ms < o->retry_ms)
+        o->retry_max_ms = o->retry_ms;
+}
+
+static uint64_t s_random_id(void)
+{
+    uint64_t id = 0;
+    while (id == 0)
+        if (RAND_bytes((unsigned char *)&id, sizeof id) != 1)
+            id = (uint64_t)(gb_time_now() * 1e9) ^ (uint64_t)(uintptr_t)&id;
+    return id;
+}
+
+/* A delay of ms with +-25% jitter. */
+static double s_jittered(int ms)
+{
+    uint32_t r = 0;
+    if (RAND_bytes((unsigned char *)&r, sizeof r) != 1)
+        r = (uint32_t)(gb_time_now() * 1e6);
+    double f = 0.75 + 0.5 * (r / 4294967296.0);
+    return ms * f / 1000.0;
+}
+
+static void s_set_event(gb_link_client_t *cli, gb_link_event_kind_t kind, const char *reason)
+{
+    memset(&cli->event, 0, sizeof cli->event);
+    cli->event.kind = kind;
+    cli->event.session = cli->session_number;
+    cli->event.peer_name = cli->peer[0] ? cli->peer : NULL;
+    if (reason)
+        snprintf(cli->event.reason, sizeof cli->event.reason, "%s", reason);
+    cli->pending = true;
+}
+
+/* Drops the channel and waits before the next handshake. wait_ms < 0: use
+ * the backoff (and double it). */
+static void s_drop(gb_link_client_t *cli, const char *reason, int wait_ms)
+{
+    if (cli->state == S_ESTABLISHED)
+        s_set_event(cli, GB_LINK_EV_DISCONNECTED, reason);
+    gb_channel_destroy(&cli->ch);
+    cli->state = S_WAITING;
+    cli->cursor = false;
+    cli->closing = false;
+    if (wait_ms < 0) {
+        wait_ms = cli->backoff_ms;
+        cli->backoff_ms = cli->backoff_ms * 2 > cli->o.retry_max_ms ? cli->o.retry_max_ms
+                                                                   : cli->backoff_ms * 2;
+    }
+    cli->next_attempt = gb_time_now() + s_jittered(wait_ms);
+}
+
+static void s_start(gb_link_client_t *cli)
+{
+    gb_error_t err = {0};
+    cli->ch = gb_channel_new(cli->tls, cli->server_name, cli->o.max_message, &err);
+    if (!cli->ch) {
+        gb_log_error("link: cannot start a handshake: %s", err.msg);
+        s_drop(cli, err.msg, -1);
+        return;
+    }
+    cli->state = S_HANDSHAKE;
+    cli->session_id = s_random_id();
+    cli->session_number++;
+    cli->hello_sent = false;
+    cli->peer[0] = '\0';
+    cli->started = gb_time_now();
+    gb_log_debug("link: handshake %llu with %s", (unsigned long long)cli->session_number,
+                 cli->server_name);
+}
+
+/* Moves the outbox to the socket. Returns false when it must wait. */
+static bool s_flush(gb_link_client_t *cli)
+{
+    if (!cli->ch)
+        return true;
+    const uint8_t *bytes;
+    size_t n = gb_channel_outbox(cli->ch, &bytes);
+    if (!n)
+        return true;
+    gb_error_t err = {0};
+    int kind = cli->hello_sent ? GB_LINK_DATA : GB_LINK_HELLO;
+    int rc = gb_link_send(cli->sock, NULL, 0, kind, cli->session_id, bytes, n, &err);
+    if (rc == GB_EAGAIN)
+        return false;
+    if (rc != 0) {
+        gb_log_warn("link: %s", err.msg);
+        s_drop(cli, err.msg, -1);
+        return true;
+    }
+    cli->hello_sent = true;
+    gb_channel_outbox_consume(cli->ch, n);
+    return true;
+}
+
+static void s_on_data(gb_link_client_t *cli, const gb_link_received_t *m)
+{
+    gb_error_t err = {0};
+    int rc = gb_channel_feed(cli->ch, zmq_msg_data((zmq_msg_t *)&m->payload),
+                             zmq_msg_size((zmq_msg_t *)&m->payload), &err);
+    if (rc != 0) {
+        gb_log_warn("link: session with %s failed: %s", cli->server_name, err.msg);
+        s_flush(cli); /* the alert, if the socket takes it */
+        s_drop(cli, err.msg, -1);
+        return;
+    }
+    if (cli->state == S_HANDSHAKE && gb_channel_established(cli->ch)) {
+        /* TLS 1.3 finishes on the client before the server has checked the
+         * client's certificate; the server's empty first message says it
+         * has, so CONNECTED means both sides accepted the session. */
+        const uint8_t *first;
+        size_t first_len;
+        if (gb_channel_next_message(cli->ch, &first, &first_len) != 1) {
+            s_flush(cli);
+            return;
+        }
+        if (first_len != 0) {
+            gb_log_warn("link: %s spoke before accepting the session", cli->server_name);
+            s_drop(cli, "protocol violation: no session acceptance", -1);
+            return;
+        }
+        cli->state = S_ESTABLISHED;
+        cli->backoff_ms = cli->o.retry_ms;
+        const char *name = gb_channel_peer_name(cli->ch);
+        snprintf(cli->peer, sizeof cli->peer, "%s", name ? name : cli->server_name);
+        gb_log_info("link: connected to %s (session %llu)", cli->peer,
+                    (unsigned long long)cli->session_number);
+        s_set_event(cli, GB_LINK_EV_CONNECTED, NULL);
+    }
+    if (gb_channel_failed(cli->ch))
+        cli->closing = true;
+    cli->cursor = true;
+    s_flush(cli);
+}
+
+static void s_on_message(gb_link_client_t *cli, const gb_link_received_t *m)
+{
+    if (!cli->ch || m->header.session_id != cli->session_id) {
+        gb_log_debug("link: frame for an old session ignored");
+        return;
+    }
+    switch (m->header.kind) {
+    case GB_LINK_DATA:
+        s_on_data(cli, m);
+        return;
+    case GB_LINK_RESET:
+        gb_log_info("link: %s reset the session; reconnecting", cli->server_name);
+        s_drop(cli, "coordinator reset the session", cli->state == S_ESTABLISHED
+                                                         ? cli->o.retry_ms : -1);
+        return;
+    case GB_LINK_BUSY: {
+        const uint8_t *p = zmq_msg_data((zmq_msg_t *)&m->payload);
+        uint32_t wait = cli->o.retry_ms;
+        if (zmq_msg_size((zmq_msg_t *)&m->payload) == 4)
+            wait = (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+        if (wait > (uint32_t)cli->o.retry_max_ms)
+            wait = (uint32_t)cli->o.retry_max_ms;
+        gb_log_info("link: %s is busy; retrying in %u ms", cli->server_name, wait);
+        s_drop(cli, "coordinator busy", (int)wait);
+        return;
+    }
+    default:
+        gb_log_warn("link: coordinator sent a '%c' frame, which only clients send; ignored",
+                    m->header.kind);
+    }
+}
+
+static bool s_take_message(gb_link_client_t *cli, gb_link_event_t *ev)
+{
+    if (!cli->cursor || !cli->ch)
+        return false;
+    const uint8_t *msg;
+    size_t len;
+    if (gb_channel_next_message(cli->ch, &msg, &len) == 1) {
+        ev->kind = GB_LINK_EV_MESSAGE;
+        ev->session = cli->session_number;
+        ev->peer_name = cli->peer[0] ? cli->peer : NULL;
+        ev->data = msg;
+        ev->len = len;
+        return true;
+    }
+    cli->cursor = false;
+    if (cli->closing) {
+        gb_log_info("link: %s closed the session", cli->server_name);
+        s_drop(cli, "coordinator closed the session", cli->o.retry_ms);
+    }
+    return false;
+}
+
+gb_link_client_t *gb_link_client_new(void *zmq_ctx, const char *endpoint, gb_tls_t *tls,
+                                     const char *server_name, const gb_link_options_t *opts,
+                                     gb_error_t *err)
+{
+    if (!server_name || !*server_name) {
+        gb_error_set(err, GB_EINVAL, "link client: the coordinator's name is required");
+        return NULL;
+    }
+    gb_link_client_t *cli = gb_calloc(1, sizeof *cli);
+    if (!cli || !(cli->server_name = gb_strdup(server_name))) {
+        gb_error_set(err, GB_ENOMEM, "link client: out of memory");
+        goto fail;
+    }
+    s_defaults(&cli->o, opts);
+    cli->tls = tls;
+    cli->backoff_ms = cli->o.retry_ms;
+    cli->sock = zmq_socket(zmq_ctx, ZMQ_DEALER);
+    if (!cli->sock) {
+        gb_error_set(err, GB_EIO, "link client: cannot make a socket: %s", zmq_strerror(errno));
+        goto fail;
+    }
+    int one = 1, zero = 0, ivl = S_ZMQ_HEARTBEAT_MS, timeout = S_ZMQ_HEARTBEAT_TIMEOUT_MS;
+    int reconnect = cli->o.retry_ms, reconnect_max = cli->o.retry_max_ms;
+    int64_t max_frame = (int64_t)(cli->o.max_queued_bytes + cli->o.max_message + S_FRAME_SLACK);
+    if (zmq_setsockopt(cli->sock, ZMQ_IMMEDIATE, &one, sizeof one) != 0 ||
+        zmq_setsockopt(cli->sock, ZMQ_LINGER, &zero, sizeof zero) != 0 ||
+        zmq_setsockopt(cli->sock, ZMQ_MAXMSGSIZE, &max_frame, sizeof max_frame) != 0 ||
+        zmq_setsockopt(cli->sock, ZMQ_SNDHWM, &cli->o.socket_hwm, sizeof(int)) != 0 ||
+        zmq_setsockopt(cli->sock, ZMQ_RCVHWM, &cli->o.socket_hwm, sizeof(int)) != 0 ||
+        zmq_setsockopt(cli->sock, ZMQ_HEARTBEAT_IVL, &ivl, sizeof ivl) != 0 ||
+        zmq_setsockopt(cli->sock, ZMQ_HEARTBEAT_TIMEOUT, &timeout, sizeof timeout) != 0 ||
+        zmq_setsockopt(cli->sock, ZMQ_RECONNECT_IVL, &reconnect, sizeof reconnect) != 0 ||
+        zmq_setsockopt(cli->sock, ZMQ_RECONNECT_IVL_MAX, &reconnect_max,
+                       sizeof reconnect_max) != 0) {
+        gb_error_set(err, GB_EIO, "link client: socket options: %s", zmq_strerror(errno));
+        goto fail;
+    }
+    if (zmq_connect(cli->sock, endpoint) != 0) {
+        gb_error_set(err, GB_EIO, "link client: cannot connect to %s: %s", endpoint,
+                     zmq_strerror(errno));
+        goto fail;
+    }
+    cli->state = S_WAITING;
+    cli->next_attempt = 0;
+    return cli;
+fail:
+    gb_link_client_destroy(&cli);
+    return NULL;
+}
+
+void gb_link_client_destroy(gb_link_client_t **pcli)
+{
+    if (!pcli || !*pcli)
+        return;
+    gb_link_client_t *cli = *pcli;
+    gb_channel_destroy(&cli->ch);
+    if (cli->sock)
+        zmq_close(cli->sock);
+    gb_free(cli->server_name);
+    gb_free(cli);
+    *pcli = NULL;
+}
+
+int gb_link_client_poll(gb_link_client_t *cli, int timeout_ms, gb_link_event_t *ev,
+                        gb_error_t *err)
+{
+    memset(ev, 0, sizeof *ev);
+    double deadline = gb_time_now() + (timeout_ms < 0 ? 1e18 : timeout_ms / 1000.0);
+    for (;;) {
+        if (cli->pending) {
+            *ev = cli->event;
+            cli->pending = false;
+            return 0;
+        }
+        if (s_take_message(cli, ev))
+            return 0;
+        if (cli->pending)
+            continue;
+        double now = gb_time_now();
+        if (cli->state == S_WAITING && now >= cli->next_attempt)
+            s_start(cli);
+        bool flushed = s_flush(cli);
+        if (cli->state == S_HANDSHAKE &&
+            now - cli->started > cli->o.handshake_timeout_ms / 1000.0) {
+            gb_log_warn("link: no handshake with %s in %d ms; retrying", cli->server_name,
+                        cli->o.handshake_timeout_ms);
+            s_drop(cli, "handshake timed out", -1);
+        }
+        if (cli->pending)
+            continue;
+        gb_link_received_t m;
+        int rc = gb_link_recv(cli->sock, 0, &m, err);
+        if (rc == 1) {
+            s_on_message(cli, &m);
+            gb_link_received_close(&m);
+            continue;
+        }
+        if (rc == GB_EPROTO) {
+            gb_log_warn("link: from %s: %s; dropped", cli->server_name,
+                        err ? err->msg : "bad message");
+            gb_link_received_close(&m);
+            gb_error_clear(err);
+            continue;
+        }
+        if (rc < 0)
+            return rc;
+        now = gb_time_now();
+        if (now >= deadline)
+            return 0;
+        double wait = deadline - now;
+        if (cli->state == S_WAITING && cli->next_attempt - now < wait)
+            wait = cli->next_attempt - now;
+        if (cli->state == S_HANDSHAKE && cli->started + cli->o.handshake_timeout_ms / 1000.0 -
+                                                 now < wait)
+            wait = cli->started + cli->o.handshake_timeout_ms / 1000.0 - now;
+        if (!flushed && wait > S_BLOCKED_RETRY_MS / 1000.0)
+            wait = S_BLOCKED_RETRY_MS / 1000.0;
+        if (wait < 0)
+            wait = 0;
+        zmq_pollitem_t item = {.socket = cli->sock, .events = ZMQ_POLLIN};
+        if (zmq_poll(&item, 1, (long)(wait * 1000.0) + 1) < 0 && errno != EINTR)
+            return gb_error_set(err, GB_EIO, "link client: poll failed: %s",
+                                zmq_strerror(errno));
+    }
+}
+
+int gb_link_client_send(gb_link_client_t *cli, const void *msg, size_t len, gb_error_t *err)
+{
+    if (cli->state != S_ESTABLISHED || cli->closing)
+        return gb_error_set(err, GB_ECLOSED, "link: not connected to %s", cli->server_name);
+    if (len > cli->o.max_message)
+        return gb_error_set(err, GB_ERANGE, "link: message of %zu bytes exceeds the limit %zu",
+                            len, cli->o.max_message);
+    if (gb_link_client_queued(cli) >= cli->o.max_queued_bytes)
+        return gb_error_set(err, GB_EAGAIN, "link: %zu bytes already queued for %s",
+                            cli->o.max_queued_bytes, cli->server_name);
+    int rc = gb_channel_send(cli->ch, msg, len, err);
+    if (rc != 0)
+        return rc;
+    s_flush(cli);
+    return 0;
+}
+
+bool gb_link_client_connected(const gb_link_client_t *cli)
+{
+    return cli->state == S_ESTABLISHED && !cli->closing;
+}
+
+size_t gb_link_client_queued(const gb_link_client_t *cli)
+{
+    if (!cli->ch)
+        return 0;
+    const uint8_t *bytes;
+    return gb_channel_outbox(cli->ch, &bytes);
+}
+
+void gb_link_client_close(gb_link_client_t *cli, int linger_ms)
+{
+    if (!cli->ch)
+        return;
+    gb_channel_close(cli->ch);
+    double until = gb_time_now() + linger_ms / 1000.0;
+    while (!s_flush(cli) && gb_time_now() < until) {
+        zmq_pollitem_t item = {.socket = cli->sock, .events = ZMQ_POLLOUT};
+        zmq_poll(&item, 1, S_BLOCKED_RETRY_MS);
+    }
+    gb_channel_destroy(&cli->ch);
+    cli->state = S_WAITING;
+    cli->next_attempt = 1e18; /* closed on purpose: no reconnection */
+}

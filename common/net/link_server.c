@@ -1,0 +1,650 @@
+/* The coordinator's side of the link (net/link.h): one ROUTER socket, one TLS
+ * channel per ZeroMQ peer.
+ *
+ * Sessions live in a fixed array of slots sized by max_sessions, found by
+ * routing id through an open-addressing index (linear probing, backward-shift
+ * deletion, so no tombstones pile up under churn) and by handle through the
+ * slot number in the handle's low 32 bits; the high 32 bits are a generation,
+ * so a stale handle never reaches a newer session in the same slot.
+ *
+ * Events that are not messages (connected, disconnected) wait in a growable
+ * ring; messages are taken straight from the channel that produced them (the
+ * cursor), so a received message is never copied. A frame the socket cannot
+ * take now stays in its channel's outbox, and poll retries such sessions every
+ * few milliseconds: that is the back-pressure of ROUTER_MANDATORY. */
+#include "net/link.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <zmq.h>
+
+#include "net/link_frame.h"
+#include "util/alloc.h"
+#include "util/log.h"
+#include "util/time.h"
+
+#define S_TIMER_PERIOD 0.1     /* seconds between timeout scans */
+#define S_BLOCKED_RETRY_MS 5   /* how often blocked sessions retry their send */
+#define S_FRAME_SLACK (64 << 10)
+
+typedef struct {
+    uint64_t handle;                      /* 0 while the slot is free */
+    uint64_t session_id;                  /* the client's id for this handshake */
+    uint8_t rid[GB_LINK_MAX_ROUTING_ID];  /* the peer's ZeroMQ routing id */
+    size_t rid_len;                       /* its length */
+    gb_channel_t *ch;                     /* the TLS session */
+    double started;                       /* when the hello arrived */
+    double last_seen;                     /* last frame from the peer */
+    bool announced;                       /* CONNECTED was reported */
+    bool blocked;                         /* outbox waits for the socket */
+    bool closing;                         /* peer closed: drain, then end */
+} s_session_t;
+
+typedef struct {
+    gb_link_event_kind_t kind; /* CONNECTED or DISCONNECTED */
+    uint64_t session;          /* handle */
+    bool has_peer;             /* peer name known */
+    char peer[256];            /* copied: the session may be gone */
+    char reason[256];          /* DISCONNECTED: why */
+} s_event_t;
+
+struct gb_link_server {
+    void *sock;                /* ROUTER */
+    gb_tls_t *tls;             /* borrowed server configuration */
+    gb_link_options_t o;       /* options with defaults filled */
+    char endpoint[256];        /* the bound endpoint */
+    s_session_t *slots;        /* max_sessions slots */
+    uint32_t *index;           /* routing id hash -> slot + 1 (0: empty) */
+    size_t index_mask;         /* index size - 1 (a power of two) */
+    int count;                 /* sessions held */
+    int handshakes;            /* of those, not yet established */
+    int blocked;               /* of those, with a frame waiting for the socket */
+    uint32_t generation;       /* for the next handle */
+    int free_hint;             /* where to look for a free slot first */
+    s_event_t *events;         /* ring of pending events */
+    size_t ev_head, ev_count, ev_cap; /* ring state */
+    int cursor;                /* slot whose channel may hold messages, or -1 */
+    uint64_t cursor_handle;    /* its handle, to notice it was replaced */
+    double next_timer;         /* when timeouts are checked next */
+    char last_peer[256];       /* backing store of the returned event's name */
+};
+
+static void s_defaults(gb_link_options_t *o, const gb_link_options_t *in)
+{
+    if (in)
+        *o = *in;
+    else
+        memset(o, 0, sizeof *o);
+    if (!o->max_message)
+        o->max_message = GB_CHANNEL_DEFAULT_MAX_MESSAGE;
+    if (!o->max_queued_bytes)
+        o->max_queued_bytes = (size_t)8 << 20;
+    if (o->max_sessions <= 0)
+        o->max_sessions = 10000;
+    if (o->max_handshakes <= 0)
+        o->max_handshakes = 64;
+    if (o->handshake_timeout_ms <= 0)
+        o->handshake_timeout_ms = 10000;
+    if (o->idle_timeout_ms <= 0)
+        o->idle_timeout_ms = 120000;
+    if (o->retry_ms <= 0)
+        o->retry_ms = 200;
+    if (o->retry_max_ms <= 0)
+        o->retry_max_ms = 10000;
+    if (o->socket_hwm <= 0)
+        o->socket_hwm = 32;
+}
+
+/* FNV-1a over the routing id. */
+static size_t s_hash(const uint8_t *rid, size_t len)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < len; i++) {
+        h ^= rid[i];
+        h *= 1099511628211ull;
+    }
+    return (size_t)h;
+}
+
+static int s_find(const gb_link_server_t *srv, const uint8_t *rid, size_t len)
+{
+    for (size_t i = s_hash(rid, len) & srv->index_mask;; i = (i + 1) & srv->index_mask) {
+        uint32_t v = srv->index[i];
+        if (!v)
+            return -1;
+        const s_session_t *s = &srv->slots[v - 1];
+        if (s->rid_len == len && memcmp(s->rid, rid, len) == 0)
+            return (int)v - 1;
+    }
+}
+
+static void s_index_insert(gb_link_server_t *srv, int slot)
+{
+    const s_session_t *s = &srv->slots[slot];
+    size_t i = s_hash(s->rid, s->rid_len) & srv->index_mask;
+    while (srv->index[i])
+        i = (i + 1) & srv->index_mask;
+    srv->index[i] = (uint32_t)slot + 1;
+}
+
+/* Backward-shift deletion: later entries of the same probe run move up, so
+ * lookups never need tombstones. */
+static void s_index_remove(gb_link_server_t *srv, int slot)
+{
+    const s_session_t *s = &srv->slots[slot];
+    size_t i = s_hash(s->rid, s->rid_len) & srv->index_mask;
+    while (srv->index[i] != (uint32_t)slot + 1)
+        i = (i + 1) & srv->index_mask;
+    size_t hole = i;
+    for (size_t j = (hole + 1) & srv->index_mask; srv->index[j]; j = (j + 1) & srv->index_mask) {
+        const s_session_t *t = &srv->slots[srv->index[j] - 1];
+        size_t home = s_hash(t->rid, t->rid_len) & srv->index_mask;
+        /* Move j into the hole unless its home lies cyclically in (hole, j]. */
+        bool stays = (hole < j) ? (home > hole && home <= j) : (home > hole || home <= j);
+        if (!stays) {
+            srv->index[hole] = srv->index[j];
+            hole = j;
+        }
+    }
+    srv->index[hole] = 0;
+}
+
+static void s_rid_hex(const uint8_t *rid, size_t len, char *out, size_t cap)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < len && n + 3 <= cap; i++)
+        n += (size_t)snprintf(out + n, cap - n, "%02x", rid[i]);
+    if (cap)
+        out[n < cap ? n : cap - 1] = '\0';
+}
+
+/* A name for a session in log lines: its certificate name, else its id. */
+static const char *s_who(const s_session_t *s, char *buf, size_t cap)
+{
+    const char *name = s->ch && s->announced ? gb_channel_peer_name(s->ch) : NULL;
+    if (name) {
+        snprintf(buf, cap, "'%s'", name);
+        return buf;
+    }
+    char hex[64];
+    s_rid_hex(s->rid, s->rid_len, hex, sizeof hex);
+    snprintf(buf, cap, "peer %s", hex);
+    return buf;
+}
+
+static int s_push_event(gb_link_server_t *srv, gb_link_event_kind_t kind, const s_session_t *s,
+                        const char *reason)
+{
+    if (srv->ev_count == srv->ev_cap) {
+        size_t cap = srv->ev_cap ? 2 * srv->ev_cap : 16;
+        s_event_t *grown = gb_malloc(cap * sizeof *grown);
+        if (!grown)
+            return GB_ENOMEM;
+        for (size_t i = 0; i < srv->ev_count; i++)
+            grown[i] = srv->events[(srv->ev_head + i) % srv->ev_cap];
+        gb_free(srv->events);
+        srv->events = grown;
+        srv->ev_cap = cap;
+        srv->ev_head = 0;
+    }
+    s_event_t *e = &srv->events[(srv->ev_head + srv->ev_count) % srv->ev_cap];
+    memset(e, 0, sizeof *e);
+    e->kind = kind;
+    e->session = s->handle;
+    const char *name = s->ch ? gb_channel_peer_name(s->ch) : NULL;
+    if (name) {
+        e->has_peer = true;
+        snprintf(e->peer, sizeof e->peer, "%s", name);
+    }
+    if (reason)
+        snprintf(e->reason, sizeof e->reason, "%s", reason);
+    srv->ev_count++;
+    return 0;
+}
+
+static bool s_pop_event(gb_link_server_t *srv, gb_link_event_t *ev)
+{
+    if (!srv->ev_count)
+        return false;
+    const s_event_t *e = &srv->events[srv->ev_head];
+    ev->kind = e->kind;
+    ev->session = e->session;
+    if (e->has_peer) {
+        memcpy(srv->last_peer, e->peer, sizeof srv->last_peer);
+        ev->peer_name = srv->last_peer;
+    }
+    snprintf(ev->reason, sizeof ev->reason, "%s", e->reason);
+    srv->ev_head = (srv->ev_head + 1) % srv->ev_cap;
+    srv->ev_count--;
+    return true;
+}
+
+/* Frees a session's slot. announce: report DISCONNECTED if CONNECTED was. */
+static void s_end(gb_link_server_t *srv, int slot, const char *reason, bool announce)
+{
+    s_session_t *s = &srv->slots[slot];
+    if (announce && s->announced && s_push_event(srv, GB_LINK_EV_DISCONNECTED, s, reason) != 0)
+        gb_log_error("link: out of memory reporting the end of a session");
+    if (!s->announced)
+        srv->handshakes--;
+    if (s->blocked)
+        srv->blocked--;
+    s_index_remove(srv, slot);
+    gb_channel_destroy(&s->ch);
+    memset(s, 0, sizeof *s);
+    srv->count--;
+    if (srv->cursor == slot)
+        srv->cursor = -1;
+}
+
+/* Moves a session's outbox to the socket. Returns 0, or GB_ECLOSED when the
+ * session ended because its peer is gone. */
+static int s_flush(gb_link_server_t *srv, int slot)
+{
+    s_session_t *s = &srv->slots[slot];
+    const uint8_t *bytes;
+    size_t n = gb_channel_outbox(s->ch, &bytes);
+    if (!n)
+        goto unblocked;
+    gb_error_t err = {0};
+    int rc = gb_link_send(srv->sock, s->rid, s->rid_len, GB_LINK_DATA, s->session_id, bytes, n,
+                          &err);
+    if (rc == GB_EAGAIN) {
+        if (!s->blocked) {
+            s->blocked = true;
+            srv->blocked++;
+        }
+        return 0;
+    }
+    if (rc != 0) {
+        char who[96];
+        gb_log_info("link: %s: %s; session ended", s_who(s, who, sizeof who), err.msg);
+        s_end(srv, slot, err.msg, true);
+        return GB_ECLOSED;
+    }
+    gb_channel_outbox_consume(s->ch, n);
+unblocked:
+    if (s->blocked) {
+        s->blocked = false;
+        srv->blocked--;
+    }
+    return 0;
+}
+
+static void s_send_control(gb_link_server_t *srv, const gb_link_received_t *m, int kind,
+                           uint32_t wait_ms)
+{
+    uint8_t payload[4] = {(uint8_t)(wait_ms >> 24), (uint8_t)(wait_ms >> 16),
+                          (uint8_t)(wait_ms >> 8), (uint8_t)wait_ms};
+    gb_error_t err = {0};
+    /* Best effort: a peer that cannot take a reset now will time out. */
+    if (gb_link_send(srv->sock, m->routing_id, m->routing_id_len, kind, m->header.session_id,
+                     payload, kind == GB_LINK_BUSY ? sizeof payload : 0, &err) != 0)
+        gb_log_debug("link: control frame not sent: %s", err.msg);
+}
+
+static int s_free_slot(gb_link_server_t *srv)
+{
+    for (int k = 0; k < srv->o.max_sessions; k++) {
+        int i = (srv->free_hint + k) % srv->o.max_sessions;
+        if (!srv->slots[i].handle) {
+            srv->free_hint = (i + 1) % srv->o.max_sessions;
+            return i;
+        }
+    }
+    return -1;
+}
+
+/* After a successful feed: report the handshake, point the cursor here. */
+static void s_after_feed(gb_link_server_t *srv, int slot)
+{
+    s_session_t *s = &srv->slots[slot];
+    if (!s->announced && gb_channel_established(s->ch)) {
+        /* The empty first message tells the client its certificate passed
+         * (TLS 1.3 lets the client finish before the server has checked). */
+        gb_error_t err = {0};
+        if (gb_channel_send(s->ch, "", 0, &err) != 0) {
+            gb_log_error("link: cannot accept session %llu: %s", (unsigned long long)s->handle,
+                         err.msg);
+            s_end(srv, slot, err.msg, false);
+            return;
+        }
+        s->announced = true;
+        srv->handshakes--;
+        const char *name = gb_channel_peer_name(s->ch);
+        gb_log_info("link: session %llu established with %s%s",
+                    (unsigned long long)s->handle, name ? "client " : "an anonymous client",
+                    name ? name : "");
+        if (s_push_event(srv, GB_LINK_EV_CONNECTED, s, NULL) != 0) {
+            gb_log_error("link: out of memory accepting session %llu",
+                         (unsigned long long)s->handle);
+            s_end(srv, slot, "out of memory", false);
+            return;
+        }
+    }
+    if (gb_channel_failed(s->ch))
+        s->closing = true;
+    srv->cursor = slot;
+    srv->cursor_handle = s->handle;
+    s_flush(srv, slot);
+}
+
+static void s_feed(gb_link_server_t *srv, int slot, const gb_link_received_t *m)
+{
+    s_session_t *s = &srv->slots[slot];
+    gb_error_t err = {0};
+    s->last_seen = gb_time_now();
+    int rc = gb_channel_feed(s->ch, zmq_msg_data((zmq_msg_t *)&m->payload),
+                             zmq_msg_size((zmq_msg_t *)&m->payload), &err);
+    if (rc == 0) {
+        s_after_feed(srv, slot);
+        return;
+    }
+    char who[96];
+    uint64_t handle = s->handle;
+    gb_log_warn("link: %s cut off: %s", s_who(s, who, sizeof who), err.msg);
+    s_flush(srv, slot); /* the alert, if the socket takes it */
+    if (srv->slots[slot].handle == handle)
+        s_end(srv, slot, err.msg, true);
+}
+
+static void s_on_hello(gb_link_server_t *srv, int slot, const gb_link_received_t *m)
+{
+    if (slot >= 0) {
+        char who[96];
+        gb_log_info("link: %s started a new session; the old one ends",
+                    s_who(&srv->slots[slot], who, sizeof who));
+        s_end(srv, slot, "peer started a new session", true);
+    }
+    if (srv->handshakes >= srv->o.max_handshakes || srv->count >= srv->o.max_sessions) {
+        gb_log_warn("link: %s, new peer told to retry in %d ms",
+                    srv->count >= srv->o.max_sessions ? "session table full"
+                                                      : "too many handshakes in progress",
+                    srv->o.retry_ms);
+        s_send_control(srv, m, GB_LINK_BUSY, (uint32_t)srv->o.retry_ms);
+        return;
+    }
+    gb_error_t err = {0};
+    gb_channel_t *ch = gb_channel_new(srv->tls, NULL, srv->o.max_message, &err);
+    if (!ch) {
+        gb_log_error("link: cannot start a session: %s", err.msg);
+        s_send_control(srv, m, GB_LINK_BUSY, (uint32_t)srv->o.retry_ms);
+        return;
+    }
+    int i = s_free_slot(srv);
+    s_session_t *s = &srv->slots[i];
+    s->handle = ((uint64_t)++srv->generation << 32) | (uint32_t)i;
+    s->session_id = m->header.session_id;
+    memcpy(s->rid, m->routing_id, m->routing_id_len);
+    s->rid_len = m->routing_id_len;
+    s->ch = ch;
+    s->started = s->last_seen = gb_time_now();
+    srv->count++;
+    srv->handshakes++;
+    s_index_insert(srv, i);
+    s_feed(srv, i, m);
+}
+
+static void s_on_message(gb_link_server_t *srv, const gb_link_received_t *m)
+{
+    int slot = s_find(srv, m->routing_id, m->routing_id_len);
+    switch (m->header.kind) {
+    case GB_LINK_HELLO:
+        s_on_hello(srv, slot, m);
+        return;
+    case GB_LINK_DATA:
+        if (slot < 0 || srv->slots[slot].session_id != m->header.session_id) {
+            gb_log_debug("link: data for an unknown session; reset sent");
+            s_send_control(srv, m, GB_LINK_RESET, 0);
+            return;
+        }
+        s_feed(srv, slot, m);
+        return;
+    default: {
+        char hex[64];
+        s_rid_hex(m->routing_id, m->routing_id_len, hex, sizeof hex);
+        gb_log_warn("link: peer %s sent a '%c' frame, which only the server sends; ignored",
+                    hex, m->header.kind);
+        return;
+    }
+    }
+}
+
+static void s_timers(gb_link_server_t *srv)
+{
+    double now = gb_time_now();
+    if (now < srv->next_timer)
+        return;
+    srv->next_timer = now + S_TIMER_PERIOD;
+    for (int i = 0; i < srv->o.max_sessions && srv->count; i++) {
+        s_session_t *s = &srv->slots[i];
+        if (!s->handle)
+            continue;
+        char who[96], why[128];
+        if (!s->announced && now - s->started > srv->o.handshake_timeout_ms / 1000.0) {
+            gb_log_warn("link: %s: handshake not finished in %d ms; dropped",
+                        s_who(s, who, sizeof who), srv->o.handshake_timeout_ms);
+            s_end(srv, i, "handshake timed out", false);
+        } else if (s->announced && now - s->last_seen > srv->o.idle_timeout_ms / 1000.0) {
+            snprintf(why, sizeof why, "silent for %d ms", srv->o.idle_timeout_ms);
+            gb_log_info("link: %s %s; session ended", s_who(s, who, sizeof who), why);
+            s_end(srv, i, why, true);
+        }
+    }
+}
+
+static void s_retry_blocked(gb_link_server_t *srv)
+{
+    for (int i = 0; i < srv->o.max_sessions && srv->blocked; i++)
+        if (srv->slots[i].handle && srv->slots[i].blocked)
+            s_flush(srv, i);
+}
+
+/* The next message of the cursor's channel, or the end of a closed session. */
+static bool s_take_message(gb_link_server_t *srv, gb_link_event_t *ev)
+{
+    if (srv->cursor < 0)
+        return false;
+    s_session_t *s = &srv->slots[srv->cursor];
+    if (s->handle != srv->cursor_handle) {
+        srv->cursor = -1;
+        return false;
+    }
+    const uint8_t *msg;
+    size_t len;
+    if (gb_channel_next_message(s->ch, &msg, &len) == 1) {
+        ev->kind = GB_LINK_EV_MESSAGE;
+        ev->session = s->handle;
+        ev->data = msg;
+        ev->len = len;
+        ev->peer_name = gb_channel_peer_name(s->ch);
+        return true;
+    }
+    int slot = srv->cursor;
+    srv->cursor = -1;
+    if (s->closing) {
+        char who[96];
+        gb_log_info("link: %s closed the session", s_who(s, who, sizeof who));
+        s_end(srv, slot, "peer closed the session", true);
+    }
+    return false;
+}
+
+gb_link_server_t *gb_link_server_new(void *zmq_ctx, const char *endpoint, gb_tls_t *tls,
+                                     const gb_link_options_t *opts, gb_error_t *err)
+{
+    gb_link_server_t *srv = gb_calloc(1, sizeof *srv);
+    if (!srv) {
+        gb_error_set(err, GB_ENOMEM, "link server: out of memory");
+        return NULL;
+    }
+    s_defaults(&srv->o, opts);
+    srv->tls = tls;
+    srv->cursor = -1;
+    size_t index_size = 1;
+    while (index_size < 2 * (size_t)srv->o.max_sessions)
+        index_size <<= 1;
+    srv->index_mask = index_size - 1;
+    srv->slots = gb_calloc((size_t)srv->o.max_sessions, sizeof *srv->slots);
+    srv->index = gb_calloc(index_size, sizeof *srv->index);
+    if (!srv->slots || !srv->index) {
+        gb_error_set(err, GB_ENOMEM, "link server: out of memory for %d sessions",
+                     srv->o.max_sessions);
+        goto fail;
+    }
+    srv->sock = zmq_socket(zmq_ctx, ZMQ_ROUTER);
+    if (!srv->sock) {
+        gb_error_set(err, GB_EIO, "link server: cannot make a socket: %s",
+                     zmq_strerror(errno));
+        goto fail;
+    }
+    int one = 1, zero = 0;
+    int64_t max_frame = (int64_t)(srv->o.max_queued_bytes + srv->o.max_message + S_FRAME_SLACK);
+    if (zmq_setsockopt(srv->sock, ZMQ_ROUTER_MANDATORY, &one, sizeof one) != 0 ||
+        zmq_setsockopt(srv->sock, ZMQ_LINGER, &zero, sizeof zero) != 0 ||
+        zmq_setsockopt(srv->sock, ZMQ_MAXMSGSIZE, &max_frame, sizeof max_frame) != 0 ||
+        zmq_setsockopt(srv->sock, ZMQ_SNDHWM, &srv->o.socket_hwm, sizeof(int)) != 0 ||
+        zmq_setsockopt(srv->sock, ZMQ_RCVHWM, &srv->o.socket_hwm, sizeof(int)) != 0) {
+        gb_error_set(err, GB_EIO, "link server: socket options: %s", zmq_strerror(errno));
+        goto fail;
+    }
+    if (zmq_bind(srv->sock, endpoint) != 0) {
+        gb_error_set(err, GB_EIO, "link server: cannot bind %s: %s", endpoint,
+                     zmq_strerror(errno));
+        goto fail;
+    }
+    size_t len = sizeof srv->endpoint;
+    if (zmq_getsockopt(srv->sock, ZMQ_LAST_ENDPOINT, srv->endpoint, &len) != 0)
+        snprintf(srv->endpoint, sizeof srv->endpoint, "%s", endpoint);
+    gb_log_info("link: listening on %s", srv->endpoint);
+    return srv;
+fail:
+    gb_link_server_destroy(&srv);
+    return NULL;
+}
+
+void gb_link_server_destroy(gb_link_server_t **psrv)
+{
+    if (!psrv || !*psrv)
+        return;
+    gb_link_server_t *srv = *psrv;
+    if (srv->slots)
+        for (int i = 0; i < srv->o.max_sessions; i++)
+            gb_channel_destroy(&srv->slots[i].ch);
+    if (srv->sock)
+        zmq_close(srv->sock);
+    gb_free(srv->slots);
+    gb_free(srv->index);
+    gb_free(srv->events);
+    gb_free(srv);
+    *psrv = NULL;
+}
+
+const char *gb_link_server_endpoint(const gb_link_server_t *srv)
+{
+    return srv->endpoint;
+}
+
+int gb_link_server_poll(gb_link_server_t *srv, int timeout_ms, gb_link_event_t *ev,
+                        gb_error_t *err)
+{
+    memset(ev, 0, sizeof *ev);
+    double deadline = gb_time_now() + (timeout_ms < 0 ? 1e18 : timeout_ms / 1000.0);
+    for (;;) {
+        if (s_pop_event(srv, ev) || s_take_message(srv, ev))
+            return 0;
+        if (srv->blocked)
+            s_retry_blocked(srv);
+        s_timers(srv);
+        if (srv->ev_count)
+            continue;
+        gb_link_received_t m;
+        int rc = gb_link_recv(srv->sock, 1, &m, err);
+        if (rc == 1) {
+            s_on_message(srv, &m);
+            gb_link_received_close(&m);
+            continue;
+        }
+        if (rc == GB_EPROTO) {
+            char hex[64];
+            s_rid_hex(m.routing_id, m.routing_id_len, hex, sizeof hex);
+            gb_log_warn("link: peer %s: %s; dropped", hex, err ? err->msg : "bad message");
+            gb_link_received_close(&m);
+            gb_error_clear(err);
+            continue;
+        }
+        if (rc < 0)
+            return rc;
+        double now = gb_time_now();
+        if (now >= deadline)
+            return 0;
+        double wait = deadline - now;
+        if (srv->count && wait > S_TIMER_PERIOD)
+            wait = S_TIMER_PERIOD;
+        if (srv->blocked && wait > S_BLOCKED_RETRY_MS / 1000.0)
+            wait = S_BLOCKED_RETRY_MS / 1000.0;
+        zmq_pollitem_t item = {.socket = srv->sock, .events = ZMQ_POLLIN};
+        if (zmq_poll(&item, 1, (long)(wait * 1000.0) + 1) < 0 && errno != EINTR)
+            return gb_error_set(err, GB_EIO, "link server: poll failed: %s",
+                                zmq_strerror(errno));
+    }
+}
+
+static s_session_t *s_by_handle(gb_link_server_t *srv, uint64_t handle)
+{
+    uint32_t slot = (uint32_t)handle;
+    if (!handle || slot >= (uint32_t)srv->o.max_sessions || srv->slots[slot].handle != handle)
+        return NULL;
+    return &srv->slots[slot];
+}
+
+int gb_link_server_send(gb_link_server_t *srv, uint64_t session, const void *msg, size_t len,
+                        gb_error_t *err)
+{
+    s_session_t *s = s_by_handle(srv, session);
+    if (!s || !s->announced || s->closing)
+        return gb_error_set(err, GB_ECLOSED, "link: session %llu is not connected",
+                            (unsigned long long)session);
+    if (len > srv->o.max_message)
+        return gb_error_set(err, GB_ERANGE, "link: message of %zu bytes exceeds the limit %zu",
+                            len, srv->o.max_message);
+    const uint8_t *queued;
+    if (gb_channel_outbox(s->ch, &queued) >= srv->o.max_queued_bytes)
+        return gb_error_set(err, GB_EAGAIN, "link: session %llu has %zu bytes queued",
+                            (unsigned long long)session, srv->o.max_queued_bytes);
+    int rc = gb_channel_send(s->ch, msg, len, err);
+    if (rc != 0)
+        return rc;
+    if (s_flush(srv, (int)(uint32_t)session) == GB_ECLOSED)
+        return gb_error_set(err, GB_ECLOSED, "link: session %llu: peer is gone",
+                            (unsigned long long)session);
+    return 0;
+}
+
+void gb_link_server_close(gb_link_server_t *srv, uint64_t session)
+{
+    s_session_t *s = s_by_handle(srv, session);
+    if (!s)
+        return;
+    gb_channel_close(s->ch);
+    const uint8_t *bytes;
+    size_t n = gb_channel_outbox(s->ch, &bytes);
+    gb_error_t err = {0};
+    /* Best effort: a peer that misses the close_notify times out instead. */
+    if (n && gb_link_send(srv->sock, s->rid, s->rid_len, GB_LINK_DATA, s->session_id, bytes, n,
+                          &err) != 0)
+        gb_log_debug("link: close_notify not sent: %s", err.msg);
+    s_end(srv, (int)(uint32_t)session, "closed", false);
+}
+
+int gb_link_server_sessions(const gb_link_server_t *srv)
+{
+    return srv->count;
+}
+
+int gb_link_server_handshakes(const gb_link_server_t *srv)
+{
+    return srv->handshakes;
+}

@@ -1,0 +1,612 @@
+/* Tests for net/link: a coordinator's ROUTER side and clients' DEALER sides
+ * over TCP on loopback, with the test certificates of tests/net/
+ * make_test_pki.sh. One thread drives every end by polling in turn.
+ *
+ * Covered: handshake and names, messages both ways in order (small, many,
+ * the largest), back-pressure without loss, a session closed and
+ * re-established, a restarted coordinator, anonymous (enrolling) clients,
+ * a client of a foreign CA, garbage and malformed frames from raw peers
+ * (cut off, nobody else disturbed), the bound on handshakes in progress,
+ * handshake and idle timeouts, and the errors of send. */
+#include "testutil.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <zmq.h>
+
+#include "net/link.h"
+#include "net/link_frame.h"
+#include "util/time.h"
+
+static char *s_pki(const char *name)
+{
+    char rel[256];
+    snprintf(rel, sizeof rel, "test-pki/%s", name);
+    return gb_test_binary_path(rel);
+}
+
+static gb_tls_t *s_tls(gb_tls_role_t role, const char *cert, const char *ca, bool anonymous)
+{
+    char certfile[128], keyfile[128];
+    snprintf(certfile, sizeof certfile, "%s.pem", cert ? cert : "");
+    snprintf(keyfile, sizeof keyfile, "%s.key", cert ? cert : "");
+    char *ca_path = s_pki(ca ? ca : "ca.pem");
+    char *cert_path = cert ? s_pki(certfile) : NULL;
+    char *key_path = cert ? s_pki(keyfile) : NULL;
+    gb_tls_options_t o = {.role = role, .ca_file = ca_path, .cert_file = cert_path,
+                          .key_file = key_path, .allow_anonymous_peers = anonymous};
+    gb_error_t err = {0};
+    gb_tls_t *tls = gb_tls_new(&o, &err);
+    if (!tls)
+        fprintf(stderr, "gb_tls_new: %s\n", err.msg);
+    assert_non_null(tls);
+    free(ca_path);
+    free(cert_path);
+    free(key_path);
+    return tls;
+}
+
+#define SERVER_NAME "coordinator.test"
+
+typedef struct {
+    int connected, disconnected, messages; /* events seen */
+    uint64_t session;                      /* last session handle / number */
+    char peer[256];                        /* last peer name ("" for NULL) */
+    char reason[256];                      /* last disconnect reason */
+    size_t bytes;                          /* message bytes received */
+    uint32_t next_seq;                     /* next expected sequence number */
+    bool in_order;                         /* every message came in order */
+    bool anonymous;                        /* last CONNECTED had no name */
+} rec_t;
+
+static void s_record(rec_t *r, const gb_link_event_t *ev)
+{
+    switch (ev->kind) {
+    case GB_LINK_EV_CONNECTED:
+        r->connected++;
+        r->session = ev->session;
+        r->anonymous = ev->peer_name == NULL;
+        snprintf(r->peer, sizeof r->peer, "%s", ev->peer_name ? ev->peer_name : "");
+        r->next_seq = 0;
+        break;
+    case GB_LINK_EV_DISCONNECTED:
+        r->disconnected++;
+        snprintf(r->reason, sizeof r->reason, "%s", ev->reason);
+        break;
+    case GB_LINK_EV_MESSAGE: {
+        r->messages++;
+        r->bytes += ev->len;
+        uint32_t seq = 0;
+        if (ev->len >= 4)
+            memcpy(&seq, ev->data, 4);
+        if (seq != r->next_seq)
+            r->in_order = false;
+        r->next_seq = seq + 1;
+        /* every byte after the sequence number is (seq + i) & 0xff */
+        for (size_t i = 4; i < ev->len; i++)
+            if (ev->data[i] != (uint8_t)(seq + i))
+                r->in_order = false;
+        break;
+    }
+    default:
+        break;
+    }
+}
+
+typedef struct {
+    gb_link_server_t *srv;
+    gb_link_client_t *cli[4];
+    int nclients;
+    rec_t s, c[4];
+} net_t;
+
+static void s_step(net_t *n, int wait_ms)
+{
+    gb_link_event_t ev;
+    gb_error_t err = {0};
+    if (n->srv) {
+        do {
+            assert_int_equal(gb_link_server_poll(n->srv, wait_ms, &ev, &err), 0);
+            s_record(&n->s, &ev);
+        } while (ev.kind != GB_LINK_EV_NONE);
+    }
+    for (int i = 0; i < n->nclients; i++) {
+        if (!n->cli[i])
+            continue;
+        do {
+            assert_int_equal(gb_link_client_poll(n->cli[i], 0, &ev, &err), 0);
+            s_record(&n->c[i], &ev);
+        } while (ev.kind != GB_LINK_EV_NONE);
+    }
+}
+
+#define PUMP_UNTIL(n, cond, ms)                                                            \
+    do {                                                                                   \
+        double t0_ = gb_time_now();                                                        \
+        while (!(cond) && gb_time_now() - t0_ < (ms) / 1000.0)                             \
+            s_step((n), 1);                                                                \
+    } while (0)
+
+static uint8_t *s_message(uint32_t seq, size_t len)
+{
+    uint8_t *m = malloc(len);
+    memcpy(m, &seq, 4);
+    for (size_t i = 4; i < len; i++)
+        m[i] = (uint8_t)(seq + i);
+    return m;
+}
+
+/* Everything a test opens lives here, so that teardown can close what a
+ * failed assertion left open (zmq_ctx_term waits for every socket). */
+typedef struct {
+    void *ctx;
+    gb_tls_t *server_tls, *client_tls;
+    net_t n;
+    void *raw[4];
+    int nraw;
+} fixture_t;
+
+static int s_setup(void **state)
+{
+    fixture_t *f = calloc(1, sizeof *f);
+    f->ctx = zmq_ctx_new();
+    f->server_tls = s_tls(GB_TLS_SERVER, "coordinator", NULL, false);
+    f->client_tls = s_tls(GB_TLS_CLIENT, "alice", NULL, false);
+    *state = f;
+    return 0;
+}
+
+static void s_stop(net_t *n);
+
+static int s_teardown(void **state)
+{
+    fixture_t *f = *state;
+    s_stop(&f->n);
+    for (int i = 0; i < f->nraw; i++)
+        zmq_close(f->raw[i]);
+    gb_tls_destroy(&f->server_tls);
+    gb_tls_destroy(&f->client_tls);
+    zmq_ctx_term(f->ctx);
+    free(f);
+    return 0;
+}
+
+static const gb_link_options_t s_fast = {.retry_ms = 20, .retry_max_ms = 100,
+                                         .handshake_timeout_ms = 2000};
+
+static void s_start(net_t *n, fixture_t *f, const gb_link_options_t *o)
+{
+    memset(n, 0, sizeof *n);
+    gb_error_t err = {0};
+    n->srv = gb_link_server_new(f->ctx, "tcp://127.0.0.1:*", f->server_tls, o, &err);
+    assert_non_null(n->srv);
+    n->s.in_order = true;
+}
+
+static gb_link_client_t *s_add_client(net_t *n, void *ctx, gb_tls_t *tls)
+{
+    gb_error_t err = {0};
+    int i = n->nclients++;
+    n->cli[i] = gb_link_client_new(ctx, gb_link_server_endpoint(n->srv), tls, SERVER_NAME,
+                                   &s_fast, &err);
+    assert_non_null(n->cli[i]);
+    n->c[i].in_order = true;
+    return n->cli[i];
+}
+
+static void s_stop(net_t *n)
+{
+    for (int i = 0; i < n->nclients; i++)
+        gb_link_client_destroy(&n->cli[i]);
+    gb_link_server_destroy(&n->srv);
+}
+
+static void test_connect_and_exchange(void **state)
+{
+    fixture_t *f = *state;
+    net_t *n = &f->n;
+    s_start(n, f, &s_fast);
+    gb_link_client_t *cli = s_add_client(n, f->ctx, f->client_tls);
+    PUMP_UNTIL(n, n->s.connected && n->c[0].connected, 5000);
+    assert_int_equal(n->s.connected, 1);
+    assert_string_equal(n->s.peer, "alice");
+    assert_string_equal(n->c[0].peer, SERVER_NAME);
+    assert_true(gb_link_client_connected(cli));
+    assert_int_equal(gb_link_server_sessions(n->srv), 1);
+    assert_int_equal(gb_link_server_handshakes(n->srv), 0);
+
+    gb_error_t err = {0};
+    /* many small messages each way, then the largest one */
+    for (uint32_t i = 0; i < 200; i++) {
+        uint8_t *m = s_message(i, 4 + i % 50);
+        assert_int_equal(gb_link_client_send(cli, m, 4 + i % 50, &err), 0);
+        assert_int_equal(gb_link_server_send(n->srv, n->s.session, m, 4 + i % 50, &err), 0);
+        free(m);
+    }
+    PUMP_UNTIL(n, n->s.messages == 200 && n->c[0].messages == 200, 5000);
+    assert_int_equal(n->s.messages, 200);
+    assert_int_equal(n->c[0].messages, 200);
+    assert_true(n->s.in_order);
+    assert_true(n->c[0].in_order);
+
+    size_t big = GB_CHANNEL_DEFAULT_MAX_MESSAGE;
+    uint8_t *m = s_message(200, big);
+    assert_int_equal(gb_link_client_send(cli, m, big, &err), 0);
+    PUMP_UNTIL(n, n->s.messages == 201, 5000);
+    assert_int_equal(n->s.messages, 201);
+    assert_true(n->s.in_order);
+    /* over the limit: refused at the sender, nothing sent */
+    uint8_t *huge = calloc(1, big + 1);
+    assert_int_equal(gb_link_client_send(cli, huge, big + 1, &err), GB_ERANGE);
+    assert_int_equal(gb_link_server_send(n->srv, n->s.session, huge, big + 1, &err), GB_ERANGE);
+    free(huge);
+    free(m);
+    /* unknown session handles */
+    assert_int_equal(gb_link_server_send(n->srv, 12345, "x", 1, &err), GB_ECLOSED);
+    assert_int_equal(gb_link_server_send(n->srv, 0, "x", 1, &err), GB_ECLOSED);
+    s_stop(n);
+}
+
+static void test_send_before_connected(void **state)
+{
+    fixture_t *f = *state;
+    gb_error_t err = {0};
+    /* nobody listens here */
+    gb_link_client_t *cli = gb_link_client_new(f->ctx, "tcp://127.0.0.1:1", f->client_tls,
+                                               SERVER_NAME, &s_fast, &err);
+    assert_non_null(cli);
+    f->n.cli[f->n.nclients++] = cli; /* closed by teardown if an assertion fails */
+    assert_false(gb_link_client_connected(cli));
+    assert_int_equal(gb_link_client_send(cli, "x", 1, &err), GB_ECLOSED);
+    assert_non_null(strstr(err.msg, "not connected"));
+    gb_link_event_t ev;
+    assert_int_equal(gb_link_client_poll(cli, 50, &ev, &err), 0);
+    assert_int_equal(ev.kind, GB_LINK_EV_NONE);
+    gb_link_client_destroy(&f->n.cli[0]);
+    assert_null(gb_link_client_new(f->ctx, "tcp://127.0.0.1:1", f->client_tls, "", NULL,
+                                   &err));
+    assert_null(gb_link_client_new(f->ctx, "nonsense://x", f->client_tls, SERVER_NAME, NULL,
+                                   &err));
+    assert_non_null(strstr(err.msg, "nonsense://x"));
+}
+
+static void test_bind_failure(void **state)
+{
+    fixture_t *f = *state;
+    gb_error_t err = {0};
+    gb_link_server_t *a = gb_link_server_new(f->ctx, "tcp://127.0.0.1:*", f->server_tls, NULL,
+                                             &err);
+    assert_non_null(a);
+    f->n.srv = a; /* teardown destroys it if an assertion fails */
+    gb_link_server_t *b = gb_link_server_new(f->ctx, gb_link_server_endpoint(a), f->server_tls,
+                                             NULL, &err);
+    assert_null(b);
+    assert_non_null(strstr(err.msg, "cannot bind"));
+    gb_link_server_destroy(&f->n.srv);
+    gb_link_server_destroy(&f->n.srv); /* safe twice */
+}
+
+/* The coordinator sends far more than the client reads: send says EAGAIN
+ * once the queue is full, and every message still arrives, in order. */
+static void test_back_pressure(void **state)
+{
+    fixture_t *f = *state;
+    gb_link_options_t o = s_fast;
+    o.max_queued_bytes = 1 << 20;
+    o.socket_hwm = 2;
+    net_t *n = &f->n;
+    s_start(n, f, &o);
+    s_add_client(n, f->ctx, f->client_tls);
+    PUMP_UNTIL(n, n->s.connected && n->c[0].connected, 5000);
+    assert_int_equal(n->c[0].connected, 1);
+
+    gb_error_t err = {0};
+    size_t len = 256 << 10;
+    uint32_t sent = 0;
+    int again = 0;
+    while (sent < 400) { /* 100 MB: far over any socket buffer */
+        uint8_t *m = s_message(sent, len);
+        int rc = gb_link_server_send(n->srv, n->s.session, m, len, &err);
+        free(m);
+        if (rc == GB_EAGAIN) {
+            again++;
+            s_step(n, 1);
+            continue;
+        }
+        assert_int_equal(rc, 0);
+        sent++;
+    }
+    assert_true(again > 0);
+    PUMP_UNTIL(n, n->c[0].messages == 400, 20000);
+    assert_int_equal(n->c[0].messages, 400);
+    assert_true(n->c[0].in_order);
+    s_stop(n);
+}
+
+/* The coordinator closes a session: the client sees it end, reconnects by
+ * itself and the coordinator sees a new session. */
+static void test_close_and_reconnect(void **state)
+{
+    fixture_t *f = *state;
+    net_t *n = &f->n;
+    s_start(n, f, &s_fast);
+    s_add_client(n, f->ctx, f->client_tls);
+    PUMP_UNTIL(n, n->s.connected && n->c[0].connected, 5000);
+    uint64_t first = n->s.session;
+    gb_link_server_close(n->srv, first);
+    assert_int_equal(gb_link_server_sessions(n->srv), 0);
+    PUMP_UNTIL(n, n->c[0].disconnected && n->s.connected == 2 && n->c[0].connected == 2, 5000);
+    assert_int_equal(n->c[0].disconnected, 1);
+    assert_int_equal(n->s.connected, 2);
+    assert_int_equal(n->c[0].connected, 2);
+    assert_true(n->s.session != first);
+    assert_int_equal(n->s.disconnected, 0); /* close reports nothing */
+    gb_error_t err = {0};
+    assert_int_equal(gb_link_server_send(n->srv, first, "x", 1, &err), GB_ECLOSED);
+    uint8_t *m = s_message(0, 10);
+    assert_int_equal(gb_link_server_send(n->srv, n->s.session, m, 10, &err), 0);
+    free(m);
+    PUMP_UNTIL(n, n->c[0].messages == 1, 5000);
+    assert_int_equal(n->c[0].messages, 1);
+    s_stop(n);
+}
+
+/* The coordinator process goes away and comes back on the same endpoint: the
+ * client's next frame meets a server that does not know its session, gets a
+ * reset and handshakes again, without being restarted. */
+static void test_coordinator_restart(void **state)
+{
+    fixture_t *f = *state;
+    net_t *n = &f->n;
+    s_start(n, f, &s_fast);
+    gb_link_client_t *cli = s_add_client(n, f->ctx, f->client_tls);
+    PUMP_UNTIL(n, n->s.connected && n->c[0].connected, 5000);
+    char endpoint[256];
+    snprintf(endpoint, sizeof endpoint, "%s", gb_link_server_endpoint(n->srv));
+    gb_link_server_destroy(&n->srv);
+    gb_error_t err = {0};
+    n->srv = gb_link_server_new(f->ctx, endpoint, f->server_tls, &s_fast, &err);
+    assert_non_null(n->srv);
+    memset(&n->s, 0, sizeof n->s);
+    n->s.in_order = true;
+    /* the client speaks first after the restart */
+    uint8_t *m = s_message(0, 8);
+    double t0 = gb_time_now();
+    while (gb_link_client_send(cli, m, 8, &err) != 0 && gb_time_now() - t0 < 5)
+        s_step(n, 1);
+    PUMP_UNTIL(n, n->c[0].disconnected && n->s.connected, 10000);
+    assert_int_equal(n->c[0].disconnected, 1);
+    assert_int_equal(n->s.connected, 1);
+    assert_string_equal(n->s.peer, "alice");
+    PUMP_UNTIL(n, n->c[0].connected == 2, 5000);
+    assert_int_equal(gb_link_client_send(cli, m, 8, &err), 0);
+    PUMP_UNTIL(n, n->s.messages == 1, 5000);
+    assert_int_equal(n->s.messages, 1);
+    free(m);
+    s_stop(n);
+}
+
+static void test_anonymous_client(void **state)
+{
+    fixture_t *f = *state;
+    gb_tls_t *open_tls = s_tls(GB_TLS_SERVER, "coordinator", NULL, true);
+    gb_tls_t *anon = s_tls(GB_TLS_CLIENT, NULL, NULL, false);
+    gb_error_t err = {0};
+    net_t *n = &f->n;
+    memset(n, 0, sizeof *n);
+    n->srv = gb_link_server_new(f->ctx, "tcp://127.0.0.1:*", open_tls, &s_fast, &err);
+    assert_non_null(n->srv);
+    s_add_client(n, f->ctx, anon);
+    PUMP_UNTIL(n, n->s.connected, 5000);
+    assert_int_equal(n->s.connected, 1);
+    assert_true(n->s.anonymous);
+    s_stop(n);
+
+    /* the usual server refuses the same client */
+    s_start(n, f, &s_fast);
+    s_add_client(n, f->ctx, anon);
+    PUMP_UNTIL(n, n->s.connected, 700);
+    assert_int_equal(n->s.connected, 0);
+    assert_int_equal(n->c[0].connected, 0);
+    s_stop(n);
+    gb_tls_destroy(&anon);
+    gb_tls_destroy(&open_tls);
+}
+
+static void test_foreign_client_refused(void **state)
+{
+    fixture_t *f = *state;
+    gb_tls_t *foreign = s_tls(GB_TLS_CLIENT, "rogue", "other-ca.pem", false);
+    net_t *n = &f->n;
+    s_start(n, f, &s_fast);
+    s_add_client(n, f->ctx, foreign);      /* trusts another CA and has its cert */
+    s_add_client(n, f->ctx, f->client_tls); /* alice, at the same time */
+    PUMP_UNTIL(n, n->c[1].connected, 5000);
+    PUMP_UNTIL(n, false, 500);
+    assert_int_equal(n->c[1].connected, 1);
+    assert_int_equal(n->c[0].connected, 0);
+    assert_int_equal(n->s.connected, 1);
+    assert_string_equal(n->s.peer, "alice");
+    s_stop(n);
+    gb_tls_destroy(&foreign);
+}
+
+/* A raw ZeroMQ peer that speaks the link framing by hand. */
+static void *s_raw(fixture_t *f, const char *endpoint)
+{
+    void *s = zmq_socket(f->ctx, ZMQ_DEALER);
+    f->raw[f->nraw++] = s;
+    int zero = 0;
+    zmq_setsockopt(s, ZMQ_LINGER, &zero, sizeof zero);
+    assert_int_equal(zmq_connect(s, endpoint), 0);
+    return s;
+}
+
+static int s_raw_recv(void *s, gb_link_received_t *m, int ms)
+{
+    zmq_pollitem_t item = {.socket = s, .events = ZMQ_POLLIN};
+    if (zmq_poll(&item, 1, ms) <= 0)
+        return 0;
+    gb_error_t err = {0};
+    return gb_link_recv(s, 0, m, &err);
+}
+
+static void test_garbage_peers_cut_off(void **state)
+{
+    fixture_t *f = *state;
+    net_t *n = &f->n;
+    s_start(n, f, &s_fast);
+    s_add_client(n, f->ctx, f->client_tls);
+    PUMP_UNTIL(n, n->c[0].connected, 5000);
+    void *raw = s_raw(f, gb_link_server_endpoint(n->srv));
+    gb_error_t err = {0};
+    /* a hello of garbage: the session is cut off at once */
+    assert_int_equal(gb_link_send(raw, NULL, 0, GB_LINK_HELLO, 77, "GET / HTTP/1.0\r\n\r\n", 18,
+                                  &err), 0);
+    /* frames of the wrong shape, and frames only a server may send */
+    zmq_send(raw, "x", 1, 0);
+    assert_int_equal(gb_link_send(raw, NULL, 0, GB_LINK_BUSY, 77, "", 0, &err), 0);
+    /* data for a session nobody knows: a reset comes back */
+    assert_int_equal(gb_link_send(raw, NULL, 0, GB_LINK_DATA, 78, "junk", 4, &err), 0);
+    double t0 = gb_time_now();
+    bool reset = false;
+    while (!reset && gb_time_now() - t0 < 3) {
+        s_step(n, 1);
+        gb_link_received_t m;
+        if (s_raw_recv(raw, &m, 1) == 1) {
+            if (m.header.kind == GB_LINK_RESET && m.header.session_id == 78)
+                reset = true;
+            gb_link_received_close(&m);
+        }
+    }
+    assert_true(reset);
+    PUMP_UNTIL(n, false, 200);
+    assert_int_equal(gb_link_server_sessions(n->srv), 1); /* only alice */
+    assert_int_equal(gb_link_server_handshakes(n->srv), 0);
+    /* alice never noticed */
+    uint8_t *m = s_message(0, 100);
+    assert_int_equal(gb_link_server_send(n->srv, n->s.session, m, 100, &err), 0);
+    free(m);
+    PUMP_UNTIL(n, n->c[0].messages == 1, 5000);
+    assert_int_equal(n->c[0].messages, 1);
+    assert_int_equal(n->c[0].disconnected, 0);
+    s_stop(n);
+}
+
+/* A real ClientHello that is never followed up holds a handshake slot. */
+static void s_raw_hello(void *raw, gb_tls_t *tls, uint64_t id)
+{
+    gb_error_t err = {0};
+    gb_channel_t *ch = gb_channel_new(tls, SERVER_NAME, 0, &err);
+    assert_non_null(ch);
+    const uint8_t *bytes;
+    size_t len = gb_channel_outbox(ch, &bytes);
+    assert_true(len > 0);
+    assert_int_equal(gb_link_send(raw, NULL, 0, GB_LINK_HELLO, id, bytes, len, &err), 0);
+    gb_channel_destroy(&ch);
+}
+
+static void test_handshake_bound_and_timeout(void **state)
+{
+    fixture_t *f = *state;
+    gb_link_options_t o = s_fast;
+    o.max_handshakes = 1;
+    o.handshake_timeout_ms = 300;
+    o.retry_ms = 50;
+    net_t *n = &f->n;
+    s_start(n, f, &o);
+    void *a = s_raw(f, gb_link_server_endpoint(n->srv));
+    void *b = s_raw(f, gb_link_server_endpoint(n->srv));
+    s_raw_hello(a, f->client_tls, 1);
+    PUMP_UNTIL(n, gb_link_server_handshakes(n->srv) == 1, 2000);
+    assert_int_equal(gb_link_server_handshakes(n->srv), 1);
+    s_raw_hello(b, f->client_tls, 2);
+    gb_link_received_t m;
+    double t0 = gb_time_now();
+    int busy = 0;
+    while (!busy && gb_time_now() - t0 < 2) {
+        s_step(n, 1);
+        if (s_raw_recv(b, &m, 1) == 1) {
+            if (m.header.kind == GB_LINK_BUSY) {
+                busy = 1;
+                assert_int_equal(zmq_msg_size(&m.payload), 4);
+                const uint8_t *p = zmq_msg_data(&m.payload);
+                assert_int_equal(p[2] << 8 | p[3], 50);
+            }
+            gb_link_received_close(&m);
+        }
+    }
+    assert_true(busy);
+    assert_int_equal(gb_link_server_sessions(n->srv), 1);
+    /* the silent handshake times out and frees its slot */
+    PUMP_UNTIL(n, gb_link_server_handshakes(n->srv) == 0, 2000);
+    assert_int_equal(gb_link_server_sessions(n->srv), 0);
+    /* now a real client gets in */
+    s_add_client(n, f->ctx, f->client_tls);
+    PUMP_UNTIL(n, n->s.connected, 5000);
+    assert_int_equal(n->s.connected, 1);
+    s_stop(n);
+}
+
+static void test_idle_timeout(void **state)
+{
+    fixture_t *f = *state;
+    gb_link_options_t o = s_fast;
+    o.idle_timeout_ms = 300;
+    net_t *n = &f->n;
+    s_start(n, f, &o);
+    s_add_client(n, f->ctx, f->client_tls);
+    PUMP_UNTIL(n, n->s.connected && n->c[0].connected, 5000);
+    /* the client stops talking; only the server is polled */
+    gb_link_client_t *quiet = n->cli[0];
+    n->cli[0] = NULL;
+    PUMP_UNTIL(n, n->s.disconnected, 3000);
+    assert_int_equal(n->s.disconnected, 1);
+    assert_non_null(strstr(n->s.reason, "silent"));
+    assert_int_equal(gb_link_server_sessions(n->srv), 0);
+    n->cli[0] = quiet;
+    s_stop(n);
+}
+
+/* Two clients with the same certificate are two sessions; closing the client
+ * side sends close_notify and the coordinator reports the end. */
+static void test_client_close(void **state)
+{
+    fixture_t *f = *state;
+    net_t *n = &f->n;
+    s_start(n, f, &s_fast);
+    gb_link_client_t *cli = s_add_client(n, f->ctx, f->client_tls);
+    s_add_client(n, f->ctx, f->client_tls);
+    PUMP_UNTIL(n, n->s.connected == 2, 5000);
+    assert_int_equal(gb_link_server_sessions(n->srv), 2);
+    gb_link_client_close(cli, 1000);
+    assert_int_equal(gb_link_client_queued(cli), 0);
+    assert_false(gb_link_client_connected(cli));
+    PUMP_UNTIL(n, n->s.disconnected == 1, 3000);
+    assert_int_equal(n->s.disconnected, 1);
+    assert_non_null(strstr(n->s.reason, "closed"));
+    PUMP_UNTIL(n, false, 300);
+    assert_int_equal(gb_link_server_sessions(n->srv), 1); /* it does not come back */
+    s_stop(n);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_connect_and_exchange, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_send_before_connected, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_bind_failure, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_back_pressure, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_close_and_reconnect, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_coordinator_restart, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_anonymous_client, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_foreign_client_refused, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_garbage_peers_cut_off, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_handshake_bound_and_timeout, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_idle_timeout, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_client_close, s_setup, s_teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
