@@ -1,6 +1,6 @@
 /* glassbox-client: the edge daemon and its local commands. For now the local
- * commands (train, eval, inspect, explain); the federation daemon joins them
- * in a later issue. */
+ * commands (train, eval, inspect, explain) and enrollment with the
+ * coordinator; the federation daemon joins them in a later issue. */
 #include "commands.h"
 #include "util/process.h"
 
@@ -15,6 +15,7 @@ static void s_usage(FILE *f)
                "  eval    evaluate a saved model file on a dataset's test split\n"
                "  inspect check a model file and print what it holds\n"
                "  explain explain a saved model on a dataset's test split: summary and heatmaps\n"
+               "  enroll  get this client's certificate from the coordinator with a token\n"
                "\n'glassbox-client <command> --help' describes a command's options.\n");
 }
 
@@ -38,6 +39,8 @@ int main(int argc, char **argv)
         return gb_cmd_inspect(argc - 2, argv + 2);
     if (strcmp(cmd, "explain") == 0)
         return gb_cmd_explain(argc - 2, argv + 2);
+    if (strcmp(cmd, "enroll") == 0)
+        return gb_cmd_enroll(argc - 2, argv + 2);
     fprintf(stderr, "glassbox-client: unknown command '%s'\n", cmd);
     s_usage(stderr);
     return 2;
