@@ -6,10 +6,11 @@
  * logging and the public entry points log once, with the file name when there
  * is one. s_check_message validates an unpacked ModelSnapshot in place (no
  * copy), so a model inside a Task or Publication (net/envelope.c) is checked
- * by exactly the code that checks a model file. protobuf-c unpacks through s_budget_alloc, which routes through
- * gb_malloc (so allocation-failure injection reaches protobuf-c too) and
- * stops at a budget proportional to the input: tiny repeated fields cannot
- * make a 256 MiB message allocate gigabytes. SHA-256 is OpenSSL's EVP
+ * by exactly the code that checks a model file. protobuf-c unpacks through
+ * s_budget_alloc, which routes through gb_malloc (so allocation-failure
+ * injection reaches protobuf-c too) and stops at a budget proportional to
+ * the input: tiny repeated fields cannot make a 256 MiB message allocate
+ * gigabytes. SHA-256 is OpenSSL's EVP
  * (net/wire.h). */
 #include "net/snapshot.h"
 
