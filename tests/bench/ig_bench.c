@@ -57,7 +57,8 @@ int main(int argc, char **argv)
 {
     const char *model_name = "lenet", *data_dir = NULL;
     int batch = 64, threads = 1, images = 1000, steps = 32, rounds = 3, seed = 1;
-    for (int i = 1; i < argc; i++) {
+    /* Every option takes a value: step two at a time. */
+    for (int i = 1; i < argc; i += 2) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         int rc = 0;
         if (strcmp(a, "--model") == 0 && v)
@@ -84,7 +85,6 @@ int main(int argc, char **argv)
         }
         if (rc)
             return 2;
-        i++;
     }
     if (strcmp(model_name, "lenet") != 0 && strcmp(model_name, "lstm") != 0) {
         fprintf(stderr, "gb_ig_bench: --model lenet or lstm\n");

@@ -41,6 +41,7 @@ static void s_fn(void *arg, int index, int count)
     volatile unsigned x = 0;
     for (int i = 0; i < 1000 * (index + 1); i++)
         x += (unsigned)i;
+    (void)x;
     atomic_fetch_add(&r->calls[index], 1);
     atomic_fetch_add(&r->done, 1);
 }
