@@ -37,7 +37,8 @@ def train(*extra):
 class Usage(unittest.TestCase):
     def test_help_everywhere(self):
         for cmd in ([CLIENT, "--help"], [CLIENT, "train", "--help"], [CLIENT, "eval", "--help"],
-                    [CLIENT, "inspect", "--help"], [COORD, "--help"]):
+                    [CLIENT, "inspect", "--help"], [CLIENT, "enroll", "--help"],
+                    [COORD, "--help"]):
             p = run(*cmd, check_rc=0)
             self.assertIn("usage:", p.stdout)
 
@@ -253,6 +254,55 @@ class Csv(unittest.TestCase):
         ev = json.loads(run(CLIENT, "eval", "--model-file", model, *args, "--json",
                             check_rc=0).stdout.splitlines()[0])
         self.assertAlmostEqual(ev["test_loss"], last["test_loss"], places=5)
+
+
+class Enroll(unittest.TestCase):
+    """glassbox-client enroll without a coordinator: usage errors exit 2, a
+    coordinator that never answers exits 1 with a message saying what to check,
+    and the key it made is private. The granted path runs against the real
+    enrollment service in tests/coordinator/test_enroll_service.c."""
+
+    def setUp(self):
+        self.dir = tempfile.mkdtemp(prefix="gb-enroll-")
+        self.token = os.path.join(self.dir, "token")
+        with open(self.token, "w") as f:
+            f.write("00" * 32 + "\n")
+        self.ca = os.path.join(self.dir, "ca")
+        run(COORD, "ca", "init", "--dir", self.ca, "--name", "127.0.0.1", check_rc=0)
+
+    def tearDown(self):
+        subprocess.run(["rm", "-rf", self.dir])
+
+    def enroll(self, *extra, check_rc):
+        return run(CLIENT, "enroll", "--coordinator", "tcp://127.0.0.1:9", "--token-file",
+                   self.token, "--ca-file", os.path.join(self.ca, "ca.crt"), "--out",
+                   os.path.join(self.dir, "id"), *extra, check_rc=check_rc)
+
+    def test_usage(self):
+        p = run(CLIENT, "enroll", "--token-file", self.token, check_rc=2)
+        self.assertIn("--coordinator is required", p.stderr)
+        p = run(CLIENT, "enroll", "--coordinator", "udp://x", "--token-file", self.token,
+                "--ca-file", "ca.crt", "--out", self.dir, check_rc=2)
+        self.assertIn("tcp://HOST:PORT", p.stderr)
+        p = self.enroll("--timeout", "0", check_rc=2)
+        self.assertIn("--timeout", p.stderr)
+
+    def test_no_coordinator(self):
+        p = self.enroll("--name", "edge-1", "--timeout", "1", check_rc=1)
+        self.assertIn("no secure session", p.stderr)
+        key = os.path.join(self.dir, "id", "edge-1.key")
+        self.assertEqual(os.stat(key).st_mode & 0o777, 0o600)
+        self.assertFalse(os.path.exists(os.path.join(self.dir, "id", "edge-1.crt")))
+
+    def test_bad_token_and_name(self):
+        with open(self.token, "w") as f:
+            f.write("\n")
+        p = self.enroll("--name", "edge-1", check_rc=1)
+        self.assertIn("empty", p.stderr)
+        with open(self.token, "w") as f:
+            f.write("00" * 32)
+        p = self.enroll("--name", "bad name", check_rc=1)
+        self.assertIn("client name", p.stderr)
 
 
 def png_size(path):
