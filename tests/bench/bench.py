@@ -640,9 +640,11 @@ def main():
     ap = argparse.ArgumentParser(description="Glassbox against PyTorch 1.13: LeNet and LSTM")
     ap.add_argument("--build", default=os.path.join(ROOT, "build"))
     ap.add_argument("--data", default=DEFAULT_DATA)
-    ap.add_argument("--model", choices=sorted(MODELS) + ["ig", "all"], default="all",
+    ap.add_argument("--model", choices=sorted(MODELS) + ["ig", "channel", "all"],
+                    default="all",
                     help="which benchmark; all (the default) runs lenet, lstm, then ig "
-                    "(integrated gradients for both presets)")
+                    "(integrated gradients for both presets), then channel (the secure "
+                    "channel's throughput and handshakes beside raw AES-256-GCM)")
     ap.add_argument("--quick", action="store_true", help="1 epoch instead of 3")
     ap.add_argument("--seeds", type=int, default=3,
                     help="measured runs per side, seeds 1..K (accuracy is their mean)")
@@ -658,7 +660,8 @@ def main():
     args.epochs = 1 if args.quick else 3
     models = ["lenet", "lstm"] if args.model == "all" else [args.model]
     do_ig = args.model in ("ig", "all")
-    models = [m for m in models if m != "ig"]
+    do_channel = args.model in ("channel", "all") and not args.skip_glassbox
+    models = [m for m in models if m not in ("ig", "channel")]
     dry = args.dry_run
 
     env_note = dict((k, os.environ.get(k)) for k in
@@ -695,6 +698,8 @@ def main():
     if dry:
         if do_ig:
             run_ig(args, common, dry)
+        if do_channel:
+            run_channel(args, dry)
         return 0
     sgemm = None
     if sgemm_runs:
@@ -707,7 +712,22 @@ def main():
         finish(res, sgemm, args)
     if do_ig:
         run_ig(args, common, dry)
+    if do_channel:
+        run_channel(args, dry)
     return 0
+
+
+def run_channel(args, dry):
+    """The secure channel (issue 5): gb_channel_bench measures raw AES-256-GCM
+    (openssl speed and EVP), then 64 MiB of update data in 1 MiB messages
+    through a client and a server channel on one core, then full mutual
+    handshakes, and prints each against its target in the same run."""
+    bench = os.path.join(args.build, "tests", "bench", "gb_channel_bench")
+    cmd = [bench, "--pki", os.path.join(args.build, "test-pki")]
+    log("bench: channel: %s" % " ".join(cmd))
+    if dry:
+        return
+    subprocess.run(cmd, check=True)
 
 
 if __name__ == "__main__":
