@@ -21,6 +21,7 @@
  * truncated frame is refused exactly and OpenSSL is never left holding half
  * a record. */
 #include "net/channel.h"
+#include "net/wire.h"
 
 #include <pthread.h>
 #include <stdarg.h>
@@ -242,7 +243,7 @@ static int s_fail_ssl(gb_channel_t *ch, int ssl_error, const char *what, gb_erro
     long verify = SSL_get_verify_result(ch->ssl);
     unsigned long first = ERR_peek_error();
     char why[GB_ERROR_MSG_MAX / 2];
-    gb_tls_drain_errors(why, sizeof why);
+    (void)gb_wire_openssl_reasons(why, sizeof why);
     if (ssl_error == SSL_ERROR_SSL && verify != X509_V_OK)
         return s_fail(ch, err, GB_ECRYPTO, "%s failed: peer certificate %s%s%srefused: %s (%s)",
                       what, ch->refused[0] ? "'" : "", ch->refused, ch->refused[0] ? "' " : "",
@@ -652,7 +653,7 @@ gb_channel_t *gb_channel_new(gb_tls_t *tls, const char *expected_peer_name, size
     ch->ssl = SSL_new(tls->ctx);
     BIO *bio = ch->ssl ? BIO_new(s_bio_method) : NULL;
     if (!bio) {
-        gb_tls_error_set(err, GB_ENOMEM, "gb_channel_new: SSL session");
+        gb_wire_openssl_error(err, GB_ENOMEM, "gb_channel_new: SSL session");
         goto fail;
     }
     BIO_set_data(bio, ch);
@@ -661,14 +662,14 @@ gb_channel_t *gb_channel_new(gb_tls_t *tls, const char *expected_peer_name, size
     SSL_set_app_data(ch->ssl, ch);
     SSL_set_verify(ch->ssl, SSL_CTX_get_verify_mode(tls->ctx), s_verify_cb);
     if (gb_tls_attach_store(tls, ch->ssl) != 0) {
-        gb_tls_error_set(err, GB_ENOMEM, "gb_channel_new: trust store");
+        gb_wire_openssl_error(err, GB_ENOMEM, "gb_channel_new: trust store");
         goto fail;
     }
     if (expected_peer_name) {
         SSL_set_hostflags(ch->ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
         if (SSL_set1_host(ch->ssl, expected_peer_name) != 1) {
-            gb_tls_error_set(err, GB_ENOMEM, "gb_channel_new: expected name '%s'",
-                             expected_peer_name);
+            gb_wire_openssl_error(err, GB_ENOMEM, "gb_channel_new: expected name '%s'",
+                                  expected_peer_name);
             goto fail;
         }
     }
@@ -678,7 +679,8 @@ gb_channel_t *gb_channel_new(gb_tls_t *tls, const char *expected_peer_name, size
     }
     SSL_set_connect_state(ch->ssl);
     if (SSL_set_tlsext_host_name(ch->ssl, expected_peer_name) != 1) {
-        gb_tls_error_set(err, GB_EINVAL, "gb_channel_new: server name '%s'", expected_peer_name);
+        gb_wire_openssl_error(err, GB_EINVAL, "gb_channel_new: server name '%s'",
+                              expected_peer_name);
         goto fail;
     }
     int r = SSL_do_handshake(ch->ssl); /* the ClientHello goes to the outbox */
@@ -688,7 +690,7 @@ gb_channel_t *gb_channel_new(gb_tls_t *tls, const char *expected_peer_name, size
         ERR_clear_error();
         gb_error_set(err, GB_ENOMEM, "gb_channel_new: out of memory for the ClientHello");
     } else {
-        gb_tls_error_set(err, GB_ECRYPTO, "gb_channel_new: starting the handshake");
+        gb_wire_openssl_error(err, GB_ECRYPTO, "gb_channel_new: starting the handshake");
     }
 fail:
     gb_channel_destroy(&ch);

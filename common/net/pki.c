@@ -12,6 +12,7 @@
  * parsed strictly: a damaged registry stops the CA rather than being guessed
  * at. Mutations take flock(DIR/.lock) and re-read the registry under it. */
 #include "net/pki.h"
+#include "net/wire.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -59,26 +60,6 @@ struct gb_ca {
 typedef enum { S_PROFILE_CA, S_PROFILE_COORDINATOR, S_PROFILE_CLIENT } s_profile_t;
 
 /* ---- errors, names, paths ---------------------------------------------- */
-
-int gb_pki_ssl_error(gb_error_t *err, int code, const char *fmt, ...)
-{
-    char what[GB_ERROR_MSG_MAX];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(what, sizeof what, fmt, ap);
-    va_end(ap);
-    char why[256] = "no OpenSSL reason";
-    unsigned long e, first = 0;
-    while ((e = ERR_get_error()) != 0)
-        if (!first)
-            first = e;
-    if (first) {
-        ERR_error_string_n(first, why, sizeof why);
-        if (ERR_GET_REASON(first) == ERR_R_MALLOC_FAILURE)
-            code = GB_ENOMEM;
-    }
-    return gb_error_set(err, code, "%s: %s", what, why);
-}
 
 static bool s_name_char(char c, bool first)
 {
@@ -155,7 +136,7 @@ static int s_bio_take(BIO *bio, uint8_t **out, size_t *len, gb_error_t *err)
     char *p = NULL;
     long n = BIO_get_mem_data(bio, &p);
     if (n < 0 || (n > 0 && !p))
-        return gb_pki_ssl_error(err, GB_ECRYPTO, "reading a memory BIO");
+        return gb_wire_openssl_error(err, GB_ECRYPTO, "reading a memory BIO");
     uint8_t *buf = gb_malloc((size_t)n + 1);
     if (!buf)
         return gb_error_set(err, GB_ENOMEM, "out of memory (%ld bytes)", n);
@@ -190,7 +171,7 @@ static int s_file_bio_open(s_file_bio_t *f, const char *path, size_t max, bool s
             OPENSSL_cleanse(f->data, f->len);
         gb_free(f->data);
         f->data = NULL;
-        return gb_pki_ssl_error(err, GB_ECRYPTO, "reading '%s'", path);
+        return gb_wire_openssl_error(err, GB_ECRYPTO, "reading '%s'", path);
     }
     return 0;
 }
@@ -243,7 +224,7 @@ EVP_PKEY *gb_pki_key_new(gb_error_t *err)
 {
     EVP_PKEY *key = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
     if (!key)
-        gb_pki_ssl_error(err, GB_ECRYPTO, "generating a P-256 key");
+        gb_wire_openssl_error(err, GB_ECRYPTO, "generating a P-256 key");
     return key;
 }
 
@@ -254,15 +235,15 @@ int gb_pki_key_save(const char *path, EVP_PKEY *key, gb_error_t *err)
     /* A secure-memory BIO is wiped when freed. */
     BIO *bio = BIO_new(BIO_s_secmem());
     if (!bio)
-        return gb_pki_ssl_error(err, GB_ECRYPTO, "writing key '%s'", path);
+        return gb_wire_openssl_error(err, GB_ECRYPTO, "writing key '%s'", path);
     int rc = 0;
     if (!PEM_write_bio_PrivateKey(bio, key, NULL, NULL, 0, NULL, NULL)) {
-        rc = gb_pki_ssl_error(err, GB_ECRYPTO, "encoding key for '%s'", path);
+        rc = gb_wire_openssl_error(err, GB_ECRYPTO, "encoding key for '%s'", path);
     } else {
         char *p = NULL;
         long n = BIO_get_mem_data(bio, &p);
         if (n <= 0 || !p)
-            rc = gb_pki_ssl_error(err, GB_ECRYPTO, "encoding key for '%s'", path);
+            rc = gb_wire_openssl_error(err, GB_ECRYPTO, "encoding key for '%s'", path);
         else
             rc = gb_file_write_atomic(path, p, (size_t)n, 0600, err);
     }
@@ -292,8 +273,8 @@ EVP_PKEY *gb_pki_key_load(const char *path, gb_error_t *err)
     EVP_PKEY *key = PEM_read_bio_PrivateKey(f.bio, NULL, s_no_password, NULL);
     s_file_bio_close(&f);
     if (!key) {
-        gb_pki_ssl_error(err, GB_EFORMAT,
-                         "'%s' is not an unencrypted PEM private key", path);
+        gb_wire_openssl_error(err, GB_EFORMAT,
+                              "'%s' is not an unencrypted PEM private key", path);
         return NULL;
     }
     if (s_check_key_kind(key, path, err)) {
@@ -313,7 +294,7 @@ EVP_PKEY *gb_pki_key_from_der(const uint8_t *der, size_t len, gb_error_t *err)
     const unsigned char *p = der;
     EVP_PKEY *key = d2i_AutoPrivateKey(NULL, &p, (long)len);
     if (!key) {
-        gb_pki_ssl_error(err, GB_EFORMAT, "DER private key of %zu bytes does not parse", len);
+        gb_wire_openssl_error(err, GB_EFORMAT, "DER private key of %zu bytes does not parse", len);
         return NULL;
     }
     if (p != der + len) {
@@ -334,12 +315,12 @@ int gb_pki_key_sha256(EVP_PKEY *key, uint8_t out[32], gb_error_t *err)
     unsigned char *der = NULL;
     int n = i2d_PUBKEY(key, &der);
     if (n <= 0)
-        return gb_pki_ssl_error(err, GB_ECRYPTO, "encoding a public key");
+        return gb_wire_openssl_error(err, GB_ECRYPTO, "encoding a public key");
     unsigned int olen = 0;
     int ok = EVP_Digest(der, (size_t)n, out, &olen, EVP_sha256(), NULL);
     OPENSSL_free(der);
     if (!ok || olen != 32)
-        return gb_pki_ssl_error(err, GB_ECRYPTO, "hashing a public key");
+        return gb_wire_openssl_error(err, GB_ECRYPTO, "hashing a public key");
     return 0;
 }
 
@@ -357,7 +338,7 @@ X509 *gb_pki_cert_load(const char *path, gb_error_t *err)
     X509 *cert = PEM_read_bio_X509(f.bio, NULL, s_no_password, NULL);
     s_file_bio_close(&f);
     if (!cert)
-        gb_pki_ssl_error(err, GB_EFORMAT, "'%s' is not a PEM certificate", path);
+        gb_wire_openssl_error(err, GB_EFORMAT, "'%s' is not a PEM certificate", path);
     return cert;
 }
 
@@ -370,7 +351,7 @@ int gb_pki_cert_save(const char *path, X509 *cert, gb_error_t *err)
     size_t len = 0;
     int rc;
     if (!bio || !PEM_write_bio_X509(bio, cert))
-        rc = gb_pki_ssl_error(err, GB_ECRYPTO, "encoding certificate for '%s'", path);
+        rc = gb_wire_openssl_error(err, GB_ECRYPTO, "encoding certificate for '%s'", path);
     else if ((rc = s_bio_take(bio, &buf, &len, err)) == 0)
         rc = gb_file_write_atomic(path, buf, len, 0644, err);
     gb_free(buf);
@@ -388,7 +369,7 @@ X509 *gb_pki_cert_from_der(const uint8_t *der, size_t len, gb_error_t *err)
     const unsigned char *p = der;
     X509 *cert = d2i_X509(NULL, &p, (long)len);
     if (!cert) {
-        gb_pki_ssl_error(err, GB_EFORMAT, "DER certificate of %zu bytes does not parse", len);
+        gb_wire_openssl_error(err, GB_EFORMAT, "DER certificate of %zu bytes does not parse", len);
         return NULL;
     }
     if (p != der + len) {
@@ -405,7 +386,7 @@ static int s_take_der(unsigned char *tmp, int n, uint8_t **der, size_t *len, con
                       gb_error_t *err)
 {
     if (n <= 0)
-        return gb_pki_ssl_error(err, GB_ECRYPTO, "encoding %s", what);
+        return gb_wire_openssl_error(err, GB_ECRYPTO, "encoding %s", what);
     uint8_t *buf = gb_malloc((size_t)n);
     if (!buf) {
         OPENSSL_free(tmp);
@@ -440,7 +421,7 @@ static int s_subject_name(const X509_NAME *subject, const char *what,
     unsigned char *utf8 = NULL;
     int n = ASN1_STRING_to_UTF8(&utf8, cn);
     if (n < 0)
-        return gb_pki_ssl_error(err, GB_EFORMAT, "%s: common name is not a string", what);
+        return gb_wire_openssl_error(err, GB_EFORMAT, "%s: common name is not a string", what);
     int rc = 0;
     if ((size_t)n != strlen((char *)utf8))
         rc = gb_error_set(err, GB_EFORMAT, "%s: common name has an embedded NUL", what);
@@ -469,7 +450,7 @@ X509_REQ *gb_pki_csr_load(const char *path, gb_error_t *err)
     X509_REQ *csr = PEM_read_bio_X509_REQ(f.bio, NULL, s_no_password, NULL);
     s_file_bio_close(&f);
     if (!csr)
-        gb_pki_ssl_error(err, GB_EFORMAT, "'%s' is not a PEM certificate request", path);
+        gb_wire_openssl_error(err, GB_EFORMAT, "'%s' is not a PEM certificate request", path);
     return csr;
 }
 
@@ -484,8 +465,9 @@ X509_REQ *gb_pki_csr_from_der(const uint8_t *der, size_t len, gb_error_t *err)
     const unsigned char *p = der;
     X509_REQ *csr = d2i_X509_REQ(NULL, &p, (long)len);
     if (!csr) {
-        gb_pki_ssl_error(err, GB_EFORMAT, "DER certificate request of %zu bytes does not parse",
-                         len);
+        gb_wire_openssl_error(err, GB_EFORMAT,
+                              "DER certificate request of %zu bytes does not parse",
+                              len);
         return NULL;
     }
     if (p != der + len) {
@@ -521,7 +503,7 @@ X509_REQ *gb_pki_csr_new(EVP_PKEY *key, const char *name, gb_error_t *err)
                                     (const unsigned char *)name, -1, -1, 0) ||
         !X509_REQ_set_subject_name(csr, subject) || !X509_REQ_set_pubkey(csr, key) ||
         X509_REQ_sign(csr, key, s_sign_md(key)) <= 0) {
-        gb_pki_ssl_error(err, GB_ECRYPTO, "making a certificate request for '%s'", name);
+        gb_wire_openssl_error(err, GB_ECRYPTO, "making a certificate request for '%s'", name);
         X509_REQ_free(csr);
         csr = NULL;
     }
@@ -541,7 +523,7 @@ X509_CRL *gb_pki_crl_load(const char *path, gb_error_t *err)
     X509_CRL *crl = PEM_read_bio_X509_CRL(f.bio, NULL, s_no_password, NULL);
     s_file_bio_close(&f);
     if (!crl)
-        gb_pki_ssl_error(err, GB_EFORMAT, "'%s' is not a PEM CRL", path);
+        gb_wire_openssl_error(err, GB_EFORMAT, "'%s' is not a PEM CRL", path);
     return crl;
 }
 
@@ -555,7 +537,7 @@ X509_CRL *gb_pki_crl_from_der(const uint8_t *der, size_t len, gb_error_t *err)
     const unsigned char *p = der;
     X509_CRL *crl = d2i_X509_CRL(NULL, &p, (long)len);
     if (!crl) {
-        gb_pki_ssl_error(err, GB_EFORMAT, "DER CRL of %zu bytes does not parse", len);
+        gb_wire_openssl_error(err, GB_EFORMAT, "DER CRL of %zu bytes does not parse", len);
         return NULL;
     }
     if (p != der + len) {
@@ -589,7 +571,7 @@ int gb_pki_verify_cert_at(const char *ca_file, const char *crl_file, X509 *cert,
         !X509_STORE_set_flags(store, X509_V_FLAG_X509_STRICT |
                                          (crl ? X509_V_FLAG_CRL_CHECK : 0)) ||
         !X509_STORE_CTX_init(ctx, store, cert, NULL)) {
-        rc = gb_pki_ssl_error(err, GB_ECRYPTO, "setting up certificate verification");
+        rc = gb_wire_openssl_error(err, GB_ECRYPTO, "setting up certificate verification");
         goto cleanup;
     }
     X509_VERIFY_PARAM *param = X509_STORE_CTX_get0_param(ctx);
@@ -600,7 +582,7 @@ int gb_pki_verify_cert_at(const char *ca_file, const char *crl_file, X509 *cert,
             goto cleanup;
         X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
         if (!X509_VERIFY_PARAM_set1_host(param, expected_name, 0)) {
-            rc = gb_pki_ssl_error(err, GB_ECRYPTO, "setting the expected name");
+            rc = gb_wire_openssl_error(err, GB_ECRYPTO, "setting the expected name");
             goto cleanup;
         }
     }
@@ -636,12 +618,12 @@ static int s_add_ext(X509 *cert, X509V3_CTX *ctx, int nid, const char *value, gb
 {
     X509_EXTENSION *ext = X509V3_EXT_nconf_nid(NULL, ctx, nid, value);
     if (!ext)
-        return gb_pki_ssl_error(err, GB_ECRYPTO, "certificate extension %s '%s'",
-                                OBJ_nid2sn(nid), value);
+        return gb_wire_openssl_error(err, GB_ECRYPTO, "certificate extension %s '%s'",
+                                     OBJ_nid2sn(nid), value);
     int ok = X509_add_ext(cert, ext, -1);
     X509_EXTENSION_free(ext);
     if (!ok)
-        return gb_pki_ssl_error(err, GB_ECRYPTO, "adding extension %s", OBJ_nid2sn(nid));
+        return gb_wire_openssl_error(err, GB_ECRYPTO, "adding extension %s", OBJ_nid2sn(nid));
     return 0;
 }
 
@@ -652,7 +634,7 @@ static int s_set_random_serial(X509 *cert, char hex[33], gb_error_t *err)
     uint8_t raw[16];
     do {
         if (RAND_bytes(raw, sizeof raw) != 1)
-            return gb_pki_ssl_error(err, GB_ECRYPTO, "drawing a serial number");
+            return gb_wire_openssl_error(err, GB_ECRYPTO, "drawing a serial number");
         raw[0] &= 0x7f;
     } while (raw[0] == 0 && raw[1] == 0); /* keep it 127+ bits long */
     s_hex(raw, sizeof raw, hex);
@@ -662,7 +644,7 @@ static int s_set_random_serial(X509 *cert, char hex[33], gb_error_t *err)
     ASN1_INTEGER_free(serial);
     BN_free(bn);
     if (!ok)
-        return gb_pki_ssl_error(err, GB_ECRYPTO, "setting a serial number");
+        return gb_wire_openssl_error(err, GB_ECRYPTO, "setting a serial number");
     return 0;
 }
 
@@ -704,7 +686,7 @@ static X509 *s_make_cert(EVP_PKEY *signer_key, X509 *issuer, EVP_PKEY *subject_k
         !X509_set_subject_name(cert, subject) ||
         !X509_set_issuer_name(cert, issuer ? X509_get_subject_name(issuer) : subject) ||
         !X509_set_pubkey(cert, subject_key)) {
-        gb_pki_ssl_error(err, GB_ECRYPTO, "making a certificate for '%s'", cn);
+        gb_wire_openssl_error(err, GB_ECRYPTO, "making a certificate for '%s'", cn);
         goto fail;
     }
     if (s_set_random_serial(cert, serial_hex, err))
@@ -724,7 +706,7 @@ static X509 *s_make_cert(EVP_PKEY *signer_key, X509 *issuer, EVP_PKEY *subject_k
     }
     if (!ASN1_TIME_set(X509_getm_notBefore(cert), now - GB_PKI_BACKDATE_S) ||
         !ASN1_TIME_set(X509_getm_notAfter(cert), (time_t)not_after)) {
-        gb_pki_ssl_error(err, GB_ECRYPTO, "setting the validity of '%s'", cn);
+        gb_wire_openssl_error(err, GB_ECRYPTO, "setting the validity of '%s'", cn);
         goto fail;
     }
     X509V3_CTX ctx;
@@ -755,7 +737,7 @@ static X509 *s_make_cert(EVP_PKEY *signer_key, X509 *issuer, EVP_PKEY *subject_k
         break;
     }
     if (X509_sign(cert, signer_key, s_sign_md(signer_key)) <= 0) {
-        gb_pki_ssl_error(err, GB_ECRYPTO, "signing the certificate for '%s'", cn);
+        gb_wire_openssl_error(err, GB_ECRYPTO, "signing the certificate for '%s'", cn);
         goto fail;
     }
     X509_NAME_free(subject);
@@ -789,7 +771,7 @@ static X509_CRL *s_make_crl(EVP_PKEY *ca_key, X509 *ca_cert, const gb_ca_entry_t
         !X509_CRL_set_issuer_name(crl, X509_get_subject_name(ca_cert)) ||
         !X509_CRL_set1_lastUpdate(crl, last) || !X509_CRL_set1_nextUpdate(crl, next) ||
         !X509_CRL_add1_ext_i2d(crl, NID_crl_number, num, 0, 0)) {
-        gb_pki_ssl_error(err, GB_ECRYPTO, "making a CRL");
+        gb_wire_openssl_error(err, GB_ECRYPTO, "making a CRL");
         goto fail;
     }
     for (size_t i = 0; i < n; i++) {
@@ -804,7 +786,8 @@ static X509_CRL *s_make_crl(EVP_PKEY *ca_key, X509 *ca_cert, const gb_ca_entry_t
         ASN1_INTEGER_free(serial);
         if (!ok) {
             X509_REVOKED_free(r);
-            gb_pki_ssl_error(err, GB_ECRYPTO, "adding serial %s to the CRL", entries[i].serial);
+            gb_wire_openssl_error(err, GB_ECRYPTO, "adding serial %s to the CRL",
+                                  entries[i].serial);
             goto fail;
         }
     }
@@ -815,7 +798,7 @@ static X509_CRL *s_make_crl(EVP_PKEY *ca_key, X509 *ca_cert, const gb_ca_entry_t
     int ok = aki && X509_CRL_add_ext(crl, aki, -1);
     X509_EXTENSION_free(aki);
     if (!ok || !X509_CRL_sort(crl) || X509_CRL_sign(crl, ca_key, s_sign_md(ca_key)) <= 0) {
-        gb_pki_ssl_error(err, GB_ECRYPTO, "signing the CRL");
+        gb_wire_openssl_error(err, GB_ECRYPTO, "signing the CRL");
         goto fail;
     }
     ASN1_INTEGER_free(num);
@@ -837,7 +820,7 @@ static int s_crl_save(const char *path, X509_CRL *crl, gb_error_t *err)
     size_t len = 0;
     int rc;
     if (!bio || !PEM_write_bio_X509_CRL(bio, crl))
-        rc = gb_pki_ssl_error(err, GB_ECRYPTO, "encoding the CRL for '%s'", path);
+        rc = gb_wire_openssl_error(err, GB_ECRYPTO, "encoding the CRL for '%s'", path);
     else if ((rc = s_bio_take(bio, &buf, &len, err)) == 0)
         rc = gb_file_write_atomic(path, buf, len, 0644, err);
     gb_free(buf);
@@ -1492,12 +1475,12 @@ int gb_ca_sign_csr(gb_ca_t *ca, const uint8_t *csr_der, size_t len, int days,
     char name[GB_PKI_NAME_MAX + 1];
     key = X509_REQ_get_pubkey(csr);
     if (!key) {
-        rc = s_refuse(err, gb_pki_ssl_error(err, GB_EFORMAT, "the CSR has no usable key"));
+        rc = s_refuse(err, gb_wire_openssl_error(err, GB_EFORMAT, "the CSR has no usable key"));
         goto out;
     }
     if (X509_REQ_verify(csr, key) != 1) {
-        rc = s_refuse(err, gb_pki_ssl_error(err, GB_EINTEGRITY,
-                                            "the CSR's signature does not verify"));
+        rc = s_refuse(err, gb_wire_openssl_error(err, GB_EINTEGRITY,
+                                                 "the CSR's signature does not verify"));
         goto out;
     }
     if ((rc = s_check_key_kind(key, "CSR", err)) != 0 ||

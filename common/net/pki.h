@@ -61,12 +61,6 @@
 
 /* ---- errors and names ---------------------------------------------------- */
 
-/* Fills err with the printf-style message, ": ", and the reason of the first
- * error in OpenSSL's queue (or "no OpenSSL reason"), empties the queue and
- * returns code; when OpenSSL's reason is an allocation failure the code
- * becomes GB_ENOMEM. Logs nothing. */
-int gb_pki_ssl_error(gb_error_t *err, int code, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
 
 /* 0 if name is 1..64 bytes of [A-Za-z0-9][A-Za-z0-9._-]*; else GB_EINVAL
  * with err naming `what` ("client name") and the value (cut and escaped if

@@ -8,6 +8,7 @@
  * out more than twice the input. The publication bytes are not copied again
  * after the checks: the unpacked field's buffer is handed to the caller. */
 #include "net/signing.h"
+#include "net/wire.h"
 
 #include <inttypes.h>
 #include <stdbool.h>
@@ -66,8 +67,8 @@ gb_signer_t *gb_signer_load(const char *key_file, const char *cert_file, gb_erro
         goto fail;
     }
     if (X509_check_private_key(s->cert, s->key) != 1) {
-        gb_pki_ssl_error(err, GB_EINVAL, "'%s' is not the certificate of the key in '%s'",
-                         cert_file, key_file);
+        gb_wire_openssl_error(err, GB_EINVAL, "'%s' is not the certificate of the key in '%s'",
+                              cert_file, key_file);
         goto fail;
     }
     if (!s_can_sign(s->cert)) {
@@ -107,7 +108,7 @@ int gb_signer_sign(const gb_signer_t *s, const uint8_t *pub, size_t len, uint8_t
     const uint8_t *data = len ? pub : (const uint8_t *)"";
     if (!ctx || EVP_DigestSignInit(ctx, NULL, EVP_sha256(), NULL, s->key) != 1 ||
         EVP_DigestSign(ctx, NULL, &max, data, len) != 1) {
-        rc = gb_pki_ssl_error(err, GB_ECRYPTO, "signing %zu bytes", len);
+        rc = gb_wire_openssl_error(err, GB_ECRYPTO, "signing %zu bytes", len);
         goto cleanup;
     }
     if (!(buf = gb_malloc(max))) {
@@ -116,7 +117,7 @@ int gb_signer_sign(const gb_signer_t *s, const uint8_t *pub, size_t len, uint8_t
     }
     size_t n = max;
     if (EVP_DigestSign(ctx, buf, &n, data, len) != 1) {
-        rc = gb_pki_ssl_error(err, GB_ECRYPTO, "signing %zu bytes", len);
+        rc = gb_wire_openssl_error(err, GB_ECRYPTO, "signing %zu bytes", len);
         goto cleanup;
     }
     *sig = buf;
@@ -220,11 +221,11 @@ static int s_check_signature(X509 *cert, const ProtobufCBinaryData *pub,
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
     int rc = 0;
     if (!ctx || EVP_DigestVerifyInit(ctx, NULL, EVP_sha256(), NULL, key) != 1) {
-        rc = gb_pki_ssl_error(err, GB_ECRYPTO, "signed publication: setting up verification");
+        rc = gb_wire_openssl_error(err, GB_ECRYPTO, "signed publication: setting up verification");
     } else if (EVP_DigestVerify(ctx, sig->data, sig->len, pub->data, pub->len) != 1) {
-        rc = gb_pki_ssl_error(err, GB_EINTEGRITY,
-                              "signed publication: the signature over %zu publication bytes "
-                              "does not verify", pub->len);
+        rc = gb_wire_openssl_error(err, GB_EINTEGRITY,
+                                   "signed publication: the signature over %zu publication bytes "
+                                   "does not verify", pub->len);
     }
     EVP_MD_CTX_free(ctx);
     return rc;

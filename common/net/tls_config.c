@@ -13,6 +13,7 @@
  * swapped or foreign certificate early; its time, purpose and revocation are
  * the peer's to judge at each handshake. */
 #include "net/tls_config.h"
+#include "net/wire.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -30,46 +31,6 @@
 /* Peer chains are leaf + CA today; room for two intermediates later. */
 #define S_VERIFY_DEPTH 4
 
-/* ---- OpenSSL errors ----------------------------------------------------- */
-
-void gb_tls_drain_errors(char *buf, size_t cap)
-{
-    size_t used = 0;
-    buf[0] = '\0';
-    const char *data = NULL;
-    int flags = 0;
-    unsigned long e;
-    while ((e = ERR_get_error_all(NULL, NULL, NULL, &data, &flags)) != 0) {
-        const char *reason = ERR_reason_error_string(e);
-        char code[32];
-        if (!reason) {
-            snprintf(code, sizeof code, "OpenSSL error %lx", e);
-            reason = code;
-        }
-        bool detail = (flags & ERR_TXT_STRING) && data && data[0];
-        if (used < cap) {
-            int n = snprintf(buf + used, cap - used, "%s%s%s%s%s", used ? "; " : "", reason,
-                             detail ? " (" : "", detail ? data : "", detail ? ")" : "");
-            if (n > 0)
-                used += (size_t)n;
-        }
-    }
-    if (!buf[0])
-        snprintf(buf, cap, "no OpenSSL reason");
-}
-
-int gb_tls_error_set(gb_error_t *err, int code, const char *fmt, ...)
-{
-    char what[GB_ERROR_MSG_MAX];
-    char why[GB_ERROR_MSG_MAX];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(what, sizeof what, fmt, ap);
-    va_end(ap);
-    gb_tls_drain_errors(why, sizeof why);
-    return gb_error_set(err, code, "%s: %s", what, why);
-}
-
 /* ---- files -------------------------------------------------------------- */
 
 /* Every certificate in the PEM file at path (at least one, all CAs). */
@@ -77,7 +38,7 @@ static STACK_OF(X509) *s_read_ca_certs(const char *path, gb_error_t *err)
 {
     BIO *bio = BIO_new_file(path, "r");
     if (!bio) {
-        gb_tls_error_set(err, GB_EIO, "ca_file '%s'", path);
+        gb_wire_openssl_error(err, GB_EIO, "ca_file '%s'", path);
         return NULL;
     }
     STACK_OF(X509) *certs = sk_X509_new_null();
@@ -106,7 +67,7 @@ static STACK_OF(X509) *s_read_ca_certs(const char *path, gb_error_t *err)
     unsigned long last = ERR_peek_last_error();
     if (sk_X509_num(certs) == 0 || ERR_GET_LIB(last) != ERR_LIB_PEM ||
         ERR_GET_REASON(last) != PEM_R_NO_START_LINE) {
-        gb_tls_error_set(err, GB_EFORMAT, "ca_file '%s': no PEM certificate read", path);
+        gb_wire_openssl_error(err, GB_EFORMAT, "ca_file '%s': no PEM certificate read", path);
         goto fail;
     }
     ERR_clear_error();
@@ -138,7 +99,7 @@ static EVP_PKEY *s_read_key(const char *path, gb_error_t *err)
                     path, (unsigned)(st.st_mode & 0777));
     BIO *bio = BIO_new_file(path, "r");
     if (!bio) {
-        gb_tls_error_set(err, GB_EIO, "key_file '%s'", path);
+        gb_wire_openssl_error(err, GB_EIO, "key_file '%s'", path);
         return NULL;
     }
     bool asked = false;
@@ -151,7 +112,7 @@ static EVP_PKEY *s_read_key(const char *path, gb_error_t *err)
                          "key_file '%s' is encrypted; Glassbox reads unencrypted keys (mode 0600)",
                          path);
         } else {
-            gb_tls_error_set(err, GB_EFORMAT, "key_file '%s': no PEM private key read", path);
+            gb_wire_openssl_error(err, GB_EFORMAT, "key_file '%s': no PEM private key read", path);
         }
     }
     return key;
@@ -178,7 +139,7 @@ static int s_add_crls(X509_STORE *store, STACK_OF(X509) *ca_certs, const char *p
 {
     BIO *bio = BIO_new_file(path, "r");
     if (!bio)
-        return gb_tls_error_set(err, GB_EIO, "crl_file '%s'", path);
+        return gb_wire_openssl_error(err, GB_EIO, "crl_file '%s'", path);
     int rc = 0, n_crls = 0;
     X509_CRL *crl;
     while (rc == 0 && (crl = PEM_read_bio_X509_CRL(bio, NULL, NULL, NULL)) != NULL) {
@@ -200,7 +161,8 @@ static int s_add_crls(X509_STORE *store, STACK_OF(X509) *ca_certs, const char *p
                               "issue a fresh one",
                               path, n_crls, when);
         } else if (!X509_STORE_add_crl(store, crl)) {
-            rc = gb_tls_error_set(err, GB_ECRYPTO, "crl_file '%s': adding CRL %d", path, n_crls);
+            rc = gb_wire_openssl_error(err, GB_ECRYPTO, "crl_file '%s': adding CRL %d", path,
+                                       n_crls);
         } else {
             STACK_OF(X509_REVOKED) *revoked = X509_CRL_get_REVOKED(crl);
             *n_revoked += revoked ? sk_X509_REVOKED_num(revoked) : 0;
@@ -211,7 +173,7 @@ static int s_add_crls(X509_STORE *store, STACK_OF(X509) *ca_certs, const char *p
         unsigned long last = ERR_peek_last_error();
         if (n_crls == 0 || ERR_GET_LIB(last) != ERR_LIB_PEM ||
             ERR_GET_REASON(last) != PEM_R_NO_START_LINE)
-            rc = gb_tls_error_set(err, GB_EFORMAT, "crl_file '%s': no PEM CRL read", path);
+            rc = gb_wire_openssl_error(err, GB_EFORMAT, "crl_file '%s': no PEM CRL read", path);
     }
     ERR_clear_error();
     BIO_free(bio);
@@ -226,12 +188,12 @@ static X509_STORE *s_store_new(STACK_OF(X509) *ca_certs, const char *crl_file, i
     *n_revoked = 0;
     X509_STORE *store = X509_STORE_new();
     if (!store) {
-        gb_tls_error_set(err, GB_ENOMEM, "trust store");
+        gb_wire_openssl_error(err, GB_ENOMEM, "trust store");
         return NULL;
     }
     for (int i = 0; i < sk_X509_num(ca_certs); i++) {
         if (!X509_STORE_add_cert(store, sk_X509_value(ca_certs, i))) {
-            gb_tls_error_set(err, GB_ECRYPTO, "trust store: adding CA %d", i + 1);
+            gb_wire_openssl_error(err, GB_ECRYPTO, "trust store: adding CA %d", i + 1);
             X509_STORE_free(store);
             return NULL;
         }
@@ -240,7 +202,7 @@ static X509_STORE *s_store_new(STACK_OF(X509) *ca_certs, const char *crl_file, i
         if (s_add_crls(store, ca_certs, crl_file, n_revoked, err) != 0 ||
             !X509_STORE_set_flags(store, X509_V_FLAG_CRL_CHECK | X509_V_FLAG_CRL_CHECK_ALL)) {
             if (err && err->code == 0)
-                gb_tls_error_set(err, GB_ECRYPTO, "trust store: CRL flags");
+                gb_wire_openssl_error(err, GB_ECRYPTO, "trust store: CRL flags");
             X509_STORE_free(store);
             return NULL;
         }
@@ -259,13 +221,13 @@ static int s_check_own_cert(gb_tls_t *tls, const char *cert_file, const char *ca
     X509_STORE_CTX *vctx = X509_STORE_CTX_new();
     int rc = 0;
     if (!anchors || !vctx) {
-        rc = gb_tls_error_set(err, GB_ENOMEM, "checking cert_file '%s'", cert_file);
+        rc = gb_wire_openssl_error(err, GB_ENOMEM, "checking cert_file '%s'", cert_file);
         goto cleanup;
     }
     for (int i = 0; i < sk_X509_num(tls->ca_certs); i++)
         X509_STORE_add_cert(anchors, sk_X509_value(tls->ca_certs, i));
     if (!X509_STORE_CTX_init(vctx, anchors, leaf, chain)) {
-        rc = gb_tls_error_set(err, GB_ECRYPTO, "checking cert_file '%s'", cert_file);
+        rc = gb_wire_openssl_error(err, GB_ECRYPTO, "checking cert_file '%s'", cert_file);
         goto cleanup;
     }
     X509_STORE_CTX_set_flags(vctx, X509_V_FLAG_NO_CHECK_TIME);
@@ -311,7 +273,7 @@ static int s_ctx_setup(gb_tls_t *tls, const gb_tls_options_t *o, gb_error_t *err
 {
     SSL_CTX *ctx = SSL_CTX_new(TLS_method());
     if (!ctx)
-        return gb_tls_error_set(err, GB_ENOMEM, "SSL_CTX_new");
+        return gb_wire_openssl_error(err, GB_ENOMEM, "SSL_CTX_new");
     tls->ctx = ctx;
     int verify = SSL_VERIFY_PEER;
     if (o->role == GB_TLS_SERVER && !o->allow_anonymous_peers)
@@ -323,7 +285,7 @@ static int s_ctx_setup(gb_tls_t *tls, const gb_tls_options_t *o, gb_error_t *err
         !SSL_CTX_set_num_tickets(ctx, 0) ||
         !SSL_CTX_set_purpose(ctx, o->role == GB_TLS_SERVER ? X509_PURPOSE_SSL_CLIENT
                                                             : X509_PURPOSE_SSL_SERVER))
-        return gb_tls_error_set(err, GB_ECRYPTO, "configuring TLS 1.3");
+        return gb_wire_openssl_error(err, GB_ECRYPTO, "configuring TLS 1.3");
     SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET | SSL_OP_NO_COMPRESSION);
     SSL_CTX_clear_options(ctx, SSL_OP_ENABLE_MIDDLEBOX_COMPAT);
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
@@ -332,15 +294,15 @@ static int s_ctx_setup(gb_tls_t *tls, const gb_tls_options_t *o, gb_error_t *err
     if (!o->cert_file)
         return 0;
     if (SSL_CTX_use_certificate_chain_file(ctx, o->cert_file) != 1)
-        return gb_tls_error_set(err, GB_EFORMAT, "cert_file '%s'", o->cert_file);
+        return gb_wire_openssl_error(err, GB_EFORMAT, "cert_file '%s'", o->cert_file);
     EVP_PKEY *key = s_read_key(o->key_file, err);
     if (!key)
         return err ? err->code : GB_EFORMAT;
     int ok = SSL_CTX_use_PrivateKey(ctx, key) == 1 && SSL_CTX_check_private_key(ctx) == 1;
     EVP_PKEY_free(key);
     if (!ok)
-        return gb_tls_error_set(err, GB_ECRYPTO, "key_file '%s' does not fit cert_file '%s'",
-                                o->key_file, o->cert_file);
+        return gb_wire_openssl_error(err, GB_ECRYPTO, "key_file '%s' does not fit cert_file '%s'",
+                                     o->key_file, o->cert_file);
     tls->has_cert = true;
     return s_check_own_cert(tls, o->cert_file, o->ca_file, err);
 }

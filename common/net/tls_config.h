@@ -31,14 +31,4 @@ struct gb_tls {
  * gb_tls_reload_crl). Returns 0 or GB_ENOMEM. */
 int gb_tls_attach_store(gb_tls_t *tls, SSL *ssl);
 
-/* Fills err with code and the printf-style message followed by ": " and the
- * reasons in this thread's OpenSSL error queue (oldest first), which it
- * drains. Returns code. */
-int gb_tls_error_set(gb_error_t *err, int code, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-/* Drains this thread's OpenSSL error queue into buf as "reason; reason"
- * (oldest first, with OpenSSL's detail text); "no OpenSSL reason" when empty. */
-void gb_tls_drain_errors(char *buf, size_t cap);
-
 #endif

@@ -6,6 +6,9 @@
  * input (protobuf-c gives bytes fields no alignment). */
 #include "net/wire.h"
 
+#include <stdarg.h>
+#include <stdio.h>
+
 #include <math.h>
 #include <string.h>
 
@@ -57,14 +60,45 @@ bad:
     return false;
 }
 
-int gb_wire_openssl_error(gb_error_t *err, int code, const char *what)
+bool gb_wire_openssl_reasons(char *buf, size_t cap)
 {
-    char why[256] = "unknown OpenSSL error";
-    unsigned long e, last = 0;
-    while ((e = ERR_get_error()) != 0)
-        last = e;
-    if (last)
-        ERR_error_string_n(last, why, sizeof why);
+    size_t used = 0;
+    bool out_of_memory = false;
+    buf[0] = '\0';
+    const char *data = NULL;
+    int flags = 0;
+    unsigned long e;
+    while ((e = ERR_get_error_all(NULL, NULL, NULL, &data, &flags)) != 0) {
+        if (ERR_GET_REASON(e) == ERR_R_MALLOC_FAILURE)
+            out_of_memory = true;
+        const char *reason = ERR_reason_error_string(e);
+        char code[32];
+        if (!reason) {
+            snprintf(code, sizeof code, "OpenSSL error %lx", e);
+            reason = code;
+        }
+        bool detail = (flags & ERR_TXT_STRING) && data && data[0];
+        if (used < cap) {
+            int n = snprintf(buf + used, cap - used, "%s%s%s%s%s", used ? "; " : "", reason,
+                             detail ? " (" : "", detail ? data : "", detail ? ")" : "");
+            if (n > 0)
+                used += (size_t)n;
+        }
+    }
+    if (!buf[0])
+        snprintf(buf, cap, "no OpenSSL reason");
+    return out_of_memory;
+}
+
+int gb_wire_openssl_error(gb_error_t *err, int code, const char *fmt, ...)
+{
+    char what[GB_ERROR_MSG_MAX], why[GB_ERROR_MSG_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
+    if (gb_wire_openssl_reasons(why, sizeof why))
+        code = GB_ENOMEM;
     return gb_error_set(err, code, "%s: %s", what, why);
 }
 

@@ -31,10 +31,18 @@ bool gb_wire_text_ok(const char *text, size_t len, bool allow_space, size_t *bad
 int gb_wire_sha256(const void *data, size_t len, uint8_t out[GB_WIRE_SHA256_LEN],
                    gb_error_t *err) GB_MUST_CHECK;
 
-/* Drains OpenSSL's error queue and fills err with code and "<what>: <the
- * last OpenSSL reason>" ("unknown OpenSSL error" when the queue was empty).
- * Returns code. */
-int gb_wire_openssl_error(gb_error_t *err, int code, const char *what);
+/* Drains this thread's OpenSSL error queue into buf as "reason; reason"
+ * (oldest first, each with OpenSSL's detail text in parentheses, such as the
+ * file it could not open), or "no OpenSSL reason" when the queue was empty.
+ * Returns true when one of the errors was an allocation failure. */
+bool gb_wire_openssl_reasons(char *buf, size_t cap);
+
+/* Fills err (may be NULL) with the printf-style message, ": " and the
+ * reasons of gb_wire_openssl_reasons, which drains the queue; returns code,
+ * or GB_ENOMEM when OpenSSL ran out of memory. The one way every net/ module
+ * reports an OpenSSL failure. */
+int gb_wire_openssl_error(gb_error_t *err, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 /* The float32 stored little-endian at p (4 bytes, any alignment). */
 float gb_wire_float_le(const uint8_t *p);

@@ -192,23 +192,6 @@ static void test_check_name(void **state)
     assert_int_equal(gb_pki_check_name("ok", "x", NULL), 0);
 }
 
-static void test_ssl_error(void **state)
-{
-    (void)state;
-    gb_error_t err;
-    ERR_clear_error();
-    assert_int_equal(gb_pki_ssl_error(&err, GB_ECRYPTO, "doing %s", "nothing"), GB_ECRYPTO);
-    assert_string_equal(err.msg, "doing nothing: no OpenSSL reason");
-    const unsigned char junk[] = {0x30, 0x03, 0x02, 0x01};
-    const unsigned char *p = junk;
-    assert_null(d2i_X509(NULL, &p, sizeof junk));
-    assert_int_not_equal(ERR_peek_error(), 0);
-    assert_int_equal(gb_pki_ssl_error(&err, GB_EFORMAT, "parsing"), GB_EFORMAT);
-    assert_true(strncmp(err.msg, "parsing: error:", 15) == 0);
-    assert_int_equal(ERR_peek_error(), 0); /* drained */
-    assert_int_equal(gb_pki_ssl_error(NULL, GB_EIO, "x"), GB_EIO);
-}
-
 /* ---- keys ------------------------------------------------------------------- */
 
 static void test_keys(void **state)
@@ -1248,7 +1231,6 @@ int main(void)
     gb_log_set_level(GB_LOG_ERROR);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_check_name),
-        cmocka_unit_test(test_ssl_error),
         cmocka_unit_test(test_keys),
         cmocka_unit_test(test_cert_encodings),
         cmocka_unit_test(test_cert_name_refusals),

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include <openssl/err.h>
+#include <openssl/x509.h>
 #include <openssl/evp.h>
 
 #include "net/wire.h"
@@ -69,17 +70,38 @@ static void test_openssl_error_drain(void **state)
     (void)state;
     gb_error_t err;
     ERR_clear_error();
-    /* an empty queue still gives a message */
-    assert_int_equal(gb_wire_openssl_error(&err, GB_ECRYPTO, "nothing"), GB_ECRYPTO);
-    assert_string_equal(err.msg, "nothing: unknown OpenSSL error");
+    /* an empty queue still gives a message, formatted like printf */
+    assert_int_equal(gb_wire_openssl_error(&err, GB_ECRYPTO, "doing %s", "nothing"),
+                     GB_ECRYPTO);
+    assert_string_equal(err.msg, "doing nothing: no OpenSSL reason");
     /* a real failure: its reason lands in err and the queue is empty after */
     EVP_MD *md = EVP_MD_fetch(NULL, "NO-SUCH-DIGEST", NULL);
     assert_null(md);
     assert_int_not_equal(ERR_peek_error(), 0);
     assert_int_equal(gb_wire_openssl_error(&err, GB_ECRYPTO, "fetch"), GB_ECRYPTO);
     assert_int_equal(err.code, GB_ECRYPTO);
-    assert_true(strncmp(err.msg, "fetch: error:", 13) == 0);
+    assert_true(strncmp(err.msg, "fetch: ", 7) == 0);
+    assert_non_null(strstr(err.msg, "NO-SUCH-DIGEST")); /* OpenSSL's detail text */
     assert_int_equal(ERR_peek_error(), 0);
+    /* two errors: both reasons, oldest first; NULL err is fine */
+    const unsigned char junk[] = {0x30, 0x03, 0x02, 0x01};
+    const unsigned char *p = junk;
+    assert_null(d2i_X509(NULL, &p, sizeof junk));
+    ERR_raise_data(ERR_LIB_X509, ERR_R_PASSED_NULL_PARAMETER, "second");
+    char buf[512];
+    assert_false(gb_wire_openssl_reasons(buf, sizeof buf));
+    assert_non_null(strstr(buf, "; "));
+    assert_non_null(strstr(buf, "(second)"));
+    assert_int_equal(ERR_peek_error(), 0);
+    assert_int_equal(gb_wire_openssl_error(NULL, GB_EIO, "x"), GB_EIO);
+    /* an allocation failure inside OpenSSL is reported as GB_ENOMEM */
+    ERR_raise(ERR_LIB_EVP, ERR_R_MALLOC_FAILURE);
+    assert_int_equal(gb_wire_openssl_error(&err, GB_ECRYPTO, "alloc"), GB_ENOMEM);
+    /* a short buffer is cut, never overrun */
+    ERR_raise_data(ERR_LIB_X509, ERR_R_PASSED_NULL_PARAMETER, "a long detail text here");
+    char tiny[8];
+    gb_wire_openssl_reasons(tiny, sizeof tiny);
+    assert_int_equal(strlen(tiny), 7);
 }
 
 static void test_floats(void **state)
