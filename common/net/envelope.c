@@ -615,6 +615,43 @@ static size_t s_max_bytes(const gb_envelope_limits_t *limits)
     return limits && limits->max_bytes ? limits->max_bytes : GB_ENVELOPE_MAX_BYTES;
 }
 
+/* protobuf-c keeps fields it does not know, to pack them again; but it also
+ * keeps one numbered 0, which no protobuf writer may produce and which its
+ * own parser then refuses: an envelope that would not survive being packed
+ * again. Refuse such a message, nested ones included, walking the
+ * descriptors (depth is bounded by the schema: no message type recurses). */
+static int s_unknown_fields_ok(const ProtobufCMessage *m, gb_error_t *err)
+{
+    for (unsigned i = 0; i < m->n_unknown_fields; i++)
+        if (m->unknown_fields[i].tag == 0)
+            return s_fail(err, GB_EFORMAT, m->descriptor->name, "has a field numbered 0");
+    const ProtobufCMessageDescriptor *d = m->descriptor;
+    for (unsigned f = 0; f < d->n_fields; f++) {
+        const ProtobufCFieldDescriptor *fd = &d->fields[f];
+        if (fd->type != PROTOBUF_C_TYPE_MESSAGE)
+            continue;
+        const char *base = (const char *)m;
+        if (fd->label == PROTOBUF_C_LABEL_REPEATED) {
+            size_t n = *(const size_t *)(base + fd->quantifier_offset);
+            ProtobufCMessage *const *items = *(ProtobufCMessage *const *const *)(base + fd->offset);
+            for (size_t k = 0; k < n; k++) {
+                int rc = items && items[k] ? s_unknown_fields_ok(items[k], err) : 0;
+                if (rc != 0)
+                    return rc;
+            }
+            continue;
+        }
+        if ((fd->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) &&
+            *(const uint32_t *)(base + fd->quantifier_offset) != fd->id)
+            continue;
+        const ProtobufCMessage *sub = *(const ProtobufCMessage *const *)(base + fd->offset);
+        int rc = sub ? s_unknown_fields_ok(sub, err) : 0;
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
 static int s_validate(const Glassbox__Envelope *env, const gb_envelope_limits_t *limits,
                       bool decoding, gb_error_t *err)
 {
@@ -782,7 +819,9 @@ static int s_decode(const uint8_t *buf, size_t len, const gb_envelope_limits_t *
         return s_fail(err, GB_EFORMAT, "envelope",
                       "%zu bytes do not unpack (not an Envelope, or truncated)", len);
     }
-    int rc = s_validate(env, limits, true, err);
+    int rc = s_unknown_fields_ok(&env->base, err);
+    if (rc == 0)
+        rc = s_validate(env, limits, true, err);
     if (rc != 0) {
         glassbox__envelope__free_unpacked(env, &s_free_alloc);
         return rc;
@@ -1056,7 +1095,9 @@ int gb_publication_decode(const uint8_t *buf, size_t len, Glassbox__Publication 
     }
     gb_error_t local;
     gb_error_clear(&local);
-    int rc = gb_publication_check(p, &local);
+    int rc = s_unknown_fields_ok(&p->base, &local);
+    if (rc == 0)
+        rc = gb_publication_check(p, &local);
     if (rc != 0) {
         glassbox__publication__free_unpacked(p, &s_free_alloc);
         return gb_error_warn(err, rc, "publication refused: %s", local.msg);

@@ -20,6 +20,7 @@
 #include "envelope_fixture.h"
 #include "net/envelope.h"
 #include "util/alloc.h"
+#include "util/file.h"
 #include "util/log.h"
 
 #define E(x) GLASSBOX__ERROR_CODE__ERROR_##x
@@ -826,6 +827,52 @@ static void test_alloc_failures(void **state)
     }
 }
 
+/* Fields this version does not know are skipped (an older reader of a newer
+ * message), but one numbered 0 is refused: protobuf-c keeps it and would pack
+ * it again into bytes its own parser refuses (found by fuzz_envelope). */
+static void test_unknown_fields(void **state)
+{
+    (void)state;
+    gb_error_t err = {0};
+    Glassbox__Envelope *ack = gb_envelope_make_ack(3, 2, 0, 0, &err);
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    assert_int_equal(gb_envelope_encode(ack, NULL, &buf, &len, &err), 0);
+    uint8_t more[64];
+    memcpy(more, buf, len);
+    /* field 99, varint 7: unknown, kept, and packed again intact */
+    const uint8_t f99[] = {0x98, 0x06, 0x07};
+    memcpy(more + len, f99, sizeof f99);
+    Glassbox__Envelope *env = NULL;
+    assert_int_equal(gb_envelope_decode(more, len + sizeof f99, NULL, &env, &err), 0);
+    assert_int_equal(env->base.n_unknown_fields, 1);
+    uint8_t *again = NULL;
+    size_t again_len = 0;
+    assert_int_equal(gb_envelope_encode(env, NULL, &again, &again_len, &err), 0);
+    gb_envelope_free(&env);
+    assert_int_equal(gb_envelope_decode(again, again_len, NULL, &env, &err), 0);
+    gb_envelope_free(&env);
+    gb_free(again);
+    /* field 0, fixed32: refused, at the top (protobuf-c itself refuses it
+     * there) and inside the Ack (where it keeps it and we refuse it) */
+    const uint8_t f0[] = {0x05, 1, 2, 3, 4};
+    memcpy(more + len, f0, sizeof f0);
+    assert_int_equal(gb_envelope_decode(more, len + sizeof f0, NULL, &env, &err), GB_EFORMAT);
+    assert_null(env);
+    /* the fuzzer's find: a tag that protobuf-c reads as field 0 and keeps */
+    char *path = gb_test_source_path("tests/fuzz/corpus/envelope/regression-field-0");
+    uint8_t *found = NULL;
+    size_t found_len = 0;
+    assert_int_equal(gb_file_read_all(path, 1 << 16, &found, &found_len, &err), 0);
+    assert_int_equal(gb_envelope_decode(found, found_len, NULL, &env, &err), GB_EFORMAT);
+    assert_non_null(strstr(err.msg, "field numbered 0"));
+    assert_null(env);
+    gb_free(found);
+    free(path);
+    gb_free(buf);
+    gb_envelope_free(&ack);
+}
+
 int main(void)
 {
     /* Every refusal logs a warning; keep the test output readable. */
@@ -842,6 +889,7 @@ int main(void)
         cmocka_unit_test(test_error_code_mapping),
         cmocka_unit_test(test_make_error_and_ack),
         cmocka_unit_test(test_alloc_failures),
+        cmocka_unit_test(test_unknown_fields),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
