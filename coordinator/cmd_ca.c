@@ -31,32 +31,14 @@ static void s_utc(int64_t t, char out[32])
         snprintf(out, 32, "%" PRId64, t);
 }
 
-/* Parses a subcommand's options. Returns -1 to go on, else the exit code
- * (0 after --help, 2 after a bad flag or a missing required one). */
+/* The command's option parsing, help and required flags (util/args.h):
+ * -1 to go on, else the exit code. */
 static int s_parse(const char *sub, const char *synopsis, const char *about, gb_arg_t *opts,
                    int n, const char *const *required, int argc, char **argv)
 {
-    gb_error_t err = {0};
-    bool help = false;
-    if (gb_args_parse(opts, n, argc, argv, &help, &err)) {
-        fprintf(stderr, "glassbox-coordinator ca %s: %s (see glassbox-coordinator ca %s --help)\n",
-                sub, err.msg, sub);
-        return 2;
-    }
-    if (help) {
-        printf("usage: glassbox-coordinator ca %s %s\n\n%s\n\noptions:\n", sub, synopsis, about);
-        gb_args_print_help(opts, n);
-        return 0;
-    }
-    for (const char *const *r = required; r && *r; r++) {
-        const gb_arg_t *o = gb_args_find(opts, n, *r);
-        if (o && !o->seen) {
-            fprintf(stderr, "glassbox-coordinator ca %s: %s is required (see "
-                            "glassbox-coordinator ca %s --help)\n", sub, *r, sub);
-            return 2;
-        }
-    }
-    return -1;
+    char command[64];
+    snprintf(command, sizeof command, "%s %s", "glassbox-coordinator ca", sub);
+    return gb_args_command(command, synopsis, about, opts, n, required, argc, argv);
 }
 
 static int s_fail(const char *sub, const gb_error_t *err)

@@ -10,4 +10,7 @@ int gb_cmd_ca(int argc, char **argv);
 /* `token create|list`: enrollment tokens (enroll_tokens.h). */
 int gb_cmd_token(int argc, char **argv);
 
+/* `serve`: the front door as a daemon (front_door.h). */
+int gb_cmd_serve(int argc, char **argv);
+
 #endif

@@ -1,6 +1,7 @@
 /* glassbox-coordinator: runs the federation's rounds, aggregation, CA and
- * publication (shared/DESIGN.md). This build carries the CA and the
- * enrollment tokens; the round loop lands with the federation work. */
+ * publication (shared/DESIGN.md). This build carries the CA, the enrollment
+ * tokens and the front door (sessions, joins, enrollment); the round loop
+ * lands with the federation work. */
 #include <stdio.h>
 #include <string.h>
 
@@ -13,6 +14,7 @@ static void s_usage(FILE *f)
                "commands:\n"
                "  ca        the federation's CA: init, issue, revoke, list, crl\n"
                "  token     enrollment tokens for clients that enroll themselves: create, list\n"
+               "  serve     accept clients: mutual TLS sessions, joins, enrollment (no rounds yet)\n"
                "  version   print the version\n"
                "\n'glassbox-coordinator <command> --help' describes a command.\n");
 }
@@ -37,6 +39,8 @@ int main(int argc, char **argv)
         return gb_cmd_ca(argc - 2, argv + 2);
     if (strcmp(cmd, "token") == 0)
         return gb_cmd_token(argc - 2, argv + 2);
+    if (strcmp(cmd, "serve") == 0)
+        return gb_cmd_serve(argc - 2, argv + 2);
     fprintf(stderr, "glassbox-coordinator: unknown command '%s'\n", cmd);
     s_usage(stderr);
     return 2;

@@ -148,3 +148,27 @@ void gb_args_print_help(const gb_arg_t *opts, int n)
         printf("\n");
     }
 }
+
+int gb_args_command(const char *command, const char *synopsis, const char *about,
+                    gb_arg_t *opts, int n, const char *const *required, int argc, char **argv)
+{
+    gb_error_t err = {0};
+    bool help = false;
+    if (gb_args_parse(opts, n, argc, argv, &help, &err)) {
+        fprintf(stderr, "%s: %s (see %s --help)\n", command, err.msg, command);
+        return 2;
+    }
+    if (help) {
+        printf("usage: %s %s\n\n%s\n\noptions:\n", command, synopsis, about);
+        gb_args_print_help(opts, n);
+        return 0;
+    }
+    for (const char *const *r = required; r && *r; r++) {
+        const gb_arg_t *o = gb_args_find(opts, n, *r);
+        if (o && !o->seen) {
+            fprintf(stderr, "%s: %s is required (see %s --help)\n", command, *r, command);
+            return 2;
+        }
+    }
+    return -1;
+}

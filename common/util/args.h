@@ -37,6 +37,16 @@ int gb_args_parse(gb_arg_t *opts, int n, int argc, char **argv, bool *help, gb_e
 /* Prints "  --name VALUE  help" lines for opts to stdout. */
 void gb_args_print_help(const gb_arg_t *opts, int n);
 
+/* The whole front matter of a command: parses argv against opts; on a bad
+ * flag prints "<command>: <why> (see <command> --help)" to stderr and
+ * returns 2; on --help prints "usage: <command> <synopsis>", the about text
+ * and the options to stdout and returns 0; when an option named in
+ * `required` (a NULL-terminated list, may be NULL) was not given prints
+ * "<command>: <flag> is required ..." and returns 2. Otherwise returns -1:
+ * go on. command is the full command ("glassbox-coordinator ca init"). */
+int gb_args_command(const char *command, const char *synopsis, const char *about,
+                    gb_arg_t *opts, int n, const char *const *required, int argc, char **argv);
+
 /* The option named `name`, or NULL. */
 const gb_arg_t *gb_args_find(const gb_arg_t *opts, int n, const char *name);
 

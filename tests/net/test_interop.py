@@ -26,106 +26,21 @@ import time
 
 import zmq
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+import gblink  # noqa: E402 (tests/support)
+from gblink import TlsOverLink, wait_for  # noqa: E402
+
 BUILD, SOURCE = sys.argv[1], sys.argv[2]
 PKI = os.path.join(BUILD, "test-pki")
 PEER = os.path.join(BUILD, "tests", "gb_link_peer")
 SERVER_NAME = "coordinator.test"
 
 
-def load_protocol():
-    out = tempfile.mkdtemp(prefix="gb-interop-")
-    subprocess.run(["protoc", "--python_out=" + out, "-I", os.path.join(SOURCE, "proto"),
-                    os.path.join(SOURCE, "proto", "glassbox.proto")], check=True)
-    sys.path.insert(0, out)
-    import glassbox_pb2  # noqa: E402 (generated just above)
-    return glassbox_pb2
-
-
-pb = load_protocol()
-
-
-def header(kind, session_id):
-    return kind.encode() + struct.pack(">Q", session_id)
-
-
-class TlsOverLink:
-    """One TLS session carried in link frames; `send_frame(header, payload)` moves bytes."""
-
-    def __init__(self, context, server_side, send_frame, session_id):
-        self.incoming, self.outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
-        self.tls = context.wrap_bio(self.incoming, self.outgoing, server_side=server_side,
-                                    server_hostname=None if server_side else SERVER_NAME)
-        self.send_frame = send_frame
-        self.session_id = session_id
-        self.first = not server_side
-        self.established = False
-        self.accepted = server_side  # a client waits for the server's empty first message
-        self.plain = b""
-
-    def flush(self):
-        data = self.outgoing.read()
-        if data:
-            kind = "H" if self.first else "D"
-            self.first = False
-            self.send_frame(header(kind, self.session_id), data)
-
-    def step(self):
-        if not self.established:
-            try:
-                self.tls.do_handshake()
-                self.established = True
-                if self.tls.server_side:
-                    # the link's session acceptance: the client's certificate passed
-                    self.send(b"")
-            except ssl.SSLWantReadError:
-                pass
-        self.flush()
-
-    def feed(self, data):
-        self.incoming.write(data)
-        self.step()
-        if self.established:
-            try:
-                while True:
-                    chunk = self.tls.read(1 << 20)
-                    if not chunk:
-                        break
-                    self.plain += chunk
-            except ssl.SSLWantReadError:
-                pass
-        self.flush()
-
-    def messages(self):
-        while len(self.plain) >= 4:
-            (n,) = struct.unpack(">I", self.plain[:4])
-            if len(self.plain) < 4 + n:
-                break
-            body, self.plain = self.plain[4:4 + n], self.plain[4 + n:]
-            if not self.accepted:
-                assert body == b"", "first message is not the session acceptance"
-                self.accepted = True
-                continue
-            yield body
-
-    def send(self, body):
-        self.tls.write(struct.pack(">I", len(body)) + body)
-        self.flush()
+pb = gblink.load_protocol(SOURCE)
 
 
 def envelope(seq, **body):
-    env = pb.Envelope(protocol_version=1, sequence=seq)
-    for name, msg in body.items():
-        getattr(env, name).CopyFrom(msg)
-    return env.SerializeToString()
-
-
-def wait_for(condition, pump, seconds=10):
-    end = time.time() + seconds
-    while time.time() < end:
-        if condition():
-            return True
-        pump()
-    return condition()
+    return gblink.envelope(pb, seq, **body)
 
 
 def python_client_against_c_server():
@@ -148,7 +63,7 @@ def python_client_against_c_server():
         sock.linger = 0
         sock.connect(endpoint)
         session = TlsOverLink(ctx, False, lambda h, p: sock.send_multipart([h, p]),
-                              secrets.randbits(63) + 1)
+                              secrets.randbits(63) + 1, SERVER_NAME)
         session.step()  # ClientHello
 
         received = []
