@@ -257,6 +257,13 @@ static int s_parse(s_src_t *src, gb_idx_t *out, gb_error_t *err)
     int rc = s_head(src, &h, err);
     if (rc)
         return rc;
+    /* A buffer that cannot hold the payload is refused before the payload is
+     * allocated: a short input claiming a 1 GiB image costs nothing. */
+    if (!src->gz && h.len > src->mem_len - src->mem_pos)
+        return gb_error_warn(err, GB_EFORMAT,
+                             "%s: truncated: header says %s = %zu bytes, file has %zu after the "
+                             "%zu-byte header",
+                             src->name, h.dtext, h.len, src->mem_len - src->mem_pos, h.head_len);
     uint8_t *data = gb_malloc(h.len);
     if (!data)
         return gb_error_warn(err, GB_ENOMEM, "%s: cannot allocate %zu bytes for %s", src->name,
