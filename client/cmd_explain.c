@@ -317,44 +317,42 @@ static int s_usage_error(const char *msg)
     return 2;
 }
 
-int gb_cmd_explain(int argc, char **argv)
+/* Parses and checks the options into *o and *method. Returns -1 to go on,
+ * else the exit code (0 after --help, 2 for bad usage). */
+static int s_options(s_opts_t *o, gb_explain_method_t *method, int argc, char **argv)
 {
-    s_opts_t o = {.method = "ig",
-                  .rule = NULL,
-                  .baseline = NULL,
-                  .target = "true",
-                  .clip = 0,
-                  .batch = 64,
-                  .data = gb_data_source_defaults()};
+    *o = (s_opts_t){.method = "ig", .target = "true", .batch = 64,
+                    .data = gb_data_source_defaults()};
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
-    o.threads = cores < 1 ? 1 : cores > 8 ? 8 : (int)cores;
+    o->threads = cores < 1 ? 1 : cores > 8 ? 8 : (int)cores;
     enum { N_OWN = 11 };
     gb_arg_t opts[N_OWN + GB_DATA_SOURCE_ARGS] = {
-        {"--model-file", GB_ARG_STRING, &o.model_file, 0, 0, NULL,
+        {"--model-file", GB_ARG_STRING, &o->model_file, 0, 0, NULL,
          "model file to explain (required)", false},
-        {"--out", GB_ARG_STRING, &o.out, 0, 0, NULL,
+        {"--out", GB_ARG_STRING, &o->out, 0, 0, NULL,
          "directory for summary.json and the heatmaps, created if missing (required)", false},
-        {"--method", GB_ARG_CHOICE, &o.method, 0, 0,
+        {"--method", GB_ARG_CHOICE, &o->method, 0, 0,
          "ig|saliency|gradxinput|smoothgrad|gradcam|occlusion", "attribution method (default ig)",
          false},
-        {"--steps", GB_ARG_INT, &o.steps, 1, GB_IG_MAX_STEPS, NULL,
+        {"--steps", GB_ARG_INT, &o->steps, 1, GB_IG_MAX_STEPS, NULL,
          "ig: integration steps before any doubling (default 32)", false},
-        {"--rule", GB_ARG_CHOICE, &o.rule, 0, 0, "gauss|trapezoid",
+        {"--rule", GB_ARG_CHOICE, &o->rule, 0, 0, "gauss|trapezoid",
          "ig: quadrature rule (default gauss)", false},
-        {"--baseline", GB_ARG_STRING, &o.baseline, 0, 0, NULL,
+        {"--baseline", GB_ARG_STRING, &o->baseline, 0, 0, NULL,
          "ig and occlusion: zero, mean (the training split's per-channel/feature mean) or FILE "
          "(one sample, raw little-endian float32) (default zero)",
          false},
-        {"--target", GB_ARG_CHOICE, &o.target, 0, 0, "true|predicted",
+        {"--target", GB_ARG_CHOICE, &o->target, 0, 0, "true|predicted",
          "explain each sample's true class or the predicted one (default true)", false},
-        {"--clip", GB_ARG_FLOAT, &o.clip, 1e-6, 1e12, NULL,
+        {"--clip", GB_ARG_FLOAT, &o->clip, 1e-6, 1e12, NULL,
          "L2 bound on one sample's attribution map (default 20; occlusion 100)", false},
-        {"--batch", GB_ARG_INT, &o.batch, 1, 65536, NULL, "engine batch size (default 64)", false},
-        {"--threads", GB_ARG_INT, &o.threads, 1, 256, NULL,
+        {"--batch", GB_ARG_INT, &o->batch, 1, 65536, NULL, "engine batch size (default 64)",
+         false},
+        {"--threads", GB_ARG_INT, &o->threads, 1, 256, NULL,
          "worker threads (default: cores, at most 8)", false},
-        {"--json", GB_ARG_FLAG, &o.json, 0, 0, NULL, "print one JSON object", false},
+        {"--json", GB_ARG_FLAG, &o->json, 0, 0, NULL, "print one JSON object", false},
     };
-    gb_data_source_args(&o.data, opts + N_OWN);
+    gb_data_source_args(&o->data, opts + N_OWN);
     const int n_opts = (int)(sizeof opts / sizeof opts[0]);
     gb_error_t err = {0};
     bool help = false;
@@ -369,238 +367,311 @@ int gb_cmd_explain(int argc, char **argv)
         gb_args_print_help(opts, n_opts);
         return 0;
     }
-    if (!o.model_file)
+    if (!o->model_file)
         return s_usage_error("--model-file is required");
-    if (!o.out)
+    if (!o->out)
         return s_usage_error("--out is required");
-    gb_explain_method_t method;
-    if (gb_explain_parse_method(o.method, &method))
+    if (gb_explain_parse_method(o->method, method))
         return s_usage_error("--method: unknown method");
-    bool is_ig = method == GB_EXPLAIN_IG;
-    if (!is_ig && (o.steps || o.rule))
-        return s_usage_error(o.steps ? "--steps applies to --method ig only"
-                                     : "--rule applies to --method ig only");
-    if (o.rule && strcmp(o.rule, "trapezoid") == 0 && o.steps == 1)
+    bool is_ig = *method == GB_EXPLAIN_IG;
+    if (!is_ig && (o->steps || o->rule))
+        return s_usage_error(o->steps ? "--steps applies to --method ig only"
+                                      : "--rule applies to --method ig only");
+    if (o->rule && strcmp(o->rule, "trapezoid") == 0 && o->steps == 1)
         return s_usage_error("--steps: the trapezoid rule needs at least 2");
-    if (o.baseline && !is_ig && method != GB_EXPLAIN_OCCLUSION)
+    if (o->baseline && !is_ig && *method != GB_EXPLAIN_OCCLUSION)
         return s_usage_error("--baseline applies to --method ig and occlusion only");
-    bool predicted = strcmp(o.target, "predicted") == 0;
-    if (o.clip == 0)
-        o.clip = method == GB_EXPLAIN_OCCLUSION ? S_DEFAULT_CLIP_OCCLUSION : S_DEFAULT_CLIP;
+    if (o->clip == 0)
+        o->clip = *method == GB_EXPLAIN_OCCLUSION ? S_DEFAULT_CLIP_OCCLUSION : S_DEFAULT_CLIP;
+    return -1;
+}
 
-    int rc = 1;
-    double t0 = gb_time_now();
-    gb_dataset_t *train = NULL, *test = NULL;
-    gb_model_t *m = NULL;
-    gb_explainer_t *e = NULL;
-    gb_summary_t *sum = NULL;
-    float *baseline = NULL, *x = NULL, *attr = NULL, *logits = NULL;
-    int32_t *idx = NULL, *labels = NULL;
-    double *rel_err = NULL, *class_in = NULL;
-    int *steps_used = NULL;
-    char *json = NULL;
-    size_t json_len = 0;
-    const char *baseline_name = NULL;
+/* One run of the command: what it loads, the buffers of one batch, and the
+ * totals it reports. */
+typedef struct {
+    const s_opts_t *o;         /* the options */
+    gb_explain_method_t method; /* --method */
+    bool predicted, regression; /* --target predicted; a regression dataset */
+    gb_dataset_t *test;        /* the explained split */
+    gb_model_t *m;             /* the model */
+    gb_explainer_t *e;         /* the method on the model */
+    gb_summary_t *sum;         /* per-class summary */
+    float *baseline;           /* --baseline mean/FILE, else NULL (zero) */
+    const char *baseline_name; /* for the report */
+    int batch, groups, outputs; /* engine batch, summary groups, model outputs */
+    size_t in_size, a_size;    /* per-sample input and attribution floats */
+    float *x, *attr, *logits;  /* one batch: inputs, maps, outputs (predicted) */
+    int32_t *idx, *labels;     /* one batch: sample indices, targets */
+    double *rel_err;           /* one batch: completeness errors */
+    int *steps_used;           /* one batch: IG steps per sample */
+    s_draw_t draw;             /* how the heatmaps are drawn */
+    double err_sum, steps_sum; /* totals over samples */
+} s_run_t;
 
-    if (!(m = gb_snapshot_load_model(o.model_file, NULL, &err)))
-        goto fail;
-    bool need_train = o.baseline && strcmp(o.baseline, "mean") == 0;
-    if (gb_data_source_load(&o.data, need_train ? &train : NULL, &test, &err) ||
-        gb_data_source_check_model(m, test, o.model_file, &err))
-        goto fail;
-    bool regression = gb_dataset_task(test) == GB_TASK_REGRESSION;
-    if (regression && predicted) {
-        gb_error_set(&err, GB_EINVAL,
-                     "--target predicted needs a classification dataset; "
-                     "a regression model is explained for its output");
-        goto fail;
+static void s_run_free(s_run_t *r)
+{
+    gb_explainer_destroy(&r->e);
+    gb_summary_destroy(&r->sum);
+    gb_model_destroy(&r->m);
+    gb_dataset_destroy(&r->test);
+    gb_free(r->baseline);
+    gb_free(r->x);
+    gb_free(r->attr);
+    gb_free(r->logits);
+    gb_free(r->idx);
+    gb_free(r->labels);
+    gb_free(r->rel_err);
+    gb_free((double *)r->draw.class_in);
+    gb_free(r->steps_used);
+}
+
+/* Loads model, data and baseline; makes the explainer, the summary and the
+ * batch buffers. */
+static int s_prepare(s_run_t *r, gb_error_t *err)
+{
+    const s_opts_t *o = r->o;
+    gb_dataset_t *train = NULL;
+    int rc = 0;
+    if (!(r->m = gb_snapshot_load_model(o->model_file, NULL, err)))
+        return err->code;
+    bool need_train = o->baseline && strcmp(o->baseline, "mean") == 0;
+    if ((rc = gb_data_source_load(&o->data, need_train ? &train : NULL, &r->test, err)) ||
+        (rc = gb_data_source_check_model(r->m, r->test, o->model_file, err)))
+        goto out;
+    r->regression = gb_dataset_task(r->test) == GB_TASK_REGRESSION;
+    if (r->regression && r->predicted) {
+        rc = gb_error_set(err, GB_EINVAL,
+                          "--target predicted needs a classification dataset; "
+                          "a regression model is explained for its output");
+        goto out;
     }
-    gb_shape_t in = gb_model_input_shape(m);
-    size_t in_size = gb_shape_size(&in);
-    if (o.baseline && strcmp(o.baseline, "zero") != 0) {
-        if (!(baseline = gb_malloc(in_size * sizeof *baseline))) {
-            gb_error_set(&err, GB_ENOMEM, "out of memory");
-            goto fail;
+    bool is_ig = r->method == GB_EXPLAIN_IG;
+    gb_shape_t in = gb_model_input_shape(r->m);
+    r->in_size = gb_shape_size(&in);
+    if (o->baseline && strcmp(o->baseline, "zero") != 0) {
+        if (!(r->baseline = gb_malloc(r->in_size * sizeof *r->baseline))) {
+            rc = gb_error_set(err, GB_ENOMEM, "out of memory");
+            goto out;
         }
-        if (need_train ? s_baseline_mean(train, &in, baseline, &err)
-                       : s_baseline_file(o.baseline, in_size, baseline, &err))
-            goto fail;
+        if ((rc = need_train ? s_baseline_mean(train, &in, r->baseline, err)
+                             : s_baseline_file(o->baseline, r->in_size, r->baseline, err)))
+            goto out;
     }
-    baseline_name =
-        o.baseline ? o.baseline : (is_ig || method == GB_EXPLAIN_OCCLUSION ? "zero" : NULL);
-    gb_dataset_destroy(&train);
-
-    int batch = o.batch > test->n ? (int)test->n : o.batch;
-    if (gb_model_plan(m, batch, o.threads, &err))
-        goto fail;
-    gb_explain_cfg_t cfg = gb_explain_defaults(method);
-    if (o.steps)
-        cfg.steps = o.steps;
-    if (o.rule)
-        cfg.rule = strcmp(o.rule, "trapezoid") == 0 ? GB_IG_TRAPEZOID : GB_IG_GAUSS_LEGENDRE;
-    cfg.baseline = baseline;
-    if (!(e = gb_explainer_new(m, &cfg, &err)))
-        goto fail;
-    gb_shape_t ashape = gb_explainer_attr_shape(e);
-    size_t a_size = gb_shape_size(&ashape);
-    int groups = regression ? 1 : test->n_classes;
-    if (!(sum = gb_summary_new(&ashape, groups, o.clip, &err)))
-        goto fail;
-
+    r->baseline_name =
+        o->baseline ? o->baseline
+                    : (is_ig || r->method == GB_EXPLAIN_OCCLUSION ? "zero" : NULL);
+    r->batch = o->batch > r->test->n ? (int)r->test->n : o->batch;
+    if ((rc = gb_model_plan(r->m, r->batch, o->threads, err)))
+        goto out;
+    gb_explain_cfg_t cfg = gb_explain_defaults(r->method);
+    if (o->steps)
+        cfg.steps = o->steps;
+    if (o->rule)
+        cfg.rule = strcmp(o->rule, "trapezoid") == 0 ? GB_IG_TRAPEZOID : GB_IG_GAUSS_LEGENDRE;
+    cfg.baseline = r->baseline;
+    if (!(r->e = gb_explainer_new(r->m, &cfg, err))) {
+        rc = err->code;
+        goto out;
+    }
+    gb_shape_t ashape = gb_explainer_attr_shape(r->e);
+    r->a_size = gb_shape_size(&ashape);
+    r->groups = r->regression ? 1 : r->test->n_classes;
+    if (!(r->sum = gb_summary_new(&ashape, r->groups, o->clip, err))) {
+        rc = err->code;
+        goto out;
+    }
     /* Images: drawn as images, over the class's mean input. */
-    s_draw_t draw = {.ds = test,
-                     .in = in,
-                     .attr = ashape,
-                     .gradcam = method == GB_EXPLAIN_GRADCAM,
-                     .method = gb_explain_method_name(method)};
-    if (test->shape.rank == 3 && (a_size == in_size || draw.gradcam)) {
-        draw.image = true;
-        draw.img_c = test->shape.dim[0];
-        draw.img_h = test->shape.dim[1];
-        draw.img_w = test->shape.dim[2];
+    r->draw = (s_draw_t){.ds = r->test, .in = in, .attr = ashape,
+                         .gradcam = r->method == GB_EXPLAIN_GRADCAM,
+                         .method = gb_explain_method_name(r->method)};
+    const gb_dataset_t *t = r->test;
+    if (t->shape.rank == 3 && (r->a_size == r->in_size || r->draw.gradcam)) {
+        r->draw.image = true;
+        r->draw.img_c = t->shape.dim[0];
+        r->draw.img_h = t->shape.dim[1];
+        r->draw.img_w = t->shape.dim[2];
     }
-    int outputs = gb_dataset_outputs(test);
-    x = gb_malloc((size_t)batch * in_size * sizeof *x);
-    attr = gb_malloc((size_t)batch * a_size * sizeof *attr);
-    idx = gb_malloc((size_t)batch * sizeof *idx);
-    labels = gb_malloc((size_t)batch * sizeof *labels);
-    rel_err = gb_malloc((size_t)batch * sizeof *rel_err);
-    steps_used = gb_malloc((size_t)batch * sizeof *steps_used);
-    logits = predicted ? gb_malloc((size_t)batch * outputs * sizeof *logits) : NULL;
+    r->outputs = gb_dataset_outputs(t);
+    size_t B = (size_t)r->batch;
+    r->x = gb_malloc(B * r->in_size * sizeof *r->x);
+    r->attr = gb_malloc(B * r->a_size * sizeof *r->attr);
+    r->idx = gb_malloc(B * sizeof *r->idx);
+    r->labels = gb_malloc(B * sizeof *r->labels);
+    r->rel_err = gb_malloc(B * sizeof *r->rel_err);
+    r->steps_used = gb_malloc(B * sizeof *r->steps_used);
+    r->logits = r->predicted ? gb_malloc(B * r->outputs * sizeof *r->logits) : NULL;
     /* Per-class input sums for the underlay, unless they would be huge. */
-    bool underlay = draw.image && (size_t)groups * in_size <= S_MAX_UNDERLAY;
-    class_in = underlay ? gb_calloc((size_t)groups * in_size, sizeof *class_in) : NULL;
-    if (!x || !attr || !idx || !labels || !rel_err || !steps_used || (predicted && !logits) ||
-        (underlay && !class_in)) {
-        gb_error_set(&err, GB_ENOMEM, "out of memory for batches of %d", batch);
-        goto fail;
-    }
-    draw.class_in = class_in;
+    bool underlay = r->draw.image && (size_t)r->groups * r->in_size <= S_MAX_UNDERLAY;
+    r->draw.class_in = underlay ? gb_calloc((size_t)r->groups * r->in_size, sizeof(double))
+                                : NULL;
+    if (!r->x || !r->attr || !r->idx || !r->labels || !r->rel_err || !r->steps_used ||
+        (r->predicted && !r->logits) || (underlay && !r->draw.class_in))
+        rc = gb_error_set(err, GB_ENOMEM, "out of memory for batches of %d", r->batch);
+out:
+    gb_dataset_destroy(&train);
+    return rc;
+}
 
-    double err_sum = 0, steps_sum = 0, last_draw = 0;
-    bool progress = !o.json && isatty(STDERR_FILENO);
-    for (int64_t off = 0; off < test->n; off += batch) {
-        int cnt = test->n - off < batch ? (int)(test->n - off) : batch;
+/* The targets of one batch: true labels were filled with the inputs; the
+ * predicted ones come from a forward pass. */
+static int s_predict(s_run_t *r, int cnt, gb_error_t *err)
+{
+    int rc = gb_model_forward(r->m, r->x, cnt, r->logits, err);
+    if (rc)
+        return rc;
+    for (int i = 0; i < cnt; i++) {
+        const float *l = r->logits + (size_t)i * r->outputs;
+        int best = 0;
+        for (int k = 1; k < r->outputs; k++)
+            if (l[k] > l[best])
+                best = k;
+        r->labels[i] = best;
+    }
+    return 0;
+}
+
+/* Explains every test sample, batch by batch, into the summary. */
+static int s_explain_all(s_run_t *r, gb_error_t *err)
+{
+    const gb_dataset_t *t = r->test;
+    double *class_in = (double *)r->draw.class_in;
+    double last_draw = 0;
+    bool progress = !r->o->json && isatty(STDERR_FILENO);
+    int32_t *labels = r->regression ? NULL : r->labels;
+    for (int64_t off = 0; off < t->n; off += r->batch) {
+        int cnt = t->n - off < r->batch ? (int)(t->n - off) : r->batch;
         for (int i = 0; i < cnt; i++)
-            idx[i] = (int32_t)(off + i);
-        if (gb_dataset_fill(test, idx, cnt, x, regression ? NULL : labels, NULL, &err))
-            goto fail;
-        if (predicted) {
-            if (gb_model_forward(m, x, cnt, logits, &err))
-                goto fail;
-            for (int i = 0; i < cnt; i++) {
-                const float *l = logits + (size_t)i * outputs;
-                int best = 0;
-                for (int k = 1; k < outputs; k++)
-                    if (l[k] > l[best])
-                        best = k;
-                labels[i] = best;
-            }
-        }
-        if (gb_explain(e, x, regression ? NULL : labels, cnt, attr, rel_err, steps_used, &err))
-            goto fail;
+            r->idx[i] = (int32_t)(off + i);
+        int rc = gb_dataset_fill(r->test, r->idx, cnt, r->x, labels, NULL, err);
+        if (!rc && r->predicted)
+            rc = s_predict(r, cnt, err);
+        if (!rc)
+            rc = gb_explain(r->e, r->x, labels, cnt, r->attr, r->rel_err, r->steps_used, err);
+        if (rc)
+            return rc;
         for (int i = 0; i < cnt; i++) {
-            int g = regression ? 0 : labels[i];
-            if (gb_summary_add(sum, attr + (size_t)i * a_size, g, &err)) {
-                gb_error_prefix(&err, err.code, "test sample %lld: ", (long long)(off + i));
-                goto fail;
-            }
-            err_sum += rel_err[i];
-            steps_sum += steps_used[i];
+            int g = r->regression ? 0 : r->labels[i];
+            if ((rc = gb_summary_add(r->sum, r->attr + (size_t)i * r->a_size, g, err)))
+                return gb_error_prefix(err, rc, "test sample %lld: ", (long long)(off + i));
+            r->err_sum += r->rel_err[i];
+            r->steps_sum += r->steps_used[i];
             if (class_in)
-                for (size_t j = 0; j < in_size; j++)
-                    class_in[(size_t)g * in_size + j] += x[(size_t)i * in_size + j];
+                for (size_t j = 0; j < r->in_size; j++)
+                    class_in[(size_t)g * r->in_size + j] += r->x[(size_t)i * r->in_size + j];
         }
         if (progress && gb_time_now() - last_draw > 0.2) {
             last_draw = gb_time_now();
-            fprintf(stderr, "\rexplained %lld/%lld", (long long)(off + cnt), (long long)test->n);
+            fprintf(stderr, "\rexplained %lld/%lld", (long long)(off + cnt), (long long)t->n);
         }
     }
     if (progress)
         fprintf(stderr, "\r%40s\r", "");
+    return 0;
+}
 
-    int64_t n = gb_summary_count(sum, GB_SUMMARY_ALL);
-    bool has_compl = is_ig;
-    double mean_compl = n ? err_sum / (double)n : 0.0;
-    const gb_explain_cfg_t *used = gb_explainer_cfg(e);
-    gb_summary_info_t info = {
-        .method = gb_explain_method_name(method),
-        .steps = is_ig ? used->steps : 0,
-        .rule = is_ig ? (used->rule == GB_IG_TRAPEZOID ? "trapezoid" : "gauss") : NULL,
-        .baseline = baseline_name,
-        .target = regression ? "output" : o.target,
-        .dataset = o.data.data,
-        .model = o.model_file,
-        .input_shape = &in,
-        .has_completeness = has_compl,
-        .mean_completeness_error = mean_compl,
-        .mean_steps_used = is_ig && n ? steps_sum / (double)n : 0.0,
-        .sequence = in.rank == 2 && ashape.rank == 2 && !draw.gradcam,
-        .regression = regression,
-    };
-    if (s_mkdirs(o.out, &err) || gb_summary_json(sum, &info, &json, &json_len, &err))
-        goto fail;
-    char path[S_MAX_PATH];
-    if (s_join(path, sizeof path, o.out, "summary.json", &err) ||
-        gb_file_write_atomic(path, json, json_len, 0644, &err))
-        goto fail;
-    int pictures = 0;
-    for (int c = 0; c < groups; c++) {
-        if (gb_summary_count(sum, c) == 0)
+/* DIR/summary.json (its path into summary_path) and one heatmap per class
+ * with samples (their count into *pictures). */
+static int s_write(s_run_t *r, const gb_summary_info_t *info, char *summary_path, size_t cap,
+                   int *pictures, gb_error_t *err)
+{
+    char *json = NULL;
+    size_t json_len = 0;
+    int rc = s_mkdirs(r->o->out, err);
+    if (!rc)
+        rc = gb_summary_json(r->sum, info, &json, &json_len, err);
+    if (!rc)
+        rc = s_join(summary_path, cap, r->o->out, "summary.json", err);
+    if (!rc)
+        rc = gb_file_write_atomic(summary_path, json, json_len, 0644, err);
+    gb_free(json);
+    *pictures = 0;
+    for (int c = 0; !rc && c < r->groups; c++) {
+        if (gb_summary_count(r->sum, c) == 0)
             continue;
-        char name[64];
-        if (regression)
+        char name[64], png[S_MAX_PATH];
+        if (r->regression)
             snprintf(name, sizeof name, "output.png");
         else
             snprintf(name, sizeof name, "class_%d.png", c);
-        char png[S_MAX_PATH];
-        if (s_join(png, sizeof png, o.out, name, &err) || s_draw_class(&draw, sum, c, png, &err))
-            goto fail;
-        pictures++;
+        rc = s_join(png, sizeof png, r->o->out, name, err);
+        if (!rc)
+            rc = s_draw_class(&r->draw, r->sum, c, png, err);
+        if (!rc)
+            (*pictures)++;
     }
-    double seconds = gb_time_now() - t0;
-    if (o.json) {
+    return rc;
+}
+
+static void s_report(const s_run_t *r, const gb_summary_info_t *info, const char *summary_path,
+                     int pictures, double seconds)
+{
+    int64_t n = gb_summary_count(r->sum, GB_SUMMARY_ALL);
+    long long clipped = (long long)gb_summary_clipped(r->sum, GB_SUMMARY_ALL);
+    double compl = info->mean_completeness_error;
+    if (r->o->json) {
         printf("{\"summary\": ");
-        gb_json_write_string(stdout, path);
+        gb_json_write_string(stdout, summary_path);
         printf(", \"heatmaps\": %d, \"samples\": %lld, \"method\": \"%s\", "
                "\"mean_completeness_error\": ",
-               pictures, (long long)n, info.method);
-        if (has_compl && isfinite(mean_compl))
-            printf("%.6g", mean_compl);
+               pictures, (long long)n, info->method);
+        if (info->has_completeness && isfinite(compl))
+            printf("%.6g", compl);
         else
             printf("null");
-        printf(", \"clipped\": %lld, \"seconds\": %.3f}\n",
-               (long long)gb_summary_clipped(sum, GB_SUMMARY_ALL), seconds);
-    } else {
-        printf("explained %lld samples with %s", (long long)n, info.method);
-        if (is_ig)
-            printf(" (%d steps, %s rule, %s baseline): mean completeness error %.4g, "
-                   "%.1f steps per sample",
-                   info.steps, info.rule, baseline_name, mean_compl, info.mean_steps_used);
-        printf("; %lld of them clipped to norm %g; %.1f s\n",
-               (long long)gb_summary_clipped(sum, GB_SUMMARY_ALL), o.clip, seconds);
-        printf("wrote %s and %d heatmap%s in %s\n", path, pictures, pictures == 1 ? "" : "s",
-               o.out);
+        printf(", \"clipped\": %lld, \"seconds\": %.3f}\n", clipped, seconds);
+        return;
     }
-    rc = 0;
-    goto out;
-fail:
-    fprintf(stderr, S_NAME ": %s\n", err.msg);
-out:
-    gb_explainer_destroy(&e);
-    gb_summary_destroy(&sum);
-    gb_model_destroy(&m);
-    gb_dataset_destroy(&train);
-    gb_dataset_destroy(&test);
-    gb_free(baseline);
-    gb_free(x);
-    gb_free(attr);
-    gb_free(logits);
-    gb_free(idx);
-    gb_free(labels);
-    gb_free(rel_err);
-    gb_free(class_in);
-    gb_free(steps_used);
-    gb_free(json);
-    return rc;
+    printf("explained %lld samples with %s", (long long)n, info->method);
+    if (info->has_completeness)
+        printf(" (%d steps, %s rule, %s baseline): mean completeness error %.4g, "
+               "%.1f steps per sample",
+               info->steps, info->rule, r->baseline_name, compl, info->mean_steps_used);
+    printf("; %lld of them clipped to norm %g; %.1f s\n", clipped, r->o->clip, seconds);
+    printf("wrote %s and %d heatmap%s in %s\n", summary_path, pictures,
+           pictures == 1 ? "" : "s", r->o->out);
+}
+
+int gb_cmd_explain(int argc, char **argv)
+{
+    s_opts_t o;
+    s_run_t r = {.o = &o};
+    int rc = s_options(&o, &r.method, argc, argv);
+    if (rc >= 0)
+        return rc;
+    r.predicted = strcmp(o.target, "predicted") == 0;
+    double t0 = gb_time_now();
+    gb_error_t err = {0};
+    rc = s_prepare(&r, &err);
+    if (!rc)
+        rc = s_explain_all(&r, &err);
+    if (!rc) {
+        bool is_ig = r.method == GB_EXPLAIN_IG;
+        int64_t n = gb_summary_count(r.sum, GB_SUMMARY_ALL);
+        const gb_explain_cfg_t *used = gb_explainer_cfg(r.e);
+        gb_shape_t in = gb_model_input_shape(r.m);
+        gb_summary_info_t info = {
+            .method = gb_explain_method_name(r.method),
+            .steps = is_ig ? used->steps : 0,
+            .rule = is_ig ? (used->rule == GB_IG_TRAPEZOID ? "trapezoid" : "gauss") : NULL,
+            .baseline = r.baseline_name,
+            .target = r.regression ? "output" : o.target,
+            .dataset = o.data.data,
+            .model = o.model_file,
+            .input_shape = &in,
+            .has_completeness = is_ig,
+            .mean_completeness_error = n ? r.err_sum / (double)n : 0.0,
+            .mean_steps_used = is_ig && n ? r.steps_sum / (double)n : 0.0,
+            .sequence = in.rank == 2 && r.draw.attr.rank == 2 && !r.draw.gradcam,
+            .regression = r.regression,
+        };
+        char path[S_MAX_PATH];
+        int pictures = 0;
+        rc = s_write(&r, &info, path, sizeof path, &pictures, &err);
+        if (!rc)
+            s_report(&r, &info, path, pictures, gb_time_now() - t0);
+    }
+    if (rc)
+        fprintf(stderr, S_NAME ": %s\n", err.msg);
+    s_run_free(&r);
+    return rc ? 1 : 0;
 }
