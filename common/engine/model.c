@@ -57,7 +57,11 @@ struct gb_model {
     /* Current region's arguments. */
     s_op_t op;
     int batch;             /* samples in the current call */
+    int first, end;        /* internal layers [first, end) of the current call */
+    size_t x_size;         /* floats per sample of x: layer first's input */
+    size_t y_size;         /* floats per sample of layer end - 1's output */
     int fwd_batch;         /* batch of the last forward, 0 if none */
+    int fwd_first, fwd_end; /* layer range of the last forward */
     const float *x;        /* input of the last forward (caller keeps it alive) */
     float *outp;           /* forward output */
     const float *dout;     /* backward seed */
@@ -417,8 +421,8 @@ static gb_pass_t s_pass(const gb_model_t *m, s_worker_t *wk, int b0, int nb, flo
 
 static const float *s_layer_input(const gb_model_t *m, const s_worker_t *wk, int i, int b0)
 {
-    if (i == 0)
-        return m->x + (size_t)b0 * m->in_size;
+    if (i == m->first)
+        return m->x + (size_t)b0 * m->x_size;
     return wk->acts + m->act_off[i - 1] * (size_t)m->sub_max;
 }
 
@@ -430,7 +434,7 @@ static float *s_layer_output(const gb_model_t *m, const s_worker_t *wk, int i)
 static void s_forward_worker(gb_model_t *m, s_worker_t *wk, int b0, int nb)
 {
     gb_pass_t pass = s_pass(m, wk, b0, nb, NULL);
-    for (int i = 0; i < m->n_layers; i++) {
+    for (int i = m->first; i < m->end; i++) {
         const gb_layer_t *l = &m->layers[i];
         l->ops->forward(l, &pass, wk->cache + m->cache_off[i] * (size_t)m->sub_max,
                         s_layer_input(m, wk, i, b0), s_layer_output(m, wk, i));
@@ -447,13 +451,13 @@ static void s_backward_worker(gb_model_t *m, s_worker_t *wk, int b0, int nb, con
                               float *dx, float *grads)
 {
     gb_pass_t pass = s_pass(m, wk, b0, nb, grads);
-    for (int i = m->n_layers - 1; i >= 0; i--) {
+    for (int i = m->end - 1; i >= m->first; i--) {
         const gb_layer_t *l = &m->layers[i];
         if (i == m->capture && m->capture_grad) {
             size_t n = gb_shape_size(&l->out);
             memcpy(m->capture_grad + (size_t)b0 * n, dy, (size_t)nb * n * sizeof(float));
         }
-        float *dxi = i == 0 ? dx : wk->dbuf[i % 2];
+        float *dxi = i == m->first ? dx : wk->dbuf[i % 2];
         l->ops->backward(l, &pass, wk->cache + m->cache_off[i] * (size_t)m->sub_max,
                          s_layer_input(m, wk, i, b0), s_layer_output(m, wk, i), dy, dxi);
         dy = dxi;
@@ -493,18 +497,18 @@ static void s_region(void *arg, int w, int count)
             memset(wk->grads, 0, m->n_param * sizeof(float));
         return;
     }
-    const float *logits = s_layer_output(m, wk, m->n_layers - 1);
+    const float *logits = s_layer_output(m, wk, m->end - 1);
     switch (m->op) {
     case S_OP_FORWARD:
         s_forward_worker(m, wk, b0, nb);
         if (m->outp)
-            memcpy(m->outp + (size_t)b0 * m->out_size, logits,
-                   (size_t)nb * m->out_size * sizeof(float));
+            memcpy(m->outp + (size_t)b0 * m->y_size, logits,
+                   (size_t)nb * m->y_size * sizeof(float));
         break;
     case S_OP_BACKWARD: {
         float *grads = m->accumulate ? s_worker_grads(m, wk) : NULL;
-        float *dx = m->dx ? m->dx + (size_t)b0 * m->in_size : NULL;
-        s_backward_worker(m, wk, b0, nb, m->dout + (size_t)b0 * m->out_size, dx, grads);
+        float *dx = m->dx ? m->dx + (size_t)b0 * m->x_size : NULL;
+        s_backward_worker(m, wk, b0, nb, m->dout + (size_t)b0 * m->y_size, dx, grads);
         break;
     }
     case S_OP_TRAIN: {
@@ -561,40 +565,85 @@ static void s_reduce(gb_model_t *m)
         s_run(m, S_OP_REDUCE);
 }
 
-int gb_model_forward(gb_model_t *m, const float *x, int batch, float *out, gb_error_t *err)
+/* Checks a spec-numbered layer range and sets the current call's range and
+ * per-sample sizes. A boundary k is a spec position when the layers running
+ * before it are exactly spec layers 0..k-1 (reordering only swaps
+ * neighbours, so internal and spec boundaries then coincide). */
+static int s_set_range(gb_model_t *m, int first, int end, gb_error_t *err)
+{
+    if (first < 0 || end > m->n_layers || first >= end)
+        return gb_error_set(err, GB_EINVAL, "layer range [%d, %d) not within 0..%d or empty",
+                            first, end, m->n_layers);
+    const int bounds[2] = {first, end};
+    for (int b = 0; b < 2; b++)
+        for (int j = 0; j < bounds[b]; j++)
+            if (m->layers[j].spec_index >= bounds[b])
+                return gb_error_set(err, GB_EINVAL,
+                                    "layer boundary %d falls between a relu and the max-pool it "
+                                    "runs reordered with (spec line %d)",
+                                    bounds[b], m->layers[j].cfg.line);
+    m->first = first;
+    m->end = end;
+    m->x_size = first == 0 ? m->in_size : gb_shape_size(&m->layers[first - 1].out);
+    m->y_size = gb_shape_size(&m->layers[end - 1].out);
+    return 0;
+}
+
+int gb_model_forward_layers(gb_model_t *m, int first, int end, const float *in, int batch,
+                            float *out, gb_error_t *err)
 {
     int rc = s_check_batch(m, batch, err);
-    if (rc || (rc = s_check_input(m, x, batch, err)))
+    if (rc || (rc = s_set_range(m, first, end, err)))
+        return rc;
+    if (first == 0 && (rc = s_check_input(m, in, batch, err)))
         return rc;
     m->batch = batch;
-    m->x = x;
+    m->x = in;
     m->outp = out;
     s_run(m, S_OP_FORWARD);
     m->fwd_batch = batch;
+    m->fwd_first = first;
+    m->fwd_end = end;
+    return 0;
+}
+
+int gb_model_forward(gb_model_t *m, const float *x, int batch, float *out, gb_error_t *err)
+{
+    return gb_model_forward_layers(m, 0, m->n_layers, x, batch, out, err);
+}
+
+int gb_model_backward_layers(gb_model_t *m, int first, int end, const float *dout, int batch,
+                             float *din, bool accumulate_grads, gb_error_t *err)
+{
+    int rc = s_check_batch(m, batch, err);
+    if (rc || (rc = s_set_range(m, first, end, err)))
+        return rc;
+    if (m->fwd_batch != batch)
+        return gb_error_set(err, GB_ESHAPE,
+                            "backward of batch %d does not match the last forward (batch %d)",
+                            batch, m->fwd_batch);
+    if (m->fwd_first != first || m->fwd_end != end)
+        return gb_error_set(err, GB_ESHAPE,
+                            "backward of layers [%d, %d) does not match the last forward "
+                            "(layers [%d, %d))",
+                            first, end, m->fwd_first, m->fwd_end);
+    /* The input of the last forward is read again: check it again too. */
+    if (first == 0 && (rc = s_check_input(m, m->x, batch, err)))
+        return rc;
+    m->batch = batch;
+    m->dout = dout;
+    m->dx = din;
+    m->accumulate = accumulate_grads;
+    s_run(m, S_OP_BACKWARD);
+    if (accumulate_grads)
+        s_reduce(m);
     return 0;
 }
 
 int gb_model_backward(gb_model_t *m, const float *dout, int batch, float *dx,
                       bool accumulate_grads, gb_error_t *err)
 {
-    int rc = s_check_batch(m, batch, err);
-    if (rc)
-        return rc;
-    if (m->fwd_batch != batch)
-        return gb_error_set(err, GB_ESHAPE,
-                            "backward of batch %d does not match the last forward (batch %d)",
-                            batch, m->fwd_batch);
-    /* The input of the last forward is read again: check it again too. */
-    if ((rc = s_check_input(m, m->x, batch, err)))
-        return rc;
-    m->batch = batch;
-    m->dout = dout;
-    m->dx = dx;
-    m->accumulate = accumulate_grads;
-    s_run(m, S_OP_BACKWARD);
-    if (accumulate_grads)
-        s_reduce(m);
-    return 0;
+    return gb_model_backward_layers(m, 0, m->n_layers, dout, batch, dx, accumulate_grads, err);
 }
 
 int gb_model_train_step(gb_model_t *m, const float *x, const gb_target_t *target, int batch,
@@ -609,6 +658,8 @@ int gb_model_train_step(gb_model_t *m, const float *x, const gb_target_t *target
                 return gb_error_set(err, GB_ERANGE, "label %d of sample %d outside 0..%zu",
                                     target->labels[i], i, m->out_size - 1);
     }
+    if ((rc = s_set_range(m, 0, m->n_layers, err)))
+        return rc;
     memset(m->grads, 0, m->n_param * sizeof(float));
     m->batch = batch;
     m->x = x;
@@ -617,6 +668,8 @@ int gb_model_train_step(gb_model_t *m, const float *x, const gb_target_t *target
     s_run(m, S_OP_TRAIN);
     s_reduce(m);
     m->fwd_batch = batch;
+    m->fwd_first = 0;
+    m->fwd_end = m->n_layers;
     double sum = 0.0;
     for (int w = 0; w < m->threads; w++)
         sum += m->workers[w].loss;

@@ -70,6 +70,25 @@ int gb_model_forward(gb_model_t *model, const float *x, int batch, float *out,
 int gb_model_backward(gb_model_t *model, const float *dout, int batch, float *dx,
                       bool accumulate_grads, gb_error_t *err) GB_MUST_CHECK;
 
+/* Forward and backward through spec layers [first, end) only, for callers
+ * that treat the model as pieces (explanations run an affine first layer
+ * once per sample and the rest once per path point). `in` is the input of
+ * layer `first` (batch x the output size of layer first - 1, or of the model
+ * input when first is 0) and must stay valid until the matching backward;
+ * out (may be NULL) receives layer end - 1's output. gb_model_forward is
+ * forward_layers(0, layer count). The backward follows the last forward,
+ * which must have had the same first, end and batch (GB_ESHAPE otherwise);
+ * dout is batch x layer end - 1's output size, din (may be NULL) receives the
+ * gradient at `in`; gradients as in gb_model_backward. Layers later than
+ * end - 1 keep their activations of an earlier pass. GB_EINVAL when
+ * 0 <= first < end <= layer count does not hold or a boundary falls between
+ * a relu and the max-pool it runs reordered with (a boundary that is not a
+ * position of the spec). */
+int gb_model_forward_layers(gb_model_t *model, int first, int end, const float *in, int batch,
+                            float *out, gb_error_t *err) GB_MUST_CHECK;
+int gb_model_backward_layers(gb_model_t *model, int first, int end, const float *dout, int batch,
+                             float *din, bool accumulate_grads, gb_error_t *err) GB_MUST_CHECK;
+
 /* One training step without the optimiser: zeroes the gradients, runs forward,
  * the loss (mean over the batch) and backward, so gb_model_grads holds the
  * gradient of the mean loss. *loss receives the mean loss; `logits` (may be

@@ -84,6 +84,12 @@ void gb_explainer_destroy(gb_explainer_t **pe)
     gb_free(e->level_has_one);
     gb_free(e->slots);
     gb_free_aligned(e->acc);
+    gb_free_aligned(e->h_base);
+    gb_free_aligned(e->h_x);
+    gb_free_aligned(e->hb);
+    gb_free_aligned(e->dh);
+    gb_free(e->started);
+    gb_free(e->grad);
     gb_free_aligned(e->noisy);
     gb_free(e->queue);
     gb_free(e->free_slots);

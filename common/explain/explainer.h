@@ -61,7 +61,21 @@ struct gb_explainer {
     bool *level_has_one;      /* per level: the last point is alpha = 1 (gives f(x)) */
     int n_slots;              /* slots: the planned batch */
     gb_explain_slot_t *slots; /* n_slots */
-    double *acc;              /* n_slots x in_size: weighted gradient sums */
+    double *acc;              /* n_slots x acc_size: weighted gradient sums */
+    size_t acc_size;          /* floats per slot of acc: h_size when affine, else in_size */
+    /* IG through an affine first layer (conv or dense, with layers after it).
+     * Layer 0 runs once per sample: a path point's input to layer 1 is
+     * h_base + alpha (h_x - h_base), and the weighted gradients are summed
+     * at layer 0's output, then taken through layer 0 once per sample. */
+    bool affine;      /* the point rows enter at layer 1 */
+    size_t h_size;    /* floats per sample of layer 0's output (affine) */
+    float *h_base;    /* h_size: layer 0's output for the baseline */
+    float *h_x;       /* n_slots x h_size: layer 0's output for each slot's input */
+    float *hb;        /* batch x h_size: a batch's rows at layer 1's input */
+    float *dh;        /* batch x h_size: their gradients, then finishing slots' sums */
+    int *started;     /* batch: slots started while assembling the current batch */
+    int n_started;    /* entries in started */
+    double *grad;     /* in_size: a finishing slot's input gradient sum (affine) */
     float *noisy;             /* n_slots x in_size: noisy copies (smoothgrad), else NULL */
     int *queue;               /* ring of n_slots slot indices with rows left to issue */
     int *free_slots;          /* stack of unused slot indices */

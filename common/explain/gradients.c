@@ -23,7 +23,19 @@
  * completeness error exceeds the tolerance goes back to the FIFO with twice
  * the points (the Gauss-Legendre rules are not nested: all are recomputed);
  * its f(x) is kept. SmoothGrad copies never double, so copies finish in
- * order and their maps are summed in copy order. */
+ * order and their maps are summed in copy order.
+ *
+ * IG through an affine first layer (conv or dense followed by more layers;
+ * the path is a straight line, and an affine map keeps it one): layer 0
+ * runs once per sample when it starts, h(x) = L0(x), and once for the
+ * baseline per call, and a point's row enters the engine at layer 1 as
+ * h(b) + alpha (h(x) - h(b)), which is L0 of the point. Layer 0's Jacobian
+ * is the same at every point, so the weighted sum of input gradients is
+ * L0's backward of the weighted sum of the gradients at its output: the
+ * slot accumulates those, and layer 0's backward runs once per sample when
+ * it finishes. For LeNet this takes the first conv (its im2col, GEMMs and
+ * col2im) out of the per-point work. Equal to the plain stream up to float
+ * rounding. */
 #include "explain/explainer.h"
 
 #include <math.h>
@@ -32,10 +44,37 @@
 #include "util/alloc.h"
 #include "util/rng.h"
 
+/* True when IG's rows can enter at layer 1: layer 0 is affine (conv or
+ * dense) and not the only layer. */
+static bool s_affine_first(const gb_explainer_t *e)
+{
+    gb_layer_kind_t k0;
+    if (e->kind != GB_EXPLAIN_IG || gb_model_layer_count(e->model) < 2 ||
+        gb_model_layer_info(e->model, 0, &k0, NULL, NULL) != 0)
+        return false;
+    gb_shape_t h = gb_model_layer_output_shape(e->model, 0);
+    return (k0 == GB_LAYER_CONV2D || k0 == GB_LAYER_DENSE) && h.rank > 0;
+}
+
 int gb_explain_gradients_plan(gb_explainer_t *e, gb_error_t *err)
 {
     size_t B = (size_t)e->batch, in = e->in_size;
     bool ig = e->kind == GB_EXPLAIN_IG;
+    e->affine = s_affine_first(e);
+    e->acc_size = in;
+    if (e->affine) {
+        gb_shape_t h = gb_model_layer_output_shape(e->model, 0);
+        e->h_size = gb_shape_size(&h);
+        e->acc_size = e->h_size;
+        e->h_base = gb_alloc_aligned(e->h_size * sizeof(float));
+        e->h_x = gb_alloc_aligned(B * e->h_size * sizeof(float));
+        e->hb = gb_alloc_aligned(B * e->h_size * sizeof(float));
+        e->dh = gb_alloc_aligned(B * e->h_size * sizeof(float));
+        e->started = gb_calloc(B, sizeof *e->started);
+        e->grad = gb_calloc(in, sizeof *e->grad);
+        if (!e->h_base || !e->h_x || !e->hb || !e->dh || !e->started || !e->grad)
+            goto nomem;
+    }
     e->levels = ig ? 1 + e->cfg.max_doublings : 1;
     e->level_n = gb_calloc((size_t)e->levels, sizeof *e->level_n);
     e->alpha = gb_calloc((size_t)e->levels, sizeof *e->alpha);
@@ -62,7 +101,7 @@ int gb_explain_gradients_plan(gb_explainer_t *e, gb_error_t *err)
     }
     e->n_slots = e->batch;
     e->slots = gb_calloc(B, sizeof *e->slots);
-    e->acc = gb_alloc_aligned(B * in * sizeof(double));
+    e->acc = gb_alloc_aligned(B * e->acc_size * sizeof(double));
     e->queue = gb_calloc(B, sizeof *e->queue);
     e->free_slots = gb_calloc(B, sizeof *e->free_slots);
     e->row_slot = gb_calloc(B, sizeof *e->row_slot);
@@ -134,7 +173,9 @@ static void s_start(s_run_t *r)
     } else {
         sl->x = xi;
     }
-    memset(e->acc + (size_t)s * e->in_size, 0, e->in_size * sizeof(double));
+    memset(e->acc + (size_t)s * e->acc_size, 0, e->acc_size * sizeof(double));
+    if (e->affine)
+        e->started[e->n_started++] = s;
     s_push(r, s);
 }
 
@@ -178,7 +219,9 @@ static int s_assemble(s_run_t *r, int *n_touched)
             e->touched[nt++] = s;
         while (rows < e->batch && sl->issued < sl->rows) {
             int p = sl->issued - sl->fx_row;
-            s_fill_row(e, sl, p, e->xb + (size_t)rows * e->in_size);
+            /* Affine rows are filled once layer 0 has run on new samples. */
+            if (!e->affine)
+                s_fill_row(e, sl, p, e->xb + (size_t)rows * e->in_size);
             e->dout[(size_t)rows * e->out_size + (size_t)sl->target] = 1.0f;
             e->row_slot[rows] = s;
             e->row_point[rows] = p;
@@ -194,10 +237,49 @@ static int s_assemble(s_run_t *r, int *n_touched)
     return rows;
 }
 
-/* Adds each row's weighted gradient to its slot and notes f(x). */
+/* Affine first layer: runs layer 0 on the samples started in this batch,
+ * then writes every row's input to layer 1, h(b) + alpha (h(x) - h(b)). */
+static int s_fill_affine(gb_explainer_t *e, int rows, gb_error_t *err)
+{
+    size_t in = e->in_size, hs = e->h_size;
+    int k = e->n_started;
+    e->n_started = 0;
+    if (k > 0) {
+        for (int j = 0; j < k; j++)
+            memcpy(e->xb + (size_t)j * in, e->slots[e->started[j]].x, in * sizeof(float));
+        int rc = gb_model_forward_layers(e->model, 0, 1, e->xb, k, e->dh, err);
+        if (rc)
+            return rc;
+        for (int j = 0; j < k; j++)
+            memcpy(e->h_x + (size_t)e->started[j] * hs, e->dh + (size_t)j * hs,
+                   hs * sizeof(float));
+    }
+    const float *hbase = e->h_base;
+    for (int row = 0; row < rows; row++) {
+        const gb_explain_slot_t *sl = &e->slots[e->row_slot[row]];
+        const float *hx = e->h_x + (size_t)e->row_slot[row] * hs;
+        int p = e->row_point[row];
+        double a = p < 0 ? 1.0 : e->alpha[sl->level][p];
+        float *h = e->hb + (size_t)row * hs;
+        if (a == 1.0) {
+            memcpy(h, hx, hs * sizeof(float));
+        } else if (a == 0.0) {
+            memcpy(h, hbase, hs * sizeof(float));
+        } else {
+            float af = (float)a;
+            for (size_t f = 0; f < hs; f++)
+                h[f] = hbase[f] + af * (hx[f] - hbase[f]);
+        }
+    }
+    return 0;
+}
+
+/* Adds each row's weighted gradient (at the input, or at layer 0's output
+ * when affine) to its slot and notes f(x). */
 static void s_absorb(gb_explainer_t *e, int rows)
 {
-    size_t in = e->in_size;
+    size_t in = e->acc_size;
+    const float *grads = e->affine ? e->dh : e->dx;
     bool ig = e->kind == GB_EXPLAIN_IG;
     for (int row = 0; row < rows; row++) {
         gb_explain_slot_t *sl = &e->slots[e->row_slot[row]];
@@ -210,7 +292,7 @@ static void s_absorb(gb_explainer_t *e, int rows)
         if (p >= 0) {
             double w = e->weight[sl->level][p];
             double *acc = e->acc + (size_t)e->row_slot[row] * in;
-            const float *g = e->dx + (size_t)row * in;
+            const float *g = grads + (size_t)row * in;
             for (size_t f = 0; f < in; f++)
                 acc[f] += w * (double)g[f];
         }
@@ -226,12 +308,11 @@ static double s_rel_error(double sum, double fx, double fb)
     return fabs(sum - d) / den;
 }
 
-/* Turns slot s's accumulator into its map in `out`; returns IG's relative
- * completeness error (0 for the others). */
-static double s_map(const gb_explainer_t *e, int s, float *out)
+/* Turns slot s's weighted input-gradient sum `acc` into its map in `out`;
+ * returns IG's relative completeness error (0 for the others). */
+static double s_map(const gb_explainer_t *e, int s, const double *acc, float *out)
 {
     const gb_explain_slot_t *sl = &e->slots[s];
-    const double *acc = e->acc + (size_t)s * e->in_size;
     const float *x = sl->x;
     size_t in = e->in_size;
     switch (e->kind) {
@@ -255,21 +336,22 @@ static double s_map(const gb_explainer_t *e, int s, float *out)
     }
 }
 
-/* A slot whose round is complete: its result goes out, or it doubles. */
-static void s_finish(s_run_t *r, int s)
+/* A slot whose round is complete, with its weighted input-gradient sum
+ * `acc`: its result goes out, or it doubles. */
+static void s_finish(s_run_t *r, int s, const double *acc)
 {
     gb_explainer_t *e = r->e;
     gb_explain_slot_t *sl = &e->slots[s];
     int i = (int)(sl->v / e->copies), j = (int)(sl->v % e->copies);
     bool ig = e->kind == GB_EXPLAIN_IG;
     if (e->copies == 1) {
-        double rel = s_map(e, s, r->attr + (size_t)i * e->attr_size);
+        double rel = s_map(e, s, acc, r->attr + (size_t)i * e->attr_size);
         if (ig && rel > e->cfg.completeness_tol && sl->level + 1 < e->levels) {
             sl->level++;
             sl->fx_row = 0; /* f(x) is known */
             sl->rows = e->level_n[sl->level];
             sl->issued = sl->done = 0;
-            memset(e->acc + (size_t)s * e->in_size, 0, e->in_size * sizeof(double));
+            memset(e->acc + (size_t)s * e->acc_size, 0, e->acc_size * sizeof(double));
             s_push(r, s);
             return;
         }
@@ -278,7 +360,7 @@ static void s_finish(s_run_t *r, int s)
         if (r->steps_used)
             r->steps_used[i] = e->level_n[sl->level];
     } else {
-        double rel = s_map(e, s, e->map);
+        double rel = s_map(e, s, acc, e->map);
         for (size_t f = 0; f < e->attr_size; f++)
             e->sg_sum[f] += (double)e->map[f];
         r->sg_err += rel;
@@ -298,6 +380,43 @@ static void s_finish(s_run_t *r, int s)
     e->free_slots[r->nfree++] = s;
 }
 
+/* Affine first layer: the slots touched by this batch whose round is
+ * complete take their sums at layer 0's output through layer 0 (one forward,
+ * which its backward requires, and one backward over those samples) and
+ * finish in touched order. */
+static int s_finish_affine(s_run_t *r, int n_touched, gb_error_t *err)
+{
+    gb_explainer_t *e = r->e;
+    size_t in = e->in_size, hs = e->h_size;
+    int k = 0;
+    for (int t = 0; t < n_touched; t++) {
+        int s = e->touched[t];
+        if (e->slots[s].done != e->slots[s].rows)
+            continue;
+        e->started[k] = s; /* free here: started is used while assembling */
+        memcpy(e->xb + (size_t)k * in, e->slots[s].x, in * sizeof(float));
+        const double *acc = e->acc + (size_t)s * hs;
+        float *d = e->dh + (size_t)k * hs;
+        for (size_t f = 0; f < hs; f++)
+            d[f] = (float)acc[f];
+        k++;
+    }
+    if (k == 0)
+        return 0;
+    int rc = gb_model_forward_layers(e->model, 0, 1, e->xb, k, NULL, err);
+    if (!rc)
+        rc = gb_model_backward_layers(e->model, 0, 1, e->dh, k, e->dx, false, err);
+    if (rc)
+        return rc;
+    for (int j = 0; j < k; j++) {
+        const float *g = e->dx + (size_t)j * in;
+        for (size_t f = 0; f < in; f++)
+            e->grad[f] = (double)g[f];
+        s_finish(r, e->started[j], e->grad);
+    }
+    return 0;
+}
+
 int gb_explain_gradients_run(gb_explainer_t *e, const float *x, const int32_t *target, int n,
                              float *attr, double *completeness, int *steps_used, gb_error_t *err)
 {
@@ -314,21 +433,40 @@ int gb_explain_gradients_run(gb_explainer_t *e, const float *x, const int32_t *t
     for (int s = 0; s < e->n_slots; s++)
         e->free_slots[r.nfree++] = e->n_slots - 1 - s;
     memset(e->sg_sum, 0, e->attr_size * sizeof(double));
+    e->n_started = 0;
+    if (e->affine) {
+        int rc = gb_model_forward_layers(e->model, 0, 1, e->base, 1, e->h_base, err);
+        if (rc)
+            return rc;
+    }
     for (;;) {
         int n_touched = 0;
         int rows = s_assemble(&r, &n_touched);
         if (rows == 0)
             break;
-        int rc = gb_model_forward(e->model, e->xb, rows, e->logits, err);
-        if (!rc)
-            rc = gb_model_backward(e->model, e->dout, rows, e->dx, false, err);
+        int rc;
+        if (e->affine) {
+            int n = gb_model_layer_count(e->model);
+            rc = s_fill_affine(e, rows, err);
+            if (!rc)
+                rc = gb_model_forward_layers(e->model, 1, n, e->hb, rows, e->logits, err);
+            if (!rc)
+                rc = gb_model_backward_layers(e->model, 1, n, e->dout, rows, e->dh, false, err);
+        } else {
+            rc = gb_model_forward(e->model, e->xb, rows, e->logits, err);
+            if (!rc)
+                rc = gb_model_backward(e->model, e->dout, rows, e->dx, false, err);
+        }
         if (rc)
             return rc;
         s_absorb(e, rows);
-        for (int t = 0; t < n_touched; t++) {
+        rc = e->affine ? s_finish_affine(&r, n_touched, err) : 0;
+        if (rc)
+            return rc;
+        for (int t = 0; t < n_touched && !e->affine; t++) {
             int s = e->touched[t];
             if (e->slots[s].done == e->slots[s].rows)
-                s_finish(&r, s);
+                s_finish(&r, s, e->acc + (size_t)s * e->in_size);
         }
     }
     return 0;

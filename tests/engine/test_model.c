@@ -9,6 +9,8 @@
  *     gb_model_plan(m, max_batch, threads, &err);
  *     gb_model_forward(m, x, batch, out, &err);
  *     gb_model_backward(m, dout, batch, dx, true, &err); // grads += ...
+ *     // or in pieces: layers [0, k) then [k, n), backward in reverse
+ *     gb_model_forward_layers(m, 0, k, x, batch, h, &err);
  *     gb_model_destroy(&m);
  */
 #include "testutil.h"
@@ -884,6 +886,83 @@ static void test_capture(void **state)
     gb_model_destroy(&m);
 }
 
+/* gb_model_forward_layers / backward_layers: running the layers in pieces
+ * gives the whole pass bit for bit (outputs, input gradients, parameter
+ * gradients) on every layer kind, at every boundary that is a spec position,
+ * on one and two threads; the errors name bad ranges, a boundary inside
+ * lenet's reordered relu/max-pool pair, and a backward whose range is not the
+ * last forward's. */
+static void test_layer_ranges(void **state)
+{
+    (void)state;
+    const int B = 5;
+    for (int threads = 1; threads <= 2; threads++) {
+        gb_model_t *m = s_model(s_all_layers, B, threads, 21);
+        const int n = gb_model_layer_count(m);
+        const size_t ni = s_in_size(m), no = s_out_size(m), np = gb_model_param_count(m);
+        float *x = s_random(B * ni, -1, 1, 22), *dy = s_random(B * no, -1, 1, 23);
+        float *y = malloc(B * no * sizeof *y), *dx = malloc(B * ni * sizeof *dx);
+        float *g = malloc(np * sizeof *g), *y2 = malloc(B * no * sizeof *y2);
+        float *dx2 = malloc(B * ni * sizeof *dx2);
+        assert_true(y && dx && g && y2 && dx2);
+        gb_error_t err = {0};
+        memset(gb_model_grads(m), 0, np * sizeof(float));
+        assert_int_equal(gb_model_forward(m, x, B, y, &err), 0);
+        assert_int_equal(gb_model_backward(m, dy, B, dx, true, &err), 0);
+        memcpy(g, gb_model_grads(m), np * sizeof *g);
+        /* conv 3 3 pad 1 / relu / maxpool 2 runs as conv / maxpool / relu:
+         * boundary 2 is not a spec position. */
+        for (int k = 1; k < n; k++) {
+            /* Room for any boundary: the largest activation is conv's 3x8x8
+             * (layer_output_shape has none for the reordered pair). */
+            const size_t hn = 3 * 8 * 8;
+            if (k == 2) {
+                assert_int_equal(gb_model_forward_layers(m, 0, k, x, B, NULL, &err), GB_EINVAL);
+                s_assert_msg(&err, GB_EINVAL, "reordered");
+                assert_int_equal(gb_model_forward_layers(m, k, n, x, B, NULL, &err), GB_EINVAL);
+                continue;
+            }
+            float *h = malloc(B * hn * sizeof *h), *dh = malloc(B * hn * sizeof *dh);
+            assert_true(h && dh);
+            memset(gb_model_grads(m), 0, np * sizeof(float));
+            assert_int_equal(gb_model_forward_layers(m, 0, k, x, B, h, &err), 0);
+            assert_int_equal(gb_model_forward_layers(m, k, n, h, B, y2, &err), 0);
+            assert_memory_equal(y, y2, B * no * sizeof *y);
+            assert_int_equal(gb_model_backward_layers(m, k, n, dy, B, dh, true, &err), 0);
+            /* The backward follows the last forward's range. */
+            assert_int_equal(gb_model_backward_layers(m, 0, k, dh, B, dx2, true, &err), GB_ESHAPE);
+            s_assert_msg(&err, GB_ESHAPE, "does not match the last forward (layers [");
+            assert_int_equal(gb_model_backward(m, dy, B, dx2, true, &err), GB_ESHAPE);
+            assert_int_equal(gb_model_forward_layers(m, 0, k, x, B, NULL, &err), 0);
+            assert_int_equal(gb_model_backward_layers(m, 0, k, dh, B, dx2, true, &err), 0);
+            assert_memory_equal(dx, dx2, B * ni * sizeof *dx);
+            if (memcmp(g, gb_model_grads(m), np * sizeof *g) != 0)
+                fail_msg("%d thread(s), boundary %d: parameter gradients differ", threads, k);
+            free(h);
+            free(dh);
+        }
+        assert_int_equal(gb_model_forward_layers(m, 0, 0, x, B, NULL, &err), GB_EINVAL);
+        s_assert_msg(&err, GB_EINVAL, "empty");
+        assert_int_equal(gb_model_forward_layers(m, -1, 2, x, B, NULL, &err), GB_EINVAL);
+        assert_int_equal(gb_model_forward_layers(m, 0, n + 1, x, B, NULL, &err), GB_EINVAL);
+        assert_int_equal(gb_model_backward_layers(m, 3, 1, dy, B, NULL, false, &err), GB_EINVAL);
+        assert_int_equal(gb_model_forward_layers(m, 0, n, x, B + 1, NULL, &err), GB_ESHAPE);
+        /* The whole range is gb_model_forward. */
+        assert_int_equal(gb_model_forward_layers(m, 0, n, x, B, y2, &err), 0);
+        assert_memory_equal(y, y2, B * no * sizeof *y);
+        assert_int_equal(gb_model_backward(m, dy, B, dx2, false, &err), 0);
+        assert_memory_equal(dx, dx2, B * ni * sizeof *dx);
+        free(x);
+        free(dy);
+        free(y);
+        free(dx);
+        free(g);
+        free(y2);
+        free(dx2);
+        gb_model_destroy(&m);
+    }
+}
+
 /* A failed re-plan leaves the earlier plan working; a plan bigger than half
  * the machine is refused before anything is allocated. */
 static void test_plan_failure_keeps_old_plan(void **state)
@@ -985,6 +1064,7 @@ int main(void)
         cmocka_unit_test(test_alloc_failure_plan),
         cmocka_unit_test(test_layer_info_kinds_follow_spec),
         cmocka_unit_test(test_capture),
+        cmocka_unit_test(test_layer_ranges),
         cmocka_unit_test(test_plan_failure_keeps_old_plan),
         cmocka_unit_test(test_conv_size_overflow_refused),
     };
