@@ -47,6 +47,36 @@ void gb_lstm_cell_forward(float *gates, const float *bias, const float *c_prev, 
 void gb_lstm_cell_backward(const float *gates, const float *c_prev, const float *tanh_c,
                            const float *dh, float *dc, float *dgates, int B, int H);
 
+/* The fused LSTM step: 1 when this CPU runs it (AVX-512 F, DQ, BW and VL on
+ * x86-64) and tests have not switched it off; otherwise callers take the
+ * portable path (sgemm + gb_lstm_cell_forward) and must not call
+ * gb_lstm_step_forward. */
+int gb_lstm_fast(void);
+
+/* Tests only, with no pass running: 0 makes gb_lstm_fast() return 0 so that
+ * the portable path runs on any CPU; 1 restores the default. */
+void gb_lstm_fast_set(int on);
+
+/* Floats of the packed weights for F inputs and H units. */
+size_t gb_lstm_pack_floats(int F, int H);
+
+/* Packs PyTorch's W_ih (4H x F), W_hh (4H x H), b_ih and b_hh (4H) into wp
+ * (gb_lstm_pack_floats(F, H) floats) for gb_lstm_step_forward: per block of
+ * 16 units, the summed bias and then for k < F + H the 4 x 16 gate weights of
+ * input k (zeros for units past H). */
+void gb_lstm_pack(const float *Wih, const float *Whh, const float *bih, const float *bhh, int F,
+                  int H, float *wp);
+
+/* One whole LSTM step for B rows, only when gb_lstm_fast(): z (B x K, K =
+ * F + H) holds each row's [x_t, h_{t-1}]; with `first` h_{t-1} = 0 and z's
+ * h part is not read. Computes the gates from bias + z . W^T (wp packed by
+ * gb_lstm_pack), stores the activated gates (B x 4H, i f g o), c, h and
+ * tanh(c) (B x H) from c_prev (B x H), and when z_next is not NULL also h
+ * into the h part of z_next (B x K), the next step's input rows. */
+void gb_lstm_step_forward(const float *wp, const float *z, const float *c_prev, float *z_next,
+                          float *gates, float *c, float *h, float *tanh_c, int B, int F, int H,
+                          int first);
+
 /* One GRU step (PyTorch's: n = tanh(x_n + r * (W_hn h + b_hn))). gx and gh
  * (B x 3H, blocks r z n) are the input and hidden projections with their
  * biases; gates (B x 3H) receives r, z, n; hn (B x H) a copy of gh's n block

@@ -1,17 +1,28 @@
 /* LSTM layer with PyTorch's nn.LSTM layout: W_ih (4H x F), W_hh (4H x H),
  * b_ih (4H), b_hh (4H), gates in the order i, f, g, o; zero initial state.
  *
- * Shapes: B samples, T steps, F input features, H hidden units. Inside the
- * layer everything is time-major (step t's rows for all samples together),
- * so every per-step slice and every all-steps matrix is contiguous:
- *   forward:  G[T*B x 4H] = X . W_ih^T (ONE sgemm for all steps), then
- *             per step one sgemm G[t] += h[t-1] . W_hh^T and one fused
- *             pointwise pass that adds the biases (gb_lstm_cell_forward);
- *   backward: per step one fused pointwise pass and one sgemm for the
- *             recurrent gradient dh[t-1] = dG[t] . W_hh; then the weight
- *             gradients of all steps in two large sgemms and dX in a third.
- * The cache of a pass holds X (time-major), the activated gates, h and c for
- * steps 0..T (slot 0 is the zero initial state) and tanh(c). */
+ * Shapes: B samples, T steps, F input features, H hidden units, K = F + H.
+ * Inside the layer everything is time-major (step t's rows for all samples
+ * together), and each step's input rows are z_t = [x_t, h_{t-1}] (T*B x K,
+ * h_{-1} = 0), so every per-step slice and every all-steps matrix is
+ * contiguous and one product covers input and recurrence. Two paths compute
+ * the same thing:
+ *   fast (AVX-512, gb_lstm_fast()): the weights are packed once per pass and
+ *     each step is ONE fused kernel (gb_lstm_step_forward: bias + z_t . W^T
+ *     in registers, then the cell); backward runs per step the cell's
+ *     backward and our own AVX-512 product dh[t-1] = dG[t] . W_hh, then the
+ *     weight gradients of all steps as one product Z^T . dG (K x 4H, each
+ *     row of dG read once per tile), added transposed into dW_ih and dW_hh.
+ *     OpenBLAS is held to its AVX2 (Haswell) kernels on this CPU, so these
+ *     run on twice its vector width.
+ *   portable: G[T*B x 4H] = X . W_ih^T in ONE sgemm, per step one sgemm
+ *     G[t] += h[t-1] . W_hh^T and one fused pointwise pass that adds the
+ *     biases (gb_lstm_cell_forward); backward per step one pointwise pass
+ *     and one sgemm for dh[t-1] = dG[t] . W_hh, then the weight gradients of
+ *     all steps in two large sgemms.
+ * dX, when asked for, is one sgemm on both paths. The cache of a pass holds
+ * Z, the activated gates, h and c for steps 0..T (slot 0 is the zero
+ * initial state) and tanh(c). */
 #include "engine/activations.h"
 #include "engine/layer.h"
 
@@ -31,7 +42,7 @@ static s_dims_t s_dims(const gb_layer_t *l)
 
 /* Cache layout for B samples, in floats from the start. */
 typedef struct {
-    float *x;     /* T*B x F    time-major input */
+    float *z;     /* T*B x K    time-major [x_t, h_{t-1}] */
     float *gates; /* T*B x 4H   activated gates */
     float *h;     /* (T+1)*B x H */
     float *c;     /* (T+1)*B x H */
@@ -42,8 +53,8 @@ static s_cache_t s_cache(const s_dims_t *d, int B, float *base)
 {
     s_cache_t c;
     size_t TB = (size_t)d->T * B;
-    c.x = base;
-    c.gates = c.x + TB * d->F;
+    c.z = base;
+    c.gates = c.z + TB * (d->F + d->H);
     c.h = c.gates + TB * 4 * d->H;
     c.c = c.h + (TB + B) * d->H;
     c.tc = c.c + (TB + B) * d->H;
@@ -55,7 +66,7 @@ static int s_plan(gb_layer_t *l, gb_error_t *err)
     if (l->in.rank != 2)
         return gb_layer_require_sequence(l, err);
     s_dims_t d = s_dims(l);
-    return gb_layer_plan_recurrent(l, 4, (int64_t)d.T * (d.F + 7 * (int64_t)d.H) + 2 * (int64_t)d.H, err);
+    return gb_layer_plan_recurrent(l, 4, (int64_t)d.T * (d.F + 8 * (int64_t)d.H) + 2 * (int64_t)d.H, err);
 }
 
 static void s_init(const gb_layer_t *l, float *p, gb_rng_t *rng)
@@ -66,39 +77,212 @@ static void s_init(const gb_layer_t *l, float *p, gb_rng_t *rng)
 static size_t s_work_floats(const gb_layer_t *l, int batch)
 {
     s_dims_t d = s_dims(l);
-    size_t TB = (size_t)d.T * batch;
-    return TB * 4 * d.H + TB * d.F + (size_t)2 * batch * d.H + (size_t)4 * d.H; /* dG dX dh dc db */
+    size_t TB = (size_t)d.T * batch, K = (size_t)d.F + d.H;
+    size_t fwd = gb_lstm_pack_floats(d.F, d.H) + (size_t)4 * d.H;          /* packed W, bias */
+    size_t bwd = TB * 4 * d.H + TB * d.F + (size_t)2 * batch * d.H + (size_t)4 * d.H
+                 + K * 4 * d.H;                                              /* dG dX dh dc db CT */
+    return fwd > bwd ? fwd : bwd;
 }
+
+/* ---- AVX-512 products of the backward pass ------------------------------ */
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define S_AVX512 1
+#include <immintrin.h>
+#define S_TARGET __attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,avx2,fma")))
+#define S_INLINE static inline __attribute__((always_inline)) S_TARGET
+
+/* Masks of the four 16-lane vectors of a 64-wide block starting at j0 of n. */
+S_INLINE void s_masks(int j0, int n, __mmask16 m[4])
+{
+    for (int v = 0; v < 4; v++) {
+        int left = n - j0 - 16 * v;
+        m[v] = left >= 16 ? (__mmask16)0xffff : left <= 0 ? 0 : (__mmask16)((1u << left) - 1);
+    }
+}
+
+/* dh[MR rows from b][64 units from j0] = dG[rows][4H] . W_hh[4H x H] */
+S_INLINE void s_dh_tile(const float *dg, const float *Whh, float *dh, int H, int b, int j0,
+                        const __mmask16 m[4], const int MR)
+{
+    __m512 acc[6][4];
+#pragma GCC unroll 6
+    for (int r = 0; r < MR; r++)
+#pragma GCC unroll 4
+        for (int v = 0; v < 4; v++)
+            acc[r][v] = _mm512_setzero_ps();
+    const int K4 = 4 * H;
+    const float *a = dg + (size_t)b * K4, *w = Whh + j0;
+    for (int k = 0; k < K4; k++, w += H) {
+        __m512 w0 = _mm512_maskz_loadu_ps(m[0], w), w1 = _mm512_maskz_loadu_ps(m[1], w + 16);
+        __m512 w2 = _mm512_maskz_loadu_ps(m[2], w + 32), w3 = _mm512_maskz_loadu_ps(m[3], w + 48);
+#pragma GCC unroll 6
+        for (int r = 0; r < MR; r++) {
+            __m512 x = _mm512_set1_ps(a[(size_t)r * K4 + k]);
+            acc[r][0] = _mm512_fmadd_ps(x, w0, acc[r][0]);
+            acc[r][1] = _mm512_fmadd_ps(x, w1, acc[r][1]);
+            acc[r][2] = _mm512_fmadd_ps(x, w2, acc[r][2]);
+            acc[r][3] = _mm512_fmadd_ps(x, w3, acc[r][3]);
+        }
+    }
+#pragma GCC unroll 6
+    for (int r = 0; r < MR; r++)
+#pragma GCC unroll 4
+        for (int v = 0; v < 4; v++)
+            _mm512_mask_storeu_ps(dh + (size_t)(b + r) * H + j0 + 16 * v, m[v], acc[r][v]);
+}
+
+/* dh[B x H] = dG[B x 4H] . W_hh[4H x H] */
+S_TARGET static void s_dh_avx512(const float *dg, const float *Whh, float *dh, int B, int H)
+{
+    for (int j0 = 0; j0 < H; j0 += 64) {
+        __mmask16 m[4];
+        s_masks(j0, H, m);
+        int b = 0;
+        for (; b + 6 <= B; b += 6)
+            s_dh_tile(dg, Whh, dh, H, b, j0, m, 6);
+        switch (B - b) {
+        case 5: s_dh_tile(dg, Whh, dh, H, b, j0, m, 5); break;
+        case 4: s_dh_tile(dg, Whh, dh, H, b, j0, m, 4); break;
+        case 3: s_dh_tile(dg, Whh, dh, H, b, j0, m, 3); break;
+        case 2: s_dh_tile(dg, Whh, dh, H, b, j0, m, 2); break;
+        case 1: s_dh_tile(dg, Whh, dh, H, b, j0, m, 1); break;
+        default: break;
+        }
+    }
+}
+
+/* CT[NR rows from n0][64 columns from m0] += Z[r0..r1)[n0..]^T . dG[r0..r1)[m0..] */
+S_INLINE void s_dw_tile(const float *dG, const float *Z, float *CT, int M4, int K, int r0, int r1,
+                        int n0, int m0, const __mmask16 m[4], const int NR)
+{
+    __m512 acc[6][4];
+    float *ct = CT + (size_t)n0 * M4 + m0;
+#pragma GCC unroll 6
+    for (int i = 0; i < NR; i++)
+#pragma GCC unroll 4
+        for (int v = 0; v < 4; v++)
+            acc[i][v] = _mm512_maskz_loadu_ps(m[v], ct + (size_t)i * M4 + 16 * v);
+    const float *d = dG + (size_t)r0 * M4 + m0, *z = Z + (size_t)r0 * K + n0;
+    for (int r = r0; r < r1; r++, d += M4, z += K) {
+        __m512 d0 = _mm512_maskz_loadu_ps(m[0], d), d1 = _mm512_maskz_loadu_ps(m[1], d + 16);
+        __m512 d2 = _mm512_maskz_loadu_ps(m[2], d + 32), d3 = _mm512_maskz_loadu_ps(m[3], d + 48);
+#pragma GCC unroll 6
+        for (int i = 0; i < NR; i++) {
+            __m512 x = _mm512_set1_ps(z[i]);
+            acc[i][0] = _mm512_fmadd_ps(x, d0, acc[i][0]);
+            acc[i][1] = _mm512_fmadd_ps(x, d1, acc[i][1]);
+            acc[i][2] = _mm512_fmadd_ps(x, d2, acc[i][2]);
+            acc[i][3] = _mm512_fmadd_ps(x, d3, acc[i][3]);
+        }
+    }
+#pragma GCC unroll 6
+    for (int i = 0; i < NR; i++)
+#pragma GCC unroll 4
+        for (int v = 0; v < 4; v++)
+            _mm512_mask_storeu_ps(ct + (size_t)i * M4 + 16 * v, m[v], acc[i][v]);
+}
+
+/* CT[K x M4] += Z^T[K x TB] . dG[TB x M4], rows taken in chunks that stay in
+ * the core's L2 while every tile of the chunk reads them. */
+S_TARGET static void s_dw_avx512(const float *dG, const float *Z, float *CT, size_t TB, int K,
+                                 int M4)
+{
+    const size_t chunk = 256;
+    for (size_t r0 = 0; r0 < TB; r0 += chunk) {
+        int r1 = (int)(TB - r0 < chunk ? TB : r0 + chunk);
+        for (int m0 = 0; m0 < M4; m0 += 64) {
+            __mmask16 m[4];
+            s_masks(m0, M4, m);
+            int n = 0;
+            for (; n + 6 <= K; n += 6)
+                s_dw_tile(dG, Z, CT, M4, K, (int)r0, r1, n, m0, m, 6);
+            switch (K - n) {
+            case 5: s_dw_tile(dG, Z, CT, M4, K, (int)r0, r1, n, m0, m, 5); break;
+            case 4: s_dw_tile(dG, Z, CT, M4, K, (int)r0, r1, n, m0, m, 4); break;
+            case 3: s_dw_tile(dG, Z, CT, M4, K, (int)r0, r1, n, m0, m, 3); break;
+            case 2: s_dw_tile(dG, Z, CT, M4, K, (int)r0, r1, n, m0, m, 2); break;
+            case 1: s_dw_tile(dG, Z, CT, M4, K, (int)r0, r1, n, m0, m, 1); break;
+            default: break;
+            }
+        }
+    }
+}
+#else
+#define S_AVX512 0
+#endif
+
+/* dW_ih[4H x F] += CT[0..F)^T, dW_hh[4H x H] += CT[F..K)^T; CT is K x 4H.
+ * Blocks of 16 rows of dW keep both sides in L1. */
+static void s_add_transposed(const float *CT, float *dWih, float *dWhh, int F, int H)
+{
+    const int M4 = 4 * H, K = F + H;
+    for (int mb = 0; mb < M4; mb += 16) {
+        int me = mb + 16 < M4 ? mb + 16 : M4;
+        for (int n = 0; n < K; n++) {
+            const float *src = CT + (size_t)n * M4;
+            float *dst = n < F ? dWih + n : dWhh + (n - F);
+            size_t stride = n < F ? (size_t)F : (size_t)H;
+            for (int m = mb; m < me; m++)
+                dst[(size_t)m * stride] += src[m];
+        }
+    }
+}
+
+/* ---- forward and backward ----------------------------------------------- */
 
 static void s_forward(const gb_layer_t *l, const gb_pass_t *pass, float *cache, const float *x,
                       float *y)
 {
     s_dims_t d = s_dims(l);
-    const int B = pass->batch, T = d.T, F = d.F, H = d.H;
+    const int B = pass->batch, T = d.T, F = d.F, H = d.H, K = F + H;
     const float *Wih = pass->params + l->param_off;
     const float *Whh = Wih + (size_t)4 * H * F;
     const float *bih = Whh + (size_t)4 * H * H, *bhh = bih + 4 * H;
     s_cache_t c = s_cache(&d, B, cache);
-    const size_t TB = (size_t)T * B;
-    gb_layer_to_time_major(x, c.x, B, T, F);
+    const size_t TB = (size_t)T * B, BH = (size_t)B * H;
+    /* z rows: x_t, then h_{t-1} (zero for t = 0; written by step t-1). */
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < T; t++)
+            memcpy(c.z + ((size_t)t * B + b) * K, x + ((size_t)b * T + t) * F,
+                   (size_t)F * sizeof(float));
+    for (int b = 0; b < B; b++)
+        memset(c.z + (size_t)b * K + F, 0, (size_t)H * sizeof(float));
+    memset(c.h, 0, BH * sizeof(float));
+    memset(c.c, 0, BH * sizeof(float));
+    if (gb_lstm_fast()) {
+        float *wp = pass->work;
+        gb_lstm_pack(Wih, Whh, bih, bhh, F, H, wp);
+        for (int t = 0; t < T; t++)
+            gb_lstm_step_forward(wp, c.z + (size_t)t * B * K, c.c + (size_t)t * BH,
+                                 t + 1 < T ? c.z + (size_t)(t + 1) * B * K : NULL,
+                                 c.gates + (size_t)t * B * 4 * H, c.c + (size_t)(t + 1) * BH,
+                                 c.h + (size_t)(t + 1) * BH, c.tc + (size_t)t * BH, B, F, H,
+                                 t == 0);
+        gb_layer_write_recurrent_output(l, c.h, y, B);
+        return;
+    }
     /* The biases join in the cell pass, saving a pass over G. */
     float *bias = pass->work;
     for (int j = 0; j < 4 * H; j++)
         bias[j] = bih[j] + bhh[j];
-    /* G[T*B x 4H] = X[T*B x F] . W_ih^T[F x 4H] */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)TB, 4 * H, F, 1.0f, c.x, F, Wih, F,
+    /* G[T*B x 4H] = X[T*B x F] . W_ih^T[F x 4H] (X is Z's first F columns) */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)TB, 4 * H, F, 1.0f, c.z, K, Wih, F,
                 0.0f, c.gates, 4 * H);
-    memset(c.h, 0, (size_t)B * H * sizeof(float));
-    memset(c.c, 0, (size_t)B * H * sizeof(float));
     for (int t = 0; t < T; t++) {
         float *g = c.gates + (size_t)t * B * 4 * H;
-        const float *hp = c.h + (size_t)t * B * H;
+        const float *zt = c.z + (size_t)t * B * K;
         /* G[t][B x 4H] += h[t-1][B x H] . W_hh^T[H x 4H]; h[-1] = 0 skips it */
         if (t > 0)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, 4 * H, H, 1.0f, hp, H, Whh, H,
-                        1.0f, g, 4 * H);
-        gb_lstm_cell_forward(g, bias, c.c + (size_t)t * B * H, c.c + (size_t)(t + 1) * B * H,
-                             c.h + (size_t)(t + 1) * B * H, c.tc + (size_t)t * B * H, B, H);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, 4 * H, H, 1.0f, zt + F, K,
+                        Whh, H, 1.0f, g, 4 * H);
+        float *ht = c.h + (size_t)(t + 1) * BH;
+        gb_lstm_cell_forward(g, bias, c.c + (size_t)t * BH, c.c + (size_t)(t + 1) * BH, ht,
+                             c.tc + (size_t)t * BH, B, H);
+        if (t + 1 < T)
+            for (int b = 0; b < B; b++)
+                memcpy(c.z + ((size_t)(t + 1) * B + b) * K + F, ht + (size_t)b * H,
+                       (size_t)H * sizeof(float));
     }
     gb_layer_write_recurrent_output(l, c.h, y, B);
 }
@@ -109,12 +293,14 @@ static void s_backward(const gb_layer_t *l, const gb_pass_t *pass, const float *
     (void)x;
     (void)y;
     s_dims_t d = s_dims(l);
-    const int B = pass->batch, T = d.T, F = d.F, H = d.H;
+    const int B = pass->batch, T = d.T, F = d.F, H = d.H, K = F + H;
     const float *Wih = pass->params + l->param_off;
     const float *Whh = Wih + (size_t)4 * H * F;
     s_cache_t c = s_cache(&d, B, (float *)cache);
     const size_t TB = (size_t)T * B;
+    const int fast = S_AVX512 && gb_lstm_fast();
     float *dG = pass->work, *dX = dG + TB * 4 * H, *dh = dX + TB * F, *dc = dh + (size_t)B * H;
+    float *dbsum = dc + (size_t)B * H, *CT = dbsum + 4 * H;
     memset(dh, 0, (size_t)B * H * sizeof(float));
     memset(dc, 0, (size_t)B * H * sizeof(float));
     for (int t = T - 1; t >= 0; t--) {
@@ -123,23 +309,39 @@ static void s_backward(const gb_layer_t *l, const gb_pass_t *pass, const float *
         float *dg = dG + (size_t)t * B * 4 * H;
         gb_lstm_cell_backward(c.gates + (size_t)t * B * 4 * H, c.c + (size_t)t * B * H,
                               c.tc + (size_t)t * B * H, dh, dc, dg, B, H);
+        if (t == 0)
+            break;
         /* dh[t-1][B x H] = dG[t][B x 4H] . W_hh[4H x H] */
-        if (t > 0)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, H, 4 * H, 1.0f, dg, 4 * H,
-                        Whh, H, 0.0f, dh, H);
+#if S_AVX512
+        if (fast) {
+            s_dh_avx512(dg, Whh, dh, B, H);
+            continue;
+        }
+#endif
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, H, 4 * H, 1.0f, dg, 4 * H, Whh,
+                    H, 0.0f, dh, H);
     }
     if (pass->grads) {
         float *dWih = pass->grads + l->param_off;
         float *dWhh = dWih + (size_t)4 * H * F;
         float *dbih = dWhh + (size_t)4 * H * H, *dbhh = dbih + 4 * H;
-        /* dW_ih[4H x F] += dG^T[4H x T*B] . X[T*B x F] */
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, 4 * H, F, (int)TB, 1.0f, dG, 4 * H,
-                    c.x, F, 1.0f, dWih, F);
-        /* dW_hh[4H x H] += dG^T[4H x T*B] . h[-1..T-2][T*B x H] */
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, 4 * H, H, (int)TB, 1.0f, dG, 4 * H,
-                    c.h, H, 1.0f, dWhh, H);
+#if S_AVX512
+        if (fast) {
+            /* CT[K x 4H] = Z^T[K x T*B] . dG[T*B x 4H]; dW_ih | dW_hh += CT^T */
+            memset(CT, 0, (size_t)K * 4 * H * sizeof(float));
+            s_dw_avx512(dG, c.z, CT, TB, K, 4 * H);
+            s_add_transposed(CT, dWih, dWhh, F, H);
+        }
+#endif
+        if (!fast) {
+            /* dW_ih[4H x F] += dG^T[4H x T*B] . X[T*B x F] (Z's first F columns) */
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, 4 * H, F, (int)TB, 1.0f, dG,
+                        4 * H, c.z, K, 1.0f, dWih, F);
+            /* dW_hh[4H x H] += dG^T[4H x T*B] . h[-1..T-2][T*B x H] (Z's last H) */
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, 4 * H, H, (int)TB, 1.0f, dG,
+                        4 * H, c.z + F, K, 1.0f, dWhh, H);
+        }
         /* b_ih and b_hh enter the gates the same way: one column sum serves both. */
-        float *dbsum = dc + (size_t)B * H;
         memset(dbsum, 0, (size_t)4 * H * sizeof(float));
         gb_layer_add_column_sums(dG, TB, 4 * H, dbsum);
         for (int j = 0; j < 4 * H; j++) {

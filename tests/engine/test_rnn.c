@@ -3,7 +3,12 @@
  * - lstm and gru (both output modes, 1 and 2 threads) against a per-sample,
  *   per-step, per-gate LSTM/GRU written here in double precision from the
  *   equations of PyTorch's documentation: 1e-5 relative to the largest
- *   output;
+ *   output; for the LSTM also shapes that reach every partial block and row
+ *   remainder of the fused AVX-512 kernels, on that path and (switched off
+ *   with gb_lstm_fast_set) on the portable sgemm one;
+ * - the fused LSTM path against the portable one: outputs, input and
+ *   parameter gradients of stacked models (1e-5 / 1e-4 relative), and the
+ *   same bits from the same pass twice;
  * - the fused cell kernels (activations.h) rolled out over T = 4 steps from
  *   a NON-ZERO initial state (h0, c0), with the recurrent product written as
  *   plain loops: finite differences of L = sum r_t . h_t with respect to h0,
@@ -130,6 +135,159 @@ static void test_lstm_against_textbook(void **state)
     (void)state;
     s_against_textbook("lstm", s_lstm_ref, 1);
     s_against_textbook("lstm", s_lstm_ref, 2);
+}
+
+/* The textbook comparison for shapes that reach every edge of the fused
+ * LSTM kernels (several 16-unit blocks with a partial last one, row tiles of
+ * 6 with every remainder 1..5, the 64-wide blocks of the backward products
+ * with partial ones), on the fast path and on the portable one. */
+static void s_lstm_shapes_against_textbook(void)
+{
+    static const struct {
+        int B, T, F, H, seq, threads;
+    } cases[] = {
+        {13, 4, 5, 37, 1, 1}, {11, 3, 3, 70, 0, 2}, {5, 5, 2, 16, 1, 1}, {8, 3, 28, 128, 0, 1},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const int B = cases[i].B, T = cases[i].T, F = cases[i].F, H = cases[i].H;
+        char spec[64];
+        snprintf(spec, sizeof spec, "input %d %d\nlstm %d%s\n", T, F, H,
+                 cases[i].seq ? " sequence" : "");
+        float *x = malloc((size_t)B * T * F * sizeof *x), *y = malloc((size_t)B * T * H * sizeof *y);
+        double *want = malloc((size_t)T * H * sizeof *want);
+        assert_true(x && y && want);
+        s_fill(x, (size_t)B * T * F, -2.0f, 2.0f, 40 + i);
+        gb_error_t err = {0};
+        gb_model_t *m = gb_model_new(spec, &err);
+        assert_non_null(m);
+        gb_model_init(m, 6 + i);
+        assert_int_equal(gb_model_plan(m, B, cases[i].threads, &err), 0);
+        assert_int_equal(gb_model_forward(m, x, B, y, &err), 0);
+        double worst = 0.0;
+        for (int b = 0; b < B; b++) {
+            s_lstm_ref(gb_model_params(m), T, F, H, x + (size_t)b * T * F, want);
+            for (int t = cases[i].seq ? 0 : T - 1; t < T; t++)
+                for (int j = 0; j < H; j++) {
+                    float got = cases[i].seq ? y[((size_t)b * T + t) * H + j] : y[(size_t)b * H + j];
+                    worst = fmax(worst, fabs(got - want[t * H + j]));
+                }
+        }
+        if (!(worst <= 1e-5))
+            fail_msg("%s B %d threads %d fast %d: max |diff| %.3g against the textbook", spec, B,
+                     cases[i].threads, gb_lstm_fast(), worst);
+        gb_model_destroy(&m);
+        free(x);
+        free(y);
+        free(want);
+    }
+}
+
+static void test_lstm_against_textbook_fast_and_portable(void **state)
+{
+    (void)state;
+    if (!gb_lstm_fast())
+        print_message("no AVX-512 here: only the portable LSTM path is tested\n");
+    s_lstm_shapes_against_textbook();
+    gb_lstm_fast_set(0);
+    assert_int_equal(gb_lstm_fast(), 0);
+    s_lstm_shapes_against_textbook();
+    s_against_textbook("lstm", s_lstm_ref, 1);
+    s_against_textbook("lstm", s_lstm_ref, 2);
+    gb_lstm_fast_set(1);
+}
+
+/* Forward, input and parameter gradients of one model; returns them in
+ * fresh buffers (y: B x out, dx: B x in, g: params). */
+static void s_lstm_pass(gb_model_t *m, const float *x, const float *dy, int B, float *y,
+                        float *dx, float *g)
+{
+    gb_error_t err = {0};
+    size_t n = gb_model_param_count(m);
+    memset(gb_model_grads(m), 0, n * sizeof(float));
+    assert_int_equal(gb_model_forward(m, x, B, y, &err), 0);
+    assert_int_equal(gb_model_backward(m, dy, B, dx, true, &err), 0);
+    memcpy(g, gb_model_grads(m), n * sizeof(float));
+}
+
+static double s_max_rel(const float *a, const float *b, size_t n)
+{
+    double scale = 0.0, worst = 0.0;
+    for (size_t i = 0; i < n; i++)
+        scale = fmax(scale, fabs(b[i]));
+    for (size_t i = 0; i < n; i++)
+        worst = fmax(worst, fabs((double)a[i] - b[i]));
+    return worst / fmax(scale, 1e-30);
+}
+
+/* The fused AVX-512 path against the portable one (sgemm + cell kernels,
+ * whose gradients test_gradcheck checks by finite differences on both):
+ * outputs, input gradients and every parameter gradient of a stacked model
+ * whose shapes reach the kernels' partial blocks and row remainders. */
+static void test_lstm_fast_matches_portable(void **state)
+{
+    (void)state;
+    if (!gb_lstm_fast()) {
+        print_message("no AVX-512 here: nothing to compare\n");
+        return;
+    }
+    /* K = F + H takes every remainder modulo the 6-wide tiles of the
+     * weight-gradient product, and the batches (whole or split over two
+     * threads) every remainder of the 6-row tiles. */
+    static const struct {
+        const char *spec;
+        int B;
+    } cases[] = {
+        {"input 6 5\nlstm 37 sequence\nlstm 70\n", 13},
+        {"input 4 28\nlstm 128\n", 16},
+        {"input 3 1\nlstm 9 sequence\n", 17},
+        {"input 3 2\nlstm 17 sequence\nlstm 17\n", 9},
+        {"input 2 3\nlstm 17\n", 20},
+        {"input 2 4\nlstm 17\n", 6},
+    };
+    for (size_t s = 0; s < sizeof cases / sizeof cases[0]; s++) {
+        const int B = cases[s].B;
+        for (int threads = 1; threads <= 2; threads++) {
+            gb_error_t err = {0};
+            gb_model_t *m = gb_model_new(cases[s].spec, &err);
+            assert_non_null(m);
+            gb_model_init(m, 17 + s);
+            assert_int_equal(gb_model_plan(m, B, threads, &err), 0);
+            gb_shape_t is = gb_model_input_shape(m), os = gb_model_output_shape(m);
+            size_t nin = gb_shape_size(&is), nout = gb_shape_size(&os), np = gb_model_param_count(m);
+            float *x = malloc(B * nin * sizeof *x), *dy = malloc(B * nout * sizeof *dy);
+            float *y[2], *dx[2], *g[2];
+            for (int k = 0; k < 2; k++) {
+                y[k] = malloc(B * nout * sizeof(float));
+                dx[k] = malloc(B * nin * sizeof(float));
+                g[k] = malloc(np * sizeof(float));
+                assert_true(y[k] && dx[k] && g[k]);
+            }
+            assert_true(x && dy);
+            s_fill(x, B * nin, -2.0f, 2.0f, 50 + s);
+            s_fill(dy, B * nout, -1.0f, 1.0f, 60 + s);
+            s_lstm_pass(m, x, dy, B, y[0], dx[0], g[0]);
+            gb_lstm_fast_set(0);
+            s_lstm_pass(m, x, dy, B, y[1], dx[1], g[1]);
+            gb_lstm_fast_set(1);
+            double ey = s_max_rel(y[0], y[1], B * nout), ex = s_max_rel(dx[0], dx[1], B * nin);
+            double eg = s_max_rel(g[0], g[1], np);
+            if (!(ey <= 1e-5 && ex <= 1e-4 && eg <= 1e-4))
+                fail_msg("%s threads %d: fast vs portable: y %.3g, dx %.3g, grads %.3g",
+                         cases[s].spec, threads, ey, ex, eg);
+            /* The same pass twice gives the same bits. */
+            s_lstm_pass(m, x, dy, B, y[1], dx[1], g[1]);
+            assert_memory_equal(y[0], y[1], B * nout * sizeof(float));
+            assert_memory_equal(g[0], g[1], np * sizeof(float));
+            for (int k = 0; k < 2; k++) {
+                free(y[k]);
+                free(dx[k]);
+                free(g[k]);
+            }
+            free(x);
+            free(dy);
+            gb_model_destroy(&m);
+        }
+    }
 }
 
 static void test_gru_against_textbook(void **state)
@@ -343,6 +501,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_lstm_against_textbook),
+        cmocka_unit_test(test_lstm_against_textbook_fast_and_portable),
+        cmocka_unit_test(test_lstm_fast_matches_portable),
         cmocka_unit_test(test_gru_against_textbook),
         cmocka_unit_test(test_lstm_cells_nonzero_state),
         cmocka_unit_test(test_gru_cells_nonzero_state),
