@@ -7,13 +7,51 @@
  * backward needs no second im2col), computes Y'[OC x N] = W . cols, then
  * scatters Y' into NCHW while adding the bias. Backward gathers dy into
  * dY'[OC x N], dW += dY' . cols^T, and, unless this is the first layer,
- * dcols = W^T . dY' followed by col2im. */
+ * dcols = W^T . dY' followed by col2im.
+ *
+ * With stride 1 (LeNet's convs) and AVX-512, im2col and col2im move 16-float
+ * masked vectors: padding and row ends are load masks, so no branch per
+ * pixel. col2im then builds each input row in a register from every
+ * (ki, kj) that reaches it and stores it once: no zeroing of dx first and no
+ * read-modify-write. Other strides, or CPUs without AVX-512, take the plain
+ * loops (gb_conv2d_set_portable forces them, for tests). Both add the same
+ * terms in the same order. */
 #include "engine/layer.h"
 
 #include <cblas.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define S_HAVE_AVX512_PATH 1
+#define S_AVX512 __attribute__((target("avx512f")))
+#else
+#define S_HAVE_AVX512_PATH 0
+#endif
+
+static int s_portable; /* 1: the plain loops whatever the CPU */
+
+/* Largest kernel the vector col2im takes (it keeps one mask per column). */
+#define S_COL2IM_MAX_K 64
+
+void gb_conv2d_set_portable(int portable)
+{
+    s_portable = portable ? 1 : 0;
+}
+
+/* True when a layer of this stride takes the AVX-512 loops. */
+static int s_vector_path(int stride)
+{
+#if S_HAVE_AVX512_PATH
+    return stride == 1 && !s_portable && __builtin_cpu_supports("avx512f");
+#else
+    (void)stride;
+    return 0;
+#endif
+}
 
 /* Output maps of at least this many pixels take one sgemm per image (wide
  * enough to run at full speed) and skip the layout passes; smaller maps are
@@ -91,9 +129,126 @@ static size_t s_work_floats(const gb_layer_t *l, int batch)
     return (size_t)d.OC * n + (size_t)d.KK * n; /* dY' and dcols */
 }
 
+#if S_HAVE_AVX512_PATH
+/* Lanes [lo, hi) of 16, clamped; empty when hi <= lo. */
+S_AVX512 static inline __mmask16 s_lanes(int lo, int hi)
+{
+    if (lo < 0)
+        lo = 0;
+    if (hi > 16)
+        hi = 16;
+    if (hi <= lo)
+        return 0;
+    return (__mmask16)(((1u << hi) - 1u) & ~((1u << lo) - 1u));
+}
+
+/* Stores the first `valid` lanes of v at p. Lanes beyond them may be
+ * written with garbage when `room` (floats writable from p on, which the
+ * caller writes again later) allows a whole vector: a plain store is much
+ * cheaper than a masked one. */
+S_AVX512 static inline void s_store(float *p, __m512 v, int valid, ptrdiff_t room)
+{
+    if (room >= 16)
+        _mm512_storeu_ps(p, v);
+    else
+        _mm512_mask_storeu_ps(p, s_lanes(0, valid), v);
+}
+
+/* s_im2col for stride 1: out[ow] = src[ow - PAD + kj] where that lies in
+ * the row, else 0, 16 columns per masked load. When a row is one chunk,
+ * the rows of one image are written in order, so a row's whole-vector store
+ * may spill into the next row's place before that row is written. */
+S_AVX512 static void s_im2col_s1(const s_dims_t *d, int B, const float *x, float *cols)
+{
+    const int C = d->C, H = d->H, W = d->W, K = d->K, PAD = d->PAD;
+    const int OH = d->OH, OW = d->OW, P = d->P;
+    const size_t N = (size_t)B * P;
+    const size_t img = (size_t)C * H * W;
+    for (int c = 0; c < C; c++) {
+        for (int ki = 0; ki < K; ki++) {
+            for (int kj = 0; kj < K; kj++) {
+                float *row = cols + ((size_t)(c * K + ki) * K + kj) * N;
+                const int shift = kj - PAD; /* input column of ow = 0 */
+                for (int ow0 = 0; ow0 < OW; ow0 += 16) {
+                    const int valid = OW - ow0 < 16 ? OW - ow0 : 16;
+                    const __mmask16 load =
+                        s_lanes(-shift - ow0, W - shift - ow0) & s_lanes(0, valid);
+                    for (int n = 0; n < B; n++) {
+                        const float *plane = x + n * img + (size_t)c * H * W;
+                        float *out = row + (size_t)n * P;
+                        for (int oh = 0; oh < OH; oh++) {
+                            const int ih = oh - PAD + ki;
+                            float *o = out + (size_t)oh * OW + ow0;
+                            __m512 v = _mm512_setzero_ps();
+                            /* Masked-off lanes are neither read nor faulted. */
+                            if ((unsigned)ih < (unsigned)H && load)
+                                v = _mm512_maskz_loadu_ps(
+                                    load, plane + (size_t)ih * W + shift + ow0);
+                            /* With several chunks per row, the next row's
+                             * first chunk is already written. */
+                            s_store(o, v, valid, OW <= 16 ? out + P - o : valid);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/* s_col2im for stride 1, overwriting dx: input row ih of channel c, 16
+ * columns at a time, is the sum over ki (output row oh = ih + PAD - ki) and
+ * kj of dcols row (c, ki, kj) at output columns iw + PAD - kj, added in
+ * (ki, kj) order in a register (the order of the plain loops) and stored
+ * once. When a row is one chunk, rows of a plane are written in order and
+ * may spill forward (see s_store). */
+S_AVX512 static void s_col2im_s1(const s_dims_t *d, int B, const float *dcols, float *dx)
+{
+    const int C = d->C, H = d->H, W = d->W, K = d->K, PAD = d->PAD;
+    const int OH = d->OH, OW = d->OW, P = d->P;
+    const size_t N = (size_t)B * P;
+    const size_t img = (size_t)C * H * W;
+    __mmask16 masks[S_COL2IM_MAX_K];
+    for (int n = 0; n < B; n++) {
+        for (int c = 0; c < C; c++) {
+            float *plane = dx + n * img + (size_t)c * H * W;
+            float *plane_end = plane + (size_t)H * W;
+            const float *crows = dcols + (size_t)c * K * K * N + (size_t)n * P;
+            for (int iw0 = 0; iw0 < W; iw0 += 16) {
+                const int valid = W - iw0 < 16 ? W - iw0 : 16;
+                /* ow of lane 0 is iw0 + PAD - kj */
+                for (int kj = 0; kj < K; kj++)
+                    masks[kj] = s_lanes(kj - PAD - iw0, OW + kj - PAD - iw0) &
+                                s_lanes(0, valid);
+                for (int ih = 0; ih < H; ih++) {
+                    __m512 acc = _mm512_setzero_ps();
+                    for (int ki = 0; ki < K; ki++) {
+                        const int oh = ih + PAD - ki;
+                        if ((unsigned)oh >= (unsigned)OH)
+                            continue;
+                        const float *g = crows + (size_t)ki * K * N + (size_t)oh * OW;
+                        for (int kj = 0; kj < K; kj++, g += N)
+                            if (masks[kj])
+                                acc = _mm512_add_ps(
+                                    acc, _mm512_maskz_loadu_ps(masks[kj], g + iw0 + PAD - kj));
+                    }
+                    float *dst = plane + (size_t)ih * W + iw0;
+                    s_store(dst, acc, valid, W <= 16 ? plane_end - dst : valid);
+                }
+            }
+        }
+    }
+}
+#endif
+
 /* cols[KK x B*P]: row k = (c, ki, kj), column n*P + oh*OW + ow. */
 static void s_im2col(const s_dims_t *d, int B, const float *x, float *cols)
 {
+#if S_HAVE_AVX512_PATH
+    if (s_vector_path(d->S)) {
+        s_im2col_s1(d, B, x, cols);
+        return;
+    }
+#endif
     const size_t N = (size_t)B * d->P;
     const size_t img = (size_t)d->C * d->H * d->W;
     for (int c = 0; c < d->C; c++) {
@@ -129,9 +284,16 @@ static void s_im2col(const s_dims_t *d, int B, const float *x, float *cols)
     }
 }
 
-/* dx += scatter of dcols; dx must be zeroed first. */
+/* dx = scatter-add of dcols (overwrites dx). */
 static void s_col2im(const s_dims_t *d, int B, const float *dcols, float *dx)
 {
+#if S_HAVE_AVX512_PATH
+    if (s_vector_path(d->S) && d->K <= S_COL2IM_MAX_K) {
+        s_col2im_s1(d, B, dcols, dx);
+        return;
+    }
+#endif
+    memset(dx, 0, (size_t)B * d->C * d->H * d->W * sizeof(float));
     const size_t N = (size_t)B * d->P;
     const size_t img = (size_t)d->C * d->H * d->W;
     for (int c = 0; c < d->C; c++) {
@@ -226,10 +388,8 @@ static void s_backward_per_image(const gb_layer_t *l, const gb_pass_t *pass, con
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, d->KK, d->P, d->OC, 1.0f, Wt,
                         d->KK, dyn, d->P, 0.0f, dcols + (size_t)n * d->P, N);
     }
-    if (dx) {
-        memset(dx, 0, (size_t)B * d->C * d->H * d->W * sizeof(float));
+    if (dx)
         s_col2im(d, B, dcols, dx);
-    }
 }
 
 static void s_backward(const gb_layer_t *l, const gb_pass_t *pass, const float *cols,
@@ -264,7 +424,6 @@ static void s_backward(const gb_layer_t *l, const gb_pass_t *pass, const float *
         /* dcols[KK x N] = W^T[KK x OC] . dY'[OC x N] */
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, d.KK, N, d.OC, 1.0f, Wt, d.KK, dYp,
                     N, 0.0f, dcols, N);
-        memset(dx, 0, (size_t)B * d.C * d.H * d.W * sizeof(float));
         s_col2im(&d, B, dcols, dx);
     }
 }
