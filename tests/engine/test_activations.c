@@ -9,11 +9,15 @@
  *            the whole normal range [-87.3, 88.72]; on the subnormal range
  *            down to the clamp at -104, absolute error <= 2^-148 (two
  *            subnormal steps; worst seen 1.8e-45 = 1.26 steps);
- *   sigmoid  absolute error <= 1e-6 on [-30, 30] (worst seen 9e-8);
- *   tanh     absolute error <= 1e-6 on [-30, 30] (worst seen 1.0e-7), and
+ *   sigmoid  absolute error <= 1e-6 on [-30, 30] (worst seen 1.6e-7);
+ *   tanh     absolute error <= 1e-6 on [-30, 30] (worst seen 2.8e-7), and
  *            relative error <= 2e-6 for |x| < 1 where tanh is small (worst
  *            seen 6.8e-7; a 1% error in the x^3 term of the series is
- *            4e-6). */
+ *            4e-6).
+ * The fused LSTM step's own 16-lane sigmoid and tanh (AVX-512, inside
+ * gb_lstm_step_forward) are held to the same bounds and must give the same
+ * bits as gb_vec_sigmoid / gb_vec_tanh, and its cell the same bits as
+ * gb_lstm_cell_forward. */
 #include "testutil.h"
 
 #include <float.h>
@@ -243,6 +247,119 @@ static void test_lengths(void **state)
     }
 }
 
+/* ---- the fused LSTM step's own sigmoid and tanh (AVX-512) --------------
+ * gb_lstm_step_forward evaluates the gates in registers with its own 16-lane
+ * copies of sigmoid and tanh. With F = 1, a zero W_hh and zero biases, the
+ * input 1 makes every gate's pre-activation exactly its W_ih entry, so the
+ * stored gates are sigmoid (i, f, o) and tanh (g) of chosen values. */
+enum { S_FUSED_H = 256 };
+
+static void s_fused(const float *x, float *y, size_t n, int tanh_gate)
+{
+    const int H = S_FUSED_H;
+    float *wp = malloc(gb_lstm_pack_floats(1, H) * sizeof *wp);
+    float *wih = calloc(4 * H, sizeof *wih), *whh = calloc((size_t)4 * H * H, sizeof *whh);
+    float *b0 = calloc(4 * H, sizeof *b0), *z = calloc(1 + H, sizeof *z);
+    float *gates = malloc(4 * H * sizeof *gates), *c0 = calloc(H, sizeof *c0);
+    float *c = malloc(H * sizeof *c), *h = malloc(H * sizeof *h), *tc = malloc(H * sizeof *tc);
+    assert_true(wp && wih && whh && b0 && z && gates && c0 && c && h && tc);
+    z[0] = 1.0f;
+    for (size_t i0 = 0; i0 < n; i0 += H) {
+        size_t m = n - i0 < (size_t)H ? n - i0 : (size_t)H;
+        for (int g = 0; g < 4; g++)
+            for (size_t j = 0; j < (size_t)H; j++)
+                wih[g * H + j] = j < m ? x[i0 + j] : 0.0f;
+        gb_lstm_pack(wih, whh, b0, b0, 1, H, wp);
+        gb_lstm_step_forward(wp, z, c0, NULL, gates, c, h, tc, 1, 1, H, 1);
+        memcpy(y + i0, gates + (tanh_gate ? 2 * H : 0), m * sizeof *y);
+        /* f and o are the same sigmoid as i, bit for bit. */
+        assert_memory_equal(gates, gates + H, m * sizeof *y);
+        assert_memory_equal(gates, gates + 3 * H, m * sizeof *y);
+    }
+    free(wp), free(wih), free(whh), free(b0), free(z), free(gates), free(c0), free(c), free(h);
+    free(tc);
+}
+
+static void s_fused_sigmoid(const float *x, float *y, size_t n)
+{
+    s_fused(x, y, n, 0);
+}
+
+static void s_fused_tanh(const float *x, float *y, size_t n)
+{
+    s_fused(x, y, n, 1);
+}
+
+/* The same bounds as gb_vec_sigmoid and gb_vec_tanh (1e-6 absolute, 2e-6
+ * relative near 0), and the same bits: the fused kernel uses the same
+ * operations in the same order. */
+static void test_lstm_step_accuracy(void **state)
+{
+    (void)state;
+    if (!gb_lstm_fast()) {
+        print_message("no AVX-512 here: the fused LSTM step is not used\n");
+        return;
+    }
+    double where, e;
+    e = s_grid_error(s_fused_sigmoid, s_sigmoid_ref, -30.0, 30.0, 1e-3, 0, &where);
+    print_message("fused sigmoid [-30, 30]: max absolute error %.3g at %g (tol 1e-6)\n", e, where);
+    assert_true(e <= 1e-6);
+    e = s_grid_error(s_fused_tanh, tanh, -30.0, 30.0, 1e-3, 0, &where);
+    print_message("fused tanh [-30, 30]: max absolute error %.3g at %g (tol 1e-6)\n", e, where);
+    assert_true(e <= 1e-6);
+    e = s_grid_error(s_fused_tanh, tanh, 1e-4, 1.0, 1e-5, 1, &where);
+    assert_true(e <= 2e-6);
+    e = s_grid_error(s_fused_tanh, tanh, -1.0, -1e-4, 1e-5, 1, &where);
+    assert_true(e <= 2e-6);
+    /* (No -0: the bias 0 + 1 * -0 reaches the gates as +0.) */
+    static const float odd[] = {0.0f,  1e-20f,    -FLT_MIN, 3e-4f,    -5e-4f, 7.9f,
+                                9.1f,  17.0f, -17.0f,    40.0f,    1e30f,    FLT_MAX,
+                                -INFINITY, INFINITY, NAN, 0.37f, -2.5f};
+    const size_t n = sizeof odd / sizeof odd[0];
+    float got[sizeof odd / sizeof odd[0]], want[sizeof odd / sizeof odd[0]];
+    s_fused_tanh(odd, got, n);
+    gb_vec_tanh(odd, want, n);
+    assert_memory_equal(got, want, sizeof got);
+    s_fused_sigmoid(odd, got, n);
+    gb_vec_sigmoid(odd, want, n);
+    assert_memory_equal(got, want, sizeof got);
+}
+
+/* The cell part of the fused step against gb_lstm_cell_forward, bit for bit,
+ * from a non-zero c_prev and pre-activations in every range. */
+static void test_lstm_step_cell(void **state)
+{
+    (void)state;
+    if (!gb_lstm_fast())
+        return;
+    enum { H = 21, B = 3 };
+    float wih[4 * H], whh[4 * H * H] = {0}, b0[4 * H] = {0}, z[B * (1 + H)] = {0};
+    float pre[B * 4 * H], cp[B * H], g1[B * 4 * H], c1[B * H], h1[B * H], t1[B * H];
+    float g2[B * 4 * H], c2[B * H], h2[B * H], t2[B * H], zn[B * (1 + H)];
+    for (int i = 0; i < 4 * H; i++)
+        wih[i] = -9.0f + 18.0f * (float)((i * 37) % 101) / 100.0f;
+    for (int b = 0; b < B; b++) {
+        z[b * (1 + H)] = 1.0f;
+        for (int i = 0; i < 4 * H; i++)
+            pre[b * 4 * H + i] = wih[i];
+        for (int j = 0; j < H; j++)
+            cp[b * H + j] = -3.0f + 0.3f * (float)((b * H + j) % 21);
+    }
+    float *wp = malloc(gb_lstm_pack_floats(1, H) * sizeof *wp);
+    assert_non_null(wp);
+    gb_lstm_pack(wih, whh, b0, b0, 1, H, wp);
+    gb_lstm_step_forward(wp, z, cp, zn, g1, c1, h1, t1, B, 1, H, 1);
+    memcpy(g2, pre, sizeof pre);
+    gb_lstm_cell_forward(g2, b0, cp, c2, h2, t2, B, H);
+    assert_memory_equal(g1, g2, sizeof g1);
+    assert_memory_equal(c1, c2, sizeof c1);
+    assert_memory_equal(t1, t2, sizeof t1);
+    assert_memory_equal(h1, h2, sizeof h1);
+    for (int b = 0; b < B; b++)
+        assert_memory_equal(zn + b * (1 + H) + 1, h1 + b * H, H * sizeof(float));
+    free(wp);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -255,6 +372,8 @@ int main(void)
         cmocka_unit_test(test_backward_helpers),
         cmocka_unit_test(test_lengths),
         cmocka_unit_test(test_exp_overflow_is_inf),
+        cmocka_unit_test(test_lstm_step_accuracy),
+        cmocka_unit_test(test_lstm_step_cell),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
