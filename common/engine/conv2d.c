@@ -240,6 +240,102 @@ S_AVX512 static void s_col2im_s1(const s_dims_t *d, int B, const float *dcols, f
 }
 #endif
 
+#if S_HAVE_AVX512_PATH
+/* C[M x N] (+)= A . B in AVX-512 for the conv's two GEMMs whose B is
+ * row-major: forward Y' = W . cols and backward dcols = W^T . dY'.
+ * OpenBLAS runs its Haswell (AVX2) kernels here (OPENBLAS_CORETYPE, see
+ * shared/research/machine.md); these shapes (K = 400 or 32, M = 32 or 400)
+ * gain from 16-float vectors. A(r, k) = a[r * ars + k * acs], so W and W^T
+ * are both read in place; B rows at b + k * ldb, C rows at c + r * ldc. A
+ * tile of 8 rows x 48 columns keeps 24 accumulators in registers; each
+ * term is one FMA, in k order. */
+#define S_MR 8  /* rows of a tile */
+#define S_NV 3  /* 16-float vectors across a tile */
+
+S_AVX512 static inline __attribute__((always_inline)) void
+s_tile(int rows, int nv, __mmask16 last, int K, const float *a, ptrdiff_t ars, ptrdiff_t acs,
+       const float *b, size_t ldb, float *c, size_t ldc, int accumulate)
+{
+    __m512 acc[S_MR][S_NV];
+    for (int r = 0; r < S_MR; r++)
+        for (int v = 0; v < S_NV; v++) {
+            __mmask16 m = v == nv - 1 ? last : (__mmask16)0xffff;
+            acc[r][v] = r < rows && v < nv && accumulate
+                            ? _mm512_maskz_loadu_ps(m, c + (size_t)r * ldc + 16 * v)
+                            : _mm512_setzero_ps();
+        }
+    for (int k = 0; k < K; k++) {
+        const float *bk = b + (size_t)k * ldb;
+        __m512 bv[S_NV];
+        for (int v = 0; v < S_NV; v++)
+            bv[v] = v < nv ? _mm512_maskz_loadu_ps(v == nv - 1 ? last : (__mmask16)0xffff,
+                                                    bk + 16 * v)
+                           : _mm512_setzero_ps();
+        const float *ak = a + (ptrdiff_t)k * acs;
+        for (int r = 0; r < rows; r++) {
+            __m512 ar = _mm512_set1_ps(ak[(ptrdiff_t)r * ars]);
+            for (int v = 0; v < nv; v++)
+                acc[r][v] = _mm512_fmadd_ps(ar, bv[v], acc[r][v]);
+        }
+    }
+    for (int r = 0; r < rows; r++)
+        for (int v = 0; v < nv; v++) {
+            float *cr = c + (size_t)r * ldc + 16 * v;
+            if (v == nv - 1 && last != (__mmask16)0xffff)
+                _mm512_mask_storeu_ps(cr, last, acc[r][v]);
+            else
+                _mm512_storeu_ps(cr, acc[r][v]);
+        }
+}
+
+/* Edge tiles: fewer rows or a partial last vector. */
+S_AVX512 static __attribute__((noinline)) void
+s_tile_edge(int rows, int nv, __mmask16 last, int K, const float *a, ptrdiff_t ars,
+            ptrdiff_t acs, const float *b, size_t ldb, float *c, size_t ldc, int accumulate)
+{
+    s_tile(rows, nv, last, K, a, ars, acs, b, ldb, c, ldc, accumulate);
+}
+
+S_AVX512 static void s_gemm(int M, int N, int K, const float *a, ptrdiff_t ars, ptrdiff_t acs,
+                            const float *b, size_t ldb, float *c, size_t ldc, int accumulate)
+{
+    for (int j = 0; j < N; j += 16 * S_NV) {
+        const int cols = N - j < 16 * S_NV ? N - j : 16 * S_NV;
+        const int nv = (cols + 15) / 16;
+        const __mmask16 last = s_lanes(0, cols - 16 * (nv - 1));
+        for (int i = 0; i < M; i += S_MR) {
+            const int rows = M - i < S_MR ? M - i : S_MR;
+            const float *ai = a + (ptrdiff_t)i * ars;
+            float *cij = c + (size_t)i * ldc + j;
+            if (rows == S_MR && last == (__mmask16)0xffff && nv == 3)
+                s_tile(S_MR, 3, 0xffff, K, ai, ars, acs, b + j, ldb, cij, ldc, accumulate);
+            else if (rows == S_MR && last == (__mmask16)0xffff && nv == 2)
+                s_tile(S_MR, 2, 0xffff, K, ai, ars, acs, b + j, ldb, cij, ldc, accumulate);
+            else
+                s_tile_edge(rows, nv, last, K, ai, ars, acs, b + j, ldb, cij, ldc, accumulate);
+        }
+    }
+}
+#endif
+
+/* y[M x N] (+)= W[M x K] . x[K x N] (accumulate: add to y), row-major with
+ * leading dimensions ldx, ldy; W^T[M x K] when w_transposed (W is K x M). */
+static void s_sgemm(int M, int N, int K, const float *w, int w_transposed, const float *x,
+                    int ldx, float *y, int ldy, int accumulate)
+{
+#if S_HAVE_AVX512_PATH
+    if (s_vector_path(1)) {
+        if (w_transposed)
+            s_gemm(M, N, K, w, 1, M, x, (size_t)ldx, y, (size_t)ldy, accumulate);
+        else
+            s_gemm(M, N, K, w, K, 1, x, (size_t)ldx, y, (size_t)ldy, accumulate);
+        return;
+    }
+#endif
+    cblas_sgemm(CblasRowMajor, w_transposed ? CblasTrans : CblasNoTrans, CblasNoTrans, M, N, K,
+                1.0f, w, w_transposed ? M : K, x, ldx, accumulate ? 1.0f : 0.0f, y, ldy);
+}
+
 /* cols[KK x B*P]: row k = (c, ki, kj), column n*P + oh*OW + ow. */
 static void s_im2col(const s_dims_t *d, int B, const float *x, float *cols)
 {
@@ -345,14 +441,12 @@ static void s_forward(const gb_layer_t *l, const gb_pass_t *pass, float *cols, c
                 for (int p = 0; p < d.P; p++)
                     yn[(size_t)oc * d.P + p] = bias[oc];
             /* y_n[OC x P] += W[OC x KK] . cols[:, n*P .. n*P+P) */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, d.OC, d.P, d.KK, 1.0f, Wt, d.KK,
-                        cols + (size_t)n * d.P, N, 1.0f, yn, d.P);
+            s_sgemm(d.OC, d.P, d.KK, Wt, 0, cols + (size_t)n * d.P, N, yn, d.P, 1);
         }
         return;
     }
     /* Y'[OC x N] = W[OC x KK] . cols[KK x N] */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, d.OC, N, d.KK, 1.0f, Wt, d.KK, cols, N,
-                0.0f, Yp, N);
+    s_sgemm(d.OC, N, d.KK, Wt, 0, cols, N, Yp, N, 0);
     for (int n = 0; n < B; n++) {
         for (int oc = 0; oc < d.OC; oc++) {
             const float *src = Yp + (size_t)oc * N + (size_t)n * d.P;
@@ -385,8 +479,7 @@ static void s_backward_per_image(const gb_layer_t *l, const gb_pass_t *pass, con
         }
         if (dx)
             /* dcols[:, n*P ..)[KK x P] = W^T[KK x OC] . dy_n[OC x P] */
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, d->KK, d->P, d->OC, 1.0f, Wt,
-                        d->KK, dyn, d->P, 0.0f, dcols + (size_t)n * d->P, N);
+            s_sgemm(d->KK, d->P, d->OC, Wt, 1, dyn, d->P, dcols + (size_t)n * d->P, N, 0);
     }
     if (dx)
         s_col2im(d, B, dcols, dx);
@@ -422,8 +515,7 @@ static void s_backward(const gb_layer_t *l, const gb_pass_t *pass, const float *
     }
     if (dx) {
         /* dcols[KK x N] = W^T[KK x OC] . dY'[OC x N] */
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, d.KK, N, d.OC, 1.0f, Wt, d.KK, dYp,
-                    N, 0.0f, dcols, N);
+        s_sgemm(d.KK, N, d.OC, Wt, 1, dYp, N, dcols, N, 0);
         s_col2im(&d, B, dcols, dx);
     }
 }
