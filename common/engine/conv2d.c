@@ -195,11 +195,28 @@ S_AVX512 static void s_im2col_s1(const s_dims_t *d, int B, const float *x, float
     }
 }
 
+/* acc + the terms of kernel row ki reaching one input row: dcols rows
+ * (c, ki, kj) at output row o (none when o is outside 0..OH-1), each kj's
+ * columns under its mask. g points at row (c, ki, 0) + iw0 + PAD. */
+S_AVX512 static inline __attribute__((always_inline)) __m512
+s_col2im_row(__m512 acc, const float *g, int o, int OH, int OW, int K, size_t N,
+             const __mmask16 *masks)
+{
+    if ((unsigned)o >= (unsigned)OH)
+        return acc;
+    g += (size_t)o * OW;
+    for (int kj = 0; kj < K; kj++, g += N - 1)
+        if (masks[kj])
+            acc = _mm512_add_ps(acc, _mm512_maskz_loadu_ps(masks[kj], g));
+    return acc;
+}
+
 /* s_col2im for stride 1, overwriting dx: input row ih of channel c, 16
  * columns at a time, is the sum over ki (output row oh = ih + PAD - ki) and
  * kj of dcols row (c, ki, kj) at output columns iw + PAD - kj, added in
  * (ki, kj) order in a register (the order of the plain loops) and stored
- * once. When a row is one chunk, rows of a plane are written in order and
+ * once. Four rows are summed side by side, four independent chains of
+ * adds. When a row is one chunk, rows of a plane are written in order and
  * may spill forward (see s_store). */
 S_AVX512 static void s_col2im_s1(const s_dims_t *d, int B, const float *dcols, float *dx)
 {
@@ -219,20 +236,24 @@ S_AVX512 static void s_col2im_s1(const s_dims_t *d, int B, const float *dcols, f
                 for (int kj = 0; kj < K; kj++)
                     masks[kj] = s_lanes(kj - PAD - iw0, OW + kj - PAD - iw0) &
                                 s_lanes(0, valid);
-                for (int ih = 0; ih < H; ih++) {
-                    __m512 acc = _mm512_setzero_ps();
+                for (int ih0 = 0; ih0 < H; ih0 += 4) {
+                    /* Rows past H get an output row no ki reaches. */
+                    const int o0 = ih0 + PAD, o1 = ih0 + 1 < H ? o0 + 1 : -1 - K;
+                    const int o2 = ih0 + 2 < H ? o0 + 2 : -1 - K;
+                    const int o3 = ih0 + 3 < H ? o0 + 3 : -1 - K;
+                    __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(),
+                                     _mm512_setzero_ps(), _mm512_setzero_ps()};
                     for (int ki = 0; ki < K; ki++) {
-                        const int oh = ih + PAD - ki;
-                        if ((unsigned)oh >= (unsigned)OH)
-                            continue;
-                        const float *g = crows + (size_t)ki * K * N + (size_t)oh * OW;
-                        for (int kj = 0; kj < K; kj++, g += N)
-                            if (masks[kj])
-                                acc = _mm512_add_ps(
-                                    acc, _mm512_maskz_loadu_ps(masks[kj], g + iw0 + PAD - kj));
+                        const float *g = crows + (size_t)ki * K * N + iw0 + PAD;
+                        acc[0] = s_col2im_row(acc[0], g, o0 - ki, OH, OW, K, N, masks);
+                        acc[1] = s_col2im_row(acc[1], g, o1 - ki, OH, OW, K, N, masks);
+                        acc[2] = s_col2im_row(acc[2], g, o2 - ki, OH, OW, K, N, masks);
+                        acc[3] = s_col2im_row(acc[3], g, o3 - ki, OH, OW, K, N, masks);
                     }
-                    float *dst = plane + (size_t)ih * W + iw0;
-                    s_store(dst, acc, valid, W <= 16 ? plane_end - dst : valid);
+                    for (int q = 0; q < 4 && ih0 + q < H; q++) {
+                        float *dst = plane + (size_t)(ih0 + q) * W + iw0;
+                        s_store(dst, acc[q], valid, W <= 16 ? plane_end - dst : valid);
+                    }
                 }
             }
         }

@@ -44,6 +44,30 @@
 #include "util/alloc.h"
 #include "util/rng.h"
 
+/* The per-row loops over a layer's worth of floats, built for AVX-512, AVX2
+ * and plain x86-64 and picked at load time (as engine/activations.c does);
+ * with -std=c11 nothing is contracted into FMAs, so all give the same bits. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define S_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define S_CLONES
+#endif
+
+/* h = hb + a (hx - hb), n floats. */
+S_CLONES static void s_lerp(float *restrict h, const float *restrict hb,
+                            const float *restrict hx, float a, size_t n)
+{
+    for (size_t f = 0; f < n; f++)
+        h[f] = hb[f] + a * (hx[f] - hb[f]);
+}
+
+/* acc += w g, n values, in double. */
+S_CLONES static void s_axpy(double *restrict acc, double w, const float *restrict g, size_t n)
+{
+    for (size_t f = 0; f < n; f++)
+        acc[f] += w * (double)g[f];
+}
+
 /* True when IG's rows can enter at layer 1: layer 0 is affine (conv or
  * dense) and not the only layer. */
 static bool s_affine_first(const gb_explainer_t *e)
@@ -266,9 +290,7 @@ static int s_fill_affine(gb_explainer_t *e, int rows, gb_error_t *err)
         } else if (a == 0.0) {
             memcpy(h, hbase, hs * sizeof(float));
         } else {
-            float af = (float)a;
-            for (size_t f = 0; f < hs; f++)
-                h[f] = hbase[f] + af * (hx[f] - hbase[f]);
+            s_lerp(h, hbase, hx, (float)a, hs);
         }
     }
     return 0;
@@ -292,9 +314,7 @@ static void s_absorb(gb_explainer_t *e, int rows)
         if (p >= 0) {
             double w = e->weight[sl->level][p];
             double *acc = e->acc + (size_t)e->row_slot[row] * in;
-            const float *g = grads + (size_t)row * in;
-            for (size_t f = 0; f < in; f++)
-                acc[f] += w * (double)g[f];
+            s_axpy(acc, w, grads + (size_t)row * in, in);
         }
         sl->done++;
     }
