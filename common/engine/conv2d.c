@@ -122,11 +122,26 @@ static void s_init(const gb_layer_t *l, float *p, gb_rng_t *rng)
     gb_layer_fill_uniform(p, l->param_len, bound, rng);
 }
 
+/* Images per chunk: the batch goes through im2col, the GEMMs and col2im in
+ * chunks whose unrolled columns take about S_CHUNK_FLOATS, so that cols,
+ * dY' and dcols are still in the core's cache when the next step reads
+ * them (a whole sub-batch's would not be: LeNet's second conv unrolls 100 KB
+ * per image). Depends on the shapes only, so results do not depend on the
+ * batch's split. */
+#define S_CHUNK_FLOATS (64 * 1024)
+
+static int s_chunk(const s_dims_t *d)
+{
+    int64_t g = S_CHUNK_FLOATS / ((int64_t)d->KK * d->P);
+    return g < 1 ? 1 : (int)g;
+}
+
 static size_t s_work_floats(const gb_layer_t *l, int batch)
 {
     s_dims_t d = s_dims(l);
-    size_t n = (size_t)batch * d.P;
-    return (size_t)d.OC * n + (size_t)d.KK * n; /* dY' and dcols */
+    int g = s_chunk(&d);
+    size_t n = (size_t)(batch < g ? batch : g) * d.P;
+    return (size_t)d.OC * n + (size_t)d.KK * n; /* a chunk's dY' and dcols */
 }
 
 #if S_HAVE_AVX512_PATH
@@ -448,62 +463,85 @@ static void s_forward(const gb_layer_t *l, const gb_pass_t *pass, float *cols, c
                       float *y)
 {
     s_dims_t d = s_dims(l);
-    const int B = pass->batch;
-    const int N = B * d.P;
+    const int B = pass->batch, G = s_chunk(&d);
+    const size_t img = (size_t)d.C * d.H * d.W, ccols = (size_t)d.KK * d.P;
     const float *Wt = pass->params + l->param_off;
     const float *bias = Wt + (size_t)d.OC * d.KK;
     float *Yp = pass->work;
-    s_im2col(&d, B, x, cols);
-    if (d.P >= S_PER_IMAGE_MIN_P) {
-        /* Wide maps: one sgemm per image writes NCHW directly, no scatter. */
-        for (int n = 0; n < B; n++) {
-            float *yn = y + (size_t)n * d.OC * d.P;
-            for (int oc = 0; oc < d.OC; oc++)
-                for (int p = 0; p < d.P; p++)
-                    yn[(size_t)oc * d.P + p] = bias[oc];
-            /* y_n[OC x P] += W[OC x KK] . cols[:, n*P .. n*P+P) */
-            s_sgemm(d.OC, d.P, d.KK, Wt, 0, cols + (size_t)n * d.P, N, yn, d.P, 1);
+    for (int n0 = 0; n0 < B; n0 += G) {
+        const int g = B - n0 < G ? B - n0 : G, Nc = g * d.P;
+        float *cc = cols + (size_t)n0 * ccols;
+        s_im2col(&d, g, x + (size_t)n0 * img, cc);
+        if (d.P >= S_PER_IMAGE_MIN_P) {
+            /* Wide maps: one sgemm per image writes NCHW directly, no scatter. */
+            for (int n = n0; n < n0 + g; n++) {
+                float *yn = y + (size_t)n * d.OC * d.P;
+                for (int oc = 0; oc < d.OC; oc++)
+                    for (int p = 0; p < d.P; p++)
+                        yn[(size_t)oc * d.P + p] = bias[oc];
+                /* y_n[OC x P] += W[OC x KK] . cc[:, (n - n0)*P ..)[KK x P] */
+                s_sgemm(d.OC, d.P, d.KK, Wt, 0, cc + (size_t)(n - n0) * d.P, Nc, yn, d.P, 1);
+            }
+            continue;
         }
-        return;
-    }
-    /* Y'[OC x N] = W[OC x KK] . cols[KK x N] */
-    s_sgemm(d.OC, N, d.KK, Wt, 0, cols, N, Yp, N, 0);
-    for (int n = 0; n < B; n++) {
-        for (int oc = 0; oc < d.OC; oc++) {
-            const float *src = Yp + (size_t)oc * N + (size_t)n * d.P;
-            float *dst = y + ((size_t)n * d.OC + oc) * d.P;
-            const float b = bias[oc];
-            for (int p = 0; p < d.P; p++)
-                dst[p] = src[p] + b;
+        /* Y'[OC x Nc] = W[OC x KK] . cc[KK x Nc] */
+        s_sgemm(d.OC, Nc, d.KK, Wt, 0, cc, Nc, Yp, Nc, 0);
+        for (int n = 0; n < g; n++) {
+            for (int oc = 0; oc < d.OC; oc++) {
+                const float *src = Yp + (size_t)oc * Nc + (size_t)n * d.P;
+                float *dst = y + ((size_t)(n0 + n) * d.OC + oc) * d.P;
+                const float b = bias[oc];
+                for (int p = 0; p < d.P; p++)
+                    dst[p] = src[p] + b;
+            }
         }
     }
 }
 
-/* Backward for wide maps, one image at a time straight from NCHW dy: no
- * gather into dY'. */
-static void s_backward_per_image(const gb_layer_t *l, const gb_pass_t *pass, const s_dims_t *d,
-                                 const float *cols, const float *dy, float *dx)
+/* Backward of one chunk of g images whose columns cc ([KK x g*P]) the
+ * forward left; dy and dx point at the chunk's first image. Wide maps read
+ * NCHW dy one image at a time; small ones gather it into dY' first. */
+static void s_backward_chunk(const gb_layer_t *l, const gb_pass_t *pass, const s_dims_t *d, int g,
+                             const float *cc, const float *dy, float *dx)
 {
-    const int B = pass->batch, N = B * d->P;
+    const int Nc = g * d->P;
     const float *Wt = pass->params + l->param_off;
-    float *dcols = pass->work;
-    for (int n = 0; n < B; n++) {
-        const float *dyn = dy + (size_t)n * d->OC * d->P;
-        if (pass->grads) {
-            float *dW = pass->grads + l->param_off;
-            float *db = dW + (size_t)d->OC * d->KK;
-            /* dW[OC x KK] += dy_n[OC x P] . cols_n^T[P x KK] */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, d->OC, d->KK, d->P, 1.0f, dyn,
-                        d->P, cols + (size_t)n * d->P, N, 1.0f, dW, d->KK);
+    float *dW = pass->grads ? pass->grads + l->param_off : NULL;
+    float *db = dW ? dW + (size_t)d->OC * d->KK : NULL;
+    float *dYp = pass->work;
+    float *dcols = pass->work + (size_t)d->OC * Nc;
+    if (d->P >= S_PER_IMAGE_MIN_P) {
+        for (int n = 0; n < g; n++) {
+            const float *dyn = dy + (size_t)n * d->OC * d->P;
+            if (dW) {
+                /* dW[OC x KK] += dy_n[OC x P] . cc_n^T[P x KK] */
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, d->OC, d->KK, d->P, 1.0f,
+                            dyn, d->P, cc + (size_t)n * d->P, Nc, 1.0f, dW, d->KK);
+                for (int oc = 0; oc < d->OC; oc++)
+                    db[oc] += gb_layer_sum(dyn + (size_t)oc * d->P, (size_t)d->P);
+            }
+            if (dx)
+                /* dcols[:, n*P ..)[KK x P] = W^T[KK x OC] . dy_n[OC x P] */
+                s_sgemm(d->KK, d->P, d->OC, Wt, 1, dyn, d->P, dcols + (size_t)n * d->P, Nc, 0);
+        }
+    } else {
+        for (int n = 0; n < g; n++)
             for (int oc = 0; oc < d->OC; oc++)
-                db[oc] += gb_layer_sum(dyn + (size_t)oc * d->P, (size_t)d->P);
+                memcpy(dYp + (size_t)oc * Nc + (size_t)n * d->P,
+                       dy + ((size_t)n * d->OC + oc) * d->P, (size_t)d->P * sizeof(float));
+        if (dW) {
+            /* dW[OC x KK] += dY'[OC x Nc] . cc^T[Nc x KK] */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, d->OC, d->KK, Nc, 1.0f, dYp, Nc,
+                        cc, Nc, 1.0f, dW, d->KK);
+            for (int oc = 0; oc < d->OC; oc++)
+                db[oc] += gb_layer_sum(dYp + (size_t)oc * Nc, (size_t)Nc);
         }
         if (dx)
-            /* dcols[:, n*P ..)[KK x P] = W^T[KK x OC] . dy_n[OC x P] */
-            s_sgemm(d->KK, d->P, d->OC, Wt, 1, dyn, d->P, dcols + (size_t)n * d->P, N, 0);
+            /* dcols[KK x Nc] = W^T[KK x OC] . dY'[OC x Nc] */
+            s_sgemm(d->KK, Nc, d->OC, Wt, 1, dYp, Nc, dcols, Nc, 0);
     }
     if (dx)
-        s_col2im(d, B, dcols, dx);
+        s_col2im(d, g, dcols, dx);
 }
 
 static void s_backward(const gb_layer_t *l, const gb_pass_t *pass, const float *cols,
@@ -512,32 +550,12 @@ static void s_backward(const gb_layer_t *l, const gb_pass_t *pass, const float *
     (void)x;
     (void)y;
     s_dims_t d = s_dims(l);
-    const int B = pass->batch;
-    const int N = B * d.P;
-    const float *Wt = pass->params + l->param_off;
-    if (d.P >= S_PER_IMAGE_MIN_P) {
-        s_backward_per_image(l, pass, &d, cols, dy, dx);
-        return;
-    }
-    float *dYp = pass->work;
-    float *dcols = pass->work + (size_t)d.OC * N;
-    for (int n = 0; n < B; n++)
-        for (int oc = 0; oc < d.OC; oc++)
-            memcpy(dYp + (size_t)oc * N + (size_t)n * d.P, dy + ((size_t)n * d.OC + oc) * d.P,
-                   (size_t)d.P * sizeof(float));
-    if (pass->grads) {
-        float *dW = pass->grads + l->param_off;
-        float *db = dW + (size_t)d.OC * d.KK;
-        /* dW[OC x KK] += dY'[OC x N] . cols^T[N x KK] */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, d.OC, d.KK, N, 1.0f, dYp, N, cols, N,
-                    1.0f, dW, d.KK);
-        for (int oc = 0; oc < d.OC; oc++)
-            db[oc] += gb_layer_sum(dYp + (size_t)oc * N, (size_t)N);
-    }
-    if (dx) {
-        /* dcols[KK x N] = W^T[KK x OC] . dY'[OC x N] */
-        s_sgemm(d.KK, N, d.OC, Wt, 1, dYp, N, dcols, N, 0);
-        s_col2im(&d, B, dcols, dx);
+    const int B = pass->batch, G = s_chunk(&d);
+    const size_t img = (size_t)d.C * d.H * d.W, yimg = (size_t)d.OC * d.P;
+    for (int n0 = 0; n0 < B; n0 += G) {
+        const int g = B - n0 < G ? B - n0 : G;
+        s_backward_chunk(l, pass, &d, g, cols + (size_t)n0 * d.KK * d.P, dy + (size_t)n0 * yimg,
+                         dx ? dx + (size_t)n0 * img : NULL);
     }
 }
 
