@@ -66,7 +66,9 @@ static int s_plan(gb_layer_t *l, gb_error_t *err)
     if (l->in.rank != 2)
         return gb_layer_require_sequence(l, err);
     s_dims_t d = s_dims(l);
-    return gb_layer_plan_recurrent(l, 4, (int64_t)d.T * (d.F + 8 * (int64_t)d.H) + 2 * (int64_t)d.H, err);
+    /* z (F + H), gates 4H, tanh(c) H per step; h and c H per step and one more */
+    int64_t per_sample = (int64_t)d.T * (d.F + 8 * (int64_t)d.H) + 2 * (int64_t)d.H;
+    return gb_layer_plan_recurrent(l, 4, per_sample, err);
 }
 
 static void s_init(const gb_layer_t *l, float *p, gb_rng_t *rng)
@@ -208,9 +210,6 @@ S_TARGET static void s_dw_avx512(const float *dG, const float *Z, float *CT, siz
         }
     }
 }
-#else
-#define S_AVX512 0
-#endif
 
 /* dW_ih[4H x F] += CT[0..F)^T, dW_hh[4H x H] += CT[F..K)^T; CT is K x 4H.
  * Blocks of 16 rows of dW keep both sides in L1. */
@@ -228,6 +227,9 @@ static void s_add_transposed(const float *CT, float *dWih, float *dWhh, int F, i
         }
     }
 }
+#else
+#define S_AVX512 0
+#endif
 
 /* ---- forward and backward ----------------------------------------------- */
 
@@ -300,7 +302,7 @@ static void s_backward(const gb_layer_t *l, const gb_pass_t *pass, const float *
     const size_t TB = (size_t)T * B;
     const int fast = S_AVX512 && gb_lstm_fast();
     float *dG = pass->work, *dX = dG + TB * 4 * H, *dh = dX + TB * F, *dc = dh + (size_t)B * H;
-    float *dbsum = dc + (size_t)B * H, *CT = dbsum + 4 * H;
+    float *dbsum = dc + (size_t)B * H;
     memset(dh, 0, (size_t)B * H * sizeof(float));
     memset(dc, 0, (size_t)B * H * sizeof(float));
     for (int t = T - 1; t >= 0; t--) {
@@ -328,6 +330,7 @@ static void s_backward(const gb_layer_t *l, const gb_pass_t *pass, const float *
 #if S_AVX512
         if (fast) {
             /* CT[K x 4H] = Z^T[K x T*B] . dG[T*B x 4H]; dW_ih | dW_hh += CT^T */
+            float *CT = dbsum + 4 * H;
             memset(CT, 0, (size_t)K * 4 * H * sizeof(float));
             s_dw_avx512(dG, c.z, CT, TB, K, 4 * H);
             s_add_transposed(CT, dWih, dWhh, F, H);

@@ -153,7 +153,8 @@ static void s_lstm_shapes_against_textbook(void)
         char spec[64];
         snprintf(spec, sizeof spec, "input %d %d\nlstm %d%s\n", T, F, H,
                  cases[i].seq ? " sequence" : "");
-        float *x = malloc((size_t)B * T * F * sizeof *x), *y = malloc((size_t)B * T * H * sizeof *y);
+        float *x = malloc((size_t)B * T * F * sizeof *x);
+        float *y = malloc((size_t)B * T * H * sizeof *y);
         double *want = malloc((size_t)T * H * sizeof *want);
         assert_true(x && y && want);
         s_fill(x, (size_t)B * T * F, -2.0f, 2.0f, 40 + i);
@@ -168,7 +169,8 @@ static void s_lstm_shapes_against_textbook(void)
             s_lstm_ref(gb_model_params(m), T, F, H, x + (size_t)b * T * F, want);
             for (int t = cases[i].seq ? 0 : T - 1; t < T; t++)
                 for (int j = 0; j < H; j++) {
-                    float got = cases[i].seq ? y[((size_t)b * T + t) * H + j] : y[(size_t)b * H + j];
+                    size_t at = cases[i].seq ? ((size_t)b * T + t) * H + j : (size_t)b * H + j;
+                    float got = y[at];
                     worst = fmax(worst, fabs(got - want[t * H + j]));
                 }
         }
@@ -253,7 +255,8 @@ static void test_lstm_fast_matches_portable(void **state)
             gb_model_init(m, 17 + s);
             assert_int_equal(gb_model_plan(m, B, threads, &err), 0);
             gb_shape_t is = gb_model_input_shape(m), os = gb_model_output_shape(m);
-            size_t nin = gb_shape_size(&is), nout = gb_shape_size(&os), np = gb_model_param_count(m);
+            size_t nin = gb_shape_size(&is), nout = gb_shape_size(&os);
+            size_t np = gb_model_param_count(m);
             float *x = malloc(B * nin * sizeof *x), *dy = malloc(B * nout * sizeof *dy);
             float *y[2], *dx[2], *g[2];
             for (int k = 0; k < 2; k++) {
