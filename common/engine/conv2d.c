@@ -1,21 +1,26 @@
 /* 2-D convolution (cross-correlation, no kernel flip) with PyTorch's weight
- * layout W[OC][C][K][K], as im2col over the whole (sub-)batch and ONE sgemm.
+ * layout W[OC][C][K][K], as im2col and GEMMs over chunks of the (sub-)batch.
  *
  * Shapes: B samples, C input channels, OC output channels, KK = C*K*K rows of
- * the column matrix, P = OH*OW output pixels per image, N = B*P columns.
- * Forward unrolls the input into cols[KK x N] (kept in the layer's cache, so
- * backward needs no second im2col), computes Y'[OC x N] = W . cols, then
- * scatters Y' into NCHW while adding the bias. Backward gathers dy into
- * dY'[OC x N], dW += dY' . cols^T, and, unless this is the first layer,
- * dcols = W^T . dY' followed by col2im.
+ * the column matrix, P = OH*OW output pixels per image. The batch goes in
+ * chunks of g images (s_chunk: about 64K unrolled floats, so each step reads
+ * what the last one wrote while it is still in cache), Nc = g*P columns.
+ * Forward unrolls a chunk into cols[KK x Nc] (kept in the layer's cache, so
+ * backward needs no second im2col), computes Y'[OC x Nc] = W . cols, then
+ * scatters Y' into NCHW while adding the bias (maps of at least
+ * S_PER_IMAGE_MIN_P pixels: one GEMM per image straight into NCHW).
+ * Backward gathers dy into dY'[OC x Nc], dW += dY' . cols^T, and, unless
+ * this is the first layer, dcols = W^T . dY' followed by col2im.
  *
- * With stride 1 (LeNet's convs) and AVX-512, im2col and col2im move 16-float
- * masked vectors: padding and row ends are load masks, so no branch per
- * pixel. col2im then builds each input row in a register from every
- * (ki, kj) that reaches it and stores it once: no zeroing of dx first and no
- * read-modify-write. Other strides, or CPUs without AVX-512, take the plain
- * loops (gb_conv2d_set_portable forces them, for tests). Both add the same
- * terms in the same order. */
+ * Where the CPU has AVX-512, the two GEMMs whose right operand is row-major
+ * (Y' and dcols) run in this file's AVX-512 kernel rather than OpenBLAS's
+ * Haswell one, and stride-1 im2col and col2im move 16-float masked vectors:
+ * padding and row ends are load masks, so no branch per pixel; col2im
+ * builds each input row in a register from every (ki, kj) that reaches it
+ * and stores it once: no zeroing of dx first and no read-modify-write
+ * (its terms in the plain loops' order). dW stays with OpenBLAS. Other
+ * CPUs take OpenBLAS and the plain loops (gb_conv2d_set_portable forces
+ * them, for tests). */
 #include "engine/layer.h"
 
 #include <cblas.h>
@@ -42,7 +47,7 @@ void gb_conv2d_set_portable(int portable)
     s_portable = portable ? 1 : 0;
 }
 
-/* True when a layer of this stride takes the AVX-512 loops. */
+/* True when a layer of this stride takes the AVX-512 im2col/col2im. */
 static int s_vector_path(int stride)
 {
 #if S_HAVE_AVX512_PATH
@@ -360,7 +365,7 @@ static void s_sgemm(int M, int N, int K, const float *w, int w_transposed, const
                     int ldx, float *y, int ldy, int accumulate)
 {
 #if S_HAVE_AVX512_PATH
-    if (s_vector_path(1)) {
+    if (s_vector_path(1)) { /* any stride: the GEMM does not see it */
         if (w_transposed)
             s_gemm(M, N, K, w, 1, M, x, (size_t)ldx, y, (size_t)ldy, accumulate);
         else
