@@ -33,8 +33,6 @@
 _Static_assert(GB_ENVELOPE_PROTOCOL_VERSION == GLASSBOX__VERSIONS__PROTOCOL_VERSION,
                "envelope.h and glassbox.proto disagree on the protocol version");
 
-/* Slack of the unpack budget on top of twice the frame size. */
-#define S_BUDGET_SLACK ((size_t)64 << 10)
 /* Longest field path in a message ("update.explanation.classes[4095]..."). */
 #define S_FIELD_MAX 96
 
@@ -750,45 +748,6 @@ int gb_envelope_encode(const Glassbox__Envelope *env, const gb_envelope_limits_t
     return 0;
 }
 
-/* protobuf-c allocator that stops at a byte budget (see net/snapshot.c). */
-typedef struct {
-    size_t used;     /* bytes handed out so far */
-    size_t limit;    /* refuse beyond this */
-    bool over;       /* an allocation was refused for the budget */
-    bool out_of_mem; /* gb_malloc failed */
-} s_budget_t;
-
-static void *s_budget_alloc(void *data, size_t size)
-{
-    s_budget_t *b = data;
-    if (size > b->limit - b->used) {
-        b->over = true;
-        return NULL;
-    }
-    void *p = gb_malloc(size);
-    if (!p)
-        b->out_of_mem = true;
-    else
-        b->used += size;
-    return p;
-}
-
-static void *s_plain_alloc(void *data, size_t size)
-{
-    (void)data;
-    return gb_malloc(size);
-}
-
-static void s_plain_free(void *data, void *p)
-{
-    (void)data;
-    gb_free(p);
-}
-
-/* Frees what s_budget_alloc or gb_envelope_make_* allocated. */
-static ProtobufCAllocator s_free_alloc = {
-    .alloc = s_plain_alloc, .free = s_plain_free, .allocator_data = NULL};
-
 static int s_decode(const uint8_t *buf, size_t len, const gb_envelope_limits_t *limits,
                     Glassbox__Envelope **out, gb_error_t *err)
 {
@@ -801,11 +760,8 @@ static int s_decode(const uint8_t *buf, size_t len, const gb_envelope_limits_t *
     /* Twice the frame plus slack: protobuf-c copies every bytes and string
      * field and adds a struct per message; more than that means a frame of
      * many tiny repeated entries built to make us allocate. */
-    s_budget_t budget = {.used = 0,
-                         .limit = len > (SIZE_MAX - S_BUDGET_SLACK) / 2
-                             ? SIZE_MAX : 2 * len + S_BUDGET_SLACK};
-    ProtobufCAllocator alloc = {
-        .alloc = s_budget_alloc, .free = s_plain_free, .allocator_data = &budget};
+    gb_wire_budget_t budget = gb_wire_budget(len);
+    ProtobufCAllocator alloc = gb_wire_budget_allocator(&budget);
     Glassbox__Envelope *env =
         glassbox__envelope__unpack(&alloc, len, len ? buf : (const uint8_t *)"");
     if (!env) {
@@ -823,7 +779,7 @@ static int s_decode(const uint8_t *buf, size_t len, const gb_envelope_limits_t *
     if (rc == 0)
         rc = s_validate(env, limits, true, err);
     if (rc != 0) {
-        glassbox__envelope__free_unpacked(env, &s_free_alloc);
+        glassbox__envelope__free_unpacked(env, gb_wire_allocator());
         return rc;
     }
     if (env->body_case == GLASSBOX__ENVELOPE__BODY_ERROR &&
@@ -853,7 +809,7 @@ void gb_envelope_free(Glassbox__Envelope **env)
 {
     if (!env || !*env)
         return;
-    glassbox__envelope__free_unpacked(*env, &s_free_alloc);
+    glassbox__envelope__free_unpacked(*env, gb_wire_allocator());
     *env = NULL;
 }
 
@@ -1081,9 +1037,8 @@ int gb_publication_decode(const uint8_t *buf, size_t len, Glassbox__Publication 
     if (len > GB_PUBLICATION_MAX_BYTES)
         return gb_error_warn(err, GB_ERANGE, "publication refused: %zu bytes, more than %zu",
                              len, (size_t)GB_PUBLICATION_MAX_BYTES);
-    s_budget_t budget = {.used = 0, .limit = 2 * len + S_BUDGET_SLACK};
-    ProtobufCAllocator alloc = {
-        .alloc = s_budget_alloc, .free = s_plain_free, .allocator_data = &budget};
+    gb_wire_budget_t budget = gb_wire_budget(len);
+    ProtobufCAllocator alloc = gb_wire_budget_allocator(&budget);
     Glassbox__Publication *p =
         glassbox__publication__unpack(&alloc, len, len ? buf : (const uint8_t *)"");
     if (!p) {
@@ -1099,7 +1054,7 @@ int gb_publication_decode(const uint8_t *buf, size_t len, Glassbox__Publication 
     if (rc == 0)
         rc = gb_publication_check(p, &local);
     if (rc != 0) {
-        glassbox__publication__free_unpacked(p, &s_free_alloc);
+        glassbox__publication__free_unpacked(p, gb_wire_allocator());
         return gb_error_warn(err, rc, "publication refused: %s", local.msg);
     }
     *out = p;
@@ -1131,6 +1086,6 @@ void gb_publication_free(Glassbox__Publication **p)
 {
     if (!p || !*p)
         return;
-    glassbox__publication__free_unpacked(*p, &s_free_alloc);
+    glassbox__publication__free_unpacked(*p, gb_wire_allocator());
     *p = NULL;
 }

@@ -55,28 +55,6 @@ struct gb_link_client {
     char peer[256];          /* the coordinator's name, once verified */
 };
 
-static void s_defaults(gb_link_options_t *o, const gb_link_options_t *in)
-{
-    if (in)
-        *o = *in;
-    else
-        memset(o, 0, sizeof *o);
-    if (!o->max_message)
-        o->max_message = GB_CHANNEL_DEFAULT_MAX_MESSAGE;
-    if (!o->max_queued_bytes)
-        o->max_queued_bytes = (size_t)8 << 20;
-    if (o->handshake_timeout_ms <= 0)
-        o->handshake_timeout_ms = 10000;
-    if (o->retry_ms <= 0)
-        o->retry_ms = 200;
-    if (o->retry_max_ms <= 0)
-        o->retry_max_ms = 10000;
-    if (o->socket_hwm <= 0)
-        o->socket_hwm = 32;
-    if (o->retry_max_ms < o->retry_ms)
-        o->retry_max_ms = o->retry_ms;
-}
-
 static uint64_t s_random_id(void)
 {
     uint64_t id = 0;
@@ -275,7 +253,7 @@ gb_link_client_t *gb_link_client_new(void *zmq_ctx, const char *endpoint, gb_tls
         gb_error_set(err, GB_ENOMEM, "link client: out of memory");
         goto fail;
     }
-    s_defaults(&cli->o, opts);
+    gb_link_options_fill(&cli->o, opts);
     cli->tls = tls;
     cli->backoff_ms = cli->o.retry_ms;
     cli->sock = zmq_socket(zmq_ctx, ZMQ_DEALER);

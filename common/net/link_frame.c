@@ -147,3 +147,31 @@ int gb_link_send(void *socket, const uint8_t *routing_id, size_t routing_id_len,
         return s_send_error(err, 0);
     return 0;
 }
+
+void gb_link_options_fill(gb_link_options_t *o, const gb_link_options_t *in)
+{
+    if (in)
+        *o = *in;
+    else
+        memset(o, 0, sizeof *o);
+    if (!o->max_message)
+        o->max_message = GB_CHANNEL_DEFAULT_MAX_MESSAGE;
+    if (!o->max_queued_bytes)
+        o->max_queued_bytes = (size_t)8 << 20;
+    if (o->max_sessions <= 0)
+        o->max_sessions = 10000;
+    if (o->max_handshakes <= 0)
+        o->max_handshakes = 64;
+    if (o->handshake_timeout_ms <= 0)
+        o->handshake_timeout_ms = 10000;
+    if (o->idle_timeout_ms <= 0)
+        o->idle_timeout_ms = 120000;
+    if (o->retry_ms <= 0)
+        o->retry_ms = 200;
+    if (o->retry_max_ms <= 0)
+        o->retry_max_ms = 10000;
+    if (o->retry_max_ms < o->retry_ms)
+        o->retry_max_ms = o->retry_ms;
+    if (o->socket_hwm <= 0)
+        o->socket_hwm = 32;
+}

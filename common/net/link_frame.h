@@ -9,6 +9,7 @@
 
 #include <zmq.h>
 
+#include "net/link.h"
 #include "util/error.h"
 
 /* Longest ZeroMQ routing id (ZeroMQ's own limit). */
@@ -52,5 +53,9 @@ void gb_link_received_close(gb_link_received_t *msg);
 int gb_link_send(void *socket, const uint8_t *routing_id, size_t routing_id_len, int kind,
                  uint64_t session_id, const void *payload, size_t len,
                  gb_error_t *err) GB_MUST_CHECK;
+
+/* Copies in (NULL: all defaults) to *o with every zero field given its
+ * default (net/link.h names them), for both ends of the link. */
+void gb_link_options_fill(gb_link_options_t *o, const gb_link_options_t *in);
 
 #endif

@@ -71,32 +71,6 @@ struct gb_link_server {
     char last_peer[256];       /* backing store of the returned event's name */
 };
 
-static void s_defaults(gb_link_options_t *o, const gb_link_options_t *in)
-{
-    if (in)
-        *o = *in;
-    else
-        memset(o, 0, sizeof *o);
-    if (!o->max_message)
-        o->max_message = GB_CHANNEL_DEFAULT_MAX_MESSAGE;
-    if (!o->max_queued_bytes)
-        o->max_queued_bytes = (size_t)8 << 20;
-    if (o->max_sessions <= 0)
-        o->max_sessions = 10000;
-    if (o->max_handshakes <= 0)
-        o->max_handshakes = 64;
-    if (o->handshake_timeout_ms <= 0)
-        o->handshake_timeout_ms = 10000;
-    if (o->idle_timeout_ms <= 0)
-        o->idle_timeout_ms = 120000;
-    if (o->retry_ms <= 0)
-        o->retry_ms = 200;
-    if (o->retry_max_ms <= 0)
-        o->retry_max_ms = 10000;
-    if (o->socket_hwm <= 0)
-        o->socket_hwm = 32;
-}
-
 /* FNV-1a over the routing id. */
 static size_t s_hash(const uint8_t *rid, size_t len)
 {
@@ -480,7 +454,7 @@ gb_link_server_t *gb_link_server_new(void *zmq_ctx, const char *endpoint, gb_tls
         gb_error_set(err, GB_ENOMEM, "link server: out of memory");
         return NULL;
     }
-    s_defaults(&srv->o, opts);
+    gb_link_options_fill(&srv->o, opts);
     srv->tls = tls;
     srv->cursor = -1;
     size_t index_size = 1;

@@ -27,7 +27,6 @@
 
 /* Largest DER ECDSA P-256 signature is 72 bytes; leave room, refuse junk. */
 #define S_MAX_SIGNATURE 256
-#define S_BUDGET_SLACK ((size_t)64 << 10)
 #define S_PATH_MAX 4096
 
 struct gb_signer {
@@ -178,34 +177,6 @@ int gb_publication_sign(const gb_signer_t *s, const uint8_t *pub, size_t len, ui
 
 /* ---- verification ---------------------------------------------------------- */
 
-typedef struct {
-    size_t used;     /* bytes handed out */
-    size_t limit;    /* refuse beyond this */
-    bool over;       /* an allocation was refused for the budget */
-    bool out_of_mem; /* gb_malloc failed */
-} s_budget_t;
-
-static void *s_budget_alloc(void *data, size_t size)
-{
-    s_budget_t *b = data;
-    if (size > b->limit - b->used) {
-        b->over = true;
-        return NULL;
-    }
-    void *p = gb_malloc(size);
-    if (!p)
-        b->out_of_mem = true;
-    else
-        b->used += size;
-    return p;
-}
-
-static void s_budget_free(void *data, void *p)
-{
-    (void)data;
-    gb_free(p);
-}
-
 /* Checks the signature over pub with the certificate's key. */
 static int s_check_signature(X509 *cert, const ProtobufCBinaryData *pub,
                              const ProtobufCBinaryData *sig, gb_error_t *err)
@@ -241,9 +212,8 @@ static int s_verify(const uint8_t *buf, size_t len, const gb_verify_opts_t *opts
                             GB_SIGNED_PUBLICATION_MAX_BYTES);
     if (!opts || !opts->ca_file || !opts->expected_name || (!buf && len))
         return gb_error_set(err, GB_EINVAL, "gb_publication_verify: NULL argument");
-    s_budget_t budget = {.used = 0, .limit = 2 * len + S_BUDGET_SLACK};
-    ProtobufCAllocator alloc = {
-        .alloc = s_budget_alloc, .free = s_budget_free, .allocator_data = &budget};
+    gb_wire_budget_t budget = gb_wire_budget(len);
+    ProtobufCAllocator alloc = gb_wire_budget_allocator(&budget);
     Glassbox__SignedPublication *msg =
         glassbox__signed_publication__unpack(&alloc, len, len ? buf : (const uint8_t *)"");
     if (!msg) {
@@ -303,7 +273,7 @@ static int s_verify(const uint8_t *buf, size_t len, const gb_verify_opts_t *opts
     }
     if ((rc = s_check_signature(cert, &msg->publication, &msg->signature, err)) != 0)
         goto cleanup;
-    /* Hand over the unpacked buffer (allocated by s_budget_alloc, i.e. gb_malloc). */
+    /* Hand over the unpacked buffer (allocated by the budget allocator, i.e. gb_malloc). */
     *pub = msg->publication.data;
     *pub_len = msg->publication.len;
     msg->publication.data = NULL;

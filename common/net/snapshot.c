@@ -7,7 +7,7 @@
  * is one. s_check_message validates an unpacked ModelSnapshot in place (no
  * copy), so a model inside a Task or Publication (net/envelope.c) is checked
  * by exactly the code that checks a model file. protobuf-c unpacks through
- * s_budget_alloc, which routes through gb_malloc (so allocation-failure
+ * gb_wire_budget_allocator, which routes through gb_malloc (so allocation-failure
  * injection reaches protobuf-c too) and stops at a budget proportional to
  * the input: tiny repeated fields cannot make a 256 MiB message allocate
  * gigabytes. SHA-256 is OpenSSL's EVP
@@ -34,9 +34,6 @@ _Static_assert(sizeof(float) == 4, "parameters are stored as 4-byte IEEE-754 flo
 #ifndef GLASSBOX_VERSION
 #define GLASSBOX_VERSION "unknown"
 #endif
-
-/* Slack of the unpack budget on top of twice the input size. */
-#define S_BUDGET_SLACK ((size_t)64 << 10)
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
 #define S_LITTLE_ENDIAN 1
@@ -423,35 +420,6 @@ cleanup:
 
 /* ---- decode ------------------------------------------------------------- */
 
-/* protobuf-c allocator that stops at a byte budget. */
-typedef struct {
-    size_t used;     /* bytes handed out so far */
-    size_t limit;    /* refuse beyond this */
-    bool over;       /* an allocation was refused for the budget */
-    bool out_of_mem; /* gb_malloc failed */
-} s_budget_t;
-
-static void *s_budget_alloc(void *data, size_t size)
-{
-    s_budget_t *b = data;
-    if (size > b->limit - b->used) {
-        b->over = true;
-        return NULL;
-    }
-    void *p = gb_malloc(size);
-    if (!p)
-        b->out_of_mem = true;
-    else
-        b->used += size;
-    return p;
-}
-
-static void s_budget_free(void *data, void *p)
-{
-    (void)data;
-    gb_free(p);
-}
-
 /* Every check of an unpacked message, on the message itself and before
  * anything is copied out of it: bounded fields first, then the hash, then
  * the values and the spec, which cost time in proportion to the model. */
@@ -516,9 +484,8 @@ static int s_decode(const uint8_t *buf, size_t len, gb_snapshot_t **out, gb_erro
     if (!buf && len > 0)
         return gb_error_set(err, GB_EINVAL, "gb_snapshot_decode: NULL buffer");
 
-    s_budget_t budget = {.used = 0, .limit = 2 * len + S_BUDGET_SLACK};
-    ProtobufCAllocator alloc = {
-        .alloc = s_budget_alloc, .free = s_budget_free, .allocator_data = &budget};
+    gb_wire_budget_t budget = gb_wire_budget(len);
+    ProtobufCAllocator alloc = gb_wire_budget_allocator(&budget);
     gb_snapshot_t *s = NULL;
     int rc = 0;
     Glassbox__ModelSnapshot *msg =

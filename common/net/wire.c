@@ -6,10 +6,13 @@
  * input (protobuf-c gives bytes fields no alignment). */
 #include "net/wire.h"
 
+#include "util/alloc.h"
+
 #include <stdarg.h>
 #include <stdio.h>
 
 #include <math.h>
+#include <stdint.h>
 #include <string.h>
 
 #include <openssl/err.h>
@@ -144,4 +147,55 @@ size_t gb_wire_first_nonfinite(const uint8_t *le, size_t n)
         i = end;
     }
     return n;
+}
+
+#define S_BUDGET_SLACK ((size_t)64 << 10)
+
+gb_wire_budget_t gb_wire_budget(size_t len)
+{
+    gb_wire_budget_t b = {.used = 0,
+                          .limit = len > (SIZE_MAX - S_BUDGET_SLACK) / 2
+                                       ? SIZE_MAX
+                                       : 2 * len + S_BUDGET_SLACK};
+    return b;
+}
+
+static void *s_budget_alloc(void *data, size_t size)
+{
+    gb_wire_budget_t *b = data;
+    if (size > b->limit - b->used) {
+        b->over = true;
+        return NULL;
+    }
+    void *p = gb_malloc(size);
+    if (!p)
+        b->out_of_mem = true;
+    else
+        b->used += size;
+    return p;
+}
+
+static void *s_plain_alloc(void *data, size_t size)
+{
+    (void)data;
+    return gb_malloc(size);
+}
+
+static void s_plain_free(void *data, void *p)
+{
+    (void)data;
+    gb_free(p);
+}
+
+ProtobufCAllocator gb_wire_budget_allocator(gb_wire_budget_t *b)
+{
+    ProtobufCAllocator a = {.alloc = s_budget_alloc, .free = s_plain_free, .allocator_data = b};
+    return a;
+}
+
+ProtobufCAllocator *gb_wire_allocator(void)
+{
+    static ProtobufCAllocator plain = {
+        .alloc = s_plain_alloc, .free = s_plain_free, .allocator_data = NULL};
+    return &plain;
 }

@@ -14,6 +14,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <protobuf-c/protobuf-c.h>
+
 #include "util/error.h"
 
 /* Bytes of a SHA-256 digest. */
@@ -43,6 +45,29 @@ bool gb_wire_openssl_reasons(char *buf, size_t cap);
  * reports an OpenSSL failure. */
 int gb_wire_openssl_error(gb_error_t *err, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/* Unpacking under a memory budget. protobuf-c copies every string and
+ * bytes field and adds a struct per message, so a message needs about its own
+ * size again; a few bytes of repeated fields built to make a decoder allocate
+ * far more than that are refused by the budget instead. */
+typedef struct {
+    size_t used;     /* bytes handed out so far */
+    size_t limit;    /* refuse beyond this */
+    bool over;       /* an allocation was refused for the budget */
+    bool out_of_mem; /* gb_malloc failed */
+} gb_wire_budget_t;
+
+/* A budget for unpacking len bytes: twice the message plus 64 KiB. */
+gb_wire_budget_t gb_wire_budget(size_t len);
+
+/* A protobuf-c allocator over gb_malloc (so allocation-failure injection
+ * reaches it) that draws on b, which must outlive its use. */
+ProtobufCAllocator gb_wire_budget_allocator(gb_wire_budget_t *b);
+
+/* The allocator that frees what gb_wire_budget_allocator handed out (and
+ * allocates over gb_malloc without a budget): for free_unpacked. A static
+ * object, valid for the program's life. */
+ProtobufCAllocator *gb_wire_allocator(void);
 
 /* The float32 stored little-endian at p (4 bytes, any alignment). */
 float gb_wire_float_le(const uint8_t *p);

@@ -155,6 +155,22 @@ static void test_wrong_shapes_are_drained(void **state)
     s_pair_close(&p);
 }
 
+static void test_options_fill(void **state)
+{
+    (void)state;
+    gb_link_options_t o;
+    gb_link_options_fill(&o, NULL);
+    assert_int_equal(o.max_message, GB_CHANNEL_DEFAULT_MAX_MESSAGE);
+    assert_int_equal(o.max_sessions, 10000);
+    assert_int_equal(o.retry_max_ms, 10000);
+    assert_int_equal(o.socket_hwm, 32);
+    gb_link_options_t in = {.max_handshakes = 3, .retry_ms = 500, .retry_max_ms = 100};
+    gb_link_options_fill(&o, &in);
+    assert_int_equal(o.max_handshakes, 3);
+    assert_int_equal(o.retry_max_ms, 500); /* never below the first delay */
+    assert_int_equal(o.idle_timeout_ms, 120000);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -163,6 +179,7 @@ int main(void)
         cmocka_unit_test(test_send_and_receive),
         cmocka_unit_test(test_unknown_peer_is_closed),
         cmocka_unit_test(test_wrong_shapes_are_drained),
+        cmocka_unit_test(test_options_fill),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

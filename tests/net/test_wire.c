@@ -6,6 +6,7 @@
 #include "testutil.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <string.h>
 
 #include <openssl/err.h>
@@ -13,6 +14,7 @@
 #include <openssl/evp.h>
 
 #include "net/wire.h"
+#include "util/alloc.h"
 
 static void s_text(const char *s, size_t len, bool space, bool ok, size_t at)
 {
@@ -134,12 +136,38 @@ static void test_floats(void **state)
     assert_int_equal(gb_wire_first_nonfinite((uint8_t *)v, N), N);
 }
 
+static void test_budget_allocator(void **state)
+{
+    (void)state;
+    gb_wire_budget_t b = gb_wire_budget(100);
+    assert_int_equal(b.limit, 200 + (64 << 10));
+    assert_true(gb_wire_budget(SIZE_MAX / 2).limit == SIZE_MAX); /* saturates */
+    b.limit = 100;
+    ProtobufCAllocator a = gb_wire_budget_allocator(&b);
+    void *p = a.alloc(a.allocator_data, 60);
+    assert_non_null(p);
+    assert_int_equal(b.used, 60);
+    assert_null(a.alloc(a.allocator_data, 41)); /* over the budget */
+    assert_true(b.over);
+    assert_false(b.out_of_mem);
+    gb_alloc_fail_after(1);
+    assert_null(a.alloc(a.allocator_data, 10)); /* within it, but gb_malloc fails */
+    assert_true(b.out_of_mem);
+    gb_alloc_fail_after(0);
+    ProtobufCAllocator *plain = gb_wire_allocator();
+    plain->free(plain->allocator_data, p); /* frees what the budget gave */
+    void *q = plain->alloc(plain->allocator_data, 1 << 20);
+    assert_non_null(q);
+    a.free(a.allocator_data, q);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_text_rule),
         cmocka_unit_test(test_sha256_known_answers),
         cmocka_unit_test(test_openssl_error_drain),
+        cmocka_unit_test(test_budget_allocator),
         cmocka_unit_test(test_floats),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
