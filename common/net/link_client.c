@@ -37,6 +37,7 @@ typedef enum { S_WAITING, S_HANDSHAKE, S_ESTABLISHED } s_state_t;
 
 struct gb_link_client {
     void *sock;              /* DEALER */
+    void *monitor;           /* PAIR receiving the DEALER's disconnect events */
     gb_tls_t *tls;           /* borrowed client configuration */
     char *server_name;       /* the coordinator's certificate name */
     gb_link_options_t o;     /* options with defaults filled */
@@ -240,6 +241,34 @@ static bool s_take_message(gb_link_client_t *cli, gb_link_event_t *ev)
     return false;
 }
 
+/* Reads the monitor's events; a disconnect ends the current session. */
+static void s_check_monitor(gb_link_client_t *cli)
+{
+    for (;;) {
+        zmq_msg_t ev;
+        zmq_msg_init(&ev);
+        if (zmq_msg_recv(&ev, cli->monitor, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&ev);
+            return;
+        }
+        uint16_t id = 0;
+        if (zmq_msg_size(&ev) >= sizeof id)
+            memcpy(&id, zmq_msg_data(&ev), sizeof id);
+        bool disconnected = (id & ZMQ_EVENT_DISCONNECTED) != 0;
+        while (zmq_msg_more(&ev)) { /* the endpoint frame */
+            zmq_msg_close(&ev);
+            zmq_msg_init(&ev);
+            if (zmq_msg_recv(&ev, cli->monitor, ZMQ_DONTWAIT) < 0)
+                break;
+        }
+        zmq_msg_close(&ev);
+        if (disconnected && cli->state != S_WAITING) {
+            gb_log_info("link: connection to %s lost; reconnecting", cli->server_name);
+            s_drop(cli, "connection lost", cli->o.retry_ms);
+        }
+    }
+}
+
 gb_link_client_t *gb_link_client_new(void *zmq_ctx, const char *endpoint, gb_tls_t *tls,
                                      const char *server_name, const gb_link_options_t *opts,
                                      gb_error_t *err)
@@ -282,6 +311,19 @@ gb_link_client_t *gb_link_client_new(void *zmq_ctx, const char *endpoint, gb_tls
                      zmq_strerror(errno));
         goto fail;
     }
+    /* A lost TCP connection takes the frames queued on it along and comes
+     * back under a new routing id the coordinator does not know; hearing of
+     * the loss at once starts a new handshake instead of waiting for a reply
+     * that cannot come. */
+    char mon[64];
+    snprintf(mon, sizeof mon, "inproc://gb-link-monitor-%p", (void *)cli);
+    cli->monitor = zmq_socket(zmq_ctx, ZMQ_PAIR);
+    if (!cli->monitor || zmq_setsockopt(cli->monitor, ZMQ_LINGER, &zero, sizeof zero) != 0 ||
+        zmq_socket_monitor(cli->sock, mon, ZMQ_EVENT_DISCONNECTED) != 0 ||
+        zmq_connect(cli->monitor, mon) != 0) {
+        gb_error_set(err, GB_EIO, "link client: socket monitor: %s", zmq_strerror(errno));
+        goto fail;
+    }
     cli->state = S_WAITING;
     cli->next_attempt = 0;
     return cli;
@@ -296,8 +338,12 @@ void gb_link_client_destroy(gb_link_client_t **pcli)
         return;
     gb_link_client_t *cli = *pcli;
     gb_channel_destroy(&cli->ch);
-    if (cli->sock)
+    if (cli->monitor)
+        zmq_close(cli->monitor);
+    if (cli->sock) {
+        zmq_socket_monitor(cli->sock, NULL, 0);
         zmq_close(cli->sock);
+    }
     gb_free(cli->server_name);
     gb_free(cli);
     *pcli = NULL;
@@ -328,6 +374,7 @@ int gb_link_client_poll(gb_link_client_t *cli, int timeout_ms, gb_link_event_t *
                         cli->o.handshake_timeout_ms);
             s_drop(cli, "handshake timed out", -1);
         }
+        s_check_monitor(cli);
         if (cli->pending)
             continue;
         gb_link_received_t m;
@@ -359,8 +406,9 @@ int gb_link_client_poll(gb_link_client_t *cli, int timeout_ms, gb_link_event_t *
             wait = S_BLOCKED_RETRY_MS / 1000.0;
         if (wait < 0)
             wait = 0;
-        zmq_pollitem_t item = {.socket = cli->sock, .events = ZMQ_POLLIN};
-        if (zmq_poll(&item, 1, (long)(wait * 1000.0) + 1) < 0 && errno != EINTR)
+        zmq_pollitem_t items[2] = {{.socket = cli->sock, .events = ZMQ_POLLIN},
+                                   {.socket = cli->monitor, .events = ZMQ_POLLIN}};
+        if (zmq_poll(items, 2, (long)(wait * 1000.0) + 1) < 0 && errno != EINTR)
             return gb_error_set(err, GB_EIO, "link client: poll failed: %s",
                                 zmq_strerror(errno));
     }
