@@ -17,6 +17,7 @@
 #include "net/link.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -315,8 +316,13 @@ gb_link_client_t *gb_link_client_new(void *zmq_ctx, const char *endpoint, gb_tls
      * back under a new routing id the coordinator does not know; hearing of
      * the loss at once starts a new handshake instead of waiting for a reply
      * that cannot come. */
+    /* Named by a counter, not by the address: a client freed a moment ago
+     * may leave its monitor endpoint bound a while (ZeroMQ closes sockets
+     * asynchronously), and the next client can get the same address. */
+    static atomic_ulong monitors;
     char mon[64];
-    snprintf(mon, sizeof mon, "inproc://gb-link-monitor-%p", (void *)cli);
+    snprintf(mon, sizeof mon, "inproc://gb-link-monitor-%lu",
+             (unsigned long)atomic_fetch_add(&monitors, 1));
     cli->monitor = zmq_socket(zmq_ctx, ZMQ_PAIR);
     if (!cli->monitor || zmq_setsockopt(cli->monitor, ZMQ_LINGER, &zero, sizeof zero) != 0 ||
         zmq_socket_monitor(cli->sock, mon, ZMQ_EVENT_DISCONNECTED) != 0 ||
