@@ -25,6 +25,7 @@
 #include "util/alloc.h"
 #include "util/file.h"
 #include "util/log.h"
+#include "util/table_file.h"
 
 #define S_HEADER "# glassbox enrollment tokens, version 1"
 #define S_COLUMNS "# sha256 created expires uses uses_left"
@@ -93,52 +94,23 @@ static int s_path(const char *dir, const char *name, char out[S_PATH_MAX], gb_er
     return 0;
 }
 
-static bool s_parse_u64(const char *s, uint64_t max, uint64_t *out)
+/* Parses one token record (gb_table_row_fn) into a gb_token_info_t. */
+static int s_parse_line(char **f, int nfields, void *row, const char *path, size_t lineno,
+                        void *arg, gb_error_t *err)
 {
-    if (!*s || strlen(s) > 19)
-        return false;
-    uint64_t v = 0;
-    for (const char *p = s; *p; p++) {
-        if (*p < '0' || *p > '9')
-            return false;
-        v = v * 10 + (uint64_t)(*p - '0');
-    }
-    if (v > max)
-        return false;
-    *out = v;
-    return true;
-}
-
-static int s_parse_line(char *line, gb_token_info_t *t, const char *path, size_t lineno,
-                        gb_error_t *err)
-{
-    char *f[6];
-    int n = 0;
-    char *p = line;
-    while (n < 6) {
-        f[n++] = p;
-        char *sp = strchr(p, ' ');
-        if (!sp)
-            break;
-        *sp = '\0';
-        p = sp + 1;
-    }
-    if (n != 5)
-        return gb_error_set(err, GB_EFORMAT, "%s line %zu: expected 5 fields, got %d", path,
-                            lineno, n);
-    memset(t, 0, sizeof *t);
-    bool lower = true;
-    for (size_t i = 0; i < 64 && f[0][i]; i++)
-        lower &= (f[0][i] >= '0' && f[0][i] <= '9') || (f[0][i] >= 'a' && f[0][i] <= 'f');
-    if (strlen(f[0]) != 64 || !lower || !s_unhex(f[0], 32, t->sha256))
+    (void)nfields;
+    (void)arg;
+    gb_token_info_t *t = row;
+    if (!gb_table_is_hex(f[0], 64) || !s_unhex(f[0], 32, t->sha256))
         return gb_error_set(err, GB_EFORMAT, "%s line %zu: hash is not 64 lowercase hex digits",
                             path, lineno);
     memcpy(t->id, f[0], 12);
     t->id[12] = '\0';
     uint64_t created, expires, uses, left;
-    if (!s_parse_u64(f[1], INT64_MAX, &created) || !s_parse_u64(f[2], INT64_MAX, &expires) ||
-        !s_parse_u64(f[3], GB_TOKENS_MAX_USES, &uses) || !s_parse_u64(f[4], uses, &left) ||
-        uses == 0)
+    if (!gb_table_parse_u64(f[1], INT64_MAX, &created) ||
+        !gb_table_parse_u64(f[2], INT64_MAX, &expires) ||
+        !gb_table_parse_u64(f[3], GB_TOKENS_MAX_USES, &uses) ||
+        !gb_table_parse_u64(f[4], uses, &left) || uses == 0)
         return gb_error_set(err, GB_EFORMAT,
                             "%s line %zu: bad numbers '%s %s %s %s' (uses 1..%u, left <= uses)",
                             path, lineno, f[1], f[2], f[3], f[4], GB_TOKENS_MAX_USES);
@@ -165,65 +137,22 @@ static int s_read(gb_tokens_t *s, gb_error_t *err)
         s->n = 0;
         return 0;
     }
-    uint8_t *data = NULL;
-    size_t len = 0;
-    if ((rc = gb_file_read_all(path, S_FILE_MAX, &data, &len, err)) != 0)
+    const gb_table_format_t format = {.header = S_HEADER,
+                                      .what = "glassbox token store",
+                                      .max_bytes = S_FILE_MAX,
+                                      .max_rows = GB_TOKENS_MAX,
+                                      .fields = 5,
+                                      .row_size = sizeof(gb_token_info_t),
+                                      .row = s_parse_line};
+    void *rows = NULL;
+    size_t n = 0;
+    if ((rc = gb_table_file_read(path, &format, &rows, &n, err)) != 0)
         return rc;
-    gb_token_info_t *tokens = NULL;
-    size_t used = 0, room = 0, lineno = 0;
-    char *text = (char *)data;
-    if (memchr(text, '\0', len)) {
-        rc = gb_error_set(err, GB_EFORMAT, "%s: has a NUL byte", path);
-        goto cleanup;
-    }
-    for (char *line = text; line < text + len;) {
-        char *nl = strchr(line, '\n');
-        if (!nl) {
-            rc = gb_error_set(err, GB_EFORMAT, "%s: last line is not terminated (truncated?)",
-                              path);
-            goto cleanup;
-        }
-        *nl = '\0';
-        lineno++;
-        if (lineno == 1 && strcmp(line, S_HEADER) != 0) {
-            rc = gb_error_set(err, GB_EFORMAT, "%s: not a glassbox token store (line 1)", path);
-            goto cleanup;
-        }
-        if (line[0] != '#') {
-            if (used == GB_TOKENS_MAX) {
-                rc = gb_error_set(err, GB_ERANGE, "%s: more than %d tokens", path,
-                                  GB_TOKENS_MAX);
-                goto cleanup;
-            }
-            if (used == room) {
-                size_t grow = room ? room * 2 : 8;
-                gb_token_info_t *g = gb_realloc(tokens, grow * sizeof *g);
-                if (!g) {
-                    rc = gb_error_set(err, GB_ENOMEM, "out of memory reading %s", path);
-                    goto cleanup;
-                }
-                tokens = g;
-                room = grow;
-            }
-            if ((rc = s_parse_line(line, &tokens[used], path, lineno, err)) != 0)
-                goto cleanup;
-            used++;
-        }
-        line = nl + 1;
-    }
-    if (lineno == 0) {
-        rc = gb_error_set(err, GB_EFORMAT, "%s: empty (not a glassbox token store)", path);
-        goto cleanup;
-    }
     gb_free(s->tokens);
-    s->tokens = tokens;
-    s->n = used;
-    s->cap = room;
-    tokens = NULL;
-cleanup:
-    gb_free(tokens);
-    gb_free(data);
-    return rc;
+    s->tokens = rows;
+    s->n = n;
+    s->cap = n;
+    return 0;
 }
 
 /* Writes t[0..n) except tokens long expired as of now. */

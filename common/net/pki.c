@@ -40,6 +40,7 @@
 
 #include "util/alloc.h"
 #include "util/file.h"
+#include "util/table_file.h"
 #include "util/log.h"
 
 #define S_REGISTRY_HEADER "# glassbox CA registry, version 1"
@@ -830,48 +831,24 @@ static int s_crl_save(const char *path, X509_CRL *crl, gb_error_t *err)
 
 /* ---- the registry --------------------------------------------------------- */
 
-static bool s_is_hex(const char *s, size_t n)
+/* Parses a non-negative time; the registry writes seconds since 1970. */
+static bool s_parse_time(const char *s, int64_t *out)
 {
-    for (size_t i = 0; i < n; i++)
-        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
-            return false;
-    return s[n] == '\0';
-}
-
-static bool s_parse_i64(const char *s, int64_t *out)
-{
-    if (!*s || strlen(s) > 18)
+    uint64_t v;
+    if (!gb_table_parse_u64(s, INT64_MAX, &v))
         return false;
-    int64_t v = 0;
-    for (const char *p = s; *p; p++) {
-        if (*p < '0' || *p > '9')
-            return false;
-        v = v * 10 + (*p - '0');
-    }
-    *out = v;
+    *out = (int64_t)v;
     return true;
 }
 
-/* Parses one registry line (modified in place) into e. */
-static int s_parse_entry(char *line, gb_ca_entry_t *e, const char *path, size_t lineno,
-                         gb_error_t *err)
+/* Parses one registry record (gb_table_row_fn) into a gb_ca_entry_t. */
+static int s_parse_entry(char **field, int nfields, void *row, const char *path, size_t lineno,
+                         void *arg, gb_error_t *err)
 {
-    char *field[7];
-    int n = 0;
-    char *p = line;
-    while (n < 7) {
-        field[n++] = p;
-        char *sp = strchr(p, ' ');
-        if (!sp)
-            break;
-        *sp = '\0';
-        p = sp + 1;
-    }
-    if (n != 6)
-        return gb_error_set(err, GB_EFORMAT, "%s line %zu: expected 6 fields, got %d", path,
-                            lineno, n);
-    memset(e, 0, sizeof *e);
-    if (strlen(field[0]) != 32 || !s_is_hex(field[0], 32))
+    (void)nfields;
+    (void)arg;
+    gb_ca_entry_t *e = row;
+    if (!gb_table_is_hex(field[0], 32))
         return gb_error_set(err, GB_EFORMAT, "%s line %zu: serial is not 32 hex digits", path,
                             lineno);
     memcpy(e->serial, field[0], 33);
@@ -879,83 +856,34 @@ static int s_parse_entry(char *line, gb_ca_entry_t *e, const char *path, size_t 
     if (rc)
         return gb_error_prefix(err, GB_EFORMAT, "%s line %zu: ", path, lineno);
     memcpy(e->name, field[1], strlen(field[1]) + 1);
-    if (!s_parse_i64(field[2], &e->not_before) || !s_parse_i64(field[3], &e->not_after) ||
-        !s_parse_i64(field[4], &e->revoked_at) || e->not_after < e->not_before)
+    if (!s_parse_time(field[2], &e->not_before) || !s_parse_time(field[3], &e->not_after) ||
+        !s_parse_time(field[4], &e->revoked_at) || e->not_after < e->not_before)
         return gb_error_set(err, GB_EFORMAT, "%s line %zu: bad times '%s %s %s'", path, lineno,
                             field[2], field[3], field[4]);
-    if (strlen(field[5]) != 64 || !s_is_hex(field[5], 64))
+    if (!gb_table_is_hex(field[5], 64))
         return gb_error_set(err, GB_EFORMAT, "%s line %zu: key hash is not 64 hex digits",
                             path, lineno);
     memcpy(e->key_sha256, field[5], 65);
     return 0;
 }
 
-/* Reads the registry of dir into a new array (*out, *n, *cap). */
-static int s_registry_read(const char *dir, gb_ca_entry_t **out, size_t *n, size_t *cap,
-                           gb_error_t *err)
+/* Reads the registry of dir into a new array (*out, *n). */
+static int s_registry_read(const char *dir, gb_ca_entry_t **out, size_t *n, gb_error_t *err)
 {
     char path[S_PATH_MAX];
     int rc = s_path(path, sizeof path, dir, GB_CA_REGISTRY_FILE, NULL, err);
     if (rc)
         return rc;
-    uint8_t *data = NULL;
-    size_t len = 0;
-    if ((rc = gb_file_read_all(path, S_REGISTRY_MAX, &data, &len, err)) != 0)
-        return rc;
-    gb_ca_entry_t *entries = NULL;
-    size_t used = 0, room = 0, lineno = 0;
-    char *text = (char *)data;
-    if (memchr(text, '\0', len)) {
-        rc = gb_error_set(err, GB_EFORMAT, "%s: has a NUL byte", path);
-        goto cleanup;
-    }
-    char *line = text;
-    while (line < text + len) {
-        char *nl = strchr(line, '\n');
-        if (!nl) {
-            rc = gb_error_set(err, GB_EFORMAT, "%s: last line is not terminated (truncated?)",
-                              path);
-            goto cleanup;
-        }
-        *nl = '\0';
-        lineno++;
-        if (lineno == 1 && strcmp(line, S_REGISTRY_HEADER) != 0) {
-            rc = gb_error_set(err, GB_EFORMAT, "%s: not a glassbox CA registry (line 1)", path);
-            goto cleanup;
-        }
-        if (line[0] != '#') {
-            if (used == GB_CA_MAX_ENTRIES) {
-                rc = gb_error_set(err, GB_ERANGE, "%s: more than %d entries", path,
-                                  GB_CA_MAX_ENTRIES);
-                goto cleanup;
-            }
-            if (used == room) {
-                size_t grow = room ? room * 2 : 16;
-                gb_ca_entry_t *g = gb_realloc(entries, grow * sizeof *g);
-                if (!g) {
-                    rc = gb_error_set(err, GB_ENOMEM, "out of memory reading %s", path);
-                    goto cleanup;
-                }
-                entries = g;
-                room = grow;
-            }
-            if ((rc = s_parse_entry(line, &entries[used], path, lineno, err)) != 0)
-                goto cleanup;
-            used++;
-        }
-        line = nl + 1;
-    }
-    if (lineno == 0) {
-        rc = gb_error_set(err, GB_EFORMAT, "%s: empty (not a glassbox CA registry)", path);
-        goto cleanup;
-    }
-    *out = entries;
-    *n = used;
-    *cap = room;
-    entries = NULL;
-cleanup:
-    gb_free(entries);
-    gb_free(data);
+    const gb_table_format_t format = {.header = S_REGISTRY_HEADER,
+                                      .what = "glassbox CA registry",
+                                      .max_bytes = S_REGISTRY_MAX,
+                                      .max_rows = GB_CA_MAX_ENTRIES,
+                                      .fields = 6,
+                                      .row_size = sizeof(gb_ca_entry_t),
+                                      .row = s_parse_entry};
+    void *rows = NULL;
+    rc = gb_table_file_read(path, &format, &rows, n, err);
+    *out = rows;
     return rc;
 }
 
@@ -1018,14 +946,14 @@ static void s_unlock(int fd)
 static int s_reload(gb_ca_t *ca, gb_error_t *err)
 {
     gb_ca_entry_t *e = NULL;
-    size_t n = 0, cap = 0;
-    int rc = s_registry_read(ca->dir, &e, &n, &cap, err);
+    size_t n = 0;
+    int rc = s_registry_read(ca->dir, &e, &n, err);
     if (rc)
         return rc;
     gb_free(ca->entries);
     ca->entries = e;
     ca->n = n;
-    ca->cap = cap;
+    ca->cap = n;
     return 0;
 }
 
