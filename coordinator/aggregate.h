@@ -1,0 +1,218 @@
+/* Aggregators: how the coordinator turns one round's client updates into the
+ * aggregated delta that moves the global model (DESIGN.md, Coordinator).
+ *
+ * An update is a client's new parameters minus the round's global
+ * parameters, param_count float32 values, with its num_samples (the FedAvg
+ * weight, >= 1). The rules, named by the same spec strings the Publication's
+ * `aggregator` field shows:
+ *   fedavg               the sample-weighted mean (McMahan et al. 2017);
+ *   median               the coordinate-wise median, unweighted;
+ *   trimmed_mean:BETA    per coordinate, drop the floor(BETA * n) smallest and
+ *                        largest values and average the rest, unweighted
+ *                        (Yin et al. 2018); 0 <= BETA < 0.5;
+ *   krum:F               the one update whose summed squared distance to its
+ *                        n - F - 2 nearest others is least, for F assumed
+ *                        Byzantine clients (Blanchard et al. 2017); n > 2F + 2;
+ *   multi_krum:F:M       the sample-weighted mean of the M best-scored updates;
+ *                        n > 2F + 2 and n >= M + F.
+ *
+ * Life of a round: gb_aggregator_begin(round, param_count), then
+ * gb_aggregator_add for every accepted update, then gb_aggregator_finish,
+ * which writes the aggregated delta. The caller applies it to the global
+ * parameters, directly (x += delta, plain FedAvg) or through a server
+ * optimiser (server_optim.h).
+ *
+ * Determinism. A federation re-run with the same seed must give the same
+ * model whatever order the network delivered the updates in, so every rule's
+ * result depends only on the multiset of (update, num_samples) pairs, bit for
+ * bit:
+ *  - sums are exact: each w * v is added into a 320-bit fixed-point integer
+ *    (gb_exact_sum_t) that holds every finite float32 times any weight up to
+ *    GB_AGG_MAX_WEIGHT without rounding or overflow, so FedAvg, the trimmed
+ *    mean and multi-Krum's mean are the exact means, correctly rounded to
+ *    float32 (round to nearest, ties to even) once, at the end;
+ *  - median and trimmed mean order values by their bits' total order (-0
+ *    before +0), so even the sign of a zero does not depend on arrival order;
+ *  - Krum's distances are summed over coordinates in index order (the same
+ *    for every pair whatever the arrival order), its neighbour distances are
+ *    summed in sorted order, and ties between equal scores are broken by the
+ *    updates' contents, then weights, never by arrival order.
+ *
+ * Memory. FedAvg streams: one gb_exact_sum_t (40 bytes) per parameter,
+ * allocated by gb_aggregator_begin, whatever the number of clients; add()
+ * never allocates. The robust rules need every update of the round at once:
+ * they keep them (n x param_count floats) and a workspace (Krum: n x n
+ * distances), grown by add() as updates arrive (doubling, never past
+ * max_clients) and reused by later rounds, so memory follows the updates
+ * actually received rather than the maximum.
+ *
+ * Refusals. add() refuses, and then changes nothing (the round's result is as
+ * if the call had not been made): a wrong length (GB_ESHAPE), a NaN or
+ * infinity anywhere (GB_ERANGE, naming the index), num_samples 0 (GB_EINVAL)
+ * or one that would take the round's weight past GB_AGG_MAX_WEIGHT
+ * (GB_ERANGE), more than max_clients updates (GB_ERANGE), no memory to keep
+ * it (robust rules, GB_ENOMEM), and a call outside an open round
+ * (GB_EINVAL). Refusals of the update's content are logged as warnings.
+ *
+ * Ownership: gb_aggregator_new returns an aggregator the caller owns and
+ * frees with gb_aggregator_destroy. Deltas passed to add are only read and
+ * copied (robust rules); nothing keeps a pointer to the caller's memory.
+ * Not thread-safe: one thread drives an aggregator. */
+#ifndef GB_COORDINATOR_AGGREGATE_H
+#define GB_COORDINATOR_AGGREGATE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util/error.h"
+
+/* Largest total num_samples of one round (2^40, about 1.1e12 samples): the
+ * bound that keeps every exact sum within gb_exact_sum_t. */
+#define GB_AGG_MAX_WEIGHT ((uint64_t)1 << 40)
+/* Largest max_clients an aggregator may be made with. */
+#define GB_AGG_MAX_CLIENTS ((size_t)100000)
+/* Largest param_count of a round (2^28 floats: 1 GiB per kept update). */
+#define GB_AGG_MAX_PARAMS ((size_t)1 << 28)
+/* Longest spec string accepted. */
+#define GB_AGG_SPEC_MAX 64
+
+typedef enum {
+    GB_AGG_FEDAVG,
+    GB_AGG_MEDIAN,
+    GB_AGG_TRIMMED_MEAN,
+    GB_AGG_KRUM,
+    GB_AGG_MULTI_KRUM,
+} gb_agg_rule_t;
+
+/* A parsed spec string. */
+typedef struct {
+    gb_agg_rule_t rule; /* which rule */
+    double beta;        /* trimmed_mean: fraction cut from each side, [0, 0.5) */
+    size_t f;           /* krum, multi_krum: assumed Byzantine clients */
+    size_t m;           /* multi_krum: updates averaged (>= 1); krum: 1 */
+} gb_agg_spec_t;
+
+/* Parses a spec string ("fedavg", "median", "trimmed_mean:0.1", "krum:2",
+ * "multi_krum:2:5") into *out. A bad spec is GB_EINVAL with a message naming
+ * what was wrong ("trimmed_mean: beta 0.7 must be in [0, 0.5)"); *out is
+ * unchanged then. F and M are decimal integers up to GB_AGG_MAX_CLIENTS;
+ * BETA is a decimal number. No spaces anywhere. */
+int gb_agg_spec_parse(const char *spec, gb_agg_spec_t *out, gb_error_t *err) GB_MUST_CHECK;
+
+/* The canonical spec string of a parsed spec into buf (NUL-terminated,
+ * truncated to cap): "trimmed_mean:0.1" with BETA in the fewest digits that
+ * read back to the same double. Returns the length it needed (snprintf's
+ * convention). */
+size_t gb_agg_spec_format(const gb_agg_spec_t *spec, char *buf, size_t cap);
+
+/* The fewest updates a round needs for the rule to be defined: 1, or
+ * 2F + 3 for krum, max(2F + 3, M + F) for multi_krum. */
+size_t gb_agg_spec_min_updates(const gb_agg_spec_t *spec);
+
+/* ---- the aggregator ------------------------------------------------------ */
+
+typedef struct gb_aggregator gb_aggregator_t;
+
+/* A new aggregator for the rule `spec`, taking at most max_clients updates a
+ * round (1..GB_AGG_MAX_CLIENTS, and at least the rule's minimum). No round
+ * is open. Returns NULL and fills err on a bad spec or max_clients
+ * (GB_EINVAL) or no memory (GB_ENOMEM). */
+gb_aggregator_t *gb_aggregator_new(const char *spec, size_t max_clients, gb_error_t *err);
+
+/* Frees the aggregator; sets *agg to NULL; NULL-safe. */
+void gb_aggregator_destroy(gb_aggregator_t **agg);
+
+/* Opens round `round` for updates of param_count floats
+ * (1..GB_AGG_MAX_PARAMS), dropping any updates of a round still open (an
+ * abandoned round may be begun again under the same number). FedAvg
+ * allocates its accumulator here when param_count outgrows it. On failure
+ * (GB_EINVAL, GB_ENOMEM) the aggregator is unchanged, including any round
+ * still open. */
+int gb_aggregator_begin(gb_aggregator_t *agg, uint64_t round, size_t param_count,
+                        gb_error_t *err) GB_MUST_CHECK;
+
+/* Adds one client's update: delta[0..param_count) with weight num_samples.
+ * Refuses what the file comment lists, changing nothing. delta is only read. */
+int gb_aggregator_add(gb_aggregator_t *agg, const float *delta, size_t param_count,
+                      uint64_t num_samples, gb_error_t *err) GB_MUST_CHECK;
+
+/* Writes the round's aggregated delta into out[0..param_count) and closes
+ * the round (a later add or finish is refused until the next begin).
+ * Refuses, leaving the round open and out untouched: no round open or a
+ * wrong param_count (GB_EINVAL), no update, or fewer than the rule needs
+ * (GB_EINVAL, naming both counts). */
+int gb_aggregator_finish(gb_aggregator_t *agg, float *out, size_t param_count,
+                         gb_error_t *err) GB_MUST_CHECK;
+
+/* The canonical spec string (see gb_agg_spec_format), for the Publication's
+ * aggregator field; borrowed, valid until the aggregator is destroyed. */
+const char *gb_aggregator_name(const gb_aggregator_t *agg);
+
+/* The parsed spec the aggregator was made from. */
+gb_agg_spec_t gb_aggregator_spec(const gb_aggregator_t *agg);
+
+/* max_clients given to new; the fewest updates finish accepts. */
+size_t gb_aggregator_max_clients(const gb_aggregator_t *agg);
+size_t gb_aggregator_min_updates(const gb_aggregator_t *agg);
+
+/* The current (or last) round and its param_count; 0 and 0 before any begin. */
+uint64_t gb_aggregator_round(const gb_aggregator_t *agg);
+size_t gb_aggregator_param_count(const gb_aggregator_t *agg);
+
+/* True while a round is open (begun, not yet finished). */
+int gb_aggregator_is_open(const gb_aggregator_t *agg);
+
+/* Updates accepted and their total num_samples in the current round. */
+size_t gb_aggregator_updates(const gb_aggregator_t *agg);
+uint64_t gb_aggregator_weight(const gb_aggregator_t *agg);
+
+/* After a successful finish of a krum or multi_krum round: how many updates
+ * were chosen, and (if idx is not NULL) the first min(count, cap) of their
+ * indices in add order, best score first. 0 for the other rules and before a
+ * finish. Lets the coordinator log which clients Krum trusted. */
+size_t gb_aggregator_selected(const gb_aggregator_t *agg, size_t *idx, size_t cap);
+
+/* ---- exact sums (FedAvg, trimmed mean, multi-Krum) ----------------------- */
+
+/* A signed 320-bit two's complement integer in units of 2^-149 (float32's
+ * smallest subnormal), little-endian 64-bit limbs. Every finite float32 is an
+ * integer number of such units below 2^277; times a weight up to 2^40 and
+ * summed with total weight up to GB_AGG_MAX_WEIGHT, magnitudes stay below
+ * 2^317, so no sum here ever rounds or overflows and any order of adding
+ * gives the same bits. */
+#define GB_EXACT_LIMBS 5
+typedef struct {
+    uint64_t limb[GB_EXACT_LIMBS]; /* little-endian two's complement */
+} gb_exact_sum_t;
+
+/* *s = 0. */
+void gb_exact_sum_clear(gb_exact_sum_t *s);
+
+/* *s += w * v, exactly. v must be finite, 1 <= w <= GB_AGG_MAX_WEIGHT, and
+ * the weights added to one sum must total at most GB_AGG_MAX_WEIGHT (the
+ * caller's bound; unchecked here, on the hot path). */
+void gb_exact_sum_add(gb_exact_sum_t *s, float v, uint64_t w);
+
+/* The sum divided by total_w (1..GB_AGG_MAX_WEIGHT), correctly rounded to
+ * float32 (round to nearest, ties to even). */
+float gb_exact_sum_mean(const gb_exact_sum_t *s, uint64_t total_w);
+
+/* ---- robust rules on a matrix of updates (aggregate_robust.c) ------------ */
+
+/* Bytes of workspace gb_robust_aggregate needs for n updates under rule
+ * (0 for fedavg); SIZE_MAX if that does not fit in a size_t. */
+size_t gb_robust_work_bytes(gb_agg_rule_t rule, size_t n);
+
+/* Applies a robust rule (median, trimmed_mean, krum, multi_krum) to n updates
+ * of p floats, rows[i * p + j] (finite, as add() guarantees), weights[i] in
+ * 1..GB_AGG_MAX_WEIGHT totalling at most GB_AGG_MAX_WEIGHT, writing p floats
+ * into out. work is gb_robust_work_bytes(rule, n) bytes, 8-byte aligned.
+ * For krum and multi_krum, the indices of the chosen rows (best first) go
+ * into selected (at least spec->m entries) and their count into *n_selected;
+ * both may be NULL for the other rules. Refuses (GB_EINVAL) fedavg, n or p
+ * of 0, and n below gb_agg_spec_min_updates; out is untouched then. */
+int gb_robust_aggregate(const gb_agg_spec_t *spec, const float *rows, const uint64_t *weights,
+                        size_t n, size_t p, float *out, size_t *selected, size_t *n_selected,
+                        void *work, gb_error_t *err) GB_MUST_CHECK;
+
+#endif
