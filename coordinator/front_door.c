@@ -1,6 +1,8 @@
 /* The coordinator's front door (see front_door.h): link events in, replies
  * out. Session state is a small table keyed by the link's session handle;
- * the link itself bounds how many sessions there are. */
+ * the link itself bounds how many sessions there are. Each session has a
+ * conversation (net/conversation.h) for its sequence numbers, chunked
+ * transfers and the frames the link had no room for. */
 #include "front_door.h"
 
 #include <stdbool.h>
@@ -12,6 +14,7 @@
 #include "enroll_service.h"
 #include "enroll_tokens.h"
 #include "net/channel.h"
+#include "net/conversation.h"
 #include "net/envelope.h"
 #include "net/link.h"
 #include "net/pki.h"
@@ -25,7 +28,7 @@ typedef struct {
     uint64_t handle;                   /* the link's session handle */
     bool anonymous;                    /* no certificate: enrollment only */
     bool joined;                       /* Join received and welcomed */
-    uint64_t next_seq;                 /* our next Envelope.sequence to it */
+    gb_conversation_t *conv;           /* its Envelopes both ways */
     char name[GB_PKI_NAME_MAX + 1];    /* certificate CN ("" when anonymous) */
 } s_session_t;
 
@@ -39,6 +42,7 @@ struct gb_front_door {
     gb_link_server_t *link;       /* the ROUTER socket */
     s_session_t *sessions;        /* connected sessions */
     size_t n_sessions, cap;       /* used and allocated */
+    gb_front_door_handlers_t h;   /* the round loop's callbacks (all NULL: none) */
     struct timespec crl_mtime;    /* crl.pem's time stamp when last loaded */
     double next_crl_check;        /* when to look again */
 };
@@ -110,6 +114,8 @@ void gb_front_door_destroy(gb_front_door_t **pd)
     if (!pd || !*pd)
         return;
     gb_front_door_t *d = *pd;
+    for (size_t i = 0; i < d->n_sessions; i++)
+        gb_conversation_destroy(&d->sessions[i].conv);
     gb_link_server_destroy(&d->link);
     gb_tls_destroy(&d->tls);
     gb_tokens_destroy(&d->tokens);
@@ -140,11 +146,22 @@ static s_session_t *s_find(gb_front_door_t *d, uint64_t handle)
     return NULL;
 }
 
+/* The joined session of client_id, or NULL. */
+static s_session_t *s_find_name(gb_front_door_t *d, const char *client_id)
+{
+    for (size_t i = 0; i < d->n_sessions; i++)
+        if (d->sessions[i].joined && strcmp(d->sessions[i].name, client_id) == 0)
+            return &d->sessions[i];
+    return NULL;
+}
+
 static void s_forget(gb_front_door_t *d, uint64_t handle)
 {
     s_session_t *s = s_find(d, handle);
-    if (s)
-        *s = d->sessions[--d->n_sessions];
+    if (!s)
+        return;
+    gb_conversation_destroy(&s->conv);
+    *s = d->sessions[--d->n_sessions];
 }
 
 static void s_on_connected(gb_front_door_t *d, const gb_link_event_t *ev)
@@ -160,16 +177,23 @@ static void s_on_connected(gb_front_door_t *d, const gb_link_event_t *ev)
         d->sessions = grown;
         d->cap = cap;
     }
+    gb_error_t err = {0};
+    gb_conversation_t *conv = gb_conversation_new(NULL, &err);
+    if (!conv) {
+        gb_log_error("coordinator: %s; closing the session", err.msg);
+        gb_link_server_close(d->link, ev->session);
+        return;
+    }
     s_session_t *s = &d->sessions[d->n_sessions++];
     memset(s, 0, sizeof *s);
     s->handle = ev->session;
     s->anonymous = ev->peer_name == NULL;
-    s->next_seq = 1;
+    s->conv = conv;
     if (ev->peer_name)
         snprintf(s->name, sizeof s->name, "%s", ev->peer_name);
 }
 
-/* Packs and sends env to the session; our own failures are logged here. */
+/* Sends packed bytes outside any conversation (the enrollment answer). */
 static void s_send_packed(gb_front_door_t *d, const s_session_t *s, const uint8_t *buf,
                           size_t len)
 {
@@ -179,24 +203,51 @@ static void s_send_packed(gb_front_door_t *d, const s_session_t *s, const uint8_
                     err.msg);
 }
 
+typedef struct {
+    gb_link_server_t *link; /* where frames go */
+    uint64_t handle;        /* the session */
+} s_route_t;
+
+static int s_link_send(void *arg, const uint8_t *frame, size_t len, gb_error_t *err)
+{
+    const s_route_t *r = arg;
+    return gb_link_server_send(r->link, r->handle, frame, len, err);
+}
+
+/* Offers the session's queued frames to the link; what it has no room for
+ * waits for the next step. */
+static int s_flush(gb_front_door_t *d, s_session_t *s, gb_error_t *err)
+{
+    s_route_t route = {d->link, s->handle};
+    int rc = gb_conversation_flush(s->conv, s_link_send, &route, err);
+    return rc == GB_EAGAIN ? 0 : rc;
+}
+
+static int s_queue(gb_front_door_t *d, s_session_t *s, Glassbox__Envelope *env, uint64_t *seq,
+                   gb_error_t *err)
+{
+    int rc = gb_conversation_queue(s->conv, env, seq, err);
+    if (rc)
+        return rc;
+    if ((rc = s_flush(d, s, err)) != 0)
+        gb_log_warn("coordinator: sending to %s: %s", s->name[0] ? s->name : "a client",
+                    err ? err->msg : "");
+    return 0; /* queued: a session that failed is ended by the link */
+}
+
 static void s_send(gb_front_door_t *d, s_session_t *s, Glassbox__Envelope *env)
 {
-    uint8_t *buf = NULL;
-    size_t len = 0;
     gb_error_t err = {0};
-    if (gb_envelope_encode(env, NULL, &buf, &len, &err) != 0) {
-        gb_log_error("coordinator: cannot pack a %s: %s", gb_envelope_body_name(env), err.msg);
-        return;
-    }
-    s_send_packed(d, s, buf, len);
-    gb_free(buf);
+    if (s_queue(d, s, env, NULL, &err) != 0)
+        gb_log_error("coordinator: cannot send a %s to %s: %s", gb_envelope_body_name(env),
+                     s->name[0] ? s->name : "a client", err.msg);
 }
 
 static void s_refuse(gb_front_door_t *d, s_session_t *s, Glassbox__ErrorCode code,
                      uint64_t in_reply_to, const char *why)
 {
     gb_error_t err = {0};
-    Glassbox__Envelope *env = gb_envelope_make_error(s->next_seq++, code, in_reply_to, why, &err);
+    Glassbox__Envelope *env = gb_envelope_make_error(1, code, in_reply_to, why, &err);
     if (!env) {
         gb_log_error("coordinator: cannot make an error reply: %s", err.msg);
         return;
@@ -213,8 +264,7 @@ static void s_enroll(gb_front_door_t *d, s_session_t *s, const gb_link_event_t *
     gb_error_t err = {0};
     /* Granted or refused, there is a reply to send (an Error for a refusal),
      * and the service has logged the outcome. */
-    int granted = gb_enroll_service_answer(&svc, ev->data, ev->len, s->next_seq++, 0, &reply,
-                                           &len, &err);
+    int granted = gb_enroll_service_answer(&svc, ev->data, ev->len, 1, 0, &reply, &len, &err);
     (void)granted;
     if (reply)
         s_send_packed(d, s, reply, len);
@@ -245,17 +295,30 @@ static void s_welcome(gb_front_door_t *d, s_session_t *s, const Glassbox__Envelo
     w.heartbeat_interval_ms = (uint32_t)d->o.heartbeat_interval_ms;
     w.heartbeat_timeout_ms = (uint32_t)d->o.heartbeat_timeout_ms;
     w.software_version = "glassbox " GLASSBOX_VERSION;
-    env.protocol_version = GB_ENVELOPE_PROTOCOL_VERSION;
-    env.sequence = s->next_seq++;
     env.body_case = GLASSBOX__ENVELOPE__BODY_WELCOME;
     env.welcome = &w;
-    if (!s->joined)
+    bool again = s->joined;
+    if (!again) {
+        /* The same client on an older session (it reconnected before that
+         * one timed out): the new session replaces it. */
+        s_session_t *old = s_find_name(d, s->name);
+        if (old) {
+            gb_log_info("coordinator: '%s' is back on a new session; closing the old one",
+                        s->name);
+            uint64_t handle = s->handle;
+            gb_link_server_close(d->link, old->handle);
+            s_forget(d, old->handle);
+            s = s_find(d, handle); /* the table moved */
+        }
         gb_log_info("coordinator: '%s' joined (%s, %llu training samples)", s->name,
                     j->software_version && j->software_version[0] ? j->software_version
                                                                   : "unknown version",
                     (unsigned long long)j->train_samples);
+    }
     s->joined = true;
     s_send(d, s, &env);
+    if (d->h.joined)
+        d->h.joined(d->h.arg, s->name, j);
 }
 
 static void s_on_message(gb_front_door_t *d, const gb_link_event_t *ev)
@@ -269,11 +332,15 @@ static void s_on_message(gb_front_door_t *d, const gb_link_event_t *ev)
     }
     Glassbox__Envelope *in = NULL;
     gb_error_t err = {0};
-    int rc = gb_envelope_decode(ev->data, ev->len, NULL, &in, &err);
-    if (rc != 0) {
-        s_refuse(d, s, gb_envelope_error_code(rc), 0, err.msg); /* decode logged it */
+    int rc = gb_conversation_receive(s->conv, ev->data, ev->len, &in, &err);
+    if (rc < 0) {
+        /* the decoder or reassembler logged it */
+        s_refuse(d, s, gb_envelope_error_code(rc), gb_conversation_last_sequence(s->conv),
+                 err.msg);
         return;
     }
+    if (rc == 0)
+        return; /* a chunk of a transfer still incomplete */
     switch (in->body_case) {
     case GLASSBOX__ENVELOPE__BODY_JOIN:
         s_welcome(d, s, in);
@@ -285,8 +352,7 @@ static void s_on_message(gb_front_door_t *d, const gb_link_event_t *ev)
             break;
         }
         {
-            Glassbox__Envelope *ack = gb_envelope_make_ack(s->next_seq++, in->sequence, 0, 0,
-                                                           &err);
+            Glassbox__Envelope *ack = gb_envelope_make_ack(1, in->sequence, 0, 0, &err);
             if (ack)
                 s_send(d, s, ack);
             gb_envelope_free(&ack);
@@ -297,6 +363,10 @@ static void s_on_message(gb_front_door_t *d, const gb_link_event_t *ev)
                     gb_envelope_error_name(in->error->code), in->error->message);
         break;
     default: {
+        if (s->joined && d->h.message) {
+            d->h.message(d->h.arg, s->name, in);
+            break;
+        }
         char why[160];
         snprintf(why, sizeof why, "%s %s", gb_envelope_body_name(in),
                  s->joined ? "is not expected now (no round in progress)"
@@ -329,6 +399,18 @@ static void s_check_crl(gb_front_door_t *d)
     d->crl_mtime = t; /* a refused file is not retried until it changes again */
 }
 
+/* Offers every session's waiting frames to the link again. */
+static void s_flush_all(gb_front_door_t *d)
+{
+    for (size_t i = 0; i < d->n_sessions; i++) {
+        s_session_t *s = &d->sessions[i];
+        gb_error_t err = {0};
+        if (gb_conversation_queued_bytes(s->conv) && s_flush(d, s, &err) != 0)
+            gb_log_warn("coordinator: sending to %s: %s", s->name[0] ? s->name : "a client",
+                        err.msg);
+    }
+}
+
 int gb_front_door_step(gb_front_door_t *d, int timeout_ms, gb_error_t *err)
 {
     gb_link_event_t ev;
@@ -340,6 +422,7 @@ int gb_front_door_step(gb_front_door_t *d, int timeout_ms, gb_error_t *err)
             return rc;
         switch (ev.kind) {
         case GB_LINK_EV_NONE:
+            s_flush_all(d);
             return 0;
         case GB_LINK_EV_CONNECTED:
             s_on_connected(d, &ev);
@@ -349,12 +432,70 @@ int gb_front_door_step(gb_front_door_t *d, int timeout_ms, gb_error_t *err)
             break;
         case GB_LINK_EV_DISCONNECTED: {
             s_session_t *s = s_find(d, ev.session);
-            if (s && s->joined)
+            char name[GB_PKI_NAME_MAX + 1] = "";
+            if (s && s->joined) {
                 gb_log_info("coordinator: '%s' left: %s", s->name, ev.reason);
+                snprintf(name, sizeof name, "%s", s->name);
+            }
             s_forget(d, ev.session);
+            if (name[0] && d->h.left)
+                d->h.left(d->h.arg, name, ev.reason);
             break;
         }
         }
         wait = 0; /* drain what is pending, then return */
     }
+}
+
+void gb_front_door_set_handlers(gb_front_door_t *d, const gb_front_door_handlers_t *h)
+{
+    if (h)
+        d->h = *h;
+    else
+        memset(&d->h, 0, sizeof d->h);
+}
+
+int gb_front_door_send(gb_front_door_t *d, const char *client_id, Glassbox__Envelope *env,
+                       uint64_t *seq, gb_error_t *err)
+{
+    s_session_t *s = client_id ? s_find_name(d, client_id) : NULL;
+    if (!s)
+        return gb_error_set(err, GB_ECLOSED, "coordinator: '%s' is not connected",
+                            client_id ? client_id : "(null)");
+    return s_queue(d, s, env, seq, err);
+}
+
+void gb_front_door_refuse(gb_front_door_t *d, const char *client_id, Glassbox__ErrorCode code,
+                          uint64_t in_reply_to, const char *why)
+{
+    s_session_t *s = s_find_name(d, client_id);
+    if (!s) {
+        gb_log_warn("coordinator: error reply to '%s' dropped: not connected", client_id);
+        return;
+    }
+    s_refuse(d, s, code, in_reply_to, why);
+}
+
+void gb_front_door_ack(gb_front_door_t *d, const char *client_id, uint64_t acked_sequence,
+                       uint64_t round, uint64_t task_id)
+{
+    s_session_t *s = s_find_name(d, client_id);
+    gb_error_t err = {0};
+    Glassbox__Envelope *ack = s ? gb_envelope_make_ack(1, acked_sequence, round, task_id, &err)
+                                : NULL;
+    if (!ack) {
+        gb_log_warn("coordinator: ack to '%s' dropped: %s", client_id,
+                    s ? err.msg : "not connected");
+        return;
+    }
+    s_send(d, s, ack);
+    gb_envelope_free(&ack);
+}
+
+size_t gb_front_door_queued_bytes(const gb_front_door_t *d)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < d->n_sessions; i++)
+        n += gb_conversation_queued_bytes(d->sessions[i].conv);
+    return n;
 }

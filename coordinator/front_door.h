@@ -15,18 +15,29 @@
  *   - The CA's revocation list is reloaded when crl.pem changes (after
  *     `ca revoke`), so a revoked client's next handshake fails without a
  *     restart.
- * The round loop builds on this (it takes Join's clients and sends Tasks);
- * until then Update and EvalResult are refused as unexpected.
+ *   - Every session speaks through a conversation (net/conversation.h):
+ *     Envelopes bigger than a frame (a Task with a large model, an Update's
+ *     delta) travel as chunked transfers both ways, and what the link has no
+ *     room for waits in the session's queue instead of being dropped.
+ * The round loop (federation.h) builds on this through handlers: it hears
+ * who joined and left and gets every other Envelope a joined client sends
+ * (Update, EvalResult), and sends Tasks, Acks and Errors with
+ * gb_front_door_send. Without handlers Update and EvalResult are refused as
+ * unexpected. A client's identity is its certificate's CN; if a client with
+ * the same name joins on a new session (it reconnected before the old
+ * session timed out), the old session is closed without a `left`.
  *
  * Ownership: gb_front_door_new returns an object the caller owns
  * (gb_front_door_destroy); the ZeroMQ context is borrowed. Single-threaded:
- * one thread calls gb_front_door_step in a loop. */
+ * one thread calls gb_front_door_step in a loop, and handlers run inside it
+ * (they may call gb_front_door_send). */
 #ifndef GB_COORDINATOR_FRONT_DOOR_H
 #define GB_COORDINATOR_FRONT_DOOR_H
 
 #include <stddef.h>
 #include <stdint.h>
 
+#include "glassbox.pb-c.h"
 #include "util/error.h"
 
 typedef struct {
@@ -57,5 +68,42 @@ int gb_front_door_step(gb_front_door_t *door, int timeout_ms, gb_error_t *err) G
 
 /* Clients that have joined and are connected now. */
 size_t gb_front_door_joined(const gb_front_door_t *door);
+
+/* What the round loop hears. Every callback may be NULL. Strings and
+ * messages are borrowed for the duration of the call. */
+typedef struct {
+    void *arg; /* passed to every callback */
+    /* client_id joined (Join answered with Welcome), or joined again on a
+     * new session */
+    void (*joined)(void *arg, const char *client_id, const Glassbox__Join *join);
+    /* client_id's session ended (closed, timed out, cut off) */
+    void (*left)(void *arg, const char *client_id, const char *reason);
+    /* an Envelope of any other body (Update, EvalResult, ...) from a
+     * joined client, decoded and validated (chunked ones reassembled) */
+    void (*message)(void *arg, const char *client_id, const Glassbox__Envelope *env);
+} gb_front_door_handlers_t;
+
+/* Installs handlers (copied); NULL removes them. */
+void gb_front_door_set_handlers(gb_front_door_t *door, const gb_front_door_handlers_t *h);
+
+/* Sends env to the joined client client_id: stamps its sequence number
+ * (returned in *seq, may be NULL), validates, packs, chunks when needed and
+ * queues it; what the link takes now goes out now, the rest on later steps.
+ * env is only read (but for its sequence fields). Errors, with nothing sent:
+ * GB_ECLOSED when no joined session has that name, GB_EAGAIN when its queue
+ * is full (a client that does not read), the encoder's codes. */
+int gb_front_door_send(gb_front_door_t *door, const char *client_id, Glassbox__Envelope *env,
+                       uint64_t *seq, gb_error_t *err) GB_MUST_CHECK;
+
+/* Replies to client_id with an Error (code, the offending Envelope's
+ * sequence in_reply_to, why) or an Ack; logged and dropped if it cannot be
+ * sent (the client is gone). */
+void gb_front_door_refuse(gb_front_door_t *door, const char *client_id,
+                          Glassbox__ErrorCode code, uint64_t in_reply_to, const char *why);
+void gb_front_door_ack(gb_front_door_t *door, const char *client_id, uint64_t acked_sequence,
+                       uint64_t round, uint64_t task_id);
+
+/* Bytes waiting in all sessions' queues (for the status page and tests). */
+size_t gb_front_door_queued_bytes(const gb_front_door_t *door);
 
 #endif

@@ -1,6 +1,8 @@
 /* Training and evaluation loops over a caller's batch source. Buffers for one
  * batch (inputs, labels or targets, outputs) and the epoch's permutation are
- * allocated once per call; the steps themselves never allocate. */
+ * allocated once per call; the steps themselves never allocate. The step
+ * limit, FedProx term and cancellation flag are checked inside the loop, as
+ * cheap tests per batch, so a plain epoch runs exactly as before. */
 #include "engine/train.h"
 #include "util/alloc.h"
 #include "util/rng.h"
@@ -80,10 +82,32 @@ static int s_correct(const float *out, const int32_t *labels, int rows, int clas
     return correct;
 }
 
+/* grads += mu (w - center): the gradient of (mu / 2) ||w - center||^2. */
+static void s_prox(float *grads, const float *w, const float *center, size_t n, float mu)
+{
+    for (size_t i = 0; i < n; i++)
+        grads[i] += mu * (w[i] - center[i]);
+}
+
+static int s_check_train_cfg(const gb_train_cfg_t *cfg, gb_error_t *err)
+{
+    if (cfg->max_steps < 0)
+        return gb_error_set(err, GB_EINVAL, "max_steps must be >= 0, got %ld", cfg->max_steps);
+    if (!(cfg->prox_mu >= 0.0f) || !isfinite(cfg->prox_mu))
+        return gb_error_set(err, GB_EINVAL, "FedProx mu must be finite and >= 0, got %g",
+                            (double)cfg->prox_mu);
+    if (cfg->prox_mu > 0.0f && !cfg->prox_center)
+        return gb_error_set(err, GB_EINVAL, "FedProx mu %g needs the global parameters",
+                            (double)cfg->prox_mu);
+    return 0;
+}
+
 int gb_train_epoch(gb_model_t *m, gb_optim_t *optim, const gb_batches_t *data,
                    const gb_train_cfg_t *cfg, gb_epoch_stats_t *stats, gb_error_t *err)
 {
     int rc = s_check(m, data, cfg->batch, err);
+    if (!rc)
+        rc = s_check_train_cfg(cfg, err);
     if (rc)
         return rc;
     s_buffers_t b = {0};
@@ -98,7 +122,13 @@ int gb_train_epoch(gb_model_t *m, gb_optim_t *optim, const gb_batches_t *data,
     double t0 = gb_time_now(), loss_sum = 0.0;
     int64_t done = 0, correct = 0;
     long step = 0;
-    while (done < data->n) {
+    bool cancelled = false;
+    size_t np = gb_model_param_count(m);
+    while (done < data->n && (cfg->max_steps == 0 || step < cfg->max_steps)) {
+        if (cfg->cancel && atomic_load(cfg->cancel)) {
+            cancelled = true;
+            break;
+        }
         int n = (int)(data->n - done < cfg->batch ? data->n - done : cfg->batch);
         if ((rc = data->fill(data->source, b.order + done, n, b.x, b.labels, b.values, err)))
             goto out;
@@ -113,9 +143,11 @@ int gb_train_epoch(gb_model_t *m, gb_optim_t *optim, const gb_batches_t *data,
                               loss, (long long)done, cfg->epoch);
             goto out;
         }
+        if (cfg->prox_mu > 0.0f)
+            s_prox(gb_model_grads(m), gb_model_params(m), cfg->prox_center, np, cfg->prox_mu);
         /* A finite loss can still come with an overflowed gradient: never let
          * one into the parameters. */
-        if (!s_all_finite(gb_model_grads(m), gb_model_param_count(m))) {
+        if (!s_all_finite(gb_model_grads(m), np)) {
             rc = gb_error_set(err, GB_ERANGE,
                               "training diverged: a gradient is not finite at sample %lld of "
                               "epoch %d (lower the learning rate)",
@@ -132,9 +164,12 @@ int gb_train_epoch(gb_model_t *m, gb_optim_t *optim, const gb_batches_t *data,
             cfg->progress(cfg->progress_arg, done, data->n, loss_sum / (double)done);
     }
     stats->samples = done;
-    stats->mean_loss = loss_sum / (double)done;
-    stats->accuracy = data->loss == GB_LOSS_SOFTMAX_CE ? (double)correct / (double)done : 0.0;
+    stats->mean_loss = done ? loss_sum / (double)done : 0.0;
+    stats->accuracy =
+        data->loss == GB_LOSS_SOFTMAX_CE && done ? (double)correct / (double)done : 0.0;
     stats->seconds = gb_time_now() - t0;
+    stats->steps = step;
+    stats->cancelled = cancelled;
 out:
     gb_model_set_train(m, false, 0);
     s_free(&b);
@@ -179,6 +214,8 @@ int gb_evaluate(gb_model_t *m, const gb_batches_t *data, int batch, gb_epoch_sta
     stats->mean_loss = loss_sum / (double)done;
     stats->accuracy = data->loss == GB_LOSS_SOFTMAX_CE ? (double)correct / (double)done : 0.0;
     stats->seconds = gb_time_now() - t0;
+    stats->steps = 0;
+    stats->cancelled = false;
 out:
     s_free(&b);
     return rc;

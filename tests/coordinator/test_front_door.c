@@ -5,7 +5,11 @@
  * Heartbeat -> Ack, a message before Join and an Update (no round) refused
  * as unexpected, a malformed message answered and the session kept,
  * gb_front_door_joined as clients come and go, and an anonymous session
- * that sends something other than an enrollment request. The enrollment
+ * that sends something other than an enrollment request; the round loop's
+ * handlers (joined, message, left), sending to a client by name (a Task
+ * bigger than a frame arrives chunked and whole), replies by name, and a
+ * client that joins again on a new session replacing its old one. The
+ * enrollment
  * path and CRL reloading run through the binaries in test_serve.py. */
 #include "testutil.h"
 
@@ -15,7 +19,9 @@
 
 #include <zmq.h>
 
+#include "../net/envelope_fixture.h"
 #include "front_door.h"
+#include "net/conversation.h"
 #include "net/envelope.h"
 #include "net/link.h"
 #include "net/pki.h"
@@ -109,7 +115,8 @@ static void s_send(fixture_t *f, Glassbox__Envelope *env)
     uint8_t *buf = NULL;
     size_t len = 0;
     gb_error_t err = {0};
-    assert_int_equal(gb_envelope_encode(env, NULL, &buf, &len, &err), 0);
+    if (gb_envelope_encode(env, NULL, &buf, &len, &err) != 0)
+        fail_msg("encode: %s", err.msg);
     assert_int_equal(gb_link_client_send(f->cli, buf, len, &err), 0);
     gb_free(buf);
 }
@@ -238,12 +245,178 @@ static void test_anonymous_may_only_enroll(void **state)
     assert_int_equal(gb_front_door_joined(f->door), 0);
 }
 
+/* What the handlers heard. */
+typedef struct {
+    int joined, left, messages;
+    char last_joined[64], last_left[64];
+    int last_body;
+    uint64_t last_seq;
+} heard_t;
+
+static void s_on_joined(void *arg, const char *id, const Glassbox__Join *j)
+{
+    heard_t *h = arg;
+    h->joined++;
+    snprintf(h->last_joined, sizeof h->last_joined, "%s", id);
+    assert_non_null(j);
+}
+
+static void s_on_left(void *arg, const char *id, const char *reason)
+{
+    heard_t *h = arg;
+    h->left++;
+    snprintf(h->last_left, sizeof h->last_left, "%s", id);
+    assert_non_null(reason);
+}
+
+static void s_on_message(void *arg, const char *id, const Glassbox__Envelope *env)
+{
+    heard_t *h = arg;
+    h->messages++;
+    h->last_body = env->body_case;
+    h->last_seq = env->sequence;
+    assert_string_equal(id, "edge-1");
+}
+
+static void s_join(fixture_t *f, uint64_t seq)
+{
+    Glassbox__Join join = GLASSBOX__JOIN__INIT;
+    join.min_protocol_version = join.max_protocol_version = GB_ENVELOPE_PROTOCOL_VERSION;
+    join.train_samples = 600;
+    join.client_name = "edge-1";
+    Glassbox__Envelope jenv = GLASSBOX__ENVELOPE__INIT;
+    jenv.protocol_version = GB_ENVELOPE_PROTOCOL_VERSION;
+    jenv.sequence = seq;
+    jenv.body_case = GLASSBOX__ENVELOPE__BODY_JOIN;
+    jenv.join = &join;
+    Glassbox__Envelope *reply = s_exchange(f, &jenv);
+    assert_int_equal(reply->body_case, GLASSBOX__ENVELOPE__BODY_WELCOME);
+    gb_envelope_free(&reply);
+}
+
+/* Runs the door and the client's conversation until a whole Envelope
+ * arrives. */
+static Glassbox__Envelope *s_receive_whole(fixture_t *f, gb_conversation_t *conv)
+{
+    gb_error_t err = {0};
+    double end = gb_time_now() + 10;
+    while (gb_time_now() < end) {
+        assert_int_equal(gb_front_door_step(f->door, 1, &err), 0);
+        gb_link_event_t ev;
+        assert_int_equal(gb_link_client_poll(f->cli, 1, &ev, &err), 0);
+        if (ev.kind != GB_LINK_EV_MESSAGE)
+            continue;
+        Glassbox__Envelope *env = NULL;
+        int rc = gb_conversation_receive(conv, ev.data, ev.len, &env, &err);
+        if (rc < 0)
+            fail_msg("client refused a frame: %s", err.msg);
+        if (rc == 1)
+            return env;
+    }
+    fail_msg("nothing whole arrived in 10 s");
+    return NULL;
+}
+
+static void test_handlers_and_send(void **state)
+{
+    fixture_t *f = *state;
+    gb_error_t err = {0};
+    heard_t heard = {0};
+    gb_front_door_handlers_t h = {.arg = &heard, .joined = s_on_joined, .left = s_on_left,
+                                  .message = s_on_message};
+    gb_front_door_set_handlers(f->door, &h);
+    s_connect(f, false);
+    s_pump(f, NULL);
+    s_join(f, 1);
+    assert_int_equal(heard.joined, 1);
+    assert_string_equal(heard.last_joined, "edge-1");
+
+    /* an Update goes to the message handler, which replies by name */
+    gbfix_t u;
+    gbfix_init(&u, GBFIX_UPDATE);
+    size_t len;
+    free(gbfix_pack(&u, &len)); /* computes its hash */
+    u.env.sequence = 2;
+    s_send(f, &u.env);
+    double end = gb_time_now() + 10;
+    while (!heard.messages && gb_time_now() < end)
+        assert_int_equal(gb_front_door_step(f->door, 1, &err), 0);
+    assert_int_equal(heard.messages, 1);
+    assert_int_equal(heard.last_body, GLASSBOX__ENVELOPE__BODY_UPDATE);
+    gb_front_door_ack(f->door, "edge-1", heard.last_seq, 3, 9);
+    gb_conversation_t *conv = gb_conversation_new(NULL, &err);
+    assert_non_null(conv);
+    Glassbox__Envelope *got = s_receive_whole(f, conv);
+    assert_int_equal(got->body_case, GLASSBOX__ENVELOPE__BODY_ACK);
+    assert_true(got->ack->acked_sequence == 2 && got->ack->task_id == 9);
+    gb_envelope_free(&got);
+    gb_front_door_refuse(f->door, "edge-1", GLASSBOX__ERROR_CODE__ERROR_STALE, 2, "too late");
+    got = s_receive_whole(f, conv);
+    assert_int_equal(got->error->code, GLASSBOX__ERROR_CODE__ERROR_STALE);
+    assert_string_equal(got->error->message, "too late");
+    gb_envelope_free(&got);
+
+    /* a Task with a 6 MB model: over one frame, so it goes in chunks */
+    enum { IN = 1000, OUT = 1500, N = IN * OUT + OUT };
+    gbfix_t t;
+    gbfix_init(&t, GBFIX_TASK);
+    float *params = calloc(N, sizeof *params);
+    for (size_t i = 0; i < N; i++)
+        params[i] = (float)(i % 97) * 1e-3f;
+    t.model.spec = "input 1000\ndense 1500\n";
+    t.model.params.data = (uint8_t *)params;
+    t.model.params.len = (size_t)N * sizeof *params;
+    t.model.param_count = N;
+    free(gbfix_pack(&t, &len));
+    uint64_t seq = 0;
+    assert_int_equal(gb_front_door_send(f->door, "edge-1", &t.env, &seq, &err), 0);
+    assert_true(seq > 2);
+    got = s_receive_whole(f, conv);
+    assert_int_equal(got->body_case, GLASSBOX__ENVELOPE__BODY_TASK);
+    assert_int_equal(got->sequence, seq);
+    assert_int_equal(got->task->model->param_count, N);
+    assert_memory_equal(got->task->model->params.data, params, (size_t)N * sizeof *params);
+    gb_envelope_free(&got);
+    assert_int_equal(gb_front_door_queued_bytes(f->door), 0);
+    free(params);
+
+    /* sending to someone not connected */
+    assert_int_equal(gb_front_door_send(f->door, "edge-2", &u.env, NULL, &err), GB_ECLOSED);
+    assert_non_null(strstr(err.msg, "edge-2"));
+    gb_front_door_refuse(f->door, "edge-2", GLASSBOX__ERROR_CODE__ERROR_STALE, 1, "x");
+    gb_front_door_ack(f->door, "edge-2", 1, 0, 0);
+
+    /* edge-1 comes back on a new session before the old one timed out: the
+     * old one is closed, joined is heard again and left is not */
+    gb_link_client_t *old = f->cli;
+    f->cli = NULL;
+    gb_tls_destroy(&f->tls);
+    s_connect(f, false);
+    s_pump(f, NULL);
+    s_join(f, 1);
+    assert_int_equal(heard.joined, 2);
+    assert_int_equal(heard.left, 0);
+    assert_int_equal(gb_front_door_joined(f->door), 1);
+    gb_link_client_destroy(&old);
+
+    /* and when it leaves, left is heard */
+    gb_link_client_close(f->cli, 500);
+    end = gb_time_now() + 5;
+    while (!heard.left && gb_time_now() < end)
+        assert_int_equal(gb_front_door_step(f->door, 10, &err), 0);
+    assert_int_equal(heard.left, 1);
+    assert_string_equal(heard.last_left, "edge-1");
+    gb_conversation_destroy(&conv);
+    gb_front_door_set_handlers(f->door, NULL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_construction_failures, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_join_and_heartbeat, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_anonymous_may_only_enroll, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_handlers_and_send, s_setup, s_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -3,8 +3,11 @@
  * accuracy match a hand computation, the epoch order is a seeded
  * permutation, progress is reported per batch, fill errors and bad labels
  * propagate, a diverging learning rate is GB_ERANGE, the same seed and
- * thread count give bit-identical parameters, and allocation failures are
- * reported. Doubles as the usage example:
+ * thread count give bit-identical parameters, allocation failures are
+ * reported, and the federated options work: max_steps cuts the epoch's
+ * permutation short, FedProx's term adds mu (w - w_global) to the gradient
+ * of each step, a cancellation flag stops the epoch between batches, and bad
+ * values of them are refused. Doubles as the usage example:
  *
  *     gb_batches_t data = {.source = src, .fill = my_fill, .n = n,
  *                          .loss = GB_LOSS_SOFTMAX_CE};
@@ -15,6 +18,7 @@
 #include "testutil.h"
 
 #include <math.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -390,6 +394,194 @@ static void test_deterministic(void **state)
     free(c);
 }
 
+/* ------------------------------------------------------- federated options */
+
+/* max_steps ends the epoch after that many steps, on the first samples of
+ * the same permutation; a limit beyond the epoch changes nothing. */
+static void test_max_steps(void **state)
+{
+    (void)state;
+    enum { N = 50 };
+    s_source_t src = s_two_blobs(N, 4, 11);
+    gb_model_t *m = s_model(s_classifier, 8, 1, 1);
+    gb_optim_t *o = s_sgd(m, 0.01f);
+    gb_batches_t data = {.source = &src, .fill = s_fill, .n = N, .loss = GB_LOSS_SOFTMAX_CE};
+    gb_error_t err = {0};
+    gb_epoch_stats_t st;
+    gb_train_cfg_t cfg = {.batch = 8, .seed = 3, .epoch = 1};
+    assert_int_equal(gb_train_epoch(m, o, &data, &cfg, &st, &err), 0);
+    assert_int_equal(st.steps, 7);
+    assert_int_equal(st.samples, N);
+    assert_false(st.cancelled);
+    int32_t full[N];
+    memcpy(full, src.seen, sizeof full);
+
+    src.n_seen = 0;
+    cfg.max_steps = 3;
+    assert_int_equal(gb_train_epoch(m, o, &data, &cfg, &st, &err), 0);
+    assert_int_equal(st.steps, 3);
+    assert_int_equal(st.samples, 24);
+    assert_int_equal(src.n_seen, 24);
+    assert_memory_equal(src.seen, full, 24 * sizeof full[0]);
+    assert_int_equal(gb_optim_steps(o), 7 + 3);
+    assert_true(isfinite(st.mean_loss) && st.mean_loss > 0);
+
+    cfg.max_steps = 100;
+    assert_int_equal(gb_train_epoch(m, o, &data, &cfg, &st, &err), 0);
+    assert_int_equal(st.steps, 7);
+    assert_int_equal(st.samples, N);
+    gb_optim_destroy(&o);
+    gb_model_destroy(&m);
+    s_source_free(&src);
+}
+
+/* One SGD step with FedProx equals the plain step minus lr mu (w - center);
+ * a large mu over an epoch keeps the parameters nearer the center. */
+static void test_fedprox(void **state)
+{
+    (void)state;
+    enum { N = 40 };
+    static const char spec[] = "input 4\ndense 3\nrelu\ndense 2\n";
+    s_source_t src = s_two_blobs(N, 4, 12);
+    gb_model_t *m = s_model(spec, 8, 1, 5);
+    size_t np = gb_model_param_count(m);
+    float *p0 = malloc(np * sizeof *p0), *plain = malloc(np * sizeof *plain);
+    float *center = malloc(np * sizeof *center);
+    assert_true(p0 && plain && center);
+    memcpy(p0, gb_model_params(m), np * sizeof *p0);
+    const float lr = 0.1f, mu = 0.5f;
+    gb_batches_t data = {.source = &src, .fill = s_fill, .n = N, .loss = GB_LOSS_SOFTMAX_CE};
+    gb_error_t err = {0};
+    gb_epoch_stats_t st;
+
+    gb_optim_t *o = s_sgd(m, lr);
+    gb_train_cfg_t cfg = {.batch = 8, .seed = 3, .epoch = 1, .max_steps = 1};
+    assert_int_equal(gb_train_epoch(m, o, &data, &cfg, &st, &err), 0);
+    memcpy(plain, gb_model_params(m), np * sizeof *plain);
+
+    /* Center 0.25 below the start in every coordinate: w - center = 0.25. */
+    for (size_t i = 0; i < np; i++)
+        center[i] = p0[i] - 0.25f;
+    memcpy(gb_model_params(m), p0, np * sizeof *p0);
+    gb_optim_reset(o);
+    cfg.prox_mu = mu;
+    cfg.prox_center = center;
+    assert_int_equal(gb_train_epoch(m, o, &data, &cfg, &st, &err), 0);
+    const float *got = gb_model_params(m);
+    for (size_t i = 0; i < np; i++)
+        assert_float_equal(got[i], plain[i] - lr * mu * 0.25f, 1e-6);
+
+    /* A whole epoch: the distance from the start shrinks with a large mu. */
+    double dist[2];
+    for (int k = 0; k < 2; k++) {
+        memcpy(gb_model_params(m), p0, np * sizeof *p0);
+        gb_optim_reset(o);
+        gb_train_cfg_t ec = {.batch = 8, .seed = 3, .epoch = 1, .prox_mu = k ? 5.0f : 0.0f,
+                             .prox_center = p0};
+        assert_int_equal(gb_train_epoch(m, o, &data, &ec, &st, &err), 0);
+        double d = 0;
+        for (size_t i = 0; i < np; i++)
+            d += ((double)got[i] - p0[i]) * ((double)got[i] - p0[i]);
+        dist[k] = sqrt(d);
+    }
+    print_message("distance moved: mu 0 %.4f, mu 5 %.4f\n", dist[0], dist[1]);
+    assert_true(dist[1] < 0.8 * dist[0]);
+    free(p0);
+    free(plain);
+    free(center);
+    gb_optim_destroy(&o);
+    gb_model_destroy(&m);
+    s_source_free(&src);
+}
+
+/* Sets the flag once `after` batches are done (another thread in real use). */
+typedef struct {
+    atomic_int *flag; /* the flag to set */
+    int64_t after;    /* samples after which to set it */
+} s_canceller_t;
+
+static void s_cancel_progress(void *arg, int64_t done, int64_t total, double mean_loss)
+{
+    (void)total;
+    (void)mean_loss;
+    s_canceller_t *c = arg;
+    if (done >= c->after)
+        atomic_store(c->flag, 1);
+}
+
+static void test_cancel(void **state)
+{
+    (void)state;
+    enum { N = 40 };
+    s_source_t src = s_two_blobs(N, 4, 13);
+    gb_model_t *m = s_model(s_classifier, 8, 1, 1);
+    gb_optim_t *o = s_sgd(m, 0.01f);
+    gb_batches_t data = {.source = &src, .fill = s_fill, .n = N, .loss = GB_LOSS_SOFTMAX_CE};
+    gb_error_t err = {0};
+    gb_epoch_stats_t st;
+    atomic_int flag = 1;
+    /* Set before the epoch: no batch at all. */
+    gb_train_cfg_t cfg = {.batch = 8, .seed = 1, .epoch = 1, .cancel = &flag};
+    assert_int_equal(gb_train_epoch(m, o, &data, &cfg, &st, &err), 0);
+    assert_true(st.cancelled);
+    assert_int_equal(st.steps, 0);
+    assert_int_equal(st.samples, 0);
+    assert_true(st.mean_loss == 0.0);
+    assert_int_equal(src.calls, 0);
+    assert_int_equal(gb_optim_steps(o), 0);
+    /* Set after the second batch: two steps, then stop. */
+    atomic_store(&flag, 0);
+    s_canceller_t c = {&flag, 16};
+    cfg.progress = s_cancel_progress;
+    cfg.progress_arg = &c;
+    assert_int_equal(gb_train_epoch(m, o, &data, &cfg, &st, &err), 0);
+    assert_true(st.cancelled);
+    assert_int_equal(st.steps, 2);
+    assert_int_equal(st.samples, 16);
+    assert_int_equal(src.calls, 2);
+    assert_int_equal(gb_optim_steps(o), 2);
+    /* Clear: a whole epoch. */
+    atomic_store(&flag, 0);
+    cfg.progress = NULL;
+    assert_int_equal(gb_train_epoch(m, o, &data, &cfg, &st, &err), 0);
+    assert_false(st.cancelled);
+    assert_int_equal(st.steps, 5);
+    gb_optim_destroy(&o);
+    gb_model_destroy(&m);
+    s_source_free(&src);
+}
+
+static void test_federated_option_errors(void **state)
+{
+    (void)state;
+    s_source_t src = s_two_blobs(20, 4, 14);
+    gb_model_t *m = s_model(s_classifier, 8, 1, 1);
+    gb_optim_t *o = s_sgd(m, 0.1f);
+    gb_batches_t data = {.source = &src, .fill = s_fill, .n = 20, .loss = GB_LOSS_SOFTMAX_CE};
+    gb_error_t err = {0};
+    gb_epoch_stats_t st;
+    float center[64] = {0};
+    gb_train_cfg_t cfg = {.batch = 8, .seed = 1, .max_steps = -1};
+    assert_int_equal(gb_train_epoch(m, o, &data, &cfg, &st, &err), GB_EINVAL);
+    assert_string_equal(err.msg, "max_steps must be >= 0, got -1");
+    cfg.max_steps = 0;
+    cfg.prox_mu = -0.5f;
+    cfg.prox_center = center;
+    assert_int_equal(gb_train_epoch(m, o, &data, &cfg, &st, &err), GB_EINVAL);
+    assert_string_equal(err.msg, "FedProx mu must be finite and >= 0, got -0.5");
+    cfg.prox_mu = NAN;
+    assert_int_equal(gb_train_epoch(m, o, &data, &cfg, &st, &err), GB_EINVAL);
+    cfg.prox_mu = 0.5f;
+    cfg.prox_center = NULL;
+    assert_int_equal(gb_train_epoch(m, o, &data, &cfg, &st, &err), GB_EINVAL);
+    assert_string_equal(err.msg, "FedProx mu 0.5 needs the global parameters");
+    assert_int_equal(src.calls, 0);
+    assert_int_equal(gb_optim_steps(o), 0);
+    gb_optim_destroy(&o);
+    gb_model_destroy(&m);
+    s_source_free(&src);
+}
+
 /* ---------------------------------------------------------------- failures */
 
 static void test_fill_error_propagates(void **state)
@@ -548,6 +740,10 @@ int main(void)
         cmocka_unit_test(test_bad_labels),
         cmocka_unit_test(test_divergence),
         cmocka_unit_test(test_argument_errors),
+        cmocka_unit_test(test_max_steps),
+        cmocka_unit_test(test_fedprox),
+        cmocka_unit_test(test_cancel),
+        cmocka_unit_test(test_federated_option_errors),
         cmocka_unit_test(test_alloc_failure),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
