@@ -3,7 +3,7 @@
 #include "util/args.h"
 #include "commands.h"
 #include "data_source.h"
-#include "model_source.h"
+#include "net/model_source.h"
 #include "report.h"
 #include "data/dataset.h"
 #include "engine/optim.h"

@@ -1,7 +1,8 @@
-/* Where the local commands get a model: a preset name (lenet, mlp, lstm), a spec
- * text file, or a saved model file (ModelSnapshot). */
-#ifndef GB_CLIENT_MODEL_SOURCE_H
-#define GB_CLIENT_MODEL_SOURCE_H
+/* Where the commands (the client's local ones and the coordinator's initial
+ * global model) get a model: a preset name (lenet, mlp, lstm), a spec text
+ * file, or a saved model file (ModelSnapshot). */
+#ifndef GB_NET_MODEL_SOURCE_H
+#define GB_NET_MODEL_SOURCE_H
 
 #include <stdbool.h>
 

@@ -2,7 +2,7 @@
  * model file, and the errors for everything else. */
 #include "testutil.h"
 
-#include "model_source.h"
+#include "net/model_source.h"
 #include "net/snapshot.h"
 #include "util/log.h"
 

@@ -1,5 +1,5 @@
 /* Opening a model by preset, spec file or model file (see model_source.h). */
-#include "model_source.h"
+#include "net/model_source.h"
 #include "net/snapshot.h"
 #include "util/alloc.h"
 #include "util/file.h"
