@@ -418,6 +418,49 @@ cleanup:
     return rc;
 }
 
+int gb_snapshot_view(const gb_snapshot_t *s, gb_snapshot_view_t *view, gb_error_t *err)
+{
+    if (!s || !view || (!s->params && s->n_params > 0) || (!s->meta && s->n_meta > 0))
+        return gb_error_set(err, GB_EINVAL, "gb_snapshot_view: NULL argument");
+#if !S_LITTLE_ENDIAN
+    return gb_error_set(err, GB_EINVAL, "gb_snapshot_view: needs a little-endian host");
+#else
+    if (s->n_params > GB_SNAPSHOT_MAX_BYTES / sizeof(float))
+        return gb_error_set(err, GB_ERANGE, "model snapshot of %zu parameters is too big",
+                            s->n_params);
+    int rc = s_check_spec_text(s->spec, err);
+    if (rc == 0)
+        rc = s_check_meta((s_meta_view_t){.own = s->meta}, s->n_meta, GB_EINVAL, err);
+    if (rc == 0)
+        rc = s_check_finite(s->params, s->n_params, err);
+    if (rc == 0)
+        rc = s_check_spec_count(s->spec, s->n_params, err);
+    if (rc == 0)
+        rc = gb_wire_sha256(s->params, s->n_params * sizeof(float), view->sha256, err);
+    if (rc != 0)
+        return rc;
+    Glassbox__ModelSnapshot *m = &view->msg;
+    glassbox__model_snapshot__init(m);
+    m->format_version = GB_SNAPSHOT_FORMAT_VERSION;
+    m->spec = s->spec;
+    m->param_count = s->n_params;
+    m->round = s->round;
+    m->params.data = (uint8_t *)s->params; /* only read, by packing */
+    m->params.len = s->n_params * sizeof(float);
+    m->params_sha256.data = view->sha256;
+    m->params_sha256.len = sizeof view->sha256;
+    for (size_t i = 0; i < s->n_meta; i++) {
+        glassbox__key_value__init(&view->kv[i]);
+        view->kv[i].key = s->meta[i].key;
+        view->kv[i].value = s->meta[i].value;
+        view->kvp[i] = &view->kv[i];
+    }
+    m->n_metadata = s->n_meta;
+    m->metadata = s->n_meta ? view->kvp : NULL;
+    return 0;
+#endif
+}
+
 /* ---- decode ------------------------------------------------------------- */
 
 /* Every check of an unpacked message, on the message itself and before

@@ -129,6 +129,24 @@ int gb_snapshot_decode(const uint8_t *buf, size_t len, gb_snapshot_t **out, gb_e
  * not log, since the caller knows whether the message came from outside. */
 int gb_snapshot_check_message(const Glassbox__ModelSnapshot *msg, gb_error_t *err) GB_MUST_CHECK;
 
+/* A ModelSnapshot message that points into a snapshot, for embedding it in
+ * another message (Task.model, Publication.model) without copying the
+ * parameters: msg's fields point into s and into the view itself (metadata
+ * entries and the SHA-256). */
+typedef struct {
+    Glassbox__ModelSnapshot msg;                   /* the message */
+    Glassbox__KeyValue kv[GB_SNAPSHOT_MAX_META];   /* its metadata entries */
+    Glassbox__KeyValue *kvp[GB_SNAPSHOT_MAX_META]; /* pointers to them */
+    uint8_t sha256[32];                            /* SHA-256 of the parameter bytes */
+} gb_snapshot_view_t;
+
+/* Fills view from s after the checks gb_snapshot_encode makes (the same
+ * errors). The view is valid while s lives and is not changed; it owns
+ * nothing and needs no freeing. Only on little-endian hosts, where the
+ * parameters already are the wire's bytes (GB_EINVAL elsewhere). */
+int gb_snapshot_view(const gb_snapshot_t *s, gb_snapshot_view_t *view, gb_error_t *err)
+    GB_MUST_CHECK;
+
 /* Encodes s and writes it to `path` atomically with mode 0644
  * (gb_file_write_atomic): on failure the old file is untouched. */
 int gb_snapshot_save(const char *path, const gb_snapshot_t *s, gb_error_t *err) GB_MUST_CHECK;

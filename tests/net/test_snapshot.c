@@ -868,6 +868,39 @@ static void test_check_message(void **state)
     gb_snapshot_destroy(&s);
 }
 
+/* A view packs to exactly the bytes gb_snapshot_encode makes, points at the
+ * snapshot's parameters, and is refused for what encode refuses. */
+static void test_view(void **state)
+{
+    (void)state;
+    gb_snapshot_t *s = s_make();
+    uint8_t *buf;
+    size_t len;
+    s_encode(s, &buf, &len);
+    gb_snapshot_view_t *v = malloc(sizeof *v);
+    gb_error_t err;
+    gb_error_clear(&err);
+    assert_int_equal(gb_snapshot_view(s, v, &err), 0);
+    assert_ptr_equal(v->msg.params.data, (uint8_t *)s->params);
+    size_t packed = glassbox__model_snapshot__get_packed_size(&v->msg);
+    assert_int_equal(packed, len);
+    uint8_t *again = malloc(packed);
+    assert_int_equal(glassbox__model_snapshot__pack(&v->msg, again), packed);
+    assert_memory_equal(again, buf, len);
+    assert_int_equal(gb_snapshot_check_message(&v->msg, &err), 0);
+    free(again);
+    s->params[3] = INFINITY;
+    assert_int_equal(gb_snapshot_view(s, v, &err), GB_ERANGE);
+    s->params[3] = 0;
+    s->n_params--;
+    assert_int_equal(gb_snapshot_view(s, v, &err), GB_ESHAPE);
+    assert_int_equal(gb_snapshot_view(NULL, v, &err), GB_EINVAL);
+    s->n_params++;
+    free(v);
+    gb_free(buf);
+    gb_snapshot_destroy(&s);
+}
+
 int main(void)
 {
     /* Every refusal logs a warning; keep the test output readable. */
@@ -889,6 +922,7 @@ int main(void)
         cmocka_unit_test(test_missing_file_and_bad_paths),
         cmocka_unit_test(test_alloc_failures),
         cmocka_unit_test(test_check_message),
+        cmocka_unit_test(test_view),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
