@@ -1,7 +1,11 @@
-/* `glassbox-coordinator serve`: the coordinator's front door as a daemon
- * (front_door.h): clients connect with their certificates and join, new
- * clients enroll with a token, revocations take effect without a restart.
- * Runs until SIGINT or SIGTERM. */
+/* `glassbox-coordinator serve`: the coordinator as a daemon. The front door
+ * (front_door.h) takes clients over mutual TLS, enrollment with tokens and
+ * revocations without a restart; the federation (federation.h) runs the
+ * rounds: tasks out, updates in, aggregation, signed publications and
+ * checkpoints. One line per finished round on standard output (a JSON
+ * object with --json). Runs until the last round is done, or SIGINT or
+ * SIGTERM. */
+#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -9,9 +13,12 @@
 #include <zmq.h>
 
 #include "commands.h"
+#include "federation.h"
 #include "front_door.h"
+#include "net/pki.h"
 #include "util/args.h"
 #include "util/log.h"
+#include "util/time.h"
 
 static volatile sig_atomic_t s_stop;
 
@@ -21,68 +28,232 @@ static void s_on_signal(int sig)
     s_stop = 1;
 }
 
-int gb_cmd_serve(int argc, char **argv)
+/* What the command line says, before it is turned into options. */
+typedef struct {
+    gb_front_door_options_t door;
+    gb_federation_options_t fed;
+    const char *log_level, *optimizer, *explain, *publish;
+    int min_clients, per_round, quorum, epochs, steps, batch, explain_samples, explain_steps;
+    double fraction, deadline_s, lr, momentum, weight_decay, mu, clip;
+    uint64_t rounds, seed;
+    bool client_eval, json;
+    char key[4096], cert[4096];
+} s_cli_t;
+
+static void s_round_line(void *arg, const gb_federation_round_t *r)
 {
-    gb_front_door_options_t o = {0};
-    const char *log_level = NULL;
-    gb_arg_t opts[] = {
-        {"--ca", GB_ARG_STRING, &o.ca_dir, 0, 0, NULL, "the CA directory of 'ca init' (required)", false},
-        {"--listen", GB_ARG_STRING, &o.listen, 0, 0, NULL, "endpoint for clients (default tcp://0.0.0.0:7700)", false},
-        {"--federation", GB_ARG_STRING, &o.federation, 0, 0, NULL, "federation name told to clients (default glassbox)", false},
-        {"--cert-days", GB_ARG_INT, &o.cert_days, 1, 36500, NULL, "validity of certificates issued by enrollment (default 365)", false},
-        {"--heartbeat-ms", GB_ARG_INT, &o.heartbeat_interval_ms, 100, 3600000, NULL, "how often clients send heartbeats (default 5000)", false},
-        {"--timeout-ms", GB_ARG_INT, &o.heartbeat_timeout_ms, 300, 86400000, NULL, "silence that ends a client's session (default 30000)", false},
-        {"--log", GB_ARG_CHOICE, &log_level, 0, 0, "debug|info|warn|error", "log level (default info, or GLASSBOX_LOG)", false},
-    };
-    const int n = (int)(sizeof opts / sizeof opts[0]);
-    static const char *const required[] = {"--ca", NULL};
-    int rc = gb_args_command("glassbox-coordinator serve", "--ca DIR [options]",
-                             "Accepts clients on the ROUTER socket over mutual TLS 1.3: clients\n"
-                             "with a certificate from the CA join and are acknowledged; clients\n"
-                             "without one may enroll with a token ('token create'). crl.pem is\n"
-                             "reloaded when 'ca revoke' rewrites it. Stops on SIGINT or SIGTERM.",
-                             opts, n, required, argc, argv);
-    if (rc >= 0)
-        return rc;
-    if (log_level) {
-        enum gb_log_level level;
-        if (gb_log_parse_level(log_level, &level) == 0)
-            gb_log_set_level(level);
+    const s_cli_t *c = arg;
+    if (c->json) {
+        printf("{\"round\": %llu, \"participants\": %zu, \"samples\": %llu, \"seconds\": %.3f",
+               (unsigned long long)r->round, r->participants, (unsigned long long)r->samples,
+               r->seconds);
+        const struct {
+            const char *key;
+            double v;
+        } kv[] = {{"train_loss", r->train_loss},      {"train_accuracy", r->train_accuracy},
+                  {"client_test_loss", r->client_loss}, {"client_test_accuracy", r->client_accuracy},
+                  {"test_loss", r->test_loss},        {"test_accuracy", r->test_accuracy},
+                  {"max_explanation_distance", r->max_distance}};
+        for (size_t i = 0; i < sizeof kv / sizeof kv[0]; i++)
+            if (isfinite(kv[i].v))
+                printf(", \"%s\": %.6g", kv[i].key, kv[i].v);
+        if (r->max_distance_client)
+            printf(", \"max_distance_client\": \"%s\"", r->max_distance_client);
+        printf("}\n");
+    } else {
+        printf("round %llu: %zu clients, %llu samples", (unsigned long long)r->round,
+               r->participants, (unsigned long long)r->samples);
+        if (isfinite(r->train_loss))
+            printf(", train loss %.4f", r->train_loss);
+        if (isfinite(r->test_accuracy))
+            printf(", test accuracy %.2f%%", 100 * r->test_accuracy);
+        else if (isfinite(r->client_accuracy))
+            printf(", clients' test accuracy %.2f%%", 100 * r->client_accuracy);
+        if (r->max_distance_client)
+            printf(", explanation farthest from the rest: %s (%.3f)", r->max_distance_client,
+                   r->max_distance);
+        printf(", %.1f s\n", r->seconds);
     }
-    if (o.heartbeat_timeout_ms && o.heartbeat_interval_ms &&
-        o.heartbeat_timeout_ms <= o.heartbeat_interval_ms) {
-        fprintf(stderr, "glassbox-coordinator serve: --timeout-ms must be longer than "
-                        "--heartbeat-ms\n");
+    fflush(stdout);
+}
+
+/* Turns the parsed flags into the federation's options. */
+static int s_options(s_cli_t *c)
+{
+    gb_federation_options_t *o = &c->fed;
+    gb_rounds_config_default(&o->rounds);
+    gb_rounds_config_t *r = &o->rounds;
+    r->min_clients = (uint32_t)c->min_clients;
+    r->min_per_round = (uint32_t)(c->per_round ? c->per_round : c->min_clients);
+    r->quorum = c->quorum ? (uint32_t)c->quorum : r->min_per_round;
+    r->fraction = c->fraction;
+    r->deadline_ms = (uint64_t)(c->deadline_s * 1000);
+    r->total_rounds = c->rounds;
+    r->seed = c->seed;
+    r->client_eval = c->client_eval;
+    /* a restarted coordinator's task ids must not meet the old run's */
+    r->task_id_base = gb_time_unix_ms() << 12;
+    if (r->max_clients < r->min_clients)
+        r->max_clients = r->min_clients;
+    glassbox__train_config__init(&o->train);
+    o->train.epochs = (uint32_t)c->epochs;
+    o->train.max_steps = (uint32_t)c->steps;
+    o->train.batch_size = (uint32_t)c->batch;
+    bool adam = c->optimizer && strcmp(c->optimizer, "adam") == 0;
+    o->train.optimizer = adam ? GLASSBOX__OPTIMIZER__OPTIMIZER_ADAM
+                              : GLASSBOX__OPTIMIZER__OPTIMIZER_SGD;
+    o->train.learning_rate = c->lr > 0 ? c->lr : (adam ? 0.001 : 0.05);
+    o->train.momentum = c->momentum;
+    o->train.weight_decay = c->weight_decay;
+    o->train.fedprox_mu = c->mu;
+    o->train.clip_norm = c->clip;
+    o->train.seed = c->seed;
+    static const struct {
+        const char *name;
+        Glassbox__ExplainMethod m;
+    } methods[] = {{"none", GLASSBOX__EXPLAIN_METHOD__EXPLAIN_NONE},
+                   {"ig", GLASSBOX__EXPLAIN_METHOD__EXPLAIN_INTEGRATED_GRADIENTS},
+                   {"gradxinput", GLASSBOX__EXPLAIN_METHOD__EXPLAIN_GRADIENT_X_INPUT},
+                   {"saliency", GLASSBOX__EXPLAIN_METHOD__EXPLAIN_SALIENCY},
+                   {"smoothgrad", GLASSBOX__EXPLAIN_METHOD__EXPLAIN_SMOOTHGRAD},
+                   {"gradcam", GLASSBOX__EXPLAIN_METHOD__EXPLAIN_GRAD_CAM}};
+    o->explain = GLASSBOX__EXPLAIN_METHOD__EXPLAIN_INTEGRATED_GRADIENTS;
+    for (size_t i = 0; c->explain && i < sizeof methods / sizeof methods[0]; i++)
+        if (strcmp(c->explain, methods[i].name) == 0)
+            o->explain = methods[i].m;
+    o->explain_samples = (uint32_t)c->explain_samples;
+    o->explain_steps = (uint32_t)c->explain_steps;
+    o->publish = c->publish && strcmp(c->publish, "none") != 0 ? c->publish : NULL;
+    snprintf(c->key, sizeof c->key, "%s/%s", c->door.ca_dir, GB_CA_COORD_KEY_FILE);
+    snprintf(c->cert, sizeof c->cert, "%s/%s", c->door.ca_dir, GB_CA_COORD_CERT_FILE);
+    o->key_file = c->key;
+    o->cert_file = c->cert;
+    o->federation = c->door.federation;
+    o->round_done = s_round_line;
+    o->round_done_arg = c;
+    gb_error_t err = {0};
+    if (gb_rounds_config_check(r, &err) != 0) {
+        fprintf(stderr, "glassbox-coordinator serve: %s\n", err.msg);
         return 2;
     }
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = s_on_signal;
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
+    return 0;
+}
 
+static int s_run(s_cli_t *c)
+{
     void *ctx = zmq_ctx_new();
     gb_error_t err = {0};
-    gb_front_door_t *door = ctx ? gb_front_door_new(ctx, &o, &err) : NULL;
-    if (!door) {
+    gb_front_door_t *door = ctx ? gb_front_door_new(ctx, &c->door, &err) : NULL;
+    gb_federation_t *fed = door ? gb_federation_new(ctx, door, &c->fed, &err) : NULL;
+    if (!fed) {
         fprintf(stderr, "glassbox-coordinator serve: %s\n",
                 ctx ? err.msg : "cannot make a ZeroMQ context");
+        gb_front_door_destroy(&door);
         if (ctx)
             zmq_ctx_term(ctx);
         return 1;
     }
     printf("listening on %s\n", gb_front_door_endpoint(door));
     fflush(stdout);
-    rc = 0;
+    int rc = 0;
+    double drain_until = 0;
     while (!s_stop) {
-        if (gb_front_door_step(door, 200, &err) != 0) {
+        if (gb_federation_step(fed, 200, &err) != 0) {
             fprintf(stderr, "glassbox-coordinator serve: %s\n", err.msg);
             rc = 1;
             break;
         }
+        if (gb_federation_finished(fed)) {
+            /* let the last publication and the shutdown notices go out */
+            if (drain_until == 0)
+                drain_until = gb_time_now() + 2;
+            if (gb_front_door_queued_bytes(door) == 0 || gb_time_now() > drain_until)
+                break;
+        }
     }
-    gb_log_info("coordinator: stopping");
+    gb_log_info("coordinator: stopping after round %llu",
+                (unsigned long long)gb_federation_round(fed));
+    gb_federation_destroy(&fed);
     gb_front_door_destroy(&door);
     zmq_ctx_term(ctx);
     return rc;
+}
+
+int gb_cmd_serve(int argc, char **argv)
+{
+    s_cli_t c = {.min_clients = 2, .fraction = 1, .deadline_s = 600, .epochs = 1, .batch = 32,
+                 .seed = 1, .publish = "tcp://0.0.0.0:7701"};
+    c.fed.model = "lenet";
+    gb_arg_t opts[] = {
+        {"--ca", GB_ARG_STRING, &c.door.ca_dir, 0, 0, NULL, "the CA directory of 'ca init' (required)", false},
+        {"--listen", GB_ARG_STRING, &c.door.listen, 0, 0, NULL, "endpoint for clients (default tcp://0.0.0.0:7700)", false},
+        {"--publish", GB_ARG_STRING, &c.publish, 0, 0, NULL, "PUB endpoint for signed publications, or none (default tcp://0.0.0.0:7701)", false},
+        {"--federation", GB_ARG_STRING, &c.door.federation, 0, 0, NULL, "federation name told to clients (default glassbox)", false},
+        {"--model", GB_ARG_STRING, &c.fed.model, 0, 0, NULL, "initial model: lenet, mlp, lstm, a spec file or a model file (default lenet)", false},
+        {"--model-seed", GB_ARG_U64, &c.fed.model_seed, 0, 0, NULL, "initialisation seed (default 1)", false},
+        {"--rounds", GB_ARG_U64, &c.rounds, 0, 0, NULL, "rounds to run, then stop (default 0: forever)", false},
+        {"--min-clients", GB_ARG_INT, &c.min_clients, 1, 1000000, NULL, "connected clients a round waits for (default 2)", false},
+        {"--fraction", GB_ARG_FLOAT, &c.fraction, 1e-6, 1, NULL, "share of the connected clients selected each round (default 1)", false},
+        {"--per-round", GB_ARG_INT, &c.per_round, 1, 1000000, NULL, "fewest clients selected (default --min-clients)", false},
+        {"--quorum", GB_ARG_INT, &c.quorum, 1, 1000000, NULL, "fewest updates a round aggregates at its deadline (default --per-round)", false},
+        {"--deadline", GB_ARG_FLOAT, &c.deadline_s, 0.1, 604800, NULL, "seconds a round waits for updates (default 600)", false},
+        {"--seed", GB_ARG_U64, &c.seed, 0, 0, NULL, "selection and training seed (default 1)", false},
+        {"--aggregator", GB_ARG_STRING, &c.fed.aggregator, 0, 0, NULL, "fedavg, median, trimmed_mean:B, krum:F, multi_krum:F:M (default fedavg)", false},
+        {"--server-optimizer", GB_ARG_STRING, &c.fed.server_optimizer, 0, 0, NULL, "sgd, fedadam, fedyogi, fedadagrad, e.g. fedadam:lr=0.01 (default sgd)", false},
+        {"--epochs", GB_ARG_INT, &c.epochs, 1, 1000, NULL, "local epochs per round (default 1)", false},
+        {"--steps", GB_ARG_INT, &c.steps, 0, 100000000, NULL, "local steps per round instead, if > 0", false},
+        {"--batch", GB_ARG_INT, &c.batch, 1, 65536, NULL, "local mini-batch (default 32)", false},
+        {"--lr", GB_ARG_FLOAT, &c.lr, 1e-12, 1e3, NULL, "local learning rate (default 0.05 sgd, 0.001 adam)", false},
+        {"--optimizer", GB_ARG_CHOICE, &c.optimizer, 0, 0, "sgd|adam", "local optimiser (default sgd)", false},
+        {"--momentum", GB_ARG_FLOAT, &c.momentum, 0, 0.999999, NULL, "local SGD momentum (default 0)", false},
+        {"--weight-decay", GB_ARG_FLOAT, &c.weight_decay, 0, 1e3, NULL, "local weight decay (default 0)", false},
+        {"--fedprox-mu", GB_ARG_FLOAT, &c.mu, 0, 1e6, NULL, "FedProx proximal term (default 0: FedAvg)", false},
+        {"--clip-norm", GB_ARG_FLOAT, &c.clip, 0, 1e12, NULL, "clip each update to this L2 norm (default 0: off)", false},
+        {"--explain", GB_ARG_CHOICE, &c.explain, 0, 0, "none|ig|gradxinput|saliency|smoothgrad|gradcam", "what clients explain each round (default ig)", false},
+        {"--explain-samples", GB_ARG_INT, &c.explain_samples, 0, 1000000, NULL, "local samples each client explains (default: the client's)", false},
+        {"--explain-steps", GB_ARG_INT, &c.explain_steps, 0, 4096, NULL, "IG steps or SmoothGrad samples (default: the client's)", false},
+        {"--client-eval", GB_ARG_FLAG, &c.client_eval, 0, 0, NULL, "clients also evaluate each global model on their test data", false},
+        {"--test-data", GB_ARG_STRING, &c.fed.test_data, 0, 0, NULL, "evaluate each round's model on this data set's test split (e.g. fashion-mnist)", false},
+        {"--threads", GB_ARG_INT, &c.fed.threads, 1, 256, NULL, "threads for that evaluation (default 1)", false},
+        {"--state", GB_ARG_STRING, &c.fed.state_dir, 0, 0, NULL, "checkpoint directory; a restart resumes from it", false},
+        {"--keep", GB_ARG_INT, &c.fed.keep_checkpoints, 1, 1000000, NULL, "checkpoints kept (default 3)", false},
+        {"--out", GB_ARG_STRING, &c.fed.out_dir, 0, 0, NULL, "write each round's signed publication and explanation report here", false},
+        {"--cert-days", GB_ARG_INT, &c.door.cert_days, 1, 36500, NULL, "validity of certificates issued by enrollment (default 365)", false},
+        {"--heartbeat-ms", GB_ARG_INT, &c.door.heartbeat_interval_ms, 100, 3600000, NULL, "how often clients send heartbeats (default 5000)", false},
+        {"--timeout-ms", GB_ARG_INT, &c.door.heartbeat_timeout_ms, 300, 86400000, NULL, "silence that ends a client's session (default 30000)", false},
+        {"--json", GB_ARG_FLAG, &c.json, 0, 0, NULL, "one JSON object per finished round", false},
+        {"--log", GB_ARG_CHOICE, &c.log_level, 0, 0, "debug|info|warn|error", "log level (default info, or GLASSBOX_LOG)", false},
+    };
+    const int n = (int)(sizeof opts / sizeof opts[0]);
+    static const char *const required[] = {"--ca", NULL};
+    int rc = gb_args_command(
+        "glassbox-coordinator serve", "--ca DIR [options]",
+        "Runs the federation. Clients with a certificate from the CA join over\n"
+        "mutual TLS 1.3; clients without one may enroll with a token ('token\n"
+        "create'); crl.pem is reloaded when 'ca revoke' rewrites it. Each round\n"
+        "selects clients, sends them the global model, combines their updates,\n"
+        "publishes the new model with the aggregate explanation (signed), and\n"
+        "checkpoints. Stops after --rounds, or on SIGINT or SIGTERM.",
+        opts, n, required, argc, argv);
+    if (rc >= 0)
+        return rc;
+    if (c.log_level) {
+        enum gb_log_level level;
+        if (gb_log_parse_level(c.log_level, &level) == 0)
+            gb_log_set_level(level);
+    }
+    if (c.door.heartbeat_timeout_ms && c.door.heartbeat_interval_ms &&
+        c.door.heartbeat_timeout_ms <= c.door.heartbeat_interval_ms) {
+        fprintf(stderr, "glassbox-coordinator serve: --timeout-ms must be longer than "
+                        "--heartbeat-ms\n");
+        return 2;
+    }
+    if ((rc = s_options(&c)) != 0)
+        return rc;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = s_on_signal;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    return s_run(&c);
 }

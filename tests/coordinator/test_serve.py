@@ -115,7 +115,8 @@ def main():
     ENDPOINT = "tcp://%s:%d" % (NAME, port)
     log = open(os.path.join(work, "serve.log"), "w+")
     serve = subprocess.Popen([COORD, "serve", "--ca", ca, "--listen",
-                              "tcp://127.0.0.1:%d" % port, "--federation", "test"],
+                              "tcp://127.0.0.1:%d" % port, "--federation", "test",
+                              "--publish", "none"],
                              stdout=subprocess.PIPE, stderr=log, text=True)
     try:
         line = serve.stdout.readline()

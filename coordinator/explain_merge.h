@@ -1,0 +1,201 @@
+/* The aggregate explanation of a round (DESIGN.md, Explanations): the
+ * coordinator combines the clients' explanations, weighted by their counts,
+ * into the Explanation it publishes, scores how far each client's explanation
+ * lies from everyone else's, and writes the result as JSON and PNG heatmaps.
+ *
+ * Life of a round, as for the aggregator (aggregate.h): gb_explain_merge_new
+ * once, then per round gb_explain_merge_begin(round, method, map shape,
+ * classes), gb_explain_merge_add for every accepted update that carries an
+ * explanation (an update without one is simply not added), and
+ * gb_explain_merge_finish, which builds
+ *  - the aggregate Explanation: per class, the count-weighted mean of the
+ *    mean maps of the clients that have the class (a class no client has is
+ *    left out); the feature importance as the mean of the clients'
+ *    importance maps weighted by their Explanation.count; counts summed;
+ *    each quality metric as the count-weighted mean over the clients that
+ *    report it (weights Explanation.count), metrics sorted by name;
+ *  - the per-client distances, KeyValue entries sorted by client id, value a
+ *    decimal number with 9 decimals: the Jensen-Shannon divergence in bits
+ *    (explain/divergence.h, in [0, 1]) between the client's feature
+ *    importance and the importance of all OTHER clients pooled
+ *    (leave-one-out: a poisoned client cannot pull the reference towards
+ *    itself, which matters most when clients are few).
+ *
+ * Why Jensen-Shannon of the feature importance. Importance (mean
+ * |attribution|) says where the model looks on the client's data; a trigger
+ * patch or a skewed data set moves that mass, which is what the score should
+ * see. JS compares the normalised mass, so a client whose attributions are
+ * merely larger overall (other input scaling, a sharper local model) is not
+ * flagged; it is symmetric, bounded (a threshold means the same in every
+ * round) and defined when either side has zeros, unlike Kullback-Leibler.
+ * Cosine distance of non-negative maps saturates early (mass moved to a small
+ * patch still leaves a large cosine) and top-k overlap is coarse and jumps
+ * with ties. The class maps are not used: leave-one-out on them would need
+ * every client's class maps at finish (memory clients x classes x cells).
+ * The price: importance pools all of a client's classes, so a client whose
+ * class mix differs strongly from the federation's (non-IID data) scores
+ * somewhat higher for that alone.
+ *
+ * Order independence, exactly. Every map sum is an exact fixed-point sum
+ * (gb_exact_sum_t of aggregate.h, count x value added without rounding) and
+ * each mean is correctly rounded to float32 once, so the aggregate's bits do
+ * not depend on the order clients were added in; the leave-one-out reference
+ * is the total minus the client's own contribution, also exactly. The
+ * quality metrics (doubles) are summed in client-id order. Packed, the
+ * aggregate Explanation and the distances are byte-identical for any order.
+ *
+ * Memory. Planned by begin: one exact sum (40 bytes) per class and cell, and
+ * one per cell for the importance. Kept per client, growing with the clients
+ * actually added (never past max_clients): its id, its feature importance
+ * (cells floats, needed for leave-one-out at finish), its importance count
+ * and its quality metrics. No per-client class map is kept.
+ *
+ * What add() checks. The update came through gb_envelope_decode, which has
+ * checked the Explanation on its own: method a known one, class indices
+ * unique and below GB_ENVELOPE_MAX_CLASSES, every class with a count and a
+ * tensor whose shape fits its bytes, all tensors of one shape, every float
+ * finite, metric names well formed and finite. add() relies on the metric
+ * names' alphabet, and checks what only the merge can know: the round's
+ * method and round, the round's map shape, class indices below the round's
+ * class count, counts >= 1 and their totals within GB_AGG_MAX_WEIGHT, a
+ * feature importance present (a client without one could not be scored:
+ * leaving it out would let a poisoned client hide) and non-negative, a
+ * metric name used twice by one client, metric values within +-1e300 (so
+ * weighted means cannot overflow), at most GB_ENVELOPE_MAX_METRICS distinct
+ * metric names in the round, a client id that the Publication accepts
+ * ([A-Za-z0-9_.-], 1..GB_ENVELOPE_MAX_NAME bytes) and has not been added
+ * yet, and at most max_clients clients. Three of the decoder's checks are
+ * repeated because the merge's own arithmetic rests on them and they cost
+ * nothing in the passes that read the data anyway: tensor lengths (memory
+ * safety), finiteness (the exact sums must never see an infinity) and
+ * unique class indices (the count bound of the exact sums); so an
+ * Explanation built in memory gets the same treatment.
+ * A refusal returns an error naming the field, logs a warning (API misuse:
+ * no log), and changes nothing: the round ends as if the call had not been
+ * made.
+ *
+ * Ownership: gb_explain_merge_new returns a merger the caller owns
+ * (gb_explain_merge_destroy). add() only reads the Explanation and the id
+ * and keeps copies. finish() fills a gb_explain_merge_result_t whose parts
+ * the caller owns (see there). Not thread-safe: one thread drives a merger. */
+#ifndef GB_COORDINATOR_EXPLAIN_MERGE_H
+#define GB_COORDINATOR_EXPLAIN_MERGE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "engine/shape.h"
+#include "glassbox.pb-c.h"
+#include "util/error.h"
+
+/* Largest max_clients (GB_PUBLICATION_MAX_CLIENTS of net/envelope.h: the
+ * most distances a Publication may carry). */
+#define GB_EXPLAIN_MERGE_MAX_CLIENTS ((size_t)100000)
+/* Largest classes x cells of a round (GB_SUMMARY_MAX_CELLS of
+ * explain/summary.h: no client can send a bigger explanation; 160 MiB of
+ * sums). */
+#define GB_EXPLAIN_MERGE_MAX_CELLS ((size_t)1 << 22)
+/* Largest |quality metric value| accepted. */
+#define GB_EXPLAIN_MERGE_MAX_QUALITY 1e300
+/* Name of the distance measure, as written in the report. */
+#define GB_EXPLAIN_MERGE_MEASURE "js_divergence_bits_leave_one_out"
+
+typedef struct gb_explain_merge gb_explain_merge_t;
+
+/* What finish hands out. Every part is allocated piece by piece with
+ * gb_malloc, exactly as protobuf-c's unpacker lays a message out, so it can
+ * be freed either with gb_explain_merge_result_free or, after the caller
+ * has moved the parts into a Publication (and set the fields here to NULL /
+ * 0), with protobuf-c's free_unpacked and gb_wire_allocator() (net/wire.h)
+ * or gb_publication_free (net/envelope.h) on that Publication. */
+typedef struct {
+    Glassbox__Explanation *explanation; /* for Publication.explanation; owned */
+    Glassbox__KeyValue **distance;      /* for Publication.explanation_distance; owned, each
+                                           entry too; sorted by client id; NULL when fewer than
+                                           two clients (no "others" to compare with) */
+    size_t n_distance;                  /* entries in distance */
+} gb_explain_merge_result_t;
+
+/* Frees what the result still owns and zeroes it; safe on a zeroed result. */
+void gb_explain_merge_result_free(gb_explain_merge_result_t *r);
+
+/* A new merger taking at most max_clients explanations a round
+ * (1..GB_EXPLAIN_MERGE_MAX_CLIENTS). No round is open. NULL and err on a bad
+ * max_clients (GB_EINVAL) or no memory (GB_ENOMEM). */
+gb_explain_merge_t *gb_explain_merge_new(size_t max_clients, gb_error_t *err);
+
+/* Frees the merger; sets *m to NULL; NULL-safe. */
+void gb_explain_merge_destroy(gb_explain_merge_t **m);
+
+/* Opens round `round` (>= 1) for explanations by `method` (one of
+ * EXPLAIN_INTEGRATED_GRADIENTS..EXPLAIN_GRAD_CAM) whose maps have
+ * `map_shape`: the model's input shape, or for Grad-CAM the conv layer's
+ * output (H', W') (gb_explainer_attr_shape of explain/attribution.h), rank
+ * 1..3, dims >= 1; with n_classes classes (1..GB_ENVELOPE_MAX_CLASSES; a
+ * regression model has one group, class 0); n_classes x cells at most
+ * GB_EXPLAIN_MERGE_MAX_CELLS. Drops anything of a round still open (an
+ * abandoned round may be begun again). Allocates the sums here when they
+ * outgrow those of earlier rounds. On failure (GB_EINVAL, GB_ERANGE,
+ * GB_ENOMEM) the merger is unchanged, including a round still open. */
+int gb_explain_merge_begin(gb_explain_merge_t *m, uint64_t round, Glassbox__ExplainMethod method,
+                           const gb_shape_t *map_shape, int n_classes,
+                           gb_error_t *err) GB_MUST_CHECK;
+
+/* Adds client client_id's explanation x (see the top of this file for what
+ * is checked). Refusals: no round open, NULL arguments (GB_EINVAL, not
+ * logged); wrong method or round, class index out of range, a count of 0
+ * with a map, a missing or negative feature importance, a repeated metric
+ * name, a bad or repeated client id (GB_EINVAL); a map of another shape or
+ * length (GB_ESHAPE); NaN or infinity (naming the index), metric values
+ * beyond +-GB_EXPLAIN_MERGE_MAX_QUALITY, totals beyond GB_AGG_MAX_WEIGHT,
+ * more than max_clients clients or GB_ENVELOPE_MAX_METRICS metric names
+ * (GB_ERANGE); no memory to keep it (GB_ENOMEM). Nothing changes on failure. */
+int gb_explain_merge_add(gb_explain_merge_t *m, const char *client_id,
+                         const Glassbox__Explanation *x, gb_error_t *err) GB_MUST_CHECK;
+
+/* Builds the round's aggregate and distances into *out (see the top of this
+ * file and gb_explain_merge_result_t) and closes the round: a later add or
+ * finish is refused until the next begin. Refuses (GB_EINVAL) when no round
+ * is open or no client was added, and on GB_ENOMEM; then *out is zeroed and
+ * the round stays open, as it was. */
+int gb_explain_merge_finish(gb_explain_merge_t *m, gb_explain_merge_result_t *out,
+                            gb_error_t *err) GB_MUST_CHECK;
+
+/* The current (or last) round; 0 before any begin. */
+uint64_t gb_explain_merge_round(const gb_explain_merge_t *m);
+
+/* True while a round is open (begun, not yet finished). */
+int gb_explain_merge_is_open(const gb_explain_merge_t *m);
+
+/* Clients added in the current round. */
+size_t gb_explain_merge_clients(const gb_explain_merge_t *m);
+
+/* ---- the report (explain_report.c) ----------------------------------------
+ * Writes a round's aggregate explanation for people:
+ *   DIR/explanation-ROUND.json  {"format": "glassbox-aggregate-explanation",
+ *     "version": 1, "round", "method" (gb_explain_method_name's spelling),
+ *     "attribution_shape", "samples" (the importance count), "quality":
+ *     {name: value}, "classes": [{"class", "count", "min", "max", "mean",
+ *     "mean_abs", "l2", "max_abs_cell", "heatmap"}], "feature_importance":
+ *     {"count", "min", "max", "sum", "values" (flat, row-major), "heatmap"},
+ *     "distance": {"measure", "clients": [{"client", "distance"}]}}
+ *   DIR/explanation-ROUND-class-C.png for every class in the aggregate, and
+ *   DIR/explanation-ROUND-importance.png: heatmaps (explain/heatmap.h) on
+ *   the diverging scale. Images (C, H, W) are drawn H x W with channels
+ *   summed, Grad-CAM maps (H', W') as they are, sequences (T, F) with time
+ *   along x, anything else as rows of at most GB_HEATMAP_MAX_CELLS cells.
+ * aggregate is any valid Explanation (finish's, or one from a decoded
+ * Publication) whose round equals `round`; its tensors are checked again
+ * (lengths, finiteness: GB_ESHAPE, GB_ERANGE) because they are read here.
+ * distance (n_distance entries, may be NULL when 0) holds decimal numbers
+ * (GB_EINVAL otherwise). DIR is created (one level, 0755) when missing.
+ * Every file is written atomically (util/file.h), 0644, the PNGs first and
+ * the JSON last, so a reader that finds the JSON finds the whole set; a
+ * failure part way (GB_EIO naming the file, GB_ENOMEM) can leave the PNGs
+ * of the new report beside an older JSON, never a half-written file. */
+int gb_explain_report_write(const char *dir, uint64_t round,
+                            const Glassbox__Explanation *aggregate,
+                            Glassbox__KeyValue *const *distance, size_t n_distance,
+                            gb_error_t *err) GB_MUST_CHECK;
+
+#endif

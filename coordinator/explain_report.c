@@ -1,0 +1,447 @@
+/* The round's aggregate explanation as files a person (or a dashboard) reads:
+ * DIR/explanation-ROUND.json and PNG heatmaps beside it (the contract is in
+ * explain_merge.h, gb_explain_report_write).
+ *
+ * Why its own JSON writer. client/json.h is one function that escapes a
+ * string onto a FILE *; it lives in the client library, which the
+ * coordinator does not link (DESIGN.md: coordinator/ and client/ depend only
+ * on common/), and the report must be built in memory anyway to be written
+ * atomically. So a small growing buffer here, through gb_realloc (the
+ * allocation-failure tests reach it), and numbers printed with 9
+ * significant digits (every float32 reads back exactly).
+ *
+ * The heatmaps go through explain/heatmap.h and are drawn as the client's
+ * `explain` command draws its own (client/cmd_explain.c), so a local
+ * explanation and the federation's look alike: images with channels summed,
+ * Grad-CAM maps at their own resolution, sequences with time along x. No
+ * underlay: the coordinator has no inputs to draw under the map.
+ *
+ * The aggregate is read, not trusted: it may come from a decoded
+ * Publication as well as from the merger, so every tensor's length and
+ * values are checked before a float is read. */
+#include "explain_merge.h"
+
+#include "explain/attribution.h"
+#include "explain/heatmap.h"
+#include "net/wire.h"
+#include "util/alloc.h"
+#include "util/file.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define S_MAX_PATH 4096
+/* Largest tensor rank read (GB_ENVELOPE_MAX_DIMS of net/envelope.h). */
+#define S_MAX_DIMS 8
+
+/* ---- a growing text buffer ----------------------------------------------- */
+
+typedef struct {
+    char *p;    /* the text, NUL-terminated while rc == 0 */
+    size_t len; /* bytes used, without the NUL */
+    size_t cap; /* bytes allocated */
+    int rc;     /* GB_ENOMEM once an append failed; later appends do nothing */
+} s_buf_t;
+
+static void s_put(s_buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void s_put(s_buf_t *b, const char *fmt, ...)
+{
+    if (b->rc)
+        return;
+    for (;;) {
+        va_list ap;
+        va_start(ap, fmt);
+        size_t room = b->cap - b->len;
+        int n = vsnprintf(b->p ? b->p + b->len : NULL, room, fmt, ap);
+        va_end(ap);
+        if (n < 0) {
+            b->rc = GB_EINVAL;
+            return;
+        }
+        if ((size_t)n < room) {
+            b->len += (size_t)n;
+            return;
+        }
+        size_t cap = b->cap ? b->cap * 2 : 4096;
+        while (cap - b->len <= (size_t)n)
+            cap *= 2;
+        char *p = gb_realloc(b->p, cap);
+        if (!p) {
+            b->rc = GB_ENOMEM;
+            return;
+        }
+        b->p = p;
+        b->cap = cap;
+    }
+}
+
+/* A JSON string literal: quotes, backslashes and control bytes escaped. */
+static void s_str(s_buf_t *b, const char *s)
+{
+    s_put(b, "\"");
+    for (const unsigned char *c = (const unsigned char *)s; *c; c++) {
+        if (*c == '"' || *c == '\\')
+            s_put(b, "\\%c", *c);
+        else if (*c < 0x20 || *c == 0x7f)
+            s_put(b, "\\u%04x", *c);
+        else
+            s_put(b, "%c", *c);
+    }
+    s_put(b, "\"");
+}
+
+/* A finite number (checked by the caller). */
+static void s_num(s_buf_t *b, double v)
+{
+    s_put(b, "%.9g", v == 0 ? 0.0 : v); /* never "-0" */
+}
+
+/* ---- reading the aggregate ------------------------------------------------- */
+
+/* Checks a tensor (rank 1..S_MAX_DIMS, dims >= 1, bytes = 4 x the product,
+ * every value finite) and, when like is given, that its shape equals like's. */
+static int s_check_tensor(const Glassbox__Tensor *t, const Glassbox__Tensor *like,
+                          const char *field, gb_error_t *err)
+{
+    if (!t || t->n_shape < 1 || t->n_shape > S_MAX_DIMS || !t->shape)
+        return gb_error_set(err, GB_ESHAPE, "explanation report: %s has no shape of rank 1..%d",
+                            field, S_MAX_DIMS);
+    size_t n = 1;
+    for (size_t i = 0; i < t->n_shape; i++) {
+        if (t->shape[i] == 0 || t->shape[i] > GB_EXPLAIN_MERGE_MAX_CELLS / n)
+            return gb_error_set(err, GB_ESHAPE, "explanation report: %s: dimension %zu is %u",
+                                field, i, (unsigned)t->shape[i]);
+        n *= t->shape[i];
+    }
+    if (t->data.len != 4 * n || !t->data.data)
+        return gb_error_set(err, GB_ESHAPE, "explanation report: %s has %zu bytes, its shape "
+                            "needs %zu", field, t->data.len, 4 * n);
+    if (like && (like->n_shape != t->n_shape ||
+                 memcmp(like->shape, t->shape, t->n_shape * sizeof *t->shape) != 0))
+        return gb_error_set(err, GB_ESHAPE, "explanation report: %s differs in shape from the "
+                            "explanation's first map", field);
+    size_t bad = gb_wire_first_nonfinite(t->data.data, n);
+    if (bad < n)
+        return gb_error_set(err, GB_ERANGE, "explanation report: %s value %zu of %zu is not "
+                            "finite", field, bad, n);
+    return 0;
+}
+
+static size_t s_cells(const Glassbox__Tensor *t)
+{
+    return t->data.len / 4;
+}
+
+static void s_decode(const Glassbox__Tensor *t, float *out)
+{
+    for (size_t i = 0; i < s_cells(t); i++)
+        out[i] = gb_wire_float_le(t->data.data + 4 * i);
+}
+
+/* The method's name as the client's summary.json spells it. */
+static const char *s_method_name(Glassbox__ExplainMethod m)
+{
+    switch (m) {
+    case GLASSBOX__EXPLAIN_METHOD__EXPLAIN_INTEGRATED_GRADIENTS:
+        return gb_explain_method_name(GB_EXPLAIN_IG);
+    case GLASSBOX__EXPLAIN_METHOD__EXPLAIN_GRADIENT_X_INPUT:
+        return gb_explain_method_name(GB_EXPLAIN_GRADXINPUT);
+    case GLASSBOX__EXPLAIN_METHOD__EXPLAIN_SALIENCY:
+        return gb_explain_method_name(GB_EXPLAIN_SALIENCY);
+    case GLASSBOX__EXPLAIN_METHOD__EXPLAIN_SMOOTHGRAD:
+        return gb_explain_method_name(GB_EXPLAIN_SMOOTHGRAD);
+    case GLASSBOX__EXPLAIN_METHOD__EXPLAIN_GRAD_CAM:
+        return gb_explain_method_name(GB_EXPLAIN_GRADCAM);
+    default:
+        return NULL;
+    }
+}
+
+/* ---- pictures ---------------------------------------------------------------- */
+
+/* Draws map (the tensor t's values) into path. scratch holds cells floats
+ * plus one row of padding (see the caller). */
+static int s_draw(const char *path, const char *title, const Glassbox__Tensor *t,
+                  const float *map, float *scratch, bool gradcam, gb_error_t *err)
+{
+    size_t cells = s_cells(t);
+    const uint32_t *d = t->shape;
+    char xlab[64];
+    gb_heatmap_t h = {.title = title, .map = scratch};
+    if (t->n_shape == 3 && d[1] <= GB_HEATMAP_MAX_CELLS && d[2] <= GB_HEATMAP_MAX_CELLS) {
+        /* an image (C, H, W): channels summed */
+        size_t hw = (size_t)d[1] * d[2];
+        memset(scratch, 0, hw * sizeof *scratch);
+        for (size_t i = 0; i < cells; i++)
+            scratch[i % hw] += map[i];
+        h.h = (int)d[1];
+        h.w = (int)d[2];
+    } else if (t->n_shape == 2 && gradcam && d[0] <= GB_HEATMAP_MAX_CELLS &&
+               d[1] <= GB_HEATMAP_MAX_CELLS) {
+        memcpy(scratch, map, cells * sizeof *scratch); /* Grad-CAM's (H', W') as it is */
+        h.h = (int)d[0];
+        h.w = (int)d[1];
+    } else if (t->n_shape == 2 && d[0] <= GB_HEATMAP_MAX_CELLS && d[1] <= GB_HEATMAP_MAX_CELLS) {
+        /* a sequence (T, F): F rows by T columns, time along x */
+        int T = (int)d[0], F = (int)d[1];
+        for (int s = 0; s < T; s++)
+            for (int f = 0; f < F; f++)
+                scratch[(size_t)f * T + s] = map[(size_t)s * F + f];
+        h.h = F;
+        h.w = T;
+        h.cell_w = T >= GB_HEATMAP_TARGET_PX ? 1 : GB_HEATMAP_TARGET_PX / T;
+        h.cell_h = F >= GB_HEATMAP_TARGET_PX ? 1 : GB_HEATMAP_TARGET_PX / F;
+        if (h.cell_h > 80)
+            h.cell_h = 80;
+        snprintf(xlab, sizeof xlab, "time: step 1..%d ->", T);
+        h.x_label = xlab;
+        h.y_label = F > 1 ? "feature" : NULL;
+    } else {
+        /* anything else: rows of at most GB_HEATMAP_MAX_CELLS cells, the last
+         * one padded with zeros */
+        size_t w = cells < GB_HEATMAP_MAX_CELLS ? cells : GB_HEATMAP_MAX_CELLS;
+        size_t rows = (cells + w - 1) / w;
+        memcpy(scratch, map, cells * sizeof *scratch);
+        memset(scratch + cells, 0, (rows * w - cells) * sizeof *scratch);
+        if (rows > GB_HEATMAP_MAX_CELLS) /* not below GB_EXPLAIN_MERGE_MAX_CELLS */
+            return gb_error_set(err, GB_ERANGE, "explanation report: %zu cells are too many "
+                                "to draw", cells);
+        h.w = (int)w;
+        h.h = (int)rows;
+        if (rows == 1) {
+            h.cell_w = h.w >= GB_HEATMAP_TARGET_PX ? 1 : GB_HEATMAP_TARGET_PX / h.w;
+            h.cell_h = 40;
+        }
+        snprintf(xlab, sizeof xlab, "feature 1..%zu ->", cells);
+        h.x_label = xlab;
+    }
+    return gb_heatmap_save(path, &h, err);
+}
+
+/* ---- the report -------------------------------------------------------------- */
+
+/* Summary statistics of one map, in double. */
+typedef struct {
+    double min, max, sum, sum_abs, sum_sq; /* over the cells */
+    size_t max_abs_cell;                   /* first cell of the largest |value| */
+} s_stats_t;
+
+static s_stats_t s_stats(const float *v, size_t n)
+{
+    s_stats_t s = {INFINITY, -INFINITY, 0, 0, 0, 0};
+    double best = -1;
+    for (size_t i = 0; i < n; i++) {
+        double x = v[i];
+        s.min = fmin(s.min, x);
+        s.max = fmax(s.max, x);
+        s.sum += x;
+        s.sum_abs += fabs(x);
+        s.sum_sq += x * x;
+        if (fabs(x) > best) {
+            best = fabs(x);
+            s.max_abs_cell = i;
+        }
+    }
+    return s;
+}
+
+static int s_join(char *out, const char *dir, const char *name, gb_error_t *err)
+{
+    int n = snprintf(out, S_MAX_PATH, "%s/%s", dir, name);
+    if (n < 0 || n >= S_MAX_PATH)
+        return gb_error_set(err, GB_EINVAL, "explanation report: path %s/%s is too long", dir,
+                            name);
+    return 0;
+}
+
+/* Checks everything the report reads before a file is touched. */
+static int s_check(uint64_t round, const Glassbox__Explanation *x,
+                   Glassbox__KeyValue *const *distance, size_t n_distance, gb_error_t *err)
+{
+    if (x->round != round || round == 0)
+        return gb_error_set(err, GB_EINVAL, "explanation report: the explanation is of round "
+                            "%llu, not round %llu", (unsigned long long)x->round,
+                            (unsigned long long)round);
+    if (!s_method_name(x->method))
+        return gb_error_set(err, GB_EINVAL, "explanation report: method %d is not one this "
+                            "version knows", (int)x->method);
+    const Glassbox__Tensor *first = x->feature_importance;
+    int rc = first ? s_check_tensor(first, NULL, "feature_importance", err) : 0;
+    if (rc == 0 && x->n_classes && !x->classes)
+        rc = gb_error_set(err, GB_EINVAL, "explanation report: classes missing");
+    char field[64];
+    for (size_t i = 0; rc == 0 && i < x->n_classes; i++) {
+        snprintf(field, sizeof field, "classes[%zu].mean_attribution", i);
+        if (!x->classes[i])
+            return gb_error_set(err, GB_EINVAL, "explanation report: classes[%zu] is missing", i);
+        rc = s_check_tensor(x->classes[i]->mean_attribution, first, field, err);
+        if (!first)
+            first = x->classes[i]->mean_attribution;
+    }
+    if (rc == 0 && !first)
+        rc = gb_error_set(err, GB_EINVAL, "explanation report: no map to report");
+    for (size_t i = 0; rc == 0 && i < x->n_quality; i++) {
+        const Glassbox__Metric *q = x->quality ? x->quality[i] : NULL;
+        if (!q || !q->name || !isfinite(q->value))
+            rc = gb_error_set(err, GB_EINVAL, "explanation report: quality[%zu] has no name or "
+                              "is not finite", i);
+    }
+    if (rc == 0 && n_distance && !distance)
+        rc = gb_error_set(err, GB_EINVAL, "explanation report: distances missing");
+    for (size_t i = 0; rc == 0 && i < n_distance; i++) {
+        const Glassbox__KeyValue *kv = distance[i];
+        char *end = NULL;
+        double v = kv && kv->key && *kv->key && kv->value ? strtod(kv->value, &end) : NAN;
+        if (!end || end == kv->value || *end != '\0' || !isfinite(v))
+            rc = gb_error_set(err, GB_EINVAL, "explanation report: distance[%zu] is not a "
+                              "client id with a decimal number", i);
+    }
+    return rc;
+}
+
+/* The JSON document into b. */
+static void s_json(s_buf_t *b, uint64_t round, const Glassbox__Explanation *x,
+                   Glassbox__KeyValue *const *distance, size_t n_distance, float *map)
+{
+    unsigned long long r = (unsigned long long)round;
+    const Glassbox__Tensor *shape =
+        x->feature_importance ? x->feature_importance : x->classes[0]->mean_attribution;
+    s_put(b, "{\"format\": \"glassbox-aggregate-explanation\", \"version\": 1, \"round\": %llu, "
+             "\"method\": ", r);
+    s_str(b, s_method_name(x->method));
+    s_put(b, ", \"attribution_shape\": [");
+    for (size_t i = 0; i < shape->n_shape; i++)
+        s_put(b, "%s%u", i ? ", " : "", (unsigned)shape->shape[i]);
+    s_put(b, "], \"samples\": %llu, \"quality\": {", (unsigned long long)x->count);
+    for (size_t i = 0; i < x->n_quality; i++) {
+        s_put(b, "%s", i ? ", " : "");
+        s_str(b, x->quality[i]->name);
+        s_put(b, ": ");
+        s_num(b, x->quality[i]->value);
+    }
+    s_put(b, "},\n \"classes\": [");
+    for (size_t i = 0; i < x->n_classes; i++) {
+        const Glassbox__ClassAttribution *c = x->classes[i];
+        const Glassbox__Tensor *t = c->mean_attribution;
+        size_t n = s_cells(t);
+        s_decode(t, map);
+        s_stats_t s = s_stats(map, n);
+        s_put(b, "%s\n  {\"class\": %u, \"count\": %llu, \"min\": ", i ? "," : "",
+              (unsigned)c->class_index, (unsigned long long)c->count);
+        s_num(b, s.min);
+        s_put(b, ", \"max\": ");
+        s_num(b, s.max);
+        s_put(b, ", \"mean\": ");
+        s_num(b, s.sum / (double)n);
+        s_put(b, ", \"mean_abs\": ");
+        s_num(b, s.sum_abs / (double)n);
+        s_put(b, ", \"l2\": ");
+        s_num(b, sqrt(s.sum_sq));
+        s_put(b, ", \"max_abs_cell\": %zu, \"heatmap\": \"explanation-%llu-class-%u.png\"}",
+              s.max_abs_cell, r, (unsigned)c->class_index);
+    }
+    s_put(b, "],\n \"feature_importance\": ");
+    if (x->feature_importance) {
+        const Glassbox__Tensor *t = x->feature_importance;
+        size_t n = s_cells(t);
+        s_decode(t, map);
+        s_stats_t s = s_stats(map, n);
+        s_put(b, "{\"count\": %llu, \"min\": ", (unsigned long long)x->count);
+        s_num(b, s.min);
+        s_put(b, ", \"max\": ");
+        s_num(b, s.max);
+        s_put(b, ", \"sum\": ");
+        s_num(b, s.sum);
+        s_put(b, ", \"heatmap\": \"explanation-%llu-importance.png\",\n  \"values\": [", r);
+        for (size_t i = 0; i < n; i++) {
+            s_put(b, "%s", i == 0 ? "" : i % 16 ? ", " : ",\n   ");
+            s_num(b, map[i]);
+        }
+        s_put(b, "]}");
+    } else {
+        s_put(b, "null");
+    }
+    s_put(b, ",\n \"distance\": {\"measure\": \"%s\", \"clients\": [", GB_EXPLAIN_MERGE_MEASURE);
+    for (size_t i = 0; i < n_distance; i++) {
+        s_put(b, "%s\n  {\"client\": ", i ? "," : "");
+        s_str(b, distance[i]->key);
+        s_put(b, ", \"distance\": ");
+        s_num(b, strtod(distance[i]->value, NULL));
+        s_put(b, "}");
+    }
+    s_put(b, "]}}\n");
+}
+
+int gb_explain_report_write(const char *dir, uint64_t round,
+                            const Glassbox__Explanation *aggregate,
+                            Glassbox__KeyValue *const *distance, size_t n_distance,
+                            gb_error_t *err)
+{
+    if (!dir || !*dir || !aggregate)
+        return gb_error_set(err, GB_EINVAL, "explanation report: no %s given",
+                            aggregate ? "directory" : "explanation");
+    int rc = s_check(round, aggregate, distance, n_distance, err);
+    if (rc)
+        return rc;
+    if (mkdir(dir, 0755) != 0 && errno != EEXIST)
+        return gb_error_set(err, GB_EIO, "explanation report: cannot create %s: %s", dir,
+                            strerror(errno));
+    const Glassbox__Tensor *any = aggregate->feature_importance
+                                      ? aggregate->feature_importance
+                                      : aggregate->classes[0]->mean_attribution;
+    size_t cells = s_cells(any);
+    /* scratch: the padded rows of s_draw need less than one extra row */
+    float *map = gb_malloc(cells * sizeof *map);
+    float *scratch = gb_malloc((cells + GB_HEATMAP_MAX_CELLS) * sizeof *scratch);
+    s_buf_t b = {0};
+    char path[S_MAX_PATH], name[96], title[128];
+    unsigned long long r = (unsigned long long)round;
+    const char *method = s_method_name(aggregate->method);
+    bool gradcam = aggregate->method == GLASSBOX__EXPLAIN_METHOD__EXPLAIN_GRAD_CAM;
+    if (!map || !scratch) {
+        rc = gb_error_set(err, GB_ENOMEM, "explanation report: out of memory");
+        goto cleanup;
+    }
+    for (size_t i = 0; i < aggregate->n_classes; i++) {
+        const Glassbox__ClassAttribution *c = aggregate->classes[i];
+        snprintf(name, sizeof name, "explanation-%llu-class-%u.png", r, (unsigned)c->class_index);
+        snprintf(title, sizeof title, "round %llu  class %u  %s  n=%llu", r,
+                 (unsigned)c->class_index, method, (unsigned long long)c->count);
+        if ((rc = s_join(path, dir, name, err)))
+            goto cleanup;
+        s_decode(c->mean_attribution, map);
+        if ((rc = s_draw(path, title, c->mean_attribution, map, scratch, gradcam, err)))
+            goto cleanup;
+    }
+    if (aggregate->feature_importance) {
+        snprintf(name, sizeof name, "explanation-%llu-importance.png", r);
+        snprintf(title, sizeof title, "round %llu  importance  %s  n=%llu", r, method,
+                 (unsigned long long)aggregate->count);
+        if ((rc = s_join(path, dir, name, err)))
+            goto cleanup;
+        s_decode(aggregate->feature_importance, map);
+        if ((rc = s_draw(path, title, aggregate->feature_importance, map, scratch, gradcam, err)))
+            goto cleanup;
+    }
+    s_json(&b, round, aggregate, distance, n_distance, map);
+    if (b.rc) {
+        rc = gb_error_set(err, b.rc, "explanation report: out of memory for the JSON");
+        goto cleanup;
+    }
+    snprintf(name, sizeof name, "explanation-%llu.json", r);
+    if ((rc = s_join(path, dir, name, err)))
+        goto cleanup;
+    rc = gb_file_write_atomic(path, b.p, b.len, 0644, err);
+cleanup:
+    gb_free(map);
+    gb_free(scratch);
+    gb_free(b.p);
+    return rc;
+}

@@ -1,0 +1,517 @@
+/* The federation (federation.h): set-up and resume, the front door's events
+ * fed to the round machine, and the machine's actions carried out in order.
+ *
+ * Every call into the machine is followed by draining its action queue, so
+ * the queue is empty whenever a new event arrives, and a FEED action always
+ * belongs to the result being handled (f->current). */
+#include "federation.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "checkpoint.h"
+#include "explain/attribution.h"
+#include "federation_internal.h"
+#include "net/envelope.h"
+#include "net/model_source.h"
+#include "util/alloc.h"
+#include "util/log.h"
+#include "util/time.h"
+
+static void s_drain(gb_federation_t *f);
+
+/* ---- set-up ---------------------------------------------------------------- */
+
+static void s_defaults(gb_federation_options_t *o)
+{
+    if (!o->model_seed)
+        o->model_seed = 1;
+    if (!o->aggregator)
+        o->aggregator = "fedavg";
+    if (!o->server_optimizer)
+        o->server_optimizer = "sgd";
+    if (o->keep_checkpoints <= 0)
+        o->keep_checkpoints = 3;
+    if (o->threads <= 0)
+        o->threads = 1;
+    if (!o->federation)
+        o->federation = "glassbox";
+}
+
+/* Takes the model, task ids and optimiser state of checkpoint c. The state
+ * waits in optim_backup until the optimiser exists. */
+static int s_resume(gb_federation_t *f, const gb_checkpoint_t *c, gb_error_t *err)
+{
+    if (!(f->global = gb_snapshot_new(c->spec, c->params, c->n_params, c->round, err)))
+        return err->code;
+    if (c->next_task_id > 1)
+        f->task_id_base = c->next_task_id - 1;
+    if (strcmp(c->server_optimizer, f->o.server_optimizer) != 0) {
+        gb_log_warn("federation: the checkpoint was made with server optimiser '%s'; going on "
+                    "with '%s' and a fresh optimiser state",
+                    c->server_optimizer, f->o.server_optimizer);
+    } else if (c->n_optim_state) {
+        if (!(f->optim_backup = gb_malloc(c->n_optim_state * sizeof(float))))
+            return gb_error_set(err, GB_ENOMEM, "federation: out of memory resuming");
+        memcpy(f->optim_backup, c->optim_state, c->n_optim_state * sizeof(float));
+        f->optim_len = c->n_optim_state;
+        f->optim_backup_steps = c->optim_steps;
+    }
+    gb_log_info("federation: resuming after round %llu from %s", (unsigned long long)c->round,
+                f->state_dir);
+    return 0;
+}
+
+/* The initial global model: from the latest checkpoint, else from o->model. */
+static int s_load_model(gb_federation_t *f, gb_error_t *err)
+{
+    gb_checkpoint_t *c = NULL;
+    int rc;
+    if (f->state_dir && (rc = gb_checkpoint_load_latest(f->state_dir, &c, err)) != 0)
+        return rc;
+    if (c) {
+        rc = s_resume(f, c, err);
+        gb_checkpoint_destroy(&c);
+        return rc;
+    }
+    if (!f->o.model)
+        return gb_error_set(err, GB_EINVAL, "federation: no initial model (--model) and no "
+                                            "checkpoint to resume from");
+    bool from_file = false;
+    gb_model_t *m = gb_model_source_open(f->o.model, &from_file, err);
+    if (!m)
+        return err->code;
+    if (!from_file)
+        gb_model_init(m, f->o.model_seed);
+    f->global = gb_snapshot_from_model(m, 0, err);
+    gb_model_destroy(&m);
+    return f->global ? 0 : err->code;
+}
+
+/* Shapes the explanation merge needs, from a model of the global spec. */
+static int s_model_facts(gb_federation_t *f, gb_error_t *err)
+{
+    gb_model_t *m = gb_model_new(f->global->spec, err);
+    if (!m)
+        return err->code;
+    gb_shape_t out = gb_model_output_shape(m);
+    f->n_classes = 1;
+    for (int i = 0; i < out.rank; i++)
+        f->n_classes *= out.dim[i];
+    f->map_shape = gb_model_input_shape(m);
+    int rc = 0;
+    if (f->o.explain == GLASSBOX__EXPLAIN_METHOD__EXPLAIN_GRAD_CAM) {
+        gb_explain_cfg_t cfg = {.method = GB_EXPLAIN_GRADCAM, .layer = -1};
+        if ((rc = gb_model_plan(m, 1, 1, err)) == 0) {
+            gb_explainer_t *e = gb_explainer_new(m, &cfg, err);
+            if (e)
+                f->map_shape = gb_explainer_attr_shape(e);
+            else
+                rc = err->code;
+            gb_explainer_destroy(&e);
+        }
+    }
+    gb_model_destroy(&m);
+    return rc;
+}
+
+static int s_server_eval(gb_federation_t *f, gb_error_t *err)
+{
+    if (!f->o.test_data)
+        return 0;
+    int rc = gb_dataset_load(f->o.test_data, GB_SPLIT_TEST, &f->test, err);
+    if (rc)
+        return gb_error_prefix(err, rc, "federation: --test-data: ");
+    if (!(f->eval_model = gb_model_new(f->global->spec, err)))
+        return err->code;
+    if ((rc = gb_model_plan(f->eval_model, 256, f->o.threads, err)) != 0)
+        return rc;
+    gb_shape_t in = gb_model_input_shape(f->eval_model);
+    size_t cells = 1;
+    for (int i = 0; i < in.rank; i++)
+        cells *= (size_t)in.dim[i];
+    if (cells != gb_dataset_sample_size(f->test))
+        return gb_error_set(err, GB_ESHAPE,
+                            "federation: the model takes %zu inputs, %s's samples have %zu",
+                            cells, f->o.test_data, gb_dataset_sample_size(f->test));
+    return 0;
+}
+
+static void s_on_joined(void *arg, const char *id, const Glassbox__Join *j);
+static void s_on_left(void *arg, const char *id, const char *reason);
+static void s_on_message(void *arg, const char *id, const Glassbox__Envelope *env);
+
+gb_federation_t *gb_federation_new(void *zmq_ctx, gb_front_door_t *door,
+                                   const gb_federation_options_t *opts, gb_error_t *err)
+{
+    if (!door || !opts) {
+        gb_error_set(err, GB_EINVAL, "federation: no front door or options");
+        return NULL;
+    }
+    gb_federation_t *f = gb_calloc(1, sizeof *f);
+    if (!f) {
+        gb_error_set(err, GB_ENOMEM, "federation: out of memory");
+        return NULL;
+    }
+    f->o = *opts;
+    s_defaults(&f->o);
+    f->door = door;
+    f->test_loss = f->test_accuracy = NAN;
+    if ((opts->state_dir && !(f->state_dir = gb_strdup(opts->state_dir))) ||
+        (opts->out_dir && !(f->out_dir = gb_strdup(opts->out_dir))) ||
+        !(f->federation = gb_strdup(f->o.federation)) ||
+        !(f->o.server_optimizer = gb_strdup(f->o.server_optimizer))) {
+        gb_error_set(err, GB_ENOMEM, "federation: out of memory");
+        goto fail;
+    }
+    if ((opts->publish || opts->out_dir) && (!opts->key_file || !opts->cert_file)) {
+        gb_error_set(err, GB_EINVAL, "federation: publishing needs the coordinator's key and "
+                                     "certificate");
+        goto fail;
+    }
+    if (gb_rounds_config_check(&f->o.rounds, err) != 0 || s_load_model(f, err) != 0 ||
+        s_model_facts(f, err) != 0)
+        goto fail;
+    size_t n = f->global->n_params;
+    gb_server_optim_cfg_t ocfg;
+    if (gb_server_optim_parse(f->o.server_optimizer, &ocfg, err) != 0 ||
+        !(f->opt = gb_server_optim_new(&ocfg, n, err)))
+        goto fail;
+    if (f->optim_backup && gb_server_optim_set_state(f->opt, f->optim_backup, f->optim_len,
+                                                     f->optim_backup_steps, err) != 0) {
+        gb_error_prefix(err, err->code, "federation: the checkpoint's optimiser state: ");
+        goto fail;
+    }
+    f->optim_len = gb_server_optim_state_len(f->opt);
+    gb_free(f->optim_backup);
+    f->optim_backup = NULL;
+    if (!(f->agg = gb_aggregator_new(f->o.aggregator, f->o.rounds.max_clients, err)))
+        goto fail;
+    if (f->o.explain != GLASSBOX__EXPLAIN_METHOD__EXPLAIN_NONE &&
+        !(f->merge = gb_explain_merge_new(f->o.rounds.max_clients, err)))
+        goto fail;
+    f->next = gb_snapshot_new(f->global->spec, f->global->params, n, f->global->round, err);
+    f->view = gb_malloc(sizeof *f->view);
+    f->delta = gb_malloc(n * sizeof(float));
+    f->scratch = gb_malloc(n * sizeof(float));
+    if (f->optim_len)
+        f->optim_backup = gb_malloc(f->optim_len * sizeof(float));
+    if (!f->next || !f->view || !f->delta || !f->scratch || (f->optim_len && !f->optim_backup)) {
+        if (f->next)
+            gb_error_set(err, GB_ENOMEM, "federation: out of memory for %zu parameters", n);
+        goto fail;
+    }
+    if (s_server_eval(f, err) != 0)
+        goto fail;
+    if (opts->publish || opts->out_dir) {
+        if (!(f->signer = gb_signer_load(opts->key_file, opts->cert_file, err)))
+            goto fail;
+        if (opts->publish && !(f->pub = gb_publisher_new(zmq_ctx, opts->publish, f->signer, err)))
+            goto fail;
+    }
+    gb_rounds_config_t rc = f->o.rounds;
+    if (f->task_id_base > rc.task_id_base)
+        rc.task_id_base = f->task_id_base;
+    f->task_id_base = rc.task_id_base;
+    if (!(f->rounds = gb_rounds_new(&rc, f->global->round, err)))
+        goto fail;
+    gb_front_door_handlers_t h = {.arg = f, .joined = s_on_joined, .left = s_on_left,
+                                  .message = s_on_message};
+    gb_front_door_set_handlers(door, &h);
+    gb_log_info("federation: model of %zu parameters at round %llu, aggregator %s, server "
+                "optimiser %s, explanations %s",
+                n, (unsigned long long)f->global->round, gb_aggregator_name(f->agg),
+                f->o.server_optimizer, f->merge ? "on" : "off");
+    s_drain(f); /* resuming past total_rounds queues FINISHED at once */
+    return f;
+fail:
+    gb_federation_destroy(&f);
+    return NULL;
+}
+
+void gb_federation_destroy(gb_federation_t **pf)
+{
+    if (!pf || !*pf)
+        return;
+    gb_federation_t *f = *pf;
+    if (f->rounds)
+        gb_front_door_set_handlers(f->door, NULL);
+    gb_explain_merge_result_free(&f->xr);
+    gb_rounds_destroy(&f->rounds);
+    gb_aggregator_destroy(&f->agg);
+    gb_server_optim_destroy(&f->opt);
+    gb_explain_merge_destroy(&f->merge);
+    gb_publisher_destroy(&f->pub);
+    gb_signer_destroy(&f->signer);
+    gb_snapshot_destroy(&f->global);
+    gb_snapshot_destroy(&f->next);
+    gb_model_destroy(&f->eval_model);
+    gb_dataset_destroy(&f->test);
+    gb_free(f->view);
+    gb_free(f->delta);
+    gb_free(f->scratch);
+    gb_free(f->optim_backup);
+    gb_free(f->state_dir);
+    gb_free(f->out_dir);
+    gb_free(f->federation);
+    gb_free((char *)f->o.server_optimizer);
+    gb_free(f);
+    *pf = NULL;
+}
+
+/* ---- actions --------------------------------------------------------------- */
+
+static void s_send_task(gb_federation_t *f, const gb_rounds_action_t *a)
+{
+    gb_error_t err = {0};
+    if (!f->view_valid) {
+        if (gb_snapshot_view(f->global, f->view, &err) != 0) {
+            gb_log_error("federation: the global model cannot be sent: %s", err.msg);
+            return;
+        }
+        f->view_valid = true;
+    }
+    if (a->attempt != f->open_attempt || a->round != f->open_round || !f->open)
+        f->started = gb_time_now();
+    Glassbox__TrainConfig train = f->o.train;
+    train.seed = f->o.train.seed ^ (a->round * 0x9E3779B97F4A7C15ull);
+    Glassbox__ExplainConfig explain = GLASSBOX__EXPLAIN_CONFIG__INIT;
+    explain.method = f->o.explain;
+    explain.max_samples = f->o.explain_samples;
+    explain.steps = f->o.explain_steps;
+    Glassbox__Task task = GLASSBOX__TASK__INIT;
+    task.round = a->round;
+    task.task_id = a->task_id;
+    task.train = true;
+    task.evaluate = a->evaluate;
+    task.model = &f->view->msg;
+    task.train_config = &train;
+    task.explain = &explain;
+    task.deadline_unix_ms = a->deadline_ms;
+    Glassbox__Envelope env = GLASSBOX__ENVELOPE__INIT;
+    env.body_case = GLASSBOX__ENVELOPE__BODY_TASK;
+    env.task = &task;
+    if (gb_front_door_send(f->door, a->client_id, &env, NULL, &err) != 0)
+        gb_log_warn("federation: round %llu: task %llu for '%s' not sent: %s",
+                    (unsigned long long)a->round, (unsigned long long)a->task_id, a->client_id,
+                    err.msg);
+}
+
+/* Tells every connected client that the federation is over. */
+static void s_shutdown_clients(gb_federation_t *f)
+{
+    gb_rounds_client_t c;
+    for (size_t i = 0; gb_rounds_client_at(f->rounds, i, &c); i++)
+        if (c.connected)
+            gb_front_door_refuse(f->door, c.client_id,
+                                 GLASSBOX__ERROR_CODE__ERROR_SHUTTING_DOWN, 0,
+                                 "the federation has finished its rounds");
+}
+
+/* Carries out a step and reports it to the machine. */
+static void s_step(gb_federation_t *f, const gb_rounds_action_t *a,
+                   int (*fn)(gb_federation_t *, const gb_rounds_action_t *, gb_error_t *))
+{
+    gb_error_t err = {0}, merr = {0};
+    uint64_t now = gb_time_unix_ms();
+    int rc = fn(f, a, &err);
+    if (rc == 0 && a->kind == GB_ROUNDS_ACT_CHECKPOINT)
+        gb_fed_commit(f, a);
+    if (rc == 0)
+        rc = gb_rounds_step_done(f->rounds, a->kind, a->round, now, &merr);
+    else {
+        gb_log_error("federation: round %llu: %s failed: %s", (unsigned long long)a->round,
+                     gb_rounds_action_name(a->kind), err.msg);
+        rc = gb_rounds_step_failed(f->rounds, a->kind, a->round, err.msg, now, &merr);
+    }
+    if (rc)
+        gb_log_error("federation: the round machine refused a step report: %s", merr.msg);
+}
+
+static void s_do(gb_federation_t *f, const gb_rounds_action_t *a)
+{
+    gb_error_t err = {0};
+    switch (a->kind) {
+    case GB_ROUNDS_ACT_SEND_TASK:
+        s_send_task(f, a);
+        break;
+    case GB_ROUNDS_ACT_FEED_UPDATE:
+        if (gb_fed_feed_update(f, a, &err) != 0)
+            gb_log_error("federation: round %llu: the update of '%s' cannot be used: %s",
+                         (unsigned long long)a->round, a->client_id, err.msg);
+        break;
+    case GB_ROUNDS_ACT_FEED_EVAL:
+        if (gb_fed_feed_eval(f, a, &err) != 0)
+            gb_log_error("federation: round %llu: %s", (unsigned long long)a->round, err.msg);
+        break;
+    case GB_ROUNDS_ACT_AGGREGATE:
+        s_step(f, a, gb_fed_aggregate);
+        break;
+    case GB_ROUNDS_ACT_EVALUATE:
+        s_step(f, a, gb_fed_evaluate);
+        break;
+    case GB_ROUNDS_ACT_PUBLISH:
+        s_step(f, a, gb_fed_publish);
+        break;
+    case GB_ROUNDS_ACT_CHECKPOINT:
+        s_step(f, a, gb_fed_checkpoint);
+        break;
+    case GB_ROUNDS_ACT_FAILED:
+        gb_log_warn("federation: round %llu attempt %u abandoned: %s",
+                    (unsigned long long)a->round, a->attempt, a->reason);
+        gb_fed_abandon(f);
+        break;
+    case GB_ROUNDS_ACT_FINISHED:
+        gb_log_info("federation: all %llu rounds finished",
+                    (unsigned long long)f->o.rounds.total_rounds);
+        f->finished = true;
+        s_shutdown_clients(f);
+        break;
+    }
+}
+
+static void s_drain(gb_federation_t *f)
+{
+    gb_rounds_action_t a;
+    while (gb_rounds_next_action(f->rounds, &a))
+        s_do(f, &a);
+}
+
+/* ---- events ---------------------------------------------------------------- */
+
+static void s_on_joined(void *arg, const char *id, const Glassbox__Join *j)
+{
+    gb_federation_t *f = arg;
+    gb_error_t err = {0};
+    if (f->finished) {
+        gb_front_door_refuse(f->door, id, GLASSBOX__ERROR_CODE__ERROR_SHUTTING_DOWN, 0,
+                             "the federation has finished its rounds");
+        return;
+    }
+    if (gb_rounds_join(f->rounds, id, j->train_samples, gb_time_unix_ms(), &err) != 0) {
+        gb_log_warn("federation: '%s' cannot take part: %s", id, err.msg);
+        gb_front_door_refuse(f->door, id,
+                             err.code == GB_ERANGE ? GLASSBOX__ERROR_CODE__ERROR_FORBIDDEN
+                                                   : GLASSBOX__ERROR_CODE__ERROR_BUSY,
+                             0, err.msg);
+        return;
+    }
+    s_drain(f);
+}
+
+static void s_on_left(void *arg, const char *id, const char *reason)
+{
+    gb_federation_t *f = arg;
+    gb_error_t err = {0};
+    (void)reason;
+    if (gb_rounds_leave(f->rounds, id, gb_time_unix_ms(), &err) == 0)
+        s_drain(f);
+}
+
+/* Refuses an Update whose delta does not fit the global model, before the
+ * machine counts it. */
+static bool s_update_fits(gb_federation_t *f, const char *id, const Glassbox__Envelope *env)
+{
+    const Glassbox__Update *u = env->update;
+    size_t n = f->global->n_params;
+    if (u->param_count == n && u->delta.len == n * sizeof(float))
+        return true;
+    char why[160];
+    snprintf(why, sizeof why, "update.delta has %llu parameters, the global model %zu",
+             (unsigned long long)u->param_count, n);
+    gb_log_warn("federation: '%s': %s", id, why);
+    gb_front_door_refuse(f->door, id, GLASSBOX__ERROR_CODE__ERROR_SHAPE, env->sequence, why);
+    return false;
+}
+
+static void s_on_message(void *arg, const char *id, const Glassbox__Envelope *env)
+{
+    gb_federation_t *f = arg;
+    gb_error_t err = {0};
+    gb_rounds_verdict_t verdict = GB_ROUNDS_INVALID;
+    uint64_t round = 0, task_id = 0;
+    uint64_t now = gb_time_unix_ms();
+    int rc;
+    f->current = env;
+    f->current_client = id;
+    switch (env->body_case) {
+    case GLASSBOX__ENVELOPE__BODY_UPDATE:
+        if (!s_update_fits(f, id, env))
+            goto out;
+        round = env->update->round;
+        task_id = env->update->task_id;
+        rc = gb_rounds_update(f->rounds, id, round, task_id, env->update->num_samples, now,
+                              &verdict, &err);
+        break;
+    case GLASSBOX__ENVELOPE__BODY_EVAL_RESULT:
+        round = env->eval_result->round;
+        task_id = env->eval_result->task_id;
+        rc = gb_rounds_eval_result(f->rounds, id, round, task_id, env->eval_result->num_samples,
+                                   now, &verdict, &err);
+        break;
+    default: {
+        char why[128];
+        snprintf(why, sizeof why, "a coordinator does not take %s messages",
+                 gb_envelope_body_name(env));
+        gb_log_warn("federation: '%s' sent %s", id, why);
+        gb_front_door_refuse(f->door, id, GLASSBOX__ERROR_CODE__ERROR_UNEXPECTED, env->sequence,
+                             why);
+        goto out;
+    }
+    }
+    s_drain(f);
+    if (rc == 0)
+        gb_front_door_ack(f->door, id, env->sequence, round, task_id);
+    else
+        gb_front_door_refuse(f->door, id, gb_rounds_verdict_error_code(verdict), env->sequence,
+                             err.msg);
+out:
+    f->current = NULL;
+    f->current_client = NULL;
+}
+
+/* ---- the loop -------------------------------------------------------------- */
+
+int gb_federation_step(gb_federation_t *f, int max_wait_ms, gb_error_t *err)
+{
+    uint64_t now = gb_time_unix_ms();
+    uint64_t wake = gb_rounds_wake_at(f->rounds);
+    int wait = max_wait_ms;
+    if (wake != UINT64_MAX) {
+        if (wake <= now)
+            wait = 0;
+        else if (wait < 0 || wake - now < (uint64_t)wait)
+            wait = (int)(wake - now);
+    }
+    int rc = gb_front_door_step(f->door, wait, err);
+    if (rc)
+        return rc;
+    gb_error_t terr = {0};
+    if (gb_rounds_tick(f->rounds, gb_time_unix_ms(), &terr) != 0)
+        gb_log_warn("federation: %s", terr.msg);
+    s_drain(f);
+    return 0;
+}
+
+bool gb_federation_finished(const gb_federation_t *f)
+{
+    return f->finished;
+}
+
+uint64_t gb_federation_round(const gb_federation_t *f)
+{
+    return f->global->round;
+}
+
+void gb_federation_status(const gb_federation_t *f, gb_rounds_status_t *out)
+{
+    gb_rounds_status(f->rounds, out);
+}
+
+const float *gb_federation_params(const gb_federation_t *f, size_t *n_params)
+{
+    if (n_params)
+        *n_params = f->global->n_params;
+    return f->global->params;
+}

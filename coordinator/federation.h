@@ -1,0 +1,129 @@
+/* The federation: the coordinator's round loop run for real. It joins the
+ * pure round machine (rounds.h) to the front door's clients (front_door.h),
+ * and carries out what the machine asks for:
+ *
+ *   send task   a Task with the global model of the last finished round,
+ *               the local training and explanation settings, and the
+ *               round's deadline, to one client (chunked when large);
+ *   feed        an accepted Update goes to the aggregator (aggregate.h),
+ *               its Explanation to the explanation merge (explain_merge.h),
+ *               its metrics and any EvalResult to the round's metrics;
+ *   aggregate   the aggregated delta moves the global parameters through
+ *               the server optimiser (server_optim.h) into the round's
+ *               candidate model; the aggregate explanation is built;
+ *   evaluate    the candidate on the server's test set, if one is given;
+ *   publish     a signed Publication (model, explanation, metrics) on the
+ *               PUB socket and, with an output directory, as files anyone
+ *               can check with openssl, plus the explanation as JSON and PNGs;
+ *   checkpoint  the candidate, the optimiser state and the next task id
+ *               (checkpoint.h); then the candidate becomes the global model.
+ *
+ * A failed step abandons the attempt: the global model, the optimiser state
+ * and every file `latest` names stay those of the last finished round, and
+ * the round is tried again after the machine's backoff. A restarted
+ * coordinator with the same state directory resumes after the last
+ * checkpoint; its task ids continue past the old run's, so late results
+ * for old tasks are refused as stale. When total_rounds are done, every
+ * connected client is told ERROR_SHUTTING_DOWN (retry_after_ms 0) and
+ * gb_federation_finished becomes true.
+ *
+ * Results are answered by name: an accepted or duplicate Update or
+ * EvalResult gets an Ack (its sequence, round and task id); a refused one an
+ * Error with the machine's reason (rounds.h: stale, unexpected, ...), or
+ * ERROR_SHAPE for a delta that does not fit the global model.
+ *
+ * Ownership: gb_federation_new returns an object the caller owns
+ * (gb_federation_destroy); it borrows the ZeroMQ context and the front door
+ * (which must outlive it) and installs the door's handlers, removed again by
+ * destroy. Strings in the options are copied where kept. Single-threaded:
+ * the thread that calls gb_federation_step runs everything. */
+#ifndef GB_COORDINATOR_FEDERATION_H
+#define GB_COORDINATOR_FEDERATION_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "front_door.h"
+#include "glassbox.pb-c.h"
+#include "rounds.h"
+#include "util/error.h"
+
+/* One finished round, for the caller's report. */
+typedef struct {
+    uint64_t round;          /* the round */
+    size_t participants;     /* updates aggregated */
+    uint64_t samples;        /* their num_samples in all */
+    double train_loss;       /* sample-weighted mean of the clients' train_loss (NaN: none) */
+    double train_accuracy;   /* ... of train_accuracy (NaN: none) */
+    double client_loss;      /* sample-weighted mean of the EvalResults' loss (NaN: none) */
+    double client_accuracy;  /* ... accuracy (NaN: none) */
+    double test_loss;        /* on the server's test set (NaN: none) */
+    double test_accuracy;    /* ... (NaN: none) */
+    double max_distance;     /* largest explanation distance (NaN: none) */
+    const char *max_distance_client; /* whose; borrowed for the callback's duration */
+    double seconds;          /* from the round's first task to its checkpoint */
+} gb_federation_round_t;
+
+typedef struct {
+    const char *model;             /* initial global model: preset, spec file or model file
+                                      (ignored when resuming from a checkpoint) */
+    uint64_t model_seed;           /* initialisation seed of a preset or spec (0: 1) */
+    gb_rounds_config_t rounds;     /* the round loop (task_id_base is set from the
+                                      checkpoint when resuming) */
+    const char *aggregator;        /* aggregate.h spec (NULL: "fedavg") */
+    const char *server_optimizer;  /* server_optim.h spec (NULL: "sgd") */
+    Glassbox__TrainConfig train;   /* what each task asks of local training (seed mixed
+                                      with the round by the coordinator) */
+    Glassbox__ExplainMethod explain; /* EXPLAIN_NONE: tasks ask for no explanation */
+    uint32_t explain_samples;      /* local samples to attribute (0: client default) */
+    uint32_t explain_steps;        /* IG steps / SmoothGrad samples (0: client default) */
+    const char *state_dir;         /* checkpoints, resumed from (NULL: none) */
+    int keep_checkpoints;          /* checkpoints kept (0: 3) */
+    const char *out_dir;           /* signed publication files and explanation reports
+                                      (NULL: none) */
+    const char *publish;           /* PUB endpoint for publications (NULL: none) */
+    const char *key_file;          /* the coordinator's signing key (PEM); required with
+                                      publish or out_dir */
+    const char *cert_file;         /* its certificate (PEM) */
+    const char *test_data;         /* server-side evaluation data set (its test split;
+                                      NULL: none) */
+    int threads;                   /* threads for server-side evaluation (0: 1) */
+    const char *federation;        /* name, saved in checkpoints (NULL: "glassbox") */
+    void (*round_done)(void *arg, const gb_federation_round_t *r); /* may be NULL */
+    void *round_done_arg;          /* passed to round_done */
+} gb_federation_options_t;
+
+typedef struct gb_federation gb_federation_t;
+
+/* Builds the federation: resumes from state_dir's latest checkpoint when
+ * there is one (its model, round, optimiser state and task ids; a damaged
+ * latest falls back as checkpoint.h says), else builds the initial model;
+ * makes the aggregator, optimiser, explanation merge, publisher and signer;
+ * and installs the door's handlers. NULL and err on any failure (a bad
+ * option names itself). */
+gb_federation_t *gb_federation_new(void *zmq_ctx, gb_front_door_t *door,
+                                   const gb_federation_options_t *opts, gb_error_t *err);
+
+/* Removes the door's handlers and frees everything; sets *f to NULL;
+ * NULL-safe. */
+void gb_federation_destroy(gb_federation_t **f);
+
+/* Runs for at most max_wait_ms (less when the round machine has something
+ * to do sooner): the door's events, the machine's deadlines, and every
+ * action they lead to. Returns 0, or a negative gb_err when the door's
+ * socket fails. */
+int gb_federation_step(gb_federation_t *f, int max_wait_ms, gb_error_t *err) GB_MUST_CHECK;
+
+/* total_rounds are finished (and the clients were told). */
+bool gb_federation_finished(const gb_federation_t *f);
+
+/* The last finished round (0: none) and the round machine's status. */
+uint64_t gb_federation_round(const gb_federation_t *f);
+void gb_federation_status(const gb_federation_t *f, gb_rounds_status_t *out);
+
+/* The global model of the last finished round: parameters (borrowed until
+ * the next step) and their count. */
+const float *gb_federation_params(const gb_federation_t *f, size_t *n_params);
+
+#endif

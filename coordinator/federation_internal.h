@@ -1,0 +1,78 @@
+/* What federation.c (events and the action loop) and federation_round.c (the
+ * round's steps) share: the federation's state. Not for other modules. */
+#ifndef GB_COORDINATOR_FEDERATION_INTERNAL_H
+#define GB_COORDINATOR_FEDERATION_INTERNAL_H
+
+#include "aggregate.h"
+#include "data/dataset.h"
+#include "engine/model.h"
+#include "explain_merge.h"
+#include "federation.h"
+#include "net/publish.h"
+#include "net/signing.h"
+#include "net/snapshot.h"
+#include "server_optim.h"
+
+struct gb_federation {
+    gb_federation_options_t o;      /* options, defaults filled (strings borrowed only
+                                       during new; the kept ones are below) */
+    char *state_dir, *out_dir;      /* copies of the options' */
+    char *federation;               /* copy of the name */
+    gb_front_door_t *door;          /* borrowed */
+    gb_rounds_t *rounds;            /* the round machine */
+    gb_aggregator_t *agg;           /* combines the deltas */
+    gb_server_optim_t *opt;         /* moves the global model */
+    gb_explain_merge_t *merge;      /* NULL when tasks ask for no explanation */
+    gb_signer_t *signer;            /* NULL without publish and out_dir */
+    gb_publisher_t *pub;            /* NULL without publish */
+    gb_snapshot_t *global;          /* the last finished round's model (round = that round) */
+    gb_snapshot_t *next;            /* the candidate of the round being finished */
+    gb_snapshot_view_t *view;       /* global as a message for Tasks */
+    bool view_valid;                /* view matches global */
+    float *delta;                   /* the aggregated delta */
+    float *scratch;                 /* an Update's delta, aligned */
+    float *optim_backup;            /* the optimiser state before this round's step */
+    size_t optim_len;               /* floats of optimiser state */
+    uint64_t optim_backup_steps;    /* its step count then */
+    bool stepped;                   /* the optimiser moved for the attempt in progress */
+    gb_shape_t map_shape;           /* attribution map shape */
+    int n_classes;                  /* model outputs */
+    gb_dataset_t *test;             /* server-side evaluation data, or NULL */
+    gb_model_t *eval_model;         /* planned model for it, or NULL */
+
+    /* the attempt in progress */
+    bool open;                      /* aggregator (and merge) begun for it */
+    uint64_t open_round;            /* its round */
+    uint32_t open_attempt;          /* its attempt */
+    double train_loss_sum, train_acc_sum; /* sample-weighted sums of Update metrics */
+    uint64_t train_loss_n, train_acc_n;   /* their weights */
+    double eval_loss_sum, eval_acc_sum;   /* of EvalResults */
+    uint64_t eval_n;                      /* their weight */
+    double test_loss, test_accuracy;      /* server-side evaluation (NaN: none) */
+    gb_explain_merge_result_t xr;   /* the aggregate explanation, after aggregate */
+    size_t participants;            /* updates aggregated */
+    uint64_t samples;               /* their weight */
+    double started;                 /* when its first task went out (monotonic s) */
+
+    /* the result being fed while the action queue drains */
+    const Glassbox__Envelope *current;
+    const char *current_client;
+
+    uint64_t task_id_base;          /* the run's task ids start after this */
+    bool finished;                  /* total_rounds done, clients told */
+};
+
+/* The round's steps (federation_round.c); each returns 0 or a gb_err with
+ * err filled, and the caller reports done or failed to the machine. */
+int gb_fed_feed_update(gb_federation_t *f, const gb_rounds_action_t *a, gb_error_t *err);
+int gb_fed_feed_eval(gb_federation_t *f, const gb_rounds_action_t *a, gb_error_t *err);
+int gb_fed_aggregate(gb_federation_t *f, const gb_rounds_action_t *a, gb_error_t *err);
+int gb_fed_evaluate(gb_federation_t *f, const gb_rounds_action_t *a, gb_error_t *err);
+int gb_fed_publish(gb_federation_t *f, const gb_rounds_action_t *a, gb_error_t *err);
+int gb_fed_checkpoint(gb_federation_t *f, const gb_rounds_action_t *a, gb_error_t *err);
+/* Makes the candidate the global model and reports the round. */
+void gb_fed_commit(gb_federation_t *f, const gb_rounds_action_t *a);
+/* Drops what the attempt fed or produced; restores the optimiser. */
+void gb_fed_abandon(gb_federation_t *f);
+
+#endif

@@ -1,0 +1,303 @@
+/* The steps of a round (federation.h): feeding accepted results, then
+ * aggregate, evaluate, publish and checkpoint, and committing or abandoning
+ * what the attempt produced. The round's candidate model lives apart from
+ * the global one until its checkpoint is done, so a failed step leaves the
+ * federation exactly at the last finished round. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "checkpoint.h"
+#include "engine/train.h"
+#include "federation_internal.h"
+#include "net/envelope.h"
+#include "util/alloc.h"
+#include "util/log.h"
+#include "util/time.h"
+
+/* Opens the aggregator and the merge for the action's attempt when the
+ * attempt in progress is another one (the first result of an attempt). */
+static int s_open(gb_federation_t *f, const gb_rounds_action_t *a, gb_error_t *err)
+{
+    if (f->open && f->open_round == a->round && f->open_attempt == a->attempt)
+        return 0;
+    gb_fed_abandon(f);
+    int rc = gb_aggregator_begin(f->agg, a->round, f->global->n_params, err);
+    if (rc == 0 && f->merge)
+        rc = gb_explain_merge_begin(f->merge, a->round, f->o.explain, &f->map_shape,
+                                    f->n_classes, err);
+    if (rc)
+        return rc;
+    f->open = true;
+    f->open_round = a->round;
+    f->open_attempt = a->attempt;
+    return 0;
+}
+
+/* The value of metric `name` in a list, or NaN. */
+static double s_metric(Glassbox__Metric *const *m, size_t n, const char *name)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(m[i]->name, name) == 0)
+            return m[i]->value;
+    return NAN;
+}
+
+int gb_fed_feed_update(gb_federation_t *f, const gb_rounds_action_t *a, gb_error_t *err)
+{
+    const Glassbox__Envelope *env = f->current;
+    if (!env || env->body_case != GLASSBOX__ENVELOPE__BODY_UPDATE ||
+        strcmp(f->current_client, a->client_id) != 0)
+        return gb_error_set(err, GB_EINVAL, "feed_update for '%s' without its Update",
+                            a->client_id);
+    const Glassbox__Update *u = env->update;
+    int rc = s_open(f, a, err);
+    if (rc)
+        return rc;
+    /* protobuf-c's bytes need not be float-aligned */
+    memcpy(f->scratch, u->delta.data, f->global->n_params * sizeof(float));
+    if ((rc = gb_aggregator_add(f->agg, f->scratch, f->global->n_params, u->num_samples, err)))
+        return rc;
+    double loss = s_metric(u->metrics, u->n_metrics, "train_loss");
+    double acc = s_metric(u->metrics, u->n_metrics, "train_accuracy");
+    if (isfinite(loss)) {
+        f->train_loss_sum += loss * (double)u->num_samples;
+        f->train_loss_n += u->num_samples;
+    }
+    if (isfinite(acc)) {
+        f->train_acc_sum += acc * (double)u->num_samples;
+        f->train_acc_n += u->num_samples;
+    }
+    if (f->merge && u->explanation) {
+        gb_error_t xerr = {0};
+        if (gb_explain_merge_add(f->merge, a->client_id, u->explanation, &xerr) != 0)
+            gb_log_warn("federation: round %llu: the explanation of '%s' is left out: %s",
+                        (unsigned long long)a->round, a->client_id, xerr.msg);
+    } else if (f->merge) {
+        gb_log_warn("federation: round %llu: '%s' sent no explanation",
+                    (unsigned long long)a->round, a->client_id);
+    }
+    return 0;
+}
+
+int gb_fed_feed_eval(gb_federation_t *f, const gb_rounds_action_t *a, gb_error_t *err)
+{
+    const Glassbox__Envelope *env = f->current;
+    if (!env || env->body_case != GLASSBOX__ENVELOPE__BODY_EVAL_RESULT ||
+        strcmp(f->current_client, a->client_id) != 0)
+        return gb_error_set(err, GB_EINVAL, "feed_eval for '%s' without its EvalResult",
+                            a->client_id);
+    const Glassbox__EvalResult *e = env->eval_result;
+    f->eval_loss_sum += e->loss * (double)e->num_samples;
+    f->eval_acc_sum += e->accuracy * (double)e->num_samples;
+    f->eval_n += e->num_samples;
+    return 0;
+}
+
+int gb_fed_aggregate(gb_federation_t *f, const gb_rounds_action_t *a, gb_error_t *err)
+{
+    size_t n = f->global->n_params;
+    if (!f->open || f->open_round != a->round)
+        return gb_error_set(err, GB_EINVAL, "round %llu: nothing was fed to aggregate",
+                            (unsigned long long)a->round);
+    int rc = gb_aggregator_finish(f->agg, f->delta, n, err);
+    if (rc)
+        return rc;
+    if ((rc = gb_server_optim_get_state(f->opt, f->optim_backup, f->optim_len,
+                                        &f->optim_backup_steps, err)) != 0)
+        return rc;
+    memcpy(f->next->params, f->global->params, n * sizeof(float));
+    if ((rc = gb_server_optim_step(f->opt, f->next->params, f->delta, n, err)) != 0)
+        return rc;
+    f->stepped = true;
+    f->next->round = a->round;
+    f->participants = gb_aggregator_updates(f->agg);
+    f->samples = gb_aggregator_weight(f->agg);
+    if (f->merge && gb_explain_merge_is_open(f->merge) && gb_explain_merge_clients(f->merge)) {
+        gb_error_t xerr = {0};
+        if (gb_explain_merge_finish(f->merge, &f->xr, &xerr) != 0)
+            gb_log_warn("federation: round %llu: no aggregate explanation: %s",
+                        (unsigned long long)a->round, xerr.msg);
+    }
+    gb_log_info("federation: round %llu aggregated: %zu updates (%s), %llu samples",
+                (unsigned long long)a->round, f->participants, gb_aggregator_name(f->agg),
+                (unsigned long long)f->samples);
+    return 0;
+}
+
+int gb_fed_evaluate(gb_federation_t *f, const gb_rounds_action_t *a, gb_error_t *err)
+{
+    f->test_loss = f->test_accuracy = NAN;
+    if (!f->eval_model)
+        return 0;
+    memcpy(gb_model_params(f->eval_model), f->next->params,
+           f->next->n_params * sizeof(float));
+    gb_batches_t b = {f->test, gb_dataset_fill, f->test->n, gb_dataset_loss(f->test)};
+    gb_epoch_stats_t st;
+    int rc = gb_evaluate(f->eval_model, &b, gb_model_max_batch(f->eval_model), &st, err);
+    if (rc)
+        return gb_error_prefix(err, rc, "server-side evaluation: ");
+    f->test_loss = st.mean_loss;
+    f->test_accuracy = st.accuracy;
+    gb_log_info("federation: round %llu: test loss %.4f, accuracy %.4f on %lld samples",
+                (unsigned long long)a->round, st.mean_loss, st.accuracy,
+                (long long)st.samples);
+    return 0;
+}
+
+/* Appends metric (name, value) to the list when value is a number. */
+static void s_put_metric(Glassbox__Metric *m, Glassbox__Metric **mp, size_t *n, const char *name,
+                         double value)
+{
+    if (!isfinite(value))
+        return;
+    glassbox__metric__init(&m[*n]);
+    m[*n].name = (char *)name;
+    m[*n].value = value;
+    mp[*n] = &m[*n];
+    (*n)++;
+}
+
+static double s_mean(double sum, uint64_t n)
+{
+    return n ? sum / (double)n : NAN;
+}
+
+int gb_fed_publish(gb_federation_t *f, const gb_rounds_action_t *a, gb_error_t *err)
+{
+    if (!f->pub && !f->out_dir)
+        return 0;
+    gb_snapshot_view_t *view = gb_malloc(sizeof *view);
+    if (!view)
+        return gb_error_set(err, GB_ENOMEM, "out of memory publishing round %llu",
+                            (unsigned long long)a->round);
+    int rc = gb_snapshot_view(f->next, view, err);
+    if (rc) {
+        gb_free(view);
+        return rc;
+    }
+    Glassbox__Metric m[8];
+    Glassbox__Metric *mp[8];
+    size_t nm = 0;
+    s_put_metric(m, mp, &nm, "train_loss", s_mean(f->train_loss_sum, f->train_loss_n));
+    s_put_metric(m, mp, &nm, "train_accuracy", s_mean(f->train_acc_sum, f->train_acc_n));
+    s_put_metric(m, mp, &nm, "client_test_loss", s_mean(f->eval_loss_sum, f->eval_n));
+    s_put_metric(m, mp, &nm, "client_test_accuracy", s_mean(f->eval_acc_sum, f->eval_n));
+    s_put_metric(m, mp, &nm, "test_loss", f->test_loss);
+    s_put_metric(m, mp, &nm, "test_accuracy", f->test_accuracy);
+    s_put_metric(m, mp, &nm, "samples", (double)f->samples);
+    Glassbox__Publication p = GLASSBOX__PUBLICATION__INIT;
+    p.round = a->round;
+    p.model = &view->msg;
+    p.explanation = f->xr.explanation;
+    p.n_metrics = nm;
+    p.metrics = mp;
+    p.participants = (uint32_t)f->participants;
+    p.aggregator = (char *)gb_aggregator_name(f->agg);
+    p.published_unix_ms = gb_time_unix_ms();
+    p.n_explanation_distance = f->xr.n_distance;
+    p.explanation_distance = f->xr.distance;
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    rc = gb_publication_encode(&p, &buf, &len, err);
+    if (rc == 0 && f->out_dir)
+        rc = gb_publication_write_files(f->signer, f->out_dir, a->round, buf, len, err);
+    if (rc == 0 && f->out_dir && f->xr.explanation)
+        rc = gb_explain_report_write(f->out_dir, a->round, f->xr.explanation, f->xr.distance,
+                                     f->xr.n_distance, err);
+    if (rc == 0 && f->pub)
+        rc = gb_publisher_send(f->pub, buf, len, err);
+    if (rc == 0)
+        gb_log_info("federation: round %llu published (%zu bytes, signed)%s%s",
+                    (unsigned long long)a->round, len, f->out_dir ? " to " : "",
+                    f->out_dir ? f->out_dir : "");
+    gb_free(buf);
+    gb_free(view);
+    return rc;
+}
+
+int gb_fed_checkpoint(gb_federation_t *f, const gb_rounds_action_t *a, gb_error_t *err)
+{
+    if (!f->state_dir)
+        return 0;
+    float *state = NULL;
+    uint64_t steps = 0;
+    int rc = 0;
+    if (f->optim_len && !(state = gb_malloc(f->optim_len * sizeof *state)))
+        return gb_error_set(err, GB_ENOMEM, "out of memory for the optimiser state");
+    if ((rc = gb_server_optim_get_state(f->opt, state, f->optim_len, &steps, err)) == 0) {
+        gb_rounds_status_t st;
+        gb_rounds_status(f->rounds, &st);
+        gb_checkpoint_t c = {.spec = f->next->spec,
+                             .params = f->next->params,
+                             .n_params = f->next->n_params,
+                             .round = a->round,
+                             .aggregator = (char *)gb_aggregator_name(f->agg),
+                             .server_optimizer = (char *)(f->o.server_optimizer),
+                             .optim_state = state,
+                             .n_optim_state = f->optim_len,
+                             .optim_steps = steps,
+                             .next_task_id = f->task_id_base + st.tasks_sent + 1,
+                             .federation = f->federation};
+        rc = gb_checkpoint_save(f->state_dir, &c, (size_t)f->o.keep_checkpoints, err);
+    }
+    gb_free(state);
+    return rc;
+}
+
+void gb_fed_commit(gb_federation_t *f, const gb_rounds_action_t *a)
+{
+    gb_snapshot_t *t = f->global;
+    f->global = f->next;
+    f->next = t;
+    f->view_valid = false;
+    f->stepped = false;
+    f->open = false;
+    if (f->o.round_done) {
+        gb_federation_round_t r = {
+            .round = a->round,
+            .participants = f->participants,
+            .samples = f->samples,
+            .train_loss = s_mean(f->train_loss_sum, f->train_loss_n),
+            .train_accuracy = s_mean(f->train_acc_sum, f->train_acc_n),
+            .client_loss = s_mean(f->eval_loss_sum, f->eval_n),
+            .client_accuracy = s_mean(f->eval_acc_sum, f->eval_n),
+            .test_loss = f->test_loss,
+            .test_accuracy = f->test_accuracy,
+            .max_distance = NAN,
+            .seconds = gb_time_now() - f->started,
+        };
+        for (size_t i = 0; i < f->xr.n_distance; i++) {
+            double d = strtod(f->xr.distance[i]->value, NULL);
+            if (!(d <= r.max_distance)) {
+                r.max_distance = d;
+                r.max_distance_client = f->xr.distance[i]->key;
+            }
+        }
+        f->o.round_done(f->o.round_done_arg, &r);
+    }
+    gb_explain_merge_result_free(&f->xr);
+    f->train_loss_sum = f->train_acc_sum = f->eval_loss_sum = f->eval_acc_sum = 0;
+    f->train_loss_n = f->train_acc_n = f->eval_n = 0;
+    f->participants = 0;
+    f->samples = 0;
+}
+
+void gb_fed_abandon(gb_federation_t *f)
+{
+    if (f->stepped) {
+        gb_error_t err = {0};
+        if (gb_server_optim_set_state(f->opt, f->optim_backup, f->optim_len,
+                                      f->optim_backup_steps, &err) != 0)
+            gb_log_error("federation: cannot restore the optimiser state: %s", err.msg);
+        f->stepped = false;
+    }
+    f->open = false;
+    gb_explain_merge_result_free(&f->xr);
+    f->train_loss_sum = f->train_acc_sum = f->eval_loss_sum = f->eval_acc_sum = 0;
+    f->train_loss_n = f->train_acc_n = f->eval_n = 0;
+    f->participants = 0;
+    f->samples = 0;
+    f->test_loss = f->test_accuracy = NAN;
+}
