@@ -15,6 +15,7 @@
 #include "federation_internal.h"
 #include "net/envelope.h"
 #include "net/model_source.h"
+#include "net/pki.h"
 #include "util/alloc.h"
 #include "util/log.h"
 #include "util/time.h"
@@ -165,6 +166,8 @@ gb_federation_t *gb_federation_new(void *zmq_ctx, gb_front_door_t *door,
         gb_error_set(err, GB_ENOMEM, "federation: out of memory");
         goto fail;
     }
+    if (f->state_dir && gb_pki_check_name(f->federation, "federation name", err) != 0)
+        goto fail; /* it is saved in every checkpoint */
     if ((opts->publish || opts->out_dir) && (!opts->key_file || !opts->cert_file)) {
         gb_error_set(err, GB_EINVAL, "federation: publishing needs the coordinator's key and "
                                      "certificate");
@@ -186,10 +189,17 @@ gb_federation_t *gb_federation_new(void *zmq_ctx, gb_front_door_t *door,
     f->optim_len = gb_server_optim_state_len(f->opt);
     gb_free(f->optim_backup);
     f->optim_backup = NULL;
-    if (!(f->agg = gb_aggregator_new(f->o.aggregator, f->o.rounds.max_clients, err)))
+    /* a round holds at most its selected clients' results */
+    size_t per_round = f->o.rounds.max_clients;
+    if (per_round > GB_AGG_MAX_CLIENTS)
+        per_round = GB_AGG_MAX_CLIENTS;
+    if (!(f->agg = gb_aggregator_new(f->o.aggregator, per_round, err)))
         goto fail;
     if (f->o.explain != GLASSBOX__EXPLAIN_METHOD__EXPLAIN_NONE &&
-        !(f->merge = gb_explain_merge_new(f->o.rounds.max_clients, err)))
+        !(f->merge = gb_explain_merge_new(per_round < GB_EXPLAIN_MERGE_MAX_CLIENTS
+                                              ? per_round
+                                              : GB_EXPLAIN_MERGE_MAX_CLIENTS,
+                                          err)))
         goto fail;
     f->next = gb_snapshot_new(f->global->spec, f->global->params, n, f->global->round, err);
     f->view = gb_malloc(sizeof *f->view);
@@ -460,12 +470,14 @@ static void s_on_message(void *arg, const char *id, const Glassbox__Envelope *en
         goto out;
     }
     }
-    s_drain(f);
+    /* The reply first: the client hears its result counted before the
+     * round it may complete goes on to aggregate and the next tasks. */
     if (rc == 0)
         gb_front_door_ack(f->door, id, env->sequence, round, task_id);
     else
         gb_front_door_refuse(f->door, id, gb_rounds_verdict_error_code(verdict), env->sequence,
                              err.msg);
+    s_drain(f);
 out:
     f->current = NULL;
     f->current_client = NULL;

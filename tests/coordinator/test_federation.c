@@ -1,0 +1,585 @@
+/* Tests for coordinator/federation: the real front door and federation in
+ * this thread, and clients played by the test (link client + conversation)
+ * that send Updates with deltas of their choosing, so every number can be
+ * checked. Covered: the tasks (model, round, settings), FedAvg of two
+ * clients through the sgd server optimiser, Acks, a resent Update counted
+ * once, a stale one and a misshapen one refused with their codes, the
+ * signed publication files and checkpoints, the end of the run
+ * (SHUTTING_DOWN to the clients), resuming from the checkpoint, a failed
+ * publish step leaving the global model at the last finished round, and
+ * option errors. */
+#include "testutil.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <zmq.h>
+
+#include "federation.h"
+#include "front_door.h"
+#include "net/conversation.h"
+#include "net/envelope.h"
+#include "net/link.h"
+#include "net/pki.h"
+#include "net/tls_config.h"
+#include "net/wire.h"
+#include "util/alloc.h"
+#include "util/time.h"
+
+#define N_PARAMS 15 /* input 4, dense 3 */
+#define MAX_INBOX 64
+
+typedef struct {
+    gb_tls_t *tls;
+    gb_link_client_t *link;
+    gb_conversation_t *conv;
+    Glassbox__Envelope *inbox[MAX_INBOX]; /* whole Envelopes received, oldest first */
+    int n_inbox;
+} client_t;
+
+typedef struct {
+    char *base, ca[600], clients[600], spec[600], state[600], out[600];
+    void *ctx;
+    gb_front_door_t *door;
+    gb_federation_t *fed;
+    client_t cli[2];
+    int rounds_done;
+    double last_train_loss;
+    double last_distance;
+    char last_far_client[64];
+} fixture_t;
+
+static void s_round_done(void *arg, const gb_federation_round_t *r)
+{
+    fixture_t *f = arg;
+    f->rounds_done++;
+    f->last_train_loss = r->train_loss;
+    f->last_distance = r->max_distance;
+    snprintf(f->last_far_client, sizeof f->last_far_client, "%s",
+             r->max_distance_client ? r->max_distance_client : "");
+    assert_int_equal(r->round, (uint64_t)f->rounds_done);
+}
+
+static gb_federation_options_t s_options(fixture_t *f, uint64_t total_rounds)
+{
+    gb_federation_options_t o = {0};
+    o.model = f->spec;
+    o.model_seed = 7;
+    gb_rounds_config_default(&o.rounds);
+    o.rounds.min_clients = 2;
+    o.rounds.min_per_round = 2;
+    o.rounds.quorum = 2;
+    o.rounds.deadline_ms = 20000;
+    o.rounds.total_rounds = total_rounds;
+    o.rounds.backoff_ms = 0;
+    glassbox__train_config__init(&o.train);
+    o.train.epochs = 1;
+    o.train.batch_size = 4;
+    o.train.learning_rate = 0.1;
+    o.train.optimizer = GLASSBOX__OPTIMIZER__OPTIMIZER_SGD;
+    o.explain = GLASSBOX__EXPLAIN_METHOD__EXPLAIN_NONE;
+    o.state_dir = f->state;
+    o.out_dir = f->out;
+    o.federation = "unit";
+    o.round_done = s_round_done;
+    o.round_done_arg = f;
+    return o;
+}
+
+static void s_key_files(fixture_t *f, char *key, char *cert, size_t cap)
+{
+    snprintf(key, cap, "%s/%s", f->ca, GB_CA_COORD_KEY_FILE);
+    snprintf(cert, cap, "%s/%s", f->ca, GB_CA_COORD_CERT_FILE);
+}
+
+static int s_setup(void **state)
+{
+    fixture_t *f = calloc(1, sizeof *f);
+    gb_error_t err = {0};
+    f->base = gb_test_mkdtemp();
+    snprintf(f->ca, sizeof f->ca, "%s/ca", f->base);
+    snprintf(f->clients, sizeof f->clients, "%s/clients", f->base);
+    snprintf(f->state, sizeof f->state, "%s/state", f->base);
+    snprintf(f->out, sizeof f->out, "%s/out", f->base);
+    mkdir(f->state, 0700);
+    mkdir(f->out, 0755);
+    free(gb_test_write_file(f->base, "model.spec", "input 4\ndense 3\n", 16));
+    snprintf(f->spec, sizeof f->spec, "%s/model.spec", f->base);
+    assert_int_equal(gb_ca_init(f->ca, "unit", "localhost", 30, &err), 0);
+    gb_ca_t *ca = gb_ca_open(f->ca, &err);
+    assert_int_equal(gb_ca_issue(ca, "edge-1", 30, f->clients, &err), 0);
+    assert_int_equal(gb_ca_issue(ca, "edge-2", 30, f->clients, &err), 0);
+    gb_ca_destroy(&ca);
+    f->ctx = zmq_ctx_new();
+    gb_front_door_options_t o = {.ca_dir = f->ca, .listen = "tcp://127.0.0.1:*",
+                                 .federation = "unit"};
+    f->door = gb_front_door_new(f->ctx, &o, &err);
+    assert_non_null(f->door);
+    *state = f;
+    return 0;
+}
+
+static void s_client_close(client_t *c)
+{
+    for (int i = 0; i < c->n_inbox; i++)
+        gb_envelope_free(&c->inbox[i]);
+    c->n_inbox = 0;
+    gb_link_client_destroy(&c->link);
+    gb_conversation_destroy(&c->conv);
+    gb_tls_destroy(&c->tls);
+}
+
+static int s_teardown(void **state)
+{
+    fixture_t *f = *state;
+    for (int i = 0; i < 2; i++)
+        s_client_close(&f->cli[i]);
+    gb_federation_destroy(&f->fed);
+    gb_front_door_destroy(&f->door);
+    zmq_ctx_term(f->ctx);
+    gb_test_rmtree(f->base);
+    free(f->base);
+    free(f);
+    return 0;
+}
+
+/* Runs the coordinator and both clients once. */
+static void s_pump_once(fixture_t *f)
+{
+    gb_error_t err = {0};
+    if (f->fed)
+        assert_int_equal(gb_federation_step(f->fed, 1, &err), 0);
+    else
+        assert_int_equal(gb_front_door_step(f->door, 1, &err), 0);
+    for (int i = 0; i < 2; i++) {
+        client_t *c = &f->cli[i];
+        if (!c->link)
+            continue;
+        gb_link_event_t ev;
+        do {
+            assert_int_equal(gb_link_client_poll(c->link, 0, &ev, &err), 0);
+            if (ev.kind == GB_LINK_EV_MESSAGE) {
+                Glassbox__Envelope *env = NULL;
+                int rc = gb_conversation_receive(c->conv, ev.data, ev.len, &env, &err);
+                if (rc < 0)
+                    fail_msg("client %d refused a frame: %s", i, err.msg);
+                if (rc == 1) {
+                    assert_true(c->n_inbox < MAX_INBOX);
+                    c->inbox[c->n_inbox++] = env;
+                }
+            } else if (ev.kind == GB_LINK_EV_CONNECTED) {
+                gb_conversation_reset(c->conv);
+            }
+        } while (ev.kind != GB_LINK_EV_NONE);
+    }
+}
+
+/* Takes client i's oldest whole Envelope, pumping up to 10 s for one. */
+static Glassbox__Envelope *s_next(fixture_t *f, int i)
+{
+    client_t *c = &f->cli[i];
+    double end = gb_time_now() + 10;
+    while (c->n_inbox == 0 && gb_time_now() < end)
+        s_pump_once(f);
+    if (c->n_inbox == 0)
+        fail_msg("client %d: nothing arrived in 10 s", i);
+    Glassbox__Envelope *env = c->inbox[0];
+    memmove(c->inbox, c->inbox + 1, (size_t)--c->n_inbox * sizeof *c->inbox);
+    return env;
+}
+
+static int s_send_frame(void *arg, const uint8_t *frame, size_t len, gb_error_t *err)
+{
+    return gb_link_client_send(arg, frame, len, err);
+}
+
+static void s_send(fixture_t *f, int i, Glassbox__Envelope *env)
+{
+    client_t *c = &f->cli[i];
+    gb_error_t err = {0};
+    if (gb_conversation_queue(c->conv, env, NULL, &err) != 0)
+        fail_msg("client %d cannot send: %s", i, err.msg);
+    double end = gb_time_now() + 10;
+    int rc;
+    while ((rc = gb_conversation_flush(c->conv, s_send_frame, c->link, &err)) == GB_EAGAIN &&
+           gb_time_now() < end)
+        s_pump_once(f);
+    assert_int_equal(rc, 0);
+}
+
+/* Connects client i (edge-1, edge-2) and joins; returns after Welcome. */
+static void s_join(fixture_t *f, int i)
+{
+    client_t *c = &f->cli[i];
+    char ca_file[700], cert[700], key[700];
+    snprintf(ca_file, sizeof ca_file, "%s/%s", f->ca, GB_CA_CERT_FILE);
+    snprintf(cert, sizeof cert, "%s/edge-%d.crt", f->clients, i + 1);
+    snprintf(key, sizeof key, "%s/edge-%d.key", f->clients, i + 1);
+    gb_tls_options_t to = {.role = GB_TLS_CLIENT, .ca_file = ca_file, .cert_file = cert,
+                           .key_file = key};
+    gb_error_t err = {0};
+    c->tls = gb_tls_new(&to, &err);
+    assert_non_null(c->tls);
+    gb_link_options_t lo = {.retry_ms = 20, .retry_max_ms = 100};
+    c->link = gb_link_client_new(f->ctx, gb_front_door_endpoint(f->door), c->tls, "localhost",
+                                 &lo, &err);
+    assert_non_null(c->link);
+    c->conv = gb_conversation_new(NULL, &err);
+    assert_non_null(c->conv);
+    double end = gb_time_now() + 10;
+    while (!gb_link_client_connected(c->link) && gb_time_now() < end)
+        s_pump_once(f);
+    assert_true(gb_link_client_connected(c->link));
+    Glassbox__Join join = GLASSBOX__JOIN__INIT;
+    join.min_protocol_version = join.max_protocol_version = GB_ENVELOPE_PROTOCOL_VERSION;
+    join.client_name = i ? "edge-2" : "edge-1";
+    join.train_samples = 100;
+    Glassbox__Envelope env = GLASSBOX__ENVELOPE__INIT;
+    env.body_case = GLASSBOX__ENVELOPE__BODY_JOIN;
+    env.join = &join;
+    s_send(f, i, &env);
+    Glassbox__Envelope *w = s_next(f, i);
+    assert_int_equal(w->body_case, GLASSBOX__ENVELOPE__BODY_WELCOME);
+    gb_envelope_free(&w);
+}
+
+/* Sends an Update of `value` in every delta entry; returns its sequence. */
+static uint64_t s_update(fixture_t *f, int i, const Glassbox__Task *t, float value,
+                         uint64_t samples, uint64_t params)
+{
+    float delta[N_PARAMS + 1];
+    for (int k = 0; k <= N_PARAMS; k++)
+        delta[k] = value;
+    uint8_t sha[32];
+    gb_error_t err = {0};
+    assert_int_equal(gb_wire_sha256(delta, params * sizeof(float), sha, &err), 0);
+    Glassbox__Metric loss = GLASSBOX__METRIC__INIT;
+    loss.name = "train_loss";
+    loss.value = value;
+    Glassbox__Metric *mp[] = {&loss};
+    Glassbox__Update u = GLASSBOX__UPDATE__INIT;
+    u.round = t->round;
+    u.task_id = t->task_id;
+    u.num_samples = samples;
+    u.delta.data = (uint8_t *)delta;
+    u.delta.len = params * sizeof(float);
+    u.param_count = params;
+    u.delta_sha256.data = sha;
+    u.delta_sha256.len = 32;
+    u.n_metrics = 1;
+    u.metrics = mp;
+    Glassbox__Envelope env = GLASSBOX__ENVELOPE__INIT;
+    env.body_case = GLASSBOX__ENVELOPE__BODY_UPDATE;
+    env.update = &u;
+    s_send(f, i, &env);
+    return env.sequence;
+}
+
+/* Sends an Update of 0.5 everywhere with an explanation whose feature
+ * importance is `importance` (4 cells) and one class map; returns its
+ * sequence. */
+static uint64_t s_update_explained(fixture_t *f, int i, const Glassbox__Task *t,
+                                   const float importance[4])
+{
+    float delta[N_PARAMS], map[4] = {0.1f, -0.2f, 0.3f, 0.0f}, imp[4];
+    memcpy(imp, importance, sizeof imp);
+    for (int k = 0; k < N_PARAMS; k++)
+        delta[k] = 0.5f;
+    uint8_t sha[32];
+    gb_error_t err = {0};
+    assert_int_equal(gb_wire_sha256(delta, sizeof delta, sha, &err), 0);
+    uint32_t shape[] = {4};
+    Glassbox__Tensor tmap = GLASSBOX__TENSOR__INIT, timp = GLASSBOX__TENSOR__INIT;
+    tmap.n_shape = timp.n_shape = 1;
+    tmap.shape = timp.shape = shape;
+    tmap.data.data = (uint8_t *)map;
+    tmap.data.len = sizeof map;
+    timp.data.data = (uint8_t *)imp;
+    timp.data.len = sizeof imp;
+    Glassbox__ClassAttribution ca = GLASSBOX__CLASS_ATTRIBUTION__INIT;
+    ca.class_index = 1;
+    ca.count = 10;
+    ca.mean_attribution = &tmap;
+    Glassbox__ClassAttribution *cap[] = {&ca};
+    Glassbox__Explanation x = GLASSBOX__EXPLANATION__INIT;
+    x.method = GLASSBOX__EXPLAIN_METHOD__EXPLAIN_SALIENCY;
+    x.round = t->round;
+    x.n_classes = 1;
+    x.classes = cap;
+    x.feature_importance = &timp;
+    x.count = 10;
+    Glassbox__Update u = GLASSBOX__UPDATE__INIT;
+    u.round = t->round;
+    u.task_id = t->task_id;
+    u.num_samples = 50;
+    u.delta.data = (uint8_t *)delta;
+    u.delta.len = sizeof delta;
+    u.param_count = N_PARAMS;
+    u.delta_sha256.data = sha;
+    u.delta_sha256.len = 32;
+    u.explanation = &x;
+    Glassbox__Envelope env = GLASSBOX__ENVELOPE__INIT;
+    env.body_case = GLASSBOX__ENVELOPE__BODY_UPDATE;
+    env.update = &u;
+    s_send(f, i, &env);
+    return env.sequence;
+}
+
+/* Takes client i's next Envelope, which must be a Task; returns it. */
+static Glassbox__Envelope *s_task(fixture_t *f, int i, uint64_t round)
+{
+    Glassbox__Envelope *t = s_next(f, i);
+    if (t->body_case != GLASSBOX__ENVELOPE__BODY_TASK)
+        fail_msg("client %d: %s instead of a task", i, gb_envelope_body_name(t));
+    assert_int_equal(t->task->round, round);
+    return t;
+}
+
+static void s_expect_ack(fixture_t *f, int i, uint64_t seq)
+{
+    Glassbox__Envelope *a = s_next(f, i);
+    if (a->body_case != GLASSBOX__ENVELOPE__BODY_ACK)
+        fail_msg("client %d: %s instead of an ack (%s)", i, gb_envelope_body_name(a),
+                 a->body_case == GLASSBOX__ENVELOPE__BODY_ERROR ? a->error->message : "");
+    assert_int_equal(a->ack->acked_sequence, seq);
+    gb_envelope_free(&a);
+}
+
+static void s_expect_error(fixture_t *f, int i, Glassbox__ErrorCode code)
+{
+    Glassbox__Envelope *e = s_next(f, i);
+    if (e->body_case != GLASSBOX__ENVELOPE__BODY_ERROR)
+        fail_msg("client %d: %s instead of an error", i, gb_envelope_body_name(e));
+    if (e->error->code != code)
+        fail_msg("client %d: %s (%s) instead of %s", i, gb_envelope_error_name(e->error->code),
+                 e->error->message, gb_envelope_error_name(code));
+    gb_envelope_free(&e);
+}
+
+static bool s_exists(const char *dir, const char *name)
+{
+    char p[800];
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    struct stat st;
+    return stat(p, &st) == 0;
+}
+
+static void test_two_rounds_and_resume(void **state)
+{
+    fixture_t *f = *state;
+    gb_error_t err = {0};
+    char key[700], cert[700];
+    s_key_files(f, key, cert, sizeof key);
+    gb_federation_options_t o = s_options(f, 2);
+    o.key_file = key;
+    o.cert_file = cert;
+    f->fed = gb_federation_new(f->ctx, f->door, &o, &err);
+    if (!f->fed)
+        fail_msg("new: %s", err.msg);
+    size_t n = 0;
+    float initial[N_PARAMS];
+    memcpy(initial, gb_federation_params(f->fed, &n), sizeof initial);
+    assert_int_equal(n, N_PARAMS);
+    assert_int_equal(gb_federation_round(f->fed), 0);
+
+    s_join(f, 0);
+    s_join(f, 1); /* the second client starts round 1 */
+    Glassbox__Envelope *t0 = s_task(f, 0, 1), *t1 = s_task(f, 1, 1);
+    assert_int_equal(t0->task->model->param_count, N_PARAMS);
+    assert_int_equal(t0->task->model->round, 0);
+    assert_memory_equal(t0->task->model->params.data, initial, sizeof initial);
+    assert_true(t0->task->train);
+    assert_int_equal(t0->task->train_config->batch_size, 4);
+    assert_true(t0->task->deadline_unix_ms > gb_time_unix_ms());
+    assert_true(t0->task->task_id != t1->task->task_id);
+
+    /* a delta of the wrong size: refused before it counts */
+    uint64_t seq = s_update(f, 0, t0->task, 5.0f, 10, N_PARAMS - 1);
+    (void)seq;
+    s_expect_error(f, 0, GLASSBOX__ERROR_CODE__ERROR_SHAPE);
+    /* edge-1: +1 on 100 samples, sent twice (a resend counts once);
+     * edge-2: +2 on 300 samples */
+    seq = s_update(f, 0, t0->task, 1.0f, 100, N_PARAMS);
+    s_expect_ack(f, 0, seq);
+    seq = s_update(f, 0, t0->task, 1.0f, 100, N_PARAMS);
+    s_expect_ack(f, 0, seq);
+    seq = s_update(f, 1, t1->task, 2.0f, 300, N_PARAMS);
+    s_expect_ack(f, 1, seq);
+    assert_int_equal(f->rounds_done, 1);
+    assert_int_equal(gb_federation_round(f->fed), 1);
+    const float *p = gb_federation_params(f->fed, NULL);
+    for (int k = 0; k < N_PARAMS; k++)
+        assert_float_equal(p[k], initial[k] + 1.75f, 1e-6);
+    assert_float_equal(f->last_train_loss, 1.75, 1e-9);
+    assert_true(s_exists(f->out, "round-000001.pub"));
+    assert_true(s_exists(f->out, "round-000001.sig"));
+    assert_true(s_exists(f->state, "checkpoint-1.gbc"));
+    assert_true(s_exists(f->state, "latest"));
+
+    /* round 2 goes out at once, with the new model; round 1's update is stale */
+    Glassbox__Envelope *u0 = s_task(f, 0, 2), *u1 = s_task(f, 1, 2);
+    assert_memory_equal(u0->task->model->params.data, p, sizeof initial);
+    assert_int_equal(u0->task->model->round, 1);
+    seq = s_update(f, 1, t1->task, 9.0f, 300, N_PARAMS);
+    s_expect_error(f, 1, GLASSBOX__ERROR_CODE__ERROR_STALE);
+    seq = s_update(f, 0, u0->task, -1.0f, 100, N_PARAMS);
+    s_expect_ack(f, 0, seq);
+    seq = s_update(f, 1, u1->task, -1.0f, 100, N_PARAMS);
+    s_expect_ack(f, 1, seq);
+    assert_int_equal(f->rounds_done, 2);
+    assert_true(gb_federation_finished(f->fed));
+    s_expect_error(f, 0, GLASSBOX__ERROR_CODE__ERROR_SHUTTING_DOWN);
+    s_expect_error(f, 1, GLASSBOX__ERROR_CODE__ERROR_SHUTTING_DOWN);
+    float after2[N_PARAMS];
+    memcpy(after2, gb_federation_params(f->fed, NULL), sizeof after2);
+    for (int k = 0; k < N_PARAMS; k++)
+        assert_float_equal(after2[k], initial[k] + 0.75f, 1e-6);
+    gb_envelope_free(&t0);
+    gb_envelope_free(&t1);
+    gb_envelope_free(&u0);
+    gb_envelope_free(&u1);
+    gb_federation_destroy(&f->fed);
+
+    /* a restart with the same state directory resumes after round 2 */
+    o = s_options(f, 3);
+    o.key_file = key;
+    o.cert_file = cert;
+    o.model = NULL; /* not needed: the checkpoint has it */
+    f->fed = gb_federation_new(f->ctx, f->door, &o, &err);
+    if (!f->fed)
+        fail_msg("resume: %s", err.msg);
+    assert_int_equal(gb_federation_round(f->fed), 2);
+    assert_memory_equal(gb_federation_params(f->fed, NULL), after2, sizeof after2);
+    assert_false(gb_federation_finished(f->fed));
+    /* and the run that was already complete ends at once */
+    gb_federation_destroy(&f->fed);
+    o = s_options(f, 2);
+    o.key_file = key;
+    o.cert_file = cert;
+    f->fed = gb_federation_new(f->ctx, f->door, &o, &err);
+    assert_non_null(f->fed);
+    assert_true(gb_federation_finished(f->fed));
+}
+
+/* Publishing into a directory that is not writable fails the step: the
+ * round is abandoned and the global model stays where it was. */
+static void test_failed_step_keeps_the_model(void **state)
+{
+    fixture_t *f = *state;
+    gb_error_t err = {0};
+    char key[700], cert[700], bad[700];
+    s_key_files(f, key, cert, sizeof key);
+    snprintf(bad, sizeof bad, "%s/model.spec/out", f->base); /* under a file */
+    gb_federation_options_t o = s_options(f, 1);
+    o.key_file = key;
+    o.cert_file = cert;
+    o.out_dir = bad;
+    o.rounds.backoff_ms = 60000; /* no second attempt within the test */
+    f->fed = gb_federation_new(f->ctx, f->door, &o, &err);
+    assert_non_null(f->fed);
+    float initial[N_PARAMS];
+    memcpy(initial, gb_federation_params(f->fed, NULL), sizeof initial);
+    s_join(f, 0);
+    s_join(f, 1);
+    Glassbox__Envelope *t0 = s_task(f, 0, 1), *t1 = s_task(f, 1, 1);
+    uint64_t seq = s_update(f, 0, t0->task, 1.0f, 100, N_PARAMS);
+    s_expect_ack(f, 0, seq);
+    seq = s_update(f, 1, t1->task, 1.0f, 100, N_PARAMS);
+    s_expect_ack(f, 1, seq);
+    assert_int_equal(f->rounds_done, 0);
+    assert_int_equal(gb_federation_round(f->fed), 0);
+    assert_memory_equal(gb_federation_params(f->fed, NULL), initial, sizeof initial);
+    assert_false(s_exists(f->state, "latest"));
+    gb_rounds_status_t st;
+    gb_federation_status(f->fed, &st);
+    assert_int_equal(st.state, GB_ROUNDS_BACKOFF);
+    assert_int_equal(st.failures, 1);
+    gb_envelope_free(&t0);
+    gb_envelope_free(&t1);
+}
+
+/* Tasks ask for explanations; the clients' explanations are merged, the
+ * report is written beside the publication, and the client whose
+ * importance lies elsewhere is the farthest. */
+static void test_explanations_merged(void **state)
+{
+    fixture_t *f = *state;
+    gb_error_t err = {0};
+    char key[700], cert[700];
+    s_key_files(f, key, cert, sizeof key);
+    gb_federation_options_t o = s_options(f, 1);
+    o.key_file = key;
+    o.cert_file = cert;
+    o.explain = GLASSBOX__EXPLAIN_METHOD__EXPLAIN_SALIENCY;
+    o.explain_samples = 10;
+    f->fed = gb_federation_new(f->ctx, f->door, &o, &err);
+    if (!f->fed)
+        fail_msg("new: %s", err.msg);
+    s_join(f, 0);
+    s_join(f, 1);
+    Glassbox__Envelope *t0 = s_task(f, 0, 1), *t1 = s_task(f, 1, 1);
+    assert_int_equal(t0->task->explain->method, GLASSBOX__EXPLAIN_METHOD__EXPLAIN_SALIENCY);
+    assert_int_equal(t0->task->explain->max_samples, 10);
+    static const float even[4] = {1, 1, 1, 1}, corner[4] = {0, 0, 0, 4};
+    uint64_t seq = s_update_explained(f, 0, t0->task, even);
+    s_expect_ack(f, 0, seq);
+    seq = s_update_explained(f, 1, t1->task, corner);
+    s_expect_ack(f, 1, seq);
+    assert_int_equal(f->rounds_done, 1);
+    assert_true(f->last_distance > 0.1 && f->last_distance <= 1);
+    assert_true(strcmp(f->last_far_client, "edge-1") == 0 ||
+                strcmp(f->last_far_client, "edge-2") == 0);
+    assert_true(s_exists(f->out, "explanation-1.json"));
+    assert_true(s_exists(f->out, "explanation-1-importance.png"));
+    assert_true(s_exists(f->out, "explanation-1-class-1.png"));
+    gb_envelope_free(&t0);
+    gb_envelope_free(&t1);
+}
+
+static void test_option_errors(void **state)
+{
+    fixture_t *f = *state;
+    gb_error_t err = {0};
+    gb_federation_options_t o = s_options(f, 1);
+    /* publishing without the key */
+    assert_null(gb_federation_new(f->ctx, f->door, &o, &err));
+    assert_non_null(strstr(err.msg, "key"));
+    o.out_dir = NULL;
+    o.aggregator = "krum:x";
+    assert_null(gb_federation_new(f->ctx, f->door, &o, &err));
+    o.aggregator = NULL;
+    o.server_optimizer = "adamw";
+    assert_null(gb_federation_new(f->ctx, f->door, &o, &err));
+    o.server_optimizer = NULL;
+    o.model = "/nonexistent/model";
+    assert_null(gb_federation_new(f->ctx, f->door, &o, &err));
+    assert_non_null(strstr(err.msg, "/nonexistent/model"));
+    o.model = f->spec;
+    o.rounds.quorum = 0;
+    assert_null(gb_federation_new(f->ctx, f->door, &o, &err));
+    o.rounds.quorum = 1;
+    o.test_data = "idx:/nonexistent";
+    assert_null(gb_federation_new(f->ctx, f->door, &o, &err));
+    o.test_data = NULL;
+    o.state_dir = "/nonexistent/state";
+    assert_null(gb_federation_new(f->ctx, f->door, &o, &err));
+    o.state_dir = NULL;
+    f->fed = gb_federation_new(f->ctx, f->door, &o, &err);
+    assert_non_null(f->fed);
+    gb_federation_destroy(&f->fed);
+    gb_federation_destroy(&f->fed); /* NULL-safe */
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_two_rounds_and_resume, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_failed_step_keeps_the_model, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_explanations_merged, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_option_errors, s_setup, s_teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
