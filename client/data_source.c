@@ -1,14 +1,108 @@
-/* Dataset options shared by the local commands (see data_source.h). */
+/* Dataset options shared by the local commands and the daemon (see
+ * data_source.h). A client's partition is computed from the labels of the
+ * whole (limited) split and kept as a subset copy, so what the engine
+ * trains on is an ordinary dataset. */
 #include "data_source.h"
+#include "data/partition.h"
 #include "data/series.h"
+#include "util/alloc.h"
 
+#include <inttypes.h>
+#include <stdio.h>
 #include <string.h>
 
 gb_data_source_t gb_data_source_defaults(void)
 {
     gb_data_source_t d = {.data = "fashion-mnist", .horizon = 1,
-                          .test_fraction = GB_DATA_TEST_FRACTION};
+                          .test_fraction = GB_DATA_TEST_FRACTION, .partition = "iid",
+                          .clients = 1, .partition_seed = 1};
     return d;
+}
+
+void gb_data_source_partition_args(gb_data_source_t *d, gb_arg_t *o)
+{
+    const gb_arg_t entries[GB_DATA_SOURCE_PARTITION_ARGS] = {
+        {"--partition", GB_ARG_STRING, &d->partition, 0, 0, NULL,
+         "how the training split is cut among --clients: iid, dirichlet:ALPHA or shards:K "
+         "(default iid)", false},
+        {"--clients", GB_ARG_INT, &d->clients, 1, 1000000, NULL,
+         "clients the training split is cut for (default 1: not cut)", false},
+        {"--index", GB_ARG_INT, &d->index, 0, 999999, NULL,
+         "this client's slice, 0..clients-1 (default 0)", false},
+        {"--partition-seed", GB_ARG_U64, &d->partition_seed, 0, 0, NULL,
+         "the partition's seed, the same on every client (default 1)", false},
+        {"--partition-test", GB_ARG_FLAG, &d->partition_test, 0, 0, NULL,
+         "cut the test split the same way (default: every client tests on all of it)", false},
+    };
+    for (int i = 0; i < GB_DATA_SOURCE_PARTITION_ARGS; i++)
+        o[i] = entries[i];
+}
+
+int gb_data_source_check(const gb_data_source_t *d, gb_error_t *err)
+{
+    gb_partition_t p;
+    gb_error_t local = {0};
+    if (gb_partition_parse(d->partition ? d->partition : "iid", &p, &local))
+        return gb_error_set(err, GB_EUSAGE, "--partition: %s", local.msg);
+    if (d->clients < 1)
+        return gb_error_set(err, GB_EUSAGE, "--clients %d: expected 1 or more", d->clients);
+    if (d->index < 0 || d->index >= d->clients)
+        return gb_error_set(err, GB_EUSAGE, "--index %d is outside 0..%d for --clients %d",
+                            d->index, d->clients - 1, d->clients);
+    return 0;
+}
+
+char *gb_data_source_describe(const gb_data_source_t *d, char *buf, size_t cap)
+{
+    if (!cap)
+        return buf;
+    gb_partition_t p;
+    gb_error_t err = {0};
+    char scheme[64];
+    if (d->clients <= 1 ||
+        gb_partition_parse(d->partition ? d->partition : "iid", &p, &err) != 0) {
+        snprintf(buf, cap, "%s", d->data);
+        return buf;
+    }
+    snprintf(buf, cap, "%s %s %d/%d%s", d->data, gb_partition_format(&p, scheme, sizeof scheme),
+             d->index, d->clients, d->partition_test ? " (test cut too)" : "");
+    return buf;
+}
+
+/* Replaces *ds by this client's slice of it. */
+static int s_partition(const gb_data_source_t *d, gb_dataset_t **ds, gb_error_t *err)
+{
+    gb_partition_t p;
+    int rc = gb_partition_parse(d->partition ? d->partition : "iid", &p, err);
+    if (rc)
+        return rc;
+    const gb_dataset_t *s = *ds;
+    int32_t *zeros = NULL, *idx = NULL;
+    const int32_t *labels = s->labels;
+    int n_classes = s->n_classes;
+    if (!labels) {
+        if (p.kind != GB_PARTITION_IID)
+            return gb_error_set(err, GB_EINVAL, "%s: a regression dataset can only be "
+                                "partitioned iid, not '%s'", s->name, d->partition);
+        zeros = gb_calloc(s->n ? (size_t)s->n : 1, sizeof *zeros);
+        if (!zeros)
+            return gb_error_set(err, GB_ENOMEM, "partition: out of memory");
+        labels = zeros;
+        n_classes = 1;
+    }
+    int64_t count = 0;
+    gb_dataset_t *sub = NULL;
+    rc = gb_partition_client(&p, labels, s->n, n_classes, d->clients, d->partition_seed,
+                             d->index, &idx, &count, err);
+    if (rc == 0)
+        rc = gb_dataset_subset(s, idx, count, &sub, err);
+    gb_free(idx);
+    gb_free(zeros);
+    if (rc)
+        return gb_error_prefix(err, rc, "%s: client %d of %d: ", s->name, d->index, d->clients);
+    gb_dataset_destroy(ds);
+    *ds = sub;
+    return 0;
 }
 
 void gb_data_source_args(gb_data_source_t *d, gb_arg_t *o)
@@ -54,6 +148,12 @@ int gb_data_source_load(const gb_data_source_t *d, gb_dataset_t **train, gb_data
     if (d->limit > 0 && ((train && (rc = gb_dataset_limit(*train, d->limit, err))) ||
                          (rc = gb_dataset_limit(*test, d->limit, err))))
         goto fail;
+    if (d->clients > 1) {
+        if ((rc = gb_data_source_check(d, err)) ||
+            (train && (rc = s_partition(d, train, err))) ||
+            (d->partition_test && (rc = s_partition(d, test, err))))
+            goto fail;
+    }
     if (train && (*train)->n == 0) {
         rc = gb_error_set(err, GB_EINVAL, "%s: the training split is empty", d->data);
         goto fail;

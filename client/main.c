@@ -1,6 +1,5 @@
-/* glassbox-client: the edge daemon and its local commands. For now the local
- * commands (train, eval, inspect, explain) and enrollment with the
- * coordinator; the federation daemon joins them in a later issue. */
+/* glassbox-client: the edge daemon (run) and its local commands (train,
+ * eval, inspect, explain), and enrollment with the coordinator. */
 #include "commands.h"
 #include "util/process.h"
 
@@ -16,6 +15,7 @@ static void s_usage(FILE *f)
                "  inspect check a model file and print what it holds\n"
                "  explain explain a saved model on a dataset's test split: summary and heatmaps\n"
                "  enroll  get this client's certificate from the coordinator with a token\n"
+               "  run     join the federation and train on local data (the daemon)\n"
                "\n'glassbox-client <command> --help' describes a command's options.\n");
 }
 
@@ -41,6 +41,8 @@ int main(int argc, char **argv)
         return gb_cmd_explain(argc - 2, argv + 2);
     if (strcmp(cmd, "enroll") == 0)
         return gb_cmd_enroll(argc - 2, argv + 2);
+    if (strcmp(cmd, "run") == 0)
+        return gb_cmd_run(argc - 2, argv + 2);
     fprintf(stderr, "glassbox-client: unknown command '%s'\n", cmd);
     s_usage(stderr);
     return 2;

@@ -1,0 +1,10 @@
+# Command-line tests of `glassbox-client run`: the real binaries (the
+# client, and the coordinator for its CA and `serve`) driven by
+# tests/client/test_run_cli.py with Debian's python3.
+find_program(GB_RUN_TEST_PYTHON python3 PATHS /usr/bin NO_DEFAULT_PATH)
+if(GB_RUN_TEST_PYTHON)
+  add_test(NAME client/test_run_cli
+           COMMAND ${GB_RUN_TEST_PYTHON} ${CMAKE_CURRENT_LIST_DIR}/test_run_cli.py
+                   ${CMAKE_BINARY_DIR})
+  set_tests_properties(client/test_run_cli PROPERTIES LABELS "cli;client" TIMEOUT 300)
+endif()
