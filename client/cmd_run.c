@@ -89,7 +89,7 @@ int gb_cmd_run(int argc, char **argv)
         {"--name", GB_ARG_STRING, &name, 0, 0, NULL, "name sent in Join (default: the certificate's; the certificate is what counts)", false},
         {"--threads", GB_ARG_INT, &threads, 1, 256, NULL, "training threads (default: cores, at most 8)", false},
         {"--json", GB_ARG_FLAG, &json, 0, 0, NULL, "one JSON object per line per finished task", false},
-        {"--log-level", GB_ARG_CHOICE, &log_level, 0, 0, "debug|info|warn|error", "log level (default info, or GLASSBOX_LOG)", false},
+        {"--log", GB_ARG_CHOICE, &log_level, 0, 0, "debug|info|warn|error", "log level (default info, or GLASSBOX_LOG)", false},
     };
     gb_data_source_args(&data, opts + N_OWN);
     gb_data_source_partition_args(&data, opts + N_OWN + GB_DATA_SOURCE_ARGS);

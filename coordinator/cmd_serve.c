@@ -164,10 +164,12 @@ static int s_run(s_cli_t *c)
             break;
         }
         if (gb_federation_finished(fed)) {
-            /* let the last publication and the shutdown notices go out */
+            /* the clients were told; they leave once the notice has reached
+             * them (frames still in the link's queues would die with the
+             * socket), or after a grace period */
             if (drain_until == 0)
-                drain_until = gb_time_now() + 2;
-            if (gb_front_door_queued_bytes(door) == 0 || gb_time_now() > drain_until)
+                drain_until = gb_time_now() + 5;
+            if (gb_front_door_joined(door) == 0 || gb_time_now() > drain_until)
                 break;
         }
     }

@@ -6,9 +6,11 @@
  * belongs to the result being handled (f->current). */
 #include "federation.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "checkpoint.h"
 #include "explain/attribution.h"
@@ -139,6 +141,21 @@ static int s_server_eval(gb_federation_t *f, gb_error_t *err)
     return 0;
 }
 
+/* Creates dir (one level) when it is missing, so a first run needs no
+ * mkdir; says so, since a mistyped --state would otherwise start a new
+ * federation without a word. */
+static int s_make_dir(const char *dir, mode_t mode, gb_error_t *err)
+{
+    struct stat st;
+    if (stat(dir, &st) == 0)
+        return S_ISDIR(st.st_mode) ? 0 : gb_error_set(err, GB_EIO, "'%s' is not a directory", dir);
+    if (mkdir(dir, mode) != 0)
+        return gb_error_set(err, GB_EIO, "cannot create directory '%s': %s", dir,
+                            strerror(errno));
+    gb_log_info("federation: created directory '%s'", dir);
+    return 0;
+}
+
 static void s_on_joined(void *arg, const char *id, const Glassbox__Join *j);
 static void s_on_left(void *arg, const char *id, const char *reason);
 static void s_on_message(void *arg, const char *id, const Glassbox__Envelope *env);
@@ -166,6 +183,9 @@ gb_federation_t *gb_federation_new(void *zmq_ctx, gb_front_door_t *door,
         gb_error_set(err, GB_ENOMEM, "federation: out of memory");
         goto fail;
     }
+    if ((f->state_dir && s_make_dir(f->state_dir, 0700, err) != 0) ||
+        (f->out_dir && s_make_dir(f->out_dir, 0755, err) != 0))
+        goto fail;
     if (f->state_dir && gb_pki_check_name(f->federation, "federation name", err) != 0)
         goto fail; /* it is saved in every checkpoint */
     if ((opts->publish || opts->out_dir) && (!opts->key_file || !opts->cert_file)) {

@@ -79,7 +79,7 @@ class RunCli(unittest.TestCase):
         self.assertIn("usage: glassbox-client run", p.stdout)
         for flag in ("--coordinator", "--cert", "--key", "--ca-file", "--server-name",
                      "--partition", "--clients", "--index", "--partition-seed", "--threads",
-                     "--limit", "--json", "--log-level"):
+                     "--limit", "--json", "--log"):
             self.assertIn(flag, p.stdout)
         p = subprocess.run([CLIENT, "--help"], capture_output=True, text=True, timeout=60)
         self.assertIn("  run ", p.stdout)
@@ -91,7 +91,7 @@ class RunCli(unittest.TestCase):
             ([*self.ident], "--coordinator"),
             (["--coordinator", "tcp://127.0.0.1:1"], "--cert"),
             ([*ok, "--threads", "0"], "--threads"),
-            ([*ok, "--log-level", "loud"], "--log-level"),
+            ([*ok, "--log", "loud"], "--log"),
             ([*ok, "--limit", "x"], "--limit"),
             ([*ok, "--partition", "sorted", "--clients", "2"], "--partition"),
             ([*ok, "--clients", "3", "--index", "3"], "--index 3"),

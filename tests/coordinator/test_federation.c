@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <zmq.h>
 
@@ -470,16 +471,17 @@ static void test_failed_step_keeps_the_model(void **state)
 {
     fixture_t *f = *state;
     gb_error_t err = {0};
-    char key[700], cert[700], bad[700];
+    char key[700], cert[700], gone[700];
     s_key_files(f, key, cert, sizeof key);
-    snprintf(bad, sizeof bad, "%s/model.spec/out", f->base); /* under a file */
+    snprintf(gone, sizeof gone, "%s/gone", f->base);
     gb_federation_options_t o = s_options(f, 1);
     o.key_file = key;
     o.cert_file = cert;
-    o.out_dir = bad;
+    o.out_dir = gone; /* made by new, removed below before anything is published */
     o.rounds.backoff_ms = 60000; /* no second attempt within the test */
     f->fed = gb_federation_new(f->ctx, f->door, &o, &err);
     assert_non_null(f->fed);
+    assert_int_equal(rmdir(gone), 0);
     float initial[N_PARAMS];
     memcpy(initial, gb_federation_params(f->fed, NULL), sizeof initial);
     s_join(f, 0);
@@ -564,8 +566,19 @@ static void test_option_errors(void **state)
     o.test_data = "idx:/nonexistent";
     assert_null(gb_federation_new(f->ctx, f->door, &o, &err));
     o.test_data = NULL;
-    o.state_dir = "/nonexistent/state";
+    o.state_dir = "/nonexistent/state"; /* one level is created, not more */
     assert_null(gb_federation_new(f->ctx, f->door, &o, &err));
+    assert_non_null(strstr(err.msg, "/nonexistent/state"));
+    o.state_dir = f->spec; /* a file */
+    assert_null(gb_federation_new(f->ctx, f->door, &o, &err));
+    assert_non_null(strstr(err.msg, "not a directory"));
+    char fresh[700];
+    snprintf(fresh, sizeof fresh, "%s/new-state", f->base);
+    o.state_dir = fresh;
+    f->fed = gb_federation_new(f->ctx, f->door, &o, &err);
+    assert_non_null(f->fed);
+    assert_true(s_exists(f->base, "new-state"));
+    gb_federation_destroy(&f->fed);
     o.state_dir = NULL;
     f->fed = gb_federation_new(f->ctx, f->door, &o, &err);
     assert_non_null(f->fed);

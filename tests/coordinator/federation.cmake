@@ -1,0 +1,11 @@
+# A whole federation through the real binaries: serve and three
+# `glassbox-client run` on Fashion-MNIST, publications checked on the PUB
+# socket and with openssl, and a resumed run (test_federation_run.py).
+find_program(GB_FED_PYTHON python3 PATHS /usr/bin NO_DEFAULT_PATH)
+if(GB_FED_PYTHON)
+  add_test(NAME coordinator/test_federation_run
+           COMMAND ${GB_FED_PYTHON} ${CMAKE_CURRENT_LIST_DIR}/test_federation_run.py
+                   ${CMAKE_BINARY_DIR} ${CMAKE_SOURCE_DIR})
+  set_tests_properties(coordinator/test_federation_run PROPERTIES
+    LABELS "cli;coordinator;federation" TIMEOUT 600)
+endif()

@@ -1,0 +1,184 @@
+#!/usr/bin/python3
+"""A whole federation through the real binaries, on loopback:
+
+  ca init, three client certificates -> serve --rounds 2 (LeNet, IG
+  explanations, server-side test set, signed publications to files and to the
+  PUB socket, checkpoints) -> three `glassbox-client run` on disjoint slices of
+  Fashion-MNIST -> two rounds: one JSON line each from serve, one per task
+  from each client; every client exits 0 when told the federation finished
+  -> a subscriber (pyzmq) got both publications and their ECDSA signatures
+  verify against the coordinator's certificate (python3-cryptography), and
+  `openssl dgst -verify` accepts the files -> the aggregate explanation JSON
+  names all three clients -> serve again with --rounds 3 and the same state
+  directory resumes at round 3 -> the checkpointed model evaluates with
+  `glassbox-client eval`.
+
+Usage: test_federation_run.py BUILD_DIR SOURCE_DIR
+"""
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+import zmq
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+
+BUILD, SOURCE = sys.argv[1], sys.argv[2]
+sys.path.insert(0, os.path.join(SOURCE, "tests", "support"))
+import gblink  # noqa: E402 (tests/support)
+
+CLIENT = os.path.join(BUILD, "glassbox-client")
+COORD = os.path.join(BUILD, "glassbox-coordinator")
+pb = gblink.load_protocol(SOURCE)
+N = 3
+
+
+def run(*args, rc=0):
+    p = subprocess.run(list(args), capture_output=True, text=True, timeout=300)
+    assert p.returncode == rc, "%s: exit %d, want %d\n%s%s" % (args, p.returncode, rc,
+                                                               p.stdout, p.stderr)
+    return p
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def serve(work, port, pub_port, rounds):
+    log = open(os.path.join(work, "serve-%d.log" % rounds), "w")
+    p = subprocess.Popen([COORD, "serve", "--ca", os.path.join(work, "ca"),
+                          "--listen", "tcp://127.0.0.1:%d" % port,
+                          "--publish", "tcp://127.0.0.1:%d" % pub_port,
+                          "--rounds", str(rounds), "--min-clients", str(N),
+                          "--model", "lenet", "--test-data", "fashion-mnist",
+                          "--explain", "ig", "--explain-samples", "16", "--explain-steps", "8",
+                          "--out", os.path.join(work, "out"),
+                          "--state", os.path.join(work, "state"),
+                          "--epochs", "2", "--deadline", "120", "--json"],
+                         stdout=subprocess.PIPE, stderr=log, text=True)
+    line = p.stdout.readline()
+    assert line.startswith("listening on"), line
+    return p
+
+
+def clients(work, port):
+    ps = []
+    for k in range(N):
+        name = os.path.join(work, "ca", "clients", "client-%d" % k)
+        log = open(os.path.join(work, "client-%d.log" % k), "a")
+        ps.append(subprocess.Popen(
+            [CLIENT, "run", "--coordinator", "tcp://127.0.0.1:%d" % port,
+             "--cert", name + ".crt", "--key", name + ".key",
+             "--ca-file", os.path.join(work, "ca", "ca.crt"),
+             "--data", "fashion-mnist", "--limit", "6000", "--clients", str(N),
+             "--index", str(k), "--threads", "1", "--json"],
+            stdout=subprocess.PIPE, stderr=log, text=True))
+    return ps
+
+
+def finish(server, ps):
+    out, _ = server.communicate(timeout=240)
+    assert server.returncode == 0, "serve exited %d" % server.returncode
+    rounds = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    tasks = []
+    for p in ps:
+        cout, _ = p.communicate(timeout=60)
+        assert p.returncode == 0, "client exited %d" % p.returncode
+        tasks.append([json.loads(line) for line in cout.splitlines() if line.startswith("{")])
+    return rounds, tasks
+
+
+def verify(cert_pem, data, sig):
+    cert = x509.load_pem_x509_certificate(cert_pem)
+    cert.public_key().verify(sig, data, ec.ECDSA(hashes.SHA256()))
+
+
+def main():
+    work = tempfile.mkdtemp(prefix="gb-federation-")
+    ca = os.path.join(work, "ca")
+    run(COORD, "ca", "init", "--dir", ca, "--federation", "e2e")
+    for k in range(N):
+        run(COORD, "ca", "issue", "--dir", ca, "--name", "client-%d" % k)
+    port, pub_port = free_port(), free_port()
+
+    server = serve(work, port, pub_port, 2)
+    sub = zmq.Context.instance().socket(zmq.SUB)
+    sub.setsockopt(zmq.SUBSCRIBE, b"")
+    sub.connect("tcp://127.0.0.1:%d" % pub_port)
+    time.sleep(0.5)  # the subscription reaches the PUB socket before round 1
+    try:
+        ps = clients(work, port)
+        rounds, tasks = finish(server, ps)
+    finally:
+        for p in [server] + (ps if "ps" in dir() else []):
+            if p.poll() is None:
+                p.kill()
+    assert [r["round"] for r in rounds] == [1, 2], rounds
+    for r in rounds:
+        assert r["participants"] == N and r["samples"] == 6000, r
+        assert 0 < r["test_accuracy"] <= 1 and r["train_loss"] > 0, r
+        assert r["max_explanation_distance"] >= 0, r
+    assert rounds[1]["test_accuracy"] > 0.3, rounds  # LeNet learns from 6,000 images
+    for t in tasks:
+        assert [x["round"] for x in t] == [1, 2], t
+        assert all(x["samples"] == 2000 for x in t), t
+    print("two rounds: ok", rounds[1])
+
+    cert_pem = open(os.path.join(ca, "coordinator.crt"), "rb").read()
+    got = []
+    while sub.poll(2000):
+        topic, signed = sub.recv_multipart()
+        sp = pb.SignedPublication()
+        sp.ParseFromString(signed)
+        verify(cert_pem, sp.publication, sp.signature)
+        p = pb.Publication()
+        p.ParseFromString(sp.publication)
+        got.append(p)
+    assert [p.round for p in got] == [1, 2], [p.round for p in got]
+    assert got[1].participants == N and got[1].aggregator == "fedavg"
+    assert len(got[1].explanation_distance) == N
+    assert got[1].model.param_count > 50000  # LeNet
+    print("publications on the PUB socket: ok")
+
+    out = os.path.join(work, "out")
+    pub, sig = os.path.join(out, "round-000002.pub"), os.path.join(out, "round-000002.sig")
+    key = subprocess.run(["openssl", "x509", "-in", os.path.join(out, "coordinator.crt"),
+                          "-pubkey", "-noout"], capture_output=True, check=True).stdout
+    keyfile = os.path.join(work, "coordinator.pub.pem")
+    open(keyfile, "wb").write(key)
+    v = run("openssl", "dgst", "-sha256", "-verify", keyfile, "-signature", sig, pub)
+    assert "Verified OK" in v.stdout
+    report = json.load(open(os.path.join(out, "explanation-2.json")))
+    assert report["round"] == 2 and report["method"]
+    names = sorted(c["client"] for c in report["distance"]["clients"])
+    assert names == ["client-%d" % k for k in range(N)], names
+    print("files and explanation: ok")
+
+    server = serve(work, port, pub_port, 3)
+    try:
+        ps = clients(work, port)
+        rounds, tasks = finish(server, ps)
+    finally:
+        for p in [server] + ps:
+            if p.poll() is None:
+                p.kill()
+    assert [r["round"] for r in rounds] == [3], rounds
+    assert all([x["round"] for x in t] == [3] for t in tasks), tasks
+    log = open(os.path.join(work, "serve-3.log")).read()
+    assert "resuming after round 2" in log, log
+    e = run(CLIENT, "eval", "--model-file", os.path.join(work, "state", "model-3.gbm"),
+            "--data", "fashion-mnist", "--limit", "1000")
+    print("resumed at round 3: ok;", e.stdout.strip().splitlines()[-1])
+
+
+if __name__ == "__main__":
+    main()
