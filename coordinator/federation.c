@@ -156,7 +156,8 @@ static int s_make_dir(const char *dir, mode_t mode, gb_error_t *err)
     return 0;
 }
 
-static void s_on_joined(void *arg, const char *id, const Glassbox__Join *j);
+static bool s_on_joined(void *arg, const char *id, const Glassbox__Join *j,
+                        gb_front_door_refusal_t *no);
 static void s_on_left(void *arg, const char *id, const char *reason);
 static void s_on_message(void *arg, const char *id, const Glassbox__Envelope *env);
 
@@ -179,10 +180,11 @@ gb_federation_t *gb_federation_new(void *zmq_ctx, gb_front_door_t *door,
     if ((opts->state_dir && !(f->state_dir = gb_strdup(opts->state_dir))) ||
         (opts->out_dir && !(f->out_dir = gb_strdup(opts->out_dir))) ||
         !(f->federation = gb_strdup(f->o.federation)) ||
-        !(f->o.server_optimizer = gb_strdup(f->o.server_optimizer))) {
+        !(f->server_optimizer = gb_strdup(f->o.server_optimizer))) {
         gb_error_set(err, GB_ENOMEM, "federation: out of memory");
         goto fail;
     }
+    f->o.server_optimizer = f->server_optimizer;
     if ((f->state_dir && s_make_dir(f->state_dir, 0700, err) != 0) ||
         (f->out_dir && s_make_dir(f->out_dir, 0755, err) != 0))
         goto fail;
@@ -285,7 +287,7 @@ void gb_federation_destroy(gb_federation_t **pf)
     gb_free(f->state_dir);
     gb_free(f->out_dir);
     gb_free(f->federation);
-    gb_free((char *)f->o.server_optimizer);
+    gb_free(f->server_optimizer);
     gb_free(f);
     *pf = NULL;
 }
@@ -410,24 +412,29 @@ static void s_drain(gb_federation_t *f)
 
 /* ---- events ---------------------------------------------------------------- */
 
-static void s_on_joined(void *arg, const char *id, const Glassbox__Join *j)
+static bool s_on_joined(void *arg, const char *id, const Glassbox__Join *j,
+                        gb_front_door_refusal_t *no)
 {
     gb_federation_t *f = arg;
     gb_error_t err = {0};
     if (f->finished) {
-        gb_front_door_refuse(f->door, id, GLASSBOX__ERROR_CODE__ERROR_SHUTTING_DOWN, 0,
-                             "the federation has finished its rounds");
-        return;
+        no->code = GLASSBOX__ERROR_CODE__ERROR_SHUTTING_DOWN;
+        snprintf(no->why, sizeof no->why, "the federation has finished its rounds");
+        return false;
     }
     if (gb_rounds_join(f->rounds, id, j->train_samples, gb_time_unix_ms(), &err) != 0) {
         gb_log_warn("federation: '%s' cannot take part: %s", id, err.msg);
-        gb_front_door_refuse(f->door, id,
-                             err.code == GB_ERANGE ? GLASSBOX__ERROR_CODE__ERROR_FORBIDDEN
-                                                   : GLASSBOX__ERROR_CODE__ERROR_BUSY,
-                             0, err.msg);
-        return;
+        if (err.code == GB_ERANGE) { /* the federation has all the clients it takes */
+            no->code = GLASSBOX__ERROR_CODE__ERROR_FORBIDDEN;
+        } else {
+            no->code = GLASSBOX__ERROR_CODE__ERROR_BUSY;
+            no->retry_after_ms = 1000;
+        }
+        snprintf(no->why, sizeof no->why, "%.255s", err.msg);
+        return false;
     }
     s_drain(f);
+    return true;
 }
 
 static void s_on_left(void *arg, const char *id, const char *reason)

@@ -18,6 +18,8 @@ struct gb_federation {
                                        during new; the kept ones are below) */
     char *state_dir, *out_dir;      /* copies of the options' */
     char *federation;               /* copy of the name */
+    char *server_optimizer;         /* copy of the optimiser spec (o.server_optimizer
+                                       points here once it is made) */
     gb_front_door_t *door;          /* borrowed */
     gb_rounds_t *rounds;            /* the round machine */
     gb_aggregator_t *agg;           /* combines the deltas */

@@ -23,6 +23,7 @@
 #include "util/time.h"
 
 #define S_CRL_CHECK_S 1.0 /* how often crl.pem's time stamp is looked at */
+#define S_MAX_QUEUED ((size_t)64 << 20) /* unsent bytes held per session */
 
 typedef struct {
     uint64_t handle;                   /* the link's session handle */
@@ -178,7 +179,11 @@ static void s_on_connected(gb_front_door_t *d, const gb_link_event_t *ev)
         d->cap = cap;
     }
     gb_error_t err = {0};
-    gb_conversation_t *conv = gb_conversation_new(NULL, &err);
+    /* what one client does not read is bounded well below the default: a
+     * Task always fits (the bound is checked before queueing), a second
+     * waits for room */
+    gb_conversation_options_t co = {.max_queued_bytes = S_MAX_QUEUED};
+    gb_conversation_t *conv = gb_conversation_new(&co, &err);
     if (!conv) {
         gb_log_error("coordinator: %s; closing the session", err.msg);
         gb_link_server_close(d->link, ev->session);
@@ -243,8 +248,8 @@ static void s_send(gb_front_door_t *d, s_session_t *s, Glassbox__Envelope *env)
                      s->name[0] ? s->name : "a client", err.msg);
 }
 
-static void s_refuse(gb_front_door_t *d, s_session_t *s, Glassbox__ErrorCode code,
-                     uint64_t in_reply_to, const char *why)
+static void s_refuse_retry(gb_front_door_t *d, s_session_t *s, Glassbox__ErrorCode code,
+                           uint64_t in_reply_to, const char *why, uint32_t retry_after_ms)
 {
     gb_error_t err = {0};
     Glassbox__Envelope *env = gb_envelope_make_error(1, code, in_reply_to, why, &err);
@@ -252,8 +257,15 @@ static void s_refuse(gb_front_door_t *d, s_session_t *s, Glassbox__ErrorCode cod
         gb_log_error("coordinator: cannot make an error reply: %s", err.msg);
         return;
     }
+    env->error->retry_after_ms = retry_after_ms;
     s_send(d, s, env);
     gb_envelope_free(&env);
+}
+
+static void s_refuse(gb_front_door_t *d, s_session_t *s, Glassbox__ErrorCode code,
+                     uint64_t in_reply_to, const char *why)
+{
+    s_refuse_retry(d, s, code, in_reply_to, why, 0);
 }
 
 static void s_enroll(gb_front_door_t *d, s_session_t *s, const gb_link_event_t *ev)
@@ -297,28 +309,34 @@ static void s_welcome(gb_front_door_t *d, s_session_t *s, const Glassbox__Envelo
     w.software_version = "glassbox " GLASSBOX_VERSION;
     env.body_case = GLASSBOX__ENVELOPE__BODY_WELCOME;
     env.welcome = &w;
-    bool again = s->joined;
-    if (!again) {
-        /* The same client on an older session (it reconnected before that
-         * one timed out): the new session replaces it. */
-        s_session_t *old = s_find_name(d, s->name);
-        if (old) {
-            gb_log_info("coordinator: '%s' is back on a new session; closing the old one",
-                        s->name);
-            uint64_t handle = s->handle;
-            gb_link_server_close(d->link, old->handle);
-            s_forget(d, old->handle);
-            s = s_find(d, handle); /* the table moved */
-        }
-        gb_log_info("coordinator: '%s' joined (%s, %llu training samples)", s->name,
-                    j->software_version && j->software_version[0] ? j->software_version
-                                                                  : "unknown version",
-                    (unsigned long long)j->train_samples);
+    if (s->joined) { /* a repeated Join: the Welcome again, nothing else */
+        s_send(d, s, &env);
+        return;
     }
+    /* The same client on an older session (it reconnected before that one
+     * timed out): the new session replaces it. */
+    s_session_t *old = s_find_name(d, s->name);
+    if (old) {
+        gb_log_info("coordinator: '%s' is back on a new session; closing the old one", s->name);
+        uint64_t handle = s->handle;
+        gb_link_server_close(d->link, old->handle);
+        s_forget(d, old->handle);
+        s = s_find(d, handle); /* the table moved */
+    }
+    gb_log_info("coordinator: '%s' joined (%s, %llu training samples)", s->name,
+                j->software_version && j->software_version[0] ? j->software_version
+                                                              : "unknown version",
+                (unsigned long long)j->train_samples);
     s->joined = true;
     s_send(d, s, &env);
-    if (d->h.joined)
-        d->h.joined(d->h.arg, s->name, j);
+    /* The round loop hears of it after the Welcome has been queued, so that
+     * a Task it sends at once follows the Welcome. */
+    gb_front_door_refusal_t no = {.code = GLASSBOX__ERROR_CODE__ERROR_FORBIDDEN};
+    if (d->h.joined && !d->h.joined(d->h.arg, s->name, j, &no)) {
+        gb_log_warn("coordinator: '%s' is turned away: %s", s->name, no.why);
+        s_refuse_retry(d, s, no.code, in->sequence, no.why, no.retry_after_ms);
+        s->joined = false;
+    }
 }
 
 static void s_on_message(gb_front_door_t *d, const gb_link_event_t *ev)

@@ -34,6 +34,7 @@
 #ifndef GB_COORDINATOR_FRONT_DOOR_H
 #define GB_COORDINATOR_FRONT_DOOR_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -69,13 +70,25 @@ int gb_front_door_step(gb_front_door_t *door, int timeout_ms, gb_error_t *err) G
 /* Clients that have joined and are connected now. */
 size_t gb_front_door_joined(const gb_front_door_t *door);
 
+/* Why the round loop turns a client away (joined returns false). */
+typedef struct {
+    Glassbox__ErrorCode code; /* the Error's code (ERROR_FORBIDDEN, ERROR_SHUTTING_DOWN, ...) */
+    uint32_t retry_after_ms;  /* for ERROR_BUSY / ERROR_SHUTTING_DOWN (0: do not retry) */
+    char why[256];            /* the Error's message */
+} gb_front_door_refusal_t;
+
 /* What the round loop hears. Every callback may be NULL. Strings and
  * messages are borrowed for the duration of the call. */
 typedef struct {
     void *arg; /* passed to every callback */
-    /* client_id joined (Join answered with Welcome), or joined again on a
-     * new session */
-    void (*joined)(void *arg, const char *client_id, const Glassbox__Join *join);
+    /* client_id joined on a session (a new one, or a new session after a
+     * reconnect; a repeated Join on the same session only gets its Welcome
+     * again and is not heard). Called after the Welcome is queued, so what
+     * the handler sends follows it. True: the client stays joined. False:
+     * it gets the Error in *refusal, in reply to its Join, and is no longer
+     * joined (anything but Join from it is refused as unexpected). */
+    bool (*joined)(void *arg, const char *client_id, const Glassbox__Join *join,
+                   gb_front_door_refusal_t *refusal);
     /* client_id's session ended (closed, timed out, cut off) */
     void (*left)(void *arg, const char *client_id, const char *reason);
     /* an Envelope of any other body (Update, EvalResult, ...) from a

@@ -177,10 +177,12 @@ typedef struct {
     raw_t raw;           /* the raw server, for test_malformed_input_is_answered */
 } fx_t;
 
-static void h_joined(void *arg, const char *id, const Glassbox__Join *j)
+static bool h_joined(void *arg, const char *id, const Glassbox__Join *j,
+                     gb_front_door_refusal_t *no)
 {
     fx_t *f = arg;
     (void)id;
+    (void)no;
     f->joins++;
     snprintf(f->join_name, sizeof f->join_name, "%s", j->client_name);
     snprintf(f->join_version, sizeof f->join_version, "%s", j->software_version);
@@ -194,6 +196,7 @@ static void h_joined(void *arg, const char *id, const Glassbox__Join *j)
     for (size_t i = 0; i < j->n_capabilities; i++)
         if (strcmp(j->capabilities[i]->key, "threads") == 0)
             snprintf(f->join_threads, sizeof f->join_threads, "%s", j->capabilities[i]->value);
+    return true;
 }
 
 static void h_left(void *arg, const char *id, const char *reason)

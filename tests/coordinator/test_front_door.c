@@ -248,17 +248,25 @@ static void test_anonymous_may_only_enroll(void **state)
 /* What the handlers heard. */
 typedef struct {
     int joined, left, messages;
+    bool turn_away; /* joined says no */
     char last_joined[64], last_left[64];
     int last_body;
     uint64_t last_seq;
 } heard_t;
 
-static void s_on_joined(void *arg, const char *id, const Glassbox__Join *j)
+static bool s_on_joined(void *arg, const char *id, const Glassbox__Join *j,
+                        gb_front_door_refusal_t *no)
 {
     heard_t *h = arg;
     h->joined++;
     snprintf(h->last_joined, sizeof h->last_joined, "%s", id);
     assert_non_null(j);
+    if (h->turn_away) {
+        no->code = GLASSBOX__ERROR_CODE__ERROR_FORBIDDEN;
+        snprintf(no->why, sizeof no->why, "no room");
+        return false;
+    }
+    return true;
 }
 
 static void s_on_left(void *arg, const char *id, const char *reason)
@@ -410,6 +418,51 @@ static void test_handlers_and_send(void **state)
     gb_front_door_set_handlers(f->door, NULL);
 }
 
+/* A repeated Join on the same session gets its Welcome again and is not
+ * heard; a client the round loop turns away gets the Error in reply to its
+ * Join and stays unjoined. */
+static void test_repeated_join_and_turn_away(void **state)
+{
+    fixture_t *f = *state;
+    heard_t heard = {0};
+    gb_front_door_handlers_t h = {.arg = &heard, .joined = s_on_joined, .left = s_on_left,
+                                  .message = s_on_message};
+    gb_front_door_set_handlers(f->door, &h);
+    s_connect(f, false);
+    s_pump(f, NULL);
+    s_join(f, 1);
+    s_join(f, 2);
+    assert_int_equal(heard.joined, 1);
+    assert_int_equal(gb_front_door_joined(f->door), 1);
+
+    /* a new session that the loop turns away */
+    gb_link_client_destroy(&f->cli);
+    gb_tls_destroy(&f->tls);
+    heard.turn_away = true;
+    s_connect(f, false);
+    s_pump(f, NULL);
+    Glassbox__Join join = GLASSBOX__JOIN__INIT;
+    join.min_protocol_version = join.max_protocol_version = GB_ENVELOPE_PROTOCOL_VERSION;
+    join.client_name = "edge-1";
+    Glassbox__Envelope jenv = GLASSBOX__ENVELOPE__INIT;
+    jenv.protocol_version = GB_ENVELOPE_PROTOCOL_VERSION;
+    jenv.sequence = 1;
+    jenv.body_case = GLASSBOX__ENVELOPE__BODY_JOIN;
+    jenv.join = &join;
+    Glassbox__Envelope *reply = s_exchange(f, &jenv);
+    assert_int_equal(reply->body_case, GLASSBOX__ENVELOPE__BODY_WELCOME);
+    gb_envelope_free(&reply);
+    s_pump(f, &reply);
+    assert_int_equal(reply->body_case, GLASSBOX__ENVELOPE__BODY_ERROR);
+    assert_int_equal(reply->error->code, GLASSBOX__ERROR_CODE__ERROR_FORBIDDEN);
+    assert_true(reply->error->in_reply_to == 1);
+    assert_string_equal(reply->error->message, "no room");
+    gb_envelope_free(&reply);
+    assert_int_equal(heard.joined, 2);
+    assert_int_equal(gb_front_door_joined(f->door), 0);
+    gb_front_door_set_handlers(f->door, NULL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -417,6 +470,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_join_and_heartbeat, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_anonymous_may_only_enroll, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_handlers_and_send, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_repeated_join_and_turn_away, s_setup, s_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
