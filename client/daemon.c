@@ -754,7 +754,10 @@ int gb_daemon_step(gb_daemon_t *d, int timeout_ms, gb_error_t *err)
             double wait = end - now, timer = s_next_timer(d, now);
             if (timer < wait)
                 wait = timer;
-            /* the link's poll may overrun its wait by a millisecond */
+            /* the link's poll may overrun its wait by a millisecond; a wait
+             * of "forever" (no timer before Welcome) is cut to a second */
+            if (wait > 1.0)
+                wait = 1.0;
             wait_ms = wait <= 0.001 ? 0 : (int)(wait * 1000.0) - 1;
         }
         gb_link_event_t ev;

@@ -244,8 +244,10 @@ int gb_cmd_serve(int argc, char **argv)
         if (gb_log_parse_level(c.log_level, &level) == 0)
             gb_log_set_level(level);
     }
-    if (c.door.heartbeat_timeout_ms && c.door.heartbeat_interval_ms &&
-        c.door.heartbeat_timeout_ms <= c.door.heartbeat_interval_ms) {
+    /* compared with the front door's defaults when only one is given */
+    int interval = c.door.heartbeat_interval_ms ? c.door.heartbeat_interval_ms : 5000;
+    int timeout = c.door.heartbeat_timeout_ms ? c.door.heartbeat_timeout_ms : 30000;
+    if (timeout <= interval) {
         fprintf(stderr, "glassbox-coordinator serve: --timeout-ms must be longer than "
                         "--heartbeat-ms\n");
         return 2;

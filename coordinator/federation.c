@@ -281,6 +281,7 @@ void gb_federation_destroy(gb_federation_t **pf)
     gb_model_destroy(&f->eval_model);
     gb_dataset_destroy(&f->test);
     gb_free(f->view);
+    gb_free(f->pub_buf);
     gb_free(f->delta);
     gb_free(f->scratch);
     gb_free(f->optim_backup);
@@ -304,8 +305,11 @@ static void s_send_task(gb_federation_t *f, const gb_rounds_action_t *a)
         }
         f->view_valid = true;
     }
-    if (a->attempt != f->open_attempt || a->round != f->open_round || !f->open)
+    if (a->round != f->started_round || a->attempt != f->started_attempt) {
         f->started = gb_time_now();
+        f->started_round = a->round;
+        f->started_attempt = a->attempt;
+    }
     Glassbox__TrainConfig train = f->o.train;
     train.seed = f->o.train.seed ^ (a->round * 0x9E3779B97F4A7C15ull);
     Glassbox__ExplainConfig explain = GLASSBOX__EXPLAIN_CONFIG__INIT;
@@ -446,19 +450,38 @@ static void s_on_left(void *arg, const char *id, const char *reason)
         s_drain(f);
 }
 
-/* Refuses an Update whose delta does not fit the global model, before the
- * machine counts it. */
-static bool s_update_fits(gb_federation_t *f, const char *id, const Glassbox__Envelope *env)
+/* Refuses, before the machine counts it, a result whose sample count the
+ * sums cannot take (GB_AGG_MAX_WEIGHT a round: one client cannot get an
+ * update acknowledged that the aggregator would then refuse) or an Update
+ * whose delta does not fit the global model. */
+static bool s_result_fits(gb_federation_t *f, const char *id, const Glassbox__Envelope *env)
 {
-    const Glassbox__Update *u = env->update;
-    size_t n = f->global->n_params;
-    if (u->param_count == n && u->delta.len == n * sizeof(float))
+    char why[200];
+    Glassbox__ErrorCode code = GLASSBOX__ERROR_CODE__ERROR_INVALID_VALUE;
+    uint64_t samples = env->body_case == GLASSBOX__ENVELOPE__BODY_UPDATE
+                           ? env->update->num_samples
+                           : env->eval_result->num_samples;
+    gb_rounds_status_t st;
+    gb_rounds_status(f->rounds, &st);
+    uint64_t so_far = f->open && f->open_round == st.round && f->open_attempt == st.attempt &&
+                              env->body_case == GLASSBOX__ENVELOPE__BODY_UPDATE
+                          ? gb_aggregator_weight(f->agg)
+                          : 0;
+    if (samples > GB_AGG_MAX_WEIGHT - so_far) {
+        snprintf(why, sizeof why, "num_samples %llu is more than this round can take (%llu)",
+                 (unsigned long long)samples,
+                 (unsigned long long)(GB_AGG_MAX_WEIGHT - so_far));
+    } else if (env->body_case == GLASSBOX__ENVELOPE__BODY_UPDATE &&
+               (env->update->param_count != f->global->n_params ||
+                env->update->delta.len != f->global->n_params * sizeof(float))) {
+        code = GLASSBOX__ERROR_CODE__ERROR_SHAPE;
+        snprintf(why, sizeof why, "update.delta has %llu parameters, the global model %zu",
+                 (unsigned long long)env->update->param_count, f->global->n_params);
+    } else {
         return true;
-    char why[160];
-    snprintf(why, sizeof why, "update.delta has %llu parameters, the global model %zu",
-             (unsigned long long)u->param_count, n);
+    }
     gb_log_warn("federation: '%s': %s", id, why);
-    gb_front_door_refuse(f->door, id, GLASSBOX__ERROR_CODE__ERROR_SHAPE, env->sequence, why);
+    gb_front_door_refuse(f->door, id, code, env->sequence, why);
     return false;
 }
 
@@ -474,7 +497,7 @@ static void s_on_message(void *arg, const char *id, const Glassbox__Envelope *en
     f->current_client = id;
     switch (env->body_case) {
     case GLASSBOX__ENVELOPE__BODY_UPDATE:
-        if (!s_update_fits(f, id, env))
+        if (!s_result_fits(f, id, env))
             goto out;
         round = env->update->round;
         task_id = env->update->task_id;
@@ -482,6 +505,8 @@ static void s_on_message(void *arg, const char *id, const Glassbox__Envelope *en
                               &verdict, &err);
         break;
     case GLASSBOX__ENVELOPE__BODY_EVAL_RESULT:
+        if (!s_result_fits(f, id, env))
+            goto out;
         round = env->eval_result->round;
         task_id = env->eval_result->task_id;
         rc = gb_rounds_eval_result(f->rounds, id, round, task_id, env->eval_result->num_samples,

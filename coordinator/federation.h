@@ -12,11 +12,15 @@
  *               the server optimiser (server_optim.h) into the round's
  *               candidate model; the aggregate explanation is built;
  *   evaluate    the candidate on the server's test set, if one is given;
- *   publish     a signed Publication (model, explanation, metrics) on the
- *               PUB socket and, with an output directory, as files anyone
- *               can check with openssl, plus the explanation as JSON and PNGs;
+ *   publish     the Publication (model, explanation, metrics) is built and
+ *               packed; it goes out, signed, once the round is checkpointed;
  *   checkpoint  the candidate, the optimiser state and the next task id
- *               (checkpoint.h); then the candidate becomes the global model.
+ *               (checkpoint.h); then the candidate becomes the global model
+ *               and the publication goes out on the PUB socket and, with an
+ *               output directory, as files anyone can check with openssl,
+ *               with the explanation as JSON and PNGs. So what is published
+ *               is always a round the federation keeps; a failure to send it
+ *               is logged and does not undo the round.
  *
  * A failed step abandons the attempt: the global model, the optimiser state
  * and every file `latest` names stay those of the last finished round, and

@@ -52,6 +52,11 @@ struct gb_federation {
     uint64_t eval_n;                      /* their weight */
     double test_loss, test_accuracy;      /* server-side evaluation (NaN: none) */
     gb_explain_merge_result_t xr;   /* the aggregate explanation, after aggregate */
+    uint8_t *pub_buf;               /* the packed Publication, from publish until it is
+                                       sent after the checkpoint */
+    size_t pub_len;                 /* its bytes */
+    uint64_t started_round;         /* the attempt `started` was set for */
+    uint32_t started_attempt;
     size_t participants;            /* updates aggregated */
     uint64_t samples;               /* their weight */
     double started;                 /* when its first task went out (monotonic s) */

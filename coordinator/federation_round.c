@@ -89,6 +89,9 @@ int gb_fed_feed_eval(gb_federation_t *f, const gb_rounds_action_t *a, gb_error_t
         return gb_error_set(err, GB_EINVAL, "feed_eval for '%s' without its EvalResult",
                             a->client_id);
     const Glassbox__EvalResult *e = env->eval_result;
+    int rc = s_open(f, a, err);
+    if (rc)
+        return rc;
     f->eval_loss_sum += e->loss * (double)e->num_samples;
     f->eval_acc_sum += e->accuracy * (double)e->num_samples;
     f->eval_n += e->num_samples;
@@ -198,29 +201,51 @@ int gb_fed_publish(gb_federation_t *f, const gb_rounds_action_t *a, gb_error_t *
     p.published_unix_ms = gb_time_unix_ms();
     p.n_explanation_distance = f->xr.n_distance;
     p.explanation_distance = f->xr.distance;
-    uint8_t *buf = NULL;
-    size_t len = 0;
-    rc = gb_publication_encode(&p, &buf, &len, err);
-    if (rc == 0 && f->out_dir)
-        rc = gb_publication_write_files(f->signer, f->out_dir, a->round, buf, len, err);
-    if (rc == 0 && f->out_dir && f->xr.explanation)
-        rc = gb_explain_report_write(f->out_dir, a->round, f->xr.explanation, f->xr.distance,
-                                     f->xr.n_distance, err);
-    if (rc == 0 && f->pub)
-        rc = gb_publisher_send(f->pub, buf, len, err);
-    if (rc == 0)
-        gb_log_info("federation: round %llu published (%zu bytes, signed)%s%s",
-                    (unsigned long long)a->round, len, f->out_dir ? " to " : "",
-                    f->out_dir ? f->out_dir : "");
-    gb_free(buf);
+    gb_free(f->pub_buf);
+    f->pub_buf = NULL;
+    f->pub_len = 0;
+    rc = gb_publication_encode(&p, &f->pub_buf, &f->pub_len, err);
     gb_free(view);
     return rc;
 }
 
+/* Sends the round's publication, packed by gb_fed_publish, now that its
+ * round is checkpointed: what goes out is always a round the federation
+ * keeps. A failure here no longer changes the round; it is logged. */
+static void s_emit(gb_federation_t *f, uint64_t round)
+{
+    if (!f->pub_buf)
+        return;
+    gb_error_t err = {0};
+    int rc = 0;
+    if (f->out_dir &&
+        ((rc = gb_publication_write_files(f->signer, f->out_dir, round, f->pub_buf, f->pub_len,
+                                          &err)) != 0 ||
+         (f->xr.explanation &&
+          (rc = gb_explain_report_write(f->out_dir, round, f->xr.explanation, f->xr.distance,
+                                        f->xr.n_distance, &err)) != 0)))
+        gb_log_error("federation: round %llu: the publication files were not written: %s",
+                     (unsigned long long)round, err.msg);
+    if (f->pub && gb_publisher_send(f->pub, f->pub_buf, f->pub_len, &err) != 0) {
+        gb_log_error("federation: round %llu: not published on the PUB socket: %s",
+                     (unsigned long long)round, err.msg);
+        rc = rc ? rc : err.code;
+    }
+    if (rc == 0)
+        gb_log_info("federation: round %llu published (%zu bytes, signed)%s%s",
+                    (unsigned long long)round, f->pub_len, f->out_dir ? " to " : "",
+                    f->out_dir ? f->out_dir : "");
+    gb_free(f->pub_buf);
+    f->pub_buf = NULL;
+    f->pub_len = 0;
+}
+
 int gb_fed_checkpoint(gb_federation_t *f, const gb_rounds_action_t *a, gb_error_t *err)
 {
-    if (!f->state_dir)
+    if (!f->state_dir) {
+        s_emit(f, a->round);
         return 0;
+    }
     float *state = NULL;
     uint64_t steps = 0;
     int rc = 0;
@@ -243,6 +268,8 @@ int gb_fed_checkpoint(gb_federation_t *f, const gb_rounds_action_t *a, gb_error_
         rc = gb_checkpoint_save(f->state_dir, &c, (size_t)f->o.keep_checkpoints, err);
     }
     gb_free(state);
+    if (rc == 0)
+        s_emit(f, a->round);
     return rc;
 }
 
@@ -295,6 +322,9 @@ void gb_fed_abandon(gb_federation_t *f)
     }
     f->open = false;
     gb_explain_merge_result_free(&f->xr);
+    gb_free(f->pub_buf);
+    f->pub_buf = NULL;
+    f->pub_len = 0;
     f->train_loss_sum = f->train_acc_sum = f->eval_loss_sum = f->eval_acc_sum = 0;
     f->train_loss_n = f->train_acc_n = f->eval_n = 0;
     f->participants = 0;

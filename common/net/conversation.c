@@ -29,6 +29,12 @@ struct gb_conversation {
     gb_conversation_options_t o; /* options with defaults filled */
     uint64_t next_seq;           /* sequence of the next frame queued */
     uint64_t last_in_seq;        /* sequence of the last frame received */
+    uint64_t reply_seq;          /* the sequence a reply to the last frame names: its
+                                    own, or its transfer's first chunk's */
+    uint64_t in_transfer;        /* id of the incoming transfer in progress (0: none) */
+    uint64_t in_first_seq;       /* sequence of its first chunk */
+    uint64_t failed_transfer;    /* id of the last incoming transfer that failed: its
+                                    later chunks are dropped without a word */
     s_item_t *head, *tail;       /* the queue, oldest first */
     size_t queued_bytes;         /* packed bytes of the items in the queue */
     gb_chunker_t *chunker;       /* cuts the head item when it is a transfer */
@@ -105,6 +111,10 @@ void gb_conversation_reset(gb_conversation_t *c)
     gb_reassembler_destroy(&c->reasm);
     c->next_seq = 1;
     c->last_in_seq = 0;
+    c->reply_seq = 0;
+    c->in_transfer = 0;
+    c->in_first_seq = 0;
+    c->failed_transfer = 0;
 }
 
 size_t gb_conversation_queued_bytes(const gb_conversation_t *c)
@@ -114,7 +124,7 @@ size_t gb_conversation_queued_bytes(const gb_conversation_t *c)
 
 uint64_t gb_conversation_last_sequence(const gb_conversation_t *c)
 {
-    return c->last_in_seq;
+    return c->reply_seq;
 }
 
 /* Chunks a transfer of len bytes needs. */
@@ -231,17 +241,30 @@ int gb_conversation_flush(gb_conversation_t *c, gb_frame_send_fn send, void *arg
     return 0;
 }
 
-/* Feeds a decoded chunk; 1 with *out when its transfer completed. */
-static int s_feed_chunk(gb_conversation_t *c, const Glassbox__TensorChunk *chunk,
+/* Feeds a decoded chunk of frame sequence seq; 1 with *out when its
+ * transfer completed. A failed transfer is answered once: its later chunks
+ * are dropped (0) without another error. */
+static int s_feed_chunk(gb_conversation_t *c, const Glassbox__TensorChunk *chunk, uint64_t seq,
                         Glassbox__Envelope **out, gb_error_t *err)
 {
+    if (chunk->transfer_id == c->failed_transfer)
+        return 0;
+    if (chunk->index == 0) {
+        c->in_transfer = chunk->transfer_id;
+        c->in_first_seq = seq;
+    }
+    if (chunk->transfer_id == c->in_transfer)
+        c->reply_seq = c->in_first_seq;
     if (!c->reasm && !(c->reasm = gb_reassembler_new(c->o.max_transfer, err)))
         return err ? err->code : GB_ENOMEM;
     uint8_t *whole = NULL;
     size_t len = 0;
     int rc = gb_reassembler_feed(c->reasm, chunk, &whole, &len, err);
+    if (rc < 0)
+        c->failed_transfer = chunk->transfer_id;
     if (rc <= 0)
         return rc;
+    c->in_transfer = 0;
     gb_envelope_limits_t limits = {.max_bytes = (size_t)c->o.max_transfer, .reassembled = true};
     rc = gb_envelope_decode(whole, len, &limits, out, err);
     gb_free(whole);
@@ -269,11 +292,12 @@ int gb_conversation_receive(gb_conversation_t *c, const uint8_t *frame, size_t l
         return rc;
     }
     c->last_in_seq = env->sequence;
+    c->reply_seq = env->sequence;
     if (env->body_case != GLASSBOX__ENVELOPE__BODY_CHUNK) {
         *out = env;
         return 1;
     }
-    rc = s_feed_chunk(c, env->chunk, out, err);
+    rc = s_feed_chunk(c, env->chunk, env->sequence, out, err);
     gb_envelope_free(&env);
     return rc;
 }

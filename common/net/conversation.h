@@ -88,7 +88,8 @@ size_t gb_conversation_queued_bytes(const gb_conversation_t *c);
 
 /* Takes one received frame (only read). Returns 1 with *out a whole
  * Envelope (its own, or the one a chunked transfer just completed), 0 when
- * the frame was a chunk of a transfer still incomplete, or a negative gb_err
+ * the frame was a chunk of a transfer still incomplete (or of one that
+ * failed before: a failed transfer is answered once), or a negative gb_err
  * (the decoder's or the reassembler's, or GB_EPROTO for a sequence that does
  * not increase) with err filled and a warning logged by the decoder: the
  * reply to send is gb_envelope_error_code(rc) with in_reply_to
@@ -97,7 +98,9 @@ size_t gb_conversation_queued_bytes(const gb_conversation_t *c);
 int gb_conversation_receive(gb_conversation_t *c, const uint8_t *frame, size_t len,
                             Glassbox__Envelope **out, gb_error_t *err) GB_MUST_CHECK;
 
-/* Sequence of the last frame that decoded (0: none yet this session). */
+/* The sequence a reply to the last frame that decoded names: its own, or
+ * for a chunk the sequence of its transfer's first chunk, which is the
+ * sequence of the Envelope inside (0: none yet this session). */
 uint64_t gb_conversation_last_sequence(const gb_conversation_t *c);
 
 /* Starts over for a new session: drops the queue and any partial transfer

@@ -396,10 +396,13 @@ static void test_two_rounds_and_resume(void **state)
     assert_int_equal(t0->task->train_config->batch_size, 4);
     assert_true(t0->task->deadline_unix_ms > gb_time_unix_ms());
     assert_true(t0->task->task_id != t1->task->task_id);
+    uint64_t seq;
 
+    /* more samples than a round's sums take: refused before it counts */
+    seq = s_update(f, 0, t0->task, 1.0f, (uint64_t)1 << 41, N_PARAMS);
+    s_expect_error(f, 0, GLASSBOX__ERROR_CODE__ERROR_INVALID_VALUE);
     /* a delta of the wrong size: refused before it counts */
-    uint64_t seq = s_update(f, 0, t0->task, 5.0f, 10, N_PARAMS - 1);
-    (void)seq;
+    seq = s_update(f, 0, t0->task, 5.0f, 10, N_PARAMS - 1);
     s_expect_error(f, 0, GLASSBOX__ERROR_CODE__ERROR_SHAPE);
     /* edge-1: +1 on 100 samples, sent twice (a resend counts once);
      * edge-2: +2 on 300 samples */
@@ -465,8 +468,9 @@ static void test_two_rounds_and_resume(void **state)
     assert_true(gb_federation_finished(f->fed));
 }
 
-/* Publishing into a directory that is not writable fails the step: the
- * round is abandoned and the global model stays where it was. */
+/* A checkpoint that cannot be written fails the step: the round is
+ * abandoned, the global model stays where it was, and nothing of the round
+ * is published (publications go out only after their checkpoint). */
 static void test_failed_step_keeps_the_model(void **state)
 {
     fixture_t *f = *state;
@@ -477,7 +481,7 @@ static void test_failed_step_keeps_the_model(void **state)
     gb_federation_options_t o = s_options(f, 1);
     o.key_file = key;
     o.cert_file = cert;
-    o.out_dir = gone; /* made by new, removed below before anything is published */
+    o.state_dir = gone; /* made by new, removed below before the first checkpoint */
     o.rounds.backoff_ms = 60000; /* no second attempt within the test */
     f->fed = gb_federation_new(f->ctx, f->door, &o, &err);
     assert_non_null(f->fed);
@@ -494,7 +498,7 @@ static void test_failed_step_keeps_the_model(void **state)
     assert_int_equal(f->rounds_done, 0);
     assert_int_equal(gb_federation_round(f->fed), 0);
     assert_memory_equal(gb_federation_params(f->fed, NULL), initial, sizeof initial);
-    assert_false(s_exists(f->state, "latest"));
+    assert_false(s_exists(f->out, "round-000001.pub"));
     gb_rounds_status_t st;
     gb_federation_status(f->fed, &st);
     assert_int_equal(st.state, GB_ROUNDS_BACKOFF);

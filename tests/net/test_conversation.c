@@ -314,9 +314,37 @@ static void test_receive_refusals(void **state)
     rc = gb_conversation_receive(rx, w.frames[0], w.lens[0], &env, &err);
     assert_int_equal(rc, GB_ERANGE);
     assert_int_equal(gb_conversation_last_sequence(rx), 2);
-    /* its later chunks are refused too (no transfer is open) */
-    rc = gb_conversation_receive(rx, w.frames[1], w.lens[1], &env, &err);
-    assert_int_equal(rc, GB_EFORMAT);
+    /* its later chunks are dropped without another error: one refusal a
+     * transfer, naming the Envelope's sequence (its first chunk's) */
+    for (size_t i = 1; i < w.n; i++) {
+        rc = gb_conversation_receive(rx, w.frames[i], w.lens[i], &env, &err);
+        assert_int_equal(rc, 0);
+        assert_null(env);
+    }
+    s_wire_free(&w);
+    free(delta);
+
+    /* a transfer whose bytes were changed on the way: refused at its last
+     * chunk (the hash), naming its first chunk's sequence */
+    gb_conversation_t *rx2 = s_new(0, 0, 0);
+    delta = s_big_update(&big, 1300000);
+    uint64_t first = 0;
+    assert_int_equal(gb_conversation_queue(tx, &big.env, &first, &err), 0);
+    assert_int_equal(gb_conversation_flush(tx, s_send, &w, &err), 0);
+    assert_true(w.n > 2);
+    w.frames[1][w.lens[1] - 1] ^= 0x40; /* a data byte of the second chunk */
+    int refusals = 0;
+    for (size_t i = 0; i < w.n; i++) {
+        rc = gb_conversation_receive(rx2, w.frames[i], w.lens[i], &env, &err);
+        assert_null(env);
+        if (rc < 0) {
+            refusals++;
+            assert_int_equal(rc, GB_EINTEGRITY);
+            assert_int_equal(gb_conversation_last_sequence(rx2), first);
+        }
+    }
+    assert_int_equal(refusals, 1);
+    gb_conversation_destroy(&rx2);
     s_wire_free(&w);
     free(delta);
     /* a single frame over the limit is refused too */
