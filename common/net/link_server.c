@@ -26,6 +26,7 @@
 #include "util/time.h"
 
 #define S_TIMER_PERIOD 0.1     /* seconds between timeout scans */
+#define S_AWAY 1.0             /* a later scan than this means the owner was busy */
 #define S_BLOCKED_RETRY_MS 5   /* how often blocked sessions retry their send */
 #define S_FRAME_SLACK (64 << 10)
 
@@ -391,11 +392,19 @@ static void s_timers(gb_link_server_t *srv)
     double now = gb_time_now();
     if (now < srv->next_timer)
         return;
+    /* Time the owner spent away from poll (aggregating a round, writing a
+     * checkpoint) is not the peers' silence: their frames wait unread in the
+     * socket. Such a gap is credited to every session before judging. */
+    double away = srv->next_timer > 0 ? now - srv->next_timer : 0;
     srv->next_timer = now + S_TIMER_PERIOD;
     for (int i = 0; i < srv->o.max_sessions && srv->count; i++) {
         s_session_t *s = &srv->slots[i];
         if (!s->handle)
             continue;
+        if (away > S_AWAY) {
+            s->started += away;
+            s->last_seen += away;
+        }
         char who[96], why[128];
         if (!s->announced && now - s->started > srv->o.handshake_timeout_ms / 1000.0) {
             gb_log_warn("link: %s: handshake not finished in %d ms; dropped",

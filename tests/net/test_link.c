@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <zmq.h>
 
@@ -581,6 +582,30 @@ static void test_idle_timeout(void **state)
     s_stop(n);
 }
 
+/* The owner of the server is away from poll for longer than the idle
+ * timeout (a round being aggregated): the time away is not counted as the
+ * client's silence, and a client that stays silent afterwards still ends. */
+static void test_owner_away_is_not_silence(void **state)
+{
+    fixture_t *f = *state;
+    gb_link_options_t o = s_fast;
+    o.idle_timeout_ms = 300;
+    net_t *n = &f->n;
+    s_start(n, f, &o);
+    s_add_client(n, f->ctx, f->client_tls);
+    PUMP_UNTIL(n, n->s.connected && n->c[0].connected, 5000);
+    gb_link_client_t *quiet = n->cli[0];
+    n->cli[0] = NULL;
+    usleep(1500 * 1000); /* away: nobody polls */
+    s_step(n, 0);
+    assert_int_equal(n->s.disconnected, 0);
+    assert_int_equal(gb_link_server_sessions(n->srv), 1);
+    PUMP_UNTIL(n, n->s.disconnected, 3000);
+    assert_int_equal(n->s.disconnected, 1);
+    n->cli[0] = quiet;
+    s_stop(n);
+}
+
 /* Two clients with the same certificate are two sessions; closing the client
  * side sends close_notify and the coordinator reports the end. */
 static void test_client_close(void **state)
@@ -617,6 +642,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_garbage_peers_cut_off, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_handshake_bound_and_timeout, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_idle_timeout, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_owner_away_is_not_silence, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_client_close, s_setup, s_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
