@@ -328,10 +328,15 @@ static void s_send_task(gb_federation_t *f, const gb_rounds_action_t *a)
     Glassbox__Envelope env = GLASSBOX__ENVELOPE__INIT;
     env.body_case = GLASSBOX__ENVELOPE__BODY_TASK;
     env.task = &task;
-    if (gb_front_door_send(f->door, a->client_id, &env, NULL, &err) != 0)
+    if (gb_front_door_send(f->door, a->client_id, &env, NULL, &err) != 0 &&
+        err.code != GB_ECLOSED) {
+        /* the client holds a task it never got: a new session makes it join
+         * again, and a rejoin gets the same task */
         gb_log_warn("federation: round %llu: task %llu for '%s' not sent: %s",
                     (unsigned long long)a->round, (unsigned long long)a->task_id, a->client_id,
                     err.msg);
+        gb_front_door_close(f->door, a->client_id, "its task could not be queued");
+    }
 }
 
 /* Tells every connected client that the federation is over. */

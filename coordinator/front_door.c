@@ -30,6 +30,7 @@ typedef struct {
     bool anonymous;                    /* no certificate: enrollment only */
     bool joined;                       /* Join received and welcomed */
     gb_conversation_t *conv;           /* its Envelopes both ways */
+    bool closing;                      /* to be closed at the end of the step */
     char name[GB_PKI_NAME_MAX + 1];    /* certificate CN ("" when anonymous) */
 } s_session_t;
 
@@ -417,6 +418,25 @@ static void s_check_crl(gb_front_door_t *d)
     d->crl_mtime = t; /* a refused file is not retried until it changes again */
 }
 
+/* Closes the sessions gb_front_door_close marked, telling the round loop. */
+static void s_close_marked(gb_front_door_t *d)
+{
+    for (size_t i = 0; i < d->n_sessions;) {
+        s_session_t *s = &d->sessions[i];
+        if (!s->closing) {
+            i++;
+            continue;
+        }
+        char name[GB_PKI_NAME_MAX + 1];
+        snprintf(name, sizeof name, "%s", s->name);
+        bool joined = s->joined;
+        gb_link_server_close(d->link, s->handle);
+        s_forget(d, s->handle); /* the last session moves into slot i */
+        if (joined && d->h.left)
+            d->h.left(d->h.arg, name, "closed by the coordinator");
+    }
+}
+
 /* Offers every session's waiting frames to the link again. */
 static void s_flush_all(gb_front_door_t *d)
 {
@@ -440,6 +460,7 @@ int gb_front_door_step(gb_front_door_t *d, int timeout_ms, gb_error_t *err)
             return rc;
         switch (ev.kind) {
         case GB_LINK_EV_NONE:
+            s_close_marked(d);
             s_flush_all(d);
             return 0;
         case GB_LINK_EV_CONNECTED:
@@ -516,4 +537,13 @@ size_t gb_front_door_queued_bytes(const gb_front_door_t *d)
     for (size_t i = 0; i < d->n_sessions; i++)
         n += gb_conversation_queued_bytes(d->sessions[i].conv);
     return n;
+}
+
+void gb_front_door_close(gb_front_door_t *d, const char *client_id, const char *why)
+{
+    s_session_t *s = s_find_name(d, client_id);
+    if (!s)
+        return;
+    gb_log_warn("coordinator: closing the session of '%s': %s", client_id, why);
+    s->closing = true;
 }

@@ -116,6 +116,12 @@ void gb_front_door_refuse(gb_front_door_t *door, const char *client_id,
 void gb_front_door_ack(gb_front_door_t *door, const char *client_id, uint64_t acked_sequence,
                        uint64_t round, uint64_t task_id);
 
+/* Ends client_id's session at the end of the current step (the client
+ * reconnects by itself and joins again), with `left` heard then; for a
+ * client that could not be sent what it must get. Nothing when it is not
+ * connected. */
+void gb_front_door_close(gb_front_door_t *door, const char *client_id, const char *why);
+
 /* Bytes waiting in all sessions' queues (for the status page and tests). */
 size_t gb_front_door_queued_bytes(const gb_front_door_t *door);
 

@@ -463,6 +463,39 @@ static void test_repeated_join_and_turn_away(void **state)
     gb_front_door_set_handlers(f->door, NULL);
 }
 
+/* The round loop closes a client's session: it ends at the end of the step,
+ * `left` is heard, and the client's link starts a new session. */
+static void test_close_by_name(void **state)
+{
+    fixture_t *f = *state;
+    gb_error_t err = {0};
+    heard_t heard = {0};
+    gb_front_door_handlers_t h = {.arg = &heard, .joined = s_on_joined, .left = s_on_left,
+                                  .message = s_on_message};
+    gb_front_door_set_handlers(f->door, &h);
+    s_connect(f, false);
+    s_pump(f, NULL);
+    s_join(f, 1);
+    gb_front_door_close(f->door, "nobody", "not connected: nothing happens");
+    gb_front_door_close(f->door, "edge-1", "a test");
+    assert_int_equal(gb_front_door_joined(f->door), 1); /* not before the step ends */
+    assert_int_equal(gb_front_door_step(f->door, 0, &err), 0);
+    assert_int_equal(heard.left, 1);
+    assert_string_equal(heard.last_left, "edge-1");
+    assert_int_equal(gb_front_door_joined(f->door), 0);
+    /* the client notices and connects again by itself */
+    bool again = false;
+    double end = gb_time_now() + 10;
+    while (!again && gb_time_now() < end) {
+        assert_int_equal(gb_front_door_step(f->door, 1, &err), 0);
+        gb_link_event_t ev;
+        assert_int_equal(gb_link_client_poll(f->cli, 1, &ev, &err), 0);
+        again = ev.kind == GB_LINK_EV_CONNECTED;
+    }
+    assert_true(again);
+    gb_front_door_set_handlers(f->door, NULL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -471,6 +504,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_anonymous_may_only_enroll, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_handlers_and_send, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_repeated_join_and_turn_away, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_close_by_name, s_setup, s_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
