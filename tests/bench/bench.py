@@ -37,7 +37,10 @@ runs first: PyTorch over torch threads {1, 2} x OpenBLAS threads {1, 2}
 counts, so that a burst of other load cannot pass over a side's fastest
 setting (PyTorch's LSTM at OpenBLAS 2 threads drops from 6,200 to 2,100
 samples/s while anything else runs). OPENBLAS_CORETYPE and
-OPENBLAS_L2_SIZE are left as the environment has them. gb_sgemm_peak
+OPENBLAS_L2_SIZE are left as the environment has them, but for one case:
+when OPENBLAS_CORETYPE is unset and OpenBLAS falls back to a core without
+AVX2 on a CPU that has it, the run sets OPENBLAS_CORETYPE=Haswell for every
+process, as Glassbox's binaries do for themselves (settle_blas_core). gb_sgemm_peak
 measures OpenBLAS's square sgemm at 1 and 2 threads as a ceiling, at the
 start and at the end of the whole run (the better counts).
 
@@ -57,6 +60,7 @@ Nothing here is a ctest test.
 """
 
 import argparse
+import ctypes
 import datetime
 import json
 import os
@@ -99,6 +103,31 @@ MODELS = {
 
 def log(msg):
     print(msg, file=sys.stderr, flush=True)
+
+
+AVX2_CORES = ("haswell", "zen", "skylakex", "cooperlake", "sapphirerapids")
+
+
+def settle_blas_core():
+    """Gives every process of the run the OpenBLAS core Glassbox's binaries
+    choose for themselves (util/process.c): when OPENBLAS_CORETYPE is unset
+    and OpenBLAS picked a core without AVX2 on a CPU with AVX2 and FMA (Debian's
+    0.3.21 does not know some virtual CPUs and falls back to SSE3 kernels),
+    OPENBLAS_CORETYPE=Haswell, so that PyTorch's OpenBLAS calls and the sgemm
+    ceiling run on the same kernels as Glassbox's. Returns what it set, or None."""
+    if os.environ.get("OPENBLAS_CORETYPE"):
+        return None
+    try:
+        flags = open("/proc/cpuinfo").read().split("flags", 1)[1].split("\n", 1)[0].split()
+        lib = ctypes.CDLL("libopenblas.so.0")
+        lib.openblas_get_corename.restype = ctypes.c_char_p
+        core = lib.openblas_get_corename().decode()
+    except (OSError, IndexError, AttributeError):
+        return None
+    if "avx2" in flags and "fma" in flags and core.lower() not in AVX2_CORES:
+        os.environ["OPENBLAS_CORETYPE"] = "Haswell"
+        return "OpenBLAS chose %s on a CPU with AVX2: OPENBLAS_CORETYPE=Haswell" % core
+    return None
 
 
 def child_env(extra):
@@ -664,6 +693,9 @@ def main():
     models = [m for m in models if m not in ("ig", "channel")]
     dry = args.dry_run
 
+    settled = settle_blas_core()
+    if settled:
+        log("bench: %s, for both sides" % settled)
     env_note = dict((k, os.environ.get(k)) for k in
                     ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_NUM_THREADS",
                      "OMP_NUM_THREADS"))
