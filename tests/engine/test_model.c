@@ -650,8 +650,9 @@ static void test_threads_same_results(void **state)
             print_message("train %d, 1 vs %d threads: outputs %.2g, grads %.2g\n", train, k + 1,
                           ry, rg);
             /* OpenBLAS picks its kernel by the rows it is given, and each
-             * worker gets fewer: its AVX-512 kernels (without
-             * OPENBLAS_CORETYPE=Haswell) then sum in another order. */
+             * worker gets fewer: some of its cores' kernels (the SSE3 one it
+             * falls back to on an unknown CPU, which tests run on when
+             * OPENBLAS_CORETYPE is unset) then sum in another order. */
             assert_true(ry <= 1e-5);
             assert_true(rg <= 1e-5);
         }
