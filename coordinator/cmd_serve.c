@@ -12,10 +12,12 @@
 
 #include <zmq.h>
 
+#include "aggregate.h"
 #include "commands.h"
 #include "federation.h"
 #include "front_door.h"
 #include "net/pki.h"
+#include "server_optim.h"
 #include "util/args.h"
 #include "util/log.h"
 #include "util/time.h"
@@ -132,6 +134,16 @@ static int s_options(s_cli_t *c)
     o->round_done = s_round_line;
     o->round_done_arg = c;
     gb_error_t err = {0};
+    gb_agg_spec_t agg;
+    gb_server_optim_cfg_t opt;
+    if (o->aggregator && gb_agg_spec_parse(o->aggregator, &agg, &err) != 0) {
+        fprintf(stderr, "glassbox-coordinator serve: --aggregator: %s\n", err.msg);
+        return 2;
+    }
+    if (o->server_optimizer && gb_server_optim_parse(o->server_optimizer, &opt, &err) != 0) {
+        fprintf(stderr, "glassbox-coordinator serve: --server-optimizer: %s\n", err.msg);
+        return 2;
+    }
     if (gb_rounds_config_check(r, &err) != 0) {
         fprintf(stderr, "glassbox-coordinator serve: %s\n", err.msg);
         return 2;

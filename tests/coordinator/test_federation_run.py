@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """A whole federation through the real binaries, on loopback:
 
-  ca init, three client certificates -> serve --rounds 2 (LeNet, IG
+  ca init, three client certificates -> bad serve flags exit 2 -> serve --rounds 2 (LeNet, IG
   explanations, server-side test set, signed publications to files and to the
   PUB socket, checkpoints) -> three `glassbox-client run` on disjoint slices of
   Fashion-MNIST -> two rounds: one JSON line each from serve, one per task
@@ -108,6 +108,14 @@ def main():
     run(COORD, "ca", "init", "--dir", ca, "--federation", "e2e")
     for k in range(N):
         run(COORD, "ca", "issue", "--dir", ca, "--name", "client-%d" % k)
+    # bad values are usage errors, named, before anything starts
+    for flags, says in ((["--aggregator", "krum:x"], "--aggregator"),
+                        (["--server-optimizer", "adamw"], "--server-optimizer"),
+                        (["--min-clients", "2", "--quorum", "5"], "quorum"),
+                        (["--explain", "shap"], "--explain"),
+                        (["--rounds", "-1"], "--rounds")):
+        p = run(COORD, "serve", "--ca", ca, *flags, rc=2)
+        assert says in p.stderr, (flags, p.stderr)
     port, pub_port = free_port(), free_port()
 
     server = serve(work, port, pub_port, 2)
