@@ -3,7 +3,14 @@
  * connects with its certificate, and runs tasks until SIGINT or SIGTERM (exit
  * 0 after a graceful close) or until the coordinator says the federation has
  * finished (exit 0). One line per finished task on standard output, plain or
- * JSON; everything else is logged to standard error. */
+ * JSON; everything else is logged to standard error.
+ *
+ * With --virtual N the same command runs N clients in one process
+ * (client/virtual_clients.h): identities from --cert-dir instead of
+ * --cert/--key, the data set loaded once and cut there, and every task line
+ * prefixed with the client's name (a "client" key in JSON). The two modes
+ * share the option table, so flags that belong to only one are refused in
+ * the other here, before anything is loaded. */
 #include <errno.h>
 #include <inttypes.h>
 #include <signal.h>
@@ -16,6 +23,8 @@
 #include "commands.h"
 #include "daemon.h"
 #include "data_source.h"
+#include "virtual_clients.h"
+#include "json.h"
 #include "util/args.h"
 #include "util/log.h"
 
@@ -23,6 +32,7 @@
  * told otherwise (its --name), so that is the name to expect by default. */
 #define S_DEFAULT_SERVER_NAME "localhost"
 #define S_STEP_MS 100    /* how often the loop looks at the signal flag */
+#define S_VIRTUAL_STEP_MS 20 /* one pass over N daemons: a short wait shared out */
 #define S_LINGER_MS 1000 /* time for close_notify to leave */
 
 static volatile sig_atomic_t s_stop;
@@ -39,12 +49,19 @@ static int s_default_threads(void)
     return n < 1 ? 1 : n > 8 ? 8 : (int)n;
 }
 
-/* One output line per finished task. */
-static void s_report(void *arg, const gb_daemon_task_report_t *r)
+/* One output line per finished task; name is the virtual client's (NULL:
+ * the one client of a plain run, whose lines carry no name). */
+static void s_report_named(void *arg, const char *name, const gb_daemon_task_report_t *r)
 {
     bool json = *(const bool *)arg;
     if (json) {
-        printf("{\"round\":%" PRIu64 ",\"task_id\":%" PRIu64 ",\"samples\":%" PRIu64
+        printf("{");
+        if (name) {
+            printf("\"client\":");
+            gb_json_write_string(stdout, name);
+            printf(",");
+        }
+        printf("\"round\":%" PRIu64 ",\"task_id\":%" PRIu64 ",\"samples\":%" PRIu64
                ",\"steps\":%ld,\"train_loss\":%.6g,\"train_accuracy\":%.6g,\"seconds\":%.3f,"
                "\"delta_norm\":%.6g,\"clipped\":%s",
                r->round, r->task_id, r->samples, r->steps, r->train_loss, r->train_accuracy,
@@ -55,6 +72,8 @@ static void s_report(void *arg, const gb_daemon_task_report_t *r)
         printf(",\"explained\":%" PRIu64 ",\"late\":%s}\n", r->explained,
                r->late ? "true" : "false");
     } else {
+        if (name)
+            printf("%s: ", name);
         printf("round %" PRIu64 " task %" PRIu64 ": %" PRIu64 " samples, train loss %.4f "
                "accuracy %.4f, %.2f s, delta norm %.4g%s",
                r->round, r->task_id, r->samples, r->train_loss, r->train_accuracy, r->seconds,
@@ -66,99 +85,57 @@ static void s_report(void *arg, const gb_daemon_task_report_t *r)
     fflush(stdout);
 }
 
+static void s_report(void *arg, const gb_daemon_task_report_t *r)
+{
+    s_report_named(arg, NULL, r);
+}
+
 static int s_fail(const char *what, const gb_error_t *err)
 {
     fprintf(stderr, "glassbox-client run: %s%s%s\n", what, *what ? ": " : "", err->msg);
     return 1;
 }
 
-int gb_cmd_run(int argc, char **argv)
+static int s_usage(const char *msg)
 {
-    const char *endpoint = NULL, *cert = NULL, *key = NULL, *ca_file = NULL;
-    const char *server_name = S_DEFAULT_SERVER_NAME, *name = NULL, *log_level = NULL;
-    int threads = s_default_threads();
-    bool json = false;
-    gb_data_source_t data = gb_data_source_defaults();
-    enum { N_OWN = 9 };
-    gb_arg_t opts[N_OWN + GB_DATA_SOURCE_ARGS + GB_DATA_SOURCE_PARTITION_ARGS] = {
-        {"--coordinator", GB_ARG_STRING, &endpoint, 0, 0, NULL, "tcp://HOST:PORT of the coordinator (required)", false},
-        {"--cert", GB_ARG_STRING, &cert, 0, 0, NULL, "this client's certificate, PEM (required)", false},
-        {"--key", GB_ARG_STRING, &key, 0, 0, NULL, "its private key, PEM (required)", false},
-        {"--ca-file", GB_ARG_STRING, &ca_file, 0, 0, NULL, "the federation CA certificate, PEM (required)", false},
-        {"--server-name", GB_ARG_STRING, &server_name, 0, 0, NULL, "name on the coordinator's certificate (default localhost, as 'ca init' names it)", false},
-        {"--name", GB_ARG_STRING, &name, 0, 0, NULL, "name sent in Join (default: the certificate's; the certificate is what counts)", false},
-        {"--threads", GB_ARG_INT, &threads, 1, 256, NULL, "training threads (default: cores, at most 8)", false},
-        {"--json", GB_ARG_FLAG, &json, 0, 0, NULL, "one JSON object per line per finished task", false},
-        {"--log", GB_ARG_CHOICE, &log_level, 0, 0, "debug|info|warn|error", "log level (default info, or GLASSBOX_LOG)", false},
-    };
-    gb_data_source_args(&data, opts + N_OWN);
-    gb_data_source_partition_args(&data, opts + N_OWN + GB_DATA_SOURCE_ARGS);
-    const int n = (int)(sizeof opts / sizeof opts[0]);
-    static const char *const required[] = {"--coordinator", "--cert", "--key", "--ca-file",
-                                           NULL};
-    int rc = gb_args_command(
-        "glassbox-client run", "--coordinator tcp://HOST:7700 --cert F --key F --ca-file F "
-                               "[options]",
-        "Joins the federation and trains on local data: for every task the coordinator\n"
-        "sends, trains the global model on this client's data, evaluates and explains it\n"
-        "as asked, and sends back the update (new weights minus global weights). Data\n"
-        "never leaves the machine. Reconnects by itself; stops on SIGINT or SIGTERM, or\n"
-        "when the coordinator says the federation has finished. With --clients N the\n"
-        "training split (after --limit) is cut into N slices and this client takes slice\n"
-        "--index; the test split stays whole unless --partition-test is given.",
-        opts, n, required, argc, argv);
-    if (rc >= 0)
-        return rc;
+    fprintf(stderr, "glassbox-client run: %s (see glassbox-client run --help)\n", msg);
+    return 2;
+}
+
+/* Flags that belong to one mode only: returns 2 (after saying why) when one
+ * is given in the other mode, or a flag that mode needs is missing. */
+static int s_check_mode(int virt, const char *cert, const char *key, const char *name,
+                        const char *cert_dir, const char *prefix, const char *ca_file)
+{
+    /* --cert and --key are required only without --virtual, so the parser
+     * checks none of the files: they are checked here, in the order the
+     * usage line gives them. */
+    if (virt) {
+        if (cert || key || name)
+            return s_usage(cert ? "--cert cannot be used with --virtual (each client's is in "
+                                  "--cert-dir)"
+                           : key ? "--key cannot be used with --virtual (each client's is in "
+                                   "--cert-dir)"
+                                 : "--name cannot be used with --virtual (each client is "
+                                   "named by its certificate)");
+        if (!cert_dir)
+            return s_usage("--cert-dir is required with --virtual");
+        return ca_file ? 0 : s_usage("--ca-file is required");
+    }
+    if (cert_dir || prefix)
+        return s_usage(cert_dir ? "--cert-dir needs --virtual (one client takes --cert and "
+                                  "--key)"
+                                : "--name-prefix needs --virtual");
+    if (!cert || !key)
+        return s_usage(!cert ? "--cert is required" : "--key is required");
+    return ca_file ? 0 : s_usage("--ca-file is required");
+}
+
+/* The loop of one daemon. */
+static int s_run_one(gb_daemon_t *d)
+{
     gb_error_t err = {0};
-    if (gb_data_source_check(&data, &err)) {
-        fprintf(stderr, "glassbox-client run: %s (see glassbox-client run --help)\n", err.msg);
-        return 2;
-    }
-    if (strncmp(endpoint, "tcp://", 6) != 0) {
-        fprintf(stderr, "glassbox-client run: --coordinator: expected tcp://HOST:PORT, got "
-                        "'%s' (see glassbox-client run --help)\n", endpoint);
-        return 2;
-    }
-    if (log_level) {
-        enum gb_log_level level;
-        if (gb_log_parse_level(log_level, &level) == 0)
-            gb_log_set_level(level);
-    }
-    /* The files first: a missing certificate should not wait for the data. */
-    const char *files[][2] = {{"--cert", cert}, {"--key", key}, {"--ca-file", ca_file}};
-    for (int i = 0; i < 3; i++)
-        if (access(files[i][1], R_OK) != 0) {
-            fprintf(stderr, "glassbox-client run: %s: cannot read '%s': %s\n", files[i][0],
-                    files[i][1], strerror(errno));
-            return 1;
-        }
-
-    gb_dataset_t *train = NULL, *test = NULL;
-    if (gb_data_source_load(&data, &train, &test, &err))
-        return s_fail("", &err);
-    char desc[256];
-    gb_data_source_describe(&data, desc, sizeof desc);
-
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = s_on_signal;
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-
-    void *ctx = zmq_ctx_new();
-    gb_daemon_options_t o = {.zmq_ctx = ctx, .endpoint = endpoint, .cert_file = cert,
-                             .key_file = key, .ca_file = ca_file, .server_name = server_name,
-                             .client_name = name, .train = train, .test = test,
-                             .dataset = desc, .threads = threads, .report = s_report,
-                             .report_arg = &json};
-    gb_daemon_t *d = ctx ? gb_daemon_new(&o, &err) : NULL;
-    if (!d) {
-        rc = ctx ? s_fail("", &err) : 1;
-        if (!ctx)
-            fprintf(stderr, "glassbox-client run: cannot make a ZeroMQ context\n");
-        goto out;
-    }
-    rc = 0;
+    int rc = 0;
     while (!s_stop) {
         int s = gb_daemon_step(d, S_STEP_MS, &err);
         if (s == GB_DAEMON_FINISHED)
@@ -171,8 +148,146 @@ int gb_cmd_run(int argc, char **argv)
     if (s_stop)
         gb_log_info("client: signal received; stopping");
     gb_daemon_stop(d, S_LINGER_MS);
-out:
-    gb_daemon_destroy(&d);
+    return rc;
+}
+
+/* The loop of N daemons: until every one has finished or failed, or a
+ * signal. Exit 1 names every client that failed. */
+static int s_run_virtual(gb_virtual_t *v)
+{
+    while (!s_stop && gb_virtual_step(v, S_VIRTUAL_STEP_MS) == 0) {
+    }
+    if (s_stop)
+        gb_log_info("client: signal received; stopping %d clients", gb_virtual_count(v));
+    gb_virtual_stop(v, S_LINGER_MS);
+    int failed = gb_virtual_failed(v);
+    for (int i = 0; i < failed; i++) {
+        const char *name = NULL, *why = gb_virtual_failure(v, i, &name);
+        fprintf(stderr, "glassbox-client run: %s failed: %s\n", name, why);
+    }
+    return failed ? 1 : 0;
+}
+
+int gb_cmd_run(int argc, char **argv)
+{
+    const char *endpoint = NULL, *cert = NULL, *key = NULL, *ca_file = NULL;
+    const char *server_name = S_DEFAULT_SERVER_NAME, *name = NULL, *log_level = NULL;
+    const char *cert_dir = NULL, *prefix = NULL;
+    int threads = 0, virt = 0; /* threads 0: not given */
+    bool json = false;
+    gb_data_source_t data = gb_data_source_defaults();
+    enum { N_OWN = 12 };
+    gb_arg_t opts[N_OWN + GB_DATA_SOURCE_ARGS + GB_DATA_SOURCE_PARTITION_ARGS] = {
+        {"--coordinator", GB_ARG_STRING, &endpoint, 0, 0, NULL, "tcp://HOST:PORT of the coordinator (required)", false},
+        {"--cert", GB_ARG_STRING, &cert, 0, 0, NULL, "this client's certificate, PEM (required without --virtual)", false},
+        {"--key", GB_ARG_STRING, &key, 0, 0, NULL, "its private key, PEM (required without --virtual)", false},
+        {"--ca-file", GB_ARG_STRING, &ca_file, 0, 0, NULL, "the federation CA certificate, PEM (required)", false},
+        {"--server-name", GB_ARG_STRING, &server_name, 0, 0, NULL, "name on the coordinator's certificate (default localhost, as 'ca init' names it)", false},
+        {"--name", GB_ARG_STRING, &name, 0, 0, NULL, "name sent in Join (default: the certificate's; the certificate is what counts)", false},
+        {"--virtual", GB_ARG_INT, &virt, 1, GB_VIRTUAL_MAX, NULL, "run N clients in this process: PREFIX K for K = --index .. --index+N-1, each on slice K of --clients", false},
+        {"--cert-dir", GB_ARG_STRING, &cert_dir, 0, 0, NULL, "with --virtual: DIR/PREFIX K.crt and .key for each client, as 'ca issue --out DIR' writes them (required)", false},
+        {"--name-prefix", GB_ARG_STRING, &prefix, 0, 0, NULL, "with --virtual: client names are PREFIX K (default client-)", false},
+        {"--threads", GB_ARG_INT, &threads, 1, 256, NULL, "training threads, per client with --virtual (default: cores, at most 8; 1 with --virtual)", false},
+        {"--json", GB_ARG_FLAG, &json, 0, 0, NULL, "one JSON object per line per finished task", false},
+        {"--log", GB_ARG_CHOICE, &log_level, 0, 0, "debug|info|warn|error", "log level (default info, or GLASSBOX_LOG)", false},
+    };
+    gb_data_source_args(&data, opts + N_OWN);
+    gb_data_source_partition_args(&data, opts + N_OWN + GB_DATA_SOURCE_ARGS);
+    const int n = (int)(sizeof opts / sizeof opts[0]);
+    static const char *const required[] = {"--coordinator", NULL};
+    int rc = gb_args_command(
+        "glassbox-client run", "--coordinator tcp://HOST:7700 --cert F --key F --ca-file F "
+                               "[options]\n"
+                               "       glassbox-client run --virtual N --cert-dir DIR "
+                               "--coordinator tcp://HOST:7700 --ca-file F --clients M [options]",
+        "Joins the federation and trains on local data: for every task the coordinator\n"
+        "sends, trains the global model on this client's data, evaluates and explains it\n"
+        "as asked, and sends back the update (new weights minus global weights). Data\n"
+        "never leaves the machine. Reconnects by itself; stops on SIGINT or SIGTERM, or\n"
+        "when the coordinator says the federation has finished. With --clients N the\n"
+        "training split (after --limit) is cut into N slices and this client takes slice\n"
+        "--index; the test split stays whole unless --partition-test is given.\n"
+        "With --virtual N, N clients run in this one process, each with its own identity\n"
+        "from --cert-dir and its own connection, sharing one loaded copy of the data:\n"
+        "client K takes slice K (--clients must be at least --index + N).",
+        opts, n, required, argc, argv);
+    if (rc >= 0)
+        return rc;
+    if ((rc = s_check_mode(virt, cert, key, name, cert_dir, prefix, ca_file)))
+        return rc;
+    gb_error_t err = {0};
+    gb_virtual_options_t vo = {.endpoint = endpoint, .cert_dir = cert_dir,
+                               .name_prefix = prefix, .ca_file = ca_file,
+                               .server_name = server_name, .count = virt, .data = &data,
+                               .report = s_report_named, .report_arg = &json};
+    if (gb_data_source_check(&data, &err))
+        return s_usage(err.msg);
+    /* Its counts now (exit 2); its files with the other files below (exit 1). */
+    if (virt && gb_virtual_check(&vo, &err) && err.code == GB_EUSAGE)
+        return s_usage(err.msg);
+    if (strncmp(endpoint, "tcp://", 6) != 0) {
+        fprintf(stderr, "glassbox-client run: --coordinator: expected tcp://HOST:PORT, got "
+                        "'%s' (see glassbox-client run --help)\n", endpoint);
+        return 2;
+    }
+    if (log_level) {
+        enum gb_log_level level;
+        if (gb_log_parse_level(log_level, &level) == 0)
+            gb_log_set_level(level);
+    }
+    if (!threads)
+        threads = virt ? 1 : s_default_threads();
+    /* The files first: a missing certificate should not wait for the data. */
+    const char *files[][2] = {{"--ca-file", ca_file}, {"--cert", cert}, {"--key", key}};
+    for (int i = 0; i < (virt ? 1 : 3); i++)
+        if (access(files[i][1], R_OK) != 0) {
+            fprintf(stderr, "glassbox-client run: %s: cannot read '%s': %s\n", files[i][0],
+                    files[i][1], strerror(errno));
+            return 1;
+        }
+    if (virt && gb_virtual_check(&vo, &err))
+        return err.code == GB_EUSAGE ? s_usage(err.msg) : s_fail("", &err);
+
+    /* --virtual loads the whole (limited) split once; the clients' slices
+     * are cut from it in gb_virtual_new. */
+    gb_data_source_t load = data;
+    if (virt)
+        load.clients = 1, load.index = 0;
+    gb_dataset_t *train = NULL, *test = NULL;
+    if (gb_data_source_load(&load, &train, &test, &err))
+        return s_fail("", &err);
+    char desc[256];
+    gb_data_source_describe(&data, desc, sizeof desc);
+
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = s_on_signal;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+
+    void *ctx = zmq_ctx_new();
+    if (!ctx) {
+        fprintf(stderr, "glassbox-client run: cannot make a ZeroMQ context\n");
+        rc = 1;
+    } else if (virt) {
+        vo.zmq_ctx = ctx;
+        vo.train = train;
+        vo.test = test;
+        vo.threads = threads;
+        gb_virtual_t *v = gb_virtual_new(&vo, &err);
+        gb_dataset_destroy(&train); /* the clients hold their slices */
+        rc = v ? s_run_virtual(v) : s_fail("", &err);
+        gb_virtual_destroy(&v);
+    } else {
+        gb_daemon_options_t o = {.zmq_ctx = ctx, .endpoint = endpoint, .cert_file = cert,
+                                 .key_file = key, .ca_file = ca_file,
+                                 .server_name = server_name, .client_name = name,
+                                 .train = train, .test = test, .dataset = desc,
+                                 .threads = threads, .report = s_report, .report_arg = &json};
+        gb_daemon_t *d = gb_daemon_new(&o, &err);
+        rc = d ? s_run_one(d) : s_fail("", &err);
+        gb_daemon_destroy(&d);
+    }
     if (ctx)
         zmq_ctx_term(ctx);
     gb_dataset_destroy(&train);

@@ -8,3 +8,11 @@ if(GB_RUN_TEST_PYTHON)
                    ${CMAKE_BINARY_DIR})
   set_tests_properties(client/test_run_cli PROPERTIES LABELS "cli;client" TIMEOUT 300)
 endif()
+# `glassbox-client run --virtual 6` against `serve`: six clients in one
+# process make the whole federation (tests/client/test_virtual.py).
+if(GB_RUN_TEST_PYTHON)
+  add_test(NAME client/test_virtual
+           COMMAND ${GB_RUN_TEST_PYTHON} ${CMAKE_CURRENT_LIST_DIR}/test_virtual.py
+                   ${CMAKE_BINARY_DIR})
+  set_tests_properties(client/test_virtual PROPERTIES LABELS "cli;client" TIMEOUT 300)
+endif()

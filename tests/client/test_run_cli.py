@@ -3,7 +3,10 @@
 
   --help describes the command and its partition options; the command list
   names it; every bad flag or value exits 2 and names the flag; a missing
-  certificate, key or CA file exits 1 naming the flag and the file; and, with
+  certificate, key or CA file exits 1 naming the flag and the file; --virtual
+  refuses --cert, --key and --name, needs --cert-dir and enough --clients
+  (exit 2 naming the flag), --cert-dir and --name-prefix need --virtual, and a
+  certificate missing from --cert-dir exits 1 naming the file; and, with
   a CA from `glassbox-coordinator ca init` / `ca issue` and `serve`, the
   daemon joins over mutual TLS, says it was welcomed, and on SIGTERM closes
   its session (the coordinator logs that it left) and exits 0.
@@ -78,6 +81,7 @@ class RunCli(unittest.TestCase):
         p = run("--help", rc=0)
         self.assertIn("usage: glassbox-client run", p.stdout)
         for flag in ("--coordinator", "--cert", "--key", "--ca-file", "--server-name",
+                     "--virtual", "--cert-dir", "--name-prefix",
                      "--partition", "--clients", "--index", "--partition-seed", "--threads",
                      "--limit", "--json", "--log"):
             self.assertIn(flag, p.stdout)
@@ -105,6 +109,56 @@ class RunCli(unittest.TestCase):
                 self.assertIn(flag, p.stderr)
                 last = p.stderr.strip().splitlines()[-1]
                 self.assertTrue(last.startswith("glassbox-client run: "), p.stderr)
+
+    def test_virtual_flags_exit_2(self):
+        ca = ["--coordinator", "tcp://127.0.0.1:1", "--ca-file", os.path.join(self.ca, "ca.crt")]
+        certs = ["--cert-dir", os.path.join(self.ca, "clients")]
+        cases = [
+            ([*ca, "--virtual", "2", "--clients", "2", *certs,
+              "--cert", self.ident[1]], "--cert cannot be used with --virtual"),
+            ([*ca, "--virtual", "2", "--clients", "2", *certs,
+              "--key", self.ident[3]], "--key cannot be used with --virtual"),
+            ([*ca, "--virtual", "2", "--clients", "2", *certs, "--name", "x"],
+             "--name cannot be used with --virtual"),
+            ([*ca, "--virtual", "2", "--clients", "2"], "--cert-dir is required"),
+            ([*ca, "--virtual", "0", "--clients", "2", *certs], "--virtual"),
+            ([*ca, "--virtual", "x", *certs], "--virtual"),
+            ([*ca, "--virtual", "3", "--clients", "2", *certs],
+             "--clients 2 is too few for --index 0 and --virtual 3"),
+            ([*ca, "--virtual", "2", "--clients", "4", "--index", "3", *certs],
+             "--clients 4 is too few for --index 3 and --virtual 2"),
+            ([*ca, *self.ident[:4], *certs], "--cert-dir needs --virtual"),
+            ([*ca, *self.ident[:4], "--name-prefix", "edge-"], "--name-prefix needs --virtual"),
+            ([*ca, "--key", self.ident[3]], "--cert is required"),
+            ([*ca, "--cert", self.ident[1]], "--key is required"),
+            (["--coordinator", "tcp://127.0.0.1:1", *self.ident[:4]], "--ca-file is required"),
+            (["--coordinator", "tcp://127.0.0.1:1", "--virtual", "1", *certs],
+             "--ca-file is required"),
+        ]
+        for args, text in cases:
+            with self.subTest(args=args):
+                p = run(*args, *self.data, rc=2)
+                self.assertIn(text, p.stderr)
+                last = p.stderr.strip().splitlines()[-1]
+                self.assertTrue(last.startswith("glassbox-client run: "), p.stderr)
+
+    def test_virtual_missing_cert_exit_1(self):
+        # edge-1 is the only identity in the directory: with --name-prefix edge-
+        # client edge-1 is found and edge-2 is not; with the default prefix
+        # client-0 is missing. Neither run loads data or connects.
+        certs = os.path.join(self.ca, "clients")
+        ca = ["--coordinator", "tcp://127.0.0.1:1", "--ca-file", self.ident[5],
+              "--cert-dir", certs]
+        p = run(*ca, "--virtual", "2", "--clients", "3", "--index", "1",
+                "--name-prefix", "edge-", *self.data, rc=1)
+        self.assertIn(os.path.join(certs, "edge-2.crt"), p.stderr)
+        self.assertNotIn("edge-1.", p.stderr)
+        p = run(*ca, "--virtual", "1", "--clients", "1", *self.data, rc=1)
+        self.assertIn(os.path.join(certs, "client-0.crt"), p.stderr)
+        os.remove(os.path.join(certs, "edge-1.key"))
+        p = run(*ca, "--virtual", "1", "--clients", "2", "--index", "1",
+                "--name-prefix", "edge-", *self.data, rc=1)
+        self.assertIn(os.path.join(certs, "edge-1.key"), p.stderr)
 
     def test_missing_files_exit_1(self):
         for i, flag in ((1, "--cert"), (3, "--key"), (5, "--ca-file")):

@@ -1,0 +1,328 @@
+/* Virtual clients: N client daemons driven from one thread (see
+ * virtual_clients.h). The partition is assigned once over the whole training
+ * split (one owner array) and each client's indices are read off it, rather
+ * than calling gb_partition_client N times, which would redo the shuffle and
+ * the Dirichlet draws N times for the same answer. A regression split has no
+ * labels: it is cut iid over a zero label, as data_source.c does for one
+ * client, so client K's slice is the same in both commands.
+ *
+ * Each daemon's report goes through a small per-client record that adds the
+ * client's name, since the daemon only knows its report argument. */
+#include "virtual_clients.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "data/partition.h"
+#include "util/alloc.h"
+#include "util/log.h"
+#include "util/time.h"
+
+#define S_DEFAULT_PREFIX "client-"
+#define S_LINGER_MS 1000 /* for the close_notify of a daemon that finished or failed */
+
+typedef struct {
+    gb_virtual_t *owner;   /* back pointer, for the report callback */
+    char *name;            /* PREFIX K */
+    char *error;           /* what went wrong (NULL: nothing) */
+    gb_daemon_t *daemon;   /* the client's daemon */
+    gb_dataset_t *train;   /* its training slice (owned) */
+    gb_dataset_t *test;    /* its test slice when the test split is cut (owned) */
+    bool done;             /* finished, failed or stopped: no longer stepped */
+    bool failed;           /* its daemon failed (error says why, if memory allowed) */
+} s_client_t;
+
+struct gb_virtual {
+    s_client_t *clients;         /* count of them */
+    int count;                   /* clients made */
+    int failed;                  /* clients with an error */
+    gb_virtual_report_fn report; /* the caller's report */
+    void *report_arg;            /* its argument */
+};
+
+static const char *s_prefix(const gb_virtual_options_t *o)
+{
+    return o->name_prefix ? o->name_prefix : S_DEFAULT_PREFIX;
+}
+
+static int s_path(char *buf, size_t cap, const char *dir, const char *prefix, int k,
+                  const char *ext, gb_error_t *err)
+{
+    int n = snprintf(buf, cap, "%s/%s%d.%s", dir, prefix, k, ext);
+    if (n < 0 || (size_t)n >= cap)
+        return gb_error_set(err, GB_EINVAL, "--cert-dir: path '%s/%s%d.%s' is too long", dir,
+                            prefix, k, ext);
+    return 0;
+}
+
+int gb_virtual_check(const gb_virtual_options_t *o, gb_error_t *err)
+{
+    if (!o || !o->data || !o->cert_dir)
+        return gb_error_set(err, GB_EINVAL, "gb_virtual_check: options, data and cert_dir "
+                            "are required");
+    if (o->count < 1 || o->count > GB_VIRTUAL_MAX)
+        return gb_error_set(err, GB_EUSAGE, "--virtual %d: expected 1..%d", o->count,
+                            GB_VIRTUAL_MAX);
+    const gb_data_source_t *d = o->data;
+    if ((long)d->index + o->count > d->clients)
+        return gb_error_set(err, GB_EUSAGE, "--clients %d is too few for --index %d and "
+                            "--virtual %d: need %ld or more", d->clients, d->index, o->count,
+                            (long)d->index + o->count);
+    char path[PATH_MAX];
+    for (int i = 0; i < o->count; i++) {
+        static const char *const ext[] = {"crt", "key"};
+        for (int e = 0; e < 2; e++) {
+            int rc = s_path(path, sizeof path, o->cert_dir, s_prefix(o), d->index + i, ext[e],
+                            err);
+            if (rc)
+                return rc;
+            if (access(path, R_OK) != 0)
+                return gb_error_set(err, GB_EIO, "--cert-dir: cannot read '%s': %s", path,
+                                    strerror(errno));
+        }
+    }
+    return 0;
+}
+
+static void s_report(void *arg, const gb_daemon_task_report_t *r)
+{
+    s_client_t *c = arg;
+    if (c->owner->report)
+        c->owner->report(c->owner->report_arg, c->name, r);
+}
+
+/* Each client's slice of ds: slices[i] for client d->index + i. One
+ * assignment pass, then one index list and one subset per client. */
+static int s_slices(const gb_data_source_t *d, const gb_dataset_t *ds, int count,
+                    gb_dataset_t **slices, gb_error_t *err)
+{
+    gb_partition_t p;
+    int rc = gb_partition_parse(d->partition ? d->partition : "iid", &p, err);
+    if (rc)
+        return rc;
+    int32_t *zeros = NULL, *idx = NULL;
+    const int32_t *labels = ds->labels;
+    int n_classes = ds->n_classes;
+    if (!labels) {
+        if (p.kind != GB_PARTITION_IID)
+            return gb_error_set(err, GB_EINVAL, "%s: a regression dataset can only be "
+                                "partitioned iid, not '%s'", ds->name, d->partition);
+        zeros = gb_calloc(ds->n ? (size_t)ds->n : 1, sizeof *zeros);
+        if (!zeros)
+            return gb_error_set(err, GB_ENOMEM, "partition: out of memory");
+        labels = zeros;
+        n_classes = 1;
+    }
+    int32_t *owner = gb_malloc((ds->n ? (size_t)ds->n : 1) * sizeof *owner);
+    if (!owner) {
+        gb_free(zeros);
+        return gb_error_set(err, GB_ENOMEM, "partition: out of memory");
+    }
+    rc = gb_partition_assign(&p, labels, ds->n, n_classes, d->clients, d->partition_seed, owner,
+                             err);
+    for (int i = 0; rc == 0 && i < count; i++) {
+        int64_t n = 0;
+        int k = d->index + i;
+        rc = gb_partition_indices(owner, ds->n, k, &idx, &n, err);
+        if (rc == 0)
+            rc = gb_dataset_subset(ds, idx, n, &slices[i], err);
+        gb_free(idx);
+        idx = NULL;
+        if (rc == 0 && n == 0)
+            rc = gb_error_set(err, GB_EINVAL, "the slice is empty");
+        if (rc)
+            rc = gb_error_prefix(err, rc, "%s: client %d of %d: ", ds->name, k, d->clients);
+    }
+    gb_free(owner);
+    gb_free(zeros);
+    return rc;
+}
+
+static void s_client_free(s_client_t *c)
+{
+    gb_daemon_destroy(&c->daemon);
+    gb_dataset_destroy(&c->train);
+    gb_dataset_destroy(&c->test);
+    gb_free(c->name);
+    gb_free(c->error);
+    c->name = c->error = NULL;
+}
+
+void gb_virtual_destroy(gb_virtual_t **pv)
+{
+    if (!pv || !*pv)
+        return;
+    gb_virtual_t *v = *pv;
+    for (int i = 0; i < v->count; i++)
+        s_client_free(&v->clients[i]);
+    gb_free(v->clients);
+    gb_free(v);
+    *pv = NULL;
+}
+
+/* Makes slices[] (count of them) for the split, or leaves it NULL. */
+static int s_cut(const gb_virtual_options_t *o, const gb_dataset_t *ds, bool train,
+                 gb_virtual_t *v, gb_error_t *err)
+{
+    gb_dataset_t **slices = gb_calloc((size_t)o->count, sizeof *slices);
+    if (!slices)
+        return gb_error_set(err, GB_ENOMEM, "virtual clients: out of memory");
+    int rc = s_slices(o->data, ds, o->count, slices, err);
+    for (int i = 0; i < o->count; i++) {
+        if (rc == 0 && train)
+            v->clients[i].train = slices[i];
+        else if (rc == 0)
+            v->clients[i].test = slices[i];
+        else
+            gb_dataset_destroy(&slices[i]);
+    }
+    gb_free(slices);
+    return rc;
+}
+
+gb_virtual_t *gb_virtual_new(const gb_virtual_options_t *o, gb_error_t *err)
+{
+    if (gb_virtual_check(o, err))
+        return NULL;
+    if (!o->zmq_ctx || !o->train || !o->test) {
+        gb_error_set(err, GB_EINVAL, "gb_virtual_new: zmq_ctx, train and test are required");
+        return NULL;
+    }
+    gb_virtual_t *v = gb_calloc(1, sizeof *v);
+    if (v)
+        v->clients = gb_calloc((size_t)o->count, sizeof *v->clients);
+    if (!v || !v->clients) {
+        gb_free(v);
+        gb_error_set(err, GB_ENOMEM, "virtual clients: out of memory");
+        return NULL;
+    }
+    v->count = o->count;
+    v->report = o->report;
+    v->report_arg = o->report_arg;
+    if (s_cut(o, o->train, true, v, err) ||
+        (o->data->partition_test && s_cut(o, o->test, false, v, err)))
+        goto fail;
+    char crt[PATH_MAX], key[PATH_MAX], desc[GB_ENVELOPE_MAX_NAME + 1];
+    for (int i = 0; i < o->count; i++) {
+        s_client_t *c = &v->clients[i];
+        int k = o->data->index + i;
+        c->owner = v;
+        snprintf(crt, sizeof crt, "%s%d", s_prefix(o), k);
+        c->name = gb_strdup(crt);
+        if (!c->name) {
+            gb_error_set(err, GB_ENOMEM, "virtual clients: out of memory");
+            goto fail;
+        }
+        if (s_path(crt, sizeof crt, o->cert_dir, s_prefix(o), k, "crt", err) ||
+            s_path(key, sizeof key, o->cert_dir, s_prefix(o), k, "key", err))
+            goto fail;
+        gb_data_source_t one = *o->data;
+        one.index = k;
+        gb_data_source_describe(&one, desc, sizeof desc);
+        gb_daemon_options_t d = {.zmq_ctx = o->zmq_ctx, .endpoint = o->endpoint,
+                                 .cert_file = crt, .key_file = key, .ca_file = o->ca_file,
+                                 .server_name = o->server_name, .train = c->train,
+                                 .test = c->test ? c->test : o->test, .dataset = desc,
+                                 .threads = o->threads, .retry_ms = o->retry_ms,
+                                 .retry_max_ms = o->retry_max_ms, .report = s_report,
+                                 .report_arg = c};
+        c->daemon = gb_daemon_new(&d, err);
+        if (!c->daemon) {
+            gb_error_prefix(err, err->code ? err->code : GB_EINVAL, "%s: ", c->name);
+            goto fail;
+        }
+    }
+    return v;
+fail:
+    gb_virtual_destroy(&v);
+    return NULL;
+}
+
+static void s_fail(s_client_t *c, const gb_error_t *err)
+{
+    c->done = c->failed = true;
+    c->error = gb_strdup(err->msg[0] ? err->msg : gb_strerror(err->code));
+    c->owner->failed++;
+    gb_log_error("%s: %s", c->name, c->error ? c->error : "failed");
+}
+
+int gb_virtual_step(gb_virtual_t *v, int timeout_ms)
+{
+    int active = 0;
+    for (int i = 0; i < v->count; i++)
+        active += !v->clients[i].done;
+    if (!active)
+        return GB_DAEMON_FINISHED;
+    int slice = timeout_ms / active;
+    if (slice < 1)
+        slice = timeout_ms > 0 ? 1 : 0;
+    for (int i = 0; i < v->count; i++) {
+        s_client_t *c = &v->clients[i];
+        if (c->done)
+            continue;
+        gb_error_t err = {0};
+        int s = gb_daemon_step(c->daemon, slice, &err);
+        if (s == GB_DAEMON_FINISHED) {
+            c->done = true;
+            gb_log_info("%s: the federation has finished", c->name);
+            gb_daemon_stop(c->daemon, S_LINGER_MS);
+        } else if (s < 0) {
+            if (!err.code)
+                err.code = s;
+            s_fail(c, &err);
+            gb_daemon_stop(c->daemon, S_LINGER_MS);
+        }
+    }
+    return 0;
+}
+
+void gb_virtual_stop(gb_virtual_t *v, int linger_ms)
+{
+    /* One budget for all: a daemon whose link is down waits its whole
+     * linger for a close_notify that cannot leave, and N of them in turn
+     * would keep a signalled process alive N times as long. */
+    double until = gb_time_now() + linger_ms / 1000.0;
+    for (int i = 0; i < v->count; i++) {
+        s_client_t *c = &v->clients[i];
+        if (!c->done) {
+            double left = (until - gb_time_now()) * 1000.0;
+            gb_daemon_stop(c->daemon, left > 0 ? (int)left : 0);
+        }
+        c->done = true;
+    }
+}
+
+int gb_virtual_failed(const gb_virtual_t *v)
+{
+    return v->failed;
+}
+
+const char *gb_virtual_failure(const gb_virtual_t *v, int i, const char **name)
+{
+    for (int k = 0, seen = 0; k < v->count; k++) {
+        const s_client_t *c = &v->clients[k];
+        if (!c->failed)
+            continue;
+        if (seen++ == i) {
+            if (name)
+                *name = c->name;
+            return c->error ? c->error : "failed";
+        }
+    }
+    if (name)
+        *name = NULL;
+    return NULL;
+}
+
+int gb_virtual_count(const gb_virtual_t *v)
+{
+    return v->count;
+}
+
+const char *gb_virtual_name(const gb_virtual_t *v, int i)
+{
+    return i >= 0 && i < v->count ? v->clients[i].name : NULL;
+}

@@ -1,0 +1,214 @@
+/* Tests of client/virtual_clients.c: N daemons in one process against the
+ * real coordinator (front door and federation) in this thread, on small
+ * synthetic data (three classes of 1x4x4 "images") and a small MLP. What
+ * they prove: the options are checked by name (counts, slices, certificate
+ * files) before anything connects; three virtual clients join under their
+ * own certificates, each trains its own slice (the round's samples add up
+ * to the whole training split), every finished task is reported with the
+ * client's name, and when the federation ends every client finishes and
+ * the step says so; stop and destroy are safe at any time. */
+#include "testutil.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <zmq.h>
+
+#include "data_source.h"
+#include "federation.h"
+#include "front_door.h"
+#include "net/pki.h"
+#include "util/rng.h"
+#include "util/time.h"
+#include "virtual_clients.h"
+
+enum { N_TRAIN = 90, N_TEST = 30, CLASSES = 3, CLIENTS = 3 };
+
+static gb_dataset_t *s_blobs(int64_t n, uint64_t seed)
+{
+    gb_shape_t shape = {3, {1, 4, 4}};
+    gb_error_t err = {0};
+    gb_dataset_t *ds = gb_dataset_new("blobs", n, &shape, CLASSES, true, &err);
+    assert_non_null(ds);
+    gb_rng_t rng;
+    gb_rng_seed(&rng, seed, 1);
+    for (int64_t i = 0; i < n; i++) {
+        ds->labels[i] = (int32_t)(i % CLASSES);
+        for (int p = 0; p < 16; p++)
+            ds->features[i * 16 + p] = (float)(gb_rng_uniform(&rng) - 0.5) +
+                                       (p / 4 == ds->labels[i] ? 1.0f : 0.0f);
+    }
+    return ds;
+}
+
+typedef struct {
+    char *base, ca[600], certs[600], ca_file[700], spec[700];
+    void *ctx;
+    gb_dataset_t *train, *test;
+    gb_data_source_t data;
+    int reports;
+    uint64_t samples;
+    char seen[CLIENTS][32];
+} fixture_t;
+
+static void s_report(void *arg, const char *name, const gb_daemon_task_report_t *r)
+{
+    fixture_t *f = arg;
+    assert_true(f->reports < CLIENTS);
+    snprintf(f->seen[f->reports++], sizeof f->seen[0], "%s", name);
+    assert_true(r->trained);
+    f->samples += r->samples;
+}
+
+static int s_setup(void **state)
+{
+    fixture_t *f = calloc(1, sizeof *f);
+    gb_error_t err = {0};
+    f->base = gb_test_mkdtemp();
+    snprintf(f->ca, sizeof f->ca, "%s/ca", f->base);
+    snprintf(f->certs, sizeof f->certs, "%s/certs", f->base);
+    snprintf(f->ca_file, sizeof f->ca_file, "%s/%s", f->ca, GB_CA_CERT_FILE);
+    assert_int_equal(gb_ca_init(f->ca, "virtual", "localhost", 30, &err), 0);
+    gb_ca_t *ca = gb_ca_open(f->ca, &err);
+    for (int k = 0; k < CLIENTS; k++) {
+        char name[32];
+        snprintf(name, sizeof name, "client-%d", k);
+        assert_int_equal(gb_ca_issue(ca, name, 30, f->certs, &err), 0);
+    }
+    gb_ca_destroy(&ca);
+    free(gb_test_write_file(f->base, "mlp.spec", "input 1 4 4\nflatten\ndense 8\nrelu\ndense 3\n",
+                            41));
+    snprintf(f->spec, sizeof f->spec, "%s/mlp.spec", f->base);
+    f->ctx = zmq_ctx_new();
+    f->train = s_blobs(N_TRAIN, 1);
+    f->test = s_blobs(N_TEST, 2);
+    f->data = gb_data_source_defaults();
+    f->data.clients = CLIENTS;
+    f->data.index = 0;
+    *state = f;
+    return 0;
+}
+
+static int s_teardown(void **state)
+{
+    fixture_t *f = *state;
+    gb_dataset_destroy(&f->train);
+    gb_dataset_destroy(&f->test);
+    zmq_ctx_term(f->ctx);
+    gb_test_rmtree(f->base);
+    free(f->base);
+    free(f);
+    return 0;
+}
+
+static gb_virtual_options_t s_options(fixture_t *f, const char *endpoint, int count)
+{
+    gb_virtual_options_t o = {.zmq_ctx = f->ctx,
+                              .endpoint = endpoint,
+                              .cert_dir = f->certs,
+                              .ca_file = f->ca_file,
+                              .server_name = "localhost",
+                              .count = count,
+                              .data = &f->data,
+                              .train = f->train,
+                              .test = f->test,
+                              .threads = 1,
+                              .retry_ms = 20,
+                              .retry_max_ms = 100,
+                              .report = s_report,
+                              .report_arg = f};
+    return o;
+}
+
+static void test_options_checked(void **state)
+{
+    fixture_t *f = *state;
+    gb_error_t err = {0};
+    gb_virtual_options_t o = s_options(f, "tcp://127.0.0.1:1", CLIENTS);
+    assert_int_equal(gb_virtual_check(&o, &err), 0);
+    o.count = 0;
+    assert_true(gb_virtual_check(&o, &err) < 0);
+    o.count = CLIENTS + 1; /* more clients than slices */
+    assert_int_equal(gb_virtual_check(&o, &err), GB_EUSAGE);
+    assert_non_null(strstr(err.msg, "--clients"));
+    assert_null(gb_virtual_new(&o, &err));
+    o.count = CLIENTS;
+    o.name_prefix = "edge-"; /* no such certificates */
+    assert_int_equal(gb_virtual_check(&o, &err), GB_EIO);
+    assert_non_null(strstr(err.msg, "edge-0.crt"));
+    assert_null(gb_virtual_new(&o, &err));
+    gb_virtual_destroy(NULL);
+}
+
+static void test_a_round_with_three_virtual_clients(void **state)
+{
+    fixture_t *f = *state;
+    gb_error_t err = {0};
+    gb_front_door_options_t fo = {.ca_dir = f->ca, .listen = "tcp://127.0.0.1:*",
+                                  .federation = "virtual"};
+    gb_front_door_t *door = gb_front_door_new(f->ctx, &fo, &err);
+    assert_non_null(door);
+    gb_federation_options_t o = {0};
+    o.model = f->spec;
+    gb_rounds_config_default(&o.rounds);
+    o.rounds.min_clients = CLIENTS;
+    o.rounds.min_per_round = CLIENTS;
+    o.rounds.quorum = CLIENTS;
+    o.rounds.total_rounds = 1;
+    o.rounds.deadline_ms = 60000;
+    glassbox__train_config__init(&o.train);
+    o.train.epochs = 1;
+    o.train.batch_size = 8;
+    o.train.learning_rate = 0.1;
+    o.train.optimizer = GLASSBOX__OPTIMIZER__OPTIMIZER_SGD;
+    o.explain = GLASSBOX__EXPLAIN_METHOD__EXPLAIN_NONE;
+    gb_federation_t *fed = gb_federation_new(f->ctx, door, &o, &err);
+    if (!fed)
+        fail_msg("federation: %s", err.msg);
+
+    gb_virtual_options_t vo = s_options(f, gb_front_door_endpoint(door), CLIENTS);
+    gb_virtual_t *v = gb_virtual_new(&vo, &err);
+    if (!v)
+        fail_msg("virtual: %s", err.msg);
+    assert_int_equal(gb_virtual_count(v), CLIENTS);
+    assert_string_equal(gb_virtual_name(v, 0), "client-0");
+    assert_string_equal(gb_virtual_name(v, 2), "client-2");
+    int rc = 0;
+    double end = gb_time_now() + 60;
+    while (rc != GB_DAEMON_FINISHED && gb_time_now() < end) {
+        assert_int_equal(gb_federation_step(fed, 1, &err), 0);
+        rc = gb_virtual_step(v, 5);
+        assert_true(rc == 0 || rc == GB_DAEMON_FINISHED);
+    }
+    assert_int_equal(rc, GB_DAEMON_FINISHED);
+    assert_true(gb_federation_finished(fed));
+    assert_int_equal(gb_federation_round(fed), 1);
+    assert_int_equal(gb_virtual_failed(v), 0);
+    assert_int_equal(f->reports, CLIENTS);
+    assert_int_equal(f->samples, N_TRAIN); /* three disjoint slices covering the split */
+    for (int k = 0; k < CLIENTS; k++) {
+        char name[32];
+        snprintf(name, sizeof name, "client-%d", k);
+        bool found = false;
+        for (int i = 0; i < CLIENTS; i++)
+            found |= strcmp(f->seen[i], name) == 0;
+        assert_true(found);
+    }
+    gb_virtual_stop(v, 100);
+    gb_virtual_stop(v, 100); /* safe twice */
+    gb_virtual_destroy(&v);
+    gb_virtual_destroy(&v); /* NULL-safe */
+    gb_federation_destroy(&fed);
+    gb_front_door_destroy(&door);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_options_checked, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_a_round_with_three_virtual_clients, s_setup,
+                                        s_teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
