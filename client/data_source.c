@@ -69,35 +69,51 @@ char *gb_data_source_describe(const gb_data_source_t *d, char *buf, size_t cap)
     return buf;
 }
 
+int gb_data_source_partition_plan(const gb_data_source_t *d, const gb_dataset_t *ds,
+                                  gb_partition_plan_t *plan, gb_error_t *err)
+{
+    memset(plan, 0, sizeof *plan);
+    int rc = gb_partition_parse(d->partition ? d->partition : "iid", &plan->partition, err);
+    if (rc)
+        return rc;
+    plan->labels = ds->labels;
+    plan->n_classes = ds->n_classes;
+    if (plan->labels)
+        return 0;
+    if (plan->partition.kind != GB_PARTITION_IID)
+        return gb_error_set(err, GB_EINVAL, "%s: a regression dataset can only be "
+                            "partitioned iid, not '%s'", ds->name, d->partition);
+    plan->zeros = gb_calloc(ds->n ? (size_t)ds->n : 1, sizeof *plan->zeros);
+    if (!plan->zeros)
+        return gb_error_set(err, GB_ENOMEM, "partition: out of memory");
+    plan->labels = plan->zeros;
+    plan->n_classes = 1;
+    return 0;
+}
+
+void gb_data_source_partition_plan_free(gb_partition_plan_t *plan)
+{
+    gb_free(plan->zeros);
+    memset(plan, 0, sizeof *plan);
+}
+
 /* Replaces *ds by this client's slice of it. */
 static int s_partition(const gb_data_source_t *d, gb_dataset_t **ds, gb_error_t *err)
 {
-    gb_partition_t p;
-    int rc = gb_partition_parse(d->partition ? d->partition : "iid", &p, err);
+    const gb_dataset_t *s = *ds;
+    gb_partition_plan_t plan;
+    int rc = gb_data_source_partition_plan(d, s, &plan, err);
     if (rc)
         return rc;
-    const gb_dataset_t *s = *ds;
-    int32_t *zeros = NULL, *idx = NULL;
-    const int32_t *labels = s->labels;
-    int n_classes = s->n_classes;
-    if (!labels) {
-        if (p.kind != GB_PARTITION_IID)
-            return gb_error_set(err, GB_EINVAL, "%s: a regression dataset can only be "
-                                "partitioned iid, not '%s'", s->name, d->partition);
-        zeros = gb_calloc(s->n ? (size_t)s->n : 1, sizeof *zeros);
-        if (!zeros)
-            return gb_error_set(err, GB_ENOMEM, "partition: out of memory");
-        labels = zeros;
-        n_classes = 1;
-    }
+    int32_t *idx = NULL;
     int64_t count = 0;
     gb_dataset_t *sub = NULL;
-    rc = gb_partition_client(&p, labels, s->n, n_classes, d->clients, d->partition_seed,
-                             d->index, &idx, &count, err);
+    rc = gb_partition_client(&plan.partition, plan.labels, s->n, plan.n_classes, d->clients,
+                             d->partition_seed, d->index, &idx, &count, err);
     if (rc == 0)
         rc = gb_dataset_subset(s, idx, count, &sub, err);
     gb_free(idx);
-    gb_free(zeros);
+    gb_data_source_partition_plan_free(&plan);
     if (rc)
         return gb_error_prefix(err, rc, "%s: client %d of %d: ", s->name, d->index, d->clients);
     gb_dataset_destroy(ds);

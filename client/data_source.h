@@ -17,6 +17,7 @@
 
 #include "util/args.h"
 #include "data/dataset.h"
+#include "data/partition.h"
 #include "engine/model.h"
 #include "report.h"
 
@@ -71,6 +72,23 @@ char *gb_data_source_describe(const gb_data_source_t *d, char *buf, size_t cap);
  * loaded. */
 int gb_data_source_load(const gb_data_source_t *d, gb_dataset_t **train, gb_dataset_t **test,
                         gb_error_t *err) GB_MUST_CHECK;
+
+/* What cutting a data set among clients needs: the parsed --partition and
+ * the labels to partition by (all zeros, in one class, for a regression
+ * data set, which only iid may cut). */
+typedef struct {
+    gb_partition_t partition; /* parsed --partition */
+    const int32_t *labels;    /* ds->labels, or zeros below */
+    int n_classes;            /* classes of labels */
+    int32_t *zeros;           /* owned: n zeros for a regression data set, else NULL */
+} gb_partition_plan_t;
+
+/* Fills *plan for cutting ds as d says. Errors: a bad --partition, a
+ * non-iid partition of a regression data set (GB_EINVAL), GB_ENOMEM. Free
+ * with gb_data_source_partition_plan_free (also after a failure). */
+int gb_data_source_partition_plan(const gb_data_source_t *d, const gb_dataset_t *ds,
+                                  gb_partition_plan_t *plan, gb_error_t *err) GB_MUST_CHECK;
+void gb_data_source_partition_plan_free(gb_partition_plan_t *plan);
 
 /* Refuses a model whose input size or output count does not fit ds. */
 int gb_data_source_check_model(const gb_model_t *m, const gb_dataset_t *ds, const char *what,

@@ -99,30 +99,20 @@ static void s_report(void *arg, const gb_daemon_task_report_t *r)
 static int s_slices(const gb_data_source_t *d, const gb_dataset_t *ds, int count,
                     gb_dataset_t **slices, gb_error_t *err)
 {
-    gb_partition_t p;
-    int rc = gb_partition_parse(d->partition ? d->partition : "iid", &p, err);
-    if (rc)
+    gb_partition_plan_t plan;
+    int rc = gb_data_source_partition_plan(d, ds, &plan, err);
+    if (rc) {
+        gb_data_source_partition_plan_free(&plan);
         return rc;
-    int32_t *zeros = NULL, *idx = NULL;
-    const int32_t *labels = ds->labels;
-    int n_classes = ds->n_classes;
-    if (!labels) {
-        if (p.kind != GB_PARTITION_IID)
-            return gb_error_set(err, GB_EINVAL, "%s: a regression dataset can only be "
-                                "partitioned iid, not '%s'", ds->name, d->partition);
-        zeros = gb_calloc(ds->n ? (size_t)ds->n : 1, sizeof *zeros);
-        if (!zeros)
-            return gb_error_set(err, GB_ENOMEM, "partition: out of memory");
-        labels = zeros;
-        n_classes = 1;
     }
+    int32_t *idx = NULL;
     int32_t *owner = gb_malloc((ds->n ? (size_t)ds->n : 1) * sizeof *owner);
     if (!owner) {
-        gb_free(zeros);
+        gb_data_source_partition_plan_free(&plan);
         return gb_error_set(err, GB_ENOMEM, "partition: out of memory");
     }
-    rc = gb_partition_assign(&p, labels, ds->n, n_classes, d->clients, d->partition_seed, owner,
-                             err);
+    rc = gb_partition_assign(&plan.partition, plan.labels, ds->n, plan.n_classes, d->clients,
+                             d->partition_seed, owner, err);
     for (int i = 0; rc == 0 && i < count; i++) {
         int64_t n = 0;
         int k = d->index + i;
@@ -137,7 +127,7 @@ static int s_slices(const gb_data_source_t *d, const gb_dataset_t *ds, int count
             rc = gb_error_prefix(err, rc, "%s: client %d of %d: ", ds->name, k, d->clients);
     }
     gb_free(owner);
-    gb_free(zeros);
+    gb_data_source_partition_plan_free(&plan);
     return rc;
 }
 
