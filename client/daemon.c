@@ -30,6 +30,10 @@
 #include "util/log.h"
 #include "util/time.h"
 
+/* Every line names the client: with --virtual, many daemons share one log. */
+#define S_LOG(level, d, fmt, ...)                                                            \
+    gb_log_##level("daemon %s: " fmt, (d)->client_name, ##__VA_ARGS__)
+
 #define S_WORKER_POLL_MS 10 /* longest wait while the worker may finish */
 #define S_RECENT_TASKS 8    /* finished task ids remembered, to ignore a resent Task */
 #define S_SOFTWARE "glassbox " GLASSBOX_VERSION
@@ -133,7 +137,7 @@ static void s_flush(gb_daemon_t *d)
     gb_error_t err = {0};
     int rc = gb_conversation_flush(d->conv, s_link_send, d->link, &err);
     if (rc != 0 && rc != GB_EAGAIN)
-        gb_log_debug("daemon: sending to the coordinator: %s", err.msg);
+        S_LOG(debug, d, "sending to the coordinator: %s", err.msg);
 }
 
 /* Queues env on the current session; 0 or the conversation's error. */
@@ -151,10 +155,10 @@ static void s_reply_error(gb_daemon_t *d, Glassbox__ErrorCode code, uint64_t in_
     gb_error_t err = {0};
     Glassbox__Envelope *env = gb_envelope_make_error(1, code, in_reply_to, why, &err);
     if (!env || s_queue(d, env, NULL, &err) != 0) {
-        gb_log_error("daemon: cannot send an error reply: %s", err.msg);
+        S_LOG(error, d, "cannot send an error reply: %s", err.msg);
     } else {
         d->st.errors_sent++;
-        gb_log_info("daemon: answered the coordinator's message %" PRIu64 " with %s",
+        S_LOG(info, d, "answered the coordinator's message %" PRIu64 " with %s",
                     in_reply_to, gb_envelope_error_name(code));
     }
     gb_envelope_free(&env);
@@ -185,7 +189,7 @@ static int s_send_join(gb_daemon_t *d, gb_error_t *err)
     env.join = &j;
     int rc = s_queue(d, &env, &d->join_seq, err);
     if (rc == 0)
-        gb_log_info("daemon: joining as '%s' (%s, %" PRIu64 " training samples)",
+        S_LOG(info, d, "joining as '%s' (%s, %" PRIu64 " training samples)",
                     d->client_name, d->dataset, j.train_samples);
     return rc;
 }
@@ -216,7 +220,7 @@ static void s_send_heartbeat(gb_daemon_t *d)
     env.heartbeat = &hb;
     gb_error_t err = {0};
     if (s_queue(d, &env, NULL, &err) != 0)
-        gb_log_warn("daemon: heartbeat not sent: %s", err.msg);
+        S_LOG(warn, d, "heartbeat not sent: %s", err.msg);
     else
         d->st.heartbeats_sent++;
 }
@@ -246,7 +250,7 @@ static int s_send_result(gb_daemon_t *d, s_result_t *r, gb_error_t *err)
     if (rc == 0) {
         d->st.results_sent++;
         r->send_at = 0;
-        gb_log_info("daemon: sent the %s of round %" PRIu64 " task %" PRIu64
+        S_LOG(info, d, "sent the %s of round %" PRIu64 " task %" PRIu64
                     " (message %" PRIu64 ")", s_kind_name(r->kind), r->round, r->task_id,
                     r->seq);
         s_flush(d);
@@ -268,7 +272,7 @@ static void s_send_results(gb_daemon_t *d, double now)
         if (rc == GB_EAGAIN)
             return; /* the queue is full: the rest waits for the next step */
         if (rc != 0) {
-            gb_log_error("daemon: dropping the %s of task %" PRIu64 ": %s",
+            S_LOG(error, d, "dropping the %s of task %" PRIu64 ": %s",
                          s_kind_name(r->kind), r->task_id, err.msg);
             d->st.results_dropped++;
             s_result_remove(d, i--);
@@ -282,7 +286,7 @@ static void s_keep(gb_daemon_t *d, Glassbox__Envelope__BodyCase kind, uint64_t r
                    uint64_t task_id, uint8_t **packed, size_t len)
 {
     if (d->n_results == GB_DAEMON_MAX_RESULTS) {
-        gb_log_warn("daemon: %d results wait for acknowledgement; dropping the oldest "
+        S_LOG(warn, d, "%d results wait for acknowledgement; dropping the oldest "
                     "(task %" PRIu64 ")", GB_DAEMON_MAX_RESULTS, d->results[0].task_id);
         d->st.results_dropped++;
         s_result_remove(d, 0);
@@ -312,12 +316,12 @@ static void s_harvest(gb_daemon_t *d)
     gb_daemon_worker_collect(d->worker, &w);
     if (w.rc == GB_TASK_ECANCELLED) {
         d->st.tasks_cancelled++;
-        gb_log_info("daemon: task %" PRIu64 " of round %" PRIu64 " cancelled", w.task_id,
+        S_LOG(info, d, "task %" PRIu64 " of round %" PRIu64 " cancelled", w.task_id,
                     w.round);
     } else if (w.rc != 0) {
         d->st.tasks_failed++;
         s_remember(d, w.task_id);
-        gb_log_warn("daemon: task %" PRIu64 " of round %" PRIu64 " failed: %s", w.task_id,
+        S_LOG(warn, d, "task %" PRIu64 " of round %" PRIu64 " failed: %s", w.task_id,
                     w.round, w.err.msg);
         if (w.session == d->session && d->st.welcomed)
             s_reply_error(d, gb_envelope_error_code(w.rc), w.sequence, w.err.msg);
@@ -325,7 +329,7 @@ static void s_harvest(gb_daemon_t *d)
         uint64_t now_ms = s_unix_ms();
         bool late = w.deadline_unix_ms && now_ms > w.deadline_unix_ms;
         if (late)
-            gb_log_warn("daemon: task %" PRIu64 " of round %" PRIu64 " finished %" PRIu64
+            S_LOG(warn, d, "task %" PRIu64 " of round %" PRIu64 " finished %" PRIu64
                         " ms after its deadline; sending its results anyway", w.task_id,
                         w.round, now_ms - w.deadline_unix_ms);
         d->st.tasks_done++;
@@ -353,7 +357,7 @@ static int s_run_worker(gb_daemon_t *d, gb_error_t *err)
     int rc = gb_daemon_worker_start(d->worker, d->runner, &d->waiting, d->waiting_session, err);
     if (rc != 0)
         return rc;
-    gb_log_info("daemon: task %" PRIu64 " of round %" PRIu64 " started", id, round);
+    S_LOG(info, d, "task %" PRIu64 " of round %" PRIu64 " started", id, round);
     return 0;
 }
 
@@ -394,7 +398,7 @@ static int s_on_welcome(gb_daemon_t *d, const Glassbox__Envelope *env, gb_error_
 {
     const Glassbox__Welcome *w = env->welcome;
     if (d->st.client_id[0] && strcmp(d->st.client_id, w->client_id) != 0)
-        gb_log_warn("daemon: the coordinator now calls this client '%s' (was '%s'); the "
+        S_LOG(warn, d, "the coordinator now calls this client '%s' (was '%s'); the "
                     "task runner keeps the first id", w->client_id, d->st.client_id);
     if (!d->runner) {
         gb_task_runner_cfg_t cfg = {.train = d->o.train, .test = d->o.test,
@@ -408,7 +412,7 @@ static int s_on_welcome(gb_daemon_t *d, const Glassbox__Envelope *env, gb_error_
     d->st.heartbeat_interval_ms =
         w->heartbeat_interval_ms ? w->heartbeat_interval_ms : GB_DAEMON_DEFAULT_HEARTBEAT_MS;
     d->next_heartbeat = 0; /* one at once */
-    gb_log_info("daemon: welcomed to federation '%s' as '%s' (round %" PRIu64
+    S_LOG(info, d, "welcomed to federation '%s' as '%s' (round %" PRIu64
                 ", heartbeat every %u ms)", w->federation, w->client_id, w->current_round,
                 d->st.heartbeat_interval_ms);
     return 0;
@@ -437,21 +441,21 @@ static void s_on_task(gb_daemon_t *d, Glassbox__Envelope **penv)
     Glassbox__Envelope *env = *penv;
     const Glassbox__Task *t = env->task;
     if (!d->st.welcomed) {
-        gb_log_warn("daemon: a Task before Welcome; refused");
+        S_LOG(warn, d, "a Task before Welcome; refused");
         s_reply_error(d, GLASSBOX__ERROR_CODE__ERROR_UNEXPECTED, env->sequence,
                       "Task before Welcome");
         return;
     }
     if (s_known_task(d, t->task_id)) {
         d->st.tasks_ignored++;
-        gb_log_info("daemon: task %" PRIu64 " of round %" PRIu64 " is known here already; "
+        S_LOG(info, d, "task %" PRIu64 " of round %" PRIu64 " is known here already; "
                     "not run again", t->task_id, t->round);
         return;
     }
     gb_error_t err = {0};
     int rc = s_check_task(d, t, &err);
     if (rc != 0) {
-        gb_log_warn("daemon: task %" PRIu64 " of round %" PRIu64 " refused: %s", t->task_id,
+        S_LOG(warn, d, "task %" PRIu64 " of round %" PRIu64 " refused: %s", t->task_id,
                     t->round, err.msg);
         d->st.tasks_failed++;
         s_reply_error(d, gb_envelope_error_code(rc), env->sequence, err.msg);
@@ -459,17 +463,17 @@ static void s_on_task(gb_daemon_t *d, Glassbox__Envelope **penv)
     }
     uint64_t running = gb_daemon_worker_task_id(d->worker);
     if (running && !gb_daemon_worker_done(d->worker)) {
-        gb_log_info("daemon: task %" PRIu64 " arrived; cancelling task %" PRIu64, t->task_id,
+        S_LOG(info, d, "task %" PRIu64 " arrived; cancelling task %" PRIu64, t->task_id,
                     running);
         gb_daemon_worker_cancel(d->worker);
     }
     if (d->waiting) {
-        gb_log_info("daemon: task %" PRIu64 " replaces task %" PRIu64 " before it started",
+        S_LOG(info, d, "task %" PRIu64 " replaces task %" PRIu64 " before it started",
                     t->task_id, d->waiting->task->task_id);
         d->st.tasks_cancelled++;
         gb_envelope_free(&d->waiting);
     }
-    gb_log_info("daemon: task %" PRIu64 " of round %" PRIu64 " received (%s%s)", t->task_id,
+    S_LOG(info, d, "task %" PRIu64 " of round %" PRIu64 " received (%s%s)", t->task_id,
                 t->round, t->train ? "train" : "", t->evaluate ? (t->train ? ", evaluate"
                                                                            : "evaluate")
                                                                : "");
@@ -496,11 +500,11 @@ static void s_on_ack(gb_daemon_t *d, const Glassbox__Ack *a)
         if (a->task_id == 0)
             d->st.heartbeats_acked++;
         else
-            gb_log_debug("daemon: ack for message %" PRIu64 " (task %" PRIu64
+            S_LOG(debug, d, "ack for message %" PRIu64 " (task %" PRIu64
                          ") matches nothing kept", a->acked_sequence, a->task_id);
         return;
     }
-    gb_log_info("daemon: the %s of round %" PRIu64 " task %" PRIu64 " is acknowledged",
+    S_LOG(info, d, "the %s of round %" PRIu64 " task %" PRIu64 " is acknowledged",
                 s_kind_name(r->kind), r->round, r->task_id);
     d->st.results_acked++;
     s_result_remove(d, i);
@@ -513,7 +517,7 @@ static int s_on_error(gb_daemon_t *d, const Glassbox__Error *e, gb_error_t *err)
     size_t i;
     s_result_t *r = s_result_by_seq(d, e->in_reply_to, &i);
     if (e->code == GLASSBOX__ERROR_CODE__ERROR_SHUTTING_DOWN && e->retry_after_ms == 0) {
-        gb_log_info("daemon: federation finished (%s)", e->message);
+        S_LOG(info, d, "federation finished (%s)", e->message);
         d->st.finished = true;
         return GB_DAEMON_FINISHED;
     }
@@ -521,26 +525,26 @@ static int s_on_error(gb_daemon_t *d, const Glassbox__Error *e, gb_error_t *err)
         return gb_error_set(err, GB_EPROTO, "the coordinator refused Join: %s: %s", name,
                             e->message);
     if (!r) {
-        gb_log_warn("daemon: the coordinator reports %s (about message %" PRIu64 "): %s",
+        S_LOG(warn, d, "the coordinator reports %s (about message %" PRIu64 "): %s",
                     name, e->in_reply_to, e->message);
         return 0;
     }
     switch (e->code) {
     case GLASSBOX__ERROR_CODE__ERROR_DUPLICATE:
-        gb_log_info("daemon: the %s of task %" PRIu64 " was received already",
+        S_LOG(info, d, "the %s of task %" PRIu64 " was received already",
                     s_kind_name(r->kind), r->task_id);
         d->st.results_acked++;
         s_result_remove(d, i);
         break;
     case GLASSBOX__ERROR_CODE__ERROR_STALE:
-        gb_log_info("daemon: the %s of round %" PRIu64 " task %" PRIu64 " is stale (%s); "
+        S_LOG(info, d, "the %s of round %" PRIu64 " task %" PRIu64 " is stale (%s); "
                     "dropped", s_kind_name(r->kind), r->round, r->task_id, e->message);
         d->st.results_dropped++;
         s_result_remove(d, i);
         break;
     case GLASSBOX__ERROR_CODE__ERROR_BUSY:
     case GLASSBOX__ERROR_CODE__ERROR_SHUTTING_DOWN:
-        gb_log_info("daemon: the coordinator is %s; the %s of task %" PRIu64
+        S_LOG(info, d, "the coordinator is %s; the %s of task %" PRIu64
                     " goes again in %u ms", e->code == GLASSBOX__ERROR_CODE__ERROR_BUSY
                                                 ? "busy" : "restarting",
                     s_kind_name(r->kind), r->task_id, e->retry_after_ms);
@@ -548,7 +552,7 @@ static int s_on_error(gb_daemon_t *d, const Glassbox__Error *e, gb_error_t *err)
         r->send_at = gb_time_now() + e->retry_after_ms / 1000.0;
         break;
     default:
-        gb_log_warn("daemon: the coordinator refused the %s of task %" PRIu64
+        S_LOG(warn, d, "the coordinator refused the %s of task %" PRIu64
                     ": %s: %s; dropped", s_kind_name(r->kind), r->task_id, name, e->message);
         d->st.results_dropped++;
         s_result_remove(d, i);
@@ -571,13 +575,13 @@ static int s_on_envelope(gb_daemon_t *d, Glassbox__Envelope **penv, gb_error_t *
     case GLASSBOX__ENVELOPE__BODY_ERROR:
         return s_on_error(d, env->error, err);
     case GLASSBOX__ENVELOPE__BODY_PUBLICATION:
-        gb_log_debug("daemon: a publication arrived; the daemon does not use it");
+        S_LOG(debug, d, "a publication arrived; the daemon does not use it");
         return 0;
     default: {
         char why[128];
         snprintf(why, sizeof why, "a client does not expect %s from the coordinator",
                  gb_envelope_body_name(env));
-        gb_log_warn("daemon: %s; refused", why);
+        S_LOG(warn, d, "%s; refused", why);
         s_reply_error(d, GLASSBOX__ERROR_CODE__ERROR_UNEXPECTED, env->sequence, why);
         return 0;
     }
@@ -595,13 +599,13 @@ static int s_on_event(gb_daemon_t *d, const gb_link_event_t *ev, gb_error_t *err
         gb_conversation_reset(d->conv);
         for (size_t i = 0; i < d->n_results; i++)
             d->results[i].seq = 0;
-        gb_log_info("daemon: connected to %s (session %" PRIu64 ")", d->endpoint, ev->session);
+        S_LOG(info, d, "connected to %s (session %" PRIu64 ")", d->endpoint, ev->session);
         return s_send_join(d, err);
     case GB_LINK_EV_DISCONNECTED:
         d->st.connected = false;
         d->st.welcomed = false;
         d->session = 0;
-        gb_log_warn("daemon: disconnected from %s: %s; reconnecting", d->endpoint, ev->reason);
+        S_LOG(warn, d, "disconnected from %s: %s; reconnecting", d->endpoint, ev->reason);
         return 0;
     case GB_LINK_EV_MESSAGE: {
         Glassbox__Envelope *env = NULL;
@@ -707,8 +711,7 @@ gb_daemon_t *gb_daemon_new(const gb_daemon_options_t *opts, gb_error_t *err)
     if (!(d->link = gb_link_client_new(opts->zmq_ctx, d->endpoint, d->tls, d->server_name, &lo,
                                        err)))
         goto fail;
-    gb_log_info("daemon: '%s' with %s, connecting to %s", d->client_name, d->dataset,
-                d->endpoint);
+    S_LOG(info, d, "with %s, connecting to %s", d->dataset, d->endpoint);
     return d;
 fail:
     gb_daemon_destroy(&d);
@@ -790,11 +793,11 @@ void gb_daemon_stop(gb_daemon_t *d, int linger_ms)
     }
     gb_envelope_free(&d->waiting);
     if (d->n_results)
-        gb_log_warn("daemon: stopping with %zu result(s) not acknowledged", d->n_results);
+        S_LOG(warn, d, "stopping with %zu result(s) not acknowledged", d->n_results);
     s_flush(d);
     gb_link_client_close(d->link, linger_ms);
     d->st.connected = d->st.welcomed = false;
-    gb_log_info("daemon: stopped");
+    S_LOG(info, d, "stopped");
 }
 
 gb_daemon_status_t gb_daemon_status(const gb_daemon_t *d)
