@@ -344,12 +344,17 @@ void gb_link_client_destroy(gb_link_client_t **pcli)
         return;
     gb_link_client_t *cli = *pcli;
     gb_channel_destroy(&cli->ch);
+    /* Stop the monitor while our end of its PAIR is still open: ZeroMQ's I/O
+     * thread sends each event with a blocking send while holding the
+     * monitor's lock, and a PAIR without its peer blocks for ever, so
+     * closing our end first could leave an event (the coordinator hanging
+     * up at that moment) stuck, and this thread waiting for the lock. */
+    if (cli->sock)
+        zmq_socket_monitor(cli->sock, NULL, 0);
     if (cli->monitor)
         zmq_close(cli->monitor);
-    if (cli->sock) {
-        zmq_socket_monitor(cli->sock, NULL, 0);
+    if (cli->sock)
         zmq_close(cli->sock);
-    }
     gb_free(cli->server_name);
     gb_free(cli);
     *pcli = NULL;

@@ -112,12 +112,14 @@ def sigterm(work, ca, certs):
                  "--coordinator", "tcp://127.0.0.1:%d" % port,
                  "--ca-file", os.path.join(ca, "ca.crt"), "--limit", str(LIMIT)],
                 stdout=subprocess.PIPE, stderr=clog, text=True)
-            wait_for(serve_log, "' joined", N, server)
+            # the round machine's count, once all N have joined (the front
+            # door and the machine both log each join)
+            wait_for(serve_log, "%d of %d known clients connected" % (N, N), 1, server)
             client.send_signal(signal.SIGTERM)
             out, _ = client.communicate(timeout=60)
             assert client.returncode == 0, "client exited %d" % client.returncode
             assert out == "", out
-            wait_for(serve_log, "' left", N, server)
+            wait_for(serve_log, "0 of %d known clients connected" % N, 1, server)
             with open(serve_log) as f:
                 log = f.read()
             for k in range(N):
