@@ -35,11 +35,6 @@
 #include <stdint.h>
 #include <string.h>
 
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-#define S_LITTLE_ENDIAN 1
-#else
-#define S_LITTLE_ENDIAN 0
-#endif
 
 #define S_MAX_METRICS 8         /* Update metrics */
 #define S_EVAL_METRICS 1        /* EvalResult metrics */
@@ -134,27 +129,6 @@ uint64_t gb_task_runner_seed(uint64_t task_seed, uint64_t client_id)
 gb_task_runner_stats_t gb_task_runner_stats(const gb_task_runner_t *r)
 {
     return r->stats;
-}
-
-static void s_floats_from_le(float *dst, const uint8_t *src, size_t n)
-{
-#if S_LITTLE_ENDIAN
-    if (n)
-        memcpy(dst, src, n * sizeof(float));
-#else
-    for (size_t i = 0; i < n; i++)
-        dst[i] = gb_wire_float_le(src + 4 * i);
-#endif
-}
-
-static void s_float_to_le(uint8_t *dst, float v)
-{
-    uint32_t u;
-    memcpy(&u, &v, 4);
-    dst[0] = (uint8_t)u;
-    dst[1] = (uint8_t)(u >> 8);
-    dst[2] = (uint8_t)(u >> 16);
-    dst[3] = (uint8_t)(u >> 24);
 }
 
 static void s_metric(Glassbox__Metric *m, const char *name, double value)
@@ -602,8 +576,8 @@ static int s_prepare(gb_task_runner_t *r, const Glassbox__Task *t, uint64_t seed
         size_t cap = np ? np : 1; /* a model may have no parameters at all */
         p->global = gb_alloc_aligned(cap * sizeof *p->global);
         p->delta = gb_alloc_aligned(cap * sizeof *p->delta);
-        p->delta_le = S_LITTLE_ENDIAN ? NULL : gb_malloc(cap * 4);
-        if (!p->global || !p->delta || (!S_LITTLE_ENDIAN && !p->delta_le))
+        p->delta_le = GB_WIRE_LITTLE_ENDIAN ? NULL : gb_malloc(cap * 4);
+        if (!p->global || !p->delta || (!GB_WIRE_LITTLE_ENDIAN && !p->delta_le))
             return gb_error_set(err, GB_ENOMEM,
                                 "task runner: out of memory for %zu parameters", np);
     }
@@ -713,8 +687,10 @@ static int s_explain_batch(gb_task_runner_t *r, int cnt, double *err_sum, double
 static void s_explain_tensor(s_explain_t *x, size_t k)
 {
     uint8_t *dst = x->maps + k * x->cells * 4;
-    for (size_t i = 0; i < x->cells; i++)
-        s_float_to_le(dst + 4 * i, (float)x->scratch[i]);
+    for (size_t i = 0; i < x->cells; i++) {
+        float v = (float)x->scratch[i];
+        gb_wire_floats_to_le(dst + 4 * i, &v, 1);
+    }
     Glassbox__Tensor *tn = &x->tensors[k];
     glassbox__tensor__init(tn);
     tn->n_shape = (size_t)x->shape.rank;
@@ -864,9 +840,8 @@ static int s_train(gb_task_runner_t *r, const Glassbox__Task *t, uint64_t seed,
     if (clipped)
         s_clip(r->delta, r->np, norm, c->clip_norm);
     const uint8_t *bytes = (const uint8_t *)r->delta;
-    if (!S_LITTLE_ENDIAN) {
-        for (size_t i = 0; i < r->np; i++)
-            s_float_to_le(r->delta_le + 4 * i, r->delta[i]);
+    if (!GB_WIRE_LITTLE_ENDIAN) {
+        gb_wire_floats_to_le(r->delta_le, r->delta, r->np);
         bytes = r->delta_le;
     }
     int rc = gb_wire_sha256(bytes, r->np * 4, r->digest, err);
@@ -928,7 +903,7 @@ int gb_task_runner_run(gb_task_runner_t *r, const Glassbox__Task *task, const at
     s_commit(r, &p);
     s_prep_free(&p);
 
-    s_floats_from_le(r->global, task->model->params.data, r->np);
+    gb_wire_floats_from_le(r->global, task->model->params.data, r->np);
     if (r->np)
         memcpy(gb_model_params(r->model), r->global, r->np * sizeof *r->global);
     out->param_count = r->np;

@@ -54,11 +54,6 @@ _Static_assert(sizeof(float) == 4, "parameters are stored as 4-byte IEEE-754 flo
 #define GLASSBOX_VERSION "unknown"
 #endif
 
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-#define S_LITTLE_ENDIAN 1
-#else
-#define S_LITTLE_ENDIAN 0
-#endif
 
 /* The packed sha256 field that ends every checkpoint: tag (15 << 3 | 2),
  * length 32, digest. */
@@ -79,42 +74,12 @@ _Static_assert(sizeof(float) == 4, "parameters are stored as 4-byte IEEE-754 flo
 
 /* ---- small helpers ---------------------------------------------------- */
 
-/* n float32 from little-endian bytes into host floats, and back. */
-static void s_floats_from_le(float *dst, const uint8_t *src, size_t n)
-{
-#if S_LITTLE_ENDIAN
-    if (n)
-        memcpy(dst, src, n * sizeof(float));
-#else
-    for (size_t i = 0; i < n; i++) {
-        const uint8_t *b = src + 4 * i;
-        uint32_t u = (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 |
-                     (uint32_t)b[3] << 24;
-        memcpy(&dst[i], &u, 4);
-    }
-#endif
-}
-
-#if !S_LITTLE_ENDIAN
-static void s_floats_to_le(uint8_t *dst, const float *src, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        uint32_t u;
-        memcpy(&u, &src[i], 4);
-        dst[4 * i] = (uint8_t)u;
-        dst[4 * i + 1] = (uint8_t)(u >> 8);
-        dst[4 * i + 2] = (uint8_t)(u >> 16);
-        dst[4 * i + 3] = (uint8_t)(u >> 24);
-    }
-}
-#endif
-
 /* A little-endian view of n host floats: the floats themselves on a
  * little-endian host (*copy NULL), else a converted copy in *copy. */
 static int s_le_view(const float *src, size_t n, const uint8_t **view, uint8_t **copy)
 {
     *copy = NULL;
-#if S_LITTLE_ENDIAN
+#if GB_WIRE_LITTLE_ENDIAN
     (void)n;
     /* protobuf-c only reads through this pointer while packing. */
     *view = (const uint8_t *)src;
@@ -127,7 +92,7 @@ static int s_le_view(const float *src, size_t n, const uint8_t **view, uint8_t *
     *copy = gb_malloc(n * sizeof(float));
     if (!*copy)
         return GB_ENOMEM;
-    s_floats_to_le(*copy, src, n);
+    gb_wire_floats_to_le(*copy, src, n);
     *view = *copy;
     return 0;
 #endif
@@ -477,13 +442,13 @@ static int s_copy_out(const Glassbox__Checkpoint *m, gb_checkpoint_t **out, gb_e
     c->federation = gb_strdup(m->federation);
     if (!c->spec || !c->params || !c->aggregator || !c->server_optimizer || !c->federation)
         goto nomem;
-    s_floats_from_le(c->params, m->model->params.data, n);
+    gb_wire_floats_from_le(c->params, m->model->params.data, n);
     c->n_params = n;
     if (ns > 0) {
         c->optim_state = gb_malloc(ns * sizeof(float));
         if (!c->optim_state)
             goto nomem;
-        s_floats_from_le(c->optim_state, m->server_optimizer_state.data, ns);
+        gb_wire_floats_from_le(c->optim_state, m->server_optimizer_state.data, ns);
         c->n_optim_state = ns;
     }
     c->round = m->round;

@@ -125,16 +125,6 @@ static size_t s_name_index(const gb_explain_merge_t *m, const char *name)
     return i;
 }
 
-static void s_float_to_le(uint8_t *dst, float v)
-{
-    uint32_t u;
-    memcpy(&u, &v, sizeof u);
-    dst[0] = (uint8_t)u;
-    dst[1] = (uint8_t)(u >> 8);
-    dst[2] = (uint8_t)(u >> 16);
-    dst[3] = (uint8_t)(u >> 24);
-}
-
 /* Checks a tensor against the round's map shape; GB_ESHAPE when it differs
  * (rank, a dimension, or a data length that does not fit). */
 static int s_check_shape(const gb_explain_merge_t *m, const Glassbox__Tensor *t, const char *field,
@@ -554,8 +544,10 @@ static Glassbox__Tensor *s_mean_tensor(const gb_explain_merge_t *m, size_t row)
         t->shape[i] = (uint32_t)m->shape.dim[i];
     t->data.len = m->cells * 4;
     const gb_exact_sum_t *s = m->sums + row * m->cells;
-    for (size_t i = 0; i < m->cells; i++)
-        s_float_to_le(t->data.data + 4 * i, gb_exact_sum_mean(&s[i], m->counts[row]));
+    for (size_t i = 0; i < m->cells; i++) {
+        float v = gb_exact_sum_mean(&s[i], m->counts[row]);
+        gb_wire_floats_to_le(t->data.data + 4 * i, &v, 1);
+    }
     return t;
 }
 

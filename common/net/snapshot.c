@@ -35,44 +35,6 @@ _Static_assert(sizeof(float) == 4, "parameters are stored as 4-byte IEEE-754 flo
 #define GLASSBOX_VERSION "unknown"
 #endif
 
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-#define S_LITTLE_ENDIAN 1
-#else
-#define S_LITTLE_ENDIAN 0
-#endif
-
-/* ---- small helpers ---------------------------------------------------- */
-
-/* n float32 from little-endian bytes into host floats, and back. */
-static void s_floats_from_le(float *dst, const uint8_t *src, size_t n)
-{
-#if S_LITTLE_ENDIAN
-    if (n)
-        memcpy(dst, src, n * sizeof(float));
-#else
-    for (size_t i = 0; i < n; i++) {
-        const uint8_t *b = src + 4 * i;
-        uint32_t u = (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 |
-                     (uint32_t)b[3] << 24;
-        memcpy(&dst[i], &u, 4);
-    }
-#endif
-}
-
-#if !S_LITTLE_ENDIAN
-static void s_floats_to_le(uint8_t *dst, const float *src, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        uint32_t u;
-        memcpy(&u, &src[i], 4);
-        dst[4 * i] = (uint8_t)u;
-        dst[4 * i + 1] = (uint8_t)(u >> 8);
-        dst[4 * i + 2] = (uint8_t)(u >> 16);
-        dst[4 * i + 3] = (uint8_t)(u >> 24);
-    }
-}
-#endif
-
 /* ---- validators shared by encode and decode ----------------------------- */
 
 static int s_check_spec_text(const char *spec, gb_error_t *err)
@@ -353,7 +315,7 @@ int gb_snapshot_encode(const gb_snapshot_t *s, uint8_t **buf, size_t *len, gb_er
     msg.spec = s->spec;
     msg.param_count = s->n_params;
     msg.round = s->round;
-#if S_LITTLE_ENDIAN
+#if GB_WIRE_LITTLE_ENDIAN
     /* protobuf-c only reads through this pointer while packing. */
     msg.params.data = (uint8_t *)s->params;
 #else
@@ -362,7 +324,7 @@ int gb_snapshot_encode(const gb_snapshot_t *s, uint8_t **buf, size_t *len, gb_er
         rc = gb_error_set(err, GB_ENOMEM, "out of memory encoding a model snapshot");
         goto cleanup;
     }
-    s_floats_to_le(le, s->params, s->n_params);
+    gb_wire_floats_to_le(le, s->params, s->n_params);
     msg.params.data = le;
 #endif
     msg.params.len = nbytes;
@@ -422,7 +384,7 @@ int gb_snapshot_view(const gb_snapshot_t *s, gb_snapshot_view_t *view, gb_error_
 {
     if (!s || !view || (!s->params && s->n_params > 0) || (!s->meta && s->n_meta > 0))
         return gb_error_set(err, GB_EINVAL, "gb_snapshot_view: NULL argument");
-#if !S_LITTLE_ENDIAN
+#if !GB_WIRE_LITTLE_ENDIAN
     return gb_error_set(err, GB_EINVAL, "gb_snapshot_view: needs a little-endian host");
 #else
     if (s->n_params > GB_SNAPSHOT_MAX_BYTES / sizeof(float))
@@ -558,7 +520,7 @@ static int s_decode(const uint8_t *buf, size_t len, gb_snapshot_t **out, gb_erro
     s->params = gb_malloc(msg->params.len);
     if (!s->spec || !s->params)
         goto nomem;
-    s_floats_from_le(s->params, msg->params.data, n);
+    gb_wire_floats_from_le(s->params, msg->params.data, n);
     s->n_params = n;
     s->round = msg->round;
     if (msg->n_metadata > 0) {

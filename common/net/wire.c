@@ -128,6 +128,34 @@ float gb_wire_float_le(const uint8_t *p)
     return f;
 }
 
+void gb_wire_floats_from_le(float *dst, const uint8_t *src, size_t n)
+{
+#if GB_WIRE_LITTLE_ENDIAN
+    if (n)
+        memcpy(dst, src, n * sizeof(float));
+#else
+    for (size_t i = 0; i < n; i++)
+        dst[i] = gb_wire_float_le(src + 4 * i);
+#endif
+}
+
+void gb_wire_floats_to_le(uint8_t *dst, const float *src, size_t n)
+{
+#if GB_WIRE_LITTLE_ENDIAN
+    if (n)
+        memcpy(dst, src, n * sizeof(float));
+#else
+    for (size_t i = 0; i < n; i++) {
+        uint32_t u;
+        memcpy(&u, &src[i], 4);
+        dst[4 * i] = (uint8_t)u;
+        dst[4 * i + 1] = (uint8_t)(u >> 8);
+        dst[4 * i + 2] = (uint8_t)(u >> 16);
+        dst[4 * i + 3] = (uint8_t)(u >> 24);
+    }
+#endif
+}
+
 size_t gb_wire_first_nonfinite(const uint8_t *le, size_t n)
 {
     /* NaN and Inf are exactly the patterns whose exponent bits are all ones.

@@ -69,6 +69,20 @@ ProtobufCAllocator gb_wire_budget_allocator(gb_wire_budget_t *b);
  * object, valid for the program's life. */
 ProtobufCAllocator *gb_wire_allocator(void);
 
+/* True when host floats already are the wire's little-endian float32
+ * bytes, so a buffer of floats can be sent or read as it is. */
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define GB_WIRE_LITTLE_ENDIAN 1
+#else
+#define GB_WIRE_LITTLE_ENDIAN 0
+#endif
+
+/* n little-endian float32 at src (any alignment) into host floats at dst. */
+void gb_wire_floats_from_le(float *dst, const uint8_t *src, size_t n);
+
+/* n host floats at src into little-endian float32 bytes at dst. */
+void gb_wire_floats_to_le(uint8_t *dst, const float *src, size_t n);
+
 /* The float32 stored little-endian at p (4 bytes, any alignment). */
 float gb_wire_float_le(const uint8_t *p);
 

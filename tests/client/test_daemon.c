@@ -61,23 +61,6 @@ enum { N_TRAIN = 60, N_TEST = 30, CLASSES = 3, MAX_SEEN = 64 };
 
 /* ---- data and tasks ---------------------------------------------------------- */
 
-static gb_dataset_t *s_blobs(int64_t n, uint64_t seed)
-{
-    gb_shape_t shape = {3, {1, 4, 4}};
-    gb_error_t err = {0};
-    gb_dataset_t *ds = gb_dataset_new("blobs", n, &shape, CLASSES, true, &err);
-    assert_non_null(ds);
-    gb_rng_t rng;
-    gb_rng_seed(&rng, seed, 1);
-    for (int64_t i = 0; i < n; i++) {
-        ds->labels[i] = (int32_t)(i % CLASSES);
-        for (int p = 0; p < 16; p++)
-            ds->features[i * 16 + p] = (float)(gb_rng_uniform(&rng) - 0.5) +
-                                       (p / 4 == ds->labels[i] ? 1.0f : 0.0f);
-    }
-    return ds;
-}
-
 typedef struct {
     Glassbox__Task task;
     Glassbox__ModelSnapshot model;
@@ -324,8 +307,8 @@ static int s_setup_pki(void **state)
     assert_int_equal(gb_ca_issue(ca, "edge-1", 30, f->clients, &err), 0);
     gb_ca_destroy(&ca);
     f->ctx = zmq_ctx_new();
-    f->train = s_blobs(N_TRAIN, 1);
-    f->test = s_blobs(N_TEST, 2);
+    f->train = gb_test_blobs(N_TRAIN, 1);
+    f->test = gb_test_blobs(N_TEST, 2);
     *state = f;
     return 0;
 }

@@ -54,31 +54,13 @@ enum { N_TRAIN = 60, N_TEST = 30, CLASSES = 3 };
 
 /* ---- data ---------------------------------------------------------------- */
 
-/* n samples; class i % 3 adds 1 to row band (row == class) over U(-.5, .5). */
-static gb_dataset_t *s_blobs(int64_t n, uint64_t seed)
-{
-    gb_shape_t shape = {3, {1, 4, 4}};
-    gb_error_t err = {0};
-    gb_dataset_t *ds = gb_dataset_new("blobs", n, &shape, CLASSES, true, &err);
-    assert_non_null(ds);
-    gb_rng_t rng;
-    gb_rng_seed(&rng, seed, 1);
-    for (int64_t i = 0; i < n; i++) {
-        ds->labels[i] = (int32_t)(i % CLASSES);
-        for (int p = 0; p < 16; p++)
-            ds->features[i * 16 + p] = (float)(gb_rng_uniform(&rng) - 0.5) +
-                                       (p / 4 == ds->labels[i] ? 1.0f : 0.0f);
-    }
-    return ds;
-}
-
 typedef struct {
     gb_dataset_t *train, *test; /* the client's splits */
 } s_data_t;
 
 static s_data_t s_data(void)
 {
-    return (s_data_t){s_blobs(N_TRAIN, 1), s_blobs(N_TEST, 2)};
+    return (s_data_t){gb_test_blobs(N_TRAIN, 1), gb_test_blobs(N_TEST, 2)};
 }
 
 static void s_data_free(s_data_t *d)

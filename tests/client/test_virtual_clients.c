@@ -1,6 +1,6 @@
 /* Tests of client/virtual_clients.c: N daemons in one process against the
  * real coordinator (front door and federation) in this thread, on small
- * synthetic data (three classes of 1x4x4 "images") and a small MLP. What
+ * synthetic data (gb_test_blobs) and a small MLP. What
  * they prove: the options are checked by name (counts, slices, certificate
  * files) before anything connects; three virtual clients join under their
  * own certificates, each trains its own slice (the round's samples add up
@@ -23,24 +23,7 @@
 #include "util/time.h"
 #include "virtual_clients.h"
 
-enum { N_TRAIN = 90, N_TEST = 30, CLASSES = 3, CLIENTS = 3 };
-
-static gb_dataset_t *s_blobs(int64_t n, uint64_t seed)
-{
-    gb_shape_t shape = {3, {1, 4, 4}};
-    gb_error_t err = {0};
-    gb_dataset_t *ds = gb_dataset_new("blobs", n, &shape, CLASSES, true, &err);
-    assert_non_null(ds);
-    gb_rng_t rng;
-    gb_rng_seed(&rng, seed, 1);
-    for (int64_t i = 0; i < n; i++) {
-        ds->labels[i] = (int32_t)(i % CLASSES);
-        for (int p = 0; p < 16; p++)
-            ds->features[i * 16 + p] = (float)(gb_rng_uniform(&rng) - 0.5) +
-                                       (p / 4 == ds->labels[i] ? 1.0f : 0.0f);
-    }
-    return ds;
-}
+enum { N_TRAIN = 90, N_TEST = 30, CLIENTS = 3 };
 
 typedef struct {
     char *base, ca[600], certs[600], ca_file[700], spec[700];
@@ -81,8 +64,8 @@ static int s_setup(void **state)
                             41));
     snprintf(f->spec, sizeof f->spec, "%s/mlp.spec", f->base);
     f->ctx = zmq_ctx_new();
-    f->train = s_blobs(N_TRAIN, 1);
-    f->test = s_blobs(N_TEST, 2);
+    f->train = gb_test_blobs(N_TRAIN, 1);
+    f->test = gb_test_blobs(N_TEST, 2);
     f->data = gb_data_source_defaults();
     f->data.clients = CLIENTS;
     f->data.index = 0;

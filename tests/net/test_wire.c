@@ -136,6 +136,26 @@ static void test_floats(void **state)
     assert_int_equal(gb_wire_first_nonfinite((uint8_t *)v, N), N);
 }
 
+/* Host floats to the wire's little-endian bytes and back: known bytes for
+ * known values, any alignment, n = 0 touches nothing. */
+static void test_float_arrays(void **state)
+{
+    (void)state;
+    const float v[3] = {1.0f, -2.5f, 0x1p-149f};
+    static const uint8_t want[12] = {0x00, 0x00, 0x80, 0x3f, 0x00, 0x00, 0x20, 0xc0,
+                                     0x01, 0x00, 0x00, 0x00};
+    uint8_t buf[13] = {0};
+    gb_wire_floats_to_le(buf + 1, v, 3); /* unaligned */
+    assert_memory_equal(buf + 1, want, sizeof want);
+    float back[3] = {0};
+    gb_wire_floats_from_le(back, buf + 1, 3);
+    assert_memory_equal(back, v, sizeof v);
+    float untouched = 7.0f;
+    gb_wire_floats_from_le(&untouched, NULL, 0);
+    gb_wire_floats_to_le(NULL, &untouched, 0);
+    assert_true(untouched == 7.0f);
+}
+
 static void test_budget_allocator(void **state)
 {
     (void)state;
@@ -169,6 +189,7 @@ int main(void)
         cmocka_unit_test(test_openssl_error_drain),
         cmocka_unit_test(test_budget_allocator),
         cmocka_unit_test(test_floats),
+        cmocka_unit_test(test_float_arrays),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -9,6 +9,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "util/rng.h"
+
 char *gb_test_mkdtemp(void)
 {
     char tmpl[] = "/tmp/gbtest-XXXXXX";
@@ -83,4 +85,21 @@ double gb_test_max_rel_diff(const float *a, const float *b, size_t n, double flo
 int gb_test_exists(const char *path)
 {
     return access(path, F_OK) == 0;
+}
+
+gb_dataset_t *gb_test_blobs(int64_t n, uint64_t seed)
+{
+    gb_shape_t shape = {3, {1, 4, 4}};
+    gb_error_t err = {0};
+    gb_dataset_t *ds = gb_dataset_new("blobs", n, &shape, GB_TEST_BLOB_CLASSES, true, &err);
+    assert_non_null(ds);
+    gb_rng_t rng;
+    gb_rng_seed(&rng, seed, 1);
+    for (int64_t i = 0; i < n; i++) {
+        ds->labels[i] = (int32_t)(i % GB_TEST_BLOB_CLASSES);
+        for (int p = 0; p < 16; p++)
+            ds->features[i * 16 + p] = (float)(gb_rng_uniform(&rng) - 0.5) +
+                                       (p / 4 == ds->labels[i] ? 1.0f : 0.0f);
+    }
+    return ds;
 }

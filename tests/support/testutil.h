@@ -9,6 +9,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "data/dataset.h"
+
 /* A fresh directory under /tmp, removed with its files by gb_test_rmtree.
  * Returns a malloc'd path. */
 char *gb_test_mkdtemp(void);
@@ -27,5 +29,13 @@ double gb_test_max_rel_diff(const float *a, const float *b, size_t n, double flo
 
 /* True when the path exists. */
 int gb_test_exists(const char *path);
+
+/* Classes of gb_test_blobs. */
+#define GB_TEST_BLOB_CLASSES 3
+
+/* A small synthetic classification set of n 1x4x4 float "images": sample i
+ * is of class i % 3, and its class adds 1 to row `class` over U(-0.5, 0.5)
+ * noise drawn from seed. The caller frees it (gb_dataset_destroy). */
+gb_dataset_t *gb_test_blobs(int64_t n, uint64_t seed);
 
 #endif
