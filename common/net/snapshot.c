@@ -282,111 +282,11 @@ int gb_snapshot_stamp(gb_snapshot_t *s, gb_error_t *err)
 
 /* ---- encode ------------------------------------------------------------- */
 
-int gb_snapshot_encode(const gb_snapshot_t *s, uint8_t **buf, size_t *len, gb_error_t *err)
+/* Checks s as encode must and fills view with a message whose parameter
+ * bytes are params_le (s's parameters as little-endian float32). */
+static int s_fill_view(const gb_snapshot_t *s, const uint8_t *params_le,
+                       gb_snapshot_view_t *view, gb_error_t *err)
 {
-    if (buf)
-        *buf = NULL;
-    if (len)
-        *len = 0;
-    if (!s || !buf || !len || (!s->params && s->n_params > 0) || (!s->meta && s->n_meta > 0))
-        return gb_error_set(err, GB_EINVAL, "gb_snapshot_encode: NULL argument");
-    if (s->n_params > GB_SNAPSHOT_MAX_BYTES / sizeof(float))
-        return gb_error_set(err, GB_ERANGE, "model snapshot of %zu parameters is too big",
-                            s->n_params);
-    int rc = s_check_spec_text(s->spec, err);
-    if (rc == 0)
-        rc = s_check_meta((s_meta_view_t){.own = s->meta}, s->n_meta, GB_EINVAL, err);
-    if (rc == 0)
-        rc = s_check_finite(s->params, s->n_params, err);
-    if (rc == 0)
-        rc = s_check_spec_count(s->spec, s->n_params, err);
-    if (rc != 0)
-        return rc;
-
-    size_t nbytes = s->n_params * sizeof(float);
-    uint8_t *le = NULL; /* little-endian copy, big-endian hosts only */
-    Glassbox__KeyValue *kv = NULL;
-    Glassbox__KeyValue **kvp = NULL;
-    uint8_t *out = NULL;
-    uint8_t digest[GB_WIRE_SHA256_LEN];
-
-    Glassbox__ModelSnapshot msg = GLASSBOX__MODEL_SNAPSHOT__INIT;
-    msg.format_version = GB_SNAPSHOT_FORMAT_VERSION;
-    msg.spec = s->spec;
-    msg.param_count = s->n_params;
-    msg.round = s->round;
-#if GB_WIRE_LITTLE_ENDIAN
-    /* protobuf-c only reads through this pointer while packing. */
-    msg.params.data = (uint8_t *)s->params;
-#else
-    le = gb_malloc(nbytes);
-    if (!le) {
-        rc = gb_error_set(err, GB_ENOMEM, "out of memory encoding a model snapshot");
-        goto cleanup;
-    }
-    gb_wire_floats_to_le(le, s->params, s->n_params);
-    msg.params.data = le;
-#endif
-    msg.params.len = nbytes;
-    rc = gb_wire_sha256(msg.params.data, nbytes, digest, err);
-    if (rc != 0)
-        goto cleanup;
-    msg.params_sha256.data = digest;
-    msg.params_sha256.len = sizeof digest;
-
-    if (s->n_meta > 0) {
-        kv = gb_calloc(s->n_meta, sizeof *kv);
-        kvp = gb_calloc(s->n_meta, sizeof *kvp);
-        if (!kv || !kvp) {
-            rc = gb_error_set(err, GB_ENOMEM, "out of memory encoding a model snapshot");
-            goto cleanup;
-        }
-        for (size_t i = 0; i < s->n_meta; i++) {
-            glassbox__key_value__init(&kv[i]);
-            kv[i].key = s->meta[i].key;
-            kv[i].value = s->meta[i].value;
-            kvp[i] = &kv[i];
-        }
-        msg.n_metadata = s->n_meta;
-        msg.metadata = kvp;
-    }
-
-    size_t packed = glassbox__model_snapshot__get_packed_size(&msg);
-    if (packed > GB_SNAPSHOT_MAX_BYTES) {
-        rc = gb_error_set(err, GB_ERANGE, "model snapshot would be %zu bytes, more than %zu",
-                          packed, GB_SNAPSHOT_MAX_BYTES);
-        goto cleanup;
-    }
-    out = gb_malloc(packed);
-    if (!out) {
-        rc = gb_error_set(err, GB_ENOMEM, "out of memory for a %zu-byte model snapshot", packed);
-        goto cleanup;
-    }
-    size_t written = glassbox__model_snapshot__pack(&msg, out);
-    if (written != packed) {
-        rc = gb_error_set(err, GB_EFORMAT, "protobuf-c packed %zu bytes, expected %zu", written,
-                          packed);
-        goto cleanup;
-    }
-    *buf = out;
-    *len = packed;
-    out = NULL;
-
-cleanup:
-    gb_free(out);
-    gb_free(kvp);
-    gb_free(kv);
-    gb_free(le);
-    return rc;
-}
-
-int gb_snapshot_view(const gb_snapshot_t *s, gb_snapshot_view_t *view, gb_error_t *err)
-{
-    if (!s || !view || (!s->params && s->n_params > 0) || (!s->meta && s->n_meta > 0))
-        return gb_error_set(err, GB_EINVAL, "gb_snapshot_view: NULL argument");
-#if !GB_WIRE_LITTLE_ENDIAN
-    return gb_error_set(err, GB_EINVAL, "gb_snapshot_view: needs a little-endian host");
-#else
     if (s->n_params > GB_SNAPSHOT_MAX_BYTES / sizeof(float))
         return gb_error_set(err, GB_ERANGE, "model snapshot of %zu parameters is too big",
                             s->n_params);
@@ -398,7 +298,7 @@ int gb_snapshot_view(const gb_snapshot_t *s, gb_snapshot_view_t *view, gb_error_
     if (rc == 0)
         rc = s_check_spec_count(s->spec, s->n_params, err);
     if (rc == 0)
-        rc = gb_wire_sha256(s->params, s->n_params * sizeof(float), view->sha256, err);
+        rc = gb_wire_sha256(params_le, s->n_params * sizeof(float), view->sha256, err);
     if (rc != 0)
         return rc;
     Glassbox__ModelSnapshot *m = &view->msg;
@@ -407,7 +307,7 @@ int gb_snapshot_view(const gb_snapshot_t *s, gb_snapshot_view_t *view, gb_error_
     m->spec = s->spec;
     m->param_count = s->n_params;
     m->round = s->round;
-    m->params.data = (uint8_t *)s->params; /* only read, by packing */
+    m->params.data = (uint8_t *)params_le; /* only read, by packing */
     m->params.len = s->n_params * sizeof(float);
     m->params_sha256.data = view->sha256;
     m->params_sha256.len = sizeof view->sha256;
@@ -420,6 +320,73 @@ int gb_snapshot_view(const gb_snapshot_t *s, gb_snapshot_view_t *view, gb_error_
     m->n_metadata = s->n_meta;
     m->metadata = s->n_meta ? view->kvp : NULL;
     return 0;
+}
+
+int gb_snapshot_encode(const gb_snapshot_t *s, uint8_t **buf, size_t *len, gb_error_t *err)
+{
+    if (buf)
+        *buf = NULL;
+    if (len)
+        *len = 0;
+    if (!s || !buf || !len || (!s->params && s->n_params > 0) || (!s->meta && s->n_meta > 0))
+        return gb_error_set(err, GB_EINVAL, "gb_snapshot_encode: NULL argument");
+    int rc = 0;
+    uint8_t *le = NULL; /* little-endian copy, big-endian hosts only */
+    uint8_t *out = NULL;
+    gb_snapshot_view_t *view = gb_malloc(sizeof *view);
+    if (!view)
+        return gb_error_set(err, GB_ENOMEM, "out of memory encoding a model snapshot");
+#if GB_WIRE_LITTLE_ENDIAN
+    const uint8_t *params_le = (const uint8_t *)s->params;
+#else
+    if (s->n_params <= GB_SNAPSHOT_MAX_BYTES / sizeof(float)) {
+        le = gb_malloc(s->n_params * sizeof(float) + 1);
+        if (!le) {
+            rc = gb_error_set(err, GB_ENOMEM, "out of memory encoding a model snapshot");
+            goto cleanup;
+        }
+        gb_wire_floats_to_le(le, s->params, s->n_params);
+    }
+    const uint8_t *params_le = le;
+#endif
+    if ((rc = s_fill_view(s, params_le, view, err)) != 0)
+        goto cleanup;
+    size_t packed = glassbox__model_snapshot__get_packed_size(&view->msg);
+    if (packed > GB_SNAPSHOT_MAX_BYTES) {
+        rc = gb_error_set(err, GB_ERANGE, "model snapshot would be %zu bytes, more than %zu",
+                          packed, GB_SNAPSHOT_MAX_BYTES);
+        goto cleanup;
+    }
+    out = gb_malloc(packed);
+    if (!out) {
+        rc = gb_error_set(err, GB_ENOMEM, "out of memory for a %zu-byte model snapshot", packed);
+        goto cleanup;
+    }
+    size_t written = glassbox__model_snapshot__pack(&view->msg, out);
+    if (written != packed) {
+        rc = gb_error_set(err, GB_EFORMAT, "protobuf-c packed %zu bytes, expected %zu", written,
+                          packed);
+        goto cleanup;
+    }
+    *buf = out;
+    *len = packed;
+    out = NULL;
+
+cleanup:
+    gb_free(out);
+    gb_free(view);
+    gb_free(le);
+    return rc;
+}
+
+int gb_snapshot_view(const gb_snapshot_t *s, gb_snapshot_view_t *view, gb_error_t *err)
+{
+    if (!s || !view || (!s->params && s->n_params > 0) || (!s->meta && s->n_meta > 0))
+        return gb_error_set(err, GB_EINVAL, "gb_snapshot_view: NULL argument");
+#if !GB_WIRE_LITTLE_ENDIAN
+    return gb_error_set(err, GB_EINVAL, "gb_snapshot_view: needs a little-endian host");
+#else
+    return s_fill_view(s, (const uint8_t *)s->params, view, err);
 #endif
 }
 
