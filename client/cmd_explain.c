@@ -274,15 +274,7 @@ static int s_draw_class(const s_draw_t *d, const gb_summary_t *s, int cls, const
             for (int f = 0; f < F; f++)
                 map[(size_t)f * T + t] = (float)mean[(size_t)t * F + f];
         h.map = map;
-        h.h = F;
-        h.w = T;
-        h.cell_w = T >= GB_HEATMAP_TARGET_PX ? 1 : GB_HEATMAP_TARGET_PX / T;
-        h.cell_h = F >= GB_HEATMAP_TARGET_PX ? 1 : GB_HEATMAP_TARGET_PX / F;
-        if (h.cell_h > 80)
-            h.cell_h = 80;
-        snprintf(xlab, sizeof xlab, "time: step 1..%d ->", T);
-        h.x_label = xlab;
-        h.y_label = F > 1 ? "feature" : NULL;
+        gb_heatmap_layout_sequence(&h, T, F, xlab, sizeof xlab);
     } else {
         /* Anything else: one row of cells. */
         map = gb_malloc(cells * sizeof *map);

@@ -194,15 +194,7 @@ static int s_draw(const char *path, const char *title, const Glassbox__Tensor *t
         for (int s = 0; s < T; s++)
             for (int f = 0; f < F; f++)
                 scratch[(size_t)f * T + s] = map[(size_t)s * F + f];
-        h.h = F;
-        h.w = T;
-        h.cell_w = T >= GB_HEATMAP_TARGET_PX ? 1 : GB_HEATMAP_TARGET_PX / T;
-        h.cell_h = F >= GB_HEATMAP_TARGET_PX ? 1 : GB_HEATMAP_TARGET_PX / F;
-        if (h.cell_h > 80)
-            h.cell_h = 80;
-        snprintf(xlab, sizeof xlab, "time: step 1..%d ->", T);
-        h.x_label = xlab;
-        h.y_label = F > 1 ? "feature" : NULL;
+        gb_heatmap_layout_sequence(&h, T, F, xlab, sizeof xlab);
     } else {
         /* anything else: rows of at most GB_HEATMAP_MAX_CELLS cells, the last
          * one padded with zeros */

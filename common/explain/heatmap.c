@@ -434,6 +434,19 @@ int gb_heatmap_save(const char *path, const gb_heatmap_t *h, gb_error_t *err)
 
 /* ---- resampling ---------------------------------------------------------- */
 
+void gb_heatmap_layout_sequence(gb_heatmap_t *h, int T, int F, char *xlab, size_t cap)
+{
+    h->h = F;
+    h->w = T;
+    h->cell_w = T >= GB_HEATMAP_TARGET_PX ? 1 : GB_HEATMAP_TARGET_PX / T;
+    h->cell_h = F >= GB_HEATMAP_TARGET_PX ? 1 : GB_HEATMAP_TARGET_PX / F;
+    if (h->cell_h > 80)
+        h->cell_h = 80;
+    snprintf(xlab, cap, "time: step 1..%d ->", T);
+    h->x_label = xlab;
+    h->y_label = F > 1 ? "feature" : NULL;
+}
+
 void gb_heatmap_upsample(const float *src, int h, int w, float *dst, int H, int W)
 {
     for (int y = 0; y < H; y++) {

@@ -87,6 +87,13 @@ int gb_heatmap_write_png(const char *path, const gb_heatmap_image_t *img,
 /* Renders h and writes it to path in one call. */
 int gb_heatmap_save(const char *path, const gb_heatmap_t *h, gb_error_t *err) GB_MUST_CHECK;
 
+/* Lays h out for a sequence's map of T steps x F features, drawn F rows by
+ * T columns with time along x (the caller puts the values in that order):
+ * sizes, cells stretched towards GB_HEATMAP_TARGET_PX (at most 80 pixels
+ * high) and the axis captions. x_label points into xlab (cap bytes), which
+ * must live as long as h is used. T, F >= 1. */
+void gb_heatmap_layout_sequence(gb_heatmap_t *h, int T, int F, char *xlab, size_t cap);
+
 /* Resamples an h x w map to H x W bilinearly with half-pixel centres (as
  * PyTorch's interpolate with align_corners=False, which Grad-CAM uses to lay
  * a coarse map over its input): output pixel (y, x) samples the source at

@@ -378,6 +378,27 @@ static void test_upsample(void **state)
         assert_true(big[i] >= -2.0f && big[i] <= 2.0f);
 }
 
+/* The sequence layout: F rows by T columns, cells stretched towards the
+ * target size (at most 80 pixels high), captions. */
+static void test_layout_sequence(void **state)
+{
+    (void)state;
+    gb_heatmap_t h = {0};
+    char xlab[64];
+    gb_heatmap_layout_sequence(&h, 28, 1, xlab, sizeof xlab);
+    assert_int_equal(h.h, 1);
+    assert_int_equal(h.w, 28);
+    assert_int_equal(h.cell_w, GB_HEATMAP_TARGET_PX / 28);
+    assert_int_equal(h.cell_h, 80);
+    assert_string_equal(h.x_label, "time: step 1..28 ->");
+    assert_null(h.y_label);
+    gb_heatmap_layout_sequence(&h, 500, 7, xlab, sizeof xlab);
+    assert_int_equal(h.h, 7);
+    assert_int_equal(h.cell_w, 1);
+    assert_int_equal(h.cell_h, GB_HEATMAP_TARGET_PX / 7);
+    assert_string_equal(h.y_label, "feature");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -385,6 +406,7 @@ int main(void)
         cmocka_unit_test(test_png_round_trip),  cmocka_unit_test(test_underlay_and_range),
         cmocka_unit_test(test_sequence_layout), cmocka_unit_test(test_refusals),
         cmocka_unit_test(test_alloc_failures),  cmocka_unit_test(test_upsample),
+        cmocka_unit_test(test_layout_sequence),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
