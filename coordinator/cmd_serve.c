@@ -16,7 +16,10 @@
 #include "commands.h"
 #include "federation.h"
 #include "front_door.h"
+#include "net/http_server.h"
 #include "net/pki.h"
+#include "net/status_endpoint.h"
+#include "serve_status.h"
 #include "server_optim.h"
 #include "util/args.h"
 #include "util/log.h"
@@ -35,6 +38,8 @@ typedef struct {
     gb_front_door_options_t door;
     gb_federation_options_t fed;
     const char *log_level, *optimizer, *explain, *publish;
+    const char *http;  /* the HTTP endpoint's address, or "none" */
+    bool http_given;   /* --http was given: failing to bind it is an error */
     int min_clients, per_round, quorum, epochs, steps, batch, explain_samples, explain_steps;
     double fraction, deadline_s, lr, momentum, weight_decay, mu, clip;
     uint64_t rounds, seed;
@@ -165,7 +170,23 @@ static int s_run(s_cli_t *c)
             zmq_ctx_term(ctx);
         return 1;
     }
+    /* the default address may be taken (another coordinator on this
+     * machine): then serve runs without it; an address asked for must work */
+    gb_status_endpoint_t *ep = NULL;
+    if (strcmp(c->http, "none") != 0 &&
+        !(ep = gb_status_endpoint_new(c->http, GB_SERVE_STALL_S, &err))) {
+        if (c->http_given) {
+            fprintf(stderr, "glassbox-coordinator serve: --http: %s\n", err.msg);
+            gb_federation_destroy(&fed);
+            gb_front_door_destroy(&door);
+            zmq_ctx_term(ctx);
+            return 1;
+        }
+        gb_log_warn("coordinator: no HTTP endpoint: %s", err.msg);
+    }
     printf("listening on %s\n", gb_front_door_endpoint(door));
+    if (ep)
+        printf("http on %s (port %u)\n", c->http, (unsigned)gb_status_endpoint_port(ep));
     fflush(stdout);
     int rc = 0;
     double drain_until = 0;
@@ -175,6 +196,7 @@ static int s_run(s_cli_t *c)
             rc = 1;
             break;
         }
+        gb_serve_status_publish(ep, fed, &c->fed, false);
         if (gb_federation_finished(fed)) {
             /* the clients were told; they leave once the notice has reached
              * them (frames still in the link's queues would die with the
@@ -187,6 +209,8 @@ static int s_run(s_cli_t *c)
     }
     gb_log_info("coordinator: stopping after round %llu",
                 (unsigned long long)gb_federation_round(fed));
+    gb_serve_status_publish(ep, fed, &c->fed, true);
+    gb_status_endpoint_destroy(&ep);
     gb_federation_destroy(&fed);
     gb_front_door_destroy(&door);
     zmq_ctx_term(ctx);
@@ -196,12 +220,13 @@ static int s_run(s_cli_t *c)
 int gb_cmd_serve(int argc, char **argv)
 {
     s_cli_t c = {.min_clients = 2, .fraction = 1, .deadline_s = 600, .epochs = 1, .batch = 32,
-                 .seed = 1, .publish = "tcp://0.0.0.0:7701"};
+                 .seed = 1, .publish = "tcp://0.0.0.0:7701", .http = "127.0.0.1:7702"};
     c.fed.model = "lenet";
     gb_arg_t opts[] = {
         {"--ca", GB_ARG_STRING, &c.door.ca_dir, 0, 0, NULL, "the CA directory of 'ca init' (required)", false},
         {"--listen", GB_ARG_STRING, &c.door.listen, 0, 0, NULL, "endpoint for clients (default tcp://0.0.0.0:7700)", false},
         {"--publish", GB_ARG_STRING, &c.publish, 0, 0, NULL, "PUB endpoint for signed publications, or none (default tcp://0.0.0.0:7701)", false},
+        {"--http", GB_ARG_STRING, &c.http, 0, 0, NULL, "HTTP endpoint ADDR:PORT for /healthz, /metrics, /status, or none (default 127.0.0.1:7702)", false},
         {"--federation", GB_ARG_STRING, &c.door.federation, 0, 0, NULL, "federation name told to clients (default glassbox)", false},
         {"--model", GB_ARG_STRING, &c.fed.model, 0, 0, NULL, "initial model: lenet, mlp, lstm, a spec file or a model file (default lenet)", false},
         {"--model-seed", GB_ARG_U64, &c.fed.model_seed, 0, 0, NULL, "initialisation seed (default 1)", false},
@@ -251,6 +276,16 @@ int gb_cmd_serve(int argc, char **argv)
         opts, n, required, argc, argv);
     if (rc >= 0)
         return rc;
+    c.http_given = gb_args_find(opts, n, "--http")->seen;
+    if (strcmp(c.http, "none") != 0) {
+        struct sockaddr_storage sa;
+        socklen_t sa_len;
+        gb_error_t err = {0};
+        if (gb_http_addr_parse(c.http, &sa, &sa_len, &err) != 0) {
+            fprintf(stderr, "glassbox-coordinator serve: --http: %s\n", err.msg);
+            return 2;
+        }
+    }
     if (c.log_level) {
         enum gb_log_level level;
         if (gb_log_parse_level(c.log_level, &level) == 0)

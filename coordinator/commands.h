@@ -13,4 +13,7 @@ int gb_cmd_token(int argc, char **argv);
 /* `serve`: the front door as a daemon (front_door.h). */
 int gb_cmd_serve(int argc, char **argv);
 
+/* `health`: 0 when a coordinator's /healthz answers 200, else 1. */
+int gb_cmd_health(int argc, char **argv);
+
 #endif

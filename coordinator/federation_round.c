@@ -14,6 +14,7 @@
 #include "net/envelope.h"
 #include "util/alloc.h"
 #include "util/log.h"
+#include "util/metrics.h"
 #include "util/time.h"
 
 /* Opens the aggregator and the merge for the action's attempt when the
@@ -231,10 +232,20 @@ static void s_emit(gb_federation_t *f, uint64_t round)
                      (unsigned long long)round, err.msg);
         rc = rc ? rc : err.code;
     }
-    if (rc == 0)
+    if (rc == 0) {
         gb_log_info("federation: round %llu published (%zu bytes, signed)%s%s",
                     (unsigned long long)round, f->pub_len, f->out_dir ? " to " : "",
                     f->out_dir ? f->out_dir : "");
+        if (f->out_dir || f->pub) {
+            gb_metrics_counter_add("glassbox_publications_total", "Rounds published (signed)",
+                                   NULL, NULL, 1);
+            gb_metrics_gauge_set("glassbox_last_published_round", "The last round published",
+                                 NULL, NULL, (double)round);
+        }
+    } else {
+        gb_metrics_counter_add("glassbox_publication_failures_total",
+                               "Publications not written or not sent", NULL, NULL, 1);
+    }
     gb_free(f->pub_buf);
     f->pub_buf = NULL;
     f->pub_len = 0;

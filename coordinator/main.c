@@ -15,6 +15,7 @@ static void s_usage(FILE *f)
                "  ca        the federation's CA: init, issue, revoke, list, crl\n"
                "  token     enrollment tokens for clients that enroll themselves: create, list\n"
                "  serve     accept clients: mutual TLS sessions, joins, enrollment (no rounds yet)\n"
+               "  health    exit 0 when a running coordinator's /healthz answers 200\n"
                "  version   print the version\n"
                "\n'glassbox-coordinator <command> --help' describes a command.\n");
 }
@@ -41,6 +42,8 @@ int main(int argc, char **argv)
         return gb_cmd_token(argc - 2, argv + 2);
     if (strcmp(cmd, "serve") == 0)
         return gb_cmd_serve(argc - 2, argv + 2);
+    if (strcmp(cmd, "health") == 0)
+        return gb_cmd_health(argc - 2, argv + 2);
     fprintf(stderr, "glassbox-coordinator: unknown command '%s'\n", cmd);
     s_usage(stderr);
     return 2;

@@ -12,8 +12,12 @@ packages=(
   # libraries
   libzmq3-dev libprotobuf-c-dev protobuf-c-compiler libssl-dev
   libopenblas-dev libopenblas-pthread-dev zlib1g-dev libpng-dev
+  # the HTTP endpoint (/healthz, /metrics) and its /status JSON
+  libmicrohttpd-dev libjansson-dev
   # tests
   libcmocka-dev python3 python3-numpy python3-torch
+  # Prometheus's own parser checks /metrics in the tests
+  python3-prometheus-client
   # the openssl command (certificate fixtures, verifying publications) and the
   # independent TLS peer of the interoperability test: Python's ssl over pyzmq
   openssl python3-zmq python3-protobuf protobuf-compiler python3-cryptography
