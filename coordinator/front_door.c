@@ -20,6 +20,7 @@
 #include "net/pki.h"
 #include "util/alloc.h"
 #include "util/log.h"
+#include "util/metrics.h"
 #include "util/time.h"
 
 #define S_CRL_CHECK_S 1.0 /* how often crl.pem's time stamp is looked at */
@@ -414,6 +415,20 @@ static void s_check_crl(gb_front_door_t *d)
                      d->crl_file, err.msg);
     } else {
         gb_log_info("coordinator: revocation list reloaded from %s", d->crl_file);
+        /* A revoked client's open session ends now, not at its next
+         * handshake: its DISCONNECTED events follow in this step, so the
+         * round loop drops it and takes nothing more from it. */
+        int ended = gb_link_server_recheck(d->link, &err);
+        if (ended < 0)
+            gb_log_error("coordinator: sessions not checked against the new list: %s",
+                         err.msg);
+        else if (ended > 0)
+            gb_metrics_counter_add("glassbox_sessions_revoked_total",
+                                   "Sessions ended because their certificate was revoked or "
+                                   "expired", NULL, NULL, ended);
+        if (ended > 0)
+            gb_log_warn("coordinator: %d session(s) ended: their certificate no longer passes",
+                        ended);
     }
     d->crl_mtime = t; /* a refused file is not retried until it changes again */
 }
