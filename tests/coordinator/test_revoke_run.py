@@ -9,7 +9,8 @@
   (its log says the certificate is revoked) -> round 1 completes at its
   deadline (15 s) with the quorum of the two others only (participants 2, samples 1800: nothing of client-2's is
   aggregated) -> client-2's reconnections fail their handshake ("certificate
-  revoked") and it never joins again.
+  revoked") and it never joins again. serve runs without --publish: no PUB
+  socket is opened (the PUB stream, when asked for, is public).
 
 Usage: test_revoke_run.py BUILD_DIR SOURCE_DIR
 """
@@ -74,7 +75,7 @@ def main():
     serve_log = os.path.join(work, "serve.log")
     server = subprocess.Popen(
         [COORD, "serve", "--ca", ca, "--listen", "tcp://127.0.0.1:%d" % port,
-         "--publish", "none", "--rounds", "1", "--min-clients", "3", "--quorum", "2",
+         "--rounds", "1", "--min-clients", "3", "--quorum", "2",
          "--deadline", "15", "--model", "lenet", "--epochs", "1", "--explain", "none",
          "--json"],
         stdout=subprocess.PIPE, stderr=open(serve_log, "w"), text=True)
@@ -102,6 +103,8 @@ def main():
         assert "certificate revoked" in log, log[-3000:]
         assert "session(s) ended" in log, log[-3000:]
         assert log.count("coordinator: 'client-2' joined") == 1, "client-2 came back"
+        # without --publish there is no PUB socket: nothing goes out unauthenticated
+        assert "publications on" not in log, log[-3000:]
         assert "'/CN=client-2' refused: certificate revoked" in log, log[-3000:]
         print("revoked during round 1: its session ended, the round completed with",
               rounds[0]["participants"], "clients and", rounds[0]["samples"], "samples")
