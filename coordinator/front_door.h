@@ -122,6 +122,22 @@ void gb_front_door_ack(gb_front_door_t *door, const char *client_id, uint64_t ac
  * connected. */
 void gb_front_door_close(gb_front_door_t *door, const char *client_id, const char *why);
 
+/* The Join capability (key, value) by which a certified client asks for
+ * publications instead of tasks: `glassbox-client subscribe` sends it. */
+#define GB_FRONT_DOOR_ROLE_KEY "role"
+#define GB_FRONT_DOOR_ROLE_SUBSCRIBER "subscriber"
+
+/* Sends the packed SignedPublication signed_pub[0..len) (read only; a copy
+ * is kept) to every subscriber: a client whose certificate the CA vouches
+ * for (mutual TLS, the CRL checked at each reload) and whose Join carried
+ * the subscriber role. Subscribers are not participants: the round loop
+ * never hears of them. A subscriber gets the latest publication when it
+ * joins, then each new one; one whose queue is full misses it (logged).
+ * Returns how many subscribers it was queued for, or a negative gb_err
+ * (GB_ENOMEM; GB_EINVAL for len 0). */
+int gb_front_door_publish(gb_front_door_t *door, const uint8_t *signed_pub, size_t len,
+                          gb_error_t *err) GB_MUST_CHECK;
+
 /* Bytes waiting in all sessions' queues (for the status page and tests). */
 size_t gb_front_door_queued_bytes(const gb_front_door_t *door);
 
