@@ -14,7 +14,11 @@
  *     code and a log line, and changes nothing; the session stays up.
  *   - The CA's revocation list is reloaded when crl.pem changes (after
  *     `ca revoke`), so a revoked client's next handshake fails without a
- *     restart.
+ *     restart, and every open session is checked against it: a revoked
+ *     client's session is closed at once and `left` is heard for it.
+ *   - A certified client whose Join carries role=subscriber is a subscriber:
+ *     it gets publications (gb_front_door_publish) and nothing else, and the
+ *     round loop never hears of it.
  *   - Every session speaks through a conversation (net/conversation.h):
  *     Envelopes bigger than a frame (a Task with a large model, an Update's
  *     delta) travel as chunked transfers both ways, and what the link has no
