@@ -9,5 +9,6 @@ int gb_cmd_inspect(int argc, char **argv);
 int gb_cmd_explain(int argc, char **argv);
 int gb_cmd_enroll(int argc, char **argv);
 int gb_cmd_run(int argc, char **argv);
+int gb_cmd_subscribe(int argc, char **argv);
 
 #endif

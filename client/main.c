@@ -16,6 +16,7 @@ static void s_usage(FILE *f)
                "  explain explain a saved model on a dataset's test split: summary and heatmaps\n"
                "  enroll  get this client's certificate from the coordinator with a token\n"
                "  run     join the federation and train on local data (the daemon)\n"
+               "  subscribe  receive, verify and save the federation's signed publications\n"
                "\n'glassbox-client <command> --help' describes a command's options.\n");
 }
 
@@ -43,6 +44,8 @@ int main(int argc, char **argv)
         return gb_cmd_enroll(argc - 2, argv + 2);
     if (strcmp(cmd, "run") == 0)
         return gb_cmd_run(argc - 2, argv + 2);
+    if (strcmp(cmd, "subscribe") == 0)
+        return gb_cmd_subscribe(argc - 2, argv + 2);
     fprintf(stderr, "glassbox-client: unknown command '%s'\n", cmd);
     s_usage(stderr);
     return 2;

@@ -196,12 +196,12 @@ static int s_run(s_cli_t *c)
 int gb_cmd_serve(int argc, char **argv)
 {
     s_cli_t c = {.min_clients = 2, .fraction = 1, .deadline_s = 600, .epochs = 1, .batch = 32,
-                 .seed = 1, .publish = "tcp://0.0.0.0:7701"};
+                 .seed = 1, .publish = NULL};
     c.fed.model = "lenet";
     gb_arg_t opts[] = {
         {"--ca", GB_ARG_STRING, &c.door.ca_dir, 0, 0, NULL, "the CA directory of 'ca init' (required)", false},
         {"--listen", GB_ARG_STRING, &c.door.listen, 0, 0, NULL, "endpoint for clients (default tcp://0.0.0.0:7700)", false},
-        {"--publish", GB_ARG_STRING, &c.publish, 0, 0, NULL, "PUB endpoint for signed publications, or none (default tcp://0.0.0.0:7701)", false},
+        {"--publish", GB_ARG_STRING, &c.publish, 0, 0, NULL, "PUB endpoint for signed publications, e.g. tcp://127.0.0.1:7701, or none (default none: the PUB socket authenticates nobody, so its publications are public)", false},
         {"--federation", GB_ARG_STRING, &c.door.federation, 0, 0, NULL, "federation name told to clients (default glassbox)", false},
         {"--model", GB_ARG_STRING, &c.fed.model, 0, 0, NULL, "initial model: lenet, mlp, lstm, a spec file or a model file (default lenet)", false},
         {"--model-seed", GB_ARG_U64, &c.fed.model_seed, 0, 0, NULL, "initialisation seed (default 1)", false},

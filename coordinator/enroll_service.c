@@ -84,6 +84,12 @@ static Glassbox__ErrorCode s_ca_code(int rc)
     }
 }
 
+static Glassbox__ErrorCode s_token_code(int rc)
+{
+    return rc == GB_EIO || rc == GB_ENOMEM ? GLASSBOX__ERROR_CODE__ERROR_INTERNAL
+                                           : GLASSBOX__ERROR_CODE__ERROR_UNAUTHENTICATED;
+}
+
 static int s_grant(const gb_enroll_service_t *svc, const Glassbox__Envelope *in, uint64_t seq,
                    uint8_t **reply, size_t *reply_len, gb_error_t *err)
 {
@@ -149,13 +155,24 @@ int gb_enroll_service_answer(const gb_enroll_service_t *svc, const uint8_t *msg,
                       reply, reply_len, err);
         goto out;
     }
-    rc = gb_tokens_consume(svc->tokens, in->enroll_request->token.data,
-                           in->enroll_request->token.len, now ? now : time(NULL), err);
-    if (rc != 0) {
-        Glassbox__ErrorCode code = rc == GB_EIO || rc == GB_ENOMEM
-                                       ? GLASSBOX__ERROR_CODE__ERROR_INTERNAL
-                                       : GLASSBOX__ERROR_CODE__ERROR_UNAUTHENTICATED;
-        rc = s_refuse(rc, code, reply_seq, in->sequence, reply, reply_len, err);
+    /* The token is checked first (an outsider learns nothing about names),
+     * then the CA's policy, and a use is spent only for a request the CA
+     * accepts: a reserved, revoked or held name costs the token nothing.
+     * gb_ca_sign_csr checks again under its lock, for a name taken in
+     * between. */
+    time_t t = now ? now : time(NULL);
+    const Glassbox__EnrollRequest *req = in->enroll_request;
+    if ((rc = gb_tokens_check(svc->tokens, req->token.data, req->token.len, t, err)) != 0) {
+        rc = s_refuse(rc, s_token_code(rc), reply_seq, in->sequence, reply, reply_len, err);
+        goto out;
+    }
+    if ((rc = gb_ca_check_csr(svc->ca, in->enroll_request->csr.data,
+                              in->enroll_request->csr.len, err)) != 0) {
+        rc = s_refuse(rc, s_ca_code(rc), reply_seq, in->sequence, reply, reply_len, err);
+        goto out;
+    }
+    if ((rc = gb_tokens_consume(svc->tokens, req->token.data, req->token.len, t, err)) != 0) {
+        rc = s_refuse(rc, s_token_code(rc), reply_seq, in->sequence, reply, reply_len, err);
         goto out;
     }
     rc = s_grant(svc, in, reply_seq, reply, reply_len, err);

@@ -8,10 +8,14 @@
  * validated), that its body is an EnrollRequest (an anonymous session may
  * send nothing else: ERROR_UNAUTHENTICATED), the CSR (parses, its
  * self-signature holds, its CN is a valid name equal to client_name:
- * ERROR_INVALID_VALUE), then the token (wrong, expired or used up:
- * ERROR_UNAUTHENTICATED), then the CA's policy (the name is the
- * coordinator's, revoked, or held by another key: ERROR_FORBIDDEN). Every
- * refusal is logged by gb_error_warn; the token itself never is.
+ * ERROR_INVALID_VALUE), then the token without spending it (wrong,
+ * expired or used up: ERROR_UNAUTHENTICATED; so without a good token nobody
+ * learns which names are taken), then the CA's policy (gb_ca_check_csr: the
+ * name is reserved for a server, such as the coordinator's in any case,
+ * revoked, or held by another key: ERROR_FORBIDDEN), and only then is a use
+ * spent and the certificate signed: a request the CA refuses costs the
+ * token nothing. Every refusal is logged by gb_error_warn; the token itself
+ * never is.
  *
  * Ownership: the service borrows the CA and the token store, which must
  * outlive it; replies are new buffers the caller frees with gb_free. */

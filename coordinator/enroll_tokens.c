@@ -317,11 +317,15 @@ out:
     return rc;
 }
 
-int gb_tokens_consume(gb_tokens_t *store, const uint8_t *token, size_t len, time_t now,
-                      gb_error_t *err)
+/* gb_tokens_check (spend false) and gb_tokens_consume (spend true): the
+ * same checks under the same lock, so what check accepts consume accepts
+ * unless another use came in between. */
+static int s_use(gb_tokens_t *store, const uint8_t *token, size_t len, time_t now, bool spend,
+                 gb_error_t *err)
 {
     if (!token && len)
-        return gb_error_set(err, GB_EINVAL, "gb_tokens_consume: NULL token");
+        return gb_error_set(err, GB_EINVAL, "gb_tokens_%s: NULL token",
+                            spend ? "consume" : "check");
     while (len > 0 && (token[len - 1] == '\n' || token[len - 1] == '\r' ||
                        token[len - 1] == ' ' || token[len - 1] == '\t'))
         len--;
@@ -365,6 +369,8 @@ int gb_tokens_consume(gb_tokens_t *store, const uint8_t *token, size_t len, time
                            t->id, t->uses);
         goto out;
     }
+    if (!spend)
+        goto out;
     t->uses_left--;
     if ((rc = s_write(store, store->tokens, store->n, now, err)) != 0) {
         t->uses_left++;
@@ -375,4 +381,16 @@ out:
     OPENSSL_cleanse(hash, sizeof hash);
     close(lock);
     return rc;
+}
+
+int gb_tokens_check(gb_tokens_t *store, const uint8_t *token, size_t len, time_t now,
+                    gb_error_t *err)
+{
+    return s_use(store, token, len, now, false, err);
+}
+
+int gb_tokens_consume(gb_tokens_t *store, const uint8_t *token, size_t len, time_t now,
+                      gb_error_t *err)
+{
+    return s_use(store, token, len, now, true, err);
 }

@@ -89,4 +89,12 @@ int gb_tokens_create(gb_tokens_t *store, uint32_t uses, int64_t ttl_s, time_t no
 int gb_tokens_consume(gb_tokens_t *store, const uint8_t *token, size_t len, time_t now,
                       gb_error_t *err) GB_MUST_CHECK;
 
+/* The checks of gb_tokens_consume, with the same refusals (and warnings),
+ * without spending a use or writing anything: 0 when consume would succeed
+ * now. The enrollment service checks the token, then the CA's policy, and
+ * only then consumes, so that neither a request the CA refuses nor one
+ * without a good token costs a use or says anything about names. */
+int gb_tokens_check(gb_tokens_t *store, const uint8_t *token, size_t len, time_t now,
+                    gb_error_t *err) GB_MUST_CHECK;
+
 #endif

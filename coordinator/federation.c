@@ -236,7 +236,9 @@ gb_federation_t *gb_federation_new(void *zmq_ctx, gb_front_door_t *door,
     }
     if (s_server_eval(f, err) != 0)
         goto fail;
-    if (opts->publish || opts->out_dir) {
+    /* With the coordinator's key, publications are signed for the certified
+     * subscribers on the front door even without --publish or --out. */
+    if (opts->publish || opts->out_dir || (opts->key_file && opts->cert_file)) {
         if (!(f->signer = gb_signer_load(opts->key_file, opts->cert_file, err)))
             goto fail;
         if (opts->publish && !(f->pub = gb_publisher_new(zmq_ctx, opts->publish, f->signer, err)))

@@ -11,6 +11,7 @@
 #include "checkpoint.h"
 #include "engine/train.h"
 #include "federation_internal.h"
+#include "front_door.h"
 #include "net/envelope.h"
 #include "util/alloc.h"
 #include "util/log.h"
@@ -169,7 +170,7 @@ static double s_mean(double sum, uint64_t n)
 
 int gb_fed_publish(gb_federation_t *f, const gb_rounds_action_t *a, gb_error_t *err)
 {
-    if (!f->pub && !f->out_dir)
+    if (!f->pub && !f->out_dir && !f->signer)
         return 0;
     gb_snapshot_view_t *view = gb_malloc(sizeof *view);
     if (!view)
@@ -226,6 +227,18 @@ static void s_emit(gb_federation_t *f, uint64_t round)
                                         f->xr.n_distance, &err)) != 0)))
         gb_log_error("federation: round %llu: the publication files were not written: %s",
                      (unsigned long long)round, err.msg);
+    /* The federation's own stream: certified subscribers on the TLS link. */
+    uint8_t *signed_pub = NULL;
+    size_t signed_len = 0;
+    if (f->signer && f->door) {
+        gb_error_t e = {0};
+        if (gb_publication_sign(f->signer, f->pub_buf, f->pub_len, &signed_pub, &signed_len,
+                                &e) != 0 ||
+            gb_front_door_publish(f->door, signed_pub, signed_len, &e) < 0)
+            gb_log_error("federation: round %llu: not sent to subscribers: %s",
+                         (unsigned long long)round, e.msg);
+        gb_free(signed_pub);
+    }
     if (f->pub && gb_publisher_send(f->pub, f->pub_buf, f->pub_len, &err) != 0) {
         gb_log_error("federation: round %llu: not published on the PUB socket: %s",
                      (unsigned long long)round, err.msg);

@@ -20,6 +20,7 @@
 #include "net/pki.h"
 #include "util/alloc.h"
 #include "util/log.h"
+#include "util/metrics.h"
 #include "util/time.h"
 
 #define S_CRL_CHECK_S 1.0 /* how often crl.pem's time stamp is looked at */
@@ -31,6 +32,7 @@ typedef struct {
     bool joined;                       /* Join received and welcomed */
     gb_conversation_t *conv;           /* its Envelopes both ways */
     bool closing;                      /* to be closed at the end of the step */
+    bool subscriber;                   /* joined as a subscriber: gets publications only */
     char name[GB_PKI_NAME_MAX + 1];    /* certificate CN ("" when anonymous) */
 } s_session_t;
 
@@ -47,6 +49,8 @@ struct gb_front_door {
     gb_front_door_handlers_t h;   /* the round loop's callbacks (all NULL: none) */
     struct timespec crl_mtime;    /* crl.pem's time stamp when last loaded */
     double next_crl_check;        /* when to look again */
+    uint8_t *last_pub;            /* the latest packed SignedPublication, for new subscribers */
+    size_t last_pub_len;          /* its bytes */
 };
 
 static void s_defaults(gb_front_door_options_t *o, const gb_front_door_options_t *in)
@@ -123,6 +127,7 @@ void gb_front_door_destroy(gb_front_door_t **pd)
     gb_tokens_destroy(&d->tokens);
     gb_ca_destroy(&d->ca);
     gb_free(d->sessions);
+    gb_free(d->last_pub);
     gb_free(d);
     *pd = NULL;
 }
@@ -287,6 +292,34 @@ static void s_enroll(gb_front_door_t *d, s_session_t *s, const gb_link_event_t *
     s_forget(d, s->handle);
 }
 
+/* A Join whose capabilities hold role=subscriber: a certified member of the
+ * federation that takes publications and no tasks. */
+static bool s_wants_publications(const Glassbox__Join *j)
+{
+    for (size_t i = 0; i < j->n_capabilities; i++)
+        if (j->capabilities[i]->key && j->capabilities[i]->value &&
+            strcmp(j->capabilities[i]->key, GB_FRONT_DOOR_ROLE_KEY) == 0 &&
+            strcmp(j->capabilities[i]->value, GB_FRONT_DOOR_ROLE_SUBSCRIBER) == 0)
+            return true;
+    return false;
+}
+
+/* Queues one packed SignedPublication for s; 0 or a negative gb_err. */
+static int s_send_publication(gb_front_door_t *d, s_session_t *s, const uint8_t *buf, size_t len,
+                              gb_error_t *err)
+{
+    Glassbox__SignedPublication *sp = glassbox__signed_publication__unpack(NULL, len, buf);
+    if (!sp)
+        return gb_error_set(err, GB_EFORMAT, "a signed publication of %zu bytes does not unpack",
+                            len);
+    Glassbox__Envelope env = GLASSBOX__ENVELOPE__INIT;
+    env.body_case = GLASSBOX__ENVELOPE__BODY_PUBLICATION;
+    env.publication = sp;
+    int rc = s_queue(d, s, &env, NULL, err);
+    glassbox__signed_publication__free_unpacked(sp, NULL);
+    return rc;
+}
+
 static void s_welcome(gb_front_door_t *d, s_session_t *s, const Glassbox__Envelope *in)
 {
     const Glassbox__Join *j = in->join;
@@ -310,8 +343,21 @@ static void s_welcome(gb_front_door_t *d, s_session_t *s, const Glassbox__Envelo
     w.software_version = "glassbox " GLASSBOX_VERSION;
     env.body_case = GLASSBOX__ENVELOPE__BODY_WELCOME;
     env.welcome = &w;
-    if (s->joined) { /* a repeated Join: the Welcome again, nothing else */
+    if (s->joined || s->subscriber) { /* a repeated Join: the Welcome again, nothing else */
         s_send(d, s, &env);
+        return;
+    }
+    if (s_wants_publications(j)) {
+        /* Not a participant: the round loop never hears of it, so it is
+         * neither counted nor selected. It gets the latest publication now
+         * and every later one on this authenticated session. */
+        s->subscriber = true;
+        gb_log_info("coordinator: '%s' subscribed to publications", s->name);
+        s_send(d, s, &env);
+        gb_error_t err = {0};
+        if (d->last_pub && s_send_publication(d, s, d->last_pub, d->last_pub_len, &err) != 0)
+            gb_log_warn("coordinator: latest publication not sent to '%s': %s", s->name,
+                        err.msg);
         return;
     }
     /* The same client on an older session (it reconnected before that one
@@ -365,7 +411,7 @@ static void s_on_message(gb_front_door_t *d, const gb_link_event_t *ev)
         s_welcome(d, s, in);
         break;
     case GLASSBOX__ENVELOPE__BODY_HEARTBEAT:
-        if (!s->joined) {
+        if (!s->joined && !s->subscriber) {
             s_refuse(d, s, GLASSBOX__ERROR_CODE__ERROR_UNEXPECTED, in->sequence,
                      "send Join first");
             break;
@@ -414,6 +460,20 @@ static void s_check_crl(gb_front_door_t *d)
                      d->crl_file, err.msg);
     } else {
         gb_log_info("coordinator: revocation list reloaded from %s", d->crl_file);
+        /* A revoked client's open session ends now, not at its next
+         * handshake: its DISCONNECTED events follow in this step, so the
+         * round loop drops it and takes nothing more from it. */
+        int ended = gb_link_server_recheck(d->link, &err);
+        if (ended < 0)
+            gb_log_error("coordinator: sessions not checked against the new list: %s",
+                         err.msg);
+        else if (ended > 0)
+            gb_metrics_counter_add("glassbox_sessions_revoked_total",
+                                   "Sessions ended because their certificate was revoked or "
+                                   "expired", NULL, NULL, ended);
+        if (ended > 0)
+            gb_log_warn("coordinator: %d session(s) ended: their certificate no longer passes",
+                        ended);
     }
     d->crl_mtime = t; /* a refused file is not retried until it changes again */
 }
@@ -546,4 +606,33 @@ void gb_front_door_close(gb_front_door_t *d, const char *client_id, const char *
         return;
     gb_log_warn("coordinator: closing the session of '%s': %s", client_id, why);
     s->closing = true;
+}
+
+int gb_front_door_publish(gb_front_door_t *d, const uint8_t *signed_pub, size_t len,
+                          gb_error_t *err)
+{
+    uint8_t *copy = len ? gb_malloc(len) : NULL;
+    if (!copy)
+        return gb_error_set(err, len ? GB_ENOMEM : GB_EINVAL,
+                            "front door: cannot keep a publication of %zu bytes", len);
+    memcpy(copy, signed_pub, len);
+    gb_free(d->last_pub);
+    d->last_pub = copy;
+    d->last_pub_len = len;
+    int sent = 0;
+    for (size_t i = 0; i < d->n_sessions; i++) {
+        s_session_t *s = &d->sessions[i];
+        if (!s->subscriber || s->closing)
+            continue;
+        gb_error_t e = {0};
+        /* A subscriber that does not read misses this one (its queue is
+         * bounded), as a slow SUB socket would; the others are not held up. */
+        if (s_send_publication(d, s, copy, len, &e) != 0) {
+            gb_log_warn("coordinator: publication not sent to subscriber '%s': %s", s->name,
+                        e.msg);
+            continue;
+        }
+        sent++;
+    }
+    return sent;
 }

@@ -14,7 +14,11 @@
  *     code and a log line, and changes nothing; the session stays up.
  *   - The CA's revocation list is reloaded when crl.pem changes (after
  *     `ca revoke`), so a revoked client's next handshake fails without a
- *     restart.
+ *     restart, and every open session is checked against it: a revoked
+ *     client's session is closed at once and `left` is heard for it.
+ *   - A certified client whose Join carries role=subscriber is a subscriber:
+ *     it gets publications (gb_front_door_publish) and nothing else, and the
+ *     round loop never hears of it.
  *   - Every session speaks through a conversation (net/conversation.h):
  *     Envelopes bigger than a frame (a Task with a large model, an Update's
  *     delta) travel as chunked transfers both ways, and what the link has no
@@ -121,6 +125,22 @@ void gb_front_door_ack(gb_front_door_t *door, const char *client_id, uint64_t ac
  * client that could not be sent what it must get. Nothing when it is not
  * connected. */
 void gb_front_door_close(gb_front_door_t *door, const char *client_id, const char *why);
+
+/* The Join capability (key, value) by which a certified client asks for
+ * publications instead of tasks: `glassbox-client subscribe` sends it. */
+#define GB_FRONT_DOOR_ROLE_KEY "role"
+#define GB_FRONT_DOOR_ROLE_SUBSCRIBER "subscriber"
+
+/* Sends the packed SignedPublication signed_pub[0..len) (read only; a copy
+ * is kept) to every subscriber: a client whose certificate the CA vouches
+ * for (mutual TLS, the CRL checked at each reload) and whose Join carried
+ * the subscriber role. Subscribers are not participants: the round loop
+ * never hears of them. A subscriber gets the latest publication when it
+ * joins, then each new one; one whose queue is full misses it (logged).
+ * Returns how many subscribers it was queued for, or a negative gb_err
+ * (GB_ENOMEM; GB_EINVAL for len 0). */
+int gb_front_door_publish(gb_front_door_t *door, const uint8_t *signed_pub, size_t len,
+                          gb_error_t *err) GB_MUST_CHECK;
 
 /* Bytes waiting in all sessions' queues (for the status page and tests). */
 size_t gb_front_door_queued_bytes(const gb_front_door_t *door);

@@ -59,6 +59,8 @@ echo "global model:      $W/state/model-$last.gbm"
 echo "   (build/glassbox-client eval --model-file $W/state/model-$last.gbm --data fashion-mnist)"
 echo "explanation:       $W/out/explanation-$last.json and its heatmaps"
 echo "signed publication: $W/out/round-$padded.pub, checked with openssl:"
+openssl verify -CAfile "$W/ca/ca.crt" -purpose sslserver -verify_hostname localhost \
+  "$W/out/coordinator.crt"
 openssl x509 -in "$W/out/coordinator.crt" -pubkey -noout >"$W/out/coordinator.pub.pem"
 openssl dgst -sha256 -verify "$W/out/coordinator.pub.pem" \
   -signature "$W/out/round-$padded.sig" "$W/out/round-$padded.pub"

@@ -587,6 +587,39 @@ const char *gb_channel_peer_name(const gb_channel_t *ch)
     return ch && ch->has_peer_name ? ch->peer_name : NULL;
 }
 
+int gb_channel_recheck_peer(gb_channel_t *ch, gb_error_t *err)
+{
+    if (!ch || ch->state != S_ESTABLISHED)
+        return 0;
+    X509 *peer = SSL_get0_peer_certificate(ch->ssl);
+    if (!peer)
+        return 0;
+    /* The server side's peer chain holds no leaf; the client's starts with it. */
+    STACK_OF(X509) *chain = SSL_get_peer_cert_chain(ch->ssl);
+    X509_STORE *store = gb_tls_store_ref(ch->tls);
+    X509_STORE_CTX *vctx = store ? X509_STORE_CTX_new() : NULL;
+    int rc = 0;
+    if (!vctx || !X509_STORE_CTX_init(vctx, store, peer, chain) ||
+        !X509_STORE_CTX_set_default(vctx, ch->tls->role == GB_TLS_SERVER ? "ssl_client"
+                                                                          : "ssl_server")) {
+        rc = gb_wire_openssl_error(err, GB_ENOMEM, "%s channel: checking '%s' again",
+                                   s_side(ch), ch->peer_name);
+        goto out;
+    }
+    X509_VERIFY_PARAM_set_depth(X509_STORE_CTX_get0_param(vctx), SSL_get_verify_depth(ch->ssl));
+    if (X509_verify_cert(vctx) != 1) {
+        int e = X509_STORE_CTX_get_error(vctx);
+        ERR_clear_error();
+        rc = gb_error_set(err, GB_EINTEGRITY, "%s channel: peer '%s' no longer passes: %s",
+                          s_side(ch), ch->has_peer_name ? ch->peer_name : "?",
+                          X509_verify_cert_error_string(e));
+    }
+out:
+    X509_STORE_CTX_free(vctx);
+    X509_STORE_free(store);
+    return rc;
+}
+
 /* ---- life cycle --------------------------------------------------------- */
 
 /* A name a certificate can carry and SNI can send: 1..253 printable ASCII

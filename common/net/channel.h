@@ -139,6 +139,17 @@ bool gb_channel_established(const gb_channel_t *ch);
 /* The channel failed or was closed by either side. */
 bool gb_channel_failed(const gb_channel_t *ch);
 
+/* Checks the established peer's certificate chain again, against the
+ * trust store current now (after gb_tls_reload_crl: the new CRL) and the
+ * current time, with the same purpose as the handshake: a session outlives
+ * neither its peer's revocation nor its expiry when the transport asks
+ * (net/link.h, gb_link_server_recheck). Returns 0 while the peer still
+ * passes, or when there is nothing to check (an anonymous peer, a channel
+ * not established); GB_EINTEGRITY with OpenSSL's verdict in err
+ * ("certificate revoked", "certificate has expired") naming the peer; GB_ENOMEM.
+ * Changes nothing in the channel: the caller ends the session. */
+int gb_channel_recheck_peer(gb_channel_t *ch, gb_error_t *err) GB_MUST_CHECK;
+
 /* CN of the verified peer certificate (a verified certificate without
  * exactly one printable CN fails the handshake), or NULL before the handshake
  * finished or for an anonymous (enrolling) client. Stays valid after a close

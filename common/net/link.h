@@ -118,6 +118,15 @@ int gb_link_server_send(gb_link_server_t *srv, uint64_t session, const void *msg
 /* Sends close_notify and forgets the session; no event follows. */
 void gb_link_server_close(gb_link_server_t *srv, uint64_t session);
 
+/* Checks every established session's peer certificate again against the
+ * TLS configuration's current trust store (call it after
+ * gb_tls_reload_crl): a session whose peer is now revoked (or expired) gets
+ * a close_notify and ends with a DISCONNECTED event whose reason says why,
+ * and a handshake that finishes later is checked the same way before it is
+ * reported. Returns the number of sessions ended, or a negative gb_err
+ * (GB_ENOMEM) with the sessions not yet checked left as they were. */
+int gb_link_server_recheck(gb_link_server_t *srv, gb_error_t *err) GB_MUST_CHECK;
+
 /* Sessions held now, and of those how many are still in their handshake. */
 int gb_link_server_sessions(const gb_link_server_t *srv);
 int gb_link_server_handshakes(const gb_link_server_t *srv);

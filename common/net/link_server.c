@@ -272,14 +272,36 @@ static int s_free_slot(gb_link_server_t *srv)
     return -1;
 }
 
+/* Queues a close_notify and offers it to the socket (best effort: a peer
+ * that misses it times out instead). */
+static void s_close_notify(gb_link_server_t *srv, s_session_t *s)
+{
+    gb_channel_close(s->ch);
+    const uint8_t *bytes;
+    size_t n = gb_channel_outbox(s->ch, &bytes);
+    gb_error_t err = {0};
+    if (n && gb_link_send(srv->sock, s->rid, s->rid_len, GB_LINK_DATA, s->session_id, bytes, n,
+                          &err) != 0)
+        gb_log_debug("link: close_notify not sent: %s", err.msg);
+}
+
 /* After a successful feed: report the handshake, point the cursor here. */
 static void s_after_feed(gb_link_server_t *srv, int slot)
 {
     s_session_t *s = &srv->slots[slot];
     if (!s->announced && gb_channel_established(s->ch)) {
         /* The empty first message tells the client its certificate passed
-         * (TLS 1.3 lets the client finish before the server has checked). */
+         * (TLS 1.3 lets the client finish before the server has checked).
+         * The handshake checked against the trust store of its start; a CRL
+         * reloaded since (gb_link_server_recheck) must hold for it too. */
         gb_error_t err = {0};
+        if (gb_channel_recheck_peer(s->ch, &err) != 0) {
+            char who[96];
+            gb_log_warn("link: %s refused: %s", s_who(s, who, sizeof who), err.msg);
+            s_close_notify(srv, s);
+            s_end(srv, slot, err.msg, false);
+            return;
+        }
         if (gb_channel_send(s->ch, "", 0, &err) != 0) {
             gb_log_error("link: cannot accept session %llu: %s", (unsigned long long)s->handle,
                          err.msg);
@@ -611,15 +633,30 @@ void gb_link_server_close(gb_link_server_t *srv, uint64_t session)
     s_session_t *s = s_by_handle(srv, session);
     if (!s)
         return;
-    gb_channel_close(s->ch);
-    const uint8_t *bytes;
-    size_t n = gb_channel_outbox(s->ch, &bytes);
-    gb_error_t err = {0};
-    /* Best effort: a peer that misses the close_notify times out instead. */
-    if (n && gb_link_send(srv->sock, s->rid, s->rid_len, GB_LINK_DATA, s->session_id, bytes, n,
-                          &err) != 0)
-        gb_log_debug("link: close_notify not sent: %s", err.msg);
+    s_close_notify(srv, s);
     s_end(srv, (int)(uint32_t)session, "closed", false);
+}
+
+int gb_link_server_recheck(gb_link_server_t *srv, gb_error_t *err)
+{
+    int ended = 0;
+    for (int i = 0; i < srv->o.max_sessions && srv->count; i++) {
+        s_session_t *s = &srv->slots[i];
+        if (!s->handle || !s->announced)
+            continue; /* a handshake is checked again when it finishes */
+        gb_error_t why = {0};
+        int rc = gb_channel_recheck_peer(s->ch, &why);
+        if (rc == 0)
+            continue;
+        if (rc == GB_ENOMEM)
+            return gb_error_set(err, rc, "link: rechecking sessions: %s", why.msg);
+        char who[96];
+        gb_log_warn("link: %s: %s; session ended", s_who(s, who, sizeof who), why.msg);
+        s_close_notify(srv, s);
+        s_end(srv, i, why.msg, true);
+        ended++;
+    }
+    return ended;
 }
 
 int gb_link_server_sessions(const gb_link_server_t *srv)

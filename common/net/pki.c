@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -439,6 +440,25 @@ int gb_pki_cert_name(X509 *cert, char out[GB_PKI_NAME_MAX + 1], gb_error_t *err)
     return s_subject_name(X509_get_subject_name(cert), "certificate", out, err);
 }
 
+bool gb_pki_cert_signs_publications(X509 *cert)
+{
+    if (!cert)
+        return false;
+    uint32_t flags = X509_get_extension_flags(cert);
+    if (!(flags & EXFLAG_KUSAGE) || !(X509_get_key_usage(cert) & KU_DIGITAL_SIGNATURE) ||
+        !(flags & EXFLAG_XKUSAGE) || !(X509_get_extended_key_usage(cert) & XKU_SSL_SERVER))
+        return false;
+    ASN1_OBJECT *mark = OBJ_txt2obj(GB_PKI_PUBLICATION_OID, 1);
+    EXTENDED_KEY_USAGE *eku = X509_get_ext_d2i(cert, NID_ext_key_usage, NULL, NULL);
+    bool found = false;
+    for (int i = 0; mark && eku && i < sk_ASN1_OBJECT_num(eku) && !found; i++)
+        found = OBJ_cmp(sk_ASN1_OBJECT_value(eku, i), mark) == 0;
+    sk_ASN1_OBJECT_pop_free(eku, ASN1_OBJECT_free);
+    ASN1_OBJECT_free(mark);
+    ERR_clear_error();
+    return found;
+}
+
 X509_REQ *gb_pki_csr_load(const char *path, gb_error_t *err)
 {
     if (!path) {
@@ -729,7 +749,8 @@ static X509 *s_make_cert(EVP_PKEY *signer_key, X509 *issuer, EVP_PKEY *subject_k
         if (s_add_ext(cert, &ctx, NID_basic_constraints, "critical,CA:FALSE", err) ||
             s_add_ext(cert, &ctx, NID_key_usage, "critical,digitalSignature", err) ||
             s_add_ext(cert, &ctx, NID_ext_key_usage,
-                      profile == S_PROFILE_CLIENT ? "clientAuth" : "serverAuth,clientAuth",
+                      profile == S_PROFILE_CLIENT ? "clientAuth"
+                                                  : "serverAuth," GB_PKI_PUBLICATION_OID,
                       err) ||
             s_add_ext(cert, &ctx, NID_subject_alt_name, san, err) ||
             s_add_ext(cert, &ctx, NID_subject_key_identifier, "hash", err) ||
@@ -1311,15 +1332,48 @@ static X509 *s_issue_locked(gb_ca_t *ca, const char *name, EVP_PKEY *key, int da
     return cert;
 }
 
+/* Length of name without its trailing dots (a host name with a trailing dot
+ * is the same name to a TLS peer). */
+static size_t s_host_len(const char *name)
+{
+    size_t n = strlen(name);
+    while (n > 1 && name[n - 1] == '.')
+        n--;
+    return n;
+}
+
+int gb_ca_check_client_name(const gb_ca_t *ca, const char *name, gb_error_t *err)
+{
+    int rc = gb_pki_check_name(name, "client name", err);
+    if (rc)
+        return rc;
+    size_t n = s_host_len(name), c = s_host_len(ca->coord);
+    static const char local[] = "localhost";
+    const size_t ll = sizeof local - 1;
+    if (n == c && strncasecmp(name, ca->coord, n) == 0)
+        return gb_error_set(err, GB_EPROTO,
+                            "client name '%s' is the coordinator's name '%s' (names are the "
+                            "same whatever their case): reserved for the coordinator",
+                            name, ca->coord);
+    if ((n == ll && strncasecmp(name, local, ll) == 0) ||
+        (n > ll && name[n - ll - 1] == '.' && strncasecmp(name + n - ll, local, ll) == 0))
+        return gb_error_set(err, GB_EPROTO,
+                            "client name '%s' is a localhost name: reserved for servers", name);
+    char host[GB_PKI_NAME_MAX + 1];
+    memcpy(host, name, n);
+    host[n] = '\0';
+    if (s_is_ip(host))
+        return gb_error_set(err, GB_EPROTO,
+                            "client name '%s' is an IP address: reserved for servers", name);
+    return 0;
+}
+
 int gb_ca_issue(gb_ca_t *ca, const char *name, int days, const char *out_dir, gb_error_t *err)
 {
     int rc;
-    if ((rc = gb_pki_check_name(name, "client name", err)) != 0 ||
+    if ((rc = gb_ca_check_client_name(ca, name, err)) != 0 ||
         (rc = s_check_days(days, err)) != 0)
         return rc;
-    if (strcmp(name, ca->coord) == 0)
-        return gb_error_set(err, GB_EINVAL,
-                            "client name '%s' is the coordinator's name: choose another", name);
     if (!out_dir)
         return gb_error_set(err, GB_EINVAL, "gb_ca_issue: NULL output directory");
     char key_path[S_PATH_MAX], crt_path[S_PATH_MAX];
@@ -1382,6 +1436,97 @@ static int s_refuse(gb_error_t *err, int rc)
     return err->code;
 }
 
+/* What gb_ca_sign_csr and gb_ca_check_csr share: a CSR that passed every
+ * check, its key and name, and the CA lock, held. */
+typedef struct {
+    X509_REQ *csr;                  /* the parsed request */
+    EVP_PKEY *key;                  /* its public key */
+    char name[GB_PKI_NAME_MAX + 1]; /* its CN */
+    bool same_key;                  /* the name holds a valid certificate for this key */
+    int lock;                       /* the CA lock (-1: not taken) */
+} s_enrollment_t;
+
+static void s_enrollment_done(s_enrollment_t *e)
+{
+    s_unlock(e->lock);
+    EVP_PKEY_free(e->key);
+    X509_REQ_free(e->csr);
+    memset(e, 0, sizeof *e);
+    e->lock = -1;
+}
+
+/* Every check of an enrollment, in the order the header gives. On success
+ * the lock is held (the registry fresh); on failure everything is released
+ * and the refusal logged. */
+static int s_enrollment_check(gb_ca_t *ca, const uint8_t *csr_der, size_t len,
+                              s_enrollment_t *e, gb_error_t *err)
+{
+    memset(e, 0, sizeof *e);
+    e->lock = -1;
+    int rc;
+    if (!(e->csr = gb_pki_csr_from_der(csr_der, len, err)))
+        return s_refuse(err, err->code);
+    if (!(e->key = X509_REQ_get_pubkey(e->csr))) {
+        rc = s_refuse(err, gb_wire_openssl_error(err, GB_EFORMAT, "the CSR has no usable key"));
+        goto fail;
+    }
+    if (X509_REQ_verify(e->csr, e->key) != 1) {
+        rc = s_refuse(err, gb_wire_openssl_error(err, GB_EINTEGRITY,
+                                                 "the CSR's signature does not verify"));
+        goto fail;
+    }
+    if ((rc = s_check_key_kind(e->key, "CSR", err)) != 0 ||
+        (rc = s_subject_name(X509_REQ_get_subject_name(e->csr), "CSR", e->name, err)) != 0 ||
+        (rc = gb_ca_check_client_name(ca, e->name, err)) != 0) {
+        rc = s_refuse(err, rc);
+        goto fail;
+    }
+    if ((e->lock = s_lock(ca->dir, err)) < 0) {
+        rc = e->lock;
+        goto fail;
+    }
+    if ((rc = s_reload(ca, err)) != 0)
+        goto fail;
+    if (s_name_revoked(ca, e->name)) {
+        rc = s_refuse(err, gb_error_set(err, GB_EPROTO,
+                                        "'%s' was revoked (an administrator may issue it "
+                                        "again with 'ca issue')", e->name));
+        goto fail;
+    }
+    const gb_ca_entry_t *held = s_valid_entry(ca, e->name);
+    if (held) {
+        uint8_t h[32];
+        char hex[65];
+        if ((rc = gb_pki_key_sha256(e->key, h, err)) != 0)
+            goto fail;
+        s_hex(h, 32, hex);
+        if (CRYPTO_memcmp(hex, held->key_sha256, 64) != 0) {
+            rc = s_refuse(err, gb_error_set(err, GB_EPROTO,
+                                            "'%s' already holds a valid certificate (serial "
+                                            "%s) for a different key", e->name, held->serial));
+            goto fail;
+        }
+        e->same_key = true;
+    }
+    return 0;
+fail:
+    s_enrollment_done(e);
+    return rc;
+}
+
+int gb_ca_check_csr(gb_ca_t *ca, const uint8_t *csr_der, size_t len, gb_error_t *err)
+{
+    gb_error_t local;
+    if (!err)
+        err = &local;
+    gb_error_clear(err);
+    s_enrollment_t e;
+    int rc = s_enrollment_check(ca, csr_der, len, &e, err);
+    if (rc == 0)
+        s_enrollment_done(&e);
+    return rc;
+}
+
 int gb_ca_sign_csr(gb_ca_t *ca, const uint8_t *csr_der, size_t len, int days,
                    uint8_t **cert_der, size_t *cert_len, gb_error_t *err)
 {
@@ -1394,74 +1539,22 @@ int gb_ca_sign_csr(gb_ca_t *ca, const uint8_t *csr_der, size_t len, int days,
     int rc;
     if ((rc = s_check_days(days, err)) != 0)
         return rc;
-    X509_REQ *csr = gb_pki_csr_from_der(csr_der, len, err);
-    if (!csr)
-        return s_refuse(err, err->code);
-    EVP_PKEY *key = NULL;
-    X509 *cert = NULL;
-    int lock = -1;
-    char name[GB_PKI_NAME_MAX + 1];
-    key = X509_REQ_get_pubkey(csr);
-    if (!key) {
-        rc = s_refuse(err, gb_wire_openssl_error(err, GB_EFORMAT, "the CSR has no usable key"));
-        goto out;
-    }
-    if (X509_REQ_verify(csr, key) != 1) {
-        rc = s_refuse(err, gb_wire_openssl_error(err, GB_EINTEGRITY,
-                                                 "the CSR's signature does not verify"));
-        goto out;
-    }
-    if ((rc = s_check_key_kind(key, "CSR", err)) != 0 ||
-        (rc = s_subject_name(X509_REQ_get_subject_name(csr), "CSR", name, err)) != 0) {
-        rc = s_refuse(err, rc);
-        goto out;
-    }
-    if (strcmp(name, ca->coord) == 0) {
-        rc = s_refuse(err, gb_error_set(err, GB_EPROTO, "'%s' is the coordinator's name", name));
-        goto out;
-    }
-    if ((lock = s_lock(ca->dir, err)) < 0) {
-        rc = lock;
-        goto out;
-    }
-    if ((rc = s_reload(ca, err)) != 0)
-        goto out;
-    if (s_name_revoked(ca, name)) {
-        rc = s_refuse(err, gb_error_set(err, GB_EPROTO,
-                                        "'%s' was revoked (an administrator may issue it "
-                                        "again with 'ca issue')", name));
-        goto out;
-    }
-    const gb_ca_entry_t *held = s_valid_entry(ca, name);
-    bool same_key = false;
-    if (held) {
-        uint8_t h[32];
-        char hex[65];
-        if ((rc = gb_pki_key_sha256(key, h, err)) != 0)
-            goto out;
-        s_hex(h, 32, hex);
-        if (CRYPTO_memcmp(hex, held->key_sha256, 64) != 0) {
-            rc = s_refuse(err, gb_error_set(err, GB_EPROTO,
-                                            "'%s' already holds a valid certificate (serial "
-                                            "%s) for a different key", name, held->serial));
-            goto out;
-        }
-        same_key = true;
-    }
-    if (!(cert = s_issue_locked(ca, name, key, days, err))) {
+    s_enrollment_t e;
+    if ((rc = s_enrollment_check(ca, csr_der, len, &e, err)) != 0)
+        return rc;
+    X509 *cert = s_issue_locked(ca, e.name, e.key, days, err);
+    if (!cert) {
         rc = err->code ? err->code : GB_ECRYPTO;
         goto out;
     }
     /* On failure the entry stays: the certificate exists and can be revoked by name. */
     if ((rc = gb_pki_cert_to_der(cert, cert_der, cert_len, err)) != 0)
         goto out;
-    gb_log_info("enrolled '%s': certificate serial %s%s", name, ca->entries[ca->n - 1].serial,
-                same_key ? " (same key as before)" : "");
+    gb_log_info("enrolled '%s': certificate serial %s%s", e.name,
+                ca->entries[ca->n - 1].serial, e.same_key ? " (same key as before)" : "");
 out:
-    s_unlock(lock);
     X509_free(cert);
-    EVP_PKEY_free(key);
-    X509_REQ_free(csr);
+    s_enrollment_done(&e);
     return rc;
 }
 

@@ -11,8 +11,9 @@
  *
  * A CA directory holds:
  *   ca.key, ca.crt                the CA (self-signed, CA:TRUE, keyCertSign+cRLSign)
- *   coordinator.key, .crt         the coordinator (serverAuth+clientAuth; it also
- *                                 signs publications with this key)
+ *   coordinator.key, .crt         the coordinator (serverAuth and the publication-
+ *                                 signing mark GB_PKI_PUBLICATION_OID: it signs
+ *                                 publications with this key)
  *   crl.pem                       the revocation list, signed by the CA
  *   registry                      one line per certificate ever issued
  *   clients/                      default home of `ca issue` keys and certificates
@@ -24,6 +25,10 @@
  *
  * Names (client names, the coordinator's name, the federation's name) are
  * [A-Za-z0-9][A-Za-z0-9._-]{0,63}: safe in a file name, a DNS SAN and a log.
+ * The CA's naming policy (gb_ca_check_client_name) keeps clients off every
+ * name a peer could take for a server's: TLS and openssl compare host names
+ * without case and ignore a trailing dot, so 'COORDINATOR.TEST' would pass
+ * for 'coordinator.test' wherever only the name is checked.
  *
  * Ownership: OpenSSL objects returned here (EVP_PKEY, X509, X509_REQ,
  * X509_CRL) belong to the caller, who frees them with OpenSSL's *_free.
@@ -32,6 +37,7 @@
 #ifndef GB_NET_PKI_H
 #define GB_NET_PKI_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <time.h>
@@ -49,6 +55,13 @@
 #define GB_PKI_BACKDATE_S 300  /* notBefore = now - this: tolerates clock skew */
 #define GB_PKI_CRL_DAYS 365    /* nextUpdate of every CRL written */
 #define GB_CA_MAX_ENTRIES 100000 /* registry lines */
+
+/* The extended key usage that marks the one certificate allowed to sign
+ * publications: the coordinator's. An OID derived from a UUID (ITU-T X.667,
+ * arc 2.25), so it needs no registration and collides with nobody's.
+ * Subscribers require it beside serverAuth (gb_pki_cert_signs_publications);
+ * a client certificate (clientAuth only) never carries it. */
+#define GB_PKI_PUBLICATION_OID "2.25.61096395399426130411232771718032252530"
 
 /* File names inside a CA directory. */
 #define GB_CA_KEY_FILE "ca.key"
@@ -114,6 +127,11 @@ int gb_pki_cert_to_der(X509 *cert, uint8_t **der, size_t *len, gb_error_t *err) 
  * CN, two CNs, or a CN with an embedded NUL (GB_EFORMAT). */
 int gb_pki_cert_name(X509 *cert, char out[GB_PKI_NAME_MAX + 1], gb_error_t *err) GB_MUST_CHECK;
 
+/* True when cert may sign publications: key usage digitalSignature and
+ * extended key usages serverAuth and GB_PKI_PUBLICATION_OID. Says nothing of
+ * the chain, name or time: gb_pki_verify_cert does. */
+bool gb_pki_cert_signs_publications(X509 *cert);
+
 /* Checks cert against the CA certificate in ca_file (the only trust anchor:
  * no system store), the CRL in crl_file when not NULL (X509_V_FLAG_CRL_CHECK:
  * a revoked certificate, or a CRL that is expired or not signed by the CA,
@@ -171,7 +189,8 @@ typedef struct gb_ca gb_ca_t;
  * directory is used and set to 0700, a non-empty one refused), ca.key and
  * coordinator.key (0600), ca.crt (CN "<federation_name> CA"), coordinator.crt
  * (CN and DNS SAN coordinator_name, plus an IP SAN when the name is an IPv4
- * or IPv6 address; serverAuth and clientAuth; digitalSignature), an empty
+ * or IPv6 address; serverAuth and GB_PKI_PUBLICATION_OID, no clientAuth;
+ * digitalSignature), an empty
  * crl.pem (CRL number 1) and the registry holding the coordinator's
  * certificate. Both certificates are valid for `days` (1..GB_PKI_MAX_DAYS).
  * On failure every file written is removed again (and dir, if this call
@@ -205,12 +224,20 @@ const gb_ca_entry_t *gb_ca_entry(const gb_ca_t *ca, size_t i);
 /* Re-reads the registry from disk (after another process changed it). */
 int gb_ca_reload(gb_ca_t *ca, gb_error_t *err) GB_MUST_CHECK;
 
+/* The CA's policy for a client name, as both `ca issue` and enrollment apply
+ * it: a valid name (gb_pki_check_name: GB_EINVAL) that is not reserved for a
+ * server (GB_EPROTO): not the coordinator's name in any case and with or
+ * without trailing dots, not "localhost" or a name under ".localhost", not
+ * an IPv4 address. Reads only the CA's coordinator name; logs nothing. */
+int gb_ca_check_client_name(const gb_ca_t *ca, const char *name, gb_error_t *err) GB_MUST_CHECK;
+
 /* Issues a client certificate for `name`: a new P-256 key and a certificate
- * (CN and DNS SAN = name, clientAuth, digitalSignature, CA:FALSE, random
+ * (CN and DNS SAN = name, clientAuth only, digitalSignature, CA:FALSE, random
  * 128-bit serial, valid `days` but never beyond the CA certificate), written
  * to out_dir/<name>.key (0600) and out_dir/<name>.crt (0644); out_dir is
- * created (0700) if missing, one level only. Refuses the coordinator's name
- * and a name that still holds a valid (unexpired, unrevoked) certificate:
+ * created (0700) if missing, one level only. Refuses a name the policy
+ * refuses (gb_ca_check_client_name: GB_EINVAL, GB_EPROTO for a reserved
+ * one) and a name that still holds a valid (unexpired, unrevoked) certificate:
  * revoke it first. A revoked name may be issued again: that is the
  * administrator's decision. The registry gains the entry; on any failure no
  * file and no entry is left behind. */
@@ -219,8 +246,8 @@ int gb_ca_issue(gb_ca_t *ca, const char *name, int days, const char *out_dir,
 
 /* Enrollment: signs a DER CSR that came from a client. Checks, in order: the
  * size (GB_PKI_MAX_DER), that it parses exactly, its self-signature, its key
- * type (P-256 or Ed25519), its single CN (a valid name, not the
- * coordinator's), that the name's latest certificate is not revoked (a
+ * type (P-256 or Ed25519), its single CN (a name gb_ca_check_client_name
+ * accepts), that the name's latest certificate is not revoked (a
  * revoked client cannot come back through enrollment), and that the name
  * holds no valid certificate for a DIFFERENT public key (the same key may be
  * re-issued: a client that lost its certificate but kept its key). The
@@ -233,6 +260,15 @@ int gb_ca_issue(gb_ca_t *ca, const char *name, int days, const char *out_dir,
  * days), GB_EPROTO (name taken, coordinator's name, revoked). */
 int gb_ca_sign_csr(gb_ca_t *ca, const uint8_t *csr_der, size_t len, int days,
                    uint8_t **cert_der, size_t *cert_len, gb_error_t *err) GB_MUST_CHECK;
+
+/* Every check gb_ca_sign_csr makes, under the same lock and on a fresh
+ * registry, without signing or changing anything: 0 when gb_ca_sign_csr
+ * would issue now, else the code it would refuse with (a refusal is logged
+ * the same way). The enrollment service asks this before it spends a
+ * token's use, so that a request the policy refuses costs the token
+ * nothing. */
+int gb_ca_check_csr(gb_ca_t *ca, const uint8_t *csr_der, size_t len,
+                    gb_error_t *err) GB_MUST_CHECK;
 
 /* Revokes every unrevoked certificate issued to name (revocation time: now)
  * and rewrites crl.pem (every revoked serial, the next CRL number, signed by

@@ -54,7 +54,10 @@ gb_publisher_t *gb_publisher_new(void *zmq_ctx, const char *endpoint, const gb_s
     size_t len = sizeof pub->endpoint;
     if (zmq_getsockopt(pub->sock, ZMQ_LAST_ENDPOINT, pub->endpoint, &len) != 0)
         snprintf(pub->endpoint, sizeof pub->endpoint, "%s", endpoint);
-    gb_log_info("publications on %s", pub->endpoint);
+    /* ZeroMQ's PUB socket authenticates nobody: say so where the operator
+     * looks, every time it is opened. */
+    gb_log_warn("publications on %s are public: anyone who can connect receives every "
+                "round's model, explanation and client names", pub->endpoint);
     return pub;
 fail:
     gb_publisher_destroy(&pub);

@@ -1,7 +1,9 @@
 /* Publications: each round's outcome (global model, aggregate explanation,
  * metrics) goes out on the coordinator's PUB socket, signed with its key
  * (net/signing.h); any subscriber, inside the federation or not, checks the
- * signature before it trusts a byte (DESIGN.md, Wire and Security).
+ * signature before it trusts a byte (DESIGN.md, Wire and Security). The PUB
+ * socket authenticates no subscriber: what it sends is public, which is why
+ * `serve` opens it only when --publish names an endpoint, and says so.
  *
  * A publication is one ZeroMQ message of two frames: the topic
  * GB_PUBLISH_TOPIC and a packed SignedPublication. The subscriber refuses,

@@ -74,6 +74,15 @@ gb_signer_t *gb_signer_load(const char *key_file, const char *cert_file, gb_erro
         gb_error_set(err, GB_EINVAL, "'%s' lacks the digitalSignature key usage", cert_file);
         goto fail;
     }
+    /* Subscribers accept only a certificate with the publication-signing
+     * mark: say so now, once, rather than have them refuse every round. (It
+     * still loads: a test or a tool may sign with a client's key, to see it
+     * refused.) */
+    if (!gb_pki_cert_signs_publications(s->cert))
+        gb_log_warn("'%s' is not marked for signing publications (extended key usages "
+                    "serverAuth and %s): subscribers will refuse what it signs; 'ca init' "
+                    "of this version makes a coordinator certificate that has them",
+                    cert_file, GB_PKI_PUBLICATION_OID);
     if (gb_pki_cert_to_der(s->cert, &s->cert_der, &s->cert_len, err))
         goto fail;
     return s;
@@ -264,11 +273,11 @@ static int s_verify(const uint8_t *buf, size_t len, const gb_verify_opts_t *opts
         gb_error_prefix(err, rc, "signed publication: ");
         goto cleanup;
     }
-    if (!s_can_sign(cert) || !(X509_get_extension_flags(cert) & EXFLAG_XKUSAGE) ||
-        !(X509_get_extended_key_usage(cert) & XKU_SSL_SERVER)) {
+    if (!gb_pki_cert_signs_publications(cert)) {
         rc = gb_error_set(err, GB_EINTEGRITY,
                           "signed publication: signer certificate is not a coordinator's "
-                          "(needs digitalSignature and serverAuth)");
+                          "(needs digitalSignature, serverAuth and the publication-signing "
+                          "mark %s)", GB_PKI_PUBLICATION_OID);
         goto cleanup;
     }
     if ((rc = s_check_signature(cert, &msg->publication, &msg->signature, err)) != 0)

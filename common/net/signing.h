@@ -16,8 +16,9 @@
  *
  * Verification order is the point of this module: size limit before
  * unpacking, then the signer certificate (chain to the federation CA,
- * validity, the CRL when given, the coordinator's expected name, serverAuth
- * and digitalSignature), then the signature over the publication bytes, and
+ * validity, the CRL when given, the coordinator's expected name, serverAuth,
+ * the publication-signing mark GB_PKI_PUBLICATION_OID and digitalSignature:
+ * a client's certificate, whatever its name, never passes), then the signature over the publication bytes, and
  * only then are the bytes handed back. Nothing here decodes the Publication
  * itself: the caller does that with its own validating decoder.
  *
@@ -47,7 +48,9 @@ typedef struct gb_signer gb_signer_t;
 
 /* Loads the coordinator's key and certificate (PEM files). Refuses a key
  * that is not P-256, a certificate that does not match the key, or one
- * without digitalSignature key usage. NULL and err naming the file. */
+ * without digitalSignature key usage; a certificate without the
+ * publication-signing mark (gb_pki_cert_signs_publications) loads with a
+ * warning, since every subscriber refuses what it signs. NULL and err naming the file. */
 gb_signer_t *gb_signer_load(const char *key_file, const char *cert_file, gb_error_t *err);
 
 /* Frees the signer; sets *s to NULL; NULL-safe. */

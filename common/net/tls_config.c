@@ -381,6 +381,14 @@ int gb_tls_attach_store(gb_tls_t *tls, SSL *ssl)
     return ok ? 0 : GB_ENOMEM;
 }
 
+X509_STORE *gb_tls_store_ref(gb_tls_t *tls)
+{
+    pthread_mutex_lock(&tls->lock);
+    X509_STORE *store = X509_STORE_up_ref(tls->store) == 1 ? tls->store : NULL;
+    pthread_mutex_unlock(&tls->lock);
+    return store;
+}
+
 void gb_tls_destroy(gb_tls_t **tls)
 {
     if (!tls || !*tls)

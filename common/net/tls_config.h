@@ -31,4 +31,9 @@ struct gb_tls {
  * gb_tls_reload_crl). Returns 0 or GB_ENOMEM. */
 int gb_tls_attach_store(gb_tls_t *tls, SSL *ssl);
 
+/* A new reference to the trust store current now (the caller frees it with
+ * X509_STORE_free), thread-safe against gb_tls_reload_crl; NULL when out of
+ * memory. */
+X509_STORE *gb_tls_store_ref(gb_tls_t *tls);
+
 #endif

@@ -9,3 +9,23 @@ if(GB_FED_PYTHON)
   set_tests_properties(coordinator/test_federation_run PROPERTIES
     LABELS "cli;coordinator;federation" TIMEOUT 600)
 endif()
+
+# Revocation during a round: `ca revoke` ends the revoked client's open
+# session and the round completes without it (test_revoke_run.py).
+if(GB_FED_PYTHON)
+  add_test(NAME coordinator/test_revoke_run
+           COMMAND ${GB_FED_PYTHON} ${CMAKE_CURRENT_LIST_DIR}/test_revoke_run.py
+                   ${CMAKE_BINARY_DIR} ${CMAKE_SOURCE_DIR})
+  set_tests_properties(coordinator/test_revoke_run PROPERTIES
+    LABELS "cli;coordinator;federation" TIMEOUT 400)
+endif()
+
+# Publications for certified subscribers only: `glassbox-client subscribe`
+# saves and verifies them, an outsider gets nothing (test_subscribe_run.py).
+if(GB_FED_PYTHON)
+  add_test(NAME coordinator/test_subscribe_run
+           COMMAND ${GB_FED_PYTHON} ${CMAKE_CURRENT_LIST_DIR}/test_subscribe_run.py
+                   ${CMAKE_BINARY_DIR} ${CMAKE_SOURCE_DIR})
+  set_tests_properties(coordinator/test_subscribe_run PROPERTIES
+    LABELS "cli;coordinator;federation" TIMEOUT 400)
+endif()

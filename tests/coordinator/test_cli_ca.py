@@ -100,7 +100,10 @@ class CA(unittest.TestCase):
         self.assertIn("coordinator.crt: OK", v.stdout)
         text = openssl("x509", "-in", "coordinator.crt", "-noout", "-text", cwd=self.dir).stdout
         self.assertIn("DNS:coord.example", text)
-        self.assertIn("TLS Web Server Authentication, TLS Web Client Authentication", text)
+        # serverAuth and the publication-signing mark (net/pki.h); no clientAuth
+        self.assertIn("TLS Web Server Authentication, "
+                      "2.25.61096395399426130411232771718032252530", text)
+        self.assertNotIn("TLS Web Client Authentication", text)
         self.assertIn("Issuer: CN = demo CA", text)
         ca_text = openssl("x509", "-in", "ca.crt", "-noout", "-text", cwd=self.dir).stdout
         self.assertIn("CA:TRUE", ca_text)
@@ -139,6 +142,10 @@ class CA(unittest.TestCase):
         self.assertIn("client name '../x'", p.stderr)
         p = run("ca", "issue", "--dir", self.dir, "--name", "localhost", check_rc=1)
         self.assertIn("coordinator's name", p.stderr)
+        for name in ("LOCALHOST", "LocalHost.", "x.localhost", "127.0.0.1"):
+            p = run("ca", "issue", "--dir", self.dir, "--name", name, check_rc=1)
+            self.assertIn("reserved for", p.stderr)
+            self.assertFalse(os.path.exists(os.path.join(self.dir, "clients", name + ".crt")))
         p = run("ca", "issue", "--dir", os.path.join(self.tmp.name, "none"), "--name", "a",
                 check_rc=1)
         self.assertIn("run 'ca init' first", p.stderr)

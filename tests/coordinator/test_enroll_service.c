@@ -4,8 +4,9 @@
  *
  * Covered: every refusal of gb_enroll_service_answer with its ErrorCode
  * (wrong body, bad CSR, CSR name not the requested one, wrong, expired and
- * used-up tokens, a name held by another key, malformed bytes), that a bad
- * CSR does not spend a token use, the granted certificate (chains to the CA,
+ * used-up tokens, a name held by another key, the coordinator's name in any
+ * case and other reserved names, malformed bytes), that neither a bad CSR
+ * nor a request the CA's policy refuses spends a token use, the granted certificate (chains to the CA,
  * right name and key); and gb_enroll over the wire: files written (key 0600),
  * re-enrollment keeping the key, a refused token reported with the
  * coordinator's reason, and a coordinator whose certificate the client's CA
@@ -172,17 +173,33 @@ static void test_grant(void **state)
     gb_envelope_free(&env);
     gb_free(msg);
 
-    /* the same name for another key is refused, and costs a use */
+    /* the same name for another key is refused by the CA's policy, and
+     * costs the token nothing */
     EVP_PKEY *other = gb_pki_key_new(&err);
     msg = s_request("edge-1", "edge-1", other, f->token, &len);
     s_expect_error(f, msg, len, GLASSBOX__ERROR_CODE__ERROR_FORBIDDEN, "edge-1");
     gb_free(msg);
-    assert_int_equal(s_uses_left(f), 1);
-    /* the last use, then used up */
-    msg = s_request("edge-2", "edge-2", other, f->token, &len);
-    env = s_answer(f, msg, len, &rc);
-    assert_int_equal(rc, 0);
-    gb_envelope_free(&env);
+    assert_int_equal(s_uses_left(f), 2);
+    /* the last two uses, then used up */
+    static const char *const last[] = {"edge-2", "edge-4"};
+    for (int i = 0; i < 2; i++) {
+        msg = s_request(last[i], last[i], other, f->token, &len);
+        env = s_answer(f, msg, len, &rc);
+        assert_int_equal(rc, 0);
+        gb_envelope_free(&env);
+        gb_free(msg);
+        assert_int_equal(s_uses_left(f), (uint32_t)(1 - i));
+        if (i > 0)
+            break;
+        /* an enrolled name asked for again by another key: refused, free */
+        msg = s_request("edge-1", "edge-1", other, f->token, &len);
+        s_expect_error(f, msg, len, GLASSBOX__ERROR_CODE__ERROR_FORBIDDEN, "different key");
+        gb_free(msg);
+        assert_int_equal(s_uses_left(f), 1);
+    }
+    /* used up: refused for the token, whatever the CA would say of the name */
+    msg = s_request("edge-1", "edge-1", other, f->token, &len);
+    s_expect_error(f, msg, len, GLASSBOX__ERROR_CODE__ERROR_UNAUTHENTICATED, "spent");
     gb_free(msg);
     msg = s_request("edge-3", "edge-3", other, f->token, &len);
     s_expect_error(f, msg, len, GLASSBOX__ERROR_CODE__ERROR_UNAUTHENTICATED, "spent");
@@ -208,11 +225,21 @@ static void test_refusals_spend_nothing(void **state)
     msg = s_request("edge-1", "edge-1", key, wrong, &len);
     s_expect_error(f, msg, len, GLASSBOX__ERROR_CODE__ERROR_UNAUTHENTICATED, "");
     gb_free(msg);
-    /* the coordinator's own name */
-    msg = s_request(COORD, COORD, key, f->token, &len);
-    s_expect_error(f, msg, len, GLASSBOX__ERROR_CODE__ERROR_FORBIDDEN, "");
+    /* the coordinator's own name, in any case, and names reserved for
+     * servers: refused by the CA's policy before a use is spent */
+    static const char *const reserved[] = {COORD, "COORDINATOR.TEST", "Coordinator.Test.",
+                                           "localhost", "192.168.1.1"};
+    for (size_t i = 0; i < sizeof reserved / sizeof *reserved; i++) {
+        msg = s_request(reserved[i], reserved[i], key, f->token, &len);
+        s_expect_error(f, msg, len, GLASSBOX__ERROR_CODE__ERROR_FORBIDDEN, "reserved");
+        gb_free(msg);
+    }
+    /* with a wrong token the same names get only the token's refusal: no
+     * one without a good token learns what the CA would say */
+    msg = s_request("COORDINATOR.TEST", "COORDINATOR.TEST", key, wrong, &len);
+    s_expect_error(f, msg, len, GLASSBOX__ERROR_CODE__ERROR_UNAUTHENTICATED, "no such token");
     gb_free(msg);
-    assert_int_equal(s_uses_left(f), 2); /* only the last one reached the token */
+    assert_int_equal(s_uses_left(f), 3); /* none reached the token's count */
     /* not an enrollment request */
     Glassbox__Envelope *hb = gb_envelope_make_ack(1, 1, 0, 0, &err);
     uint8_t *buf = NULL;
@@ -236,7 +263,7 @@ static void test_refusals_spend_nothing(void **state)
     gb_free(bad);
     gb_envelope_free(&env);
     gb_free(msg);
-    assert_int_equal(s_uses_left(f), 2);
+    assert_int_equal(s_uses_left(f), 3);
     EVP_PKEY_free(key);
 }
 

@@ -129,7 +129,11 @@ static void s_consume_refused(gb_tokens_t *s, const char *dir, const char *tok, 
     size_t blen, alen;
     uint8_t *before = s_read(path, &blen);
     gb_error_t err;
-    int rc = gb_tokens_consume(s, (const uint8_t *)tok, len, now, &err);
+    /* check refuses exactly what consume refuses */
+    int rc = gb_tokens_check(s, (const uint8_t *)tok, len, now, &err);
+    if (rc != code || !strstr(err.msg, msg))
+        fail_msg("check: got %d '%s', want %d '%s'", rc, err.msg, code, msg);
+    rc = gb_tokens_consume(s, (const uint8_t *)tok, len, now, &err);
     if (rc != code || !strstr(err.msg, msg))
         fail_msg("got %d '%s', want %d '%s'", rc, err.msg, code, msg);
     uint8_t *after = s_read(path, &alen);
@@ -153,6 +157,20 @@ static void test_consume(void **state)
     /* As read from a token file: trailing newline; and in upper case. */
     char line[80];
     snprintf(line, sizeof line, "%s\n", tok);
+    /* A check accepts it and spends nothing, on disk or in memory. */
+    char *file = s_join(dir, GB_TOKENS_FILE);
+    size_t clen, clen2;
+    uint8_t *cbefore = s_read(file, &clen);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(gb_tokens_check(s, (uint8_t *)line, strlen(line), NOW + 1, &err), 0);
+    assert_int_equal(gb_tokens_get(s, 0)->uses_left, 2);
+    uint8_t *cafter = s_read(file, &clen2);
+    assert_int_equal(clen, clen2);
+    assert_memory_equal(cbefore, cafter, clen);
+    gb_free(cbefore);
+    gb_free(cafter);
+    free(file);
+    assert_int_equal(gb_tokens_check(s, NULL, 5, NOW, &err), GB_EINVAL);
     assert_int_equal(gb_tokens_consume(s, (uint8_t *)line, strlen(line), NOW + 1, &err), 0);
     assert_int_equal(gb_tokens_get(s, 0)->uses_left, 1);
     char upper[65];

@@ -8,7 +8,8 @@
  * that sends something other than an enrollment request; the round loop's
  * handlers (joined, message, left), sending to a client by name (a Task
  * bigger than a frame arrives chunked and whole), replies by name, and a
- * client that joins again on a new session replacing its old one. The
+ * client that joins again on a new session replacing its old one;
+ * subscribers (gb_front_door_publish). The
  * enrollment
  * path and CRL reloading run through the binaries in test_serve.py. */
 #include "testutil.h"
@@ -25,6 +26,7 @@
 #include "net/envelope.h"
 #include "net/link.h"
 #include "net/pki.h"
+#include "net/signing.h"
 #include "util/alloc.h"
 #include "util/time.h"
 
@@ -496,6 +498,95 @@ static void test_close_by_name(void **state)
     gb_front_door_set_handlers(f->door, NULL);
 }
 
+static int s_joined_heard;
+
+static bool s_count_joined(void *arg, const char *id, const Glassbox__Join *j,
+                           gb_front_door_refusal_t *refusal)
+{
+    (void)arg, (void)id, (void)j, (void)refusal;
+    s_joined_heard++;
+    return true;
+}
+
+/* A subscriber: Join with role=subscriber gets a Welcome and the latest
+ * publication, is no participant (neither joined nor heard by the round
+ * loop), may send heartbeats, and gets each later publication; publishing
+ * with nobody subscribed keeps it for later. */
+static void test_publish_to_subscribers(void **state)
+{
+    fixture_t *f = *state;
+    gb_error_t err = {0};
+    char key[700], crt[700];
+    snprintf(key, sizeof key, "%s/%s", f->ca, GB_CA_COORD_KEY_FILE);
+    snprintf(crt, sizeof crt, "%s/%s", f->ca, GB_CA_COORD_CERT_FILE);
+    gb_signer_t *signer = gb_signer_load(key, crt, &err);
+    assert_non_null(signer);
+    uint8_t *sp1 = NULL, *sp2 = NULL;
+    size_t l1 = 0, l2 = 0;
+    assert_int_equal(gb_publication_sign(signer, (const uint8_t *)"round one", 9, &sp1, &l1,
+                                         &err), 0);
+    assert_int_equal(gb_publication_sign(signer, (const uint8_t *)"round two!", 10, &sp2, &l2,
+                                         &err), 0);
+    assert_int_equal(gb_front_door_publish(f->door, sp1, 0, &err), GB_EINVAL);
+    assert_int_equal(gb_front_door_publish(f->door, sp1, l1, &err), 0); /* kept, nobody told */
+    gb_front_door_handlers_t h = {.joined = s_count_joined};
+    gb_front_door_set_handlers(f->door, &h);
+    s_joined_heard = 0;
+
+    s_connect(f, false);
+    s_pump(f, NULL);
+    Glassbox__KeyValue kv = GLASSBOX__KEY_VALUE__INIT;
+    kv.key = GB_FRONT_DOOR_ROLE_KEY;
+    kv.value = GB_FRONT_DOOR_ROLE_SUBSCRIBER;
+    Glassbox__KeyValue *caps[1] = {&kv};
+    Glassbox__Join join = GLASSBOX__JOIN__INIT;
+    join.min_protocol_version = join.max_protocol_version = GB_ENVELOPE_PROTOCOL_VERSION;
+    join.client_name = "dashboard";
+    join.n_capabilities = 1;
+    join.capabilities = caps;
+    Glassbox__Envelope jenv = GLASSBOX__ENVELOPE__INIT;
+    jenv.protocol_version = GB_ENVELOPE_PROTOCOL_VERSION;
+    jenv.sequence = 1;
+    jenv.body_case = GLASSBOX__ENVELOPE__BODY_JOIN;
+    jenv.join = &join;
+    Glassbox__Envelope *reply = s_exchange(f, &jenv);
+    assert_int_equal(reply->body_case, GLASSBOX__ENVELOPE__BODY_WELCOME);
+    gb_envelope_free(&reply);
+    s_pump(f, &reply); /* the latest publication follows at once */
+    assert_int_equal(reply->body_case, GLASSBOX__ENVELOPE__BODY_PUBLICATION);
+    assert_int_equal(reply->publication->publication.len, 9);
+    assert_memory_equal(reply->publication->publication.data, "round one", 9);
+    gb_envelope_free(&reply);
+    assert_int_equal(gb_front_door_joined(f->door), 0);
+    assert_int_equal(s_joined_heard, 0);
+
+    /* heartbeats keep it alive */
+    Glassbox__Envelope env = GLASSBOX__ENVELOPE__INIT;
+    Glassbox__Heartbeat hb = GLASSBOX__HEARTBEAT__INIT;
+    hb.sent_unix_ms = 1;
+    hb.state = GLASSBOX__CLIENT_STATE__CLIENT_STATE_IDLE;
+    env.protocol_version = GB_ENVELOPE_PROTOCOL_VERSION;
+    env.sequence = 2;
+    env.body_case = GLASSBOX__ENVELOPE__BODY_HEARTBEAT;
+    env.heartbeat = &hb;
+    reply = s_exchange(f, &env);
+    assert_int_equal(reply->body_case, GLASSBOX__ENVELOPE__BODY_ACK);
+    gb_envelope_free(&reply);
+
+    /* a new round's publication: queued for the one subscriber, arrives whole */
+    assert_int_equal(gb_front_door_publish(f->door, sp2, l2, &err), 1);
+    s_pump(f, &reply);
+    assert_int_equal(reply->body_case, GLASSBOX__ENVELOPE__BODY_PUBLICATION);
+    assert_int_equal(reply->publication->publication.len, 10);
+    assert_memory_equal(reply->publication->publication.data, "round two!", 10);
+    assert_true(reply->publication->signer_certificate.len > 0);
+    gb_envelope_free(&reply);
+    gb_front_door_set_handlers(f->door, NULL);
+    gb_free(sp1);
+    gb_free(sp2);
+    gb_signer_destroy(&signer);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -505,6 +596,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_handlers_and_send, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_repeated_join_and_turn_away, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_close_by_name, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_publish_to_subscribers, s_setup, s_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -7,6 +7,7 @@
 # our own code thinks a certificate looks like. OUTDIR is replaced; it holds:
 #   ca.pem ca.key                 the federation's test CA (ECDSA P-256)
 #   coordinator.pem/.key          CN and SAN DNS coordinator.test, serverAuth+clientAuth
+#                                 and the publication-signing mark (net/pki.h)
 #   alice.pem/.key                client alice (ECDSA P-256), clientAuth
 #   bob.pem/.key                  client bob (Ed25519), clientAuth; revoked only in crl2.pem
 #   mallory.pem/.key              client mallory, revoked in crl.pem and crl2.pem
@@ -87,7 +88,7 @@ subjectKeyIdentifier = hash
 [ server_ext ]
 basicConstraints = critical, CA:FALSE
 keyUsage = critical, digitalSignature
-extendedKeyUsage = serverAuth, clientAuth
+extendedKeyUsage = serverAuth, clientAuth, 2.25.61096395399426130411232771718032252530
 subjectAltName = DNS:coordinator.test
 subjectKeyIdentifier = hash
 authorityKeyIdentifier = keyid

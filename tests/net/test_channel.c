@@ -837,13 +837,23 @@ static void test_reload_crl(void **state)
     gb_tls_t *alice = s_tls(GB_TLS_CLIENT, "ca.pem", "alice", NULL, false);
     gb_channel_t *s, *c;
     s_pair(st, bob, &s, &c, 0);
-    gb_channel_destroy(&c);
-    gb_channel_destroy(&s);
-
-    gb_channel_t *early = s_chan(st, NULL, 0); /* made before the reload */
     gb_error_t err;
     gb_error_clear(&err);
+    /* an established session, rechecked: it passes until bob is revoked */
+    assert_int_equal(gb_channel_recheck_peer(s, &err), 0);
+    assert_int_equal(gb_channel_recheck_peer(c, &err), 0); /* the client's view of the server */
+    gb_channel_t *held_s = s, *held_c = c;
+
+    gb_channel_t *early = s_chan(st, NULL, 0); /* made before the reload */
+    assert_int_equal(gb_channel_recheck_peer(early, &err), 0); /* no peer yet: nothing */
+    assert_int_equal(gb_channel_recheck_peer(NULL, &err), 0);
     assert_int_equal(gb_tls_reload_crl(st, P("crl2.pem"), &err), 0);
+    assert_int_equal(gb_channel_recheck_peer(held_s, &err), GB_EINTEGRITY);
+    assert_non_null(strstr(err.msg, "certificate revoked"));
+    assert_non_null(strstr(err.msg, "'bob'"));
+    assert_true(gb_channel_established(held_s)); /* the caller ends it */
+    gb_channel_destroy(&held_c);
+    gb_channel_destroy(&held_s);
     s_refused(st, bob, COORD, 's', "certificate revoked");
     gb_tls_t *mallory = s_tls(GB_TLS_CLIENT, "ca.pem", "mallory", NULL, false);
     s_refused(st, mallory, COORD, 's', "certificate revoked");

@@ -7,7 +7,8 @@
  * re-established, a restarted coordinator, anonymous (enrolling) clients,
  * a client of a foreign CA, garbage and malformed frames from raw peers
  * (cut off, nobody else disturbed), the bound on handshakes in progress,
- * handshake and idle timeouts, and the errors of send. */
+ * handshake and idle timeouts, the errors of send, and sessions ended by a
+ * reloaded revocation list (gb_link_server_recheck). */
 #include "testutil.h"
 
 #include <stdio.h>
@@ -628,6 +629,58 @@ static void test_client_close(void **state)
     s_stop(n);
 }
 
+/* A CRL reloaded under running sessions: the revoked client's session ends
+ * at the recheck, with a DISCONNECTED event saying why; the other client's
+ * session goes on; the revoked client's new handshakes fail. */
+static void test_recheck_after_revocation(void **state)
+{
+    fixture_t *f = *state;
+    char *ca = s_pki("ca.pem"), *cert = s_pki("coordinator.pem"), *key = s_pki("coordinator.key");
+    char *crl = s_pki("crl-empty.pem"), *crl2 = s_pki("crl2.pem");
+    gb_tls_options_t o = {.role = GB_TLS_SERVER, .ca_file = ca, .cert_file = cert,
+                          .key_file = key, .crl_file = crl};
+    gb_error_t err = {0};
+    gb_tls_t *tls = gb_tls_new(&o, &err);
+    assert_non_null(tls);
+    gb_tls_t *bob = s_tls(GB_TLS_CLIENT, "bob", NULL, false);
+    net_t *n = &f->n;
+    memset(n, 0, sizeof *n);
+    n->srv = gb_link_server_new(f->ctx, "tcp://127.0.0.1:*", tls, &s_fast, &err);
+    assert_non_null(n->srv);
+    s_add_client(n, f->ctx, f->client_tls); /* alice */
+    s_add_client(n, f->ctx, bob);
+    PUMP_UNTIL(n, n->s.connected == 2 && n->c[0].connected && n->c[1].connected, 5000);
+    assert_int_equal(n->s.connected, 2);
+    /* nothing revoked yet: a recheck ends nothing */
+    assert_int_equal(gb_link_server_recheck(n->srv, &err), 0);
+    assert_int_equal(gb_tls_reload_crl(tls, crl2, &err), 0); /* revokes bob (and mallory) */
+    assert_int_equal(gb_link_server_recheck(n->srv, &err), 1);
+    PUMP_UNTIL(n, n->s.disconnected == 1 && n->c[1].disconnected, 3000);
+    assert_int_equal(n->s.disconnected, 1);
+    assert_non_null(strstr(n->s.reason, "revoked"));
+    assert_int_equal(gb_link_server_sessions(n->srv), 1);
+    /* alice is still served */
+    assert_true(gb_link_client_connected(n->cli[0]));
+    uint8_t *m = s_message(0, 64);
+    assert_int_equal(gb_link_client_send(n->cli[0], m, 64, &err), 0);
+    free(m);
+    PUMP_UNTIL(n, n->s.messages == 1, 3000);
+    assert_int_equal(n->s.messages, 1);
+    /* bob keeps trying and never gets in again */
+    PUMP_UNTIL(n, false, 800);
+    assert_int_equal(n->s.connected, 2);
+    assert_int_equal(n->c[1].connected, 1);
+    assert_int_equal(gb_link_server_recheck(n->srv, &err), 0);
+    s_stop(n);
+    gb_tls_destroy(&bob);
+    gb_tls_destroy(&tls);
+    free(ca);
+    free(cert);
+    free(key);
+    free(crl);
+    free(crl2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -644,6 +697,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_idle_timeout, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_owner_away_is_not_silence, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_client_close, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_recheck_after_revocation, s_setup, s_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -554,11 +554,15 @@ static void test_ca_init_files(void **state)
     X509_NAME_get_text_by_NID(X509_get_subject_name(ca), NID_commonName, cn, sizeof cn);
     assert_string_equal(cn, "test CA");
 
-    /* The coordinator: chains to the CA under its name; server+client auth. */
+    /* The coordinator: chains to the CA under its name; serverAuth and the
+     * publication-signing mark, no clientAuth. */
     char *coord_path = s_join(f.dir, GB_CA_COORD_CERT_FILE);
     X509 *coord = gb_pki_cert_load(coord_path, &err);
     assert_int_equal(gb_pki_verify_cert(f.ca_crt, f.crl, coord, "coord", &err), 0);
-    assert_int_equal(X509_get_extended_key_usage(coord), XKU_SSL_SERVER | XKU_SSL_CLIENT);
+    assert_int_equal(X509_get_extended_key_usage(coord) & (XKU_SSL_SERVER | XKU_SSL_CLIENT),
+                     XKU_SSL_SERVER);
+    assert_true(gb_pki_cert_signs_publications(coord));
+    assert_false(gb_pki_cert_signs_publications(NULL));
     assert_int_equal(X509_get_key_usage(coord), KU_DIGITAL_SIGNATURE);
     assert_int_equal(X509_check_ca(coord), 0);
     /* Its key is the one in coordinator.key. */
@@ -724,6 +728,7 @@ static void test_ca_issue(void **state)
     assert_int_equal(gb_pki_verify_cert(f.ca_crt, f.crl, c, "client-1", &err), 0);
     assert_int_equal(gb_pki_verify_cert(f.ca_crt, NULL, c, NULL, &err), 0);
     assert_int_equal(X509_get_extended_key_usage(c), XKU_SSL_CLIENT);
+    assert_false(gb_pki_cert_signs_publications(c)); /* clientAuth only: never a signer */
     assert_int_equal(X509_get_key_usage(c), KU_DIGITAL_SIGNATURE);
     assert_int_equal(X509_check_ca(c), 0);
     assert_true(s_has_ext(c, NID_authority_key_identifier));
@@ -750,8 +755,25 @@ static void test_ca_issue(void **state)
     assert_int_equal(gb_ca_issue(f.ca, "client-1", 10, out, &err), GB_EINVAL);
     assert_non_null(strstr(err.msg, "already holds a valid certificate"));
     assert_non_null(strstr(err.msg, "revoke it first"));
-    assert_int_equal(gb_ca_issue(f.ca, "coord", 10, out, &err), GB_EINVAL);
-    assert_non_null(strstr(err.msg, "coordinator's name"));
+    /* Names reserved for servers: the coordinator's in any case and with a
+     * trailing dot, localhost names, IPv4 addresses. */
+    static const char *const reserved[] = {"coord", "COORD", "Coord.", "coord..", "localhost",
+                                           "LocalHost", "a.localhost", "127.0.0.1",
+                                           "10.0.0.1."};
+    for (size_t i = 0; i < sizeof reserved / sizeof *reserved; i++) {
+        int rc = gb_ca_issue(f.ca, reserved[i], 10, out, &err);
+        if (rc != GB_EPROTO || !strstr(err.msg, "reserved"))
+            fail_msg("'%s': %d %s", reserved[i], rc, err.msg);
+        assert_int_equal(gb_ca_check_client_name(f.ca, reserved[i], &err), GB_EPROTO);
+    }
+    assert_non_null(strstr(err.msg, "IP address"));
+    assert_int_equal(gb_ca_check_client_name(f.ca, "COORD", &err), GB_EPROTO);
+    assert_non_null(strstr(err.msg, "coordinator's name 'coord'"));
+    /* Near misses are ordinary names. */
+    assert_int_equal(gb_ca_check_client_name(f.ca, "coord-2", &err), 0);
+    assert_int_equal(gb_ca_check_client_name(f.ca, "localhostx", &err), 0);
+    assert_int_equal(gb_ca_check_client_name(f.ca, "1.2.3", &err), 0);
+    assert_int_equal(gb_ca_check_client_name(f.ca, "x y", &err), GB_EINVAL);
     assert_int_equal(gb_ca_issue(f.ca, "x y", 10, out, &err), GB_EINVAL);
     assert_int_equal(gb_ca_issue(f.ca, "x", 0, out, &err), GB_EINVAL);
     assert_int_equal(gb_ca_issue(f.ca, "x", 1, NULL, &err), GB_EINVAL);
@@ -918,7 +940,7 @@ static void test_sign_csr(void **state)
         size_t len;
         int code;
         const char *msg;
-    } bad[8];
+    } bad[10];
     int nb = 0;
     bad[nb].der = s_raw_csr(key, other, "edge-3", NULL, NULL, &bad[nb].len);
     bad[nb].code = GB_EINTEGRITY, bad[nb++].msg = "signature does not verify";
@@ -930,6 +952,10 @@ static void test_sign_csr(void **state)
     bad[nb].code = GB_EINVAL, bad[nb++].msg = "common name '../../etc/passwd'";
     bad[nb].der = s_raw_csr(key, key, "coord", NULL, NULL, &bad[nb].len);
     bad[nb].code = GB_EPROTO, bad[nb++].msg = "'coord' is the coordinator's name";
+    bad[nb].der = s_raw_csr(key, key, "COORD", NULL, NULL, &bad[nb].len);
+    bad[nb].code = GB_EPROTO, bad[nb++].msg = "'COORD' is the coordinator's name";
+    bad[nb].der = s_raw_csr(key, key, "localhost", NULL, NULL, &bad[nb].len);
+    bad[nb].code = GB_EPROTO, bad[nb++].msg = "reserved for servers";
     EVP_PKEY *p384 = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-384");
     bad[nb].der = s_raw_csr(p384, p384, "edge-4", NULL, NULL, &bad[nb].len);
     bad[nb].code = GB_EINVAL, bad[nb++].msg = "is not accepted";
@@ -938,6 +964,11 @@ static void test_sign_csr(void **state)
     bad[nb].der[bad[nb].len - 5] ^= 0x01;
     bad[nb].code = GB_EINTEGRITY, bad[nb++].msg = "signature does not verify";
     for (int i = 0; i < nb; i++) {
+        /* gb_ca_check_csr refuses exactly what signing refuses, signing nothing */
+        int crc = gb_ca_check_csr(f.ca, bad[i].der, bad[i].len, &err);
+        if (crc != bad[i].code || !strstr(err.msg, bad[i].msg))
+            fail_msg("check case %d: %d '%s', want %d '%s'", i, crc, err.msg, bad[i].code,
+                     bad[i].msg);
         der = (uint8_t *)1;
         int rc = gb_ca_sign_csr(f.ca, bad[i].der, bad[i].len, 7, &der, &der_len, &err);
         if (rc != bad[i].code || !strstr(err.msg, bad[i].msg) ||
@@ -969,8 +1000,22 @@ static void test_sign_csr(void **state)
     assert_int_equal(gb_ca_reload(f.ca, &err), 0);
     assert_int_equal(gb_ca_count(f.ca), n_before);
 
+    /* A good CSR passes the check, which records nothing. */
+    size_t glen;
+    uint8_t *gcsr = s_csr(key, "edge-7", &glen);
+    assert_int_equal(gb_ca_check_csr(f.ca, gcsr, glen, &err), 0);
+    assert_int_equal(gb_ca_check_csr(f.ca, gcsr, glen, NULL), 0);
+    gb_free(gcsr);
+    assert_int_equal(gb_ca_reload(f.ca, &err), 0);
+    assert_int_equal(gb_ca_count(f.ca), n_before);
+    assert_int_equal(gb_ca_check_csr(f.ca, ocsr, olen, &err), 0); /* edge-1, its holder's key */
+    assert_int_equal(gb_ca_check_csr(f.ca, csr, len, &err), GB_EPROTO);
+    assert_non_null(strstr(err.msg, "different key"));
+    assert_int_equal(gb_ca_check_csr(f.ca, garbage, sizeof garbage, &err), GB_EFORMAT);
+
     /* A revoked client cannot come back through enrollment, with any key. */
     assert_int_equal(gb_ca_revoke(f.ca, "edge-1", &err), 0);
+    assert_int_equal(gb_ca_check_csr(f.ca, csr, len, &err), GB_EPROTO);
     assert_int_equal(gb_ca_sign_csr(f.ca, csr, len, 7, &der, &der_len, &err), GB_EPROTO);
     assert_non_null(strstr(err.msg, "'edge-1' was revoked"));
     assert_int_equal(gb_ca_sign_csr(f.ca, ocsr, olen, 7, &der, &der_len, &err), GB_EPROTO);

@@ -499,6 +499,71 @@ static void test_files_for_openssl(void **state)
     free(o);
     free(bad);
 
+    /* The signer's name and purpose, as README's recipe checks them. */
+    const char *named = "openssl verify -CAfile ca.crt -purpose sslserver "
+                        "-verify_hostname coord coordinator.crt";
+    o = s_run(pubdir, named, &st);
+    if (st != 0 || !strstr(o, "coordinator.crt: OK"))
+        fail_msg("%s: %d %s", named, st, o);
+    free(o);
+    o = s_run(pubdir, "openssl x509 -in coordinator.crt -noout -ext extendedKeyUsage", &st);
+    if (st != 0 || !strstr(o, GB_PKI_PUBLICATION_OID))
+        fail_msg("the publication-signing mark: %d %s", st, o);
+    free(o);
+    o = s_run(pubdir, "openssl verify -CAfile ca.crt -purpose sslserver "
+                      "-verify_hostname other coordinator.crt", &st);
+    assert_int_not_equal(st, 0);
+    free(o);
+    /* A client certificate under a case variant of the coordinator's name,
+     * as a CA without the naming policy signed one: the recipe refuses it
+     * (no serverAuth), and so does gb_publication_verify, even for a
+     * publication its key really signed. */
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd,
+             "openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out evil.key && "
+             "printf 'basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\n"
+             "extendedKeyUsage=clientAuth\nsubjectAltName=DNS:COORD\n' > evil.ext && "
+             "openssl req -new -key evil.key -subj /CN=COORD -out evil.csr && "
+             "openssl x509 -req -in evil.csr -CA ca.crt -CAkey '%s/ca.key' -CAcreateserial "
+             "-days 2 -extfile evil.ext -out evil.crt",
+             f.dir);
+    o = s_run(pubdir, cmd, &st);
+    if (st != 0)
+        fail_msg("making the evil certificate: %s", o);
+    free(o);
+    o = s_run(pubdir, "openssl verify -CAfile ca.crt evil.crt", &st);
+    assert_int_equal(st, 0); /* chain and signature alone: it passes */
+    free(o);
+    o = s_run(pubdir, "openssl verify -CAfile ca.crt -purpose sslserver "
+                      "-verify_hostname coord evil.crt", &st);
+    if (st == 0)
+        fail_msg("the recipe accepted a client certificate: %s", o);
+    free(o);
+    char *evil_key = s_join(pubdir, "evil.key"), *evil_crt = s_join(pubdir, "evil.crt");
+    gb_signer_t *evil = gb_signer_load(evil_key, evil_crt, &err);
+    assert_non_null(evil);
+    uint8_t *eb;
+    size_t el;
+    assert_int_equal(gb_publication_sign(evil, pub, plen, &eb, &el, &err), 0);
+    gb_verify_opts_t trust = {.ca_file = f.ca_crt, .crl_file = f.crl, .expected_name = "coord"};
+    uint8_t *got = NULL;
+    size_t got_len = 0;
+    assert_int_equal(gb_publication_verify(eb, el, &trust, &got, &got_len, &err),
+                     GB_EINTEGRITY);
+    assert_non_null(strstr(err.msg, "not a coordinator's"));
+    assert_null(got);
+    /* The same files written with its key: the signature itself is good. */
+    assert_int_equal(gb_publication_write_files(evil, pubdir, 9, pub, plen, &err), 0);
+    o = s_run(pubdir, "openssl x509 -in evil.crt -pubkey -noout > evil.pub.pem && "
+                      "openssl dgst -sha256 -verify evil.pub.pem -signature round-000009.sig "
+                      "round-000009.pub", &st);
+    assert_int_equal(st, 0);
+    free(o);
+    gb_free(eb);
+    gb_signer_destroy(&evil);
+    free(evil_key);
+    free(evil_crt);
+
     /* Six digits at least; more when needed. */
     assert_int_equal(gb_publication_write_files(f.s, pubdir, 1234567, pub, plen, &err), 0);
     char *big = s_join(pubdir, "round-1234567.sig");
