@@ -1,7 +1,7 @@
-/* glassbox-coordinator: runs the federation's rounds, aggregation, CA and
- * publication (shared/DESIGN.md). This build carries the CA, the enrollment
- * tokens and the front door (sessions, joins, enrollment); the round loop
- * lands with the federation work. */
+/* glassbox-coordinator: the federation's server side (shared/DESIGN.md): the
+ * CA and enrollment tokens, and `serve`, which runs the rounds (selection,
+ * federated averaging, the aggregate explanation), checkpoints them and
+ * publishes each round's signed model. */
 #include <stdio.h>
 #include <string.h>
 
@@ -14,7 +14,7 @@ static void s_usage(FILE *f)
                "commands:\n"
                "  ca        the federation's CA: init, issue, revoke, list, crl\n"
                "  token     enrollment tokens for clients that enroll themselves: create, list\n"
-               "  serve     accept clients: mutual TLS sessions, joins, enrollment (no rounds yet)\n"
+               "  serve     run the federation: sessions, enrollment, rounds, checkpoints, publication\n"
                "  health    exit 0 when a running coordinator's /healthz answers 200\n"
                "  version   print the version\n"
                "\n'glassbox-coordinator <command> --help' describes a command.\n");
