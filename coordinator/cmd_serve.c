@@ -42,6 +42,7 @@ typedef struct {
     bool http_given;   /* --http was given: failing to bind it is an error */
     int min_clients, per_round, quorum, epochs, steps, batch, explain_samples, explain_steps;
     double fraction, deadline_s, lr, momentum, weight_decay, mu, clip;
+    double finished_grace_s; /* how long a finished federation answers clients coming back */
     uint64_t rounds, seed;
     bool client_eval, json;
     char key[4096], cert[4096];
@@ -156,6 +157,38 @@ static int s_options(s_cli_t *c)
     return 0;
 }
 
+/* A finished federation stops once its clients have heard so: every one
+ * that was connected has left (the notice reached it: frames still in the
+ * link's queues would die with the socket; at most S_DRAIN_S), and every
+ * one that was away has come back and been told, or --finished-grace has
+ * passed. A run that resumed a finished federation does not know who took
+ * part, so it answers for the whole grace period: a client that finds a
+ * restarted coordinator hears "finished" and exits, instead of retrying
+ * for ever. */
+#define S_DRAIN_S 5.0
+static bool s_finished_may_stop(const s_cli_t *c, const gb_federation_t *fed,
+                                const gb_front_door_t *door, double *finished_at)
+{
+    double now = gb_time_now();
+    size_t untold = gb_federation_untold(fed);
+    if (*finished_at == 0) {
+        *finished_at = now;
+        if (untold && c->finished_grace_s > 0) {
+            if (untold == SIZE_MAX)
+                gb_log_info("coordinator: the federation had finished; telling clients that "
+                            "come back for %.0f s (--finished-grace)", c->finished_grace_s);
+            else
+                gb_log_info("coordinator: %zu clients were away at the end; waiting up to "
+                            "%.0f s for them to hear that the federation has finished "
+                            "(--finished-grace)", untold, c->finished_grace_s);
+        }
+    }
+    double waited = now - *finished_at;
+    bool drained = gb_front_door_joined(door) == 0 || waited > S_DRAIN_S;
+    bool graced = untold == 0 || waited >= c->finished_grace_s;
+    return (drained && graced) || waited > c->finished_grace_s + S_DRAIN_S;
+}
+
 static int s_run(s_cli_t *c)
 {
     void *ctx = zmq_ctx_new();
@@ -189,7 +222,7 @@ static int s_run(s_cli_t *c)
         printf("http on %s (port %u)\n", c->http, (unsigned)gb_status_endpoint_port(ep));
     fflush(stdout);
     int rc = 0;
-    double drain_until = 0;
+    double finished_at = 0;
     while (!s_stop) {
         if (gb_federation_step(fed, 200, &err) != 0) {
             fprintf(stderr, "glassbox-coordinator serve: %s\n", err.msg);
@@ -197,15 +230,8 @@ static int s_run(s_cli_t *c)
             break;
         }
         gb_serve_status_publish(ep, fed, &c->fed, false);
-        if (gb_federation_finished(fed)) {
-            /* the clients were told; they leave once the notice has reached
-             * them (frames still in the link's queues would die with the
-             * socket), or after a grace period */
-            if (drain_until == 0)
-                drain_until = gb_time_now() + 5;
-            if (gb_front_door_joined(door) == 0 || gb_time_now() > drain_until)
-                break;
-        }
+        if (gb_federation_finished(fed) && s_finished_may_stop(c, fed, door, &finished_at))
+            break;
     }
     gb_log_info("coordinator: stopping after round %llu",
                 (unsigned long long)gb_federation_round(fed));
@@ -220,7 +246,8 @@ static int s_run(s_cli_t *c)
 int gb_cmd_serve(int argc, char **argv)
 {
     s_cli_t c = {.min_clients = 2, .fraction = 1, .deadline_s = 600, .epochs = 1, .batch = 32,
-                 .seed = 1, .publish = NULL, .http = "127.0.0.1:7702"};
+                 .seed = 1, .publish = NULL, .http = "127.0.0.1:7702",
+                 .finished_grace_s = 30};
     c.fed.model = "lenet";
     gb_arg_t opts[] = {
         {"--ca", GB_ARG_STRING, &c.door.ca_dir, 0, 0, NULL, "the CA directory of 'ca init' (required)", false},
@@ -257,6 +284,7 @@ int gb_cmd_serve(int argc, char **argv)
         {"--state", GB_ARG_STRING, &c.fed.state_dir, 0, 0, NULL, "checkpoint directory; a restart resumes from it", false},
         {"--keep", GB_ARG_INT, &c.fed.keep_checkpoints, 1, 1000000, NULL, "checkpoints kept (default 3)", false},
         {"--out", GB_ARG_STRING, &c.fed.out_dir, 0, 0, NULL, "write each round's signed publication and explanation report here", false},
+        {"--finished-grace", GB_ARG_FLOAT, &c.finished_grace_s, 0, 86400, NULL, "seconds a finished federation keeps telling clients that come back that it has finished, so they exit 0 (default 30)", false},
         {"--cert-days", GB_ARG_INT, &c.door.cert_days, 1, 36500, NULL, "validity of certificates issued by enrollment (default 365)", false},
         {"--heartbeat-ms", GB_ARG_INT, &c.door.heartbeat_interval_ms, 100, 3600000, NULL, "how often clients send heartbeats (default 5000)", false},
         {"--timeout-ms", GB_ARG_INT, &c.door.heartbeat_timeout_ms, 300, 86400000, NULL, "silence that ends a client's session (default 30000)", false},
@@ -272,7 +300,8 @@ int gb_cmd_serve(int argc, char **argv)
         "create'); crl.pem is reloaded when 'ca revoke' rewrites it. Each round\n"
         "selects clients, sends them the global model, combines their updates,\n"
         "publishes the new model with the aggregate explanation (signed), and\n"
-        "checkpoints. Stops after --rounds, or on SIGINT or SIGTERM.",
+        "checkpoints. Stops after --rounds (once the clients have heard so, or\n"
+        "--finished-grace has passed), or on SIGINT or SIGTERM.",
         opts, n, required, argc, argv);
     if (rc >= 0)
         return rc;

@@ -257,6 +257,9 @@ gb_federation_t *gb_federation_new(void *zmq_ctx, gb_front_door_t *door,
                 "optimiser %s, explanations %s",
                 n, (unsigned long long)f->global->round, gb_aggregator_name(f->agg),
                 f->o.server_optimizer, f->merge ? "on" : "off");
+    gb_rounds_status_t st;
+    gb_rounds_status(f->rounds, &st);
+    f->resumed_finished = st.state == GB_ROUNDS_DONE;
     s_drain(f); /* resuming past total_rounds queues FINISHED at once */
     return f;
 fail:
@@ -291,6 +294,7 @@ void gb_federation_destroy(gb_federation_t **pf)
     gb_free(f->out_dir);
     gb_free(f->federation);
     gb_free(f->server_optimizer);
+    gb_free(f->untold);
     gb_free(f);
     *pf = NULL;
 }
@@ -341,15 +345,47 @@ static void s_send_task(gb_federation_t *f, const gb_rounds_action_t *a)
     }
 }
 
-/* Tells every connected client that the federation is over. */
+/* Tells every connected client that the federation is over, and notes
+ * the known ones that are away (in id order, as the machine lists them), so
+ * that the caller can wait for them to come back and hear it. */
 static void s_shutdown_clients(gb_federation_t *f)
 {
+    gb_rounds_status_t st;
+    gb_rounds_status(f->rounds, &st);
+    size_t away = st.known - st.connected;
+    if (away && !(f->untold = gb_calloc(away, sizeof *f->untold)))
+        gb_log_warn("federation: out of memory noting the %zu clients away; not waiting for "
+                    "them", away);
     gb_rounds_client_t c;
-    for (size_t i = 0; gb_rounds_client_at(f->rounds, i, &c); i++)
+    for (size_t i = 0; gb_rounds_client_at(f->rounds, i, &c); i++) {
         if (c.connected)
             gb_front_door_refuse(f->door, c.client_id,
                                  GLASSBOX__ERROR_CODE__ERROR_SHUTTING_DOWN, 0,
                                  "the federation has finished its rounds");
+        else if (f->untold && f->n_untold < away)
+            snprintf(f->untold[f->n_untold++], sizeof f->untold[0], "%s", c.client_id);
+    }
+}
+
+/* A client told (on its return) that the federation is over: no longer
+ * waited for. */
+static void s_told(gb_federation_t *f, const char *id)
+{
+    size_t lo = 0, hi = f->n_untold;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int cmp = strcmp(f->untold[mid], id);
+        if (cmp == 0) {
+            memmove(&f->untold[mid], &f->untold[mid + 1],
+                    (f->n_untold - mid - 1) * sizeof f->untold[0]);
+            f->n_untold--;
+            return;
+        }
+        if (cmp < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
 }
 
 /* Carries out a step and reports it to the machine. */
@@ -357,10 +393,12 @@ static void s_step(gb_federation_t *f, const gb_rounds_action_t *a,
                    int (*fn)(gb_federation_t *, const gb_rounds_action_t *, gb_error_t *))
 {
     gb_error_t err = {0}, merr = {0};
-    uint64_t now = gb_time_unix_ms();
     int rc = fn(f, a, &err);
     if (rc == 0 && a->kind == GB_ROUNDS_ACT_CHECKPOINT)
         gb_fed_commit(f, a);
+    /* Read after the step: the next round's tasks go out with this report,
+     * and their deadline counts from it, however long the step took. */
+    uint64_t now = gb_time_unix_ms();
     if (rc == 0)
         rc = gb_rounds_step_done(f->rounds, a->kind, a->round, now, &merr);
     else {
@@ -419,6 +457,9 @@ static void s_drain(gb_federation_t *f)
     gb_rounds_action_t a;
     while (gb_rounds_next_action(f->rounds, &a))
         s_do(f, &a);
+    gb_rounds_status_t st;
+    gb_rounds_status(f->rounds, &st);
+    gb_front_door_set_round(f->door, st.round);
 }
 
 /* ---- events ---------------------------------------------------------------- */
@@ -431,6 +472,8 @@ static bool s_on_joined(void *arg, const char *id, const Glassbox__Join *j,
     if (f->finished) {
         no->code = GLASSBOX__ERROR_CODE__ERROR_SHUTTING_DOWN;
         snprintf(no->why, sizeof no->why, "the federation has finished its rounds");
+        gb_log_info("federation: '%s' is back; told that the federation has finished", id);
+        s_told(f, id);
         return false;
     }
     if (gb_rounds_join(f->rounds, id, j->train_samples, gb_time_unix_ms(), &err) != 0) {
@@ -568,6 +611,13 @@ int gb_federation_step(gb_federation_t *f, int max_wait_ms, gb_error_t *err)
 bool gb_federation_finished(const gb_federation_t *f)
 {
     return f->finished;
+}
+
+size_t gb_federation_untold(const gb_federation_t *f)
+{
+    if (!f->finished)
+        return 0;
+    return f->resumed_finished ? SIZE_MAX : f->n_untold;
 }
 
 uint64_t gb_federation_round(const gb_federation_t *f)

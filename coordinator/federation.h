@@ -119,8 +119,15 @@ void gb_federation_destroy(gb_federation_t **f);
  * socket fails. */
 int gb_federation_step(gb_federation_t *f, int max_wait_ms, gb_error_t *err) GB_MUST_CHECK;
 
-/* total_rounds are finished (and the clients were told). */
+/* total_rounds are finished (and the clients were told). From then on a
+ * client that joins is told ERROR_SHUTTING_DOWN (retry_after_ms 0): the
+ * federation has finished. */
 bool gb_federation_finished(const gb_federation_t *f);
+
+/* Once finished: known clients that were away when the rounds were done
+ * and have not come back to hear it; SIZE_MAX when this run resumed a
+ * federation already finished (who took part is not known); 0 before. */
+size_t gb_federation_untold(const gb_federation_t *f);
 
 /* The last finished round (0: none) and the round machine's status. */
 uint64_t gb_federation_round(const gb_federation_t *f);

@@ -67,6 +67,11 @@ struct gb_federation {
 
     uint64_t task_id_base;          /* the run's task ids start after this */
     bool finished;                  /* total_rounds done, clients told */
+    char (*untold)[GB_ROUNDS_ID_MAX + 1]; /* known clients not connected when the rounds
+                                       were done, sorted: not told yet */
+    size_t n_untold;                /* their number */
+    bool resumed_finished;          /* this run began with every round done: who is
+                                       yet to be told is not known */
 };
 
 /* The round's steps (federation_round.c); each returns 0 or a gb_err with

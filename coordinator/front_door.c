@@ -51,6 +51,7 @@ struct gb_front_door {
     double next_crl_check;        /* when to look again */
     uint8_t *last_pub;            /* the latest packed SignedPublication, for new subscribers */
     size_t last_pub_len;          /* its bytes */
+    uint64_t current_round;       /* told in Welcome (gb_front_door_set_round) */
 };
 
 static void s_defaults(gb_front_door_options_t *o, const gb_front_door_options_t *in)
@@ -135,6 +136,11 @@ void gb_front_door_destroy(gb_front_door_t **pd)
 const char *gb_front_door_endpoint(const gb_front_door_t *d)
 {
     return gb_link_server_endpoint(d->link);
+}
+
+void gb_front_door_set_round(gb_front_door_t *d, uint64_t round)
+{
+    d->current_round = round;
 }
 
 size_t gb_front_door_joined(const gb_front_door_t *d)
@@ -340,6 +346,7 @@ static void s_welcome(gb_front_door_t *d, s_session_t *s, const Glassbox__Envelo
     w.federation = (char *)d->o.federation;
     w.heartbeat_interval_ms = (uint32_t)d->o.heartbeat_interval_ms;
     w.heartbeat_timeout_ms = (uint32_t)d->o.heartbeat_timeout_ms;
+    w.current_round = d->current_round;
     w.software_version = "glassbox " GLASSBOX_VERSION;
     env.body_case = GLASSBOX__ENVELOPE__BODY_WELCOME;
     env.welcome = &w;

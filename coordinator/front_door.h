@@ -71,6 +71,10 @@ const char *gb_front_door_endpoint(const gb_front_door_t *door);
  * gb_err when the socket itself fails. */
 int gb_front_door_step(gb_front_door_t *door, int timeout_ms, gb_error_t *err) GB_MUST_CHECK;
 
+/* The round told to clients in Welcome.current_round from now on (the
+ * round in progress, or the last one once the federation has finished). */
+void gb_front_door_set_round(gb_front_door_t *door, uint64_t round);
+
 /* Clients that have joined and are connected now. */
 size_t gb_front_door_joined(const gb_front_door_t *door);
 

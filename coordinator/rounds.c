@@ -59,6 +59,10 @@ struct gb_rounds {
     size_t n_selected;             /* clients holding a task of this attempt */
     size_t n_updated, n_evaluated; /* their results counted */
     size_t n_answered;             /* of them, complete */
+    size_t n_gone;                 /* of them, unanswered and without a session: not
+                                      waited for (they count again if they rejoin) */
+    size_t n_gone_no_update;       /* of n_gone, those whose Update is not in */
+    uint64_t dropped;              /* selected clients that left holding their task, in all */
     uint64_t update_samples;       /* sum of counted updates' num_samples */
     uint64_t eval_samples;         /* sum of counted EvalResults' num_samples */
     gb_rounds_action_t *q;         /* queued actions: q[q_head..q_len) untaken */
@@ -348,6 +352,7 @@ static void s_clear_selection(gb_rounds_t *r)
         c->task_id = 0;
     }
     r->n_selected = r->n_updated = r->n_evaluated = r->n_answered = 0;
+    r->n_gone = r->n_gone_no_update = 0;
     r->update_samples = r->eval_samples = 0;
 }
 
@@ -398,6 +403,46 @@ static void s_close(gb_rounds_t *r, const char *why)
     a.count = r->n_updated;
     a.num_samples = r->update_samples;
     s_emit(r, &a);
+}
+
+/* Selected clients left and the rest cannot make the round: the attempt is
+ * abandoned and, with no backoff (nothing failed that waiting would mend),
+ * the round selects again at once among the clients connected now. */
+static void s_reselect(gb_rounds_t *r, const char *reason)
+{
+    gb_rounds_action_t a = s_action(r, GB_ROUNDS_ACT_FAILED);
+    snprintf(a.reason, sizeof a.reason, "%s", reason);
+    s_emit(r, &a);
+    gb_log_info("rounds: round %" PRIu64 " attempt %" PRIu32 ": abandoned; selecting again now "
+                "among the %zu clients connected", r->round, r->attempt, r->n_connected);
+    s_clear_selection(r);
+    r->deadline = 0;
+    s_set_state(r, GB_ROUNDS_WAITING);
+}
+
+/* After a result or a departure: closes the attempt once every selected
+ * client still connected has answered and the quorum holds, and gives it up
+ * at once when the clients still connected can no longer reach the quorum.
+ * Clients that are gone are never waited for (they are taken back if they
+ * rejoin before then). */
+static void s_settle(gb_rounds_t *r)
+{
+    if (r->state != GB_ROUNDS_TRAINING)
+        return;
+    size_t waiting = r->n_selected - r->n_answered - r->n_gone;
+    size_t can_update = r->n_selected - r->n_gone_no_update; /* counted or still possible */
+    char why[GB_ROUNDS_REASON_MAX];
+    if (waiting == 0 && r->n_gone == 0) {
+        s_close(r, "every selected client answered");
+    } else if (waiting == 0 && r->n_updated >= r->c.quorum) {
+        snprintf(why, sizeof why, "every selected client still connected answered, %zu gone",
+                 r->n_gone);
+        s_close(r, why);
+    } else if (can_update < r->c.quorum) {
+        snprintf(why, sizeof why, "%zu of %zu selected clients left; the rest cannot reach the "
+                 "quorum of %" PRIu32, r->n_gone, r->n_selected, r->c.quorum);
+        s_reselect(r, why);
+    }
 }
 
 /* Brings the machine to `now`: at the deadline the collecting attempt
@@ -543,6 +588,10 @@ int gb_rounds_join(gb_rounds_t *r, const char *client_id, uint64_t train_samples
                 again ? "joined again on a new session" : at < 0 ? "joined" : "rejoined",
                 train_samples, r->n_connected, r->n_clients);
     if (r->state == GB_ROUNDS_TRAINING && c->selected && !s_answered(r, c)) {
+        if (!again) {
+            r->n_gone--;
+            r->n_gone_no_update -= !c->updated;
+        }
         gb_log_info("rounds: round %" PRIu64 " attempt %" PRIu32 ": client '%s' still holds "
                     "task %" PRIu64 ": sending it again", r->round, r->attempt, c->id,
                     c->task_id);
@@ -568,12 +617,18 @@ int gb_rounds_leave(gb_rounds_t *r, const char *client_id, uint64_t now, gb_erro
     c->connected = false;
     r->n_connected--;
     bool holding = r->state == GB_ROUNDS_TRAINING && c->selected && !s_answered(r, c);
+    if (holding) {
+        r->n_gone++;
+        r->n_gone_no_update += !c->updated;
+        r->dropped++;
+    }
     gb_log_info("rounds: round %" PRIu64 ": client '%s' left%s; %zu of %zu known clients "
                 "connected", r->round, c->id,
-                holding ? " holding its task: the round goes on without it unless it rejoins"
-                          " before the deadline"
+                holding ? " holding its task: the round no longer waits for it (it is taken "
+                          "back if it rejoins while the round collects)"
                         : "",
                 r->n_connected, r->n_clients);
+    s_settle(r);
     s_try_start(r);
     return 0;
 }
@@ -676,8 +731,8 @@ static int s_result(gb_rounds_t *r, bool eval, const char *client_id, uint64_t r
     a.task_id = task_id;
     a.num_samples = num_samples;
     s_emit(r, &a);
-    if (r->n_answered == r->n_selected)
-        s_close(r, "every selected client answered");
+    s_settle(r);
+    s_try_start(r);
     return 0;
 }
 
@@ -834,6 +889,8 @@ void gb_rounds_status(const gb_rounds_t *r, gb_rounds_status_t *out)
     out->updated = r->n_updated;
     out->evaluated = r->n_evaluated;
     out->answered = r->n_answered;
+    out->gone = r->n_gone;
+    out->dropped = r->dropped;
     out->update_samples = r->update_samples;
     out->known = r->n_clients;
     out->connected = r->n_connected;

@@ -27,15 +27,19 @@
  *   TRAINING     results are taken only from a selected client, for this
  *                round, with the task id it was given; a resend is
  *                acknowledged and not counted twice. A selected client that
- *                leaves is waited for: if it joins again before the deadline
- *                its task is sent again with the same task id (so a result it
- *                already sent is deduplicated). The round closes when every
- *                selected client has answered (an Update, and an EvalResult
- *                too when client_eval is set) or, at the deadline, when at
- *                least `quorum` updates are in. Without the quorum the
- *                attempt is abandoned (FAILED) and the same round number
- *                selects again after a backoff, from the clients connected
- *                then.
+ *                leaves is dropped at once: the round no longer waits for it,
+ *                but if it joins again while the round still collects, its
+ *                task is sent again with the same task id (so a result it
+ *                already sent is deduplicated) and it counts again. The round
+ *                closes when every selected client still connected has
+ *                answered (an Update, and an EvalResult too when client_eval
+ *                is set) and at least `quorum` updates are in, or at the
+ *                deadline with the quorum. When the clients still connected
+ *                can no longer reach the quorum, the attempt is abandoned
+ *                (FAILED) and the round selects again at once among the
+ *                clients connected then. Without the quorum at the deadline
+ *                the attempt is abandoned and the same round number selects
+ *                again after a backoff.
  *   AGGREGATING, EVALUATING, PUBLISHING, CHECKPOINTING
  *                one action each, in this order; the caller reports each
  *                done (gb_rounds_step_done) before the next is queued. A
@@ -180,6 +184,8 @@ typedef struct {
     size_t updated;           /* of them, updates counted */
     size_t evaluated;         /* of them, EvalResults counted */
     size_t answered;          /* of them, clients whose answer is complete */
+    size_t gone;              /* of them, unanswered and disconnected: not waited for */
+    uint64_t dropped;         /* selected clients that left holding a task, in this run */
     uint64_t update_samples;  /* sum of num_samples over counted updates */
     size_t known;             /* distinct clients ever joined */
     size_t connected;         /* of them, connected now */
@@ -231,8 +237,9 @@ void gb_rounds_destroy(gb_rounds_t **r);
 int gb_rounds_join(gb_rounds_t *r, const char *client_id, uint64_t train_samples,
                    uint64_t now, gb_error_t *err) GB_MUST_CHECK;
 
-/* The client's (current) session is gone. Its task, if any, stays valid: the
- * round goes on without it and takes its result if it comes back in time.
+/* The client's (current) session is gone. The round stops waiting for its
+ * task, if any (it may close, or be abandoned and select again, at once);
+ * the task stays valid should the client rejoin while the round collects.
  * GB_EINVAL for an id never joined or not connected (no change), GB_EAGAIN. */
 int gb_rounds_leave(gb_rounds_t *r, const char *client_id, uint64_t now,
                     gb_error_t *err) GB_MUST_CHECK;

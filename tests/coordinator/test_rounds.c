@@ -480,9 +480,18 @@ static void test_result_refusals(void **state)
     s_refused(r, NULL, 1, t0->task_id, 5, T0 + 2, GB_ROUNDS_INVALID, GB_EINVAL, INVAL);
     s_refused(r, "", 1, t0->task_id, 5, T0 + 2, GB_ROUNDS_INVALID, GB_EINVAL, INVAL);
 
+    acts_t acts;
+    /* A client that left: its result is refused until it is back (the
+     * round does not wait for it meanwhile, but t0 is still out). */
+    s_leave(r, t1->client_id, T0 + 2);
+    s_refused(r, t1->client_id, 1, t1->task_id, 5, T0 + 2, GB_ROUNDS_UNKNOWN_CLIENT, GB_EPROTO,
+              UNEXP);
+    s_join(r, t1->client_id, T0 + 2);
+    s_take(r, &acts); /* its task again */
+    assert_int_equal(acts.n, 1);
+
     /* A counted update, then its resend: acknowledged, counted once. */
     assert_int_equal(s_update(r, t0, T0 + 3, GB_ROUNDS_ACCEPTED), 0);
-    acts_t acts;
     s_take(r, &acts);
     assert_int_equal(acts.n, 1);
     s_refused(r, t0->client_id, 1, t0->task_id, 10, T0 + 4, GB_ROUNDS_DUPLICATE, 0,
@@ -491,14 +500,6 @@ static void test_result_refusals(void **state)
     s_status(r, &st);
     assert_int_equal(st.updated, 1);
     assert_int_equal(st.update_samples, 10);
-
-    /* A client that left: its result is refused until it is back. */
-    s_leave(r, t1->client_id, T0 + 5);
-    s_refused(r, t1->client_id, 1, t1->task_id, 5, T0 + 6, GB_ROUNDS_UNKNOWN_CLIENT, GB_EPROTO,
-              UNEXP);
-    s_join(r, t1->client_id, T0 + 7);
-    s_take(r, &acts); /* its task again */
-    assert_int_equal(acts.n, 1);
 
     /* Close the round; a late result is refused as closed; a resend of a
      * counted one is still a duplicate. */
@@ -719,7 +720,7 @@ static void test_leave_and_rejoin_mid_round(void **state)
     const gb_rounds_action_t *t1 = s_task_of(&tasks, "c01");
     assert_non_null(t1);
 
-    /* c01 leaves: the round goes on; the others answer; it is waited for. */
+    /* c01 leaves: the round goes on without waiting for it. */
     s_leave(r, "c01", T0 + 1);
     s_none(r);
     gb_rounds_status_t st;
@@ -728,14 +729,16 @@ static void test_leave_and_rejoin_mid_round(void **state)
     assert_int_equal(st.connected, 2);
     assert_int_equal(st.known, 3);
     assert_int_equal(st.selected, 3);
+    assert_int_equal(st.gone, 1);
+    assert_int_equal(st.dropped, 1);
     assert_int_equal(s_update(r, s_task_of(&tasks, "c00"), T0 + 2, GB_ROUNDS_ACCEPTED), 0);
-    assert_int_equal(s_update(r, s_task_of(&tasks, "c02"), T0 + 3, GB_ROUNDS_ACCEPTED), 0);
     s_take(r, &acts);
-    assert_int_equal(acts.n, 2);
+    assert_int_equal(acts.n, 1);
     s_status(r, &st);
-    assert_int_equal(st.state, GB_ROUNDS_TRAINING);
+    assert_int_equal(st.state, GB_ROUNDS_TRAINING); /* c02 is still out */
 
-    /* It rejoins before the deadline: the same task, same id and deadline. */
+    /* It rejoins while the round collects: the same task, same id and
+     * deadline, and it counts again. */
     s_join(r, "c01", T0 + 4);
     s_take(r, &acts);
     assert_int_equal(acts.n, 1);
@@ -744,9 +747,14 @@ static void test_leave_and_rejoin_mid_round(void **state)
     assert_int_equal(acts.a[0].task_id, t1->task_id);
     assert_int_equal(acts.a[0].deadline_ms, t1->deadline_ms);
     assert_int_equal(acts.a[0].attempt, 1);
+    s_status(r, &st);
+    assert_int_equal(st.gone, 0);
+    assert_int_equal(s_update(r, s_task_of(&tasks, "c02"), T0 + 5, GB_ROUNDS_ACCEPTED), 0);
+    s_take(r, &acts);
+    assert_int_equal(acts.n, 1); /* waits for c01, back on a session */
     /* It had sent its update before it dropped: the resend is one update,
      * and completes the round. */
-    assert_int_equal(s_update(r, &acts.a[0], T0 + 5, GB_ROUNDS_ACCEPTED), 0);
+    assert_int_equal(s_update(r, t1, T0 + 5, GB_ROUNDS_ACCEPTED), 0);
     s_take(r, &acts);
     assert_int_equal(acts.n, 2);
     assert_int_equal(acts.a[1].kind, GB_ROUNDS_ACT_AGGREGATE);
@@ -759,19 +767,22 @@ static void test_leave_and_rejoin_mid_round(void **state)
     s_none(r);
     gb_rounds_destroy(&r);
 
-    /* Rejoining after the deadline: the round has closed, no task. */
+    /* A client gone while the others answered: the round closes at once,
+     * long before the deadline, and a later rejoin gets no task. */
     r = s_new(&c, 0);
     s_join_n(r, 3, T0);
     s_take(r, &tasks);
     assert_int_equal(s_update(r, s_task_of(&tasks, "c00"), T0 + 1, GB_ROUNDS_ACCEPTED), 0);
     assert_int_equal(s_update(r, s_task_of(&tasks, "c02"), T0 + 1, GB_ROUNDS_ACCEPTED), 0);
-    s_leave(r, "c01", T0 + 2);
     s_take(r, &acts);
-    s_join(r, "c01", T0 + 60000);
+    assert_int_equal(acts.n, 2);
+    s_leave(r, "c01", T0 + 2);
     s_take(r, &acts);
     assert_int_equal(acts.n, 1);
     assert_int_equal(acts.a[0].kind, GB_ROUNDS_ACT_AGGREGATE);
     assert_int_equal(acts.a[0].count, 2);
+    s_join(r, "c01", T0 + 3);
+    s_none(r);
 
     /* A join while connected is a reconnect on a new session: during a
      * round it resends an unanswered task too. */
@@ -784,6 +795,73 @@ static void test_leave_and_rejoin_mid_round(void **state)
     assert_int_equal(acts.a[0].task_id, s_task_of(&tasks, "c02")->task_id);
     s_status(r, &st);
     assert_int_equal(st.connected, 3);
+    gb_rounds_destroy(&r);
+}
+
+/* Clients that leave so that the quorum is out of reach: the attempt is
+ * given up at once (no backoff, no failure counted) and the round selects
+ * again among those connected; one that leaves after the rest answered
+ * without the quorum does the same. */
+static void test_gone_clients_reselect(void **state)
+{
+    (void)state;
+    gb_rounds_config_t c = s_cfg(3, 3, 2);
+    gb_rounds_t *r = s_new(&c, 0);
+    s_join_n(r, 3, T0);
+    acts_t tasks, acts;
+    s_take(r, &tasks);
+    assert_int_equal(tasks.n, 3);
+    s_leave(r, "c00", T0 + 1);
+    s_none(r); /* two left can still make the quorum */
+    assert_int_equal(s_update(r, s_task_of(&tasks, "c01"), T0 + 2, GB_ROUNDS_ACCEPTED), 0);
+    s_take(r, &acts);
+    s_leave(r, "c02", T0 + 3);
+    s_take(r, &acts);
+    assert_int_equal(acts.n, 1);
+    assert_int_equal(acts.a[0].kind, GB_ROUNDS_ACT_FAILED);
+    assert_int_equal(acts.a[0].failed_step, 0);
+    assert_string_equal(acts.a[0].reason, "2 of 3 selected clients left; the rest cannot reach "
+                                          "the quorum of 2");
+    gb_rounds_status_t st;
+    s_status(r, &st);
+    assert_int_equal(st.state, GB_ROUNDS_WAITING); /* one connected, three needed */
+    assert_int_equal(st.failures, 0);
+    assert_int_equal(st.dropped, 2);
+    /* Clients join: attempt 2 starts at once, without a backoff. */
+    s_join(r, "c03", T0 + 4);
+    s_none(r);
+    s_join(r, "c04", T0 + 4);
+    s_take(r, &acts);
+    assert_int_equal(acts.n, 3);
+    assert_int_equal(acts.a[0].kind, GB_ROUNDS_ACT_SEND_TASK);
+    assert_int_equal(acts.a[0].attempt, 2);
+    assert_int_equal(acts.a[0].deadline_ms, T0 + 4 + 60000);
+    assert_null(s_task_of(&acts, "c00"));
+    /* The old task is stale now. */
+    assert_int_equal(s_update(r, s_task_of(&tasks, "c01"), T0 + 5, GB_ROUNDS_WRONG_TASK),
+                     GB_EPROTO);
+    gb_rounds_destroy(&r);
+
+    /* With evaluation asked for: an Update in but no EvalResult still counts
+     * for the quorum; the client that left is not waited for. */
+    c = s_cfg(2, 2, 1);
+    c.client_eval = true;
+    r = s_new(&c, 0);
+    s_join_n(r, 2, T0);
+    s_take(r, &tasks);
+    assert_int_equal(s_update(r, s_task_of(&tasks, "c00"), T0 + 1, GB_ROUNDS_ACCEPTED), 0);
+    s_take(r, &acts);
+    s_leave(r, "c00", T0 + 2); /* updated, not evaluated: gone */
+    s_none(r);                 /* c01 is still out */
+    gb_error_t err = {0};
+    gb_rounds_verdict_t v;
+    const gb_rounds_action_t *t = s_task_of(&tasks, "c01");
+    assert_int_equal(gb_rounds_update(r, t->client_id, 1, t->task_id, 10, T0 + 3, &v, &err), 0);
+    assert_int_equal(gb_rounds_eval_result(r, t->client_id, 1, t->task_id, 10, T0 + 3, &v, &err),
+                     0);
+    s_take(r, &acts);
+    assert_int_equal(acts.a[acts.n - 1].kind, GB_ROUNDS_ACT_AGGREGATE);
+    assert_int_equal(acts.a[acts.n - 1].count, 2);
     gb_rounds_destroy(&r);
 }
 
@@ -1452,6 +1530,7 @@ int main(void)
         cmocka_unit_test(test_deadline_without_quorum_abandons),
         cmocka_unit_test(test_backoff_caps_and_zero),
         cmocka_unit_test(test_leave_and_rejoin_mid_round),
+        cmocka_unit_test(test_gone_clients_reselect),
         cmocka_unit_test(test_join_leave_errors),
         cmocka_unit_test(test_known_client_bound),
         cmocka_unit_test(test_client_eval),
