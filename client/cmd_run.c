@@ -173,10 +173,10 @@ int gb_cmd_run(int argc, char **argv)
     const char *endpoint = NULL, *cert = NULL, *key = NULL, *ca_file = NULL;
     const char *server_name = S_DEFAULT_SERVER_NAME, *name = NULL, *log_level = NULL;
     const char *cert_dir = NULL, *prefix = NULL;
-    int threads = 0, virt = 0; /* threads 0: not given */
+    int threads = 0, virt = 0, give_up = 0; /* threads 0: not given; give_up 0: never */
     bool json = false;
     gb_data_source_t data = gb_data_source_defaults();
-    enum { N_OWN = 12 };
+    enum { N_OWN = 13 };
     gb_arg_t opts[N_OWN + GB_DATA_SOURCE_ARGS + GB_DATA_SOURCE_PARTITION_ARGS] = {
         {"--coordinator", GB_ARG_STRING, &endpoint, 0, 0, NULL, "tcp://HOST:PORT of the coordinator (required)", false},
         {"--cert", GB_ARG_STRING, &cert, 0, 0, NULL, "this client's certificate, PEM (required without --virtual)", false},
@@ -188,6 +188,7 @@ int gb_cmd_run(int argc, char **argv)
         {"--cert-dir", GB_ARG_STRING, &cert_dir, 0, 0, NULL, "with --virtual: DIR/PREFIX K.crt and .key for each client, as 'ca issue --out DIR' writes them (required)", false},
         {"--name-prefix", GB_ARG_STRING, &prefix, 0, 0, NULL, "with --virtual: client names are PREFIX K (default client-)", false},
         {"--threads", GB_ARG_INT, &threads, 1, 256, NULL, "training threads, per client with --virtual (default: cores, at most 8; 1 with --virtual)", false},
+        {"--give-up", GB_ARG_INT, &give_up, 1, 100000000, NULL, "exit 1 after S seconds without a session to the coordinator (default: never, for a daemon under systemd)", false},
         {"--json", GB_ARG_FLAG, &json, 0, 0, NULL, "one JSON object per line per finished task", false},
         {"--log", GB_ARG_CHOICE, &log_level, 0, 0, "debug|info|warn|error", "log level (default info, or GLASSBOX_LOG)", false},
     };
@@ -204,7 +205,8 @@ int gb_cmd_run(int argc, char **argv)
         "sends, trains the global model on this client's data, evaluates and explains it\n"
         "as asked, and sends back the update (new weights minus global weights). Data\n"
         "never leaves the machine. Reconnects by itself; stops on SIGINT or SIGTERM, or\n"
-        "when the coordinator says the federation has finished. With --clients N the\n"
+        "when the coordinator says the federation has finished (exit 0), or after\n"
+        "--give-up seconds without reaching it (exit 1). With --clients N the\n"
         "training split (after --limit) is cut into N slices and this client takes slice\n"
         "--index; the test split stays whole unless --partition-test is given.\n"
         "With --virtual N, N clients run in this one process, each with its own identity\n"
@@ -219,6 +221,7 @@ int gb_cmd_run(int argc, char **argv)
     gb_virtual_options_t vo = {.endpoint = endpoint, .cert_dir = cert_dir,
                                .name_prefix = prefix, .ca_file = ca_file,
                                .server_name = server_name, .count = virt, .data = &data,
+                               .give_up_s = give_up,
                                .report = s_report_named, .report_arg = &json};
     if (gb_data_source_check(&data, &err))
         return s_usage(err.msg);
@@ -283,7 +286,8 @@ int gb_cmd_run(int argc, char **argv)
                                  .key_file = key, .ca_file = ca_file,
                                  .server_name = server_name, .client_name = name,
                                  .train = train, .test = test, .dataset = desc,
-                                 .threads = threads, .report = s_report, .report_arg = &json};
+                                 .threads = threads, .give_up_s = give_up,
+                                 .report = s_report, .report_arg = &json};
         gb_daemon_t *d = gb_daemon_new(&o, &err);
         rc = d ? s_run_one(d) : s_fail("", &err);
         gb_daemon_destroy(&d);

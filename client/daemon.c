@@ -66,6 +66,7 @@ struct gb_daemon {
     uint64_t join_seq;                   /* Join's sequence on this session */
     double next_heartbeat;               /* monotonic time of the next Heartbeat */
     bool stopped;                        /* gb_daemon_stop was called */
+    double away_since;                   /* monotonic time without a session since */
     gb_daemon_status_t st;               /* counters and state */
 };
 
@@ -602,6 +603,7 @@ static int s_on_event(gb_daemon_t *d, const gb_link_event_t *ev, gb_error_t *err
         S_LOG(info, d, "connected to %s (session %" PRIu64 ")", d->endpoint, ev->session);
         return s_send_join(d, err);
     case GB_LINK_EV_DISCONNECTED:
+        d->away_since = gb_time_now();
         d->st.connected = false;
         d->st.welcomed = false;
         d->session = 0;
@@ -658,6 +660,8 @@ static int s_check_options(const gb_daemon_options_t *o, gb_error_t *err)
         return gb_error_set(err, GB_EINVAL, "daemon: threads %d is outside 1..256", o->threads);
     if (o->retry_ms < 0 || o->retry_max_ms < 0)
         return gb_error_set(err, GB_EINVAL, "daemon: negative reconnection delay");
+    if (o->give_up_s < 0)
+        return gb_error_set(err, GB_EINVAL, "daemon: negative give-up time");
     const char *ds = o->dataset ? o->dataset : (o->train ? o->train : o->test)->name;
     if (!ds || !*ds || strlen(ds) > GB_ENVELOPE_MAX_NAME)
         return gb_error_set(err, GB_EINVAL, "daemon: the dataset description must be 1..%d "
@@ -712,6 +716,7 @@ gb_daemon_t *gb_daemon_new(const gb_daemon_options_t *opts, gb_error_t *err)
                                        err)))
         goto fail;
     S_LOG(info, d, "with %s, connecting to %s", d->dataset, d->endpoint);
+    d->away_since = gb_time_now();
     return d;
 fail:
     gb_daemon_destroy(&d);
@@ -745,6 +750,9 @@ int gb_daemon_step(gb_daemon_t *d, int timeout_ms, gb_error_t *err)
         return GB_DAEMON_FINISHED;
     if (d->stopped)
         return 0;
+    if (d->o.give_up_s && !d->st.connected && gb_time_now() - d->away_since >= d->o.give_up_s)
+        return gb_error_set(err, GB_ECLOSED, "no session with the coordinator at %s for %d s "
+                            "(the give-up time); giving up", d->endpoint, d->o.give_up_s);
     double end = timeout_ms < 0 ? 1e300 : gb_time_now() + timeout_ms / 1000.0;
     bool handled = false;
     for (;;) {

@@ -30,7 +30,9 @@
  * keeps it for the next session; any other refusal drops it with a warning
  * (sending the same bytes again cannot change the answer).
  * ERROR_SHUTTING_DOWN with retry_after_ms 0 ends the run: the federation has
- * finished. ERROR_VERSION in reply to Join ends it too, as a failure.
+ * finished. ERROR_VERSION in reply to Join ends it too, as a failure, and so
+ * does a coordinator away for longer than give_up_s (no session since
+ * the daemon started or the last one ended).
  * Anything malformed or unexpected from the coordinator gets an Error reply
  * (the decoder's reason code, or ERROR_UNEXPECTED) and a log line, and changes
  * nothing. A task the runner refuses in its own checks gets an Error too, but
@@ -109,6 +111,9 @@ typedef struct {
     int threads;                /* engine workers for training, 1..256 (0: 1) */
     int retry_ms;               /* first reconnection delay (0: the link's default) */
     int retry_max_ms;           /* reconnection backoff ceiling (0: the link's default) */
+    int give_up_s;              /* without a session to the coordinator for this long,
+                                   gb_daemon_step fails with GB_ECLOSED (0: never, for a
+                                   daemon under a supervisor that keeps it up) */
     gb_daemon_report_fn report; /* per finished task (may be NULL) */
     void *report_arg;           /* passed to report */
 } gb_daemon_options_t;

@@ -217,7 +217,8 @@ gb_virtual_t *gb_virtual_new(const gb_virtual_options_t *o, gb_error_t *err)
                                  .server_name = o->server_name, .train = c->train,
                                  .test = c->test ? c->test : o->test, .dataset = desc,
                                  .threads = o->threads, .retry_ms = o->retry_ms,
-                                 .retry_max_ms = o->retry_max_ms, .report = s_report,
+                                 .retry_max_ms = o->retry_max_ms,
+                                 .give_up_s = o->give_up_s, .report = s_report,
                                  .report_arg = c};
         c->daemon = gb_daemon_new(&d, err);
         if (!c->daemon) {

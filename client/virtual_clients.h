@@ -58,6 +58,7 @@ typedef struct {
     int threads;                   /* training threads per client, 1..256 */
     int retry_ms;                  /* each link's first reconnection delay (0: default) */
     int retry_max_ms;              /* its backoff ceiling (0: default) */
+    int give_up_s;                 /* each daemon's give-up time (daemon.h; 0: never) */
     gb_virtual_report_fn report;   /* per finished task (may be NULL) */
     void *report_arg;              /* passed to report */
 } gb_virtual_options_t;

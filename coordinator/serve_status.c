@@ -63,6 +63,13 @@ void gb_serve_status_publish(gb_status_endpoint_t *ep, const gb_federation_t *fe
                          NULL, (double)v.rounds.connected);
     gb_metrics_gauge_set("glassbox_clients_known", "Distinct clients that ever joined", NULL,
                          NULL, (double)v.rounds.known);
+    /* a counter: the round machine keeps the run's total */
+    double dropped = gb_metrics_value("glassbox_round_clients_dropped_total", NULL, NULL);
+    if ((double)v.rounds.dropped > dropped)
+        gb_metrics_counter_add("glassbox_round_clients_dropped_total",
+                               "Selected clients that left holding their task; the round "
+                               "stopped waiting for them", NULL, NULL,
+                               (double)v.rounds.dropped - dropped);
     if (!ep)
         return;
     char why[GB_STATUS_REASON_MAX];

@@ -29,3 +29,14 @@ if(GB_FED_PYTHON)
   set_tests_properties(coordinator/test_subscribe_run PROPERTIES
     LABELS "cli;coordinator;federation" TIMEOUT 400)
 endif()
+
+# Faults with real processes: a stopped client is not waited for, a
+# restarted finished federation tells clients so, a client gives up
+# (test_faults_run.py).
+if(GB_FED_PYTHON)
+  add_test(NAME coordinator/test_faults_run
+           COMMAND ${GB_FED_PYTHON} ${CMAKE_CURRENT_LIST_DIR}/test_faults_run.py
+                   ${CMAKE_BINARY_DIR} ${CMAKE_SOURCE_DIR})
+  set_tests_properties(coordinator/test_faults_run PROPERTIES
+    LABELS "cli;coordinator;federation" TIMEOUT 400)
+endif()

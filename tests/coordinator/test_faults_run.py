@@ -1,0 +1,174 @@
+#!/usr/bin/python3
+"""Faults with real processes on loopback (issue: a federation that never waits
+on a client it knows is gone):
+
+  1. a selected client is stopped (SIGSTOP) while it trains: its session is
+     lost at --timeout-ms, the round stops waiting for it and closes with the
+     other two long before --deadline; after SIGCONT it rejoins, its old result
+     is not counted (stale, or its task replaced), it takes part in round 2,
+     and every client exits 0 when the federation finishes;
+  2. the coordinator restarted on the finished federation answers a client
+     that comes back with "finished" (Welcome names the last round) for
+     --finished-grace, and the client exits 0 instead of retrying for ever;
+  3. a client whose coordinator is away exits 1 after --give-up seconds,
+     naming the coordinator.
+
+Usage: test_faults_run.py BUILD_DIR SOURCE_DIR
+"""
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+BUILD, SOURCE = sys.argv[1], sys.argv[2]
+CLIENT = os.path.join(BUILD, "glassbox-client")
+COORD = os.path.join(BUILD, "glassbox-coordinator")
+N = 3
+DEADLINE_S = 600  # a round that waited for the stopped client would take this long
+
+
+def run(*args, rc=0):
+    p = subprocess.run(list(args), capture_output=True, text=True, timeout=300)
+    assert p.returncode == rc, "%s: exit %d, want %d\n%s%s" % (args, p.returncode, rc,
+                                                               p.stdout, p.stderr)
+    return p
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def wait_for(path, text, timeout):
+    end = time.time() + timeout
+    while time.time() < end:
+        if os.path.exists(path) and text in open(path).read():
+            return
+        time.sleep(0.05)
+    raise AssertionError("no '%s' in %s after %d s:\n%s" % (text, path, timeout,
+                                                             open(path).read()[-3000:]))
+
+
+def serve(work, port, tag, *extra):
+    log = open(os.path.join(work, "serve-%s.log" % tag), "w")
+    p = subprocess.Popen([COORD, "serve", "--ca", os.path.join(work, "ca"),
+                          "--listen", "tcp://127.0.0.1:%d" % port, "--http", "none",
+                          "--model", "lenet", "--explain", "ig", "--explain-samples", "16",
+                          "--explain-steps", "8", "--state", os.path.join(work, "state"),
+                          "--epochs", "1", "--deadline", str(DEADLINE_S),
+                          "--heartbeat-ms", "500", "--timeout-ms", "3000", "--json"]
+                         + list(extra), stdout=subprocess.PIPE, stderr=log, text=True)
+    line = p.stdout.readline()
+    assert line.startswith("listening on"), line
+    return p
+
+
+def client(work, port, k, *extra):
+    name = os.path.join(work, "ca", "clients", "client-%d" % k)
+    log = open(os.path.join(work, "client-%d.log" % k), "a")
+    return subprocess.Popen(
+        [CLIENT, "run", "--coordinator", "tcp://127.0.0.1:%d" % port,
+         "--cert", name + ".crt", "--key", name + ".key",
+         "--ca-file", os.path.join(work, "ca", "ca.crt"),
+         "--data", "fashion-mnist", "--limit", "3000", "--clients", str(N),
+         "--index", str(k), "--threads", "1", "--json"] + list(extra),
+        stdout=subprocess.PIPE, stderr=log, text=True)
+
+
+def stopped_client_is_not_waited_for(work, port):
+    server = serve(work, port, "stop", "--rounds", "2", "--min-clients", str(N),
+                   "--quorum", "2")
+    ps = [client(work, port, k) for k in range(N)]
+    try:
+        log2 = os.path.join(work, "client-2.log")
+        wait_for(log2, "of round 1 started", 120)
+        ps[2].send_signal(signal.SIGSTOP)
+        t0 = time.time()
+        first = server.stdout.readline()
+        took = time.time() - t0
+        r1 = json.loads(first)
+        assert r1["round"] == 1 and r1["participants"] == 2, r1
+        assert took < DEADLINE_S / 10, "round 1 waited %.0f s for the stopped client" % took
+        serve_log = os.path.join(work, "serve-stop.log")
+        wait_for(serve_log, "the round no longer waits for it", 1)
+        ps[2].send_signal(signal.SIGCONT)
+        out, _ = server.communicate(timeout=240)
+        assert server.returncode == 0, "serve exited %d" % server.returncode
+        r2 = json.loads(out.splitlines()[0])
+        assert r2["round"] == 2 and r2["participants"] == N, r2
+        for k, p in enumerate(ps):
+            cout, _ = p.communicate(timeout=60)
+            assert p.returncode == 0, "client-%d exited %d" % (k, p.returncode)
+            rounds = [json.loads(line)["round"] for line in cout.splitlines()
+                      if line.startswith("{")]
+            assert rounds[-1] == 2, (k, rounds)
+    finally:
+        for p in [server] + ps:
+            if p.poll() is None:
+                p.send_signal(signal.SIGCONT)
+                p.kill()
+    text = open(log2).read()
+    assert "stale" in text or "cancelled" in text or "replaces task" in text, text[-3000:]
+    dropped = open(serve_log).read()
+    assert "client 'client-2' left holding its task" in dropped, dropped[-3000:]
+    print("stopped client: round 1 closed in %.1f s with 2 of 3, round 2 with all 3: ok" % took)
+
+
+def finished_federation_tells_returning_clients(work, port):
+    server = serve(work, port, "again", "--rounds", "2", "--min-clients", str(N),
+                   "--finished-grace", "6")
+    t0 = time.time()
+    c = client(work, port, 0)
+    try:
+        cout, _ = c.communicate(timeout=60)
+        assert c.returncode == 0, "client exited %d" % c.returncode
+        took = time.time() - t0
+        assert took < 15, "the client took %.0f s to hear the federation has finished" % took
+        out, _ = server.communicate(timeout=60)
+        assert server.returncode == 0, "serve exited %d" % server.returncode
+    finally:
+        for p in (server, c):
+            if p.poll() is None:
+                p.kill()
+    log = open(os.path.join(work, "client-0.log")).read()
+    assert "federation finished" in log, log[-2000:]
+    assert "(round 2," in log, log[-2000:]  # Welcome carries the federation's round
+    serve_log = open(os.path.join(work, "serve-again.log")).read()
+    assert "all done" in serve_log and "telling clients that come back" in serve_log, serve_log
+    print("restarted finished federation: the client heard it in %.1f s and exited 0: ok" % took)
+
+
+def client_gives_up(work):
+    port = free_port()  # nothing listens there
+    t0 = time.time()
+    c = client(work, port, 1, "--give-up", "2")
+    c.communicate(timeout=60)
+    took = time.time() - t0
+    assert c.returncode == 1, "client exited %d" % c.returncode
+    log = open(os.path.join(work, "client-1.log")).read()
+    assert "giving up" in log and "127.0.0.1:%d" % port in log, log[-2000:]
+    assert took < 30, took
+    print("--give-up 2: exit 1 after %.1f s: ok" % took)
+
+
+def main():
+    work = tempfile.mkdtemp(prefix="gb-faults-")
+    ca = os.path.join(work, "ca")
+    run(COORD, "ca", "init", "--dir", ca, "--federation", "faults")
+    for k in range(N):
+        run(COORD, "ca", "issue", "--dir", ca, "--name", "client-%d" % k)
+    port = free_port()
+    stopped_client_is_not_waited_for(work, port)
+    finished_federation_tells_returning_clients(work, port)
+    client_gives_up(work)
+
+
+if __name__ == "__main__":
+    main()
