@@ -32,6 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -680,6 +681,50 @@ static void s_remove_stale_tmp(const char *dir)
         gb_free(path);
     }
     closedir(d);
+}
+
+/* Bytes of dir's checkpoint and model files (what pruning frees). */
+static uint64_t s_bytes_held(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return 0;
+    uint64_t held = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        uint64_t r;
+        size_t len = strlen(e->d_name);
+        if (!s_parse_name(e->d_name, len, S_CKPT_PREFIX, S_CKPT_SUFFIX, &r) &&
+            !s_parse_name(e->d_name, len, S_MODEL_PREFIX, S_MODEL_SUFFIX, &r))
+            continue;
+        char *path = s_join(dir, e->d_name);
+        struct stat st;
+        if (path && stat(path, &st) == 0 && S_ISREG(st.st_mode))
+            held += (uint64_t)st.st_size;
+        gb_free(path);
+    }
+    closedir(d);
+    return held;
+}
+
+int gb_checkpoint_check_room(const char *dir, uint64_t per_checkpoint, size_t keep,
+                             gb_error_t *err)
+{
+    struct statvfs fs;
+    if (statvfs(dir, &fs) != 0)
+        return gb_error_set(err, GB_EIO, "checkpoint directory '%s': %s", dir, strerror(errno));
+    uint64_t free_bytes = (uint64_t)fs.f_bavail * (uint64_t)fs.f_frsize;
+    uint64_t held = s_bytes_held(dir);
+    uint64_t need = per_checkpoint * ((uint64_t)keep + 1);
+    if (free_bytes + held >= need)
+        return 0;
+    return gb_error_set(err, GB_ERANGE, "checkpoint directory '%s' cannot hold %zu checkpoints of "
+                        "this model: they need about %" PRIu64 " KiB (%zu kept and one written "
+                        "beside them, %" PRIu64 " KiB each), and it has %" PRIu64 " KiB free "
+                        "with %" PRIu64 " KiB in checkpoints already there; free %" PRIu64
+                        " KiB, or lower --keep", dir, keep, need >> 10, keep,
+                        per_checkpoint >> 10, free_bytes >> 10, held >> 10,
+                        (need - free_bytes - held + 1023) >> 10);
 }
 
 /* GB_EIO unless dir is a directory (logged when `warn`). */

@@ -137,6 +137,15 @@ int gb_checkpoint_decode(const uint8_t *buf, size_t len, gb_checkpoint_t **out,
 int gb_checkpoint_save(const char *dir, const gb_checkpoint_t *c, size_t keep,
                        gb_error_t *err) GB_MUST_CHECK;
 
+/* 0 when dir's file system can hold keep checkpoints of per_checkpoint
+ * bytes (checkpoint and model file together) and the next one written
+ * beside them, counting the space its checkpoint and model files hold now
+ * (pruning frees it); else GB_ERANGE with err naming the room needed, what
+ * is free, and the way out (free space, or lower --keep), or GB_EIO when
+ * dir's file system cannot be asked (dir missing). */
+int gb_checkpoint_check_room(const char *dir, uint64_t per_checkpoint, size_t keep,
+                             gb_error_t *err) GB_MUST_CHECK;
+
 /* Reads one checkpoint file (at most GB_CHECKPOINT_MAX_BYTES, checked before
  * reading) and decodes it; *out and errors as for gb_checkpoint_decode, plus
  * GB_EIO when it cannot be read. err names the file; a refusal is logged as

@@ -235,6 +235,16 @@ static int s_run(s_cli_t *c)
     }
     gb_log_info("coordinator: stopping after round %llu",
                 (unsigned long long)gb_federation_round(fed));
+    uint64_t first = 0;
+    const char *why = NULL;
+    gb_federation_flush(fed);
+    size_t unwritten = gb_federation_unwritten(fed, &first, &why);
+    if (unwritten) {
+        fprintf(stderr, "glassbox-coordinator serve: %zu finished round(s) from round %llu on "
+                        "are not published to --out: %s (they are kept in --state and written "
+                        "by the next run)\n", unwritten, (unsigned long long)first, why);
+        rc = 1;
+    }
     gb_serve_status_publish(ep, fed, &c->fed, true);
     gb_status_endpoint_destroy(&ep);
     gb_federation_destroy(&fed);

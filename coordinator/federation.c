@@ -209,6 +209,15 @@ gb_federation_t *gb_federation_new(void *zmq_ctx, gb_front_door_t *door,
         goto fail;
     }
     f->optim_len = gb_server_optim_state_len(f->opt);
+    /* a checkpoint holds the parameters and the optimiser state, its model
+     * file the parameters again; specs and metadata are small */
+    f->per_checkpoint = 4 * (2 * (uint64_t)n + f->optim_len) +
+                        2 * (uint64_t)strlen(f->global->spec) + 8192;
+    if (f->state_dir && gb_checkpoint_check_room(f->state_dir, f->per_checkpoint,
+                                                 (size_t)f->o.keep_checkpoints, err) != 0) {
+        gb_error_prefix(err, err->code, "--state: ");
+        goto fail;
+    }
     gb_free(f->optim_backup);
     f->optim_backup = NULL;
     /* a round holds at most its selected clients' results */
@@ -242,6 +251,9 @@ gb_federation_t *gb_federation_new(void *zmq_ctx, gb_front_door_t *door,
         if (!(f->signer = gb_signer_load(opts->key_file, opts->cert_file, err)))
             goto fail;
         if (opts->publish && !(f->pub = gb_publisher_new(zmq_ctx, opts->publish, f->signer, err)))
+            goto fail;
+        if (f->out_dir && !(f->outbox = gb_pub_outbox_new(f->out_dir, f->state_dir, f->signer,
+                                                          err)))
             goto fail;
     }
     gb_rounds_config_t rc = f->o.rounds;
@@ -279,6 +291,7 @@ void gb_federation_destroy(gb_federation_t **pf)
     gb_aggregator_destroy(&f->agg);
     gb_server_optim_destroy(&f->opt);
     gb_explain_merge_destroy(&f->merge);
+    gb_pub_outbox_destroy(&f->outbox);
     gb_publisher_destroy(&f->pub);
     gb_signer_destroy(&f->signer);
     gb_snapshot_destroy(&f->global);
@@ -404,6 +417,14 @@ static void s_step(gb_federation_t *f, const gb_rounds_action_t *a,
     else {
         gb_log_error("federation: round %llu: %s failed: %s", (unsigned long long)a->round,
                      gb_rounds_action_name(a->kind), err.msg);
+        gb_error_t room = {0};
+        /* a state directory too small for the next checkpoint is not
+         * mended by waiting: the run stops and says how much it needs */
+        if (a->kind == GB_ROUNDS_ACT_CHECKPOINT && f->state_dir &&
+            gb_checkpoint_check_room(f->state_dir, f->per_checkpoint,
+                                     (size_t)f->o.keep_checkpoints, &room) == GB_ERANGE)
+            snprintf(f->fatal, sizeof f->fatal, "round %llu cannot be checkpointed: %.440s",
+                     (unsigned long long)a->round, room.msg);
         rc = gb_rounds_step_failed(f->rounds, a->kind, a->round, err.msg, now, &merr);
     }
     if (rc)
@@ -589,6 +610,8 @@ out:
 
 int gb_federation_step(gb_federation_t *f, int max_wait_ms, gb_error_t *err)
 {
+    if (f->fatal[0])
+        return gb_error_set(err, GB_EIO, "%s", f->fatal);
     uint64_t now = gb_time_unix_ms();
     uint64_t wake = gb_rounds_wake_at(f->rounds);
     int wait = max_wait_ms;
@@ -601,16 +624,38 @@ int gb_federation_step(gb_federation_t *f, int max_wait_ms, gb_error_t *err)
     int rc = gb_front_door_step(f->door, wait, err);
     if (rc)
         return rc;
+    if (f->outbox)
+        gb_pub_outbox_retry(f->outbox, gb_time_now());
     gb_error_t terr = {0};
     if (gb_rounds_tick(f->rounds, gb_time_unix_ms(), &terr) != 0)
         gb_log_warn("federation: %s", terr.msg);
     s_drain(f);
+    if (f->fatal[0])
+        return gb_error_set(err, GB_EIO, "%s", f->fatal);
     return 0;
+}
+
+void gb_federation_flush(gb_federation_t *f)
+{
+    if (f->outbox)
+        gb_pub_outbox_retry(f->outbox, INFINITY);
 }
 
 bool gb_federation_finished(const gb_federation_t *f)
 {
     return f->finished;
+}
+
+size_t gb_federation_unwritten(const gb_federation_t *f, uint64_t *first, const char **why)
+{
+    if (!f->outbox) {
+        if (first)
+            *first = 0;
+        if (why)
+            *why = "";
+        return 0;
+    }
+    return gb_pub_outbox_waiting(f->outbox, first, why);
 }
 
 size_t gb_federation_untold(const gb_federation_t *f)

@@ -20,7 +20,8 @@
  *               output directory, as files anyone can check with openssl,
  *               with the explanation as JSON and PNGs. So what is published
  *               is always a round the federation keeps; a failure to send it
- *               is logged and does not undo the round.
+ *               is logged and does not undo the round, and files that could
+ *               not be written are retried (pub_outbox.h) until they are.
  *
  * A failed step abandons the attempt: the global model, the optimiser state
  * and every file `latest` names stay those of the last finished round, and
@@ -103,6 +104,8 @@ typedef struct gb_federation gb_federation_t;
 /* Builds the federation: resumes from state_dir's latest checkpoint when
  * there is one (its model, round, optimiser state and task ids; a damaged
  * latest falls back as checkpoint.h says), else builds the initial model;
+ * refuses a state directory that cannot hold keep_checkpoints checkpoints
+ * of the model (checkpoint.h: gb_checkpoint_check_room);
  * makes the aggregator, optimiser, explanation merge, publisher and signer;
  * and installs the door's handlers. NULL and err on any failure (a bad
  * option names itself). */
@@ -114,9 +117,11 @@ gb_federation_t *gb_federation_new(void *zmq_ctx, gb_front_door_t *door,
 void gb_federation_destroy(gb_federation_t **f);
 
 /* Runs for at most max_wait_ms (less when the round machine has something
- * to do sooner): the door's events, the machine's deadlines, and every
- * action they lead to. Returns 0, or a negative gb_err when the door's
- * socket fails. */
+ * to do sooner): the door's events, the machine's deadlines, every action
+ * they lead to, and the publication files waiting for a retry. Returns 0,
+ * or a negative gb_err when the door's socket fails or the federation
+ * cannot go on (GB_EIO: the state directory cannot hold the next
+ * checkpoint; err says how much room it needs). */
 int gb_federation_step(gb_federation_t *f, int max_wait_ms, gb_error_t *err) GB_MUST_CHECK;
 
 /* total_rounds are finished (and the clients were told). From then on a
@@ -128,6 +133,14 @@ bool gb_federation_finished(const gb_federation_t *f);
  * and have not come back to hear it; SIZE_MAX when this run resumed a
  * federation already finished (who took part is not known); 0 before. */
 size_t gb_federation_untold(const gb_federation_t *f);
+
+/* Tries every publication file waiting for a retry now (before stopping). */
+void gb_federation_flush(gb_federation_t *f);
+
+/* Finished rounds whose publication files in out_dir are not written yet
+ * (pub_outbox.h: retried on every step); *first (may be NULL) gets the
+ * oldest and *why (may be NULL) the last failure, borrowed. */
+size_t gb_federation_unwritten(const gb_federation_t *f, uint64_t *first, const char **why);
 
 /* The last finished round (0: none) and the round machine's status. */
 uint64_t gb_federation_round(const gb_federation_t *f);

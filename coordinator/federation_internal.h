@@ -9,6 +9,7 @@
 #include "explain_merge.h"
 #include "federation.h"
 #include "net/publish.h"
+#include "pub_outbox.h"
 #include "net/signing.h"
 #include "net/snapshot.h"
 #include "server_optim.h"
@@ -27,6 +28,7 @@ struct gb_federation {
     gb_explain_merge_t *merge;      /* NULL when tasks ask for no explanation */
     gb_signer_t *signer;            /* NULL without publish and out_dir */
     gb_publisher_t *pub;            /* NULL without publish */
+    gb_pub_outbox_t *outbox;        /* the files in out_dir; NULL without it */
     gb_snapshot_t *global;          /* the last finished round's model (round = that round) */
     gb_snapshot_t *next;            /* the candidate of the round being finished */
     gb_snapshot_view_t *view;       /* global as a message for Tasks */
@@ -70,6 +72,8 @@ struct gb_federation {
     char (*untold)[GB_ROUNDS_ID_MAX + 1]; /* known clients not connected when the rounds
                                        were done, sorted: not told yet */
     size_t n_untold;                /* their number */
+    uint64_t per_checkpoint;        /* bytes one checkpoint and model file take, about */
+    char fatal[GB_ERROR_MSG_MAX];   /* why the federation cannot go on ("" while it can) */
     bool resumed_finished;          /* this run began with every round done: who is
                                        yet to be told is not known */
 };

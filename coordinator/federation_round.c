@@ -219,15 +219,10 @@ static void s_emit(gb_federation_t *f, uint64_t round)
     if (!f->pub_buf)
         return;
     gb_error_t err = {0};
-    int rc = 0;
-    if (f->out_dir &&
-        ((rc = gb_publication_write_files(f->signer, f->out_dir, round, f->pub_buf, f->pub_len,
-                                          &err)) != 0 ||
-         (f->xr.explanation &&
-          (rc = gb_explain_report_write(f->out_dir, round, f->xr.explanation, f->xr.distance,
-                                        f->xr.n_distance, &err)) != 0)))
-        gb_log_error("federation: round %llu: the publication files were not written: %s",
-                     (unsigned long long)round, err.msg);
+    /* the files: written now, or kept and retried by the outbox (it logs
+     * and counts each failure) */
+    bool files_ok = !f->outbox ||
+                    gb_pub_outbox_put(f->outbox, round, f->pub_buf, f->pub_len, &err) == 0;
     /* The federation's own stream: certified subscribers on the TLS link. */
     uint8_t *signed_pub = NULL;
     size_t signed_len = 0;
@@ -240,12 +235,15 @@ static void s_emit(gb_federation_t *f, uint64_t round)
                          (unsigned long long)round, e.msg);
         gb_free(signed_pub);
     }
+    bool pub_ok = true;
     if (f->pub && gb_publisher_send(f->pub, f->pub_buf, f->pub_len, &err) != 0) {
         gb_log_error("federation: round %llu: not published on the PUB socket: %s",
                      (unsigned long long)round, err.msg);
-        rc = rc ? rc : err.code;
+        gb_metrics_counter_add("glassbox_publication_failures_total",
+                               "Publications not written or not sent", NULL, NULL, 1);
+        pub_ok = false;
     }
-    if (rc == 0) {
+    if (files_ok && pub_ok) {
         gb_log_info("federation: round %llu published (%zu bytes, signed)%s%s",
                     (unsigned long long)round, f->pub_len, f->out_dir ? " to " : "",
                     f->out_dir ? f->out_dir : "");
@@ -255,9 +253,6 @@ static void s_emit(gb_federation_t *f, uint64_t round)
             gb_metrics_gauge_set("glassbox_last_published_round", "The last round published",
                                  NULL, NULL, (double)round);
         }
-    } else {
-        gb_metrics_counter_add("glassbox_publication_failures_total",
-                               "Publications not written or not sent", NULL, NULL, 1);
     }
     gb_free(f->pub_buf);
     f->pub_buf = NULL;

@@ -330,11 +330,12 @@ int gb_publication_write_files(const gb_signer_t *s, const char *dir, uint64_t r
     size_t sig_len = 0;
     if ((rc = gb_signer_sign(s, pub, len, &sig, &sig_len, err)) != 0)
         return rc;
-    /* Certificate and publication first, signature last: a reader that finds
-     * the .sig finds what it signs. */
+    /* Certificate and signature first, publication last: a reader (or a
+     * mirror) that finds the .pub finds the .sig that vouches for it, even
+     * after a crash between the two. */
     if ((rc = gb_pki_cert_save(crt_path, s->cert, err)) == 0 &&
-        (rc = gb_file_write_atomic(pub_path, pub, len, 0644, err)) == 0)
-        rc = gb_file_write_atomic(sig_path, sig, sig_len, 0644, err);
+        (rc = gb_file_write_atomic(sig_path, sig, sig_len, 0644, err)) == 0)
+        rc = gb_file_write_atomic(pub_path, pub, len, 0644, err);
     gb_free(sig);
     return rc;
 }

@@ -83,7 +83,9 @@ typedef struct {
 int gb_publication_verify(const uint8_t *buf, size_t len, const gb_verify_opts_t *opts,
                           uint8_t **pub, size_t *pub_len, gb_error_t *err) GB_MUST_CHECK;
 
-/* Signs pub[0..len) and writes, atomically and mode 0644, what a person
+/* Signs pub[0..len) and writes, atomically and mode 0644 (the certificate
+ * and the .sig before the .pub, so a .pub never stands without its .sig),
+ * what a person
  * needs to check it with stock openssl: DIR/round-NNNNNN.pub (the packed
  * Publication bytes), DIR/round-NNNNNN.sig (the DER signature), and
  * DIR/coordinator.crt (the signer's certificate, PEM). round >= 1; NNNNNN is

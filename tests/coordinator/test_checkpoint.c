@@ -15,6 +15,7 @@
 #include "testutil.h"
 
 #include <fcntl.h>
+#include <inttypes.h>
 #include <float.h>
 #include <math.h>
 #include <stdio.h>
@@ -1116,6 +1117,41 @@ static void test_alloc_failures(void **state)
     free(dir);
 }
 
+/* The room check: what the file system has free plus what our checkpoint
+ * and model files hold (pruning frees it) against keep + 1 checkpoints. */
+static void test_check_room(void **state)
+{
+    (void)state;
+    gb_error_t err = {0};
+    char *dir = gb_test_mkdtemp();
+    assert_int_equal(gb_checkpoint_check_room(dir, 4096, 3, &err), 0);
+    /* more than any disk: refused, naming the directory, the need and --keep */
+    uint64_t huge = UINT64_C(1) << 50;
+    assert_int_equal(gb_checkpoint_check_room(dir, huge, 3, &err), GB_ERANGE);
+    assert_non_null(strstr(err.msg, dir));
+    assert_non_null(strstr(err.msg, "cannot hold 3 checkpoints"));
+    assert_non_null(strstr(err.msg, "lower --keep"));
+    char need[64];
+    snprintf(need, sizeof need, "%" PRIu64 " KiB (3 kept", (huge * 4) >> 10);
+    assert_non_null(strstr(err.msg, need));
+    /* files already held count as room: a directory whose checkpoint files
+     * hold what is needed passes even if the disk had nothing free (here
+     * the held bytes alone cover need for keep 1 of 3000 bytes) */
+    char big[4000];
+    memset(big, 'x', sizeof big);
+    free(gb_test_write_file(dir, "checkpoint-1.gbc", big, sizeof big));
+    free(gb_test_write_file(dir, "model-1.gbm", big, sizeof big));
+    free(gb_test_write_file(dir, "not-ours.bin", big, sizeof big));
+    assert_int_equal(gb_checkpoint_check_room(dir, 3000, 1, &err), 0);
+    /* a directory that is not there cannot be asked */
+    char gone[600];
+    snprintf(gone, sizeof gone, "%s/gone", dir);
+    assert_int_equal(gb_checkpoint_check_room(gone, 1, 1, &err), GB_EIO);
+    assert_non_null(strstr(err.msg, "gone"));
+    gb_test_rmtree(dir);
+    free(dir);
+}
+
 int main(void)
 {
     gb_log_set_level(GB_LOG_OFF);
@@ -1135,6 +1171,7 @@ int main(void)
         cmocka_unit_test(test_save_failures_keep_old_state),
         cmocka_unit_test(test_fuzz_seeds_decode),
         cmocka_unit_test(test_alloc_failures),
+        cmocka_unit_test(test_check_room),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,228 @@
+/* Tests for coordinator/pub_outbox: a round written at once (signature,
+ * publication, certificate); a round whose directory cannot take it is kept,
+ * counted in the metrics, kept in the state directory, retried with a backoff
+ * and written once the directory is back; rounds retried in order, stopping
+ * at the first failure; a new outbox (a restarted coordinator) writes what
+ * the last one left in the state directory and removes the state file; a
+ * damaged state file is removed with a log line; temporary files an
+ * interrupted write left are removed at start, files of others are not; the
+ * bound on waiting rounds gives up the oldest. */
+#include "testutil.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "glassbox.pb-c.h"
+#include "net/pki.h"
+#include "net/signing.h"
+#include "pub_outbox.h"
+#include "util/alloc.h"
+#include "util/metrics.h"
+#include "util/time.h"
+
+typedef struct {
+    char *base;
+    char out[600], state[600];
+    gb_signer_t *signer;
+} fix_t;
+
+static int s_setup(void **state)
+{
+    fix_t *f = calloc(1, sizeof *f);
+    gb_error_t err = {0};
+    f->base = gb_test_mkdtemp();
+    char ca[600], key[700], cert[700];
+    snprintf(ca, sizeof ca, "%s/ca", f->base);
+    assert_int_equal(gb_ca_init(ca, "fed", "coordinator.test", 30, &err), 0);
+    snprintf(key, sizeof key, "%s/%s", ca, GB_CA_COORD_KEY_FILE);
+    snprintf(cert, sizeof cert, "%s/%s", ca, GB_CA_COORD_CERT_FILE);
+    assert_non_null(f->signer = gb_signer_load(key, cert, &err));
+    snprintf(f->out, sizeof f->out, "%s/out", f->base);
+    snprintf(f->state, sizeof f->state, "%s/state", f->base);
+    assert_int_equal(mkdir(f->out, 0755), 0);
+    assert_int_equal(mkdir(f->state, 0700), 0);
+    *state = f;
+    return 0;
+}
+
+static int s_teardown(void **state)
+{
+    fix_t *f = *state;
+    gb_signer_destroy(&f->signer);
+    gb_test_rmtree(f->base);
+    free(f->base);
+    free(f);
+    return 0;
+}
+
+/* A packed Publication of `round` without an explanation. */
+static uint8_t *s_pub(uint64_t round, size_t *len)
+{
+    Glassbox__Publication p = GLASSBOX__PUBLICATION__INIT;
+    p.round = round;
+    p.participants = 3;
+    p.aggregator = "fedavg";
+    *len = glassbox__publication__get_packed_size(&p);
+    uint8_t *b = malloc(*len);
+    glassbox__publication__pack(&p, b);
+    return b;
+}
+
+static bool s_has(const char *dir, const char *name)
+{
+    char path[800];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    return gb_test_exists(path);
+}
+
+/* Makes the output directory unwritable for us, root included: it becomes
+ * a file, so every write under it fails with ENOTDIR. */
+static void s_break(const fix_t *f)
+{
+    char aside[700];
+    snprintf(aside, sizeof aside, "%s.aside", f->out);
+    assert_int_equal(rename(f->out, aside), 0);
+    FILE *fp = fopen(f->out, "w");
+    assert_non_null(fp);
+    fclose(fp);
+}
+
+static void s_mend(const fix_t *f)
+{
+    char aside[700];
+    snprintf(aside, sizeof aside, "%s.aside", f->out);
+    assert_int_equal(unlink(f->out), 0);
+    assert_int_equal(rename(aside, f->out), 0);
+}
+
+static void test_written_at_once(void **state)
+{
+    fix_t *f = *state;
+    gb_error_t err = {0};
+    gb_pub_outbox_t *ob = gb_pub_outbox_new(f->out, f->state, f->signer, &err);
+    assert_non_null(ob);
+    size_t len;
+    uint8_t *b = s_pub(1, &len);
+    assert_int_equal(gb_pub_outbox_put(ob, 1, b, len, &err), 0);
+    assert_true(s_has(f->out, "round-000001.pub"));
+    assert_true(s_has(f->out, "round-000001.sig"));
+    assert_true(s_has(f->out, "coordinator.crt"));
+    assert_int_equal(gb_pub_outbox_waiting(ob, NULL, NULL), 0);
+    assert_false(s_has(f->state, "unpublished-000001.pb"));
+    free(b);
+    gb_pub_outbox_destroy(&ob);
+    assert_null(ob);
+    gb_pub_outbox_destroy(&ob); /* NULL-safe */
+}
+
+static void test_kept_retried_and_written(void **state)
+{
+    fix_t *f = *state;
+    gb_error_t err = {0};
+    gb_pub_outbox_t *ob = gb_pub_outbox_new(f->out, f->state, f->signer, &err);
+    assert_non_null(ob);
+    double failures = gb_metrics_value("glassbox_publication_failures_total", NULL, NULL);
+    s_break(f);
+    size_t len2, len3;
+    uint8_t *b2 = s_pub(2, &len2), *b3 = s_pub(3, &len3);
+    assert_int_equal(gb_pub_outbox_put(ob, 2, b2, len2, &err), GB_EIO);
+    assert_int_equal(gb_pub_outbox_put(ob, 3, b3, len3, &err), GB_EIO);
+    uint64_t first = 0;
+    const char *why = NULL;
+    assert_int_equal(gb_pub_outbox_waiting(ob, &first, &why), 2);
+    assert_int_equal(first, 2);
+    assert_non_null(strstr(why, "out"));
+    assert_true(s_has(f->state, "unpublished-000002.pb"));
+    assert_true(s_has(f->state, "unpublished-000003.pb"));
+    assert_true(gb_metrics_value("glassbox_publication_failures_total", NULL, NULL) >=
+                failures + 2);
+    assert_int_equal(gb_metrics_value("glassbox_publications_unwritten", NULL, NULL), 2);
+    /* not due yet: nothing tried */
+    assert_int_equal(gb_pub_outbox_retry(ob, gb_time_now()), 0);
+    /* due, still broken: tried once, both still wait */
+    assert_int_equal(gb_pub_outbox_retry(ob, gb_time_now() + 3600), 0);
+    assert_int_equal(gb_pub_outbox_waiting(ob, NULL, NULL), 2);
+    /* mended: both written, in order, and their state files gone */
+    s_mend(f);
+    assert_int_equal(gb_pub_outbox_retry(ob, gb_time_now() + 3600), 2);
+    assert_int_equal(gb_pub_outbox_waiting(ob, &first, NULL), 0);
+    assert_int_equal(first, 0);
+    assert_true(s_has(f->out, "round-000002.pub") && s_has(f->out, "round-000002.sig"));
+    assert_true(s_has(f->out, "round-000003.pub") && s_has(f->out, "round-000003.sig"));
+    assert_false(s_has(f->state, "unpublished-000002.pb"));
+    assert_false(s_has(f->state, "unpublished-000003.pb"));
+    assert_int_equal(gb_metrics_value("glassbox_publications_unwritten", NULL, NULL), 0);
+    free(b2);
+    free(b3);
+    gb_pub_outbox_destroy(&ob);
+}
+
+static void test_restart_writes_what_was_left(void **state)
+{
+    fix_t *f = *state;
+    gb_error_t err = {0};
+    gb_pub_outbox_t *ob = gb_pub_outbox_new(f->out, f->state, f->signer, &err);
+    s_break(f);
+    size_t len;
+    uint8_t *b = s_pub(4, &len);
+    assert_int_equal(gb_pub_outbox_put(ob, 4, b, len, &err), GB_EIO);
+    gb_pub_outbox_destroy(&ob); /* the coordinator stops with round 4 unwritten */
+    s_mend(f);
+    /* a damaged state file and leftovers of an interrupted write */
+    free(gb_test_write_file(f->state, "unpublished-000009.pb", "garbage", 7));
+    free(gb_test_write_file(f->out, ".round-000004.pub.tmp-AbC123", "x", 1));
+    free(gb_test_write_file(f->out, ".explanation-4.json.tmp-q1w2e3", "x", 1));
+    free(gb_test_write_file(f->out, ".someone-elses.tmp-zzzzzz", "x", 1));
+    ob = gb_pub_outbox_new(f->out, f->state, f->signer, &err);
+    assert_non_null(ob);
+    assert_false(s_has(f->state, "unpublished-000009.pb")); /* removed, logged */
+    assert_false(s_has(f->out, ".round-000004.pub.tmp-AbC123"));
+    assert_false(s_has(f->out, ".explanation-4.json.tmp-q1w2e3"));
+    assert_true(s_has(f->out, ".someone-elses.tmp-zzzzzz")); /* not ours */
+    uint64_t first;
+    assert_int_equal(gb_pub_outbox_waiting(ob, &first, NULL), 1);
+    assert_int_equal(first, 4);
+    assert_int_equal(gb_pub_outbox_retry(ob, gb_time_now()), 1);
+    assert_true(s_has(f->out, "round-000004.pub"));
+    assert_false(s_has(f->state, "unpublished-000004.pb"));
+    free(b);
+    gb_pub_outbox_destroy(&ob);
+}
+
+static void test_bound_and_memory_only(void **state)
+{
+    fix_t *f = *state;
+    gb_error_t err = {0};
+    /* no state directory: kept in memory only */
+    gb_pub_outbox_t *ob = gb_pub_outbox_new(f->out, NULL, f->signer, &err);
+    assert_non_null(ob);
+    s_break(f);
+    size_t len;
+    for (uint64_t r = 1; r <= GB_PUB_OUTBOX_MAX_WAITING + 2; r++) {
+        uint8_t *b = s_pub(r, &len);
+        assert_int_equal(gb_pub_outbox_put(ob, r, b, len, &err), GB_EIO);
+        free(b);
+    }
+    uint64_t first;
+    assert_int_equal(gb_pub_outbox_waiting(ob, &first, NULL), GB_PUB_OUTBOX_MAX_WAITING);
+    assert_int_equal(first, 3); /* the two oldest were given up */
+    assert_true(gb_metrics_value("glassbox_publications_lost_total", NULL, NULL) >= 2);
+    s_mend(f);
+    gb_pub_outbox_destroy(&ob);
+    assert_null(gb_pub_outbox_new(NULL, NULL, f->signer, &err));
+    assert_int_equal(err.code, GB_EINVAL);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_written_at_once, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_kept_retried_and_written, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_restart_writes_what_was_left, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_bound_and_memory_only, s_setup, s_teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
