@@ -11,7 +11,16 @@ on a client it knows is gone):
      that comes back with "finished" (Welcome names the last round) for
      --finished-grace, and the client exits 0 instead of retrying for ever;
   3. a client whose coordinator is away exits 1 after --give-up seconds,
-     naming the coordinator.
+     naming the coordinator;
+  4. --out on a full disk (a tmpfs too small for one round): serve logs the
+     failure, keeps the round, exits 1 naming it; restarted once there is
+     room, it writes the round (signature and publication, no temporary file
+     left) from what it kept in --state, and exits 0;
+  5. --state on a tmpfs too small for --keep checkpoints is refused at start
+     with the room it needs; one that fills up during the run stops serve
+     with that message instead of retrying for ever.
+Tests 4 and 5 mount tmpfs file systems and need root; without them they say
+so and are skipped.
 
 Usage: test_faults_run.py BUILD_DIR SOURCE_DIR
 """
@@ -56,17 +65,19 @@ def wait_for(path, text, timeout):
                                                              open(path).read()[-3000:]))
 
 
-def serve(work, port, tag, *extra):
+def serve(work, port, tag, *extra, state=None):
     log = open(os.path.join(work, "serve-%s.log" % tag), "w")
     p = subprocess.Popen([COORD, "serve", "--ca", os.path.join(work, "ca"),
                           "--listen", "tcp://127.0.0.1:%d" % port, "--http", "none",
                           "--model", "lenet", "--explain", "ig", "--explain-samples", "16",
-                          "--explain-steps", "8", "--state", os.path.join(work, "state"),
+                          "--explain-steps", "8",
+                          "--state", state or os.path.join(work, "state"),
                           "--epochs", "1", "--deadline", str(DEADLINE_S),
                           "--heartbeat-ms", "500", "--timeout-ms", "3000", "--json"]
                          + list(extra), stdout=subprocess.PIPE, stderr=log, text=True)
     line = p.stdout.readline()
-    assert line.startswith("listening on"), line
+    if not line.startswith("listening on"):
+        p.wait(timeout=30)
     return p
 
 
@@ -158,6 +169,105 @@ def client_gives_up(work):
     print("--give-up 2: exit 1 after %.1f s: ok" % took)
 
 
+def mount_tmpfs(path, size):
+    os.makedirs(path, exist_ok=True)
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=%s" % size, "tmpfs", path],
+                       capture_output=True, text=True)
+    return r.returncode == 0
+
+
+def umount(path):
+    subprocess.run(["umount", "-l", path], capture_output=True)
+
+
+def run_clients(work, port):
+    ps = [client(work, port, k) for k in range(N)]
+    return ps
+
+
+def stop_all(ps):
+    for p in ps:
+        if p.poll() is None:
+            p.kill()
+        p.wait()
+
+
+def full_out_is_loud_and_mended(work, port):
+    fs = os.path.join(work, "outfs")
+    if not mount_tmpfs(fs, "64k"):
+        print("full --out: skipped (cannot mount a tmpfs here)")
+        return
+    try:
+        out, state = os.path.join(fs, "out"), os.path.join(work, "state-out")
+        server = serve(work, port, "fullout", "--rounds", "1", "--min-clients", str(N),
+                       "--out", out, state=state)
+        ps = run_clients(work, port)
+        try:
+            sout, _ = server.communicate(timeout=240)
+        finally:
+            stop_all([server] + ps)
+        log = open(os.path.join(work, "serve-fullout.log")).read()
+        assert server.returncode == 1, "serve exited %d\n%s" % (server.returncode, log[-3000:])
+        assert "the publication files were not written" in log, log[-3000:]
+        assert "not published to --out" in log, log[-3000:]
+        assert os.path.exists(os.path.join(state, "unpublished-000001.pb"))
+        assert not os.path.exists(os.path.join(out, "round-000001.pub"))
+        subprocess.run(["mount", "-o", "remount,size=16m", fs], check=True)
+        server = serve(work, port, "fullout-again", "--rounds", "1", "--out", out,
+                       "--finished-grace", "0", state=state)
+        server.communicate(timeout=60)
+        log = open(os.path.join(work, "serve-fullout-again.log")).read()
+        assert server.returncode == 0, "serve exited %d\n%s" % (server.returncode, log[-3000:])
+        names = os.listdir(out)
+        assert "round-000001.pub" in names and "round-000001.sig" in names, names
+        assert "explanation-1.json" in names, names
+        assert not [n for n in names if ".tmp-" in n], names
+        assert not os.path.exists(os.path.join(state, "unpublished-000001.pb"))
+        print("full --out: exit 1 naming round 1, written by the next run: ok")
+    finally:
+        umount(fs)
+
+
+def small_state_is_an_error(work, port):
+    fs = os.path.join(work, "statefs")
+    if not mount_tmpfs(fs, "1m"):
+        print("small --state: skipped (cannot mount a tmpfs here)")
+        return
+    try:
+        state = os.path.join(fs, "state")
+        server = serve(work, port, "smallstate", "--rounds", "3", "--keep", "3", state=state)
+        server.communicate(timeout=60)
+        log = open(os.path.join(work, "serve-smallstate.log")).read()
+        assert server.returncode == 1, "serve exited %d" % server.returncode
+        assert "cannot hold 3 checkpoints" in log and "lower --keep" in log, log[-2000:]
+        # with room for --keep 1, it starts; the disk then fills up during the run
+        subprocess.run(["mount", "-o", "remount,size=2m", fs], check=True)
+        server = serve(work, port, "fills", "--rounds", "3", "--keep", "1",
+                       "--min-clients", str(N), state=state)
+        ps = run_clients(work, port)
+        try:
+            first = server.stdout.readline()
+            assert json.loads(first)["round"] == 1, first
+            with open(os.path.join(fs, "filler"), "wb") as f:
+                try:
+                    while True:
+                        f.write(b"\0" * 65536)
+                        f.flush()
+                except OSError:
+                    pass
+            t0 = time.time()
+            server.communicate(timeout=120)
+            took = time.time() - t0
+        finally:
+            stop_all([server] + ps)
+        log = open(os.path.join(work, "serve-fills.log")).read()
+        assert server.returncode == 1, "serve exited %d\n%s" % (server.returncode, log[-3000:])
+        assert "round 2 cannot be checkpointed" in log, log[-3000:]
+        print("small --state: refused at start; filled mid-run: stopped in %.1f s: ok" % took)
+    finally:
+        umount(fs)
+
+
 def main():
     work = tempfile.mkdtemp(prefix="gb-faults-")
     ca = os.path.join(work, "ca")
@@ -168,6 +278,8 @@ def main():
     stopped_client_is_not_waited_for(work, port)
     finished_federation_tells_returning_clients(work, port)
     client_gives_up(work)
+    full_out_is_loud_and_mended(work, free_port())
+    small_state_is_an_error(work, free_port())
 
 
 if __name__ == "__main__":
