@@ -26,6 +26,7 @@
 #include "virtual_clients.h"
 #include "json.h"
 #include "util/args.h"
+#include "util/fd_limit.h"
 #include "util/log.h"
 
 /* `glassbox-coordinator ca init` names the coordinator "localhost" unless
@@ -129,6 +130,44 @@ static int s_check_mode(int virt, const char *cert, const char *key, const char 
     if (!cert || !key)
         return s_usage(!cert ? "--cert is required" : "--key is required");
     return ca_file ? 0 : s_usage("--ca-file is required");
+}
+
+/* What N virtual clients need beyond one: per client a DEALER socket and
+ * its monitor's two PAIR sockets (ZeroMQ sockets, each with a mailbox
+ * descriptor) and the TCP connection; measured, with a margin, by
+ * tests/client/test_virtual_limits.py. */
+#define S_SOCKETS_PER_CLIENT 3
+#define S_FDS_PER_CLIENT 5
+#define S_FDS_BASE 64
+
+/* Sets the context's socket limit and raises the descriptor limit for N
+ * clients before any is made, or says (exit 1) which limit stops them. */
+static int s_room_for_virtual(void *ctx, int n)
+{
+    char what[64];
+    snprintf(what, sizeof what, "--virtual %d", n);
+    int sockets = S_SOCKETS_PER_CLIENT * n + 16;
+    int most = zmq_ctx_get(ctx, ZMQ_SOCKET_LIMIT);
+    if (most > 0 && sockets > most) {
+        fprintf(stderr, "glassbox-client run: %s needs %d ZeroMQ sockets in one process, the "
+                        "most this libzmq allows is %d: run the clients in several processes "
+                        "(--index)\n", what, sockets, most);
+        return 1;
+    }
+    if (zmq_ctx_set(ctx, ZMQ_MAX_SOCKETS, sockets) != 0) {
+        fprintf(stderr, "glassbox-client run: cannot set ZeroMQ's socket limit to %d: %s\n",
+                sockets, zmq_strerror(errno));
+        return 1;
+    }
+    gb_error_t err = {0};
+    uint64_t need = (uint64_t)S_FDS_PER_CLIENT * (uint64_t)n + S_FDS_BASE, limit = 0;
+    if (gb_fd_limit_raise(need, what, &limit, &err) != 0) {
+        fprintf(stderr, "glassbox-client run: %s\n", err.msg);
+        return 1;
+    }
+    gb_log_info("client: %s: up to %d ZeroMQ sockets and %llu file descriptors", what, sockets,
+                (unsigned long long)limit);
+    return 0;
 }
 
 /* The loop of one daemon. */
@@ -271,6 +310,8 @@ int gb_cmd_run(int argc, char **argv)
     void *ctx = zmq_ctx_new();
     if (!ctx) {
         fprintf(stderr, "glassbox-client run: cannot make a ZeroMQ context\n");
+        rc = 1;
+    } else if (virt && s_room_for_virtual(ctx, virt) != 0) {
         rc = 1;
     } else if (virt) {
         vo.zmq_ctx = ctx;

@@ -22,6 +22,7 @@
 #include "serve_status.h"
 #include "server_optim.h"
 #include "util/args.h"
+#include "util/fd_limit.h"
 #include "util/log.h"
 #include "util/time.h"
 
@@ -191,8 +192,16 @@ static bool s_finished_may_stop(const s_cli_t *c, const gb_federation_t *fed,
 
 static int s_run(s_cli_t *c)
 {
-    void *ctx = zmq_ctx_new();
     gb_error_t err = {0};
+    /* a descriptor per client connection: the usual soft limit of 1,024 is
+     * too few for a large federation, the hard limit is what the operator
+     * allows (the front door refuses new connections cleanly near it) */
+    uint64_t fds = 0;
+    if (gb_fd_limit_raise(0, NULL, &fds, &err) != 0)
+        gb_log_warn("coordinator: %s", err.msg);
+    else
+        gb_log_info("coordinator: up to %llu file descriptors", (unsigned long long)fds);
+    void *ctx = zmq_ctx_new();
     gb_front_door_t *door = ctx ? gb_front_door_new(ctx, &c->door, &err) : NULL;
     gb_federation_t *fed = door ? gb_federation_new(ctx, door, &c->fed, &err) : NULL;
     if (!fed) {

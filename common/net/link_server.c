@@ -20,6 +20,7 @@
 
 #include <zmq.h>
 
+#include "net/fd_guard.h"
 #include "net/link_frame.h"
 #include "util/alloc.h"
 #include "util/log.h"
@@ -70,6 +71,7 @@ struct gb_link_server {
     uint64_t cursor_handle;    /* its handle, to notice it was replaced */
     double next_timer;         /* when timeouts are checked next */
     char last_peer[256];       /* backing store of the returned event's name */
+    gb_fd_guard_t *guard;      /* refuses new connections while descriptors run low */
 };
 
 /* FNV-1a over the routing id. */
@@ -523,6 +525,8 @@ gb_link_server_t *gb_link_server_new(void *zmq_ctx, const char *endpoint, gb_tls
     size_t len = sizeof srv->endpoint;
     if (zmq_getsockopt(srv->sock, ZMQ_LAST_ENDPOINT, srv->endpoint, &len) != 0)
         snprintf(srv->endpoint, sizeof srv->endpoint, "%s", endpoint);
+    if (!(srv->guard = gb_fd_guard_new(zmq_ctx, srv->sock, srv->endpoint, err)))
+        goto fail;
     gb_log_info("link: listening on %s", srv->endpoint);
     return srv;
 fail:
@@ -538,6 +542,7 @@ void gb_link_server_destroy(gb_link_server_t **psrv)
     if (srv->slots)
         for (int i = 0; i < srv->o.max_sessions; i++)
             gb_channel_destroy(&srv->slots[i].ch);
+    gb_fd_guard_destroy(&srv->guard);
     if (srv->sock)
         zmq_close(srv->sock);
     gb_free(srv->slots);
@@ -563,6 +568,7 @@ int gb_link_server_poll(gb_link_server_t *srv, int timeout_ms, gb_link_event_t *
         if (srv->blocked)
             s_retry_blocked(srv);
         s_timers(srv);
+        gb_fd_guard_check(srv->guard, gb_time_now());
         if (srv->ev_count)
             continue;
         gb_link_received_t m;
@@ -590,8 +596,12 @@ int gb_link_server_poll(gb_link_server_t *srv, int timeout_ms, gb_link_event_t *
             wait = S_TIMER_PERIOD;
         if (srv->blocked && wait > S_BLOCKED_RETRY_MS / 1000.0)
             wait = S_BLOCKED_RETRY_MS / 1000.0;
-        zmq_pollitem_t item = {.socket = srv->sock, .events = ZMQ_POLLIN};
-        if (zmq_poll(&item, 1, (long)(wait * 1000.0) + 1) < 0 && errno != EINTR)
+        if (wait > GB_FD_GUARD_PERIOD_S)
+            wait = GB_FD_GUARD_PERIOD_S;
+        zmq_pollitem_t items[2] = {
+            {.socket = srv->sock, .events = ZMQ_POLLIN},
+            {.socket = gb_fd_guard_socket(srv->guard), .events = ZMQ_POLLIN}};
+        if (zmq_poll(items, 2, (long)(wait * 1000.0) + 1) < 0 && errno != EINTR)
             return gb_error_set(err, GB_EIO, "link server: poll failed: %s",
                                 zmq_strerror(errno));
     }
