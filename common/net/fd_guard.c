@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <dirent.h>
 
 #include <zmq.h>
 
@@ -17,6 +18,11 @@
 
 struct gb_fd_guard {
     void *sock;        /* watched, borrowed */
+    DIR *fds;          /* /proc/self/fd, kept open: counting must not need a
+                          descriptor when none is left */
+    uint64_t start;    /* refusing starts at this many open, or at an accepted
+                          descriptor numbered this high */
+    uint64_t stop;     /* and stops below this many */
     void *monitor;     /* PAIR receiving its ACCEPTED events */
     char name[256];    /* for the log */
     bool low;          /* refusing */
@@ -45,7 +51,7 @@ gb_fd_guard_t *gb_fd_guard_new(void *zmq_ctx, void *sock, const char *name, gb_e
     char mon[64];
     snprintf(mon, sizeof mon, "inproc://gb-fd-guard-%lu",
              (unsigned long)atomic_fetch_add(&guards, 1));
-    if (zmq_socket_monitor(sock, mon, ZMQ_EVENT_ACCEPTED) != 0 ||
+    if (zmq_socket_monitor(sock, mon, ZMQ_EVENT_ACCEPTED | ZMQ_EVENT_ACCEPT_FAILED) != 0 ||
         !(g->monitor = zmq_socket(zmq_ctx, ZMQ_PAIR)) || zmq_connect(g->monitor, mon) != 0) {
         gb_error_set(err, GB_EIO, "descriptor guard on %s: cannot monitor it: %s", g->name,
                      zmq_strerror(errno));
@@ -54,6 +60,8 @@ gb_fd_guard_t *gb_fd_guard_new(void *zmq_ctx, void *sock, const char *name, gb_e
     }
     int zero = 0;
     zmq_setsockopt(g->monitor, ZMQ_LINGER, &zero, sizeof zero);
+    g->fds = opendir("/proc/self/fd");
+    gb_fd_guard_thresholds(gb_fd_limit(), &g->start, &g->stop);
     return g;
 }
 
@@ -63,6 +71,8 @@ void gb_fd_guard_destroy(gb_fd_guard_t **pg)
         return;
     gb_fd_guard_t *g = *pg;
     zmq_socket_monitor(g->sock, NULL, 0);
+    if (g->fds)
+        closedir(g->fds);
     if (g->monitor)
         zmq_close(g->monitor);
     gb_free(g);
@@ -84,25 +94,47 @@ uint64_t gb_fd_guard_refused(const gb_fd_guard_t *g)
     return g->refused;
 }
 
+static long s_open_now(gb_fd_guard_t *g)
+{
+    if (!g->fds)
+        return gb_fd_count();
+    rewinddir(g->fds);
+    long n = 0;
+    struct dirent *e;
+    while ((e = readdir(g->fds)) != NULL)
+        if (e->d_name[0] != '.')
+            n++;
+    return n - 1; /* the kept directory's own descriptor */
+}
+
+static void s_go_low(gb_fd_guard_t *g, long open, uint64_t limit)
+{
+    g->low = true;
+    char used[64];
+    if (open < 0)
+        snprintf(used, sizeof used, "all");
+    else
+        snprintf(used, sizeof used, "%ld", open);
+    gb_log_warn("link: %s of %" PRIu64 " file descriptors in use: %s refuses new "
+                "connections until fewer than %" PRIu64 " are (raise the limit: ulimit -n, "
+                "LimitNOFILE= in a systemd unit, docker --ulimit nofile=)", used, limit, g->name,
+                g->stop);
+}
+
 static void s_count(gb_fd_guard_t *g)
 {
-    long open = gb_fd_count();
+    long open = s_open_now(g);
     uint64_t limit = gb_fd_limit();
     if (open < 0 || limit == UINT64_MAX)
         return;
+    gb_fd_guard_thresholds(limit, &g->start, &g->stop);
     gb_metrics_gauge_set("glassbox_descriptors_open", "File descriptors open in this process",
                          NULL, NULL, (double)open);
     gb_metrics_gauge_set("glassbox_descriptors_limit", "The soft limit on file descriptors",
                          NULL, NULL, (double)limit);
-    uint64_t start, stop;
-    gb_fd_guard_thresholds(limit, &start, &stop);
-    if (!g->low && (uint64_t)open >= start) {
-        g->low = true;
-        gb_log_warn("link: %ld of %" PRIu64 " file descriptors in use: %s refuses new "
-                    "connections until fewer than %" PRIu64 " are (raise the limit: ulimit -n, "
-                    "LimitNOFILE= in a systemd unit, docker --ulimit nofile=)", open, limit,
-                    g->name, stop);
-    } else if (g->low && (uint64_t)open < stop) {
+    if (!g->low && (uint64_t)open >= g->start) {
+        s_go_low(g, open, limit);
+    } else if (g->low && (uint64_t)open < g->stop) {
         g->low = false;
         gb_log_info("link: %ld of %" PRIu64 " file descriptors in use: %s takes new connections "
                     "again (%" PRIu64 " refused so far)", open, limit, g->name, g->refused);
@@ -164,6 +196,14 @@ void gb_fd_guard_check(gb_fd_guard_t *g, double now)
                 break;
         }
         zmq_msg_close(&ev);
+        if (id != ZMQ_EVENT_ACCEPTED && id != ZMQ_EVENT_ACCEPT_FAILED)
+            continue;
+        /* Linux gives out the lowest free number, so an accepted descriptor
+         * numbered `start` means at least that many are open: a burst of
+         * connections is caught at once, not at the next count; a failed
+         * accept means none is left */
+        if (!g->low && (id == ZMQ_EVENT_ACCEPT_FAILED || value >= g->start))
+            s_go_low(g, id == ZMQ_EVENT_ACCEPTED ? (long)value + 1 : -1, gb_fd_limit());
         if (id == ZMQ_EVENT_ACCEPTED && g->low)
             s_refuse(g, (int)value);
     }
