@@ -1,5 +1,8 @@
 /* Table-driven option parsing (see args.h). Accepts `--name value` and
- * `--name=value`; never uses atoi: every number is range-checked with strto*. */
+ * `--name=value`; never uses atoi: every number is range-checked with strto*.
+ * Configuration files (second half) go through the same value checks, so a
+ * value refused on the command line is refused in a file with the same words;
+ * only the option's label differs ("--epochs" there, "epochs" here). */
 #include "util/args.h"
 
 #include <assert.h>
@@ -224,35 +227,40 @@ static int s_echo_len(const char *s, size_t len)
     return (int)n;
 }
 
+/* Bytes in the UTF-8 sequence that lead byte c starts; 0 if c cannot lead. */
+static size_t s_utf8_len(unsigned c)
+{
+    if (c < 0x80)
+        return 1;
+    if ((c & 0xE0) == 0xC0)
+        return 2;
+    if ((c & 0xF0) == 0xE0)
+        return 3;
+    if ((c & 0xF8) == 0xF0)
+        return 4;
+    return 0;
+}
+
 /* True when s[0..n) is well-formed UTF-8: no overlong forms, surrogates or
  * code points past U+10FFFF (RFC 3629). */
 static bool s_utf8_ok(const unsigned char *s, size_t n)
 {
-    size_t i = 0;
-    while (i < n) {
-        unsigned c = s[i];
-        size_t len;
-        uint32_t cp, min;
-        if (c < 0x80) {
+    static const uint32_t shortest[] = {0, 0, 0x80, 0x800, 0x10000}; /* by length */
+    for (size_t i = 0; i < n;) {
+        size_t len = s_utf8_len(s[i]);
+        if (len == 0 || n - i < len)
+            return false;
+        if (len == 1) {
             i++;
             continue;
-        } else if ((c & 0xE0) == 0xC0) {
-            len = 2, cp = c & 0x1F, min = 0x80;
-        } else if ((c & 0xF0) == 0xE0) {
-            len = 3, cp = c & 0x0F, min = 0x800;
-        } else if ((c & 0xF8) == 0xF0) {
-            len = 4, cp = c & 0x07, min = 0x10000;
-        } else {
-            return false;
         }
-        if (n - i < len)
-            return false;
+        uint32_t cp = s[i] & (0x7Fu >> len); /* the lead byte's payload bits */
         for (size_t k = 1; k < len; k++) {
             if ((s[i + k] & 0xC0) != 0x80)
                 return false;
             cp = cp << 6 | (s[i + k] & 0x3F);
         }
-        if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+        if (cp < shortest[len] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
             return false;
         i += len;
     }
@@ -280,8 +288,10 @@ static int s_check_bytes(const s_line_t *l, gb_error_t *err)
 /* Trims blanks from both ends of s[0..*len): returns the new start. */
 static char *s_trim(char *s, size_t *len)
 {
-    while (*len && s_blank(s[0]))
-        s++, (*len)--;
+    while (*len && s_blank(s[0])) {
+        s++;
+        (*len)--;
+    }
     while (*len && s_blank(s[*len - 1]))
         (*len)--;
     return s;
@@ -359,10 +369,6 @@ static int s_parse_pair(gb_arg_t *opts, int n, const s_line_t *l, char *text, si
     if (!klen)
         return gb_error_set(err, GB_EUSAGE, "%s:%d: empty key before '='", l->path, l->line);
     key[klen] = '\0'; /* overwrites a blank or the '=' itself */
-    const char *value = NULL;
-    int rc = s_cut_value(l, key, v, vlen, &value, err);
-    if (rc)
-        return rc;
     gb_arg_t *o = s_key_option(opts, n, l, key, err);
     if (!o)
         return GB_EUSAGE;
@@ -370,6 +376,10 @@ static int s_parse_pair(gb_arg_t *opts, int n, const s_line_t *l, char *text, si
     if (e->value)
         return gb_error_set(err, GB_EUSAGE, "%s:%d: %s given twice (first on line %d)", l->path,
                             l->line, key, e->line);
+    const char *value = NULL;
+    int rc = s_cut_value(l, key, v, vlen, &value, err);
+    if (rc)
+        return rc;
     if ((rc = s_check_value(o, key, value, err)))
         return gb_error_prefix(err, rc, "%s:%d: ", l->path, l->line);
     e->value = value;
@@ -377,6 +387,7 @@ static int s_parse_pair(gb_arg_t *opts, int n, const s_line_t *l, char *text, si
     return 0;
 }
 
+/* One line: bounded and clean bytes first, then blank, comment or pair. */
 static int s_parse_line(gb_arg_t *opts, int n, const s_line_t *l, s_entry_t *found,
                         gb_error_t *err)
 {

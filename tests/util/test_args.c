@@ -343,6 +343,7 @@ static void test_config_errors_name_line_and_key(void **state)
         {"name = \"\"\n", ":1: name: expected a value, got an empty string"},
         {"name = \"abc\n", ":1: name: missing closing quote"},
         {"name = \"\n", ":1: name: missing closing quote"},
+        {"nme = \"x\n", ":1: unknown key 'nme'"}, /* the key is checked first */
         {"json = True\n", ":1: json: expected one of true|false|yes|no|on|off|1|0, got 'True'"},
         {"json =\n", ":1: json: expected one of true|false|yes|no|on|off|1|0, got ''"},
         {"epochs = 3\n# again:\nepochs = 4\n", ":3: epochs given twice (first on line 1)"},
