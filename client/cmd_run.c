@@ -207,7 +207,9 @@ static int s_run_virtual(gb_virtual_t *v)
     return failed ? 1 : 0;
 }
 
-int gb_cmd_run(int argc, char **argv)
+/* The command; *config gets the --config file's storage, which holds
+ * string options until the caller frees it after the run. */
+static int s_cmd_run(int argc, char **argv, gb_args_config_t **config)
 {
     const char *endpoint = NULL, *cert = NULL, *key = NULL, *ca_file = NULL;
     const char *server_name = S_DEFAULT_SERVER_NAME, *name = NULL, *log_level = NULL;
@@ -215,8 +217,10 @@ int gb_cmd_run(int argc, char **argv)
     int threads = 0, virt = 0, give_up = 0; /* threads 0: not given; give_up 0: never */
     bool json = false;
     gb_data_source_t data = gb_data_source_defaults();
-    enum { N_OWN = 13 };
+    const char *config_file = NULL;
+    enum { N_OWN = 14 };
     gb_arg_t opts[N_OWN + GB_DATA_SOURCE_ARGS + GB_DATA_SOURCE_PARTITION_ARGS] = {
+        {"--config", GB_ARG_STRING, &config_file, 0, 0, NULL, "read options from FILE: 'key = value' lines, key a flag without --, # comments; flags given here win", false},
         {"--coordinator", GB_ARG_STRING, &endpoint, 0, 0, NULL, "tcp://HOST:PORT of the coordinator (required)", false},
         {"--cert", GB_ARG_STRING, &cert, 0, 0, NULL, "this client's certificate, PEM (required without --virtual)", false},
         {"--key", GB_ARG_STRING, &key, 0, 0, NULL, "its private key, PEM (required without --virtual)", false},
@@ -235,7 +239,7 @@ int gb_cmd_run(int argc, char **argv)
     gb_data_source_partition_args(&data, opts + N_OWN + GB_DATA_SOURCE_ARGS);
     const int n = (int)(sizeof opts / sizeof opts[0]);
     static const char *const required[] = {"--coordinator", NULL};
-    int rc = gb_args_command(
+    int rc = gb_args_command_config(
         "glassbox-client run", "--coordinator tcp://HOST:7700 --cert F --key F --ca-file F "
                                "[options]\n"
                                "       glassbox-client run --virtual N --cert-dir DIR "
@@ -251,7 +255,7 @@ int gb_cmd_run(int argc, char **argv)
         "With --virtual N, N clients run in this one process, each with its own identity\n"
         "from --cert-dir and its own connection, sharing one loaded copy of the data:\n"
         "client K takes slice K (--clients must be at least --index + N).",
-        opts, n, required, argc, argv);
+        opts, n, required, argc, argv, config);
     if (rc >= 0)
         return rc;
     if ((rc = s_check_mode(virt, cert, key, name, cert_dir, prefix, ca_file)))
@@ -337,5 +341,13 @@ int gb_cmd_run(int argc, char **argv)
         zmq_ctx_term(ctx);
     gb_dataset_destroy(&train);
     gb_dataset_destroy(&test);
+    return rc;
+}
+
+int gb_cmd_run(int argc, char **argv)
+{
+    gb_args_config_t *config = NULL;
+    int rc = s_cmd_run(argc, argv, &config);
+    gb_args_config_destroy(&config);
     return rc;
 }

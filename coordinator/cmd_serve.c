@@ -262,13 +262,17 @@ static int s_run(s_cli_t *c)
     return rc;
 }
 
+static int s_serve(s_cli_t *c, gb_arg_t *opts, int n);
+
 int gb_cmd_serve(int argc, char **argv)
 {
     s_cli_t c = {.min_clients = 2, .fraction = 1, .deadline_s = 600, .epochs = 1, .batch = 32,
                  .seed = 1, .publish = NULL, .http = "127.0.0.1:7702",
                  .finished_grace_s = 30};
     c.fed.model = "lenet";
+    const char *config_file = NULL;
     gb_arg_t opts[] = {
+        {"--config", GB_ARG_STRING, &config_file, 0, 0, NULL, "read options from FILE: 'key = value' lines, key a flag without --, # comments; flags given here win", false},
         {"--ca", GB_ARG_STRING, &c.door.ca_dir, 0, 0, NULL, "the CA directory of 'ca init' (required)", false},
         {"--listen", GB_ARG_STRING, &c.door.listen, 0, 0, NULL, "endpoint for clients (default tcp://0.0.0.0:7700)", false},
         {"--publish", GB_ARG_STRING, &c.publish, 0, 0, NULL, "PUB endpoint for signed publications, e.g. tcp://127.0.0.1:7701, or none (default none: the PUB socket authenticates nobody, so its publications are public)", false},
@@ -312,7 +316,8 @@ int gb_cmd_serve(int argc, char **argv)
     };
     const int n = (int)(sizeof opts / sizeof opts[0]);
     static const char *const required[] = {"--ca", NULL};
-    int rc = gb_args_command(
+    gb_args_config_t *config = NULL; /* holds the file's strings until serve ends */
+    int rc = gb_args_command_config(
         "glassbox-coordinator serve", "--ca DIR [options]",
         "Runs the federation. Clients with a certificate from the CA join over\n"
         "mutual TLS 1.3; clients without one may enroll with a token ('token\n"
@@ -321,9 +326,18 @@ int gb_cmd_serve(int argc, char **argv)
         "publishes the new model with the aggregate explanation (signed), and\n"
         "checkpoints. Stops after --rounds (once the clients have heard so, or\n"
         "--finished-grace has passed), or on SIGINT or SIGTERM.",
-        opts, n, required, argc, argv);
-    if (rc >= 0)
-        return rc;
+        opts, n, required, argc, argv, &config);
+    if (rc < 0)
+        rc = s_serve(&c, opts, n);
+    gb_args_config_destroy(&config);
+    return rc;
+}
+
+/* What follows the parse: checks across flags, then the run. */
+static int s_serve(s_cli_t *c_, gb_arg_t *opts, int n)
+{
+    s_cli_t c = *c_;
+    int rc;
     c.http_given = gb_args_find(opts, n, "--http")->seen;
     if (strcmp(c.http, "none") != 0) {
         struct sockaddr_storage sa;

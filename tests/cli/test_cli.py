@@ -457,5 +457,47 @@ class ExplainSequence(unittest.TestCase):
             self.assertIn("--target predicted needs a classification dataset", p.stderr)
 
 
+class ConfigFiles(unittest.TestCase):
+    """`serve --config` and `run --config`: keys are flags without --, the
+    command line wins, every error names the file, the line and the key."""
+
+    def conf(self, d, text):
+        path = os.path.join(d, "glassbox.conf")
+        with open(path, "w") as f:
+            f.write(text)
+        return path
+
+    def test_errors_name_file_line_and_key(self):
+        with tempfile.TemporaryDirectory() as d:
+            for cmd in ([COORD, "serve"], [CLIENT, "run"]):
+                for text, says in (("# ok\n\nbogus = 1\n", ":3: unknown key 'bogus'"),
+                                   ("threads = many\n", ":1: threads: expected an integer"),
+                                   ("threads 2\n", ":1: expected 'key = value'"),
+                                   ("threads = 1\nthreads = 2\n", ":2: threads given twice"),
+                                   ("config = other.conf\n", ":1: config: not allowed")):
+                    path = self.conf(d, text)
+                    p = run(*cmd, "--config", path, check_rc=2)
+                    self.assertIn(path + says, p.stderr, (cmd, text))
+                p = run(*cmd, "--config", os.path.join(d, "missing.conf"), check_rc=2)
+                self.assertIn("missing.conf", p.stderr)
+
+    def test_values_come_from_the_file_and_flags_win(self):
+        with tempfile.TemporaryDirectory() as d:
+            # --ca, required, is taken from the file: serve reaches the CA and
+            # says it is not there
+            path = self.conf(d, "ca = %s/no-such-ca\nmin-clients = 2\n" % d)
+            p = run(COORD, "serve", "--config", path, check_rc=1)
+            self.assertIn("no-such-ca", p.stderr)
+            # the command line wins over the file
+            p = run(COORD, "serve", "--config", path, "--ca", d + "/other-ca", check_rc=1)
+            self.assertIn("other-ca", p.stderr)
+            self.assertNotIn("no-such-ca", p.stderr)
+            # a client's whole invocation from a file
+            path = self.conf(d, "coordinator = tcp://127.0.0.1:9\ncert = %s/c.crt\n"
+                                "key = %s/c.key\nca-file = %s/ca.crt\n" % (d, d, d))
+            p = run(CLIENT, "run", "--config", path, check_rc=1)
+            self.assertIn("--ca-file: cannot read '%s/ca.crt'" % d, p.stderr)
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)
