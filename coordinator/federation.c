@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -272,6 +273,12 @@ gb_federation_t *gb_federation_new(void *zmq_ctx, gb_front_door_t *door,
     gb_rounds_status_t st;
     gb_rounds_status(f->rounds, &st);
     f->resumed_finished = st.state == GB_ROUNDS_DONE;
+    const char *delay = getenv("GLASSBOX_TEST_CHECKPOINT_DELAY_MS");
+    if (delay && *delay) {
+        f->test_checkpoint_delay_ms = (unsigned)strtoul(delay, NULL, 10);
+        gb_log_warn("federation: test hook: every checkpoint takes %u ms more",
+                    f->test_checkpoint_delay_ms);
+    }
     s_drain(f); /* resuming past total_rounds queues FINISHED at once */
     return f;
 fail:

@@ -72,6 +72,8 @@ struct gb_federation {
     char (*untold)[GB_ROUNDS_ID_MAX + 1]; /* known clients not connected when the rounds
                                        were done, sorted: not told yet */
     size_t n_untold;                /* their number */
+    unsigned test_checkpoint_delay_ms; /* GLASSBOX_TEST_CHECKPOINT_DELAY_MS: a slow disk,
+                                       for the tests of deadlines after a long step */
     uint64_t per_checkpoint;        /* bytes one checkpoint and model file take, about */
     char fatal[GB_ERROR_MSG_MAX];   /* why the federation cannot go on ("" while it can) */
     bool resumed_finished;          /* this run began with every round done: who is

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "checkpoint.h"
 #include "engine/train.h"
@@ -287,6 +288,11 @@ int gb_fed_checkpoint(gb_federation_t *f, const gb_rounds_action_t *a, gb_error_
         rc = gb_checkpoint_save(f->state_dir, &c, (size_t)f->o.keep_checkpoints, err);
     }
     gb_free(state);
+    if (rc == 0 && f->test_checkpoint_delay_ms) {
+        struct timespec ts = {f->test_checkpoint_delay_ms / 1000,
+                              (long)(f->test_checkpoint_delay_ms % 1000) * 1000000L};
+        nanosleep(&ts, NULL);
+    }
     if (rc == 0)
         s_emit(f, a->round);
     return rc;

@@ -16,10 +16,12 @@ on a client it knows is gone):
      failure, keeps the round, exits 1 naming it; restarted once there is
      room, it writes the round (signature and publication, no temporary file
      left) from what it kept in --state, and exits 0;
-  5. --state on a tmpfs too small for --keep checkpoints is refused at start
+  5. a checkpoint that takes longer than --deadline (GLASSBOX_TEST_CHECKPOINT_
+     DELAY_MS) does not eat the next round's deadline;
+  6. --state on a tmpfs too small for --keep checkpoints is refused at start
      with the room it needs; one that fills up during the run stops serve
      with that message instead of retrying for ever.
-Tests 4 and 5 mount tmpfs file systems and need root; without them they say
+Tests 4 and 6 mount tmpfs file systems and need root; without them they say
 so and are skipped.
 
 Usage: test_faults_run.py BUILD_DIR SOURCE_DIR
@@ -65,16 +67,17 @@ def wait_for(path, text, timeout):
                                                              open(path).read()[-3000:]))
 
 
-def serve(work, port, tag, *extra, state=None):
+def serve(work, port, tag, *extra, state=None, deadline=DEADLINE_S, env=None, fast=False):
     log = open(os.path.join(work, "serve-%s.log" % tag), "w")
+    model = ["--model", "mlp", "--explain", "none"] if fast else [
+        "--model", "lenet", "--explain", "ig", "--explain-samples", "16", "--explain-steps", "8"]
     p = subprocess.Popen([COORD, "serve", "--ca", os.path.join(work, "ca"),
-                          "--listen", "tcp://127.0.0.1:%d" % port, "--http", "none",
-                          "--model", "lenet", "--explain", "ig", "--explain-samples", "16",
-                          "--explain-steps", "8",
-                          "--state", state or os.path.join(work, "state"),
-                          "--epochs", "1", "--deadline", str(DEADLINE_S),
+                          "--listen", "tcp://127.0.0.1:%d" % port, "--http", "none"] + model +
+                         ["--state", state or os.path.join(work, "state"),
+                          "--epochs", "1", "--deadline", str(deadline),
                           "--heartbeat-ms", "500", "--timeout-ms", "3000", "--json"]
-                         + list(extra), stdout=subprocess.PIPE, stderr=log, text=True)
+                         + list(extra), stdout=subprocess.PIPE, stderr=log, text=True,
+                         env=dict(os.environ, **(env or {})))
     line = p.stdout.readline()
     if not line.startswith("listening on"):
         p.wait(timeout=30)
@@ -268,6 +271,26 @@ def small_state_is_an_error(work, port):
         umount(fs)
 
 
+def deadline_counts_after_the_checkpoint(work, port):
+    """A checkpoint longer than --deadline (a slow disk, by the test hook):
+    the next round's deadline counts from when its tasks go out, so it is not
+    over before it starts."""
+    server = serve(work, port, "slowdisk", "--rounds", "2", "--min-clients", str(N),
+                   state=os.path.join(work, "state-slow"), deadline=4, fast=True,
+                   env={"GLASSBOX_TEST_CHECKPOINT_DELAY_MS": "5000"})
+    ps = run_clients(work, port)
+    try:
+        out, _ = server.communicate(timeout=120)
+    finally:
+        stop_all([server] + ps)
+    log = open(os.path.join(work, "serve-slowdisk.log")).read()
+    assert server.returncode == 0, "serve exited %d\n%s" % (server.returncode, log[-3000:])
+    rounds = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    assert [r["participants"] for r in rounds] == [N, N], rounds
+    assert "deadline passed" not in log and "abandoned" not in log, log[-3000:]
+    print("checkpoint of 5 s, deadline of 4 s: round 2 ran whole: ok")
+
+
 def main():
     work = tempfile.mkdtemp(prefix="gb-faults-")
     ca = os.path.join(work, "ca")
@@ -278,6 +301,7 @@ def main():
     stopped_client_is_not_waited_for(work, port)
     finished_federation_tells_returning_clients(work, port)
     client_gives_up(work)
+    deadline_counts_after_the_checkpoint(work, free_port())
     full_out_is_loud_and_mended(work, free_port())
     small_state_is_an_error(work, free_port())
 
