@@ -185,7 +185,8 @@ static bool s_finished_may_stop(const s_cli_t *c, const gb_federation_t *fed,
         }
     }
     double waited = now - *finished_at;
-    bool drained = gb_front_door_joined(door) == 0 || waited > S_DRAIN_S;
+    bool drained = (gb_front_door_joined(door) == 0 && gb_front_door_queued_bytes(door) == 0) ||
+                   waited > S_DRAIN_S;
     bool graced = untold == 0 || waited >= c->finished_grace_s;
     return (drained && graced) || waited > c->finished_grace_s + S_DRAIN_S;
 }

@@ -28,6 +28,7 @@
 
 #define S_TIMER_PERIOD 0.1     /* seconds between timeout scans */
 #define S_AWAY 1.0             /* a later scan than this means the owner was busy */
+#define S_CLOSE_LINGER_MS 1000
 #define S_BLOCKED_RETRY_MS 5   /* how often blocked sessions retry their send */
 #define S_FRAME_SLACK (64 << 10)
 
@@ -543,8 +544,14 @@ void gb_link_server_destroy(gb_link_server_t **psrv)
         for (int i = 0; i < srv->o.max_sessions; i++)
             gb_channel_destroy(&srv->slots[i].ch);
     gb_fd_guard_destroy(&srv->guard);
-    if (srv->sock)
+    if (srv->sock) {
+        /* what was handed to the socket last (a closing notice, the last
+         * publication for a subscriber) still leaves; the context's end
+         * waits for it at most this long */
+        int linger = S_CLOSE_LINGER_MS;
+        zmq_setsockopt(srv->sock, ZMQ_LINGER, &linger, sizeof linger);
         zmq_close(srv->sock);
+    }
     gb_free(srv->slots);
     gb_free(srv->index);
     gb_free(srv->events);
