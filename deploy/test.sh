@@ -6,7 +6,8 @@
 #   build-fuzz/  clang with libFuzzer, ASan and UBSan, -Werror: every fuzz
 #                target's seeds once (ctest -L fuzz), then each target
 #                fuzzed for a few seconds from its seeds (tests/fuzz/run.sh).
-# GLASSBOX_LONG=1 adds the long runs (none yet beyond the default set).
+# GLASSBOX_LONG=1 adds the long runs: 1,000 virtual clients in one process
+# (tests/client/test_virtual_limits.py) instead of 360.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 jobs=$(nproc)
