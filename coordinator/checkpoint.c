@@ -44,6 +44,7 @@
 #include "net/pki.h"
 #include "net/wire.h"
 #include "rounds.h"
+#include "util/crash_point.h"
 #include "server_optim.h"
 #include "util/alloc.h"
 #include "util/file.h"
@@ -775,6 +776,7 @@ int gb_checkpoint_save(const char *dir, const gb_checkpoint_t *c, size_t keep, g
     rc = gb_file_write_atomic(ckpt, buf, len, GB_CHECKPOINT_FILE_MODE, err);
     if (rc != 0)
         goto cleanup;
+    gb_crash_point("checkpoint-file");
 
     /* The model file: the same bytes of model, through the model file codec. */
     rc = s_rfc3339(stamped.saved_unix_ms, when, sizeof when, err);
@@ -796,6 +798,7 @@ int gb_checkpoint_save(const char *dir, const gb_checkpoint_t *c, size_t keep, g
     rc = gb_snapshot_save(model, &snap, err);
     if (rc != 0)
         goto cleanup;
+    gb_crash_point("model-file");
 
     /* The commit point. */
     char name[64];
@@ -803,6 +806,7 @@ int gb_checkpoint_save(const char *dir, const gb_checkpoint_t *c, size_t keep, g
     rc = gb_file_write_atomic(latest, name, (size_t)nl, GB_CHECKPOINT_FILE_MODE, err);
     if (rc != 0)
         goto cleanup;
+    gb_crash_point("latest");
     gb_log_info("checkpoint: saved round %" PRIu64 " as '%s' (%zu bytes) and '%s'", c->round,
                 ckpt, len, model);
 

@@ -157,6 +157,30 @@ static int s_make_dir(const char *dir, mode_t mode, gb_error_t *err)
     return 0;
 }
 
+/* The last run was stopped between a round's checkpoint and the end of its
+ * publication: what it staged goes out again (the files are the outbox's),
+ * and new subscribers get it as the latest. */
+static void s_send_recovered(gb_federation_t *f)
+{
+    uint64_t round;
+    const uint8_t *pub;
+    size_t len;
+    if (!gb_pub_outbox_recovered(f->outbox, &round, &pub, &len))
+        return;
+    gb_error_t err = {0};
+    uint8_t *signed_pub = NULL;
+    size_t signed_len = 0;
+    if (f->signer && (gb_publication_sign(f->signer, pub, len, &signed_pub, &signed_len,
+                                          &err) != 0 ||
+                      gb_front_door_publish(f->door, signed_pub, signed_len, &err) < 0))
+        gb_log_error("federation: round %llu: not sent again to subscribers: %s",
+                     (unsigned long long)round, err.msg);
+    gb_free(signed_pub);
+    if (f->pub && gb_publisher_send(f->pub, pub, len, &err) != 0)
+        gb_log_error("federation: round %llu: not published again on the PUB socket: %s",
+                     (unsigned long long)round, err.msg);
+}
+
 static bool s_on_joined(void *arg, const char *id, const Glassbox__Join *j,
                         gb_front_door_refusal_t *no);
 static void s_on_left(void *arg, const char *id, const char *reason);
@@ -253,10 +277,13 @@ gb_federation_t *gb_federation_new(void *zmq_ctx, gb_front_door_t *door,
             goto fail;
         if (opts->publish && !(f->pub = gb_publisher_new(zmq_ctx, opts->publish, f->signer, err)))
             goto fail;
-        if (f->out_dir && !(f->outbox = gb_pub_outbox_new(f->out_dir, f->state_dir, f->signer,
-                                                          err)))
-            goto fail;
     }
+    if ((f->out_dir || f->state_dir) &&
+        !(f->outbox = gb_pub_outbox_new(f->out_dir, f->state_dir, f->signer, f->global->round,
+                                        err)))
+        goto fail;
+    if (f->outbox)
+        s_send_recovered(f);
     gb_rounds_config_t rc = f->o.rounds;
     if (f->task_id_base > rc.task_id_base)
         rc.task_id_base = f->task_id_base;

@@ -14,6 +14,7 @@
 #include "federation_internal.h"
 #include "front_door.h"
 #include "net/envelope.h"
+#include "util/crash_point.h"
 #include "util/alloc.h"
 #include "util/log.h"
 #include "util/metrics.h"
@@ -285,7 +286,15 @@ int gb_fed_checkpoint(gb_federation_t *f, const gb_rounds_action_t *a, gb_error_
                              .optim_steps = steps,
                              .next_task_id = f->task_id_base + st.tasks_sent + 1,
                              .federation = f->federation};
-        rc = gb_checkpoint_save(f->state_dir, &c, (size_t)f->o.keep_checkpoints, err);
+        /* staged first: a crash once the checkpoint is saved still finds
+         * the round's publication to finish on restart */
+        if (f->outbox && f->pub_buf &&
+            (rc = gb_pub_outbox_stage(f->outbox, a->round, f->pub_buf, f->pub_len, err)) != 0)
+            gb_error_prefix(err, rc, "staging the publication: ");
+        else {
+            gb_crash_point("staged");
+            rc = gb_checkpoint_save(f->state_dir, &c, (size_t)f->o.keep_checkpoints, err);
+        }
     }
     gb_free(state);
     if (rc == 0 && f->test_checkpoint_delay_ms) {

@@ -14,6 +14,7 @@
 #include "explain_merge.h"
 #include "glassbox.pb-c.h"
 #include "util/alloc.h"
+#include "util/crash_point.h"
 #include "util/file.h"
 #include "util/log.h"
 #include "util/metrics.h"
@@ -38,6 +39,10 @@ struct gb_pub_outbox {
     s_item_t *items; /* sorted by round */
     size_t n, cap;
     char last_error[GB_ERROR_MSG_MAX];
+    uint8_t *recovered;      /* the newest round taken back in, to send again */
+    size_t recovered_len;
+    uint64_t recovered_round;
+    bool recovered_taken;
 };
 
 static void s_gauge(const gb_pub_outbox_t *ob)
@@ -57,6 +62,8 @@ static int s_state_path(const gb_pub_outbox_t *ob, uint64_t round, char *path, s
 /* Writes every file of one round; 0 or the first failure. */
 static int s_write(gb_pub_outbox_t *ob, const s_item_t *it, gb_error_t *err)
 {
+    if (!ob->out_dir)
+        return 0;
     int rc = gb_publication_write_files(ob->signer, ob->out_dir, it->round, it->bytes, it->len,
                                         err);
     if (rc)
@@ -65,6 +72,7 @@ static int s_write(gb_pub_outbox_t *ob, const s_item_t *it, gb_error_t *err)
     if (!p)
         return gb_error_set(err, GB_EFORMAT, "round %" PRIu64 ": the publication does not "
                             "decode", it->round);
+    gb_crash_point("signed-files");
     if (p->explanation)
         rc = gb_explain_report_write(ob->out_dir, it->round, p->explanation,
                                      p->explanation_distance, p->n_explanation_distance, err);
@@ -204,8 +212,9 @@ static bool s_parse_state_name(const char *name, uint64_t *round)
     return r > 0;
 }
 
-/* Takes back the rounds a previous run could not write. */
-static int s_load_state(gb_pub_outbox_t *ob, gb_error_t *err)
+/* Takes back the checkpointed rounds a previous run did not finish
+ * publishing; removes those whose checkpoint it never committed. */
+static int s_load_state(gb_pub_outbox_t *ob, uint64_t checkpointed, gb_error_t *err)
 {
     DIR *d = opendir(ob->state_dir);
     if (!d)
@@ -220,6 +229,14 @@ static int s_load_state(gb_pub_outbox_t *ob, gb_error_t *err)
         int n = snprintf(path, sizeof path, "%s/%s", ob->state_dir, e->d_name);
         if (n < 0 || (size_t)n >= sizeof path)
             continue;
+        if (round > checkpointed) {
+            gb_log_info("publication outbox: round %" PRIu64 " was staged but never "
+                        "checkpointed (the last run stopped first); it runs again", round);
+            if (unlink(path) != 0)
+                gb_log_warn("publication outbox: cannot remove '%s': %s", path,
+                            strerror(errno));
+            continue;
+        }
         uint8_t *bytes = NULL;
         size_t len = 0;
         gb_error_t rerr = {0};
@@ -232,9 +249,16 @@ static int s_load_state(gb_pub_outbox_t *ob, gb_error_t *err)
                 gb_log_warn("publication outbox: cannot remove '%s': %s", path,
                             strerror(errno));
         } else {
-            gb_log_info("publication outbox: round %" PRIu64 " was not written by the last run; "
-                        "writing it now", round);
+            gb_log_info("publication outbox: round %" PRIu64 " was checkpointed but its "
+                        "publication not finished by the last run; publishing it now", round);
             rc = s_keep(ob, round, bytes, len, 0, err);
+            if (rc == 0 && round > ob->recovered_round) {
+                gb_free(ob->recovered);
+                ob->recovered = bytes;
+                ob->recovered_len = len;
+                ob->recovered_round = round;
+                bytes = NULL;
+            }
         }
         if (p)
             glassbox__publication__free_unpacked(p, NULL);
@@ -245,24 +269,27 @@ static int s_load_state(gb_pub_outbox_t *ob, gb_error_t *err)
 }
 
 gb_pub_outbox_t *gb_pub_outbox_new(const char *out_dir, const char *state_dir,
-                                   const gb_signer_t *signer, gb_error_t *err)
+                                   const gb_signer_t *signer, uint64_t checkpointed_round,
+                                   gb_error_t *err)
 {
-    if (!out_dir || !signer) {
-        gb_error_set(err, GB_EINVAL, "publication outbox: no output directory or signer");
+    if ((!out_dir && !state_dir) || (out_dir && !signer)) {
+        gb_error_set(err, GB_EINVAL, "publication outbox: no directory, or files without a "
+                                     "signer");
         return NULL;
     }
     gb_pub_outbox_t *ob = gb_calloc(1, sizeof *ob);
-    if (!ob || !(ob->out_dir = gb_strdup(out_dir)) ||
+    if (!ob || (out_dir && !(ob->out_dir = gb_strdup(out_dir))) ||
         (state_dir && !(ob->state_dir = gb_strdup(state_dir)))) {
         gb_pub_outbox_destroy(&ob);
         gb_error_set(err, GB_ENOMEM, "publication outbox: out of memory");
         return NULL;
     }
     ob->signer = signer;
-    s_clean_tmp(out_dir);
+    if (out_dir)
+        s_clean_tmp(out_dir);
     if (state_dir) {
         s_clean_tmp(state_dir);
-        if (s_load_state(ob, err) != 0) {
+        if (s_load_state(ob, checkpointed_round, err) != 0) {
             gb_pub_outbox_destroy(&ob);
             return NULL;
         }
@@ -279,6 +306,7 @@ void gb_pub_outbox_destroy(gb_pub_outbox_t **pob)
     for (size_t i = 0; i < ob->n; i++)
         gb_free(ob->items[i].bytes);
     gb_free(ob->items);
+    gb_free(ob->recovered);
     gb_free(ob->out_dir);
     gb_free(ob->state_dir);
     gb_free(ob);
@@ -287,13 +315,39 @@ void gb_pub_outbox_destroy(gb_pub_outbox_t **pob)
 
 /* ---- writing ---------------------------------------------------------------- */
 
+int gb_pub_outbox_stage(gb_pub_outbox_t *ob, uint64_t round, const uint8_t *pub, size_t len,
+                        gb_error_t *err)
+{
+    char path[S_PATH_MAX];
+    if (!ob->state_dir)
+        return 0;
+    if (s_state_path(ob, round, path, sizeof path) != 0)
+        return gb_error_set(err, GB_EINVAL, "publication outbox: state directory name too long");
+    return gb_file_write_atomic(path, pub, len, 0600, err);
+}
+
+bool gb_pub_outbox_recovered(gb_pub_outbox_t *ob, uint64_t *round, const uint8_t **pub,
+                             size_t *len)
+{
+    if (!ob->recovered || ob->recovered_taken)
+        return false;
+    ob->recovered_taken = true;
+    *round = ob->recovered_round;
+    *pub = ob->recovered;
+    *len = ob->recovered_len;
+    return true;
+}
+
 int gb_pub_outbox_put(gb_pub_outbox_t *ob, uint64_t round, const uint8_t *pub, size_t len,
                       gb_error_t *err)
 {
     s_item_t now = {.round = round, .bytes = (uint8_t *)pub, .len = len};
     int rc = s_write(ob, &now, err);
-    if (rc == 0)
+    if (rc == 0) {
+        gb_crash_point("published");
+        s_forget_state(ob, round);
         return 0;
+    }
     gb_error_t kerr = {0};
     if (s_keep(ob, round, pub, len, 0, &kerr) != 0) {
         gb_log_error("federation: round %" PRIu64 ": the publication files were not written "
@@ -304,10 +358,9 @@ int gb_pub_outbox_put(gb_pub_outbox_t *ob, uint64_t round, const uint8_t *pub, s
     while (ob->items[i].round != round)
         i++;
     s_failed(ob, &ob->items[i], err);
-    char path[S_PATH_MAX];
+    /* staged before the checkpoint; staged again in case that copy is gone */
     gb_error_t serr = {0};
-    if (ob->state_dir && s_state_path(ob, round, path, sizeof path) == 0 &&
-        gb_file_write_atomic(path, pub, len, 0600, &serr) != 0)
+    if (gb_pub_outbox_stage(ob, round, pub, len, &serr) != 0)
         gb_log_warn("publication outbox: round %" PRIu64 " is kept in memory only (%s): a "
                     "restart before it is written loses its files", round, serr.msg);
     return rc;

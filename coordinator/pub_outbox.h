@@ -1,8 +1,10 @@
-/* The publication outbox: each finished round's signed files in the output
- * directory (--out), written or the failure loud.
+/* The publication outbox: each finished round published exactly once, even
+ * across a crash, and its signed files in the output directory (--out)
+ * written or the failure loud.
  *
- * A round's packed Publication goes in with gb_pub_outbox_put, after its
- * checkpoint: it is written at once as round-NNNNNN.sig, round-NNNNNN.pub
+ * A round's packed Publication is staged (gb_pub_outbox_stage) in the state
+ * directory as unpublished-NNNNNN.pb (0600) before its checkpoint is saved,
+ * and goes in with gb_pub_outbox_put after it: then it is written at once as round-NNNNNN.sig, round-NNNNNN.pub
  * (signature first, so a .pub is never found without its .sig),
  * coordinator.crt and the explanation report (explain_merge.h). When a write
  * fails (a full disk, a directory gone read-only), the round stays in the
@@ -10,14 +12,16 @@
  * glassbox_publication_failures_total, and tried again with a backoff
  * (GB_PUB_OUTBOX_FIRST_RETRY_MS doubling up to GB_PUB_OUTBOX_MAX_RETRY_MS)
  * on every gb_pub_outbox_retry, in round order; glassbox_publications_unwritten
- * says how many wait. With a state directory the waiting bytes are also kept
- * there (unpublished-NNNNNN.pb, 0600), so a restarted coordinator writes
- * them too: a round the federation checkpointed is never left unpublished
- * by a crash or a restart.
+ * says how many wait. The staged file is removed once the files are
+ * written (at once when there is no output directory). So a coordinator
+ * killed at any point finds, on restart, every checkpointed round whose
+ * files are missing or partial still staged: rounds up to the last
+ * checkpointed one are taken back in (written again, whole, and handed to
+ * the caller to send again with gb_pub_outbox_recovered), later ones (their
+ * checkpoint never committed: the round will run again) are removed.
  *
  * At creation, temporary files an interrupted write left in the output
- * directory (".NAME.tmp-XXXXXX") are removed, and the state directory's
- * unpublished rounds are taken back in.
+ * directory (".NAME.tmp-XXXXXX") and the state directory are removed.
  *
  * Ownership: gb_pub_outbox_new returns an object the caller owns
  * (gb_pub_outbox_destroy); the signer is borrowed and must outlive it;
@@ -25,6 +29,7 @@
 #ifndef GB_COORDINATOR_PUB_OUTBOX_H
 #define GB_COORDINATOR_PUB_OUTBOX_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -40,21 +45,38 @@
 
 typedef struct gb_pub_outbox gb_pub_outbox_t;
 
-/* An outbox writing to out_dir (required, must exist) signed by signer,
- * keeping waiting rounds in state_dir too (NULL: in memory only). Cleans
- * out_dir's temporary files and takes in state_dir's unpublished rounds
- * (a damaged one is logged and removed). NULL and err (GB_EINVAL, GB_ENOMEM)
- * on failure. */
+/* An outbox writing to out_dir (NULL: no files) signed by signer, staging
+ * rounds in state_dir (NULL: in memory only, no crash consistency); one of
+ * the two is required, and so is the signer with out_dir. Cleans temporary
+ * files and takes in state_dir's staged rounds up to checkpointed_round
+ * (the round of the checkpoint resumed from; 0: none), removing later and
+ * damaged ones with a log line. NULL and err (GB_EINVAL, GB_ENOMEM, the
+ * staged file's read error) on failure. */
 gb_pub_outbox_t *gb_pub_outbox_new(const char *out_dir, const char *state_dir,
-                                   const gb_signer_t *signer, gb_error_t *err);
+                                   const gb_signer_t *signer, uint64_t checkpointed_round,
+                                   gb_error_t *err);
+
+/* Keeps round's packed Publication pub[0..len) in the state directory
+ * before the round's checkpoint is saved (nothing without one). 0, or the
+ * write's error: the checkpoint must then not be saved, or a crash could
+ * leave a checkpointed round with nothing to publish. */
+int gb_pub_outbox_stage(gb_pub_outbox_t *ob, uint64_t round, const uint8_t *pub, size_t len,
+                        gb_error_t *err) GB_MUST_CHECK;
+
+/* The newest round taken back in at creation, for the caller to send again
+ * (PUB socket, subscribers): true with *round, *pub (borrowed until the
+ * next call) and *len; false when none was. Each is handed out once. */
+bool gb_pub_outbox_recovered(gb_pub_outbox_t *ob, uint64_t *round, const uint8_t **pub,
+                             size_t *len);
 
 /* Frees the outbox (what still waits stays in state_dir); sets *ob to NULL;
  * NULL-safe. */
 void gb_pub_outbox_destroy(gb_pub_outbox_t **ob);
 
-/* Writes round's files from the packed Publication pub[0..len) now; on
- * failure keeps it for a retry. Returns 0 when written, the write's error
- * (kept, logged) otherwise, or GB_ENOMEM when it could not even be kept. */
+/* Writes round's files from the packed Publication pub[0..len) now (none
+ * without an output directory) and drops the staged copy; on failure keeps
+ * it for a retry. Returns 0 when written, the write's error (kept, logged)
+ * otherwise, or GB_ENOMEM when it could not even be kept. */
 int gb_pub_outbox_put(gb_pub_outbox_t *ob, uint64_t round, const uint8_t *pub, size_t len,
                       gb_error_t *err);
 

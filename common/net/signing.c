@@ -22,6 +22,7 @@
 #include "glassbox.pb-c.h"
 #include "net/pki.h"
 #include "util/alloc.h"
+#include "util/crash_point.h"
 #include "util/file.h"
 #include "util/log.h"
 
@@ -334,8 +335,12 @@ int gb_publication_write_files(const gb_signer_t *s, const char *dir, uint64_t r
      * mirror) that finds the .pub finds the .sig that vouches for it, even
      * after a crash between the two. */
     if ((rc = gb_pki_cert_save(crt_path, s->cert, err)) == 0 &&
-        (rc = gb_file_write_atomic(sig_path, sig, sig_len, 0644, err)) == 0)
+        (rc = gb_file_write_atomic(sig_path, sig, sig_len, 0644, err)) == 0) {
+        gb_crash_point("sig");
         rc = gb_file_write_atomic(pub_path, pub, len, 0644, err);
+    }
+    if (rc == 0)
+        gb_crash_point("pub");
     gb_free(sig);
     return rc;
 }

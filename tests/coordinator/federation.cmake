@@ -40,3 +40,14 @@ if(GB_FED_PYTHON)
   set_tests_properties(coordinator/test_faults_run PROPERTIES
     LABELS "cli;coordinator;federation" TIMEOUT 400)
 endif()
+
+# Crash consistency: SIGKILL at every step from a round's checkpoint to its
+# published files, then a restart; every round published once, whole
+# (test_crash_run.py).
+if(GB_FED_PYTHON)
+  add_test(NAME coordinator/test_crash_run
+           COMMAND ${GB_FED_PYTHON} ${CMAKE_CURRENT_LIST_DIR}/test_crash_run.py
+                   ${CMAKE_BINARY_DIR} ${CMAKE_SOURCE_DIR})
+  set_tests_properties(coordinator/test_crash_run PROPERTIES
+    LABELS "cli;coordinator;federation" TIMEOUT 400)
+endif()

@@ -102,7 +102,7 @@ static void test_written_at_once(void **state)
 {
     fix_t *f = *state;
     gb_error_t err = {0};
-    gb_pub_outbox_t *ob = gb_pub_outbox_new(f->out, f->state, f->signer, &err);
+    gb_pub_outbox_t *ob = gb_pub_outbox_new(f->out, f->state, f->signer, 100, &err);
     assert_non_null(ob);
     size_t len;
     uint8_t *b = s_pub(1, &len);
@@ -122,7 +122,7 @@ static void test_kept_retried_and_written(void **state)
 {
     fix_t *f = *state;
     gb_error_t err = {0};
-    gb_pub_outbox_t *ob = gb_pub_outbox_new(f->out, f->state, f->signer, &err);
+    gb_pub_outbox_t *ob = gb_pub_outbox_new(f->out, f->state, f->signer, 100, &err);
     assert_non_null(ob);
     double failures = gb_metrics_value("glassbox_publication_failures_total", NULL, NULL);
     s_break(f);
@@ -164,7 +164,7 @@ static void test_restart_writes_what_was_left(void **state)
 {
     fix_t *f = *state;
     gb_error_t err = {0};
-    gb_pub_outbox_t *ob = gb_pub_outbox_new(f->out, f->state, f->signer, &err);
+    gb_pub_outbox_t *ob = gb_pub_outbox_new(f->out, f->state, f->signer, 100, &err);
     s_break(f);
     size_t len;
     uint8_t *b = s_pub(4, &len);
@@ -176,7 +176,7 @@ static void test_restart_writes_what_was_left(void **state)
     free(gb_test_write_file(f->out, ".round-000004.pub.tmp-AbC123", "x", 1));
     free(gb_test_write_file(f->out, ".explanation-4.json.tmp-q1w2e3", "x", 1));
     free(gb_test_write_file(f->out, ".someone-elses.tmp-zzzzzz", "x", 1));
-    ob = gb_pub_outbox_new(f->out, f->state, f->signer, &err);
+    ob = gb_pub_outbox_new(f->out, f->state, f->signer, 100, &err);
     assert_non_null(ob);
     assert_false(s_has(f->state, "unpublished-000009.pb")); /* removed, logged */
     assert_false(s_has(f->out, ".round-000004.pub.tmp-AbC123"));
@@ -197,7 +197,7 @@ static void test_bound_and_memory_only(void **state)
     fix_t *f = *state;
     gb_error_t err = {0};
     /* no state directory: kept in memory only */
-    gb_pub_outbox_t *ob = gb_pub_outbox_new(f->out, NULL, f->signer, &err);
+    gb_pub_outbox_t *ob = gb_pub_outbox_new(f->out, NULL, f->signer, 100, &err);
     assert_non_null(ob);
     s_break(f);
     size_t len;
@@ -212,8 +212,55 @@ static void test_bound_and_memory_only(void **state)
     assert_true(gb_metrics_value("glassbox_publications_lost_total", NULL, NULL) >= 2);
     s_mend(f);
     gb_pub_outbox_destroy(&ob);
-    assert_null(gb_pub_outbox_new(NULL, NULL, f->signer, &err));
+    assert_null(gb_pub_outbox_new(NULL, NULL, f->signer, 0, &err));
     assert_int_equal(err.code, GB_EINVAL);
+}
+
+/* Staged before the checkpoint: a new outbox (the coordinator restarted
+ * after a crash) publishes the rounds up to the checkpointed one, hands the
+ * newest out once to be sent again, and drops the later ones. */
+static void test_staged_rounds_after_a_crash(void **state)
+{
+    fix_t *f = *state;
+    gb_error_t err = {0};
+    gb_pub_outbox_t *ob = gb_pub_outbox_new(f->out, f->state, f->signer, 4, &err);
+    assert_non_null(ob);
+    size_t len5, len6;
+    uint8_t *b5 = s_pub(5, &len5), *b6 = s_pub(6, &len6);
+    assert_int_equal(gb_pub_outbox_stage(ob, 5, b5, len5, &err), 0);
+    assert_int_equal(gb_pub_outbox_stage(ob, 6, b6, len6, &err), 0);
+    assert_true(s_has(f->state, "unpublished-000005.pb"));
+    gb_pub_outbox_destroy(&ob); /* killed: round 5 checkpointed, round 6 not */
+    ob = gb_pub_outbox_new(f->out, f->state, f->signer, 5, &err);
+    assert_non_null(ob);
+    assert_false(s_has(f->state, "unpublished-000006.pb"));
+    uint64_t round = 0;
+    const uint8_t *pub = NULL;
+    size_t len = 0;
+    assert_true(gb_pub_outbox_recovered(ob, &round, &pub, &len));
+    assert_int_equal(round, 5);
+    assert_int_equal(len, len5);
+    assert_memory_equal(pub, b5, len5);
+    assert_false(gb_pub_outbox_recovered(ob, &round, &pub, &len)); /* once */
+    assert_int_equal(gb_pub_outbox_retry(ob, gb_time_now()), 1);
+    assert_true(s_has(f->out, "round-000005.pub") && s_has(f->out, "round-000005.sig"));
+    assert_false(s_has(f->out, "round-000006.pub"));
+    assert_false(s_has(f->state, "unpublished-000005.pb"));
+    gb_pub_outbox_destroy(&ob);
+
+    /* no output directory: staged, then dropped once the round is put */
+    ob = gb_pub_outbox_new(NULL, f->state, NULL, 5, &err);
+    assert_non_null(ob);
+    assert_int_equal(gb_pub_outbox_stage(ob, 6, b6, len6, &err), 0);
+    assert_true(s_has(f->state, "unpublished-000006.pb"));
+    assert_int_equal(gb_pub_outbox_put(ob, 6, b6, len6, &err), 0);
+    assert_false(s_has(f->state, "unpublished-000006.pb"));
+    assert_false(gb_pub_outbox_recovered(ob, &round, &pub, &len));
+    gb_pub_outbox_destroy(&ob);
+    /* files need a signer */
+    assert_null(gb_pub_outbox_new(f->out, NULL, NULL, 0, &err));
+    free(b5);
+    free(b6);
 }
 
 int main(void)
@@ -223,6 +270,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_kept_retried_and_written, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_restart_writes_what_was_left, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_bound_and_memory_only, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_staged_rounds_after_a_crash, s_setup, s_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
