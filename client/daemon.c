@@ -64,6 +64,8 @@ struct gb_daemon {
     size_t n_recent;                     /* ids written to the ring so far */
     uint64_t session;                    /* the link's current session (0: none) */
     uint64_t join_seq;                   /* Join's sequence on this session */
+    double rejoin_at;                    /* monotonic time to send Join again (0: none):
+                                            the coordinator was busy */
     double next_heartbeat;               /* monotonic time of the next Heartbeat */
     bool stopped;                        /* gb_daemon_stop was called */
     double away_since;                   /* monotonic time without a session since */
@@ -369,6 +371,11 @@ static int s_service(gb_daemon_t *d, gb_error_t *err)
     if (rc != 0)
         return rc;
     double now = gb_time_now();
+    if (d->rejoin_at && now >= d->rejoin_at && d->st.connected) {
+        d->rejoin_at = 0;
+        if ((rc = s_send_join(d, err)) != 0)
+            return rc;
+    }
     if (d->st.welcomed && now >= d->next_heartbeat) {
         s_send_heartbeat(d);
         d->next_heartbeat = now + d->st.heartbeat_interval_ms / 1000.0;
@@ -382,6 +389,8 @@ static int s_service(gb_daemon_t *d, gb_error_t *err)
 static double s_next_timer(const gb_daemon_t *d, double now)
 {
     double t = 1e9;
+    if (d->rejoin_at)
+        t = d->rejoin_at - now;
     if (d->st.welcomed) {
         t = d->next_heartbeat - now;
         for (size_t i = 0; i < d->n_results; i++)
@@ -515,7 +524,7 @@ static int s_on_error(gb_daemon_t *d, const Glassbox__Error *e, gb_error_t *err)
 {
     d->st.errors_received++;
     const char *name = gb_envelope_error_name(e->code);
-    size_t i;
+    size_t i = 0;
     s_result_t *r = s_result_by_seq(d, e->in_reply_to, &i);
     if (e->code == GLASSBOX__ERROR_CODE__ERROR_SHUTTING_DOWN && e->retry_after_ms == 0) {
         S_LOG(info, d, "federation finished (%s)", e->message);
@@ -525,6 +534,22 @@ static int s_on_error(gb_daemon_t *d, const Glassbox__Error *e, gb_error_t *err)
     if (e->code == GLASSBOX__ERROR_CODE__ERROR_VERSION && e->in_reply_to == d->join_seq)
         return gb_error_set(err, GB_EPROTO, "the coordinator refused Join: %s: %s", name,
                             e->message);
+    if (d->join_seq && e->in_reply_to == d->join_seq) {
+        /* turned away after the Welcome: busy is worth another Join; what
+         * the federation does not take (too many samples, no room for more
+         * clients) is not mended by asking again */
+        d->st.welcomed = false;
+        if (e->code == GLASSBOX__ERROR_CODE__ERROR_BUSY ||
+            e->code == GLASSBOX__ERROR_CODE__ERROR_SHUTTING_DOWN) {
+            uint32_t ms = e->retry_after_ms ? e->retry_after_ms : 1000;
+            S_LOG(info, d, "the coordinator cannot take us yet (%s: %s); joining again in %u ms",
+                  name, e->message, ms);
+            d->rejoin_at = gb_time_now() + ms / 1000.0;
+            return 0;
+        }
+        return gb_error_set(err, GB_EINVAL, "the coordinator refused Join: %s: %s", name,
+                            e->message);
+    }
     if (!r) {
         S_LOG(warn, d, "the coordinator reports %s (about message %" PRIu64 "): %s",
                     name, e->in_reply_to, e->message);
@@ -607,6 +632,7 @@ static int s_on_event(gb_daemon_t *d, const gb_link_event_t *ev, gb_error_t *err
         d->st.connected = false;
         d->st.welcomed = false;
         d->session = 0;
+        d->rejoin_at = 0;
         S_LOG(warn, d, "disconnected from %s: %s; reconnecting", d->endpoint, ev->reason);
         return 0;
     case GB_LINK_EV_MESSAGE: {

@@ -21,6 +21,7 @@
 #include "net/pki.h"
 #include "util/alloc.h"
 #include "util/log.h"
+#include "util/metrics.h"
 #include "util/time.h"
 
 static void s_drain(gb_federation_t *f);
@@ -41,6 +42,10 @@ static void s_defaults(gb_federation_options_t *o)
         o->threads = 1;
     if (!o->federation)
         o->federation = "glassbox";
+    if (!o->max_client_samples)
+        o->max_client_samples = GB_FED_DEFAULT_MAX_CLIENT_SAMPLES;
+    if (!(o->max_norm_ratio > 0))
+        o->max_norm_ratio = GB_FED_DEFAULT_MAX_NORM_RATIO;
 }
 
 /* Takes the model, task ids and optimiser state of checkpoint c. The state
@@ -293,6 +298,7 @@ gb_federation_t *gb_federation_new(void *zmq_ctx, gb_front_door_t *door,
     gb_front_door_handlers_t h = {.arg = f, .joined = s_on_joined, .left = s_on_left,
                                   .message = s_on_message};
     gb_front_door_set_handlers(door, &h);
+    gb_front_door_set_max_transfer(door, gb_fed_max_transfer(f));
     gb_log_info("federation: model of %zu parameters at round %llu, aggregator %s, server "
                 "optimiser %s, explanations %s",
                 n, (unsigned long long)f->global->round, gb_aggregator_name(f->agg),
@@ -342,6 +348,7 @@ void gb_federation_destroy(gb_federation_t **pf)
     gb_free(f->federation);
     gb_free(f->server_optimizer);
     gb_free(f->untold);
+    gb_free(f->norms);
     gb_free(f);
     *pf = NULL;
 }
@@ -531,6 +538,19 @@ static bool s_on_joined(void *arg, const char *id, const Glassbox__Join *j,
         s_told(f, id);
         return false;
     }
+    if (j->train_samples > f->o.max_client_samples ||
+        j->test_samples > f->o.max_client_samples) {
+        no->code = GLASSBOX__ERROR_CODE__ERROR_INVALID_VALUE;
+        snprintf(no->why, sizeof no->why,
+                 "join claims %llu training and %llu test samples; a client may hold %llu",
+                 (unsigned long long)j->train_samples, (unsigned long long)j->test_samples,
+                 (unsigned long long)f->o.max_client_samples);
+        gb_log_warn("federation: '%s' refused: %s", id, no->why);
+        gb_metrics_counter_add("glassbox_updates_refused_total",
+                               "Results refused before they were counted, by reason", "reason",
+                               "samples", 1);
+        return false;
+    }
     if (gb_rounds_join(f->rounds, id, j->train_samples, gb_time_unix_ms(), &err) != 0) {
         gb_log_warn("federation: '%s' cannot take part: %s", id, err.msg);
         if (err.code == GB_ERANGE) { /* the federation has all the clients it takes */
@@ -555,41 +575,6 @@ static void s_on_left(void *arg, const char *id, const char *reason)
         s_drain(f);
 }
 
-/* Refuses, before the machine counts it, a result whose sample count the
- * sums cannot take (GB_AGG_MAX_WEIGHT a round: one client cannot get an
- * update acknowledged that the aggregator would then refuse) or an Update
- * whose delta does not fit the global model. */
-static bool s_result_fits(gb_federation_t *f, const char *id, const Glassbox__Envelope *env)
-{
-    char why[200];
-    Glassbox__ErrorCode code = GLASSBOX__ERROR_CODE__ERROR_INVALID_VALUE;
-    uint64_t samples = env->body_case == GLASSBOX__ENVELOPE__BODY_UPDATE
-                           ? env->update->num_samples
-                           : env->eval_result->num_samples;
-    gb_rounds_status_t st;
-    gb_rounds_status(f->rounds, &st);
-    uint64_t so_far = f->open && f->open_round == st.round && f->open_attempt == st.attempt &&
-                              env->body_case == GLASSBOX__ENVELOPE__BODY_UPDATE
-                          ? gb_aggregator_weight(f->agg)
-                          : 0;
-    if (samples > GB_AGG_MAX_WEIGHT - so_far) {
-        snprintf(why, sizeof why, "num_samples %llu is more than this round can take (%llu)",
-                 (unsigned long long)samples,
-                 (unsigned long long)(GB_AGG_MAX_WEIGHT - so_far));
-    } else if (env->body_case == GLASSBOX__ENVELOPE__BODY_UPDATE &&
-               (env->update->param_count != f->global->n_params ||
-                env->update->delta.len != f->global->n_params * sizeof(float))) {
-        code = GLASSBOX__ERROR_CODE__ERROR_SHAPE;
-        snprintf(why, sizeof why, "update.delta has %llu parameters, the global model %zu",
-                 (unsigned long long)env->update->param_count, f->global->n_params);
-    } else {
-        return true;
-    }
-    gb_log_warn("federation: '%s': %s", id, why);
-    gb_front_door_refuse(f->door, id, code, env->sequence, why);
-    return false;
-}
-
 static void s_on_message(void *arg, const char *id, const Glassbox__Envelope *env)
 {
     gb_federation_t *f = arg;
@@ -602,7 +587,7 @@ static void s_on_message(void *arg, const char *id, const Glassbox__Envelope *en
     f->current_client = id;
     switch (env->body_case) {
     case GLASSBOX__ENVELOPE__BODY_UPDATE:
-        if (!s_result_fits(f, id, env))
+        if (!gb_fed_result_fits(f, id, env))
             goto out;
         round = env->update->round;
         task_id = env->update->task_id;
@@ -610,7 +595,7 @@ static void s_on_message(void *arg, const char *id, const Glassbox__Envelope *en
                               &verdict, &err);
         break;
     case GLASSBOX__ENVELOPE__BODY_EVAL_RESULT:
-        if (!s_result_fits(f, id, env))
+        if (!gb_fed_result_fits(f, id, env))
             goto out;
         round = env->eval_result->round;
         task_id = env->eval_result->task_id;

@@ -34,8 +34,19 @@
  *
  * Results are answered by name: an accepted or duplicate Update or
  * EvalResult gets an Ack (its sequence, round and task id); a refused one an
- * Error with the machine's reason (rounds.h: stale, unexpected, ...), or
- * ERROR_SHAPE for a delta that does not fit the global model.
+ * Error with the machine's reason (rounds.h: stale, unexpected, ...), or,
+ * before the machine counts it: ERROR_SHAPE for a delta that does not fit
+ * the global model; ERROR_INVALID_VALUE for a sample count above
+ * max_client_samples or above the training samples the client joined with
+ * (a Join claiming more than max_client_samples is refused the same way), a
+ * delta with a value that is not finite, a loss that is not finite and
+ * non-negative, an accuracy outside [0, 1]; ERROR_NORM for a delta whose L2
+ * norm is more than max_norm_ratio times the reference: the median norm of
+ * the last finished round's updates (of this round's so far while there is
+ * none), and never more than max_norm_ratio times the global model's own
+ * norm. So no result that would wreck the model or the sums reaches any
+ * aggregator. Every refusal is counted in
+ * glassbox_updates_refused_total{reason}.
  *
  * Ownership: gb_federation_new returns an object the caller owns
  * (gb_federation_destroy); it borrows the ZeroMQ context and the front door
@@ -53,6 +64,9 @@
 #include "glassbox.pb-c.h"
 #include "rounds.h"
 #include "util/error.h"
+
+#define GB_FED_DEFAULT_MAX_CLIENT_SAMPLES UINT64_C(10000000)
+#define GB_FED_DEFAULT_MAX_NORM_RATIO 10.0
 
 /* One finished round, for the caller's report. */
 typedef struct {
@@ -95,6 +109,12 @@ typedef struct {
                                       NULL: none) */
     int threads;                   /* threads for server-side evaluation (0: 1) */
     const char *federation;        /* name, saved in checkpoints (NULL: "glassbox") */
+    uint64_t max_client_samples;   /* most samples one client may claim, in Join (train and
+                                      test) and in any result (0:
+                                      GB_FED_DEFAULT_MAX_CLIENT_SAMPLES) */
+    double max_norm_ratio;         /* an Update whose delta's L2 norm is more than this
+                                      times the reference (below) is refused with
+                                      ERROR_NORM (0: GB_FED_DEFAULT_MAX_NORM_RATIO) */
     void (*round_done)(void *arg, const gb_federation_round_t *r); /* may be NULL */
     void *round_done_arg;          /* passed to round_done */
 } gb_federation_options_t;

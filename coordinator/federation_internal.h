@@ -74,6 +74,12 @@ struct gb_federation {
     size_t n_untold;                /* their number */
     unsigned test_checkpoint_delay_ms; /* GLASSBOX_TEST_CHECKPOINT_DELAY_MS: a slow disk,
                                        for the tests of deadlines after a long step */
+    double *norms;                  /* L2 norms of the updates accepted this attempt */
+    size_t n_norms, norms_cap;
+    double norm_reference;          /* median norm of the last finished round (0: none) */
+    double global_norm;             /* the global model's L2 norm, when valid */
+    bool global_norm_valid;
+    double current_norm;            /* the Update being judged */
     uint64_t per_checkpoint;        /* bytes one checkpoint and model file take, about */
     char fatal[GB_ERROR_MSG_MAX];   /* why the federation cannot go on ("" while it can) */
     bool resumed_finished;          /* this run began with every round done: who is
@@ -88,6 +94,20 @@ int gb_fed_aggregate(gb_federation_t *f, const gb_rounds_action_t *a, gb_error_t
 int gb_fed_evaluate(gb_federation_t *f, const gb_rounds_action_t *a, gb_error_t *err);
 int gb_fed_publish(gb_federation_t *f, const gb_rounds_action_t *a, gb_error_t *err);
 int gb_fed_checkpoint(gb_federation_t *f, const gb_rounds_action_t *a, gb_error_t *err);
+/* The checks before the machine counts a result (federation_checks.c). */
+/* True when the Update or EvalResult in env may be counted; else refuses it
+ * to the client (the reason logged and counted) and returns false. An
+ * Update's delta is left in f->scratch and its norm in f->current_norm. */
+bool gb_fed_result_fits(gb_federation_t *f, const char *id, const Glassbox__Envelope *env);
+/* Keeps the norm of an Update the attempt took (GB_ENOMEM). */
+int gb_fed_note_norm(gb_federation_t *f, double norm, gb_error_t *err);
+/* A round finished: its median norm becomes the reference. */
+void gb_fed_norms_round_done(gb_federation_t *f);
+/* An attempt was abandoned: its norms are forgotten. */
+void gb_fed_norms_forget(gb_federation_t *f);
+/* The largest Envelope a Task or an Update of this model needs, in bytes. */
+uint64_t gb_fed_max_transfer(const gb_federation_t *f);
+
 /* Makes the candidate the global model and reports the round. */
 void gb_fed_commit(gb_federation_t *f, const gb_rounds_action_t *a);
 /* Drops what the attempt fed or produced; restores the optimiser. */

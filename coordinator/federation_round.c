@@ -17,6 +17,7 @@
 #include "util/crash_point.h"
 #include "util/alloc.h"
 #include "util/log.h"
+#include "net/wire.h"
 #include "util/metrics.h"
 #include "util/time.h"
 
@@ -60,8 +61,10 @@ int gb_fed_feed_update(gb_federation_t *f, const gb_rounds_action_t *a, gb_error
     if (rc)
         return rc;
     /* protobuf-c's bytes need not be float-aligned */
-    memcpy(f->scratch, u->delta.data, f->global->n_params * sizeof(float));
+    gb_wire_floats_from_le(f->scratch, u->delta.data, f->global->n_params);
     if ((rc = gb_aggregator_add(f->agg, f->scratch, f->global->n_params, u->num_samples, err)))
+        return rc;
+    if ((rc = gb_fed_note_norm(f, f->current_norm, err)))
         return rc;
     double loss = s_metric(u->metrics, u->n_metrics, "train_loss");
     double acc = s_metric(u->metrics, u->n_metrics, "train_accuracy");
@@ -315,6 +318,7 @@ void gb_fed_commit(gb_federation_t *f, const gb_rounds_action_t *a)
     f->view_valid = false;
     f->stepped = false;
     f->open = false;
+    gb_fed_norms_round_done(f);
     if (f->o.round_done) {
         gb_federation_round_t r = {
             .round = a->round,
@@ -355,6 +359,7 @@ void gb_fed_abandon(gb_federation_t *f)
         f->stepped = false;
     }
     f->open = false;
+    gb_fed_norms_forget(f);
     gb_explain_merge_result_free(&f->xr);
     gb_free(f->pub_buf);
     f->pub_buf = NULL;

@@ -25,6 +25,8 @@
 
 #define S_CRL_CHECK_S 1.0 /* how often crl.pem's time stamp is looked at */
 #define S_MAX_QUEUED ((size_t)64 << 20) /* unsent bytes held per session */
+/* an anonymous session sends one EnrollRequest: a token and a CSR */
+#define S_ANON_MAX_TRANSFER ((uint64_t)GB_ENVELOPE_MAX_TOKEN + GB_ENVELOPE_MAX_DER + 4096)
 
 typedef struct {
     uint64_t handle;                   /* the link's session handle */
@@ -52,6 +54,7 @@ struct gb_front_door {
     uint8_t *last_pub;            /* the latest packed SignedPublication, for new subscribers */
     size_t last_pub_len;          /* its bytes */
     uint64_t current_round;       /* told in Welcome (gb_front_door_set_round) */
+    uint64_t max_transfer;        /* a certified session's bound (0: the default) */
 };
 
 static void s_defaults(gb_front_door_options_t *o, const gb_front_door_options_t *in)
@@ -143,6 +146,14 @@ void gb_front_door_set_round(gb_front_door_t *d, uint64_t round)
     d->current_round = round;
 }
 
+void gb_front_door_set_max_transfer(gb_front_door_t *d, uint64_t bytes)
+{
+    d->max_transfer = bytes;
+    for (size_t i = 0; i < d->n_sessions; i++)
+        if (!d->sessions[i].anonymous)
+            gb_conversation_set_max_transfer(d->sessions[i].conv, bytes);
+}
+
 size_t gb_front_door_joined(const gb_front_door_t *d)
 {
     size_t n = 0;
@@ -194,7 +205,9 @@ static void s_on_connected(gb_front_door_t *d, const gb_link_event_t *ev)
     /* what one client does not read is bounded well below the default: a
      * Task always fits (the bound is checked before queueing), a second
      * waits for room */
-    gb_conversation_options_t co = {.max_queued_bytes = S_MAX_QUEUED};
+    gb_conversation_options_t co = {
+        .max_queued_bytes = S_MAX_QUEUED,
+        .max_transfer = ev->peer_name ? d->max_transfer : S_ANON_MAX_TRANSFER};
     gb_conversation_t *conv = gb_conversation_new(&co, &err);
     if (!conv) {
         gb_log_error("coordinator: %s; closing the session", err.msg);

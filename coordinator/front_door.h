@@ -75,6 +75,14 @@ int gb_front_door_step(gb_front_door_t *door, int timeout_ms, gb_error_t *err) G
  * round in progress, or the last one once the federation has finished). */
 void gb_front_door_set_round(gb_front_door_t *door, uint64_t round);
 
+/* The largest Envelope a certified session may send or be sent, whole or
+ * chunked (0: GB_CHUNK_DEFAULT_MAX_TRANSFER), for every session from now on;
+ * the federation sets what its model allows. A bigger transfer is refused
+ * at its first chunk (ERROR_TOO_LARGE), before any room is made for it.
+ * Anonymous sessions (enrollment) are always held to an EnrollRequest's
+ * size. */
+void gb_front_door_set_max_transfer(gb_front_door_t *door, uint64_t bytes);
+
 /* Clients that have joined and are connected now. */
 size_t gb_front_door_joined(const gb_front_door_t *door);
 

@@ -899,6 +899,12 @@ void gb_rounds_status(const gb_rounds_t *r, gb_rounds_status_t *out)
     out->tasks_sent = r->last_task_id - r->c.task_id_base;
 }
 
+bool gb_rounds_find_client(const gb_rounds_t *r, const char *client_id, gb_rounds_client_t *out)
+{
+    long i = s_id_ok(client_id) ? s_find(r, client_id, NULL) : -1;
+    return i >= 0 && gb_rounds_client_at(r, (size_t)i, out);
+}
+
 bool gb_rounds_client_at(const gb_rounds_t *r, size_t i, gb_rounds_client_t *out)
 {
     if (i >= r->n_clients)

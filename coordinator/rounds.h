@@ -294,6 +294,9 @@ uint64_t gb_rounds_wake_at(const gb_rounds_t *r);
 /* The machine as it is now. */
 void gb_rounds_status(const gb_rounds_t *r, gb_rounds_status_t *out);
 
+/* Known client client_id into *out; false when it never joined. */
+bool gb_rounds_find_client(const gb_rounds_t *r, const char *client_id, gb_rounds_client_t *out);
+
 /* Known client i (0..known-1, in id order) into *out; false past the end. */
 bool gb_rounds_client_at(const gb_rounds_t *r, size_t i, gb_rounds_client_t *out);
 

@@ -117,6 +117,20 @@ void gb_conversation_reset(gb_conversation_t *c)
     c->failed_transfer = 0;
 }
 
+void gb_conversation_set_max_transfer(gb_conversation_t *c, uint64_t max_transfer)
+{
+    c->o.max_transfer = max_transfer ? max_transfer : GB_CHUNK_DEFAULT_MAX_TRANSFER;
+    if (c->reasm && c->in_transfer)
+        c->failed_transfer = c->in_transfer;
+    c->in_transfer = 0;
+    gb_reassembler_destroy(&c->reasm);
+}
+
+uint64_t gb_conversation_max_transfer(const gb_conversation_t *c)
+{
+    return c->o.max_transfer;
+}
+
 size_t gb_conversation_queued_bytes(const gb_conversation_t *c)
 {
     return c->queued_bytes;

@@ -103,6 +103,15 @@ int gb_conversation_receive(gb_conversation_t *c, const uint8_t *frame, size_t l
  * sequence of the Envelope inside (0: none yet this session). */
 uint64_t gb_conversation_last_sequence(const gb_conversation_t *c);
 
+/* Changes max_transfer (0: GB_CHUNK_DEFAULT_MAX_TRANSFER), for transfers
+ * queued or begun from now on: the bound is known once the peer's model is
+ * (the coordinator's: what one Update can hold). A transfer being received
+ * is abandoned, its later chunks dropped without a word. */
+void gb_conversation_set_max_transfer(gb_conversation_t *c, uint64_t max_transfer);
+
+/* The bound in force. */
+uint64_t gb_conversation_max_transfer(const gb_conversation_t *c);
+
 /* Starts over for a new session: drops the queue and any partial transfer
  * both ways; sequence numbers start again at 1. */
 void gb_conversation_reset(gb_conversation_t *c);

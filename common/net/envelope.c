@@ -35,6 +35,8 @@ _Static_assert(GB_ENVELOPE_PROTOCOL_VERSION == GLASSBOX__VERSIONS__PROTOCOL_VERS
 
 /* Longest field path in a message ("update.explanation.classes[4095]..."). */
 #define S_FIELD_MAX 96
+/* the newest ErrorCode this build knows; a newer peer's are read as ERROR_INTERNAL */
+#define S_LAST_ERROR_CODE GLASSBOX__ERROR_CODE__ERROR_NORM
 
 /* ---- refusals ------------------------------------------------------------ */
 
@@ -523,7 +525,7 @@ static int s_check_error(const Glassbox__Error *e, bool decoding, gb_error_t *er
      * ERROR_INTERNAL (glassbox.proto). Encoding: we send only codes we know. */
     if (!decoding)
         rc = s_enum(err, "error.code", (int)e->code, GLASSBOX__ERROR_CODE__ERROR_VERSION,
-                    GLASSBOX__ERROR_CODE__ERROR_INTERNAL);
+                    S_LAST_ERROR_CODE);
     if (rc == 0)
         rc = s_text(err, "error.message", e->message, 0, GB_ENVELOPE_MAX_ERROR_MESSAGE, false);
     if (rc == 0)
@@ -784,7 +786,7 @@ static int s_decode(const uint8_t *buf, size_t len, const gb_envelope_limits_t *
     }
     if (env->body_case == GLASSBOX__ENVELOPE__BODY_ERROR &&
         (env->error->code < GLASSBOX__ERROR_CODE__ERROR_VERSION ||
-         env->error->code > GLASSBOX__ERROR_CODE__ERROR_INTERNAL))
+         env->error->code > S_LAST_ERROR_CODE))
         env->error->code = GLASSBOX__ERROR_CODE__ERROR_INTERNAL;
     *out = env;
     return 0;
@@ -842,9 +844,9 @@ const char *gb_envelope_error_name(Glassbox__ErrorCode code)
         "ERROR_UNSPECIFIED",   "ERROR_VERSION",   "ERROR_MALFORMED",       "ERROR_TOO_LARGE",
         "ERROR_INVALID_VALUE", "ERROR_SHAPE",     "ERROR_INTEGRITY",       "ERROR_UNAUTHENTICATED",
         "ERROR_FORBIDDEN",     "ERROR_UNEXPECTED", "ERROR_STALE",          "ERROR_DUPLICATE",
-        "ERROR_BUSY",          "ERROR_SHUTTING_DOWN", "ERROR_INTERNAL",
+        "ERROR_BUSY",          "ERROR_SHUTTING_DOWN", "ERROR_INTERNAL",  "ERROR_NORM",
     };
-    _Static_assert(sizeof names / sizeof names[0] == GLASSBOX__ERROR_CODE__ERROR_INTERNAL + 1,
+    _Static_assert(sizeof names / sizeof names[0] == S_LAST_ERROR_CODE + 1,
                    "one name per ErrorCode");
     if ((int)code < 0 || (size_t)code >= sizeof names / sizeof names[0])
         return "ERROR_UNKNOWN";
@@ -931,7 +933,7 @@ Glassbox__Envelope *gb_envelope_make_error(uint64_t seq, Glassbox__ErrorCode cod
     }
     glassbox__error__init(e);
     e->code = code >= GLASSBOX__ERROR_CODE__ERROR_VERSION &&
-                      code <= GLASSBOX__ERROR_CODE__ERROR_INTERNAL
+                      code <= S_LAST_ERROR_CODE
         ? code : GLASSBOX__ERROR_CODE__ERROR_INTERNAL;
     e->message = text;
     e->in_reply_to = in_reply_to;

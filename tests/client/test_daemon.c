@@ -154,6 +154,8 @@ typedef struct {
     uint8_t *delta;      /* the last update's delta bytes (malloc) */
     size_t delta_len;
     s_policy_t policy;   /* how results are answered */
+    Glassbox__ErrorCode join_refusal; /* turn Joins away with this (0: welcome them) */
+    int join_refusals;   /* that many times */
     /* what the daemon reported */
     int reports;
     gb_daemon_task_report_t report;
@@ -165,8 +167,14 @@ static bool h_joined(void *arg, const char *id, const Glassbox__Join *j,
 {
     fx_t *f = arg;
     (void)id;
-    (void)no;
     f->joins++;
+    if (f->join_refusal && f->join_refusals > 0) {
+        f->join_refusals--;
+        no->code = f->join_refusal;
+        no->retry_after_ms = no->code == GLASSBOX__ERROR_CODE__ERROR_BUSY ? 50 : 0;
+        snprintf(no->why, sizeof no->why, "test refusal");
+        return false;
+    }
     snprintf(f->join_name, sizeof f->join_name, "%s", j->client_name);
     snprintf(f->join_version, sizeof f->join_version, "%s", j->software_version);
     snprintf(f->join_dataset, sizeof f->join_dataset, "%s", j->dataset);
@@ -608,6 +616,34 @@ static void test_stale_duplicate_busy(void **state)
     s_task_free(&t);
 }
 
+/* Turned away after the Welcome: busy, the daemon joins again when told;
+ * what the federation does not take (too many samples) ends the run with
+ * the coordinator's reason instead of a client that waits for ever. */
+static void test_join_refused(void **state)
+{
+    fx_t *f = *state;
+    UNTIL(f, S(f).welcomed);
+    f->join_refusal = GLASSBOX__ERROR_CODE__ERROR_BUSY;
+    f->join_refusals = 1;
+    int joins = f->joins;
+    s_door_restart(f);
+    UNTIL(f, f->joins == joins + 2 && S(f).welcomed);
+    assert_int_equal(gb_front_door_joined(f->door), 1);
+
+    f->join_refusal = GLASSBOX__ERROR_CODE__ERROR_INVALID_VALUE;
+    f->join_refusals = 1;
+    s_door_restart(f);
+    double end = gb_time_now() + S_WAIT_S;
+    int rc = 0;
+    gb_error_t err = {0};
+    while (rc == 0 && gb_time_now() < end) {
+        rc = gb_daemon_step(f->d, 10, &err);
+        assert_int_equal(gb_front_door_step(f->door, 1, &(gb_error_t){0}), 0);
+    }
+    assert_int_equal(rc, GB_EINVAL);
+    assert_non_null(strstr(err.msg, "refused Join: ERROR_INVALID_VALUE: test refusal"));
+}
+
 static void test_new_task_cancels_running(void **state)
 {
     fx_t *f = *state;
@@ -915,6 +951,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_join_heartbeat_train, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_resend_after_reconnect, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_stale_duplicate_busy, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_join_refused, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_new_task_cancels_running, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_shutting_down, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_malformed_input_is_answered, s_setup_pki,

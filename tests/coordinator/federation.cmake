@@ -51,3 +51,14 @@ if(GB_FED_PYTHON)
   set_tests_properties(coordinator/test_crash_run PROPERTIES
     LABELS "cli;coordinator;federation" TIMEOUT 400)
 endif()
+
+# A certified client that lies (samples, norms, metrics, transfer size) is
+# refused at each lie, and the honest clients' round completes
+# (test_hostile_run.py).
+if(GB_FED_PYTHON)
+  add_test(NAME coordinator/test_hostile_run
+           COMMAND ${GB_FED_PYTHON} ${CMAKE_CURRENT_LIST_DIR}/test_hostile_run.py
+                   ${CMAKE_BINARY_DIR} ${CMAKE_SOURCE_DIR})
+  set_tests_properties(coordinator/test_hostile_run PROPERTIES
+    LABELS "cli;coordinator;federation" TIMEOUT 400)
+endif()

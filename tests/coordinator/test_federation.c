@@ -28,6 +28,7 @@
 #include "net/tls_config.h"
 #include "net/wire.h"
 #include "util/alloc.h"
+#include "util/metrics.h"
 #include "util/time.h"
 
 #define N_PARAMS 15 /* input 4, dense 3 */
@@ -49,7 +50,9 @@ typedef struct {
     client_t cli[2];
     int rounds_done;
     double last_train_loss;
+    double last_client_accuracy;
     double last_distance;
+    uint64_t join_samples; /* a Join's train_samples (0: 1000) */
     char last_far_client[64];
 } fixture_t;
 
@@ -58,6 +61,7 @@ static void s_round_done(void *arg, const gb_federation_round_t *r)
     fixture_t *f = arg;
     f->rounds_done++;
     f->last_train_loss = r->train_loss;
+    f->last_client_accuracy = r->client_accuracy;
     f->last_distance = r->max_distance;
     snprintf(f->last_far_client, sizeof f->last_far_client, "%s",
              r->max_distance_client ? r->max_distance_client : "");
@@ -211,8 +215,8 @@ static void s_send(fixture_t *f, int i, Glassbox__Envelope *env)
     assert_int_equal(rc, 0);
 }
 
-/* Connects client i (edge-1, edge-2) and joins; returns after Welcome. */
-static void s_join(fixture_t *f, int i)
+/* Connects client i (edge-1, edge-2). */
+static void s_connect(fixture_t *f, int i)
 {
     client_t *c = &f->cli[i];
     char ca_file[700], cert[700], key[700];
@@ -234,22 +238,39 @@ static void s_join(fixture_t *f, int i)
     while (!gb_link_client_connected(c->link) && gb_time_now() < end)
         s_pump_once(f);
     assert_true(gb_link_client_connected(c->link));
+}
+
+/* Sends client i's Join claiming train and test samples; returns the answer. */
+static Glassbox__Envelope *s_send_join(fixture_t *f, int i, uint64_t train, uint64_t test)
+{
     Glassbox__Join join = GLASSBOX__JOIN__INIT;
     join.min_protocol_version = join.max_protocol_version = GB_ENVELOPE_PROTOCOL_VERSION;
     join.client_name = i ? "edge-2" : "edge-1";
-    join.train_samples = 100;
+    join.train_samples = train;
+    join.test_samples = test;
     Glassbox__Envelope env = GLASSBOX__ENVELOPE__INIT;
     env.body_case = GLASSBOX__ENVELOPE__BODY_JOIN;
     env.join = &join;
     s_send(f, i, &env);
-    Glassbox__Envelope *w = s_next(f, i);
-    assert_int_equal(w->body_case, GLASSBOX__ENVELOPE__BODY_WELCOME);
+    return s_next(f, i);
+}
+
+/* Connects client i and joins; returns after Welcome. */
+static void s_join(fixture_t *f, int i)
+{
+    s_connect(f, i);
+    Glassbox__Envelope *w = s_send_join(f, i, f->join_samples ? f->join_samples : 1000, 10);
+    if (w->body_case != GLASSBOX__ENVELOPE__BODY_WELCOME)
+        fail_msg("client %d: %s instead of Welcome (%s)", i, gb_envelope_body_name(w),
+                 w->body_case == GLASSBOX__ENVELOPE__BODY_ERROR ? w->error->message : "");
     gb_envelope_free(&w);
 }
 
-/* Sends an Update of `value` in every delta entry; returns its sequence. */
-static uint64_t s_update(fixture_t *f, int i, const Glassbox__Task *t, float value,
-                         uint64_t samples, uint64_t params)
+/* Sends an Update of `value` in every delta entry with metrics train_loss
+ * and train_accuracy (NaN: left out); returns its sequence. */
+static uint64_t s_update_with(fixture_t *f, int i, const Glassbox__Task *t, float value,
+                              uint64_t samples, uint64_t params, double train_loss,
+                              double train_accuracy)
 {
     float delta[N_PARAMS + 1];
     for (int k = 0; k <= N_PARAMS; k++)
@@ -257,10 +278,12 @@ static uint64_t s_update(fixture_t *f, int i, const Glassbox__Task *t, float val
     uint8_t sha[32];
     gb_error_t err = {0};
     assert_int_equal(gb_wire_sha256(delta, params * sizeof(float), sha, &err), 0);
-    Glassbox__Metric loss = GLASSBOX__METRIC__INIT;
+    Glassbox__Metric loss = GLASSBOX__METRIC__INIT, acc = GLASSBOX__METRIC__INIT;
     loss.name = "train_loss";
-    loss.value = value;
-    Glassbox__Metric *mp[] = {&loss};
+    loss.value = train_loss;
+    acc.name = "train_accuracy";
+    acc.value = train_accuracy;
+    Glassbox__Metric *mp[] = {&loss, &acc};
     Glassbox__Update u = GLASSBOX__UPDATE__INIT;
     u.round = t->round;
     u.task_id = t->task_id;
@@ -270,11 +293,35 @@ static uint64_t s_update(fixture_t *f, int i, const Glassbox__Task *t, float val
     u.param_count = params;
     u.delta_sha256.data = sha;
     u.delta_sha256.len = 32;
-    u.n_metrics = 1;
+    u.n_metrics = isnan(train_accuracy) ? 1 : 2;
     u.metrics = mp;
     Glassbox__Envelope env = GLASSBOX__ENVELOPE__INIT;
     env.body_case = GLASSBOX__ENVELOPE__BODY_UPDATE;
     env.update = &u;
+    s_send(f, i, &env);
+    return env.sequence;
+}
+
+/* An Update of `value` everywhere, its absolute value as train_loss. */
+static uint64_t s_update(fixture_t *f, int i, const Glassbox__Task *t, float value,
+                         uint64_t samples, uint64_t params)
+{
+    return s_update_with(f, i, t, value, samples, params, fabsf(value), NAN);
+}
+
+/* Sends an EvalResult; returns its sequence. */
+static uint64_t s_eval(fixture_t *f, int i, const Glassbox__Task *t, uint64_t samples,
+                       double loss, double accuracy)
+{
+    Glassbox__EvalResult e = GLASSBOX__EVAL_RESULT__INIT;
+    e.round = t->round;
+    e.task_id = t->task_id;
+    e.num_samples = samples;
+    e.loss = loss;
+    e.accuracy = accuracy;
+    Glassbox__Envelope env = GLASSBOX__ENVELOPE__INIT;
+    env.body_case = GLASSBOX__ENVELOPE__BODY_EVAL_RESULT;
+    env.eval_result = &e;
     s_send(f, i, &env);
     return env.sequence;
 }
@@ -545,6 +592,104 @@ static void test_explanations_merged(void **state)
     gb_envelope_free(&t1);
 }
 
+/* What a client claims is bounded by what the federation allows: a Join
+ * above max_client_samples is refused; an Update with more samples than
+ * that or than its Join, a train_loss below 0 or an accuracy above 1, or a
+ * delta far larger than the round's others (or than the global model) is
+ * refused before it counts, as is an EvalResult with too many samples or a
+ * loss past any real one; the honest results make the round as if the
+ * others were never sent. */
+static void test_hostile_results(void **state)
+{
+    fixture_t *f = *state;
+    gb_error_t err = {0};
+    char key[700], cert[700];
+    s_key_files(f, key, cert, sizeof key);
+    gb_federation_options_t o = s_options(f, 2);
+    o.key_file = key;
+    o.cert_file = cert;
+    o.max_client_samples = 5000;
+    o.max_norm_ratio = 10;
+    o.rounds.client_eval = true;
+    f->fed = gb_federation_new(f->ctx, f->door, &o, &err);
+    if (!f->fed)
+        fail_msg("new: %s", err.msg);
+    float initial[N_PARAMS];
+    memcpy(initial, gb_federation_params(f->fed, NULL), sizeof initial);
+    double global = 0;
+    for (int k = 0; k < N_PARAMS; k++)
+        global += (double)initial[k] * initial[k];
+    global = sqrt(global);
+    double refused0 = gb_metrics_value("glassbox_updates_refused_total", "reason", "samples");
+
+    /* the Welcome goes out before the federation hears of the Join */
+    s_connect(f, 0);
+    Glassbox__Envelope *w = s_send_join(f, 0, 5001, 10);
+    gb_envelope_free(&w);
+    s_expect_error(f, 0, GLASSBOX__ERROR_CODE__ERROR_INVALID_VALUE);
+    s_client_close(&f->cli[0]);
+    s_connect(f, 0);
+    w = s_send_join(f, 0, 10, 5001);
+    gb_envelope_free(&w);
+    s_expect_error(f, 0, GLASSBOX__ERROR_CODE__ERROR_INVALID_VALUE);
+    s_client_close(&f->cli[0]);
+    assert_true(gb_metrics_value("glassbox_updates_refused_total", "reason", "samples") >=
+                refused0 + 2);
+
+    s_join(f, 0); /* 1000 samples each */
+    s_join(f, 1);
+    Glassbox__Envelope *t0 = s_task(f, 0, 1), *t1 = s_task(f, 1, 1);
+    assert_true(t0->task->evaluate);
+    uint64_t seq;
+    seq = s_update(f, 0, t0->task, 1.0f, 5001, N_PARAMS); /* past max_client_samples */
+    s_expect_error(f, 0, GLASSBOX__ERROR_CODE__ERROR_INVALID_VALUE);
+    seq = s_update(f, 0, t0->task, 1.0f, 1001, N_PARAMS); /* past what it joined with */
+    s_expect_error(f, 0, GLASSBOX__ERROR_CODE__ERROR_INVALID_VALUE);
+    seq = s_update_with(f, 0, t0->task, 1.0f, 100, N_PARAMS, -0.5, NAN);
+    s_expect_error(f, 0, GLASSBOX__ERROR_CODE__ERROR_INVALID_VALUE);
+    seq = s_update_with(f, 0, t0->task, 1.0f, 100, N_PARAMS, 0.5, 1.5);
+    s_expect_error(f, 0, GLASSBOX__ERROR_CODE__ERROR_INVALID_VALUE);
+    /* no round median yet: the global model's norm bounds the first */
+    float huge = (float)(11 * global / sqrt(N_PARAMS));
+    seq = s_update(f, 0, t0->task, huge, 100, N_PARAMS);
+    s_expect_error(f, 0, GLASSBOX__ERROR_CODE__ERROR_NORM);
+    float small = (float)(0.05 * global / sqrt(N_PARAMS));
+    seq = s_update_with(f, 0, t0->task, small, 100, N_PARAMS, 0.5, 0.25);
+    s_expect_ack(f, 0, seq);
+    /* then the round's own median: 11 times it is refused, 9 times taken */
+    seq = s_update(f, 1, t1->task, 11 * small, 100, N_PARAMS);
+    s_expect_error(f, 1, GLASSBOX__ERROR_CODE__ERROR_NORM);
+    seq = s_update_with(f, 1, t1->task, 9 * small, 100, N_PARAMS, 0.5, 0.75);
+    s_expect_ack(f, 1, seq);
+    /* the EvalResults */
+    seq = s_eval(f, 0, t0->task, 5001, 0.5, 0.5);
+    s_expect_error(f, 0, GLASSBOX__ERROR_CODE__ERROR_INVALID_VALUE);
+    seq = s_eval(f, 0, t0->task, 10, 1e300, 0.5);
+    s_expect_error(f, 0, GLASSBOX__ERROR_CODE__ERROR_INVALID_VALUE);
+    seq = s_eval(f, 0, t0->task, 10, 0.5, 0.2);
+    s_expect_ack(f, 0, seq);
+    seq = s_eval(f, 1, t1->task, 10, 0.5, 0.4);
+    s_expect_ack(f, 1, seq);
+    assert_int_equal(f->rounds_done, 1);
+    assert_float_equal(f->last_train_loss, 0.5, 1e-9);
+    assert_float_equal(f->last_client_accuracy, 0.3, 1e-9);
+    const float *p = gb_federation_params(f->fed, NULL);
+    for (int k = 0; k < N_PARAMS; k++)
+        assert_float_equal(p[k], initial[k] + 5 * small, 1e-6);
+    assert_true(gb_metrics_value("glassbox_updates_refused_total", "reason", "norm") >= 2);
+
+    /* round 2: the reference is round 1's median norm (5 x small's) */
+    Glassbox__Envelope *u0 = s_task(f, 0, 2), *u1 = s_task(f, 1, 2);
+    seq = s_update(f, 0, u0->task, 51 * small, 100, N_PARAMS);
+    s_expect_error(f, 0, GLASSBOX__ERROR_CODE__ERROR_NORM);
+    seq = s_update(f, 0, u0->task, 49 * small, 100, N_PARAMS);
+    s_expect_ack(f, 0, seq);
+    gb_envelope_free(&t0);
+    gb_envelope_free(&t1);
+    gb_envelope_free(&u0);
+    gb_envelope_free(&u1);
+}
+
 static void test_option_errors(void **state)
 {
     fixture_t *f = *state;
@@ -596,6 +741,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_two_rounds_and_resume, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_failed_step_keeps_the_model, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_explanations_merged, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_hostile_results, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_option_errors, s_setup, s_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -865,6 +865,23 @@ static void test_gone_clients_reselect(void **state)
     gb_rounds_destroy(&r);
 }
 
+static void test_find_client(void **state)
+{
+    (void)state;
+    gb_rounds_config_t c = s_cfg(2, 2, 1);
+    gb_rounds_t *r = s_new(&c, 0);
+    s_join(r, "b", T0);
+    gb_rounds_client_t k;
+    assert_true(gb_rounds_find_client(r, "b", &k));
+    assert_string_equal(k.client_id, "b");
+    assert_int_equal(k.train_samples, 100);
+    assert_true(k.connected);
+    assert_false(gb_rounds_find_client(r, "a", &k));
+    assert_false(gb_rounds_find_client(r, "", &k));
+    assert_false(gb_rounds_find_client(r, NULL, &k));
+    gb_rounds_destroy(&r);
+}
+
 static void test_join_leave_errors(void **state)
 {
     (void)state;
@@ -1531,6 +1548,7 @@ int main(void)
         cmocka_unit_test(test_backoff_caps_and_zero),
         cmocka_unit_test(test_leave_and_rejoin_mid_round),
         cmocka_unit_test(test_gone_clients_reselect),
+        cmocka_unit_test(test_find_client),
         cmocka_unit_test(test_join_leave_errors),
         cmocka_unit_test(test_known_client_bound),
         cmocka_unit_test(test_client_eval),

@@ -444,6 +444,48 @@ static void test_reset_mid_transfer(void **state)
     gb_conversation_destroy(&rx);
 }
 
+/* The bound can change once the peer's model is known: lowered, the first
+ * chunk of a bigger transfer is refused and its later chunks are dropped
+ * without a word; raised again, the same transfer goes through. */
+static void test_set_max_transfer(void **state)
+{
+    (void)state;
+    const size_t n_params = 1500000; /* 6 MB: chunked */
+    gb_conversation_t *tx = s_new(64 << 10, 0, 0), *rx = s_new(0, 0, 0);
+    gb_error_t err = {0};
+    assert_int_equal(gb_conversation_max_transfer(rx), GB_CHUNK_DEFAULT_MAX_TRANSFER);
+    gb_conversation_set_max_transfer(rx, 1 << 20);
+    assert_int_equal(gb_conversation_max_transfer(rx), 1 << 20);
+    gbfix_t u;
+    float *delta = s_big_update(&u, n_params);
+    assert_int_equal(gb_conversation_queue(tx, &u.env, NULL, &err), 0);
+    wire_t w = {0};
+    assert_int_equal(gb_conversation_flush(tx, s_send, &w, &err), 0);
+    assert_true(w.n > 2);
+    Glassbox__Envelope *env = NULL;
+    assert_int_equal(gb_conversation_receive(rx, w.frames[0], w.lens[0], &env, &err),
+                     GB_ERANGE);
+    assert_null(env);
+    for (size_t i = 1; i < w.n; i++) {
+        assert_int_equal(gb_conversation_receive(rx, w.frames[i], w.lens[i], &env, &err), 0);
+        assert_null(env);
+    }
+    s_wire_free(&w);
+    gb_conversation_set_max_transfer(rx, 0);
+    assert_int_equal(gb_conversation_max_transfer(rx), GB_CHUNK_DEFAULT_MAX_TRANSFER);
+    assert_int_equal(gb_conversation_queue(tx, &u.env, NULL, &err), 0);
+    assert_int_equal(gb_conversation_flush(tx, s_send, &w, &err), 0);
+    size_t n;
+    Glassbox__Envelope **got = s_deliver(rx, &w, &n);
+    assert_int_equal(n, 1);
+    assert_int_equal(got[0]->update->param_count, n_params);
+    s_free_all(got, n);
+    s_wire_free(&w);
+    free(delta);
+    gb_conversation_destroy(&tx);
+    gb_conversation_destroy(&rx);
+}
+
 static void test_options_and_allocation_failure(void **state)
 {
     (void)state;
@@ -491,6 +533,7 @@ int main(void)
         cmocka_unit_test(test_receive_refusals),
         cmocka_unit_test(test_reset_for_a_new_session),
         cmocka_unit_test(test_reset_mid_transfer),
+        cmocka_unit_test(test_set_max_transfer),
         cmocka_unit_test(test_options_and_allocation_failure),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

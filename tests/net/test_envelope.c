@@ -152,7 +152,7 @@ static void test_decoded_fields(void **state)
 static void test_error_codes_from_newer_peers(void **state)
 {
     (void)state;
-    const int codes[] = {0, 15, 99, -3};
+    const int codes[] = {0, 16, 99, -3};
     for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++) {
         gbfix_t f;
         gbfix_init(&f, GBFIX_ERROR);
@@ -687,7 +687,8 @@ static void test_error_code_mapping(void **state)
     assert_string_equal(gb_envelope_error_name(E(TOO_LARGE)), "ERROR_TOO_LARGE");
     assert_string_equal(gb_envelope_error_name(E(INTERNAL)), "ERROR_INTERNAL");
     assert_string_equal(gb_envelope_error_name(E(UNSPECIFIED)), "ERROR_UNSPECIFIED");
-    assert_string_equal(gb_envelope_error_name((Glassbox__ErrorCode)15), "ERROR_UNKNOWN");
+    assert_string_equal(gb_envelope_error_name((Glassbox__ErrorCode)16), "ERROR_UNKNOWN");
+    assert_string_equal(gb_envelope_error_name(E(NORM)), "ERROR_NORM");
     assert_string_equal(gb_envelope_error_name((Glassbox__ErrorCode)-1), "ERROR_UNKNOWN");
 
     const char *names[GBFIX_KINDS] = {"join", "welcome", "task", "update", "eval_result", "ack",

@@ -105,3 +105,84 @@ def wait_for(condition, pump, seconds=10):
             return True
         pump()
     return condition()
+
+
+class Session:
+    """A certified client of a running coordinator, played by the test: its
+    own sequence numbers, heartbeats while it waits, and every Envelope it
+    receives kept in `got`. For tests that send what glassbox-client never
+    would."""
+
+    def __init__(self, pb, endpoint, server_name, ca_file, cert, key, heartbeat_s=0.3):
+        import secrets
+        import zmq
+        self.pb = pb
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+        ctx.load_verify_locations(ca_file)
+        ctx.load_cert_chain(cert, key)
+        self.zctx = zmq.Context()
+        self.sock = self.zctx.socket(zmq.DEALER)
+        self.sock.linger = 0
+        self.sock.connect(endpoint)
+        self.tls = TlsOverLink(ctx, False, lambda h, p: self.sock.send_multipart([h, p]),
+                               secrets.randbits(63) + 1, server_name)
+        self.seq = 0
+        self.got = []
+        self.heartbeat_s = heartbeat_s
+        self.next_heartbeat = 0
+        self.welcomed = False  # heartbeats only once joined
+        self.tls.step()
+        if not wait_for(lambda: self.tls.accepted, self.pump, 10):
+            raise AssertionError("no session with the coordinator")
+
+    def pump(self):
+        now = time.time()
+        if self.welcomed and self.heartbeat_s and now >= self.next_heartbeat:
+            self.next_heartbeat = now + self.heartbeat_s
+            self.send(heartbeat=self.pb.Heartbeat(sent_unix_ms=int(now * 1000),
+                                                  state=self.pb.CLIENT_STATE_IDLE))
+        if not self.sock.poll(50):
+            return
+        h, payload = self.sock.recv_multipart()
+        if h[0:1] == b"R":
+            raise AssertionError("the coordinator reset the session")
+        self.tls.feed(payload)
+        for body in self.tls.messages():
+            env = self.pb.Envelope()
+            env.ParseFromString(body)
+            self.welcomed = self.welcomed or env.WhichOneof("body") == "welcome"
+            if env.WhichOneof("body") != "ack" or env.ack.task_id:
+                self.got.append(env)  # heartbeat acks are not kept
+
+    def send(self, **body):
+        """Sends one Envelope of the given body; returns its sequence."""
+        self.seq += 1
+        self.tls.send(envelope(self.pb, self.seq, **body))
+        return self.seq
+
+    def expect(self, kind, seconds=10):
+        """Waits for, removes and returns the oldest Envelope of body `kind`."""
+        def found():
+            return any(e.WhichOneof("body") == kind for e in self.got)
+        if not wait_for(found, self.pump, seconds):
+            raise AssertionError("no %s in %.0f s; got %s" % (
+                kind, seconds, [e.WhichOneof("body") for e in self.got]))
+        for i, e in enumerate(self.got):
+            if e.WhichOneof("body") == kind:
+                return self.got.pop(i)
+
+    def reply_to(self, seq, seconds=10):
+        """Waits for, removes and returns the Ack or Error that answers `seq`."""
+        def answers(e):
+            kind = e.WhichOneof("body")
+            return (kind == "error" and e.error.in_reply_to == seq) or (
+                kind == "ack" and e.ack.acked_sequence == seq)
+        if not wait_for(lambda: any(answers(e) for e in self.got), self.pump, seconds):
+            raise AssertionError("no answer to message %d in %.0f s" % (seq, seconds))
+        for i, e in enumerate(self.got):
+            if answers(e):
+                return self.got.pop(i)
+
+    def close(self):
+        self.zctx.destroy(linger=0)
