@@ -20,7 +20,20 @@
  * The server keeps one session per ZeroMQ peer. The number of handshakes in
  * progress, of sessions, of bytes queued per session and of bytes per frame
  * are bounded; a session that stays silent too long, or whose handshake does
- * not finish in time, is dropped. Nothing is dropped silently: the ROUTER
+ * not finish in time, is dropped.
+ *
+ * Before a peer has shown a certificate it gets little: at most
+ * max_handshakes_per_source handshakes in progress from one address (its
+ * further hellos are told busy), and when every handshake slot is taken a
+ * new hello evicts the oldest handshake that has been half-open for a while
+ * (an honest handshake takes milliseconds; a flood that holds slots open
+ * loses them to newcomers, so it cannot keep honest clients out); at most
+ * max_preauth_bytes from a session that is still in its handshake or is
+ * anonymous (an enrolling client sends one small request), and an anonymous
+ * session ends enroll_timeout_ms after it began, whatever it sends. Log
+ * lines that peers cause (refusals, junk frames) are rate-limited per source
+ * (util/log_limit.h); what was held back is counted in one line every few
+ * seconds. Nothing is dropped silently: the ROUTER
  * socket runs with ZMQ_ROUTER_MANDATORY, a frame the socket cannot take now
  * stays queued in the session (back-pressure: gb_link_server_send returns
  * GB_EAGAIN once the queue is full), and a peer that is gone ends its session
@@ -78,6 +91,12 @@ typedef struct {
     size_t max_queued_bytes;  /* per session, before send says GB_EAGAIN (0: 8 MiB) */
     int max_sessions;         /* server: sessions at once (0: 10000) */
     int max_handshakes;       /* server: handshakes in progress at once (0: 64) */
+    int max_handshakes_per_source; /* server: of them, from one address (0: an eighth of
+                                 max_handshakes, at least 4) */
+    size_t max_preauth_bytes; /* server: bytes a session may send before it is
+                                 authenticated by a certificate, and in all if it never is
+                                 (anonymous) (0: 256 KiB) */
+    int enroll_timeout_ms;    /* server: an anonymous session's whole life (0: 30 s) */
     int handshake_timeout_ms; /* a handshake must finish in this time (0: 10 s) */
     int idle_timeout_ms;      /* server: drop a session silent this long (0: 120 s) */
     int retry_ms;             /* server: wait in busy replies; client: first

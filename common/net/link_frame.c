@@ -162,6 +162,15 @@ void gb_link_options_fill(gb_link_options_t *o, const gb_link_options_t *in)
         o->max_sessions = 10000;
     if (o->max_handshakes <= 0)
         o->max_handshakes = 64;
+    if (o->max_handshakes_per_source <= 0) {
+        o->max_handshakes_per_source = o->max_handshakes / 8;
+        if (o->max_handshakes_per_source < 4)
+            o->max_handshakes_per_source = 4;
+    }
+    if (!o->max_preauth_bytes)
+        o->max_preauth_bytes = (size_t)256 << 10;
+    if (o->enroll_timeout_ms <= 0)
+        o->enroll_timeout_ms = 30000;
     if (o->handshake_timeout_ms <= 0)
         o->handshake_timeout_ms = 10000;
     if (o->idle_timeout_ms <= 0)

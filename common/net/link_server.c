@@ -24,6 +24,7 @@
 #include "net/link_frame.h"
 #include "util/alloc.h"
 #include "util/log.h"
+#include "util/log_limit.h"
 #include "util/time.h"
 
 #define S_TIMER_PERIOD 0.1     /* seconds between timeout scans */
@@ -31,6 +32,18 @@
 #define S_CLOSE_LINGER_MS 1000
 #define S_BLOCKED_RETRY_MS 5   /* how often blocked sessions retry their send */
 #define S_FRAME_SLACK (64 << 10)
+#define S_EVICT_AGE 1.0        /* a handshake half-open this long may give way to a newcomer */
+#define S_PEER_LOG_RATE 2.0    /* log lines a second a source may cause, after a burst of */
+#define S_PEER_LOG_BURST 20.0
+#define S_PEER_LOG_REPORT 5.0  /* seconds between reports of the lines held back */
+#define S_SOURCE_MAX 64        /* "tcp address:port"-sized peer addresses */
+
+/* A log line a peer caused, within its source's budget (log_limit.h). */
+#define S_PEER_LOG(srv, key, level, ...)                                                       \
+    do {                                                                                       \
+        if (gb_log_limit_allow(&(srv)->peer_log, (key), strlen(key), gb_time_now()))           \
+            gb_log_##level(__VA_ARGS__);                                                       \
+    } while (0)
 
 typedef struct {
     uint64_t handle;                      /* 0 while the slot is free */
@@ -38,6 +51,9 @@ typedef struct {
     uint8_t rid[GB_LINK_MAX_ROUTING_ID];  /* the peer's ZeroMQ routing id */
     size_t rid_len;                       /* its length */
     gb_channel_t *ch;                     /* the TLS session */
+    char source[S_SOURCE_MAX];            /* the peer's address ("" when not known) */
+    size_t preauth_bytes;                 /* bytes received before a certificate showed */
+    bool anonymous;                       /* established without a certificate */
     double started;                       /* when the hello arrived */
     double last_seen;                     /* last frame from the peer */
     bool announced;                       /* CONNECTED was reported */
@@ -73,6 +89,9 @@ struct gb_link_server {
     double next_timer;         /* when timeouts are checked next */
     char last_peer[256];       /* backing store of the returned event's name */
     gb_fd_guard_t *guard;      /* refuses new connections while descriptors run low */
+    int *hs;                   /* slots of the sessions in their handshake (handshakes) */
+    gb_log_limiter_t peer_log; /* budget of the log lines peers cause */
+    double next_log_report;    /* when the lines held back are reported next */
 };
 
 /* FNV-1a over the routing id. */
@@ -152,6 +171,79 @@ static const char *s_who(const s_session_t *s, char *buf, size_t cap)
     return buf;
 }
 
+/* What peer-caused log lines are budgeted by: the address, else the routing id. */
+static const char *s_log_key(const s_session_t *s, char *buf, size_t cap)
+{
+    if (s->source[0])
+        return s->source;
+    s_rid_hex(s->rid, s->rid_len, buf, cap);
+    return buf;
+}
+
+/* The handshakes in progress, as a list of slots: the pre-authentication
+ * budgets look at them on every hello, so they must not cost a scan of
+ * every session. */
+static void s_hs_add(gb_link_server_t *srv, int slot)
+{
+    srv->hs[srv->handshakes++] = slot;
+}
+
+static void s_hs_remove(gb_link_server_t *srv, int slot)
+{
+    for (int i = 0; i < srv->handshakes; i++)
+        if (srv->hs[i] == slot) {
+            srv->hs[i] = srv->hs[--srv->handshakes];
+            return;
+        }
+}
+
+static int s_hs_from(const gb_link_server_t *srv, const char *source)
+{
+    int n = 0;
+    for (int i = 0; i < srv->handshakes; i++)
+        n += strcmp(srv->slots[srv->hs[i]].source, source) == 0;
+    return n;
+}
+
+/* The slot of the oldest handshake half-open since before `before` (from
+ * `source` only, unless NULL), or -1. */
+static int s_hs_oldest(const gb_link_server_t *srv, double before, const char *source)
+{
+    int oldest = -1;
+    for (int i = 0; i < srv->handshakes; i++) {
+        const s_session_t *s = &srv->slots[srv->hs[i]];
+        if (s->started < before && (!source || strcmp(s->source, source) == 0) &&
+            (oldest < 0 || s->started < srv->slots[oldest].started))
+            oldest = srv->hs[i];
+    }
+    return oldest;
+}
+
+static void s_end(gb_link_server_t *srv, int slot, const char *reason, bool announce);
+
+/* Room for a new handshake from `source`: NULL, possibly after evicting the
+ * oldest half-open one (of that source when it holds its share, else of
+ * anyone); else why there is none. */
+static const char *s_make_room(gb_link_server_t *srv, const char *source)
+{
+    if (srv->count >= srv->o.max_sessions)
+        return "session table full";
+    bool source_full = s_hs_from(srv, source) >= srv->o.max_handshakes_per_source;
+    if (!source_full && srv->handshakes < srv->o.max_handshakes)
+        return NULL;
+    int old = s_hs_oldest(srv, gb_time_now() - S_EVICT_AGE, source_full ? source : NULL);
+    if (old < 0)
+        return source_full ? "too many handshakes in progress from its address"
+                           : "too many handshakes in progress";
+    char who[96], key[64];
+    s_session_t *s = &srv->slots[old];
+    S_PEER_LOG(srv, s_log_key(s, key, sizeof key), warn,
+               "link: %s: handshake half-open for %.1f s gives way to a new peer",
+               s_who(s, who, sizeof who), gb_time_now() - s->started);
+    s_end(srv, old, "handshake evicted", false);
+    return NULL;
+}
+
 static int s_push_event(gb_link_server_t *srv, gb_link_event_kind_t kind, const s_session_t *s,
                         const char *reason)
 {
@@ -206,7 +298,7 @@ static void s_end(gb_link_server_t *srv, int slot, const char *reason, bool anno
     if (announce && s->announced && s_push_event(srv, GB_LINK_EV_DISCONNECTED, s, reason) != 0)
         gb_log_error("link: out of memory reporting the end of a session");
     if (!s->announced)
-        srv->handshakes--;
+        s_hs_remove(srv, slot);
     if (s->blocked)
         srv->blocked--;
     s_index_remove(srv, slot);
@@ -299,8 +391,9 @@ static void s_after_feed(gb_link_server_t *srv, int slot)
          * reloaded since (gb_link_server_recheck) must hold for it too. */
         gb_error_t err = {0};
         if (gb_channel_recheck_peer(s->ch, &err) != 0) {
-            char who[96];
-            gb_log_warn("link: %s refused: %s", s_who(s, who, sizeof who), err.msg);
+            char who[96], key[64];
+            S_PEER_LOG(srv, s_log_key(s, key, sizeof key), warn, "link: %s refused: %s",
+                       s_who(s, who, sizeof who), err.msg);
             s_close_notify(srv, s);
             s_end(srv, slot, err.msg, false);
             return;
@@ -312,8 +405,11 @@ static void s_after_feed(gb_link_server_t *srv, int slot)
             return;
         }
         s->announced = true;
-        srv->handshakes--;
+        s_hs_remove(srv, slot);
         const char *name = gb_channel_peer_name(s->ch);
+        s->anonymous = name == NULL;
+        if (!s->anonymous)
+            s->preauth_bytes = 0; /* authenticated: the session's own bounds hold from now */
         gb_log_info("link: session %llu established with %s%s",
                     (unsigned long long)s->handle, name ? "client " : "an anonymous client",
                     name ? name : "");
@@ -336,15 +432,28 @@ static void s_feed(gb_link_server_t *srv, int slot, const gb_link_received_t *m)
     s_session_t *s = &srv->slots[slot];
     gb_error_t err = {0};
     s->last_seen = gb_time_now();
-    int rc = gb_channel_feed(s->ch, zmq_msg_data((zmq_msg_t *)&m->payload),
-                             zmq_msg_size((zmq_msg_t *)&m->payload), &err);
+    size_t size = zmq_msg_size((zmq_msg_t *)&m->payload);
+    char who[96], key[64];
+    if (!s->announced || s->anonymous) {
+        s->preauth_bytes += size;
+        if (s->preauth_bytes > srv->o.max_preauth_bytes) {
+            char why[128];
+            snprintf(why, sizeof why, "sent %zu bytes without a certificate (at most %zu)",
+                     s->preauth_bytes, srv->o.max_preauth_bytes);
+            S_PEER_LOG(srv, s_log_key(s, key, sizeof key), warn, "link: %s cut off: %s",
+                       s_who(s, who, sizeof who), why);
+            s_end(srv, slot, why, true);
+            return;
+        }
+    }
+    int rc = gb_channel_feed(s->ch, zmq_msg_data((zmq_msg_t *)&m->payload), size, &err);
     if (rc == 0) {
         s_after_feed(srv, slot);
         return;
     }
-    char who[96];
     uint64_t handle = s->handle;
-    gb_log_warn("link: %s cut off: %s", s_who(s, who, sizeof who), err.msg);
+    S_PEER_LOG(srv, s_log_key(s, key, sizeof key), warn, "link: %s cut off: %s",
+               s_who(s, who, sizeof who), err.msg);
     s_flush(srv, slot); /* the alert, if the socket takes it */
     if (srv->slots[slot].handle == handle)
         s_end(srv, slot, err.msg, true);
@@ -353,16 +462,22 @@ static void s_feed(gb_link_server_t *srv, int slot, const gb_link_received_t *m)
 static void s_on_hello(gb_link_server_t *srv, int slot, const gb_link_received_t *m)
 {
     if (slot >= 0) {
-        char who[96];
-        gb_log_info("link: %s started a new session; the old one ends",
-                    s_who(&srv->slots[slot], who, sizeof who));
+        char who[96], key[64];
+        S_PEER_LOG(srv, s_log_key(&srv->slots[slot], key, sizeof key), info,
+                   "link: %s started a new session; the old one ends",
+                   s_who(&srv->slots[slot], who, sizeof who));
         s_end(srv, slot, "peer started a new session", true);
     }
-    if (srv->handshakes >= srv->o.max_handshakes || srv->count >= srv->o.max_sessions) {
-        gb_log_warn("link: %s, new peer told to retry in %d ms",
-                    srv->count >= srv->o.max_sessions ? "session table full"
-                                                      : "too many handshakes in progress",
-                    srv->o.retry_ms);
+    char source[S_SOURCE_MAX] = "";
+    const char *addr = zmq_msg_gets((zmq_msg_t *)&m->payload, "Peer-Address");
+    if (addr)
+        snprintf(source, sizeof source, "%s", addr);
+    else
+        s_rid_hex(m->routing_id, m->routing_id_len, source, sizeof source);
+    const char *busy = s_make_room(srv, source);
+    if (busy) {
+        S_PEER_LOG(srv, source, warn, "link: %s, new peer %s told to retry in %d ms", busy,
+                   source, srv->o.retry_ms);
         s_send_control(srv, m, GB_LINK_BUSY, (uint32_t)srv->o.retry_ms);
         return;
     }
@@ -375,14 +490,17 @@ static void s_on_hello(gb_link_server_t *srv, int slot, const gb_link_received_t
     }
     int i = s_free_slot(srv);
     s_session_t *s = &srv->slots[i];
-    s->handle = ((uint64_t)++srv->generation << 32) | (uint32_t)i;
+    if (++srv->generation == 0) /* a wrapped generation 0 would make handle 0: "free" */
+        srv->generation = 1;
+    s->handle = ((uint64_t)srv->generation << 32) | (uint32_t)i;
     s->session_id = m->header.session_id;
     memcpy(s->rid, m->routing_id, m->routing_id_len);
     s->rid_len = m->routing_id_len;
     s->ch = ch;
+    memcpy(s->source, source, sizeof s->source);
     s->started = s->last_seen = gb_time_now();
     srv->count++;
-    srv->handshakes++;
+    s_hs_add(srv, i);
     s_index_insert(srv, i);
     s_feed(srv, i, m);
 }
@@ -405,8 +523,9 @@ static void s_on_message(gb_link_server_t *srv, const gb_link_received_t *m)
     default: {
         char hex[64];
         s_rid_hex(m->routing_id, m->routing_id_len, hex, sizeof hex);
-        gb_log_warn("link: peer %s sent a '%c' frame, which only the server sends; ignored",
-                    hex, m->header.kind);
+        S_PEER_LOG(srv, hex, warn,
+                   "link: peer %s sent a '%c' frame, which only the server sends; ignored", hex,
+                   m->header.kind);
         return;
     }
     }
@@ -422,6 +541,14 @@ static void s_timers(gb_link_server_t *srv)
      * socket. Such a gap is credited to every session before judging. */
     double away = srv->next_timer > 0 ? now - srv->next_timer : 0;
     srv->next_timer = now + S_TIMER_PERIOD;
+    if (now >= srv->next_log_report) {
+        uint64_t held = gb_log_limit_take_suppressed(&srv->peer_log);
+        if (held && srv->next_log_report > 0)
+            gb_log_warn("link: %llu more log lines about misbehaving peers held back in the "
+                        "last %.0f s",
+                        (unsigned long long)held, S_PEER_LOG_REPORT);
+        srv->next_log_report = now + S_PEER_LOG_REPORT;
+    }
     for (int i = 0; i < srv->o.max_sessions && srv->count; i++) {
         s_session_t *s = &srv->slots[i];
         if (!s->handle)
@@ -430,11 +557,18 @@ static void s_timers(gb_link_server_t *srv)
             s->started += away;
             s->last_seen += away;
         }
-        char who[96], why[128];
+        char who[96], why[128], key[64];
         if (!s->announced && now - s->started > srv->o.handshake_timeout_ms / 1000.0) {
-            gb_log_warn("link: %s: handshake not finished in %d ms; dropped",
-                        s_who(s, who, sizeof who), srv->o.handshake_timeout_ms);
+            S_PEER_LOG(srv, s_log_key(s, key, sizeof key), warn,
+                       "link: %s: handshake not finished in %d ms; dropped",
+                       s_who(s, who, sizeof who), srv->o.handshake_timeout_ms);
             s_end(srv, i, "handshake timed out", false);
+        } else if (s->anonymous && now - s->started > srv->o.enroll_timeout_ms / 1000.0) {
+            snprintf(why, sizeof why, "anonymous for %d ms", srv->o.enroll_timeout_ms);
+            S_PEER_LOG(srv, s_log_key(s, key, sizeof key), info, "link: %s %s; session ended",
+                       s_who(s, who, sizeof who), why);
+            s_close_notify(srv, s);
+            s_end(srv, i, why, true);
         } else if (s->announced && now - s->last_seen > srv->o.idle_timeout_ms / 1000.0) {
             snprintf(why, sizeof why, "silent for %d ms", srv->o.idle_timeout_ms);
             gb_log_info("link: %s %s; session ended", s_who(s, who, sizeof who), why);
@@ -497,7 +631,9 @@ gb_link_server_t *gb_link_server_new(void *zmq_ctx, const char *endpoint, gb_tls
     srv->index_mask = index_size - 1;
     srv->slots = gb_calloc((size_t)srv->o.max_sessions, sizeof *srv->slots);
     srv->index = gb_calloc(index_size, sizeof *srv->index);
-    if (!srv->slots || !srv->index) {
+    srv->hs = gb_calloc((size_t)srv->o.max_handshakes, sizeof *srv->hs);
+    gb_log_limit_init(&srv->peer_log, S_PEER_LOG_RATE, S_PEER_LOG_BURST);
+    if (!srv->slots || !srv->index || !srv->hs) {
         gb_error_set(err, GB_ENOMEM, "link server: out of memory for %d sessions",
                      srv->o.max_sessions);
         goto fail;
@@ -540,6 +676,11 @@ void gb_link_server_destroy(gb_link_server_t **psrv)
     if (!psrv || !*psrv)
         return;
     gb_link_server_t *srv = *psrv;
+    uint64_t held = gb_log_limit_take_suppressed(&srv->peer_log);
+    if (held)
+        gb_log_warn("link: %llu more log lines about misbehaving peers held back since the "
+                    "last report",
+                    (unsigned long long)held);
     if (srv->slots)
         for (int i = 0; i < srv->o.max_sessions; i++)
             gb_channel_destroy(&srv->slots[i].ch);
@@ -554,6 +695,7 @@ void gb_link_server_destroy(gb_link_server_t **psrv)
     }
     gb_free(srv->slots);
     gb_free(srv->index);
+    gb_free(srv->hs);
     gb_free(srv->events);
     gb_free(srv);
     *psrv = NULL;
@@ -588,7 +730,8 @@ int gb_link_server_poll(gb_link_server_t *srv, int timeout_ms, gb_link_event_t *
         if (rc == GB_EPROTO) {
             char hex[64];
             s_rid_hex(m.routing_id, m.routing_id_len, hex, sizeof hex);
-            gb_log_warn("link: peer %s: %s; dropped", hex, err ? err->msg : "bad message");
+            S_PEER_LOG(srv, hex, warn, "link: peer %s: %s; dropped", hex,
+                       err ? err->msg : "bad message");
             gb_link_received_close(&m);
             gb_error_clear(err);
             continue;

@@ -14,3 +14,13 @@ if(GB_SYSTEM_PYTHON)
   set_tests_properties(net/test_interop PROPERTIES LABELS "net;interop" TIMEOUT 120
                        FIXTURES_REQUIRED gb_test_pki)
 endif()
+
+# Outsiders before any certificate, against the real coordinator: a
+# handshake flood, anonymous sessions announcing 4 MiB, junk frames; an
+# honest client joins during it (test_preauth_run.py).
+if(GB_SYSTEM_PYTHON)
+  add_test(NAME net/test_preauth_run
+           COMMAND ${GB_SYSTEM_PYTHON} ${CMAKE_CURRENT_LIST_DIR}/test_preauth_run.py
+                   ${CMAKE_BINARY_DIR} ${CMAKE_SOURCE_DIR})
+  set_tests_properties(net/test_preauth_run PROPERTIES LABELS "net;cli;federation" TIMEOUT 300)
+endif()

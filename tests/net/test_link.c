@@ -563,6 +563,86 @@ static void test_handshake_bound_and_timeout(void **state)
     s_stop(n);
 }
 
+/* A flood of half-open handshakes from one address holds at most its share
+ * of the slots, and a handshake half-open for over a second gives way to a
+ * newcomer: an honest client gets in while the flood goes on, and the flood
+ * never holds more than its share. */
+static void test_handshake_flood_gives_way(void **state)
+{
+    fixture_t *f = *state;
+    gb_link_options_t o = s_fast;
+    o.max_handshakes = 3;
+    o.max_handshakes_per_source = 2;
+    o.handshake_timeout_ms = 60000; /* the flood would hold its slots for a minute */
+    net_t *n = &f->n;
+    s_start(n, f, &o);
+    void *raw[3];
+    for (int i = 0; i < 3; i++)
+        raw[i] = s_raw(f, gb_link_server_endpoint(n->srv));
+    s_raw_hello(raw[0], f->client_tls, 1);
+    s_raw_hello(raw[1], f->client_tls, 2);
+    PUMP_UNTIL(n, gb_link_server_handshakes(n->srv) == 2, 2000);
+    assert_int_equal(gb_link_server_handshakes(n->srv), 2);
+    /* a third at once, from the same address: busy (the others are young) */
+    s_raw_hello(raw[2], f->client_tls, 3);
+    PUMP_UNTIL(n, false, 300);
+    assert_int_equal(gb_link_server_handshakes(n->srv), 2);
+    /* a second later the honest client evicts the oldest and gets in */
+    PUMP_UNTIL(n, false, 1100);
+    double t0 = gb_time_now();
+    s_add_client(n, f->ctx, f->client_tls);
+    PUMP_UNTIL(n, n->s.connected, 5000);
+    assert_int_equal(n->s.connected, 1);
+    assert_true(gb_time_now() - t0 < 2.0);
+    assert_true(gb_link_server_handshakes(n->srv) <= 2);
+    s_stop(n);
+}
+
+/* Before a certificate shows, a peer may send max_preauth_bytes: an
+ * anonymous session that sends a large message is cut off, and its life is
+ * bounded by enroll_timeout_ms whatever it sends; a certified one is not. */
+static void test_anonymous_budget(void **state)
+{
+    fixture_t *f = *state;
+    gb_tls_t *open_tls = s_tls(GB_TLS_SERVER, "coordinator", NULL, true);
+    gb_tls_t *anon = s_tls(GB_TLS_CLIENT, NULL, NULL, false);
+    gb_link_options_t o = s_fast;
+    o.max_preauth_bytes = 32 << 10;
+    o.enroll_timeout_ms = 600;
+    gb_error_t err = {0};
+    net_t *n = &f->n;
+    memset(n, 0, sizeof *n);
+    n->srv = gb_link_server_new(f->ctx, "tcp://127.0.0.1:*", open_tls, &o, &err);
+    assert_non_null(n->srv);
+    s_add_client(n, f->ctx, anon);
+    s_add_client(n, f->ctx, f->client_tls);
+    PUMP_UNTIL(n, n->s.connected == 2 && n->c[0].connected && n->c[1].connected, 5000);
+    assert_int_equal(n->s.connected, 2);
+    uint8_t *m = s_message(0, 100 << 10);
+    assert_int_equal(gb_link_client_send(n->cli[1], m, 100 << 10, &err), 0);
+    assert_int_equal(gb_link_client_send(n->cli[0], m, 100 << 10, &err), 0);
+    free(m);
+    PUMP_UNTIL(n, n->s.disconnected && n->s.messages, 3000);
+    assert_int_equal(n->s.disconnected, 1);
+    assert_non_null(strstr(n->s.reason, "without a certificate"));
+    assert_int_equal(n->s.messages, 1); /* the certified client's */
+    s_stop(n);
+
+    /* an anonymous session that says nothing ends on time */
+    memset(n, 0, sizeof *n);
+    n->srv = gb_link_server_new(f->ctx, "tcp://127.0.0.1:*", open_tls, &o, &err);
+    s_add_client(n, f->ctx, anon);
+    PUMP_UNTIL(n, n->s.connected, 5000);
+    double t0 = gb_time_now();
+    PUMP_UNTIL(n, n->s.disconnected, 3000);
+    assert_int_equal(n->s.disconnected, 1);
+    assert_non_null(strstr(n->s.reason, "anonymous for 600 ms"));
+    assert_true(gb_time_now() - t0 < 1.5);
+    s_stop(n);
+    gb_tls_destroy(&anon);
+    gb_tls_destroy(&open_tls);
+}
+
 static void test_idle_timeout(void **state)
 {
     fixture_t *f = *state;
@@ -694,6 +774,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_foreign_client_refused, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_garbage_peers_cut_off, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_handshake_bound_and_timeout, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_handshake_flood_gives_way, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_anonymous_budget, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_idle_timeout, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_owner_away_is_not_silence, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_client_close, s_setup, s_teardown),
