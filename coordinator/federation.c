@@ -551,7 +551,8 @@ static bool s_on_joined(void *arg, const char *id, const Glassbox__Join *j,
                                "samples", 1);
         return false;
     }
-    if (gb_rounds_join(f->rounds, id, j->train_samples, gb_time_unix_ms(), &err) != 0) {
+    if (gb_rounds_join(f->rounds, id, j->train_samples, j->test_samples, gb_time_unix_ms(),
+                       &err) != 0) {
         gb_log_warn("federation: '%s' cannot take part: %s", id, err.msg);
         if (err.code == GB_ERANGE) { /* the federation has all the clients it takes */
             no->code = GLASSBOX__ERROR_CODE__ERROR_FORBIDDEN;

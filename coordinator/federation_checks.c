@@ -48,8 +48,8 @@ static double s_metric(Glassbox__Metric *const *m, size_t n, const char *name)
     return NAN;
 }
 
-/* Sample counts: within the sums' room this attempt, max_client_samples and,
- * for an Update, the training samples the client joined with. */
+/* Sample counts: within the sums' room this attempt, max_client_samples and
+ * the training (Update) or test (EvalResult) samples the client joined with. */
 static bool s_samples_fit(gb_federation_t *f, const char *id, uint64_t samples, bool update,
                           s_refusal_t *no)
 {
@@ -65,11 +65,14 @@ static bool s_samples_fit(gb_federation_t *f, const char *id, uint64_t samples, 
                         "num_samples %llu is more than a client may hold (%llu)",
                         (unsigned long long)samples,
                         (unsigned long long)f->o.max_client_samples);
-    if (update && gb_rounds_find_client(f->rounds, id, &k) && samples > k.train_samples)
+    uint64_t held = 0;
+    if (gb_rounds_find_client(f->rounds, id, &k))
+        held = update ? k.train_samples : k.test_samples;
+    if (samples > held)
         return s_refuse(no, GLASSBOX__ERROR_CODE__ERROR_INVALID_VALUE, "samples",
-                        "num_samples %llu is more than the %llu training samples it joined "
-                        "with",
-                        (unsigned long long)samples, (unsigned long long)k.train_samples);
+                        "num_samples %llu is more than the %llu %s samples it joined with",
+                        (unsigned long long)samples, (unsigned long long)held,
+                        update ? "training" : "test");
     if (samples > GB_AGG_MAX_WEIGHT - so_far)
         return s_refuse(no, GLASSBOX__ERROR_CODE__ERROR_INVALID_VALUE, "samples",
                         "num_samples %llu is more than this round can take (%llu)",

@@ -33,6 +33,7 @@ _Static_assert(GB_ROUNDS_ID_MAX == GB_PKI_NAME_MAX, "a client id is a certificat
 typedef struct {
     char id[GB_ROUNDS_ID_MAX + 1]; /* the client id (certificate CN) */
     uint64_t train_samples;        /* from its last Join */
+    uint64_t test_samples;         /* from its last Join */
     bool connected;                /* has a session now */
     bool selected;                 /* holds a task of the current attempt */
     bool updated;                  /* its Update for that task is counted */
@@ -551,7 +552,8 @@ void gb_rounds_destroy(gb_rounds_t **pr)
 
 /* ---- events ----------------------------------------------------------- */
 
-int gb_rounds_join(gb_rounds_t *r, const char *client_id, uint64_t train_samples, uint64_t now,
+int gb_rounds_join(gb_rounds_t *r, const char *client_id, uint64_t train_samples,
+                   uint64_t test_samples, uint64_t now,
                    gb_error_t *err)
 {
     if (!s_id_ok(client_id))
@@ -578,6 +580,7 @@ int gb_rounds_join(gb_rounds_t *r, const char *client_id, uint64_t train_samples
         c = &r->clients[at];
     }
     c->train_samples = train_samples;
+    c->test_samples = test_samples;
     bool again = c->connected;
     if (!c->connected) {
         c->connected = true;
@@ -912,6 +915,7 @@ bool gb_rounds_client_at(const gb_rounds_t *r, size_t i, gb_rounds_client_t *out
     const s_client_t *c = &r->clients[i];
     out->client_id = c->id;
     out->train_samples = c->train_samples;
+    out->test_samples = c->test_samples;
     out->connected = c->connected;
     out->selected = c->selected;
     out->task_id = c->task_id;

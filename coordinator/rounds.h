@@ -198,6 +198,7 @@ typedef struct {
 typedef struct {
     const char *client_id;    /* borrowed until the next call that changes the machine */
     uint64_t train_samples;   /* from its last Join */
+    uint64_t test_samples;    /* from its last Join */
     bool connected;           /* has a session now */
     bool selected;            /* has a task in the current attempt */
     uint64_t task_id;         /* that task (0: none) */
@@ -227,7 +228,8 @@ gb_rounds_t *gb_rounds_new(const gb_rounds_config_t *c, uint64_t last_finished_r
 void gb_rounds_destroy(gb_rounds_t **r);
 
 /* A client's session joined (Join welcomed) with train_samples in its
- * training set. A new id is remembered for good; a known one is connected
+ * training set and test_samples in its test set (kept for the bounds on
+ * what it may claim later). A new id is remembered for good; a known one is connected
  * again (a join while connected is a reconnect: the caller has replaced the
  * session and must not report the old one's end). If the client holds an
  * unanswered task of the round collecting now, SEND_TASK is queued again
@@ -235,7 +237,7 @@ void gb_rounds_destroy(gb_rounds_t **r);
  * change: GB_EINVAL for an empty id or one longer than GB_ROUNDS_ID_MAX,
  * GB_ERANGE for a new id past max_clients, GB_EAGAIN, GB_ENOMEM. */
 int gb_rounds_join(gb_rounds_t *r, const char *client_id, uint64_t train_samples,
-                   uint64_t now, gb_error_t *err) GB_MUST_CHECK;
+                   uint64_t test_samples, uint64_t now, gb_error_t *err) GB_MUST_CHECK;
 
 /* The client's (current) session is gone. The round stops waiting for its
  * task, if any (it may close, or be abandoned and select again, at once);

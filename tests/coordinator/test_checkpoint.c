@@ -701,7 +701,7 @@ static void test_resume_exactly(void **state)
     rc.task_id_base = back->next_task_id - 1;
     gb_rounds_t *r = gb_rounds_new(&rc, back->round, &err);
     assert_non_null(r);
-    assert_int_equal(gb_rounds_join(r, "alpha", 10, 1000, &err), 0);
+    assert_int_equal(gb_rounds_join(r, "alpha", 10, 0, 1000, &err), 0);
     gb_rounds_action_t a;
     assert_true(gb_rounds_next_action(r, &a));
     assert_int_equal(a.kind, GB_ROUNDS_ACT_SEND_TASK);

@@ -21,6 +21,12 @@ on a client it knows is gone):
   6. --state on a tmpfs too small for --keep checkpoints is refused at start
      with the room it needs; one that fills up during the run stops serve
      with that message instead of retrying for ever.
+  7. a selected client killed (SIGKILL) while it trains: the round closes
+     with the quorum of the other two when its session is lost, long before
+     --deadline, and the others exit 0;
+  8. the coordinator gone (SIGKILL) after round 1 for 6 s (30 s with
+     GLASSBOX_LONG=1): the clients, never restarted, reconnect to the new
+     serve on the same --state, which resumes at round 2; all exit 0.
 Tests 4 and 6 mount tmpfs file systems and need root; without them they say
 so and are skipped.
 
@@ -291,6 +297,72 @@ def deadline_counts_after_the_checkpoint(work, port):
     print("checkpoint of 5 s, deadline of 4 s: round 2 ran whole: ok")
 
 
+def fresh_client_logs(work):
+    for k in range(N):
+        path = os.path.join(work, "client-%d.log" % k)
+        if os.path.exists(path):
+            os.remove(path)
+
+
+def killed_client_quorum(work, port):
+    fresh_client_logs(work)
+    server = serve(work, port, "kill", "--rounds", "1", "--min-clients", str(N),
+                   "--quorum", "2", "--finished-grace", "0",
+                   state=os.path.join(work, "state-kill"))
+    ps = [client(work, port, k) for k in range(N)]
+    try:
+        wait_for(os.path.join(work, "client-2.log"), "of round 1 started", 120)
+        ps[2].kill()
+        t0 = time.time()
+        first = server.stdout.readline()
+        took = time.time() - t0
+        r1 = json.loads(first)
+        assert r1["round"] == 1 and r1["participants"] == 2, r1
+        assert took < DEADLINE_S / 10, "round 1 waited %.0f s for the killed client" % took
+        server.communicate(timeout=120)
+        assert server.returncode == 0, "serve exited %d" % server.returncode
+        for k in range(2):
+            ps[k].communicate(timeout=60)
+            assert ps[k].returncode == 0, "client-%d exited %d" % (k, ps[k].returncode)
+    finally:
+        stop_all([server] + ps)
+    print("killed client: round 1 closed %.1f s later with the other 2: ok" % took)
+
+
+def coordinator_away(work, port):
+    gap = 30 if os.environ.get("GLASSBOX_LONG") == "1" else 6
+    state = os.path.join(work, "state-away")
+    fresh_client_logs(work)
+    server = serve(work, port, "away-1", "--rounds", "2", "--min-clients", str(N),
+                   state=state, fast=True)
+    ps = [client(work, port, k) for k in range(N)]
+    again = None
+    try:
+        r1 = json.loads(server.stdout.readline())
+        assert r1["round"] == 1, r1
+        wait_for(os.path.join(state, "latest"), "", 30)
+        server.kill()
+        server.wait()
+        time.sleep(gap)
+        assert all(p.poll() is None for p in ps), "a client gave up while the coordinator was away"
+        t0 = time.time()
+        again = serve(work, port, "away-2", "--rounds", "2", "--min-clients", str(N),
+                      state=state, fast=True)
+        out, _ = again.communicate(timeout=180)
+        took = time.time() - t0
+        assert again.returncode == 0, "serve exited %d" % again.returncode
+        rounds = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+        assert [r["round"] for r in rounds] == [2], rounds
+        assert rounds[0]["participants"] == N, rounds
+        for k, p in enumerate(ps):
+            p.communicate(timeout=60)
+            assert p.returncode == 0, "client-%d exited %d" % (k, p.returncode)
+    finally:
+        stop_all([server] + ps + ([again] if again else []))
+    print("coordinator away %d s: every client reconnected, round 2 finished %.1f s after "
+          "the restart: ok" % (gap, took))
+
+
 def main():
     work = tempfile.mkdtemp(prefix="gb-faults-")
     ca = os.path.join(work, "ca")
@@ -304,6 +376,8 @@ def main():
     deadline_counts_after_the_checkpoint(work, free_port())
     full_out_is_loud_and_mended(work, free_port())
     small_state_is_an_error(work, free_port())
+    killed_client_quorum(work, free_port())
+    coordinator_away(work, free_port())
 
 
 if __name__ == "__main__":

@@ -15,10 +15,15 @@ serve --rounds 1 --min-clients 3 --quorum 2 on the MLP; two honest
   an Update with train_accuracy 7            -> ERROR_INVALID_VALUE
   an EvalResult with loss 1e300               -> ERROR_INVALID_VALUE
 
-then leaves without a word. Every refusal is logged and counted in
-/metrics (glassbox_updates_refused_total by reason); the round aggregates
-the two honest updates (participants 2, a finite model that evaluates),
-serve and both honest clients exit 0.
+  an EvalResult claiming more test samples than it joined with -> refused
+
+then stalls past the deadline: round 1 closes with the two honest updates
+at --deadline, and its late update for round 1, sent once round 2 has begun,
+is refused as stale; then it leaves without a word, and round 2 does not
+wait for it. Every refusal is logged and counted in /metrics
+(glassbox_updates_refused_total by reason); both rounds aggregate the two
+honest updates (participants 2, a finite model that evaluates), serve and
+both honest clients exit 0.
 
 Usage: test_hostile_run.py BUILD_DIR SOURCE_DIR
 """
@@ -41,6 +46,7 @@ CLIENT = os.path.join(BUILD, "glassbox-client")
 COORD = os.path.join(BUILD, "glassbox-coordinator")
 pb = gblink.load_protocol(SOURCE)
 E = pb.ErrorCode
+DEADLINE_S = 8
 
 
 def run(*args, rc=0):
@@ -94,8 +100,8 @@ def main():
     serve_log = os.path.join(work, "serve.log")
     server = subprocess.Popen(
         [COORD, "serve", "--ca", ca, "--listen", endpoint, "--http", http, "--model", "mlp",
-         "--rounds", "1", "--min-clients", "3", "--quorum", "2", "--epochs", "1",
-         "--explain", "none", "--deadline", "120", "--timeout-ms", "1500",
+         "--rounds", "2", "--min-clients", "3", "--quorum", "2", "--epochs", "1",
+         "--explain", "none", "--deadline", str(DEADLINE_S), "--timeout-ms", "1500",
          "--heartbeat-ms", "300", "--max-client-samples", "100000",
          "--state", os.path.join(work, "state"), "--finished-grace", "0", "--json"],
         stdout=subprocess.PIPE, stderr=open(serve_log, "w"), text=True)
@@ -146,15 +152,26 @@ def main():
         seq = evil.send(eval_result=pb.EvalResult(round=task.round, task_id=task.task_id,
                                                   num_samples=10, loss=1e300, accuracy=0.5))
         expect_error(evil, seq, E.ERROR_INVALID_VALUE, "an EvalResult with loss 1e300")
+        seq = evil.send(eval_result=pb.EvalResult(round=task.round, task_id=task.task_id,
+                                                  num_samples=11, loss=0.5, accuracy=0.5))
+        expect_error(evil, seq, E.ERROR_INVALID_VALUE, "an EvalResult past its Join's 10")
         for reason, least in (("samples", 3), ("norm", 1), ("invalid", 2)):
             got = metric(http, "glassbox_updates_refused_total", reason)
             assert got >= least, "refused{reason=%s} = %g, want >= %d" % (reason, got, least)
-        evil.close()  # gone without a word: the round does not wait for it
+        # stalled past the deadline: round 1 goes on without it
+        t0 = time.time()
+        task2 = evil.expect("task", 3 * DEADLINE_S).task
+        assert task2.round == 2, task2.round
+        print("round 1 closed %.1f s after the lies, at its deadline, without the stalled "
+              "client" % (time.time() - t0))
+        seq = evil.send(update=update(task, small, 500))
+        expect_error(evil, seq, E.ERROR_STALE, "round 1's update, sent in round 2")
+        evil.close()  # gone without a word: round 2 does not wait for it
 
         out, _ = server.communicate(timeout=180)
         assert server.returncode == 0, "serve exited %d" % server.returncode
         rounds = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
-        assert len(rounds) == 1 and rounds[0]["participants"] == 2, rounds
+        assert [r["participants"] for r in rounds] == [2, 2], rounds
         for p in honest:
             p.wait(timeout=60)
             assert p.returncode == 0, "an honest client exited %d" % p.returncode
@@ -162,11 +179,11 @@ def main():
         for needle in ("join claims 1099511627776 training", "L2 norm",
                        "train_accuracy 7 is outside"):
             assert needle in log, "the log does not say %r" % needle
-        model = os.path.join(work, "state", "model-1.gbm")
+        model = os.path.join(work, "state", "model-2.gbm")
         ev = run(CLIENT, "eval", "--model-file", model, "--data", "fashion-mnist", "--limit", "500")
         said = [line for line in ev.stdout.splitlines() if "accuracy" in line]
         assert said, ev.stdout
-        print("round 1 without the liar: %s" % said[-1])
+        print("round 2 without the liar: %s" % said[-1])
     finally:
         for p in [server] + honest:
             if p.poll() is None:

@@ -15,7 +15,7 @@
  *
  *     gb_rounds_config_t c;  gb_rounds_config_default(&c);  c.min_clients = 5; ...
  *     gb_rounds_t *r = gb_rounds_new(&c, last_finished_round, &err);
- *     gb_rounds_join(r, "client-a", 6000, now_ms, &err);      // on every event ...
+ *     gb_rounds_join(r, "client-a", 6000, 1000, now_ms, &err); // on every event ...
  *     gb_rounds_action_t a;
  *     while (gb_rounds_next_action(r, &a)) carry_out(&a);     // ... then drain
  *     gb_rounds_step_done(r, GB_ROUNDS_ACT_AGGREGATE, a.round, now_ms, &err);
@@ -82,7 +82,7 @@ static void s_none(gb_rounds_t *r)
 static void s_join(gb_rounds_t *r, const char *id, uint64_t now)
 {
     gb_error_t err = {0};
-    if (gb_rounds_join(r, id, 100, now, &err) != 0)
+    if (gb_rounds_join(r, id, 100, 10, now, &err) != 0)
         fail_msg("%s", err.msg);
 }
 
@@ -875,6 +875,7 @@ static void test_find_client(void **state)
     assert_true(gb_rounds_find_client(r, "b", &k));
     assert_string_equal(k.client_id, "b");
     assert_int_equal(k.train_samples, 100);
+    assert_int_equal(k.test_samples, 10);
     assert_true(k.connected);
     assert_false(gb_rounds_find_client(r, "a", &k));
     assert_false(gb_rounds_find_client(r, "", &k));
@@ -893,9 +894,9 @@ static void test_join_leave_errors(void **state)
     longid[sizeof longid - 1] = '\0';
     snapshot_t before, after;
     s_snap(r, &before);
-    assert_int_equal(gb_rounds_join(r, NULL, 1, T0, &err), GB_EINVAL);
-    assert_int_equal(gb_rounds_join(r, "", 1, T0, &err), GB_EINVAL);
-    assert_int_equal(gb_rounds_join(r, longid, 1, T0, &err), GB_EINVAL);
+    assert_int_equal(gb_rounds_join(r, NULL, 1, 0, T0, &err), GB_EINVAL);
+    assert_int_equal(gb_rounds_join(r, "", 1, 0, T0, &err), GB_EINVAL);
+    assert_int_equal(gb_rounds_join(r, longid, 1, 0, T0, &err), GB_EINVAL);
     assert_non_null(strstr(err.msg, "client id"));
     assert_int_equal(gb_rounds_leave(r, NULL, T0, &err), GB_EINVAL);
     assert_int_equal(gb_rounds_leave(r, "nobody", T0, &err), GB_EINVAL);
@@ -935,7 +936,7 @@ static void test_known_client_bound(void **state)
     snapshot_t before, after;
     s_snap(r, &before);
     gb_error_t err = {0};
-    assert_int_equal(gb_rounds_join(r, "d", 5, T0 + 1, &err), GB_ERANGE);
+    assert_int_equal(gb_rounds_join(r, "d", 5, 0, T0 + 1, &err), GB_ERANGE);
     assert_non_null(strstr(err.msg, "'d'"));
     assert_non_null(strstr(err.msg, "max_clients"));
     s_none(r);
@@ -1319,7 +1320,7 @@ static void test_action_queue_bound(void **state)
     assert_int_equal(gb_rounds_pending(r), 8);
     snapshot_t before, after;
     s_snap(r, &before);
-    assert_int_equal(gb_rounds_join(r, "c", 1, T0 + 2, &err), GB_EAGAIN);
+    assert_int_equal(gb_rounds_join(r, "c", 1, 0, T0 + 2, &err), GB_EAGAIN);
     assert_non_null(strstr(err.msg, "8 actions not taken"));
     assert_int_equal(gb_rounds_leave(r, "a", T0 + 2, &err), GB_EAGAIN);
     assert_int_equal(gb_rounds_tick(r, T0 + 100000, &err), GB_EAGAIN);
@@ -1365,7 +1366,7 @@ static void test_alloc_failures(void **state)
         snapshot_t before, after;
         s_snap(r, &before);
         gb_alloc_fail_after(n);
-        int rc = gb_rounds_join(r, "a", 1, T0, &err);
+        int rc = gb_rounds_join(r, "a", 1, 0, T0, &err);
         gb_alloc_fail_after(0);
         if (rc == 0)
             break;
@@ -1379,7 +1380,7 @@ static void test_alloc_failures(void **state)
         char id[16];
         snprintf(id, sizeof id, "x%02d", i);
         gb_alloc_fail_after(1);
-        int rc = gb_rounds_join(r, id, 1, T0, &err);
+        int rc = gb_rounds_join(r, id, 1, 0, T0, &err);
         gb_alloc_fail_after(0);
         if (rc != 0) {
             assert_int_equal(rc, GB_ENOMEM);
