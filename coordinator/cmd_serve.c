@@ -301,6 +301,7 @@ int gb_cmd_serve(int argc, char **argv)
         {"--clip-norm", GB_ARG_FLOAT, &c.clip, 0, 1e12, NULL, "clip each update to this L2 norm (default 0: off)", false},
         {"--max-client-samples", GB_ARG_U64, &c.fed.max_client_samples, 0, 0, NULL, "most samples one client may claim in its Join or any result (default 10000000)", false},
         {"--max-norm-ratio", GB_ARG_FLOAT, &c.fed.max_norm_ratio, 1.5, 1e9, NULL, "refuse an update whose L2 norm is more than this times the last round's median (and the global model's norm) (default 10)", false},
+        {"--max-explanation-share", GB_ARG_FLOAT, &c.fed.max_explanation_share, 0, 1, NULL, "most of a round's aggregate explanation one client may carry, as a share of the selected clients' samples (default 0: each client weighs its own samples, no further cap)", false},
         {"--explain", GB_ARG_CHOICE, &c.explain, 0, 0, "none|ig|gradxinput|saliency|smoothgrad|gradcam", "what clients explain each round (default ig)", false},
         {"--explain-samples", GB_ARG_INT, &c.explain_samples, 0, 1000000, NULL, "local samples each client explains (default: the client's)", false},
         {"--explain-steps", GB_ARG_INT, &c.explain_steps, 0, 4096, NULL, "IG steps or SmoothGrad samples (default: the client's)", false},

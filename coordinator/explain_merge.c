@@ -1,11 +1,13 @@
-/* The round's explanation merger: exact count-weighted sums of the clients'
- * maps, the feature importance each client sent (kept for leave-one-out),
- * and the aggregate Explanation and distances built from them at finish.
- * The report (JSON and PNG files) lives in explain_report.c.
+/* The round's explanation merger: exact weighted sums of the clients' maps
+ * (weights from the caller, see the header), the feature importance each
+ * client sent (kept for leave-one-out), and the aggregate Explanation and
+ * distances built from them at finish. The report (JSON and PNG files)
+ * lives in explain_report.c.
  *
  * Shape of the state. The sums are one block of (classes + 1) x cells
  * gb_exact_sum_t (aggregate.h): class c's sums at c x cells, the feature
- * importance's after the last class, with one total count per row. The
+ * importance's after the last class, with two totals per row: the weight
+ * (the means' divisor) and the clients' counts (only published). The
  * clients' importance maps are one block of n x cells floats in add order;
  * a second array holds the clients' indices sorted by id, which both finds a
  * repeated id by binary search and gives finish its fixed order (the
@@ -42,7 +44,7 @@
 
 typedef struct {
     char *id;       /* client id, owned */
-    uint64_t count; /* samples behind its feature importance (the weight) */
+    uint64_t weight; /* w: its importance's and quality metrics' weight */
     size_t q_first; /* its quality values are q[q_first .. q_first + q_n) */
     size_t q_n;     /* how many */
 } s_client_t;
@@ -60,10 +62,12 @@ struct gb_explain_merge {
     gb_shape_t shape;                /* the round's map shape */
     size_t cells;                    /* floats per map */
     int n_classes;                   /* the round's class count */
+    uint64_t cap;                    /* the round's cap on a client's weight (0: none) */
     gb_exact_sum_t *sums;            /* (n_classes + 1) x cells: class maps, then importance */
     size_t sums_cap;                 /* sums allocated */
-    uint64_t *counts;                /* n_classes + 1 totals of the rows of sums */
-    size_t counts_cap;               /* entries allocated */
+    uint64_t *weights;               /* n_classes + 1 weight totals of the rows of sums */
+    uint64_t *counts;                /* n_classes + 1 count totals (published, weigh nothing) */
+    size_t counts_cap;               /* entries allocated in weights and in counts */
     float *fi;                       /* n x cells: each client's importance, add order */
     size_t fi_cap;                   /* floats allocated */
     s_client_t *clients;             /* n clients, add order */
@@ -216,6 +220,7 @@ void gb_explain_merge_destroy(gb_explain_merge_t **pm)
     gb_explain_merge_t *m = *pm;
     s_drop_clients(m);
     gb_free_aligned(m->sums);
+    gb_free(m->weights);
     gb_free(m->counts);
     gb_free(m->fi);
     gb_free(m->clients);
@@ -226,7 +231,8 @@ void gb_explain_merge_destroy(gb_explain_merge_t **pm)
 }
 
 int gb_explain_merge_begin(gb_explain_merge_t *m, uint64_t round, Glassbox__ExplainMethod method,
-                           const gb_shape_t *shape, int n_classes, gb_error_t *err)
+                           const gb_shape_t *shape, int n_classes, uint64_t cap_weight,
+                           gb_error_t *err)
 {
     if (!m || !shape)
         return gb_error_set(err, GB_EINVAL, "explanation merge: begin without %s",
@@ -262,10 +268,11 @@ int gb_explain_merge_begin(gb_explain_merge_t *m, uint64_t round, Glassbox__Expl
                             cells, GB_EXPLAIN_MERGE_MAX_CELLS);
     size_t rows = (size_t)n_classes + 1, need = rows * cells;
     gb_exact_sum_t *sums = NULL;
-    uint64_t *counts = NULL;
+    uint64_t *weights = NULL, *counts = NULL;
     if (need > m->sums_cap && !(sums = gb_alloc_aligned(need * sizeof *sums)))
         goto nomem;
-    if (rows > m->counts_cap && !(counts = gb_malloc(rows * sizeof *counts)))
+    if (rows > m->counts_cap && (!(weights = gb_malloc(rows * sizeof *weights)) ||
+                                 !(counts = gb_malloc(rows * sizeof *counts))))
         goto nomem;
     if (sums) {
         gb_free_aligned(m->sums);
@@ -273,7 +280,9 @@ int gb_explain_merge_begin(gb_explain_merge_t *m, uint64_t round, Glassbox__Expl
         m->sums_cap = need;
     }
     if (counts) {
+        gb_free(m->weights);
         gb_free(m->counts);
+        m->weights = weights;
         m->counts = counts;
         m->counts_cap = rows;
     }
@@ -282,21 +291,73 @@ int gb_explain_merge_begin(gb_explain_merge_t *m, uint64_t round, Glassbox__Expl
                     "dropped", (unsigned long long)round, m->n, (unsigned long long)m->round);
     s_drop_clients(m);
     memset(m->sums, 0, need * sizeof *m->sums);
+    memset(m->weights, 0, rows * sizeof *m->weights);
     memset(m->counts, 0, rows * sizeof *m->counts);
     m->round = round;
     m->method = method;
     m->shape = *shape;
     m->cells = cells;
     m->n_classes = n_classes;
+    m->cap = cap_weight;
     m->open = true;
     return 0;
 nomem:
     gb_free_aligned(sums);
+    gb_free(weights);
     return gb_error_set(err, GB_ENOMEM, "explanation merge: round %llu: out of memory for %zu "
                         "sums", (unsigned long long)round, need);
 }
 
 /* ---- add ------------------------------------------------------------------- */
+
+/* The client's weight w in the round: the caller's weight (its FedAvg
+ * weight), no more than the round's cap when there is one. */
+static uint64_t s_weight(const gb_explain_merge_t *m, uint64_t weight)
+{
+    return m->cap && weight > m->cap ? m->cap : weight;
+}
+
+/* The sum of x's class counts; 128 bits, as GB_ENVELOPE_MAX_CLASSES counts
+ * of up to max_count each (any uint64) may pass 2^64. */
+static unsigned __int128 s_class_total(const Glassbox__Explanation *x)
+{
+    unsigned __int128 total = 0;
+    for (size_t i = 0; i < x->n_classes; i++)
+        total += x->classes[i]->count;
+    return total;
+}
+
+/* A class's share of the client's weight w: max(1, floor(w x count /
+ * total)). The counts only split w, so inflating them gains nothing; the
+ * share is an integer for the exact sums, at most w (count <= total), and
+ * at least 1 so every class the client has enters that class's mean.
+ * w <= GB_AGG_MAX_WEIGHT and count < 2^64: the product fits 128 bits. */
+static uint64_t s_class_weight(uint64_t w, uint64_t count, unsigned __int128 total)
+{
+    uint64_t share = (uint64_t)((unsigned __int128)w * count / total);
+    return share ? share : 1;
+}
+
+/* Checks that the class weights of x (w split by its class counts) keep
+ * every class's weight total within GB_AGG_MAX_WEIGHT, the exact sums'
+ * bound. The shares total at most w plus one per class, so this only bites
+ * a round already near the bound. */
+static int s_check_class_weights(const gb_explain_merge_t *m, const char *id,
+                                 const Glassbox__Explanation *x, uint64_t w, gb_error_t *err)
+{
+    unsigned __int128 total = s_class_total(x);
+    for (size_t i = 0; i < x->n_classes; i++) {
+        const Glassbox__ClassAttribution *c = x->classes[i];
+        uint64_t wc = s_class_weight(w, c->count, total);
+        if (wc > GB_AGG_MAX_WEIGHT - m->weights[c->class_index])
+            return gb_error_warn(err, GB_ERANGE, "explanation merge: round %llu: client '%s': "
+                                 "class %u weight %llu would take the class's total weight "
+                                 "past %llu", (unsigned long long)m->round, id,
+                                 (unsigned)c->class_index, (unsigned long long)wc,
+                                 (unsigned long long)GB_AGG_MAX_WEIGHT);
+    }
+    return 0;
+}
 
 /* Checks the quality metrics of x: names present and short enough for the
  * table, none twice, values in range, and room in the table for the names it
@@ -382,7 +443,8 @@ nomem:
 }
 
 int gb_explain_merge_add(gb_explain_merge_t *m, const char *client_id,
-                         const Glassbox__Explanation *x, gb_error_t *err)
+                         const Glassbox__Explanation *x, uint64_t weight, uint64_t max_count,
+                         gb_error_t *err)
 {
     if (!m || !client_id || !x)
         return gb_error_set(err, GB_EINVAL, "explanation merge: add without %s",
@@ -394,6 +456,10 @@ int gb_explain_merge_add(gb_explain_merge_t *m, const char *client_id,
     if (!s_id_ok(client_id))
         return gb_error_warn(err, GB_EINVAL, "explanation merge: round %llu: client id is not "
                              "1..%d bytes of [A-Za-z0-9_.-]", r, GB_ENVELOPE_MAX_NAME);
+    /* the caller's values, which it has bounded: misuse, not logged */
+    if (weight == 0 || max_count == 0)
+        return gb_error_set(err, GB_EINVAL, "explanation merge: round %llu: client '%s' with "
+                            "%s 0 (must be >= 1)", r, client_id, weight ? "max_count" : "weight");
     bool dup;
     size_t pos = s_find(m, client_id, &dup);
     if (dup)
@@ -414,9 +480,20 @@ int gb_explain_merge_add(gb_explain_merge_t *m, const char *client_id,
     if (rc)
         return rc;
     const uint64_t fi_row = (uint64_t)m->n_classes;
+    const uint64_t w = s_weight(m, weight);
     if (x->count == 0)
         return gb_error_warn(err, GB_EINVAL, "explanation merge: round %llu: client '%s' has "
                              "a feature importance with count 0", r, client_id);
+    if (w > GB_AGG_MAX_WEIGHT - m->weights[fi_row])
+        return gb_error_warn(err, GB_ERANGE, "explanation merge: round %llu: client '%s': "
+                             "weight %llu would take the round's total weight past %llu", r,
+                             client_id, (unsigned long long)w,
+                             (unsigned long long)GB_AGG_MAX_WEIGHT);
+    /* a count above what the client joined with is one it cannot have seen */
+    if (x->count > max_count)
+        return gb_error_warn(err, GB_ERANGE, "explanation merge: round %llu: client '%s': count "
+                             "%llu is more than the %llu samples it joined with", r, client_id,
+                             (unsigned long long)x->count, (unsigned long long)max_count);
     if (x->count > GB_AGG_MAX_WEIGHT - m->counts[fi_row])
         return gb_error_warn(err, GB_ERANGE, "explanation merge: round %llu: client '%s': count "
                              "%llu would take the round's total past %llu", r, client_id,
@@ -425,8 +502,8 @@ int gb_explain_merge_add(gb_explain_merge_t *m, const char *client_id,
         return gb_error_warn(err, GB_EINVAL, "explanation merge: round %llu: classes missing", r);
     char field[96];
     /* The decoder already refuses a class twice; the bitmap costs nothing and
-     * keeps the count bound below (which the exact sums rest on) true for an
-     * Explanation built in memory too. */
+     * keeps the weight bound of s_check_class_weights (which the exact sums
+     * rest on) true for an Explanation built in memory too. */
     uint64_t seen[(GB_ENVELOPE_MAX_CLASSES + 63) / 64] = {0};
     for (size_t i = 0; i < x->n_classes; i++) {
         const Glassbox__ClassAttribution *c = x->classes[i];
@@ -448,6 +525,11 @@ int gb_explain_merge_add(gb_explain_merge_t *m, const char *client_id,
             return gb_error_warn(err, GB_EINVAL, "explanation merge: round %llu: client '%s': "
                                  "class %u has a map with count 0", r, client_id,
                                  (unsigned)c->class_index);
+        if (c->count > max_count)
+            return gb_error_warn(err, GB_ERANGE, "explanation merge: round %llu: client '%s': "
+                                 "classes[%zu].count %llu is more than the %llu samples it "
+                                 "joined with", r, client_id, i, (unsigned long long)c->count,
+                                 (unsigned long long)max_count);
         if (c->count > GB_AGG_MAX_WEIGHT - m->counts[c->class_index])
             return gb_error_warn(err, GB_ERANGE, "explanation merge: round %llu: client '%s': "
                                  "class %u count %llu would take the class's total past %llu",
@@ -457,7 +539,8 @@ int gb_explain_merge_add(gb_explain_merge_t *m, const char *client_id,
         if ((rc = s_check_shape(m, c->mean_attribution, field, err)))
             return rc;
     }
-    if ((rc = s_check_quality(m, x, err)))
+    if ((rc = s_check_class_weights(m, client_id, x, w, err)) ||
+        (rc = s_check_quality(m, x, err)))
         return rc;
 
     /* Room first (invisible to the round), then the values into it. */
@@ -475,22 +558,27 @@ int gb_explain_merge_add(gb_explain_merge_t *m, const char *client_id,
     if (!id)
         return gb_error_set(err, GB_ENOMEM, "explanation merge: round %llu: out of memory", r);
 
-    /* Commit: nothing below can fail. */
+    /* Commit: nothing below can fail. The maps enter with the weights, the
+     * counts only into the published totals. */
     gb_exact_sum_t *fs = m->sums + fi_row * m->cells;
     for (size_t i = 0; i < m->cells; i++)
-        gb_exact_sum_add(&fs[i], row[i], x->count);
+        gb_exact_sum_add(&fs[i], row[i], w);
+    m->weights[fi_row] += w;
     m->counts[fi_row] += x->count;
+    unsigned __int128 class_total = s_class_total(x);
     for (size_t i = 0; i < x->n_classes; i++) {
         const Glassbox__ClassAttribution *c = x->classes[i];
+        uint64_t wc = s_class_weight(w, c->count, class_total);
         gb_exact_sum_t *cs = m->sums + (size_t)c->class_index * m->cells;
         const uint8_t *le = c->mean_attribution->data.data;
         for (size_t k = 0; k < m->cells; k++)
-            gb_exact_sum_add(&cs[k], gb_wire_float_le(le + 4 * k), c->count);
+            gb_exact_sum_add(&cs[k], gb_wire_float_le(le + 4 * k), wc);
+        m->weights[c->class_index] += wc;
         m->counts[c->class_index] += c->count;
     }
     s_client_t *cl = &m->clients[m->n];
     cl->id = id;
-    cl->count = x->count;
+    cl->weight = w;
     cl->q_first = m->n_q;
     cl->q_n = x->n_quality;
     for (size_t i = 0; i < x->n_quality; i++) {
@@ -545,14 +633,14 @@ static Glassbox__Tensor *s_mean_tensor(const gb_explain_merge_t *m, size_t row)
     t->data.len = m->cells * 4;
     const gb_exact_sum_t *s = m->sums + row * m->cells;
     for (size_t i = 0; i < m->cells; i++) {
-        float v = gb_exact_sum_mean(&s[i], m->counts[row]);
+        float v = gb_exact_sum_mean(&s[i], m->weights[row]);
         gb_wire_floats_to_le(t->data.data + 4 * i, &v, 1);
     }
     return t;
 }
 
-/* The quality metrics: per name (sorted), the count-weighted mean over the
- * clients that report it, summed in client-id order. */
+/* The quality metrics: per name (sorted), the mean over the clients that
+ * report it weighted by their w, summed in client-id order. */
 static int s_quality(const gb_explain_merge_t *m, Glassbox__Explanation *e)
 {
     if (m->n_names == 0)
@@ -571,14 +659,14 @@ static int s_quality(const gb_explain_merge_t *m, Glassbox__Explanation *e)
     for (size_t k = 0; k < m->n; k++) {
         const s_client_t *c = &m->clients[m->by_id[k]];
         for (size_t j = 0; j < c->q_n; j++)
-            weight[m->q[c->q_first + j].name] += c->count;
+            weight[m->q[c->q_first + j].name] += c->weight;
     }
     /* Weights below 1, so no term is larger than its value: no overflow. */
     for (size_t k = 0; k < m->n; k++) {
         const s_client_t *c = &m->clients[m->by_id[k]];
         for (size_t j = 0; j < c->q_n; j++) {
             const s_quality_t *q = &m->q[c->q_first + j];
-            sum[q->name] += ((double)c->count / (double)weight[q->name]) * q->value;
+            sum[q->name] += ((double)c->weight / (double)weight[q->name]) * q->value;
         }
     }
     e->quality = gb_calloc(m->n_names, sizeof *e->quality);
@@ -659,17 +747,18 @@ static int s_distances(const gb_explain_merge_t *m, gb_explain_merge_result_t *o
     }
     out->n_distance = m->n;
     const gb_exact_sum_t *fs = m->sums + (size_t)m->n_classes * cells;
-    const uint64_t total = m->counts[m->n_classes];
+    const uint64_t total = m->weights[m->n_classes];
     int rc = 0;
     for (size_t k = 0; rc == 0 && k < m->n; k++) {
         const s_client_t *c = &m->clients[m->by_id[k]];
         const float *row = m->fi + m->by_id[k] * cells;
         for (size_t i = 0; i < cells; i++) {
-            /* everyone's sum minus this client's own w * v, exactly */
+            /* everyone's sum minus exactly what this client added, w * v:
+             * neither its map nor its weight moves its reference */
             gb_exact_sum_t s = fs[i];
-            gb_exact_sum_add(&s, -row[i], c->count);
+            gb_exact_sum_add(&s, -row[i], c->weight);
             mine[i] = row[i];
-            others[i] = gb_exact_sum_mean(&s, total - c->count);
+            others[i] = gb_exact_sum_mean(&s, total - c->weight);
         }
         double d = gb_divergence_js(mine, others, cells);
         char value[S_DISTANCE_MAX];

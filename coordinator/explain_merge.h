@@ -1,25 +1,52 @@
 /* The aggregate explanation of a round (DESIGN.md, Explanations): the
- * coordinator combines the clients' explanations, weighted by their counts,
- * into the Explanation it publishes, scores how far each client's explanation
- * lies from everyone else's, and writes the result as JSON and PNG heatmaps.
+ * coordinator combines the clients' explanations, weighted by the samples
+ * they trained on (below), into the Explanation it publishes, scores how far
+ * each client's explanation lies from everyone else's, and writes the result
+ * as JSON and PNG heatmaps.
  *
  * Life of a round, as for the aggregator (aggregate.h): gb_explain_merge_new
  * once, then per round gb_explain_merge_begin(round, method, map shape,
- * classes), gb_explain_merge_add for every accepted update that carries an
- * explanation (an update without one is simply not added), and
- * gb_explain_merge_finish, which builds
- *  - the aggregate Explanation: per class, the count-weighted mean of the
- *    mean maps of the clients that have the class (a class no client has is
- *    left out); the feature importance as the mean of the clients'
- *    importance maps weighted by their Explanation.count; counts summed;
- *    each quality metric as the count-weighted mean over the clients that
- *    report it (weights Explanation.count), metrics sorted by name;
+ * classes, cap_weight), gb_explain_merge_add(client, explanation, weight,
+ * max_count) for every accepted update that carries an explanation (an
+ * update without one is simply not added), and gb_explain_merge_finish,
+ * which builds
+ *  - the aggregate Explanation: per class, the mean of the mean maps of the
+ *    clients that have the class weighted by their class weights w_c (a
+ *    class no client has is left out); the feature importance as the mean
+ *    of the clients' importance maps weighted by their weights w; counts
+ *    (each class's and Explanation.count) the plain sums of the clients'
+ *    counts, informative only: they weigh nothing; each quality metric as
+ *    the w-weighted mean over the clients that report it, metrics sorted by
+ *    name;
  *  - the per-client distances, KeyValue entries sorted by client id, value a
  *    decimal number with 9 decimals: the Jensen-Shannon divergence in bits
  *    (explain/divergence.h, in [0, 1]) between the client's feature
  *    importance and the importance of all OTHER clients pooled
  *    (leave-one-out: a poisoned client cannot pull the reference towards
  *    itself, which matters most when clients are few).
+ *
+ * The weights, and why not the counts. A client's weight w is add()'s
+ * `weight`, its Update's num_samples: its FedAvg weight, which the caller
+ * has already bounded by the training samples the client joined with; no
+ * more than begin's cap_weight when that is not 0. The Explanation's own
+ * counts are the client's word alone: weighted by them, as before, a
+ * client that sent counts near 2^40 took the whole aggregate explanation (a
+ * security finding). Now the counts only split w over the client's
+ * classes: class c enters with w_c = max(1, floor(w x count_c / sum of the
+ * client's class counts)) (128-bit arithmetic, no overflow; integers, for
+ * the exact sums; at least 1, so every class a client has counts). So the
+ * aggregate is the sample-weighted mean of the clients' mean maps, and a
+ * client's share of the importance is its share of the round's weights
+ * (of a class's, up to the rounding of w_c), whatever counts it sends. The
+ * cap bounds a client that lied about its samples at Join too: the
+ * federation passes max_share x the samples the round's selected clients
+ * joined with, so with max_share 0.25 no client weighs more than a quarter
+ * of those samples (a bound on its weight: its share of the weights
+ * actually added is larger when the others answer with fewer samples, or
+ * not at all). add() also refuses counts above max_count, the
+ * samples (train + test) the client joined with: no client can have
+ * explained more samples than it holds, so such counts are a lie, and an
+ * explanation built on a lie is left out whole.
  *
  * Why Jensen-Shannon of the feature importance. Importance (mean
  * |attribution|) says where the model looks on the client's data; a trigger
@@ -37,18 +64,22 @@
  * somewhat higher for that alone.
  *
  * Order independence, exactly. Every map sum is an exact fixed-point sum
- * (gb_exact_sum_t of aggregate.h, count x value added without rounding) and
- * each mean is correctly rounded to float32 once, so the aggregate's bits do
- * not depend on the order clients were added in; the leave-one-out reference
- * is the total minus the client's own contribution, also exactly. The
- * quality metrics (doubles) are summed in client-id order. Packed, the
- * aggregate Explanation and the distances are byte-identical for any order.
+ * (gb_exact_sum_t of aggregate.h, weight x value added without rounding)
+ * and each mean is correctly rounded to float32 once, so the aggregate's
+ * bits do not depend on the order clients were added in (a client's
+ * weights depend on its own values only); the leave-one-out reference is
+ * the total minus exactly what the client added (w x its importance), over
+ * the total weight minus w, so neither its map nor its weight moves the
+ * reference it is measured against. The quality metrics (doubles) are
+ * summed in client-id order. Packed, the aggregate Explanation and the
+ * distances are byte-identical for any order.
  *
  * Memory. Planned by begin: one exact sum (40 bytes) per class and cell, and
- * one per cell for the importance. Kept per client, growing with the clients
+ * one per cell for the importance, with a weight and a count total per
+ * class and for the importance. Kept per client, growing with the clients
  * actually added (never past max_clients): its id, its feature importance
- * (cells floats, needed for leave-one-out at finish), its importance count
- * and its quality metrics. No per-client class map is kept.
+ * (cells floats, needed for leave-one-out at finish), its weight w and its
+ * quality metrics. No per-client class map is kept.
  *
  * What add() checks. The update came through gb_envelope_decode, which has
  * checked the Explanation on its own: method a known one, class indices
@@ -57,18 +88,22 @@
  * finite, metric names well formed and finite. add() relies on the metric
  * names' alphabet, and checks what only the merge can know: the round's
  * method and round, the round's map shape, class indices below the round's
- * class count, counts >= 1 and their totals within GB_AGG_MAX_WEIGHT, a
- * feature importance present (a client without one could not be scored:
- * leaving it out would let a poisoned client hide) and non-negative, a
- * metric name used twice by one client, metric values within +-1e300 (so
- * weighted means cannot overflow), at most GB_ENVELOPE_MAX_METRICS distinct
- * metric names in the round, a client id that the Publication accepts
+ * class count, weight and max_count >= 1 (the caller's values: GB_EINVAL,
+ * not logged), counts >= 1 and at most max_count, the count totals within
+ * GB_AGG_MAX_WEIGHT (so the published sums cannot wrap), the weight totals
+ * (w for the importance, w_c per class) within GB_AGG_MAX_WEIGHT (the exact
+ * sums' bound), a feature importance present (a client without one could
+ * not be scored: leaving it out would let a poisoned client hide) and
+ * non-negative, a metric name used twice by one client, metric values
+ * within +-1e300 (so weighted means cannot overflow), at most
+ * GB_ENVELOPE_MAX_METRICS distinct metric names in the round, a client id
+ * that the Publication accepts
  * ([A-Za-z0-9_.-], 1..GB_ENVELOPE_MAX_NAME bytes) and has not been added
  * yet, and at most max_clients clients. Three of the decoder's checks are
  * repeated because the merge's own arithmetic rests on them and they cost
  * nothing in the passes that read the data anyway: tensor lengths (memory
  * safety), finiteness (the exact sums must never see an infinity) and
- * unique class indices (the count bound of the exact sums); so an
+ * unique class indices (the weight bound of the exact sums); so an
  * Explanation built in memory gets the same treatment.
  * A refusal returns an error naming the field, logs a warning (API misuse:
  * no log), and changes nothing: the round ends as if the call had not been
@@ -76,8 +111,9 @@
  *
  * Ownership: gb_explain_merge_new returns a merger the caller owns
  * (gb_explain_merge_destroy). add() only reads the Explanation and the id
- * and keeps copies. finish() fills a gb_explain_merge_result_t whose parts
- * the caller owns (see there). Not thread-safe: one thread drives a merger. */
+ * and keeps copies (the id, the importance, w and the metrics). finish()
+ * fills a gb_explain_merge_result_t whose parts the caller owns (see
+ * there). Not thread-safe: one thread drives a merger. */
 #ifndef GB_COORDINATOR_EXPLAIN_MERGE_H
 #define GB_COORDINATOR_EXPLAIN_MERGE_H
 
@@ -133,25 +169,34 @@ void gb_explain_merge_destroy(gb_explain_merge_t **m);
  * output (H', W') (gb_explainer_attr_shape of explain/attribution.h), rank
  * 1..3, dims >= 1; with n_classes classes (1..GB_ENVELOPE_MAX_CLASSES; a
  * regression model has one group, class 0); n_classes x cells at most
- * GB_EXPLAIN_MERGE_MAX_CELLS. Drops anything of a round still open (an
- * abandoned round may be begun again). Allocates the sums here when they
- * outgrow those of earlier rounds. On failure (GB_EINVAL, GB_ERANGE,
- * GB_ENOMEM) the merger is unchanged, including a round still open. */
+ * GB_EXPLAIN_MERGE_MAX_CELLS. cap_weight caps every client's weight in the
+ * round, w = min(weight, cap_weight); 0 means no cap (so a caller that
+ * computes a cap should pass at least 1). Drops anything of a round still
+ * open (an abandoned round may be begun again). Allocates the sums here
+ * when they outgrow those of earlier rounds. On failure (GB_EINVAL,
+ * GB_ERANGE, GB_ENOMEM) the merger is unchanged, including a round still
+ * open. */
 int gb_explain_merge_begin(gb_explain_merge_t *m, uint64_t round, Glassbox__ExplainMethod method,
-                           const gb_shape_t *map_shape, int n_classes,
+                           const gb_shape_t *map_shape, int n_classes, uint64_t cap_weight,
                            gb_error_t *err) GB_MUST_CHECK;
 
-/* Adds client client_id's explanation x (see the top of this file for what
- * is checked). Refusals: no round open, NULL arguments (GB_EINVAL, not
+/* Adds client client_id's explanation x with weight `weight` (its Update's
+ * num_samples, >= 1, bounded by the caller; capped by begin's cap_weight)
+ * from a client that joined with max_count samples (train + test, >= 1);
+ * see the top of this file for the weights and what is checked. Refusals:
+ * no round open, NULL arguments, weight or max_count 0 (GB_EINVAL, not
  * logged); wrong method or round, class index out of range, a count of 0
  * with a map, a missing or negative feature importance, a repeated metric
  * name, a bad or repeated client id (GB_EINVAL); a map of another shape or
- * length (GB_ESHAPE); NaN or infinity (naming the index), metric values
- * beyond +-GB_EXPLAIN_MERGE_MAX_QUALITY, totals beyond GB_AGG_MAX_WEIGHT,
- * more than max_clients clients or GB_ENVELOPE_MAX_METRICS metric names
- * (GB_ERANGE); no memory to keep it (GB_ENOMEM). Nothing changes on failure. */
+ * length (GB_ESHAPE); NaN or infinity (naming the index), a count above
+ * max_count (naming the field), metric values beyond
+ * +-GB_EXPLAIN_MERGE_MAX_QUALITY, count or weight totals beyond
+ * GB_AGG_MAX_WEIGHT, more than max_clients clients or
+ * GB_ENVELOPE_MAX_METRICS metric names (GB_ERANGE); no memory to keep it
+ * (GB_ENOMEM). Nothing changes on failure. */
 int gb_explain_merge_add(gb_explain_merge_t *m, const char *client_id,
-                         const Glassbox__Explanation *x, gb_error_t *err) GB_MUST_CHECK;
+                         const Glassbox__Explanation *x, uint64_t weight, uint64_t max_count,
+                         gb_error_t *err) GB_MUST_CHECK;
 
 /* Builds the round's aggregate and distances into *out (see the top of this
  * file and gb_explain_merge_result_t) and closes the round: a later add or

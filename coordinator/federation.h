@@ -115,6 +115,10 @@ typedef struct {
     double max_norm_ratio;         /* an Update whose delta's L2 norm is more than this
                                       times the reference (below) is refused with
                                       ERROR_NORM (0: GB_FED_DEFAULT_MAX_NORM_RATIO) */
+    double max_explanation_share;  /* most of the round's explanation weight one client
+                                      carries: this share of the samples the selected
+                                      clients joined with (0 or >= 1: no cap beyond each
+                                      client's own sample share) */
     void (*round_done)(void *arg, const gb_federation_round_t *r); /* may be NULL */
     void *round_done_arg;          /* passed to round_done */
 } gb_federation_options_t;

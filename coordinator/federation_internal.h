@@ -80,6 +80,8 @@ struct gb_federation {
     double global_norm;             /* the global model's L2 norm, when valid */
     bool global_norm_valid;
     double current_norm;            /* the Update being judged */
+    uint64_t explain_cap;           /* this attempt's cap on one client's explanation weight (0: none) */
+    uint64_t current_max_count;     /* the samples the Update's client joined with (train + test) */
     uint64_t per_checkpoint;        /* bytes one checkpoint and model file take, about */
     char fatal[GB_ERROR_MSG_MAX];   /* why the federation cannot go on ("" while it can) */
     bool resumed_finished;          /* this run began with every round done: who is

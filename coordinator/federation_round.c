@@ -21,6 +21,23 @@
 #include "util/metrics.h"
 #include "util/time.h"
 
+/* The most explanation weight one client may carry this attempt:
+ * max_explanation_share of the samples its selected clients joined with
+ * (0: no cap). Read from what they claimed at Join, so a client that lies
+ * about its samples in its Update cannot raise it. */
+static uint64_t s_explain_cap(const gb_federation_t *f)
+{
+    if (!(f->o.max_explanation_share > 0 && f->o.max_explanation_share < 1))
+        return 0;
+    uint64_t selected = 0;
+    gb_rounds_client_t k;
+    for (size_t i = 0; gb_rounds_client_at(f->rounds, i, &k); i++)
+        if (k.selected)
+            selected += k.train_samples;
+    double cap = f->o.max_explanation_share * (double)selected;
+    return cap < 1 ? 1 : (uint64_t)cap;
+}
+
 /* Opens the aggregator and the merge for the action's attempt when the
  * attempt in progress is another one (the first result of an attempt). */
 static int s_open(gb_federation_t *f, const gb_rounds_action_t *a, gb_error_t *err)
@@ -28,10 +45,11 @@ static int s_open(gb_federation_t *f, const gb_rounds_action_t *a, gb_error_t *e
     if (f->open && f->open_round == a->round && f->open_attempt == a->attempt)
         return 0;
     gb_fed_abandon(f);
+    f->explain_cap = s_explain_cap(f);
     int rc = gb_aggregator_begin(f->agg, a->round, f->global->n_params, err);
     if (rc == 0 && f->merge)
         rc = gb_explain_merge_begin(f->merge, a->round, f->o.explain, &f->map_shape,
-                                    f->n_classes, err);
+                                    f->n_classes, f->explain_cap, err);
     if (rc)
         return rc;
     f->open = true;
@@ -76,9 +94,14 @@ int gb_fed_feed_update(gb_federation_t *f, const gb_rounds_action_t *a, gb_error
         f->train_acc_sum += acc * (double)u->num_samples;
         f->train_acc_n += u->num_samples;
     }
+    gb_rounds_client_t k;
+    f->current_max_count = gb_rounds_find_client(f->rounds, a->client_id, &k)
+                               ? k.train_samples + k.test_samples
+                               : u->num_samples;
     if (f->merge && u->explanation) {
         gb_error_t xerr = {0};
-        if (gb_explain_merge_add(f->merge, a->client_id, u->explanation, &xerr) != 0)
+        if (gb_explain_merge_add(f->merge, a->client_id, u->explanation, u->num_samples,
+                                 f->current_max_count, &xerr) != 0)
             gb_log_warn("federation: round %llu: the explanation of '%s' is left out: %s",
                         (unsigned long long)a->round, a->client_id, xerr.msg);
     } else if (f->merge) {

@@ -1,8 +1,11 @@
 /* Tests for coordinator/explain_merge (and its report, explain_report.c):
- * the count-weighted means worked by hand for 3 clients and 2 classes, with
- * a class only some clients have and one no client has; the quality
- * metrics' weighted means; the aggregate and distances byte-identical
- * whatever the order of the adds; every refusal of add and begin changing
+ * the weighted means worked by hand for 3 clients and 2 classes, with a
+ * class only some clients have and one no client has; the quality metrics'
+ * weighted means; the weights the caller's, not the counts: counts near
+ * 2^40 buying no more than the client's weight, counts above max_count
+ * refused, the cap, a client's leave-one-out distance blind to its own
+ * weight; the aggregate and distances byte-identical whatever the order of
+ * the adds; every refusal of add and begin changing
  * nothing (the round then gives exactly the bytes it gives without the bad
  * call); a client whose maps carry a trigger patch scoring far above 8 clean
  * clients; identical clients scoring 0; the round's life cycle; the output
@@ -153,23 +156,50 @@ static void t_same(const gb_explain_merge_result_t *a, const gb_explain_merge_re
     }
 }
 
-static gb_explain_merge_t *t_merger(size_t max_clients, uint64_t round,
-                                    Glassbox__ExplainMethod method, const gb_shape_t *shape,
-                                    int classes)
+/* A merger with a round open whose client weights are capped at cap (0:
+ * none). */
+static gb_explain_merge_t *t_merger_cap(size_t max_clients, uint64_t round,
+                                        Glassbox__ExplainMethod method, const gb_shape_t *shape,
+                                        int classes, uint64_t cap)
 {
     gb_error_t err = {0};
     gb_explain_merge_t *m = gb_explain_merge_new(max_clients, &err);
     assert_non_null(m);
-    assert_int_equal(gb_explain_merge_begin(m, round, method, shape, classes, &err), 0);
+    assert_int_equal(gb_explain_merge_begin(m, round, method, shape, classes, cap, &err), 0);
     return m;
 }
 
-static void t_add(gb_explain_merge_t *m, const char *id, const t_expl_t *x)
+static gb_explain_merge_t *t_merger(size_t max_clients, uint64_t round,
+                                    Glassbox__ExplainMethod method, const gb_shape_t *shape,
+                                    int classes)
+{
+    return t_merger_cap(max_clients, round, method, shape, classes, 0);
+}
+
+/* The largest of x's counts: the fewest samples its client can hold. */
+static uint64_t t_most(const t_expl_t *x)
+{
+    uint64_t most = x->e.count;
+    for (size_t i = 0; i < x->e.n_classes; i++)
+        if (x->ca[i].count > most)
+            most = x->ca[i].count;
+    return most;
+}
+
+static void t_add_w(gb_explain_merge_t *m, const char *id, const t_expl_t *x, uint64_t weight,
+                    uint64_t max_count)
 {
     gb_error_t err = {0};
-    int rc = gb_explain_merge_add(m, id, &x->e, &err);
+    int rc = gb_explain_merge_add(m, id, &x->e, weight, max_count, &err);
     if (rc)
         fail_msg("add %s: %s", id, err.msg);
+}
+
+/* Adds x with weight its own count, from a client holding just what it
+ * counted: the weights the hand-worked numbers below were made with. */
+static void t_add(gb_explain_merge_t *m, const char *id, const t_expl_t *x)
+{
+    t_add_w(m, id, x, x->e.count, t_most(x));
 }
 
 static void t_finish(gb_explain_merge_t *m, gb_explain_merge_result_t *r)
@@ -280,8 +310,8 @@ static void test_weighted_mean_by_hand(void **state)
     assert_int_equal(t->shape[0], 1);
     assert_int_equal(t->shape[1], 2);
     assert_int_equal(t->shape[2], 2);
-    /* quality: sorted by name, weighted by the importance counts of the
-     * clients that report each */
+    /* quality: sorted by name, weighted by the weights (here the importance
+     * counts) of the clients that report each */
     assert_int_equal(e->n_quality, 2);
     assert_string_equal(e->quality[0]->name, "completeness_error");
     assert_true(fabs(e->quality[0]->value - (2 * 0.1 + 6 * 0.3) / 8) < 1e-15);
@@ -364,18 +394,155 @@ static void test_publication_accepts(void **state)
     t_hand_free(&h);
 }
 
+/* ---- the weights: the caller's, not the counts ---------------------------------- */
+
+static void t_map(const Glassbox__Tensor *t, const float *want, const char *what)
+{
+    for (size_t i = 0; i < 4; i++)
+        if (t_get(t, i) != want[i])
+            fail_msg("%s cell %zu: %.9g, expected %.9g", what, i, (double)t_get(t, i),
+                     (double)want[i]);
+}
+
+/* A client whose counts are near 2^40 but whose Update weighs 10, among two
+ * honest clients weighing 10 each, has exactly a third of the importance
+ * mass; its two classes split its 10 by its counts (5 and 5). */
+static void test_inflated_counts_carry_no_weight(void **state)
+{
+    (void)state;
+    static const float fa[4] = {3, 0, 0, 0}, fb[4] = {0, 3, 0, 0}, fm[4] = {0, 0, 0, 3};
+    static const float a0[4] = {5, 0, 0, 0}, b0[4] = {0, 5, 0, 0}, m0[4] = {0, 0, 0, 5};
+    static const float m1[4] = {1, 2, 3, 4};
+    const uint64_t big = GB_AGG_MAX_WEIGHT - 100, half = GB_AGG_MAX_WEIGHT / 2;
+    t_expl_t *a = t_new(7, IG, &S4, 10, fa), *b = t_new(7, IG, &S4, 10, fb);
+    t_expl_t *mal = t_new(7, IG, &S4, big, fm);
+    t_class(a, 0, 10, &S4, a0);
+    t_class(b, 0, 10, &S4, b0);
+    t_class(mal, 0, half, &S4, m0);
+    t_class(mal, 1, half, &S4, m1);
+    t_quality(a, "steps_used", 0);
+    t_quality(b, "steps_used", 0);
+    t_quality(mal, "steps_used", 3);
+    gb_explain_merge_t *m = t_merger(4, 7, IG, &S4, 2);
+    t_add_w(m, "honest-a", a, 10, 10);
+    t_add_w(m, "honest-b", b, 10, 10);
+    t_add_w(m, "mallory", mal, 10, big); /* it lied at Join too: its counts pass */
+    gb_explain_merge_result_t r;
+    t_finish(m, &r);
+    const Glassbox__Explanation *e = r.explanation;
+    /* importance (10 fa + 10 fb + 10 fm) / 30: mallory's cell holds 1 of 3 */
+    static const float wantf[4] = {1, 1, 0, 1};
+    t_map(e->feature_importance, wantf, "importance");
+    /* class 0: (10 a0 + 10 b0 + 5 m0) / 25; class 1: mallory's alone */
+    static const float want0[4] = {2, 2, 0, 1};
+    assert_int_equal(e->n_classes, 2);
+    t_map(e->classes[0]->mean_attribution, want0, "class 0");
+    t_map(e->classes[1]->mean_attribution, m1, "class 1");
+    /* the counts are still published as sent, summed */
+    assert_true(e->count == big + 20);
+    assert_true(e->classes[0]->count == half + 20);
+    assert_true(e->classes[1]->count == half);
+    /* quality weighted by the weights: (0 + 0 + 3) / 3 */
+    assert_int_equal(e->n_quality, 1);
+    assert_true(fabs(e->quality[0]->value - 1) < 1e-15);
+    gb_explain_merge_result_free(&r);
+    gb_explain_merge_destroy(&m);
+    free(a);
+    free(b);
+    free(mal);
+}
+
+/* Counts above max_count (the samples the client joined with) are refused,
+ * naming the field, and the round ends exactly as without the call. */
+static void test_counts_above_max_count_refused(void **state)
+{
+    (void)state;
+    t_hand_t h = t_hand(4);
+    gb_explain_merge_t *ref = t_merger(3, 4, IG, &S4, 3);
+    for (int i = 0; i < 3; i++)
+        t_add(ref, h.id[i], h.x[i]);
+    gb_explain_merge_result_t want;
+    t_finish(ref, &want);
+
+    gb_explain_merge_t *m = t_merger(3, 4, IG, &S4, 3);
+    t_add(m, h.id[0], h.x[0]);
+    t_add(m, h.id[1], h.x[1]);
+    t_expl_t *x = h.x[2]; /* count 8; class 0 count 1, class 1 count 7 */
+    gb_error_t err = {0};
+    assert_int_equal(gb_explain_merge_add(m, h.id[2], &x->e, 8, 7, &err), GB_ERANGE);
+    assert_non_null(strstr(err.msg, "count 8"));
+    x->ca[1].count = 9;
+    assert_int_equal(gb_explain_merge_add(m, h.id[2], &x->e, 8, 8, &err), GB_ERANGE);
+    assert_non_null(strstr(err.msg, "classes[1].count 9"));
+    x->ca[1].count = GB_AGG_MAX_WEIGHT - 1;
+    assert_int_equal(gb_explain_merge_add(m, h.id[2], &x->e, 8, 8, &err), GB_ERANGE);
+    assert_non_null(strstr(err.msg, "classes[1].count"));
+    x->ca[1].count = 7;
+    assert_int_equal(gb_explain_merge_clients(m), 2);
+    t_add_w(m, h.id[2], x, 8, 8); /* exactly max_count: fine */
+    gb_explain_merge_result_t got;
+    t_finish(m, &got);
+    t_same(&want, &got);
+    gb_explain_merge_result_free(&got);
+    gb_explain_merge_result_free(&want);
+    gb_explain_merge_destroy(&m);
+    gb_explain_merge_destroy(&ref);
+    t_hand_free(&h);
+}
+
+/* Weights 100, 100 and 10000 under a cap of 200: the big client carries
+ * 200 of 400. A cap no client reaches changes nothing. */
+static void test_cap_weight(void **state)
+{
+    (void)state;
+    static const float fa[4] = {4, 0, 0, 0}, fb[4] = {0, 4, 0, 0}, fc[4] = {0, 0, 0, 4};
+    static const float *const maps[3] = {fa, fb, fc};
+    static const uint64_t weight[3] = {100, 100, 10000};
+    static const char *const ids[3] = {"small-a", "small-b", "big"};
+    t_expl_t *x[3];
+    for (int i = 0; i < 3; i++) {
+        x[i] = t_new(8, IG, &S4, weight[i], maps[i]);
+        t_class(x[i], 0, weight[i], &S4, maps[i]);
+    }
+    gb_explain_merge_result_t r[3];
+    static const uint64_t caps[3] = {200, 0, 10000};
+    for (int k = 0; k < 3; k++) {
+        gb_explain_merge_t *m = t_merger_cap(4, 8, IG, &S4, 1, caps[k]);
+        for (int i = 0; i < 3; i++)
+            t_add_w(m, ids[i], x[i], weight[i], weight[i]);
+        t_finish(m, &r[k]);
+        gb_explain_merge_destroy(&m);
+    }
+    /* (100 fa + 100 fb + 200 fc) / 400, importance and class 0 alike */
+    static const float want[4] = {1, 1, 0, 2};
+    t_map(r[0].explanation->feature_importance, want, "capped importance");
+    t_map(r[0].explanation->classes[0]->mean_attribution, want, "capped class 0");
+    assert_int_equal(r[0].explanation->count, 10200); /* counts are not capped */
+    assert_true(t_get(r[1].explanation->feature_importance, 3) > 3.9f); /* 10000 of 10200 */
+    t_same(&r[1], &r[2]);
+    for (int k = 0; k < 3; k++)
+        gb_explain_merge_result_free(&r[k]);
+    for (int i = 0; i < 3; i++)
+        free(x[i]);
+}
+
 /* ---- order independence --------------------------------------------------------- */
 
 #define ORD_N 7
+#define ORD_CAP 50000
 
+/* Weights apart from the counts, one client above the cap, class counts
+ * that do not split the weight evenly: still the same bytes in any order. */
 static void test_order_independence(void **state)
 {
     (void)state;
     static const gb_shape_t shape = {3, {2, 3, 5}};
     t_expl_t *x[ORD_N];
+    uint64_t weight[ORD_N];
     char ids[ORD_N][16];
     float fi[30], map[30];
     for (int k = 0; k < ORD_N; k++) {
+        weight[k] = k == 0 ? 3 * ORD_CAP : 1 + s_next() % 100000;
         for (int i = 0; i < 30; i++)
             fi[i] = (float)ldexp(fabs(s_unif()), (int)(s_next() % 41) - 20);
         x[k] = t_new(3, SAL, &shape, 1 + s_next() % 100000, fi);
@@ -392,9 +559,9 @@ static void test_order_independence(void **state)
         snprintf(ids[k], sizeof ids[k], "c%c-%d", 'a' + k, (int)(s_next() % 1000)); /* unique */
     }
     gb_explain_merge_result_t ref;
-    gb_explain_merge_t *m = t_merger(ORD_N, 3, SAL, &shape, 3);
+    gb_explain_merge_t *m = t_merger_cap(ORD_N, 3, SAL, &shape, 3, ORD_CAP);
     for (int k = 0; k < ORD_N; k++)
-        t_add(m, ids[k], x[k]);
+        t_add_w(m, ids[k], x[k], weight[k], t_most(x[k]));
     t_finish(m, &ref);
     assert_int_equal(ref.n_distance, ORD_N);
     for (int trial = 0; trial < 6; trial++) {
@@ -410,9 +577,9 @@ static void test_order_independence(void **state)
             for (size_t i = 0; i < ORD_N; i++)
                 idx[i] = ORD_N - 1 - i;
         gb_error_t err = {0};
-        assert_int_equal(gb_explain_merge_begin(m, 3, SAL, &shape, 3, &err), 0);
+        assert_int_equal(gb_explain_merge_begin(m, 3, SAL, &shape, 3, ORD_CAP, &err), 0);
         for (size_t i = 0; i < ORD_N; i++)
-            t_add(m, ids[idx[i]], x[idx[i]]);
+            t_add_w(m, ids[idx[i]], x[idx[i]], weight[idx[i]], t_most(x[idx[i]]));
         gb_explain_merge_result_t got;
         t_finish(m, &got);
         t_same(&ref, &got);
@@ -426,17 +593,26 @@ static void test_order_independence(void **state)
 
 /* ---- refusals ------------------------------------------------------------------- */
 
-static void t_refused(gb_explain_merge_t *m, const char *id, const Glassbox__Explanation *x,
-                      int code, const char *what)
+/* Adds x with weight and max_count, expecting refusal `code`. */
+static void t_refused_w(gb_explain_merge_t *m, const char *id, const Glassbox__Explanation *x,
+                        uint64_t weight, uint64_t max_count, int code, const char *what)
 {
     gb_error_t err = {0};
     size_t before = gb_explain_merge_clients(m);
-    int rc = gb_explain_merge_add(m, id, x, &err);
+    int rc = gb_explain_merge_add(m, id, x, weight, max_count, &err);
     if (rc != code)
         fail_msg("%s: add gave %d (%s), expected %d", what, rc, err.msg, code);
     assert_true(strlen(err.msg) > 0);
     assert_int_equal(gb_explain_merge_clients(m), before);
     assert_true(gb_explain_merge_is_open(m));
+}
+
+/* The same with a valid weight and no bound from max_count, so the refusal
+ * is x's own. */
+static void t_refused(gb_explain_merge_t *m, const char *id, const Glassbox__Explanation *x,
+                      int code, const char *what)
+{
+    t_refused_w(m, id, x, 3, UINT64_MAX, code, what);
 }
 
 static void test_refusals_change_nothing(void **state)
@@ -490,6 +666,13 @@ static void test_refusals_change_nothing(void **state)
     x->e.count = GB_AGG_MAX_WEIGHT;
     t_refused(m, id, &x->e, GB_ERANGE, "an importance count past the bound");
     x->e.count = 3;
+    t_refused_w(m, id, &x->e, 0, 3, GB_EINVAL, "weight 0");
+    t_refused_w(m, id, &x->e, 3, 0, GB_EINVAL, "max_count 0");
+    t_refused_w(m, id, &x->e, 2, 2, GB_ERANGE, "a count above max_count");
+    x->ca[1].count = 4;
+    t_refused_w(m, id, &x->e, 3, 3, GB_ERANGE, "a class count above max_count");
+    x->ca[1].count = 2;
+    t_refused_w(m, id, &x->e, GB_AGG_MAX_WEIGHT, 3, GB_ERANGE, "a weight past the bound");
     x->e.feature_importance = NULL;
     t_refused(m, id, &x->e, GB_EINVAL, "no importance");
     x->e.feature_importance = &x->t[T_CLASSES];
@@ -574,13 +757,14 @@ static void test_new_and_begin_refusals(void **state)
     assert_int_equal(gb_explain_merge_round(m), 0);
     assert_false(gb_explain_merge_is_open(m));
     t_hand_t h = t_hand(6);
-    assert_int_equal(gb_explain_merge_add(m, "a", &h.x[0]->e, &err), GB_EINVAL); /* no round */
+    /* no round */
+    assert_int_equal(gb_explain_merge_add(m, "a", &h.x[0]->e, 2, 2, &err), GB_EINVAL);
     gb_explain_merge_result_t r;
     assert_int_equal(gb_explain_merge_finish(m, &r, &err), GB_EINVAL);
     assert_null(r.explanation);
 
     /* a round open with one client; every bad begin leaves it so */
-    assert_int_equal(gb_explain_merge_begin(m, 6, IG, &S4, 3, &err), 0);
+    assert_int_equal(gb_explain_merge_begin(m, 6, IG, &S4, 3, 0, &err), 0);
     t_add(m, h.id[0], h.x[0]);
     static const struct {
         uint64_t round;
@@ -603,14 +787,14 @@ static void test_new_and_begin_refusals(void **state)
     };
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         int rc = gb_explain_merge_begin(m, bad[i].round, (Glassbox__ExplainMethod)bad[i].method,
-                                        &bad[i].shape, bad[i].classes, &err);
+                                        &bad[i].shape, bad[i].classes, 0, &err);
         if (rc != bad[i].code)
             fail_msg("bad begin %zu: %d (%s)", i, rc, err.msg);
         assert_int_equal(gb_explain_merge_round(m), 6);
         assert_int_equal(gb_explain_merge_clients(m), 1);
     }
-    assert_int_equal(gb_explain_merge_begin(m, 7, IG, NULL, 3, &err), GB_EINVAL);
-    assert_int_equal(gb_explain_merge_begin(NULL, 7, IG, &S4, 3, &err), GB_EINVAL);
+    assert_int_equal(gb_explain_merge_begin(m, 7, IG, NULL, 3, 0, &err), GB_EINVAL);
+    assert_int_equal(gb_explain_merge_begin(NULL, 7, IG, &S4, 3, 0, &err), GB_EINVAL);
     t_add(m, h.id[1], h.x[1]);
     t_add(m, h.id[2], h.x[2]);
     gb_explain_merge_t *ref = t_merger(4, 6, IG, &S4, 3);
@@ -648,17 +832,17 @@ static void test_life_cycle(void **state)
                     t_get(h.x[0]->e.feature_importance, i));
     gb_explain_merge_result_free(&r);
     assert_false(gb_explain_merge_is_open(m));
-    assert_int_equal(gb_explain_merge_add(m, "late", &h.x[1]->e, &err), GB_EINVAL);
+    assert_int_equal(gb_explain_merge_add(m, "late", &h.x[1]->e, 6, 6, &err), GB_EINVAL);
     assert_int_equal(gb_explain_merge_finish(m, &r, &err), GB_EINVAL);
     assert_int_equal(gb_explain_merge_finish(m, NULL, &err), GB_EINVAL);
     assert_int_equal(gb_explain_merge_finish(NULL, &r, &err), GB_EINVAL);
 
     t_hand_t h2 = t_hand(2);
-    assert_int_equal(gb_explain_merge_begin(m, 2, IG, &S4, 3, &err), 0);
+    assert_int_equal(gb_explain_merge_begin(m, 2, IG, &S4, 3, 0, &err), 0);
     assert_int_equal(gb_explain_merge_clients(m), 0);
     t_add(m, "solo", h2.x[1]); /* the same id, a new round */
     t_add(m, "other", h2.x[2]);
-    assert_int_equal(gb_explain_merge_begin(m, 2, IG, &S4, 3, &err), 0); /* again */
+    assert_int_equal(gb_explain_merge_begin(m, 2, IG, &S4, 3, 0, &err), 0); /* again */
     assert_int_equal(gb_explain_merge_clients(m), 0);
     for (int i = 0; i < 3; i++)
         t_add(m, h2.id[i], h2.x[i]);
@@ -764,6 +948,37 @@ static void test_identical_clients_score_zero(void **state)
     gb_explain_merge_result_free(&r);
     gb_explain_merge_destroy(&m);
     free(c);
+}
+
+/* A client's leave-one-out distance does not move when it alone changes
+ * its weight: its reference is everyone else, as they are. The others'
+ * references include it, so theirs do move. */
+static void test_leave_one_out_ignores_own_weight(void **state)
+{
+    (void)state;
+    static const char *const ids[4] = {"p", "q", "s", "x"};
+    static const uint64_t weight[4] = {7, 11, 13, 0};
+    t_expl_t *c[4];
+    for (int k = 0; k < 4; k++)
+        c[k] = t_clean(3, 0.5);
+    gb_explain_merge_result_t r[2];
+    static const uint64_t x_weight[2] = {5, 5000};
+    for (int t = 0; t < 2; t++) {
+        gb_explain_merge_t *m = t_merger(4, 3, IG, &S144, 2);
+        for (int k = 0; k < 4; k++)
+            t_add_w(m, ids[k], c[k], k == 3 ? x_weight[t] : weight[k], t_most(c[k]));
+        t_finish(m, &r[t]);
+        gb_explain_merge_destroy(&m);
+    }
+    assert_int_equal(r[0].n_distance, 4);
+    assert_string_equal(r[0].distance[3]->key, "x");
+    assert_string_equal(r[0].distance[3]->value, r[1].distance[3]->value);
+    assert_true(t_distance(&r[0], "x") > 0);
+    assert_string_not_equal(r[0].distance[0]->value, r[1].distance[0]->value);
+    for (int t = 0; t < 2; t++)
+        gb_explain_merge_result_free(&r[t]);
+    for (int k = 0; k < 4; k++)
+        free(c[k]);
 }
 
 /* ---- the report ------------------------------------------------------------------ */
@@ -1123,11 +1338,11 @@ static void test_alloc_failures(void **state)
     /* begin: a failure leaves the round that was open */
     gb_explain_merge_t *m = gb_explain_merge_new(4, &err);
     assert_non_null(m);
-    assert_int_equal(gb_explain_merge_begin(m, 2, IG, &(gb_shape_t){1, {1, 1, 1}}, 1, &err), 0);
+    assert_int_equal(gb_explain_merge_begin(m, 2, IG, &(gb_shape_t){1, {1, 1, 1}}, 1, 0, &err), 0);
     points = 0;
     for (long k = 1;; k++) {
         gb_alloc_fail_after(k);
-        int rc = gb_explain_merge_begin(m, 3, IG, &S4, 3, &err);
+        int rc = gb_explain_merge_begin(m, 3, IG, &S4, 3, 0, &err);
         gb_alloc_fail_after(0);
         if (rc == 0)
             break;
@@ -1143,7 +1358,8 @@ static void test_alloc_failures(void **state)
     for (int i = 0; i < 3; i++) {
         for (long k = 1;; k++) {
             gb_alloc_fail_after(k);
-            int rc = gb_explain_merge_add(m, h.id[i], &h.x[i]->e, &err);
+            int rc = gb_explain_merge_add(m, h.id[i], &h.x[i]->e, h.x[i]->e.count,
+                                          t_most(h.x[i]), &err);
             gb_alloc_fail_after(0);
             if (rc == 0)
                 break;
@@ -1205,6 +1421,10 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_weighted_mean_by_hand),
         cmocka_unit_test(test_publication_accepts),
+        cmocka_unit_test(test_inflated_counts_carry_no_weight),
+        cmocka_unit_test(test_counts_above_max_count_refused),
+        cmocka_unit_test(test_cap_weight),
+        cmocka_unit_test(test_leave_one_out_ignores_own_weight),
         cmocka_unit_test(test_order_independence),
         cmocka_unit_test(test_refusals_change_nothing),
         cmocka_unit_test(test_new_and_begin_refusals),

@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <jansson.h>
 #include <zmq.h>
 
 #include "federation.h"
@@ -330,7 +331,7 @@ static uint64_t s_eval(fixture_t *f, int i, const Glassbox__Task *t, uint64_t sa
  * importance is `importance` (4 cells) and one class map; returns its
  * sequence. */
 static uint64_t s_update_explained(fixture_t *f, int i, const Glassbox__Task *t,
-                                   const float importance[4])
+                                   const float importance[4], uint64_t samples)
 {
     float delta[N_PARAMS], map[4] = {0.1f, -0.2f, 0.3f, 0.0f}, imp[4];
     memcpy(imp, importance, sizeof imp);
@@ -362,7 +363,7 @@ static uint64_t s_update_explained(fixture_t *f, int i, const Glassbox__Task *t,
     Glassbox__Update u = GLASSBOX__UPDATE__INIT;
     u.round = t->round;
     u.task_id = t->task_id;
-    u.num_samples = 50;
+    u.num_samples = samples;
     u.delta.data = (uint8_t *)delta;
     u.delta.len = sizeof delta;
     u.param_count = N_PARAMS;
@@ -577,9 +578,9 @@ static void test_explanations_merged(void **state)
     assert_int_equal(t0->task->explain->method, GLASSBOX__EXPLAIN_METHOD__EXPLAIN_SALIENCY);
     assert_int_equal(t0->task->explain->max_samples, 10);
     static const float even[4] = {1, 1, 1, 1}, corner[4] = {0, 0, 0, 4};
-    uint64_t seq = s_update_explained(f, 0, t0->task, even);
+    uint64_t seq = s_update_explained(f, 0, t0->task, even, 50);
     s_expect_ack(f, 0, seq);
-    seq = s_update_explained(f, 1, t1->task, corner);
+    seq = s_update_explained(f, 1, t1->task, corner, 50);
     s_expect_ack(f, 1, seq);
     assert_int_equal(f->rounds_done, 1);
     assert_true(f->last_distance > 0.1 && f->last_distance <= 1);
@@ -690,6 +691,49 @@ static void test_hostile_results(void **state)
     gb_envelope_free(&u1);
 }
 
+/* One client's weight in the aggregate explanation is its samples, and
+ * --max-explanation-share caps it at that share of what the selected
+ * clients joined with: 1000 samples against 100, capped at a quarter of
+ * 2000 = 500, moves the importance of cell 3 to (500 x 1 + 100 x 4) / 600. */
+static void test_explanation_share_capped(void **state)
+{
+    fixture_t *f = *state;
+    gb_error_t err = {0};
+    char key[700], cert[700];
+    s_key_files(f, key, cert, sizeof key);
+    gb_federation_options_t o = s_options(f, 1);
+    o.key_file = key;
+    o.cert_file = cert;
+    o.explain = GLASSBOX__EXPLAIN_METHOD__EXPLAIN_SALIENCY;
+    o.explain_samples = 10;
+    o.max_explanation_share = 0.25;
+    f->fed = gb_federation_new(f->ctx, f->door, &o, &err);
+    if (!f->fed)
+        fail_msg("new: %s", err.msg);
+    s_join(f, 0); /* 1000 training samples each */
+    s_join(f, 1);
+    Glassbox__Envelope *t0 = s_task(f, 0, 1), *t1 = s_task(f, 1, 1);
+    static const float even[4] = {1, 1, 1, 1}, corner[4] = {0, 0, 0, 4};
+    uint64_t seq = s_update_explained(f, 0, t0->task, even, 1000);
+    s_expect_ack(f, 0, seq);
+    seq = s_update_explained(f, 1, t1->task, corner, 100);
+    s_expect_ack(f, 1, seq);
+    assert_int_equal(f->rounds_done, 1);
+    char path[800];
+    snprintf(path, sizeof path, "%s/explanation-1.json", f->out);
+    json_error_t jerr;
+    json_t *doc = json_load_file(path, 0, &jerr);
+    if (!doc)
+        fail_msg("%s: %s", path, jerr.text);
+    json_t *values = json_object_get(json_object_get(doc, "feature_importance"), "values");
+    assert_int_equal(json_array_size(values), 4);
+    assert_float_equal(json_number_value(json_array_get(values, 3)), 1.5, 1e-6);
+    assert_float_equal(json_number_value(json_array_get(values, 0)), 500.0 / 600, 1e-6);
+    json_decref(doc);
+    gb_envelope_free(&t0);
+    gb_envelope_free(&t1);
+}
+
 static void test_option_errors(void **state)
 {
     fixture_t *f = *state;
@@ -742,6 +786,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_failed_step_keeps_the_model, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_explanations_merged, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_hostile_results, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_explanation_share_capped, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_option_errors, s_setup, s_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
