@@ -586,6 +586,7 @@ static void s_on_message(void *arg, const char *id, const Glassbox__Envelope *en
     int rc;
     f->current = env;
     f->current_client = id;
+    gb_log_blame(id); /* what its result makes us refuse is its doing (util/log.h) */
     switch (env->body_case) {
     case GLASSBOX__ENVELOPE__BODY_UPDATE:
         if (!gb_fed_result_fits(f, id, env))
@@ -620,8 +621,10 @@ static void s_on_message(void *arg, const char *id, const Glassbox__Envelope *en
     else
         gb_front_door_refuse(f->door, id, gb_rounds_verdict_error_code(verdict), env->sequence,
                              err.msg);
+    gb_log_blame(NULL); /* the round it may complete is the federation's */
     s_drain(f);
 out:
+    gb_log_blame(NULL);
     f->current = NULL;
     f->current_client = NULL;
 }

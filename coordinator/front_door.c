@@ -406,11 +406,10 @@ static void s_welcome(gb_front_door_t *d, s_session_t *s, const Glassbox__Envelo
     }
 }
 
-static void s_on_message(gb_front_door_t *d, const gb_link_event_t *ev)
+/* One message of a session, with what it makes us log blamed on its peer
+ * (util/log.h: rate-limited per peer), except what the round loop logs. */
+static void s_handle_message(gb_front_door_t *d, s_session_t *s, const gb_link_event_t *ev)
 {
-    s_session_t *s = s_find(d, ev->session);
-    if (!s)
-        return; /* closed by us a moment ago */
     if (s->anonymous) {
         s_enroll(d, s, ev);
         return;
@@ -428,6 +427,7 @@ static void s_on_message(gb_front_door_t *d, const gb_link_event_t *ev)
         return; /* a chunk of a transfer still incomplete */
     switch (in->body_case) {
     case GLASSBOX__ENVELOPE__BODY_JOIN:
+        gb_log_blame(NULL); /* the round loop hears of it: its lines are its own */
         s_welcome(d, s, in);
         break;
     case GLASSBOX__ENVELOPE__BODY_HEARTBEAT:
@@ -449,6 +449,7 @@ static void s_on_message(gb_front_door_t *d, const gb_link_event_t *ev)
         break;
     default: {
         if (s->joined && d->h.message) {
+            gb_log_blame(NULL); /* the round loop blames what is the client's */
             d->h.message(d->h.arg, s->name, in);
             break;
         }
@@ -461,6 +462,16 @@ static void s_on_message(gb_front_door_t *d, const gb_link_event_t *ev)
     }
     }
     gb_envelope_free(&in);
+}
+
+static void s_on_message(gb_front_door_t *d, const gb_link_event_t *ev)
+{
+    s_session_t *s = s_find(d, ev->session);
+    if (!s)
+        return; /* closed by us a moment ago */
+    gb_log_blame(s->anonymous ? "(anonymous)" : s->name);
+    s_handle_message(d, s, ev);
+    gb_log_blame(NULL);
 }
 
 /* Reloads the CRL when `ca revoke` or `ca crl` has rewritten it. */

@@ -180,6 +180,8 @@ int gb_file_write_atomic(const char *path, const void *data, size_t len, int mod
     int rc = 0, fd = -1;
     char *dir = gb_malloc(dir_len + 1);
     char *tmp = gb_malloc(tmp_cap);
+    if (tmp)
+        tmp[0] = '\0'; /* no temporary file yet: cleanup must not remove one */
     if (!dir || !tmp) {
         rc = gb_error_set(err, GB_ENOMEM, "out of memory writing '%s'", path);
         goto cleanup;

@@ -2,7 +2,9 @@
  * lines from different threads never interleave. */
 #include "util/log.h"
 #include "util/error.h"
+#include "util/log_limit.h"
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -14,6 +16,66 @@
 static atomic_int s_level = -1;
 
 static const char *s_names[] = {"debug", "info", "warn", "error", "off"};
+
+#define S_BLAME_RATE 2.0
+#define S_BLAME_BURST 20.0
+#define S_BLAME_REPORT_S 5.0
+
+static _Thread_local const char *s_blamed; /* the peer this thread's lines are about */
+static pthread_mutex_t s_blame_lock = PTHREAD_MUTEX_INITIALIZER;
+static gb_log_limiter_t s_blame_budget;
+static bool s_blame_ready;
+static double s_blame_report_at;
+
+void gb_log_blame(const char *peer)
+{
+    s_blamed = peer;
+}
+
+static double s_monotonic(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static void s_report_held(uint64_t held)
+{
+    char msg[128];
+    snprintf(msg, sizeof msg, "%llu more log lines caused by peers held back in the last %.0f s",
+             (unsigned long long)held, S_BLAME_REPORT_S);
+    gb_log(GB_LOG_WARN, "%s", msg);
+}
+
+/* Whether a line about the blamed peer may be written now; reports what was
+ * held back when it is time. */
+static bool s_blame_allows(enum gb_log_level level)
+{
+    const char *peer = level < GB_LOG_ERROR ? s_blamed : NULL;
+    double now = s_monotonic();
+    uint64_t held = 0;
+    bool ok = true;
+    pthread_mutex_lock(&s_blame_lock);
+    if (!s_blame_ready) {
+        gb_log_limit_init(&s_blame_budget, S_BLAME_RATE, S_BLAME_BURST);
+        s_blame_ready = true;
+        s_blame_report_at = now + S_BLAME_REPORT_S;
+    }
+    if (peer)
+        ok = gb_log_limit_allow(&s_blame_budget, peer, strlen(peer), now);
+    if (now >= s_blame_report_at) {
+        held = gb_log_limit_take_suppressed(&s_blame_budget);
+        s_blame_report_at = now + S_BLAME_REPORT_S;
+    }
+    pthread_mutex_unlock(&s_blame_lock);
+    if (held) {
+        const char *blamed = s_blamed;
+        s_blamed = NULL; /* the report is nobody's line */
+        s_report_held(held);
+        s_blamed = blamed;
+    }
+    return ok;
+}
 
 int gb_log_parse_level(const char *name, enum gb_log_level *out)
 {
@@ -48,6 +110,8 @@ enum gb_log_level gb_log_get_level(void)
 void gb_log(enum gb_log_level level, const char *fmt, ...)
 {
     if (level < gb_log_get_level() || level >= GB_LOG_OFF)
+        return;
+    if (!s_blame_allows(level))
         return;
     char line[1024];
     struct timespec ts;

@@ -22,6 +22,15 @@ void gb_log(enum gb_log_level level, const char *fmt, ...) __attribute__((format
 int gb_error_warn(gb_error_t *err, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* Blames the lines this thread logs from now on (debug, info and warn;
+ * errors are the process's own) on `peer`, until gb_log_blame(NULL): they
+ * are then rate-limited per peer (util/log_limit.h: 2 a second after a
+ * burst of 20), and what was held back is counted in one line every 5 s.
+ * For the code that handles one peer's message, so a peer that sends
+ * nothing but refusable input cannot fill the log. `peer` is borrowed
+ * until the next call. */
+void gb_log_blame(const char *peer);
+
 #define gb_log_debug(...) gb_log(GB_LOG_DEBUG, __VA_ARGS__)
 #define gb_log_info(...) gb_log(GB_LOG_INFO, __VA_ARGS__)
 #define gb_log_warn(...) gb_log(GB_LOG_WARN, __VA_ARGS__)

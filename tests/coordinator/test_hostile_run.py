@@ -16,6 +16,8 @@ serve --rounds 1 --min-clients 3 --quorum 2 on the MLP; two honest
   an EvalResult with loss 1e300               -> ERROR_INVALID_VALUE
 
   an EvalResult claiming more test samples than it joined with -> refused
+  300 misshapen Updates in a row             -> each ERROR_SHAPE, the log
+                                                 lines about them rate-limited
 
 then stalls past the deadline: round 1 closes with the two honest updates
 at --deadline, and its late update for round 1, sent once round 2 has begun,
@@ -158,6 +160,13 @@ def main():
         for reason, least in (("samples", 3), ("norm", 1), ("invalid", 2)):
             got = metric(http, "glassbox_updates_refused_total", reason)
             assert got >= least, "refused{reason=%s} = %g, want >= %d" % (reason, got, least)
+        # a stream of refusable updates: answered each, logged within a budget
+        wrong = update(task, small[:10], 500)
+        for _ in range(300):
+            seq = evil.send(update=wrong)
+        expect_error(evil, seq, E.ERROR_SHAPE, "the 300th misshapen Update")
+        evil.got = [e for e in evil.got if e.WhichOneof("body") != "error"]
+
         # stalled past the deadline: round 1 goes on without it
         t0 = time.time()
         task2 = evil.expect("task", 3 * DEADLINE_S).task
@@ -176,6 +185,10 @@ def main():
             p.wait(timeout=60)
             assert p.returncode == 0, "an honest client exited %d" % p.returncode
         log = open(serve_log).read()
+        about_evil = [line for line in log.splitlines() if "'evil'" in line]
+        print("serve logged %d lines about the liar for its ~320 lies" % len(about_evil))
+        assert len(about_evil) < 120, "%d lines about the liar" % len(about_evil)
+        assert "log lines caused by peers held back" in log, "no count of the lines held back"
         for needle in ("join claims 1099511627776 training", "L2 norm",
                        "train_accuracy 7 is outside"):
             assert needle in log, "the log does not say %r" % needle

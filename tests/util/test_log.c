@@ -308,6 +308,33 @@ static void test_threads(void **state)
     free(out);
 }
 
+/* Lines blamed on a peer: a burst of 20, then held back; another peer and
+ * unblamed lines are not; errors are never held back. */
+static void test_blame(void **state)
+{
+    (void)state;
+    s_capture_t c;
+    gb_log_set_level(GB_LOG_INFO);
+    s_capture_begin(&c);
+    gb_log_blame("10.1.2.3");
+    for (int i = 0; i < 500; i++)
+        gb_log_warn("flood %d", i);
+    gb_log_error("own failure");
+    gb_log_blame("edge-7");
+    gb_log_warn("edge-7 speaks");
+    gb_log_blame(NULL);
+    gb_log_warn("not blamed");
+    char *out = s_capture_end(&c);
+    int lines = 0;
+    for (const char *p = out; (p = strstr(p, "flood ")); p++)
+        lines++;
+    assert_true(lines >= 20 && lines <= 22);
+    assert_non_null(strstr(out, "own failure"));
+    assert_non_null(strstr(out, "edge-7 speaks"));
+    assert_non_null(strstr(out, "not blamed"));
+    free(out);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -319,6 +346,7 @@ int main(void)
         cmocka_unit_test(test_truncation),
         cmocka_unit_test(test_threads),
         cmocka_unit_test(test_error_warn),
+        cmocka_unit_test(test_blame),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
