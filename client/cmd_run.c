@@ -207,6 +207,31 @@ static int s_run_virtual(gb_virtual_t *v)
     return failed ? 1 : 0;
 }
 
+/* What a client dealt its shard by the coordinator loads, and frees at the end. */
+typedef struct {
+    gb_data_source_t data; /* --data and the rest; the partition comes from the shard */
+    gb_dataset_t *train, *test;
+} s_shard_load_t;
+
+static int s_load_shard(void *arg, const Glassbox__DataShard *shard, const gb_dataset_t **train,
+                        const gb_dataset_t **test, gb_error_t *err)
+{
+    s_shard_load_t *l = arg;
+    gb_data_source_t d = l->data;
+    d.partition = shard->partition;
+    d.clients = (int)shard->clients;
+    d.index = (int)shard->index;
+    d.partition_seed = shard->seed;
+    int rc = gb_data_source_check(&d, err);
+    if (rc == 0)
+        rc = gb_data_source_load(&d, &l->train, &l->test, err);
+    if (rc)
+        return gb_error_prefix(err, rc, "the dealt shard: ");
+    *train = l->train;
+    *test = l->test;
+    return 0;
+}
+
 /* The command; *config gets the --config file's storage, which holds
  * string options until the caller frees it after the run. */
 static int s_cmd_run(int argc, char **argv, gb_args_config_t **config)
@@ -215,10 +240,10 @@ static int s_cmd_run(int argc, char **argv, gb_args_config_t **config)
     const char *server_name = S_DEFAULT_SERVER_NAME, *name = NULL, *log_level = NULL;
     const char *cert_dir = NULL, *prefix = NULL;
     int threads = 0, virt = 0, give_up = 0; /* threads 0: not given; give_up 0: never */
-    bool json = false;
+    bool json = false, dealt = false;
     gb_data_source_t data = gb_data_source_defaults();
     const char *config_file = NULL;
-    enum { N_OWN = 14 };
+    enum { N_OWN = 15 };
     gb_arg_t opts[N_OWN + GB_DATA_SOURCE_ARGS + GB_DATA_SOURCE_PARTITION_ARGS] = {
         {"--config", GB_ARG_STRING, &config_file, 0, 0, NULL, "read options from FILE: 'key = value' lines, key a flag without --, # comments; flags given here win", false},
         {"--coordinator", GB_ARG_STRING, &endpoint, 0, 0, NULL, "tcp://HOST:PORT of the coordinator (required)", false},
@@ -233,6 +258,7 @@ static int s_cmd_run(int argc, char **argv, gb_args_config_t **config)
         {"--threads", GB_ARG_INT, &threads, 1, 256, NULL, "training threads, per client with --virtual (default: cores, at most 8; 1 with --virtual)", false},
         {"--give-up", GB_ARG_INT, &give_up, 1, 100000000, NULL, "exit 1 after S seconds without a session to the coordinator (default: never, for a daemon under systemd)", false},
         {"--json", GB_ARG_FLAG, &json, 0, 0, NULL, "one JSON object per line per finished task", false},
+        {"--shard-from-coordinator", GB_ARG_FLAG, &dealt, 0, 0, NULL, "simulation: train on the slice of --data the coordinator deals this client by name (serve --simulate-clients), instead of --clients/--index", false},
         {"--log", GB_ARG_CHOICE, &log_level, 0, 0, "debug|info|warn|error", "log level (default info, or GLASSBOX_LOG)", false},
     };
     gb_data_source_args(&data, opts + N_OWN);
@@ -254,12 +280,17 @@ static int s_cmd_run(int argc, char **argv, gb_args_config_t **config)
         "--index; the test split stays whole unless --partition-test is given.\n"
         "With --virtual N, N clients run in this one process, each with its own identity\n"
         "from --cert-dir and its own connection, sharing one loaded copy of the data:\n"
-        "client K takes slice K (--clients must be at least --index + N).",
+        "client K takes slice K (--clients must be at least --index + N).\n"
+        "With --shard-from-coordinator the coordinator (serve --simulate-clients N) deals\n"
+        "the slice by this client's name, so identical replicas need no setting of their own.",
         opts, n, required, argc, argv, config);
     if (rc >= 0)
         return rc;
     if ((rc = s_check_mode(virt, cert, key, name, cert_dir, prefix, ca_file)))
         return rc;
+    if (dealt && (virt || data.clients != 1))
+        return s_usage("--shard-from-coordinator: the coordinator deals the slice; give "
+                       "neither --virtual nor --clients");
     gb_error_t err = {0};
     gb_virtual_options_t vo = {.endpoint = endpoint, .cert_dir = cert_dir,
                                .name_prefix = prefix, .ca_file = ca_file,
@@ -300,10 +331,13 @@ static int s_cmd_run(int argc, char **argv, gb_args_config_t **config)
     if (virt)
         load.clients = 1, load.index = 0;
     gb_dataset_t *train = NULL, *test = NULL;
-    if (gb_data_source_load(&load, &train, &test, &err))
+    if (!dealt && gb_data_source_load(&load, &train, &test, &err))
         return s_fail("", &err);
     char desc[256];
     gb_data_source_describe(&data, desc, sizeof desc);
+    if (dealt)
+        snprintf(desc, sizeof desc, "%s, slice dealt by the coordinator", data.data);
+    s_shard_load_t shard = {.data = data};
 
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
@@ -332,7 +366,8 @@ static int s_cmd_run(int argc, char **argv, gb_args_config_t **config)
                                  .server_name = server_name, .client_name = name,
                                  .train = train, .test = test, .dataset = desc,
                                  .threads = threads, .give_up_s = give_up,
-                                 .report = s_report, .report_arg = &json};
+                                 .load_shard = dealt ? s_load_shard : NULL,
+                                 .shard_arg = &shard, .report = s_report, .report_arg = &json};
         gb_daemon_t *d = gb_daemon_new(&o, &err);
         rc = d ? s_run_one(d) : s_fail("", &err);
         gb_daemon_destroy(&d);
@@ -341,6 +376,8 @@ static int s_cmd_run(int argc, char **argv, gb_args_config_t **config)
         zmq_ctx_term(ctx);
     gb_dataset_destroy(&train);
     gb_dataset_destroy(&test);
+    gb_dataset_destroy(&shard.train);
+    gb_dataset_destroy(&shard.test);
     return rc;
 }
 

@@ -64,6 +64,7 @@ struct gb_daemon {
     size_t n_recent;                     /* ids written to the ring so far */
     uint64_t session;                    /* the link's current session (0: none) */
     uint64_t join_seq;                   /* Join's sequence on this session */
+    uint32_t shard_index;                /* the data shard dealt (load_shard) */
     double rejoin_at;                    /* monotonic time to send Join again (0: none):
                                             the coordinator was busy */
     double next_heartbeat;               /* monotonic time of the next Heartbeat */
@@ -171,12 +172,15 @@ static int s_send_join(gb_daemon_t *d, gb_error_t *err)
 {
     char threads[16];
     snprintf(threads, sizeof threads, "%d", d->o.threads);
-    Glassbox__KeyValue kv[2] = {GLASSBOX__KEY_VALUE__INIT, GLASSBOX__KEY_VALUE__INIT};
+    Glassbox__KeyValue kv[3] = {GLASSBOX__KEY_VALUE__INIT, GLASSBOX__KEY_VALUE__INIT,
+                                GLASSBOX__KEY_VALUE__INIT};
     kv[0].key = "threads";
     kv[0].value = threads;
     kv[1].key = "explain_methods";
     kv[1].value = S_EXPLAIN_METHODS;
-    Glassbox__KeyValue *caps[2] = {&kv[0], &kv[1]};
+    kv[2].key = "shard"; /* dealt by the coordinator, the same again after a reconnect */
+    kv[2].value = "ask";
+    Glassbox__KeyValue *caps[3] = {&kv[0], &kv[1], &kv[2]};
     Glassbox__Join j = GLASSBOX__JOIN__INIT;
     j.min_protocol_version = j.max_protocol_version = GB_ENVELOPE_PROTOCOL_VERSION;
     j.client_name = d->client_name;
@@ -185,7 +189,7 @@ static int s_send_join(gb_daemon_t *d, gb_error_t *err)
     j.test_samples = d->o.test ? (uint64_t)d->o.test->n : 0;
     j.dataset = d->dataset;
     j.last_round = d->st.last_round;
-    j.n_capabilities = 2;
+    j.n_capabilities = d->o.load_shard ? 3 : 2;
     j.capabilities = caps;
     Glassbox__Envelope env = GLASSBOX__ENVELOPE__INIT;
     env.body_case = GLASSBOX__ENVELOPE__BODY_JOIN;
@@ -407,6 +411,23 @@ static double s_next_timer(const gb_daemon_t *d, double now)
 static int s_on_welcome(gb_daemon_t *d, const Glassbox__Envelope *env, gb_error_t *err)
 {
     const Glassbox__Welcome *w = env->welcome;
+    if (d->o.load_shard && !d->o.train && !d->o.test) {
+        if (!w->shard) {
+            /* the coordinator's Error that follows says why */
+            S_LOG(warn, d, "welcomed without a data shard to train on");
+            return 0;
+        }
+        S_LOG(info, d, "dealt slice %u of %u (%s, seed %" PRIu64 "); loading it",
+              w->shard->index, w->shard->clients, w->shard->partition, w->shard->seed);
+        int rc = d->o.load_shard(d->o.shard_arg, w->shard, &d->o.train, &d->o.test, err);
+        if (rc)
+            return rc;
+    } else if (d->o.load_shard && w->shard && w->shard->index != d->shard_index) {
+        S_LOG(warn, d, "the coordinator now deals slice %u; this client keeps slice %u",
+              w->shard->index, d->shard_index);
+    }
+    if (w->shard)
+        d->shard_index = w->shard->index;
     if (d->st.client_id[0] && strcmp(d->st.client_id, w->client_id) != 0)
         S_LOG(warn, d, "the coordinator now calls this client '%s' (was '%s'); the "
                     "task runner keeps the first id", w->client_id, d->st.client_id);
@@ -680,8 +701,10 @@ static int s_check_options(const gb_daemon_options_t *o, gb_error_t *err)
                         : !o->ca_file ? "ca_file" : !o->server_name ? "server_name" : NULL;
     if (missing)
         return gb_error_set(err, GB_EINVAL, "daemon: %s is required", missing);
-    if (!o->train && !o->test)
+    if (!o->train && !o->test && !o->load_shard)
         return gb_error_set(err, GB_EINVAL, "daemon: needs a training or a test split");
+    if (!o->train && !o->test && !o->dataset)
+        return gb_error_set(err, GB_EINVAL, "daemon: a shard to be dealt needs a dataset name");
     if (o->threads < 0 || o->threads > 256)
         return gb_error_set(err, GB_EINVAL, "daemon: threads %d is outside 1..256", o->threads);
     if (o->retry_ms < 0 || o->retry_max_ms < 0)

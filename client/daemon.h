@@ -96,6 +96,13 @@ typedef struct {
  * finished; the report is borrowed for the call. */
 typedef void (*gb_daemon_report_fn)(void *arg, const gb_daemon_task_report_t *r);
 
+/* Loads the data shard the coordinator dealt (simulation): fills *train
+ * and *test (either may be NULL) with datasets the callee owns and keeps
+ * until the daemon is destroyed. Returns 0 or a gb_err with err filled. */
+typedef int (*gb_daemon_shard_fn)(void *arg, const Glassbox__DataShard *shard,
+                                  const gb_dataset_t **train, const gb_dataset_t **test,
+                                  gb_error_t *err);
+
 typedef struct {
     void *zmq_ctx;              /* ZeroMQ context (borrowed; required) */
     const char *endpoint;       /* the coordinator, "tcp://HOST:7700" (required) */
@@ -114,6 +121,12 @@ typedef struct {
     int give_up_s;              /* without a session to the coordinator for this long,
                                    gb_daemon_step fails with GB_ECLOSED (0: never, for a
                                    daemon under a supervisor that keeps it up) */
+    gb_daemon_shard_fn load_shard; /* with train and test NULL: ask the coordinator for a
+                                   shard in Join and load it at the first Welcome (the
+                                   coordinator turns the Join away as busy until the
+                                   client joins again with its samples); dataset is then
+                                   required */
+    void *shard_arg;            /* passed to load_shard */
     gb_daemon_report_fn report; /* per finished task (may be NULL) */
     void *report_arg;           /* passed to report */
 } gb_daemon_options_t;

@@ -45,6 +45,7 @@ typedef struct {
     double fraction, deadline_s, lr, momentum, weight_decay, mu, clip;
     double finished_grace_s; /* how long a finished federation answers clients coming back */
     uint64_t rounds, seed;
+    int simulate_clients;
     bool client_eval, json;
     char key[4096], cert[4096];
 } s_cli_t;
@@ -117,6 +118,8 @@ static int s_options(s_cli_t *c)
     o->train.fedprox_mu = c->mu;
     o->train.clip_norm = c->clip;
     o->train.seed = c->seed;
+    o->simulate_clients = (uint32_t)c->simulate_clients;
+    o->simulate_seed = c->seed;
     static const struct {
         const char *name;
         Glassbox__ExplainMethod m;
@@ -299,6 +302,8 @@ int gb_cmd_serve(int argc, char **argv)
         {"--weight-decay", GB_ARG_FLOAT, &c.weight_decay, 0, 1e3, NULL, "local weight decay (default 0)", false},
         {"--fedprox-mu", GB_ARG_FLOAT, &c.mu, 0, 1e6, NULL, "FedProx proximal term (default 0: FedAvg)", false},
         {"--clip-norm", GB_ARG_FLOAT, &c.clip, 0, 1e12, NULL, "clip each update to this L2 norm (default 0: off)", false},
+        {"--simulate-clients", GB_ARG_INT, &c.simulate_clients, 1, 100000, NULL, "simulation: deal the training split in N slices to clients started with 'run --shard-from-coordinator', one each by name, kept in --state (default: none)", false},
+        {"--simulate-partition", GB_ARG_STRING, &c.fed.simulate_partition, 0, 0, NULL, "how those slices are cut: iid, dirichlet:ALPHA or shards:K (default iid; seeded by --seed)", false},
         {"--max-client-samples", GB_ARG_U64, &c.fed.max_client_samples, 0, 0, NULL, "most samples one client may claim in its Join or any result (default 10000000)", false},
         {"--max-norm-ratio", GB_ARG_FLOAT, &c.fed.max_norm_ratio, 1.5, 1e9, NULL, "refuse an update whose L2 norm is more than this times the last round's median (and the global model's norm) (default 10)", false},
         {"--max-explanation-share", GB_ARG_FLOAT, &c.fed.max_explanation_share, 0, 1, NULL, "most of a round's aggregate explanation one client may carry, as a share of the selected clients' samples (default 0: each client weighs its own samples, no further cap)", false},

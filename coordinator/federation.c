@@ -289,6 +289,8 @@ gb_federation_t *gb_federation_new(void *zmq_ctx, gb_front_door_t *door,
         goto fail;
     if (f->outbox)
         s_send_recovered(f);
+    if (gb_fed_sim_init(f, err) != 0)
+        goto fail;
     gb_rounds_config_t rc = f->o.rounds;
     if (f->task_id_base > rc.task_id_base)
         rc.task_id_base = f->task_id_base;
@@ -296,7 +298,7 @@ gb_federation_t *gb_federation_new(void *zmq_ctx, gb_front_door_t *door,
     if (!(f->rounds = gb_rounds_new(&rc, f->global->round, err)))
         goto fail;
     gb_front_door_handlers_t h = {.arg = f, .joined = s_on_joined, .left = s_on_left,
-                                  .message = s_on_message};
+                                  .message = s_on_message, .welcome = gb_fed_sim_welcome};
     gb_front_door_set_handlers(door, &h);
     gb_front_door_set_max_transfer(door, gb_fed_max_transfer(f));
     gb_log_info("federation: model of %zu parameters at round %llu, aggregator %s, server "
@@ -349,6 +351,8 @@ void gb_federation_destroy(gb_federation_t **pf)
     gb_free(f->server_optimizer);
     gb_free(f->untold);
     gb_free(f->norms);
+    gb_shard_map_destroy(&f->shards);
+    gb_free(f->sim_partition);
     gb_free(f);
     *pf = NULL;
 }
@@ -538,6 +542,8 @@ static bool s_on_joined(void *arg, const char *id, const Glassbox__Join *j,
         s_told(f, id);
         return false;
     }
+    if (gb_fed_sim_turns_away(f, id, j, no))
+        return false;
     if (j->train_samples > f->o.max_client_samples ||
         j->test_samples > f->o.max_client_samples) {
         no->code = GLASSBOX__ERROR_CODE__ERROR_INVALID_VALUE;

@@ -119,6 +119,11 @@ typedef struct {
                                       carries: this share of the samples the selected
                                       clients joined with (0 or >= 1: no cap beyond each
                                       client's own sample share) */
+    uint32_t simulate_clients;     /* simulation: deal the training split in this many
+                                      slices to clients that ask, by name (0: none) */
+    const char *simulate_partition; /* their partition: iid, dirichlet:A, shards:K
+                                      (NULL: iid) */
+    uint64_t simulate_seed;        /* the partition's seed */
     void (*round_done)(void *arg, const gb_federation_round_t *r); /* may be NULL */
     void *round_done_arg;          /* passed to round_done */
 } gb_federation_options_t;

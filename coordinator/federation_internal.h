@@ -13,6 +13,7 @@
 #include "net/signing.h"
 #include "net/snapshot.h"
 #include "server_optim.h"
+#include "shard_map.h"
 
 struct gb_federation {
     gb_federation_options_t o;      /* options, defaults filled (strings borrowed only
@@ -82,6 +83,10 @@ struct gb_federation {
     double current_norm;            /* the Update being judged */
     uint64_t explain_cap;           /* this attempt's cap on one client's explanation weight (0: none) */
     uint64_t current_max_count;     /* the samples the Update's client joined with (train + test) */
+    gb_shard_map_t *shards;         /* simulation: slices by client name (NULL: none) */
+    char *sim_partition;            /* its partition, canonical text */
+    Glassbox__DataShard sim_shard;  /* the last shard put in a Welcome */
+    char sim_refusal[256];          /* why the last Join that asked got none ("": it did) */
     uint64_t per_checkpoint;        /* bytes one checkpoint and model file take, about */
     char fatal[GB_ERROR_MSG_MAX];   /* why the federation cannot go on ("" while it can) */
     bool resumed_finished;          /* this run began with every round done: who is
@@ -109,6 +114,17 @@ void gb_fed_norms_round_done(gb_federation_t *f);
 void gb_fed_norms_forget(gb_federation_t *f);
 /* The largest Envelope a Task or an Update of this model needs, in bytes. */
 uint64_t gb_fed_max_transfer(const gb_federation_t *f);
+
+/* Simulation (federation_sim.c). */
+/* Opens the shard map when simulate_clients is set (0, or a gb_err). */
+int gb_fed_sim_init(gb_federation_t *f, gb_error_t *err);
+/* The front door's welcome handler: deals the Join a shard if it asks. */
+void gb_fed_sim_welcome(void *arg, const char *id, const Glassbox__Join *j,
+                        Glassbox__Welcome *w);
+/* True, with the refusal, for a Join that asked for a shard and holds no
+ * data yet (busy: load it and join again) or could get none. */
+bool gb_fed_sim_turns_away(gb_federation_t *f, const char *id, const Glassbox__Join *j,
+                           gb_front_door_refusal_t *no);
 
 /* Makes the candidate the global model and reports the round. */
 void gb_fed_commit(gb_federation_t *f, const gb_rounds_action_t *a);

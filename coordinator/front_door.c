@@ -363,6 +363,10 @@ static void s_welcome(gb_front_door_t *d, s_session_t *s, const Glassbox__Envelo
     w.software_version = "glassbox " GLASSBOX_VERSION;
     env.body_case = GLASSBOX__ENVELOPE__BODY_WELCOME;
     env.welcome = &w;
+    if (!s->subscriber && !s_wants_publications(j) && d->h.welcome) {
+        gb_log_blame(NULL); /* the round loop's lines are its own */
+        d->h.welcome(d->h.arg, s->name, j, &w);
+    }
     if (s->joined || s->subscriber) { /* a repeated Join: the Welcome again, nothing else */
         s_send(d, s, &env);
         return;

@@ -105,6 +105,12 @@ typedef struct {
      * joined (anything but Join from it is refused as unexpected). */
     bool (*joined)(void *arg, const char *client_id, const Glassbox__Join *join,
                    gb_front_door_refusal_t *refusal);
+    /* before the Welcome to a participant's Join goes out: adds what the
+     * round loop tells it there (in simulation, the data shard it trains
+     * on). What it points the Welcome at must stay valid until the next
+     * call into the handlers. */
+    void (*welcome)(void *arg, const char *client_id, const Glassbox__Join *join,
+                    Glassbox__Welcome *welcome);
     /* client_id's session ended (closed, timed out, cut off) */
     void (*left)(void *arg, const char *client_id, const char *reason);
     /* an Envelope of any other body (Update, EvalResult, ...) from a

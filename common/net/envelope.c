@@ -278,6 +278,19 @@ static int s_check_join(const Glassbox__Join *j, gb_error_t *err)
     return rc;
 }
 
+static int s_check_shard(const Glassbox__DataShard *d, gb_error_t *err)
+{
+    int rc = s_text(err, "welcome.shard.partition", d->partition, 1, GB_ENVELOPE_MAX_NAME,
+                    false);
+    if (rc == 0 && (d->clients < 1 || d->clients > GB_ENVELOPE_MAX_SHARDS))
+        rc = s_fail(err, GB_EINVAL, "welcome.shard.clients", "%u is outside 1..%u",
+                    (unsigned)d->clients, (unsigned)GB_ENVELOPE_MAX_SHARDS);
+    if (rc == 0 && d->index >= d->clients)
+        rc = s_fail(err, GB_EINVAL, "welcome.shard.index", "%u is not below clients %u",
+                    (unsigned)d->index, (unsigned)d->clients);
+    return rc;
+}
+
 static int s_check_welcome(const Glassbox__Welcome *w, gb_error_t *err)
 {
     int rc = s_count(err, "welcome.protocol_version", w->protocol_version);
@@ -303,6 +316,8 @@ static int s_check_welcome(const Glassbox__Welcome *w, gb_error_t *err)
                     "%u must be more than heartbeat_interval_ms %u and at most %u",
                     (unsigned)w->heartbeat_timeout_ms, (unsigned)w->heartbeat_interval_ms,
                     GB_ENVELOPE_MAX_INTERVAL_MS);
+    if (rc == 0 && w->shard)
+        rc = s_check_shard(w->shard, err);
     return rc;
 }
 

@@ -83,6 +83,7 @@
 #define GB_ENVELOPE_MAX_EPOCHS 1000        /* TrainConfig.epochs */
 #define GB_ENVELOPE_MAX_BATCH 65536        /* TrainConfig.batch_size */
 #define GB_ENVELOPE_MAX_STEPS 100000000u   /* TrainConfig.max_steps */
+#define GB_ENVELOPE_MAX_SHARDS 100000u     /* Welcome.shard.clients */
 #define GB_ENVELOPE_MAX_EXPLAIN_STEPS 4096 /* ExplainConfig.steps */
 #define GB_ENVELOPE_MAX_INTERVAL_MS 86400000u /* heartbeat interval/timeout, retry_after: 1 day */
 

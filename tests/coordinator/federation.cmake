@@ -62,3 +62,13 @@ if(GB_FED_PYTHON)
   set_tests_properties(coordinator/test_hostile_run PROPERTIES
     LABELS "cli;coordinator;federation" TIMEOUT 400)
 endif()
+
+# Data shards dealt by the coordinator by name (serve --simulate-clients,
+# run --shard-from-coordinator), kept across a restart (test_shards_run.py).
+if(GB_FED_PYTHON)
+  add_test(NAME coordinator/test_shards_run
+           COMMAND ${GB_FED_PYTHON} ${CMAKE_CURRENT_LIST_DIR}/test_shards_run.py
+                   ${CMAKE_BINARY_DIR} ${CMAKE_SOURCE_DIR})
+  set_tests_properties(coordinator/test_shards_run PROPERTIES
+    LABELS "cli;coordinator;federation" TIMEOUT 300)
+endif()

@@ -73,6 +73,13 @@ def metric(http, name, reason):
     return 0.0
 
 
+def rss_mib(pid):
+    for line in open("/proc/%d/status" % pid):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
 def expect_error(evil, seq, code, what):
     e = evil.reply_to(seq)
     assert e.WhichOneof("body") == "error", "%s: accepted" % what
@@ -138,10 +145,15 @@ def main():
                                                                    n))
 
         # a transfer the model could never need: refused at its first chunk
+        before = rss_mib(server.pid)
         seq = evil.send(chunk=pb.TensorChunk(transfer_id=1, index=0, count=300 * 16,
                                              offset=0, total_bytes=300 << 20,
                                              data=b"\0" * 65536))
         expect_error(evil, seq, E.ERROR_TOO_LARGE, "a 300 MiB transfer")
+        for i in range(1, 32):  # its later chunks are dropped without a word
+            evil.send(chunk=pb.TensorChunk(transfer_id=1, index=i, count=300 * 16,
+                                           offset=i * 65536, total_bytes=300 << 20,
+                                           data=b"\0" * 65536))
         small = [1e-4] * n
         seq = evil.send(update=update(task, small, 1 << 40))
         expect_error(evil, seq, E.ERROR_INVALID_VALUE, "an Update claiming 2^40 samples")
@@ -157,6 +169,9 @@ def main():
         seq = evil.send(eval_result=pb.EvalResult(round=task.round, task_id=task.task_id,
                                                   num_samples=11, loss=0.5, accuracy=0.5))
         expect_error(evil, seq, E.ERROR_INVALID_VALUE, "an EvalResult past its Join's 10")
+        grown = rss_mib(server.pid) - before
+        print("the coordinator grew %.1f MiB while refusing all that" % grown)
+        assert grown < 32, "the coordinator grew %.1f MiB" % grown
         for reason, least in (("samples", 3), ("norm", 1), ("invalid", 2)):
             got = metric(http, "glassbox_updates_refused_total", reason)
             assert got >= least, "refused{reason=%s} = %g, want >= %d" % (reason, got, least)

@@ -216,8 +216,18 @@ static void s_set_nan(float *p, int i)
     p[i] = NAN;
 }
 
+/* A data shard for the Welcome cases (static: the fixture only points at it). */
+static Glassbox__DataShard s_shard;
+
 static void s_mutate(gbfix_t *f, int which)
 {
+    if (which >= 36 && which <= 38) {
+        glassbox__data_shard__init(&s_shard);
+        s_shard.partition = "dirichlet:0.5";
+        s_shard.clients = 3;
+        s_shard.index = 2;
+        f->welcome.shard = &s_shard;
+    }
     switch (which) {
     /* envelope */
     case 1: f->env.protocol_version = 0; break;
@@ -252,6 +262,9 @@ static void s_mutate(gbfix_t *f, int which)
     case 33: f->welcome.heartbeat_timeout_ms = 5000; break;
     case 34: f->welcome.heartbeat_interval_ms = GB_ENVELOPE_MAX_INTERVAL_MS + 1; break;
     case 35: f->welcome.protocol_version = 0; break;
+    case 36: s_shard.index = 3; break;
+    case 37: s_shard.clients = GB_ENVELOPE_MAX_SHARDS + 1, s_shard.index = 0; break;
+    case 38: s_shard.partition = ""; break;
     /* task */
     case 40: f->task.round = 0; break;
     case 41: f->task.task_id = 0; break;
@@ -414,6 +427,9 @@ static const s_case_t s_cases[] = {
      "welcome.heartbeat_timeout_ms: 5000 must be more"},
     {GBFIX_WELCOME, 34, GB_EINVAL, E(INVALID_VALUE),
      "welcome.heartbeat_interval_ms: 86400001 is more than"},
+    {GBFIX_WELCOME, 36, GB_EINVAL, E(INVALID_VALUE), "welcome.shard.index: 3 is not below"},
+    {GBFIX_WELCOME, 37, GB_EINVAL, E(INVALID_VALUE), "welcome.shard.clients: 100001 is outside"},
+    {GBFIX_WELCOME, 38, GB_EFORMAT, E(MALFORMED), "welcome.shard.partition: is empty"},
     {GBFIX_TASK, 40, GB_EFORMAT, E(MALFORMED), "task.round: is 0"},
     {GBFIX_TASK, 41, GB_EFORMAT, E(MALFORMED), "task.task_id: is 0"},
     {GBFIX_TASK, 42, GB_EINVAL, E(INVALID_VALUE), "task: asks neither to train nor to evaluate"},

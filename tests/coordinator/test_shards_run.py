@@ -1,0 +1,127 @@
+#!/usr/bin/python3
+"""Data shards dealt by the coordinator, with real processes (the way
+docker-compose replicas that share one image and one token get their data):
+
+  serve --simulate-clients 3 --simulate-partition dirichlet:0.5 --rounds 2;
+  three `glassbox-client run --shard-from-coordinator` with no --clients or
+  --index are dealt slices 0, 1, 2
+  their slices by name (kept in --state/shards) while serve waits; a fourth
+  is turned away ("all 3 slices are taken") and exits 1 with that reason;
+  serve restarted on the same --state deals the three, which reconnect by
+  themselves, the slices they had, and both rounds run with all three.
+
+Usage: test_shards_run.py BUILD_DIR SOURCE_DIR
+"""
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+
+BUILD = sys.argv[1]
+CLIENT = os.path.join(BUILD, "glassbox-client")
+COORD = os.path.join(BUILD, "glassbox-coordinator")
+
+
+def run(*args):
+    p = subprocess.run(list(args), capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, "%s: exit %d\n%s%s" % (args, p.returncode, p.stdout, p.stderr)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def serve(work, port, rounds, min_clients, tag):
+    return subprocess.Popen(
+        [COORD, "serve", "--ca", os.path.join(work, "ca"), "--listen",
+         "tcp://127.0.0.1:%d" % port, "--http", "none", "--model", "mlp", "--explain", "none",
+         "--rounds", str(rounds), "--min-clients", str(min_clients),
+         "--simulate-clients", "3", "--simulate-partition", "dirichlet:0.5",
+         "--state", os.path.join(work, "state"), "--finished-grace", "0", "--json"],
+        stdout=subprocess.PIPE, stderr=open(os.path.join(work, "serve-%s.log" % tag), "w"),
+        text=True)
+
+
+def client(work, port, name, tag):
+    cert = os.path.join(work, "ca", "clients", name)
+    return subprocess.Popen(
+        [CLIENT, "run", "--coordinator", "tcp://127.0.0.1:%d" % port, "--cert", cert + ".crt",
+         "--key", cert + ".key", "--ca-file", os.path.join(work, "ca", "ca.crt"),
+         "--data", "fashion-mnist", "--limit", "3000", "--threads", "1",
+         "--shard-from-coordinator"],
+        stdout=subprocess.DEVNULL,
+        stderr=open(os.path.join(work, "%s-%s.log" % (name, tag)), "w"))
+
+
+def dealt(work, name, tag):
+    text = open(os.path.join(work, "%s-%s.log" % (name, tag))).read()
+    m = re.search(r"dealt slice (\d+) of 3", text)
+    assert m, text[-2000:]
+    return int(m.group(1))
+
+
+def wait_for(path, text, count, timeout=60):
+    import time
+    end = time.time() + timeout
+    while time.time() < end:
+        if open(path).read().count(text) >= count:
+            return
+        time.sleep(0.05)
+    raise AssertionError("%d x '%s' not in %s" % (count, text, path))
+
+
+def main():
+    work = tempfile.mkdtemp(prefix="gb-shards-")
+    ca = os.path.join(work, "ca")
+    run(COORD, "ca", "init", "--dir", ca, "--federation", "shards")
+    names = ["edge-%d" % k for k in range(4)]
+    for name in names:
+        run(COORD, "ca", "issue", "--dir", ca, "--name", name)
+    port = free_port()
+    # phase 1: a coordinator that waits for 4: three are dealt slices, a fourth is refused
+    server = serve(work, port, 2, 4, "1")
+    ps = []
+    try:
+        assert server.stdout.readline().startswith("listening on")
+        ps = [client(work, port, name, "1") for name in names[:3]]
+        wait_for(os.path.join(work, "serve-1.log"), "was dealt slice", 3)
+        extra = client(work, port, names[3], "1")
+        extra.wait(timeout=60)
+        assert extra.returncode == 1, "the fourth client exited %d" % extra.returncode
+        text = open(os.path.join(work, "edge-3-1.log")).read()
+        assert "all 3 slices are taken" in text, text[-2000:]
+        slices = {name: dealt(work, name, "1") for name in names[:3]}
+        assert sorted(slices.values()) == [0, 1, 2], slices
+        server.terminate()
+        server.wait(timeout=30)
+        table = open(os.path.join(work, "state", "shards")).read().splitlines()
+        kept = dict(line.split() for line in table if not line.startswith("#"))
+        assert {k: int(v) for k, v in kept.items()} == slices, (kept, slices)
+        print("dealt by name: %s; a fourth client turned away: ok" % slices)
+
+        # phase 2: a new coordinator on the same --state; the clients come back by themselves
+        server = serve(work, port, 2, 3, "2")
+        out, _ = server.communicate(timeout=120)
+        assert server.returncode == 0, "serve exited %d" % server.returncode
+        rounds = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+        assert [r["participants"] for r in rounds] == [3, 3], rounds
+        assert all(r["samples"] == 3000 for r in rounds), rounds
+        for name, p in zip(names, ps):
+            p.wait(timeout=60)
+            assert p.returncode == 0, "%s exited %d" % (name, p.returncode)
+            text = open(os.path.join(work, "%s-1.log" % name)).read()
+            assert "now deals slice" not in text, text[-2000:]
+        print("after a restart every client kept its slice; 2 rounds of 3: ok")
+    finally:
+        for p in [server] + ps:
+            if p.poll() is None:
+                p.kill()
+
+
+if __name__ == "__main__":
+    main()
