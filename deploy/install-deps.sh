@@ -23,7 +23,15 @@ packages=(
   openssl python3-zmq python3-protobuf protobuf-compiler python3-cryptography
   # data: Fashion-MNIST, and the sunspot series shipped with statsmodels
   dataset-fashion-mnist python3-statsmodels
+  # packaging test (tests/deploy): dpkg-shlibdeps for the .deb's Depends,
+  # systemd-analyze verify for the units
+  dpkg-dev systemd
 )
+# The container tests (GLASSBOX_DOCKER=1): the base image is made from
+# Debian's packages with debootstrap, the federation run with docker-compose.
+if [ "${GLASSBOX_DOCKER:-0}" = 1 ]; then
+  packages+=(debootstrap docker.io docker-compose)
+fi
 
 missing=()
 for p in "${packages[@]}"; do
