@@ -15,6 +15,8 @@
 #include "server_optim.h"
 #include "shard_map.h"
 
+#define GB_FED_PHASES 4 /* aggregate, evaluate, publish, checkpoint */
+
 struct gb_federation {
     gb_federation_options_t o;      /* options, defaults filled (strings borrowed only
                                        during new; the kept ones are below) */
@@ -63,6 +65,7 @@ struct gb_federation {
     size_t participants;            /* updates aggregated */
     uint64_t samples;               /* their weight */
     double started;                 /* when its first task went out (monotonic s) */
+    double phase_seconds[GB_FED_PHASES]; /* how long each of its steps took */
 
     /* the result being fed while the action queue drains */
     const Glassbox__Envelope *current;

@@ -21,6 +21,35 @@
 #include "util/metrics.h"
 #include "util/time.h"
 
+/* How long each step of the attempt in progress took (f->phase_seconds,
+ * monotonic seconds), kept as the step returns and made the
+ * glassbox_round_phase_seconds gauges only when its round is committed, so
+ * an abandoned attempt's times never show. Every finished round runs all
+ * four steps, so each slot is that round's. */
+enum { S_AGGREGATE, S_EVALUATE, S_PUBLISH, S_CHECKPOINT, S_PHASES };
+_Static_assert(S_PHASES == GB_FED_PHASES, "one time per step");
+static const char *const s_phase_name[S_PHASES] = {"aggregate", "evaluate", "publish",
+                                                   "checkpoint"};
+
+typedef int (*s_step_fn)(gb_federation_t *, const gb_rounds_action_t *, gb_error_t *);
+
+static int s_timed(int phase, s_step_fn fn, gb_federation_t *f, const gb_rounds_action_t *a,
+                   gb_error_t *err)
+{
+    double t0 = gb_time_now();
+    int rc = fn(f, a, err);
+    f->phase_seconds[phase] = gb_time_now() - t0;
+    return rc;
+}
+
+/* At most this many glassbox_explanation_distance series (one per client of
+ * the round): the registry holds GB_METRICS_MAX_SERIES (4096) series for
+ * every metric together, and past that it makes no new series at all (each
+ * refused one counted by gb_metrics_dropped), which would starve the other
+ * metrics' new series (a new refusal reason, say). A round with more
+ * clients shows the most divergent ones; the Publication carries them all. */
+#define S_DISTANCE_SERIES_MAX 1024
+
 /* The most explanation weight one client may carry this attempt:
  * max_explanation_share of the samples its selected clients joined with
  * (0: no cap). Read from what they claimed at Join, so a client that lies
@@ -82,6 +111,9 @@ int gb_fed_feed_update(gb_federation_t *f, const gb_rounds_action_t *a, gb_error
     gb_wire_floats_from_le(f->scratch, u->delta.data, f->global->n_params);
     if ((rc = gb_aggregator_add(f->agg, f->scratch, f->global->n_params, u->num_samples, err)))
         return rc;
+    gb_metrics_counter_add("glassbox_updates_accepted_total",
+                           "Updates fed to the aggregator (of any attempt, finished or not)",
+                           NULL, NULL, 1);
     if ((rc = gb_fed_note_norm(f, f->current_norm, err)))
         return rc;
     double loss = s_metric(u->metrics, u->n_metrics, "train_loss");
@@ -128,7 +160,7 @@ int gb_fed_feed_eval(gb_federation_t *f, const gb_rounds_action_t *a, gb_error_t
     return 0;
 }
 
-int gb_fed_aggregate(gb_federation_t *f, const gb_rounds_action_t *a, gb_error_t *err)
+static int s_aggregate(gb_federation_t *f, const gb_rounds_action_t *a, gb_error_t *err)
 {
     size_t n = f->global->n_params;
     if (!f->open || f->open_round != a->round)
@@ -159,7 +191,7 @@ int gb_fed_aggregate(gb_federation_t *f, const gb_rounds_action_t *a, gb_error_t
     return 0;
 }
 
-int gb_fed_evaluate(gb_federation_t *f, const gb_rounds_action_t *a, gb_error_t *err)
+static int s_evaluate(gb_federation_t *f, const gb_rounds_action_t *a, gb_error_t *err)
 {
     f->test_loss = f->test_accuracy = NAN;
     if (!f->eval_model)
@@ -197,7 +229,7 @@ static double s_mean(double sum, uint64_t n)
     return n ? sum / (double)n : NAN;
 }
 
-int gb_fed_publish(gb_federation_t *f, const gb_rounds_action_t *a, gb_error_t *err)
+static int s_publish(gb_federation_t *f, const gb_rounds_action_t *a, gb_error_t *err)
 {
     if (!f->pub && !f->out_dir && !f->signer)
         return 0;
@@ -287,7 +319,7 @@ static void s_emit(gb_federation_t *f, uint64_t round)
     f->pub_len = 0;
 }
 
-int gb_fed_checkpoint(gb_federation_t *f, const gb_rounds_action_t *a, gb_error_t *err)
+static int s_checkpoint(gb_federation_t *f, const gb_rounds_action_t *a, gb_error_t *err)
 {
     if (!f->state_dir) {
         s_emit(f, a->round);
@@ -333,6 +365,95 @@ int gb_fed_checkpoint(gb_federation_t *f, const gb_rounds_action_t *a, gb_error_
     return rc;
 }
 
+int gb_fed_aggregate(gb_federation_t *f, const gb_rounds_action_t *a, gb_error_t *err)
+{
+    return s_timed(S_AGGREGATE, s_aggregate, f, a, err);
+}
+
+int gb_fed_evaluate(gb_federation_t *f, const gb_rounds_action_t *a, gb_error_t *err)
+{
+    return s_timed(S_EVALUATE, s_evaluate, f, a, err);
+}
+
+int gb_fed_publish(gb_federation_t *f, const gb_rounds_action_t *a, gb_error_t *err)
+{
+    return s_timed(S_PUBLISH, s_publish, f, a, err);
+}
+
+int gb_fed_checkpoint(gb_federation_t *f, const gb_rounds_action_t *a, gb_error_t *err)
+{
+    return s_timed(S_CHECKPOINT, s_checkpoint, f, a, err);
+}
+
+static int s_by_value_desc(const void *x, const void *y)
+{
+    double a = *(const double *)x, b = *(const double *)y;
+    return (a < b) - (a > b);
+}
+
+/* The round's explanation distances as glassbox_explanation_distance{client},
+ * the previous round's series cleared first so that clients that left do not
+ * linger; past S_DISTANCE_SERIES_MAX clients, the largest distances. */
+static void s_distance_metrics(const gb_federation_t *f)
+{
+    const char *name = "glassbox_explanation_distance";
+    gb_metrics_gauge_clear(name);
+    size_t n = f->xr.n_distance;
+    double floor = -INFINITY;
+    if (n > S_DISTANCE_SERIES_MAX) {
+        double *d = gb_malloc(n * sizeof *d);
+        if (!d) {
+            gb_log_warn("federation: out of memory for the explanation distance metrics");
+            return;
+        }
+        for (size_t i = 0; i < n; i++)
+            d[i] = strtod(f->xr.distance[i]->value, NULL);
+        qsort(d, n, sizeof *d, s_by_value_desc);
+        floor = d[S_DISTANCE_SERIES_MAX - 1];
+        gb_free(d);
+    }
+    for (size_t i = 0, shown = 0; i < n && shown < S_DISTANCE_SERIES_MAX; i++) {
+        double d = strtod(f->xr.distance[i]->value, NULL);
+        if (!(d >= floor))
+            continue;
+        gb_metrics_gauge_set(name,
+                             "Divergence of each client's explanation from the aggregate of "
+                             "the others', last finished round",
+                             "client", f->xr.distance[i]->key, d);
+        shown++;
+    }
+}
+
+/* The finished round's gauges: its duration and its steps', its
+ * evaluations (those it had) and its explanation distances. */
+static void s_round_metrics(const gb_federation_t *f, const gb_federation_round_t *r)
+{
+    gb_metrics_gauge_set("glassbox_round_seconds",
+                         "Seconds the last finished round took, from its first task to its "
+                         "checkpoint",
+                         NULL, NULL, r->seconds);
+    for (int i = 0; i < S_PHASES; i++)
+        gb_metrics_gauge_set("glassbox_round_phase_seconds",
+                             "Seconds each step of the last finished round took", "phase",
+                             s_phase_name[i], f->phase_seconds[i]);
+    if (isfinite(r->test_accuracy))
+        gb_metrics_gauge_set("glassbox_test_accuracy",
+                             "Accuracy of the last finished round's model on the "
+                             "coordinator's test set",
+                             NULL, NULL, r->test_accuracy);
+    if (isfinite(r->test_loss))
+        gb_metrics_gauge_set("glassbox_test_loss",
+                             "Mean loss of the last finished round's model on the "
+                             "coordinator's test set",
+                             NULL, NULL, r->test_loss);
+    if (isfinite(r->client_accuracy))
+        gb_metrics_gauge_set("glassbox_client_accuracy",
+                             "Sample-weighted mean accuracy of the clients' evaluations in the "
+                             "last finished round",
+                             NULL, NULL, r->client_accuracy);
+    s_distance_metrics(f);
+}
+
 void gb_fed_commit(gb_federation_t *f, const gb_rounds_action_t *a)
 {
     gb_snapshot_t *t = f->global;
@@ -342,29 +463,29 @@ void gb_fed_commit(gb_federation_t *f, const gb_rounds_action_t *a)
     f->stepped = false;
     f->open = false;
     gb_fed_norms_round_done(f);
-    if (f->o.round_done) {
-        gb_federation_round_t r = {
-            .round = a->round,
-            .participants = f->participants,
-            .samples = f->samples,
-            .train_loss = s_mean(f->train_loss_sum, f->train_loss_n),
-            .train_accuracy = s_mean(f->train_acc_sum, f->train_acc_n),
-            .client_loss = s_mean(f->eval_loss_sum, f->eval_n),
-            .client_accuracy = s_mean(f->eval_acc_sum, f->eval_n),
-            .test_loss = f->test_loss,
-            .test_accuracy = f->test_accuracy,
-            .max_distance = NAN,
-            .seconds = gb_time_now() - f->started,
-        };
-        for (size_t i = 0; i < f->xr.n_distance; i++) {
-            double d = strtod(f->xr.distance[i]->value, NULL);
-            if (!(d <= r.max_distance)) {
-                r.max_distance = d;
-                r.max_distance_client = f->xr.distance[i]->key;
-            }
+    gb_federation_round_t r = {
+        .round = a->round,
+        .participants = f->participants,
+        .samples = f->samples,
+        .train_loss = s_mean(f->train_loss_sum, f->train_loss_n),
+        .train_accuracy = s_mean(f->train_acc_sum, f->train_acc_n),
+        .client_loss = s_mean(f->eval_loss_sum, f->eval_n),
+        .client_accuracy = s_mean(f->eval_acc_sum, f->eval_n),
+        .test_loss = f->test_loss,
+        .test_accuracy = f->test_accuracy,
+        .max_distance = NAN,
+        .seconds = gb_time_now() - f->started,
+    };
+    for (size_t i = 0; i < f->xr.n_distance; i++) {
+        double d = strtod(f->xr.distance[i]->value, NULL);
+        if (!(d <= r.max_distance)) {
+            r.max_distance = d;
+            r.max_distance_client = f->xr.distance[i]->key;
         }
-        f->o.round_done(f->o.round_done_arg, &r);
     }
+    s_round_metrics(f, &r);
+    if (f->o.round_done)
+        f->o.round_done(f->o.round_done_arg, &r);
     gb_explain_merge_result_free(&f->xr);
     f->train_loss_sum = f->train_acc_sum = f->eval_loss_sum = f->eval_acc_sum = 0;
     f->train_loss_n = f->train_acc_n = f->eval_n = 0;

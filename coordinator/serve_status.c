@@ -63,6 +63,11 @@ void gb_serve_status_publish(gb_status_endpoint_t *ep, const gb_federation_t *fe
                          NULL, (double)v.rounds.connected);
     gb_metrics_gauge_set("glassbox_clients_known", "Distinct clients that ever joined", NULL,
                          NULL, (double)v.rounds.known);
+    gb_metrics_gauge_set("glassbox_round_selected", "Clients given a task in the attempt in progress",
+                         NULL, NULL, (double)v.rounds.selected);
+    gb_metrics_gauge_set("glassbox_round_answered",
+                         "Selected clients that have answered in full in the attempt in progress",
+                         NULL, NULL, (double)v.rounds.answered);
     /* a counter: the round machine keeps the run's total */
     double dropped = gb_metrics_value("glassbox_round_clients_dropped_total", NULL, NULL);
     if ((double)v.rounds.dropped > dropped)

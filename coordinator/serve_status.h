@@ -50,8 +50,9 @@ bool gb_status_unhealthy(const gb_status_view_t *v, char *why, size_t cap);
 
 /* Fills *v from the federation and its options (last_published from the
  * glassbox_last_published_round gauge the federation sets), sets the
- * glassbox_round, glassbox_clients_joined and glassbox_clients_known gauges,
- * and hands the endpoint its beat and document. ep may be NULL (no
+ * glassbox_round, glassbox_clients_joined, glassbox_clients_known,
+ * glassbox_round_selected and glassbox_round_answered gauges (and
+ * glassbox_round_clients_dropped_total), and hands the endpoint its beat and document. ep may be NULL (no
  * endpoint: only the gauges). A document that cannot be built is logged;
  * the beat still goes. */
 void gb_serve_status_publish(gb_status_endpoint_t *ep, const gb_federation_t *fed,

@@ -25,6 +25,7 @@
 #include "util/alloc.h"
 #include "util/log.h"
 #include "util/log_limit.h"
+#include "util/metrics.h"
 #include "util/time.h"
 
 #define S_TIMER_PERIOD 0.1     /* seconds between timeout scans */
@@ -93,6 +94,29 @@ struct gb_link_server {
     gb_log_limiter_t peer_log; /* budget of the log lines peers cause */
     double next_log_report;    /* when the lines held back are reported next */
 };
+
+/* Bytes on the link, counted per frame (header and payload, not ZeroMQ's
+ * routing id or framing) for every peer, certified or not: what the
+ * coordinator's socket carries (a message of the wrong shape, dropped
+ * unread, is not counted). */
+static void s_count_received(size_t payload)
+{
+    gb_metrics_counter_add("glassbox_link_bytes_received_total",
+                           "Bytes of link frames received from peers (headers and payloads)",
+                           NULL, NULL, (double)(GB_LINK_HEADER_BYTES + payload));
+}
+
+/* gb_link_send, counting what the socket took. */
+static int s_send(gb_link_server_t *srv, const uint8_t *rid, size_t rid_len, int kind,
+                  uint64_t session_id, const void *payload, size_t len, gb_error_t *err)
+{
+    int rc = gb_link_send(srv->sock, rid, rid_len, kind, session_id, payload, len, err);
+    if (rc == 0)
+        gb_metrics_counter_add("glassbox_link_bytes_sent_total",
+                               "Bytes of link frames sent to peers (headers and payloads)", NULL,
+                               NULL, (double)(GB_LINK_HEADER_BYTES + len));
+    return rc;
+}
 
 /* FNV-1a over the routing id. */
 static size_t s_hash(const uint8_t *rid, size_t len)
@@ -319,8 +343,7 @@ static int s_flush(gb_link_server_t *srv, int slot)
     if (!n)
         goto unblocked;
     gb_error_t err = {0};
-    int rc = gb_link_send(srv->sock, s->rid, s->rid_len, GB_LINK_DATA, s->session_id, bytes, n,
-                          &err);
+    int rc = s_send(srv, s->rid, s->rid_len, GB_LINK_DATA, s->session_id, bytes, n, &err);
     if (rc == GB_EAGAIN) {
         if (!s->blocked) {
             s->blocked = true;
@@ -350,8 +373,8 @@ static void s_send_control(gb_link_server_t *srv, const gb_link_received_t *m, i
                           (uint8_t)(wait_ms >> 8), (uint8_t)wait_ms};
     gb_error_t err = {0};
     /* Best effort: a peer that cannot take a reset now will time out. */
-    if (gb_link_send(srv->sock, m->routing_id, m->routing_id_len, kind, m->header.session_id,
-                     payload, kind == GB_LINK_BUSY ? sizeof payload : 0, &err) != 0)
+    if (s_send(srv, m->routing_id, m->routing_id_len, kind, m->header.session_id, payload,
+               kind == GB_LINK_BUSY ? sizeof payload : 0, &err) != 0)
         gb_log_debug("link: control frame not sent: %s", err.msg);
 }
 
@@ -375,8 +398,7 @@ static void s_close_notify(gb_link_server_t *srv, s_session_t *s)
     const uint8_t *bytes;
     size_t n = gb_channel_outbox(s->ch, &bytes);
     gb_error_t err = {0};
-    if (n && gb_link_send(srv->sock, s->rid, s->rid_len, GB_LINK_DATA, s->session_id, bytes, n,
-                          &err) != 0)
+    if (n && s_send(srv, s->rid, s->rid_len, GB_LINK_DATA, s->session_id, bytes, n, &err) != 0)
         gb_log_debug("link: close_notify not sent: %s", err.msg);
 }
 
@@ -723,6 +745,7 @@ int gb_link_server_poll(gb_link_server_t *srv, int timeout_ms, gb_link_event_t *
         gb_link_received_t m;
         int rc = gb_link_recv(srv->sock, 1, &m, err);
         if (rc == 1) {
+            s_count_received(zmq_msg_size(&m.payload));
             s_on_message(srv, &m);
             gb_link_received_close(&m);
             continue;

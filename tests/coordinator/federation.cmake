@@ -72,3 +72,15 @@ if(GB_FED_PYTHON)
   set_tests_properties(coordinator/test_shards_run PROPERTIES
     LABELS "cli;coordinator;federation" TIMEOUT 300)
 endif()
+
+# /metrics of a real federation parsed by Prometheus's own parser
+# (python3-prometheus-client): HELP and type on every family, updates, link
+# bytes, round and step times, accuracies, per-client explanation distances
+# (test_metrics_run.py).
+if(GB_FED_PYTHON)
+  add_test(NAME coordinator/test_metrics_run
+           COMMAND ${GB_FED_PYTHON} ${CMAKE_CURRENT_LIST_DIR}/test_metrics_run.py
+                   ${CMAKE_BINARY_DIR} ${CMAKE_SOURCE_DIR})
+  set_tests_properties(coordinator/test_metrics_run PROPERTIES
+    LABELS "cli;coordinator;federation" TIMEOUT 300)
+endif()

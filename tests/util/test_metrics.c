@@ -127,6 +127,34 @@ static void test_series_bound(void **state)
     assert_int_equal(gb_metrics_dropped(), 0);
 }
 
+/* Per-client gauges cleared each round (the explanation distances) give their
+ * series back: a round of new clients after a full table is not refused. */
+static void test_clear_gives_series_back(void **state)
+{
+    (void)state;
+    char label[32];
+    for (int i = 0; i < GB_METRICS_MAX_SERIES; i++) {
+        snprintf(label, sizeof label, "client-%d", i);
+        gb_metrics_gauge_set("gb_distance", "Distance", "client", label, i);
+    }
+    gb_metrics_counter_add("gb_late_total", "Made once the table is full", NULL, NULL, 1);
+    assert_int_equal(gb_metrics_dropped(), 1);
+    gb_metrics_gauge_clear("gb_distance");
+    gb_metrics_counter_add("gb_late_total", "Made once the table is full", NULL, NULL, 1);
+    assert_true(gb_metrics_value("gb_late_total", NULL, NULL) == 1);
+    for (int i = 0; i < GB_METRICS_MAX_SERIES - 1; i++) {
+        snprintf(label, sizeof label, "next-%d", i);
+        gb_metrics_gauge_set("gb_distance", "Distance", "client", label, 0.5);
+    }
+    assert_int_equal(gb_metrics_dropped(), 1);
+    assert_true(gb_metrics_value("gb_distance", "client", "client-7") == 0);
+    assert_true(gb_metrics_value("gb_distance", "client", "next-7") == 0.5);
+    char *text = s_render();
+    assert_null(strstr(text, "client=\"client-"));
+    assert_non_null(strstr(text, "# HELP gb_distance Distance\n# TYPE gb_distance gauge\n"));
+    free(text);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -136,6 +164,7 @@ int main(void)
         cmocka_unit_test_setup(test_empty_render, s_reset),
         cmocka_unit_test_setup(test_label_value_cut_at_utf8_boundary, s_reset),
         cmocka_unit_test_setup(test_series_bound, s_reset),
+        cmocka_unit_test_setup(test_clear_gives_series_back, s_reset),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
