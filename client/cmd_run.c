@@ -22,6 +22,8 @@
 
 #include "commands.h"
 #include "daemon.h"
+#include "client_status.h"
+#include "util/time.h"
 #include "data_source.h"
 #include "virtual_clients.h"
 #include "json.h"
@@ -35,6 +37,7 @@
 #define S_STEP_MS 100    /* how often the loop looks at the signal flag */
 #define S_VIRTUAL_STEP_MS 20 /* one pass over N daemons: a short wait shared out */
 #define S_LINGER_MS 1000 /* time for close_notify to leave */
+#define S_HTTP_STALL_S 60.0 /* /healthz fails when the loop has not run for this long */
 
 static volatile sig_atomic_t s_stop;
 
@@ -171,12 +174,18 @@ static int s_room_for_virtual(void *ctx, int n)
 }
 
 /* The loop of one daemon. */
-static int s_run_one(gb_daemon_t *d)
+static int s_run_one(gb_daemon_t *d, gb_status_endpoint_t *ep)
 {
     gb_error_t err = {0};
     int rc = 0;
+    double welcomed_at = gb_time_now(); /* the grace counts from the start */
     while (!s_stop) {
         int s = gb_daemon_step(d, S_STEP_MS, &err);
+        gb_daemon_status_t st = gb_daemon_status(d);
+        double now = gb_time_now();
+        if (st.welcomed)
+            welcomed_at = now;
+        gb_client_status_publish(ep, &st, now - welcomed_at);
         if (s == GB_DAEMON_FINISHED)
             break;
         if (s < 0) {
@@ -238,12 +247,12 @@ static int s_cmd_run(int argc, char **argv, gb_args_config_t **config)
 {
     const char *endpoint = NULL, *cert = NULL, *key = NULL, *ca_file = NULL;
     const char *server_name = S_DEFAULT_SERVER_NAME, *name = NULL, *log_level = NULL;
-    const char *cert_dir = NULL, *prefix = NULL;
+    const char *cert_dir = NULL, *prefix = NULL, *http = "none";
     int threads = 0, virt = 0, give_up = 0; /* threads 0: not given; give_up 0: never */
     bool json = false, dealt = false;
     gb_data_source_t data = gb_data_source_defaults();
     const char *config_file = NULL;
-    enum { N_OWN = 15 };
+    enum { N_OWN = 16 };
     gb_arg_t opts[N_OWN + GB_DATA_SOURCE_ARGS + GB_DATA_SOURCE_PARTITION_ARGS] = {
         {"--config", GB_ARG_STRING, &config_file, 0, 0, NULL, "read options from FILE: 'key = value' lines, key a flag without --, # comments; flags given here win", false},
         {"--coordinator", GB_ARG_STRING, &endpoint, 0, 0, NULL, "tcp://HOST:PORT of the coordinator (required)", false},
@@ -258,6 +267,7 @@ static int s_cmd_run(int argc, char **argv, gb_args_config_t **config)
         {"--threads", GB_ARG_INT, &threads, 1, 256, NULL, "training threads, per client with --virtual (default: cores, at most 8; 1 with --virtual)", false},
         {"--give-up", GB_ARG_INT, &give_up, 1, 100000000, NULL, "exit 1 after S seconds without a session to the coordinator (default: never, for a daemon under systemd)", false},
         {"--json", GB_ARG_FLAG, &json, 0, 0, NULL, "one JSON object per line per finished task", false},
+        {"--http", GB_ARG_STRING, &http, 0, 0, NULL, "HTTP endpoint ADDR:PORT for /healthz, /metrics, /status of this client, or none (default none)", false},
         {"--shard-from-coordinator", GB_ARG_FLAG, &dealt, 0, 0, NULL, "simulation: train on the slice of --data the coordinator deals this client by name (serve --simulate-clients), instead of --clients/--index", false},
         {"--log", GB_ARG_CHOICE, &log_level, 0, 0, "debug|info|warn|error", "log level (default info, or GLASSBOX_LOG)", false},
     };
@@ -288,6 +298,8 @@ static int s_cmd_run(int argc, char **argv, gb_args_config_t **config)
         return rc;
     if ((rc = s_check_mode(virt, cert, key, name, cert_dir, prefix, ca_file)))
         return rc;
+    if (virt && strcmp(http, "none") != 0)
+        return s_usage("--http: one endpoint per client process; not with --virtual");
     if (dealt && (virt || data.clients != 1))
         return s_usage("--shard-from-coordinator: the coordinator deals the slice; give "
                        "neither --virtual nor --clients");
@@ -368,9 +380,15 @@ static int s_cmd_run(int argc, char **argv, gb_args_config_t **config)
                                  .threads = threads, .give_up_s = give_up,
                                  .load_shard = dealt ? s_load_shard : NULL,
                                  .shard_arg = &shard, .report = s_report, .report_arg = &json};
-        gb_daemon_t *d = gb_daemon_new(&o, &err);
-        rc = d ? s_run_one(d) : s_fail("", &err);
+        gb_status_endpoint_t *ep = NULL;
+        if (strcmp(http, "none") != 0 &&
+            !(ep = gb_status_endpoint_new(http, S_HTTP_STALL_S, &err)))
+            rc = s_fail("--http: ", &err);
+        gb_daemon_t *d = rc ? NULL : gb_daemon_new(&o, &err);
+        if (!rc)
+            rc = d ? s_run_one(d, ep) : s_fail("", &err);
         gb_daemon_destroy(&d);
+        gb_status_endpoint_destroy(&ep);
     }
     if (ctx)
         zmq_ctx_term(ctx);

@@ -10,9 +10,10 @@
 #                volumes (waits for init's CA first); more flags follow.
 #   client       enrolls with the token on first start (its own key, its own
 #                certificate, named after the container's host name), then
-#                glassbox-client run with the data shard the coordinator
-#                assigned at enrollment (NAME.shard); more flags follow. A
-#                restarted container keeps its key, certificate and shard.
+#                glassbox-client run; more flags follow (the compose file
+#                passes --shard-from-coordinator: the coordinator deals the
+#                slice by that name). A restarted container keeps its key and
+#                certificate, so it gets its old slice back.
 #   health       the HEALTHCHECK: the coordinator's /healthz, or for a client
 #                that its daemon runs.
 #   anything else is run as it is (e.g. glassbox-client eval ...).
@@ -89,19 +90,8 @@ client)
       sleep 2
     done
   fi
-  # The shard the coordinator assigned (key=value lines: partition, clients,
-  # index), as flags; none when it simulates no partition.
-  shard=()
-  if [ -s "$dir/$name.shard" ]; then
-    while IFS='=' read -r key value; do
-      case "$key" in
-        partition|clients|index) shard+=("--$key" "$value") ;;
-      esac
-    done <"$dir/$name.shard"
-  fi
   exec glassbox-client run --coordinator "$endpoint" --server-name "$coord" \
-    --cert "$dir/$name.crt" --key "$dir/$name.key" --ca-file "$dir/ca.crt" \
-    "${shard[@]}" "$@"
+    --cert "$dir/$name.crt" --key "$dir/$name.key" --ca-file "$dir/ca.crt" "$@"
   ;;
 health)
   case "$(cat "$role_file" 2>/dev/null)" in

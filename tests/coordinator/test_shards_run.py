@@ -8,7 +8,8 @@ docker-compose replicas that share one image and one token get their data):
   their slices by name (kept in --state/shards) while serve waits; a fourth
   is turned away ("all 3 slices are taken") and exits 1 with that reason;
   serve restarted on the same --state deals the three, which reconnect by
-  themselves, the slices they had, and both rounds run with all three.
+  themselves, the slices they had, and both rounds run with all three. One
+  client runs with --http: its /status, /healthz and /metrics answer.
 
 Usage: test_shards_run.py BUILD_DIR SOURCE_DIR
 """
@@ -47,13 +48,13 @@ def serve(work, port, rounds, min_clients, tag):
         text=True)
 
 
-def client(work, port, name, tag):
+def client(work, port, name, tag, *extra):
     cert = os.path.join(work, "ca", "clients", name)
     return subprocess.Popen(
         [CLIENT, "run", "--coordinator", "tcp://127.0.0.1:%d" % port, "--cert", cert + ".crt",
          "--key", cert + ".key", "--ca-file", os.path.join(work, "ca", "ca.crt"),
          "--data", "fashion-mnist", "--limit", "3000", "--threads", "1",
-         "--shard-from-coordinator"],
+         "--shard-from-coordinator"] + list(extra),
         stdout=subprocess.DEVNULL,
         stderr=open(os.path.join(work, "%s-%s.log" % (name, tag)), "w"))
 
@@ -88,8 +89,22 @@ def main():
     ps = []
     try:
         assert server.stdout.readline().startswith("listening on")
-        ps = [client(work, port, name, "1") for name in names[:3]]
+        http = free_port()
+        ps = [client(work, port, name, "1", *(["--http", "127.0.0.1:%d" % http] if k == 0
+                                              else [])) for k, name in enumerate(names[:3])]
         wait_for(os.path.join(work, "serve-1.log"), "was dealt slice", 3)
+        wait_for(os.path.join(work, "serve-1.log"), "joined (glassbox", 6)
+        # the client's own endpoint (run --http)
+        import urllib.request
+        from prometheus_client.parser import text_string_to_metric_families
+        base = "http://127.0.0.1:%d" % http
+        status = json.loads(urllib.request.urlopen(base + "/status", timeout=5).read())
+        assert status["client_id"] == "edge-0" and status["welcomed"], status
+        assert urllib.request.urlopen(base + "/healthz", timeout=5).status == 200
+        text = urllib.request.urlopen(base + "/metrics", timeout=5).read().decode()
+        fams = {f.name: f for f in text_string_to_metric_families(text)}
+        assert fams["glassbox_client_connected"].samples[0].value == 1, text
+        print("run --http: /status %s, /healthz 200, /metrics parsed" % status["state"])
         extra = client(work, port, names[3], "1")
         extra.wait(timeout=60)
         assert extra.returncode == 1, "the fourth client exited %d" % extra.returncode
