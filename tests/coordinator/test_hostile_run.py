@@ -32,7 +32,6 @@ Usage: test_hostile_run.py BUILD_DIR SOURCE_DIR
 import hashlib
 import json
 import os
-import socket
 import struct
 import subprocess
 import sys
@@ -43,6 +42,7 @@ import urllib.request
 BUILD, SOURCE = sys.argv[1], sys.argv[2]
 sys.path.insert(0, os.path.join(SOURCE, "tests", "support"))
 import gblink  # noqa: E402 (tests/support)
+from gbproc import free_port, rss_mib, run  # noqa: E402
 
 CLIENT = os.path.join(BUILD, "glassbox-client")
 COORD = os.path.join(BUILD, "glassbox-coordinator")
@@ -51,17 +51,8 @@ E = pb.ErrorCode
 DEADLINE_S = 8
 
 
-def run(*args, rc=0):
-    p = subprocess.run(list(args), capture_output=True, text=True, timeout=120)
-    assert p.returncode == rc, "%s: exit %d, want %d\n%s%s" % (args, p.returncode, rc,
-                                                               p.stdout, p.stderr)
-    return p
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def metric(http, name, reason):
@@ -73,11 +64,6 @@ def metric(http, name, reason):
     return 0.0
 
 
-def rss_mib(pid):
-    for line in open("/proc/%d/status" % pid):
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def expect_error(evil, seq, code, what):

@@ -18,7 +18,6 @@ Usage: test_metrics_run.py BUILD_DIR SOURCE_DIR
 import json
 import math
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -28,25 +27,16 @@ import urllib.request
 from prometheus_client.parser import text_string_to_metric_families
 
 BUILD, SOURCE = sys.argv[1], sys.argv[2]
+sys.path.insert(0, os.path.join(SOURCE, "tests", "support"))
+from gbproc import free_port, run  # noqa: E402 (tests/support)
 CLIENT = os.path.join(BUILD, "glassbox-client")
 COORD = os.path.join(BUILD, "glassbox-coordinator")
 NAMES = ["client-0", "client-1"]
 DELAY_S = 1.5  # every checkpoint takes this much more (the test hook of a slow disk)
 
 
-def run(*args, rc=0):
-    p = subprocess.run(list(args), capture_output=True, text=True, timeout=120)
-    assert p.returncode == rc, "%s: exit %d, want %d\n%s%s" % (args, p.returncode, rc,
-                                                               p.stdout, p.stderr)
-    return p
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def fetch_metrics(http):

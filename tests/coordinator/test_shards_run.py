@@ -16,25 +16,19 @@ Usage: test_shards_run.py BUILD_DIR SOURCE_DIR
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import tempfile
 
-BUILD = sys.argv[1]
+BUILD, SOURCE = sys.argv[1], sys.argv[2]
+sys.path.insert(0, os.path.join(SOURCE, "tests", "support"))
+from gbproc import free_port, run, wait_for_text  # noqa: E402 (tests/support)
 CLIENT = os.path.join(BUILD, "glassbox-client")
 COORD = os.path.join(BUILD, "glassbox-coordinator")
 
 
-def run(*args):
-    p = subprocess.run(list(args), capture_output=True, text=True, timeout=120)
-    assert p.returncode == 0, "%s: exit %d\n%s%s" % (args, p.returncode, p.stdout, p.stderr)
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def serve(work, port, rounds, min_clients, tag):
@@ -66,14 +60,6 @@ def dealt(work, name, tag):
     return int(m.group(1))
 
 
-def wait_for(path, text, count, timeout=60):
-    import time
-    end = time.time() + timeout
-    while time.time() < end:
-        if open(path).read().count(text) >= count:
-            return
-        time.sleep(0.05)
-    raise AssertionError("%d x '%s' not in %s" % (count, text, path))
 
 
 def main():
@@ -92,8 +78,8 @@ def main():
         http = free_port()
         ps = [client(work, port, name, "1", *(["--http", "127.0.0.1:%d" % http] if k == 0
                                               else [])) for k, name in enumerate(names[:3])]
-        wait_for(os.path.join(work, "serve-1.log"), "was dealt slice", 3)
-        wait_for(os.path.join(work, "serve-1.log"), "joined (glassbox", 6)
+        wait_for_text(os.path.join(work, "serve-1.log"), "was dealt slice", 3)
+        wait_for_text(os.path.join(work, "serve-1.log"), "joined (glassbox", 6)
         # the client's own endpoint (run --http)
         import urllib.request
         from prometheus_client.parser import text_string_to_metric_families

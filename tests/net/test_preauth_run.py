@@ -21,7 +21,6 @@ Usage: test_preauth_run.py BUILD_DIR SOURCE_DIR
 import os
 import re
 import secrets
-import socket
 import ssl
 import struct
 import subprocess
@@ -34,27 +33,16 @@ import zmq
 BUILD, SOURCE = sys.argv[1], sys.argv[2]
 sys.path.insert(0, os.path.join(SOURCE, "tests", "support"))
 import gblink  # noqa: E402 (tests/support)
+from gbproc import free_port, rss_mib, run  # noqa: E402
 
 CLIENT = os.path.join(BUILD, "glassbox-client")
 COORD = os.path.join(BUILD, "glassbox-coordinator")
 
 
-def run(*args):
-    p = subprocess.run(list(args), capture_output=True, text=True, timeout=120)
-    assert p.returncode == 0, "%s: exit %d\n%s%s" % (args, p.returncode, p.stdout, p.stderr)
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
-def rss_kib(pid):
-    for line in open("/proc/%d/status" % pid):
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
 
 
 class Flood:
@@ -141,7 +129,7 @@ def main():
     try:
         assert server.stdout.readline().startswith("listening on")
         time.sleep(0.5)
-        base_rss = rss_kib(server.pid)
+        base_rss = rss_mib(server.pid)
 
         flood = Flood(zctx, endpoint, ca_file)
         for _ in range(70):
@@ -150,7 +138,7 @@ def main():
         cut = sum(anonymous_partial(zctx, endpoint, ca_file, time.time() + 3)
                   for _ in range(60))
         assert cut == 60, "only %d of 60 anonymous floods were cut off" % cut
-        grown = (rss_kib(server.pid) - base_rss) / 1024
+        grown = rss_mib(server.pid) - base_rss
         print("60 anonymous sessions announcing 4 MiB each: all cut off; coordinator grew "
               "%.1f MiB" % grown)
         assert grown < 64, "the coordinator grew %.1f MiB" % grown
