@@ -32,6 +32,23 @@ packages=(
 if [ "${GLASSBOX_DOCKER:-0}" = 1 ]; then
   packages+=(debootstrap docker.io docker-compose)
 fi
+# The arm64 cross build and its unit tests under qemu-user (GLASSBOX_ARM64=1,
+# tests/deploy/test_arm64.sh): Debian's cross compiler and the :arm64 builds
+# of the libraries, installed beside the host's by multiarch.
+if [ "${GLASSBOX_ARM64:-0}" = 1 ]; then
+  if ! dpkg --print-foreign-architectures | grep -qx arm64; then
+    if [ "$(id -u)" -ne 0 ]; then
+      echo "install-deps: GLASSBOX_ARM64=1 needs dpkg --add-architecture arm64; run as root" >&2
+      exit 1
+    fi
+    dpkg --add-architecture arm64
+  fi
+  packages+=(crossbuild-essential-arm64 qemu-user file
+             libzmq3-dev:arm64 libprotobuf-c-dev:arm64 libssl-dev:arm64
+             libopenblas-dev:arm64 libopenblas-pthread-dev:arm64 zlib1g-dev:arm64
+             libpng-dev:arm64 libcmocka-dev:arm64 libmicrohttpd-dev:arm64
+             libjansson-dev:arm64)
+fi
 
 missing=()
 for p in "${packages[@]}"; do

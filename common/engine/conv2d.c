@@ -47,16 +47,14 @@ void gb_conv2d_set_portable(int portable)
     s_portable = portable ? 1 : 0;
 }
 
-/* True when a layer of this stride takes the AVX-512 im2col/col2im. */
+#if S_HAVE_AVX512_PATH
+/* True when a layer of this stride takes the AVX-512 im2col/col2im (x86-64
+ * only: elsewhere every caller takes the plain loops and cblas_sgemm). */
 static int s_vector_path(int stride)
 {
-#if S_HAVE_AVX512_PATH
     return stride == 1 && !s_portable && __builtin_cpu_supports("avx512f");
-#else
-    (void)stride;
-    return 0;
-#endif
 }
+#endif
 
 /* Output maps of at least this many pixels take one sgemm per image (wide
  * enough to run at full speed) and skip the layout passes; smaller maps are
