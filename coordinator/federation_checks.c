@@ -40,14 +40,6 @@ static bool s_refuse(s_refusal_t *no, Glassbox__ErrorCode code, const char *reas
     return false;
 }
 
-static double s_metric(Glassbox__Metric *const *m, size_t n, const char *name)
-{
-    for (size_t i = 0; i < n; i++)
-        if (strcmp(m[i]->name, name) == 0)
-            return m[i]->value;
-    return NAN;
-}
-
 /* Sample counts: within the sums' room this attempt, max_client_samples and
  * the training (Update) or test (EvalResult) samples the client joined with. */
 static bool s_samples_fit(gb_federation_t *f, const char *id, uint64_t samples, bool update,
@@ -159,8 +151,8 @@ static bool s_update_fits(gb_federation_t *f, const char *id, const Glassbox__Up
 {
     if (!s_samples_fit(f, id, u->num_samples, true, no))
         return false;
-    double loss = s_metric(u->metrics, u->n_metrics, "train_loss");
-    double acc = s_metric(u->metrics, u->n_metrics, "train_accuracy");
+    double loss = gb_fed_metric(u->metrics, u->n_metrics, "train_loss");
+    double acc = gb_fed_metric(u->metrics, u->n_metrics, "train_accuracy");
     if (!isnan(loss) && !s_loss_fits(loss, "metric train_loss", no))
         return false;
     if (!isnan(acc) && !s_accuracy_fits(acc, "metric train_accuracy", no))

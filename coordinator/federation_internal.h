@@ -104,6 +104,9 @@ int gb_fed_aggregate(gb_federation_t *f, const gb_rounds_action_t *a, gb_error_t
 int gb_fed_evaluate(gb_federation_t *f, const gb_rounds_action_t *a, gb_error_t *err);
 int gb_fed_publish(gb_federation_t *f, const gb_rounds_action_t *a, gb_error_t *err);
 int gb_fed_checkpoint(gb_federation_t *f, const gb_rounds_action_t *a, gb_error_t *err);
+/* The value of metric `name` in a list, or NaN (federation_round.c). */
+double gb_fed_metric(Glassbox__Metric *const *m, size_t n, const char *name);
+
 /* The checks before the machine counts a result (federation_checks.c). */
 /* True when the Update or EvalResult in env may be counted; else refuses it
  * to the client (the reason logged and counted) and returns false. An

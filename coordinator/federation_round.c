@@ -17,7 +17,6 @@
 #include "util/crash_point.h"
 #include "util/alloc.h"
 #include "util/log.h"
-#include "net/wire.h"
 #include "util/metrics.h"
 #include "util/time.h"
 
@@ -87,8 +86,7 @@ static int s_open(gb_federation_t *f, const gb_rounds_action_t *a, gb_error_t *e
     return 0;
 }
 
-/* The value of metric `name` in a list, or NaN. */
-static double s_metric(Glassbox__Metric *const *m, size_t n, const char *name)
+double gb_fed_metric(Glassbox__Metric *const *m, size_t n, const char *name)
 {
     for (size_t i = 0; i < n; i++)
         if (strcmp(m[i]->name, name) == 0)
@@ -107,8 +105,8 @@ int gb_fed_feed_update(gb_federation_t *f, const gb_rounds_action_t *a, gb_error
     int rc = s_open(f, a, err);
     if (rc)
         return rc;
-    /* protobuf-c's bytes need not be float-aligned */
-    gb_wire_floats_from_le(f->scratch, u->delta.data, f->global->n_params);
+    /* f->scratch holds this Update's delta, decoded by gb_fed_result_fits
+     * just before the machine took it (a FEED belongs to f->current) */
     if ((rc = gb_aggregator_add(f->agg, f->scratch, f->global->n_params, u->num_samples, err)))
         return rc;
     gb_metrics_counter_add("glassbox_updates_accepted_total",
@@ -116,8 +114,8 @@ int gb_fed_feed_update(gb_federation_t *f, const gb_rounds_action_t *a, gb_error
                            NULL, NULL, 1);
     if ((rc = gb_fed_note_norm(f, f->current_norm, err)))
         return rc;
-    double loss = s_metric(u->metrics, u->n_metrics, "train_loss");
-    double acc = s_metric(u->metrics, u->n_metrics, "train_accuracy");
+    double loss = gb_fed_metric(u->metrics, u->n_metrics, "train_loss");
+    double acc = gb_fed_metric(u->metrics, u->n_metrics, "train_accuracy");
     if (isfinite(loss)) {
         f->train_loss_sum += loss * (double)u->num_samples;
         f->train_loss_n += u->num_samples;

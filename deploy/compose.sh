@@ -82,20 +82,25 @@ figures() {
     grep -E "${project}[_-]client" | head -3 >&2 || true
 }
 
+# Waits for the coordinator of mode (compose or stack) started at $2, says
+# how it ended with $3, and checks its publications when it exited 0.
+finish() {
+  local mode=$1 t0=$2 what=$3 rc id
+  rc=$(wait_coordinator "$mode")
+  id=$(coordinator_id "$mode")
+  figures "$id"
+  log "coordinator exited $rc after $((SECONDS - t0)) s with $what"
+  [ "$rc" = 0 ] || return 1
+  verify "$id"
+}
+
 up() {
   export CLIENTS=${1:-${CLIENTS:-8}}
   build
   "${compose[@]}" down -v --remove-orphans >/dev/null 2>&1 || true
   local t0=$SECONDS
   "${compose[@]}" up -d --scale client="$CLIENTS"
-  local rc
-  rc=$(wait_coordinator compose)
-  local id
-  id=$(coordinator_id compose)
-  figures "$id"
-  log "coordinator exited $rc after $((SECONDS - t0)) s with $CLIENTS clients"
-  [ "$rc" = 0 ] || return 1
-  verify "$id"
+  finish compose "$t0" "$CLIENTS clients"
 }
 
 stack() {
@@ -116,12 +121,7 @@ stack() {
     docker secret create glassbox_ca_crt - >/dev/null
   local t0=$SECONDS
   docker stack deploy -c "$file" -c deploy/docker-stack.yml "$project" >/dev/null
-  local rc
-  rc=$(wait_coordinator stack)
-  figures "$(coordinator_id stack)"
-  log "coordinator exited $rc after $((SECONDS - t0)) s with $CLIENTS replicas on the swarm"
-  [ "$rc" = 0 ] || return 1
-  verify "$(coordinator_id stack)"
+  finish stack "$t0" "$CLIENTS replicas on the swarm"
 }
 
 down() {

@@ -70,6 +70,10 @@ def main():
     for name in names:
         run(COORD, "ca", "issue", "--dir", ca, "--name", name)
     port = free_port()
+    # a partition that does not parse stops serve, naming the flag
+    bad = run(COORD, "serve", "--ca", ca, "--listen", "tcp://127.0.0.1:%d" % port,
+              "--http", "none", "--simulate-clients", "3", "--simulate-partition", "foo", rc=1)
+    assert "--simulate-partition: unknown partition 'foo'" in bad.stderr, bad.stderr
     # phase 1: a coordinator that waits for 4: three are dealt slices, a fourth is refused
     server = serve(work, port, 2, 4, "1")
     ps = []
