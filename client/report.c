@@ -1,8 +1,11 @@
 /* Output of the local commands. JSON is written by hand: every value is a
- * number, so no escaping is needed; keys are fixed. */
+ * number or one of the engine's fixed kernel names, so no escaping is
+ * needed; keys are fixed. */
 #include "report.h"
 
 #include <math.h>
+
+#include "engine/kernels.h"
 
 #include <sys/resource.h>
 #include <time.h>
@@ -92,9 +95,10 @@ void gb_report_epoch(gb_report_t *r, const gb_epoch_stats_t *train, const gb_epo
         printf("{\"epoch\": %d, \"samples\": %lld, \"samples_per_s\": %.1f, \"train_loss\": %.6f, "
                "\"train_accuracy\": %s, \"test_loss\": %s, \"test_accuracy\": %s, "
                "\"seconds\": %.3f, \"eval_samples_per_s\": %.1f, \"flops_per_sample\": %.0f, "
-               "\"threads\": %d, \"batch\": %d",
+               "\"threads\": %d, \"batch\": %d, \"kernels\": \"%s\"",
                r->epoch, (long long)train->samples, sps, train->mean_loss, train_acc, test_loss,
-               test_acc, train->seconds, esps, flops_per_sample, threads, batch);
+               test_acc, train->seconds, esps, flops_per_sample, threads, batch,
+               gb_kernels_name(gb_kernels()));
         s_extra(extra, true);
         printf("}\n");
     } else if (regression) {

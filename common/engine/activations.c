@@ -5,21 +5,17 @@
  * within 2 ulp on |r| <= ln2/2), 2^k put into the exponent bits. Everything is
  * branch-free so GCC vectorises the loops; -ffast-math is not needed. */
 #include "engine/activations.h"
+#include "engine/kernels.h"
+#include "engine/vec_dispatch.h"
 
 #include <assert.h>
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
 
-/* On x86-64 each kernel is also built for AVX2 and picked at load time
- * (ifunc): 8 lanes instead of SSE2's 4. Without -ffast-math and with
- * -std=c11 (no FMA contraction) both clones give bit-identical results. */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define GB_VEC_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define GB_VEC_CLONES
-#endif
-
+/* On x86-64 each loop is also built for AVX2 and AVX-512 and chosen per
+ * call by the engine's kernel path (vec_dispatch.h): 8 or 16 lanes instead
+ * of SSE2's 4, with bit-identical results. */
 /* The fused LSTM step below is written with AVX-512 intrinsics (16 lanes,
  * FMA in its product) and chosen at run time; other CPUs and compilers take
  * the portable path in lstm.c. */
@@ -67,8 +63,7 @@ static inline float s_exp(float x)
     return nan_guard != nan_guard ? nan_guard : y;
 }
 
-GB_VEC_CLONES
-void gb_vec_exp(const float *restrict x, float *restrict y, size_t n)
+GB_VEC_FN(, gb_vec_exp, (const float *restrict x, float *restrict y, size_t n), (x, y, n))
 {
     for (size_t i = 0; i < n; i++)
         y[i] = s_exp(x[i]);
@@ -110,30 +105,25 @@ static inline float s_sigmoid(float x)
     return 0.5f + 0.5f * s_tanh(0.5f * x);
 }
 
-GB_VEC_CLONES
-void gb_vec_tanh(const float *restrict x, float *restrict y, size_t n)
+GB_VEC_FN(, gb_vec_tanh, (const float *restrict x, float *restrict y, size_t n), (x, y, n))
 {
     for (size_t i = 0; i < n; i++)
         y[i] = s_tanh(x[i]);
 }
 
-GB_VEC_CLONES
-void gb_vec_sigmoid(const float *restrict x, float *restrict y, size_t n)
+GB_VEC_FN(, gb_vec_sigmoid, (const float *restrict x, float *restrict y, size_t n), (x, y, n))
 {
     for (size_t i = 0; i < n; i++)
         y[i] = s_sigmoid(x[i]);
 }
 
-GB_VEC_CLONES
-void gb_vec_relu(const float *restrict x, float *restrict y, size_t n)
+GB_VEC_FN(, gb_vec_relu, (const float *restrict x, float *restrict y, size_t n), (x, y, n))
 {
     for (size_t i = 0; i < n; i++)
         y[i] = x[i] < 0.0f ? 0.0f : x[i]; /* NaN passes through */
 }
 
-GB_VEC_CLONES
-void gb_vec_relu_backward(const float *restrict y, const float *restrict dy, float *restrict dx,
-                          size_t n)
+GB_VEC_FN(, gb_vec_relu_backward, (const float *restrict y, const float *restrict dy, float *restrict dx, size_t n), (y, dy, dx, n))
 {
     /* A bit mask rather than a branch or a multiply: it vectorises, and an
      * infinite dy where y <= 0 still gives exactly 0 (Inf * 0 would be NaN). */
@@ -145,17 +135,13 @@ void gb_vec_relu_backward(const float *restrict y, const float *restrict dy, flo
     }
 }
 
-GB_VEC_CLONES
-void gb_vec_tanh_backward(const float *restrict y, const float *restrict dy, float *restrict dx,
-                          size_t n)
+GB_VEC_FN(, gb_vec_tanh_backward, (const float *restrict y, const float *restrict dy, float *restrict dx, size_t n), (y, dy, dx, n))
 {
     for (size_t i = 0; i < n; i++)
         dx[i] = dy[i] * (1.0f - y[i] * y[i]);
 }
 
-GB_VEC_CLONES
-void gb_vec_sigmoid_backward(const float *restrict y, const float *restrict dy,
-                             float *restrict dx, size_t n)
+GB_VEC_FN(, gb_vec_sigmoid_backward, (const float *restrict y, const float *restrict dy, float *restrict dx, size_t n), (y, dy, dx, n))
 {
     for (size_t i = 0; i < n; i++)
         dx[i] = dy[i] * y[i] * (1.0f - y[i]);
@@ -164,10 +150,7 @@ void gb_vec_sigmoid_backward(const float *restrict y, const float *restrict dy,
 /* ---- recurrent cells ----------------------------------------------------
  * One time step of a batch, rows of gates contiguous; B rows, H units. */
 
-GB_VEC_CLONES
-void gb_lstm_cell_forward(float *restrict gates, const float *restrict bias,
-                          const float *restrict c_prev, float *restrict c, float *restrict h,
-                          float *restrict tanh_c, int B, int H)
+GB_VEC_FN(, gb_lstm_cell_forward, (float *restrict gates, const float *restrict bias, const float *restrict c_prev, float *restrict c, float *restrict h, float *restrict tanh_c, int B, int H), (gates, bias, c_prev, c, h, tanh_c, B, H))
 {
     const float *bi = bias, *bf = bi + H, *bg = bf + H, *bo = bg + H;
     for (int b = 0; b < B; b++) {
@@ -190,10 +173,7 @@ void gb_lstm_cell_forward(float *restrict gates, const float *restrict bias,
     }
 }
 
-GB_VEC_CLONES
-void gb_lstm_cell_backward(const float *restrict gates, const float *restrict c_prev,
-                           const float *restrict tanh_c, const float *restrict dh,
-                           float *restrict dc, float *restrict dgates, int B, int H)
+GB_VEC_FN(, gb_lstm_cell_backward, (const float *restrict gates, const float *restrict c_prev, const float *restrict tanh_c, const float *restrict dh, float *restrict dc, float *restrict dgates, int B, int H), (gates, c_prev, tanh_c, dh, dc, dgates, B, H))
 {
     for (int b = 0; b < B; b++) {
         const float *gi = gates + (size_t)b * 4 * H, *gf = gi + H, *gg = gf + H, *go = gg + H;
@@ -213,10 +193,7 @@ void gb_lstm_cell_backward(const float *restrict gates, const float *restrict c_
     }
 }
 
-GB_VEC_CLONES
-void gb_gru_cell_forward(const float *restrict gx, const float *restrict gh,
-                         const float *restrict h_prev, float *restrict gates,
-                         float *restrict hn, float *restrict h, int B, int H)
+GB_VEC_FN(, gb_gru_cell_forward, (const float *restrict gx, const float *restrict gh, const float *restrict h_prev, float *restrict gates, float *restrict hn, float *restrict h, int B, int H), (gx, gh, h_prev, gates, hn, h, B, H))
 {
     for (int b = 0; b < B; b++) {
         const float *xr = gx + (size_t)b * 3 * H, *xz = xr + H, *xn = xz + H;
@@ -237,11 +214,7 @@ void gb_gru_cell_forward(const float *restrict gx, const float *restrict gh,
     }
 }
 
-GB_VEC_CLONES
-void gb_gru_cell_backward(const float *restrict gates, const float *restrict hn,
-                          const float *restrict h_prev, const float *restrict dh,
-                          float *restrict dgx, float *restrict dgh, float *restrict dh_prev,
-                          int B, int H)
+GB_VEC_FN(, gb_gru_cell_backward, (const float *restrict gates, const float *restrict hn, const float *restrict h_prev, const float *restrict dh, float *restrict dgx, float *restrict dgh, float *restrict dh_prev, int B, int H), (gates, hn, h_prev, dh, dgx, dgh, dh_prev, B, H))
 {
     for (int b = 0; b < B; b++) {
         const float *r = gates + (size_t)b * 3 * H, *z = r + H, *n = z + H;
@@ -278,22 +251,13 @@ void gb_gru_cell_backward(const float *restrict gates, const float *restrict hn,
  * hold zeros. OpenBLAS is limited to its AVX2 kernels on this CPU
  * (OPENBLAS_CORETYPE=Haswell), so this doubles the width of the product. */
 
-static int s_lstm_portable; /* set by gb_lstm_fast_set(0) in tests */
-
 int gb_lstm_fast(void)
 {
 #if GB_HAVE_AVX512_KERNELS
-    return !s_lstm_portable && __builtin_cpu_supports("avx512f") &&
-           __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512bw") &&
-           __builtin_cpu_supports("avx512vl");
+    return gb_kernels() == GB_KERNELS_AVX512;
 #else
     return 0;
 #endif
-}
-
-void gb_lstm_fast_set(int on)
-{
-    s_lstm_portable = !on;
 }
 
 size_t gb_lstm_pack_floats(int F, int H)

@@ -47,15 +47,10 @@ void gb_lstm_cell_forward(float *gates, const float *bias, const float *c_prev, 
 void gb_lstm_cell_backward(const float *gates, const float *c_prev, const float *tanh_c,
                            const float *dh, float *dc, float *dgates, int B, int H);
 
-/* The fused LSTM step: 1 when this CPU runs it (AVX-512 F, DQ, BW and VL on
- * x86-64) and tests have not switched it off; otherwise callers take the
- * portable path (sgemm + gb_lstm_cell_forward) and must not call
- * gb_lstm_step_forward. */
+/* The fused LSTM step: 1 when the engine's kernel path is AVX-512
+ * (engine/kernels.h); otherwise callers take the sgemm path (sgemm +
+ * gb_lstm_cell_forward) and must not call gb_lstm_step_forward. */
 int gb_lstm_fast(void);
-
-/* Tests only, with no pass running: 0 makes gb_lstm_fast() return 0 so that
- * the portable path runs on any CPU; 1 restores the default. */
-void gb_lstm_fast_set(int on);
 
 /* Floats of the packed weights for F inputs and H units. */
 size_t gb_lstm_pack_floats(int F, int H);

@@ -12,15 +12,15 @@
  * Backward gathers dy into dY'[OC x Nc], dW += dY' . cols^T, and, unless
  * this is the first layer, dcols = W^T . dY' followed by col2im.
  *
- * Where the CPU has AVX-512, the two GEMMs whose right operand is row-major
- * (Y' and dcols) run in this file's AVX-512 kernel rather than OpenBLAS's
- * Haswell one, and stride-1 im2col and col2im move 16-float masked vectors:
- * padding and row ends are load masks, so no branch per pixel; col2im
- * builds each input row in a register from every (ki, kj) that reaches it
- * and stores it once: no zeroing of dx first and no read-modify-write
- * (its terms in the plain loops' order). dW stays with OpenBLAS. Other
- * CPUs take OpenBLAS and the plain loops (gb_conv2d_set_portable forces
- * them, for tests). */
+ * On x86-64 with AVX-512 or AVX2 and FMA, the two GEMMs whose right operand
+ * is row-major (Y' and dcols) and stride-1 im2col and col2im run in the
+ * engine's own vector kernels (simd_kernels.h) rather than OpenBLAS and the
+ * plain loops: these small shapes lose a third of OpenBLAS's time to
+ * packing its operands. dW stays with OpenBLAS. Other CPUs take OpenBLAS
+ * and the plain loops (engine/kernels.h chooses; GLASSBOX_KERNELS or
+ * gb_kernels_force picks a lower path). */
+#include "engine/simd_kernels.h"
+#include "engine/kernels.h"
 #include "engine/layer.h"
 
 #include <cblas.h>
@@ -29,44 +29,13 @@
 #include <stdint.h>
 #include <string.h>
 
-#if defined(__x86_64__) && defined(__GNUC__)
-#include <immintrin.h>
-#define S_HAVE_AVX512_PATH 1
-#define S_AVX512 __attribute__((target("avx512f")))
-#else
-#define S_HAVE_AVX512_PATH 0
-#endif
-
-static int s_portable; /* 1: the plain loops whatever the CPU */
-
-/* Largest kernel the vector col2im takes (it keeps one mask per column). */
-#define S_COL2IM_MAX_K 64
-
-void gb_conv2d_set_portable(int portable)
-{
-    s_portable = portable ? 1 : 0;
-}
-
-#if S_HAVE_AVX512_PATH
-/* True when a layer of this stride takes the AVX-512 im2col/col2im (x86-64
- * only: elsewhere every caller takes the plain loops and cblas_sgemm). */
-static int s_vector_path(int stride)
-{
-    return stride == 1 && !s_portable && __builtin_cpu_supports("avx512f");
-}
-#endif
 
 /* Output maps of at least this many pixels take one sgemm per image (wide
  * enough to run at full speed) and skip the layout passes; smaller maps are
  * batched into one sgemm and scattered. */
 #define S_PER_IMAGE_MIN_P 256
 
-typedef struct {
-    int C, H, W;       /* input */
-    int OC, OH, OW, P; /* output */
-    int K, S, PAD;     /* kernel, stride, padding */
-    int KK;            /* C * K * K */
-} s_dims_t;
+typedef gb_conv_dims_t s_dims_t;
 
 static s_dims_t s_dims(const gb_layer_t *l)
 {
@@ -147,227 +116,22 @@ static size_t s_work_floats(const gb_layer_t *l, int batch)
     return (size_t)d.OC * n + (size_t)d.KK * n; /* a chunk's dY' and dcols */
 }
 
-#if S_HAVE_AVX512_PATH
-/* Lanes [lo, hi) of 16, clamped; empty when hi <= lo. */
-S_AVX512 static inline __mmask16 s_lanes(int lo, int hi)
-{
-    if (lo < 0)
-        lo = 0;
-    if (hi > 16)
-        hi = 16;
-    if (hi <= lo)
-        return 0;
-    return (__mmask16)(((1u << hi) - 1u) & ~((1u << lo) - 1u));
-}
-
-/* Stores the first `valid` lanes of v at p. Lanes beyond them may be
- * written with garbage when `room` (floats writable from p on, which the
- * caller writes again later) allows a whole vector: a plain store is much
- * cheaper than a masked one. */
-S_AVX512 static inline void s_store(float *p, __m512 v, int valid, ptrdiff_t room)
-{
-    if (room >= 16)
-        _mm512_storeu_ps(p, v);
-    else
-        _mm512_mask_storeu_ps(p, s_lanes(0, valid), v);
-}
-
-/* s_im2col for stride 1: out[ow] = src[ow - PAD + kj] where that lies in
- * the row, else 0, 16 columns per masked load. When a row is one chunk,
- * the rows of one image are written in order, so a row's whole-vector store
- * may spill into the next row's place before that row is written. */
-S_AVX512 static void s_im2col_s1(const s_dims_t *d, int B, const float *x, float *cols)
-{
-    const int C = d->C, H = d->H, W = d->W, K = d->K, PAD = d->PAD;
-    const int OH = d->OH, OW = d->OW, P = d->P;
-    const size_t N = (size_t)B * P;
-    const size_t img = (size_t)C * H * W;
-    for (int c = 0; c < C; c++) {
-        for (int ki = 0; ki < K; ki++) {
-            for (int kj = 0; kj < K; kj++) {
-                float *row = cols + ((size_t)(c * K + ki) * K + kj) * N;
-                const int shift = kj - PAD; /* input column of ow = 0 */
-                for (int ow0 = 0; ow0 < OW; ow0 += 16) {
-                    const int valid = OW - ow0 < 16 ? OW - ow0 : 16;
-                    const __mmask16 load =
-                        s_lanes(-shift - ow0, W - shift - ow0) & s_lanes(0, valid);
-                    for (int n = 0; n < B; n++) {
-                        const float *plane = x + n * img + (size_t)c * H * W;
-                        float *out = row + (size_t)n * P;
-                        for (int oh = 0; oh < OH; oh++) {
-                            const int ih = oh - PAD + ki;
-                            float *o = out + (size_t)oh * OW + ow0;
-                            __m512 v = _mm512_setzero_ps();
-                            /* Masked-off lanes are neither read nor faulted. */
-                            if ((unsigned)ih < (unsigned)H && load)
-                                v = _mm512_maskz_loadu_ps(
-                                    load, plane + (size_t)ih * W + shift + ow0);
-                            /* With several chunks per row, the next row's
-                             * first chunk is already written. */
-                            s_store(o, v, valid, OW <= 16 ? out + P - o : valid);
-                        }
-                    }
-                }
-            }
-        }
-    }
-}
-
-/* acc + the terms of kernel row ki reaching one input row: dcols rows
- * (c, ki, kj) at output row o (none when o is outside 0..OH-1), each kj's
- * columns under its mask. g points at row (c, ki, 0) + iw0 + PAD. */
-S_AVX512 static inline __attribute__((always_inline)) __m512
-s_col2im_row(__m512 acc, const float *g, int o, int OH, int OW, int K, size_t N,
-             const __mmask16 *masks)
-{
-    if ((unsigned)o >= (unsigned)OH)
-        return acc;
-    g += (size_t)o * OW;
-    for (int kj = 0; kj < K; kj++, g += N - 1)
-        if (masks[kj])
-            acc = _mm512_add_ps(acc, _mm512_maskz_loadu_ps(masks[kj], g));
-    return acc;
-}
-
-/* s_col2im for stride 1, overwriting dx: input row ih of channel c, 16
- * columns at a time, is the sum over ki (output row oh = ih + PAD - ki) and
- * kj of dcols row (c, ki, kj) at output columns iw + PAD - kj, added in
- * (ki, kj) order in a register (the order of the plain loops) and stored
- * once. Four rows are summed side by side, four independent chains of
- * adds. When a row is one chunk, rows of a plane are written in order and
- * may spill forward (see s_store). */
-S_AVX512 static void s_col2im_s1(const s_dims_t *d, int B, const float *dcols, float *dx)
-{
-    const int C = d->C, H = d->H, W = d->W, K = d->K, PAD = d->PAD;
-    const int OH = d->OH, OW = d->OW, P = d->P;
-    const size_t N = (size_t)B * P;
-    const size_t img = (size_t)C * H * W;
-    __mmask16 masks[S_COL2IM_MAX_K];
-    for (int n = 0; n < B; n++) {
-        for (int c = 0; c < C; c++) {
-            float *plane = dx + n * img + (size_t)c * H * W;
-            float *plane_end = plane + (size_t)H * W;
-            const float *crows = dcols + (size_t)c * K * K * N + (size_t)n * P;
-            for (int iw0 = 0; iw0 < W; iw0 += 16) {
-                const int valid = W - iw0 < 16 ? W - iw0 : 16;
-                /* ow of lane 0 is iw0 + PAD - kj */
-                for (int kj = 0; kj < K; kj++)
-                    masks[kj] = s_lanes(kj - PAD - iw0, OW + kj - PAD - iw0) &
-                                s_lanes(0, valid);
-                for (int ih0 = 0; ih0 < H; ih0 += 4) {
-                    /* Rows past H get an output row no ki reaches. */
-                    const int o0 = ih0 + PAD, o1 = ih0 + 1 < H ? o0 + 1 : -1 - K;
-                    const int o2 = ih0 + 2 < H ? o0 + 2 : -1 - K;
-                    const int o3 = ih0 + 3 < H ? o0 + 3 : -1 - K;
-                    __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(),
-                                     _mm512_setzero_ps(), _mm512_setzero_ps()};
-                    for (int ki = 0; ki < K; ki++) {
-                        const float *g = crows + (size_t)ki * K * N + iw0 + PAD;
-                        acc[0] = s_col2im_row(acc[0], g, o0 - ki, OH, OW, K, N, masks);
-                        acc[1] = s_col2im_row(acc[1], g, o1 - ki, OH, OW, K, N, masks);
-                        acc[2] = s_col2im_row(acc[2], g, o2 - ki, OH, OW, K, N, masks);
-                        acc[3] = s_col2im_row(acc[3], g, o3 - ki, OH, OW, K, N, masks);
-                    }
-                    for (int q = 0; q < 4 && ih0 + q < H; q++) {
-                        float *dst = plane + (size_t)(ih0 + q) * W + iw0;
-                        s_store(dst, acc[q], valid, W <= 16 ? plane_end - dst : valid);
-                    }
-                }
-            }
-        }
-    }
-}
-#endif
-
-#if S_HAVE_AVX512_PATH
-/* C[M x N] (+)= A . B in AVX-512 for the conv's two GEMMs whose B is
- * row-major: forward Y' = W . cols and backward dcols = W^T . dY'.
- * OpenBLAS runs its Haswell (AVX2) kernels here (OPENBLAS_CORETYPE, see
- * shared/research/machine.md); these shapes (K = 400 or 32, M = 32 or 400)
- * gain from 16-float vectors. A(r, k) = a[r * ars + k * acs], so W and W^T
- * are both read in place; B rows at b + k * ldb, C rows at c + r * ldc. A
- * tile of 8 rows x 48 columns keeps 24 accumulators in registers; each
- * term is one FMA, in k order. */
-#define S_MR 8  /* rows of a tile */
-#define S_NV 3  /* 16-float vectors across a tile */
-
-S_AVX512 static inline __attribute__((always_inline)) void
-s_tile(int rows, int nv, __mmask16 last, int K, const float *a, ptrdiff_t ars, ptrdiff_t acs,
-       const float *b, size_t ldb, float *c, size_t ldc, int accumulate)
-{
-    __m512 acc[S_MR][S_NV];
-    for (int r = 0; r < S_MR; r++)
-        for (int v = 0; v < S_NV; v++) {
-            __mmask16 m = v == nv - 1 ? last : (__mmask16)0xffff;
-            acc[r][v] = r < rows && v < nv && accumulate
-                            ? _mm512_maskz_loadu_ps(m, c + (size_t)r * ldc + 16 * v)
-                            : _mm512_setzero_ps();
-        }
-    for (int k = 0; k < K; k++) {
-        const float *bk = b + (size_t)k * ldb;
-        __m512 bv[S_NV];
-        for (int v = 0; v < S_NV; v++)
-            bv[v] = v < nv ? _mm512_maskz_loadu_ps(v == nv - 1 ? last : (__mmask16)0xffff,
-                                                    bk + 16 * v)
-                           : _mm512_setzero_ps();
-        const float *ak = a + (ptrdiff_t)k * acs;
-        for (int r = 0; r < rows; r++) {
-            __m512 ar = _mm512_set1_ps(ak[(ptrdiff_t)r * ars]);
-            for (int v = 0; v < nv; v++)
-                acc[r][v] = _mm512_fmadd_ps(ar, bv[v], acc[r][v]);
-        }
-    }
-    for (int r = 0; r < rows; r++)
-        for (int v = 0; v < nv; v++) {
-            float *cr = c + (size_t)r * ldc + 16 * v;
-            if (v == nv - 1 && last != (__mmask16)0xffff)
-                _mm512_mask_storeu_ps(cr, last, acc[r][v]);
-            else
-                _mm512_storeu_ps(cr, acc[r][v]);
-        }
-}
-
-/* Edge tiles: fewer rows or a partial last vector. */
-S_AVX512 static __attribute__((noinline)) void
-s_tile_edge(int rows, int nv, __mmask16 last, int K, const float *a, ptrdiff_t ars,
-            ptrdiff_t acs, const float *b, size_t ldb, float *c, size_t ldc, int accumulate)
-{
-    s_tile(rows, nv, last, K, a, ars, acs, b, ldb, c, ldc, accumulate);
-}
-
-S_AVX512 static void s_gemm(int M, int N, int K, const float *a, ptrdiff_t ars, ptrdiff_t acs,
-                            const float *b, size_t ldb, float *c, size_t ldc, int accumulate)
-{
-    for (int j = 0; j < N; j += 16 * S_NV) {
-        const int cols = N - j < 16 * S_NV ? N - j : 16 * S_NV;
-        const int nv = (cols + 15) / 16;
-        const __mmask16 last = s_lanes(0, cols - 16 * (nv - 1));
-        for (int i = 0; i < M; i += S_MR) {
-            const int rows = M - i < S_MR ? M - i : S_MR;
-            const float *ai = a + (ptrdiff_t)i * ars;
-            float *cij = c + (size_t)i * ldc + j;
-            if (rows == S_MR && last == (__mmask16)0xffff && nv == 3)
-                s_tile(S_MR, 3, 0xffff, K, ai, ars, acs, b + j, ldb, cij, ldc, accumulate);
-            else if (rows == S_MR && last == (__mmask16)0xffff && nv == 2)
-                s_tile(S_MR, 2, 0xffff, K, ai, ars, acs, b + j, ldb, cij, ldc, accumulate);
-            else
-                s_tile_edge(rows, nv, last, K, ai, ars, acs, b + j, ldb, cij, ldc, accumulate);
-        }
-    }
-}
-#endif
 
 /* y[M x N] (+)= W[M x K] . x[K x N] (accumulate: add to y), row-major with
  * leading dimensions ldx, ldy; W^T[M x K] when w_transposed (W is K x M). */
 static void s_sgemm(int M, int N, int K, const float *w, int w_transposed, const float *x,
                     int ldx, float *y, int ldy, int accumulate)
 {
-#if S_HAVE_AVX512_PATH
-    if (s_vector_path(1)) { /* any stride: the GEMM does not see it */
-        if (w_transposed)
-            s_gemm(M, N, K, w, 1, M, x, (size_t)ldx, y, (size_t)ldy, accumulate);
-        else
-            s_gemm(M, N, K, w, K, 1, x, (size_t)ldx, y, (size_t)ldy, accumulate);
+#if GB_CONV_KERNELS
+    /* any stride: the GEMM does not see it */
+    const gb_kernels_t k = gb_kernels();
+    const ptrdiff_t ars = w_transposed ? 1 : K, acs = w_transposed ? M : 1;
+    if (k == GB_KERNELS_AVX512) {
+        gb_simd_gemm_avx512(M, N, K, w, ars, acs, x, (size_t)ldx, y, (size_t)ldy, accumulate);
+        return;
+    }
+    if (k == GB_KERNELS_AVX2) {
+        gb_simd_gemm_avx2(M, N, K, w, ars, acs, x, (size_t)ldx, y, (size_t)ldy, accumulate);
         return;
     }
 #endif
@@ -375,12 +139,31 @@ static void s_sgemm(int M, int N, int K, const float *w, int w_transposed, const
                 1.0f, w, w_transposed ? M : K, x, ldx, accumulate ? 1.0f : 0.0f, y, ldy);
 }
 
+/* dW[OC x KK] += dy[OC x N] . cols^T[N x KK], dy rows ldd apart, cols rows
+ * ldc apart. */
+static void s_sgemm_dw(int OC, int KK, int N, const float *dy, int ldd, const float *cols, int ldc,
+                       float *dW)
+{
+#if GB_CONV_KERNELS
+    if (gb_kernels() == GB_KERNELS_AVX2) {
+        gb_simd_gemm_nt_avx2(OC, KK, N, dy, (size_t)ldd, cols, (size_t)ldc, dW, (size_t)KK);
+        return;
+    }
+#endif
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, OC, KK, N, 1.0f, dy, ldd, cols, ldc,
+                1.0f, dW, KK);
+}
+
 /* cols[KK x B*P]: row k = (c, ki, kj), column n*P + oh*OW + ow. */
 static void s_im2col(const s_dims_t *d, int B, const float *x, float *cols)
 {
-#if S_HAVE_AVX512_PATH
-    if (s_vector_path(d->S)) {
-        s_im2col_s1(d, B, x, cols);
+#if GB_CONV_KERNELS
+    if (d->S == 1 && gb_kernels() == GB_KERNELS_AVX512) {
+        gb_conv_im2col_s1_avx512(d, B, x, cols);
+        return;
+    }
+    if (d->S == 1 && gb_kernels() == GB_KERNELS_AVX2) {
+        gb_conv_im2col_s1_avx2(d, B, x, cols);
         return;
     }
 #endif
@@ -422,9 +205,13 @@ static void s_im2col(const s_dims_t *d, int B, const float *x, float *cols)
 /* dx = scatter-add of dcols (overwrites dx). */
 static void s_col2im(const s_dims_t *d, int B, const float *dcols, float *dx)
 {
-#if S_HAVE_AVX512_PATH
-    if (s_vector_path(d->S) && d->K <= S_COL2IM_MAX_K) {
-        s_col2im_s1(d, B, dcols, dx);
+#if GB_CONV_KERNELS
+    if (d->S == 1 && d->K <= GB_CONV_COL2IM_MAX_K && gb_kernels() == GB_KERNELS_AVX512) {
+        gb_conv_col2im_s1_avx512(d, B, dcols, dx);
+        return;
+    }
+    if (d->S == 1 && d->K <= GB_CONV_COL2IM_MAX_K && gb_kernels() == GB_KERNELS_AVX2) {
+        gb_conv_col2im_s1_avx2(d, B, dcols, dx);
         return;
     }
 #endif
@@ -518,8 +305,7 @@ static void s_backward_chunk(const gb_layer_t *l, const gb_pass_t *pass, const s
             const float *dyn = dy + (size_t)n * d->OC * d->P;
             if (dW) {
                 /* dW[OC x KK] += dy_n[OC x P] . cc_n^T[P x KK] */
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, d->OC, d->KK, d->P, 1.0f,
-                            dyn, d->P, cc + (size_t)n * d->P, Nc, 1.0f, dW, d->KK);
+                s_sgemm_dw(d->OC, d->KK, d->P, dyn, d->P, cc + (size_t)n * d->P, Nc, dW);
                 for (int oc = 0; oc < d->OC; oc++)
                     db[oc] += gb_layer_sum(dyn + (size_t)oc * d->P, (size_t)d->P);
             }
@@ -534,8 +320,7 @@ static void s_backward_chunk(const gb_layer_t *l, const gb_pass_t *pass, const s
                        dy + ((size_t)n * d->OC + oc) * d->P, (size_t)d->P * sizeof(float));
         if (dW) {
             /* dW[OC x KK] += dY'[OC x Nc] . cc^T[Nc x KK] */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, d->OC, d->KK, Nc, 1.0f, dYp, Nc,
-                        cc, Nc, 1.0f, dW, d->KK);
+            s_sgemm_dw(d->OC, d->KK, Nc, dYp, Nc, cc, Nc, dW);
             for (int oc = 0; oc < d->OC; oc++)
                 db[oc] += gb_layer_sum(dYp + (size_t)oc * Nc, (size_t)Nc);
         }

@@ -88,11 +88,6 @@ extern const gb_layer_ops_t gb_lstm_ops;
 extern const gb_layer_ops_t gb_gru_ops;
 extern const gb_layer_ops_t gb_embedding_ops;
 
-/* conv2d: 1 makes im2col and col2im take their plain loops and the GEMMs
- * OpenBLAS on any CPU (so tests cover that path on a machine with AVX-512);
- * 0 restores the default. Not for use while a model runs. */
-void gb_conv2d_set_portable(int portable);
-
 /* Shared helpers for layers. */
 /* Fills n floats uniformly in [-bound, bound). */
 void gb_layer_fill_uniform(float *p, size_t n, float bound, gb_rng_t *rng);

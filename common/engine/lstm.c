@@ -24,7 +24,9 @@
  * Z, the activated gates, h and c for steps 0..T (slot 0 is the zero
  * initial state) and tanh(c). */
 #include "engine/activations.h"
+#include "engine/kernels.h"
 #include "engine/layer.h"
+#include "engine/simd_kernels.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -211,6 +213,10 @@ S_TARGET static void s_dw_avx512(const float *dG, const float *Z, float *CT, siz
     }
 }
 
+#else
+#define S_AVX512 0
+#endif
+
 /* dW_ih[4H x F] += CT[0..F)^T, dW_hh[4H x H] += CT[F..K)^T; CT is K x 4H.
  * Blocks of 16 rows of dW keep both sides in L1. */
 static void s_add_transposed(const float *CT, float *dWih, float *dWhh, int F, int H)
@@ -227,8 +233,49 @@ static void s_add_transposed(const float *CT, float *dWih, float *dWhh, int F, i
         }
     }
 }
-#else
-#define S_AVX512 0
+
+#if GB_CONV_KERNELS
+/* The AVX2 forward: W^T = [W_ih | W_hh]^T (K x 4H, made once per pass into
+ * wt) so that each step's gates are ONE row-major product of its rows
+ * z_t = [x_t, h_{t-1}] (K = F on the first step, h_{-1} = 0) in the
+ * engine's AVX2 GEMM, which reads both operands in place where OpenBLAS
+ * packs them anew for every one of the T small products. */
+static void s_forward_avx2(const s_dims_t *d, int B, const float *Wih, const float *Whh,
+                           const float *bias, float *wt, const s_cache_t *c)
+{
+    const int T = d->T, F = d->F, H = d->H, K = F + H, H4 = 4 * H;
+    const size_t BH = (size_t)B * H;
+    for (int j = 0; j < H4; j++) {
+        for (int k = 0; k < F; k++)
+            wt[(size_t)k * H4 + j] = Wih[(size_t)j * F + k];
+        for (int k = 0; k < H; k++)
+            wt[(size_t)(F + k) * H4 + j] = Whh[(size_t)j * H + k];
+    }
+    for (int t = 0; t < T; t++) {
+        float *g = c->gates + (size_t)t * B * H4;
+        const float *zt = c->z + (size_t)t * B * K;
+        gb_simd_gemm_avx2(B, H4, t == 0 ? F : K, zt, K, 1, wt, (size_t)H4, g, (size_t)H4, 0);
+        float *ht = c->h + (size_t)(t + 1) * BH;
+        gb_lstm_cell_forward(g, bias, c->c + (size_t)t * BH, c->c + (size_t)(t + 1) * BH, ht,
+                             c->tc + (size_t)t * BH, B, H);
+        if (t + 1 < T)
+            for (int b = 0; b < B; b++)
+                memcpy(c->z + ((size_t)(t + 1) * B + b) * K + F, ht + (size_t)b * H,
+                       (size_t)H * sizeof(float));
+    }
+}
+
+/* CT[K x 4H] += Z^T . dG over all T*B rows, in chunks of rows that stay in
+ * the core's L2 while every tile reads them. */
+static void s_dw_avx2(const float *dG, const float *Z, float *CT, size_t TB, int K, int H4)
+{
+    const size_t chunk = 256;
+    for (size_t r0 = 0; r0 < TB; r0 += chunk) {
+        const int rows = (int)(TB - r0 < chunk ? TB - r0 : chunk);
+        gb_simd_gemm_avx2(K, H4, rows, Z + r0 * K, 1, K, dG + r0 * H4, (size_t)H4, CT,
+                          (size_t)H4, 1);
+    }
+}
 #endif
 
 /* ---- forward and backward ----------------------------------------------- */
@@ -268,6 +315,13 @@ static void s_forward(const gb_layer_t *l, const gb_pass_t *pass, float *cache, 
     float *bias = pass->work;
     for (int j = 0; j < 4 * H; j++)
         bias[j] = bih[j] + bhh[j];
+#if GB_CONV_KERNELS
+    if (gb_kernels() == GB_KERNELS_AVX2) {
+        s_forward_avx2(&d, B, Wih, Whh, bias, bias + 4 * H, &c);
+        gb_layer_write_recurrent_output(l, c.h, y, B);
+        return;
+    }
+#endif
     /* G[T*B x 4H] = X[T*B x F] . W_ih^T[F x 4H] (X is Z's first F columns) */
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)TB, 4 * H, F, 1.0f, c.z, K, Wih, F,
                 0.0f, c.gates, 4 * H);
@@ -301,6 +355,7 @@ static void s_backward(const gb_layer_t *l, const gb_pass_t *pass, const float *
     s_cache_t c = s_cache(&d, B, (float *)cache);
     const size_t TB = (size_t)T * B;
     const int fast = S_AVX512 && gb_lstm_fast();
+    const int avx2 = gb_kernels() == GB_KERNELS_AVX2;
     float *dG = pass->work, *dX = dG + TB * 4 * H, *dh = dX + TB * F, *dc = dh + (size_t)B * H;
     float *dbsum = dc + (size_t)B * H;
     memset(dh, 0, (size_t)B * H * sizeof(float));
@@ -320,6 +375,12 @@ static void s_backward(const gb_layer_t *l, const gb_pass_t *pass, const float *
             continue;
         }
 #endif
+#if GB_CONV_KERNELS
+        if (avx2) {
+            gb_simd_gemm_avx2(B, H, 4 * H, dg, 4 * H, 1, Whh, (size_t)H, dh, (size_t)H, 0);
+            continue;
+        }
+#endif
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, H, 4 * H, 1.0f, dg, 4 * H, Whh,
                     H, 0.0f, dh, H);
     }
@@ -336,7 +397,15 @@ static void s_backward(const gb_layer_t *l, const gb_pass_t *pass, const float *
             s_add_transposed(CT, dWih, dWhh, F, H);
         }
 #endif
-        if (!fast) {
+#if GB_CONV_KERNELS
+        if (avx2) {
+            float *CT = dbsum + 4 * H;
+            memset(CT, 0, (size_t)K * 4 * H * sizeof(float));
+            s_dw_avx2(dG, c.z, CT, TB, K, 4 * H);
+            s_add_transposed(CT, dWih, dWhh, F, H);
+        }
+#endif
+        if (!fast && !avx2) {
             /* dW_ih[4H x F] += dG^T[4H x T*B] . X[T*B x F] (Z's first F columns) */
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, 4 * H, F, (int)TB, 1.0f, dG,
                         4 * H, c.z, K, 1.0f, dWih, F);

@@ -41,28 +41,22 @@
 #include <math.h>
 #include <string.h>
 
+#include "engine/vec_dispatch.h"
 #include "util/alloc.h"
 #include "util/rng.h"
 
 /* The per-row loops over a layer's worth of floats, built for AVX-512, AVX2
- * and plain x86-64 and picked at load time (as engine/activations.c does);
- * with -std=c11 nothing is contracted into FMAs, so all give the same bits. */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define S_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define S_CLONES
-#endif
-
+ * and plain x86-64 and chosen per call by the engine's kernel path
+ * (engine/vec_dispatch.h); all give the same bits. */
 /* h = hb + a (hx - hb), n floats. */
-S_CLONES static void s_lerp(float *restrict h, const float *restrict hb,
-                            const float *restrict hx, float a, size_t n)
+GB_VEC_FN(static, s_lerp, (float *restrict h, const float *restrict hb, const float *restrict hx, float a, size_t n), (h, hb, hx, a, n))
 {
     for (size_t f = 0; f < n; f++)
         h[f] = hb[f] + a * (hx[f] - hb[f]);
 }
 
 /* acc += w g, n values, in double. */
-S_CLONES static void s_axpy(double *restrict acc, double w, const float *restrict g, size_t n)
+GB_VEC_FN(static, s_axpy, (double *restrict acc, double w, const float *restrict g, size_t n), (acc, w, g, n))
 {
     for (size_t f = 0; f < n; f++)
         acc[f] += w * (double)g[f];

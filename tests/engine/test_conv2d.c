@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/kernels.h"
 #include "engine/layer.h"
 #include "engine/model.h"
 #include "util/rng.h"
@@ -236,18 +237,25 @@ static void test_fast_vs_naive_two_threads(void **state)
         s_run_shape(&s_shapes[i], 2, 200 + i);
 }
 
-/* Stride-1 convs take AVX-512 im2col/col2im and GEMMs where the CPU has
- * them (the tests above then check those); gb_conv2d_set_portable forces
- * the plain loops and OpenBLAS, which must pass the same checks. */
-static void test_portable_vs_naive(void **state)
+/* The tests above run the best kernel path of this CPU; every lower one
+ * (engine/kernels.h: AVX2 and FMA, then the plain loops and OpenBLAS) must
+ * pass the same checks, at 1 and 2 workers. */
+static void test_every_path_vs_naive(void **state)
 {
     (void)state;
-    gb_conv2d_set_portable(1);
-    for (size_t i = 0; i < sizeof s_shapes / sizeof s_shapes[0]; i++) {
-        s_run_shape(&s_shapes[i], 1, 300 + i);
-        s_run_shape(&s_shapes[i], 2, 400 + i);
+    const gb_kernels_t best = gb_kernels_best();
+    for (int k = GB_KERNELS_PORTABLE; k <= (int)best; k++) {
+        gb_kernels_force((gb_kernels_t)k);
+        assert_int_equal(gb_kernels(), k);
+        double worst = 0.0;
+        for (size_t i = 0; i < sizeof s_shapes / sizeof s_shapes[0]; i++) {
+            worst = fmax(worst, s_run_shape(&s_shapes[i], 1, 300 + i));
+            worst = fmax(worst, s_run_shape(&s_shapes[i], 2, 400 + i));
+        }
+        print_message("%s: worst |diff| / sum|terms|: %.3g (tol 1e-5)\n",
+                      gb_kernels_name((gb_kernels_t)k), worst);
     }
-    gb_conv2d_set_portable(0);
+    gb_kernels_force(best);
 }
 
 /* A conv that is not the first layer gets its dy from the layer above and
@@ -363,7 +371,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fast_vs_naive),
         cmocka_unit_test(test_fast_vs_naive_two_threads),
-        cmocka_unit_test(test_portable_vs_naive),
+        cmocka_unit_test(test_every_path_vs_naive),
         cmocka_unit_test(test_stacked_convs),
         cmocka_unit_test(test_conv_shape_errors),
     };

@@ -4,9 +4,9 @@
  *   per-step, per-gate LSTM/GRU written here in double precision from the
  *   equations of PyTorch's documentation: 1e-5 relative to the largest
  *   output; for the LSTM also shapes that reach every partial block and row
- *   remainder of the fused AVX-512 kernels, on that path and (switched off
- *   with gb_lstm_fast_set) on the portable sgemm one;
- * - the fused LSTM path against the portable one: outputs, input and
+ *   remainder of the fused AVX-512 kernels, on that path and (with
+ *   gb_kernels_force) on the AVX2 and the portable sgemm ones;
+ * - the best path against every lower one: outputs, input and
  *   parameter gradients of stacked models (1e-5 / 1e-4 relative), and the
  *   same bits from the same pass twice;
  * - the fused cell kernels (activations.h) rolled out over T = 4 steps from
@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/kernels.h"
 #include "engine/activations.h"
 #include "engine/model.h"
 #include "util/rng.h"
@@ -190,12 +191,15 @@ static void test_lstm_against_textbook_fast_and_portable(void **state)
     if (!gb_lstm_fast())
         print_message("no AVX-512 here: only the portable LSTM path is tested\n");
     s_lstm_shapes_against_textbook();
-    gb_lstm_fast_set(0);
-    assert_int_equal(gb_lstm_fast(), 0);
-    s_lstm_shapes_against_textbook();
-    s_against_textbook("lstm", s_lstm_ref, 1);
-    s_against_textbook("lstm", s_lstm_ref, 2);
-    gb_lstm_fast_set(1);
+    /* every lower path: AVX2's GEMMs, then OpenBLAS */
+    for (int k = (int)gb_kernels_best() - 1; k >= GB_KERNELS_PORTABLE; k--) {
+        gb_kernels_force((gb_kernels_t)k);
+        assert_int_equal(gb_lstm_fast(), 0);
+        s_lstm_shapes_against_textbook();
+        s_against_textbook("lstm", s_lstm_ref, 1);
+        s_against_textbook("lstm", s_lstm_ref, 2);
+    }
+    gb_kernels_force(gb_kernels_best());
 }
 
 /* Forward, input and parameter gradients of one model; returns them in
@@ -269,14 +273,17 @@ static void test_lstm_fast_matches_portable(void **state)
             s_fill(x, B * nin, -2.0f, 2.0f, 50 + s);
             s_fill(dy, B * nout, -1.0f, 1.0f, 60 + s);
             s_lstm_pass(m, x, dy, B, y[0], dx[0], g[0]);
-            gb_lstm_fast_set(0);
-            s_lstm_pass(m, x, dy, B, y[1], dx[1], g[1]);
-            gb_lstm_fast_set(1);
-            double ey = s_max_rel(y[0], y[1], B * nout), ex = s_max_rel(dx[0], dx[1], B * nin);
-            double eg = s_max_rel(g[0], g[1], np);
-            if (!(ey <= 1e-5 && ex <= 1e-4 && eg <= 1e-4))
-                fail_msg("%s threads %d: fast vs portable: y %.3g, dx %.3g, grads %.3g",
-                         cases[s].spec, threads, ey, ex, eg);
+            for (int k = GB_KERNELS_PORTABLE; k < (int)gb_kernels_best(); k++) {
+                gb_kernels_force((gb_kernels_t)k);
+                s_lstm_pass(m, x, dy, B, y[1], dx[1], g[1]);
+                double ey = s_max_rel(y[0], y[1], B * nout);
+                double ex = s_max_rel(dx[0], dx[1], B * nin), eg = s_max_rel(g[0], g[1], np);
+                if (!(ey <= 1e-5 && ex <= 1e-4 && eg <= 1e-4))
+                    fail_msg("%s threads %d: %s vs %s: y %.3g, dx %.3g, grads %.3g",
+                             cases[s].spec, threads, gb_kernels_name(gb_kernels_best()),
+                             gb_kernels_name((gb_kernels_t)k), ey, ex, eg);
+            }
+            gb_kernels_force(gb_kernels_best());
             /* The same pass twice gives the same bits. */
             s_lstm_pass(m, x, dy, B, y[1], dx[1], g[1]);
             assert_memory_equal(y[0], y[1], B * nout * sizeof(float));
