@@ -6,6 +6,7 @@
  * branch-free so GCC vectorises the loops; -ffast-math is not needed. */
 #include "engine/activations.h"
 #include "engine/kernels.h"
+#include "engine/simd_kernels.h"
 #include "engine/vec_dispatch.h"
 
 #include <assert.h>
@@ -16,17 +17,10 @@
 /* On x86-64 each loop is also built for AVX2 and AVX-512 and chosen per
  * call by the engine's kernel path (vec_dispatch.h): 8 or 16 lanes instead
  * of SSE2's 4, with bit-identical results. */
-/* The fused LSTM step below is written with AVX-512 intrinsics (16 lanes,
- * FMA in its product) and chosen at run time; other CPUs and compilers take
- * the portable path in lstm.c. */
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#define GB_HAVE_AVX512_KERNELS 1
-#include <immintrin.h>
-#define GB_AVX512 __attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,avx2,fma")))
-#define GB_AVX512_INLINE static inline __attribute__((always_inline)) GB_AVX512
-#else
-#define GB_HAVE_AVX512_KERNELS 0
-#endif
+/* The fused LSTM step is written with AVX-512 intrinsics in simd_avx512.c
+ * and chosen at run time; other CPUs and compilers take the other paths in
+ * lstm.c. */
+#define GB_HAVE_AVX512_KERNELS GB_SIMD_KERNELS
 
 static inline float s_exp(float x)
 {
@@ -239,7 +233,7 @@ GB_VEC_FN(, gb_gru_cell_backward, (const float *restrict gates, const float *res
     }
 }
 
-/* ---- the fused LSTM step (AVX-512) ---------------------------------------
+/* ---- the fused LSTM step (AVX-512; the kernel is in simd_avx512.c) -------
  * One kernel per step does the whole recurrence for a tile of MR rows and 16
  * hidden units: the four gates' pre-activations bias + [x_t, h_{t-1}] . W^T
  * accumulate in 4 x MR zmm registers over K = F + H, then the gate
@@ -291,137 +285,6 @@ void gb_lstm_pack(const float *restrict Wih, const float *restrict Whh, const fl
     }
 }
 
-#if GB_HAVE_AVX512_KERNELS
-/* s_tanh and s_sigmoid on 16 lanes with the same operations in the same order
- * (no FMA), so they round exactly as the scalar and auto-vectorised code. */
-GB_AVX512_INLINE __m512 s_tanh16(__m512 x)
-{
-    const __m512 clamp = _mm512_set1_ps(7.90531110763549805f);
-    /* min(a, b) is a < b ? a : b (b when x is NaN): as s_tanh's selects. */
-    __m512 c = _mm512_min_ps(clamp, x);
-    c = _mm512_max_ps(_mm512_sub_ps(_mm512_setzero_ps(), clamp), c);
-    __m512 x2 = _mm512_mul_ps(c, c);
-    __m512 p = _mm512_set1_ps(-2.76076847742355e-16f);
-    p = _mm512_add_ps(_mm512_mul_ps(p, x2), _mm512_set1_ps(2.00018790482477e-13f));
-    p = _mm512_add_ps(_mm512_mul_ps(p, x2), _mm512_set1_ps(-8.60467152213735e-11f));
-    p = _mm512_add_ps(_mm512_mul_ps(p, x2), _mm512_set1_ps(5.12229709037114e-08f));
-    p = _mm512_add_ps(_mm512_mul_ps(p, x2), _mm512_set1_ps(1.48572235717979e-05f));
-    p = _mm512_add_ps(_mm512_mul_ps(p, x2), _mm512_set1_ps(6.37261928875436e-04f));
-    p = _mm512_add_ps(_mm512_mul_ps(p, x2), _mm512_set1_ps(4.89352455891786e-03f));
-    p = _mm512_mul_ps(p, c);
-    __m512 q = _mm512_set1_ps(1.19825839466702e-06f);
-    q = _mm512_add_ps(_mm512_mul_ps(q, x2), _mm512_set1_ps(1.18534705686654e-04f));
-    q = _mm512_add_ps(_mm512_mul_ps(q, x2), _mm512_set1_ps(2.26843463243900e-03f));
-    q = _mm512_add_ps(_mm512_mul_ps(q, x2), _mm512_set1_ps(4.89352518554385e-03f));
-    __m512 t = _mm512_div_ps(p, q);
-    __mmask16 tiny = _mm512_cmp_ps_mask(_mm512_abs_ps(x), _mm512_set1_ps(0.0004f), _CMP_LT_OQ);
-    return _mm512_mask_blend_ps(tiny, t, x);
-}
-
-GB_AVX512_INLINE __m512 s_sigmoid16(__m512 x)
-{
-    const __m512 half = _mm512_set1_ps(0.5f);
-    return _mm512_add_ps(half, _mm512_mul_ps(half, s_tanh16(_mm512_mul_ps(half, x))));
-}
-
-/* Arguments of one step, shared by every tile. */
-typedef struct {
-    const float *wp;    /* this hidden block's packed weights: bias row, K rows */
-    const float *z;     /* B x K: x_t, h_{t-1} */
-    const float *c_prev;
-    float *z_next, *gates, *c, *h, *tanh_c;
-    int F, H, K, kend;  /* kend: F on the first step (h_{-1} = 0), else K */
-    int j0;             /* first hidden unit of the block */
-    __mmask16 m;        /* lanes of the block that are units < H */
-} s_step_t;
-
-/* MR rows starting at row b of one hidden block. */
-GB_AVX512_INLINE void s_lstm_tile(const s_step_t *s, int b, const int MR)
-{
-    __m512 acc[6][4];
-    const float *w = s->wp;
-#pragma GCC unroll 6
-    for (int r = 0; r < MR; r++)
-#pragma GCC unroll 4
-        for (int g = 0; g < 4; g++)
-            acc[r][g] = _mm512_loadu_ps(w + g * 16);
-    w += 64;
-    const float *z = s->z + (size_t)b * s->K;
-    const int K = s->K;
-    for (int k = 0; k < s->kend; k++, w += 64) {
-        __m512 w0 = _mm512_loadu_ps(w), w1 = _mm512_loadu_ps(w + 16);
-        __m512 w2 = _mm512_loadu_ps(w + 32), w3 = _mm512_loadu_ps(w + 48);
-#pragma GCC unroll 6
-        for (int r = 0; r < MR; r++) {
-            __m512 a = _mm512_set1_ps(z[(size_t)r * K + k]);
-            acc[r][0] = _mm512_fmadd_ps(a, w0, acc[r][0]);
-            acc[r][1] = _mm512_fmadd_ps(a, w1, acc[r][1]);
-            acc[r][2] = _mm512_fmadd_ps(a, w2, acc[r][2]);
-            acc[r][3] = _mm512_fmadd_ps(a, w3, acc[r][3]);
-        }
-    }
-    const int H = s->H;
-    const __mmask16 m = s->m;
-#pragma GCC unroll 6
-    for (int r = 0; r < MR; r++) {
-        const size_t row = (size_t)(b + r), o4 = row * 4 * H + s->j0, o1 = row * H + s->j0;
-        __m512 i = s_sigmoid16(acc[r][0]), f = s_sigmoid16(acc[r][1]);
-        __m512 g = s_tanh16(acc[r][2]), o = s_sigmoid16(acc[r][3]);
-        __m512 cp = _mm512_maskz_loadu_ps(m, s->c_prev + o1);
-        __m512 c = _mm512_add_ps(_mm512_mul_ps(f, cp), _mm512_mul_ps(i, g));
-        __m512 t = s_tanh16(c), h = _mm512_mul_ps(o, t);
-        _mm512_mask_storeu_ps(s->gates + o4, m, i);
-        _mm512_mask_storeu_ps(s->gates + o4 + H, m, f);
-        _mm512_mask_storeu_ps(s->gates + o4 + 2 * H, m, g);
-        _mm512_mask_storeu_ps(s->gates + o4 + 3 * H, m, o);
-        _mm512_mask_storeu_ps(s->c + o1, m, c);
-        _mm512_mask_storeu_ps(s->tanh_c + o1, m, t);
-        _mm512_mask_storeu_ps(s->h + o1, m, h);
-        if (s->z_next)
-            _mm512_mask_storeu_ps(s->z_next + row * K + s->F + s->j0, m, h);
-    }
-}
-
-/* One out-of-line copy per row count: inlined into the loops over blocks,
- * the cell's constants were hoisted into registers the 24 accumulators need,
- * and two of them were spilled to the stack inside the product loop. */
-#define S_LSTM_TILE_FN(MR)                                                                    \
-    __attribute__((noinline)) GB_AVX512 static void s_lstm_tile##MR(const s_step_t *s, int b) \
-    {                                                                                         \
-        s_lstm_tile(s, b, MR);                                                                \
-    }
-S_LSTM_TILE_FN(1)
-S_LSTM_TILE_FN(2)
-S_LSTM_TILE_FN(3)
-S_LSTM_TILE_FN(4)
-S_LSTM_TILE_FN(5)
-S_LSTM_TILE_FN(6)
-
-GB_AVX512 static void s_lstm_step_avx512(const float *wp, const float *z, const float *c_prev,
-                                         float *z_next, float *gates, float *c, float *h,
-                                         float *tanh_c, int B, int F, int H, int first)
-{
-    const int K = F + H, nb = (H + 15) / 16;
-    s_step_t s = {.z = z, .c_prev = c_prev, .z_next = z_next, .gates = gates, .c = c, .h = h,
-                  .tanh_c = tanh_c, .F = F, .H = H, .K = K, .kend = first ? F : K};
-    for (int jb = 0; jb < nb; jb++) {
-        s.wp = wp + (size_t)jb * (K + 1) * 64;
-        s.j0 = jb * 16;
-        s.m = H - s.j0 >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (H - s.j0)) - 1);
-        int b = 0;
-        for (; b + 6 <= B; b += 6)
-            s_lstm_tile6(&s, b);
-        switch (B - b) {
-        case 5: s_lstm_tile5(&s, b); break;
-        case 4: s_lstm_tile4(&s, b); break;
-        case 3: s_lstm_tile3(&s, b); break;
-        case 2: s_lstm_tile2(&s, b); break;
-        case 1: s_lstm_tile1(&s, b); break;
-        default: break;
-        }
-    }
-}
-#endif
 
 void gb_lstm_step_forward(const float *wp, const float *z, const float *c_prev, float *z_next,
                           float *gates, float *c, float *h, float *tanh_c, int B, int F, int H,
@@ -429,7 +292,7 @@ void gb_lstm_step_forward(const float *wp, const float *z, const float *c_prev, 
 {
 #if GB_HAVE_AVX512_KERNELS
     assert(gb_lstm_fast());
-    s_lstm_step_avx512(wp, z, c_prev, z_next, gates, c, h, tanh_c, B, F, H, first);
+    gb_simd_lstm_step_avx512(wp, z, c_prev, z_next, gates, c, h, tanh_c, B, F, H, first);
 #else
     (void)wp, (void)z, (void)c_prev, (void)z_next, (void)gates, (void)c, (void)h, (void)tanh_c;
     (void)B, (void)F, (void)H, (void)first;

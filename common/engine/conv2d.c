@@ -122,7 +122,7 @@ static size_t s_work_floats(const gb_layer_t *l, int batch)
 static void s_sgemm(int M, int N, int K, const float *w, int w_transposed, const float *x,
                     int ldx, float *y, int ldy, int accumulate)
 {
-#if GB_CONV_KERNELS
+#if GB_SIMD_KERNELS
     /* any stride: the GEMM does not see it */
     const gb_kernels_t k = gb_kernels();
     const ptrdiff_t ars = w_transposed ? 1 : K, acs = w_transposed ? M : 1;
@@ -144,7 +144,7 @@ static void s_sgemm(int M, int N, int K, const float *w, int w_transposed, const
 static void s_sgemm_dw(int OC, int KK, int N, const float *dy, int ldd, const float *cols, int ldc,
                        float *dW)
 {
-#if GB_CONV_KERNELS
+#if GB_SIMD_KERNELS
     if (gb_kernels() == GB_KERNELS_AVX2) {
         gb_simd_gemm_nt_avx2(OC, KK, N, dy, (size_t)ldd, cols, (size_t)ldc, dW, (size_t)KK);
         return;
@@ -157,7 +157,7 @@ static void s_sgemm_dw(int OC, int KK, int N, const float *dy, int ldd, const fl
 /* cols[KK x B*P]: row k = (c, ki, kj), column n*P + oh*OW + ow. */
 static void s_im2col(const s_dims_t *d, int B, const float *x, float *cols)
 {
-#if GB_CONV_KERNELS
+#if GB_SIMD_KERNELS
     if (d->S == 1 && gb_kernels() == GB_KERNELS_AVX512) {
         gb_conv_im2col_s1_avx512(d, B, x, cols);
         return;
@@ -205,7 +205,7 @@ static void s_im2col(const s_dims_t *d, int B, const float *x, float *cols)
 /* dx = scatter-add of dcols (overwrites dx). */
 static void s_col2im(const s_dims_t *d, int B, const float *dcols, float *dx)
 {
-#if GB_CONV_KERNELS
+#if GB_SIMD_KERNELS
     if (d->S == 1 && d->K <= GB_CONV_COL2IM_MAX_K && gb_kernels() == GB_KERNELS_AVX512) {
         gb_conv_col2im_s1_avx512(d, B, dcols, dx);
         return;

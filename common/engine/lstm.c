@@ -6,8 +6,8 @@
  * together), and each step's input rows are z_t = [x_t, h_{t-1}] (T*B x K,
  * h_{-1} = 0), so every per-step slice and every all-steps matrix is
  * contiguous and one product covers input and recurrence. Two paths compute
- * the same thing:
- *   fast (AVX-512, gb_lstm_fast()): the weights are packed once per pass and
+ * the same thing (three paths, engine/kernels.h):
+ *   fast (AVX-512, gb_lstm_fast(); kernels in simd_avx512.c): the weights are packed once per pass and
  *     each step is ONE fused kernel (gb_lstm_step_forward: bias + z_t . W^T
  *     in registers, then the cell); backward runs per step the cell's
  *     backward and our own AVX-512 product dh[t-1] = dG[t] . W_hh, then the
@@ -15,6 +15,10 @@
  *     row of dG read once per tile), added transposed into dW_ih and dW_hh.
  *     OpenBLAS is held to its AVX2 (Haswell) kernels on this CPU, so these
  *     run on twice its vector width.
+ *   avx2 (gb_kernels() == GB_KERNELS_AVX2): W^T is laid out once per pass and
+ *     each step's gates are ONE product z_t . W^T in the engine's AVX2 GEMM,
+ *     then the cell pass; backward as portable but with that GEMM for dh and
+ *     for Z^T . dG (simd_avx2.c).
  *   portable: G[T*B x 4H] = X . W_ih^T in ONE sgemm, per step one sgemm
  *     G[t] += h[t-1] . W_hh^T and one fused pointwise pass that adds the
  *     biases (gb_lstm_cell_forward); backward per step one pointwise pass
@@ -88,134 +92,13 @@ static size_t s_work_floats(const gb_layer_t *l, int batch)
     return fwd > bwd ? fwd : bwd;
 }
 
-/* ---- AVX-512 products of the backward pass ------------------------------ */
-
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+/* The AVX-512 products of the backward pass live in simd_avx512.c. */
+#if GB_SIMD_KERNELS
 #define S_AVX512 1
-#include <immintrin.h>
-#define S_TARGET __attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,avx2,fma")))
-#define S_INLINE static inline __attribute__((always_inline)) S_TARGET
-
-/* Masks of the four 16-lane vectors of a 64-wide block starting at j0 of n. */
-S_INLINE void s_masks(int j0, int n, __mmask16 m[4])
-{
-    for (int v = 0; v < 4; v++) {
-        int left = n - j0 - 16 * v;
-        m[v] = left >= 16 ? (__mmask16)0xffff : left <= 0 ? 0 : (__mmask16)((1u << left) - 1);
-    }
-}
-
-/* dh[MR rows from b][64 units from j0] = dG[rows][4H] . W_hh[4H x H] */
-S_INLINE void s_dh_tile(const float *dg, const float *Whh, float *dh, int H, int b, int j0,
-                        const __mmask16 m[4], const int MR)
-{
-    __m512 acc[6][4];
-#pragma GCC unroll 6
-    for (int r = 0; r < MR; r++)
-#pragma GCC unroll 4
-        for (int v = 0; v < 4; v++)
-            acc[r][v] = _mm512_setzero_ps();
-    const int K4 = 4 * H;
-    const float *a = dg + (size_t)b * K4, *w = Whh + j0;
-    for (int k = 0; k < K4; k++, w += H) {
-        __m512 w0 = _mm512_maskz_loadu_ps(m[0], w), w1 = _mm512_maskz_loadu_ps(m[1], w + 16);
-        __m512 w2 = _mm512_maskz_loadu_ps(m[2], w + 32), w3 = _mm512_maskz_loadu_ps(m[3], w + 48);
-#pragma GCC unroll 6
-        for (int r = 0; r < MR; r++) {
-            __m512 x = _mm512_set1_ps(a[(size_t)r * K4 + k]);
-            acc[r][0] = _mm512_fmadd_ps(x, w0, acc[r][0]);
-            acc[r][1] = _mm512_fmadd_ps(x, w1, acc[r][1]);
-            acc[r][2] = _mm512_fmadd_ps(x, w2, acc[r][2]);
-            acc[r][3] = _mm512_fmadd_ps(x, w3, acc[r][3]);
-        }
-    }
-#pragma GCC unroll 6
-    for (int r = 0; r < MR; r++)
-#pragma GCC unroll 4
-        for (int v = 0; v < 4; v++)
-            _mm512_mask_storeu_ps(dh + (size_t)(b + r) * H + j0 + 16 * v, m[v], acc[r][v]);
-}
-
-/* dh[B x H] = dG[B x 4H] . W_hh[4H x H] */
-S_TARGET static void s_dh_avx512(const float *dg, const float *Whh, float *dh, int B, int H)
-{
-    for (int j0 = 0; j0 < H; j0 += 64) {
-        __mmask16 m[4];
-        s_masks(j0, H, m);
-        int b = 0;
-        for (; b + 6 <= B; b += 6)
-            s_dh_tile(dg, Whh, dh, H, b, j0, m, 6);
-        switch (B - b) {
-        case 5: s_dh_tile(dg, Whh, dh, H, b, j0, m, 5); break;
-        case 4: s_dh_tile(dg, Whh, dh, H, b, j0, m, 4); break;
-        case 3: s_dh_tile(dg, Whh, dh, H, b, j0, m, 3); break;
-        case 2: s_dh_tile(dg, Whh, dh, H, b, j0, m, 2); break;
-        case 1: s_dh_tile(dg, Whh, dh, H, b, j0, m, 1); break;
-        default: break;
-        }
-    }
-}
-
-/* CT[NR rows from n0][64 columns from m0] += Z[r0..r1)[n0..]^T . dG[r0..r1)[m0..] */
-S_INLINE void s_dw_tile(const float *dG, const float *Z, float *CT, int M4, int K, int r0, int r1,
-                        int n0, int m0, const __mmask16 m[4], const int NR)
-{
-    __m512 acc[6][4];
-    float *ct = CT + (size_t)n0 * M4 + m0;
-#pragma GCC unroll 6
-    for (int i = 0; i < NR; i++)
-#pragma GCC unroll 4
-        for (int v = 0; v < 4; v++)
-            acc[i][v] = _mm512_maskz_loadu_ps(m[v], ct + (size_t)i * M4 + 16 * v);
-    const float *d = dG + (size_t)r0 * M4 + m0, *z = Z + (size_t)r0 * K + n0;
-    for (int r = r0; r < r1; r++, d += M4, z += K) {
-        __m512 d0 = _mm512_maskz_loadu_ps(m[0], d), d1 = _mm512_maskz_loadu_ps(m[1], d + 16);
-        __m512 d2 = _mm512_maskz_loadu_ps(m[2], d + 32), d3 = _mm512_maskz_loadu_ps(m[3], d + 48);
-#pragma GCC unroll 6
-        for (int i = 0; i < NR; i++) {
-            __m512 x = _mm512_set1_ps(z[i]);
-            acc[i][0] = _mm512_fmadd_ps(x, d0, acc[i][0]);
-            acc[i][1] = _mm512_fmadd_ps(x, d1, acc[i][1]);
-            acc[i][2] = _mm512_fmadd_ps(x, d2, acc[i][2]);
-            acc[i][3] = _mm512_fmadd_ps(x, d3, acc[i][3]);
-        }
-    }
-#pragma GCC unroll 6
-    for (int i = 0; i < NR; i++)
-#pragma GCC unroll 4
-        for (int v = 0; v < 4; v++)
-            _mm512_mask_storeu_ps(ct + (size_t)i * M4 + 16 * v, m[v], acc[i][v]);
-}
-
-/* CT[K x M4] += Z^T[K x TB] . dG[TB x M4], rows taken in chunks that stay in
- * the core's L2 while every tile of the chunk reads them. */
-S_TARGET static void s_dw_avx512(const float *dG, const float *Z, float *CT, size_t TB, int K,
-                                 int M4)
-{
-    const size_t chunk = 256;
-    for (size_t r0 = 0; r0 < TB; r0 += chunk) {
-        int r1 = (int)(TB - r0 < chunk ? TB : r0 + chunk);
-        for (int m0 = 0; m0 < M4; m0 += 64) {
-            __mmask16 m[4];
-            s_masks(m0, M4, m);
-            int n = 0;
-            for (; n + 6 <= K; n += 6)
-                s_dw_tile(dG, Z, CT, M4, K, (int)r0, r1, n, m0, m, 6);
-            switch (K - n) {
-            case 5: s_dw_tile(dG, Z, CT, M4, K, (int)r0, r1, n, m0, m, 5); break;
-            case 4: s_dw_tile(dG, Z, CT, M4, K, (int)r0, r1, n, m0, m, 4); break;
-            case 3: s_dw_tile(dG, Z, CT, M4, K, (int)r0, r1, n, m0, m, 3); break;
-            case 2: s_dw_tile(dG, Z, CT, M4, K, (int)r0, r1, n, m0, m, 2); break;
-            case 1: s_dw_tile(dG, Z, CT, M4, K, (int)r0, r1, n, m0, m, 1); break;
-            default: break;
-            }
-        }
-    }
-}
-
 #else
 #define S_AVX512 0
 #endif
+
 
 /* dW_ih[4H x F] += CT[0..F)^T, dW_hh[4H x H] += CT[F..K)^T; CT is K x 4H.
  * Blocks of 16 rows of dW keep both sides in L1. */
@@ -234,7 +117,7 @@ static void s_add_transposed(const float *CT, float *dWih, float *dWhh, int F, i
     }
 }
 
-#if GB_CONV_KERNELS
+#if GB_SIMD_KERNELS
 /* The AVX2 forward: W^T = [W_ih | W_hh]^T (K x 4H, made once per pass into
  * wt) so that each step's gates are ONE row-major product of its rows
  * z_t = [x_t, h_{t-1}] (K = F on the first step, h_{-1} = 0) in the
@@ -315,7 +198,7 @@ static void s_forward(const gb_layer_t *l, const gb_pass_t *pass, float *cache, 
     float *bias = pass->work;
     for (int j = 0; j < 4 * H; j++)
         bias[j] = bih[j] + bhh[j];
-#if GB_CONV_KERNELS
+#if GB_SIMD_KERNELS
     if (gb_kernels() == GB_KERNELS_AVX2) {
         s_forward_avx2(&d, B, Wih, Whh, bias, bias + 4 * H, &c);
         gb_layer_write_recurrent_output(l, c.h, y, B);
@@ -371,11 +254,11 @@ static void s_backward(const gb_layer_t *l, const gb_pass_t *pass, const float *
         /* dh[t-1][B x H] = dG[t][B x 4H] . W_hh[4H x H] */
 #if S_AVX512
         if (fast) {
-            s_dh_avx512(dg, Whh, dh, B, H);
+            gb_simd_lstm_dh_avx512(dg, Whh, dh, B, H);
             continue;
         }
 #endif
-#if GB_CONV_KERNELS
+#if GB_SIMD_KERNELS
         if (avx2) {
             gb_simd_gemm_avx2(B, H, 4 * H, dg, 4 * H, 1, Whh, (size_t)H, dh, (size_t)H, 0);
             continue;
@@ -393,11 +276,11 @@ static void s_backward(const gb_layer_t *l, const gb_pass_t *pass, const float *
             /* CT[K x 4H] = Z^T[K x T*B] . dG[T*B x 4H]; dW_ih | dW_hh += CT^T */
             float *CT = dbsum + 4 * H;
             memset(CT, 0, (size_t)K * 4 * H * sizeof(float));
-            s_dw_avx512(dG, c.z, CT, TB, K, 4 * H);
+            gb_simd_lstm_dw_avx512(dG, c.z, CT, TB, K, 4 * H);
             s_add_transposed(CT, dWih, dWhh, F, H);
         }
 #endif
-#if GB_CONV_KERNELS
+#if GB_SIMD_KERNELS
         if (avx2) {
             float *CT = dbsum + 4 * H;
             memset(CT, 0, (size_t)K * 4 * H * sizeof(float));

@@ -14,7 +14,7 @@
  * kernel reads both in place. */
 #include "engine/simd_kernels.h"
 
-#if GB_CONV_KERNELS
+#if GB_SIMD_KERNELS
 #include <immintrin.h>
 #include <stdint.h>
 

@@ -10,9 +10,10 @@
  * vectors double the width of the product for these shapes. */
 #include "engine/simd_kernels.h"
 
-#if GB_CONV_KERNELS
+#if GB_SIMD_KERNELS
 #include <immintrin.h>
 #include <stdint.h>
+#include <string.h>
 
 #define S_AVX512 __attribute__((target("avx512f")))
 
@@ -218,6 +219,259 @@ S_AVX512 void gb_simd_gemm_avx512(int M, int N, int K, const float *a, ptrdiff_t
                 s_tile(S_MR, 2, 0xffff, K, ai, ars, acs, b + j, ldb, cij, ldc, accumulate);
             else
                 s_tile_edge(rows, nv, last, K, ai, ars, acs, b + j, ldb, cij, ldc, accumulate);
+        }
+    }
+}
+
+/* ---- the LSTM (lstm.c, activations.h) ------------------------------------ */
+
+#define GB_AVX512 __attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,avx2,fma")))
+#define GB_AVX512_INLINE static inline __attribute__((always_inline)) GB_AVX512
+#define S_TARGET GB_AVX512
+#define S_INLINE GB_AVX512_INLINE
+/* s_tanh and s_sigmoid on 16 lanes with the same operations in the same order
+ * (no FMA), so they round exactly as the scalar and auto-vectorised code. */
+GB_AVX512_INLINE __m512 s_tanh16(__m512 x)
+{
+    const __m512 clamp = _mm512_set1_ps(7.90531110763549805f);
+    /* min(a, b) is a < b ? a : b (b when x is NaN): as s_tanh's selects. */
+    __m512 c = _mm512_min_ps(clamp, x);
+    c = _mm512_max_ps(_mm512_sub_ps(_mm512_setzero_ps(), clamp), c);
+    __m512 x2 = _mm512_mul_ps(c, c);
+    __m512 p = _mm512_set1_ps(-2.76076847742355e-16f);
+    p = _mm512_add_ps(_mm512_mul_ps(p, x2), _mm512_set1_ps(2.00018790482477e-13f));
+    p = _mm512_add_ps(_mm512_mul_ps(p, x2), _mm512_set1_ps(-8.60467152213735e-11f));
+    p = _mm512_add_ps(_mm512_mul_ps(p, x2), _mm512_set1_ps(5.12229709037114e-08f));
+    p = _mm512_add_ps(_mm512_mul_ps(p, x2), _mm512_set1_ps(1.48572235717979e-05f));
+    p = _mm512_add_ps(_mm512_mul_ps(p, x2), _mm512_set1_ps(6.37261928875436e-04f));
+    p = _mm512_add_ps(_mm512_mul_ps(p, x2), _mm512_set1_ps(4.89352455891786e-03f));
+    p = _mm512_mul_ps(p, c);
+    __m512 q = _mm512_set1_ps(1.19825839466702e-06f);
+    q = _mm512_add_ps(_mm512_mul_ps(q, x2), _mm512_set1_ps(1.18534705686654e-04f));
+    q = _mm512_add_ps(_mm512_mul_ps(q, x2), _mm512_set1_ps(2.26843463243900e-03f));
+    q = _mm512_add_ps(_mm512_mul_ps(q, x2), _mm512_set1_ps(4.89352518554385e-03f));
+    __m512 t = _mm512_div_ps(p, q);
+    __mmask16 tiny = _mm512_cmp_ps_mask(_mm512_abs_ps(x), _mm512_set1_ps(0.0004f), _CMP_LT_OQ);
+    return _mm512_mask_blend_ps(tiny, t, x);
+}
+
+GB_AVX512_INLINE __m512 s_sigmoid16(__m512 x)
+{
+    const __m512 half = _mm512_set1_ps(0.5f);
+    return _mm512_add_ps(half, _mm512_mul_ps(half, s_tanh16(_mm512_mul_ps(half, x))));
+}
+
+/* Arguments of one step, shared by every tile. */
+typedef struct {
+    const float *wp;    /* this hidden block's packed weights: bias row, K rows */
+    const float *z;     /* B x K: x_t, h_{t-1} */
+    const float *c_prev;
+    float *z_next, *gates, *c, *h, *tanh_c;
+    int F, H, K, kend;  /* kend: F on the first step (h_{-1} = 0), else K */
+    int j0;             /* first hidden unit of the block */
+    __mmask16 m;        /* lanes of the block that are units < H */
+} s_step_t;
+
+/* MR rows starting at row b of one hidden block. */
+GB_AVX512_INLINE void s_lstm_tile(const s_step_t *s, int b, const int MR)
+{
+    __m512 acc[6][4];
+    const float *w = s->wp;
+#pragma GCC unroll 6
+    for (int r = 0; r < MR; r++)
+#pragma GCC unroll 4
+        for (int g = 0; g < 4; g++)
+            acc[r][g] = _mm512_loadu_ps(w + g * 16);
+    w += 64;
+    const float *z = s->z + (size_t)b * s->K;
+    const int K = s->K;
+    for (int k = 0; k < s->kend; k++, w += 64) {
+        __m512 w0 = _mm512_loadu_ps(w), w1 = _mm512_loadu_ps(w + 16);
+        __m512 w2 = _mm512_loadu_ps(w + 32), w3 = _mm512_loadu_ps(w + 48);
+#pragma GCC unroll 6
+        for (int r = 0; r < MR; r++) {
+            __m512 a = _mm512_set1_ps(z[(size_t)r * K + k]);
+            acc[r][0] = _mm512_fmadd_ps(a, w0, acc[r][0]);
+            acc[r][1] = _mm512_fmadd_ps(a, w1, acc[r][1]);
+            acc[r][2] = _mm512_fmadd_ps(a, w2, acc[r][2]);
+            acc[r][3] = _mm512_fmadd_ps(a, w3, acc[r][3]);
+        }
+    }
+    const int H = s->H;
+    const __mmask16 m = s->m;
+#pragma GCC unroll 6
+    for (int r = 0; r < MR; r++) {
+        const size_t row = (size_t)(b + r), o4 = row * 4 * H + s->j0, o1 = row * H + s->j0;
+        __m512 i = s_sigmoid16(acc[r][0]), f = s_sigmoid16(acc[r][1]);
+        __m512 g = s_tanh16(acc[r][2]), o = s_sigmoid16(acc[r][3]);
+        __m512 cp = _mm512_maskz_loadu_ps(m, s->c_prev + o1);
+        __m512 c = _mm512_add_ps(_mm512_mul_ps(f, cp), _mm512_mul_ps(i, g));
+        __m512 t = s_tanh16(c), h = _mm512_mul_ps(o, t);
+        _mm512_mask_storeu_ps(s->gates + o4, m, i);
+        _mm512_mask_storeu_ps(s->gates + o4 + H, m, f);
+        _mm512_mask_storeu_ps(s->gates + o4 + 2 * H, m, g);
+        _mm512_mask_storeu_ps(s->gates + o4 + 3 * H, m, o);
+        _mm512_mask_storeu_ps(s->c + o1, m, c);
+        _mm512_mask_storeu_ps(s->tanh_c + o1, m, t);
+        _mm512_mask_storeu_ps(s->h + o1, m, h);
+        if (s->z_next)
+            _mm512_mask_storeu_ps(s->z_next + row * K + s->F + s->j0, m, h);
+    }
+}
+
+/* One out-of-line copy per row count: inlined into the loops over blocks,
+ * the cell's constants were hoisted into registers the 24 accumulators need,
+ * and two of them were spilled to the stack inside the product loop. */
+#define S_LSTM_TILE_FN(MR)                                                                    \
+    __attribute__((noinline)) GB_AVX512 static void s_lstm_tile##MR(const s_step_t *s, int b) \
+    {                                                                                         \
+        s_lstm_tile(s, b, MR);                                                                \
+    }
+S_LSTM_TILE_FN(1)
+S_LSTM_TILE_FN(2)
+S_LSTM_TILE_FN(3)
+S_LSTM_TILE_FN(4)
+S_LSTM_TILE_FN(5)
+S_LSTM_TILE_FN(6)
+
+GB_AVX512 void gb_simd_lstm_step_avx512(const float *wp, const float *z, const float *c_prev,
+                                         float *z_next, float *gates, float *c, float *h,
+                                         float *tanh_c, int B, int F, int H, int first)
+{
+    const int K = F + H, nb = (H + 15) / 16;
+    s_step_t s = {.z = z, .c_prev = c_prev, .z_next = z_next, .gates = gates, .c = c, .h = h,
+                  .tanh_c = tanh_c, .F = F, .H = H, .K = K, .kend = first ? F : K};
+    for (int jb = 0; jb < nb; jb++) {
+        s.wp = wp + (size_t)jb * (K + 1) * 64;
+        s.j0 = jb * 16;
+        s.m = H - s.j0 >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (H - s.j0)) - 1);
+        int b = 0;
+        for (; b + 6 <= B; b += 6)
+            s_lstm_tile6(&s, b);
+        switch (B - b) {
+        case 5: s_lstm_tile5(&s, b); break;
+        case 4: s_lstm_tile4(&s, b); break;
+        case 3: s_lstm_tile3(&s, b); break;
+        case 2: s_lstm_tile2(&s, b); break;
+        case 1: s_lstm_tile1(&s, b); break;
+        default: break;
+        }
+    }
+}
+
+/* Masks of the four 16-lane vectors of a 64-wide block starting at j0 of n. */
+S_INLINE void s_masks(int j0, int n, __mmask16 m[4])
+{
+    for (int v = 0; v < 4; v++) {
+        int left = n - j0 - 16 * v;
+        m[v] = left >= 16 ? (__mmask16)0xffff : left <= 0 ? 0 : (__mmask16)((1u << left) - 1);
+    }
+}
+
+/* dh[MR rows from b][64 units from j0] = dG[rows][4H] . W_hh[4H x H] */
+S_INLINE void s_dh_tile(const float *dg, const float *Whh, float *dh, int H, int b, int j0,
+                        const __mmask16 m[4], const int MR)
+{
+    __m512 acc[6][4];
+#pragma GCC unroll 6
+    for (int r = 0; r < MR; r++)
+#pragma GCC unroll 4
+        for (int v = 0; v < 4; v++)
+            acc[r][v] = _mm512_setzero_ps();
+    const int K4 = 4 * H;
+    const float *a = dg + (size_t)b * K4, *w = Whh + j0;
+    for (int k = 0; k < K4; k++, w += H) {
+        __m512 w0 = _mm512_maskz_loadu_ps(m[0], w), w1 = _mm512_maskz_loadu_ps(m[1], w + 16);
+        __m512 w2 = _mm512_maskz_loadu_ps(m[2], w + 32), w3 = _mm512_maskz_loadu_ps(m[3], w + 48);
+#pragma GCC unroll 6
+        for (int r = 0; r < MR; r++) {
+            __m512 x = _mm512_set1_ps(a[(size_t)r * K4 + k]);
+            acc[r][0] = _mm512_fmadd_ps(x, w0, acc[r][0]);
+            acc[r][1] = _mm512_fmadd_ps(x, w1, acc[r][1]);
+            acc[r][2] = _mm512_fmadd_ps(x, w2, acc[r][2]);
+            acc[r][3] = _mm512_fmadd_ps(x, w3, acc[r][3]);
+        }
+    }
+#pragma GCC unroll 6
+    for (int r = 0; r < MR; r++)
+#pragma GCC unroll 4
+        for (int v = 0; v < 4; v++)
+            _mm512_mask_storeu_ps(dh + (size_t)(b + r) * H + j0 + 16 * v, m[v], acc[r][v]);
+}
+
+/* dh[B x H] = dG[B x 4H] . W_hh[4H x H] */
+S_TARGET void gb_simd_lstm_dh_avx512(const float *dg, const float *Whh, float *dh, int B, int H)
+{
+    for (int j0 = 0; j0 < H; j0 += 64) {
+        __mmask16 m[4];
+        s_masks(j0, H, m);
+        int b = 0;
+        for (; b + 6 <= B; b += 6)
+            s_dh_tile(dg, Whh, dh, H, b, j0, m, 6);
+        switch (B - b) {
+        case 5: s_dh_tile(dg, Whh, dh, H, b, j0, m, 5); break;
+        case 4: s_dh_tile(dg, Whh, dh, H, b, j0, m, 4); break;
+        case 3: s_dh_tile(dg, Whh, dh, H, b, j0, m, 3); break;
+        case 2: s_dh_tile(dg, Whh, dh, H, b, j0, m, 2); break;
+        case 1: s_dh_tile(dg, Whh, dh, H, b, j0, m, 1); break;
+        default: break;
+        }
+    }
+}
+
+/* CT[NR rows from n0][64 columns from m0] += Z[r0..r1)[n0..]^T . dG[r0..r1)[m0..] */
+S_INLINE void s_dw_tile(const float *dG, const float *Z, float *CT, int M4, int K, int r0, int r1,
+                        int n0, int m0, const __mmask16 m[4], const int NR)
+{
+    __m512 acc[6][4];
+    float *ct = CT + (size_t)n0 * M4 + m0;
+#pragma GCC unroll 6
+    for (int i = 0; i < NR; i++)
+#pragma GCC unroll 4
+        for (int v = 0; v < 4; v++)
+            acc[i][v] = _mm512_maskz_loadu_ps(m[v], ct + (size_t)i * M4 + 16 * v);
+    const float *d = dG + (size_t)r0 * M4 + m0, *z = Z + (size_t)r0 * K + n0;
+    for (int r = r0; r < r1; r++, d += M4, z += K) {
+        __m512 d0 = _mm512_maskz_loadu_ps(m[0], d), d1 = _mm512_maskz_loadu_ps(m[1], d + 16);
+        __m512 d2 = _mm512_maskz_loadu_ps(m[2], d + 32), d3 = _mm512_maskz_loadu_ps(m[3], d + 48);
+#pragma GCC unroll 6
+        for (int i = 0; i < NR; i++) {
+            __m512 x = _mm512_set1_ps(z[i]);
+            acc[i][0] = _mm512_fmadd_ps(x, d0, acc[i][0]);
+            acc[i][1] = _mm512_fmadd_ps(x, d1, acc[i][1]);
+            acc[i][2] = _mm512_fmadd_ps(x, d2, acc[i][2]);
+            acc[i][3] = _mm512_fmadd_ps(x, d3, acc[i][3]);
+        }
+    }
+#pragma GCC unroll 6
+    for (int i = 0; i < NR; i++)
+#pragma GCC unroll 4
+        for (int v = 0; v < 4; v++)
+            _mm512_mask_storeu_ps(ct + (size_t)i * M4 + 16 * v, m[v], acc[i][v]);
+}
+
+/* CT[K x M4] += Z^T[K x TB] . dG[TB x M4], rows taken in chunks that stay in
+ * the core's L2 while every tile of the chunk reads them. */
+S_TARGET void gb_simd_lstm_dw_avx512(const float *dG, const float *Z, float *CT, size_t TB, int K,
+                                 int M4)
+{
+    const size_t chunk = 256;
+    for (size_t r0 = 0; r0 < TB; r0 += chunk) {
+        int r1 = (int)(TB - r0 < chunk ? TB : r0 + chunk);
+        for (int m0 = 0; m0 < M4; m0 += 64) {
+            __mmask16 m[4];
+            s_masks(m0, M4, m);
+            int n = 0;
+            for (; n + 6 <= K; n += 6)
+                s_dw_tile(dG, Z, CT, M4, K, (int)r0, r1, n, m0, m, 6);
+            switch (K - n) {
+            case 5: s_dw_tile(dG, Z, CT, M4, K, (int)r0, r1, n, m0, m, 5); break;
+            case 4: s_dw_tile(dG, Z, CT, M4, K, (int)r0, r1, n, m0, m, 4); break;
+            case 3: s_dw_tile(dG, Z, CT, M4, K, (int)r0, r1, n, m0, m, 3); break;
+            case 2: s_dw_tile(dG, Z, CT, M4, K, (int)r0, r1, n, m0, m, 2); break;
+            case 1: s_dw_tile(dG, Z, CT, M4, K, (int)r0, r1, n, m0, m, 1); break;
+            default: break;
+            }
         }
     }
 }

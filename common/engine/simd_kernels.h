@@ -6,16 +6,16 @@
  * layers on every path.
  *
  * All functions only read their inputs and write their output; nothing is
- * allocated. Only x86-64 builds have them (GB_CONV_KERNELS). */
+ * allocated. Only x86-64 builds have them (GB_SIMD_KERNELS). */
 #ifndef GB_ENGINE_SIMD_KERNELS_H
 #define GB_ENGINE_SIMD_KERNELS_H
 
 #include <stddef.h>
 
 #if defined(__x86_64__) && defined(__GNUC__)
-#define GB_CONV_KERNELS 1
+#define GB_SIMD_KERNELS 1
 #else
-#define GB_CONV_KERNELS 0
+#define GB_SIMD_KERNELS 0
 #endif
 
 /* Largest kernel the vector col2im takes (it keeps one mask per column). */
@@ -29,7 +29,7 @@ typedef struct {
     int KK;            /* C * K * K */
 } gb_conv_dims_t;
 
-#if GB_CONV_KERNELS
+#if GB_SIMD_KERNELS
 /* cols[KK x B*P] from B images x (NCHW), stride 1 only: row (c, ki, kj),
  * column n*P + oh*OW + ow, zeros where the kernel reaches the padding. */
 void gb_conv_im2col_s1_avx512(const gb_conv_dims_t *d, int B, const float *x, float *cols);
@@ -49,6 +49,20 @@ void gb_simd_gemm_avx512(int M, int N, int K, const float *a, ptrdiff_t ars, ptr
                          const float *b, size_t ldb, float *c, size_t ldc, int accumulate);
 void gb_simd_gemm_avx2(int M, int N, int K, const float *a, ptrdiff_t ars, ptrdiff_t acs,
                        const float *b, size_t ldb, float *c, size_t ldc, int accumulate);
+
+/* The LSTM's fused step (gb_lstm_step_forward's contract, activations.h):
+ * wp packed by gb_lstm_pack. */
+void gb_simd_lstm_step_avx512(const float *wp, const float *z, const float *c_prev, float *z_next,
+                              float *gates, float *c, float *h, float *tanh_c, int B, int F,
+                              int H, int first);
+
+/* dh[B x H] = dG[B x 4H] . W_hh[4H x H] (both row-major). */
+void gb_simd_lstm_dh_avx512(const float *dg, const float *Whh, float *dh, int B, int H);
+
+/* CT[K x M4] += Z^T[K x TB] . dG[TB x M4]: Z (TB x K) and dG (TB x M4)
+ * row-major. */
+void gb_simd_lstm_dw_avx512(const float *dG, const float *Z, float *CT, size_t TB, int K,
+                            int M4);
 
 /* C[M x N] += A . B^T with A (M x K) and B (N x K) both row-major: the
  * weight gradient dW += dY' . cols^T, whose operands are read along their

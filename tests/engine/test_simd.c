@@ -105,7 +105,7 @@ static void s_every_gemm_shape(s_gemm_fn fn, const char *name)
 static void test_gemm_against_loops(void **state)
 {
     (void)state;
-#if GB_CONV_KERNELS
+#if GB_SIMD_KERNELS
     if (gb_kernels_best() >= GB_KERNELS_AVX2)
         s_every_gemm_shape(gb_simd_gemm_avx2, "avx2");
     if (gb_kernels_best() >= GB_KERNELS_AVX512)
@@ -122,7 +122,7 @@ static void test_gemm_against_loops(void **state)
 static void test_gemm_nt_against_loops(void **state)
 {
     (void)state;
-#if GB_CONV_KERNELS
+#if GB_SIMD_KERNELS
     if (gb_kernels_best() < GB_KERNELS_AVX2) {
         print_message("no AVX2 here: nothing to check\n");
         return;
