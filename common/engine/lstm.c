@@ -5,10 +5,10 @@
  * Inside the layer everything is time-major (step t's rows for all samples
  * together), and each step's input rows are z_t = [x_t, h_{t-1}] (T*B x K,
  * h_{-1} = 0), so every per-step slice and every all-steps matrix is
- * contiguous and one product covers input and recurrence. Two paths compute
- * the same thing (three paths, engine/kernels.h):
- *   fast (AVX-512, gb_lstm_fast(); kernels in simd_avx512.c): the weights are packed once per pass and
- *     each step is ONE fused kernel (gb_lstm_step_forward: bias + z_t . W^T
+ * contiguous and one product covers input and recurrence. Three paths
+ * (engine/kernels.h) compute the same thing:
+ *   fast (AVX-512, gb_lstm_fast(); its kernels in simd_avx512.c): the
+ *     weights are packed once per pass and each step is ONE fused kernel (gb_lstm_step_forward: bias + z_t . W^T
  *     in registers, then the cell); backward runs per step the cell's
  *     backward and our own AVX-512 product dh[t-1] = dG[t] . W_hh, then the
  *     weight gradients of all steps as one product Z^T . dG (K x 4H, each
@@ -24,7 +24,7 @@
  *     biases (gb_lstm_cell_forward); backward per step one pointwise pass
  *     and one sgemm for dh[t-1] = dG[t] . W_hh, then the weight gradients of
  *     all steps in two large sgemms.
- * dX, when asked for, is one sgemm on both paths. The cache of a pass holds
+ * dX, when asked for, is one sgemm on every path. The cache of a pass holds
  * Z, the activated gates, h and c for steps 0..T (slot 0 is the zero
  * initial state) and tanh(c). */
 #include "engine/activations.h"
