@@ -72,9 +72,9 @@ static void s_forward(const gb_layer_t *l, const gb_pass_t *pass, float *cache, 
 {
     s_dims_t d = s_dims(l);
     const int B = pass->batch, T = d.T, F = d.F, H = d.H;
-    const float *Wih = pass->params + l->param_off;
-    const float *Whh = Wih + (size_t)3 * H * F;
-    const float *bih = Whh + (size_t)3 * H * H, *bhh = bih + 3 * H;
+    const gb_recurrent_offsets_t o = gb_layer_recurrent_offsets(l, 3);
+    const float *Wih = pass->params + o.w_ih, *Whh = pass->params + o.w_hh;
+    const float *bih = pass->params + o.b_ih, *bhh = pass->params + o.b_hh;
     s_cache_t c = s_cache(&d, B, cache);
     const size_t TB = (size_t)T * B;
     float *GX = pass->work, *gh = GX + TB * 3 * H;
@@ -106,8 +106,8 @@ static void s_backward(const gb_layer_t *l, const gb_pass_t *pass, const float *
     (void)y;
     s_dims_t d = s_dims(l);
     const int B = pass->batch, T = d.T, F = d.F, H = d.H;
-    const float *Wih = pass->params + l->param_off;
-    const float *Whh = Wih + (size_t)3 * H * F;
+    const gb_recurrent_offsets_t o = gb_layer_recurrent_offsets(l, 3);
+    const float *Wih = pass->params + o.w_ih, *Whh = pass->params + o.w_hh;
     s_cache_t c = s_cache(&d, B, (float *)cache);
     const size_t TB = (size_t)T * B;
     float *dGX = pass->work, *dGH = dGX + TB * 3 * H, *dX = dGH + TB * 3 * H;
@@ -126,9 +126,8 @@ static void s_backward(const gb_layer_t *l, const gb_pass_t *pass, const float *
         }
     }
     if (pass->grads) {
-        float *dWih = pass->grads + l->param_off;
-        float *dWhh = dWih + (size_t)3 * H * F;
-        float *dbih = dWhh + (size_t)3 * H * H, *dbhh = dbih + 3 * H;
+        float *dWih = pass->grads + o.w_ih, *dWhh = pass->grads + o.w_hh;
+        float *dbih = pass->grads + o.b_ih, *dbhh = pass->grads + o.b_hh;
         /* dW_ih[3H x F] += dGX^T[3H x T*B] . X[T*B x F] */
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, 3 * H, F, (int)TB, 1.0f, dGX, 3 * H,
                     c.x, F, 1.0f, dWih, F);
@@ -138,12 +137,8 @@ static void s_backward(const gb_layer_t *l, const gb_pass_t *pass, const float *
         gb_layer_add_column_sums(dGX, TB, 3 * H, dbih);
         gb_layer_add_column_sums(dGH, TB, 3 * H, dbhh);
     }
-    if (dx) {
-        /* dX[T*B x F] = dGX[T*B x 3H] . W_ih[3H x F] */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)TB, F, 3 * H, 1.0f, dGX,
-                    3 * H, Wih, F, 0.0f, dX, F);
-        gb_layer_from_time_major(dX, dx, B, T, F);
-    }
+    if (dx)
+        gb_layer_recurrent_dx(dGX, Wih, B, T, F, 3 * H, dX, dx);
 }
 
 static double s_flops(const gb_layer_t *l)

@@ -1,6 +1,7 @@
 /* Helpers shared by the layer kinds. */
 #include "engine/layer.h"
 
+#include <cblas.h>
 #include <string.h>
 
 void gb_layer_fill_uniform(float *p, size_t n, float bound, gb_rng_t *rng)
@@ -71,6 +72,25 @@ void gb_layer_add_column_sums(const float *m, size_t rows, int cols, float *db)
         for (int j = 0; j < cols; j++)
             db[j] += row[j];
     }
+}
+
+gb_recurrent_offsets_t gb_layer_recurrent_offsets(const gb_layer_t *l, int gates)
+{
+    const size_t F = (size_t)l->in.dim[1], H = (size_t)l->cfg.units, G = (size_t)gates;
+    gb_recurrent_offsets_t o;
+    o.w_ih = l->param_off;
+    o.w_hh = o.w_ih + G * H * F;
+    o.b_ih = o.w_hh + G * H * H;
+    o.b_hh = o.b_ih + G * H;
+    return o;
+}
+
+void gb_layer_recurrent_dx(const float *dG, const float *w_ih, int B, int T, int F, int GH,
+                           float *dX, float *dx)
+{
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T * B, F, GH, 1.0f, dG, GH, w_ih, F,
+                0.0f, dX, F);
+    gb_layer_from_time_major(dX, dx, B, T, F);
 }
 
 int gb_layer_plan_recurrent(gb_layer_t *l, int gates, int64_t cache_per_sample, gb_error_t *err)

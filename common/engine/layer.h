@@ -100,6 +100,17 @@ int gb_layer_require_sequence(const gb_layer_t *l, gb_error_t *err);
  * (T, F) input: output (T, H) with `sequence`, else (H); parameters W_ih,
  * W_hh, b_ih, b_hh in PyTorch's layout; cache_per_sample as given. */
 int gb_layer_plan_recurrent(gb_layer_t *l, int gates, int64_t cache_per_sample, gb_error_t *err);
+/* Where a recurrent layer's four parameter blocks (PyTorch's layout, `gates`
+ * gate blocks of H rows) sit in the model's flat parameter buffer, and so in
+ * its gradient buffer: offsets from the buffer's start. */
+typedef struct {
+    size_t w_ih, w_hh, b_ih, b_hh;
+} gb_recurrent_offsets_t;
+gb_recurrent_offsets_t gb_layer_recurrent_offsets(const gb_layer_t *l, int gates);
+/* A recurrent layer's input gradient: dX[T*B x F] = dG[T*B x G*H] . W_ih
+ * (time-major, into the scratch dX), then dx = its batch-major copy. */
+void gb_layer_recurrent_dx(const float *dG, const float *w_ih, int B, int T, int F, int GH,
+                           float *dX, float *dx);
 /* Writes a recurrent layer's output from its time-major states h (slot 0 the
  * initial state, then T steps of B x H): every step with `sequence`, else the
  * last. */

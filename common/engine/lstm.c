@@ -168,9 +168,9 @@ static void s_forward(const gb_layer_t *l, const gb_pass_t *pass, float *cache, 
 {
     s_dims_t d = s_dims(l);
     const int B = pass->batch, T = d.T, F = d.F, H = d.H, K = F + H;
-    const float *Wih = pass->params + l->param_off;
-    const float *Whh = Wih + (size_t)4 * H * F;
-    const float *bih = Whh + (size_t)4 * H * H, *bhh = bih + 4 * H;
+    const gb_recurrent_offsets_t o = gb_layer_recurrent_offsets(l, 4);
+    const float *Wih = pass->params + o.w_ih, *Whh = pass->params + o.w_hh;
+    const float *bih = pass->params + o.b_ih, *bhh = pass->params + o.b_hh;
     s_cache_t c = s_cache(&d, B, cache);
     const size_t TB = (size_t)T * B, BH = (size_t)B * H;
     /* z rows: x_t, then h_{t-1} (zero for t = 0; written by step t-1). */
@@ -233,8 +233,8 @@ static void s_backward(const gb_layer_t *l, const gb_pass_t *pass, const float *
     (void)y;
     s_dims_t d = s_dims(l);
     const int B = pass->batch, T = d.T, F = d.F, H = d.H, K = F + H;
-    const float *Wih = pass->params + l->param_off;
-    const float *Whh = Wih + (size_t)4 * H * F;
+    const gb_recurrent_offsets_t o = gb_layer_recurrent_offsets(l, 4);
+    const float *Wih = pass->params + o.w_ih, *Whh = pass->params + o.w_hh;
     s_cache_t c = s_cache(&d, B, (float *)cache);
     const size_t TB = (size_t)T * B;
     const int fast = S_AVX512 && gb_lstm_fast();
@@ -268,9 +268,8 @@ static void s_backward(const gb_layer_t *l, const gb_pass_t *pass, const float *
                     H, 0.0f, dh, H);
     }
     if (pass->grads) {
-        float *dWih = pass->grads + l->param_off;
-        float *dWhh = dWih + (size_t)4 * H * F;
-        float *dbih = dWhh + (size_t)4 * H * H, *dbhh = dbih + 4 * H;
+        float *dWih = pass->grads + o.w_ih, *dWhh = pass->grads + o.w_hh;
+        float *dbih = pass->grads + o.b_ih, *dbhh = pass->grads + o.b_hh;
 #if S_AVX512
         if (fast) {
             /* CT[K x 4H] = Z^T[K x T*B] . dG[T*B x 4H]; dW_ih | dW_hh += CT^T */
@@ -304,12 +303,8 @@ static void s_backward(const gb_layer_t *l, const gb_pass_t *pass, const float *
             dbhh[j] += dbsum[j];
         }
     }
-    if (dx) {
-        /* dX[T*B x F] = dG[T*B x 4H] . W_ih[4H x F] */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)TB, F, 4 * H, 1.0f, dG, 4 * H,
-                    Wih, F, 0.0f, dX, F);
-        gb_layer_from_time_major(dX, dx, B, T, F);
-    }
+    if (dx)
+        gb_layer_recurrent_dx(dG, Wih, B, T, F, 4 * H, dX, dx);
 }
 
 static double s_flops(const gb_layer_t *l)

@@ -22,6 +22,7 @@
 #include <string.h>
 
 #include "engine/kernels.h"
+#include "engine/layer.h"
 #include "engine/activations.h"
 #include "engine/model.h"
 #include "util/rng.h"
@@ -507,6 +508,47 @@ static void test_specs(void **state)
     }
 }
 
+/* The shared recurrent helpers (layer.h): the four parameter blocks tile the
+ * layer's parameters exactly, in PyTorch's order, for both kinds; the input
+ * gradient is dG . W_ih taken back to batch-major order. */
+static void test_recurrent_helpers(void **state)
+{
+    (void)state;
+    const int F = 3, H = 5, T = 4, B = 2;
+    for (int gates = 3; gates <= 4; gates++) {
+        gb_layer_t l;
+        memset(&l, 0, sizeof l);
+        l.in.rank = 2;
+        l.in.dim[0] = T;
+        l.in.dim[1] = F;
+        l.cfg.units = H;
+        l.param_off = 17;
+        gb_recurrent_offsets_t o = gb_layer_recurrent_offsets(&l, gates);
+        const size_t G = (size_t)gates * H;
+        assert_int_equal(o.w_ih, 17);
+        assert_int_equal(o.w_hh, 17 + G * F);
+        assert_int_equal(o.b_ih, o.w_hh + G * H);
+        assert_int_equal(o.b_hh, o.b_ih + G);
+        /* the layer's parameter count as planned: W_ih, W_hh, b_ih, b_hh */
+        assert_int_equal(o.b_hh + G - 17, G * (F + H + 2));
+    }
+    const int GH = 3 * H;
+    float dG[T * B * 3 * H], w[3 * H * F], dX[T * B * F], dx[B * T * F];
+    for (int i = 0; i < T * B * GH; i++)
+        dG[i] = (float)((i * 7) % 11) - 5.0f;
+    for (int i = 0; i < GH * F; i++)
+        w[i] = (float)((i * 5) % 9) - 4.0f;
+    gb_layer_recurrent_dx(dG, w, B, T, F, GH, dX, dx);
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < T; t++)
+            for (int f = 0; f < F; f++) {
+                double want = 0.0; /* small integers: exact in float */
+                for (int j = 0; j < GH; j++)
+                    want += (double)dG[((size_t)t * B + b) * GH + j] * w[(size_t)j * F + f];
+                assert_true(dx[((size_t)b * T + t) * F + f] == (float)want);
+            }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -517,6 +559,7 @@ int main(void)
         cmocka_unit_test(test_lstm_cells_nonzero_state),
         cmocka_unit_test(test_gru_cells_nonzero_state),
         cmocka_unit_test(test_specs),
+        cmocka_unit_test(test_recurrent_helpers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
