@@ -14,7 +14,6 @@
 #include "util/alloc.h"
 #include "util/pool.h"
 
-#include <cblas.h>
 #include <limits.h>
 #include <string.h>
 #include <unistd.h>
@@ -380,8 +379,8 @@ int gb_model_plan(gb_model_t *m, int max_batch, int threads, gb_error_t *err)
     s_put_plan(m, old);
     s_free_plan(m);
     s_put_plan(m, fresh);
-    /* Our workers own the cores; OpenBLAS stays in the calling thread. */
-    openblas_set_num_threads(1);
+    /* OpenBLAS stays at one thread inside our workers: the process set-up
+     * (util/process.h, gb_process_pin_blas) holds it there. */
     return 0;
 nomem:
     gb_error_set(err, GB_ENOMEM, "out of memory planning batch %d on %d threads", max_batch,

@@ -14,6 +14,7 @@
 /* OpenBLAS's own, from its shared library (cblas.h declares it too; util/
  * does not include the BLAS headers). */
 extern char *openblas_get_corename(void);
+extern void openblas_set_num_threads(int num_threads);
 
 bool gb_process_blas_core_too_weak(const char *core_name)
 {
@@ -35,6 +36,9 @@ bool gb_process_blas_core_too_weak(const char *core_name)
 
 void gb_process_pin_blas(char **argv)
 {
+    /* Our workers own the cores; OpenBLAS stays in the calling thread (this
+     * also holds when the environment cannot be changed or was already set). */
+    openblas_set_num_threads(1);
     if (getenv(S_GUARD))
         return;
     const char *now = getenv("OPENBLAS_NUM_THREADS");

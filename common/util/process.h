@@ -17,7 +17,9 @@
  * OPENBLAS_CORETYPE=Haswell, the kernels machine.md prescribes), this sets
  * them and re-executes the program (/proc/self/exe) with the same
  * arguments; it returns only if that is not possible (then the program runs
- * on, slower) or not needed. Call first thing in main(). */
+ * on, slower) or not needed. It also holds OpenBLAS at one thread for this
+ * process (openblas_set_num_threads(1)), whatever happens. Call first thing
+ * in main() of every program that plans models on more than one thread. */
 void gb_process_pin_blas(char **argv);
 
 /* True when core_name (OpenBLAS's openblas_get_corename()) is not one of its

@@ -26,6 +26,7 @@
 #include "data/dataset.h"
 #include "engine/model.h"
 #include "explain/attribution.h"
+#include "util/process.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -55,6 +56,7 @@ static int s_int_arg(const char *flag, const char *value, int lo, int hi, int *o
 
 int main(int argc, char **argv)
 {
+    gb_process_pin_blas(argv);
     const char *model_name = "lenet", *data_dir = NULL;
     int batch = 64, threads = 1, images = 1000, steps = 32, rounds = 3, seed = 1;
     /* Every option takes a value: step two at a time. */
