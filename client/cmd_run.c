@@ -35,7 +35,8 @@
  * told otherwise (its --name), so that is the name to expect by default. */
 #define S_DEFAULT_SERVER_NAME "localhost"
 #define S_STEP_MS 100    /* how often the loop looks at the signal flag */
-#define S_VIRTUAL_STEP_MS 20 /* one pass over N daemons: a short wait shared out */
+#define S_VIRTUAL_STEP_MS 250 /* the longest one poll over N daemons waits: a signal
+                                cuts it short, this bounds a signal that went astray */
 #define S_LINGER_MS 1000 /* time for close_notify to leave */
 #define S_HTTP_STALL_S 60.0 /* /healthz fails when the loop has not run for this long */
 
@@ -73,8 +74,10 @@ static void s_report_named(void *arg, const char *name, const gb_daemon_task_rep
         if (r->evaluated)
             printf(",\"eval_loss\":%.6g,\"eval_accuracy\":%.6g,\"eval_samples\":%" PRIu64,
                    r->eval_loss, r->eval_accuracy, r->eval_samples);
-        printf(",\"explained\":%" PRIu64 ",\"late\":%s}\n", r->explained,
-               r->late ? "true" : "false");
+        /* when it trained and how long it waited for its turn (--virtual) */
+        printf(",\"explained\":%" PRIu64 ",\"late\":%s,\"started_unix_ms\":%" PRIu64
+               ",\"queued_seconds\":%.3f}\n", r->explained, r->late ? "true" : "false",
+               r->started_unix_ms, r->queued_seconds);
     } else {
         if (name)
             printf("%s: ", name);
@@ -264,7 +267,7 @@ static int s_cmd_run(int argc, char **argv, gb_args_config_t **config)
         {"--virtual", GB_ARG_INT, &virt, 1, GB_VIRTUAL_MAX, NULL, "run N clients in this process: PREFIX K for K = --index .. --index+N-1, each on slice K of --clients", false},
         {"--cert-dir", GB_ARG_STRING, &cert_dir, 0, 0, NULL, "with --virtual: DIR/PREFIX K.crt and .key for each client, as 'ca issue --out DIR' writes them (required)", false},
         {"--name-prefix", GB_ARG_STRING, &prefix, 0, 0, NULL, "with --virtual: client names are PREFIX K (default client-)", false},
-        {"--threads", GB_ARG_INT, &threads, 1, 256, NULL, "training threads, per client with --virtual (default: cores, at most 8; 1 with --virtual)", false},
+        {"--threads", GB_ARG_INT, &threads, 1, 256, NULL, "training threads (default: cores, at most 8); with --virtual the clients' tasks train one at a time, each with all of them", false},
         {"--give-up", GB_ARG_INT, &give_up, 1, 100000000, NULL, "exit 1 after S seconds without a session to the coordinator (default: never, for a daemon under systemd)", false},
         {"--json", GB_ARG_FLAG, &json, 0, 0, NULL, "one JSON object per line per finished task", false},
         {"--http", GB_ARG_STRING, &http, 0, 0, NULL, "HTTP endpoint ADDR:PORT for /healthz, /metrics, /status of this client, or none (default none)", false},
@@ -290,7 +293,9 @@ static int s_cmd_run(int argc, char **argv, gb_args_config_t **config)
         "--index; the test split stays whole unless --partition-test is given.\n"
         "With --virtual N, N clients run in this one process, each with its own identity\n"
         "from --cert-dir and its own connection, sharing one loaded copy of the data:\n"
-        "client K takes slice K (--clients must be at least --index + N).\n"
+        "client K takes slice K (--clients must be at least --index + N). Their tasks\n"
+        "train one at a time, in the order they arrive, each with --threads threads,\n"
+        "while the other clients stay connected and idle clients cost no CPU.\n"
         "With --shard-from-coordinator the coordinator (serve --simulate-clients N) deals\n"
         "the slice by this client's name, so identical replicas need no setting of their own.",
         opts, n, required, argc, argv, config);
@@ -325,7 +330,7 @@ static int s_cmd_run(int argc, char **argv, gb_args_config_t **config)
             gb_log_set_level(level);
     }
     if (!threads)
-        threads = virt ? 1 : s_default_threads();
+        threads = s_default_threads();
     /* The files first: a missing certificate should not wait for the data. */
     const char *files[][2] = {{"--ca-file", ca_file}, {"--cert", cert}, {"--key", key}};
     for (int i = 0; i < (virt ? 1 : 3); i++)

@@ -8,10 +8,13 @@
  * last sent under, and only on the current session: every reply (Ack or
  * Error) names that sequence, and a new session makes every result unsent
  * again. Timers (heartbeats, resends after ERROR_BUSY) are times on the
- * monotonic clock that bound how long one poll may wait. */
+ * monotonic clock that bound how long one poll may wait: gb_daemon_step's
+ * own, or the one poll of a caller that waits on many daemons
+ * (gb_daemon_next_deadline). */
 #include "daemon.h"
 
 #include <inttypes.h>
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -35,6 +38,7 @@
     gb_log_##level("daemon %s: " fmt, (d)->client_name, ##__VA_ARGS__)
 
 #define S_WORKER_POLL_MS 10 /* longest wait while the worker may finish */
+#define S_BACKLOG_RETRY_MS 5 /* frames the link had no room for are offered again */
 #define S_RECENT_TASKS 8    /* finished task ids remembered, to ignore a resent Task */
 #define S_SOFTWARE "glassbox " GLASSBOX_VERSION
 #define S_EXPLAIN_METHODS "integrated_gradients,gradient_x_input,saliency,smoothgrad,grad_cam"
@@ -310,7 +314,9 @@ static void s_report(gb_daemon_t *d, const gb_daemon_worker_result_t *w, bool la
         .round = w->round, .task_id = w->task_id, .trained = w->update != NULL,
         .evaluated = w->eval != NULL, .samples = w->res.num_samples, .steps = w->res.steps,
         .train_loss = w->res.train_loss, .train_accuracy = w->res.train_accuracy,
-        .seconds = w->seconds, .delta_norm = w->res.delta_norm, .clipped = w->res.clipped,
+        .seconds = w->seconds, .queued_seconds = w->queued_seconds, .started = w->started,
+        .started_unix_ms = w->started_unix_ms, .delta_norm = w->res.delta_norm,
+        .clipped = w->res.clipped,
         .eval_loss = w->res.eval_loss, .eval_accuracy = w->res.eval_accuracy,
         .eval_samples = w->res.eval_samples, .explained = w->res.explained, .late = late};
     if (d->o.report)
@@ -319,12 +325,15 @@ static void s_report(gb_daemon_t *d, const gb_daemon_worker_result_t *w, bool la
 
 static void s_harvest(gb_daemon_t *d)
 {
+    gb_daemon_queue_t *own = gb_daemon_worker_own_queue(d->worker);
+    if (own)
+        gb_daemon_queue_drain(own); /* a shared one is its caller's to drain */
     gb_daemon_worker_result_t w;
     gb_daemon_worker_collect(d->worker, &w);
     if (w.rc == GB_TASK_ECANCELLED) {
         d->st.tasks_cancelled++;
-        S_LOG(info, d, "task %" PRIu64 " of round %" PRIu64 " cancelled", w.task_id,
-                    w.round);
+        S_LOG(info, d, "task %" PRIu64 " of round %" PRIu64 " cancelled%s", w.task_id,
+                    w.round, w.started ? "" : " before its turn to train");
     } else if (w.rc != 0) {
         d->st.tasks_failed++;
         s_remember(d, w.task_id);
@@ -339,6 +348,10 @@ static void s_harvest(gb_daemon_t *d)
             S_LOG(warn, d, "task %" PRIu64 " of round %" PRIu64 " finished %" PRIu64
                         " ms after its deadline; sending its results anyway", w.task_id,
                         w.round, now_ms - w.deadline_unix_ms);
+        if (w.queued_seconds >= 0.01)
+            S_LOG(info, d, "task %" PRIu64 " of round %" PRIu64 " trained %.2f s after "
+                        "%.2f s in the run queue", w.task_id, w.round, w.seconds,
+                        w.queued_seconds);
         d->st.tasks_done++;
         d->st.last_round = w.round;
         s_remember(d, w.task_id);
@@ -364,8 +377,31 @@ static int s_run_worker(gb_daemon_t *d, gb_error_t *err)
     int rc = gb_daemon_worker_start(d->worker, d->runner, &d->waiting, d->waiting_session, err);
     if (rc != 0)
         return rc;
+    if (d->o.queue) {
+        gb_daemon_queue_stats_t q = gb_daemon_queue_stats(d->o.queue);
+        long ahead = q.waiting - 1 + q.running;
+        if (ahead > 0) {
+            S_LOG(info, d, "task %" PRIu64 " of round %" PRIu64 " queued to train after %ld "
+                        "other task(s) of this process", id, round, ahead);
+            return 0;
+        }
+    }
     S_LOG(info, d, "task %" PRIu64 " of round %" PRIu64 " started", id, round);
     return 0;
+}
+
+/* When the Heartbeat after one sent now is due: one interval later, rounded
+ * up to the heartbeat grid (at most a tenth of the interval) when there is
+ * one, so that the heartbeats of many daemons in one process fall on the
+ * same instants and share a wake-up of the process instead of each waking
+ * it on its own. */
+static double s_heartbeat_time(const gb_daemon_t *d, double now)
+{
+    double t = now + d->st.heartbeat_interval_ms / 1000.0;
+    double grid = d->o.heartbeat_grid_ms / 1000.0;
+    if (grid > d->st.heartbeat_interval_ms / 10000.0)
+        grid = d->st.heartbeat_interval_ms / 10000.0;
+    return grid > 0.001 ? ceil(t / grid) * grid : t;
 }
 
 /* Everything not driven by an incoming message. */
@@ -382,7 +418,7 @@ static int s_service(gb_daemon_t *d, gb_error_t *err)
     }
     if (d->st.welcomed && now >= d->next_heartbeat) {
         s_send_heartbeat(d);
-        d->next_heartbeat = now + d->st.heartbeat_interval_ms / 1000.0;
+        d->next_heartbeat = s_heartbeat_time(d, now);
     }
     s_send_results(d, now);
     s_flush(d);
@@ -711,6 +747,8 @@ static int s_check_options(const gb_daemon_options_t *o, gb_error_t *err)
         return gb_error_set(err, GB_EINVAL, "daemon: negative reconnection delay");
     if (o->give_up_s < 0)
         return gb_error_set(err, GB_EINVAL, "daemon: negative give-up time");
+    if (o->heartbeat_grid_ms < 0)
+        return gb_error_set(err, GB_EINVAL, "daemon: negative heartbeat grid");
     const char *ds = o->dataset ? o->dataset : (o->train ? o->train : o->test)->name;
     if (!ds || !*ds || strlen(ds) > GB_ENVELOPE_MAX_NAME)
         return gb_error_set(err, GB_EINVAL, "daemon: the dataset description must be 1..%d "
@@ -754,7 +792,8 @@ gb_daemon_t *gb_daemon_new(const gb_daemon_options_t *opts, gb_error_t *err)
     d->o.client_name = d->client_name;
     d->o.dataset = d->dataset;
     d->o.cert_file = d->o.key_file = d->o.ca_file = NULL; /* used only here */
-    if (!(d->worker = gb_daemon_worker_new(err)) || !(d->conv = gb_conversation_new(NULL, err)))
+    if (!(d->worker = gb_daemon_worker_new(opts->queue, err)) ||
+        !(d->conv = gb_conversation_new(NULL, err)))
         goto fail;
     gb_tls_options_t to = {.role = GB_TLS_CLIENT, .ca_file = opts->ca_file,
                            .cert_file = opts->cert_file, .key_file = opts->key_file};
@@ -844,8 +883,9 @@ void gb_daemon_stop(gb_daemon_t *d, int linger_ms)
     d->stopped = true;
     if (gb_daemon_worker_busy(d->worker)) {
         gb_daemon_worker_cancel(d->worker);
+        gb_daemon_worker_wait(d->worker); /* at most one batch */
         gb_daemon_worker_result_t r;
-        gb_daemon_worker_collect(d->worker, &r); /* joins: at most one batch */
+        gb_daemon_worker_collect(d->worker, &r);
         gb_daemon_worker_result_free(&r);
     }
     gb_envelope_free(&d->waiting);
@@ -862,7 +902,48 @@ gb_daemon_status_t gb_daemon_status(const gb_daemon_t *d)
     gb_daemon_status_t s = d->st;
     s.state = s_state(d);
     s.running_task_id = gb_daemon_worker_task_id(d->worker);
+    s.task_queued = gb_daemon_worker_waiting(d->worker);
     s.waiting_task_id = d->waiting ? d->waiting->task->task_id : 0;
     s.results_pending = d->n_results;
     return s;
+}
+
+int gb_daemon_poll_items(const gb_daemon_t *d, zmq_pollitem_t *items, int cap)
+{
+    if (d->stopped || d->st.finished || cap < GB_DAEMON_POLL_ITEMS)
+        return 0;
+    int n = gb_link_client_poll_items(d->link, items, cap);
+    gb_daemon_queue_t *own = gb_daemon_worker_own_queue(d->worker);
+    if (own)
+        items[n++] = (zmq_pollitem_t){.fd = gb_daemon_queue_fd(own), .events = ZMQ_POLLIN};
+    return n;
+}
+
+double gb_daemon_next_deadline(const gb_daemon_t *d)
+{
+    if (d->stopped || d->st.finished)
+        return HUGE_VAL;
+    if (gb_daemon_worker_done(d->worker) ||
+        (d->waiting && d->runner && !gb_daemon_worker_busy(d->worker)))
+        return 0;
+    double t = HUGE_VAL;
+    if (d->o.give_up_s && !d->st.connected)
+        t = d->away_since + d->o.give_up_s;
+    if (d->rejoin_at && d->st.connected && d->rejoin_at < t)
+        t = d->rejoin_at;
+    if (d->st.welcomed) {
+        if (d->next_heartbeat < t)
+            t = d->next_heartbeat;
+        for (size_t i = 0; i < d->n_results; i++)
+            if (!d->results[i].seq && d->results[i].send_at < t)
+                t = d->results[i].send_at;
+    }
+    /* Frames the link refused for want of room wait in the conversation
+     * until a step offers them again, and so does whatever came due
+     * meanwhile (a result that cannot be queued stays due "now", which must
+     * not spin): all of it waits for the next retry. */
+    if (gb_conversation_queued_bytes(d->conv) && gb_link_client_connected(d->link))
+        t = gb_time_now() + S_BACKLOG_RETRY_MS / 1000.0;
+    double link = gb_link_client_next_deadline(d->link);
+    return link < t ? link : t;
 }

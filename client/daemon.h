@@ -1,15 +1,19 @@
 /* The client daemon (DESIGN.md, Client): one federated client as an object.
  * It connects to the coordinator over the secure link (net/link.h), joins,
- * heartbeats, runs each Task with the task runner (client/task_runner.h) in a
- * worker thread, and sends the Update and EvalResult until the coordinator
- * acknowledges them. The link reconnects by itself with backoff; every new
+ * heartbeats, runs each Task with the task runner (client/task_runner.h) on
+ * a run queue's thread, and sends the Update and EvalResult until the
+ * coordinator acknowledges them. The link reconnects by itself with backoff; every new
  * session starts a new conversation (net/conversation.h) and a new Join, and
  * whatever results are still unacknowledged are sent again once the
  * coordinator has welcomed the client back (it deduplicates by task id).
  *
  * The daemon is a single-threaded event loop driven by gb_daemon_step, plus
- * at most one worker thread that trains. No globals: a process may run many
- * daemons (`--virtual N`), each with its own identity, socket and data.
+ * a run queue (daemon_worker.h) whose thread trains. No globals: a process
+ * may run many daemons (`--virtual N`), each with its own identity, socket
+ * and data; those share one run queue, so one task of theirs trains at a
+ * time, and one thread waits on all their sockets in one poll
+ * (gb_daemon_poll_items, gb_daemon_next_deadline) instead of each daemon
+ * waiting in a gb_daemon_step of its own.
  *
  * On every new session: the conversation is reset and Join is sent
  * (protocol range, client_name, software_version "glassbox " GLASSBOX_VERSION,
@@ -39,21 +43,29 @@
  * it has already cancelled the task that was running (only the model/data fit
  * is checked before that).
  *
- * Threads: gb_daemon_* functions are called from one thread. The worker
- * thread touches only the task runner, the task it was given and its own
- * result slot; the two meet through atomics (cancel, done), and the results
- * are packed into the daemon's own buffers before the worker says it is
- * done, so the runner is free for the next task at once.
+ * A task waiting in a shared run queue behind other daemons' is this
+ * daemon's running task as far as the protocol goes (heartbeats say
+ * TRAINING, progress 0): a newer Task, or gb_daemon_stop, withdraws it from
+ * the queue at once.
+ *
+ * Threads: gb_daemon_* functions are called from one thread. The queue's
+ * thread touches only the task runner, the task it was given and the
+ * worker's result slot; the two meet through atomics (cancel, done), and the
+ * results are packed into the daemon's own buffers before the worker says
+ * it is done, so the runner is free for the next task at once.
  *
  * Ownership: gb_daemon_new returns a daemon the caller owns
- * (gb_daemon_destroy). It borrows the ZeroMQ context and the two datasets,
- * which must outlive it and not change; option strings are copied. */
+ * (gb_daemon_destroy). It borrows the ZeroMQ context, the two datasets and
+ * the run queue, which must outlive it and (the datasets) not change;
+ * option strings are copied. */
 #ifndef GB_CLIENT_DAEMON_H
 #define GB_CLIENT_DAEMON_H
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include <zmq.h>
 
 #include "data/dataset.h"
 #include "glassbox.pb-c.h"
@@ -72,6 +84,12 @@
 /* Heartbeat interval used when Welcome gives none. */
 #define GB_DAEMON_DEFAULT_HEARTBEAT_MS 5000
 
+/* Items gb_daemon_poll_items fills, most. */
+#define GB_DAEMON_POLL_ITEMS 3
+
+/* The run queue of daemon_worker.h, for daemons that share one. */
+typedef struct gb_daemon_queue gb_daemon_queue_t;
+
 /* One finished task, for the caller's output line. */
 typedef struct {
     uint64_t round;          /* the task's round */
@@ -82,7 +100,10 @@ typedef struct {
     long steps;              /* optimiser steps */
     double train_loss;       /* mean training loss */
     double train_accuracy;   /* mean training accuracy (0 for regression) */
-    double seconds;          /* wall time of the whole task */
+    double seconds;          /* wall time of the task's run */
+    double queued_seconds;   /* wall time it waited in the run queue before that */
+    double started;          /* gb_time_now() when it began to run */
+    uint64_t started_unix_ms; /* the same on the wall clock */
     double delta_norm;       /* ||delta|| before clipping */
     bool clipped;            /* the delta was clipped */
     double eval_loss;        /* evaluation of the global model, if evaluated */
@@ -116,6 +137,11 @@ typedef struct {
     const char *dataset;        /* Join.dataset, "fashion-mnist iid 3/10" (NULL: the
                                    training split's name) */
     int threads;                /* engine workers for training, 1..256 (0: 1) */
+    gb_daemon_queue_t *queue;   /* run queue shared with other daemons of the process
+                                   (borrowed; NULL: the daemon makes its own) */
+    int heartbeat_grid_ms;      /* heartbeats fall on multiples of this on the monotonic
+                                   clock (at most a tenth of the interval late), so many
+                                   daemons' share one wake-up (0: exactly on time) */
     int retry_ms;               /* first reconnection delay (0: the link's default) */
     int retry_max_ms;           /* reconnection backoff ceiling (0: the link's default) */
     int give_up_s;              /* without a session to the coordinator for this long,
@@ -140,7 +166,9 @@ typedef struct {
     char client_id[GB_ENVELOPE_MAX_NAME + 1]; /* from the last Welcome ("" before) */
     uint32_t heartbeat_interval_ms; /* in use (0 before Welcome) */
     Glassbox__ClientState state; /* what heartbeats report now */
-    uint64_t running_task_id;    /* the task the worker runs (0: none) */
+    uint64_t running_task_id;    /* the task the worker runs, or that waits in the run
+                                    queue for its turn (0: none) */
+    bool task_queued;            /* running_task_id waits in the run queue */
     uint64_t waiting_task_id;    /* the task that runs next (0: none) */
     uint64_t last_round;         /* last round whose task finished here */
     long tasks_done;             /* tasks finished with results */
@@ -168,8 +196,9 @@ typedef struct gb_daemon gb_daemon_t;
 gb_daemon_t *gb_daemon_new(const gb_daemon_options_t *opts, gb_error_t *err);
 
 /* Cancels a running task and waits for the worker (at most one training
- * batch), frees everything; sets *d to NULL; NULL-safe. Does not say goodbye:
- * call gb_daemon_stop first for that. */
+ * batch; a task still waiting in the run queue is withdrawn), frees
+ * everything; sets *d to NULL; NULL-safe. Does not say goodbye: call
+ * gb_daemon_stop first for that. */
 void gb_daemon_destroy(gb_daemon_t **d);
 
 /* Runs the loop for at most timeout_ms (0: only what is pending now; -1:
@@ -182,6 +211,25 @@ void gb_daemon_destroy(gb_daemon_t **d);
  * the coordinator refused Join's protocol versions, GB_ENOMEM, or a failure
  * of the socket itself (err filled). */
 int gb_daemon_step(gb_daemon_t *d, int timeout_ms, gb_error_t *err) GB_MUST_CHECK;
+
+/* For a caller that drives many daemons from one thread: fills up to cap
+ * items (cap >= GB_DAEMON_POLL_ITEMS) with what the daemon waits on (its
+ * link's sockets; the run queue's descriptor when the queue is the daemon's
+ * own, not a shared one, which the caller watches itself) and returns how
+ * many it filled (0 once stopped or finished). The events asked for change
+ * with the daemon's state, so fill them afresh before every zmq_poll. When
+ * any item is ready, or gb_daemon_next_deadline has come, call
+ * gb_daemon_step(d, 0, err); between such calls the daemon needs nothing.
+ * The sockets are borrowed: do not read, write or close them. */
+int gb_daemon_poll_items(const gb_daemon_t *d, zmq_pollitem_t *items, int cap);
+
+/* When the daemon must be stepped even if none of its items is ready, on
+ * gb_time_now's clock: the earliest of the link's timers (reconnection,
+ * handshake timeout), the next Heartbeat, a result's resend, a Join again,
+ * the give-up time, a task the worker finished or a task ready to start
+ * (now), frames waiting for room in the link (a few milliseconds). HUGE_VAL
+ * when nothing is timed (stopped, finished). */
+double gb_daemon_next_deadline(const gb_daemon_t *d);
 
 /* The orderly end (SIGINT, SIGTERM, the federation finished): cancels the
  * running task and waits for the worker to stop (at most one training

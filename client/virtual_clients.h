@@ -2,8 +2,13 @@
  * federated clients in one process so that one machine can simulate
  * hundreds. Each is a whole client daemon (client/daemon.h) with its own TLS
  * identity (CERT_DIR/NAME.crt and NAME.key, as `glassbox-coordinator ca issue
- * --out CERT_DIR` writes them), its own link socket and its own worker
- * thread; all of them share the caller's ZeroMQ context.
+ * --out CERT_DIR` writes them) and its own link socket; all of them share
+ * the caller's ZeroMQ context and one run queue (client/daemon_worker.h):
+ * their tasks train one at a time, in the order they arrived, each with
+ * `threads` engine threads, instead of all at once on too few cores. The
+ * tasks waiting for their turn stay their daemons' running tasks (a newer
+ * Task from the coordinator withdraws one from the queue at once), and every
+ * daemon's link stays alive meanwhile.
  *
  * The data set is loaded once by the caller. The training split is cut here
  * with one partition pass (data/partition.h): client K gets slice K of
@@ -12,10 +17,12 @@
  * gb_virtual_new returns. The test split is shared by every client
  * (borrowed) unless partition_test asks for it to be cut the same way.
  *
- * One thread drives every daemon: gb_virtual_step gives each active daemon
- * a short slice of the timeout in turn, so a busy one cannot starve the
- * others. A daemon that finishes (the coordinator said the federation is
- * over) or fails is stopped at once and no longer stepped; the others go on.
+ * One thread drives every daemon: gb_virtual_step waits in one poll on all
+ * their sockets and the run queue, until the nearest deadline of any of
+ * them, and steps only those with something to do, so idle clients cost
+ * nothing but their heartbeats. A daemon that finishes (the coordinator
+ * said the federation is over) or fails is stopped at once and no longer
+ * stepped; the others go on.
  *
  * Ownership: gb_virtual_new returns an object the caller owns
  * (gb_virtual_destroy). It borrows the ZeroMQ context, and the test split
@@ -27,12 +34,13 @@
 #include <stddef.h>
 
 #include "daemon.h"
+#include "daemon_worker.h"
 #include "data/dataset.h"
 #include "data_source.h"
 #include "util/error.h"
 
-/* The most virtual clients one process runs (each costs a socket, a thread
- * and some file descriptors). */
+/* The most virtual clients one process runs (each costs a few sockets and
+ * file descriptors). */
 #define GB_VIRTUAL_MAX 10000
 
 /* Called on the stepping thread for every finished task of client `name`
@@ -55,7 +63,8 @@ typedef struct {
                                       gb_virtual_new only (required) */
     const gb_dataset_t *test;      /* the whole test split (borrowed unless
                                       data->partition_test; required) */
-    int threads;                   /* training threads per client, 1..256 */
+    int threads;                   /* engine threads of each task, 1..256 (tasks train one
+                                      at a time: the cores, for all of them) */
     int retry_ms;                  /* each link's first reconnection delay (0: default) */
     int retry_max_ms;              /* its backoff ceiling (0: default) */
     int give_up_s;                 /* each daemon's give-up time (daemon.h; 0: never) */
@@ -78,11 +87,14 @@ gb_virtual_t *gb_virtual_new(const gb_virtual_options_t *opts, gb_error_t *err);
  * invocation before it loads any data. Needs data, cert_dir and count. */
 int gb_virtual_check(const gb_virtual_options_t *opts, gb_error_t *err) GB_MUST_CHECK;
 
-/* Steps every active daemon once, with timeout_ms shared among them (each
- * gets at least 1 ms, so a pass over N daemons may take N ms). Returns 0
- * while any daemon is still running, GB_DAEMON_FINISHED once every one has
- * finished or failed (and on every later call). Failures are not returned:
- * see gb_virtual_failed. */
+/* Waits up to timeout_ms (0: not at all; -1: until something happens) in
+ * one poll over every active daemon's sockets and the run queue, cut short
+ * by the nearest deadline of any daemon (gb_daemon_next_deadline) or a
+ * signal, then steps every daemon with a ready socket, a finished task or a
+ * deadline that came. Returns 0 while any daemon is still running,
+ * GB_DAEMON_FINISHED once every one has finished or failed (and on every
+ * later call). Failures are not returned: see gb_virtual_failed (a failure
+ * of the poll itself fails every daemon). */
 int gb_virtual_step(gb_virtual_t *v, int timeout_ms);
 
 /* Stops every daemon still running: each closes its link gracefully, all
@@ -95,6 +107,10 @@ void gb_virtual_stop(gb_virtual_t *v, int linger_ms);
  * gives the client's name and what went wrong (borrowed until destroy). */
 int gb_virtual_failed(const gb_virtual_t *v);
 const char *gb_virtual_failure(const gb_virtual_t *v, int i, const char **name);
+
+/* The shared run queue's counters: tests read most_running (never above 1)
+ * and finished. */
+gb_daemon_queue_stats_t gb_virtual_queue_stats(const gb_virtual_t *v);
 
 /* The number of daemons and the name of daemon i (borrowed until destroy). */
 int gb_virtual_count(const gb_virtual_t *v);

@@ -55,6 +55,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <zmq.h>
+
 #include "net/channel.h"
 #include "util/error.h"
 
@@ -165,6 +167,29 @@ void gb_link_client_destroy(gb_link_client_t **cli);
  * succeeds. */
 int gb_link_client_poll(gb_link_client_t *cli, int timeout_ms, gb_link_event_t *ev,
                         gb_error_t *err) GB_MUST_CHECK;
+
+/* Sockets a client link waits on, most: for a caller that waits on many
+ * links in one zmq_poll (gb_link_client_poll_items). */
+#define GB_LINK_CLIENT_POLL_ITEMS 2
+
+/* For a caller that waits on many links at once (`--virtual N`) instead of
+ * calling gb_link_client_poll with a timeout on each: fills up to cap items
+ * (cap >= GB_LINK_CLIENT_POLL_ITEMS) with the link's sockets and the events
+ * to wait for, and returns how many it filled. The events change with the
+ * state (POLLOUT is asked for while frames wait for room), so fill them
+ * afresh before every zmq_poll. When any item is ready, or
+ * gb_link_client_next_deadline has come, call gb_link_client_poll(cli, 0,
+ * ...) until it returns GB_LINK_EV_NONE; between such calls nothing happens
+ * on the link without one of the two. The sockets are the link's (borrowed:
+ * do not read, write or close them). */
+int gb_link_client_poll_items(const gb_link_client_t *cli, zmq_pollitem_t *items, int cap);
+
+/* When the link must be polled even if none of its sockets is ready, on
+ * gb_time_now's clock: an event or message already taken in (now), the next
+ * handshake of a reconnection, the current handshake's timeout, a retry of
+ * frames the socket had no room for. HUGE_VAL when nothing is timed
+ * (established and idle, or closed). */
+double gb_link_client_next_deadline(const gb_link_client_t *cli);
 
 /* As gb_link_server_send, for the client's one session. */
 int gb_link_client_send(gb_link_client_t *cli, const void *msg, size_t len,

@@ -17,6 +17,7 @@
 #include "net/link.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
@@ -49,6 +50,7 @@ struct gb_link_client {
     bool hello_sent;         /* the first frame of this session went out */
     bool closing;            /* the coordinator closed: drain, then end */
     bool cursor;             /* the channel may hold messages */
+    bool blocked;            /* the socket had no room for the outbox at the last flush */
     double started;          /* when the current handshake began */
     double next_attempt;     /* when waiting ends */
     int backoff_ms;          /* next delay after a failure */
@@ -97,6 +99,7 @@ static void s_drop(gb_link_client_t *cli, const char *reason, int wait_ms)
     cli->state = S_WAITING;
     cli->cursor = false;
     cli->closing = false;
+    cli->blocked = false;
     if (wait_ms < 0) {
         wait_ms = cli->backoff_ms;
         cli->backoff_ms = cli->backoff_ms * 2 > cli->o.retry_max_ms ? cli->o.retry_max_ms
@@ -127,6 +130,7 @@ static void s_start(gb_link_client_t *cli)
 /* Moves the outbox to the socket. Returns false when it must wait. */
 static bool s_flush(gb_link_client_t *cli)
 {
+    cli->blocked = false;
     if (!cli->ch)
         return true;
     const uint8_t *bytes;
@@ -136,8 +140,10 @@ static bool s_flush(gb_link_client_t *cli)
     gb_error_t err = {0};
     int kind = cli->hello_sent ? GB_LINK_DATA : GB_LINK_HELLO;
     int rc = gb_link_send(cli->sock, NULL, 0, kind, cli->session_id, bytes, n, &err);
-    if (rc == GB_EAGAIN)
+    if (rc == GB_EAGAIN) {
+        cli->blocked = true;
         return false;
+    }
     if (rc != 0) {
         gb_log_warn("link: %s", err.msg);
         s_drop(cli, err.msg, -1);
@@ -423,6 +429,30 @@ int gb_link_client_poll(gb_link_client_t *cli, int timeout_ms, gb_link_event_t *
             return gb_error_set(err, GB_EIO, "link client: poll failed: %s",
                                 zmq_strerror(errno));
     }
+}
+
+int gb_link_client_poll_items(const gb_link_client_t *cli, zmq_pollitem_t *items, int cap)
+{
+    if (cap < GB_LINK_CLIENT_POLL_ITEMS)
+        return 0;
+    /* POLLOUT only while blocked: a DEALER with ZMQ_IMMEDIATE reports it
+     * once a connection exists and has room, which is exactly when the
+     * outbox can move; asked for always, it would be ready always. */
+    items[0] = (zmq_pollitem_t){.socket = cli->sock,
+                                .events = (short)(ZMQ_POLLIN | (cli->blocked ? ZMQ_POLLOUT : 0))};
+    items[1] = (zmq_pollitem_t){.socket = cli->monitor, .events = ZMQ_POLLIN};
+    return GB_LINK_CLIENT_POLL_ITEMS;
+}
+
+double gb_link_client_next_deadline(const gb_link_client_t *cli)
+{
+    if (cli->pending || (cli->cursor && cli->ch))
+        return 0; /* taken in already: no socket will say so again */
+    if (cli->state == S_WAITING)
+        return cli->next_attempt >= 1e18 ? HUGE_VAL : cli->next_attempt;
+    if (cli->state == S_HANDSHAKE)
+        return cli->started + cli->o.handshake_timeout_ms / 1000.0;
+    return HUGE_VAL;
 }
 
 int gb_link_client_send(gb_link_client_t *cli, const void *msg, size_t len, gb_error_t *err)

@@ -20,7 +20,14 @@
  * retry_after_ms > 0 does not end the run, with 0 it does, and stop closes
  * the session gracefully; garbage, a Join from the coordinator, a Task before
  * Welcome and a Task whose model does not fit the data get an Error reply
- * (checked on a raw link server) and change nothing. Also the partition
+ * (checked on a raw link server) and change nothing. A daemon driven only
+ * through its poll items and next deadline (the way `--virtual N` drives
+ * many in one poll) joins, heartbeats and trains as one that steps with a
+ * timeout, the run queue's descriptor saying when the task is done. The
+ * run queue (daemon_worker.h) runs one task at a time in arrival order, a
+ * waiting task cancelled is withdrawn at once and never runs, and two
+ * daemons sharing a queue train one after the other while a newer Task
+ * withdraws the one still waiting. Also the partition
  * options of client/data_source.h that the daemon's command uses: slices
  * that cover the training split exactly once, the description for Join, and
  * refusals by flag name. */
@@ -30,10 +37,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <zmq.h>
 
 #include "daemon.h"
+#include "daemon_worker.h"
 #include "data_source.h"
 #include "engine/model.h"
 #include "front_door.h"
@@ -851,6 +860,447 @@ static void test_malformed_input_is_answered(void **state)
 
 /* ---- the partition options (client/data_source.h) -------------------------------- */
 
+/* ---- one poll for many daemons ---------------------------------------------- */
+
+/* One turn of a loop that waits on the daemon's items with zmq_poll and
+ * steps it only when an item is ready or its deadline has come. */
+static void s_poll_turn(fx_t *f)
+{
+    gb_error_t err = {0};
+    if (f->door)
+        assert_int_equal(gb_front_door_step(f->door, 1, &err), 0);
+    zmq_pollitem_t items[GB_DAEMON_POLL_ITEMS];
+    int n = gb_daemon_poll_items(f->d, items, GB_DAEMON_POLL_ITEMS);
+    assert_int_equal(n, GB_DAEMON_POLL_ITEMS);
+    double deadline = gb_daemon_next_deadline(f->d), now = gb_time_now();
+    /* short waits: the coordinator of this test lives in this thread */
+    long wait_ms = deadline <= now ? 0 : deadline - now > 0.002 ? 2 : 1;
+    assert_true(zmq_poll(items, n, wait_ms) >= 0);
+    bool ready = false;
+    for (int i = 0; i < n; i++)
+        ready |= items[i].revents != 0;
+    if (ready || gb_daemon_next_deadline(f->d) <= gb_time_now())
+        if (gb_daemon_step(f->d, 0, &err) < 0)
+            fail_msg("gb_daemon_step: %s", err.msg);
+}
+
+#define POLL_UNTIL(f, cond)                                                                        \
+    do {                                                                                           \
+        double end_ = gb_time_now() + S_WAIT_S;                                                    \
+        while (!(cond)) {                                                                          \
+            if (gb_time_now() > end_)                                                              \
+                fail_msg("waited in vain for " #cond);                                             \
+            s_poll_turn(f);                                                                        \
+        }                                                                                          \
+    } while (0)
+
+static void test_poll_items_and_deadline(void **state)
+{
+    fx_t *f = *state;
+    zmq_pollitem_t items[GB_DAEMON_POLL_ITEMS];
+    /* too small an array: nothing filled */
+    assert_int_equal(gb_daemon_poll_items(f->d, items, GB_DAEMON_POLL_ITEMS - 1), 0);
+    assert_int_equal(gb_daemon_poll_items(f->d, items, GB_DAEMON_POLL_ITEMS),
+                     GB_DAEMON_POLL_ITEMS);
+    assert_non_null(items[0].socket);
+    assert_true(items[0].events & ZMQ_POLLIN);
+    assert_non_null(items[1].socket);
+    assert_null(items[2].socket); /* the daemon's own run queue: a descriptor */
+    assert_true(items[2].fd >= 0 && items[2].events == ZMQ_POLLIN);
+    /* handshaking: the handshake's timeout bounds the wait */
+    double now = gb_time_now(), t = gb_daemon_next_deadline(f->d);
+    assert_true(t <= now + 11.0);
+
+    POLL_UNTIL(f, S(f).welcomed && S(f).heartbeats_acked >= 3);
+    /* idle: the next heartbeat (every 20 ms) is the nearest deadline */
+    now = gb_time_now();
+    t = gb_daemon_next_deadline(f->d);
+    assert_true(t <= now + 0.021);
+
+    s_task_t *task = s_task_new(S_SLOW, 4, 41); /* trains for some milliseconds */
+    task->tc.epochs = 3;
+    s_send_task(f, task);
+    POLL_UNTIL(f, S(f).running_task_id == 41);
+    /* nothing is stepped now: the queue's descriptor alone says the task is
+     * done, and from then on the daemon is due at once */
+    int n = gb_daemon_poll_items(f->d, items, GB_DAEMON_POLL_ITEMS);
+    double end = gb_time_now() + S_WAIT_S;
+    while (!(items[n - 1].revents & ZMQ_POLLIN)) {
+        assert_true(gb_time_now() < end);
+        assert_true(zmq_poll(&items[n - 1], 1, 100) >= 0);
+    }
+    assert_true(gb_daemon_next_deadline(f->d) == 0);
+    POLL_UNTIL(f, f->updates == 1 && S(f).results_pending == 0);
+    assert_int_equal(S(f).tasks_done, 1);
+    assert_int_equal(f->report.task_id, 41);
+    assert_true(f->report.started > 0 && f->report.started_unix_ms > 0);
+    assert_true(f->report.queued_seconds >= 0 && f->report.queued_seconds < S_WAIT_S);
+
+    /* stopped: nothing to wait on, nothing timed */
+    gb_daemon_stop(f->d, 100);
+    assert_int_equal(gb_daemon_poll_items(f->d, items, GB_DAEMON_POLL_ITEMS), 0);
+    assert_true(isinf(gb_daemon_next_deadline(f->d)));
+    s_task_free(&task);
+}
+
+/* Heartbeats on a grid fall on its multiples; a negative grid is refused. */
+static void test_heartbeat_grid(void **state)
+{
+    fx_t *f = *state;
+    gb_error_t err = {0};
+    gb_daemon_options_t o = s_options(f, f->endpoint);
+    o.heartbeat_grid_ms = -1;
+    assert_null(gb_daemon_new(&o, &err));
+    assert_non_null(strstr(err.msg, "grid"));
+    gb_daemon_destroy(&f->d);
+    o.heartbeat_grid_ms = 2; /* a tenth of Welcome's 20 ms: used as it is */
+    f->d = gb_daemon_new(&o, &err);
+    assert_non_null(f->d);
+    UNTIL(f, S(f).welcomed && S(f).heartbeats_acked >= 3);
+    double t = gb_daemon_next_deadline(f->d) / 0.002;
+    assert_true(fabs(t - round(t)) < 1e-3);
+}
+
+/* The link client's side of one poll for many (net/link.h): its items and
+ * deadline alone are enough to drive it from a handshake that waits for a
+ * connection to a message received. Tested here, with the daemon that uses
+ * it, since the server is the coordinator's. */
+static void test_link_client_poll_items(void **state)
+{
+    fx_t *f = *state;
+    gb_error_t err = {0};
+    char cert[700], key[700];
+    snprintf(cert, sizeof cert, "%s/%s", f->ca, GB_CA_COORD_CERT_FILE);
+    snprintf(key, sizeof key, "%s/%s", f->ca, GB_CA_COORD_KEY_FILE);
+    gb_tls_options_t so = {.role = GB_TLS_SERVER, .ca_file = f->ca_file, .cert_file = cert,
+                           .key_file = key};
+    gb_tls_options_t co = {.role = GB_TLS_CLIENT, .ca_file = f->ca_file, .cert_file = f->cert,
+                           .key_file = f->key};
+    gb_tls_t *stls = gb_tls_new(&so, &err), *ctls = gb_tls_new(&co, &err);
+    assert_non_null(stls);
+    assert_non_null(ctls);
+
+    /* nobody listens: the hello waits for a connection, and asks for POLLOUT */
+    gb_link_client_t *cli = gb_link_client_new(f->ctx, "tcp://127.0.0.1:1", ctls, "localhost",
+                                               NULL, &err);
+    assert_non_null(cli);
+    zmq_pollitem_t it[GB_LINK_CLIENT_POLL_ITEMS];
+    assert_int_equal(gb_link_client_poll_items(cli, it, 1), 0);
+    gb_link_event_t ev;
+    assert_true(gb_link_client_next_deadline(cli) <= gb_time_now()); /* first handshake due */
+    assert_int_equal(gb_link_client_poll(cli, 0, &ev, &err), 0);
+    assert_int_equal(ev.kind, GB_LINK_EV_NONE);
+    assert_int_equal(gb_link_client_poll_items(cli, it, GB_LINK_CLIENT_POLL_ITEMS),
+                     GB_LINK_CLIENT_POLL_ITEMS);
+    assert_true(it[0].socket && it[1].socket);
+    assert_true(it[0].events & ZMQ_POLLOUT);
+    assert_true(it[1].events == ZMQ_POLLIN);
+    double t = gb_link_client_next_deadline(cli), now = gb_time_now();
+    assert_true(t > now && t <= now + 10.5); /* the handshake's timeout */
+    gb_link_client_destroy(&cli);
+
+    /* a server: driven by items and deadline only, the client connects */
+    gb_link_server_t *srv = gb_link_server_new(f->ctx, "tcp://127.0.0.1:*", stls, NULL, &err);
+    assert_non_null(srv);
+    cli = gb_link_client_new(f->ctx, gb_link_server_endpoint(srv), ctls, "localhost", NULL, &err);
+    assert_non_null(cli);
+    uint64_t session = 0;
+    bool connected = false, got = false;
+    double end = gb_time_now() + S_WAIT_S;
+    while (!got) {
+        assert_true(gb_time_now() < end);
+        gb_link_event_t sev;
+        assert_int_equal(gb_link_server_poll(srv, 1, &sev, &err), 0);
+        if (sev.kind == GB_LINK_EV_CONNECTED) {
+            session = sev.session;
+            assert_int_equal(gb_link_server_send(srv, session, "hi", 2, &err), 0);
+        }
+        int n = gb_link_client_poll_items(cli, it, GB_LINK_CLIENT_POLL_ITEMS);
+        double dl = gb_link_client_next_deadline(cli);
+        assert_true(zmq_poll(it, n, dl <= gb_time_now() ? 0 : 1) >= 0);
+        if (!it[0].revents && !it[1].revents && gb_link_client_next_deadline(cli) > gb_time_now())
+            continue;
+        do {
+            assert_int_equal(gb_link_client_poll(cli, 0, &ev, &err), 0);
+            connected |= ev.kind == GB_LINK_EV_CONNECTED;
+            if (ev.kind == GB_LINK_EV_MESSAGE) {
+                assert_int_equal(ev.len, 2);
+                assert_memory_equal(ev.data, "hi", 2);
+                got = true;
+            }
+        } while (ev.kind != GB_LINK_EV_NONE);
+    }
+    assert_true(connected && session);
+    /* established and idle: nothing timed, nothing but POLLIN asked for */
+    assert_true(isinf(gb_link_client_next_deadline(cli)));
+    assert_int_equal(gb_link_client_poll_items(cli, it, GB_LINK_CLIENT_POLL_ITEMS),
+                     GB_LINK_CLIENT_POLL_ITEMS);
+    assert_int_equal(it[0].events, ZMQ_POLLIN);
+    gb_link_client_close(cli, 100);
+    assert_true(isinf(gb_link_client_next_deadline(cli))); /* closed: no reconnection */
+    gb_link_client_destroy(&cli);
+    gb_link_server_destroy(&srv);
+    gb_tls_destroy(&ctls);
+    gb_tls_destroy(&stls);
+}
+
+/* ---- the run queue ------------------------------------------------------------ */
+
+/* An Envelope of its own (as decoded from the wire) carrying t. */
+static Glassbox__Envelope *s_task_envelope(const s_task_t *t)
+{
+    Glassbox__Envelope env = GLASSBOX__ENVELOPE__INIT;
+    env.protocol_version = GB_ENVELOPE_PROTOCOL_VERSION;
+    env.sequence = 1;
+    env.body_case = GLASSBOX__ENVELOPE__BODY_TASK;
+    env.task = (Glassbox__Task *)&t->task;
+    gb_error_t err = {0};
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    if (gb_envelope_encode(&env, NULL, &buf, &len, &err) != 0)
+        fail_msg("encode: %s", err.msg);
+    Glassbox__Envelope *out = NULL;
+    if (gb_envelope_decode(buf, len, NULL, &out, &err) != 0)
+        fail_msg("decode: %s", err.msg);
+    gb_free(buf);
+    return out;
+}
+
+static void s_start(gb_daemon_worker_t *w, gb_task_runner_t *r, const s_task_t *t)
+{
+    Glassbox__Envelope *env = s_task_envelope(t);
+    gb_error_t err = {0};
+    assert_int_equal(gb_daemon_worker_start(w, r, &env, 1, &err), 0);
+    assert_null(env);
+}
+
+static bool s_readable(int fd)
+{
+    zmq_pollitem_t it = {.fd = fd, .events = ZMQ_POLLIN};
+    return zmq_poll(&it, 1, 0) == 1 && (it.revents & ZMQ_POLLIN);
+}
+
+static void s_until_running(gb_daemon_queue_t *q, long running_started)
+{
+    double end = gb_time_now() + S_WAIT_S;
+    while (gb_daemon_queue_stats(q).started < running_started) {
+        assert_true(gb_time_now() < end);
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL);
+    }
+}
+
+static void test_run_queue(void **state)
+{
+    fx_t *f = *state;
+    gb_error_t err = {0};
+    gb_daemon_queue_t *q = gb_daemon_queue_new(&err);
+    assert_non_null(q);
+    int fd = gb_daemon_queue_fd(q);
+    assert_true(fd >= 0);
+    assert_false(s_readable(fd));
+    gb_daemon_queue_stats_t st = gb_daemon_queue_stats(q);
+    assert_int_equal(st.started + st.waiting + st.running + st.most_running, 0);
+
+    gb_task_runner_cfg_t cfg = {.train = f->train, .test = f->test, .client_id = 1,
+                                .threads = 1};
+    gb_task_runner_t *r1 = gb_task_runner_new(&cfg, &err), *r2 = gb_task_runner_new(&cfg, &err);
+    assert_non_null(r1);
+    assert_non_null(r2);
+    gb_daemon_worker_t *w1 = gb_daemon_worker_new(q, &err), *w2 = gb_daemon_worker_new(q, &err);
+    assert_non_null(w1);
+    assert_non_null(w2);
+    assert_null(gb_daemon_worker_own_queue(w1));
+    assert_false(gb_daemon_worker_busy(w1));
+    assert_int_equal(gb_daemon_worker_task_id(w1), 0);
+    assert_null(gb_daemon_worker_task(w1));
+    gb_daemon_worker_cancel(w1); /* idle: harmless */
+    gb_daemon_worker_wait(w1);   /* idle: returns at once */
+
+    s_task_t *slow = s_task_new(S_SLOW, 1, 51), *fast = s_task_new(S_MLP, 1, 52);
+    slow->tc.epochs = 1000;
+    slow->tc.batch_size = 1;
+    s_start(w1, r1, slow);
+    s_until_running(q, 1);
+    assert_true(gb_daemon_worker_busy(w1));
+    assert_false(gb_daemon_worker_waiting(w1));
+    assert_int_equal(gb_daemon_worker_task_id(w1), 51);
+
+    /* the second waits behind the first ... */
+    s_start(w2, r2, fast);
+    assert_true(gb_daemon_worker_waiting(w2));
+    assert_false(gb_daemon_worker_done(w2));
+    assert_int_equal(gb_daemon_worker_task(w2)->task_id, 52);
+    st = gb_daemon_queue_stats(q);
+    assert_int_equal(st.waiting, 1);
+    assert_int_equal(st.running, 1);
+    /* ... and cancelled there, is withdrawn at once, never having run */
+    gb_daemon_worker_cancel(w2);
+    assert_true(gb_daemon_worker_done(w2));
+    assert_true(s_readable(fd));
+    gb_daemon_queue_drain(q);
+    assert_false(s_readable(fd));
+    gb_daemon_worker_result_t res;
+    gb_daemon_worker_collect(w2, &res);
+    assert_int_equal(res.rc, GB_TASK_ECANCELLED);
+    assert_int_equal(res.task_id, 52);
+    assert_true(res.started == 0 && res.seconds == 0 && !res.update);
+    assert_false(gb_daemon_worker_busy(w2));
+    st = gb_daemon_queue_stats(q);
+    assert_int_equal(st.withdrawn, 1);
+    assert_int_equal(st.waiting, 0);
+
+    /* queued again behind the slow one, which is then cancelled: the fast
+     * one runs only after the slow one has ended */
+    s_start(w2, r2, fast);
+    assert_true(gb_daemon_worker_waiting(w2));
+    gb_daemon_worker_cancel(w1);
+    gb_daemon_worker_wait(w1);
+    gb_daemon_worker_collect(w1, &res);
+    assert_int_equal(res.rc, GB_TASK_ECANCELLED);
+    assert_true(res.started > 0);
+    double slow_end = res.started + res.seconds;
+    gb_daemon_worker_result_free(&res);
+    gb_daemon_worker_wait(w2);
+    assert_true(gb_daemon_worker_done(w2));
+    gb_daemon_worker_collect(w2, &res);
+    assert_int_equal(res.rc, 0);
+    assert_non_null(res.update);
+    assert_true(res.update_len > 0);
+    assert_true(res.started >= slow_end);
+    assert_true(res.queued_seconds > 0);
+    gb_daemon_worker_result_free(&res);
+    st = gb_daemon_queue_stats(q);
+    assert_int_equal(st.started, 2);
+    assert_int_equal(st.finished, 2);
+    assert_int_equal(st.most_running, 1);
+    assert_int_equal(st.running + st.waiting, 0);
+
+    /* a worker with a queue of its own */
+    gb_daemon_worker_t *w3 = gb_daemon_worker_new(NULL, &err);
+    assert_non_null(w3);
+    gb_daemon_queue_t *own = gb_daemon_worker_own_queue(w3);
+    assert_non_null(own);
+    s_start(w3, r1, fast);
+    gb_daemon_worker_wait(w3);
+    assert_true(s_readable(gb_daemon_queue_fd(own)));
+    gb_daemon_worker_collect(w3, &res);
+    assert_int_equal(res.rc, 0);
+    gb_daemon_worker_result_free(&res);
+    assert_int_equal(gb_daemon_queue_stats(own).finished, 1);
+    gb_daemon_worker_destroy(&w3);
+    assert_null(w3);
+
+    /* destroyed with a task running and one waiting */
+    s_start(w1, r1, slow);
+    s_until_running(q, 3);
+    s_start(w2, r2, fast);
+    gb_daemon_worker_destroy(&w2);
+    gb_daemon_worker_destroy(&w1);
+    gb_daemon_worker_destroy(&w1); /* NULL-safe */
+    assert_int_equal(gb_daemon_queue_stats(q).withdrawn, 2);
+    gb_daemon_queue_destroy(&q);
+    gb_daemon_queue_destroy(&q); /* NULL-safe */
+    gb_daemon_worker_result_free(NULL);
+    gb_task_runner_destroy(&r1);
+    gb_task_runner_destroy(&r2);
+    s_task_free(&slow);
+    s_task_free(&fast);
+}
+
+/* Two daemons on one run queue: edge-1's slow task trains, edge-2's task
+ * waits for its turn with its link alive, a newer Task for edge-2
+ * withdraws the waiting one at once, and edge-2's task runs only once
+ * edge-1's has ended. */
+static void test_shared_queue(void **state)
+{
+    fx_t *f = *state;
+    gb_error_t err = {0};
+    gb_ca_t *ca = gb_ca_open(f->ca, &err);
+    assert_non_null(ca);
+    assert_int_equal(gb_ca_issue(ca, "edge-2", 30, f->clients, &err), 0);
+    gb_ca_destroy(&ca);
+    gb_daemon_destroy(&f->d);
+    gb_daemon_queue_t *q = gb_daemon_queue_new(&err);
+    assert_non_null(q);
+    gb_daemon_options_t o = s_options(f, f->endpoint);
+    o.queue = q;
+    f->d = gb_daemon_new(&o, &err);
+    assert_non_null(f->d);
+    char cert2[700], key2[700];
+    snprintf(cert2, sizeof cert2, "%s/edge-2.crt", f->clients);
+    snprintf(key2, sizeof key2, "%s/edge-2.key", f->clients);
+    o.cert_file = cert2;
+    o.key_file = key2;
+    o.report = NULL;
+    gb_daemon_t *d2 = gb_daemon_new(&o, &err);
+    assert_non_null(d2);
+    double end = gb_time_now() + S_WAIT_S;
+    while (!(S(f).welcomed && gb_daemon_status(d2).welcomed)) {
+        assert_true(gb_time_now() < end);
+        s_turn(f);
+        assert_true(gb_daemon_step(d2, 1, &err) >= 0);
+    }
+
+    s_task_t *slow = s_task_new(S_SLOW, 1, 61), *fast = s_task_new(S_MLP, 1, 62);
+    slow->tc.epochs = 1000;
+    slow->tc.batch_size = 1;
+    s_send_task(f, slow);
+    UNTIL(f, S(f).running_task_id == 61 && !S(f).task_queued);
+    Glassbox__Envelope env = GLASSBOX__ENVELOPE__INIT;
+    env.body_case = GLASSBOX__ENVELOPE__BODY_TASK;
+    env.task = &fast->task;
+    assert_int_equal(gb_front_door_send(f->door, "edge-2", &env, NULL, &err), 0);
+    end = gb_time_now() + S_WAIT_S;
+    while (!gb_daemon_status(d2).task_queued) {
+        assert_true(gb_time_now() < end);
+        s_turn(f);
+        assert_true(gb_daemon_step(d2, 1, &err) >= 0);
+    }
+    gb_daemon_status_t st2 = gb_daemon_status(d2);
+    assert_int_equal(st2.running_task_id, 62);
+    assert_int_equal(st2.state, GLASSBOX__CLIENT_STATE__CLIENT_STATE_TRAINING);
+    /* a newer Task for edge-2: the waiting one goes at once, the new one waits */
+    fast->task.task_id = 63;
+    assert_int_equal(gb_front_door_send(f->door, "edge-2", &env, NULL, &err), 0);
+    long hb = gb_daemon_status(d2).heartbeats_acked;
+    end = gb_time_now() + S_WAIT_S;
+    while (gb_daemon_status(d2).running_task_id != 63 ||
+           gb_daemon_status(d2).heartbeats_acked < hb + 2) {
+        assert_true(gb_time_now() < end);
+        s_turn(f);
+        assert_true(gb_daemon_step(d2, 1, &err) >= 0);
+    }
+    st2 = gb_daemon_status(d2);
+    assert_int_equal(st2.tasks_cancelled, 1);
+    assert_true(st2.task_queued); /* edge-1's slow task still holds the queue */
+    assert_int_equal(S(f).running_task_id, 61);
+
+    /* edge-1 moves on to a fast task: its slow one is cancelled, and its new
+     * task waits behind edge-2's */
+    s_task_t *next = s_task_new(S_MLP, 2, 64);
+    s_send_task(f, next);
+    end = gb_time_now() + S_WAIT_S;
+    while (f->updates < 2 || gb_daemon_status(d2).tasks_done < 1) {
+        assert_true(gb_time_now() < end);
+        s_turn(f);
+        assert_true(gb_daemon_step(d2, 1, &err) >= 0);
+    }
+    assert_int_equal(S(f).tasks_cancelled, 1);
+    assert_int_equal(S(f).tasks_done, 1);
+    assert_int_equal(f->report.task_id, 64);
+    gb_daemon_queue_stats_t qs = gb_daemon_queue_stats(q);
+    assert_int_equal(qs.most_running, 1);
+    assert_int_equal(qs.withdrawn, 1);
+    assert_int_equal(qs.finished, 3); /* 61 (cancelled running), 63, 64 */
+    gb_daemon_destroy(&d2);
+    gb_daemon_destroy(&f->d);
+    gb_daemon_queue_destroy(&q);
+    s_task_free(&slow);
+    s_task_free(&fast);
+    s_task_free(&next);
+}
+
 static void test_data_source_partition(void **state)
 {
     fx_t *f = *state;
@@ -956,6 +1406,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_shutting_down, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_malformed_input_is_answered, s_setup_pki,
                                         s_teardown),
+        cmocka_unit_test_setup_teardown(test_poll_items_and_deadline, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_heartbeat_grid, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_link_client_poll_items, s_setup_pki, s_teardown),
+        cmocka_unit_test_setup_teardown(test_run_queue, s_setup_pki, s_teardown),
+        cmocka_unit_test_setup_teardown(test_shared_queue, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_data_source_partition, s_setup_pki, s_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -8,7 +8,9 @@ federation with `serve`, through the real binaries on loopback.
   rounds 1 and 2 with 6 participants and all 600 samples (so the six slices
   are disjoint and cover the split), and the client process exits 0 with 12
   task lines, two per client, each naming its client; each client's samples
-  are the same in both rounds. The plain output names the client first.
+  are the same in both rounds; no two tasks of the process trained at once
+  (their started_unix_ms + seconds intervals do not overlap: the clients
+  share one run queue). The plain output names the client first.
   Then, with serve waiting for a seventh client, SIGTERM to the virtual
   process closes all six sessions (serve logs each one leaving) and it exits
   0 with no task line.
@@ -159,7 +161,16 @@ def main():
         assert sorted(t["round"] for t in ts) == [1, 2], (name, ts)
         assert ts[0]["samples"] == ts[1]["samples"] == LIMIT // N, (name, ts)
     assert len({t["task_id"] for t in tasks}) == 2 * N, tasks
-    print("json: 2 rounds x %d participants, 12 task lines: ok" % N)
+    # one task at a time: sorted by start, each ends before the next starts
+    # (1 ms of slack: the start is whole milliseconds, the time 3 decimals)
+    runs = sorted((t["started_unix_ms"], t["started_unix_ms"] + 1000 * t["seconds"])
+                  for t in tasks)
+    for (s0, e0), (s1, _) in zip(runs, runs[1:]):
+        assert s1 >= e0 - 1.0, ("two tasks trained at once", runs)
+    assert all(t["queued_seconds"] >= 0 for t in tasks), tasks
+    waited = max(t["queued_seconds"] for t in tasks)
+    print("json: 2 rounds x %d participants, 12 task lines, one task at a time (the longest "
+          "wait in the run queue %.3f s): ok" % (N, waited))
 
     rounds, lines = federation(work, ca, certs, json_out=False)
     assert [r["participants"] for r in rounds] == [N, N], rounds

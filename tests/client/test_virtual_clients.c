@@ -5,8 +5,11 @@
  * files) before anything connects; three virtual clients join under their
  * own certificates, each trains its own slice (the round's samples add up
  * to the whole training split), every finished task is reported with the
- * client's name, and when the federation ends every client finishes and
- * the step says so; stop and destroy are safe at any time. */
+ * client's name, the three tasks train one after another on the shared run
+ * queue (no two reports' run times overlap, and the queue never ran two at
+ * once), and when the federation ends every client finishes and the step
+ * says so; stop and destroy are safe at any time. An idle step waits in its
+ * poll instead of returning at once. */
 #include "testutil.h"
 
 #include <stdio.h>
@@ -33,12 +36,16 @@ typedef struct {
     int reports;
     uint64_t samples;
     char seen[CLIENTS][32];
+    double start[CLIENTS], end[CLIENTS]; /* each task's run, gb_time_now() */
 } fixture_t;
 
 static void s_report(void *arg, const char *name, const gb_daemon_task_report_t *r)
 {
     fixture_t *f = arg;
     assert_true(f->reports < CLIENTS);
+    f->start[f->reports] = r->started;
+    f->end[f->reports] = r->started + r->seconds;
+    assert_true(r->started > 0 && r->queued_seconds >= 0);
     snprintf(f->seen[f->reports++], sizeof f->seen[0], "%s", name);
     assert_true(r->trained);
     f->samples += r->samples;
@@ -141,7 +148,7 @@ static void test_a_round_with_three_virtual_clients(void **state)
     o.rounds.total_rounds = 1;
     o.rounds.deadline_ms = 60000;
     glassbox__train_config__init(&o.train);
-    o.train.epochs = 1;
+    o.train.epochs = 20; /* long enough that tasks run at once would overlap */
     o.train.batch_size = 8;
     o.train.learning_rate = 0.1;
     o.train.optimizer = GLASSBOX__OPTIMIZER__OPTIMIZER_SGD;
@@ -170,6 +177,15 @@ static void test_a_round_with_three_virtual_clients(void **state)
     assert_int_equal(gb_virtual_failed(v), 0);
     assert_int_equal(f->reports, CLIENTS);
     assert_int_equal(f->samples, N_TRAIN); /* three disjoint slices covering the split */
+    /* one task at a time: every two runs are disjoint */
+    for (int i = 0; i < CLIENTS; i++)
+        for (int j = 0; j < CLIENTS; j++)
+            if (i != j)
+                assert_true(f->end[i] <= f->start[j] || f->end[j] <= f->start[i]);
+    gb_daemon_queue_stats_t qs = gb_virtual_queue_stats(v);
+    assert_int_equal(qs.most_running, 1);
+    assert_int_equal(qs.finished, CLIENTS);
+    assert_int_equal(qs.waiting + qs.running, 0);
     for (int k = 0; k < CLIENTS; k++) {
         char name[32];
         snprintf(name, sizeof name, "client-%d", k);
@@ -180,10 +196,40 @@ static void test_a_round_with_three_virtual_clients(void **state)
     }
     gb_virtual_stop(v, 100);
     gb_virtual_stop(v, 100); /* safe twice */
+    assert_int_equal(gb_virtual_step(v, 10), GB_DAEMON_FINISHED);
     gb_virtual_destroy(&v);
     gb_virtual_destroy(&v); /* NULL-safe */
     gb_federation_destroy(&fed);
     gb_front_door_destroy(&door);
+}
+
+/* Clients with no coordinator to talk to have nothing to do between their
+ * reconnection attempts: a step waits in its poll (for the next attempt or
+ * the timeout) instead of returning at once, and a zero timeout does not
+ * wait. */
+static void test_idle_step_waits(void **state)
+{
+    fixture_t *f = *state;
+    gb_error_t err = {0};
+    /* a port nobody listens on: handshakes wait for a connection */
+    gb_virtual_options_t vo = s_options(f, "tcp://127.0.0.1:1", CLIENTS);
+    vo.retry_ms = 5000;
+    vo.retry_max_ms = 5000;
+    gb_virtual_t *v = gb_virtual_new(&vo, &err);
+    if (!v)
+        fail_msg("virtual: %s", err.msg);
+    assert_int_equal(gb_virtual_step(v, 0), 0); /* the first handshakes start */
+    int steps = 0;
+    double t0 = gb_time_now();
+    while (gb_time_now() - t0 < 0.2) {
+        assert_int_equal(gb_virtual_step(v, 50), 0);
+        steps++;
+    }
+    /* a loop that polled without waiting would have made thousands */
+    assert_true(steps <= 20);
+    assert_int_equal(gb_virtual_failed(v), 0);
+    gb_virtual_stop(v, 0);
+    gb_virtual_destroy(&v);
 }
 
 int main(void)
@@ -192,6 +238,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_options_checked, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_a_round_with_three_virtual_clients, s_setup,
                                         s_teardown),
+        cmocka_unit_test_setup_teardown(test_idle_step_waits, s_setup, s_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
