@@ -470,7 +470,8 @@ static int s_on_welcome(gb_daemon_t *d, const Glassbox__Envelope *env, gb_error_
     if (!d->runner) {
         gb_task_runner_cfg_t cfg = {.train = d->o.train, .test = d->o.test,
                                     .client_id = gb_daemon_client_id(w->client_id),
-                                    .threads = d->o.threads};
+                                    .threads = d->o.threads,
+                                    .engine = d->o.queue ? d->o.engine : NULL};
         if (!(d->runner = gb_task_runner_new(&cfg, err)))
             return err ? err->code : GB_ENOMEM;
     }

@@ -70,6 +70,7 @@
 #include "data/dataset.h"
 #include "glassbox.pb-c.h"
 #include "net/envelope.h"
+#include "task_runner.h"
 #include "util/error.h"
 
 /* Returned by gb_daemon_step when the federation has finished (the
@@ -139,6 +140,9 @@ typedef struct {
     int threads;                /* engine workers for training, 1..256 (0: 1) */
     gb_daemon_queue_t *queue;   /* run queue shared with other daemons of the process
                                    (borrowed; NULL: the daemon makes its own) */
+    gb_task_engine_t *engine;   /* model and buffers shared by the daemons of that queue
+                                   (borrowed, task_runner.h; NULL: the daemon's own). Only
+                                   with a shared queue, which runs one task at a time */
     int heartbeat_grid_ms;      /* heartbeats fall on multiples of this on the monotonic
                                    clock (at most a tenth of the interval late), so many
                                    daemons' share one wake-up (0: exactly on time) */

@@ -71,6 +71,26 @@ typedef struct {
     Glassbox__Tensor *tensors;               /* groups + 1 */
 } s_explain_t;
 
+/* What a runner builds for the tasks it runs: the model, its plan, the
+ * parameter buffers, the optimiser and the explainer. A runner has its own,
+ * or borrows one shared by runners that never run at the same time
+ * (gb_task_engine_new): the virtual clients of one process train one after
+ * another, so one set serves them all instead of one per client. */
+struct gb_task_engine {
+    gb_model_t *model;             /* the built model, or NULL before the first task */
+    char *spec;                    /* its spec text */
+    size_t np;                     /* its parameter count */
+    int plan_batch;                /* its planned batch */
+    int plan_threads;              /* the threads it was planned for */
+    float *global;                 /* np: the task's parameters */
+    float *delta;                  /* np: the update, host order */
+    uint8_t *delta_le;             /* np x 4 little-endian bytes (big-endian hosts; else NULL) */
+    gb_optim_t *optim;             /* the optimiser, or NULL */
+    gb_optim_cfg_t optim_cfg;      /* its configuration */
+    size_t optim_np;               /* its parameter count */
+    s_explain_t ex;                /* the explainer and its buffers */
+};
+
 struct gb_task_runner {
     gb_task_runner_cfg_t cfg;      /* configuration, defaults resolved */
     const gb_dataset_t *ref;       /* the split models are checked against (train, else test) */
@@ -79,17 +99,8 @@ struct gb_task_runner {
     bool regression;               /* the data are a regression task */
     int32_t *order;                /* test n: this client's order of samples to explain */
     float in_lo, in_hi;            /* range of the test split's input values */
-    gb_model_t *model;             /* the built model, or NULL before the first task */
-    char *spec;                    /* its spec text */
-    size_t np;                     /* its parameter count */
-    int plan_batch;                /* its planned batch */
-    float *global;                 /* np: the task's parameters */
-    float *delta;                  /* np: the update, host order */
-    uint8_t *delta_le;             /* np x 4 little-endian bytes (big-endian hosts; else NULL) */
-    gb_optim_t *optim;             /* the optimiser, or NULL */
-    gb_optim_cfg_t optim_cfg;      /* its configuration */
-    size_t optim_np;               /* its parameter count */
-    s_explain_t ex;                /* the explainer and its buffers */
+    gb_task_engine_t *eng;         /* &own, or the shared engine of cfg.engine */
+    gb_task_engine_t own;          /* this runner's engine when it has no shared one */
     gb_task_runner_stats_t stats;  /* counters */
     /* Results: the protobuf-c structs handed out, and what they point to. */
     Glassbox__Update update;
@@ -247,6 +258,7 @@ gb_task_runner_t *gb_task_runner_new(const gb_task_runner_cfg_t *cfg, gb_error_t
         return NULL;
     }
     r->cfg = *cfg;
+    r->eng = cfg->engine ? cfg->engine : &r->own;
     if (!r->cfg.eval_batch)
         r->cfg.eval_batch = GB_TASK_DEFAULT_EVAL_BATCH;
     if (!(r->cfg.explain_clip > 0))
@@ -275,18 +287,41 @@ gb_task_runner_t *gb_task_runner_new(const gb_task_runner_cfg_t *cfg, gb_error_t
     return r;
 }
 
+static void s_engine_free(gb_task_engine_t *e)
+{
+    s_explain_free(&e->ex);
+    gb_optim_destroy(&e->optim);
+    gb_model_destroy(&e->model);
+    gb_free(e->spec);
+    gb_free_aligned(e->global);
+    gb_free_aligned(e->delta);
+    gb_free(e->delta_le);
+    memset(e, 0, sizeof *e);
+}
+
+gb_task_engine_t *gb_task_engine_new(gb_error_t *err)
+{
+    gb_task_engine_t *e = gb_calloc(1, sizeof *e);
+    if (!e)
+        gb_error_set(err, GB_ENOMEM, "task engine: out of memory");
+    return e;
+}
+
+void gb_task_engine_destroy(gb_task_engine_t **ep)
+{
+    if (!ep || !*ep)
+        return;
+    s_engine_free(*ep);
+    gb_free(*ep);
+    *ep = NULL;
+}
+
 void gb_task_runner_destroy(gb_task_runner_t **rp)
 {
     if (!rp || !*rp)
         return;
     gb_task_runner_t *r = *rp;
-    s_explain_free(&r->ex);
-    gb_optim_destroy(&r->optim);
-    gb_model_destroy(&r->model);
-    gb_free(r->spec);
-    gb_free_aligned(r->global);
-    gb_free_aligned(r->delta);
-    gb_free(r->delta_le);
+    s_engine_free(&r->own);
     gb_free(r->order);
     gb_free(r);
     *rp = NULL;
@@ -353,8 +388,8 @@ static int s_prepare_model(gb_task_runner_t *r, const Glassbox__Task *t, s_prep_
                            gb_model_t **m, gb_error_t *err)
 {
     const char *spec = t->model->spec;
-    if (r->model && strcmp(r->spec, spec) == 0) {
-        *m = r->model;
+    if (r->eng->model && strcmp(r->eng->spec, spec) == 0) {
+        *m = r->eng->model;
     } else {
         gb_error_t local = {0};
         if (!(p->model = gb_model_new(spec, &local)))
@@ -538,8 +573,9 @@ static int s_prepare(gb_task_runner_t *r, const Glassbox__Task *t, uint64_t seed
      * plan's size), so that goes at once: the model itself stays usable
      * whatever happens next. */
     int need = s_needed_batch(r, t);
-    bool current = m == r->model;
-    p->plan_batch = current ? r->plan_batch : 0;
+    bool current = m == r->eng->model;
+    /* A shared engine's plan may have been made for another runner's threads. */
+    p->plan_batch = current && r->eng->plan_threads == r->cfg.threads ? r->eng->plan_batch : 0;
     if (need > p->plan_batch) {
         gb_error_t local = {0};
         if (gb_model_plan(m, need, r->cfg.threads, &local))
@@ -549,15 +585,16 @@ static int s_prepare(gb_task_runner_t *r, const Glassbox__Task *t, uint64_t seed
         p->planned = !current;
         if (current) {
             r->stats.plans++;
-            r->plan_batch = need;
-            s_explain_free(&r->ex);
+            r->eng->plan_batch = need;
+            r->eng->plan_threads = r->cfg.threads;
+            s_explain_free(&r->eng->ex);
         }
     }
 
     /* An optimiser depends on its configuration and the parameter count
      * only; a repeated one is reset (fresh state) instead of remade. */
     if (t->train &&
-        (!r->optim || np != r->optim_np || !s_optim_cfg_equal(&r->optim_cfg, &p->optim_cfg))) {
+        (!r->eng->optim || np != r->eng->optim_np || !s_optim_cfg_equal(&r->eng->optim_cfg, &p->optim_cfg))) {
         gb_error_t local = {0};
         if (!(p->optim = gb_optim_new(&p->optim_cfg, np, &local)))
             return gb_error_set(err, local.code, "task.train_config: %s", local.msg);
@@ -565,14 +602,16 @@ static int s_prepare(gb_task_runner_t *r, const Glassbox__Task *t, uint64_t seed
 
     if (s_explaining(t)) {
         gb_explain_cfg_t want = s_explain_cfg(r, t->explain, seed);
-        if (!current || !r->ex.e || !s_explain_cfg_equal(&r->ex.want, &want)) {
+        /* a shared engine's explainer may sum another runner's classes */
+        if (!current || !r->eng->ex.e || r->eng->ex.groups != r->groups ||
+            !s_explain_cfg_equal(&r->eng->ex.want, &want)) {
             if ((rc = s_explain_build(r, m, p->plan_batch, &want, &p->ex, err)))
                 return rc;
             p->have_ex = true;
         }
     }
 
-    if (!current && (np != r->np || !r->global)) {
+    if (!current && (np != r->eng->np || !r->eng->global)) {
         size_t cap = np ? np : 1; /* a model may have no parameters at all */
         p->global = gb_alloc_aligned(cap * sizeof *p->global);
         p->delta = gb_alloc_aligned(cap * sizeof *p->delta);
@@ -588,38 +627,39 @@ static int s_prepare(gb_task_runner_t *r, const Glassbox__Task *t, uint64_t seed
 static void s_commit(gb_task_runner_t *r, s_prep_t *p)
 {
     if (p->model) {
-        s_explain_free(&r->ex); /* made for the old model */
-        gb_model_destroy(&r->model);
-        gb_free(r->spec);
-        r->model = p->model;
-        r->spec = p->spec;
-        r->np = gb_model_param_count(r->model);
-        r->plan_batch = p->plan_batch;
+        s_explain_free(&r->eng->ex); /* made for the old model */
+        gb_model_destroy(&r->eng->model);
+        gb_free(r->eng->spec);
+        r->eng->model = p->model;
+        r->eng->spec = p->spec;
+        r->eng->np = gb_model_param_count(r->eng->model);
+        r->eng->plan_batch = p->plan_batch;
+        r->eng->plan_threads = r->cfg.threads;
         p->model = NULL;
         p->spec = NULL;
         r->stats.models_built++;
         r->stats.plans += p->planned;
     }
     if (p->global) {
-        gb_free_aligned(r->global);
-        gb_free_aligned(r->delta);
-        gb_free(r->delta_le);
-        r->global = p->global;
-        r->delta = p->delta;
-        r->delta_le = p->delta_le;
+        gb_free_aligned(r->eng->global);
+        gb_free_aligned(r->eng->delta);
+        gb_free(r->eng->delta_le);
+        r->eng->global = p->global;
+        r->eng->delta = p->delta;
+        r->eng->delta_le = p->delta_le;
         p->global = p->delta = NULL;
         p->delta_le = NULL;
     }
     if (p->optim) {
-        gb_optim_destroy(&r->optim);
-        r->optim = p->optim;
-        r->optim_cfg = p->optim_cfg;
-        r->optim_np = r->np;
+        gb_optim_destroy(&r->eng->optim);
+        r->eng->optim = p->optim;
+        r->eng->optim_cfg = p->optim_cfg;
+        r->eng->optim_np = r->eng->np;
         p->optim = NULL;
     }
     if (p->have_ex) {
-        s_explain_free(&r->ex);
-        r->ex = p->ex;
+        s_explain_free(&r->eng->ex);
+        r->eng->ex = p->ex;
         p->have_ex = false;
         memset(&p->ex, 0, sizeof p->ex);
         r->stats.explainers_built++;
@@ -643,10 +683,10 @@ static int s_evaluate(gb_task_runner_t *r, const Glassbox__Task *t, gb_task_resu
 {
     const gb_dataset_t *test = r->cfg.test;
     gb_batches_t b = {(void *)test, gb_dataset_fill, test->n, r->loss};
-    int batch = r->plan_batch < test->n ? r->plan_batch : (int)test->n;
+    int batch = r->eng->plan_batch < test->n ? r->eng->plan_batch : (int)test->n;
     gb_epoch_stats_t es = {0};
     gb_error_t local = {0};
-    if (gb_evaluate(r->model, &b, batch, &es, &local))
+    if (gb_evaluate(r->eng->model, &b, batch, &es, &local))
         return gb_error_set(err, local.code, "evaluating: %s", local.msg);
     glassbox__eval_result__init(&r->eval);
     r->eval.round = t->round;
@@ -669,7 +709,7 @@ static int s_evaluate(gb_task_runner_t *r, const Glassbox__Task *t, gb_task_resu
 static int s_explain_batch(gb_task_runner_t *r, int cnt, double *err_sum, double *steps_sum,
                            gb_error_t *err)
 {
-    s_explain_t *x = &r->ex;
+    s_explain_t *x = &r->eng->ex;
     int32_t *labels = r->regression ? NULL : x->labels;
     int rc = gb_dataset_fill((void *)r->cfg.test, x->idx, cnt, x->x, labels, NULL, err);
     if (!rc)
@@ -702,7 +742,7 @@ static void s_explain_tensor(s_explain_t *x, size_t k)
 static int s_explain(gb_task_runner_t *r, const Glassbox__Task *t, const atomic_int *cancel,
                      gb_task_result_t *out, gb_error_t *err)
 {
-    s_explain_t *x = &r->ex;
+    s_explain_t *x = &r->eng->ex;
     const Glassbox__ExplainConfig *c = t->explain;
     const gb_dataset_t *test = r->cfg.test;
     gb_summary_class_t empty = {0};
@@ -804,7 +844,7 @@ static int s_train(gb_task_runner_t *r, const Glassbox__Task *t, uint64_t seed,
     const gb_dataset_t *train = r->cfg.train;
     gb_batches_t b = {(void *)train, gb_dataset_fill, train->n, r->loss};
     int batch = c->batch_size < train->n ? (int)c->batch_size : (int)train->n;
-    gb_optim_reset(r->optim);
+    gb_optim_reset(r->eng->optim);
     double t0 = gb_time_now(), loss_sum = 0, acc_sum = 0;
     int64_t seen = 0;
     long steps = 0;
@@ -814,11 +854,11 @@ static int s_train(gb_task_runner_t *r, const Glassbox__Task *t, uint64_t seed,
         gb_train_cfg_t tc = {.batch = batch, .seed = seed, .epoch = e,
                              .max_steps = c->max_steps > 0 ? (long)c->max_steps - steps : 0,
                              .prox_mu = (float)c->fedprox_mu,
-                             .prox_center = c->fedprox_mu > 0 ? r->global : NULL,
+                             .prox_center = c->fedprox_mu > 0 ? r->eng->global : NULL,
                              .cancel = cancel};
         gb_epoch_stats_t st = {0};
         gb_error_t local = {0};
-        if (gb_train_epoch(r->model, r->optim, &b, &tc, &st, &local))
+        if (gb_train_epoch(r->eng->model, r->eng->optim, &b, &tc, &st, &local))
             return gb_error_set(err, local.code, "training: %s", local.msg);
         steps += st.steps;
         seen += st.samples;
@@ -829,26 +869,26 @@ static int s_train(gb_task_runner_t *r, const Glassbox__Task *t, uint64_t seed,
                                 "task cancelled during training (after %ld steps)", steps);
     }
     /* delta = w - w_global, then its norm and the clip. */
-    const float *w = gb_model_params(r->model);
+    const float *w = gb_model_params(r->eng->model);
     double sq = 0;
-    for (size_t i = 0; i < r->np; i++) {
-        r->delta[i] = w[i] - r->global[i];
-        sq += (double)r->delta[i] * r->delta[i];
+    for (size_t i = 0; i < r->eng->np; i++) {
+        r->eng->delta[i] = w[i] - r->eng->global[i];
+        sq += (double)r->eng->delta[i] * r->eng->delta[i];
     }
     double norm = sqrt(sq);
     bool clipped = c->clip_norm > 0 && norm > c->clip_norm;
     if (clipped)
-        s_clip(r->delta, r->np, norm, c->clip_norm);
-    const uint8_t *bytes = (const uint8_t *)r->delta;
+        s_clip(r->eng->delta, r->eng->np, norm, c->clip_norm);
+    const uint8_t *bytes = (const uint8_t *)r->eng->delta;
     if (!GB_WIRE_LITTLE_ENDIAN) {
-        gb_wire_floats_to_le(r->delta_le, r->delta, r->np);
-        bytes = r->delta_le;
+        gb_wire_floats_to_le(r->eng->delta_le, r->eng->delta, r->eng->np);
+        bytes = r->eng->delta_le;
     }
-    int rc = gb_wire_sha256(bytes, r->np * 4, r->digest, err);
+    int rc = gb_wire_sha256(bytes, r->eng->np * 4, r->digest, err);
     if (rc)
         return rc;
 
-    out->delta = r->delta;
+    out->delta = r->eng->delta;
     out->num_samples = (uint64_t)(seen < train->n ? seen : train->n);
     out->steps = steps;
     out->train_loss = seen ? loss_sum / (double)seen : 0;
@@ -863,8 +903,8 @@ static int s_train(gb_task_runner_t *r, const Glassbox__Task *t, uint64_t seed,
     u->task_id = t->task_id;
     u->num_samples = out->num_samples;
     u->delta.data = (uint8_t *)bytes; /* protobuf-c's field is not const; only read */
-    u->delta.len = r->np * 4;
-    u->param_count = r->np;
+    u->delta.len = r->eng->np * 4;
+    u->param_count = r->eng->np;
     u->delta_sha256.data = r->digest;
     u->delta_sha256.len = GB_WIRE_SHA256_LEN;
     size_t k = 0;
@@ -903,10 +943,10 @@ int gb_task_runner_run(gb_task_runner_t *r, const Glassbox__Task *task, const at
     s_commit(r, &p);
     s_prep_free(&p);
 
-    gb_wire_floats_from_le(r->global, task->model->params.data, r->np);
-    if (r->np)
-        memcpy(gb_model_params(r->model), r->global, r->np * sizeof *r->global);
-    out->param_count = r->np;
+    gb_wire_floats_from_le(r->eng->global, task->model->params.data, r->eng->np);
+    if (r->eng->np)
+        memcpy(gb_model_params(r->eng->model), r->eng->global, r->eng->np * sizeof *r->eng->global);
+    out->param_count = r->eng->np;
 
     if (task->evaluate) {
         rc = s_cancelled(cancel) ? s_cancel_error(err, "evaluation")

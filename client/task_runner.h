@@ -72,6 +72,14 @@
 #define GB_TASK_DEFAULT_EXPLAIN_CLIP 20.0    /* L2 bound per sample's map, as cmd_explain */
 #define GB_TASK_DEFAULT_SMOOTHGRAD_NOISE 0.15 /* ExplainConfig.noise 0, relative to input range */
 
+/* The model, plan, parameter buffers, optimiser and explainer a runner
+ * builds for its tasks, which runners that never run at the same time may
+ * share (cfg.engine): the virtual clients of one process train one after
+ * another, so they need one set, not one each (tens of MB a client for
+ * LeNet). A runner's results point into the engine, so they last only until
+ * the next task of ANY runner sharing it. */
+typedef struct gb_task_engine gb_task_engine_t;
+
 typedef struct {
     const gb_dataset_t *train; /* training split, borrowed; NULL: training tasks refused */
     const gb_dataset_t *test;  /* test split, borrowed; NULL: evaluate/explain refused */
@@ -81,7 +89,14 @@ typedef struct {
                                   batch is planned; 0: GB_TASK_DEFAULT_EVAL_BATCH */
     double explain_clip;       /* summary clip (explain/summary.h); 0: the default. The
                                   federation should use one value for all clients */
+    gb_task_engine_t *engine;  /* shared engine, borrowed: it must outlive the runner and
+                                  no two runners sharing it may run at once; NULL: the
+                                  runner's own */
 } gb_task_runner_cfg_t;
+
+/* An empty engine to share (gb_task_engine_destroy), or NULL with err set. */
+gb_task_engine_t *gb_task_engine_new(gb_error_t *err);
+void gb_task_engine_destroy(gb_task_engine_t **engine);
 
 /* What one task produced. Pointers are NULL for what the task did not ask
  * for; everything pointed to is the runner's (see the top of this file). */

@@ -51,6 +51,7 @@ typedef struct {
 struct gb_virtual {
     s_client_t *clients;         /* count of them */
     gb_daemon_queue_t *queue;    /* the run queue every daemon's tasks share */
+    gb_task_engine_t *engine;    /* the model and buffers their runners share */
     zmq_pollitem_t *items;       /* the step's poll array: GB_DAEMON_POLL_ITEMS a client,
                                     and the queue's descriptor */
     int count;                   /* clients made */
@@ -165,6 +166,7 @@ void gb_virtual_destroy(gb_virtual_t **pv)
     for (int i = 0; i < v->count; i++)
         s_client_free(&v->clients[i]);
     gb_daemon_queue_destroy(&v->queue); /* after the daemons, whose workers it serves */
+    gb_task_engine_destroy(&v->engine); /* after the runners that borrow it */
     gb_free(v->clients);
     gb_free(v->items);
     gb_free(v);
@@ -214,7 +216,7 @@ gb_virtual_t *gb_virtual_new(const gb_virtual_options_t *o, gb_error_t *err)
         return NULL;
     }
     v->count = o->count;
-    if (!(v->queue = gb_daemon_queue_new(err)))
+    if (!(v->queue = gb_daemon_queue_new(err)) || !(v->engine = gb_task_engine_new(err)))
         goto fail;
     v->report = o->report;
     v->report_arg = o->report_arg;
@@ -243,6 +245,7 @@ gb_virtual_t *gb_virtual_new(const gb_virtual_options_t *o, gb_error_t *err)
                                  .server_name = o->server_name, .train = c->train,
                                  .test = c->test ? c->test : o->test, .dataset = desc,
                                  .threads = o->threads, .queue = v->queue,
+                                 .engine = v->engine,
                                  .heartbeat_grid_ms = S_HEARTBEAT_GRID_MS,
                                  .retry_ms = o->retry_ms,
                                  .retry_max_ms = o->retry_max_ms,

@@ -374,6 +374,69 @@ static void test_repeatable_and_per_client(void **state)
     s_data_free(&d);
 }
 
+/* Runners that share an engine (the virtual clients of one process) give
+ * each client exactly what a runner of its own gives, in any order of their
+ * tasks, and build the model and explainer once between them. */
+static void test_shared_engine(void **state)
+{
+    (void)state;
+    s_data_t d1 = s_data(), d2 = {gb_test_blobs(N_TRAIN, 3), gb_test_blobs(N_TEST, 4)};
+    s_task_t *t = s_task_new(S_MLP);
+    t->ex.method = GLASSBOX__EXPLAIN_METHOD__EXPLAIN_INTEGRATED_GRADIENTS;
+    t->ex.max_samples = 10;
+    t->ex.steps = 8;
+    /* each client alone */
+    gb_task_runner_t *a = s_runner(&d1, 1), *b = s_runner(&d2, 2);
+    gb_task_result_t res = s_run_ok(a, t);
+    float *want_a = s_delta_copy(&res);
+    uint64_t want_a_explained = res.explained;
+    res = s_run_ok(b, t);
+    float *want_b = s_delta_copy(&res);
+    gb_task_runner_destroy(&a);
+    gb_task_runner_destroy(&b);
+    /* the two on one engine, their tasks interleaved */
+    gb_error_t err = {0};
+    gb_task_engine_t *eng = gb_task_engine_new(&err);
+    assert_non_null(eng);
+    gb_task_runner_cfg_t ca = {.train = d1.train, .test = d1.test, .client_id = 1, .threads = 1,
+                               .engine = eng};
+    gb_task_runner_cfg_t cb = ca;
+    cb.train = d2.train;
+    cb.test = d2.test;
+    cb.client_id = 2;
+    a = gb_task_runner_new(&ca, &err);
+    b = gb_task_runner_new(&cb, &err);
+    assert_true(a && b);
+    for (int round = 0; round < 2; round++) {
+        res = s_run_ok(b, t);
+        assert_memory_equal(res.delta, want_b, t->np * sizeof *want_b);
+        res = s_run_ok(a, t);
+        assert_memory_equal(res.delta, want_a, t->np * sizeof *want_a);
+        assert_int_equal(res.explained, want_a_explained);
+    }
+    gb_task_runner_stats_t sa = gb_task_runner_stats(a), sb = gb_task_runner_stats(b);
+    assert_int_equal(sa.models_built + sb.models_built, 1);
+    assert_int_equal(sa.explainers_built + sb.explainers_built, 1);
+    /* another thread count on the same engine is planned for again; its
+     * delta differs from one thread's by float rounding only */
+    gb_task_runner_destroy(&a);
+    ca.threads = 2;
+    a = gb_task_runner_new(&ca, &err);
+    assert_non_null(a);
+    res = s_run_ok(a, t);
+    assert_true(gb_test_max_rel_diff(res.delta, want_a, t->np, 1e-3) < 1e-4);
+    assert_int_equal(gb_task_runner_stats(a).plans, 1);
+    gb_task_runner_destroy(&a);
+    gb_task_runner_destroy(&b);
+    gb_task_engine_destroy(&eng);
+    gb_task_engine_destroy(&eng); /* twice: a no-op */
+    free(want_a);
+    free(want_b);
+    s_task_free(&t);
+    s_data_free(&d1);
+    s_data_free(&d2);
+}
+
 static void test_max_steps(void **state)
 {
     (void)state;
@@ -1124,6 +1187,7 @@ int main(void)
         cmocka_unit_test(test_train_matches_direct),
         cmocka_unit_test(test_train_adam),
         cmocka_unit_test(test_repeatable_and_per_client),
+        cmocka_unit_test(test_shared_engine),
         cmocka_unit_test(test_max_steps),
         cmocka_unit_test(test_clip_norm),
         cmocka_unit_test(test_fedprox),
