@@ -297,7 +297,8 @@ static int s_cmd_run(int argc, char **argv, gb_args_config_t **config)
         "train one at a time, in the order they arrive, each with --threads threads,\n"
         "while the other clients stay connected and idle clients cost no CPU.\n"
         "With --shard-from-coordinator the coordinator (serve --simulate-clients N) deals\n"
-        "the slice by this client's name, so identical replicas need no setting of their own.",
+        "the slice by this client's name, so identical replicas need no setting of their own;\n"
+        "with --virtual each client is dealt its own slice of the data loaded once.",
         opts, n, required, argc, argv, config);
     if (rc >= 0)
         return rc;
@@ -305,14 +306,14 @@ static int s_cmd_run(int argc, char **argv, gb_args_config_t **config)
         return rc;
     if (virt && strcmp(http, "none") != 0)
         return s_usage("--http: one endpoint per client process; not with --virtual");
-    if (dealt && (virt || data.clients != 1))
-        return s_usage("--shard-from-coordinator: the coordinator deals the slice; give "
-                       "neither --virtual nor --clients");
+    if (dealt && (data.clients != 1 || data.index != 0))
+        return s_usage("--shard-from-coordinator: the coordinator deals the slices; give "
+                       "neither --clients nor --index");
     gb_error_t err = {0};
     gb_virtual_options_t vo = {.endpoint = endpoint, .cert_dir = cert_dir,
                                .name_prefix = prefix, .ca_file = ca_file,
                                .server_name = server_name, .count = virt, .data = &data,
-                               .give_up_s = give_up,
+                               .dealt = dealt, .give_up_s = give_up,
                                .report = s_report_named, .report_arg = &json};
     if (gb_data_source_check(&data, &err))
         return s_usage(err.msg);
@@ -348,7 +349,9 @@ static int s_cmd_run(int argc, char **argv, gb_args_config_t **config)
     if (virt)
         load.clients = 1, load.index = 0;
     gb_dataset_t *train = NULL, *test = NULL;
-    if (!dealt && gb_data_source_load(&load, &train, &test, &err))
+    /* A dealt single client loads its slice when dealt; dealt virtual
+     * clients cut theirs from the whole split, loaded once here. */
+    if ((!dealt || virt) && gb_data_source_load(&load, &train, &test, &err))
         return s_fail("", &err);
     char desc[256];
     gb_data_source_describe(&data, desc, sizeof desc);
@@ -374,7 +377,8 @@ static int s_cmd_run(int argc, char **argv, gb_args_config_t **config)
         vo.test = test;
         vo.threads = threads;
         gb_virtual_t *v = gb_virtual_new(&vo, &err);
-        gb_dataset_destroy(&train); /* the clients hold their slices */
+        if (!dealt)
+            gb_dataset_destroy(&train); /* the clients hold their slices */
         rc = v ? s_run_virtual(v) : s_fail("", &err);
         gb_virtual_destroy(&v);
     } else {

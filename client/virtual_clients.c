@@ -52,6 +52,9 @@ struct gb_virtual {
     s_client_t *clients;         /* count of them */
     gb_daemon_queue_t *queue;    /* the run queue every daemon's tasks share */
     gb_task_engine_t *engine;    /* the model and buffers their runners share */
+    const gb_dataset_t *train;   /* dealt: the whole training split slices are cut from */
+    const gb_dataset_t *test;    /* dealt: the test split every client evaluates on */
+    gb_data_source_t data;       /* dealt: --data and the rest; the shard gives the cut */
     zmq_pollitem_t *items;       /* the step's poll array: GB_DAEMON_POLL_ITEMS a client,
                                     and the queue's descriptor */
     int count;                   /* clients made */
@@ -84,7 +87,7 @@ int gb_virtual_check(const gb_virtual_options_t *o, gb_error_t *err)
         return gb_error_set(err, GB_EUSAGE, "--virtual %d: expected 1..%d", o->count,
                             GB_VIRTUAL_MAX);
     const gb_data_source_t *d = o->data;
-    if ((long)d->index + o->count > d->clients)
+    if (!o->dealt && (long)d->index + o->count > d->clients)
         return gb_error_set(err, GB_EUSAGE, "--clients %d is too few for --index %d and "
                             "--virtual %d: need %ld or more", d->clients, d->index, o->count,
                             (long)d->index + o->count);
@@ -146,6 +149,33 @@ static int s_slices(const gb_data_source_t *d, const gb_dataset_t *ds, int count
     gb_free(owner);
     gb_data_source_partition_plan_free(&plan);
     return rc;
+}
+
+/* A client's slice as its Welcome deals it (daemon.h's load_shard): cut
+ * from the whole training split the set holds, as a single client's
+ * cmd_run would cut it from the data set it loads. */
+static int s_dealt(void *arg, const Glassbox__DataShard *shard, const gb_dataset_t **train,
+                   const gb_dataset_t **test, gb_error_t *err)
+{
+    s_client_t *c = arg;
+    gb_virtual_t *v = c->owner;
+    gb_data_source_t d = v->data;
+    d.partition = shard->partition;
+    d.clients = (int)shard->clients;
+    d.index = (int)shard->index;
+    d.partition_seed = shard->seed;
+    d.partition_test = false;
+    gb_dataset_t *slice = NULL;
+    int rc = gb_data_source_check(&d, err);
+    if (rc == 0)
+        rc = s_slices(&d, v->train, 1, &slice, err);
+    if (rc)
+        return gb_error_prefix(err, rc, "the dealt shard: ");
+    gb_dataset_destroy(&c->train); /* a slice dealt before */
+    c->train = slice;
+    *train = c->train;
+    *test = v->test;
+    return 0;
 }
 
 static void s_client_free(s_client_t *c)
@@ -220,8 +250,11 @@ gb_virtual_t *gb_virtual_new(const gb_virtual_options_t *o, gb_error_t *err)
         goto fail;
     v->report = o->report;
     v->report_arg = o->report_arg;
-    if (s_cut(o, o->train, true, v, err) ||
-        (o->data->partition_test && s_cut(o, o->test, false, v, err)))
+    v->train = o->train;
+    v->test = o->test;
+    v->data = *o->data;
+    if (!o->dealt && (s_cut(o, o->train, true, v, err) ||
+                      (o->data->partition_test && s_cut(o, o->test, false, v, err))))
         goto fail;
     char crt[PATH_MAX], key[PATH_MAX], desc[GB_ENVELOPE_MAX_NAME + 1];
     for (int i = 0; i < o->count; i++) {
@@ -240,17 +273,22 @@ gb_virtual_t *gb_virtual_new(const gb_virtual_options_t *o, gb_error_t *err)
         gb_data_source_t one = *o->data;
         one.index = k;
         gb_data_source_describe(&one, desc, sizeof desc);
+        if (o->dealt)
+            snprintf(desc, sizeof desc, "%s, slice dealt by the coordinator", o->data->data);
         gb_daemon_options_t d = {.zmq_ctx = o->zmq_ctx, .endpoint = o->endpoint,
                                  .cert_file = crt, .key_file = key, .ca_file = o->ca_file,
                                  .server_name = o->server_name, .train = c->train,
-                                 .test = c->test ? c->test : o->test, .dataset = desc,
+                                 /* dealt: both come with the Welcome (s_dealt) */
+                                 .test = o->dealt ? NULL : c->test ? c->test : o->test,
+                                 .dataset = desc,
                                  .threads = o->threads, .queue = v->queue,
                                  .engine = v->engine,
                                  .heartbeat_grid_ms = S_HEARTBEAT_GRID_MS,
                                  .retry_ms = o->retry_ms,
                                  .retry_max_ms = o->retry_max_ms,
                                  .give_up_s = o->give_up_s, .report = s_report,
-                                 .report_arg = c};
+                                 .report_arg = c, .load_shard = o->dealt ? s_dealt : NULL,
+                                 .shard_arg = c};
         c->daemon = gb_daemon_new(&d, err);
         if (!c->daemon) {
             gb_error_prefix(err, err->code ? err->code : GB_EINVAL, "%s: ", c->name);

@@ -60,7 +60,11 @@ typedef struct {
                                       data->index + count - 1) takes slice K of
                                       data->clients; data->index + count <= clients */
     const gb_dataset_t *train;     /* the whole (limited) training split: read during
-                                      gb_virtual_new only (required) */
+                                      gb_virtual_new only, unless dealt (required) */
+    bool dealt;                    /* the coordinator deals each client its slice in its
+                                      Welcome (serve --simulate-clients): a client cuts it
+                                      from train then, so train must outlive the set; the
+                                      partition options of data are not used */
     const gb_dataset_t *test;      /* the whole test split (borrowed unless
                                       data->partition_test; required) */
     int threads;                   /* engine threads of each task, 1..256 (tasks train one

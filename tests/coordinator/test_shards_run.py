@@ -10,6 +10,9 @@ docker-compose replicas that share one image and one token get their data):
   serve restarted on the same --state deals the three, which reconnect by
   themselves, the slices they had, and both rounds run with all three. One
   client runs with --http: its /status, /healthz and /metrics answer.
+  Then `run --virtual 3 --shard-from-coordinator` against a fresh coordinator:
+  the three clients of one process are dealt slices 0, 1, 2 and a round runs
+  with all three on the whole training split.
 
 Usage: test_shards_run.py BUILD_DIR SOURCE_DIR
 """
@@ -31,13 +34,13 @@ COORD = os.path.join(BUILD, "glassbox-coordinator")
 
 
 
-def serve(work, port, rounds, min_clients, tag):
+def serve(work, port, rounds, min_clients, tag, state="state"):
     return subprocess.Popen(
         [COORD, "serve", "--ca", os.path.join(work, "ca"), "--listen",
          "tcp://127.0.0.1:%d" % port, "--http", "none", "--model", "mlp", "--explain", "none",
          "--rounds", str(rounds), "--min-clients", str(min_clients),
          "--simulate-clients", "3", "--simulate-partition", "dirichlet:0.5",
-         "--state", os.path.join(work, "state"), "--finished-grace", "0", "--json"],
+         "--state", os.path.join(work, state), "--finished-grace", "0", "--json"],
         stdout=subprocess.PIPE, stderr=open(os.path.join(work, "serve-%s.log" % tag), "w"),
         text=True)
 
@@ -60,6 +63,39 @@ def dealt(work, name, tag):
     return int(m.group(1))
 
 
+
+
+def virtual_dealt(work, port):
+    """Three virtual clients of one process, each dealt its slice by name."""
+    for k in range(3):
+        run(COORD, "ca", "issue", "--dir", os.path.join(work, "ca"), "--name", "client-%d" % k,
+            "--out", os.path.join(work, "certs"))
+    server = serve(work, port, 1, 3, "virtual", state="state-virtual")
+    log = os.path.join(work, "virtual.log")
+    v = subprocess.Popen(
+        [CLIENT, "run", "--virtual", "3", "--cert-dir", os.path.join(work, "certs"),
+         "--coordinator", "tcp://127.0.0.1:%d" % port, "--ca-file",
+         os.path.join(work, "ca", "ca.crt"), "--data", "fashion-mnist", "--limit", "3000",
+         "--threads", "1", "--shard-from-coordinator"],
+        stdout=subprocess.DEVNULL, stderr=open(log, "w"))
+    try:
+        assert server.stdout.readline().startswith("listening on")
+        out, _ = server.communicate(timeout=120)
+        assert server.returncode == 0, "serve exited %d" % server.returncode
+        rounds = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+        assert [r["participants"] for r in rounds] == [3], rounds
+        assert rounds[0]["samples"] == 3000, rounds
+        v.wait(timeout=60)
+        assert v.returncode == 0, "run --virtual exited %d" % v.returncode
+        text = open(log).read()
+        got = sorted(int(m) for m in re.findall(r"dealt slice (\d+) of 3", text))
+        assert got == [0, 1, 2], text[-3000:]
+    finally:
+        for p in (server, v):
+            if p.poll() is None:
+                p.kill()
+    print("run --virtual 3 --shard-from-coordinator: slices %s dealt, a round of 3 on all "
+          "3,000 samples: ok" % got)
 
 
 def main():
@@ -122,6 +158,7 @@ def main():
             text = open(os.path.join(work, "%s-1.log" % name)).read()
             assert "now deals slice" not in text, text[-2000:]
         print("after a restart every client kept its slice; 2 rounds of 3: ok")
+        virtual_dealt(work, free_port())
     finally:
         for p in [server] + ps:
             if p.poll() is None:
