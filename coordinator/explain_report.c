@@ -18,8 +18,13 @@
  *
  * The aggregate is read, not trusted: it may come from a decoded
  * Publication as well as from the merger, so every tensor's length and
- * values are checked before a float is read. */
-#include "explain_merge.h"
+ * values are checked before a float is read.
+ *
+ * Class names (data/class_names.h) title the per-class heatmaps and become
+ * each class object's "class_name"; their class indices come from the wire
+ * and may lie beyond the names list, so every lookup falls back to
+ * "class K" (explain_report.h). */
+#include "explain_report.h"
 
 #include "explain/attribution.h"
 #include "explain/heatmap.h"
@@ -219,6 +224,15 @@ static int s_draw(const char *path, const char *title, const Glassbox__Tensor *t
 
 /* ---- the report -------------------------------------------------------------- */
 
+/* Class idx's real name, or NULL (no list, beyond it, or a "class K"
+ * fallback of the list). Borrowed from names. */
+static const char *s_real_name(const gb_class_names_t *names, uint32_t idx)
+{
+    if (idx >= (uint32_t)gb_class_names_named(names))
+        return NULL;
+    return gb_class_names_get(names, (int)idx);
+}
+
 /* Summary statistics of one map, in double. */
 typedef struct {
     double min, max, sum, sum_abs, sum_sq; /* over the cells */
@@ -300,7 +314,8 @@ static int s_check(uint64_t round, const Glassbox__Explanation *x,
 
 /* The JSON document into b. */
 static void s_json(s_buf_t *b, uint64_t round, const Glassbox__Explanation *x,
-                   Glassbox__KeyValue *const *distance, size_t n_distance, float *map)
+                   Glassbox__KeyValue *const *distance, size_t n_distance,
+                   const gb_class_names_t *names, float *map)
 {
     unsigned long long r = (unsigned long long)round;
     const Glassbox__Tensor *shape =
@@ -336,8 +351,14 @@ static void s_json(s_buf_t *b, uint64_t round, const Glassbox__Explanation *x,
         s_num(b, s.sum_abs / (double)n);
         s_put(b, ", \"l2\": ");
         s_num(b, sqrt(s.sum_sq));
-        s_put(b, ", \"max_abs_cell\": %zu, \"heatmap\": \"explanation-%llu-class-%u.png\"}",
-              s.max_abs_cell, r, (unsigned)c->class_index);
+        s_put(b, ", \"max_abs_cell\": %zu, \"heatmap\": \"explanation-%llu-class-%u.png\", "
+                 "\"class_name\": ", s.max_abs_cell, r, (unsigned)c->class_index);
+        const char *name = s_real_name(names, c->class_index);
+        if (name)
+            s_str(b, name);
+        else
+            s_put(b, "\"class %u\"", (unsigned)c->class_index);
+        s_put(b, "}");
     }
     s_put(b, "],\n \"feature_importance\": ");
     if (x->feature_importance) {
@@ -376,6 +397,14 @@ int gb_explain_report_write(const char *dir, uint64_t round,
                             Glassbox__KeyValue *const *distance, size_t n_distance,
                             gb_error_t *err)
 {
+    return gb_explain_report_write_named(dir, round, aggregate, distance, n_distance, NULL, err);
+}
+
+int gb_explain_report_write_named(const char *dir, uint64_t round,
+                                  const Glassbox__Explanation *aggregate,
+                                  Glassbox__KeyValue *const *distance, size_t n_distance,
+                                  const gb_class_names_t *names, gb_error_t *err)
+{
     if (!dir || !*dir || !aggregate)
         return gb_error_set(err, GB_EINVAL, "explanation report: no %s given",
                             aggregate ? "directory" : "explanation");
@@ -393,7 +422,7 @@ int gb_explain_report_write(const char *dir, uint64_t round,
     float *map = gb_malloc(cells * sizeof *map);
     float *scratch = gb_malloc((cells + GB_HEATMAP_MAX_CELLS) * sizeof *scratch);
     s_buf_t b = {0};
-    char path[S_MAX_PATH], name[96], title[128];
+    char path[S_MAX_PATH], name[96], title[256];
     unsigned long long r = (unsigned long long)round;
     const char *method = s_method_name(aggregate->method);
     bool gradcam = aggregate->method == GLASSBOX__EXPLAIN_METHOD__EXPLAIN_GRAD_CAM;
@@ -404,8 +433,10 @@ int gb_explain_report_write(const char *dir, uint64_t round,
     for (size_t i = 0; i < aggregate->n_classes; i++) {
         const Glassbox__ClassAttribution *c = aggregate->classes[i];
         snprintf(name, sizeof name, "explanation-%llu-class-%u.png", r, (unsigned)c->class_index);
-        snprintf(title, sizeof title, "round %llu  class %u  %s  n=%llu", r,
-                 (unsigned)c->class_index, method, (unsigned long long)c->count);
+        const char *cname = s_real_name(names, c->class_index);
+        snprintf(title, sizeof title, "round %llu  class %u%s%s  %s  n=%llu", r,
+                 (unsigned)c->class_index, cname ? " " : "", cname ? cname : "", method,
+                 (unsigned long long)c->count);
         if ((rc = s_join(path, dir, name, err)))
             goto cleanup;
         s_decode(c->mean_attribution, map);
@@ -422,7 +453,7 @@ int gb_explain_report_write(const char *dir, uint64_t round,
         if ((rc = s_draw(path, title, aggregate->feature_importance, map, scratch, gradcam, err)))
             goto cleanup;
     }
-    s_json(&b, round, aggregate, distance, n_distance, map);
+    s_json(&b, round, aggregate, distance, n_distance, names, map);
     if (b.rc) {
         rc = gb_error_set(err, b.rc, "explanation report: out of memory for the JSON");
         goto cleanup;

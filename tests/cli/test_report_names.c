@@ -1,0 +1,214 @@
+/* Tests for the coordinator's explanation report with class names
+ * (coordinator/explain_report.h, gb_explain_report_write_named): every
+ * class object of explanation-ROUND.json ends with its "class_name" (the
+ * keys before it and their order unchanged), Fashion-MNIST's names, names
+ * from a file covering fewer classes than the aggregate holds, indices
+ * beyond the list (they come from the wire) and no list at all all give
+ * "class K" where there is no name, a name with quotes and backslashes is
+ * escaped, and the heatmap title carries the name (a title longer than the
+ * map widens the PNG). gb_explain_report_write, the same report without
+ * names, stays tested in tests/coordinator/test_explain_merge.c.
+ *
+ * It lives in tests/cli beside the command-line tests of the same feature
+ * (tests/cli/test_explain_sanity.py) because the coordinator's test folder
+ * is another module owner's; it links the coordinator library as every
+ * test does. */
+#include "testutil.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "data/class_names.h"
+#include "explain_report.h"
+#include "util/alloc.h"
+#include "util/file.h"
+#include "util/log.h"
+
+#define N_CLASSES 3
+
+/* An aggregate of classes {7, 9, 12} of 1x2x2 maps, round 4. */
+typedef struct {
+    Glassbox__Explanation x;
+    Glassbox__ClassAttribution cls[N_CLASSES], *cls_p[N_CLASSES];
+    Glassbox__Tensor t[N_CLASSES];
+    uint32_t shape[3];
+    uint8_t data[N_CLASSES][16];
+} t_agg_t;
+
+static void t_agg(t_agg_t *a)
+{
+    static const uint32_t idx[N_CLASSES] = {7, 9, 12};
+    static const float v[4] = {0.5f, -0.25f, 1.0f, 0.0f};
+    glassbox__explanation__init(&a->x);
+    a->x.method = GLASSBOX__EXPLAIN_METHOD__EXPLAIN_INTEGRATED_GRADIENTS;
+    a->x.round = 4;
+    a->x.count = 12;
+    a->shape[0] = 1;
+    a->shape[1] = 2;
+    a->shape[2] = 2;
+    for (int i = 0; i < N_CLASSES; i++) {
+        glassbox__tensor__init(&a->t[i]);
+        a->t[i].n_shape = 3;
+        a->t[i].shape = a->shape;
+        memcpy(a->data[i], v, sizeof v); /* little-endian hosts: the wire's order */
+        a->t[i].data.len = sizeof v;
+        a->t[i].data.data = a->data[i];
+        glassbox__class_attribution__init(&a->cls[i]);
+        a->cls[i].class_index = idx[i];
+        a->cls[i].count = 4;
+        a->cls[i].mean_attribution = &a->t[i];
+        a->cls_p[i] = &a->cls[i];
+    }
+    a->x.n_classes = N_CLASSES;
+    a->x.classes = a->cls_p;
+}
+
+static char *t_read(const char *path)
+{
+    uint8_t *data = NULL;
+    size_t len = 0;
+    gb_error_t err = {0};
+    if (gb_file_read_all(path, 1 << 20, &data, &len, &err))
+        fail_msg("%s", err.msg);
+    return (char *)data;
+}
+
+/* Width of the PNG at path (its IHDR). */
+static unsigned t_png_width(const char *path)
+{
+    unsigned char *p = (unsigned char *)t_read(path);
+    unsigned w = (unsigned)p[16] << 24 | (unsigned)p[17] << 16 | (unsigned)p[18] << 8 | p[19];
+    gb_free(p);
+    return w;
+}
+
+/* Writes the report of a with names into base/sub; returns the JSON (the
+ * caller frees it with gb_free). */
+static char *t_write(const char *base, const char *sub, const t_agg_t *a,
+                     const gb_class_names_t *names)
+{
+    char dir[1024], path[1200];
+    snprintf(dir, sizeof dir, "%s/%s", base, sub);
+    gb_error_t err = {0};
+    if (gb_explain_report_write_named(dir, 4, &a->x, NULL, 0, names, &err))
+        fail_msg("report: %s", err.msg);
+    snprintf(path, sizeof path, "%s/explanation-4.json", dir);
+    return t_read(path);
+}
+
+static void t_has(const char *json, const char *want)
+{
+    if (!strstr(json, want))
+        fail_msg("the JSON lacks %s:\n%s", want, json);
+}
+
+static void test_fashion_names(void **state)
+{
+    (void)state;
+    char *base = gb_test_mkdtemp();
+    t_agg_t a;
+    t_agg(&a);
+    gb_error_t err = {0};
+    gb_class_names_t *names = gb_class_names_builtin("fashion-mnist", 10, &err);
+    char *json = t_write(base, "fashion", &a, names);
+    /* the keys before class_name as they were; class 12 is beyond the list */
+    t_has(json, "{\"class\": 7, \"count\": 4, \"min\": -0.25, \"max\": 1");
+    t_has(json, "\"heatmap\": \"explanation-4-class-7.png\", \"class_name\": \"Sneaker\"}");
+    t_has(json, "\"heatmap\": \"explanation-4-class-9.png\", \"class_name\": \"Ankle boot\"}");
+    t_has(json, "\"heatmap\": \"explanation-4-class-12.png\", \"class_name\": \"class 12\"}");
+    gb_free(json);
+    gb_class_names_destroy(&names);
+    gb_test_rmtree(base);
+    free(base);
+}
+
+static void test_no_names(void **state)
+{
+    (void)state;
+    char *base = gb_test_mkdtemp();
+    t_agg_t a;
+    t_agg(&a);
+    char *json = t_write(base, "none", &a, NULL);
+    t_has(json, "\"class_name\": \"class 7\"}");
+    t_has(json, "\"class_name\": \"class 12\"}");
+    gb_free(json);
+    /* the unnamed entry point writes the same report */
+    char dir[1024], path[1200];
+    snprintf(dir, sizeof dir, "%s/plain", base);
+    gb_error_t err = {0};
+    assert_int_equal(gb_explain_report_write(dir, 4, &a.x, NULL, 0, &err), 0);
+    snprintf(path, sizeof path, "%s/explanation-4.json", dir);
+    char *plain = t_read(path);
+    snprintf(path, sizeof path, "%s/none/explanation-4.json", base);
+    char *none = t_read(path);
+    assert_string_equal(plain, none);
+    gb_free(plain);
+    gb_free(none);
+    /* errors are those of the unnamed report */
+    assert_int_equal(gb_explain_report_write_named(dir, 5, &a.x, NULL, 0, NULL, &err),
+                     GB_EINVAL);
+    assert_int_equal(gb_explain_report_write_named(NULL, 4, &a.x, NULL, 0, NULL, &err),
+                     GB_EINVAL);
+    gb_test_rmtree(base);
+    free(base);
+}
+
+static void test_names_from_a_file(void **state)
+{
+    (void)state;
+    char *base = gb_test_mkdtemp();
+    t_agg_t a;
+    t_agg(&a);
+    /* ten classes, nine named: class 9 falls back; a name needing escapes;
+     * class 7's name is long enough to widen its heatmap's title */
+    char text[2048];
+    size_t n = 0;
+    for (int k = 0; k < 9; k++) {
+        if (k == 7)
+            n += (size_t)snprintf(text + n, sizeof text - n,
+                                  "a \"quoted\" \\ name of sixty-four bytes, long for a title\n");
+        else
+            n += (size_t)snprintf(text + n, sizeof text - n, "n%d\n", k);
+    }
+    char *path = gb_test_write_file(base, "names.txt", text, n);
+    gb_error_t err = {0};
+    gb_class_names_t *names = gb_class_names_load(path, 10, &err);
+    assert_non_null(names);
+    assert_int_equal(gb_class_names_named(names), 9);
+    char *json = t_write(base, "file", &a, names);
+    t_has(json, "\"class_name\": \"a \\\"quoted\\\" \\\\ name of sixty-four bytes, long for a "
+                "title\"}");
+    t_has(json, "\"heatmap\": \"explanation-4-class-9.png\", \"class_name\": \"class 9\"}");
+    gb_free(json);
+    /* the name is in the title: class 7's picture is wider than without names */
+    char png[1200];
+    snprintf(png, sizeof png, "%s/file/explanation-4-class-7.png", base);
+    unsigned named = t_png_width(png);
+    char *plain = t_write(base, "plain", &a, NULL);
+    gb_free(plain);
+    snprintf(png, sizeof png, "%s/plain/explanation-4-class-7.png", base);
+    unsigned unnamed = t_png_width(png);
+    assert_true(named > unnamed);
+    /* class 9 has no real name: its title is the same as without names */
+    snprintf(png, sizeof png, "%s/file/explanation-4-class-9.png", base);
+    unsigned a9 = t_png_width(png);
+    snprintf(png, sizeof png, "%s/plain/explanation-4-class-9.png", base);
+    assert_int_equal(a9, t_png_width(png));
+    gb_class_names_destroy(&names);
+    free(path);
+    gb_test_rmtree(base);
+    free(base);
+}
+
+int main(void)
+{
+    if (!getenv("GLASSBOX_LOG"))
+        gb_log_set_level(GB_LOG_OFF);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_fashion_names),
+        cmocka_unit_test(test_no_names),
+        cmocka_unit_test(test_names_from_a_file),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
