@@ -19,17 +19,67 @@
  * division by the total weight at the end is a long division of the 320-bit
  * integer by w in 32- or 16-bit digits (so no 128-bit type is needed),
  * followed by one round-to-nearest-even to float32: the mean is correctly
- * rounded, not merely reproducible. */
+ * rounded, not merely reproducible.
+ *
+ * Why FedAvg does not keep a gb_exact_sum_t per parameter. Adding an update
+ * into 40-byte sums reads and writes 80 bytes per 4-byte value, with a
+ * branch on the sign and carry loops, about 20 times slower than a float
+ * y += a*x over the same update (issue 11; tests/bench/aggregate_bench.c).
+ * The same exact integer is kept in a split that makes the common case
+ * cheap. In units of 2^-149, w * v is m * w (below 2^64) shifted left by
+ * the value's exponent s (0..253); it lands in 64-bit limbs s/64 and
+ * s/64 + 1. Values below 4 (s < 128) go into M, a 192-bit two's complement
+ * integer (limbs m0, m1, m2); values of 4 or more into H, the same in units
+ * of 2^128 (3 limbs per parameter), and S = M + H * 2^128 is the 320-bit
+ * sum exactly (|M| < 2^24 * 2^127 * 2^40 = 2^191, |H| < 2^189: neither
+ * overflows). Deltas lie almost all in 2^-62 <= |v| < 4 (64 <= s < 128),
+ * where limb m0 receives nothing, so the hot loop adds a 128-bit integer
+ * into (m2:m1), 16 bytes per parameter, branch-free, 8 parameters at a time
+ * with AVX-512 where the CPU has it. The rare values (tiny, huge) take a
+ * scalar path into m0 or H, which are allocated zeroed, untouched (so not
+ * resident) until a rare value lands, and cleared by begin only in the
+ * blocks where one did (agg->cold). finish turns (m2:m1) into the mean
+ * through a double division whose error (under 10 units in the last place)
+ * is far smaller than the distance to the nearest float32 rounding boundary
+ * almost always; when it is not, or m0 or H hold anything, the full S goes
+ * through gb_exact_sum_mean. So every result is still the correctly rounded
+ * exact mean, bit for bit what a gb_exact_sum_t per parameter gives
+ * (tests/coordinator/test_aggregate_fast.c compares the two on values of
+ * every kind, ties included).
+ *
+ * Two more things keep memory traffic near a plain stream's. The finite
+ * check runs inside the adding pass, not before it (one read of the update,
+ * not two): when it meets a NaN, the values already added are subtracted
+ * again, which restores the integers exactly, so a refusal still changes
+ * nothing. And for models whose sums outgrow L2 (S_FEDAVG_BUFFER_MIN) three
+ * updates are copied aside and added with the fourth in one pass over the
+ * sums, which then cost 32 bytes of traffic per four values, not per one. */
 #include "aggregate.h"
 #include "util/alloc.h"
 #include "util/log.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <math.h>
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* Parameters per flag of agg->cold: a flag says a rare value landed in its
+ * block, so finish and begin read or clear m0 and h only there. */
+#define S_COLD_BLOCK ((size_t)4096)
+/* Updates added in one pass over the sums: S_FEDAVG_BATCH - 1 are kept
+ * (copied) until the next one arrives. Only for models whose sums (16 bytes
+ * a parameter) outgrow L2 several times over, from S_FEDAVG_BUFFER_MIN
+ * parameters (4 MiB of sums): there a pass over the sums costs more than
+ * copying an update, and the copies (12 bytes a parameter) are still less
+ * memory than the 40 bytes a gb_exact_sum_t a parameter would take. */
+#define S_FEDAVG_BATCH 4
+#define S_FEDAVG_BUFFER_MIN ((size_t)1 << 18)
 
 struct gb_aggregator {
     gb_agg_spec_t spec;     /* the rule and its parameters */
@@ -41,8 +91,17 @@ struct gb_aggregator {
     bool open;              /* begun and not finished */
     size_t n;               /* updates accepted this round */
     uint64_t weight;        /* their total num_samples */
-    gb_exact_sum_t *acc;    /* fedavg: p exact sums of w * delta */
-    size_t acc_cap;         /* fedavg: sums allocated */
+    uint64_t *m1, *m2;      /* fedavg: limbs 1, 2 of each parameter's main sum M (hot) */
+    uint64_t *m0;           /* fedavg: limb 0 of M: values below 2^-62 only (cold) */
+    uint64_t *h;            /* fedavg: 3 limbs a parameter of H, values >= 4 (cold) */
+    uint8_t *cold;          /* fedavg: per S_COLD_BLOCK parameters, 1 when m0 / h may be
+                               nonzero there (a rare value landed since the last clear) */
+    size_t acc_cap;         /* fedavg: parameters allocated in m0, m1, m2, h */
+    float *buf[S_FEDAVG_BATCH - 1]; /* fedavg: copies of updates not yet added (NULL: the
+                                       model is small, updates are added at once) */
+    uint64_t buf_w[S_FEDAVG_BATCH - 1]; /* fedavg: their num_samples */
+    size_t n_buf;           /* fedavg: updates waiting in buf */
+    size_t buf_cap;         /* fedavg: floats allocated in each buf[k] */
     float *rows;            /* robust: n x p kept updates, row-major */
     size_t rows_cap;        /* robust: floats allocated in rows */
     uint64_t *weights;      /* robust: n num_samples */
@@ -374,13 +433,492 @@ void gb_aggregator_destroy(gb_aggregator_t **agg)
     if (!agg || !*agg)
         return;
     gb_aggregator_t *a = *agg;
-    gb_free_aligned(a->acc);
+    gb_free_aligned(a->m1);
+    gb_free_aligned(a->m2);
+    gb_free(a->m0);
+    gb_free(a->h);
+    gb_free(a->cold);
+    for (int k = 0; k < S_FEDAVG_BATCH - 1; k++)
+        gb_free(a->buf[k]);
     gb_free(a->rows);
     gb_free(a->weights);
     gb_free(a->work);
     gb_free(a->selected);
     gb_free(a);
     *agg = NULL;
+}
+
+/* ---- FedAvg's split exact sums (see the file comment) ----------------------- */
+
+
+/* True when any of x[0..n) is NaN or infinite: one branch-free pass. */
+static bool s_nonfinite(const float *x, size_t n)
+{
+    uint32_t bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t bits;
+        memcpy(&bits, &x[i], sizeof bits);
+        bad |= (uint32_t)((bits & 0x7f800000u) == 0x7f800000u);
+    }
+    return bad != 0;
+}
+
+/* The index of the first NaN or infinity in x[0..n), or n. */
+static size_t s_first_nonfinite(const float *x, size_t n)
+{
+    if (!s_nonfinite(x, n))
+        return n;
+    size_t i = 0;
+    while (isfinite(x[i]))
+        i++;
+    return i;
+}
+
+/* The refusal naming the first non-finite value at or after from. */
+static int s_refuse_nonfinite(gb_error_t *err, unsigned long long round, const float *delta,
+                              size_t from)
+{
+    size_t i = from;
+    while (isfinite(delta[i]))
+        i++;
+    return gb_error_warn(err, GB_ERANGE, "round %llu: update value %zu is %s", round, i,
+                         isnan(delta[i]) ? "NaN" : "infinite");
+}
+
+/* l[0..2] (a 192-bit two's complement integer, l[0] lowest) += (-1)^neg *
+ * prod * 2^s, for s in 0..127: the scalar path of the rare values. */
+static void s_add192(uint64_t *l0, uint64_t *l1, uint64_t *l2, unsigned s, uint64_t prod,
+                     unsigned neg)
+{
+    uint64_t t[3] = {0, 0, 0};
+    unsigned k = s >> 6, b = s & 63u;
+    t[k] = prod << b;
+    t[k + 1] = b ? prod >> (64 - b) : 0;
+    uint64_t mask = neg ? ~UINT64_C(0) : 0, carry = neg; /* -t = ~t + 1 */
+    uint64_t *l[3] = {l0, l1, l2};
+    for (int i = 0; i < 3; i++) {
+        uint64_t x = t[i] ^ mask;
+        uint64_t sum = *l[i] + x;
+        uint64_t c = sum < x;
+        sum += carry;
+        c |= sum < carry;
+        *l[i] = sum;
+        carry = c;
+    }
+}
+
+/* A value outside 2^-62 <= |v| < 4 (and not zero): into m0 (with m1, m2)
+ * or into H, exactly. flip negates (taking an update back). */
+static void s_fedavg_rare(gb_aggregator_t *agg, size_t j, uint32_t bits, uint64_t w,
+                          unsigned flip)
+{
+    uint32_t e = (bits >> 23) & 0xffu;
+    uint64_t m = (bits & 0x7fffffu) | (e ? 0x800000u : 0);
+    unsigned shift = e ? e - 1 : 0;
+    unsigned neg = (bits >> 31) ^ flip;
+    agg->cold[j / S_COLD_BLOCK] = 1;
+    if (shift < 64) {
+        s_add192(&agg->m0[j], &agg->m1[j], &agg->m2[j], shift, m * w, neg);
+    } else {
+        uint64_t *h = agg->h + 3 * j;
+        s_add192(&h[0], &h[1], &h[2], shift - 128, m * w, neg);
+    }
+}
+
+/* Adds w * x[0..n) into parameters j0.. (flip 1: subtracts), one at a time:
+ * the kernel for CPUs without AVX-512, and the tail of the vector one.
+ * Stops before the first NaN or infinity: returns how many values it added
+ * (n when all were finite). */
+static size_t s_fedavg_add_portable(gb_aggregator_t *agg, const float *x, size_t j0, size_t n,
+                                    uint64_t w, unsigned flip)
+{
+    uint64_t *m1 = agg->m1 + j0, *m2 = agg->m2 + j0;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t bits;
+        memcpy(&bits, &x[i], sizeof bits);
+        uint32_t e = (bits >> 23) & 0xffu;
+        if (e == 0xffu)
+            return i;
+        uint64_t m = (bits & 0x7fffffu) | ((uint64_t)(e != 0) << 23);
+        uint32_t shift = e - (e != 0);
+        if (shift - 64u >= 64u && m) { /* tiny or huge: rare */
+            s_fedavg_rare(agg, j0 + i, bits, w, flip);
+            continue;
+        }
+        /* (hi:lo) = m * w * 2^(shift - 64), added or subtracted as a
+         * 128-bit two's complement number; zero adds nothing */
+        uint64_t prod = m * w;
+        unsigned b = shift & 63u;
+        uint64_t lo = prod << b, hi = (prod >> 1) >> (63 - b);
+        uint64_t nm = -(uint64_t)((bits >> 31) ^ flip);
+        unsigned __int128 acc = ((unsigned __int128)m2[i] << 64) | m1[i];
+        acc += (((unsigned __int128)(hi ^ nm) << 64) | (lo ^ nm)) + (nm & 1);
+        m1[i] = (uint64_t)acc;
+        m2[i] = (uint64_t)(acc >> 64);
+    }
+    return n;
+}
+
+#if defined(__x86_64__)
+#define S_AVX512 __attribute__((target("avx512f,avx512dq,avx512vl")))
+
+/* The same, 8 parameters at a time, for up to S_FEDAVG_BATCH updates
+ * src[0..ns) with weights below 2^32 (one 32 x 32-bit product a lane): the
+ * 8 parameters' sums are loaded once, every update's values are added to
+ * them in registers, and they are stored once, so that buffered updates
+ * (gb_aggregator_add) share one pass over the sums. The tests on each
+ * value's bits run on 8 32-bit lanes (256-bit operations issue on more
+ * ports); only the product, the shifts and the 128-bit add are 64-bit
+ * wide. A fast-range value is added to or subtracted from (m2:m1) under
+ * its lane's sign mask, the carry or borrow out of m1 folded into the hi
+ * word first. Lanes holding a rare value add nothing here and go through
+ * s_fedavg_rare after the store (it may write m1 and m2 too). Returns d:
+ * every update was added over parameters [j0, j0 + d); d < n only when the
+ * vector at d holds a NaN or infinity in some update (none of that vector
+ * was added). */
+S_AVX512 static inline __attribute__((always_inline)) size_t
+s_fedavg_add_avx512_n(gb_aggregator_t *agg, const float *const *src, const uint64_t *wt,
+                      const size_t ns, size_t j0, size_t n, unsigned flip)
+{
+    const __m256i abs_mask = _mm256_set1_epi32(0x7fffffff), inf = _mm256_set1_epi32(0x7f800000);
+    /* fast range 2^-62 <= |v| < 4: biased exponents 65..128 */
+    const __m256i low = _mm256_set1_epi32(65 << 23), span = _mm256_set1_epi32(64 << 23);
+    const __m256i mant = _mm256_set1_epi32(0x7fffff), hidden = _mm256_set1_epi32(0x800000);
+    const __m256i sign = _mm256_set1_epi32((int)0x80000000u);
+    const __m512i one = _mm512_set1_epi64(1);
+    const __m512i e65 = _mm512_set1_epi64(65), e129 = _mm512_set1_epi64(129);
+    const __mmask8 flipk = flip ? 0xff : 0;
+    __m512i vw[S_FEDAVG_BATCH];
+    for (size_t k = 0; k < ns; k++)
+        vw[k] = _mm512_set1_epi64((long long)wt[k]);
+    uint64_t *m1 = agg->m1 + j0, *m2 = agg->m2 + j0;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256i v[S_FEDAVG_BATCH];
+        __mmask8 fast[S_FEDAVG_BATCH], rare[S_FEDAVG_BATCH], any_rare = 0;
+        for (size_t k = 0; k < ns; k++) {
+            v[k] = _mm256_loadu_si256((const __m256i *)(src[k] + j0 + i));
+            __m256i a = _mm256_and_si256(v[k], abs_mask);
+            fast[k] = _mm256_cmplt_epu32_mask(_mm256_sub_epi32(a, low), span);
+            rare[k] = (__mmask8)(~fast[k] & _mm256_test_epi32_mask(a, a));
+            any_rare |= rare[k];
+        }
+        /* a NaN or infinity is outside the fast range: only then look */
+        if (any_rare) {
+            __mmask8 bad = 0;
+            for (size_t k = 0; k < ns; k++)
+                bad |= _mm256_cmpge_epu32_mask(_mm256_and_si256(v[k], abs_mask), inf);
+            if (bad)
+                return i; /* none of this vector was added */
+        }
+        __m512i a1 = _mm512_loadu_si512(m1 + i), a2 = _mm512_loadu_si512(m2 + i);
+        for (size_t k = 0; k < ns; k++) {
+            __m256i a = _mm256_and_si256(v[k], abs_mask);
+            __m256i m32 = _mm256_maskz_or_epi32(fast[k], _mm256_and_si256(a, mant), hidden);
+            __mmask8 neg = (__mmask8)(_mm256_test_epi32_mask(v[k], sign) ^ flipk);
+            __m512i e = _mm512_cvtepu32_epi64(_mm256_srli_epi32(a, 23));
+            __m512i prod = _mm512_mul_epu32(_mm512_cvtepu32_epi64(m32), vw[k]); /* < 2^56 */
+            /* (hi:lo) = prod * 2^(e - 65); the garbage shifts of lanes
+             * outside the fast range move a zero product */
+            __m512i lo = _mm512_sllv_epi64(prod, _mm512_sub_epi64(e, e65));
+            __m512i hi = _mm512_srlv_epi64(prod, _mm512_sub_epi64(e129, e)); /* count 64: 0 */
+            __m512i s1 = _mm512_mask_sub_epi64(_mm512_add_epi64(a1, lo), neg, a1, lo);
+            __mmask8 c = (__mmask8)(_mm512_mask_cmplt_epu64_mask((__mmask8)~neg, s1, lo) |
+                                    _mm512_mask_cmplt_epu64_mask(neg, a1, lo));
+            hi = _mm512_mask_add_epi64(hi, c, hi, one); /* < 2^56: no wrap */
+            a2 = _mm512_mask_sub_epi64(_mm512_add_epi64(a2, hi), neg, a2, hi);
+            a1 = s1;
+        }
+        _mm512_storeu_si512(m1 + i, a1);
+        _mm512_storeu_si512(m2 + i, a2);
+        for (size_t k = 0; k < ns; k++) {
+            for (__mmask8 r = rare[k]; r; r &= (__mmask8)(r - 1)) {
+                unsigned lane = (unsigned)__builtin_ctz(r);
+                uint32_t vb;
+                memcpy(&vb, &src[k][j0 + i + lane], sizeof vb);
+                s_fedavg_rare(agg, j0 + i + lane, vb, wt[k], flip);
+            }
+        }
+    }
+    if (i == n)
+        return n;
+    /* the tail, under 8 parameters: one update after the other */
+    size_t d = n - i;
+    for (size_t k = 0; k < ns; k++) {
+        size_t dk = s_first_nonfinite(src[k] + j0 + i, n - i);
+        if (dk < d)
+            d = dk;
+    }
+    for (size_t k = 0; k < ns; k++)
+        s_fedavg_add_portable(agg, src[k] + j0 + i, j0 + i, d, wt[k], flip);
+    return i + d;
+}
+
+/* The kernel above with the number of updates a constant, so that the
+ * compiler unrolls the loops over them and keeps everything in registers. */
+S_AVX512 static size_t s_fedavg_add_avx512(gb_aggregator_t *agg, const float *const *src,
+                                           const uint64_t *wt, size_t ns, size_t j0, size_t n,
+                                           unsigned flip)
+{
+    _Static_assert(S_FEDAVG_BATCH == 4, "one case per batch size");
+    switch (ns) {
+    case 1:
+        return s_fedavg_add_avx512_n(agg, src, wt, 1, j0, n, flip);
+    case 2:
+        return s_fedavg_add_avx512_n(agg, src, wt, 2, j0, n, flip);
+    case 3:
+        return s_fedavg_add_avx512_n(agg, src, wt, 3, j0, n, flip);
+    default:
+        return s_fedavg_add_avx512_n(agg, src, wt, 4, j0, n, flip);
+    }
+}
+#endif
+
+/* Which kernel adds: -1 not chosen yet, 0 portable, 1 AVX-512. */
+static int s_kernel = -1;
+
+static int s_kernel_choice(void)
+{
+    if (s_kernel < 0) {
+#if defined(__x86_64__)
+        __builtin_cpu_init();
+        s_kernel = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
+                   __builtin_cpu_supports("avx512vl");
+#else
+        s_kernel = 0;
+#endif
+    }
+    return s_kernel;
+}
+
+const char *gb_agg_kernel(void)
+{
+    return s_kernel_choice() ? "avx512" : "portable";
+}
+
+void gb_agg_kernel_force_portable(int on)
+{
+    s_kernel = on ? 0 : -1;
+}
+
+/* Adds updates src[0..ns) (ns <= S_FEDAVG_BATCH, weights wt) over
+ * parameters [j0, j0 + n) (flip 1: subtracts them) with this CPU's kernel.
+ * Returns d: every update was added over [j0, j0 + d), and d < n only when
+ * one of them holds a NaN or infinity at or soon after j0 + d. */
+static size_t s_fedavg_add(gb_aggregator_t *agg, const float *const *src, const uint64_t *wt,
+                           size_t ns, size_t j0, size_t n, unsigned flip)
+{
+#if defined(__x86_64__)
+    bool narrow = true;
+    for (size_t k = 0; k < ns; k++)
+        narrow = narrow && wt[k] <= UINT32_MAX;
+    if (narrow && s_kernel_choice())
+        return s_fedavg_add_avx512(agg, src, wt, ns, j0, n, flip);
+#endif
+    size_t d = n;
+    for (size_t k = 0; k < ns; k++) {
+        size_t dk = s_first_nonfinite(src[k] + j0, n);
+        if (dk < d)
+            d = dk;
+    }
+    for (size_t k = 0; k < ns; k++)
+        s_fedavg_add_portable(agg, src[k] + j0, j0, d, wt[k], flip);
+    return d;
+}
+
+/* Parameter j's whole sum S = M + H * 2^128 as a gb_exact_sum_t. */
+static void s_fedavg_exact(const gb_aggregator_t *agg, size_t j, gb_exact_sum_t *s)
+{
+    uint64_t sign = -(agg->m2[j] >> 63);
+    s->limb[0] = agg->m0[j];
+    s->limb[1] = agg->m1[j];
+    s->limb[2] = agg->m2[j];
+    s->limb[3] = sign;
+    s->limb[4] = sign;
+    const uint64_t *h = agg->h + 3 * j;
+    uint64_t carry = 0;
+    for (int i = 0; i < 3; i++) {
+        uint64_t sum = s->limb[2 + i] + h[i];
+        uint64_t c = sum < h[i];
+        sum += carry;
+        c |= sum < carry;
+        s->limb[2 + i] = sum;
+        carry = c;
+    }
+}
+
+/* The correctly rounded mean of (m2:m1) * 2^-85 / w, when a double
+ * division decides it: true with *out, false when the exact path must. */
+static bool s_fast_mean(uint64_t m1, uint64_t m2, uint64_t w, float *out)
+{
+    if (!m1 && !m2) {
+        *out = 0.0f; /* an exact zero sum: +0, as gb_exact_sum_mean gives */
+        return true;
+    }
+    bool neg = m2 >> 63;
+    uint64_t lo = m1, hi = m2;
+    if (neg) { /* magnitude, |N| < 2^127 */
+        lo = ~lo + 1;
+        hi = ~hi + (lo == 0);
+    }
+    /* d = |N| within 3 * 2^-53 relative, q within 4 * 2^-53 relative: less
+     * than 8 units in the last place of q (2^-52 of its binade) */
+    double d = (double)(int64_t)hi * 0x1p64 + (double)lo; /* hi < 2^63 */
+    double q = d / (double)w * 0x1p-85;
+    if (!(q >= 0x1p-125))
+        return false; /* near or in float32's subnormals: the exact path */
+    /* float32 keeps 24 of the double's 53 significant bits; the 29 dropped
+     * ones say how far q lies from a rounding boundary (half of 2^29). */
+    uint64_t qb;
+    memcpy(&qb, &q, sizeof qb);
+    uint64_t r = qb & ((UINT64_C(1) << 29) - 1);
+    if (r > (UINT64_C(1) << 28) - 64 && r < (UINT64_C(1) << 28) + 64)
+        return false;
+    float f = (float)q;
+    *out = neg ? -f : f;
+    return true;
+}
+
+/* Parameter j's mean: through s_fast_mean when it decides it, else exact. */
+static float s_fedavg_mean_one(const gb_aggregator_t *agg, size_t j)
+{
+    bool cold = agg->cold[j / S_COLD_BLOCK] &&
+                (agg->m0[j] || (agg->h[3 * j] | agg->h[3 * j + 1] | agg->h[3 * j + 2]));
+    float f;
+    if (!cold && s_fast_mean(agg->m1[j], agg->m2[j], agg->weight, &f))
+        return f;
+    gb_exact_sum_t s;
+    s_fedavg_exact(agg, j, &s);
+    return gb_exact_sum_mean(&s, agg->weight);
+}
+
+#if defined(__x86_64__)
+/* s_fast_mean 8 parameters at a time. The quotient is d * (2^-85 / w)
+ * with 1 / w rounded once: within 5 * 2^-53 relative of the true one, under
+ * 10 units in its last place, still far inside the 64 units the boundary
+ * test keeps clear. Lanes it cannot decide, and lanes whose m0 or H hold
+ * anything, go through s_fedavg_mean_one. */
+S_AVX512 static void s_fedavg_finish_avx512(const gb_aggregator_t *agg, float *out, size_t p)
+{
+    const __m512d two64 = _mm512_set1_pd(0x1p64), tiny = _mm512_set1_pd(0x1p-125);
+    const __m512d rs = _mm512_set1_pd(ldexp(1.0 / (double)agg->weight, -85));
+    const __m512i one = _mm512_set1_epi64(1), rmask = _mm512_set1_epi64((1 << 29) - 1);
+    const __m512i rlow = _mm512_set1_epi64((1 << 28) - 63), rspan = _mm512_set1_epi64(127);
+    const __m256i sign = _mm256_set1_epi32((int)0x80000000u);
+    size_t j = 0;
+    for (; j + 8 <= p; j += 8) {
+        __m512i a1 = _mm512_loadu_si512(agg->m1 + j), a2 = _mm512_loadu_si512(agg->m2 + j);
+        __mmask8 neg = _mm512_movepi64_mask(a2);
+        __mmask8 zero = _mm512_testn_epi64_mask(_mm512_or_si512(a1, a2),
+                                                _mm512_or_si512(a1, a2));
+        /* magnitude: -(a2:a1) = (-a2 - (a1 != 0) : -a1) */
+        __m512i lo = _mm512_mask_sub_epi64(a1, neg, _mm512_setzero_si512(), a1);
+        __m512i hi = _mm512_mask_sub_epi64(a2, neg, _mm512_setzero_si512(), a2);
+        hi = _mm512_mask_sub_epi64(hi, neg & _mm512_test_epi64_mask(a1, a1), hi, one);
+        __m512d d = _mm512_fmadd_pd(_mm512_cvtepu64_pd(hi), two64, _mm512_cvtepu64_pd(lo));
+        __m512d q = _mm512_mul_pd(d, rs);
+        __m512i r = _mm512_and_si512(_mm512_castpd_si512(q), rmask);
+        __mmask8 slow = _mm512_cmplt_epu64_mask(_mm512_sub_epi64(r, rlow), rspan) |
+                        _mm512_cmp_pd_mask(q, tiny, _CMP_LT_OQ);
+        slow &= (__mmask8)~zero;
+        if (agg->cold[j / S_COLD_BLOCK]) /* lanes whose m0 or H hold something */
+            for (unsigned k = 0; k < 8; k++) {
+                const uint64_t *h = agg->h + 3 * (j + k);
+                if (agg->m0[j + k] | h[0] | h[1] | h[2])
+                    slow |= (__mmask8)(1u << k);
+            }
+        __m256i f = _mm256_castps_si256(_mm512_cvtpd_ps(q));
+        f = _mm256_mask_or_epi32(f, neg, f, sign);
+        f = _mm256_maskz_mov_epi32((__mmask8)~zero, f); /* an exact zero sum: +0 */
+        _mm256_storeu_si256((__m256i *)(out + j), f);
+        for (; slow; slow &= (__mmask8)(slow - 1)) {
+            unsigned lane = (unsigned)__builtin_ctz(slow);
+            out[j + lane] = s_fedavg_mean_one(agg, j + lane);
+        }
+    }
+    for (; j < p; j++)
+        out[j] = s_fedavg_mean_one(agg, j);
+}
+#endif
+
+static void s_fedavg_finish(const gb_aggregator_t *agg, float *out, size_t p)
+{
+#if defined(__x86_64__)
+    if (s_kernel_choice()) {
+        s_fedavg_finish_avx512(agg, out, p);
+        return;
+    }
+#endif
+    for (size_t j = 0; j < p; j++)
+        out[j] = s_fedavg_mean_one(agg, j);
+}
+
+/* Zeroes the cold parts where a rare value landed, and the flags. */
+static void s_fedavg_clear_cold(gb_aggregator_t *agg)
+{
+    size_t blocks = (agg->acc_cap + S_COLD_BLOCK - 1) / S_COLD_BLOCK;
+    for (size_t b = 0; b < blocks; b++) {
+        if (!agg->cold[b])
+            continue;
+        size_t j0 = b * S_COLD_BLOCK;
+        size_t len = agg->acc_cap - j0 < S_COLD_BLOCK ? agg->acc_cap - j0 : S_COLD_BLOCK;
+        memset(agg->m0 + j0, 0, len * sizeof *agg->m0);
+        memset(agg->h + 3 * j0, 0, 3 * len * sizeof *agg->h);
+        agg->cold[b] = 0;
+    }
+}
+
+/* Makes the update buffers of a model of p parameters, or drops them for a
+ * small one. They only make adding faster: without memory for them, updates
+ * are added at once, with the same result. */
+static void s_fedavg_buffers(gb_aggregator_t *agg, size_t p)
+{
+    bool want = p >= S_FEDAVG_BUFFER_MIN && agg->max_clients > 1;
+    if (want && agg->buf_cap >= p)
+        return;
+    for (int k = 0; k < S_FEDAVG_BATCH - 1; k++) {
+        gb_free(agg->buf[k]);
+        agg->buf[k] = NULL;
+    }
+    agg->buf_cap = 0;
+    if (!want)
+        return;
+    for (int k = 0; k < S_FEDAVG_BATCH - 1; k++) {
+        if (!(agg->buf[k] = gb_malloc(p * sizeof(float)))) {
+            for (int j = 0; j <= k; j++) {
+                gb_free(agg->buf[j]);
+                agg->buf[j] = NULL;
+            }
+            return;
+        }
+    }
+    agg->buf_cap = p;
+}
+
+/* Copies x[0..n) into dst, in the same pass telling whether any is NaN or
+ * infinite. */
+static bool s_copy_finite(float *restrict dst, const float *restrict x, size_t n)
+{
+    uint32_t bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t bits;
+        memcpy(&bits, &x[i], sizeof bits);
+        bad |= (uint32_t)((bits & 0x7f800000u) == 0x7f800000u);
+        dst[i] = x[i];
+    }
+    return bad == 0;
+}
+
+/* Adds the buffered updates (the sums then hold every accepted update). */
+static void s_fedavg_flush(gb_aggregator_t *agg)
+{
+    if (!agg->n_buf)
+        return;
+    size_t d = s_fedavg_add(agg, (const float *const *)agg->buf, agg->buf_w, agg->n_buf, 0,
+                            agg->p, 0);
+    assert(d == agg->p); /* they were checked when copied */
+    (void)d;
+    agg->n_buf = 0;
 }
 
 int gb_aggregator_begin(gb_aggregator_t *agg, uint64_t round, size_t param_count, gb_error_t *err)
@@ -391,18 +929,42 @@ int gb_aggregator_begin(gb_aggregator_t *agg, uint64_t round, size_t param_count
                             (unsigned long long)round, param_count, GB_AGG_MAX_PARAMS);
     if (agg->spec.rule == GB_AGG_FEDAVG) {
         if (agg->acc_cap < param_count) {
-            /* New before free: a failure leaves the open round intact. */
-            gb_exact_sum_t *acc = gb_alloc_aligned(param_count * sizeof *acc);
-            if (!acc)
+            /* New before free: a failure leaves the open round intact. The
+             * cold parts come from calloc, whose large blocks are fresh
+             * zero pages that cost no memory until a rare value lands. */
+            size_t p = param_count;
+            uint64_t *m1 = gb_alloc_aligned(p * sizeof *m1);
+            uint64_t *m2 = m1 ? gb_alloc_aligned(p * sizeof *m2) : NULL;
+            uint64_t *m0 = m2 ? gb_calloc(p, sizeof *m0) : NULL;
+            uint64_t *h = m0 ? gb_calloc(p, 3 * sizeof *h) : NULL;
+            uint8_t *cold = h ? gb_calloc((p + S_COLD_BLOCK - 1) / S_COLD_BLOCK, 1) : NULL;
+            if (!cold) {
+                gb_free_aligned(m1);
+                gb_free_aligned(m2);
+                gb_free(m0);
+                gb_free(h);
                 return gb_error_set(err, GB_ENOMEM,
                                     "aggregator: round %llu: out of memory for %zu sums",
                                     (unsigned long long)round, param_count);
-            gb_free_aligned(agg->acc);
-            agg->acc = acc;
-            agg->acc_cap = param_count;
+            }
+            gb_free_aligned(agg->m1);
+            gb_free_aligned(agg->m2);
+            gb_free(agg->m0);
+            gb_free(agg->h);
+            gb_free(agg->cold);
+            agg->m1 = m1;
+            agg->m2 = m2;
+            agg->m0 = m0;
+            agg->h = h;
+            agg->cold = cold;
+            agg->acc_cap = p;
         } else {
-            memset(agg->acc, 0, param_count * sizeof *agg->acc);
+            memset(agg->m1, 0, param_count * sizeof *agg->m1);
+            memset(agg->m2, 0, param_count * sizeof *agg->m2);
+            s_fedavg_clear_cold(agg);
         }
+        agg->n_buf = 0;
+        s_fedavg_buffers(agg, param_count);
     }
     if (agg->open && agg->n)
         gb_log_info("aggregator %s: round %llu begun again; %zu updates of round %llu dropped",
@@ -487,25 +1049,38 @@ int gb_aggregator_add(gb_aggregator_t *agg, const float *delta, size_t param_cou
     if (agg->n >= agg->max_clients)
         return gb_error_warn(err, GB_ERANGE, "round %llu: already %zu updates, the maximum", round,
                              agg->n);
-    /* One branch-free pass for the common case; the index only on failure. */
-    uint32_t bad = 0;
-    for (size_t i = 0; i < param_count; i++) {
-        uint32_t bits;
-        memcpy(&bits, &delta[i], sizeof bits);
-        bad |= (uint32_t)((bits & 0x7f800000u) == 0x7f800000u);
-    }
-    if (bad) {
-        size_t i = 0;
-        while (isfinite(delta[i]))
-            i++;
-        return gb_error_warn(err, GB_ERANGE, "round %llu: update value %zu is %s", round, i,
-                             isnan(delta[i]) ? "NaN" : "infinite");
-    }
     if (agg->spec.rule == GB_AGG_FEDAVG) {
-        gb_exact_sum_t *acc = agg->acc;
-        for (size_t i = 0; i < param_count; i++)
-            s_exact_add(&acc[i], delta[i], num_samples);
+        /* One pass that checks as it adds (a separate check would read the
+         * update from memory once more). It stops before the first NaN or
+         * infinity and the values before it are taken back: the sums are
+         * exact integers, so subtracting the same values restores every
+         * bit, and the refusal changes nothing. */
+        if (agg->buf_cap && agg->n_buf < S_FEDAVG_BATCH - 1) {
+            /* kept for one pass with the next ones; nothing is added yet */
+            if (!s_copy_finite(agg->buf[agg->n_buf], delta, param_count))
+                return s_refuse_nonfinite(err, round, delta, 0);
+            agg->buf_w[agg->n_buf++] = num_samples;
+        } else {
+            const float *src[S_FEDAVG_BATCH];
+            uint64_t wt[S_FEDAVG_BATCH];
+            size_t ns = agg->n_buf;
+            for (size_t k = 0; k < ns; k++) {
+                src[k] = agg->buf[k];
+                wt[k] = agg->buf_w[k];
+            }
+            src[ns] = delta;
+            wt[ns++] = num_samples;
+            size_t done = s_fedavg_add(agg, src, wt, ns, 0, param_count, 0);
+            if (done < param_count) {
+                /* the buffered ones are whole: the bad value is delta's */
+                s_fedavg_add(agg, src, wt, ns, 0, done, 1);
+                return s_refuse_nonfinite(err, round, delta, done);
+            }
+            agg->n_buf = 0;
+        }
     } else {
+        if (s_nonfinite(delta, param_count))
+            return s_refuse_nonfinite(err, round, delta, 0);
         int rc = s_reserve(agg, err);
         if (rc)
             return rc;
@@ -532,8 +1107,8 @@ int gb_aggregator_finish(gb_aggregator_t *agg, float *out, size_t param_count, g
         return gb_error_set(err, GB_EINVAL, "round %llu: %s needs at least %zu updates, got %zu",
                             round, agg->name, agg->min_updates, agg->n);
     if (agg->spec.rule == GB_AGG_FEDAVG) {
-        for (size_t i = 0; i < param_count; i++)
-            out[i] = gb_exact_sum_mean(&agg->acc[i], agg->weight);
+        s_fedavg_flush(agg);
+        s_fedavg_finish(agg, out, param_count);
     } else {
         size_t n_sel = 0;
         int rc = gb_robust_aggregate(&agg->spec, agg->rows, agg->weights, agg->n, agg->p, out,

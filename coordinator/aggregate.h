@@ -38,9 +38,14 @@
  *    summed in sorted order, and ties between equal scores are broken by the
  *    updates' contents, then weights, never by arrival order.
  *
- * Memory. FedAvg streams: one gb_exact_sum_t (40 bytes) per parameter,
- * allocated by gb_aggregator_begin, whatever the number of clients; add()
- * never allocates. The robust rules need every update of the round at once:
+ * Memory. FedAvg streams: the same exact sums, split so that a typical
+ * update touches 16 bytes per parameter (aggregate.c explains how), 48
+ * bytes per parameter allocated by gb_aggregator_begin whatever the number
+ * of clients, of which 16 are resident unless values below 2^-62 or of 4
+ * or more arrive, and for models of 2^18 parameters or more 12 bytes per
+ * parameter more for three updates kept to be added together with the next
+ * one (a copy; finish adds what is kept); add() never allocates. The
+ * robust rules need every update of the round at once:
  * they keep them (n x param_count floats) and a workspace (Krum: n x n
  * distances), grown by add() as updates arrive (doubling, never past
  * max_clients) and reused by later rounds, so memory follows the updates
@@ -171,6 +176,14 @@ uint64_t gb_aggregator_weight(const gb_aggregator_t *agg);
  * indices in add order, best score first. 0 for the other rules and before a
  * finish. Lets the coordinator log which clients Krum trusted. */
 size_t gb_aggregator_selected(const gb_aggregator_t *agg, size_t *idx, size_t cap);
+
+/* The kernel FedAvg's add uses on this CPU: "avx512" (AVX-512 F and DQ) or
+ * "portable"; a static string. Both give the same bits. */
+const char *gb_agg_kernel(void);
+
+/* Test and benchmark hook: nonzero makes every aggregator use the portable
+ * kernel from now on; 0 lets the CPU choose again. Not thread-safe. */
+void gb_agg_kernel_force_portable(int on);
 
 /* ---- exact sums (FedAvg, trimmed mean, multi-Krum) ----------------------- */
 

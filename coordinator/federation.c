@@ -264,6 +264,8 @@ gb_federation_t *gb_federation_new(void *zmq_ctx, gb_front_door_t *door,
         goto fail;
     f->next = gb_snapshot_new(f->global->spec, f->global->params, n, f->global->round, err);
     f->view = gb_malloc(sizeof *f->view);
+    if (f->next && f->view && !(f->task_pack = gb_task_pack_new(err)))
+        goto fail;
     f->delta = gb_malloc(n * sizeof(float));
     f->scratch = gb_malloc(n * sizeof(float));
     if (f->optim_len)
@@ -341,6 +343,7 @@ void gb_federation_destroy(gb_federation_t **pf)
     gb_model_destroy(&f->eval_model);
     gb_dataset_destroy(&f->test);
     gb_free(f->view);
+    gb_task_pack_destroy(&f->task_pack);
     gb_free(f->pub_buf);
     gb_free(f->delta);
     gb_free(f->scratch);
@@ -368,32 +371,48 @@ static void s_send_task(gb_federation_t *f, const gb_rounds_action_t *a)
             return;
         }
         f->view_valid = true;
+        f->task_pack_valid = false; /* a new model */
     }
     if (a->round != f->started_round || a->attempt != f->started_attempt) {
         f->started = gb_time_now();
         f->started_round = a->round;
         f->started_attempt = a->attempt;
     }
-    Glassbox__TrainConfig train = f->o.train;
-    train.seed = f->o.train.seed ^ (a->round * 0x9E3779B97F4A7C15ull);
-    Glassbox__ExplainConfig explain = GLASSBOX__EXPLAIN_CONFIG__INIT;
-    explain.method = f->o.explain;
-    explain.max_samples = f->o.explain_samples;
-    explain.steps = f->o.explain_steps;
+    int rc = 0;
+    /* What every client of the round gets (the model, the training and
+     * explanation settings; the seed follows the round) is validated and
+     * packed once, for the first task of the round; each task then packs
+     * only its own few fields around those bytes (task_pack.h). */
+    if (!f->task_pack_valid || f->task_pack_round != a->round) {
+        Glassbox__TrainConfig train = f->o.train;
+        train.seed = f->o.train.seed ^ (a->round * 0x9E3779B97F4A7C15ull);
+        Glassbox__ExplainConfig explain = GLASSBOX__EXPLAIN_CONFIG__INIT;
+        explain.method = f->o.explain;
+        explain.max_samples = f->o.explain_samples;
+        explain.steps = f->o.explain_steps;
+        Glassbox__Task shared = GLASSBOX__TASK__INIT;
+        shared.model = &f->view->msg;
+        shared.train_config = &train;
+        shared.explain = &explain;
+        f->task_pack_valid = false;
+        if ((rc = gb_task_pack_prepare(f->task_pack, &shared, &err)) == 0) {
+            f->task_pack_valid = true;
+            f->task_pack_round = a->round;
+        }
+    }
     Glassbox__Task task = GLASSBOX__TASK__INIT;
     task.round = a->round;
     task.task_id = a->task_id;
     task.train = true;
     task.evaluate = a->evaluate;
-    task.model = &f->view->msg;
-    task.train_config = &train;
-    task.explain = &explain;
     task.deadline_unix_ms = a->deadline_ms;
-    Glassbox__Envelope env = GLASSBOX__ENVELOPE__INIT;
-    env.body_case = GLASSBOX__ENVELOPE__BODY_TASK;
-    env.task = &task;
-    if (gb_front_door_send(f->door, a->client_id, &env, NULL, &err) != 0 &&
-        err.code != GB_ECLOSED) {
+    gb_conversation_part_t parts[GB_TASK_PACK_PARTS];
+    if (rc == 0)
+        rc = gb_task_pack_parts(f->task_pack, &task, parts, &err);
+    if (rc == 0)
+        rc = gb_front_door_send_parts(f->door, a->client_id, GLASSBOX__ENVELOPE__BODY_TASK, parts,
+                                      GB_TASK_PACK_PARTS, NULL, &err);
+    if (rc != 0 && err.code != GB_ECLOSED) {
         /* the client holds a task it never got: a new session makes it join
          * again, and a rejoin gets the same task */
         gb_log_warn("federation: round %llu: task %llu for '%s' not sent: %s",

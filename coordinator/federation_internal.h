@@ -14,6 +14,7 @@
 #include "net/snapshot.h"
 #include "server_optim.h"
 #include "shard_map.h"
+#include "task_pack.h"
 
 #define GB_FED_PHASES 4 /* aggregate, evaluate, publish, checkpoint */
 
@@ -36,6 +37,10 @@ struct gb_federation {
     gb_snapshot_t *next;            /* the candidate of the round being finished */
     gb_snapshot_view_t *view;       /* global as a message for Tasks */
     bool view_valid;                /* view matches global */
+    gb_task_pack_t *task_pack;      /* the round's Tasks, model packed once (task_pack.h) */
+    bool task_pack_valid;           /* task_pack holds view's model and task_pack_round's
+                                       settings */
+    uint64_t task_pack_round;       /* the round it was prepared for (its train seed) */
     float *delta;                   /* the aggregated delta */
     float *scratch;                 /* an Update's delta, aligned */
     float *optim_backup;            /* the optimiser state before this round's step */

@@ -1,10 +1,15 @@
 /* The coordinator's front door (see front_door.h): link events in, replies
- * out. Session state is a small table keyed by the link's session handle;
- * the link itself bounds how many sessions there are. Each session has a
+ * out. Session state is a table (an array, in no order) that the link itself
+ * bounds; a session is found in it through an index (session_index.h) by
+ * its link handle, on every message, and by its client's name, on every
+ * send, so that a round's tasks to N clients cost N lookups, not N^2
+ * compares. The index holds every session's handle and the name of every
+ * joined session (so at most one session per name). Each session has a
  * conversation (net/conversation.h) for its sequence numbers, chunked
  * transfers and the frames the link had no room for. */
 #include "front_door.h"
 
+#include <assert.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
@@ -18,6 +23,7 @@
 #include "net/envelope.h"
 #include "net/link.h"
 #include "net/pki.h"
+#include "session_index.h"
 #include "util/alloc.h"
 #include "util/log.h"
 #include "util/metrics.h"
@@ -48,6 +54,8 @@ struct gb_front_door {
     gb_link_server_t *link;       /* the ROUTER socket */
     s_session_t *sessions;        /* connected sessions */
     size_t n_sessions, cap;       /* used and allocated */
+    gb_session_index_t *index;    /* handle -> slot of sessions, name -> slot of joined ones;
+                                     room for cap of each, so puts never fail */
     gb_front_door_handlers_t h;   /* the round loop's callbacks (all NULL: none) */
     struct timespec crl_mtime;    /* crl.pem's time stamp when last loaded */
     double next_crl_check;        /* when to look again */
@@ -94,6 +102,8 @@ gb_front_door_t *gb_front_door_new(void *zmq_ctx, const gb_front_door_options_t 
         return NULL;
     }
     s_defaults(&d->o, opts);
+    if (!(d->index = gb_session_index_new(0, err)))
+        goto fail;
     char key[4096], cert[4096];
     snprintf(d->ca_file, sizeof d->ca_file, "%s/%s", opts->ca_dir, GB_CA_CERT_FILE);
     snprintf(d->crl_file, sizeof d->crl_file, "%s/%s", opts->ca_dir, GB_CA_CRL_FILE);
@@ -131,6 +141,7 @@ void gb_front_door_destroy(gb_front_door_t **pd)
     gb_tokens_destroy(&d->tokens);
     gb_ca_destroy(&d->ca);
     gb_free(d->sessions);
+    gb_session_index_destroy(&d->index);
     gb_free(d->last_pub);
     gb_free(d);
     *pd = NULL;
@@ -156,43 +167,79 @@ void gb_front_door_set_max_transfer(gb_front_door_t *d, uint64_t bytes)
 
 size_t gb_front_door_joined(const gb_front_door_t *d)
 {
-    size_t n = 0;
-    for (size_t i = 0; i < d->n_sessions; i++)
-        n += d->sessions[i].joined;
-    return n;
+    return gb_session_index_names(d->index); /* the index names joined sessions only */
 }
 
+/* The session of a link handle, or NULL. The pointer is valid until the
+ * table changes (a session added or forgotten). */
 static s_session_t *s_find(gb_front_door_t *d, uint64_t handle)
 {
-    for (size_t i = 0; i < d->n_sessions; i++)
-        if (d->sessions[i].handle == handle)
-            return &d->sessions[i];
-    return NULL;
+    size_t slot;
+    return gb_session_index_find_handle(d->index, handle, &slot) ? &d->sessions[slot] : NULL;
 }
 
 /* The joined session of client_id, or NULL. */
 static s_session_t *s_find_name(gb_front_door_t *d, const char *client_id)
 {
-    for (size_t i = 0; i < d->n_sessions; i++)
-        if (d->sessions[i].joined && strcmp(d->sessions[i].name, client_id) == 0)
-            return &d->sessions[i];
-    return NULL;
+    size_t slot;
+    return gb_session_index_find_name(d->index, client_id, &slot) ? &d->sessions[slot] : NULL;
 }
 
+/* Marks s joined (in the name index) or not. The index has room for every
+ * session (reserved as the table grew), so joining cannot fail. */
+static void s_set_joined(gb_front_door_t *d, s_session_t *s, bool joined)
+{
+    if (joined == s->joined)
+        return;
+    if (joined) {
+        gb_error_t err = {0};
+        int rc = gb_session_index_put_name(d->index, s->name, (size_t)(s - d->sessions), &err);
+        assert(rc == 0); /* room reserved; a CN fits GB_SESSION_INDEX_NAME_MAX */
+        (void)rc;
+    } else {
+        gb_session_index_remove_name(d->index, s->name);
+    }
+    s->joined = joined;
+}
+
+/* Drops the session of handle; the last session of the table moves into
+ * its slot (and the index follows it), so pointers into the table are
+ * stale after the call. */
 static void s_forget(gb_front_door_t *d, uint64_t handle)
 {
     s_session_t *s = s_find(d, handle);
     if (!s)
         return;
     gb_conversation_destroy(&s->conv);
-    *s = d->sessions[--d->n_sessions];
+    s_set_joined(d, s, false);
+    gb_session_index_remove_handle(d->index, handle);
+    size_t slot = (size_t)(s - d->sessions), last = --d->n_sessions;
+    if (slot == last)
+        return;
+    *s = d->sessions[last];
+    /* updates of keys present: they never allocate or fail */
+    int rc = gb_session_index_put_handle(d->index, s->handle, slot, NULL);
+    if (rc == 0 && s->joined)
+        rc = gb_session_index_put_name(d->index, s->name, slot, NULL);
+    assert(rc == 0);
+    (void)rc;
 }
 
 static void s_on_connected(gb_front_door_t *d, const gb_link_event_t *ev)
 {
+    gb_error_t err = {0};
+    if (s_find(d, ev->session)) { /* the link never repeats a handle (a generation is in
+                                     it); if it did, the stale state must not linger
+                                     unreachable behind the index */
+        gb_log_error("coordinator: session handle %llu connected again; its old state dropped",
+                     (unsigned long long)ev->session);
+        s_forget(d, ev->session);
+    }
     if (d->n_sessions == d->cap) {
         size_t cap = d->cap ? 2 * d->cap : 64;
-        s_session_t *grown = gb_realloc(d->sessions, cap * sizeof *grown);
+        s_session_t *grown = gb_session_index_reserve(d->index, cap, &err) == 0
+                                 ? gb_realloc(d->sessions, cap * sizeof *grown)
+                                 : NULL;
         if (!grown) {
             gb_log_error("coordinator: out of memory for session state; closing the session");
             gb_link_server_close(d->link, ev->session);
@@ -201,7 +248,6 @@ static void s_on_connected(gb_front_door_t *d, const gb_link_event_t *ev)
         d->sessions = grown;
         d->cap = cap;
     }
-    gb_error_t err = {0};
     /* what one client does not read is bounded well below the default: a
      * Task always fits (the bound is checked before queueing), a second
      * waits for room */
@@ -211,6 +257,13 @@ static void s_on_connected(gb_front_door_t *d, const gb_link_event_t *ev)
     gb_conversation_t *conv = gb_conversation_new(&co, &err);
     if (!conv) {
         gb_log_error("coordinator: %s; closing the session", err.msg);
+        gb_link_server_close(d->link, ev->session);
+        return;
+    }
+    if (gb_session_index_put_handle(d->index, ev->session, d->n_sessions, &err) != 0) {
+        /* cannot happen: room for cap handles was reserved */
+        gb_log_error("coordinator: %s; closing the session", err.msg);
+        gb_conversation_destroy(&conv);
         gb_link_server_close(d->link, ev->session);
         return;
     }
@@ -398,7 +451,7 @@ static void s_welcome(gb_front_door_t *d, s_session_t *s, const Glassbox__Envelo
                 j->software_version && j->software_version[0] ? j->software_version
                                                               : "unknown version",
                 (unsigned long long)j->train_samples);
-    s->joined = true;
+    s_set_joined(d, s, true);
     s_send(d, s, &env);
     /* The round loop hears of it after the Welcome has been queued, so that
      * a Task it sends at once follows the Welcome. */
@@ -406,7 +459,7 @@ static void s_welcome(gb_front_door_t *d, s_session_t *s, const Glassbox__Envelo
     if (d->h.joined && !d->h.joined(d->h.arg, s->name, j, &no)) {
         gb_log_warn("coordinator: '%s' is turned away: %s", s->name, no.why);
         s_refuse_retry(d, s, no.code, in->sequence, no.why, no.retry_after_ms);
-        s->joined = false;
+        s_set_joined(d, s, false);
     }
 }
 
@@ -597,6 +650,23 @@ int gb_front_door_send(gb_front_door_t *d, const char *client_id, Glassbox__Enve
         return gb_error_set(err, GB_ECLOSED, "coordinator: '%s' is not connected",
                             client_id ? client_id : "(null)");
     return s_queue(d, s, env, seq, err);
+}
+
+int gb_front_door_send_parts(gb_front_door_t *d, const char *client_id,
+                             Glassbox__Envelope__BodyCase body,
+                             const gb_conversation_part_t *parts, size_t n_parts, uint64_t *seq,
+                             gb_error_t *err)
+{
+    s_session_t *s = client_id ? s_find_name(d, client_id) : NULL;
+    if (!s)
+        return gb_error_set(err, GB_ECLOSED, "coordinator: '%s' is not connected",
+                            client_id ? client_id : "(null)");
+    int rc = gb_conversation_queue_parts(s->conv, body, parts, n_parts, seq, err);
+    if (rc)
+        return rc;
+    if (s_flush(d, s, err) != 0)
+        gb_log_warn("coordinator: sending to %s: %s", s->name, err ? err->msg : "");
+    return 0; /* queued: a session that failed is ended by the link */
 }
 
 void gb_front_door_refuse(gb_front_door_t *d, const char *client_id, Glassbox__ErrorCode code,

@@ -43,6 +43,7 @@
 #include <stdint.h>
 
 #include "glassbox.pb-c.h"
+#include "net/conversation.h"
 #include "util/error.h"
 
 typedef struct {
@@ -129,6 +130,17 @@ void gb_front_door_set_handlers(gb_front_door_t *door, const gb_front_door_handl
  * is full (a client that does not read), the encoder's codes. */
 int gb_front_door_send(gb_front_door_t *door, const char *client_id, Glassbox__Envelope *env,
                        uint64_t *seq, gb_error_t *err) GB_MUST_CHECK;
+
+/* Sends client_id an Envelope whose body (kind `body`) the caller packed
+ * already, as the concatenation of parts[0..n_parts) (only read; copied
+ * into the queue): gb_conversation_queue_parts with the session's sequence
+ * number (in *seq, may be NULL). For a round's Tasks, whose model is packed
+ * once (task_pack.h). The body is not validated here: the caller vouches
+ * for it. Errors as for gb_front_door_send. */
+int gb_front_door_send_parts(gb_front_door_t *door, const char *client_id,
+                             Glassbox__Envelope__BodyCase body,
+                             const gb_conversation_part_t *parts, size_t n_parts, uint64_t *seq,
+                             gb_error_t *err) GB_MUST_CHECK;
 
 /* Replies to client_id with an Error (code, the offending Envelope's
  * sequence in_reply_to, why) or an Ack; logged and dropped if it cannot be

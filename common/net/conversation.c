@@ -147,6 +147,30 @@ static uint64_t s_chunks(const gb_conversation_t *c, size_t len)
     return (len + c->o.chunk_size - 1) / c->o.chunk_size;
 }
 
+/* Writes v as a protobuf varint at p; returns the bytes written (<= 10). */
+static size_t s_varint(uint8_t *p, uint64_t v)
+{
+    size_t n = 0;
+    while (v >= 0x80) {
+        p[n++] = (uint8_t)(v | 0x80);
+        v >>= 7;
+    }
+    p[n++] = (uint8_t)v;
+    return n;
+}
+
+/* Appends a packed item to the queue. */
+static void s_append(gb_conversation_t *c, s_item_t *item)
+{
+    if (c->tail)
+        c->tail->next = item;
+    else
+        c->head = item;
+    c->tail = item;
+    c->queued_bytes += item->len;
+    c->next_seq += item->frames;
+}
+
 int gb_conversation_queue(gb_conversation_t *c, Glassbox__Envelope *env, uint64_t *seq,
                           gb_error_t *err)
 {
@@ -179,15 +203,71 @@ int gb_conversation_queue(gb_conversation_t *c, Glassbox__Envelope *env, uint64_
     item->len = len;
     item->first_seq = c->next_seq;
     item->frames = (uint32_t)frames;
-    if (c->tail)
-        c->tail->next = item;
-    else
-        c->head = item;
-    c->tail = item;
-    c->queued_bytes += len;
-    c->next_seq += frames;
     if (seq)
         *seq = item->first_seq;
+    s_append(c, item);
+    return 0;
+}
+
+int gb_conversation_queue_parts(gb_conversation_t *c, Glassbox__Envelope__BodyCase body,
+                                const gb_conversation_part_t *parts, size_t n_parts,
+                                uint64_t *seq, gb_error_t *err)
+{
+    if (body < GLASSBOX__ENVELOPE__BODY_JOIN || body > GLASSBOX__ENVELOPE__BODY_ENROLL_RESPONSE ||
+        body == GLASSBOX__ENVELOPE__BODY_CHUNK)
+        return gb_error_set(err, GB_EINVAL, "conversation: body %d cannot be queued packed",
+                            (int)body);
+    if (c->queued_bytes >= c->o.max_queued_bytes)
+        return gb_error_set(err, GB_EAGAIN,
+                            "conversation: %zu bytes already wait to be sent (limit %zu)",
+                            c->queued_bytes, c->o.max_queued_bytes);
+    size_t body_len = 0;
+    for (size_t i = 0; i < n_parts; i++) {
+        if (!parts[i].data && parts[i].len)
+            return gb_error_set(err, GB_EINVAL, "conversation: part %zu has no bytes", i);
+        if (parts[i].len > SIZE_MAX / 2 - body_len)
+            return gb_error_set(err, GB_ERANGE, "conversation: a body of more than %zu bytes",
+                                SIZE_MAX / 2);
+        body_len += parts[i].len;
+    }
+    /* Envelope fields in number order, as protobuf-c writes them: 1
+     * protocol_version and 2 sequence (varints, both nonzero), then the
+     * body field (tag, length, bytes). */
+    uint8_t head[1 + 10 + 1 + 10 + 2 + 10];
+    size_t h = 0;
+    head[h++] = (1 << 3) | 0; /* protocol_version, varint */
+    h += s_varint(head + h, GB_ENVELOPE_PROTOCOL_VERSION);
+    head[h++] = (2 << 3) | 0; /* sequence, varint */
+    h += s_varint(head + h, c->next_seq);
+    h += s_varint(head + h, ((uint64_t)body << 3) | 2); /* the body, length-delimited */
+    h += s_varint(head + h, body_len);
+    size_t len = h + body_len;
+    if ((uint64_t)len > c->o.max_transfer)
+        return gb_error_set(err, GB_ERANGE,
+                            "conversation: a %zu-byte envelope is over the %llu-byte limit", len,
+                            (unsigned long long)c->o.max_transfer);
+    uint64_t frames = len <= GB_ENVELOPE_MAX_BYTES ? 1 : s_chunks(c, len);
+    s_item_t *item = frames <= UINT32_MAX ? gb_calloc(1, sizeof *item) : NULL;
+    uint8_t *packed = item ? gb_malloc(len) : NULL;
+    if (!packed) {
+        gb_free(item);
+        return gb_error_set(err, frames > UINT32_MAX ? GB_ERANGE : GB_ENOMEM,
+                            "conversation: cannot queue a %zu-byte envelope", len);
+    }
+    memcpy(packed, head, h);
+    size_t at = h;
+    for (size_t i = 0; i < n_parts; i++) {
+        if (parts[i].len)
+            memcpy(packed + at, parts[i].data, parts[i].len);
+        at += parts[i].len;
+    }
+    item->packed = packed;
+    item->len = len;
+    item->first_seq = c->next_seq;
+    item->frames = (uint32_t)frames;
+    if (seq)
+        *seq = item->first_seq;
+    s_append(c, item);
     return 0;
 }
 

@@ -76,6 +76,28 @@ void gb_conversation_destroy(gb_conversation_t **c);
 int gb_conversation_queue(gb_conversation_t *c, Glassbox__Envelope *env, uint64_t *seq,
                           gb_error_t *err) GB_MUST_CHECK;
 
+/* A piece of an Envelope body already packed (borrowed for the call). */
+typedef struct {
+    const uint8_t *data; /* len bytes */
+    size_t len;          /* may be 0 */
+} gb_conversation_part_t;
+
+/* Queues, like gb_conversation_queue, an Envelope whose body the caller has
+ * packed already: the body (of kind `body`, a GLASSBOX__ENVELOPE__BODY_*
+ * value, not CHUNK) is the concatenation of parts[0..n_parts), copied into
+ * the queued Envelope after the protocol version and the next sequence
+ * number. The bytes queued are exactly what gb_conversation_queue packs for
+ * an Envelope with that body, since protobuf writes a message as its
+ * fields in number order and a body as tag, length and bytes; so one large
+ * part (a round's model) can be packed once and queued for many sessions.
+ * Nothing is validated: the caller vouches for the body (it is its own,
+ * validated once; coordinator/task_pack.h). Returns 0, or GB_EINVAL (a bad
+ * body kind or a NULL part with len > 0), GB_ERANGE (over max_transfer),
+ * GB_EAGAIN (the queue is full), GB_ENOMEM, with nothing queued. */
+int gb_conversation_queue_parts(gb_conversation_t *c, Glassbox__Envelope__BodyCase body,
+                                const gb_conversation_part_t *parts, size_t n_parts,
+                                uint64_t *seq, gb_error_t *err) GB_MUST_CHECK;
+
 /* Offers queued frames to send, in order, until the queue is empty (0) or
  * send returns GB_EAGAIN (GB_EAGAIN) or another error (returned as it is;
  * err filled by send). Frames send took are gone from the queue. */

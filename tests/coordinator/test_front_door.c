@@ -9,7 +9,11 @@
  * handlers (joined, message, left), sending to a client by name (a Task
  * bigger than a frame arrives chunked and whole), replies by name, and a
  * client that joins again on a new session replacing its old one;
- * subscribers (gb_front_door_publish). The
+ * subscribers (gb_front_door_publish); 80 clients at once (past the session
+ * table's first allocation, so it and its index grow), each sent a Task by
+ * name with gb_front_door_send_parts, then sessions closed by name and
+ * ended by their clients (removal moves the last session into the hole),
+ * the rest still reached by name, and a rejoin under the same name. The
  * enrollment
  * path and CRL reloading run through the binaries in test_serve.py. */
 #include "testutil.h"
@@ -27,6 +31,7 @@
 #include "net/link.h"
 #include "net/pki.h"
 #include "net/signing.h"
+#include "task_pack.h"
 #include "util/alloc.h"
 #include "util/time.h"
 
@@ -58,9 +63,12 @@ static int s_setup(void **state)
     return 0;
 }
 
+static void s_crowd_cleanup(void);
+
 static int s_teardown(void **state)
 {
     fixture_t *f = *state;
+    s_crowd_cleanup(); /* a failed many-session test leaves its sockets open */
     gb_link_client_destroy(&f->cli);
     gb_tls_destroy(&f->tls);
     gb_front_door_destroy(&f->door);
@@ -587,6 +595,279 @@ static void test_publish_to_subscribers(void **state)
     gb_signer_destroy(&signer);
 }
 
+/* ---- many sessions: the session index (session_index.h) -------------------- */
+
+/* What the handlers heard of many clients. */
+typedef struct {
+    int joined, left;
+} crowd_heard_t;
+
+static bool s_crowd_joined(void *arg, const char *id, const Glassbox__Join *j,
+                           gb_front_door_refusal_t *no)
+{
+    (void)id;
+    (void)j;
+    (void)no;
+    ((crowd_heard_t *)arg)->joined++;
+    return true;
+}
+
+static void s_crowd_left(void *arg, const char *id, const char *reason)
+{
+    (void)id;
+    (void)reason;
+    ((crowd_heard_t *)arg)->left++;
+}
+
+enum { CROWD = 80 }; /* past the table's first 64 slots: it and the index grow */
+
+typedef struct {
+    gb_tls_t *tls;
+    gb_link_client_t *cli;
+    gb_conversation_t *conv; /* the client's side, for chunked and whole frames */
+    bool connected;
+    int tasks;               /* Tasks received */
+    uint64_t last_task_id;
+    uint64_t next_seq;       /* of the client's own frames */
+} crowd_client_t;
+
+static crowd_client_t *s_crowd;   /* the clients of test_many_sessions, for teardown */
+static gb_link_client_t *s_crowd_old; /* a replaced session's client */
+
+static void s_crowd_cleanup(void)
+{
+    gb_link_client_destroy(&s_crowd_old);
+    if (!s_crowd)
+        return;
+    for (int i = 0; i < CROWD; i++) {
+        gb_link_client_destroy(&s_crowd[i].cli);
+        gb_tls_destroy(&s_crowd[i].tls);
+        gb_conversation_destroy(&s_crowd[i].conv);
+    }
+    free(s_crowd);
+    s_crowd = NULL;
+}
+
+static void s_crowd_connect(fixture_t *f, crowd_client_t *c, const char *name)
+{
+    char ca_file[700], cert[700], key[700];
+    snprintf(ca_file, sizeof ca_file, "%s/%s", f->ca, GB_CA_CERT_FILE);
+    snprintf(cert, sizeof cert, "%s/%s.crt", f->clients, name);
+    snprintf(key, sizeof key, "%s/%s.key", f->clients, name);
+    gb_tls_options_t to = {.role = GB_TLS_CLIENT, .ca_file = ca_file, .cert_file = cert,
+                           .key_file = key};
+    gb_error_t err = {0};
+    if (!c->tls)
+        assert_non_null(c->tls = gb_tls_new(&to, &err));
+    gb_link_options_t lo = {.retry_ms = 20, .retry_max_ms = 100};
+    c->cli = gb_link_client_new(f->ctx, gb_front_door_endpoint(f->door), c->tls, "localhost",
+                                &lo, &err);
+    assert_non_null(c->cli);
+    if (!c->conv)
+        assert_non_null(c->conv = gb_conversation_new(NULL, &err));
+    gb_conversation_reset(c->conv);
+    c->connected = false;
+    c->next_seq = 1;
+}
+
+/* Steps the door and every client once; Tasks are counted, Welcomes and
+ * Acks taken in passing. */
+static void s_crowd_pump(fixture_t *f, crowd_client_t *cs, size_t n)
+{
+    gb_error_t err = {0};
+    assert_int_equal(gb_front_door_step(f->door, 1, &err), 0);
+    for (size_t i = 0; i < n; i++) {
+        if (!cs[i].cli)
+            continue;
+        gb_link_event_t ev;
+        for (int k = 0; k < 8; k++) {
+            assert_int_equal(gb_link_client_poll(cs[i].cli, 0, &ev, &err), 0);
+            if (ev.kind == GB_LINK_EV_NONE)
+                break;
+            if (ev.kind == GB_LINK_EV_CONNECTED)
+                cs[i].connected = true;
+            if (ev.kind != GB_LINK_EV_MESSAGE)
+                continue;
+            Glassbox__Envelope *env = NULL;
+            int rc = gb_conversation_receive(cs[i].conv, ev.data, ev.len, &env, &err);
+            if (rc < 0)
+                fail_msg("client %zu refused a frame: %s", i, err.msg);
+            if (rc == 1 && env->body_case == GLASSBOX__ENVELOPE__BODY_TASK) {
+                cs[i].tasks++;
+                cs[i].last_task_id = env->task->task_id;
+            }
+            gb_envelope_free(&env);
+        }
+    }
+}
+
+static void s_crowd_join(crowd_client_t *c)
+{
+    Glassbox__Join join = GLASSBOX__JOIN__INIT;
+    join.min_protocol_version = join.max_protocol_version = GB_ENVELOPE_PROTOCOL_VERSION;
+    join.train_samples = 10;
+    join.client_name = "crowd"; /* what it says; the certificate's name is what counts */
+    Glassbox__Envelope env = GLASSBOX__ENVELOPE__INIT;
+    env.protocol_version = GB_ENVELOPE_PROTOCOL_VERSION;
+    env.sequence = c->next_seq++;
+    env.body_case = GLASSBOX__ENVELOPE__BODY_JOIN;
+    env.join = &join;
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    gb_error_t err = {0};
+    assert_int_equal(gb_envelope_encode(&env, NULL, &buf, &len, &err), 0);
+    assert_int_equal(gb_link_client_send(c->cli, buf, len, &err), 0);
+    gb_free(buf);
+}
+
+/* Sends every named client a Task through gb_front_door_send_parts (its
+ * model packed once) and waits until each has it; `skip` are not sent to. */
+static void s_crowd_tasks(fixture_t *f, crowd_client_t *cs, const bool *skip, uint64_t base,
+                          gb_task_pack_t *tp)
+{
+    gb_error_t err = {0};
+    char name[32];
+    int want[CROWD];
+    for (size_t i = 0; i < CROWD; i++) {
+        want[i] = cs[i].tasks + (skip[i] ? 0 : 1);
+        if (skip[i])
+            continue;
+        snprintf(name, sizeof name, "crowd-%zu", i);
+        Glassbox__Task own = GLASSBOX__TASK__INIT;
+        own.round = 1;
+        own.task_id = base + i;
+        own.train = true;
+        gb_conversation_part_t parts[GB_TASK_PACK_PARTS];
+        assert_int_equal(gb_task_pack_parts(tp, &own, parts, &err), 0);
+        uint64_t seq = 0;
+        assert_int_equal(gb_front_door_send_parts(f->door, name, GLASSBOX__ENVELOPE__BODY_TASK,
+                                                  parts, GB_TASK_PACK_PARTS, &seq, &err),
+                         0);
+        assert_true(seq > 1); /* after the Welcome */
+    }
+    double end = gb_time_now() + 20;
+    for (bool done = false; !done;) {
+        assert_true(gb_time_now() < end);
+        s_crowd_pump(f, cs, CROWD);
+        done = true;
+        for (size_t i = 0; i < CROWD; i++)
+            done = done && cs[i].tasks == want[i];
+    }
+    for (size_t i = 0; i < CROWD; i++)
+        if (!skip[i])
+            assert_true(cs[i].last_task_id == base + i); /* each got its own */
+}
+
+static void test_many_sessions(void **state)
+{
+    fixture_t *f = *state;
+    gb_error_t err = {0};
+    crowd_heard_t heard = {0};
+    gb_front_door_handlers_t h = {.arg = &heard, .joined = s_crowd_joined, .left = s_crowd_left};
+    gb_front_door_set_handlers(f->door, &h);
+    gb_ca_t *ca = gb_ca_open(f->ca, &err);
+    assert_non_null(ca);
+    char name[32];
+    for (int i = 0; i < CROWD; i++) {
+        snprintf(name, sizeof name, "crowd-%d", i);
+        assert_int_equal(gb_ca_issue(ca, name, 30, f->clients, &err), 0);
+    }
+    gb_ca_destroy(&ca);
+    crowd_client_t *cs = s_crowd = calloc(CROWD, sizeof *cs);
+    assert_non_null(cs);
+    /* in waves: the link bounds the handshakes in progress from one address */
+    double end = gb_time_now() + 60;
+    for (int w = 0; w < CROWD; w += 4) {
+        for (int i = w; i < w + 4; i++) {
+            snprintf(name, sizeof name, "crowd-%d", i);
+            s_crowd_connect(f, &cs[i], name);
+        }
+        for (bool all = false; !all;) {
+            assert_true(gb_time_now() < end);
+            s_crowd_pump(f, cs, CROWD);
+            all = true;
+            for (int i = w; i < w + 4; i++)
+                all = all && cs[i].connected;
+        }
+    }
+    for (int i = 0; i < CROWD; i++)
+        s_crowd_join(&cs[i]);
+    while (heard.joined < CROWD) {
+        assert_true(gb_time_now() < end);
+        s_crowd_pump(f, cs, CROWD);
+    }
+    assert_int_equal(gb_front_door_joined(f->door), CROWD);
+
+    /* a Task to every one of them by name, the model packed once */
+    gbfix_t t;
+    gbfix_init(&t, GBFIX_TASK);
+    size_t len;
+    free(gbfix_pack(&t, &len));
+    gb_task_pack_t *tp = gb_task_pack_new(&err);
+    assert_non_null(tp);
+    assert_int_equal(gb_task_pack_prepare(tp, &t.task, &err), 0);
+    bool skip[CROWD] = {0};
+    s_crowd_tasks(f, cs, skip, 1000, tp);
+
+    /* removals move the last session of the table into the hole: close
+     * every fifth by name, and let every seventh leave by itself */
+    for (int i = 0; i < CROWD; i += 5) {
+        snprintf(name, sizeof name, "crowd-%d", i);
+        gb_front_door_close(f->door, name, "a test");
+        skip[i] = true;
+    }
+    for (int i = 3; i < CROWD; i += 7) {
+        if (skip[i])
+            continue;
+        gb_link_client_close(cs[i].cli, 200);
+        skip[i] = true;
+    }
+    int gone = 0;
+    for (int i = 0; i < CROWD; i++)
+        gone += skip[i];
+    while (heard.left < gone) {
+        assert_true(gb_time_now() < end);
+        s_crowd_pump(f, cs, CROWD);
+    }
+    assert_int_equal(gb_front_door_joined(f->door), CROWD - gone);
+    for (int i = 0; i < CROWD; i++) {
+        if (!skip[i])
+            continue;
+        snprintf(name, sizeof name, "crowd-%d", i);
+        assert_int_equal(gb_front_door_send(f->door, name, &t.env, NULL, &err), GB_ECLOSED);
+        gb_link_client_destroy(&cs[i].cli);
+    }
+    /* the rest are still found by name, each at its own session */
+    s_crowd_tasks(f, cs, skip, 2000, tp);
+
+    /* crowd-1 comes back on a new session: it replaces the old one (no
+     * left), and the Task goes to the new session */
+    gb_link_client_t *old = s_crowd_old = cs[1].cli;
+    cs[1].cli = NULL;
+    s_crowd_connect(f, &cs[1], "crowd-1");
+    while (!cs[1].connected) {
+        assert_true(gb_time_now() < end);
+        s_crowd_pump(f, cs, CROWD);
+    }
+    int joined_before = heard.joined, left_before = heard.left;
+    s_crowd_join(&cs[1]);
+    while (heard.joined == joined_before) {
+        assert_true(gb_time_now() < end);
+        s_crowd_pump(f, cs, CROWD);
+    }
+    assert_int_equal(heard.left, left_before);
+    assert_int_equal(gb_front_door_joined(f->door), CROWD - gone);
+    s_crowd_old = NULL;
+    gb_link_client_destroy(&old);
+    cs[1].tasks = 0;
+    s_crowd_tasks(f, cs, skip, 3000, tp);
+    assert_int_equal(cs[1].tasks, 1);
+
+    s_crowd_cleanup();
+    gb_task_pack_destroy(&tp);
+    gb_front_door_set_handlers(f->door, NULL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -597,6 +878,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_repeated_join_and_turn_away, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_close_by_name, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_publish_to_subscribers, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_many_sessions, s_setup, s_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,272 @@
+/* Tests for FedAvg's fast path (coordinator/aggregate.c): the split exact
+ * sums, the AVX-512 and portable kernels, the update buffers of large
+ * models and the double-division finish give, bit for bit, what the old
+ * FedAvg gave: one gb_exact_sum_t per parameter, gb_exact_sum_add of every
+ * update, gb_exact_sum_mean at the end (the reference here). Covered:
+ * values of every kind (zeros of both signs, subnormals, tiny, the fast
+ * range, 4 and over, up to FLT_MAX), weights up to the round's 2^40 (over
+ * 2^32 the portable kernel runs), parameter counts that are not multiples
+ * of 8, models under and over the buffering size; exact ties and
+ * near-ties of the rounding; a NaN or infinity anywhere in an update (the
+ * refusal takes back what was added, also with buffered updates); rounds
+ * after a round with rare values, smaller rounds after larger ones; and
+ * gb_agg_kernel / gb_agg_kernel_force_portable. */
+#include "testutil.h"
+
+#include <float.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "aggregate.h"
+
+static uint64_t s_rand(uint64_t *x)
+{
+    *x ^= *x << 13;
+    *x ^= *x >> 7;
+    *x ^= *x << 17;
+    return *x;
+}
+
+/* A value of a kind chosen by r: mostly deltas, some of every rare kind. */
+static float s_value(uint64_t *rng)
+{
+    uint64_t r = s_rand(rng);
+    float sign = (r & 1) ? -1.0f : 1.0f;
+    double u = (double)(s_rand(rng) >> 11) / 9007199254740992.0 + 0.5;
+    switch ((r >> 1) % 16) {
+    case 0:
+        return sign * 0.0f;
+    case 1: /* subnormal */
+        return sign * ldexpf((float)(s_rand(rng) % (1u << 23)) + 1, -149);
+    case 2: /* tiny normal, below 2^-62 */
+        return sign * (float)ldexp(u, -(int)(63 + s_rand(rng) % 60));
+    case 3: /* at the fast range's edges */
+        return sign * (float)ldexp(u, (s_rand(rng) & 1) ? -62 : 1);
+    case 4: /* 4 and over */
+        return sign * (float)ldexp(u, 3 + (int)(s_rand(rng) % 120));
+    case 5:
+        return sign * FLT_MAX;
+    default: /* a delta */
+        return sign * (float)ldexp(u, -(int)(s_rand(rng) % 40));
+    }
+}
+
+/* The old FedAvg: an exact sum per parameter. */
+static void s_reference(const float *const *ups, const uint64_t *w, size_t n, size_t p,
+                        float *out)
+{
+    gb_exact_sum_t s;
+    uint64_t total = 0;
+    for (size_t i = 0; i < n; i++)
+        total += w[i];
+    for (size_t j = 0; j < p; j++) {
+        gb_exact_sum_clear(&s);
+        for (size_t i = 0; i < n; i++)
+            gb_exact_sum_add(&s, ups[i][j], w[i]);
+        out[j] = gb_exact_sum_mean(&s, total);
+    }
+}
+
+static void s_expect_same_bits(const float *got, const float *want, size_t p)
+{
+    for (size_t j = 0; j < p; j++)
+        if (memcmp(&got[j], &want[j], sizeof got[j]) != 0)
+            fail_msg("parameter %zu: %a, the exact sums give %a", j, (double)got[j],
+                     (double)want[j]);
+}
+
+/* One round of n updates of p values through the aggregator, against the
+ * reference. */
+static void s_round(gb_aggregator_t *agg, uint64_t round, size_t n, size_t p, uint64_t seed,
+                    int weights_kind)
+{
+    gb_error_t err = {0};
+    uint64_t rng = seed;
+    float **ups = calloc(n, sizeof *ups);
+    uint64_t *w = calloc(n, sizeof *w);
+    float *got = malloc(p * sizeof *got), *want = malloc(p * sizeof *want);
+    assert_non_null(ups);
+    assert_non_null(w);
+    assert_non_null(got);
+    assert_non_null(want);
+    for (size_t i = 0; i < n; i++) {
+        assert_non_null(ups[i] = malloc(p * sizeof(float)));
+        for (size_t j = 0; j < p; j++)
+            ups[i][j] = s_value(&rng);
+        w[i] = weights_kind == 0   ? 1 + s_rand(&rng) % 5000
+               : weights_kind == 1 ? (GB_AGG_MAX_WEIGHT / n) - s_rand(&rng) % 1000 /* > 2^32 */
+                                   : (i % 2 ? 1 : UINT32_MAX); /* both kernels' edge */
+    }
+    assert_int_equal(gb_aggregator_begin(agg, round, p, &err), 0);
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(gb_aggregator_add(agg, ups[i], p, w[i], &err), 0);
+    assert_int_equal(gb_aggregator_finish(agg, got, p, &err), 0);
+    s_reference((const float *const *)ups, w, n, p, want);
+    s_expect_same_bits(got, want, p);
+    for (size_t i = 0; i < n; i++)
+        free(ups[i]);
+    free(ups);
+    free(w);
+    free(got);
+    free(want);
+}
+
+static void s_all_rounds(void)
+{
+    gb_error_t err = {0};
+    gb_aggregator_t *agg = gb_aggregator_new("fedavg", 100, &err);
+    assert_non_null(agg);
+    s_round(agg, 1, 5, 1003, 11, 0);
+    s_round(agg, 2, 9, 77, 12, 1);      /* smaller, weights over 2^32 */
+    s_round(agg, 3, 6, 1003, 13, 2);    /* after rare values: the cold parts were cleared */
+    s_round(agg, 4, 1, 9, 14, 0);       /* under one vector */
+    /* past the buffering size: 4 at once, the rest flushed at finish */
+    s_round(agg, 5, 7, ((size_t)1 << 18) + 5, 15, 0);
+    s_round(agg, 6, 4, ((size_t)1 << 18) + 5, 16, 2);
+    s_round(agg, 7, 3, 4099, 17, 0);    /* small again: the buffers are dropped */
+    gb_aggregator_destroy(&agg);
+}
+
+static void test_fast_equals_exact(void **state)
+{
+    (void)state;
+    gb_agg_kernel_force_portable(0);
+    const char *k = gb_agg_kernel();
+    assert_true(strcmp(k, "avx512") == 0 || strcmp(k, "portable") == 0);
+    s_all_rounds();
+}
+
+static void test_portable_equals_exact(void **state)
+{
+    (void)state;
+    gb_agg_kernel_force_portable(1);
+    assert_string_equal(gb_agg_kernel(), "portable");
+    s_all_rounds();
+    gb_agg_kernel_force_portable(0);
+}
+
+/* Means that fall exactly on, or next to, a rounding boundary: the finish
+ * must see that the double quotient does not decide them. */
+static void test_ties_and_near_ties(void **state)
+{
+    (void)state;
+    gb_error_t err = {0};
+    enum { P = 64 };
+    float a[P], b[P], c[P], got[P], want[P];
+    uint64_t rng = 99;
+    for (int pass = 0; pass < 2; pass++) {
+        gb_agg_kernel_force_portable(pass);
+        for (int kind = 0; kind < 4; kind++) {
+            for (size_t j = 0; j < P; j++) {
+                float x = (float)ldexp(1.0 + (double)(s_rand(&rng) % 1000) / 1000.0,
+                                       -(int)(s_rand(&rng) % 50));
+                if (j % 2)
+                    x = -x;
+                a[j] = x;
+                b[j] = nextafterf(x, kind % 2 ? 0.0f : 2 * x); /* the neighbour */
+                c[j] = nextafterf(b[j], 2 * b[j]);
+            }
+            /* weights 1,1: exact midpoints (ties to even); 1,3 and 3,1:
+             * quarter points; with c, thirds: next to boundaries */
+            uint64_t wa = kind < 2 ? 1 : 3, wb = kind < 2 ? 1 : 1;
+            const float *ups[3] = {a, b, c};
+            uint64_t w[3] = {wa, wb, kind == 3 ? 1 : 0};
+            size_t n = kind == 3 ? 3 : 2;
+            gb_aggregator_t *agg = gb_aggregator_new("fedavg", 3, &err);
+            assert_non_null(agg);
+            assert_int_equal(gb_aggregator_begin(agg, 1, P, &err), 0);
+            for (size_t i = 0; i < n; i++)
+                assert_int_equal(gb_aggregator_add(agg, ups[i], P, w[i], &err), 0);
+            assert_int_equal(gb_aggregator_finish(agg, got, P, &err), 0);
+            s_reference(ups, w, n, P, want);
+            s_expect_same_bits(got, want, P);
+            gb_aggregator_destroy(&agg);
+        }
+    }
+    gb_agg_kernel_force_portable(0);
+    /* one exact tie by hand: (1 + (1 + 2^-23)) / 2 = 1 + 2^-24, to even: 1 */
+    gb_aggregator_t *agg = gb_aggregator_new("fedavg", 2, &err);
+    float one = 1.0f, next = nextafterf(1.0f, 2.0f), out = 0;
+    assert_int_equal(gb_aggregator_begin(agg, 1, 1, &err), 0);
+    assert_int_equal(gb_aggregator_add(agg, &one, 1, 1, &err), 0);
+    assert_int_equal(gb_aggregator_add(agg, &next, 1, 1, &err), 0);
+    assert_int_equal(gb_aggregator_finish(agg, &out, 1, &err), 0);
+    assert_true(out == 1.0f);
+    gb_aggregator_destroy(&agg);
+}
+
+/* A NaN or infinity at any place of an update: refused, and the round's
+ * result is as if it had never come, buffered updates or not. */
+static void s_refusal_case(size_t p, size_t bad_at, size_t bad_update, float bad)
+{
+    gb_error_t err = {0};
+    enum { N = 6 };
+    uint64_t rng = 1234 + p + bad_at;
+    float *ups[N];
+    uint64_t w[N];
+    for (size_t i = 0; i < N; i++) {
+        assert_non_null(ups[i] = malloc(p * sizeof(float)));
+        for (size_t j = 0; j < p; j++)
+            ups[i][j] = s_value(&rng);
+        w[i] = 1 + s_rand(&rng) % 100;
+    }
+    float *broken = malloc(p * sizeof *broken);
+    assert_non_null(broken);
+    memcpy(broken, ups[0], p * sizeof *broken);
+    broken[bad_at] = bad;
+    gb_aggregator_t *agg = gb_aggregator_new("fedavg", N + 1, &err);
+    assert_non_null(agg);
+    assert_int_equal(gb_aggregator_begin(agg, 1, p, &err), 0);
+    for (size_t i = 0; i < N; i++) {
+        if (i == bad_update) {
+            assert_int_equal(gb_aggregator_add(agg, broken, p, 77, &err), GB_ERANGE);
+            char where[64];
+            snprintf(where, sizeof where, "value %zu is", bad_at);
+            assert_non_null(strstr(err.msg, where));
+        }
+        assert_int_equal(gb_aggregator_add(agg, ups[i], p, w[i], &err), 0);
+    }
+    assert_int_equal(gb_aggregator_updates(agg), N);
+    float *got = malloc(p * sizeof *got), *want = malloc(p * sizeof *want);
+    assert_non_null(got);
+    assert_non_null(want);
+    assert_int_equal(gb_aggregator_finish(agg, got, p, &err), 0);
+    s_reference((const float *const *)ups, w, N, p, want);
+    s_expect_same_bits(got, want, p);
+    gb_aggregator_destroy(&agg);
+    for (size_t i = 0; i < N; i++)
+        free(ups[i]);
+    free(broken);
+    free(got);
+    free(want);
+}
+
+static void test_refusal_takes_back(void **state)
+{
+    (void)state;
+    for (int pass = 0; pass < 2; pass++) {
+        gb_agg_kernel_force_portable(pass);
+        s_refusal_case(1001, 0, 0, NAN);
+        s_refusal_case(1001, 517, 2, INFINITY);
+        s_refusal_case(1001, 1000, 5, -INFINITY); /* in the tail of the last vector */
+        size_t big = ((size_t)1 << 18) + 3;
+        s_refusal_case(big, 200000, 1, NAN);   /* refused while being copied */
+        s_refusal_case(big, 200001, 3, NAN);   /* the 4th: taken back with 3 buffered */
+        s_refusal_case(big, big - 1, 3, NAN);  /* ... in the tail */
+        s_refusal_case(big, 9, 4, -NAN);       /* the 5th: buffered again */
+    }
+    gb_agg_kernel_force_portable(0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_fast_equals_exact),
+        cmocka_unit_test(test_portable_equals_exact),
+        cmocka_unit_test(test_ties_and_near_ties),
+        cmocka_unit_test(test_refusal_takes_back),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
