@@ -2,20 +2,19 @@
  *
  * The file is a few text lines, one per token:
  *   <sha256 hex> <created> <expires> <uses> <uses_left>
- * after a header line; parsed strictly, rewritten whole. Every mutation is
- * lock, re-read, change, write, unlock, so the in-memory copy is only a view
- * of the last read and two processes never undo each other's changes. */
+ * after a header line; parsed strictly (util/table_file), rewritten whole.
+ * Every mutation is lock (util/lock_file), re-read, change, write, unlock,
+ * so the in-memory copy is only a view of the last read and two processes
+ * never undo each other's changes. Hashes and tokens go to and from text
+ * through util/hex, the same code as the CA registry's. */
 #include "enroll_tokens.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/file.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 #include <openssl/crypto.h>
 #include <openssl/err.h>
@@ -24,6 +23,8 @@
 
 #include "util/alloc.h"
 #include "util/file.h"
+#include "util/hex.h"
+#include "util/lock_file.h"
 #include "util/log.h"
 #include "util/table_file.h"
 
@@ -37,40 +38,6 @@ struct gb_tokens {
     gb_token_info_t *tokens;  /* as last read */
     size_t n, cap;            /* used and allocated */
 };
-
-static const char s_digits[] = "0123456789abcdef";
-
-static void s_hex(const uint8_t *in, size_t n, char *out)
-{
-    for (size_t i = 0; i < n; i++) {
-        out[2 * i] = s_digits[in[i] >> 4];
-        out[2 * i + 1] = s_digits[in[i] & 15];
-    }
-    out[2 * n] = '\0';
-}
-
-static int s_nibble(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
-/* Decodes 2n hex digits into out; false on a non-hex digit. */
-static bool s_unhex(const char *hex, size_t n, uint8_t *out)
-{
-    bool ok = true;
-    for (size_t i = 0; i < n; i++) {
-        int hi = s_nibble(hex[2 * i]), lo = s_nibble(hex[2 * i + 1]);
-        ok &= hi >= 0 && lo >= 0;
-        out[i] = (uint8_t)((hi & 15) << 4 | (lo & 15));
-    }
-    return ok;
-}
 
 static int s_sha256(const uint8_t *in, size_t n, uint8_t out[32], gb_error_t *err)
 {
@@ -101,7 +68,8 @@ static int s_parse_line(char **f, int nfields, void *row, const char *path, size
     (void)nfields;
     (void)arg;
     gb_token_info_t *t = row;
-    if (!gb_table_is_hex(f[0], 64) || !s_unhex(f[0], 32, t->sha256))
+    if (!gb_table_is_hex(f[0], 64) ||
+        gb_hex_decode(f[0], 64, t->sha256, sizeof t->sha256, NULL) != 0)
         return gb_error_set(err, GB_EFORMAT, "%s line %zu: hash is not 64 lowercase hex digits",
                             path, lineno);
     memcpy(t->id, f[0], 12);
@@ -173,7 +141,10 @@ static int s_write(const gb_tokens_t *s, const gb_token_info_t *t, size_t n, tim
         if (t[i].expires + GB_TOKENS_KEEP_EXPIRED_S < (int64_t)now)
             continue;
         char hex[65];
-        s_hex(t[i].sha256, 32, hex);
+        if ((rc = gb_hex_encode(t[i].sha256, 32, hex, sizeof hex, err)) != 0) {
+            gb_free(buf);
+            return rc;
+        }
         used += (size_t)snprintf(buf + used, cap - used,
                                  "%s %" PRId64 " %" PRId64 " %" PRIu32 " %" PRIu32 "\n", hex,
                                  t[i].created, t[i].expires, t[i].uses, t[i].uses_left);
@@ -183,23 +154,15 @@ static int s_write(const gb_tokens_t *s, const gb_token_info_t *t, size_t n, tim
     return rc;
 }
 
-static int s_lock(const gb_tokens_t *s, gb_error_t *err)
+/* Exclusive lock on DIR/.tokens.lock (util/lock_file) into *fd. */
+static int s_lock(const gb_tokens_t *s, int *fd, gb_error_t *err)
 {
+    *fd = -1;
     char path[S_PATH_MAX];
     int rc = s_path(s->dir, ".tokens.lock", path, err);
     if (rc)
         return rc;
-    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-    if (fd < 0)
-        return gb_error_set(err, GB_EIO, "cannot open lock file '%s': %s", path, strerror(errno));
-    while (flock(fd, LOCK_EX) != 0) {
-        if (errno != EINTR) {
-            int e = errno;
-            close(fd);
-            return gb_error_set(err, GB_EIO, "cannot lock '%s': %s", path, strerror(e));
-        }
-    }
-    return fd;
+    return gb_lock_file_take(path, fd, err);
 }
 
 gb_tokens_t *gb_tokens_load(const char *dir, gb_error_t *err)
@@ -258,12 +221,12 @@ int gb_tokens_create(gb_tokens_t *store, uint32_t uses, int64_t ttl_s, time_t no
     if (ttl_s < 1 || ttl_s > GB_TOKENS_MAX_TTL_S)
         return gb_error_set(err, GB_EINVAL, "token lifetime %" PRId64 " s: expected 1..%" PRId64,
                             ttl_s, GB_TOKENS_MAX_TTL_S);
-    int lock = s_lock(store, err);
-    if (lock < 0)
-        return lock;
-    uint8_t raw[GB_TOKEN_BYTES];
-    int rc = s_read(store, err);
+    int lock;
+    int rc = s_lock(store, &lock, err);
     if (rc)
+        return rc;
+    uint8_t raw[GB_TOKEN_BYTES];
+    if ((rc = s_read(store, err)) != 0)
         goto out;
     size_t live = 0;
     for (size_t i = 0; i < store->n; i++)
@@ -297,23 +260,30 @@ int gb_tokens_create(gb_tokens_t *store, uint32_t uses, int64_t ttl_s, time_t no
     if ((rc = s_sha256(raw, sizeof raw, t->sha256, err)) != 0)
         goto out;
     char hex[65];
-    s_hex(t->sha256, 32, hex);
+    if ((rc = gb_hex_encode(t->sha256, 32, hex, sizeof hex, err)) != 0)
+        goto out;
     memcpy(t->id, hex, 12);
     t->id[12] = '\0';
     t->created = (int64_t)now;
     t->expires = (int64_t)now + ttl_s;
     t->uses = t->uses_left = uses;
-    if ((rc = s_write(store, store->tokens, store->n + 1, now, err)) != 0)
+    /* The text form before the write: once the file holds the token nothing
+     * may fail, or a token would exist that nobody was shown. A failed
+     * write wipes the caller's copy again. */
+    if ((rc = gb_hex_encode(raw, sizeof raw, token_hex, GB_TOKEN_HEX_LEN + 1, err)) != 0)
         goto out;
+    if ((rc = s_write(store, store->tokens, store->n + 1, now, err)) != 0) {
+        OPENSSL_cleanse(token_hex, GB_TOKEN_HEX_LEN + 1);
+        goto out;
+    }
     store->n++;
-    s_hex(raw, sizeof raw, token_hex);
     if (id)
         memcpy(id, t->id, 13);
     gb_log_info("enrollment token %s created: %" PRIu32 " use(s), expires in %" PRId64 " s",
                 t->id, uses, ttl_s);
 out:
     OPENSSL_cleanse(raw, sizeof raw);
-    close(lock);
+    gb_lock_file_release(lock);
     return rc;
 }
 
@@ -330,7 +300,8 @@ static int s_use(gb_tokens_t *store, const uint8_t *token, size_t len, time_t no
                        token[len - 1] == ' ' || token[len - 1] == '\t'))
         len--;
     uint8_t raw[GB_TOKEN_BYTES], hash[32];
-    if (len != GB_TOKEN_HEX_LEN || !s_unhex((const char *)token, GB_TOKEN_BYTES, raw)) {
+    if (len != GB_TOKEN_HEX_LEN ||
+        gb_hex_decode((const char *)token, len, raw, sizeof raw, NULL) != 0) {
         OPENSSL_cleanse(raw, sizeof raw);
         return gb_error_warn(err, GB_EFORMAT,
                              "enrollment token refused: expected %d hex digits, got %zu bytes%s",
@@ -341,9 +312,9 @@ static int s_use(gb_tokens_t *store, const uint8_t *token, size_t len, time_t no
     OPENSSL_cleanse(raw, sizeof raw);
     if (rc)
         return rc;
-    int lock = s_lock(store, err);
-    if (lock < 0)
-        return lock;
+    int lock;
+    if ((rc = s_lock(store, &lock, err)) != 0)
+        return rc;
     if ((rc = s_read(store, err)) != 0)
         goto out;
     /* Compare against every hash; remember the match without branching on it. */
@@ -379,7 +350,7 @@ static int s_use(gb_tokens_t *store, const uint8_t *token, size_t len, time_t no
     gb_log_info("enrollment token %s used: %" PRIu32 " use(s) left", t->id, t->uses_left);
 out:
     OPENSSL_cleanse(hash, sizeof hash);
-    close(lock);
+    gb_lock_file_release(lock);
     return rc;
 }
 

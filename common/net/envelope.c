@@ -1,31 +1,31 @@
 /* The Envelope codec (see envelope.h): one frame <-> one validated
  * Glassbox__Envelope.
  *
- * Shape of the code: one s_check_<body> per body, built from a handful of
- * field checkers (s_count, s_text, s_blob, s_real, s_metrics, s_tensor) that
- * all format their refusal the same way, "<field path>: <what is wrong>", and
- * pick the gb_err code that gb_envelope_error_code turns into the right
- * ErrorCode. Bounded checks come before expensive ones inside each body
- * (lengths before hashes, hashes before scanning every float), so a hostile
- * frame costs little. s_validate is shared by decode and encode; they differ
- * only in what an Error body's unknown code means (decode: the sender is
- * newer, read it as ERROR_INTERNAL; encode: our bug). protobuf-c unpacks
- * through a budget allocator over gb_malloc, as in net/snapshot.c, so
- * allocation-failure injection reaches it and a frame of tiny repeated
- * fields cannot make it allocate far more than the frame's own size. */
+ * Shape of the code: one s_check_<body> per body, built from the field
+ * checkers of envelope_check.c (gb_check_count, _text, _blob, _real,
+ * _metrics, _tensor, ...), which all format their refusal the same way,
+ * "<field path>: <what is wrong>", and pick the gb_err code that
+ * gb_envelope_error_code turns into the right ErrorCode. Bounded checks come
+ * before expensive ones inside each body (lengths before hashes, hashes
+ * before scanning every float), so a hostile frame costs little. s_validate
+ * is shared by decode and encode; they differ only in what an Error body's
+ * unknown code means (decode: the sender is newer, read it as
+ * ERROR_INTERNAL; encode: our bug). protobuf-c unpacks through a budget
+ * allocator over gb_malloc, as in net/snapshot.c, so allocation-failure
+ * injection reaches it and a frame of tiny repeated fields cannot make it
+ * allocate far more than the frame's own size. The Publication, which
+ * travels inside a SignedPublication body as bytes, has its own codec
+ * (publication.c). */
 #include "net/envelope.h"
 
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include <openssl/crypto.h>
 
 #include "engine/model.h"
-#include "net/signing.h"
-#include "net/snapshot.h"
+#include "net/envelope_check.h"
 #include "net/wire.h"
 #include "util/alloc.h"
 #include "util/log.h"
@@ -33,289 +33,77 @@
 _Static_assert(GB_ENVELOPE_PROTOCOL_VERSION == GLASSBOX__VERSIONS__PROTOCOL_VERSION,
                "envelope.h and glassbox.proto disagree on the protocol version");
 
-/* Longest field path in a message ("update.explanation.classes[4095]..."). */
-#define S_FIELD_MAX 96
 /* the newest ErrorCode this build knows; a newer peer's are read as ERROR_INTERNAL */
 #define S_LAST_ERROR_CODE GLASSBOX__ERROR_CODE__ERROR_NORM
-
-/* ---- refusals ------------------------------------------------------------ */
-
-/* Fills err with "<field>: <message>" and returns code. */
-static int s_fail(gb_error_t *err, int code, const char *field, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static int s_fail(gb_error_t *err, int code, const char *field, const char *fmt, ...)
-{
-    char msg[GB_ERROR_MSG_MAX];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    return gb_error_set(err, code, "%s: %s", field, msg);
-}
-
-/* ---- field checkers ------------------------------------------------------ */
-
-/* A count or id where proto3's 0 means "missing". */
-static int s_count(gb_error_t *err, const char *field, uint64_t v)
-{
-    return v == 0 ? s_fail(err, GB_EFORMAT, field, "is 0 (missing; counts and ids start at 1)")
-                  : 0;
-}
-
-/* A string of min..max bytes, UTF-8 without control characters (tab and
- * newlines too unless allow_space). NULL reads as empty (a caller-built
- * message may leave it so). The content is never echoed: it is hostile. */
-static int s_text(gb_error_t *err, const char *field, const char *s, size_t min, size_t max,
-                  bool allow_space)
-{
-    size_t len = s ? strnlen(s, max + 1) : 0;
-    if (len < min)
-        return s_fail(err, GB_EFORMAT, field, "is empty (missing)");
-    if (len > max)
-        return s_fail(err, GB_ERANGE, field, "is longer than %zu bytes", max);
-    size_t bad;
-    if (!gb_wire_text_ok(s, len, allow_space, &bad))
-        return s_fail(err, GB_EINVAL, field, "control character or bad UTF-8 at byte %zu", bad);
-    return 0;
-}
-
-/* A name of 1..max bytes from a restricted alphabet: [a-z0-9_.-], plus A-Z
- * if `upper`, plus the characters in `extra`. */
-static int s_name(gb_error_t *err, const char *field, const char *s, size_t max, bool upper,
-                  const char *extra)
-{
-    size_t len = s ? strnlen(s, max + 1) : 0;
-    if (len == 0)
-        return s_fail(err, GB_EFORMAT, field, "is empty (missing)");
-    if (len > max)
-        return s_fail(err, GB_ERANGE, field, "is longer than %zu bytes", max);
-    for (size_t i = 0; i < len; i++) {
-        char c = s[i];
-        bool ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '.' ||
-                  c == '-' || (upper && c >= 'A' && c <= 'Z') || strchr(extra, c) != NULL;
-        if (!ok)
-            return s_fail(err, GB_EINVAL, field, "byte %zu is not one of [%sa-z0-9_.%s-]", i,
-                          upper ? "A-Z" : "", extra);
-    }
-    return 0;
-}
-
-/* A bytes field of min..max bytes. */
-static int s_blob(gb_error_t *err, const char *field, ProtobufCBinaryData b, size_t min,
-                  size_t max)
-{
-    if (b.len < min || (b.len > 0 && !b.data))
-        return s_fail(err, GB_EFORMAT, field, "is empty (missing)");
-    if (b.len > max)
-        return s_fail(err, GB_ERANGE, field, "is %zu bytes, more than %zu", b.len, max);
-    return 0;
-}
-
-/* A finite double in [lo, hi] (hi_open: [lo, hi)). */
-static int s_real(gb_error_t *err, const char *field, double v, double lo, double hi,
-                  bool hi_open)
-{
-    if (!isfinite(v))
-        return s_fail(err, GB_EINVAL, field, "is %s", isnan(v) ? "NaN" : "infinite");
-    if (v < lo || v > hi || (hi_open && v == hi))
-        return s_fail(err, GB_EINVAL, field, "%g is outside [%g, %g%c", v, lo, hi,
-                      hi_open ? ')' : ']');
-    return 0;
-}
-
-/* An unsigned value at most max. */
-static int s_max(gb_error_t *err, const char *field, uint64_t v, uint64_t max)
-{
-    if (v > max)
-        return s_fail(err, GB_EINVAL, field, "%llu is more than %llu", (unsigned long long)v,
-                      (unsigned long long)max);
-    return 0;
-}
-
-/* A repeated field's count. */
-static int s_list(gb_error_t *err, const char *field, size_t n, const void *items, size_t max)
-{
-    if (n > max)
-        return s_fail(err, GB_ERANGE, field, "has %zu entries, more than %zu", n, max);
-    if (n > 0 && !items)
-        return s_fail(err, GB_EFORMAT, field, "entries missing");
-    return 0;
-}
-
-/* Metric names: what Glassbox writes ("loss", "accuracy/class_3"). */
-static int s_metrics(gb_error_t *err, const char *base, size_t n, Glassbox__Metric *const *m)
-{
-    char field[S_FIELD_MAX];
-    int rc = s_list(err, base, n, m, GB_ENVELOPE_MAX_METRICS);
-    for (size_t i = 0; rc == 0 && i < n; i++) {
-        snprintf(field, sizeof field, "%s[%zu]", base, i);
-        if (!m[i])
-            return s_fail(err, GB_EFORMAT, field, "is missing");
-        snprintf(field, sizeof field, "%s[%zu].name", base, i);
-        rc = s_name(err, field, m[i]->name, GB_ENVELOPE_MAX_METRIC_NAME, true, ":/");
-        if (rc == 0) {
-            snprintf(field, sizeof field, "%s[%zu].value", base, i);
-            rc = s_real(err, field, m[i]->value, -HUGE_VAL, HUGE_VAL, false);
-        }
-    }
-    return rc;
-}
-
-/* Capabilities: unique keys [a-z0-9_.-]+, text values. */
-static int s_capabilities(gb_error_t *err, const char *base, size_t n,
-                          Glassbox__KeyValue *const *kv)
-{
-    char field[S_FIELD_MAX];
-    int rc = s_list(err, base, n, kv, GB_ENVELOPE_MAX_KV);
-    for (size_t i = 0; rc == 0 && i < n; i++) {
-        snprintf(field, sizeof field, "%s[%zu]", base, i);
-        if (!kv[i])
-            return s_fail(err, GB_EFORMAT, field, "is missing");
-        snprintf(field, sizeof field, "%s[%zu].key", base, i);
-        rc = s_name(err, field, kv[i]->key, GB_ENVELOPE_MAX_KEY, false, "");
-        for (size_t j = 0; rc == 0 && j < i; j++)
-            if (strcmp(kv[j]->key, kv[i]->key) == 0)
-                rc = s_fail(err, GB_EINVAL, field, "'%s' appears twice", kv[i]->key);
-        if (rc == 0) {
-            snprintf(field, sizeof field, "%s[%zu].value", base, i);
-            rc = s_text(err, field, kv[i]->value, 0, GB_ENVELOPE_MAX_VALUE, false);
-        }
-    }
-    return rc;
-}
-
-/* Enum values: open on the wire, so a number this version does not know is
- * refused here by name. */
-static int s_enum(gb_error_t *err, const char *field, int v, int lo, int hi)
-{
-    if (v < lo || v > hi)
-        return s_fail(err, GB_EINVAL, field, "value %d is not one this version knows (%d..%d)",
-                      v, lo, hi);
-    return 0;
-}
-
-/* A float32 tensor: 1..GB_ENVELOPE_MAX_DIMS dims, each >= 1, product x 4 ==
- * len(data), every value finite. If like_shape / like_n are given (not
- * NULL), the shape must equal them. */
-static int s_tensor(gb_error_t *err, const char *base, const Glassbox__Tensor *t,
-                    const uint32_t *like_shape, size_t like_n)
-{
-    char field[S_FIELD_MAX];
-    if (!t)
-        return s_fail(err, GB_EFORMAT, base, "is missing");
-    snprintf(field, sizeof field, "%s.shape", base);
-    if (t->n_shape == 0)
-        return s_fail(err, GB_EFORMAT, field, "is empty (missing)");
-    int rc = s_list(err, field, t->n_shape, t->shape, GB_ENVELOPE_MAX_DIMS);
-    if (rc != 0)
-        return rc;
-    /* The product stops growing past 2^62 floats, so it never wraps (each
-     * factor is below 2^32); no tensor that large matches its data. */
-    const uint64_t cap = (uint64_t)1 << 62;
-    size_t have = t->data.len / 4;
-    uint64_t elems = 1;
-    bool over = false;
-    for (size_t i = 0; i < t->n_shape; i++) {
-        if (t->shape[i] == 0)
-            return s_fail(err, GB_ESHAPE, field, "dimension %zu is 0", i);
-        if (elems > cap / t->shape[i])
-            over = true;
-        else
-            elems *= t->shape[i];
-    }
-    snprintf(field, sizeof field, "%s.data", base);
-    if (t->data.len > 0 && !t->data.data)
-        return s_fail(err, GB_EFORMAT, field, "is missing");
-    if (over)
-        return s_fail(err, GB_ESHAPE, field, "is %zu bytes, the shape needs more than 2^62 floats",
-                      t->data.len);
-    if (t->data.len % 4 != 0 || elems != have)
-        return s_fail(err, GB_ESHAPE, field, "is %zu bytes, the shape needs %llu floats",
-                      t->data.len, (unsigned long long)elems);
-    if (like_shape) {
-        bool same = like_n == t->n_shape;
-        for (size_t i = 0; same && i < like_n; i++)
-            same = like_shape[i] == t->shape[i];
-        if (!same) {
-            snprintf(field, sizeof field, "%s.shape", base);
-            return s_fail(err, GB_ESHAPE, field, "differs from the explanation's first tensor");
-        }
-    }
-    size_t n = t->data.len / 4;
-    size_t bad = gb_wire_first_nonfinite(t->data.data, n);
-    if (bad < n)
-        return s_fail(err, GB_EINVAL, field, "value %zu of %zu is %s", bad, n,
-                      isnan(gb_wire_float_le(t->data.data + 4 * bad)) ? "NaN" : "infinite");
-    return 0;
-}
 
 /* ---- bodies -------------------------------------------------------------- */
 
 static int s_check_join(const Glassbox__Join *j, gb_error_t *err)
 {
-    int rc = s_count(err, "join.min_protocol_version", j->min_protocol_version);
+    int rc = gb_check_count(err, "join.min_protocol_version", j->min_protocol_version);
     if (rc == 0)
-        rc = s_count(err, "join.max_protocol_version", j->max_protocol_version);
+        rc = gb_check_count(err, "join.max_protocol_version", j->max_protocol_version);
     if (rc == 0 && j->max_protocol_version < j->min_protocol_version)
-        rc = s_fail(err, GB_EINVAL, "join.max_protocol_version",
-                    "%u is less than min_protocol_version %u", (unsigned)j->max_protocol_version,
-                    (unsigned)j->min_protocol_version);
+        rc = gb_check_fail(err, GB_EINVAL, "join.max_protocol_version",
+                           "%u is less than min_protocol_version %u",
+                           (unsigned)j->max_protocol_version, (unsigned)j->min_protocol_version);
     if (rc == 0 && (j->min_protocol_version > GB_ENVELOPE_PROTOCOL_VERSION ||
                     j->max_protocol_version < GB_ENVELOPE_PROTOCOL_VERSION))
-        rc = s_fail(err, GB_EPROTO, "join", "protocol versions %u..%u do not include %u, the one "
-                    "this build speaks", (unsigned)j->min_protocol_version,
-                    (unsigned)j->max_protocol_version, GB_ENVELOPE_PROTOCOL_VERSION);
+        rc = gb_check_fail(err, GB_EPROTO, "join",
+                           "protocol versions %u..%u do not include %u, the one this build speaks",
+                           (unsigned)j->min_protocol_version, (unsigned)j->max_protocol_version,
+                           GB_ENVELOPE_PROTOCOL_VERSION);
     if (rc == 0)
-        rc = s_text(err, "join.client_name", j->client_name, 1, GB_ENVELOPE_MAX_NAME, false);
+        rc = gb_check_text(err, "join.client_name", j->client_name, 1, GB_ENVELOPE_MAX_NAME, false);
     if (rc == 0)
-        rc = s_text(err, "join.software_version", j->software_version, 0, GB_ENVELOPE_MAX_NAME,
-                    false);
+        rc = gb_check_text(err, "join.software_version", j->software_version, 0,
+                           GB_ENVELOPE_MAX_NAME, false);
     if (rc == 0)
-        rc = s_text(err, "join.dataset", j->dataset, 0, GB_ENVELOPE_MAX_NAME, false);
+        rc = gb_check_text(err, "join.dataset", j->dataset, 0, GB_ENVELOPE_MAX_NAME, false);
     if (rc == 0)
-        rc = s_capabilities(err, "join.capabilities", j->n_capabilities, j->capabilities);
+        rc = gb_check_capabilities(err, "join.capabilities", j->n_capabilities, j->capabilities);
     return rc;
 }
 
 static int s_check_shard(const Glassbox__DataShard *d, gb_error_t *err)
 {
-    int rc = s_text(err, "welcome.shard.partition", d->partition, 1, GB_ENVELOPE_MAX_NAME,
-                    false);
+    int rc = gb_check_text(err, "welcome.shard.partition", d->partition, 1, GB_ENVELOPE_MAX_NAME,
+                           false);
     if (rc == 0 && (d->clients < 1 || d->clients > GB_ENVELOPE_MAX_SHARDS))
-        rc = s_fail(err, GB_EINVAL, "welcome.shard.clients", "%u is outside 1..%u",
-                    (unsigned)d->clients, (unsigned)GB_ENVELOPE_MAX_SHARDS);
+        rc = gb_check_fail(err, GB_EINVAL, "welcome.shard.clients", "%u is outside 1..%u",
+                           (unsigned)d->clients, (unsigned)GB_ENVELOPE_MAX_SHARDS);
     if (rc == 0 && d->index >= d->clients)
-        rc = s_fail(err, GB_EINVAL, "welcome.shard.index", "%u is not below clients %u",
-                    (unsigned)d->index, (unsigned)d->clients);
+        rc = gb_check_fail(err, GB_EINVAL, "welcome.shard.index", "%u is not below clients %u",
+                           (unsigned)d->index, (unsigned)d->clients);
     return rc;
 }
 
 static int s_check_welcome(const Glassbox__Welcome *w, gb_error_t *err)
 {
-    int rc = s_count(err, "welcome.protocol_version", w->protocol_version);
+    int rc = gb_check_count(err, "welcome.protocol_version", w->protocol_version);
     if (rc == 0 && w->protocol_version != GB_ENVELOPE_PROTOCOL_VERSION)
-        rc = s_fail(err, GB_EPROTO, "welcome.protocol_version",
-                    "%u is not %u, the one this build speaks", (unsigned)w->protocol_version,
-                    GB_ENVELOPE_PROTOCOL_VERSION);
+        rc = gb_check_fail(err, GB_EPROTO, "welcome.protocol_version",
+                           "%u is not %u, the one this build speaks", (unsigned)w->protocol_version,
+                           GB_ENVELOPE_PROTOCOL_VERSION);
     if (rc == 0)
-        rc = s_text(err, "welcome.client_id", w->client_id, 1, GB_ENVELOPE_MAX_NAME, false);
+        rc = gb_check_text(err, "welcome.client_id", w->client_id, 1, GB_ENVELOPE_MAX_NAME, false);
     if (rc == 0)
-        rc = s_text(err, "welcome.federation", w->federation, 0, GB_ENVELOPE_MAX_NAME, false);
+        rc = gb_check_text(err, "welcome.federation", w->federation, 0, GB_ENVELOPE_MAX_NAME,
+                           false);
     if (rc == 0)
-        rc = s_text(err, "welcome.software_version", w->software_version, 0,
-                    GB_ENVELOPE_MAX_NAME, false);
+        rc = gb_check_text(err, "welcome.software_version", w->software_version, 0,
+                           GB_ENVELOPE_MAX_NAME, false);
     if (rc == 0)
-        rc = s_count(err, "welcome.heartbeat_interval_ms", w->heartbeat_interval_ms);
+        rc = gb_check_count(err, "welcome.heartbeat_interval_ms", w->heartbeat_interval_ms);
     if (rc == 0)
-        rc = s_max(err, "welcome.heartbeat_interval_ms", w->heartbeat_interval_ms,
-                   GB_ENVELOPE_MAX_INTERVAL_MS);
+        rc = gb_check_max(err, "welcome.heartbeat_interval_ms", w->heartbeat_interval_ms,
+                          GB_ENVELOPE_MAX_INTERVAL_MS);
     if (rc == 0 && (w->heartbeat_timeout_ms <= w->heartbeat_interval_ms ||
                     w->heartbeat_timeout_ms > GB_ENVELOPE_MAX_INTERVAL_MS))
-        rc = s_fail(err, GB_EINVAL, "welcome.heartbeat_timeout_ms",
-                    "%u must be more than heartbeat_interval_ms %u and at most %u",
-                    (unsigned)w->heartbeat_timeout_ms, (unsigned)w->heartbeat_interval_ms,
-                    GB_ENVELOPE_MAX_INTERVAL_MS);
+        rc = gb_check_fail(err, GB_EINVAL, "welcome.heartbeat_timeout_ms",
+                           "%u must be more than heartbeat_interval_ms %u and at most %u",
+                           (unsigned)w->heartbeat_timeout_ms, (unsigned)w->heartbeat_interval_ms,
+                           GB_ENVELOPE_MAX_INTERVAL_MS);
     if (rc == 0 && w->shard)
         rc = s_check_shard(w->shard, err);
     return rc;
@@ -323,180 +111,105 @@ static int s_check_welcome(const Glassbox__Welcome *w, gb_error_t *err)
 
 static int s_check_train_config(const Glassbox__TrainConfig *c, gb_error_t *err)
 {
-    int rc = s_max(err, "task.train_config.epochs", c->epochs, GB_ENVELOPE_MAX_EPOCHS);
+    int rc = gb_check_max(err, "task.train_config.epochs", c->epochs, GB_ENVELOPE_MAX_EPOCHS);
     if (rc == 0)
-        rc = s_max(err, "task.train_config.max_steps", c->max_steps, GB_ENVELOPE_MAX_STEPS);
+        rc = gb_check_max(err, "task.train_config.max_steps", c->max_steps, GB_ENVELOPE_MAX_STEPS);
     if (rc == 0 && c->epochs == 0 && c->max_steps == 0)
-        rc = s_fail(err, GB_EINVAL, "task.train_config",
-                    "neither epochs nor max_steps is set (one must be >= 1)");
+        rc = gb_check_fail(err, GB_EINVAL, "task.train_config",
+                           "neither epochs nor max_steps is set (one must be >= 1)");
     if (rc == 0)
-        rc = s_count(err, "task.train_config.batch_size", c->batch_size);
+        rc = gb_check_count(err, "task.train_config.batch_size", c->batch_size);
     if (rc == 0)
-        rc = s_max(err, "task.train_config.batch_size", c->batch_size, GB_ENVELOPE_MAX_BATCH);
+        rc = gb_check_max(err, "task.train_config.batch_size", c->batch_size,
+                          GB_ENVELOPE_MAX_BATCH);
     if (rc == 0)
-        rc = s_real(err, "task.train_config.learning_rate", c->learning_rate, 0, 1e3, false);
+        rc = gb_check_real(err, "task.train_config.learning_rate", c->learning_rate, 0, 1e3, false);
     if (rc == 0 && c->learning_rate == 0)
-        rc = s_fail(err, GB_EINVAL, "task.train_config.learning_rate", "is 0 (must be > 0)");
+        rc = gb_check_fail(err, GB_EINVAL, "task.train_config.learning_rate", "is 0 (must be > 0)");
     if (rc == 0)
-        rc = s_enum(err, "task.train_config.optimizer", (int)c->optimizer,
-                    GLASSBOX__OPTIMIZER__OPTIMIZER_UNSPECIFIED,
-                    GLASSBOX__OPTIMIZER__OPTIMIZER_ADAM);
+        rc = gb_check_enum(err, "task.train_config.optimizer", (int)c->optimizer,
+                           GLASSBOX__OPTIMIZER__OPTIMIZER_UNSPECIFIED,
+                           GLASSBOX__OPTIMIZER__OPTIMIZER_ADAM);
     if (rc == 0)
-        rc = s_real(err, "task.train_config.momentum", c->momentum, 0, 1, true);
+        rc = gb_check_real(err, "task.train_config.momentum", c->momentum, 0, 1, true);
     if (rc == 0)
-        rc = s_real(err, "task.train_config.weight_decay", c->weight_decay, 0, 1, false);
+        rc = gb_check_real(err, "task.train_config.weight_decay", c->weight_decay, 0, 1, false);
     if (rc == 0)
-        rc = s_real(err, "task.train_config.beta1", c->beta1, 0, 1, true);
+        rc = gb_check_real(err, "task.train_config.beta1", c->beta1, 0, 1, true);
     if (rc == 0)
-        rc = s_real(err, "task.train_config.beta2", c->beta2, 0, 1, true);
+        rc = gb_check_real(err, "task.train_config.beta2", c->beta2, 0, 1, true);
     if (rc == 0)
-        rc = s_real(err, "task.train_config.epsilon", c->epsilon, 0, 1, false);
+        rc = gb_check_real(err, "task.train_config.epsilon", c->epsilon, 0, 1, false);
     if (rc == 0)
-        rc = s_real(err, "task.train_config.fedprox_mu", c->fedprox_mu, 0, 1e4, false);
+        rc = gb_check_real(err, "task.train_config.fedprox_mu", c->fedprox_mu, 0, 1e4, false);
     if (rc == 0)
-        rc = s_real(err, "task.train_config.clip_norm", c->clip_norm, 0, 1e30, false);
+        rc = gb_check_real(err, "task.train_config.clip_norm", c->clip_norm, 0, 1e30, false);
     return rc;
-}
-
-/* Class indices: below GB_ENVELOPE_MAX_CLASSES and unique (a bitmap, so a
- * full list costs one pass). */
-typedef struct {
-    uint64_t bits[GB_ENVELOPE_MAX_CLASSES / 64]; /* seen class indices */
-} s_classes_t;
-
-static int s_class(gb_error_t *err, const char *field, s_classes_t *seen, uint32_t c)
-{
-    if (c >= GB_ENVELOPE_MAX_CLASSES)
-        return s_fail(err, GB_EINVAL, field, "class %u is not below %d", (unsigned)c,
-                      GB_ENVELOPE_MAX_CLASSES);
-    uint64_t bit = (uint64_t)1 << (c % 64);
-    if (seen->bits[c / 64] & bit)
-        return s_fail(err, GB_EINVAL, field, "class %u appears twice", (unsigned)c);
-    seen->bits[c / 64] |= bit;
-    return 0;
 }
 
 static int s_check_explain_config(const Glassbox__ExplainConfig *x, gb_error_t *err)
 {
-    int rc = s_enum(err, "task.explain.method", (int)x->method,
-                    GLASSBOX__EXPLAIN_METHOD__EXPLAIN_NONE,
-                    GLASSBOX__EXPLAIN_METHOD__EXPLAIN_GRAD_CAM);
+    int rc = gb_check_enum(err, "task.explain.method", (int)x->method,
+                           GLASSBOX__EXPLAIN_METHOD__EXPLAIN_NONE,
+                           GLASSBOX__EXPLAIN_METHOD__EXPLAIN_GRAD_CAM);
     if (rc == 0)
-        rc = s_max(err, "task.explain.steps", x->steps, GB_ENVELOPE_MAX_EXPLAIN_STEPS);
+        rc = gb_check_max(err, "task.explain.steps", x->steps, GB_ENVELOPE_MAX_EXPLAIN_STEPS);
     if (rc == 0)
-        rc = s_real(err, "task.explain.noise", x->noise, 0, 1, false);
+        rc = gb_check_real(err, "task.explain.noise", x->noise, 0, 1, false);
     if (rc == 0)
-        rc = s_list(err, "task.explain.classes", x->n_classes, x->classes,
-                    GB_ENVELOPE_MAX_CLASSES);
-    s_classes_t seen = {{0}};
-    char field[S_FIELD_MAX];
+        rc = gb_check_list(err, "task.explain.classes", x->n_classes, x->classes,
+                           GB_ENVELOPE_MAX_CLASSES);
+    gb_check_classes_t seen = {{0}};
+    char field[GB_CHECK_FIELD_MAX];
     for (size_t i = 0; rc == 0 && i < x->n_classes; i++) {
         snprintf(field, sizeof field, "task.explain.classes[%zu]", i);
-        rc = s_class(err, field, &seen, x->classes[i]);
+        rc = gb_check_class(err, field, &seen, x->classes[i]);
     }
     return rc;
 }
 
-/* A nested model: the model file's own checks, under the field's name. Its
- * GB_ERANGE (a NaN, or a spec over its length limit) is an invalid value
- * here, not a frame over the size limit (see envelope.h). */
-static int s_check_model(const char *field, const Glassbox__ModelSnapshot *m, gb_error_t *err)
-{
-    if (!m)
-        return s_fail(err, GB_EFORMAT, field, "is missing");
-    gb_error_t local;
-    gb_error_clear(&local);
-    int rc = gb_snapshot_check_message(m, &local);
-    if (rc == 0)
-        return 0;
-    return s_fail(err, rc == GB_ERANGE ? GB_EINVAL : rc, field, "%s", local.msg);
-}
-
 static int s_check_task(const Glassbox__Task *t, gb_error_t *err)
 {
-    int rc = s_count(err, "task.round", t->round);
+    int rc = gb_check_count(err, "task.round", t->round);
     if (rc == 0)
-        rc = s_count(err, "task.task_id", t->task_id);
+        rc = gb_check_count(err, "task.task_id", t->task_id);
     if (rc == 0 && !t->train && !t->evaluate)
-        rc = s_fail(err, GB_EINVAL, "task", "asks neither to train nor to evaluate");
+        rc = gb_check_fail(err, GB_EINVAL, "task", "asks neither to train nor to evaluate");
     if (rc == 0 && t->train && !t->train_config)
-        rc = s_fail(err, GB_EFORMAT, "task.train_config", "is missing (train is set)");
+        rc = gb_check_fail(err, GB_EFORMAT, "task.train_config", "is missing (train is set)");
     if (rc == 0 && t->train_config)
         rc = s_check_train_config(t->train_config, err);
     if (rc == 0 && t->explain)
         rc = s_check_explain_config(t->explain, err);
     if (rc == 0)
-        rc = s_check_model("task.model", t->model, err);
-    return rc;
-}
-
-static int s_check_explanation(const Glassbox__Explanation *x, const char *base,
-                               gb_error_t *err)
-{
-    char field[S_FIELD_MAX];
-    snprintf(field, sizeof field, "%s.method", base);
-    int rc = s_enum(err, field, (int)x->method,
-                    GLASSBOX__EXPLAIN_METHOD__EXPLAIN_INTEGRATED_GRADIENTS,
-                    GLASSBOX__EXPLAIN_METHOD__EXPLAIN_GRAD_CAM);
-    snprintf(field, sizeof field, "%s.classes", base);
-    if (rc == 0)
-        rc = s_list(err, field, x->n_classes, x->classes, GB_ENVELOPE_MAX_CLASSES);
-    if (rc == 0 && x->n_classes == 0 && !x->feature_importance)
-        rc = s_fail(err, GB_EFORMAT, base, "has neither classes nor feature_importance");
-    /* Every map is input-shaped: all must have the first one's shape. */
-    const Glassbox__Tensor *first = x->feature_importance;
-    if (rc == 0 && first) {
-        snprintf(field, sizeof field, "%s.feature_importance", base);
-        rc = s_tensor(err, field, first, NULL, 0);
-    }
-    s_classes_t seen = {{0}};
-    for (size_t i = 0; rc == 0 && i < x->n_classes; i++) {
-        const Glassbox__ClassAttribution *c = x->classes[i];
-        snprintf(field, sizeof field, "%s.classes[%zu]", base, i);
-        if (!c)
-            return s_fail(err, GB_EFORMAT, field, "is missing");
-        rc = s_class(err, field, &seen, c->class_index);
-        if (rc == 0) {
-            snprintf(field, sizeof field, "%s.classes[%zu].count", base, i);
-            rc = s_count(err, field, c->count);
-        }
-        if (rc == 0) {
-            snprintf(field, sizeof field, "%s.classes[%zu].mean_attribution", base, i);
-            rc = s_tensor(err, field, c->mean_attribution, first ? first->shape : NULL,
-                          first ? first->n_shape : 0);
-            if (!first)
-                first = c->mean_attribution;
-        }
-    }
-    snprintf(field, sizeof field, "%s.quality", base);
-    if (rc == 0)
-        rc = s_metrics(err, field, x->n_quality, x->quality);
+        rc = gb_check_model("task.model", t->model, err);
     return rc;
 }
 
 static int s_check_update(const Glassbox__Update *u, gb_error_t *err)
 {
-    int rc = s_count(err, "update.round", u->round);
+    int rc = gb_check_count(err, "update.round", u->round);
     if (rc == 0)
-        rc = s_count(err, "update.task_id", u->task_id);
+        rc = gb_check_count(err, "update.task_id", u->task_id);
     if (rc == 0)
-        rc = s_count(err, "update.num_samples", u->num_samples);
+        rc = gb_check_count(err, "update.num_samples", u->num_samples);
     if (rc == 0)
-        rc = s_count(err, "update.param_count", u->param_count);
+        rc = gb_check_count(err, "update.param_count", u->param_count);
     if (rc == 0 && u->param_count > GB_MODEL_MAX_PARAMS)
-        rc = s_fail(err, GB_ERANGE, "update.param_count", "%llu is more than %zu",
-                    (unsigned long long)u->param_count, GB_MODEL_MAX_PARAMS);
+        rc = gb_check_fail(err, GB_ERANGE, "update.param_count", "%llu is more than %zu",
+                           (unsigned long long)u->param_count, GB_MODEL_MAX_PARAMS);
     if (rc == 0 && (u->delta.len % 4 != 0 || u->delta.len / 4 != u->param_count))
-        rc = s_fail(err, GB_ESHAPE, "update.delta", "is %zu bytes, param_count %llu needs %llu",
-                    u->delta.len, (unsigned long long)u->param_count,
-                    (unsigned long long)u->param_count * 4);
+        rc = gb_check_fail(err, GB_ESHAPE, "update.delta",
+                           "is %zu bytes, param_count %llu needs %llu", u->delta.len,
+                           (unsigned long long)u->param_count,
+                           (unsigned long long)u->param_count * 4);
     if (rc == 0 && !u->delta.data)
-        rc = s_fail(err, GB_EFORMAT, "update.delta", "is missing");
+        rc = gb_check_fail(err, GB_EFORMAT, "update.delta", "is missing");
     if (rc == 0 && u->delta_sha256.len != GB_WIRE_SHA256_LEN)
-        rc = s_fail(err, GB_EFORMAT, "update.delta_sha256", "is %zu bytes, expected %d",
-                    u->delta_sha256.len, GB_WIRE_SHA256_LEN);
+        rc = gb_check_fail(err, GB_EFORMAT, "update.delta_sha256", "is %zu bytes, expected %d",
+                           u->delta_sha256.len, GB_WIRE_SHA256_LEN);
     if (rc == 0)
-        rc = s_metrics(err, "update.metrics", u->n_metrics, u->metrics);
+        rc = gb_check_metrics(err, "update.metrics", u->n_metrics, u->metrics);
     if (rc != 0)
         return rc;
     /* Bounded checks passed: now the ones that cost a pass over the delta. */
@@ -505,31 +218,31 @@ static int s_check_update(const Glassbox__Update *u, gb_error_t *err)
     if (rc != 0)
         return rc;
     if (CRYPTO_memcmp(digest, u->delta_sha256.data, GB_WIRE_SHA256_LEN) != 0)
-        return s_fail(err, GB_EINTEGRITY, "update.delta",
-                      "does not match delta_sha256 (corrupted)");
+        return gb_check_fail(err, GB_EINTEGRITY, "update.delta",
+                             "does not match delta_sha256 (corrupted)");
     size_t n = u->delta.len / 4;
     size_t bad = gb_wire_first_nonfinite(u->delta.data, n);
     if (bad < n)
-        return s_fail(err, GB_EINVAL, "update.delta", "value %zu of %zu is %s", bad, n,
-                      isnan(gb_wire_float_le(u->delta.data + 4 * bad)) ? "NaN" : "infinite");
+        return gb_check_fail(err, GB_EINVAL, "update.delta", "value %zu of %zu is %s", bad, n,
+                             isnan(gb_wire_float_le(u->delta.data + 4 * bad)) ? "NaN" : "infinite");
     if (u->explanation)
-        rc = s_check_explanation(u->explanation, "update.explanation", err);
+        rc = gb_check_explanation(u->explanation, "update.explanation", err);
     return rc;
 }
 
 static int s_check_eval(const Glassbox__EvalResult *e, gb_error_t *err)
 {
-    int rc = s_count(err, "eval_result.round", e->round);
+    int rc = gb_check_count(err, "eval_result.round", e->round);
     if (rc == 0)
-        rc = s_count(err, "eval_result.task_id", e->task_id);
+        rc = gb_check_count(err, "eval_result.task_id", e->task_id);
     if (rc == 0)
-        rc = s_count(err, "eval_result.num_samples", e->num_samples);
+        rc = gb_check_count(err, "eval_result.num_samples", e->num_samples);
     if (rc == 0)
-        rc = s_real(err, "eval_result.loss", e->loss, 0, HUGE_VAL, false);
+        rc = gb_check_real(err, "eval_result.loss", e->loss, 0, HUGE_VAL, false);
     if (rc == 0)
-        rc = s_real(err, "eval_result.accuracy", e->accuracy, 0, 1, false);
+        rc = gb_check_real(err, "eval_result.accuracy", e->accuracy, 0, 1, false);
     if (rc == 0)
-        rc = s_metrics(err, "eval_result.metrics", e->n_metrics, e->metrics);
+        rc = gb_check_metrics(err, "eval_result.metrics", e->n_metrics, e->metrics);
     return rc;
 }
 
@@ -539,87 +252,91 @@ static int s_check_error(const Glassbox__Error *e, bool decoding, gb_error_t *er
     /* Decoding: an unknown code came from a newer peer and is read as
      * ERROR_INTERNAL (glassbox.proto). Encoding: we send only codes we know. */
     if (!decoding)
-        rc = s_enum(err, "error.code", (int)e->code, GLASSBOX__ERROR_CODE__ERROR_VERSION,
-                    S_LAST_ERROR_CODE);
+        rc = gb_check_enum(err, "error.code", (int)e->code, GLASSBOX__ERROR_CODE__ERROR_VERSION,
+                           S_LAST_ERROR_CODE);
     if (rc == 0)
-        rc = s_text(err, "error.message", e->message, 0, GB_ENVELOPE_MAX_ERROR_MESSAGE, false);
+        rc = gb_check_text(err, "error.message", e->message, 0, GB_ENVELOPE_MAX_ERROR_MESSAGE,
+                           false);
     if (rc == 0)
-        rc = s_max(err, "error.retry_after_ms", e->retry_after_ms, GB_ENVELOPE_MAX_INTERVAL_MS);
+        rc = gb_check_max(err, "error.retry_after_ms", e->retry_after_ms,
+                          GB_ENVELOPE_MAX_INTERVAL_MS);
     return rc;
 }
 
 static int s_check_heartbeat(const Glassbox__Heartbeat *h, gb_error_t *err)
 {
-    int rc = s_enum(err, "heartbeat.state", (int)h->state,
-                    GLASSBOX__CLIENT_STATE__CLIENT_STATE_IDLE,
-                    GLASSBOX__CLIENT_STATE__CLIENT_STATE_UPLOADING);
+    int rc = gb_check_enum(err, "heartbeat.state", (int)h->state,
+                           GLASSBOX__CLIENT_STATE__CLIENT_STATE_IDLE,
+                           GLASSBOX__CLIENT_STATE__CLIENT_STATE_UPLOADING);
     if (rc == 0)
-        rc = s_real(err, "heartbeat.progress", h->progress, 0, 1, false);
+        rc = gb_check_real(err, "heartbeat.progress", h->progress, 0, 1, false);
     return rc;
 }
 
 static int s_check_publication(const Glassbox__SignedPublication *p, size_t max_bytes,
                                gb_error_t *err)
 {
-    int rc = s_blob(err, "publication.publication", p->publication, 1, max_bytes);
+    int rc = gb_check_blob(err, "publication.publication", p->publication, 1, max_bytes);
     if (rc == 0)
-        rc = s_blob(err, "publication.signature", p->signature, 1, GB_ENVELOPE_MAX_SIGNATURE);
+        rc = gb_check_blob(err, "publication.signature", p->signature, 1,
+                           GB_ENVELOPE_MAX_SIGNATURE);
     if (rc == 0)
-        rc = s_name(err, "publication.signature_algorithm", p->signature_algorithm,
-                    GB_ENVELOPE_MAX_ALGORITHM, false, "");
+        rc = gb_check_name(err, "publication.signature_algorithm", p->signature_algorithm,
+                           GB_ENVELOPE_MAX_ALGORITHM, false, "");
     if (rc == 0)
-        rc = s_blob(err, "publication.signer_certificate", p->signer_certificate, 1,
-                    GB_ENVELOPE_MAX_DER);
+        rc = gb_check_blob(err, "publication.signer_certificate", p->signer_certificate, 1,
+                           GB_ENVELOPE_MAX_DER);
     return rc;
 }
 
 static int s_check_chunk(const Glassbox__TensorChunk *c, gb_error_t *err)
 {
-    int rc = s_count(err, "chunk.transfer_id", c->transfer_id);
+    int rc = gb_check_count(err, "chunk.transfer_id", c->transfer_id);
     if (rc == 0)
-        rc = s_count(err, "chunk.count", c->count);
+        rc = gb_check_count(err, "chunk.count", c->count);
     if (rc == 0)
-        rc = s_count(err, "chunk.total_bytes", c->total_bytes);
+        rc = gb_check_count(err, "chunk.total_bytes", c->total_bytes);
     if (rc == 0 && c->index >= c->count)
-        rc = s_fail(err, GB_EINVAL, "chunk.index", "%u is not below count %u",
-                    (unsigned)c->index, (unsigned)c->count);
+        rc = gb_check_fail(err, GB_EINVAL, "chunk.index", "%u is not below count %u",
+                           (unsigned)c->index, (unsigned)c->count);
     if (rc == 0 && c->count > c->total_bytes)
-        rc = s_fail(err, GB_EINVAL, "chunk.count", "%u chunks cannot carry %llu bytes",
-                    (unsigned)c->count, (unsigned long long)c->total_bytes);
+        rc = gb_check_fail(err, GB_EINVAL, "chunk.count", "%u chunks cannot carry %llu bytes",
+                           (unsigned)c->count, (unsigned long long)c->total_bytes);
     if (rc == 0)
-        rc = s_blob(err, "chunk.data", c->data, 1, GB_ENVELOPE_MAX_BYTES);
+        rc = gb_check_blob(err, "chunk.data", c->data, 1, GB_ENVELOPE_MAX_BYTES);
     if (rc == 0 && (c->offset > c->total_bytes || c->data.len > c->total_bytes - c->offset))
-        rc = s_fail(err, GB_EINVAL, "chunk.offset",
-                    "%llu + %zu data bytes runs past total_bytes %llu",
-                    (unsigned long long)c->offset, c->data.len,
-                    (unsigned long long)c->total_bytes);
+        rc = gb_check_fail(err, GB_EINVAL, "chunk.offset",
+                           "%llu + %zu data bytes runs past total_bytes %llu",
+                           (unsigned long long)c->offset, c->data.len,
+                           (unsigned long long)c->total_bytes);
     bool last = c->index + 1 == c->count;
     if (rc == 0 && c->sha256.len != (last ? GB_WIRE_SHA256_LEN : 0))
-        rc = s_fail(err, GB_EFORMAT, "chunk.sha256", "is %zu bytes in chunk %u of %u (%s)",
-                    c->sha256.len, (unsigned)c->index, (unsigned)c->count,
-                    last ? "the last chunk carries 32" : "only the last chunk carries it");
+        rc = gb_check_fail(err, GB_EFORMAT, "chunk.sha256", "is %zu bytes in chunk %u of %u (%s)",
+                           c->sha256.len, (unsigned)c->index, (unsigned)c->count,
+                           last ? "the last chunk carries 32" : "only the last chunk carries it");
     if (rc == 0 && last && !c->sha256.data)
-        rc = s_fail(err, GB_EFORMAT, "chunk.sha256", "is missing");
+        rc = gb_check_fail(err, GB_EFORMAT, "chunk.sha256", "is missing");
     return rc;
 }
 
 static int s_check_enroll_request(const Glassbox__EnrollRequest *r, gb_error_t *err)
 {
-    int rc = s_blob(err, "enroll_request.token", r->token, 1, GB_ENVELOPE_MAX_TOKEN);
+    int rc = gb_check_blob(err, "enroll_request.token", r->token, 1, GB_ENVELOPE_MAX_TOKEN);
     if (rc == 0)
-        rc = s_blob(err, "enroll_request.csr", r->csr, 1, GB_ENVELOPE_MAX_DER);
+        rc = gb_check_blob(err, "enroll_request.csr", r->csr, 1, GB_ENVELOPE_MAX_DER);
     /* It becomes a certificate's CN and DNS name: a host-name alphabet. */
     if (rc == 0)
-        rc = s_name(err, "enroll_request.client_name", r->client_name, 64, true, "");
+        rc = gb_check_name(err, "enroll_request.client_name", r->client_name, 64, true, "");
     return rc;
 }
 
 static int s_check_enroll_response(const Glassbox__EnrollResponse *r, gb_error_t *err)
 {
-    int rc = s_blob(err, "enroll_response.certificate", r->certificate, 1, GB_ENVELOPE_MAX_DER);
+    int rc = gb_check_blob(err, "enroll_response.certificate", r->certificate, 1,
+                           GB_ENVELOPE_MAX_DER);
     if (rc == 0)
-        rc = s_blob(err, "enroll_response.ca_certificate", r->ca_certificate, 1,
-                    GB_ENVELOPE_MAX_DER);
+        rc = gb_check_blob(err, "enroll_response.ca_certificate", r->ca_certificate, 1,
+                           GB_ENVELOPE_MAX_DER);
     return rc;
 }
 
@@ -630,59 +347,22 @@ static size_t s_max_bytes(const gb_envelope_limits_t *limits)
     return limits && limits->max_bytes ? limits->max_bytes : GB_ENVELOPE_MAX_BYTES;
 }
 
-/* protobuf-c keeps fields it does not know, to pack them again; but it also
- * keeps one numbered 0, which no protobuf writer may produce and which its
- * own parser then refuses: an envelope that would not survive being packed
- * again. Refuse such a message, nested ones included, walking the
- * descriptors (depth is bounded by the schema: no message type recurses). */
-static int s_unknown_fields_ok(const ProtobufCMessage *m, gb_error_t *err)
-{
-    for (unsigned i = 0; i < m->n_unknown_fields; i++)
-        if (m->unknown_fields[i].tag == 0)
-            return s_fail(err, GB_EFORMAT, m->descriptor->name, "has a field numbered 0");
-    const ProtobufCMessageDescriptor *d = m->descriptor;
-    for (unsigned f = 0; f < d->n_fields; f++) {
-        const ProtobufCFieldDescriptor *fd = &d->fields[f];
-        if (fd->type != PROTOBUF_C_TYPE_MESSAGE)
-            continue;
-        const char *base = (const char *)m;
-        if (fd->label == PROTOBUF_C_LABEL_REPEATED) {
-            size_t n = *(const size_t *)(base + fd->quantifier_offset);
-            ProtobufCMessage *const *items = *(ProtobufCMessage *const *const *)(base + fd->offset);
-            for (size_t k = 0; k < n; k++) {
-                int rc = items && items[k] ? s_unknown_fields_ok(items[k], err) : 0;
-                if (rc != 0)
-                    return rc;
-            }
-            continue;
-        }
-        if ((fd->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) &&
-            *(const uint32_t *)(base + fd->quantifier_offset) != fd->id)
-            continue;
-        const ProtobufCMessage *sub = *(const ProtobufCMessage *const *)(base + fd->offset);
-        int rc = sub ? s_unknown_fields_ok(sub, err) : 0;
-        if (rc != 0)
-            return rc;
-    }
-    return 0;
-}
-
 static int s_validate(const Glassbox__Envelope *env, const gb_envelope_limits_t *limits,
                       bool decoding, gb_error_t *err)
 {
     if (env->protocol_version == 0)
-        return s_fail(err, GB_EFORMAT, "envelope.protocol_version", "is 0 (missing)");
+        return gb_check_fail(err, GB_EFORMAT, "envelope.protocol_version", "is 0 (missing)");
     if (env->protocol_version != GB_ENVELOPE_PROTOCOL_VERSION)
-        return s_fail(err, GB_EPROTO, "envelope.protocol_version",
-                      "%u is not supported (this build speaks %u)",
-                      (unsigned)env->protocol_version, GB_ENVELOPE_PROTOCOL_VERSION);
-    int rc = s_count(err, "envelope.sequence", env->sequence);
+        return gb_check_fail(err, GB_EPROTO, "envelope.protocol_version",
+                             "%u is not supported (this build speaks %u)",
+                             (unsigned)env->protocol_version, GB_ENVELOPE_PROTOCOL_VERSION);
+    int rc = gb_check_count(err, "envelope.sequence", env->sequence);
     if (rc != 0)
         return rc;
     const char *name = gb_envelope_body_name(env);
     /* Every member of the body union is a pointer: one test covers them. */
     if (env->body_case != GLASSBOX__ENVELOPE__BODY__NOT_SET && !env->join)
-        return s_fail(err, GB_EFORMAT, name, "is missing");
+        return gb_check_fail(err, GB_EFORMAT, name, "is missing");
     switch (env->body_case) {
     case GLASSBOX__ENVELOPE__BODY_JOIN:
         return s_check_join(env->join, err);
@@ -695,7 +375,7 @@ static int s_validate(const Glassbox__Envelope *env, const gb_envelope_limits_t 
     case GLASSBOX__ENVELOPE__BODY_EVAL_RESULT:
         return s_check_eval(env->eval_result, err);
     case GLASSBOX__ENVELOPE__BODY_ACK:
-        return s_count(err, "ack.acked_sequence", env->ack->acked_sequence);
+        return gb_check_count(err, "ack.acked_sequence", env->ack->acked_sequence);
     case GLASSBOX__ENVELOPE__BODY_ERROR:
         return s_check_error(env->error, decoding, err);
     case GLASSBOX__ENVELOPE__BODY_HEARTBEAT:
@@ -704,8 +384,8 @@ static int s_validate(const Glassbox__Envelope *env, const gb_envelope_limits_t 
         return s_check_publication(env->publication, s_max_bytes(limits), err);
     case GLASSBOX__ENVELOPE__BODY_CHUNK:
         if (limits && limits->reassembled)
-            return s_fail(err, GB_EFORMAT, "chunk",
-                          "a reassembled transfer may not itself be a chunk");
+            return gb_check_fail(err, GB_EFORMAT, "chunk",
+                                 "a reassembled transfer may not itself be a chunk");
         return s_check_chunk(env->chunk, err);
     case GLASSBOX__ENVELOPE__BODY_ENROLL_REQUEST:
         return s_check_enroll_request(env->enroll_request, err);
@@ -714,8 +394,8 @@ static int s_validate(const Glassbox__Envelope *env, const gb_envelope_limits_t 
     default:
         /* NOT_SET, or a body number from a newer version (protobuf-c then
          * keeps it as an unknown field and sets no case). */
-        return s_fail(err, GB_EFORMAT, "envelope.body",
-                      "is missing, or a kind this version does not know");
+        return gb_check_fail(err, GB_EFORMAT, "envelope.body",
+                             "is missing, or a kind this version does not know");
     }
 }
 
@@ -732,8 +412,8 @@ int gb_envelope_validate(const Glassbox__Envelope *env, const gb_envelope_limits
      * list bounds above have capped. */
     size_t packed = glassbox__envelope__get_packed_size(env);
     if (packed > max)
-        return s_fail(err, GB_ERANGE, "envelope", "would be %zu bytes, more than the limit of %zu",
-                      packed, max);
+        return gb_check_fail(err, GB_ERANGE, "envelope",
+                             "would be %zu bytes, more than the limit of %zu", packed, max);
     return 0;
 }
 
@@ -770,8 +450,8 @@ static int s_decode(const uint8_t *buf, size_t len, const gb_envelope_limits_t *
 {
     size_t max = s_max_bytes(limits);
     if (len > max)
-        return s_fail(err, GB_ERANGE, "envelope", "is %zu bytes, more than the limit of %zu",
-                      len, max);
+        return gb_check_fail(err, GB_ERANGE, "envelope", "is %zu bytes, more than the limit of %zu",
+                             len, max);
     if (!buf && len > 0)
         return gb_error_set(err, GB_EINVAL, "gb_envelope_decode: NULL buffer");
     /* Twice the frame plus slack: protobuf-c copies every bytes and string
@@ -786,13 +466,13 @@ static int s_decode(const uint8_t *buf, size_t len, const gb_envelope_limits_t *
             return gb_error_set(err, GB_ENOMEM, "out of memory decoding a %zu-byte envelope",
                                 len);
         if (budget.over)
-            return s_fail(err, GB_ERANGE, "envelope",
-                          "%zu bytes need more than %zu bytes of memory to unpack", len,
-                          budget.limit);
-        return s_fail(err, GB_EFORMAT, "envelope",
-                      "%zu bytes do not unpack (not an Envelope, or truncated)", len);
+            return gb_check_fail(err, GB_ERANGE, "envelope",
+                                 "%zu bytes need more than %zu bytes of memory to unpack", len,
+                                 budget.limit);
+        return gb_check_fail(err, GB_EFORMAT, "envelope",
+                             "%zu bytes do not unpack (not an Envelope, or truncated)", len);
     }
-    int rc = s_unknown_fields_ok(&env->base, err);
+    int rc = gb_check_unknown_fields(&env->base, err);
     if (rc == 0)
         rc = s_validate(env, limits, true, err);
     if (rc != 0) {
@@ -979,130 +659,4 @@ Glassbox__Envelope *gb_envelope_make_ack(uint64_t seq, uint64_t acked_sequence, 
     env->body_case = GLASSBOX__ENVELOPE__BODY_ACK;
     env->ack = a;
     return env;
-}
-
-/* ---- the Publication (net/publish.h) --------------------------------------- */
-
-static int s_cmp_str(const void *a, const void *b)
-{
-    return strcmp(*(const char *const *)a, *(const char *const *)b);
-}
-
-/* Per-client distances: client id -> a finite number >= 0, ids unique. */
-static int s_distances(gb_error_t *err, size_t n, Glassbox__KeyValue *const *kv)
-{
-    const char *base = "publication.explanation_distance";
-    char field[S_FIELD_MAX];
-    int rc = s_list(err, base, n, kv, GB_PUBLICATION_MAX_CLIENTS);
-    for (size_t i = 0; rc == 0 && i < n; i++) {
-        snprintf(field, sizeof field, "%s[%zu]", base, i);
-        if (!kv[i])
-            return s_fail(err, GB_EFORMAT, field, "is missing");
-        snprintf(field, sizeof field, "%s[%zu].key", base, i);
-        rc = s_name(err, field, kv[i]->key, GB_ENVELOPE_MAX_NAME, true, "");
-        snprintf(field, sizeof field, "%s[%zu].value", base, i);
-        char *end = NULL;
-        double v = rc == 0 && kv[i]->value ? strtod(kv[i]->value, &end) : NAN;
-        if (rc == 0 && (!end || end == kv[i]->value || *end != '\0'))
-            rc = s_fail(err, GB_EINVAL, field, "is not a decimal number");
-        if (rc == 0)
-            rc = s_real(err, field, v, 0, HUGE_VAL, false);
-    }
-    if (rc != 0 || n < 2)
-        return rc;
-    /* Unique ids: sort pointers to the keys, compare neighbours. */
-    const char **keys = gb_malloc(n * sizeof *keys);
-    if (!keys)
-        return gb_error_set(err, GB_ENOMEM, "out of memory checking %zu client ids", n);
-    for (size_t i = 0; i < n; i++)
-        keys[i] = kv[i]->key;
-    qsort(keys, n, sizeof *keys, s_cmp_str);
-    for (size_t i = 1; rc == 0 && i < n; i++)
-        if (strcmp(keys[i - 1], keys[i]) == 0)
-            rc = s_fail(err, GB_EINVAL, base, "client '%s' appears twice", keys[i]);
-    gb_free(keys);
-    return rc;
-}
-
-int gb_publication_check(const Glassbox__Publication *p, gb_error_t *err)
-{
-    if (!p || p->base.descriptor != &glassbox__publication__descriptor)
-        return gb_error_set(err, GB_EINVAL, "gb_publication_check: not a Publication");
-    int rc = s_count(err, "publication.round", p->round);
-    if (rc == 0)
-        rc = s_check_model("publication.model", p->model, err);
-    if (rc == 0 && p->explanation)
-        rc = s_check_explanation(p->explanation, "publication.explanation", err);
-    if (rc == 0)
-        rc = s_metrics(err, "publication.metrics", p->n_metrics, p->metrics);
-    if (rc == 0)
-        rc = s_count(err, "publication.participants", p->participants);
-    if (rc == 0)
-        rc = s_name(err, "publication.aggregator", p->aggregator, GB_ENVELOPE_MAX_NAME, false,
-                    ":");
-    if (rc == 0)
-        rc = s_distances(err, p->n_explanation_distance, p->explanation_distance);
-    return rc;
-}
-
-int gb_publication_decode(const uint8_t *buf, size_t len, Glassbox__Publication **out,
-                          gb_error_t *err)
-{
-    if (!out)
-        return gb_error_set(err, GB_EINVAL, "gb_publication_decode: NULL output");
-    *out = NULL;
-    if (len > GB_PUBLICATION_MAX_BYTES)
-        return gb_error_warn(err, GB_ERANGE, "publication refused: %zu bytes, more than %zu",
-                             len, (size_t)GB_PUBLICATION_MAX_BYTES);
-    gb_wire_budget_t budget = gb_wire_budget(len);
-    ProtobufCAllocator alloc = gb_wire_budget_allocator(&budget);
-    Glassbox__Publication *p =
-        glassbox__publication__unpack(&alloc, len, len ? buf : (const uint8_t *)"");
-    if (!p) {
-        if (budget.out_of_mem)
-            return gb_error_set(err, GB_ENOMEM, "out of memory decoding a publication");
-        return gb_error_warn(err, budget.over ? GB_ERANGE : GB_EFORMAT,
-                             "publication refused: %zu bytes do not unpack%s", len,
-                             budget.over ? " within the memory budget" : "");
-    }
-    gb_error_t local;
-    gb_error_clear(&local);
-    int rc = s_unknown_fields_ok(&p->base, &local);
-    if (rc == 0)
-        rc = gb_publication_check(p, &local);
-    if (rc != 0) {
-        glassbox__publication__free_unpacked(p, gb_wire_allocator());
-        return gb_error_warn(err, rc, "publication refused: %s", local.msg);
-    }
-    *out = p;
-    return 0;
-}
-
-int gb_publication_encode(const Glassbox__Publication *p, uint8_t **buf, size_t *len,
-                          gb_error_t *err)
-{
-    *buf = NULL;
-    *len = 0;
-    int rc = gb_publication_check(p, err);
-    if (rc != 0)
-        return rc;
-    size_t packed = glassbox__publication__get_packed_size(p);
-    if (packed > GB_PUBLICATION_MAX_BYTES)
-        return s_fail(err, GB_ERANGE, "publication", "would be %zu bytes, more than %zu",
-                      packed, (size_t)GB_PUBLICATION_MAX_BYTES);
-    uint8_t *out = gb_malloc(packed ? packed : 1);
-    if (!out)
-        return gb_error_set(err, GB_ENOMEM, "out of memory for a %zu-byte publication", packed);
-    glassbox__publication__pack(p, out);
-    *buf = out;
-    *len = packed;
-    return 0;
-}
-
-void gb_publication_free(Glassbox__Publication **p)
-{
-    if (!p || !*p)
-        return;
-    glassbox__publication__free_unpacked(*p, gb_wire_allocator());
-    *p = NULL;
 }

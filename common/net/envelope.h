@@ -54,6 +54,9 @@
 
 #include "glassbox.pb-c.h"
 #include "util/error.h"
+/* The Publication codec used to be declared here, and code that reaches it
+ * through this header keeps working; new code includes net/publication.h. */
+#include "net/publication.h"
 
 /* Envelope.protocol_version this build speaks (PROTOCOL_VERSION in
  * glassbox.proto; a static assertion in envelope.c keeps them equal). */
@@ -152,35 +155,5 @@ Glassbox__Envelope *gb_envelope_make_error(uint64_t seq, Glassbox__ErrorCode cod
  * fills err (GB_EINVAL for a zero seq or acked_sequence, GB_ENOMEM). */
 Glassbox__Envelope *gb_envelope_make_ack(uint64_t seq, uint64_t acked_sequence, uint64_t round,
                                          uint64_t task_id, gb_error_t *err);
-
-/* ---- the Publication --------------------------------------------------------
- * A round's outcome (net/publish.h). It travels signed, inside a
- * SignedPublication, so it has its own decoder: the bytes come out of
- * gb_publication_verify (net/signing.h) and are decoded here, after the
- * signature has been checked. */
-
-/* Most per-client distances in a Publication. Its size limit is
- * GB_PUBLICATION_MAX_BYTES of net/signing.h. */
-#define GB_PUBLICATION_MAX_CLIENTS 100000
-
-/* Checks a Publication: round >= 1, a valid model (the model file's checks),
- * the explanation as in an Update, finite metrics, participants >= 1, an
- * aggregator name, and explanation_distance: unique client ids, each value a
- * finite decimal number >= 0. Does not log. */
-int gb_publication_check(const Glassbox__Publication *p, gb_error_t *err) GB_MUST_CHECK;
-
-/* Unpacks (size limit first, under a memory budget) and checks. On success
- * *out is the caller's (gb_publication_free); on failure NULL, err says why
- * and a warning is logged. */
-int gb_publication_decode(const uint8_t *buf, size_t len, Glassbox__Publication **out,
-                          gb_error_t *err) GB_MUST_CHECK;
-
-/* Checks and packs a Publication the caller built into a new buffer (*buf,
- * *len; free with gb_free). */
-int gb_publication_encode(const Glassbox__Publication *p, uint8_t **buf, size_t *len,
-                          gb_error_t *err) GB_MUST_CHECK;
-
-/* Frees a Publication from gb_publication_decode; NULL-safe; sets *p NULL. */
-void gb_publication_free(Glassbox__Publication **p);
 
 #endif

@@ -30,6 +30,14 @@
  * without case and ignore a trailing dot, so 'COORDINATOR.TEST' would pass
  * for 'coordinator.test' wherever only the name is checked.
  *
+ * Two files implement this header: pki.c every section above "the CA"
+ * (names, keys, certificates, CSRs, CRLs, verification), pki_ca.c that last
+ * section (making certificates and CRLs, the registry, issue, enrollment,
+ * revocation). It stays one header because the halves
+ * do not split cleanly for callers: the CA's declarations use the first
+ * half's limits and names, and nearly every user of the CA also loads keys
+ * and certificates.
+ *
  * Ownership: OpenSSL objects returned here (EVP_PKEY, X509, X509_REQ,
  * X509_CRL) belong to the caller, who frees them with OpenSSL's *_free.
  * Buffers returned through uint8_t ** are the caller's, to free with gb_free.
@@ -171,7 +179,7 @@ X509_CRL *gb_pki_crl_load(const char *path, gb_error_t *err);
 /* Parses a DER CRL of exactly len bytes. */
 X509_CRL *gb_pki_crl_from_der(const uint8_t *der, size_t len, gb_error_t *err);
 
-/* ---- the CA ----------------------------------------------------------------- */
+/* ---- the CA (pki_ca.c) ------------------------------------------------------ */
 
 /* One registry line: a certificate the CA issued. */
 typedef struct {
