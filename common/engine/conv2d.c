@@ -20,6 +20,7 @@
  * and the plain loops (engine/kernels.h chooses; GLASSBOX_KERNELS or
  * gb_kernels_force picks a lower path). */
 #include "engine/simd_kernels.h"
+#include "engine/vec_dispatch.h"
 #include "engine/kernels.h"
 #include "engine/layer.h"
 
@@ -249,6 +250,24 @@ static void s_col2im(const s_dims_t *d, int B, const float *dcols, float *dx)
     }
 }
 
+/* y (g images, NCHW) = Y'[OC x Nc] scattered back per image, plus the bias
+ * (built for each kernel path: the library's baseline is SSE2). */
+GB_VEC_FN(static, s_scatter_bias,
+          (int g, int OC, int P, int Nc, const float *restrict Yp, const float *restrict bias,
+           float *restrict y),
+          (g, OC, P, Nc, Yp, bias, y))
+{
+    for (int n = 0; n < g; n++) {
+        for (int oc = 0; oc < OC; oc++) {
+            const float *src = Yp + (size_t)oc * Nc + (size_t)n * P;
+            float *dst = y + ((size_t)n * OC + oc) * P;
+            const float b = bias[oc];
+            for (int p = 0; p < P; p++)
+                dst[p] = src[p] + b;
+        }
+    }
+}
+
 static void s_forward(const gb_layer_t *l, const gb_pass_t *pass, float *cols, const float *x,
                       float *y)
 {
@@ -276,15 +295,7 @@ static void s_forward(const gb_layer_t *l, const gb_pass_t *pass, float *cols, c
         }
         /* Y'[OC x Nc] = W[OC x KK] . cc[KK x Nc] */
         s_sgemm(d.OC, Nc, d.KK, Wt, 0, cc, Nc, Yp, Nc, 0);
-        for (int n = 0; n < g; n++) {
-            for (int oc = 0; oc < d.OC; oc++) {
-                const float *src = Yp + (size_t)oc * Nc + (size_t)n * d.P;
-                float *dst = y + ((size_t)(n0 + n) * d.OC + oc) * d.P;
-                const float b = bias[oc];
-                for (int p = 0; p < d.P; p++)
-                    dst[p] = src[p] + b;
-            }
-        }
+        s_scatter_bias(g, d.OC, d.P, Nc, Yp, bias, y + (size_t)n0 * d.OC * d.P);
     }
 }
 

@@ -3,6 +3,7 @@
  * Max pooling keeps the argmax of every output in its cache (as int32), so
  * backward is a scatter with no comparisons; ties go to the first maximum. */
 #include "engine/layer.h"
+#include "engine/vec_dispatch.h"
 
 #include <math.h>
 #include <stdint.h>
@@ -26,9 +27,12 @@ static int s_plan(gb_layer_t *l, gb_error_t *err)
     return 0;
 }
 
-/* The common 2x2, stride 2 window, written as selects so it vectorises. */
-static void s_max_forward_2x2(size_t planes, int H, int W, int OH, int OW, const float *x,
-                              float *y, int32_t *arg)
+/* The common 2x2, stride 2 window, written as selects so it vectorises
+ * (built for each kernel path, vec_dispatch.h: the library's baseline is
+ * SSE2). */
+GB_VEC_FN(static, s_max_forward_2x2,
+          (size_t planes, int H, int W, int OH, int OW, const float *x, float *y, int32_t *arg),
+          (planes, H, W, OH, OW, x, y, arg))
 {
     for (size_t pl = 0; pl < planes; pl++) {
         const float *in = x + pl * H * W;
