@@ -642,7 +642,8 @@ def table(res):
     if "share" in t:
         add("%s explanation share %.1f%% (%s; target <= %.0f%%)"
             % (verdict(t["share"]["ok"]), 100 * t["share"]["value"],
-               "of the CPU, profiled" if t["share"]["from"] == "profile" else "A/B",
+               "of the CPU, profiled" if t["share"]["from"] == "profile" else
+               "A/B wall time, the larger of the two measures",
                100 * TARGET_SHARE))
     return "\n".join(lines)
 
@@ -850,11 +851,20 @@ def main():
                        acc_at(res["pytorch"]["rounds"], args.rounds))
             t["accuracy"] = {"value": d, "target": TARGET_ACC_POINTS,
                              "ok": d >= TARGET_ACC_POINTS}
-        share = (res["profile"]["explain_cpu_share"] if "profile" in res else
-                 res["share_ab"]["share"] if "share_ab" in res else None)
-        if share is not None:
+        # The verdict takes the larger of the two measures: the profile can
+        # leave the engine's pool threads' CPU unattributed (it splits them
+        # evenly among the phases), which understates the explanation when
+        # its batches keep the pool busier than training's do; the A/B is a
+        # wall-time difference, fair when the machine was quiet for both.
+        shares = []
+        if "profile" in res:
+            shares.append((res["profile"]["explain_cpu_share"], "profile"))
+        if "share_ab" in res and res["share_ab"].get("interference", 1) <= 0.05:
+            shares.append((res["share_ab"]["share"], "ab"))
+        if shares:
+            share, frm = max(shares)
             t["share"] = {"value": share, "target": TARGET_SHARE, "ok": share <= TARGET_SHARE,
-                          "from": "profile" if "profile" in res else "ab"}
+                          "from": frm}
         res["targets"] = t
         results.append(res)
         save()
