@@ -34,10 +34,10 @@ COORD = os.path.join(BUILD, "glassbox-coordinator")
 
 
 
-def serve(work, port, rounds, min_clients, tag, state="state"):
+def serve(work, port, rounds, min_clients, tag, state="state", explain=("--explain", "none")):
     return subprocess.Popen(
         [COORD, "serve", "--ca", os.path.join(work, "ca"), "--listen",
-         "tcp://127.0.0.1:%d" % port, "--http", "none", "--model", "mlp", "--explain", "none",
+         "tcp://127.0.0.1:%d" % port, "--http", "none", "--model", "mlp"] + list(explain) + [
          "--rounds", str(rounds), "--min-clients", str(min_clients),
          "--simulate-clients", "3", "--simulate-partition", "dirichlet:0.5",
          "--state", os.path.join(work, state), "--finished-grace", "0", "--json"],
@@ -70,7 +70,10 @@ def virtual_dealt(work, port):
     for k in range(3):
         run(COORD, "ca", "issue", "--dir", os.path.join(work, "ca"), "--name", "client-%d" % k,
             "--out", os.path.join(work, "certs"))
-    server = serve(work, port, 1, 3, "virtual", state="state-virtual")
+    # and IG without --explain-steps: a federation asks for 16 steps
+    out_dir = os.path.join(work, "out-virtual")
+    server = serve(work, port, 1, 3, "virtual", state="state-virtual",
+                   explain=("--explain", "ig", "--explain-samples", "8", "--out", out_dir))
     log = os.path.join(work, "virtual.log")
     v = subprocess.Popen(
         [CLIENT, "run", "--virtual", "3", "--cert-dir", os.path.join(work, "certs"),
@@ -90,12 +93,15 @@ def virtual_dealt(work, port):
         text = open(log).read()
         got = sorted(int(m) for m in re.findall(r"dealt slice (\d+) of 3", text))
         assert got == [0, 1, 2], text[-3000:]
+        report = json.load(open(os.path.join(out_dir, "explanation-1.json")))
+        steps = report["quality"]["steps_used"]
+        assert 16 <= steps < 32, report["quality"]
     finally:
         for p in (server, v):
             if p.poll() is None:
                 p.kill()
     print("run --virtual 3 --shard-from-coordinator: slices %s dealt, a round of 3 on all "
-          "3,000 samples: ok" % got)
+          "3,000 samples, IG at %.1f steps a sample by default: ok" % (got, steps))
 
 
 def main():
