@@ -33,15 +33,10 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "support"))
-from gbproc import free_port, rss_mib, run, wait_for_text  # noqa: E402
+from gbproc import cpu_seconds, free_port, rss_mib, run, wait_for_text  # noqa: E402
 
 TRAIN_IMAGES = 60000  # Fashion-MNIST's training split
 IMAGE_BYTES = 28 * 28  # the shard's images as uint8 (held packed: an upper bound)
-
-
-def cpu_seconds(pid):
-    fields = open("/proc/%d/stat" % pid).read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def hwm_mib(pid):

@@ -14,23 +14,13 @@ The README's figure comes from the defaults.
 """
 import argparse
 import os
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def cpu_seconds(pid):
-    """User + system CPU time of process pid so far, seconds."""
-    fields = open("/proc/%d/stat" % pid).read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+from gbproc import cpu_seconds, free_port, stop  # noqa: E402
 
 
 def wait_for_text(path, text, proc, timeout):
@@ -73,14 +63,7 @@ def idle_cpu(build, work, n, seconds, extra=()):
         c1, t1 = cpu_seconds(v.pid), time.monotonic()
         return 100.0 * (c1 - c0) / (t1 - t0)
     finally:
-        for p in (v, serve):
-            if p and p.poll() is None:
-                p.terminate()
-                try:
-                    p.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait()
+        stop(v, serve)
 
 
 def main():

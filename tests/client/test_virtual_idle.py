@@ -27,12 +27,6 @@ SECONDS = 10.0
 BOUND = 0.10  # of one core; measured here: about 0.006
 
 
-def cpu_seconds(pid):
-    """User + system CPU time of process pid so far, seconds."""
-    fields = open("/proc/%d/stat" % pid).read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def main():
     work = tempfile.mkdtemp(prefix="gb-vidle-")
     ca = os.path.join(work, "ca")
@@ -62,9 +56,9 @@ def main():
                                  timeout=180)
             time.sleep(1.0)  # the Welcomes' first heartbeats
             assert client.poll() is None, open(clog).read()[-3000:]
-            t0, c0 = time.monotonic(), cpu_seconds(client.pid)
+            t0, c0 = time.monotonic(), gbproc.cpu_seconds(client.pid)
             time.sleep(SECONDS)
-            c1, t1 = cpu_seconds(client.pid), time.monotonic()
+            c1, t1 = gbproc.cpu_seconds(client.pid), time.monotonic()
             busy = (c1 - c0) / (t1 - t0)
             print("%d idle virtual clients: %.2f%% of a core over %.0f s (%.4f%% each)" %
                   (N, 100 * busy, t1 - t0, 100 * busy / N))
@@ -79,14 +73,7 @@ def main():
             client.wait(timeout=60)
             assert client.returncode == 0, "client exited %d" % client.returncode
         finally:
-            for p in (client, server):
-                if p and p.poll() is None:
-                    p.terminate()
-                    try:
-                        p.wait(timeout=30)
-                    except subprocess.TimeoutExpired:
-                        p.kill()
-                        p.wait()
+            gbproc.stop(client, server)
     print("1 passed, 0 failed")
 
 

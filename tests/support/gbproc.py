@@ -38,3 +38,22 @@ def wait_for_text(path, text, count=1, timeout=60):
             return
         time.sleep(0.05)
     raise AssertionError("%d x '%s' not in %s after %d s" % (count, text, path, timeout))
+
+
+def cpu_seconds(pid):
+    """User + system CPU time of process pid so far, seconds (/proc/PID/stat)."""
+    fields = open("/proc/%d/stat" % pid).read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def stop(*procs, timeout=30):
+    """Terminates every process of procs still running (None entries are
+    skipped), killing one that outlives timeout seconds."""
+    for p in procs:
+        if p and p.poll() is None:
+            p.terminate()
+            try:
+                p.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
