@@ -23,6 +23,8 @@ packages=(
   openssl python3-zmq python3-protobuf protobuf-compiler python3-cryptography
   # data: Fashion-MNIST, and the sunspot series shipped with statsmodels
   dataset-fashion-mnist python3-statsmodels
+  # benchmarks: tests/bench/fed_bench.py profiles the federation with perf
+  linux-perf
   # packaging test (tests/deploy): dpkg-shlibdeps for the .deb's Depends,
   # systemd-analyze verify for the units
   dpkg-dev systemd

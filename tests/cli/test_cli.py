@@ -106,6 +106,26 @@ class Training(unittest.TestCase):
         self.assertLess(lines[1]["train_loss"], lines[0]["train_loss"] + 0.5)
         self.assertGreater(lines[2]["peak_rss_kb"], 1000)
 
+    def test_kernel_path_from_the_environment(self):
+        env = dict(os.environ)
+        best = None
+        for name in ("portable", "bogus", "avx9000"):
+            env["GLASSBOX_KERNELS"] = name
+            p = subprocess.run([CLIENT, "train", "--limit", "100", "--json"], env=env,
+                               capture_output=True, text=True, timeout=600)
+            self.assertEqual(p.returncode, 0, p.stderr)
+            got = json.loads(p.stdout.splitlines()[0])["kernels"]
+            if name == "portable":
+                self.assertEqual(got, "portable")
+                continue
+            # an unknown path is said once and ignored: the CPU's best runs
+            self.assertEqual(p.stderr.count("GLASSBOX_KERNELS: kernels '%s'" % name), 1,
+                             p.stderr)
+            self.assertIn("expected portable, avx2, avx512 or auto", p.stderr)
+            self.assertIn(got, ("portable", "avx2", "avx512"))
+            best = best or got
+            self.assertEqual(got, best)
+
     def test_plain_lines(self):
         p = train("--epochs", "2")
         self.assertEqual(p.returncode, 0, p.stderr)
