@@ -71,7 +71,10 @@ static void s_round_line(void *arg, const gb_federation_round_t *r)
                 printf(", \"%s\": %.6g", kv[i].key, kv[i].v);
         if (r->max_distance_client)
             printf(", \"max_distance_client\": \"%s\"", r->max_distance_client);
-        printf("}\n");
+        printf(", \"flagged\": [");
+        for (size_t i = 0; i < r->flagged; i++)
+            printf("%s\"%s\"", i ? ", " : "", r->flagged_clients[i]);
+        printf("]}\n");
     } else {
         printf("round %llu: %zu clients, %llu samples", (unsigned long long)r->round,
                r->participants, (unsigned long long)r->samples);
@@ -84,6 +87,11 @@ static void s_round_line(void *arg, const gb_federation_round_t *r)
         if (r->max_distance_client)
             printf(", explanation farthest from the rest: %s (%.3f)", r->max_distance_client,
                    r->max_distance);
+        if (r->flagged) {
+            printf(", flagged:");
+            for (size_t i = 0; i < r->flagged; i++)
+                printf("%s %s", i ? "," : "", r->flagged_clients[i]);
+        }
         printf(", %.1f s\n", r->seconds);
     }
     fflush(stdout);

@@ -262,6 +262,9 @@ gb_federation_t *gb_federation_new(void *zmq_ctx, gb_front_door_t *door,
                                               : GB_EXPLAIN_MERGE_MAX_CLIENTS,
                                           err)))
         goto fail;
+    if (!(f->evidence = gb_round_evidence_new(per_round, 0, err)) ||
+        !(f->flagger = gb_flagger_new(NULL, err)))
+        goto fail;
     f->next = gb_snapshot_new(f->global->spec, f->global->params, n, f->global->round, err);
     f->view = gb_malloc(sizeof *f->view);
     if (f->next && f->view && !(f->task_pack = gb_task_pack_new(err)))
@@ -335,6 +338,8 @@ void gb_federation_destroy(gb_federation_t **pf)
     gb_aggregator_destroy(&f->agg);
     gb_server_optim_destroy(&f->opt);
     gb_explain_merge_destroy(&f->merge);
+    gb_round_evidence_destroy(&f->evidence);
+    gb_flagger_destroy(&f->flagger);
     gb_pub_outbox_destroy(&f->outbox);
     gb_publisher_destroy(&f->pub);
     gb_signer_destroy(&f->signer);

@@ -81,6 +81,8 @@ typedef struct {
     double test_accuracy;    /* ... (NaN: none) */
     double max_distance;     /* largest explanation distance (NaN: none) */
     const char *max_distance_client; /* whose; borrowed for the callback's duration */
+    size_t flagged;          /* clients flagged this round (client_flags.h) */
+    const char *const *flagged_clients; /* their names [flagged]; borrowed likewise */
     double seconds;          /* from the round's first task to its checkpoint */
 } gb_federation_round_t;
 

@@ -4,12 +4,14 @@
 #define GB_COORDINATOR_FEDERATION_INTERNAL_H
 
 #include "aggregate.h"
+#include "client_flags.h"
 #include "data/dataset.h"
 #include "engine/model.h"
 #include "explain_merge.h"
 #include "federation.h"
 #include "net/publish.h"
 #include "pub_outbox.h"
+#include "round_evidence.h"
 #include "net/signing.h"
 #include "net/snapshot.h"
 #include "server_optim.h"
@@ -30,6 +32,8 @@ struct gb_federation {
     gb_aggregator_t *agg;           /* combines the deltas */
     gb_server_optim_t *opt;         /* moves the global model */
     gb_explain_merge_t *merge;      /* NULL when tasks ask for no explanation */
+    gb_round_evidence_t *evidence;  /* the attempt's updates, sketched (round_evidence.h) */
+    gb_flagger_t *flagger;          /* who stood out, round after round (client_flags.h) */
     gb_signer_t *signer;            /* NULL without publish and out_dir */
     gb_publisher_t *pub;            /* NULL without publish */
     gb_pub_outbox_t *outbox;        /* the files in out_dir; NULL without it */
@@ -125,6 +129,12 @@ void gb_fed_norms_round_done(gb_federation_t *f);
 void gb_fed_norms_forget(gb_federation_t *f);
 /* The largest Envelope a Task or an Update of this model needs, in bytes. */
 uint64_t gb_fed_max_transfer(const gb_federation_t *f);
+
+/* The flag step (federation_flags.c): scores the clients of the round being
+ * committed from f->evidence and f->xr, logs and counts the flagged, and
+ * returns how many; *names gets their names (borrowed from f->evidence,
+ * the array the caller's to gb_free; NULL when none). */
+size_t gb_fed_flag_round(gb_federation_t *f, uint64_t round, const char ***names);
 
 /* Simulation (federation_sim.c). */
 /* Opens the shard map when simulate_clients is set (0, or a gb_err). */

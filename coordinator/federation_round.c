@@ -114,6 +114,11 @@ int gb_fed_feed_update(gb_federation_t *f, const gb_rounds_action_t *a, gb_error
                            NULL, NULL, 1);
     if ((rc = gb_fed_note_norm(f, f->current_norm, err)))
         return rc;
+    gb_error_t eerr = {0};
+    if (gb_round_evidence_add(f->evidence, a->client_id, f->scratch, f->global->n_params,
+                              f->current_norm, &eerr) != 0)
+        gb_log_warn("federation: round %llu: '%s' is not scored for flags: %s",
+                    (unsigned long long)a->round, a->client_id, eerr.msg);
     double loss = gb_fed_metric(u->metrics, u->n_metrics, "train_loss");
     double acc = gb_fed_metric(u->metrics, u->n_metrics, "train_accuracy");
     if (isfinite(loss)) {
@@ -481,9 +486,14 @@ void gb_fed_commit(gb_federation_t *f, const gb_rounds_action_t *a)
             r.max_distance_client = f->xr.distance[i]->key;
         }
     }
+    const char **flagged = NULL;
+    r.flagged = gb_fed_flag_round(f, a->round, &flagged);
+    r.flagged_clients = flagged;
     s_round_metrics(f, &r);
     if (f->o.round_done)
         f->o.round_done(f->o.round_done_arg, &r);
+    gb_free(flagged);
+    gb_round_evidence_clear(f->evidence);
     gb_explain_merge_result_free(&f->xr);
     f->train_loss_sum = f->train_acc_sum = f->eval_loss_sum = f->eval_acc_sum = 0;
     f->train_loss_n = f->train_acc_n = f->eval_n = 0;
@@ -502,6 +512,8 @@ void gb_fed_abandon(gb_federation_t *f)
     }
     f->open = false;
     gb_fed_norms_forget(f);
+    if (f->evidence)
+        gb_round_evidence_clear(f->evidence);
     gb_explain_merge_result_free(&f->xr);
     gb_free(f->pub_buf);
     f->pub_buf = NULL;

@@ -34,6 +34,7 @@
 
 #define N_PARAMS 15 /* input 4, dense 3 */
 #define MAX_INBOX 64
+#define N_CLIENTS 6 /* edge-1 .. edge-6; most tests connect two */
 
 typedef struct {
     gb_tls_t *tls;
@@ -48,13 +49,14 @@ typedef struct {
     void *ctx;
     gb_front_door_t *door;
     gb_federation_t *fed;
-    client_t cli[2];
+    client_t cli[N_CLIENTS];
     int rounds_done;
     double last_train_loss;
     double last_client_accuracy;
     double last_distance;
     uint64_t join_samples; /* a Join's train_samples (0: 1000) */
     char last_far_client[64];
+    char last_flagged[256]; /* the last round's flagged clients, comma-separated */
 } fixture_t;
 
 static void s_round_done(void *arg, const gb_federation_round_t *r)
@@ -66,6 +68,11 @@ static void s_round_done(void *arg, const gb_federation_round_t *r)
     f->last_distance = r->max_distance;
     snprintf(f->last_far_client, sizeof f->last_far_client, "%s",
              r->max_distance_client ? r->max_distance_client : "");
+    f->last_flagged[0] = '\0';
+    for (size_t i = 0; i < r->flagged; i++)
+        snprintf(f->last_flagged + strlen(f->last_flagged),
+                 sizeof f->last_flagged - strlen(f->last_flagged), "%s%s", i ? "," : "",
+                 r->flagged_clients[i]);
     assert_int_equal(r->round, (uint64_t)f->rounds_done);
 }
 
@@ -117,7 +124,11 @@ static int s_setup(void **state)
     assert_int_equal(gb_ca_init(f->ca, "unit", "localhost", 30, &err), 0);
     gb_ca_t *ca = gb_ca_open(f->ca, &err);
     assert_int_equal(gb_ca_issue(ca, "edge-1", 30, f->clients, &err), 0);
-    assert_int_equal(gb_ca_issue(ca, "edge-2", 30, f->clients, &err), 0);
+    for (int i = 2; i <= N_CLIENTS; i++) {
+        char name[16];
+        snprintf(name, sizeof name, "edge-%d", i);
+        assert_int_equal(gb_ca_issue(ca, name, 30, f->clients, &err), 0);
+    }
     gb_ca_destroy(&ca);
     f->ctx = zmq_ctx_new();
     gb_front_door_options_t o = {.ca_dir = f->ca, .listen = "tcp://127.0.0.1:*",
@@ -141,7 +152,7 @@ static void s_client_close(client_t *c)
 static int s_teardown(void **state)
 {
     fixture_t *f = *state;
-    for (int i = 0; i < 2; i++)
+    for (int i = 0; i < N_CLIENTS; i++)
         s_client_close(&f->cli[i]);
     gb_federation_destroy(&f->fed);
     gb_front_door_destroy(&f->door);
@@ -160,7 +171,7 @@ static void s_pump_once(fixture_t *f)
         assert_int_equal(gb_federation_step(f->fed, 1, &err), 0);
     else
         assert_int_equal(gb_front_door_step(f->door, 1, &err), 0);
-    for (int i = 0; i < 2; i++) {
+    for (int i = 0; i < N_CLIENTS; i++) {
         client_t *c = &f->cli[i];
         if (!c->link)
             continue;
@@ -216,7 +227,7 @@ static void s_send(fixture_t *f, int i, Glassbox__Envelope *env)
     assert_int_equal(rc, 0);
 }
 
-/* Connects client i (edge-1, edge-2). */
+/* Connects client i (edge-<i+1>). */
 static void s_connect(fixture_t *f, int i)
 {
     client_t *c = &f->cli[i];
@@ -245,8 +256,10 @@ static void s_connect(fixture_t *f, int i)
 static Glassbox__Envelope *s_send_join(fixture_t *f, int i, uint64_t train, uint64_t test)
 {
     Glassbox__Join join = GLASSBOX__JOIN__INIT;
+    char name[16];
+    snprintf(name, sizeof name, "edge-%d", i + 1);
     join.min_protocol_version = join.max_protocol_version = GB_ENVELOPE_PROTOCOL_VERSION;
-    join.client_name = i ? "edge-2" : "edge-1";
+    join.client_name = name;
     join.train_samples = train;
     join.test_samples = test;
     Glassbox__Envelope env = GLASSBOX__ENVELOPE__INIT;
@@ -593,6 +606,49 @@ static void test_explanations_merged(void **state)
     gb_envelope_free(&t1);
 }
 
+/* Six clients, one of which (edge-6) sends the others' update sign-flipped
+ * at the same norm (no norm check can refuse it): the flag step scores it
+ * from its distance to the round's median update, so it is flagged in each
+ * of three rounds, in the round's report and in /metrics, and no honest
+ * client is. */
+static void test_poisoned_update_flagged(void **state)
+{
+    fixture_t *f = *state;
+    gb_error_t err = {0};
+    gb_federation_options_t o = s_options(f, 3);
+    o.rounds.min_clients = N_CLIENTS;
+    o.rounds.min_per_round = N_CLIENTS;
+    o.rounds.quorum = N_CLIENTS;
+    o.out_dir = NULL; /* no publication: the flags are what this test reads */
+    gb_metrics_reset();
+    f->fed = gb_federation_new(f->ctx, f->door, &o, &err);
+    if (!f->fed)
+        fail_msg("new: %s", err.msg);
+    for (int i = 0; i < N_CLIENTS; i++)
+        s_join(f, i);
+    for (uint64_t round = 1; round <= 3; round++) {
+        Glassbox__Envelope *t[N_CLIENTS];
+        for (int i = 0; i < N_CLIENTS; i++)
+            t[i] = s_task(f, i, round);
+        uint64_t seq[N_CLIENTS];
+        for (int i = 0; i < N_CLIENTS; i++) {
+            float honest = 0.01f * (1.0f + 0.05f * (float)i);
+            seq[i] = s_update(f, i, t[i]->task, i == N_CLIENTS - 1 ? -0.011f : honest, 100,
+                              N_PARAMS);
+        }
+        for (int i = 0; i < N_CLIENTS; i++) {
+            s_expect_ack(f, i, seq[i]);
+            gb_envelope_free(&t[i]);
+        }
+        assert_int_equal(f->rounds_done, (int)round);
+        assert_string_equal(f->last_flagged, "edge-6");
+        assert_true(gb_metrics_value("glassbox_clients_flagged", NULL, NULL) == 1);
+        assert_true(gb_metrics_value("glassbox_client_flag_score", "client", "edge-6") > 3.5);
+        assert_true(gb_metrics_value("glassbox_client_flag_score", "client", "edge-1") == 0);
+    }
+    assert_true(gb_metrics_value("glassbox_client_flags_total", "signal", "update") >= 3);
+}
+
 /* What a client claims is bounded by what the federation allows: a Join
  * above max_client_samples is refused; an Update with more samples than
  * that or than its Join, a train_loss below 0 or an accuracy above 1, or a
@@ -786,6 +842,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_failed_step_keeps_the_model, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_explanations_merged, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_hostile_results, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_poisoned_update_flagged, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_explanation_share_capped, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_option_errors, s_setup, s_teardown),
     };

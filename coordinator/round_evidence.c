@@ -1,0 +1,185 @@
+/* Update evidence of a round as hash sketches (round_evidence.h). */
+#include "round_evidence.h"
+
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util/alloc.h"
+
+#define S_SKETCH_DIM_MAX 65536
+
+struct gb_round_evidence {
+    size_t max_clients, dim;
+    size_t count, cap;                        /* updates kept, room for */
+    size_t n_params;                          /* the round's delta length (0: none yet) */
+    float *sketches;                          /* cap x dim */
+    double *norms;                            /* cap */
+    char (*names)[GB_ROUND_EVIDENCE_NAME_MAX + 1]; /* cap */
+    float *column;                            /* cap: one coordinate's values */
+    float *median;                            /* dim */
+};
+
+gb_round_evidence_t *gb_round_evidence_new(size_t max_clients, size_t sketch_dim,
+                                           gb_error_t *err)
+{
+    if (!sketch_dim)
+        sketch_dim = GB_ROUND_EVIDENCE_SKETCH_DIM;
+    if (max_clients == 0 || sketch_dim > S_SKETCH_DIM_MAX ||
+        max_clients > SIZE_MAX / sizeof(float) / sketch_dim) {
+        gb_error_set(err, GB_EINVAL,
+                     "round evidence: %zu clients of %zu-float sketches is out of range",
+                     max_clients, sketch_dim);
+        return NULL;
+    }
+    gb_round_evidence_t *e = gb_calloc(1, sizeof *e);
+    if (e)
+        e->median = gb_calloc(sketch_dim, sizeof *e->median);
+    if (!e || !e->median) {
+        gb_round_evidence_destroy(&e);
+        gb_error_set(err, GB_ENOMEM, "round evidence: out of memory");
+        return NULL;
+    }
+    e->max_clients = max_clients;
+    e->dim = sketch_dim;
+    return e;
+}
+
+void gb_round_evidence_destroy(gb_round_evidence_t **e)
+{
+    if (!e || !*e)
+        return;
+    gb_free((*e)->sketches);
+    gb_free((*e)->norms);
+    gb_free((*e)->names);
+    gb_free((*e)->column);
+    gb_free((*e)->median);
+    gb_free(*e);
+    *e = NULL;
+}
+
+void gb_round_evidence_clear(gb_round_evidence_t *e)
+{
+    e->count = 0;
+    e->n_params = 0;
+}
+
+/* Room for one more update; the capacity doubles (up to max_clients), so a
+ * round of N updates costs about log N reallocations. */
+static int s_grow(gb_round_evidence_t *e, gb_error_t *err)
+{
+    if (e->count < e->cap)
+        return 0;
+    size_t cap = e->cap ? 2 * e->cap : 16;
+    if (cap > e->max_clients)
+        cap = e->max_clients;
+    float *sk = gb_realloc(e->sketches, cap * e->dim * sizeof *sk);
+    if (sk)
+        e->sketches = sk;
+    double *nm = sk ? gb_realloc(e->norms, cap * sizeof *nm) : NULL;
+    if (nm)
+        e->norms = nm;
+    char(*names)[GB_ROUND_EVIDENCE_NAME_MAX + 1] =
+        nm ? gb_realloc(e->names, cap * sizeof *names) : NULL;
+    if (names)
+        e->names = names;
+    float *col = names ? gb_realloc(e->column, cap * sizeof *col) : NULL;
+    if (!col)
+        return gb_error_set(err, GB_ENOMEM, "round evidence: out of memory for %zu updates",
+                            cap);
+    e->column = col;
+    e->cap = cap;
+    return 0;
+}
+
+/* Bucket and sign of coordinate i: the top bits of a 64-bit mix of i
+ * (splitmix64's finaliser: every input bit reaches every output bit, so
+ * neighbouring weights of one layer land in unrelated buckets). */
+static inline uint64_t s_mix(uint64_t i)
+{
+    uint64_t z = i + 0x9E3779B97F4A7C15ull;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+static void s_sketch(const float *delta, size_t n, float *out, size_t dim)
+{
+    memset(out, 0, dim * sizeof *out);
+    for (size_t i = 0; i < n; i++) {
+        uint64_t h = s_mix(i);
+        float v = delta[i];
+        out[(h >> 1) % dim] += (h & 1) ? v : -v;
+    }
+}
+
+int gb_round_evidence_add(gb_round_evidence_t *e, const char *client, const float *delta,
+                          size_t n, double norm, gb_error_t *err)
+{
+    size_t len = client ? strlen(client) : 0;
+    if (len == 0 || len > GB_ROUND_EVIDENCE_NAME_MAX)
+        return gb_error_set(err, GB_EINVAL, "round evidence: a client name of %zu bytes "
+                            "(1..%d)", len, GB_ROUND_EVIDENCE_NAME_MAX);
+    if (n == 0 || (e->count && n != e->n_params))
+        return gb_error_set(err, GB_EINVAL,
+                            "round evidence: '%s' sent %zu parameters, the round's have %zu",
+                            client, n, e->n_params);
+    if (e->count == e->max_clients)
+        return gb_error_set(err, GB_ERANGE, "round evidence: more than %zu updates in a round",
+                            e->max_clients);
+    int rc = s_grow(e, err);
+    if (rc)
+        return rc;
+    s_sketch(delta, n, e->sketches + e->count * e->dim, e->dim);
+    e->norms[e->count] = norm;
+    memcpy(e->names[e->count], client, len + 1);
+    e->n_params = n;
+    e->count++;
+    return 0;
+}
+
+size_t gb_round_evidence_count(const gb_round_evidence_t *e)
+{
+    return e->count;
+}
+
+const char *gb_round_evidence_client(const gb_round_evidence_t *e, size_t i)
+{
+    return e->names[i];
+}
+
+double gb_round_evidence_norm(const gb_round_evidence_t *e, size_t i)
+{
+    return e->norms[i];
+}
+
+static int s_by_float(const void *x, const void *y)
+{
+    float a = *(const float *)x, b = *(const float *)y;
+    return (a > b) - (a < b);
+}
+
+void gb_round_evidence_distances(gb_round_evidence_t *e, double *dist)
+{
+    /* everything it needs was allocated as the updates came */
+    const size_t N = e->count, D = e->dim;
+    if (N == 0)
+        return;
+    for (size_t j = 0; j < D; j++) {
+        for (size_t c = 0; c < N; c++)
+            e->column[c] = e->sketches[c * D + j];
+        qsort(e->column, N, sizeof *e->column, s_by_float);
+        e->median[j] = N % 2 ? e->column[N / 2]
+                             : 0.5f * (e->column[N / 2 - 1] + e->column[N / 2]);
+    }
+    for (size_t c = 0; c < N; c++) {
+        const float *s = e->sketches + c * D;
+        double sum = 0;
+        for (size_t j = 0; j < D; j++) {
+            double d = (double)s[j] - e->median[j];
+            sum += d * d;
+        }
+        dist[c] = sqrt(sum);
+    }
+}

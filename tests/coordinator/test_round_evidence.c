@@ -1,0 +1,135 @@
+/* Round evidence (coordinator/round_evidence.h): sketched distances follow
+ * the true distances, the median centre ignores a minority, and every bound
+ * of its input is refused without keeping anything. */
+#include "testutil.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "round_evidence.h"
+#include "util/rng.h"
+
+#define P 20000 /* parameters of the test's "model" */
+
+static gb_round_evidence_t *s_new(size_t max_clients)
+{
+    gb_error_t err = {0};
+    gb_round_evidence_t *e = gb_round_evidence_new(max_clients, 0, &err);
+    assert_non_null(e);
+    return e;
+}
+
+static double s_norm(const float *x, size_t n)
+{
+    double s = 0;
+    for (size_t i = 0; i < n; i++)
+        s += (double)x[i] * x[i];
+    return sqrt(s);
+}
+
+/* One update against an all-zero one: the sketched distance is the update's
+ * own norm within the sketch's error (about 4% at 1,024 buckets; 15%
+ * allowed), for dense and for sparse updates. */
+static void test_sketch_keeps_distances(void **state)
+{
+    (void)state;
+    static float zero[P], x[P];
+    gb_rng_t rng;
+    gb_rng_seed(&rng, 7, 1);
+    for (int sparse = 0; sparse <= 1; sparse++) {
+        for (int i = 0; i < P; i++)
+            x[i] = sparse && i % 50 ? 0.0f : (float)gb_rng_normal(&rng);
+        gb_round_evidence_t *e = s_new(4);
+        gb_error_t err = {0};
+        assert_int_equal(gb_round_evidence_add(e, "zero", zero, P, 0.0, &err), 0);
+        assert_int_equal(gb_round_evidence_add(e, "x", x, P, s_norm(x, P), &err), 0);
+        double d[2];
+        gb_round_evidence_distances(e, d);
+        /* two updates: the median is their midpoint, half the distance away */
+        double want = 0.5 * s_norm(x, P);
+        assert_true(fabs(d[0] - want) < 0.15 * want);
+        assert_true(fabs(d[1] - want) < 0.15 * want);
+        assert_true(gb_round_evidence_norm(e, 1) == s_norm(x, P));
+        assert_string_equal(gb_round_evidence_client(e, 1), "x");
+        gb_round_evidence_destroy(&e);
+    }
+}
+
+/* Eight updates near one direction and two far from it (an attacker's
+ * sign-flipped, scaled update): the median stays with the eight, so the two
+ * are far and the eight near, whatever the order they came in. */
+static void test_median_centre_ignores_a_minority(void **state)
+{
+    (void)state;
+    static float base[P], u[P];
+    gb_rng_t rng;
+    gb_rng_seed(&rng, 3, 1);
+    for (int i = 0; i < P; i++)
+        base[i] = (float)gb_rng_normal(&rng);
+    gb_round_evidence_t *e = s_new(10);
+    gb_error_t err = {0};
+    for (int c = 0; c < 10; c++) {
+        bool bad = c == 2 || c == 7;
+        for (int i = 0; i < P; i++)
+            u[i] = bad ? -10.0f * base[i] : base[i] + 0.1f * (float)gb_rng_normal(&rng);
+        char name[16];
+        snprintf(name, sizeof name, "c%d", c);
+        assert_int_equal(gb_round_evidence_add(e, name, u, P, s_norm(u, P), &err), 0);
+    }
+    assert_int_equal(gb_round_evidence_count(e), 10);
+    double d[10];
+    gb_round_evidence_distances(e, d);
+    double honest_max = 0;
+    for (int c = 0; c < 10; c++)
+        if (c != 2 && c != 7 && d[c] > honest_max)
+            honest_max = d[c];
+    double base_norm = s_norm(base, P);
+    assert_true(honest_max < 0.2 * base_norm);
+    assert_true(d[2] > 10.0 * base_norm && d[7] > 10.0 * base_norm);
+    gb_round_evidence_destroy(&e);
+}
+
+/* Each bound crossed: a name of 0 or 65 bytes, a delta of another length
+ * than the round's, one update past max_clients. Nothing is kept; clear
+ * starts a new round of any length. */
+static void test_bounds_are_refused(void **state)
+{
+    (void)state;
+    static float x[P];
+    gb_round_evidence_t *e = s_new(2);
+    gb_error_t err = {0};
+    char long_name[66];
+    memset(long_name, 'a', 65);
+    long_name[65] = '\0';
+    assert_int_equal(gb_round_evidence_add(e, "", x, P, 0, &err), GB_EINVAL);
+    assert_int_equal(gb_round_evidence_add(e, NULL, x, P, 0, &err), GB_EINVAL);
+    assert_int_equal(gb_round_evidence_add(e, long_name, x, P, 0, &err), GB_EINVAL);
+    long_name[64] = '\0';
+    assert_int_equal(gb_round_evidence_add(e, long_name, x, P, 0, &err), 0);
+    assert_int_equal(gb_round_evidence_add(e, "b", x, P - 1, 0, &err), GB_EINVAL);
+    assert_non_null(strstr(err.msg, "parameters"));
+    assert_int_equal(gb_round_evidence_add(e, "b", x, 0, 0, &err), GB_EINVAL);
+    assert_int_equal(gb_round_evidence_add(e, "b", x, P, 0, &err), 0);
+    assert_int_equal(gb_round_evidence_add(e, "c", x, P, 0, &err), GB_ERANGE);
+    assert_int_equal(gb_round_evidence_count(e), 2);
+    gb_round_evidence_clear(e);
+    assert_int_equal(gb_round_evidence_count(e), 0);
+    assert_int_equal(gb_round_evidence_add(e, "c", x, 10, 0, &err), 0);
+    gb_round_evidence_destroy(&e);
+    gb_round_evidence_destroy(&e); /* NULL-safe */
+    assert_null(gb_round_evidence_new(0, 0, &err));
+    assert_int_equal(err.code, GB_EINVAL);
+    assert_null(gb_round_evidence_new(10, 65537, &err));
+    assert_null(gb_round_evidence_new(SIZE_MAX / 8, 1024, &err));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_sketch_keeps_distances),
+        cmocka_unit_test(test_median_centre_ignores_a_minority),
+        cmocka_unit_test(test_bounds_are_refused),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
