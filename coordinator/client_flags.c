@@ -20,6 +20,7 @@ typedef struct {
     int head;                  /* next slot of the ring */
     double maxz[S_WINDOW_MAX]; /* per remembered round: its largest z (>= 0) */
     bool out[S_WINDOW_MAX];    /* per remembered round: it stood out */
+    bool flagged;              /* the verdict of its last round */
 } s_client_t;
 
 struct gb_flagger {
@@ -246,10 +247,19 @@ int gb_flagger_round(gb_flagger_t *f, uint64_t round, const gb_flag_evidence_t *
         v->rounds_seen = c->seen;
         v->score = sum / c->seen;
         v->flagged = v->rounds_out >= f->c.needed || top >= f->c.z_now;
+        c->flagged = v->flagged;
     }
     gb_free(z);
     gb_free(scratch);
     f->last_round = round;
     f->any_round = true;
     return 0;
+}
+
+bool gb_flagger_is_flagged(const gb_flagger_t *f, const char *client)
+{
+    for (size_t i = 0; i < f->n; i++)
+        if (strcmp(f->clients[i].name, client) == 0)
+            return f->clients[i].flagged;
+    return false;
 }

@@ -100,6 +100,10 @@ void gb_flagger_destroy(gb_flagger_t **f);
 int gb_flagger_round(gb_flagger_t *f, uint64_t round, const gb_flag_evidence_t *ev, size_t n,
                      gb_flag_verdict_t *out, gb_error_t *err) GB_MUST_CHECK;
 
+/* Whether the client was flagged in the last round it took part in (false
+ * for a client never scored). */
+bool gb_flagger_is_flagged(const gb_flagger_t *f, const char *client);
+
 /* Clients remembered. */
 size_t gb_flagger_clients(const gb_flagger_t *f);
 

@@ -40,7 +40,7 @@ static void s_on_signal(int sig)
 typedef struct {
     gb_front_door_options_t door;
     gb_federation_options_t fed;
-    const char *log_level, *optimizer, *explain, *publish;
+    const char *log_level, *optimizer, *explain, *publish, *guard;
     const char *http;  /* the HTTP endpoint's address, or "none" */
     bool http_given;   /* --http was given: failing to bind it is an error */
     int min_clients, per_round, quorum, epochs, steps, batch, explain_samples, explain_steps;
@@ -143,6 +143,7 @@ static int s_options(s_cli_t *c)
     for (size_t i = 0; c->explain && i < sizeof methods / sizeof methods[0]; i++)
         if (strcmp(c->explain, methods[i].name) == 0)
             o->explain = methods[i].m;
+    o->guard_flags = c->guard && strcmp(c->guard, "flags") == 0;
     o->explain_samples = (uint32_t)c->explain_samples;
     o->explain_steps = (uint32_t)c->explain_steps;
     /* A federation explains every client every round: 16 Gauss-Legendre
@@ -322,6 +323,7 @@ int gb_cmd_serve(int argc, char **argv)
         {"--simulate-partition", GB_ARG_STRING, &c.fed.simulate_partition, 0, 0, NULL, "how those slices are cut: iid, dirichlet:ALPHA or shards:K (default iid; seeded by --seed)", false},
         {"--max-client-samples", GB_ARG_U64, &c.fed.max_client_samples, 0, 0, NULL, "most samples one client may claim in its Join or any result (default 10000000)", false},
         {"--max-norm-ratio", GB_ARG_FLOAT, &c.fed.max_norm_ratio, 1.5, 1e9, NULL, "refuse an update whose L2 norm is more than this times the last round's median (and the global model's norm) (default 10)", false},
+        {"--guard", GB_ARG_CHOICE, &c.guard, 0, 0, "none|flags", "flags: leave the updates and explanations of clients flagged in their last round out of the aggregate (default none: flags are only reported)", false},
         {"--max-explanation-share", GB_ARG_FLOAT, &c.fed.max_explanation_share, 0, 1, NULL, "most of a round's aggregate explanation one client may carry, as a share of the selected clients' samples (default 0: each client weighs its own samples, no further cap)", false},
         {"--explain", GB_ARG_CHOICE, &c.explain, 0, 0, "none|ig|gradxinput|saliency|smoothgrad|gradcam", "what clients explain each round (default ig)", false},
         {"--explain-samples", GB_ARG_INT, &c.explain_samples, 0, 1000000, NULL, "local samples each client explains (default: the client's)", false},

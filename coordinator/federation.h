@@ -117,6 +117,9 @@ typedef struct {
     double max_norm_ratio;         /* an Update whose delta's L2 norm is more than this
                                       times the reference (below) is refused with
                                       ERROR_NORM (0: GB_FED_DEFAULT_MAX_NORM_RATIO) */
+    bool guard_flags;              /* leave the updates (and explanations) of clients
+                                      flagged in their last round out of the aggregate
+                                      (client_flags.h; serve --guard flags) */
     double max_explanation_share;  /* most of the round's explanation weight one client
                                       carries: this share of the samples the selected
                                       clients joined with (0 or >= 1: no cap beyond each

@@ -94,6 +94,26 @@ double gb_fed_metric(Glassbox__Metric *const *m, size_t n, const char *name)
     return NAN;
 }
 
+/* The guard: the update of a client flagged in its last round is left out
+ * of the aggregate and its explanation out of the merge; it is still scored
+ * (its update's distance and norm), so a client that stops standing out is
+ * taken again once its window forgives it. */
+static int s_guard(gb_federation_t *f, const gb_rounds_action_t *a)
+{
+    gb_error_t eerr = {0};
+    if (gb_round_evidence_add(f->evidence, a->client_id, f->scratch, f->global->n_params,
+                              f->current_norm, &eerr) != 0)
+        gb_log_warn("federation: round %llu: '%s' is not scored for flags: %s",
+                    (unsigned long long)a->round, a->client_id, eerr.msg);
+    gb_log_warn("federation: round %llu: the update of '%s' is left out of the aggregate: "
+                "flagged (--guard flags)",
+                (unsigned long long)a->round, a->client_id);
+    gb_metrics_counter_add("glassbox_updates_guarded_total",
+                           "Updates of flagged clients left out of the aggregate (--guard flags)",
+                           NULL, NULL, 1);
+    return 0;
+}
+
 int gb_fed_feed_update(gb_federation_t *f, const gb_rounds_action_t *a, gb_error_t *err)
 {
     const Glassbox__Envelope *env = f->current;
@@ -105,6 +125,8 @@ int gb_fed_feed_update(gb_federation_t *f, const gb_rounds_action_t *a, gb_error
     int rc = s_open(f, a, err);
     if (rc)
         return rc;
+    if (f->o.guard_flags && gb_flagger_is_flagged(f->flagger, a->client_id))
+        return s_guard(f, a);
     /* f->scratch holds this Update's delta, decoded by gb_fed_result_fits
      * just before the machine took it (a FEED belongs to f->current) */
     if ((rc = gb_aggregator_add(f->agg, f->scratch, f->global->n_params, u->num_samples, err)))

@@ -203,6 +203,37 @@ static void test_bounds(void **state)
     gb_flagger_destroy(&f);
 }
 
+/* is_flagged follows each client's last verdict: false before it is
+ * scored, true the round it is flagged, false again once its window holds
+ * too few rounds it stood out in. */
+static void test_is_flagged_follows_the_last_verdict(void **state)
+{
+    (void)state;
+    gb_flag_cfg_t c = {.window = 2, .needed = 2};
+    gb_error_t err = {0};
+    gb_flagger_t *f = gb_flagger_new(&c, &err);
+    assert_non_null(f);
+    gb_rng_t rng;
+    gb_rng_seed(&rng, 9, 1);
+    gb_flag_evidence_t ev[N];
+    gb_flag_verdict_t v[N];
+    assert_false(gb_flagger_is_flagged(f, "client-0"));
+    s_honest(ev, &rng);
+    ev[0].update *= 100.0; /* far past z_now: flagged at once */
+    assert_int_equal(gb_flagger_round(f, 1, ev, N, v, &err), 0);
+    assert_true(v[0].flagged);
+    assert_true(gb_flagger_is_flagged(f, "client-0"));
+    assert_false(gb_flagger_is_flagged(f, "client-1"));
+    assert_false(gb_flagger_is_flagged(f, "nobody"));
+    for (uint64_t r = 2; r <= 3; r++) {
+        s_honest(ev, &rng);
+        assert_int_equal(gb_flagger_round(f, r, ev, N, v, &err), 0);
+    }
+    assert_false(v[0].flagged);
+    assert_false(gb_flagger_is_flagged(f, "client-0"));
+    gb_flagger_destroy(&f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -210,6 +241,7 @@ int main(void)
         cmocka_unit_test(test_attackers_are_flagged),
         cmocka_unit_test(test_window_and_missing_signals),
         cmocka_unit_test(test_bounds),
+        cmocka_unit_test(test_is_flagged_follows_the_last_verdict),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

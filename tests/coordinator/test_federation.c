@@ -56,6 +56,7 @@ typedef struct {
     double last_distance;
     uint64_t join_samples; /* a Join's train_samples (0: 1000) */
     char last_far_client[64];
+    size_t last_participants;
     char last_flagged[256]; /* the last round's flagged clients, comma-separated */
 } fixture_t;
 
@@ -68,6 +69,7 @@ static void s_round_done(void *arg, const gb_federation_round_t *r)
     f->last_distance = r->max_distance;
     snprintf(f->last_far_client, sizeof f->last_far_client, "%s",
              r->max_distance_client ? r->max_distance_client : "");
+    f->last_participants = r->participants;
     f->last_flagged[0] = '\0';
     for (size_t i = 0; i < r->flagged; i++)
         snprintf(f->last_flagged + strlen(f->last_flagged),
@@ -611,11 +613,11 @@ static void test_explanations_merged(void **state)
  * from its distance to the round's median update, so it is flagged in each
  * of three rounds, in the round's report and in /metrics, and no honest
  * client is. */
-static void test_poisoned_update_flagged(void **state)
+static void s_poisoned_rounds(fixture_t *f, bool guard)
 {
-    fixture_t *f = *state;
     gb_error_t err = {0};
     gb_federation_options_t o = s_options(f, 3);
+    o.guard_flags = guard;
     o.rounds.min_clients = N_CLIENTS;
     o.rounds.min_per_round = N_CLIENTS;
     o.rounds.quorum = N_CLIENTS;
@@ -642,11 +644,27 @@ static void test_poisoned_update_flagged(void **state)
         }
         assert_int_equal(f->rounds_done, (int)round);
         assert_string_equal(f->last_flagged, "edge-6");
+        /* the guard leaves edge-6 out from the round after it was flagged */
+        assert_int_equal(f->last_participants, guard && round > 1 ? N_CLIENTS - 1 : N_CLIENTS);
         assert_true(gb_metrics_value("glassbox_clients_flagged", NULL, NULL) == 1);
         assert_true(gb_metrics_value("glassbox_client_flag_score", "client", "edge-6") > 3.5);
         assert_true(gb_metrics_value("glassbox_client_flag_score", "client", "edge-1") == 0);
     }
     assert_true(gb_metrics_value("glassbox_client_flags_total", "signal", "update") >= 3);
+    assert_true(gb_metrics_value("glassbox_updates_guarded_total", NULL, NULL) == (guard ? 2 : 0));
+}
+
+static void test_poisoned_update_flagged(void **state)
+{
+    s_poisoned_rounds(*state, false);
+}
+
+/* With the guard on, the same attacker's updates are left out of the
+ * aggregate once it is flagged (rounds 2 and 3), and it is still scored
+ * and flagged on them. */
+static void test_guard_leaves_flagged_out(void **state)
+{
+    s_poisoned_rounds(*state, true);
 }
 
 /* What a client claims is bounded by what the federation allows: a Join
@@ -843,6 +861,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_explanations_merged, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_hostile_results, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_poisoned_update_flagged, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_guard_leaves_flagged_out, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_explanation_share_capped, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_option_errors, s_setup, s_teardown),
     };
