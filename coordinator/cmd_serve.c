@@ -5,6 +5,7 @@
  * checkpoints. One line per finished round on standard output (a JSON
  * object with --json). Runs until the last round is done, or SIGINT or
  * SIGTERM. */
+#include <jansson.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -52,6 +53,54 @@ typedef struct {
     char key[4096], cert[4096];
 } s_cli_t;
 
+/* The round's bias view and flags as JSON members (", "class_accuracy":
+ * {...}, "client_accuracy": {...}, "flagged": [...]), names escaped by
+ * jansson. */
+static void s_print_bias_json(const gb_federation_round_t *r)
+{
+    json_t *o = json_object();
+    if (!o)
+        return;
+    if (r->n_classes) {
+        json_t *c = json_object();
+        for (int k = 0; c && k < r->n_classes; k++)
+            if (isfinite(r->class_accuracy[k]))
+                json_object_set_new(c, gb_class_names_get(r->class_names, k),
+                                    json_real(r->class_accuracy[k]));
+        json_object_set_new(o, "class_accuracy", c);
+    }
+    if (r->clients_evaluated)
+        json_object_set_new(o, "client_accuracy",
+                            json_pack("{s:I, s:f, s:f, s:f, s:f}", "clients",
+                                      (json_int_t)r->clients_evaluated, "min",
+                                      r->client_accuracy_min, "p10", r->client_accuracy_p10,
+                                      "median", r->client_accuracy_median, "max",
+                                      r->client_accuracy_max));
+    json_t *flagged = json_array();
+    for (size_t i = 0; flagged && i < r->flagged; i++)
+        json_array_append_new(flagged, json_string(r->flagged_clients[i]));
+    json_object_set_new(o, "flagged", flagged);
+    char *text = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
+    /* the members without the object's braces, after the line's others */
+    if (text && strlen(text) > 2)
+        printf(", %.*s", (int)strlen(text) - 2, text + 1);
+    free(text);
+    json_decref(o);
+}
+
+/* The class the model fails most ("Shirt 58.1%"), for the text line. */
+static void s_print_weakest_class(const gb_federation_round_t *r)
+{
+    int worst = -1;
+    for (int k = 0; k < r->n_classes; k++)
+        if (isfinite(r->class_accuracy[k]) &&
+            (worst < 0 || r->class_accuracy[k] < r->class_accuracy[worst]))
+            worst = k;
+    if (worst >= 0)
+        printf(", weakest class %s %.1f%%", gb_class_names_get(r->class_names, worst),
+               100 * r->class_accuracy[worst]);
+}
+
 static void s_round_line(void *arg, const gb_federation_round_t *r)
 {
     const s_cli_t *c = arg;
@@ -71,10 +120,8 @@ static void s_round_line(void *arg, const gb_federation_round_t *r)
                 printf(", \"%s\": %.6g", kv[i].key, kv[i].v);
         if (r->max_distance_client)
             printf(", \"max_distance_client\": \"%s\"", r->max_distance_client);
-        printf(", \"flagged\": [");
-        for (size_t i = 0; i < r->flagged; i++)
-            printf("%s\"%s\"", i ? ", " : "", r->flagged_clients[i]);
-        printf("]}\n");
+        s_print_bias_json(r);
+        printf("}\n");
     } else {
         printf("round %llu: %zu clients, %llu samples", (unsigned long long)r->round,
                r->participants, (unsigned long long)r->samples);
@@ -84,6 +131,11 @@ static void s_round_line(void *arg, const gb_federation_round_t *r)
             printf(", test accuracy %.2f%%", 100 * r->test_accuracy);
         else if (isfinite(r->client_accuracy))
             printf(", clients' test accuracy %.2f%%", 100 * r->client_accuracy);
+        s_print_weakest_class(r);
+        if (r->clients_evaluated > 1)
+            printf(", clients' accuracy %.1f-%.1f%% (median %.1f%%)",
+                   100 * r->client_accuracy_min, 100 * r->client_accuracy_max,
+                   100 * r->client_accuracy_median);
         if (r->max_distance_client)
             printf(", explanation farthest from the rest: %s (%.3f)", r->max_distance_client,
                    r->max_distance);

@@ -144,6 +144,17 @@ static int s_server_eval(gb_federation_t *f, gb_error_t *err)
         return gb_error_set(err, GB_ESHAPE,
                             "federation: the model takes %zu inputs, %s's samples have %zu",
                             cells, f->o.test_data, gb_dataset_sample_size(f->test));
+    if (gb_dataset_loss(f->test) != GB_LOSS_SOFTMAX_CE)
+        return 0;
+    /* per-class accuracy: who the model fails, by name */
+    size_t k = (size_t)f->n_classes;
+    f->class_total = gb_calloc(k, sizeof *f->class_total);
+    f->class_correct = gb_calloc(k, sizeof *f->class_correct);
+    f->class_accuracy = gb_calloc(k, sizeof *f->class_accuracy);
+    if (!f->class_total || !f->class_correct || !f->class_accuracy)
+        return gb_error_set(err, GB_ENOMEM, "federation: out of memory for %zu classes", k);
+    if (!(f->class_names = gb_class_names_builtin(f->o.test_data, f->n_classes, err)))
+        return gb_error_prefix(err, err->code, "federation: --test-data: ");
     return 0;
 }
 
@@ -347,6 +358,11 @@ void gb_federation_destroy(gb_federation_t **pf)
     gb_snapshot_destroy(&f->next);
     gb_model_destroy(&f->eval_model);
     gb_dataset_destroy(&f->test);
+    gb_free(f->class_total);
+    gb_free(f->class_correct);
+    gb_free(f->class_accuracy);
+    gb_free(f->client_accuracies);
+    gb_class_names_destroy(&f->class_names);
     gb_free(f->view);
     gb_task_pack_destroy(&f->task_pack);
     gb_free(f->pub_buf);

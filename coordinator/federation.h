@@ -56,6 +56,7 @@
 #ifndef GB_COORDINATOR_FEDERATION_H
 #define GB_COORDINATOR_FEDERATION_H
 
+#include "data/class_names.h"
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -81,6 +82,15 @@ typedef struct {
     double test_accuracy;    /* ... (NaN: none) */
     double max_distance;     /* largest explanation distance (NaN: none) */
     const char *max_distance_client; /* whose; borrowed for the callback's duration */
+    int n_classes;           /* classes of class_accuracy (0: no per-class figures) */
+    const double *class_accuracy; /* server-side test accuracy per class (NaN: class
+                                     absent from the test data); borrowed likewise */
+    const gb_class_names_t *class_names; /* their names; borrowed likewise */
+    size_t clients_evaluated; /* EvalResults the round took (--client-eval) */
+    double client_accuracy_min, client_accuracy_p10, client_accuracy_median,
+        client_accuracy_max; /* the spread of their accuracies: p10 the nearest rank
+                                (ceil(n / 10)-th smallest), the median of an even
+                                count the mean of the middle two (NaN: none) */
     size_t flagged;          /* clients flagged this round (client_flags.h) */
     const char *const *flagged_clients; /* their names [flagged]; borrowed likewise */
     double seconds;          /* from the round's first task to its checkpoint */

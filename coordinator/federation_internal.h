@@ -5,6 +5,7 @@
 
 #include "aggregate.h"
 #include "client_flags.h"
+#include "data/class_names.h"
 #include "data/dataset.h"
 #include "engine/model.h"
 #include "explain_merge.h"
@@ -55,6 +56,13 @@ struct gb_federation {
     int n_classes;                  /* model outputs */
     gb_dataset_t *test;             /* server-side evaluation data, or NULL */
     gb_model_t *eval_model;         /* planned model for it, or NULL */
+    int64_t *class_total, *class_correct; /* its per-class counts [n_classes] (NULL:
+                                       no server evaluation, or regression) */
+    double *class_accuracy;         /* correct / total per class, NaN for a class
+                                       absent from the test data [n_classes] */
+    gb_class_names_t *class_names;  /* the classes' names (data/class_names.h) */
+    double *client_accuracies;      /* the attempt's EvalResult accuracies */
+    size_t n_client_accuracies, client_accuracies_cap;
 
     /* the attempt in progress */
     bool open;                      /* aggregator (and merge) begun for it */

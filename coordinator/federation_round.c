@@ -168,6 +168,22 @@ int gb_fed_feed_update(gb_federation_t *f, const gb_rounds_action_t *a, gb_error
     return 0;
 }
 
+/* Keeps one client's test accuracy for the round's spread. */
+static int s_note_client_accuracy(gb_federation_t *f, double accuracy, gb_error_t *err)
+{
+    if (f->n_client_accuracies == f->client_accuracies_cap) {
+        size_t cap = f->client_accuracies_cap ? 2 * f->client_accuracies_cap : 16;
+        double *grown = gb_realloc(f->client_accuracies, cap * sizeof *grown);
+        if (!grown)
+            return gb_error_set(err, GB_ENOMEM,
+                                "federation: out of memory for client accuracies");
+        f->client_accuracies = grown;
+        f->client_accuracies_cap = cap;
+    }
+    f->client_accuracies[f->n_client_accuracies++] = accuracy;
+    return 0;
+}
+
 int gb_fed_feed_eval(gb_federation_t *f, const gb_rounds_action_t *a, gb_error_t *err)
 {
     const Glassbox__Envelope *env = f->current;
@@ -178,6 +194,8 @@ int gb_fed_feed_eval(gb_federation_t *f, const gb_rounds_action_t *a, gb_error_t
     const Glassbox__EvalResult *e = env->eval_result;
     int rc = s_open(f, a, err);
     if (rc)
+        return rc;
+    if (e->num_samples && (rc = s_note_client_accuracy(f, e->accuracy, err)))
         return rc;
     f->eval_loss_sum += e->loss * (double)e->num_samples;
     f->eval_acc_sum += e->accuracy * (double)e->num_samples;
@@ -225,11 +243,18 @@ static int s_evaluate(gb_federation_t *f, const gb_rounds_action_t *a, gb_error_
            f->next->n_params * sizeof(float));
     gb_batches_t b = {f->test, gb_dataset_fill, f->test->n, gb_dataset_loss(f->test)};
     gb_epoch_stats_t st;
-    int rc = gb_evaluate(f->eval_model, &b, gb_model_max_batch(f->eval_model), &st, err);
+    int batch = gb_model_max_batch(f->eval_model);
+    int rc = f->class_total ? gb_evaluate_classes(f->eval_model, &b, batch, &st, f->class_total,
+                                                  f->class_correct, f->n_classes, err)
+                            : gb_evaluate(f->eval_model, &b, batch, &st, err);
     if (rc)
         return gb_error_prefix(err, rc, "server-side evaluation: ");
     f->test_loss = st.mean_loss;
     f->test_accuracy = st.accuracy;
+    for (int k = 0; f->class_total && k < f->n_classes; k++)
+        f->class_accuracy[k] = f->class_total[k]
+                                   ? (double)f->class_correct[k] / (double)f->class_total[k]
+                                   : NAN;
     gb_log_info("federation: round %llu: test loss %.4f, accuracy %.4f on %lld samples",
                 (unsigned long long)a->round, st.mean_loss, st.accuracy,
                 (long long)st.samples);
@@ -479,6 +504,48 @@ static void s_round_metrics(const gb_federation_t *f, const gb_federation_round_
     s_distance_metrics(f);
 }
 
+static int s_by_double(const void *x, const void *y)
+{
+    double a = *(const double *)x, b = *(const double *)y;
+    return (a > b) - (a < b);
+}
+
+/* The bias view of the round: the spread of the clients' own test
+ * accuracies and the server's accuracy per class, into r and /metrics. */
+static void s_bias_view(gb_federation_t *f, gb_federation_round_t *r)
+{
+    r->client_accuracy_min = r->client_accuracy_p10 = NAN;
+    r->client_accuracy_median = r->client_accuracy_max = NAN;
+    size_t n = f->n_client_accuracies;
+    r->clients_evaluated = n;
+    if (n) {
+        double *v = f->client_accuracies;
+        qsort(v, n, sizeof *v, s_by_double);
+        r->client_accuracy_min = v[0];
+        r->client_accuracy_p10 = v[(n + 9) / 10 - 1];
+        r->client_accuracy_median = n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+        r->client_accuracy_max = v[n - 1];
+        const char *q = "glassbox_client_accuracy_quantile";
+        const char *help = "Spread of the clients' own test accuracies, last finished round";
+        gb_metrics_gauge_set(q, help, "quantile", "0", r->client_accuracy_min);
+        gb_metrics_gauge_set(q, help, "quantile", "0.1", r->client_accuracy_p10);
+        gb_metrics_gauge_set(q, help, "quantile", "0.5", r->client_accuracy_median);
+        gb_metrics_gauge_set(q, help, "quantile", "1", r->client_accuracy_max);
+    }
+    f->n_client_accuracies = 0;
+    if (!f->class_total || !isfinite(f->test_accuracy))
+        return;
+    r->n_classes = f->n_classes;
+    r->class_accuracy = f->class_accuracy;
+    r->class_names = f->class_names;
+    for (int k = 0; k < f->n_classes; k++)
+        if (isfinite(f->class_accuracy[k]))
+            gb_metrics_gauge_set("glassbox_class_accuracy",
+                                 "Server-side test accuracy per class, last finished round",
+                                 "class", gb_class_names_get(f->class_names, k),
+                                 f->class_accuracy[k]);
+}
+
 void gb_fed_commit(gb_federation_t *f, const gb_rounds_action_t *a)
 {
     gb_snapshot_t *t = f->global;
@@ -508,6 +575,7 @@ void gb_fed_commit(gb_federation_t *f, const gb_rounds_action_t *a)
             r.max_distance_client = f->xr.distance[i]->key;
         }
     }
+    s_bias_view(f, &r);
     const char **flagged = NULL;
     r.flagged = gb_fed_flag_round(f, a->round, &flagged);
     r.flagged_clients = flagged;
@@ -534,6 +602,7 @@ void gb_fed_abandon(gb_federation_t *f)
     }
     f->open = false;
     gb_fed_norms_forget(f);
+    f->n_client_accuracies = 0;
     if (f->evidence)
         gb_round_evidence_clear(f->evidence);
     gb_explain_merge_result_free(&f->xr);

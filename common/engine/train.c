@@ -10,6 +10,7 @@
 
 #include <math.h>
 #include <stdbool.h>
+#include <string.h>
 #include <time.h>
 
 typedef struct {
@@ -176,8 +177,24 @@ out:
     return rc;
 }
 
-int gb_evaluate(gb_model_t *m, const gb_batches_t *data, int batch, gb_epoch_stats_t *stats,
-                gb_error_t *err)
+/* Per-class counts of one batch: total[label]++ and correct[label]++ when
+ * the largest output is the label's. */
+static void s_count_classes(const float *out, const int32_t *labels, int rows, int classes,
+                            int64_t *total, int64_t *correct)
+{
+    for (int r = 0; r < rows; r++) {
+        const float *z = out + (size_t)r * classes;
+        int best = 0;
+        for (int c = 1; c < classes; c++)
+            if (z[c] > z[best])
+                best = c;
+        total[labels[r]]++;
+        correct[labels[r]] += best == labels[r];
+    }
+}
+
+static int s_evaluate(gb_model_t *m, const gb_batches_t *data, int batch, gb_epoch_stats_t *stats,
+                      int64_t *class_total, int64_t *class_correct, gb_error_t *err)
 {
     int rc = s_check(m, data, batch, err);
     if (rc)
@@ -205,6 +222,8 @@ int gb_evaluate(gb_model_t *m, const gb_batches_t *data, int batch, gb_epoch_sta
                 }
             loss_sum += gb_loss_softmax_ce(b.out, b.labels, n, classes, 1.0f, NULL);
             correct += s_correct(b.out, b.labels, n, classes);
+            if (class_total)
+                s_count_classes(b.out, b.labels, n, classes, class_total, class_correct);
         } else {
             loss_sum += gb_loss_mse(b.out, b.values, n, classes, 1.0f, NULL);
         }
@@ -219,4 +238,26 @@ int gb_evaluate(gb_model_t *m, const gb_batches_t *data, int batch, gb_epoch_sta
 out:
     s_free(&b);
     return rc;
+}
+
+int gb_evaluate(gb_model_t *m, const gb_batches_t *data, int batch, gb_epoch_stats_t *stats,
+                gb_error_t *err)
+{
+    return s_evaluate(m, data, batch, stats, NULL, NULL, err);
+}
+
+int gb_evaluate_classes(gb_model_t *m, const gb_batches_t *data, int batch,
+                        gb_epoch_stats_t *stats, int64_t *class_total, int64_t *class_correct,
+                        int n_classes, gb_error_t *err)
+{
+    gb_shape_t out = gb_model_output_shape(m);
+    if (data->loss != GB_LOSS_SOFTMAX_CE || n_classes != (int)gb_shape_size(&out))
+        return gb_error_set(err, GB_EINVAL,
+                            "per-class evaluation needs a classifier of %d classes (the model "
+                            "has %zu outputs%s)",
+                            n_classes, gb_shape_size(&out),
+                            data->loss != GB_LOSS_SOFTMAX_CE ? ", the data are regression" : "");
+    memset(class_total, 0, (size_t)n_classes * sizeof *class_total);
+    memset(class_correct, 0, (size_t)n_classes * sizeof *class_correct);
+    return s_evaluate(m, data, batch, stats, class_total, class_correct, err);
 }

@@ -82,4 +82,13 @@ int gb_train_epoch(gb_model_t *model, gb_optim_t *optim, const gb_batches_t *dat
 int gb_evaluate(gb_model_t *model, const gb_batches_t *data, int batch, gb_epoch_stats_t *stats,
                 gb_error_t *err) GB_MUST_CHECK;
 
+/* gb_evaluate that also counts, per class K of n_classes (the model's
+ * outputs), the samples labelled K (class_total[K]) and those of them
+ * predicted K (class_correct[K]); both arrays the caller's, n_classes long,
+ * overwritten. GB_EINVAL for regression data or n_classes not the model's
+ * output count. */
+int gb_evaluate_classes(gb_model_t *model, const gb_batches_t *data, int batch,
+                        gb_epoch_stats_t *stats, int64_t *class_total, int64_t *class_correct,
+                        int n_classes, gb_error_t *err) GB_MUST_CHECK;
+
 #endif

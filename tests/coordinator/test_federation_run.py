@@ -135,6 +135,14 @@ def main():
         assert r["participants"] == N and r["samples"] == 6000, r
         assert 0 < r["test_accuracy"] <= 1 and r["train_loss"] > 0, r
         assert r["max_explanation_distance"] >= 0, r
+        # the bias view: accuracy per class by name; Fashion-MNIST's test
+        # split has 1,000 images a class, so their mean is the accuracy
+        classes = r["class_accuracy"]
+        assert list(classes) == ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal",
+                            "Shirt", "Sneaker", "Bag", "Ankle boot"], classes
+        assert all(0 <= v <= 1 for v in classes.values()), classes
+        assert abs(sum(classes.values()) / 10 - r["test_accuracy"]) < 1e-4, r
+        assert r["flagged"] == [], r  # honest clients
     assert rounds[1]["test_accuracy"] > 0.3, rounds  # LeNet learns from 6,000 images
     for t in tasks:
         assert [x["round"] for x in t] == [1, 2], t

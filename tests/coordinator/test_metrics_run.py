@@ -94,6 +94,17 @@ def check(text):
     client_acc = one(families, "glassbox_client_accuracy")
     assert 0 <= client_acc <= 1, client_acc
 
+    # the bias view: the clients' accuracy spread and the accuracy per class
+    spread = {s[0].get("quantile"): s[1]
+              for s in samples(families, "glassbox_client_accuracy_quantile")}
+    assert set(spread) == {"0", "0.1", "0.5", "1"}, spread
+    assert 0 <= spread["0"] <= spread["0.1"] <= spread["0.5"] <= spread["1"] <= 1, spread
+    assert spread["0"] <= client_acc <= spread["1"], (spread, client_acc)
+    per_class = {s[0].get("class"): s[1] for s in samples(families, "glassbox_class_accuracy")}
+    assert len(per_class) == 10 and "Sneaker" in per_class, per_class
+    assert abs(sum(per_class.values()) / 10 - test_acc) < 1e-4, (per_class, test_acc)
+    assert one(families, "glassbox_clients_flagged") == 0
+
     dist = samples(families, "glassbox_explanation_distance")
     assert sorted(labels.get("client") for labels, _ in dist) == NAMES, dist
     assert all(set(labels) == {"client"} for labels, _ in dist), dist

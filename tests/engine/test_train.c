@@ -244,6 +244,28 @@ static void test_evaluate_matches_forward(void **state)
     assert_int_equal(st.samples, N);
     assert_true(fabs(st.mean_loss - loss / N) <= 1e-6 * loss / N);
     assert_true(st.accuracy == (double)correct / N);
+
+    /* per class: the same pass, counts against the hand's */
+    int64_t total[2] = {-1, -1}, right[2] = {-1, -1}, want_total[2] = {0}, want_right[2] = {0};
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(gb_model_forward(m, src.x + 4 * i, 1, y, &err), 0);
+        want_total[src.labels[i]]++;
+        want_right[src.labels[i]] += (y[1] > y[0] ? 1 : 0) == src.labels[i];
+    }
+    gb_epoch_stats_t sc = {0};
+    assert_int_equal(gb_evaluate_classes(m, &data, 10, &sc, total, right, 2, &err), 0);
+    assert_true(sc.accuracy == st.accuracy && sc.mean_loss == st.mean_loss);
+    for (int k = 0; k < 2; k++) {
+        assert_int_equal(total[k], want_total[k]);
+        assert_int_equal(right[k], want_right[k]);
+    }
+    assert_int_equal(total[0] + total[1], N);
+    /* a class count that is not the model's, or regression data: refused */
+    assert_int_equal(gb_evaluate_classes(m, &data, 10, &sc, total, right, 3, &err), GB_EINVAL);
+    data.loss = GB_LOSS_MSE;
+    assert_int_equal(gb_evaluate_classes(m, &data, 10, &sc, total, right, 2, &err), GB_EINVAL);
+    assert_non_null(strstr(err.msg, "regression"));
+    data.loss = GB_LOSS_SOFTMAX_CE;
     print_message("untrained: loss %.4f, accuracy %.3f\n", st.mean_loss, st.accuracy);
     assert_true(st.seconds >= 0.0);
     gb_model_destroy(&m);
