@@ -164,7 +164,7 @@ int gb_summary_class_set(gb_summary_t *s, int cls, const gb_summary_class_t *in,
                          gb_error_t *err) GB_MUST_CHECK;
 
 /* What summary.json says besides the summary itself. Strings are written
- * JSON-escaped; NULL ones are written as null. */
+ * JSON-escaped; NULL ones are written as null. Only read, during the call. */
 typedef struct {
     const char *method;             /* "ig", "saliency", ... */
     int steps;                      /* integrated-gradients steps; <= 0: null */
@@ -180,22 +180,27 @@ typedef struct {
     bool sequence;                  /* rank-2 maps are (time x features): also write
                                        importance_time and importance_features */
     bool regression;                /* the one group is the regression output, not a class */
+    const char *const *class_names; /* one name per class, written as each class object's
+                                       "class_name" after "class"; NULL: no such key */
 } gb_summary_info_t;
 
-/* Writes the summary as one JSON document into a new buffer (*out, *len
- * bytes plus a NUL; the caller frees it with gb_free):
+/* Writes the summary as one JSON document (one line and a newline, through
+ * util/json.h) into a new buffer (*out, *len bytes plus a NUL; the caller
+ * frees it with gb_free):
  *   {"format": "glassbox-explanation", "version": 1, "method", "steps",
  *    "rule", "baseline", "target", "dataset", "model", "task"
  *    ("classification" or "regression"), "input_shape", "attribution_shape",
  *    "samples", "clip", "clipped", "mean_completeness_error",
  *    "mean_steps_used", "fixed_point": {"fraction_bits", "max_count"},
- *    "classes": [{"class", "count", "clipped", "mean", "variance",
+ *    "classes": [{"class"[, "class_name"], "count", "clipped", "mean", "variance",
  *                 "importance"[, "importance_time", "importance_features"]}],
  *    "importance"[, "importance_time", "importance_features"]}
  * Maps are flat row-major arrays of attribution_shape; a class with no
  * samples has only class, count and clipped. "importance" at the top level
- * is over all samples. Numbers are written with 9 significant digits; a NaN
- * or infinity anywhere is refused (GB_ERANGE), never written. */
+ * is over all samples. Counts, shapes and indices are integers; every other
+ * number is a real with 9 significant digits (so 1 is written 1.0); a NaN
+ * or infinity anywhere is refused (GB_ERANGE, naming the value), never
+ * written. Strings not valid UTF-8 have each bad byte written as U+FFFD. */
 int gb_summary_json(const gb_summary_t *s, const gb_summary_info_t *info, char **out, size_t *len,
                     gb_error_t *err) GB_MUST_CHECK;
 

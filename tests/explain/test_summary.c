@@ -6,8 +6,9 @@
  * the L2 clip bounds what one sample can move a class's sum, however large
  * it is; the derived mean, variance and importance agree with a direct
  * double-precision computation on the clipped maps; the raw sums survive a
- * get/set round trip and impossible sums are refused; summary.json holds the
- * keys, escapes strings and refuses NaN; the divergence measures stay in
+ * get/set round trip and impossible sums are refused; summary.json (read
+ * back with jansson) holds the keys in order with their values and types,
+ * names classes, repairs bad UTF-8 and refuses NaN; the divergence measures stay in
  * their ranges, are exactly 0 (overlap 1) for identical summaries and reach
  * their extremes where they should; and on a synthetic federation of clean
  * clients and one client whose inputs carry a backdoor trigger patch (a
@@ -15,6 +16,7 @@
  * lies by far the furthest from the aggregate on all three measures. */
 #include "testutil.h"
 
+#include <jansson.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -608,12 +610,26 @@ static void test_class_get_set(void **state)
 
 /* ---- JSON ------------------------------------------------------------------ */
 
-static int s_count(const char *hay, const char *needle)
+/* The document parsed back with jansson (fails the test if it is not JSON). */
+static json_t *s_parse(const char *json, size_t len)
 {
-    int n = 0;
-    for (const char *p = strstr(hay, needle); p; p = strstr(p + 1, needle))
-        n++;
-    return n;
+    json_error_t jerr;
+    json_t *doc = json_loadb(json, len, 0, &jerr);
+    if (!doc)
+        fail_msg("summary.json is not JSON (%s at %d):\n%s", jerr.text, jerr.position, json);
+    return doc;
+}
+
+/* Array a equals want[0..n), value for value (reals compared exactly: the
+ * 9 significant digits give back these binary fractions and decimals). */
+static void s_reals_equal(const json_t *a, const double *want, size_t n)
+{
+    assert_true(json_is_array(a));
+    assert_int_equal(json_array_size(a), n);
+    for (size_t i = 0; i < n; i++) {
+        assert_true(json_is_number(json_array_get(a, i)));
+        assert_float_equal(json_number_value(json_array_get(a, i)), want[i], 1e-9);
+    }
 }
 
 static void test_json(void **state)
@@ -641,35 +657,102 @@ static void test_json(void **state)
     size_t len = 0;
     assert_int_equal(gb_summary_json(s, &info, &json, &len, &err), 0);
     assert_int_equal(strlen(json), len);
-    const char *keys[] = {
-        "\"method\": \"ig\"", "\"steps\": 32", "\"rule\": \"gauss\"", "\"baseline\": \"zero\"",
-        "\"target\": \"true\"", "\"model\": null", "\"samples\": 2", "\"clip\": 1",
-        "\"clipped\": 1", "\"mean_completeness_error\": 0.0125", "\"mean_steps_used\": 40",
-        "\"input_shape\": [3, 2]", "\"attribution_shape\": [3, 2]", "\"task\": \"classification\"",
-        /* escaped quote, backslash, newline, control, bad UTF-8 */
-        "\"dataset\": \"csv:a\\\"b\\\\c\\u000ad\\u0001\\ufffd.csv\"",
-        "{\"class\": 1, \"count\": 0, \"clipped\": 0}", "\"mean\": [0.5, -0.25, 0, 0, 0.125, 0]",
-        /* class 2: (3, 4) clipped to norm 1: (0.6, 0.8) */
-        "\"mean\": [0.6, 0.8, 0, 0, 0, 0]"};
-    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
-        if (!strstr(json, keys[i]))
-            fail_msg("summary.json lacks %s:\n%s", keys[i], json);
-    assert_int_equal(s_count(json, "\"variance\""), 2);
-    assert_int_equal(s_count(json, "\"importance\""), 3);      /* 2 classes + global */
-    assert_int_equal(s_count(json, "\"importance_time\""), 3); /* sequence: rows */
-    assert_int_equal(s_count(json, "\"importance_features\""), 3);
-    assert_int_equal(s_count(json, "{"), s_count(json, "}"));
-    assert_int_equal(s_count(json, "["), s_count(json, "]"));
-    assert_null(strstr(json, "nan"));
+    json_t *doc = s_parse(json, len);
+    /* the keys in the order the header lists them */
+    static const char *const order[] = {
+        "format", "version", "method", "steps", "rule", "baseline", "target", "dataset",
+        "model", "task", "input_shape", "attribution_shape", "samples", "clip", "clipped",
+        "mean_completeness_error", "mean_steps_used", "fixed_point", "classes", "importance",
+        "importance_time", "importance_features"};
+    size_t k = 0;
+    const char *key;
+    json_t *v;
+    json_object_foreach(doc, key, v) {
+        assert_true(k < sizeof order / sizeof *order);
+        assert_string_equal(key, order[k++]);
+    }
+    assert_int_equal(k, sizeof order / sizeof *order);
+    assert_string_equal(json_string_value(json_object_get(doc, "format")),
+                        "glassbox-explanation");
+    assert_string_equal(json_string_value(json_object_get(doc, "method")), "ig");
+    assert_int_equal(json_integer_value(json_object_get(doc, "steps")), 32);
+    assert_string_equal(json_string_value(json_object_get(doc, "rule")), "gauss");
+    assert_true(json_is_null(json_object_get(doc, "model")));
+    assert_string_equal(json_string_value(json_object_get(doc, "task")), "classification");
+    /* quote, backslash, newline and control kept; the bad byte is U+FFFD */
+    assert_string_equal(json_string_value(json_object_get(doc, "dataset")),
+                        "csv:a\"b\\c\nd\x01\xef\xbf\xbd.csv");
+    assert_int_equal(json_integer_value(json_object_get(doc, "samples")), 2);
+    assert_true(json_is_integer(json_object_get(doc, "samples")));
+    assert_true(json_is_real(json_object_get(doc, "clip")));
+    assert_true(json_real_value(json_object_get(doc, "clip")) == 1.0);
+    assert_int_equal(json_integer_value(json_object_get(doc, "clipped")), 1);
+    assert_true(json_real_value(json_object_get(doc, "mean_completeness_error")) == 0.0125);
+    assert_true(json_real_value(json_object_get(doc, "mean_steps_used")) == 40);
+    json_t *shp = json_object_get(doc, "attribution_shape");
+    assert_int_equal(json_array_size(shp), 2);
+    assert_int_equal(json_integer_value(json_array_get(shp, 0)), 3);
+    assert_int_equal(json_integer_value(json_array_get(json_object_get(doc, "input_shape"), 1)),
+                     2);
+    json_t *fp = json_object_get(doc, "fixed_point");
+    assert_int_equal(json_integer_value(json_object_get(fp, "fraction_bits")),
+                     GB_SUMMARY_FRAC_BITS);
+    assert_int_equal(json_integer_value(json_object_get(fp, "max_count")), GB_SUMMARY_MAX_COUNT);
+    json_t *classes = json_object_get(doc, "classes");
+    assert_int_equal(json_array_size(classes), 3);
+    json_t *c0 = json_array_get(classes, 0), *c1 = json_array_get(classes, 1),
+           *c2 = json_array_get(classes, 2);
+    assert_int_equal(json_integer_value(json_object_get(c1, "class")), 1);
+    assert_int_equal(json_object_size(c1), 3); /* no samples: class, count, clipped */
+    assert_null(json_object_get(c0, "class_name")); /* no names given */
+    const double mean0[6] = {0.5, -0.25, 0, 0, 0.125, 0}, zero[6] = {0};
+    const double mean2[6] = {0.6, 0.8, 0, 0, 0, 0}; /* (3, 4) clipped to norm 1 */
+    const double imp0[6] = {0.5, 0.25, 0, 0, 0.125, 0}, rows0[3] = {0.75, 0, 0.125},
+                 cols0[2] = {0.625, 0.25};
+    s_reals_equal(json_object_get(c0, "mean"), mean0, 6);
+    s_reals_equal(json_object_get(c0, "variance"), zero, 6);
+    s_reals_equal(json_object_get(c0, "importance"), imp0, 6);
+    s_reals_equal(json_object_get(c0, "importance_time"), rows0, 3);
+    s_reals_equal(json_object_get(c0, "importance_features"), cols0, 2);
+    s_reals_equal(json_object_get(c2, "mean"), mean2, 6);
+    const double imp_all[6] = {0.55, 0.525, 0, 0, 0.0625, 0};
+    s_reals_equal(json_object_get(doc, "importance"), imp_all, 6);
+    json_decref(doc);
+    gb_free(json);
+
+    /* Class names: "class_name" right after "class", bad UTF-8 repaired. */
+    const char *names[3] = {"T-shirt/top", "caf\xc3\xa9", "bad \xc3"};
+    gb_summary_info_t named = info;
+    named.class_names = names;
+    assert_int_equal(gb_summary_json(s, &named, &json, &len, &err), 0);
+    doc = s_parse(json, len);
+    classes = json_object_get(doc, "classes");
+    for (size_t c = 0; c < 3; c++) {
+        void *it = json_object_iter(json_array_get(classes, c));
+        assert_string_equal(json_object_iter_key(it), "class");
+        it = json_object_iter_next(json_array_get(classes, c), it);
+        assert_string_equal(json_object_iter_key(it), "class_name");
+    }
+    assert_string_equal(json_string_value(json_object_get(json_array_get(classes, 1),
+                                                          "class_name")), "caf\xc3\xa9");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(classes, 2),
+                                                          "class_name")), "bad \xef\xbf\xbd");
+    json_decref(doc);
     gb_free(json);
 
     /* Without completeness, steps or sequence: nulls and no axes. */
     gb_summary_info_t plain = {.method = "saliency", .regression = true};
     assert_int_equal(gb_summary_json(s, &plain, &json, &len, &err), 0);
-    assert_non_null(strstr(json, "\"steps\": null, \"rule\": null, \"baseline\": null"));
-    assert_non_null(strstr(json, "\"mean_completeness_error\": null"));
-    assert_non_null(strstr(json, "\"task\": \"regression\""));
-    assert_null(strstr(json, "importance_time"));
+    doc = s_parse(json, len);
+    static const char *const nulls[] = {"steps", "rule", "baseline", "mean_completeness_error",
+                                        "mean_steps_used", "input_shape", "dataset"};
+    for (size_t i = 0; i < sizeof nulls / sizeof *nulls; i++)
+        assert_true(json_is_null(json_object_get(doc, nulls[i])));
+    assert_string_equal(json_string_value(json_object_get(doc, "task")), "regression");
+    assert_null(json_object_get(doc, "importance_time"));
+    assert_null(json_object_get(json_array_get(json_object_get(doc, "classes"), 0),
+                                "importance_time"));
+    json_decref(doc);
     gb_free(json);
 
     /* A NaN is refused, never written. */
@@ -681,6 +764,7 @@ static void test_json(void **state)
     info.mean_completeness_error = 0;
     info.mean_steps_used = INFINITY;
     assert_int_equal(gb_summary_json(s, &info, &json, &len, &err), GB_ERANGE);
+    assert_non_null(strstr(err.msg, "mean_steps_used"));
     gb_summary_destroy(&s);
 }
 
