@@ -23,6 +23,7 @@
 #include "server_optim.h"
 #include "util/args.h"
 #include "util/fd_limit.h"
+#include "util/json.h"
 #include "util/log.h"
 #include "util/time.h"
 
@@ -56,9 +57,9 @@ static void s_round_line(void *arg, const gb_federation_round_t *r)
 {
     const s_cli_t *c = arg;
     if (c->json) {
-        printf("{\"round\": %llu, \"participants\": %zu, \"samples\": %llu, \"seconds\": %.3f",
-               (unsigned long long)r->round, r->participants, (unsigned long long)r->samples,
-               r->seconds);
+        json_t *o = json_pack("{s:I, s:I, s:I, s:o}", "round", (json_int_t)r->round,
+                              "participants", (json_int_t)r->participants, "samples",
+                              (json_int_t)r->samples, "seconds", gb_json_real_or_null(r->seconds));
         const struct {
             const char *key;
             double v;
@@ -66,12 +67,15 @@ static void s_round_line(void *arg, const gb_federation_round_t *r)
                   {"client_test_loss", r->client_loss}, {"client_test_accuracy", r->client_accuracy},
                   {"test_loss", r->test_loss},        {"test_accuracy", r->test_accuracy},
                   {"max_explanation_distance", r->max_distance}};
-        for (size_t i = 0; i < sizeof kv / sizeof kv[0]; i++)
-            if (isfinite(kv[i].v))
-                printf(", \"%s\": %.6g", kv[i].key, kv[i].v);
-        if (r->max_distance_client)
-            printf(", \"max_distance_client\": \"%s\"", r->max_distance_client);
-        printf("}\n");
+        for (size_t i = 0; o && i < sizeof kv / sizeof kv[0]; i++)
+            if (isfinite(kv[i].v)) /* a figure the round did not measure is left out */
+                json_object_set_new(o, kv[i].key, gb_json_real(kv[i].v));
+        if (o && r->max_distance_client) /* a client's id: its bytes came from outside */
+            json_object_set_new(o, "max_distance_client", gb_json_string(r->max_distance_client));
+        gb_error_t err = {0};
+        if (gb_json_print(stdout, o, &err))
+            fprintf(stderr, "glassbox-coordinator serve: %s\n", err.msg);
+        json_decref(o);
     } else {
         printf("round %llu: %zu clients, %llu samples", (unsigned long long)r->round,
                r->participants, (unsigned long long)r->samples);
