@@ -3,8 +3,8 @@
  * and summary.json.
  *
  * All sums live in one zeroed allocation of 8-byte words: counts and clipped
- * counts per class, then S, U, Q-high and Q-low per class and cell, so a
- * clone is one memcpy and equality one memcmp. The 128-bit sums of squares
+ * counts per class, then S, U, Q-high and Q-low per class and cell, so
+ * clearing is one memset. The 128-bit sums of squares
  * are two uint64 words with a hand-carried carry: plain C11, no __int128.
  *
  * summary.json is built with jansson through util/json.h, which holds the
@@ -137,14 +137,6 @@ gb_summary_t *gb_summary_new(const gb_shape_t *shape, int n_classes, double clip
     return s;
 }
 
-gb_summary_t *gb_summary_clone(const gb_summary_t *src, gb_error_t *err)
-{
-    gb_summary_t *s = gb_summary_new(&src->shape, src->n_classes, src->clip, err);
-    if (s)
-        memcpy(s->block, src->block, s->words * sizeof(uint64_t));
-    return s;
-}
-
 void gb_summary_destroy(gb_summary_t **s)
 {
     if (!s || !*s)
@@ -168,11 +160,6 @@ int gb_summary_classes(const gb_summary_t *s)
 {
     return s->n_classes;
 }
-double gb_summary_clip(const gb_summary_t *s)
-{
-    return s->clip;
-}
-
 static int64_t s_total(const gb_summary_t *s, const int64_t *per_class)
 {
     int64_t t = 0;
@@ -195,18 +182,7 @@ int64_t gb_summary_clipped(const gb_summary_t *s, int cls)
     return cls >= 0 && cls < s->n_classes ? s->clipped[cls] : 0;
 }
 
-bool gb_summary_equal(const gb_summary_t *a, const gb_summary_t *b)
-{
-    if (a->shape.rank != b->shape.rank || a->n_classes != b->n_classes || a->cells != b->cells ||
-        a->clip != b->clip)
-        return false;
-    for (int i = 0; i < a->shape.rank; i++)
-        if (a->shape.dim[i] != b->shape.dim[i])
-            return false;
-    return memcmp(a->block, b->block, a->words * sizeof(uint64_t)) == 0;
-}
-
-/* ---- adding and merging --------------------------------------------------- */
+/* ---- adding ----------------------------------------------------------------- */
 
 int gb_summary_add(gb_summary_t *s, const float *map, int cls, gb_error_t *err)
 {
@@ -246,112 +222,7 @@ int gb_summary_add(gb_summary_t *s, const float *map, int cls, gb_error_t *err)
     return 0;
 }
 
-static int s_compatible(const gb_summary_t *a, const gb_summary_t *b, const char *what,
-                        gb_error_t *err)
-{
-    char x[64], y[64];
-    if (a->cells != b->cells || a->shape.rank != b->shape.rank ||
-        memcmp(a->shape.dim, b->shape.dim, sizeof a->shape.dim) != 0)
-        return gb_error_set(err, GB_ESHAPE, "summary %s: map shapes %s and %s differ", what,
-                            gb_shape_format(&a->shape, x, sizeof x),
-                            gb_shape_format(&b->shape, y, sizeof y));
-    if (a->n_classes != b->n_classes)
-        return gb_error_set(err, GB_EINVAL, "summary %s: %d and %d classes", what, a->n_classes,
-                            b->n_classes);
-    if (a->clip != b->clip)
-        return gb_error_set(err, GB_EINVAL, "summary %s: clips %.17g and %.17g differ", what,
-                            a->clip, b->clip);
-    return 0;
-}
-
-int gb_summary_merge(gb_summary_t *dst, const gb_summary_t *src, gb_error_t *err)
-{
-    int rc = s_compatible(dst, src, "merge", err);
-    if (rc)
-        return rc;
-    int64_t a = s_total(dst, dst->count), b = s_total(src, src->count);
-    if (a > GB_SUMMARY_MAX_COUNT - b)
-        return gb_error_set(err, GB_ERANGE, "summary merge: %lld + %lld samples exceed %lld",
-                            (long long)a, (long long)b, (long long)GB_SUMMARY_MAX_COUNT);
-    size_t nd = (size_t)dst->n_classes * dst->cells;
-    for (int c = 0; c < dst->n_classes; c++) {
-        dst->count[c] += src->count[c];
-        dst->clipped[c] += src->clipped[c];
-    }
-    for (size_t i = 0; i < nd; i++) {
-        dst->sum[i] += src->sum[i];
-        dst->abs_sum[i] += src->abs_sum[i];
-        s_u128_add(&dst->sq_hi[i], &dst->sq_lo[i], src->sq_hi[i], src->sq_lo[i]);
-    }
-    return 0;
-}
-
-int gb_summary_subtract(gb_summary_t *dst, const gb_summary_t *src, gb_error_t *err)
-{
-    int rc = s_compatible(dst, src, "subtract", err);
-    if (rc)
-        return rc;
-    if (src == dst) {
-        memset(dst->block, 0, dst->words * sizeof(uint64_t));
-        return 0;
-    }
-    /* Check everything first, so a refused subtraction changes nothing. */
-    for (int c = 0; c < dst->n_classes; c++) {
-        int64_t n = dst->count[c] - src->count[c];
-        int64_t k = dst->clipped[c] - src->clipped[c];
-        if (n < 0 || k < 0 || k > n)
-            return gb_error_set(err, GB_ERANGE,
-                                "summary subtract: class %d: %lld - %lld samples (%lld - %lld "
-                                "clipped) is not a part of it",
-                                c, (long long)dst->count[c], (long long)src->count[c],
-                                (long long)dst->clipped[c], (long long)src->clipped[c]);
-        size_t base = (size_t)c * dst->cells;
-        for (size_t i = base; i < base + dst->cells; i++) {
-            if (s_u128_less(dst->sq_hi[i], dst->sq_lo[i], src->sq_hi[i], src->sq_lo[i]))
-                return gb_error_set(err, GB_ERANGE,
-                                    "summary subtract: class %d cell %zu: sum of squares "
-                                    "would go negative",
-                                    c, i - base);
-            uint64_t lo = dst->sq_lo[i] - src->sq_lo[i];
-            uint64_t hi = dst->sq_hi[i] - src->sq_hi[i] - (dst->sq_lo[i] < src->sq_lo[i]);
-            if (!s_cell_valid(n, dst->sum[i] - src->sum[i], dst->abs_sum[i] - src->abs_sum[i], hi,
-                              lo))
-                return gb_error_set(err, GB_ERANGE,
-                                    "summary subtract: class %d cell %zu: the difference "
-                                    "is not a summary of %lld samples",
-                                    c, i - base, (long long)n);
-        }
-    }
-    size_t nd = (size_t)dst->n_classes * dst->cells;
-    for (int c = 0; c < dst->n_classes; c++) {
-        dst->count[c] -= src->count[c];
-        dst->clipped[c] -= src->clipped[c];
-    }
-    for (size_t i = 0; i < nd; i++) {
-        dst->sum[i] -= src->sum[i];
-        dst->abs_sum[i] -= src->abs_sum[i];
-        uint64_t borrow = dst->sq_lo[i] < src->sq_lo[i];
-        dst->sq_lo[i] -= src->sq_lo[i];
-        dst->sq_hi[i] -= src->sq_hi[i] + borrow;
-    }
-    return 0;
-}
-
 /* ---- raw access ---------------------------------------------------------- */
-
-int gb_summary_class_get(const gb_summary_t *s, int cls, gb_summary_class_t *out)
-{
-    if (cls < 0 || cls >= s->n_classes)
-        return GB_EINVAL;
-    size_t base = (size_t)cls * s->cells;
-    out->count = s->count[cls];
-    out->clipped = s->clipped[cls];
-    out->sum = s->sum + base;
-    out->abs_sum = s->abs_sum + base;
-    out->sq_hi = s->sq_hi + base;
-    out->sq_lo = s->sq_lo + base;
-    return 0;
-}
 
 int gb_summary_class_set(gb_summary_t *s, int cls, const gb_summary_class_t *in, gb_error_t *err)
 {
