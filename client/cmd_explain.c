@@ -56,6 +56,7 @@
 #include "data_source.h"
 #include "explain/attribution.h"
 #include "explain/heatmap.h"
+#include "explain/heatmap_layout.h"
 #include "explain/summary.h"
 #include "net/snapshot.h"
 #include "report.h"
@@ -269,7 +270,8 @@ static int s_draw_class(const s_draw_t *d, const gb_summary_t *s, int cls, const
     if ((rc = gb_summary_mean(s, cls, mean, err)))
         goto cleanup;
     int64_t count = gb_summary_count(s, cls);
-    char title[256], xlab[64];
+    char title[256];
+    gb_heatmap_layout_t l; /* h borrows its caption until the save */
     bool regression = gb_dataset_task(d->ds) == GB_TASK_REGRESSION;
     /* "class 7 Sneaker"; an unnamed class is not called "class 7 class 7" */
     const char *name = !regression && cls < gb_class_names_named(d->names)
@@ -324,47 +326,24 @@ static int s_draw_class(const s_draw_t *d, const gb_summary_t *s, int cls, const
         h.h = H;
         h.w = W;
         h.under = under;
-    } else if (d->attr.rank == 2 && d->gradcam) {
-        /* Grad-CAM of inputs that are not images: the (H', W') map as it is. */
-        map = gb_malloc(cells * sizeof *map);
-        if (!map) {
-            rc = gb_error_set(err, GB_ENOMEM, "out of memory drawing %s", path);
-            goto cleanup;
-        }
-        for (size_t i = 0; i < cells; i++)
-            map[i] = (float)mean[i];
-        h.map = map;
-        h.h = d->attr.dim[0];
-        h.w = d->attr.dim[1];
-    } else if (d->attr.rank == 2) {
-        /* A sequence: T x F, drawn F rows by T columns (time on x). */
-        int T = d->attr.dim[0], F = d->attr.dim[1];
-        map = gb_malloc(cells * sizeof *map);
-        if (!map) {
-            rc = gb_error_set(err, GB_ENOMEM, "out of memory drawing %s", path);
-            goto cleanup;
-        }
-        for (int t = 0; t < T; t++)
-            for (int f = 0; f < F; f++)
-                map[(size_t)f * T + t] = (float)mean[(size_t)t * F + f];
-        h.map = map;
-        gb_heatmap_layout_sequence(&h, T, F, xlab, sizeof xlab);
     } else {
-        /* Anything else: one row of cells. */
-        map = gb_malloc(cells * sizeof *map);
-        if (!map) {
+        /* Not an image: the layout the coordinator's report uses too
+         * (explain/heatmap_layout.h), which draws every cell. */
+        size_t dims[GB_SHAPE_MAX_RANK];
+        for (int i = 0; i < d->attr.rank; i++)
+            dims[i] = (size_t)d->attr.dim[i];
+        if ((rc = gb_heatmap_layout_plan(dims, d->attr.rank, d->gradcam, &l, err)))
+            goto cleanup;
+        coarse = gb_malloc(cells * sizeof *coarse);
+        map = gb_malloc(gb_heatmap_layout_size(&l) * sizeof *map);
+        if (!coarse || !map) {
             rc = gb_error_set(err, GB_ENOMEM, "out of memory drawing %s", path);
             goto cleanup;
         }
         for (size_t i = 0; i < cells; i++)
-            map[i] = (float)mean[i];
-        h.map = map;
-        h.h = 1;
-        h.w = (int)(cells > GB_HEATMAP_MAX_CELLS ? GB_HEATMAP_MAX_CELLS : cells);
-        h.cell_w = h.w >= GB_HEATMAP_TARGET_PX ? 1 : GB_HEATMAP_TARGET_PX / h.w;
-        h.cell_h = 40;
-        snprintf(xlab, sizeof xlab, "feature 1..%d ->", h.w);
-        h.x_label = xlab;
+            coarse[i] = (float)mean[i];
+        gb_heatmap_layout_fill(&l, coarse, map);
+        gb_heatmap_layout_apply(&l, map, &h);
     }
     rc = gb_heatmap_save(path, &h, err);
 cleanup:

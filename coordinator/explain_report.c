@@ -8,11 +8,12 @@
  * reads back exactly), keys in the order the contract lists them. It is
  * dumped into memory first, so the file is written atomically.
  *
- * The heatmaps go through explain/heatmap.h and are drawn as the client's
- * `explain` command draws its own (client/cmd_explain.c), so a local
+ * The heatmaps are laid out by explain/heatmap_layout.h, the layout the
+ * client's `explain` command uses too (client/cmd_explain.c), so a local
  * explanation and the federation's look alike: images with channels summed,
- * Grad-CAM maps at their own resolution, sequences with time along x. No
- * underlay: the coordinator has no inputs to draw under the map.
+ * Grad-CAM maps at their own resolution, sequences with time along x, any
+ * other map wrapped into rows. No underlay: the coordinator has no inputs
+ * to draw under the map.
  *
  * The aggregate is read, not trusted: it may come from a decoded
  * Publication as well as from the merger, so every tensor's length and
@@ -26,6 +27,7 @@
 
 #include "explain/attribution.h"
 #include "explain/heatmap.h"
+#include "explain/heatmap_layout.h"
 #include "net/wire.h"
 #include "util/alloc.h"
 #include "util/file.h"
@@ -106,54 +108,22 @@ static const char *s_method_name(Glassbox__ExplainMethod m)
 
 /* ---- pictures ---------------------------------------------------------------- */
 
-/* Draws map (the tensor t's values) into path. scratch holds cells floats
- * plus one row of padding (see the caller). */
+/* Draws map (the tensor t's values) into path, laid out as the client lays
+ * out its own (explain/heatmap_layout.h); scratch holds the picture
+ * (gb_heatmap_layout_size floats: the map's cells plus less than one row). */
 static int s_draw(const char *path, const char *title, const Glassbox__Tensor *t,
                   const float *map, float *scratch, bool gradcam, gb_error_t *err)
 {
-    size_t cells = s_cells(t);
-    const uint32_t *d = t->shape;
-    char xlab[64];
-    gb_heatmap_t h = {.title = title, .map = scratch};
-    if (t->n_shape == 3 && d[1] <= GB_HEATMAP_MAX_CELLS && d[2] <= GB_HEATMAP_MAX_CELLS) {
-        /* an image (C, H, W): channels summed */
-        size_t hw = (size_t)d[1] * d[2];
-        memset(scratch, 0, hw * sizeof *scratch);
-        for (size_t i = 0; i < cells; i++)
-            scratch[i % hw] += map[i];
-        h.h = (int)d[1];
-        h.w = (int)d[2];
-    } else if (t->n_shape == 2 && gradcam && d[0] <= GB_HEATMAP_MAX_CELLS &&
-               d[1] <= GB_HEATMAP_MAX_CELLS) {
-        memcpy(scratch, map, cells * sizeof *scratch); /* Grad-CAM's (H', W') as it is */
-        h.h = (int)d[0];
-        h.w = (int)d[1];
-    } else if (t->n_shape == 2 && d[0] <= GB_HEATMAP_MAX_CELLS && d[1] <= GB_HEATMAP_MAX_CELLS) {
-        /* a sequence (T, F): F rows by T columns, time along x */
-        int T = (int)d[0], F = (int)d[1];
-        for (int s = 0; s < T; s++)
-            for (int f = 0; f < F; f++)
-                scratch[(size_t)f * T + s] = map[(size_t)s * F + f];
-        gb_heatmap_layout_sequence(&h, T, F, xlab, sizeof xlab);
-    } else {
-        /* anything else: rows of at most GB_HEATMAP_MAX_CELLS cells, the last
-         * one padded with zeros */
-        size_t w = cells < GB_HEATMAP_MAX_CELLS ? cells : GB_HEATMAP_MAX_CELLS;
-        size_t rows = (cells + w - 1) / w;
-        memcpy(scratch, map, cells * sizeof *scratch);
-        memset(scratch + cells, 0, (rows * w - cells) * sizeof *scratch);
-        if (rows > GB_HEATMAP_MAX_CELLS) /* not below GB_EXPLAIN_MERGE_MAX_CELLS */
-            return gb_error_set(err, GB_ERANGE, "explanation report: %zu cells are too many "
-                                "to draw", cells);
-        h.w = (int)w;
-        h.h = (int)rows;
-        if (rows == 1) {
-            h.cell_w = h.w >= GB_HEATMAP_TARGET_PX ? 1 : GB_HEATMAP_TARGET_PX / h.w;
-            h.cell_h = 40;
-        }
-        snprintf(xlab, sizeof xlab, "feature 1..%zu ->", cells);
-        h.x_label = xlab;
-    }
+    size_t dims[S_MAX_DIMS];
+    for (size_t i = 0; i < t->n_shape; i++)
+        dims[i] = t->shape[i];
+    gb_heatmap_layout_t l;
+    int rc = gb_heatmap_layout_plan(dims, (int)t->n_shape, gradcam, &l, err);
+    if (rc)
+        return gb_error_prefix(err, rc, "explanation report: ");
+    gb_heatmap_layout_fill(&l, map, scratch);
+    gb_heatmap_t h = {.title = title};
+    gb_heatmap_layout_apply(&l, scratch, &h);
     return gb_heatmap_save(path, &h, err);
 }
 
