@@ -4,7 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include <jansson.h>
+#include "util/json.h"
 
 #include "util/log.h"
 #include "util/metrics.h"
@@ -24,8 +24,8 @@ static const char *s_state_name(Glassbox__ClientState s)
 char *gb_client_status_json(const gb_daemon_status_t *st, gb_error_t *err)
 {
     json_t *o = json_pack(
-        "{s:s, s:b, s:b, s:b, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
-        "client_id", st->client_id, "connected", (int)st->connected, "welcomed",
+        "{s:o, s:b, s:b, s:b, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
+        "client_id", gb_json_string(st->client_id), "connected", (int)st->connected, "welcomed",
         (int)st->welcomed, "finished", (int)st->finished, "state", s_state_name(st->state),
         "sessions", (json_int_t)st->sessions, "last_round", (json_int_t)st->last_round,
         "running_task_id", (json_int_t)st->running_task_id, "tasks_done",
@@ -34,7 +34,7 @@ char *gb_client_status_json(const gb_daemon_status_t *st, gb_error_t *err)
         (json_int_t)st->results_pending, "results_sent", (json_int_t)st->results_sent,
         "results_acked", (json_int_t)st->results_acked, "results_dropped",
         (json_int_t)st->results_dropped, "errors_received", (json_int_t)st->errors_received);
-    char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    char *text = o ? json_dumps(o, GB_JSON_FLAGS | JSON_COMPACT) : NULL;
     json_decref(o);
     if (!text)
         gb_error_set(err, GB_ENOMEM, "client status: out of memory building the document");

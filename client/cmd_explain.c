@@ -24,9 +24,8 @@
  * --class-names FILE for other data, "class K" otherwise. The names go into
  * the heatmaps' titles and, as "class_name" beside every "class" index, into
  * summary.json. summary.json itself is written by explain/summary.c, which
- * knows nothing of names (the explain area must not depend on data/); the
- * key is spliced in here after each `{"class": K`, a pattern that cannot
- * occur inside one of its strings (their quotes are escaped).
+ * knows nothing of data/'s name lists (the explain area must not depend on
+ * data/): it is handed the names as plain strings (gb_summary_info_t).
  *
  * --sanity randomise is the model-randomisation test of Adebayo et al.,
  * "Sanity checks for saliency maps" (NeurIPS 2018): every batch is
@@ -52,17 +51,18 @@
  * (DIR/random_class_<c>.png), for a person to compare. */
 #include "util/args.h"
 #include "commands.h"
-#include "json.h"
 #include "data/class_names.h"
 #include "data/dataset.h"
 #include "data_source.h"
 #include "explain/attribution.h"
 #include "explain/heatmap.h"
+#include "explain/heatmap_layout.h"
 #include "explain/summary.h"
 #include "net/snapshot.h"
 #include "report.h"
 #include "util/alloc.h"
 #include "util/file.h"
+#include "util/json.h"
 #include "util/log.h"
 
 #include <errno.h>
@@ -270,7 +270,8 @@ static int s_draw_class(const s_draw_t *d, const gb_summary_t *s, int cls, const
     if ((rc = gb_summary_mean(s, cls, mean, err)))
         goto cleanup;
     int64_t count = gb_summary_count(s, cls);
-    char title[256], xlab[64];
+    char title[256];
+    gb_heatmap_layout_t l; /* h borrows its caption until the save */
     bool regression = gb_dataset_task(d->ds) == GB_TASK_REGRESSION;
     /* "class 7 Sneaker"; an unnamed class is not called "class 7 class 7" */
     const char *name = !regression && cls < gb_class_names_named(d->names)
@@ -325,47 +326,24 @@ static int s_draw_class(const s_draw_t *d, const gb_summary_t *s, int cls, const
         h.h = H;
         h.w = W;
         h.under = under;
-    } else if (d->attr.rank == 2 && d->gradcam) {
-        /* Grad-CAM of inputs that are not images: the (H', W') map as it is. */
-        map = gb_malloc(cells * sizeof *map);
-        if (!map) {
-            rc = gb_error_set(err, GB_ENOMEM, "out of memory drawing %s", path);
-            goto cleanup;
-        }
-        for (size_t i = 0; i < cells; i++)
-            map[i] = (float)mean[i];
-        h.map = map;
-        h.h = d->attr.dim[0];
-        h.w = d->attr.dim[1];
-    } else if (d->attr.rank == 2) {
-        /* A sequence: T x F, drawn F rows by T columns (time on x). */
-        int T = d->attr.dim[0], F = d->attr.dim[1];
-        map = gb_malloc(cells * sizeof *map);
-        if (!map) {
-            rc = gb_error_set(err, GB_ENOMEM, "out of memory drawing %s", path);
-            goto cleanup;
-        }
-        for (int t = 0; t < T; t++)
-            for (int f = 0; f < F; f++)
-                map[(size_t)f * T + t] = (float)mean[(size_t)t * F + f];
-        h.map = map;
-        gb_heatmap_layout_sequence(&h, T, F, xlab, sizeof xlab);
     } else {
-        /* Anything else: one row of cells. */
-        map = gb_malloc(cells * sizeof *map);
-        if (!map) {
+        /* Not an image: the layout the coordinator's report uses too
+         * (explain/heatmap_layout.h), which draws every cell. */
+        size_t dims[GB_SHAPE_MAX_RANK];
+        for (int i = 0; i < d->attr.rank; i++)
+            dims[i] = (size_t)d->attr.dim[i];
+        if ((rc = gb_heatmap_layout_plan(dims, d->attr.rank, d->gradcam, &l, err)))
+            goto cleanup;
+        coarse = gb_malloc(cells * sizeof *coarse);
+        map = gb_malloc(gb_heatmap_layout_size(&l) * sizeof *map);
+        if (!coarse || !map) {
             rc = gb_error_set(err, GB_ENOMEM, "out of memory drawing %s", path);
             goto cleanup;
         }
         for (size_t i = 0; i < cells; i++)
-            map[i] = (float)mean[i];
-        h.map = map;
-        h.h = 1;
-        h.w = (int)(cells > GB_HEATMAP_MAX_CELLS ? GB_HEATMAP_MAX_CELLS : cells);
-        h.cell_w = h.w >= GB_HEATMAP_TARGET_PX ? 1 : GB_HEATMAP_TARGET_PX / h.w;
-        h.cell_h = 40;
-        snprintf(xlab, sizeof xlab, "feature 1..%d ->", h.w);
-        h.x_label = xlab;
+            coarse[i] = (float)mean[i];
+        gb_heatmap_layout_fill(&l, coarse, map);
+        gb_heatmap_layout_apply(&l, map, &h);
     }
     rc = gb_heatmap_save(path, &h, err);
 cleanup:
@@ -875,69 +853,6 @@ static void s_sanity_verdict(const s_run_t *r, const s_sanity_t *sa, char *buf, 
                  sa->all.rank, S_SANITY_MAX_RANK);
 }
 
-/* ---- summary.json with class names ----------------------------------------- */
-
-static void s_put_json_name(char **w, const char *name)
-{
-    /* names are printable UTF-8 (class_names.h): only " and \ need escaping */
-    *(*w)++ = '"';
-    for (const char *c = name; *c; c++) {
-        if (*c == '"' || *c == '\\')
-            *(*w)++ = '\\';
-        *(*w)++ = *c;
-    }
-    *(*w)++ = '"';
-}
-
-/* A copy of summary.json (json, len bytes) with "class_name" after each
- * class object's "class" index, into a new buffer (*out, *out_len; the
- * caller frees it with gb_free). GB_EINVAL if the class objects are not
- * the `groups` that summary.c writes (its format changed under us). */
-static int s_name_classes(const char *json, size_t len, const gb_class_names_t *names,
-                          int groups, char **out, size_t *out_len, gb_error_t *err)
-{
-    static const char key[] = "{\"class\": ", add[] = ", \"class_name\": ";
-    const size_t klen = sizeof key - 1, alen = sizeof add - 1;
-    size_t cap = len + 1 + (size_t)groups * (alen + 2 + 2 * GB_CLASS_NAMES_MAX_LEN);
-    char *buf = gb_malloc(cap), *w = buf;
-    if (!buf)
-        return gb_error_set(err, GB_ENOMEM, "out of memory for summary.json");
-    const char *p = json, *end = json + len;
-    int seen = 0;
-    for (;;) {
-        const char *k = memmem(p, (size_t)(end - p), key, klen);
-        if (!k)
-            break;
-        const char *d = k + klen;
-        while (d < end && *d >= '0' && *d <= '9')
-            d++;
-        long cls = d > k + klen && d - (k + klen) < 6 ? strtol(k + klen, NULL, 10) : -1;
-        if (cls != seen || seen >= groups) {
-            gb_free(buf);
-            return gb_error_set(err, GB_EINVAL, "summary.json: class object %d is not where "
-                                "it was expected", seen);
-        }
-        memcpy(w, p, (size_t)(d - p));
-        w += d - p;
-        memcpy(w, add, alen);
-        w += alen;
-        s_put_json_name(&w, gb_class_names_get(names, (int)cls));
-        p = d;
-        seen++;
-    }
-    if (seen != groups) {
-        gb_free(buf);
-        return gb_error_set(err, GB_EINVAL, "summary.json: %d class objects, not %d", seen,
-                            groups);
-    }
-    memcpy(w, p, (size_t)(end - p));
-    w += end - p;
-    *w = '\0';
-    *out = buf;
-    *out_len = (size_t)(w - buf);
-    return 0;
-}
-
 /* DIR/summary.json (its path into summary_path) and one heatmap per class
  * with samples (their count into *pictures). */
 static int s_write(s_run_t *r, const gb_summary_info_t *info, char *summary_path, size_t cap,
@@ -945,15 +860,20 @@ static int s_write(s_run_t *r, const gb_summary_info_t *info, char *summary_path
 {
     char *json = NULL;
     size_t json_len = 0;
+    gb_summary_info_t named = *info;
+    const char **names = NULL;
     int rc = s_mkdirs(r->o->out, err);
-    if (!rc)
-        rc = gb_summary_json(r->sum, info, &json, &json_len, err);
     if (!rc && r->names) {
-        char *named = NULL;
-        rc = s_name_classes(json, json_len, r->names, r->groups, &named, &json_len, err);
-        gb_free(json);
-        json = named;
+        names = gb_calloc((size_t)r->groups, sizeof *names);
+        if (!names)
+            rc = gb_error_set(err, GB_ENOMEM, "out of memory for summary.json");
+        for (int c = 0; names && c < r->groups; c++)
+            names[c] = gb_class_names_get(r->names, c);
+        named.class_names = names;
     }
+    if (!rc)
+        rc = gb_summary_json(r->sum, &named, &json, &json_len, err);
+    gb_free(names);
     if (!rc)
         rc = s_join(summary_path, cap, r->o->out, "summary.json", err);
     if (!rc)
@@ -1000,46 +920,34 @@ static int s_write_random(s_run_t *r, int *pictures, gb_error_t *err)
     return rc;
 }
 
-/* A finite number, or null. */
-static void s_json_num(double v)
-{
-    if (isfinite(v))
-        printf("%.6g", v);
-    else
-        printf("null");
-}
-
-static void s_report_sanity_json(const s_run_t *r, const s_sanity_t *sa)
+/* The "sanity" object of the --json line. */
+static json_t *s_sanity_json(const s_run_t *r, const s_sanity_t *sa)
 {
     char verdict[512];
     s_sanity_verdict(r, sa, verdict, sizeof verdict);
-    printf(", \"sanity\": {\"check\": \"randomise\", \"seed\": %llu, \"rank_correlation\": ",
-           (unsigned long long)r->o->sanity_seed);
-    s_json_num(sa->all.rank);
-    printf(", \"l2_distance\": ");
-    s_json_num(sa->all.l2);
-    printf(", \"max_class_rank_correlation\": ");
-    s_json_num(sa->max_rank);
-    printf(", \"samples_without_rank\": %lld, \"threshold\": %g, \"passed\": %s, "
-           "\"verdict\": ", (long long)sa->all.undefined, S_SANITY_MAX_RANK,
-           sa->passed ? "true" : "false");
-    gb_json_write_string(stdout, verdict);
-    printf(", \"heatmaps\": %d, \"classes\": [", sa->pictures);
-    bool first = true;
-    for (int c = 0; !r->regression && c < r->groups; c++) {
+    json_t *classes = json_array();
+    for (int c = 0; classes && !r->regression && c < r->groups; c++) {
         int64_t count = gb_summary_count(r->sum, c);
         if (count == 0)
             continue;
-        printf("%s{\"class\": %d, \"class_name\": ", first ? "" : ", ", c);
-        gb_json_write_string(stdout, gb_class_names_get(r->names, c));
-        printf(", \"count\": %lld, \"rank_correlation\": ", (long long)count);
-        s_json_num(sa->cls[c].rank);
-        printf(", \"l2_distance\": ");
-        s_json_num(sa->cls[c].l2);
-        printf("}");
-        first = false;
+        json_t *o = json_pack("{s:i, s:o, s:I, s:o, s:o}", "class", c, "class_name",
+                              gb_json_string(gb_class_names_get(r->names, c)), "count",
+                              (json_int_t)count, "rank_correlation",
+                              gb_json_real_or_null(sa->cls[c].rank), "l2_distance",
+                              gb_json_real_or_null(sa->cls[c].l2));
+        if (json_array_append_new(classes, o) != 0) {
+            json_decref(classes);
+            return NULL;
+        }
     }
-    printf("]}");
+    return json_pack("{s:s, s:I, s:o, s:o, s:o, s:I, s:f, s:b, s:o, s:i, s:o}", "check",
+                     "randomise", "seed", (json_int_t)r->o->sanity_seed, "rank_correlation",
+                     gb_json_real_or_null(sa->all.rank), "l2_distance",
+                     gb_json_real_or_null(sa->all.l2), "max_class_rank_correlation",
+                     gb_json_real_or_null(sa->max_rank), "samples_without_rank",
+                     (json_int_t)sa->all.undefined, "threshold", S_SANITY_MAX_RANK, "passed",
+                     (int)sa->passed, "verdict", gb_json_string(verdict), "heatmaps",
+                     sa->pictures, "classes", classes);
 }
 
 /* v with 3 decimals, or "n/a" (NaN), into buf. */
@@ -1088,23 +996,21 @@ static void s_report(const s_run_t *r, const gb_summary_info_t *info, const char
     long long clipped = (long long)gb_summary_clipped(r->sum, GB_SUMMARY_ALL);
     double compl = info->mean_completeness_error;
     if (r->o->json) {
-        printf("{\"summary\": ");
-        gb_json_write_string(stdout, summary_path);
-        printf(", \"heatmaps\": %d, \"samples\": %lld, \"method\": \"%s\", "
-               "\"mean_completeness_error\": ",
-               pictures, (long long)n, info->method);
-        if (info->has_completeness && isfinite(compl))
-            printf("%.6g", compl);
-        else
-            printf("null");
-        printf(", \"clipped\": %lld, \"class_names\": ", clipped);
-        if (r->names)
-            gb_json_write_string(stdout, gb_class_names_source(r->names));
-        else
-            printf("null");
-        if (sanity)
-            s_report_sanity_json(r, sanity);
-        printf(", \"seconds\": %.3f}\n", seconds);
+        json_t *o = json_pack(
+            "{s:o, s:i, s:I, s:o, s:o, s:I, s:o}", "summary", gb_json_string(summary_path),
+            "heatmaps", pictures, "samples", (json_int_t)n, "method", gb_json_string(info->method),
+            "mean_completeness_error",
+            info->has_completeness ? gb_json_real_or_null(compl) : json_null(), "clipped",
+            (json_int_t)clipped, "class_names",
+            gb_json_string(r->names ? gb_class_names_source(r->names) : NULL));
+        if (o && sanity)
+            json_object_set_new(o, "sanity", s_sanity_json(r, sanity));
+        if (o)
+            json_object_set_new(o, "seconds", gb_json_real(seconds));
+        gb_error_t err = {0};
+        if (gb_json_print(stdout, o, &err))
+            fprintf(stderr, S_NAME ": %s\n", err.msg);
+        json_decref(o);
         return;
     }
     printf("explained %lld samples with %s", (long long)n, info->method);

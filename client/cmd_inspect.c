@@ -4,7 +4,7 @@
  * into anything. */
 #include "util/args.h"
 #include "commands.h"
-#include "json.h"
+#include "util/json.h"
 #include "net/snapshot.h"
 
 #include <openssl/evp.h>
@@ -61,17 +61,27 @@ int gb_cmd_inspect(int argc, char **argv)
         return 1;
     }
     if (json) {
-        printf("{\"parameters\": %zu, \"round\": %llu, \"params_sha256\": \"%s\", \"spec\": ",
-               s->n_params, (unsigned long long)s->round, hex);
-        gb_json_write_string(stdout, s->spec);
-        printf(", \"metadata\": {");
-        for (size_t i = 0; i < s->n_meta; i++) {
-            printf(i ? ", " : "");
-            gb_json_write_string(stdout, s->meta[i].key);
-            printf(": ");
-            gb_json_write_string(stdout, s->meta[i].value);
+        json_t *meta = json_object();
+        for (size_t i = 0; meta && i < s->n_meta; i++) {
+            /* keys are names from the file: repaired to UTF-8 as values are */
+            json_t *k = gb_json_string(s->meta[i].key);
+            if (!k || json_object_set_new(meta, json_string_value(k),
+                                          gb_json_string(s->meta[i].value)) != 0) {
+                json_decref(meta);
+                meta = NULL;
+            }
+            json_decref(k);
         }
-        printf("}}\n");
+        json_t *o = json_pack("{s:I, s:I, s:s, s:o, s:o}", "parameters", (json_int_t)s->n_params,
+                              "round", (json_int_t)s->round, "params_sha256", hex, "spec",
+                              gb_json_string(s->spec), "metadata", meta);
+        int rc = gb_json_print(stdout, o, &err);
+        json_decref(o);
+        if (rc) {
+            fprintf(stderr, "glassbox-client inspect: %s\n", err.msg);
+            gb_snapshot_destroy(&s);
+            return 1;
+        }
     } else {
         printf("parameters     %zu\nround          %llu\nparams sha256  %s\n", s->n_params,
                (unsigned long long)s->round, hex);

@@ -26,7 +26,7 @@
 #include "util/time.h"
 #include "data_source.h"
 #include "virtual_clients.h"
-#include "json.h"
+#include "util/json.h"
 #include "util/args.h"
 #include "util/fd_limit.h"
 #include "util/log.h"
@@ -60,24 +60,37 @@ static void s_report_named(void *arg, const char *name, const gb_daemon_task_rep
 {
     bool json = *(const bool *)arg;
     if (json) {
-        printf("{");
-        if (name) {
-            printf("\"client\":");
-            gb_json_write_string(stdout, name);
-            printf(",");
+        json_t *o = json_object();
+        if (o && name)
+            json_object_set_new(o, "client", gb_json_string(name));
+        json_t *rest = json_pack(
+            "{s:I, s:I, s:I, s:I, s:o, s:o, s:o, s:o, s:b}", "round", (json_int_t)r->round,
+            "task_id", (json_int_t)r->task_id, "samples", (json_int_t)r->samples, "steps",
+            (json_int_t)r->steps, "train_loss", gb_json_real_or_null(r->train_loss),
+            "train_accuracy", gb_json_real_or_null(r->train_accuracy), "seconds",
+            gb_json_real_or_null(r->seconds), "delta_norm", gb_json_real_or_null(r->delta_norm),
+            "clipped", (int)r->clipped);
+        if (o && json_object_update(o, rest) != 0) {
+            json_decref(o);
+            o = NULL;
         }
-        printf("\"round\":%" PRIu64 ",\"task_id\":%" PRIu64 ",\"samples\":%" PRIu64
-               ",\"steps\":%ld,\"train_loss\":%.6g,\"train_accuracy\":%.6g,\"seconds\":%.3f,"
-               "\"delta_norm\":%.6g,\"clipped\":%s",
-               r->round, r->task_id, r->samples, r->steps, r->train_loss, r->train_accuracy,
-               r->seconds, r->delta_norm, r->clipped ? "true" : "false");
-        if (r->evaluated)
-            printf(",\"eval_loss\":%.6g,\"eval_accuracy\":%.6g,\"eval_samples\":%" PRIu64,
-                   r->eval_loss, r->eval_accuracy, r->eval_samples);
+        json_decref(rest);
+        if (o && r->evaluated) {
+            json_object_set_new(o, "eval_loss", gb_json_real_or_null(r->eval_loss));
+            json_object_set_new(o, "eval_accuracy", gb_json_real_or_null(r->eval_accuracy));
+            json_object_set_new(o, "eval_samples", json_integer((json_int_t)r->eval_samples));
+        }
         /* when it trained and how long it waited for its turn (--virtual) */
-        printf(",\"explained\":%" PRIu64 ",\"late\":%s,\"started_unix_ms\":%" PRIu64
-               ",\"queued_seconds\":%.3f}\n", r->explained, r->late ? "true" : "false",
-               r->started_unix_ms, r->queued_seconds);
+        if (o) {
+            json_object_set_new(o, "explained", json_integer((json_int_t)r->explained));
+            json_object_set_new(o, "late", json_boolean(r->late));
+            json_object_set_new(o, "started_unix_ms", json_integer((json_int_t)r->started_unix_ms));
+            json_object_set_new(o, "queued_seconds", gb_json_real_or_null(r->queued_seconds));
+        }
+        gb_error_t err = {0};
+        if (gb_json_print(stdout, o, &err))
+            fprintf(stderr, "glassbox-client run: %s\n", err.msg);
+        json_decref(o);
     } else {
         if (name)
             printf("%s: ", name);

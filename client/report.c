@@ -1,11 +1,12 @@
-/* Output of the local commands. JSON is written by hand: every value is a
- * number or one of the engine's fixed kernel names, so no escaping is
- * needed; keys are fixed. */
+/* Output of the local commands. JSON lines go through util/json.h
+ * (jansson) like every other document Glassbox writes: reals with 9
+ * significant digits, null for a figure that is not defined. */
 #include "report.h"
 
 #include <math.h>
 
 #include "engine/kernels.h"
+#include "util/json.h"
 
 #include <sys/resource.h>
 #include <time.h>
@@ -58,23 +59,37 @@ void gb_report_progress(void *arg, int64_t done, int64_t total, double mean_loss
     fflush(stderr);
 }
 
-/* Appends the regression keys (JSON) or words (plain) for extra. */
-static void s_extra(const gb_report_extra_t *x, bool json)
+/* Sets the regression keys of extra on o (JSON lines). */
+static void s_extra_json(json_t *o, const gb_report_extra_t *x)
+{
+    if (!o || !x || !x->regression)
+        return;
+    json_object_set_new(o, "test_mse_units", gb_json_real_or_null(x->mse_units));
+    if (x->has_baseline) {
+        json_object_set_new(o, "baseline_mse", gb_json_real_or_null(x->baseline));
+        json_object_set_new(o, "baseline_mse_units", gb_json_real_or_null(x->baseline_units));
+    }
+}
+
+/* Appends the regression words for extra (plain lines). */
+static void s_extra_text(const gb_report_extra_t *x)
 {
     if (!x || !x->regression)
         return;
-    if (json) {
-        printf(", \"test_mse_units\": %.6g", x->mse_units);
-        if (x->has_baseline)
-            printf(", \"baseline_mse\": %.6f, \"baseline_mse_units\": %.6g", x->baseline,
-                   x->baseline_units);
-    } else {
-        printf("  (%.4g in data units", x->mse_units);
-        if (x->has_baseline)
-            printf("; last-value baseline %.4f, %.4g in data units", x->baseline,
-                   x->baseline_units);
-        printf(")");
-    }
+    printf("  (%.4g in data units", x->mse_units);
+    if (x->has_baseline)
+        printf("; last-value baseline %.4f, %.4g in data units", x->baseline, x->baseline_units);
+    printf(")");
+}
+
+/* Prints o as one line and frees it; a line that cannot be written is said
+ * on stderr (the commands' output is best effort, as printf's is). */
+static void s_print(json_t *o)
+{
+    gb_error_t err = {0};
+    if (gb_json_print(stdout, o, &err))
+        fprintf(stderr, "glassbox-client: %s\n", err.msg);
+    json_decref(o);
 }
 
 void gb_report_epoch(gb_report_t *r, const gb_epoch_stats_t *train, const gb_epoch_stats_t *eval,
@@ -85,27 +100,24 @@ void gb_report_epoch(gb_report_t *r, const gb_epoch_stats_t *train, const gb_epo
     double sps = train->seconds > 0 ? (double)train->samples / train->seconds : 0.0;
     double esps = eval && eval->seconds > 0 ? (double)eval->samples / eval->seconds : 0.0;
     if (r->json) {
-        char test_loss[32] = "null", test_acc[32] = "null", train_acc[32] = "null";
-        if (eval && isfinite(eval->mean_loss))
-            snprintf(test_loss, sizeof test_loss, "%.6f", eval->mean_loss);
-        if (eval && !regression)
-            snprintf(test_acc, sizeof test_acc, "%.6f", eval->accuracy);
-        if (!regression)
-            snprintf(train_acc, sizeof train_acc, "%.6f", train->accuracy);
-        printf("{\"epoch\": %d, \"samples\": %lld, \"samples_per_s\": %.1f, \"train_loss\": %.6f, "
-               "\"train_accuracy\": %s, \"test_loss\": %s, \"test_accuracy\": %s, "
-               "\"seconds\": %.3f, \"eval_samples_per_s\": %.1f, \"flops_per_sample\": %.0f, "
-               "\"threads\": %d, \"batch\": %d, \"kernels\": \"%s\"",
-               r->epoch, (long long)train->samples, sps, train->mean_loss, train_acc, test_loss,
-               test_acc, train->seconds, esps, flops_per_sample, threads, batch,
-               gb_kernels_name(gb_kernels()));
-        s_extra(extra, true);
-        printf("}\n");
+        json_t *o = json_pack(
+            "{s:i, s:I, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:i, s:i, s:s}", "epoch",
+            r->epoch, "samples", (json_int_t)train->samples, "samples_per_s", gb_json_real(sps),
+            "train_loss", gb_json_real_or_null(train->mean_loss), "train_accuracy",
+            regression ? json_null() : gb_json_real_or_null(train->accuracy), "test_loss",
+            eval ? gb_json_real_or_null(eval->mean_loss) : json_null(), "test_accuracy",
+            eval && !regression ? gb_json_real_or_null(eval->accuracy) : json_null(), "seconds",
+            gb_json_real_or_null(train->seconds), "eval_samples_per_s", gb_json_real(esps),
+            /* a count of operations: an integer, as it always was */
+            "flops_per_sample", json_integer((json_int_t)llround(flops_per_sample)), "threads",
+            threads, "batch", batch, "kernels", gb_kernels_name(gb_kernels()));
+        s_extra_json(o, extra);
+        s_print(o);
     } else if (regression) {
         printf("epoch %d/%d  train mse %.4f", r->epoch, r->epochs, train->mean_loss);
         if (eval)
             printf("  test mse %.4f", eval->mean_loss);
-        s_extra(extra, false);
+        s_extra_text(extra);
         printf("  %.0f samples/s  %.1f s\n", sps, train->seconds);
     } else {
         printf("epoch %d/%d  train loss %.4f acc %5.2f%%", r->epoch, r->epochs, train->mean_loss,
@@ -123,19 +135,16 @@ void gb_report_eval(const gb_report_t *r, const gb_epoch_stats_t *eval,
     bool regression = extra && extra->regression;
     double esps = eval->seconds > 0 ? (double)eval->samples / eval->seconds : 0.0;
     if (r->json) {
-        char acc[32] = "null", loss[32] = "null";
-        if (!regression)
-            snprintf(acc, sizeof acc, "%.6f", eval->accuracy);
-        if (isfinite(eval->mean_loss))
-            snprintf(loss, sizeof loss, "%.6f", eval->mean_loss);
-        printf("{\"samples\": %lld, \"test_loss\": %s, \"test_accuracy\": %s, "
-               "\"seconds\": %.3f, \"eval_samples_per_s\": %.1f",
-               (long long)eval->samples, loss, acc, eval->seconds, esps);
-        s_extra(extra, true);
-        printf("}\n");
+        json_t *o = json_pack("{s:I, s:o, s:o, s:o, s:o}", "samples", (json_int_t)eval->samples,
+                              "test_loss", gb_json_real_or_null(eval->mean_loss), "test_accuracy",
+                              regression ? json_null() : gb_json_real_or_null(eval->accuracy),
+                              "seconds", gb_json_real_or_null(eval->seconds),
+                              "eval_samples_per_s", gb_json_real(esps));
+        s_extra_json(o, extra);
+        s_print(o);
     } else if (regression) {
         printf("test mse %.4f", eval->mean_loss);
-        s_extra(extra, false);
+        s_extra_text(extra);
         printf("  (%lld samples, %.0f samples/s)\n", (long long)eval->samples, esps);
     } else {
         printf("test loss %.4f  accuracy %.2f%%  (%lld samples, %.0f samples/s)\n",
@@ -148,7 +157,7 @@ void gb_report_finish(const gb_report_t *r)
 {
     long rss = gb_report_peak_rss_kb();
     if (r->json)
-        printf("{\"peak_rss_kb\": %ld}\n", rss);
+        s_print(json_pack("{s:I}", "peak_rss_kb", (json_int_t)rss));
     else
         printf("peak memory %.1f MiB\n", rss / 1024.0);
     fflush(stdout);

@@ -24,6 +24,7 @@
 #include "server_optim.h"
 #include "util/args.h"
 #include "util/fd_limit.h"
+#include "util/json.h"
 #include "util/log.h"
 #include "util/time.h"
 
@@ -53,12 +54,12 @@ typedef struct {
     char key[4096], cert[4096];
 } s_cli_t;
 
-/* The round's bias view and flags as JSON members (", "class_accuracy":
- * {...}, "client_accuracy": {...}, "flagged": [...]), names escaped by
- * jansson. */
-static void s_print_bias_json(const gb_federation_round_t *r)
+/* The round's bias view and flags as members of its JSON line:
+ * "class_accuracy" {name: accuracy}, "client_accuracy" {clients, min, p10,
+ * median, max} (when the round has them) and "flagged" [names]; names
+ * through gb_json_string (their bytes came from outside). */
+static void s_add_bias_json(json_t *o, const gb_federation_round_t *r)
 {
-    json_t *o = json_object();
     if (!o)
         return;
     if (r->n_classes) {
@@ -66,26 +67,21 @@ static void s_print_bias_json(const gb_federation_round_t *r)
         for (int k = 0; c && k < r->n_classes; k++)
             if (isfinite(r->class_accuracy[k]))
                 json_object_set_new(c, gb_class_names_get(r->class_names, k),
-                                    json_real(r->class_accuracy[k]));
+                                    gb_json_real(r->class_accuracy[k]));
         json_object_set_new(o, "class_accuracy", c);
     }
     if (r->clients_evaluated)
         json_object_set_new(o, "client_accuracy",
-                            json_pack("{s:I, s:f, s:f, s:f, s:f}", "clients",
+                            json_pack("{s:I, s:o, s:o, s:o, s:o}", "clients",
                                       (json_int_t)r->clients_evaluated, "min",
-                                      r->client_accuracy_min, "p10", r->client_accuracy_p10,
-                                      "median", r->client_accuracy_median, "max",
-                                      r->client_accuracy_max));
+                                      gb_json_real_or_null(r->client_accuracy_min), "p10",
+                                      gb_json_real_or_null(r->client_accuracy_p10), "median",
+                                      gb_json_real_or_null(r->client_accuracy_median), "max",
+                                      gb_json_real_or_null(r->client_accuracy_max)));
     json_t *flagged = json_array();
     for (size_t i = 0; flagged && i < r->flagged; i++)
-        json_array_append_new(flagged, json_string(r->flagged_clients[i]));
+        json_array_append_new(flagged, gb_json_string(r->flagged_clients[i]));
     json_object_set_new(o, "flagged", flagged);
-    char *text = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
-    /* the members without the object's braces, after the line's others */
-    if (text && strlen(text) > 2)
-        printf(", %.*s", (int)strlen(text) - 2, text + 1);
-    free(text);
-    json_decref(o);
 }
 
 /* The class the model fails most ("Shirt 58.1%"), for the text line. */
@@ -105,9 +101,9 @@ static void s_round_line(void *arg, const gb_federation_round_t *r)
 {
     const s_cli_t *c = arg;
     if (c->json) {
-        printf("{\"round\": %llu, \"participants\": %zu, \"samples\": %llu, \"seconds\": %.3f",
-               (unsigned long long)r->round, r->participants, (unsigned long long)r->samples,
-               r->seconds);
+        json_t *o = json_pack("{s:I, s:I, s:I, s:o}", "round", (json_int_t)r->round,
+                              "participants", (json_int_t)r->participants, "samples",
+                              (json_int_t)r->samples, "seconds", gb_json_real_or_null(r->seconds));
         const struct {
             const char *key;
             double v;
@@ -115,13 +111,16 @@ static void s_round_line(void *arg, const gb_federation_round_t *r)
                   {"client_test_loss", r->client_loss}, {"client_test_accuracy", r->client_accuracy},
                   {"test_loss", r->test_loss},        {"test_accuracy", r->test_accuracy},
                   {"max_explanation_distance", r->max_distance}};
-        for (size_t i = 0; i < sizeof kv / sizeof kv[0]; i++)
-            if (isfinite(kv[i].v))
-                printf(", \"%s\": %.6g", kv[i].key, kv[i].v);
-        if (r->max_distance_client)
-            printf(", \"max_distance_client\": \"%s\"", r->max_distance_client);
-        s_print_bias_json(r);
-        printf("}\n");
+        for (size_t i = 0; o && i < sizeof kv / sizeof kv[0]; i++)
+            if (isfinite(kv[i].v)) /* a figure the round did not measure is left out */
+                json_object_set_new(o, kv[i].key, gb_json_real(kv[i].v));
+        if (o && r->max_distance_client) /* a client's id: its bytes came from outside */
+            json_object_set_new(o, "max_distance_client", gb_json_string(r->max_distance_client));
+        s_add_bias_json(o, r);
+        gb_error_t err = {0};
+        if (gb_json_print(stdout, o, &err))
+            fprintf(stderr, "glassbox-coordinator serve: %s\n", err.msg);
+        json_decref(o);
     } else {
         printf("round %llu: %zu clients, %llu samples", (unsigned long long)r->round,
                r->participants, (unsigned long long)r->samples);

@@ -226,9 +226,11 @@ size_t gb_explain_merge_clients(const gb_explain_merge_t *m);
  *     "distance": {"measure", "clients": [{"client", "distance"}]}}
  *   DIR/explanation-ROUND-class-C.png for every class in the aggregate, and
  *   DIR/explanation-ROUND-importance.png: heatmaps (explain/heatmap.h) on
- *   the diverging scale. Images (C, H, W) are drawn H x W with channels
- *   summed, Grad-CAM maps (H', W') as they are, sequences (T, F) with time
- *   along x, anything else as rows of at most GB_HEATMAP_MAX_CELLS cells.
+ *   the diverging scale, laid out as the client's (explain/heatmap_layout.h):
+ *   images (C, H, W) H x W with channels summed, Grad-CAM maps (H', W') as
+ *   they are, sequences (T, F) with time along x, anything else wrapped into
+ *   rows of at most GB_HEATMAP_MAX_CELLS cells. The JSON follows
+ *   util/json.h (names with bad UTF-8 as U+FFFD, reals to 9 digits).
  * aggregate is any valid Explanation (finish's, or one from a decoded
  * Publication) whose round equals `round`; its tensors are checked again
  * (lengths, finiteness: GB_ESHAPE, GB_ERANGE) because they are read here.

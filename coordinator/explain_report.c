@@ -2,19 +2,18 @@
  * DIR/explanation-ROUND.json and PNG heatmaps beside it (the contract is in
  * explain_merge.h, gb_explain_report_write).
  *
- * Why its own JSON writer. client/json.h is one function that escapes a
- * string onto a FILE *; it lives in the client library, which the
- * coordinator does not link (DESIGN.md: coordinator/ and client/ depend only
- * on common/), and the report must be built in memory anyway to be written
- * atomically. So a small growing buffer here, through gb_realloc (the
- * allocation-failure tests reach it), and numbers printed with 9
- * significant digits (every float32 reads back exactly).
+ * The JSON is built with jansson through util/json.h, like every document
+ * Glassbox writes: names from the wire (client ids, class names) with bad
+ * UTF-8 bytes as U+FFFD, reals with 9 significant digits (every float32
+ * reads back exactly), keys in the order the contract lists them. It is
+ * dumped into memory first, so the file is written atomically.
  *
- * The heatmaps go through explain/heatmap.h and are drawn as the client's
- * `explain` command draws its own (client/cmd_explain.c), so a local
+ * The heatmaps are laid out by explain/heatmap_layout.h, the layout the
+ * client's `explain` command uses too (client/cmd_explain.c), so a local
  * explanation and the federation's look alike: images with channels summed,
- * Grad-CAM maps at their own resolution, sequences with time along x. No
- * underlay: the coordinator has no inputs to draw under the map.
+ * Grad-CAM maps at their own resolution, sequences with time along x, any
+ * other map wrapped into rows. No underlay: the coordinator has no inputs
+ * to draw under the map.
  *
  * The aggregate is read, not trusted: it may come from a decoded
  * Publication as well as from the merger, so every tensor's length and
@@ -28,13 +27,14 @@
 
 #include "explain/attribution.h"
 #include "explain/heatmap.h"
+#include "explain/heatmap_layout.h"
 #include "net/wire.h"
 #include "util/alloc.h"
 #include "util/file.h"
+#include "util/json.h"
 
 #include <errno.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,69 +44,6 @@
 #define S_MAX_PATH 4096
 /* Largest tensor rank read (GB_ENVELOPE_MAX_DIMS of net/envelope.h). */
 #define S_MAX_DIMS 8
-
-/* ---- a growing text buffer ----------------------------------------------- */
-
-typedef struct {
-    char *p;    /* the text, NUL-terminated while rc == 0 */
-    size_t len; /* bytes used, without the NUL */
-    size_t cap; /* bytes allocated */
-    int rc;     /* GB_ENOMEM once an append failed; later appends do nothing */
-} s_buf_t;
-
-static void s_put(s_buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void s_put(s_buf_t *b, const char *fmt, ...)
-{
-    if (b->rc)
-        return;
-    for (;;) {
-        va_list ap;
-        va_start(ap, fmt);
-        size_t room = b->cap - b->len;
-        int n = vsnprintf(b->p ? b->p + b->len : NULL, room, fmt, ap);
-        va_end(ap);
-        if (n < 0) {
-            b->rc = GB_EINVAL;
-            return;
-        }
-        if ((size_t)n < room) {
-            b->len += (size_t)n;
-            return;
-        }
-        size_t cap = b->cap ? b->cap * 2 : 4096;
-        while (cap - b->len <= (size_t)n)
-            cap *= 2;
-        char *p = gb_realloc(b->p, cap);
-        if (!p) {
-            b->rc = GB_ENOMEM;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
-    }
-}
-
-/* A JSON string literal: quotes, backslashes and control bytes escaped. */
-static void s_str(s_buf_t *b, const char *s)
-{
-    s_put(b, "\"");
-    for (const unsigned char *c = (const unsigned char *)s; *c; c++) {
-        if (*c == '"' || *c == '\\')
-            s_put(b, "\\%c", *c);
-        else if (*c < 0x20 || *c == 0x7f)
-            s_put(b, "\\u%04x", *c);
-        else
-            s_put(b, "%c", *c);
-    }
-    s_put(b, "\"");
-}
-
-/* A finite number (checked by the caller). */
-static void s_num(s_buf_t *b, double v)
-{
-    s_put(b, "%.9g", v == 0 ? 0.0 : v); /* never "-0" */
-}
 
 /* ---- reading the aggregate ------------------------------------------------- */
 
@@ -171,54 +108,22 @@ static const char *s_method_name(Glassbox__ExplainMethod m)
 
 /* ---- pictures ---------------------------------------------------------------- */
 
-/* Draws map (the tensor t's values) into path. scratch holds cells floats
- * plus one row of padding (see the caller). */
+/* Draws map (the tensor t's values) into path, laid out as the client lays
+ * out its own (explain/heatmap_layout.h); scratch holds the picture
+ * (gb_heatmap_layout_size floats: the map's cells plus less than one row). */
 static int s_draw(const char *path, const char *title, const Glassbox__Tensor *t,
                   const float *map, float *scratch, bool gradcam, gb_error_t *err)
 {
-    size_t cells = s_cells(t);
-    const uint32_t *d = t->shape;
-    char xlab[64];
-    gb_heatmap_t h = {.title = title, .map = scratch};
-    if (t->n_shape == 3 && d[1] <= GB_HEATMAP_MAX_CELLS && d[2] <= GB_HEATMAP_MAX_CELLS) {
-        /* an image (C, H, W): channels summed */
-        size_t hw = (size_t)d[1] * d[2];
-        memset(scratch, 0, hw * sizeof *scratch);
-        for (size_t i = 0; i < cells; i++)
-            scratch[i % hw] += map[i];
-        h.h = (int)d[1];
-        h.w = (int)d[2];
-    } else if (t->n_shape == 2 && gradcam && d[0] <= GB_HEATMAP_MAX_CELLS &&
-               d[1] <= GB_HEATMAP_MAX_CELLS) {
-        memcpy(scratch, map, cells * sizeof *scratch); /* Grad-CAM's (H', W') as it is */
-        h.h = (int)d[0];
-        h.w = (int)d[1];
-    } else if (t->n_shape == 2 && d[0] <= GB_HEATMAP_MAX_CELLS && d[1] <= GB_HEATMAP_MAX_CELLS) {
-        /* a sequence (T, F): F rows by T columns, time along x */
-        int T = (int)d[0], F = (int)d[1];
-        for (int s = 0; s < T; s++)
-            for (int f = 0; f < F; f++)
-                scratch[(size_t)f * T + s] = map[(size_t)s * F + f];
-        gb_heatmap_layout_sequence(&h, T, F, xlab, sizeof xlab);
-    } else {
-        /* anything else: rows of at most GB_HEATMAP_MAX_CELLS cells, the last
-         * one padded with zeros */
-        size_t w = cells < GB_HEATMAP_MAX_CELLS ? cells : GB_HEATMAP_MAX_CELLS;
-        size_t rows = (cells + w - 1) / w;
-        memcpy(scratch, map, cells * sizeof *scratch);
-        memset(scratch + cells, 0, (rows * w - cells) * sizeof *scratch);
-        if (rows > GB_HEATMAP_MAX_CELLS) /* not below GB_EXPLAIN_MERGE_MAX_CELLS */
-            return gb_error_set(err, GB_ERANGE, "explanation report: %zu cells are too many "
-                                "to draw", cells);
-        h.w = (int)w;
-        h.h = (int)rows;
-        if (rows == 1) {
-            h.cell_w = h.w >= GB_HEATMAP_TARGET_PX ? 1 : GB_HEATMAP_TARGET_PX / h.w;
-            h.cell_h = 40;
-        }
-        snprintf(xlab, sizeof xlab, "feature 1..%zu ->", cells);
-        h.x_label = xlab;
-    }
+    size_t dims[S_MAX_DIMS];
+    for (size_t i = 0; i < t->n_shape; i++)
+        dims[i] = t->shape[i];
+    gb_heatmap_layout_t l;
+    int rc = gb_heatmap_layout_plan(dims, (int)t->n_shape, gradcam, &l, err);
+    if (rc)
+        return gb_error_prefix(err, rc, "explanation report: ");
+    gb_heatmap_layout_fill(&l, map, scratch);
+    gb_heatmap_t h = {.title = title};
+    gb_heatmap_layout_apply(&l, scratch, &h);
     return gb_heatmap_save(path, &h, err);
 }
 
@@ -312,84 +217,124 @@ static int s_check(uint64_t round, const Glassbox__Explanation *x,
     return rc;
 }
 
-/* The JSON document into b. */
-static void s_json(s_buf_t *b, uint64_t round, const Glassbox__Explanation *x,
-                   Glassbox__KeyValue *const *distance, size_t n_distance,
-                   const gb_class_names_t *names, float *map)
+/* o[key] = v, taking v; *bad is set when jansson fails (v NULL: out of
+ * memory; every number was checked finite before). */
+static void s_set(json_t *o, const char *key, json_t *v, bool *bad)
+{
+    if (json_object_set_new(o, key, v) != 0)
+        *bad = true;
+}
+
+/* A map's "min" and "max". */
+static void s_set_range(json_t *o, const s_stats_t *st, bool *bad)
+{
+    s_set(o, "min", gb_json_real(st->min), bad);
+    s_set(o, "max", gb_json_real(st->max), bad);
+}
+
+/* The JSON document, or NULL when out of memory. */
+static json_t *s_json(uint64_t round, const Glassbox__Explanation *x,
+                      Glassbox__KeyValue *const *distance, size_t n_distance,
+                      const gb_class_names_t *names, float *map)
 {
     unsigned long long r = (unsigned long long)round;
     const Glassbox__Tensor *shape =
         x->feature_importance ? x->feature_importance : x->classes[0]->mean_attribution;
-    s_put(b, "{\"format\": \"glassbox-aggregate-explanation\", \"version\": 1, \"round\": %llu, "
-             "\"method\": ", r);
-    s_str(b, s_method_name(x->method));
-    s_put(b, ", \"attribution_shape\": [");
-    for (size_t i = 0; i < shape->n_shape; i++)
-        s_put(b, "%s%u", i ? ", " : "", (unsigned)shape->shape[i]);
-    s_put(b, "], \"samples\": %llu, \"quality\": {", (unsigned long long)x->count);
-    for (size_t i = 0; i < x->n_quality; i++) {
-        s_put(b, "%s", i ? ", " : "");
-        s_str(b, x->quality[i]->name);
-        s_put(b, ": ");
-        s_num(b, x->quality[i]->value);
+    bool bad = false;
+    char text[96];
+    json_t *o = json_object(), *dims = json_array(), *quality = json_object(),
+           *classes = json_array();
+    if (!o || !dims || !quality || !classes) {
+        json_decref(o);
+        json_decref(dims);
+        json_decref(quality);
+        json_decref(classes);
+        return NULL;
     }
-    s_put(b, "},\n \"classes\": [");
+    s_set(o, "format", json_string("glassbox-aggregate-explanation"), &bad);
+    s_set(o, "version", json_integer(1), &bad);
+    s_set(o, "round", json_integer((json_int_t)round), &bad);
+    s_set(o, "method", json_string(s_method_name(x->method)), &bad);
+    for (size_t i = 0; i < shape->n_shape; i++)
+        bad |= json_array_append_new(dims, json_integer(shape->shape[i])) != 0;
+    s_set(o, "attribution_shape", dims, &bad);
+    s_set(o, "samples", json_integer((json_int_t)x->count), &bad);
+    for (size_t i = 0; i < x->n_quality; i++) {
+        json_t *k = gb_json_string(x->quality[i]->name); /* a name from the wire */
+        if (!k)
+            bad = true;
+        else
+            s_set(quality, json_string_value(k), gb_json_real(x->quality[i]->value), &bad);
+        json_decref(k);
+    }
+    s_set(o, "quality", quality, &bad);
+    s_set(o, "classes", classes, &bad);
     for (size_t i = 0; i < x->n_classes; i++) {
         const Glassbox__ClassAttribution *c = x->classes[i];
         const Glassbox__Tensor *t = c->mean_attribution;
         size_t n = s_cells(t);
         s_decode(t, map);
-        s_stats_t s = s_stats(map, n);
-        s_put(b, "%s\n  {\"class\": %u, \"count\": %llu, \"min\": ", i ? "," : "",
-              (unsigned)c->class_index, (unsigned long long)c->count);
-        s_num(b, s.min);
-        s_put(b, ", \"max\": ");
-        s_num(b, s.max);
-        s_put(b, ", \"mean\": ");
-        s_num(b, s.sum / (double)n);
-        s_put(b, ", \"mean_abs\": ");
-        s_num(b, s.sum_abs / (double)n);
-        s_put(b, ", \"l2\": ");
-        s_num(b, sqrt(s.sum_sq));
-        s_put(b, ", \"max_abs_cell\": %zu, \"heatmap\": \"explanation-%llu-class-%u.png\", "
-                 "\"class_name\": ", s.max_abs_cell, r, (unsigned)c->class_index);
+        s_stats_t st = s_stats(map, n);
+        json_t *co = json_object();
+        if (!co || json_array_append_new(classes, co) != 0) {
+            bad = true;
+            break;
+        }
+        s_set(co, "class", json_integer(c->class_index), &bad);
+        s_set(co, "count", json_integer((json_int_t)c->count), &bad);
+        s_set_range(co, &st, &bad);
+        s_set(co, "mean", gb_json_real(st.sum / (double)n), &bad);
+        s_set(co, "mean_abs", gb_json_real(st.sum_abs / (double)n), &bad);
+        s_set(co, "l2", gb_json_real(sqrt(st.sum_sq)), &bad);
+        s_set(co, "max_abs_cell", json_integer((json_int_t)st.max_abs_cell), &bad);
+        snprintf(text, sizeof text, "explanation-%llu-class-%u.png", r, (unsigned)c->class_index);
+        s_set(co, "heatmap", json_string(text), &bad);
         const char *name = s_real_name(names, c->class_index);
-        if (name)
-            s_str(b, name);
-        else
-            s_put(b, "\"class %u\"", (unsigned)c->class_index);
-        s_put(b, "}");
+        snprintf(text, sizeof text, "class %u", (unsigned)c->class_index);
+        s_set(co, "class_name", gb_json_string(name ? name : text), &bad);
     }
-    s_put(b, "],\n \"feature_importance\": ");
     if (x->feature_importance) {
         const Glassbox__Tensor *t = x->feature_importance;
         size_t n = s_cells(t);
         s_decode(t, map);
-        s_stats_t s = s_stats(map, n);
-        s_put(b, "{\"count\": %llu, \"min\": ", (unsigned long long)x->count);
-        s_num(b, s.min);
-        s_put(b, ", \"max\": ");
-        s_num(b, s.max);
-        s_put(b, ", \"sum\": ");
-        s_num(b, s.sum);
-        s_put(b, ", \"heatmap\": \"explanation-%llu-importance.png\",\n  \"values\": [", r);
-        for (size_t i = 0; i < n; i++) {
-            s_put(b, "%s", i == 0 ? "" : i % 16 ? ", " : ",\n   ");
-            s_num(b, map[i]);
+        s_stats_t st = s_stats(map, n);
+        json_t *fi = json_object(), *values = json_array();
+        s_set(o, "feature_importance", fi, &bad);
+        if (fi && values) {
+            s_set(fi, "count", json_integer((json_int_t)x->count), &bad);
+            s_set_range(fi, &st, &bad);
+            s_set(fi, "sum", gb_json_real(st.sum), &bad);
+            snprintf(text, sizeof text, "explanation-%llu-importance.png", r);
+            s_set(fi, "heatmap", json_string(text), &bad);
+            for (size_t i = 0; i < n && !bad; i++)
+                bad |= json_array_append_new(values, gb_json_real(map[i])) != 0;
+            s_set(fi, "values", values, &bad);
+        } else {
+            bad = true;
+            json_decref(values);
         }
-        s_put(b, "]}");
     } else {
-        s_put(b, "null");
+        s_set(o, "feature_importance", json_null(), &bad);
     }
-    s_put(b, ",\n \"distance\": {\"measure\": \"%s\", \"clients\": [", GB_EXPLAIN_MERGE_MEASURE);
-    for (size_t i = 0; i < n_distance; i++) {
-        s_put(b, "%s\n  {\"client\": ", i ? "," : "");
-        s_str(b, distance[i]->key);
-        s_put(b, ", \"distance\": ");
-        s_num(b, strtod(distance[i]->value, NULL));
-        s_put(b, "}");
+    json_t *dist = json_object(), *clients = json_array();
+    s_set(o, "distance", dist, &bad);
+    if (dist && clients) {
+        s_set(dist, "measure", json_string(GB_EXPLAIN_MERGE_MEASURE), &bad);
+        s_set(dist, "clients", clients, &bad);
+        for (size_t i = 0; i < n_distance && !bad; i++)
+            bad |= json_array_append_new(
+                       clients, json_pack("{s:o, s:o}", "client", gb_json_string(distance[i]->key),
+                                          "distance",
+                                          gb_json_real(strtod(distance[i]->value, NULL)))) != 0;
+    } else {
+        bad = true;
+        json_decref(clients);
     }
-    s_put(b, "]}}\n");
+    if (bad) {
+        json_decref(o);
+        return NULL;
+    }
+    return o;
 }
 
 int gb_explain_report_write(const char *dir, uint64_t round,
@@ -421,7 +366,9 @@ int gb_explain_report_write_named(const char *dir, uint64_t round,
     /* scratch: the padded rows of s_draw need less than one extra row */
     float *map = gb_malloc(cells * sizeof *map);
     float *scratch = gb_malloc((cells + GB_HEATMAP_MAX_CELLS) * sizeof *scratch);
-    s_buf_t b = {0};
+    json_t *doc = NULL;
+    char *text = NULL;
+    size_t text_len = 0;
     char path[S_MAX_PATH], name[96], title[256];
     unsigned long long r = (unsigned long long)round;
     const char *method = s_method_name(aggregate->method);
@@ -453,18 +400,21 @@ int gb_explain_report_write_named(const char *dir, uint64_t round,
         if ((rc = s_draw(path, title, aggregate->feature_importance, map, scratch, gradcam, err)))
             goto cleanup;
     }
-    s_json(&b, round, aggregate, distance, n_distance, names, map);
-    if (b.rc) {
-        rc = gb_error_set(err, b.rc, "explanation report: out of memory for the JSON");
+    doc = s_json(round, aggregate, distance, n_distance, names, map);
+    if (!doc) {
+        rc = gb_error_set(err, GB_ENOMEM, "explanation report: out of memory for the JSON");
         goto cleanup;
     }
+    if ((rc = gb_json_dump(doc, &text, &text_len, err)))
+        goto cleanup;
     snprintf(name, sizeof name, "explanation-%llu.json", r);
     if ((rc = s_join(path, dir, name, err)))
         goto cleanup;
-    rc = gb_file_write_atomic(path, b.p, b.len, 0644, err);
+    rc = gb_file_write_atomic(path, text, text_len, 0644, err);
 cleanup:
     gb_free(map);
     gb_free(scratch);
-    gb_free(b.p);
+    gb_free(text);
+    json_decref(doc);
     return rc;
 }

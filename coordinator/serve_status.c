@@ -6,7 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include <jansson.h>
+#include "util/json.h"
 
 #include "util/log.h"
 #include "util/metrics.h"
@@ -15,8 +15,8 @@ char *gb_status_json(const gb_status_view_t *v, gb_error_t *err)
 {
     const gb_rounds_status_t *r = &v->rounds;
     json_t *o = json_pack(
-        "{s:s, s:I, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:b}",
-        "federation", v->federation ? v->federation : "glassbox", "round", (json_int_t)r->round,
+        "{s:o, s:I, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:b}",
+        "federation", gb_json_string(v->federation ? v->federation : "glassbox"), "round", (json_int_t)r->round,
         "phase", gb_rounds_state_name(r->state), "attempt", (json_int_t)r->attempt, "failures",
         (json_int_t)r->failures, "clients_joined", (json_int_t)r->connected, "clients_known",
         (json_int_t)r->known, "min_clients", (json_int_t)v->min_clients, "quorum",
@@ -24,7 +24,7 @@ char *gb_status_json(const gb_status_view_t *v, gb_error_t *err)
         (json_int_t)r->updated, "answered", (json_int_t)r->answered, "last_finished_round",
         (json_int_t)r->last_finished, "last_published_round", (json_int_t)v->last_published,
         "total_rounds", (json_int_t)v->total_rounds, "finished", (int)v->finished);
-    char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    char *text = o ? json_dumps(o, GB_JSON_FLAGS | JSON_COMPACT) : NULL;
     json_decref(o);
     if (!text)
         gb_error_set(err, GB_ENOMEM, "status: out of memory building the document");

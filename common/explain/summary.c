@@ -3,21 +3,20 @@
  * and summary.json.
  *
  * All sums live in one zeroed allocation of 8-byte words: counts and clipped
- * counts per class, then S, U, Q-high and Q-low per class and cell, so a
- * clone is one memcpy and equality one memcmp. The 128-bit sums of squares
+ * counts per class, then S, U, Q-high and Q-low per class and cell, so
+ * clearing is one memset. The 128-bit sums of squares
  * are two uint64 words with a hand-carried carry: plain C11, no __int128.
  *
- * The JSON writer is hand-written: the document holds numbers, a few fixed
- * key names and a few strings (method, file names), so a growable buffer
- * with an escaping string writer and a number writer that refuses NaN and
- * infinity is all it needs. Strings that are not valid UTF-8 are written with
- * U+FFFD in place of each bad byte, so the output is always valid JSON. */
+ * summary.json is built with jansson through util/json.h, which holds the
+ * rules every Glassbox document follows (bad UTF-8 in a name becomes
+ * U+FFFD, reals with 9 significant digits, keys in the order set); this
+ * file refuses a NaN or an infinity itself, so the error names the value. */
 #include "explain/summary.h"
 #include "util/alloc.h"
+#include "util/json.h"
 #include "util/log.h"
 
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -138,14 +137,6 @@ gb_summary_t *gb_summary_new(const gb_shape_t *shape, int n_classes, double clip
     return s;
 }
 
-gb_summary_t *gb_summary_clone(const gb_summary_t *src, gb_error_t *err)
-{
-    gb_summary_t *s = gb_summary_new(&src->shape, src->n_classes, src->clip, err);
-    if (s)
-        memcpy(s->block, src->block, s->words * sizeof(uint64_t));
-    return s;
-}
-
 void gb_summary_destroy(gb_summary_t **s)
 {
     if (!s || !*s)
@@ -169,11 +160,6 @@ int gb_summary_classes(const gb_summary_t *s)
 {
     return s->n_classes;
 }
-double gb_summary_clip(const gb_summary_t *s)
-{
-    return s->clip;
-}
-
 static int64_t s_total(const gb_summary_t *s, const int64_t *per_class)
 {
     int64_t t = 0;
@@ -196,18 +182,7 @@ int64_t gb_summary_clipped(const gb_summary_t *s, int cls)
     return cls >= 0 && cls < s->n_classes ? s->clipped[cls] : 0;
 }
 
-bool gb_summary_equal(const gb_summary_t *a, const gb_summary_t *b)
-{
-    if (a->shape.rank != b->shape.rank || a->n_classes != b->n_classes || a->cells != b->cells ||
-        a->clip != b->clip)
-        return false;
-    for (int i = 0; i < a->shape.rank; i++)
-        if (a->shape.dim[i] != b->shape.dim[i])
-            return false;
-    return memcmp(a->block, b->block, a->words * sizeof(uint64_t)) == 0;
-}
-
-/* ---- adding and merging --------------------------------------------------- */
+/* ---- adding ----------------------------------------------------------------- */
 
 int gb_summary_add(gb_summary_t *s, const float *map, int cls, gb_error_t *err)
 {
@@ -247,112 +222,7 @@ int gb_summary_add(gb_summary_t *s, const float *map, int cls, gb_error_t *err)
     return 0;
 }
 
-static int s_compatible(const gb_summary_t *a, const gb_summary_t *b, const char *what,
-                        gb_error_t *err)
-{
-    char x[64], y[64];
-    if (a->cells != b->cells || a->shape.rank != b->shape.rank ||
-        memcmp(a->shape.dim, b->shape.dim, sizeof a->shape.dim) != 0)
-        return gb_error_set(err, GB_ESHAPE, "summary %s: map shapes %s and %s differ", what,
-                            gb_shape_format(&a->shape, x, sizeof x),
-                            gb_shape_format(&b->shape, y, sizeof y));
-    if (a->n_classes != b->n_classes)
-        return gb_error_set(err, GB_EINVAL, "summary %s: %d and %d classes", what, a->n_classes,
-                            b->n_classes);
-    if (a->clip != b->clip)
-        return gb_error_set(err, GB_EINVAL, "summary %s: clips %.17g and %.17g differ", what,
-                            a->clip, b->clip);
-    return 0;
-}
-
-int gb_summary_merge(gb_summary_t *dst, const gb_summary_t *src, gb_error_t *err)
-{
-    int rc = s_compatible(dst, src, "merge", err);
-    if (rc)
-        return rc;
-    int64_t a = s_total(dst, dst->count), b = s_total(src, src->count);
-    if (a > GB_SUMMARY_MAX_COUNT - b)
-        return gb_error_set(err, GB_ERANGE, "summary merge: %lld + %lld samples exceed %lld",
-                            (long long)a, (long long)b, (long long)GB_SUMMARY_MAX_COUNT);
-    size_t nd = (size_t)dst->n_classes * dst->cells;
-    for (int c = 0; c < dst->n_classes; c++) {
-        dst->count[c] += src->count[c];
-        dst->clipped[c] += src->clipped[c];
-    }
-    for (size_t i = 0; i < nd; i++) {
-        dst->sum[i] += src->sum[i];
-        dst->abs_sum[i] += src->abs_sum[i];
-        s_u128_add(&dst->sq_hi[i], &dst->sq_lo[i], src->sq_hi[i], src->sq_lo[i]);
-    }
-    return 0;
-}
-
-int gb_summary_subtract(gb_summary_t *dst, const gb_summary_t *src, gb_error_t *err)
-{
-    int rc = s_compatible(dst, src, "subtract", err);
-    if (rc)
-        return rc;
-    if (src == dst) {
-        memset(dst->block, 0, dst->words * sizeof(uint64_t));
-        return 0;
-    }
-    /* Check everything first, so a refused subtraction changes nothing. */
-    for (int c = 0; c < dst->n_classes; c++) {
-        int64_t n = dst->count[c] - src->count[c];
-        int64_t k = dst->clipped[c] - src->clipped[c];
-        if (n < 0 || k < 0 || k > n)
-            return gb_error_set(err, GB_ERANGE,
-                                "summary subtract: class %d: %lld - %lld samples (%lld - %lld "
-                                "clipped) is not a part of it",
-                                c, (long long)dst->count[c], (long long)src->count[c],
-                                (long long)dst->clipped[c], (long long)src->clipped[c]);
-        size_t base = (size_t)c * dst->cells;
-        for (size_t i = base; i < base + dst->cells; i++) {
-            if (s_u128_less(dst->sq_hi[i], dst->sq_lo[i], src->sq_hi[i], src->sq_lo[i]))
-                return gb_error_set(err, GB_ERANGE,
-                                    "summary subtract: class %d cell %zu: sum of squares "
-                                    "would go negative",
-                                    c, i - base);
-            uint64_t lo = dst->sq_lo[i] - src->sq_lo[i];
-            uint64_t hi = dst->sq_hi[i] - src->sq_hi[i] - (dst->sq_lo[i] < src->sq_lo[i]);
-            if (!s_cell_valid(n, dst->sum[i] - src->sum[i], dst->abs_sum[i] - src->abs_sum[i], hi,
-                              lo))
-                return gb_error_set(err, GB_ERANGE,
-                                    "summary subtract: class %d cell %zu: the difference "
-                                    "is not a summary of %lld samples",
-                                    c, i - base, (long long)n);
-        }
-    }
-    size_t nd = (size_t)dst->n_classes * dst->cells;
-    for (int c = 0; c < dst->n_classes; c++) {
-        dst->count[c] -= src->count[c];
-        dst->clipped[c] -= src->clipped[c];
-    }
-    for (size_t i = 0; i < nd; i++) {
-        dst->sum[i] -= src->sum[i];
-        dst->abs_sum[i] -= src->abs_sum[i];
-        uint64_t borrow = dst->sq_lo[i] < src->sq_lo[i];
-        dst->sq_lo[i] -= src->sq_lo[i];
-        dst->sq_hi[i] -= src->sq_hi[i] + borrow;
-    }
-    return 0;
-}
-
 /* ---- raw access ---------------------------------------------------------- */
-
-int gb_summary_class_get(const gb_summary_t *s, int cls, gb_summary_class_t *out)
-{
-    if (cls < 0 || cls >= s->n_classes)
-        return GB_EINVAL;
-    size_t base = (size_t)cls * s->cells;
-    out->count = s->count[cls];
-    out->clipped = s->clipped[cls];
-    out->sum = s->sum + base;
-    out->abs_sum = s->abs_sum + base;
-    out->sq_hi = s->sq_hi + base;
-    out->sq_lo = s->sq_lo + base;
-    return 0;
-}
 
 int gb_summary_class_set(gb_summary_t *s, int cls, const gb_summary_class_t *in, gb_error_t *err)
 {
@@ -492,174 +362,99 @@ int gb_summary_importance_axes(const gb_summary_t *s, int cls, double *rows, dou
 
 /* ---- JSON ---------------------------------------------------------------- */
 
+/* The document under construction and its first failure: GB_ERANGE with
+ * the value it was about, or GB_ENOMEM (jansson returned NULL). */
 typedef struct {
-    char *p;       /* text so far, NUL-terminated when cap > 0 */
-    size_t len;    /* bytes written */
-    size_t cap;    /* bytes allocated */
-    int rc;        /* first error (GB_ENOMEM, GB_ERANGE), 0 while fine */
-    char what[96]; /* what the GB_ERANGE was about */
-} s_json_t;
+    int rc;           /* first error, 0 while fine */
+    const char *what; /* what the GB_ERANGE was about */
+} s_doc_t;
 
-static void s_json_reserve(s_json_t *j, size_t more)
+/* o[key] = v, taking v; records GB_ENOMEM when jansson fails (v NULL or the
+ * set refused), unless an earlier error is already recorded. */
+static void s_set(s_doc_t *d, json_t *o, const char *key, json_t *v)
 {
-    if (j->rc || j->len + more + 1 <= j->cap)
-        return;
-    size_t cap = j->cap ? j->cap : 4096;
-    while (cap < j->len + more + 1)
-        cap *= 2;
-    char *p = gb_realloc(j->p, cap);
-    if (!p) {
-        j->rc = GB_ENOMEM;
-        return;
-    }
-    j->p = p;
-    j->cap = cap;
+    if (json_object_set_new(o, key, v) != 0 && !d->rc)
+        d->rc = GB_ENOMEM;
 }
 
-static void s_json_put(s_json_t *j, const char *text, size_t n)
-{
-    s_json_reserve(j, n);
-    if (j->rc)
-        return;
-    memcpy(j->p + j->len, text, n);
-    j->len += n;
-    j->p[j->len] = '\0';
-}
-
-static void s_json_raw(s_json_t *j, const char *text)
-{
-    s_json_put(j, text, strlen(text));
-}
-
-static void s_json_fmt(s_json_t *j, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void s_json_fmt(s_json_t *j, const char *fmt, ...)
-{
-    char buf[128];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(buf, sizeof buf, fmt, ap);
-    va_end(ap);
-    if (n < 0 || (size_t)n >= sizeof buf) {
-        if (!j->rc)
-            j->rc = GB_ERANGE;
-        return;
-    }
-    s_json_put(j, buf, (size_t)n);
-}
-
-/* Length of the valid UTF-8 sequence at s (1..4), or 0 if it is not one. */
-static int s_utf8_len(const unsigned char *s)
-{
-    unsigned char c = s[0];
-    if (c < 0x80)
-        return 1;
-    int n;
-    unsigned char lo = 0x80, hi = 0xBF;
-    if (c >= 0xC2 && c <= 0xDF)
-        n = 2;
-    else if (c >= 0xE0 && c <= 0xEF) {
-        n = 3;
-        if (c == 0xE0)
-            lo = 0xA0;
-        if (c == 0xED)
-            hi = 0x9F;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        n = 4;
-        if (c == 0xF0)
-            lo = 0x90;
-        if (c == 0xF4)
-            hi = 0x8F;
-    } else
-        return 0;
-    if (s[1] < lo || s[1] > hi)
-        return 0;
-    for (int i = 2; i < n; i++)
-        if (s[i] < 0x80 || s[i] > 0xBF)
-            return 0;
-    return n;
-}
-
-static void s_json_str(s_json_t *j, const char *s)
-{
-    if (!s) {
-        s_json_raw(j, "null");
-        return;
-    }
-    s_json_raw(j, "\"");
-    const unsigned char *p = (const unsigned char *)s;
-    while (*p) {
-        if (*p == '"' || *p == '\\') {
-            char e[2] = {'\\', (char)*p};
-            s_json_put(j, e, 2);
-            p++;
-        } else if (*p < 0x20) {
-            s_json_fmt(j, "\\u%04x", *p);
-            p++;
-        } else {
-            int n = s_utf8_len(p);
-            if (n == 0) {
-                s_json_raw(j, "\\ufffd");
-                p++;
-            } else {
-                s_json_put(j, (const char *)p, (size_t)n);
-                p += n;
-            }
-        }
-    }
-    s_json_raw(j, "\"");
-}
-
-static void s_json_num(s_json_t *j, double v, const char *what)
+/* A finite real, or NULL with GB_ERANGE recorded for `what`. */
+static json_t *s_real(s_doc_t *d, double v, const char *what)
 {
     if (!isfinite(v)) {
-        if (!j->rc) {
-            j->rc = GB_ERANGE;
-            snprintf(j->what, sizeof j->what, "%s", what);
+        if (!d->rc) {
+            d->rc = GB_ERANGE;
+            d->what = what;
         }
-        return;
+        return NULL;
     }
-    s_json_fmt(j, "%.9g", v);
+    return gb_json_real(v);
 }
 
-static void s_json_array(s_json_t *j, const double *v, size_t n, const char *what)
+static json_t *s_reals(s_doc_t *d, const double *v, size_t n, const char *what)
 {
-    s_json_raw(j, "[");
-    for (size_t i = 0; i < n && !j->rc; i++) {
-        if (i)
-            s_json_raw(j, i % 16 ? ", " : ",\n    ");
-        s_json_num(j, v[i], what);
-    }
-    s_json_raw(j, "]");
+    json_t *a = json_array();
+    for (size_t i = 0; a && i < n && !d->rc; i++)
+        if (json_array_append_new(a, s_real(d, v[i], what)) != 0 && !d->rc)
+            d->rc = GB_ENOMEM;
+    return a;
 }
 
-static void s_json_shape(s_json_t *j, const gb_shape_t *shape)
+static json_t *s_shape_json(const gb_shape_t *shape)
 {
-    s_json_raw(j, "[");
-    for (int i = 0; i < shape->rank; i++)
-        s_json_fmt(j, i ? ", %d" : "%d", shape->dim[i]);
-    s_json_raw(j, "]");
+    json_t *a = json_array();
+    for (int i = 0; a && i < shape->rank; i++)
+        if (json_array_append_new(a, json_integer(shape->dim[i])) != 0) {
+            json_decref(a);
+            return NULL;
+        }
+    return a;
 }
 
-/* Writes the importance maps of class cls (or all) with their key names:
- * "importance" and, for sequences, "importance_time", "importance_features". */
-static int s_json_importance(s_json_t *j, const gb_summary_t *s, int cls, bool sequence,
-                             double *buf, const char *indent, gb_error_t *err)
+/* Sets the importance maps of class cls (or all) on o: "importance" and,
+ * for sequences, "importance_time", "importance_features". */
+static int s_json_importance(s_doc_t *d, json_t *o, const gb_summary_t *s, int cls,
+                             bool sequence, double *buf, gb_error_t *err)
 {
     int rc = gb_summary_importance(s, cls, buf, err);
     if (rc)
         return rc;
-    s_json_fmt(j, ",\n%s\"importance\": ", indent);
-    s_json_array(j, buf, s->cells, "importance");
+    s_set(d, o, "importance", s_reals(d, buf, s->cells, "importance"));
     if (!sequence || s->shape.rank != 2)
         return 0;
     double *cols = buf + s->shape.dim[0];
     if ((rc = gb_summary_importance_axes(s, cls, buf, cols, err)))
         return rc;
-    s_json_fmt(j, ",\n%s\"importance_time\": ", indent);
-    s_json_array(j, buf, (size_t)s->shape.dim[0], "importance over time");
-    s_json_fmt(j, ",\n%s\"importance_features\": ", indent);
-    s_json_array(j, cols, (size_t)s->shape.dim[1], "importance over features");
+    s_set(d, o, "importance_time",
+          s_reals(d, buf, (size_t)s->shape.dim[0], "importance over time"));
+    s_set(d, o, "importance_features",
+          s_reals(d, cols, (size_t)s->shape.dim[1], "importance over features"));
     return 0;
+}
+
+/* Class c's object, set on o's "classes" array (which it appends to). */
+static int s_json_class(s_doc_t *d, json_t *classes, const gb_summary_t *s,
+                        const gb_summary_info_t *info, int c, double *buf, gb_error_t *err)
+{
+    json_t *o = json_object();
+    if (!o || json_array_append_new(classes, o) != 0) {
+        d->rc = GB_ENOMEM;
+        return 0;
+    }
+    s_set(d, o, "class", json_integer(c));
+    if (info->class_names)
+        s_set(d, o, "class_name", gb_json_string(info->class_names[c]));
+    s_set(d, o, "count", json_integer(s->count[c]));
+    s_set(d, o, "clipped", json_integer(s->clipped[c]));
+    if (s->count[c] == 0)
+        return 0;
+    int rc = gb_summary_mean(s, c, buf, err);
+    if (rc)
+        return rc;
+    s_set(d, o, "mean", s_reals(d, buf, s->cells, "mean"));
+    if ((rc = gb_summary_variance(s, c, buf, err)))
+        return rc;
+    s_set(d, o, "variance", s_reals(d, buf, s->cells, "variance"));
+    return s_json_importance(d, o, s, c, info->sequence, buf, err);
 }
 
 int gb_summary_json(const gb_summary_t *s, const gb_summary_info_t *info, char **out, size_t *len,
@@ -667,88 +462,54 @@ int gb_summary_json(const gb_summary_t *s, const gb_summary_info_t *info, char *
 {
     *out = NULL;
     *len = 0;
-    s_json_t j = {0};
+    s_doc_t d = {0};
+    json_t *o = json_object(), *classes = json_array(), *fixed = json_object();
     double *buf = gb_malloc((s->cells + 2) * sizeof *buf);
-    if (!buf)
-        return gb_error_set(err, GB_ENOMEM, "summary json: out of memory");
     int rc = 0;
-    s_json_raw(&j, "{\"format\": \"glassbox-explanation\", \"version\": 1,\n \"method\": ");
-    s_json_str(&j, info->method);
-    s_json_raw(&j, ", \"steps\": ");
-    if (info->steps > 0)
-        s_json_fmt(&j, "%d", info->steps);
-    else
-        s_json_raw(&j, "null");
-    s_json_raw(&j, ", \"rule\": ");
-    s_json_str(&j, info->rule);
-    s_json_raw(&j, ", \"baseline\": ");
-    s_json_str(&j, info->baseline);
-    s_json_raw(&j, ", \"target\": ");
-    s_json_str(&j, info->target);
-    s_json_raw(&j, ",\n \"dataset\": ");
-    s_json_str(&j, info->dataset);
-    s_json_raw(&j, ", \"model\": ");
-    s_json_str(&j, info->model);
-    s_json_raw(&j, ", \"task\": ");
-    s_json_str(&j, info->regression ? "regression" : "classification");
-    s_json_raw(&j, ",\n \"input_shape\": ");
-    if (info->input_shape)
-        s_json_shape(&j, info->input_shape);
-    else
-        s_json_raw(&j, "null");
-    s_json_raw(&j, ", \"attribution_shape\": ");
-    s_json_shape(&j, &s->shape);
-    s_json_fmt(&j,
-               ", \"samples\": %lld, \"clip\": ", (long long)gb_summary_count(s, GB_SUMMARY_ALL));
-    s_json_num(&j, s->clip, "clip");
-    s_json_fmt(&j, ", \"clipped\": %lld,\n \"mean_completeness_error\": ",
-               (long long)gb_summary_clipped(s, GB_SUMMARY_ALL));
-    if (info->has_completeness)
-        s_json_num(&j, info->mean_completeness_error, "mean_completeness_error");
-    else
-        s_json_raw(&j, "null");
-    s_json_raw(&j, ", \"mean_steps_used\": ");
-    if (info->mean_steps_used > 0)
-        s_json_num(&j, info->mean_steps_used, "mean_steps_used");
-    else
-        s_json_raw(&j, "null");
-    s_json_fmt(&j,
-               ", \"fixed_point\": {\"fraction_bits\": %d, \"max_count\": %lld},\n "
-               "\"classes\": [",
-               GB_SUMMARY_FRAC_BITS, (long long)GB_SUMMARY_MAX_COUNT);
-    for (int c = 0; c < s->n_classes && !j.rc && !rc; c++) {
-        s_json_fmt(&j, "%s\n  {\"class\": %d, \"count\": %lld, \"clipped\": %lld", c ? "," : "", c,
-                   (long long)s->count[c], (long long)s->clipped[c]);
-        if (s->count[c] > 0) {
-            if ((rc = gb_summary_mean(s, c, buf, err)))
-                break;
-            s_json_raw(&j, ",\n   \"mean\": ");
-            s_json_array(&j, buf, s->cells, "mean");
-            if ((rc = gb_summary_variance(s, c, buf, err)))
-                break;
-            s_json_raw(&j, ",\n   \"variance\": ");
-            s_json_array(&j, buf, s->cells, "variance");
-            if ((rc = s_json_importance(&j, s, c, info->sequence, buf, "   ", err)))
-                break;
-        }
-        s_json_raw(&j, "}");
+    if (!o || !classes || !fixed || !buf) {
+        json_decref(classes);
+        json_decref(fixed);
+        rc = gb_error_set(err, GB_ENOMEM, "summary json: out of memory");
+        goto cleanup;
     }
-    if (!rc) {
-        s_json_raw(&j, "]");
-        rc = s_json_importance(&j, s, GB_SUMMARY_ALL, info->sequence, buf, " ", err);
-        s_json_raw(&j, "}\n");
-    }
+    s_set(&d, o, "format", json_string("glassbox-explanation"));
+    s_set(&d, o, "version", json_integer(1));
+    s_set(&d, o, "method", gb_json_string(info->method));
+    s_set(&d, o, "steps", info->steps > 0 ? json_integer(info->steps) : json_null());
+    s_set(&d, o, "rule", gb_json_string(info->rule));
+    s_set(&d, o, "baseline", gb_json_string(info->baseline));
+    s_set(&d, o, "target", gb_json_string(info->target));
+    s_set(&d, o, "dataset", gb_json_string(info->dataset));
+    s_set(&d, o, "model", gb_json_string(info->model));
+    s_set(&d, o, "task", json_string(info->regression ? "regression" : "classification"));
+    s_set(&d, o, "input_shape", info->input_shape ? s_shape_json(info->input_shape) : json_null());
+    s_set(&d, o, "attribution_shape", s_shape_json(&s->shape));
+    s_set(&d, o, "samples", json_integer(gb_summary_count(s, GB_SUMMARY_ALL)));
+    s_set(&d, o, "clip", s_real(&d, s->clip, "clip"));
+    s_set(&d, o, "clipped", json_integer(gb_summary_clipped(s, GB_SUMMARY_ALL)));
+    s_set(&d, o, "mean_completeness_error",
+          info->has_completeness
+              ? s_real(&d, info->mean_completeness_error, "mean_completeness_error")
+              : json_null());
+    s_set(&d, o, "mean_steps_used",
+          info->mean_steps_used > 0 ? s_real(&d, info->mean_steps_used, "mean_steps_used")
+                                    : json_null());
+    s_set(&d, fixed, "fraction_bits", json_integer(GB_SUMMARY_FRAC_BITS));
+    s_set(&d, fixed, "max_count", json_integer(GB_SUMMARY_MAX_COUNT));
+    s_set(&d, o, "fixed_point", fixed);
+    s_set(&d, o, "classes", classes);
+    for (int c = 0; c < s->n_classes && !d.rc && !rc; c++)
+        rc = s_json_class(&d, classes, s, info, c, buf, err);
+    if (!rc && !d.rc)
+        rc = s_json_importance(&d, o, s, GB_SUMMARY_ALL, info->sequence, buf, err);
+    if (!rc && d.rc == GB_ERANGE)
+        rc = gb_error_set(err, GB_ERANGE, "summary json: %s is not a finite number", d.what);
+    else if (!rc && d.rc)
+        rc = gb_error_set(err, d.rc, "summary json: out of memory");
+    if (!rc)
+        rc = gb_json_dump(o, out, len, err);
+cleanup:
+    json_decref(o);
     gb_free(buf);
-    if (!rc && j.rc == GB_ERANGE)
-        rc = gb_error_set(err, GB_ERANGE, "summary json: %s is not a finite number",
-                          j.what[0] ? j.what : "a value");
-    else if (!rc && j.rc)
-        rc = gb_error_set(err, j.rc, "summary json: out of memory");
-    if (rc) {
-        gb_free(j.p);
-        return rc;
-    }
-    *out = j.p;
-    *len = j.len;
-    return 0;
+    return rc;
 }

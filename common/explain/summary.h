@@ -24,27 +24,25 @@
  * far below float32's own precision for any cell that matters to a map of
  * norm <= C). S and U are int64, Q is an unsigned 128-bit integer kept as two
  * uint64 words (hi, lo), counts are int64. Integer addition is exact, so
- * adding samples and merging summaries in any order or grouping gives
- * bit-identical summaries: merging is exact, associative and commutative.
+ * adding samples in any order gives bit-identical summaries. (Summaries are
+ * not merged here: the coordinator combines the mean maps the clients send,
+ * in coordinator/explain_merge.h.)
  *
  * Why nothing overflows: the total count of a summary (all classes) is capped
- * at GB_SUMMARY_MAX_COUNT = 2^31 - 1; adding or merging beyond it is refused
+ * at GB_SUMMARY_MAX_COUNT = 2^31 - 1; adding beyond it is refused
  * (GB_ERANGE). Then every |S_c[i]| and U_c[i], and even their sums over all
  * classes, are at most (2^31 - 1) * 2^31 < 2^62 < 2^63, and every Q_c[i] is
  * at most (2^31 - 1) * 2^62 < 2^93 < 2^128. A summary built from the wire
  * (gb_summary_class_set) is held to the same bounds before it is accepted, so
- * a hostile peer cannot make a later merge overflow.
+ * a hostile peer cannot make a later addition overflow.
  *
- * Merging needs equal shapes, class counts and clip values (the clip is part
- * of the fixed-point scale). The map is the attribution map of one sample,
+ * The map is the attribution map of one sample,
  * whatever its shape: the input's shape, or (H', W') for Grad-CAM.
  *
- * Ownership: gb_summary_new and gb_summary_clone return a summary the caller
- * owns and frees with gb_summary_destroy. Nothing here keeps a pointer to the
- * caller's memory. Pointers handed out by gb_summary_class_get are borrowed
- * and valid until the summary is next changed or destroyed.
+ * Ownership: gb_summary_new returns a summary the caller owns and frees with
+ * gb_summary_destroy. Nothing here keeps a pointer to the caller's memory.
  *
- * Not thread-safe: one summary per thread, merged afterwards (exactly). */
+ * Not thread-safe: one summary per thread. */
 #ifndef GB_EXPLAIN_SUMMARY_H
 #define GB_EXPLAIN_SUMMARY_H
 
@@ -86,9 +84,6 @@ typedef struct {
  * err (GB_EINVAL, GB_ERANGE, GB_ENOMEM). */
 gb_summary_t *gb_summary_new(const gb_shape_t *shape, int n_classes, double clip, gb_error_t *err);
 
-/* A new summary equal to s (bit for bit); NULL and err on GB_ENOMEM. */
-gb_summary_t *gb_summary_clone(const gb_summary_t *s, gb_error_t *err);
-
 /* Frees the summary; sets *s to NULL; safe on NULL. */
 void gb_summary_destroy(gb_summary_t **s);
 
@@ -99,28 +94,10 @@ void gb_summary_destroy(gb_summary_t **s);
  * summary is unchanged on failure. The map is only read. */
 int gb_summary_add(gb_summary_t *s, const float *map, int cls, gb_error_t *err) GB_MUST_CHECK;
 
-/* dst += src, exactly. Refuses (GB_ESHAPE / GB_EINVAL) a different shape,
- * class count or clip, and (GB_ERANGE) a total count beyond
- * GB_SUMMARY_MAX_COUNT; dst is unchanged on failure. src is only read and may
- * be dst (which doubles it). */
-int gb_summary_merge(gb_summary_t *dst, const gb_summary_t *src, gb_error_t *err) GB_MUST_CHECK;
-
-/* dst -= src, exactly: the inverse of merge, for leave-one-out aggregates
- * (the aggregate of everyone but one client). Refuses what merge refuses,
- * and (GB_ERANGE) a src that cannot have been merged into dst (a count, a
- * clipped count or a sum of squares would go negative, or |S| would exceed
- * U); dst is unchanged on failure. */
-int gb_summary_subtract(gb_summary_t *dst, const gb_summary_t *src, gb_error_t *err) GB_MUST_CHECK;
-
-/* True when a and b have the same shape, classes, clip and every count and
- * sum (bit-identical summaries). */
-bool gb_summary_equal(const gb_summary_t *a, const gb_summary_t *b);
-
-/* The map shape, cells per map, class count and clip given to new. */
+/* The map shape, cells per map and class count given to new. */
 gb_shape_t gb_summary_shape(const gb_summary_t *s);
 size_t gb_summary_cells(const gb_summary_t *s);
 int gb_summary_classes(const gb_summary_t *s);
-double gb_summary_clip(const gb_summary_t *s);
 
 /* Samples in class cls, or in all classes for GB_SUMMARY_ALL; 0 for a class
  * out of range. */
@@ -150,10 +127,6 @@ int gb_summary_importance(const gb_summary_t *s, int cls, double *out,
 int gb_summary_importance_axes(const gb_summary_t *s, int cls, double *rows, double *cols,
                                gb_error_t *err) GB_MUST_CHECK;
 
-/* Borrowed view of class cls's raw sums (see gb_summary_class_t); GB_EINVAL
- * for a class out of range. */
-int gb_summary_class_get(const gb_summary_t *s, int cls, gb_summary_class_t *out) GB_MUST_CHECK;
-
 /* Replaces class cls's sums with copies of in's (a summary received from
  * elsewhere), after checking that they could have come from
  * gb_summary_add: 0 <= clipped <= count, the summary's total count stays
@@ -164,7 +137,7 @@ int gb_summary_class_set(gb_summary_t *s, int cls, const gb_summary_class_t *in,
                          gb_error_t *err) GB_MUST_CHECK;
 
 /* What summary.json says besides the summary itself. Strings are written
- * JSON-escaped; NULL ones are written as null. */
+ * JSON-escaped; NULL ones are written as null. Only read, during the call. */
 typedef struct {
     const char *method;             /* "ig", "saliency", ... */
     int steps;                      /* integrated-gradients steps; <= 0: null */
@@ -180,22 +153,27 @@ typedef struct {
     bool sequence;                  /* rank-2 maps are (time x features): also write
                                        importance_time and importance_features */
     bool regression;                /* the one group is the regression output, not a class */
+    const char *const *class_names; /* one name per class, written as each class object's
+                                       "class_name" after "class"; NULL: no such key */
 } gb_summary_info_t;
 
-/* Writes the summary as one JSON document into a new buffer (*out, *len
- * bytes plus a NUL; the caller frees it with gb_free):
+/* Writes the summary as one JSON document (one line and a newline, through
+ * util/json.h) into a new buffer (*out, *len bytes plus a NUL; the caller
+ * frees it with gb_free):
  *   {"format": "glassbox-explanation", "version": 1, "method", "steps",
  *    "rule", "baseline", "target", "dataset", "model", "task"
  *    ("classification" or "regression"), "input_shape", "attribution_shape",
  *    "samples", "clip", "clipped", "mean_completeness_error",
  *    "mean_steps_used", "fixed_point": {"fraction_bits", "max_count"},
- *    "classes": [{"class", "count", "clipped", "mean", "variance",
+ *    "classes": [{"class"[, "class_name"], "count", "clipped", "mean", "variance",
  *                 "importance"[, "importance_time", "importance_features"]}],
  *    "importance"[, "importance_time", "importance_features"]}
  * Maps are flat row-major arrays of attribution_shape; a class with no
  * samples has only class, count and clipped. "importance" at the top level
- * is over all samples. Numbers are written with 9 significant digits; a NaN
- * or infinity anywhere is refused (GB_ERANGE), never written. */
+ * is over all samples. Counts, shapes and indices are integers; every other
+ * number is a real with 9 significant digits (so 1 is written 1.0); a NaN
+ * or infinity anywhere is refused (GB_ERANGE, naming the value), never
+ * written. Strings not valid UTF-8 have each bad byte written as U+FFFD. */
 int gb_summary_json(const gb_summary_t *s, const gb_summary_info_t *info, char **out, size_t *len,
                     gb_error_t *err) GB_MUST_CHECK;
 

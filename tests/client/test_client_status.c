@@ -44,6 +44,15 @@ static void test_json(void **state)
     assert_int_equal(json_integer_value(json_object_get(o, "tasks_done")), 40);
     json_decref(o);
     free(doc);
+    /* an id that is not UTF-8 is written as every name is (util/json.h) */
+    snprintf(st.client_id, sizeof st.client_id, "edge-\xff");
+    doc = gb_client_status_json(&st, &err);
+    assert_non_null(doc);
+    o = json_loads(doc, 0, &jerr);
+    assert_non_null(o);
+    assert_string_equal(json_string_value(json_object_get(o, "client_id")), "edge-\xef\xbf\xbd");
+    json_decref(o);
+    free(doc);
 }
 
 static void test_health(void **state)

@@ -16,6 +16,7 @@
 #include "testutil.h"
 
 #include <dirent.h>
+#include <jansson.h>
 #include <math.h>
 #include <png.h>
 #include <stdio.h>
@@ -983,121 +984,30 @@ static void test_leave_one_out_ignores_own_weight(void **state)
 
 /* ---- the report ------------------------------------------------------------------ */
 
-/* A strict JSON parser (RFC 8259 grammar, no extensions): returns the
- * position after one value and whitespace, or NULL. */
-static const char *j_value(const char *p, int depth);
-
-static const char *j_ws(const char *p)
+/* The report's JSON parsed with jansson (strict RFC 8259; fails the test if
+ * it is not JSON); the caller json_decrefs it. */
+static json_t *t_json_load(const char *path)
 {
-    while (*p == ' ' || *p == '\n' || *p == '\t' || *p == '\r')
-        p++;
-    return p;
+    json_error_t jerr;
+    json_t *doc = json_load_file(path, 0, &jerr);
+    if (!doc)
+        fail_msg("%s is not JSON (line %d: %s)", path, jerr.line, jerr.text);
+    return doc;
 }
 
-static const char *j_string(const char *p)
+/* doc's member at a path of keys and array indices ("classes", "#1", "min"). */
+static json_t *t_at(json_t *doc, const char *const *keys, size_t n)
 {
-    if (*p++ != '"')
-        return NULL;
-    while (*p != '"') {
-        if ((unsigned char)*p < 0x20)
-            return NULL;
-        if (*p == '\\') {
-            p++;
-            if (*p == 'u') {
-                for (int i = 1; i <= 4; i++)
-                    if (!strchr("0123456789abcdefABCDEF", p[i]) || !p[i])
-                        return NULL;
-                p += 4;
-            } else if (!*p || !strchr("\"\\/bfnrt", *p)) {
-                return NULL;
-            }
-        }
-        p++;
-    }
-    return p + 1;
+    for (size_t i = 0; doc && i < n; i++)
+        doc = keys[i][0] == '#' ? json_array_get(doc, (size_t)strtoul(keys[i] + 1, NULL, 10))
+                                : json_object_get(doc, keys[i]);
+    if (!doc)
+        fail_msg("the JSON lacks %s", keys[n - 1]);
+    return doc;
 }
-
-static const char *j_number(const char *p)
-{
-    if (*p == '-')
-        p++;
-    if (*p == '0')
-        p++;
-    else if (*p >= '1' && *p <= '9')
-        while (*p >= '0' && *p <= '9')
-            p++;
-    else
-        return NULL;
-    if (*p == '.') {
-        p++;
-        if (!(*p >= '0' && *p <= '9'))
-            return NULL;
-        while (*p >= '0' && *p <= '9')
-            p++;
-    }
-    if (*p == 'e' || *p == 'E') {
-        p++;
-        if (*p == '+' || *p == '-')
-            p++;
-        if (!(*p >= '0' && *p <= '9'))
-            return NULL;
-        while (*p >= '0' && *p <= '9')
-            p++;
-    }
-    return p;
-}
-
-static const char *j_value(const char *p, int depth)
-{
-    if (depth > 32)
-        return NULL;
-    p = j_ws(p);
-    if (*p == '{' || *p == '[') {
-        char close = *p == '{' ? '}' : ']';
-        p = j_ws(p + 1);
-        if (*p == close)
-            return j_ws(p + 1);
-        for (;;) {
-            if (close == '}') {
-                p = j_string(p);
-                if (!p || *(p = j_ws(p)) != ':')
-                    return NULL;
-                p++;
-            }
-            if (!(p = j_value(p, depth + 1)))
-                return NULL;
-            if (*p == close)
-                return j_ws(p + 1);
-            if (*p != ',')
-                return NULL;
-            p = j_ws(p + 1);
-        }
-    }
-    if (*p == '"')
-        p = j_string(p);
-    else if (strncmp(p, "true", 4) == 0)
-        p += 4;
-    else if (strncmp(p, "false", 5) == 0)
-        p += 5;
-    else if (strncmp(p, "null", 4) == 0)
-        p += 4;
-    else
-        p = j_number(p);
-    return p ? j_ws(p) : NULL;
-}
-
-static void t_json_valid(const char *path, char **text)
-{
-    uint8_t *data = NULL;
-    size_t len = 0;
-    gb_error_t err = {0};
-    assert_int_equal(gb_file_read_all(path, 1 << 24, &data, &len, &err), 0);
-    const char *end = j_value((const char *)data, 0);
-    if (!end || *end != '\0')
-        fail_msg("%s is not JSON (at byte %td):\n%s", path,
-                 end ? end - (const char *)data : (ptrdiff_t)-1, (const char *)data);
-    *text = (char *)data;
-}
+#define T_AT(doc, ...)                                                                         \
+    t_at((doc), (const char *const[]){__VA_ARGS__},                                            \
+         sizeof((const char *const[]){__VA_ARGS__}) / sizeof(const char *))
 
 /* Decodes a PNG with libpng and checks its IHDR says the same size. */
 static void t_png_valid(const char *path)
@@ -1165,21 +1075,51 @@ static void test_report(void **state)
         fail_msg("report: %s", err.msg);
     assert_int_equal(t_files(dir), 4);
     snprintf(path, sizeof path, "%s/explanation-5.json", dir);
-    char *json = NULL;
-    t_json_valid(path, &json);
-    static const char *const want[] = {
-        "\"format\": \"glassbox-aggregate-explanation\"", "\"round\": 5", "\"method\": \"ig\"",
-        "\"attribution_shape\": [1, 2, 2]", "\"samples\": 16",
-        "\"completeness_error\": 0.25", "{\"class\": 0, \"count\": 8, \"min\": 1.5, \"max\": 2",
-        "{\"class\": 1, \"count\": 8,", "\"heatmap\": \"explanation-5-class-1.png\"",
-        "\"values\": [0.875, 2.125, 0.875, 2.125]", "\"max_abs_cell\": 1",
-        "\"measure\": \"" GB_EXPLAIN_MERGE_MEASURE "\"", "{\"client\": \"B2\", \"distance\": ",
-        "{\"client\": \"c-b\", \"distance\": "};
-    for (size_t i = 0; i < sizeof want / sizeof *want; i++)
-        if (!strstr(json, want[i]))
-            fail_msg("the JSON lacks %s:\n%s", want[i], json);
-    assert_true(strstr(json, "\"B2\"") < strstr(json, "\"a\"")); /* id order kept */
-    gb_free(json);
+    json_t *doc = t_json_load(path);
+    assert_string_equal(json_string_value(T_AT(doc, "format")), "glassbox-aggregate-explanation");
+    assert_int_equal(json_integer_value(T_AT(doc, "round")), 5);
+    assert_string_equal(json_string_value(T_AT(doc, "method")), "ig");
+    assert_int_equal(json_array_size(T_AT(doc, "attribution_shape")), 3);
+    assert_int_equal(json_integer_value(T_AT(doc, "attribution_shape", "#2")), 2);
+    assert_int_equal(json_integer_value(T_AT(doc, "samples")), 16);
+    assert_true(json_real_value(T_AT(doc, "quality", "completeness_error")) == 0.25);
+    assert_int_equal(json_integer_value(T_AT(doc, "classes", "#0", "class")), 0);
+    assert_int_equal(json_integer_value(T_AT(doc, "classes", "#0", "count")), 8);
+    assert_true(json_real_value(T_AT(doc, "classes", "#0", "min")) == 1.5);
+    assert_true(json_real_value(T_AT(doc, "classes", "#0", "max")) >= 2);
+    assert_int_equal(json_integer_value(T_AT(doc, "classes", "#1", "class")), 1);
+    assert_int_equal(json_integer_value(T_AT(doc, "classes", "#1", "count")), 8);
+    assert_string_equal(json_string_value(T_AT(doc, "classes", "#1", "heatmap")),
+                        "explanation-5-class-1.png");
+    const double values[] = {0.875, 2.125, 0.875, 2.125};
+    json_t *vals = T_AT(doc, "feature_importance", "values");
+    assert_int_equal(json_array_size(vals), 4);
+    for (size_t i = 0; i < 4; i++)
+        assert_true(json_real_value(json_array_get(vals, i)) == values[i]);
+    assert_int_equal(json_integer_value(T_AT(doc, "classes", "#0", "max_abs_cell")), 1);
+    assert_string_equal(json_string_value(T_AT(doc, "distance", "measure")),
+                        GB_EXPLAIN_MERGE_MEASURE);
+    /* the clients in id order, each with a real distance */
+    json_t *clients = T_AT(doc, "distance", "clients");
+    assert_int_equal(json_array_size(clients), r.n_distance);
+    for (size_t i = 0; i < r.n_distance; i++) {
+        json_t *c = json_array_get(clients, i);
+        assert_string_equal(json_string_value(json_object_get(c, "client")), r.distance[i]->key);
+        assert_true(json_is_real(json_object_get(c, "distance")));
+    }
+    assert_string_equal(json_string_value(T_AT(clients, "#0", "client")), "B2");
+    json_decref(doc);
+    /* a client id that is not UTF-8 (ids come from the wire): each bad byte
+     * is U+FFFD, as in every other document */
+    char *keep_id = r.distance[0]->key;
+    r.distance[0]->key = (char *)"B\xff" "2";
+    assert_int_equal(gb_explain_report_write(dir, 5, r.explanation, r.distance, r.n_distance,
+                                             &err), 0);
+    r.distance[0]->key = keep_id;
+    doc = t_json_load(path);
+    assert_string_equal(json_string_value(T_AT(doc, "distance", "clients", "#0", "client")),
+                        "B\xef\xbf\xbd" "2");
+    json_decref(doc);
     static const char *const pngs[] = {"explanation-5-class-0.png", "explanation-5-class-1.png",
                                        "explanation-5-importance.png"};
     for (size_t i = 0; i < 3; i++) {
@@ -1235,10 +1175,8 @@ static void test_report_shapes(void **state)
         if (rc)
             fail_msg("case %zu: %s", c, err.msg);
         assert_int_equal(t_files(dir), 3);
-        char *json = NULL;
         snprintf(path, sizeof path, "%s/explanation-2.json", dir);
-        t_json_valid(path, &json);
-        gb_free(json);
+        json_decref(t_json_load(path));
         snprintf(path, sizeof path, "%s/explanation-2-class-0.png", dir);
         t_png_valid(path);
         snprintf(path, sizeof path, "%s/explanation-2-importance.png", dir);

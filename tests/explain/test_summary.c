@@ -1,13 +1,12 @@
 /* Tests for explain/summary and explain/divergence: the usage example of both.
  *
- * What they prove: adding samples and merging summaries in any order and
- * grouping gives bit-identical summaries (random partitions and orders), so
- * merging is exact, associative and commutative; subtracting undoes merging;
- * the L2 clip bounds what one sample can move a class's sum, however large
- * it is; the derived mean, variance and importance agree with a direct
- * double-precision computation on the clipped maps; the raw sums survive a
- * get/set round trip and impossible sums are refused; summary.json holds the
- * keys, escapes strings and refuses NaN; the divergence measures stay in
+ * What they prove: the L2 clip bounds what one sample can move a class's
+ * sum, however large it is; the derived mean, variance and importance agree
+ * with a direct double-precision computation on the clipped maps; raw sums
+ * set by hand equal those gb_summary_add builds and impossible sums are
+ * refused; summary.json (read back with jansson) holds the keys in order
+ * with their values and types, names classes, repairs bad UTF-8 and refuses
+ * NaN; the divergence measures stay in
  * their ranges, are exactly 0 (overlap 1) for identical summaries and reach
  * their extremes where they should; and on a synthetic federation of clean
  * clients and one client whose inputs carry a backdoor trigger patch (a
@@ -15,6 +14,7 @@
  * lies by far the furthest from the aggregate on all three measures. */
 #include "testutil.h"
 
+#include <jansson.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -84,7 +84,6 @@ static void test_new_refuses(void **state)
     assert_non_null(s);
     assert_int_equal(gb_summary_cells(s), 784);
     assert_int_equal(gb_summary_classes(s), 10);
-    assert_true(gb_summary_clip(s) == 2.5);
     gb_shape_t got = gb_summary_shape(s);
     assert_int_equal(got.rank, 3);
     assert_int_equal(got.dim[1], 28);
@@ -112,16 +111,8 @@ static void test_alloc_failures(void **state)
     }
     float map[12] = {1, -2, 3, 0, 0, 0, 0.5f, 0, 0, 0, 0, 1};
     assert_int_equal(gb_summary_add(s, map, 1, &err), 0);
-    gb_summary_t *c = NULL;
-    for (long k = 1;; k++) {
-        gb_alloc_fail_after(k);
-        c = gb_summary_clone(s, &err);
-        gb_alloc_fail_after(0);
-        if (c)
-            break;
-        assert_int_equal(err.code, GB_ENOMEM);
-    }
-    assert_true(gb_summary_equal(s, c));
+    gb_summary_t *c = s_new(&shape, 3, 1.0);
+    assert_int_equal(gb_summary_add(c, map, 1, &err), 0);
     gb_summary_info_t info = {.method = "ig", .sequence = true};
     for (long k = 1;; k++) {
         char *json = NULL;
@@ -161,6 +152,34 @@ static void test_alloc_failures(void **state)
 
 /* ---- adding ---------------------------------------------------------------- */
 
+/* a and b hold the same counts and the same derived maps in every class and
+ * over all: what a caller can see of a summary (the sums themselves are not
+ * public). */
+static bool s_same(const gb_summary_t *a, const gb_summary_t *b)
+{
+    size_t n = gb_summary_cells(a);
+    if (n != gb_summary_cells(b) || gb_summary_classes(a) != gb_summary_classes(b))
+        return false;
+    double *x = malloc(2 * n * sizeof *x), *y = x + n;
+    assert_non_null(x);
+    gb_error_t err = {0};
+    bool same = true;
+    for (int c = -1; same && c < gb_summary_classes(a); c++) {
+        same = gb_summary_count(a, c) == gb_summary_count(b, c) &&
+               gb_summary_clipped(a, c) == gb_summary_clipped(b, c);
+        int (*const derive[3])(const gb_summary_t *, int, double *, gb_error_t *) = {
+            gb_summary_mean, gb_summary_variance, gb_summary_importance};
+        for (int d = 0; same && d < 3; d++) {
+            assert_int_equal(derive[d](a, c, x, &err), 0);
+            assert_int_equal(derive[d](b, c, y, &err), 0);
+            same = memcmp(x, y, n * sizeof *x) == 0;
+        }
+    }
+    free(x);
+    return same;
+}
+
+
 static void test_add_one(void **state)
 {
     (void)state;
@@ -183,16 +202,6 @@ static void test_add_one(void **state)
         assert_true(fabs(imp[i] - fabs(map[i])) <= res);
         assert_true(var[i] == 0.0);
     }
-    /* The raw form: q = round(v / clip * 2^31). */
-    gb_summary_class_t raw;
-    assert_int_equal(gb_summary_class_get(s, 1, &raw), 0);
-    assert_int_equal(raw.count, 1);
-    assert_true(raw.sum[0] == llround(1.5 / 10.0 * 2147483648.0));
-    assert_true(raw.sum[1] == -llround(2.25 / 10.0 * 2147483648.0));
-    assert_true(raw.abs_sum[1] == -raw.sum[1]);
-    assert_true(raw.sq_hi[1] == 0 && raw.sq_lo[1] == (uint64_t)(raw.sum[1] * raw.sum[1]));
-    assert_int_equal(gb_summary_class_get(s, 2, &raw), GB_EINVAL);
-    assert_int_equal(gb_summary_class_get(s, -1, &raw), GB_EINVAL);
     /* An empty class gives zeros; a class out of range is refused. */
     assert_int_equal(gb_summary_mean(s, 0, mean, &err), 0);
     assert_true(mean[0] == 0 && mean[3] == 0);
@@ -209,14 +218,15 @@ static void test_add_refuses(void **state)
     gb_error_t err = {0};
     float good[3] = {0.1f, 0.2f, 0.3f};
     assert_int_equal(gb_summary_add(s, good, 0, &err), 0);
-    gb_summary_t *before = gb_summary_clone(s, &err);
+    gb_summary_t *before = s_new(&shape, 2, 1.0);
+    assert_int_equal(gb_summary_add(before, good, 0, &err), 0);
     float nan_map[3] = {0.1f, NAN, 0.3f}, inf_map[3] = {INFINITY, 0, 0};
     assert_int_equal(gb_summary_add(s, nan_map, 0, &err), GB_ERANGE);
     assert_non_null(strstr(err.msg, "cell 1"));
     assert_int_equal(gb_summary_add(s, inf_map, 1, &err), GB_ERANGE);
     assert_int_equal(gb_summary_add(s, good, 2, &err), GB_EINVAL);
     assert_int_equal(gb_summary_add(s, good, -1, &err), GB_EINVAL);
-    assert_true(gb_summary_equal(s, before));
+    assert_true(s_same(s, before));
     /* At the count cap, one more sample is refused. */
     int64_t zeros[3] = {0};
     uint64_t uz[3] = {0};
@@ -229,6 +239,17 @@ static void test_add_refuses(void **state)
     gb_summary_destroy(&before);
 }
 
+/* A summary of 2 classes with the n maps of D = 64 cells added, alternately
+ * to class 0 and 1. */
+static gb_summary_t *s_base(const gb_shape_t *shape, double clip, const float *maps, int n)
+{
+    gb_summary_t *s = s_new(shape, 2, clip);
+    gb_error_t err = {0};
+    for (int i = 0; i < n; i++)
+        assert_int_equal(gb_summary_add(s, maps + (size_t)i * 64, i % 2, &err), 0);
+    return s;
+}
+
 /* One sample can move its class's sum by at most clip in L2 norm, however
  * large it is, and it is scaled, not clamped: its direction survives. */
 static void test_clip_bounds_one_contributor(void **state)
@@ -239,11 +260,9 @@ static void test_clip_bounds_one_contributor(void **state)
     const double C = 0.5;
     gb_rng_t rng;
     gb_rng_seed(&rng, 7, 0);
-    gb_summary_t *base = s_new(&shape, 2, C);
     float *maps = s_random_maps(&rng, 40, (size_t)D);
     gb_error_t err = {0};
-    for (int i = 0; i < 40; i++)
-        assert_int_equal(gb_summary_add(base, maps + (size_t)i * D, i % 2, &err), 0);
+    gb_summary_t *base = s_base(&shape, C, maps, 40);
     int64_t clipped_before = gb_summary_clipped(base, 0);
 
     /* Attackers: huge dense, huge sparse (one cell), and a huge constant map. */
@@ -257,8 +276,7 @@ static void test_clip_bounds_one_contributor(void **state)
     int64_t n0 = gb_summary_count(base, 0);
     assert_int_equal(gb_summary_mean(base, 0, mean0, &err), 0);
     for (int a = 0; a < 3; a++) {
-        gb_summary_t *s = gb_summary_clone(base, &err);
-        assert_non_null(s);
+        gb_summary_t *s = s_base(&shape, C, maps, 40);
         assert_int_equal(gb_summary_add(s, attack[a], 0, &err), 0);
         assert_int_equal(gb_summary_clipped(s, 0), clipped_before + 1);
         assert_int_equal(gb_summary_mean(s, 0, mean1, &err), 0);
@@ -280,162 +298,12 @@ static void test_clip_bounds_one_contributor(void **state)
     /* A map within the clip passes unscaled and is not counted as clipped. */
     float small[64] = {0};
     small[3] = (float)(0.9 * C);
-    gb_summary_t *s = gb_summary_clone(base, &err);
+    gb_summary_t *s = s_base(&shape, C, maps, 40);
     assert_int_equal(gb_summary_add(s, small, 0, &err), 0);
     assert_int_equal(gb_summary_clipped(s, 0), clipped_before);
     gb_summary_destroy(&s);
     gb_summary_destroy(&base);
     free(maps);
-}
-
-/* ---- merging --------------------------------------------------------------- */
-
-static void test_merge_order_independent(void **state)
-{
-    (void)state;
-    const int N = 90, D = 12, K = 4;
-    gb_shape_t shape = s_shape(2, 3, 4, 1);
-    gb_rng_t rng;
-    gb_rng_seed(&rng, 11, 0);
-    float *maps = s_random_maps(&rng, N, (size_t)D);
-    int cls[90];
-    for (int i = 0; i < N; i++)
-        cls[i] = (int)gb_rng_below(&rng, K);
-    gb_error_t err = {0};
-    gb_summary_t *ref = s_new(&shape, K, 1.0);
-    for (int i = 0; i < N; i++)
-        assert_int_equal(gb_summary_add(ref, maps + (size_t)i * D, cls[i], &err), 0);
-    assert_true(gb_summary_clipped(ref, GB_SUMMARY_ALL) > 0);
-    assert_true(gb_summary_clipped(ref, GB_SUMMARY_ALL) < N);
-
-    for (int trial = 0; trial < 40; trial++) {
-        int32_t order[90];
-        for (int i = 0; i < N; i++)
-            order[i] = i;
-        gb_rng_shuffle(&rng, order, N);
-        int parts = 1 + (int)gb_rng_below(&rng, 8);
-        gb_summary_t *part[8];
-        for (int p = 0; p < parts; p++)
-            part[p] = s_new(&shape, K, 1.0);
-        for (int i = 0; i < N; i++) {
-            int p = (int)gb_rng_below(&rng, (uint64_t)parts);
-            assert_int_equal(
-                gb_summary_add(part[p], maps + (size_t)order[i] * D, cls[order[i]], &err), 0);
-        }
-        /* Merge in a random order, sometimes as a tree, sometimes a chain. */
-        int32_t porder[8];
-        for (int p = 0; p < parts; p++)
-            porder[p] = p;
-        gb_rng_shuffle(&rng, porder, parts);
-        if (trial % 2) {
-            for (int p = 1; p < parts; p++)
-                assert_int_equal(gb_summary_merge(part[porder[0]], part[porder[p]], &err), 0);
-        } else {
-            for (int step = 1; step < parts; step *= 2)
-                for (int p = 0; p + step < parts; p += 2 * step)
-                    assert_int_equal(
-                        gb_summary_merge(part[porder[p]], part[porder[p + step]], &err), 0);
-        }
-        assert_true(gb_summary_equal(part[porder[0]], ref));
-        for (int p = 0; p < parts; p++)
-            gb_summary_destroy(&part[p]);
-    }
-    gb_summary_destroy(&ref);
-    free(maps);
-}
-
-static void test_merge_associative_commutative(void **state)
-{
-    (void)state;
-    const int D = 20;
-    gb_shape_t shape = s_shape(1, 20, 1, 1);
-    gb_rng_t rng;
-    gb_rng_seed(&rng, 5, 0);
-    float *maps = s_random_maps(&rng, 30, (size_t)D);
-    gb_summary_t *x[3];
-    gb_error_t err = {0};
-    for (int k = 0; k < 3; k++) {
-        x[k] = s_new(&shape, 3, 0.25);
-        for (int i = 0; i < 10; i++)
-            assert_int_equal(gb_summary_add(x[k], maps + (size_t)(10 * k + i) * D, i % 3, &err), 0);
-    }
-    /* (a + b) + c */
-    gb_summary_t *left = gb_summary_clone(x[0], &err);
-    assert_int_equal(gb_summary_merge(left, x[1], &err), 0);
-    assert_int_equal(gb_summary_merge(left, x[2], &err), 0);
-    /* a + (b + c) */
-    gb_summary_t *bc = gb_summary_clone(x[1], &err);
-    assert_int_equal(gb_summary_merge(bc, x[2], &err), 0);
-    gb_summary_t *right = gb_summary_clone(x[0], &err);
-    assert_int_equal(gb_summary_merge(right, bc, &err), 0);
-    assert_true(gb_summary_equal(left, right));
-    /* c + b + a */
-    gb_summary_t *rev = gb_summary_clone(x[2], &err);
-    assert_int_equal(gb_summary_merge(rev, x[1], &err), 0);
-    assert_int_equal(gb_summary_merge(rev, x[0], &err), 0);
-    assert_true(gb_summary_equal(left, rev));
-    assert_false(gb_summary_equal(left, x[0]));
-    /* Merging with itself doubles: the same as merging a copy. */
-    gb_summary_t *twice = gb_summary_clone(x[0], &err), *copy = gb_summary_clone(x[0], &err);
-    assert_int_equal(gb_summary_merge(twice, twice, &err), 0);
-    assert_int_equal(gb_summary_merge(copy, x[0], &err), 0);
-    assert_true(gb_summary_equal(twice, copy));
-    assert_int_equal(gb_summary_count(twice, GB_SUMMARY_ALL), 20);
-    /* Subtraction undoes a merge exactly: (a + b + c) - b - c == a. */
-    assert_int_equal(gb_summary_subtract(left, x[1], &err), 0);
-    assert_int_equal(gb_summary_subtract(left, x[2], &err), 0);
-    assert_true(gb_summary_equal(left, x[0]));
-    assert_int_equal(gb_summary_subtract(left, left, &err), 0);
-    assert_int_equal(gb_summary_count(left, GB_SUMMARY_ALL), 0);
-    /* A part that was never merged in cannot come out. */
-    gb_summary_t *a = gb_summary_clone(x[0], &err), *a0 = gb_summary_clone(x[0], &err);
-    assert_int_equal(gb_summary_subtract(a, bc, &err), GB_ERANGE);
-    assert_true(gb_summary_equal(a, a0));
-    for (int k = 0; k < 3; k++)
-        gb_summary_destroy(&x[k]);
-    gb_summary_destroy(&left);
-    gb_summary_destroy(&bc);
-    gb_summary_destroy(&right);
-    gb_summary_destroy(&rev);
-    gb_summary_destroy(&twice);
-    gb_summary_destroy(&copy);
-    gb_summary_destroy(&a);
-    gb_summary_destroy(&a0);
-    free(maps);
-}
-
-static void test_merge_refuses(void **state)
-{
-    (void)state;
-    gb_shape_t s4 = s_shape(1, 4, 1, 1), s22 = s_shape(2, 2, 2, 1);
-    gb_summary_t *a = s_new(&s4, 2, 1.0), *b = s_new(&s22, 2, 1.0), *c = s_new(&s4, 3, 1.0),
-                 *d = s_new(&s4, 2, 2.0);
-    gb_error_t err = {0};
-    float map[4] = {1, 0, 0, 0};
-    assert_int_equal(gb_summary_add(a, map, 0, &err), 0);
-    gb_summary_t *a0 = gb_summary_clone(a, &err);
-    assert_int_equal(gb_summary_merge(a, b, &err), GB_ESHAPE);
-    assert_int_equal(gb_summary_merge(a, c, &err), GB_EINVAL);
-    assert_int_equal(gb_summary_merge(a, d, &err), GB_EINVAL);
-    assert_non_null(strstr(err.msg, "clip"));
-    assert_int_equal(gb_summary_subtract(a, d, &err), GB_EINVAL);
-    assert_false(gb_summary_equal(a, b));
-    assert_false(gb_summary_equal(a, d));
-    /* The count cap: two summaries whose totals together exceed it. */
-    gb_summary_t *big = s_new(&s4, 2, 1.0);
-    int64_t zeros[4] = {0};
-    uint64_t uz[4] = {0};
-    gb_summary_class_t full = {GB_SUMMARY_MAX_COUNT, 0, zeros, zeros, uz, uz};
-    assert_int_equal(gb_summary_class_set(big, 1, &full, &err), 0);
-    assert_int_equal(gb_summary_merge(a, big, &err), GB_ERANGE);
-    assert_int_equal(gb_summary_merge(big, a, &err), GB_ERANGE);
-    assert_true(gb_summary_equal(a, a0));
-    gb_summary_destroy(&a);
-    gb_summary_destroy(&a0);
-    gb_summary_destroy(&b);
-    gb_summary_destroy(&c);
-    gb_summary_destroy(&d);
-    gb_summary_destroy(&big);
 }
 
 /* ---- derived values against a direct double computation ----------------- */
@@ -536,60 +404,60 @@ static void test_derived_against_double(void **state)
 
 /* ---- the raw form ---------------------------------------------------------- */
 
-static void test_class_get_set(void **state)
+/* The raw sums of one sample set by hand (q = round(v / clip * 2^31),
+ * |q|, q^2) equal the summary gb_summary_add builds from the sample; sums
+ * that no sample could give are refused and change nothing. */
+static void test_class_set(void **state)
 {
     (void)state;
-    const int D = 6;
     gb_shape_t shape = s_shape(1, 6, 1, 1);
-    gb_rng_t rng;
-    gb_rng_seed(&rng, 9, 0);
-    float *maps = s_random_maps(&rng, 12, (size_t)D);
+    const float v[6] = {0.5f, -0.25f, 0.125f, 0, -0.5f, 0.375f}; /* norm < 1: not clipped */
     gb_summary_t *a = s_new(&shape, 2, 1.0), *b = s_new(&shape, 2, 1.0);
     gb_error_t err = {0};
-    for (int i = 0; i < 12; i++)
-        assert_int_equal(gb_summary_add(a, maps + (size_t)i * D, i % 2, &err), 0);
-    for (int c = 0; c < 2; c++) {
-        gb_summary_class_t raw;
-        assert_int_equal(gb_summary_class_get(a, c, &raw), 0);
-        assert_int_equal(gb_summary_class_set(b, c, &raw, &err), 0);
+    assert_int_equal(gb_summary_add(a, v, 0, &err), 0);
+    int64_t sum[6], abs_sum[6];
+    uint64_t hi[6] = {0}, lo[6];
+    for (int i = 0; i < 6; i++) {
+        sum[i] = llround(v[i] * 2147483648.0);
+        abs_sum[i] = llabs(sum[i]);
+        lo[i] = (uint64_t)(sum[i] * sum[i]); /* |q| <= 2^31: q^2 fits the low word */
     }
-    assert_true(gb_summary_equal(a, b));
+    const gb_summary_class_t raw = {1, 0, sum, abs_sum, hi, lo};
+    assert_int_equal(gb_summary_class_set(b, 0, &raw, &err), 0);
+    assert_true(s_same(a, b));
 
     gb_log_set_level(GB_LOG_OFF); /* the refusals below log warnings */
-    gb_summary_class_t raw;
-    assert_int_equal(gb_summary_class_get(a, 0, &raw), 0);
-    int64_t sum[6], abs_sum[6];
-    uint64_t hi[6], lo[6];
-    memcpy(sum, raw.sum, sizeof sum);
-    memcpy(abs_sum, raw.abs_sum, sizeof abs_sum);
-    memcpy(hi, raw.sq_hi, sizeof hi);
-    memcpy(lo, raw.sq_lo, sizeof lo);
-    gb_summary_class_t bad = {raw.count, raw.clipped, sum, abs_sum, hi, lo};
-    gb_summary_t *b0 = gb_summary_clone(b, &err);
-
+    gb_summary_class_t bad = raw;
     bad.count = -1;
     assert_int_equal(gb_summary_class_set(b, 0, &bad, &err), GB_ERANGE);
     bad.count = raw.count;
     bad.clipped = raw.count + 1;
     assert_int_equal(gb_summary_class_set(b, 0, &bad, &err), GB_ERANGE);
     bad.clipped = raw.clipped;
-    abs_sum[2] = llabs(sum[2]) - 1; /* |S| > U */
+    int64_t keep = abs_sum[1];
+    abs_sum[1] = llabs(sum[1]) - 1; /* |S| > U */
     assert_int_equal(gb_summary_class_set(b, 0, &bad, &err), GB_ERANGE);
-    assert_non_null(strstr(err.msg, "cell 2"));
-    abs_sum[2] = raw.count * ((int64_t)1 << 31) + 1; /* U beyond count * 2^31 */
+    assert_non_null(strstr(err.msg, "cell 1"));
+    abs_sum[1] = raw.count * ((int64_t)1 << 31) + 1; /* U beyond count * 2^31 */
     assert_int_equal(gb_summary_class_set(b, 0, &bad, &err), GB_ERANGE);
-    abs_sum[2] = raw.abs_sum[2];
+    abs_sum[1] = keep;
     hi[4] = 1u << 30; /* Q beyond count * 2^62 */
     assert_int_equal(gb_summary_class_set(b, 0, &bad, &err), GB_ERANGE);
-    hi[4] = raw.sq_hi[4];
+    hi[4] = 0;
+    int64_t keep0 = sum[0];
     sum[0] = INT64_MIN;
     assert_int_equal(gb_summary_class_set(b, 0, &bad, &err), GB_ERANGE);
-    sum[0] = raw.sum[0];
-    bad.count = GB_SUMMARY_MAX_COUNT; /* with class 1's samples: over the cap */
+    sum[0] = keep0;
+    /* with class 1's sample: over the cap */
+    assert_int_equal(gb_summary_add(a, v, 1, &err), 0);
+    assert_int_equal(gb_summary_add(b, v, 1, &err), 0);
+    bad.count = GB_SUMMARY_MAX_COUNT;
     assert_int_equal(gb_summary_class_set(b, 0, &bad, &err), GB_ERANGE);
     bad.count = raw.count;
     assert_int_equal(gb_summary_class_set(b, 7, &bad, &err), GB_EINVAL);
-    assert_true(gb_summary_equal(b, b0));
+    gb_summary_class_t missing = {1, 0, NULL, abs_sum, hi, lo};
+    assert_int_equal(gb_summary_class_set(b, 0, &missing, &err), GB_EINVAL);
+    assert_true(s_same(a, b));
     gb_log_set_level(GB_LOG_WARN);
     /* Restored, it is accepted again; an empty class clears the sums. */
     assert_int_equal(gb_summary_class_set(b, 0, &bad, &err), 0);
@@ -602,18 +470,30 @@ static void test_class_get_set(void **state)
         assert_true(mean[j] == 0);
     gb_summary_destroy(&a);
     gb_summary_destroy(&b);
-    gb_summary_destroy(&b0);
-    free(maps);
 }
 
 /* ---- JSON ------------------------------------------------------------------ */
 
-static int s_count(const char *hay, const char *needle)
+/* The document parsed back with jansson (fails the test if it is not JSON). */
+static json_t *s_parse(const char *json, size_t len)
 {
-    int n = 0;
-    for (const char *p = strstr(hay, needle); p; p = strstr(p + 1, needle))
-        n++;
-    return n;
+    json_error_t jerr;
+    json_t *doc = json_loadb(json, len, 0, &jerr);
+    if (!doc)
+        fail_msg("summary.json is not JSON (%s at %d):\n%s", jerr.text, jerr.position, json);
+    return doc;
+}
+
+/* Array a equals want[0..n), value for value (reals compared exactly: the
+ * 9 significant digits give back these binary fractions and decimals). */
+static void s_reals_equal(const json_t *a, const double *want, size_t n)
+{
+    assert_true(json_is_array(a));
+    assert_int_equal(json_array_size(a), n);
+    for (size_t i = 0; i < n; i++) {
+        assert_true(json_is_number(json_array_get(a, i)));
+        assert_float_equal(json_number_value(json_array_get(a, i)), want[i], 1e-9);
+    }
 }
 
 static void test_json(void **state)
@@ -641,35 +521,102 @@ static void test_json(void **state)
     size_t len = 0;
     assert_int_equal(gb_summary_json(s, &info, &json, &len, &err), 0);
     assert_int_equal(strlen(json), len);
-    const char *keys[] = {
-        "\"method\": \"ig\"", "\"steps\": 32", "\"rule\": \"gauss\"", "\"baseline\": \"zero\"",
-        "\"target\": \"true\"", "\"model\": null", "\"samples\": 2", "\"clip\": 1",
-        "\"clipped\": 1", "\"mean_completeness_error\": 0.0125", "\"mean_steps_used\": 40",
-        "\"input_shape\": [3, 2]", "\"attribution_shape\": [3, 2]", "\"task\": \"classification\"",
-        /* escaped quote, backslash, newline, control, bad UTF-8 */
-        "\"dataset\": \"csv:a\\\"b\\\\c\\u000ad\\u0001\\ufffd.csv\"",
-        "{\"class\": 1, \"count\": 0, \"clipped\": 0}", "\"mean\": [0.5, -0.25, 0, 0, 0.125, 0]",
-        /* class 2: (3, 4) clipped to norm 1: (0.6, 0.8) */
-        "\"mean\": [0.6, 0.8, 0, 0, 0, 0]"};
-    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
-        if (!strstr(json, keys[i]))
-            fail_msg("summary.json lacks %s:\n%s", keys[i], json);
-    assert_int_equal(s_count(json, "\"variance\""), 2);
-    assert_int_equal(s_count(json, "\"importance\""), 3);      /* 2 classes + global */
-    assert_int_equal(s_count(json, "\"importance_time\""), 3); /* sequence: rows */
-    assert_int_equal(s_count(json, "\"importance_features\""), 3);
-    assert_int_equal(s_count(json, "{"), s_count(json, "}"));
-    assert_int_equal(s_count(json, "["), s_count(json, "]"));
-    assert_null(strstr(json, "nan"));
+    json_t *doc = s_parse(json, len);
+    /* the keys in the order the header lists them */
+    static const char *const order[] = {
+        "format", "version", "method", "steps", "rule", "baseline", "target", "dataset",
+        "model", "task", "input_shape", "attribution_shape", "samples", "clip", "clipped",
+        "mean_completeness_error", "mean_steps_used", "fixed_point", "classes", "importance",
+        "importance_time", "importance_features"};
+    size_t k = 0;
+    const char *key;
+    json_t *v;
+    json_object_foreach(doc, key, v) {
+        assert_true(k < sizeof order / sizeof *order);
+        assert_string_equal(key, order[k++]);
+    }
+    assert_int_equal(k, sizeof order / sizeof *order);
+    assert_string_equal(json_string_value(json_object_get(doc, "format")),
+                        "glassbox-explanation");
+    assert_string_equal(json_string_value(json_object_get(doc, "method")), "ig");
+    assert_int_equal(json_integer_value(json_object_get(doc, "steps")), 32);
+    assert_string_equal(json_string_value(json_object_get(doc, "rule")), "gauss");
+    assert_true(json_is_null(json_object_get(doc, "model")));
+    assert_string_equal(json_string_value(json_object_get(doc, "task")), "classification");
+    /* quote, backslash, newline and control kept; the bad byte is U+FFFD */
+    assert_string_equal(json_string_value(json_object_get(doc, "dataset")),
+                        "csv:a\"b\\c\nd\x01\xef\xbf\xbd.csv");
+    assert_int_equal(json_integer_value(json_object_get(doc, "samples")), 2);
+    assert_true(json_is_integer(json_object_get(doc, "samples")));
+    assert_true(json_is_real(json_object_get(doc, "clip")));
+    assert_true(json_real_value(json_object_get(doc, "clip")) == 1.0);
+    assert_int_equal(json_integer_value(json_object_get(doc, "clipped")), 1);
+    assert_true(json_real_value(json_object_get(doc, "mean_completeness_error")) == 0.0125);
+    assert_true(json_real_value(json_object_get(doc, "mean_steps_used")) == 40);
+    json_t *shp = json_object_get(doc, "attribution_shape");
+    assert_int_equal(json_array_size(shp), 2);
+    assert_int_equal(json_integer_value(json_array_get(shp, 0)), 3);
+    assert_int_equal(json_integer_value(json_array_get(json_object_get(doc, "input_shape"), 1)),
+                     2);
+    json_t *fp = json_object_get(doc, "fixed_point");
+    assert_int_equal(json_integer_value(json_object_get(fp, "fraction_bits")),
+                     GB_SUMMARY_FRAC_BITS);
+    assert_int_equal(json_integer_value(json_object_get(fp, "max_count")), GB_SUMMARY_MAX_COUNT);
+    json_t *classes = json_object_get(doc, "classes");
+    assert_int_equal(json_array_size(classes), 3);
+    json_t *c0 = json_array_get(classes, 0), *c1 = json_array_get(classes, 1),
+           *c2 = json_array_get(classes, 2);
+    assert_int_equal(json_integer_value(json_object_get(c1, "class")), 1);
+    assert_int_equal(json_object_size(c1), 3); /* no samples: class, count, clipped */
+    assert_null(json_object_get(c0, "class_name")); /* no names given */
+    const double mean0[6] = {0.5, -0.25, 0, 0, 0.125, 0}, zero[6] = {0};
+    const double mean2[6] = {0.6, 0.8, 0, 0, 0, 0}; /* (3, 4) clipped to norm 1 */
+    const double imp0[6] = {0.5, 0.25, 0, 0, 0.125, 0}, rows0[3] = {0.75, 0, 0.125},
+                 cols0[2] = {0.625, 0.25};
+    s_reals_equal(json_object_get(c0, "mean"), mean0, 6);
+    s_reals_equal(json_object_get(c0, "variance"), zero, 6);
+    s_reals_equal(json_object_get(c0, "importance"), imp0, 6);
+    s_reals_equal(json_object_get(c0, "importance_time"), rows0, 3);
+    s_reals_equal(json_object_get(c0, "importance_features"), cols0, 2);
+    s_reals_equal(json_object_get(c2, "mean"), mean2, 6);
+    const double imp_all[6] = {0.55, 0.525, 0, 0, 0.0625, 0};
+    s_reals_equal(json_object_get(doc, "importance"), imp_all, 6);
+    json_decref(doc);
+    gb_free(json);
+
+    /* Class names: "class_name" right after "class", bad UTF-8 repaired. */
+    const char *names[3] = {"T-shirt/top", "caf\xc3\xa9", "bad \xc3"};
+    gb_summary_info_t named = info;
+    named.class_names = names;
+    assert_int_equal(gb_summary_json(s, &named, &json, &len, &err), 0);
+    doc = s_parse(json, len);
+    classes = json_object_get(doc, "classes");
+    for (size_t c = 0; c < 3; c++) {
+        void *it = json_object_iter(json_array_get(classes, c));
+        assert_string_equal(json_object_iter_key(it), "class");
+        it = json_object_iter_next(json_array_get(classes, c), it);
+        assert_string_equal(json_object_iter_key(it), "class_name");
+    }
+    assert_string_equal(json_string_value(json_object_get(json_array_get(classes, 1),
+                                                          "class_name")), "caf\xc3\xa9");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(classes, 2),
+                                                          "class_name")), "bad \xef\xbf\xbd");
+    json_decref(doc);
     gb_free(json);
 
     /* Without completeness, steps or sequence: nulls and no axes. */
     gb_summary_info_t plain = {.method = "saliency", .regression = true};
     assert_int_equal(gb_summary_json(s, &plain, &json, &len, &err), 0);
-    assert_non_null(strstr(json, "\"steps\": null, \"rule\": null, \"baseline\": null"));
-    assert_non_null(strstr(json, "\"mean_completeness_error\": null"));
-    assert_non_null(strstr(json, "\"task\": \"regression\""));
-    assert_null(strstr(json, "importance_time"));
+    doc = s_parse(json, len);
+    static const char *const nulls[] = {"steps", "rule", "baseline", "mean_completeness_error",
+                                        "mean_steps_used", "input_shape", "dataset"};
+    for (size_t i = 0; i < sizeof nulls / sizeof *nulls; i++)
+        assert_true(json_is_null(json_object_get(doc, nulls[i])));
+    assert_string_equal(json_string_value(json_object_get(doc, "task")), "regression");
+    assert_null(json_object_get(doc, "importance_time"));
+    assert_null(json_object_get(json_array_get(json_object_get(doc, "classes"), 0),
+                                "importance_time"));
+    json_decref(doc);
     gb_free(json);
 
     /* A NaN is refused, never written. */
@@ -681,6 +628,7 @@ static void test_json(void **state)
     info.mean_completeness_error = 0;
     info.mean_steps_used = INFINITY;
     assert_int_equal(gb_summary_json(s, &info, &json, &len, &err), GB_ERANGE);
+    assert_non_null(strstr(err.msg, "mean_steps_used"));
     gb_summary_destroy(&s);
 }
 
@@ -753,17 +701,18 @@ static void test_divergence_summaries(void **state)
         assert_int_equal(gb_summary_add(b, maps + (size_t)(30 + i) * D, i % 2, &err), 0);
     }
     gb_divergence_t d;
-    /* Identical summaries: 0, 0, 1, also after a merge with itself (same
-     * means from twice the counts). */
-    gb_summary_t *a2 = gb_summary_clone(a, &err);
+    /* Identical summaries: 0, 0, 1, also with every sample added twice
+     * (same means from twice the counts). */
+    gb_summary_t *a2 = s_new(&shape, 3, 1.0);
     for (int pass = 0; pass < 2; pass++) {
+        for (int i = 0; i < 30; i++)
+            assert_int_equal(gb_summary_add(a2, maps + (size_t)i * D, i % 2, &err), 0);
         for (int c = -1; c < 2; c++) {
             assert_int_equal(gb_summary_divergence(a, a2, c, 5, &d, &err), 0);
             assert_true(d.cosine_distance == 0.0);
             assert_true(d.js_divergence == 0.0);
             assert_true(d.topk_overlap == 1.0);
         }
-        assert_int_equal(gb_summary_merge(a2, a2, &err), 0);
     }
     assert_int_equal(gb_summary_divergence(a, b, GB_SUMMARY_ALL, 8, &d, &err), 0);
     assert_int_equal(d.classes, 2); /* class 2 is empty in both */
@@ -827,9 +776,11 @@ static bool s_in_patch(int i)
 /* A client's summary: T_PER_CLIENT samples drawn with class weights w (its
  * non-IID mix); with `trigger`, half of them carry the patch and are
  * labelled class 0 (a classic backdoor). Maps are gradient x input of the
- * linear model f_c(x) = W_c . x for the label: A = W_y * x. */
+ * linear model f_c(x) = W_c . x for the label: A = W_y * x. Each sample is
+ * also added to the n_also summaries in also (aggregates it belongs to). */
 static gb_summary_t *s_client(gb_rng_t *rng, double W[T_K][T_D], double t[T_K][T_D],
-                              const double w[T_K], bool trigger, double clip)
+                              const double w[T_K], bool trigger, double clip,
+                              gb_summary_t *const *also, int n_also)
 {
     gb_summary_t *s = s_new(&(gb_shape_t){3, {1, T_SIDE, T_SIDE}}, T_K, clip);
     gb_error_t err = {0};
@@ -852,6 +803,8 @@ static gb_summary_t *s_client(gb_rng_t *rng, double W[T_K][T_D], double t[T_K][T
         for (int i = 0; i < T_D; i++)
             a[i] = (float)(W[y][i] * x[i]);
         assert_int_equal(gb_summary_add(s, a, y, &err), 0);
+        for (int k = 0; k < n_also; k++)
+            assert_int_equal(gb_summary_add(also[k], a, y, &err), 0);
     }
     return s;
 }
@@ -874,32 +827,37 @@ static void test_trigger_client_stands_out(void **state)
     const double clip = 2.0; /* clips the triggered maps: clipping does not hide them */
     gb_rng_t rng;
     gb_rng_seed(&rng, 2024, 0);
-    gb_summary_t *clean[T_CLEAN], *agg = NULL;
+    /* agg: every clean client; others[k]: every clean client but k (leave
+     * one out), each built by adding the samples themselves */
+    const gb_shape_t shape = {3, {1, T_SIDE, T_SIDE}};
+    gb_summary_t *clean[T_CLEAN], *others[T_CLEAN], *agg = s_new(&shape, T_K, clip);
     gb_error_t err = {0};
+    for (int k = 0; k < T_CLEAN; k++)
+        others[k] = s_new(&shape, T_K, clip);
     for (int k = 0; k < T_CLEAN; k++) {
-        clean[k] = s_client(&rng, W, t, mixes[k], false, clip);
-        if (!agg)
-            agg = gb_summary_clone(clean[k], &err);
-        else
-            assert_int_equal(gb_summary_merge(agg, clean[k], &err), 0);
+        gb_summary_t *also[T_CLEAN];
+        int n = 0;
+        also[n++] = agg;
+        for (int j = 0; j < T_CLEAN; j++)
+            if (j != k)
+                also[n++] = others[j];
+        clean[k] = s_client(&rng, W, t, mixes[k], false, clip, also, n);
     }
     const double even[T_K] = {1, 1, 1};
-    gb_summary_t *bad = s_client(&rng, W, t, even, true, clip);
+    gb_summary_t *bad = s_client(&rng, W, t, even, true, clip, NULL, 0);
     assert_true(gb_summary_clipped(bad, 0) > 0);
 
     const int k_top = 15;
     double max_cd = 0, max_js = 0, min_ov = 1;
     for (int k = 0; k < T_CLEAN; k++) {
         /* Leave one out: a clean client against the others' aggregate. */
-        gb_summary_t *others = gb_summary_clone(agg, &err);
-        assert_int_equal(gb_summary_subtract(others, clean[k], &err), 0);
         gb_divergence_t d;
-        assert_int_equal(gb_summary_divergence(clean[k], others, GB_SUMMARY_ALL, k_top, &d, &err),
-                         0);
+        assert_int_equal(
+            gb_summary_divergence(clean[k], others[k], GB_SUMMARY_ALL, k_top, &d, &err), 0);
         max_cd = fmax(max_cd, d.cosine_distance);
         max_js = fmax(max_js, d.js_divergence);
         min_ov = fmin(min_ov, d.topk_overlap);
-        gb_summary_destroy(&others);
+        gb_summary_destroy(&others[k]);
     }
     gb_divergence_t bd;
     assert_int_equal(gb_summary_divergence(bad, agg, GB_SUMMARY_ALL, k_top, &bd, &err), 0);
@@ -927,11 +885,8 @@ int main(void)
         cmocka_unit_test(test_add_one),
         cmocka_unit_test(test_add_refuses),
         cmocka_unit_test(test_clip_bounds_one_contributor),
-        cmocka_unit_test(test_merge_order_independent),
-        cmocka_unit_test(test_merge_associative_commutative),
-        cmocka_unit_test(test_merge_refuses),
         cmocka_unit_test(test_derived_against_double),
-        cmocka_unit_test(test_class_get_set),
+        cmocka_unit_test(test_class_set),
         cmocka_unit_test(test_json),
         cmocka_unit_test(test_divergence_vectors),
         cmocka_unit_test(test_divergence_summaries),
