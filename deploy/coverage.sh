@@ -11,8 +11,13 @@ cd "$(dirname "$0")/.."
 build=${1:-build-coverage}
 src=$(pwd)
 info=$build/coverage.info
-lcov --quiet --capture --directory "$build" --base-directory "$src" \
-     --output-file "$info.all" >/dev/null
+# Debian's lcov 1.16 prints Perl "Subroutine redefined" noise on stderr:
+# kept in a log, shown only when the capture fails.
+if ! lcov --quiet --capture --directory "$build" --base-directory "$src" \
+     --output-file "$info.all" >"$build/coverage.log" 2>&1; then
+  cat "$build/coverage.log" >&2
+  exit 1
+fi
 lcov --quiet --extract "$info.all" "$src/common/*" "$src/client/*" "$src/coordinator/*" \
      --output-file "$info" >/dev/null
 rm -f "$info.all"
