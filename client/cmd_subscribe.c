@@ -22,6 +22,7 @@
 #include "net/envelope.h"
 #include "net/link.h"
 #include "net/pki.h"
+#include "net/publication.h"
 #include "net/signing.h"
 #include "util/alloc.h"
 #include "util/args.h"

@@ -3,6 +3,7 @@
  * whole (limited) split and kept as a subset copy, so what the engine
  * trains on is an ordinary dataset. */
 #include "data_source.h"
+#include "data/dataset_load.h"
 #include "data/partition.h"
 #include "data/series.h"
 #include "util/alloc.h"

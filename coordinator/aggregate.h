@@ -27,7 +27,7 @@
  * result depends only on the multiset of (update, num_samples) pairs, bit for
  * bit:
  *  - sums are exact: each w * v is added into a 320-bit fixed-point integer
- *    (gb_exact_sum_t) that holds every finite float32 times any weight up to
+ *    (gb_exact_sum_t, exact_sum.h) that holds every finite float32 times any weight up to
  *    GB_AGG_MAX_WEIGHT without rounding or overflow, so FedAvg, the trimmed
  *    mean and multi-Krum's mean are the exact means, correctly rounded to
  *    float32 (round to nearest, ties to even) once, at the end;
@@ -69,51 +69,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "agg_spec.h"
+#include "exact_sum.h"
 #include "util/error.h"
 
 /* Largest total num_samples of one round (2^40, about 1.1e12 samples): the
  * bound that keeps every exact sum within gb_exact_sum_t. */
-#define GB_AGG_MAX_WEIGHT ((uint64_t)1 << 40)
-/* Largest max_clients an aggregator may be made with. */
-#define GB_AGG_MAX_CLIENTS ((size_t)100000)
+#define GB_AGG_MAX_WEIGHT GB_EXACT_SUM_MAX_WEIGHT
 /* Largest param_count of a round (2^28 floats: 1 GiB per kept update). */
 #define GB_AGG_MAX_PARAMS ((size_t)1 << 28)
-/* Longest spec string accepted. */
-#define GB_AGG_SPEC_MAX 64
-
-typedef enum {
-    GB_AGG_FEDAVG,
-    GB_AGG_MEDIAN,
-    GB_AGG_TRIMMED_MEAN,
-    GB_AGG_KRUM,
-    GB_AGG_MULTI_KRUM,
-} gb_agg_rule_t;
-
-/* A parsed spec string. */
-typedef struct {
-    gb_agg_rule_t rule; /* which rule */
-    double beta;        /* trimmed_mean: fraction cut from each side, [0, 0.5) */
-    size_t f;           /* krum, multi_krum: assumed Byzantine clients */
-    size_t m;           /* multi_krum: updates averaged (>= 1); krum: 1 */
-} gb_agg_spec_t;
-
-/* Parses a spec string ("fedavg", "median", "trimmed_mean:0.1", "krum:2",
- * "multi_krum:2:5") into *out. A bad spec is GB_EINVAL with a message naming
- * what was wrong ("trimmed_mean: beta 0.7 must be in [0, 0.5)"); *out is
- * unchanged then. F and M are decimal integers up to GB_AGG_MAX_CLIENTS;
- * BETA is a decimal number. No spaces anywhere. */
-int gb_agg_spec_parse(const char *spec, gb_agg_spec_t *out, gb_error_t *err) GB_MUST_CHECK;
-
-/* The canonical spec string of a parsed spec into buf (NUL-terminated,
- * truncated to cap): "trimmed_mean:0.1" with BETA in the fewest digits that
- * read back to the same double. Returns the length it needed (snprintf's
- * convention). */
-size_t gb_agg_spec_format(const gb_agg_spec_t *spec, char *buf, size_t cap);
-
-/* The fewest updates a round needs for the rule to be defined: 1, or
- * 2F + 3 for krum, max(2F + 3, M + F) for multi_krum. */
-size_t gb_agg_spec_min_updates(const gb_agg_spec_t *spec);
-
 /* ---- the aggregator ------------------------------------------------------ */
 
 typedef struct gb_aggregator gb_aggregator_t;
@@ -184,48 +148,5 @@ const char *gb_agg_kernel(void);
 /* Test and benchmark hook: nonzero makes every aggregator use the portable
  * kernel from now on; 0 lets the CPU choose again. Not thread-safe. */
 void gb_agg_kernel_force_portable(int on);
-
-/* ---- exact sums (FedAvg, trimmed mean, multi-Krum) ----------------------- */
-
-/* A signed 320-bit two's complement integer in units of 2^-149 (float32's
- * smallest subnormal), little-endian 64-bit limbs. Every finite float32 is an
- * integer number of such units below 2^277; times a weight up to 2^40 and
- * summed with total weight up to GB_AGG_MAX_WEIGHT, magnitudes stay below
- * 2^317, so no sum here ever rounds or overflows and any order of adding
- * gives the same bits. */
-#define GB_EXACT_LIMBS 5
-typedef struct {
-    uint64_t limb[GB_EXACT_LIMBS]; /* little-endian two's complement */
-} gb_exact_sum_t;
-
-/* *s = 0. */
-void gb_exact_sum_clear(gb_exact_sum_t *s);
-
-/* *s += w * v, exactly. v must be finite, 1 <= w <= GB_AGG_MAX_WEIGHT, and
- * the weights added to one sum must total at most GB_AGG_MAX_WEIGHT (the
- * caller's bound; unchecked here, on the hot path). */
-void gb_exact_sum_add(gb_exact_sum_t *s, float v, uint64_t w);
-
-/* The sum divided by total_w (1..GB_AGG_MAX_WEIGHT), correctly rounded to
- * float32 (round to nearest, ties to even). */
-float gb_exact_sum_mean(const gb_exact_sum_t *s, uint64_t total_w);
-
-/* ---- robust rules on a matrix of updates (aggregate_robust.c) ------------ */
-
-/* Bytes of workspace gb_robust_aggregate needs for n updates under rule
- * (0 for fedavg); SIZE_MAX if that does not fit in a size_t. */
-size_t gb_robust_work_bytes(gb_agg_rule_t rule, size_t n);
-
-/* Applies a robust rule (median, trimmed_mean, krum, multi_krum) to n updates
- * of p floats, rows[i * p + j] (finite, as add() guarantees), weights[i] in
- * 1..GB_AGG_MAX_WEIGHT totalling at most GB_AGG_MAX_WEIGHT, writing p floats
- * into out. work is gb_robust_work_bytes(rule, n) bytes, 8-byte aligned.
- * For krum and multi_krum, the indices of the chosen rows (best first) go
- * into selected (at least spec->m entries) and their count into *n_selected;
- * both may be NULL for the other rules. Refuses (GB_EINVAL) fedavg, n or p
- * of 0, and n below gb_agg_spec_min_updates; out is untouched then. */
-int gb_robust_aggregate(const gb_agg_spec_t *spec, const float *rows, const uint64_t *weights,
-                        size_t n, size_t p, float *out, size_t *selected, size_t *n_selected,
-                        void *work, gb_error_t *err) GB_MUST_CHECK;
 
 #endif

@@ -26,7 +26,8 @@
  * of their values, lexicographically), then by weight: arrival order never
  * decides. Krum returns the best update itself; multi-Krum the exact
  * sample-weighted mean of the M best. */
-#include "aggregate.h"
+#include "aggregate_robust.h"
+#include "exact_sum.h"
 
 #include <math.h>
 #include <stdbool.h>

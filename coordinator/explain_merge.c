@@ -5,7 +5,7 @@
  * lives in explain_report.c.
  *
  * Shape of the state. The sums are one block of (classes + 1) x cells
- * gb_exact_sum_t (aggregate.h): class c's sums at c x cells, the feature
+ * gb_exact_sum_t (exact_sum.h): class c's sums at c x cells, the feature
  * importance's after the last class, with two totals per row: the weight
  * (the means' divisor) and the clients' counts (only published). The
  * clients' importance maps are one block of n x cells floats in add order;
@@ -25,7 +25,7 @@
  * the size of the whole explanation. */
 #include "explain_merge.h"
 
-#include "aggregate.h"
+#include "exact_sum.h"
 #include "net/envelope.h"
 #include "net/wire.h"
 #include "util/alloc.h"
@@ -331,7 +331,7 @@ static unsigned __int128 s_class_total(const Glassbox__Explanation *x)
  * total)). The counts only split w, so inflating them gains nothing; the
  * share is an integer for the exact sums, at most w (count <= total), and
  * at least 1 so every class the client has enters that class's mean.
- * w <= GB_AGG_MAX_WEIGHT and count < 2^64: the product fits 128 bits. */
+ * w <= GB_EXACT_SUM_MAX_WEIGHT and count < 2^64: the product fits 128 bits. */
 static uint64_t s_class_weight(uint64_t w, uint64_t count, unsigned __int128 total)
 {
     uint64_t share = (uint64_t)((unsigned __int128)w * count / total);
@@ -339,7 +339,7 @@ static uint64_t s_class_weight(uint64_t w, uint64_t count, unsigned __int128 tot
 }
 
 /* Checks that the class weights of x (w split by its class counts) keep
- * every class's weight total within GB_AGG_MAX_WEIGHT, the exact sums'
+ * every class's weight total within GB_EXACT_SUM_MAX_WEIGHT, the exact sums'
  * bound. The shares total at most w plus one per class, so this only bites
  * a round already near the bound. */
 static int s_check_class_weights(const gb_explain_merge_t *m, const char *id,
@@ -349,12 +349,12 @@ static int s_check_class_weights(const gb_explain_merge_t *m, const char *id,
     for (size_t i = 0; i < x->n_classes; i++) {
         const Glassbox__ClassAttribution *c = x->classes[i];
         uint64_t wc = s_class_weight(w, c->count, total);
-        if (wc > GB_AGG_MAX_WEIGHT - m->weights[c->class_index])
+        if (wc > GB_EXACT_SUM_MAX_WEIGHT - m->weights[c->class_index])
             return gb_error_warn(err, GB_ERANGE, "explanation merge: round %llu: client '%s': "
                                  "class %u weight %llu would take the class's total weight "
                                  "past %llu", (unsigned long long)m->round, id,
                                  (unsigned)c->class_index, (unsigned long long)wc,
-                                 (unsigned long long)GB_AGG_MAX_WEIGHT);
+                                 (unsigned long long)GB_EXACT_SUM_MAX_WEIGHT);
     }
     return 0;
 }
@@ -484,20 +484,21 @@ int gb_explain_merge_add(gb_explain_merge_t *m, const char *client_id,
     if (x->count == 0)
         return gb_error_warn(err, GB_EINVAL, "explanation merge: round %llu: client '%s' has "
                              "a feature importance with count 0", r, client_id);
-    if (w > GB_AGG_MAX_WEIGHT - m->weights[fi_row])
+    if (w > GB_EXACT_SUM_MAX_WEIGHT - m->weights[fi_row])
         return gb_error_warn(err, GB_ERANGE, "explanation merge: round %llu: client '%s': "
                              "weight %llu would take the round's total weight past %llu", r,
                              client_id, (unsigned long long)w,
-                             (unsigned long long)GB_AGG_MAX_WEIGHT);
+                             (unsigned long long)GB_EXACT_SUM_MAX_WEIGHT);
     /* a count above what the client joined with is one it cannot have seen */
     if (x->count > max_count)
         return gb_error_warn(err, GB_ERANGE, "explanation merge: round %llu: client '%s': count "
                              "%llu is more than the %llu samples it joined with", r, client_id,
                              (unsigned long long)x->count, (unsigned long long)max_count);
-    if (x->count > GB_AGG_MAX_WEIGHT - m->counts[fi_row])
+    if (x->count > GB_EXACT_SUM_MAX_WEIGHT - m->counts[fi_row])
         return gb_error_warn(err, GB_ERANGE, "explanation merge: round %llu: client '%s': count "
                              "%llu would take the round's total past %llu", r, client_id,
-                             (unsigned long long)x->count, (unsigned long long)GB_AGG_MAX_WEIGHT);
+                             (unsigned long long)x->count,
+                             (unsigned long long)GB_EXACT_SUM_MAX_WEIGHT);
     if (x->n_classes && !x->classes)
         return gb_error_warn(err, GB_EINVAL, "explanation merge: round %llu: classes missing", r);
     char field[96];
@@ -530,12 +531,12 @@ int gb_explain_merge_add(gb_explain_merge_t *m, const char *client_id,
                                  "classes[%zu].count %llu is more than the %llu samples it "
                                  "joined with", r, client_id, i, (unsigned long long)c->count,
                                  (unsigned long long)max_count);
-        if (c->count > GB_AGG_MAX_WEIGHT - m->counts[c->class_index])
+        if (c->count > GB_EXACT_SUM_MAX_WEIGHT - m->counts[c->class_index])
             return gb_error_warn(err, GB_ERANGE, "explanation merge: round %llu: client '%s': "
                                  "class %u count %llu would take the class's total past %llu",
                                  r, client_id, (unsigned)c->class_index,
                                  (unsigned long long)c->count,
-                                 (unsigned long long)GB_AGG_MAX_WEIGHT);
+                                 (unsigned long long)GB_EXACT_SUM_MAX_WEIGHT);
         if ((rc = s_check_shape(m, c->mean_attribution, field, err)))
             return rc;
     }

@@ -64,7 +64,7 @@
  * somewhat higher for that alone.
  *
  * Order independence, exactly. Every map sum is an exact fixed-point sum
- * (gb_exact_sum_t of aggregate.h, weight x value added without rounding)
+ * (gb_exact_sum_t of exact_sum.h, weight x value added without rounding)
  * and each mean is correctly rounded to float32 once, so the aggregate's
  * bits do not depend on the order clients were added in (a client's
  * weights depend on its own values only); the leave-one-out reference is
@@ -124,7 +124,7 @@
 #include "glassbox.pb-c.h"
 #include "util/error.h"
 
-/* Largest max_clients (GB_PUBLICATION_MAX_CLIENTS of net/envelope.h: the
+/* Largest max_clients (GB_PUBLICATION_MAX_CLIENTS of net/publication.h: the
  * most distances a Publication may carry). */
 #define GB_EXPLAIN_MERGE_MAX_CLIENTS ((size_t)100000)
 /* Largest classes x cells of a round (GB_SUMMARY_MAX_CELLS of
@@ -143,7 +143,7 @@ typedef struct gb_explain_merge gb_explain_merge_t;
  * be freed either with gb_explain_merge_result_free or, after the caller
  * has moved the parts into a Publication (and set the fields here to NULL /
  * 0), with protobuf-c's free_unpacked and gb_wire_allocator() (net/wire.h)
- * or gb_publication_free (net/envelope.h) on that Publication. */
+ * or gb_publication_free (net/publication.h) on that Publication. */
 typedef struct {
     Glassbox__Explanation *explanation; /* for Publication.explanation; owned */
     Glassbox__KeyValue **distance;      /* for Publication.explanation_distance; owned, each

@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 
 #include "checkpoint.h"
+#include "data/dataset_load.h"
 #include "explain/attribution.h"
 #include "federation_internal.h"
 #include "net/envelope.h"

@@ -14,6 +14,7 @@
 #include "federation_internal.h"
 #include "front_door.h"
 #include "net/envelope.h"
+#include "net/publication.h"
 #include "util/crash_point.h"
 #include "util/alloc.h"
 #include "util/log.h"

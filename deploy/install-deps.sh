@@ -25,6 +25,9 @@ packages=(
   dataset-fashion-mnist python3-statsmodels
   # benchmarks: tests/bench/fed_bench.py profiles the federation with perf
   linux-perf
+  # the coverage build of deploy/test.sh's long mode: lcov and genhtml
+  # (deploy/coverage.sh) read gcc's gcov counts
+  lcov
   # packaging test (tests/deploy): dpkg-shlibdeps for the .deb's Depends,
   # systemd-analyze verify for the units
   dpkg-dev systemd

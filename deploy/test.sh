@@ -7,7 +7,9 @@
 #                target's seeds once (ctest -L fuzz), then each target
 #                fuzzed for a few seconds from its seeds (tests/fuzz/run.sh).
 # GLASSBOX_LONG=1 adds the long runs: 1,000 virtual clients in one process
-# (tests/client/test_virtual_limits.py) instead of 360.
+# (tests/client/test_virtual_limits.py) instead of 360, and a fourth build:
+#   build-coverage/  gcc --coverage (GLASSBOX_COVERAGE): every test, then the
+#                line coverage per top-level folder (deploy/coverage.sh, lcov).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 jobs=$(nproc)
@@ -30,3 +32,14 @@ cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_FLAGS_DEBUG="-O1 -g"
 cmake --build build-fuzz -j"$jobs"
 (cd build-fuzz && ctest --output-on-failure -j"$jobs" -L fuzz)
 sh tests/fuzz/run.sh build-fuzz "${GLASSBOX_FUZZ_SECONDS:-10}"
+
+if [ "${GLASSBOX_LONG:-0}" = 1 ]; then
+  echo "== Coverage build (gcc --coverage): every test, then the line coverage per folder"
+  cmake -S . -B build-coverage -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_FLAGS_DEBUG="-O1 -g" \
+        -DGLASSBOX_COVERAGE=ON -DGLASSBOX_WERROR=ON >/dev/null
+  cmake --build build-coverage -j"$jobs"
+  # counts of an earlier run would add into this one's
+  find build-coverage -name '*.gcda' -delete
+  (cd build-coverage && ctest --output-on-failure -j"$jobs")
+  bash deploy/coverage.sh build-coverage
+fi

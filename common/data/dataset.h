@@ -1,5 +1,6 @@
-/* Datasets: labelled samples held in memory, loaded by name
- * ("fashion-mnist", "idx:DIR", "csv:FILE"), cut down to subsets (--limit, a
+/* Datasets: labelled samples held in memory, loaded from IDX files (a CSV
+ * table becomes one through data/series.h; both by name through
+ * data/dataset_load.h: "fashion-mnist", "idx:DIR", "csv:FILE"), cut down to subsets (--limit, a
  * client's partition) and handed to the engine's training loop batch by batch
  * through gb_dataset_fill, which matches gb_fill_fn in engine/train.h.
  *
@@ -23,7 +24,7 @@
  * of the training rows only, and says so in in_mean/in_std and
  * target_mean/target_std, so results can be turned back into file units.
  *
- * Ownership: gb_dataset_load, gb_dataset_new and gb_dataset_subset return a
+ * Ownership: gb_dataset_load_idx, gb_dataset_new and gb_dataset_subset return a
  * dataset the caller owns and frees with gb_dataset_destroy; the dataset owns
  * every buffer it points to. Nothing here keeps a pointer to a caller's
  * memory. */
@@ -74,7 +75,8 @@ typedef struct {
     double target_std;  /* regression: > 0, 1 when targets are in file units; else 0 */
 } gb_dataset_t;
 
-/* Options for gb_dataset_load_opts; the csv: ones are refused for image
+/* Options for gb_dataset_load_opts (data/dataset_load.h) and
+ * gb_series_dataset (data/series.h); the csv: ones are refused for image
  * datasets (test_fraction is ignored there: they ship their own split).
  * Start from GB_DATA_OPTS_INIT. */
 typedef struct {
@@ -105,37 +107,9 @@ typedef struct {
 /* "train" or "test". */
 const char *gb_split_name(gb_split_t split);
 
-/* Loads one split of a dataset by name:
- *   fashion-mnist  idx:GB_FASHION_MNIST_DIR with exactly 10 classes;
- *   idx:DIR        DIR/{train,t10k}-{images-idx3,labels-idx1}-ubyte, each
- *                  plain or with .gz (plain preferred when both exist).
- * Images must be N x H x W unsigned bytes (shape 1 x H x W), labels N bytes;
- * the images are held compressed in `packed` (pixels is NULL), read and
- * compressed one at a time, and every check of gb_idx_read is made (a short,
- * long or corrupt file is an error naming it).
- * For idx:DIR, n_classes is 1 + the largest label in DIR's train and test
- * label files (both, so the two splits agree; a missing or unreadable other
- * file is skipped with a warning), and at least 2. On failure *out is NULL
- * and err says which file and what is wrong. The same as
- * gb_dataset_load_opts with default options, so csv:FILE fails here for want
- * of a label column (the message lists the file's columns). */
-int gb_dataset_load(const char *name, gb_split_t split, gb_dataset_t **out, gb_error_t *err)
-    GB_MUST_CHECK;
-
-/* gb_dataset_load with options (NULL: GB_DATA_OPTS_INIT), which also loads
- *   csv:FILE       a CSV table read by gb_csv_read (data/csv.h) and cut into
- *                  samples by gb_series_dataset (data/series.h): one per row,
- *                  or one per window; train is the first 1 - test_fraction
- *                  of the rows, test the rest, never shuffled across.
- * Options that do not apply to an image dataset (label, features, window,
- * horizon other than 1, regression, raw) are refused with GB_EINVAL rather
- * than ignored. */
-int gb_dataset_load_opts(const char *name, gb_split_t split, const gb_data_opts_t *opts,
-                         gb_dataset_t **out, gb_error_t *err) GB_MUST_CHECK;
-
 /* The idx:DIR loader with an explicit class count: n_classes > 0 makes any
  * label >= n_classes an error (GB_ERANGE); 0 infers it as gb_dataset_load
- * does. `name` (NULL: "idx:DIR") becomes the dataset's name. */
+ * (data/dataset_load.h) does. `name` (NULL: "idx:DIR") becomes the dataset's name. */
 int gb_dataset_load_idx(const char *dir, gb_split_t split, int n_classes, const char *name,
                         gb_dataset_t **out, gb_error_t *err) GB_MUST_CHECK;
 

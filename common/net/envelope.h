@@ -54,9 +54,6 @@
 
 #include "glassbox.pb-c.h"
 #include "util/error.h"
-/* The Publication codec used to be declared here, and code that reaches it
- * through this header keeps working; new code includes net/publication.h. */
-#include "net/publication.h"
 
 /* Envelope.protocol_version this build speaks (PROTOCOL_VERSION in
  * glassbox.proto; a static assertion in envelope.c keeps them equal). */

@@ -8,8 +8,6 @@
  * (net/signing.h) and are decoded here, after the signature has been
  * checked, with the same field checks and limits as an Envelope (a valid
  * signature proves who sent the bytes, not that they are sane).
- * net/envelope.h includes this header, so code that reached these
- * functions through it still compiles.
  *
  * Ownership: gb_publication_decode returns a Publication the caller owns
  * and frees with gb_publication_free (only those: its parts were allocated

@@ -12,6 +12,7 @@
 #include <zmq.h>
 
 #include "net/envelope.h"
+#include "net/publication.h"
 #include "util/alloc.h"
 #include "util/log.h"
 #include "util/time.h"

@@ -19,7 +19,7 @@
  * Ownership: _new returns an object the caller owns (_destroy: NULL-safe,
  * sets the pointer to NULL); the ZeroMQ context and the signer are borrowed
  * and must outlive it. A Publication returned by gb_subscriber_poll is the
- * caller's, freed with gb_publication_free (net/envelope.h). */
+ * caller's, freed with gb_publication_free (net/publication.h). */
 #ifndef GB_NET_PUBLISH_H
 #define GB_NET_PUBLISH_H
 

@@ -26,6 +26,7 @@
  * CPU with the same GLASSBOX_KERNELS. Not a test; built by
  * tests/bench/fed.cmake into the top of the build tree. */
 #include "data/dataset.h"
+#include "data/dataset_load.h"
 #include "data/partition.h"
 #include "engine/kernels.h"
 #include "util/alloc.h"

@@ -24,6 +24,7 @@
  * that the work done was the real thing. Not a test; built by
  * tests/bench/bench.cmake into the top of the build tree. */
 #include "data/dataset.h"
+#include "data/dataset_load.h"
 #include "engine/model.h"
 #include "explain/attribution.h"
 #include "util/process.h"

@@ -1,6 +1,5 @@
-/* Tests for coordinator/aggregate: spec strings (good, canonical, bad); the
- * exact sums (cancellation, extremes, ties to even, correct rounding); each
- * rule by hand; FedAvg against a double-precision reference; every rule's
+/* Tests for coordinator/aggregate and aggregate_robust: each rule by hand
+ * (spec strings: test_agg_spec.c; the exact sums: test_exact_sum.c); FedAvg against a double-precision reference; every rule's
  * result bit-identical whatever the order of the adds; every refusal of
  * add, begin and finish changing nothing (the round then gives exactly the
  * result it gives without the bad call); median and trimmed mean against a
@@ -16,6 +15,7 @@
 #include <string.h>
 
 #include "aggregate.h"
+#include "aggregate_robust.h"
 #include "util/alloc.h"
 #include "util/log.h"
 
@@ -95,233 +95,6 @@ static const char *const s_all_rules[] = {"fedavg",         "median", "trimmed_m
                                           "trimmed_mean:0", "krum:2", "multi_krum:2:4"};
 #define S_N_RULES (sizeof s_all_rules / sizeof *s_all_rules)
 
-/* ---- exact sums --------------------------------------------------------------- */
-
-static float s_mean2(float a, uint64_t wa, float b, uint64_t wb)
-{
-    gb_exact_sum_t s;
-    gb_exact_sum_clear(&s);
-    gb_exact_sum_add(&s, a, wa);
-    gb_exact_sum_add(&s, b, wb);
-    return gb_exact_sum_mean(&s, wa + wb);
-}
-
-static void test_exact_sum(void **state)
-{
-    (void)state;
-    gb_exact_sum_t s;
-
-    /* Cancellation that a float or double sum gets wrong: exact here. */
-    gb_exact_sum_clear(&s);
-    gb_exact_sum_add(&s, 1e30f, 1);
-    gb_exact_sum_add(&s, 1.0f, 1);
-    gb_exact_sum_add(&s, -1e30f, 1);
-    assert_true(gb_exact_sum_mean(&s, 1) == 1.0f);
-    gb_exact_sum_clear(&s);
-    assert_true(gb_exact_sum_mean(&s, 7) == 0.0f);
-
-    /* Extremes: the largest float at the largest weight, both signs. */
-    assert_true(s_mean2(FLT_MAX, GB_AGG_MAX_WEIGHT / 2, FLT_MAX, GB_AGG_MAX_WEIGHT / 2) ==
-                FLT_MAX);
-    assert_true(s_mean2(-FLT_MAX, GB_AGG_MAX_WEIGHT / 2, -FLT_MAX, GB_AGG_MAX_WEIGHT / 2) ==
-                -FLT_MAX);
-    assert_true(s_mean2(FLT_MAX, GB_AGG_MAX_WEIGHT / 2, -FLT_MAX, GB_AGG_MAX_WEIGHT / 2) == 0.0f);
-    gb_exact_sum_clear(&s);
-    gb_exact_sum_add(&s, FLT_MAX, GB_AGG_MAX_WEIGHT);
-    assert_true(gb_exact_sum_mean(&s, GB_AGG_MAX_WEIGHT) == FLT_MAX);
-    /* Huge terms cancel exactly, and a tiny one next to them survives. */
-    gb_exact_sum_clear(&s);
-    gb_exact_sum_add(&s, FLT_MAX, GB_AGG_MAX_WEIGHT / 4);
-    gb_exact_sum_add(&s, ldexpf(1, -149), 1);
-    gb_exact_sum_add(&s, -FLT_MAX, GB_AGG_MAX_WEIGHT / 4);
-    assert_true(gb_exact_sum_mean(&s, 1) == ldexpf(1, -149));
-    gb_exact_sum_add(&s, -FLT_MAX, 1);
-    assert_true(gb_exact_sum_mean(&s, 1) == -FLT_MAX);
-
-    /* Subnormals: 3 x 2^-149 / 3, and rounding below the smallest one. */
-    float tiny = ldexpf(1, -149);
-    gb_exact_sum_clear(&s);
-    gb_exact_sum_add(&s, tiny, 3);
-    assert_true(gb_exact_sum_mean(&s, 3) == tiny);
-    assert_true(gb_exact_sum_mean(&s, 5) == tiny);        /* 0.6 units -> 1 */
-    assert_true(gb_exact_sum_mean(&s, 7) == 0.0f);        /* 0.43 units -> 0 */
-    assert_true(gb_exact_sum_mean(&s, 6) == 0.0f);        /* 0.5 -> even: 0 */
-    assert_true(s_mean2(tiny, 1, 2 * tiny, 1) == 2 * tiny); /* 1.5 -> even: 2 */
-    assert_true(s_mean2(-tiny, 1, -2 * tiny, 1) == -2 * tiny);
-
-    /* Ties to even among normal numbers: halfway between neighbours. */
-    float one = 1.0f, up1 = nextafterf(1.0f, 2.0f), up2 = nextafterf(up1, 2.0f);
-    assert_true(s_mean2(one, 1, up1, 1) == one);  /* mantissa of 1.0 is even */
-    assert_true(s_mean2(up1, 1, up2, 1) == up2);  /* up1 odd, up2 even */
-    assert_true(s_mean2(-up1, 1, -up2, 1) == -up2);
-    /* Just off the tie, the sticky bit decides. */
-    assert_true(s_mean2(one, 2, up1, 1) == one);
-    assert_true(s_mean2(one, 1, up1, 2) == up1);
-
-    /* Weights: (1 * 1 + 3 * 2) / 4 = 1.75 exactly; 1/3 correctly rounded. */
-    assert_true(s_mean2(1.0f, 1, 2.0f, 3) == 1.75f);
-    gb_exact_sum_clear(&s);
-    gb_exact_sum_add(&s, 1.0f, 1);
-    assert_true(gb_exact_sum_mean(&s, 3) == (float)(1.0 / 3.0));
-    /* A weight above 2^32 takes the 16-bit long division. */
-    gb_exact_sum_clear(&s);
-    gb_exact_sum_add(&s, 3.0f, (uint64_t)1 << 38);
-    gb_exact_sum_add(&s, -1.0f, ((uint64_t)1 << 38) + 12345);
-    double want = (3.0 * 274877906944.0 - 274877919289.0) / 549755826233.0;
-    s_assert_correctly_rounded(gb_exact_sum_mean(&s, ((uint64_t)1 << 39) + 12345), want, 0);
-
-    /* Random values over the whole exponent range, in any order: identical. */
-    enum { N = 200 };
-    float v[N];
-    uint64_t w[N];
-    size_t idx[N];
-    for (int i = 0; i < N; i++) {
-        v[i] = ldexpf((float)s_unif(), (int)(s_next() % 250) - 140);
-        w[i] = 1 + s_next() % 1000000;
-    }
-    gb_exact_sum_t a, b;
-    gb_exact_sum_clear(&a);
-    for (int i = 0; i < N; i++)
-        gb_exact_sum_add(&a, v[i], w[i]);
-    for (int rep = 0; rep < 5; rep++) {
-        s_shuffle(idx, N);
-        gb_exact_sum_clear(&b);
-        for (int i = 0; i < N; i++)
-            gb_exact_sum_add(&b, v[idx[i]], w[idx[i]]);
-        assert_memory_equal(&a, &b, sizeof a);
-    }
-}
-
-/* Correct rounding on random data whose exact mean a double holds: values in
- * a narrow exponent band, small weights, so the double reference is exact. */
-static void test_exact_sum_rounding(void **state)
-{
-    (void)state;
-    for (int rep = 0; rep < 2000; rep++) {
-        gb_exact_sum_t s;
-        gb_exact_sum_clear(&s);
-        int n = 1 + (int)(s_next() % 6);
-        double sum = 0;
-        uint64_t total = 0;
-        int e = (int)(s_next() % 200) - 120;
-        for (int i = 0; i < n; i++) {
-            float x = ldexpf((float)s_unif(), e);
-            uint64_t w = 1 + s_next() % 100;
-            gb_exact_sum_add(&s, x, w);
-            sum += (double)x * (double)w; /* exact: 24 + 7 bits, 6 terms */
-            total += w;
-        }
-        /* sum / total is one correctly rounded double: only a tie at float
-         * precision that the double rounding hides could fool this check. */
-        s_assert_correctly_rounded(gb_exact_sum_mean(&s, total), sum / (double)total, (size_t)rep);
-    }
-}
-
-/* ---- spec strings ---------------------------------------------------------------- */
-
-static void test_spec_parse(void **state)
-{
-    (void)state;
-    gb_error_t err;
-    gb_agg_spec_t s;
-    char buf[96];
-    static const struct {
-        const char *in, *canon;
-        gb_agg_rule_t rule;
-        size_t min;
-    } good[] = {
-        {"fedavg", "fedavg", GB_AGG_FEDAVG, 1},
-        {"median", "median", GB_AGG_MEDIAN, 1},
-        {"trimmed_mean:0.1", "trimmed_mean:0.1", GB_AGG_TRIMMED_MEAN, 1},
-        {"trimmed_mean:1e-1", "trimmed_mean:0.1", GB_AGG_TRIMMED_MEAN, 1},
-        {"trimmed_mean:0", "trimmed_mean:0", GB_AGG_TRIMMED_MEAN, 1},
-        {"trimmed_mean:-0", "trimmed_mean:0", GB_AGG_TRIMMED_MEAN, 1},
-        {"trimmed_mean:.25", "trimmed_mean:0.25", GB_AGG_TRIMMED_MEAN, 1},
-        {"trimmed_mean:0.49999", "trimmed_mean:0.49999", GB_AGG_TRIMMED_MEAN, 1},
-        {"krum:0", "krum:0", GB_AGG_KRUM, 3},
-        {"krum:2", "krum:2", GB_AGG_KRUM, 7},
-        {"krum:007", "krum:7", GB_AGG_KRUM, 17},
-        {"multi_krum:2:4", "multi_krum:2:4", GB_AGG_MULTI_KRUM, 7},
-        {"multi_krum:1:9", "multi_krum:1:9", GB_AGG_MULTI_KRUM, 10},
-    };
-    for (size_t i = 0; i < sizeof good / sizeof *good; i++) {
-        if (gb_agg_spec_parse(good[i].in, &s, &err) != 0)
-            fail_msg("%s: %s", good[i].in, err.msg);
-        assert_int_equal(s.rule, good[i].rule);
-        size_t len = gb_agg_spec_format(&s, buf, sizeof buf);
-        assert_string_equal(buf, good[i].canon);
-        assert_int_equal(len, strlen(good[i].canon));
-        assert_int_equal(gb_agg_spec_min_updates(&s), good[i].min);
-    }
-    assert_int_equal(gb_agg_spec_parse("multi_krum:3:5", &s, &err), 0);
-    assert_int_equal(s.f, 3);
-    assert_int_equal(s.m, 5);
-    assert_int_equal(gb_agg_spec_parse("trimmed_mean:0.3", &s, &err), 0);
-    assert_true(s.beta == 0.3);
-    /* Truncation follows snprintf: the needed length comes back. */
-    assert_int_equal(gb_agg_spec_format(&s, buf, 4), strlen("trimmed_mean:0.3"));
-    assert_string_equal(buf, "tri");
-}
-
-static void test_spec_parse_bad(void **state)
-{
-    (void)state;
-    static const struct {
-        const char *in, *msg;
-    } bad[] = {
-        {"", "empty spec"},
-        {"foo", "unknown rule 'foo'"},
-        {"FedAvg", "unknown rule"},
-        {"fedavg ", "unknown rule"},
-        {"fedavg:1", "fedavg takes no parameter"},
-        {"median:", "median takes no parameter"},
-        {"trimmed_mean", "needs the fraction"},
-        {"trimmed_mean:", "needs the fraction"},
-        {"trimmed_mean:0.7", "trimmed_mean: beta 0.7 must be in [0, 0.5)"},
-        {"trimmed_mean:0.5", "beta 0.5 must be in [0, 0.5)"},
-        {"trimmed_mean:-0.1", "beta -0.1 must be in [0, 0.5)"},
-        {"trimmed_mean:1e999", "must be in [0, 0.5)"},
-        {"trimmed_mean:abc", "beta 'abc' is not a number"},
-        {"trimmed_mean:0.1x", "beta '0.1x' is not a number"},
-        {"trimmed_mean: 0.1", "is not a number"},
-        {"trimmed_mean:nan", "is not a number"},
-        {"trimmed_mean:inf", "is not a number"},
-        {"krum", "krum: needs F"},
-        {"krum:", "krum: needs F"},
-        {"krum:-1", "F '-1' must be a whole number"},
-        {"krum:1.5", "F '1.5' must be a whole number"},
-        {"krum:100001", "must be a whole number 0..100000"},
-        {"krum:99999999999999999999999", "must be a whole number"},
-        {"krum:2:3", "krum: takes one parameter F"},
-        {"multi_krum:2", "multi_krum: needs M"},
-        {"multi_krum:2:", "M '' must be a whole number"},
-        {"multi_krum:2:0", "M 0 must be at least 1"},
-        {"multi_krum:x:1", "F 'x' must be a whole number"},
-        {"multi_krum:1:2:3", "M '2:3' must be a whole number"},
-        {"fedavgfedavgfedavgfedavgfedavgfedavgfedavgfedavgfedavgfedavgfedavg",
-         "longer than 64 characters"},
-    };
-    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
-        gb_error_t err;
-        gb_agg_spec_t s = {.rule = GB_AGG_MEDIAN, .beta = 0.25, .f = 42, .m = 43};
-        assert_int_equal(gb_agg_spec_parse(bad[i].in, &s, &err), GB_EINVAL);
-        if (!strstr(err.msg, bad[i].msg))
-            fail_msg("'%s': message '%s' lacks '%s'", bad[i].in, err.msg, bad[i].msg);
-        /* Unchanged on failure. */
-        assert_int_equal(s.rule, GB_AGG_MEDIAN);
-        assert_true(s.beta == 0.25);
-        assert_int_equal(s.f, 42);
-        assert_int_equal(s.m, 43);
-        /* The constructor refuses the same way. */
-        assert_null(gb_aggregator_new(bad[i].in, 100, &err));
-        assert_int_equal(err.code, GB_EINVAL);
-    }
-    gb_error_t err;
-    gb_agg_spec_t s;
-    assert_int_equal(gb_agg_spec_parse(NULL, &s, &err), GB_EINVAL);
-    assert_null(gb_aggregator_new(NULL, 10, &err));
-}
-
 static void test_new(void **state)
 {
     (void)state;
@@ -335,6 +108,15 @@ static void test_new(void **state)
     assert_non_null(strstr(err.msg, "needs at least 7 updates"));
     assert_null(gb_aggregator_new("multi_krum:1:9", 9, &err));
     assert_non_null(strstr(err.msg, "needs at least 10"));
+    /* A bad spec string is refused as gb_agg_spec_parse refuses it
+     * (test_agg_spec.c has every kind). */
+    assert_null(gb_aggregator_new("trimmed_mean:0.7", 100, &err));
+    assert_int_equal(err.code, GB_EINVAL);
+    assert_non_null(strstr(err.msg, "must be in [0, 0.5)"));
+    assert_null(gb_aggregator_new("krum", 100, &err));
+    assert_int_equal(err.code, GB_EINVAL);
+    assert_null(gb_aggregator_new(NULL, 10, &err));
+    assert_int_equal(err.code, GB_EINVAL);
 
     gb_aggregator_t *agg = s_new("multi_krum:2:4", 7);
     assert_string_equal(gb_aggregator_name(agg), "multi_krum:2:4");
@@ -1025,10 +807,6 @@ int main(void)
 {
     gb_log_set_level(GB_LOG_OFF);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_exact_sum),
-        cmocka_unit_test(test_exact_sum_rounding),
-        cmocka_unit_test(test_spec_parse),
-        cmocka_unit_test(test_spec_parse_bad),
         cmocka_unit_test(test_new),
         cmocka_unit_test(test_fedavg_hand),
         cmocka_unit_test(test_median_hand),

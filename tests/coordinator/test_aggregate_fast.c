@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "aggregate.h"
+#include "exact_sum.h"
 
 static uint64_t s_rand(uint64_t *x)
 {

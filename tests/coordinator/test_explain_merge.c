@@ -23,11 +23,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "aggregate.h"
+#include "exact_sum.h"
 #include "engine/model.h"
 #include "explain/divergence.h"
 #include "explain_merge.h"
 #include "net/envelope.h"
+#include "net/publication.h"
 #include "net/snapshot.h"
 #include "net/wire.h"
 #include "util/alloc.h"
@@ -414,7 +415,7 @@ static void test_inflated_counts_carry_no_weight(void **state)
     static const float fa[4] = {3, 0, 0, 0}, fb[4] = {0, 3, 0, 0}, fm[4] = {0, 0, 0, 3};
     static const float a0[4] = {5, 0, 0, 0}, b0[4] = {0, 5, 0, 0}, m0[4] = {0, 0, 0, 5};
     static const float m1[4] = {1, 2, 3, 4};
-    const uint64_t big = GB_AGG_MAX_WEIGHT - 100, half = GB_AGG_MAX_WEIGHT / 2;
+    const uint64_t big = GB_EXACT_SUM_MAX_WEIGHT - 100, half = GB_EXACT_SUM_MAX_WEIGHT / 2;
     t_expl_t *a = t_new(7, IG, &S4, 10, fa), *b = t_new(7, IG, &S4, 10, fb);
     t_expl_t *mal = t_new(7, IG, &S4, big, fm);
     t_class(a, 0, 10, &S4, a0);
@@ -475,7 +476,7 @@ static void test_counts_above_max_count_refused(void **state)
     x->ca[1].count = 9;
     assert_int_equal(gb_explain_merge_add(m, h.id[2], &x->e, 8, 8, &err), GB_ERANGE);
     assert_non_null(strstr(err.msg, "classes[1].count 9"));
-    x->ca[1].count = GB_AGG_MAX_WEIGHT - 1;
+    x->ca[1].count = GB_EXACT_SUM_MAX_WEIGHT - 1;
     assert_int_equal(gb_explain_merge_add(m, h.id[2], &x->e, 8, 8, &err), GB_ERANGE);
     assert_non_null(strstr(err.msg, "classes[1].count"));
     x->ca[1].count = 7;
@@ -659,12 +660,12 @@ static void test_refusals_change_nothing(void **state)
     x->ca[1].class_index = 1;
     x->ca[1].count = 0;
     t_refused(m, id, &x->e, GB_EINVAL, "a class map with count 0");
-    x->ca[1].count = GB_AGG_MAX_WEIGHT;
+    x->ca[1].count = GB_EXACT_SUM_MAX_WEIGHT;
     t_refused(m, id, &x->e, GB_ERANGE, "a class count past the bound");
     x->ca[1].count = 2;
     x->e.count = 0;
     t_refused(m, id, &x->e, GB_EINVAL, "an importance with count 0");
-    x->e.count = GB_AGG_MAX_WEIGHT;
+    x->e.count = GB_EXACT_SUM_MAX_WEIGHT;
     t_refused(m, id, &x->e, GB_ERANGE, "an importance count past the bound");
     x->e.count = 3;
     t_refused_w(m, id, &x->e, 0, 3, GB_EINVAL, "weight 0");
@@ -673,7 +674,7 @@ static void test_refusals_change_nothing(void **state)
     x->ca[1].count = 4;
     t_refused_w(m, id, &x->e, 3, 3, GB_ERANGE, "a class count above max_count");
     x->ca[1].count = 2;
-    t_refused_w(m, id, &x->e, GB_AGG_MAX_WEIGHT, 3, GB_ERANGE, "a weight past the bound");
+    t_refused_w(m, id, &x->e, GB_EXACT_SUM_MAX_WEIGHT, 3, GB_ERANGE, "a weight past the bound");
     x->e.feature_importance = NULL;
     t_refused(m, id, &x->e, GB_EINVAL, "no importance");
     x->e.feature_importance = &x->t[T_CLASSES];

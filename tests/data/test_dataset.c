@@ -18,6 +18,7 @@
 #include <zlib.h>
 
 #include "data/dataset.h"
+#include "data/dataset_load.h"
 #include "data/idx.h"
 #include "engine/train.h"
 #include "util/alloc.h"

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "data/dataset_load.h"
 #include "data/series.h"
 #include "engine/model.h"
 #include "engine/optim.h"

@@ -1,5 +1,5 @@
 /* libFuzzer target: what a subscriber does with a publication (net/signing.h
- * gb_publication_verify, then net/envelope.h gb_publication_decode).
+ * gb_publication_verify, then net/publication.h gb_publication_decode).
  *
  * The first input byte picks the mode:
  *   even: the rest is a packed SignedPublication off the wire, verified
@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "net/envelope.h"
+#include "net/publication.h"
 #include "net/signing.h"
 #include "util/alloc.h"
 #include "util/log.h"

@@ -21,6 +21,7 @@
 #include "engine/model.h"
 #include "net/envelope.h"
 #include "net/pki.h"
+#include "net/publication.h"
 #include "net/publish.h"
 #include "net/snapshot.h"
 #include "util/alloc.h"
