@@ -268,6 +268,9 @@ static int s_cut(const gb_virtual_options_t *o, const gb_dataset_t *ds, bool tra
 
 gb_virtual_t *gb_virtual_new(const gb_virtual_options_t *o, gb_error_t *err)
 {
+    gb_error_t scratch = {0};
+    if (!err)
+        err = &scratch; /* a daemon's failure is prefixed with its client's name */
     if (gb_virtual_check(o, err))
         return NULL;
     if (!o->zmq_ctx || !o->train || !o->test) {

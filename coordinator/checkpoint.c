@@ -3,7 +3,9 @@
  * pointer, retention and fallback.
  *
  * Shape of the code: encode builds the Checkpoint message over the caller's
- * memory and decode unpacks one; both then run the one validator,
+ * memory (the embedded model is net/snapshot.c's gb_snapshot_view_le, the
+ * same ModelSnapshot every Task and Publication carries) and decode unpacks
+ * one; both then run the one validator,
  * s_check_message, on the message itself, so the encoder refuses exactly
  * what the decoder refuses and the embedded model goes through
  * gb_snapshot_check_message like every other model Glassbox reads.
@@ -316,7 +318,7 @@ int gb_checkpoint_encode(const gb_checkpoint_t *c, uint8_t **buf, size_t *len, g
     Glassbox__KeyValue *kv = NULL;
     Glassbox__KeyValue **kvp = NULL;
     const uint8_t *pview = NULL, *sview = NULL;
-    uint8_t digest[GB_WIRE_SHA256_LEN];
+    gb_snapshot_view_t *view = NULL; /* the embedded model */
     char when[32];
 
     if (s_le_view(c->params, c->n_params, &pview, &params_le) != 0 ||
@@ -335,31 +337,39 @@ int gb_checkpoint_encode(const gb_checkpoint_t *c, uint8_t **buf, size_t *len, g
     rc = s_rfc3339(c->saved_unix_ms, when, sizeof when, err);
     if (rc != 0)
         goto cleanup;
+    /* The embedded model is net/snapshot.c's view of a snapshot over the
+     * caller's parameters, as in every Task and Publication; its checks
+     * (spec, count, finite values) run before the checkpoint's own, and a
+     * failure keeps its code under a "checkpoint model: " prefix. */
     const char *preset = gb_spec_preset(c->spec);
-    Glassbox__KeyValue model_kv[2] = {GLASSBOX__KEY_VALUE__INIT, GLASSBOX__KEY_VALUE__INIT};
-    Glassbox__KeyValue *model_kvp[2] = {&model_kv[0], &model_kv[1]};
-    model_kv[0].key = (char *)GB_SNAPSHOT_META_CREATED_AT;
-    model_kv[0].value = when;
-    model_kv[1].key = (char *)GB_SNAPSHOT_META_VERSION;
-    model_kv[1].value = (char *)GLASSBOX_VERSION;
-    Glassbox__ModelSnapshot model = GLASSBOX__MODEL_SNAPSHOT__INIT;
-    model.format_version = GB_SNAPSHOT_FORMAT_VERSION;
-    model.spec = (char *)(preset ? preset : c->spec);
-    model.params.data = (uint8_t *)pview;
-    model.params.len = c->n_params * sizeof(float);
-    model.param_count = c->n_params;
-    model.round = c->round;
-    model.n_metadata = 2;
-    model.metadata = model_kvp;
-    rc = gb_wire_sha256(model.params.data, model.params.len, digest, err);
-    if (rc != 0)
+    gb_snapshot_meta_t model_meta[2] = {
+        {(char *)GB_SNAPSHOT_META_CREATED_AT, when},
+        {(char *)GB_SNAPSHOT_META_VERSION, (char *)GLASSBOX_VERSION},
+    };
+    const gb_snapshot_t snap = {
+        .spec = (char *)(preset ? preset : c->spec), /* only read */
+        .params = c->params,
+        .n_params = c->n_params,
+        .round = c->round,
+        .meta = model_meta,
+        .n_meta = 2,
+    };
+    view = gb_malloc(sizeof *view);
+    if (!view) {
+        rc = gb_error_set(err, GB_ENOMEM, "out of memory encoding a checkpoint");
         goto cleanup;
-    model.params_sha256.data = digest;
-    model.params_sha256.len = sizeof digest;
+    }
+    gb_error_t local;
+    gb_error_clear(&local);
+    rc = gb_snapshot_view_le(&snap, pview, view, &local);
+    if (rc != 0) {
+        rc = gb_error_set(err, rc, "checkpoint model: %s", local.msg);
+        goto cleanup;
+    }
 
     Glassbox__Checkpoint msg = GLASSBOX__CHECKPOINT__INIT;
     msg.format_version = GB_CHECKPOINT_FORMAT_VERSION;
-    msg.model = &model;
+    msg.model = &view->msg;
     msg.round = c->round;
     /* protobuf-c only reads these strings; NULL ones are refused by the check. */
     msg.aggregator = c->aggregator;
@@ -420,6 +430,7 @@ int gb_checkpoint_encode(const gb_checkpoint_t *c, uint8_t **buf, size_t *len, g
 
 cleanup:
     gb_free(out);
+    gb_free(view);
     gb_free(kvp);
     gb_free(kv);
     gb_free(state_le);

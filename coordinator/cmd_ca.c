@@ -19,6 +19,7 @@
 #include "net/pki.h"
 #include "util/args.h"
 #include "util/log.h"
+#include "util/subcommand.h"
 
 #define S_DEFAULT_CA_DAYS 3650
 #define S_DEFAULT_CLIENT_DAYS 365
@@ -210,11 +211,7 @@ static int s_crl(int argc, char **argv)
     return 0;
 }
 
-static const struct {
-    const char *name;             /* subcommand */
-    int (*run)(int, char **);     /* its entry point */
-    const char *help;             /* one line for `ca --help` */
-} s_subs[] = {
+static const gb_subcommand_t s_subs[] = {
     {"init", s_init, "create the CA and the coordinator's certificate"},
     {"issue", s_issue, "make a client's key and certificate"},
     {"revoke", s_revoke, "revoke a client's certificates and rewrite the CRL"},
@@ -222,29 +219,16 @@ static const struct {
     {"crl", s_crl, "re-sign the revocation list before it expires"},
 };
 
-static void s_usage(FILE *f)
-{
-    fprintf(f, "usage: glassbox-coordinator ca <subcommand> [options]\n\nsubcommands:\n");
-    for (size_t i = 0; i < sizeof s_subs / sizeof s_subs[0]; i++)
-        fprintf(f, "  %-8s %s\n", s_subs[i].name, s_subs[i].help);
-    fprintf(f, "\n'glassbox-coordinator ca <subcommand> --help' describes its options.\n");
-}
+static const gb_subcommand_set_t s_set = {
+    .program = "glassbox-coordinator ca",
+    .noun = "subcommand",
+    .subs = s_subs,
+    .n_subs = sizeof s_subs / sizeof s_subs[0],
+    .width = 8,
+    .footer = "'glassbox-coordinator ca <subcommand> --help' describes its options.",
+};
 
 int gb_cmd_ca(int argc, char **argv)
 {
-    if (argc < 1) {
-        s_usage(stderr);
-        return 2;
-    }
-    if (strcmp(argv[0], "--help") == 0 || strcmp(argv[0], "-h") == 0 ||
-        strcmp(argv[0], "help") == 0) {
-        s_usage(stdout);
-        return 0;
-    }
-    for (size_t i = 0; i < sizeof s_subs / sizeof s_subs[0]; i++)
-        if (strcmp(argv[0], s_subs[i].name) == 0)
-            return s_subs[i].run(argc - 1, argv + 1);
-    fprintf(stderr, "glassbox-coordinator ca: unknown subcommand '%s'\n", argv[0]);
-    s_usage(stderr);
-    return 2;
+    return gb_subcommand_dispatch(&s_set, argc, argv);
 }

@@ -18,6 +18,7 @@
 #include "util/args.h"
 #include "util/file.h"
 #include "util/log.h"
+#include "util/subcommand.h"
 
 static void s_utc(int64_t t, char out[32])
 {
@@ -134,38 +135,21 @@ static int s_list(int argc, char **argv)
     return 0;
 }
 
-static const struct {
-    const char *name;         /* subcommand */
-    int (*run)(int, char **); /* its entry point */
-    const char *help;         /* one line for `token --help` */
-} s_subs[] = {
+static const gb_subcommand_t s_subs[] = {
     {"create", s_create, "make an enrollment token (printed once; only its hash is kept)"},
     {"list", s_list, "list the tokens: id, expiry, uses left"},
 };
 
-static void s_usage(FILE *f)
-{
-    fprintf(f, "usage: glassbox-coordinator token <subcommand> [options]\n\nsubcommands:\n");
-    for (size_t i = 0; i < sizeof s_subs / sizeof s_subs[0]; i++)
-        fprintf(f, "  %-8s %s\n", s_subs[i].name, s_subs[i].help);
-    fprintf(f, "\n'glassbox-coordinator token <subcommand> --help' describes its options.\n");
-}
+static const gb_subcommand_set_t s_set = {
+    .program = "glassbox-coordinator token",
+    .noun = "subcommand",
+    .subs = s_subs,
+    .n_subs = sizeof s_subs / sizeof s_subs[0],
+    .width = 8,
+    .footer = "'glassbox-coordinator token <subcommand> --help' describes its options.",
+};
 
 int gb_cmd_token(int argc, char **argv)
 {
-    if (argc < 1) {
-        s_usage(stderr);
-        return 2;
-    }
-    if (strcmp(argv[0], "--help") == 0 || strcmp(argv[0], "-h") == 0 ||
-        strcmp(argv[0], "help") == 0) {
-        s_usage(stdout);
-        return 0;
-    }
-    for (size_t i = 0; i < sizeof s_subs / sizeof s_subs[0]; i++)
-        if (strcmp(argv[0], s_subs[i].name) == 0)
-            return s_subs[i].run(argc - 1, argv + 1);
-    fprintf(stderr, "glassbox-coordinator token: unknown subcommand '%s'\n", argv[0]);
-    s_usage(stderr);
-    return 2;
+    return gb_subcommand_dispatch(&s_set, argc, argv);
 }

@@ -206,6 +206,9 @@ static void s_on_message(void *arg, const char *id, const Glassbox__Envelope *en
 gb_federation_t *gb_federation_new(void *zmq_ctx, gb_front_door_t *door,
                                    const gb_federation_options_t *opts, gb_error_t *err)
 {
+    gb_error_t scratch = {0};
+    if (!err)
+        err = &scratch; /* the set-up steps return and prefix their callees' codes */
     if (!door || !opts) {
         gb_error_set(err, GB_EINVAL, "federation: no front door or options");
         return NULL;

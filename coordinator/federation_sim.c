@@ -16,6 +16,9 @@ int gb_fed_sim_init(gb_federation_t *f, gb_error_t *err)
 {
     if (!f->o.simulate_clients)
         return 0;
+    gb_error_t scratch = {0};
+    if (!err)
+        err = &scratch; /* the callees' codes are read back below */
     gb_partition_t p;
     const char *text = f->o.simulate_partition ? f->o.simulate_partition : "iid";
     if (gb_partition_parse(text, &p, err) != 0)

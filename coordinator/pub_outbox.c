@@ -341,6 +341,9 @@ bool gb_pub_outbox_recovered(gb_pub_outbox_t *ob, uint64_t *round, const uint8_t
 int gb_pub_outbox_put(gb_pub_outbox_t *ob, uint64_t round, const uint8_t *pub, size_t len,
                       gb_error_t *err)
 {
+    gb_error_t scratch = {0};
+    if (!err)
+        err = &scratch; /* a failed write's message is logged and kept for the status */
     s_item_t now = {.round = round, .bytes = (uint8_t *)pub, .len = len};
     int rc = s_write(ob, &now, err);
     if (rc == 0) {

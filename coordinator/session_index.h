@@ -7,9 +7,10 @@
  * round's tasks to N clients cost N^2 compares (issue 11: one coordinator
  * carries 1,000 clients). None of the libraries already linked (libzmq,
  * protobuf-c, OpenSSL, jansson) offers a general hash map, so this is a
- * small one of our own: two open-addressing tables (handles, names) with
- * linear probing and backward-shift deletion (no tombstones, so a table that
- * sees many joins and leaves never degrades), kept at most half full.
+ * small one of our own: one open-addressing table, used twice (handles,
+ * names), with linear probing and backward-shift deletion (no tombstones, so
+ * a table that sees many joins and leaves never degrades), kept at most half
+ * full.
  *
  * The index maps keys to slots and knows nothing of sessions; the front
  * door keeps it in step with its table: put when a session is added or

@@ -6,8 +6,11 @@
 #   build-fuzz/  clang with libFuzzer, ASan and UBSan, -Werror: every fuzz
 #                target's seeds once (ctest -L fuzz), then each target
 #                fuzzed for a few seconds from its seeds (tests/fuzz/run.sh).
-# GLASSBOX_LONG=1 adds the long runs: 1,000 virtual clients in one process
-# (tests/client/test_virtual_limits.py) instead of 360, and a fourth build:
+# GLASSBOX_LONG=1 adds the long runs (ctest passes the variable through to
+# the tests that read it): 1,000 virtual clients in one process
+# (tests/client/test_virtual_limits.py) instead of 360, a coordinator gone
+# for 30 s instead of 6 (tests/coordinator/test_faults_run.py), and a fourth
+# build:
 #   build-coverage/  gcc --coverage (GLASSBOX_COVERAGE): every test, then the
 #                line coverage per top-level folder (deploy/coverage.sh, lcov).
 set -euo pipefail

@@ -390,6 +390,15 @@ int gb_snapshot_view(const gb_snapshot_t *s, gb_snapshot_view_t *view, gb_error_
 #endif
 }
 
+int gb_snapshot_view_le(const gb_snapshot_t *s, const uint8_t *params_le,
+                        gb_snapshot_view_t *view, gb_error_t *err)
+{
+    if (!s || !view || (!s->params && s->n_params > 0) || (!params_le && s->n_params > 0) ||
+        (!s->meta && s->n_meta > 0))
+        return gb_error_set(err, GB_EINVAL, "gb_snapshot_view_le: NULL argument");
+    return s_fill_view(s, params_le, view, err);
+}
+
 /* ---- decode ------------------------------------------------------------- */
 
 /* Every check of an unpacked message, on the message itself and before

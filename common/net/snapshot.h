@@ -147,6 +147,15 @@ typedef struct {
 int gb_snapshot_view(const gb_snapshot_t *s, gb_snapshot_view_t *view, gb_error_t *err)
     GB_MUST_CHECK;
 
+/* gb_snapshot_view on any host: the message's parameter bytes are params_le,
+ * which must hold s's n_params floats as little-endian float32 (on a
+ * little-endian host s->params itself; elsewhere gb_wire_floats_to_le's
+ * copy). The checks still read s->params. The view is valid while s and
+ * params_le live and are not changed; for embedding a model in a message
+ * of the caller's own (a coordinator checkpoint). */
+int gb_snapshot_view_le(const gb_snapshot_t *s, const uint8_t *params_le,
+                        gb_snapshot_view_t *view, gb_error_t *err) GB_MUST_CHECK;
+
 /* Encodes s and writes it to `path` atomically with mode 0644
  * (gb_file_write_atomic): on failure the old file is untouched. */
 int gb_snapshot_save(const char *path, const gb_snapshot_t *s, gb_error_t *err) GB_MUST_CHECK;

@@ -2,7 +2,21 @@
  *
  * Functions return 0 or a negative gb_err code; where the caller needs to know
  * what went wrong they also take a gb_error_t * (may be NULL) that receives a
- * message naming the bad value and where it was (curl's error buffer). */
+ * message naming the bad value and where it was (curl's error buffer).
+ *
+ * The NULL rule holds for every function that takes a gb_error_t *, public
+ * or not, unless its comment says otherwise: a NULL err means "the code is
+ * enough". A function that reads err after a callee failed (to return its
+ * code, prefix it, log or keep its message) therefore first points err at a
+ * gb_error_t of its own when given NULL:
+ *
+ *     gb_error_t scratch = {0};
+ *     if (!err)
+ *         err = &scratch;
+ *
+ * and its static helpers, which only ever see that pointer, may then read
+ * err->code and err->msg. gb_error_set, gb_error_prefix and gb_error_clear
+ * accept NULL themselves. */
 #ifndef GB_UTIL_ERROR_H
 #define GB_UTIL_ERROR_H
 

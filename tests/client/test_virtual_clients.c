@@ -128,6 +128,23 @@ static void test_options_checked(void **state)
     assert_int_equal(gb_virtual_check(&o, &err), GB_EIO);
     assert_non_null(strstr(err.msg, "edge-0.crt"));
     assert_null(gb_virtual_new(&o, &err));
+    assert_null(gb_virtual_new(&o, NULL)); /* err may be NULL */
+
+    /* certificates that exist but do not parse: the first daemon fails,
+     * named, and with err NULL nothing reads the missing buffer */
+    o.name_prefix = "junk-";
+    for (int k = 0; k < CLIENTS; k++) {
+        char name[32];
+        snprintf(name, sizeof name, "junk-%d.crt", k);
+        free(gb_test_write_file(f->certs, name, "not a certificate\n", 18));
+        snprintf(name, sizeof name, "junk-%d.key", k);
+        free(gb_test_write_file(f->certs, name, "not a key\n", 10));
+    }
+    assert_int_equal(gb_virtual_check(&o, &err), 0);
+    assert_null(gb_virtual_new(&o, NULL));
+    gb_error_clear(&err);
+    assert_null(gb_virtual_new(&o, &err));
+    assert_non_null(strstr(err.msg, "junk-0"));
     gb_virtual_destroy(NULL);
 }
 

@@ -431,6 +431,43 @@ static bool s_exists(const char *dir, const char *name)
     return stat(p, &st) == 0;
 }
 
+/* err may be NULL (util/error.h): set-up failures whose callees' codes and
+ * messages new reads back (the model source, the simulation's partition, a
+ * state directory that cannot be made) return NULL without a buffer. */
+static void test_new_fails_without_an_error_buffer(void **state)
+{
+    fixture_t *f = *state;
+    char key[700], cert[700], path[700];
+    s_key_files(f, key, cert, sizeof key);
+    gb_federation_options_t o = s_options(f, 1);
+    o.key_file = key;
+    o.cert_file = cert;
+    snprintf(path, sizeof path, "%s/no-such-model.gbm", f->base);
+    o.model = path;
+    assert_null(gb_federation_new(f->ctx, f->door, &o, NULL));
+
+    o = s_options(f, 1);
+    o.key_file = key;
+    o.cert_file = cert;
+    o.simulate_clients = 2;
+    o.simulate_partition = "bogus";
+    assert_null(gb_federation_new(f->ctx, f->door, &o, NULL));
+
+    o = s_options(f, 1);
+    o.key_file = key;
+    o.cert_file = cert;
+    o.server_optimizer = "adam"; /* not a server optimiser */
+    assert_null(gb_federation_new(f->ctx, f->door, &o, NULL));
+
+    /* the same failures fill a buffer when there is one */
+    gb_error_t err = {0};
+    o.server_optimizer = NULL;
+    o.simulate_clients = 2;
+    o.simulate_partition = "bogus";
+    assert_null(gb_federation_new(f->ctx, f->door, &o, &err));
+    assert_non_null(strstr(err.msg, "--simulate-partition"));
+}
+
 static void test_two_rounds_and_resume(void **state)
 {
     fixture_t *f = *state;
@@ -856,6 +893,8 @@ static void test_option_errors(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_new_fails_without_an_error_buffer, s_setup,
+                                        s_teardown),
         cmocka_unit_test_setup_teardown(test_two_rounds_and_resume, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_failed_step_keeps_the_model, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_explanations_merged, s_setup, s_teardown),

@@ -22,6 +22,7 @@
 
 #include "glassbox.pb-c.h"
 #include "net/snapshot.h"
+#include "net/wire.h"
 #include "util/alloc.h"
 #include "util/file.h"
 #include "util/log.h"
@@ -901,6 +902,43 @@ static void test_view(void **state)
     gb_snapshot_destroy(&s);
 }
 
+/* A view over separate little-endian bytes (what a big-endian host passes)
+ * carries exactly those bytes, packs to encode's bytes when they are the
+ * snapshot's parameters, still checks the snapshot's own values, and refuses
+ * missing bytes. */
+static void test_view_le(void **state)
+{
+    (void)state;
+    gb_snapshot_t *s = s_make();
+    uint8_t *buf;
+    size_t len;
+    s_encode(s, &buf, &len);
+    uint8_t *le = malloc(s->n_params * sizeof(float));
+    gb_wire_floats_to_le(le, s->params, s->n_params);
+    gb_snapshot_view_t *v = malloc(sizeof *v);
+    gb_error_t err;
+    gb_error_clear(&err);
+    assert_int_equal(gb_snapshot_view_le(s, le, v, &err), 0);
+    assert_ptr_equal(v->msg.params.data, le);
+    size_t packed = glassbox__model_snapshot__get_packed_size(&v->msg);
+    assert_int_equal(packed, len);
+    uint8_t *again = malloc(packed);
+    assert_int_equal(glassbox__model_snapshot__pack(&v->msg, again), packed);
+    assert_memory_equal(again, buf, len);
+    free(again);
+    s->params[2] = NAN;
+    assert_int_equal(gb_snapshot_view_le(s, le, v, &err), GB_ERANGE);
+    assert_non_null(strstr(err.msg, "parameter 2 of"));
+    s->params[2] = 0;
+    assert_int_equal(gb_snapshot_view_le(s, NULL, v, &err), GB_EINVAL);
+    assert_int_equal(gb_snapshot_view_le(NULL, le, v, NULL), GB_EINVAL);
+    assert_int_equal(gb_snapshot_view_le(s, le, NULL, NULL), GB_EINVAL);
+    free(v);
+    free(le);
+    gb_free(buf);
+    gb_snapshot_destroy(&s);
+}
+
 int main(void)
 {
     /* Every refusal logs a warning; keep the test output readable. */
@@ -923,6 +961,7 @@ int main(void)
         cmocka_unit_test(test_alloc_failures),
         cmocka_unit_test(test_check_message),
         cmocka_unit_test(test_view),
+        cmocka_unit_test(test_view_le),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
