@@ -26,6 +26,7 @@
 #include "engine/model.h"
 #include "net/channel.h"
 #include "net/conversation.h"
+#include "net/event_loop.h"
 #include "net/link.h"
 #include "net/pki.h"
 #include "task_runner.h"
@@ -37,7 +38,6 @@
 #define S_LOG(level, d, fmt, ...)                                                            \
     gb_log_##level("daemon %s: " fmt, (d)->client_name, ##__VA_ARGS__)
 
-#define S_WORKER_POLL_MS 10 /* longest wait while the worker may finish */
 #define S_BACKLOG_RETRY_MS 5 /* frames the link had no room for are offered again */
 #define S_RECENT_TASKS 8    /* finished task ids remembered, to ignore a resent Task */
 #define S_SOFTWARE "glassbox " GLASSBOX_VERSION
@@ -75,6 +75,15 @@ struct gb_daemon {
     bool stopped;                        /* gb_daemon_stop was called */
     double away_since;                   /* monotonic time without a session since */
     gb_daemon_status_t st;               /* counters and state */
+    bool handled;                        /* the last step handled a link event */
+    gb_event_loop_t *loop;               /* the loop it is attached to (borrowed), or NULL */
+    uint64_t source;                     /* its source there (0: not attached) */
+    gb_daemon_done_fn done;              /* told when a step there ends the daemon */
+    void *done_arg;                      /* passed to done */
+    gb_event_loop_t *own_loop;           /* gb_daemon_step's, made on its first wait */
+    uint64_t own_source;                 /* the daemon's source in own_loop */
+    int own_rc;                          /* what the last step in own_loop returned */
+    gb_error_t *own_err;                 /* the waiting gb_daemon_step's err */
 };
 
 /* ---- small helpers ---------------------------------------------------------- */
@@ -423,23 +432,6 @@ static int s_service(gb_daemon_t *d, gb_error_t *err)
     s_send_results(d, now);
     s_flush(d);
     return 0;
-}
-
-/* The next time a timer needs the loop, as seconds from now (large: none). */
-static double s_next_timer(const gb_daemon_t *d, double now)
-{
-    double t = 1e9;
-    if (d->rejoin_at)
-        t = d->rejoin_at - now;
-    if (d->st.welcomed) {
-        t = d->next_heartbeat - now;
-        for (size_t i = 0; i < d->n_results; i++)
-            if (!d->results[i].seq && d->results[i].send_at - now < t)
-                t = d->results[i].send_at - now;
-    }
-    if (gb_daemon_worker_busy(d->worker) && t > S_WORKER_POLL_MS / 1000.0)
-        t = S_WORKER_POLL_MS / 1000.0;
-    return t < 0 ? 0 : t;
 }
 
 /* ---- incoming --------------------------------------------------------------- */
@@ -817,6 +809,8 @@ void gb_daemon_destroy(gb_daemon_t **pd)
     if (!pd || !*pd)
         return;
     gb_daemon_t *d = *pd;
+    gb_daemon_detach(d);
+    gb_event_loop_destroy(&d->own_loop);
     gb_daemon_worker_destroy(&d->worker); /* joins the thread before the runner goes */
     gb_envelope_free(&d->waiting);
     while (d->n_results)
@@ -833,8 +827,13 @@ void gb_daemon_destroy(gb_daemon_t **pd)
     *pd = NULL;
 }
 
-int gb_daemon_step(gb_daemon_t *d, int timeout_ms, gb_error_t *err)
+/* One step that does not wait: the worker and the timers, then every link
+ * event already taken in, each followed by the timers again (a Welcome
+ * arms the heartbeat), as the loop did when it was the daemon's own. Sets
+ * d->handled when an event was handled. */
+static int s_step_now(gb_daemon_t *d, gb_error_t *err)
 {
+    d->handled = false;
     if (d->st.finished)
         return GB_DAEMON_FINISHED;
     if (d->stopped)
@@ -842,38 +841,116 @@ int gb_daemon_step(gb_daemon_t *d, int timeout_ms, gb_error_t *err)
     if (d->o.give_up_s && !d->st.connected && gb_time_now() - d->away_since >= d->o.give_up_s)
         return gb_error_set(err, GB_ECLOSED, "no session with the coordinator at %s for %d s "
                             "(the give-up time); giving up", d->endpoint, d->o.give_up_s);
-    double end = timeout_ms < 0 ? 1e300 : gb_time_now() + timeout_ms / 1000.0;
-    bool handled = false;
     for (;;) {
         int rc = s_service(d, err);
         if (rc != 0)
             return rc;
-        double now = gb_time_now();
-        int wait_ms = 0;
-        if (!handled) {
-            double wait = end - now, timer = s_next_timer(d, now);
-            if (timer < wait)
-                wait = timer;
-            /* the link's poll may overrun its wait by a millisecond; a wait
-             * of "forever" (no timer before Welcome) is cut to a second */
-            if (wait > 1.0)
-                wait = 1.0;
-            wait_ms = wait <= 0.001 ? 0 : (int)(wait * 1000.0) - 1;
-        }
         gb_link_event_t ev;
-        if ((rc = gb_link_client_poll(d->link, wait_ms, &ev, err)) != 0)
+        if ((rc = gb_link_client_poll(d->link, 0, &ev, err)) != 0)
             return rc;
-        if (ev.kind != GB_LINK_EV_NONE) {
-            if ((rc = s_on_event(d, &ev, err)) != 0)
-                return rc;
-            handled = true;
-            continue;
+        if (ev.kind == GB_LINK_EV_NONE)
+            return s_service(d, err);
+        if ((rc = s_on_event(d, &ev, err)) != 0)
+            return rc;
+        d->handled = true;
+    }
+}
+
+/* The source callbacks (net/event_loop.h): what the daemon waits on, and a
+ * step when any of it came. */
+static int s_fill(void *arg, zmq_pollitem_t *items, int cap, double *deadline)
+{
+    const gb_daemon_t *d = arg;
+    *deadline = gb_daemon_next_deadline(d);
+    return gb_daemon_poll_items(d, items, cap);
+}
+
+static void s_on_ready(gb_event_loop_t *loop, uint64_t id, void *arg)
+{
+    (void)loop;
+    (void)id;
+    gb_daemon_t *d = arg;
+    gb_error_t err = {0};
+    int rc = s_step_now(d, &err);
+    if (rc == 0)
+        return;
+    if (rc < 0 && !err.code)
+        err.code = rc;
+    gb_daemon_done_fn done = d->done;
+    void *done_arg = d->done_arg;
+    gb_daemon_detach(d); /* before done, which may stop or destroy the daemon */
+    if (done)
+        done(done_arg, d, rc, &err);
+}
+
+static void s_on_own_ready(gb_event_loop_t *loop, uint64_t id, void *arg)
+{
+    (void)loop;
+    (void)id;
+    gb_daemon_t *d = arg;
+    d->own_rc = s_step_now(d, d->own_err);
+}
+
+int gb_daemon_attach(gb_daemon_t *d, gb_event_loop_t *loop, gb_daemon_done_fn done, void *arg,
+                     gb_error_t *err)
+{
+    if (d->source)
+        return gb_error_set(err, GB_EINVAL, "daemon %s: already attached to a loop",
+                            d->client_name);
+    uint64_t id = gb_event_loop_add_source(loop, GB_DAEMON_POLL_ITEMS, s_fill, s_on_ready, d, err);
+    if (!id)
+        return err && err->code ? err->code : GB_ENOMEM;
+    d->loop = loop;
+    d->source = id;
+    d->done = done;
+    d->done_arg = arg;
+    return 0;
+}
+
+void gb_daemon_detach(gb_daemon_t *d)
+{
+    if (!d->source)
+        return;
+    gb_event_loop_remove(d->loop, d->source);
+    d->loop = NULL;
+    d->source = 0;
+    d->done = NULL;
+    d->done_arg = NULL;
+}
+
+int gb_daemon_step(gb_daemon_t *d, int timeout_ms, gb_error_t *err)
+{
+    int rc = s_step_now(d, err);
+    if (rc != 0 || d->handled || timeout_ms == 0 || d->stopped)
+        return rc;
+    /* Wait on the daemon's own loop, its only source: until an event was
+     * handled (the step returns after draining what came with it) or the
+     * time is up. The loop sleeps until the daemon's nearest deadline. */
+    if (!d->own_loop) {
+        if (!(d->own_loop = gb_event_loop_new(err)))
+            return err && err->code ? err->code : GB_ENOMEM;
+        d->own_source =
+            gb_event_loop_add_source(d->own_loop, GB_DAEMON_POLL_ITEMS, s_fill, s_on_own_ready,
+                                     d, err);
+        if (!d->own_source) {
+            gb_event_loop_destroy(&d->own_loop);
+            return err && err->code ? err->code : GB_ENOMEM;
         }
-        if (handled || gb_time_now() >= end) {
-            if ((rc = s_service(d, err)) != 0)
-                return rc;
-            return 0;
-        }
+    }
+    double end = timeout_ms < 0 ? HUGE_VAL : gb_time_now() + timeout_ms / 1000.0;
+    d->own_err = err;
+    for (;;) {
+        double left = end - gb_time_now();
+        int wait_ms = timeout_ms < 0 ? -1 : left <= 0 ? 0 : (int)ceil(left * 1000.0);
+        d->own_rc = 0;
+        d->handled = false;
+        rc = gb_event_loop_run_once(d->own_loop, wait_ms, err);
+        if (rc < 0)
+            return rc;
+        if (d->own_rc != 0 || d->handled)
+            return d->own_rc;
+        if (gb_time_now() >= end)
+            return s_step_now(d, err); /* the timers that came with the end */
     }
 }
 

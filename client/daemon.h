@@ -11,9 +11,9 @@
  * a run queue (daemon_worker.h) whose thread trains. No globals: a process
  * may run many daemons (`--virtual N`), each with its own identity, socket
  * and data; those share one run queue, so one task of theirs trains at a
- * time, and one thread waits on all their sockets in one poll
- * (gb_daemon_poll_items, gb_daemon_next_deadline) instead of each daemon
- * waiting in a gb_daemon_step of its own.
+ * time, and one thread waits on all their sockets in one poll (each daemon
+ * a source of the process's event loop, gb_daemon_attach) instead of each
+ * daemon waiting in a gb_daemon_step of its own.
  *
  * On every new session: the conversation is reset and Join is sent
  * (protocol range, client_name, software_version "glassbox " GLASSBOX_VERSION,
@@ -70,6 +70,7 @@
 #include "data/dataset.h"
 #include "glassbox.pb-c.h"
 #include "net/envelope.h"
+#include "net/event_loop.h"
 #include "task_runner.h"
 #include "util/error.h"
 
@@ -213,7 +214,10 @@ void gb_daemon_destroy(gb_daemon_t **d);
  * waits for the worker. Returns 0, GB_DAEMON_FINISHED once the federation has
  * finished (and on every later call), or a negative gb_err: GB_EPROTO when
  * the coordinator refused Join's protocol versions, GB_ENOMEM, or a failure
- * of the socket itself (err filled). */
+ * of the socket itself (err filled). A step that waits waits on the daemon's
+ * own event loop (net/event_loop.h, made on the first such call), which
+ * sleeps until the daemon's nearest deadline; a process with many daemons
+ * attaches them to its one loop instead (gb_daemon_attach). */
 int gb_daemon_step(gb_daemon_t *d, int timeout_ms, gb_error_t *err) GB_MUST_CHECK;
 
 /* For a caller that drives many daemons from one thread: fills up to cap
@@ -226,6 +230,25 @@ int gb_daemon_step(gb_daemon_t *d, int timeout_ms, gb_error_t *err) GB_MUST_CHEC
  * gb_daemon_step(d, 0, err); between such calls the daemon needs nothing.
  * The sockets are borrowed: do not read, write or close them. */
 int gb_daemon_poll_items(const gb_daemon_t *d, zmq_pollitem_t *items, int cap);
+
+/* Told that a step the loop made ended the daemon: rc is GB_DAEMON_FINISHED
+ * (the federation finished) or a negative gb_err with err saying why (as
+ * gb_daemon_step's). The daemon is detached already; the callback may stop
+ * or destroy it. */
+typedef void (*gb_daemon_done_fn)(void *arg, gb_daemon_t *d, int rc, const gb_error_t *err);
+
+/* Joins the daemon to the process's event loop (net/event_loop.h) as one
+ * source: the loop polls its items with everything else and steps it
+ * (gb_daemon_step(d, 0, ...)) whenever one is ready or
+ * gb_daemon_next_deadline has come; when such a step ends the daemon, it is
+ * detached and done (may be NULL) is called. The loop is borrowed and must
+ * outlive the attachment; gb_daemon_destroy detaches. Returns 0, GB_EINVAL
+ * when already attached, or GB_ENOMEM (err filled). */
+int gb_daemon_attach(gb_daemon_t *d, gb_event_loop_t *loop, gb_daemon_done_fn done, void *arg,
+                     gb_error_t *err) GB_MUST_CHECK;
+
+/* Leaves the loop it was attached to; nothing if not attached. */
+void gb_daemon_detach(gb_daemon_t *d);
 
 /* When the daemon must be stepped even if none of its items is ready, on
  * gb_time_now's clock: the earliest of the link's timers (reconnection,

@@ -9,13 +9,15 @@
  * Each daemon's report goes through a small per-client record that adds the
  * client's name, since the daemon only knows its report argument.
  *
- * The step is one zmq_poll over every active daemon's items and the shared
- * run queue's descriptor, for as long as the nearest deadline of any daemon
- * allows; then only the daemons with a ready item or a deadline that came
- * are stepped, each with timeout 0. The older loop gave each daemon a slice
- * of a 20 ms step in turn, and a slice under 2 ms polled without waiting:
- * 20 idle clients kept a core busy. The item array is made once, for the
- * most items the daemons can ask for. */
+ * The process has one event loop (net/event_loop.h): the shared run queue's
+ * descriptor is registered first (drained before any daemon looks at its
+ * worker) and every daemon is a source of it (gb_daemon_attach), so a step
+ * is one zmq_poll over every active daemon's items and the queue, for as
+ * long as the nearest deadline of any daemon allows; then only the daemons
+ * with a ready item or a deadline that came are stepped, each with timeout
+ * 0. The older loop gave each daemon a slice of a 20 ms step in turn, and a
+ * slice under 2 ms polled without waiting: 20 idle clients kept a core
+ * busy. */
 #include "virtual_clients.h"
 
 #include <errno.h>
@@ -43,9 +45,6 @@ typedef struct {
     gb_dataset_t *test;    /* its test slice when the test split is cut (owned) */
     bool done;             /* finished, failed or stopped: no longer stepped */
     bool failed;           /* its daemon failed (error says why, if memory allowed) */
-    int first_item;        /* its first item in the owner's poll array, this step */
-    int n_items;           /* how many it has there */
-    double deadline;       /* gb_daemon_next_deadline before this step's poll */
 } s_client_t;
 
 struct gb_virtual {
@@ -58,8 +57,9 @@ struct gb_virtual {
     int32_t *dealt_owner;        /* dealt: the owner of every training sample under the cut
                                     the shards named so far (all name the same one) */
     char dealt_key[128];         /* that cut: partition, clients and seed */
-    zmq_pollitem_t *items;       /* the step's poll array: GB_DAEMON_POLL_ITEMS a client,
-                                    and the queue's descriptor */
+    gb_event_loop_t *loop;       /* the process's loop: the queue's descriptor, then every
+                                    active daemon as a source */
+    int active;                  /* daemons not yet finished, failed or stopped */
     int count;                   /* clients made */
     int failed;                  /* clients with an error */
     gb_virtual_report_fn report; /* the caller's report */
@@ -236,12 +236,12 @@ void gb_virtual_destroy(gb_virtual_t **pv)
         return;
     gb_virtual_t *v = *pv;
     for (int i = 0; i < v->count; i++)
-        s_client_free(&v->clients[i]);
+        s_client_free(&v->clients[i]); /* each daemon leaves the loop */
+    gb_event_loop_destroy(&v->loop);
     gb_daemon_queue_destroy(&v->queue); /* after the daemons, whose workers it serves */
     gb_task_engine_destroy(&v->engine); /* after the runners that borrow it */
     gb_free(v->dealt_owner);
     gb_free(v->clients);
-    gb_free(v->items);
     gb_free(v);
     *pv = NULL;
 }
@@ -266,6 +266,9 @@ static int s_cut(const gb_virtual_options_t *o, const gb_dataset_t *ds, bool tra
     return rc;
 }
 
+static void s_on_done(void *arg, gb_daemon_t *d, int rc, const gb_error_t *err);
+static void s_on_queue(gb_event_loop_t *loop, uint64_t id, short revents, void *arg);
+
 gb_virtual_t *gb_virtual_new(const gb_virtual_options_t *o, gb_error_t *err)
 {
     gb_error_t scratch = {0};
@@ -278,21 +281,19 @@ gb_virtual_t *gb_virtual_new(const gb_virtual_options_t *o, gb_error_t *err)
         return NULL;
     }
     gb_virtual_t *v = gb_calloc(1, sizeof *v);
-    if (v) {
+    if (v)
         v->clients = gb_calloc((size_t)o->count, sizeof *v->clients);
-        v->items = gb_calloc((size_t)o->count * GB_DAEMON_POLL_ITEMS + 1, sizeof *v->items);
-    }
-    if (!v || !v->clients || !v->items) {
-        if (v) {
-            gb_free(v->clients);
-            gb_free(v->items);
-        }
+    if (!v || !v->clients) {
         gb_free(v);
         gb_error_set(err, GB_ENOMEM, "virtual clients: out of memory");
         return NULL;
     }
     v->count = o->count;
-    if (!(v->queue = gb_daemon_queue_new(err)) || !(v->engine = gb_task_engine_new(err)))
+    if (!(v->queue = gb_daemon_queue_new(err)) || !(v->engine = gb_task_engine_new(err)) ||
+        !(v->loop = gb_event_loop_new(err)))
+        goto fail;
+    if (!gb_event_loop_add_fd(v->loop, gb_daemon_queue_fd(v->queue), ZMQ_POLLIN, s_on_queue, v,
+                              err))
         goto fail;
     v->report = o->report;
     v->report_arg = o->report_arg;
@@ -340,6 +341,9 @@ gb_virtual_t *gb_virtual_new(const gb_virtual_options_t *o, gb_error_t *err)
             gb_error_prefix(err, err->code ? err->code : GB_EINVAL, "%s: ", c->name);
             goto fail;
         }
+        if (gb_daemon_attach(c->daemon, v->loop, s_on_done, c, err))
+            goto fail;
+        v->active++;
     }
     return v;
 fail:
@@ -352,76 +356,52 @@ static void s_fail(s_client_t *c, const gb_error_t *err)
     c->done = c->failed = true;
     c->error = gb_strdup(err->msg[0] ? err->msg : gb_strerror(err->code));
     c->owner->failed++;
+    c->owner->active--;
     gb_log_error("%s: %s", c->name, c->error ? c->error : "failed");
 }
 
-/* Steps one daemon with nothing left to wait for; stops it when it is over. */
-static void s_step_client(s_client_t *c)
+/* A step the loop made ended a daemon (it has left the loop): stop it. */
+static void s_on_done(void *arg, gb_daemon_t *d, int rc, const gb_error_t *err)
 {
-    gb_error_t err = {0};
-    int s = gb_daemon_step(c->daemon, 0, &err);
-    if (s == GB_DAEMON_FINISHED) {
+    s_client_t *c = arg;
+    if (rc == GB_DAEMON_FINISHED) {
         c->done = true;
+        c->owner->active--;
         gb_log_info("%s: the federation has finished", c->name);
-        gb_daemon_stop(c->daemon, S_LINGER_MS);
-    } else if (s < 0) {
-        if (!err.code)
-            err.code = s;
-        s_fail(c, &err);
-        gb_daemon_stop(c->daemon, S_LINGER_MS);
+    } else {
+        s_fail(c, err);
     }
+    gb_daemon_stop(d, S_LINGER_MS);
+}
+
+/* The shared run queue said a task finished: drained here, before the
+ * daemons (sources, dispatched after descriptors) look at their workers. */
+static void s_on_queue(gb_event_loop_t *loop, uint64_t id, short revents, void *arg)
+{
+    (void)loop;
+    (void)id;
+    (void)revents;
+    gb_virtual_t *v = arg;
+    gb_daemon_queue_drain(v->queue);
 }
 
 int gb_virtual_step(gb_virtual_t *v, int timeout_ms)
 {
-    double now = gb_time_now();
-    double next = timeout_ms < 0 ? HUGE_VAL : now + timeout_ms / 1000.0;
-    int n = 0, active = 0;
-    for (int i = 0; i < v->count; i++) {
-        s_client_t *c = &v->clients[i];
-        if (c->done)
-            continue;
-        active++;
-        c->first_item = n;
-        c->n_items = gb_daemon_poll_items(c->daemon, v->items + n, GB_DAEMON_POLL_ITEMS);
-        n += c->n_items;
-        c->deadline = gb_daemon_next_deadline(c->daemon);
-        if (c->deadline < next)
-            next = c->deadline;
-    }
-    if (!active)
+    if (!v->active)
         return GB_DAEMON_FINISHED;
-    int queue_item = n;
-    v->items[n++] = (zmq_pollitem_t){.fd = gb_daemon_queue_fd(v->queue), .events = ZMQ_POLLIN};
-    /* Rounded up: a poll that wakes a little before the deadline would find
-     * nothing due and poll again at once, a spin of up to a millisecond. */
-    long wait_ms = next == HUGE_VAL ? -1 : next <= now ? 0 : (long)ceil((next - now) * 1000.0);
-    if (zmq_poll(v->items, n, wait_ms) < 0) {
-        if (errno == EINTR)
-            return 0; /* a signal: the caller looks at its flag */
-        gb_error_t err = {0};
-        gb_error_set(&err, GB_EIO, "poll failed: %s", zmq_strerror(errno));
-        for (int i = 0; i < v->count; i++)
-            if (!v->clients[i].done) {
-                s_fail(&v->clients[i], &err);
-                gb_daemon_stop(v->clients[i].daemon, 0);
+    gb_error_t err = {0};
+    if (gb_event_loop_run_once(v->loop, timeout_ms, &err) < 0) {
+        for (int i = 0; i < v->count; i++) {
+            s_client_t *c = &v->clients[i];
+            if (!c->done) {
+                gb_daemon_detach(c->daemon);
+                s_fail(c, &err);
+                gb_daemon_stop(c->daemon, 0);
             }
+        }
         return GB_DAEMON_FINISHED;
     }
-    if (v->items[queue_item].revents)
-        gb_daemon_queue_drain(v->queue); /* before the steps look at their workers */
-    now = gb_time_now();
-    for (int i = 0; i < v->count; i++) {
-        s_client_t *c = &v->clients[i];
-        if (c->done)
-            continue;
-        bool due = c->deadline <= now;
-        for (int k = c->first_item; !due && k < c->first_item + c->n_items; k++)
-            due = v->items[k].revents != 0;
-        if (due)
-            s_step_client(c);
-    }
-    return 0;
+    return v->active ? 0 : GB_DAEMON_FINISHED;
 }
 
 void gb_virtual_stop(gb_virtual_t *v, int linger_ms)
@@ -434,7 +414,9 @@ void gb_virtual_stop(gb_virtual_t *v, int linger_ms)
         s_client_t *c = &v->clients[i];
         if (!c->done) {
             double left = (until - gb_time_now()) * 1000.0;
+            gb_daemon_detach(c->daemon);
             gb_daemon_stop(c->daemon, left > 0 ? (int)left : 0);
+            v->active--;
         }
         c->done = true;
     }

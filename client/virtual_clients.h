@@ -91,8 +91,9 @@ gb_virtual_t *gb_virtual_new(const gb_virtual_options_t *opts, gb_error_t *err);
  * invocation before it loads any data. Needs data, cert_dir and count. */
 int gb_virtual_check(const gb_virtual_options_t *opts, gb_error_t *err) GB_MUST_CHECK;
 
-/* Waits up to timeout_ms (0: not at all; -1: until something happens) in
- * one poll over every active daemon's sockets and the run queue, cut short
+/* One turn of the process's event loop (net/event_loop.h): waits up to
+ * timeout_ms (0: not at all; -1: until something happens) in one poll over
+ * every active daemon's sockets and the run queue, cut short
  * by the nearest deadline of any daemon (gb_daemon_next_deadline) or a
  * signal, then steps every daemon with a ready socket, a finished task or a
  * deadline that came. Returns 0 while any daemon is still running,

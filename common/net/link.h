@@ -148,6 +148,12 @@ void gb_link_server_close(gb_link_server_t *srv, uint64_t session);
  * (GB_ENOMEM) with the sessions not yet checked left as they were. */
 int gb_link_server_recheck(gb_link_server_t *srv, gb_error_t *err) GB_MUST_CHECK;
 
+/* For tests: sets the generation the next handle is made from (the high 32
+ * bits of a handle; the low 32 are its slot), so a test can reach the wrap
+ * of the counter without 2^32 handshakes. A wrapped generation skips 0, so
+ * no handle is ever 0 (the free-slot mark). */
+void gb_link_server_test_set_generation(gb_link_server_t *srv, uint32_t generation);
+
 /* Sessions held now, and of those how many are still in their handshake. */
 int gb_link_server_sessions(const gb_link_server_t *srv);
 int gb_link_server_handshakes(const gb_link_server_t *srv);

@@ -25,6 +25,7 @@
 #include <openssl/rand.h>
 #include <zmq.h>
 
+#include "net/event_loop.h"
 #include "net/link_frame.h"
 #include "util/alloc.h"
 #include "util/log.h"
@@ -57,6 +58,7 @@ struct gb_link_client {
     bool pending;            /* an event waits in `event` */
     gb_link_event_t event;   /* a connected or disconnected event */
     char peer[256];          /* the coordinator's name, once verified */
+    gb_event_loop_t *loop;   /* a waiting poll's loop (made on the first such poll) */
 };
 
 static uint64_t s_random_id(void)
@@ -349,6 +351,7 @@ void gb_link_client_destroy(gb_link_client_t **pcli)
     if (!pcli || !*pcli)
         return;
     gb_link_client_t *cli = *pcli;
+    gb_event_loop_destroy(&cli->loop);
     gb_channel_destroy(&cli->ch);
     /* Stop the monitor while our end of its PAIR is still open: ZeroMQ's I/O
      * thread sends each event with a blocking send while holding the
@@ -366,11 +369,13 @@ void gb_link_client_destroy(gb_link_client_t **pcli)
     *pcli = NULL;
 }
 
-int gb_link_client_poll(gb_link_client_t *cli, int timeout_ms, gb_link_event_t *ev,
-                        gb_error_t *err)
+/* Everything the link can do without waiting: an event already made, the
+ * next message of the channel, the timers (a reconnection due, a
+ * handshake's timeout), the outbox, the monitor and every frame the socket
+ * holds. Returns 0 with ev->kind GB_LINK_EV_NONE when nothing is left. */
+static int s_poll_now(gb_link_client_t *cli, gb_link_event_t *ev, gb_error_t *err)
 {
     memset(ev, 0, sizeof *ev);
-    double deadline = gb_time_now() + (timeout_ms < 0 ? 1e18 : timeout_ms / 1000.0);
     for (;;) {
         if (cli->pending) {
             *ev = cli->event;
@@ -384,7 +389,7 @@ int gb_link_client_poll(gb_link_client_t *cli, int timeout_ms, gb_link_event_t *
         double now = gb_time_now();
         if (cli->state == S_WAITING && now >= cli->next_attempt)
             s_start(cli);
-        bool flushed = s_flush(cli);
+        s_flush(cli);
         if (cli->state == S_HANDSHAKE &&
             now - cli->started > cli->o.handshake_timeout_ms / 1000.0) {
             gb_log_warn("link: no handshake with %s in %d ms; retrying", cli->server_name,
@@ -408,26 +413,52 @@ int gb_link_client_poll(gb_link_client_t *cli, int timeout_ms, gb_link_event_t *
             gb_error_clear(err);
             continue;
         }
-        if (rc < 0)
-            return rc;
-        now = gb_time_now();
-        if (now >= deadline)
+        return rc; /* 0: nothing more now */
+    }
+}
+
+/* The link as the one source of its own loop: its items (POLLOUT while the
+ * outbox waits for room) and its nearest timer. Ready needs nothing: the
+ * poll looks again after every turn. */
+static int s_fill(void *arg, zmq_pollitem_t *items, int cap, double *deadline)
+{
+    const gb_link_client_t *cli = arg;
+    *deadline = gb_link_client_next_deadline(cli);
+    return gb_link_client_poll_items(cli, items, cap);
+}
+
+static void s_ready(gb_event_loop_t *loop, uint64_t id, void *arg)
+{
+    (void)loop;
+    (void)id;
+    (void)arg;
+}
+
+int gb_link_client_poll(gb_link_client_t *cli, int timeout_ms, gb_link_event_t *ev,
+                        gb_error_t *err)
+{
+    int rc = s_poll_now(cli, ev, err);
+    if (rc != 0 || ev->kind != GB_LINK_EV_NONE || timeout_ms == 0)
+        return rc;
+    if (!cli->loop) {
+        if (!(cli->loop = gb_event_loop_new(err)))
+            return GB_ENOMEM;
+        if (!gb_event_loop_add_source(cli->loop, GB_LINK_CLIENT_POLL_ITEMS, s_fill, s_ready, cli,
+                                      err)) {
+            gb_event_loop_destroy(&cli->loop);
+            return GB_ENOMEM;
+        }
+    }
+    double end = timeout_ms < 0 ? HUGE_VAL : gb_time_now() + timeout_ms / 1000.0;
+    for (;;) {
+        double left = end - gb_time_now();
+        if (left <= 0)
             return 0;
-        double wait = deadline - now;
-        if (cli->state == S_WAITING && cli->next_attempt - now < wait)
-            wait = cli->next_attempt - now;
-        if (cli->state == S_HANDSHAKE && cli->started + cli->o.handshake_timeout_ms / 1000.0 -
-                                                 now < wait)
-            wait = cli->started + cli->o.handshake_timeout_ms / 1000.0 - now;
-        if (!flushed && wait > S_BLOCKED_RETRY_MS / 1000.0)
-            wait = S_BLOCKED_RETRY_MS / 1000.0;
-        if (wait < 0)
-            wait = 0;
-        zmq_pollitem_t items[2] = {{.socket = cli->sock, .events = ZMQ_POLLIN},
-                                   {.socket = cli->monitor, .events = ZMQ_POLLIN}};
-        if (zmq_poll(items, 2, (long)(wait * 1000.0) + 1) < 0 && errno != EINTR)
-            return gb_error_set(err, GB_EIO, "link client: poll failed: %s",
-                                zmq_strerror(errno));
+        int wait_ms = timeout_ms < 0 ? -1 : (int)ceil(left * 1000.0);
+        if ((rc = gb_event_loop_run_once(cli->loop, wait_ms, err)) < 0)
+            return gb_error_prefix(err, rc, "link client: ");
+        if ((rc = s_poll_now(cli, ev, err)) != 0 || ev->kind != GB_LINK_EV_NONE)
+            return rc;
     }
 }
 

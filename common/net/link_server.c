@@ -15,11 +15,13 @@
 #include "net/link.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
 #include <zmq.h>
 
+#include "net/event_loop.h"
 #include "net/fd_guard.h"
 #include "net/link_frame.h"
 #include "util/alloc.h"
@@ -93,6 +95,7 @@ struct gb_link_server {
     int *hs;                   /* slots of the sessions in their handshake (handshakes) */
     gb_log_limiter_t peer_log; /* budget of the log lines peers cause */
     double next_log_report;    /* when the lines held back are reported next */
+    gb_event_loop_t *loop;     /* a waiting poll's loop (made on the first such poll) */
 };
 
 /* Bytes on the link, counted per frame (header and payload, not ZeroMQ's
@@ -698,6 +701,7 @@ void gb_link_server_destroy(gb_link_server_t **psrv)
     if (!psrv || !*psrv)
         return;
     gb_link_server_t *srv = *psrv;
+    gb_event_loop_destroy(&srv->loop);
     uint64_t held = gb_log_limit_take_suppressed(&srv->peer_log);
     if (held)
         gb_log_warn("link: %llu more log lines about misbehaving peers held back since the "
@@ -728,11 +732,13 @@ const char *gb_link_server_endpoint(const gb_link_server_t *srv)
     return srv->endpoint;
 }
 
-int gb_link_server_poll(gb_link_server_t *srv, int timeout_ms, gb_link_event_t *ev,
-                        gb_error_t *err)
+/* Everything the server can do without waiting: pending events, the
+ * cursor's next message, blocked sessions' retries, the timers, the
+ * descriptor guard and every frame the socket holds. Returns 0 with
+ * ev->kind GB_LINK_EV_NONE when nothing is left. */
+static int s_poll_now(gb_link_server_t *srv, gb_link_event_t *ev, gb_error_t *err)
 {
     memset(ev, 0, sizeof *ev);
-    double deadline = gb_time_now() + (timeout_ms < 0 ? 1e18 : timeout_ms / 1000.0);
     for (;;) {
         if (s_pop_event(srv, ev) || s_take_message(srv, ev))
             return 0;
@@ -759,24 +765,61 @@ int gb_link_server_poll(gb_link_server_t *srv, int timeout_ms, gb_link_event_t *
             gb_error_clear(err);
             continue;
         }
-        if (rc < 0)
-            return rc;
-        double now = gb_time_now();
-        if (now >= deadline)
+        return rc; /* 0: nothing more now */
+    }
+}
+
+/* The server as the one source of its own loop: the ROUTER and the guard's
+ * socket, and the nearest of its periodic duties: the timeout scan while it
+ * holds sessions, the retry of blocked sessions (a ROUTER always says it has
+ * room, so POLLOUT cannot tell), the descriptor guard's check. */
+static int s_fill(void *arg, zmq_pollitem_t *items, int cap, double *deadline)
+{
+    const gb_link_server_t *srv = arg;
+    double now = gb_time_now(), t = now + GB_FD_GUARD_PERIOD_S;
+    if (srv->count && now + S_TIMER_PERIOD < t)
+        t = now + S_TIMER_PERIOD;
+    if (srv->blocked && now + S_BLOCKED_RETRY_MS / 1000.0 < t)
+        t = now + S_BLOCKED_RETRY_MS / 1000.0;
+    *deadline = t;
+    if (cap < 2)
+        return 0;
+    items[0] = (zmq_pollitem_t){.socket = srv->sock, .events = ZMQ_POLLIN};
+    items[1] = (zmq_pollitem_t){.socket = gb_fd_guard_socket(srv->guard), .events = ZMQ_POLLIN};
+    return 2;
+}
+
+static void s_ready(gb_event_loop_t *loop, uint64_t id, void *arg)
+{
+    (void)loop;
+    (void)id;
+    (void)arg; /* the poll looks again after every turn */
+}
+
+int gb_link_server_poll(gb_link_server_t *srv, int timeout_ms, gb_link_event_t *ev,
+                        gb_error_t *err)
+{
+    int rc = s_poll_now(srv, ev, err);
+    if (rc != 0 || ev->kind != GB_LINK_EV_NONE || timeout_ms == 0)
+        return rc;
+    if (!srv->loop) {
+        if (!(srv->loop = gb_event_loop_new(err)))
+            return GB_ENOMEM;
+        if (!gb_event_loop_add_source(srv->loop, 2, s_fill, s_ready, srv, err)) {
+            gb_event_loop_destroy(&srv->loop);
+            return GB_ENOMEM;
+        }
+    }
+    double end = timeout_ms < 0 ? HUGE_VAL : gb_time_now() + timeout_ms / 1000.0;
+    for (;;) {
+        double left = end - gb_time_now();
+        if (left <= 0)
             return 0;
-        double wait = deadline - now;
-        if (srv->count && wait > S_TIMER_PERIOD)
-            wait = S_TIMER_PERIOD;
-        if (srv->blocked && wait > S_BLOCKED_RETRY_MS / 1000.0)
-            wait = S_BLOCKED_RETRY_MS / 1000.0;
-        if (wait > GB_FD_GUARD_PERIOD_S)
-            wait = GB_FD_GUARD_PERIOD_S;
-        zmq_pollitem_t items[2] = {
-            {.socket = srv->sock, .events = ZMQ_POLLIN},
-            {.socket = gb_fd_guard_socket(srv->guard), .events = ZMQ_POLLIN}};
-        if (zmq_poll(items, 2, (long)(wait * 1000.0) + 1) < 0 && errno != EINTR)
-            return gb_error_set(err, GB_EIO, "link server: poll failed: %s",
-                                zmq_strerror(errno));
+        int wait_ms = timeout_ms < 0 ? -1 : (int)ceil(left * 1000.0);
+        if ((rc = gb_event_loop_run_once(srv->loop, wait_ms, err)) < 0)
+            return gb_error_prefix(err, rc, "link server: ");
+        if ((rc = s_poll_now(srv, ev, err)) != 0 || ev->kind != GB_LINK_EV_NONE)
+            return rc;
     }
 }
 
@@ -840,6 +883,11 @@ int gb_link_server_recheck(gb_link_server_t *srv, gb_error_t *err)
         ended++;
     }
     return ended;
+}
+
+void gb_link_server_test_set_generation(gb_link_server_t *srv, uint32_t generation)
+{
+    srv->generation = generation;
 }
 
 int gb_link_server_sessions(const gb_link_server_t *srv)

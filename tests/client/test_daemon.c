@@ -943,6 +943,62 @@ static void test_poll_items_and_deadline(void **state)
     s_task_free(&task);
 }
 
+/* ---- the daemon as a source of the process's event loop -------------------- */
+
+typedef struct {
+    int calls;     /* done callbacks */
+    int rc;        /* the last one's rc */
+} s_done_t;
+
+static void s_on_done(void *arg, gb_daemon_t *d, int rc, const gb_error_t *err)
+{
+    (void)d;
+    (void)err;
+    s_done_t *done = arg;
+    done->calls++;
+    done->rc = rc;
+}
+
+static void test_attach(void **state)
+{
+    fx_t *f = *state;
+    gb_error_t err = {0};
+    gb_event_loop_t *loop = gb_event_loop_new(&err);
+    assert_non_null(loop);
+    s_done_t done = {0};
+    assert_int_equal(gb_daemon_attach(f->d, loop, s_on_done, &done, &err), 0);
+    assert_int_equal(gb_event_loop_count(loop), 1);
+    assert_int_equal(gb_daemon_attach(f->d, loop, s_on_done, &done, &err), GB_EINVAL);
+    /* the loop alone drives the daemon: joined, heartbeats acknowledged */
+    double end = gb_time_now() + S_WAIT_S;
+    while (!(S(f).welcomed && S(f).heartbeats_acked >= 3)) {
+        assert_true(gb_time_now() < end);
+        assert_int_equal(gb_front_door_step(f->door, 1, &err), 0);
+        assert_true(gb_event_loop_run_once(loop, 2, &err) >= 0);
+    }
+    /* idle between heartbeats (every 20 ms): the loop sleeps until the next */
+    assert_true(gb_event_loop_run_once(loop, -1, &err) >= 0);
+    assert_true(gb_event_loop_last_timeout(loop) >= 0 && gb_event_loop_last_timeout(loop) <= 21);
+    /* the federation finishes: done is told once and the daemon leaves the loop */
+    s_reply(f, "edge-1", GLASSBOX__ERROR_CODE__ERROR_SHUTTING_DOWN, 0, 0);
+    end = gb_time_now() + S_WAIT_S;
+    while (!done.calls) {
+        assert_true(gb_time_now() < end);
+        assert_int_equal(gb_front_door_step(f->door, 1, &err), 0);
+        assert_true(gb_event_loop_run_once(loop, 2, &err) >= 0);
+    }
+    assert_int_equal(done.calls, 1);
+    assert_int_equal(done.rc, GB_DAEMON_FINISHED);
+    assert_int_equal(gb_event_loop_count(loop), 0);
+    gb_daemon_detach(f->d); /* not attached: nothing */
+    /* attach again, then detach by hand */
+    assert_int_equal(gb_daemon_attach(f->d, loop, NULL, NULL, &err), 0);
+    assert_int_equal(gb_event_loop_count(loop), 1);
+    gb_daemon_detach(f->d);
+    assert_int_equal(gb_event_loop_count(loop), 0);
+    gb_event_loop_destroy(&loop);
+}
+
 /* Heartbeats on a grid fall on its multiples; a negative grid is refused. */
 static void test_heartbeat_grid(void **state)
 {
@@ -1408,6 +1464,7 @@ int main(void)
                                         s_teardown),
         cmocka_unit_test_setup_teardown(test_poll_items_and_deadline, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_heartbeat_grid, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_attach, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_link_client_poll_items, s_setup_pki, s_teardown),
         cmocka_unit_test_setup_teardown(test_run_queue, s_setup_pki, s_teardown),
         cmocka_unit_test_setup_teardown(test_shared_queue, s_setup, s_teardown),

@@ -251,6 +251,36 @@ static void test_connect_and_exchange(void **state)
     s_stop(n);
 }
 
+/* The handle's 32-bit generation wraps after 2^32 handshakes; it skips 0,
+ * so the session in slot 0 never gets handle 0 (the free-slot mark, which
+ * gb_link_server_send refuses). */
+static void test_handle_generation_wraps(void **state)
+{
+    fixture_t *f = *state;
+    net_t *n = &f->n;
+    s_start(n, f, &s_fast);
+    gb_link_server_test_set_generation(n->srv, UINT32_MAX - 1);
+    s_add_client(n, f->ctx, f->client_tls);
+    PUMP_UNTIL(n, n->s.connected == 1 && n->c[0].connected, 5000);
+    uint64_t first = n->s.session;
+    assert_int_equal(first >> 32, UINT32_MAX);
+    s_add_client(n, f->ctx, f->client_tls);
+    PUMP_UNTIL(n, n->s.connected == 2 && n->c[1].connected, 5000);
+    uint64_t second = n->s.session;
+    assert_true(second != 0 && second != first);
+    assert_int_equal(second >> 32, 1); /* 0 skipped */
+    /* both sessions work under their handles */
+    gb_error_t err = {0};
+    uint8_t *m = s_message(0, 16);
+    assert_int_equal(gb_link_server_send(n->srv, first, m, 16, &err), 0);
+    assert_int_equal(gb_link_server_send(n->srv, second, m, 16, &err), 0);
+    free(m);
+    PUMP_UNTIL(n, n->c[0].messages == 1 && n->c[1].messages == 1, 5000);
+    assert_int_equal(n->c[0].messages, 1);
+    assert_int_equal(n->c[1].messages, 1);
+    s_stop(n);
+}
+
 static void test_send_before_connected(void **state)
 {
     fixture_t *f = *state;
@@ -765,6 +795,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_connect_and_exchange, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_handle_generation_wraps, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_send_before_connected, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_bind_failure, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_back_pressure, s_setup, s_teardown),
