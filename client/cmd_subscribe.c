@@ -8,7 +8,10 @@
  * validating decoder, refuses a round not newer than the last, and saves
  * round-NNNNNN.pub, round-NNNNNN.sig and coordinator.crt in --out, the files
  * README's openssl recipe checks. Reconnects by itself; a revoked
- * certificate's session is ended by the coordinator and never comes back. */
+ * certificate's session is ended by the coordinator and never comes back.
+ * With --pub it listens to the coordinator's PUB socket instead (serve
+ * --publish; public, so no certificate of its own), net/publish.h's
+ * subscriber doing the same checks. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
@@ -22,6 +25,7 @@
 #include "net/envelope.h"
 #include "net/link.h"
 #include "net/pki.h"
+#include "net/publish.h"
 #include "net/publication.h"
 #include "net/signing.h"
 #include "util/alloc.h"
@@ -84,6 +88,36 @@ static void s_heartbeat(gb_conversation_t *conv, gb_link_client_t *link)
         gb_log_debug("subscribe: heartbeat not sent: %s", err.msg);
 }
 
+/* Saves one verified publication p (its packed bytes pub[0..pub_len), as
+ * signed in sp): the signer's certificate and the publication first, the
+ * signature last, as the coordinator writes them. */
+static void s_save(s_sub_t *sub, const Glassbox__Publication *p, const uint8_t *pub,
+                   size_t pub_len, const Glassbox__SignedPublication *sp)
+{
+    gb_error_t err = {0};
+    X509 *cert = NULL;
+    char pub_path[4096], sig_path[4096], crt_path[4096];
+    snprintf(pub_path, sizeof pub_path, "%s/round-%06" PRIu64 ".pub", sub->out_dir, p->round);
+    snprintf(sig_path, sizeof sig_path, "%s/round-%06" PRIu64 ".sig", sub->out_dir, p->round);
+    snprintf(crt_path, sizeof crt_path, "%s/coordinator.crt", sub->out_dir);
+    if (!(cert = gb_pki_cert_from_der(sp->signer_certificate.data, sp->signer_certificate.len,
+                                      &err)) ||
+        gb_pki_cert_save(crt_path, cert, &err) != 0 ||
+        gb_file_write_atomic(pub_path, pub, pub_len, 0644, &err) != 0 ||
+        gb_file_write_atomic(sig_path, sp->signature.data, sp->signature.len, 0644, &err) != 0) {
+        gb_log_error("subscribe: round %" PRIu64 " not saved: %s", p->round, err.msg);
+        X509_free(cert);
+        return;
+    }
+    X509_free(cert);
+    sub->last_round = p->round;
+    sub->saved++;
+    printf("round %" PRIu64 ": verified (signed by the coordinator), %u participants, %s; "
+           "saved %s\n", p->round, p->participants, p->aggregator ? p->aggregator : "?",
+           pub_path);
+    fflush(stdout);
+}
+
 /* Verifies, decodes and saves one publication. Refusals are logged and
  * change nothing. */
 static void s_take(s_sub_t *sub, const Glassbox__SignedPublication *sp)
@@ -93,7 +127,6 @@ static void s_take(s_sub_t *sub, const Glassbox__SignedPublication *sp)
     uint8_t *buf = gb_malloc(len ? len : 1), *pub = NULL;
     size_t pub_len = 0;
     Glassbox__Publication *p = NULL;
-    X509 *cert = NULL;
     if (!buf) {
         gb_log_error("subscribe: out of memory for a publication of %zu bytes", len);
         return;
@@ -110,39 +143,70 @@ static void s_take(s_sub_t *sub, const Glassbox__SignedPublication *sp)
                     " was already saved", p->round, sub->last_round);
         goto out;
     }
-    char pub_path[4096], sig_path[4096], crt_path[4096];
-    snprintf(pub_path, sizeof pub_path, "%s/round-%06" PRIu64 ".pub", sub->out_dir, p->round);
-    snprintf(sig_path, sizeof sig_path, "%s/round-%06" PRIu64 ".sig", sub->out_dir, p->round);
-    snprintf(crt_path, sizeof crt_path, "%s/coordinator.crt", sub->out_dir);
-    /* certificate and publication first, signature last, as the coordinator writes them */
-    if (!(cert = gb_pki_cert_from_der(sp->signer_certificate.data, sp->signer_certificate.len,
-                                      &err)) ||
-        gb_pki_cert_save(crt_path, cert, &err) != 0 ||
-        gb_file_write_atomic(pub_path, pub, pub_len, 0644, &err) != 0 ||
-        gb_file_write_atomic(sig_path, sp->signature.data, sp->signature.len, 0644, &err) != 0) {
-        gb_log_error("subscribe: round %" PRIu64 " not saved: %s", p->round, err.msg);
-        goto out;
-    }
-    sub->last_round = p->round;
-    sub->saved++;
-    printf("round %" PRIu64 ": verified (signed by the coordinator), %u participants, %s; "
-           "saved %s\n", p->round, p->participants, p->aggregator ? p->aggregator : "?",
-           pub_path);
-    fflush(stdout);
+    s_save(sub, p, pub, pub_len, sp);
 out:
-    X509_free(cert);
     gb_publication_free(&p);
     gb_free(pub);
     gb_free(buf);
 }
 
+/* --pub: the coordinator's PUB socket (serve --publish), which authenticates
+ * no one, so no certificate of ours is needed: net/publish.h's subscriber
+ * checks each publication (signature, signer, validation, replays) and the
+ * accepted ones are saved like those of the TLS session. Returns the exit
+ * status. */
+static int s_run_pub(const char *pub_endpoint, s_sub_t *sub, int count, int timeout_s)
+{
+    gb_error_t err = {0};
+    void *ctx = zmq_ctx_new();
+    gb_subscriber_t *s = gb_subscriber_new(ctx, pub_endpoint, &sub->trust, &err);
+    int rc = 1;
+    if (!s) {
+        fprintf(stderr, "glassbox-client subscribe: --pub: %s\n", err.msg);
+        goto out;
+    }
+    gb_log_info("subscribe: listening to %s's publications", pub_endpoint);
+    double last_new = gb_time_now();
+    for (;;) {
+        Glassbox__Publication *p = NULL;
+        Glassbox__SignedPublication *sp = NULL;
+        int got = gb_subscriber_poll_signed(s, 200, &p, &sp, &err);
+        if (got < 0) {
+            fprintf(stderr, "glassbox-client subscribe: %s\n", err.msg);
+            goto out;
+        }
+        if (got == 1) {
+            int before = sub->saved;
+            s_save(sub, p, sp->publication.data, sp->publication.len, sp);
+            if (sub->saved > before)
+                last_new = gb_time_now();
+            gb_publication_free(&p);
+            glassbox__signed_publication__free_unpacked(sp, NULL);
+        }
+        if (count && sub->saved >= count) {
+            rc = 0;
+            break;
+        }
+        if (timeout_s && gb_time_now() - last_new > timeout_s) {
+            fprintf(stderr, "glassbox-client subscribe: no new publication in %d s (%d saved)\n",
+                    timeout_s, sub->saved);
+            goto out;
+        }
+    }
+out:
+    gb_subscriber_destroy(&s);
+    zmq_ctx_term(ctx);
+    return rc;
+}
+
 int gb_cmd_subscribe(int argc, char **argv)
 {
     const char *endpoint = NULL, *cert = NULL, *key = NULL, *ca_file = NULL, *crl = NULL;
-    const char *server_name = NULL, *out_dir = NULL;
+    const char *server_name = NULL, *out_dir = NULL, *pub_endpoint = NULL;
     int count = 0, timeout_s = 0;
     gb_arg_t opts[] = {
         {"--coordinator", GB_ARG_STRING, &endpoint, 0, 0, NULL, "tcp://HOST:PORT of the coordinator's client port (required)", false},
+        {"--pub", GB_ARG_STRING, &pub_endpoint, 0, 0, NULL, "tcp://HOST:PORT of the coordinator's PUB socket (serve --publish) instead of --coordinator: no certificate of this client's is needed, every publication is checked the same way", false},
         {"--cert", GB_ARG_STRING, &cert, 0, 0, NULL, "this client's certificate from the federation CA, PEM (required)", false},
         {"--key", GB_ARG_STRING, &key, 0, 0, NULL, "its private key, PEM (required)", false},
         {"--ca-file", GB_ARG_STRING, &ca_file, 0, 0, NULL, "the federation CA certificate, PEM (required)", false},
@@ -162,15 +226,24 @@ int gb_cmd_subscribe(int argc, char **argv)
     }
     if (help) {
         printf("usage: glassbox-client subscribe --coordinator tcp://HOST:7700 --cert C --key K "
-               "--ca-file CA --out DIR [options]\n\n"
+               "--ca-file CA --out DIR [options]\n"
+               "       glassbox-client subscribe --pub tcp://HOST:7701 --ca-file CA --out DIR "
+               "[options]\n\n"
                "Receives the federation's signed publications over a mutual TLS session\n"
-               "(this client's certificate; no tasks are taken), checks each signature and\n"
-               "signer, and saves round-NNNNNN.pub/.sig and coordinator.crt in DIR.\n\n"
+               "(this client's certificate; no tasks are taken), or from the coordinator's\n"
+               "public PUB socket with --pub, checks each signature and signer, and saves\n"
+               "round-NNNNNN.pub/.sig and coordinator.crt in DIR.\n\n"
                "options:\n");
         gb_args_print_help(opts, n_opts);
         return 0;
     }
-    const char *missing = !endpoint ? "--coordinator" : !cert ? "--cert" : !key ? "--key"
+    if (pub_endpoint && endpoint) {
+        fprintf(stderr, "glassbox-client subscribe: --pub and --coordinator exclude each other "
+                        "(see glassbox-client subscribe --help)\n");
+        return 2;
+    }
+    const char *missing = pub_endpoint ? (!ca_file ? "--ca-file" : !out_dir ? "--out" : NULL)
+                        : !endpoint ? "--coordinator or --pub" : !cert ? "--cert" : !key ? "--key"
                         : !ca_file ? "--ca-file" : !out_dir ? "--out" : NULL;
     if (missing) {
         fprintf(stderr, "glassbox-client subscribe: %s is required (see glassbox-client "
@@ -178,12 +251,20 @@ int gb_cmd_subscribe(int argc, char **argv)
         return 2;
     }
     char host[256];
-    if (gb_enroll_endpoint_host(endpoint, host, sizeof host, &err) != 0) {
-        fprintf(stderr, "glassbox-client subscribe: --coordinator: %s\n", err.msg);
+    if (gb_enroll_endpoint_host(pub_endpoint ? pub_endpoint : endpoint, host, sizeof host,
+                                &err) != 0) {
+        fprintf(stderr, "glassbox-client subscribe: %s: %s\n",
+                pub_endpoint ? "--pub" : "--coordinator", err.msg);
         return 2;
     }
     if (!server_name)
         server_name = host;
+    if (pub_endpoint) {
+        s_sub_t psub = {.out_dir = out_dir,
+                        .trust = {.ca_file = ca_file, .crl_file = crl,
+                                  .expected_name = server_name}};
+        return s_run_pub(pub_endpoint, &psub, count, timeout_s);
+    }
     char name[GB_PKI_NAME_MAX + 1];
     X509 *own = gb_pki_cert_load(cert, &err);
     if (!own || gb_pki_cert_name(own, name, &err) != 0) {

@@ -169,7 +169,7 @@ uint64_t gb_subscriber_last_round(const gb_subscriber_t *sub)
 
 /* Checks one received message; returns the Publication or NULL (logged). */
 static Glassbox__Publication *s_check(gb_subscriber_t *sub, zmq_msg_t *topic, zmq_msg_t *body,
-                                      bool complete)
+                                      bool complete, Glassbox__SignedPublication **signed_out)
 {
     gb_error_t err = {0};
     if (!complete || zmq_msg_size(topic) != strlen(GB_PUBLISH_TOPIC) ||
@@ -196,6 +196,15 @@ static Glassbox__Publication *s_check(gb_subscriber_t *sub, zmq_msg_t *topic, zm
         gb_publication_free(&p);
         return NULL;
     }
+    if (signed_out &&
+        !(*signed_out = glassbox__signed_publication__unpack(NULL, zmq_msg_size(body),
+                                                             zmq_msg_data(body)))) {
+        /* it verified, so it parsed once already: only memory can fail here */
+        gb_log_error("subscriber: out of memory for the publication of round %llu",
+                     (unsigned long long)p->round);
+        gb_publication_free(&p);
+        return NULL;
+    }
     if (sub->last_round && p->round > sub->last_round + 1)
         gb_log_info("subscriber: missed rounds %llu..%llu", (unsigned long long)sub->last_round + 1,
                     (unsigned long long)p->round - 1);
@@ -206,7 +215,15 @@ static Glassbox__Publication *s_check(gb_subscriber_t *sub, zmq_msg_t *topic, zm
 int gb_subscriber_poll(gb_subscriber_t *sub, int timeout_ms, Glassbox__Publication **out,
                        gb_error_t *err)
 {
+    return gb_subscriber_poll_signed(sub, timeout_ms, out, NULL, err);
+}
+
+int gb_subscriber_poll_signed(gb_subscriber_t *sub, int timeout_ms, Glassbox__Publication **out,
+                              Glassbox__SignedPublication **signed_out, gb_error_t *err)
+{
     *out = NULL;
+    if (signed_out)
+        *signed_out = NULL;
     double deadline = gb_time_now() + (timeout_ms < 0 ? 1e18 : timeout_ms / 1000.0);
     for (;;) {
         zmq_msg_t topic, body;
@@ -221,7 +238,7 @@ int gb_subscriber_poll(gb_subscriber_t *sub, int timeout_ms, Glassbox__Publicati
                 if (zmq_msg_recv(&body, sub->sock, 0) < 0)
                     break;
             }
-            *out = s_check(sub, &topic, &body, complete);
+            *out = s_check(sub, &topic, &body, complete, signed_out);
             zmq_msg_close(&topic);
             zmq_msg_close(&body);
             if (*out)

@@ -65,6 +65,15 @@ void gb_subscriber_destroy(gb_subscriber_t **sub);
 int gb_subscriber_poll(gb_subscriber_t *sub, int timeout_ms, Glassbox__Publication **out,
                        gb_error_t *err) GB_MUST_CHECK;
 
+/* gb_subscriber_poll that also hands back, for a publication it returns,
+ * the SignedPublication it came in (*signed_out; the caller's, freed with
+ * glassbox__signed_publication__free_unpacked(*signed_out, NULL)): the
+ * packed Publication, signature and signer certificate a subscriber saves
+ * (glassbox-client subscribe --pub). NULL on timeout or error. */
+int gb_subscriber_poll_signed(gb_subscriber_t *sub, int timeout_ms, Glassbox__Publication **out,
+                              Glassbox__SignedPublication **signed_out,
+                              gb_error_t *err) GB_MUST_CHECK;
+
 /* Round of the last publication accepted (0: none yet). */
 uint64_t gb_subscriber_last_round(const gb_subscriber_t *sub);
 

@@ -127,7 +127,7 @@ static int s_setup(void **state)
     gb_ca_t *ca = gb_ca_open(f->ca, &err);
     assert_int_equal(gb_ca_issue(ca, "edge-1", 30, f->clients, &err), 0);
     for (int i = 2; i <= N_CLIENTS; i++) {
-        char name[16];
+        char name[32];
         snprintf(name, sizeof name, "edge-%d", i);
         assert_int_equal(gb_ca_issue(ca, name, 30, f->clients, &err), 0);
     }
@@ -258,7 +258,7 @@ static void s_connect(fixture_t *f, int i)
 static Glassbox__Envelope *s_send_join(fixture_t *f, int i, uint64_t train, uint64_t test)
 {
     Glassbox__Join join = GLASSBOX__JOIN__INIT;
-    char name[16];
+    char name[32];
     snprintf(name, sizeof name, "edge-%d", i + 1);
     join.min_protocol_version = join.max_protocol_version = GB_ENVELOPE_PROTOCOL_VERSION;
     join.client_name = name;

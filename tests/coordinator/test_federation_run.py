@@ -122,7 +122,16 @@ def main():
     sub = zmq.Context.instance().socket(zmq.SUB)
     sub.setsockopt(zmq.SUBSCRIBE, b"")
     sub.connect("tcp://127.0.0.1:%d" % pub_port)
-    time.sleep(0.5)  # the subscription reaches the PUB socket before round 1
+    # glassbox-client subscribe --pub: the same stream, checked and saved by
+    # the client (no certificate of its own: the PUB socket is public)
+    pub_saved = os.path.join(work, "pub-saved")
+    os.mkdir(pub_saved)
+    listener = subprocess.Popen(
+        [CLIENT, "subscribe", "--pub", "tcp://127.0.0.1:%d" % pub_port,
+         "--ca-file", os.path.join(ca, "ca.crt"), "--server-name", "localhost",
+         "--out", pub_saved, "--count", "2", "--timeout", "300"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(0.5)  # the subscriptions reach the PUB socket before round 1
     try:
         ps = clients(work, port)
         rounds, tasks = finish(server, ps)
@@ -164,6 +173,15 @@ def main():
     assert len(got[1].explanation_distance) == N
     assert got[1].model.param_count > 50000  # LeNet
     print("publications on the PUB socket: ok")
+    lout, lerr = listener.communicate(timeout=60)
+    assert listener.returncode == 0, (listener.returncode, lerr)
+    assert "round 2: verified" in lout, lout
+    for r in (1, 2):
+        pub_file = os.path.join(pub_saved, "round-%06d.pub" % r)
+        verify(open(os.path.join(pub_saved, "coordinator.crt"), "rb").read(),
+               open(pub_file, "rb").read(),
+               open(os.path.join(pub_saved, "round-%06d.sig" % r), "rb").read())
+    print("subscribe --pub: ok")
 
     out = os.path.join(work, "out")
     pub, sig = os.path.join(out, "round-000002.pub"), os.path.join(out, "round-000002.sig")
