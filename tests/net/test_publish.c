@@ -193,6 +193,27 @@ static void test_publish_and_replay(void **state)
     assert_true(p->round == got + 5);
     assert_string_equal(p->explanation_distance[1]->key, "Bob-2");
     gb_publication_free(&p);
+
+    /* poll_signed: the accepted publication with the message it came in,
+     * whose bytes are exactly what was signed and sent; a replay still
+     * yields neither */
+    uint8_t *later = s_publication(f, got + 6, &len);
+    assert_int_equal(gb_publisher_send(f->pub, later, len, &err), 0);
+    Glassbox__SignedPublication *sp = NULL;
+    assert_int_equal(gb_subscriber_poll_signed(f->sub[0], 2000, &p, &sp, &err), 1);
+    assert_true(p->round == got + 6);
+    assert_non_null(sp);
+    assert_int_equal(sp->publication.len, len);
+    assert_memory_equal(sp->publication.data, later, len);
+    assert_true(sp->signature.len > 0 && sp->signer_certificate.len > 0);
+    gb_publication_free(&p);
+    glassbox__signed_publication__free_unpacked(sp, NULL);
+    assert_int_equal(gb_publisher_send(f->pub, later, len, &err), 0);
+    sp = (Glassbox__SignedPublication *)1; /* must be reset */
+    assert_int_equal(gb_subscriber_poll_signed(f->sub[0], 200, &p, &sp, &err), 0);
+    assert_null(p);
+    assert_null(sp);
+    gb_free(later);
 }
 
 static void test_untrusted_signers_refused(void **state)
