@@ -23,31 +23,6 @@
 
 static uint64_t s_rng = 0x9e3779b97f4a7c15ull;
 
-static uint64_t s_next(void)
-{
-    s_rng ^= s_rng << 13;
-    s_rng ^= s_rng >> 7;
-    s_rng ^= s_rng << 17;
-    return s_rng;
-}
-
-/* Uniform in [-1, 1). */
-static double s_unif(void)
-{
-    return (double)(s_next() >> 11) / 9007199254740992.0 * 2 - 1;
-}
-
-static void s_shuffle(size_t *idx, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        idx[i] = i;
-    for (size_t i = n; i > 1; i--) {
-        size_t j = s_next() % i, t = idx[i - 1];
-        idx[i - 1] = idx[j];
-        idx[j] = t;
-    }
-}
-
 static gb_aggregator_t *s_new(const char *spec, size_t max_clients)
 {
     gb_error_t err;
@@ -306,9 +281,9 @@ static void test_fedavg_vs_double(void **state)
     float *rows = malloc(sizeof(float) * N * P), out[P];
     uint64_t w[N];
     for (int i = 0; i < N; i++) {
-        w[i] = 1 + s_next() % 5000;
+        w[i] = 1 + gb_test_xorshift(&s_rng) % 5000;
         for (int j = 0; j < P; j++)
-            rows[i * P + j] = (float)(s_unif() * pow(10, (j % 7) - 4));
+            rows[i * P + j] = (float)(gb_test_xorshift_unif(&s_rng) * pow(10, (j % 7) - 4));
     }
     gb_aggregator_t *agg = s_new("fedavg", N);
     s_run(agg, 1, rows, w, N, P, NULL, out);
@@ -334,13 +309,13 @@ static void test_order_independence(void **state)
     float *rows = malloc(sizeof(float) * N * P);
     uint64_t w[N];
     for (int i = 0; i < N; i++) {
-        w[i] = 1 + s_next() % 300;
+        w[i] = 1 + gb_test_xorshift(&s_rng) % 300;
         for (int j = 0; j < P; j++) {
-            double u = s_unif();
+            double u = gb_test_xorshift_unif(&s_rng);
             /* Ties and both zeros in some columns, wide magnitudes in others. */
             rows[i * P + j] = j % 3 == 0   ? (float)(int)(u * 3)
                               : j % 3 == 1 ? (u < 0 ? -0.0f : 0.0f)
-                                           : (float)(u * pow(2, (double)(s_next() % 60) - 30));
+                                           : (float)(u * pow(2, (double)(gb_test_xorshift(&s_rng) % 60) - 30));
         }
     }
     /* Two identical updates with equal weights: a tie in Krum's ranking. */
@@ -352,7 +327,7 @@ static void test_order_independence(void **state)
         gb_aggregator_t *agg = s_new(s_all_rules[r], N);
         s_run(agg, 1, rows, w, N, P, NULL, ref);
         for (int rep = 0; rep < 6; rep++) {
-            s_shuffle(idx, N);
+            gb_test_xorshift_shuffle(&s_rng, idx, N);
             s_run(agg, 2 + (uint64_t)rep, rows, w, N, P, idx, got);
             if (memcmp(ref, got, sizeof ref) != 0)
                 fail_msg("%s: result depends on the order of the adds", s_all_rules[r]);
@@ -371,9 +346,9 @@ static void test_refusals(void **state)
     float rows[N * P], bad[P + 1], ref[P], got[P];
     uint64_t w[N];
     for (int i = 0; i < N; i++) {
-        w[i] = 1 + s_next() % 50;
+        w[i] = 1 + gb_test_xorshift(&s_rng) % 50;
         for (int j = 0; j < P; j++)
-            rows[i * P + j] = (float)s_unif();
+            rows[i * P + j] = (float)gb_test_xorshift_unif(&s_rng);
     }
     for (size_t r = 0; r < S_N_RULES; r++) {
         gb_error_t err;
@@ -528,9 +503,9 @@ static void test_robust_vs_naive(void **state)
         float *rows = malloc(sizeof(float) * n * P), *col = malloc(sizeof(float) * n);
         uint64_t *w = malloc(sizeof(uint64_t) * n);
         for (size_t i = 0; i < n; i++) {
-            w[i] = 1 + s_next() % 9;
+            w[i] = 1 + gb_test_xorshift(&s_rng) % 9;
             for (size_t j = 0; j < P; j++) /* some columns with many ties */
-                rows[i * P + j] = j % 4 == 0 ? (float)(int)(s_unif() * 2) : (float)s_unif();
+                rows[i * P + j] = j % 4 == 0 ? (float)(int)(gb_test_xorshift_unif(&s_rng) * 2) : (float)gb_test_xorshift_unif(&s_rng);
         }
         for (size_t r = 0; r < sizeof specs / sizeof *specs; r++) {
             float out[P];
@@ -575,7 +550,7 @@ static void test_krum_byzantine(void **state)
     for (int i = 0; i < N; i++) {
         w[i] = byz[i] ? 1000 : 10 + (uint64_t)i;
         for (int j = 0; j < P; j++)
-            rows[i * P + j] = byz[i] ? (i == 7 ? -50.0f : 100.0f) : 0.5f + 0.01f * (float)s_unif();
+            rows[i * P + j] = byz[i] ? (i == 7 ? -50.0f : 100.0f) : 0.5f + 0.01f * (float)gb_test_xorshift_unif(&s_rng);
     }
     memcpy(rows + 4 * P, rows, sizeof(float) * P);
     for (int j = 0; j < P; j++) {
@@ -615,7 +590,7 @@ static void test_outlier_influence(void **state)
     for (int i = 0; i < N; i++) {
         w[i] = 100;
         for (int j = 0; j < P; j++)
-            rows[i * P + j] = 1.0f + 0.05f * (float)s_unif();
+            rows[i * P + j] = 1.0f + 0.05f * (float)gb_test_xorshift_unif(&s_rng);
     }
     /* Client 6 sends a huge update and claims many samples. */
     for (int j = 0; j < P; j++)
@@ -748,7 +723,7 @@ static void test_alloc_in_round(void **state)
     for (int i = 0; i < N; i++) {
         w[i] = 1 + (uint64_t)i;
         for (int j = 0; j < P; j++)
-            rows[i * P + j] = (float)s_unif();
+            rows[i * P + j] = (float)gb_test_xorshift_unif(&s_rng);
     }
     gb_error_t err;
     gb_aggregator_t *agg = s_new("fedavg", N);

@@ -18,31 +18,6 @@
 
 static uint64_t s_rng = 0x9e3779b97f4a7c15ull;
 
-static uint64_t s_next(void)
-{
-    s_rng ^= s_rng << 13;
-    s_rng ^= s_rng >> 7;
-    s_rng ^= s_rng << 17;
-    return s_rng;
-}
-
-/* Uniform in [-1, 1). */
-static double s_unif(void)
-{
-    return (double)(s_next() >> 11) / 9007199254740992.0 * 2 - 1;
-}
-
-static void s_shuffle(size_t *idx, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        idx[i] = i;
-    for (size_t i = n; i > 1; i--) {
-        size_t j = s_next() % i, t = idx[i - 1];
-        idx[i - 1] = idx[j];
-        idx[j] = t;
-    }
-}
-
 static float s_ulp(float x)
 {
     x = fabsf(x);
@@ -143,15 +118,15 @@ static void test_exact_sum(void **state)
     uint64_t w[N];
     size_t idx[N];
     for (int i = 0; i < N; i++) {
-        v[i] = ldexpf((float)s_unif(), (int)(s_next() % 250) - 140);
-        w[i] = 1 + s_next() % 1000000;
+        v[i] = ldexpf((float)gb_test_xorshift_unif(&s_rng), (int)(gb_test_xorshift(&s_rng) % 250) - 140);
+        w[i] = 1 + gb_test_xorshift(&s_rng) % 1000000;
     }
     gb_exact_sum_t a, b;
     gb_exact_sum_clear(&a);
     for (int i = 0; i < N; i++)
         gb_exact_sum_add(&a, v[i], w[i]);
     for (int rep = 0; rep < 5; rep++) {
-        s_shuffle(idx, N);
+        gb_test_xorshift_shuffle(&s_rng, idx, N);
         gb_exact_sum_clear(&b);
         for (int i = 0; i < N; i++)
             gb_exact_sum_add(&b, v[idx[i]], w[idx[i]]);
@@ -167,13 +142,13 @@ static void test_exact_sum_rounding(void **state)
     for (int rep = 0; rep < 2000; rep++) {
         gb_exact_sum_t s;
         gb_exact_sum_clear(&s);
-        int n = 1 + (int)(s_next() % 6);
+        int n = 1 + (int)(gb_test_xorshift(&s_rng) % 6);
         double sum = 0;
         uint64_t total = 0;
-        int e = (int)(s_next() % 200) - 120;
+        int e = (int)(gb_test_xorshift(&s_rng) % 200) - 120;
         for (int i = 0; i < n; i++) {
-            float x = ldexpf((float)s_unif(), e);
-            uint64_t w = 1 + s_next() % 100;
+            float x = ldexpf((float)gb_test_xorshift_unif(&s_rng), e);
+            uint64_t w = 1 + gb_test_xorshift(&s_rng) % 100;
             gb_exact_sum_add(&s, x, w);
             sum += (double)x * (double)w; /* exact: 24 + 7 bits, 6 terms */
             total += w;

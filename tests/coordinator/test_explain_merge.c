@@ -228,20 +228,6 @@ static double t_distance(const gb_explain_merge_result_t *r, const char *id)
 
 static uint64_t s_rng = 0x2545f4914f6cdd1dull;
 
-static uint64_t s_next(void)
-{
-    s_rng ^= s_rng << 13;
-    s_rng ^= s_rng >> 7;
-    s_rng ^= s_rng << 17;
-    return s_rng;
-}
-
-/* Uniform in [-1, 1). */
-static double s_unif(void)
-{
-    return (double)(s_next() >> 11) / 9007199254740992.0 * 2 - 1;
-}
-
 /* ---- the hand-worked round: 3 clients, classes 0 and 1 of 3 ------------------- */
 
 static const gb_shape_t S4 = {3, {1, 2, 2}};
@@ -544,21 +530,21 @@ static void test_order_independence(void **state)
     char ids[ORD_N][16];
     float fi[30], map[30];
     for (int k = 0; k < ORD_N; k++) {
-        weight[k] = k == 0 ? 3 * ORD_CAP : 1 + s_next() % 100000;
+        weight[k] = k == 0 ? 3 * ORD_CAP : 1 + gb_test_xorshift(&s_rng) % 100000;
         for (int i = 0; i < 30; i++)
-            fi[i] = (float)ldexp(fabs(s_unif()), (int)(s_next() % 41) - 20);
-        x[k] = t_new(3, SAL, &shape, 1 + s_next() % 100000, fi);
+            fi[i] = (float)ldexp(fabs(gb_test_xorshift_unif(&s_rng)), (int)(gb_test_xorshift(&s_rng) % 41) - 20);
+        x[k] = t_new(3, SAL, &shape, 1 + gb_test_xorshift(&s_rng) % 100000, fi);
         for (uint32_t c = 0; c < 3; c++) {
-            if (s_next() % 3 == 0)
+            if (gb_test_xorshift(&s_rng) % 3 == 0)
                 continue;
             for (int i = 0; i < 30; i++)
-                map[i] = (float)ldexp(s_unif(), (int)(s_next() % 41) - 20);
-            t_class(x[k], c, 1 + s_next() % 1000, &shape, map);
+                map[i] = (float)ldexp(gb_test_xorshift_unif(&s_rng), (int)(gb_test_xorshift(&s_rng) % 41) - 20);
+            t_class(x[k], c, 1 + gb_test_xorshift(&s_rng) % 1000, &shape, map);
         }
-        t_quality(x[k], "completeness_error", s_unif() * 1e-3);
+        t_quality(x[k], "completeness_error", gb_test_xorshift_unif(&s_rng) * 1e-3);
         if (k % 2)
-            t_quality(x[k], "steps_used", (double)(s_next() % 128));
-        snprintf(ids[k], sizeof ids[k], "c%c-%d", 'a' + k, (int)(s_next() % 1000)); /* unique */
+            t_quality(x[k], "steps_used", (double)(gb_test_xorshift(&s_rng) % 128));
+        snprintf(ids[k], sizeof ids[k], "c%c-%d", 'a' + k, (int)(gb_test_xorshift(&s_rng) % 1000)); /* unique */
     }
     gb_explain_merge_result_t ref;
     gb_explain_merge_t *m = t_merger_cap(ORD_N, 3, SAL, &shape, 3, ORD_CAP);
@@ -571,7 +557,7 @@ static void test_order_independence(void **state)
         for (size_t i = 0; i < ORD_N; i++)
             idx[i] = i;
         for (size_t i = ORD_N - 1; i > 0; i--) {
-            size_t j = s_next() % (i + 1), t = idx[i];
+            size_t j = gb_test_xorshift(&s_rng) % (i + 1), t = idx[i];
             idx[i] = idx[j];
             idx[j] = t;
         }
@@ -877,11 +863,11 @@ static t_expl_t *t_clean(uint64_t round, double noise)
             double d2 = (y - 5.5) * (y - 5.5) + (x - 5.5) * (x - 5.5);
             double blob = exp(-d2 / (2 * 2.5 * 2.5));
             int i = y * 12 + x;
-            fi[i] = (float)(blob * (1 + noise * s_unif()) + 0.01 * (1 + s_unif()));
-            m0[i] = (float)(blob * (1 + noise * s_unif()));
-            m1[i] = (float)(-blob * (1 + noise * s_unif()));
+            fi[i] = (float)(blob * (1 + noise * gb_test_xorshift_unif(&s_rng)) + 0.01 * (1 + gb_test_xorshift_unif(&s_rng)));
+            m0[i] = (float)(blob * (1 + noise * gb_test_xorshift_unif(&s_rng)));
+            m1[i] = (float)(-blob * (1 + noise * gb_test_xorshift_unif(&s_rng)));
         }
-    t_expl_t *c = t_new(round, IG, &S144, 50 + s_next() % 100, fi);
+    t_expl_t *c = t_new(round, IG, &S144, 50 + gb_test_xorshift(&s_rng) % 100, fi);
     t_class(c, 0, c->e.count / 2, &S144, m0);
     t_class(c, 1, c->e.count - c->e.count / 2, &S144, m1);
     return c;

@@ -17,14 +17,6 @@
 
 static uint64_t s_rng = 0x2545f4914f6cdd1dull;
 
-static double s_unif(void)
-{
-    s_rng ^= s_rng << 13;
-    s_rng ^= s_rng >> 7;
-    s_rng ^= s_rng << 17;
-    return (double)(s_rng >> 11) / 9007199254740992.0 * 2 - 1;
-}
-
 static gb_server_optim_t *s_new(const char *spec, size_t n)
 {
     gb_error_t err;
@@ -235,7 +227,7 @@ static void test_adaptive_vs_paper(void **state)
         float x[N], d[N], st[2 * N];
         double rx[N], rm[N], rv[N];
         for (int i = 0; i < N; i++) {
-            x[i] = (float)s_unif();
+            x[i] = (float)gb_test_xorshift_unif(&s_rng);
             rx[i] = x[i];
             rm[i] = 0;
             rv[i] = cfg.tau * cfg.tau;
@@ -243,7 +235,7 @@ static void test_adaptive_vs_paper(void **state)
         for (int t = 0; t < STEPS; t++) {
             /* Magnitudes from 1e-3 to 1: Yogi's sign(v - D^2) takes both signs. */
             for (int i = 0; i < N; i++)
-                d[i] = (float)(s_unif() * pow(10, -3 + (i + t) % 4));
+                d[i] = (float)(gb_test_xorshift_unif(&s_rng) * pow(10, -3 + (i + t) % 4));
             assert_int_equal(gb_server_optim_step(opt, x, d, N, &err), 0);
             s_reference(cfg.kind, cfg.lr, cfg.beta1, cfg.beta2, cfg.tau, rx, rm, rv, d, N);
             assert_int_equal(gb_server_optim_get_state(opt, st, 2 * N, NULL, &err), 0);
@@ -278,9 +270,9 @@ static void test_save_restore(void **state)
         gb_error_t err;
         float x[N], deltas[5][N];
         for (int i = 0; i < N; i++) {
-            x[i] = (float)s_unif();
+            x[i] = (float)gb_test_xorshift_unif(&s_rng);
             for (int t = 0; t < 5; t++)
-                deltas[t][i] = (float)(s_unif() * 0.1);
+                deltas[t][i] = (float)(gb_test_xorshift_unif(&s_rng) * 0.1);
         }
         gb_server_optim_t *a = s_new(specs[s], N);
         for (int t = 0; t < 3; t++)
@@ -338,8 +330,8 @@ static void test_refusals(void **state)
         gb_server_optim_t *opt = s_new(specs[s], N);
         float x[N], d[N];
         for (int i = 0; i < N; i++) {
-            x[i] = (float)s_unif();
-            d[i] = (float)s_unif();
+            x[i] = (float)gb_test_xorshift_unif(&s_rng);
+            d[i] = (float)gb_test_xorshift_unif(&s_rng);
         }
         assert_int_equal(gb_server_optim_step(opt, x, d, N, &err), 0);
         size_t len = gb_server_optim_state_len(opt);

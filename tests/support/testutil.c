@@ -103,3 +103,28 @@ gb_dataset_t *gb_test_blobs(int64_t n, uint64_t seed)
     }
     return ds;
 }
+
+uint64_t gb_test_xorshift(uint64_t *state)
+{
+    uint64_t x = *state;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    return *state = x;
+}
+
+double gb_test_xorshift_unif(uint64_t *state)
+{
+    return (double)(gb_test_xorshift(state) >> 11) / 9007199254740992.0 * 2 - 1;
+}
+
+void gb_test_xorshift_shuffle(uint64_t *state, size_t *idx, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        idx[i] = i;
+    for (size_t i = n; i > 1; i--) {
+        size_t j = gb_test_xorshift(state) % i, t = idx[i - 1];
+        idx[i - 1] = idx[j];
+        idx[j] = t;
+    }
+}

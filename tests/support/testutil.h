@@ -30,6 +30,16 @@ double gb_test_max_rel_diff(const float *a, const float *b, size_t n, double flo
 /* True when the path exists. */
 int gb_test_exists(const char *path);
 
+/* xorshift64: a test's own reproducible stream of 64-bit values; *state is
+ * the test's seed (non-zero) and advances. */
+uint64_t gb_test_xorshift(uint64_t *state);
+
+/* Uniform in [-1, 1) from that stream (53 bits). */
+double gb_test_xorshift_unif(uint64_t *state);
+
+/* idx[0..n) = a random permutation of 0..n-1 drawn from that stream. */
+void gb_test_xorshift_shuffle(uint64_t *state, size_t *idx, size_t n);
+
 /* Classes of gb_test_blobs. */
 #define GB_TEST_BLOB_CLASSES 3
 
