@@ -47,25 +47,6 @@ static void s_run(gb_aggregator_t *agg, uint64_t round, const float *rows, const
         fail_msg("finish: %s", err.msg);
 }
 
-static float s_ulp(float x)
-{
-    x = fabsf(x);
-    if (x < FLT_MIN)
-        return ldexpf(1, -149);
-    return nextafterf(x, INFINITY) - x;
-}
-
-/* |got - ref| within half an ulp of got (correct rounding of ref), with a
- * sliver for the reference's own double rounding. */
-static void s_assert_correctly_rounded(float got, double ref, size_t where)
-{
-    double diff = fabs((double)got - ref);
-    double half = 0.5 * (double)s_ulp(got);
-    if (!(diff <= half * (1 + 1e-6) + 1e-300))
-        fail_msg("value %zu: got %.9g, reference %.17g, off by %.3g ulp", where, (double)got, ref,
-                 diff / (2 * half));
-}
-
 static const char *const s_all_rules[] = {"fedavg",         "median", "trimmed_mean:0.2",
                                           "trimmed_mean:0", "krum:2", "multi_krum:2:4"};
 #define S_N_RULES (sizeof s_all_rules / sizeof *s_all_rules)
@@ -294,7 +275,7 @@ static void test_fedavg_vs_double(void **state)
         long double s = 0;
         for (int i = 0; i < N; i++)
             s += (long double)rows[i * P + j] * (long double)w[i];
-        s_assert_correctly_rounded(out[j], (double)(s / total), (size_t)j);
+        gb_test_assert_correctly_rounded(out[j], (double)(s / total), (size_t)j);
     }
     gb_aggregator_destroy(&agg);
     free(rows);
@@ -526,7 +507,7 @@ static void test_robust_vs_naive(void **state)
                     long double s = 0; /* 64-bit mantissa: the sum all but exactly */
                     for (size_t i = k; i < n - k; i++)
                         s += col[i];
-                    s_assert_correctly_rounded(out[j], (double)(s / (long double)(n - 2 * k)), j);
+                    gb_test_assert_correctly_rounded(out[j], (double)(s / (long double)(n - 2 * k)), j);
                 }
             }
             gb_aggregator_destroy(&agg);

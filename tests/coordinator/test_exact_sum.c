@@ -18,25 +18,6 @@
 
 static uint64_t s_rng = 0x9e3779b97f4a7c15ull;
 
-static float s_ulp(float x)
-{
-    x = fabsf(x);
-    if (x < FLT_MIN)
-        return ldexpf(1, -149);
-    return nextafterf(x, INFINITY) - x;
-}
-
-/* |got - ref| within half an ulp of got (correct rounding of ref), with a
- * sliver for the reference's own double rounding. */
-static void s_assert_correctly_rounded(float got, double ref, size_t where)
-{
-    double diff = fabs((double)got - ref);
-    double half = 0.5 * (double)s_ulp(got);
-    if (!(diff <= half * (1 + 1e-6) + 1e-300))
-        fail_msg("value %zu: got %.9g, reference %.17g, off by %.3g ulp", where, (double)got, ref,
-                 diff / (2 * half));
-}
-
 /* ---- exact sums --------------------------------------------------------------- */
 
 static float s_mean2(float a, uint64_t wa, float b, uint64_t wb)
@@ -110,7 +91,7 @@ static void test_exact_sum(void **state)
     gb_exact_sum_add(&s, 3.0f, (uint64_t)1 << 38);
     gb_exact_sum_add(&s, -1.0f, ((uint64_t)1 << 38) + 12345);
     double want = (3.0 * 274877906944.0 - 274877919289.0) / 549755826233.0;
-    s_assert_correctly_rounded(gb_exact_sum_mean(&s, ((uint64_t)1 << 39) + 12345), want, 0);
+    gb_test_assert_correctly_rounded(gb_exact_sum_mean(&s, ((uint64_t)1 << 39) + 12345), want, 0);
 
     /* Random values over the whole exponent range, in any order: identical. */
     enum { N = 200 };
@@ -155,7 +136,7 @@ static void test_exact_sum_rounding(void **state)
         }
         /* sum / total is one correctly rounded double: only a tie at float
          * precision that the double rounding hides could fool this check. */
-        s_assert_correctly_rounded(gb_exact_sum_mean(&s, total), sum / (double)total, (size_t)rep);
+        gb_test_assert_correctly_rounded(gb_exact_sum_mean(&s, total), sum / (double)total, (size_t)rep);
     }
 }
 

@@ -2,6 +2,7 @@
 #include "testutil.h"
 
 #include <ftw.h>
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -127,4 +128,21 @@ void gb_test_xorshift_shuffle(uint64_t *state, size_t *idx, size_t n)
         idx[i - 1] = idx[j];
         idx[j] = t;
     }
+}
+
+static float s_ulp(float x)
+{
+    x = fabsf(x);
+    if (x < FLT_MIN)
+        return ldexpf(1, -149);
+    return nextafterf(x, INFINITY) - x;
+}
+
+void gb_test_assert_correctly_rounded(float got, double ref, size_t where)
+{
+    double diff = fabs((double)got - ref);
+    double half = 0.5 * (double)s_ulp(got);
+    if (!(diff <= half * (1 + 1e-6) + 1e-300))
+        fail_msg("value %zu: got %.9g, reference %.17g, off by %.3g ulp", where, (double)got, ref,
+                 diff / (2 * half));
 }

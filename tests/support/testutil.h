@@ -40,6 +40,11 @@ double gb_test_xorshift_unif(uint64_t *state);
 /* idx[0..n) = a random permutation of 0..n-1 drawn from that stream. */
 void gb_test_xorshift_shuffle(uint64_t *state, size_t *idx, size_t n);
 
+/* Fails the test unless |got - ref| is within half an ulp of got (got is
+ * ref correctly rounded to float), with a sliver for the reference's own
+ * double rounding; `where` names the value in the message. */
+void gb_test_assert_correctly_rounded(float got, double ref, size_t where);
+
 /* Classes of gb_test_blobs. */
 #define GB_TEST_BLOB_CLASSES 3
 
