@@ -3,7 +3,8 @@
  * Max pooling keeps the argmax of every output in its cache (as int32), so
  * backward is a scatter with no comparisons; ties go to the first maximum. */
 #include "engine/layer.h"
-#include "engine/vec_dispatch.h"
+#include "engine/kernels.h"
+#include "engine/simd_kernels.h"
 
 #include <math.h>
 #include <stdint.h>
@@ -27,12 +28,14 @@ static int s_plan(gb_layer_t *l, gb_error_t *err)
     return 0;
 }
 
-/* The common 2x2, stride 2 window, written as selects so it vectorises
- * (built for each kernel path, vec_dispatch.h: the library's baseline is
- * SSE2). */
-GB_VEC_FN(static, s_max_forward_2x2,
-          (size_t planes, int H, int W, int OH, int OW, const float *x, float *y, int32_t *arg),
-          (planes, H, W, OH, OW, x, y, arg))
+/* The common 2x2, stride 2 window on the portable path, as selects; the
+ * AVX2 and AVX-512 paths take simd_kernels.h's gb_maxpool2x2_*, which do
+ * the same comparisons in the same order a vector of windows at a time:
+ * LeNet's rows of 12 and 4 windows are too short for the compiler's
+ * vectorised loop, which left 40 instructions a window (a tenth of a
+ * training step). */
+static void s_max_forward_2x2(size_t planes, int H, int W, int OH, int OW, const float *x,
+                              float *y, int32_t *arg)
 {
     for (size_t pl = 0; pl < planes; pl++) {
         const float *in = x + pl * H * W;
@@ -72,6 +75,17 @@ static void s_max_forward(const gb_layer_t *l, const gb_pass_t *pass, float *cac
     int32_t *arg = (int32_t *)cache;
     const size_t planes = (size_t)pass->batch * C;
     if (K == 2 && S == 2) {
+#if GB_SIMD_KERNELS
+        const gb_kernels_t k = gb_kernels();
+        if (k == GB_KERNELS_AVX512) {
+            gb_maxpool2x2_avx512(planes, H, W, x, y, arg);
+            return;
+        }
+        if (k == GB_KERNELS_AVX2) {
+            gb_maxpool2x2_avx2(planes, H, W, x, y, arg);
+            return;
+        }
+#endif
         s_max_forward_2x2(planes, H, W, OH, OW, x, y, arg);
         return;
     }

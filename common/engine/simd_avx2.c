@@ -301,4 +301,72 @@ S_AVX2 void gb_simd_gemm_nt_avx2(int M, int N, int K, const float *a, size_t lda
         }
     }
 }
+
+/* ---- max pooling, 2 x 2 windows, stride 2 ---------------------------------- */
+
+/* The n <= 8 windows' columns from p (2n floats): left elements to *left,
+ * right ones to *right. Lanes past n are read from nowhere (masked). */
+S_AVX2 static inline void s_pool_split(const float *p, int n, __m256 *left, __m256 *right)
+{
+    __m256 a, b;
+    if (n == 8) {
+        a = _mm256_loadu_ps(p);
+        b = _mm256_loadu_ps(p + 8);
+    } else {
+        a = _mm256_maskload_ps(p, s_lanes(0, 2 * n));
+        b = _mm256_maskload_ps(p + 8, s_lanes(0, 2 * n - 8));
+    }
+    /* per 128-bit half: a0 a2 b0 b2 | a4 a6 b4 b6; then the 64-bit pairs
+     * reordered to a0 a2 a4 a6 b0 b2 b4 b6 */
+    __m256 l = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0));
+    __m256 r = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1));
+    *left = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(l), _MM_SHUFFLE(3, 1, 2, 0)));
+    *right = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(r), _MM_SHUFFLE(3, 1, 2, 0)));
+}
+
+/* Takes v over *best where v is greater or NaN, and its offset with it. */
+S_AVX2 static inline void s_pool_take(__m256 v, __m256i offset, __m256 *best, __m256i *at)
+{
+    __m256 take = _mm256_or_ps(_mm256_cmp_ps(v, *best, _CMP_GT_OQ), _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+    *best = _mm256_blendv_ps(*best, v, take);
+    *at = _mm256_castps_si256(
+        _mm256_blendv_ps(_mm256_castsi256_ps(*at), _mm256_castsi256_ps(offset), take));
+}
+
+S_AVX2 void gb_maxpool2x2_avx2(size_t planes, int H, int W, const float *x, float *y, int32_t *arg)
+{
+    const int OH = (H - 2) / 2 + 1, OW = (W - 2) / 2 + 1;
+    const __m256i twice_lane = _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14);
+    const __m256i one = _mm256_set1_epi32(1), below = _mm256_set1_epi32(W),
+                  below_right = _mm256_set1_epi32(W + 1);
+    for (size_t pl = 0; pl < planes; pl++) {
+        const float *in = x + pl * (size_t)H * W;
+        for (int oh = 0; oh < OH; oh++) {
+            const float *r0 = in + (size_t)(2 * oh) * W, *r1 = r0 + W;
+            float *o = y + (pl * OH + oh) * (size_t)OW;
+            int32_t *a = arg + (pl * OH + oh) * (size_t)OW;
+            for (int ow = 0; ow < OW; ow += 8) {
+                const int n = OW - ow < 8 ? OW - ow : 8;
+                __m256 tl, tr, bl, br;
+                s_pool_split(r0 + 2 * ow, n, &tl, &tr);
+                s_pool_split(r1 + 2 * ow, n, &bl, &br);
+                __m256 best = tl;
+                __m256i at = _mm256_setzero_si256();
+                s_pool_take(tr, one, &best, &at);
+                s_pool_take(bl, below, &best, &at);
+                s_pool_take(br, below_right, &best, &at);
+                __m256i index = _mm256_add_epi32(
+                    _mm256_add_epi32(_mm256_set1_epi32(2 * oh * W + 2 * ow), twice_lane), at);
+                if (n == 8) {
+                    _mm256_storeu_ps(o + ow, best);
+                    _mm256_storeu_si256((__m256i *)(a + ow), index);
+                } else {
+                    const __m256i m = s_lanes(0, n);
+                    _mm256_maskstore_ps(o + ow, m, best);
+                    _mm256_maskstore_epi32(a + ow, m, index);
+                }
+            }
+        }
+    }
+}
 #endif

@@ -475,4 +475,67 @@ S_TARGET void gb_simd_lstm_dw_avx512(const float *dG, const float *Z, float *CT,
         }
     }
 }
+
+/* ---- max pooling, 2 x 2 windows, stride 2 ---------------------------------- */
+
+/* The n <= 16 windows' columns from p (2n floats): left elements to *left,
+ * right ones to *right. Lanes past n are read from nowhere (masked). */
+S_AVX512 static inline void s_pool_split(const float *p, int n, __m512 *left, __m512 *right)
+{
+    const __m512i evens = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26,
+                                            28, 30);
+    const __m512i odds = _mm512_add_epi32(evens, _mm512_set1_epi32(1));
+    __m512 a, b;
+    if (n == 16) {
+        a = _mm512_loadu_ps(p);
+        b = _mm512_loadu_ps(p + 16);
+    } else {
+        a = _mm512_maskz_loadu_ps(s_lanes(0, 2 * n), p);
+        b = _mm512_maskz_loadu_ps(s_lanes(0, 2 * n - 16), p + 16);
+    }
+    *left = _mm512_permutex2var_ps(a, evens, b);
+    *right = _mm512_permutex2var_ps(a, odds, b);
+}
+
+/* Takes v over *best where v is greater or NaN, and its offset with it. */
+S_AVX512 static inline void s_pool_take(__m512 v, __m512i offset, __m512 *best, __m512i *at)
+{
+    __mmask16 take = _mm512_cmp_ps_mask(v, *best, _CMP_GT_OQ) | _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+    *best = _mm512_mask_mov_ps(*best, take, v);
+    *at = _mm512_mask_mov_epi32(*at, take, offset);
+}
+
+S_AVX512 void gb_maxpool2x2_avx512(size_t planes, int H, int W, const float *x, float *y,
+                                   int32_t *arg)
+{
+    const int OH = (H - 2) / 2 + 1, OW = (W - 2) / 2 + 1;
+    const __m512i twice_lane = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24,
+                                                 26, 28, 30);
+    const __m512i one = _mm512_set1_epi32(1), below = _mm512_set1_epi32(W),
+                  below_right = _mm512_set1_epi32(W + 1);
+    for (size_t pl = 0; pl < planes; pl++) {
+        const float *in = x + pl * (size_t)H * W;
+        for (int oh = 0; oh < OH; oh++) {
+            const float *r0 = in + (size_t)(2 * oh) * W, *r1 = r0 + W;
+            float *o = y + (pl * OH + oh) * (size_t)OW;
+            int32_t *a = arg + (pl * OH + oh) * (size_t)OW;
+            for (int ow = 0; ow < OW; ow += 16) {
+                const int n = OW - ow < 16 ? OW - ow : 16;
+                __m512 tl, tr, bl, br;
+                s_pool_split(r0 + 2 * ow, n, &tl, &tr);
+                s_pool_split(r1 + 2 * ow, n, &bl, &br);
+                __m512 best = tl;
+                __m512i at = _mm512_setzero_si512();
+                s_pool_take(tr, one, &best, &at);
+                s_pool_take(bl, below, &best, &at);
+                s_pool_take(br, below_right, &best, &at);
+                __m512i index = _mm512_add_epi32(
+                    _mm512_add_epi32(_mm512_set1_epi32(2 * oh * W + 2 * ow), twice_lane), at);
+                const __mmask16 m = s_lanes(0, n);
+                _mm512_mask_storeu_ps(o + ow, m, best);
+                _mm512_mask_storeu_epi32(a + ow, m, index);
+            }
+        }
+    }
+}
 #endif

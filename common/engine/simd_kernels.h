@@ -11,6 +11,7 @@
 #define GB_ENGINE_SIMD_KERNELS_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #define GB_SIMD_KERNELS 1
@@ -40,6 +41,16 @@ void gb_conv_im2col_s1_avx2(const gb_conv_dims_t *d, int B, const float *x, floa
  * (ki, kj) order, as the plain loops do. */
 void gb_conv_col2im_s1_avx512(const gb_conv_dims_t *d, int B, const float *dcols, float *dx);
 void gb_conv_col2im_s1_avx2(const gb_conv_dims_t *d, int B, const float *dcols, float *dx);
+
+/* Max pooling over 2 x 2 windows with stride 2 (pool2d.c's contract):
+ * planes planes of H x W (H, W >= 2) to OH = (H - 2)/2 + 1 rows of
+ * OW = (W - 2)/2 + 1; y[k] the window's maximum and arg[k] its index in the
+ * plane, in the order top-left, top-right, bottom-left, bottom-right, a
+ * later value taken when it is greater or NaN (so the first maximum wins a
+ * tie and the last NaN wins outright). The windows of a row go 16 (8) to a
+ * vector, deinterleaved from two loads of each input row. */
+void gb_maxpool2x2_avx512(size_t planes, int H, int W, const float *x, float *y, int32_t *arg);
+void gb_maxpool2x2_avx2(size_t planes, int H, int W, const float *x, float *y, int32_t *arg);
 
 /* C[M x N] (+)= A . B with B row-major (rows at b + k * ldb) and C rows at
  * c + r * ldc; A(r, k) = a[r * ars + k * acs], so a matrix and its

@@ -8,7 +8,8 @@
  * products), A read as a matrix and as a transpose, overwriting and
  * accumulating, leading dimensions wider than the rows. C's cells beyond
  * the product's columns must be left alone. Tolerance as in test_conv2d.c:
- * |a - n| <= 1e-5 * sum |terms| + 1e-30. */
+ * |a - n| <= 1e-5 * sum |terms| + 1e-30. The 2 x 2 max pooling kernels
+ * are checked bit for bit, ties and NaNs included. */
 #include "testutil.h"
 
 #include <math.h>
@@ -119,17 +120,14 @@ static void test_gemm_against_loops(void **state)
 
 /* C += A . B^T, A (M x K) and B (N x K) row-major with leading dimensions
  * past K; C's cells past N left alone. */
-static void test_gemm_nt_against_loops(void **state)
+typedef void (*s_nt_fn)(int, int, int, const float *, size_t, const float *, size_t, float *,
+                        size_t);
+
+static void s_check_nt(s_nt_fn fn, const char *name)
 {
-    (void)state;
-#if GB_SIMD_KERNELS
-    if (gb_kernels_best() < GB_KERNELS_AVX2) {
-        print_message("no AVX2 here: nothing to check\n");
-        return;
-    }
     gb_rng_t rng;
     gb_rng_seed(&rng, 9, 1);
-    static const int ks[] = {1, 7, 8, 9, 25, 128, 130};
+    static const int ks[] = {1, 7, 8, 9, 15, 16, 17, 25, 33, 128, 130};
     double worst = 0.0;
     for (size_t i = 0; i < sizeof s_ms / sizeof s_ms[0]; i++)
         for (size_t j = 0; j < sizeof s_ns / sizeof s_ns[0]; j++)
@@ -145,7 +143,7 @@ static void test_gemm_nt_against_loops(void **state)
                 s_uniform(b, (size_t)N * ldb, &rng);
                 s_uniform(c0, (size_t)M * ldc, &rng);
                 memcpy(c, c0, (size_t)M * ldc * sizeof *c);
-                gb_simd_gemm_nt_avx2(M, N, K, a, lda, b, ldb, c, ldc);
+                fn(M, N, K, a, lda, b, ldb, c, ldc);
                 for (int r = 0; r < M; r++)
                     for (int n = 0; n < (int)ldc; n++) {
                         const size_t at = (size_t)r * ldc + n;
@@ -161,8 +159,8 @@ static void test_gemm_nt_against_loops(void **state)
                         }
                         double e = fabs(c[at] - s) / (t + 1e-30);
                         if (!(e <= 1e-5))
-                            fail_msg("nt M %d N %d K %d: C(%d, %d) = %.9g, want %.9g", M, N, K,
-                                     r, n, (double)c[at], s);
+                            fail_msg("%s nt M %d N %d K %d: C(%d, %d) = %.9g, want %.9g", name,
+                                     M, N, K, r, n, (double)c[at], s);
                         worst = fmax(worst, e);
                     }
                 free(a);
@@ -170,7 +168,106 @@ static void test_gemm_nt_against_loops(void **state)
                 free(c);
                 free(c0);
             }
-    print_message("avx2 nt: worst |diff| / sum|terms|: %.3g (tol 1e-5)\n", worst);
+    print_message("%s nt: worst |diff| / sum|terms|: %.3g (tol 1e-5)\n", name, worst);
+}
+
+static void test_gemm_nt_against_loops(void **state)
+{
+    (void)state;
+#if GB_SIMD_KERNELS
+    if (gb_kernels_best() >= GB_KERNELS_AVX2)
+        s_check_nt(gb_simd_gemm_nt_avx2, "avx2");
+    if (gb_kernels_best() < GB_KERNELS_AVX2)
+        print_message("no AVX2 here: nothing to check\n");
+#else
+    print_message("not x86-64: no vector kernels\n");
+#endif
+}
+
+/* ---- max pooling, 2 x 2 windows, stride 2 ---------------------------------- */
+
+/* pool2d.c's rule as a plain loop: windows read top-left, top-right,
+ * bottom-left, bottom-right; a later value taken when greater or NaN. */
+static void s_naive_maxpool2x2(size_t planes, int H, int W, const float *x, float *y,
+                               int32_t *arg)
+{
+    const int OH = (H - 2) / 2 + 1, OW = (W - 2) / 2 + 1;
+    for (size_t pl = 0; pl < planes; pl++)
+        for (int oh = 0; oh < OH; oh++)
+            for (int ow = 0; ow < OW; ow++) {
+                const float *in = x + pl * (size_t)H * W;
+                const int at[4] = {2 * oh * W + 2 * ow, 2 * oh * W + 2 * ow + 1,
+                                   (2 * oh + 1) * W + 2 * ow, (2 * oh + 1) * W + 2 * ow + 1};
+                int best = at[0];
+                for (int q = 1; q < 4; q++)
+                    if (in[at[q]] > in[best] || isnan(in[at[q]]))
+                        best = at[q];
+                const size_t k = (pl * OH + oh) * (size_t)OW + ow;
+                y[k] = in[best];
+                arg[k] = best;
+            }
+}
+
+typedef void (*s_pool_fn)(size_t, int, int, const float *, float *, int32_t *);
+
+/* Every shape of 2..41 rows and columns (odd ones leave a row or column
+ * out; 16, 17 and 33 windows cross the vectors), values drawn from a few
+ * integers so that windows tie, -0 beside 0, and NaNs (one in 16).
+ * Outputs bit for bit, the argmax exactly, and nothing written past the
+ * outputs (guard cells). */
+static void s_check_pool(s_pool_fn fn, const char *name)
+{
+    gb_rng_t rng;
+    gb_rng_seed(&rng, 41, 1);
+    int shapes = 0;
+    for (int H = 2; H <= 41; H += 3)
+        for (int W = 2; W <= 72; W++) {
+            const size_t planes = 1 + (size_t)(H + W) % 3;
+            const int OH = (H - 2) / 2 + 1, OW = (W - 2) / 2 + 1;
+            const size_t n_in = planes * H * W, n_out = planes * OH * OW;
+            float *x = malloc(n_in * sizeof *x), *y = malloc((n_out + 8) * sizeof *y),
+                  *y0 = malloc(n_out * sizeof *y0);
+            int32_t *a = malloc((n_out + 8) * sizeof *a), *a0 = malloc(n_out * sizeof *a0);
+            assert_true(x && y && y0 && a && a0);
+            for (size_t i = 0; i < n_in; i++) {
+                double u = gb_rng_uniform(&rng);
+                x[i] = u < 1.0 / 16 ? NAN : u < 2.0 / 16 ? -0.0f : (float)(int)(u * 5.0) - 2.0f;
+            }
+            for (int g = 0; g < 8; g++) {
+                y[n_out + g] = 12345.0f;
+                a[n_out + g] = -7;
+            }
+            s_naive_maxpool2x2(planes, H, W, x, y0, a0);
+            fn(planes, H, W, x, y, a);
+            for (size_t k = 0; k < n_out; k++) {
+                if (a[k] != a0[k] || memcmp(&y[k], &y0[k], sizeof y[k]) != 0)
+                    fail_msg("%s: %dx%d, %zu planes, window %zu: arg %d value %g, expected %d %g",
+                             name, H, W, planes, k, a[k], (double)y[k], a0[k], (double)y0[k]);
+            }
+            for (int g = 0; g < 8; g++) {
+                assert_true(y[n_out + g] == 12345.0f);
+                assert_int_equal(a[n_out + g], -7);
+            }
+            free(x);
+            free(y);
+            free(y0);
+            free(a);
+            free(a0);
+            shapes++;
+        }
+    print_message("%s max pool 2x2: %d shapes bit for bit\n", name, shapes);
+}
+
+static void test_maxpool2x2_against_loops(void **state)
+{
+    (void)state;
+#if GB_SIMD_KERNELS
+    if (gb_kernels_best() >= GB_KERNELS_AVX2)
+        s_check_pool(gb_maxpool2x2_avx2, "avx2");
+    if (gb_kernels_best() >= GB_KERNELS_AVX512)
+        s_check_pool(gb_maxpool2x2_avx512, "avx512");
+    if (gb_kernels_best() < GB_KERNELS_AVX2)
+        print_message("no AVX2 here: nothing to check\n");
 #else
     print_message("not x86-64: no vector kernels\n");
 #endif
@@ -221,6 +318,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_gemm_against_loops),
         cmocka_unit_test(test_gemm_nt_against_loops),
+        cmocka_unit_test(test_maxpool2x2_against_loops),
         cmocka_unit_test(test_kernel_names),
         cmocka_unit_test(test_force_clamps_to_the_cpu),
     };
