@@ -127,7 +127,7 @@ static void s_check_nt(s_nt_fn fn, const char *name)
 {
     gb_rng_t rng;
     gb_rng_seed(&rng, 9, 1);
-    static const int ks[] = {1, 7, 8, 9, 15, 16, 17, 25, 33, 128, 130};
+    static const int ks[] = {1, 7, 8, 9, 15, 16, 17, 25, 33, 128, 130, 1100};
     double worst = 0.0;
     for (size_t i = 0; i < sizeof s_ms / sizeof s_ms[0]; i++)
         for (size_t j = 0; j < sizeof s_ns / sizeof s_ns[0]; j++)
