@@ -385,31 +385,183 @@ S_AVX512 static size_t s_fedavg_add_avx512(gb_aggregator_t *agg, const float *co
 }
 #endif
 
-/* Which kernel adds: -1 not chosen yet, 0 portable, 1 AVX-512. */
+#if defined(__x86_64__)
+#define S_AVX2 __attribute__((target("avx2")))
+
+/* Unsigned 64-bit x < y, lane by lane (all ones where true): AVX2 compares
+ * only signed, so both sides are moved by 2^63 first. */
+S_AVX2 static inline __m256i s_ltu64(__m256i x, __m256i y)
+{
+    const __m256i bias = _mm256_set1_epi64x((long long)0x8000000000000000ull);
+    return _mm256_cmpgt_epi64(_mm256_xor_si256(y, bias), _mm256_xor_si256(x, bias));
+}
+
+/* s_fedavg_add_avx512_n for CPUs with AVX2 but not AVX-512 (AMD Zen 2 and
+ * 3, Intel before Skylake-SP), 4 parameters at a time in 64-bit lanes: the
+ * same split of each value into (hi:lo), the same (m2:m1) sums, so the
+ * same integers. AVX2 has no mask registers: a lane's condition is a lane of
+ * all ones, taken by blendv (on the sign bit of each 64-bit lane) or by an
+ * and; unsigned compares go through s_ltu64. Same contract as the AVX-512
+ * kernel (rare values after the store, a vector with a NaN or infinity in
+ * some update not added at all). */
+S_AVX2 static inline __attribute__((always_inline)) size_t
+s_fedavg_add_avx2_n(gb_aggregator_t *agg, const float *const *src, const uint64_t *wt,
+                    const size_t ns, size_t j0, size_t n, unsigned flip)
+{
+    const __m128i abs_mask = _mm_set1_epi32(0x7fffffff), finite_max = _mm_set1_epi32(0x7f7fffff);
+    /* fast range 2^-62 <= |v| < 4: biased exponents 65..128, tested as
+     * (a - low) < span unsigned, that is signed after moving both by 2^31 */
+    const __m128i low = _mm_set1_epi32(65 << 23);
+    const __m128i span_biased = _mm_set1_epi32((int)((64u << 23) ^ 0x80000000u));
+    const __m128i bias32 = _mm_set1_epi32((int)0x80000000u);
+    const __m128i mant = _mm_set1_epi32(0x7fffff), hidden = _mm_set1_epi32(0x800000);
+    const __m128i flipv = _mm_set1_epi32(flip ? -1 : 0);
+    const __m256i e65 = _mm256_set1_epi64x(65), e129 = _mm256_set1_epi64x(129);
+    __m256i vw[S_FEDAVG_BATCH];
+    for (size_t k = 0; k < ns; k++)
+        vw[k] = _mm256_set1_epi64x((long long)wt[k]);
+    uint64_t *m1 = agg->m1 + j0, *m2 = agg->m2 + j0;
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        __m128i v[S_FEDAVG_BATCH], fast[S_FEDAVG_BATCH];
+        int rare[S_FEDAVG_BATCH], any_rare = 0;
+        for (size_t k = 0; k < ns; k++) {
+            v[k] = _mm_loadu_si128((const __m128i *)(src[k] + j0 + i));
+            __m128i a = _mm_and_si128(v[k], abs_mask);
+            fast[k] = _mm_cmpgt_epi32(span_biased, _mm_xor_si128(_mm_sub_epi32(a, low), bias32));
+            __m128i nonzero = _mm_xor_si128(_mm_cmpeq_epi32(a, _mm_setzero_si128()),
+                                            _mm_set1_epi32(-1));
+            rare[k] = _mm_movemask_ps(_mm_castsi128_ps(_mm_andnot_si128(fast[k], nonzero)));
+            any_rare |= rare[k];
+        }
+        /* a NaN or infinity is outside the fast range: only then look */
+        if (any_rare) {
+            int bad = 0;
+            for (size_t k = 0; k < ns; k++)
+                bad |= _mm_movemask_ps(_mm_castsi128_ps(
+                    _mm_cmpgt_epi32(_mm_and_si128(v[k], abs_mask), finite_max)));
+            if (bad)
+                return i; /* none of this vector was added */
+        }
+        __m256i a1 = _mm256_loadu_si256((const __m256i *)(m1 + i));
+        __m256i a2 = _mm256_loadu_si256((const __m256i *)(m2 + i));
+        for (size_t k = 0; k < ns; k++) {
+            __m128i a = _mm_and_si128(v[k], abs_mask);
+            __m128i m32 = _mm_and_si128(fast[k], _mm_or_si128(_mm_and_si128(a, mant), hidden));
+            __m256i neg = _mm256_cvtepi32_epi64(_mm_xor_si128(_mm_srai_epi32(v[k], 31), flipv));
+            __m256i e = _mm256_cvtepu32_epi64(_mm_srli_epi32(a, 23));
+            __m256i prod = _mm256_mul_epu32(_mm256_cvtepu32_epi64(m32), vw[k]); /* < 2^56 */
+            /* (hi:lo) = prod * 2^(e - 65); shifts of 64 or more give 0, and
+             * lanes outside the fast range move a zero product */
+            __m256i lo = _mm256_sllv_epi64(prod, _mm256_sub_epi64(e, e65));
+            __m256i hi = _mm256_srlv_epi64(prod, _mm256_sub_epi64(e129, e));
+            __m256i sum = _mm256_add_epi64(a1, lo), diff = _mm256_sub_epi64(a1, lo);
+            /* the carry out of an add, the borrow out of a subtract: -1 */
+            __m256i c = _mm256_castpd_si256(_mm256_blendv_pd(_mm256_castsi256_pd(s_ltu64(sum, lo)),
+                                                             _mm256_castsi256_pd(s_ltu64(a1, lo)),
+                                                             _mm256_castsi256_pd(neg)));
+            hi = _mm256_sub_epi64(hi, c); /* < 2^56: no wrap */
+            a1 = _mm256_castpd_si256(_mm256_blendv_pd(_mm256_castsi256_pd(sum),
+                                                      _mm256_castsi256_pd(diff),
+                                                      _mm256_castsi256_pd(neg)));
+            a2 = _mm256_castpd_si256(_mm256_blendv_pd(
+                _mm256_castsi256_pd(_mm256_add_epi64(a2, hi)),
+                _mm256_castsi256_pd(_mm256_sub_epi64(a2, hi)), _mm256_castsi256_pd(neg)));
+        }
+        _mm256_storeu_si256((__m256i *)(m1 + i), a1);
+        _mm256_storeu_si256((__m256i *)(m2 + i), a2);
+        for (size_t k = 0; k < ns; k++) {
+            for (int r = rare[k]; r; r &= r - 1) {
+                unsigned lane = (unsigned)__builtin_ctz((unsigned)r);
+                uint32_t vb;
+                memcpy(&vb, &src[k][j0 + i + lane], sizeof vb);
+                s_fedavg_rare(agg, j0 + i + lane, vb, wt[k], flip);
+            }
+        }
+    }
+    if (i == n)
+        return n;
+    /* the tail, under 4 parameters: one update after the other */
+    size_t d = n - i;
+    for (size_t k = 0; k < ns; k++) {
+        size_t dk = s_first_nonfinite(src[k] + j0 + i, n - i);
+        if (dk < d)
+            d = dk;
+    }
+    for (size_t k = 0; k < ns; k++)
+        s_fedavg_add_portable(agg, src[k] + j0 + i, j0 + i, d, wt[k], flip);
+    return i + d;
+}
+
+S_AVX2 static size_t s_fedavg_add_avx2(gb_aggregator_t *agg, const float *const *src,
+                                       const uint64_t *wt, size_t ns, size_t j0, size_t n,
+                                       unsigned flip)
+{
+    _Static_assert(S_FEDAVG_BATCH == 4, "one case per batch size");
+    switch (ns) {
+    case 1:
+        return s_fedavg_add_avx2_n(agg, src, wt, 1, j0, n, flip);
+    case 2:
+        return s_fedavg_add_avx2_n(agg, src, wt, 2, j0, n, flip);
+    case 3:
+        return s_fedavg_add_avx2_n(agg, src, wt, 3, j0, n, flip);
+    default:
+        return s_fedavg_add_avx2_n(agg, src, wt, 4, j0, n, flip);
+    }
+}
+#endif
+
+/* The kernels FedAvg's add can use, in the order of preference. */
+enum { S_KERNEL_PORTABLE, S_KERNEL_AVX2, S_KERNEL_AVX512 };
+static const char *const s_kernel_names[] = {"portable", "avx2", "avx512"};
+
+/* The best kernel this CPU runs. */
+static int s_kernel_best(void)
+{
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
+        __builtin_cpu_supports("avx512vl"))
+        return S_KERNEL_AVX512;
+    if (__builtin_cpu_supports("avx2"))
+        return S_KERNEL_AVX2;
+#endif
+    return S_KERNEL_PORTABLE;
+}
+
+/* Which kernel adds: -1 not chosen yet, else an S_KERNEL_*. */
 static int s_kernel = -1;
 
 static int s_kernel_choice(void)
 {
-    if (s_kernel < 0) {
-#if defined(__x86_64__)
-        __builtin_cpu_init();
-        s_kernel = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
-                   __builtin_cpu_supports("avx512vl");
-#else
-        s_kernel = 0;
-#endif
-    }
+    if (s_kernel < 0)
+        s_kernel = s_kernel_best();
     return s_kernel;
 }
 
 const char *gb_agg_kernel(void)
 {
-    return s_kernel_choice() ? "avx512" : "portable";
+    return s_kernel_names[s_kernel_choice()];
 }
 
-void gb_agg_kernel_force_portable(int on)
+int gb_agg_kernel_force(const char *name, gb_error_t *err)
 {
-    s_kernel = on ? 0 : -1;
+    if (!name) {
+        s_kernel = -1;
+        return 0;
+    }
+    const int best = s_kernel_best();
+    for (int k = S_KERNEL_PORTABLE; k <= S_KERNEL_AVX512; k++) {
+        if (strcmp(name, s_kernel_names[k]) != 0)
+            continue;
+        if (k > best)
+            return gb_error_set(err, GB_EINVAL, "aggregation kernel %s: this CPU runs at most %s",
+                                name, s_kernel_names[best]);
+        s_kernel = k;
+        return 0;
+    }
+    return gb_error_set(err, GB_EINVAL,
+                        "aggregation kernel '%s': expected portable, avx2 or avx512", name);
 }
 
 /* Adds updates src[0..ns) (ns <= S_FEDAVG_BATCH, weights wt) over
@@ -423,8 +575,10 @@ static size_t s_fedavg_add(gb_aggregator_t *agg, const float *const *src, const 
     bool narrow = true;
     for (size_t k = 0; k < ns; k++)
         narrow = narrow && wt[k] <= UINT32_MAX;
-    if (narrow && s_kernel_choice())
+    if (narrow && s_kernel_choice() == S_KERNEL_AVX512)
         return s_fedavg_add_avx512(agg, src, wt, ns, j0, n, flip);
+    if (narrow && s_kernel_choice() == S_KERNEL_AVX2)
+        return s_fedavg_add_avx2(agg, src, wt, ns, j0, n, flip);
 #endif
     size_t d = n;
     for (size_t k = 0; k < ns; k++) {
@@ -555,7 +709,7 @@ S_AVX512 static void s_fedavg_finish_avx512(const gb_aggregator_t *agg, float *o
 static void s_fedavg_finish(const gb_aggregator_t *agg, float *out, size_t p)
 {
 #if defined(__x86_64__)
-    if (s_kernel_choice()) {
+    if (s_kernel_choice() == S_KERNEL_AVX512) {
         s_fedavg_finish_avx512(agg, out, p);
         return;
     }

@@ -141,12 +141,14 @@ uint64_t gb_aggregator_weight(const gb_aggregator_t *agg);
  * finish. Lets the coordinator log which clients Krum trusted. */
 size_t gb_aggregator_selected(const gb_aggregator_t *agg, size_t *idx, size_t cap);
 
-/* The kernel FedAvg's add uses on this CPU: "avx512" (AVX-512 F and DQ) or
- * "portable"; a static string. Both give the same bits. */
+/* The kernel FedAvg's add uses on this CPU: "avx512" (AVX-512 F, DQ and
+ * VL), "avx2" or "portable"; a static string. All give the same bits. */
 const char *gb_agg_kernel(void);
 
-/* Test and benchmark hook: nonzero makes every aggregator use the portable
- * kernel from now on; 0 lets the CPU choose again. Not thread-safe. */
-void gb_agg_kernel_force_portable(int on);
+/* Test and benchmark hook: every aggregator uses kernel name ("portable",
+ * "avx2", "avx512") from now on; NULL lets the CPU choose again. Returns 0,
+ * or GB_EINVAL with err filled for a name it does not know or a kernel this
+ * CPU cannot run. Not thread-safe. */
+int gb_agg_kernel_force(const char *name, gb_error_t *err) GB_MUST_CHECK;
 
 #endif

@@ -4,7 +4,7 @@
  * y += a*x stream").
  *
  *   gb_aggregate_bench [--params P[,P...]] [--updates N[,N...]] [--rule SPEC]
- *                      [--rounds R] [--pool-mib M] [--quick]
+ *                      [--rounds R] [--pool-mib M] [--kernel auto|avx512|avx2|portable] [--quick]
  *
  * For every model size P (default 80202, LeNet's parameter count, and
  * 4,000,000) and update count N (default 10, 100, 1000), it times one round
@@ -195,6 +195,14 @@ int main(int argc, char **argv)
                 return 2;
             pool_mib = tmp[0];
             i++;
+        } else if (strcmp(a, "--kernel") == 0 && v) {
+            /* avx2: what a CPU without AVX-512 runs (aggregate.h) */
+            gb_error_t err = {0};
+            if (gb_agg_kernel_force(strcmp(v, "auto") == 0 ? NULL : v, &err) != 0) {
+                fprintf(stderr, "gb_aggregate_bench: --kernel: %s\n", err.msg);
+                return 2;
+            }
+            i++;
         } else if (strcmp(a, "--quick") == 0) {
             params[0] = 80202;
             params[1] = 1000000;
@@ -206,10 +214,12 @@ int main(int argc, char **argv)
             rounds = 1;
         } else {
             fprintf(stderr, "usage: gb_aggregate_bench [--params P,...] [--updates N,...] "
-                            "[--rule SPEC] [--rounds R] [--pool-mib M] [--quick]\n");
+                            "[--rule SPEC] [--rounds R] [--pool-mib M] [--kernel auto|avx512|avx2|portable] "
+                            "[--quick]\n");
             return 2;
         }
     }
+    fprintf(stderr, "aggregation kernel: %s\n", gb_agg_kernel());
     fprintf(stderr, "%-9s %6s %6s %12s %12s %12s %7s %10s\n", "params", "N", "pool",
             "stream GB/s", "(traffic)", "agg GB/s", "ratio", "finish ms");
     uint64_t rng = 0x243f6a8885a308d3ull;
@@ -255,10 +265,10 @@ int main(int argc, char **argv)
             fprintf(stderr, "%-9zu %6zu %6zu %12.2f %12.2f %12.2f %7.3f %10.2f\n", p, n,
                     n < pool_n ? n : pool_n, stream, 3 * stream, aggr, aggr / stream,
                     1e3 * t.finish_s);
-            printf("{\"rule\": \"%s\", \"params\": %zu, \"updates\": %zu, \"pool\": %zu, "
+            printf("{\"rule\": \"%s\", \"kernel\": \"%s\", \"params\": %zu, \"updates\": %zu, \"pool\": %zu, "
                    "\"stream_gbps\": %.3f, \"stream_traffic_gbps\": %.3f, \"agg_gbps\": %.3f, "
                    "\"ratio\": %.4f, \"stream_s\": %.6f, \"agg_s\": %.6f, \"finish_s\": %.6f}\n",
-                   rule, p, n, n < pool_n ? n : pool_n, stream, 3 * stream, aggr,
+                   rule, gb_agg_kernel(), p, n, n < pool_n ? n : pool_n, stream, 3 * stream, aggr,
                    aggr / stream, t.stream_s, t.agg_s, t.finish_s);
             fflush(stdout);
         }

@@ -1,5 +1,5 @@
 /* Tests for FedAvg's fast path (coordinator/aggregate.c): the split exact
- * sums, the AVX-512 and portable kernels, the update buffers of large
+ * sums, the AVX-512, AVX2 and portable kernels, the update buffers of large
  * models and the double-division finish give, bit for bit, what the old
  * FedAvg gave: one gb_exact_sum_t per parameter, gb_exact_sum_add of every
  * update, gb_exact_sum_mean at the end (the reference here). Covered:
@@ -10,7 +10,8 @@
  * near-ties of the rounding; a NaN or infinity anywhere in an update (the
  * refusal takes back what was added, also with buffered updates); rounds
  * after a round with rare values, smaller rounds after larger ones; and
- * gb_agg_kernel / gb_agg_kernel_force_portable. */
+ * gb_agg_kernel / gb_agg_kernel_force. Every test runs on every kernel this
+ * CPU has (s_kernels). */
 #include "testutil.h"
 
 #include <float.h>
@@ -130,22 +131,56 @@ static void s_all_rounds(void)
     gb_aggregator_destroy(&agg);
 }
 
-static void test_fast_equals_exact(void **state)
+/* The kernels, best first; forcing the i-th of n_kernels (NULL: the CPU's
+ * own choice again). */
+static const char *const s_kernels[] = {"avx512", "avx2", "portable"};
+#define S_N_KERNELS (sizeof s_kernels / sizeof s_kernels[0])
+
+/* Forces kernel i; false when this CPU cannot run it. */
+static bool s_force(size_t i)
 {
-    (void)state;
-    gb_agg_kernel_force_portable(0);
-    const char *k = gb_agg_kernel();
-    assert_true(strcmp(k, "avx512") == 0 || strcmp(k, "portable") == 0);
-    s_all_rounds();
+    gb_error_t err = {0};
+    if (gb_agg_kernel_force(s_kernels[i], &err) != 0) {
+        assert_non_null(strstr(err.msg, "this CPU runs at most"));
+        return false;
+    }
+    assert_string_equal(gb_agg_kernel(), s_kernels[i]);
+    return true;
 }
 
-static void test_portable_equals_exact(void **state)
+static void s_unforce(void)
+{
+    assert_int_equal(gb_agg_kernel_force(NULL, NULL), 0);
+}
+
+static void test_every_kernel_equals_exact(void **state)
 {
     (void)state;
-    gb_agg_kernel_force_portable(1);
+    s_unforce();
+    const char *best = gb_agg_kernel();
+    int ran = 0;
+    for (size_t i = 0; i < S_N_KERNELS; i++) {
+        if (!s_force(i))
+            continue;
+        print_message("kernel %s\n", s_kernels[i]);
+        s_all_rounds();
+        ran++;
+    }
+    assert_true(ran >= 1);
+    s_unforce();
+    assert_string_equal(gb_agg_kernel(), best);
+}
+
+static void test_kernel_force_refusals(void **state)
+{
+    (void)state;
+    gb_error_t err = {0};
+    assert_int_equal(gb_agg_kernel_force("sse9", &err), GB_EINVAL);
+    assert_non_null(strstr(err.msg, "expected portable, avx2 or avx512"));
+    assert_int_equal(gb_agg_kernel_force("portable", &err), 0);
     assert_string_equal(gb_agg_kernel(), "portable");
-    s_all_rounds();
-    gb_agg_kernel_force_portable(0);
+    s_unforce();
+    assert_string_not_equal(gb_agg_kernel(), "unknown");
 }
 
 /* Means that fall exactly on, or next to, a rounding boundary: the finish
@@ -157,8 +192,9 @@ static void test_ties_and_near_ties(void **state)
     enum { P = 64 };
     float a[P], b[P], c[P], got[P], want[P];
     uint64_t rng = 99;
-    for (int pass = 0; pass < 2; pass++) {
-        gb_agg_kernel_force_portable(pass);
+    for (size_t kernel = 0; kernel < S_N_KERNELS; kernel++) {
+        if (!s_force(kernel))
+            continue;
         for (int kind = 0; kind < 4; kind++) {
             for (size_t j = 0; j < P; j++) {
                 float x = (float)ldexp(1.0 + (double)(s_rand(&rng) % 1000) / 1000.0,
@@ -186,7 +222,7 @@ static void test_ties_and_near_ties(void **state)
             gb_aggregator_destroy(&agg);
         }
     }
-    gb_agg_kernel_force_portable(0);
+    s_unforce();
     /* one exact tie by hand: (1 + (1 + 2^-23)) / 2 = 1 + 2^-24, to even: 1 */
     gb_aggregator_t *agg = gb_aggregator_new("fedavg", 2, &err);
     float one = 1.0f, next = nextafterf(1.0f, 2.0f), out = 0;
@@ -247,8 +283,9 @@ static void s_refusal_case(size_t p, size_t bad_at, size_t bad_update, float bad
 static void test_refusal_takes_back(void **state)
 {
     (void)state;
-    for (int pass = 0; pass < 2; pass++) {
-        gb_agg_kernel_force_portable(pass);
+    for (size_t kernel = 0; kernel < S_N_KERNELS; kernel++) {
+        if (!s_force(kernel))
+            continue;
         s_refusal_case(1001, 0, 0, NAN);
         s_refusal_case(1001, 517, 2, INFINITY);
         s_refusal_case(1001, 1000, 5, -INFINITY); /* in the tail of the last vector */
@@ -258,14 +295,14 @@ static void test_refusal_takes_back(void **state)
         s_refusal_case(big, big - 1, 3, NAN);  /* ... in the tail */
         s_refusal_case(big, 9, 4, -NAN);       /* the 5th: buffered again */
     }
-    gb_agg_kernel_force_portable(0);
+    s_unforce();
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_fast_equals_exact),
-        cmocka_unit_test(test_portable_equals_exact),
+        cmocka_unit_test(test_every_kernel_equals_exact),
+        cmocka_unit_test(test_kernel_force_refusals),
         cmocka_unit_test(test_ties_and_near_ties),
         cmocka_unit_test(test_refusal_takes_back),
     };
