@@ -157,34 +157,25 @@ static void test_explanation_class_clients(void **state)
 {
     (void)state;
     gb_error_t err = {0};
-    float v[2] = {1, 2};
-    uint32_t shape[1] = {2};
-    Glassbox__Tensor t = GLASSBOX__TENSOR__INIT;
-    t.n_shape = 1;
-    t.shape = shape;
-    t.data.len = sizeof v;
-    t.data.data = (uint8_t *)v;
-    Glassbox__ClassAttribution c = GLASSBOX__CLASS_ATTRIBUTION__INIT, *cp = &c;
-    c.class_index = 3;
-    c.count = 5;
-    c.mean_attribution = &t;
-    Glassbox__Explanation x = GLASSBOX__EXPLANATION__INIT;
-    x.method = GLASSBOX__EXPLAIN_METHOD__EXPLAIN_SALIENCY;
-    x.n_classes = 1;
-    x.classes = &cp;
-    assert_int_equal(gb_check_explanation(&x, "update.explanation", 0, &err), 0);
-    c.clients = 1; /* a client claims support: not its field */
-    assert_int_equal(gb_check_explanation(&x, "update.explanation", 0, &err), GB_EINVAL);
+    static const float v[2] = {1, 2};
+    static const uint32_t shape[1] = {2};
+    gb_test_explanation_t e;
+    gb_test_explanation_one(&e, GLASSBOX__EXPLAIN_METHOD__EXPLAIN_SALIENCY, 3, 5, v, shape, 1);
+    Glassbox__Explanation *x = &e.x;
+    Glassbox__ClassAttribution *c = &e.c;
+    assert_int_equal(gb_check_explanation(x, "update.explanation", 0, &err), 0);
+    c->clients = 1; /* a client claims support: not its field */
+    assert_int_equal(gb_check_explanation(x, "update.explanation", 0, &err), GB_EINVAL);
     assert_non_null(strstr(err.msg, "update.explanation.classes[0].clients"));
-    c.clients = 4;
-    assert_int_equal(gb_check_explanation(&x, "p.explanation", 4, &err), 0);
-    c.clients = 5; /* one past the allowed clients, within the count */
-    assert_int_equal(gb_check_explanation(&x, "p.explanation", 4, &err), GB_EINVAL);
+    c->clients = 4;
+    assert_int_equal(gb_check_explanation(x, "p.explanation", 4, &err), 0);
+    c->clients = 5; /* one past the allowed clients, within the count */
+    assert_int_equal(gb_check_explanation(x, "p.explanation", 4, &err), GB_EINVAL);
     assert_non_null(strstr(err.msg, "allowed"));
-    c.clients = 5;
-    assert_int_equal(gb_check_explanation(&x, "p.explanation", 100, &err), 0);
-    c.clients = 6; /* more clients than samples: each has at least one */
-    assert_int_equal(gb_check_explanation(&x, "p.explanation", 100, &err), GB_EINVAL);
+    c->clients = 5;
+    assert_int_equal(gb_check_explanation(x, "p.explanation", 100, &err), 0);
+    c->clients = 6; /* more clients than samples: each has at least one */
+    assert_int_equal(gb_check_explanation(x, "p.explanation", 100, &err), GB_EINVAL);
     assert_non_null(strstr(err.msg, "count"));
 }
 
