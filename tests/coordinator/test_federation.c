@@ -6,8 +6,11 @@
  * once, a stale one and a misshapen one refused with their codes, the
  * signed publication files and checkpoints, the end of the run
  * (SHUTTING_DOWN to the clients), resuming from the checkpoint, a failed
- * publish step leaving the global model at the last finished round, and
- * option errors. */
+ * publish step leaving the global model at the last finished round, the
+ * class support of the aggregate explanation by hand (round report,
+ * /metrics, explanation-1.json, names from --class-names), and option
+ * errors (a names file of the wrong count, --min-class-clients past the
+ * client bound among them). */
 #include "testutil.h"
 
 #include <math.h>
@@ -29,6 +32,7 @@
 #include "net/tls_config.h"
 #include "net/wire.h"
 #include "util/alloc.h"
+#include "util/file.h"
 #include "util/metrics.h"
 #include "util/time.h"
 
@@ -58,6 +62,9 @@ typedef struct {
     char last_far_client[64];
     size_t last_participants;
     char last_flagged[256]; /* the last round's flagged clients, comma-separated */
+    size_t last_n_support;  /* the last round's class support: classes */
+    gb_federation_class_support_t last_support[4]; /* ... the first four */
+    char last_support_name[4][GB_CLASS_NAMES_LABEL_CAP]; /* ... and their names */
 } fixture_t;
 
 static void s_round_done(void *arg, const gb_federation_round_t *r)
@@ -75,6 +82,12 @@ static void s_round_done(void *arg, const gb_federation_round_t *r)
         snprintf(f->last_flagged + strlen(f->last_flagged),
                  sizeof f->last_flagged - strlen(f->last_flagged), "%s%s", i ? "," : "",
                  r->flagged_clients[i]);
+    f->last_n_support = r->n_class_support;
+    for (size_t k = 0; k < r->n_class_support && k < 4; k++) {
+        f->last_support[k] = r->class_support[k];
+        snprintf(f->last_support_name[k], sizeof f->last_support_name[k], "%s",
+                 gb_class_names_get(r->class_names, (int)k));
+    }
     assert_int_equal(r->round, (uint64_t)f->rounds_done);
 }
 
@@ -621,6 +634,10 @@ static void test_explanations_merged(void **state)
     o.cert_file = cert;
     o.explain = GLASSBOX__EXPLAIN_METHOD__EXPLAIN_SALIENCY;
     o.explain_samples = 10;
+    char *names = gb_test_write_file(f->base, "names.txt", "cat\ndog\nbird\n", 13);
+    o.class_names_file = names;
+    o.min_class_clients = 2;
+    gb_metrics_reset();
     f->fed = gb_federation_new(f->ctx, f->door, &o, &err);
     if (!f->fed)
         fail_msg("new: %s", err.msg);
@@ -641,6 +658,33 @@ static void test_explanations_merged(void **state)
     assert_true(s_exists(f->out, "explanation-1.json"));
     assert_true(s_exists(f->out, "explanation-1-importance.png"));
     assert_true(s_exists(f->out, "explanation-1-class-1.png"));
+    /* class support by hand: both clients sent class 1 ("dog") with 10
+     * samples each, nobody classes 0 and 2; fewer than 2 clients is weak */
+    assert_int_equal(f->last_n_support, 3);
+    static const char *const want_name[3] = {"cat", "dog", "bird"};
+    static const uint32_t want_clients[3] = {0, 2, 0};
+    for (int k = 0; k < 3; k++) {
+        assert_string_equal(f->last_support_name[k], want_name[k]);
+        assert_int_equal(f->last_support[k].clients, want_clients[k]);
+        assert_int_equal(f->last_support[k].samples, 10 * want_clients[k]);
+        assert_int_equal(f->last_support[k].weak, want_clients[k] < 2);
+        assert_true(gb_metrics_value("glassbox_class_explanation_clients", "class",
+                                     want_name[k]) == want_clients[k]);
+        assert_true(gb_metrics_value("glassbox_class_explanation_samples", "class",
+                                     want_name[k]) == 10 * want_clients[k]);
+        assert_true(gb_metrics_value("glassbox_class_weakly_explained", "class",
+                                     want_name[k]) == (want_clients[k] < 2));
+    }
+    char path[800];
+    snprintf(path, sizeof path, "%s/explanation-1.json", f->out);
+    uint8_t *text = NULL;
+    size_t len = 0;
+    assert_int_equal(gb_file_read_all(path, 1 << 20, &text, &len, &err), 0);
+    assert_non_null(strstr((char *)text, "\"class_name\": \"dog\", \"clients\": 2, "
+                                         "\"samples\": 20, \"weakly_explained\": false"));
+    assert_non_null(strstr((char *)text, "\"min_class_clients\": 2"));
+    gb_free(text);
+    free(names);
     gb_envelope_free(&t0);
     gb_envelope_free(&t1);
 }
@@ -870,6 +914,18 @@ static void test_option_errors(void **state)
     o.test_data = "idx:/nonexistent";
     assert_null(gb_federation_new(f->ctx, f->door, &o, &err));
     o.test_data = NULL;
+    /* class names: the model has 3 classes, the file names 2 */
+    char *two = gb_test_write_file(f->base, "two.txt", "cat\ndog\n", 8);
+    o.class_names_file = two;
+    assert_null(gb_federation_new(f->ctx, f->door, &o, &err));
+    assert_non_null(strstr(err.msg, "2 names for the model's 3 classes"));
+    o.class_names_file = NULL;
+    free(two);
+    /* a weak-class threshold past the clients the federation takes */
+    o.min_class_clients = o.rounds.max_clients + 1;
+    assert_null(gb_federation_new(f->ctx, f->door, &o, &err));
+    assert_non_null(strstr(err.msg, "--min-class-clients"));
+    o.min_class_clients = o.rounds.max_clients;
     o.state_dir = "/nonexistent/state"; /* one level is created, not more */
     assert_null(gb_federation_new(f->ctx, f->door, &o, &err));
     assert_non_null(strstr(err.msg, "/nonexistent/state"));
