@@ -174,8 +174,10 @@ static int s_classes(gb_federation_t *f, gb_error_t *err)
         if (!f->class_names)
             return gb_error_prefix(err, err->code, "federation: ");
     }
-    if (f->merge && !(f->class_support = gb_calloc((size_t)f->n_classes,
-                                                   sizeof *f->class_support)))
+    if (f->merge && (!(f->class_support = gb_calloc((size_t)f->n_classes,
+                                                    sizeof *f->class_support)) ||
+                     !(f->class_keys = gb_calloc((size_t)f->n_classes,
+                                                 sizeof *f->class_keys))))
         return gb_error_set(err, GB_ENOMEM, "federation: out of memory for %d classes",
                             f->n_classes);
     return 0;
@@ -393,6 +395,7 @@ void gb_federation_destroy(gb_federation_t **pf)
     gb_free(f->client_accuracies);
     gb_class_names_destroy(&f->class_names);
     gb_free(f->class_support);
+    gb_free(f->class_keys);
     gb_free(f->view);
     gb_task_pack_destroy(&f->task_pack);
     gb_free(f->pub_buf);

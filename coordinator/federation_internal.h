@@ -64,6 +64,8 @@ struct gb_federation {
                                        classes than a list holds, and no file) */
     gb_federation_class_support_t *class_support; /* [n_classes], the last round's
                                        (NULL: no explanations asked for) */
+    uint64_t *class_keys;           /* [n_classes] scratch: clients << 32 | class, to pick
+                                       the classes /metrics shows */
     double *client_accuracies;      /* the attempt's EvalResult accuracies */
     size_t n_client_accuracies, client_accuracies_cap;
 

@@ -51,6 +51,12 @@ static int s_timed(int phase, s_step_fn fn, gb_federation_t *f, const gb_rounds_
  * clients shows the most divergent ones; the Publication carries them all. */
 #define S_DISTANCE_SERIES_MAX 1024
 
+/* At most this many classes get the three class-support series (so 384 of
+ * the 4096), for the same reason: a model with more classes shows the ones
+ * that rest on the fewest clients, the ones a reader needs to see; the
+ * round line (--json) and explanation-ROUND.json have them all. */
+#define S_CLASS_SERIES_MAX 128
+
 /* The most explanation weight one client may carry this attempt:
  * max_explanation_share of the samples its selected clients joined with
  * (0: no cap). Read from what they claimed at Join, so a client that lies
@@ -549,9 +555,16 @@ static void s_bias_view(gb_federation_t *f, gb_federation_round_t *r)
                                  f->class_accuracy[k]);
 }
 
+static int s_by_u64(const void *x, const void *y)
+{
+    uint64_t a = *(const uint64_t *)x, b = *(const uint64_t *)y;
+    return (a > b) - (a < b);
+}
+
 /* The round's class support: per class of the model, how many clients and
  * samples its aggregate map rests on (a class nobody explained: 0 and 0),
- * from the merge's counts in the aggregate, into r and /metrics. The
+ * from the merge's counts in the aggregate, into r and /metrics (at most
+ * S_CLASS_SERIES_MAX classes there: the fewest-supported). The
  * series are cleared first, so a round without an aggregate explanation
  * shows none rather than the last one's. */
 static void s_class_support(gb_federation_t *f, gb_federation_round_t *r)
@@ -578,10 +591,20 @@ static void s_class_support(gb_federation_t *f, gb_federation_round_t *r)
             f->class_support[c->class_index].samples = c->count;
         }
     }
-    char label[GB_CLASS_NAMES_LABEL_CAP];
     for (int k = 0; k < f->n_classes; k++) {
         gb_federation_class_support_t *cs = &f->class_support[k];
         cs->weak = gb_explain_report_is_weak(cs->clients, f->o.min_class_clients);
+        f->class_keys[k] = (uint64_t)cs->clients << 32 | (uint32_t)k;
+    }
+    size_t shown = (size_t)f->n_classes;
+    if (shown > S_CLASS_SERIES_MAX) { /* the fewest clients first, then by class */
+        qsort(f->class_keys, shown, sizeof *f->class_keys, s_by_u64);
+        shown = S_CLASS_SERIES_MAX;
+    }
+    char label[GB_CLASS_NAMES_LABEL_CAP];
+    for (size_t i = 0; i < shown; i++) {
+        int k = (int)(uint32_t)f->class_keys[i];
+        const gb_federation_class_support_t *cs = &f->class_support[k];
         const char *name = gb_class_names_label(f->class_names, k, label, sizeof label);
         double v[3] = {cs->clients, (double)cs->samples, cs->weak};
         for (size_t g = 0; g < 3; g++)

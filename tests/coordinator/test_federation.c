@@ -355,19 +355,22 @@ static uint64_t s_eval(fixture_t *f, int i, const Glassbox__Task *t, uint64_t sa
     return env.sequence;
 }
 
-/* Sends an Update of 0.5 everywhere with an explanation whose feature
- * importance is `importance` (4 cells) and one class map; returns its
- * sequence. */
-static uint64_t s_update_explained(fixture_t *f, int i, const Glassbox__Task *t,
-                                   const float importance[4], uint64_t samples)
+/* Sends an Update of 0.5 everywhere (n_params, at most MAX_PARAMS) with an
+ * explanation whose feature importance is `importance` (4 cells) and one
+ * map, of class cls with 10 samples; returns its sequence. */
+#define MAX_PARAMS 1024
+static uint64_t s_update_explained_as(fixture_t *f, int i, const Glassbox__Task *t,
+                                      const float importance[4], uint64_t samples,
+                                      size_t n_params, uint32_t cls)
 {
-    float delta[N_PARAMS], map[4] = {0.1f, -0.2f, 0.3f, 0.0f}, imp[4];
+    assert_true(n_params <= MAX_PARAMS);
+    float delta[MAX_PARAMS], map[4] = {0.1f, -0.2f, 0.3f, 0.0f}, imp[4];
     memcpy(imp, importance, sizeof imp);
-    for (int k = 0; k < N_PARAMS; k++)
+    for (size_t k = 0; k < n_params; k++)
         delta[k] = 0.5f;
     uint8_t sha[32];
     gb_error_t err = {0};
-    assert_int_equal(gb_wire_sha256(delta, sizeof delta, sha, &err), 0);
+    assert_int_equal(gb_wire_sha256(delta, n_params * sizeof *delta, sha, &err), 0);
     uint32_t shape[] = {4};
     Glassbox__Tensor tmap = GLASSBOX__TENSOR__INIT, timp = GLASSBOX__TENSOR__INIT;
     tmap.n_shape = timp.n_shape = 1;
@@ -377,7 +380,7 @@ static uint64_t s_update_explained(fixture_t *f, int i, const Glassbox__Task *t,
     timp.data.data = (uint8_t *)imp;
     timp.data.len = sizeof imp;
     Glassbox__ClassAttribution ca = GLASSBOX__CLASS_ATTRIBUTION__INIT;
-    ca.class_index = 1;
+    ca.class_index = cls;
     ca.count = 10;
     ca.mean_attribution = &tmap;
     Glassbox__ClassAttribution *cap[] = {&ca};
@@ -393,8 +396,8 @@ static uint64_t s_update_explained(fixture_t *f, int i, const Glassbox__Task *t,
     u.task_id = t->task_id;
     u.num_samples = samples;
     u.delta.data = (uint8_t *)delta;
-    u.delta.len = sizeof delta;
-    u.param_count = N_PARAMS;
+    u.delta.len = n_params * sizeof *delta;
+    u.param_count = n_params;
     u.delta_sha256.data = sha;
     u.delta_sha256.len = 32;
     u.explanation = &x;
@@ -403,6 +406,13 @@ static uint64_t s_update_explained(fixture_t *f, int i, const Glassbox__Task *t,
     env.update = &u;
     s_send(f, i, &env);
     return env.sequence;
+}
+
+/* s_update_explained_as for the fixture's model and class 1. */
+static uint64_t s_update_explained(fixture_t *f, int i, const Glassbox__Task *t,
+                                   const float importance[4], uint64_t samples)
+{
+    return s_update_explained_as(f, i, t, importance, samples, N_PARAMS, 1);
 }
 
 /* Takes client i's next Envelope, which must be a Task; returns it. */
@@ -689,6 +699,46 @@ static void test_explanations_merged(void **state)
     gb_envelope_free(&t1);
 }
 
+/* A model of 130 classes: /metrics shows the class support of the 128
+ * that rest on the fewest clients (ties by class), the round report all
+ * of them. Both clients explain class 5 only: classes 0-4 and 6-128 are
+ * shown, 5 (two clients) and 129 (the last of the unexplained) are not. */
+static void test_class_series_bounded(void **state)
+{
+    fixture_t *f = *state;
+    gb_error_t err = {0};
+    char key[700], cert[700];
+    s_key_files(f, key, cert, sizeof key);
+    char *spec = gb_test_write_file(f->base, "wide.spec", "input 4\ndense 130\n", 18);
+    gb_federation_options_t o = s_options(f, 1);
+    o.model = spec;
+    o.key_file = key;
+    o.cert_file = cert;
+    o.explain = GLASSBOX__EXPLAIN_METHOD__EXPLAIN_SALIENCY;
+    o.min_class_clients = 2;
+    gb_metrics_reset();
+    f->fed = gb_federation_new(f->ctx, f->door, &o, &err);
+    if (!f->fed)
+        fail_msg("new: %s", err.msg);
+    s_join(f, 0);
+    s_join(f, 1);
+    Glassbox__Envelope *t0 = s_task(f, 0, 1), *t1 = s_task(f, 1, 1);
+    static const float even[4] = {1, 1, 1, 1};
+    s_expect_ack(f, 0, s_update_explained_as(f, 0, t0->task, even, 50, 650, 5));
+    s_expect_ack(f, 1, s_update_explained_as(f, 1, t1->task, even, 50, 650, 5));
+    assert_int_equal(f->rounds_done, 1);
+    assert_int_equal(f->last_n_support, 130);
+    const char *w = "glassbox_class_weakly_explained";
+    assert_true(gb_metrics_value(w, "class", "class 0") == 1);
+    assert_true(gb_metrics_value(w, "class", "class 128") == 1);
+    assert_true(gb_metrics_value(w, "class", "class 129") == 0); /* no series */
+    assert_true(gb_metrics_value("glassbox_class_explanation_samples", "class", "class 5") ==
+                0); /* no series: the best-supported class is not shown */
+    gb_envelope_free(&t0);
+    gb_envelope_free(&t1);
+    free(spec);
+}
+
 /* Six clients, one of which (edge-6) sends the others' update sign-flipped
  * at the same norm (no norm check can refuse it): the flag step scores it
  * from its distance to the round's median update, so it is flagged in each
@@ -954,6 +1004,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_two_rounds_and_resume, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_failed_step_keeps_the_model, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_explanations_merged, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_class_series_bounded, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_hostile_results, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_poisoned_update_flagged, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_guard_leaves_flagged_out, s_setup, s_teardown),
