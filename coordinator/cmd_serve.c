@@ -133,13 +133,11 @@ static void s_print_weakest_class(const gb_federation_round_t *r)
         if (isfinite(r->class_accuracy[k]) &&
             (worst < 0 || r->class_accuracy[k] < r->class_accuracy[worst]))
             worst = k;
+    char label[GB_CLASS_NAMES_LABEL_CAP];
     if (worst >= 0)
-    {
-        char label[GB_CLASS_NAMES_LABEL_CAP];
         printf(", weakest class %s %.1f%%",
                gb_class_names_label(r->class_names, worst, label, sizeof label),
                100 * r->class_accuracy[worst]);
-    }
 }
 
 static void s_round_line(void *arg, const gb_federation_round_t *r)

@@ -240,29 +240,26 @@ bool gb_explain_report_is_weak(uint32_t clients, uint32_t min_class_clients)
     return min_class_clients >= 2 && clients < min_class_clients;
 }
 
-/* True when the aggregate holds class k. */
-static bool s_has_class(const Glassbox__Explanation *x, uint32_t k)
-{
-    for (size_t i = 0; i < x->n_classes; i++)
-        if (x->classes[i]->class_index == k)
-            return true;
-    return false;
-}
-
-/* "unexplained_classes": the classes of the names list nobody explained. */
+/* "unexplained_classes": the classes of the names list nobody explained;
+ * NULL when out of memory. */
 static json_t *s_unexplained(const Glassbox__Explanation *x, const gb_class_names_t *names)
 {
-    json_t *a = json_array();
     int n = gb_class_names_count(names);
+    bool *has = gb_calloc(n ? (size_t)n : 1, sizeof *has);
+    json_t *a = has ? json_array() : NULL;
+    for (size_t i = 0; a && i < x->n_classes; i++)
+        if (x->classes[i]->class_index < (uint32_t)n)
+            has[x->classes[i]->class_index] = true;
     for (int k = 0; a && k < n; k++) {
-        if (s_has_class(x, (uint32_t)k))
+        if (has[k])
             continue;
         if (json_array_append_new(a, json_pack("{s:i, s:o}", "class", k, "class_name",
                                                gb_json_string(gb_class_names_get(names, k))))) {
             json_decref(a);
-            return NULL;
+            a = NULL;
         }
     }
+    gb_free(has);
     return a;
 }
 
@@ -387,12 +384,12 @@ int gb_explain_report_write(const char *dir, uint64_t round,
 }
 
 /* The support part of a class's heatmap title: "3 clients", or with too
- * few "1 client: WEAK" (the font draws ASCII capitals, and the word must
- * catch the eye in a grid of pictures). */
+ * few "1 client: weak", so that a grid of pictures says which maps one
+ * client's data drew. */
 static void s_support_title(char *buf, size_t cap, uint32_t clients, uint32_t min)
 {
     snprintf(buf, cap, "%u client%s%s", (unsigned)clients, clients == 1 ? "" : "s",
-             gb_explain_report_is_weak(clients, min) ? ": WEAK" : "");
+             gb_explain_report_is_weak(clients, min) ? ": weak" : "");
 }
 
 int gb_explain_report_write_named(const char *dir, uint64_t round,

@@ -34,7 +34,7 @@ bool gb_explain_report_is_weak(uint32_t clients, uint32_t min_class_clients);
 /* gb_explain_report_write, with
  *  - each class's heatmap titled by its name and support ("round 5  class
  *    7 Sneaker  ig  n=120  3 clients"; a weakly explained class's title
- *    ends "1 client: WEAK");
+ *    ends "1 client: weak");
  *  - each class object of the JSON ending with "class_name", "clients"
  *    (ClassAttribution.clients), "samples" (its count) and
  *    "weakly_explained" (after "heatmap", so that readers of the existing

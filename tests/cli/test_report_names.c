@@ -314,7 +314,7 @@ static void test_class_support(void **state)
     assert_false(gb_explain_report_is_weak(2, 2));
     assert_false(gb_explain_report_is_weak(0, 1));
     assert_false(gb_explain_report_is_weak(0, 0));
-    /* a weak class's title says so: "1 client: WEAK" is wider than
+    /* a weak class's title says so: "1 client: weak" is wider than
      * "1 client" (the same class, the same counts) */
     char png[1200];
     snprintf(png, sizeof png, "%s/min2/explanation-4-class-7.png", base);
