@@ -630,6 +630,29 @@ static void test_failed_step_keeps_the_model(void **state)
     gb_envelope_free(&t1);
 }
 
+/* Starts the federation of o, made one that signs (with the key files,
+ * whose paths go into key and cert, 700 bytes each) and asks for saliency
+ * explanations with a weak-class threshold of 2, on fresh metrics; joins
+ * clients 0 and 1 and takes their round-1 tasks into t[0] and t[1]. */
+static void s_start_explaining(fixture_t *f, gb_federation_options_t *o, char *key,
+                               char *cert, Glassbox__Envelope *t[2])
+{
+    gb_error_t err = {0};
+    s_key_files(f, key, cert, 700);
+    o->key_file = key;
+    o->cert_file = cert;
+    o->explain = GLASSBOX__EXPLAIN_METHOD__EXPLAIN_SALIENCY;
+    o->min_class_clients = 2;
+    gb_metrics_reset();
+    f->fed = gb_federation_new(f->ctx, f->door, o, &err);
+    if (!f->fed)
+        fail_msg("new: %s", err.msg);
+    s_join(f, 0);
+    s_join(f, 1);
+    t[0] = s_task(f, 0, 1);
+    t[1] = s_task(f, 1, 1);
+}
+
 /* Tasks ask for explanations; the clients' explanations are merged, the
  * report is written beside the publication, and the client whose
  * importance lies elsewhere is the farthest. */
@@ -638,22 +661,13 @@ static void test_explanations_merged(void **state)
     fixture_t *f = *state;
     gb_error_t err = {0};
     char key[700], cert[700];
-    s_key_files(f, key, cert, sizeof key);
     gb_federation_options_t o = s_options(f, 1);
-    o.key_file = key;
-    o.cert_file = cert;
-    o.explain = GLASSBOX__EXPLAIN_METHOD__EXPLAIN_SALIENCY;
     o.explain_samples = 10;
     char *names = gb_test_write_file(f->base, "names.txt", "cat\ndog\nbird\n", 13);
     o.class_names_file = names;
-    o.min_class_clients = 2;
-    gb_metrics_reset();
-    f->fed = gb_federation_new(f->ctx, f->door, &o, &err);
-    if (!f->fed)
-        fail_msg("new: %s", err.msg);
-    s_join(f, 0);
-    s_join(f, 1);
-    Glassbox__Envelope *t0 = s_task(f, 0, 1), *t1 = s_task(f, 1, 1);
+    Glassbox__Envelope *t[2];
+    s_start_explaining(f, &o, key, cert, t);
+    Glassbox__Envelope *t0 = t[0], *t1 = t[1];
     assert_int_equal(t0->task->explain->method, GLASSBOX__EXPLAIN_METHOD__EXPLAIN_SALIENCY);
     assert_int_equal(t0->task->explain->max_samples, 10);
     static const float even[4] = {1, 1, 1, 1}, corner[4] = {0, 0, 0, 4};
@@ -706,23 +720,13 @@ static void test_explanations_merged(void **state)
 static void test_class_series_bounded(void **state)
 {
     fixture_t *f = *state;
-    gb_error_t err = {0};
     char key[700], cert[700];
-    s_key_files(f, key, cert, sizeof key);
     char *spec = gb_test_write_file(f->base, "wide.spec", "input 4\ndense 130\n", 18);
     gb_federation_options_t o = s_options(f, 1);
     o.model = spec;
-    o.key_file = key;
-    o.cert_file = cert;
-    o.explain = GLASSBOX__EXPLAIN_METHOD__EXPLAIN_SALIENCY;
-    o.min_class_clients = 2;
-    gb_metrics_reset();
-    f->fed = gb_federation_new(f->ctx, f->door, &o, &err);
-    if (!f->fed)
-        fail_msg("new: %s", err.msg);
-    s_join(f, 0);
-    s_join(f, 1);
-    Glassbox__Envelope *t0 = s_task(f, 0, 1), *t1 = s_task(f, 1, 1);
+    Glassbox__Envelope *t[2];
+    s_start_explaining(f, &o, key, cert, t);
+    Glassbox__Envelope *t0 = t[0], *t1 = t[1];
     static const float even[4] = {1, 1, 1, 1};
     s_expect_ack(f, 0, s_update_explained_as(f, 0, t0->task, even, 50, 650, 5));
     s_expect_ack(f, 1, s_update_explained_as(f, 1, t1->task, even, 50, 650, 5));
