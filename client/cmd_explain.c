@@ -37,8 +37,12 @@
  * says why; ties get their mean rank; ranks do not care that the
  * two models' maps differ in scale by orders of magnitude) and the
  * normalised L2 distance || |a|/||a|| - |b|/||b|| || (0: the same map up to
- * scale; sqrt 2: no cell in common). Reported as means per class and over
- * all samples. Per sample, as Adebayo does, rather than on the class means
+ * scale; sqrt 2: no cell in common) and the cosine similarity of |a| and |b|
+ * (1: the same map up to scale; 0: no cell in common; per sample it is
+ * 1 - L2^2 / 2, the form most readers know). Reported as means per class
+ * and over all samples. All layers are re-initialised at once (Adebayo's
+ * "full" randomisation, not the cascade from the top layer down): one
+ * question, does the map depend on the weights at all, one answer. Per sample, as Adebayo does, rather than on the class means
  * the summary keeps: a class's mean |attribution| is smooth enough that
  * any two models agree on it (the centre of the image outweighs its
  * border): 0.93 for saliency on a LeNet trained to 72%, 0.42 per sample.
@@ -117,6 +121,7 @@ typedef struct {
 typedef struct {
     double rank;       /* Spearman's rank correlation of |attribution|; NaN: none defined */
     double l2;         /* || |a|/||a|| - |b|/||b|| ||; NaN: none defined */
+    double cosine;     /* |a|.|b| / (||a|| ||b||); NaN: none defined */
     int64_t undefined; /* samples left out of rank: a map without two distinct values */
 } s_change_t;
 
@@ -130,8 +135,8 @@ typedef struct {
 } s_sanity_t;
 
 typedef struct {
-    double rank_sum, l2_sum; /* sums of the per-sample figures */
-    int64_t n_rank, n_l2;    /* samples in each sum */
+    double rank_sum, l2_sum, cos_sum; /* sums of the per-sample figures */
+    int64_t n_rank, n_l2;    /* samples in each sum (cos_sum's: n_l2) */
 } s_acc_t;
 
 typedef struct {
@@ -401,8 +406,8 @@ static int s_options(s_opts_t *o, gb_explain_method_t *method, int argc, char **
          "for fashion-mnist, else 'class K')",
          false},
         {"--sanity", GB_ARG_CHOICE, &o->sanity, 0, 0, "randomise",
-         "also explain with the weights re-initialised at random and report how much the "
-         "maps change (exit 3 when they barely do)",
+         "also explain with all the weights re-initialised at random and report how much "
+         "the maps change: rank correlation, L2 distance, cosine (exit 3 when they barely do)",
          false},
         {"--sanity-seed", GB_ARG_U64, &o->sanity_seed, 0, 0, NULL,
          "seed of the random weights for --sanity (default 2)", false},
@@ -711,7 +716,7 @@ static double s_pearson(const double *a, const double *b, size_t n)
 static void s_compare_sample(s_run_t *r, const float *t, const float *u, int g)
 {
     size_t m = 0;
-    double nt = 0, nu = 0, d = 0;
+    double nt = 0, nu = 0, d = 0, dot = 0;
     for (size_t i = 0; i < r->a_size; i++) {
         double a = fabs((double)t[i]), b = fabs((double)u[i]);
         nt += a * a;
@@ -727,8 +732,10 @@ static void s_compare_sample(s_run_t *r, const float *t, const float *u, int g)
     double rank = s_pearson(r->ra, r->rb, m);
     nt = sqrt(nt);
     nu = sqrt(nu);
-    for (size_t i = 0; nt > 0 && nu > 0 && i < m; i++)
+    for (size_t i = 0; nt > 0 && nu > 0 && i < m; i++) {
         d += (r->ca[i] / nt - r->cb[i] / nu) * (r->ca[i] / nt - r->cb[i] / nu);
+        dot += (r->ca[i] / nt) * (r->cb[i] / nu);
+    }
     s_acc_t *acc[2] = {&r->acc[g], &r->acc[r->groups]};
     for (int k = 0; k < 2; k++) {
         if (isfinite(rank)) {
@@ -737,6 +744,7 @@ static void s_compare_sample(s_run_t *r, const float *t, const float *u, int g)
         }
         if (nt > 0 && nu > 0) {
             acc[k]->l2_sum += sqrt(d);
+            acc[k]->cos_sum += dot;
             acc[k]->n_l2++;
         }
     }
@@ -780,6 +788,7 @@ static int s_sanity_compute(const s_run_t *r, s_sanity_t *out, gb_error_t *err)
         s_change_t *c = g == r->groups ? &out->all : &out->cls[g];
         c->rank = a->n_rank ? a->rank_sum / (double)a->n_rank : NAN;
         c->l2 = a->n_l2 ? a->l2_sum / (double)a->n_l2 : NAN;
+        c->cosine = a->n_l2 ? a->cos_sum / (double)a->n_l2 : NAN;
         c->undefined = gb_summary_count(r->sum, g == r->groups ? GB_SUMMARY_ALL : g) - a->n_rank;
         if (g < r->groups && isfinite(c->rank) && !(c->rank <= out->max_rank)) {
             out->max_rank = c->rank;
@@ -930,20 +939,23 @@ static json_t *s_sanity_json(const s_run_t *r, const s_sanity_t *sa)
         int64_t count = gb_summary_count(r->sum, c);
         if (count == 0)
             continue;
-        json_t *o = json_pack("{s:i, s:o, s:I, s:o, s:o}", "class", c, "class_name",
+        json_t *o = json_pack("{s:i, s:o, s:I, s:o, s:o, s:o}", "class", c, "class_name",
                               gb_json_string(gb_class_names_get(r->names, c)), "count",
                               (json_int_t)count, "rank_correlation",
                               gb_json_real_or_null(sa->cls[c].rank), "l2_distance",
-                              gb_json_real_or_null(sa->cls[c].l2));
+                              gb_json_real_or_null(sa->cls[c].l2), "cosine_similarity",
+                              gb_json_real_or_null(sa->cls[c].cosine));
         if (json_array_append_new(classes, o) != 0) {
             json_decref(classes);
             return NULL;
         }
     }
-    return json_pack("{s:s, s:I, s:o, s:o, s:o, s:I, s:f, s:b, s:o, s:i, s:o}", "check",
-                     "randomise", "seed", (json_int_t)r->o->sanity_seed, "rank_correlation",
+    return json_pack("{s:s, s:s, s:I, s:o, s:o, s:o, s:o, s:I, s:f, s:b, s:o, s:i, s:o}",
+                     "check", "randomise", "layers", "all", "seed",
+                     (json_int_t)r->o->sanity_seed, "rank_correlation",
                      gb_json_real_or_null(sa->all.rank), "l2_distance",
-                     gb_json_real_or_null(sa->all.l2), "max_class_rank_correlation",
+                     gb_json_real_or_null(sa->all.l2), "cosine_similarity",
+                     gb_json_real_or_null(sa->all.cosine), "max_class_rank_correlation",
                      gb_json_real_or_null(sa->max_rank), "samples_without_rank",
                      (json_int_t)sa->all.undefined, "threshold", S_SANITY_MAX_RANK, "passed",
                      (int)sa->passed, "verdict", gb_json_string(verdict), "heatmaps",
@@ -962,24 +974,27 @@ static const char *s_fig(double v, char *buf, size_t cap)
 
 static void s_report_sanity_text(const s_run_t *r, const s_sanity_t *sa)
 {
-    char verdict[512], f1[32], f2[32];
+    char verdict[512], f1[32], f2[32], f3[32];
     s_sanity_verdict(r, sa, verdict, sizeof verdict);
-    printf("sanity check: the same samples explained by the model with random weights "
-           "(seed %llu);\n  per-sample means of the rank correlation and the normalised L2 "
-           "distance of |attribution|:\n", (unsigned long long)r->o->sanity_seed);
-    printf("  %-28s %8s %10s %8s\n", "", "samples", "rank corr", "L2 dist");
+    printf("sanity check: the same samples explained by the model with all its weights "
+           "random (seed %llu);\n  per-sample means of the rank correlation, the normalised "
+           "L2 distance and the cosine similarity of |attribution|:\n",
+           (unsigned long long)r->o->sanity_seed);
+    printf("  %-28s %8s %10s %8s %8s\n", "", "samples", "rank corr", "L2 dist", "cosine");
     for (int c = 0; !r->regression && c < r->groups; c++) {
         int64_t count = gb_summary_count(r->sum, c);
         if (count == 0)
             continue;
         char label[GB_CLASS_NAMES_MAX_LEN + 16];
         snprintf(label, sizeof label, "%d %s", c, gb_class_names_get(r->names, c));
-        printf("  %-28s %8lld %10s %8s\n", label, (long long)count,
-               s_fig(sa->cls[c].rank, f1, sizeof f1), s_fig(sa->cls[c].l2, f2, sizeof f2));
+        printf("  %-28s %8lld %10s %8s %8s\n", label, (long long)count,
+               s_fig(sa->cls[c].rank, f1, sizeof f1), s_fig(sa->cls[c].l2, f2, sizeof f2),
+               s_fig(sa->cls[c].cosine, f3, sizeof f3));
     }
-    printf("  %-28s %8lld %10s %8s\n", r->regression ? "output" : "all classes",
+    printf("  %-28s %8lld %10s %8s %8s\n", r->regression ? "output" : "all classes",
            (long long)gb_summary_count(r->sum, GB_SUMMARY_ALL),
-           s_fig(sa->all.rank, f1, sizeof f1), s_fig(sa->all.l2, f2, sizeof f2));
+           s_fig(sa->all.rank, f1, sizeof f1), s_fig(sa->all.l2, f2, sizeof f2),
+           s_fig(sa->all.cosine, f3, sizeof f3));
     if (sa->all.undefined)
         printf("  %lld sample%s without a rank correlation (a map with fewer than two "
                "distinct values)\n", (long long)sa->all.undefined,

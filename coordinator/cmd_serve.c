@@ -46,6 +46,7 @@ typedef struct {
     const char *http;  /* the HTTP endpoint's address, or "none" */
     bool http_given;   /* --http was given: failing to bind it is an error */
     int min_clients, per_round, quorum, epochs, steps, batch, explain_samples, explain_steps;
+    int min_class_clients; /* --min-class-clients */
     double fraction, deadline_s, lr, momentum, weight_decay, mu, clip;
     double finished_grace_s; /* how long a finished federation answers clients coming back */
     uint64_t rounds, seed;
@@ -62,13 +63,28 @@ static void s_add_bias_json(json_t *o, const gb_federation_round_t *r)
 {
     if (!o)
         return;
+    char label[GB_CLASS_NAMES_LABEL_CAP];
     if (r->n_classes) {
         json_t *c = json_object();
         for (int k = 0; c && k < r->n_classes; k++)
             if (isfinite(r->class_accuracy[k]))
-                json_object_set_new(c, gb_class_names_get(r->class_names, k),
-                                    gb_json_real(r->class_accuracy[k]));
+                json_object_set_new(
+                    c, gb_class_names_label(r->class_names, k, label, sizeof label),
+                    gb_json_real(r->class_accuracy[k]));
         json_object_set_new(o, "class_accuracy", c);
+    }
+    if (r->n_class_support) {
+        json_t *a = json_array();
+        for (size_t k = 0; a && k < r->n_class_support; k++) {
+            const gb_federation_class_support_t *cs = &r->class_support[k];
+            json_array_append_new(
+                a, json_pack("{s:o, s:I, s:I, s:b}", "class",
+                             gb_json_string(gb_class_names_label(r->class_names, (int)k, label,
+                                                                 sizeof label)),
+                             "clients", (json_int_t)cs->clients, "samples",
+                             (json_int_t)cs->samples, "weak", cs->weak));
+        }
+        json_object_set_new(o, "class_support", a);
     }
     if (r->clients_evaluated)
         json_object_set_new(o, "client_accuracy",
@@ -84,6 +100,31 @@ static void s_add_bias_json(json_t *o, const gb_federation_round_t *r)
     json_object_set_new(o, "flagged", flagged);
 }
 
+/* The weakly explained classes for the text line: ", weakly explained
+ * (fewer than 3 clients): Sandal 1, Bag 0", at most S_WEAK_SHOWN of them
+ * and how many more (a model with thousands of classes would otherwise
+ * fill the screen; --json and /metrics have them all). */
+#define S_WEAK_SHOWN 10
+static void s_print_weak_classes(const gb_federation_round_t *r)
+{
+    size_t weak = 0;
+    char label[GB_CLASS_NAMES_LABEL_CAP];
+    for (size_t k = 0; k < r->n_class_support; k++) {
+        const gb_federation_class_support_t *cs = &r->class_support[k];
+        if (!cs->weak)
+            continue;
+        if (weak == 0)
+            printf(", weakly explained (fewer than %u clients):", (unsigned)r->min_class_clients);
+        if (weak < S_WEAK_SHOWN)
+            printf("%s %s %u", weak ? "," : "",
+                   gb_class_names_label(r->class_names, (int)k, label, sizeof label),
+                   (unsigned)cs->clients);
+        weak++;
+    }
+    if (weak > S_WEAK_SHOWN)
+        printf(" and %zu more", weak - S_WEAK_SHOWN);
+}
+
 /* The class the model fails most ("Shirt 58.1%"), for the text line. */
 static void s_print_weakest_class(const gb_federation_round_t *r)
 {
@@ -92,8 +133,10 @@ static void s_print_weakest_class(const gb_federation_round_t *r)
         if (isfinite(r->class_accuracy[k]) &&
             (worst < 0 || r->class_accuracy[k] < r->class_accuracy[worst]))
             worst = k;
+    char label[GB_CLASS_NAMES_LABEL_CAP];
     if (worst >= 0)
-        printf(", weakest class %s %.1f%%", gb_class_names_get(r->class_names, worst),
+        printf(", weakest class %s %.1f%%",
+               gb_class_names_label(r->class_names, worst, label, sizeof label),
                100 * r->class_accuracy[worst]);
 }
 
@@ -135,6 +178,7 @@ static void s_round_line(void *arg, const gb_federation_round_t *r)
             printf(", clients' accuracy %.1f-%.1f%% (median %.1f%%)",
                    100 * r->client_accuracy_min, 100 * r->client_accuracy_max,
                    100 * r->client_accuracy_median);
+        s_print_weak_classes(r);
         if (r->max_distance_client)
             printf(", explanation farthest from the rest: %s (%.3f)", r->max_distance_client,
                    r->max_distance);
@@ -195,6 +239,13 @@ static int s_options(s_cli_t *c)
         if (strcmp(c->explain, methods[i].name) == 0)
             o->explain = methods[i].m;
     o->guard_flags = c->guard && strcmp(c->guard, "flags") == 0;
+    o->min_class_clients = (uint32_t)c->min_class_clients;
+    if (o->min_class_clients > r->max_clients) {
+        fprintf(stderr, "glassbox-coordinator serve: --min-class-clients %d is more than the "
+                        "%u clients the federation takes\n", c->min_class_clients,
+                (unsigned)r->max_clients);
+        return 2;
+    }
     o->explain_samples = (uint32_t)c->explain_samples;
     o->explain_steps = (uint32_t)c->explain_steps;
     /* A federation explains every client every round: 16 Gauss-Legendre
@@ -340,7 +391,8 @@ int gb_cmd_serve(int argc, char **argv)
 {
     s_cli_t c = {.min_clients = 2, .fraction = 1, .deadline_s = 600, .epochs = 1, .batch = 32,
                  .seed = 1, .publish = NULL, .http = "127.0.0.1:7702",
-                 .finished_grace_s = 30};
+                 .finished_grace_s = 30,
+                 .min_class_clients = (int)GB_FED_DEFAULT_MIN_CLASS_CLIENTS};
     c.fed.model = "lenet";
     const char *config_file = NULL;
     gb_arg_t opts[] = {
@@ -380,6 +432,8 @@ int gb_cmd_serve(int argc, char **argv)
         {"--explain-samples", GB_ARG_INT, &c.explain_samples, 0, 1000000, NULL, "local samples each client explains (default: the client's)", false},
         {"--explain-steps", GB_ARG_INT, &c.explain_steps, 0, 4096, NULL, "IG steps (default 16) or SmoothGrad samples (default: the client's)", false},
         {"--client-eval", GB_ARG_FLAG, &c.client_eval, 0, 0, NULL, "clients also evaluate each global model on their test data", false},
+        {"--class-names", GB_ARG_STRING, &c.fed.class_names_file, 0, 0, NULL, "file of class names, one a line, exactly the model's classes, for the round line, /metrics and the reports (default: Fashion-MNIST's with --test-data fashion-mnist, else 'class K')", false},
+        {"--min-class-clients", GB_ARG_INT, &c.min_class_clients, 0, 1000000, NULL, "a class whose aggregate explanation rests on fewer clients is marked weakly explained; 0 or 1: never (default 2)", false},
         {"--test-data", GB_ARG_STRING, &c.fed.test_data, 0, 0, NULL, "evaluate each round's model on this data set's test split (e.g. fashion-mnist)", false},
         {"--threads", GB_ARG_INT, &c.fed.threads, 1, 256, NULL, "threads for that evaluation (default 1)", false},
         {"--state", GB_ARG_STRING, &c.fed.state_dir, 0, 0, NULL, "checkpoint directory; a restart resumes from it", false},

@@ -67,7 +67,9 @@ struct gb_explain_merge {
     size_t sums_cap;                 /* sums allocated */
     uint64_t *weights;               /* n_classes + 1 weight totals of the rows of sums */
     uint64_t *counts;                /* n_classes + 1 count totals (published, weigh nothing) */
-    size_t counts_cap;               /* entries allocated in weights and in counts */
+    uint32_t *supporters;            /* n_classes + 1: clients that had each row's class (the
+                                        last row: every client added) */
+    size_t counts_cap;               /* entries allocated in weights, counts, supporters */
     float *fi;                       /* n x cells: each client's importance, add order */
     size_t fi_cap;                   /* floats allocated */
     s_client_t *clients;             /* n clients, add order */
@@ -222,6 +224,7 @@ void gb_explain_merge_destroy(gb_explain_merge_t **pm)
     gb_free_aligned(m->sums);
     gb_free(m->weights);
     gb_free(m->counts);
+    gb_free(m->supporters);
     gb_free(m->fi);
     gb_free(m->clients);
     gb_free(m->by_id);
@@ -269,21 +272,25 @@ int gb_explain_merge_begin(gb_explain_merge_t *m, uint64_t round, Glassbox__Expl
     size_t rows = (size_t)n_classes + 1, need = rows * cells;
     gb_exact_sum_t *sums = NULL;
     uint64_t *weights = NULL, *counts = NULL;
+    uint32_t *supporters = NULL;
     if (need > m->sums_cap && !(sums = gb_alloc_aligned(need * sizeof *sums)))
         goto nomem;
     if (rows > m->counts_cap && (!(weights = gb_malloc(rows * sizeof *weights)) ||
-                                 !(counts = gb_malloc(rows * sizeof *counts))))
+                                 !(counts = gb_malloc(rows * sizeof *counts)) ||
+                                 !(supporters = gb_malloc(rows * sizeof *supporters))))
         goto nomem;
     if (sums) {
         gb_free_aligned(m->sums);
         m->sums = sums;
         m->sums_cap = need;
     }
-    if (counts) {
+    if (supporters) {
         gb_free(m->weights);
         gb_free(m->counts);
+        gb_free(m->supporters);
         m->weights = weights;
         m->counts = counts;
+        m->supporters = supporters;
         m->counts_cap = rows;
     }
     if (m->open && m->n)
@@ -293,6 +300,7 @@ int gb_explain_merge_begin(gb_explain_merge_t *m, uint64_t round, Glassbox__Expl
     memset(m->sums, 0, need * sizeof *m->sums);
     memset(m->weights, 0, rows * sizeof *m->weights);
     memset(m->counts, 0, rows * sizeof *m->counts);
+    memset(m->supporters, 0, rows * sizeof *m->supporters);
     m->round = round;
     m->method = method;
     m->shape = *shape;
@@ -304,6 +312,7 @@ int gb_explain_merge_begin(gb_explain_merge_t *m, uint64_t round, Glassbox__Expl
 nomem:
     gb_free_aligned(sums);
     gb_free(weights);
+    gb_free(counts);
     return gb_error_set(err, GB_ENOMEM, "explanation merge: round %llu: out of memory for %zu "
                         "sums", (unsigned long long)round, need);
 }
@@ -566,6 +575,7 @@ int gb_explain_merge_add(gb_explain_merge_t *m, const char *client_id,
         gb_exact_sum_add(&fs[i], row[i], w);
     m->weights[fi_row] += w;
     m->counts[fi_row] += x->count;
+    m->supporters[fi_row]++;
     unsigned __int128 class_total = s_class_total(x);
     for (size_t i = 0; i < x->n_classes; i++) {
         const Glassbox__ClassAttribution *c = x->classes[i];
@@ -576,6 +586,7 @@ int gb_explain_merge_add(gb_explain_merge_t *m, const char *client_id,
             gb_exact_sum_add(&cs[k], gb_wire_float_le(le + 4 * k), wc);
         m->weights[c->class_index] += wc;
         m->counts[c->class_index] += c->count;
+        m->supporters[c->class_index]++;
     }
     s_client_t *cl = &m->clients[m->n];
     cl->id = id;
@@ -717,6 +728,7 @@ static int s_explanation(const gb_explain_merge_t *m, Glassbox__Explanation **ou
         e->classes[k++] = ca;
         ca->class_index = (uint32_t)c;
         ca->count = m->counts[c];
+        ca->clients = m->supporters[c];
         if (!(ca->mean_attribution = s_mean_tensor(m, (size_t)c)))
             rc = GB_ENOMEM;
     }

@@ -15,7 +15,10 @@
  *    class no client has is left out); the feature importance as the mean
  *    of the clients' importance maps weighted by their weights w; counts
  *    (each class's and Explanation.count) the plain sums of the clients'
- *    counts, informative only: they weigh nothing; each quality metric as
+ *    counts, informative only: they weigh nothing; each class's `clients`
+ *    the number of clients whose explanation has the class (the support its
+ *    map rests on: at most max_clients and at most its count, since each
+ *    such client counted at least one sample); each quality metric as
  *    the w-weighted mean over the clients that report it, metrics sorted by
  *    name;
  *  - the per-client distances, KeyValue entries sorted by client id, value a

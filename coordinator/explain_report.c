@@ -22,7 +22,10 @@
  * Class names (data/class_names.h) title the per-class heatmaps and become
  * each class object's "class_name"; their class indices come from the wire
  * and may lie beyond the names list, so every lookup falls back to
- * "class K" (explain_report.h). */
+ * "class K" (explain_report.h). Each class also says how many clients and
+ * samples its map rests on, and a class resting on fewer clients than the
+ * coordinator asks for is marked weakly explained rather than left out: a
+ * map one client drew is that client's data, not the federation's. */
 #include "explain_report.h"
 
 #include "explain/attribution.h"
@@ -232,11 +235,40 @@ static void s_set_range(json_t *o, const s_stats_t *st, bool *bad)
     s_set(o, "max", gb_json_real(st->max), bad);
 }
 
+bool gb_explain_report_is_weak(uint32_t clients, uint32_t min_class_clients)
+{
+    return min_class_clients >= 2 && clients < min_class_clients;
+}
+
+/* "unexplained_classes": the classes of the names list nobody explained;
+ * NULL when out of memory. */
+static json_t *s_unexplained(const Glassbox__Explanation *x, const gb_class_names_t *names)
+{
+    int n = gb_class_names_count(names);
+    bool *has = gb_calloc(n ? (size_t)n : 1, sizeof *has);
+    json_t *a = has ? json_array() : NULL;
+    for (size_t i = 0; a && i < x->n_classes; i++)
+        if (x->classes[i]->class_index < (uint32_t)n)
+            has[x->classes[i]->class_index] = true;
+    for (int k = 0; a && k < n; k++) {
+        if (has[k])
+            continue;
+        if (json_array_append_new(a, json_pack("{s:i, s:o}", "class", k, "class_name",
+                                               gb_json_string(gb_class_names_get(names, k))))) {
+            json_decref(a);
+            a = NULL;
+        }
+    }
+    gb_free(has);
+    return a;
+}
+
 /* The JSON document, or NULL when out of memory. */
 static json_t *s_json(uint64_t round, const Glassbox__Explanation *x,
                       Glassbox__KeyValue *const *distance, size_t n_distance,
-                      const gb_class_names_t *names, float *map)
+                      const gb_explain_report_opts_t *opts, float *map)
 {
+    const gb_class_names_t *names = opts->names;
     unsigned long long r = (unsigned long long)round;
     const Glassbox__Tensor *shape =
         x->feature_importance ? x->feature_importance : x->classes[0]->mean_attribution;
@@ -292,6 +324,10 @@ static json_t *s_json(uint64_t round, const Glassbox__Explanation *x,
         const char *name = s_real_name(names, c->class_index);
         snprintf(text, sizeof text, "class %u", (unsigned)c->class_index);
         s_set(co, "class_name", gb_json_string(name ? name : text), &bad);
+        s_set(co, "clients", json_integer(c->clients), &bad);
+        s_set(co, "samples", json_integer((json_int_t)c->count), &bad);
+        s_set(co, "weakly_explained",
+              json_boolean(gb_explain_report_is_weak(c->clients, opts->min_class_clients)), &bad);
     }
     if (x->feature_importance) {
         const Glassbox__Tensor *t = x->feature_importance;
@@ -330,6 +366,8 @@ static json_t *s_json(uint64_t round, const Glassbox__Explanation *x,
         bad = true;
         json_decref(clients);
     }
+    s_set(o, "min_class_clients", json_integer(opts->min_class_clients), &bad);
+    s_set(o, "unexplained_classes", s_unexplained(x, names), &bad);
     if (bad) {
         json_decref(o);
         return NULL;
@@ -345,11 +383,24 @@ int gb_explain_report_write(const char *dir, uint64_t round,
     return gb_explain_report_write_named(dir, round, aggregate, distance, n_distance, NULL, err);
 }
 
+/* The support part of a class's heatmap title: "3 clients", or with too
+ * few "1 client: weak", so that a grid of pictures says which maps one
+ * client's data drew. */
+static void s_support_title(char *buf, size_t cap, uint32_t clients, uint32_t min)
+{
+    snprintf(buf, cap, "%u client%s%s", (unsigned)clients, clients == 1 ? "" : "s",
+             gb_explain_report_is_weak(clients, min) ? ": weak" : "");
+}
+
 int gb_explain_report_write_named(const char *dir, uint64_t round,
                                   const Glassbox__Explanation *aggregate,
                                   Glassbox__KeyValue *const *distance, size_t n_distance,
-                                  const gb_class_names_t *names, gb_error_t *err)
+                                  const gb_explain_report_opts_t *opts, gb_error_t *err)
 {
+    static const gb_explain_report_opts_t none = {NULL, 0};
+    if (!opts)
+        opts = &none;
+    const gb_class_names_t *names = opts->names;
     if (!dir || !*dir || !aggregate)
         return gb_error_set(err, GB_EINVAL, "explanation report: no %s given",
                             aggregate ? "directory" : "explanation");
@@ -369,7 +420,7 @@ int gb_explain_report_write_named(const char *dir, uint64_t round,
     json_t *doc = NULL;
     char *text = NULL;
     size_t text_len = 0;
-    char path[S_MAX_PATH], name[96], title[256];
+    char path[S_MAX_PATH], name[96], title[256], support[64];
     unsigned long long r = (unsigned long long)round;
     const char *method = s_method_name(aggregate->method);
     bool gradcam = aggregate->method == GLASSBOX__EXPLAIN_METHOD__EXPLAIN_GRAD_CAM;
@@ -381,9 +432,10 @@ int gb_explain_report_write_named(const char *dir, uint64_t round,
         const Glassbox__ClassAttribution *c = aggregate->classes[i];
         snprintf(name, sizeof name, "explanation-%llu-class-%u.png", r, (unsigned)c->class_index);
         const char *cname = s_real_name(names, c->class_index);
-        snprintf(title, sizeof title, "round %llu  class %u%s%s  %s  n=%llu", r,
+        s_support_title(support, sizeof support, c->clients, opts->min_class_clients);
+        snprintf(title, sizeof title, "round %llu  class %u%s%s  %s  n=%llu  %s", r,
                  (unsigned)c->class_index, cname ? " " : "", cname ? cname : "", method,
-                 (unsigned long long)c->count);
+                 (unsigned long long)c->count, support);
         if ((rc = s_join(path, dir, name, err)))
             goto cleanup;
         s_decode(c->mean_attribution, map);
@@ -400,7 +452,7 @@ int gb_explain_report_write_named(const char *dir, uint64_t round,
         if ((rc = s_draw(path, title, aggregate->feature_importance, map, scratch, gradcam, err)))
             goto cleanup;
     }
-    doc = s_json(round, aggregate, distance, n_distance, names, map);
+    doc = s_json(round, aggregate, distance, n_distance, opts, map);
     if (!doc) {
         rc = gb_error_set(err, GB_ENOMEM, "explanation report: out of memory for the JSON");
         goto cleanup;

@@ -154,8 +154,32 @@ static int s_server_eval(gb_federation_t *f, gb_error_t *err)
     f->class_accuracy = gb_calloc(k, sizeof *f->class_accuracy);
     if (!f->class_total || !f->class_correct || !f->class_accuracy)
         return gb_error_set(err, GB_ENOMEM, "federation: out of memory for %zu classes", k);
-    if (!(f->class_names = gb_class_names_builtin(f->o.test_data, f->n_classes, err)))
-        return gb_error_prefix(err, err->code, "federation: --test-data: ");
+    return 0;
+}
+
+/* The classes' names, for every place a class is named (round line,
+ * /metrics, reports), and the store of each round's class support. A
+ * model with more outputs than a names list holds (a large regression
+ * head) gets none unless a file is given, which is then refused by its
+ * count; so is a file whose count is not the model's. */
+static int s_classes(gb_federation_t *f, gb_error_t *err)
+{
+    if (f->o.min_class_clients > f->o.rounds.max_clients)
+        return gb_error_set(err, GB_EINVAL, "federation: --min-class-clients %u is more than "
+                            "the %u clients the federation takes", f->o.min_class_clients,
+                            f->o.rounds.max_clients);
+    if (f->o.class_names_file || f->n_classes <= GB_CLASS_NAMES_MAX_CLASSES) {
+        f->class_names = gb_class_names_choose(f->o.class_names_file, f->o.test_data,
+                                               f->n_classes, err);
+        if (!f->class_names)
+            return gb_error_prefix(err, err->code, "federation: ");
+    }
+    if (f->merge && (!(f->class_support = gb_calloc((size_t)f->n_classes,
+                                                    sizeof *f->class_support)) ||
+                     !(f->class_keys = gb_calloc((size_t)f->n_classes,
+                                                 sizeof *f->class_keys))))
+        return gb_error_set(err, GB_ENOMEM, "federation: out of memory for %d classes",
+                            f->n_classes);
     return 0;
 }
 
@@ -293,7 +317,7 @@ gb_federation_t *gb_federation_new(void *zmq_ctx, gb_front_door_t *door,
             gb_error_set(err, GB_ENOMEM, "federation: out of memory for %zu parameters", n);
         goto fail;
     }
-    if (s_server_eval(f, err) != 0)
+    if (s_server_eval(f, err) != 0 || s_classes(f, err) != 0)
         goto fail;
     /* With the coordinator's key, publications are signed for the certified
      * subscribers on the front door even without --publish or --out. */
@@ -307,8 +331,11 @@ gb_federation_t *gb_federation_new(void *zmq_ctx, gb_front_door_t *door,
         !(f->outbox = gb_pub_outbox_new(f->out_dir, f->state_dir, f->signer, f->global->round,
                                         err)))
         goto fail;
-    if (f->outbox)
+    if (f->outbox) {
+        gb_explain_report_opts_t report = {f->class_names, f->o.min_class_clients};
+        gb_pub_outbox_set_report(f->outbox, &report);
         s_send_recovered(f);
+    }
     if (gb_fed_sim_init(f, err) != 0)
         goto fail;
     gb_rounds_config_t rc = f->o.rounds;
@@ -367,6 +394,8 @@ void gb_federation_destroy(gb_federation_t **pf)
     gb_free(f->class_accuracy);
     gb_free(f->client_accuracies);
     gb_class_names_destroy(&f->class_names);
+    gb_free(f->class_support);
+    gb_free(f->class_keys);
     gb_free(f->view);
     gb_task_pack_destroy(&f->task_pack);
     gb_free(f->pub_buf);

@@ -69,6 +69,17 @@
 #define GB_FED_DEFAULT_MAX_CLIENT_SAMPLES UINT64_C(10000000)
 #define GB_FED_DEFAULT_MAX_NORM_RATIO 10.0
 
+/* Default of serve --min-class-clients: a class map that rests on one
+ * client is that client's data, not the federation's. */
+#define GB_FED_DEFAULT_MIN_CLASS_CLIENTS 2u
+
+/* How much of the round's aggregate explanation one class rests on. */
+typedef struct {
+    uint32_t clients;        /* clients whose explanation had the class */
+    uint64_t samples;        /* the samples they explained of it */
+    bool weak;               /* clients < min_class_clients (explain_report.h's rule) */
+} gb_federation_class_support_t;
+
 /* One finished round, for the caller's report. */
 typedef struct {
     uint64_t round;          /* the round */
@@ -85,7 +96,14 @@ typedef struct {
     int n_classes;           /* classes of class_accuracy (0: no per-class figures) */
     const double *class_accuracy; /* server-side test accuracy per class (NaN: class
                                      absent from the test data); borrowed likewise */
-    const gb_class_names_t *class_names; /* their names; borrowed likewise */
+    const gb_class_names_t *class_names; /* the model's class names (also for
+                                            class_support; NULL: more classes than a
+                                            names list holds); borrowed likewise */
+    size_t n_class_support;  /* classes of class_support: the model's outputs, or 0 when
+                                the round built no aggregate explanation */
+    const gb_federation_class_support_t *class_support; /* per class, nobody's included
+                                (clients 0); borrowed likewise */
+    uint32_t min_class_clients; /* the threshold the weak marks were made with */
     size_t clients_evaluated; /* EvalResults the round took (--client-eval) */
     double client_accuracy_min, client_accuracy_p10, client_accuracy_median,
         client_accuracy_max; /* the spread of their accuracies: p10 the nearest rank
@@ -118,7 +136,15 @@ typedef struct {
                                       publish or out_dir */
     const char *cert_file;         /* its certificate (PEM) */
     const char *test_data;         /* server-side evaluation data set (its test split;
-                                      NULL: none) */
+                                      NULL: none); names the classes when it is
+                                      Fashion-MNIST */
+    const char *class_names_file;  /* --class-names FILE (data/class_names.h; exactly the
+                                      model's classes), wins over the built-in names
+                                      (NULL: built in, or "class K") */
+    uint32_t min_class_clients;    /* a class whose aggregate explanation rests on fewer
+                                      clients is weakly explained (reported, /metrics,
+                                      explanation-ROUND.json); 0 or 1: none is; at most
+                                      rounds.max_clients */
     int threads;                   /* threads for server-side evaluation (0: 1) */
     const char *federation;        /* name, saved in checkpoints (NULL: "glassbox") */
     uint64_t max_client_samples;   /* most samples one client may claim, in Join (train and

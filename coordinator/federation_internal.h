@@ -60,7 +60,12 @@ struct gb_federation {
                                        no server evaluation, or regression) */
     double *class_accuracy;         /* correct / total per class, NaN for a class
                                        absent from the test data [n_classes] */
-    gb_class_names_t *class_names;  /* the classes' names (data/class_names.h) */
+    gb_class_names_t *class_names;  /* the classes' names (data/class_names.h; NULL: more
+                                       classes than a list holds, and no file) */
+    gb_federation_class_support_t *class_support; /* [n_classes], the last round's
+                                       (NULL: no explanations asked for) */
+    uint64_t *class_keys;           /* [n_classes] scratch: clients << 32 | class, to pick
+                                       the classes /metrics shows */
     double *client_accuracies;      /* the attempt's EvalResult accuracies */
     size_t n_client_accuracies, client_accuracies_cap;
 

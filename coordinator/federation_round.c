@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "checkpoint.h"
+#include "explain_report.h"
 #include "engine/train.h"
 #include "federation_internal.h"
 #include "front_door.h"
@@ -49,6 +50,12 @@ static int s_timed(int phase, s_step_fn fn, gb_federation_t *f, const gb_rounds_
  * metrics' new series (a new refusal reason, say). A round with more
  * clients shows the most divergent ones; the Publication carries them all. */
 #define S_DISTANCE_SERIES_MAX 1024
+
+/* At most this many classes get the three class-support series (so 384 of
+ * the 4096), for the same reason: a model with more classes shows the ones
+ * that rest on the fewest clients, the ones a reader needs to see; the
+ * round line (--json) and explanation-ROUND.json have them all. */
+#define S_CLASS_SERIES_MAX 128
 
 /* The most explanation weight one client may carry this attempt:
  * max_explanation_share of the samples its selected clients joined with
@@ -538,13 +545,73 @@ static void s_bias_view(gb_federation_t *f, gb_federation_round_t *r)
         return;
     r->n_classes = f->n_classes;
     r->class_accuracy = f->class_accuracy;
-    r->class_names = f->class_names;
+    char label[GB_CLASS_NAMES_LABEL_CAP];
     for (int k = 0; k < f->n_classes; k++)
         if (isfinite(f->class_accuracy[k]))
             gb_metrics_gauge_set("glassbox_class_accuracy",
                                  "Server-side test accuracy per class, last finished round",
-                                 "class", gb_class_names_get(f->class_names, k),
+                                 "class",
+                                 gb_class_names_label(f->class_names, k, label, sizeof label),
                                  f->class_accuracy[k]);
+}
+
+static int s_by_u64(const void *x, const void *y)
+{
+    uint64_t a = *(const uint64_t *)x, b = *(const uint64_t *)y;
+    return (a > b) - (a < b);
+}
+
+/* The round's class support: per class of the model, how many clients and
+ * samples its aggregate map rests on (a class nobody explained: 0 and 0),
+ * from the merge's counts in the aggregate, into r and /metrics (at most
+ * S_CLASS_SERIES_MAX classes there: the fewest-supported). The
+ * series are cleared first, so a round without an aggregate explanation
+ * shows none rather than the last one's. */
+static void s_class_support(gb_federation_t *f, gb_federation_round_t *r)
+{
+    static const char *const gauges[] = {"glassbox_class_explanation_clients",
+                                         "glassbox_class_explanation_samples",
+                                         "glassbox_class_weakly_explained"};
+    static const char *const helps[] = {
+        "Clients whose explanations the class's aggregate map rests on, last finished round",
+        "Samples the class's aggregate map rests on, last finished round",
+        "1 when the class rests on fewer clients than --min-class-clients, last finished "
+        "round"};
+    for (size_t g = 0; g < 3; g++)
+        gb_metrics_gauge_clear(gauges[g]);
+    r->min_class_clients = f->o.min_class_clients;
+    const Glassbox__Explanation *e = f->xr.explanation;
+    if (!f->class_support || !e)
+        return;
+    memset(f->class_support, 0, (size_t)f->n_classes * sizeof *f->class_support);
+    for (size_t i = 0; i < e->n_classes; i++) {
+        const Glassbox__ClassAttribution *c = e->classes[i];
+        if (c->class_index < (uint32_t)f->n_classes) { /* the merge's own: always */
+            f->class_support[c->class_index].clients = c->clients;
+            f->class_support[c->class_index].samples = c->count;
+        }
+    }
+    for (int k = 0; k < f->n_classes; k++) {
+        gb_federation_class_support_t *cs = &f->class_support[k];
+        cs->weak = gb_explain_report_is_weak(cs->clients, f->o.min_class_clients);
+        f->class_keys[k] = (uint64_t)cs->clients << 32 | (uint32_t)k;
+    }
+    size_t shown = (size_t)f->n_classes;
+    if (shown > S_CLASS_SERIES_MAX) { /* the fewest clients first, then by class */
+        qsort(f->class_keys, shown, sizeof *f->class_keys, s_by_u64);
+        shown = S_CLASS_SERIES_MAX;
+    }
+    char label[GB_CLASS_NAMES_LABEL_CAP];
+    for (size_t i = 0; i < shown; i++) {
+        int k = (int)(uint32_t)f->class_keys[i];
+        const gb_federation_class_support_t *cs = &f->class_support[k];
+        const char *name = gb_class_names_label(f->class_names, k, label, sizeof label);
+        double v[3] = {cs->clients, (double)cs->samples, cs->weak};
+        for (size_t g = 0; g < 3; g++)
+            gb_metrics_gauge_set(gauges[g], helps[g], "class", name, v[g]);
+    }
+    r->n_class_support = (size_t)f->n_classes;
+    r->class_support = f->class_support;
 }
 
 void gb_fed_commit(gb_federation_t *f, const gb_rounds_action_t *a)
@@ -567,6 +634,7 @@ void gb_fed_commit(gb_federation_t *f, const gb_rounds_action_t *a)
         .test_loss = f->test_loss,
         .test_accuracy = f->test_accuracy,
         .max_distance = NAN,
+        .class_names = f->class_names,
         .seconds = gb_time_now() - f->started,
     };
     for (size_t i = 0; i < f->xr.n_distance; i++) {
@@ -577,6 +645,7 @@ void gb_fed_commit(gb_federation_t *f, const gb_rounds_action_t *a)
         }
     }
     s_bias_view(f, &r);
+    s_class_support(f, &r);
     const char **flagged = NULL;
     r.flagged = gb_fed_flag_round(f, a->round, &flagged);
     r.flagged_clients = flagged;

@@ -11,7 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "explain_merge.h"
+#include "explain_report.h"
 #include "glassbox.pb-c.h"
 #include "util/alloc.h"
 #include "util/crash_point.h"
@@ -36,6 +36,7 @@ typedef struct {
 struct gb_pub_outbox {
     char *out_dir, *state_dir;
     const gb_signer_t *signer;
+    gb_explain_report_opts_t report; /* names (borrowed) and threshold of the reports */
     s_item_t *items; /* sorted by round */
     size_t n, cap;
     char last_error[GB_ERROR_MSG_MAX];
@@ -74,8 +75,9 @@ static int s_write(gb_pub_outbox_t *ob, const s_item_t *it, gb_error_t *err)
                             "decode", it->round);
     gb_crash_point("signed-files");
     if (p->explanation)
-        rc = gb_explain_report_write(ob->out_dir, it->round, p->explanation,
-                                     p->explanation_distance, p->n_explanation_distance, err);
+        rc = gb_explain_report_write_named(ob->out_dir, it->round, p->explanation,
+                                           p->explanation_distance, p->n_explanation_distance,
+                                           &ob->report, err);
     glassbox__publication__free_unpacked(p, NULL);
     return rc;
 }
@@ -296,6 +298,11 @@ gb_pub_outbox_t *gb_pub_outbox_new(const char *out_dir, const char *state_dir,
     }
     s_gauge(ob);
     return ob;
+}
+
+void gb_pub_outbox_set_report(gb_pub_outbox_t *ob, const gb_explain_report_opts_t *opts)
+{
+    ob->report = *opts;
 }
 
 void gb_pub_outbox_destroy(gb_pub_outbox_t **pob)

@@ -33,6 +33,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "explain_report.h"
 #include "net/signing.h"
 #include "util/error.h"
 
@@ -55,6 +56,13 @@ typedef struct gb_pub_outbox gb_pub_outbox_t;
 gb_pub_outbox_t *gb_pub_outbox_new(const char *out_dir, const char *state_dir,
                                    const gb_signer_t *signer, uint64_t checkpointed_round,
                                    gb_error_t *err);
+
+/* How the explanation reports are written from now on (explain_report.h:
+ * class names and the weak-class threshold; until called: none, 0),
+ * rounds taken back in at creation included, since they are written on
+ * the first retry. opts is copied; its names list is borrowed and must
+ * outlive the outbox. */
+void gb_pub_outbox_set_report(gb_pub_outbox_t *ob, const gb_explain_report_opts_t *opts);
 
 /* Keeps round's packed Publication pub[0..len) in the state directory
  * before the round's checkpoint is saved (nothing without one). 0, or the

@@ -196,9 +196,11 @@ gb_class_names_t *gb_class_names_load(const char *path, int n_classes, gb_error_
         gb_error_warn(err, GB_EFORMAT, "%s: no class names in it", path);
         goto fail;
     }
-    if (c->named < n_classes)
-        gb_log_warn("%s names %d of the model's %d classes; classes %d..%d are 'class K'", path,
-                    c->named, n_classes, c->named, n_classes - 1);
+    if (c->named < n_classes) {
+        gb_error_warn(err, GB_EFORMAT, "%s: %d names for the model's %d classes (line K+1 "
+                      "names class K; every class needs one)", path, c->named, n_classes);
+        goto fail;
+    }
     gb_free(data);
     return c;
 fail:

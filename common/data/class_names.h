@@ -31,9 +31,10 @@
  *   would not say which one it meant.
  * - More names than classes: refused at the first extra line (GB_EFORMAT),
  *   since the file is then for another model or data set.
- * - Fewer names than classes: accepted; the classes after the last name are
- *   "class K", and one warning line says how many were named, so a partly
- *   named data set still reads better than a wholly unnamed one.
+ * - Fewer names than classes: refused (GB_EFORMAT, naming both counts): a
+ *   file one name short is as likely a name lost in the middle as one
+ *   missing at the end, and every report after it would name the classes
+ *   wrongly without a word. The count must equal the model's classes.
  * - A file with no name at all: refused (GB_EFORMAT).
  *
  * The heatmaps' bitmap font (explain/heatmap.h) draws ASCII only; other

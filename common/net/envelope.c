@@ -226,7 +226,7 @@ static int s_check_update(const Glassbox__Update *u, gb_error_t *err)
         return gb_check_fail(err, GB_EINVAL, "update.delta", "value %zu of %zu is %s", bad, n,
                              isnan(gb_wire_float_le(u->delta.data + 4 * bad)) ? "NaN" : "infinite");
     if (u->explanation)
-        rc = gb_check_explanation(u->explanation, "update.explanation", err);
+        rc = gb_check_explanation(u->explanation, "update.explanation", 0, err);
     return rc;
 }
 

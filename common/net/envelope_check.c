@@ -263,7 +263,7 @@ int gb_check_model(const char *field, const Glassbox__ModelSnapshot *m, gb_error
 }
 
 int gb_check_explanation(const Glassbox__Explanation *x, const char *base,
-                         gb_error_t *err)
+                         uint32_t max_clients, gb_error_t *err)
 {
     char field[GB_CHECK_FIELD_MAX];
     snprintf(field, sizeof field, "%s.method", base);
@@ -291,6 +291,14 @@ int gb_check_explanation(const Glassbox__Explanation *x, const char *base,
         if (rc == 0) {
             snprintf(field, sizeof field, "%s.classes[%zu].count", base, i);
             rc = gb_check_count(err, field, c->count);
+        }
+        if (rc == 0 && (c->clients > max_clients || c->clients > c->count)) {
+            snprintf(field, sizeof field, "%s.classes[%zu].clients", base, i);
+            rc = gb_check_fail(err, GB_EINVAL, field, "is %u, more than %s (%llu)",
+                               (unsigned)c->clients,
+                               c->clients > max_clients ? "allowed here" : "the class's count",
+                               c->clients > max_clients ? (unsigned long long)max_clients
+                                                        : (unsigned long long)c->count);
         }
         if (rc == 0) {
             snprintf(field, sizeof field, "%s.classes[%zu].mean_attribution", base, i);

@@ -105,9 +105,13 @@ int gb_check_model(const char *field, const Glassbox__ModelSnapshot *m,
 /* An Explanation (an Update's, a Publication's) under the path base: a
  * known method, at most GB_ENVELOPE_MAX_CLASSES unique classes with counts,
  * classes or feature_importance present, every map a valid tensor of the
- * first map's shape, quality metrics as gb_check_metrics. */
+ * first map's shape, quality metrics as gb_check_metrics, and every class's
+ * clients (the support an aggregate claims) at most max_clients and at most
+ * its count (each client explained at least one sample of the class); a
+ * client's own explanation is checked with max_clients 0, since the field
+ * is the aggregate's and a client has nothing to claim there (GB_EINVAL). */
 int gb_check_explanation(const Glassbox__Explanation *x, const char *base,
-                         gb_error_t *err) GB_MUST_CHECK;
+                         uint32_t max_clients, gb_error_t *err) GB_MUST_CHECK;
 
 /* protobuf-c keeps fields it does not know, to pack them again; but it also
  * keeps one numbered 0, which no protobuf writer may produce and which its

@@ -68,7 +68,8 @@ int gb_publication_check(const Glassbox__Publication *p, gb_error_t *err)
     if (rc == 0)
         rc = gb_check_model("publication.model", p->model, err);
     if (rc == 0 && p->explanation)
-        rc = gb_check_explanation(p->explanation, "publication.explanation", err);
+        rc = gb_check_explanation(p->explanation, "publication.explanation",
+                                  GB_PUBLICATION_MAX_CLIENTS, err);
     if (rc == 0)
         rc = gb_check_metrics(err, "publication.metrics", p->n_metrics, p->metrics);
     if (rc == 0)

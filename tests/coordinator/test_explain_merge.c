@@ -288,6 +288,10 @@ static void test_weighted_mean_by_hand(void **state)
     assert_int_equal(e->classes[0]->count, 8);
     assert_int_equal(e->classes[1]->class_index, 1);
     assert_int_equal(e->classes[1]->count, 8);
+    /* support: class 0 rests on A, B and C (1 + 6 + 1 samples), class 1 on
+     * A and C (1 + 7) */
+    assert_int_equal(e->classes[0]->clients, 3);
+    assert_int_equal(e->classes[1]->clients, 2);
     for (size_t i = 0; i < 4; i++) {
         assert_true(t_get(e->classes[0]->mean_attribution, i) == want0[i]);
         assert_true(t_get(e->classes[1]->mean_attribution, i) == want1[i]);

@@ -6,8 +6,11 @@
  * once, a stale one and a misshapen one refused with their codes, the
  * signed publication files and checkpoints, the end of the run
  * (SHUTTING_DOWN to the clients), resuming from the checkpoint, a failed
- * publish step leaving the global model at the last finished round, and
- * option errors. */
+ * publish step leaving the global model at the last finished round, the
+ * class support of the aggregate explanation by hand (round report,
+ * /metrics, explanation-1.json, names from --class-names), and option
+ * errors (a names file of the wrong count, --min-class-clients past the
+ * client bound among them). */
 #include "testutil.h"
 
 #include <math.h>
@@ -29,6 +32,7 @@
 #include "net/tls_config.h"
 #include "net/wire.h"
 #include "util/alloc.h"
+#include "util/file.h"
 #include "util/metrics.h"
 #include "util/time.h"
 
@@ -58,6 +62,9 @@ typedef struct {
     char last_far_client[64];
     size_t last_participants;
     char last_flagged[256]; /* the last round's flagged clients, comma-separated */
+    size_t last_n_support;  /* the last round's class support: classes */
+    gb_federation_class_support_t last_support[4]; /* ... the first four */
+    char last_support_name[4][GB_CLASS_NAMES_LABEL_CAP]; /* ... and their names */
 } fixture_t;
 
 static void s_round_done(void *arg, const gb_federation_round_t *r)
@@ -75,6 +82,12 @@ static void s_round_done(void *arg, const gb_federation_round_t *r)
         snprintf(f->last_flagged + strlen(f->last_flagged),
                  sizeof f->last_flagged - strlen(f->last_flagged), "%s%s", i ? "," : "",
                  r->flagged_clients[i]);
+    f->last_n_support = r->n_class_support;
+    for (size_t k = 0; k < r->n_class_support && k < 4; k++) {
+        f->last_support[k] = r->class_support[k];
+        snprintf(f->last_support_name[k], sizeof f->last_support_name[k], "%s",
+                 gb_class_names_get(r->class_names, (int)k));
+    }
     assert_int_equal(r->round, (uint64_t)f->rounds_done);
 }
 
@@ -342,19 +355,22 @@ static uint64_t s_eval(fixture_t *f, int i, const Glassbox__Task *t, uint64_t sa
     return env.sequence;
 }
 
-/* Sends an Update of 0.5 everywhere with an explanation whose feature
- * importance is `importance` (4 cells) and one class map; returns its
- * sequence. */
-static uint64_t s_update_explained(fixture_t *f, int i, const Glassbox__Task *t,
-                                   const float importance[4], uint64_t samples)
+/* Sends an Update of 0.5 everywhere (n_params, at most MAX_PARAMS) with an
+ * explanation whose feature importance is `importance` (4 cells) and one
+ * map, of class cls with 10 samples; returns its sequence. */
+#define MAX_PARAMS 1024
+static uint64_t s_update_explained_as(fixture_t *f, int i, const Glassbox__Task *t,
+                                      const float importance[4], uint64_t samples,
+                                      size_t n_params, uint32_t cls)
 {
-    float delta[N_PARAMS], map[4] = {0.1f, -0.2f, 0.3f, 0.0f}, imp[4];
+    assert_true(n_params <= MAX_PARAMS);
+    float delta[MAX_PARAMS], map[4] = {0.1f, -0.2f, 0.3f, 0.0f}, imp[4];
     memcpy(imp, importance, sizeof imp);
-    for (int k = 0; k < N_PARAMS; k++)
+    for (size_t k = 0; k < n_params; k++)
         delta[k] = 0.5f;
     uint8_t sha[32];
     gb_error_t err = {0};
-    assert_int_equal(gb_wire_sha256(delta, sizeof delta, sha, &err), 0);
+    assert_int_equal(gb_wire_sha256(delta, n_params * sizeof *delta, sha, &err), 0);
     uint32_t shape[] = {4};
     Glassbox__Tensor tmap = GLASSBOX__TENSOR__INIT, timp = GLASSBOX__TENSOR__INIT;
     tmap.n_shape = timp.n_shape = 1;
@@ -364,7 +380,7 @@ static uint64_t s_update_explained(fixture_t *f, int i, const Glassbox__Task *t,
     timp.data.data = (uint8_t *)imp;
     timp.data.len = sizeof imp;
     Glassbox__ClassAttribution ca = GLASSBOX__CLASS_ATTRIBUTION__INIT;
-    ca.class_index = 1;
+    ca.class_index = cls;
     ca.count = 10;
     ca.mean_attribution = &tmap;
     Glassbox__ClassAttribution *cap[] = {&ca};
@@ -380,8 +396,8 @@ static uint64_t s_update_explained(fixture_t *f, int i, const Glassbox__Task *t,
     u.task_id = t->task_id;
     u.num_samples = samples;
     u.delta.data = (uint8_t *)delta;
-    u.delta.len = sizeof delta;
-    u.param_count = N_PARAMS;
+    u.delta.len = n_params * sizeof *delta;
+    u.param_count = n_params;
     u.delta_sha256.data = sha;
     u.delta_sha256.len = 32;
     u.explanation = &x;
@@ -390,6 +406,13 @@ static uint64_t s_update_explained(fixture_t *f, int i, const Glassbox__Task *t,
     env.update = &u;
     s_send(f, i, &env);
     return env.sequence;
+}
+
+/* s_update_explained_as for the fixture's model and class 1. */
+static uint64_t s_update_explained(fixture_t *f, int i, const Glassbox__Task *t,
+                                   const float importance[4], uint64_t samples)
+{
+    return s_update_explained_as(f, i, t, importance, samples, N_PARAMS, 1);
 }
 
 /* Takes client i's next Envelope, which must be a Task; returns it. */
@@ -607,6 +630,29 @@ static void test_failed_step_keeps_the_model(void **state)
     gb_envelope_free(&t1);
 }
 
+/* Starts the federation of o, made one that signs (with the key files,
+ * whose paths go into key and cert, 700 bytes each) and asks for saliency
+ * explanations with a weak-class threshold of 2, on fresh metrics; joins
+ * clients 0 and 1 and takes their round-1 tasks into t[0] and t[1]. */
+static void s_start_explaining(fixture_t *f, gb_federation_options_t *o, char *key,
+                               char *cert, Glassbox__Envelope *t[2])
+{
+    gb_error_t err = {0};
+    s_key_files(f, key, cert, 700);
+    o->key_file = key;
+    o->cert_file = cert;
+    o->explain = GLASSBOX__EXPLAIN_METHOD__EXPLAIN_SALIENCY;
+    o->min_class_clients = 2;
+    gb_metrics_reset();
+    f->fed = gb_federation_new(f->ctx, f->door, o, &err);
+    if (!f->fed)
+        fail_msg("new: %s", err.msg);
+    s_join(f, 0);
+    s_join(f, 1);
+    t[0] = s_task(f, 0, 1);
+    t[1] = s_task(f, 1, 1);
+}
+
 /* Tasks ask for explanations; the clients' explanations are merged, the
  * report is written beside the publication, and the client whose
  * importance lies elsewhere is the farthest. */
@@ -615,18 +661,13 @@ static void test_explanations_merged(void **state)
     fixture_t *f = *state;
     gb_error_t err = {0};
     char key[700], cert[700];
-    s_key_files(f, key, cert, sizeof key);
     gb_federation_options_t o = s_options(f, 1);
-    o.key_file = key;
-    o.cert_file = cert;
-    o.explain = GLASSBOX__EXPLAIN_METHOD__EXPLAIN_SALIENCY;
     o.explain_samples = 10;
-    f->fed = gb_federation_new(f->ctx, f->door, &o, &err);
-    if (!f->fed)
-        fail_msg("new: %s", err.msg);
-    s_join(f, 0);
-    s_join(f, 1);
-    Glassbox__Envelope *t0 = s_task(f, 0, 1), *t1 = s_task(f, 1, 1);
+    char *names = gb_test_write_file(f->base, "names.txt", "cat\ndog\nbird\n", 13);
+    o.class_names_file = names;
+    Glassbox__Envelope *t[2];
+    s_start_explaining(f, &o, key, cert, t);
+    Glassbox__Envelope *t0 = t[0], *t1 = t[1];
     assert_int_equal(t0->task->explain->method, GLASSBOX__EXPLAIN_METHOD__EXPLAIN_SALIENCY);
     assert_int_equal(t0->task->explain->max_samples, 10);
     static const float even[4] = {1, 1, 1, 1}, corner[4] = {0, 0, 0, 4};
@@ -641,8 +682,65 @@ static void test_explanations_merged(void **state)
     assert_true(s_exists(f->out, "explanation-1.json"));
     assert_true(s_exists(f->out, "explanation-1-importance.png"));
     assert_true(s_exists(f->out, "explanation-1-class-1.png"));
+    /* class support by hand: both clients sent class 1 ("dog") with 10
+     * samples each, nobody classes 0 and 2; fewer than 2 clients is weak */
+    assert_int_equal(f->last_n_support, 3);
+    static const char *const want_name[3] = {"cat", "dog", "bird"};
+    static const uint32_t want_clients[3] = {0, 2, 0};
+    for (int k = 0; k < 3; k++) {
+        assert_string_equal(f->last_support_name[k], want_name[k]);
+        assert_int_equal(f->last_support[k].clients, want_clients[k]);
+        assert_int_equal(f->last_support[k].samples, 10 * want_clients[k]);
+        assert_int_equal(f->last_support[k].weak, want_clients[k] < 2);
+        assert_true(gb_metrics_value("glassbox_class_explanation_clients", "class",
+                                     want_name[k]) == want_clients[k]);
+        assert_true(gb_metrics_value("glassbox_class_explanation_samples", "class",
+                                     want_name[k]) == 10 * want_clients[k]);
+        assert_true(gb_metrics_value("glassbox_class_weakly_explained", "class",
+                                     want_name[k]) == (want_clients[k] < 2));
+    }
+    char path[800];
+    snprintf(path, sizeof path, "%s/explanation-1.json", f->out);
+    uint8_t *text = NULL;
+    size_t len = 0;
+    assert_int_equal(gb_file_read_all(path, 1 << 20, &text, &len, &err), 0);
+    assert_non_null(strstr((char *)text, "\"class_name\": \"dog\", \"clients\": 2, "
+                                         "\"samples\": 20, \"weakly_explained\": false"));
+    assert_non_null(strstr((char *)text, "\"min_class_clients\": 2"));
+    gb_free(text);
+    free(names);
     gb_envelope_free(&t0);
     gb_envelope_free(&t1);
+}
+
+/* A model of 130 classes: /metrics shows the class support of the 128
+ * that rest on the fewest clients (ties by class), the round report all
+ * of them. Both clients explain class 5 only: classes 0-4 and 6-128 are
+ * shown, 5 (two clients) and 129 (the last of the unexplained) are not. */
+static void test_class_series_bounded(void **state)
+{
+    fixture_t *f = *state;
+    char key[700], cert[700];
+    char *spec = gb_test_write_file(f->base, "wide.spec", "input 4\ndense 130\n", 18);
+    gb_federation_options_t o = s_options(f, 1);
+    o.model = spec;
+    Glassbox__Envelope *t[2];
+    s_start_explaining(f, &o, key, cert, t);
+    Glassbox__Envelope *t0 = t[0], *t1 = t[1];
+    static const float even[4] = {1, 1, 1, 1};
+    s_expect_ack(f, 0, s_update_explained_as(f, 0, t0->task, even, 50, 650, 5));
+    s_expect_ack(f, 1, s_update_explained_as(f, 1, t1->task, even, 50, 650, 5));
+    assert_int_equal(f->rounds_done, 1);
+    assert_int_equal(f->last_n_support, 130);
+    const char *w = "glassbox_class_weakly_explained";
+    assert_true(gb_metrics_value(w, "class", "class 0") == 1);
+    assert_true(gb_metrics_value(w, "class", "class 128") == 1);
+    assert_true(gb_metrics_value(w, "class", "class 129") == 0); /* no series */
+    assert_true(gb_metrics_value("glassbox_class_explanation_samples", "class", "class 5") ==
+                0); /* no series: the best-supported class is not shown */
+    gb_envelope_free(&t0);
+    gb_envelope_free(&t1);
+    free(spec);
 }
 
 /* Six clients, one of which (edge-6) sends the others' update sign-flipped
@@ -870,6 +968,18 @@ static void test_option_errors(void **state)
     o.test_data = "idx:/nonexistent";
     assert_null(gb_federation_new(f->ctx, f->door, &o, &err));
     o.test_data = NULL;
+    /* class names: the model has 3 classes, the file names 2 */
+    char *two = gb_test_write_file(f->base, "two.txt", "cat\ndog\n", 8);
+    o.class_names_file = two;
+    assert_null(gb_federation_new(f->ctx, f->door, &o, &err));
+    assert_non_null(strstr(err.msg, "2 names for the model's 3 classes"));
+    o.class_names_file = NULL;
+    free(two);
+    /* a weak-class threshold past the clients the federation takes */
+    o.min_class_clients = o.rounds.max_clients + 1;
+    assert_null(gb_federation_new(f->ctx, f->door, &o, &err));
+    assert_non_null(strstr(err.msg, "--min-class-clients"));
+    o.min_class_clients = o.rounds.max_clients;
     o.state_dir = "/nonexistent/state"; /* one level is created, not more */
     assert_null(gb_federation_new(f->ctx, f->door, &o, &err));
     assert_non_null(strstr(err.msg, "/nonexistent/state"));
@@ -898,6 +1008,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_two_rounds_and_resume, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_failed_step_keeps_the_model, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_explanations_merged, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_class_series_bounded, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_hostile_results, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_poisoned_update_flagged, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_guard_leaves_flagged_out, s_setup, s_teardown),

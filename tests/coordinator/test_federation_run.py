@@ -9,7 +9,13 @@
   -> a subscriber (pyzmq) got both publications and their ECDSA signatures
   verify against the coordinator's certificate (python3-cryptography), and
   `openssl dgst -verify` accepts the files -> the aggregate explanation JSON
-  names all three clients -> serve again with --rounds 3 and the same state
+  names all three clients -> class support (serve --class-names, lower-case
+  Fashion-MNIST names, --min-class-clients 3): per round and class the
+  clients and samples the aggregate explanation rests on, on the JSON line
+  and in explanation-2.json, summing to what the clients' task lines say
+  they explained, weak exactly below 3 clients; a names file one short and
+  --min-class-clients past its bound are refused -> serve again with
+  --rounds 3 and the same state
   directory resumes at round 3 -> the checkpointed model evaluates with
   `glassbox-client eval`.
 
@@ -36,6 +42,9 @@ CLIENT = os.path.join(BUILD, "glassbox-client")
 COORD = os.path.join(BUILD, "glassbox-coordinator")
 pb = gblink.load_protocol(SOURCE)
 N = 3
+NAMES = ["t-shirt/top", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker",
+         "bag", "ankle boot"]
+MIN_CLASS_CLIENTS = 3
 
 
 def run(*args, rc=0):
@@ -53,7 +62,7 @@ def free_port():
     return port
 
 
-def serve(work, port, pub_port, rounds):
+def serve(work, port, pub_port, rounds, as_json=True):
     log = open(os.path.join(work, "serve-%d.log" % rounds), "w")
     p = subprocess.Popen([COORD, "serve", "--ca", os.path.join(work, "ca"),
                           "--listen", "tcp://127.0.0.1:%d" % port,
@@ -63,7 +72,10 @@ def serve(work, port, pub_port, rounds):
                           "--explain", "ig", "--explain-samples", "16", "--explain-steps", "8",
                           "--out", os.path.join(work, "out"),
                           "--state", os.path.join(work, "state"),
-                          "--epochs", "2", "--deadline", "120", "--json"],
+                          "--epochs", "2", "--deadline", "120"] +
+                         (["--json"] if as_json else []) +
+                         ["--class-names", os.path.join(work, "names.txt"),
+                          "--min-class-clients", str(MIN_CLASS_CLIENTS)],
                          stdout=subprocess.PIPE, stderr=log, text=True)
     line = p.stdout.readline()
     assert line.startswith("listening on"), line
@@ -88,7 +100,8 @@ def clients(work, port):
 def finish(server, ps):
     out, _ = server.communicate(timeout=240)
     assert server.returncode == 0, "serve exited %d" % server.returncode
-    rounds = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    rounds = [json.loads(line) if line.startswith("{") else line
+              for line in out.splitlines() if line.startswith(("{", "round "))]
     tasks = []
     for p in ps:
         cout, _ = p.communicate(timeout=60)
@@ -116,6 +129,15 @@ def main():
                         (["--rounds", "-1"], "--rounds")):
         p = run(COORD, "serve", "--ca", ca, *flags, rc=2)
         assert says in p.stderr, (flags, p.stderr)
+    p = run(COORD, "serve", "--ca", ca, "--min-class-clients", "10001", rc=2)
+    assert "--min-class-clients 10001 is more than the 10000 clients" in p.stderr, p.stderr
+    # a names file must name every class: one short stops serve at start
+    short = os.path.join(work, "short.txt")
+    open(short, "w").write("\n".join(NAMES[:9]) + "\n")
+    p = run(COORD, "serve", "--ca", ca, "--listen", "tcp://127.0.0.1:%d" % free_port(),
+            "--http", "none", "--class-names", short, rc=1)
+    assert short + ": 9 names for the model's 10 classes" in p.stderr, p.stderr
+    open(os.path.join(work, "names.txt"), "w").write("\n".join(NAMES) + "\n")
     port, pub_port = free_port(), free_port()
 
     server = serve(work, port, pub_port, 2)
@@ -147,8 +169,7 @@ def main():
         # the bias view: accuracy per class by name; Fashion-MNIST's test
         # split has 1,000 images a class, so their mean is the accuracy
         classes = r["class_accuracy"]
-        assert list(classes) == ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal",
-                            "Shirt", "Sneaker", "Bag", "Ankle boot"], classes
+        assert list(classes) == NAMES, classes
         assert all(0 <= v <= 1 for v in classes.values()), classes
         assert abs(sum(classes.values()) / 10 - r["test_accuracy"]) < 1e-4, r
         assert r["flagged"] == [], r  # honest clients
@@ -157,6 +178,16 @@ def main():
         assert [x["round"] for x in t] == [1, 2], t
         assert all(x["samples"] == 2000 for x in t), t
     print("two rounds: ok", rounds[1])
+    for k, r in enumerate(rounds):
+        support = r["class_support"]
+        assert [c["class"] for c in support] == NAMES, support
+        explained = sum(t[k]["explained"] for t in tasks)
+        assert explained == N * 16, explained  # --explain-samples 16 each
+        assert sum(c["samples"] for c in support) == explained, (support, explained)
+        assert all(0 <= c["clients"] <= N for c in support), support
+        assert all(c["clients"] <= c["samples"] for c in support), support
+        assert all(c["weak"] == (c["clients"] < MIN_CLASS_CLIENTS) for c in support), support
+    print("class support: ok", rounds[1]["class_support"])
 
     cert_pem = open(os.path.join(ca, "coordinator.crt"), "rb").read()
     got = []
@@ -195,9 +226,21 @@ def main():
     assert report["round"] == 2 and report["method"]
     names = sorted(c["client"] for c in report["distance"]["clients"])
     assert names == ["client-%d" % k for k in range(N)], names
+    # the report's class support is the round line's
+    by_name = {c["class"]: c for c in rounds[1]["class_support"]}
+    assert report["min_class_clients"] == MIN_CLASS_CLIENTS, report
+    for c in report["classes"]:
+        line = by_name[c["class_name"]]
+        assert NAMES[c["class"]] == c["class_name"], c
+        assert (c["clients"], c["samples"], c["weakly_explained"]) == \
+            (line["clients"], line["samples"], line["weak"]), (c, line)
+        assert c["samples"] == c["count"], c
+    assert sum(c["samples"] for c in report["classes"]) == report["samples"], report
+    unexplained = [u["class_name"] for u in report["unexplained_classes"]]
+    assert unexplained == [n for n in NAMES if by_name[n]["clients"] == 0], unexplained
     print("files and explanation: ok")
 
-    server = serve(work, port, pub_port, 3)
+    server = serve(work, port, pub_port, 3, as_json=False)
     try:
         ps = clients(work, port)
         rounds, tasks = finish(server, ps)
@@ -205,7 +248,19 @@ def main():
         for p in [server] + ps:
             if p.poll() is None:
                 p.kill()
-    assert [r["round"] for r in rounds] == [3], rounds
+    assert len(rounds) == 1 and rounds[0].startswith("round 3: 3 clients"), rounds
+    # the text line names the weakly explained classes as the report marks them
+    report = json.load(open(os.path.join(out, "explanation-3.json")))
+    weak = ["%s %d" % (c["class_name"], c["clients"]) for c in report["classes"]
+            if c["weakly_explained"]]
+    weak += ["%s 0" % u["class_name"] for u in report["unexplained_classes"]]
+    weak.sort(key=lambda w: NAMES.index(w.rsplit(" ", 1)[0]))
+    if weak:
+        assert (", weakly explained (fewer than %d clients): %s," %
+                (MIN_CLASS_CLIENTS, ", ".join(weak))) in rounds[0], (weak, rounds[0])
+    else:
+        assert "weakly explained" not in rounds[0], rounds[0]
+    print("text line:", rounds[0])
     assert all([x["round"] for x in t] == [3] for t in tasks), tasks
     log = open(os.path.join(work, "serve-3.log")).read()
     assert "resuming after round 2" in log, log

@@ -10,7 +10,10 @@ text_string_to_metric_families (python3-prometheus-client), which must take
 it whole. Every family has a HELP and a type, and the run's numbers are
 there and sane: updates accepted, link bytes both ways, the round's selected
 and answered clients, its duration and its steps', test and client
-accuracy, and one explanation distance per client, labelled by its name.
+accuracy, and one explanation distance per client, labelled by its name;
+the class support (glassbox_class_explanation_clients, _samples and
+glassbox_class_weakly_explained, one series per class by name) equals round
+1's class_support on the JSON line and sums to what the clients explained.
 Then serve and the clients exit 0.
 
 Usage: test_metrics_run.py BUILD_DIR SOURCE_DIR
@@ -56,6 +59,31 @@ def one(families, name):
     got = samples(families, name)
     assert len(got) == 1 and got[0][0] == {}, (name, got)
     return got[0][1]
+
+
+FASHION = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
+           "Bag", "Ankle boot"]
+
+
+def check_support(families, line):
+    """The class-support gauges against the round line's class_support."""
+    support = line["class_support"]
+    assert [c["class"] for c in support] == FASHION, support
+    got = {}
+    for name in ("glassbox_class_explanation_clients", "glassbox_class_explanation_samples",
+                 "glassbox_class_weakly_explained"):
+        series = samples(families, name)
+        assert all(set(labels) == {"class"} for labels, _ in series), series
+        got[name] = {labels["class"]: v for labels, v in series}
+        assert sorted(got[name]) == sorted(FASHION), got[name]
+    for c in support:
+        assert got["glassbox_class_explanation_clients"][c["class"]] == c["clients"], (c, got)
+        assert got["glassbox_class_explanation_samples"][c["class"]] == c["samples"], (c, got)
+        assert got["glassbox_class_weakly_explained"][c["class"]] == (1 if c["weak"] else 0)
+        assert c["weak"] == (c["clients"] < 2), c  # the default --min-class-clients 2
+        assert 0 <= c["clients"] <= len(NAMES), c
+    # two clients, --explain-samples 8 each
+    assert sum(c["samples"] for c in support) == 8 * len(NAMES), support
 
 
 def check(text):
@@ -153,13 +181,16 @@ def main():
         for line in serve.stdout:
             if not line.startswith("{"):
                 continue
-            rounds.append(json.loads(line)["round"])
+            obj = json.loads(line)
+            rounds.append(obj["round"])
             if got is None:
                 assert rounds == [1], rounds
                 # round 1's gauges are set before its line is printed, and
                 # round 2 (its checkpoint DELAY_S at least) keeps serve
                 # running while this is read
-                got = check(fetch_metrics(http))
+                text = fetch_metrics(http)
+                got = check(text)
+                check_support(list(text_string_to_metric_families(text)), obj)
         serve.wait(timeout=120)
         log = open(serve_log).read()
         assert serve.returncode == 0, "serve exited %d\n%s" % (serve.returncode, log[-3000:])

@@ -20,6 +20,7 @@
 #include "net/signing.h"
 #include "pub_outbox.h"
 #include "util/alloc.h"
+#include "util/file.h"
 #include "util/metrics.h"
 #include "util/time.h"
 
@@ -116,6 +117,48 @@ static void test_written_at_once(void **state)
     gb_pub_outbox_destroy(&ob);
     assert_null(ob);
     gb_pub_outbox_destroy(&ob); /* NULL-safe */
+}
+
+/* set_report: the explanation report of a round put afterwards carries the
+ * names and the weak marking it was given. */
+static void test_report_options(void **state)
+{
+    fix_t *f = *state;
+    gb_error_t err = {0};
+    gb_pub_outbox_t *ob = gb_pub_outbox_new(f->out, NULL, f->signer, 0, &err);
+    assert_non_null(ob);
+    gb_class_names_t *names = gb_class_names_builtin("fashion-mnist", 10, &err);
+    assert_non_null(names);
+    gb_explain_report_opts_t opts = {names, 3};
+    gb_pub_outbox_set_report(ob, &opts);
+    static const float v[4] = {1, 0, -1, 0.5f};
+    static const uint32_t shape[3] = {1, 2, 2};
+    gb_test_explanation_t e;
+    gb_test_explanation_one(&e, GLASSBOX__EXPLAIN_METHOD__EXPLAIN_SALIENCY, 7, 40, v, shape, 3);
+    e.c.clients = 2;
+    e.x.round = 2;
+    Glassbox__Publication p = GLASSBOX__PUBLICATION__INIT;
+    p.round = 2;
+    p.participants = 2;
+    p.aggregator = "fedavg";
+    p.explanation = &e.x;
+    size_t len = glassbox__publication__get_packed_size(&p);
+    uint8_t *b = malloc(len);
+    glassbox__publication__pack(&p, b);
+    assert_int_equal(gb_pub_outbox_put(ob, 2, b, len, &err), 0);
+    char path[800];
+    snprintf(path, sizeof path, "%s/explanation-2.json", f->out);
+    uint8_t *text = NULL;
+    size_t n = 0;
+    assert_int_equal(gb_file_read_all(path, 1 << 20, &text, &n, &err), 0);
+    assert_non_null(strstr((char *)text, "\"class_name\": \"Sneaker\""));
+    assert_non_null(strstr((char *)text, "\"clients\": 2"));
+    assert_non_null(strstr((char *)text, "\"weakly_explained\": true"));
+    assert_non_null(strstr((char *)text, "\"min_class_clients\": 3"));
+    gb_free(text);
+    free(b);
+    gb_pub_outbox_destroy(&ob);
+    gb_class_names_destroy(&names);
 }
 
 static void test_kept_retried_and_written(void **state)
@@ -266,6 +309,7 @@ static void test_staged_rounds_after_a_crash(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_report_options, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_written_at_once, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_kept_retried_and_written, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_restart_writes_what_was_left, s_setup, s_teardown),

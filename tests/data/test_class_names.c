@@ -5,7 +5,7 @@
  * the file and line: too many names, an over-long name (64 bytes pass, 65
  * do not), an empty name, control characters, bytes that are not UTF-8, a
  * repeated name, an empty file, a file over the byte bound (exactly at it
- * passes); fewer names than classes (accepted, the rest fall back), labels
+ * passes), fewer names than classes (one short, and one name for many), labels
  * for indices beyond the list, and allocation-failure injection. Doubles as
  * the usage example. */
 #include "testutil.h"
@@ -191,13 +191,20 @@ static void test_load(void **state)
 static void test_fewer_names(void **state)
 {
     (void)state;
-    /* accepted: the classes after the last name fall back */
-    gb_class_names_t *c = s_load_text("cat\ndog\n", 5);
-    assert_int_equal(gb_class_names_count(c), 5);
-    assert_int_equal(gb_class_names_named(c), 2);
-    assert_string_equal(gb_class_names_get(c, 1), "dog");
-    assert_string_equal(gb_class_names_get(c, 2), "class 2");
-    assert_string_equal(gb_class_names_get(c, 4), "class 4");
+    /* refused, naming both counts: the count must equal the model's classes */
+    s_refuse_text("cat\ndog\n", 5, GB_EFORMAT,
+                  ": 2 names for the model's 5 classes (line K+1 names class K; every class "
+                  "needs one)");
+    /* one short, the file cut or not */
+    s_refuse_text("a\nb\nc\n", 4, GB_EFORMAT,
+                  ": 3 names for the model's 4 classes (line K+1 names class K; every class "
+                  "needs one)");
+    s_refuse_text("a\nb\nc", 4, GB_EFORMAT,
+                  ": 3 names for the model's 4 classes (line K+1 names class K; every class "
+                  "needs one)");
+    /* exactly as many: accepted */
+    gb_class_names_t *c = s_load_text("a\nb\nc\nd\n", 4);
+    assert_int_equal(gb_class_names_named(c), 4);
     gb_class_names_destroy(&c);
 }
 
@@ -268,7 +275,7 @@ static void test_name_length(void **state)
     /* 64 bytes pass, also with padding around them */
     memset(text, 'n', GB_CLASS_NAMES_MAX_LEN);
     snprintf(text + GB_CLASS_NAMES_MAX_LEN, sizeof text - GB_CLASS_NAMES_MAX_LEN, "\n");
-    gb_class_names_t *c = s_load_text(text, 2);
+    gb_class_names_t *c = s_load_text(text, 1);
     assert_int_equal(strlen(gb_class_names_get(c, 0)), GB_CLASS_NAMES_MAX_LEN);
     gb_class_names_destroy(&c);
     /* 65 do not */
@@ -333,10 +340,11 @@ static void test_choose(void **state)
     assert_string_equal(gb_class_names_get(c, 7), "class 7");
     gb_class_names_destroy(&c);
     /* a file wins, even for Fashion-MNIST */
-    char *path = s_file("top\ntrousers\n", 13);
+    static const char ten[] = "top\ntrousers\n2\n3\n4\n5\n6\nrunner\n8\n9\n";
+    char *path = s_file(ten, strlen(ten));
     c = gb_class_names_choose(path, "fashion-mnist", 10, &err);
     assert_string_equal(gb_class_names_get(c, 1), "trousers");
-    assert_string_equal(gb_class_names_get(c, 7), "class 7");
+    assert_string_equal(gb_class_names_get(c, 7), "runner");
     gb_class_names_destroy(&c);
     /* its errors say which flag */
     free(path);
@@ -357,7 +365,7 @@ static void test_alloc_failure(void **state)
     for (long k = 1; k < 20; k++) {
         gb_error_t err = {0};
         gb_alloc_fail_after(k);
-        gb_class_names_t *c = gb_class_names_load(path, 4, &err);
+        gb_class_names_t *c = gb_class_names_load(path, 2, &err);
         gb_alloc_fail_after(0);
         if (c) {
             assert_string_equal(gb_class_names_get(c, 1), "dog");

@@ -143,12 +143,40 @@ static void test_model_explanation_unknown(void **state)
     assert_non_null(strstr(err.msg, "task.model"));
     Glassbox__Explanation x = GLASSBOX__EXPLANATION__INIT;
     x.method = (Glassbox__ExplainMethod)99;
-    assert_int_not_equal(gb_check_explanation(&x, "update.explanation", &err), 0);
+    assert_int_not_equal(gb_check_explanation(&x, "update.explanation", 0, &err), 0);
     x.method = GLASSBOX__EXPLAIN_METHOD__EXPLAIN_INTEGRATED_GRADIENTS;
     /* neither classes nor a feature importance */
-    assert_int_not_equal(gb_check_explanation(&x, "update.explanation", &err), 0);
+    assert_int_not_equal(gb_check_explanation(&x, "update.explanation", 0, &err), 0);
     Glassbox__Metric m = GLASSBOX__METRIC__INIT;
     assert_int_equal(gb_check_unknown_fields(&m.base, &err), 0);
+}
+
+/* A class's clients: none in a client's own explanation, at most the
+ * allowed number and the class's count in an aggregate. */
+static void test_explanation_class_clients(void **state)
+{
+    (void)state;
+    gb_error_t err = {0};
+    static const float v[2] = {1, 2};
+    static const uint32_t shape[1] = {2};
+    gb_test_explanation_t e;
+    gb_test_explanation_one(&e, GLASSBOX__EXPLAIN_METHOD__EXPLAIN_SALIENCY, 3, 5, v, shape, 1);
+    Glassbox__Explanation *x = &e.x;
+    Glassbox__ClassAttribution *c = &e.c;
+    assert_int_equal(gb_check_explanation(x, "update.explanation", 0, &err), 0);
+    c->clients = 1; /* a client claims support: not its field */
+    assert_int_equal(gb_check_explanation(x, "update.explanation", 0, &err), GB_EINVAL);
+    assert_non_null(strstr(err.msg, "update.explanation.classes[0].clients"));
+    c->clients = 4;
+    assert_int_equal(gb_check_explanation(x, "p.explanation", 4, &err), 0);
+    c->clients = 5; /* one past the allowed clients, within the count */
+    assert_int_equal(gb_check_explanation(x, "p.explanation", 4, &err), GB_EINVAL);
+    assert_non_null(strstr(err.msg, "allowed"));
+    c->clients = 5;
+    assert_int_equal(gb_check_explanation(x, "p.explanation", 100, &err), 0);
+    c->clients = 6; /* more clients than samples: each has at least one */
+    assert_int_equal(gb_check_explanation(x, "p.explanation", 100, &err), GB_EINVAL);
+    assert_non_null(strstr(err.msg, "count"));
 }
 
 int main(void)
@@ -160,6 +188,7 @@ int main(void)
         cmocka_unit_test(test_metrics_and_capabilities),
         cmocka_unit_test(test_tensor_and_classes),
         cmocka_unit_test(test_model_explanation_unknown),
+        cmocka_unit_test(test_explanation_class_clients),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

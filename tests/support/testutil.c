@@ -146,3 +146,29 @@ void gb_test_assert_correctly_rounded(float got, double ref, size_t where)
         fail_msg("value %zu: got %.9g, reference %.17g, off by %.3g ulp", where, (double)got, ref,
                  diff / (2 * half));
 }
+
+void gb_test_explanation_one(gb_test_explanation_t *e, Glassbox__ExplainMethod method,
+                             uint32_t cls, uint64_t count, const float *v,
+                             const uint32_t *shape, size_t rank)
+{
+    assert_true(rank >= 1 && rank <= 3);
+    size_t n = 1;
+    for (size_t i = 0; i < rank; i++) {
+        e->shape[i] = shape[i];
+        n *= shape[i];
+    }
+    glassbox__tensor__init(&e->t);
+    e->t.n_shape = rank;
+    e->t.shape = e->shape;
+    e->t.data.len = 4 * n;
+    e->t.data.data = (uint8_t *)v;
+    glassbox__class_attribution__init(&e->c);
+    e->c.class_index = cls;
+    e->c.count = count;
+    e->c.mean_attribution = &e->t;
+    e->cp = &e->c;
+    glassbox__explanation__init(&e->x);
+    e->x.method = method;
+    e->x.n_classes = 1;
+    e->x.classes = &e->cp;
+}

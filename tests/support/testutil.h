@@ -10,6 +10,7 @@
 #include <cmocka.h>
 
 #include "data/dataset.h"
+#include "glassbox.pb-c.h"
 
 /* A fresh directory under /tmp, removed with its files by gb_test_rmtree.
  * Returns a malloc'd path. */
@@ -44,6 +45,23 @@ void gb_test_xorshift_shuffle(uint64_t *state, size_t *idx, size_t n);
  * ref correctly rounded to float), with a sliver for the reference's own
  * double rounding; `where` names the value in the message. */
 void gb_test_assert_correctly_rounded(float got, double ref, size_t where);
+
+/* A one-class Explanation laid out in its own storage, for tests that need
+ * a valid message without a merger. */
+typedef struct {
+    Glassbox__Explanation x;             /* the message; x.classes points at cp */
+    Glassbox__ClassAttribution c, *cp;   /* its one class */
+    Glassbox__Tensor t;                  /* the class's map */
+    uint32_t shape[3];                   /* t's shape */
+} gb_test_explanation_t;
+
+/* Fills e: method, class cls with count samples (clients 0, round 0) and
+ * the map v, shape[0..rank) (rank 1..3; v borrowed: floats are the wire's
+ * little-endian bytes on the hosts Glassbox runs on). The caller sets any
+ * other field; e must not move while x is used. */
+void gb_test_explanation_one(gb_test_explanation_t *e, Glassbox__ExplainMethod method,
+                             uint32_t cls, uint64_t count, const float *v,
+                             const uint32_t *shape, size_t rank);
 
 /* Classes of gb_test_blobs. */
 #define GB_TEST_BLOB_CLASSES 3
