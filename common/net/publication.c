@@ -25,6 +25,37 @@ static int s_cmp_str(const void *a, const void *b)
     return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
+/* No two of items[0..n) have the same client id (id(item)): pointers to
+ * the ids sorted, neighbours compared. */
+static int s_unique(gb_error_t *err, const char *field, size_t n, const void *const *items,
+                    const char *(*id)(const void *))
+{
+    if (n < 2)
+        return 0;
+    const char **ids = gb_malloc(n * sizeof *ids);
+    if (!ids)
+        return gb_error_set(err, GB_ENOMEM, "out of memory checking %zu client ids", n);
+    for (size_t i = 0; i < n; i++)
+        ids[i] = id(items[i]);
+    qsort(ids, n, sizeof *ids, s_cmp_str);
+    int rc = 0;
+    for (size_t i = 1; rc == 0 && i < n; i++)
+        if (strcmp(ids[i - 1], ids[i]) == 0)
+            rc = gb_check_fail(err, GB_EINVAL, field, "client '%s' appears twice", ids[i]);
+    gb_free(ids);
+    return rc;
+}
+
+static const char *s_distance_id(const void *kv)
+{
+    return ((const Glassbox__KeyValue *)kv)->key;
+}
+
+static const char *s_flag_id(const void *flag)
+{
+    return ((const Glassbox__ClientFlag *)flag)->client_id;
+}
+
 /* Per-client distances: client id -> a finite number >= 0, ids unique. */
 static int s_distances(gb_error_t *err, size_t n, Glassbox__KeyValue *const *kv)
 {
@@ -45,20 +76,7 @@ static int s_distances(gb_error_t *err, size_t n, Glassbox__KeyValue *const *kv)
         if (rc == 0)
             rc = gb_check_real(err, field, v, 0, HUGE_VAL, false);
     }
-    if (rc != 0 || n < 2)
-        return rc;
-    /* Unique ids: sort pointers to the keys, compare neighbours. */
-    const char **keys = gb_malloc(n * sizeof *keys);
-    if (!keys)
-        return gb_error_set(err, GB_ENOMEM, "out of memory checking %zu client ids", n);
-    for (size_t i = 0; i < n; i++)
-        keys[i] = kv[i]->key;
-    qsort(keys, n, sizeof *keys, s_cmp_str);
-    for (size_t i = 1; rc == 0 && i < n; i++)
-        if (strcmp(keys[i - 1], keys[i]) == 0)
-            rc = gb_check_fail(err, GB_EINVAL, base, "client '%s' appears twice", keys[i]);
-    gb_free(keys);
-    return rc;
+    return rc ? rc : s_unique(err, base, n, (const void *const *)kv, s_distance_id);
 }
 
 /* True when name is one of m[0..n)'s names. */
@@ -127,26 +145,13 @@ static int s_flag(gb_error_t *err, size_t i, const Glassbox__ClientFlag *c)
 }
 
 /* The round's flagged clients: at most GB_PUBLICATION_MAX_CLIENTS, each
- * checked, ids unique (few are flagged, so pairs are compared). */
+ * checked, ids unique. */
 static int s_flags(gb_error_t *err, size_t n, Glassbox__ClientFlag *const *flags)
 {
     int rc = gb_check_list(err, "publication.flags", n, flags, GB_PUBLICATION_MAX_CLIENTS);
     for (size_t i = 0; rc == 0 && i < n; i++)
         rc = s_flag(err, i, flags[i]);
-    if (rc != 0 || n < 2)
-        return rc;
-    const char **ids = gb_malloc(n * sizeof *ids);
-    if (!ids)
-        return gb_error_set(err, GB_ENOMEM, "out of memory checking %zu flagged clients", n);
-    for (size_t i = 0; i < n; i++)
-        ids[i] = flags[i]->client_id;
-    qsort(ids, n, sizeof *ids, s_cmp_str);
-    for (size_t i = 1; rc == 0 && i < n; i++)
-        if (strcmp(ids[i - 1], ids[i]) == 0)
-            rc = gb_check_fail(err, GB_EINVAL, "publication.flags", "client '%s' appears twice",
-                               ids[i]);
-    gb_free(ids);
-    return rc;
+    return rc ? rc : s_unique(err, "publication.flags", n, (const void *const *)flags, s_flag_id);
 }
 
 int gb_publication_check(const Glassbox__Publication *p, gb_error_t *err)

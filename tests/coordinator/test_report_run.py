@@ -22,7 +22,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import struct
 import subprocess
 import sys
@@ -31,25 +30,13 @@ import time
 import zlib
 
 BUILD, SOURCE = sys.argv[1], sys.argv[2]
+sys.path.insert(0, os.path.join(SOURCE, "tests", "support"))
+from gbproc import free_port, run, stop  # noqa: E402 (tests/support)
+
 CLIENT = os.path.join(BUILD, "glassbox-client")
 COORD = os.path.join(BUILD, "glassbox-coordinator")
 N = 3
 WIDTH, HEIGHT = 1200, 2400
-
-
-def run(*args, rc=0, timeout=300):
-    p = subprocess.run(list(args), capture_output=True, text=True, timeout=timeout)
-    assert p.returncode == rc, "%s: exit %d, want %d\n%s%s" % (args, p.returncode, rc,
-                                                               p.stdout, p.stderr)
-    return p
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def federation(work, rounds):
@@ -85,9 +72,7 @@ def federation(work, rounds):
             p.wait(timeout=60)
             assert p.returncode == 0, "client-%d exited %d" % (k, p.returncode)
     finally:
-        for p in [serve] + ps:
-            if p.poll() is None:
-                p.kill()
+        stop(serve, *ps)
     return [json.loads(l) for l in out.splitlines() if l.startswith("{")]
 
 
