@@ -807,6 +807,61 @@ static void test_guard_leaves_flagged_out(void **state)
     s_poisoned_rounds(*state, true, false);
 }
 
+/* A round whose checkpoint fails after its clients were scored is tried
+ * again; the flagger counts each round once, so the retry keeps the first
+ * attempt's verdicts: edge-6 is still flagged in the round's report and in
+ * its publication. */
+static void test_flags_survive_a_retried_round(void **state)
+{
+    fixture_t *f = *state;
+    gb_error_t err = {0};
+    char key[700], cert[700], gone[700];
+    s_key_files(f, key, cert, sizeof key);
+    snprintf(gone, sizeof gone, "%s/gone", f->base);
+    gb_federation_options_t o = s_options(f, 1);
+    o.key_file = key;
+    o.cert_file = cert;
+    o.rounds.min_clients = N_CLIENTS;
+    o.rounds.min_per_round = N_CLIENTS;
+    o.rounds.quorum = N_CLIENTS;
+    o.state_dir = gone; /* removed before the first checkpoint, made again for the retry */
+    gb_metrics_reset();
+    f->fed = gb_federation_new(f->ctx, f->door, &o, &err);
+    if (!f->fed)
+        fail_msg("new: %s", err.msg);
+    assert_int_equal(rmdir(gone), 0);
+    for (int i = 0; i < N_CLIENTS; i++)
+        s_join(f, i);
+    for (int attempt = 1; attempt <= 2; attempt++) {
+        Glassbox__Envelope *t[N_CLIENTS];
+        uint64_t seq[N_CLIENTS];
+        for (int i = 0; i < N_CLIENTS; i++) {
+            t[i] = s_task(f, i, 1);
+            float honest = 0.01f * (1.0f + 0.05f * (float)i);
+            seq[i] = s_update(f, i, t[i]->task, i == N_CLIENTS - 1 ? -0.011f : honest, 100,
+                              N_PARAMS);
+        }
+        for (int i = 0; i < N_CLIENTS; i++) {
+            s_expect_ack(f, i, seq[i]);
+            gb_envelope_free(&t[i]);
+        }
+        if (attempt == 1) {
+            gb_rounds_status_t st;
+            gb_federation_status(f->fed, &st);
+            assert_int_equal(st.failures, 1);
+            assert_int_equal(f->rounds_done, 0);
+            assert_int_equal(mkdir(gone, 0700), 0);
+        }
+    }
+    assert_int_equal(f->rounds_done, 1);
+    assert_string_equal(f->last_flagged, "edge-6");
+    assert_true(gb_metrics_value("glassbox_client_flag_score", "client", "edge-6") > 3.5);
+    s_expect_published_flag(f, 1);
+    char *page = s_read_out(f, "index.html");
+    assert_int_equal(s_count(page, "<td class=\"l\">edge-6</td>"), 1);
+    free(page);
+}
+
 /* What a client claims is bounded by what the federation allows: a Join
  * above max_client_samples is refused; an Update with more samples than
  * that or than its Join, a train_loss below 0 or an accuracy above 1, or a
@@ -1004,6 +1059,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_hostile_results, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_poisoned_update_flagged, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_flag_published_and_reported, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_flags_survive_a_retried_round, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_guard_leaves_flagged_out, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_explanation_share_capped, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_option_errors, s_setup, s_teardown),
