@@ -38,11 +38,11 @@ static const char *const S_STYLE =
     "h1{font-size:1.5em}h2{font-size:1.2em;margin-top:1.6em;border-bottom:1px solid #ccc}"
     "table{border-collapse:collapse;font-size:.9em}"
     "td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}"
-    "td.l,th.l{text-align:left}.note{color:#555;font-size:.9em}"
+    "td.l,th.l{text-align:left;white-space:nowrap}.note{color:#555;font-size:.9em}"
     ".grid{display:flex;flex-wrap:wrap;gap:8px}"
     ".cell{border:1px solid #ddd;padding:4px;font-size:.8em}"
     ".flagged{border-color:#c00;color:#a00}figure{margin:0}"
-    "figure img{max-width:300px;border:1px solid #ddd}"
+    "figure img{max-width:300px;border:1px solid #ddd}summary{cursor:pointer;margin:.5em 0}"
     "svg text{font-size:11px;fill:#333}";
 
 /* ---- numbers ------------------------------------------------------------------ */
@@ -395,16 +395,21 @@ static void s_classes(gb_html_text_t *t, const s_page_t *p)
     gb_html_text_printf(t, "</table>\n");
 }
 
+/* The flag's strongest signal, or an en dash when no signal had a z. */
+static const char *s_signal(const gb_report_flag_t *g)
+{
+    return g->strongest >= 0 && g->strongest < GB_FLAG_SIGNALS
+               ? gb_flag_signal_name((gb_flag_signal_t)g->strongest)
+               : "&ndash;";
+}
+
 static void s_flag_row(gb_html_text_t *t, uint64_t round, const gb_report_flag_t *g)
 {
     gb_html_text_printf(t, "<tr><td>%" PRIu64 "</td><td class=\"l\">", round);
     gb_html_text_esc(t, g->client);
     gb_html_text_printf(t, "</td><td>");
     s_num(t, "%.2f", g->score);
-    gb_html_text_printf(t, "</td><td class=\"l\">%s</td>",
-                        g->strongest >= 0 && g->strongest < GB_FLAG_SIGNALS
-                            ? gb_flag_signal_name((gb_flag_signal_t)g->strongest)
-                            : "&ndash;");
+    gb_html_text_printf(t, "</td><td class=\"l\">%s</td>", s_signal(g));
     for (int s = 0; s < GB_FLAG_SIGNALS; s++) {
         gb_html_text_printf(t, "<td>");
         s_num(t, "%.1f", g->z[s]);
@@ -417,6 +422,76 @@ static void s_flag_row(gb_html_text_t *t, uint64_t round, const gb_report_flag_t
     gb_html_text_printf(t, "</td><td>");
     s_num(t, "%.4g", g->explanation_distance);
     gb_html_text_printf(t, "</td></tr>\n");
+}
+
+/* One flag of a shown round, for the summary per client (times: how many
+ * of the shown rounds flagged the client, once merged). */
+typedef struct {
+    const gb_report_flag_t *g;
+    uint64_t round;
+    size_t times;
+} s_flag_at_t;
+
+static int s_by_client_round(const void *x, const void *y)
+{
+    const s_flag_at_t *a = x, *b = y;
+    int c = strcmp(a->g->client, b->g->client);
+    return c ? c : (a->round > b->round) - (a->round < b->round);
+}
+
+/* Newest flag first, then the higher score. */
+static int s_by_latest(const void *x, const void *y)
+{
+    const s_flag_at_t *a = x, *b = y;
+    if (a->round != b->round)
+        return (a->round < b->round) - (a->round > b->round);
+    return (a->g->score < b->g->score) - (a->g->score > b->g->score);
+}
+
+/* One row per flagged client: how many of the shown rounds flagged it and
+ * its latest flag; the GB_HTML_REPORT_MAX_FLAG_CLIENTS most recent. */
+static void s_flag_summary(gb_html_text_t *t, const s_page_t *p, size_t rows)
+{
+    s_flag_at_t *all = gb_malloc(rows * sizeof *all);
+    if (!all) {
+        gb_html_text_printf(t, "<p class=\"note\">Out of memory for the summary.</p>\n");
+        return;
+    }
+    size_t k = 0;
+    for (size_t i = 0; i < p->n; i++)
+        for (size_t j = 0; j < p->r[i]->n_flags; j++)
+            all[k++] = (s_flag_at_t){&p->r[i]->flags[j], p->r[i]->round, 1};
+    qsort(all, rows, sizeof *all, s_by_client_round);
+    size_t u = 0; /* each client's latest flag, with its count */
+    for (size_t i = 0; i < rows; i++) {
+        if (u && strcmp(all[u - 1].g->client, all[i].g->client) == 0) {
+            size_t times = all[u - 1].times + 1;
+            all[u - 1] = all[i];
+            all[u - 1].times = times;
+            continue;
+        }
+        all[u++] = all[i];
+    }
+    qsort(all, u, sizeof *all, s_by_latest);
+    size_t shown = u < GB_HTML_REPORT_MAX_FLAG_CLIENTS ? u : GB_HTML_REPORT_MAX_FLAG_CLIENTS;
+    gb_html_text_printf(t, "<table id=\"flag-clients\"><tr><th class=\"l\">client</th>"
+                           "<th>rounds flagged</th><th>last flagged</th><th>score</th>"
+                           "<th class=\"l\">strongest</th></tr>\n");
+    for (size_t i = 0; i < shown; i++) {
+        const gb_report_flag_t *g = all[i].g;
+        gb_html_text_printf(t, "<tr><td class=\"l\">");
+        gb_html_text_esc(t, g->client);
+        gb_html_text_printf(t, "</td><td>%zu</td><td>%" PRIu64 "</td><td>", all[i].times,
+                            all[i].round);
+        s_num(t, "%.2f", g->score);
+        gb_html_text_printf(t, "</td><td class=\"l\">%s</td></tr>\n", s_signal(g));
+    }
+    gb_html_text_printf(t, "</table>\n");
+    if (shown < u)
+        gb_html_text_printf(t, "<p class=\"note\">%zu of %zu flagged clients shown: the most "
+                               "recently flagged.</p>\n",
+                            shown, u);
+    gb_free(all);
 }
 
 static void s_flags(gb_html_text_t *t, const s_page_t *p)
@@ -438,6 +513,10 @@ static void s_flags(gb_html_text_t *t, const s_page_t *p)
                            "median and MAD, of 3.5 or more) in 2 of its last 5 rounds, or once "
                            "with 10.5 or more. Score: the mean over those rounds of each "
                            "round's largest z.</p>\n");
+    s_flag_summary(t, p, rows);
+    gb_html_text_printf(t, "<details%s><summary>Every flag with its evidence, newest first"
+                           "</summary>\n",
+                        rows <= 20 ? " open" : "");
     gb_html_text_printf(t, "<table id=\"flag-table\"><tr><th>round</th><th class=\"l\">client"
                            "</th><th>score</th><th class=\"l\">strongest</th>");
     for (int s = 0; s < GB_FLAG_SIGNALS; s++)
@@ -451,7 +530,7 @@ static void s_flags(gb_html_text_t *t, const s_page_t *p)
             s_flag_row(t, p->r[i]->round, &p->r[i]->flags[j]);
             shown++;
         }
-    gb_html_text_printf(t, "</table>\n");
+    gb_html_text_printf(t, "</table>\n</details>\n");
     if (shown < rows || left_out)
         gb_html_text_printf(t, "<p class=\"note\">%zu of %" PRIu64 " flags shown: the newest %d "
                                "rows, and at most %d flagged clients a round are kept.</p>\n",

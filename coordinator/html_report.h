@@ -4,18 +4,21 @@
  *
  * The page needs no server and loads nothing from outside its folder: the
  * plots are inline SVG, the style is inline, there is no script, and the
- * only other files it names are the round's heatmaps beside it
- * (explanation-R-class-C.png, explanation-R-importance.png, written by the
- * explanation report), by relative name. It shows the last round's
+ * only other files it names are beside it, by relative name: the round's
+ * heatmaps and figures (explanation-R-class-C.png,
+ * explanation-R-importance.png, explanation-R.json, written by the
+ * explanation report) and history.json. It shows the last round's
  * figures; accuracy and loss per round; the spread of the clients' own
  * accuracies per round (min, p10, median, max); the server's accuracy per
- * class by name; the flagged clients with their evidence (score, the
- * strongest signal, every z, the raw distances and norm, rounds out of
- * seen); the last explained round's heatmap of each class titled with its
- * name; and the explanation distance of each client over rounds, one small
+ * class by name; the flagged clients (a row per client: how often, when
+ * last, its score) and every flag with its evidence (score, the strongest
+ * signal, every z, the raw distances and norm, rounds out of seen; in a
+ * <details> element, open when short); the last explained round's heatmap
+ * of each class titled with its name; and the explanation distance of each client over rounds, one small
  * plot per client. It is bounded: the history's rounds (the last 200), the
- * GB_HTML_REPORT_MAX_CLIENTS clients of largest distance and the last
- * GB_HTML_REPORT_MAX_FLAG_ROWS flags, and it says what it leaves out.
+ * GB_HTML_REPORT_MAX_CLIENTS clients of largest distance, the
+ * GB_HTML_REPORT_MAX_FLAG_CLIENTS most recently flagged clients and the
+ * last GB_HTML_REPORT_MAX_FLAG_ROWS flags, and it says what it leaves out.
  * Every name that came from the wire (client ids, class names, the
  * federation's name) is escaped for HTML.
  *
@@ -33,6 +36,7 @@
 #define GB_HTML_REPORT_FILE "index.html"
 #define GB_HTML_REPORT_MAX_CLIENTS 50    /* clients in the distance plots */
 #define GB_HTML_REPORT_MAX_FLAG_ROWS 200 /* rows of the flag table: the latest */
+#define GB_HTML_REPORT_MAX_FLAG_CLIENTS 100 /* rows of the flagged clients' summary */
 
 typedef struct {
     const char *federation;      /* its name (NULL: none shown) */
