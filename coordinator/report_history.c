@@ -585,21 +585,34 @@ static gb_report_history_t *s_from_json(json_t *doc, gb_error_t *err)
     return h;
 }
 
+gb_report_history_t *gb_report_history_parse(const char *text, size_t len, gb_error_t *err)
+{
+    if (len > GB_REPORT_HISTORY_MAX_BYTES) {
+        gb_error_set(err, GB_ERANGE, "report history: %zu bytes, more than %zu", len,
+                     GB_REPORT_HISTORY_MAX_BYTES);
+        return NULL;
+    }
+    json_error_t jerr;
+    json_t *doc = json_loadb(len ? text : "", len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!doc) {
+        gb_error_set(err, GB_EFORMAT, "report history: not JSON (line %d: %s)", jerr.line,
+                     jerr.text);
+        return NULL;
+    }
+    gb_report_history_t *h = s_from_json(doc, err);
+    json_decref(doc);
+    return h;
+}
+
 gb_report_history_t *gb_report_history_read(const char *path, gb_error_t *err)
 {
     uint8_t *text = NULL;
     size_t len = 0;
     if (gb_file_read_all(path, GB_REPORT_HISTORY_MAX_BYTES, &text, &len, err) != 0)
         return NULL;
-    json_error_t jerr;
-    json_t *doc = json_loadb((const char *)text, len, JSON_REJECT_DUPLICATES, &jerr);
+    gb_report_history_t *h = gb_report_history_parse((const char *)text, len, err);
     gb_free(text);
-    if (!doc) {
-        gb_error_set(err, GB_EFORMAT, "report history: %s: not JSON (line %d: %s)", path,
-                     jerr.line, jerr.text);
-        return NULL;
-    }
-    gb_report_history_t *h = s_from_json(doc, err);
-    json_decref(doc);
+    if (!h && err)
+        gb_error_prefix(err, err->code, "%s: ", path);
     return h;
 }

@@ -94,6 +94,10 @@ gb_report_history_t *gb_report_history_new(gb_error_t *err);
  * naming the round and field). Logs nothing. */
 gb_report_history_t *gb_report_history_read(const char *path, gb_error_t *err);
 
+/* gb_report_history_read on the document text[0..len) instead of a file
+ * (at most GB_REPORT_HISTORY_MAX_BYTES: GB_ERANGE). */
+gb_report_history_t *gb_report_history_parse(const char *text, size_t len, gb_error_t *err);
+
 /* Frees the history; sets *h to NULL; NULL-safe. */
 void gb_report_history_destroy(gb_report_history_t **h);
 

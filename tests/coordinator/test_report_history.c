@@ -415,6 +415,21 @@ static void test_hostile_files(void **state)
     json_object_set_new(s_round0(doc), "distances_total", json_integer(1000));
     s_refused(f, doc, GB_EINVAL, "distances");
 
+    /* the same checks on a buffer: a good document, and one past the limit
+     * refused before a byte of it is read */
+    doc = s_good_doc(f);
+    text = json_dumps(doc, 0);
+    json_decref(doc);
+    gb_report_history_t *parsed = gb_report_history_parse(text, strlen(text), &err);
+    assert_non_null(parsed);
+    assert_int_equal(gb_report_history_count(parsed), 2);
+    gb_report_history_destroy(&parsed);
+    assert_null(gb_report_history_parse(text, GB_REPORT_HISTORY_MAX_BYTES + 1, &err));
+    assert_int_equal(err.code, GB_ERANGE);
+    assert_null(gb_report_history_parse(text, 0, &err));
+    assert_int_equal(err.code, GB_EFORMAT);
+    free(text);
+
     /* the good file still reads after all that */
     json_decref(s_good_doc(f));
     gb_report_history_t *h = gb_report_history_read(f->path, &err);
