@@ -326,6 +326,13 @@ static int s_publish(gb_federation_t *f, const gb_rounds_action_t *a, gb_error_t
     f->pub_buf = NULL;
     f->pub_len = 0;
     rc = gb_publication_encode(&p, &f->pub_buf, &f->pub_len, err);
+    if (rc && p.n_flags) { /* flags are advice: never the reason a round is lost */
+        gb_log_error("federation: round %llu: the flags fail the publication's checks (%s); "
+                     "published without them", (unsigned long long)a->round,
+                     err ? err->msg : "");
+        p.n_flags = 0;
+        rc = gb_publication_encode(&p, &f->pub_buf, &f->pub_len, err);
+    }
     gb_fed_flag_messages_free(&flags);
     gb_free(view);
     return rc;
