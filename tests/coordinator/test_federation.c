@@ -727,6 +727,24 @@ static void s_expect_published_flag(fixture_t *f, uint64_t round)
     gb_publication_free(&p);
 }
 
+/* One attempt of round: every client's task, honest updates of slightly
+ * different sizes from edge-1..edge-5, edge-6's sign-flipped, all acked. */
+static void s_poisoned_round(fixture_t *f, uint64_t round)
+{
+    Glassbox__Envelope *t[N_CLIENTS];
+    uint64_t seq[N_CLIENTS];
+    for (int i = 0; i < N_CLIENTS; i++) {
+        t[i] = s_task(f, i, round);
+        float honest = 0.01f * (1.0f + 0.05f * (float)i);
+        seq[i] = s_update(f, i, t[i]->task, i == N_CLIENTS - 1 ? -0.011f : honest, 100,
+                          N_PARAMS);
+    }
+    for (int i = 0; i < N_CLIENTS; i++) {
+        s_expect_ack(f, i, seq[i]);
+        gb_envelope_free(&t[i]);
+    }
+}
+
 static void s_poisoned_rounds(fixture_t *f, bool guard, bool files)
 {
     gb_error_t err = {0};
@@ -750,19 +768,7 @@ static void s_poisoned_rounds(fixture_t *f, bool guard, bool files)
     for (int i = 0; i < N_CLIENTS; i++)
         s_join(f, i);
     for (uint64_t round = 1; round <= 3; round++) {
-        Glassbox__Envelope *t[N_CLIENTS];
-        for (int i = 0; i < N_CLIENTS; i++)
-            t[i] = s_task(f, i, round);
-        uint64_t seq[N_CLIENTS];
-        for (int i = 0; i < N_CLIENTS; i++) {
-            float honest = 0.01f * (1.0f + 0.05f * (float)i);
-            seq[i] = s_update(f, i, t[i]->task, i == N_CLIENTS - 1 ? -0.011f : honest, 100,
-                              N_PARAMS);
-        }
-        for (int i = 0; i < N_CLIENTS; i++) {
-            s_expect_ack(f, i, seq[i]);
-            gb_envelope_free(&t[i]);
-        }
+        s_poisoned_round(f, round);
         assert_int_equal(f->rounds_done, (int)round);
         assert_string_equal(f->last_flagged, "edge-6");
         /* the guard leaves edge-6 out from the round after it was flagged */
@@ -837,18 +843,7 @@ static void test_flags_survive_a_retried_round(void **state)
     for (int i = 0; i < N_CLIENTS; i++)
         s_join(f, i);
     for (int attempt = 1; attempt <= 2; attempt++) {
-        Glassbox__Envelope *t[N_CLIENTS];
-        uint64_t seq[N_CLIENTS];
-        for (int i = 0; i < N_CLIENTS; i++) {
-            t[i] = s_task(f, i, 1);
-            float honest = 0.01f * (1.0f + 0.05f * (float)i);
-            seq[i] = s_update(f, i, t[i]->task, i == N_CLIENTS - 1 ? -0.011f : honest, 100,
-                              N_PARAMS);
-        }
-        for (int i = 0; i < N_CLIENTS; i++) {
-            s_expect_ack(f, i, seq[i]);
-            gb_envelope_free(&t[i]);
-        }
+        s_poisoned_round(f, 1);
         if (attempt == 1) {
             gb_rounds_status_t st;
             gb_federation_status(f->fed, &st);
