@@ -48,9 +48,8 @@ int gb_fed_report_open(gb_federation_t *f, gb_error_t *err)
         return 0;
     }
     if (rerr.code) {
-        gb_log_warn("report: '%s' is refused (%s); the report's history starts afresh%s", path,
-                    rerr.msg, rename(path, aside) == 0 ? ", the file moved to history.json.refused"
-                                                       : "");
+        gb_log_warn("report: refused %s; the report's history starts afresh%s", rerr.msg,
+                    rename(path, aside) == 0 ? ", the file moved to history.json.refused" : "");
     }
     f->history = gb_report_history_new(err);
     return f->history ? 0 : GB_ENOMEM;

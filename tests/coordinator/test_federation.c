@@ -863,6 +863,40 @@ static void test_flags_survive_a_retried_round(void **state)
     free(page);
 }
 
+/* A report that cannot be written (index.html is a directory someone made)
+ * is logged and counted, and costs the round nothing: it is committed and
+ * published, and its history is written beside. */
+static void test_report_failure_costs_nothing(void **state)
+{
+    fixture_t *f = *state;
+    gb_error_t err = {0};
+    char key[700], cert[700], blocker[700];
+    s_key_files(f, key, cert, sizeof key);
+    snprintf(blocker, sizeof blocker, "%s/index.html", f->out);
+    assert_int_equal(mkdir(blocker, 0755), 0);
+    free(gb_test_write_file(blocker, "keep", "x", 1)); /* so the rename cannot replace it */
+    gb_federation_options_t o = s_options(f, 1);
+    o.key_file = key;
+    o.cert_file = cert;
+    gb_metrics_reset();
+    f->fed = gb_federation_new(f->ctx, f->door, &o, &err);
+    if (!f->fed)
+        fail_msg("new: %s", err.msg);
+    s_join(f, 0);
+    s_join(f, 1);
+    Glassbox__Envelope *t0 = s_task(f, 0, 1), *t1 = s_task(f, 1, 1);
+    uint64_t seq = s_update(f, 0, t0->task, 1.0f, 100, N_PARAMS);
+    s_expect_ack(f, 0, seq);
+    seq = s_update(f, 1, t1->task, 2.0f, 100, N_PARAMS);
+    s_expect_ack(f, 1, seq);
+    assert_int_equal(f->rounds_done, 1);
+    assert_true(s_exists(f->out, "round-000001.pub"));
+    assert_true(s_exists(f->out, "history.json"));
+    assert_true(gb_metrics_value("glassbox_report_failures_total", NULL, NULL) == 1);
+    gb_envelope_free(&t0);
+    gb_envelope_free(&t1);
+}
+
 /* What a client claims is bounded by what the federation allows: a Join
  * above max_client_samples is refused; an Update with more samples than
  * that or than its Join, a train_loss below 0 or an accuracy above 1, or a
@@ -1061,6 +1095,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_poisoned_update_flagged, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_flag_published_and_reported, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_flags_survive_a_retried_round, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_report_failure_costs_nothing, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_guard_leaves_flagged_out, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_explanation_share_capped, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_option_errors, s_setup, s_teardown),
