@@ -591,8 +591,9 @@ static void test_two_rounds_and_resume(void **state)
     free(history);
     /* a history file a hostile hand rewrote is refused, moved aside, and
      * the coordinator starts the report afresh instead of failing */
-    free(gb_test_write_file(f->out, "history.json", "{\"format\": \"glassbox-report-history\", "
-                            "\"version\": 1, \"rounds\": [{\"round\": -3}]}", 71));
+    const char *hostile = "{\"format\": \"glassbox-report-history\", \"version\": 1, "
+                          "\"dropped\": 0, \"classes\": [], \"rounds\": [{\"round\": -3}]}";
+    free(gb_test_write_file(f->out, "history.json", hostile, strlen(hostile)));
 
     /* a restart with the same state directory resumes after round 2 */
     o = s_options(f, 3);
