@@ -438,7 +438,7 @@ int gb_cmd_serve(int argc, char **argv)
         {"--threads", GB_ARG_INT, &c.fed.threads, 1, 256, NULL, "threads for that evaluation (default 1)", false},
         {"--state", GB_ARG_STRING, &c.fed.state_dir, 0, 0, NULL, "checkpoint directory; a restart resumes from it", false},
         {"--keep", GB_ARG_INT, &c.fed.keep_checkpoints, 1, 1000000, NULL, "checkpoints kept (default 3)", false},
-        {"--out", GB_ARG_STRING, &c.fed.out_dir, 0, 0, NULL, "write each round's signed publication and explanation report here", false},
+        {"--out", GB_ARG_STRING, &c.fed.out_dir, 0, 0, NULL, "write each round's signed publication and explanation report here, and the report page index.html with its history.json", false},
         {"--finished-grace", GB_ARG_FLOAT, &c.finished_grace_s, 0, 86400, NULL, "seconds a finished federation keeps telling clients that come back that it has finished, so they exit 0 (default 30)", false},
         {"--cert-days", GB_ARG_INT, &c.door.cert_days, 1, 36500, NULL, "validity of certificates issued by enrollment (default 365)", false},
         {"--heartbeat-ms", GB_ARG_INT, &c.door.heartbeat_interval_ms, 100, 3600000, NULL, "how often clients send heartbeats (default 5000)", false},

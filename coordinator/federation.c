@@ -336,6 +336,8 @@ gb_federation_t *gb_federation_new(void *zmq_ctx, gb_front_door_t *door,
         gb_pub_outbox_set_report(f->outbox, &report);
         s_send_recovered(f);
     }
+    if (gb_fed_report_open(f, err) != 0)
+        goto fail;
     if (gb_fed_sim_init(f, err) != 0)
         goto fail;
     gb_rounds_config_t rc = f->o.rounds;
@@ -382,6 +384,8 @@ void gb_federation_destroy(gb_federation_t **pf)
     gb_explain_merge_destroy(&f->merge);
     gb_round_evidence_destroy(&f->evidence);
     gb_flagger_destroy(&f->flagger);
+    gb_free(f->flags);
+    gb_fed_report_close(f);
     gb_pub_outbox_destroy(&f->outbox);
     gb_publisher_destroy(&f->pub);
     gb_signer_destroy(&f->signer);

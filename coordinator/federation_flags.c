@@ -1,14 +1,21 @@
 /* The federation's flag step (issue 12): after a round is aggregated and
- * before it is reported, each client whose update the round took is scored
+ * before it is published, each client whose update the round took is scored
  * by client_flags.h from three pieces of evidence (its update's distance
  * from the round's median update and its norm, from round_evidence.h; its
  * explanation's leave-one-out distance from the others', from
- * explain_merge.h). A flagged client is logged with its evidence, counted in
- * /metrics and named in the round's report. Flags are advice for now: the
+ * explain_merge.h). The flagged are kept with their evidence (f->flags) so
+ * that the round's Publication carries them (gb_fed_flag_messages); when
+ * the round is committed they are logged with their evidence, counted in
+ * /metrics and named in the round's report. Scoring happens at publish, not
+ * at commit, because the publication is packed (and staged) before the
+ * checkpoint. The flagger counts each round once: an attempt abandoned
+ * after it was scored (a failed checkpoint) leaves its verdicts standing
+ * for the round's next attempt. Flags are advice unless --guard flags: the
  * aggregate is not changed by them, and a failure here is logged while the
  * round goes on. The flagger's memory is the process's: after a restart the
  * window starts again. */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -42,41 +49,42 @@ static void s_log_flag(uint64_t round, const gb_flag_evidence_t *ev, const gb_fl
                 v->z[GB_FLAG_EXPLANATION], v->z[GB_FLAG_DISAGREE]);
 }
 
-static void s_metrics(uint64_t round, const gb_flag_evidence_t *ev, const gb_flag_verdict_t *v,
-                      size_t n, size_t flagged)
+/* The round's flag gauges and counters from its flagged clients k[0..n). */
+static void s_metrics(const gb_fed_flag_t *k, size_t n)
 {
-    (void)round;
     const char *score = "glassbox_client_flag_score";
     gb_metrics_gauge_clear(score);
     gb_metrics_gauge_set("glassbox_clients_flagged",
                          "Clients flagged in the last finished round (client_flags.h's rule)",
-                         NULL, NULL, (double)flagged);
-    for (size_t i = 0, shown = 0; i < n && shown < S_SCORE_SERIES_MAX; i++) {
-        if (!v[i].flagged)
-            continue;
+                         NULL, NULL, (double)n);
+    for (size_t i = 0; i < n && i < S_SCORE_SERIES_MAX; i++) {
         gb_metrics_gauge_set(score,
                              "Flag score (mean of the largest robust z a round) of each client "
                              "flagged in the last finished round",
-                             "client", ev[i].client, v[i].score);
+                             "client", k[i].client, k[i].v.score);
         gb_metrics_counter_add("glassbox_client_flags_total",
                                "Client flags raised, by the signal that stood out most",
-                               "signal", gb_flag_signal_name(v[i].strongest), 1);
-        shown++;
+                               "signal", gb_flag_signal_name(k[i].v.strongest), 1);
     }
 }
 
-size_t gb_fed_flag_round(gb_federation_t *f, uint64_t round, const char ***names)
+void gb_fed_flag_score(gb_federation_t *f, uint64_t round)
 {
-    *names = NULL;
+    if (f->flags_round == round && round != 0) {
+        gb_log_info("federation: round %llu: clients were scored by its earlier attempt; "
+                    "those verdicts stand", (unsigned long long)round);
+        return;
+    }
+    f->n_flags = 0;
+    f->flags_round = 0;
     size_t n = gb_round_evidence_count(f->evidence);
     if (n == 0)
-        return 0;
+        return;
     double *dist = gb_malloc(n * sizeof *dist);
     gb_flag_evidence_t *ev = gb_malloc(n * sizeof *ev);
     gb_flag_verdict_t *v = gb_malloc(n * sizeof *v);
-    const char **flagged_names = gb_malloc(n * sizeof *flagged_names);
-    size_t flagged = 0;
-    if (!dist || !ev || !v || !flagged_names) {
+    gb_fed_flag_t *kept = NULL;
+    if (!dist || !ev || !v) {
         gb_log_warn("federation: round %llu: out of memory for the client flags",
                     (unsigned long long)round);
         goto done;
@@ -94,20 +102,128 @@ size_t gb_fed_flag_round(gb_federation_t *f, uint64_t round, const char ***names
                     err.msg);
         goto done;
     }
+    f->flags_round = round;
+    size_t flagged = 0;
+    for (size_t i = 0; i < n; i++)
+        flagged += v[i].flagged;
+    if (flagged > f->flags_cap) {
+        kept = gb_realloc(f->flags, flagged * sizeof *kept);
+        if (!kept) {
+            gb_log_warn("federation: round %llu: out of memory keeping %zu flagged clients",
+                        (unsigned long long)round, flagged);
+            goto done;
+        }
+        f->flags = kept;
+        f->flags_cap = flagged;
+    }
     for (size_t i = 0; i < n; i++) {
         if (!v[i].flagged)
             continue;
-        s_log_flag(round, &ev[i], &v[i]);
-        flagged_names[flagged++] = ev[i].client;
+        gb_fed_flag_t *k = &f->flags[f->n_flags++];
+        snprintf(k->client, sizeof k->client, "%s", ev[i].client);
+        k->ev = ev[i];
+        k->ev.client = k->client;
+        k->v = v[i];
     }
-    s_metrics(round, ev, v, n, flagged);
 done:
     gb_free(dist);
     gb_free(ev);
     gb_free(v);
-    if (flagged)
-        *names = flagged_names;
-    else
-        gb_free(flagged_names);
-    return flagged;
+}
+
+size_t gb_fed_flag_round(gb_federation_t *f, uint64_t round, const char ***names)
+{
+    *names = NULL;
+    if (f->flags_round != round || round == 0)
+        return 0; /* not scored (logged when it failed) */
+    size_t n = f->n_flags;
+    for (size_t i = 0; i < n; i++)
+        s_log_flag(round, &f->flags[i].ev, &f->flags[i].v);
+    s_metrics(f->flags, n);
+    if (n == 0)
+        return 0;
+    const char **flagged = gb_malloc(n * sizeof *flagged);
+    if (!flagged) {
+        gb_log_warn("federation: round %llu: out of memory naming the flagged clients",
+                    (unsigned long long)round);
+        return 0;
+    }
+    for (size_t i = 0; i < n; i++)
+        flagged[i] = f->flags[i].client;
+    *names = flagged;
+    return n;
+}
+
+/* One flag's z-scores (the signals it has) and evidence (those measured)
+ * as Metric lists pointing into m/mp, which hold GB_FLAG_SIGNALS + 3. */
+static void s_flag_message(const gb_fed_flag_t *k, Glassbox__ClientFlag *c, Glassbox__Metric *m,
+                           Glassbox__Metric **mp)
+{
+    glassbox__client_flag__init(c);
+    c->client_id = (char *)k->client;
+    c->score = k->v.score;
+    c->strongest = isfinite(k->v.z[k->v.strongest])
+                       ? (char *)gb_flag_signal_name(k->v.strongest)
+                       : ""; /* flagged on earlier rounds, no z this one */
+    c->rounds_out = (uint32_t)k->v.rounds_out;
+    c->rounds_seen = (uint32_t)k->v.rounds_seen;
+    size_t used = 0;
+    c->z = mp;
+    for (int s = 0; s < GB_FLAG_SIGNALS; s++) {
+        if (!isfinite(k->v.z[s]))
+            continue;
+        glassbox__metric__init(&m[used]);
+        m[used].name = (char *)gb_flag_signal_name((gb_flag_signal_t)s);
+        m[used].value = k->v.z[s];
+        mp[used] = &m[used];
+        used++;
+    }
+    c->n_z = used;
+    c->evidence = mp + used;
+    const char *names[3] = {"update_distance", "norm", "explanation_distance"};
+    const double values[3] = {k->ev.update, k->ev.norm, k->ev.explanation};
+    for (int i = 0; i < 3; i++) {
+        if (!(isfinite(values[i]) && values[i] >= 0))
+            continue;
+        glassbox__metric__init(&m[used]);
+        m[used].name = (char *)names[i];
+        m[used].value = values[i];
+        mp[used] = &m[used];
+        used++;
+        c->n_evidence++;
+    }
+}
+
+int gb_fed_flag_messages(const gb_federation_t *f, uint64_t round, gb_fed_flag_msgs_t *out,
+                         gb_error_t *err)
+{
+    memset(out, 0, sizeof *out);
+    size_t n = f->flags_round == round ? f->n_flags : 0;
+    if (n == 0)
+        return 0;
+    const size_t per = GB_FLAG_SIGNALS + 3;
+    out->flags = gb_malloc(n * sizeof *out->flags);
+    out->ptrs = gb_malloc(n * sizeof *out->ptrs);
+    out->metrics = gb_malloc(n * per * sizeof *out->metrics);
+    out->metric_ptrs = gb_malloc(n * per * sizeof *out->metric_ptrs);
+    if (!out->flags || !out->ptrs || !out->metrics || !out->metric_ptrs) {
+        gb_fed_flag_messages_free(out);
+        return gb_error_set(err, GB_ENOMEM, "out of memory for %zu flagged clients", n);
+    }
+    for (size_t i = 0; i < n; i++) {
+        s_flag_message(&f->flags[i], &out->flags[i], out->metrics + i * per,
+                       out->metric_ptrs + i * per);
+        out->ptrs[i] = &out->flags[i];
+    }
+    out->n = n;
+    return 0;
+}
+
+void gb_fed_flag_messages_free(gb_fed_flag_msgs_t *m)
+{
+    gb_free(m->flags);
+    gb_free(m->ptrs);
+    gb_free(m->metrics);
+    gb_free(m->metric_ptrs);
+    memset(m, 0, sizeof *m);
 }

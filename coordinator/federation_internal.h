@@ -12,6 +12,7 @@
 #include "federation.h"
 #include "net/publish.h"
 #include "pub_outbox.h"
+#include "report_history.h"
 #include "round_evidence.h"
 #include "net/signing.h"
 #include "net/snapshot.h"
@@ -20,6 +21,22 @@
 #include "task_pack.h"
 
 #define GB_FED_PHASES 4 /* aggregate, evaluate, publish, checkpoint */
+
+/* One client flagged in the round being finished, with its evidence. */
+typedef struct {
+    char client[GB_ROUND_EVIDENCE_NAME_MAX + 1]; /* its name */
+    gb_flag_evidence_t ev;          /* what it was scored on (ev.client: client above) */
+    gb_flag_verdict_t v;            /* the flagger's verdict */
+} gb_fed_flag_t;
+
+/* The flagged clients as Publication messages (gb_fed_flag_messages). */
+typedef struct {
+    Glassbox__ClientFlag *flags;    /* [n] */
+    Glassbox__ClientFlag **ptrs;    /* [n], for Publication.flags */
+    Glassbox__Metric *metrics;      /* their z and evidence lists' items */
+    Glassbox__Metric **metric_ptrs; /* ... and pointers to them */
+    size_t n;                       /* flags */
+} gb_fed_flag_msgs_t;
 
 struct gb_federation {
     gb_federation_options_t o;      /* options, defaults filled (strings borrowed only
@@ -35,9 +52,14 @@ struct gb_federation {
     gb_explain_merge_t *merge;      /* NULL when tasks ask for no explanation */
     gb_round_evidence_t *evidence;  /* the attempt's updates, sketched (round_evidence.h) */
     gb_flagger_t *flagger;          /* who stood out, round after round (client_flags.h) */
+    gb_fed_flag_t *flags;           /* the flagged of round flags_round [n_flags] */
+    size_t n_flags, flags_cap;
+    uint64_t flags_round;           /* the round last scored (0: none) */
     gb_signer_t *signer;            /* NULL without publish and out_dir */
     gb_publisher_t *pub;            /* NULL without publish */
     gb_pub_outbox_t *outbox;        /* the files in out_dir; NULL without it */
+    gb_report_history_t *history;   /* the report's rounds (out_dir/history.json); NULL
+                                       without out_dir */
     gb_snapshot_t *global;          /* the last finished round's model (round = that round) */
     gb_snapshot_t *next;            /* the candidate of the round being finished */
     gb_snapshot_view_t *view;       /* global as a message for Tasks */
@@ -143,11 +165,29 @@ void gb_fed_norms_forget(gb_federation_t *f);
 /* The largest Envelope a Task or an Update of this model needs, in bytes. */
 uint64_t gb_fed_max_transfer(const gb_federation_t *f);
 
-/* The flag step (federation_flags.c): scores the clients of the round being
- * committed from f->evidence and f->xr, logs and counts the flagged, and
- * returns how many; *names gets their names (borrowed from f->evidence,
- * the array the caller's to gb_free; NULL when none). */
+/* The flag step (federation_flags.c). gb_fed_flag_score scores the clients
+ * of the round being published from f->evidence and f->xr and keeps the
+ * flagged in f->flags (a round scored by an earlier attempt keeps those
+ * verdicts: the flagger counts a round once). gb_fed_flag_round, at
+ * commit, logs and counts them and returns how many; *names gets their
+ * names (borrowed from f->flags until the next scoring, the array the
+ * caller's to gb_free; NULL when none). gb_fed_flag_messages fills *out
+ * (gb_fed_flag_messages_free) with them as ClientFlag messages that borrow
+ * from f->flags (GB_ENOMEM). */
+void gb_fed_flag_score(gb_federation_t *f, uint64_t round);
 size_t gb_fed_flag_round(gb_federation_t *f, uint64_t round, const char ***names);
+int gb_fed_flag_messages(const gb_federation_t *f, uint64_t round, gb_fed_flag_msgs_t *out,
+                         gb_error_t *err) GB_MUST_CHECK;
+void gb_fed_flag_messages_free(gb_fed_flag_msgs_t *m);
+
+/* The report (federation_report.c): with out_dir, _open reads the history
+ * back (a bad file is logged, moved aside and replaced by a fresh one; 0, or
+ * GB_EINVAL/GB_ENOMEM), _round adds the committed round r to it and writes
+ * out_dir/history.json and out_dir/index.html (a failure is logged and
+ * counted, never returned), _close frees it. */
+int gb_fed_report_open(gb_federation_t *f, gb_error_t *err) GB_MUST_CHECK;
+void gb_fed_report_round(gb_federation_t *f, const gb_federation_round_t *r);
+void gb_fed_report_close(gb_federation_t *f);
 
 /* Simulation (federation_sim.c). */
 /* Opens the shard map when simulate_clients is set (0, or a gb_err). */

@@ -289,6 +289,7 @@ static double s_mean(double sum, uint64_t n)
 
 static int s_publish(gb_federation_t *f, const gb_rounds_action_t *a, gb_error_t *err)
 {
+    gb_fed_flag_score(f, a->round); /* before packing: the publication names the flagged */
     if (!f->pub && !f->out_dir && !f->signer)
         return 0;
     gb_snapshot_view_t *view = gb_malloc(sizeof *view);
@@ -321,10 +322,25 @@ static int s_publish(gb_federation_t *f, const gb_rounds_action_t *a, gb_error_t
     p.published_unix_ms = gb_time_unix_ms();
     p.n_explanation_distance = f->xr.n_distance;
     p.explanation_distance = f->xr.distance;
+    gb_fed_flag_msgs_t flags;
+    if ((rc = gb_fed_flag_messages(f, a->round, &flags, err)) != 0) {
+        gb_free(view);
+        return rc;
+    }
+    p.n_flags = flags.n;
+    p.flags = flags.ptrs;
     gb_free(f->pub_buf);
     f->pub_buf = NULL;
     f->pub_len = 0;
     rc = gb_publication_encode(&p, &f->pub_buf, &f->pub_len, err);
+    if (rc && p.n_flags) { /* flags are advice: never the reason a round is lost */
+        gb_log_error("federation: round %llu: the flags fail the publication's checks (%s); "
+                     "published without them", (unsigned long long)a->round,
+                     err ? err->msg : "");
+        p.n_flags = 0;
+        rc = gb_publication_encode(&p, &f->pub_buf, &f->pub_len, err);
+    }
+    gb_fed_flag_messages_free(&flags);
     gb_free(view);
     return rc;
 }
@@ -652,6 +668,7 @@ void gb_fed_commit(gb_federation_t *f, const gb_rounds_action_t *a)
     s_round_metrics(f, &r);
     if (f->o.round_done)
         f->o.round_done(f->o.round_done_arg, &r);
+    gb_fed_report_round(f, &r);
     gb_free(flagged);
     gb_round_evidence_clear(f->evidence);
     gb_explain_merge_result_free(&f->xr);

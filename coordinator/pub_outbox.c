@@ -173,8 +173,9 @@ static bool s_is_our_tmp(const char *name)
     size_t len = strlen(name);
     if (len < 1 + 11 || name[0] != '.' || memcmp(name + len - 11, ".tmp-", 5) != 0)
         return false;
+    /* index.html and history.json: the report (federation_report.c) */
     static const char *const ours[] = {"round-", "coordinator.crt", "explanation-",
-                                       S_STATE_PREFIX};
+                                       S_STATE_PREFIX, "index.html", "history.json"};
     for (size_t i = 0; i < sizeof ours / sizeof ours[0]; i++)
         if (strncmp(name + 1, ours[i], strlen(ours[i])) == 0)
             return true;

@@ -21,7 +21,9 @@
  * checkpoint never committed: the round will run again) are removed.
  *
  * At creation, temporary files an interrupted write left in the output
- * directory (".NAME.tmp-XXXXXX") and the state directory are removed.
+ * directory (".NAME.tmp-XXXXXX", NAME one of the outbox's files or the
+ * report's index.html and history.json) and the state directory are
+ * removed.
  *
  * Ownership: gb_pub_outbox_new returns an object the caller owns
  * (gb_pub_outbox_destroy); the signer is borrowed and must outlive it;

@@ -18,6 +18,9 @@ packages=(
   libcmocka-dev python3 python3-numpy python3-torch
   # Prometheus's own parser checks /metrics in the tests
   python3-prometheus-client
+  # a real browser loads the coordinator's report page in the tests
+  # (tests/coordinator/test_report_run.py: chromium --headless)
+  chromium
   # the openssl command (certificate fixtures, verifying publications) and the
   # independent TLS peer of the interoperability test: Python's ssl over pyzmq
   openssl python3-zmq python3-protobuf protobuf-compiler python3-cryptography

@@ -9,6 +9,7 @@
 #include "net/publication.h"
 
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +23,37 @@
 static int s_cmp_str(const void *a, const void *b)
 {
     return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* No two of items[0..n) have the same client id (id(item)): pointers to
+ * the ids sorted, neighbours compared. */
+static int s_unique(gb_error_t *err, const char *field, size_t n, const void *const *items,
+                    const char *(*id)(const void *))
+{
+    if (n < 2)
+        return 0;
+    const char **ids = gb_malloc(n * sizeof *ids);
+    if (!ids)
+        return gb_error_set(err, GB_ENOMEM, "out of memory checking %zu client ids", n);
+    for (size_t i = 0; i < n; i++)
+        ids[i] = id(items[i]);
+    qsort(ids, n, sizeof *ids, s_cmp_str);
+    int rc = 0;
+    for (size_t i = 1; rc == 0 && i < n; i++)
+        if (strcmp(ids[i - 1], ids[i]) == 0)
+            rc = gb_check_fail(err, GB_EINVAL, field, "client '%s' appears twice", ids[i]);
+    gb_free(ids);
+    return rc;
+}
+
+static const char *s_distance_id(const void *kv)
+{
+    return ((const Glassbox__KeyValue *)kv)->key;
+}
+
+static const char *s_flag_id(const void *flag)
+{
+    return ((const Glassbox__ClientFlag *)flag)->client_id;
 }
 
 /* Per-client distances: client id -> a finite number >= 0, ids unique. */
@@ -44,20 +76,82 @@ static int s_distances(gb_error_t *err, size_t n, Glassbox__KeyValue *const *kv)
         if (rc == 0)
             rc = gb_check_real(err, field, v, 0, HUGE_VAL, false);
     }
-    if (rc != 0 || n < 2)
-        return rc;
-    /* Unique ids: sort pointers to the keys, compare neighbours. */
-    const char **keys = gb_malloc(n * sizeof *keys);
-    if (!keys)
-        return gb_error_set(err, GB_ENOMEM, "out of memory checking %zu client ids", n);
+    return rc ? rc : s_unique(err, base, n, (const void *const *)kv, s_distance_id);
+}
+
+/* True when name is one of m[0..n)'s names. */
+static bool s_has_metric(Glassbox__Metric *const *m, size_t n, const char *name)
+{
     for (size_t i = 0; i < n; i++)
-        keys[i] = kv[i]->key;
-    qsort(keys, n, sizeof *keys, s_cmp_str);
-    for (size_t i = 1; rc == 0 && i < n; i++)
-        if (strcmp(keys[i - 1], keys[i]) == 0)
-            rc = gb_check_fail(err, GB_EINVAL, base, "client '%s' appears twice", keys[i]);
-    gb_free(keys);
+        if (m[i]->name && name && strcmp(m[i]->name, name) == 0)
+            return true;
+    return false;
+}
+
+/* A metric list of a flag: gb_check_metrics, at most
+ * GB_PUBLICATION_MAX_FLAG_SIGNALS, names unique, values >= 0 unless
+ * `signed_ok` (a z-score below the median is negative). */
+static int s_flag_metrics(gb_error_t *err, const char *base, size_t n,
+                          Glassbox__Metric *const *m, bool signed_ok)
+{
+    char field[GB_CHECK_FIELD_MAX];
+    int rc = gb_check_list(err, base, n, m, GB_PUBLICATION_MAX_FLAG_SIGNALS);
+    if (rc == 0)
+        rc = gb_check_metrics(err, base, n, m);
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        snprintf(field, sizeof field, "%s[%zu]", base, i);
+        if (s_has_metric(m, i, m[i]->name))
+            return gb_check_fail(err, GB_EINVAL, field, "names a signal twice");
+        if (!signed_ok)
+            rc = gb_check_real(err, field, m[i]->value, 0, HUGE_VAL, false);
+    }
     return rc;
+}
+
+/* One flagged client: its id, a finite score >= 0, 1 <= rounds_out <=
+ * rounds_seen <= GB_PUBLICATION_MAX_FLAG_WINDOW, its z-scores with the
+ * strongest among them (or none: flagged on its earlier rounds in a round
+ * too small for z-scores), its evidence. */
+static int s_flag(gb_error_t *err, size_t i, const Glassbox__ClientFlag *c)
+{
+    /* "publication.flags[N]" is at most 38 bytes: room for every suffix */
+    char base[48], field[GB_CHECK_FIELD_MAX];
+    snprintf(base, sizeof base, "publication.flags[%zu]", i);
+    if (!c)
+        return gb_check_fail(err, GB_EFORMAT, base, "is missing");
+    snprintf(field, sizeof field, "%s.client_id", base);
+    int rc = gb_check_name(err, field, c->client_id, GB_ENVELOPE_MAX_NAME, true, "");
+    snprintf(field, sizeof field, "%s.score", base);
+    if (rc == 0)
+        rc = gb_check_real(err, field, c->score, 0, HUGE_VAL, false);
+    snprintf(field, sizeof field, "%s.rounds_seen", base);
+    if (rc == 0 && (c->rounds_seen == 0 || c->rounds_seen > GB_PUBLICATION_MAX_FLAG_WINDOW))
+        rc = gb_check_fail(err, GB_EINVAL, field, "is %u, not in 1..%u", c->rounds_seen,
+                           GB_PUBLICATION_MAX_FLAG_WINDOW);
+    snprintf(field, sizeof field, "%s.rounds_out", base);
+    if (rc == 0 && (c->rounds_out == 0 || c->rounds_out > c->rounds_seen))
+        rc = gb_check_fail(err, GB_EINVAL, field, "is %u, not in 1..rounds_seen (%u)",
+                           c->rounds_out, c->rounds_seen);
+    snprintf(field, sizeof field, "%s.z", base);
+    if (rc == 0)
+        rc = s_flag_metrics(err, field, c->n_z, c->z, true);
+    snprintf(field, sizeof field, "%s.strongest", base);
+    if (rc == 0 && c->strongest && *c->strongest && !s_has_metric(c->z, c->n_z, c->strongest))
+        rc = gb_check_fail(err, GB_EINVAL, field, "names no signal of z");
+    snprintf(field, sizeof field, "%s.evidence", base);
+    if (rc == 0)
+        rc = s_flag_metrics(err, field, c->n_evidence, c->evidence, false);
+    return rc;
+}
+
+/* The round's flagged clients: at most GB_PUBLICATION_MAX_CLIENTS, each
+ * checked, ids unique. */
+static int s_flags(gb_error_t *err, size_t n, Glassbox__ClientFlag *const *flags)
+{
+    int rc = gb_check_list(err, "publication.flags", n, flags, GB_PUBLICATION_MAX_CLIENTS);
+    for (size_t i = 0; rc == 0 && i < n; i++)
+        rc = s_flag(err, i, flags[i]);
+    return rc ? rc : s_unique(err, "publication.flags", n, (const void *const *)flags, s_flag_id);
 }
 
 int gb_publication_check(const Glassbox__Publication *p, gb_error_t *err)
@@ -79,6 +173,8 @@ int gb_publication_check(const Glassbox__Publication *p, gb_error_t *err)
                            false, ":");
     if (rc == 0)
         rc = s_distances(err, p->n_explanation_distance, p->explanation_distance);
+    if (rc == 0)
+        rc = s_flags(err, p->n_flags, p->flags);
     return rc;
 }
 

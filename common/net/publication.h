@@ -1,7 +1,8 @@
 /* The Publication codec: a round's outcome (net/publish.h) as the
  * coordinator signs it and any subscriber reads it: the global model, the
  * aggregate explanation, metrics, the number of participants, the
- * aggregator's name and each client's explanation distance.
+ * aggregator's name, each client's explanation distance and the round's
+ * flagged clients with their evidence.
  *
  * It travels signed, inside a SignedPublication, so it has its own decoder
  * beside the Envelope's: the bytes come out of gb_publication_verify
@@ -26,11 +27,21 @@
 /* Most per-client distances in a Publication. Its size limit is
  * GB_PUBLICATION_MAX_BYTES of net/signing.h. */
 #define GB_PUBLICATION_MAX_CLIENTS 100000
+/* Most z-scores, and most evidence figures, of one flagged client. */
+#define GB_PUBLICATION_MAX_FLAG_SIGNALS 16
+/* Longest flag window a flagged client's rounds may span (client_flags.h
+ * allows 1..64). */
+#define GB_PUBLICATION_MAX_FLAG_WINDOW 64u
 
 /* Checks a Publication: round >= 1, a valid model (the model file's checks),
  * the explanation as in an Update, finite metrics, participants >= 1, an
- * aggregator name, and explanation_distance: unique client ids, each value a
- * finite decimal number >= 0. Does not log. */
+ * aggregator name, explanation_distance: unique client ids, each value a
+ * finite decimal number >= 0, and flags: at most GB_PUBLICATION_MAX_CLIENTS
+ * unique client ids, each with a finite score >= 0, 1 <= rounds_out <=
+ * rounds_seen <= GB_PUBLICATION_MAX_FLAG_WINDOW, at most
+ * GB_PUBLICATION_MAX_FLAG_SIGNALS z-scores (finite, unique names, the
+ * strongest among them or empty) and as many evidence figures (finite, >= 0, unique
+ * names). Does not log. */
 int gb_publication_check(const Glassbox__Publication *p, gb_error_t *err) GB_MUST_CHECK;
 
 /* Unpacks (size limit first, under a memory budget) and checks. On success

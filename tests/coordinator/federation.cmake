@@ -84,3 +84,15 @@ if(GB_FED_PYTHON)
   set_tests_properties(coordinator/test_metrics_run PROPERTIES
     LABELS "cli;coordinator;federation" TIMEOUT 300)
 endif()
+
+# The report a person reads (out/index.html, out/history.json) over a
+# restart, loaded by Debian's chromium headless: no console errors, the
+# last round in the DOM, a screenshot that is not blank
+# (test_report_run.py; skipped without chromium).
+if(GB_FED_PYTHON)
+  add_test(NAME coordinator/test_report_run
+           COMMAND ${GB_FED_PYTHON} ${CMAKE_CURRENT_LIST_DIR}/test_report_run.py
+                   ${CMAKE_BINARY_DIR} ${CMAKE_SOURCE_DIR})
+  set_tests_properties(coordinator/test_report_run PROPERTIES
+    LABELS "cli;coordinator;federation" TIMEOUT 400 SKIP_RETURN_CODE 77)
+endif()

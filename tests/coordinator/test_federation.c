@@ -29,6 +29,7 @@
 #include "net/envelope.h"
 #include "net/link.h"
 #include "net/pki.h"
+#include "net/publication.h"
 #include "net/tls_config.h"
 #include "net/wire.h"
 #include "util/alloc.h"
@@ -121,6 +122,38 @@ static void s_key_files(fixture_t *f, char *key, char *cert, size_t cap)
 {
     snprintf(key, cap, "%s/%s", f->ca, GB_CA_COORD_KEY_FILE);
     snprintf(cert, cap, "%s/%s", f->ca, GB_CA_COORD_CERT_FILE);
+}
+
+/* The output directory's file name as a string (the caller frees it). */
+static char *s_read_out(const fixture_t *f, const char *name)
+{
+    char path[700];
+    snprintf(path, sizeof path, "%s/%s", f->out, name);
+    uint8_t *bytes = NULL;
+    size_t len = 0;
+    gb_error_t err = {0};
+    if (gb_file_read_all(path, 1 << 24, &bytes, &len, &err) != 0)
+        fail_msg("%s", err.msg);
+    char *s = strdup((const char *)bytes);
+    gb_free(bytes);
+    return s;
+}
+
+static size_t s_count(const char *s, const char *needle)
+{
+    size_t n = 0;
+    for (const char *p = strstr(s, needle); p; p = strstr(p + 1, needle))
+        n++;
+    return n;
+}
+
+/* The value of metric name in m[0..n), NaN when absent. */
+static double s_metric(Glassbox__Metric *const *m, size_t n, const char *name)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(m[i]->name, name) == 0)
+            return m[i]->value;
+    return NAN;
 }
 
 static int s_setup(void **state)
@@ -569,6 +602,20 @@ static void test_two_rounds_and_resume(void **state)
     gb_envelope_free(&u0);
     gb_envelope_free(&u1);
     gb_federation_destroy(&f->fed);
+    /* the report: rewritten after every round, its history beside it */
+    char *page = s_read_out(f, "index.html");
+    assert_non_null(strstr(page, "data-round=\"2\""));
+    assert_non_null(strstr(page, "<title>Glassbox unit: round 2</title>"));
+    free(page);
+    char *history = s_read_out(f, "history.json");
+    assert_non_null(strstr(history, "\"round\": 1,"));
+    assert_non_null(strstr(history, "\"round\": 2,"));
+    free(history);
+    /* a history file a hostile hand rewrote is refused, moved aside, and
+     * the coordinator starts the report afresh instead of failing */
+    const char *hostile = "{\"format\": \"glassbox-report-history\", \"version\": 1, "
+                          "\"dropped\": 0, \"classes\": [], \"rounds\": [{\"round\": -3}]}";
+    free(gb_test_write_file(f->out, "history.json", hostile, strlen(hostile)));
 
     /* a restart with the same state directory resumes after round 2 */
     o = s_options(f, 3);
@@ -579,6 +626,8 @@ static void test_two_rounds_and_resume(void **state)
     if (!f->fed)
         fail_msg("resume: %s", err.msg);
     assert_int_equal(gb_federation_round(f->fed), 2);
+    assert_true(s_exists(f->out, "history.json.refused"));
+    assert_false(s_exists(f->out, "history.json"));
     assert_memory_equal(gb_federation_params(f->fed, NULL), after2, sizeof after2);
     assert_false(gb_federation_finished(f->fed));
     /* and the run that was already complete ends at once */
@@ -748,15 +797,68 @@ static void test_class_series_bounded(void **state)
  * from its distance to the round's median update, so it is flagged in each
  * of three rounds, in the round's report and in /metrics, and no honest
  * client is. */
-static void s_poisoned_rounds(fixture_t *f, bool guard)
+/* Round's publication in the output directory names edge-6 as flagged,
+ * with its evidence: the strongest signal its update's distance, whose z
+ * stands out, and the distance and norm it was scored on. */
+static void s_expect_published_flag(fixture_t *f, uint64_t round)
+{
+    char path[700];
+    snprintf(path, sizeof path, "%s/round-%06llu.pub", f->out, (unsigned long long)round);
+    uint8_t *bytes = NULL;
+    size_t len = 0;
+    gb_error_t err = {0};
+    assert_int_equal(gb_file_read_all(path, 1 << 24, &bytes, &len, &err), 0);
+    Glassbox__Publication *p = NULL;
+    assert_int_equal(gb_publication_decode(bytes, len, &p, &err), 0);
+    gb_free(bytes);
+    assert_int_equal(p->n_flags, 1);
+    const Glassbox__ClientFlag *c = p->flags[0];
+    assert_string_equal(c->client_id, "edge-6");
+    assert_string_equal(c->strongest, "update");
+    assert_true(c->score > 3.5);
+    assert_true(c->rounds_seen == round && c->rounds_out >= 1 && c->rounds_out <= round);
+    double z = s_metric(c->z, c->n_z, "update");
+    assert_true(z >= 3.5);
+    assert_true(s_metric(c->evidence, c->n_evidence, "update_distance") > 0);
+    assert_true(s_metric(c->evidence, c->n_evidence, "norm") > 0);
+    assert_true(isnan(s_metric(c->evidence, c->n_evidence, "explanation_distance")));
+    gb_publication_free(&p);
+}
+
+/* One attempt of round: every client's task, honest updates of slightly
+ * different sizes from edge-1..edge-5, edge-6's sign-flipped, all acked. */
+static void s_poisoned_round(fixture_t *f, uint64_t round)
+{
+    Glassbox__Envelope *t[N_CLIENTS];
+    uint64_t seq[N_CLIENTS];
+    for (int i = 0; i < N_CLIENTS; i++) {
+        t[i] = s_task(f, i, round);
+        float honest = 0.01f * (1.0f + 0.05f * (float)i);
+        seq[i] = s_update(f, i, t[i]->task, i == N_CLIENTS - 1 ? -0.011f : honest, 100,
+                          N_PARAMS);
+    }
+    for (int i = 0; i < N_CLIENTS; i++) {
+        s_expect_ack(f, i, seq[i]);
+        gb_envelope_free(&t[i]);
+    }
+}
+
+static void s_poisoned_rounds(fixture_t *f, bool guard, bool files)
 {
     gb_error_t err = {0};
+    char key[700], cert[700];
+    s_key_files(f, key, cert, sizeof key);
     gb_federation_options_t o = s_options(f, 3);
     o.guard_flags = guard;
     o.rounds.min_clients = N_CLIENTS;
     o.rounds.min_per_round = N_CLIENTS;
     o.rounds.quorum = N_CLIENTS;
     o.out_dir = NULL; /* no publication: the flags are what this test reads */
+    if (files) {
+        o.out_dir = f->out;
+        o.key_file = key;
+        o.cert_file = cert;
+    }
     gb_metrics_reset();
     f->fed = gb_federation_new(f->ctx, f->door, &o, &err);
     if (!f->fed)
@@ -764,19 +866,7 @@ static void s_poisoned_rounds(fixture_t *f, bool guard)
     for (int i = 0; i < N_CLIENTS; i++)
         s_join(f, i);
     for (uint64_t round = 1; round <= 3; round++) {
-        Glassbox__Envelope *t[N_CLIENTS];
-        for (int i = 0; i < N_CLIENTS; i++)
-            t[i] = s_task(f, i, round);
-        uint64_t seq[N_CLIENTS];
-        for (int i = 0; i < N_CLIENTS; i++) {
-            float honest = 0.01f * (1.0f + 0.05f * (float)i);
-            seq[i] = s_update(f, i, t[i]->task, i == N_CLIENTS - 1 ? -0.011f : honest, 100,
-                              N_PARAMS);
-        }
-        for (int i = 0; i < N_CLIENTS; i++) {
-            s_expect_ack(f, i, seq[i]);
-            gb_envelope_free(&t[i]);
-        }
+        s_poisoned_round(f, round);
         assert_int_equal(f->rounds_done, (int)round);
         assert_string_equal(f->last_flagged, "edge-6");
         /* the guard leaves edge-6 out from the round after it was flagged */
@@ -784,6 +874,22 @@ static void s_poisoned_rounds(fixture_t *f, bool guard)
         assert_true(gb_metrics_value("glassbox_clients_flagged", NULL, NULL) == 1);
         assert_true(gb_metrics_value("glassbox_client_flag_score", "client", "edge-6") > 3.5);
         assert_true(gb_metrics_value("glassbox_client_flag_score", "client", "edge-1") == 0);
+        if (files)
+            s_expect_published_flag(f, round);
+    }
+    if (files) {
+        /* and in the report, with its evidence, in each of the three rounds */
+        char *page = s_read_out(f, "index.html");
+        assert_non_null(strstr(page, "data-round=\"3\""));
+        assert_non_null(strstr(page, "id=\"flag-table\""));
+        const char *table = strstr(page, "id=\"flag-table\"");
+        assert_non_null(table);
+        assert_int_equal(s_count(table, "<td class=\"l\">edge-6</td>"), 3);
+        /* and one row of the summary per client: flagged 3 times, last in round 3 */
+        assert_non_null(strstr(page, "<tr><td class=\"l\">edge-6</td><td>3</td><td>3</td>"));
+        assert_non_null(strstr(page, "<td class=\"l\">update</td>"));
+        assert_null(strstr(page, "<td class=\"l\">edge-1</td>"));
+        free(page);
     }
     assert_true(gb_metrics_value("glassbox_client_flags_total", "signal", "update") >= 3);
     assert_true(gb_metrics_value("glassbox_updates_guarded_total", NULL, NULL) == (guard ? 2 : 0));
@@ -791,7 +897,14 @@ static void s_poisoned_rounds(fixture_t *f, bool guard)
 
 static void test_poisoned_update_flagged(void **state)
 {
-    s_poisoned_rounds(*state, false);
+    s_poisoned_rounds(*state, false, false);
+}
+
+/* The same with an output directory: the flag, with its evidence, is in
+ * each round's publication and in the report. */
+static void test_flag_published_and_reported(void **state)
+{
+    s_poisoned_rounds(*state, false, true);
 }
 
 /* With the guard on, the same attacker's updates are left out of the
@@ -799,7 +912,87 @@ static void test_poisoned_update_flagged(void **state)
  * and flagged on them. */
 static void test_guard_leaves_flagged_out(void **state)
 {
-    s_poisoned_rounds(*state, true);
+    s_poisoned_rounds(*state, true, false);
+}
+
+/* A round whose checkpoint fails after its clients were scored is tried
+ * again; the flagger counts each round once, so the retry keeps the first
+ * attempt's verdicts: edge-6 is still flagged in the round's report and in
+ * its publication. */
+static void test_flags_survive_a_retried_round(void **state)
+{
+    fixture_t *f = *state;
+    gb_error_t err = {0};
+    char key[700], cert[700], gone[700];
+    s_key_files(f, key, cert, sizeof key);
+    snprintf(gone, sizeof gone, "%s/gone", f->base);
+    gb_federation_options_t o = s_options(f, 1);
+    o.key_file = key;
+    o.cert_file = cert;
+    o.rounds.min_clients = N_CLIENTS;
+    o.rounds.min_per_round = N_CLIENTS;
+    o.rounds.quorum = N_CLIENTS;
+    o.state_dir = gone; /* removed before the first checkpoint, made again for the retry */
+    gb_metrics_reset();
+    f->fed = gb_federation_new(f->ctx, f->door, &o, &err);
+    if (!f->fed)
+        fail_msg("new: %s", err.msg);
+    assert_int_equal(rmdir(gone), 0);
+    for (int i = 0; i < N_CLIENTS; i++)
+        s_join(f, i);
+    for (int attempt = 1; attempt <= 2; attempt++) {
+        s_poisoned_round(f, 1);
+        if (attempt == 1) {
+            gb_rounds_status_t st;
+            gb_federation_status(f->fed, &st);
+            assert_int_equal(st.failures, 1);
+            assert_int_equal(f->rounds_done, 0);
+            assert_int_equal(mkdir(gone, 0700), 0);
+        }
+    }
+    assert_int_equal(f->rounds_done, 1);
+    assert_string_equal(f->last_flagged, "edge-6");
+    assert_true(gb_metrics_value("glassbox_client_flag_score", "client", "edge-6") > 3.5);
+    s_expect_published_flag(f, 1);
+    char *page = s_read_out(f, "index.html");
+    const char *table = strstr(page, "id=\"flag-table\"");
+    assert_non_null(table);
+    assert_int_equal(s_count(table, "<td class=\"l\">edge-6</td>"), 1);
+    free(page);
+}
+
+/* A report that cannot be written (index.html is a directory someone made)
+ * is logged and counted, and costs the round nothing: it is committed and
+ * published, and its history is written beside. */
+static void test_report_failure_costs_nothing(void **state)
+{
+    fixture_t *f = *state;
+    gb_error_t err = {0};
+    char key[700], cert[700], blocker[700];
+    s_key_files(f, key, cert, sizeof key);
+    snprintf(blocker, sizeof blocker, "%s/index.html", f->out);
+    assert_int_equal(mkdir(blocker, 0755), 0);
+    free(gb_test_write_file(blocker, "keep", "x", 1)); /* so the rename cannot replace it */
+    gb_federation_options_t o = s_options(f, 1);
+    o.key_file = key;
+    o.cert_file = cert;
+    gb_metrics_reset();
+    f->fed = gb_federation_new(f->ctx, f->door, &o, &err);
+    if (!f->fed)
+        fail_msg("new: %s", err.msg);
+    s_join(f, 0);
+    s_join(f, 1);
+    Glassbox__Envelope *t0 = s_task(f, 0, 1), *t1 = s_task(f, 1, 1);
+    uint64_t seq = s_update(f, 0, t0->task, 1.0f, 100, N_PARAMS);
+    s_expect_ack(f, 0, seq);
+    seq = s_update(f, 1, t1->task, 2.0f, 100, N_PARAMS);
+    s_expect_ack(f, 1, seq);
+    assert_int_equal(f->rounds_done, 1);
+    assert_true(s_exists(f->out, "round-000001.pub"));
+    assert_true(s_exists(f->out, "history.json"));
+    assert_true(gb_metrics_value("glassbox_report_failures_total", NULL, NULL) == 1);
+    gb_envelope_free(&t0);
+    gb_envelope_free(&t1);
 }
 
 /* What a client claims is bounded by what the federation allows: a Join
@@ -1011,6 +1204,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_class_series_bounded, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_hostile_results, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_poisoned_update_flagged, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_flag_published_and_reported, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_flags_survive_a_retried_round, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_report_failure_costs_nothing, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_guard_leaves_flagged_out, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_explanation_share_capped, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_option_errors, s_setup, s_teardown),

@@ -219,12 +219,16 @@ static void test_restart_writes_what_was_left(void **state)
     free(gb_test_write_file(f->out, ".round-000004.pub.tmp-AbC123", "x", 1));
     free(gb_test_write_file(f->out, ".explanation-4.json.tmp-q1w2e3", "x", 1));
     free(gb_test_write_file(f->out, ".someone-elses.tmp-zzzzzz", "x", 1));
+    free(gb_test_write_file(f->out, ".index.html.tmp-r4p0rt", "x", 1));
+    free(gb_test_write_file(f->out, ".history.json.tmp-h1st0r", "x", 1));
     ob = gb_pub_outbox_new(f->out, f->state, f->signer, 100, &err);
     assert_non_null(ob);
     assert_false(s_has(f->state, "unpublished-000009.pb")); /* removed, logged */
     assert_false(s_has(f->out, ".round-000004.pub.tmp-AbC123"));
     assert_false(s_has(f->out, ".explanation-4.json.tmp-q1w2e3"));
     assert_true(s_has(f->out, ".someone-elses.tmp-zzzzzz")); /* not ours */
+    assert_false(s_has(f->out, ".index.html.tmp-r4p0rt"));     /* the report's */
+    assert_false(s_has(f->out, ".history.json.tmp-h1st0r"));
     uint64_t first;
     assert_int_equal(gb_pub_outbox_waiting(ob, &first, NULL), 1);
     assert_int_equal(first, 4);

@@ -11,7 +11,9 @@
  *         fuzzer reaches the Publication decoder behind it. An accepted
  *         Publication must encode again to bytes that decode.
  * Seeds (corpus/publication): two Publications packed with protoc's Python
- * classes around the snapshot seeds, and one SignedPublication signed by the
+ * classes around the snapshot seeds, a third with a flagged client
+ * (publication-flags: the first with a ClientFlag added the same way), and
+ * one SignedPublication signed by the
  * test PKI of the day it was made (its certificate no longer chains to a
  * freshly made test CA, which exercises the refusal path). */
 #include <stdint.h>

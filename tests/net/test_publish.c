@@ -8,7 +8,8 @@
  * accepts nothing; raw PUB peers sending a tampered signature, a wrong topic,
  * a three-frame message, garbage, and a correctly signed but invalid
  * Publication are all refused while the next good one still arrives; the
- * Publication checks (round, model, participants, aggregator, distances). */
+ * Publication checks (round, model, participants, aggregator, distances)
+ * and its flagged clients with their bounds. */
 #include "testutil.h"
 
 #include <math.h>
@@ -119,6 +120,29 @@ static uint8_t *s_publication(fixture_t *f, uint64_t round, size_t *len)
     p.aggregator = "fedavg";
     p.n_explanation_distance = 2;
     p.explanation_distance = dist;
+    Glassbox__ClientFlag flag = GLASSBOX__CLIENT_FLAG__INIT;
+    Glassbox__ClientFlag *flags[1] = {&flag};
+    Glassbox__Metric z[2] = {GLASSBOX__METRIC__INIT, GLASSBOX__METRIC__INIT};
+    Glassbox__Metric *zp[2] = {&z[0], &z[1]};
+    Glassbox__Metric ev = GLASSBOX__METRIC__INIT;
+    Glassbox__Metric *evp[1] = {&ev};
+    z[0].name = "update";
+    z[0].value = 12.5;
+    z[1].name = "explanation";
+    z[1].value = -0.5;
+    ev.name = "update_distance";
+    ev.value = 3.25;
+    flag.client_id = "Bob-2";
+    flag.score = 8.75;
+    flag.strongest = "update";
+    flag.rounds_out = 2;
+    flag.rounds_seen = 3;
+    flag.n_z = 2;
+    flag.z = zp;
+    flag.n_evidence = 1;
+    flag.evidence = evp;
+    p.n_flags = 1;
+    p.flags = flags;
     uint8_t *buf = NULL;
     gb_error_t err = {0};
     assert_int_equal(gb_publication_encode(&p, &buf, len, &err), 0);
@@ -369,15 +393,164 @@ static void test_publication_checks(void **state)
     gb_publication_free(&p); /* NULL-safe */
 
     /* bytes that are not a Publication, and truncations up to the trailing
-     * distances (a cut between two distance entries still parses: protobuf
-     * has no end marker, which is why the signature covers the bytes) */
+     * distances and flag (a cut between two distance entries, or before the
+     * flag, still parses: protobuf has no end marker, which is why the
+     * signature covers the bytes) */
     assert_int_equal(gb_publication_decode((const uint8_t *)"\xff\xff", 2, &p, &err),
                      GB_EFORMAT);
-    for (size_t cut = 0; cut + 64 < len; cut += 97) {
+    for (size_t cut = 0; cut + 160 < len; cut += 97) {
         int rc = gb_publication_decode(buf, cut, &p, &err);
         assert_true(rc < 0);
         assert_null(p);
     }
+    gb_free(buf);
+}
+
+/* The round's flagged clients travel with their evidence, and every count
+ * and value of theirs is bounded: the window, the signals per client, the
+ * clients, and names that must be unique or refer to each other. */
+static void test_publication_flags(void **state)
+{
+    fixture_t *f = *state;
+    gb_error_t err = {0};
+    size_t len;
+    uint8_t *buf = s_publication(f, 4, &len);
+    Glassbox__Publication *p = NULL;
+    assert_int_equal(gb_publication_decode(buf, len, &p, &err), 0);
+    assert_int_equal(p->n_flags, 1);
+    Glassbox__ClientFlag *c = p->flags[0];
+    assert_string_equal(c->client_id, "Bob-2");
+    assert_true(c->score == 8.75);
+    assert_string_equal(c->strongest, "update");
+    assert_int_equal(c->rounds_out, 2);
+    assert_int_equal(c->rounds_seen, 3);
+    assert_int_equal(c->n_z, 2);
+    assert_string_equal(c->z[1]->name, "explanation");
+    assert_true(c->z[1]->value == -0.5);
+    assert_int_equal(c->n_evidence, 1);
+    assert_true(c->evidence[0]->value == 3.25);
+
+    /* the window: rounds_seen 64 is the most, rounds_out 1..rounds_seen */
+    c->rounds_seen = GB_PUBLICATION_MAX_FLAG_WINDOW;
+    assert_int_equal(gb_publication_check(p, &err), 0);
+    c->rounds_seen = GB_PUBLICATION_MAX_FLAG_WINDOW + 1;
+    assert_int_equal(gb_publication_check(p, &err), GB_EINVAL);
+    assert_non_null(strstr(err.msg, "publication.flags[0].rounds_seen"));
+    c->rounds_seen = 3;
+    c->rounds_out = 4;
+    assert_int_equal(gb_publication_check(p, &err), GB_EINVAL);
+    assert_non_null(strstr(err.msg, "rounds_out"));
+    c->rounds_out = 0;
+    assert_int_equal(gb_publication_check(p, &err), GB_EINVAL);
+    c->rounds_out = 2;
+    /* the score */
+    const double bad_scores[] = {NAN, INFINITY, -1};
+    for (size_t i = 0; i < sizeof bad_scores / sizeof *bad_scores; i++) {
+        c->score = bad_scores[i];
+        assert_int_equal(gb_publication_check(p, &err), GB_EINVAL);
+        assert_non_null(strstr(err.msg, "flags[0].score"));
+    }
+    c->score = 8.75;
+    /* the strongest signal must be one of the z's */
+    char *strongest = c->strongest;
+    c->strongest = "norm";
+    assert_int_equal(gb_publication_check(p, &err), GB_EINVAL);
+    assert_non_null(strstr(err.msg, "strongest"));
+    c->strongest = "";
+    assert_int_equal(gb_publication_check(p, &err), 0); /* no z this round */
+    c->strongest = strongest;
+    /* a signal named twice, a z that is not a number, evidence below 0 */
+    char *zname = c->z[1]->name;
+    c->z[1]->name = "update";
+    assert_int_equal(gb_publication_check(p, &err), GB_EINVAL);
+    assert_non_null(strstr(err.msg, "twice"));
+    c->z[1]->name = zname;
+    c->z[1]->value = NAN;
+    assert_int_equal(gb_publication_check(p, &err), GB_EINVAL);
+    c->z[1]->value = -0.5;
+    c->evidence[0]->value = -1;
+    assert_int_equal(gb_publication_check(p, &err), GB_EINVAL);
+    assert_non_null(strstr(err.msg, "flags[0].evidence[0]"));
+    c->evidence[0]->value = 3.25;
+    /* a bad client id */
+    char *id = c->client_id;
+    c->client_id = "bob two";
+    assert_int_equal(gb_publication_check(p, &err), GB_EINVAL);
+    assert_non_null(strstr(err.msg, "client_id"));
+    c->client_id = id;
+    assert_int_equal(gb_publication_check(p, &err), 0);
+
+    /* signals per client: GB_PUBLICATION_MAX_FLAG_SIGNALS, not one more */
+    Glassbox__Metric many[GB_PUBLICATION_MAX_FLAG_SIGNALS + 1];
+    Glassbox__Metric *manyp[GB_PUBLICATION_MAX_FLAG_SIGNALS + 1];
+    char names[GB_PUBLICATION_MAX_FLAG_SIGNALS + 1][16];
+    for (size_t i = 0; i <= GB_PUBLICATION_MAX_FLAG_SIGNALS; i++) {
+        glassbox__metric__init(&many[i]);
+        snprintf(names[i], sizeof names[i], "s%zu", i);
+        many[i].name = names[i];
+        many[i].value = (double)i;
+        manyp[i] = &many[i];
+    }
+    many[0].name = "update";
+    Glassbox__ClientFlag saved = *c;
+    c->z = manyp;
+    c->n_z = GB_PUBLICATION_MAX_FLAG_SIGNALS;
+    c->evidence = manyp;
+    c->n_evidence = GB_PUBLICATION_MAX_FLAG_SIGNALS;
+    assert_int_equal(gb_publication_check(p, &err), 0);
+    c->n_z = GB_PUBLICATION_MAX_FLAG_SIGNALS + 1;
+    assert_int_equal(gb_publication_check(p, &err), GB_ERANGE);
+    assert_non_null(strstr(err.msg, "flags[0].z"));
+    c->n_z = GB_PUBLICATION_MAX_FLAG_SIGNALS;
+    c->n_evidence = GB_PUBLICATION_MAX_FLAG_SIGNALS + 1;
+    assert_int_equal(gb_publication_check(p, &err), GB_ERANGE);
+    assert_non_null(strstr(err.msg, "flags[0].evidence"));
+    *c = saved;
+
+    /* clients: unique, at most GB_PUBLICATION_MAX_CLIENTS, none missing */
+    Glassbox__ClientFlag other = *c;
+    Glassbox__ClientFlag *two[2] = {c, &other};
+    Glassbox__ClientFlag **keep = p->flags;
+    p->flags = two;
+    p->n_flags = 2;
+    assert_int_equal(gb_publication_check(p, &err), GB_EINVAL);
+    assert_non_null(strstr(err.msg, "appears twice"));
+    other.client_id = "alice";
+    assert_int_equal(gb_publication_check(p, &err), 0);
+    two[1] = NULL;
+    assert_int_equal(gb_publication_check(p, &err), GB_EFORMAT);
+    assert_non_null(strstr(err.msg, "flags[1]"));
+    p->n_flags = GB_PUBLICATION_MAX_CLIENTS + 1;
+    assert_int_equal(gb_publication_check(p, &err), GB_ERANGE);
+    assert_non_null(strstr(err.msg, "publication.flags"));
+    p->flags = keep;
+    p->n_flags = 1;
+    assert_int_equal(gb_publication_check(p, &err), 0);
+
+    /* a publication without flags (an older coordinator's) is still good */
+    p->n_flags = 0;
+    uint8_t *plain = NULL;
+    size_t plain_len = 0;
+    assert_int_equal(gb_publication_encode(p, &plain, &plain_len, &err), 0);
+    assert_true(plain_len < len);
+    Glassbox__Publication *q = NULL;
+    assert_int_equal(gb_publication_decode(plain, plain_len, &q, &err), 0);
+    assert_int_equal(q->n_flags, 0);
+    gb_publication_free(&q);
+    gb_free(plain);
+    p->n_flags = 1;
+    gb_publication_free(&p);
+
+    /* and a field this version does not know (as flags are to an older
+     * reader) is skipped: field 20, a varint, after the rest */
+    uint8_t *later = gb_malloc(len + 3);
+    assert_non_null(later);
+    memcpy(later, buf, len);
+    memcpy(later + len, "\xa0\x01\x05", 3);
+    assert_int_equal(gb_publication_decode(later, len + 3, &p, &err), 0);
+    assert_int_equal(p->n_flags, 1);
+    gb_publication_free(&p);
+    gb_free(later);
     gb_free(buf);
 }
 
@@ -388,6 +561,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_untrusted_signers_refused, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_hostile_frames_refused, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_publication_checks, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_publication_flags, s_setup, s_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
