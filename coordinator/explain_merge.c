@@ -622,7 +622,37 @@ void gb_explain_merge_result_free(gb_explain_merge_result_t *r)
         if (r->distance[i])
             glassbox__key_value__free_unpacked(r->distance[i], gb_wire_allocator());
     gb_free(r->distance);
+    gb_free(r->moved);
+    gb_free(r->moved_share);
     memset(r, 0, sizeof *r);
+}
+
+size_t gb_explain_merge_moved(const gb_explain_merge_result_t *r, const char *client_id,
+                              const uint32_t **cells, const float **share)
+{
+    if (!r || !client_id || !r->moved || !r->moved_share)
+        return 0;
+    size_t lo = 0, hi = r->n_distance;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(r->distance[mid]->key, client_id);
+        if (c == 0) {
+            const uint32_t *m = r->moved + mid * GB_EXPLAIN_MERGE_MOVED;
+            size_t n = 0;
+            while (n < GB_EXPLAIN_MERGE_MOVED && m[n] != UINT32_MAX)
+                n++;
+            if (cells)
+                *cells = m;
+            if (share)
+                *share = r->moved_share + mid * GB_EXPLAIN_MERGE_MOVED;
+            return n;
+        }
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return 0;
 }
 
 /* A new Tensor of the round's shape holding the means of row `row` of the
@@ -744,7 +774,44 @@ static int s_explanation(const gb_explain_merge_t *m, Glassbox__Explanation **ou
     return 0;
 }
 
-/* The leave-one-out distances, in client-id order, into out; GB_ENOMEM. */
+/* The GB_EXPLAIN_MERGE_MOVED cells where mine's share of its mass most
+ * exceeds others' (both as |.| / sum |.|, a vector of zeros uniform, as the
+ * divergence reads them), largest first, ties to the lower cell; the rest
+ * of cells[] UINT32_MAX. */
+static void s_moved(const double *mine, const double *others, size_t n, uint32_t *cells,
+                    float *share)
+{
+    double sm = 0, so = 0;
+    for (size_t i = 0; i < n; i++) {
+        sm += fabs(mine[i]);
+        so += fabs(others[i]);
+    }
+    double excess[GB_EXPLAIN_MERGE_MOVED];
+    size_t kept = 0;
+    for (size_t i = 0; i < n; i++) {
+        double p = sm > 0 ? fabs(mine[i]) / sm : 1.0 / (double)n;
+        double q = so > 0 ? fabs(others[i]) / so : 1.0 / (double)n;
+        double e = p - q;
+        if (!(e > 0) || (kept == GB_EXPLAIN_MERGE_MOVED && e <= excess[kept - 1]))
+            continue;
+        size_t at = kept < GB_EXPLAIN_MERGE_MOVED ? kept++ : kept - 1;
+        while (at > 0 && excess[at - 1] < e) { /* strictly: the earlier cell wins a tie */
+            excess[at] = excess[at - 1];
+            cells[at] = cells[at - 1];
+            at--;
+        }
+        excess[at] = e;
+        cells[at] = (uint32_t)i;
+    }
+    for (size_t k = 0; k < GB_EXPLAIN_MERGE_MOVED; k++) {
+        share[k] = k < kept ? (float)excess[k] : 0.0f;
+        if (k >= kept)
+            cells[k] = UINT32_MAX;
+    }
+}
+
+/* The leave-one-out distances and moved cells, in client-id order, into
+ * out; GB_ENOMEM. */
 static int s_distances(const gb_explain_merge_t *m, gb_explain_merge_result_t *out)
 {
     if (m->n < 2)
@@ -753,7 +820,9 @@ static int s_distances(const gb_explain_merge_t *m, gb_explain_merge_result_t *o
     double *mine = gb_malloc(cells * sizeof *mine);
     double *others = gb_malloc(cells * sizeof *others);
     out->distance = gb_calloc(m->n, sizeof *out->distance);
-    if (!mine || !others || !out->distance) {
+    out->moved = gb_malloc(m->n * GB_EXPLAIN_MERGE_MOVED * sizeof *out->moved);
+    out->moved_share = gb_malloc(m->n * GB_EXPLAIN_MERGE_MOVED * sizeof *out->moved_share);
+    if (!mine || !others || !out->distance || !out->moved || !out->moved_share) {
         gb_free(mine);
         gb_free(others);
         return GB_ENOMEM;
@@ -774,6 +843,8 @@ static int s_distances(const gb_explain_merge_t *m, gb_explain_merge_result_t *o
             others[i] = gb_exact_sum_mean(&s, total - c->weight);
         }
         double d = gb_divergence_js(mine, others, cells);
+        s_moved(mine, others, cells, out->moved + k * GB_EXPLAIN_MERGE_MOVED,
+                out->moved_share + k * GB_EXPLAIN_MERGE_MOVED);
         char value[S_DISTANCE_MAX];
         snprintf(value, sizeof value, "%.9f", d > 0 ? d : 0.0);
         Glassbox__KeyValue *kv = gb_malloc(sizeof *kv);

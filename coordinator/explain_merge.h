@@ -153,10 +153,31 @@ typedef struct {
                                            entry too; sorted by client id; NULL when fewer than
                                            two clients (no "others" to compare with) */
     size_t n_distance;                  /* entries in distance */
+    /* Per distance entry (same order), the GB_EXPLAIN_MERGE_MOVED cells of
+     * the importance map where the client's share of the importance most
+     * exceeds the others' (leave-one-out, the same reference as its
+     * distance), largest excess first: the evidence of where a suspect
+     * client's model looks that the others' does not (a backdoor's
+     * trigger patch, say). moved[k * GB_EXPLAIN_MERGE_MOVED + i] is a cell
+     * index into the map (row-major), UINT32_MAX past the cells that
+     * exceed at all; moved_share the excess (share minus share, in (0, 1]).
+     * Owned; NULL when distance is. */
+    uint32_t *moved;
+    float *moved_share;
 } gb_explain_merge_result_t;
+
+/* Cells of evidence per client (gb_explain_merge_result_t.moved). */
+#define GB_EXPLAIN_MERGE_MOVED 5
 
 /* Frees what the result still owns and zeroes it; safe on a zeroed result. */
 void gb_explain_merge_result_free(gb_explain_merge_result_t *r);
+
+/* The moved cells of client_id in r (GB_EXPLAIN_MERGE_MOVED entries each
+ * in *cells and *share, borrowed from r): the number of them that exceed
+ * (0 when the client has no distance in r or none of its cells exceeds),
+ * found by binary search of the distances' client ids. */
+size_t gb_explain_merge_moved(const gb_explain_merge_result_t *r, const char *client_id,
+                              const uint32_t **cells, const float **share);
 
 /* A new merger taking at most max_clients explanations a round
  * (1..GB_EXPLAIN_MERGE_MAX_CLIENTS). No round is open. NULL and err on a bad

@@ -373,7 +373,7 @@ static void test_publication_accepts(void **state)
     Glassbox__Publication *back = NULL;
     assert_int_equal(gb_publication_decode(pub, pub_len, &back, &err), 0);
     gb_explain_merge_result_t again = {back->explanation, back->explanation_distance,
-                                       back->n_explanation_distance};
+                                       back->n_explanation_distance, NULL, NULL};
     t_same(&r, &again);
     gb_publication_free(&back);
     gb_free(pub);
@@ -912,6 +912,26 @@ static void test_trigger_patch_scores_highest(void **state)
     }
     if (!(bad > 5 * worst_clean && bad > 0.05))
         fail_msg("trigger client %g, worst clean client %g", bad, worst_clean);
+    /* the evidence: where mallory's importance exceeds the others' is the
+     * patch, largest excess first; no clean client's excess lies there */
+    const uint32_t *cells = NULL;
+    const float *share = NULL;
+    assert_int_equal(gb_explain_merge_moved(&r, "mallory", &cells, &share), GB_EXPLAIN_MERGE_MOVED);
+    for (size_t i = 0; i < GB_EXPLAIN_MERGE_MOVED; i++) {
+        uint32_t y = cells[i] / 12, xx = cells[i] % 12;
+        if (!(y < 3 && xx < 3))
+            fail_msg("mallory's moved cell %zu is %u, outside the patch", i, cells[i]);
+        assert_true(share[i] > 0.0f && share[i] <= 1.0f);
+        if (i > 0)
+            assert_true(share[i] <= share[i - 1]);
+    }
+    for (int k = 0; k < 8; k++) {
+        size_t n = gb_explain_merge_moved(&r, id[k], &cells, &share);
+        for (size_t i = 0; i < n; i++)
+            assert_false(cells[i] / 12 < 3 && cells[i] % 12 < 3);
+    }
+    assert_int_equal(gb_explain_merge_moved(&r, "nobody", &cells, &share), 0);
+    assert_int_equal(gb_explain_merge_moved(&r, NULL, &cells, &share), 0);
     gb_explain_merge_result_free(&r);
     gb_explain_merge_destroy(&m);
     for (int k = 0; k < 9; k++)
@@ -931,8 +951,13 @@ static void test_identical_clients_score_zero(void **state)
     gb_explain_merge_result_t r;
     t_finish(m, &r);
     assert_int_equal(r.n_distance, 5);
-    for (int k = 0; k < 5; k++)
+    for (int k = 0; k < 5; k++) {
         assert_true(t_distance(&r, ids[k]) < 1e-9);
+        /* nothing moved: every share equals the others' */
+        const uint32_t *cells = NULL;
+        assert_int_equal(gb_explain_merge_moved(&r, ids[k], &cells, NULL), 0);
+        assert_true(cells && cells[0] == UINT32_MAX);
+    }
     /* the mean of identical maps is the map itself, bit for bit */
     for (size_t i = 0; i < 144; i++)
         assert_true(t_get(r.explanation->feature_importance, i) ==
