@@ -108,11 +108,62 @@ static int s_flag_metrics(gb_error_t *err, const char *base, size_t n,
     return rc;
 }
 
+/* Cells of the explanation's maps (they all have one shape: the importance
+ * map's, else the first class's), 0 without an explanation. Called after
+ * the explanation's own check, which bounds the product. */
+static size_t s_explanation_cells(const Glassbox__Explanation *x)
+{
+    const Glassbox__Tensor *t = !x ? NULL
+                                : x->feature_importance ? x->feature_importance
+                                : x->n_classes          ? x->classes[0]->mean_attribution
+                                                        : NULL;
+    if (!t)
+        return 0;
+    size_t n = 1;
+    for (size_t i = 0; i < t->n_shape; i++)
+        n *= t->shape[i];
+    return n;
+}
+
+/* A flag's moved cells: at most GB_PUBLICATION_MAX_FLAG_MOVED, unique, each
+ * below cells, with as many shares, each in (0, 1]. */
+static int s_flag_moved(gb_error_t *err, const char *base, const Glassbox__ClientFlag *c,
+                        size_t cells)
+{
+    char field[GB_CHECK_FIELD_MAX];
+    snprintf(field, sizeof field, "%s.moved_cells", base);
+    if (c->n_moved_cells > GB_PUBLICATION_MAX_FLAG_MOVED)
+        return gb_check_fail(err, GB_ERANGE, field, "has %zu entries, more than %u",
+                             c->n_moved_cells, GB_PUBLICATION_MAX_FLAG_MOVED);
+    if (c->n_moved_share != c->n_moved_cells)
+        return gb_check_fail(err, GB_EFORMAT, field, "has %zu entries but moved_share %zu",
+                             c->n_moved_cells, c->n_moved_share);
+    for (size_t k = 0; k < c->n_moved_cells; k++) {
+        snprintf(field, sizeof field, "%s.moved_cells[%zu]", base, k);
+        if (c->moved_cells[k] >= cells)
+            return cells ? gb_check_fail(err, GB_ERANGE, field,
+                                         "is %u, past the explanation's %zu cells",
+                                         c->moved_cells[k], cells)
+                         : gb_check_fail(err, GB_EINVAL, field,
+                                         "names a cell, but the publication has no explanation");
+        for (size_t j = 0; j < k; j++)
+            if (c->moved_cells[j] == c->moved_cells[k])
+                return gb_check_fail(err, GB_EINVAL, field, "repeats cell %u",
+                                     c->moved_cells[k]);
+        snprintf(field, sizeof field, "%s.moved_share[%zu]", base, k);
+        float v = c->moved_share[k];
+        if (!(v > 0.0f && v <= 1.0f))
+            return gb_check_fail(err, GB_EINVAL, field, "is %g, not in (0, 1]", (double)v);
+    }
+    return 0;
+}
+
 /* One flagged client: its id, a finite score >= 0, 1 <= rounds_out <=
  * rounds_seen <= GB_PUBLICATION_MAX_FLAG_WINDOW, its z-scores with the
  * strongest among them (or none: flagged on its earlier rounds in a round
- * too small for z-scores), its evidence. */
-static int s_flag(gb_error_t *err, size_t i, const Glassbox__ClientFlag *c)
+ * too small for z-scores), its evidence, its moved cells (of the
+ * explanation's cells). */
+static int s_flag(gb_error_t *err, size_t i, const Glassbox__ClientFlag *c, size_t cells)
 {
     /* "publication.flags[N]" is at most 38 bytes: room for every suffix */
     char base[48], field[GB_CHECK_FIELD_MAX];
@@ -141,16 +192,18 @@ static int s_flag(gb_error_t *err, size_t i, const Glassbox__ClientFlag *c)
     snprintf(field, sizeof field, "%s.evidence", base);
     if (rc == 0)
         rc = s_flag_metrics(err, field, c->n_evidence, c->evidence, false);
+    if (rc == 0)
+        rc = s_flag_moved(err, base, c, cells);
     return rc;
 }
 
 /* The round's flagged clients: at most GB_PUBLICATION_MAX_CLIENTS, each
  * checked, ids unique. */
-static int s_flags(gb_error_t *err, size_t n, Glassbox__ClientFlag *const *flags)
+static int s_flags(gb_error_t *err, size_t n, Glassbox__ClientFlag *const *flags, size_t cells)
 {
     int rc = gb_check_list(err, "publication.flags", n, flags, GB_PUBLICATION_MAX_CLIENTS);
     for (size_t i = 0; rc == 0 && i < n; i++)
-        rc = s_flag(err, i, flags[i]);
+        rc = s_flag(err, i, flags[i], cells);
     return rc ? rc : s_unique(err, "publication.flags", n, (const void *const *)flags, s_flag_id);
 }
 
@@ -174,7 +227,7 @@ int gb_publication_check(const Glassbox__Publication *p, gb_error_t *err)
     if (rc == 0)
         rc = s_distances(err, p->n_explanation_distance, p->explanation_distance);
     if (rc == 0)
-        rc = s_flags(err, p->n_flags, p->flags);
+        rc = s_flags(err, p->n_flags, p->flags, s_explanation_cells(p->explanation));
     return rc;
 }
 

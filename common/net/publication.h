@@ -32,6 +32,9 @@
 /* Longest flag window a flagged client's rounds may span (client_flags.h
  * allows 1..64). */
 #define GB_PUBLICATION_MAX_FLAG_WINDOW 64u
+/* Most moved cells of one flagged client (the coordinator sends
+ * explain_merge.h's GB_EXPLAIN_MERGE_MOVED). */
+#define GB_PUBLICATION_MAX_FLAG_MOVED 8u
 
 /* Checks a Publication: round >= 1, a valid model (the model file's checks),
  * the explanation as in an Update, finite metrics, participants >= 1, an
@@ -41,7 +44,9 @@
  * rounds_seen <= GB_PUBLICATION_MAX_FLAG_WINDOW, at most
  * GB_PUBLICATION_MAX_FLAG_SIGNALS z-scores (finite, unique names, the
  * strongest among them or empty) and as many evidence figures (finite, >= 0, unique
- * names). Does not log. */
+ * names), and at most GB_PUBLICATION_MAX_FLAG_MOVED moved cells, unique,
+ * each inside the explanation's map (none without an explanation), with as
+ * many shares, each in (0, 1]. Does not log. */
 int gb_publication_check(const Glassbox__Publication *p, gb_error_t *err) GB_MUST_CHECK;
 
 /* Unpacks (size limit first, under a memory budget) and checks. On success

@@ -527,6 +527,70 @@ static void test_publication_flags(void **state)
     p->n_flags = 1;
     assert_int_equal(gb_publication_check(p, &err), 0);
 
+    /* moved cells: none without an explanation ... */
+    uint32_t moved[GB_PUBLICATION_MAX_FLAG_MOVED + 1];
+    float share[GB_PUBLICATION_MAX_FLAG_MOVED + 1];
+    for (size_t k = 0; k <= GB_PUBLICATION_MAX_FLAG_MOVED; k++) {
+        moved[k] = (uint32_t)k;
+        share[k] = 0.5f / (float)(k + 1);
+    }
+    c->moved_cells = moved;
+    c->moved_share = share;
+    c->n_moved_cells = c->n_moved_share = 2;
+    assert_int_equal(gb_publication_check(p, &err), GB_EINVAL);
+    assert_non_null(strstr(err.msg, "flags[0].moved_cells[0]: names a cell, but the publication "
+                                    "has no explanation"));
+    /* ... and inside the explanation's 4 x 4 map, with a share each */
+    float map[16] = {0};
+    const uint32_t shape[2] = {4, 4};
+    gb_test_explanation_t x;
+    gb_test_explanation_one(&x, GLASSBOX__EXPLAIN_METHOD__EXPLAIN_INTEGRATED_GRADIENTS, 0, 5,
+                            map, shape, 2);
+    p->explanation = &x.x;
+    assert_int_equal(gb_publication_check(p, &err), 0);
+    moved[1] = 15;
+    assert_int_equal(gb_publication_check(p, &err), 0);
+    moved[1] = 16;
+    assert_int_equal(gb_publication_check(p, &err), GB_ERANGE);
+    assert_non_null(strstr(err.msg, "flags[0].moved_cells[1]: is 16, past the explanation's 16"));
+    moved[1] = 0;
+    assert_int_equal(gb_publication_check(p, &err), GB_EINVAL);
+    assert_non_null(strstr(err.msg, "repeats cell 0"));
+    moved[1] = 1;
+    c->n_moved_share = 1;
+    assert_int_equal(gb_publication_check(p, &err), GB_EFORMAT);
+    assert_non_null(strstr(err.msg, "moved_share 1"));
+    c->n_moved_share = 2;
+    const float bad_shares[] = {0.0f, -0.25f, 1.5f, NAN, INFINITY};
+    for (size_t k = 0; k < sizeof bad_shares / sizeof *bad_shares; k++) {
+        share[1] = bad_shares[k];
+        assert_int_equal(gb_publication_check(p, &err), GB_EINVAL);
+        assert_non_null(strstr(err.msg, "flags[0].moved_share[1]"));
+    }
+    share[1] = 1.0f;
+    assert_int_equal(gb_publication_check(p, &err), 0);
+    c->n_moved_cells = c->n_moved_share = GB_PUBLICATION_MAX_FLAG_MOVED;
+    assert_int_equal(gb_publication_check(p, &err), 0);
+    c->n_moved_cells = c->n_moved_share = GB_PUBLICATION_MAX_FLAG_MOVED + 1;
+    assert_int_equal(gb_publication_check(p, &err), GB_ERANGE);
+    assert_non_null(strstr(err.msg, "moved_cells: has 9 entries, more than 8"));
+    /* they go over the wire and back */
+    c->n_moved_cells = c->n_moved_share = 2;
+    uint8_t *with = NULL;
+    size_t with_len = 0;
+    assert_int_equal(gb_publication_encode(p, &with, &with_len, &err), 0);
+    Glassbox__Publication *w = NULL;
+    assert_int_equal(gb_publication_decode(with, with_len, &w, &err), 0);
+    assert_int_equal(w->flags[0]->n_moved_cells, 2);
+    assert_int_equal(w->flags[0]->moved_cells[1], 1);
+    assert_true(w->flags[0]->moved_share[1] == 1.0f);
+    gb_publication_free(&w);
+    gb_free(with);
+    c->n_moved_cells = c->n_moved_share = 0;
+    c->moved_cells = NULL; /* the stack's: not for free_unpacked */
+    c->moved_share = NULL;
+    p->explanation = NULL;
+
     /* a publication without flags (an older coordinator's) is still good */
     p->n_flags = 0;
     uint8_t *plain = NULL;
