@@ -6,8 +6,9 @@
  * once, a stale one and a misshapen one refused with their codes, the
  * signed publication files and checkpoints, the end of the run
  * (SHUTTING_DOWN to the clients), resuming from the checkpoint, a failed
- * publish step leaving the global model at the last finished round, and
- * option errors. */
+ * publish step leaving the global model at the last finished round,
+ * option errors, and the federation on the caller's event loop, asleep
+ * until its nearest deadline. */
 #include "testutil.h"
 
 #include <math.h>
@@ -46,6 +47,7 @@ typedef struct {
 
 typedef struct {
     char *base, ca[600], clients[600], spec[600], state[600], out[600];
+    char key[700], cert[700]; /* the coordinator's signing key and certificate */
     void *ctx;
     gb_front_door_t *door;
     gb_federation_t *fed;
@@ -104,10 +106,14 @@ static gb_federation_options_t s_options(fixture_t *f, uint64_t total_rounds)
     return o;
 }
 
-static void s_key_files(fixture_t *f, char *key, char *cert, size_t cap)
+/* s_options with the coordinator's key and certificate: what publishing
+ * (out_dir) needs. */
+static gb_federation_options_t s_signed_options(fixture_t *f, uint64_t total_rounds)
 {
-    snprintf(key, cap, "%s/%s", f->ca, GB_CA_COORD_KEY_FILE);
-    snprintf(cert, cap, "%s/%s", f->ca, GB_CA_COORD_CERT_FILE);
+    gb_federation_options_t o = s_options(f, total_rounds);
+    o.key_file = f->key;
+    o.cert_file = f->cert;
+    return o;
 }
 
 static int s_setup(void **state)
@@ -119,6 +125,8 @@ static int s_setup(void **state)
     snprintf(f->clients, sizeof f->clients, "%s/clients", f->base);
     snprintf(f->state, sizeof f->state, "%s/state", f->base);
     snprintf(f->out, sizeof f->out, "%s/out", f->base);
+    snprintf(f->key, sizeof f->key, "%s/%s", f->ca, GB_CA_COORD_KEY_FILE);
+    snprintf(f->cert, sizeof f->cert, "%s/%s", f->ca, GB_CA_COORD_CERT_FILE);
     mkdir(f->state, 0700);
     mkdir(f->out, 0755);
     free(gb_test_write_file(f->base, "model.spec", "input 4\ndense 3\n", 16));
@@ -437,25 +445,18 @@ static bool s_exists(const char *dir, const char *name)
 static void test_new_fails_without_an_error_buffer(void **state)
 {
     fixture_t *f = *state;
-    char key[700], cert[700], path[700];
-    s_key_files(f, key, cert, sizeof key);
-    gb_federation_options_t o = s_options(f, 1);
-    o.key_file = key;
-    o.cert_file = cert;
+    char path[700];
+    gb_federation_options_t o = s_signed_options(f, 1);
     snprintf(path, sizeof path, "%s/no-such-model.gbm", f->base);
     o.model = path;
     assert_null(gb_federation_new(f->ctx, f->door, &o, NULL));
 
-    o = s_options(f, 1);
-    o.key_file = key;
-    o.cert_file = cert;
+    o = s_signed_options(f, 1);
     o.simulate_clients = 2;
     o.simulate_partition = "bogus";
     assert_null(gb_federation_new(f->ctx, f->door, &o, NULL));
 
-    o = s_options(f, 1);
-    o.key_file = key;
-    o.cert_file = cert;
+    o = s_signed_options(f, 1);
     o.server_optimizer = "adam"; /* not a server optimiser */
     assert_null(gb_federation_new(f->ctx, f->door, &o, NULL));
 
@@ -472,11 +473,7 @@ static void test_two_rounds_and_resume(void **state)
 {
     fixture_t *f = *state;
     gb_error_t err = {0};
-    char key[700], cert[700];
-    s_key_files(f, key, cert, sizeof key);
-    gb_federation_options_t o = s_options(f, 2);
-    o.key_file = key;
-    o.cert_file = cert;
+    gb_federation_options_t o = s_signed_options(f, 2);
     f->fed = gb_federation_new(f->ctx, f->door, &o, &err);
     if (!f->fed)
         fail_msg("new: %s", err.msg);
@@ -548,9 +545,7 @@ static void test_two_rounds_and_resume(void **state)
     gb_federation_destroy(&f->fed);
 
     /* a restart with the same state directory resumes after round 2 */
-    o = s_options(f, 3);
-    o.key_file = key;
-    o.cert_file = cert;
+    o = s_signed_options(f, 3);
     o.model = NULL; /* not needed: the checkpoint has it */
     f->fed = gb_federation_new(f->ctx, f->door, &o, &err);
     if (!f->fed)
@@ -560,9 +555,7 @@ static void test_two_rounds_and_resume(void **state)
     assert_false(gb_federation_finished(f->fed));
     /* and the run that was already complete ends at once */
     gb_federation_destroy(&f->fed);
-    o = s_options(f, 2);
-    o.key_file = key;
-    o.cert_file = cert;
+    o = s_signed_options(f, 2);
     f->fed = gb_federation_new(f->ctx, f->door, &o, &err);
     assert_non_null(f->fed);
     assert_true(gb_federation_finished(f->fed));
@@ -575,12 +568,9 @@ static void test_failed_step_keeps_the_model(void **state)
 {
     fixture_t *f = *state;
     gb_error_t err = {0};
-    char key[700], cert[700], gone[700];
-    s_key_files(f, key, cert, sizeof key);
+    char gone[700];
     snprintf(gone, sizeof gone, "%s/gone", f->base);
-    gb_federation_options_t o = s_options(f, 1);
-    o.key_file = key;
-    o.cert_file = cert;
+    gb_federation_options_t o = s_signed_options(f, 1);
     o.state_dir = gone; /* made by new, removed below before the first checkpoint */
     o.rounds.backoff_ms = 60000; /* no second attempt within the test */
     f->fed = gb_federation_new(f->ctx, f->door, &o, &err);
@@ -614,11 +604,7 @@ static void test_explanations_merged(void **state)
 {
     fixture_t *f = *state;
     gb_error_t err = {0};
-    char key[700], cert[700];
-    s_key_files(f, key, cert, sizeof key);
-    gb_federation_options_t o = s_options(f, 1);
-    o.key_file = key;
-    o.cert_file = cert;
+    gb_federation_options_t o = s_signed_options(f, 1);
     o.explain = GLASSBOX__EXPLAIN_METHOD__EXPLAIN_SALIENCY;
     o.explain_samples = 10;
     f->fed = gb_federation_new(f->ctx, f->door, &o, &err);
@@ -715,11 +701,7 @@ static void test_hostile_results(void **state)
 {
     fixture_t *f = *state;
     gb_error_t err = {0};
-    char key[700], cert[700];
-    s_key_files(f, key, cert, sizeof key);
-    gb_federation_options_t o = s_options(f, 2);
-    o.key_file = key;
-    o.cert_file = cert;
+    gb_federation_options_t o = s_signed_options(f, 2);
     o.max_client_samples = 5000;
     o.max_norm_ratio = 10;
     o.rounds.client_eval = true;
@@ -810,11 +792,7 @@ static void test_explanation_share_capped(void **state)
 {
     fixture_t *f = *state;
     gb_error_t err = {0};
-    char key[700], cert[700];
-    s_key_files(f, key, cert, sizeof key);
-    gb_federation_options_t o = s_options(f, 1);
-    o.key_file = key;
-    o.cert_file = cert;
+    gb_federation_options_t o = s_signed_options(f, 1);
     o.explain = GLASSBOX__EXPLAIN_METHOD__EXPLAIN_SALIENCY;
     o.explain_samples = 10;
     o.max_explanation_share = 0.25;
@@ -843,6 +821,59 @@ static void test_explanation_share_capped(void **state)
     json_decref(doc);
     gb_envelope_free(&t0);
     gb_envelope_free(&t1);
+}
+
+/* The federation on the caller's loop (what serve does): attach refuses a
+ * second loop; idle, the loop sleeps until the door's next CRL check, and
+ * with a round in training until the round's deadline when that is
+ * nearer: the machine's wake-up is a timer, not a constant poll. */
+static void test_idle_loop_sleeps_until_its_deadline(void **state)
+{
+    fixture_t *f = *state;
+    gb_error_t err = {0};
+    gb_federation_options_t o = s_signed_options(f, 1);
+    o.rounds.deadline_ms = 800;
+    f->fed = gb_federation_new(f->ctx, f->door, &o, &err);
+    if (!f->fed)
+        fail_msg("new: %s", err.msg);
+    gb_event_loop_t *loop = gb_event_loop_new(&err), *other = gb_event_loop_new(&err);
+    assert_int_equal(gb_federation_attach(f->fed, NULL, &err), GB_EINVAL);
+    double t0 = gb_time_now();
+    assert_int_equal(gb_federation_attach(f->fed, loop, &err), 0);
+    assert_int_equal(gb_federation_attach(f->fed, loop, &err), 0); /* there already */
+    assert_int_equal(gb_federation_attach(f->fed, other, &err), GB_EINVAL);
+    /* the door's three, the machine's wake-up and the outbox's retry */
+    assert_int_equal(gb_event_loop_count(loop), 5);
+    assert_int_equal(gb_federation_step(f->fed, 0, &err), 0); /* what is due at once */
+    /* waiting for clients: nothing timed but the CRL check, a second on */
+    long t = gb_test_loop_wait_ms(loop);
+    long least = 1000 - (long)((gb_time_now() - t0) * 1000) - 2;
+    if (!(t <= 1000 && t >= least))
+        fail_msg("a federation waiting for clients waits %ld ms (not %ld..1000)", t, least);
+
+    s_join(f, 0);
+    s_join(f, 1); /* round 1 begins: its deadline 800 ms on */
+    Glassbox__Envelope *task = s_task(f, 0, 1);
+    uint64_t deadline = task->task->deadline_unix_ms;
+    gb_envelope_free(&task);
+    /* the nearer of the deadline and the CRL check; once that check is past
+     * (a second later) the deadline is the nearest */
+    bool saw = false;
+    for (int tries = 0; tries < 3 && !saw; tries++) {
+        long left = (long)(deadline - gb_time_unix_ms());
+        assert_true(left > 0);
+        t = gb_test_loop_wait_ms(loop);
+        assert_true(t >= 0 && t <= left + 2);
+        saw = t >= left - 2;
+        if (!saw) /* the CRL check comes first: sleep through it for real */
+            assert_int_equal(gb_federation_step(f->fed, (int)t + 1, &err), 0);
+    }
+    if (!saw)
+        fail_msg("the loop never slept until the round's deadline");
+    gb_federation_destroy(&f->fed); /* leaves the loop, and the door with it */
+    assert_int_equal(gb_event_loop_count(loop), 0);
+    gb_event_loop_destroy(&loop);
+    gb_event_loop_destroy(&other);
 }
 
 static void test_option_errors(void **state)
@@ -903,6 +934,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_guard_leaves_flagged_out, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_explanation_share_capped, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_option_errors, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_idle_loop_sleeps_until_its_deadline, s_setup,
+                                        s_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -146,3 +146,23 @@ void gb_test_assert_correctly_rounded(float got, double ref, size_t where)
         fail_msg("value %zu: got %.9g, reference %.17g, off by %.3g ulp", where, (double)got, ref,
                  diff / (2 * half));
 }
+
+static int s_poll_nothing(zmq_pollitem_t *items, int n, long timeout_ms, void *arg)
+{
+    (void)timeout_ms;
+    (void)arg;
+    for (int i = 0; i < n; i++)
+        items[i].revents = 0;
+    return 0;
+}
+
+long gb_test_loop_wait_ms(gb_event_loop_t *loop)
+{
+    gb_error_t err = {0};
+    gb_event_loop_set_poll(loop, s_poll_nothing, NULL);
+    int rc = gb_event_loop_run_once(loop, -1, &err);
+    gb_event_loop_set_poll(loop, NULL, NULL);
+    if (rc < 0)
+        fail_msg("event loop turn: %s", err.msg);
+    return gb_event_loop_last_timeout(loop);
+}

@@ -1,5 +1,6 @@
 /* Helpers shared by the cmocka tests: temporary files and directories, paths
- * to the source and build trees, and float comparisons. Test-only code. */
+ * to the source and build trees, float comparisons, and a look at how long
+ * an event loop would sleep. Test-only code. */
 #ifndef GB_TESTUTIL_H
 #define GB_TESTUTIL_H
 
@@ -10,6 +11,7 @@
 #include <cmocka.h>
 
 #include "data/dataset.h"
+#include "net/event_loop.h"
 
 /* A fresh directory under /tmp, removed with its files by gb_test_rmtree.
  * Returns a malloc'd path. */
@@ -52,5 +54,12 @@ void gb_test_assert_correctly_rounded(float got, double ref, size_t where);
  * is of class i % 3, and its class adds 1 to row `class` over U(-0.5, 0.5)
  * noise drawn from seed. The caller frees it (gb_dataset_destroy). */
 gb_dataset_t *gb_test_blobs(int64_t n, uint64_t seed);
+
+/* One turn of loop with a poll that does not wait and finds nothing ready
+ * (afterwards the loop polls for real again): returns the timeout in ms the
+ * loop asked its poll for (-1: none), what an idle loop would sleep. Timers
+ * and sources due already are called in that turn. Fails the test when the
+ * turn fails. */
+long gb_test_loop_wait_ms(gb_event_loop_t *loop);
 
 #endif
