@@ -1364,9 +1364,8 @@ static void test_data_source_partition(void **state)
     size_t k = (size_t)snprintf(csv, sizeof csv, "x,label\n");
     for (int i = 0; i < 50; i++)
         k += (size_t)snprintf(csv + k, sizeof csv - k, "%d,%d\n", i, i % 2);
-    char *path = gb_test_write_file(f->base, "d.csv", csv, k);
     char name[800];
-    snprintf(name, sizeof name, "csv:%s", path);
+    char *path = gb_test_write_csv(f->base, "d.csv", csv, name, sizeof name);
 
     gb_data_source_t d = gb_data_source_defaults();
     d.data = name;

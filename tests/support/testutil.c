@@ -60,6 +60,16 @@ static char *s_join(const char *env, const char *rel)
     return path;
 }
 
+char *gb_test_write_csv(const char *dir, const char *file, const char *text, char *name,
+                        size_t cap)
+{
+    char *path = gb_test_write_file(dir, file, text, strlen(text));
+    int n = snprintf(name, cap, "csv:%s", path);
+    if (n < 0 || (size_t)n >= cap)
+        fail_msg("csv:%s does not fit in %zu bytes", path, cap);
+    return path;
+}
+
 char *gb_test_source_path(const char *rel)
 {
     return s_join("GB_SOURCE_DIR", rel);

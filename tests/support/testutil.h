@@ -21,6 +21,12 @@ void gb_test_rmtree(const char *dir);
 /* Writes len bytes to dir/name; returns a malloc'd full path. */
 char *gb_test_write_file(const char *dir, const char *name, const void *data, size_t len);
 
+/* Writes the CSV text (NUL-terminated) to dir/file and puts the data set
+ * name that loads it, "csv:" and the path, in name[0..cap) (the test fails
+ * when it does not fit). Returns the malloc'd path. */
+char *gb_test_write_csv(const char *dir, const char *file, const char *text, char *name,
+                        size_t cap);
+
 /* Path of a file in the source tree (GB_SOURCE_DIR or ".") or the build tree
  * (GB_BINARY_DIR or "."); malloc'd. */
 char *gb_test_source_path(const char *rel);
