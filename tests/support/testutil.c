@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "util/file.h"
 #include "util/rng.h"
 
 char *gb_test_mkdtemp(void)
@@ -34,12 +35,34 @@ void gb_test_rmtree(const char *dir)
         nftw(dir, s_rm, 16, FTW_DEPTH | FTW_PHYS);
 }
 
-char *gb_test_write_file(const char *dir, const char *name, const void *data, size_t len)
+char *gb_test_path(const char *dir, const char *name)
 {
     size_t cap = strlen(dir) + strlen(name) + 2;
     char *path = malloc(cap);
     assert_non_null(path);
     snprintf(path, cap, "%s/%s", dir, name);
+    return path;
+}
+
+unsigned gb_test_mode(const char *path)
+{
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+    return (unsigned)(st.st_mode & 07777);
+}
+
+uint8_t *gb_test_read(const char *path, size_t *len)
+{
+    uint8_t *data = NULL;
+    gb_error_t err = {0};
+    if (gb_file_read_all(path, (size_t)64 << 20, &data, len, &err) != 0)
+        fail_msg("%s", err.msg);
+    return data;
+}
+
+char *gb_test_write_file(const char *dir, const char *name, const void *data, size_t len)
+{
+    char *path = gb_test_path(dir, name);
     FILE *f = fopen(path, "wb");
     assert_non_null(f);
     if (len)

@@ -18,6 +18,18 @@
 char *gb_test_mkdtemp(void);
 void gb_test_rmtree(const char *dir);
 
+/* dir/name, malloc'd. */
+char *gb_test_path(const char *dir, const char *name);
+
+/* The permission bits (st_mode & 07777) of path; the test fails when it
+ * cannot be looked at. */
+unsigned gb_test_mode(const char *path);
+
+/* All of path's bytes (at most 64 MiB, NUL-terminated as gb_file_read_all
+ * does) in a buffer to free with gb_free, their count in *len; the test
+ * fails when it cannot be read. */
+uint8_t *gb_test_read(const char *path, size_t *len);
+
 /* Writes len bytes to dir/name; returns a malloc'd full path. */
 char *gb_test_write_file(const char *dir, const char *name, const void *data, size_t len);
 
