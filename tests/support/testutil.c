@@ -199,3 +199,27 @@ long gb_test_loop_wait_ms(gb_event_loop_t *loop)
         fail_msg("event loop turn: %s", err.msg);
     return gb_event_loop_last_timeout(loop);
 }
+
+gb_model_t *gb_test_model(const char *spec, int batch, int threads, uint64_t seed)
+{
+    gb_error_t err = {0};
+    gb_model_t *m = gb_model_new(spec, &err);
+    if (!m)
+        fail_msg("gb_model_new(%s): %s", spec, err.msg);
+    gb_model_init(m, seed);
+    if (gb_model_plan(m, batch, threads, &err) != 0)
+        fail_msg("gb_model_plan(%s, batch %d, %d threads): %s", spec, batch, threads, err.msg);
+    return m;
+}
+
+size_t gb_test_model_in_size(const gb_model_t *m)
+{
+    gb_shape_t s = gb_model_input_shape(m);
+    return gb_shape_size(&s);
+}
+
+size_t gb_test_model_out_size(const gb_model_t *m)
+{
+    gb_shape_t s = gb_model_output_shape(m);
+    return gb_shape_size(&s);
+}

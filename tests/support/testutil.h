@@ -11,6 +11,7 @@
 #include <cmocka.h>
 
 #include "data/dataset.h"
+#include "engine/model.h"
 #include "net/event_loop.h"
 
 /* A fresh directory under /tmp, removed with its files by gb_test_rmtree.
@@ -72,6 +73,15 @@ void gb_test_assert_correctly_rounded(float got, double ref, size_t where);
  * is of class i % 3, and its class adds 1 to row `class` over U(-0.5, 0.5)
  * noise drawn from seed. The caller frees it (gb_dataset_destroy). */
 gb_dataset_t *gb_test_blobs(int64_t n, uint64_t seed);
+
+/* A model of spec, initialised from seed and planned for batch samples
+ * and threads; the test fails, naming the spec, when any of it fails.
+ * Free with gb_model_destroy. */
+gb_model_t *gb_test_model(const char *spec, int batch, int threads, uint64_t seed);
+
+/* Floats of one sample into m, and out of it. */
+size_t gb_test_model_in_size(const gb_model_t *m);
+size_t gb_test_model_out_size(const gb_model_t *m);
 
 /* One turn of loop with a poll that does not wait and finds nothing ready
  * (afterwards the loop polls for real again): returns the timeout in ms the
