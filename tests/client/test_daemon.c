@@ -251,18 +251,13 @@ static int s_setup_pki(void **state)
 {
     fx_t *f = calloc(1, sizeof *f);
     assert_non_null(f);
-    gb_error_t err = {0};
     f->base = gb_test_mkdtemp();
     snprintf(f->ca, sizeof f->ca, "%s/ca", f->base);
     snprintf(f->clients, sizeof f->clients, "%s/clients", f->base);
     snprintf(f->cert, sizeof f->cert, "%s/edge-1.crt", f->clients);
     snprintf(f->key, sizeof f->key, "%s/edge-1.key", f->clients);
     snprintf(f->ca_file, sizeof f->ca_file, "%s/%s", f->ca, GB_CA_CERT_FILE);
-    assert_int_equal(gb_ca_init(f->ca, "unit", "localhost", 30, &err), 0);
-    gb_ca_t *ca = gb_ca_open(f->ca, &err);
-    assert_non_null(ca);
-    assert_int_equal(gb_ca_issue(ca, "edge-1", 30, f->clients, &err), 0);
-    gb_ca_destroy(&ca);
+    gb_test_ca_make(f->ca, "unit", f->clients, "edge-", 1, 1);
     f->ctx = zmq_ctx_new();
     f->train = gb_test_blobs(N_TRAIN, 1);
     f->test = gb_test_blobs(N_TEST, 2);

@@ -131,15 +131,7 @@ static int s_setup(void **state)
     mkdir(f->out, 0755);
     free(gb_test_write_file(f->base, "model.spec", "input 4\ndense 3\n", 16));
     snprintf(f->spec, sizeof f->spec, "%s/model.spec", f->base);
-    assert_int_equal(gb_ca_init(f->ca, "unit", "localhost", 30, &err), 0);
-    gb_ca_t *ca = gb_ca_open(f->ca, &err);
-    assert_int_equal(gb_ca_issue(ca, "edge-1", 30, f->clients, &err), 0);
-    for (int i = 2; i <= N_CLIENTS; i++) {
-        char name[32];
-        snprintf(name, sizeof name, "edge-%d", i);
-        assert_int_equal(gb_ca_issue(ca, name, 30, f->clients, &err), 0);
-    }
-    gb_ca_destroy(&ca);
+    gb_test_ca_make(f->ca, "unit", f->clients, "edge-", 1, N_CLIENTS);
     f->ctx = zmq_ctx_new();
     gb_front_door_options_t o = {.ca_dir = f->ca, .listen = "tcp://127.0.0.1:*",
                                  .federation = "unit"};

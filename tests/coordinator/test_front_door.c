@@ -51,10 +51,7 @@ static int s_setup(void **state)
     f->base = gb_test_mkdtemp();
     snprintf(f->ca, sizeof f->ca, "%s/ca", f->base);
     snprintf(f->clients, sizeof f->clients, "%s/clients", f->base);
-    assert_int_equal(gb_ca_init(f->ca, "unit", "localhost", 30, &err), 0);
-    gb_ca_t *ca = gb_ca_open(f->ca, &err);
-    assert_int_equal(gb_ca_issue(ca, "edge-1", 30, f->clients, &err), 0);
-    gb_ca_destroy(&ca);
+    gb_test_ca_make(f->ca, "unit", f->clients, "edge-", 1, 1);
     f->ctx = zmq_ctx_new();
     gb_front_door_options_t o = {.ca_dir = f->ca, .listen = "tcp://127.0.0.1:*",
                                  .federation = "unit"};

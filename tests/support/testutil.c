@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "net/pki.h"
 #include "util/file.h"
 #include "util/rng.h"
 
@@ -222,4 +223,22 @@ size_t gb_test_model_out_size(const gb_model_t *m)
 {
     gb_shape_t s = gb_model_output_shape(m);
     return gb_shape_size(&s);
+}
+
+void gb_test_ca_make(const char *ca_dir, const char *federation, const char *out_dir,
+                     const char *prefix, int first, int n)
+{
+    gb_error_t err = {0};
+    if (gb_ca_init(ca_dir, federation, "localhost", 30, &err) != 0)
+        fail_msg("ca init %s: %s", ca_dir, err.msg);
+    gb_ca_t *ca = gb_ca_open(ca_dir, &err);
+    if (!ca)
+        fail_msg("ca open %s: %s", ca_dir, err.msg);
+    for (int i = first; i < first + n; i++) {
+        char name[128];
+        snprintf(name, sizeof name, "%s%d", prefix, i);
+        if (gb_ca_issue(ca, name, 30, out_dir, &err) != 0)
+            fail_msg("ca issue %s: %s", name, err.msg);
+    }
+    gb_ca_destroy(&ca);
 }

@@ -74,6 +74,13 @@ void gb_test_assert_correctly_rounded(float got, double ref, size_t where);
  * noise drawn from seed. The caller frees it (gb_dataset_destroy). */
 gb_dataset_t *gb_test_blobs(int64_t n, uint64_t seed);
 
+/* A federation's CA in ca_dir (`ca init`: the coordinator's name
+ * "localhost", 30 days) and certificates for the n clients
+ * <prefix><first> .. <prefix><first + n - 1> in out_dir (`ca issue`); the
+ * test fails when any of it fails. */
+void gb_test_ca_make(const char *ca_dir, const char *federation, const char *out_dir,
+                     const char *prefix, int first, int n);
+
 /* A model of spec, initialised from seed and planned for batch samples
  * and threads; the test fails, naming the spec, when any of it fails.
  * Free with gb_model_destroy. */
