@@ -1,8 +1,9 @@
 /* What `serve` tells its HTTP endpoint (net/status_endpoint.h) on every
  * tick of its status timer (cmd_serve.c, every 200 ms): the /status
  * document, built with jansson from the round machine's status (rounds.h)
- * and the run's settings, and whether the federation is healthy. Built in the serve loop's thread and handed over as
- * text, so the HTTP thread never reads the federation.
+ * and the run's settings, and whether the federation is healthy. Built in
+ * the serve loop's thread and handed over as text, so the HTTP thread never
+ * reads the federation.
  *
  * /status keys: federation, round (in progress or next; in "done" the last),
  * phase (gb_rounds_state_name: "waiting", "training", ...), attempt,
