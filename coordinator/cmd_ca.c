@@ -10,41 +10,24 @@
  * with a message on a bad flag, --help everywhere), call one function,
  * print what was done and where the files are. Private keys are never
  * printed; their paths are. */
-#include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
 
 #include "commands.h"
 #include "net/pki.h"
 #include "util/args.h"
 #include "util/log.h"
 #include "util/subcommand.h"
+#include "util/time.h"
 
 #define S_DEFAULT_CA_DAYS 3650
 #define S_DEFAULT_CLIENT_DAYS 365
 
-static void s_utc(int64_t t, char out[32])
-{
-    time_t tt = (time_t)t;
-    struct tm tm;
-    if (!gmtime_r(&tt, &tm) || !strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm))
-        snprintf(out, 32, "%" PRId64, t);
-}
-
-/* The command's option parsing, help and required flags (util/args.h):
- * -1 to go on, else the exit code. */
-static int s_parse(const char *sub, const char *synopsis, const char *about, gb_arg_t *opts,
-                   int n, const char *const *required, int argc, char **argv)
-{
-    char command[64];
-    snprintf(command, sizeof command, "%s %s", "glassbox-coordinator ca", sub);
-    return gb_args_command(command, synopsis, about, opts, n, required, argc, argv);
-}
+#define S_GROUP "glassbox-coordinator ca"
 
 static int s_fail(const char *sub, const gb_error_t *err)
 {
-    fprintf(stderr, "glassbox-coordinator ca %s: %s\n", sub, err->msg);
+    fprintf(stderr, S_GROUP " %s: %s\n", sub, err->msg);
     return 1;
 }
 
@@ -59,7 +42,7 @@ static int s_init(int argc, char **argv)
         {"--days", GB_ARG_INT, &days, 1, GB_PKI_MAX_DAYS, NULL, "validity of the CA and coordinator certificates (default 3650)", false},
     };
     static const char *const req[] = {"--dir", NULL};
-    int rc = s_parse("init", "--dir DIR [options]",
+    int rc = gb_args_subcommand(S_GROUP, "init", "--dir DIR [options]",
                      "Creates the federation's CA: a CA key and certificate, the coordinator's\n"
                      "key and certificate, an empty revocation list and the registry.",
                      opts, 4, req, argc, argv);
@@ -71,9 +54,9 @@ static int s_init(int argc, char **argv)
     gb_ca_t *ca = gb_ca_open(dir, &err);
     if (!ca)
         return s_fail("init", &err);
-    char until[32] = "?";
+    char until[GB_TIME_UTC_MAX] = "?";
     if (gb_ca_count(ca) > 0)
-        s_utc(gb_ca_entry(ca, 0)->not_after, until);
+        gb_time_format_utc(gb_ca_entry(ca, 0)->not_after, until);
     printf("created the CA '%s CA' in %s\n"
            "  %s/%s          CA certificate: every client needs it (--ca-file)\n"
            "  %s/%s  coordinator '%s', valid until %s\n"
@@ -96,7 +79,7 @@ static int s_issue(int argc, char **argv)
         {"--out", GB_ARG_STRING, &out, 0, 0, NULL, "where NAME.key and NAME.crt go (default DIR/clients)", false},
     };
     static const char *const req[] = {"--dir", "--name", NULL};
-    int rc = s_parse("issue", "--dir DIR --name NAME [options]",
+    int rc = gb_args_subcommand(S_GROUP, "issue", "--dir DIR --name NAME [options]",
                      "Makes a key and a client certificate for NAME, signed by the CA.", opts, 4,
                      req, argc, argv);
     if (rc >= 0)
@@ -119,8 +102,8 @@ static int s_issue(int argc, char **argv)
         return s_fail("issue", &err);
     }
     const gb_ca_entry_t *e = gb_ca_entry(ca, gb_ca_count(ca) - 1);
-    char until[32];
-    s_utc(e->not_after, until);
+    char until[GB_TIME_UTC_MAX];
+    gb_time_format_utc(e->not_after, until);
     printf("issued a certificate for '%s' (serial %s), valid until %s\n"
            "  %s/%s.crt\n  %s/%s.key (mode 0600)\n",
            name, e->serial, until, out, name, out, name);
@@ -136,7 +119,7 @@ static int s_revoke(int argc, char **argv)
         {"--name", GB_ARG_STRING, &name, 0, 0, NULL, "client whose certificates to revoke", false},
     };
     static const char *const req[] = {"--dir", "--name", NULL};
-    int rc = s_parse("revoke", "--dir DIR --name NAME",
+    int rc = gb_args_subcommand(S_GROUP, "revoke", "--dir DIR --name NAME",
                      "Revokes every certificate issued to NAME and rewrites crl.pem. The\n"
                      "name cannot enroll again with a token; 'ca issue' may re-issue it.",
                      opts, 2, req, argc, argv);
@@ -162,7 +145,7 @@ static int s_list(int argc, char **argv)
         {"--dir", GB_ARG_STRING, &dir, 0, 0, NULL, "CA directory", false},
     };
     static const char *const req[] = {"--dir", NULL};
-    int rc = s_parse("list", "--dir DIR",
+    int rc = gb_args_subcommand(S_GROUP, "list", "--dir DIR",
                      "Lists every certificate the CA issued: name, serial, end of validity\n"
                      "and status (valid, expired, revoked).",
                      opts, 1, req, argc, argv);
@@ -175,8 +158,8 @@ static int s_list(int argc, char **argv)
     printf("%-24s %-32s %-20s %s\n", "NAME", "SERIAL", "NOT AFTER", "STATUS");
     for (size_t i = 0; i < gb_ca_count(ca); i++) {
         const gb_ca_entry_t *e = gb_ca_entry(ca, i);
-        char until[32];
-        s_utc(e->not_after, until);
+        char until[GB_TIME_UTC_MAX];
+        gb_time_format_utc(e->not_after, until);
         printf("%-24s %-32s %-20s %s%s\n", e->name, e->serial, until,
                gb_ca_entry_status(ca, e),
                strcmp(e->name, gb_ca_coordinator_name(ca)) == 0 ? " (coordinator)" : "");
@@ -192,7 +175,7 @@ static int s_crl(int argc, char **argv)
         {"--dir", GB_ARG_STRING, &dir, 0, 0, NULL, "CA directory", false},
     };
     static const char *const req[] = {"--dir", NULL};
-    int rc = s_parse("crl", "--dir DIR",
+    int rc = gb_args_subcommand(S_GROUP, "crl", "--dir DIR",
                      "Re-signs crl.pem with a fresh next-update date (it is valid for 365\n"
                      "days; peers refuse connections once it has expired).",
                      opts, 1, req, argc, argv);

@@ -4,7 +4,16 @@
  * rounds: tasks out, updates in, aggregation, signed publications and
  * checkpoints. One line per finished round on standard output (a JSON
  * object with --json). Runs until the last round is done, or SIGINT or
- * SIGTERM. */
+ * SIGTERM.
+ *
+ * The process has one event loop (net/event_loop.h), owned here: the
+ * federation and its front door are attached to it (their sockets, the
+ * round machine's wake-up, the outbox's retry, the CRL check), and serve's
+ * own duty, the status publication and the check whether a finished
+ * federation may stop, is a periodic timer of S_STATUS_PERIOD_S. The loop
+ * turns through gb_federation_step, the same turn the tests make, and
+ * sleeps until its nearest deadline. A signal cuts the poll short (the turn
+ * returns 0), and the stop flag is looked at after every turn. */
 #include <jansson.h>
 #include <math.h>
 #include <signal.h>
@@ -17,6 +26,7 @@
 #include "commands.h"
 #include "federation.h"
 #include "front_door.h"
+#include "net/event_loop.h"
 #include "net/http_server.h"
 #include "net/pki.h"
 #include "net/status_endpoint.h"
@@ -289,6 +299,10 @@ static int s_options(s_cli_t *c)
  * restarted coordinator hears "finished" and exits, instead of retrying
  * for ever. */
 #define S_DRAIN_S 5.0
+/* How often serve publishes its status and looks whether a finished
+ * federation may stop: the cadence the old step loop had (a step of at
+ * most 200 ms each turn), fine enough for /status and for stopping. */
+#define S_STATUS_PERIOD_S 0.2
 static bool s_finished_may_stop(const s_cli_t *c, const gb_federation_t *fed,
                                 const gb_front_door_t *door, double *finished_at)
 {
@@ -313,6 +327,27 @@ static bool s_finished_may_stop(const s_cli_t *c, const gb_federation_t *fed,
     return (drained && graced) || waited > c->finished_grace_s + S_DRAIN_S;
 }
 
+/* What the status timer needs. */
+typedef struct {
+    const s_cli_t *c;           /* the run's settings */
+    gb_federation_t *fed;       /* borrowed */
+    gb_front_door_t *door;      /* borrowed */
+    gb_status_endpoint_t *ep;   /* borrowed, may be NULL */
+    double finished_at;         /* when the federation was first seen finished (0: not) */
+    bool done;                  /* it may stop: the loop ends after this turn */
+} s_serve_t;
+
+static void s_on_status(gb_event_loop_t *loop, uint64_t id, void *arg)
+{
+    (void)loop;
+    (void)id;
+    s_serve_t *sv = arg;
+    gb_serve_status_publish(sv->ep, sv->fed, &sv->c->fed, false);
+    if (gb_federation_finished(sv->fed) &&
+        s_finished_may_stop(sv->c, sv->fed, sv->door, &sv->finished_at))
+        sv->done = true;
+}
+
 static int s_run(s_cli_t *c)
 {
     gb_error_t err = {0};
@@ -325,12 +360,18 @@ static int s_run(s_cli_t *c)
     else
         gb_log_info("coordinator: up to %llu file descriptors", (unsigned long long)fds);
     void *ctx = zmq_ctx_new();
-    gb_front_door_t *door = ctx ? gb_front_door_new(ctx, &c->door, &err) : NULL;
+    gb_event_loop_t *loop = ctx ? gb_event_loop_new(&err) : NULL;
+    gb_front_door_t *door = loop ? gb_front_door_new(ctx, &c->door, &err) : NULL;
     gb_federation_t *fed = door ? gb_federation_new(ctx, door, &c->fed, &err) : NULL;
-    if (!fed) {
+    s_serve_t sv = {.c = c, .fed = fed, .door = door};
+    if (!fed || gb_federation_attach(fed, loop, &err) != 0 ||
+        !gb_event_loop_add_timer(loop, gb_time_now(), S_STATUS_PERIOD_S, s_on_status, &sv,
+                                 &err)) {
         fprintf(stderr, "glassbox-coordinator serve: %s\n",
                 ctx ? err.msg : "cannot make a ZeroMQ context");
+        gb_federation_destroy(&fed);
         gb_front_door_destroy(&door);
+        gb_event_loop_destroy(&loop);
         if (ctx)
             zmq_ctx_term(ctx);
         return 1;
@@ -344,6 +385,7 @@ static int s_run(s_cli_t *c)
             fprintf(stderr, "glassbox-coordinator serve: --http: %s\n", err.msg);
             gb_federation_destroy(&fed);
             gb_front_door_destroy(&door);
+            gb_event_loop_destroy(&loop);
             zmq_ctx_term(ctx);
             return 1;
         }
@@ -353,17 +395,15 @@ static int s_run(s_cli_t *c)
     if (ep)
         printf("http on %s (port %u)\n", c->http, (unsigned)gb_status_endpoint_port(ep));
     fflush(stdout);
+    sv.ep = ep;
     int rc = 0;
-    double finished_at = 0;
-    while (!s_stop) {
-        if (gb_federation_step(fed, 200, &err) != 0) {
+    while (!s_stop && !sv.done) {
+        /* -1: the status timer always bounds the wait */
+        if (gb_federation_step(fed, -1, &err) != 0) {
             fprintf(stderr, "glassbox-coordinator serve: %s\n", err.msg);
             rc = 1;
             break;
         }
-        gb_serve_status_publish(ep, fed, &c->fed, false);
-        if (gb_federation_finished(fed) && s_finished_may_stop(c, fed, door, &finished_at))
-            break;
     }
     gb_log_info("coordinator: stopping after round %llu",
                 (unsigned long long)gb_federation_round(fed));
@@ -381,6 +421,7 @@ static int s_run(s_cli_t *c)
     gb_status_endpoint_destroy(&ep);
     gb_federation_destroy(&fed);
     gb_front_door_destroy(&door);
+    gb_event_loop_destroy(&loop);
     zmq_ctx_term(ctx);
     return rc;
 }

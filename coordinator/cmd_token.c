@@ -19,24 +19,9 @@
 #include "util/file.h"
 #include "util/log.h"
 #include "util/subcommand.h"
+#include "util/time.h"
 
-static void s_utc(int64_t t, char out[32])
-{
-    time_t tt = (time_t)t;
-    struct tm tm;
-    if (!gmtime_r(&tt, &tm) || !strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm))
-        snprintf(out, 32, "%" PRId64, t);
-}
-
-/* The command's option parsing, help and required flags (util/args.h):
- * -1 to go on, else the exit code. */
-static int s_parse(const char *sub, const char *synopsis, const char *about, gb_arg_t *opts,
-                   int n, const char *const *required, int argc, char **argv)
-{
-    char command[64];
-    snprintf(command, sizeof command, "%s %s", "glassbox-coordinator token", sub);
-    return gb_args_command(command, synopsis, about, opts, n, required, argc, argv);
-}
+#define S_GROUP "glassbox-coordinator token"
 
 static int s_create(int argc, char **argv)
 {
@@ -50,7 +35,7 @@ static int s_create(int argc, char **argv)
         {"--out", GB_ARG_STRING, &out, 0, 0, NULL, "write the token to this file (mode 0600) instead of stdout", false},
     };
     static const char *const req[] = {"--dir", "--uses", "--ttl", NULL};
-    int rc = s_parse("create", "--dir DIR --uses N --ttl SECONDS [--out FILE]",
+    int rc = gb_args_subcommand(S_GROUP, "create", "--dir DIR --uses N --ttl SECONDS [--out FILE]",
                      "Makes an enrollment token: clients present it with a CSR to get a\n"
                      "certificate ('glassbox-client enroll --token-file F'). Only its hash\n"
                      "is stored; keep the token secret.",
@@ -76,8 +61,8 @@ static int s_create(int argc, char **argv)
         fprintf(stderr, "glassbox-coordinator token create: %s\n", err.msg);
         goto out;
     }
-    char until[32];
-    s_utc((int64_t)now + (int64_t)ttl, until);
+    char until[GB_TIME_UTC_MAX];
+    gb_time_format_utc((int64_t)now + (int64_t)ttl, until);
     if (out) {
         size_t len = strlen(token);
         token[len] = '\n';
@@ -108,7 +93,7 @@ static int s_list(int argc, char **argv)
         {"--dir", GB_ARG_STRING, &dir, 0, 0, NULL, "CA directory (the store is DIR/tokens)", false},
     };
     static const char *const req[] = {"--dir", NULL};
-    int rc = s_parse("list", "--dir DIR",
+    int rc = gb_args_subcommand(S_GROUP, "list", "--dir DIR",
                      "Lists the enrollment tokens by id (never the tokens themselves).", opts, 1,
                      req, argc, argv);
     if (rc >= 0)
@@ -124,9 +109,9 @@ static int s_list(int argc, char **argv)
            "STATUS");
     for (size_t i = 0; i < gb_tokens_count(store); i++) {
         const gb_token_info_t *t = gb_tokens_get(store, i);
-        char created[32], expires[32], uses[24];
-        s_utc(t->created, created);
-        s_utc(t->expires, expires);
+        char created[GB_TIME_UTC_MAX], expires[GB_TIME_UTC_MAX], uses[24];
+        gb_time_format_utc(t->created, created);
+        gb_time_format_utc(t->expires, expires);
         snprintf(uses, sizeof uses, "%" PRIu32 "/%" PRIu32, t->uses_left, t->uses);
         printf("%-12s  %-20s  %-20s  %-11s  %s\n", t->id, created, expires, uses,
                gb_token_status(t, now));

@@ -3,7 +3,12 @@
  *
  * Every call into the machine is followed by draining its action queue, so
  * the queue is empty whenever a new event arrives, and a FEED action always
- * belongs to the result being handled (f->current). */
+ * belongs to the result being handled (f->current).
+ *
+ * Time comes from the event loop: the machine's wake-up (gb_rounds_wake_at)
+ * and the outbox's next retry are two timers, set again after every drain
+ * (whatever changed the machine or the outbox went through one), so the loop
+ * sleeps until the nearer of them unless a client speaks. */
 #include "federation.h"
 
 #include <errno.h>
@@ -26,6 +31,7 @@
 #include "util/time.h"
 
 static void s_drain(gb_federation_t *f);
+static void s_detach(gb_federation_t *f);
 
 /* ---- set-up ---------------------------------------------------------------- */
 
@@ -375,6 +381,8 @@ void gb_federation_destroy(gb_federation_t **pf)
     if (!pf || !*pf)
         return;
     gb_federation_t *f = *pf;
+    s_detach(f);
+    gb_event_loop_destroy(&f->own_loop);
     if (f->rounds)
         gb_front_door_set_handlers(f->door, NULL);
     gb_explain_merge_result_free(&f->xr);
@@ -595,6 +603,24 @@ static void s_do(gb_federation_t *f, const gb_rounds_action_t *a)
     }
 }
 
+/* The timers at what the machine and the outbox wait for now. The machine
+ * counts in Unix milliseconds, the loop in gb_time_now's monotonic seconds:
+ * the wait is carried over, not the time. */
+static void s_arm(gb_federation_t *f)
+{
+    if (!f->loop)
+        return;
+    double now = gb_time_now();
+    uint64_t wake = gb_rounds_wake_at(f->rounds), unix_now = gb_time_unix_ms();
+    double at = wake == UINT64_MAX ? HUGE_VAL
+                : wake <= unix_now ? now
+                                   : now + (double)(wake - unix_now) / 1000.0;
+    double retry = f->outbox ? gb_pub_outbox_next_retry(f->outbox) : HUGE_VAL;
+    if (gb_event_loop_timer_set(f->loop, f->round_timer, at) != 0 ||
+        gb_event_loop_timer_set(f->loop, f->outbox_timer, retry) != 0)
+        gb_log_error("federation: its timers are gone from the loop");
+}
+
 static void s_drain(gb_federation_t *f)
 {
     gb_rounds_action_t a;
@@ -603,6 +629,7 @@ static void s_drain(gb_federation_t *f)
     gb_rounds_status_t st;
     gb_rounds_status(f->rounds, &st);
     gb_front_door_set_round(f->door, st.round);
+    s_arm(f);
 }
 
 /* ---- events ---------------------------------------------------------------- */
@@ -714,28 +741,86 @@ out:
 
 /* ---- the loop -------------------------------------------------------------- */
 
+/* The machine's deadline came (a round's, a backoff's end). */
+static void s_on_round_timer(gb_event_loop_t *loop, uint64_t id, void *arg)
+{
+    (void)loop;
+    (void)id;
+    gb_federation_t *f = arg;
+    gb_error_t err = {0};
+    if (gb_rounds_tick(f->rounds, gb_time_unix_ms(), &err) != 0)
+        gb_log_warn("federation: %s", err.msg);
+    s_drain(f);
+}
+
+/* A round's publication files are due for another try. */
+static void s_on_outbox_timer(gb_event_loop_t *loop, uint64_t id, void *arg)
+{
+    (void)loop;
+    (void)id;
+    gb_federation_t *f = arg;
+    gb_pub_outbox_retry(f->outbox, gb_time_now());
+    s_arm(f);
+}
+
+/* Leaves the loop: the timers and the door. */
+static void s_detach(gb_federation_t *f)
+{
+    if (!f->loop)
+        return;
+    gb_event_loop_remove(f->loop, f->round_timer);
+    gb_event_loop_remove(f->loop, f->outbox_timer);
+    gb_front_door_detach(f->door);
+    f->round_timer = f->outbox_timer = 0;
+    f->loop = NULL;
+}
+
+int gb_federation_attach(gb_federation_t *f, gb_event_loop_t *loop, gb_error_t *err)
+{
+    if (!loop)
+        return gb_error_set(err, GB_EINVAL, "federation: attach needs a loop");
+    if (f->loop == loop)
+        return 0;
+    if (f->loop && f->loop != f->own_loop)
+        return gb_error_set(err, GB_EINVAL, "federation: attached to another loop already");
+    s_detach(f); /* from its own loop, if a step made one */
+    int rc = gb_front_door_attach(f->door, loop, err);
+    if (rc)
+        return rc;
+    /* the machine's first tick at once, as a step always began with one */
+    f->round_timer = gb_event_loop_add_timer(loop, gb_time_now(), 0, s_on_round_timer, f, err);
+    f->outbox_timer =
+        f->round_timer ? gb_event_loop_add_timer(loop, HUGE_VAL, 0, s_on_outbox_timer, f, err)
+                       : 0;
+    if (!f->outbox_timer) {
+        gb_event_loop_remove(loop, f->round_timer);
+        f->round_timer = 0;
+        gb_front_door_detach(f->door);
+        return err && err->code ? err->code : GB_ENOMEM;
+    }
+    f->loop = loop;
+    double retry = f->outbox ? gb_pub_outbox_next_retry(f->outbox) : HUGE_VAL;
+    if (gb_event_loop_timer_set(loop, f->outbox_timer, retry) != 0)
+        return gb_error_set(err, GB_EINVAL, "federation: the outbox timer is gone");
+    return 0;
+}
+
 int gb_federation_step(gb_federation_t *f, int max_wait_ms, gb_error_t *err)
 {
     if (f->fatal[0])
         return gb_error_set(err, GB_EIO, "%s", f->fatal);
-    uint64_t now = gb_time_unix_ms();
-    uint64_t wake = gb_rounds_wake_at(f->rounds);
-    int wait = max_wait_ms;
-    if (wake != UINT64_MAX) {
-        if (wake <= now)
-            wait = 0;
-        else if (wait < 0 || wake - now < (uint64_t)wait)
-            wait = (int)(wake - now);
+    if (!f->loop) {
+        if (!f->own_loop && !(f->own_loop = gb_event_loop_new(err)))
+            return err && err->code ? err->code : GB_ENOMEM;
+        int rc = gb_federation_attach(f, f->own_loop, err);
+        if (rc)
+            return rc;
     }
-    int rc = gb_front_door_step(f->door, wait, err);
+    /* a turn of f->loop: the door is attached to it, and says when its
+     * socket failed */
+    int rc = gb_front_door_step(f->door, max_wait_ms, err);
     if (rc)
         return rc;
-    if (f->outbox)
-        gb_pub_outbox_retry(f->outbox, gb_time_now());
-    gb_error_t terr = {0};
-    if (gb_rounds_tick(f->rounds, gb_time_unix_ms(), &terr) != 0)
-        gb_log_warn("federation: %s", terr.msg);
-    s_drain(f);
     if (f->fatal[0])
         return gb_error_set(err, GB_EIO, "%s", f->fatal);
     return 0;
@@ -745,6 +830,7 @@ void gb_federation_flush(gb_federation_t *f)
 {
     if (f->outbox)
         gb_pub_outbox_retry(f->outbox, INFINITY);
+    s_arm(f);
 }
 
 bool gb_federation_finished(const gb_federation_t *f)

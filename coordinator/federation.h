@@ -48,11 +48,20 @@
  * aggregator. Every refusal is counted in
  * glassbox_updates_refused_total{reason}.
  *
+ * It runs on an event loop (net/event_loop.h): attached to the process's
+ * one loop (gb_federation_attach, which attaches the door too), with the
+ * round machine's wake-up and the outbox's next retry as timers there, so
+ * an idle federation sleeps until the nearest deadline; or, for a caller
+ * without one, on a loop of its own that gb_federation_step turns. Either
+ * way gb_federation_step is the turn: serve runs the same code as the
+ * tests.
+ *
  * Ownership: gb_federation_new returns an object the caller owns
  * (gb_federation_destroy); it borrows the ZeroMQ context and the front door
  * (which must outlive it) and installs the door's handlers, removed again by
- * destroy. Strings in the options are copied where kept. Single-threaded:
- * the thread that calls gb_federation_step runs everything. */
+ * destroy, as is the attachment to the loop (the door's too). Strings in
+ * the options are copied where kept. Single-threaded: the thread that runs
+ * the loop runs everything. */
 #ifndef GB_COORDINATOR_FEDERATION_H
 #define GB_COORDINATOR_FEDERATION_H
 
@@ -186,12 +195,25 @@ gb_federation_t *gb_federation_new(void *zmq_ctx, gb_front_door_t *door,
  * NULL-safe. */
 void gb_federation_destroy(gb_federation_t **f);
 
-/* Runs for at most max_wait_ms (less when the round machine has something
- * to do sooner): the door's events, the machine's deadlines, every action
- * they lead to, and the publication files waiting for a retry. Returns 0,
- * or a negative gb_err when the door's socket fails or the federation
- * cannot go on (GB_EIO: the state directory cannot hold the next
- * checkpoint; err says how much room it needs). */
+/* Attaches the federation to loop: the door (gb_front_door_attach), the
+ * round machine's wake-up (the first tick at once) and the outbox's next
+ * retry as timers, set again after everything that changes them. The loop
+ * is borrowed and must outlive the attachment. A federation that a step
+ * attached to its own loop moves to the given one. Returns 0 (also when
+ * attached to loop already), GB_EINVAL when attached to another loop (it or
+ * its door), GB_ENOMEM (err filled). */
+int gb_federation_attach(gb_federation_t *f, gb_event_loop_t *loop,
+                         gb_error_t *err) GB_MUST_CHECK;
+
+/* One turn of the loop the federation is attached to (a loop of its own,
+ * made now, when it is attached to none): waits at most max_wait_ms (-1:
+ * until the nearest deadline of the loop) for the door's events and the
+ * timers, then handles what came: the door's events, the machine's
+ * deadlines, every action they lead to, the publication files due for a
+ * retry. Returns 0 (also when a signal cut the wait short: the caller looks
+ * at its flags), or a negative gb_err when the loop or the door's socket
+ * fails or the federation cannot go on (GB_EIO: the state directory cannot
+ * hold the next checkpoint; err says how much room it needs). */
 int gb_federation_step(gb_federation_t *f, int max_wait_ms, gb_error_t *err) GB_MUST_CHECK;
 
 /* total_rounds are finished (and the clients were told). From then on a
@@ -208,7 +230,7 @@ size_t gb_federation_untold(const gb_federation_t *f);
 void gb_federation_flush(gb_federation_t *f);
 
 /* Finished rounds whose publication files in out_dir are not written yet
- * (pub_outbox.h: retried on every step); *first (may be NULL) gets the
+ * (pub_outbox.h: retried when their backoff has passed); *first (may be NULL) gets the
  * oldest and *why (may be NULL) the last failure, borrowed. */
 size_t gb_federation_unwritten(const gb_federation_t *f, uint64_t *first, const char **why);
 

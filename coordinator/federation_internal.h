@@ -10,6 +10,7 @@
 #include "engine/model.h"
 #include "explain_merge.h"
 #include "federation.h"
+#include "net/event_loop.h"
 #include "net/publish.h"
 #include "pub_outbox.h"
 #include "report_history.h"
@@ -136,6 +137,11 @@ struct gb_federation {
     char sim_refusal[256];          /* why the last Join that asked got none ("": it did) */
     uint64_t per_checkpoint;        /* bytes one checkpoint and model file take, about */
     char fatal[GB_ERROR_MSG_MAX];   /* why the federation cannot go on ("" while it can) */
+    gb_event_loop_t *loop;          /* the loop it is attached to (borrowed, or own_loop) */
+    gb_event_loop_t *own_loop;      /* gb_federation_step's, made when it finds none */
+    uint64_t round_timer;           /* in loop: the round machine's wake-up
+                                       (gb_rounds_wake_at) */
+    uint64_t outbox_timer;          /* in loop: the outbox's next retry */
     bool resumed_finished;          /* this run began with every round done: who is
                                        yet to be told is not known */
 };

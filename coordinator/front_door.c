@@ -6,10 +6,19 @@
  * compares. The index holds every session's handle and the name of every
  * joined session (so at most one session per name). Each session has a
  * conversation (net/conversation.h) for its sequence numbers, chunked
- * transfers and the frames the link had no room for. */
+ * transfers and the frames the link had no room for.
+ *
+ * The door lives on an event loop (net/event_loop.h): the link server is a
+ * source of it, drained without waiting (s_service) whenever the loop says
+ * the link has something to do; the CRL check is a periodic timer, and a
+ * one-shot "service" timer closes what gb_front_door_close marked and
+ * offers waiting frames to the link again. A callback cannot return an
+ * error, so a failure of the socket is kept (d->fail) and every step
+ * returns it. */
 #include "front_door.h"
 
 #include <assert.h>
+#include <math.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
@@ -21,6 +30,7 @@
 #include "net/channel.h"
 #include "net/conversation.h"
 #include "net/envelope.h"
+#include "net/event_loop.h"
 #include "net/link.h"
 #include "net/pki.h"
 #include "session_index.h"
@@ -30,6 +40,8 @@
 #include "util/time.h"
 
 #define S_CRL_CHECK_S 1.0 /* how often crl.pem's time stamp is looked at */
+#define S_FLUSH_RETRY_S 0.2 /* frames the link had no room for are offered again at least this
+                               often (the link also wakes the door when its own queue moves) */
 #define S_MAX_QUEUED ((size_t)64 << 20) /* unsent bytes held per session */
 /* an anonymous session sends one EnrollRequest: a token and a CSR */
 #define S_ANON_MAX_TRANSFER ((uint64_t)GB_ENVELOPE_MAX_TOKEN + GB_ENVELOPE_MAX_DER + 4096)
@@ -58,7 +70,11 @@ struct gb_front_door {
                                      room for cap of each, so puts never fail */
     gb_front_door_handlers_t h;   /* the round loop's callbacks (all NULL: none) */
     struct timespec crl_mtime;    /* crl.pem's time stamp when last loaded */
-    double next_crl_check;        /* when to look again */
+    gb_event_loop_t *loop;        /* the loop it is attached to (borrowed, or own_loop) */
+    gb_event_loop_t *own_loop;    /* gb_front_door_step's, made when it finds none */
+    uint64_t crl_timer;           /* the periodic CRL check in loop */
+    uint64_t service_timer;       /* one-shot: close marked sessions, flush */
+    gb_error_t fail;              /* the socket's failure met in a callback (code 0: none) */
     uint8_t *last_pub;            /* the latest packed SignedPublication, for new subscribers */
     size_t last_pub_len;          /* its bytes */
     uint64_t current_round;       /* told in Welcome (gb_front_door_set_round) */
@@ -134,6 +150,8 @@ void gb_front_door_destroy(gb_front_door_t **pd)
     if (!pd || !*pd)
         return;
     gb_front_door_t *d = *pd;
+    gb_front_door_detach(d);
+    gb_event_loop_destroy(&d->own_loop);
     for (size_t i = 0; i < d->n_sessions; i++)
         gb_conversation_destroy(&d->sessions[i].conv);
     gb_link_server_destroy(&d->link);
@@ -531,17 +549,15 @@ static void s_on_message(gb_front_door_t *d, const gb_link_event_t *ev)
     gb_log_blame(NULL);
 }
 
-/* Reloads the CRL when `ca revoke` or `ca crl` has rewritten it. */
-static void s_check_crl(gb_front_door_t *d)
+/* Reloads the CRL when `ca revoke` or `ca crl` has rewritten it (the crl
+ * timer's work, every S_CRL_CHECK_S). Returns the sessions it ended. */
+static int s_check_crl(gb_front_door_t *d)
 {
-    double now = gb_time_now();
-    if (now < d->next_crl_check)
-        return;
-    d->next_crl_check = now + S_CRL_CHECK_S;
     struct timespec t;
     if (!s_mtime(d->crl_file, &t) ||
         (t.tv_sec == d->crl_mtime.tv_sec && t.tv_nsec == d->crl_mtime.tv_nsec))
-        return;
+        return 0;
+    int ended = 0;
     gb_error_t err = {0};
     if (gb_tls_reload_crl(d->tls, d->crl_file, &err) != 0) {
         gb_log_error("coordinator: the new %s is refused, the old list stays: %s",
@@ -549,9 +565,9 @@ static void s_check_crl(gb_front_door_t *d)
     } else {
         gb_log_info("coordinator: revocation list reloaded from %s", d->crl_file);
         /* A revoked client's open session ends now, not at its next
-         * handshake: its DISCONNECTED events follow in this step, so the
-         * round loop drops it and takes nothing more from it. */
-        int ended = gb_link_server_recheck(d->link, &err);
+         * handshake: its DISCONNECTED events follow at once, so the round
+         * loop drops it and takes nothing more from it. */
+        ended = gb_link_server_recheck(d->link, &err);
         if (ended < 0)
             gb_log_error("coordinator: sessions not checked against the new list: %s",
                          err.msg);
@@ -564,6 +580,7 @@ static void s_check_crl(gb_front_door_t *d)
                         ended);
     }
     d->crl_mtime = t; /* a refused file is not retried until it changes again */
+    return ended;
 }
 
 /* Closes the sessions gb_front_door_close marked, telling the round loop. */
@@ -585,53 +602,158 @@ static void s_close_marked(gb_front_door_t *d)
     }
 }
 
-/* Offers every session's waiting frames to the link again. */
-static void s_flush_all(gb_front_door_t *d)
+/* Offers every session's waiting frames to the link again. Returns whether
+ * some still wait. */
+static bool s_flush_all(gb_front_door_t *d)
 {
+    bool waiting = false;
     for (size_t i = 0; i < d->n_sessions; i++) {
         s_session_t *s = &d->sessions[i];
         gb_error_t err = {0};
         if (gb_conversation_queued_bytes(s->conv) && s_flush(d, s, &err) != 0)
             gb_log_warn("coordinator: sending to %s: %s", s->name[0] ? s->name : "a client",
                         err.msg);
+        waiting = waiting || gb_conversation_queued_bytes(s->conv);
     }
+    return waiting;
+}
+
+/* The service timer's next run (HUGE_VAL: disarm); nothing when detached. */
+static void s_arm_service(gb_front_door_t *d, double at)
+{
+    if (d->loop && gb_event_loop_timer_set(d->loop, d->service_timer, at) != 0)
+        gb_log_error("coordinator: the front door's service timer is gone");
+}
+
+/* One link event, answered. */
+static void s_on_event(gb_front_door_t *d, const gb_link_event_t *ev)
+{
+    switch (ev->kind) {
+    case GB_LINK_EV_NONE:
+        return;
+    case GB_LINK_EV_CONNECTED:
+        s_on_connected(d, ev);
+        return;
+    case GB_LINK_EV_MESSAGE:
+        s_on_message(d, ev);
+        return;
+    case GB_LINK_EV_DISCONNECTED: {
+        s_session_t *s = s_find(d, ev->session);
+        char name[GB_PKI_NAME_MAX + 1] = "";
+        if (s && s->joined) {
+            gb_log_info("coordinator: '%s' left: %s", s->name, ev->reason);
+            snprintf(name, sizeof name, "%s", s->name);
+        }
+        s_forget(d, ev->session);
+        if (name[0] && d->h.left)
+            d->h.left(d->h.arg, name, ev->reason);
+        return;
+    }
+    }
+}
+
+/* Everything the door can do now: every pending link event answered, the
+ * marked sessions closed, waiting frames offered again (and, while some
+ * still wait, the service timer armed to offer them again). A socket
+ * failure is kept for the step to return. */
+static void s_service(gb_front_door_t *d)
+{
+    gb_link_event_t ev;
+    for (;;) {
+        gb_error_t err = {0};
+        int rc = gb_link_server_poll(d->link, 0, &ev, &err);
+        if (rc != 0) {
+            if (!d->fail.code)
+                gb_error_set(&d->fail, rc, "%s", err.msg);
+            break;
+        }
+        if (ev.kind == GB_LINK_EV_NONE)
+            break;
+        s_on_event(d, &ev);
+    }
+    s_close_marked(d);
+    s_arm_service(d, s_flush_all(d) ? gb_time_now() + S_FLUSH_RETRY_S : HUGE_VAL);
+}
+
+static void s_on_link_ready(void *arg)
+{
+    s_service(arg);
+}
+
+static void s_on_service_timer(gb_event_loop_t *loop, uint64_t id, void *arg)
+{
+    (void)loop;
+    (void)id;
+    s_service(arg);
+}
+
+static void s_on_crl_timer(gb_event_loop_t *loop, uint64_t id, void *arg)
+{
+    (void)loop;
+    (void)id;
+    gb_front_door_t *d = arg;
+    if (s_check_crl(d) > 0)
+        s_service(d); /* the ended sessions' DISCONNECTED events */
+}
+
+int gb_front_door_attach(gb_front_door_t *d, gb_event_loop_t *loop, gb_error_t *err)
+{
+    if (!loop)
+        return gb_error_set(err, GB_EINVAL, "front door: attach needs a loop");
+    if (d->loop == loop)
+        return 0;
+    if (d->loop && d->loop != d->own_loop)
+        return gb_error_set(err, GB_EINVAL, "front door: attached to another loop already");
+    gb_front_door_detach(d); /* from its own loop, if a step made one */
+    double now = gb_time_now();
+    int rc = gb_link_server_attach(d->link, loop, s_on_link_ready, d, err);
+    if (rc)
+        return rc;
+    /* the first CRL check and service at once, as a step always began */
+    d->crl_timer = gb_event_loop_add_timer(loop, now, S_CRL_CHECK_S, s_on_crl_timer, d, err);
+    d->service_timer =
+        d->crl_timer ? gb_event_loop_add_timer(loop, now, 0, s_on_service_timer, d, err) : 0;
+    if (!d->service_timer) {
+        gb_event_loop_remove(loop, d->crl_timer);
+        d->crl_timer = 0;
+        gb_link_server_detach(d->link);
+        return err && err->code ? err->code : GB_ENOMEM;
+    }
+    d->loop = loop;
+    return 0;
+}
+
+void gb_front_door_detach(gb_front_door_t *d)
+{
+    if (!d->loop)
+        return;
+    gb_event_loop_remove(d->loop, d->crl_timer);
+    gb_event_loop_remove(d->loop, d->service_timer);
+    gb_link_server_detach(d->link);
+    d->crl_timer = d->service_timer = 0;
+    d->loop = NULL;
+}
+
+int gb_front_door_failure(const gb_front_door_t *d, gb_error_t *err)
+{
+    if (!d->fail.code)
+        return 0;
+    return gb_error_set(err, d->fail.code, "%s", d->fail.msg);
 }
 
 int gb_front_door_step(gb_front_door_t *d, int timeout_ms, gb_error_t *err)
 {
-    gb_link_event_t ev;
-    int wait = timeout_ms;
-    for (;;) {
-        s_check_crl(d);
-        int rc = gb_link_server_poll(d->link, wait, &ev, err);
-        if (rc != 0)
+    if (!d->loop) {
+        if (!d->own_loop && !(d->own_loop = gb_event_loop_new(err)))
+            return err && err->code ? err->code : GB_ENOMEM;
+        int rc = gb_front_door_attach(d, d->own_loop, err);
+        if (rc)
             return rc;
-        switch (ev.kind) {
-        case GB_LINK_EV_NONE:
-            s_close_marked(d);
-            s_flush_all(d);
-            return 0;
-        case GB_LINK_EV_CONNECTED:
-            s_on_connected(d, &ev);
-            break;
-        case GB_LINK_EV_MESSAGE:
-            s_on_message(d, &ev);
-            break;
-        case GB_LINK_EV_DISCONNECTED: {
-            s_session_t *s = s_find(d, ev.session);
-            char name[GB_PKI_NAME_MAX + 1] = "";
-            if (s && s->joined) {
-                gb_log_info("coordinator: '%s' left: %s", s->name, ev.reason);
-                snprintf(name, sizeof name, "%s", s->name);
-            }
-            s_forget(d, ev.session);
-            if (name[0] && d->h.left)
-                d->h.left(d->h.arg, name, ev.reason);
-            break;
-        }
-        }
-        wait = 0; /* drain what is pending, then return */
     }
+    int rc = gb_event_loop_run_once(d->loop, timeout_ms, err);
+    if (rc < 0)
+        return rc;
+    return gb_front_door_failure(d, err);
 }
 
 void gb_front_door_set_handlers(gb_front_door_t *d, const gb_front_door_handlers_t *h)
@@ -711,6 +833,7 @@ void gb_front_door_close(gb_front_door_t *d, const char *client_id, const char *
         return;
     gb_log_warn("coordinator: closing the session of '%s': %s", client_id, why);
     s->closing = true;
+    s_arm_service(d, gb_time_now()); /* this turn's timers, or the next turn's */
 }
 
 int gb_front_door_publish(gb_front_door_t *d, const uint8_t *signed_pub, size_t len,

@@ -31,10 +31,17 @@
  * the same name joins on a new session (it reconnected before the old
  * session timed out), the old session is closed without a `left`.
  *
+ * The door runs on an event loop (net/event_loop.h): attached to the
+ * process's one loop (gb_front_door_attach: its link server a source there,
+ * the CRL check a periodic timer, a timer for closing marked sessions and
+ * offering waiting frames again), or, for a caller without one, to a loop
+ * of its own that gb_front_door_step turns.
+ *
  * Ownership: gb_front_door_new returns an object the caller owns
- * (gb_front_door_destroy); the ZeroMQ context is borrowed. Single-threaded:
- * one thread calls gb_front_door_step in a loop, and handlers run inside it
- * (they may call gb_front_door_send). */
+ * (gb_front_door_destroy); the ZeroMQ context is borrowed, and so is an
+ * attached loop. Single-threaded: one thread runs the loop (or calls
+ * gb_front_door_step), and handlers run inside it (they may call
+ * gb_front_door_send). */
 #ifndef GB_COORDINATOR_FRONT_DOOR_H
 #define GB_COORDINATOR_FRONT_DOOR_H
 
@@ -44,6 +51,7 @@
 
 #include "glassbox.pb-c.h"
 #include "net/conversation.h"
+#include "net/event_loop.h"
 #include "util/error.h"
 
 typedef struct {
@@ -67,9 +75,30 @@ void gb_front_door_destroy(gb_front_door_t **door);
 /* The endpoint actually bound. Borrowed. */
 const char *gb_front_door_endpoint(const gb_front_door_t *door);
 
-/* Handles what arrives within timeout_ms (-1: until something does): every
- * pending event is answered before it returns. Returns 0, or a negative
- * gb_err when the socket itself fails. */
+/* Attaches the door to loop: its link server becomes a source there, the
+ * CRL check (every second, the first at once) and the door's service (what
+ * gb_front_door_close marked, frames waiting for room) timers. An idle door
+ * without sessions has no deadline but the CRL check. The loop is borrowed
+ * and must outlive the attachment; destroy detaches. A door that a step
+ * attached to its own loop moves to the given one. Returns 0 (also when
+ * attached to loop already), GB_EINVAL when attached to another loop, or
+ * GB_ENOMEM (err filled). */
+int gb_front_door_attach(gb_front_door_t *door, gb_event_loop_t *loop,
+                         gb_error_t *err) GB_MUST_CHECK;
+
+/* Leaves the loop it is attached to; nothing if not attached. */
+void gb_front_door_detach(gb_front_door_t *door);
+
+/* The failure of the socket itself that a callback of the loop met (the
+ * link could not be read): 0 while there is none, else its code with err
+ * filled. It stays: the door cannot go on. */
+int gb_front_door_failure(const gb_front_door_t *door, gb_error_t *err) GB_MUST_CHECK;
+
+/* One turn of the loop the door is attached to (a loop of its own, made
+ * now, when it is attached to none): waits up to timeout_ms (-1: until the
+ * nearest deadline) for the link or a timer, and answers every pending
+ * event of the link when it has any. Returns 0, or a negative gb_err when
+ * the loop or the socket itself fails (gb_front_door_failure). */
 int gb_front_door_step(gb_front_door_t *door, int timeout_ms, gb_error_t *err) GB_MUST_CHECK;
 
 /* The round told to clients in Welcome.current_round from now on (the
@@ -150,7 +179,7 @@ void gb_front_door_refuse(gb_front_door_t *door, const char *client_id,
 void gb_front_door_ack(gb_front_door_t *door, const char *client_id, uint64_t acked_sequence,
                        uint64_t round, uint64_t task_id);
 
-/* Ends client_id's session at the end of the current step (the client
+/* Ends client_id's session once the current callback is over (the client
  * reconnects by itself and joins again), with `left` heard then; for a
  * client that could not be sent what it must get. Nothing when it is not
  * connected. */

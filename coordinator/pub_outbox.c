@@ -6,6 +6,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <math.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
@@ -398,6 +399,11 @@ size_t gb_pub_outbox_retry(gb_pub_outbox_t *ob, double now)
     if (ob->n == 0)
         ob->last_error[0] = '\0';
     return written;
+}
+
+double gb_pub_outbox_next_retry(const gb_pub_outbox_t *ob)
+{
+    return ob->n ? ob->items[0].retry_at : HUGE_VAL;
 }
 
 size_t gb_pub_outbox_waiting(const gb_pub_outbox_t *ob, uint64_t *first, const char **last_error)

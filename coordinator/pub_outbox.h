@@ -95,6 +95,12 @@ int gb_pub_outbox_put(gb_pub_outbox_t *ob, uint64_t round, const uint8_t *pub, s
  * Returns how many were written. */
 size_t gb_pub_outbox_retry(gb_pub_outbox_t *ob, double now);
 
+/* When gb_pub_outbox_retry has something to do next (monotonic seconds,
+ * util/time.h): the oldest waiting round's retry time, since rounds go in
+ * round order; HUGE_VAL when none waits. For a caller that sleeps until
+ * then instead of polling. */
+double gb_pub_outbox_next_retry(const gb_pub_outbox_t *ob);
+
 /* Rounds waiting; *first (may be NULL) gets the oldest (0: none) and
  * last_error (may be NULL) the last failure's message, borrowed. */
 size_t gb_pub_outbox_waiting(const gb_pub_outbox_t *ob, uint64_t *first,

@@ -1,8 +1,9 @@
-/* What `serve` tells its HTTP endpoint (net/status_endpoint.h) after each
- * step of the federation: the /status document, built with jansson from the
- * round machine's status (rounds.h) and the run's settings, and whether the
- * federation is healthy. Built in the serve loop's thread and handed over as
- * text, so the HTTP thread never reads the federation.
+/* What `serve` tells its HTTP endpoint (net/status_endpoint.h) on every
+ * tick of its status timer (cmd_serve.c, every 200 ms): the /status
+ * document, built with jansson from the round machine's status (rounds.h)
+ * and the run's settings, and whether the federation is healthy. Built in
+ * the serve loop's thread and handed over as text, so the HTTP thread never
+ * reads the federation.
  *
  * /status keys: federation, round (in progress or next; in "done" the last),
  * phase (gb_rounds_state_name: "waiting", "training", ...), attempt,
@@ -13,7 +14,8 @@
  *
  * Healthy means: not shutting down, and the current round has not been
  * abandoned GB_STATUS_MAX_FAILURES times in a row (the endpoint adds the
- * stall check: a step that never returns). */
+ * stall check: a loop whose status timer stops ticking, held up by a step
+ * that never returns). */
 #ifndef GB_COORDINATOR_SERVE_STATUS_H
 #define GB_COORDINATOR_SERVE_STATUS_H
 
@@ -27,7 +29,7 @@
 #include "util/error.h"
 
 #define GB_STATUS_MAX_FAILURES 3 /* abandoned attempts in a row that make /healthz 503 */
-#define GB_SERVE_STALL_S 120.0   /* seconds without a finished step that make it 503 */
+#define GB_SERVE_STALL_S 120.0   /* seconds without a status tick that make it 503 */
 
 typedef struct {
     const char *federation;        /* its name (NULL: "glassbox") */

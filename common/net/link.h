@@ -40,8 +40,13 @@
  * with a DISCONNECTED event. A peer that sends garbage gets its session cut
  * off and logged; no other session notices.
  *
- * Both sides are single-threaded event loops: call poll, handle the event it
- * returns, repeat. poll also flushes queued frames and runs the timers.
+ * Both sides are single-threaded: call poll, handle the event it returns,
+ * repeat; poll also flushes queued frames and runs the timers. A poll that
+ * may wait waits on a private event loop (net/event_loop.h) of the link's
+ * own. A process with one loop for everything attaches the server to it
+ * instead (gb_link_server_attach) and drains it with polls that do not wait
+ * when the loop says it has something to do; the client joins such a loop
+ * through its poll items and deadline (gb_link_client_poll_items).
  *
  * Ownership: _new returns an object the caller owns and frees with _destroy
  * (safe on NULL, sets the pointer to NULL). The gb_tls_t and the ZeroMQ
@@ -58,6 +63,7 @@
 #include <zmq.h>
 
 #include "net/channel.h"
+#include "net/event_loop.h"
 #include "util/error.h"
 
 #define GB_LINK_HEADER_BYTES 9
@@ -125,9 +131,31 @@ const char *gb_link_server_endpoint(const gb_link_server_t *srv);
 /* Waits up to timeout_ms (0: do not wait, -1: forever) for the next event and
  * fills ev. Returns 0 (ev->kind may be GB_LINK_EV_NONE on timeout) or a
  * negative gb_err for a failure of the socket itself; a misbehaving peer is
- * never an error here, only a DISCONNECTED event and a log line. */
+ * never an error here, only a DISCONNECTED event and a log line. While the
+ * server is attached to a loop only timeout_ms 0 is allowed (GB_EINVAL
+ * otherwise: the wait is the loop's). */
 int gb_link_server_poll(gb_link_server_t *srv, int timeout_ms, gb_link_event_t *ev,
                         gb_error_t *err) GB_MUST_CHECK;
+
+/* The server has something to do: its owner drains it, calling
+ * gb_link_server_poll(srv, 0, ...) until it returns GB_LINK_EV_NONE. */
+typedef void (*gb_link_server_ready_fn)(void *arg);
+
+/* Registers the server as a source of loop: the loop polls its ROUTER socket
+ * (and its descriptor guard's) with everything else, and calls on_ready(arg)
+ * when one is readable or one of the server's own deadlines has come (the
+ * timeout scan while it holds sessions, the retry of frames the socket had
+ * no room for, the descriptor count while descriptors run low); an idle
+ * server with no sessions has no deadline. Between two such calls nothing
+ * happens on the link. The loop is borrowed and must outlive the
+ * attachment; destroy detaches. Returns 0, GB_EINVAL when already attached
+ * or on_ready is NULL, or GB_ENOMEM (err filled). */
+int gb_link_server_attach(gb_link_server_t *srv, gb_event_loop_t *loop,
+                          gb_link_server_ready_fn on_ready, void *arg,
+                          gb_error_t *err) GB_MUST_CHECK;
+
+/* Leaves the loop it was attached to; nothing if not attached. */
+void gb_link_server_detach(gb_link_server_t *srv);
 
 /* Encrypts one message for a session and queues it; poll and later sends
  * move it to the socket. Returns 0, GB_ECLOSED for a session that is gone or

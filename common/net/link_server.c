@@ -11,7 +11,15 @@
  * ring; messages are taken straight from the channel that produced them (the
  * cursor), so a received message is never copied. A frame the socket cannot
  * take now stays in its channel's outbox, and poll retries such sessions every
- * few milliseconds: that is the back-pressure of ROUTER_MANDATORY. */
+ * few milliseconds: that is the back-pressure of ROUTER_MANDATORY.
+ *
+ * The server is an event-loop source (net/event_loop.h): its sockets, and
+ * deadlines that are absolute times kept in the server (the timeout scan's
+ * grid, the next retry of blocked sessions, the descriptor count while
+ * descriptors run low), so that a loop which wakes often for others still
+ * finds them due. A poll that waits runs a private loop with the server as
+ * its only source; a process with one loop attaches the server to it
+ * instead (gb_link_server_attach) and drains it without waiting. */
 #include "net/link.h"
 
 #include <errno.h>
@@ -30,7 +38,7 @@
 #include "util/metrics.h"
 #include "util/time.h"
 
-#define S_TIMER_PERIOD 0.1     /* seconds between timeout scans */
+#define S_TIMER_PERIOD 0.1     /* seconds between timeout scans, at least */
 #define S_AWAY 1.0             /* a later scan than this means the owner was busy */
 #define S_CLOSE_LINGER_MS 1000
 #define S_BLOCKED_RETRY_MS 5   /* how often blocked sessions retry their send */
@@ -44,7 +52,7 @@
 /* A log line a peer caused, within its source's budget (log_limit.h). */
 #define S_PEER_LOG(srv, key, level, ...)                                                       \
     do {                                                                                       \
-        if (gb_log_limit_allow(&(srv)->peer_log, (key), strlen(key), gb_time_now()))           \
+        if (s_peer_log_allow((srv), (key)))                                                    \
             gb_log_##level(__VA_ARGS__);                                                       \
     } while (0)
 
@@ -95,8 +103,30 @@ struct gb_link_server {
     int *hs;                   /* slots of the sessions in their handshake (handshakes) */
     gb_log_limiter_t peer_log; /* budget of the log lines peers cause */
     double next_log_report;    /* when the lines held back are reported next */
+    bool log_held;             /* lines were held back since the last report */
     gb_event_loop_t *loop;     /* a waiting poll's loop (made on the first such poll) */
+    double next_retry;         /* when blocked sessions retry their send next */
+    double next_guard;         /* when the descriptor guard counts next (while low) */
+    gb_event_loop_t *attached; /* the owner's loop it is a source of (borrowed), or NULL */
+    uint64_t source;           /* its registration there (0: none) */
+    gb_link_server_ready_fn on_ready; /* the owner's drain, called by that loop */
+    void *on_ready_arg;        /* passed to it */
 };
+
+/* Whether a line a peer caused fits its source's budget; a line held back
+ * is reported within S_PEER_LOG_REPORT seconds (s_report_held). */
+static bool s_peer_log_allow(gb_link_server_t *srv, const char *key)
+{
+    double now = gb_time_now();
+    if (gb_log_limit_allow(&srv->peer_log, key, strlen(key), now))
+        return true;
+    if (!srv->log_held) {
+        srv->log_held = true;
+        if (srv->next_log_report < now)
+            srv->next_log_report = now + S_PEER_LOG_REPORT;
+    }
+    return false;
+}
 
 /* Bytes on the link, counted per frame (header and payload, not ZeroMQ's
  * routing id or framing) for every peer, certified or not: what the
@@ -247,6 +277,28 @@ static int s_hs_oldest(const gb_link_server_t *srv, double before, const char *s
 }
 
 static void s_end(gb_link_server_t *srv, int slot, const char *reason, bool announce);
+
+/* When the timeout scan must look at session s next: its handshake's end,
+ * an anonymous session's end of life, the end of its allowed silence. */
+static double s_expiry(const gb_link_server_t *srv, const s_session_t *s)
+{
+    if (!s->announced)
+        return s->started + srv->o.handshake_timeout_ms / 1000.0;
+    double t = s->last_seen + srv->o.idle_timeout_ms / 1000.0;
+    if (s->anonymous && s->started + srv->o.enroll_timeout_ms / 1000.0 < t)
+        t = s->started + srv->o.enroll_timeout_ms / 1000.0;
+    return t;
+}
+
+/* A session whose expiry may be nearer than the next scan: the scan comes
+ * sooner. (A later last_seen only moves expiries away: such a scan finds
+ * nothing due and schedules the next.) */
+static void s_scan_by(gb_link_server_t *srv, const s_session_t *s)
+{
+    double t = s_expiry(srv, s);
+    if (t < srv->next_timer)
+        srv->next_timer = t;
+}
 
 /* Room for a new handshake from `source`: NULL, possibly after evicting the
  * oldest half-open one (of that source when it holds its share, else of
@@ -433,6 +485,7 @@ static void s_after_feed(gb_link_server_t *srv, int slot)
         s_hs_remove(srv, slot);
         const char *name = gb_channel_peer_name(s->ch);
         s->anonymous = name == NULL;
+        s_scan_by(srv, s);
         if (!s->anonymous)
             s->preauth_bytes = 0; /* authenticated: the session's own bounds hold from now */
         gb_log_info("link: session %llu established with %s%s",
@@ -527,6 +580,7 @@ static void s_on_hello(gb_link_server_t *srv, int slot, const gb_link_received_t
     srv->count++;
     s_hs_add(srv, i);
     s_index_insert(srv, i);
+    s_scan_by(srv, s);
     s_feed(srv, i, m);
 }
 
@@ -556,24 +610,35 @@ static void s_on_message(gb_link_server_t *srv, const gb_link_received_t *m)
     }
 }
 
+/* One line for the peers' lines held back in the last few seconds. */
+static void s_report_held(gb_link_server_t *srv, double now)
+{
+    if (!srv->log_held || now < srv->next_log_report)
+        return;
+    uint64_t held = gb_log_limit_take_suppressed(&srv->peer_log);
+    if (held)
+        gb_log_warn("link: %llu more log lines about misbehaving peers held back in the "
+                    "last %.0f s",
+                    (unsigned long long)held, S_PEER_LOG_REPORT);
+    srv->log_held = false;
+    srv->next_log_report = now + S_PEER_LOG_REPORT;
+}
+
+/* The timeout scan: due at next_timer, the nearest expiry of any session
+ * (found by the scan before, or made nearer by s_scan_by), but at most
+ * every S_TIMER_PERIOD; no sessions, no scan. */
 static void s_timers(gb_link_server_t *srv)
 {
     double now = gb_time_now();
+    s_report_held(srv, now);
     if (now < srv->next_timer)
         return;
     /* Time the owner spent away from poll (aggregating a round, writing a
      * checkpoint) is not the peers' silence: their frames wait unread in the
-     * socket. Such a gap is credited to every session before judging. */
-    double away = srv->next_timer > 0 ? now - srv->next_timer : 0;
-    srv->next_timer = now + S_TIMER_PERIOD;
-    if (now >= srv->next_log_report) {
-        uint64_t held = gb_log_limit_take_suppressed(&srv->peer_log);
-        if (held && srv->next_log_report > 0)
-            gb_log_warn("link: %llu more log lines about misbehaving peers held back in the "
-                        "last %.0f s",
-                        (unsigned long long)held, S_PEER_LOG_REPORT);
-        srv->next_log_report = now + S_PEER_LOG_REPORT;
-    }
+     * socket. A scan that comes late shows such a gap, and it is credited to
+     * every session before judging. */
+    double away = srv->next_timer > 0 && isfinite(srv->next_timer) ? now - srv->next_timer : 0;
+    double next = HUGE_VAL;
     for (int i = 0; i < srv->o.max_sessions && srv->count; i++) {
         s_session_t *s = &srv->slots[i];
         if (!s->handle)
@@ -599,7 +664,10 @@ static void s_timers(gb_link_server_t *srv)
             gb_log_info("link: %s %s; session ended", s_who(s, who, sizeof who), why);
             s_end(srv, i, why, true);
         }
+        if (s->handle && s_expiry(srv, s) < next)
+            next = s_expiry(srv, s);
     }
+    srv->next_timer = next < now + S_TIMER_PERIOD ? now + S_TIMER_PERIOD : next;
 }
 
 static void s_retry_blocked(gb_link_server_t *srv)
@@ -701,6 +769,7 @@ void gb_link_server_destroy(gb_link_server_t **psrv)
     if (!psrv || !*psrv)
         return;
     gb_link_server_t *srv = *psrv;
+    gb_link_server_detach(srv);
     gb_event_loop_destroy(&srv->loop);
     uint64_t held = gb_log_limit_take_suppressed(&srv->peer_log);
     if (held)
@@ -742,10 +811,15 @@ static int s_poll_now(gb_link_server_t *srv, gb_link_event_t *ev, gb_error_t *er
     for (;;) {
         if (s_pop_event(srv, ev) || s_take_message(srv, ev))
             return 0;
-        if (srv->blocked)
+        double now = gb_time_now();
+        if (srv->blocked) {
             s_retry_blocked(srv);
+            srv->next_retry = now + S_BLOCKED_RETRY_MS / 1000.0;
+        }
         s_timers(srv);
-        gb_fd_guard_check(srv->guard, gb_time_now());
+        if (now >= srv->next_guard)
+            srv->next_guard = now + GB_FD_GUARD_PERIOD_S;
+        gb_fd_guard_check(srv->guard, now);
         if (srv->ev_count)
             continue;
         gb_link_received_t m;
@@ -769,18 +843,27 @@ static int s_poll_now(gb_link_server_t *srv, gb_link_event_t *ev, gb_error_t *er
     }
 }
 
-/* The server as the one source of its own loop: the ROUTER and the guard's
- * socket, and the nearest of its periodic duties: the timeout scan while it
- * holds sessions, the retry of blocked sessions (a ROUTER always says it has
- * room, so POLLOUT cannot tell), the descriptor guard's check. */
+/* The server as a source: the ROUTER and the guard's socket, and the nearest
+ * of its timed duties: the timeout scan while it holds sessions, the retry
+ * of blocked sessions (a ROUTER always says it has room, so POLLOUT cannot
+ * tell), the descriptor count while descriptors run low (accepted
+ * connections come on the guard's socket, so counting is only needed to
+ * see them free again). Nothing else is timed: an idle server without
+ * sessions sleeps until its sockets speak. */
 static int s_fill(void *arg, zmq_pollitem_t *items, int cap, double *deadline)
 {
     const gb_link_server_t *srv = arg;
-    double now = gb_time_now(), t = now + GB_FD_GUARD_PERIOD_S;
-    if (srv->count && now + S_TIMER_PERIOD < t)
-        t = now + S_TIMER_PERIOD;
-    if (srv->blocked && now + S_BLOCKED_RETRY_MS / 1000.0 < t)
-        t = now + S_BLOCKED_RETRY_MS / 1000.0;
+    double t = HUGE_VAL;
+    if (srv->count)
+        t = srv->next_timer;
+    if (srv->blocked && srv->next_retry < t)
+        t = srv->next_retry;
+    if (gb_fd_guard_low(srv->guard) && srv->next_guard < t)
+        t = srv->next_guard;
+    if (srv->log_held && srv->next_log_report < t)
+        t = srv->next_log_report;
+    if (srv->ev_count || srv->cursor >= 0)
+        t = 0; /* events or messages taken in already (a send that failed ends a session) */
     *deadline = t;
     if (cap < 2)
         return 0;
@@ -796,9 +879,49 @@ static void s_ready(gb_event_loop_t *loop, uint64_t id, void *arg)
     (void)arg; /* the poll looks again after every turn */
 }
 
+/* As a source of the owner's loop: the owner drains. */
+static void s_attached_ready(gb_event_loop_t *loop, uint64_t id, void *arg)
+{
+    (void)loop;
+    (void)id;
+    gb_link_server_t *srv = arg;
+    srv->on_ready(srv->on_ready_arg);
+}
+
+int gb_link_server_attach(gb_link_server_t *srv, gb_event_loop_t *loop,
+                          gb_link_server_ready_fn on_ready, void *arg, gb_error_t *err)
+{
+    if (srv->source || !loop || !on_ready)
+        return gb_error_set(err, GB_EINVAL, "link server: %s",
+                            srv->source ? "attached to a loop already"
+                                        : "attach needs a loop and a callback");
+    uint64_t id = gb_event_loop_add_source(loop, 2, s_fill, s_attached_ready, srv, err);
+    if (!id)
+        return err && err->code ? err->code : GB_ENOMEM;
+    srv->attached = loop;
+    srv->source = id;
+    srv->on_ready = on_ready;
+    srv->on_ready_arg = arg;
+    return 0;
+}
+
+void gb_link_server_detach(gb_link_server_t *srv)
+{
+    if (!srv->source)
+        return;
+    gb_event_loop_remove(srv->attached, srv->source);
+    srv->attached = NULL;
+    srv->source = 0;
+    srv->on_ready = NULL;
+    srv->on_ready_arg = NULL;
+}
+
 int gb_link_server_poll(gb_link_server_t *srv, int timeout_ms, gb_link_event_t *ev,
                         gb_error_t *err)
 {
+    if (srv->source && timeout_ms != 0)
+        return gb_error_set(err, GB_EINVAL, "link server: attached to a loop: poll with "
+                                            "timeout 0 only (the loop waits)");
     int rc = s_poll_now(srv, ev, err);
     if (rc != 0 || ev->kind != GB_LINK_EV_NONE || timeout_ms == 0)
         return rc;

@@ -44,6 +44,7 @@
 #include "util/lock_file.h"
 #include "util/log.h"
 #include "util/table_file.h"
+#include "util/time.h"
 
 #define S_REGISTRY_HEADER "# glassbox CA registry, version 1"
 #define S_REGISTRY_COLUMNS "# serial name not_before not_after revoked_at key_sha256"
@@ -119,15 +120,6 @@ static bool s_is_ip(const char *name)
     return inet_pton(AF_INET, name, buf) == 1 || inet_pton(AF_INET6, name, buf) == 1;
 }
 
-/* t as "2026-01-31T12:00:00Z" for messages. */
-static void s_utc(int64_t t, char out[32])
-{
-    time_t tt = (time_t)t;
-    struct tm tm;
-    if (!gmtime_r(&tt, &tm) || !strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm))
-        snprintf(out, 32, "%" PRId64, t);
-}
-
 static int64_t s_asn1_time(const ASN1_TIME *t)
 {
     struct tm tm;
@@ -158,8 +150,8 @@ static X509 *s_make_cert(EVP_PKEY *signer_key, X509 *issuer, EVP_PKEY *subject_k
         goto fail;
     int64_t not_after = (int64_t)now + (int64_t)days * 86400;
     if (limit && limit <= (int64_t)now) {
-        char when[32];
-        s_utc(limit, when);
+        char when[GB_TIME_UTC_MAX];
+        gb_time_format_utc(limit, when);
         gb_error_set(err, GB_ERANGE, "cannot issue for '%s': the CA certificate expired on %s",
                      cn, when);
         goto fail;
@@ -822,8 +814,8 @@ int gb_ca_issue(gb_ca_t *ca, const char *name, int days, const char *out_dir, gb
     n_before = ca->n;
     const gb_ca_entry_t *held = s_valid_entry(ca, name);
     if (held) {
-        char until[32];
-        s_utc(held->not_after, until);
+        char until[GB_TIME_UTC_MAX];
+        gb_time_format_utc(held->not_after, until);
         rc = gb_error_set(err, GB_EINVAL,
                           "'%s' already holds a valid certificate (serial %s, until %s): "
                           "revoke it first", name, held->serial, until);

@@ -557,3 +557,12 @@ int gb_args_command(const char *command, const char *synopsis, const char *about
     return gb_args_command_config(command, synopsis, about, opts, n, required, argc, argv,
                                   NULL);
 }
+
+int gb_args_subcommand(const char *group, const char *sub, const char *synopsis,
+                       const char *about, gb_arg_t *opts, int n, const char *const *required,
+                       int argc, char **argv)
+{
+    char command[GB_ARGS_COMMAND_MAX];
+    snprintf(command, sizeof command, "%s %s", group, sub);
+    return gb_args_command(command, synopsis, about, opts, n, required, argc, argv);
+}

@@ -78,6 +78,14 @@ void gb_args_print_help(const gb_arg_t *opts, int n);
 int gb_args_command(const char *command, const char *synopsis, const char *about,
                     gb_arg_t *opts, int n, const char *const *required, int argc, char **argv);
 
+/* gb_args_command for a subcommand of a group of commands: the command is
+ * "<group> <sub>" (group "glassbox-coordinator ca", sub "init"), cut to
+ * GB_ARGS_COMMAND_MAX - 1 bytes. */
+#define GB_ARGS_COMMAND_MAX 256
+int gb_args_subcommand(const char *group, const char *sub, const char *synopsis,
+                       const char *about, gb_arg_t *opts, int n, const char *const *required,
+                       int argc, char **argv);
+
 /* The largest configuration file and line accepted, in bytes. A line holds
  * a key and a path of up to PATH_MAX (4096) bytes with room to spare. */
 #define GB_ARGS_CONFIG_FILE_MAX (1024 * 1024)

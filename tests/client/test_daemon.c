@@ -32,6 +32,7 @@
  * that cover the training split exactly once, the description for Join, and
  * refusals by flag name. */
 #include "testutil.h"
+#include "task_fixture.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -70,68 +71,7 @@ enum { N_TRAIN = 60, N_TEST = 30, CLASSES = 3, MAX_SEEN = 64 };
 
 /* ---- data and tasks ---------------------------------------------------------- */
 
-typedef struct {
-    Glassbox__Task task;
-    Glassbox__ModelSnapshot model;
-    Glassbox__TrainConfig tc;
-    Glassbox__ExplainConfig ex;
-    char spec[256];
-    float *params;
-    size_t np;
-    uint8_t sha[GB_WIRE_SHA256_LEN];
-} s_task_t;
-
-/* A training task (one epoch, batch 8, SGD) of `spec` for round/task_id,
- * built the way the coordinator would. */
-static s_task_t *s_task_new(const char *spec, uint64_t round, uint64_t task_id)
-{
-    s_task_t *t = calloc(1, sizeof *t);
-    assert_non_null(t);
-    glassbox__task__init(&t->task);
-    glassbox__model_snapshot__init(&t->model);
-    glassbox__train_config__init(&t->tc);
-    glassbox__explain_config__init(&t->ex);
-    gb_error_t err = {0};
-    gb_model_t *m = gb_model_new(spec, &err);
-    if (!m)
-        fail_msg("gb_model_new: %s", err.msg);
-    gb_model_init(m, 11);
-    t->np = gb_model_param_count(m);
-    t->params = malloc(t->np * sizeof *t->params);
-    assert_non_null(t->params);
-    memcpy(t->params, gb_model_params(m), t->np * sizeof *t->params);
-    gb_model_destroy(&m);
-    assert_int_equal(gb_wire_sha256(t->params, t->np * 4, t->sha, &err), 0);
-    snprintf(t->spec, sizeof t->spec, "%s", spec);
-    t->model.format_version = 1;
-    t->model.round = round - 1;
-    t->model.spec = t->spec;
-    t->model.params.data = (uint8_t *)t->params;
-    t->model.params.len = t->np * 4;
-    t->model.param_count = t->np;
-    t->model.params_sha256.data = t->sha;
-    t->model.params_sha256.len = GB_WIRE_SHA256_LEN;
-    t->tc.epochs = 1;
-    t->tc.batch_size = 8;
-    t->tc.learning_rate = 0.1;
-    t->tc.optimizer = GLASSBOX__OPTIMIZER__OPTIMIZER_SGD;
-    t->tc.momentum = 0.5;
-    t->tc.seed = 7;
-    t->task.round = round;
-    t->task.task_id = task_id;
-    t->task.train = true;
-    t->task.model = &t->model;
-    t->task.train_config = &t->tc;
-    t->task.explain = &t->ex;
-    return t;
-}
-
-static void s_task_free(s_task_t **t)
-{
-    free((*t)->params);
-    free(*t);
-    *t = NULL;
-}
+typedef gb_test_task_t s_task_t; /* the training Task of task_fixture.h */
 
 /* ---- the fixture: CA, front door, daemon -------------------------------------- */
 
@@ -311,18 +251,13 @@ static int s_setup_pki(void **state)
 {
     fx_t *f = calloc(1, sizeof *f);
     assert_non_null(f);
-    gb_error_t err = {0};
     f->base = gb_test_mkdtemp();
     snprintf(f->ca, sizeof f->ca, "%s/ca", f->base);
     snprintf(f->clients, sizeof f->clients, "%s/clients", f->base);
     snprintf(f->cert, sizeof f->cert, "%s/edge-1.crt", f->clients);
     snprintf(f->key, sizeof f->key, "%s/edge-1.key", f->clients);
     snprintf(f->ca_file, sizeof f->ca_file, "%s/%s", f->ca, GB_CA_CERT_FILE);
-    assert_int_equal(gb_ca_init(f->ca, "unit", "localhost", 30, &err), 0);
-    gb_ca_t *ca = gb_ca_open(f->ca, &err);
-    assert_non_null(ca);
-    assert_int_equal(gb_ca_issue(ca, "edge-1", 30, f->clients, &err), 0);
-    gb_ca_destroy(&ca);
+    gb_test_ca_make(f->ca, "unit", f->clients, "edge-", 1, 1);
     f->ctx = zmq_ctx_new();
     f->train = gb_test_blobs(N_TRAIN, 1);
     f->test = gb_test_blobs(N_TEST, 2);
@@ -524,7 +459,7 @@ static void test_join_heartbeat_train(void **state)
     assert_string_equal(S(f).client_id, "edge-1");
     assert_true(S(f).welcomed);
 
-    s_task_t *t = s_task_new(S_MLP, 3, 5);
+    s_task_t *t = gb_test_task_new(S_MLP, 3, 5);
     t->task.evaluate = true;
     s_send_task(f, t);
     UNTIL(f, f->updates == 1 && f->evals == 1);
@@ -555,7 +490,7 @@ static void test_join_heartbeat_train(void **state)
     UNTIL(f, S(f).heartbeats_acked >= hb + 3);
     assert_int_equal(f->updates, 1);
     assert_int_equal(S(f).sessions, 2);
-    s_task_free(&t);
+    gb_test_task_free(&t);
 }
 
 static void test_resend_after_reconnect(void **state)
@@ -563,7 +498,7 @@ static void test_resend_after_reconnect(void **state)
     fx_t *f = *state;
     UNTIL(f, S(f).welcomed);
     f->policy = P_HOLD;
-    s_task_t *t = s_task_new(S_MLP, 1, 9);
+    s_task_t *t = gb_test_task_new(S_MLP, 1, 9);
     s_send_task(f, t);
     UNTIL(f, f->updates == 1);
     uint8_t *first = malloc(f->delta_len);
@@ -593,7 +528,7 @@ static void test_resend_after_reconnect(void **state)
     long hb = S(f).heartbeats_acked;
     UNTIL(f, S(f).heartbeats_acked >= hb + 3);
     assert_int_equal(f->updates, 2);
-    s_task_free(&t);
+    gb_test_task_free(&t);
 }
 
 static void test_stale_duplicate_busy(void **state)
@@ -601,7 +536,7 @@ static void test_stale_duplicate_busy(void **state)
     fx_t *f = *state;
     UNTIL(f, S(f).welcomed);
     f->policy = P_STALE;
-    s_task_t *t = s_task_new(S_MLP, 1, 21);
+    s_task_t *t = gb_test_task_new(S_MLP, 1, 21);
     s_send_task(f, t);
     UNTIL(f, S(f).results_dropped == 1);
     assert_int_equal(S(f).results_pending, 0);
@@ -622,7 +557,7 @@ static void test_stale_duplicate_busy(void **state)
     assert_int_equal(f->update_task[3], 23);
     assert_int_equal(S(f).results_dropped, 1);
     assert_int_equal(S(f).sessions, 1);
-    s_task_free(&t);
+    gb_test_task_free(&t);
 }
 
 /* Turned away after the Welcome: busy, the daemon joins again when told;
@@ -657,7 +592,7 @@ static void test_new_task_cancels_running(void **state)
 {
     fx_t *f = *state;
     UNTIL(f, S(f).welcomed);
-    s_task_t *slow = s_task_new(S_SLOW, 1, 31);
+    s_task_t *slow = gb_test_task_new(S_SLOW, 1, 31);
     slow->tc.epochs = 1000;
     slow->tc.batch_size = 1;
     s_send_task(f, slow);
@@ -675,7 +610,7 @@ static void test_new_task_cancels_running(void **state)
     long hb = S(f).heartbeats_acked;
     UNTIL(f, S(f).heartbeats_acked >= hb + 2); /* heartbeats go on during training */
 
-    s_task_t *fast = s_task_new(S_MLP, 2, 32);
+    s_task_t *fast = gb_test_task_new(S_MLP, 2, 32);
     s_send_task(f, fast);
     UNTIL(f, f->updates == 1);
     assert_int_equal(f->update_task[0], 32);
@@ -687,8 +622,8 @@ static void test_new_task_cancels_running(void **state)
     assert_int_equal(f->report.task_id, 32);
     UNTIL(f, S(f).results_pending == 0);
     assert_int_equal(f->updates, 1); /* task 31's result never went out */
-    s_task_free(&slow);
-    s_task_free(&fast);
+    gb_test_task_free(&slow);
+    gb_test_task_free(&fast);
 }
 
 static void test_shutting_down(void **state)
@@ -798,7 +733,7 @@ static void test_malformed_input_is_answered(void **state)
     gb_envelope_free(&join);
 
     /* a Task before Welcome */
-    s_task_t *t = s_task_new(S_MLP, 1, 41);
+    s_task_t *t = gb_test_task_new(S_MLP, 1, 41);
     Glassbox__Envelope env = GLASSBOX__ENVELOPE__INIT;
     env.body_case = GLASSBOX__ENVELOPE__BODY_TASK;
     env.task = &t->task;
@@ -832,7 +767,7 @@ static void test_malformed_input_is_answered(void **state)
     assert_true(S(f).welcomed);
 
     /* a Task whose model does not fit this client's data */
-    s_task_t *wrong = s_task_new(S_WRONG, 1, 42);
+    s_task_t *wrong = gb_test_task_new(S_WRONG, 1, 42);
     env.task = &wrong->task;
     s_raw_send(&r, &env);
     s_expect_error(f, &r, GLASSBOX__ERROR_CODE__ERROR_SHAPE);
@@ -853,8 +788,8 @@ static void test_malformed_input_is_answered(void **state)
     assert_int_equal(up->update->task_id, 41);
     gb_envelope_free(&up);
 
-    s_task_free(&t);
-    s_task_free(&wrong);
+    gb_test_task_free(&t);
+    gb_test_task_free(&wrong);
 #undef r
 }
 
@@ -917,7 +852,7 @@ static void test_poll_items_and_deadline(void **state)
     t = gb_daemon_next_deadline(f->d);
     assert_true(t <= now + 0.021);
 
-    s_task_t *task = s_task_new(S_SLOW, 4, 41); /* trains for some milliseconds */
+    s_task_t *task = gb_test_task_new(S_SLOW, 4, 41); /* trains for some milliseconds */
     task->tc.epochs = 3;
     s_send_task(f, task);
     POLL_UNTIL(f, S(f).running_task_id == 41);
@@ -940,7 +875,7 @@ static void test_poll_items_and_deadline(void **state)
     gb_daemon_stop(f->d, 100);
     assert_int_equal(gb_daemon_poll_items(f->d, items, GB_DAEMON_POLL_ITEMS), 0);
     assert_true(isinf(gb_daemon_next_deadline(f->d)));
-    s_task_free(&task);
+    gb_test_task_free(&task);
 }
 
 /* ---- the daemon as a source of the process's event loop -------------------- */
@@ -1173,7 +1108,7 @@ static void test_run_queue(void **state)
     gb_daemon_worker_cancel(w1); /* idle: harmless */
     gb_daemon_worker_wait(w1);   /* idle: returns at once */
 
-    s_task_t *slow = s_task_new(S_SLOW, 1, 51), *fast = s_task_new(S_MLP, 1, 52);
+    s_task_t *slow = gb_test_task_new(S_SLOW, 1, 51), *fast = gb_test_task_new(S_MLP, 1, 52);
     slow->tc.epochs = 1000;
     slow->tc.batch_size = 1;
     s_start(w1, r1, slow);
@@ -1260,8 +1195,8 @@ static void test_run_queue(void **state)
     gb_daemon_worker_result_free(NULL);
     gb_task_runner_destroy(&r1);
     gb_task_runner_destroy(&r2);
-    s_task_free(&slow);
-    s_task_free(&fast);
+    gb_test_task_free(&slow);
+    gb_test_task_free(&fast);
 }
 
 /* Two daemons on one run queue: edge-1's slow task trains, edge-2's task
@@ -1298,7 +1233,7 @@ static void test_shared_queue(void **state)
         assert_true(gb_daemon_step(d2, 1, &err) >= 0);
     }
 
-    s_task_t *slow = s_task_new(S_SLOW, 1, 61), *fast = s_task_new(S_MLP, 1, 62);
+    s_task_t *slow = gb_test_task_new(S_SLOW, 1, 61), *fast = gb_test_task_new(S_MLP, 1, 62);
     slow->tc.epochs = 1000;
     slow->tc.batch_size = 1;
     s_send_task(f, slow);
@@ -1334,7 +1269,7 @@ static void test_shared_queue(void **state)
 
     /* edge-1 moves on to a fast task: its slow one is cancelled, and its new
      * task waits behind edge-2's */
-    s_task_t *next = s_task_new(S_MLP, 2, 64);
+    s_task_t *next = gb_test_task_new(S_MLP, 2, 64);
     s_send_task(f, next);
     end = gb_time_now() + S_WAIT_S;
     while (f->updates < 2 || gb_daemon_status(d2).tasks_done < 1) {
@@ -1352,9 +1287,9 @@ static void test_shared_queue(void **state)
     gb_daemon_destroy(&d2);
     gb_daemon_destroy(&f->d);
     gb_daemon_queue_destroy(&q);
-    s_task_free(&slow);
-    s_task_free(&fast);
-    s_task_free(&next);
+    gb_test_task_free(&slow);
+    gb_test_task_free(&fast);
+    gb_test_task_free(&next);
 }
 
 static void test_data_source_partition(void **state)
@@ -1364,9 +1299,8 @@ static void test_data_source_partition(void **state)
     size_t k = (size_t)snprintf(csv, sizeof csv, "x,label\n");
     for (int i = 0; i < 50; i++)
         k += (size_t)snprintf(csv + k, sizeof csv - k, "%d,%d\n", i, i % 2);
-    char *path = gb_test_write_file(f->base, "d.csv", csv, k);
     char name[800];
-    snprintf(name, sizeof name, "csv:%s", path);
+    char *path = gb_test_write_csv(f->base, "d.csv", csv, name, sizeof name);
 
     gb_data_source_t d = gb_data_source_defaults();
     d.data = name;

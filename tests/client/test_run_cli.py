@@ -15,7 +15,6 @@ Usage: test_run_cli.py BUILD_DIR
 """
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -23,6 +22,8 @@ import time
 import unittest
 
 BUILD = sys.argv.pop(1) if len(sys.argv) > 1 else "."
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+from gbproc import free_port  # noqa: E402 (tests/support)
 CLIENT = os.path.join(BUILD, "glassbox-client")
 COORD = os.path.join(BUILD, "glassbox-coordinator")
 
@@ -32,14 +33,6 @@ def run(*args, rc):
     assert p.returncode == rc, "%s: exit %d, want %d\n%s%s" % (args, p.returncode, rc,
                                                                p.stdout, p.stderr)
     return p
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def wait_for(path, text, proc, seconds=60):

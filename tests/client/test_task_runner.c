@@ -26,6 +26,7 @@
  *         reply.update = res.update;   // borrowed until the next run
  */
 #include "testutil.h"
+#include "task_fixture.h"
 
 #include "task_runner.h"
 #include "data/dataset.h"
@@ -82,84 +83,13 @@ static gb_task_runner_t *s_runner(const s_data_t *d, uint64_t client_id)
 
 /* ---- tasks --------------------------------------------------------------- */
 
-/* A Task and everything it points to, built the way the coordinator would:
- * a spec, initialised parameters as little-endian bytes with their digest. */
-typedef struct {
-    Glassbox__Task task;
-    Glassbox__ModelSnapshot model;
-    Glassbox__TrainConfig tc;
-    Glassbox__ExplainConfig ex;
-    char spec[256];
-    float *params;
-    size_t np;
-    uint8_t sha[GB_WIRE_SHA256_LEN];
-    uint32_t classes[4];
-} s_task_t;
+typedef gb_test_task_t s_task_t; /* the training Task of task_fixture.h */
 
-static void s_task_rehash(s_task_t *t)
-{
-    gb_error_t err = {0};
-    assert_int_equal(gb_wire_sha256(t->params, t->np * 4, t->sha, &err), 0);
-    t->model.params.data = (uint8_t *)t->params;
-    t->model.params.len = t->np * 4;
-    t->model.param_count = t->np;
-    t->model.params_sha256.data = t->sha;
-    t->model.params_sha256.len = GB_WIRE_SHA256_LEN;
-}
-
-/* Model spec and parameters initialised from init_seed. */
-static void s_task_model(s_task_t *t, const char *spec, uint64_t init_seed)
-{
-    gb_error_t err = {0};
-    gb_model_t *m = gb_model_new(spec, &err);
-    if (!m)
-        fail_msg("gb_model_new: %s", err.msg);
-    gb_model_init(m, init_seed);
-    free(t->params);
-    t->np = gb_model_param_count(m);
-    t->params = malloc(t->np * sizeof *t->params);
-    assert_non_null(t->params);
-    memcpy(t->params, gb_model_params(m), t->np * sizeof *t->params);
-    gb_model_destroy(&m);
-    snprintf(t->spec, sizeof t->spec, "%s", spec);
-    t->model.spec = t->spec;
-    s_task_rehash(t);
-}
-
-/* Round 3, task 5: train one epoch, batch 8, SGD lr 0.1 momentum 0.5,
- * seed 7; no evaluation or explanation. */
+/* Round 3, task 5 (task_fixture.h): train one epoch, batch 8, SGD lr 0.1
+ * momentum 0.5, seed 7; no evaluation or explanation. */
 static s_task_t *s_task_new(const char *spec)
 {
-    s_task_t *t = calloc(1, sizeof *t);
-    assert_non_null(t);
-    glassbox__task__init(&t->task);
-    glassbox__model_snapshot__init(&t->model);
-    glassbox__train_config__init(&t->tc);
-    glassbox__explain_config__init(&t->ex);
-    t->model.format_version = 1;
-    t->model.round = 2;
-    s_task_model(t, spec, 11);
-    t->tc.epochs = 1;
-    t->tc.batch_size = 8;
-    t->tc.learning_rate = 0.1;
-    t->tc.optimizer = GLASSBOX__OPTIMIZER__OPTIMIZER_SGD;
-    t->tc.momentum = 0.5;
-    t->tc.seed = 7;
-    t->ex.classes = t->classes;
-    t->task.round = 3;
-    t->task.task_id = 5;
-    t->task.train = true;
-    t->task.model = &t->model;
-    t->task.train_config = &t->tc;
-    t->task.explain = &t->ex;
-    return t;
-}
-
-static void s_task_free(s_task_t **t)
-{
-    free((*t)->params);
-    free(*t);
-    *t = NULL;
+    return gb_test_task_new(spec, 3, 5);
 }
 
 static gb_task_result_t s_run_ok(gb_task_runner_t *r, const s_task_t *t)
@@ -320,7 +250,7 @@ static void test_train_matches_direct(void **state)
     assert_null(r);
     gb_task_runner_destroy(&r); /* NULL-safe */
     gb_task_runner_destroy(NULL);
-    s_task_free(&t);
+    gb_test_task_free(&t);
     s_data_free(&d);
 }
 
@@ -343,7 +273,7 @@ static void test_train_adam(void **state)
     s_assert_delta_is(&res, t, w);
     free(w);
     gb_task_runner_destroy(&r);
-    s_task_free(&t);
+    gb_test_task_free(&t);
     s_data_free(&d);
 }
 
@@ -370,7 +300,7 @@ static void test_repeatable_and_per_client(void **state)
     free(first);
     gb_task_runner_destroy(&a);
     gb_task_runner_destroy(&b);
-    s_task_free(&t);
+    gb_test_task_free(&t);
     s_data_free(&d);
 }
 
@@ -432,7 +362,7 @@ static void test_shared_engine(void **state)
     gb_task_engine_destroy(&eng); /* twice: a no-op */
     free(want_a);
     free(want_b);
-    s_task_free(&t);
+    gb_test_task_free(&t);
     s_data_free(&d1);
     s_data_free(&d2);
 }
@@ -469,7 +399,7 @@ static void test_max_steps(void **state)
     assert_int_equal(res.steps, 2);
     assert_float_equal(s_find_metric(res.update, "steps")->value, 2, 0);
     gb_task_runner_destroy(&r);
-    s_task_free(&t);
+    gb_test_task_free(&t);
     s_data_free(&d);
 }
 
@@ -507,7 +437,7 @@ static void test_clip_norm(void **state)
     assert_memory_equal(res.delta, free_delta, t->np * sizeof *free_delta);
     free(free_delta);
     gb_task_runner_destroy(&r);
-    s_task_free(&t);
+    gb_test_task_free(&t);
     s_data_free(&d);
 }
 
@@ -534,7 +464,7 @@ static void test_fedprox(void **state)
     print_message("delta norm: mu 0 %.4f, mu 10 %.4f\n", plain, prox);
     assert_true(prox < 0.5 * plain);
     gb_task_runner_destroy(&r);
-    s_task_free(&t);
+    gb_test_task_free(&t);
     s_data_free(&d);
 }
 
@@ -583,7 +513,7 @@ static void test_evaluate_global_model(void **state)
 
     /* Evaluation only, of the trained parameters as the next global model. */
     memcpy(t->params, w, t->np * sizeof *w);
-    s_task_rehash(t);
+    gb_test_task_rehash(t);
     t->task.train = false;
     t->task.train_config = NULL;
     res = s_run_ok(r, t);
@@ -599,7 +529,7 @@ static void test_evaluate_global_model(void **state)
     assert_int_equal(gb_envelope_validate(&env, NULL, &err), 0);
     free(w);
     gb_task_runner_destroy(&r);
-    s_task_free(&t);
+    gb_test_task_free(&t);
     s_data_free(&d);
 }
 
@@ -651,7 +581,7 @@ static void test_regression(void **state)
     assert_non_null(strstr(err.msg, "task.explain.classes[0]: class 1 is not one of this "
                                     "client's outputs 0..0"));
     gb_task_runner_destroy(&r);
-    s_task_free(&t);
+    gb_test_task_free(&t);
     s_data_free(&d);
 }
 
@@ -734,7 +664,7 @@ static void test_explain_ig(void **state)
     res = s_run_ok(r, t);
     assert_int_equal(s_count_sum(res.explanation), N_TEST);
     gb_task_runner_destroy(&r);
-    s_task_free(&t);
+    gb_test_task_free(&t);
     s_data_free(&d);
 }
 
@@ -772,7 +702,7 @@ static void test_explain_methods(void **state)
     }
     assert_int_equal(gb_task_runner_stats(r).explainers_built, 4);
     gb_task_runner_destroy(&r);
-    s_task_free(&t);
+    gb_test_task_free(&t);
     s_data_free(&d);
 }
 
@@ -795,11 +725,11 @@ static void m_count(s_task_t *t) { t->model.param_count++; }
 static void m_nan(s_task_t *t)
 {
     t->params[3] = NAN;
-    s_task_rehash(t);
+    gb_test_task_rehash(t);
 }
 static void m_spec(s_task_t *t) { snprintf(t->spec, sizeof t->spec, "input 1 4 4\nbogus 3\n"); }
-static void m_input(s_task_t *t) { s_task_model(t, "input 1 5 5\nflatten\ndense 3\n", 1); }
-static void m_outputs(s_task_t *t) { s_task_model(t, "input 1 4 4\nflatten\ndense 4\n", 1); }
+static void m_input(s_task_t *t) { gb_test_task_model(t, "input 1 5 5\nflatten\ndense 3\n", 1); }
+static void m_outputs(s_task_t *t) { gb_test_task_model(t, "input 1 4 4\nflatten\ndense 4\n", 1); }
 static void m_epochs(s_task_t *t) { t->tc.epochs = 0; }
 static void m_batch(s_task_t *t) { t->tc.batch_size = 0; }
 static void m_lr_zero(s_task_t *t) { t->tc.learning_rate = 0; }
@@ -919,7 +849,7 @@ static void test_bad_tasks(void **state)
         assert_memory_equal(res.delta, ref, good->np * sizeof *ref);
         assert_true(res.eval->accuracy == ref_acc);
         before = gb_task_runner_stats(r);
-        s_task_free(&t);
+        gb_test_task_free(&t);
     }
     /* A missing task. */
     gb_error_t err = {0};
@@ -929,7 +859,7 @@ static void test_bad_tasks(void **state)
     assert_int_equal(gb_task_runner_run(r, NULL, NULL, &res, NULL), GB_EFORMAT);
     gb_log_set_level(level);
     free(ref);
-    s_task_free(&good);
+    gb_test_task_free(&good);
     gb_task_runner_destroy(&r);
     s_data_free(&d);
 }
@@ -972,7 +902,7 @@ static void test_missing_splits(void **state)
     assert_non_null(res.update);
     gb_log_set_level(level);
     gb_task_runner_destroy(&r);
-    s_task_free(&t);
+    gb_test_task_free(&t);
     s_data_free(&d);
 }
 
@@ -988,7 +918,7 @@ static void test_spec_change_rebuilds(void **state)
     assert_int_equal(gb_task_runner_stats(r).models_built, 1);
     /* The same spec with other parameters: the model is reused. */
     mlp->params[0] += 0.25f;
-    s_task_rehash(mlp);
+    gb_test_task_rehash(mlp);
     res = s_run_ok(r, mlp);
     assert_int_equal(gb_task_runner_stats(r).models_built, 1);
     assert_int_equal(gb_task_runner_stats(r).plans, 1);
@@ -1013,8 +943,8 @@ static void test_spec_change_rebuilds(void **state)
     free(back);
     gb_task_runner_destroy(&r);
     gb_task_runner_destroy(&fresh);
-    s_task_free(&mlp);
-    s_task_free(&conv);
+    gb_test_task_free(&mlp);
+    gb_test_task_free(&conv);
     s_data_free(&d);
 }
 
@@ -1070,7 +1000,7 @@ static void test_cancel(void **state)
     assert_memory_equal(res.delta, ref, t->np * sizeof *ref);
     free(ref);
     gb_task_runner_destroy(&r);
-    s_task_free(&t);
+    gb_test_task_free(&t);
     s_data_free(&d);
 }
 
@@ -1177,7 +1107,7 @@ static void test_run_alloc_failure(void **state)
     assert_true(k > 10);
     free(ref);
     gb_task_runner_destroy(&ref_r);
-    s_task_free(&t);
+    gb_test_task_free(&t);
     s_data_free(&d);
 }
 

@@ -20,13 +20,15 @@ Usage: test_virtual.py BUILD_DIR
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 
 BUILD = sys.argv[1] if len(sys.argv) > 1 else "."
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+import gbproc  # noqa: E402 (tests/support)
+from gbproc import free_port  # noqa: E402 (tests/support)
 CLIENT = os.path.join(BUILD, "glassbox-client")
 COORD = os.path.join(BUILD, "glassbox-coordinator")
 N = 6
@@ -34,18 +36,7 @@ LIMIT = 600
 
 
 def run(*args, rc=0):
-    p = subprocess.run(list(args), capture_output=True, text=True, timeout=300)
-    assert p.returncode == rc, "%s: exit %d, want %d\n%s%s" % (args, p.returncode, rc,
-                                                               p.stdout, p.stderr)
-    return p
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+    return gbproc.run(*args, rc=rc, timeout=300)
 
 
 def federation(work, ca, certs, json_out):

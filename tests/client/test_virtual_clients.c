@@ -54,19 +54,11 @@ static void s_report(void *arg, const char *name, const gb_daemon_task_report_t 
 static int s_setup(void **state)
 {
     fixture_t *f = calloc(1, sizeof *f);
-    gb_error_t err = {0};
     f->base = gb_test_mkdtemp();
     snprintf(f->ca, sizeof f->ca, "%s/ca", f->base);
     snprintf(f->certs, sizeof f->certs, "%s/certs", f->base);
     snprintf(f->ca_file, sizeof f->ca_file, "%s/%s", f->ca, GB_CA_CERT_FILE);
-    assert_int_equal(gb_ca_init(f->ca, "virtual", "localhost", 30, &err), 0);
-    gb_ca_t *ca = gb_ca_open(f->ca, &err);
-    for (int k = 0; k < CLIENTS; k++) {
-        char name[32];
-        snprintf(name, sizeof name, "client-%d", k);
-        assert_int_equal(gb_ca_issue(ca, name, 30, f->certs, &err), 0);
-    }
-    gb_ca_destroy(&ca);
+    gb_test_ca_make(f->ca, "virtual", f->certs, "client-", 0, CLIENTS);
     free(gb_test_write_file(f->base, "mlp.spec", "input 1 4 4\nflatten\ndense 8\nrelu\ndense 3\n",
                             41));
     snprintf(f->spec, sizeof f->spec, "%s/mlp.spec", f->base);

@@ -21,24 +21,16 @@ import tempfile
 import time
 
 BUILD = sys.argv[1]
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+import gbproc  # noqa: E402 (tests/support)
+from gbproc import free_port  # noqa: E402 (tests/support)
 CLIENT = os.path.join(BUILD, "glassbox-client")
 COORD = os.path.join(BUILD, "glassbox-coordinator")
 N = 1000 if os.environ.get("GLASSBOX_LONG") == "1" else 360
 
 
 def run(*args, rc=0, timeout=300):
-    p = subprocess.run(list(args), capture_output=True, text=True, timeout=timeout)
-    assert p.returncode == rc, "%s: exit %d, want %d\n%s%s" % (args, p.returncode, rc,
-                                                               p.stdout, p.stderr)
-    return p
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+    return gbproc.run(*args, rc=rc, timeout=timeout)
 
 
 def wait_for(path, text, timeout, count=1):

@@ -487,18 +487,9 @@ static void test_truncated_and_flipped(void **state)
 
 /* ---- directories --------------------------------------------------------- */
 
-static char *s_path(const char *dir, const char *name)
-{
-    size_t cap = strlen(dir) + strlen(name) + 2;
-    char *p = malloc(cap);
-    assert_non_null(p);
-    snprintf(p, cap, "%s/%s", dir, name);
-    return p;
-}
-
 static int s_exists(const char *dir, const char *name)
 {
-    char *p = s_path(dir, name);
+    char *p = gb_test_path(dir, name);
     int e = gb_test_exists(p);
     free(p);
     return e;
@@ -506,11 +497,10 @@ static int s_exists(const char *dir, const char *name)
 
 static unsigned s_mode(const char *dir, const char *name)
 {
-    char *p = s_path(dir, name);
-    struct stat st;
-    assert_int_equal(stat(p, &st), 0);
+    char *p = gb_test_path(dir, name);
+    unsigned mode = gb_test_mode(p);
     free(p);
-    return (unsigned)st.st_mode & 07777;
+    return mode;
 }
 
 static void s_save(const char *dir, uint64_t round, size_t keep)
@@ -545,9 +535,8 @@ static void s_write_text(const char *dir, const char *name, const char *text)
 
 static uint8_t *s_read(const char *dir, const char *name, size_t *len)
 {
-    char *p = s_path(dir, name);
-    uint8_t *data;
-    assert_int_equal(gb_file_read_all(p, (size_t)1 << 20, &data, len, NULL), 0);
+    char *p = gb_test_path(dir, name);
+    uint8_t *data = gb_test_read(p, len);
     free(p);
     return data;
 }
@@ -575,7 +564,7 @@ static void test_save_load_and_retention(void **state)
     s_latest_is(dir, 5);
 
     /* The file loads on its own too, bit-identically. */
-    char *p = s_path(dir, "checkpoint-4.gbc");
+    char *p = gb_test_path(dir, "checkpoint-4.gbc");
     gb_checkpoint_t *c = NULL;
     gb_error_t err;
     assert_int_equal(gb_checkpoint_load(p, &c, &err), 0);
@@ -626,7 +615,7 @@ static void test_model_file(void **state)
     (void)state;
     char *dir = gb_test_mkdtemp();
     s_save(dir, 3, 2);
-    char *p = s_path(dir, "model-3.gbm");
+    char *p = gb_test_path(dir, "model-3.gbm");
     gb_snapshot_t *s = NULL;
     gb_error_t err;
     assert_int_equal(gb_snapshot_load(p, &s, &err), 0);
@@ -818,7 +807,7 @@ static void test_fallback_when_latest_damaged(void **state)
         s_latest_is(dir, 4);
     }
     /* latest missing while checkpoints exist. */
-    char *lp = s_path(dir, "latest");
+    char *lp = gb_test_path(dir, "latest");
     assert_int_equal(unlink(lp), 0);
     s_capture_begin(dir);
     s_latest_is(dir, 4);
@@ -827,7 +816,7 @@ static void test_fallback_when_latest_damaged(void **state)
     free(log);
 
     /* A file renamed to another round is refused. */
-    char *p3 = s_path(dir, "checkpoint-3.gbc"), *p4 = s_path(dir, "checkpoint-4.gbc");
+    char *p3 = gb_test_path(dir, "checkpoint-3.gbc"), *p4 = gb_test_path(dir, "checkpoint-4.gbc");
     assert_int_equal(rename(p4, p3), 0);
     s_write_text(dir, "latest", "checkpoint-3.gbc\n");
     s_latest_is(dir, 1);
@@ -906,10 +895,10 @@ static void test_nothing_usable(void **state)
     assert_null(c);
 
     /* Missing directory, or not a directory. */
-    char *missing = s_path(dir, "nope");
+    char *missing = gb_test_path(dir, "nope");
     assert_int_equal(gb_checkpoint_load_latest(missing, &c, &err), GB_EIO);
     assert_non_null(strstr(err.msg, "does not exist"));
-    char *file = s_path(dir, "checkpoint-1.gbc");
+    char *file = gb_test_path(dir, "checkpoint-1.gbc");
     assert_int_equal(gb_checkpoint_load_latest(file, &c, &err), GB_EIO);
     assert_non_null(strstr(err.msg, "is not a directory"));
     assert_int_equal(gb_checkpoint_load(missing, &c, &err), GB_EIO);
@@ -930,7 +919,7 @@ static void test_too_big(void **state)
 {
     (void)state;
     char *dir = gb_test_mkdtemp();
-    char *p = s_path(dir, "checkpoint-1.gbc");
+    char *p = gb_test_path(dir, "checkpoint-1.gbc");
     int fd = open(p, O_WRONLY | O_CREAT | O_TRUNC, 0600);
     assert_true(fd >= 0);
     assert_int_equal(ftruncate(fd, (off_t)GB_CHECKPOINT_MAX_BYTES + 1), 0); /* sparse */
@@ -953,14 +942,14 @@ static void test_save_failures_keep_old_state(void **state)
     s_fix(&f, 2);
     gb_error_t err;
 
-    char *missing = s_path(dir, "nope");
+    char *missing = gb_test_path(dir, "nope");
     assert_int_equal(gb_checkpoint_save(missing, &f.c, 2, &err), GB_EIO);
     assert_non_null(strstr(err.msg, "does not exist"));
     assert_false(gb_test_exists(missing));
     free(missing);
 
     s_save(dir, 1, 2);
-    char *file = s_path(dir, "checkpoint-1.gbc");
+    char *file = gb_test_path(dir, "checkpoint-1.gbc");
     assert_int_equal(gb_checkpoint_save(file, &f.c, 2, &err), GB_EIO);
     assert_non_null(strstr(err.msg, "is not a directory"));
     free(file);
@@ -978,7 +967,7 @@ static void test_save_failures_keep_old_state(void **state)
 
     /* The model file cannot be written (a directory is in its place): the
      * checkpoint is written but not committed. */
-    char *blocker = s_path(dir, "model-2.gbm");
+    char *blocker = gb_test_path(dir, "model-2.gbm");
     assert_int_equal(mkdir(blocker, 0700), 0);
     assert_int_equal(gb_checkpoint_save(dir, &f.c, 1, &err), GB_EIO);
     assert_non_null(strstr(err.msg, "model-2.gbm"));
@@ -988,7 +977,7 @@ static void test_save_failures_keep_old_state(void **state)
     free(blocker);
 
     /* `latest` cannot be replaced. */
-    char *lp = s_path(dir, "latest"), *moved = s_path(dir, "latest-saved");
+    char *lp = gb_test_path(dir, "latest"), *moved = gb_test_path(dir, "latest-saved");
     assert_int_equal(rename(lp, moved), 0);
     assert_int_equal(mkdir(lp, 0700), 0);
     assert_int_equal(gb_checkpoint_save(dir, &f.c, 1, &err), GB_EIO);

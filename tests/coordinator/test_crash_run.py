@@ -34,6 +34,7 @@ import time
 BUILD, SOURCE = sys.argv[1], sys.argv[2]
 sys.path.insert(0, os.path.join(SOURCE, "tests", "support"))
 import gblink  # noqa: E402 (tests/support)
+from gbproc import run  # noqa: E402 (tests/support)
 
 CLIENT = os.path.join(BUILD, "glassbox-client")
 COORD = os.path.join(BUILD, "glassbox-coordinator")
@@ -41,13 +42,6 @@ pb = gblink.load_protocol(SOURCE)
 POINTS = ["staged", "checkpoint-file", "model-file", "latest", "sig", "pub", "signed-files",
           "published"]
 BEFORE_LATEST = {"staged", "checkpoint-file", "model-file"}
-
-
-def run(*args, rc=0):
-    p = subprocess.run(list(args), capture_output=True, text=True, timeout=120)
-    assert p.returncode == rc, "%s: exit %d, want %d\n%s%s" % (args, p.returncode, rc,
-                                                               p.stdout, p.stderr)
-    return p
 
 
 def serve(work, port, tag, crash_at=None):

@@ -38,20 +38,12 @@ typedef struct {
     gb_enroll_service_t svc;
 } fixture_t;
 
-static char *s_path(const char *dir, const char *name)
-{
-    size_t cap = strlen(dir) + strlen(name) + 2;
-    char *p = malloc(cap);
-    snprintf(p, cap, "%s/%s", dir, name);
-    return p;
-}
-
 static int s_setup(void **state)
 {
     fixture_t *f = calloc(1, sizeof *f);
     gb_error_t err = {0};
     char *base = gb_test_mkdtemp();
-    f->dir = s_path(base, "ca");
+    f->dir = gb_test_path(base, "ca");
     free(base);
     assert_int_equal(gb_ca_init(f->dir, "test", COORD, 30, &err), 0);
     f->ca = gb_ca_open(f->dir, &err);
@@ -159,7 +151,7 @@ static void test_grant(void **state)
                                       env->enroll_response->certificate.len, &err);
     assert_non_null(cert);
     assert_int_equal(EVP_PKEY_eq(X509_get0_pubkey(cert), key), 1);
-    char *ca_file = s_path(f->dir, GB_CA_CERT_FILE);
+    char *ca_file = gb_test_path(f->dir, GB_CA_CERT_FILE);
     assert_int_equal(gb_pki_verify_cert(ca_file, NULL, cert, "edge-1", &err), 0);
     X509 *ca = gb_pki_cert_load(ca_file, &err);
     X509 *sent_ca = gb_pki_cert_from_der(env->enroll_response->ca_certificate.data,
@@ -288,10 +280,10 @@ static int s_enroll_over_wire(fixture_t *f, const char *server_cert_dir, const c
                               const char *token, const char *out_dir, gb_error_t *err)
 {
     gb_error_t e = {0};
-    char *ca_file = s_path(f->dir, GB_CA_CERT_FILE);
-    char *cert = s_path(server_cert_dir, GB_CA_COORD_CERT_FILE);
-    char *key = s_path(server_cert_dir, GB_CA_COORD_KEY_FILE);
-    char *server_ca = s_path(server_cert_dir, GB_CA_CERT_FILE);
+    char *ca_file = gb_test_path(f->dir, GB_CA_CERT_FILE);
+    char *cert = gb_test_path(server_cert_dir, GB_CA_COORD_CERT_FILE);
+    char *key = gb_test_path(server_cert_dir, GB_CA_COORD_KEY_FILE);
+    char *server_ca = gb_test_path(server_cert_dir, GB_CA_CERT_FILE);
     gb_tls_options_t to = {.role = GB_TLS_SERVER, .ca_file = server_ca, .cert_file = cert,
                            .key_file = key, .allow_anonymous_peers = true};
     gb_tls_t *tls = gb_tls_new(&to, &e);
@@ -338,11 +330,11 @@ static void test_enroll_over_the_wire(void **state)
     fixture_t *f = *state;
     gb_error_t err = {0};
     char *out = gb_test_mkdtemp();
-    char *id = s_path(out, "id");
+    char *id = gb_test_path(out, "id");
     assert_int_equal(s_enroll_over_wire(f, f->dir, "edge-7", f->token, id, &err), 0);
-    char *key_path = s_path(id, "edge-7.key");
-    char *cert_path = s_path(id, "edge-7.crt");
-    char *ca_path = s_path(id, "ca.crt");
+    char *key_path = gb_test_path(id, "edge-7.key");
+    char *cert_path = gb_test_path(id, "edge-7.crt");
+    char *ca_path = gb_test_path(id, "ca.crt");
     struct stat st;
     assert_int_equal(stat(key_path, &st), 0);
     assert_int_equal(st.st_mode & 0777, 0600);
@@ -366,16 +358,16 @@ static void test_enroll_over_the_wire(void **state)
     char wrong[GB_TOKEN_HEX_LEN + 1];
     memset(wrong, 'b', GB_TOKEN_HEX_LEN);
     wrong[GB_TOKEN_HEX_LEN] = '\0';
-    char *id2 = s_path(out, "id2");
+    char *id2 = gb_test_path(out, "id2");
     assert_int_equal(s_enroll_over_wire(f, f->dir, "edge-8", wrong, id2, &err), GB_EPROTO);
     assert_non_null(strstr(err.msg, "ERROR_UNAUTHENTICATED"));
-    char *crt2 = s_path(id2, "edge-8.crt");
+    char *crt2 = gb_test_path(id2, "edge-8.crt");
     assert_false(gb_test_exists(crt2));
     free(crt2);
 
     /* an impostor coordinator (its own CA): the client never gets a session,
      * so the token is never sent */
-    char *rogue = s_path(out, "rogue-ca");
+    char *rogue = gb_test_path(out, "rogue-ca");
     assert_int_equal(gb_ca_init(rogue, "rogue", COORD, 30, &err), 0);
     uint32_t before = s_uses_left(f);
     assert_int_equal(s_enroll_over_wire(f, rogue, "edge-9", f->token, id2, &err), GB_ECLOSED);

@@ -22,23 +22,6 @@
 #define NOW ((time_t)1800000000)
 #define DAY 86400
 
-static char *s_join(const char *dir, const char *name)
-{
-    size_t cap = strlen(dir) + strlen(name) + 2;
-    char *p = malloc(cap);
-    assert_non_null(p);
-    snprintf(p, cap, "%s/%s", dir, name);
-    return p;
-}
-
-static uint8_t *s_read(const char *path, size_t *len)
-{
-    uint8_t *data = NULL;
-    gb_error_t err;
-    assert_int_equal(gb_file_read_all(path, 1 << 22, &data, len, &err), 0);
-    return data;
-}
-
 static gb_tokens_t *s_load(const char *dir)
 {
     gb_error_t err;
@@ -72,12 +55,12 @@ static void test_load_and_create(void **state)
     assert_string_equal(gb_token_status(t, NOW), "active");
 
     /* On disk: mode 0600, the hash (whose prefix is the id), never the token. */
-    char *path = s_join(dir, GB_TOKENS_FILE);
+    char *path = gb_test_path(dir, GB_TOKENS_FILE);
     struct stat st;
     assert_int_equal(stat(path, &st), 0);
     assert_int_equal(st.st_mode & 07777, 0600);
     size_t len;
-    char *text = (char *)s_read(path, &len);
+    char *text = (char *)gb_test_read(path, &len);
     assert_null(strstr(text, tok));
     assert_non_null(strstr(text, id));
     gb_free(text);
@@ -104,7 +87,7 @@ static void test_load_and_create(void **state)
     assert_int_equal(gb_tokens_count(s), 2);
 
     /* Missing directory; NULL. */
-    char *nodir = s_join(dir, "nope");
+    char *nodir = gb_test_path(dir, "nope");
     assert_null(gb_tokens_load(nodir, &err));
     assert_int_equal(err.code, GB_EIO);
     assert_non_null(strstr(err.msg, "does not exist"));
@@ -125,9 +108,9 @@ static void test_load_and_create(void **state)
 static void s_consume_refused(gb_tokens_t *s, const char *dir, const char *tok, size_t len,
                               time_t now, int code, const char *msg)
 {
-    char *path = s_join(dir, GB_TOKENS_FILE);
+    char *path = gb_test_path(dir, GB_TOKENS_FILE);
     size_t blen, alen;
-    uint8_t *before = s_read(path, &blen);
+    uint8_t *before = gb_test_read(path, &blen);
     gb_error_t err;
     /* check refuses exactly what consume refuses */
     int rc = gb_tokens_check(s, (const uint8_t *)tok, len, now, &err);
@@ -136,7 +119,7 @@ static void s_consume_refused(gb_tokens_t *s, const char *dir, const char *tok, 
     rc = gb_tokens_consume(s, (const uint8_t *)tok, len, now, &err);
     if (rc != code || !strstr(err.msg, msg))
         fail_msg("got %d '%s', want %d '%s'", rc, err.msg, code, msg);
-    uint8_t *after = s_read(path, &alen);
+    uint8_t *after = gb_test_read(path, &alen);
     assert_int_equal(alen, blen);
     assert_memory_equal(after, before, blen);
     gb_free(after);
@@ -158,13 +141,13 @@ static void test_consume(void **state)
     char line[80];
     snprintf(line, sizeof line, "%s\n", tok);
     /* A check accepts it and spends nothing, on disk or in memory. */
-    char *file = s_join(dir, GB_TOKENS_FILE);
+    char *file = gb_test_path(dir, GB_TOKENS_FILE);
     size_t clen, clen2;
-    uint8_t *cbefore = s_read(file, &clen);
+    uint8_t *cbefore = gb_test_read(file, &clen);
     for (int i = 0; i < 3; i++)
         assert_int_equal(gb_tokens_check(s, (uint8_t *)line, strlen(line), NOW + 1, &err), 0);
     assert_int_equal(gb_tokens_get(s, 0)->uses_left, 2);
-    uint8_t *cafter = s_read(file, &clen2);
+    uint8_t *cafter = gb_test_read(file, &clen2);
     assert_int_equal(clen, clen2);
     assert_memory_equal(cbefore, cafter, clen);
     gb_free(cbefore);
@@ -260,7 +243,7 @@ static void test_prune_and_damage(void **state)
     gb_tokens_destroy(&view);
     s_consume_refused(s, dir, old, 64, later, GB_EINTEGRITY, "no such token");
 
-    char *path = s_join(dir, GB_TOKENS_FILE);
+    char *path = gb_test_path(dir, GB_TOKENS_FILE);
     const char *hash = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
     char buf[512];
     struct {
@@ -296,7 +279,7 @@ static void test_log_never_holds_token(void **state)
     (void)state;
     gb_error_t err;
     char *dir = gb_test_mkdtemp();
-    char *log_path = s_join(dir, "log.txt");
+    char *log_path = gb_test_path(dir, "log.txt");
     fflush(stderr);
     int saved = dup(2);
     int fd = open(log_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
@@ -322,7 +305,7 @@ static void test_log_never_holds_token(void **state)
     close(saved);
     gb_log_set_level(GB_LOG_ERROR);
     size_t len;
-    char *log = (char *)s_read(log_path, &len);
+    char *log = (char *)gb_test_read(log_path, &len);
     assert_non_null(strstr(log, "created"));
     assert_non_null(strstr(log, "no such token"));
     assert_non_null(strstr(log, "spent"));

@@ -35,13 +35,15 @@ Usage: test_faults_run.py BUILD_DIR SOURCE_DIR
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 
 BUILD, SOURCE = sys.argv[1], sys.argv[2]
+sys.path.insert(0, os.path.join(SOURCE, "tests", "support"))
+import gbproc  # noqa: E402 (tests/support)
+from gbproc import free_port  # noqa: E402 (tests/support)
 CLIENT = os.path.join(BUILD, "glassbox-client")
 COORD = os.path.join(BUILD, "glassbox-coordinator")
 N = 3
@@ -49,18 +51,7 @@ DEADLINE_S = 600  # a round that waited for the stopped client would take this l
 
 
 def run(*args, rc=0):
-    p = subprocess.run(list(args), capture_output=True, text=True, timeout=300)
-    assert p.returncode == rc, "%s: exit %d, want %d\n%s%s" % (args, p.returncode, rc,
-                                                               p.stdout, p.stderr)
-    return p
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+    return gbproc.run(*args, rc=rc, timeout=300)
 
 
 def wait_for(path, text, timeout):

@@ -8,9 +8,10 @@
  * (SHUTTING_DOWN to the clients), resuming from the checkpoint, a failed
  * publish step leaving the global model at the last finished round, the
  * class support of the aggregate explanation by hand (round report,
- * /metrics, explanation-1.json, names from --class-names), and option
- * errors (a names file of the wrong count, --min-class-clients past the
- * client bound among them). */
+ * /metrics, explanation-1.json, names from --class-names), option errors
+ * (a names file of the wrong count, --min-class-clients past the client
+ * bound among them), and the federation on the caller's event loop, asleep
+ * until its nearest deadline. */
 #include "testutil.h"
 
 #include <math.h>
@@ -51,6 +52,7 @@ typedef struct {
 
 typedef struct {
     char *base, ca[600], clients[600], spec[600], state[600], out[600];
+    char key[700], cert[700]; /* the coordinator's signing key and certificate */
     void *ctx;
     gb_front_door_t *door;
     gb_federation_t *fed;
@@ -118,10 +120,14 @@ static gb_federation_options_t s_options(fixture_t *f, uint64_t total_rounds)
     return o;
 }
 
-static void s_key_files(fixture_t *f, char *key, char *cert, size_t cap)
+/* s_options with the coordinator's key and certificate: what publishing
+ * (out_dir) needs. */
+static gb_federation_options_t s_signed_options(fixture_t *f, uint64_t total_rounds)
 {
-    snprintf(key, cap, "%s/%s", f->ca, GB_CA_COORD_KEY_FILE);
-    snprintf(cert, cap, "%s/%s", f->ca, GB_CA_COORD_CERT_FILE);
+    gb_federation_options_t o = s_options(f, total_rounds);
+    o.key_file = f->key;
+    o.cert_file = f->cert;
+    return o;
 }
 
 /* The output directory's file name as a string (the caller frees it). */
@@ -165,19 +171,13 @@ static int s_setup(void **state)
     snprintf(f->clients, sizeof f->clients, "%s/clients", f->base);
     snprintf(f->state, sizeof f->state, "%s/state", f->base);
     snprintf(f->out, sizeof f->out, "%s/out", f->base);
+    snprintf(f->key, sizeof f->key, "%s/%s", f->ca, GB_CA_COORD_KEY_FILE);
+    snprintf(f->cert, sizeof f->cert, "%s/%s", f->ca, GB_CA_COORD_CERT_FILE);
     mkdir(f->state, 0700);
     mkdir(f->out, 0755);
     free(gb_test_write_file(f->base, "model.spec", "input 4\ndense 3\n", 16));
     snprintf(f->spec, sizeof f->spec, "%s/model.spec", f->base);
-    assert_int_equal(gb_ca_init(f->ca, "unit", "localhost", 30, &err), 0);
-    gb_ca_t *ca = gb_ca_open(f->ca, &err);
-    assert_int_equal(gb_ca_issue(ca, "edge-1", 30, f->clients, &err), 0);
-    for (int i = 2; i <= N_CLIENTS; i++) {
-        char name[32];
-        snprintf(name, sizeof name, "edge-%d", i);
-        assert_int_equal(gb_ca_issue(ca, name, 30, f->clients, &err), 0);
-    }
-    gb_ca_destroy(&ca);
+    gb_test_ca_make(f->ca, "unit", f->clients, "edge-", 1, N_CLIENTS);
     f->ctx = zmq_ctx_new();
     gb_front_door_options_t o = {.ca_dir = f->ca, .listen = "tcp://127.0.0.1:*",
                                  .federation = "unit"};
@@ -493,25 +493,18 @@ static bool s_exists(const char *dir, const char *name)
 static void test_new_fails_without_an_error_buffer(void **state)
 {
     fixture_t *f = *state;
-    char key[700], cert[700], path[700];
-    s_key_files(f, key, cert, sizeof key);
-    gb_federation_options_t o = s_options(f, 1);
-    o.key_file = key;
-    o.cert_file = cert;
+    char path[700];
+    gb_federation_options_t o = s_signed_options(f, 1);
     snprintf(path, sizeof path, "%s/no-such-model.gbm", f->base);
     o.model = path;
     assert_null(gb_federation_new(f->ctx, f->door, &o, NULL));
 
-    o = s_options(f, 1);
-    o.key_file = key;
-    o.cert_file = cert;
+    o = s_signed_options(f, 1);
     o.simulate_clients = 2;
     o.simulate_partition = "bogus";
     assert_null(gb_federation_new(f->ctx, f->door, &o, NULL));
 
-    o = s_options(f, 1);
-    o.key_file = key;
-    o.cert_file = cert;
+    o = s_signed_options(f, 1);
     o.server_optimizer = "adam"; /* not a server optimiser */
     assert_null(gb_federation_new(f->ctx, f->door, &o, NULL));
 
@@ -528,11 +521,7 @@ static void test_two_rounds_and_resume(void **state)
 {
     fixture_t *f = *state;
     gb_error_t err = {0};
-    char key[700], cert[700];
-    s_key_files(f, key, cert, sizeof key);
-    gb_federation_options_t o = s_options(f, 2);
-    o.key_file = key;
-    o.cert_file = cert;
+    gb_federation_options_t o = s_signed_options(f, 2);
     f->fed = gb_federation_new(f->ctx, f->door, &o, &err);
     if (!f->fed)
         fail_msg("new: %s", err.msg);
@@ -618,9 +607,7 @@ static void test_two_rounds_and_resume(void **state)
     free(gb_test_write_file(f->out, "history.json", hostile, strlen(hostile)));
 
     /* a restart with the same state directory resumes after round 2 */
-    o = s_options(f, 3);
-    o.key_file = key;
-    o.cert_file = cert;
+    o = s_signed_options(f, 3);
     o.model = NULL; /* not needed: the checkpoint has it */
     f->fed = gb_federation_new(f->ctx, f->door, &o, &err);
     if (!f->fed)
@@ -632,9 +619,7 @@ static void test_two_rounds_and_resume(void **state)
     assert_false(gb_federation_finished(f->fed));
     /* and the run that was already complete ends at once */
     gb_federation_destroy(&f->fed);
-    o = s_options(f, 2);
-    o.key_file = key;
-    o.cert_file = cert;
+    o = s_signed_options(f, 2);
     f->fed = gb_federation_new(f->ctx, f->door, &o, &err);
     assert_non_null(f->fed);
     assert_true(gb_federation_finished(f->fed));
@@ -647,12 +632,9 @@ static void test_failed_step_keeps_the_model(void **state)
 {
     fixture_t *f = *state;
     gb_error_t err = {0};
-    char key[700], cert[700], gone[700];
-    s_key_files(f, key, cert, sizeof key);
+    char gone[700];
     snprintf(gone, sizeof gone, "%s/gone", f->base);
-    gb_federation_options_t o = s_options(f, 1);
-    o.key_file = key;
-    o.cert_file = cert;
+    gb_federation_options_t o = s_signed_options(f, 1);
     o.state_dir = gone; /* made by new, removed below before the first checkpoint */
     o.rounds.backoff_ms = 60000; /* no second attempt within the test */
     f->fed = gb_federation_new(f->ctx, f->door, &o, &err);
@@ -679,17 +661,15 @@ static void test_failed_step_keeps_the_model(void **state)
     gb_envelope_free(&t1);
 }
 
-/* Starts the federation of o, made one that signs (with the key files,
- * whose paths go into key and cert, 700 bytes each) and asks for saliency
+/* Starts the federation of o, made one that signs (with the fixture's key
+ * files) and asks for saliency
  * explanations with a weak-class threshold of 2, on fresh metrics; joins
  * clients 0 and 1 and takes their round-1 tasks into t[0] and t[1]. */
-static void s_start_explaining(fixture_t *f, gb_federation_options_t *o, char *key,
-                               char *cert, Glassbox__Envelope *t[2])
+static void s_start_explaining(fixture_t *f, gb_federation_options_t *o, Glassbox__Envelope *t[2])
 {
     gb_error_t err = {0};
-    s_key_files(f, key, cert, 700);
-    o->key_file = key;
-    o->cert_file = cert;
+    o->key_file = f->key;
+    o->cert_file = f->cert;
     o->explain = GLASSBOX__EXPLAIN_METHOD__EXPLAIN_SALIENCY;
     o->min_class_clients = 2;
     gb_metrics_reset();
@@ -709,13 +689,12 @@ static void test_explanations_merged(void **state)
 {
     fixture_t *f = *state;
     gb_error_t err = {0};
-    char key[700], cert[700];
     gb_federation_options_t o = s_options(f, 1);
     o.explain_samples = 10;
     char *names = gb_test_write_file(f->base, "names.txt", "cat\ndog\nbird\n", 13);
     o.class_names_file = names;
     Glassbox__Envelope *t[2];
-    s_start_explaining(f, &o, key, cert, t);
+    s_start_explaining(f, &o, t);
     Glassbox__Envelope *t0 = t[0], *t1 = t[1];
     assert_int_equal(t0->task->explain->method, GLASSBOX__EXPLAIN_METHOD__EXPLAIN_SALIENCY);
     assert_int_equal(t0->task->explain->max_samples, 10);
@@ -769,12 +748,11 @@ static void test_explanations_merged(void **state)
 static void test_class_series_bounded(void **state)
 {
     fixture_t *f = *state;
-    char key[700], cert[700];
     char *spec = gb_test_write_file(f->base, "wide.spec", "input 4\ndense 130\n", 18);
     gb_federation_options_t o = s_options(f, 1);
     o.model = spec;
     Glassbox__Envelope *t[2];
-    s_start_explaining(f, &o, key, cert, t);
+    s_start_explaining(f, &o, t);
     Glassbox__Envelope *t0 = t[0], *t1 = t[1];
     static const float even[4] = {1, 1, 1, 1};
     s_expect_ack(f, 0, s_update_explained_as(f, 0, t0->task, even, 50, 650, 5));
@@ -846,8 +824,6 @@ static void s_poisoned_round(fixture_t *f, uint64_t round)
 static void s_poisoned_rounds(fixture_t *f, bool guard, bool files)
 {
     gb_error_t err = {0};
-    char key[700], cert[700];
-    s_key_files(f, key, cert, sizeof key);
     gb_federation_options_t o = s_options(f, 3);
     o.guard_flags = guard;
     o.rounds.min_clients = N_CLIENTS;
@@ -856,8 +832,8 @@ static void s_poisoned_rounds(fixture_t *f, bool guard, bool files)
     o.out_dir = NULL; /* no publication: the flags are what this test reads */
     if (files) {
         o.out_dir = f->out;
-        o.key_file = key;
-        o.cert_file = cert;
+        o.key_file = f->key;
+        o.cert_file = f->cert;
     }
     gb_metrics_reset();
     f->fed = gb_federation_new(f->ctx, f->door, &o, &err);
@@ -923,12 +899,11 @@ static void test_flags_survive_a_retried_round(void **state)
 {
     fixture_t *f = *state;
     gb_error_t err = {0};
-    char key[700], cert[700], gone[700];
-    s_key_files(f, key, cert, sizeof key);
+    char gone[700];
     snprintf(gone, sizeof gone, "%s/gone", f->base);
     gb_federation_options_t o = s_options(f, 1);
-    o.key_file = key;
-    o.cert_file = cert;
+    o.key_file = f->key;
+    o.cert_file = f->cert;
     o.rounds.min_clients = N_CLIENTS;
     o.rounds.min_per_round = N_CLIENTS;
     o.rounds.quorum = N_CLIENTS;
@@ -968,14 +943,13 @@ static void test_report_failure_costs_nothing(void **state)
 {
     fixture_t *f = *state;
     gb_error_t err = {0};
-    char key[700], cert[700], blocker[700];
-    s_key_files(f, key, cert, sizeof key);
+    char blocker[700];
     snprintf(blocker, sizeof blocker, "%s/index.html", f->out);
     assert_int_equal(mkdir(blocker, 0755), 0);
     free(gb_test_write_file(blocker, "keep", "x", 1)); /* so the rename cannot replace it */
     gb_federation_options_t o = s_options(f, 1);
-    o.key_file = key;
-    o.cert_file = cert;
+    o.key_file = f->key;
+    o.cert_file = f->cert;
     gb_metrics_reset();
     f->fed = gb_federation_new(f->ctx, f->door, &o, &err);
     if (!f->fed)
@@ -1006,11 +980,7 @@ static void test_hostile_results(void **state)
 {
     fixture_t *f = *state;
     gb_error_t err = {0};
-    char key[700], cert[700];
-    s_key_files(f, key, cert, sizeof key);
-    gb_federation_options_t o = s_options(f, 2);
-    o.key_file = key;
-    o.cert_file = cert;
+    gb_federation_options_t o = s_signed_options(f, 2);
     o.max_client_samples = 5000;
     o.max_norm_ratio = 10;
     o.rounds.client_eval = true;
@@ -1101,11 +1071,7 @@ static void test_explanation_share_capped(void **state)
 {
     fixture_t *f = *state;
     gb_error_t err = {0};
-    char key[700], cert[700];
-    s_key_files(f, key, cert, sizeof key);
-    gb_federation_options_t o = s_options(f, 1);
-    o.key_file = key;
-    o.cert_file = cert;
+    gb_federation_options_t o = s_signed_options(f, 1);
     o.explain = GLASSBOX__EXPLAIN_METHOD__EXPLAIN_SALIENCY;
     o.explain_samples = 10;
     o.max_explanation_share = 0.25;
@@ -1134,6 +1100,59 @@ static void test_explanation_share_capped(void **state)
     json_decref(doc);
     gb_envelope_free(&t0);
     gb_envelope_free(&t1);
+}
+
+/* The federation on the caller's loop (what serve does): attach refuses a
+ * second loop; idle, the loop sleeps until the door's next CRL check, and
+ * with a round in training until the round's deadline when that is
+ * nearer: the machine's wake-up is a timer, not a constant poll. */
+static void test_idle_loop_sleeps_until_its_deadline(void **state)
+{
+    fixture_t *f = *state;
+    gb_error_t err = {0};
+    gb_federation_options_t o = s_signed_options(f, 1);
+    o.rounds.deadline_ms = 800;
+    f->fed = gb_federation_new(f->ctx, f->door, &o, &err);
+    if (!f->fed)
+        fail_msg("new: %s", err.msg);
+    gb_event_loop_t *loop = gb_event_loop_new(&err), *other = gb_event_loop_new(&err);
+    assert_int_equal(gb_federation_attach(f->fed, NULL, &err), GB_EINVAL);
+    double t0 = gb_time_now();
+    assert_int_equal(gb_federation_attach(f->fed, loop, &err), 0);
+    assert_int_equal(gb_federation_attach(f->fed, loop, &err), 0); /* there already */
+    assert_int_equal(gb_federation_attach(f->fed, other, &err), GB_EINVAL);
+    /* the door's three, the machine's wake-up and the outbox's retry */
+    assert_int_equal(gb_event_loop_count(loop), 5);
+    assert_int_equal(gb_federation_step(f->fed, 0, &err), 0); /* what is due at once */
+    /* waiting for clients: nothing timed but the CRL check, a second on */
+    long t = gb_test_loop_wait_ms(loop);
+    long least = 1000 - (long)((gb_time_now() - t0) * 1000) - 2;
+    if (!(t <= 1000 && t >= least))
+        fail_msg("a federation waiting for clients waits %ld ms (not %ld..1000)", t, least);
+
+    s_join(f, 0);
+    s_join(f, 1); /* round 1 begins: its deadline 800 ms on */
+    Glassbox__Envelope *task = s_task(f, 0, 1);
+    uint64_t deadline = task->task->deadline_unix_ms;
+    gb_envelope_free(&task);
+    /* the nearer of the deadline and the CRL check; once that check is past
+     * (a second later) the deadline is the nearest */
+    bool saw = false;
+    for (int tries = 0; tries < 3 && !saw; tries++) {
+        long left = (long)(deadline - gb_time_unix_ms());
+        assert_true(left > 0);
+        t = gb_test_loop_wait_ms(loop);
+        assert_true(t >= 0 && t <= left + 2);
+        saw = t >= left - 2;
+        if (!saw) /* the CRL check comes first: sleep through it for real */
+            assert_int_equal(gb_federation_step(f->fed, (int)t + 1, &err), 0);
+    }
+    if (!saw)
+        fail_msg("the loop never slept until the round's deadline");
+    gb_federation_destroy(&f->fed); /* leaves the loop, and the door with it */
+    assert_int_equal(gb_event_loop_count(loop), 0);
+    gb_event_loop_destroy(&loop);
+    gb_event_loop_destroy(&other);
 }
 
 static void test_option_errors(void **state)
@@ -1210,6 +1229,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_guard_leaves_flagged_out, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_explanation_share_capped, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_option_errors, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_idle_loop_sleeps_until_its_deadline, s_setup,
+                                        s_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

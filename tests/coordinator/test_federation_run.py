@@ -23,7 +23,6 @@ Usage: test_federation_run.py BUILD_DIR SOURCE_DIR
 """
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -37,6 +36,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 BUILD, SOURCE = sys.argv[1], sys.argv[2]
 sys.path.insert(0, os.path.join(SOURCE, "tests", "support"))
 import gblink  # noqa: E402 (tests/support)
+import gbproc  # noqa: E402 (tests/support)
+from gbproc import free_port  # noqa: E402 (tests/support)
 
 CLIENT = os.path.join(BUILD, "glassbox-client")
 COORD = os.path.join(BUILD, "glassbox-coordinator")
@@ -48,18 +49,7 @@ MIN_CLASS_CLIENTS = 3
 
 
 def run(*args, rc=0):
-    p = subprocess.run(list(args), capture_output=True, text=True, timeout=300)
-    assert p.returncode == rc, "%s: exit %d, want %d\n%s%s" % (args, p.returncode, rc,
-                                                               p.stdout, p.stderr)
-    return p
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+    return gbproc.run(*args, rc=rc, timeout=300)
 
 
 def serve(work, port, pub_port, rounds, as_json=True):

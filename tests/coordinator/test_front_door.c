@@ -13,7 +13,8 @@
  * table's first allocation, so it and its index grow), each sent a Task by
  * name with gb_front_door_send_parts, then sessions closed by name and
  * ended by their clients (removal moves the last session into the hole),
- * the rest still reached by name, and a rejoin under the same name. The
+ * the rest still reached by name, and a rejoin under the same name; the
+ * door attached to a caller's event loop, asleep until its deadline. The
  * enrollment
  * path and CRL reloading run through the binaries in test_serve.py. */
 #include "testutil.h"
@@ -50,10 +51,7 @@ static int s_setup(void **state)
     f->base = gb_test_mkdtemp();
     snprintf(f->ca, sizeof f->ca, "%s/ca", f->base);
     snprintf(f->clients, sizeof f->clients, "%s/clients", f->base);
-    assert_int_equal(gb_ca_init(f->ca, "unit", "localhost", 30, &err), 0);
-    gb_ca_t *ca = gb_ca_open(f->ca, &err);
-    assert_int_equal(gb_ca_issue(ca, "edge-1", 30, f->clients, &err), 0);
-    gb_ca_destroy(&ca);
+    gb_test_ca_make(f->ca, "unit", f->clients, "edge-", 1, 1);
     f->ctx = zmq_ctx_new();
     gb_front_door_options_t o = {.ca_dir = f->ca, .listen = "tcp://127.0.0.1:*",
                                  .federation = "unit"};
@@ -506,6 +504,49 @@ static void test_close_by_name(void **state)
     gb_front_door_set_handlers(f->door, NULL);
 }
 
+/* The door on the caller's loop: attach moves it off the loop a step made
+ * for it, refuses a second loop, and leaves nothing behind on detach; an
+ * idle door sleeps until its next CRL check (a second after the first),
+ * not a constant poll; a step turns the loop it is attached to. */
+static void test_attached_to_a_loop(void **state)
+{
+    fixture_t *f = *state;
+    gb_error_t err = {0};
+    gb_event_loop_t *loop = gb_event_loop_new(&err), *other = gb_event_loop_new(&err);
+    assert_non_null(loop);
+    assert_non_null(other);
+    assert_int_equal(gb_front_door_attach(f->door, NULL, &err), GB_EINVAL);
+    assert_int_equal(gb_front_door_step(f->door, 0, &err), 0); /* on a loop of its own */
+    double t0 = gb_time_now();
+    assert_int_equal(gb_front_door_attach(f->door, loop, &err), 0);
+    assert_int_equal(gb_front_door_attach(f->door, loop, &err), 0); /* there already */
+    assert_int_equal(gb_front_door_attach(f->door, other, &err), GB_EINVAL);
+    assert_int_equal(gb_event_loop_count(other), 0);
+    assert_int_equal(gb_event_loop_count(loop), 3); /* the link, the CRL check, the service */
+    assert_true(gb_event_loop_run_once(loop, 0, &err) >= 0); /* the timers due at once */
+    long t = gb_test_loop_wait_ms(loop);
+    long least = 1000 - (long)((gb_time_now() - t0) * 1000) - 2;
+    if (!(t <= 1000 && t >= least))
+        fail_msg("an idle door waits %ld ms (the CRL check is due in %ld..1000)", t, least);
+    /* a client is served through the loop the steps turn */
+    s_connect(f, false);
+    s_pump(f, NULL);
+    s_join(f, 1);
+    assert_int_equal(gb_front_door_joined(f->door), 1);
+    assert_int_equal(gb_front_door_failure(f->door, &err), 0);
+    gb_front_door_detach(f->door);
+    gb_front_door_detach(f->door); /* nothing if not attached */
+    assert_int_equal(gb_event_loop_count(loop), 0);
+    /* detached: a step makes it a loop of its own again */
+    assert_int_equal(gb_front_door_step(f->door, 0, &err), 0);
+    assert_int_equal(gb_event_loop_count(loop), 0);
+    assert_int_equal(gb_front_door_attach(f->door, loop, &err), 0);
+    gb_front_door_destroy(&f->door); /* detaches */
+    assert_int_equal(gb_event_loop_count(loop), 0);
+    gb_event_loop_destroy(&loop);
+    gb_event_loop_destroy(&other);
+}
+
 static int s_joined_heard;
 
 static bool s_count_joined(void *arg, const char *id, const Glassbox__Join *j,
@@ -877,6 +918,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_handlers_and_send, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_repeated_join_and_turn_away, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_close_by_name, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_attached_to_a_loop, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_publish_to_subscribers, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_many_sessions, s_setup, s_teardown),
     };

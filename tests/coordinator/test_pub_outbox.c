@@ -9,6 +9,7 @@
  * bound on waiting rounds gives up the oldest. */
 #include "testutil.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -167,12 +168,19 @@ static void test_kept_retried_and_written(void **state)
     gb_error_t err = {0};
     gb_pub_outbox_t *ob = gb_pub_outbox_new(f->out, f->state, f->signer, 100, &err);
     assert_non_null(ob);
+    assert_true(gb_pub_outbox_next_retry(ob) == HUGE_VAL); /* nothing waits: nothing timed */
     double failures = gb_metrics_value("glassbox_publication_failures_total", NULL, NULL);
     s_break(f);
     size_t len2, len3;
     uint8_t *b2 = s_pub(2, &len2), *b3 = s_pub(3, &len3);
+    double before = gb_time_now();
     assert_int_equal(gb_pub_outbox_put(ob, 2, b2, len2, &err), GB_EIO);
+    /* the first retry after the first backoff */
+    double next = gb_pub_outbox_next_retry(ob);
+    assert_true(next >= before + GB_PUB_OUTBOX_FIRST_RETRY_MS / 1000.0 &&
+                next <= gb_time_now() + GB_PUB_OUTBOX_FIRST_RETRY_MS / 1000.0);
     assert_int_equal(gb_pub_outbox_put(ob, 3, b3, len3, NULL), GB_EIO); /* err may be NULL */
+    assert_true(gb_pub_outbox_next_retry(ob) == next); /* the oldest round's time */
     uint64_t first = 0;
     const char *why = NULL;
     assert_int_equal(gb_pub_outbox_waiting(ob, &first, &why), 2);
@@ -185,14 +193,16 @@ static void test_kept_retried_and_written(void **state)
     assert_int_equal(gb_metrics_value("glassbox_publications_unwritten", NULL, NULL), 2);
     /* not due yet: nothing tried */
     assert_int_equal(gb_pub_outbox_retry(ob, gb_time_now()), 0);
-    /* due, still broken: tried once, both still wait */
+    /* due, still broken: tried once, both still wait, the next try later */
     assert_int_equal(gb_pub_outbox_retry(ob, gb_time_now() + 3600), 0);
     assert_int_equal(gb_pub_outbox_waiting(ob, NULL, NULL), 2);
+    assert_true(gb_pub_outbox_next_retry(ob) > next);
     /* mended: both written, in order, and their state files gone */
     s_mend(f);
     assert_int_equal(gb_pub_outbox_retry(ob, gb_time_now() + 3600), 2);
     assert_int_equal(gb_pub_outbox_waiting(ob, &first, NULL), 0);
     assert_int_equal(first, 0);
+    assert_true(gb_pub_outbox_next_retry(ob) == HUGE_VAL);
     assert_true(s_has(f->out, "round-000002.pub") && s_has(f->out, "round-000002.sig"));
     assert_true(s_has(f->out, "round-000003.pub") && s_has(f->out, "round-000003.sig"));
     assert_false(s_has(f->state, "unpublished-000002.pb"));

@@ -18,7 +18,6 @@ Usage: test_serve.py BUILD_DIR SOURCE_DIR
 import os
 import secrets
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -30,26 +29,12 @@ import zmq
 BUILD, SOURCE = sys.argv[1], sys.argv[2]
 sys.path.insert(0, os.path.join(SOURCE, "tests", "support"))
 import gblink  # noqa: E402 (tests/support)
+from gbproc import free_port, run  # noqa: E402 (tests/support)
 
 CLIENT = os.path.join(BUILD, "glassbox-client")
 COORD = os.path.join(BUILD, "glassbox-coordinator")
 NAME = "localhost"  # the coordinator's certificate name, and the host clients dial
 pb = gblink.load_protocol(SOURCE)
-
-
-def run(*args, rc=0):
-    p = subprocess.run(list(args), capture_output=True, text=True, timeout=120)
-    assert p.returncode == rc, "%s: exit %d, want %d\n%s%s" % (args, p.returncode, rc,
-                                                               p.stdout, p.stderr)
-    return p
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def join(ca_dir, ident, name, expect_refusal=False):

@@ -15,12 +15,13 @@ Usage: test_subscribe_run.py BUILD_DIR SOURCE_DIR
 """
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
 
 BUILD, SOURCE = sys.argv[1], sys.argv[2]
+sys.path.insert(0, os.path.join(SOURCE, "tests", "support"))
+from gbproc import free_port  # noqa: E402 (tests/support)
 CLIENT = os.path.join(BUILD, "glassbox-client")
 COORD = os.path.join(BUILD, "glassbox-coordinator")
 MARK = "2.25.61096395399426130411232771718032252530"
@@ -30,14 +31,6 @@ def run(*args, rc=0, cwd=None):
     p = subprocess.run(list(args), capture_output=True, text=True, timeout=120, cwd=cwd)
     assert p.returncode == rc, "%s: exit %d\n%s%s" % (args, p.returncode, p.stdout, p.stderr)
     return p
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def subscribe(work, port, ca_dir, name, out, extra):

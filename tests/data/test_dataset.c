@@ -6,8 +6,9 @@
  * the same floats through fill, subset and limit as the raw bytes read by
  * gb_idx_read, gb_dataset_sample_u8, a corrupt packed store, regression
  * datasets (targets through fill, subset and limit; task, outputs, loss,
- * units), gb_dataset_load_opts (csv:FILE, and csv: options refused for image
- * datasets), allocation-failure injection, and the real Fashion-MNIST when
+ * units), gb_dataset_load_opts with image datasets (csv: options refused,
+ * defaults taken; csv:FILE is tested in test_dataset_load.c),
+ * allocation-failure injection, and the real Fashion-MNIST when
  * the Debian package is installed (skipped otherwise). Windowed series are
  * tested in test_series.c. Doubles as the usage example. */
 #include "testutil.h"
@@ -866,51 +867,15 @@ static void test_regression(void **state)
     assert_int_equal(failures, 5); /* dataset, name, labels, features, targets */
 }
 
+/* gb_dataset_load_opts with image data: csv: options refused, the defaults
+ * taken (csv:FILE itself is tested in test_dataset_load.c). */
 static void test_load_opts(void **state)
 {
     (void)state;
     gb_error_t err = {0};
     gb_dataset_t *ds = (gb_dataset_t *)1;
-    char *dir = gb_test_mkdtemp();
-    const char *text = "a,b,y\n1,2,0\n2,3,1\n3,4,0\n4,5,1\n5,6,1\n";
-    char *path = gb_test_write_file(dir, "d.csv", text, strlen(text));
-    char name[512];
-    snprintf(name, sizeof name, "csv:%s", path);
-
-    gb_data_opts_t o = GB_DATA_OPTS_INIT;
-    assert_true(o.test_fraction == GB_DATA_TEST_FRACTION);
-    assert_int_equal(o.horizon, 1);
-    o.label = "y";
-    assert_int_equal(gb_dataset_load_opts(name, GB_SPLIT_TRAIN, &o, &ds, &err), 0);
-    assert_string_equal(ds->name, name);
-    assert_int_equal(ds->n, 4);
-    assert_int_equal(ds->n_classes, 2);
-    assert_int_equal(gb_dataset_sample_size(ds), 2);
-    gb_dataset_destroy(&ds);
-    o.regression = true;
-    assert_int_equal(gb_dataset_load_opts(name, GB_SPLIT_TEST, &o, &ds, &err), 0);
-    assert_int_equal(ds->n, 1);
-    assert_int_equal(gb_dataset_task(ds), GB_TASK_REGRESSION);
-    gb_dataset_destroy(&ds);
-
-    /* without options a csv: has no label: the message lists the columns */
-    assert_int_equal(gb_dataset_load(name, GB_SPLIT_TRAIN, &ds, &err), GB_EINVAL);
-    assert_null(ds);
+    gb_data_opts_t o;
     char want[600];
-    snprintf(want, sizeof want, "%s: no label column given (--label NAME; columns: a, b, y)", path);
-    assert_string_equal(err.msg, want);
-    assert_int_equal(gb_dataset_load_opts(name, GB_SPLIT_TRAIN, NULL, &ds, &err), GB_EINVAL);
-    assert_string_equal(err.msg, want);
-    assert_int_equal(gb_dataset_load_opts("csv:", GB_SPLIT_TRAIN, &o, &ds, &err), GB_EINVAL);
-    assert_string_equal(err.msg, "dataset 'csv:': csv: needs a file (csv:FILE)");
-    assert_int_equal(gb_dataset_load_opts(name, GB_SPLIT_TRAIN, &o, NULL, &err), GB_EINVAL);
-    /* the reader's message comes through */
-    free(path);
-    path = gb_test_write_file(dir, "d.csv", "a,y\n1,2\n3\n", 10);
-    assert_int_equal(gb_dataset_load_opts(name, GB_SPLIT_TRAIN, &o, &ds, &err), GB_EFORMAT);
-    assert_null(ds);
-    snprintf(want, sizeof want, "%s line 3 has 1 cell, the header has 2", path);
-    assert_string_equal(err.msg, want);
 
     /* csv: options are refused for image datasets, not ignored */
     char *idx_dir = s_make_dir();
@@ -949,9 +914,6 @@ static void test_load_opts(void **state)
     free(spec);
     gb_test_rmtree(idx_dir);
     free(idx_dir);
-    free(path);
-    gb_test_rmtree(dir);
-    free(dir);
 }
 
 static void test_fashion_mnist(void **state)

@@ -1,11 +1,13 @@
 /* Tests for data/dataset_load: the name picks the reader. csv:FILE through
  * the series reader (a table with a label, classification and regression;
- * without options it fails for want of a label and lists the columns),
+ * without options it fails for want of a label and lists the columns; the
+ * reader's own message comes through; the options' defaults),
  * idx:DIR through the IDX loader (a missing directory named in the error),
  * fashion-mnist refused with the Debian package named when it is not
  * installed, csv: options refused for image datasets rather than ignored,
  * and every bad argument (unknown, empty and NULL names, "idx:" and "csv:"
- * without a path, a NULL out). The readers' own checks are tested in
+ * without a path, a NULL out). The readers' own checks, and the csv:
+ * options refused for idx data that is really there, are tested in
  * test_dataset.c, test_series.c and test_csv.c. Doubles as the usage
  * example. */
 #include "testutil.h"
@@ -24,17 +26,20 @@ static void test_load_csv(void **state)
     gb_error_t err = {0};
     gb_dataset_t *ds = NULL;
     char *dir = gb_test_mkdtemp();
-    const char *text = "a,b,y\n1,2,0\n2,3,1\n3,4,0\n4,5,1\n5,6,1\n";
-    char *path = gb_test_write_file(dir, "d.csv", text, strlen(text));
     char name[512];
-    snprintf(name, sizeof name, "csv:%s", path);
+    char *path =
+        gb_test_write_csv(dir, "d.csv", "a,b,y\n1,2,0\n2,3,1\n3,4,0\n4,5,1\n5,6,1\n", name,
+                          sizeof name);
 
     gb_data_opts_t o = GB_DATA_OPTS_INIT;
+    assert_true(o.test_fraction == GB_DATA_TEST_FRACTION);
+    assert_int_equal(o.horizon, 1);
     o.label = "y";
     assert_int_equal(gb_dataset_load_opts(name, GB_SPLIT_TRAIN, &o, &ds, &err), 0);
     assert_string_equal(ds->name, name);
     assert_int_equal(ds->n, 4); /* the first 80% of 5 rows */
     assert_int_equal(ds->n_classes, 2);
+    assert_int_equal(gb_dataset_sample_size(ds), 2);
     assert_int_equal(gb_dataset_task(ds), GB_TASK_CLASSIFICATION);
     gb_dataset_destroy(&ds);
     o.regression = true;
@@ -43,7 +48,8 @@ static void test_load_csv(void **state)
     assert_int_equal(gb_dataset_task(ds), GB_TASK_REGRESSION);
     gb_dataset_destroy(&ds);
 
-    /* gb_dataset_load is the default options: no label column */
+    /* gb_dataset_load is the default options: no label column; the
+     * message lists the columns */
     ds = (gb_dataset_t *)1; /* must be reset to NULL on failure */
     assert_int_equal(gb_dataset_load(name, GB_SPLIT_TRAIN, &ds, &err), GB_EINVAL);
     assert_null(ds);
@@ -51,6 +57,16 @@ static void test_load_csv(void **state)
     snprintf(want, sizeof want, "%s: no label column given (--label NAME; columns: a, b, y)", path);
     assert_string_equal(err.msg, want);
     assert_int_equal(gb_dataset_load_opts(name, GB_SPLIT_TRAIN, NULL, &ds, &err), GB_EINVAL);
+    assert_string_equal(err.msg, want);
+    assert_int_equal(gb_dataset_load_opts("csv:", GB_SPLIT_TRAIN, &o, &ds, &err), GB_EINVAL);
+    assert_string_equal(err.msg, "dataset 'csv:': csv: needs a file (csv:FILE)");
+    assert_int_equal(gb_dataset_load_opts(name, GB_SPLIT_TRAIN, &o, NULL, &err), GB_EINVAL);
+    /* the reader's message comes through */
+    free(path);
+    path = gb_test_write_file(dir, "d.csv", "a,y\n1,2\n3\n", 10);
+    assert_int_equal(gb_dataset_load_opts(name, GB_SPLIT_TRAIN, &o, &ds, &err), GB_EFORMAT);
+    assert_null(ds);
+    snprintf(want, sizeof want, "%s line 3 has 1 cell, the header has 2", path);
     assert_string_equal(err.msg, want);
 
     free(path);

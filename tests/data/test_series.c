@@ -739,9 +739,8 @@ static void test_alloc_failure(void **state)
 
     /* the whole load: file, table, dataset */
     char *dir = gb_test_mkdtemp();
-    char *path = gb_test_write_file(dir, "s.csv", text, strlen(text));
     char name[512];
-    snprintf(name, sizeof name, "csv:%s", path);
+    char *path = gb_test_write_csv(dir, "s.csv", text, name, sizeof name);
     for (long j = 1; j < 60; j++) {
         gb_error_t err = {0};
         gb_dataset_t *ds = (gb_dataset_t *)1;

@@ -46,25 +46,7 @@
 
 static gb_model_t *s_model(const char *spec, int batch, uint64_t seed)
 {
-    gb_error_t err = {0};
-    gb_model_t *m = gb_model_new(spec, &err);
-    if (!m)
-        fail_msg("gb_model_new(%s): %s", spec, err.msg);
-    gb_model_init(m, seed);
-    assert_int_equal(gb_model_plan(m, batch, 1, &err), 0);
-    return m;
-}
-
-static size_t s_in_size(const gb_model_t *m)
-{
-    gb_shape_t s = gb_model_input_shape(m);
-    return gb_shape_size(&s);
-}
-
-static size_t s_out_size(const gb_model_t *m)
-{
-    gb_shape_t s = gb_model_output_shape(m);
-    return gb_shape_size(&s);
+    return gb_test_model(spec, batch, 1, seed);
 }
 
 static void s_uniform(float *p, size_t n, float lo, float hi, gb_rng_t *rng)
@@ -118,7 +100,7 @@ static double s_objective(gb_model_t *m, const float *x, int batch, const float 
 {
     gb_error_t err = {0};
     assert_int_equal(gb_model_forward(m, x, batch, y, &err), 0);
-    size_t n = (size_t)batch * s_out_size(m);
+    size_t n = (size_t)batch * gb_test_model_out_size(m);
     double sum = 0.0;
     for (size_t i = 0; i < n; i++)
         sum += (double)r[i] * (double)y[i];
@@ -169,7 +151,8 @@ static bool s_tokens;
 static double s_check_model(gb_model_t *m, const char *spec, float *x, int batch, s_fd_t fd,
                             bool train, uint64_t seed)
 {
-    const size_t in = s_in_size(m) * (size_t)batch, out = s_out_size(m) * (size_t)batch;
+    const size_t in = gb_test_model_in_size(m) * (size_t)batch,
+                 out = gb_test_model_out_size(m) * (size_t)batch;
     const size_t np = gb_model_param_count(m);
     float *r = malloc(out * sizeof *r), *y = malloc(out * sizeof *y);
     float *dx = malloc(in * sizeof *dx), *grads = malloc((np ? np : 1) * sizeof *grads);
@@ -214,7 +197,7 @@ static double s_check_spec(const char *spec, int batch, s_xkind_t kind, float lo
                            s_fd_t fd, bool train, uint64_t seed)
 {
     gb_model_t *m = s_model(spec, batch, seed);
-    size_t n = s_in_size(m) * (size_t)batch;
+    size_t n = gb_test_model_in_size(m) * (size_t)batch;
     float *x = malloc(n * sizeof *x);
     assert_non_null(x);
     gb_rng_t rng;
@@ -620,7 +603,7 @@ static void s_check_composite(const char *spec, int batch, uint64_t seed0, s_fd_
 {
     for (uint64_t seed = seed0; seed < seed0 + 200; seed++) {
         gb_model_t *m = s_model(spec, batch, seed);
-        size_t n = s_in_size(m) * (size_t)batch;
+        size_t n = gb_test_model_in_size(m) * (size_t)batch;
         float *x = malloc(n * sizeof *x);
         assert_non_null(x);
         gb_rng_t rng;
@@ -682,7 +665,7 @@ static void s_check_loss(const char *spec, const char *name, int batch, const gb
                          uint64_t seed, s_fd_t fd)
 {
     gb_model_t *m = s_model(spec, batch, seed);
-    size_t n = s_in_size(m) * (size_t)batch, np = gb_model_param_count(m);
+    size_t n = gb_test_model_in_size(m) * (size_t)batch, np = gb_model_param_count(m);
     float *x = malloc(n * sizeof *x), *g = malloc(np * sizeof *g);
     assert_true(x && g);
     gb_rng_t rng;
@@ -750,7 +733,7 @@ static void s_directional(const char *preset, double h, double tol, uint64_t see
     assert_non_null(spec);
     for (uint64_t seed = seed0; seed < seed0 + 50; seed++) {
         gb_model_t *m = s_model(preset, batch, seed);
-        size_t in = s_in_size(m) * batch, out = s_out_size(m) * batch;
+        size_t in = gb_test_model_in_size(m) * batch, out = gb_test_model_out_size(m) * batch;
         size_t np = gb_model_param_count(m);
         float *x = malloc(in * sizeof *x), *r = malloc(out * sizeof *r);
         float *y = malloc(out * sizeof *y), *d = malloc(np * sizeof *d);

@@ -41,29 +41,6 @@ static const char s_all_layers[] = "input 2 8 8\n"
                                    "sigmoid\n"
                                    "dense 3\n";
 
-static gb_model_t *s_model(const char *spec, int batch, int threads, uint64_t seed)
-{
-    gb_error_t err = {0};
-    gb_model_t *m = gb_model_new(spec, &err);
-    if (!m)
-        fail_msg("gb_model_new: %s", err.msg);
-    gb_model_init(m, seed);
-    assert_int_equal(gb_model_plan(m, batch, threads, &err), 0);
-    return m;
-}
-
-static size_t s_in_size(const gb_model_t *m)
-{
-    gb_shape_t s = gb_model_input_shape(m);
-    return gb_shape_size(&s);
-}
-
-static size_t s_out_size(const gb_model_t *m)
-{
-    gb_shape_t s = gb_model_output_shape(m);
-    return gb_shape_size(&s);
-}
-
 static float *s_random(size_t n, float lo, float hi, uint64_t seed)
 {
     float *p = malloc((n ? n : 1) * sizeof *p);
@@ -442,12 +419,14 @@ static void test_call_order_errors(void **state)
 
 static void s_backward_accumulate_flag(int threads)
 {
-    gb_model_t *m = s_model(s_all_layers, 5, threads, 3);
+    gb_model_t *m = gb_test_model(s_all_layers, 5, threads, 3);
     const int B = 5;
     const size_t np = gb_model_param_count(m);
-    float *x = s_random(B * s_in_size(m), -1, 1, 1), *dy = s_random(B * s_out_size(m), -1, 1, 2);
-    float *y = malloc(B * s_out_size(m) * sizeof *y);
-    float *dx1 = malloc(B * s_in_size(m) * sizeof *dx1), *dx2 = malloc(B * s_in_size(m) * 4);
+    float *x = s_random(B * gb_test_model_in_size(m), -1, 1, 1),
+          *dy = s_random(B * gb_test_model_out_size(m), -1, 1, 2);
+    float *y = malloc(B * gb_test_model_out_size(m) * sizeof *y);
+    float *dx1 = malloc(B * gb_test_model_in_size(m) * sizeof *dx1),
+          *dx2 = malloc(B * gb_test_model_in_size(m) * 4);
     float *sentinel = s_random(np, -5, 5, 4), *g1 = malloc(np * sizeof *g1);
     assert_true(y && dx1 && dx2 && g1);
     gb_error_t err = {0};
@@ -461,7 +440,7 @@ static void s_backward_accumulate_flag(int threads)
     /* accumulate true: the same dx, and grads = sentinel + G. */
     memset(gb_model_grads(m), 0, np * sizeof(float));
     assert_int_equal(gb_model_backward(m, dy, B, dx2, true, &err), 0);
-    assert_memory_equal(dx1, dx2, B * s_in_size(m) * sizeof *dx1);
+    assert_memory_equal(dx1, dx2, B * gb_test_model_in_size(m) * sizeof *dx1);
     memcpy(g1, gb_model_grads(m), np * sizeof *g1);
     double norm = 0.0;
     for (size_t i = 0; i < np; i++)
@@ -499,9 +478,9 @@ static void test_train_step(void **state)
 {
     (void)state;
     const int B = 6;
-    gb_model_t *m = s_model(s_all_layers, B, 1, 5);
-    const size_t np = gb_model_param_count(m), no = s_out_size(m);
-    float *x = s_random(B * s_in_size(m), -1, 1, 1);
+    gb_model_t *m = gb_test_model(s_all_layers, B, 1, 5);
+    const size_t np = gb_model_param_count(m), no = gb_test_model_out_size(m);
+    float *x = s_random(B * gb_test_model_in_size(m), -1, 1, 1);
     float *logits = malloc(B * no * sizeof *logits), *y = malloc(B * no * sizeof *y);
     float *dl = malloc(B * no * sizeof *dl), *g = malloc(np * sizeof *g);
     float *sentinel = s_random(np, -5, 5, 4);
@@ -569,8 +548,9 @@ static double s_rel_diff(const float *a, const float *b, size_t n)
 static void s_batch_vs_single(const char *name, const char *spec, int threads)
 {
     const int B = 8;
-    gb_model_t *m = s_model(spec, B, threads, 11);
-    const size_t ni = s_in_size(m), no = s_out_size(m), np = gb_model_param_count(m);
+    gb_model_t *m = gb_test_model(spec, B, threads, 11);
+    const size_t ni = gb_test_model_in_size(m), no = gb_test_model_out_size(m),
+                 np = gb_model_param_count(m);
     float *x = s_random(B * ni, -1, 1, 1), *dy = s_random(B * no, -1, 1, 2);
     float *yb = malloc(B * no * sizeof *yb), *ys = malloc(B * no * sizeof *ys);
     float *gb = malloc(np * sizeof *gb), *dxb = malloc(B * ni * 4), *dxs = malloc(B * ni * 4);
@@ -628,9 +608,10 @@ static void test_threads_same_results(void **state)
     const int B = 7;
     gb_model_t *m[3];
     for (int k = 0; k < 3; k++)
-        m[k] = s_model(spec, B, k + 1, 21);
+        m[k] = gb_test_model(spec, B, k + 1, 21);
     assert_int_equal(gb_model_threads(m[2]), 3);
-    const size_t ni = s_in_size(m[0]), no = s_out_size(m[0]), np = gb_model_param_count(m[0]);
+    const size_t ni = gb_test_model_in_size(m[0]), no = gb_test_model_out_size(m[0]),
+                 np = gb_model_param_count(m[0]);
     float *x = s_random(B * ni, -1, 1, 1), *dy = s_random(B * no, -1, 1, 2);
     float *y[3], *g[3];
     gb_error_t err = {0};
@@ -688,7 +669,7 @@ static void test_threads_same_results(void **state)
 static void test_threads_small_batch(void **state)
 {
     (void)state;
-    gb_model_t *a = s_model("mlp", 4, 1, 2), *b = s_model("mlp", 4, 4, 2);
+    gb_model_t *a = gb_test_model("mlp", 4, 1, 2), *b = gb_test_model("mlp", 4, 4, 2);
     const size_t np = gb_model_param_count(a);
     float *x = s_random(784, 0, 1, 1);
     int32_t label = 3;
@@ -715,7 +696,7 @@ static void test_maxpool_ties_and_nan(void **state)
     static const char *const specs[2] = {"input 1 4 4\nmaxpool 2\n",
                                          "input 1 4 4\nmaxpool 3 stride 1\n"};
     for (int k = 0; k < 2; k++) {
-        gb_model_t *m = s_model(specs[k], 1, 1, 1);
+        gb_model_t *m = gb_test_model(specs[k], 1, 1, 1);
         float x[16], y[4], dy[4] = {1, 1, 1, 1}, dx[16];
         for (int i = 0; i < 16; i++)
             x[i] = 0.5f;
@@ -745,7 +726,7 @@ static void test_maxpool_ties_and_nan(void **state)
 static void test_dropout_layers_independent(void **state)
 {
     (void)state;
-    gb_model_t *m = s_model("input 4000\ndropout 0.5\ndropout 0.5\n", 2, 1, 1);
+    gb_model_t *m = gb_test_model("input 4000\ndropout 0.5\ndropout 0.5\n", 2, 1, 1);
     float *x = s_random(8000, 1, 2, 1), *y = malloc(8000 * sizeof *y);
     assert_non_null(y);
     gb_error_t err = {0};
@@ -901,9 +882,10 @@ static void test_layer_ranges(void **state)
     (void)state;
     const int B = 5;
     for (int threads = 1; threads <= 2; threads++) {
-        gb_model_t *m = s_model(s_all_layers, B, threads, 21);
+        gb_model_t *m = gb_test_model(s_all_layers, B, threads, 21);
         const int n = gb_model_layer_count(m);
-        const size_t ni = s_in_size(m), no = s_out_size(m), np = gb_model_param_count(m);
+        const size_t ni = gb_test_model_in_size(m), no = gb_test_model_out_size(m),
+                     np = gb_model_param_count(m);
         float *x = s_random(B * ni, -1, 1, 22), *dy = s_random(B * no, -1, 1, 23);
         float *y = malloc(B * no * sizeof *y), *dx = malloc(B * ni * sizeof *dx);
         float *g = malloc(np * sizeof *g), *y2 = malloc(B * no * sizeof *y2);

@@ -93,17 +93,6 @@ static void s_source_free(s_source_t *s)
     free(s->seen);
 }
 
-static gb_model_t *s_model(const char *spec, int batch, int threads, uint64_t seed)
-{
-    gb_error_t err = {0};
-    gb_model_t *m = gb_model_new(spec, &err);
-    if (!m)
-        fail_msg("gb_model_new: %s", err.msg);
-    gb_model_init(m, seed);
-    assert_int_equal(gb_model_plan(m, batch, threads, &err), 0);
-    return m;
-}
-
 static gb_optim_t *s_sgd(gb_model_t *m, float lr)
 {
     gb_optim_cfg_t c = gb_optim_defaults(GB_OPTIM_SGD);
@@ -158,7 +147,7 @@ static void test_learns_classification(void **state)
     (void)state;
     s_source_t src = s_two_blobs(100, 4, 1);
     gb_batches_t data = {.source = &src, .fill = s_fill, .n = 100, .loss = GB_LOSS_SOFTMAX_CE};
-    gb_model_t *m = s_model(s_classifier, 32, 1, 3);
+    gb_model_t *m = gb_test_model(s_classifier, 32, 1, 3);
     gb_optim_t *o = s_sgd(m, 0.1f);
     gb_error_t err = {0};
     /* Zero the output layer: every logit 0, so the model starts at chance
@@ -219,7 +208,7 @@ static void test_evaluate_matches_forward(void **state)
     enum { N = 37 };
     s_source_t src = s_two_blobs(N, 4, 2);
     /* Untrained: some right, some wrong. */
-    gb_model_t *m = s_model(s_classifier, 10, 1, 4);
+    gb_model_t *m = gb_test_model(s_classifier, 10, 1, 4);
     gb_error_t err = {0};
     gb_batches_t data = {.source = &src, .fill = s_fill, .n = N, .loss = GB_LOSS_SOFTMAX_CE};
     gb_epoch_stats_t st = {0};
@@ -286,7 +275,7 @@ static void test_learns_regression(void **state)
         const float *x = src.x + 3 * i;
         src.values[i] = 2.0f * x[0] - x[1] + 0.5f * x[2] + 0.1f;
     }
-    gb_model_t *m = s_model("input 3\ndense 1\n", 16, 1, 1);
+    gb_model_t *m = gb_test_model("input 3\ndense 1\n", 16, 1, 1);
     gb_optim_t *o = s_sgd(m, 0.05f);
     gb_batches_t data = {.source = &src, .fill = s_fill, .n = N, .loss = GB_LOSS_MSE};
     gb_error_t err = {0};
@@ -316,7 +305,7 @@ static void test_epoch_order(void **state)
     (void)state;
     enum { N = 50 };
     s_source_t src = s_two_blobs(N, 4, 4);
-    gb_model_t *m = s_model(s_classifier, 8, 1, 1);
+    gb_model_t *m = gb_test_model(s_classifier, 8, 1, 1);
     gb_optim_t *o = s_sgd(m, 0.01f);
     gb_batches_t data = {.source = &src, .fill = s_fill, .n = N, .loss = GB_LOSS_SOFTMAX_CE};
     gb_error_t err = {0};
@@ -371,7 +360,7 @@ static void s_train_run(int threads, uint64_t seed, float *out, size_t np)
         for (int p = 0; p < 36; p++) /* class c lights up row band c */
             src.x[i * 36 + p] = (float)gb_rng_uniform(&rng) + (p / 12 == i % 3 ? 1.0f : 0.0f);
     }
-    gb_model_t *m = s_model(spec, 8, threads, 1);
+    gb_model_t *m = gb_test_model(spec, 8, threads, 1);
     assert_int_equal(gb_model_param_count(m), np);
     gb_optim_cfg_t c = gb_optim_defaults(GB_OPTIM_ADAM);
     c.lr = 0.01f;
@@ -425,7 +414,7 @@ static void test_max_steps(void **state)
     (void)state;
     enum { N = 50 };
     s_source_t src = s_two_blobs(N, 4, 11);
-    gb_model_t *m = s_model(s_classifier, 8, 1, 1);
+    gb_model_t *m = gb_test_model(s_classifier, 8, 1, 1);
     gb_optim_t *o = s_sgd(m, 0.01f);
     gb_batches_t data = {.source = &src, .fill = s_fill, .n = N, .loss = GB_LOSS_SOFTMAX_CE};
     gb_error_t err = {0};
@@ -465,7 +454,7 @@ static void test_fedprox(void **state)
     enum { N = 40 };
     static const char spec[] = "input 4\ndense 3\nrelu\ndense 2\n";
     s_source_t src = s_two_blobs(N, 4, 12);
-    gb_model_t *m = s_model(spec, 8, 1, 5);
+    gb_model_t *m = gb_test_model(spec, 8, 1, 5);
     size_t np = gb_model_param_count(m);
     float *p0 = malloc(np * sizeof *p0), *plain = malloc(np * sizeof *plain);
     float *center = malloc(np * sizeof *center);
@@ -536,7 +525,7 @@ static void test_cancel(void **state)
     (void)state;
     enum { N = 40 };
     s_source_t src = s_two_blobs(N, 4, 13);
-    gb_model_t *m = s_model(s_classifier, 8, 1, 1);
+    gb_model_t *m = gb_test_model(s_classifier, 8, 1, 1);
     gb_optim_t *o = s_sgd(m, 0.01f);
     gb_batches_t data = {.source = &src, .fill = s_fill, .n = N, .loss = GB_LOSS_SOFTMAX_CE};
     gb_error_t err = {0};
@@ -577,7 +566,7 @@ static void test_federated_option_errors(void **state)
 {
     (void)state;
     s_source_t src = s_two_blobs(20, 4, 14);
-    gb_model_t *m = s_model(s_classifier, 8, 1, 1);
+    gb_model_t *m = gb_test_model(s_classifier, 8, 1, 1);
     gb_optim_t *o = s_sgd(m, 0.1f);
     gb_batches_t data = {.source = &src, .fill = s_fill, .n = 20, .loss = GB_LOSS_SOFTMAX_CE};
     gb_error_t err = {0};
@@ -610,7 +599,7 @@ static void test_fill_error_propagates(void **state)
 {
     (void)state;
     s_source_t src = s_two_blobs(40, 4, 5);
-    gb_model_t *m = s_model(s_classifier, 8, 1, 1);
+    gb_model_t *m = gb_test_model(s_classifier, 8, 1, 1);
     gb_optim_t *o = s_sgd(m, 0.1f);
     gb_batches_t data = {.source = &src, .fill = s_fill, .n = 40, .loss = GB_LOSS_SOFTMAX_CE};
     gb_error_t err = {0};
@@ -640,7 +629,7 @@ static void test_bad_labels(void **state)
     (void)state;
     s_source_t src = s_two_blobs(20, 4, 6);
     src.labels[13] = 5;
-    gb_model_t *m = s_model(s_classifier, 8, 1, 1);
+    gb_model_t *m = gb_test_model(s_classifier, 8, 1, 1);
     gb_optim_t *o = s_sgd(m, 0.1f);
     gb_batches_t data = {.source = &src, .fill = s_fill, .n = 20, .loss = GB_LOSS_SOFTMAX_CE};
     gb_error_t err = {0};
@@ -662,7 +651,7 @@ static void test_divergence(void **state)
 {
     (void)state;
     s_source_t src = s_two_blobs(200, 4, 7);
-    gb_model_t *m = s_model(s_classifier, 10, 1, 1);
+    gb_model_t *m = gb_test_model(s_classifier, 10, 1, 1);
     gb_optim_t *o = s_sgd(m, 1e20f);
     gb_batches_t data = {.source = &src, .fill = s_fill, .n = 200, .loss = GB_LOSS_SOFTMAX_CE};
     gb_error_t err = {0};
@@ -683,7 +672,7 @@ static void test_argument_errors(void **state)
 {
     (void)state;
     s_source_t src = s_two_blobs(20, 4, 8);
-    gb_model_t *m = s_model(s_classifier, 8, 1, 1);
+    gb_model_t *m = gb_test_model(s_classifier, 8, 1, 1);
     gb_optim_t *o = s_sgd(m, 0.1f);
     gb_batches_t data = {.source = &src, .fill = s_fill, .n = 20, .loss = GB_LOSS_SOFTMAX_CE};
     gb_error_t err = {0};
@@ -720,7 +709,7 @@ static void test_alloc_failure(void **state)
 {
     (void)state;
     s_source_t src = s_two_blobs(20, 4, 9);
-    gb_model_t *m = s_model(s_classifier, 8, 1, 1);
+    gb_model_t *m = gb_test_model(s_classifier, 8, 1, 1);
     gb_optim_t *o = s_sgd(m, 0.1f);
     gb_batches_t data = {.source = &src, .fill = s_fill, .n = 20, .loss = GB_LOSS_SOFTMAX_CE};
     gb_train_cfg_t cfg = {.batch = 8, .seed = 1};

@@ -30,30 +30,6 @@
 
 /* ---- helpers ------------------------------------------------------------ */
 
-static gb_model_t *s_model(const char *spec, int batch, int threads, uint64_t seed)
-{
-    gb_error_t err = {0};
-    gb_model_t *m = gb_model_new(spec, &err);
-    if (!m)
-        fail_msg("gb_model_new: %s", err.msg);
-    gb_model_init(m, seed);
-    if (gb_model_plan(m, batch, threads, &err))
-        fail_msg("gb_model_plan: %s", err.msg);
-    return m;
-}
-
-static size_t s_in_size(const gb_model_t *m)
-{
-    gb_shape_t s = gb_model_input_shape(m);
-    return gb_shape_size(&s);
-}
-
-static size_t s_out_size(const gb_model_t *m)
-{
-    gb_shape_t s = gb_model_output_shape(m);
-    return gb_shape_size(&s);
-}
-
 /* Writes a layer's parameters (weight then bias, as laid out by the engine). */
 static void s_set_layer(gb_model_t *m, int layer, const float *w, size_t nw, const float *b,
                         size_t nb)
@@ -86,7 +62,7 @@ static double s_logit(gb_model_t *m, const float *x, int target)
 {
     float out[64];
     gb_error_t err = {0};
-    assert_true(s_out_size(m) <= 64);
+    assert_true(gb_test_model_out_size(m) <= 64);
     assert_int_equal(gb_model_forward(m, x, 1, out, &err), 0);
     return out[target];
 }
@@ -344,7 +320,7 @@ static void test_ig_linear_exact(void **state)
 {
     (void)state;
     enum { N = 5, D = 6, C = 3 };
-    gb_model_t *m = s_model("input 6\ndense 3\n", 4, 1, 1);
+    gb_model_t *m = gb_test_model("input 6\ndense 3\n", 4, 1, 1);
     float w[C * D], b[C], x[N * D], base[D], attr[N * D];
     s_fill(w, C * D, -2, 2, 1);
     s_fill(b, C, -1, 1, 2);
@@ -403,7 +379,7 @@ static void test_ig_linear_exact(void **state)
  * of the kink at alpha = 1/2). */
 static gb_model_t *s_sensitivity_model(void)
 {
-    gb_model_t *m = s_model("input 1\ndense 1\nrelu\ndense 1\n", 8, 1, 1);
+    gb_model_t *m = gb_test_model("input 1\ndense 1\nrelu\ndense 1\n", 8, 1, 1);
     const float w = -1.0f, b = 1.0f;
     s_set_layer(m, 0, &w, 1, &b, 1);
     s_set_layer(m, 2, &w, 1, &b, 1);
@@ -493,8 +469,8 @@ static double s_completeness(const char *spec, float lo, float hi, bool zero_bas
                              uint64_t seed)
 {
     enum { N = 6 };
-    gb_model_t *m = s_model(spec, 64, 2, seed);
-    size_t in = s_in_size(m);
+    gb_model_t *m = gb_test_model(spec, 64, 2, seed);
+    size_t in = gb_test_model_in_size(m);
     float *x = malloc(N * in * sizeof *x), *base = calloc(in, sizeof *base);
     float *attr = malloc(N * in * sizeof *attr);
     assert_non_null(x);
@@ -505,7 +481,7 @@ static double s_completeness(const char *spec, float lo, float hi, bool zero_bas
         s_fill(base, in, lo, hi, seed + 2);
     int32_t target[N];
     for (int i = 0; i < N; i++)
-        target[i] = (int32_t)(i % (int)s_out_size(m));
+        target[i] = (int32_t)(i % (int)gb_test_model_out_size(m));
     double comp[N];
     int used[N];
     gb_explain_cfg_t cfg = gb_explain_defaults(GB_EXPLAIN_IG);
@@ -594,7 +570,7 @@ static void test_ig_dummy_and_baseline(void **state)
 {
     (void)state;
     enum { D = 6, H = 5 };
-    gb_model_t *m = s_model("input 6\ndense 5\ntanh\ndense 2\n", 8, 1, 3);
+    gb_model_t *m = gb_test_model("input 6\ndense 5\ntanh\ndense 2\n", 8, 1, 3);
     float w1[H * D], b1[H];
     s_fill(w1, H * D, -1, 1, 5);
     s_fill(b1, H, -1, 1, 6);
@@ -665,13 +641,13 @@ static void test_ig_affine_first_layer(void **state)
     };
     for (size_t k = 0; k < sizeof pairs / sizeof pairs[0]; k++) {
         for (int threads = 1; threads <= 2; threads++) {
-            gb_model_t *a = s_model(pairs[k][0], 7, threads, 81);
-            gb_model_t *b = s_model(pairs[k][1], 7, threads, 81);
+            gb_model_t *a = gb_test_model(pairs[k][0], 7, threads, 81);
+            gb_model_t *b = gb_test_model(pairs[k][1], 7, threads, 81);
             /* relu has no parameters: the flat vectors line up. */
             assert_int_equal(gb_model_param_count(a), gb_model_param_count(b));
             memcpy(gb_model_params(b), gb_model_params(a),
                    gb_model_param_count(a) * sizeof(float));
-            size_t in = s_in_size(a);
+            size_t in = gb_test_model_in_size(a);
             float *x = malloc(N * in * sizeof *x), *base = malloc(in * sizeof *base);
             float *ma = malloc(N * in * sizeof *ma), *mb = malloc(N * in * sizeof *mb);
             assert_true(x && base && ma && mb);
@@ -728,7 +704,7 @@ static void test_ig_implementation_invariance(void **state)
 {
     (void)state;
     const char *spec = "input 2\ndense 2\nrelu\ndense 1\nrelu\n";
-    gb_model_t *m2 = s_model(spec, 16, 1, 1), *m3 = s_model(spec, 16, 1, 1);
+    gb_model_t *m2 = gb_test_model(spec, 16, 1, 1), *m3 = gb_test_model(spec, 16, 1, 1);
     const float eye[4] = {1, 0, 0, 1}, w2[2] = {1, -1};
     const float b2a[2] = {0, 0}, b2b = -1, b3a[2] = {-1, 0}, b3b = 0;
     s_set_layer(m2, 0, eye, 4, b2a, 2);
@@ -747,7 +723,7 @@ static void test_ig_implementation_invariance(void **state)
 
     enum { D = 8, H = 6, C = 3, N = 4 };
     const char *mlp = "input 8\ndense 6\nrelu\ndense 3\n";
-    gb_model_t *ma = s_model(mlp, 32, 1, 21), *mb = s_model(mlp, 32, 1, 21);
+    gb_model_t *ma = gb_test_model(mlp, 32, 1, 21), *mb = gb_test_model(mlp, 32, 1, 21);
     const float *W1 = s_layer_params(ma, 0), *B1 = W1 + H * D;
     const float *W2 = s_layer_params(ma, 2), *B2 = W2 + C * H;
     const int perm[H] = {3, 0, 5, 1, 4, 2};
@@ -784,9 +760,9 @@ static void test_ig_linearity_and_symmetry(void **state)
 {
     (void)state;
     enum { D = 5, H = 4, N = 3 };
-    gb_model_t *m1 = s_model("input 5\ndense 4\ntanh\ndense 1\n", 16, 1, 31);
-    gb_model_t *m2 = s_model("input 5\ndense 4\ntanh\ndense 1\n", 16, 1, 32);
-    gb_model_t *m = s_model("input 5\ndense 8\ntanh\ndense 1\n", 16, 1, 33);
+    gb_model_t *m1 = gb_test_model("input 5\ndense 4\ntanh\ndense 1\n", 16, 1, 31);
+    gb_model_t *m2 = gb_test_model("input 5\ndense 4\ntanh\ndense 1\n", 16, 1, 32);
+    gb_model_t *m = gb_test_model("input 5\ndense 8\ntanh\ndense 1\n", 16, 1, 33);
     const float *p1 = s_layer_params(m1, 0), *p2 = s_layer_params(m2, 0);
     const float *q1 = s_layer_params(m1, 2), *q2 = s_layer_params(m2, 2);
     float w1[2 * H * D], b1[2 * H], w2[2 * H], b2;
@@ -852,7 +828,7 @@ static void test_gradcam_cam_identity(void **state)
 {
     (void)state;
     enum { N = 3, CI = 2, HI = 6, K = 3, CO = 5, HO = 4, Z = HO * HO, C = 4 };
-    gb_model_t *m = s_model("input 2 6 6\nconv 5 3\navgpool 4\nflatten\ndense 4\n", 2, 2, 41);
+    gb_model_t *m = gb_test_model("input 2 6 6\nconv 5 3\navgpool 4\nflatten\ndense 4\n", 2, 2, 41);
     float x[N * CI * HI * HI], attr[N * Z];
     s_fill(x, sizeof x / sizeof x[0], -1, 1, 42);
     int32_t t[N] = {3, 0, 2};
@@ -933,7 +909,7 @@ static void test_gradcam_cam_identity(void **state)
 static void test_occlusion_hand(void **state)
 {
     (void)state;
-    gb_model_t *m = s_model("input 4\ndense 1\nrelu\n", 3, 1, 1);
+    gb_model_t *m = gb_test_model("input 4\ndense 1\nrelu\n", 3, 1, 1);
     const float w[4] = {1, 2, 3, -4}, b = 0;
     s_set_layer(m, 0, w, 4, &b, 1);
     const float x[4] = {1, 1, 1, 1};
@@ -977,7 +953,7 @@ static void test_occlusion_hand(void **state)
     gb_model_destroy(&m);
 
     /* A sequence (T 3, F 2): windows of 1 timestep over both features. */
-    m = s_model("input 3 2\nflatten\ndense 1\n", 4, 1, 1);
+    m = gb_test_model("input 3 2\nflatten\ndense 1\n", 4, 1, 1);
     float ws[6] = {1, -2, 0.5f, 3, -1, 0.25f}, xq[6] = {2, 1, -1, 2, 4, 4}, bq = 0.5f;
     s_set_layer(m, 1, ws, 6, &bq, 1);
     cfg = gb_explain_defaults(GB_EXPLAIN_OCCLUSION);
@@ -991,7 +967,7 @@ static void test_occlusion_hand(void **state)
     gb_model_destroy(&m);
 
     /* An image 1 x 4 x 4, patch 2: each 2 x 2 block gets its contribution. */
-    m = s_model("input 1 4 4\nflatten\ndense 1\n", 4, 1, 1);
+    m = gb_test_model("input 1 4 4\nflatten\ndense 1\n", 4, 1, 1);
     float wi[16], xi[16], bi = 0, ai[16];
     s_fill(wi, 16, -1, 1, 51);
     s_fill(xi, 16, 0, 1, 52);
@@ -1022,8 +998,8 @@ static void test_smoothgrad(void **state)
 {
     (void)state;
     enum { N = 3 };
-    gb_model_t *m = s_model(s_small_cnn, 16, 2, 61);
-    size_t in = s_in_size(m);
+    gb_model_t *m = gb_test_model(s_small_cnn, 16, 2, 61);
+    size_t in = gb_test_model_in_size(m);
     float *x = malloc(N * in * sizeof *x), *a = malloc(N * in * sizeof *a);
     float *b = malloc(N * in * sizeof *b);
     assert_non_null(x);
@@ -1060,7 +1036,7 @@ static void test_smoothgrad(void **state)
     free(b);
     gb_model_destroy(&m);
 
-    m = s_model("input 6\ndense 3\n", 4, 1, 63);
+    m = gb_test_model("input 6\ndense 3\n", 4, 1, 63);
     const float *w = s_layer_params(m, 0);
     float xl[2 * 6], al[2 * 6];
     s_fill(xl, 12, -1, 1, 64);
@@ -1110,8 +1086,8 @@ static void s_invariance(const char *spec, bool conv)
         double ref_c[N];
         int ref_s[N];
         for (size_t p = 0; p < sizeof plans / sizeof plans[0]; p++) {
-            gb_model_t *m = s_model(spec, plans[p].batch, plans[p].threads, 71);
-            size_t in = s_in_size(m);
+            gb_model_t *m = gb_test_model(spec, plans[p].batch, plans[p].threads, 71);
+            size_t in = gb_test_model_in_size(m);
             float *x = malloc(N * in * sizeof *x), *a = malloc(N * in * sizeof *a);
             assert_non_null(x);
             assert_non_null(a);
@@ -1187,8 +1163,8 @@ static void test_invariance(void **state)
 static void test_no_side_effects(void **state)
 {
     (void)state;
-    gb_model_t *m = s_model(s_small_cnn, 8, 2, 81);
-    size_t np = gb_model_param_count(m), in = s_in_size(m);
+    gb_model_t *m = gb_test_model(s_small_cnn, 8, 2, 81);
+    size_t np = gb_model_param_count(m), in = gb_test_model_in_size(m);
     float *p0 = malloc(np * sizeof *p0), *g0 = malloc(np * sizeof *g0);
     float *x = malloc(3 * in * sizeof *x), *a = malloc(3 * in * sizeof *a);
     assert_non_null(p0);
@@ -1283,7 +1259,7 @@ static void test_sanity_randomisation(void **state)
 {
     (void)state;
     enum { TRAIN = 32, TEST = 16, EPOCHS = 150 };
-    gb_model_t *m = s_model(s_sanity_cnn, TRAIN, 1, 91);
+    gb_model_t *m = gb_test_model(s_sanity_cnn, TRAIN, 1, 91);
     gb_error_t err = {0};
     float xt[TRAIN * 64], xs[TEST * 64];
     int32_t yt[TRAIN], ys[TEST];
@@ -1370,7 +1346,7 @@ static void s_refused(gb_model_t *m, const gb_explain_cfg_t *cfg, const char *ne
 static void test_errors(void **state)
 {
     (void)state;
-    gb_model_t *m = s_model(s_small_cnn, 4, 1, 1);
+    gb_model_t *m = gb_test_model(s_small_cnn, 4, 1, 1);
     gb_explain_cfg_t c;
     c = gb_explain_defaults(GB_EXPLAIN_IG);
     c.steps = 0;
@@ -1436,7 +1412,7 @@ static void test_errors(void **state)
     assert_int_equal(s.dim[1], 2);
 
     gb_error_t err = {0};
-    size_t in = s_in_size(m);
+    size_t in = gb_test_model_in_size(m);
     float *x = calloc(2 * in, sizeof *x), attr[8] = {42, 42, 42, 42, 42, 42, 42, 42};
     assert_non_null(x);
     int32_t bad[2] = {0, 4};
@@ -1456,7 +1432,7 @@ static void test_errors(void **state)
     gb_explainer_destroy(NULL);
     gb_model_destroy(&m);
 
-    m = s_model("input 5\ndense 3\n", 2, 1, 1);
+    m = gb_test_model("input 5\ndense 3\n", 2, 1, 1);
     c = gb_explain_defaults(GB_EXPLAIN_GRADCAM);
     s_refused(m, &c, "has none");
     c = gb_explain_defaults(GB_EXPLAIN_OCCLUSION);
@@ -1464,7 +1440,7 @@ static void test_errors(void **state)
     s_refused(m, &c, "larger");
     gb_model_destroy(&m);
 
-    m = s_model("input 6\nembedding 10 4\nlstm 5\ndense 2\n", 2, 1, 1);
+    m = gb_test_model("input 6\nembedding 10 4\nlstm 5\ndense 2\n", 2, 1, 1);
     c = gb_explain_defaults(GB_EXPLAIN_IG);
     s_refused(m, &c, "embedding");
     c = gb_explain_defaults(GB_EXPLAIN_OCCLUSION);
@@ -1487,8 +1463,8 @@ static void test_errors(void **state)
 static void test_no_targets(void **state)
 {
     (void)state;
-    gb_model_t *m = s_model(s_small_lstm, 8, 1, 101);
-    size_t in = s_in_size(m);
+    gb_model_t *m = gb_test_model(s_small_lstm, 8, 1, 101);
+    size_t in = gb_test_model_in_size(m);
     float *x = malloc(2 * in * sizeof *x), *a = malloc(2 * in * sizeof *a);
     float *b = malloc(2 * in * sizeof *b);
     assert_non_null(x);
@@ -1518,8 +1494,8 @@ static void test_no_targets(void **state)
 static void test_alloc_failures(void **state)
 {
     (void)state;
-    gb_model_t *m = s_model(s_small_cnn, 4, 2, 1);
-    size_t in = s_in_size(m);
+    gb_model_t *m = gb_test_model(s_small_cnn, 4, 2, 1);
+    size_t in = gb_test_model_in_size(m);
     float *x = malloc(5 * in * sizeof *x), *a = malloc(5 * in * sizeof *a);
     assert_non_null(x);
     assert_non_null(a);

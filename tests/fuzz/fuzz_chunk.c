@@ -11,22 +11,16 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz_target.h"
 #include "net/chunk.h"
 #include "net/envelope.h"
 #include "util/alloc.h"
-#include "util/log.h"
-
-int LLVMFuzzerInitialize(int *argc, char ***argv);
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 #define S_LIMIT ((uint64_t)64 << 10)
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
-    (void)argc;
-    (void)argv;
-    gb_log_set_level(GB_LOG_OFF);
-    return 0;
+    return gb_fuzz_quiet(argc, argv);
 }
 
 static void s_receive(const uint8_t *data, size_t size)

@@ -22,14 +22,12 @@
 
 #include <openssl/x509.h>
 
+#include "fuzz_target.h"
 #include "enroll_service.h"
 #include "net/envelope.h"
 #include "net/pki.h"
 #include "util/alloc.h"
 #include "util/log.h"
-
-int LLVMFuzzerInitialize(int *argc, char ***argv);
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static gb_ca_t *s_ca;
 static gb_tokens_t *s_tokens;

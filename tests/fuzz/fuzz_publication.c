@@ -21,14 +21,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz_target.h"
 #include "net/envelope.h"
 #include "net/publication.h"
 #include "net/signing.h"
 #include "util/alloc.h"
 #include "util/log.h"
-
-int LLVMFuzzerInitialize(int *argc, char ***argv);
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static gb_signer_t *s_signer;
 static char s_ca[4096];

@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -119,6 +120,61 @@ static void s_on_io(gb_event_loop_t *loop, uint64_t id, short revents, void *arg
 
 /* ---- tests ---------------------------------------------------------------- */
 
+/* What most tests start from: a loop on the fake clock and poll, and an
+ * empty record of callbacks. */
+typedef struct {
+    s_fake_t f;            /* the fake clock and poll */
+    gb_event_loop_t *loop; /* on them */
+    s_log_t log;           /* what the callbacks did */
+} s_fix_t;
+
+static int s_setup(void **state)
+{
+    s_fix_t *x = calloc(1, sizeof *x);
+    assert_non_null(x);
+    x->loop = s_fake_loop(&x->f);
+    *state = x;
+    return 0;
+}
+
+static int s_teardown(void **state)
+{
+    s_fix_t *x = *state;
+    gb_event_loop_destroy(&x->loop);
+    free(x);
+    return 0;
+}
+
+/* A fresh fake loop in place of the fixture's (the clock back at 100 s). */
+static gb_event_loop_t *s_fake_renew(s_fix_t *x)
+{
+    gb_event_loop_destroy(&x->loop);
+    return x->loop = s_fake_loop(&x->f);
+}
+
+/* Two connected inproc PAIR sockets, a bound and b connected on endpoint,
+ * in a context of their own; s_pair_close ends them. */
+typedef struct {
+    void *ctx, *a, *b;
+} s_pair_t;
+
+static s_pair_t s_pair(const char *endpoint)
+{
+    s_pair_t p = {.ctx = zmq_ctx_new()};
+    p.a = zmq_socket(p.ctx, ZMQ_PAIR);
+    p.b = zmq_socket(p.ctx, ZMQ_PAIR);
+    assert_int_equal(zmq_bind(p.a, endpoint), 0);
+    assert_int_equal(zmq_connect(p.b, endpoint), 0);
+    return p;
+}
+
+static void s_pair_close(s_pair_t *p)
+{
+    zmq_close(p->a);
+    zmq_close(p->b);
+    zmq_ctx_term(p->ctx);
+}
+
 static void test_new_destroy(void **state)
 {
     (void)state;
@@ -178,33 +234,28 @@ static void test_bad_arguments(void **state)
 
 static void test_nothing_to_wait_for(void **state)
 {
-    (void)state;
-    s_fake_t f;
-    gb_event_loop_t *loop = s_fake_loop(&f);
+    s_fix_t *x = *state;
+    gb_event_loop_t *loop = x->loop;
     gb_error_t err = {0};
     /* no items, no timers, no timeout: the turn would never end */
     assert_int_equal(gb_event_loop_run_once(loop, -1, &err), GB_EINVAL);
-    assert_int_equal(f.polls, 0);
+    assert_int_equal(x->f.polls, 0);
     /* a disarmed timer does not count either */
-    s_log_t log = {0};
-    s_tag_t t = {&log, 1};
+    s_tag_t t = {&x->log, 1};
     assert_true(gb_event_loop_add_timer(loop, HUGE_VAL, 0, s_on_timer, &t, &err) != 0);
     assert_int_equal(gb_event_loop_run_once(loop, -1, &err), GB_EINVAL);
     /* with a timeout it sleeps that long */
     assert_int_equal(gb_event_loop_run_once(loop, 40, &err), 0);
-    assert_int_equal(f.timeouts[0], 40);
-    assert_int_equal(log.n, 0);
-    gb_event_loop_destroy(&loop);
+    assert_int_equal(x->f.timeouts[0], 40);
+    assert_int_equal(x->log.n, 0);
 }
 
 static void test_timers_ordered(void **state)
 {
-    (void)state;
-    s_fake_t f;
-    gb_event_loop_t *loop = s_fake_loop(&f);
+    s_fix_t *x = *state;
+    gb_event_loop_t *loop = x->loop;
     gb_error_t err = {0};
-    s_log_t log = {0};
-    s_tag_t a = {&log, 30}, b = {&log, 10}, c = {&log, 20}, d = {&log, 21};
+    s_tag_t a = {&x->log, 30}, b = {&x->log, 10}, c = {&x->log, 20}, d = {&x->log, 21};
     /* eighths of a second: exact in binary, so the expected timeouts are exact */
     assert_true(gb_event_loop_add_timer(loop, 100.375, 0, s_on_timer, &a, &err));
     assert_true(gb_event_loop_add_timer(loop, 100.125, 0, s_on_timer, &b, &err));
@@ -212,108 +263,97 @@ static void test_timers_ordered(void **state)
     assert_true(gb_event_loop_add_timer(loop, 100.25, 0, s_on_timer, &d, &err)); /* tie */
     for (int turn = 0; turn < 3; turn++)
         assert_true(gb_event_loop_run_once(loop, -1, &err) >= 1);
-    assert_int_equal(log.n, 4);
-    assert_int_equal(log.order[0], 10);
-    assert_int_equal(log.order[1], 20);
-    assert_int_equal(log.order[2], 21); /* the tie in registration order */
-    assert_int_equal(log.order[3], 30);
+    assert_int_equal(x->log.n, 4);
+    assert_int_equal(x->log.order[0], 10);
+    assert_int_equal(x->log.order[1], 20);
+    assert_int_equal(x->log.order[2], 21); /* the tie in registration order */
+    assert_int_equal(x->log.order[3], 30);
     /* each poll slept exactly until the next deadline: no busy wait */
-    assert_int_equal(f.polls, 3);
-    assert_int_equal(f.timeouts[0], 125);
-    assert_int_equal(f.timeouts[1], 125);
-    assert_int_equal(f.timeouts[2], 125);
+    assert_int_equal(x->f.polls, 3);
+    assert_int_equal(x->f.timeouts[0], 125);
+    assert_int_equal(x->f.timeouts[1], 125);
+    assert_int_equal(x->f.timeouts[2], 125);
     /* one-shots fired once and stay registered, disarmed */
     assert_int_equal(gb_event_loop_count(loop), 4);
     assert_int_equal(gb_event_loop_run_once(loop, 0, &err), 0);
-    assert_int_equal(log.n, 4);
+    assert_int_equal(x->log.n, 4);
     /* a timeout shorter than the nearest deadline wins */
-    assert_true(gb_event_loop_add_timer(loop, f.now + 1.0, 0, s_on_timer, &a, &err));
+    assert_true(gb_event_loop_add_timer(loop, x->f.now + 1.0, 0, s_on_timer, &a, &err));
     assert_int_equal(gb_event_loop_run_once(loop, 5, &err), 0);
     assert_int_equal(gb_event_loop_last_timeout(loop), 5);
     /* a deadline that passed gives a poll that does not wait */
-    assert_true(gb_event_loop_add_timer(loop, f.now - 3.0, 0, s_on_timer, &b, &err));
+    assert_true(gb_event_loop_add_timer(loop, x->f.now - 3.0, 0, s_on_timer, &b, &err));
     assert_int_equal(gb_event_loop_run_once(loop, -1, &err), 1);
     assert_int_equal(gb_event_loop_last_timeout(loop), 0);
-    assert_int_equal(log.order[4], 10);
-    gb_event_loop_destroy(&loop);
+    assert_int_equal(x->log.order[4], 10);
 }
 
 static void test_timeout_rounds_up(void **state)
 {
-    (void)state;
-    s_fake_t f;
-    gb_event_loop_t *loop = s_fake_loop(&f);
+    s_fix_t *x = *state;
+    gb_event_loop_t *loop = x->loop;
     gb_error_t err = {0};
-    s_log_t log = {0};
-    s_tag_t a = {&log, 1};
+    s_tag_t a = {&x->log, 1};
     /* 2.2 ms away: a 2 ms poll would wake before it and spin; 3 ms does not */
     assert_true(gb_event_loop_add_timer(loop, 100.0022, 0, s_on_timer, &a, &err));
     assert_int_equal(gb_event_loop_run_once(loop, -1, &err), 1);
-    assert_int_equal(f.timeouts[0], 3);
-    assert_int_equal(log.n, 1);
-    gb_event_loop_destroy(&loop);
+    assert_int_equal(x->f.timeouts[0], 3);
+    assert_int_equal(x->log.n, 1);
 }
 
 static void test_periodic_grid(void **state)
 {
-    (void)state;
-    s_fake_t f;
-    gb_event_loop_t *loop = s_fake_loop(&f);
+    s_fix_t *x = *state;
+    gb_event_loop_t *loop = x->loop;
     gb_error_t err = {0};
-    s_log_t log = {0};
-    s_tag_t a = {&log, 1};
+    s_tag_t a = {&x->log, 1};
     uint64_t id = gb_event_loop_add_timer(loop, 100.25, 0.25, s_on_timer, &a, &err);
     assert_true(id);
     for (int turn = 0; turn < 4; turn++)
         assert_int_equal(gb_event_loop_run_once(loop, -1, &err), 1);
-    assert_int_equal(log.n, 4);
+    assert_int_equal(x->log.n, 4);
     for (int turn = 0; turn < 4; turn++)
-        assert_int_equal(f.timeouts[turn], 250);
-    assert_true(fabs(f.now - 101.0) < 1e-9);
+        assert_int_equal(x->f.timeouts[turn], 250);
+    assert_true(fabs(x->f.now - 101.0) < 1e-9);
     /* busy for 1.125 s: one call, not four, and back on the grid (101.25 + k/4) */
-    f.now += 1.125;
+    x->f.now += 1.125;
     assert_int_equal(gb_event_loop_run_once(loop, 0, &err), 1);
-    assert_int_equal(log.n, 5);
+    assert_int_equal(x->log.n, 5);
     assert_int_equal(gb_event_loop_run_once(loop, -1, &err), 1);
-    assert_int_equal(f.timeouts[5], 125); /* 102.125 -> 102.25 */
+    assert_int_equal(x->f.timeouts[5], 125); /* 102.125 -> 102.25 */
     /* moved by timer_set, and disarmed */
-    assert_int_equal(gb_event_loop_timer_set(loop, id, f.now + 0.0625), 0);
+    assert_int_equal(gb_event_loop_timer_set(loop, id, x->f.now + 0.0625), 0);
     assert_int_equal(gb_event_loop_run_once(loop, -1, &err), 1);
-    assert_int_equal(f.timeouts[6], 63); /* 62.5 rounded up */
+    assert_int_equal(x->f.timeouts[6], 63); /* 62.5 rounded up */
     assert_int_equal(gb_event_loop_timer_set(loop, id, HUGE_VAL), 0);
     assert_int_equal(gb_event_loop_run_once(loop, -1, &err), GB_EINVAL);
-    gb_event_loop_destroy(&loop);
 }
 
 static void test_timer_callbacks_change_timers(void **state)
 {
-    (void)state;
-    s_fake_t f;
-    gb_event_loop_t *loop = s_fake_loop(&f);
+    s_fix_t *x = *state;
+    gb_event_loop_t *loop = x->loop;
     gb_error_t err = {0};
-    s_log_t log = {0};
-    s_tag_t a = {&log, 1}, b = {&log, 2};
+    s_tag_t a = {&x->log, 1}, b = {&x->log, 2};
     /* both due in the same turn; the first removes the second */
     assert_true(gb_event_loop_add_timer(loop, 100.125, 0, s_on_timer, &a, &err));
     uint64_t second = gb_event_loop_add_timer(loop, 100.125, 0, s_on_timer, &b, &err);
-    log.victim = second;
+    x->log.victim = second;
     assert_int_equal(gb_event_loop_run_once(loop, -1, &err), 1);
-    assert_int_equal(log.n, 1);
-    assert_int_equal(log.order[0], 1);
+    assert_int_equal(x->log.n, 1);
+    assert_int_equal(x->log.order[0], 1);
     assert_int_equal(gb_event_loop_count(loop), 1);
     assert_int_equal(gb_event_loop_timer_set(loop, second, 1.0), GB_EINVAL);
     /* a one-shot re-arms itself from its own callback */
-    gb_event_loop_destroy(&loop);
-    loop = s_fake_loop(&f);
-    memset(&log, 0, sizeof log);
+    loop = s_fake_renew(x);
+    memset(&x->log, 0, sizeof x->log);
     uint64_t t = gb_event_loop_add_timer(loop, 100.125, 0, s_on_timer, &a, &err);
     assert_true(t);
-    log.rearm_at = 100.25;
+    x->log.rearm_at = 100.25;
     assert_int_equal(gb_event_loop_run_once(loop, -1, &err), 1);
     assert_int_equal(gb_event_loop_run_once(loop, -1, &err), 1);
-    assert_int_equal(f.timeouts[1], 125);
-    assert_int_equal(log.n, 2);
-    gb_event_loop_destroy(&loop);
+    assert_int_equal(x->f.timeouts[1], 125);
+    assert_int_equal(x->log.n, 2);
 }
 
 static void s_on_timer_adds(gb_event_loop_t *loop, uint64_t id, void *arg)
@@ -328,20 +368,17 @@ static void s_on_timer_adds(gb_event_loop_t *loop, uint64_t id, void *arg)
 
 static void test_timer_added_in_turn_waits(void **state)
 {
-    (void)state;
-    s_fake_t f;
-    gb_event_loop_t *loop = s_fake_loop(&f);
+    s_fix_t *x = *state;
+    gb_event_loop_t *loop = x->loop;
     gb_error_t err = {0};
-    s_log_t log = {0};
-    s_tag_t tags[2] = {{&log, 1}, {&log, 2}};
+    s_tag_t tags[2] = {{&x->log, 1}, {&x->log, 2}};
     assert_true(gb_event_loop_add_timer(loop, 100.0, 0, s_on_timer_adds, &tags[0], &err));
     assert_int_equal(gb_event_loop_run_once(loop, -1, &err), 1);
-    assert_int_equal(log.n, 1);
+    assert_int_equal(x->log.n, 1);
     assert_int_equal(gb_event_loop_run_once(loop, -1, &err), 1);
     assert_int_equal(gb_event_loop_last_timeout(loop), 0);
-    assert_int_equal(log.n, 2);
-    assert_int_equal(log.order[1], 2);
-    gb_event_loop_destroy(&loop);
+    assert_int_equal(x->log.n, 2);
+    assert_int_equal(x->log.order[1], 2);
 }
 
 static void s_on_timer_stop_at_4(gb_event_loop_t *loop, uint64_t id, void *arg)
@@ -355,38 +392,32 @@ static void s_on_timer_stop_at_4(gb_event_loop_t *loop, uint64_t id, void *arg)
 
 static void test_run_and_stop(void **state)
 {
-    (void)state;
-    s_fake_t f;
-    gb_event_loop_t *loop = s_fake_loop(&f);
+    s_fix_t *x = *state;
+    gb_event_loop_t *loop = x->loop;
     gb_error_t err = {0};
-    s_log_t log = {0};
-    s_tag_t a = {&log, 1}, b = {&log, 2};
+    s_tag_t a = {&x->log, 1}, b = {&x->log, 2};
     assert_true(gb_event_loop_add_timer(loop, 100.125, 0.125, s_on_timer_stop_at_4, &a, &err));
     assert_true(gb_event_loop_add_timer(loop, 100.375, 0, s_on_timer_stop_at_4, &b, &err));
     gb_event_loop_stop(loop); /* a stop before run is cleared by run */
     assert_int_equal(gb_event_loop_run(loop, &err), 0);
     assert_true(gb_event_loop_stopping(loop));
     /* three turns: a, a, then a and b together (the fourth call stops) */
-    assert_int_equal(f.polls, 3);
-    assert_int_equal(log.n, 4);
-    assert_int_equal(log.order[0], 1);
-    assert_int_equal(log.order[1], 1);
-    assert_int_equal(log.order[2], 1);
-    assert_int_equal(log.order[3], 2);
+    assert_int_equal(x->f.polls, 3);
+    assert_int_equal(x->log.n, 4);
+    assert_int_equal(x->log.order[0], 1);
+    assert_int_equal(x->log.order[1], 1);
+    assert_int_equal(x->log.order[2], 1);
+    assert_int_equal(x->log.order[3], 2);
     /* a failing turn ends run with its error */
-    gb_event_loop_destroy(&loop);
-    loop = s_fake_loop(&f);
+    loop = s_fake_renew(x);
     assert_int_equal(gb_event_loop_run(loop, &err), GB_EINVAL);
-    gb_event_loop_destroy(&loop);
 }
 
 static void test_sockets_and_fds_dispatched(void **state)
 {
     (void)state;
-    void *ctx = zmq_ctx_new();
-    void *a = zmq_socket(ctx, ZMQ_PAIR), *b = zmq_socket(ctx, ZMQ_PAIR);
-    assert_int_equal(zmq_bind(a, "inproc://event-loop"), 0);
-    assert_int_equal(zmq_connect(b, "inproc://event-loop"), 0);
+    s_pair_t pair = s_pair("inproc://event-loop");
+    void *a = pair.a, *b = pair.b;
     int p[2];
     assert_int_equal(pipe(p), 0);
 
@@ -437,53 +468,43 @@ static void test_sockets_and_fds_dispatched(void **state)
     gb_event_loop_destroy(&loop);
     close(p[0]);
     close(p[1]);
-    zmq_close(a);
-    zmq_close(b);
-    zmq_ctx_term(ctx);
+    s_pair_close(&pair);
 }
 
 static void test_removal_during_dispatch(void **state)
 {
-    (void)state;
-    s_fake_t f;
-    gb_event_loop_t *loop = s_fake_loop(&f);
+    s_fix_t *x = *state;
+    gb_event_loop_t *loop = x->loop;
     gb_error_t err = {0};
-    s_log_t log = {0};
-    s_tag_t t1 = {&log, 1}, t2 = {&log, 2}, t3 = {&log, 3};
+    s_tag_t t1 = {&x->log, 1}, t2 = {&x->log, 2}, t3 = {&x->log, 3};
     int dummy1, dummy2;
     uint64_t first = gb_event_loop_add_socket(loop, &dummy1, ZMQ_POLLIN, s_on_io, &t1, &err);
     uint64_t second = gb_event_loop_add_socket(loop, &dummy2, ZMQ_POLLIN, s_on_io, &t2, &err);
     uint64_t timer = gb_event_loop_add_timer(loop, 100.0, 0, s_on_timer, &t3, &err);
     assert_true(first && second && timer);
     /* item 0 ready; its callback removes the timer due in the same turn */
-    log.victim = timer;
-    f.ready_item = 0;
-    f.ready_events = ZMQ_POLLIN;
+    x->log.victim = timer;
+    x->f.ready_item = 0;
+    x->f.ready_events = ZMQ_POLLIN;
     assert_int_equal(gb_event_loop_run_once(loop, -1, &err), 1);
-    assert_int_equal(log.n, 1);
-    assert_int_equal(log.order[0], 1);
+    assert_int_equal(x->log.n, 1);
+    assert_int_equal(x->log.order[0], 1);
     /* the fake poll reports both sockets ready; the first removes the second */
     gb_event_loop_set_poll(loop, NULL, NULL);
-    log.victim = second;
-    log.n = 0;
+    x->log.victim = second;
+    x->log.n = 0;
     /* real sockets for this part */
     gb_event_loop_remove(loop, first);
     gb_event_loop_remove(loop, second);
-    void *ctx = zmq_ctx_new();
-    void *a = zmq_socket(ctx, ZMQ_PAIR), *b = zmq_socket(ctx, ZMQ_PAIR);
-    assert_int_equal(zmq_bind(a, "inproc://event-loop-rm"), 0);
-    assert_int_equal(zmq_connect(b, "inproc://event-loop-rm"), 0);
-    first = gb_event_loop_add_socket(loop, a, ZMQ_POLLOUT, s_on_io, &t1, &err);
-    second = gb_event_loop_add_socket(loop, b, ZMQ_POLLOUT, s_on_io, &t2, &err);
-    log.victim = second;
+    s_pair_t pair = s_pair("inproc://event-loop-rm");
+    first = gb_event_loop_add_socket(loop, pair.a, ZMQ_POLLOUT, s_on_io, &t1, &err);
+    second = gb_event_loop_add_socket(loop, pair.b, ZMQ_POLLOUT, s_on_io, &t2, &err);
+    x->log.victim = second;
     assert_int_equal(gb_event_loop_run_once(loop, 5000, &err), 1);
-    assert_int_equal(log.n, 1);
-    assert_int_equal(log.order[0], 1);
+    assert_int_equal(x->log.n, 1);
+    assert_int_equal(x->log.order[0], 1);
     assert_int_equal(gb_event_loop_count(loop), 1); /* the timer and second are gone */
-    gb_event_loop_destroy(&loop);
-    zmq_close(a);
-    zmq_close(b);
-    zmq_ctx_term(ctx);
+    s_pair_close(&pair);
 }
 
 /* ---- sources -------------------------------------------------------------- */
@@ -523,9 +544,8 @@ static void s_ready(gb_event_loop_t *loop, uint64_t id, void *arg)
 
 static void test_sources(void **state)
 {
-    (void)state;
-    s_fake_t f;
-    gb_event_loop_t *loop = s_fake_loop(&f);
+    s_fix_t *x = *state;
+    gb_event_loop_t *loop = x->loop;
     gb_error_t err = {0};
     assert_int_equal(gb_event_loop_add_source(loop, 0, s_fill, s_ready, NULL, &err), 0);
     assert_int_equal(err.code, GB_EINVAL);
@@ -543,7 +563,7 @@ static void test_sources(void **state)
     assert_true(a.self && b.self);
     /* the nearest source deadline bounds the poll; only a is due */
     assert_int_equal(gb_event_loop_run_once(loop, -1, &err), 1);
-    assert_int_equal(f.timeouts[0], 125);
+    assert_int_equal(x->f.timeouts[0], 125);
     assert_int_equal(a.readies, 1);
     assert_int_equal(b.readies, 0);
     assert_int_equal(a.fills, 1);
@@ -551,8 +571,8 @@ static void test_sources(void **state)
     /* b's item ready (item 1: a's one item, then b's) and its deadline
      * come at once: one call */
     b.deadline = 100.0;
-    f.ready_item = 1;
-    f.ready_events = ZMQ_POLLIN;
+    x->f.ready_item = 1;
+    x->f.ready_events = ZMQ_POLLIN;
     assert_int_equal(gb_event_loop_run_once(loop, -1, &err), 1);
     assert_int_equal(b.readies, 1);
     assert_int_equal(a.readies, 1);
@@ -567,7 +587,6 @@ static void test_sources(void **state)
     a.socket = NULL;
     a.deadline = HUGE_VAL;
     assert_int_equal(gb_event_loop_run_once(loop, -1, &err), GB_EINVAL);
-    gb_event_loop_destroy(&loop);
 }
 
 static void test_alloc_failure(void **state)
@@ -603,16 +622,16 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_new_destroy),
         cmocka_unit_test(test_bad_arguments),
-        cmocka_unit_test(test_nothing_to_wait_for),
-        cmocka_unit_test(test_timers_ordered),
-        cmocka_unit_test(test_timeout_rounds_up),
-        cmocka_unit_test(test_periodic_grid),
-        cmocka_unit_test(test_timer_callbacks_change_timers),
-        cmocka_unit_test(test_timer_added_in_turn_waits),
-        cmocka_unit_test(test_run_and_stop),
+        cmocka_unit_test_setup_teardown(test_nothing_to_wait_for, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_timers_ordered, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_timeout_rounds_up, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_periodic_grid, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_timer_callbacks_change_timers, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_timer_added_in_turn_waits, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_run_and_stop, s_setup, s_teardown),
         cmocka_unit_test(test_sockets_and_fds_dispatched),
-        cmocka_unit_test(test_removal_during_dispatch),
-        cmocka_unit_test(test_sources),
+        cmocka_unit_test_setup_teardown(test_removal_during_dispatch, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_sources, s_setup, s_teardown),
         cmocka_unit_test(test_alloc_failure),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

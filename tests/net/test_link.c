@@ -7,8 +7,9 @@
  * re-established, a restarted coordinator, anonymous (enrolling) clients,
  * a client of a foreign CA, garbage and malformed frames from raw peers
  * (cut off, nobody else disturbed), the bound on handshakes in progress,
- * handshake and idle timeouts, the errors of send, and sessions ended by a
- * reloaded revocation list (gb_link_server_recheck). */
+ * handshake and idle timeouts, the errors of send, sessions ended by a
+ * reloaded revocation list (gb_link_server_recheck), and the server as a
+ * source of its owner's event loop (gb_link_server_attach). */
 #include "testutil.h"
 
 #include <stdio.h>
@@ -104,6 +105,20 @@ typedef struct {
     rec_t s, c[4];
 } net_t;
 
+static void s_step_clients(net_t *n)
+{
+    gb_link_event_t ev;
+    gb_error_t err = {0};
+    for (int i = 0; i < n->nclients; i++) {
+        if (!n->cli[i])
+            continue;
+        do {
+            assert_int_equal(gb_link_client_poll(n->cli[i], 0, &ev, &err), 0);
+            s_record(&n->c[i], &ev);
+        } while (ev.kind != GB_LINK_EV_NONE);
+    }
+}
+
 static void s_step(net_t *n, int wait_ms)
 {
     gb_link_event_t ev;
@@ -114,14 +129,7 @@ static void s_step(net_t *n, int wait_ms)
             s_record(&n->s, &ev);
         } while (ev.kind != GB_LINK_EV_NONE);
     }
-    for (int i = 0; i < n->nclients; i++) {
-        if (!n->cli[i])
-            continue;
-        do {
-            assert_int_equal(gb_link_client_poll(n->cli[i], 0, &ev, &err), 0);
-            s_record(&n->c[i], &ev);
-        } while (ev.kind != GB_LINK_EV_NONE);
-    }
+    s_step_clients(n);
 }
 
 #define PUMP_UNTIL(n, cond, ms)                                                            \
@@ -673,13 +681,19 @@ static void test_anonymous_budget(void **state)
     gb_tls_destroy(&open_tls);
 }
 
+/* A server whose sessions may stay silent idle_ms (the fast options else). */
+static net_t *s_start_idle(fixture_t *f, int idle_ms)
+{
+    gb_link_options_t o = s_fast;
+    o.idle_timeout_ms = idle_ms;
+    s_start(&f->n, f, &o);
+    return &f->n;
+}
+
 static void test_idle_timeout(void **state)
 {
     fixture_t *f = *state;
-    gb_link_options_t o = s_fast;
-    o.idle_timeout_ms = 300;
-    net_t *n = &f->n;
-    s_start(n, f, &o);
+    net_t *n = s_start_idle(f, 300);
     s_add_client(n, f->ctx, f->client_tls);
     PUMP_UNTIL(n, n->s.connected && n->c[0].connected, 5000);
     /* the client stops talking; only the server is polled */
@@ -699,10 +713,7 @@ static void test_idle_timeout(void **state)
 static void test_owner_away_is_not_silence(void **state)
 {
     fixture_t *f = *state;
-    gb_link_options_t o = s_fast;
-    o.idle_timeout_ms = 300;
-    net_t *n = &f->n;
-    s_start(n, f, &o);
+    net_t *n = s_start_idle(f, 300);
     s_add_client(n, f->ctx, f->client_tls);
     PUMP_UNTIL(n, n->s.connected && n->c[0].connected, 5000);
     gb_link_client_t *quiet = n->cli[0];
@@ -742,6 +753,86 @@ static void test_client_close(void **state)
 /* A CRL reloaded under running sessions: the revoked client's session ends
  * at the recheck, with a DISCONNECTED event saying why; the other client's
  * session goes on; the revoked client's new handshakes fail. */
+typedef struct {
+    gb_link_server_t *srv; /* drained on every call */
+    int calls;             /* calls of the ready callback */
+    rec_t rec;             /* what the drains found */
+} drain_t;
+
+static void s_drain(void *arg)
+{
+    drain_t *d = arg;
+    d->calls++;
+    gb_link_event_t ev;
+    gb_error_t err = {0};
+    do {
+        assert_int_equal(gb_link_server_poll(d->srv, 0, &ev, &err), 0);
+        s_record(&d->rec, &ev);
+    } while (ev.kind != GB_LINK_EV_NONE);
+}
+
+/* The server as a source of its owner's loop: drained when the loop says,
+ * no waiting poll of its own while attached, no deadline while it holds no
+ * session, and with a session the scan due when that session's silence
+ * would end, not a constant poll. */
+static void test_attached_to_a_loop(void **state)
+{
+    fixture_t *f = *state;
+    net_t *n = s_start_idle(f, 3000);
+    gb_error_t err = {0};
+    gb_event_loop_t *loop = gb_event_loop_new(&err);
+    assert_non_null(loop);
+    drain_t d = {.srv = n->srv};
+    assert_int_equal(gb_link_server_attach(n->srv, NULL, s_drain, &d, &err), GB_EINVAL);
+    assert_int_equal(gb_link_server_attach(n->srv, loop, NULL, &d, &err), GB_EINVAL);
+    assert_int_equal(gb_link_server_attach(n->srv, loop, s_drain, &d, &err), 0);
+    assert_int_equal(gb_link_server_attach(n->srv, loop, s_drain, &d, &err), GB_EINVAL);
+    assert_int_equal(gb_event_loop_count(loop), 1);
+    gb_link_event_t ev;
+    assert_int_equal(gb_link_server_poll(n->srv, 10, &ev, &err), GB_EINVAL);
+    assert_non_null(strstr(err.msg, "attached"));
+
+    /* idle without sessions: nothing timed, the loop would sleep for ever */
+    assert_int_equal(gb_test_loop_wait_ms(loop), -1);
+    assert_int_equal(d.calls, 0);
+
+    /* a client: the loop wakes the owner, who drains the events */
+    s_add_client(n, f->ctx, f->client_tls);
+    double end = gb_time_now() + 5;
+    while (!(d.rec.connected && n->c[0].connected) && gb_time_now() < end) {
+        assert_true(gb_event_loop_run_once(loop, 1, &err) >= 0);
+        s_step_clients(n);
+    }
+    assert_int_equal(d.rec.connected, 1);
+    assert_string_equal(d.rec.peer, "alice");
+    assert_true(d.calls >= 1);
+
+    /* established and quiet: the next scan is due at the nearest expiry
+     * the server knows of, the end of the handshake's time (2 s after the
+     * hello; a scan then finds nothing and moves on to the end of the
+     * allowed silence, 3 s), not a constant poll of 0.1 s */
+    long t = gb_test_loop_wait_ms(loop);
+    if (!(t > 1000 && t <= 2000))
+        fail_msg("the loop waits %ld ms", t);
+    /* that scan, for real: the session stays, the next is at its silence's end */
+    assert_true(gb_event_loop_run_once(loop, (int)t + 5, &err) >= 0);
+    assert_int_equal(d.rec.disconnected, 0);
+    t = gb_test_loop_wait_ms(loop);
+    if (!(t > 0 && t <= 1000))
+        fail_msg("after the first scan the loop waits %ld ms", t);
+
+    /* detached: the loop has nothing left, the server polls by itself again */
+    gb_link_server_detach(n->srv);
+    gb_link_server_detach(n->srv); /* nothing if not attached */
+    assert_int_equal(gb_event_loop_count(loop), 0);
+    assert_int_equal(gb_link_server_poll(n->srv, 1, &ev, &err), 0);
+    /* attached again, destroy detaches */
+    assert_int_equal(gb_link_server_attach(n->srv, loop, s_drain, &d, &err), 0);
+    s_stop(n);
+    assert_int_equal(gb_event_loop_count(loop), 0);
+    gb_event_loop_destroy(&loop);
+}
+
 static void test_recheck_after_revocation(void **state)
 {
     fixture_t *f = *state;
@@ -811,6 +902,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_owner_away_is_not_silence, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_client_close, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_recheck_after_revocation, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_attached_to_a_loop, s_setup, s_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

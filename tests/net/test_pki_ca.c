@@ -28,30 +28,6 @@
 
 #define DAY 86400
 
-static char *s_join(const char *dir, const char *name)
-{
-    size_t cap = strlen(dir) + strlen(name) + 2;
-    char *p = malloc(cap);
-    assert_non_null(p);
-    snprintf(p, cap, "%s/%s", dir, name);
-    return p;
-}
-
-static unsigned s_mode(const char *path)
-{
-    struct stat st;
-    assert_int_equal(stat(path, &st), 0);
-    return (unsigned)(st.st_mode & 07777);
-}
-
-static uint8_t *s_read(const char *path, size_t *len)
-{
-    uint8_t *data = NULL;
-    gb_error_t err;
-    assert_int_equal(gb_file_read_all(path, 1 << 24, &data, len, &err), 0);
-    return data;
-}
-
 /* A temporary directory with a fresh CA in tmp/ca, opened. */
 typedef struct {
     char *tmp;    /* temporary directory */
@@ -65,9 +41,9 @@ static void s_fix_init(s_fix_t *f)
 {
     gb_error_t err = {0};
     f->tmp = gb_test_mkdtemp();
-    f->dir = s_join(f->tmp, "ca");
-    f->ca_crt = s_join(f->dir, GB_CA_CERT_FILE);
-    f->crl = s_join(f->dir, GB_CA_CRL_FILE);
+    f->dir = gb_test_path(f->tmp, "ca");
+    f->ca_crt = gb_test_path(f->dir, GB_CA_CERT_FILE);
+    f->crl = gb_test_path(f->dir, GB_CA_CRL_FILE);
     if (gb_ca_init(f->dir, "test", "coord", 30, &err))
         fail_msg("ca init: %s", err.msg);
     f->ca = gb_ca_open(f->dir, &err);
@@ -90,7 +66,7 @@ static X509 *s_client_cert(const s_fix_t *f, const char *name)
 {
     char rel[128];
     snprintf(rel, sizeof rel, "clients/%s.crt", name);
-    char *path = s_join(f->dir, rel);
+    char *path = gb_test_path(f->dir, rel);
     gb_error_t err;
     X509 *c = gb_pki_cert_load(path, &err);
     if (!c)
@@ -199,7 +175,7 @@ static void test_keys(void **state)
     (void)state;
     gb_error_t err;
     char *tmp = gb_test_mkdtemp();
-    char *path = s_join(tmp, "k.key");
+    char *path = gb_test_path(tmp, "k.key");
     EVP_PKEY *key = gb_pki_key_new(&err);
     assert_non_null(key);
     assert_string_equal(gb_pki_key_type(key), "P-256");
@@ -208,7 +184,7 @@ static void test_keys(void **state)
     mode_t old = umask(0);
     assert_int_equal(gb_pki_key_save(path, key, &err), 0);
     umask(old);
-    assert_int_equal(s_mode(path), 0600);
+    assert_int_equal(gb_test_mode(path), 0600);
     EVP_PKEY *back = gb_pki_key_load(path, &err);
     assert_non_null(back);
     assert_int_equal(EVP_PKEY_eq(key, back), 1);
@@ -254,7 +230,7 @@ static void test_keys(void **state)
     /* Ed25519 is accepted; P-384 is not. */
     EVP_PKEY *ed = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
     assert_string_equal(gb_pki_key_type(ed), "Ed25519");
-    char *ed_path = s_join(tmp, "ed.key");
+    char *ed_path = gb_test_path(tmp, "ed.key");
     assert_int_equal(gb_pki_key_save(ed_path, ed, &err), 0);
     EVP_PKEY *ed_back = gb_pki_key_load(ed_path, &err);
     assert_non_null(ed_back);
@@ -262,14 +238,14 @@ static void test_keys(void **state)
     EVP_PKEY *p384 = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-384");
     assert_null(gb_pki_key_type(p384));
     assert_null(gb_pki_key_type(NULL));
-    char *p384_path = s_join(tmp, "p384.key");
+    char *p384_path = gb_test_path(tmp, "p384.key");
     assert_int_equal(gb_pki_key_save(p384_path, p384, &err), 0);
     assert_null(gb_pki_key_load(p384_path, &err));
     assert_int_equal(err.code, GB_EINVAL);
     assert_non_null(strstr(err.msg, "is not accepted"));
 
     /* An encrypted key fails without prompting. */
-    char *enc_path = s_join(tmp, "enc.key");
+    char *enc_path = gb_test_path(tmp, "enc.key");
     FILE *fp = fopen(enc_path, "w");
     assert_non_null(fp);
     assert_true(PEM_write_PKCS8PrivateKey(fp, key, EVP_aes_256_cbc(), "pw", 2, NULL, NULL));
@@ -283,13 +259,13 @@ static void test_keys(void **state)
     assert_null(gb_pki_key_load(junk, &err));
     assert_int_equal(err.code, GB_EFORMAT);
     assert_non_null(strstr(err.msg, junk));
-    char *missing = s_join(tmp, "missing.key");
+    char *missing = gb_test_path(tmp, "missing.key");
     assert_null(gb_pki_key_load(missing, &err));
     assert_int_equal(err.code, GB_EIO);
     assert_null(gb_pki_key_load(NULL, &err));
     assert_int_equal(gb_pki_key_save(NULL, key, &err), GB_EINVAL);
     /* Writing into a missing directory fails and leaves nothing. */
-    char *nodir = s_join(tmp, "no/such.key");
+    char *nodir = gb_test_path(tmp, "no/such.key");
     assert_int_equal(gb_pki_key_save(nodir, key, &err), GB_EIO);
 
     EVP_PKEY_free(p384);
@@ -342,9 +318,9 @@ static void test_cert_encodings(void **state)
     assert_int_equal(err.code, GB_EINVAL);
 
     /* save -> load, mode 0644. */
-    char *copy = s_join(f.tmp, "copy.crt");
+    char *copy = gb_test_path(f.tmp, "copy.crt");
     assert_int_equal(gb_pki_cert_save(copy, ca, &err), 0);
-    assert_int_equal(s_mode(copy), 0644);
+    assert_int_equal(gb_test_mode(copy), 0644);
     back = gb_pki_cert_load(copy, &err);
     assert_non_null(back);
     assert_int_equal(X509_cmp(ca, back), 0);
@@ -352,12 +328,12 @@ static void test_cert_encodings(void **state)
     assert_int_equal(gb_pki_cert_save(NULL, ca, &err), GB_EINVAL);
 
     /* Loading something else, or nothing. */
-    char *key_path = s_join(f.dir, GB_CA_COORD_KEY_FILE);
+    char *key_path = gb_test_path(f.dir, GB_CA_COORD_KEY_FILE);
     assert_null(gb_pki_cert_load(key_path, &err));
     assert_int_equal(err.code, GB_EFORMAT);
     assert_non_null(strstr(err.msg, "is not a PEM certificate"));
     assert_null(gb_pki_cert_load(NULL, &err));
-    char *missing = s_join(f.tmp, "none.crt");
+    char *missing = gb_test_path(f.tmp, "none.crt");
     assert_null(gb_pki_cert_load(missing, &err));
     assert_int_equal(err.code, GB_EIO);
 
@@ -365,7 +341,7 @@ static void test_cert_encodings(void **state)
     char name[GB_PKI_NAME_MAX + 1];
     assert_int_equal(gb_pki_cert_name(ca, name, &err), GB_EINVAL);
     assert_non_null(strstr(err.msg, "'test CA'"));
-    char *coord_path = s_join(f.dir, GB_CA_COORD_CERT_FILE);
+    char *coord_path = gb_test_path(f.dir, GB_CA_COORD_CERT_FILE);
     X509 *coord = gb_pki_cert_load(coord_path, &err);
     assert_int_equal(gb_pki_cert_name(coord, name, &err), 0);
     assert_string_equal(name, "coord");
@@ -453,7 +429,7 @@ static void test_csr_encodings(void **state)
     assert_int_equal(err.code, GB_ERANGE);
 
     /* PEM file. */
-    char *path = s_join(tmp, "req.pem");
+    char *path = gb_test_path(tmp, "req.pem");
     FILE *fp = fopen(path, "w");
     assert_true(PEM_write_X509_REQ(fp, req));
     fclose(fp);
@@ -526,17 +502,17 @@ static void test_ca_init_files(void **state)
     s_fix_t f;
     s_fix_init(&f);
     gb_error_t err;
-    assert_int_equal(s_mode(f.dir), 0700);
+    assert_int_equal(gb_test_mode(f.dir), 0700);
     const char *secret[] = {GB_CA_KEY_FILE, GB_CA_COORD_KEY_FILE, GB_CA_REGISTRY_FILE};
     for (int i = 0; i < 3; i++) {
-        char *p = s_join(f.dir, secret[i]);
-        assert_int_equal(s_mode(p), 0600);
+        char *p = gb_test_path(f.dir, secret[i]);
+        assert_int_equal(gb_test_mode(p), 0600);
         free(p);
     }
     const char *public_files[] = {GB_CA_CERT_FILE, GB_CA_COORD_CERT_FILE, GB_CA_CRL_FILE};
     for (int i = 0; i < 3; i++) {
-        char *p = s_join(f.dir, public_files[i]);
-        assert_int_equal(s_mode(p), 0644);
+        char *p = gb_test_path(f.dir, public_files[i]);
+        assert_int_equal(gb_test_mode(p), 0644);
         free(p);
     }
     /* The CA: self-signed, CA:TRUE critical, keyCertSign + cRLSign, CN "<fed> CA". */
@@ -556,7 +532,7 @@ static void test_ca_init_files(void **state)
 
     /* The coordinator: chains to the CA under its name; serverAuth and the
      * publication-signing mark, no clientAuth. */
-    char *coord_path = s_join(f.dir, GB_CA_COORD_CERT_FILE);
+    char *coord_path = gb_test_path(f.dir, GB_CA_COORD_CERT_FILE);
     X509 *coord = gb_pki_cert_load(coord_path, &err);
     assert_int_equal(gb_pki_verify_cert(f.ca_crt, f.crl, coord, "coord", &err), 0);
     assert_int_equal(X509_get_extended_key_usage(coord) & (XKU_SSL_SERVER | XKU_SSL_CLIENT),
@@ -566,7 +542,7 @@ static void test_ca_init_files(void **state)
     assert_int_equal(X509_get_key_usage(coord), KU_DIGITAL_SIGNATURE);
     assert_int_equal(X509_check_ca(coord), 0);
     /* Its key is the one in coordinator.key. */
-    char *coord_key = s_join(f.dir, GB_CA_COORD_KEY_FILE);
+    char *coord_key = gb_test_path(f.dir, GB_CA_COORD_KEY_FILE);
     EVP_PKEY *k = gb_pki_key_load(coord_key, &err);
     assert_int_equal(X509_check_private_key(coord, k), 1);
     EVP_PKEY_free(k);
@@ -583,11 +559,11 @@ static void test_ca_init_files(void **state)
 
     /* A second init into the same directory is refused and changes nothing. */
     size_t before_len;
-    uint8_t *before = s_read(f.ca_crt, &before_len);
+    uint8_t *before = gb_test_read(f.ca_crt, &before_len);
     assert_int_equal(gb_ca_init(f.dir, "test", "coord", 30, &err), GB_EINVAL);
     assert_non_null(strstr(err.msg, "is not empty"));
     size_t after_len;
-    uint8_t *after = s_read(f.ca_crt, &after_len);
+    uint8_t *after = gb_test_read(f.ca_crt, &after_len);
     assert_int_equal(before_len, after_len);
     assert_memory_equal(before, after, before_len);
     gb_free(before);
@@ -606,11 +582,11 @@ static void test_ca_init_options_and_refusals(void **state)
     gb_error_t err;
     char *tmp = gb_test_mkdtemp();
     /* An existing empty directory is used and made private. */
-    char *empty = s_join(tmp, "empty");
+    char *empty = gb_test_path(tmp, "empty");
     assert_int_equal(mkdir(empty, 0755), 0);
     assert_int_equal(gb_ca_init(empty, "fed", "10.0.0.5", 2, &err), 0);
-    assert_int_equal(s_mode(empty), 0700);
-    char *coord_path = s_join(empty, GB_CA_COORD_CERT_FILE);
+    assert_int_equal(gb_test_mode(empty), 0700);
+    char *coord_path = gb_test_path(empty, GB_CA_COORD_CERT_FILE);
     X509 *coord = gb_pki_cert_load(coord_path, &err);
     /* An IP-named coordinator has an IP SAN too. */
     assert_int_equal(X509_check_ip_asc(coord, "10.0.0.5", 0), 1);
@@ -618,7 +594,7 @@ static void test_ca_init_options_and_refusals(void **state)
     X509_free(coord);
     free(coord_path);
 
-    char *d = s_join(tmp, "d");
+    char *d = gb_test_path(tmp, "d");
     assert_int_equal(gb_ca_init(d, "has space", "c", 2, &err), GB_EINVAL);
     assert_non_null(strstr(err.msg, "federation name 'has space'"));
     assert_int_equal(gb_ca_init(d, "f", "bad/name", 2, &err), GB_EINVAL);
@@ -628,7 +604,7 @@ static void test_ca_init_options_and_refusals(void **state)
     assert_int_equal(gb_ca_init(d, "f", "c", GB_PKI_MAX_DAYS + 1, &err), GB_EINVAL);
     assert_int_equal(gb_ca_init(NULL, "f", "c", 1, &err), GB_EINVAL);
     assert_false(gb_test_exists(d));
-    char *deep = s_join(tmp, "no/such/dir");
+    char *deep = gb_test_path(tmp, "no/such/dir");
     assert_int_equal(gb_ca_init(deep, "f", "c", 1, &err), GB_EIO);
     assert_non_null(strstr(err.msg, "cannot create CA directory"));
 
@@ -637,7 +613,7 @@ static void test_ca_init_options_and_refusals(void **state)
     assert_int_equal(err.code, GB_EIO);
     assert_non_null(strstr(err.msg, "run 'ca init' first"));
     assert_null(gb_ca_open(NULL, &err));
-    char *key = s_join(empty, GB_CA_KEY_FILE);
+    char *key = gb_test_path(empty, GB_CA_KEY_FILE);
     assert_int_equal(chmod(key, 0640), 0);
     assert_null(gb_ca_open(empty, &err));
     assert_int_equal(err.code, GB_EINVAL);
@@ -645,9 +621,9 @@ static void test_ca_init_options_and_refusals(void **state)
     assert_int_equal(chmod(key, 0600), 0);
 
     /* A damaged registry stops the CA, naming the line. */
-    char *reg = s_join(empty, GB_CA_REGISTRY_FILE);
+    char *reg = gb_test_path(empty, GB_CA_REGISTRY_FILE);
     size_t good_len;
-    uint8_t *good = s_read(reg, &good_len);
+    uint8_t *good = gb_test_read(reg, &good_len);
     struct {
         const char *text, *msg;
     } bad[] = {
@@ -687,10 +663,10 @@ static void test_ca_init_options_and_refusals(void **state)
     gb_ca_destroy(NULL);
 
     /* A ca.crt that is not the CA key's certificate. */
-    char *crt = s_join(empty, GB_CA_CERT_FILE);
-    char *coord_crt = s_join(empty, GB_CA_COORD_CERT_FILE);
+    char *crt = gb_test_path(empty, GB_CA_CERT_FILE);
+    char *coord_crt = gb_test_path(empty, GB_CA_COORD_CERT_FILE);
     size_t clen;
-    uint8_t *c = s_read(coord_crt, &clen);
+    uint8_t *c = gb_test_read(coord_crt, &clen);
     assert_int_equal(gb_file_write_atomic(crt, c, clen, 0644, &err), 0);
     assert_null(gb_ca_open(empty, &err));
     assert_int_equal(err.code, GB_EFORMAT);
@@ -715,13 +691,13 @@ static void test_ca_issue(void **state)
     s_fix_t f;
     s_fix_init(&f);
     gb_error_t err;
-    char *out = s_join(f.dir, GB_CA_CLIENTS_DIR);
+    char *out = gb_test_path(f.dir, GB_CA_CLIENTS_DIR);
     assert_int_equal(gb_ca_issue(f.ca, "client-1", 10, out, &err), 0);
-    assert_int_equal(s_mode(out), 0700);
-    char *key_path = s_join(out, "client-1.key");
-    char *crt_path = s_join(out, "client-1.crt");
-    assert_int_equal(s_mode(key_path), 0600);
-    assert_int_equal(s_mode(crt_path), 0644);
+    assert_int_equal(gb_test_mode(out), 0700);
+    char *key_path = gb_test_path(out, "client-1.key");
+    char *crt_path = gb_test_path(out, "client-1.crt");
+    assert_int_equal(gb_test_mode(key_path), 0600);
+    assert_int_equal(gb_test_mode(crt_path), 0644);
     X509 *c = s_client_cert(&f, "client-1");
     EVP_PKEY *k = gb_pki_key_load(key_path, &err);
     assert_int_equal(X509_check_private_key(c, k), 1);
@@ -777,7 +753,7 @@ static void test_ca_issue(void **state)
     assert_int_equal(gb_ca_issue(f.ca, "x y", 10, out, &err), GB_EINVAL);
     assert_int_equal(gb_ca_issue(f.ca, "x", 0, out, &err), GB_EINVAL);
     assert_int_equal(gb_ca_issue(f.ca, "x", 1, NULL, &err), GB_EINVAL);
-    char *nowhere = s_join(f.tmp, "a/b/c");
+    char *nowhere = gb_test_path(f.tmp, "a/b/c");
     assert_int_equal(gb_ca_issue(f.ca, "x", 1, nowhere, &err), GB_EIO);
     assert_int_equal(gb_ca_count(f.ca), 2);
     assert_int_equal(gb_ca_reload(f.ca, &err), 0);
@@ -819,7 +795,7 @@ static void test_verify_verdicts(void **state)
     s_fix_init(&f);
     s_fix_init(&g);
     gb_error_t err;
-    char *out = s_join(f.dir, GB_CA_CLIENTS_DIR);
+    char *out = gb_test_path(f.dir, GB_CA_CLIENTS_DIR);
     assert_int_equal(gb_ca_issue(f.ca, "alice", 5, out, &err), 0);
     X509 *alice = s_client_cert(&f, "alice");
     assert_int_equal(gb_pki_verify_cert(f.ca_crt, f.crl, alice, "alice", &err), 0);
@@ -866,7 +842,7 @@ static void test_verify_verdicts(void **state)
                      GB_EINTEGRITY);
 
     /* Missing files and arguments. */
-    char *missing = s_join(f.tmp, "none.pem");
+    char *missing = gb_test_path(f.tmp, "none.pem");
     assert_int_equal(gb_pki_verify_cert(missing, NULL, alice, NULL, &err), GB_EIO);
     assert_int_equal(gb_pki_verify_cert(f.ca_crt, missing, alice, NULL, &err), GB_EIO);
     assert_int_equal(gb_pki_verify_cert(f.ca_crt, NULL, NULL, NULL, &err), GB_EINVAL);
@@ -1020,7 +996,7 @@ static void test_sign_csr(void **state)
     assert_non_null(strstr(err.msg, "'edge-1' was revoked"));
     assert_int_equal(gb_ca_sign_csr(f.ca, ocsr, olen, 7, &der, &der_len, &err), GB_EPROTO);
     /* Until the administrator issues it again. */
-    char *out = s_join(f.dir, GB_CA_CLIENTS_DIR);
+    char *out = gb_test_path(f.dir, GB_CA_CLIENTS_DIR);
     assert_int_equal(gb_ca_issue(f.ca, "edge-1", 3, out, &err), 0);
     assert_int_equal(gb_ca_sign_csr(f.ca, csr, len, 7, &der, &der_len, &err), GB_EPROTO);
     assert_non_null(strstr(err.msg, "different key"));
@@ -1061,7 +1037,7 @@ static void test_revoke_and_crl(void **state)
     s_fix_t f;
     s_fix_init(&f);
     gb_error_t err;
-    char *out = s_join(f.dir, GB_CA_CLIENTS_DIR);
+    char *out = gb_test_path(f.dir, GB_CA_CLIENTS_DIR);
     assert_int_equal(s_crl_number(f.crl), 1);
     assert_int_equal(gb_ca_issue(f.ca, "a", 5, out, &err), 0);
     assert_int_equal(gb_ca_issue(f.ca, "b", 5, out, &err), 0);
@@ -1102,7 +1078,7 @@ static void test_revoke_and_crl(void **state)
     /* A damaged crl.pem: revoke records the revocation, says the CRL failed,
      * and a later revoke (after the CRL is fixed) completes it. */
     size_t crl_len;
-    uint8_t *crl_bytes = s_read(f.crl, &crl_len);
+    uint8_t *crl_bytes = gb_test_read(f.crl, &crl_len);
     assert_int_equal(gb_file_write_atomic(f.crl, "junk", 4, 0644, &err), 0);
     assert_int_equal(gb_ca_revoke(f.ca, "b", &err), GB_EFORMAT);
     assert_non_null(strstr(err.msg, "run 'ca revoke' again"));
@@ -1127,7 +1103,7 @@ static void test_two_handles(void **state)
     gb_error_t err;
     gb_ca_t *admin = gb_ca_open(f.dir, &err);
     assert_non_null(admin);
-    char *out = s_join(f.dir, GB_CA_CLIENTS_DIR);
+    char *out = gb_test_path(f.dir, GB_CA_CLIENTS_DIR);
     EVP_PKEY *key = gb_pki_key_new(&err);
     size_t len;
     uint8_t *csr = s_csr(key, "fleet-1", &len);
@@ -1165,8 +1141,8 @@ static void test_alloc_failures(void **state)
     s_fix_t f;
     s_fix_init(&f);
     gb_error_t err;
-    char *out = s_join(f.dir, GB_CA_CLIENTS_DIR);
-    char *reg = s_join(f.dir, GB_CA_REGISTRY_FILE);
+    char *out = gb_test_path(f.dir, GB_CA_CLIENTS_DIR);
+    char *reg = gb_test_path(f.dir, GB_CA_REGISTRY_FILE);
 
     int points = 0;
     for (long k = 1;; k++) {
@@ -1183,7 +1159,7 @@ static void test_alloc_failures(void **state)
     assert_true(points >= 5);
 
     size_t reg_len;
-    uint8_t *reg_before = s_read(reg, &reg_len);
+    uint8_t *reg_before = gb_test_read(reg, &reg_len);
     points = 0;
     for (long k = 1;; k++) {
         gb_error_clear(&err);
@@ -1194,11 +1170,11 @@ static void test_alloc_failures(void **state)
             break;
         assert_int_equal(rc, GB_ENOMEM);
         size_t now_len;
-        uint8_t *now = s_read(reg, &now_len);
+        uint8_t *now = gb_test_read(reg, &now_len);
         assert_int_equal(now_len, reg_len);
         assert_memory_equal(now, reg_before, reg_len);
         gb_free(now);
-        char *k_path = s_join(out, "alloc.key");
+        char *k_path = gb_test_path(out, "alloc.key");
         assert_false(gb_test_exists(k_path));
         free(k_path);
         points++;
@@ -1209,7 +1185,7 @@ static void test_alloc_failures(void **state)
     EVP_PKEY *key = gb_pki_key_new(&err);
     size_t len;
     uint8_t *csr = s_csr(key, "alloc-csr", &len);
-    reg_before = s_read(reg, &reg_len);
+    reg_before = gb_test_read(reg, &reg_len);
     for (long k = 1;; k++) {
         uint8_t *der = NULL;
         size_t der_len = 0;
@@ -1223,7 +1199,7 @@ static void test_alloc_failures(void **state)
         assert_int_equal(rc, GB_ENOMEM);
         assert_null(der);
         size_t now_len;
-        uint8_t *now = s_read(reg, &now_len);
+        uint8_t *now = gb_test_read(reg, &now_len);
         /* The DER copy is the last allocation: its failure keeps the entry. */
         if (now_len != reg_len) {
             gb_free(now);
@@ -1250,7 +1226,7 @@ static void test_alloc_failures(void **state)
     assert_true(s_crl_number(f.crl) == crl_before + 1);
 
     /* init: a failed init leaves no directory behind. */
-    char *fresh = s_join(f.tmp, "fresh");
+    char *fresh = gb_test_path(f.tmp, "fresh");
     for (long k = 1;; k++) {
         gb_alloc_fail_after(k);
         int rc = gb_ca_init(fresh, "f", "c", 1, &err);

@@ -27,15 +27,6 @@
 
 #define DAY 86400
 
-static char *s_join(const char *dir, const char *name)
-{
-    size_t cap = strlen(dir) + strlen(name) + 2;
-    char *p = malloc(cap);
-    assert_non_null(p);
-    snprintf(p, cap, "%s/%s", dir, name);
-    return p;
-}
-
 /* A CA in tmp/<sub> with a client "alice"; the coordinator is "coord". */
 typedef struct {
     char *tmp;      /* temporary directory */
@@ -51,16 +42,16 @@ static void s_fix_init(s_fix_t *f, const char *tmp, const char *sub)
 {
     gb_error_t err;
     f->tmp = strdup(tmp);
-    f->dir = s_join(tmp, sub);
-    f->ca_crt = s_join(f->dir, GB_CA_CERT_FILE);
-    f->crl = s_join(f->dir, GB_CA_CRL_FILE);
-    f->key = s_join(f->dir, GB_CA_COORD_KEY_FILE);
-    f->crt = s_join(f->dir, GB_CA_COORD_CERT_FILE);
+    f->dir = gb_test_path(tmp, sub);
+    f->ca_crt = gb_test_path(f->dir, GB_CA_CERT_FILE);
+    f->crl = gb_test_path(f->dir, GB_CA_CRL_FILE);
+    f->key = gb_test_path(f->dir, GB_CA_COORD_KEY_FILE);
+    f->crt = gb_test_path(f->dir, GB_CA_COORD_CERT_FILE);
     if (gb_ca_init(f->dir, "test", "coord", 30, &err))
         fail_msg("%s", err.msg);
     gb_ca_t *ca = gb_ca_open(f->dir, &err);
     assert_non_null(ca);
-    char *out = s_join(f->dir, "clients");
+    char *out = gb_test_path(f->dir, "clients");
     assert_int_equal(gb_ca_issue(ca, "alice", 30, out, &err), 0);
     free(out);
     gb_ca_destroy(&ca);
@@ -169,9 +160,9 @@ static void test_signer_load(void **state)
     s_fix_t f;
     s_fix_init(&f, tmp, "ca");
     gb_error_t err;
-    char *ca_key = s_join(f.dir, GB_CA_KEY_FILE);
-    char *alice_crt = s_join(f.dir, "clients/alice.crt");
-    char *alice_key = s_join(f.dir, "clients/alice.key");
+    char *ca_key = gb_test_path(f.dir, GB_CA_KEY_FILE);
+    char *alice_crt = gb_test_path(f.dir, "clients/alice.crt");
+    char *alice_key = gb_test_path(f.dir, "clients/alice.key");
 
     /* A certificate that is not the key's. */
     assert_null(gb_signer_load(f.key, alice_crt, &err));
@@ -182,12 +173,12 @@ static void test_signer_load(void **state)
     assert_non_null(strstr(err.msg, "lacks the digitalSignature key usage"));
     /* Ed25519 keys are not this build's signing algorithm. */
     EVP_PKEY *ed = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
-    char *ed_key = s_join(tmp, "ed.key");
+    char *ed_key = gb_test_path(tmp, "ed.key");
     assert_int_equal(gb_pki_key_save(ed_key, ed, &err), 0);
     assert_null(gb_signer_load(ed_key, f.crt, &err));
     assert_non_null(strstr(err.msg, "P-256 key, not Ed25519"));
     /* Missing files, NULL. */
-    char *missing = s_join(tmp, "missing");
+    char *missing = gb_test_path(tmp, "missing");
     assert_null(gb_signer_load(missing, f.crt, &err));
     assert_int_equal(err.code, GB_EIO);
     assert_null(gb_signer_load(f.key, missing, &err));
@@ -390,8 +381,8 @@ static void test_verify_refusals(void **state)
     gb_verify_opts_t wrong_crl = {.ca_file = f.ca_crt, .crl_file = g.crl,
                                   .expected_name = "coord"};
     s_refused(sb, sl, &wrong_crl, GB_EINTEGRITY, "unable to get certificate CRL");
-    char *alice_key = s_join(f.dir, "clients/alice.key");
-    char *alice_crt = s_join(f.dir, "clients/alice.crt");
+    char *alice_key = gb_test_path(f.dir, "clients/alice.key");
+    char *alice_crt = gb_test_path(f.dir, "clients/alice.crt");
     gb_signer_t *alice = gb_signer_load(alice_key, alice_crt, &err);
     uint8_t *ab;
     size_t al;
@@ -403,7 +394,7 @@ static void test_verify_refusals(void **state)
     size_t gl;
     assert_int_equal(gb_publication_sign(g.s, pub, plen, &gb, &gl, &err), 0);
     s_refused(gb, gl, &opts, GB_EINTEGRITY, "unable to get local issuer certificate");
-    char *missing = s_join(tmp, "missing.crt");
+    char *missing = gb_test_path(tmp, "missing.crt");
     gb_verify_opts_t no_ca = {.ca_file = missing, .expected_name = "coord"};
     s_refused(sb, sl, &no_ca, GB_EIO, "missing.crt");
 
@@ -454,19 +445,19 @@ static void test_files_for_openssl(void **state)
     s_fix_t f;
     s_fix_init(&f, tmp, "ca");
     gb_error_t err;
-    char *pubdir = s_join(tmp, "pub");
+    char *pubdir = gb_test_path(tmp, "pub");
     assert_int_equal(mkdir(pubdir, 0755), 0);
     size_t plen;
     uint8_t *pub = s_publication(1, &plen);
     assert_int_equal(gb_publication_write_files(f.s, pubdir, 1, pub, plen, &err), 0);
-    char *pub_path = s_join(pubdir, "round-000001.pub");
+    char *pub_path = gb_test_path(pubdir, "round-000001.pub");
     uint8_t *disk = NULL;
     size_t disk_len = 0;
     assert_int_equal(gb_file_read_all(pub_path, 1 << 20, &disk, &disk_len, &err), 0);
     assert_int_equal(disk_len, plen);
     assert_memory_equal(disk, pub, plen);
     gb_free(disk);
-    char *ca_copy = s_join(pubdir, "ca.crt");
+    char *ca_copy = gb_test_path(pubdir, "ca.crt");
     uint8_t *ca_bytes;
     size_t ca_len;
     assert_int_equal(gb_file_read_all(f.ca_crt, 1 << 20, &ca_bytes, &ca_len, &err), 0);
@@ -539,7 +530,7 @@ static void test_files_for_openssl(void **state)
     if (st == 0)
         fail_msg("the recipe accepted a client certificate: %s", o);
     free(o);
-    char *evil_key = s_join(pubdir, "evil.key"), *evil_crt = s_join(pubdir, "evil.crt");
+    char *evil_key = gb_test_path(pubdir, "evil.key"), *evil_crt = gb_test_path(pubdir, "evil.crt");
     gb_signer_t *evil = gb_signer_load(evil_key, evil_crt, &err);
     assert_non_null(evil);
     uint8_t *eb;
@@ -566,14 +557,14 @@ static void test_files_for_openssl(void **state)
 
     /* Six digits at least; more when needed. */
     assert_int_equal(gb_publication_write_files(f.s, pubdir, 1234567, pub, plen, &err), 0);
-    char *big = s_join(pubdir, "round-1234567.sig");
+    char *big = gb_test_path(pubdir, "round-1234567.sig");
     assert_true(gb_test_exists(big));
     free(big);
     /* Refusals. */
     assert_int_equal(gb_publication_write_files(f.s, pubdir, 0, pub, plen, &err), GB_EINVAL);
     assert_non_null(strstr(err.msg, "round must be >= 1"));
     assert_int_equal(gb_publication_write_files(f.s, pubdir, 2, pub, 0, &err), GB_ERANGE);
-    char *nodir = s_join(tmp, "no/such");
+    char *nodir = gb_test_path(tmp, "no/such");
     assert_int_equal(gb_publication_write_files(f.s, nodir, 2, pub, plen, &err), GB_EIO);
     assert_int_equal(gb_publication_write_files(NULL, pubdir, 2, pub, plen, &err), GB_EINVAL);
 
@@ -644,7 +635,7 @@ static void test_alloc_failures(void **state)
     }
     assert_true(points >= 4);
 
-    char *pubdir = s_join(tmp, "pub");
+    char *pubdir = gb_test_path(tmp, "pub");
     assert_int_equal(mkdir(pubdir, 0755), 0);
     for (long k = 1;; k++) {
         gb_alloc_fail_after(k);

@@ -10,6 +10,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "net/pki.h"
+#include "util/file.h"
 #include "util/rng.h"
 
 char *gb_test_mkdtemp(void)
@@ -34,12 +36,34 @@ void gb_test_rmtree(const char *dir)
         nftw(dir, s_rm, 16, FTW_DEPTH | FTW_PHYS);
 }
 
-char *gb_test_write_file(const char *dir, const char *name, const void *data, size_t len)
+char *gb_test_path(const char *dir, const char *name)
 {
     size_t cap = strlen(dir) + strlen(name) + 2;
     char *path = malloc(cap);
     assert_non_null(path);
     snprintf(path, cap, "%s/%s", dir, name);
+    return path;
+}
+
+unsigned gb_test_mode(const char *path)
+{
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+    return (unsigned)(st.st_mode & 07777);
+}
+
+uint8_t *gb_test_read(const char *path, size_t *len)
+{
+    uint8_t *data = NULL;
+    gb_error_t err = {0};
+    if (gb_file_read_all(path, (size_t)64 << 20, &data, len, &err) != 0)
+        fail_msg("%s", err.msg);
+    return data;
+}
+
+char *gb_test_write_file(const char *dir, const char *name, const void *data, size_t len)
+{
+    char *path = gb_test_path(dir, name);
     FILE *f = fopen(path, "wb");
     assert_non_null(f);
     if (len)
@@ -57,6 +81,16 @@ static char *s_join(const char *env, const char *rel)
     char *path = malloc(cap);
     assert_non_null(path);
     snprintf(path, cap, "%s/%s", base, rel);
+    return path;
+}
+
+char *gb_test_write_csv(const char *dir, const char *file, const char *text, char *name,
+                        size_t cap)
+{
+    char *path = gb_test_write_file(dir, file, text, strlen(text));
+    int n = snprintf(name, cap, "csv:%s", path);
+    if (n < 0 || (size_t)n >= cap)
+        fail_msg("csv:%s does not fit in %zu bytes", path, cap);
     return path;
 }
 
@@ -171,4 +205,66 @@ void gb_test_explanation_one(gb_test_explanation_t *e, Glassbox__ExplainMethod m
     e->x.method = method;
     e->x.n_classes = 1;
     e->x.classes = &e->cp;
+}
+
+static int s_poll_nothing(zmq_pollitem_t *items, int n, long timeout_ms, void *arg)
+{
+    (void)timeout_ms;
+    (void)arg;
+    for (int i = 0; i < n; i++)
+        items[i].revents = 0;
+    return 0;
+}
+
+long gb_test_loop_wait_ms(gb_event_loop_t *loop)
+{
+    gb_error_t err = {0};
+    gb_event_loop_set_poll(loop, s_poll_nothing, NULL);
+    int rc = gb_event_loop_run_once(loop, -1, &err);
+    gb_event_loop_set_poll(loop, NULL, NULL);
+    if (rc < 0)
+        fail_msg("event loop turn: %s", err.msg);
+    return gb_event_loop_last_timeout(loop);
+}
+
+gb_model_t *gb_test_model(const char *spec, int batch, int threads, uint64_t seed)
+{
+    gb_error_t err = {0};
+    gb_model_t *m = gb_model_new(spec, &err);
+    if (!m)
+        fail_msg("gb_model_new(%s): %s", spec, err.msg);
+    gb_model_init(m, seed);
+    if (gb_model_plan(m, batch, threads, &err) != 0)
+        fail_msg("gb_model_plan(%s, batch %d, %d threads): %s", spec, batch, threads, err.msg);
+    return m;
+}
+
+size_t gb_test_model_in_size(const gb_model_t *m)
+{
+    gb_shape_t s = gb_model_input_shape(m);
+    return gb_shape_size(&s);
+}
+
+size_t gb_test_model_out_size(const gb_model_t *m)
+{
+    gb_shape_t s = gb_model_output_shape(m);
+    return gb_shape_size(&s);
+}
+
+void gb_test_ca_make(const char *ca_dir, const char *federation, const char *out_dir,
+                     const char *prefix, int first, int n)
+{
+    gb_error_t err = {0};
+    if (gb_ca_init(ca_dir, federation, "localhost", 30, &err) != 0)
+        fail_msg("ca init %s: %s", ca_dir, err.msg);
+    gb_ca_t *ca = gb_ca_open(ca_dir, &err);
+    if (!ca)
+        fail_msg("ca open %s: %s", ca_dir, err.msg);
+    for (int i = first; i < first + n; i++) {
+        char name[128];
+        snprintf(name, sizeof name, "%s%d", prefix, i);
+        if (gb_ca_issue(ca, name, 30, out_dir, &err) != 0)
+            fail_msg("ca issue %s: %s", name, err.msg);
+    }
+    gb_ca_destroy(&ca);
 }

@@ -1,5 +1,6 @@
 /* Helpers shared by the cmocka tests: temporary files and directories, paths
- * to the source and build trees, and float comparisons. Test-only code. */
+ * to the source and build trees, float comparisons, and a look at how long
+ * an event loop would sleep. Test-only code. */
 #ifndef GB_TESTUTIL_H
 #define GB_TESTUTIL_H
 
@@ -11,14 +12,34 @@
 
 #include "data/dataset.h"
 #include "glassbox.pb-c.h"
+#include "engine/model.h"
+#include "net/event_loop.h"
 
 /* A fresh directory under /tmp, removed with its files by gb_test_rmtree.
  * Returns a malloc'd path. */
 char *gb_test_mkdtemp(void);
 void gb_test_rmtree(const char *dir);
 
+/* dir/name, malloc'd. */
+char *gb_test_path(const char *dir, const char *name);
+
+/* The permission bits (st_mode & 07777) of path; the test fails when it
+ * cannot be looked at. */
+unsigned gb_test_mode(const char *path);
+
+/* All of path's bytes (at most 64 MiB, NUL-terminated as gb_file_read_all
+ * does) in a buffer to free with gb_free, their count in *len; the test
+ * fails when it cannot be read. */
+uint8_t *gb_test_read(const char *path, size_t *len);
+
 /* Writes len bytes to dir/name; returns a malloc'd full path. */
 char *gb_test_write_file(const char *dir, const char *name, const void *data, size_t len);
+
+/* Writes the CSV text (NUL-terminated) to dir/file and puts the data set
+ * name that loads it, "csv:" and the path, in name[0..cap) (the test fails
+ * when it does not fit). Returns the malloc'd path. */
+char *gb_test_write_csv(const char *dir, const char *file, const char *text, char *name,
+                        size_t cap);
 
 /* Path of a file in the source tree (GB_SOURCE_DIR or ".") or the build tree
  * (GB_BINARY_DIR or "."); malloc'd. */
@@ -70,5 +91,28 @@ void gb_test_explanation_one(gb_test_explanation_t *e, Glassbox__ExplainMethod m
  * is of class i % 3, and its class adds 1 to row `class` over U(-0.5, 0.5)
  * noise drawn from seed. The caller frees it (gb_dataset_destroy). */
 gb_dataset_t *gb_test_blobs(int64_t n, uint64_t seed);
+
+/* A federation's CA in ca_dir (`ca init`: the coordinator's name
+ * "localhost", 30 days) and certificates for the n clients
+ * <prefix><first> .. <prefix><first + n - 1> in out_dir (`ca issue`); the
+ * test fails when any of it fails. */
+void gb_test_ca_make(const char *ca_dir, const char *federation, const char *out_dir,
+                     const char *prefix, int first, int n);
+
+/* A model of spec, initialised from seed and planned for batch samples
+ * and threads; the test fails, naming the spec, when any of it fails.
+ * Free with gb_model_destroy. */
+gb_model_t *gb_test_model(const char *spec, int batch, int threads, uint64_t seed);
+
+/* Floats of one sample into m, and out of it. */
+size_t gb_test_model_in_size(const gb_model_t *m);
+size_t gb_test_model_out_size(const gb_model_t *m);
+
+/* One turn of loop with a poll that does not wait and finds nothing ready
+ * (afterwards the loop polls for real again): returns the timeout in ms the
+ * loop asked its poll for (-1: none), what an idle loop would sleep. Timers
+ * and sources due already are called in that turn. Fails the test when the
+ * turn fails. */
+long gb_test_loop_wait_ms(gb_event_loop_t *loop);
 
 #endif

@@ -576,9 +576,10 @@ typedef struct {
 static const char *const s_required[] = {"--name", NULL};
 
 /* Runs the command front matter over argv with stderr caught into out:
- * gb_args_command_config when config is not NULL, else gb_args_command. */
+ * gb_args_command_config when config is not NULL, else gb_args_command, or
+ * with split gb_args_subcommand ("glassbox-test" "run": the same command). */
 static int s_command(gb_arg_t *opts, int n, int argc, char **argv, gb_args_config_t **config,
-                     char *out, size_t cap)
+                     bool split, char *out, size_t cap)
 {
     char path[] = "/tmp/gb_test_args_err_XXXXXX";
     int fd = mkstemp(path);
@@ -586,10 +587,12 @@ static int s_command(gb_arg_t *opts, int n, int argc, char **argv, gb_args_confi
     fflush(stderr);
     int saved = dup(2);
     assert_true(saved >= 0 && dup2(fd, 2) == 2);
-    int rc = config ? gb_args_command_config("glassbox-test run", "[options]", "Tests.", opts, n,
-                                             s_required, argc, argv, config)
-                    : gb_args_command("glassbox-test run", "[options]", "Tests.", opts, n,
-                                      s_required, argc, argv);
+    int rc = config  ? gb_args_command_config("glassbox-test run", "[options]", "Tests.", opts,
+                                              n, s_required, argc, argv, config)
+             : split ? gb_args_subcommand("glassbox-test", "run", "[options]", "Tests.", opts, n,
+                                          s_required, argc, argv)
+                     : gb_args_command("glassbox-test run", "[options]", "Tests.", opts, n,
+                                       s_required, argc, argv);
     fflush(stderr);
     assert_int_equal(dup2(saved, 2), 2);
     close(saved);
@@ -609,7 +612,7 @@ static void test_command_required_from_file(void **state)
     char *argv[] = {"--config", path};
     gb_args_config_t *config = NULL;
     char out[1024];
-    assert_int_equal(s_command(opts, 4, 2, argv, &config, out, sizeof out), -1);
+    assert_int_equal(s_command(opts, 4, 2, argv, &config, false, out, sizeof out), -1);
     assert_string_equal(out, "");
     assert_non_null(config);
     assert_string_equal(c.name, "from-file");
@@ -629,7 +632,7 @@ static void test_command_line_wins_over_file(void **state)
     char *argv[] = {"--name", "cli", flag};
     gb_args_config_t *config = NULL;
     char out[1024];
-    assert_int_equal(s_command(opts, 4, 3, argv, &config, out, sizeof out), -1);
+    assert_int_equal(s_command(opts, 4, 3, argv, &config, false, out, sizeof out), -1);
     assert_string_equal(c.name, "cli");
     assert_true(c.json);
     gb_args_config_destroy(&config);
@@ -660,7 +663,7 @@ static void test_command_errors(void **state)
         char *argv[] = {"--config", files[i]};
         gb_args_config_t *config = (gb_args_config_t *)&c; /* must come back NULL */
         char out[1024];
-        assert_int_equal(s_command(opts, 4, 2, argv, &config, out, sizeof out), 2);
+        assert_int_equal(s_command(opts, 4, 2, argv, &config, false, out, sizeof out), 2);
         assert_string_equal(out, expected[i]);
         assert_null(config);
     }
@@ -677,7 +680,7 @@ static void test_command_help_reads_no_file(void **state)
     char *argv[] = {"--config", "/nonexistent/glassbox.conf", "--help"};
     gb_args_config_t *config = (gb_args_config_t *)&c; /* must come back NULL */
     char out[1024];
-    assert_int_equal(s_command(opts, 4, 3, argv, &config, out, sizeof out), 0);
+    assert_int_equal(s_command(opts, 4, 3, argv, &config, false, out, sizeof out), 0);
     assert_null(config);
     assert_string_equal(out, "");
 }
@@ -690,19 +693,23 @@ static void test_command_without_config_flag(void **state)
     char *argv[] = {"--name", "n"};
     gb_args_config_t *config = (gb_args_config_t *)&c; /* nothing to keep: NULL */
     char out[1024];
-    assert_int_equal(s_command(opts, 4, 2, argv, &config, out, sizeof out), -1);
+    assert_int_equal(s_command(opts, 4, 2, argv, &config, false, out, sizeof out), -1);
     assert_null(config);
     assert_string_equal(c.name, "n");
     assert_string_equal(out, "");
 }
 
-/* gb_args_command over argv: the table without its --config entry. */
+/* gb_args_command over argv (with split: gb_args_subcommand): the table
+ * without its --config entry. */
+static bool s_split;
 static int s_plain(int argc, char **argv, s_cmd_t *c, char *out, size_t cap)
 {
     CMD_OPTS(*c);
-    return s_command(opts, 3, argc, argv, NULL, out, cap);
+    return s_command(opts, 3, argc, argv, NULL, s_split, out, cap);
 }
 
+/* Run once as gb_args_command and once as gb_args_subcommand, which must
+ * name the command the same. */
 static void test_command_plain_signature(void **state)
 {
     (void)state;
@@ -724,6 +731,13 @@ static void test_command_plain_signature(void **state)
     assert_int_equal(s_plain(2, bad, &e, out, sizeof out), 2);
     assert_string_equal(out, "glassbox-test run: --epochs: expected an integer in 1..100, got "
                              "'x' (see glassbox-test run --help)\n");
+}
+
+static void test_subcommand_names_group_and_sub(void **state)
+{
+    s_split = true;
+    test_command_plain_signature(state);
+    s_split = false;
 }
 
 int main(void)
@@ -752,6 +766,7 @@ int main(void)
         cmocka_unit_test(test_command_help_reads_no_file),
         cmocka_unit_test(test_command_without_config_flag),
         cmocka_unit_test(test_command_plain_signature),
+        cmocka_unit_test(test_subcommand_names_group_and_sub),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

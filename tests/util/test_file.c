@@ -18,15 +18,6 @@
 #include "util/alloc.h"
 #include "util/file.h"
 
-static char *s_join(const char *dir, const char *name)
-{
-    size_t cap = strlen(dir) + strlen(name) + 2;
-    char *p = malloc(cap);
-    assert_non_null(p);
-    snprintf(p, cap, "%s/%s", dir, name);
-    return p;
-}
-
 /* Number of entries in dir other than . and .. */
 static int s_count_entries(const char *dir)
 {
@@ -119,7 +110,7 @@ static void test_read_all_missing_and_directory(void **state)
 {
     (void)state;
     char *dir = gb_test_mkdtemp();
-    char *missing = s_join(dir, "no-such-file");
+    char *missing = gb_test_path(dir, "no-such-file");
     uint8_t *data = NULL;
     size_t len = 0;
     gb_error_t err;
@@ -158,7 +149,7 @@ static void test_read_all_fifo(void **state)
 {
     (void)state;
     char *dir = gb_test_mkdtemp();
-    char *fifo = s_join(dir, "fifo");
+    char *fifo = gb_test_path(dir, "fifo");
     assert_int_equal(mkfifo(fifo, 0600), 0);
     enum { N = 50000 };
     pid_t pid = fork();
@@ -195,7 +186,7 @@ static void test_write_atomic_modes_and_replace(void **state)
 {
     (void)state;
     char *dir = gb_test_mkdtemp();
-    char *path = s_join(dir, "key.pem");
+    char *path = gb_test_path(dir, "key.pem");
     gb_error_t err;
     gb_error_clear(&err);
 
@@ -214,7 +205,7 @@ static void test_write_atomic_modes_and_replace(void **state)
 
     /* The umask does not apply: 0666 is 0666. */
     mode_t old_mask = umask(022);
-    char *shared = s_join(dir, "shared");
+    char *shared = gb_test_path(dir, "shared");
     assert_int_equal(gb_file_write_atomic(shared, NULL, 0, 0666, &err), 0);
     umask(old_mask);
     assert_int_equal(stat(shared, &st), 0);
@@ -227,7 +218,7 @@ static void test_write_atomic_modes_and_replace(void **state)
     assert_int_equal(chdir(dir), 0);
     assert_int_equal(gb_file_write_atomic("relative.txt", "rel", 3, 0644, &err), 0);
     assert_int_equal(chdir(cwd), 0);
-    char *rel = s_join(dir, "relative.txt");
+    char *rel = gb_test_path(dir, "relative.txt");
     s_assert_content(rel, "rel", 3);
     assert_int_equal(s_count_entries(dir), 3);
 
@@ -256,7 +247,7 @@ static void test_write_atomic_path_is_directory(void **state)
 {
     (void)state;
     char *dir = gb_test_mkdtemp();
-    char *sub = s_join(dir, "sub");
+    char *sub = gb_test_path(dir, "sub");
     assert_int_equal(mkdir(sub, 0755), 0);
     gb_error_t err;
     gb_error_clear(&err);
@@ -279,12 +270,12 @@ static void test_write_atomic_unwritable_directory(void **state)
     char *dir = gb_test_mkdtemp();
     gb_error_t err;
     gb_error_clear(&err);
-    char *nodir = s_join(dir, "missing/file");
+    char *nodir = gb_test_path(dir, "missing/file");
     assert_int_equal(gb_file_write_atomic(nodir, "x", 1, 0644, &err), GB_EIO);
     assert_non_null(strstr(err.msg, "missing"));
     free(nodir);
 
-    char *path = s_join(dir, "model.gbm");
+    char *path = gb_test_path(dir, "model.gbm");
     assert_int_equal(gb_file_write_atomic(path, "old", 3, 0644, &err), 0);
     if (geteuid() != 0) { /* root writes anywhere */
         assert_int_equal(chmod(dir, 0500), 0);
@@ -304,7 +295,7 @@ static void test_write_atomic_fails_midway(void **state)
 {
     (void)state;
     char *dir = gb_test_mkdtemp();
-    char *path = s_join(dir, "checkpoint");
+    char *path = gb_test_path(dir, "checkpoint");
     gb_error_t err;
     gb_error_clear(&err);
     assert_int_equal(gb_file_write_atomic(path, "old content", 11, 0600, &err), 0);
@@ -341,7 +332,7 @@ static void test_alloc_failures(void **state)
 {
     (void)state;
     char *dir = gb_test_mkdtemp();
-    char *path = s_join(dir, "f");
+    char *path = gb_test_path(dir, "f");
     gb_error_t err;
     gb_error_clear(&err);
     assert_int_equal(gb_file_write_atomic(path, "old", 3, 0644, &err), 0);

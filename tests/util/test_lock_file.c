@@ -23,15 +23,6 @@
 
 #include "util/lock_file.h"
 
-static char *s_join(const char *dir, const char *name)
-{
-    size_t cap = strlen(dir) + strlen(name) + 2;
-    char *p = malloc(cap);
-    assert_non_null(p);
-    snprintf(p, cap, "%s/%s", dir, name);
-    return p;
-}
-
 /* True when path is locked by someone else: a fresh descriptor cannot take
  * the flock without waiting. */
 static bool s_is_locked(const char *path)
@@ -84,7 +75,7 @@ static int s_teardown(void **state)
 
 static void test_take_and_release(void **state)
 {
-    char *path = s_join(*state, ".lock");
+    char *path = gb_test_path(*state, ".lock");
     mode_t old_mask = umask(0);
     int fd = -2;
     gb_error_t err;
@@ -128,7 +119,7 @@ static void test_existing_file_untouched(void **state)
  * releasing it; the file stays and the parent takes the lock at once. */
 static void test_held_by_another_process_then_stale(void **state)
 {
-    char *path = s_join(*state, ".lock");
+    char *path = gb_test_path(*state, ".lock");
     int ready[2], go[2];
     assert_int_equal(pipe(ready), 0);
     assert_int_equal(pipe(go), 0);
@@ -176,8 +167,8 @@ static void s_on_signal(int sig)
  * only get the lock after the parent has marked the release. */
 static void test_waits_for_holder_through_signals(void **state)
 {
-    char *path = s_join(*state, ".lock");
-    char *mark = s_join(*state, "released");
+    char *path = gb_test_path(*state, ".lock");
+    char *mark = gb_test_path(*state, "released");
     int fd;
     gb_error_t err;
     assert_int_equal(gb_lock_file_take(path, &fd, &err), 0);
@@ -236,20 +227,20 @@ static void s_assert_cannot_open(const char *path)
 static void test_cannot_make_the_file(void **state)
 {
     const char *dir = *state;
-    char *missing = s_join(dir, "no-such-dir/.lock");
+    char *missing = gb_test_path(dir, "no-such-dir/.lock");
     s_assert_cannot_open(missing);
     free(missing);
 
     char *file = gb_test_write_file(dir, "plain", "x", 1);
-    char *under_file = s_join(file, ".lock");
+    char *under_file = gb_test_path(file, ".lock");
     s_assert_cannot_open(under_file);
     free(under_file);
     free(file);
 
     if (geteuid() != 0) { /* root writes anywhere */
-        char *ro = s_join(dir, "ro");
+        char *ro = gb_test_path(dir, "ro");
         assert_int_equal(mkdir(ro, 0500), 0);
-        char *in_ro = s_join(ro, ".lock");
+        char *in_ro = gb_test_path(ro, ".lock");
         s_assert_cannot_open(in_ro);
         assert_int_equal(access(in_ro, F_OK), -1);
         assert_int_equal(chmod(ro, 0700), 0);
@@ -269,8 +260,8 @@ static void test_cannot_make_the_file(void **state)
 static void test_symlink_refused(void **state)
 {
     const char *dir = *state;
-    char *target = s_join(dir, "elsewhere");
-    char *link = s_join(dir, ".lock");
+    char *target = gb_test_path(dir, "elsewhere");
+    char *link = gb_test_path(dir, ".lock");
     assert_int_equal(symlink(target, link), 0);
     s_assert_cannot_open(link);
     assert_int_equal(access(target, F_OK), -1);

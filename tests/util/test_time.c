@@ -1,7 +1,9 @@
-/* Tests for util/time: the monotonic clock never goes back, and the wall
- * clock in milliseconds agrees with time(2). */
+/* Tests for util/time: the monotonic clock never goes back, the wall
+ * clock in milliseconds agrees with time(2), and times are written as RFC
+ * 3339 UTC text (or as their seconds when no calendar holds them). */
 #include "testutil.h"
 
+#include <stdint.h>
 #include <time.h>
 
 #include "util/time.h"
@@ -26,11 +28,29 @@ static void test_unix_ms(void **state)
     assert_true(ms > (uint64_t)1700000000 * 1000); /* after November 2023 */
 }
 
+static void test_format_utc(void **state)
+{
+    (void)state;
+    char out[GB_TIME_UTC_MAX];
+    gb_time_format_utc(0, out);
+    assert_string_equal(out, "1970-01-01T00:00:00Z");
+    gb_time_format_utc(1769860800, out);
+    assert_string_equal(out, "2026-01-31T12:00:00Z");
+    gb_time_format_utc(-1, out);
+    assert_string_equal(out, "1969-12-31T23:59:59Z");
+    /* past any calendar year the library holds: the seconds, in full */
+    gb_time_format_utc(INT64_MAX, out);
+    assert_string_equal(out, "9223372036854775807");
+    gb_time_format_utc(INT64_MIN, out);
+    assert_string_equal(out, "-9223372036854775808");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_monotonic),
         cmocka_unit_test(test_unix_ms),
+        cmocka_unit_test(test_format_utc),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
