@@ -270,6 +270,38 @@ static size_t s_fedavg_add_portable(gb_aggregator_t *agg, const float *x, size_t
     return n;
 }
 
+/* Adds updates src[0..ns) over parameters [j0, j0 + n) one after the
+ * other with the portable kernel, up to the first NaN or infinity in any
+ * of them: returns how many parameters every update was added over. The
+ * portable path, and the vector kernels' tails. */
+static size_t s_fedavg_add_scalar(gb_aggregator_t *agg, const float *const *src,
+                                  const uint64_t *wt, size_t ns, size_t j0, size_t n,
+                                  unsigned flip)
+{
+    size_t d = n;
+    for (size_t k = 0; k < ns; k++) {
+        size_t dk = s_first_nonfinite(src[k] + j0, n);
+        if (dk < d)
+            d = dk;
+    }
+    for (size_t k = 0; k < ns; k++)
+        s_fedavg_add_portable(agg, src[k] + j0, j0, d, wt[k], flip);
+    return d;
+}
+
+/* The rare values of one update x (weight w) among the vector of
+ * parameters from j: lanes, a bit per parameter. */
+static void s_fedavg_rare_lanes(gb_aggregator_t *agg, const float *x, uint64_t w, size_t j,
+                                unsigned lanes, unsigned flip)
+{
+    for (; lanes; lanes &= lanes - 1) {
+        unsigned lane = (unsigned)__builtin_ctz(lanes);
+        uint32_t vb;
+        memcpy(&vb, &x[j + lane], sizeof vb);
+        s_fedavg_rare(agg, j + lane, vb, w, flip);
+    }
+}
+
 #if defined(__x86_64__)
 #define S_AVX512 __attribute__((target("avx512f,avx512dq,avx512vl")))
 
@@ -342,27 +374,13 @@ s_fedavg_add_avx512_n(gb_aggregator_t *agg, const float *const *src, const uint6
         }
         _mm512_storeu_si512(m1 + i, a1);
         _mm512_storeu_si512(m2 + i, a2);
-        for (size_t k = 0; k < ns; k++) {
-            for (__mmask8 r = rare[k]; r; r &= (__mmask8)(r - 1)) {
-                unsigned lane = (unsigned)__builtin_ctz(r);
-                uint32_t vb;
-                memcpy(&vb, &src[k][j0 + i + lane], sizeof vb);
-                s_fedavg_rare(agg, j0 + i + lane, vb, wt[k], flip);
-            }
-        }
+        for (size_t k = 0; k < ns; k++)
+            s_fedavg_rare_lanes(agg, src[k], wt[k], j0 + i, rare[k], flip);
     }
     if (i == n)
         return n;
-    /* the tail, under 8 parameters: one update after the other */
-    size_t d = n - i;
-    for (size_t k = 0; k < ns; k++) {
-        size_t dk = s_first_nonfinite(src[k] + j0 + i, n - i);
-        if (dk < d)
-            d = dk;
-    }
-    for (size_t k = 0; k < ns; k++)
-        s_fedavg_add_portable(agg, src[k] + j0 + i, j0 + i, d, wt[k], flip);
-    return i + d;
+    /* the tail, under 8 parameters */
+    return i + s_fedavg_add_scalar(agg, src, wt, ns, j0 + i, n - i, flip);
 }
 
 /* The kernel above with the number of updates a constant, so that the
@@ -470,27 +488,13 @@ s_fedavg_add_avx2_n(gb_aggregator_t *agg, const float *const *src, const uint64_
         }
         _mm256_storeu_si256((__m256i *)(m1 + i), a1);
         _mm256_storeu_si256((__m256i *)(m2 + i), a2);
-        for (size_t k = 0; k < ns; k++) {
-            for (int r = rare[k]; r; r &= r - 1) {
-                unsigned lane = (unsigned)__builtin_ctz((unsigned)r);
-                uint32_t vb;
-                memcpy(&vb, &src[k][j0 + i + lane], sizeof vb);
-                s_fedavg_rare(agg, j0 + i + lane, vb, wt[k], flip);
-            }
-        }
+        for (size_t k = 0; k < ns; k++)
+            s_fedavg_rare_lanes(agg, src[k], wt[k], j0 + i, (unsigned)rare[k], flip);
     }
     if (i == n)
         return n;
-    /* the tail, under 4 parameters: one update after the other */
-    size_t d = n - i;
-    for (size_t k = 0; k < ns; k++) {
-        size_t dk = s_first_nonfinite(src[k] + j0 + i, n - i);
-        if (dk < d)
-            d = dk;
-    }
-    for (size_t k = 0; k < ns; k++)
-        s_fedavg_add_portable(agg, src[k] + j0 + i, j0 + i, d, wt[k], flip);
-    return i + d;
+    /* the tail, under 4 parameters */
+    return i + s_fedavg_add_scalar(agg, src, wt, ns, j0 + i, n - i, flip);
 }
 
 S_AVX2 static size_t s_fedavg_add_avx2(gb_aggregator_t *agg, const float *const *src,
@@ -580,15 +584,7 @@ static size_t s_fedavg_add(gb_aggregator_t *agg, const float *const *src, const 
     if (narrow && s_kernel_choice() == S_KERNEL_AVX2)
         return s_fedavg_add_avx2(agg, src, wt, ns, j0, n, flip);
 #endif
-    size_t d = n;
-    for (size_t k = 0; k < ns; k++) {
-        size_t dk = s_first_nonfinite(src[k] + j0, n);
-        if (dk < d)
-            d = dk;
-    }
-    for (size_t k = 0; k < ns; k++)
-        s_fedavg_add_portable(agg, src[k] + j0, j0, d, wt[k], flip);
-    return d;
+    return s_fedavg_add_scalar(agg, src, wt, ns, j0, n, flip);
 }
 
 /* Parameter j's whole sum S = M + H * 2^128 as a gb_exact_sum_t. */
