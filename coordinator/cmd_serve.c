@@ -270,8 +270,6 @@ static int s_options(s_cli_t *c)
     o->key_file = c->key;
     o->cert_file = c->cert;
     o->federation = c->door.federation;
-    o->round_done = s_round_line;
-    o->round_done_arg = c;
     gb_error_t err = {0};
     gb_agg_spec_t agg;
     gb_server_optim_cfg_t opt;
@@ -348,6 +346,17 @@ static void s_on_status(gb_event_loop_t *loop, uint64_t id, void *arg)
         sv->done = true;
 }
 
+/* A finished round's gauges are set before its line is printed, so whoever
+ * reads the line and then /metrics sees that round's figures, not those of
+ * the status timer's last turn. */
+static void s_on_round_done(void *arg, const gb_federation_round_t *r)
+{
+    s_serve_t *sv = arg;
+    if (sv->fed)
+        gb_serve_status_publish(sv->ep, sv->fed, &sv->c->fed, false);
+    s_round_line((void *)sv->c, r);
+}
+
 static int s_run(s_cli_t *c)
 {
     gb_error_t err = {0};
@@ -362,8 +371,11 @@ static int s_run(s_cli_t *c)
     void *ctx = zmq_ctx_new();
     gb_event_loop_t *loop = ctx ? gb_event_loop_new(&err) : NULL;
     gb_front_door_t *door = loop ? gb_front_door_new(ctx, &c->door, &err) : NULL;
+    s_serve_t sv = {.c = c, .door = door};
+    c->fed.round_done = s_on_round_done;
+    c->fed.round_done_arg = &sv;
     gb_federation_t *fed = door ? gb_federation_new(ctx, door, &c->fed, &err) : NULL;
-    s_serve_t sv = {.c = c, .fed = fed, .door = door};
+    sv.fed = fed;
     if (!fed || gb_federation_attach(fed, loop, &err) != 0 ||
         !gb_event_loop_add_timer(loop, gb_time_now(), S_STATUS_PERIOD_S, s_on_status, &sv,
                                  &err)) {
