@@ -98,6 +98,7 @@ struct gb_link_server {
     int cursor;                /* slot whose channel may hold messages, or -1 */
     uint64_t cursor_handle;    /* its handle, to notice it was replaced */
     double next_timer;         /* when timeouts are checked next */
+    double last_visit;         /* when the owner last polled (the timers last ran) */
     char last_peer[256];       /* backing store of the returned event's name */
     gb_fd_guard_t *guard;      /* refuses new connections while descriptors run low */
     int *hs;                   /* slots of the sessions in their handshake (handshakes) */
@@ -630,20 +631,30 @@ static void s_report_held(gb_link_server_t *srv, double now)
 static void s_timers(gb_link_server_t *srv)
 {
     double now = gb_time_now();
+    double since_visit = srv->last_visit > 0 ? now - srv->last_visit : 0;
+    srv->last_visit = now;
     s_report_held(srv, now);
     if (now < srv->next_timer)
         return;
     /* Time the owner spent away from poll (aggregating a round, writing a
      * checkpoint) is not the peers' silence: their frames wait unread in the
-     * socket. A scan that comes late shows such a gap, and it is credited to
-     * every session before judging. */
-    double away = srv->next_timer > 0 && isfinite(srv->next_timer) ? now - srv->next_timer : 0;
+     * socket. A scan more than S_AWAY late shows such a gap; then the whole
+     * time since the owner last polled is credited to every session, so
+     * each is judged on the silence it had when the owner left (crediting
+     * only the lateness would leave a session that was due at the missed
+     * scan at its very limit, ended the moment the owner comes back). The
+     * credit can include time the owner slept in its loop before it was
+     * kept away, at most the wait to the missed scan: a silent peer then
+     * lasts up to twice its idle timeout, never less than it. */
+    bool late = srv->next_timer > 0 && isfinite(srv->next_timer) &&
+                now - srv->next_timer > S_AWAY;
+    double away = late ? since_visit : 0;
     double next = HUGE_VAL;
     for (int i = 0; i < srv->o.max_sessions && srv->count; i++) {
         s_session_t *s = &srv->slots[i];
         if (!s->handle)
             continue;
-        if (away > S_AWAY) {
+        if (away > 0) {
             s->started += away;
             s->last_seen += away;
         }
