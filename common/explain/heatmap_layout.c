@@ -103,3 +103,61 @@ void gb_heatmap_layout_apply(const gb_heatmap_layout_t *l, const float *pic, gb_
         h->cell_h = 40;
     }
 }
+
+int gb_heatmap_layout_locate(const gb_heatmap_layout_t *l, size_t cell, int *row, int *col,
+                             size_t *channel, gb_error_t *err)
+{
+    *row = *col = 0;
+    *channel = 0;
+    if (cell >= l->cells)
+        return gb_error_set(err, GB_ERANGE, "heatmap layout: cell %zu is past the map's %zu",
+                            cell, l->cells);
+    switch (l->kind) {
+    case GB_HEATMAP_CHANNELS: {
+        size_t hw = l->b * l->c;
+        *channel = cell / hw;
+        *row = (int)(cell % hw / l->c);
+        *col = (int)(cell % l->c);
+        break;
+    }
+    case GB_HEATMAP_SEQUENCE: /* map (t, f) is drawn at row f, column t */
+        *row = (int)(cell % l->b);
+        *col = (int)(cell / l->b);
+        break;
+    case GB_HEATMAP_GRID:
+    case GB_HEATMAP_ROWS:
+        *row = (int)(cell / (size_t)l->w);
+        *col = (int)(cell % (size_t)l->w);
+        break;
+    }
+    return 0;
+}
+
+void gb_heatmap_layout_cell_name(const gb_heatmap_layout_t *l, size_t cell, char *out, size_t cap)
+{
+    int row = 0, col = 0;
+    size_t channel = 0;
+    if (cap == 0)
+        return;
+    if (gb_heatmap_layout_locate(l, cell, &row, &col, &channel, NULL) != 0) {
+        snprintf(out, cap, "cell %zu (outside the map)", cell);
+        return;
+    }
+    switch (l->kind) {
+    case GB_HEATMAP_CHANNELS:
+        if (l->a > 1)
+            snprintf(out, cap, "channel %zu, row %d, col %d", channel, row, col);
+        else
+            snprintf(out, cap, "row %d, col %d", row, col);
+        break;
+    case GB_HEATMAP_GRID:
+        snprintf(out, cap, "row %d, col %d", row, col);
+        break;
+    case GB_HEATMAP_SEQUENCE:
+        snprintf(out, cap, "step %d, feature %d", col + 1, row + 1);
+        break;
+    case GB_HEATMAP_ROWS:
+        snprintf(out, cap, "feature %zu", cell + 1);
+        break;
+    }
+}

@@ -60,6 +60,21 @@ size_t gb_heatmap_layout_size(const gb_heatmap_layout_t *l);
  * (gb_heatmap_layout_size floats, not overlapping map). */
 void gb_heatmap_layout_fill(const gb_heatmap_layout_t *l, const float *map, float *pic);
 
+/* Where map cell `cell` (0..l->cells, row-major in the planned shape) is
+ * drawn: its picture row and column, and for GB_HEATMAP_CHANNELS its
+ * channel (summed into that pixel; 0 for the other kinds). GB_ERANGE for a
+ * cell past the map. */
+int gb_heatmap_layout_locate(const gb_heatmap_layout_t *l, size_t cell, int *row, int *col,
+                             size_t *channel, gb_error_t *err) GB_MUST_CHECK;
+
+/* A person's name for map cell `cell`, written to out[0..cap): "row 24,
+ * col 25" (a channel first when an image has more than one: "channel 2,
+ * row 24, col 25"), "step 3, feature 2" for a sequence, "feature 118" for
+ * a flat map (all counted from 1 for steps and features, from 0 for
+ * pixels, as the captions do), "cell N (outside the map)" past it. */
+void gb_heatmap_layout_cell_name(const gb_heatmap_layout_t *l, size_t cell, char *out,
+                                 size_t cap);
+
 /* Points h at pic and sets its size, cell sizes and captions for l; the
  * title, range and underlay are left as they are. */
 void gb_heatmap_layout_apply(const gb_heatmap_layout_t *l, const float *pic, gb_heatmap_t *h);

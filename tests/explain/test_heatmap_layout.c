@@ -163,6 +163,78 @@ static void test_refusals(void **state)
     assert_int_equal(l.h, GB_HEATMAP_MAX_CELLS);
 }
 
+/* locate says where fill draws: a map that is 1 at one cell and 0
+ * elsewhere lights exactly the picture cell locate names, for every cell
+ * of a map of each kind. */
+static void test_locate_matches_fill(void **state)
+{
+    (void)state;
+    const struct {
+        size_t dims[3];
+        int rank;
+        bool grid;
+    } shapes[] = {{{2, 3, 4}, 3, false}, {{1, 28, 28}, 3, false}, {{4, 2}, 2, true},
+                  {{5, 3}, 2, false},    {{7}, 1, false},         {{5000}, 1, false}};
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        gb_heatmap_layout_t l = t_plan(shapes[s].dims, shapes[s].rank, shapes[s].grid);
+        float *map = calloc(l.cells, sizeof *map);
+        float *pic = calloc(gb_heatmap_layout_size(&l), sizeof *pic);
+        assert_non_null(map);
+        assert_non_null(pic);
+        for (size_t cell = 0; cell < l.cells; cell++) {
+            map[cell] = 1;
+            gb_heatmap_layout_fill(&l, map, pic);
+            map[cell] = 0;
+            int row = -1, col = -1;
+            size_t channel = 99;
+            gb_error_t err = {0};
+            assert_int_equal(gb_heatmap_layout_locate(&l, cell, &row, &col, &channel, &err), 0);
+            assert_true(row >= 0 && row < l.h && col >= 0 && col < l.w);
+            assert_true(pic[(size_t)row * (size_t)l.w + (size_t)col] == 1);
+            if (l.kind == GB_HEATMAP_CHANNELS)
+                assert_int_equal(channel, cell / (l.b * l.c));
+            else
+                assert_int_equal(channel, 0);
+        }
+        int row, col;
+        size_t channel;
+        gb_error_t err = {0};
+        assert_int_equal(gb_heatmap_layout_locate(&l, l.cells, &row, &col, &channel, &err),
+                         GB_ERANGE);
+        assert_non_null(strstr(err.msg, "past the map"));
+        free(map);
+        free(pic);
+    }
+}
+
+static void test_cell_names(void **state)
+{
+    (void)state;
+    char name[64];
+    const size_t image[3] = {1, 28, 28}, rgb[3] = {3, 4, 5}, seq[2] = {10, 3}, vec[1] = {9000};
+    gb_heatmap_layout_t l = t_plan(image, 3, false);
+    gb_heatmap_layout_cell_name(&l, 24 * 28 + 25, name, sizeof name);
+    assert_string_equal(name, "row 24, col 25");
+    gb_heatmap_layout_cell_name(&l, 784, name, sizeof name);
+    assert_string_equal(name, "cell 784 (outside the map)");
+    l = t_plan(rgb, 3, false);
+    gb_heatmap_layout_cell_name(&l, 2 * 20 + 1 * 5 + 3, name, sizeof name);
+    assert_string_equal(name, "channel 2, row 1, col 3");
+    l = t_plan(seq, 2, false); /* (T, F): cell t * F + f */
+    gb_heatmap_layout_cell_name(&l, 4 * 3 + 2, name, sizeof name);
+    assert_string_equal(name, "step 5, feature 3");
+    l = t_plan(image + 1, 2, true);
+    gb_heatmap_layout_cell_name(&l, 30, name, sizeof name);
+    assert_string_equal(name, "row 1, col 2");
+    l = t_plan(vec, 1, false);
+    gb_heatmap_layout_cell_name(&l, 117, name, sizeof name);
+    assert_string_equal(name, "feature 118");
+    /* a short buffer is cut, terminated */
+    l = t_plan(image, 3, false);
+    gb_heatmap_layout_cell_name(&l, 0, name, 5);
+    assert_string_equal(name, "row ");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -171,6 +243,8 @@ int main(void)
         cmocka_unit_test(test_vector_one_strip),
         cmocka_unit_test(test_wide_map_wraps_not_cut),
         cmocka_unit_test(test_refusals),
+        cmocka_unit_test(test_locate_matches_fill),
+        cmocka_unit_test(test_cell_names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
