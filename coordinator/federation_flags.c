@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "federation_internal.h"
+#include "explain/heatmap_layout.h"
 #include "util/alloc.h"
 #include "util/log.h"
 #include "util/metrics.h"
@@ -28,25 +29,75 @@
  * first), like the explanation distances' cap. */
 #define S_SCORE_SERIES_MAX 100
 
-/* The client's leave-one-out explanation distance, NaN when it has none. */
+/* The client's leave-one-out explanation distance, NaN when it has none
+ * (the distances are sorted by client id). */
 static double s_explanation_distance(const gb_federation_t *f, const char *client)
 {
-    for (size_t i = 0; i < f->xr.n_distance; i++)
-        if (strcmp(f->xr.distance[i]->key, client) == 0)
-            return strtod(f->xr.distance[i]->value, NULL);
+    size_t lo = 0, hi = f->xr.n_distance;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(f->xr.distance[mid]->key, client);
+        if (c == 0)
+            return strtod(f->xr.distance[mid]->value, NULL);
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
     return NAN;
 }
 
-static void s_log_flag(uint64_t round, const gb_flag_evidence_t *ev, const gb_flag_verdict_t *v)
+/* The picture layout of the round's importance map, so a moved cell is
+ * named as the heatmaps draw it; false without an explanation. */
+static bool s_map_layout(const gb_federation_t *f, gb_heatmap_layout_t *l)
 {
+    const Glassbox__Explanation *x = f->xr.explanation;
+    const Glassbox__Tensor *t = x ? x->feature_importance : NULL;
+    if (!t || t->n_shape < 1 || t->n_shape > GB_HEATMAP_LAYOUT_MAX_RANK)
+        return false;
+    size_t dims[GB_HEATMAP_LAYOUT_MAX_RANK];
+    for (size_t i = 0; i < t->n_shape; i++)
+        dims[i] = t->shape[i];
+    return gb_heatmap_layout_plan(dims, (int)t->n_shape, false, l, NULL) == 0;
+}
+
+/* "; moved cells row 24, col 25 +0.031, ..." for the log: where the
+ * client's explanation moved, named as the heatmaps draw the map. */
+static void s_moved_text(const gb_fed_flag_t *k, const gb_heatmap_layout_t *l, char *out,
+                         size_t cap)
+{
+    size_t used = 0;
+    out[0] = '\0';
+    for (size_t i = 0; i < k->n_moved && used < cap; i++) {
+        char cell[64];
+        if (l)
+            gb_heatmap_layout_cell_name(l, k->moved[i], cell, sizeof cell);
+        else
+            snprintf(cell, sizeof cell, "cell %u", (unsigned)k->moved[i]);
+        int w = snprintf(out + used, cap - used, "%s(%s) +%.3f", i ? ", " : "; moved cells ",
+                         cell, (double)k->moved_share[i]);
+        if (w < 0)
+            break;
+        used += (size_t)w;
+    }
+}
+
+static void s_log_flag(const gb_federation_t *f, uint64_t round, const gb_fed_flag_t *k)
+{
+    const gb_flag_evidence_t *ev = &k->ev;
+    const gb_flag_verdict_t *v = &k->v;
+    gb_heatmap_layout_t layout;
+    bool drawn = s_map_layout(f, &layout);
+    char moved[GB_EXPLAIN_MERGE_MOVED * 80 + 32];
+    s_moved_text(k, drawn ? &layout : NULL, moved, sizeof moved);
     gb_log_warn("federation: round %llu: client '%s' flagged (score %.2f; stood out in %d of "
                 "its last %d rounds; strongest: %s, z %.1f): update %.4g from the median, "
                 "norm %.4g, explanation distance %.4g; z update %.1f, norm %.1f, "
-                "explanation %.1f, disagreement %.1f",
+                "explanation %.1f, disagreement %.1f%s",
                 (unsigned long long)round, ev->client, v->score, v->rounds_out, v->rounds_seen,
                 gb_flag_signal_name(v->strongest), v->z[v->strongest], ev->update, ev->norm,
                 ev->explanation, v->z[GB_FLAG_UPDATE], v->z[GB_FLAG_NORM],
-                v->z[GB_FLAG_EXPLANATION], v->z[GB_FLAG_DISAGREE]);
+                v->z[GB_FLAG_EXPLANATION], v->z[GB_FLAG_DISAGREE], moved);
 }
 
 /* The round's flag gauges and counters from its flagged clients k[0..n). */
@@ -124,6 +175,13 @@ void gb_fed_flag_score(gb_federation_t *f, uint64_t round)
         k->ev = ev[i];
         k->ev.client = k->client;
         k->v = v[i];
+        const uint32_t *cells = NULL;
+        const float *share = NULL;
+        k->n_moved = gb_explain_merge_moved(&f->xr, k->client, &cells, &share);
+        if (k->n_moved) {
+            memcpy(k->moved, cells, k->n_moved * sizeof *cells);
+            memcpy(k->moved_share, share, k->n_moved * sizeof *share);
+        }
     }
 done:
     gb_free(dist);
@@ -138,7 +196,7 @@ size_t gb_fed_flag_round(gb_federation_t *f, uint64_t round, const char ***names
         return 0; /* not scored (logged when it failed) */
     size_t n = f->n_flags;
     for (size_t i = 0; i < n; i++)
-        s_log_flag(round, &f->flags[i].ev, &f->flags[i].v);
+        s_log_flag(f, round, &f->flags[i]);
     s_metrics(f->flags, n);
     if (n == 0)
         return 0;
@@ -192,6 +250,10 @@ static void s_flag_message(const gb_fed_flag_t *k, Glassbox__ClientFlag *c, Glas
         used++;
         c->n_evidence++;
     }
+    /* the flag keeps them for as long as the message lives (f->flags) */
+    c->n_moved_cells = c->n_moved_share = k->n_moved;
+    c->moved_cells = k->n_moved ? (uint32_t *)k->moved : NULL;
+    c->moved_share = k->n_moved ? (float *)k->moved_share : NULL;
 }
 
 int gb_fed_flag_messages(const gb_federation_t *f, uint64_t round, gb_fed_flag_msgs_t *out,

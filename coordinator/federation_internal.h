@@ -28,6 +28,12 @@ typedef struct {
     char client[GB_ROUND_EVIDENCE_NAME_MAX + 1]; /* its name */
     gb_flag_evidence_t ev;          /* what it was scored on (ev.client: client above) */
     gb_flag_verdict_t v;            /* the flagger's verdict */
+    /* where its explanation moved: cells of the importance map (row-major
+     * over map_shape) where its share most exceeds the others', largest
+     * first, with the excess (gb_explain_merge_moved); n_moved 0 without */
+    uint32_t moved[GB_EXPLAIN_MERGE_MOVED];
+    float moved_share[GB_EXPLAIN_MERGE_MOVED];
+    size_t n_moved;
 } gb_fed_flag_t;
 
 /* The flagged clients as Publication messages (gb_fed_flag_messages). */

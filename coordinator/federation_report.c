@@ -97,6 +97,11 @@ static gb_report_flag_t *s_flags(const gb_federation_t *f, uint64_t round, size_
         g[i].update_distance = k->ev.update;
         g[i].norm = k->ev.norm;
         g[i].explanation_distance = k->ev.explanation;
+        g[i].n_moved = k->n_moved;
+        for (size_t c = 0; c < k->n_moved; c++) {
+            g[i].moved[c] = k->moved[c];
+            g[i].moved_share[c] = k->moved_share[c];
+        }
     }
     *n = f->n_flags;
     return g;
@@ -117,6 +122,26 @@ static uint32_t *s_heatmaps(const gb_federation_t *f, size_t *n, bool *importanc
         c[i] = x->classes[i]->class_index;
     *n = x->n_classes;
     return c;
+}
+
+/* The importance map's shape, so the page can place the flags' moved
+ * cells on it (none when there is no map or its rank is past the
+ * history's). */
+static void s_importance_shape(const gb_federation_t *f, gb_report_round_t *hr)
+{
+    const Glassbox__Explanation *x = f->xr.explanation;
+    const Glassbox__Tensor *t = x ? x->feature_importance : NULL;
+    uint64_t cells = 1;
+    for (size_t i = 0; t && i < t->n_shape && cells <= GB_REPORT_HISTORY_MAX_CELLS; i++)
+        cells *= t->shape[i];
+    if (t && t->n_shape <= GB_REPORT_HISTORY_MAX_RANK && cells <= GB_REPORT_HISTORY_MAX_CELLS) {
+        hr->importance_rank = t->n_shape;
+        for (size_t i = 0; i < t->n_shape; i++)
+            hr->importance_shape[i] = t->shape[i];
+        return;
+    }
+    for (size_t i = 0; i < hr->n_flags; i++) /* nowhere to place them */
+        hr->flags[i].n_moved = 0;
 }
 
 static void s_failed(uint64_t round, const char *what, const gb_error_t *err)
@@ -156,6 +181,7 @@ void gb_fed_report_round(gb_federation_t *f, const gb_federation_round_t *r)
     hr.flags = s_flags(f, r->round, &hr.n_flags);
     hr.flags_total = r->flagged;
     hr.heatmap_classes = s_heatmaps(f, &hr.n_heatmaps, &hr.importance_heatmap);
+    s_importance_shape(f, &hr);
     size_t n_names = f->class_names ? (size_t)gb_class_names_count(f->class_names) : 0;
     const char **names = n_names ? gb_malloc(n_names * sizeof *names) : NULL;
     for (size_t k = 0; names && k < n_names; k++)

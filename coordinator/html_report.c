@@ -15,6 +15,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "explain/heatmap_layout.h"
 #include "html_text.h"
 #include "util/alloc.h"
 #include "util/file.h"
@@ -403,8 +404,54 @@ static const char *s_signal(const gb_report_flag_t *g)
                : "&ndash;";
 }
 
-static void s_flag_row(gb_html_text_t *t, uint64_t round, const gb_report_flag_t *g)
+/* Where a flagged client's explanation moved, as a person would rather see
+ * it: the importance map's picture (laid out as its heatmap is, at most
+ * S_MOVED_PX across) with the moved cells in red, the largest excess the
+ * darkest, and their names and excesses as text beside it. An en dash
+ * when the round has no map or the flag no moved cells. */
+#define S_MOVED_PX 84
+static void s_moved(gb_html_text_t *t, const gb_report_round_t *r, const gb_report_flag_t *g)
 {
+    gb_heatmap_layout_t l;
+    size_t dims[GB_REPORT_HISTORY_MAX_RANK];
+    for (size_t i = 0; i < r->importance_rank; i++)
+        dims[i] = r->importance_shape[i];
+    if (g->n_moved == 0 || r->importance_rank == 0 ||
+        gb_heatmap_layout_plan(dims, (int)r->importance_rank, false, &l, NULL) != 0) {
+        gb_html_text_printf(t, "&ndash;");
+        return;
+    }
+    int side = l.w > l.h ? l.w : l.h;
+    double px = (double)S_MOVED_PX / side;
+    if (px > 4)
+        px = 4;
+    gb_html_text_printf(t, "<svg class=\"moved\" width=\"%.0f\" height=\"%.0f\" "
+                           "style=\"vertical-align:middle\"><rect width=\"100%%\" "
+                           "height=\"100%%\" fill=\"#eee\" stroke=\"#bbb\"/>",
+                        px * l.w, px * l.h);
+    double top = g->moved_share[0] > 0 ? g->moved_share[0] : 1;
+    for (size_t i = 0; i < g->n_moved; i++) {
+        int row = 0, col = 0;
+        size_t channel = 0;
+        if (gb_heatmap_layout_locate(&l, g->moved[i], &row, &col, &channel, NULL) != 0)
+            continue;
+        double shade = 0.35 + 0.65 * g->moved_share[i] / top;
+        gb_html_text_printf(t, "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" "
+                               "fill=\"#c00\" fill-opacity=\"%.2f\"/>",
+                            px * col, px * row, px < 2 ? 2 : px, px < 2 ? 2 : px,
+                            shade > 1 ? 1 : shade);
+    }
+    gb_html_text_printf(t, "</svg> ");
+    for (size_t i = 0; i < g->n_moved; i++) {
+        char name[64];
+        gb_heatmap_layout_cell_name(&l, g->moved[i], name, sizeof name);
+        gb_html_text_printf(t, "%s%s +%.3f", i ? "; " : "", name, g->moved_share[i]);
+    }
+}
+
+static void s_flag_row(gb_html_text_t *t, const gb_report_round_t *r, const gb_report_flag_t *g)
+{
+    uint64_t round = r->round;
     gb_html_text_printf(t, "<tr><td>%" PRIu64 "</td><td class=\"l\">", round);
     gb_html_text_esc(t, g->client);
     gb_html_text_printf(t, "</td><td>");
@@ -421,6 +468,8 @@ static void s_flag_row(gb_html_text_t *t, uint64_t round, const gb_report_flag_t
     s_num(t, "%.4g", g->norm);
     gb_html_text_printf(t, "</td><td>");
     s_num(t, "%.4g", g->explanation_distance);
+    gb_html_text_printf(t, "</td><td class=\"l\">");
+    s_moved(t, r, g);
     gb_html_text_printf(t, "</td></tr>\n");
 }
 
@@ -522,12 +571,13 @@ static void s_flags(gb_html_text_t *t, const s_page_t *p)
     for (int s = 0; s < GB_FLAG_SIGNALS; s++)
         gb_html_text_printf(t, "<th>z %s</th>", gb_flag_signal_name((gb_flag_signal_t)s));
     gb_html_text_printf(t, "<th>stood out</th><th>update distance</th><th>update norm</th>"
-                           "<th>explanation distance</th></tr>\n");
+                           "<th>explanation distance</th><th class=\"l\">where its "
+                           "explanation moved</th></tr>\n");
     /* newest first, at most GB_HTML_REPORT_MAX_FLAG_ROWS */
     size_t shown = 0;
     for (size_t i = p->n; i-- > 0 && shown < GB_HTML_REPORT_MAX_FLAG_ROWS;)
         for (size_t j = 0; j < p->r[i]->n_flags && shown < GB_HTML_REPORT_MAX_FLAG_ROWS; j++) {
-            s_flag_row(t, p->r[i]->round, &p->r[i]->flags[j]);
+            s_flag_row(t, p->r[i], &p->r[i]->flags[j]);
             shown++;
         }
     gb_html_text_printf(t, "</table>\n</details>\n");

@@ -181,6 +181,39 @@ static bool s_name_ok(const char *s)
     return n >= 1 && n <= GB_REPORT_HISTORY_NAME_MAX;
 }
 
+/* Cells of the round's importance map, 0 without one or for a bad shape
+ * (*ok false: a dimension 0, too many of them or too many cells). */
+static uint64_t s_cells(const gb_report_round_t *r, bool *ok)
+{
+    *ok = r->importance_rank <= GB_REPORT_HISTORY_MAX_RANK;
+    uint64_t cells = r->importance_rank && *ok ? 1 : 0;
+    for (size_t i = 0; *ok && i < r->importance_rank; i++) {
+        uint32_t d = r->importance_shape[i];
+        *ok = d >= 1 && cells * d <= GB_REPORT_HISTORY_MAX_CELLS;
+        cells *= d;
+    }
+    return *ok ? cells : 0;
+}
+
+/* NULL when g's moved cells fit a map of `cells` cells, else what is
+ * wrong with them. */
+static const char *s_moved_wrong(const gb_report_flag_t *g, uint64_t cells)
+{
+    if (g->n_moved > GB_REPORT_HISTORY_MAX_MOVED)
+        return "lists too many moved cells";
+    for (size_t i = 0; i < g->n_moved; i++) {
+        if (g->moved[i] >= cells)
+            return cells ? "has a moved cell outside the importance map"
+                         : "has moved cells without an importance map";
+        if (!(g->moved_share[i] > 0 && g->moved_share[i] <= 1))
+            return "has a moved share outside (0, 1]";
+        for (size_t j = 0; j < i; j++)
+            if (g->moved[j] == g->moved[i])
+                return "repeats a moved cell";
+    }
+    return NULL;
+}
+
 static int s_check_new(const gb_report_round_t *r, gb_error_t *err)
 {
     if (r->round == 0)
@@ -193,10 +226,23 @@ static int s_check_new(const gb_report_round_t *r, gb_error_t *err)
         if (!s_name_ok(r->distances[i].client) || !(r->distances[i].distance >= 0))
             return gb_error_set(err, GB_EINVAL, "report history: round %llu: distance %zu has "
                                 "no client or no distance >= 0", (unsigned long long)r->round, i);
-    for (size_t i = 0; i < r->n_flags; i++)
+    bool shape_ok = true;
+    uint64_t cells = s_cells(r, &shape_ok);
+    if (!shape_ok)
+        return gb_error_set(err, GB_EINVAL, "report history: round %llu: the importance map's "
+                            "shape (%zu dimensions) has a 0, more than %d dimensions or more "
+                            "than %llu cells", (unsigned long long)r->round, r->importance_rank,
+                            GB_REPORT_HISTORY_MAX_RANK,
+                            (unsigned long long)GB_REPORT_HISTORY_MAX_CELLS);
+    for (size_t i = 0; i < r->n_flags; i++) {
         if (!s_name_ok(r->flags[i].client))
             return gb_error_set(err, GB_EINVAL, "report history: round %llu: flag %zu has no "
                                 "client", (unsigned long long)r->round, i);
+        const char *why = s_moved_wrong(&r->flags[i], cells);
+        if (why)
+            return gb_error_set(err, GB_EINVAL, "report history: round %llu: flag %zu %s",
+                                (unsigned long long)r->round, i, why);
+    }
     return 0;
 }
 
@@ -286,6 +332,12 @@ static json_t *s_flag_json(const gb_report_flag_t *g, bool *bad)
     s_set(o, "update_distance", gb_json_real_or_null(g->update_distance), bad);
     s_set(o, "norm", gb_json_real_or_null(g->norm), bad);
     s_set(o, "explanation_distance", gb_json_real_or_null(g->explanation_distance), bad);
+    json_t *moved = json_array();
+    s_set(o, "moved", moved, bad);
+    for (size_t i = 0; i < g->n_moved && !*bad; i++)
+        s_append(moved,
+                 json_pack("[I, o]", (json_int_t)g->moved[i], gb_json_real(g->moved_share[i])),
+                 bad);
     return o;
 }
 
@@ -313,6 +365,10 @@ static json_t *s_round_json(const gb_report_round_t *r, bool *bad)
     s_set(o, "class_accuracy", classes, bad);
     s_set(o, "heatmaps", maps, bad);
     s_set(o, "importance_heatmap", json_boolean(r->importance_heatmap), bad);
+    json_t *shape = json_array();
+    s_set(o, "importance_shape", shape, bad);
+    for (size_t i = 0; i < r->importance_rank && !*bad; i++)
+        s_append(shape, json_integer(r->importance_shape[i]), bad);
     s_set(o, "distances_total", json_integer((json_int_t)r->distances_total), bad);
     s_set(o, "distances", dist, bad);
     s_set(o, "flags_total", json_integer((json_int_t)r->flags_total), bad);
@@ -453,6 +509,28 @@ static void s_read_flag(s_reader_t *rd, json_t *o, gb_report_flag_t *g)
     g->update_distance = s_real(rd, o, "update_distance", 0, HUGE_VAL);
     g->norm = s_real(rd, o, "norm", 0, HUGE_VAL);
     g->explanation_distance = s_real(rd, o, "explanation_distance", 0, HUGE_VAL);
+    /* absent in a history written before moved cells were kept */
+    json_t *moved = json_object_get(o, "moved");
+    if (!moved)
+        return;
+    if (!json_is_array(moved) || json_array_size(moved) > GB_REPORT_HISTORY_MAX_MOVED) {
+        s_refuse(rd, "flags[].moved", "is not an array of at most 8 items");
+        return;
+    }
+    g->n_moved = json_array_size(moved);
+    for (size_t i = 0; i < g->n_moved; i++) {
+        json_t *v = json_array_get(moved, i), *c = json_array_get(v, 0),
+               *d = json_array_get(v, 1);
+        if (!json_is_array(v) || json_array_size(v) != 2 || !json_is_integer(c) ||
+            json_integer_value(c) < 0 || json_integer_value(c) > UINT32_MAX ||
+            !json_is_number(d)) {
+            s_refuse(rd, "flags[].moved", "holds an item that is not [cell, share]");
+            g->n_moved = 0;
+            return;
+        }
+        g->moved[i] = (uint32_t)json_integer_value(c);
+        g->moved_share[i] = json_number_value(d);
+    }
 }
 
 /* Reads one round into r (its arrays allocated; r freed by the caller
@@ -495,6 +573,25 @@ static void s_read_round(s_reader_t *rd, json_t *o, size_t n_classes, gb_report_
     if (!json_is_boolean(imp))
         s_refuse(rd, "importance_heatmap", "is not true or false");
     r->importance_heatmap = json_is_true(imp);
+    json_t *shape = json_object_get(o, "importance_shape"); /* absent before it was kept */
+    if (shape && (!json_is_array(shape) || json_array_size(shape) > GB_REPORT_HISTORY_MAX_RANK))
+        s_refuse(rd, "importance_shape", "is not an array of at most 8 dimensions");
+    r->importance_rank = shape && rd->rc == 0 ? json_array_size(shape) : 0;
+    for (size_t i = 0; i < r->importance_rank; i++) {
+        json_t *v = json_array_get(shape, i);
+        json_int_t d = json_is_integer(v) ? json_integer_value(v) : 0;
+        if (d < 1 || d > UINT32_MAX) {
+            s_refuse(rd, "importance_shape", "holds a dimension that is not 1 or more");
+            break;
+        }
+        r->importance_shape[i] = (uint32_t)d;
+    }
+    bool shape_ok = true;
+    if (rd->rc == 0) {
+        s_cells(r, &shape_ok);
+        if (!shape_ok)
+            s_refuse(rd, "importance_shape", "has too many cells");
+    }
     if (rd->rc)
         return;
     r->n_classes = json_array_size(classes);
@@ -539,8 +636,13 @@ static void s_read_round(s_reader_t *rd, json_t *o, size_t n_classes, gb_report_
         s_name(rd, json_array_get(v, 0), "distances[].client", r->distances[i].client);
         r->distances[i].distance = json_number_value(d);
     }
-    for (size_t i = 0; i < r->n_flags && rd->rc == 0; i++)
+    uint64_t cells = s_cells(r, &shape_ok);
+    for (size_t i = 0; i < r->n_flags && rd->rc == 0; i++) {
         s_read_flag(rd, json_array_get(flags, i), &r->flags[i]);
+        const char *why = rd->rc ? NULL : s_moved_wrong(&r->flags[i], cells);
+        if (why)
+            s_refuse(rd, "flags[].moved: the flag", why);
+    }
 }
 
 static gb_report_history_t *s_from_json(json_t *doc, gb_error_t *err)

@@ -36,6 +36,9 @@
 #define GB_REPORT_HISTORY_MAX_ROUNDS 200     /* rounds kept: the last ones */
 #define GB_REPORT_HISTORY_MAX_DISTANCES 100  /* per round: the largest distances */
 #define GB_REPORT_HISTORY_MAX_FLAGS 100      /* per round: flagged clients kept */
+#define GB_REPORT_HISTORY_MAX_MOVED 8        /* per flag: moved cells (the Publication's cap) */
+#define GB_REPORT_HISTORY_MAX_RANK 8         /* dimensions of the importance map's shape */
+#define GB_REPORT_HISTORY_MAX_CELLS ((uint64_t)1 << 24) /* cells of an importance map */
 #define GB_REPORT_HISTORY_MAX_CLASSES 10000  /* as data/class_names.h allows */
 #define GB_REPORT_HISTORY_NAME_MAX 64        /* bytes of a client or class name */
 #define GB_REPORT_HISTORY_MAX_BYTES ((size_t)64 << 20) /* history.json read at most */
@@ -57,6 +60,12 @@ typedef struct {
     double update_distance;        /* from the round's median update (NaN: not measured) */
     double norm;                   /* of its update (NaN: not measured) */
     double explanation_distance;   /* leave-one-out (NaN: not measured) */
+    /* where its explanation moved: cells of the round's importance map
+     * (row-major over importance_shape), largest excess first, and the
+     * excess of its share over the others' (in (0, 1]) */
+    size_t n_moved;                /* 0..GB_REPORT_HISTORY_MAX_MOVED */
+    uint32_t moved[GB_REPORT_HISTORY_MAX_MOVED];
+    double moved_share[GB_REPORT_HISTORY_MAX_MOVED];
 } gb_report_flag_t;
 
 /* One finished round. NaN for a figure the round did not have. */
@@ -75,6 +84,8 @@ typedef struct {
     size_t n_heatmaps;             /* classes with a heatmap this round */
     uint32_t *heatmap_classes;     /* their indices, as explanation-R-class-C.png names them */
     bool importance_heatmap;       /* explanation-R-importance.png was written */
+    size_t importance_rank;        /* dimensions of the importance map (0: none) */
+    uint32_t importance_shape[GB_REPORT_HISTORY_MAX_RANK]; /* its shape, each >= 1 */
     size_t n_distances;            /* kept: the largest, largest first */
     gb_report_distance_t *distances;
     uint64_t distances_total;      /* clients with a distance this round (>= n_distances) */
@@ -111,7 +122,11 @@ void gb_report_history_destroy(gb_report_history_t **h);
  * GB_REPORT_HISTORY_NAME_MAX bytes) become the history's names when
  * n_names > 0. GB_EINVAL for a round 0, a distance or flag without a
  * client name (1..64 bytes), a negative distance, or more than
- * GB_REPORT_HISTORY_MAX_CLASSES classes, names or heatmaps; GB_ENOMEM.
+ * GB_REPORT_HISTORY_MAX_CLASSES classes, names or heatmaps, an importance
+ * shape of more than GB_REPORT_HISTORY_MAX_RANK dimensions, a 0 among them
+ * or more than GB_REPORT_HISTORY_MAX_CELLS cells, a flag's moved cells
+ * past GB_REPORT_HISTORY_MAX_MOVED, repeated, outside that shape (any
+ * without one) or with a share outside (0, 1]; GB_ENOMEM.
  * Nothing changes on failure. */
 int gb_report_history_add(gb_report_history_t *h, const gb_report_round_t *r, size_t n_names,
                           const char *const *class_names, gb_error_t *err) GB_MUST_CHECK;

@@ -388,19 +388,19 @@ static uint64_t s_eval(fixture_t *f, int i, const Glassbox__Task *t, uint64_t sa
     return env.sequence;
 }
 
-/* Sends an Update of 0.5 everywhere (n_params, at most MAX_PARAMS) with an
- * explanation whose feature importance is `importance` (4 cells) and one
- * map, of class cls with 10 samples; returns its sequence. */
+/* Sends an Update of `value` everywhere (n_params, at most MAX_PARAMS)
+ * with an explanation whose feature importance is `importance` (4 cells)
+ * and one map, of class cls with 10 samples; returns its sequence. */
 #define MAX_PARAMS 1024
-static uint64_t s_update_explained_as(fixture_t *f, int i, const Glassbox__Task *t,
+static uint64_t s_update_explained_of(fixture_t *f, int i, const Glassbox__Task *t,
                                       const float importance[4], uint64_t samples,
-                                      size_t n_params, uint32_t cls)
+                                      size_t n_params, uint32_t cls, float value)
 {
     assert_true(n_params <= MAX_PARAMS);
     float delta[MAX_PARAMS], map[4] = {0.1f, -0.2f, 0.3f, 0.0f}, imp[4];
     memcpy(imp, importance, sizeof imp);
     for (size_t k = 0; k < n_params; k++)
-        delta[k] = 0.5f;
+        delta[k] = value;
     uint8_t sha[32];
     gb_error_t err = {0};
     assert_int_equal(gb_wire_sha256(delta, n_params * sizeof *delta, sha, &err), 0);
@@ -439,6 +439,14 @@ static uint64_t s_update_explained_as(fixture_t *f, int i, const Glassbox__Task 
     env.update = &u;
     s_send(f, i, &env);
     return env.sequence;
+}
+
+/* s_update_explained_of with an update of 0.5 everywhere. */
+static uint64_t s_update_explained_as(fixture_t *f, int i, const Glassbox__Task *t,
+                                      const float importance[4], uint64_t samples,
+                                      size_t n_params, uint32_t cls)
+{
+    return s_update_explained_of(f, i, t, importance, samples, n_params, cls, 0.5f);
 }
 
 /* s_update_explained_as for the fixture's model and class 1. */
@@ -778,7 +786,7 @@ static void test_class_series_bounded(void **state)
 /* Round's publication in the output directory names edge-6 as flagged,
  * with its evidence: the strongest signal its update's distance, whose z
  * stands out, and the distance and norm it was scored on. */
-static void s_expect_published_flag(fixture_t *f, uint64_t round)
+static void s_expect_published_flag(fixture_t *f, uint64_t round, bool explained)
 {
     char path[700];
     snprintf(path, sizeof path, "%s/round-%06llu.pub", f->out, (unsigned long long)round);
@@ -792,33 +800,60 @@ static void s_expect_published_flag(fixture_t *f, uint64_t round)
     assert_int_equal(p->n_flags, 1);
     const Glassbox__ClientFlag *c = p->flags[0];
     assert_string_equal(c->client_id, "edge-6");
-    assert_string_equal(c->strongest, "update");
+    /* its update stands out; with an explanation on one cell, that may too */
+    if (explained)
+        assert_true(strcmp(c->strongest, "update") == 0 ||
+                    strcmp(c->strongest, "explanation") == 0);
+    else
+        assert_string_equal(c->strongest, "update");
     assert_true(c->score > 3.5);
     assert_true(c->rounds_seen == round && c->rounds_out >= 1 && c->rounds_out <= round);
     double z = s_metric(c->z, c->n_z, "update");
     assert_true(z >= 3.5);
     assert_true(s_metric(c->evidence, c->n_evidence, "update_distance") > 0);
     assert_true(s_metric(c->evidence, c->n_evidence, "norm") > 0);
-    assert_true(isnan(s_metric(c->evidence, c->n_evidence, "explanation_distance")));
+    if (!explained) {
+        assert_true(isnan(s_metric(c->evidence, c->n_evidence, "explanation_distance")));
+        assert_int_equal(c->n_moved_cells, 0);
+        gb_publication_free(&p);
+        return;
+    }
+    assert_true(s_metric(c->evidence, c->n_evidence, "explanation_distance") > 0);
+    /* where its explanation moved: the last cell first, where it put its
+     * importance and nobody else did */
+    assert_true(c->n_moved_cells >= 1 && c->n_moved_cells == c->n_moved_share);
+    assert_int_equal(c->moved_cells[0], 3);
+    assert_true(c->moved_share[0] > 0.5 && c->moved_share[0] <= 1);
     gb_publication_free(&p);
 }
 
 /* One attempt of round: every client's task, honest updates of slightly
- * different sizes from edge-1..edge-5, edge-6's sign-flipped, all acked. */
-static void s_poisoned_round(fixture_t *f, uint64_t round)
+ * different sizes from edge-1..edge-5, edge-6's sign-flipped, all acked.
+ * explained: each with an explanation, the honest clients' importance
+ * spread over the 4 cells, edge-6's on the last (a trigger's). */
+static void s_poisoned_round_of(fixture_t *f, uint64_t round, bool explained)
 {
     Glassbox__Envelope *t[N_CLIENTS];
     uint64_t seq[N_CLIENTS];
     for (int i = 0; i < N_CLIENTS; i++) {
         t[i] = s_task(f, i, round);
         float honest = 0.01f * (1.0f + 0.05f * (float)i);
-        seq[i] = s_update(f, i, t[i]->task, i == N_CLIENTS - 1 ? -0.011f : honest, 100,
-                          N_PARAMS);
+        float value = i == N_CLIENTS - 1 ? -0.011f : honest;
+        const float spread[4] = {1, 1 + 0.01f * (float)i, 1, 1}, corner[4] = {0.1f, 0, 0, 4};
+        seq[i] = explained ? s_update_explained_of(f, i, t[i]->task,
+                                                   i == N_CLIENTS - 1 ? corner : spread, 100,
+                                                   N_PARAMS, 1, value)
+                           : s_update(f, i, t[i]->task, value, 100, N_PARAMS);
     }
     for (int i = 0; i < N_CLIENTS; i++) {
         s_expect_ack(f, i, seq[i]);
         gb_envelope_free(&t[i]);
     }
+}
+
+static void s_poisoned_round(fixture_t *f, uint64_t round)
+{
+    s_poisoned_round_of(f, round, false);
 }
 
 static void s_poisoned_rounds(fixture_t *f, bool guard, bool files)
@@ -834,6 +869,7 @@ static void s_poisoned_rounds(fixture_t *f, bool guard, bool files)
         o.out_dir = f->out;
         o.key_file = f->key;
         o.cert_file = f->cert;
+        o.explain = GLASSBOX__EXPLAIN_METHOD__EXPLAIN_SALIENCY; /* the moved cells too */
     }
     gb_metrics_reset();
     f->fed = gb_federation_new(f->ctx, f->door, &o, &err);
@@ -842,7 +878,7 @@ static void s_poisoned_rounds(fixture_t *f, bool guard, bool files)
     for (int i = 0; i < N_CLIENTS; i++)
         s_join(f, i);
     for (uint64_t round = 1; round <= 3; round++) {
-        s_poisoned_round(f, round);
+        s_poisoned_round_of(f, round, files);
         assert_int_equal(f->rounds_done, (int)round);
         assert_string_equal(f->last_flagged, "edge-6");
         /* the guard leaves edge-6 out from the round after it was flagged */
@@ -851,7 +887,7 @@ static void s_poisoned_rounds(fixture_t *f, bool guard, bool files)
         assert_true(gb_metrics_value("glassbox_client_flag_score", "client", "edge-6") > 3.5);
         assert_true(gb_metrics_value("glassbox_client_flag_score", "client", "edge-1") == 0);
         if (files)
-            s_expect_published_flag(f, round);
+            s_expect_published_flag(f, round, true);
     }
     if (files) {
         /* and in the report, with its evidence, in each of the three rounds */
@@ -863,11 +899,21 @@ static void s_poisoned_rounds(fixture_t *f, bool guard, bool files)
         assert_int_equal(s_count(table, "<td class=\"l\">edge-6</td>"), 3);
         /* and one row of the summary per client: flagged 3 times, last in round 3 */
         assert_non_null(strstr(page, "<tr><td class=\"l\">edge-6</td><td>3</td><td>3</td>"));
-        assert_non_null(strstr(page, "<td class=\"l\">update</td>"));
+        assert_true(strstr(page, "<td class=\"l\">update</td>") ||
+                    strstr(page, "<td class=\"l\">explanation</td>"));
         assert_null(strstr(page, "<td class=\"l\">edge-1</td>"));
+        /* where it moved, drawn and named (a map of 4 cells: feature 4) */
+        assert_int_equal(s_count(table, "<svg class=\"moved\""), 3);
+        assert_non_null(strstr(table, "</svg> feature 4 +0."));
         free(page);
+        char *history = s_read_out(f, "history.json");
+        assert_non_null(strstr(history, "\"moved\": [[3, 0."));
+        assert_non_null(strstr(history, "\"importance_shape\": [4]"));
+        free(history);
     }
-    assert_true(gb_metrics_value("glassbox_client_flags_total", "signal", "update") >= 3);
+    assert_true(gb_metrics_value("glassbox_client_flags_total", "signal", "update") +
+                    gb_metrics_value("glassbox_client_flags_total", "signal", "explanation") >=
+                3);
     assert_true(gb_metrics_value("glassbox_updates_guarded_total", NULL, NULL) == (guard ? 2 : 0));
 }
 
@@ -928,7 +974,7 @@ static void test_flags_survive_a_retried_round(void **state)
     assert_int_equal(f->rounds_done, 1);
     assert_string_equal(f->last_flagged, "edge-6");
     assert_true(gb_metrics_value("glassbox_client_flag_score", "client", "edge-6") > 3.5);
-    s_expect_published_flag(f, 1);
+    s_expect_published_flag(f, 1, false);
     char *page = s_read_out(f, "index.html");
     const char *table = strstr(page, "id=\"flag-table\"");
     assert_non_null(table);

@@ -51,6 +51,11 @@ static int s_setup(void **state)
     f->g.update_distance = 0.0625;
     f->g.norm = 1.5;
     f->g.explanation_distance = 0.375;
+    f->g.n_moved = 2;
+    f->g.moved[0] = 24 * 28 + 25;
+    f->g.moved_share[0] = 0.125;
+    f->g.moved[1] = 783;
+    f->g.moved_share[1] = 0.0625;
     for (uint64_t r = 1; r <= 3; r++) {
         for (int i = 0; i < N_CLIENTS; i++) {
             snprintf(f->d[i].client, sizeof f->d[i].client, "edge-%02d", i);
@@ -78,6 +83,8 @@ static int s_setup(void **state)
                                .n_heatmaps = 3,
                                .heatmap_classes = f->maps,
                                .importance_heatmap = true,
+                               .importance_rank = 3,
+                               .importance_shape = {1, 28, 28},
                                .n_distances = N_CLIENTS,
                                .distances = f->d,
                                .distances_total = N_CLIENTS,
@@ -145,7 +152,13 @@ static void test_page_of_a_history(void **state)
     s_has(page, "id=\"flag-table\"");
     s_has(page, "<tr><td>3</td><td class=\"l\">evil&lt;img src=x&gt;</td><td>8.75</td>"
                 "<td class=\"l\">update</td><td>1.5</td><td>12.2</td><td>&ndash;</td>"
-                "<td>7.5</td><td>2 of 3</td><td>0.0625</td><td>1.5</td><td>0.375</td></tr>");
+                "<td>7.5</td><td>2 of 3</td><td>0.0625</td><td>1.5</td><td>0.375</td>"
+                "<td class=\"l\"><svg class=\"moved\" width=\"84\" height=\"84\"");
+    /* where it moved: the map 3 px a cell, the largest excess darkest, and named */
+    s_has(page, "<rect x=\"75.0\" y=\"72.0\" width=\"3.0\" height=\"3.0\" fill=\"#c00\" "
+                "fill-opacity=\"1.00\"/><rect x=\"81.0\" y=\"81.0\" width=\"3.0\" "
+                "height=\"3.0\" fill=\"#c00\" fill-opacity=\"0.68\"/></svg> row 24, col 25 "
+                "+0.125; row 27, col 27 +0.062</td></tr>");
     assert_int_equal(s_count(page, "evil&lt;img src=x&gt;</td><td>8.75"), 2);
     /* the summary: one row for the client, flagged in 2 rounds, last in 3 */
     s_has(page, "<table id=\"flag-clients\">");

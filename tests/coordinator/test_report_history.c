@@ -47,6 +47,11 @@ static int s_setup(void **state)
         g->update_distance = 0.75;
         g->norm = 1.5;
         g->explanation_distance = NAN;
+        g->n_moved = 2;
+        g->moved[0] = 24 * 28 + 25; /* a trigger patch's corner */
+        g->moved_share[0] = 0.125;
+        g->moved[1] = 783;
+        g->moved_share[1] = 0.0625;
     }
     f->classes[0] = 0.5;
     f->classes[1] = NAN; /* absent from the test data */
@@ -89,6 +94,8 @@ static gb_report_round_t s_round(fixture_t *f, uint64_t round)
                                .n_heatmaps = 2,
                                .heatmap_classes = f->maps,
                                .importance_heatmap = true,
+                               .importance_rank = 3,
+                               .importance_shape = {1, 28, 28},
                                .n_distances = 2,
                                .distances = f->d + 10,
                                .distances_total = 2,
@@ -154,6 +161,11 @@ static void test_round_trip(void **state)
     assert_true(isnan(g->z[GB_FLAG_EXPLANATION]) && g->z[GB_FLAG_UPDATE] == 7.25 &&
                 g->z[GB_FLAG_NORM] == -0.5);
     assert_true(g->update_distance == 0.75 && g->norm == 1.5 && isnan(g->explanation_distance));
+    assert_int_equal(r->importance_rank, 3);
+    assert_int_equal(r->importance_shape[1], 28);
+    assert_int_equal(g->n_moved, 2);
+    assert_int_equal(g->moved[0], 24 * 28 + 25);
+    assert_true(g->moved_share[0] == 0.125 && g->moved_share[1] == 0.0625);
 
     /* the federation runs again from round 2: rounds 2 and 3 are replaced */
     gb_report_round_t again = s_round(f, 2);
@@ -248,6 +260,111 @@ static void test_bad_rounds_and_names(void **state)
     gb_report_history_destroy(&h);
 }
 
+static void s_too_many_moved(gb_report_round_t *x, gb_report_flag_t *g)
+{
+    (void)x;
+    g->n_moved = GB_REPORT_HISTORY_MAX_MOVED + 1;
+    for (size_t i = 0; i < g->n_moved; i++) {
+        g->moved[i % GB_REPORT_HISTORY_MAX_MOVED] = (uint32_t)i;
+        g->moved_share[i % GB_REPORT_HISTORY_MAX_MOVED] = 0.5;
+    }
+}
+static void s_moved_outside(gb_report_round_t *x, gb_report_flag_t *g)
+{
+    (void)x;
+    g->moved[1] = 784; /* one past 1 x 28 x 28 */
+}
+static void s_moved_without_map(gb_report_round_t *x, gb_report_flag_t *g)
+{
+    (void)g;
+    x->importance_rank = 0;
+}
+static void s_moved_share_zero(gb_report_round_t *x, gb_report_flag_t *g)
+{
+    (void)x;
+    g->moved_share[1] = 0;
+}
+static void s_moved_share_nan(gb_report_round_t *x, gb_report_flag_t *g)
+{
+    (void)x;
+    g->moved_share[0] = NAN;
+}
+static void s_moved_repeated(gb_report_round_t *x, gb_report_flag_t *g)
+{
+    (void)x;
+    g->moved[1] = g->moved[0];
+}
+static void s_shape_zero(gb_report_round_t *x, gb_report_flag_t *g)
+{
+    (void)g;
+    x->importance_shape[0] = 0;
+}
+static void s_shape_rank(gb_report_round_t *x, gb_report_flag_t *g)
+{
+    (void)g;
+    x->importance_rank = GB_REPORT_HISTORY_MAX_RANK + 1;
+}
+static void s_shape_cells(gb_report_round_t *x, gb_report_flag_t *g)
+{
+    (void)g;
+    x->importance_shape[0] = (uint32_t)(GB_REPORT_HISTORY_MAX_CELLS / 784 + 1);
+}
+
+/* A flag's moved cells and the map's shape, each bound crossed: add
+ * refuses and the history is unchanged. */
+static void test_moved_cells_bounds(void **state)
+{
+    fixture_t *f = *state;
+    gb_error_t err = {0};
+    gb_report_history_t *h = gb_report_history_new(&err);
+    gb_report_flag_t g = f->g[0];
+    gb_report_round_t x = s_round(f, 1);
+    x.flags = &g;
+    const struct {
+        const char *says;
+        void (*apply)(gb_report_round_t *, gb_report_flag_t *);
+    } cases[] = {
+        {"too many moved cells", s_too_many_moved},
+        {"outside the importance map", s_moved_outside},
+        {"without an importance map", s_moved_without_map},
+        {"moved share outside", s_moved_share_zero},
+        {"moved share outside", s_moved_share_nan},
+        {"repeats a moved cell", s_moved_repeated},
+        {"shape", s_shape_zero},
+        {"shape", s_shape_rank},
+        {"shape", s_shape_cells},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        g = f->g[0];
+        x = s_round(f, 1);
+        x.flags = &g;
+        cases[i].apply(&x, &g);
+        err = (gb_error_t){0};
+        assert_int_equal(gb_report_history_add(h, &x, 0, NULL, &err), GB_EINVAL);
+        if (!strstr(err.msg, cases[i].says))
+            fail_msg("'%s' does not say '%s'", err.msg, cases[i].says);
+        assert_int_equal(gb_report_history_count(h), 0);
+    }
+    /* the most of each is taken */
+    g = f->g[0];
+    x = s_round(f, 1);
+    x.flags = &g;
+    g.n_moved = GB_REPORT_HISTORY_MAX_MOVED;
+    for (size_t i = 0; i < g.n_moved; i++) {
+        g.moved[i] = (uint32_t)(783 - i);
+        g.moved_share[i] = 1;
+    }
+    assert_int_equal(gb_report_history_add(h, &x, 0, NULL, &err), 0);
+    x = s_round(f, 2);
+    x.n_flags = 0;
+    x.importance_rank = GB_REPORT_HISTORY_MAX_RANK;
+    for (int i = 0; i < GB_REPORT_HISTORY_MAX_RANK; i++)
+        x.importance_shape[i] = 8; /* 2^24 cells */
+    assert_int_equal(gb_report_history_add(h, &x, 0, NULL, &err), 0);
+    assert_int_equal(gb_report_history_count(h), 2);
+    gb_report_history_destroy(&h);
+}
+
 static void test_allocation_failures(void **state)
 {
     fixture_t *f = *state;
@@ -321,6 +438,7 @@ static void test_hostile_files(void **state)
 {
     fixture_t *f = *state;
     gb_error_t err = {0};
+    json_t *rounds0 = NULL;
     char missing[700];
     snprintf(missing, sizeof missing, "%s/none.json", f->dir);
     assert_null(gb_report_history_read(missing, &err));
@@ -398,6 +516,47 @@ static void test_hostile_files(void **state)
     g0 = json_array_get(json_object_get(s_round0(doc), "flags"), 0);
     json_object_set_new(g0, "z", json_array());
     s_refused(f, doc, GB_EINVAL, "flags[].z");
+    doc = s_good_doc(f);
+    g0 = json_array_get(json_object_get(s_round0(doc), "flags"), 0);
+    json_array_set_new(json_array_get(json_object_get(g0, "moved"), 1), 0, json_integer(784));
+    s_refused(f, doc, GB_EINVAL, "outside the importance map");
+    doc = s_good_doc(f);
+    g0 = json_array_get(json_object_get(s_round0(doc), "flags"), 0);
+    json_array_set_new(json_object_get(g0, "moved"), 0, json_string("row 1"));
+    s_refused(f, doc, GB_EINVAL, "not [cell, share]");
+    doc = s_good_doc(f);
+    g0 = json_array_get(json_object_get(s_round0(doc), "flags"), 0);
+    json_array_set_new(json_array_get(json_object_get(g0, "moved"), 0), 1, json_real(1.5));
+    s_refused(f, doc, GB_EINVAL, "moved share outside");
+    doc = s_good_doc(f);
+    g0 = json_array_get(json_object_get(s_round0(doc), "flags"), 0);
+    for (int i = 0; i < GB_REPORT_HISTORY_MAX_MOVED; i++)
+        json_array_append_new(json_object_get(g0, "moved"), json_pack("[i, f]", 100 + i, 0.5));
+    s_refused(f, doc, GB_EINVAL, "at most 8");
+    doc = s_good_doc(f);
+    json_array_set_new(json_object_get(s_round0(doc), "importance_shape"), 1, json_integer(0));
+    s_refused(f, doc, GB_EINVAL, "importance_shape");
+    doc = s_good_doc(f);
+    json_object_del(s_round0(doc), "importance_shape"); /* moved cells without a map */
+    s_refused(f, doc, GB_EINVAL, "without an importance map");
+    /* a history written before moved cells were kept still reads */
+    doc = s_good_doc(f);
+    rounds0 = json_object_get(doc, "rounds");
+    for (size_t i = 0; i < json_array_size(rounds0); i++) {
+        json_t *r = json_array_get(rounds0, i);
+        json_object_del(r, "importance_shape");
+        json_t *fl = json_object_get(r, "flags");
+        for (size_t j = 0; j < json_array_size(fl); j++)
+            json_object_del(json_array_get(fl, j), "moved");
+    }
+    assert_int_equal(json_dump_file(doc, f->path, 0), 0);
+    json_decref(doc);
+    gb_report_history_t *old_h = gb_report_history_read(f->path, &err);
+    if (!old_h)
+        fail_msg("an older history: %s", err.msg);
+    assert_int_equal(gb_report_history_round(old_h, 0)->importance_rank, 0);
+    assert_int_equal(gb_report_history_round(old_h, 0)->flags[0].n_moved, 0);
+    gb_report_history_destroy(&old_h);
 
     /* counts past the caps */
     doc = s_good_doc(f);
@@ -443,6 +602,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_round_trip, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_caps, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_bad_rounds_and_names, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_moved_cells_bounds, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_allocation_failures, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_hostile_files, s_setup, s_teardown),
     };
