@@ -479,7 +479,7 @@ int gb_cmd_serve(int argc, char **argv)
         {"--simulate-partition", GB_ARG_STRING, &c.fed.simulate_partition, 0, 0, NULL, "how those slices are cut: iid, dirichlet:ALPHA or shards:K (default iid; seeded by --seed)", false},
         {"--max-client-samples", GB_ARG_U64, &c.fed.max_client_samples, 0, 0, NULL, "most samples one client may claim in its Join or any result (default 10000000)", false},
         {"--max-norm-ratio", GB_ARG_FLOAT, &c.fed.max_norm_ratio, 1.5, 1e9, NULL, "refuse an update whose L2 norm is more than this times the last round's median (and the global model's norm) (default 10)", false},
-        {"--guard", GB_ARG_CHOICE, &c.guard, 0, 0, "none|flags", "flags: leave the updates and explanations of clients flagged in their last round out of the aggregate (default none: flags are only reported)", false},
+        {"--guard", GB_ARG_CHOICE, &c.guard, 0, 0, "none|flags", "flags: hold each round's updates until its clients are scored and leave out those of the clients it flags, and from then on their explanations too (default none: flags are only reported)", false},
         {"--max-explanation-share", GB_ARG_FLOAT, &c.fed.max_explanation_share, 0, 1, NULL, "most of a round's aggregate explanation one client may carry, as a share of the selected clients' samples (default 0: each client weighs its own samples, no further cap)", false},
         {"--explain", GB_ARG_CHOICE, &c.explain, 0, 0, "none|ig|gradxinput|saliency|smoothgrad|gradcam", "what clients explain each round (default ig)", false},
         {"--explain-samples", GB_ARG_INT, &c.explain_samples, 0, 1000000, NULL, "local samples each client explains (default: the client's)", false},

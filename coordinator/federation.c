@@ -310,6 +310,8 @@ gb_federation_t *gb_federation_new(void *zmq_ctx, gb_front_door_t *door,
     if (!(f->evidence = gb_round_evidence_new(per_round, 0, err)) ||
         !(f->flagger = gb_flagger_new(NULL, err)))
         goto fail;
+    if (f->o.guard_flags && !(f->held = gb_held_updates_new(per_round, n, err)))
+        goto fail;
     f->next = gb_snapshot_new(f->global->spec, f->global->params, n, f->global->round, err);
     f->view = gb_malloc(sizeof *f->view);
     if (f->next && f->view && !(f->task_pack = gb_task_pack_new(err)))
@@ -391,6 +393,7 @@ void gb_federation_destroy(gb_federation_t **pf)
     gb_server_optim_destroy(&f->opt);
     gb_explain_merge_destroy(&f->merge);
     gb_round_evidence_destroy(&f->evidence);
+    gb_held_updates_destroy(&f->held);
     gb_flagger_destroy(&f->flagger);
     gb_free(f->flags);
     gb_fed_report_close(f);

@@ -10,6 +10,7 @@
 #include "engine/model.h"
 #include "explain_merge.h"
 #include "federation.h"
+#include "held_updates.h"
 #include "net/event_loop.h"
 #include "net/publish.h"
 #include "pub_outbox.h"
@@ -58,6 +59,8 @@ struct gb_federation {
     gb_server_optim_t *opt;         /* moves the global model */
     gb_explain_merge_t *merge;      /* NULL when tasks ask for no explanation */
     gb_round_evidence_t *evidence;  /* the attempt's updates, sketched (round_evidence.h) */
+    gb_held_updates_t *held;        /* --guard flags: the attempt's updates until its clients
+                                       are scored (held_updates.h); NULL without the guard */
     gb_flagger_t *flagger;          /* who stood out, round after round (client_flags.h) */
     gb_fed_flag_t *flags;           /* the flagged of round flags_round [n_flags] */
     size_t n_flags, flags_cap;

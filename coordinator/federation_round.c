@@ -102,6 +102,20 @@ double gb_fed_metric(Glassbox__Metric *const *m, size_t n, const char *name)
     return NAN;
 }
 
+static void s_count_accepted(void)
+{
+    gb_metrics_counter_add("glassbox_updates_accepted_total",
+                           "Updates fed to the aggregator (of any attempt, finished or not)",
+                           NULL, NULL, 1);
+}
+
+static void s_count_guarded(void)
+{
+    gb_metrics_counter_add("glassbox_updates_guarded_total",
+                           "Updates of flagged clients left out of the aggregate (--guard flags)",
+                           NULL, NULL, 1);
+}
+
 /* The guard: the update of a client flagged in its last round is left out
  * of the aggregate and its explanation out of the merge; it is still scored
  * (its update's distance and norm), so a client that stops standing out is
@@ -114,11 +128,58 @@ static int s_guard(gb_federation_t *f, const gb_rounds_action_t *a)
         gb_log_warn("federation: round %llu: '%s' is not scored for flags: %s",
                     (unsigned long long)a->round, a->client_id, eerr.msg);
     gb_log_warn("federation: round %llu: the update of '%s' is left out of the aggregate: "
-                "flagged (--guard flags)",
+                "flagged in its last round (--guard flags)",
                 (unsigned long long)a->round, a->client_id);
-    gb_metrics_counter_add("glassbox_updates_guarded_total",
-                           "Updates of flagged clients left out of the aggregate (--guard flags)",
-                           NULL, NULL, 1);
+    s_count_guarded();
+    return 0;
+}
+
+/* Whether the round's scoring flagged client (f->flags, kept by
+ * gb_fed_flag_score). */
+static bool s_flagged_now(const gb_federation_t *f, uint64_t round, const char *client)
+{
+    if (f->flags_round != round)
+        return false;
+    for (size_t i = 0; i < f->n_flags; i++)
+        if (strcmp(f->flags[i].client, client) == 0)
+            return true;
+    return false;
+}
+
+/* The guard's second half: the round's held updates are scored with the
+ * rest of its evidence first, and those of the clients this very round
+ * flags are left out; the others go to the aggregator. A round whose every
+ * update is flagged keeps them all (logged): with nothing left there is no
+ * round, and a robust z-score cannot make a majority stand out. The
+ * flagged client's explanation stays in this round's merge (it was merged
+ * when it came, and the publication names the client as flagged); from its
+ * next round on the first half leaves both out. */
+static int s_aggregate_held(gb_federation_t *f, uint64_t round, gb_error_t *err)
+{
+    size_t n = gb_held_updates_count(f->held), left_out = 0;
+    gb_fed_flag_score(f, round);
+    for (size_t i = 0; i < n; i++)
+        left_out += s_flagged_now(f, round, gb_held_updates_client(f->held, i));
+    if (left_out == n && n > 0) {
+        gb_log_warn("federation: round %llu: all %zu updates were flagged; the guard keeps "
+                    "them all this round", (unsigned long long)round, n);
+        left_out = 0;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const char *client = gb_held_updates_client(f->held, i);
+        if (left_out && s_flagged_now(f, round, client)) {
+            gb_log_warn("federation: round %llu: the update of '%s' is left out of the "
+                        "aggregate: flagged this round (--guard flags)",
+                        (unsigned long long)round, client);
+            s_count_guarded();
+            continue;
+        }
+        int rc = gb_aggregator_add(f->agg, gb_held_updates_delta(f->held, i),
+                                   f->global->n_params, gb_held_updates_weight(f->held, i), err);
+        if (rc)
+            return rc;
+        s_count_accepted();
+    }
     return 0;
 }
 
@@ -136,12 +197,18 @@ int gb_fed_feed_update(gb_federation_t *f, const gb_rounds_action_t *a, gb_error
     if (f->o.guard_flags && gb_flagger_is_flagged(f->flagger, a->client_id))
         return s_guard(f, a);
     /* f->scratch holds this Update's delta, decoded by gb_fed_result_fits
-     * just before the machine took it (a FEED belongs to f->current) */
-    if ((rc = gb_aggregator_add(f->agg, f->scratch, f->global->n_params, u->num_samples, err)))
-        return rc;
-    gb_metrics_counter_add("glassbox_updates_accepted_total",
-                           "Updates fed to the aggregator (of any attempt, finished or not)",
-                           NULL, NULL, 1);
+     * just before the machine took it (a FEED belongs to f->current); with
+     * the guard it waits for the round's scores (s_aggregate_held) */
+    if (f->held) {
+        if ((rc = gb_held_updates_add(f->held, a->client_id, f->scratch, f->global->n_params,
+                                      u->num_samples, err)))
+            return rc;
+    } else {
+        if ((rc = gb_aggregator_add(f->agg, f->scratch, f->global->n_params, u->num_samples,
+                                    err)))
+            return rc;
+        s_count_accepted();
+    }
     if ((rc = gb_fed_note_norm(f, f->current_norm, err)))
         return rc;
     gb_error_t eerr = {0};
@@ -217,7 +284,16 @@ static int s_aggregate(gb_federation_t *f, const gb_rounds_action_t *a, gb_error
     if (!f->open || f->open_round != a->round)
         return gb_error_set(err, GB_EINVAL, "round %llu: nothing was fed to aggregate",
                             (unsigned long long)a->round);
-    int rc = gb_aggregator_finish(f->agg, f->delta, n, err);
+    /* the explanation first: the guard scores the clients on it */
+    if (f->merge && gb_explain_merge_is_open(f->merge) && gb_explain_merge_clients(f->merge)) {
+        gb_error_t xerr = {0};
+        if (gb_explain_merge_finish(f->merge, &f->xr, &xerr) != 0)
+            gb_log_warn("federation: round %llu: no aggregate explanation: %s",
+                        (unsigned long long)a->round, xerr.msg);
+    }
+    int rc = f->held ? s_aggregate_held(f, a->round, err) : 0;
+    if (rc == 0)
+        rc = gb_aggregator_finish(f->agg, f->delta, n, err);
     if (rc)
         return rc;
     if ((rc = gb_server_optim_get_state(f->opt, f->optim_backup, f->optim_len,
@@ -230,12 +306,6 @@ static int s_aggregate(gb_federation_t *f, const gb_rounds_action_t *a, gb_error
     f->next->round = a->round;
     f->participants = gb_aggregator_updates(f->agg);
     f->samples = gb_aggregator_weight(f->agg);
-    if (f->merge && gb_explain_merge_is_open(f->merge) && gb_explain_merge_clients(f->merge)) {
-        gb_error_t xerr = {0};
-        if (gb_explain_merge_finish(f->merge, &f->xr, &xerr) != 0)
-            gb_log_warn("federation: round %llu: no aggregate explanation: %s",
-                        (unsigned long long)a->round, xerr.msg);
-    }
     gb_log_info("federation: round %llu aggregated: %zu updates (%s), %llu samples",
                 (unsigned long long)a->round, f->participants, gb_aggregator_name(f->agg),
                 (unsigned long long)f->samples);
@@ -671,6 +741,7 @@ void gb_fed_commit(gb_federation_t *f, const gb_rounds_action_t *a)
     gb_fed_report_round(f, &r);
     gb_free(flagged);
     gb_round_evidence_clear(f->evidence);
+    gb_held_updates_clear(f->held);
     gb_explain_merge_result_free(&f->xr);
     f->train_loss_sum = f->train_acc_sum = f->eval_loss_sum = f->eval_acc_sum = 0;
     f->train_loss_n = f->train_acc_n = f->eval_n = 0;
@@ -692,6 +763,7 @@ void gb_fed_abandon(gb_federation_t *f)
     f->n_client_accuracies = 0;
     if (f->evidence)
         gb_round_evidence_clear(f->evidence);
+    gb_held_updates_clear(f->held);
     gb_explain_merge_result_free(&f->xr);
     gb_free(f->pub_buf);
     f->pub_buf = NULL;

@@ -881,8 +881,10 @@ static void s_poisoned_rounds(fixture_t *f, bool guard, bool files)
         s_poisoned_round_of(f, round, files);
         assert_int_equal(f->rounds_done, (int)round);
         assert_string_equal(f->last_flagged, "edge-6");
-        /* the guard leaves edge-6 out from the round after it was flagged */
-        assert_int_equal(f->last_participants, guard && round > 1 ? N_CLIENTS - 1 : N_CLIENTS);
+        /* the guard leaves edge-6 out of the round that first flags it
+         * (held, scored, then aggregated without it) and of every round
+         * after, where it is flagged in its last round */
+        assert_int_equal(f->last_participants, guard ? N_CLIENTS - 1 : N_CLIENTS);
         assert_true(gb_metrics_value("glassbox_clients_flagged", NULL, NULL) == 1);
         assert_true(gb_metrics_value("glassbox_client_flag_score", "client", "edge-6") > 3.5);
         assert_true(gb_metrics_value("glassbox_client_flag_score", "client", "edge-1") == 0);
@@ -914,7 +916,9 @@ static void s_poisoned_rounds(fixture_t *f, bool guard, bool files)
     assert_true(gb_metrics_value("glassbox_client_flags_total", "signal", "update") +
                     gb_metrics_value("glassbox_client_flags_total", "signal", "explanation") >=
                 3);
-    assert_true(gb_metrics_value("glassbox_updates_guarded_total", NULL, NULL) == (guard ? 2 : 0));
+    assert_true(gb_metrics_value("glassbox_updates_guarded_total", NULL, NULL) == (guard ? 3 : 0));
+    assert_true(gb_metrics_value("glassbox_updates_accepted_total", NULL, NULL) ==
+                3 * (guard ? N_CLIENTS - 1 : N_CLIENTS));
 }
 
 static void test_poisoned_update_flagged(void **state)
@@ -930,8 +934,9 @@ static void test_flag_published_and_reported(void **state)
 }
 
 /* With the guard on, the same attacker's updates are left out of the
- * aggregate once it is flagged (rounds 2 and 3), and it is still scored
- * and flagged on them. */
+ * aggregate from the round that first flags it (round 1: its update is
+ * held until the round is scored) on, and it is still scored and flagged
+ * on them. */
 static void test_guard_leaves_flagged_out(void **state)
 {
     s_poisoned_rounds(*state, true, false);

@@ -817,8 +817,10 @@ static void test_attached_to_a_loop(void **state)
     /* that scan, for real: the session stays, the next is at its silence's end */
     assert_true(gb_event_loop_run_once(loop, (int)t + 5, &err) >= 0);
     assert_int_equal(d.rec.disconnected, 0);
+    /* the silence is counted from the handshake's last frame, a few ms
+     * after the hello the handshake's time runs from (more under ASan) */
     t = gb_test_loop_wait_ms(loop);
-    if (!(t > 0 && t <= 1000))
+    if (!(t > 0 && t <= 1100))
         fail_msg("after the first scan the loop waits %ld ms", t);
 
     /* detached: the loop has nothing left, the server polls by itself again */
