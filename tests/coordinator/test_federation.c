@@ -25,6 +25,7 @@
 #include <zmq.h>
 
 #include "federation.h"
+#include "report_history.h"
 #include "front_door.h"
 #include "net/conversation.h"
 #include "net/envelope.h"
@@ -456,6 +457,22 @@ static uint64_t s_update_explained(fixture_t *f, int i, const Glassbox__Task *t,
     return s_update_explained_as(f, i, t, importance, samples, N_PARAMS, 1);
 }
 
+/* out/history.json, read as the coordinator reads it, holds rounds
+ * 1..rounds in order. */
+static void s_expect_history_rounds(fixture_t *f, uint64_t rounds)
+{
+    char path[700];
+    snprintf(path, sizeof path, "%s/%s", f->out, GB_REPORT_HISTORY_FILE);
+    gb_error_t err = {0};
+    gb_report_history_t *h = gb_report_history_read(path, &err);
+    if (!h)
+        fail_msg("history: %s", err.msg);
+    assert_int_equal(gb_report_history_count(h), rounds);
+    for (uint64_t r = 1; r <= rounds; r++)
+        assert_int_equal(gb_report_history_round(h, r - 1)->round, r);
+    gb_report_history_destroy(&h);
+}
+
 /* Takes client i's next Envelope, which must be a Task; returns it. */
 static Glassbox__Envelope *s_task(fixture_t *f, int i, uint64_t round)
 {
@@ -604,10 +621,7 @@ static void test_two_rounds_and_resume(void **state)
     assert_non_null(strstr(page, "data-round=\"2\""));
     assert_non_null(strstr(page, "<title>Glassbox unit: round 2</title>"));
     free(page);
-    char *history = s_read_out(f, "history.json");
-    assert_non_null(strstr(history, "\"round\": 1,"));
-    assert_non_null(strstr(history, "\"round\": 2,"));
-    free(history);
+    s_expect_history_rounds(f, 2);
     /* a history file a hostile hand rewrote is refused, moved aside, and
      * the coordinator starts the report afresh instead of failing */
     const char *hostile = "{\"format\": \"glassbox-report-history\", \"version\": 1, "
@@ -696,7 +710,6 @@ static void s_start_explaining(fixture_t *f, gb_federation_options_t *o, Glassbo
 static void test_explanations_merged(void **state)
 {
     fixture_t *f = *state;
-    gb_error_t err = {0};
     gb_federation_options_t o = s_options(f, 1);
     o.explain_samples = 10;
     char *names = gb_test_write_file(f->base, "names.txt", "cat\ndog\nbird\n", 13);
@@ -737,13 +750,13 @@ static void test_explanations_merged(void **state)
     }
     char path[800];
     snprintf(path, sizeof path, "%s/explanation-1.json", f->out);
-    uint8_t *text = NULL;
-    size_t len = 0;
-    assert_int_equal(gb_file_read_all(path, 1 << 20, &text, &len, &err), 0);
-    assert_non_null(strstr((char *)text, "\"class_name\": \"dog\", \"clients\": 2, "
-                                         "\"samples\": 20, \"weakly_explained\": false"));
-    assert_non_null(strstr((char *)text, "\"min_class_clients\": 2"));
-    gb_free(text);
+    json_t *doc = gb_test_json_read(path);
+    json_t *dog = gb_test_json_class(doc, "dog");
+    assert_int_equal(gb_test_json_int(dog, "clients"), 2);
+    assert_int_equal(gb_test_json_int(dog, "samples"), 20);
+    assert_true(json_is_false(json_object_get(dog, "weakly_explained")));
+    assert_int_equal(gb_test_json_int(doc, "min_class_clients"), 2);
+    json_decref(doc);
     free(names);
     gb_envelope_free(&t0);
     gb_envelope_free(&t1);
@@ -908,10 +921,22 @@ static void s_poisoned_rounds(fixture_t *f, bool guard, bool files)
         assert_int_equal(s_count(table, "<svg class=\"moved\""), 3);
         assert_non_null(strstr(table, "</svg> feature 4 +0."));
         free(page);
-        char *history = s_read_out(f, "history.json");
-        assert_non_null(strstr(history, "\"moved\": [[3, 0."));
-        assert_non_null(strstr(history, "\"importance_shape\": [4]"));
-        free(history);
+        /* and in history.json, read back as the coordinator reads it */
+        char path[700];
+        snprintf(path, sizeof path, "%s/%s", f->out, GB_REPORT_HISTORY_FILE);
+        gb_error_t herr = {0};
+        gb_report_history_t *h = gb_report_history_read(path, &herr);
+        if (!h)
+            fail_msg("history: %s", herr.msg);
+        assert_int_equal(gb_report_history_count(h), 3);
+        for (size_t i = 0; i < 3; i++) {
+            const gb_report_round_t *r = gb_report_history_round(h, i);
+            assert_int_equal(r->importance_rank, 1);
+            assert_int_equal(r->importance_shape[0], 4);
+            assert_int_equal(r->n_flags, 1);
+            assert_true(r->flags[0].n_moved >= 1 && r->flags[0].moved[0] == 3);
+        }
+        gb_report_history_destroy(&h);
     }
     assert_true(gb_metrics_value("glassbox_client_flags_total", "signal", "update") +
                     gb_metrics_value("glassbox_client_flags_total", "signal", "explanation") >=

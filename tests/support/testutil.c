@@ -268,3 +268,34 @@ void gb_test_ca_make(const char *ca_dir, const char *federation, const char *out
     }
     gb_ca_destroy(&ca);
 }
+
+json_t *gb_test_json_read(const char *path)
+{
+    json_error_t jerr;
+    json_t *doc = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
+    if (!doc)
+        fail_msg("%s is not JSON: %s (line %d)", path, jerr.text, jerr.line);
+    return doc;
+}
+
+json_t *gb_test_json_class(json_t *doc, const char *name)
+{
+    json_t *classes = json_object_get(doc, "classes"), *c;
+    size_t i;
+    json_array_foreach(classes, i, c)
+    {
+        const char *n = json_string_value(json_object_get(c, "class_name"));
+        if (n && strcmp(n, name) == 0)
+            return c;
+    }
+    fail_msg("no class named '%s' in the document", name);
+    return NULL;
+}
+
+long long gb_test_json_int(json_t *obj, const char *key)
+{
+    json_t *v = json_object_get(obj, key);
+    if (!json_is_integer(v))
+        fail_msg("'%s' is not an integer", key);
+    return (long long)json_integer_value(v);
+}

@@ -9,6 +9,7 @@
 #include <setjmp.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <jansson.h>
 
 #include "data/dataset.h"
 #include "glassbox.pb-c.h"
@@ -114,5 +115,17 @@ size_t gb_test_model_out_size(const gb_model_t *m);
  * and sources due already are called in that turn. Fails the test when the
  * turn fails. */
 long gb_test_loop_wait_ms(gb_event_loop_t *loop);
+
+/* The JSON document in path, parsed by jansson (the library Glassbox writes
+ * it with), or the test fails naming the file and jansson's complaint. The
+ * caller json_decref()s it. */
+json_t *gb_test_json_read(const char *path);
+
+/* The object of doc's "classes" array whose "class_name" is name; the test
+ * fails without one. Borrowed from doc. */
+json_t *gb_test_json_class(json_t *doc, const char *name);
+
+/* doc's integer member key (the test fails when it is not an integer). */
+long long gb_test_json_int(json_t *obj, const char *key);
 
 #endif
