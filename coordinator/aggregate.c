@@ -702,11 +702,91 @@ S_AVX512 static void s_fedavg_finish_avx512(const gb_aggregator_t *agg, float *o
 }
 #endif
 
+#if defined(__x86_64__)
+/* x (each lane < 2^64) as doubles, correctly rounded: AVX2 has no such
+ * conversion, so each 32-bit half becomes a double exactly (under the
+ * exponent of 2^52, then 2^52 taken away) and one fused step rounds once. */
+__attribute__((target("avx2,fma"))) static __m256d s_u64_to_pd(__m256i x)
+{
+    const __m256i magic = _mm256_set1_epi64x(0x4330000000000000ll); /* 2^52 */
+    const __m256d magic_pd = _mm256_set1_pd(0x1p52), two32 = _mm256_set1_pd(0x1p32);
+    const __m256i low32 = _mm256_set1_epi64x(0xffffffffll);
+    __m256d hi = _mm256_sub_pd(_mm256_castsi256_pd(_mm256_or_si256(_mm256_srli_epi64(x, 32),
+                                                                   magic)),
+                               magic_pd);
+    __m256d lo = _mm256_sub_pd(
+        _mm256_castsi256_pd(_mm256_or_si256(_mm256_and_si256(x, low32), magic)), magic_pd);
+    return _mm256_fmadd_pd(hi, two32, lo);
+}
+
+/* s_fedavg_finish_avx512's quotient 4 parameters at a time with AVX2
+ * (target avx2,fma): the magnitude's halves converted correctly rounded
+ * each, as the scalar path's casts are, so d keeps its 3 * 2^-53 bound and
+ * the quotient the same 10 units of slack inside the boundary test's 64.
+ * Lanes it cannot decide, and lanes whose m0 or H hold anything, go through
+ * s_fedavg_mean_one. */
+__attribute__((target("avx2,fma"))) static void
+s_fedavg_finish_avx2(const gb_aggregator_t *agg, float *out, size_t p)
+{
+    const __m256d two64 = _mm256_set1_pd(0x1p64), tiny = _mm256_set1_pd(0x1p-125);
+    const __m256d rs = _mm256_set1_pd(ldexp(1.0 / (double)agg->weight, -85));
+    const __m256i zero = _mm256_setzero_si256(), ones = _mm256_set1_epi64x(-1);
+    const __m256i rmask = _mm256_set1_epi64x((1 << 29) - 1);
+    const __m256i rlow = _mm256_set1_epi64x((1 << 28) - 63), rspan = _mm256_set1_epi64x(127);
+    const __m256i low_halves = _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6);
+    const __m128i sign = _mm_set1_epi32((int)0x80000000u);
+    size_t j = 0;
+    for (; j + 4 <= p; j += 4) {
+        __m256i a1 = _mm256_loadu_si256((const __m256i *)(agg->m1 + j));
+        __m256i a2 = _mm256_loadu_si256((const __m256i *)(agg->m2 + j));
+        __m256i neg = _mm256_cmpgt_epi64(zero, a2);
+        __m256i is_zero = _mm256_cmpeq_epi64(_mm256_or_si256(a1, a2), zero);
+        /* magnitude: -(a2:a1) = (-a2 - (a1 != 0) : -a1) */
+        __m256i lo = _mm256_blendv_epi8(a1, _mm256_sub_epi64(zero, a1), neg);
+        __m256i hi = _mm256_blendv_epi8(a2, _mm256_sub_epi64(zero, a2), neg);
+        __m256i borrow = _mm256_andnot_si256(_mm256_cmpeq_epi64(a1, zero), neg);
+        hi = _mm256_add_epi64(hi, borrow); /* borrow lanes are -1 */
+        __m256d d = _mm256_fmadd_pd(s_u64_to_pd(hi), two64, s_u64_to_pd(lo));
+        __m256d q = _mm256_mul_pd(d, rs);
+        /* r - rlow lies in (-2^29, 2^29): a signed test of [0, 127) */
+        __m256i off = _mm256_sub_epi64(_mm256_and_si256(_mm256_castpd_si256(q), rmask), rlow);
+        __m256i slow = _mm256_and_si256(_mm256_cmpgt_epi64(off, ones),
+                                        _mm256_cmpgt_epi64(rspan, off));
+        slow = _mm256_or_si256(slow, _mm256_castpd_si256(_mm256_cmp_pd(q, tiny, _CMP_LT_OQ)));
+        unsigned slow_bits = (unsigned)_mm256_movemask_pd(
+            _mm256_castsi256_pd(_mm256_andnot_si256(is_zero, slow)));
+        if (agg->cold[j / S_COLD_BLOCK]) /* lanes whose m0 or H hold something */
+            for (unsigned k = 0; k < 4; k++) {
+                const uint64_t *h = agg->h + 3 * (j + k);
+                if (agg->m0[j + k] | h[0] | h[1] | h[2])
+                    slow_bits |= 1u << k;
+            }
+        __m128i f = _mm_castps_si128(_mm256_cvtpd_ps(q));
+        __m128i neg32 = _mm256_castsi256_si128(_mm256_permutevar8x32_epi32(neg, low_halves));
+        __m128i zero32 =
+            _mm256_castsi256_si128(_mm256_permutevar8x32_epi32(is_zero, low_halves));
+        f = _mm_or_si128(f, _mm_and_si128(neg32, sign));
+        f = _mm_andnot_si128(zero32, f); /* an exact zero sum: +0 */
+        _mm_storeu_si128((__m128i *)(out + j), f);
+        for (; slow_bits; slow_bits &= slow_bits - 1) {
+            unsigned lane = (unsigned)__builtin_ctz(slow_bits);
+            out[j + lane] = s_fedavg_mean_one(agg, j + lane);
+        }
+    }
+    for (; j < p; j++)
+        out[j] = s_fedavg_mean_one(agg, j);
+}
+#endif
+
 static void s_fedavg_finish(const gb_aggregator_t *agg, float *out, size_t p)
 {
 #if defined(__x86_64__)
     if (s_kernel_choice() == S_KERNEL_AVX512) {
         s_fedavg_finish_avx512(agg, out, p);
+        return;
+    }
+    if (s_kernel_choice() == S_KERNEL_AVX2 && __builtin_cpu_supports("fma")) {
+        s_fedavg_finish_avx2(agg, out, p);
         return;
     }
 #endif
