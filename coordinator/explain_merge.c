@@ -25,6 +25,7 @@
  * the size of the whole explanation. */
 #include "explain_merge.h"
 
+#include "class_drift.h"
 #include "exact_sum.h"
 #include "net/envelope.h"
 #include "net/wire.h"
@@ -81,6 +82,7 @@ struct gb_explain_merge {
     size_t q_cap;                    /* entries allocated */
     size_t n_names;                  /* metric names interned this round */
     char names[GB_ENVELOPE_MAX_METRICS][GB_ENVELOPE_MAX_METRIC_NAME + 1]; /* their text */
+    gb_class_drift_t *drift;         /* which classes moved for each client (class_drift.h) */
 };
 
 /* ---- small helpers ------------------------------------------------------- */
@@ -202,6 +204,10 @@ gb_explain_merge_t *gb_explain_merge_new(size_t max_clients, gb_error_t *err)
         return NULL;
     }
     m->max_clients = max_clients;
+    if (!(m->drift = gb_class_drift_new(err))) {
+        gb_free(m);
+        return NULL;
+    }
     return m;
 }
 
@@ -229,6 +235,7 @@ void gb_explain_merge_destroy(gb_explain_merge_t **pm)
     gb_free(m->clients);
     gb_free(m->by_id);
     gb_free(m->q);
+    gb_class_drift_destroy(&m->drift);
     gb_free(m);
     *pm = NULL;
 }
@@ -273,6 +280,9 @@ int gb_explain_merge_begin(gb_explain_merge_t *m, uint64_t round, Glassbox__Expl
     gb_exact_sum_t *sums = NULL;
     uint64_t *weights = NULL, *counts = NULL;
     uint32_t *supporters = NULL;
+    int drc = gb_class_drift_begin(m->drift, n_classes, cells, err);
+    if (drc)
+        return gb_error_prefix(err, drc, "explanation merge: ");
     if (need > m->sums_cap && !(sums = gb_alloc_aligned(need * sizeof *sums)))
         goto nomem;
     if (rows > m->counts_cap && (!(weights = gb_malloc(rows * sizeof *weights)) ||
@@ -437,6 +447,8 @@ static int s_reserve(gb_explain_merge_t *m, size_t q_more, gb_error_t *err)
         m->fi = fi;
         m->fi_cap = floats;
     }
+    if (gb_class_drift_reserve(m->drift, m->n, NULL) != 0)
+        goto nomem;
     if (q_more > m->q_cap - m->n_q) {
         size_t target = m->q_cap * 2 > m->n_q + q_more ? m->q_cap * 2 : m->n_q + q_more;
         s_quality_t *q = gb_realloc(m->q, target * sizeof *q);
@@ -584,6 +596,7 @@ int gb_explain_merge_add(gb_explain_merge_t *m, const char *client_id,
         const uint8_t *le = c->mean_attribution->data.data;
         for (size_t k = 0; k < m->cells; k++)
             gb_exact_sum_add(&cs[k], gb_wire_float_le(le + 4 * k), wc);
+        gb_class_drift_add(m->drift, m->n, c->class_index, le);
         m->weights[c->class_index] += wc;
         m->counts[c->class_index] += c->count;
         m->supporters[c->class_index]++;
@@ -624,6 +637,8 @@ void gb_explain_merge_result_free(gb_explain_merge_result_t *r)
     gb_free(r->distance);
     gb_free(r->moved);
     gb_free(r->moved_share);
+    gb_free(r->moved_classes);
+    gb_free(r->moved_class_ratio);
     memset(r, 0, sizeof *r);
 }
 
@@ -645,6 +660,34 @@ size_t gb_explain_merge_moved(const gb_explain_merge_result_t *r, const char *cl
                 *cells = m;
             if (share)
                 *share = r->moved_share + mid * GB_EXPLAIN_MERGE_MOVED;
+            return n;
+        }
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return 0;
+}
+
+size_t gb_explain_merge_moved_classes(const gb_explain_merge_result_t *r, const char *client_id,
+                                      const uint32_t **classes, const float **ratio)
+{
+    if (!r || !client_id || !r->moved_classes || !r->moved_class_ratio)
+        return 0;
+    size_t lo = 0, hi = r->n_distance;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(r->distance[mid]->key, client_id);
+        if (c == 0) {
+            const uint32_t *m = r->moved_classes + mid * GB_EXPLAIN_MERGE_CLASSES;
+            size_t n = 0;
+            while (n < GB_EXPLAIN_MERGE_CLASSES && m[n] != UINT32_MAX)
+                n++;
+            if (classes)
+                *classes = m;
+            if (ratio)
+                *ratio = r->moved_class_ratio + mid * GB_EXPLAIN_MERGE_CLASSES;
             return n;
         }
         if (c < 0)
@@ -867,6 +910,40 @@ static int s_distances(const gb_explain_merge_t *m, gb_explain_merge_result_t *o
     return rc;
 }
 
+/* Per distance entry the classes whose maps moved most for that client
+ * (class_drift.h), then this round's class maps become the reference of
+ * the next; GB_ENOMEM. */
+static int s_moved_classes(const gb_explain_merge_t *m, gb_explain_merge_result_t *out)
+{
+    gb_class_drift_close(m->drift, m->n);
+    if (out->n_distance) {
+        size_t slots = out->n_distance * GB_EXPLAIN_MERGE_CLASSES;
+        out->moved_classes = gb_malloc(slots * sizeof *out->moved_classes);
+        out->moved_class_ratio = gb_malloc(slots * sizeof *out->moved_class_ratio);
+        if (!out->moved_classes || !out->moved_class_ratio)
+            return GB_ENOMEM;
+        _Static_assert(GB_EXPLAIN_MERGE_CLASSES == GB_CLASS_DRIFT_TOP, "one slot per class named");
+        for (size_t k = 0; k < out->n_distance; k++) {
+            uint32_t *c = out->moved_classes + k * GB_EXPLAIN_MERGE_CLASSES;
+            float *r = out->moved_class_ratio + k * GB_EXPLAIN_MERGE_CLASSES;
+            size_t got = gb_class_drift_top(m->drift, m->by_id[k], c, r);
+            for (size_t i = got; i < GB_EXPLAIN_MERGE_CLASSES; i++) {
+                c[i] = UINT32_MAX;
+                r[i] = 0;
+            }
+        }
+    }
+    const Glassbox__Explanation *e = out->explanation;
+    for (int c = 0; c < m->n_classes; c++) {
+        const uint8_t *le = NULL;
+        for (size_t i = 0; e && i < e->n_classes; i++)
+            if (e->classes[i]->class_index == (uint32_t)c)
+                le = e->classes[i]->mean_attribution->data.data;
+        gb_class_drift_set_reference(m->drift, (uint32_t)c, le);
+    }
+    return 0;
+}
+
 int gb_explain_merge_finish(gb_explain_merge_t *m, gb_explain_merge_result_t *out,
                             gb_error_t *err)
 {
@@ -883,6 +960,8 @@ int gb_explain_merge_finish(gb_explain_merge_t *m, gb_explain_merge_result_t *ou
     int rc = s_explanation(m, &out->explanation);
     if (rc == 0)
         rc = s_distances(m, out);
+    if (rc == 0)
+        rc = s_moved_classes(m, out);
     if (rc) {
         gb_explain_merge_result_free(out);
         return gb_error_set(err, rc, "explanation merge: round %llu: out of memory building the "

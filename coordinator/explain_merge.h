@@ -164,10 +164,20 @@ typedef struct {
      * Owned; NULL when distance is. */
     uint32_t *moved;
     float *moved_share;
+    /* Per distance entry (same order), the GB_EXPLAIN_MERGE_CLASSES classes
+     * whose maps moved most for the client: its map's divergence from the
+     * last finished merge's map of the class, at least twice the round's
+     * median client's (class_drift.h), largest ratio first; UINT32_MAX
+     * past those that do; moved_class_ratio the ratio. Owned; NULL when
+     * distance is. */
+    uint32_t *moved_classes;
+    float *moved_class_ratio;
 } gb_explain_merge_result_t;
 
 /* Cells of evidence per client (gb_explain_merge_result_t.moved). */
 #define GB_EXPLAIN_MERGE_MOVED 5
+/* Classes of evidence per client (gb_explain_merge_result_t.moved_classes). */
+#define GB_EXPLAIN_MERGE_CLASSES 3
 
 /* Frees what the result still owns and zeroes it; safe on a zeroed result. */
 void gb_explain_merge_result_free(gb_explain_merge_result_t *r);
@@ -178,6 +188,12 @@ void gb_explain_merge_result_free(gb_explain_merge_result_t *r);
  * found by binary search of the distances' client ids. */
 size_t gb_explain_merge_moved(const gb_explain_merge_result_t *r, const char *client_id,
                               const uint32_t **cells, const float **share);
+
+/* The moved classes of client_id in r (GB_EXPLAIN_MERGE_CLASSES entries in
+ * *classes and *ratio, borrowed from r): how many stand out (0 without a
+ * distance, in the first merge, or when none does). */
+size_t gb_explain_merge_moved_classes(const gb_explain_merge_result_t *r, const char *client_id,
+                                      const uint32_t **classes, const float **ratio);
 
 /* A new merger taking at most max_clients explanations a round
  * (1..GB_EXPLAIN_MERGE_MAX_CLIENTS). No round is open. NULL and err on a bad

@@ -26,6 +26,7 @@
 #include "exact_sum.h"
 #include "engine/model.h"
 #include "explain/divergence.h"
+#include "class_drift.h"
 #include "explain_merge.h"
 #include "net/envelope.h"
 #include "net/publication.h"
@@ -373,7 +374,7 @@ static void test_publication_accepts(void **state)
     Glassbox__Publication *back = NULL;
     assert_int_equal(gb_publication_decode(pub, pub_len, &back, &err), 0);
     gb_explain_merge_result_t again = {back->explanation, back->explanation_distance,
-                                       back->n_explanation_distance, NULL, NULL};
+                                       back->n_explanation_distance, NULL, NULL, NULL, NULL};
     t_same(&r, &again);
     gb_publication_free(&back);
     gb_free(pub);
@@ -938,6 +939,74 @@ static void test_trigger_patch_scores_highest(void **state)
         free(x[k]);
 }
 
+/* Which classes moved: none in the first merge (no reference); in the
+ * next, the poisoned client's class 0 (its map on the patch) and no clean
+ * client's class 0 as strongly; a merge of another shape starts again. */
+static void test_moved_classes_name_the_target(void **state)
+{
+    (void)state;
+    gb_explain_merge_t *m = t_merger(16, 1, IG, &S144, 2);
+    t_expl_t *x[9];
+    char id[9][16];
+    for (int k = 0; k < 9; k++) {
+        x[k] = t_clean(1, 0.2);
+        snprintf(id[k], sizeof id[k], k < 8 ? "clean-%d" : "mallory", k);
+        t_add(m, id[k], x[k]);
+        free(x[k]);
+    }
+    gb_explain_merge_result_t r;
+    t_finish(m, &r);
+    const uint32_t *classes = NULL;
+    const float *ratio = NULL;
+    for (int k = 0; k < 9; k++)
+        assert_int_equal(gb_explain_merge_moved_classes(&r, id[k], &classes, &ratio), 0);
+    gb_explain_merge_result_free(&r);
+
+    gb_error_t err = {0};
+    assert_int_equal(gb_explain_merge_begin(m, 2, IG, &S144, 2, 0, &err), 0);
+    for (int k = 0; k < 9; k++) {
+        x[k] = t_clean(2, 0.2);
+        if (k == 8) /* a trigger learnt for class 0 */
+            for (int y = 0; y < 3; y++)
+                for (int xx = 0; xx < 3; xx++)
+                    t_put(x[8]->data[0] + 4 * (y * 12 + xx), 3.0f);
+        t_add(m, id[k], x[k]);
+        free(x[k]);
+    }
+    t_finish(m, &r);
+    size_t n = gb_explain_merge_moved_classes(&r, "mallory", &classes, &ratio);
+    assert_true(n >= 1);
+    assert_int_equal(classes[0], 0);
+    assert_true(ratio[0] >= GB_CLASS_DRIFT_RATIO);
+    float top = ratio[0];
+    for (int k = 0; k < 8; k++) {
+        size_t nk = gb_explain_merge_moved_classes(&r, id[k], &classes, &ratio);
+        for (size_t i = 0; i < nk; i++) {
+            assert_true(ratio[i] >= GB_CLASS_DRIFT_RATIO && classes[i] < 2);
+            if (i > 0)
+                assert_true(ratio[i] <= ratio[i - 1]);
+            if (classes[i] == 0)
+                assert_true(ratio[i] < top);
+        }
+    }
+    assert_int_equal(gb_explain_merge_moved_classes(&r, "nobody", &classes, &ratio), 0);
+    assert_int_equal(gb_explain_merge_moved_classes(NULL, "mallory", &classes, &ratio), 0);
+    gb_explain_merge_result_free(&r);
+
+    /* three classes now: the reference of two is dropped */
+    assert_int_equal(gb_explain_merge_begin(m, 3, IG, &S144, 3, 0, &err), 0);
+    for (int k = 0; k < 9; k++) {
+        x[k] = t_clean(3, 0.2);
+        t_add(m, id[k], x[k]);
+        free(x[k]);
+    }
+    t_finish(m, &r);
+    for (int k = 0; k < 9; k++)
+        assert_int_equal(gb_explain_merge_moved_classes(&r, id[k], &classes, &ratio), 0);
+    gb_explain_merge_result_free(&r);
+    gb_explain_merge_destroy(&m);
+}
+
 static void test_identical_clients_score_zero(void **state)
 {
     (void)state;
@@ -1384,6 +1453,7 @@ int main(void)
         cmocka_unit_test(test_new_and_begin_refusals),
         cmocka_unit_test(test_life_cycle),
         cmocka_unit_test(test_trigger_patch_scores_highest),
+        cmocka_unit_test(test_moved_classes_name_the_target),
         cmocka_unit_test(test_identical_clients_score_zero),
         cmocka_unit_test(test_report),
         cmocka_unit_test(test_report_shapes),
