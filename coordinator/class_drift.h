@@ -7,7 +7,11 @@
  * is at least GB_CLASS_DRIFT_RATIO times the round's median client's for
  * that class (a backdoor's target class, a flipped label's classes). The
  * first merge, and one after the map shape or class count changed, has no
- * reference: no class stands out then.
+ * reference: no class stands out then. The reference is the merge of every
+ * client, the suspect's too, at the weight the merge gave it (capped by
+ * serve --max-explanation-share): a client whose maps are far larger than
+ * the others' pulls the reference towards itself and hides its own drift
+ * in part.
  *
  * Memory: one reference of classes x cells doubles, and one float per
  * client and class of the round (not the clients' maps).

@@ -82,6 +82,25 @@ static void s_moved_text(const gb_fed_flag_t *k, const gb_heatmap_layout_t *l, c
     }
 }
 
+/* "; classes Sneaker x3.1, Bag x2.2" for the log: the classes whose maps
+ * the client moved most, by name. */
+static void s_classes_text(const gb_federation_t *f, const gb_fed_flag_t *k, char *out,
+                           size_t cap)
+{
+    size_t used = 0;
+    out[0] = '\0';
+    for (size_t i = 0; i < k->n_moved_classes && used < cap; i++) {
+        char label[GB_CLASS_NAMES_LABEL_CAP];
+        const char *name =
+            gb_class_names_label(f->class_names, (int)k->moved_classes[i], label, sizeof label);
+        int w = snprintf(out + used, cap - used, "%s%s x%.1f", i ? ", " : "; classes moved ",
+                         name, (double)k->moved_class_ratio[i]);
+        if (w < 0)
+            break;
+        used += (size_t)w;
+    }
+}
+
 static void s_log_flag(const gb_federation_t *f, uint64_t round, const gb_fed_flag_t *k)
 {
     const gb_flag_evidence_t *ev = &k->ev;
@@ -90,14 +109,16 @@ static void s_log_flag(const gb_federation_t *f, uint64_t round, const gb_fed_fl
     bool drawn = s_map_layout(f, &layout);
     char moved[GB_EXPLAIN_MERGE_MOVED * 80 + 32];
     s_moved_text(k, drawn ? &layout : NULL, moved, sizeof moved);
+    char classes[GB_EXPLAIN_MERGE_CLASSES * (GB_CLASS_NAMES_LABEL_CAP + 16) + 32];
+    s_classes_text(f, k, classes, sizeof classes);
     gb_log_warn("federation: round %llu: client '%s' flagged (score %.2f; stood out in %d of "
                 "its last %d rounds; strongest: %s, z %.1f): update %.4g from the median, "
                 "norm %.4g, explanation distance %.4g; z update %.1f, norm %.1f, "
-                "explanation %.1f, disagreement %.1f%s",
+                "explanation %.1f, disagreement %.1f%s%s",
                 (unsigned long long)round, ev->client, v->score, v->rounds_out, v->rounds_seen,
                 gb_flag_signal_name(v->strongest), v->z[v->strongest], ev->update, ev->norm,
                 ev->explanation, v->z[GB_FLAG_UPDATE], v->z[GB_FLAG_NORM],
-                v->z[GB_FLAG_EXPLANATION], v->z[GB_FLAG_DISAGREE], moved);
+                v->z[GB_FLAG_EXPLANATION], v->z[GB_FLAG_DISAGREE], classes, moved);
 }
 
 /* The round's flag gauges and counters from its flagged clients k[0..n). */
@@ -182,6 +203,13 @@ void gb_fed_flag_score(gb_federation_t *f, uint64_t round)
             memcpy(k->moved, cells, k->n_moved * sizeof *cells);
             memcpy(k->moved_share, share, k->n_moved * sizeof *share);
         }
+        const uint32_t *classes = NULL;
+        const float *ratio = NULL;
+        k->n_moved_classes = gb_explain_merge_moved_classes(&f->xr, k->client, &classes, &ratio);
+        if (k->n_moved_classes) {
+            memcpy(k->moved_classes, classes, k->n_moved_classes * sizeof *classes);
+            memcpy(k->moved_class_ratio, ratio, k->n_moved_classes * sizeof *ratio);
+        }
     }
 done:
     gb_free(dist);
@@ -254,6 +282,9 @@ static void s_flag_message(const gb_fed_flag_t *k, Glassbox__ClientFlag *c, Glas
     c->n_moved_cells = c->n_moved_share = k->n_moved;
     c->moved_cells = k->n_moved ? (uint32_t *)k->moved : NULL;
     c->moved_share = k->n_moved ? (float *)k->moved_share : NULL;
+    c->n_moved_classes = c->n_moved_class_ratio = k->n_moved_classes;
+    c->moved_classes = k->n_moved_classes ? (uint32_t *)k->moved_classes : NULL;
+    c->moved_class_ratio = k->n_moved_classes ? (float *)k->moved_class_ratio : NULL;
 }
 
 int gb_fed_flag_messages(const gb_federation_t *f, uint64_t round, gb_fed_flag_msgs_t *out,

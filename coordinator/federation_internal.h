@@ -35,6 +35,10 @@ typedef struct {
     uint32_t moved[GB_EXPLAIN_MERGE_MOVED];
     float moved_share[GB_EXPLAIN_MERGE_MOVED];
     size_t n_moved;
+    /* which classes' maps it moved most (gb_explain_merge_moved_classes) */
+    uint32_t moved_classes[GB_EXPLAIN_MERGE_CLASSES];
+    float moved_class_ratio[GB_EXPLAIN_MERGE_CLASSES];
+    size_t n_moved_classes;
 } gb_fed_flag_t;
 
 /* The flagged clients as Publication messages (gb_fed_flag_messages). */

@@ -97,6 +97,11 @@ static gb_report_flag_t *s_flags(const gb_federation_t *f, uint64_t round, size_
         g[i].update_distance = k->ev.update;
         g[i].norm = k->ev.norm;
         g[i].explanation_distance = k->ev.explanation;
+        g[i].n_classes_moved = k->n_moved_classes;
+        for (size_t c = 0; c < k->n_moved_classes; c++) {
+            g[i].classes_moved[c] = k->moved_classes[c];
+            g[i].class_ratio[c] = k->moved_class_ratio[c];
+        }
         g[i].n_moved = k->n_moved;
         for (size_t c = 0; c < k->n_moved; c++) {
             g[i].moved[c] = k->moved[c];

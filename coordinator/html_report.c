@@ -449,7 +449,27 @@ static void s_moved(gb_html_text_t *t, const gb_report_round_t *r, const gb_repo
     }
 }
 
-static void s_flag_row(gb_html_text_t *t, const gb_report_round_t *r, const gb_report_flag_t *g)
+/* Which classes the flagged client's maps moved most, by name, with how
+ * many times the median client's drift; an en dash for none. */
+static void s_classes_moved(gb_html_text_t *t, const s_page_t *p, const gb_report_flag_t *g)
+{
+    if (g->n_classes_moved == 0) {
+        gb_html_text_printf(t, "&ndash;");
+        return;
+    }
+    for (size_t i = 0; i < g->n_classes_moved; i++) {
+        const char *name = gb_report_history_class_name(p->h, g->classes_moved[i]);
+        gb_html_text_printf(t, "%s", i ? ", " : "");
+        if (name)
+            gb_html_text_esc(t, name);
+        else
+            gb_html_text_printf(t, "class %u", (unsigned)g->classes_moved[i]);
+        gb_html_text_printf(t, " &times;%.1f", g->class_ratio[i]);
+    }
+}
+
+static void s_flag_row(gb_html_text_t *t, const s_page_t *p, const gb_report_round_t *r,
+                       const gb_report_flag_t *g)
 {
     uint64_t round = r->round;
     gb_html_text_printf(t, "<tr><td>%" PRIu64 "</td><td class=\"l\">", round);
@@ -468,6 +488,8 @@ static void s_flag_row(gb_html_text_t *t, const gb_report_round_t *r, const gb_r
     s_num(t, "%.4g", g->norm);
     gb_html_text_printf(t, "</td><td>");
     s_num(t, "%.4g", g->explanation_distance);
+    gb_html_text_printf(t, "</td><td class=\"l\">");
+    s_classes_moved(t, p, g);
     gb_html_text_printf(t, "</td><td class=\"l\">");
     s_moved(t, r, g);
     gb_html_text_printf(t, "</td></tr>\n");
@@ -571,13 +593,13 @@ static void s_flags(gb_html_text_t *t, const s_page_t *p)
     for (int s = 0; s < GB_FLAG_SIGNALS; s++)
         gb_html_text_printf(t, "<th>z %s</th>", gb_flag_signal_name((gb_flag_signal_t)s));
     gb_html_text_printf(t, "<th>stood out</th><th>update distance</th><th>update norm</th>"
-                           "<th>explanation distance</th><th class=\"l\">where its "
-                           "explanation moved</th></tr>\n");
+                           "<th>explanation distance</th><th class=\"l\">classes it moved"
+                           "</th><th class=\"l\">where its explanation moved</th></tr>\n");
     /* newest first, at most GB_HTML_REPORT_MAX_FLAG_ROWS */
     size_t shown = 0;
     for (size_t i = p->n; i-- > 0 && shown < GB_HTML_REPORT_MAX_FLAG_ROWS;)
         for (size_t j = 0; j < p->r[i]->n_flags && shown < GB_HTML_REPORT_MAX_FLAG_ROWS; j++) {
-            s_flag_row(t, p->r[i], &p->r[i]->flags[j]);
+            s_flag_row(t, p, p->r[i], &p->r[i]->flags[j]);
             shown++;
         }
     gb_html_text_printf(t, "</table>\n</details>\n");

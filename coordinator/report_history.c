@@ -199,6 +199,17 @@ static uint64_t s_cells(const gb_report_round_t *r, bool *ok)
  * wrong with them. */
 static const char *s_moved_wrong(const gb_report_flag_t *g, uint64_t cells)
 {
+    if (g->n_classes_moved > GB_REPORT_HISTORY_MAX_MOVED)
+        return "lists too many moved classes";
+    for (size_t i = 0; i < g->n_classes_moved; i++) {
+        if (g->classes_moved[i] >= GB_REPORT_HISTORY_MAX_CLASSES)
+            return "has a moved class past the classes kept";
+        if (!(g->class_ratio[i] >= 1 && isfinite(g->class_ratio[i])))
+            return "has a moved class's ratio that is not finite and >= 1";
+        for (size_t j = 0; j < i; j++)
+            if (g->classes_moved[j] == g->classes_moved[i])
+                return "repeats a moved class";
+    }
     if (g->n_moved > GB_REPORT_HISTORY_MAX_MOVED)
         return "lists too many moved cells";
     for (size_t i = 0; i < g->n_moved; i++) {
@@ -337,6 +348,13 @@ static json_t *s_flag_json(const gb_report_flag_t *g, bool *bad)
     for (size_t i = 0; i < g->n_moved && !*bad; i++)
         s_append(moved,
                  json_pack("[I, o]", (json_int_t)g->moved[i], gb_json_real(g->moved_share[i])),
+                 bad);
+    json_t *classes = json_array();
+    s_set(o, "classes_moved", classes, bad);
+    for (size_t i = 0; i < g->n_classes_moved && !*bad; i++)
+        s_append(classes,
+                 json_pack("[I, o]", (json_int_t)g->classes_moved[i],
+                           gb_json_real(g->class_ratio[i])),
                  bad);
     return o;
 }
@@ -482,6 +500,33 @@ static void s_name(s_reader_t *rd, json_t *v, const char *field, char *out)
     memcpy(out, json_string_value(v), n + 1);
 }
 
+/* An optional array of at most GB_REPORT_HISTORY_MAX_MOVED [index, real]
+ * pairs into *n, idx and val (absent: none; a history written before them). */
+static void s_read_pairs(s_reader_t *rd, json_t *a, const char *field, size_t *n, uint32_t *idx,
+                         double *val)
+{
+    *n = 0;
+    if (!a)
+        return;
+    if (!json_is_array(a) || json_array_size(a) > GB_REPORT_HISTORY_MAX_MOVED) {
+        s_refuse(rd, field, "is not an array of at most 8 items");
+        return;
+    }
+    for (size_t i = 0; i < json_array_size(a); i++) {
+        json_t *v = json_array_get(a, i), *c = json_array_get(v, 0), *d = json_array_get(v, 1);
+        if (!json_is_array(v) || json_array_size(v) != 2 || !json_is_integer(c) ||
+            json_integer_value(c) < 0 || json_integer_value(c) > UINT32_MAX ||
+            !json_is_number(d)) {
+            s_refuse(rd, field, "holds an item that is not [index, number]");
+            *n = 0;
+            return;
+        }
+        idx[i] = (uint32_t)json_integer_value(c);
+        val[i] = json_number_value(d);
+    }
+    *n = json_array_size(a);
+}
+
 static void s_read_flag(s_reader_t *rd, json_t *o, gb_report_flag_t *g)
 {
     if (!json_is_object(o)) {
@@ -509,28 +554,11 @@ static void s_read_flag(s_reader_t *rd, json_t *o, gb_report_flag_t *g)
     g->update_distance = s_real(rd, o, "update_distance", 0, HUGE_VAL);
     g->norm = s_real(rd, o, "norm", 0, HUGE_VAL);
     g->explanation_distance = s_real(rd, o, "explanation_distance", 0, HUGE_VAL);
+    s_read_pairs(rd, json_object_get(o, "classes_moved"), "flags[].classes_moved",
+                 &g->n_classes_moved, g->classes_moved, g->class_ratio);
     /* absent in a history written before moved cells were kept */
-    json_t *moved = json_object_get(o, "moved");
-    if (!moved)
-        return;
-    if (!json_is_array(moved) || json_array_size(moved) > GB_REPORT_HISTORY_MAX_MOVED) {
-        s_refuse(rd, "flags[].moved", "is not an array of at most 8 items");
-        return;
-    }
-    g->n_moved = json_array_size(moved);
-    for (size_t i = 0; i < g->n_moved; i++) {
-        json_t *v = json_array_get(moved, i), *c = json_array_get(v, 0),
-               *d = json_array_get(v, 1);
-        if (!json_is_array(v) || json_array_size(v) != 2 || !json_is_integer(c) ||
-            json_integer_value(c) < 0 || json_integer_value(c) > UINT32_MAX ||
-            !json_is_number(d)) {
-            s_refuse(rd, "flags[].moved", "holds an item that is not [cell, share]");
-            g->n_moved = 0;
-            return;
-        }
-        g->moved[i] = (uint32_t)json_integer_value(c);
-        g->moved_share[i] = json_number_value(d);
-    }
+    s_read_pairs(rd, json_object_get(o, "moved"), "flags[].moved", &g->n_moved, g->moved,
+                 g->moved_share);
 }
 
 /* Reads one round into r (its arrays allocated; r freed by the caller

@@ -66,6 +66,11 @@ typedef struct {
     size_t n_moved;                /* 0..GB_REPORT_HISTORY_MAX_MOVED */
     uint32_t moved[GB_REPORT_HISTORY_MAX_MOVED];
     double moved_share[GB_REPORT_HISTORY_MAX_MOVED];
+    /* which classes' maps it moved most, by index (the history's names
+     * say which), with how many times the median client's drift (>= 1) */
+    size_t n_classes_moved;        /* 0..GB_REPORT_HISTORY_MAX_MOVED */
+    uint32_t classes_moved[GB_REPORT_HISTORY_MAX_MOVED];
+    double class_ratio[GB_REPORT_HISTORY_MAX_MOVED];
 } gb_report_flag_t;
 
 /* One finished round. NaN for a figure the round did not have. */
@@ -126,7 +131,10 @@ void gb_report_history_destroy(gb_report_history_t **h);
  * shape of more than GB_REPORT_HISTORY_MAX_RANK dimensions, a 0 among them
  * or more than GB_REPORT_HISTORY_MAX_CELLS cells, a flag's moved cells
  * past GB_REPORT_HISTORY_MAX_MOVED, repeated, outside that shape (any
- * without one) or with a share outside (0, 1]; GB_ENOMEM.
+ * without one) or with a share outside (0, 1], moved classes past
+ * GB_REPORT_HISTORY_MAX_MOVED, repeated, at or past
+ * GB_REPORT_HISTORY_MAX_CLASSES or with a ratio not finite and >= 1;
+ * GB_ENOMEM.
  * Nothing changes on failure. */
 int gb_report_history_add(gb_report_history_t *h, const gb_report_round_t *r, size_t n_names,
                           const char *const *class_names, gb_error_t *err) GB_MUST_CHECK;

@@ -158,12 +158,53 @@ static int s_flag_moved(gb_error_t *err, const char *base, const Glassbox__Clien
     return 0;
 }
 
+/* Whether explanation x holds a map of class c. */
+static bool s_has_class(const Glassbox__Explanation *x, uint32_t c)
+{
+    for (size_t i = 0; x && i < x->n_classes; i++)
+        if (x->classes[i]->class_index == c)
+            return true;
+    return false;
+}
+
+/* A flag's moved classes: at most GB_PUBLICATION_MAX_FLAG_CLASSES, unique,
+ * each a class of the explanation x, with as many ratios, each finite and
+ * >= 1. */
+static int s_flag_classes(gb_error_t *err, const char *base, const Glassbox__ClientFlag *c,
+                          const Glassbox__Explanation *x)
+{
+    char field[GB_CHECK_FIELD_MAX];
+    snprintf(field, sizeof field, "%s.moved_classes", base);
+    if (c->n_moved_classes > GB_PUBLICATION_MAX_FLAG_CLASSES)
+        return gb_check_fail(err, GB_ERANGE, field, "has %zu entries, more than %u",
+                             c->n_moved_classes, GB_PUBLICATION_MAX_FLAG_CLASSES);
+    if (c->n_moved_class_ratio != c->n_moved_classes)
+        return gb_check_fail(err, GB_EFORMAT, field, "has %zu entries but moved_class_ratio %zu",
+                             c->n_moved_classes, c->n_moved_class_ratio);
+    for (size_t k = 0; k < c->n_moved_classes; k++) {
+        snprintf(field, sizeof field, "%s.moved_classes[%zu]", base, k);
+        if (!s_has_class(x, c->moved_classes[k]))
+            return gb_check_fail(err, GB_EINVAL, field, "is class %u, which the explanation "
+                                 "has no map of", c->moved_classes[k]);
+        for (size_t j = 0; j < k; j++)
+            if (c->moved_classes[j] == c->moved_classes[k])
+                return gb_check_fail(err, GB_EINVAL, field, "repeats class %u",
+                                     c->moved_classes[k]);
+        snprintf(field, sizeof field, "%s.moved_class_ratio[%zu]", base, k);
+        float v = c->moved_class_ratio[k];
+        if (!(v >= 1.0f && isfinite(v)))
+            return gb_check_fail(err, GB_EINVAL, field, "is %g, not finite and >= 1", (double)v);
+    }
+    return 0;
+}
+
 /* One flagged client: its id, a finite score >= 0, 1 <= rounds_out <=
  * rounds_seen <= GB_PUBLICATION_MAX_FLAG_WINDOW, its z-scores with the
  * strongest among them (or none: flagged on its earlier rounds in a round
  * too small for z-scores), its evidence, its moved cells (of the
- * explanation's cells). */
-static int s_flag(gb_error_t *err, size_t i, const Glassbox__ClientFlag *c, size_t cells)
+ * explanation's cells), its moved classes (of the explanation's x). */
+static int s_flag(gb_error_t *err, size_t i, const Glassbox__ClientFlag *c, size_t cells,
+                  const Glassbox__Explanation *x)
 {
     /* "publication.flags[N]" is at most 38 bytes: room for every suffix */
     char base[48], field[GB_CHECK_FIELD_MAX];
@@ -194,16 +235,20 @@ static int s_flag(gb_error_t *err, size_t i, const Glassbox__ClientFlag *c, size
         rc = s_flag_metrics(err, field, c->n_evidence, c->evidence, false);
     if (rc == 0)
         rc = s_flag_moved(err, base, c, cells);
+    if (rc == 0)
+        rc = s_flag_classes(err, base, c, x);
     return rc;
 }
 
 /* The round's flagged clients: at most GB_PUBLICATION_MAX_CLIENTS, each
  * checked, ids unique. */
-static int s_flags(gb_error_t *err, size_t n, Glassbox__ClientFlag *const *flags, size_t cells)
+static int s_flags(gb_error_t *err, size_t n, Glassbox__ClientFlag *const *flags,
+                   const Glassbox__Explanation *x)
 {
     int rc = gb_check_list(err, "publication.flags", n, flags, GB_PUBLICATION_MAX_CLIENTS);
+    size_t cells = s_explanation_cells(x);
     for (size_t i = 0; rc == 0 && i < n; i++)
-        rc = s_flag(err, i, flags[i], cells);
+        rc = s_flag(err, i, flags[i], cells, x);
     return rc ? rc : s_unique(err, "publication.flags", n, (const void *const *)flags, s_flag_id);
 }
 
@@ -227,7 +272,7 @@ int gb_publication_check(const Glassbox__Publication *p, gb_error_t *err)
     if (rc == 0)
         rc = s_distances(err, p->n_explanation_distance, p->explanation_distance);
     if (rc == 0)
-        rc = s_flags(err, p->n_flags, p->flags, s_explanation_cells(p->explanation));
+        rc = s_flags(err, p->n_flags, p->flags, p->explanation);
     return rc;
 }
 

@@ -35,6 +35,9 @@
 /* Most moved cells of one flagged client (the coordinator sends
  * explain_merge.h's GB_EXPLAIN_MERGE_MOVED). */
 #define GB_PUBLICATION_MAX_FLAG_MOVED 8u
+/* Most moved classes of one flagged client (the coordinator sends
+ * explain_merge.h's GB_EXPLAIN_MERGE_CLASSES). */
+#define GB_PUBLICATION_MAX_FLAG_CLASSES 8u
 
 /* Checks a Publication: round >= 1, a valid model (the model file's checks),
  * the explanation as in an Update, finite metrics, participants >= 1, an
@@ -46,7 +49,9 @@
  * strongest among them or empty) and as many evidence figures (finite, >= 0, unique
  * names), and at most GB_PUBLICATION_MAX_FLAG_MOVED moved cells, unique,
  * each inside the explanation's map (none without an explanation), with as
- * many shares, each in (0, 1]. Does not log. */
+ * many shares, each in (0, 1], and at most GB_PUBLICATION_MAX_FLAG_CLASSES
+ * moved classes, unique, each a class of the explanation, with as many
+ * ratios, each finite and >= 1. Does not log. */
 int gb_publication_check(const Glassbox__Publication *p, gb_error_t *err) GB_MUST_CHECK;
 
 /* Unpacks (size limit first, under a memory budget) and checks. On success

@@ -395,11 +395,14 @@ static uint64_t s_eval(fixture_t *f, int i, const Glassbox__Task *t, uint64_t sa
 #define MAX_PARAMS 1024
 static uint64_t s_update_explained_of(fixture_t *f, int i, const Glassbox__Task *t,
                                       const float importance[4], uint64_t samples,
-                                      size_t n_params, uint32_t cls, float value)
+                                      size_t n_params, uint32_t cls, float value,
+                                      const float *class_map)
 {
     assert_true(n_params <= MAX_PARAMS);
     float delta[MAX_PARAMS], map[4] = {0.1f, -0.2f, 0.3f, 0.0f}, imp[4];
     memcpy(imp, importance, sizeof imp);
+    if (class_map)
+        memcpy(map, class_map, sizeof map);
     for (size_t k = 0; k < n_params; k++)
         delta[k] = value;
     uint8_t sha[32];
@@ -447,7 +450,7 @@ static uint64_t s_update_explained_as(fixture_t *f, int i, const Glassbox__Task 
                                       const float importance[4], uint64_t samples,
                                       size_t n_params, uint32_t cls)
 {
-    return s_update_explained_of(f, i, t, importance, samples, n_params, cls, 0.5f);
+    return s_update_explained_of(f, i, t, importance, samples, n_params, cls, 0.5f, NULL);
 }
 
 /* s_update_explained_as for the fixture's model and class 1. */
@@ -837,6 +840,15 @@ static void s_expect_published_flag(fixture_t *f, uint64_t round, bool explained
     assert_true(c->n_moved_cells >= 1 && c->n_moved_cells == c->n_moved_share);
     assert_int_equal(c->moved_cells[0], 3);
     assert_true(c->moved_share[0] > 0.5 && c->moved_share[0] <= 1);
+    /* which classes: none in round 1 (no federation map of class 1 yet),
+     * then class 1, its map far from round 1's, where the others' are not */
+    if (round == 1) {
+        assert_int_equal(c->n_moved_classes, 0);
+    } else {
+        assert_int_equal(c->n_moved_classes, 1);
+        assert_int_equal(c->moved_classes[0], 1);
+        assert_true(c->moved_class_ratio[0] >= 2);
+    }
     gb_publication_free(&p);
 }
 
@@ -853,9 +865,15 @@ static void s_poisoned_round_of(fixture_t *f, uint64_t round, bool explained)
         float honest = 0.01f * (1.0f + 0.05f * (float)i);
         float value = i == N_CLIENTS - 1 ? -0.011f : honest;
         const float spread[4] = {1, 1 + 0.01f * (float)i, 1, 1}, corner[4] = {0.1f, 0, 0, 4};
+        /* edge-6's class-1 map lies on the last cell too; the others', a
+         * little apart each, elsewhere */
+        const float honest_map[4] = {0.1f, -0.2f - 0.01f * (float)i, 0.3f, 0.0f};
+        const float trigger_map[4] = {0, 0, 0, 0.6f}; /* as much attribution, elsewhere */
         seq[i] = explained ? s_update_explained_of(f, i, t[i]->task,
                                                    i == N_CLIENTS - 1 ? corner : spread, 100,
-                                                   N_PARAMS, 1, value)
+                                                   N_PARAMS, 1, value,
+                                                   i == N_CLIENTS - 1 ? trigger_map
+                                                                      : honest_map)
                            : s_update(f, i, t[i]->task, value, 100, N_PARAMS);
     }
     for (int i = 0; i < N_CLIENTS; i++) {

@@ -51,6 +51,11 @@ static int s_setup(void **state)
     f->g.update_distance = 0.0625;
     f->g.norm = 1.5;
     f->g.explanation_distance = 0.375;
+    f->g.n_classes_moved = 2;
+    f->g.classes_moved[0] = 1; /* a hostile name, escaped */
+    f->g.class_ratio[0] = 3.5;
+    f->g.classes_moved[1] = 7; /* past the names: by number */
+    f->g.class_ratio[1] = 2;
     f->g.n_moved = 2;
     f->g.moved[0] = 24 * 28 + 25;
     f->g.moved_share[0] = 0.125;
@@ -153,7 +158,9 @@ static void test_page_of_a_history(void **state)
     s_has(page, "<tr><td>3</td><td class=\"l\">evil&lt;img src=x&gt;</td><td>8.75</td>"
                 "<td class=\"l\">update</td><td>1.5</td><td>12.2</td><td>&ndash;</td>"
                 "<td>7.5</td><td>2 of 3</td><td>0.0625</td><td>1.5</td><td>0.375</td>"
-                "<td class=\"l\"><svg class=\"moved\" width=\"84\" height=\"84\"");
+                "<td class=\"l\">&lt;script&gt;alert(1)&lt;/script&gt; &times;3.5, class 7 "
+                "&times;2.0</td><td class=\"l\"><svg class=\"moved\" width=\"84\" "
+                "height=\"84\"");
     /* where it moved: the map 3 px a cell, the largest excess darkest, and named */
     s_has(page, "<rect x=\"75.0\" y=\"72.0\" width=\"3.0\" height=\"3.0\" fill=\"#c00\" "
                 "fill-opacity=\"1.00\"/><rect x=\"81.0\" y=\"81.0\" width=\"3.0\" "

@@ -47,6 +47,9 @@ static int s_setup(void **state)
         g->update_distance = 0.75;
         g->norm = 1.5;
         g->explanation_distance = NAN;
+        g->n_classes_moved = 1;
+        g->classes_moved[0] = 2;
+        g->class_ratio[0] = 4.5;
         g->n_moved = 2;
         g->moved[0] = 24 * 28 + 25; /* a trigger patch's corner */
         g->moved_share[0] = 0.125;
@@ -166,6 +169,9 @@ static void test_round_trip(void **state)
     assert_int_equal(g->n_moved, 2);
     assert_int_equal(g->moved[0], 24 * 28 + 25);
     assert_true(g->moved_share[0] == 0.125 && g->moved_share[1] == 0.0625);
+    assert_int_equal(g->n_classes_moved, 1);
+    assert_int_equal(g->classes_moved[0], 2);
+    assert_true(g->class_ratio[0] == 4.5);
 
     /* the federation runs again from round 2: rounds 2 and 3 are replaced */
     gb_report_round_t again = s_round(f, 2);
@@ -304,6 +310,33 @@ static void s_shape_rank(gb_report_round_t *x, gb_report_flag_t *g)
     (void)g;
     x->importance_rank = GB_REPORT_HISTORY_MAX_RANK + 1;
 }
+static void s_too_many_classes(gb_report_round_t *x, gb_report_flag_t *g)
+{
+    (void)x;
+    g->n_classes_moved = GB_REPORT_HISTORY_MAX_MOVED + 1;
+}
+static void s_class_past(gb_report_round_t *x, gb_report_flag_t *g)
+{
+    (void)x;
+    g->classes_moved[0] = GB_REPORT_HISTORY_MAX_CLASSES;
+}
+static void s_class_ratio_low(gb_report_round_t *x, gb_report_flag_t *g)
+{
+    (void)x;
+    g->class_ratio[0] = 0.5;
+}
+static void s_class_ratio_inf(gb_report_round_t *x, gb_report_flag_t *g)
+{
+    (void)x;
+    g->class_ratio[0] = INFINITY;
+}
+static void s_class_repeated(gb_report_round_t *x, gb_report_flag_t *g)
+{
+    (void)x;
+    g->n_classes_moved = 2;
+    g->classes_moved[1] = g->classes_moved[0];
+    g->class_ratio[1] = 2;
+}
 static void s_shape_cells(gb_report_round_t *x, gb_report_flag_t *g)
 {
     (void)g;
@@ -333,6 +366,11 @@ static void test_moved_cells_bounds(void **state)
         {"shape", s_shape_zero},
         {"shape", s_shape_rank},
         {"shape", s_shape_cells},
+        {"too many moved classes", s_too_many_classes},
+        {"moved class past the classes", s_class_past},
+        {"not finite and >= 1", s_class_ratio_low},
+        {"not finite and >= 1", s_class_ratio_inf},
+        {"repeats a moved class", s_class_repeated},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         g = f->g[0];
@@ -523,7 +561,7 @@ static void test_hostile_files(void **state)
     doc = s_good_doc(f);
     g0 = json_array_get(json_object_get(s_round0(doc), "flags"), 0);
     json_array_set_new(json_object_get(g0, "moved"), 0, json_string("row 1"));
-    s_refused(f, doc, GB_EINVAL, "not [cell, share]");
+    s_refused(f, doc, GB_EINVAL, "not [index, number]");
     doc = s_good_doc(f);
     g0 = json_array_get(json_object_get(s_round0(doc), "flags"), 0);
     json_array_set_new(json_array_get(json_object_get(g0, "moved"), 0), 1, json_real(1.5));
@@ -539,6 +577,15 @@ static void test_hostile_files(void **state)
     doc = s_good_doc(f);
     json_object_del(s_round0(doc), "importance_shape"); /* moved cells without a map */
     s_refused(f, doc, GB_EINVAL, "without an importance map");
+    doc = s_good_doc(f);
+    g0 = json_array_get(json_object_get(s_round0(doc), "flags"), 0);
+    json_array_set_new(json_array_get(json_object_get(g0, "classes_moved"), 0), 1,
+                       json_real(0.25));
+    s_refused(f, doc, GB_EINVAL, "not finite and >= 1");
+    doc = s_good_doc(f);
+    g0 = json_array_get(json_object_get(s_round0(doc), "flags"), 0);
+    json_object_set_new(g0, "classes_moved", json_string("Sneaker"));
+    s_refused(f, doc, GB_EINVAL, "flags[].classes_moved");
     /* a history written before moved cells were kept still reads */
     doc = s_good_doc(f);
     rounds0 = json_object_get(doc, "rounds");
@@ -546,8 +593,10 @@ static void test_hostile_files(void **state)
         json_t *r = json_array_get(rounds0, i);
         json_object_del(r, "importance_shape");
         json_t *fl = json_object_get(r, "flags");
-        for (size_t j = 0; j < json_array_size(fl); j++)
+        for (size_t j = 0; j < json_array_size(fl); j++) {
             json_object_del(json_array_get(fl, j), "moved");
+            json_object_del(json_array_get(fl, j), "classes_moved");
+        }
     }
     assert_int_equal(json_dump_file(doc, f->path, 0), 0);
     json_decref(doc);

@@ -574,6 +574,46 @@ static void test_publication_flags(void **state)
     c->n_moved_cells = c->n_moved_share = GB_PUBLICATION_MAX_FLAG_MOVED + 1;
     assert_int_equal(gb_publication_check(p, &err), GB_ERANGE);
     assert_non_null(strstr(err.msg, "moved_cells: has 9 entries, more than 8"));
+    c->n_moved_cells = c->n_moved_share = 2;
+    /* moved classes: each one the explanation has a map of (class 0 only),
+     * unique, a ratio >= 1 each, at most 8 */
+    uint32_t classes[GB_PUBLICATION_MAX_FLAG_CLASSES + 1] = {0};
+    float ratio[GB_PUBLICATION_MAX_FLAG_CLASSES + 1];
+    for (size_t k = 0; k <= GB_PUBLICATION_MAX_FLAG_CLASSES; k++)
+        ratio[k] = 2.5f;
+    c->moved_classes = classes;
+    c->moved_class_ratio = ratio;
+    c->n_moved_classes = c->n_moved_class_ratio = 1;
+    assert_int_equal(gb_publication_check(p, &err), 0);
+    classes[0] = 1;
+    assert_int_equal(gb_publication_check(p, &err), GB_EINVAL);
+    assert_non_null(strstr(err.msg, "flags[0].moved_classes[0]: is class 1, which the "
+                                    "explanation has no map of"));
+    classes[0] = 0;
+    c->n_moved_classes = c->n_moved_class_ratio = 2; /* class 0 twice */
+    assert_int_equal(gb_publication_check(p, &err), GB_EINVAL);
+    assert_non_null(strstr(err.msg, "repeats class 0"));
+    c->n_moved_class_ratio = 1;
+    assert_int_equal(gb_publication_check(p, &err), GB_EFORMAT);
+    assert_non_null(strstr(err.msg, "moved_class_ratio 1"));
+    c->n_moved_classes = c->n_moved_class_ratio = GB_PUBLICATION_MAX_FLAG_CLASSES + 1;
+    assert_int_equal(gb_publication_check(p, &err), GB_ERANGE);
+    assert_non_null(strstr(err.msg, "moved_classes: has 9 entries, more than 8"));
+    c->n_moved_classes = c->n_moved_class_ratio = 1;
+    const float bad_ratios[] = {0.5f, 0.0f, -2.0f, NAN, INFINITY};
+    for (size_t k = 0; k < sizeof bad_ratios / sizeof *bad_ratios; k++) {
+        ratio[0] = bad_ratios[k];
+        assert_int_equal(gb_publication_check(p, &err), GB_EINVAL);
+        assert_non_null(strstr(err.msg, "flags[0].moved_class_ratio[0]"));
+    }
+    ratio[0] = 1.0f;
+    assert_int_equal(gb_publication_check(p, &err), 0);
+    p->explanation = NULL; /* without an explanation, no class */
+    c->n_moved_cells = c->n_moved_share = 0;
+    assert_int_equal(gb_publication_check(p, &err), GB_EINVAL);
+    assert_non_null(strstr(err.msg, "moved_classes[0]"));
+    p->explanation = &x.x;
+    ratio[0] = 2.5f;
     /* they go over the wire and back */
     c->n_moved_cells = c->n_moved_share = 2;
     uint8_t *with = NULL;
@@ -584,11 +624,17 @@ static void test_publication_flags(void **state)
     assert_int_equal(w->flags[0]->n_moved_cells, 2);
     assert_int_equal(w->flags[0]->moved_cells[1], 1);
     assert_true(w->flags[0]->moved_share[1] == 1.0f);
+    assert_int_equal(w->flags[0]->n_moved_classes, 1);
+    assert_int_equal(w->flags[0]->moved_classes[0], 0);
+    assert_true(w->flags[0]->moved_class_ratio[0] == 2.5f);
     gb_publication_free(&w);
     gb_free(with);
     c->n_moved_cells = c->n_moved_share = 0;
     c->moved_cells = NULL; /* the stack's: not for free_unpacked */
     c->moved_share = NULL;
+    c->n_moved_classes = c->n_moved_class_ratio = 0;
+    c->moved_classes = NULL;
+    c->moved_class_ratio = NULL;
     p->explanation = NULL;
 
     /* a publication without flags (an older coordinator's) is still good */
