@@ -661,8 +661,9 @@ static void s_class_support(gb_federation_t *f, gb_federation_round_t *r)
     static const char *const helps[] = {
         "Clients whose explanations the class's aggregate map rests on, last finished round",
         "Samples the class's aggregate map rests on, last finished round",
-        "1 when the class rests on fewer clients than --min-class-clients, last finished "
-        "round"};
+        /* parenthesised: one string, not two elements clang suspects */
+        ("1 when the class rests on fewer clients than --min-class-clients, last finished "
+         "round")};
     for (size_t g = 0; g < 3; g++)
         gb_metrics_gauge_clear(gauges[g]);
     r->min_class_clients = f->o.min_class_clients;
