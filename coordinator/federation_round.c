@@ -116,10 +116,13 @@ static void s_count_guarded(void)
                            NULL, NULL, 1);
 }
 
-/* The guard: the update of a client flagged in its last round is left out
- * of the aggregate and its explanation out of the merge; it is still scored
- * (its update's distance and norm), so a client that stops standing out is
- * taken again once its window forgives it. */
+/* The guard's first half: a client flagged in its last round has its
+ * explanation left out of the merge (so it cannot shape the federation's
+ * map or the others' distances) and its norm out of the norm reference;
+ * its update, held like every other, is still scored on its distance and
+ * norm, and this round's verdict decides whether it is aggregated
+ * (s_aggregate_held), so a client that stops standing out is taken again
+ * once its window forgives it. */
 static int s_guard(gb_federation_t *f, const gb_rounds_action_t *a)
 {
     gb_error_t eerr = {0};
@@ -127,60 +130,95 @@ static int s_guard(gb_federation_t *f, const gb_rounds_action_t *a)
                               f->current_norm, &eerr) != 0)
         gb_log_warn("federation: round %llu: '%s' is not scored for flags: %s",
                     (unsigned long long)a->round, a->client_id, eerr.msg);
-    gb_log_warn("federation: round %llu: the update of '%s' is left out of the aggregate: "
-                "flagged in its last round (--guard flags)",
-                (unsigned long long)a->round, a->client_id);
-    s_count_guarded();
+    gb_log_warn("federation: round %llu: the explanation of '%s' is left out of the merge: "
+                "flagged in its last round (--guard flags); its update waits for this "
+                "round's verdict", (unsigned long long)a->round, a->client_id);
     return 0;
 }
 
-/* Whether the round's scoring flagged client (f->flags, kept by
- * gb_fed_flag_score). */
-static bool s_flagged_now(const gb_federation_t *f, uint64_t round, const char *client)
+/* The round's flag of client (f->flags, kept by gb_fed_flag_score), or
+ * NULL when this round did not flag it. */
+static const gb_fed_flag_t *s_flag_now(const gb_federation_t *f, uint64_t round,
+                                       const char *client)
 {
     if (f->flags_round != round)
-        return false;
+        return NULL;
     for (size_t i = 0; i < f->n_flags; i++)
         if (strcmp(f->flags[i].client, client) == 0)
-            return true;
-    return false;
+            return &f->flags[i];
+    return NULL;
+}
+
+/* Marks in out[0..n) the held updates the guard leaves out: those the
+ * round flags, highest score first, as long as the aggregator keeps the
+ * updates it needs (at least one): a round the guard emptied, or left
+ * short of Krum's 2F + 3, would fail and be tried again for ever. Returns
+ * how many; logs the flagged it had to keep. */
+static size_t s_guard_choose(const gb_federation_t *f, uint64_t round, bool *out)
+{
+    size_t n = gb_held_updates_count(f->held), flagged = 0, left_out = 0;
+    size_t need = gb_aggregator_min_updates(f->agg);
+    if (need < 1)
+        need = 1;
+    for (size_t i = 0; i < n; i++) {
+        out[i] = false;
+        flagged += s_flag_now(f, round, gb_held_updates_client(f->held, i)) != NULL;
+    }
+    while (left_out < flagged && n - left_out > need) {
+        size_t best = n;
+        double best_score = -1;
+        for (size_t i = 0; i < n; i++) {
+            const gb_fed_flag_t *k = out[i] ? NULL
+                                            : s_flag_now(f, round, gb_held_updates_client(f->held, i));
+            if (k && k->v.score > best_score) {
+                best = i;
+                best_score = k->v.score;
+            }
+        }
+        out[best] = true;
+        left_out++;
+    }
+    if (left_out < flagged)
+        gb_log_warn("federation: round %llu: %zu of its %zu updates are flagged; the guard "
+                    "keeps %zu of them, the lowest scores, so that %s still has the %zu "
+                    "updates it needs", (unsigned long long)round, flagged, n,
+                    flagged - left_out, gb_aggregator_name(f->agg), need);
+    return left_out;
 }
 
 /* The guard's second half: the round's held updates are scored with the
  * rest of its evidence first, and those of the clients this very round
- * flags are left out; the others go to the aggregator. A round whose every
- * update is flagged keeps them all (logged): with nothing left there is no
- * round, and a robust z-score cannot make a majority stand out. The
- * flagged client's explanation stays in this round's merge (it was merged
- * when it came, and the publication names the client as flagged); from its
- * next round on the first half leaves both out. */
+ * flags are left out (s_guard_choose); the others go to the aggregator.
+ * The flagged client's explanation stays in this round's merge (it was
+ * merged when it came, and the publication names the client as flagged);
+ * from its next round on the first half leaves both out. */
 static int s_aggregate_held(gb_federation_t *f, uint64_t round, gb_error_t *err)
 {
-    size_t n = gb_held_updates_count(f->held), left_out = 0;
+    size_t n = gb_held_updates_count(f->held);
     gb_fed_flag_score(f, round);
-    for (size_t i = 0; i < n; i++)
-        left_out += s_flagged_now(f, round, gb_held_updates_client(f->held, i));
-    if (left_out == n && n > 0) {
-        gb_log_warn("federation: round %llu: all %zu updates were flagged; the guard keeps "
-                    "them all this round", (unsigned long long)round, n);
-        left_out = 0;
-    }
-    for (size_t i = 0; i < n; i++) {
+    bool *out = n ? gb_malloc(n * sizeof *out) : NULL;
+    if (n && !out)
+        return gb_error_set(err, GB_ENOMEM, "round %llu: out of memory for the guard",
+                            (unsigned long long)round);
+    if (n)
+        s_guard_choose(f, round, out);
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < n; i++) {
         const char *client = gb_held_updates_client(f->held, i);
-        if (left_out && s_flagged_now(f, round, client)) {
+        if (out[i]) {
             gb_log_warn("federation: round %llu: the update of '%s' is left out of the "
                         "aggregate: flagged this round (--guard flags)",
                         (unsigned long long)round, client);
             s_count_guarded();
             continue;
         }
-        int rc = gb_aggregator_add(f->agg, gb_held_updates_delta(f->held, i),
-                                   f->global->n_params, gb_held_updates_weight(f->held, i), err);
-        if (rc)
-            return rc;
-        s_count_accepted();
+        rc = gb_aggregator_add(f->agg, gb_held_updates_delta(f->held, i), f->global->n_params,
+                               gb_held_updates_weight(f->held, i), err);
+        if (rc == 0)
+            s_count_accepted();
     }
-    return 0;
+    gb_free(out);
+    return rc;
 }
 
 int gb_fed_feed_update(gb_federation_t *f, const gb_rounds_action_t *a, gb_error_t *err)
@@ -194,8 +232,6 @@ int gb_fed_feed_update(gb_federation_t *f, const gb_rounds_action_t *a, gb_error
     int rc = s_open(f, a, err);
     if (rc)
         return rc;
-    if (f->o.guard_flags && gb_flagger_is_flagged(f->flagger, a->client_id))
-        return s_guard(f, a);
     /* f->scratch holds this Update's delta, decoded by gb_fed_result_fits
      * just before the machine took it (a FEED belongs to f->current); with
      * the guard it waits for the round's scores (s_aggregate_held) */
@@ -203,6 +239,8 @@ int gb_fed_feed_update(gb_federation_t *f, const gb_rounds_action_t *a, gb_error
         if ((rc = gb_held_updates_add(f->held, a->client_id, f->scratch, f->global->n_params,
                                       u->num_samples, err)))
             return rc;
+        if (gb_flagger_is_flagged(f->flagger, a->client_id))
+            return s_guard(f, a);
     } else {
         if ((rc = gb_aggregator_add(f->agg, f->scratch, f->global->n_params, u->num_samples,
                                     err)))

@@ -985,6 +985,36 @@ static void test_guard_leaves_flagged_out(void **state)
     s_poisoned_rounds(*state, true, false);
 }
 
+/* The guard never leaves the aggregator short: Multi-Krum with f 1 and m 5
+ * needs all 6 updates, so the flagged attacker is kept (logged) and every
+ * round still finishes, where leaving it out would fail each round and try
+ * it again for ever. */
+static void test_guard_keeps_what_the_aggregator_needs(void **state)
+{
+    fixture_t *f = *state;
+    gb_error_t err = {0};
+    gb_federation_options_t o = s_options(f, 3);
+    o.guard_flags = true;
+    o.aggregator = "multi_krum:1:5";
+    o.rounds.min_clients = N_CLIENTS;
+    o.rounds.min_per_round = N_CLIENTS;
+    o.rounds.quorum = N_CLIENTS;
+    o.out_dir = NULL;
+    gb_metrics_reset();
+    f->fed = gb_federation_new(f->ctx, f->door, &o, &err);
+    if (!f->fed)
+        fail_msg("new: %s", err.msg);
+    for (int i = 0; i < N_CLIENTS; i++)
+        s_join(f, i);
+    for (uint64_t round = 1; round <= 3; round++) {
+        s_poisoned_round(f, round);
+        assert_int_equal(f->rounds_done, (int)round);
+        assert_string_equal(f->last_flagged, "edge-6");
+        assert_int_equal(f->last_participants, N_CLIENTS);
+    }
+    assert_true(gb_metrics_value("glassbox_updates_guarded_total", NULL, NULL) == 0);
+}
+
 /* A round whose checkpoint fails after its clients were scored is tried
  * again; the flagger counts each round once, so the retry keeps the first
  * attempt's verdicts: edge-6 is still flagged in the round's report and in
@@ -1320,6 +1350,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_flag_published_and_reported, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_flags_survive_a_retried_round, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_report_failure_costs_nothing, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_guard_keeps_what_the_aggregator_needs, s_setup,
+                                        s_teardown),
         cmocka_unit_test_setup_teardown(test_guard_leaves_flagged_out, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_explanation_share_capped, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_option_errors, s_setup, s_teardown),
