@@ -872,7 +872,7 @@ static int s_train(gb_task_runner_t *r, const Glassbox__Task *t, uint64_t seed,
     const float *w = gb_model_params(r->eng->model);
     double sq = 0;
     for (size_t i = 0; i < r->eng->np; i++) {
-        r->eng->delta[i] = w[i] - r->eng->global[i];
+        r->eng->delta[i] = w[i] - r->eng->global[i] gb_bench_poison(r->eng->delta[i]);
         sq += (double)r->eng->delta[i] * r->eng->delta[i];
     }
     double norm = sqrt(sq);

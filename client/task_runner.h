@@ -165,4 +165,19 @@ uint64_t gb_task_runner_seed(uint64_t task_seed, uint64_t client_id);
 /* The runner's counters. */
 gb_task_runner_stats_t gb_task_runner_stats(const gb_task_runner_t *r);
 
+/* Test-only model poisoning for the attack benchmark (tests/bench/attack.cmake,
+ * "Attacks (issue 12)" in tests/bench/README.md). task_runner.c ends the
+ * expression that computes each delta coordinate with gb_bench_poison(d): with
+ * GB_BENCH_POISON_SCALE defined (-10: sign-flipped, x10) it appends
+ * ", d *= SCALE", so the poisoned delta is what is normed, clipped and sent.
+ * Only attack.cmake defines it, for gb_poison_client; for the shipped
+ * glassbox-client it expands to nothing, and because it is defined here at the
+ * end and used inside an existing expression, not even glassbox-client's debug
+ * line table moves: the binary is byte for byte the same. */
+#ifdef GB_BENCH_POISON_SCALE
+#define gb_bench_poison(d) , ((d) *= (float)(GB_BENCH_POISON_SCALE))
+#else
+#define gb_bench_poison(d)
+#endif
+
 #endif
