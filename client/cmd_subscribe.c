@@ -170,7 +170,7 @@ static int s_run_pub(const char *pub_endpoint, s_sub_t *sub, int count, int time
     for (;;) {
         Glassbox__Publication *p = NULL;
         Glassbox__SignedPublication *sp = NULL;
-        int got = gb_subscriber_poll_signed(s, 200, &p, &sp, &err);
+        int got = gb_subscriber_poll(s, 200, &p, &sp, &err);
         if (got < 0) {
             fprintf(stderr, "glassbox-client subscribe: %s\n", err.msg);
             goto out;

@@ -162,11 +162,6 @@ void gb_subscriber_destroy(gb_subscriber_t **psub)
     *psub = NULL;
 }
 
-uint64_t gb_subscriber_last_round(const gb_subscriber_t *sub)
-{
-    return sub->last_round;
-}
-
 /* Checks one received message; returns the Publication or NULL (logged). */
 static Glassbox__Publication *s_check(gb_subscriber_t *sub, zmq_msg_t *topic, zmq_msg_t *body,
                                       bool complete, Glassbox__SignedPublication **signed_out)
@@ -213,13 +208,7 @@ static Glassbox__Publication *s_check(gb_subscriber_t *sub, zmq_msg_t *topic, zm
 }
 
 int gb_subscriber_poll(gb_subscriber_t *sub, int timeout_ms, Glassbox__Publication **out,
-                       gb_error_t *err)
-{
-    return gb_subscriber_poll_signed(sub, timeout_ms, out, NULL, err);
-}
-
-int gb_subscriber_poll_signed(gb_subscriber_t *sub, int timeout_ms, Glassbox__Publication **out,
-                              Glassbox__SignedPublication **signed_out, gb_error_t *err)
+                       Glassbox__SignedPublication **signed_out, gb_error_t *err)
 {
     *out = NULL;
     if (signed_out)

@@ -61,20 +61,12 @@ void gb_subscriber_destroy(gb_subscriber_t **sub);
 /* Waits up to timeout_ms (-1: forever) for the next publication that passes
  * every check. Returns 1 with *out set, 0 on timeout (refused messages are
  * logged and skipped, not returned), or a negative gb_err when the socket
- * itself fails. */
-int gb_subscriber_poll(gb_subscriber_t *sub, int timeout_ms, Glassbox__Publication **out,
-                       gb_error_t *err) GB_MUST_CHECK;
-
-/* gb_subscriber_poll that also hands back, for a publication it returns,
- * the SignedPublication it came in (*signed_out; the caller's, freed with
+ * itself fails. With signed_out (may be NULL) it also hands back the
+ * SignedPublication the publication came in (the caller's, freed with
  * glassbox__signed_publication__free_unpacked(*signed_out, NULL)): the
  * packed Publication, signature and signer certificate a subscriber saves
- * (glassbox-client subscribe --pub). NULL on timeout or error. */
-int gb_subscriber_poll_signed(gb_subscriber_t *sub, int timeout_ms, Glassbox__Publication **out,
-                              Glassbox__SignedPublication **signed_out,
-                              gb_error_t *err) GB_MUST_CHECK;
-
-/* Round of the last publication accepted (0: none yet). */
-uint64_t gb_subscriber_last_round(const gb_subscriber_t *sub);
+ * (glassbox-client subscribe --pub); NULL on timeout or error. */
+int gb_subscriber_poll(gb_subscriber_t *sub, int timeout_ms, Glassbox__Publication **out,
+                       Glassbox__SignedPublication **signed_out, gb_error_t *err) GB_MUST_CHECK;
 
 #endif

@@ -170,7 +170,7 @@ static uint64_t s_first(fixture_t *f, gb_subscriber_t *sub, uint64_t *round)
         assert_int_equal(gb_publisher_send(f->pub, pub, len, &err), 0);
         gb_free(pub);
         Glassbox__Publication *p = NULL;
-        int rc = gb_subscriber_poll(sub, 50, &p, &err);
+        int rc = gb_subscriber_poll(sub, 50, &p, NULL, &err);
         assert_true(rc >= 0);
         if (rc == 1) {
             uint64_t r = p->round;
@@ -194,7 +194,7 @@ static void test_publish_and_replay(void **state)
     f->sub[0] = s_subscribe(f, f->ca_file, COORD);
     uint64_t round = 0;
     uint64_t got = s_first(f, f->sub[0], &round);
-    assert_true(gb_subscriber_last_round(f->sub[0]) == got);
+    assert_true(got >= 1 && got <= round);
 
     /* the same round again, and an older one: refused however well signed */
     size_t len;
@@ -207,13 +207,13 @@ static void test_publish_and_replay(void **state)
         gb_free(old);
     }
     Glassbox__Publication *p = NULL;
-    assert_int_equal(gb_subscriber_poll(f->sub[0], 200, &p, &err), 0);
+    assert_int_equal(gb_subscriber_poll(f->sub[0], 200, &p, NULL, &err), 0);
     assert_null(p);
     /* a gap is fine */
     uint8_t *next = s_publication(f, got + 5, &len);
     assert_int_equal(gb_publisher_send(f->pub, next, len, &err), 0);
     gb_free(next);
-    assert_int_equal(gb_subscriber_poll(f->sub[0], 2000, &p, &err), 1);
+    assert_int_equal(gb_subscriber_poll(f->sub[0], 2000, &p, NULL, &err), 1);
     assert_true(p->round == got + 5);
     assert_string_equal(p->explanation_distance[1]->key, "Bob-2");
     gb_publication_free(&p);
@@ -224,7 +224,7 @@ static void test_publish_and_replay(void **state)
     uint8_t *later = s_publication(f, got + 6, &len);
     assert_int_equal(gb_publisher_send(f->pub, later, len, &err), 0);
     Glassbox__SignedPublication *sp = NULL;
-    assert_int_equal(gb_subscriber_poll_signed(f->sub[0], 2000, &p, &sp, &err), 1);
+    assert_int_equal(gb_subscriber_poll(f->sub[0], 2000, &p, &sp, &err), 1);
     assert_true(p->round == got + 6);
     assert_non_null(sp);
     assert_int_equal(sp->publication.len, len);
@@ -234,7 +234,7 @@ static void test_publish_and_replay(void **state)
     glassbox__signed_publication__free_unpacked(sp, NULL);
     assert_int_equal(gb_publisher_send(f->pub, later, len, &err), 0);
     sp = (Glassbox__SignedPublication *)1; /* must be reset */
-    assert_int_equal(gb_subscriber_poll_signed(f->sub[0], 200, &p, &sp, &err), 0);
+    assert_int_equal(gb_subscriber_poll(f->sub[0], 200, &p, &sp, &err), 0);
     assert_null(p);
     assert_null(sp);
     gb_free(later);
@@ -259,9 +259,8 @@ static void test_untrusted_signers_refused(void **state)
         assert_int_equal(gb_publisher_send(f->pub, pub, len, &err), 0);
     gb_free(pub);
     Glassbox__Publication *p = NULL;
-    assert_int_equal(gb_subscriber_poll(f->sub[0], 300, &p, &err), 0);
-    assert_int_equal(gb_subscriber_poll(f->sub[1], 300, &p, &err), 0);
-    assert_true(gb_subscriber_last_round(f->sub[0]) == 0);
+    assert_int_equal(gb_subscriber_poll(f->sub[0], 300, &p, NULL, &err), 0);
+    assert_int_equal(gb_subscriber_poll(f->sub[1], 300, &p, NULL, &err), 0);
 }
 
 static void test_hostile_frames_refused(void **state)
@@ -292,7 +291,7 @@ static void test_hostile_frames_refused(void **state)
         zmq_send(f->raw, signed_pub, slen, 0);
         gb_free(pub);
         gb_free(signed_pub);
-        rc = gb_subscriber_poll(f->sub[0], 50, &p, &err);
+        rc = gb_subscriber_poll(f->sub[0], 50, &p, NULL, &err);
     }
     assert_int_equal(rc, 1);
     gb_publication_free(&p);
@@ -329,10 +328,10 @@ static void test_hostile_frames_refused(void **state)
     zmq_send(f->raw, topic, strlen(topic), ZMQ_SNDMORE);
     zmq_send(f->raw, signed_pub, slen, 0);
 
-    assert_int_equal(gb_subscriber_poll(f->sub[0], 3000, &p, &err), 1);
+    assert_int_equal(gb_subscriber_poll(f->sub[0], 3000, &p, NULL, &err), 1);
     assert_true(p->round == round); /* only the good one came through */
     gb_publication_free(&p);
-    assert_int_equal(gb_subscriber_poll(f->sub[0], 200, &p, &err), 0);
+    assert_int_equal(gb_subscriber_poll(f->sub[0], 200, &p, NULL, &err), 0);
 
     glassbox__publication__free_unpacked(inner, NULL);
     free(ibuf);
