@@ -9,7 +9,7 @@ Usage:
       [--attacks none,backdoor,labelflip,modelpoison]
       [--aggregators fedavg,median,trimmed_mean,krum,multi_krum]
       [--guard off,flags] [--rounds 20] [--limit N] [--model lenet]
-      [--explain-samples 32] [--seed 1] [--out FILE.json] [--quick]
+      [--explain ig] [--explain-samples 32] [--seed 1] [--out FILE.json] [--quick]
 
 Every run is one `glassbox-coordinator serve` and ten `glassbox-client run`
 processes on loopback, mutual TLS and all, each client with its own
@@ -31,7 +31,7 @@ links to Fashion-MNIST's test files. The attacks:
   each of their updates is -10 x (trained - global).
 
 serve runs --model lenet --epochs 1 --batch 32 --lr 0.05 --optimizer sgd
---explain ig --explain-samples E --test-data fashion-mnist --aggregator A
+--explain M (default ig) --explain-samples E --test-data fashion-mnist --aggregator A
 [--guard flags] --state STATE --out OUT --json, every client every round;
 every other setting at serve's default but one: --max-norm-ratio is 1e9 unless
 --max-norm-ratio says otherwise. serve's default of 10 refuses an update whose
@@ -316,7 +316,7 @@ class Bench:
             "--seed", str(a.seed), "--rounds", str(a.rounds), "--min-clients", str(CLIENTS),
             "--quorum", str(CLIENTS - len(ATTACKERS) - 2), "--deadline", str(a.deadline),
             "--epochs", "1", "--batch", "32", "--lr", "0.05", "--optimizer", "sgd",
-            "--aggregator", spec, "--guard", GUARDS[guard], "--explain", "ig",
+            "--aggregator", spec, "--guard", GUARDS[guard], "--explain", a.explain,
             "--explain-samples", str(a.explain_samples), "--test-data", "fashion-mnist",
             "--max-norm-ratio", "%g" % a.max_norm_ratio,
             "--threads", str(a.eval_threads), "--state", state, "--out", out,
@@ -503,6 +503,9 @@ def main():
     ap.add_argument("--limit", type=int, default=0,
                     help="training samples kept before sharding (0: all 60,000)")
     ap.add_argument("--model", default="lenet")
+    ap.add_argument("--explain", default="ig",
+                    help="serve --explain: the attribution method the clients' explanations "
+                         "use (ig, saliency, gradxinput, ...)")
     ap.add_argument("--explain-samples", type=int, default=32)
     ap.add_argument("--eval-threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=1)
@@ -572,7 +575,7 @@ def main():
         "seconds": time.monotonic() - t0, "cpu": cpu_model(), "command": sys.argv,
         "settings": {"clients": CLIENTS, "attackers": ["client-%d" % k for k in ATTACKERS],
                      "target": TARGET, "patch_rows_cols": PATCH, "rounds": a.rounds,
-                     "limit": a.limit, "model": a.model, "explain_samples": a.explain_samples,
+                     "limit": a.limit, "model": a.model, "explain": a.explain, "explain_samples": a.explain_samples,
                      "seed": a.seed, "aggregators": {g: AGG_SPECS.get(g, g) for g in aggs},
                      "shard_sizes": {s: bench.shard(s)["sizes"] for s in shards}},
         "runs": runs, "bar": v}
