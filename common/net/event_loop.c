@@ -441,29 +441,3 @@ void gb_event_loop_set_poll(gb_event_loop_t *loop, gb_event_poll_fn poll, void *
     loop->poll = poll;
     loop->poll_arg = arg;
 }
-
-int gb_event_loop_wait_private(gb_event_loop_t **loop, int max_items, gb_event_fill_fn fill,
-                               gb_event_ready_fn ready, void *arg, int timeout_ms,
-                               gb_event_check_fn check, void *check_arg, gb_error_t *err)
-{
-    if (!*loop) {
-        if (!(*loop = gb_event_loop_new(err)))
-            return GB_ENOMEM;
-        if (!gb_event_loop_add_source(*loop, max_items, fill, ready, arg, err)) {
-            gb_event_loop_destroy(loop);
-            return GB_ENOMEM;
-        }
-    }
-    double end = timeout_ms < 0 ? HUGE_VAL : gb_time_now() + timeout_ms / 1000.0;
-    for (;;) {
-        double left = end - gb_time_now();
-        if (left <= 0)
-            return 0;
-        int wait_ms = timeout_ms < 0 ? -1 : (int)ceil(left * 1000.0);
-        int rc = gb_event_loop_run_once(*loop, wait_ms, err);
-        if (rc < 0)
-            return rc;
-        if ((rc = check(check_arg, err)) != 0)
-            return rc;
-    }
-}

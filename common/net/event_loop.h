@@ -126,22 +126,6 @@ void gb_event_loop_remove(gb_event_loop_t *loop, uint64_t id);
  * and timeout_ms is -1 (the turn would never end). */
 int gb_event_loop_run_once(gb_event_loop_t *loop, int timeout_ms, gb_error_t *err) GB_MUST_CHECK;
 
-/* What an object that polls on a private loop (link client, link server)
- * asks after each turn: a negative gb_err (stop, failed), 0 (go on) or 1
- * (it has something for its caller). */
-typedef int (*gb_event_check_fn)(void *arg, gb_error_t *err);
-
-/* The wait of an object's own `poll(timeout)` when nobody attached it to a
- * loop: *loop, the object's private loop, is made on first use with the
- * one source (max_items, fill, ready, arg); then turns run until
- * check(check_arg) says 1 or fails, or timeout_ms passes (-1: for ever). Returns check's 1 or its
- * error, 0 on the timeout, or the turn's failure (GB_EIO, GB_ENOMEM making
- * the loop). The object frees *loop with gb_event_loop_destroy. */
-int gb_event_loop_wait_private(gb_event_loop_t **loop, int max_items, gb_event_fill_fn fill,
-                               gb_event_ready_fn ready, void *arg, int timeout_ms,
-                               gb_event_check_fn check, void *check_arg,
-                               gb_error_t *err) GB_MUST_CHECK;
-
 /* Runs turns until gb_event_loop_stop is called (from a callback) or a turn
  * fails. Clears the stop flag first. Returns 0 after a stop, or what the
  * failed turn returned. */

@@ -434,32 +434,32 @@ static void s_ready(gb_event_loop_t *loop, uint64_t id, void *arg)
     (void)arg;
 }
 
-/* The private loop's check: what came after a turn, into the waiting
- * caller's event. */
-typedef struct {
-    gb_link_client_t *cli;
-    gb_link_event_t *ev;
-} s_wait_t;
-
-static int s_wait_check(void *arg, gb_error_t *err)
-{
-    s_wait_t *w = arg;
-    int rc = s_poll_now(w->cli, w->ev, err);
-    return rc ? rc : w->ev->kind != GB_LINK_EV_NONE;
-}
-
 int gb_link_client_poll(gb_link_client_t *cli, int timeout_ms, gb_link_event_t *ev,
                         gb_error_t *err)
 {
     int rc = s_poll_now(cli, ev, err);
     if (rc != 0 || ev->kind != GB_LINK_EV_NONE || timeout_ms == 0)
         return rc;
-    s_wait_t w = {cli, ev};
-    rc = gb_event_loop_wait_private(&cli->loop, GB_LINK_CLIENT_POLL_ITEMS, s_fill, s_ready, cli,
-                                    timeout_ms, s_wait_check, &w, err);
-    if (rc == GB_EIO)
-        return gb_error_prefix(err, rc, "link client: ");
-    return rc < 0 ? rc : 0;
+    if (!cli->loop) {
+        if (!(cli->loop = gb_event_loop_new(err)))
+            return GB_ENOMEM;
+        if (!gb_event_loop_add_source(cli->loop, GB_LINK_CLIENT_POLL_ITEMS, s_fill, s_ready, cli,
+                                      err)) {
+            gb_event_loop_destroy(&cli->loop);
+            return GB_ENOMEM;
+        }
+    }
+    double end = timeout_ms < 0 ? HUGE_VAL : gb_time_now() + timeout_ms / 1000.0;
+    for (;;) {
+        double left = end - gb_time_now();
+        if (left <= 0)
+            return 0;
+        int wait_ms = timeout_ms < 0 ? -1 : (int)ceil(left * 1000.0);
+        if ((rc = gb_event_loop_run_once(cli->loop, wait_ms, err)) < 0)
+            return gb_error_prefix(err, rc, "link client: ");
+        if ((rc = s_poll_now(cli, ev, err)) != 0 || ev->kind != GB_LINK_EV_NONE)
+            return rc;
+    }
 }
 
 int gb_link_client_poll_items(const gb_link_client_t *cli, zmq_pollitem_t *items, int cap)

@@ -927,20 +927,6 @@ void gb_link_server_detach(gb_link_server_t *srv)
     srv->on_ready_arg = NULL;
 }
 
-/* The private loop's check: what came after a turn, into the waiting
- * caller's event. */
-typedef struct {
-    gb_link_server_t *srv;
-    gb_link_event_t *ev;
-} s_wait_t;
-
-static int s_wait_check(void *arg, gb_error_t *err)
-{
-    s_wait_t *w = arg;
-    int rc = s_poll_now(w->srv, w->ev, err);
-    return rc ? rc : w->ev->kind != GB_LINK_EV_NONE;
-}
-
 int gb_link_server_poll(gb_link_server_t *srv, int timeout_ms, gb_link_event_t *ev,
                         gb_error_t *err)
 {
@@ -950,12 +936,25 @@ int gb_link_server_poll(gb_link_server_t *srv, int timeout_ms, gb_link_event_t *
     int rc = s_poll_now(srv, ev, err);
     if (rc != 0 || ev->kind != GB_LINK_EV_NONE || timeout_ms == 0)
         return rc;
-    s_wait_t w = {srv, ev};
-    rc = gb_event_loop_wait_private(&srv->loop, 2, s_fill, s_ready, srv, timeout_ms,
-                                    s_wait_check, &w, err);
-    if (rc == GB_EIO)
-        return gb_error_prefix(err, rc, "link server: ");
-    return rc < 0 ? rc : 0;
+    if (!srv->loop) {
+        if (!(srv->loop = gb_event_loop_new(err)))
+            return GB_ENOMEM;
+        if (!gb_event_loop_add_source(srv->loop, 2, s_fill, s_ready, srv, err)) {
+            gb_event_loop_destroy(&srv->loop);
+            return GB_ENOMEM;
+        }
+    }
+    double end = timeout_ms < 0 ? HUGE_VAL : gb_time_now() + timeout_ms / 1000.0;
+    for (;;) {
+        double left = end - gb_time_now();
+        if (left <= 0)
+            return 0;
+        int wait_ms = timeout_ms < 0 ? -1 : (int)ceil(left * 1000.0);
+        if ((rc = gb_event_loop_run_once(srv->loop, wait_ms, err)) < 0)
+            return gb_error_prefix(err, rc, "link server: ");
+        if ((rc = s_poll_now(srv, ev, err)) != 0 || ev->kind != GB_LINK_EV_NONE)
+            return rc;
+    }
 }
 
 static s_session_t *s_by_handle(gb_link_server_t *srv, uint64_t handle)

@@ -589,79 +589,6 @@ static void test_sources(void **state)
     assert_int_equal(gb_event_loop_run_once(loop, -1, &err), GB_EINVAL);
 }
 
-/* ---- an object's own wait on a private loop -------------------------------- */
-
-typedef struct {
-    int readies;
-    int want;    /* check says 1 once readies reach it */
-    int fail;    /* check fails with this instead (0: never) */
-} s_wait_t;
-
-static int s_wait_fill(void *arg, zmq_pollitem_t *items, int cap, double *deadline)
-{
-    (void)items;
-    (void)cap;
-    s_wait_t *w = arg;
-    *deadline = w->want ? gb_time_now() + 0.005 : HUGE_VAL; /* due soon, or never */
-    return 0;
-}
-
-static void s_wait_ready(gb_event_loop_t *loop, uint64_t id, void *arg)
-{
-    (void)loop;
-    (void)id;
-    ((s_wait_t *)arg)->readies++;
-}
-
-static int s_wait_check(void *arg, gb_error_t *err)
-{
-    s_wait_t *w = arg;
-    if (w->fail)
-        return gb_error_set(err, w->fail, "check failed");
-    return w->readies >= w->want && w->want;
-}
-
-static void test_wait_private(void **state)
-{
-    (void)state;
-    gb_error_t err = {0};
-    gb_event_loop_t *loop = NULL;
-    s_wait_t w = {.want = 3};
-    /* made on first use; turns until the check says 1 */
-    assert_int_equal(gb_event_loop_wait_private(&loop, 1, s_wait_fill, s_wait_ready, &w, 2000,
-                                                s_wait_check, &w, &err),
-                     1);
-    assert_non_null(loop);
-    assert_int_equal(w.readies, 3);
-    gb_event_loop_t *first = loop;
-    /* reused; nothing due: the timeout, 0 */
-    w = (s_wait_t){0};
-    double t0 = gb_time_now();
-    assert_int_equal(gb_event_loop_wait_private(&loop, 1, s_wait_fill, s_wait_ready, &w, 40,
-                                                s_wait_check, &w, &err),
-                     0);
-    assert_true(gb_time_now() - t0 >= 0.039);
-    assert_ptr_equal(loop, first);
-    assert_int_equal(gb_event_loop_count(loop), 1);
-    /* the check's failure comes back as it is */
-    w = (s_wait_t){.want = 1, .fail = GB_EIO};
-    assert_int_equal(gb_event_loop_wait_private(&loop, 1, s_wait_fill, s_wait_ready, &w, 2000,
-                                                s_wait_check, &w, &err),
-                     GB_EIO);
-    assert_non_null(strstr(err.msg, "check failed"));
-    gb_event_loop_destroy(&loop);
-    /* no memory for the loop: nothing made */
-    for (long k = 1; k <= 2; k++) {
-        gb_alloc_fail_after(k);
-        int rc = gb_event_loop_wait_private(&loop, 1, s_wait_fill, s_wait_ready, &w, 10,
-                                            s_wait_check, &w, &err);
-        gb_alloc_fail_after(0);
-        if (rc == GB_ENOMEM)
-            assert_null(loop);
-        gb_event_loop_destroy(&loop);
-    }
-}
-
 static void test_alloc_failure(void **state)
 {
     (void)state;
@@ -705,7 +632,6 @@ int main(void)
         cmocka_unit_test(test_sockets_and_fds_dispatched),
         cmocka_unit_test_setup_teardown(test_removal_during_dispatch, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_sources, s_setup, s_teardown),
-        cmocka_unit_test(test_wait_private),
         cmocka_unit_test(test_alloc_failure),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
