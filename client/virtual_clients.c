@@ -371,11 +371,7 @@ static void s_on_done(void *arg, gb_daemon_t *d, int rc, const gb_error_t *err)
     } else {
         s_fail(c, err);
     }
-    /* This runs inside the loop every daemon shares: a goodbye that cannot
-     * be sent (no session, the coordinator gone) would hold all the others
-     * for the whole linger, so only a daemon with a session lingers, and
-     * its close_notify goes out at once on a session that is up. */
-    gb_daemon_stop(d, gb_daemon_status(d).connected ? S_LINGER_MS : 0);
+    gb_daemon_stop(d, S_LINGER_MS);
 }
 
 /* The shared run queue said a task finished: drained here, before the
