@@ -81,7 +81,6 @@ struct gb_daemon {
     gb_daemon_done_fn done;              /* told when a step there ends the daemon */
     void *done_arg;                      /* passed to done */
     gb_event_loop_t *own_loop;           /* gb_daemon_step's, made on its first wait */
-    uint64_t own_source;                 /* the daemon's source in own_loop */
     int own_rc;                          /* what the last step in own_loop returned */
     gb_error_t *own_err;                 /* the waiting gb_daemon_step's err */
 };
@@ -918,6 +917,15 @@ void gb_daemon_detach(gb_daemon_t *d)
     d->done_arg = NULL;
 }
 
+/* After a turn of the own loop: over once the step handled an event or
+ * returned something (d->own_rc, which gb_daemon_step returns). */
+static int s_own_check(void *arg, gb_error_t *err)
+{
+    (void)err; /* the step filled it */
+    const gb_daemon_t *d = arg;
+    return d->own_rc != 0 || d->handled;
+}
+
 int gb_daemon_step(gb_daemon_t *d, int timeout_ms, gb_error_t *err)
 {
     int rc = s_step_now(d, err);
@@ -926,32 +934,17 @@ int gb_daemon_step(gb_daemon_t *d, int timeout_ms, gb_error_t *err)
     /* Wait on the daemon's own loop, its only source: until an event was
      * handled (the step returns after draining what came with it) or the
      * time is up. The loop sleeps until the daemon's nearest deadline. */
-    if (!d->own_loop) {
-        if (!(d->own_loop = gb_event_loop_new(err)))
-            return err && err->code ? err->code : GB_ENOMEM;
-        d->own_source =
-            gb_event_loop_add_source(d->own_loop, GB_DAEMON_POLL_ITEMS, s_fill, s_on_own_ready,
-                                     d, err);
-        if (!d->own_source) {
-            gb_event_loop_destroy(&d->own_loop);
-            return err && err->code ? err->code : GB_ENOMEM;
-        }
-    }
-    double end = timeout_ms < 0 ? HUGE_VAL : gb_time_now() + timeout_ms / 1000.0;
+    const gb_event_wait_t how = {.max_items = GB_DAEMON_POLL_ITEMS, .fill = s_fill,
+                                 .ready = s_on_own_ready, .arg = d, .check = s_own_check,
+                                 .check_arg = d};
     d->own_err = err;
-    for (;;) {
-        double left = end - gb_time_now();
-        int wait_ms = timeout_ms < 0 ? -1 : left <= 0 ? 0 : (int)ceil(left * 1000.0);
-        d->own_rc = 0;
-        d->handled = false;
-        rc = gb_event_loop_run_once(d->own_loop, wait_ms, err);
-        if (rc < 0)
-            return rc;
-        if (d->own_rc != 0 || d->handled)
-            return d->own_rc;
-        if (gb_time_now() >= end)
-            return s_step_now(d, err); /* the timers that came with the end */
-    }
+    d->own_rc = 0;
+    rc = gb_event_loop_wait(&d->own_loop, &how, timeout_ms, err);
+    if (rc < 0)
+        return rc;
+    if (rc > 0)
+        return d->own_rc;
+    return s_step_now(d, err); /* the timers that came with the end */
 }
 
 void gb_daemon_stop(gb_daemon_t *d, int linger_ms)

@@ -434,32 +434,31 @@ static void s_ready(gb_event_loop_t *loop, uint64_t id, void *arg)
     (void)arg;
 }
 
+/* What gb_link_client_poll waits for: an event, taken into ev. */
+typedef struct {
+    gb_link_client_t *cli; /* the waiting link */
+    gb_link_event_t *ev;   /* the waiting poll's event */
+} s_wait_t;
+
+static int s_wait_check(void *arg, gb_error_t *err)
+{
+    s_wait_t *w = arg;
+    int rc = s_poll_now(w->cli, w->ev, err);
+    return rc < 0 ? rc : w->ev->kind != GB_LINK_EV_NONE ? 1 : 0;
+}
+
 int gb_link_client_poll(gb_link_client_t *cli, int timeout_ms, gb_link_event_t *ev,
                         gb_error_t *err)
 {
     int rc = s_poll_now(cli, ev, err);
     if (rc != 0 || ev->kind != GB_LINK_EV_NONE || timeout_ms == 0)
         return rc;
-    if (!cli->loop) {
-        if (!(cli->loop = gb_event_loop_new(err)))
-            return GB_ENOMEM;
-        if (!gb_event_loop_add_source(cli->loop, GB_LINK_CLIENT_POLL_ITEMS, s_fill, s_ready, cli,
-                                      err)) {
-            gb_event_loop_destroy(&cli->loop);
-            return GB_ENOMEM;
-        }
-    }
-    double end = timeout_ms < 0 ? HUGE_VAL : gb_time_now() + timeout_ms / 1000.0;
-    for (;;) {
-        double left = end - gb_time_now();
-        if (left <= 0)
-            return 0;
-        int wait_ms = timeout_ms < 0 ? -1 : (int)ceil(left * 1000.0);
-        if ((rc = gb_event_loop_run_once(cli->loop, wait_ms, err)) < 0)
-            return gb_error_prefix(err, rc, "link client: ");
-        if ((rc = s_poll_now(cli, ev, err)) != 0 || ev->kind != GB_LINK_EV_NONE)
-            return rc;
-    }
+    s_wait_t w = {cli, ev};
+    const gb_event_wait_t how = {.max_items = GB_LINK_CLIENT_POLL_ITEMS, .fill = s_fill,
+                                 .ready = s_ready, .arg = cli, .check = s_wait_check,
+                                 .check_arg = &w, .who = "link client: "};
+    rc = gb_event_loop_wait(&cli->loop, &how, timeout_ms, err);
+    return rc < 0 ? rc : 0;
 }
 
 int gb_link_client_poll_items(const gb_link_client_t *cli, zmq_pollitem_t *items, int cap)
