@@ -52,6 +52,8 @@ struct gb_link_client {
     bool closing;            /* the coordinator closed: drain, then end */
     bool cursor;             /* the channel may hold messages */
     bool blocked;            /* the socket had no room for the outbox at the last flush */
+    bool lingering;          /* closed by us: the close_notify still waits for room */
+    double linger_until;     /* while lingering: when to give up on it (gb_time_now) */
     double started;          /* when the current handshake began */
     double next_attempt;     /* when waiting ends */
     int backoff_ms;          /* next delay after a failure */
@@ -476,6 +478,8 @@ int gb_link_client_poll_items(const gb_link_client_t *cli, zmq_pollitem_t *items
 
 double gb_link_client_next_deadline(const gb_link_client_t *cli)
 {
+    if (cli->lingering)
+        return cli->linger_until; /* POLLOUT (blocked) says when there is room before */
     if (cli->pending || (cli->cursor && cli->ch))
         return 0; /* taken in already: no socket will say so again */
     if (cli->state == S_WAITING)
@@ -515,17 +519,42 @@ size_t gb_link_client_queued(const gb_link_client_t *cli)
     return gb_channel_outbox(cli->ch, &bytes);
 }
 
-void gb_link_client_close(gb_link_client_t *cli, int linger_ms)
+bool gb_link_client_close_begin(gb_link_client_t *cli, int linger_ms)
 {
-    if (!cli->ch)
-        return;
+    if (!cli->ch || cli->lingering)
+        return cli->lingering;
     gb_channel_close(cli->ch);
-    double until = gb_time_now() + linger_ms / 1000.0;
-    while (!s_flush(cli) && gb_time_now() < until) {
-        zmq_pollitem_t item = {.socket = cli->sock, .events = ZMQ_POLLOUT};
-        zmq_poll(&item, 1, S_BLOCKED_RETRY_MS);
-    }
+    cli->lingering = true;
+    cli->linger_until = gb_time_now() + linger_ms / 1000.0;
+    return gb_link_client_linger(cli);
+}
+
+bool gb_link_client_linger(gb_link_client_t *cli)
+{
+    if (!cli->lingering)
+        return false;
+    if (!s_flush(cli) && gb_time_now() < cli->linger_until)
+        return true;
     gb_channel_destroy(&cli->ch);
+    cli->lingering = false;
+    cli->blocked = false;
     cli->state = S_WAITING;
     cli->next_attempt = 1e18; /* closed on purpose: no reconnection */
+    return false;
+}
+
+bool gb_link_client_lingering(const gb_link_client_t *cli)
+{
+    return cli->lingering;
+}
+
+void gb_link_client_close(gb_link_client_t *cli, int linger_ms)
+{
+    /* standalone (a one-shot command): wait here, nothing else to serve */
+    while (gb_link_client_close_begin(cli, linger_ms)) {
+        zmq_pollitem_t item = {.socket = cli->sock, .events = ZMQ_POLLOUT};
+        zmq_poll(&item, 1, S_BLOCKED_RETRY_MS);
+        if (!gb_link_client_linger(cli))
+            break;
+    }
 }
