@@ -39,6 +39,7 @@
     gb_log_##level("daemon %s: " fmt, (d)->client_name, ##__VA_ARGS__)
 
 #define S_BACKLOG_RETRY_MS 5 /* frames the link had no room for are offered again */
+#define S_STOP_LOOK_S 0.005 /* a stopping daemon's look at its cancelled task, in the loop */
 #define S_RECENT_TASKS 8    /* finished task ids remembered, to ignore a resent Task */
 #define S_SOFTWARE "glassbox " GLASSBOX_VERSION
 #define S_EXPLAIN_METHODS "integrated_gradients,gradient_x_input,saliency,smoothgrad,grad_cam"
@@ -81,8 +82,9 @@ struct gb_daemon {
     gb_daemon_done_fn done;              /* told when a step there ends the daemon */
     void *done_arg;                      /* passed to done */
     gb_event_loop_t *own_loop;           /* gb_daemon_step's, made on its first wait */
-    uint64_t own_source;                 /* the daemon's source in own_loop */
     int own_rc;                          /* what the last step in own_loop returned */
+    gb_event_loop_t *stop_loop;          /* gb_daemon_stop_begin's loop, while stopping */
+    uint64_t stop_source;                /* the daemon's source there (0: not stopping) */
     gb_error_t *own_err;                 /* the waiting gb_daemon_step's err */
 };
 
@@ -810,6 +812,8 @@ void gb_daemon_destroy(gb_daemon_t **pd)
         return;
     gb_daemon_t *d = *pd;
     gb_daemon_detach(d);
+    if (d->stop_source)
+        gb_event_loop_remove(d->stop_loop, d->stop_source);
     gb_event_loop_destroy(&d->own_loop);
     gb_daemon_worker_destroy(&d->worker); /* joins the thread before the runner goes */
     gb_envelope_free(&d->waiting);
@@ -918,6 +922,15 @@ void gb_daemon_detach(gb_daemon_t *d)
     d->done_arg = NULL;
 }
 
+/* After a turn of the own loop: over once the step handled an event or
+ * returned something (d->own_rc, which gb_daemon_step returns). */
+static int s_own_check(void *arg, gb_error_t *err)
+{
+    (void)err; /* the step filled it */
+    const gb_daemon_t *d = arg;
+    return d->own_rc != 0 || d->handled;
+}
+
 int gb_daemon_step(gb_daemon_t *d, int timeout_ms, gb_error_t *err)
 {
     int rc = s_step_now(d, err);
@@ -926,53 +939,122 @@ int gb_daemon_step(gb_daemon_t *d, int timeout_ms, gb_error_t *err)
     /* Wait on the daemon's own loop, its only source: until an event was
      * handled (the step returns after draining what came with it) or the
      * time is up. The loop sleeps until the daemon's nearest deadline. */
-    if (!d->own_loop) {
-        if (!(d->own_loop = gb_event_loop_new(err)))
-            return err && err->code ? err->code : GB_ENOMEM;
-        d->own_source =
-            gb_event_loop_add_source(d->own_loop, GB_DAEMON_POLL_ITEMS, s_fill, s_on_own_ready,
-                                     d, err);
-        if (!d->own_source) {
-            gb_event_loop_destroy(&d->own_loop);
-            return err && err->code ? err->code : GB_ENOMEM;
-        }
-    }
-    double end = timeout_ms < 0 ? HUGE_VAL : gb_time_now() + timeout_ms / 1000.0;
+    const gb_event_wait_t how = {.max_items = GB_DAEMON_POLL_ITEMS, .fill = s_fill,
+                                 .ready = s_on_own_ready, .arg = d, .check = s_own_check,
+                                 .check_arg = d};
     d->own_err = err;
-    for (;;) {
-        double left = end - gb_time_now();
-        int wait_ms = timeout_ms < 0 ? -1 : left <= 0 ? 0 : (int)ceil(left * 1000.0);
-        d->own_rc = 0;
-        d->handled = false;
-        rc = gb_event_loop_run_once(d->own_loop, wait_ms, err);
-        if (rc < 0)
-            return rc;
-        if (d->own_rc != 0 || d->handled)
-            return d->own_rc;
-        if (gb_time_now() >= end)
-            return s_step_now(d, err); /* the timers that came with the end */
-    }
+    d->own_rc = 0;
+    rc = gb_event_loop_wait(&d->own_loop, &how, timeout_ms, err);
+    if (rc < 0)
+        return rc;
+    if (rc > 0)
+        return d->own_rc;
+    return s_step_now(d, err); /* the timers that came with the end */
+}
+
+/* The first half of a stop, which never waits: the task told to cancel,
+ * the waiting one forgotten, what is queued sent. */
+static void s_stop_start(gb_daemon_t *d)
+{
+    d->stopped = true;
+    gb_daemon_worker_cancel(d->worker); /* harmless when idle */
+    gb_envelope_free(&d->waiting);
+    if (d->n_results)
+        S_LOG(warn, d, "stopping with %zu result(s) not acknowledged", d->n_results);
+    s_flush(d);
+}
+
+/* The cancelled task's result, dropped once it is done. */
+static void s_stop_collect(gb_daemon_t *d)
+{
+    if (!gb_daemon_worker_busy(d->worker) || !gb_daemon_worker_done(d->worker))
+        return;
+    gb_daemon_worker_result_t r;
+    gb_daemon_worker_collect(d->worker, &r);
+    gb_daemon_worker_result_free(&r);
+}
+
+static void s_stop_end(gb_daemon_t *d)
+{
+    d->st.connected = d->st.welcomed = false;
+    S_LOG(info, d, "stopped");
 }
 
 void gb_daemon_stop(gb_daemon_t *d, int linger_ms)
 {
     if (d->stopped)
         return;
-    d->stopped = true;
-    if (gb_daemon_worker_busy(d->worker)) {
-        gb_daemon_worker_cancel(d->worker);
-        gb_daemon_worker_wait(d->worker); /* at most one batch */
-        gb_daemon_worker_result_t r;
-        gb_daemon_worker_collect(d->worker, &r);
-        gb_daemon_worker_result_free(&r);
-    }
-    gb_envelope_free(&d->waiting);
-    if (d->n_results)
-        S_LOG(warn, d, "stopping with %zu result(s) not acknowledged", d->n_results);
-    s_flush(d);
+    s_stop_start(d);
+    gb_daemon_worker_wait(d->worker); /* at most one batch; at once when idle */
+    s_stop_collect(d);
     gb_link_client_close(d->link, linger_ms);
-    d->st.connected = d->st.welcomed = false;
-    S_LOG(info, d, "stopped");
+    s_stop_end(d);
+}
+
+/* While stopping in a loop: the lingering goodbye's items and deadline, and
+ * a short look at the worker while its cancelled batch ends (its end says
+ * nothing on a descriptor of ours when the run queue is shared). */
+static int s_stop_fill(void *arg, zmq_pollitem_t *items, int cap, double *deadline)
+{
+    const gb_daemon_t *d = arg;
+    int n = 0;
+    *deadline = HUGE_VAL;
+    if (gb_link_client_lingering(d->link)) {
+        n = gb_link_client_poll_items(d->link, items, cap);
+        *deadline = gb_link_client_next_deadline(d->link);
+    }
+    if (gb_daemon_worker_busy(d->worker)) {
+        double look = gb_time_now() + S_STOP_LOOK_S;
+        if (look < *deadline)
+            *deadline = look;
+    }
+    return n;
+}
+
+static void s_stop_ready(gb_event_loop_t *loop, uint64_t id, void *arg)
+{
+    gb_daemon_t *d = arg;
+    s_stop_collect(d);
+    bool lingering = gb_link_client_linger(d->link);
+    if (lingering || gb_daemon_worker_busy(d->worker))
+        return;
+    gb_event_loop_remove(loop, id);
+    d->stop_loop = NULL;
+    d->stop_source = 0;
+    s_stop_end(d);
+}
+
+int gb_daemon_stop_begin(gb_daemon_t *d, gb_event_loop_t *loop, int linger_ms, gb_error_t *err)
+{
+    if (d->stopped)
+        return 0;
+    if (d->source || !loop)
+        return gb_error_set(err, GB_EINVAL, "daemon %s: %s", d->client_name,
+                            loop ? "still attached: detach first" : "stop_begin needs a loop");
+    s_stop_start(d);
+    s_stop_collect(d);
+    bool lingering = gb_link_client_close_begin(d->link, linger_ms);
+    if (!lingering && !gb_daemon_worker_busy(d->worker)) {
+        s_stop_end(d);
+        return 0;
+    }
+    d->stop_source = gb_event_loop_add_source(loop, GB_DAEMON_POLL_ITEMS, s_stop_fill,
+                                              s_stop_ready, d, err);
+    if (!d->stop_source) {
+        /* no room to finish in the loop: finish now, goodbye cut short */
+        gb_daemon_worker_wait(d->worker);
+        s_stop_collect(d);
+        gb_link_client_close(d->link, 0);
+        s_stop_end(d);
+        return err && err->code ? err->code : GB_ENOMEM;
+    }
+    d->stop_loop = loop;
+    return 0;
+}
+
+bool gb_daemon_stopping(const gb_daemon_t *d)
+{
+    return d->stop_source != 0;
 }
 
 gb_daemon_status_t gb_daemon_status(const gb_daemon_t *d)

@@ -266,6 +266,23 @@ double gb_daemon_next_deadline(const gb_daemon_t *d);
  * 0 (or GB_DAEMON_FINISHED). */
 void gb_daemon_stop(gb_daemon_t *d, int linger_ms);
 
+/* gb_daemon_stop for a daemon that ends inside a loop shared with others
+ * (the virtual clients'): it never waits, so the others' timers and
+ * heartbeats keep their time. The running task is told to cancel and the
+ * close_notify sent as far as the socket takes it; the rest (the task's
+ * last batch, the goodbye's flush within linger_ms) the loop finishes: the
+ * daemon is a source of loop until then (gb_daemon_stopping) and leaves it
+ * by itself; gb_daemon_destroy takes it out earlier. The daemon must not be
+ * attached (done callbacks come detached). Returns 0 (also when stopped
+ * already), GB_EINVAL (attached, or no loop; nothing done), or GB_ENOMEM
+ * (err filled) after finishing the stop at once with the goodbye cut short.
+ * The loop is borrowed and must outlive the stop. */
+int gb_daemon_stop_begin(gb_daemon_t *d, gb_event_loop_t *loop, int linger_ms,
+                         gb_error_t *err) GB_MUST_CHECK;
+
+/* True while a gb_daemon_stop_begin still has work left in its loop. */
+bool gb_daemon_stopping(const gb_daemon_t *d);
+
 /* A snapshot of the daemon's state. */
 gb_daemon_status_t gb_daemon_status(const gb_daemon_t *d);
 

@@ -371,7 +371,20 @@ static void s_on_done(void *arg, gb_daemon_t *d, int rc, const gb_error_t *err)
     } else {
         s_fail(c, err);
     }
-    gb_daemon_stop(d, S_LINGER_MS);
+    /* not gb_daemon_stop: its waits (the task's batch, the goodbye's
+     * linger) would stall every other daemon on the loop */
+    gb_error_t e = {0};
+    if (gb_daemon_stop_begin(d, c->owner->loop, S_LINGER_MS, &e) != 0)
+        gb_log_warn("%s: stopping: %s", c->name, e.msg);
+}
+
+/* A daemon that ended still finishes its goodbye in the loop. */
+static bool s_any_stopping(const gb_virtual_t *v)
+{
+    for (int i = 0; i < v->count; i++)
+        if (v->clients[i].daemon && gb_daemon_stopping(v->clients[i].daemon))
+            return true;
+    return false;
 }
 
 /* The shared run queue said a task finished: drained here, before the
@@ -387,7 +400,7 @@ static void s_on_queue(gb_event_loop_t *loop, uint64_t id, short revents, void *
 
 int gb_virtual_step(gb_virtual_t *v, int timeout_ms)
 {
-    if (!v->active)
+    if (!v->active && !s_any_stopping(v))
         return GB_DAEMON_FINISHED;
     gb_error_t err = {0};
     if (gb_event_loop_run_once(v->loop, timeout_ms, &err) < 0) {
@@ -401,7 +414,7 @@ int gb_virtual_step(gb_virtual_t *v, int timeout_ms)
         }
         return GB_DAEMON_FINISHED;
     }
-    return v->active ? 0 : GB_DAEMON_FINISHED;
+    return v->active || s_any_stopping(v) ? 0 : GB_DAEMON_FINISHED;
 }
 
 void gb_virtual_stop(gb_virtual_t *v, int linger_ms)

@@ -430,6 +430,32 @@ int gb_event_loop_count(const gb_event_loop_t *loop)
     return loop->live;
 }
 
+int gb_event_loop_wait(gb_event_loop_t **own, const gb_event_wait_t *w, int timeout_ms,
+                       gb_error_t *err)
+{
+    if (!*own) {
+        if (!(*own = gb_event_loop_new(err)))
+            return GB_ENOMEM;
+        if (!gb_event_loop_add_source(*own, w->max_items, w->fill, w->ready, w->arg, err)) {
+            gb_event_loop_destroy(own);
+            return err && err->code ? err->code : GB_ENOMEM;
+        }
+    }
+    /* the loop's clock, so that a test's clock moves the end as well */
+    double end = timeout_ms < 0 ? HUGE_VAL : s_now(*own) + timeout_ms / 1000.0;
+    for (;;) {
+        double left = end - s_now(*own);
+        if (left <= 0)
+            return 0;
+        int wait_ms = timeout_ms < 0 ? -1 : (int)ceil(left * 1000.0);
+        int rc = gb_event_loop_run_once(*own, wait_ms, err);
+        if (rc < 0)
+            return w->who ? gb_error_prefix(err, rc, "%s", w->who) : rc;
+        if ((rc = w->check(w->check_arg, err)) != 0)
+            return rc;
+    }
+}
+
 void gb_event_loop_set_clock(gb_event_loop_t *loop, gb_event_clock_fn clock, void *arg)
 {
     loop->clock = clock;

@@ -144,6 +144,33 @@ long gb_event_loop_last_timeout(const gb_event_loop_t *loop);
 /* Registrations of every kind now live. */
 int gb_event_loop_count(const gb_event_loop_t *loop);
 
+/* After each turn of gb_event_loop_wait: > 0 the wait is over (what it
+ * waited for came), 0 wait on, < 0 an error to return as it is. */
+typedef int (*gb_event_check_fn)(void *arg, gb_error_t *err);
+
+/* What gb_event_loop_wait makes its private loop of and waits for. */
+typedef struct {
+    int max_items;          /* the source's items, as gb_event_loop_add_source */
+    gb_event_fill_fn fill;  /* the source's fill callback */
+    gb_event_ready_fn ready; /* the source's ready callback */
+    void *arg;              /* their argument */
+    gb_event_check_fn check; /* asked after every turn */
+    void *check_arg;        /* its argument */
+    const char *who;        /* prefixes the loop's own errors ("link client: "); NULL: none */
+} gb_event_wait_t;
+
+/* The one private-loop fallback for an object that waits but is not
+ * attached to a loop (a one-shot command's link, a test's daemon): on the
+ * first call makes *own, a loop whose only source is the object (w's
+ * fill, ready, arg), then runs its turns, each sleeping until the
+ * source's deadline or the time left, until w->check says the wait is
+ * over or timeout_ms passed (-1: no limit; 0 returns at once, no turn).
+ * Returns w->check's positive value, 0 when the time is up, or a negative
+ * code: check's as it is, GB_ENOMEM or the loop's with err filled.
+ * The caller owns *own (gb_event_loop_destroy) and keeps it between calls. */
+int gb_event_loop_wait(gb_event_loop_t **own, const gb_event_wait_t *w, int timeout_ms,
+                       gb_error_t *err) GB_MUST_CHECK;
+
 /* For tests: replace the clock and the poll (NULL: gb_time_now, zmq_poll). */
 void gb_event_loop_set_clock(gb_event_loop_t *loop, gb_event_clock_fn clock, void *arg);
 void gb_event_loop_set_poll(gb_event_loop_t *loop, gb_event_poll_fn poll, void *arg);

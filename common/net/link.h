@@ -235,7 +235,25 @@ bool gb_link_client_connected(const gb_link_client_t *cli);
 /* Bytes queued and not yet taken by the socket (0 when all sent). */
 size_t gb_link_client_queued(const gb_link_client_t *cli);
 
-/* Sends close_notify, then waits up to linger_ms for the socket to take it. */
+/* Sends close_notify, then waits up to linger_ms for the socket to take it.
+ * For a one-shot command's link, which serves nothing else: inside a loop
+ * use gb_link_client_close_begin, which never waits. */
 void gb_link_client_close(gb_link_client_t *cli, int linger_ms);
+
+/* Closes as gb_link_client_close, but without waiting: sends what the
+ * socket takes of the close_notify now. Returns true while the rest still
+ * waits for room ("lingering"): then the link's poll items ask for POLLOUT
+ * and its next deadline is the linger's end, and whoever polls them calls
+ * gb_link_client_linger when they are ready. False once closed (or when
+ * there was no session). Calling it again while lingering changes nothing. */
+bool gb_link_client_close_begin(gb_link_client_t *cli, int linger_ms);
+
+/* Moves a lingering close_notify on; ends the session once it is flushed or
+ * the linger is over (what did not leave by then is dropped). Returns true
+ * while still lingering; false at once when not lingering. */
+bool gb_link_client_linger(gb_link_client_t *cli);
+
+/* Between gb_link_client_close_begin and the end of its linger. */
+bool gb_link_client_lingering(const gb_link_client_t *cli);
 
 #endif

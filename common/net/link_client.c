@@ -52,6 +52,8 @@ struct gb_link_client {
     bool closing;            /* the coordinator closed: drain, then end */
     bool cursor;             /* the channel may hold messages */
     bool blocked;            /* the socket had no room for the outbox at the last flush */
+    bool lingering;          /* closed by us: the close_notify still waits for room */
+    double linger_until;     /* while lingering: when to give up on it (gb_time_now) */
     double started;          /* when the current handshake began */
     double next_attempt;     /* when waiting ends */
     int backoff_ms;          /* next delay after a failure */
@@ -434,32 +436,31 @@ static void s_ready(gb_event_loop_t *loop, uint64_t id, void *arg)
     (void)arg;
 }
 
+/* What gb_link_client_poll waits for: an event, taken into ev. */
+typedef struct {
+    gb_link_client_t *cli; /* the waiting link */
+    gb_link_event_t *ev;   /* the waiting poll's event */
+} s_wait_t;
+
+static int s_wait_check(void *arg, gb_error_t *err)
+{
+    s_wait_t *w = arg;
+    int rc = s_poll_now(w->cli, w->ev, err);
+    return rc < 0 ? rc : w->ev->kind != GB_LINK_EV_NONE ? 1 : 0;
+}
+
 int gb_link_client_poll(gb_link_client_t *cli, int timeout_ms, gb_link_event_t *ev,
                         gb_error_t *err)
 {
     int rc = s_poll_now(cli, ev, err);
     if (rc != 0 || ev->kind != GB_LINK_EV_NONE || timeout_ms == 0)
         return rc;
-    if (!cli->loop) {
-        if (!(cli->loop = gb_event_loop_new(err)))
-            return GB_ENOMEM;
-        if (!gb_event_loop_add_source(cli->loop, GB_LINK_CLIENT_POLL_ITEMS, s_fill, s_ready, cli,
-                                      err)) {
-            gb_event_loop_destroy(&cli->loop);
-            return GB_ENOMEM;
-        }
-    }
-    double end = timeout_ms < 0 ? HUGE_VAL : gb_time_now() + timeout_ms / 1000.0;
-    for (;;) {
-        double left = end - gb_time_now();
-        if (left <= 0)
-            return 0;
-        int wait_ms = timeout_ms < 0 ? -1 : (int)ceil(left * 1000.0);
-        if ((rc = gb_event_loop_run_once(cli->loop, wait_ms, err)) < 0)
-            return gb_error_prefix(err, rc, "link client: ");
-        if ((rc = s_poll_now(cli, ev, err)) != 0 || ev->kind != GB_LINK_EV_NONE)
-            return rc;
-    }
+    s_wait_t w = {cli, ev};
+    const gb_event_wait_t how = {.max_items = GB_LINK_CLIENT_POLL_ITEMS, .fill = s_fill,
+                                 .ready = s_ready, .arg = cli, .check = s_wait_check,
+                                 .check_arg = &w, .who = "link client: "};
+    rc = gb_event_loop_wait(&cli->loop, &how, timeout_ms, err);
+    return rc < 0 ? rc : 0;
 }
 
 int gb_link_client_poll_items(const gb_link_client_t *cli, zmq_pollitem_t *items, int cap)
@@ -477,6 +478,8 @@ int gb_link_client_poll_items(const gb_link_client_t *cli, zmq_pollitem_t *items
 
 double gb_link_client_next_deadline(const gb_link_client_t *cli)
 {
+    if (cli->lingering)
+        return cli->linger_until; /* POLLOUT (blocked) says when there is room before */
     if (cli->pending || (cli->cursor && cli->ch))
         return 0; /* taken in already: no socket will say so again */
     if (cli->state == S_WAITING)
@@ -516,17 +519,42 @@ size_t gb_link_client_queued(const gb_link_client_t *cli)
     return gb_channel_outbox(cli->ch, &bytes);
 }
 
-void gb_link_client_close(gb_link_client_t *cli, int linger_ms)
+bool gb_link_client_close_begin(gb_link_client_t *cli, int linger_ms)
 {
-    if (!cli->ch)
-        return;
+    if (!cli->ch || cli->lingering)
+        return cli->lingering;
     gb_channel_close(cli->ch);
-    double until = gb_time_now() + linger_ms / 1000.0;
-    while (!s_flush(cli) && gb_time_now() < until) {
-        zmq_pollitem_t item = {.socket = cli->sock, .events = ZMQ_POLLOUT};
-        zmq_poll(&item, 1, S_BLOCKED_RETRY_MS);
-    }
+    cli->lingering = true;
+    cli->linger_until = gb_time_now() + linger_ms / 1000.0;
+    return gb_link_client_linger(cli);
+}
+
+bool gb_link_client_linger(gb_link_client_t *cli)
+{
+    if (!cli->lingering)
+        return false;
+    if (!s_flush(cli) && gb_time_now() < cli->linger_until)
+        return true;
     gb_channel_destroy(&cli->ch);
+    cli->lingering = false;
+    cli->blocked = false;
     cli->state = S_WAITING;
     cli->next_attempt = 1e18; /* closed on purpose: no reconnection */
+    return false;
+}
+
+bool gb_link_client_lingering(const gb_link_client_t *cli)
+{
+    return cli->lingering;
+}
+
+void gb_link_client_close(gb_link_client_t *cli, int linger_ms)
+{
+    /* standalone (a one-shot command): wait here, nothing else to serve */
+    while (gb_link_client_close_begin(cli, linger_ms)) {
+        zmq_pollitem_t item = {.socket = cli->sock, .events = ZMQ_POLLOUT};
+        zmq_poll(&item, 1, S_BLOCKED_RETRY_MS);
+        if (!gb_link_client_linger(cli))
+            break;
+    }
 }

@@ -927,6 +927,19 @@ void gb_link_server_detach(gb_link_server_t *srv)
     srv->on_ready_arg = NULL;
 }
 
+/* What gb_link_server_poll waits for: an event, taken into ev. */
+typedef struct {
+    gb_link_server_t *srv; /* the waiting server */
+    gb_link_event_t *ev;   /* the waiting poll's event */
+} s_wait_t;
+
+static int s_wait_check(void *arg, gb_error_t *err)
+{
+    s_wait_t *w = arg;
+    int rc = s_poll_now(w->srv, w->ev, err);
+    return rc < 0 ? rc : w->ev->kind != GB_LINK_EV_NONE ? 1 : 0;
+}
+
 int gb_link_server_poll(gb_link_server_t *srv, int timeout_ms, gb_link_event_t *ev,
                         gb_error_t *err)
 {
@@ -936,25 +949,12 @@ int gb_link_server_poll(gb_link_server_t *srv, int timeout_ms, gb_link_event_t *
     int rc = s_poll_now(srv, ev, err);
     if (rc != 0 || ev->kind != GB_LINK_EV_NONE || timeout_ms == 0)
         return rc;
-    if (!srv->loop) {
-        if (!(srv->loop = gb_event_loop_new(err)))
-            return GB_ENOMEM;
-        if (!gb_event_loop_add_source(srv->loop, 2, s_fill, s_ready, srv, err)) {
-            gb_event_loop_destroy(&srv->loop);
-            return GB_ENOMEM;
-        }
-    }
-    double end = timeout_ms < 0 ? HUGE_VAL : gb_time_now() + timeout_ms / 1000.0;
-    for (;;) {
-        double left = end - gb_time_now();
-        if (left <= 0)
-            return 0;
-        int wait_ms = timeout_ms < 0 ? -1 : (int)ceil(left * 1000.0);
-        if ((rc = gb_event_loop_run_once(srv->loop, wait_ms, err)) < 0)
-            return gb_error_prefix(err, rc, "link server: ");
-        if ((rc = s_poll_now(srv, ev, err)) != 0 || ev->kind != GB_LINK_EV_NONE)
-            return rc;
-    }
+    s_wait_t w = {srv, ev};
+    const gb_event_wait_t how = {.max_items = 2, .fill = s_fill, .ready = s_ready, .arg = srv,
+                                 .check = s_wait_check, .check_arg = &w,
+                                 .who = "link server: "};
+    rc = gb_event_loop_wait(&srv->loop, &how, timeout_ms, err);
+    return rc < 0 ? rc : 0;
 }
 
 static s_session_t *s_by_handle(gb_link_server_t *srv, uint64_t handle)

@@ -589,6 +589,75 @@ static void test_sources(void **state)
     assert_int_equal(gb_event_loop_run_once(loop, -1, &err), GB_EINVAL);
 }
 
+/* ---- gb_event_loop_wait: the private loop of an object not attached -------- */
+
+/* The private loop's source: counts (its id is the private loop's). */
+static void s_wait_ready(gb_event_loop_t *loop, uint64_t id, void *arg)
+{
+    (void)loop;
+    (void)id;
+    s_source_t *s = arg;
+    s->readies++;
+}
+
+/* Over (7) once the source was ready twice; an error while victim is 1. */
+static int s_wait_check(void *arg, gb_error_t *err)
+{
+    const s_source_t *s = arg;
+    if (s->victim == 1)
+        return gb_error_set(err, GB_EPROTO, "check failed");
+    return s->readies >= 2 ? 7 : 0;
+}
+
+static void test_wait(void **state)
+{
+    (void)state;
+    gb_error_t err = {0};
+    gb_event_loop_t *own = NULL;
+    s_source_t s = {.deadline = 0.0}; /* due at once, no items: no real wait */
+    const gb_event_wait_t how = {.max_items = 1, .fill = s_fill, .ready = s_wait_ready, .arg = &s,
+                                 .check = s_wait_check, .check_arg = &s, .who = "thing: "};
+    /* timeout 0: no turn, but the loop is made (and kept) */
+    assert_int_equal(gb_event_loop_wait(&own, &how, 0, &err), 0);
+    assert_non_null(own);
+    gb_event_loop_t *first = own;
+    assert_int_equal(s.fills, 0);
+    /* turns until the check says over; its value is returned */
+    assert_int_equal(gb_event_loop_wait(&own, &how, -1, &err), 7);
+    assert_int_equal(s.readies, 2);
+    assert_ptr_equal(own, first);
+    assert_int_equal(gb_event_loop_count(own), 1); /* one source, not one a call */
+    /* the check's error as it is */
+    s.victim = 1;
+    assert_int_equal(gb_event_loop_wait(&own, &how, -1, &err), GB_EPROTO);
+    assert_string_equal(err.msg, "check failed");
+    s.victim = 0;
+    /* the time runs out: 0 */
+    s.readies = 0;
+    s.deadline = HUGE_VAL;
+    s_source_t quiet = {.deadline = HUGE_VAL};
+    gb_event_loop_t *own2 = NULL;
+    const gb_event_wait_t none = {.max_items = 1, .fill = s_fill, .ready = s_wait_ready,
+                                  .arg = &quiet, .check = s_wait_check, .check_arg = &quiet};
+    assert_int_equal(gb_event_loop_wait(&own2, &none, 5, &err), 0);
+    assert_true(quiet.fills >= 1);
+    assert_int_equal(quiet.readies, 0);
+    /* the loop's own error, prefixed with who: nothing to wait for, no limit */
+    assert_int_equal(gb_event_loop_wait(&own, &how, -1, &err), GB_EINVAL);
+    assert_non_null(strstr(err.msg, "thing: event loop: nothing to wait for"));
+    gb_event_loop_destroy(&own);
+    gb_event_loop_destroy(&own2);
+    /* out of memory making the loop: GB_ENOMEM, nothing kept */
+    for (long k = 1; k < 4; k++) {
+        gb_alloc_fail_after(k);
+        int rc = gb_event_loop_wait(&own, &how, 0, &err);
+        gb_alloc_fail_after(0);
+        assert_true(rc == 0 || rc == GB_ENOMEM);
+        assert_true(rc == 0 ? own != NULL : own == NULL);
+        gb_event_loop_destroy(&own);
+    }
+}
+
 static void test_alloc_failure(void **state)
 {
     (void)state;
@@ -632,6 +701,7 @@ int main(void)
         cmocka_unit_test(test_sockets_and_fds_dispatched),
         cmocka_unit_test_setup_teardown(test_removal_during_dispatch, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_sources, s_setup, s_teardown),
+        cmocka_unit_test(test_wait),
         cmocka_unit_test(test_alloc_failure),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
