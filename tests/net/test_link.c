@@ -750,6 +750,88 @@ static void test_client_close(void **state)
     s_stop(n);
 }
 
+/* The link as the source of a loop shared with a timer, while it lingers. */
+typedef struct {
+    gb_link_client_t *cli; /* the closing link */
+    int fired;             /* the timer's calls */
+    double fired_at;       /* when it fired (the loop's clock: gb_time_now) */
+} linger_t;
+
+static int s_linger_fill(void *arg, zmq_pollitem_t *items, int cap, double *deadline)
+{
+    linger_t *l = arg;
+    *deadline = gb_link_client_next_deadline(l->cli);
+    return gb_link_client_lingering(l->cli) ? gb_link_client_poll_items(l->cli, items, cap) : 0;
+}
+
+static void s_linger_ready(gb_event_loop_t *loop, uint64_t id, void *arg)
+{
+    linger_t *l = arg;
+    if (!gb_link_client_linger(l->cli))
+        gb_event_loop_remove(loop, id);
+}
+
+static void s_linger_timer(gb_event_loop_t *loop, uint64_t id, void *arg)
+{
+    (void)loop;
+    (void)id;
+    linger_t *l = arg;
+    l->fired++;
+    l->fired_at = gb_time_now();
+}
+
+/* gb_link_client_close_begin never waits: a goodbye that leaves at once
+ * ends the session there; one that cannot leave (the coordinator is gone)
+ * lingers as a source of the loop, and the loop's other timer fires on
+ * time meanwhile, not after the 1 s linger. */
+static void test_client_close_in_a_loop(void **state)
+{
+    fixture_t *f = *state;
+    net_t *n = &f->n;
+    s_start(n, f, &s_fast);
+    gb_link_client_t *cli = s_add_client(n, f->ctx, f->client_tls);
+    gb_link_client_t *other = s_add_client(n, f->ctx, f->client_tls);
+    assert_false(gb_link_client_close_begin(cli, 1000)); /* no session yet: nothing to say */
+    PUMP_UNTIL(n, n->s.connected == 2, 5000);
+    assert_int_equal(n->s.connected, 2);
+    /* room for the goodbye: closed at once */
+    assert_false(gb_link_client_close_begin(other, 1000));
+    assert_false(gb_link_client_lingering(other));
+    assert_false(gb_link_client_connected(other));
+    assert_false(gb_link_client_linger(other)); /* not lingering: nothing */
+    PUMP_UNTIL(n, n->s.disconnected == 1, 3000);
+    assert_int_equal(n->s.disconnected, 1);
+    /* no room: the coordinator went away (cli is not polled, so it still
+     * holds its session), and an immediate socket takes nothing */
+    gb_link_server_destroy(&n->srv);
+    usleep(200 * 1000);
+    gb_error_t err = {0};
+    gb_event_loop_t *loop = gb_event_loop_new(&err);
+    assert_non_null(loop);
+    linger_t l = {.cli = cli};
+    double t0 = gb_time_now();
+    assert_true(gb_link_client_close_begin(cli, 1000));
+    assert_true(gb_link_client_close_begin(cli, 1000)); /* again: changes nothing */
+    assert_true(gb_link_client_lingering(cli));
+    assert_true(gb_link_client_next_deadline(cli) <= t0 + 1.0 + 0.1);
+    assert_true(gb_event_loop_add_source(loop, GB_LINK_CLIENT_POLL_ITEMS, s_linger_fill,
+                                         s_linger_ready, &l, &err));
+    assert_true(gb_event_loop_add_timer(loop, t0 + 0.05, 0, s_linger_timer, &l, &err));
+    while (gb_event_loop_count(loop) > 1 || !l.fired) /* the timer stays, disarmed */
+        assert_true(gb_event_loop_run_once(loop, 3000, &err) >= 0);
+    double t1 = gb_time_now();
+    assert_int_equal(l.fired, 1);
+    /* generous bounds: the timer came long before the linger's end, and the
+     * linger ran its time (nothing could leave) */
+    assert_true(l.fired_at - t0 < 0.5);
+    assert_true(t1 - t0 > 0.5);
+    assert_false(gb_link_client_lingering(cli));
+    assert_false(gb_link_client_connected(cli));
+    assert_int_equal(gb_link_client_queued(cli), 0);
+    gb_event_loop_destroy(&loop);
+    s_stop(n);
+}
+
 /* A CRL reloaded under running sessions: the revoked client's session ends
  * at the recheck, with a DISCONNECTED event saying why; the other client's
  * session goes on; the revoked client's new handshakes fail. */
@@ -903,6 +985,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_idle_timeout, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_owner_away_is_not_silence, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_client_close, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_client_close_in_a_loop, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_recheck_after_revocation, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_attached_to_a_loop, s_setup, s_teardown),
     };
