@@ -642,32 +642,49 @@ void gb_explain_merge_result_free(gb_explain_merge_result_t *r)
     memset(r, 0, sizeof *r);
 }
 
-size_t gb_explain_merge_moved(const gb_explain_merge_result_t *r, const char *client_id,
-                              const uint32_t **cells, const float **share)
+/* The distance entry of client_id in r (by binary search: the entries are
+ * sorted by id), or r->n_distance when it has none. */
+static size_t s_entry(const gb_explain_merge_result_t *r, const char *client_id)
 {
-    if (!r || !client_id || !r->moved || !r->moved_share)
-        return 0;
     size_t lo = 0, hi = r->n_distance;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
         int c = strcmp(r->distance[mid]->key, client_id);
-        if (c == 0) {
-            const uint32_t *m = r->moved + mid * GB_EXPLAIN_MERGE_MOVED;
-            size_t n = 0;
-            while (n < GB_EXPLAIN_MERGE_MOVED && m[n] != UINT32_MAX)
-                n++;
-            if (cells)
-                *cells = m;
-            if (share)
-                *share = r->moved_share + mid * GB_EXPLAIN_MERGE_MOVED;
-            return n;
-        }
+        if (c == 0)
+            return mid;
         if (c < 0)
             lo = mid + 1;
         else
             hi = mid;
     }
-    return 0;
+    return r->n_distance;
+}
+
+/* Entry k's slots of `per` in idx and val: how many are used (before the
+ * first UINT32_MAX), pointed at through *idx_out and *val_out when given. */
+static size_t s_slots(const uint32_t *idx, const float *val, size_t k, size_t per,
+                      const uint32_t **idx_out, const float **val_out)
+{
+    const uint32_t *m = idx + k * per;
+    size_t n = 0;
+    while (n < per && m[n] != UINT32_MAX)
+        n++;
+    if (idx_out)
+        *idx_out = m;
+    if (val_out)
+        *val_out = val + k * per;
+    return n;
+}
+
+size_t gb_explain_merge_moved(const gb_explain_merge_result_t *r, const char *client_id,
+                              const uint32_t **cells, const float **share)
+{
+    if (!r || !client_id || !r->moved || !r->moved_share)
+        return 0;
+    size_t k = s_entry(r, client_id);
+    return k == r->n_distance ? 0
+                              : s_slots(r->moved, r->moved_share, k, GB_EXPLAIN_MERGE_MOVED,
+                                        cells, share);
 }
 
 size_t gb_explain_merge_moved_classes(const gb_explain_merge_result_t *r, const char *client_id,
@@ -675,27 +692,10 @@ size_t gb_explain_merge_moved_classes(const gb_explain_merge_result_t *r, const 
 {
     if (!r || !client_id || !r->moved_classes || !r->moved_class_ratio)
         return 0;
-    size_t lo = 0, hi = r->n_distance;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        int c = strcmp(r->distance[mid]->key, client_id);
-        if (c == 0) {
-            const uint32_t *m = r->moved_classes + mid * GB_EXPLAIN_MERGE_CLASSES;
-            size_t n = 0;
-            while (n < GB_EXPLAIN_MERGE_CLASSES && m[n] != UINT32_MAX)
-                n++;
-            if (classes)
-                *classes = m;
-            if (ratio)
-                *ratio = r->moved_class_ratio + mid * GB_EXPLAIN_MERGE_CLASSES;
-            return n;
-        }
-        if (c < 0)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return 0;
+    size_t k = s_entry(r, client_id);
+    return k == r->n_distance ? 0
+                              : s_slots(r->moved_classes, r->moved_class_ratio, k,
+                                        GB_EXPLAIN_MERGE_CLASSES, classes, ratio);
 }
 
 /* A new Tensor of the round's shape holding the means of row `row` of the
