@@ -154,27 +154,25 @@ static const gb_fed_flag_t *s_flag_now(const gb_federation_t *f, uint64_t round,
  * updates it needs (at least one): a round the guard emptied, or left
  * short of Krum's 2F + 3, would fail and be tried again for ever. Returns
  * how many; logs the flagged it had to keep. */
-static size_t s_guard_choose(const gb_federation_t *f, uint64_t round, bool *out)
+static size_t s_guard_choose(const gb_federation_t *f, uint64_t round, bool *out,
+                             double *score)
 {
     size_t n = gb_held_updates_count(f->held), flagged = 0, left_out = 0;
     size_t need = gb_aggregator_min_updates(f->agg);
     if (need < 1)
         need = 1;
+    /* each held update's flag score, looked up once (-1: not flagged) */
     for (size_t i = 0; i < n; i++) {
+        const gb_fed_flag_t *k = s_flag_now(f, round, gb_held_updates_client(f->held, i));
         out[i] = false;
-        flagged += s_flag_now(f, round, gb_held_updates_client(f->held, i)) != NULL;
+        score[i] = k ? k->v.score : -1;
+        flagged += k != NULL;
     }
     while (left_out < flagged && n - left_out > need) {
         size_t best = n;
-        double best_score = -1;
-        for (size_t i = 0; i < n; i++) {
-            const gb_fed_flag_t *k = out[i] ? NULL
-                                            : s_flag_now(f, round, gb_held_updates_client(f->held, i));
-            if (k && k->v.score > best_score) {
+        for (size_t i = 0; i < n; i++)
+            if (!out[i] && score[i] >= 0 && (best == n || score[i] > score[best]))
                 best = i;
-                best_score = k->v.score;
-            }
-        }
         out[best] = true;
         left_out++;
     }
@@ -197,11 +195,16 @@ static int s_aggregate_held(gb_federation_t *f, uint64_t round, gb_error_t *err)
     size_t n = gb_held_updates_count(f->held);
     gb_fed_flag_score(f, round);
     bool *out = n ? gb_malloc(n * sizeof *out) : NULL;
-    if (n && !out)
+    double *score = n ? gb_malloc(n * sizeof *score) : NULL;
+    if (n && (!out || !score)) {
+        gb_free(out);
+        gb_free(score);
         return gb_error_set(err, GB_ENOMEM, "round %llu: out of memory for the guard",
                             (unsigned long long)round);
+    }
     if (n)
-        s_guard_choose(f, round, out);
+        s_guard_choose(f, round, out, score);
+    gb_free(score);
     int rc = 0;
     for (size_t i = 0; rc == 0 && i < n; i++) {
         const char *client = gb_held_updates_client(f->held, i);
