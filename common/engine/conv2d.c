@@ -146,7 +146,12 @@ static void s_sgemm_dw(int OC, int KK, int N, const float *dy, int ldd, const fl
                        float *dW)
 {
 #if GB_SIMD_KERNELS
-    if (gb_kernels() == GB_KERNELS_AVX2) {
+    const gb_kernels_t k = gb_kernels();
+    if (k == GB_KERNELS_AVX512) {
+        gb_simd_gemm_nt_avx512(OC, KK, N, dy, (size_t)ldd, cols, (size_t)ldc, dW, (size_t)KK);
+        return;
+    }
+    if (k == GB_KERNELS_AVX2) {
         gb_simd_gemm_nt_avx2(OC, KK, N, dy, (size_t)ldd, cols, (size_t)ldc, dW, (size_t)KK);
         return;
     }

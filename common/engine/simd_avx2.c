@@ -228,20 +228,23 @@ S_AVX2 void gb_simd_gemm_avx2(int M, int N, int K, const float *a, ptrdiff_t ars
 }
 
 /* The weight gradient's product: every C element is a dot product of two
- * contiguous rows (a row of dY' and a row of cols), so the tile keeps 4 x 3
- * dot products in 8-lane partial sums over k and reduces each at the end.
- * OpenBLAS packs both operands first, which for K of a few hundred costs as
- * much as the product. */
-S_AVX2 static inline float s_hsum(__m256 v)
+ * contiguous rows (a row of dY' and a row of cols), so the tile keeps 3 x 4
+ * dot products in 8-lane partial sums over k and reduces them at the end, a
+ * C row's four at once (s_nt_row_sums: 3 horizontal adds and one add, where
+ * one by one they would cost 20 operations: for LeNet's second conv, whose
+ * K is a chunk of 128 columns, that is a third of the product). OpenBLAS
+ * packs both operands first, which for K of a few hundred costs as much as
+ * the product. */
+
+/* Lane q: the sum of all lanes of acc[q]. */
+S_AVX2 static inline __m128 s_nt_row_sums(const __m256 acc[4])
 {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
+    const __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(acc[0], acc[1]), _mm256_hadd_ps(acc[2], acc[3]));
+    return _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
 }
 
-#define S_NT_MR 4 /* rows of A (and C) a tile */
-#define S_NT_NR 3 /* rows of B (columns of C) a tile */
+#define S_NT_MR 3 /* rows of A (and C) a tile */
+#define S_NT_NR 4 /* rows of B (columns of C) a tile */
 
 S_AVX2 static inline __attribute__((always_inline)) void
 s_nt_tile(int mr, int nr, int K, const float *a, size_t lda, const float *b, size_t ldb, float *c,
@@ -273,9 +276,21 @@ s_nt_tile(int mr, int nr, int K, const float *a, size_t lda, const float *b, siz
                 acc[r][q] = _mm256_fmadd_ps(av, bv[q], acc[r][q]);
         }
     }
-    for (int r = 0; r < mr; r++)
+    /* Edge tiles fold the same way (their unused sums are 0), so an
+     * element's bits do not depend on where in C it lies: a sample's row
+     * gives the same result wherever the batch puts it. */
+    for (int r = 0; r < mr; r++) {
+        float *cr = c + (size_t)r * ldc;
+        const __m128 sums = s_nt_row_sums(acc[r]);
+        if (nr == S_NT_NR) {
+            _mm_storeu_ps(cr, _mm_add_ps(_mm_loadu_ps(cr), sums));
+            continue;
+        }
+        float lane[4];
+        _mm_storeu_ps(lane, sums);
         for (int q = 0; q < nr; q++)
-            c[(size_t)r * ldc + q] += s_hsum(acc[r][q]);
+            cr[q] += lane[q];
+    }
 }
 
 S_AVX2 static __attribute__((noinline)) void s_nt_tile_edge(int mr, int nr, int K, const float *a,

@@ -223,6 +223,117 @@ S_AVX512 void gb_simd_gemm_avx512(int M, int N, int K, const float *a, ptrdiff_t
     }
 }
 
+/* The weight gradient's product C += A . B^T (gb_simd_gemm_nt_avx2's
+ * contract): every C element is a dot product of two contiguous rows, so a
+ * tile keeps 4 x 4 dot products in 16-lane partial sums over k. Reducing
+ * them one by one would cost about as much as the product for LeNet's
+ * second conv (K is a chunk of 128 columns), so s_nt_reduce4x4 folds all 16
+ * at once, in 45 operations, into one vector whose quarter r holds C row r's
+ * four sums. OpenBLAS packs both operands first, which for these shapes
+ * costs about a third of the product. */
+#define S_NT_MR 4 /* rows of A (and C) a tile */
+#define S_NT_NR 4 /* rows of B (columns of C) a tile */
+
+/* acc[q] (q = 0..3): one C row's four partial-sum vectors. Returns a vector
+ * whose every 128-bit quarter k holds, in lane q, the sum of acc[q]'s
+ * quarter k. */
+S_AVX512 static inline __m512 s_nt_fold_row(const __m512 acc[4])
+{
+    const __m512 u01 = _mm512_add_ps(_mm512_unpacklo_ps(acc[0], acc[1]),
+                                     _mm512_unpackhi_ps(acc[0], acc[1]));
+    const __m512 u23 = _mm512_add_ps(_mm512_unpacklo_ps(acc[2], acc[3]),
+                                     _mm512_unpackhi_ps(acc[2], acc[3]));
+    return _mm512_add_ps(_mm512_shuffle_ps(u01, u23, _MM_SHUFFLE(1, 0, 1, 0)),
+                         _mm512_shuffle_ps(u01, u23, _MM_SHUFFLE(3, 2, 3, 2)));
+}
+
+/* The 16 dot products of a 4 x 4 tile: lane 4 r + q is the sum of all lanes
+ * of acc[r][q]. */
+S_AVX512 static inline __m512 s_nt_reduce4x4(__m512 acc[S_NT_MR][S_NT_NR])
+{
+    const __m512 s0 = s_nt_fold_row(acc[0]), s1 = s_nt_fold_row(acc[1]);
+    const __m512 s2 = s_nt_fold_row(acc[2]), s3 = s_nt_fold_row(acc[3]);
+    const __m512 t01 = _mm512_add_ps(_mm512_shuffle_f32x4(s0, s1, _MM_SHUFFLE(1, 0, 1, 0)),
+                                     _mm512_shuffle_f32x4(s0, s1, _MM_SHUFFLE(3, 2, 3, 2)));
+    const __m512 t23 = _mm512_add_ps(_mm512_shuffle_f32x4(s2, s3, _MM_SHUFFLE(1, 0, 1, 0)),
+                                     _mm512_shuffle_f32x4(s2, s3, _MM_SHUFFLE(3, 2, 3, 2)));
+    return _mm512_add_ps(_mm512_shuffle_f32x4(t01, t23, _MM_SHUFFLE(2, 0, 2, 0)),
+                         _mm512_shuffle_f32x4(t01, t23, _MM_SHUFFLE(3, 1, 3, 1)));
+}
+
+S_AVX512 static inline __attribute__((always_inline)) void
+s_nt_tile(int mr, int nr, int K, const float *a, size_t lda, const float *b, size_t ldb, float *c,
+          size_t ldc)
+{
+    __m512 acc[S_NT_MR][S_NT_NR];
+    for (int r = 0; r < S_NT_MR; r++)
+        for (int q = 0; q < S_NT_NR; q++)
+            acc[r][q] = _mm512_setzero_ps();
+    int k = 0;
+    for (; k + 16 <= K; k += 16) {
+        __m512 bv[S_NT_NR];
+        for (int q = 0; q < nr; q++)
+            bv[q] = _mm512_loadu_ps(b + (size_t)q * ldb + k);
+        for (int r = 0; r < mr; r++) {
+            const __m512 av = _mm512_loadu_ps(a + (size_t)r * lda + k);
+            for (int q = 0; q < nr; q++)
+                acc[r][q] = _mm512_fmadd_ps(av, bv[q], acc[r][q]);
+        }
+    }
+    if (k < K) {
+        const __mmask16 m = s_lanes(0, K - k);
+        __m512 bv[S_NT_NR];
+        for (int q = 0; q < nr; q++)
+            bv[q] = _mm512_maskz_loadu_ps(m, b + (size_t)q * ldb + k);
+        for (int r = 0; r < mr; r++) {
+            const __m512 av = _mm512_maskz_loadu_ps(m, a + (size_t)r * lda + k);
+            for (int q = 0; q < nr; q++)
+                acc[r][q] = _mm512_fmadd_ps(av, bv[q], acc[r][q]);
+        }
+    }
+    /* Edge tiles fold the same way (their unused sums are 0), so an
+     * element's bits do not depend on where in C it lies: a sample's row
+     * gives the same result wherever the batch puts it. */
+    const __m512 sums = s_nt_reduce4x4(acc);
+    if (mr == S_NT_MR && nr == S_NT_NR) {
+        float *c0 = c, *c1 = c + ldc, *c2 = c + 2 * ldc, *c3 = c + 3 * ldc;
+        _mm_storeu_ps(c0, _mm_add_ps(_mm_loadu_ps(c0), _mm512_extractf32x4_ps(sums, 0)));
+        _mm_storeu_ps(c1, _mm_add_ps(_mm_loadu_ps(c1), _mm512_extractf32x4_ps(sums, 1)));
+        _mm_storeu_ps(c2, _mm_add_ps(_mm_loadu_ps(c2), _mm512_extractf32x4_ps(sums, 2)));
+        _mm_storeu_ps(c3, _mm_add_ps(_mm_loadu_ps(c3), _mm512_extractf32x4_ps(sums, 3)));
+        return;
+    }
+    float lane[16];
+    _mm512_storeu_ps(lane, sums);
+    for (int r = 0; r < mr; r++)
+        for (int q = 0; q < nr; q++)
+            c[(size_t)r * ldc + q] += lane[4 * r + q];
+}
+
+S_AVX512 static __attribute__((noinline)) void s_nt_tile_edge(int mr, int nr, int K, const float *a,
+                                                              size_t lda, const float *b,
+                                                              size_t ldb, float *c, size_t ldc)
+{
+    s_nt_tile(mr, nr, K, a, lda, b, ldb, c, ldc);
+}
+
+S_AVX512 void gb_simd_gemm_nt_avx512(int M, int N, int K, const float *a, size_t lda,
+                                     const float *b, size_t ldb, float *c, size_t ldc)
+{
+    for (int i = 0; i < M; i += S_NT_MR) {
+        const int mr = M - i < S_NT_MR ? M - i : S_NT_MR;
+        for (int j = 0; j < N; j += S_NT_NR) {
+            const int nr = N - j < S_NT_NR ? N - j : S_NT_NR;
+            const float *ai = a + (size_t)i * lda, *bj = b + (size_t)j * ldb;
+            float *cij = c + (size_t)i * ldc + j;
+            if (mr == S_NT_MR && nr == S_NT_NR)
+                s_nt_tile(S_NT_MR, S_NT_NR, K, ai, lda, bj, ldb, cij, ldc);
+            else
+                s_nt_tile_edge(mr, nr, K, ai, lda, bj, ldb, cij, ldc);
+        }
+    }
+}
+
 /* ---- the LSTM (lstm.c, activations.h) ------------------------------------ */
 
 #define GB_AVX512 __attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,avx2,fma")))

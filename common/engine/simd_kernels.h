@@ -61,6 +61,11 @@ void gb_simd_gemm_avx512(int M, int N, int K, const float *a, ptrdiff_t ars, ptr
 void gb_simd_gemm_avx2(int M, int N, int K, const float *a, ptrdiff_t ars, ptrdiff_t acs,
                        const float *b, size_t ldb, float *c, size_t ldc, int accumulate);
 
+/* C[M x N] += A . B^T (gb_simd_gemm_nt_avx2's contract), each element's
+ * terms summed in 16 interleaved partial sums, then added to C. */
+void gb_simd_gemm_nt_avx512(int M, int N, int K, const float *a, size_t lda, const float *b,
+                            size_t ldb, float *c, size_t ldc);
+
 /* The LSTM's fused step (gb_lstm_step_forward's contract, activations.h):
  * wp packed by gb_lstm_pack. */
 void gb_simd_lstm_step_avx512(const float *wp, const float *z, const float *c_prev, float *z_next,

@@ -177,6 +177,8 @@ static void test_gemm_nt_against_loops(void **state)
 #if GB_SIMD_KERNELS
     if (gb_kernels_best() >= GB_KERNELS_AVX2)
         s_check_nt(gb_simd_gemm_nt_avx2, "avx2");
+    if (gb_kernels_best() >= GB_KERNELS_AVX512)
+        s_check_nt(gb_simd_gemm_nt_avx512, "avx512");
     if (gb_kernels_best() < GB_KERNELS_AVX2)
         print_message("no AVX2 here: nothing to check\n");
 #else
