@@ -59,13 +59,24 @@ static int s_check(gb_model_t *m, const gb_batches_t *data, int batch, gb_error_
     return 0;
 }
 
-/* True when no value is NaN or infinite (x - x is 0 only for finite x). */
+/* True when no value is NaN or infinite (x - x is 0 only for finite x).
+ * 16 independent sums, so that the compiler vectorises the loop without
+ * reassociating anything: one chain of dependent adds cost about 50 us a
+ * step for LeNet's 80,202 gradients, on the thread the others wait for. */
 static bool s_all_finite(const float *v, size_t n)
 {
-    float acc = 0.0f;
-    for (size_t i = 0; i < n; i++)
-        acc += v[i] - v[i];
-    return acc == 0.0f;
+    enum { LANES = 16 };
+    float acc[LANES] = {0};
+    size_t i = 0;
+    for (; i + LANES <= n; i += LANES)
+        for (int j = 0; j < LANES; j++)
+            acc[j] += v[i + j] - v[i + j];
+    for (; i < n; i++)
+        acc[0] += v[i] - v[i];
+    float all = 0.0f;
+    for (int j = 0; j < LANES; j++)
+        all += acc[j];
+    return all == 0.0f;
 }
 
 /* Counts rows whose largest output is the label (first maximum wins). */

@@ -668,6 +668,42 @@ static void test_divergence(void **state)
     s_source_free(&src);
 }
 
+/* A finite loss with a gradient that is not: FedProx towards a centre with
+ * one infinite coordinate (first, middle, last: the finiteness check's
+ * vector body and its tail) makes that gradient infinite. The epoch stops
+ * before the update: no parameter changes. */
+static void test_non_finite_gradient(void **state)
+{
+    (void)state;
+    s_source_t src = s_two_blobs(40, 4, 9);
+    gb_model_t *m = gb_test_model(s_classifier, 10, 1, 1);
+    const size_t np = gb_model_param_count(m);
+    assert_true(np > 17); /* 16-lane body and a tail */
+    const size_t at[] = {0, np / 2, np - 1};
+    float *center = malloc(np * sizeof *center), *before = malloc(np * sizeof *before);
+    assert_non_null(center);
+    assert_non_null(before);
+    for (size_t k = 0; k < sizeof at / sizeof at[0]; k++) {
+        gb_optim_t *o = s_sgd(m, 0.1f);
+        memcpy(center, gb_model_params(m), np * sizeof *center);
+        center[at[k]] = INFINITY;
+        memcpy(before, gb_model_params(m), np * sizeof *before);
+        gb_batches_t data = {.source = &src, .fill = s_fill, .n = 40, .loss = GB_LOSS_SOFTMAX_CE};
+        gb_error_t err = {0};
+        gb_epoch_stats_t st;
+        gb_train_cfg_t cfg = {.batch = 10, .seed = 1, .prox_mu = 0.5f, .prox_center = center};
+        assert_int_equal(gb_train_epoch(m, o, &data, &cfg, &st, &err), GB_ERANGE);
+        assert_non_null(strstr(err.msg, "a gradient is not finite at sample 0 of epoch 0"));
+        assert_int_equal(gb_optim_steps(o), 0);
+        assert_memory_equal(gb_model_params(m), before, np * sizeof *before);
+        gb_optim_destroy(&o);
+    }
+    free(center);
+    free(before);
+    gb_model_destroy(&m);
+    s_source_free(&src);
+}
+
 static void test_argument_errors(void **state)
 {
     (void)state;
@@ -750,6 +786,7 @@ int main(void)
         cmocka_unit_test(test_fill_error_propagates),
         cmocka_unit_test(test_bad_labels),
         cmocka_unit_test(test_divergence),
+        cmocka_unit_test(test_non_finite_gradient),
         cmocka_unit_test(test_argument_errors),
         cmocka_unit_test(test_max_steps),
         cmocka_unit_test(test_fedprox),
