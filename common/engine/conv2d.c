@@ -26,6 +26,7 @@
 
 #include <cblas.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -273,6 +274,23 @@ GB_VEC_FN(static, s_scatter_bias,
     }
 }
 
+/* A forward without parameter gradients to follow (inference, explanations)
+ * needs no unrolled input: on the AVX2 path the direct kernel reads the
+ * input rows in place (stride 1, no padding), 12% faster LeNet inference
+ * than im2col and the GEMM. With AVX-512 the im2col path's 16-float GEMM
+ * is faster still than 8-float direct products (55 against 49 thousand
+ * images a second), so it stays. */
+static bool s_direct(const s_dims_t *d, const gb_pass_t *pass)
+{
+#if GB_SIMD_KERNELS
+    return !pass->full_cache && d->S == 1 && d->PAD == 0 && gb_kernels() == GB_KERNELS_AVX2;
+#else
+    (void)d;
+    (void)pass;
+    return false;
+#endif
+}
+
 static void s_forward(const gb_layer_t *l, const gb_pass_t *pass, float *cols, const float *x,
                       float *y)
 {
@@ -282,6 +300,12 @@ static void s_forward(const gb_layer_t *l, const gb_pass_t *pass, float *cols, c
     const float *Wt = pass->params + l->param_off;
     const float *bias = Wt + (size_t)d.OC * d.KK;
     float *Yp = pass->work;
+#if GB_SIMD_KERNELS
+    if (s_direct(&d, pass)) {
+        gb_conv_direct_s1_avx2(&d, B, x, Wt, bias, d.P < S_PER_IMAGE_MIN_P, y);
+        return;
+    }
+#endif
     for (int n0 = 0; n0 < B; n0 += G) {
         const int g = B - n0 < G ? B - n0 : G, Nc = g * d.P;
         float *cc = cols + (size_t)n0 * ccols;
@@ -308,7 +332,7 @@ static void s_forward(const gb_layer_t *l, const gb_pass_t *pass, float *cols, c
  * forward left; dy and dx point at the chunk's first image. Wide maps read
  * NCHW dy one image at a time; small ones gather it into dY' first. */
 static void s_backward_chunk(const gb_layer_t *l, const gb_pass_t *pass, const s_dims_t *d, int g,
-                             const float *cc, const float *dy, float *dx)
+                             const float *cc, const float *x, const float *dy, float *dx)
 {
     const int Nc = g * d->P;
     const float *Wt = pass->params + l->param_off;
@@ -316,6 +340,12 @@ static void s_backward_chunk(const gb_layer_t *l, const gb_pass_t *pass, const s
     float *db = dW ? dW + (size_t)d->OC * d->KK : NULL;
     float *dYp = pass->work;
     float *dcols = pass->work + (size_t)d->OC * Nc;
+    if (dW && !pass->full_cache) {
+        /* A plain forward left no columns: unroll the chunk where dcols go,
+         * which each image's dW reads before its dcols are written. */
+        s_im2col(d, g, x, dcols);
+        cc = dcols;
+    }
     if (d->P >= S_PER_IMAGE_MIN_P) {
         for (int n = 0; n < g; n++) {
             const float *dyn = dy + (size_t)n * d->OC * d->P;
@@ -351,15 +381,14 @@ static void s_backward_chunk(const gb_layer_t *l, const gb_pass_t *pass, const s
 static void s_backward(const gb_layer_t *l, const gb_pass_t *pass, const float *cols,
                        const float *x, const float *y, const float *dy, float *dx)
 {
-    (void)x;
     (void)y;
     s_dims_t d = s_dims(l);
     const int B = pass->batch, G = s_chunk(&d);
     const size_t img = (size_t)d.C * d.H * d.W, yimg = (size_t)d.OC * d.P;
     for (int n0 = 0; n0 < B; n0 += G) {
         const int g = B - n0 < G ? B - n0 : G;
-        s_backward_chunk(l, pass, &d, g, cols + (size_t)n0 * d.KK * d.P, dy + (size_t)n0 * yimg,
-                         dx ? dx + (size_t)n0 * img : NULL);
+        s_backward_chunk(l, pass, &d, g, cols + (size_t)n0 * d.KK * d.P, x + (size_t)n0 * img,
+                         dy + (size_t)n0 * yimg, dx ? dx + (size_t)n0 * img : NULL);
     }
 }
 

@@ -36,6 +36,10 @@ typedef struct {
     const float *params;  /* the model's flat parameters */
     float *grads;         /* where parameter gradients go, or NULL for none */
     float *work;          /* scratch of at least work_floats(layer, batch) */
+    int full_cache;       /* forward: a backward with parameter gradients follows (a train
+                             step), so keep in the cache everything it reads; 0: a plain
+                             forward, whose layers may keep less. Backward: what the
+                             forward was told (conv2d unrolls its input again if needed) */
 } gb_pass_t;
 
 typedef struct {

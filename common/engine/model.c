@@ -46,6 +46,7 @@ struct gb_model {
     /* Plan (zero until gb_model_plan). */
     int max_batch;         /* largest batch accepted */
     int threads;           /* workers */
+    int full_cache;        /* the last forward kept what parameter gradients need */
     int sub_max;           /* samples per worker at most */
     size_t work_max;       /* scratch floats per worker */
     s_worker_t *workers;   /* threads entries */
@@ -414,6 +415,7 @@ static gb_pass_t s_pass(const gb_model_t *m, s_worker_t *wk, int b0, int nb, flo
         .params = m->params,
         .grads = grads,
         .work = wk->work,
+        .full_cache = m->full_cache,
     };
     return pass;
 }
@@ -599,6 +601,7 @@ int gb_model_forward_layers(gb_model_t *m, int first, int end, const float *in, 
     m->batch = batch;
     m->x = in;
     m->outp = out;
+    m->full_cache = 0;
     s_run(m, S_OP_FORWARD);
     m->fwd_batch = batch;
     m->fwd_first = first;
@@ -664,6 +667,7 @@ int gb_model_train_step(gb_model_t *m, const float *x, const gb_target_t *target
     m->x = x;
     m->outp = logits;
     m->target = target;
+    m->full_cache = 1;
     s_run(m, S_OP_TRAIN);
     s_reduce(m);
     m->fwd_batch = batch;

@@ -201,6 +201,101 @@ s_tile_edge(int rows, int nv, __m256i last, int full_last, int K, const float *a
     s_tile(rows, nv, last, full_last, K, a, ars, acs, b, ldb, c, ldc, accumulate);
 }
 
+/* ---- direct convolution, stride 1, no padding -------------------------------- */
+
+/* A tile of `rows` output channels x nv vectors of 8 output pixels, each
+ * vector within one output row: vector v's outputs at yv[v] (channel
+ * stride P), its input window's top-left at xv[v]. Every term is one FMA,
+ * in (c, ki, kj) order, after the bias or (bias_last) before it: the order
+ * conv2d's im2col path takes for wide and for small maps, so both give the
+ * same bits. */
+#define S_DC_MR 4 /* output channels a tile */
+#define S_DC_NV 3 /* vectors a tile */
+
+S_AVX2 static inline __attribute__((always_inline)) void
+s_dc_tile(const gb_conv_dims_t *d, int rows, int nv, int full, int bias_last, const float *const *xv,
+          const __m256i *mv, const float *w, const float *bias, float *const *yv)
+{
+    const int C = d->C, K = d->K, W = d->W, KK = d->KK;
+    const size_t plane = (size_t)d->H * d->W, P = (size_t)d->P;
+    __m256 acc[S_DC_MR][S_DC_NV];
+    for (int r = 0; r < S_DC_MR; r++)
+        for (int v = 0; v < S_DC_NV; v++)
+            acc[r][v] = r < rows && !bias_last ? _mm256_broadcast_ss(bias + r) : _mm256_setzero_ps();
+    for (int c = 0; c < C; c++) {
+        for (int ki = 0; ki < K; ki++) {
+            const size_t off = (size_t)c * plane + (size_t)ki * W;
+            const float *wk = w + (size_t)(c * K + ki) * K;
+            for (int kj = 0; kj < K; kj++) {
+                __m256 bv[S_DC_NV];
+                for (int v = 0; v < S_DC_NV; v++)
+                    bv[v] = v >= nv ? _mm256_setzero_ps()
+                            : full  ? _mm256_loadu_ps(xv[v] + off + kj)
+                                    : _mm256_maskload_ps(xv[v] + off + kj, mv[v]);
+                for (int r = 0; r < rows; r++) {
+                    const __m256 wr = _mm256_broadcast_ss(wk + (size_t)r * KK + kj);
+                    for (int v = 0; v < nv; v++)
+                        acc[r][v] = _mm256_fmadd_ps(wr, bv[v], acc[r][v]);
+                }
+            }
+        }
+    }
+    for (int r = 0; r < rows; r++)
+        for (int v = 0; v < nv; v++) {
+            float *dst = yv[v] + (size_t)r * P;
+            if (bias_last)
+                acc[r][v] = _mm256_add_ps(acc[r][v], _mm256_broadcast_ss(bias + r));
+            if (full)
+                _mm256_storeu_ps(dst, acc[r][v]);
+            else
+                _mm256_maskstore_ps(dst, mv[v], acc[r][v]);
+        }
+}
+
+S_AVX2 static __attribute__((noinline)) void
+s_dc_tile_edge(const gb_conv_dims_t *d, int rows, int nv, int full, int bias_last,
+               const float *const *xv, const __m256i *mv, const float *w, const float *bias,
+               float *const *yv)
+{
+    s_dc_tile(d, rows, nv, full, bias_last, xv, mv, w, bias, yv);
+}
+
+S_AVX2 void gb_conv_direct_s1_avx2(const gb_conv_dims_t *d, int B, const float *x, const float *w,
+                                   const float *bias, int bias_last, float *y)
+{
+    const int OW = d->OW, per_row = (OW + 7) / 8, vectors = d->OH * per_row;
+    const size_t img = (size_t)d->C * d->H * d->W, out = (size_t)d->OC * d->P;
+    for (int n = 0; n < B; n++) {
+        const float *xn = x + (size_t)n * img;
+        float *yn = y + (size_t)n * out;
+        for (int t0 = 0; t0 < vectors; t0 += S_DC_NV) {
+            const int nv = vectors - t0 < S_DC_NV ? vectors - t0 : S_DC_NV;
+            const float *xv[S_DC_NV];
+            float *yv[S_DC_NV];
+            __m256i mv[S_DC_NV];
+            int full = 1;
+            for (int v = 0; v < S_DC_NV; v++) {
+                const int t = t0 + (v < nv ? v : 0), oh = t / per_row, ow = (t % per_row) * 8;
+                xv[v] = xn + (size_t)oh * d->W + ow;
+                yv[v] = yn + (size_t)oh * OW + ow;
+                mv[v] = s_lanes(0, OW - ow);
+                full &= v >= nv || OW - ow >= 8;
+            }
+            for (int oc = 0; oc < d->OC; oc += S_DC_MR) {
+                const int rows = d->OC - oc < S_DC_MR ? d->OC - oc : S_DC_MR;
+                float *yo[S_DC_NV];
+                for (int v = 0; v < S_DC_NV; v++)
+                    yo[v] = yv[v] + (size_t)oc * d->P;
+                const float *wo = w + (size_t)oc * d->KK;
+                if (rows == S_DC_MR && nv == S_DC_NV && full)
+                    s_dc_tile(d, S_DC_MR, S_DC_NV, 1, bias_last, xv, mv, wo, bias + oc, yo);
+                else
+                    s_dc_tile_edge(d, rows, nv, full, bias_last, xv, mv, wo, bias + oc, yo);
+            }
+        }
+    }
+}
+
 S_AVX2 void gb_simd_gemm_avx2(int M, int N, int K, const float *a, ptrdiff_t ars, ptrdiff_t acs,
                               const float *b, size_t ldb, float *c, size_t ldc, int accumulate)
 {

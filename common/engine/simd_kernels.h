@@ -36,6 +36,14 @@ typedef struct {
 void gb_conv_im2col_s1_avx512(const gb_conv_dims_t *d, int B, const float *x, float *cols);
 void gb_conv_im2col_s1_avx2(const gb_conv_dims_t *d, int B, const float *x, float *cols);
 
+/* y (B images, NCHW, overwritten) = bias + the convolution of x with w
+ * (W[OC][C][K][K]), stride 1 and no padding only, without unrolling the
+ * input: each output vector's terms come straight from the input rows. The
+ * terms in (c, ki, kj) order, each one FMA, after the bias (or, bias_last,
+ * the bias added at the end): the same bits as conv2d's im2col GEMM. */
+void gb_conv_direct_s1_avx2(const gb_conv_dims_t *d, int B, const float *x, const float *w,
+                            const float *bias, int bias_last, float *y);
+
 /* dx (B images, overwritten) = the scatter-add of dcols, stride 1 and
  * K <= GB_CONV_COL2IM_MAX_K only; each input pixel's terms are added in
  * (ki, kj) order, as the plain loops do. */

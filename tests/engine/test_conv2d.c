@@ -45,6 +45,7 @@ static const s_conv_t s_shapes[] = {
     {2, 5, 18, 2, 3, 1, 2},  /* rows wider than one 16-float vector, padded */
     {1, 6, 6, 2, 7, 1, 3},   /* kernel wider than the input */
     {8, 20, 20, 2, 5, 1, 2}, /* per image, one image a chunk (80,000 floats unrolled) */
+    {2, 6, 14, 5, 3, 1, 0},  /* direct kernel: rows of 8 + 4 outputs, 5 channels (4 + 1) */
 };
 
 static const int s_batch = 3;
@@ -201,6 +202,17 @@ static double s_run_shape(const s_conv_t *c, int threads, uint64_t seed)
         g[i] = 0.5f;
     assert_int_equal(gb_model_backward(m, dy, s_batch, NULL, true, &err), 0);
     assert_memory_equal(g, g1, (nw + (size_t)c->OC) * sizeof *g1);
+
+    /* A train step's forward keeps the unrolled input for its gradients
+     * (im2col), a plain one may not (the direct kernel on AVX2): both give
+     * the same bits. */
+    float *y2 = malloc(ny * sizeof *y2);
+    assert_non_null(y2);
+    gb_target_t target = {.kind = GB_LOSS_MSE, .values = dy};
+    double loss = 0.0;
+    assert_int_equal(gb_model_train_step(m, x, &target, s_batch, &loss, y2, &err), 0);
+    assert_memory_equal(y2, y, ny * sizeof *y);
+    free(y2);
 
     free(g1);
     free(r.y);
