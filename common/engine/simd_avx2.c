@@ -263,35 +263,37 @@ s_dc_tile_edge(const gb_conv_dims_t *d, int rows, int nv, int full, int bias_las
 S_AVX2 void gb_conv_direct_s1_avx2(const gb_conv_dims_t *d, int B, const float *x, const float *w,
                                    const float *bias, int bias_last, float *y)
 {
-    const int OW = d->OW, per_row = (OW + 7) / 8, vectors = d->OH * per_row;
+    /* Vectors are numbered over the whole batch, so that a tile's may lie in
+     * two images and only the batch's last tile falls short (LeNet's second
+     * conv has 8 vectors an image). */
+    const int OW = d->OW, per_row = (OW + 7) / 8, per_image = d->OH * per_row;
+    const long vectors = (long)B * per_image;
     const size_t img = (size_t)d->C * d->H * d->W, out = (size_t)d->OC * d->P;
-    for (int n = 0; n < B; n++) {
-        const float *xn = x + (size_t)n * img;
-        float *yn = y + (size_t)n * out;
-        for (int t0 = 0; t0 < vectors; t0 += S_DC_NV) {
-            const int nv = vectors - t0 < S_DC_NV ? vectors - t0 : S_DC_NV;
-            const float *xv[S_DC_NV];
-            float *yv[S_DC_NV];
-            __m256i mv[S_DC_NV];
-            int full = 1;
-            for (int v = 0; v < S_DC_NV; v++) {
-                const int t = t0 + (v < nv ? v : 0), oh = t / per_row, ow = (t % per_row) * 8;
-                xv[v] = xn + (size_t)oh * d->W + ow;
-                yv[v] = yn + (size_t)oh * OW + ow;
-                mv[v] = s_lanes(0, OW - ow);
-                full &= v >= nv || OW - ow >= 8;
-            }
-            for (int oc = 0; oc < d->OC; oc += S_DC_MR) {
-                const int rows = d->OC - oc < S_DC_MR ? d->OC - oc : S_DC_MR;
-                float *yo[S_DC_NV];
-                for (int v = 0; v < S_DC_NV; v++)
-                    yo[v] = yv[v] + (size_t)oc * d->P;
-                const float *wo = w + (size_t)oc * d->KK;
-                if (rows == S_DC_MR && nv == S_DC_NV && full)
-                    s_dc_tile(d, S_DC_MR, S_DC_NV, 1, bias_last, xv, mv, wo, bias + oc, yo);
-                else
-                    s_dc_tile_edge(d, rows, nv, full, bias_last, xv, mv, wo, bias + oc, yo);
-            }
+    for (long t0 = 0; t0 < vectors; t0 += S_DC_NV) {
+        const int nv = vectors - t0 < S_DC_NV ? (int)(vectors - t0) : S_DC_NV;
+        const float *xv[S_DC_NV];
+        float *yv[S_DC_NV];
+        __m256i mv[S_DC_NV];
+        int full = 1;
+        for (int v = 0; v < S_DC_NV; v++) {
+            const long t = t0 + (v < nv ? v : 0);
+            const int n = (int)(t / per_image), in_image = (int)(t % per_image);
+            const int oh = in_image / per_row, ow = (in_image % per_row) * 8;
+            xv[v] = x + (size_t)n * img + (size_t)oh * d->W + ow;
+            yv[v] = y + (size_t)n * out + (size_t)oh * OW + ow;
+            mv[v] = s_lanes(0, OW - ow);
+            full &= v >= nv || OW - ow >= 8;
+        }
+        for (int oc = 0; oc < d->OC; oc += S_DC_MR) {
+            const int rows = d->OC - oc < S_DC_MR ? d->OC - oc : S_DC_MR;
+            float *yo[S_DC_NV];
+            for (int v = 0; v < S_DC_NV; v++)
+                yo[v] = yv[v] + (size_t)oc * d->P;
+            const float *wo = w + (size_t)oc * d->KK;
+            if (rows == S_DC_MR && nv == S_DC_NV && full)
+                s_dc_tile(d, S_DC_MR, S_DC_NV, 1, bias_last, xv, mv, wo, bias + oc, yo);
+            else
+                s_dc_tile_edge(d, rows, nv, full, bias_last, xv, mv, wo, bias + oc, yo);
         }
     }
 }
