@@ -512,8 +512,10 @@ int gb_cmd_serve(int argc, char **argv)
         "checkpoints. Stops after --rounds (once the clients have heard so, or\n"
         "--finished-grace has passed), or on SIGINT or SIGTERM.",
         opts, n, required, argc, argv, &config);
-    if (rc < 0)
+    if (rc < 0) {
         rc = s_serve(&c, opts, n);
+        gb_log_report_held();
+    }
     gb_args_config_destroy(&config);
     return rc;
 }

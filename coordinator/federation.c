@@ -689,6 +689,20 @@ static void s_on_left(void *arg, const char *id, const char *reason)
         s_drain(f);
 }
 
+/* A result refused on its content: the round stops waiting for it once the
+ * quorum holds without it (rounds.h). */
+static void s_note_refused(gb_federation_t *f, const char *id, bool eval, uint64_t round,
+                           uint64_t task_id, uint64_t now)
+{
+    gb_error_t err = {0};
+    if (gb_rounds_refused(f->rounds, id, eval, round, task_id, now, &err) != 0) {
+        gb_log_warn("federation: '%s': the refusal could not be noted: %s", id, err.msg);
+        return;
+    }
+    gb_log_blame(NULL); /* the round it may complete is the federation's */
+    s_drain(f);
+}
+
 static void s_on_message(void *arg, const char *id, const Glassbox__Envelope *env)
 {
     gb_federation_t *f = arg;
@@ -702,16 +716,20 @@ static void s_on_message(void *arg, const char *id, const Glassbox__Envelope *en
     gb_log_blame(id); /* what its result makes us refuse is its doing (util/log.h) */
     switch (env->body_case) {
     case GLASSBOX__ENVELOPE__BODY_UPDATE:
-        if (!gb_fed_result_fits(f, id, env))
+        if (!gb_fed_result_fits(f, id, env)) {
+            s_note_refused(f, id, false, env->update->round, env->update->task_id, now);
             goto out;
+        }
         round = env->update->round;
         task_id = env->update->task_id;
         rc = gb_rounds_update(f->rounds, id, round, task_id, env->update->num_samples, now,
                               &verdict, &err);
         break;
     case GLASSBOX__ENVELOPE__BODY_EVAL_RESULT:
-        if (!gb_fed_result_fits(f, id, env))
+        if (!gb_fed_result_fits(f, id, env)) {
+            s_note_refused(f, id, true, env->eval_result->round, env->eval_result->task_id, now);
             goto out;
+        }
         round = env->eval_result->round;
         task_id = env->eval_result->task_id;
         rc = gb_rounds_eval_result(f->rounds, id, round, task_id, env->eval_result->num_samples,

@@ -38,6 +38,8 @@ typedef struct {
     bool selected;                 /* holds a task of the current attempt */
     bool updated;                  /* its Update for that task is counted */
     bool evaluated;                /* its EvalResult for that task is counted */
+    bool update_refused;           /* an Update for that task was refused on its content */
+    bool eval_refused;             /* an EvalResult for that task was */
     uint64_t task_id;              /* that task (0: none) */
 } s_client_t;
 
@@ -63,6 +65,8 @@ struct gb_rounds {
     size_t n_gone;                 /* of them, unanswered and without a session: not
                                       waited for (they count again if they rejoin) */
     size_t n_gone_no_update;       /* of n_gone, those whose Update is not in */
+    size_t n_refused;              /* of them, unanswered, connected, a result refused: waited
+                                      for only while the quorum needs them */
     uint64_t dropped;              /* selected clients that left holding their task, in all */
     uint64_t update_samples;       /* sum of counted updates' num_samples */
     uint64_t eval_samples;         /* sum of counted EvalResults' num_samples */
@@ -239,6 +243,13 @@ static bool s_answered(const gb_rounds_t *r, const s_client_t *c)
     return c->updated && (c->evaluated || !r->c.client_eval);
 }
 
+/* A refused result of c's not corrected since: counted in n_refused while c
+ * is selected and connected. */
+static bool s_refusal_pending(const s_client_t *c)
+{
+    return (c->update_refused && !c->updated) || (c->eval_refused && !c->evaluated);
+}
+
 static void s_set_state(gb_rounds_t *r, gb_rounds_state_t s)
 {
     if (r->state == s)
@@ -350,10 +361,11 @@ static void s_clear_selection(gb_rounds_t *r)
     for (size_t i = 0; i < r->n_clients; i++) {
         s_client_t *c = &r->clients[i];
         c->selected = c->updated = c->evaluated = false;
+        c->update_refused = c->eval_refused = false;
         c->task_id = 0;
     }
     r->n_selected = r->n_updated = r->n_evaluated = r->n_answered = 0;
-    r->n_gone = r->n_gone_no_update = 0;
+    r->n_gone = r->n_gone_no_update = r->n_refused = 0;
     r->update_samples = r->eval_samples = 0;
 }
 
@@ -421,23 +433,27 @@ static void s_reselect(gb_rounds_t *r, const char *reason)
     s_set_state(r, GB_ROUNDS_WAITING);
 }
 
-/* After a result or a departure: closes the attempt once every selected
- * client still connected has answered and the quorum holds, and gives it up
- * at once when the clients still connected can no longer reach the quorum.
- * Clients that are gone are never waited for (they are taken back if they
- * rejoin before then). */
+/* After a result, a refusal or a departure: closes the attempt once every
+ * selected client still connected has answered and the quorum holds, and
+ * gives it up at once when the clients still connected can no longer reach
+ * the quorum. Clients that are gone are never waited for (they are taken
+ * back if they rejoin before then); a client whose result was refused (a
+ * bad value, a norm past the bound) may still send a corrected one, so it is
+ * waited for only while the quorum needs it: the same result sent again
+ * would be refused again, and an honest client never sends another. */
 static void s_settle(gb_rounds_t *r)
 {
     if (r->state != GB_ROUNDS_TRAINING)
         return;
-    size_t waiting = r->n_selected - r->n_answered - r->n_gone;
+    size_t waiting = r->n_selected - r->n_answered - r->n_gone - r->n_refused;
     size_t can_update = r->n_selected - r->n_gone_no_update; /* counted or still possible */
     char why[GB_ROUNDS_REASON_MAX];
-    if (waiting == 0 && r->n_gone == 0) {
+    if (waiting == 0 && r->n_gone == 0 && r->n_refused == 0) {
         s_close(r, "every selected client answered");
     } else if (waiting == 0 && r->n_updated >= r->c.quorum) {
-        snprintf(why, sizeof why, "every selected client still connected answered, %zu gone",
-                 r->n_gone);
+        snprintf(why, sizeof why,
+                 "every selected client still connected answered, %zu gone, %zu refused",
+                 r->n_gone, r->n_refused);
         s_close(r, why);
     } else if (can_update < r->c.quorum) {
         snprintf(why, sizeof why, "%zu of %zu selected clients left; the rest cannot reach the "
@@ -594,6 +610,7 @@ int gb_rounds_join(gb_rounds_t *r, const char *client_id, uint64_t train_samples
         if (!again) {
             r->n_gone--;
             r->n_gone_no_update -= !c->updated;
+            r->n_refused += s_refusal_pending(c);
         }
         gb_log_info("rounds: round %" PRIu64 " attempt %" PRIu32 ": client '%s' still holds "
                     "task %" PRIu64 ": sending it again", r->round, r->attempt, c->id,
@@ -623,6 +640,7 @@ int gb_rounds_leave(gb_rounds_t *r, const char *client_id, uint64_t now, gb_erro
     if (holding) {
         r->n_gone++;
         r->n_gone_no_update += !c->updated;
+        r->n_refused -= s_refusal_pending(c);
         r->dropped++;
     }
     gb_log_info("rounds: round %" PRIu64 ": client '%s' left%s; %zu of %zu known clients "
@@ -719,6 +737,7 @@ static int s_result(gb_rounds_t *r, bool eval, const char *client_id, uint64_t r
         return rc;
     }
     gb_rounds_action_t a = s_action(r, eval ? GB_ROUNDS_ACT_FEED_EVAL : GB_ROUNDS_ACT_FEED_UPDATE);
+    r->n_refused -= s_refusal_pending(c); /* a correction may end it */
     if (eval) {
         c->evaluated = true;
         r->n_evaluated++;
@@ -728,6 +747,7 @@ static int s_result(gb_rounds_t *r, bool eval, const char *client_id, uint64_t r
         r->n_updated++;
         r->update_samples = s_sat_add(r->update_samples, num_samples);
     }
+    r->n_refused += s_refusal_pending(c);
     if (s_answered(r, c))
         r->n_answered++;
     memcpy(a.client_id, c->id, sizeof a.client_id);
@@ -751,6 +771,33 @@ int gb_rounds_eval_result(gb_rounds_t *r, const char *client_id, uint64_t round,
                           gb_rounds_verdict_t *verdict, gb_error_t *err)
 {
     return s_result(r, true, client_id, round, task_id, num_samples, now, verdict, err);
+}
+
+int gb_rounds_refused(gb_rounds_t *r, const char *client_id, bool eval, uint64_t round,
+                      uint64_t task_id, uint64_t now, gb_error_t *err)
+{
+    if (!s_id_ok(client_id))
+        return gb_error_warn(err, GB_EINVAL, "rounds: refusal of a result: client id must be "
+                             "1..%d bytes", GB_ROUNDS_ID_MAX);
+    int rc = s_begin(r, 0, "refusal", err);
+    if (rc != 0)
+        return rc;
+    s_apply_time(r, now);
+    s_client_t *c = s_client(r, client_id);
+    /* Only a result the round would have counted holds anything up. */
+    bool *flag = c ? (eval ? &c->eval_refused : &c->update_refused) : NULL;
+    if (s_judge(r, c, eval, round, task_id) == GB_ROUNDS_ACCEPTED && !*flag) {
+        r->n_refused -= s_refusal_pending(c);
+        *flag = true;
+        r->n_refused += s_refusal_pending(c);
+        gb_log_info("rounds: round %" PRIu64 " attempt %" PRIu32 ": the %s of client '%s' for "
+                    "task %" PRIu64 " was refused: it is waited for only while the quorum of %"
+                    PRIu32 " needs it", r->round, r->attempt, eval ? "eval result" : "update",
+                    c->id, task_id, r->c.quorum);
+        s_settle(r);
+    }
+    s_try_start(r);
+    return 0;
 }
 
 int gb_rounds_tick(gb_rounds_t *r, uint64_t now, gb_error_t *err)
@@ -893,6 +940,7 @@ void gb_rounds_status(const gb_rounds_t *r, gb_rounds_status_t *out)
     out->evaluated = r->n_evaluated;
     out->answered = r->n_answered;
     out->gone = r->n_gone;
+    out->refused = r->n_refused;
     out->dropped = r->dropped;
     out->update_samples = r->update_samples;
     out->known = r->n_clients;

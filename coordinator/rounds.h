@@ -185,6 +185,8 @@ typedef struct {
     size_t evaluated;         /* of them, EvalResults counted */
     size_t answered;          /* of them, clients whose answer is complete */
     size_t gone;              /* of them, unanswered and disconnected: not waited for */
+    size_t refused;           /* of them, unanswered, a result refused: waited for only while
+                                 the quorum needs them */
     uint64_t dropped;         /* selected clients that left holding a task, in this run */
     uint64_t update_samples;  /* sum of num_samples over counted updates */
     size_t known;             /* distinct clients ever joined */
@@ -263,6 +265,18 @@ int gb_rounds_update(gb_rounds_t *r, const char *client_id, uint64_t round, uint
 int gb_rounds_eval_result(gb_rounds_t *r, const char *client_id, uint64_t round,
                           uint64_t task_id, uint64_t num_samples, uint64_t now,
                           gb_rounds_verdict_t *verdict, gb_error_t *err) GB_MUST_CHECK;
+
+/* The caller refused client_id's Update (eval: EvalResult) for (round,
+ * task_id) on its content (a value out of range, a norm past the bound)
+ * before calling gb_rounds_update. When the round would have counted that
+ * result, the client is no longer waited for once the quorum holds without
+ * it: the round closes as soon as every other selected client still
+ * connected has answered. It may still send a corrected result, which is
+ * counted as usual while the round collects. Anything else (a stale round,
+ * a client not selected) changes nothing. 0, or GB_EINVAL (bad id),
+ * GB_EAGAIN. */
+int gb_rounds_refused(gb_rounds_t *r, const char *client_id, bool eval, uint64_t round,
+                      uint64_t task_id, uint64_t now, gb_error_t *err) GB_MUST_CHECK;
 
 /* Time passed: at the deadline the collecting round closes (quorum) or is
  * abandoned (no quorum); at the end of a backoff the round selects again.

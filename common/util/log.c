@@ -77,6 +77,21 @@ static bool s_blame_allows(enum gb_log_level level)
     return ok;
 }
 
+void gb_log_report_held(void)
+{
+    uint64_t held = 0;
+    pthread_mutex_lock(&s_blame_lock);
+    if (s_blame_ready)
+        held = gb_log_limit_take_suppressed(&s_blame_budget);
+    pthread_mutex_unlock(&s_blame_lock);
+    if (held) {
+        const char *blamed = s_blamed;
+        s_blamed = NULL;
+        s_report_held(held);
+        s_blamed = blamed;
+    }
+}
+
 int gb_log_parse_level(const char *name, enum gb_log_level *out)
 {
     for (int i = 0; i <= GB_LOG_OFF; i++) {

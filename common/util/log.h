@@ -31,6 +31,11 @@ int gb_error_warn(gb_error_t *err, int code, const char *fmt, ...)
  * until the next call. */
 void gb_log_blame(const char *peer);
 
+/* Writes the count of peers' lines held back since the last report now, if
+ * any, instead of at the next line after the 5 s: for a process that ends,
+ * so that its log never hides that it held lines back. */
+void gb_log_report_held(void);
+
 #define gb_log_debug(...) gb_log(GB_LOG_DEBUG, __VA_ARGS__)
 #define gb_log_info(...) gb_log(GB_LOG_INFO, __VA_ARGS__)
 #define gb_log_warn(...) gb_log(GB_LOG_WARN, __VA_ARGS__)

@@ -1187,6 +1187,37 @@ static void test_hostile_results(void **state)
     gb_envelope_free(&u1);
 }
 
+/* A result refused on its content holds the round only while the quorum
+ * needs it (issue 7/11: one bad update held every round to its deadline of
+ * 20 s here): with quorum 1 of 2, client 0's update and client 1's refused
+ * one (a negative loss) close round 1 at once, on client 0's update alone. */
+static void test_refused_update_does_not_hold_the_round(void **state)
+{
+    fixture_t *f = *state;
+    gb_error_t err = {0};
+    gb_federation_options_t o = s_signed_options(f, 2);
+    o.rounds.quorum = 1;
+    f->fed = gb_federation_new(f->ctx, f->door, &o, &err);
+    if (!f->fed)
+        fail_msg("new: %s", err.msg);
+    s_join(f, 0);
+    s_join(f, 1);
+    Glassbox__Envelope *t0 = s_task(f, 0, 1), *t1 = s_task(f, 1, 1);
+    uint64_t seq = s_update_with(f, 1, t1->task, 0.01f, 100, N_PARAMS, -0.5, 0.5);
+    (void)seq;
+    s_expect_error(f, 1, GLASSBOX__ERROR_CODE__ERROR_INVALID_VALUE);
+    assert_int_equal(f->rounds_done, 0);
+    seq = s_update(f, 0, t0->task, 0.01f, 100, N_PARAMS);
+    s_expect_ack(f, 0, seq);
+    assert_int_equal(f->rounds_done, 1);
+    /* round 2 goes to both again */
+    Glassbox__Envelope *u0 = s_task(f, 0, 2), *u1 = s_task(f, 1, 2);
+    gb_envelope_free(&t0);
+    gb_envelope_free(&t1);
+    gb_envelope_free(&u0);
+    gb_envelope_free(&u1);
+}
+
 /* One client's weight in the aggregate explanation is its samples, and
  * --max-explanation-share caps it at that share of what the selected
  * clients joined with: 1000 samples against 100, capped at a quarter of
@@ -1346,6 +1377,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_explanations_merged, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_class_series_bounded, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_hostile_results, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_refused_update_does_not_hold_the_round, s_setup,
+                                        s_teardown),
         cmocka_unit_test_setup_teardown(test_poisoned_update_flagged, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_flag_published_and_reported, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_flags_survive_a_retried_round, s_setup, s_teardown),

@@ -798,6 +798,125 @@ static void test_leave_and_rejoin_mid_round(void **state)
     gb_rounds_destroy(&r);
 }
 
+static void s_refuse_result(gb_rounds_t *r, const gb_rounds_action_t *a, bool eval, uint64_t now)
+{
+    gb_error_t err = {0};
+    if (gb_rounds_refused(r, a->client_id, eval, a->round, a->task_id, now, &err) != 0)
+        fail_msg("refusal of %s: %s", a->client_id, err.msg);
+}
+
+/* A result refused on its content (issue 7/11: one bad update held every
+ * round to its deadline): the round waits for that client only while the
+ * quorum needs it, takes a correction while it collects, and counts a client
+ * refused, gone and back the same way. */
+static void test_refused_results(void **state)
+{
+    (void)state;
+    /* Quorum 2 of 3: two updates in and the third refused closes the round
+     * at once, long before the deadline. */
+    gb_rounds_config_t c = s_cfg(3, 3, 2);
+    gb_rounds_t *r = s_new(&c, 0);
+    s_join_n(r, 3, T0);
+    acts_t tasks, acts;
+    s_take(r, &tasks);
+    s_refuse_result(r, s_task_of(&tasks, "c01"), false, T0 + 1);
+    s_none(r);
+    gb_rounds_status_t st;
+    s_status(r, &st);
+    assert_int_equal(st.state, GB_ROUNDS_TRAINING);
+    assert_int_equal(st.refused, 1);
+    /* The same refusal again (the client resent its bad update) changes nothing. */
+    s_refuse_result(r, s_task_of(&tasks, "c01"), false, T0 + 1);
+    s_status(r, &st);
+    assert_int_equal(st.refused, 1);
+    assert_int_equal(s_update(r, s_task_of(&tasks, "c00"), T0 + 2, GB_ROUNDS_ACCEPTED), 0);
+    s_take(r, &acts);
+    assert_int_equal(acts.n, 1);
+    assert_int_equal(s_update(r, s_task_of(&tasks, "c02"), T0 + 3, GB_ROUNDS_ACCEPTED), 0);
+    s_take(r, &acts);
+    assert_int_equal(acts.n, 2);
+    assert_int_equal(acts.a[1].kind, GB_ROUNDS_ACT_AGGREGATE);
+    assert_int_equal(acts.a[1].count, 2);
+    /* A correction after the round closed is late. */
+    assert_int_equal(s_update(r, s_task_of(&tasks, "c01"), T0 + 4, GB_ROUNDS_CLOSED), GB_EPROTO);
+    gb_rounds_destroy(&r);
+
+    /* Quorum 3 of 3: the quorum needs the refused client, so the round
+     * waits; its correction is counted and completes the round. */
+    c = s_cfg(3, 3, 3);
+    r = s_new(&c, 0);
+    s_join_n(r, 3, T0);
+    s_take(r, &tasks);
+    assert_int_equal(s_update(r, s_task_of(&tasks, "c00"), T0 + 1, GB_ROUNDS_ACCEPTED), 0);
+    assert_int_equal(s_update(r, s_task_of(&tasks, "c02"), T0 + 1, GB_ROUNDS_ACCEPTED), 0);
+    s_take(r, &acts);
+    s_refuse_result(r, s_task_of(&tasks, "c01"), false, T0 + 2);
+    s_none(r);
+    s_status(r, &st);
+    assert_int_equal(st.state, GB_ROUNDS_TRAINING);
+    assert_int_equal(s_update(r, s_task_of(&tasks, "c01"), T0 + 3, GB_ROUNDS_ACCEPTED), 0);
+    s_take(r, &acts);
+    assert_int_equal(acts.n, 2);
+    assert_int_equal(acts.a[1].kind, GB_ROUNDS_ACT_AGGREGATE);
+    assert_int_equal(acts.a[1].count, 3);
+    s_status(r, &st);
+    assert_int_equal(st.refused, 0);
+    gb_rounds_destroy(&r);
+
+    /* Refused, gone, back: counted once as gone, then as refused again;
+     * a refusal for another task, a stale round or a client never
+     * selected holds nothing up. */
+    c = s_cfg(3, 3, 2);
+    r = s_new(&c, 0);
+    s_join_n(r, 3, T0);
+    s_take(r, &tasks);
+    const gb_rounds_action_t *t1 = s_task_of(&tasks, "c01");
+    gb_rounds_action_t wrong = *t1;
+    wrong.task_id++;
+    s_refuse_result(r, &wrong, false, T0 + 1);
+    wrong = *t1;
+    wrong.round = 0;
+    s_refuse_result(r, &wrong, false, T0 + 1);
+    s_status(r, &st);
+    assert_int_equal(st.refused, 0);
+    s_refuse_result(r, t1, false, T0 + 1);
+    s_leave(r, "c01", T0 + 2);
+    s_status(r, &st);
+    assert_int_equal(st.refused, 0);
+    assert_int_equal(st.gone, 1);
+    s_join(r, "c01", T0 + 3);
+    s_take(r, &acts); /* its task again */
+    s_status(r, &st);
+    assert_int_equal(st.refused, 1);
+    assert_int_equal(st.gone, 0);
+    assert_int_equal(s_update(r, s_task_of(&tasks, "c00"), T0 + 4, GB_ROUNDS_ACCEPTED), 0);
+    assert_int_equal(s_update(r, s_task_of(&tasks, "c02"), T0 + 4, GB_ROUNDS_ACCEPTED), 0);
+    s_take(r, &acts);
+    assert_int_equal(acts.a[acts.n - 1].kind, GB_ROUNDS_ACT_AGGREGATE);
+    assert_int_equal(acts.a[acts.n - 1].count, 2);
+    gb_rounds_destroy(&r);
+
+    /* With clients' evaluations asked for, a refused EvalResult is the
+     * same; a bad client id is an error. */
+    c = s_cfg(2, 2, 1);
+    c.client_eval = true;
+    r = s_new(&c, 0);
+    s_join_n(r, 2, T0);
+    s_take(r, &tasks);
+    gb_error_t err = {0};
+    gb_rounds_verdict_t v;
+    assert_int_equal(s_update(r, &tasks.a[0], T0 + 1, GB_ROUNDS_ACCEPTED), 0);
+    assert_int_equal(gb_rounds_eval_result(r, tasks.a[0].client_id, 1, tasks.a[0].task_id, 5,
+                                           T0 + 1, &v, &err), 0);
+    assert_int_equal(s_update(r, &tasks.a[1], T0 + 2, GB_ROUNDS_ACCEPTED), 0);
+    s_take(r, &acts);
+    s_refuse_result(r, &tasks.a[1], true, T0 + 3);
+    s_take(r, &acts);
+    assert_int_equal(acts.a[acts.n - 1].kind, GB_ROUNDS_ACT_AGGREGATE);
+    assert_int_equal(gb_rounds_refused(r, "", false, 1, 1, T0 + 4, &err), GB_EINVAL);
+    gb_rounds_destroy(&r);
+}
+
 /* Clients that leave so that the quorum is out of reach: the attempt is
  * given up at once (no backoff, no failure counted) and the round selects
  * again among those connected; one that leaves after the rest answered
@@ -1548,6 +1667,7 @@ int main(void)
         cmocka_unit_test(test_deadline_without_quorum_abandons),
         cmocka_unit_test(test_backoff_caps_and_zero),
         cmocka_unit_test(test_leave_and_rejoin_mid_round),
+        cmocka_unit_test(test_refused_results),
         cmocka_unit_test(test_gone_clients_reselect),
         cmocka_unit_test(test_find_client),
         cmocka_unit_test(test_join_leave_errors),

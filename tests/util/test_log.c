@@ -335,6 +335,29 @@ static void test_blame(void **state)
     free(out);
 }
 
+/* A peer's lines past its burst are held back; gb_log_report_held says how
+ * many at once (a process that ends), and then has nothing more to say. */
+static void test_report_held(void **state)
+{
+    (void)state;
+    gb_log_set_level(GB_LOG_INFO);
+    s_capture_t c;
+    s_capture_begin(&c);
+    gb_log_blame("held-peer");
+    for (int i = 0; i < 40; i++)
+        gb_log_warn("line %d about the peer", i);
+    gb_log_blame(NULL);
+    gb_log_report_held();
+    gb_log_report_held();
+    char *out = s_capture_end(&c);
+    assert_non_null(strstr(out, "line 0 about the peer"));
+    assert_null(strstr(out, "line 39 about the peer"));
+    const char *report = strstr(out, "more log lines caused by peers held back");
+    assert_non_null(report);
+    assert_null(strstr(report + 1, "more log lines caused by peers held back"));
+    free(out);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -346,6 +369,7 @@ int main(void)
         cmocka_unit_test(test_truncation),
         cmocka_unit_test(test_threads),
         cmocka_unit_test(test_error_warn),
+        cmocka_unit_test(test_report_held),
         cmocka_unit_test(test_blame),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
