@@ -12,19 +12,18 @@
  * Backward gathers dy into dY'[OC x Nc], dW += dY' . cols^T, and, unless
  * this is the first layer, dcols = W^T . dY' followed by col2im.
  *
- * On x86-64 with AVX-512 or AVX2 and FMA, the two GEMMs whose right operand
- * is row-major (Y' and dcols) and stride-1 im2col and col2im run in the
- * engine's own vector kernels (simd_kernels.h) rather than OpenBLAS and the
- * plain loops: these small shapes lose a third of OpenBLAS's time to
- * packing its operands. dW stays with OpenBLAS. Other CPUs take OpenBLAS
- * and the plain loops (engine/kernels.h chooses; GLASSBOX_KERNELS or
- * gb_kernels_force picks a lower path). */
+ * On x86-64 with AVX-512 or AVX2 and FMA, the three GEMMs (engine/gemm.h)
+ * and stride-1 im2col and col2im run in the engine's own vector kernels
+ * (simd_kernels.h) rather than OpenBLAS and the plain loops: these small
+ * shapes lose a third of OpenBLAS's time to packing its operands. Other
+ * CPUs take OpenBLAS and the plain loops (engine/kernels.h chooses;
+ * GLASSBOX_KERNELS or gb_kernels_force picks a lower path). */
+#include "engine/gemm.h"
 #include "engine/simd_kernels.h"
 #include "engine/vec_dispatch.h"
 #include "engine/kernels.h"
 #include "engine/layer.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -124,21 +123,7 @@ static size_t s_work_floats(const gb_layer_t *l, int batch)
 static void s_sgemm(int M, int N, int K, const float *w, int w_transposed, const float *x,
                     int ldx, float *y, int ldy, int accumulate)
 {
-#if GB_SIMD_KERNELS
-    /* any stride: the GEMM does not see it */
-    const gb_kernels_t k = gb_kernels();
-    const ptrdiff_t ars = w_transposed ? 1 : K, acs = w_transposed ? M : 1;
-    if (k == GB_KERNELS_AVX512) {
-        gb_simd_gemm_avx512(M, N, K, w, ars, acs, x, (size_t)ldx, y, (size_t)ldy, accumulate);
-        return;
-    }
-    if (k == GB_KERNELS_AVX2) {
-        gb_simd_gemm_avx2(M, N, K, w, ars, acs, x, (size_t)ldx, y, (size_t)ldy, accumulate);
-        return;
-    }
-#endif
-    cblas_sgemm(CblasRowMajor, w_transposed ? CblasTrans : CblasNoTrans, CblasNoTrans, M, N, K,
-                1.0f, w, w_transposed ? M : K, x, ldx, accumulate ? 1.0f : 0.0f, y, ldy);
+    gb_gemm_nn(M, N, K, w, w_transposed, x, (size_t)ldx, y, (size_t)ldy, accumulate);
 }
 
 /* dW[OC x KK] += dy[OC x N] . cols^T[N x KK], dy rows ldd apart, cols rows
@@ -146,19 +131,7 @@ static void s_sgemm(int M, int N, int K, const float *w, int w_transposed, const
 static void s_sgemm_dw(int OC, int KK, int N, const float *dy, int ldd, const float *cols, int ldc,
                        float *dW)
 {
-#if GB_SIMD_KERNELS
-    const gb_kernels_t k = gb_kernels();
-    if (k == GB_KERNELS_AVX512) {
-        gb_simd_gemm_nt_avx512(OC, KK, N, dy, (size_t)ldd, cols, (size_t)ldc, dW, (size_t)KK);
-        return;
-    }
-    if (k == GB_KERNELS_AVX2) {
-        gb_simd_gemm_nt_avx2(OC, KK, N, dy, (size_t)ldd, cols, (size_t)ldc, dW, (size_t)KK);
-        return;
-    }
-#endif
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, OC, KK, N, 1.0f, dy, ldd, cols, ldc,
-                1.0f, dW, KK);
+    gb_gemm_nt(OC, KK, N, dy, (size_t)ldd, cols, (size_t)ldc, dW, (size_t)KK);
 }
 
 /* cols[KK x B*P]: row k = (c, ki, kj), column n*P + oh*OW + ow. */

@@ -3,55 +3,13 @@
  * Shapes: B = samples, NI = inputs, NO = outputs (not I and O: complex.h, pulled in by cblas.h, defines I). */
 #include "engine/layer.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <string.h>
 
-#include "engine/kernels.h"
-#include "engine/simd_kernels.h"
+#include "engine/gemm.h"
 
-/* The three products go to the engine's own kernels where the CPU has them:
- * OpenBLAS packs both operands of every call, which for a dense layer's
- * shapes at a training batch (LeNet's 32 x 128 x 512) costs about as much as
- * the product, and its thread pool would spin beside the engine's. */
-
-/* y[B x NO] += x[B x NI] . W^T (W is NO x NI): both operands along their rows. */
-static void s_gemm_xwt(int B, int NO, int NI, const float *x, const float *W, float *y)
-{
-#if GB_SIMD_KERNELS
-    const gb_kernels_t k = gb_kernels();
-    if (k == GB_KERNELS_AVX512) {
-        gb_simd_gemm_nt_avx512(B, NO, NI, x, (size_t)NI, W, (size_t)NI, y, (size_t)NO);
-        return;
-    }
-    if (k == GB_KERNELS_AVX2) {
-        gb_simd_gemm_nt_avx2(B, NO, NI, x, (size_t)NI, W, (size_t)NI, y, (size_t)NO);
-        return;
-    }
-#endif
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, NO, NI, 1.0f, x, NI, W, NI, 1.0f, y, NO);
-}
-
-/* c[M x N] (+)= A . b[K x N], b row-major; A is a[M x K] row-major, or
- * a[K x M] row-major read transposed. */
-static void s_gemm_nn(int M, int N, int K, const float *a, int a_transposed, const float *b,
-                      float *c, int accumulate)
-{
-#if GB_SIMD_KERNELS
-    const gb_kernels_t k = gb_kernels();
-    const ptrdiff_t ars = a_transposed ? 1 : K, acs = a_transposed ? M : 1;
-    if (k == GB_KERNELS_AVX512) {
-        gb_simd_gemm_avx512(M, N, K, a, ars, acs, b, (size_t)N, c, (size_t)N, accumulate);
-        return;
-    }
-    if (k == GB_KERNELS_AVX2) {
-        gb_simd_gemm_avx2(M, N, K, a, ars, acs, b, (size_t)N, c, (size_t)N, accumulate);
-        return;
-    }
-#endif
-    cblas_sgemm(CblasRowMajor, a_transposed ? CblasTrans : CblasNoTrans, CblasNoTrans, M, N, K,
-                1.0f, a, a_transposed ? M : K, b, N, accumulate ? 1.0f : 0.0f, c, N);
-}
+/* The three products go to the engine's own kernels where the CPU has them
+ * (engine/gemm.h). */
 
 static int s_plan(gb_layer_t *l, gb_error_t *err)
 {
@@ -84,7 +42,8 @@ static void s_forward(const gb_layer_t *l, const gb_pass_t *pass, float *cache, 
     const float *b = W + (size_t)NI * NO;
     for (int r = 0; r < B; r++)
         memcpy(y + (size_t)r * NO, b, (size_t)NO * sizeof(float));
-    s_gemm_xwt(B, NO, NI, x, W, y);
+    /* y[B x NO] += x[B x NI] . W^T */
+    gb_gemm_nt(B, NO, NI, x, (size_t)NI, W, (size_t)NI, y, (size_t)NO);
 }
 
 static void s_backward(const gb_layer_t *l, const gb_pass_t *pass, const float *cache,
@@ -98,7 +57,7 @@ static void s_backward(const gb_layer_t *l, const gb_pass_t *pass, const float *
         float *dW = pass->grads + l->param_off;
         float *db = dW + (size_t)NI * NO;
         /* dW[NO x NI] += dy^T[NO x B] . x[B x NI] */
-        s_gemm_nn(NO, NI, B, dy, 1, x, dW, 1);
+        gb_gemm_nn(NO, NI, B, dy, 1, x, (size_t)NI, dW, (size_t)NI, 1);
         for (int r = 0; r < B; r++) {
             const float *row = dy + (size_t)r * NO;
             for (int o = 0; o < NO; o++)
@@ -107,7 +66,7 @@ static void s_backward(const gb_layer_t *l, const gb_pass_t *pass, const float *
     }
     if (dx) {
         /* dx[B x NI] = dy[B x NO] . W[NO x NI] */
-        s_gemm_nn(B, NI, NO, dy, 0, W, dx, 0);
+        gb_gemm_nn(B, NI, NO, dy, 0, W, (size_t)NI, dx, (size_t)NI, 0);
     }
 }
 
