@@ -42,6 +42,7 @@
 #include "exact_sum.h"
 #include "util/alloc.h"
 #include "util/log.h"
+#include "util/pool.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -65,6 +66,9 @@
  * memory than the 40 bytes a gb_exact_sum_t a parameter would take. */
 #define S_FEDAVG_BATCH 4
 #define S_FEDAVG_BUFFER_MIN ((size_t)1 << 18)
+/* Parameters below which one thread adds alone: waking a worker costs a few
+ * microseconds, about what adding 8K values takes. */
+#define S_SPLIT_MIN ((size_t)1 << 15)
 
 struct gb_aggregator {
     gb_agg_spec_t spec;     /* the rule and its parameters */
@@ -95,6 +99,8 @@ struct gb_aggregator {
     size_t work_cap;        /* robust: bytes allocated in work */
     size_t *selected;       /* krum rules: spec.m chosen indices of the last finish */
     size_t n_selected;      /* krum rules: how many of them are valid */
+    gb_pool_t *pool;        /* fedavg: threads that split each pass over the parameters
+                               (NULL: the caller's thread alone) */
 };
 
 static bool s_is_krum(gb_agg_rule_t rule)
@@ -155,8 +161,31 @@ void gb_aggregator_destroy(gb_aggregator_t **agg)
     gb_free(a->weights);
     gb_free(a->work);
     gb_free(a->selected);
+    gb_pool_destroy(&a->pool);
     gb_free(a);
     *agg = NULL;
+}
+
+int gb_aggregator_set_threads(gb_aggregator_t *agg, int threads, gb_error_t *err)
+{
+    if (threads < 1 || threads > GB_AGG_MAX_THREADS)
+        return gb_error_set(err, GB_EINVAL, "aggregator: %d threads outside 1..%d", threads,
+                            GB_AGG_MAX_THREADS);
+    if (agg->open && agg->n)
+        return gb_error_set(err, GB_EINVAL,
+                            "aggregator: threads changed while round %llu holds updates",
+                            (unsigned long long)agg->round);
+    gb_pool_t *pool = NULL;
+    if (threads > 1 && !(pool = gb_pool_new(threads, err)))
+        return err->code;
+    gb_pool_destroy(&agg->pool);
+    agg->pool = pool;
+    return 0;
+}
+
+int gb_aggregator_threads(const gb_aggregator_t *agg)
+{
+    return agg->pool ? gb_pool_size(agg->pool) : 1;
 }
 
 /* ---- FedAvg's split exact sums (see the file comment) ----------------------- */
@@ -290,9 +319,13 @@ static size_t s_fedavg_add_scalar(gb_aggregator_t *agg, const float *const *src,
 }
 
 /* The rare values of one update x (weight w) among the vector of
- * parameters from j: lanes, a bit per parameter. */
-static void s_fedavg_rare_lanes(gb_aggregator_t *agg, const float *x, uint64_t w, size_t j,
-                                unsigned lanes, unsigned flip)
+ * parameters from j: lanes, a bit per parameter. Cold and out of line: a
+ * call inside the vector loops makes every vector register caller-saved,
+ * and on the path that calls nothing the compiler would still rebuild the
+ * loops' constants every vector (a third of their time, perf annotate). */
+__attribute__((noinline, cold)) static void
+s_fedavg_rare_lanes(gb_aggregator_t *agg, const float *x, uint64_t w, size_t j, unsigned lanes,
+                    unsigned flip)
 {
     for (; lanes; lanes &= lanes - 1) {
         unsigned lane = (unsigned)__builtin_ctz(lanes);
@@ -301,6 +334,20 @@ static void s_fedavg_rare_lanes(gb_aggregator_t *agg, const float *x, uint64_t w
         s_fedavg_rare(agg, j + lane, vb, w, flip);
     }
 }
+
+/* Why a vector kernel stopped at the vector whose index it returns: the
+ * end of the whole vectors (the caller adds the tail), a NaN or infinity in
+ * some update (nothing of that vector added), or rare values (its fast
+ * lanes added and stored; the caller adds the rare lanes, whose masks the
+ * kernel wrote, and goes on after it). The kernels' loops call nothing, so
+ * the compiler keeps their constants in registers. */
+enum { S_STOP_END, S_STOP_BAD, S_STOP_RARE };
+
+/* Makes a vector constant opaque to the compiler, so that it stays in a
+ * register through the loop: GCC otherwise rebuilds each broadcast constant
+ * from an immediate inside the loop (two instructions apiece, a dozen per
+ * vector of values; perf annotate). */
+#define S_IN_REGISTER(x) __asm__("" : "+x"(x))
 
 #if defined(__x86_64__)
 #define S_AVX512 __attribute__((target("avx512f,avx512dq,avx512vl")))
@@ -314,22 +361,32 @@ static void s_fedavg_rare_lanes(gb_aggregator_t *agg, const float *x, uint64_t w
  * ports); only the product, the shifts and the 128-bit add are 64-bit
  * wide. A fast-range value is added to or subtracted from (m2:m1) under
  * its lane's sign mask, the carry or borrow out of m1 folded into the hi
- * word first. Lanes holding a rare value add nothing here and go through
- * s_fedavg_rare after the store (it may write m1 and m2 too). Returns d:
- * every update was added over parameters [j0, j0 + d); d < n only when the
- * vector at d holds a NaN or infinity in some update (none of that vector
- * was added). */
+ * word first. Lanes holding a rare value add nothing here; the kernel
+ * stops after storing their vector, and the caller sends them through
+ * s_fedavg_rare (which may write m1 and m2 too). Returns the index of the
+ * vector it stopped at, *stop saying why (S_STOP_*). */
 S_AVX512 static inline __attribute__((always_inline)) size_t
 s_fedavg_add_avx512_n(gb_aggregator_t *agg, const float *const *src, const uint64_t *wt,
-                      const size_t ns, size_t j0, size_t n, unsigned flip)
+                      const size_t ns, size_t j0, size_t n, unsigned flip, int *stop,
+                      unsigned *rare_out)
 {
-    const __m256i abs_mask = _mm256_set1_epi32(0x7fffffff), inf = _mm256_set1_epi32(0x7f800000);
+    __m256i abs_mask = _mm256_set1_epi32(0x7fffffff), inf = _mm256_set1_epi32(0x7f800000);
     /* fast range 2^-62 <= |v| < 4: biased exponents 65..128 */
-    const __m256i low = _mm256_set1_epi32(65 << 23), span = _mm256_set1_epi32(64 << 23);
-    const __m256i mant = _mm256_set1_epi32(0x7fffff), hidden = _mm256_set1_epi32(0x800000);
-    const __m256i sign = _mm256_set1_epi32((int)0x80000000u);
-    const __m512i one = _mm512_set1_epi64(1);
-    const __m512i e65 = _mm512_set1_epi64(65), e129 = _mm512_set1_epi64(129);
+    __m256i low = _mm256_set1_epi32(65 << 23), span = _mm256_set1_epi32(64 << 23);
+    __m256i mant = _mm256_set1_epi32(0x7fffff), hidden = _mm256_set1_epi32(0x800000);
+    __m256i sign = _mm256_set1_epi32((int)0x80000000u);
+    __m512i one = _mm512_set1_epi64(1);
+    __m512i e65 = _mm512_set1_epi64(65), e129 = _mm512_set1_epi64(129);
+    S_IN_REGISTER(abs_mask);
+    S_IN_REGISTER(inf);
+    S_IN_REGISTER(low);
+    S_IN_REGISTER(span);
+    S_IN_REGISTER(mant);
+    S_IN_REGISTER(hidden);
+    S_IN_REGISTER(sign);
+    S_IN_REGISTER(one);
+    S_IN_REGISTER(e65);
+    S_IN_REGISTER(e129);
     const __mmask8 flipk = flip ? 0xff : 0;
     __m512i vw[S_FEDAVG_BATCH];
     for (size_t k = 0; k < ns; k++)
@@ -351,8 +408,10 @@ s_fedavg_add_avx512_n(gb_aggregator_t *agg, const float *const *src, const uint6
             __mmask8 bad = 0;
             for (size_t k = 0; k < ns; k++)
                 bad |= _mm256_cmpge_epu32_mask(_mm256_and_si256(v[k], abs_mask), inf);
-            if (bad)
-                return i; /* none of this vector was added */
+            if (bad) {
+                *stop = S_STOP_BAD; /* none of this vector was added */
+                return i;
+            }
         }
         __m512i a1 = _mm512_loadu_si512(m1 + i), a2 = _mm512_loadu_si512(m2 + i);
         for (size_t k = 0; k < ns; k++) {
@@ -374,13 +433,15 @@ s_fedavg_add_avx512_n(gb_aggregator_t *agg, const float *const *src, const uint6
         }
         _mm512_storeu_si512(m1 + i, a1);
         _mm512_storeu_si512(m2 + i, a2);
-        for (size_t k = 0; k < ns; k++)
-            s_fedavg_rare_lanes(agg, src[k], wt[k], j0 + i, rare[k], flip);
+        if (__builtin_expect(any_rare != 0, 0)) {
+            for (size_t k = 0; k < ns; k++)
+                rare_out[k] = rare[k];
+            *stop = S_STOP_RARE;
+            return i;
+        }
     }
-    if (i == n)
-        return n;
-    /* the tail, under 8 parameters */
-    return i + s_fedavg_add_scalar(agg, src, wt, ns, j0 + i, n - i, flip);
+    *stop = S_STOP_END;
+    return i;
 }
 
 /* The kernel above with the number of updates a constant, so that the
@@ -390,16 +451,34 @@ S_AVX512 static size_t s_fedavg_add_avx512(gb_aggregator_t *agg, const float *co
                                            unsigned flip)
 {
     _Static_assert(S_FEDAVG_BATCH == 4, "one case per batch size");
-    switch (ns) {
-    case 1:
-        return s_fedavg_add_avx512_n(agg, src, wt, 1, j0, n, flip);
-    case 2:
-        return s_fedavg_add_avx512_n(agg, src, wt, 2, j0, n, flip);
-    case 3:
-        return s_fedavg_add_avx512_n(agg, src, wt, 3, j0, n, flip);
-    default:
-        return s_fedavg_add_avx512_n(agg, src, wt, 4, j0, n, flip);
+    size_t i = 0;
+    for (;;) {
+        int stop = S_STOP_END;
+        unsigned rare[S_FEDAVG_BATCH];
+        switch (ns) {
+        case 1:
+            i += s_fedavg_add_avx512_n(agg, src, wt, 1, j0 + i, n - i, flip, &stop, rare);
+            break;
+        case 2:
+            i += s_fedavg_add_avx512_n(agg, src, wt, 2, j0 + i, n - i, flip, &stop, rare);
+            break;
+        case 3:
+            i += s_fedavg_add_avx512_n(agg, src, wt, 3, j0 + i, n - i, flip, &stop, rare);
+            break;
+        default:
+            i += s_fedavg_add_avx512_n(agg, src, wt, 4, j0 + i, n - i, flip, &stop, rare);
+            break;
+        }
+        if (stop == S_STOP_BAD)
+            return i;
+        if (stop == S_STOP_END)
+            break;
+        for (size_t k = 0; k < ns; k++) /* S_STOP_RARE: vector i's fast lanes are in */
+            s_fedavg_rare_lanes(agg, src[k], wt[k], j0 + i, rare[k], flip);
+        i += 8;
     }
+    /* the tail, under 8 parameters */
+    return i + s_fedavg_add_scalar(agg, src, wt, ns, j0 + i, n - i, flip);
 }
 #endif
 
@@ -424,7 +503,8 @@ S_AVX2 static inline __m256i s_ltu64(__m256i x, __m256i y)
  * some update not added at all). */
 S_AVX2 static inline __attribute__((always_inline)) size_t
 s_fedavg_add_avx2_n(gb_aggregator_t *agg, const float *const *src, const uint64_t *wt,
-                    const size_t ns, size_t j0, size_t n, unsigned flip)
+                    const size_t ns, size_t j0, size_t n, unsigned flip, int *stop,
+                    unsigned *rare_out)
 {
     const __m128i abs_mask = _mm_set1_epi32(0x7fffffff), finite_max = _mm_set1_epi32(0x7f7fffff);
     /* fast range 2^-62 <= |v| < 4: biased exponents 65..128, tested as
@@ -458,8 +538,10 @@ s_fedavg_add_avx2_n(gb_aggregator_t *agg, const float *const *src, const uint64_
             for (size_t k = 0; k < ns; k++)
                 bad |= _mm_movemask_ps(_mm_castsi128_ps(
                     _mm_cmpgt_epi32(_mm_and_si128(v[k], abs_mask), finite_max)));
-            if (bad)
-                return i; /* none of this vector was added */
+            if (bad) {
+                *stop = S_STOP_BAD; /* none of this vector was added */
+                return i;
+            }
         }
         __m256i a1 = _mm256_loadu_si256((const __m256i *)(m1 + i));
         __m256i a2 = _mm256_loadu_si256((const __m256i *)(m2 + i));
@@ -488,13 +570,15 @@ s_fedavg_add_avx2_n(gb_aggregator_t *agg, const float *const *src, const uint64_
         }
         _mm256_storeu_si256((__m256i *)(m1 + i), a1);
         _mm256_storeu_si256((__m256i *)(m2 + i), a2);
-        for (size_t k = 0; k < ns; k++)
-            s_fedavg_rare_lanes(agg, src[k], wt[k], j0 + i, (unsigned)rare[k], flip);
+        if (__builtin_expect(any_rare != 0, 0)) {
+            for (size_t k = 0; k < ns; k++)
+                rare_out[k] = (unsigned)rare[k];
+            *stop = S_STOP_RARE;
+            return i;
+        }
     }
-    if (i == n)
-        return n;
-    /* the tail, under 4 parameters */
-    return i + s_fedavg_add_scalar(agg, src, wt, ns, j0 + i, n - i, flip);
+    *stop = S_STOP_END;
+    return i;
 }
 
 S_AVX2 static size_t s_fedavg_add_avx2(gb_aggregator_t *agg, const float *const *src,
@@ -502,16 +586,34 @@ S_AVX2 static size_t s_fedavg_add_avx2(gb_aggregator_t *agg, const float *const 
                                        unsigned flip)
 {
     _Static_assert(S_FEDAVG_BATCH == 4, "one case per batch size");
-    switch (ns) {
-    case 1:
-        return s_fedavg_add_avx2_n(agg, src, wt, 1, j0, n, flip);
-    case 2:
-        return s_fedavg_add_avx2_n(agg, src, wt, 2, j0, n, flip);
-    case 3:
-        return s_fedavg_add_avx2_n(agg, src, wt, 3, j0, n, flip);
-    default:
-        return s_fedavg_add_avx2_n(agg, src, wt, 4, j0, n, flip);
+    size_t i = 0;
+    for (;;) {
+        int stop = S_STOP_END;
+        unsigned rare[S_FEDAVG_BATCH];
+        switch (ns) {
+        case 1:
+            i += s_fedavg_add_avx2_n(agg, src, wt, 1, j0 + i, n - i, flip, &stop, rare);
+            break;
+        case 2:
+            i += s_fedavg_add_avx2_n(agg, src, wt, 2, j0 + i, n - i, flip, &stop, rare);
+            break;
+        case 3:
+            i += s_fedavg_add_avx2_n(agg, src, wt, 3, j0 + i, n - i, flip, &stop, rare);
+            break;
+        default:
+            i += s_fedavg_add_avx2_n(agg, src, wt, 4, j0 + i, n - i, flip, &stop, rare);
+            break;
+        }
+        if (stop == S_STOP_BAD)
+            return i;
+        if (stop == S_STOP_END)
+            break;
+        for (size_t k = 0; k < ns; k++) /* S_STOP_RARE: vector i's fast lanes are in */
+            s_fedavg_rare_lanes(agg, src[k], wt[k], j0 + i, rare[k], flip);
+        i += 4;
     }
+    /* the tail, under 4 parameters */
+    return i + s_fedavg_add_scalar(agg, src, wt, ns, j0 + i, n - i, flip);
 }
 #endif
 
@@ -659,14 +761,15 @@ static float s_fedavg_mean_one(const gb_aggregator_t *agg, size_t j)
  * 10 units in its last place, still far inside the 64 units the boundary
  * test keeps clear. Lanes it cannot decide, and lanes whose m0 or H hold
  * anything, go through s_fedavg_mean_one. */
-S_AVX512 static void s_fedavg_finish_avx512(const gb_aggregator_t *agg, float *out, size_t p)
+S_AVX512 static void s_fedavg_finish_avx512(const gb_aggregator_t *agg, float *out, size_t j0,
+                                             size_t p)
 {
     const __m512d two64 = _mm512_set1_pd(0x1p64), tiny = _mm512_set1_pd(0x1p-125);
     const __m512d rs = _mm512_set1_pd(ldexp(1.0 / (double)agg->weight, -85));
     const __m512i one = _mm512_set1_epi64(1), rmask = _mm512_set1_epi64((1 << 29) - 1);
     const __m512i rlow = _mm512_set1_epi64((1 << 28) - 63), rspan = _mm512_set1_epi64(127);
     const __m256i sign = _mm256_set1_epi32((int)0x80000000u);
-    size_t j = 0;
+    size_t j = j0;
     for (; j + 8 <= p; j += 8) {
         __m512i a1 = _mm512_loadu_si512(agg->m1 + j), a2 = _mm512_loadu_si512(agg->m2 + j);
         __mmask8 neg = _mm512_movepi64_mask(a2);
@@ -726,7 +829,7 @@ __attribute__((target("avx2,fma"))) static __m256d s_u64_to_pd(__m256i x)
  * Lanes it cannot decide, and lanes whose m0 or H hold anything, go through
  * s_fedavg_mean_one. */
 __attribute__((target("avx2,fma"))) static void
-s_fedavg_finish_avx2(const gb_aggregator_t *agg, float *out, size_t p)
+s_fedavg_finish_avx2(const gb_aggregator_t *agg, float *out, size_t j0, size_t p)
 {
     const __m256d two64 = _mm256_set1_pd(0x1p64), tiny = _mm256_set1_pd(0x1p-125);
     const __m256d rs = _mm256_set1_pd(ldexp(1.0 / (double)agg->weight, -85));
@@ -735,7 +838,7 @@ s_fedavg_finish_avx2(const gb_aggregator_t *agg, float *out, size_t p)
     const __m256i rlow = _mm256_set1_epi64x((1 << 28) - 63), rspan = _mm256_set1_epi64x(127);
     const __m256i low_halves = _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6);
     const __m128i sign = _mm_set1_epi32((int)0x80000000u);
-    size_t j = 0;
+    size_t j = j0;
     for (; j + 4 <= p; j += 4) {
         __m256i a1 = _mm256_loadu_si256((const __m256i *)(agg->m1 + j));
         __m256i a2 = _mm256_loadu_si256((const __m256i *)(agg->m2 + j));
@@ -778,19 +881,20 @@ s_fedavg_finish_avx2(const gb_aggregator_t *agg, float *out, size_t p)
 }
 #endif
 
-static void s_fedavg_finish(const gb_aggregator_t *agg, float *out, size_t p)
+/* The means of parameters [j0, p) into out[j0, p). */
+static void s_fedavg_finish(const gb_aggregator_t *agg, float *out, size_t j0, size_t p)
 {
 #if defined(__x86_64__)
     if (s_kernel_choice() == S_KERNEL_AVX512) {
-        s_fedavg_finish_avx512(agg, out, p);
+        s_fedavg_finish_avx512(agg, out, j0, p);
         return;
     }
     if (s_kernel_choice() == S_KERNEL_AVX2 && __builtin_cpu_supports("fma")) {
-        s_fedavg_finish_avx2(agg, out, p);
+        s_fedavg_finish_avx2(agg, out, j0, p);
         return;
     }
 #endif
-    for (size_t j = 0; j < p; j++)
+    for (size_t j = j0; j < p; j++)
         out[j] = s_fedavg_mean_one(agg, j);
 }
 
@@ -850,13 +954,124 @@ static bool s_copy_finite(float *restrict dst, const float *restrict x, size_t n
     return bad == 0;
 }
 
+/* ---- FedAvg's passes, split over the aggregator's threads ------------------ */
+
+/* Thread i of count's share [lo, hi) of [0, p): whole S_COLD_BLOCK blocks, so
+ * that no two threads write one cold flag (or one cache line of the sums). */
+static void s_share(size_t p, int i, int count, size_t *lo, size_t *hi)
+{
+    size_t blocks = (p + S_COLD_BLOCK - 1) / S_COLD_BLOCK;
+    size_t a = blocks * (size_t)i / (size_t)count * S_COLD_BLOCK;
+    size_t b = blocks * (size_t)(i + 1) / (size_t)count * S_COLD_BLOCK;
+    *lo = a < p ? a : p;
+    *hi = b < p ? b : p;
+}
+
+/* One pass's arguments, and what each share found. */
+typedef struct {
+    gb_aggregator_t *agg;
+    const float *const *src; /* add: the updates */
+    const uint64_t *wt;      /* add: their weights */
+    size_t ns;               /* add: how many */
+    size_t p;                /* parameters */
+    float *dst;              /* copy: where to; finish: the means */
+    const float *from;       /* copy: the update */
+    size_t done[GB_AGG_MAX_THREADS]; /* add: share i added [lo, done[i]) */
+    bool finite[GB_AGG_MAX_THREADS]; /* copy: share i held no NaN or infinity */
+} s_pass_t;
+
+static void s_add_share(void *arg, int i, int count)
+{
+    s_pass_t *ps = arg;
+    size_t lo, hi;
+    s_share(ps->p, i, count, &lo, &hi);
+    ps->done[i] = hi > lo ? lo + s_fedavg_add(ps->agg, ps->src, ps->wt, ps->ns, lo, hi - lo, 0)
+                          : lo;
+}
+
+static void s_undo_share(void *arg, int i, int count)
+{
+    s_pass_t *ps = arg;
+    size_t lo, hi;
+    s_share(ps->p, i, count, &lo, &hi);
+    if (ps->done[i] > lo)
+        s_fedavg_add(ps->agg, ps->src, ps->wt, ps->ns, lo, ps->done[i] - lo, 1);
+}
+
+/* Adds src[0..ns) over all p parameters. Returns p, or the first index of a
+ * vector holding a NaN or infinity in some update: then nothing was added
+ * (what any share added is subtracted again, which restores every bit). */
+static size_t s_fedavg_add_all(gb_aggregator_t *agg, const float *const *src,
+                               const uint64_t *wt, size_t ns, size_t p)
+{
+    if (!agg->pool || p < S_SPLIT_MIN) {
+        size_t done = s_fedavg_add(agg, src, wt, ns, 0, p, 0);
+        if (done < p)
+            s_fedavg_add(agg, src, wt, ns, 0, done, 1);
+        return done;
+    }
+    s_pass_t ps = {.agg = agg, .src = src, .wt = wt, .ns = ns, .p = p};
+    gb_pool_run(agg->pool, s_add_share, &ps);
+    const int count = gb_pool_size(agg->pool);
+    size_t bad = p;
+    for (int i = 0; i < count; i++) {
+        size_t lo, hi;
+        s_share(p, i, count, &lo, &hi);
+        if (ps.done[i] < hi && ps.done[i] < bad)
+            bad = ps.done[i]; /* the shares before it are whole */
+    }
+    if (bad < p)
+        gb_pool_run(agg->pool, s_undo_share, &ps);
+    return bad;
+}
+
+static void s_copy_share(void *arg, int i, int count)
+{
+    s_pass_t *ps = arg;
+    size_t lo, hi;
+    s_share(ps->p, i, count, &lo, &hi);
+    ps->finite[i] = s_copy_finite(ps->dst + lo, ps->from + lo, hi - lo);
+}
+
+/* s_copy_finite over all p values, each thread its share. */
+static bool s_copy_finite_all(gb_aggregator_t *agg, float *dst, const float *x, size_t p)
+{
+    if (!agg->pool || p < S_SPLIT_MIN)
+        return s_copy_finite(dst, x, p);
+    s_pass_t ps = {.agg = agg, .p = p, .dst = dst, .from = x};
+    gb_pool_run(agg->pool, s_copy_share, &ps);
+    bool finite = true;
+    for (int i = 0; i < gb_pool_size(agg->pool); i++)
+        finite = finite && ps.finite[i];
+    return finite;
+}
+
+static void s_finish_share(void *arg, int i, int count)
+{
+    s_pass_t *ps = arg;
+    size_t lo, hi;
+    s_share(ps->p, i, count, &lo, &hi);
+    s_fedavg_finish(ps->agg, ps->dst, lo, hi);
+}
+
+/* The means of all p parameters into out, each thread its share. */
+static void s_fedavg_finish_all(gb_aggregator_t *agg, float *out, size_t p)
+{
+    if (!agg->pool || p < S_SPLIT_MIN) {
+        s_fedavg_finish(agg, out, 0, p);
+        return;
+    }
+    s_pass_t ps = {.agg = agg, .p = p, .dst = out};
+    gb_pool_run(agg->pool, s_finish_share, &ps);
+}
+
 /* Adds the buffered updates (the sums then hold every accepted update). */
 static void s_fedavg_flush(gb_aggregator_t *agg)
 {
     if (!agg->n_buf)
         return;
-    size_t d = s_fedavg_add(agg, (const float *const *)agg->buf, agg->buf_w, agg->n_buf, 0,
-                            agg->p, 0);
+    size_t d = s_fedavg_add_all(agg, (const float *const *)agg->buf, agg->buf_w, agg->n_buf,
+                                agg->p);
     assert(d == agg->p); /* they were checked when copied */
     (void)d;
     agg->n_buf = 0;
@@ -998,7 +1213,7 @@ int gb_aggregator_add(gb_aggregator_t *agg, const float *delta, size_t param_cou
          * bit, and the refusal changes nothing. */
         if (agg->buf_cap && agg->n_buf < S_FEDAVG_BATCH - 1) {
             /* kept for one pass with the next ones; nothing is added yet */
-            if (!s_copy_finite(agg->buf[agg->n_buf], delta, param_count))
+            if (!s_copy_finite_all(agg, agg->buf[agg->n_buf], delta, param_count))
                 return s_refuse_nonfinite(err, round, delta, 0);
             agg->buf_w[agg->n_buf++] = num_samples;
         } else {
@@ -1011,12 +1226,9 @@ int gb_aggregator_add(gb_aggregator_t *agg, const float *delta, size_t param_cou
             }
             src[ns] = delta;
             wt[ns++] = num_samples;
-            size_t done = s_fedavg_add(agg, src, wt, ns, 0, param_count, 0);
-            if (done < param_count) {
-                /* the buffered ones are whole: the bad value is delta's */
-                s_fedavg_add(agg, src, wt, ns, 0, done, 1);
+            size_t done = s_fedavg_add_all(agg, src, wt, ns, param_count);
+            if (done < param_count) /* the buffered ones are whole: the bad value is delta's */
                 return s_refuse_nonfinite(err, round, delta, done);
-            }
             agg->n_buf = 0;
         }
     } else {
@@ -1049,7 +1261,7 @@ int gb_aggregator_finish(gb_aggregator_t *agg, float *out, size_t param_count, g
                             round, agg->name, agg->min_updates, agg->n);
     if (agg->spec.rule == GB_AGG_FEDAVG) {
         s_fedavg_flush(agg);
-        s_fedavg_finish(agg, out, param_count);
+        s_fedavg_finish_all(agg, out, param_count);
     } else {
         size_t n_sel = 0;
         int rc = gb_robust_aggregate(&agg->spec, agg->rows, agg->weights, agg->n, agg->p, out,

@@ -488,7 +488,7 @@ int gb_cmd_serve(int argc, char **argv)
         {"--class-names", GB_ARG_STRING, &c.fed.class_names_file, 0, 0, NULL, "file of class names, one a line, exactly the model's classes, for the round line, /metrics and the reports (default: Fashion-MNIST's with --test-data fashion-mnist, else 'class K')", false},
         {"--min-class-clients", GB_ARG_INT, &c.min_class_clients, 0, 1000000, NULL, "a class whose aggregate explanation rests on fewer clients is marked weakly explained; 0 or 1: never (default 2)", false},
         {"--test-data", GB_ARG_STRING, &c.fed.test_data, 0, 0, NULL, "evaluate each round's model on this data set's test split (e.g. fashion-mnist)", false},
-        {"--threads", GB_ARG_INT, &c.fed.threads, 1, 256, NULL, "threads for that evaluation (default 1)", false},
+        {"--threads", GB_ARG_INT, &c.fed.threads, 1, 256, NULL, "threads for that evaluation and for FedAvg's aggregation (default 1)", false},
         {"--state", GB_ARG_STRING, &c.fed.state_dir, 0, 0, NULL, "checkpoint directory; a restart resumes from it", false},
         {"--keep", GB_ARG_INT, &c.fed.keep_checkpoints, 1, 1000000, NULL, "checkpoints kept (default 3)", false},
         {"--out", GB_ARG_STRING, &c.fed.out_dir, 0, 0, NULL, "write each round's signed publication and explanation report here, and the report page index.html with its history.json", false},

@@ -299,7 +299,13 @@ gb_federation_t *gb_federation_new(void *zmq_ctx, gb_front_door_t *door,
     size_t per_round = f->o.rounds.max_clients;
     if (per_round > GB_AGG_MAX_CLIENTS)
         per_round = GB_AGG_MAX_CLIENTS;
-    if (!(f->agg = gb_aggregator_new(f->o.aggregator, per_round, err)))
+    /* serve's --threads: its evaluation's, and the aggregation passes' */
+    if (!(f->agg = gb_aggregator_new(f->o.aggregator, per_round, err)) ||
+        gb_aggregator_set_threads(f->agg,
+                                  f->o.threads < 1                    ? 1
+                                  : f->o.threads > GB_AGG_MAX_THREADS ? GB_AGG_MAX_THREADS
+                                                                      : f->o.threads,
+                                  err) != 0)
         goto fail;
     if (f->o.explain != GLASSBOX__EXPLAIN_METHOD__EXPLAIN_NONE &&
         !(f->merge = gb_explain_merge_new(per_round < GB_EXPLAIN_MERGE_MAX_CLIENTS

@@ -154,7 +154,8 @@ typedef struct {
                                       clients is weakly explained (reported, /metrics,
                                       explanation-ROUND.json); 0 or 1: none is; at most
                                       rounds.max_clients */
-    int threads;                   /* threads for server-side evaluation (0: 1) */
+    int threads;                   /* threads for server-side evaluation and FedAvg's
+                                      aggregation passes (0: 1) */
     const char *federation;        /* name, saved in checkpoints (NULL: "glassbox") */
     uint64_t max_client_samples;   /* most samples one client may claim, in Join (train and
                                       test) and in any result (0:

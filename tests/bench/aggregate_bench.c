@@ -4,7 +4,8 @@
  * y += a*x stream").
  *
  *   gb_aggregate_bench [--params P[,P...]] [--updates N[,N...]] [--rule SPEC]
- *                      [--rounds R] [--pool-mib M] [--kernel auto|avx512|avx2|portable] [--quick]
+ *                      [--rounds R] [--pool-mib M] [--kernel auto|avx512|avx2|portable]
+ *                      [--threads T] [--quick]
  *
  * For every model size P (default 80202, LeNet's parameter count, and
  * 4,000,000) and update count N (default 10, 100, 1000), it times one round
@@ -31,15 +32,26 @@
  * (12 bytes an element: x read, y read and written) is printed too: that is
  * the bandwidth figure a STREAM user would quote. Each of --rounds (3)
  * rounds runs the stream and then the aggregation; the fastest of each
- * counts (other processes only ever slow a run down), timed in this
- * thread's CPU time (CLOCK_THREAD_CPUTIME_ID), so that time the core spent
- * on another process of this shared machine is not counted. One JSON line per
- * (P, N) on stdout, a table on stderr. Not a test; built by
- * tests/bench/aggregate.cmake into the top of the build tree. */
+ * counts (other processes only ever slow a run down).
+ *
+ * --threads T (default: the CPUs this process may run on, at most
+ * GB_AGG_MAX_THREADS) is how many threads each side gets: the aggregator
+ * through gb_aggregator_set_threads (each add, copy and finish split over
+ * parameter ranges), the stream as T threads each streaming its share of y
+ * through all N updates (one start and one join for the whole stream: the
+ * most a memory stream can get out of the cores). With T = 1 both run on this
+ * thread and are timed in its CPU time (CLOCK_THREAD_CPUTIME_ID), so time the
+ * core spent on another process is not counted; with T > 1 in wall time
+ * (CLOCK_MONOTONIC). One JSON line per (P, N) on stdout, a table on stderr.
+ * Not a test; built by tests/bench/aggregate.cmake into the top of the build
+ * tree. */
+/* sched_getaffinity: the build defines _GNU_SOURCE */
 #include "aggregate.h"
 #include "util/alloc.h"
 #include "util/error.h"
+#include "util/pool.h"
 
+#include <sched.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -49,12 +61,15 @@
 
 #define S_MAX_LIST 16
 
-/* This thread's CPU time: the machine is shared, and time another process
- * holds the core is not this loop's (memory contention still counts). */
+/* One thread: its CPU time, since the machine is shared and time another
+ * process holds the core is not this loop's (memory contention still
+ * counts). Several: wall time, the only clock that sees them all. */
+static clockid_t s_clock = CLOCK_THREAD_CPUTIME_ID;
+
 static double s_now(void)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    clock_gettime(s_clock, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
@@ -106,24 +121,51 @@ typedef struct {
     double stream_s, agg_s, finish_s; /* best times of a round */
 } s_times_t;
 
+/* The stream's work for the threads: y += a_i x_i for all n updates, each
+ * thread over its own slice of y. */
+typedef struct {
+    float *y;
+    float **pool;
+    size_t pool_n, p, n;
+    const uint64_t *weights;
+    uint64_t total;
+} s_stream_t;
+
+static void s_stream_share(void *arg, int i, int count)
+{
+    const s_stream_t *st = arg;
+    /* slices of whole 64-byte lines */
+    size_t lines = (st->p + 15) / 16;
+    size_t lo = lines * (size_t)i / (size_t)count * 16, hi = lines * (size_t)(i + 1) / (size_t)count * 16;
+    if (hi > st->p)
+        hi = st->p;
+    if (lo >= hi)
+        return;
+    for (size_t k = 0; k < st->n; k++)
+        s_axpy(st->y + lo, st->pool[k % st->pool_n] + lo,
+               (float)st->weights[k] / (float)st->total, hi - lo);
+}
+
 static int s_run(const char *rule, float **pool, size_t pool_n, size_t p, size_t n,
-                 const uint64_t *weights, int rounds, float *y, float *out, s_times_t *t)
+                 const uint64_t *weights, int rounds, gb_pool_t *threads, float *y, float *out,
+                 s_times_t *t)
 {
     gb_error_t err = {0};
     gb_aggregator_t *agg = gb_aggregator_new(rule, n, &err);
-    if (!agg) {
+    if (!agg || gb_aggregator_set_threads(agg, gb_pool_size(threads), &err) != 0) {
         fprintf(stderr, "gb_aggregate_bench: %s\n", err.msg);
+        gb_aggregator_destroy(&agg);
         return -1;
     }
     uint64_t total = 0;
     for (size_t i = 0; i < n; i++)
         total += weights[i];
+    s_stream_t st = {y, pool, pool_n, p, n, weights, total};
     t->stream_s = t->agg_s = t->finish_s = INFINITY;
     for (int r = 0; r < rounds; r++) {
         memset(y, 0, p * sizeof *y);
         double t0 = s_now();
-        for (size_t i = 0; i < n; i++)
-            s_axpy(y, pool[i % pool_n], (float)weights[i] / (float)total, p);
+        gb_pool_run(threads, s_stream_share, &st);
         double t1 = s_now();
         if (t1 - t0 < t->stream_s)
             t->stream_s = t1 - t0;
@@ -171,6 +213,10 @@ int main(int argc, char **argv)
     const char *rule = "fedavg";
     int rounds = 3;
     size_t pool_mib = 512;
+    cpu_set_t cpus;
+    size_t n_threads = sched_getaffinity(0, sizeof cpus, &cpus) == 0 ? (size_t)CPU_COUNT(&cpus) : 1;
+    if (n_threads > GB_AGG_MAX_THREADS)
+        n_threads = GB_AGG_MAX_THREADS;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         size_t tmp[S_MAX_LIST], nt = 0;
@@ -203,6 +249,11 @@ int main(int argc, char **argv)
                 return 2;
             }
             i++;
+        } else if (strcmp(a, "--threads") == 0) {
+            if (s_list(a, v, 1, GB_AGG_MAX_THREADS, tmp, &nt) || nt != 1)
+                return 2;
+            n_threads = tmp[0];
+            i++;
         } else if (strcmp(a, "--quick") == 0) {
             params[0] = 80202;
             params[1] = 1000000;
@@ -215,11 +266,20 @@ int main(int argc, char **argv)
         } else {
             fprintf(stderr, "usage: gb_aggregate_bench [--params P,...] [--updates N,...] "
                             "[--rule SPEC] [--rounds R] [--pool-mib M] [--kernel auto|avx512|avx2|portable] "
-                            "[--quick]\n");
+                            "[--threads T] [--quick]\n");
             return 2;
         }
     }
-    fprintf(stderr, "aggregation kernel: %s\n", gb_agg_kernel());
+    gb_error_t perr = {0};
+    gb_pool_t *threads = gb_pool_new((int)n_threads, &perr);
+    if (!threads) {
+        fprintf(stderr, "gb_aggregate_bench: %s\n", perr.msg);
+        return 1;
+    }
+    if (n_threads > 1)
+        s_clock = CLOCK_MONOTONIC;
+    fprintf(stderr, "aggregation kernel: %s; %zu thread(s) a side, timed in %s\n", gb_agg_kernel(),
+            n_threads, n_threads > 1 ? "wall time" : "the thread's CPU time");
     fprintf(stderr, "%-9s %6s %6s %12s %12s %12s %7s %10s\n", "params", "N", "pool",
             "stream GB/s", "(traffic)", "agg GB/s", "ratio", "finish ms");
     uint64_t rng = 0x243f6a8885a308d3ull;
@@ -258,17 +318,17 @@ int main(int argc, char **argv)
         for (size_t k = 0; k < n_updates; k++) {
             size_t n = updates[k];
             s_times_t t;
-            if (s_run(rule, pool, pool_n, p, n, weights, rounds, y, out, &t) != 0)
+            if (s_run(rule, pool, pool_n, p, n, weights, rounds, threads, y, out, &t) != 0)
                 return 1;
             double data = (double)n * (double)bytes;
             double stream = data / t.stream_s / 1e9, aggr = data / t.agg_s / 1e9;
             fprintf(stderr, "%-9zu %6zu %6zu %12.2f %12.2f %12.2f %7.3f %10.2f\n", p, n,
                     n < pool_n ? n : pool_n, stream, 3 * stream, aggr, aggr / stream,
                     1e3 * t.finish_s);
-            printf("{\"rule\": \"%s\", \"kernel\": \"%s\", \"params\": %zu, \"updates\": %zu, \"pool\": %zu, "
+            printf("{\"rule\": \"%s\", \"kernel\": \"%s\", \"threads\": %zu, \"params\": %zu, \"updates\": %zu, \"pool\": %zu, "
                    "\"stream_gbps\": %.3f, \"stream_traffic_gbps\": %.3f, \"agg_gbps\": %.3f, "
                    "\"ratio\": %.4f, \"stream_s\": %.6f, \"agg_s\": %.6f, \"finish_s\": %.6f}\n",
-                   rule, gb_agg_kernel(), p, n, n < pool_n ? n : pool_n, stream, 3 * stream, aggr,
+                   rule, gb_agg_kernel(), n_threads, p, n, n < pool_n ? n : pool_n, stream, 3 * stream, aggr,
                    aggr / stream, t.stream_s, t.agg_s, t.finish_s);
             fflush(stdout);
         }
@@ -279,5 +339,6 @@ int main(int argc, char **argv)
         gb_free_aligned(y);
         gb_free_aligned(out);
     }
+    gb_pool_destroy(&threads);
     return 0;
 }

@@ -11,7 +11,9 @@
  * refusal takes back what was added, also with buffered updates); rounds
  * after a round with rare values, smaller rounds after larger ones; and
  * gb_agg_kernel / gb_agg_kernel_force. Every test runs on every kernel this
- * CPU has (s_kernels). */
+ * CPU has (s_kernels), and again with the passes split over 2 and 3
+ * threads (gb_aggregator_set_threads): the same bits, refusals included,
+ * wherever in which share the bad value lies. */
 #include "testutil.h"
 
 #include <float.h>
@@ -53,6 +55,19 @@ static float s_value(uint64_t *rng)
     default: /* a delta */
         return sign * (float)ldexp(u, -(int)(s_rand(rng) % 40));
     }
+}
+
+/* Threads every aggregator made here splits its passes over. */
+static int s_threads = 1;
+
+static gb_aggregator_t *s_new_fedavg(size_t max_clients)
+{
+    gb_error_t err = {0};
+    gb_aggregator_t *agg = gb_aggregator_new("fedavg", max_clients, &err);
+    assert_non_null(agg);
+    assert_int_equal(gb_aggregator_set_threads(agg, s_threads, &err), 0);
+    assert_int_equal(gb_aggregator_threads(agg), s_threads);
+    return agg;
 }
 
 /* The old FedAvg: an exact sum per parameter. */
@@ -117,9 +132,7 @@ static void s_round(gb_aggregator_t *agg, uint64_t round, size_t n, size_t p, ui
 
 static void s_all_rounds(void)
 {
-    gb_error_t err = {0};
-    gb_aggregator_t *agg = gb_aggregator_new("fedavg", 100, &err);
-    assert_non_null(agg);
+    gb_aggregator_t *agg = s_new_fedavg(100);
     s_round(agg, 1, 5, 1003, 11, 0);
     s_round(agg, 2, 9, 77, 12, 1);      /* smaller, weights over 2^32 */
     s_round(agg, 3, 6, 1003, 13, 2);    /* after rare values: the cold parts were cleared */
@@ -128,6 +141,8 @@ static void s_all_rounds(void)
     s_round(agg, 5, 7, ((size_t)1 << 18) + 5, 15, 0);
     s_round(agg, 6, 4, ((size_t)1 << 18) + 5, 16, 2);
     s_round(agg, 7, 3, 4099, 17, 0);    /* small again: the buffers are dropped */
+    s_round(agg, 8, 5, 40003, 18, 0);   /* split over threads, not buffered */
+    s_round(agg, 9, 3, 32768, 19, 2);   /* the smallest model that is split */
     gb_aggregator_destroy(&agg);
 }
 
@@ -253,8 +268,7 @@ static void s_refusal_case(size_t p, size_t bad_at, size_t bad_update, float bad
     assert_non_null(broken);
     memcpy(broken, ups[0], p * sizeof *broken);
     broken[bad_at] = bad;
-    gb_aggregator_t *agg = gb_aggregator_new("fedavg", N + 1, &err);
-    assert_non_null(agg);
+    gb_aggregator_t *agg = s_new_fedavg(N + 1);
     assert_int_equal(gb_aggregator_begin(agg, 1, p, &err), 0);
     for (size_t i = 0; i < N; i++) {
         if (i == bad_update) {
@@ -294,8 +308,51 @@ static void test_refusal_takes_back(void **state)
         s_refusal_case(big, 200001, 3, NAN);   /* the 4th: taken back with 3 buffered */
         s_refusal_case(big, big - 1, 3, NAN);  /* ... in the tail */
         s_refusal_case(big, 9, 4, -NAN);       /* the 5th: buffered again */
+        s_refusal_case(40003, 5, 1, NAN);      /* split: in the first share */
+        s_refusal_case(40003, 30000, 2, NAN);  /* ... in the last */
+        s_refusal_case(40003, 40002, 0, INFINITY); /* ... in the last share's tail */
     }
     s_unforce();
+}
+
+/* Every test above again with the passes split over 2, then 3 threads
+ * (3: shares of unequal numbers of blocks). */
+static void test_threads_give_the_same_bits(void **state)
+{
+    for (int t = 2; t <= 3; t++) {
+        s_threads = t;
+        print_message("%d threads\n", t);
+        test_every_kernel_equals_exact(state);
+        test_refusal_takes_back(state);
+    }
+    s_threads = 1;
+}
+
+static void test_set_threads_refusals(void **state)
+{
+    (void)state;
+    gb_error_t err = {0};
+    gb_aggregator_t *agg = gb_aggregator_new("fedavg", 4, &err);
+    assert_non_null(agg);
+    assert_int_equal(gb_aggregator_threads(agg), 1);
+    assert_int_equal(gb_aggregator_set_threads(agg, 0, &err), GB_EINVAL);
+    assert_non_null(strstr(err.msg, "outside 1..8"));
+    assert_int_equal(gb_aggregator_set_threads(agg, GB_AGG_MAX_THREADS + 1, &err), GB_EINVAL);
+    assert_int_equal(gb_aggregator_threads(agg), 1);
+    /* not while a round holds updates: they were added over the old shares */
+    float d[40000] = {0.5f};
+    assert_int_equal(gb_aggregator_begin(agg, 1, 40000, &err), 0);
+    assert_int_equal(gb_aggregator_set_threads(agg, 2, &err), 0); /* open, but empty */
+    assert_int_equal(gb_aggregator_add(agg, d, 40000, 3, &err), 0);
+    assert_int_equal(gb_aggregator_set_threads(agg, 1, &err), GB_EINVAL);
+    assert_non_null(strstr(err.msg, "while round 1 holds updates"));
+    assert_int_equal(gb_aggregator_threads(agg), 2);
+    float out[40000];
+    assert_int_equal(gb_aggregator_finish(agg, out, 40000, &err), 0);
+    assert_true(out[0] == 0.5f && out[1] == 0.0f);
+    assert_int_equal(gb_aggregator_set_threads(agg, 1, &err), 0); /* closed again */
+    assert_int_equal(gb_aggregator_threads(agg), 1);
+    gb_aggregator_destroy(&agg);
 }
 
 int main(void)
@@ -305,6 +362,8 @@ int main(void)
         cmocka_unit_test(test_kernel_force_refusals),
         cmocka_unit_test(test_ties_and_near_ties),
         cmocka_unit_test(test_refusal_takes_back),
+        cmocka_unit_test(test_threads_give_the_same_bits),
+        cmocka_unit_test(test_set_threads_refusals),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

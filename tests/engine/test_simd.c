@@ -9,7 +9,8 @@
  * accumulating, leading dimensions wider than the rows. C's cells beyond
  * the product's columns must be left alone. Tolerance as in test_conv2d.c:
  * |a - n| <= 1e-5 * sum |terms| + 1e-30. The 2 x 2 max pooling kernels
- * are checked bit for bit, ties and NaNs included. */
+ * are checked bit for bit, ties and NaNs included. engine/gemm.h's
+ * dispatch is checked the same way on every path, OpenBLAS's included. */
 #include "testutil.h"
 
 #include <math.h>
@@ -17,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/gemm.h"
 #include "engine/kernels.h"
 #include "engine/simd_kernels.h"
 #include "util/rng.h"
@@ -186,6 +188,31 @@ static void test_gemm_nt_against_loops(void **state)
 #endif
 }
 
+/* engine/gemm.h's dispatch on every path this CPU has: the portable one
+ * sends both shapes to OpenBLAS, the others to their own kernels; each must
+ * give the product the loops give, on the same edge shapes. */
+static void s_nn_via_dispatch(int M, int N, int K, const float *a, ptrdiff_t ars, ptrdiff_t acs,
+                              const float *b, size_t ldb, float *c, size_t ldc, int accumulate)
+{
+    (void)ars; /* a row of one (M = 1) reads the same either way */
+    gb_gemm_nn(M, N, K, a, acs != 1, b, ldb, c, ldc, accumulate);
+}
+
+static void test_gemm_dispatch_on_every_path(void **state)
+{
+    (void)state;
+    for (int p = GB_KERNELS_PORTABLE; p <= (int)gb_kernels_best(); p++) {
+        gb_kernels_force((gb_kernels_t)p);
+        assert_int_equal(gb_kernels(), p);
+        char name[32];
+        snprintf(name, sizeof name, "gb_gemm_nn on %s", gb_kernels_name((gb_kernels_t)p));
+        s_every_gemm_shape(s_nn_via_dispatch, name);
+        snprintf(name, sizeof name, "gb_gemm_nt on %s", gb_kernels_name((gb_kernels_t)p));
+        s_check_nt(gb_gemm_nt, name);
+    }
+    gb_kernels_force(gb_kernels_best());
+}
+
 /* ---- max pooling, 2 x 2 windows, stride 2 ---------------------------------- */
 
 /* pool2d.c's rule as a plain loop: windows read top-left, top-right,
@@ -320,6 +347,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_gemm_against_loops),
         cmocka_unit_test(test_gemm_nt_against_loops),
+        cmocka_unit_test(test_gemm_dispatch_on_every_path),
         cmocka_unit_test(test_maxpool2x2_against_loops),
         cmocka_unit_test(test_kernel_names),
         cmocka_unit_test(test_force_clamps_to_the_cpu),
