@@ -319,13 +319,9 @@ static size_t s_fedavg_add_scalar(gb_aggregator_t *agg, const float *const *src,
 }
 
 /* The rare values of one update x (weight w) among the vector of
- * parameters from j: lanes, a bit per parameter. Cold and out of line: a
- * call inside the vector loops makes every vector register caller-saved,
- * and on the path that calls nothing the compiler would still rebuild the
- * loops' constants every vector (a third of their time, perf annotate). */
-__attribute__((noinline, cold)) static void
-s_fedavg_rare_lanes(gb_aggregator_t *agg, const float *x, uint64_t w, size_t j, unsigned lanes,
-                    unsigned flip)
+ * parameters from j: lanes, a bit per parameter. */
+static void s_fedavg_rare_lanes(gb_aggregator_t *agg, const float *x, uint64_t w, size_t j,
+                                unsigned lanes, unsigned flip)
 {
     for (; lanes; lanes &= lanes - 1) {
         unsigned lane = (unsigned)__builtin_ctz(lanes);
@@ -334,20 +330,6 @@ s_fedavg_rare_lanes(gb_aggregator_t *agg, const float *x, uint64_t w, size_t j, 
         s_fedavg_rare(agg, j + lane, vb, w, flip);
     }
 }
-
-/* Why a vector kernel stopped at the vector whose index it returns: the
- * end of the whole vectors (the caller adds the tail), a NaN or infinity in
- * some update (nothing of that vector added), or rare values (its fast
- * lanes added and stored; the caller adds the rare lanes, whose masks the
- * kernel wrote, and goes on after it). The kernels' loops call nothing, so
- * the compiler keeps their constants in registers. */
-enum { S_STOP_END, S_STOP_BAD, S_STOP_RARE };
-
-/* Makes a vector constant opaque to the compiler, so that it stays in a
- * register through the loop: GCC otherwise rebuilds each broadcast constant
- * from an immediate inside the loop (two instructions apiece, a dozen per
- * vector of values; perf annotate). */
-#define S_IN_REGISTER(x) __asm__("" : "+x"(x))
 
 #if defined(__x86_64__)
 #define S_AVX512 __attribute__((target("avx512f,avx512dq,avx512vl")))
@@ -361,32 +343,22 @@ enum { S_STOP_END, S_STOP_BAD, S_STOP_RARE };
  * ports); only the product, the shifts and the 128-bit add are 64-bit
  * wide. A fast-range value is added to or subtracted from (m2:m1) under
  * its lane's sign mask, the carry or borrow out of m1 folded into the hi
- * word first. Lanes holding a rare value add nothing here; the kernel
- * stops after storing their vector, and the caller sends them through
- * s_fedavg_rare (which may write m1 and m2 too). Returns the index of the
- * vector it stopped at, *stop saying why (S_STOP_*). */
+ * word first. Lanes holding a rare value add nothing here and go through
+ * s_fedavg_rare after the store (it may write m1 and m2 too). Returns d:
+ * every update was added over parameters [j0, j0 + d); d < n only when the
+ * vector at d holds a NaN or infinity in some update (none of that vector
+ * was added). */
 S_AVX512 static inline __attribute__((always_inline)) size_t
 s_fedavg_add_avx512_n(gb_aggregator_t *agg, const float *const *src, const uint64_t *wt,
-                      const size_t ns, size_t j0, size_t n, unsigned flip, int *stop,
-                      unsigned *rare_out)
+                      const size_t ns, size_t j0, size_t n, unsigned flip)
 {
-    __m256i abs_mask = _mm256_set1_epi32(0x7fffffff), inf = _mm256_set1_epi32(0x7f800000);
+    const __m256i abs_mask = _mm256_set1_epi32(0x7fffffff), inf = _mm256_set1_epi32(0x7f800000);
     /* fast range 2^-62 <= |v| < 4: biased exponents 65..128 */
-    __m256i low = _mm256_set1_epi32(65 << 23), span = _mm256_set1_epi32(64 << 23);
-    __m256i mant = _mm256_set1_epi32(0x7fffff), hidden = _mm256_set1_epi32(0x800000);
-    __m256i sign = _mm256_set1_epi32((int)0x80000000u);
-    __m512i one = _mm512_set1_epi64(1);
-    __m512i e65 = _mm512_set1_epi64(65), e129 = _mm512_set1_epi64(129);
-    S_IN_REGISTER(abs_mask);
-    S_IN_REGISTER(inf);
-    S_IN_REGISTER(low);
-    S_IN_REGISTER(span);
-    S_IN_REGISTER(mant);
-    S_IN_REGISTER(hidden);
-    S_IN_REGISTER(sign);
-    S_IN_REGISTER(one);
-    S_IN_REGISTER(e65);
-    S_IN_REGISTER(e129);
+    const __m256i low = _mm256_set1_epi32(65 << 23), span = _mm256_set1_epi32(64 << 23);
+    const __m256i mant = _mm256_set1_epi32(0x7fffff), hidden = _mm256_set1_epi32(0x800000);
+    const __m256i sign = _mm256_set1_epi32((int)0x80000000u);
+    const __m512i one = _mm512_set1_epi64(1);
+    const __m512i e65 = _mm512_set1_epi64(65), e129 = _mm512_set1_epi64(129);
     const __mmask8 flipk = flip ? 0xff : 0;
     __m512i vw[S_FEDAVG_BATCH];
     for (size_t k = 0; k < ns; k++)
@@ -408,10 +380,8 @@ s_fedavg_add_avx512_n(gb_aggregator_t *agg, const float *const *src, const uint6
             __mmask8 bad = 0;
             for (size_t k = 0; k < ns; k++)
                 bad |= _mm256_cmpge_epu32_mask(_mm256_and_si256(v[k], abs_mask), inf);
-            if (bad) {
-                *stop = S_STOP_BAD; /* none of this vector was added */
-                return i;
-            }
+            if (bad)
+                return i; /* none of this vector was added */
         }
         __m512i a1 = _mm512_loadu_si512(m1 + i), a2 = _mm512_loadu_si512(m2 + i);
         for (size_t k = 0; k < ns; k++) {
@@ -433,15 +403,13 @@ s_fedavg_add_avx512_n(gb_aggregator_t *agg, const float *const *src, const uint6
         }
         _mm512_storeu_si512(m1 + i, a1);
         _mm512_storeu_si512(m2 + i, a2);
-        if (__builtin_expect(any_rare != 0, 0)) {
-            for (size_t k = 0; k < ns; k++)
-                rare_out[k] = rare[k];
-            *stop = S_STOP_RARE;
-            return i;
-        }
+        for (size_t k = 0; k < ns; k++)
+            s_fedavg_rare_lanes(agg, src[k], wt[k], j0 + i, rare[k], flip);
     }
-    *stop = S_STOP_END;
-    return i;
+    if (i == n)
+        return n;
+    /* the tail, under 8 parameters */
+    return i + s_fedavg_add_scalar(agg, src, wt, ns, j0 + i, n - i, flip);
 }
 
 /* The kernel above with the number of updates a constant, so that the
@@ -451,34 +419,16 @@ S_AVX512 static size_t s_fedavg_add_avx512(gb_aggregator_t *agg, const float *co
                                            unsigned flip)
 {
     _Static_assert(S_FEDAVG_BATCH == 4, "one case per batch size");
-    size_t i = 0;
-    for (;;) {
-        int stop = S_STOP_END;
-        unsigned rare[S_FEDAVG_BATCH];
-        switch (ns) {
-        case 1:
-            i += s_fedavg_add_avx512_n(agg, src, wt, 1, j0 + i, n - i, flip, &stop, rare);
-            break;
-        case 2:
-            i += s_fedavg_add_avx512_n(agg, src, wt, 2, j0 + i, n - i, flip, &stop, rare);
-            break;
-        case 3:
-            i += s_fedavg_add_avx512_n(agg, src, wt, 3, j0 + i, n - i, flip, &stop, rare);
-            break;
-        default:
-            i += s_fedavg_add_avx512_n(agg, src, wt, 4, j0 + i, n - i, flip, &stop, rare);
-            break;
-        }
-        if (stop == S_STOP_BAD)
-            return i;
-        if (stop == S_STOP_END)
-            break;
-        for (size_t k = 0; k < ns; k++) /* S_STOP_RARE: vector i's fast lanes are in */
-            s_fedavg_rare_lanes(agg, src[k], wt[k], j0 + i, rare[k], flip);
-        i += 8;
+    switch (ns) {
+    case 1:
+        return s_fedavg_add_avx512_n(agg, src, wt, 1, j0, n, flip);
+    case 2:
+        return s_fedavg_add_avx512_n(agg, src, wt, 2, j0, n, flip);
+    case 3:
+        return s_fedavg_add_avx512_n(agg, src, wt, 3, j0, n, flip);
+    default:
+        return s_fedavg_add_avx512_n(agg, src, wt, 4, j0, n, flip);
     }
-    /* the tail, under 8 parameters */
-    return i + s_fedavg_add_scalar(agg, src, wt, ns, j0 + i, n - i, flip);
 }
 #endif
 
@@ -503,8 +453,7 @@ S_AVX2 static inline __m256i s_ltu64(__m256i x, __m256i y)
  * some update not added at all). */
 S_AVX2 static inline __attribute__((always_inline)) size_t
 s_fedavg_add_avx2_n(gb_aggregator_t *agg, const float *const *src, const uint64_t *wt,
-                    const size_t ns, size_t j0, size_t n, unsigned flip, int *stop,
-                    unsigned *rare_out)
+                    const size_t ns, size_t j0, size_t n, unsigned flip)
 {
     const __m128i abs_mask = _mm_set1_epi32(0x7fffffff), finite_max = _mm_set1_epi32(0x7f7fffff);
     /* fast range 2^-62 <= |v| < 4: biased exponents 65..128, tested as
@@ -538,10 +487,8 @@ s_fedavg_add_avx2_n(gb_aggregator_t *agg, const float *const *src, const uint64_
             for (size_t k = 0; k < ns; k++)
                 bad |= _mm_movemask_ps(_mm_castsi128_ps(
                     _mm_cmpgt_epi32(_mm_and_si128(v[k], abs_mask), finite_max)));
-            if (bad) {
-                *stop = S_STOP_BAD; /* none of this vector was added */
-                return i;
-            }
+            if (bad)
+                return i; /* none of this vector was added */
         }
         __m256i a1 = _mm256_loadu_si256((const __m256i *)(m1 + i));
         __m256i a2 = _mm256_loadu_si256((const __m256i *)(m2 + i));
@@ -570,15 +517,13 @@ s_fedavg_add_avx2_n(gb_aggregator_t *agg, const float *const *src, const uint64_
         }
         _mm256_storeu_si256((__m256i *)(m1 + i), a1);
         _mm256_storeu_si256((__m256i *)(m2 + i), a2);
-        if (__builtin_expect(any_rare != 0, 0)) {
-            for (size_t k = 0; k < ns; k++)
-                rare_out[k] = (unsigned)rare[k];
-            *stop = S_STOP_RARE;
-            return i;
-        }
+        for (size_t k = 0; k < ns; k++)
+            s_fedavg_rare_lanes(agg, src[k], wt[k], j0 + i, (unsigned)rare[k], flip);
     }
-    *stop = S_STOP_END;
-    return i;
+    if (i == n)
+        return n;
+    /* the tail, under 4 parameters */
+    return i + s_fedavg_add_scalar(agg, src, wt, ns, j0 + i, n - i, flip);
 }
 
 S_AVX2 static size_t s_fedavg_add_avx2(gb_aggregator_t *agg, const float *const *src,
@@ -586,34 +531,16 @@ S_AVX2 static size_t s_fedavg_add_avx2(gb_aggregator_t *agg, const float *const 
                                        unsigned flip)
 {
     _Static_assert(S_FEDAVG_BATCH == 4, "one case per batch size");
-    size_t i = 0;
-    for (;;) {
-        int stop = S_STOP_END;
-        unsigned rare[S_FEDAVG_BATCH];
-        switch (ns) {
-        case 1:
-            i += s_fedavg_add_avx2_n(agg, src, wt, 1, j0 + i, n - i, flip, &stop, rare);
-            break;
-        case 2:
-            i += s_fedavg_add_avx2_n(agg, src, wt, 2, j0 + i, n - i, flip, &stop, rare);
-            break;
-        case 3:
-            i += s_fedavg_add_avx2_n(agg, src, wt, 3, j0 + i, n - i, flip, &stop, rare);
-            break;
-        default:
-            i += s_fedavg_add_avx2_n(agg, src, wt, 4, j0 + i, n - i, flip, &stop, rare);
-            break;
-        }
-        if (stop == S_STOP_BAD)
-            return i;
-        if (stop == S_STOP_END)
-            break;
-        for (size_t k = 0; k < ns; k++) /* S_STOP_RARE: vector i's fast lanes are in */
-            s_fedavg_rare_lanes(agg, src[k], wt[k], j0 + i, rare[k], flip);
-        i += 4;
+    switch (ns) {
+    case 1:
+        return s_fedavg_add_avx2_n(agg, src, wt, 1, j0, n, flip);
+    case 2:
+        return s_fedavg_add_avx2_n(agg, src, wt, 2, j0, n, flip);
+    case 3:
+        return s_fedavg_add_avx2_n(agg, src, wt, 3, j0, n, flip);
+    default:
+        return s_fedavg_add_avx2_n(agg, src, wt, 4, j0, n, flip);
     }
-    /* the tail, under 4 parameters */
-    return i + s_fedavg_add_scalar(agg, src, wt, ns, j0 + i, n - i, flip);
 }
 #endif
 
