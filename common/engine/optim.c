@@ -1,7 +1,7 @@
 /* SGD and Adam over flat buffers, following torch.optim's update order so
  * that three steps here match three steps there to float rounding.
  *
- * Adam's loop is built for each kernel path (engine/vec_dispatch.h), and
+ * The update loops are built for each kernel path (engine/vec_dispatch.h), and
  * this file is compiled with -fno-math-errno (CMakeLists.txt): otherwise
  * sqrtf must be able to set errno, which keeps GCC from vectorising the
  * loop at all (Adam was 3% of an LSTM training step, one value at a time).
@@ -114,18 +114,16 @@ long gb_optim_steps(const gb_optim_t *o)
     return o->t;
 }
 
-static void s_sgd(gb_optim_t *o, float *restrict p, const float *restrict g)
+/* One SGD update of n parameters; buf NULL: no momentum; first: the
+ * momentum buffer starts as the gradient itself (PyTorch's rule). */
+GB_VEC_FN(static, s_sgd_update, (float *restrict p, const float *restrict g, float *restrict buf, size_t n, float lr, float wd, float mu, int first), (p, g, buf, n, lr, wd, mu, first))
 {
-    const float lr = o->cfg.lr, wd = o->cfg.weight_decay, mu = o->cfg.momentum;
-    const size_t n = o->n;
-    if (!o->m) {
+    if (!buf) {
         for (size_t i = 0; i < n; i++)
             p[i] -= lr * (g[i] + wd * p[i]);
         return;
     }
-    float *restrict buf = o->m;
-    if (o->t == 0) {
-        /* PyTorch: the first momentum buffer is the gradient itself. */
+    if (first) {
         for (size_t i = 0; i < n; i++) {
             buf[i] = g[i] + wd * p[i];
             p[i] -= lr * buf[i];
@@ -136,6 +134,11 @@ static void s_sgd(gb_optim_t *o, float *restrict p, const float *restrict g)
         buf[i] = mu * buf[i] + (g[i] + wd * p[i]);
         p[i] -= lr * buf[i];
     }
+}
+
+static void s_sgd(gb_optim_t *o, float *restrict p, const float *restrict g)
+{
+    s_sgd_update(p, g, o->m, o->n, o->cfg.lr, o->cfg.weight_decay, o->cfg.momentum, o->t == 0);
 }
 
 /* One Adam update of n parameters: the moments m and v, then p. */
