@@ -175,8 +175,8 @@ int gb_aggregator_set_threads(gb_aggregator_t *agg, int threads, gb_error_t *err
         return gb_error_set(err, GB_EINVAL,
                             "aggregator: threads changed while round %llu holds updates",
                             (unsigned long long)agg->round);
-    gb_pool_t *pool = NULL;
-    if (threads > 1 && !(pool = gb_pool_new(threads, err)))
+    gb_pool_t *pool = NULL; /* the robust rules' passes are not split: no threads */
+    if (threads > 1 && agg->spec.rule == GB_AGG_FEDAVG && !(pool = gb_pool_new(threads, err)))
         return err->code;
     gb_pool_destroy(&agg->pool);
     agg->pool = pool;

@@ -104,11 +104,14 @@ void gb_aggregator_destroy(gb_aggregator_t **agg);
 /* Splits FedAvg's passes over `threads` threads (1..GB_AGG_MAX_THREADS;
  * 1, the default, runs them on the caller's thread alone): starts
  * threads - 1 workers owned by the aggregator, which sleep between passes.
+ * The other rules accept any valid count and start none (their work is
+ * not split).
  * Refused (GB_EINVAL) while a round holds updates; on any failure the
  * aggregator keeps its old threads. */
 int gb_aggregator_set_threads(gb_aggregator_t *agg, int threads, gb_error_t *err) GB_MUST_CHECK;
 
-/* Threads the passes are split over (1: the caller's alone). */
+/* Threads the passes are split over (1: the caller's alone; always 1 for
+ * rules other than fedavg). */
 int gb_aggregator_threads(const gb_aggregator_t *agg);
 
 /* Opens round `round` for updates of param_count floats

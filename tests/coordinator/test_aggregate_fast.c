@@ -353,6 +353,12 @@ static void test_set_threads_refusals(void **state)
     assert_int_equal(gb_aggregator_set_threads(agg, 1, &err), 0); /* closed again */
     assert_int_equal(gb_aggregator_threads(agg), 1);
     gb_aggregator_destroy(&agg);
+    /* a robust rule takes the count and starts no thread */
+    assert_non_null(agg = gb_aggregator_new("median", 4, &err));
+    assert_int_equal(gb_aggregator_set_threads(agg, 2, &err), 0);
+    assert_int_equal(gb_aggregator_threads(agg), 1);
+    assert_int_equal(gb_aggregator_set_threads(agg, 9, &err), GB_EINVAL);
+    gb_aggregator_destroy(&agg);
 }
 
 int main(void)
