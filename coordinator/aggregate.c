@@ -331,103 +331,137 @@ static void s_fedavg_rare_lanes(gb_aggregator_t *agg, const float *x, uint64_t w
     }
 }
 
+/* The rare values of updates src[0..ns) among the vector of parameters from
+ * j: rare[k], a bit per parameter, for update k. Out of line and cold: the
+ * vector kernels call it only when a vector holds one, so that their loops
+ * make no call and keep their constants in registers. */
+__attribute__((noinline, cold)) static void
+s_fedavg_rare_vector(gb_aggregator_t *agg, const float *const *src, const uint64_t *wt,
+                     size_t ns, size_t j, const unsigned *rare, unsigned flip)
+{
+    for (size_t k = 0; k < ns; k++)
+        s_fedavg_rare_lanes(agg, src[k], wt[k], j, rare[k], flip);
+}
+
 #if defined(__x86_64__)
 #define S_AVX512 __attribute__((target("avx512f,avx512dq,avx512vl")))
 
-/* The same, 8 parameters at a time, for up to S_FEDAVG_BATCH updates
- * src[0..ns) with weights below 2^32 (one 32 x 32-bit product a lane): the
- * 8 parameters' sums are loaded once, every update's values are added to
- * them in registers, and they are stored once, so that buffered updates
- * (gb_aggregator_add) share one pass over the sums. The tests on each
- * value's bits run on 8 32-bit lanes (256-bit operations issue on more
- * ports); only the product, the shifts and the 128-bit add are 64-bit
- * wide. A fast-range value is added to or subtracted from (m2:m1) under
- * its lane's sign mask, the carry or borrow out of m1 folded into the hi
- * word first. Lanes holding a rare value add nothing here and go through
- * s_fedavg_rare after the store (it may write m1 and m2 too). Returns d:
- * every update was added over parameters [j0, j0 + d); d < n only when the
- * vector at d holds a NaN or infinity in some update (none of that vector
- * was added). */
+/* Keeps a vector constant in a register across the kernels' loops: GCC
+ * otherwise rebuilds broadcast constants from immediates inside the loop,
+ * two instructions each, every vector (seen in perf annotate; about 10% of
+ * an add). The empty asm makes the value opaque, so it cannot be rebuilt. */
+#define S_IN_REGISTER(x) __asm__("" : "+v"(x))
+
+/* The portable kernel's adds, 8 parameters at a time, for up to
+ * S_FEDAVG_BATCH updates src[0..ns) with weights below 2^31 (one signed
+ * 32 x 32-bit product a lane): the 8 parameters' sums are loaded once,
+ * every update's values are added to them in registers, and they are
+ * stored once, so that buffered updates (gb_aggregator_add) share one pass
+ * over the sums. Each value's 32 bits are widened to a 64-bit lane as they
+ * are loaded, so every operation is one 512-bit instruction. A fast-range
+ * value's signed significand times the signed weight, shifted into
+ * position, is a 128-bit two's complement number added to (m2:m1) with the
+ * carry out of m1: the same integers as the portable kernel's, with no
+ * branch on the sign. Lanes holding a rare value add nothing here: the run
+ * stops after the store of a vector that holds one, its lanes in
+ * rare_out[k] (a bit a parameter, for update k), and s_fedavg_add_vector
+ * passes them to s_fedavg_rare (it may write m1 and m2 too) before the
+ * next run. Starts at parameter j0 + i; returns where it stopped: after
+ * such a vector, at a vector holding a NaN or infinity in some update
+ * (none of it added), or at the last whole vector's end (i + 8 > n). */
 S_AVX512 static inline __attribute__((always_inline)) size_t
-s_fedavg_add_avx512_n(gb_aggregator_t *agg, const float *const *src, const uint64_t *wt,
-                      const size_t ns, size_t j0, size_t n, unsigned flip)
+s_fedavg_run_avx512_n(gb_aggregator_t *agg, const float *const *src, const uint64_t *wt,
+                      const size_t ns, size_t j0, size_t i, size_t n, unsigned flip,
+                      unsigned *rare_out)
 {
-    const __m256i abs_mask = _mm256_set1_epi32(0x7fffffff), inf = _mm256_set1_epi32(0x7f800000);
-    /* fast range 2^-62 <= |v| < 4: biased exponents 65..128 */
-    const __m256i low = _mm256_set1_epi32(65 << 23), span = _mm256_set1_epi32(64 << 23);
-    const __m256i mant = _mm256_set1_epi32(0x7fffff), hidden = _mm256_set1_epi32(0x800000);
-    const __m256i sign = _mm256_set1_epi32((int)0x80000000u);
-    const __m512i one = _mm512_set1_epi64(1);
-    const __m512i e65 = _mm512_set1_epi64(65), e129 = _mm512_set1_epi64(129);
-    const __mmask8 flipk = flip ? 0xff : 0;
+    /* every value's 32 bits in a 64-bit lane; fast range 2^-62 <= |v| < 4:
+     * biased exponents 65..128 */
+    __m512i abs_mask = _mm512_set1_epi64(0x7fffffff), inf = _mm512_set1_epi64(0x7f800000);
+    __m512i low = _mm512_set1_epi64(65 << 23), span = _mm512_set1_epi64(64 << 23);
+    __m512i mant = _mm512_set1_epi64(0x7fffff), hidden = _mm512_set1_epi64(0x800000);
+    __m512i sign = _mm512_set1_epi64(0x80000000), one = _mm512_set1_epi64(1);
+    __m512i e65 = _mm512_set1_epi64(65), e129 = _mm512_set1_epi64(129);
+    S_IN_REGISTER(abs_mask);
+    S_IN_REGISTER(inf);
+    S_IN_REGISTER(low);
+    S_IN_REGISTER(span);
+    S_IN_REGISTER(mant);
+    S_IN_REGISTER(hidden);
+    S_IN_REGISTER(sign);
+    S_IN_REGISTER(one);
+    S_IN_REGISTER(e65);
+    S_IN_REGISTER(e129);
+    /* flip (taking updates back) is a negative weight: the product's sign
+     * is the value's times the weight's */
     __m512i vw[S_FEDAVG_BATCH];
     for (size_t k = 0; k < ns; k++)
-        vw[k] = _mm512_set1_epi64((long long)wt[k]);
+        vw[k] = _mm512_set1_epi64(flip ? -(long long)wt[k] : (long long)wt[k]);
+    const __m512i zero = _mm512_setzero_si512();
     uint64_t *m1 = agg->m1 + j0, *m2 = agg->m2 + j0;
-    size_t i = 0;
     for (; i + 8 <= n; i += 8) {
-        __m256i v[S_FEDAVG_BATCH];
-        __mmask8 fast[S_FEDAVG_BATCH], rare[S_FEDAVG_BATCH], any_rare = 0;
+        __m512i v[S_FEDAVG_BATCH], a[S_FEDAVG_BATCH];
+        __mmask8 fast[S_FEDAVG_BATCH];
+        unsigned rare[S_FEDAVG_BATCH], any_rare = 0;
         for (size_t k = 0; k < ns; k++) {
-            v[k] = _mm256_loadu_si256((const __m256i *)(src[k] + j0 + i));
-            __m256i a = _mm256_and_si256(v[k], abs_mask);
-            fast[k] = _mm256_cmplt_epu32_mask(_mm256_sub_epi32(a, low), span);
-            rare[k] = (__mmask8)(~fast[k] & _mm256_test_epi32_mask(a, a));
+            v[k] = _mm512_cvtepu32_epi64(_mm256_loadu_si256((const __m256i *)(src[k] + j0 + i)));
+            a[k] = _mm512_and_si512(v[k], abs_mask);
+            fast[k] = _mm512_cmplt_epu64_mask(_mm512_sub_epi64(a[k], low), span);
+            rare[k] = _mm512_mask_test_epi64_mask((__mmask8)~fast[k], a[k], a[k]);
             any_rare |= rare[k];
         }
         /* a NaN or infinity is outside the fast range: only then look */
         if (any_rare) {
             __mmask8 bad = 0;
             for (size_t k = 0; k < ns; k++)
-                bad |= _mm256_cmpge_epu32_mask(_mm256_and_si256(v[k], abs_mask), inf);
+                bad |= _mm512_cmpge_epu64_mask(a[k], inf);
             if (bad)
                 return i; /* none of this vector was added */
         }
         __m512i a1 = _mm512_loadu_si512(m1 + i), a2 = _mm512_loadu_si512(m2 + i);
         for (size_t k = 0; k < ns; k++) {
-            __m256i a = _mm256_and_si256(v[k], abs_mask);
-            __m256i m32 = _mm256_maskz_or_epi32(fast[k], _mm256_and_si256(a, mant), hidden);
-            __mmask8 neg = (__mmask8)(_mm256_test_epi32_mask(v[k], sign) ^ flipk);
-            __m512i e = _mm512_cvtepu32_epi64(_mm256_srli_epi32(a, 23));
-            __m512i prod = _mm512_mul_epu32(_mm512_cvtepu32_epi64(m32), vw[k]); /* < 2^56 */
-            /* (hi:lo) = prod * 2^(e - 65); the garbage shifts of lanes
-             * outside the fast range move a zero product */
+            /* the significand (v & mant) | hidden, 0 outside the fast
+             * range, negated for a negative value: a signed 25-bit m */
+            __m512i m = _mm512_maskz_ternarylogic_epi64(fast[k], v[k], mant, hidden, 0xea);
+            m = _mm512_mask_sub_epi64(m, _mm512_test_epi64_mask(v[k], sign), zero, m);
+            __m512i prod = _mm512_mul_epi32(m, vw[k]); /* |prod| < 2^55 */
+            /* (hi:lo) = prod * 2^(e - 65) as a 128-bit two's complement
+             * number: an arithmetic shift makes hi the sign's extension
+             * (count 64: all sign); a zero product moves nothing */
+            __m512i e = _mm512_srli_epi64(a[k], 23);
             __m512i lo = _mm512_sllv_epi64(prod, _mm512_sub_epi64(e, e65));
-            __m512i hi = _mm512_srlv_epi64(prod, _mm512_sub_epi64(e129, e)); /* count 64: 0 */
-            __m512i s1 = _mm512_mask_sub_epi64(_mm512_add_epi64(a1, lo), neg, a1, lo);
-            __mmask8 c = (__mmask8)(_mm512_mask_cmplt_epu64_mask((__mmask8)~neg, s1, lo) |
-                                    _mm512_mask_cmplt_epu64_mask(neg, a1, lo));
-            hi = _mm512_mask_add_epi64(hi, c, hi, one); /* < 2^56: no wrap */
-            a2 = _mm512_mask_sub_epi64(_mm512_add_epi64(a2, hi), neg, a2, hi);
-            a1 = s1;
+            __m512i hi = _mm512_srav_epi64(prod, _mm512_sub_epi64(e129, e));
+            a1 = _mm512_add_epi64(a1, lo);
+            __mmask8 carry = _mm512_cmplt_epu64_mask(a1, lo);
+            a2 = _mm512_add_epi64(a2, hi);
+            a2 = _mm512_mask_add_epi64(a2, carry, a2, one);
         }
         _mm512_storeu_si512(m1 + i, a1);
         _mm512_storeu_si512(m2 + i, a2);
-        for (size_t k = 0; k < ns; k++)
-            s_fedavg_rare_lanes(agg, src[k], wt[k], j0 + i, rare[k], flip);
+        if (__builtin_expect(any_rare != 0, 0)) {
+            for (size_t k = 0; k < ns; k++)
+                rare_out[k] = rare[k];
+            return i + 8;
+        }
     }
-    if (i == n)
-        return n;
-    /* the tail, under 8 parameters */
-    return i + s_fedavg_add_scalar(agg, src, wt, ns, j0 + i, n - i, flip);
+    return i;
 }
 
-/* The kernel above with the number of updates a constant, so that the
+/* The run above with the number of updates a constant, so that the
  * compiler unrolls the loops over them and keeps everything in registers. */
-S_AVX512 static size_t s_fedavg_add_avx512(gb_aggregator_t *agg, const float *const *src,
-                                           const uint64_t *wt, size_t ns, size_t j0, size_t n,
-                                           unsigned flip)
+S_AVX512 __attribute__((noinline)) static size_t
+s_fedavg_run_avx512(gb_aggregator_t *agg, const float *const *src, const uint64_t *wt, size_t ns,
+                    size_t j0, size_t i, size_t n, unsigned flip, unsigned *rare)
 {
     _Static_assert(S_FEDAVG_BATCH == 4, "one case per batch size");
     switch (ns) {
     case 1:
-        return s_fedavg_add_avx512_n(agg, src, wt, 1, j0, n, flip);
+        return s_fedavg_run_avx512_n(agg, src, wt, 1, j0, i, n, flip, rare);
     case 2:
-        return s_fedavg_add_avx512_n(agg, src, wt, 2, j0, n, flip);
+        return s_fedavg_run_avx512_n(agg, src, wt, 2, j0, i, n, flip, rare);
     case 3:
-        return s_fedavg_add_avx512_n(agg, src, wt, 3, j0, n, flip);
+        return s_fedavg_run_avx512_n(agg, src, wt, 3, j0, i, n, flip, rare);
     default:
-        return s_fedavg_add_avx512_n(agg, src, wt, 4, j0, n, flip);
+        return s_fedavg_run_avx512_n(agg, src, wt, 4, j0, i, n, flip, rare);
     }
 }
 #endif
@@ -435,112 +469,144 @@ S_AVX512 static size_t s_fedavg_add_avx512(gb_aggregator_t *agg, const float *co
 #if defined(__x86_64__)
 #define S_AVX2 __attribute__((target("avx2")))
 
-/* Unsigned 64-bit x < y, lane by lane (all ones where true): AVX2 compares
- * only signed, so both sides are moved by 2^63 first. */
-S_AVX2 static inline __m256i s_ltu64(__m256i x, __m256i y)
-{
-    const __m256i bias = _mm256_set1_epi64x((long long)0x8000000000000000ull);
-    return _mm256_cmpgt_epi64(_mm256_xor_si256(y, bias), _mm256_xor_si256(x, bias));
-}
-
-/* s_fedavg_add_avx512_n for CPUs with AVX2 but not AVX-512 (AMD Zen 2 and
+/* s_fedavg_run_avx512_n for CPUs with AVX2 but not AVX-512 (AMD Zen 2 and
  * 3, Intel before Skylake-SP), 4 parameters at a time in 64-bit lanes: the
- * same split of each value into (hi:lo), the same (m2:m1) sums, so the
- * same integers. AVX2 has no mask registers: a lane's condition is a lane of
- * all ones, taken by blendv (on the sign bit of each 64-bit lane) or by an
- * and; unsigned compares go through s_ltu64. Same contract as the AVX-512
- * kernel (rare values after the store, a vector with a NaN or infinity in
- * some update not added at all). */
+ * same signed products shifted into the same (m2:m1) sums, so the same
+ * integers. AVX2 has no mask registers, no unsigned and no 64-bit
+ * arithmetic shift: a lane's condition is a lane of all ones; m1 is held
+ * moved by 2^63 while it is in a register, so that the carry out of an add
+ * is one signed compare; and the high word's arithmetic shift is a logical
+ * one between two flips by the product's sign. Same contract as the
+ * AVX-512 run (it stops after a vector with a rare value, or at one with a
+ * NaN or infinity in some update, not added). */
 S_AVX2 static inline __attribute__((always_inline)) size_t
-s_fedavg_add_avx2_n(gb_aggregator_t *agg, const float *const *src, const uint64_t *wt,
-                    const size_t ns, size_t j0, size_t n, unsigned flip)
+s_fedavg_run_avx2_n(gb_aggregator_t *agg, const float *const *src, const uint64_t *wt,
+                    const size_t ns, size_t j0, size_t i, size_t n, unsigned flip,
+                    unsigned *rare_out)
 {
-    const __m128i abs_mask = _mm_set1_epi32(0x7fffffff), finite_max = _mm_set1_epi32(0x7f7fffff);
-    /* fast range 2^-62 <= |v| < 4: biased exponents 65..128, tested as
-     * (a - low) < span unsigned, that is signed after moving both by 2^31 */
-    const __m128i low = _mm_set1_epi32(65 << 23);
-    const __m128i span_biased = _mm_set1_epi32((int)((64u << 23) ^ 0x80000000u));
-    const __m128i bias32 = _mm_set1_epi32((int)0x80000000u);
-    const __m128i mant = _mm_set1_epi32(0x7fffff), hidden = _mm_set1_epi32(0x800000);
-    const __m128i flipv = _mm_set1_epi32(flip ? -1 : 0);
-    const __m256i e65 = _mm256_set1_epi64x(65), e129 = _mm256_set1_epi64x(129);
+    /* every value's 32 bits in a 64-bit lane; fast range 2^-62 <= |v| < 4:
+     * biased exponents 65..128, that is 0 <= a - low < 2^29 */
+    __m256i abs_mask = _mm256_set1_epi64x(0x7fffffff), finite_max = _mm256_set1_epi64x(0x7f7fffff);
+    __m256i low = _mm256_set1_epi64x(65 << 23);
+    __m256i mant = _mm256_set1_epi64x(0x7fffff), hidden = _mm256_set1_epi64x(0x800000);
+    __m256i e65 = _mm256_set1_epi64x(65), e129 = _mm256_set1_epi64x(129);
+    __m256i bias = _mm256_set1_epi64x((long long)0x8000000000000000ull);
+    S_IN_REGISTER(abs_mask);
+    S_IN_REGISTER(finite_max);
+    S_IN_REGISTER(low);
+    S_IN_REGISTER(mant);
+    S_IN_REGISTER(hidden);
+    S_IN_REGISTER(e65);
+    S_IN_REGISTER(e129);
+    S_IN_REGISTER(bias);
+    const __m256i zero = _mm256_setzero_si256();
+    /* flip (taking updates back) is a negative weight, as in the AVX-512 run */
     __m256i vw[S_FEDAVG_BATCH];
     for (size_t k = 0; k < ns; k++)
-        vw[k] = _mm256_set1_epi64x((long long)wt[k]);
+        vw[k] = _mm256_set1_epi64x(flip ? -(long long)wt[k] : (long long)wt[k]);
     uint64_t *m1 = agg->m1 + j0, *m2 = agg->m2 + j0;
-    size_t i = 0;
     for (; i + 4 <= n; i += 4) {
-        __m128i v[S_FEDAVG_BATCH], fast[S_FEDAVG_BATCH];
-        int rare[S_FEDAVG_BATCH], any_rare = 0;
+        __m256i v[S_FEDAVG_BATCH], a[S_FEDAVG_BATCH], fast[S_FEDAVG_BATCH];
+        unsigned rare[S_FEDAVG_BATCH], any_rare = 0;
         for (size_t k = 0; k < ns; k++) {
-            v[k] = _mm_loadu_si128((const __m128i *)(src[k] + j0 + i));
-            __m128i a = _mm_and_si128(v[k], abs_mask);
-            fast[k] = _mm_cmpgt_epi32(span_biased, _mm_xor_si128(_mm_sub_epi32(a, low), bias32));
-            __m128i nonzero = _mm_xor_si128(_mm_cmpeq_epi32(a, _mm_setzero_si128()),
-                                            _mm_set1_epi32(-1));
-            rare[k] = _mm_movemask_ps(_mm_castsi128_ps(_mm_andnot_si128(fast[k], nonzero)));
+            v[k] = _mm256_cvtepu32_epi64(_mm_loadu_si128((const __m128i *)(src[k] + j0 + i)));
+            a[k] = _mm256_and_si256(v[k], abs_mask);
+            fast[k] = _mm256_cmpeq_epi64(_mm256_srli_epi64(_mm256_sub_epi64(a[k], low), 29), zero);
+            __m256i quiet = _mm256_or_si256(fast[k], _mm256_cmpeq_epi64(a[k], zero));
+            rare[k] = (unsigned)_mm256_movemask_pd(_mm256_castsi256_pd(quiet)) ^ 0xfu;
             any_rare |= rare[k];
         }
         /* a NaN or infinity is outside the fast range: only then look */
         if (any_rare) {
             int bad = 0;
             for (size_t k = 0; k < ns; k++)
-                bad |= _mm_movemask_ps(_mm_castsi128_ps(
-                    _mm_cmpgt_epi32(_mm_and_si128(v[k], abs_mask), finite_max)));
+                bad |= _mm256_movemask_pd(_mm256_castsi256_pd(_mm256_cmpgt_epi64(a[k], finite_max)));
             if (bad)
                 return i; /* none of this vector was added */
         }
-        __m256i a1 = _mm256_loadu_si256((const __m256i *)(m1 + i));
+        __m256i a1 = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(m1 + i)), bias);
         __m256i a2 = _mm256_loadu_si256((const __m256i *)(m2 + i));
         for (size_t k = 0; k < ns; k++) {
-            __m128i a = _mm_and_si128(v[k], abs_mask);
-            __m128i m32 = _mm_and_si128(fast[k], _mm_or_si128(_mm_and_si128(a, mant), hidden));
-            __m256i neg = _mm256_cvtepi32_epi64(_mm_xor_si128(_mm_srai_epi32(v[k], 31), flipv));
-            __m256i e = _mm256_cvtepu32_epi64(_mm_srli_epi32(a, 23));
-            __m256i prod = _mm256_mul_epu32(_mm256_cvtepu32_epi64(m32), vw[k]); /* < 2^56 */
-            /* (hi:lo) = prod * 2^(e - 65); shifts of 64 or more give 0, and
-             * lanes outside the fast range move a zero product */
+            /* the significand, 0 outside the fast range, negated where the
+             * value's bits read as a negative int32 (its sign bit): vpsignd
+             * on the low half of the lane, which the product reads */
+            __m256i m = _mm256_and_si256(_mm256_or_si256(_mm256_and_si256(v[k], mant), hidden),
+                                         fast[k]);
+            m = _mm256_sign_epi32(m, v[k]);
+            __m256i prod = _mm256_mul_epi32(m, vw[k]); /* |prod| < 2^55 */
+            __m256i e = _mm256_srli_epi64(a[k], 23);
             __m256i lo = _mm256_sllv_epi64(prod, _mm256_sub_epi64(e, e65));
-            __m256i hi = _mm256_srlv_epi64(prod, _mm256_sub_epi64(e129, e));
-            __m256i sum = _mm256_add_epi64(a1, lo), diff = _mm256_sub_epi64(a1, lo);
-            /* the carry out of an add, the borrow out of a subtract: -1 */
-            __m256i c = _mm256_castpd_si256(_mm256_blendv_pd(_mm256_castsi256_pd(s_ltu64(sum, lo)),
-                                                             _mm256_castsi256_pd(s_ltu64(a1, lo)),
-                                                             _mm256_castsi256_pd(neg)));
-            hi = _mm256_sub_epi64(hi, c); /* < 2^56: no wrap */
-            a1 = _mm256_castpd_si256(_mm256_blendv_pd(_mm256_castsi256_pd(sum),
-                                                      _mm256_castsi256_pd(diff),
-                                                      _mm256_castsi256_pd(neg)));
-            a2 = _mm256_castpd_si256(_mm256_blendv_pd(
-                _mm256_castsi256_pd(_mm256_add_epi64(a2, hi)),
-                _mm256_castsi256_pd(_mm256_sub_epi64(a2, hi)), _mm256_castsi256_pd(neg)));
+            /* prod >> (129 - e), arithmetic: shifts of 64 or more give the
+             * sign in every bit */
+            __m256i neg = _mm256_cmpgt_epi64(zero, prod);
+            __m256i hi = _mm256_xor_si256(
+                _mm256_srlv_epi64(_mm256_xor_si256(prod, neg), _mm256_sub_epi64(e129, e)), neg);
+            a1 = _mm256_add_epi64(a1, lo); /* still moved by 2^63 */
+            __m256i carry = _mm256_cmpgt_epi64(_mm256_xor_si256(lo, bias), a1); /* -1 */
+            a2 = _mm256_sub_epi64(_mm256_add_epi64(a2, hi), carry);
         }
-        _mm256_storeu_si256((__m256i *)(m1 + i), a1);
+        _mm256_storeu_si256((__m256i *)(m1 + i), _mm256_xor_si256(a1, bias));
         _mm256_storeu_si256((__m256i *)(m2 + i), a2);
-        for (size_t k = 0; k < ns; k++)
-            s_fedavg_rare_lanes(agg, src[k], wt[k], j0 + i, (unsigned)rare[k], flip);
+        if (__builtin_expect(any_rare != 0, 0)) {
+            for (size_t k = 0; k < ns; k++)
+                rare_out[k] = rare[k];
+            return i + 4;
+        }
     }
-    if (i == n)
-        return n;
-    /* the tail, under 4 parameters */
-    return i + s_fedavg_add_scalar(agg, src, wt, ns, j0 + i, n - i, flip);
+    return i;
 }
 
-S_AVX2 static size_t s_fedavg_add_avx2(gb_aggregator_t *agg, const float *const *src,
-                                       const uint64_t *wt, size_t ns, size_t j0, size_t n,
-                                       unsigned flip)
+S_AVX2 __attribute__((noinline)) static size_t
+s_fedavg_run_avx2(gb_aggregator_t *agg, const float *const *src, const uint64_t *wt, size_t ns,
+                  size_t j0, size_t i, size_t n, unsigned flip, unsigned *rare)
 {
     _Static_assert(S_FEDAVG_BATCH == 4, "one case per batch size");
     switch (ns) {
     case 1:
-        return s_fedavg_add_avx2_n(agg, src, wt, 1, j0, n, flip);
+        return s_fedavg_run_avx2_n(agg, src, wt, 1, j0, i, n, flip, rare);
     case 2:
-        return s_fedavg_add_avx2_n(agg, src, wt, 2, j0, n, flip);
+        return s_fedavg_run_avx2_n(agg, src, wt, 2, j0, i, n, flip, rare);
     case 3:
-        return s_fedavg_add_avx2_n(agg, src, wt, 3, j0, n, flip);
+        return s_fedavg_run_avx2_n(agg, src, wt, 3, j0, i, n, flip, rare);
     default:
-        return s_fedavg_add_avx2_n(agg, src, wt, 4, j0, n, flip);
+        return s_fedavg_run_avx2_n(agg, src, wt, 4, j0, i, n, flip, rare);
     }
+}
+#endif
+
+#if defined(__x86_64__)
+/* One run of a vector kernel: adds vectors of `width` parameters from i
+ * while none holds a rare value (see s_fedavg_run_avx512_n); returns where
+ * it stopped, with rare[] set when it stopped after a vector that held one. */
+typedef size_t (*s_fedavg_run_fn)(gb_aggregator_t *agg, const float *const *src,
+                                  const uint64_t *wt, size_t ns, size_t j0, size_t i, size_t n,
+                                  unsigned flip, unsigned *rare);
+
+/* Adds with a vector kernel over [j0, j0 + n): its runs, the rare values of
+ * the vector each run stopped after, and the tail through the portable
+ * kernel. The runs make no call, so their constants stay in registers; the
+ * rare values' scalar path is called from here, between runs. Returns as
+ * s_fedavg_add_scalar does. */
+static size_t s_fedavg_add_vector(gb_aggregator_t *agg, s_fedavg_run_fn run, size_t width,
+                                  const float *const *src, const uint64_t *wt, size_t ns,
+                                  size_t j0, size_t n, unsigned flip)
+{
+    size_t i = 0;
+    for (;;) {
+        unsigned rare[S_FEDAVG_BATCH] = {0}, any_rare = 0;
+        i = run(agg, src, wt, ns, j0, i, n, flip, rare);
+        for (size_t k = 0; k < ns; k++)
+            any_rare |= rare[k];
+        if (!any_rare)
+            break;
+        s_fedavg_rare_vector(agg, src, wt, ns, j0 + i - width, rare, flip);
+    }
+    if (i + width <= n)
+        return i; /* the vector at i holds a NaN or infinity: not added */
+    if (i == n)
+        return n;
+    /* the tail, under one vector */
+    return i + s_fedavg_add_scalar(agg, src, wt, ns, j0 + i, n - i, flip);
 }
 #endif
 
@@ -607,11 +673,11 @@ static size_t s_fedavg_add(gb_aggregator_t *agg, const float *const *src, const 
 #if defined(__x86_64__)
     bool narrow = true;
     for (size_t k = 0; k < ns; k++)
-        narrow = narrow && wt[k] <= UINT32_MAX;
+        narrow = narrow && wt[k] <= INT32_MAX;
     if (narrow && s_kernel_choice() == S_KERNEL_AVX512)
-        return s_fedavg_add_avx512(agg, src, wt, ns, j0, n, flip);
+        return s_fedavg_add_vector(agg, s_fedavg_run_avx512, 8, src, wt, ns, j0, n, flip);
     if (narrow && s_kernel_choice() == S_KERNEL_AVX2)
-        return s_fedavg_add_avx2(agg, src, wt, ns, j0, n, flip);
+        return s_fedavg_add_vector(agg, s_fedavg_run_avx2, 4, src, wt, ns, j0, n, flip);
 #endif
     return s_fedavg_add_scalar(agg, src, wt, ns, j0, n, flip);
 }
