@@ -42,9 +42,10 @@
  * update touches 16 bytes per parameter (aggregate.c explains how), 48
  * bytes per parameter allocated by gb_aggregator_begin whatever the number
  * of clients, of which 16 are resident unless values below 2^-62 or of 4
- * or more arrive, and for models of 2^18 parameters or more 12 bytes per
+ * or more arrive, and for models of 2^16 parameters or more 12 bytes per
  * parameter more for three updates kept to be added together with the next
- * one (a copy; finish adds what is kept); add() never allocates. The
+ * one (a copy, or the caller's buffer with gb_aggregator_add_take; finish
+ * adds what is kept); add() never allocates. The
  * robust rules need every update of the round at once:
  * they keep them (n x param_count floats) and a workspace (Krum: n x n
  * distances), grown by add() as updates arrive (doubling, never past
@@ -127,6 +128,21 @@ int gb_aggregator_begin(gb_aggregator_t *agg, uint64_t round, size_t param_count
  * Refuses what the file comment lists, changing nothing. delta is only read. */
 int gb_aggregator_add(gb_aggregator_t *agg, const float *delta, size_t param_count,
                       uint64_t num_samples, gb_error_t *err) GB_MUST_CHECK;
+
+/* gb_aggregator_add for a delta the caller hands over: *delta holds
+ * param_count floats in a buffer from gb_malloc (util/alloc.h). FedAvg adds
+ * updates of large models (2^16 parameters or more) three or four at a time
+ * in one pass over its sums; where gb_aggregator_add copies such an update
+ * to wait for that pass, this keeps the caller's buffer itself and puts in
+ * *delta one of the same size that the caller owns from then on (free it
+ * with gb_free), holding zeros or the values of an update given earlier.
+ * Otherwise it adds as gb_aggregator_add does and *delta is unchanged. The
+ * aggregator only reads a buffer it keeps, so the caller may still read the
+ * delta it gave until its next call on this aggregator. Refuses as
+ * gb_aggregator_add does (GB_EINVAL too for a NULL delta), changing nothing:
+ * *delta stays the caller's. */
+int gb_aggregator_add_take(gb_aggregator_t *agg, float **delta, size_t param_count,
+                           uint64_t num_samples, gb_error_t *err) GB_MUST_CHECK;
 
 /* Writes the round's aggregated delta into out[0..param_count) and closes
  * the round (a later add or finish is refused until the next begin).

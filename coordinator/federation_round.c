@@ -244,16 +244,21 @@ int gb_fed_feed_update(gb_federation_t *f, const gb_rounds_action_t *a, gb_error
             return rc;
         if (gb_flagger_is_flagged(f->flagger, a->client_id))
             return s_guard(f, a);
-    } else {
-        if ((rc = gb_aggregator_add(f->agg, f->scratch, f->global->n_params, u->num_samples,
-                                    err)))
+    }
+    /* handed over, not copied: a large model's aggregator keeps the buffer
+     * for its next pass and gives f->scratch another; it only reads the one
+     * it keeps, so the delta is still read below */
+    const float *delta = f->scratch;
+    if (!f->held) {
+        if ((rc = gb_aggregator_add_take(f->agg, &f->scratch, f->global->n_params,
+                                         u->num_samples, err)))
             return rc;
         s_count_accepted();
     }
     if ((rc = gb_fed_note_norm(f, f->current_norm, err)))
         return rc;
     gb_error_t eerr = {0};
-    if (gb_round_evidence_add(f->evidence, a->client_id, f->scratch, f->global->n_params,
+    if (gb_round_evidence_add(f->evidence, a->client_id, delta, f->global->n_params,
                               f->current_norm, &eerr) != 0)
         gb_log_warn("federation: round %llu: '%s' is not scored for flags: %s",
                     (unsigned long long)a->round, a->client_id, eerr.msg);

@@ -5,12 +5,15 @@
  *
  *   gb_aggregate_bench [--params P[,P...]] [--updates N[,N...]] [--rule SPEC]
  *                      [--rounds R] [--pool-mib M] [--kernel auto|avx512|avx2|portable]
- *                      [--threads T] [--quick]
+ *                      [--threads T] [--copy] [--quick]
  *
  * For every model size P (default 80202, LeNet's parameter count, and
  * 4,000,000) and update count N (default 10, 100, 1000), it times one round
  * of the real aggregation API the federation uses: gb_aggregator_begin,
- * N x gb_aggregator_add (weights 100..1099), gb_aggregator_finish. Beside it,
+ * N x gb_aggregator_add_take (weights 100..1099), gb_aggregator_finish. The
+ * federation hands each decoded delta over (federation_round.c), so FedAvg
+ * keeps a large model's buffered updates instead of copying them; --copy
+ * times gb_aggregator_add instead, which copies them. Beside it,
  * over the very same update buffers in the same order, a plain stream
  * y[j] += a_i * x_i[j] into one float vector: the least work any weighted
  * mean can do, and a bandwidth-bound loop (STREAM's daxpy in float32).
@@ -53,6 +56,7 @@
 
 #include <sched.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -146,15 +150,39 @@ static void s_stream_share(void *arg, int i, int count)
                (float)st->weights[k] / (float)st->total, hi - lo);
 }
 
+/* Hands the aggregator three pool buffers and fills the three it gives
+ * back (zeros) with their values, untimed: afterwards every buffer on
+ * either side holds an update's values, and the pool's values are what
+ * they were. Only large models' updates are kept (aggregate.h); for the
+ * others this adds three updates and changes nothing. */
+static int s_warm_take(gb_aggregator_t *agg, float **pool, size_t pool_n, size_t p,
+                       gb_error_t *err)
+{
+    if (gb_aggregator_begin(agg, 1000000, p, err) != 0)
+        return -1;
+    for (size_t k = 0; k < 3 && k < pool_n; k++) {
+        float *given = pool[k], *d = given;
+        if (gb_aggregator_add_take(agg, &d, p, 1, err) != 0)
+            return -1;
+        if (d != given) /* the given one is still readable until the next call */
+            memcpy(d, given, p * sizeof *d);
+        pool[k] = d;
+    }
+    return 0;
+}
+
 static int s_run(const char *rule, float **pool, size_t pool_n, size_t p, size_t n,
-                 const uint64_t *weights, int rounds, gb_pool_t *threads, float *y, float *out,
-                 s_times_t *t)
+                 const uint64_t *weights, int rounds, gb_pool_t *threads, bool take, float *y,
+                 float *out, s_times_t *t)
 {
     gb_error_t err = {0};
-    gb_aggregator_t *agg = gb_aggregator_new(rule, n, &err);
-    if (!agg || gb_aggregator_set_threads(agg, gb_pool_size(threads), &err) != 0) {
-        fprintf(stderr, "gb_aggregate_bench: %s\n", err.msg);
+    gb_aggregator_t *agg = gb_aggregator_new(rule, n > 3 ? n : 3, &err);
+    const float **used = calloc(n, sizeof *used);
+    if (!agg || !used || gb_aggregator_set_threads(agg, gb_pool_size(threads), &err) != 0 ||
+        (take && s_warm_take(agg, pool, pool_n, p, &err) != 0)) {
+        fprintf(stderr, "gb_aggregate_bench: %s\n", used ? err.msg : "out of memory");
         gb_aggregator_destroy(&agg);
+        free(used);
         return -1;
     }
     uint64_t total = 0;
@@ -174,9 +202,20 @@ static int s_run(const char *rule, float **pool, size_t pool_n, size_t p, size_t
         if (gb_aggregator_begin(agg, (uint64_t)r + 1, p, &err) != 0)
             goto fail;
         t0 = s_now();
-        for (size_t i = 0; i < n; i++)
-            if (gb_aggregator_add(agg, pool[i % pool_n], p, weights[i], &err) != 0)
-                goto fail;
+        if (take) {
+            for (size_t i = 0; i < n; i++) {
+                float **slot = &pool[i % pool_n];
+                used[i] = *slot;
+                if (gb_aggregator_add_take(agg, slot, p, weights[i], &err) != 0)
+                    goto fail;
+            }
+        } else {
+            for (size_t i = 0; i < n; i++) {
+                used[i] = pool[i % pool_n];
+                if (gb_aggregator_add(agg, used[i], p, weights[i], &err) != 0)
+                    goto fail;
+            }
+        }
         t1 = s_now();
         if (gb_aggregator_finish(agg, out, p, &err) != 0)
             goto fail;
@@ -186,7 +225,14 @@ static int s_run(const char *rule, float **pool, size_t pool_n, size_t p, size_t
         if (t2 - t1 < t->finish_s)
             t->finish_s = t2 - t1;
     }
-    /* the two results agree to float rounding: the work was the real thing */
+    /* the aggregate agrees to float rounding with the stream over the
+     * buffers the last round added (handed over, a buffer may come back to
+     * the pool in another slot, so that they are not always the stream's;
+     * none is ever written, and the aggregator frees those it keeps only
+     * when it is destroyed, below) */
+    memset(y, 0, p * sizeof *y);
+    for (size_t i = 0; i < n; i++)
+        s_axpy(y, used[i], (float)weights[i] / (float)total, p);
     double worst = 0;
     for (size_t j = 0; j < p; j++) {
         double d = fabs((double)out[j] - (double)y[j]) / (fabs((double)out[j]) + 1e-30);
@@ -196,13 +242,16 @@ static int s_run(const char *rule, float **pool, size_t pool_n, size_t p, size_t
     if (worst > 1e-3) {
         fprintf(stderr, "gb_aggregate_bench: aggregate and stream differ by %.3g\n", worst);
         gb_aggregator_destroy(&agg);
+        free(used);
         return -1;
     }
     gb_aggregator_destroy(&agg);
+    free(used);
     return 0;
 fail:
     fprintf(stderr, "gb_aggregate_bench: %s\n", err.msg);
     gb_aggregator_destroy(&agg);
+    free(used);
     return -1;
 }
 
@@ -211,6 +260,7 @@ int main(int argc, char **argv)
     size_t params[S_MAX_LIST] = {80202, 4000000}, n_params = 2;
     size_t updates[S_MAX_LIST] = {10, 100, 1000}, n_updates = 3;
     const char *rule = "fedavg";
+    bool take = true;
     int rounds = 3;
     size_t pool_mib = 512;
     cpu_set_t cpus;
@@ -254,6 +304,8 @@ int main(int argc, char **argv)
                 return 2;
             n_threads = tmp[0];
             i++;
+        } else if (strcmp(a, "--copy") == 0) {
+            take = false;
         } else if (strcmp(a, "--quick") == 0) {
             params[0] = 80202;
             params[1] = 1000000;
@@ -266,7 +318,7 @@ int main(int argc, char **argv)
         } else {
             fprintf(stderr, "usage: gb_aggregate_bench [--params P,...] [--updates N,...] "
                             "[--rule SPEC] [--rounds R] [--pool-mib M] [--kernel auto|avx512|avx2|portable] "
-                            "[--threads T] [--quick]\n");
+                            "[--threads T] [--copy] [--quick]\n");
             return 2;
         }
     }
@@ -278,8 +330,9 @@ int main(int argc, char **argv)
     }
     if (n_threads > 1)
         s_clock = CLOCK_MONOTONIC;
-    fprintf(stderr, "aggregation kernel: %s; %zu thread(s) a side, timed in %s\n", gb_agg_kernel(),
-            n_threads, n_threads > 1 ? "wall time" : "the thread's CPU time");
+    fprintf(stderr, "aggregation kernel: %s; %zu thread(s) a side, timed in %s; updates %s\n",
+            gb_agg_kernel(), n_threads, n_threads > 1 ? "wall time" : "the thread's CPU time",
+            take ? "handed over (gb_aggregator_add_take)" : "copied (gb_aggregator_add)");
     fprintf(stderr, "%-9s %6s %6s %12s %12s %12s %7s %10s\n", "params", "N", "pool",
             "stream GB/s", "(traffic)", "agg GB/s", "ratio", "finish ms");
     uint64_t rng = 0x243f6a8885a308d3ull;
@@ -301,7 +354,7 @@ int main(int argc, char **argv)
             return 1;
         }
         for (size_t k = 0; k < pool_n; k++) {
-            if (!(pool[k] = gb_alloc_aligned(bytes))) {
+            if (!(pool[k] = gb_malloc(bytes))) { /* gb_aggregator_add_take's kind */
                 fprintf(stderr, "gb_aggregate_bench: out of memory for the pool\n");
                 return 1;
             }
@@ -318,22 +371,22 @@ int main(int argc, char **argv)
         for (size_t k = 0; k < n_updates; k++) {
             size_t n = updates[k];
             s_times_t t;
-            if (s_run(rule, pool, pool_n, p, n, weights, rounds, threads, y, out, &t) != 0)
+            if (s_run(rule, pool, pool_n, p, n, weights, rounds, threads, take, y, out, &t) != 0)
                 return 1;
             double data = (double)n * (double)bytes;
             double stream = data / t.stream_s / 1e9, aggr = data / t.agg_s / 1e9;
             fprintf(stderr, "%-9zu %6zu %6zu %12.2f %12.2f %12.2f %7.3f %10.2f\n", p, n,
                     n < pool_n ? n : pool_n, stream, 3 * stream, aggr, aggr / stream,
                     1e3 * t.finish_s);
-            printf("{\"rule\": \"%s\", \"kernel\": \"%s\", \"threads\": %zu, \"params\": %zu, \"updates\": %zu, \"pool\": %zu, "
+            printf("{\"rule\": \"%s\", \"kernel\": \"%s\", \"take\": %s, \"threads\": %zu, \"params\": %zu, \"updates\": %zu, \"pool\": %zu, "
                    "\"stream_gbps\": %.3f, \"stream_traffic_gbps\": %.3f, \"agg_gbps\": %.3f, "
                    "\"ratio\": %.4f, \"stream_s\": %.6f, \"agg_s\": %.6f, \"finish_s\": %.6f}\n",
-                   rule, gb_agg_kernel(), n_threads, p, n, n < pool_n ? n : pool_n, stream, 3 * stream, aggr,
+                   rule, gb_agg_kernel(), take ? "true" : "false", n_threads, p, n, n < pool_n ? n : pool_n, stream, 3 * stream, aggr,
                    aggr / stream, t.stream_s, t.agg_s, t.finish_s);
             fflush(stdout);
         }
         for (size_t k = 0; k < pool_n; k++)
-            gb_free_aligned(pool[k]);
+            gb_free(pool[k]);
         free(pool);
         free(weights);
         gb_free_aligned(y);

@@ -13,7 +13,8 @@
  * gb_agg_kernel / gb_agg_kernel_force. Every test runs on every kernel this
  * CPU has (s_kernels), and again with the passes split over 2 and 3
  * threads (gb_aggregator_set_threads): the same bits, refusals included,
- * wherever in which share the bad value lies. */
+ * wherever in which share the bad value lies; and with the updates handed
+ * over (gb_aggregator_add_take), with what it hands back. */
 #include "testutil.h"
 
 #include <float.h>
@@ -24,6 +25,7 @@
 
 #include "aggregate.h"
 #include "exact_sum.h"
+#include "util/alloc.h"
 
 static uint64_t s_rand(uint64_t *x)
 {
@@ -59,6 +61,32 @@ static float s_value(uint64_t *rng)
 
 /* Threads every aggregator made here splits its passes over. */
 static int s_threads = 1;
+
+/* True: updates go in through gb_aggregator_add_take, each in a gb_malloc
+ * copy that the aggregator may keep. */
+static bool s_take = false;
+
+/* Adds ups (p floats, left as they are) with weight w: gb_aggregator_add, or
+ * with s_take a copy through gb_aggregator_add_take, whose buffer the
+ * aggregator keeps only for a model past the buffering size, handing back
+ * one of zeros or an earlier update's (finite) values. Returns the add's
+ * code. */
+static int s_add(gb_aggregator_t *agg, const float *ups, size_t p, uint64_t w, gb_error_t *err)
+{
+    if (!s_take)
+        return gb_aggregator_add(agg, ups, p, w, err);
+    float *copy = gb_malloc(p * sizeof *copy);
+    assert_non_null(copy);
+    memcpy(copy, ups, p * sizeof *copy);
+    float *given = copy;
+    int rc = gb_aggregator_add_take(agg, &copy, p, w, err);
+    if (rc != 0 || p < ((size_t)1 << 16)) /* aggregate.c's S_FEDAVG_BUFFER_MIN */
+        assert_ptr_equal(copy, given); /* refused, or added at once: still ours */
+    for (size_t j = 0; copy != given && j < p; j++)
+        assert_true(isfinite(copy[j]));
+    gb_free(copy);
+    return rc;
+}
 
 static gb_aggregator_t *s_new_fedavg(size_t max_clients)
 {
@@ -114,11 +142,13 @@ static void s_round(gb_aggregator_t *agg, uint64_t round, size_t n, size_t p, ui
             ups[i][j] = s_value(&rng);
         w[i] = weights_kind == 0   ? 1 + s_rand(&rng) % 5000
                : weights_kind == 1 ? (GB_AGG_MAX_WEIGHT / n) - s_rand(&rng) % 1000 /* > 2^32 */
-                                   : (i % 2 ? 1 : UINT32_MAX); /* both kernels' edge */
+                                   : (i % 3 == 0   ? 1
+                                      : i % 3 == 1 ? INT32_MAX       /* the vector kernels' edge */
+                                                   : UINT32_MAX);    /* the portable kernel's */
     }
     assert_int_equal(gb_aggregator_begin(agg, round, p, &err), 0);
     for (size_t i = 0; i < n; i++)
-        assert_int_equal(gb_aggregator_add(agg, ups[i], p, w[i], &err), 0);
+        assert_int_equal(s_add(agg, ups[i], p, w[i], &err), 0);
     assert_int_equal(gb_aggregator_finish(agg, got, p, &err), 0);
     s_reference((const float *const *)ups, w, n, p, want);
     s_expect_same_bits(got, want, p);
@@ -138,11 +168,16 @@ static void s_all_rounds(void)
     s_round(agg, 3, 6, 1003, 13, 2);    /* after rare values: the cold parts were cleared */
     s_round(agg, 4, 1, 9, 14, 0);       /* under one vector */
     /* past the buffering size: 4 at once, the rest flushed at finish */
-    s_round(agg, 5, 7, ((size_t)1 << 18) + 5, 15, 0);
-    s_round(agg, 6, 4, ((size_t)1 << 18) + 5, 16, 2);
+    s_round(agg, 5, 7, ((size_t)1 << 16) + 5, 15, 0);
+    s_round(agg, 6, 4, ((size_t)1 << 16) + 5, 16, 2);
     s_round(agg, 7, 3, 4099, 17, 0);    /* small again: the buffers are dropped */
     s_round(agg, 8, 5, 40003, 18, 0);   /* split over threads, not buffered */
     s_round(agg, 9, 3, 32768, 19, 2);   /* the smallest model that is split */
+    /* buffered, smaller, then larger again: a buffer taken from a smaller
+     * round is never filled past its size (ASan's build would see it) */
+    s_round(agg, 10, 5, ((size_t)1 << 16) + 9, 20, 0);
+    s_round(agg, 11, 5, ((size_t)1 << 16) + 2, 21, 0);
+    s_round(agg, 12, 6, ((size_t)1 << 16) + 7, 22, 0);
     gb_aggregator_destroy(&agg);
 }
 
@@ -272,12 +307,12 @@ static void s_refusal_case(size_t p, size_t bad_at, size_t bad_update, float bad
     assert_int_equal(gb_aggregator_begin(agg, 1, p, &err), 0);
     for (size_t i = 0; i < N; i++) {
         if (i == bad_update) {
-            assert_int_equal(gb_aggregator_add(agg, broken, p, 77, &err), GB_ERANGE);
+            assert_int_equal(s_add(agg, broken, p, 77, &err), GB_ERANGE);
             char where[64];
             snprintf(where, sizeof where, "value %zu is", bad_at);
             assert_non_null(strstr(err.msg, where));
         }
-        assert_int_equal(gb_aggregator_add(agg, ups[i], p, w[i], &err), 0);
+        assert_int_equal(s_add(agg, ups[i], p, w[i], &err), 0);
     }
     assert_int_equal(gb_aggregator_updates(agg), N);
     float *got = malloc(p * sizeof *got), *want = malloc(p * sizeof *want);
@@ -303,9 +338,9 @@ static void test_refusal_takes_back(void **state)
         s_refusal_case(1001, 0, 0, NAN);
         s_refusal_case(1001, 517, 2, INFINITY);
         s_refusal_case(1001, 1000, 5, -INFINITY); /* in the tail of the last vector */
-        size_t big = ((size_t)1 << 18) + 3;
-        s_refusal_case(big, 200000, 1, NAN);   /* refused while being copied */
-        s_refusal_case(big, 200001, 3, NAN);   /* the 4th: taken back with 3 buffered */
+        size_t big = ((size_t)1 << 16) + 3;
+        s_refusal_case(big, 50000, 1, NAN);    /* refused while being kept */
+        s_refusal_case(big, 50001, 3, NAN);    /* the 4th: taken back with 3 buffered */
         s_refusal_case(big, big - 1, 3, NAN);  /* ... in the tail */
         s_refusal_case(big, 9, 4, -NAN);       /* the 5th: buffered again */
         s_refusal_case(40003, 5, 1, NAN);      /* split: in the first share */
@@ -326,6 +361,66 @@ static void test_threads_give_the_same_bits(void **state)
         test_refusal_takes_back(state);
     }
     s_threads = 1;
+}
+
+/* Every test above again with the updates handed over
+ * (gb_aggregator_add_take): the same bits and refusals, on 2 threads (so
+ * that the check of a kept update is split too). */
+static void test_take_gives_the_same_bits(void **state)
+{
+    s_take = true;
+    s_threads = 2;
+    test_every_kernel_equals_exact(state);
+    test_refusal_takes_back(state);
+    s_threads = 1;
+    s_take = false;
+}
+
+/* What gb_aggregator_add_take hands back, and what it refuses. */
+static void test_take_hands_back_a_buffer(void **state)
+{
+    (void)state;
+    gb_error_t err = {0};
+    const size_t p = ((size_t)1 << 16) + 1;
+    gb_aggregator_t *agg = s_new_fedavg(8);
+    assert_int_equal(gb_aggregator_add_take(agg, NULL, p, 1, &err), GB_EINVAL);
+    assert_non_null(strstr(err.msg, "no delta"));
+    assert_int_equal(gb_aggregator_begin(agg, 1, p, &err), 0);
+    float *mine[4];
+    for (int k = 0; k < 4; k++) {
+        assert_non_null(mine[k] = gb_malloc(p * sizeof(float)));
+        for (size_t j = 0; j < p; j++)
+            mine[k][j] = (float)(k + 1);
+    }
+    float *d = mine[0];
+    assert_int_equal(gb_aggregator_add_take(agg, &d, p + 1, 1, &err), GB_ESHAPE);
+    assert_ptr_equal(d, mine[0]); /* refused: still ours */
+    /* the first three are kept, and buffers of zeros come back */
+    for (int k = 0; k < 3; k++) {
+        d = mine[k];
+        assert_int_equal(gb_aggregator_add_take(agg, &d, p, 1, &err), 0);
+        assert_true(d != mine[0] && d != mine[1] && d != mine[2]);
+        assert_true(d[0] == 0.0f && d[p - 1] == 0.0f);
+        mine[k] = d;
+    }
+    /* the fourth is added with them at once: it stays ours */
+    d = mine[3];
+    assert_int_equal(gb_aggregator_add_take(agg, &d, p, 1, &err), 0);
+    assert_ptr_equal(d, mine[3]);
+    float *out = gb_malloc(p * sizeof *out);
+    assert_non_null(out);
+    assert_int_equal(gb_aggregator_finish(agg, out, p, &err), 0);
+    assert_true(out[0] == 2.5f && out[p - 1] == 2.5f); /* (1 + 2 + 3 + 4) / 4 */
+    /* the next round hands back the buffers of the first: their values */
+    assert_int_equal(gb_aggregator_begin(agg, 2, p, &err), 0);
+    d = mine[3];
+    assert_int_equal(gb_aggregator_add_take(agg, &d, p, 1, &err), 0);
+    assert_true(d[0] == 1.0f || d[0] == 2.0f || d[0] == 3.0f);
+    mine[3] = d;
+    gb_aggregator_destroy(&agg); /* frees the buffers it holds, not ours */
+    for (int k = 0; k < 4; k++)
+        gb_free(mine[k]);
+    gb_free(out);
 }
 
 static void test_set_threads_refusals(void **state)
@@ -369,6 +464,8 @@ int main(void)
         cmocka_unit_test(test_ties_and_near_ties),
         cmocka_unit_test(test_refusal_takes_back),
         cmocka_unit_test(test_threads_give_the_same_bits),
+        cmocka_unit_test(test_take_gives_the_same_bits),
+        cmocka_unit_test(test_take_hands_back_a_buffer),
         cmocka_unit_test(test_set_threads_refusals),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
