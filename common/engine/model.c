@@ -755,6 +755,11 @@ int gb_model_threads(const gb_model_t *m)
     return m->threads;
 }
 
+void gb_model_run_parallel(gb_model_t *m, gb_pool_fn fn, void *arg)
+{
+    gb_pool_run(m->pool, fn, arg); /* no pool (one thread, no plan): fn(arg, 0, 1) */
+}
+
 double gb_model_flops_per_sample(const gb_model_t *m)
 {
     double total = 0.0;

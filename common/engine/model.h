@@ -19,6 +19,7 @@
 #include "engine/shape.h"
 #include "engine/spec.h"
 #include "util/error.h"
+#include "util/pool.h"
 
 typedef struct gb_model gb_model_t;
 
@@ -119,6 +120,14 @@ gb_shape_t gb_model_input_shape(const gb_model_t *model);
 gb_shape_t gb_model_output_shape(const gb_model_t *model);
 int gb_model_max_batch(const gb_model_t *model);
 int gb_model_threads(const gb_model_t *model);
+
+/* Runs fn(arg, i, n) for each of the model's n = gb_model_threads workers
+ * (i = 0 on the caller's thread) on the pool gb_model_plan started, and
+ * waits: lets code around the model (explanations' per-row loops) use the
+ * cores the model's own passes use, without a second pool spinning against
+ * it. Not from inside fn, nor from a pass of the model. Before any plan,
+ * fn(arg, 0, 1). */
+void gb_model_run_parallel(gb_model_t *model, gb_pool_fn fn, void *arg);
 
 /* Forward FLOPs per sample (multiply-adds count 2), for throughput reports. */
 double gb_model_flops_per_sample(const gb_model_t *model);

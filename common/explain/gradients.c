@@ -62,6 +62,25 @@ GB_VEC_FN(static, s_axpy, (double *restrict acc, double w, const float *restrict
         acc[f] += w * (double)g[f];
 }
 
+/* Worker i of n's share [*lo, *hi) of n_feat features: whole 64-byte lines
+ * of floats and of doubles (16 values), so that no two workers write one
+ * cache line; every row's values are then handled in the same order as on
+ * one thread, which keeps the bits. */
+static void s_feature_share(size_t n_feat, int i, int n, size_t *lo, size_t *hi)
+{
+    size_t lines = (n_feat + 15) / 16;
+    size_t a = lines * (size_t)i / (size_t)n * 16, b = lines * (size_t)(i + 1) / (size_t)n * 16;
+    *lo = a < n_feat ? a : n_feat;
+    *hi = b < n_feat ? b : n_feat;
+}
+
+/* The rows' inputs to layer 1 (s_fill_affine) or their weighted gradients
+ * into the slots (s_absorb), split over the model's workers by feature. */
+typedef struct {
+    gb_explainer_t *e;
+    int rows;
+} s_rows_t;
+
 /* True when IG's rows can enter at layer 1: layer 0 is affine (conv or
  * dense) and not the only layer. */
 static bool s_affine_first(const gb_explainer_t *e)
@@ -255,8 +274,36 @@ static int s_assemble(s_run_t *r, int *n_touched)
     return rows;
 }
 
+/* Worker i's features of every row's input to layer 1,
+ * h(b) + alpha (h(x) - h(b)). */
+static void s_fill_affine_share(void *arg, int i, int n)
+{
+    const s_rows_t *job = arg;
+    gb_explainer_t *e = job->e;
+    size_t hs = e->h_size, lo, hi;
+    s_feature_share(hs, i, n, &lo, &hi);
+    if (lo >= hi)
+        return;
+    const float *hbase = e->h_base + lo;
+    for (int row = 0; row < job->rows; row++) {
+        const gb_explain_slot_t *sl = &e->slots[e->row_slot[row]];
+        const float *hx = e->h_x + (size_t)e->row_slot[row] * hs + lo;
+        int p = e->row_point[row];
+        double a = p < 0 ? 1.0 : e->alpha[sl->level][p];
+        float *h = e->hb + (size_t)row * hs + lo;
+        if (a == 1.0) {
+            memcpy(h, hx, (hi - lo) * sizeof(float));
+        } else if (a == 0.0) {
+            memcpy(h, hbase, (hi - lo) * sizeof(float));
+        } else {
+            s_lerp(h, hbase, hx, (float)a, hi - lo);
+        }
+    }
+}
+
 /* Affine first layer: runs layer 0 on the samples started in this batch,
- * then writes every row's input to layer 1, h(b) + alpha (h(x) - h(b)). */
+ * then writes every row's input to layer 1, h(b) + alpha (h(x) - h(b)),
+ * each worker its share of the features. */
 static int s_fill_affine(gb_explainer_t *e, int rows, gb_error_t *err)
 {
     size_t in = e->in_size, hs = e->h_size;
@@ -272,30 +319,36 @@ static int s_fill_affine(gb_explainer_t *e, int rows, gb_error_t *err)
             memcpy(e->h_x + (size_t)e->started[j] * hs, e->dh + (size_t)j * hs,
                    hs * sizeof(float));
     }
-    const float *hbase = e->h_base;
-    for (int row = 0; row < rows; row++) {
-        const gb_explain_slot_t *sl = &e->slots[e->row_slot[row]];
-        const float *hx = e->h_x + (size_t)e->row_slot[row] * hs;
-        int p = e->row_point[row];
-        double a = p < 0 ? 1.0 : e->alpha[sl->level][p];
-        float *h = e->hb + (size_t)row * hs;
-        if (a == 1.0) {
-            memcpy(h, hx, hs * sizeof(float));
-        } else if (a == 0.0) {
-            memcpy(h, hbase, hs * sizeof(float));
-        } else {
-            s_lerp(h, hbase, hx, (float)a, hs);
-        }
-    }
+    s_rows_t job = {e, rows};
+    gb_model_run_parallel(e->model, s_fill_affine_share, &job);
     return 0;
 }
 
-/* Adds each row's weighted gradient (at the input, or at layer 0's output
- * when affine) to its slot and notes f(x). */
+/* Worker i's features of each row's weighted gradient (at the input, or at
+ * layer 0's output when affine), added to its slot. */
+static void s_absorb_share(void *arg, int i, int n)
+{
+    const s_rows_t *job = arg;
+    gb_explainer_t *e = job->e;
+    size_t in = e->acc_size, lo, hi;
+    s_feature_share(in, i, n, &lo, &hi);
+    if (lo >= hi)
+        return;
+    const float *grads = e->affine ? e->dh : e->dx;
+    for (int row = 0; row < job->rows; row++) {
+        const gb_explain_slot_t *sl = &e->slots[e->row_slot[row]];
+        int p = e->row_point[row];
+        if (p < 0)
+            continue;
+        double w = e->weight[sl->level][p];
+        double *acc = e->acc + (size_t)e->row_slot[row] * in + lo;
+        s_axpy(acc, w, grads + (size_t)row * in + lo, hi - lo);
+    }
+}
+
+/* Adds each row's weighted gradient to its slot and notes f(x). */
 static void s_absorb(gb_explainer_t *e, int rows)
 {
-    size_t in = e->acc_size;
-    const float *grads = e->affine ? e->dh : e->dx;
     bool ig = e->kind == GB_EXPLAIN_IG;
     for (int row = 0; row < rows; row++) {
         gb_explain_slot_t *sl = &e->slots[e->row_slot[row]];
@@ -305,13 +358,12 @@ static void s_absorb(gb_explainer_t *e, int rows)
             sl->fx = e->logits[(size_t)row * e->out_size + (size_t)sl->target];
             sl->have_fx = 1;
         }
-        if (p >= 0) {
-            double w = e->weight[sl->level][p];
-            double *acc = e->acc + (size_t)e->row_slot[row] * in;
-            s_axpy(acc, w, grads + (size_t)row * in, in);
-        }
         sl->done++;
     }
+    /* rows of one slot add into the same sums: split by feature, each sum
+     * still takes its rows in order */
+    s_rows_t job = {e, rows};
+    gb_model_run_parallel(e->model, s_absorb_share, &job);
 }
 
 /* IG's relative completeness error (attribution.h states the denominator). */

@@ -362,6 +362,46 @@ static void test_plan(void **state)
     gb_model_destroy(&m);
 }
 
+/* Which workers gb_model_run_parallel called, and with what count. */
+typedef struct {
+    int calls[8];
+    int count[8];
+} s_parallel_seen_t;
+
+static void s_note_worker(void *arg, int i, int n)
+{
+    s_parallel_seen_t *seen = arg;
+    assert_true(i >= 0 && i < 8);
+    seen->calls[i]++; /* each worker writes its own slot */
+    seen->count[i] = n;
+}
+
+/* Every worker of the plan once, with the plan's count; before a plan, the
+ * caller's thread alone. */
+static void test_run_parallel(void **state)
+{
+    (void)state;
+    gb_error_t err = {0};
+    gb_model_t *m = gb_model_new("mlp", &err);
+    assert_non_null(m);
+    const int plans[] = {0, 1, 2, 3};
+    for (size_t k = 0; k < sizeof plans / sizeof plans[0]; k++) {
+        if (plans[k] > 0)
+            assert_int_equal(gb_model_plan(m, 4, plans[k], &err), 0);
+        int n = plans[k] > 0 ? plans[k] : 1;
+        for (int rep = 0; rep < 3; rep++) {
+            s_parallel_seen_t seen = {{0}, {0}};
+            gb_model_run_parallel(m, s_note_worker, &seen);
+            for (int i = 0; i < 8; i++) {
+                assert_int_equal(seen.calls[i], i < n ? 1 : 0);
+                if (i < n)
+                    assert_int_equal(seen.count[i], n);
+            }
+        }
+    }
+    gb_model_destroy(&m);
+}
+
 static void test_call_order_errors(void **state)
 {
     (void)state;
@@ -1050,6 +1090,7 @@ int main(void)
         cmocka_unit_test(test_alloc_failure_plan),
         cmocka_unit_test(test_layer_info_kinds_follow_spec),
         cmocka_unit_test(test_capture),
+        cmocka_unit_test(test_run_parallel),
         cmocka_unit_test(test_layer_ranges),
         cmocka_unit_test(test_plan_failure_keeps_old_plan),
         cmocka_unit_test(test_conv_size_overflow_refused),
