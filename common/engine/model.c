@@ -63,6 +63,8 @@ struct gb_model {
     int fwd_batch;         /* batch of the last forward, 0 if none */
     int fwd_first, fwd_end; /* layer range of the last forward */
     const float *x;        /* input of the last forward (caller keeps it alive) */
+    gb_model_fill_fn fill; /* the current forward's producer of its input rows, or NULL */
+    void *fill_arg;
     float *outp;           /* forward output */
     const float *dout;     /* backward seed */
     float *dx;             /* backward input gradient or NULL */
@@ -501,6 +503,8 @@ static void s_region(void *arg, int w, int count)
     const float *logits = s_layer_output(m, wk, m->end - 1);
     switch (m->op) {
     case S_OP_FORWARD:
+        if (m->fill)
+            m->fill(m->fill_arg, b0, nb);
         s_forward_worker(m, wk, b0, nb);
         if (m->outp)
             memcpy(m->outp + (size_t)b0 * m->y_size, logits,
@@ -607,6 +611,24 @@ int gb_model_forward_layers(gb_model_t *m, int first, int end, const float *in, 
     m->fwd_first = first;
     m->fwd_end = end;
     return 0;
+}
+
+int gb_model_forward_layers_fill(gb_model_t *m, int first, int end, const float *in,
+                                 gb_model_fill_fn fill, void *arg, int batch, float *out,
+                                 gb_error_t *err)
+{
+    if (!fill)
+        return gb_error_set(err, GB_EINVAL, "forward with a fill: no fill function given");
+    if (first == 0 && m->n_layers > 0 && m->layers[0].ops->check_input)
+        return gb_error_set(err, GB_EINVAL,
+                            "forward with a fill: the first layer checks its input before any "
+                            "row is filled; start at layer 1 or give the input whole");
+    m->fill = fill;
+    m->fill_arg = arg;
+    int rc = gb_model_forward_layers(m, first, end, in, batch, out, err);
+    m->fill = NULL;
+    m->fill_arg = NULL;
+    return rc;
 }
 
 int gb_model_forward(gb_model_t *m, const float *x, int batch, float *out, gb_error_t *err)

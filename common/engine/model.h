@@ -90,6 +90,22 @@ int gb_model_forward_layers(gb_model_t *model, int first, int end, const float *
 int gb_model_backward_layers(gb_model_t *model, int first, int end, const float *dout, int batch,
                              float *din, bool accumulate_grads, gb_error_t *err) GB_MUST_CHECK;
 
+/* Writes rows [row0, row0 + n) of a forward's input (the `in` the caller
+ * gave gb_model_forward_layers_fill, which it owns). */
+typedef void (*gb_model_fill_fn)(void *arg, int row0, int n);
+
+/* gb_model_forward_layers whose input rows are written by fill as the pass
+ * runs: each worker calls it for the rows it is about to run, just before,
+ * so they are still in its cache when the first layer reads them (the
+ * explanations' path points, made from two rows each). fill runs on the
+ * workers' threads, each on its own rows. `in` must hold batch rows when
+ * the call returns, as gb_model_forward_layers' does, for the backward.
+ * GB_EINVAL for a NULL fill, and for first 0 when the first layer checks
+ * its input before the pass (embedding); else as gb_model_forward_layers. */
+int gb_model_forward_layers_fill(gb_model_t *model, int first, int end, const float *in,
+                                 gb_model_fill_fn fill, void *arg, int batch, float *out,
+                                 gb_error_t *err) GB_MUST_CHECK;
+
 /* One training step without the optimiser: zeroes the gradients, runs forward,
  * the loss (mean over the batch) and backward, so gb_model_grads holds the
  * gradient of the mean loss. *loss receives the mean loss; `logits` (may be

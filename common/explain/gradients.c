@@ -74,8 +74,8 @@ static void s_feature_share(size_t n_feat, int i, int n, size_t *lo, size_t *hi)
     *hi = b < n_feat ? b : n_feat;
 }
 
-/* The rows' inputs to layer 1 (s_fill_affine) or their weighted gradients
- * into the slots (s_absorb), split over the model's workers by feature. */
+/* The rows' weighted gradients into the slots (s_absorb), split over the
+ * model's workers by feature. */
 typedef struct {
     gb_explainer_t *e;
     int rows;
@@ -274,37 +274,33 @@ static int s_assemble(s_run_t *r, int *n_touched)
     return rows;
 }
 
-/* Worker i's features of every row's input to layer 1,
- * h(b) + alpha (h(x) - h(b)). */
-static void s_fill_affine_share(void *arg, int i, int n)
+/* Rows [row0, row0 + n)'s inputs to layer 1, h(b) + alpha (h(x) - h(b)):
+ * the model's fill (gb_model_forward_layers_fill), called by the worker
+ * that runs those rows, just before it does. */
+static void s_fill_affine_rows(void *arg, int row0, int n)
 {
-    const s_rows_t *job = arg;
-    gb_explainer_t *e = job->e;
-    size_t hs = e->h_size, lo, hi;
-    s_feature_share(hs, i, n, &lo, &hi);
-    if (lo >= hi)
-        return;
-    const float *hbase = e->h_base + lo;
-    for (int row = 0; row < job->rows; row++) {
+    const gb_explainer_t *e = arg;
+    size_t hs = e->h_size;
+    for (int row = row0; row < row0 + n; row++) {
         const gb_explain_slot_t *sl = &e->slots[e->row_slot[row]];
-        const float *hx = e->h_x + (size_t)e->row_slot[row] * hs + lo;
+        const float *hx = e->h_x + (size_t)e->row_slot[row] * hs;
         int p = e->row_point[row];
         double a = p < 0 ? 1.0 : e->alpha[sl->level][p];
-        float *h = e->hb + (size_t)row * hs + lo;
+        float *h = e->hb + (size_t)row * hs;
         if (a == 1.0) {
-            memcpy(h, hx, (hi - lo) * sizeof(float));
+            memcpy(h, hx, hs * sizeof(float));
         } else if (a == 0.0) {
-            memcpy(h, hbase, (hi - lo) * sizeof(float));
+            memcpy(h, e->h_base, hs * sizeof(float));
         } else {
-            s_lerp(h, hbase, hx, (float)a, hi - lo);
+            s_lerp(h, e->h_base, hx, (float)a, hs);
         }
     }
 }
 
-/* Affine first layer: runs layer 0 on the samples started in this batch,
- * then writes every row's input to layer 1, h(b) + alpha (h(x) - h(b)),
- * each worker its share of the features. */
-static int s_fill_affine(gb_explainer_t *e, int rows, gb_error_t *err)
+/* Affine first layer: runs layer 0 on the samples started in this batch
+ * (their h(x)), then layers 1.. on the rows, whose inputs
+ * s_fill_affine_rows writes as the pass runs. */
+static int s_forward_affine(gb_explainer_t *e, int rows, gb_error_t *err)
 {
     size_t in = e->in_size, hs = e->h_size;
     int k = e->n_started;
@@ -319,9 +315,9 @@ static int s_fill_affine(gb_explainer_t *e, int rows, gb_error_t *err)
             memcpy(e->h_x + (size_t)e->started[j] * hs, e->dh + (size_t)j * hs,
                    hs * sizeof(float));
     }
-    s_rows_t job = {e, rows};
-    gb_model_run_parallel(e->model, s_fill_affine_share, &job);
-    return 0;
+    int n = gb_model_layer_count(e->model);
+    return gb_model_forward_layers_fill(e->model, 1, n, e->hb, s_fill_affine_rows, e, rows,
+                                        e->logits, err);
 }
 
 /* Worker i's features of each row's weighted gradient (at the input, or at
@@ -513,9 +509,7 @@ int gb_explain_gradients_run(gb_explainer_t *e, const float *x, const int32_t *t
         int rc;
         if (e->affine) {
             int n = gb_model_layer_count(e->model);
-            rc = s_fill_affine(e, rows, err);
-            if (!rc)
-                rc = gb_model_forward_layers(e->model, 1, n, e->hb, rows, e->logits, err);
+            rc = s_forward_affine(e, rows, err);
             if (!rc)
                 rc = gb_model_backward_layers(e->model, 1, n, e->dout, rows, e->dh, false, err);
         } else {

@@ -402,6 +402,91 @@ static void test_run_parallel(void **state)
     gb_model_destroy(&m);
 }
 
+/* What s_fill_from_copy does: rows of src into dst, each row counted. */
+typedef struct {
+    const float *src;
+    float *dst;
+    size_t row_size;
+    int filled[16];
+} s_fill_job_t;
+
+static void s_fill_from_copy(void *arg, int row0, int n)
+{
+    s_fill_job_t *job = arg;
+    for (int r = row0; r < row0 + n; r++) {
+        assert_true(r >= 0 && r < 16);
+        job->filled[r]++; /* rows are the calling worker's own */
+        memcpy(job->dst + (size_t)r * job->row_size, job->src + (size_t)r * job->row_size,
+               job->row_size * sizeof(float));
+    }
+}
+
+/* A forward whose rows are filled as it runs gives the bits of one given
+ * its input whole, the backward after it too; every row is filled once. */
+static void test_forward_layers_fill(void **state)
+{
+    (void)state;
+    const int B = 7;
+    for (int threads = 1; threads <= 3; threads++) {
+        gb_model_t *m = gb_test_model(s_all_layers, B, threads, 31);
+        const int n = gb_model_layer_count(m);
+        const size_t ni = gb_test_model_in_size(m), no = gb_test_model_out_size(m);
+        const size_t hn = 3 * 8 * 8; /* layer 1's input: conv's output */
+        float *x = s_random(B * ni, -1, 1, 32), *dy = s_random(B * no, -1, 1, 33);
+        float *h = malloc(B * hn * sizeof *h), *h2 = malloc(B * hn * sizeof *h2);
+        float *y = malloc(B * no * sizeof *y), *y2 = malloc(B * no * sizeof *y2);
+        float *dh = malloc(B * hn * sizeof *dh), *dh2 = malloc(B * hn * sizeof *dh2);
+        assert_true(h && h2 && y && y2 && dh && dh2);
+        gb_error_t err = {0};
+        assert_int_equal(gb_model_forward_layers(m, 0, 1, x, B, h, &err), 0);
+        assert_int_equal(gb_model_forward_layers(m, 1, n, h, B, y, &err), 0);
+        assert_int_equal(gb_model_backward_layers(m, 1, n, dy, B, dh, false, &err), 0);
+        memset(h2, 0xff, B * hn * sizeof *h2); /* NaNs until filled */
+        s_fill_job_t job = {h, h2, hn, {0}};
+        assert_int_equal(
+            gb_model_forward_layers_fill(m, 1, n, h2, s_fill_from_copy, &job, B, y2, &err), 0);
+        for (int r = 0; r < B; r++)
+            assert_int_equal(job.filled[r], 1);
+        assert_memory_equal(h, h2, B * hn * sizeof *h);
+        assert_memory_equal(y, y2, B * no * sizeof *y);
+        assert_int_equal(gb_model_backward_layers(m, 1, n, dy, B, dh2, false, &err), 0);
+        assert_memory_equal(dh, dh2, B * hn * sizeof *dh);
+        /* a later plain forward has no fill left over */
+        memset(job.filled, 0, sizeof job.filled);
+        assert_int_equal(gb_model_forward_layers(m, 1, n, h, B, y2, &err), 0);
+        assert_int_equal(job.filled[0], 0);
+        assert_memory_equal(y, y2, B * no * sizeof *y);
+        /* refusals: no fill; and a refused range leaves no fill behind */
+        assert_int_equal(gb_model_forward_layers_fill(m, 1, n, h2, NULL, NULL, B, y2, &err),
+                         GB_EINVAL);
+        s_assert_msg(&err, GB_EINVAL, "no fill function");
+        assert_int_equal(
+            gb_model_forward_layers_fill(m, 1, n + 1, h2, s_fill_from_copy, &job, B, y2, &err),
+            GB_EINVAL);
+        assert_int_equal(gb_model_forward_layers(m, 1, n, h, B, y2, &err), 0);
+        assert_int_equal(job.filled[0], 0);
+        free(x);
+        free(dy);
+        free(h);
+        free(h2);
+        free(y);
+        free(y2);
+        free(dh);
+        free(dh2);
+        gb_model_destroy(&m);
+    }
+    /* a first layer that checks its input before the pass cannot be filled */
+    gb_error_t err = {0};
+    gb_model_t *m = gb_test_model("input 4\nembedding 10 3\nflatten\ndense 2\n", 2, 1, 34);
+    float ids[8] = {0}, out[4];
+    s_fill_job_t job = {ids, ids, 4, {0}};
+    assert_int_equal(gb_model_forward_layers_fill(m, 0, 1, ids, s_fill_from_copy, &job, 2, out,
+                                                  &err),
+                     GB_EINVAL);
+    s_assert_msg(&err, GB_EINVAL, "checks its input");
+    gb_model_destroy(&m);
+}
+
 static void test_call_order_errors(void **state)
 {
     (void)state;
@@ -1091,6 +1176,7 @@ int main(void)
         cmocka_unit_test(test_layer_info_kinds_follow_spec),
         cmocka_unit_test(test_capture),
         cmocka_unit_test(test_run_parallel),
+        cmocka_unit_test(test_forward_layers_fill),
         cmocka_unit_test(test_layer_ranges),
         cmocka_unit_test(test_plan_failure_keeps_old_plan),
         cmocka_unit_test(test_conv_size_overflow_refused),
