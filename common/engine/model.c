@@ -63,8 +63,10 @@ struct gb_model {
     int fwd_batch;         /* batch of the last forward, 0 if none */
     int fwd_first, fwd_end; /* layer range of the last forward */
     const float *x;        /* input of the last forward (caller keeps it alive) */
-    gb_model_fill_fn fill; /* the current forward's producer of its input rows, or NULL */
+    gb_model_rows_fn fill; /* the current forward's producer of its input rows, or NULL */
     void *fill_arg;
+    gb_model_rows_fn drain; /* the current backward's reader of its din rows, or NULL */
+    void *drain_arg;
     float *outp;           /* forward output */
     const float *dout;     /* backward seed */
     float *dx;             /* backward input gradient or NULL */
@@ -514,6 +516,8 @@ static void s_region(void *arg, int w, int count)
         float *grads = m->accumulate ? s_worker_grads(m, wk) : NULL;
         float *dx = m->dx ? m->dx + (size_t)b0 * m->x_size : NULL;
         s_backward_worker(m, wk, b0, nb, m->dout + (size_t)b0 * m->y_size, dx, grads);
+        if (m->drain)
+            m->drain(m->drain_arg, b0, nb);
         break;
     }
     case S_OP_TRAIN: {
@@ -614,7 +618,7 @@ int gb_model_forward_layers(gb_model_t *m, int first, int end, const float *in, 
 }
 
 int gb_model_forward_layers_fill(gb_model_t *m, int first, int end, const float *in,
-                                 gb_model_fill_fn fill, void *arg, int batch, float *out,
+                                 gb_model_rows_fn fill, void *arg, int batch, float *out,
                                  gb_error_t *err)
 {
     if (!fill)
@@ -628,6 +632,21 @@ int gb_model_forward_layers_fill(gb_model_t *m, int first, int end, const float 
     int rc = gb_model_forward_layers(m, first, end, in, batch, out, err);
     m->fill = NULL;
     m->fill_arg = NULL;
+    return rc;
+}
+
+int gb_model_backward_layers_drain(gb_model_t *m, int first, int end, const float *dout,
+                                   int batch, float *din, bool accumulate_grads,
+                                   gb_model_rows_fn drain, void *arg, gb_error_t *err)
+{
+    if (!drain || !din)
+        return gb_error_set(err, GB_EINVAL, "backward with a drain: no %s given",
+                            drain ? "input gradient buffer" : "drain function");
+    m->drain = drain;
+    m->drain_arg = arg;
+    int rc = gb_model_backward_layers(m, first, end, dout, batch, din, accumulate_grads, err);
+    m->drain = NULL;
+    m->drain_arg = NULL;
     return rc;
 }
 
@@ -775,11 +794,6 @@ int gb_model_max_batch(const gb_model_t *m)
 int gb_model_threads(const gb_model_t *m)
 {
     return m->threads;
-}
-
-void gb_model_run_parallel(gb_model_t *m, gb_pool_fn fn, void *arg)
-{
-    gb_pool_run(m->pool, fn, arg); /* no pool (one thread, no plan): fn(arg, 0, 1) */
 }
 
 double gb_model_flops_per_sample(const gb_model_t *m)

@@ -19,7 +19,6 @@
 #include "engine/shape.h"
 #include "engine/spec.h"
 #include "util/error.h"
-#include "util/pool.h"
 
 typedef struct gb_model gb_model_t;
 
@@ -90,9 +89,11 @@ int gb_model_forward_layers(gb_model_t *model, int first, int end, const float *
 int gb_model_backward_layers(gb_model_t *model, int first, int end, const float *dout, int batch,
                              float *din, bool accumulate_grads, gb_error_t *err) GB_MUST_CHECK;
 
-/* Writes rows [row0, row0 + n) of a forward's input (the `in` the caller
- * gave gb_model_forward_layers_fill, which it owns). */
-typedef void (*gb_model_fill_fn)(void *arg, int row0, int n);
+/* Works on rows [row0, row0 + n) of a pass: writes them into a forward's
+ * input (the `in` given to gb_model_forward_layers_fill, the caller's), or
+ * reads them from a backward's input gradient (the `din` given to
+ * gb_model_backward_layers_drain). */
+typedef void (*gb_model_rows_fn)(void *arg, int row0, int n);
 
 /* gb_model_forward_layers whose input rows are written by fill as the pass
  * runs: each worker calls it for the rows it is about to run, just before,
@@ -103,8 +104,20 @@ typedef void (*gb_model_fill_fn)(void *arg, int row0, int n);
  * GB_EINVAL for a NULL fill, and for first 0 when the first layer checks
  * its input before the pass (embedding); else as gb_model_forward_layers. */
 int gb_model_forward_layers_fill(gb_model_t *model, int first, int end, const float *in,
-                                 gb_model_fill_fn fill, void *arg, int batch, float *out,
+                                 gb_model_rows_fn fill, void *arg, int batch, float *out,
                                  gb_error_t *err) GB_MUST_CHECK;
+
+/* gb_model_backward_layers whose input gradient rows are read by drain as
+ * the pass runs: each worker calls it for its rows of din just after it
+ * wrote them, while they are in its cache (the explanations' weighted sums
+ * of path-point gradients). drain runs on the workers' threads, each on its
+ * own rows, concurrently: rows that feed one sum must be left to the caller
+ * unless one worker drains them all. GB_EINVAL for a NULL drain or din;
+ * else as gb_model_backward_layers. */
+int gb_model_backward_layers_drain(gb_model_t *model, int first, int end, const float *dout,
+                                   int batch, float *din, bool accumulate_grads,
+                                   gb_model_rows_fn drain, void *arg,
+                                   gb_error_t *err) GB_MUST_CHECK;
 
 /* One training step without the optimiser: zeroes the gradients, runs forward,
  * the loss (mean over the batch) and backward, so gb_model_grads holds the
@@ -136,14 +149,6 @@ gb_shape_t gb_model_input_shape(const gb_model_t *model);
 gb_shape_t gb_model_output_shape(const gb_model_t *model);
 int gb_model_max_batch(const gb_model_t *model);
 int gb_model_threads(const gb_model_t *model);
-
-/* Runs fn(arg, i, n) for each of the model's n = gb_model_threads workers
- * (i = 0 on the caller's thread) on the pool gb_model_plan started, and
- * waits: lets code around the model (explanations' per-row loops) use the
- * cores the model's own passes use, without a second pool spinning against
- * it. Not from inside fn, nor from a pass of the model. Before any plan,
- * fn(arg, 0, 1). */
-void gb_model_run_parallel(gb_model_t *model, gb_pool_fn fn, void *arg);
 
 /* Forward FLOPs per sample (multiply-adds count 2), for throughput reports. */
 double gb_model_flops_per_sample(const gb_model_t *model);

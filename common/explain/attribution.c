@@ -95,6 +95,9 @@ void gb_explainer_destroy(gb_explainer_t **pe)
     gb_free(e->free_slots);
     gb_free(e->row_slot);
     gb_free(e->row_point);
+    gb_free(e->run_first);
+    gb_free(e->run_end);
+    gb_free(e->row_drained);
     gb_free(e->touched);
     gb_free(e->map);
     gb_free(e->sg_sum);

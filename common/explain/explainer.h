@@ -81,6 +81,8 @@ struct gb_explainer {
     int *free_slots;          /* stack of unused slot indices */
     int *row_slot;            /* batch: slot of each row */
     int *row_point;           /* batch: point of each row, -1 for an f(x) row */
+    int *run_first, *run_end; /* batch: the rows [first, end) of the row's slot in this batch */
+    unsigned char *row_drained; /* batch: 1 when a worker added the row's gradient (s_drain_rows) */
     int *touched;             /* batch: slots with rows in the batch, in row order */
     float *map;               /* attr_size: one finished map */
     double *sg_sum;           /* attr_size: smoothgrad's running sum over copies */

@@ -38,6 +38,7 @@
  * rounding. */
 #include "explain/explainer.h"
 
+#include <assert.h>
 #include <math.h>
 #include <string.h>
 
@@ -61,25 +62,6 @@ GB_VEC_FN(static, s_axpy, (double *restrict acc, double w, const float *restrict
     for (size_t f = 0; f < n; f++)
         acc[f] += w * (double)g[f];
 }
-
-/* Worker i of n's share [*lo, *hi) of n_feat features: whole 64-byte lines
- * of floats and of doubles (16 values), so that no two workers write one
- * cache line; every row's values are then handled in the same order as on
- * one thread, which keeps the bits. */
-static void s_feature_share(size_t n_feat, int i, int n, size_t *lo, size_t *hi)
-{
-    size_t lines = (n_feat + 15) / 16;
-    size_t a = lines * (size_t)i / (size_t)n * 16, b = lines * (size_t)(i + 1) / (size_t)n * 16;
-    *lo = a < n_feat ? a : n_feat;
-    *hi = b < n_feat ? b : n_feat;
-}
-
-/* The rows' weighted gradients into the slots (s_absorb), split over the
- * model's workers by feature. */
-typedef struct {
-    gb_explainer_t *e;
-    int rows;
-} s_rows_t;
 
 /* True when IG's rows can enter at layer 1: layer 0 is affine (conv or
  * dense) and not the only layer. */
@@ -143,12 +125,16 @@ int gb_explain_gradients_plan(gb_explainer_t *e, gb_error_t *err)
     e->free_slots = gb_calloc(B, sizeof *e->free_slots);
     e->row_slot = gb_calloc(B, sizeof *e->row_slot);
     e->row_point = gb_calloc(B, sizeof *e->row_point);
+    e->run_first = gb_calloc(B, sizeof *e->run_first);
+    e->run_end = gb_calloc(B, sizeof *e->run_end);
+    e->row_drained = gb_calloc(B, sizeof *e->row_drained);
     e->touched = gb_calloc(B, sizeof *e->touched);
     e->map = gb_calloc(e->attr_size, sizeof *e->map);
     e->sg_sum = gb_calloc(e->attr_size, sizeof *e->sg_sum);
     e->dx = gb_alloc_aligned(B * in * sizeof(float));
     if (!e->slots || !e->acc || !e->queue || !e->free_slots || !e->row_slot || !e->row_point ||
-        !e->touched || !e->map || !e->sg_sum || !e->dx)
+        !e->run_first || !e->run_end || !e->row_drained || !e->touched || !e->map ||
+        !e->sg_sum || !e->dx)
         goto nomem;
     if (e->copies > 1) {
         e->noisy = gb_alloc_aligned(B * in * sizeof(float));
@@ -320,29 +306,65 @@ static int s_forward_affine(gb_explainer_t *e, int rows, gb_error_t *err)
                                         e->logits, err);
 }
 
-/* Worker i's features of each row's weighted gradient (at the input, or at
- * layer 0's output when affine), added to its slot. */
-static void s_absorb_share(void *arg, int i, int n)
+/* Adds row's weighted gradient (at the input, or at layer 0's output when
+ * affine) to its slot's sums. */
+static void s_absorb_row(gb_explainer_t *e, int row)
 {
-    const s_rows_t *job = arg;
-    gb_explainer_t *e = job->e;
-    size_t in = e->acc_size, lo, hi;
-    s_feature_share(in, i, n, &lo, &hi);
-    if (lo >= hi)
+    int p = e->row_point[row];
+    if (p < 0)
         return;
+    size_t in = e->acc_size;
     const float *grads = e->affine ? e->dh : e->dx;
-    for (int row = 0; row < job->rows; row++) {
-        const gb_explain_slot_t *sl = &e->slots[e->row_slot[row]];
-        int p = e->row_point[row];
-        if (p < 0)
+    const gb_explain_slot_t *sl = &e->slots[e->row_slot[row]];
+    double *acc = e->acc + (size_t)e->row_slot[row] * in;
+    s_axpy(acc, e->weight[sl->level][p], grads + (size_t)row * in, in);
+}
+
+/* The model's drain (gb_model_backward_layers_drain): a worker's rows
+ * [row0, row0 + n) of the backward, just written. It adds those whose
+ * slot's every row of the batch is among them, in row order; the rows of a
+ * slot split between workers are left for s_absorb, so each slot's sums
+ * take their rows in order on one thread, and the bits do not depend on
+ * the thread count. */
+static void s_drain_rows(void *arg, int row0, int n)
+{
+    gb_explainer_t *e = arg;
+    for (int row = row0; row < row0 + n; row++) {
+        if (e->run_first[row] < row0 || e->run_end[row] > row0 + n)
             continue;
-        double w = e->weight[sl->level][p];
-        double *acc = e->acc + (size_t)e->row_slot[row] * in + lo;
-        s_axpy(acc, w, grads + (size_t)row * in + lo, hi - lo);
+        s_absorb_row(e, row);
+        e->row_drained[row] = 1;
     }
 }
 
-/* Adds each row's weighted gradient to its slot and notes f(x). */
+/* Before a batch's backward: each row's run of rows of its slot, none
+ * drained yet. Rows of a slot are issued one after another (s_assemble: a
+ * slot leaves the queue when its rows are all issued and comes back only
+ * after the batch is absorbed), so a slot has one run: two workers never
+ * drain one slot's sums. */
+static void s_runs(gb_explainer_t *e, int rows)
+{
+#ifndef NDEBUG
+    for (int row = 1; row < rows; row++)
+        for (int before = 0; before + 1 < row; before++)
+            assert(e->row_slot[before] != e->row_slot[row] ||
+                   e->row_slot[row - 1] == e->row_slot[row]);
+#endif
+    for (int row = 0; row < rows;) {
+        int end = row + 1;
+        while (end < rows && e->row_slot[end] == e->row_slot[row])
+            end++;
+        for (int r = row; r < end; r++) {
+            e->run_first[r] = row;
+            e->run_end[r] = end;
+            e->row_drained[r] = 0;
+        }
+        row = end;
+    }
+}
+
+/* After the batch's backward: adds the rows no worker added (s_drain_rows)
+ * and notes f(x). */
 static void s_absorb(gb_explainer_t *e, int rows)
 {
     bool ig = e->kind == GB_EXPLAIN_IG;
@@ -354,12 +376,10 @@ static void s_absorb(gb_explainer_t *e, int rows)
             sl->fx = e->logits[(size_t)row * e->out_size + (size_t)sl->target];
             sl->have_fx = 1;
         }
+        if (!e->row_drained[row])
+            s_absorb_row(e, row);
         sl->done++;
     }
-    /* rows of one slot add into the same sums: split by feature, each sum
-     * still takes its rows in order */
-    s_rows_t job = {e, rows};
-    gb_model_run_parallel(e->model, s_absorb_share, &job);
 }
 
 /* IG's relative completeness error (attribution.h states the denominator). */
@@ -507,15 +527,18 @@ int gb_explain_gradients_run(gb_explainer_t *e, const float *x, const int32_t *t
         if (rows == 0)
             break;
         int rc;
+        s_runs(e, rows);
+        int n = gb_model_layer_count(e->model);
         if (e->affine) {
-            int n = gb_model_layer_count(e->model);
             rc = s_forward_affine(e, rows, err);
             if (!rc)
-                rc = gb_model_backward_layers(e->model, 1, n, e->dout, rows, e->dh, false, err);
+                rc = gb_model_backward_layers_drain(e->model, 1, n, e->dout, rows, e->dh, false,
+                                                    s_drain_rows, e, err);
         } else {
             rc = gb_model_forward(e->model, e->xb, rows, e->logits, err);
             if (!rc)
-                rc = gb_model_backward(e->model, e->dout, rows, e->dx, false, err);
+                rc = gb_model_backward_layers_drain(e->model, 0, n, e->dout, rows, e->dx, false,
+                                                    s_drain_rows, e, err);
         }
         if (rc)
             return rc;

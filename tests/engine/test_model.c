@@ -362,46 +362,6 @@ static void test_plan(void **state)
     gb_model_destroy(&m);
 }
 
-/* Which workers gb_model_run_parallel called, and with what count. */
-typedef struct {
-    int calls[8];
-    int count[8];
-} s_parallel_seen_t;
-
-static void s_note_worker(void *arg, int i, int n)
-{
-    s_parallel_seen_t *seen = arg;
-    assert_true(i >= 0 && i < 8);
-    seen->calls[i]++; /* each worker writes its own slot */
-    seen->count[i] = n;
-}
-
-/* Every worker of the plan once, with the plan's count; before a plan, the
- * caller's thread alone. */
-static void test_run_parallel(void **state)
-{
-    (void)state;
-    gb_error_t err = {0};
-    gb_model_t *m = gb_model_new("mlp", &err);
-    assert_non_null(m);
-    const int plans[] = {0, 1, 2, 3};
-    for (size_t k = 0; k < sizeof plans / sizeof plans[0]; k++) {
-        if (plans[k] > 0)
-            assert_int_equal(gb_model_plan(m, 4, plans[k], &err), 0);
-        int n = plans[k] > 0 ? plans[k] : 1;
-        for (int rep = 0; rep < 3; rep++) {
-            s_parallel_seen_t seen = {{0}, {0}};
-            gb_model_run_parallel(m, s_note_worker, &seen);
-            for (int i = 0; i < 8; i++) {
-                assert_int_equal(seen.calls[i], i < n ? 1 : 0);
-                if (i < n)
-                    assert_int_equal(seen.count[i], n);
-            }
-        }
-    }
-    gb_model_destroy(&m);
-}
-
 /* What s_fill_from_copy does: rows of src into dst, each row counted. */
 typedef struct {
     const float *src;
@@ -418,6 +378,75 @@ static void s_fill_from_copy(void *arg, int row0, int n)
         job->filled[r]++; /* rows are the calling worker's own */
         memcpy(job->dst + (size_t)r * job->row_size, job->src + (size_t)r * job->row_size,
                job->row_size * sizeof(float));
+    }
+}
+
+/* What s_drain_copy does: rows of din copied out as the backward runs. */
+static void s_drain_copy(void *arg, int row0, int n)
+{
+    s_fill_job_t *job = arg; /* src: the backward's din, dst: the copy */
+    for (int r = row0; r < row0 + n; r++) {
+        assert_true(r >= 0 && r < 16);
+        job->filled[r]++;
+        memcpy(job->dst + (size_t)r * job->row_size, job->src + (size_t)r * job->row_size,
+               job->row_size * sizeof(float));
+    }
+}
+
+/* A backward whose input gradient rows are read as it runs: every row
+ * drained once, after it was written (the copy equals din), and din and
+ * the parameter gradients are the plain backward's. */
+static void test_backward_layers_drain(void **state)
+{
+    (void)state;
+    const int B = 7;
+    for (int threads = 1; threads <= 3; threads++) {
+        gb_model_t *m = gb_test_model(s_all_layers, B, threads, 41);
+        const int n = gb_model_layer_count(m);
+        const size_t ni = gb_test_model_in_size(m), no = gb_test_model_out_size(m),
+                     np = gb_model_param_count(m);
+        float *x = s_random(B * ni, -1, 1, 42), *dy = s_random(B * no, -1, 1, 43);
+        float *dx = malloc(B * ni * sizeof *dx), *dx2 = malloc(B * ni * sizeof *dx2);
+        float *copy = malloc(B * ni * sizeof *copy), *g = malloc(np * sizeof *g);
+        assert_true(dx && dx2 && copy && g);
+        gb_error_t err = {0};
+        memset(gb_model_grads(m), 0, np * sizeof(float));
+        assert_int_equal(gb_model_forward(m, x, B, NULL, &err), 0);
+        assert_int_equal(gb_model_backward(m, dy, B, dx, true, &err), 0);
+        memcpy(g, gb_model_grads(m), np * sizeof *g);
+        memset(gb_model_grads(m), 0, np * sizeof(float));
+        assert_int_equal(gb_model_forward(m, x, B, NULL, &err), 0);
+        s_fill_job_t job = {dx2, copy, ni, {0}};
+        assert_int_equal(
+            gb_model_backward_layers_drain(m, 0, n, dy, B, dx2, true, s_drain_copy, &job, &err),
+            0);
+        for (int r = 0; r < B; r++)
+            assert_int_equal(job.filled[r], 1);
+        assert_memory_equal(dx, dx2, B * ni * sizeof *dx);
+        assert_memory_equal(dx, copy, B * ni * sizeof *dx);
+        assert_memory_equal(g, gb_model_grads(m), np * sizeof *g);
+        /* refusals, and none leaves a drain behind for the next backward */
+        assert_int_equal(gb_model_backward_layers_drain(m, 0, n, dy, B, dx2, false, NULL, NULL,
+                                                        &err),
+                         GB_EINVAL);
+        s_assert_msg(&err, GB_EINVAL, "no drain function");
+        assert_int_equal(gb_model_backward_layers_drain(m, 0, n, dy, B, NULL, false,
+                                                        s_drain_copy, &job, &err),
+                         GB_EINVAL);
+        s_assert_msg(&err, GB_EINVAL, "no input gradient buffer");
+        assert_int_equal(gb_model_backward_layers_drain(m, 0, n, dy, B + 1, dx2, false,
+                                                        s_drain_copy, &job, &err),
+                         GB_ESHAPE);
+        memset(job.filled, 0, sizeof job.filled);
+        assert_int_equal(gb_model_backward(m, dy, B, dx2, false, &err), 0);
+        assert_int_equal(job.filled[0], 0);
+        free(x);
+        free(dy);
+        free(dx);
+        free(dx2);
+        free(copy);
+        free(g);
+        gb_model_destroy(&m);
     }
 }
 
@@ -1175,8 +1204,8 @@ int main(void)
         cmocka_unit_test(test_alloc_failure_plan),
         cmocka_unit_test(test_layer_info_kinds_follow_spec),
         cmocka_unit_test(test_capture),
-        cmocka_unit_test(test_run_parallel),
         cmocka_unit_test(test_forward_layers_fill),
+        cmocka_unit_test(test_backward_layers_drain),
         cmocka_unit_test(test_layer_ranges),
         cmocka_unit_test(test_plan_failure_keeps_old_plan),
         cmocka_unit_test(test_conv_size_overflow_refused),
