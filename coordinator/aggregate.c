@@ -35,8 +35,10 @@
  * not two): when it meets a NaN, the values already added are subtracted
  * again, which restores the integers exactly, so a refusal still changes
  * nothing. And for models whose sums outgrow L2 (S_FEDAVG_BUFFER_MIN) three
- * updates are copied aside and added with the fourth in one pass over the
- * sums, which then cost 32 bytes of traffic per four values, not per one. */
+ * updates are kept (the caller's own buffers, handed over through
+ * gb_aggregator_add_take, or copies made by gb_aggregator_add) and added
+ * with the fourth in one pass over the sums, which then cost 32 bytes of
+ * traffic per four values, not per one. */
 #include "aggregate.h"
 #include "aggregate_robust.h"
 #include "exact_sum.h"
