@@ -18,7 +18,15 @@
  * overflows). Deltas lie almost all in 2^-62 <= |v| < 4 (64 <= s < 128),
  * where limb m0 receives nothing, so the hot loop adds a 128-bit integer
  * into (m2:m1), 16 bytes per parameter, branch-free, 8 parameters at a time
- * with AVX-512 where the CPU has it. The rare values (tiny, huge) take a
+ * with AVX-512 where the CPU has it. On CPUs with AVX2 but not AVX-512 that
+ * integer arithmetic is too slow (no mask registers, unsigned compares or
+ * 64-bit arithmetic shifts), so there a round keeps the same integer of its
+ * fast-range values as three doubles a parameter (fedavg_bins.h: "binned"
+ * rounds, agg->bins), added with floating-point operations that never round
+ * and folded into (m2:m1) at finish; m1 and m2 themselves then only take
+ * what the rare values and the portable path add, and are cold like m0 and
+ * H (written, and read at finish, only in blocks flagged in agg->cold). The
+ * rare values (tiny, huge) take a
  * scalar path into m0 or H, which are allocated zeroed, untouched (so not
  * resident) until a rare value lands, and cleared by begin only in the
  * blocks where one did (agg->cold). finish turns (m2:m1) into the mean
@@ -42,6 +50,7 @@
 #include "aggregate.h"
 #include "aggregate_robust.h"
 #include "exact_sum.h"
+#include "fedavg_bins.h"
 #include "util/alloc.h"
 #include "util/log.h"
 #include "util/pool.h"
@@ -60,9 +69,10 @@
 /* Parameters per flag of agg->cold: a flag says a rare value landed in its
  * block, so finish and begin read or clear m0 and h only there. */
 #define S_COLD_BLOCK ((size_t)4096)
-/* Updates added in one pass over the sums: S_FEDAVG_BATCH - 1 are kept
- * (handed over by gb_aggregator_add_take, or copied by gb_aggregator_add)
- * until the next one arrives. Only for models whose sums (16 bytes a
+/* Updates added in one pass over the sums of the integer kernels (the
+ * binned one adds S_FEDAVG_BATCH_BINS): one fewer are kept (handed over by
+ * gb_aggregator_add_take, or copied by gb_aggregator_add) until the next
+ * one arrives. Only for models whose sums (16 bytes a
  * parameter) outgrow L2, from S_FEDAVG_BUFFER_MIN parameters (1 MiB of
  * sums; LeNet's 80,202 take 1.3 MiB): there a pass over the sums costs more
  * than keeping an update, and the buffers (12 bytes a parameter) are still
@@ -70,6 +80,12 @@
  * Measured with gb_aggregate_bench on LeNet's size (AMD EPYC Zen 5,
  * AVX-512): 8.0-8.6 GB/s of updates added at once, 9.4-10.1 buffered. */
 #define S_FEDAVG_BATCH 4
+/* The binned kernel's batch: its sums take 24 bytes a parameter, so a pass
+ * over them weighs more, and its loop holds few registers per update.
+ * Measured with gb_aggregate_bench (AMD EPYC Zen 3, AVX2): see
+ * tests/bench/README.md. */
+#define S_FEDAVG_BATCH_BINS GB_BINS_MAX_UPDATES
+#define S_FEDAVG_BATCH_MAX GB_BINS_MAX_UPDATES
 #define S_FEDAVG_BUFFER_MIN ((size_t)1 << 16)
 /* Parameters below which one thread adds alone: waking a worker costs a few
  * microseconds, about what adding 8K values takes. */
@@ -91,9 +107,18 @@ struct gb_aggregator {
     uint8_t *cold;          /* fedavg: per S_COLD_BLOCK parameters, 1 when m0 / h may be
                                nonzero there (a rare value landed since the last clear) */
     size_t acc_cap;         /* fedavg: parameters allocated in m0, m1, m2, h */
-    float *buf[S_FEDAVG_BATCH - 1]; /* fedavg: copies of updates not yet added (NULL: the
-                                       model is small, updates are added at once) */
-    uint64_t buf_w[S_FEDAVG_BATCH - 1]; /* fedavg: their num_samples */
+    int kernel;             /* fedavg: the S_KERNEL_* this round adds with */
+    bool binned;            /* fedavg: this round's fast-range values go into bins
+                               (the AVX2 kernel), so m1 and m2 are cold too */
+    bool limbs_dirty;       /* fedavg: m1, m2 may be nonzero outside cold blocks (a
+                               round not binned, or bins folded into them) */
+    gb_bins_t bins;         /* fedavg, binned: three doubles a parameter (fedavg_bins.h) */
+    size_t bins_cap;        /* fedavg, binned: parameters allocated in bins */
+    uint64_t bin_adds;      /* fedavg, binned: adds since the bins were last emptied */
+    size_t batch;           /* fedavg: updates a pass adds (this round's kernel's) */
+    float *buf[S_FEDAVG_BATCH_MAX - 1]; /* fedavg: batch - 1 updates not yet added (NULL:
+                                           the model is small, updates are added at once) */
+    uint64_t buf_w[S_FEDAVG_BATCH_MAX - 1]; /* fedavg: their num_samples */
     size_t n_buf;           /* fedavg: updates waiting in buf */
     size_t buf_cap;         /* fedavg: floats allocated in each buf[k] */
     float *rows;            /* robust: n x p kept updates, row-major */
@@ -160,7 +185,10 @@ void gb_aggregator_destroy(gb_aggregator_t **agg)
     gb_free(a->m0);
     gb_free(a->h);
     gb_free(a->cold);
-    for (int k = 0; k < S_FEDAVG_BATCH - 1; k++)
+    gb_free_aligned(a->bins.lo);
+    gb_free_aligned(a->bins.mid);
+    gb_free_aligned(a->bins.hi);
+    for (int k = 0; k < S_FEDAVG_BATCH_MAX - 1; k++)
         gb_free(a->buf[k]);
     gb_free(a->rows);
     gb_free(a->weights);
@@ -320,6 +348,8 @@ static size_t s_fedavg_add_scalar(gb_aggregator_t *agg, const float *const *src,
     }
     for (size_t k = 0; k < ns; k++)
         s_fedavg_add_portable(agg, src[k] + j0, j0, d, wt[k], flip);
+    if (agg->binned && d) /* m1 and m2 are cold in a binned round: say where they hold */
+        memset(agg->cold + j0 / S_COLD_BLOCK, 1, (j0 + d - 1) / S_COLD_BLOCK - j0 / S_COLD_BLOCK + 1);
     return d;
 }
 
@@ -472,114 +502,6 @@ s_fedavg_run_avx512(gb_aggregator_t *agg, const float *const *src, const uint64_
 #endif
 
 #if defined(__x86_64__)
-#define S_AVX2 __attribute__((target("avx2")))
-
-/* s_fedavg_run_avx512_n for CPUs with AVX2 but not AVX-512 (AMD Zen 2 and
- * 3, Intel before Skylake-SP), 4 parameters at a time in 64-bit lanes: the
- * same signed products shifted into the same (m2:m1) sums, so the same
- * integers. AVX2 has no mask registers, no unsigned and no 64-bit
- * arithmetic shift: a lane's condition is a lane of all ones; m1 is held
- * moved by 2^63 while it is in a register, so that the carry out of an add
- * is one signed compare; and the high word's arithmetic shift is a logical
- * one between two flips by the product's sign. Same contract as the
- * AVX-512 run (it stops after a vector with a rare value, or at one with a
- * NaN or infinity in some update, not added). */
-S_AVX2 static inline __attribute__((always_inline)) size_t
-s_fedavg_run_avx2_n(gb_aggregator_t *agg, const float *const *src, const uint64_t *wt,
-                    const size_t ns, size_t j0, size_t i, size_t n, unsigned flip,
-                    unsigned *rare_out)
-{
-    /* every value's 32 bits in a 64-bit lane; fast range 2^-62 <= |v| < 4:
-     * biased exponents 65..128, that is 0 <= a - low < 2^29 */
-    __m256i abs_mask = _mm256_set1_epi64x(0x7fffffff), finite_max = _mm256_set1_epi64x(0x7f7fffff);
-    __m256i low = _mm256_set1_epi64x(65 << 23);
-    __m256i mant = _mm256_set1_epi64x(0x7fffff), hidden = _mm256_set1_epi64x(0x800000);
-    __m256i e65 = _mm256_set1_epi64x(65), e129 = _mm256_set1_epi64x(129);
-    __m256i bias = _mm256_set1_epi64x((long long)0x8000000000000000ull);
-    S_IN_REGISTER(abs_mask);
-    S_IN_REGISTER(finite_max);
-    S_IN_REGISTER(low);
-    S_IN_REGISTER(mant);
-    S_IN_REGISTER(hidden);
-    S_IN_REGISTER(e65);
-    S_IN_REGISTER(e129);
-    S_IN_REGISTER(bias);
-    const __m256i zero = _mm256_setzero_si256();
-    /* flip (taking updates back) is a negative weight, as in the AVX-512 run */
-    __m256i vw[S_FEDAVG_BATCH];
-    for (size_t k = 0; k < ns; k++)
-        vw[k] = _mm256_set1_epi64x(flip ? -(long long)wt[k] : (long long)wt[k]);
-    uint64_t *m1 = agg->m1 + j0, *m2 = agg->m2 + j0;
-    for (; i + 4 <= n; i += 4) {
-        __m256i v[S_FEDAVG_BATCH], a[S_FEDAVG_BATCH], fast[S_FEDAVG_BATCH];
-        unsigned rare[S_FEDAVG_BATCH], any_rare = 0;
-        for (size_t k = 0; k < ns; k++) {
-            v[k] = _mm256_cvtepu32_epi64(_mm_loadu_si128((const __m128i *)(src[k] + j0 + i)));
-            a[k] = _mm256_and_si256(v[k], abs_mask);
-            fast[k] = _mm256_cmpeq_epi64(_mm256_srli_epi64(_mm256_sub_epi64(a[k], low), 29), zero);
-            __m256i quiet = _mm256_or_si256(fast[k], _mm256_cmpeq_epi64(a[k], zero));
-            rare[k] = (unsigned)_mm256_movemask_pd(_mm256_castsi256_pd(quiet)) ^ 0xfu;
-            any_rare |= rare[k];
-        }
-        /* a NaN or infinity is outside the fast range: only then look */
-        if (any_rare) {
-            int bad = 0;
-            for (size_t k = 0; k < ns; k++)
-                bad |= _mm256_movemask_pd(_mm256_castsi256_pd(_mm256_cmpgt_epi64(a[k], finite_max)));
-            if (bad)
-                return i; /* none of this vector was added */
-        }
-        __m256i a1 = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(m1 + i)), bias);
-        __m256i a2 = _mm256_loadu_si256((const __m256i *)(m2 + i));
-        for (size_t k = 0; k < ns; k++) {
-            /* the significand, 0 outside the fast range, negated where the
-             * value's bits read as a negative int32 (its sign bit): vpsignd
-             * on the low half of the lane, which the product reads */
-            __m256i m = _mm256_and_si256(_mm256_or_si256(_mm256_and_si256(v[k], mant), hidden),
-                                         fast[k]);
-            m = _mm256_sign_epi32(m, v[k]);
-            __m256i prod = _mm256_mul_epi32(m, vw[k]); /* |prod| < 2^55 */
-            __m256i e = _mm256_srli_epi64(a[k], 23);
-            __m256i lo = _mm256_sllv_epi64(prod, _mm256_sub_epi64(e, e65));
-            /* prod >> (129 - e), arithmetic: shifts of 64 or more give the
-             * sign in every bit */
-            __m256i neg = _mm256_cmpgt_epi64(zero, prod);
-            __m256i hi = _mm256_xor_si256(
-                _mm256_srlv_epi64(_mm256_xor_si256(prod, neg), _mm256_sub_epi64(e129, e)), neg);
-            a1 = _mm256_add_epi64(a1, lo); /* still moved by 2^63 */
-            __m256i carry = _mm256_cmpgt_epi64(_mm256_xor_si256(lo, bias), a1); /* -1 */
-            a2 = _mm256_sub_epi64(_mm256_add_epi64(a2, hi), carry);
-        }
-        _mm256_storeu_si256((__m256i *)(m1 + i), _mm256_xor_si256(a1, bias));
-        _mm256_storeu_si256((__m256i *)(m2 + i), a2);
-        if (__builtin_expect(any_rare != 0, 0)) {
-            for (size_t k = 0; k < ns; k++)
-                rare_out[k] = rare[k];
-            return i + 4;
-        }
-    }
-    return i;
-}
-
-S_AVX2 __attribute__((noinline)) static size_t
-s_fedavg_run_avx2(gb_aggregator_t *agg, const float *const *src, const uint64_t *wt, size_t ns,
-                  size_t j0, size_t i, size_t n, unsigned flip, unsigned *rare)
-{
-    _Static_assert(S_FEDAVG_BATCH == 4, "one case per batch size");
-    switch (ns) {
-    case 1:
-        return s_fedavg_run_avx2_n(agg, src, wt, 1, j0, i, n, flip, rare);
-    case 2:
-        return s_fedavg_run_avx2_n(agg, src, wt, 2, j0, i, n, flip, rare);
-    case 3:
-        return s_fedavg_run_avx2_n(agg, src, wt, 3, j0, i, n, flip, rare);
-    default:
-        return s_fedavg_run_avx2_n(agg, src, wt, 4, j0, i, n, flip, rare);
-    }
-}
-#endif
-
-#if defined(__x86_64__)
 /* One run of a vector kernel: adds vectors of `width` parameters from i
  * while none holds a rare value (see s_fedavg_run_avx512_n); returns where
  * it stopped, with rare[] set when it stopped after a vector that held one. */
@@ -598,7 +520,7 @@ static size_t s_fedavg_add_vector(gb_aggregator_t *agg, s_fedavg_run_fn run, siz
 {
     size_t i = 0;
     for (;;) {
-        unsigned rare[S_FEDAVG_BATCH] = {0}, any_rare = 0;
+        unsigned rare[S_FEDAVG_BATCH_MAX] = {0}, any_rare = 0;
         i = run(agg, src, wt, ns, j0, i, n, flip, rare);
         for (size_t k = 0; k < ns; k++)
             any_rare |= rare[k];
@@ -612,6 +534,16 @@ static size_t s_fedavg_add_vector(gb_aggregator_t *agg, s_fedavg_run_fn run, siz
         return n;
     /* the tail, under one vector */
     return i + s_fedavg_add_scalar(agg, src, wt, ns, j0 + i, n - i, flip);
+}
+#endif
+
+#if defined(__x86_64__)
+/* A run of gb_bins_add_run_avx2 over the round's bins. */
+static size_t s_fedavg_run_bins(gb_aggregator_t *agg, const float *const *src, const uint64_t *wt,
+                                size_t ns, size_t j0, size_t i, size_t n, unsigned flip,
+                                unsigned *rare)
+{
+    return gb_bins_add_run_avx2(agg->bins, src, wt, ns, j0, i, n, flip, rare);
 }
 #endif
 
@@ -668,7 +600,7 @@ int gb_agg_kernel_force(const char *name, gb_error_t *err)
                         "aggregation kernel '%s': expected portable, avx2 or avx512", name);
 }
 
-/* Adds updates src[0..ns) (ns <= S_FEDAVG_BATCH, weights wt) over
+/* Adds updates src[0..ns) (ns <= agg->batch, weights wt) over
  * parameters [j0, j0 + n) (flip 1: subtracts them) with this CPU's kernel.
  * Returns d: every update was added over [j0, j0 + d), and d < n only when
  * one of them holds a NaN or infinity at or soon after j0 + d. */
@@ -676,24 +608,31 @@ static size_t s_fedavg_add(gb_aggregator_t *agg, const float *const *src, const 
                            size_t ns, size_t j0, size_t n, unsigned flip)
 {
 #if defined(__x86_64__)
-    bool narrow = true;
+    uint64_t heaviest = 0;
     for (size_t k = 0; k < ns; k++)
-        narrow = narrow && wt[k] <= INT32_MAX;
-    if (narrow && s_kernel_choice() == S_KERNEL_AVX512)
+        heaviest = wt[k] > heaviest ? wt[k] : heaviest;
+    if (agg->binned && heaviest <= GB_BINS_MAX_WEIGHT)
+        return s_fedavg_add_vector(agg, s_fedavg_run_bins, 8, src, wt, ns, j0, n, flip);
+    if (agg->kernel == S_KERNEL_AVX512 && heaviest <= INT32_MAX)
         return s_fedavg_add_vector(agg, s_fedavg_run_avx512, 8, src, wt, ns, j0, n, flip);
-    if (narrow && s_kernel_choice() == S_KERNEL_AVX2)
-        return s_fedavg_add_vector(agg, s_fedavg_run_avx2, 4, src, wt, ns, j0, n, flip);
 #endif
     return s_fedavg_add_scalar(agg, src, wt, ns, j0, n, flip);
 }
 
+/* The limbs finish reads: (l2[j]:l1[j]) is parameter j's (m2:m1), which
+ * are agg->m1 and agg->m2 themselves, or in a binned round's blocks where
+ * m1 and m2 hold nothing, the bins folded in place (s_fedavg_finish). */
+typedef struct {
+    const uint64_t *l1, *l2;
+} s_limbs_t;
+
 /* Parameter j's whole sum S = M + H * 2^128 as a gb_exact_sum_t. */
-static void s_fedavg_exact(const gb_aggregator_t *agg, size_t j, gb_exact_sum_t *s)
+static void s_fedavg_exact(const gb_aggregator_t *agg, s_limbs_t m, size_t j, gb_exact_sum_t *s)
 {
-    uint64_t sign = -(agg->m2[j] >> 63);
+    uint64_t sign = -(m.l2[j] >> 63);
     s->limb[0] = agg->m0[j];
-    s->limb[1] = agg->m1[j];
-    s->limb[2] = agg->m2[j];
+    s->limb[1] = m.l1[j];
+    s->limb[2] = m.l2[j];
     s->limb[3] = sign;
     s->limb[4] = sign;
     const uint64_t *h = agg->h + 3 * j;
@@ -741,15 +680,15 @@ static bool s_fast_mean(uint64_t m1, uint64_t m2, uint64_t w, float *out)
 }
 
 /* Parameter j's mean: through s_fast_mean when it decides it, else exact. */
-static float s_fedavg_mean_one(const gb_aggregator_t *agg, size_t j)
+static float s_fedavg_mean_one(const gb_aggregator_t *agg, s_limbs_t m, size_t j)
 {
     bool cold = agg->cold[j / S_COLD_BLOCK] &&
                 (agg->m0[j] || (agg->h[3 * j] | agg->h[3 * j + 1] | agg->h[3 * j + 2]));
     float f;
-    if (!cold && s_fast_mean(agg->m1[j], agg->m2[j], agg->weight, &f))
+    if (!cold && s_fast_mean(m.l1[j], m.l2[j], agg->weight, &f))
         return f;
     gb_exact_sum_t s;
-    s_fedavg_exact(agg, j, &s);
+    s_fedavg_exact(agg, m, j, &s);
     return gb_exact_sum_mean(&s, agg->weight);
 }
 
@@ -759,8 +698,8 @@ static float s_fedavg_mean_one(const gb_aggregator_t *agg, size_t j)
  * 10 units in its last place, still far inside the 64 units the boundary
  * test keeps clear. Lanes it cannot decide, and lanes whose m0 or H hold
  * anything, go through s_fedavg_mean_one. */
-S_AVX512 static void s_fedavg_finish_avx512(const gb_aggregator_t *agg, float *out, size_t j0,
-                                             size_t p)
+S_AVX512 static void s_fedavg_finish_avx512(const gb_aggregator_t *agg, s_limbs_t m, float *out,
+                                             size_t j0, size_t p)
 {
     const __m512d two64 = _mm512_set1_pd(0x1p64), tiny = _mm512_set1_pd(0x1p-125);
     const __m512d rs = _mm512_set1_pd(ldexp(1.0 / (double)agg->weight, -85));
@@ -769,7 +708,7 @@ S_AVX512 static void s_fedavg_finish_avx512(const gb_aggregator_t *agg, float *o
     const __m256i sign = _mm256_set1_epi32((int)0x80000000u);
     size_t j = j0;
     for (; j + 8 <= p; j += 8) {
-        __m512i a1 = _mm512_loadu_si512(agg->m1 + j), a2 = _mm512_loadu_si512(agg->m2 + j);
+        __m512i a1 = _mm512_loadu_si512(m.l1 + j), a2 = _mm512_loadu_si512(m.l2 + j);
         __mmask8 neg = _mm512_movepi64_mask(a2);
         __mmask8 zero = _mm512_testn_epi64_mask(_mm512_or_si512(a1, a2),
                                                 _mm512_or_si512(a1, a2));
@@ -795,11 +734,11 @@ S_AVX512 static void s_fedavg_finish_avx512(const gb_aggregator_t *agg, float *o
         _mm256_storeu_si256((__m256i *)(out + j), f);
         for (; slow; slow &= (__mmask8)(slow - 1)) {
             unsigned lane = (unsigned)__builtin_ctz(slow);
-            out[j + lane] = s_fedavg_mean_one(agg, j + lane);
+            out[j + lane] = s_fedavg_mean_one(agg, m, j + lane);
         }
     }
     for (; j < p; j++)
-        out[j] = s_fedavg_mean_one(agg, j);
+        out[j] = s_fedavg_mean_one(agg, m, j);
 }
 #endif
 
@@ -827,7 +766,7 @@ __attribute__((target("avx2,fma"))) static __m256d s_u64_to_pd(__m256i x)
  * Lanes it cannot decide, and lanes whose m0 or H hold anything, go through
  * s_fedavg_mean_one. */
 __attribute__((target("avx2,fma"))) static void
-s_fedavg_finish_avx2(const gb_aggregator_t *agg, float *out, size_t j0, size_t p)
+s_fedavg_finish_avx2(const gb_aggregator_t *agg, s_limbs_t m, float *out, size_t j0, size_t p)
 {
     const __m256d two64 = _mm256_set1_pd(0x1p64), tiny = _mm256_set1_pd(0x1p-125);
     const __m256d rs = _mm256_set1_pd(ldexp(1.0 / (double)agg->weight, -85));
@@ -838,8 +777,8 @@ s_fedavg_finish_avx2(const gb_aggregator_t *agg, float *out, size_t j0, size_t p
     const __m128i sign = _mm_set1_epi32((int)0x80000000u);
     size_t j = j0;
     for (; j + 4 <= p; j += 4) {
-        __m256i a1 = _mm256_loadu_si256((const __m256i *)(agg->m1 + j));
-        __m256i a2 = _mm256_loadu_si256((const __m256i *)(agg->m2 + j));
+        __m256i a1 = _mm256_loadu_si256((const __m256i *)(m.l1 + j));
+        __m256i a2 = _mm256_loadu_si256((const __m256i *)(m.l2 + j));
         __m256i neg = _mm256_cmpgt_epi64(zero, a2);
         __m256i is_zero = _mm256_cmpeq_epi64(_mm256_or_si256(a1, a2), zero);
         /* magnitude: -(a2:a1) = (-a2 - (a1 != 0) : -a1) */
@@ -871,29 +810,53 @@ s_fedavg_finish_avx2(const gb_aggregator_t *agg, float *out, size_t j0, size_t p
         _mm_storeu_si128((__m128i *)(out + j), f);
         for (; slow_bits; slow_bits &= slow_bits - 1) {
             unsigned lane = (unsigned)__builtin_ctz(slow_bits);
-            out[j + lane] = s_fedavg_mean_one(agg, j + lane);
+            out[j + lane] = s_fedavg_mean_one(agg, m, j + lane);
         }
     }
     for (; j < p; j++)
-        out[j] = s_fedavg_mean_one(agg, j);
+        out[j] = s_fedavg_mean_one(agg, m, j);
 }
 #endif
 
-/* The means of parameters [j0, p) into out[j0, p). */
-static void s_fedavg_finish(const gb_aggregator_t *agg, float *out, size_t j0, size_t p)
+/* The means of parameters [j0, p) from the limbs m into out[j0, p). */
+static void s_fedavg_finish_limbs(const gb_aggregator_t *agg, s_limbs_t m, float *out, size_t j0,
+                                  size_t p)
 {
 #if defined(__x86_64__)
-    if (s_kernel_choice() == S_KERNEL_AVX512) {
-        s_fedavg_finish_avx512(agg, out, j0, p);
+    if (agg->kernel == S_KERNEL_AVX512) {
+        s_fedavg_finish_avx512(agg, m, out, j0, p);
         return;
     }
-    if (s_kernel_choice() == S_KERNEL_AVX2 && __builtin_cpu_supports("fma")) {
-        s_fedavg_finish_avx2(agg, out, j0, p);
+    if (agg->kernel == S_KERNEL_AVX2 && __builtin_cpu_supports("fma")) {
+        s_fedavg_finish_avx2(agg, m, out, j0, p);
         return;
     }
 #endif
     for (size_t j = j0; j < p; j++)
-        out[j] = s_fedavg_mean_one(agg, j);
+        out[j] = s_fedavg_mean_one(agg, m, j);
+}
+
+/* The means of parameters [j0, p) into out[j0, p) (j0 starts a cold
+ * block). A binned round's bins are folded first, block by block: into m1
+ * and m2 where those hold something, else in place into the bins' own
+ * words, which then serve as the limbs (the next begin clears them). */
+static void s_fedavg_finish(gb_aggregator_t *agg, float *out, size_t j0, size_t p)
+{
+    s_limbs_t limbs = {agg->m1, agg->m2};
+    if (!agg->binned) {
+        s_fedavg_finish_limbs(agg, limbs, out, j0, p);
+        return;
+    }
+    for (size_t b0 = j0; b0 < p; b0 += S_COLD_BLOCK) {
+        size_t b1 = p - b0 < S_COLD_BLOCK ? p : b0 + S_COLD_BLOCK;
+        if (agg->limbs_dirty || agg->cold[b0 / S_COLD_BLOCK]) {
+            gb_bins_fold(agg->bins, agg->m1, agg->m2, b0, b1, 1);
+            s_fedavg_finish_limbs(agg, limbs, out, b0, b1);
+        } else {
+            gb_bins_fold(agg->bins, agg->bins.lo, agg->bins.mid, b0, b1, 0);
+            s_fedavg_finish_limbs(agg, (s_limbs_t){agg->bins.lo, agg->bins.mid}, out, b0, b1);
+        }
+    }
 }
 
 /* Zeroes the cold parts where a rare value landed, and the flags. */
@@ -907,6 +870,8 @@ static void s_fedavg_clear_cold(gb_aggregator_t *agg)
         size_t len = agg->acc_cap - j0 < S_COLD_BLOCK ? agg->acc_cap - j0 : S_COLD_BLOCK;
         memset(agg->m0 + j0, 0, len * sizeof *agg->m0);
         memset(agg->h + 3 * j0, 0, 3 * len * sizeof *agg->h);
+        memset(agg->m1 + j0, 0, len * sizeof *agg->m1); /* a binned round's */
+        memset(agg->m2 + j0, 0, len * sizeof *agg->m2);
         agg->cold[b] = 0;
     }
 }
@@ -917,18 +882,21 @@ static void s_fedavg_clear_cold(gb_aggregator_t *agg)
 static void s_fedavg_buffers(gb_aggregator_t *agg, size_t p)
 {
     bool want = p >= S_FEDAVG_BUFFER_MIN && agg->max_clients > 1;
-    if (want && agg->buf_cap >= p)
+    size_t kept = agg->batch - 1;
+    /* kept: as many as this round's batch keeps (they are allocated from 0) */
+    if (want && agg->buf_cap >= p && agg->buf[kept - 1] &&
+        (kept == S_FEDAVG_BATCH_MAX - 1 || !agg->buf[kept]))
         return;
-    for (int k = 0; k < S_FEDAVG_BATCH - 1; k++) {
+    for (int k = 0; k < S_FEDAVG_BATCH_MAX - 1; k++) {
         gb_free(agg->buf[k]);
         agg->buf[k] = NULL;
     }
     agg->buf_cap = 0;
     if (!want)
         return;
-    for (int k = 0; k < S_FEDAVG_BATCH - 1; k++) {
+    for (size_t k = 0; k < kept; k++) {
         if (!(agg->buf[k] = gb_malloc(p * sizeof(float)))) {
-            for (int j = 0; j <= k; j++) {
+            for (size_t j = 0; j <= k; j++) {
                 gb_free(agg->buf[j]);
                 agg->buf[j] = NULL;
             }
@@ -999,12 +967,30 @@ static void s_undo_share(void *arg, int i, int count)
         s_fedavg_add(ps->agg, ps->src, ps->wt, ps->ns, lo, ps->done[i] - lo, 1);
 }
 
+/* Folds a binned round's bins into m1 and m2 and empties them, so that they
+ * take GB_BINS_MAX_ADDS more adds (a round of more updates than that). */
+static void s_fedavg_empty_bins(gb_aggregator_t *agg, size_t p)
+{
+    gb_bins_fold(agg->bins, agg->m1, agg->m2, 0, p, 1);
+    memset(agg->bins.lo, 0, p * sizeof *agg->bins.lo);
+    memset(agg->bins.mid, 0, p * sizeof *agg->bins.mid);
+    memset(agg->bins.hi, 0, p * sizeof *agg->bins.hi);
+    agg->limbs_dirty = true;
+    agg->bin_adds = 0;
+}
+
 /* Adds src[0..ns) over all p parameters. Returns p, or the first index of a
  * vector holding a NaN or infinity in some update: then nothing was added
  * (what any share added is subtracted again, which restores every bit). */
 static size_t s_fedavg_add_all(gb_aggregator_t *agg, const float *const *src,
                                const uint64_t *wt, size_t ns, size_t p)
 {
+    if (agg->binned) {
+        /* room in the bins for this pass and for taking it back */
+        if (agg->bin_adds + 2 * ns > GB_BINS_MAX_ADDS)
+            s_fedavg_empty_bins(agg, p);
+        agg->bin_adds += 2 * ns;
+    }
     if (!agg->pool || p < S_SPLIT_MIN) {
         size_t done = s_fedavg_add(agg, src, wt, ns, 0, p, 0);
         if (done < p)
@@ -1087,16 +1073,105 @@ static void s_fedavg_finish_all(gb_aggregator_t *agg, float *out, size_t p)
     gb_pool_run(agg->pool, s_finish_share, &ps);
 }
 
+/* Drops the kept updates that hold a NaN or an infinity, which only one
+ * given through gb_aggregator_add_take_finite by a caller that broke its
+ * promise can: logged as an error, its weight taken out of the round.
+ * Returns how many it dropped. Their buffers stay the aggregator's. */
+__attribute__((cold)) static size_t s_fedavg_drop_nonfinite_kept(gb_aggregator_t *agg)
+{
+    size_t dropped = 0;
+    for (size_t k = 0; k < agg->n_buf;) {
+        if (!s_nonfinite(agg->buf[k], agg->p)) {
+            k++;
+            continue;
+        }
+        gb_log_error("aggregator %s: round %llu: an update given as finite holds a NaN or an "
+                     "infinity (value %zu); it is dropped (%llu samples)",
+                     agg->name, (unsigned long long)agg->round,
+                     s_first_nonfinite(agg->buf[k], agg->p), (unsigned long long)agg->buf_w[k]);
+        agg->n--;
+        agg->weight -= agg->buf_w[k];
+        float *bad = agg->buf[k]; /* a spare now, past the kept ones */
+        agg->buf[k] = agg->buf[agg->n_buf - 1];
+        agg->buf_w[k] = agg->buf_w[agg->n_buf - 1];
+        agg->buf[--agg->n_buf] = bad;
+        dropped++;
+    }
+    return dropped;
+}
+
+/* Adds the kept updates and delta (when not NULL, weight w) in one pass.
+ * Returns 0, or -1 when delta holds a NaN or an infinity: then nothing was
+ * added and the kept updates are still kept. A kept update that holds one
+ * (s_fedavg_drop_nonfinite_kept) is dropped and the pass made again. */
+static int s_fedavg_pass(gb_aggregator_t *agg, const float *delta, uint64_t w, size_t *bad_at)
+{
+    for (;;) {
+        const float *src[S_FEDAVG_BATCH_MAX];
+        uint64_t wt[S_FEDAVG_BATCH_MAX];
+        size_t ns = agg->n_buf;
+        for (size_t k = 0; k < ns; k++) {
+            src[k] = agg->buf[k];
+            wt[k] = agg->buf_w[k];
+        }
+        if (delta) {
+            src[ns] = delta;
+            wt[ns++] = w;
+        }
+        if (!ns)
+            return 0;
+        size_t done = s_fedavg_add_all(agg, src, wt, ns, agg->p);
+        if (done == agg->p) {
+            agg->n_buf = 0;
+            return 0;
+        }
+        if (!s_fedavg_drop_nonfinite_kept(agg)) {
+            assert(delta); /* kept ones are finite, so the bad value is delta's */
+            *bad_at = done;
+            return -1;
+        }
+    }
+}
+
 /* Adds the buffered updates (the sums then hold every accepted update). */
 static void s_fedavg_flush(gb_aggregator_t *agg)
 {
-    if (!agg->n_buf)
+    size_t bad_at;
+    int rc = s_fedavg_pass(agg, NULL, 0, &bad_at);
+    assert(rc == 0); /* without delta, a pass drops what it cannot add */
+    (void)rc;
+}
+
+/* For a binned FedAvg round of p parameters, makes its bins ready: empty,
+ * p of them. Without memory for them the round adds into m1 and m2
+ * instead (binned false), with the same result. */
+static void s_fedavg_begin_bins(gb_aggregator_t *agg, size_t p)
+{
+    agg->bin_adds = 0;
+    if (agg->binned && agg->bins_cap >= p) {
+        memset(agg->bins.lo, 0, p * sizeof *agg->bins.lo);
+        memset(agg->bins.mid, 0, p * sizeof *agg->bins.mid);
+        memset(agg->bins.hi, 0, p * sizeof *agg->bins.hi);
         return;
-    size_t d = s_fedavg_add_all(agg, (const float *const *)agg->buf, agg->buf_w, agg->n_buf,
-                                agg->p);
-    assert(d == agg->p); /* they were checked when copied */
-    (void)d;
-    agg->n_buf = 0;
+    }
+    if (!agg->binned)
+        return;
+    gb_bins_t bins = {gb_alloc_aligned(p * sizeof(uint64_t)), NULL, NULL};
+    if (bins.lo)
+        bins.mid = gb_alloc_aligned(p * sizeof(uint64_t));
+    if (bins.mid)
+        bins.hi = gb_alloc_aligned(p * sizeof(uint64_t));
+    if (!bins.hi) {
+        gb_free_aligned(bins.lo);
+        gb_free_aligned(bins.mid);
+        agg->binned = false;
+        return;
+    }
+    gb_free_aligned(agg->bins.lo);
+    gb_free_aligned(agg->bins.mid);
+    gb_free_aligned(agg->bins.hi);
+    agg->bins = bins; /* zeroed by gb_alloc_aligned */
+    agg->bins_cap = p;
 }
 
 int gb_aggregator_begin(gb_aggregator_t *agg, uint64_t round, size_t param_count, gb_error_t *err)
@@ -1106,6 +1181,8 @@ int gb_aggregator_begin(gb_aggregator_t *agg, uint64_t round, size_t param_count
                             "aggregator: round %llu: param_count %zu outside 1..%zu",
                             (unsigned long long)round, param_count, GB_AGG_MAX_PARAMS);
     if (agg->spec.rule == GB_AGG_FEDAVG) {
+        agg->kernel = s_kernel_choice();
+        agg->binned = agg->kernel == S_KERNEL_AVX2 && gb_bins_supported();
         if (agg->acc_cap < param_count) {
             /* New before free: a failure leaves the open round intact. The
              * cold parts come from calloc, whose large blocks are fresh
@@ -1136,11 +1213,20 @@ int gb_aggregator_begin(gb_aggregator_t *agg, uint64_t round, size_t param_count
             agg->h = h;
             agg->cold = cold;
             agg->acc_cap = p;
+        } else if (agg->limbs_dirty) {
+            /* a binned round reads m1 and m2 only in cold blocks, so they
+             * must be clear everywhere else, beyond this round's size too */
+            size_t clear = agg->binned ? agg->acc_cap : param_count;
+            memset(agg->m1, 0, clear * sizeof *agg->m1);
+            memset(agg->m2, 0, clear * sizeof *agg->m2);
+            s_fedavg_clear_cold(agg);
         } else {
-            memset(agg->m1, 0, param_count * sizeof *agg->m1);
-            memset(agg->m2, 0, param_count * sizeof *agg->m2);
             s_fedavg_clear_cold(agg);
         }
+        s_fedavg_begin_bins(agg, param_count);
+        /* a round not binned writes m1 and m2 everywhere */
+        agg->limbs_dirty = !agg->binned;
+        agg->batch = agg->binned ? S_FEDAVG_BATCH_BINS : S_FEDAVG_BATCH;
         agg->n_buf = 0;
         s_fedavg_buffers(agg, param_count);
     }
@@ -1204,8 +1290,8 @@ nomem:
 
 /* gb_aggregator_add and gb_aggregator_add_take: take is NULL, or where the
  * caller's buffer (delta) is, so that FedAvg may keep it instead of a copy. */
-static int s_add(gb_aggregator_t *agg, const float *delta, float **take, size_t param_count,
-                 uint64_t num_samples, gb_error_t *err)
+static int s_add(gb_aggregator_t *agg, const float *delta, float **take, bool finite,
+                 size_t param_count, uint64_t num_samples, gb_error_t *err)
 {
     unsigned long long round = (unsigned long long)agg->round;
     if (!agg->open)
@@ -1235,35 +1321,25 @@ static int s_add(gb_aggregator_t *agg, const float *delta, float **take, size_t 
          * infinity and the values before it are taken back: the sums are
          * exact integers, so subtracting the same values restores every
          * bit, and the refusal changes nothing. */
-        if (agg->buf_cap && agg->n_buf < S_FEDAVG_BATCH - 1 && take) {
+        if (agg->buf_cap && agg->n_buf < agg->batch - 1 && take) {
             /* kept, in place of a buffer of ours, for one pass with the
              * next ones; nothing is added yet */
-            if (!s_finite_all(agg, delta, param_count))
+            if (!finite && !s_finite_all(agg, delta, param_count))
                 return s_refuse_nonfinite(err, round, delta, 0);
             *take = agg->buf[agg->n_buf];
             agg->buf[agg->n_buf] = (float *)delta; /* the caller's: ours now */
             if (agg->buf_cap > param_count) /* what the smallest buffer holds */
                 agg->buf_cap = param_count;
             agg->buf_w[agg->n_buf++] = num_samples;
-        } else if (agg->buf_cap && agg->n_buf < S_FEDAVG_BATCH - 1) {
+        } else if (agg->buf_cap && agg->n_buf < agg->batch - 1) {
             /* copied, for one pass with the next ones; nothing is added yet */
             if (!s_copy_finite_all(agg, agg->buf[agg->n_buf], delta, param_count))
                 return s_refuse_nonfinite(err, round, delta, 0);
             agg->buf_w[agg->n_buf++] = num_samples;
         } else {
-            const float *src[S_FEDAVG_BATCH];
-            uint64_t wt[S_FEDAVG_BATCH];
-            size_t ns = agg->n_buf;
-            for (size_t k = 0; k < ns; k++) {
-                src[k] = agg->buf[k];
-                wt[k] = agg->buf_w[k];
-            }
-            src[ns] = delta;
-            wt[ns++] = num_samples;
-            size_t done = s_fedavg_add_all(agg, src, wt, ns, param_count);
-            if (done < param_count) /* the buffered ones are whole: the bad value is delta's */
-                return s_refuse_nonfinite(err, round, delta, done);
-            agg->n_buf = 0;
+            size_t bad_at;
+            if (s_fedavg_pass(agg, delta, num_samples, &bad_at) != 0)
+                return s_refuse_nonfinite(err, round, delta, bad_at);
         }
     } else {
         if (s_nonfinite(delta, param_count))
@@ -1282,7 +1358,7 @@ static int s_add(gb_aggregator_t *agg, const float *delta, float **take, size_t 
 int gb_aggregator_add(gb_aggregator_t *agg, const float *delta, size_t param_count,
                       uint64_t num_samples, gb_error_t *err)
 {
-    return s_add(agg, delta, NULL, param_count, num_samples, err);
+    return s_add(agg, delta, NULL, false, param_count, num_samples, err);
 }
 
 int gb_aggregator_add_take(gb_aggregator_t *agg, float **delta, size_t param_count,
@@ -1291,7 +1367,16 @@ int gb_aggregator_add_take(gb_aggregator_t *agg, float **delta, size_t param_cou
     if (!delta)
         return gb_error_set(err, GB_EINVAL, "aggregator: round %llu: no delta given",
                             (unsigned long long)agg->round);
-    return s_add(agg, *delta, delta, param_count, num_samples, err);
+    return s_add(agg, *delta, delta, false, param_count, num_samples, err);
+}
+
+int gb_aggregator_add_take_finite(gb_aggregator_t *agg, float **delta, size_t param_count,
+                                  uint64_t num_samples, gb_error_t *err)
+{
+    if (!delta)
+        return gb_error_set(err, GB_EINVAL, "aggregator: round %llu: no delta given",
+                            (unsigned long long)agg->round);
+    return s_add(agg, *delta, delta, true, param_count, num_samples, err);
 }
 
 int gb_aggregator_finish(gb_aggregator_t *agg, float *out, size_t param_count, gb_error_t *err)
@@ -1303,13 +1388,14 @@ int gb_aggregator_finish(gb_aggregator_t *agg, float *out, size_t param_count, g
         return gb_error_set(err, GB_EINVAL,
                             "aggregator: round %llu: output of %zu floats, expected %zu", round,
                             param_count, agg->p);
+    if (agg->spec.rule == GB_AGG_FEDAVG)
+        s_fedavg_flush(agg); /* first: it may drop a kept update that broke its promise */
     if (agg->n == 0)
         return gb_error_set(err, GB_EINVAL, "round %llu: no update to aggregate", round);
     if (agg->n < agg->min_updates)
         return gb_error_set(err, GB_EINVAL, "round %llu: %s needs at least %zu updates, got %zu",
                             round, agg->name, agg->min_updates, agg->n);
     if (agg->spec.rule == GB_AGG_FEDAVG) {
-        s_fedavg_flush(agg);
         s_fedavg_finish_all(agg, out, param_count);
     } else {
         size_t n_sel = 0;

@@ -247,11 +247,12 @@ int gb_fed_feed_update(gb_federation_t *f, const gb_rounds_action_t *a, gb_error
     }
     /* handed over, not copied: a large model's aggregator keeps the buffer
      * for its next pass and gives f->scratch another; it only reads the one
-     * it keeps, so the delta is still read below */
+     * it keeps, so the delta is still read below. Finite: s_delta_fits found
+     * its L2 norm finite, so the aggregator need not read it to check. */
     const float *delta = f->scratch;
     if (!f->held) {
-        if ((rc = gb_aggregator_add_take(f->agg, &f->scratch, f->global->n_params,
-                                         u->num_samples, err)))
+        if ((rc = gb_aggregator_add_take_finite(f->agg, &f->scratch, f->global->n_params,
+                                                u->num_samples, err)))
             return rc;
         s_count_accepted();
     }

@@ -5,15 +5,17 @@
  *
  *   gb_aggregate_bench [--params P[,P...]] [--updates N[,N...]] [--rule SPEC]
  *                      [--rounds R] [--pool-mib M] [--kernel auto|avx512|avx2|portable]
- *                      [--threads T] [--copy] [--quick]
+ *                      [--threads T] [--checked | --copy] [--quick]
  *
  * For every model size P (default 80202, LeNet's parameter count, and
  * 4,000,000) and update count N (default 10, 100, 1000), it times one round
  * of the real aggregation API the federation uses: gb_aggregator_begin,
- * N x gb_aggregator_add_take (weights 100..1099), gb_aggregator_finish. The
- * federation hands each decoded delta over (federation_round.c), so FedAvg
- * keeps a large model's buffered updates instead of copying them; --copy
- * times gb_aggregator_add instead, which copies them. Beside it,
+ * N x gb_aggregator_add_take_finite (weights 100..1099), gb_aggregator_finish.
+ * The federation hands each decoded delta over (federation_round.c), once
+ * its finite L2 norm has shown every value finite, so FedAvg keeps a large
+ * model's buffered updates without copying them or reading them to check;
+ * --checked times gb_aggregator_add_take (FedAvg reads each kept update once
+ * to check it), --copy gb_aggregator_add (it copies them). Beside it,
  * over the very same update buffers in the same order, a plain stream
  * y[j] += a_i * x_i[j] into one float vector: the least work any weighted
  * mean can do, and a bandwidth-bound loop (STREAM's daxpy in float32).
@@ -150,36 +152,46 @@ static void s_stream_share(void *arg, int i, int count)
                (float)st->weights[k] / (float)st->total, hi - lo);
 }
 
-/* Hands the aggregator three pool buffers and fills the three it gives
- * back (zeros) with their values, untimed: afterwards every buffer on
- * either side holds an update's values, and the pool's values are what
- * they were. Only large models' updates are kept (aggregate.h); for the
- * others this adds three updates and changes nothing. */
+/* Hands the aggregator pool buffers until it keeps no more (up to 7, a
+ * kernel's batch less one) and fills those it gives back (zeros) with their
+ * values, untimed: afterwards every buffer on either side holds an update's
+ * values, and the pool's values are what they were. Only large models'
+ * updates are kept (aggregate.h); for the others this adds one update and
+ * changes nothing. */
+/* How updates go in: gb_aggregator_add_take_finite (the federation's call),
+ * gb_aggregator_add_take (--checked) or gb_aggregator_add (--copy). */
+typedef enum { S_FINITE, S_CHECKED, S_COPY } s_mode_t;
+static const char *const s_mode_keys[] = {"finite", "checked", "copy"};
+static const char *const s_mode_names[] = {
+    "handed over, found finite by the caller (gb_aggregator_add_take_finite)",
+    "handed over, checked (gb_aggregator_add_take)", "copied (gb_aggregator_add)"};
+
 static int s_warm_take(gb_aggregator_t *agg, float **pool, size_t pool_n, size_t p,
                        gb_error_t *err)
 {
     if (gb_aggregator_begin(agg, 1000000, p, err) != 0)
         return -1;
-    for (size_t k = 0; k < 3 && k < pool_n; k++) {
+    for (size_t k = 0; k < 7 && k < pool_n; k++) {
         float *given = pool[k], *d = given;
         if (gb_aggregator_add_take(agg, &d, p, 1, err) != 0)
             return -1;
-        if (d != given) /* the given one is still readable until the next call */
-            memcpy(d, given, p * sizeof *d);
+        if (d == given) /* added at once: the aggregator keeps no more */
+            break;
+        memcpy(d, given, p * sizeof *d); /* the given one is readable until the next call */
         pool[k] = d;
     }
     return 0;
 }
 
 static int s_run(const char *rule, float **pool, size_t pool_n, size_t p, size_t n,
-                 const uint64_t *weights, int rounds, gb_pool_t *threads, bool take, float *y,
+                 const uint64_t *weights, int rounds, gb_pool_t *threads, s_mode_t mode, float *y,
                  float *out, s_times_t *t)
 {
     gb_error_t err = {0};
     gb_aggregator_t *agg = gb_aggregator_new(rule, n > 3 ? n : 3, &err);
     const float **used = calloc(n, sizeof *used);
     if (!agg || !used || gb_aggregator_set_threads(agg, gb_pool_size(threads), &err) != 0 ||
-        (take && s_warm_take(agg, pool, pool_n, p, &err) != 0)) {
+        (mode != S_COPY && s_warm_take(agg, pool, pool_n, p, &err) != 0)) {
         fprintf(stderr, "gb_aggregate_bench: %s\n", used ? err.msg : "out of memory");
         gb_aggregator_destroy(&agg);
         free(used);
@@ -202,7 +214,14 @@ static int s_run(const char *rule, float **pool, size_t pool_n, size_t p, size_t
         if (gb_aggregator_begin(agg, (uint64_t)r + 1, p, &err) != 0)
             goto fail;
         t0 = s_now();
-        if (take) {
+        if (mode == S_FINITE) {
+            for (size_t i = 0; i < n; i++) {
+                float **slot = &pool[i % pool_n];
+                used[i] = *slot;
+                if (gb_aggregator_add_take_finite(agg, slot, p, weights[i], &err) != 0)
+                    goto fail;
+            }
+        } else if (mode == S_CHECKED) {
             for (size_t i = 0; i < n; i++) {
                 float **slot = &pool[i % pool_n];
                 used[i] = *slot;
@@ -260,7 +279,7 @@ int main(int argc, char **argv)
     size_t params[S_MAX_LIST] = {80202, 4000000}, n_params = 2;
     size_t updates[S_MAX_LIST] = {10, 100, 1000}, n_updates = 3;
     const char *rule = "fedavg";
-    bool take = true;
+    s_mode_t mode = S_FINITE;
     int rounds = 3;
     size_t pool_mib = 512;
     cpu_set_t cpus;
@@ -305,7 +324,9 @@ int main(int argc, char **argv)
             n_threads = tmp[0];
             i++;
         } else if (strcmp(a, "--copy") == 0) {
-            take = false;
+            mode = S_COPY;
+        } else if (strcmp(a, "--checked") == 0) {
+            mode = S_CHECKED;
         } else if (strcmp(a, "--quick") == 0) {
             params[0] = 80202;
             params[1] = 1000000;
@@ -318,7 +339,7 @@ int main(int argc, char **argv)
         } else {
             fprintf(stderr, "usage: gb_aggregate_bench [--params P,...] [--updates N,...] "
                             "[--rule SPEC] [--rounds R] [--pool-mib M] [--kernel auto|avx512|avx2|portable] "
-                            "[--threads T] [--copy] [--quick]\n");
+                            "[--threads T] [--checked | --copy] [--quick]\n");
             return 2;
         }
     }
@@ -332,7 +353,7 @@ int main(int argc, char **argv)
         s_clock = CLOCK_MONOTONIC;
     fprintf(stderr, "aggregation kernel: %s; %zu thread(s) a side, timed in %s; updates %s\n",
             gb_agg_kernel(), n_threads, n_threads > 1 ? "wall time" : "the thread's CPU time",
-            take ? "handed over (gb_aggregator_add_take)" : "copied (gb_aggregator_add)");
+            s_mode_names[mode]);
     fprintf(stderr, "%-9s %6s %6s %12s %12s %12s %7s %10s\n", "params", "N", "pool",
             "stream GB/s", "(traffic)", "agg GB/s", "ratio", "finish ms");
     uint64_t rng = 0x243f6a8885a308d3ull;
@@ -371,17 +392,17 @@ int main(int argc, char **argv)
         for (size_t k = 0; k < n_updates; k++) {
             size_t n = updates[k];
             s_times_t t;
-            if (s_run(rule, pool, pool_n, p, n, weights, rounds, threads, take, y, out, &t) != 0)
+            if (s_run(rule, pool, pool_n, p, n, weights, rounds, threads, mode, y, out, &t) != 0)
                 return 1;
             double data = (double)n * (double)bytes;
             double stream = data / t.stream_s / 1e9, aggr = data / t.agg_s / 1e9;
             fprintf(stderr, "%-9zu %6zu %6zu %12.2f %12.2f %12.2f %7.3f %10.2f\n", p, n,
                     n < pool_n ? n : pool_n, stream, 3 * stream, aggr, aggr / stream,
                     1e3 * t.finish_s);
-            printf("{\"rule\": \"%s\", \"kernel\": \"%s\", \"take\": %s, \"threads\": %zu, \"params\": %zu, \"updates\": %zu, \"pool\": %zu, "
+            printf("{\"rule\": \"%s\", \"kernel\": \"%s\", \"mode\": \"%s\", \"threads\": %zu, \"params\": %zu, \"updates\": %zu, \"pool\": %zu, "
                    "\"stream_gbps\": %.3f, \"stream_traffic_gbps\": %.3f, \"agg_gbps\": %.3f, "
                    "\"ratio\": %.4f, \"stream_s\": %.6f, \"agg_s\": %.6f, \"finish_s\": %.6f}\n",
-                   rule, gb_agg_kernel(), take ? "true" : "false", n_threads, p, n, n < pool_n ? n : pool_n, stream, 3 * stream, aggr,
+                   rule, gb_agg_kernel(), s_mode_keys[mode], n_threads, p, n, n < pool_n ? n : pool_n, stream, 3 * stream, aggr,
                    aggr / stream, t.stream_s, t.agg_s, t.finish_s);
             fflush(stdout);
         }

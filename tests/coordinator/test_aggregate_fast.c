@@ -35,10 +35,15 @@ static uint64_t s_rand(uint64_t *x)
     return *x;
 }
 
+/* True: s_value gives deltas only, no rare value (so no block is cold). */
+static bool s_deltas_only = false;
+
 /* A value of a kind chosen by r: mostly deltas, some of every rare kind. */
 static float s_value(uint64_t *rng)
 {
     uint64_t r = s_rand(rng);
+    if (s_deltas_only)
+        r |= 0xe; /* kind 7: a delta */
     float sign = (r & 1) ? -1.0f : 1.0f;
     double u = (double)(s_rand(rng) >> 11) / 9007199254740992.0 + 0.5;
     switch ((r >> 1) % 16) {
@@ -62,9 +67,11 @@ static float s_value(uint64_t *rng)
 /* Threads every aggregator made here splits its passes over. */
 static int s_threads = 1;
 
-/* True: updates go in through gb_aggregator_add_take, each in a gb_malloc
- * copy that the aggregator may keep. */
-static bool s_take = false;
+/* How updates go in: gb_aggregator_add, or each in a gb_malloc copy that
+ * the aggregator may keep, through gb_aggregator_add_take or (for finite
+ * updates) gb_aggregator_add_take_finite. */
+enum { S_ADD, S_TAKE, S_TAKE_FINITE };
+static int s_take = S_ADD;
 
 /* Adds ups (p floats, left as they are) with weight w: gb_aggregator_add, or
  * with s_take a copy through gb_aggregator_add_take, whose buffer the
@@ -73,16 +80,18 @@ static bool s_take = false;
  * code. */
 static int s_add(gb_aggregator_t *agg, const float *ups, size_t p, uint64_t w, gb_error_t *err)
 {
-    if (!s_take)
+    if (s_take == S_ADD)
         return gb_aggregator_add(agg, ups, p, w, err);
     float *copy = gb_malloc(p * sizeof *copy);
     assert_non_null(copy);
     memcpy(copy, ups, p * sizeof *copy);
     float *given = copy;
-    int rc = gb_aggregator_add_take(agg, &copy, p, w, err);
+    int rc = s_take == S_TAKE ? gb_aggregator_add_take(agg, &copy, p, w, err)
+                              : gb_aggregator_add_take_finite(agg, &copy, p, w, err);
     if (rc != 0 || p < ((size_t)1 << 16)) /* aggregate.c's S_FEDAVG_BUFFER_MIN */
         assert_ptr_equal(copy, given); /* refused, or added at once: still ours */
-    for (size_t j = 0; copy != given && j < p; j++)
+    /* finite, unless a broken promise's buffer came back (it is a spare) */
+    for (size_t j = 0; copy != given && s_take == S_TAKE && j < p; j++)
         assert_true(isfinite(copy[j]));
     gb_free(copy);
     return rc;
@@ -142,6 +151,7 @@ static void s_round(gb_aggregator_t *agg, uint64_t round, size_t n, size_t p, ui
             ups[i][j] = s_value(&rng);
         w[i] = weights_kind == 0   ? 1 + s_rand(&rng) % 5000
                : weights_kind == 1 ? (GB_AGG_MAX_WEIGHT / n) - s_rand(&rng) % 1000 /* > 2^32 */
+               : weights_kind == 3 ? ((uint64_t)1 << 29) + i % 2 /* the binned kernel's edge */
                                    : (i % 3 == 0   ? 1
                                       : i % 3 == 1 ? INT32_MAX       /* the vector kernels' edge */
                                                    : UINT32_MAX);    /* the portable kernel's */
@@ -178,6 +188,15 @@ static void s_all_rounds(void)
     s_round(agg, 10, 5, ((size_t)1 << 16) + 9, 20, 0);
     s_round(agg, 11, 5, ((size_t)1 << 16) + 2, 21, 0);
     s_round(agg, 12, 6, ((size_t)1 << 16) + 7, 22, 0);
+    s_round(agg, 13, 9, 1003, 23, 3);   /* weights at and past 2^29 */
+    s_round(agg, 14, 9, ((size_t)1 << 16) + 1, 24, 3);
+    s_round(agg, 15, 17, ((size_t)1 << 16) + 1, 25, 0); /* two passes of 8 */
+    gb_aggregator_destroy(&agg);
+    /* more adds than the AVX2 kernel's bins hold (GB_BINS_MAX_ADDS): they
+     * are folded into the integer sums and emptied, twice */
+    agg = s_new_fedavg(5000);
+    s_round(agg, 1, 4500, 67, 26, 0);
+    s_round(agg, 2, 3, 67, 27, 0); /* and a round after the fold */
     gb_aggregator_destroy(&agg);
 }
 
@@ -219,6 +238,45 @@ static void test_every_kernel_equals_exact(void **state)
     assert_true(ran >= 1);
     s_unforce();
     assert_string_equal(gb_agg_kernel(), best);
+}
+
+/* One aggregator whose rounds change kernel: the binned kernel reads its
+ * integer sums only where it wrote them, so those a round of another
+ * kernel left anywhere, of any size, must be cleared first. */
+static void test_kernels_change_between_rounds(void **state)
+{
+    (void)state;
+    size_t big = ((size_t)1 << 16) + 4100, small = 9000;
+    for (int t = 1; t <= 2; t++) {
+        s_threads = t;
+        gb_aggregator_t *agg = s_new_fedavg(20);
+        uint64_t r = 1;
+        for (size_t a = 0; a < S_N_KERNELS; a++)
+            for (size_t b = 0; b < S_N_KERNELS; b++) {
+                if (!s_force(a) || !s_force(b))
+                    continue;
+                for (int rare = 0; rare <= 1; rare++) {
+                    /* without rare values no block is cold, so nothing
+                     * but the kernel's change clears the sums */
+                    s_deltas_only = !rare;
+                    s_force(a);
+                    s_round(agg, r, 5, big, 30 + r, 2); /* heavy weights */
+                    r++;
+                    s_force(b);
+                    s_round(agg, r, 3, small, 30 + r, 0);
+                    r++;
+                    s_round(agg, r, 6, big, 30 + r, 0); /* larger again */
+                    r++;
+                    s_force(a);
+                    s_round(agg, r, 4, small, 30 + r, 2);
+                    r++;
+                }
+                s_deltas_only = false;
+            }
+        gb_aggregator_destroy(&agg);
+    }
+    s_threads = 1;
+    s_unforce();
 }
 
 static void test_kernel_force_refusals(void **state)
@@ -289,7 +347,7 @@ static void test_ties_and_near_ties(void **state)
 static void s_refusal_case(size_t p, size_t bad_at, size_t bad_update, float bad)
 {
     gb_error_t err = {0};
-    enum { N = 6 };
+    enum { N = 10 };
     uint64_t rng = 1234 + p + bad_at;
     float *ups[N];
     uint64_t w[N];
@@ -342,7 +400,9 @@ static void test_refusal_takes_back(void **state)
         s_refusal_case(big, 50000, 1, NAN);    /* refused while being kept */
         s_refusal_case(big, 50001, 3, NAN);    /* the 4th: taken back with 3 buffered */
         s_refusal_case(big, big - 1, 3, NAN);  /* ... in the tail */
-        s_refusal_case(big, 9, 4, -NAN);       /* the 5th: buffered again */
+        s_refusal_case(big, 9, 4, -NAN);       /* the 5th: buffered again (batch 4) */
+        s_refusal_case(big, 60001, 7, NAN);    /* the 8th: taken back with 7 (batch 8) */
+        s_refusal_case(big, 17, 9, INFINITY);  /* the 10th */
         s_refusal_case(40003, 5, 1, NAN);      /* split: in the first share */
         s_refusal_case(40003, 30000, 2, NAN);  /* ... in the last */
         s_refusal_case(40003, 40002, 0, INFINITY); /* ... in the last share's tail */
@@ -368,12 +428,80 @@ static void test_threads_give_the_same_bits(void **state)
  * that the check of a kept update is split too). */
 static void test_take_gives_the_same_bits(void **state)
 {
-    s_take = true;
+    s_take = S_TAKE;
     s_threads = 2;
     test_every_kernel_equals_exact(state);
     test_refusal_takes_back(state);
+    /* finite updates handed over unread: the same bits */
+    s_take = S_TAKE_FINITE;
+    test_every_kernel_equals_exact(state);
     s_threads = 1;
-    s_take = false;
+    s_take = S_ADD;
+}
+
+/* A caller of gb_aggregator_add_take_finite that hands over a NaN after
+ * all: the pass that meets it drops that update (its weight too) and adds
+ * the others, exactly; one that drops the round's only update leaves
+ * nothing to aggregate. */
+static void test_take_finite_drops_a_broken_promise(void **state)
+{
+    (void)state;
+    gb_error_t err = {0};
+    const size_t p = ((size_t)1 << 16) + 3;
+    enum { N = 9, BAD = 2 };
+    uint64_t rng = 4242, w[N];
+    float *ups[N];
+    for (size_t i = 0; i < N; i++) {
+        assert_non_null(ups[i] = malloc(p * sizeof(float)));
+        for (size_t j = 0; j < p; j++)
+            ups[i][j] = s_value(&rng);
+        w[i] = 1 + s_rand(&rng) % 100;
+    }
+    ups[BAD][p / 2] = NAN;
+    float *got = malloc(p * sizeof *got), *want = malloc(p * sizeof *want);
+    assert_non_null(got);
+    assert_non_null(want);
+    const float *good[N];
+    uint64_t good_w[N], total = 0;
+    size_t n_good = 0;
+    for (size_t i = 0; i < N; i++)
+        if (i != BAD) {
+            good[n_good] = ups[i];
+            good_w[n_good++] = w[i];
+            total += w[i];
+        }
+    s_reference(good, good_w, n_good, p, want);
+    s_take = S_TAKE_FINITE;
+    for (size_t kernel = 0; kernel < S_N_KERNELS; kernel++) {
+        if (!s_force(kernel))
+            continue;
+        gb_aggregator_t *agg = s_new_fedavg(N);
+        assert_int_equal(gb_aggregator_begin(agg, 1, p, &err), 0);
+        for (size_t i = 0; i < N; i++)
+            assert_int_equal(s_add(agg, ups[i], p, w[i], &err), 0); /* promised finite */
+        assert_int_equal(gb_aggregator_finish(agg, got, p, &err), 0);
+        assert_int_equal(gb_aggregator_updates(agg), N - 1);
+        assert_int_equal(gb_aggregator_weight(agg), total);
+        s_expect_same_bits(got, want, p);
+        /* the only update, broken: nothing left to aggregate, round open */
+        assert_int_equal(gb_aggregator_begin(agg, 2, p, &err), 0);
+        assert_int_equal(s_add(agg, ups[BAD], p, 5, &err), 0);
+        assert_int_equal(gb_aggregator_finish(agg, got, p, &err), GB_EINVAL);
+        assert_non_null(strstr(err.msg, "no update"));
+        assert_true(gb_aggregator_is_open(agg));
+        assert_int_equal(s_add(agg, ups[0], p, w[0], &err), 0);
+        assert_int_equal(gb_aggregator_finish(agg, got, p, &err), 0);
+        s_reference((const float *const *)ups, w, 1, p, want);
+        s_expect_same_bits(got, want, p);
+        gb_aggregator_destroy(&agg);
+        s_reference(good, good_w, n_good, p, want); /* for the next kernel */
+    }
+    s_take = S_ADD;
+    s_unforce();
+    for (size_t i = 0; i < N; i++)
+        free(ups[i]);
+    free(got);
+    free(want);
 }
 
 /* What gb_aggregator_add_take hands back, and what it refuses. */
@@ -386,8 +514,10 @@ static void test_take_hands_back_a_buffer(void **state)
     assert_int_equal(gb_aggregator_add_take(agg, NULL, p, 1, &err), GB_EINVAL);
     assert_non_null(strstr(err.msg, "no delta"));
     assert_int_equal(gb_aggregator_begin(agg, 1, p, &err), 0);
-    float *mine[4];
-    for (int k = 0; k < 4; k++) {
+    /* the kernel's batch (4 or 8 updates a pass) decides how many are kept */
+    enum { S_MINE = 8 };
+    float *mine[S_MINE];
+    for (int k = 0; k < S_MINE; k++) {
         assert_non_null(mine[k] = gb_malloc(p * sizeof(float)));
         for (size_t j = 0; j < p; j++)
             mine[k][j] = (float)(k + 1);
@@ -395,30 +525,35 @@ static void test_take_hands_back_a_buffer(void **state)
     float *d = mine[0];
     assert_int_equal(gb_aggregator_add_take(agg, &d, p + 1, 1, &err), GB_ESHAPE);
     assert_ptr_equal(d, mine[0]); /* refused: still ours */
-    /* the first three are kept, and buffers of zeros come back */
-    for (int k = 0; k < 3; k++) {
-        d = mine[k];
+    /* the first are kept, and buffers of zeros come back, until one is
+     * added with them at once: that one stays ours */
+    int given = 0;
+    for (;;) {
+        assert_true(given < S_MINE);
+        d = mine[given];
         assert_int_equal(gb_aggregator_add_take(agg, &d, p, 1, &err), 0);
-        assert_true(d != mine[0] && d != mine[1] && d != mine[2]);
+        given++;
+        if (d == mine[given - 1])
+            break;
+        for (int k = 0; k < given; k++)
+            assert_ptr_not_equal(d, mine[k]);
         assert_true(d[0] == 0.0f && d[p - 1] == 0.0f);
-        mine[k] = d;
+        mine[given - 1] = d;
     }
-    /* the fourth is added with them at once: it stays ours */
-    d = mine[3];
-    assert_int_equal(gb_aggregator_add_take(agg, &d, p, 1, &err), 0);
-    assert_ptr_equal(d, mine[3]);
+    assert_true(given == 4 || given == 8);
     float *out = gb_malloc(p * sizeof *out);
     assert_non_null(out);
     assert_int_equal(gb_aggregator_finish(agg, out, p, &err), 0);
-    assert_true(out[0] == 2.5f && out[p - 1] == 2.5f); /* (1 + 2 + 3 + 4) / 4 */
+    float mean = (float)(given + 1) / 2.0f; /* (1 + ... + given) / given */
+    assert_true(out[0] == mean && out[p - 1] == mean);
     /* the next round hands back the buffers of the first: their values */
     assert_int_equal(gb_aggregator_begin(agg, 2, p, &err), 0);
-    d = mine[3];
+    d = mine[given - 1];
     assert_int_equal(gb_aggregator_add_take(agg, &d, p, 1, &err), 0);
-    assert_true(d[0] == 1.0f || d[0] == 2.0f || d[0] == 3.0f);
-    mine[3] = d;
+    assert_true(d[0] >= 1.0f && d[0] < (float)given && d[0] == floorf(d[0]));
+    mine[given - 1] = d;
     gb_aggregator_destroy(&agg); /* frees the buffers it holds, not ours */
-    for (int k = 0; k < 4; k++)
+    for (int k = 0; k < S_MINE; k++)
         gb_free(mine[k]);
     gb_free(out);
 }
@@ -463,6 +598,8 @@ int main(void)
         cmocka_unit_test(test_kernel_force_refusals),
         cmocka_unit_test(test_ties_and_near_ties),
         cmocka_unit_test(test_refusal_takes_back),
+        cmocka_unit_test(test_kernels_change_between_rounds),
+        cmocka_unit_test(test_take_finite_drops_a_broken_promise),
         cmocka_unit_test(test_threads_give_the_same_bits),
         cmocka_unit_test(test_take_gives_the_same_bits),
         cmocka_unit_test(test_take_hands_back_a_buffer),
