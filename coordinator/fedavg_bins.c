@@ -226,21 +226,84 @@ static int64_t s_units(uint64_t word, double per_unit)
     return (int64_t)(d * per_unit);
 }
 
+/* gb_bins_fold of parameter j alone. */
+static void s_fold_one(gb_bins_t bins, uint64_t *l1, uint64_t *l2, size_t j, int accumulate)
+{
+    /* in units of 2^-85: lo as it is, mid shifted by 38, hi by 77 (modulo
+     * 2^128: the sum itself fits) */
+    unsigned __int128 sum =
+        (unsigned __int128)(__int128)s_units(bins.lo[j], 0x1p85) +
+        ((unsigned __int128)(__int128)s_units(bins.mid[j], 0x1p47)
+         << (S_MID_UNIT_LOG2 - S_LO_UNIT_LOG2)) +
+        ((unsigned __int128)(__int128)s_units(bins.hi[j], 0x1p8)
+         << (S_HI_UNIT_LOG2 - S_LO_UNIT_LOG2));
+    if (accumulate)
+        sum += ((unsigned __int128)l2[j] << 64) | l1[j];
+    l1[j] = (uint64_t)sum;
+    l2[j] = (uint64_t)(sum >> 64);
+}
+
+#if defined(__x86_64__)
+/* The bins' doubles (integers of units below 2^51 once scaled) as 64-bit
+ * integers: x + 1.5 * 2^52 holds the integer in its low bits exactly. */
+S_AVX2 static inline __attribute__((always_inline)) __m256i s_units_avx2(__m256d x, __m256d scale)
+{
+    const __m256d magic = _mm256_set1_pd(0x1.8p52);
+    return _mm256_sub_epi64(_mm256_castpd_si256(_mm256_fmadd_pd(x, scale, magic)),
+                            _mm256_castpd_si256(magic));
+}
+
+/* (hi:lo) + (b_hi:b_lo), 128-bit, 4 lanes: the carry is an unsigned
+ * compare, made signed by moving both sides by 2^63. */
+S_AVX2 static inline __attribute__((always_inline)) void s_add128(__m256i *lo, __m256i *hi,
+                                                                  __m256i b_lo, __m256i b_hi)
+{
+    const __m256i bias = _mm256_set1_epi64x((long long)0x8000000000000000ull);
+    __m256i sum = _mm256_add_epi64(*lo, b_lo);
+    __m256i carry = _mm256_cmpgt_epi64(_mm256_xor_si256(b_lo, bias), _mm256_xor_si256(sum, bias));
+    *hi = _mm256_sub_epi64(_mm256_add_epi64(*hi, b_hi), carry); /* carry lanes are -1 */
+    *lo = sum;
+}
+
+/* s_fold_one 4 parameters at a time from j0; returns where it stopped. */
+S_AVX2 static size_t s_fold_avx2(gb_bins_t bins, uint64_t *l1, uint64_t *l2, size_t j0,
+                                 size_t j1, int accumulate)
+{
+    const __m256d per_lo = _mm256_set1_pd(0x1p85), per_mid = _mm256_set1_pd(0x1p47);
+    const __m256d per_hi = _mm256_set1_pd(0x1p8);
+    const __m256i two51 = _mm256_set1_epi64x((long long)1 << 51);
+    const __m256i two25 = _mm256_set1_epi64x((long long)1 << 25);
+    size_t j = j0;
+    for (; j + 4 <= j1; j += 4) {
+        __m256i lo = s_units_avx2(_mm256_loadu_pd((const double *)(const void *)(bins.lo + j)), per_lo);
+        __m256i mid = s_units_avx2(_mm256_loadu_pd((const double *)(const void *)(bins.mid + j)), per_mid);
+        __m256i hi = s_units_avx2(_mm256_loadu_pd((const double *)(const void *)(bins.hi + j)), per_hi);
+        /* lo, sign-extended to 128 bits */
+        __m256i s_lo = lo, s_hi = _mm256_cmpgt_epi64(_mm256_setzero_si256(), lo);
+        /* mid * 2^38: its high word is mid >> 26, arithmetic, which for
+         * |mid| < 2^51 is ((mid + 2^51) >> 26) - 2^25 */
+        __m256i mid_hi = _mm256_sub_epi64(_mm256_srli_epi64(_mm256_add_epi64(mid, two51), 26), two25);
+        s_add128(&s_lo, &s_hi, _mm256_slli_epi64(mid, 38), mid_hi);
+        /* hi * 2^77: nothing in the low word */
+        s_hi = _mm256_add_epi64(s_hi, _mm256_slli_epi64(hi, 13));
+        if (accumulate)
+            s_add128(&s_lo, &s_hi, _mm256_loadu_si256((const __m256i *)(const void *)(l1 + j)),
+                     _mm256_loadu_si256((const __m256i *)(const void *)(l2 + j)));
+        _mm256_storeu_si256((__m256i *)(void *)(l1 + j), s_lo);
+        _mm256_storeu_si256((__m256i *)(void *)(l2 + j), s_hi);
+    }
+    return j;
+}
+#endif
+
 void gb_bins_fold(gb_bins_t bins, uint64_t *l1, uint64_t *l2, size_t j0, size_t j1,
                   int accumulate)
 {
-    for (size_t j = j0; j < j1; j++) {
-        /* in units of 2^-85: lo as it is, mid shifted by 38, hi by 77
-         * (modulo 2^128: the sum itself fits, a part may wrap) */
-        unsigned __int128 sum =
-            (unsigned __int128)(__int128)s_units(bins.lo[j], 0x1p85) +
-            ((unsigned __int128)(__int128)s_units(bins.mid[j], 0x1p47)
-             << (S_MID_UNIT_LOG2 - S_LO_UNIT_LOG2)) +
-            ((unsigned __int128)(__int128)s_units(bins.hi[j], 0x1p8)
-             << (S_HI_UNIT_LOG2 - S_LO_UNIT_LOG2));
-        if (accumulate)
-            sum += ((unsigned __int128)l2[j] << 64) | l1[j];
-        l1[j] = (uint64_t)sum;
-        l2[j] = (uint64_t)(sum >> 64);
-    }
+    size_t j = j0;
+#if defined(__x86_64__)
+    if (gb_bins_supported())
+        j = s_fold_avx2(bins, l1, l2, j0, j1, accumulate);
+#endif
+    for (; j < j1; j++)
+        s_fold_one(bins, l1, l2, j, accumulate);
 }

@@ -195,6 +195,39 @@ static void test_rare_values_and_nan(void **state)
     free(b.words);
 }
 
+/* The fold at the bins' bounds (integers of units up to 2^51 - 1, both
+ * signs), 8 parameters so that the vector path runs, against 128-bit
+ * arithmetic: stored, then added to what it stored. */
+static void test_fold_at_the_bounds(void **state)
+{
+    (void)state;
+    enum { P = 9 };
+    const int64_t big = ((int64_t)1 << 51) - 1;
+    const int64_t lo_u[P] = {big, -big, 0, 1, -1, big, -big, 12345, -7};
+    const int64_t mid_u[P] = {-big, big, big, -1, 0, big, -big, -54321, 3};
+    const int64_t hi_u[P] = {big, -big, -big, 0, 1, big, -big, 999, -big};
+    uint64_t words[3 * P];
+    gb_bins_t b = {words, words + P, words + 2 * P};
+    for (size_t j = 0; j < P; j++) {
+        double lo = (double)lo_u[j] * 0x1p-85, mid = (double)mid_u[j] * 0x1p-47;
+        double hi = (double)hi_u[j] * 0x1p-8;
+        memcpy(&words[j], &lo, 8);
+        memcpy(&words[P + j], &mid, 8);
+        memcpy(&words[2 * P + j], &hi, 8);
+    }
+    uint64_t l1[P], l2[P];
+    gb_bins_fold(b, l1, l2, 0, P, 0);
+    gb_bins_fold(b, l1, l2, 0, P, 1);
+    for (size_t j = 0; j < P; j++) {
+        unsigned __int128 one = (unsigned __int128)(__int128)lo_u[j] +
+                                ((unsigned __int128)(__int128)mid_u[j] << 38) +
+                                ((unsigned __int128)(__int128)hi_u[j] << 77);
+        unsigned __int128 want = one + one;
+        if (l1[j] != (uint64_t)want || l2[j] != (uint64_t)(want >> 64))
+            fail_msg("parameter %zu: the fold differs from 128-bit arithmetic", j);
+    }
+}
+
 static void test_supported_is_the_cpu(void **state)
 {
     (void)state;
@@ -245,6 +278,7 @@ int main(void)
         cmocka_unit_test(test_taking_back_restores_every_bit),
         cmocka_unit_test(test_rare_values_and_nan),
         cmocka_unit_test(test_fold),
+        cmocka_unit_test(test_fold_at_the_bounds),
         cmocka_unit_test(test_supported_is_the_cpu),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
