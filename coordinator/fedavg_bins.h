@@ -16,7 +16,8 @@
  * units: hi below 2^42 + 4 (the round's weight is at most 2^40 and |v| < 4),
  * mid and lo for GB_BINS_MAX_ADDS adds (2^12 * 2^-9 = 2^3 = 2^50 units of
  * 2^-47; 2^12 * 2^-48 = 2^-36 = 2^49 units of 2^-85). About 11 double
- * operations per 4 values, half of them on the FMA pipes. No rounding ever
+ * operations per 4 values, 7 for values of 2^-24 or more (whose product is
+ * a multiple of 2^-47 already, so lo's piece is zero). No rounding ever
  * happens, so the order of the adds (threads, buffering, taking back an
  * update) changes no bit; gb_bins_fold turns the three bins back into the
  * integer of aggregate.c's (m2:m1) limbs, where finish takes over.
