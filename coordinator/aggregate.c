@@ -1361,22 +1361,26 @@ int gb_aggregator_add(gb_aggregator_t *agg, const float *delta, size_t param_cou
     return s_add(agg, delta, NULL, false, param_count, num_samples, err);
 }
 
-int gb_aggregator_add_take(gb_aggregator_t *agg, float **delta, size_t param_count,
-                           uint64_t num_samples, gb_error_t *err)
+/* gb_aggregator_add_take and gb_aggregator_add_take_finite. */
+static int s_add_take(gb_aggregator_t *agg, float **delta, bool finite, size_t param_count,
+                      uint64_t num_samples, gb_error_t *err)
 {
     if (!delta)
         return gb_error_set(err, GB_EINVAL, "aggregator: round %llu: no delta given",
                             (unsigned long long)agg->round);
-    return s_add(agg, *delta, delta, false, param_count, num_samples, err);
+    return s_add(agg, *delta, delta, finite, param_count, num_samples, err);
+}
+
+int gb_aggregator_add_take(gb_aggregator_t *agg, float **delta, size_t param_count,
+                           uint64_t num_samples, gb_error_t *err)
+{
+    return s_add_take(agg, delta, false, param_count, num_samples, err);
 }
 
 int gb_aggregator_add_take_finite(gb_aggregator_t *agg, float **delta, size_t param_count,
                                   uint64_t num_samples, gb_error_t *err)
 {
-    if (!delta)
-        return gb_error_set(err, GB_EINVAL, "aggregator: round %llu: no delta given",
-                            (unsigned long long)agg->round);
-    return s_add(agg, *delta, delta, true, param_count, num_samples, err);
+    return s_add_take(agg, delta, true, param_count, num_samples, err);
 }
 
 int gb_aggregator_finish(gb_aggregator_t *agg, float *out, size_t param_count, gb_error_t *err)

@@ -193,7 +193,8 @@ uint64_t gb_aggregator_weight(const gb_aggregator_t *agg);
 size_t gb_aggregator_selected(const gb_aggregator_t *agg, size_t *idx, size_t cap);
 
 /* The kernel FedAvg's add uses on this CPU: "avx512" (AVX-512 F, DQ and
- * VL), "avx2" or "portable"; a static string. All give the same bits. */
+ * VL), "avx2" (with FMA: the binned sums of fedavg_bins.h) or "portable";
+ * a static string. All give the same bits. */
 const char *gb_agg_kernel(void);
 
 /* Test and benchmark hook: every aggregator uses kernel name ("portable",

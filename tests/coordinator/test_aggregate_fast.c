@@ -513,6 +513,8 @@ static void test_take_hands_back_a_buffer(void **state)
     gb_aggregator_t *agg = s_new_fedavg(8);
     assert_int_equal(gb_aggregator_add_take(agg, NULL, p, 1, &err), GB_EINVAL);
     assert_non_null(strstr(err.msg, "no delta"));
+    assert_int_equal(gb_aggregator_add_take_finite(agg, NULL, p, 1, &err), GB_EINVAL);
+    assert_non_null(strstr(err.msg, "no delta"));
     assert_int_equal(gb_aggregator_begin(agg, 1, p, &err), 0);
     /* the kernel's batch (4 or 8 updates a pass) decides how many are kept */
     enum { S_MINE = 8 };
