@@ -47,7 +47,7 @@ static void s_on_signal(int sig)
 }
 
 /* What the command line says, before it is turned into options. */
-#define S_FEDERATION_IG_STEPS 16 /* IG steps a round asks for when --explain-steps is not given */
+#define S_FEDERATION_IG_STEPS 8 /* IG steps a round asks for when --explain-steps is not given */
 
 typedef struct {
     gb_front_door_options_t door;
@@ -483,7 +483,7 @@ int gb_cmd_serve(int argc, char **argv)
         {"--max-explanation-share", GB_ARG_FLOAT, &c.fed.max_explanation_share, 0, 1, NULL, "most of a round's aggregate explanation one client may carry, as a share of the selected clients' samples (default 0: each client weighs its own samples, no further cap)", false},
         {"--explain", GB_ARG_CHOICE, &c.explain, 0, 0, "none|ig|gradxinput|saliency|smoothgrad|gradcam", "what clients explain each round (default ig)", false},
         {"--explain-samples", GB_ARG_INT, &c.explain_samples, 0, 1000000, NULL, "local samples each client explains (default: the client's)", false},
-        {"--explain-steps", GB_ARG_INT, &c.explain_steps, 0, 4096, NULL, "IG steps (default 16) or SmoothGrad samples (default: the client's)", false},
+        {"--explain-steps", GB_ARG_INT, &c.explain_steps, 0, 4096, NULL, "IG steps (default 8) or SmoothGrad samples (default: the client's)", false},
         {"--client-eval", GB_ARG_FLAG, &c.client_eval, 0, 0, NULL, "clients also evaluate each global model on their test data", false},
         {"--class-names", GB_ARG_STRING, &c.fed.class_names_file, 0, 0, NULL, "file of class names, one a line, exactly the model's classes, for the round line, /metrics and the reports (default: Fashion-MNIST's with --test-data fashion-mnist, else 'class K')", false},
         {"--min-class-clients", GB_ARG_INT, &c.min_class_clients, 0, 1000000, NULL, "a class whose aggregate explanation rests on fewer clients is marked weakly explained; 0 or 1: never (default 2)", false},
