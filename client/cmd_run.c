@@ -86,6 +86,10 @@ static void s_report_named(void *arg, const char *name, const gb_daemon_task_rep
             json_object_set_new(o, "late", json_boolean(r->late));
             json_object_set_new(o, "started_unix_ms", json_integer((json_int_t)r->started_unix_ms));
             json_object_set_new(o, "queued_seconds", gb_json_real_or_null(r->queued_seconds));
+            /* what the task's seconds went to */
+            json_object_set_new(o, "eval_seconds", gb_json_real_or_null(r->eval_seconds));
+            json_object_set_new(o, "explain_seconds", gb_json_real_or_null(r->explain_seconds));
+            json_object_set_new(o, "train_seconds", gb_json_real_or_null(r->train_seconds));
         }
         gb_error_t err = {0};
         if (gb_json_print(stdout, o, &err))

@@ -325,7 +325,9 @@ static void s_report(gb_daemon_t *d, const gb_daemon_worker_result_t *w, bool la
         .round = w->round, .task_id = w->task_id, .trained = w->update != NULL,
         .evaluated = w->eval != NULL, .samples = w->res.num_samples, .steps = w->res.steps,
         .train_loss = w->res.train_loss, .train_accuracy = w->res.train_accuracy,
-        .seconds = w->seconds, .queued_seconds = w->queued_seconds, .started = w->started,
+        .seconds = w->seconds, .queued_seconds = w->queued_seconds,
+        .eval_seconds = w->res.eval_s, .explain_seconds = w->res.explain_s,
+        .train_seconds = w->res.duration_s, .started = w->started,
         .started_unix_ms = w->started_unix_ms, .delta_norm = w->res.delta_norm,
         .clipped = w->res.clipped,
         .eval_loss = w->res.eval_loss, .eval_accuracy = w->res.eval_accuracy,
@@ -359,10 +361,13 @@ static void s_harvest(gb_daemon_t *d)
             S_LOG(warn, d, "task %" PRIu64 " of round %" PRIu64 " finished %" PRIu64
                         " ms after its deadline; sending its results anyway", w.task_id,
                         w.round, now_ms - w.deadline_unix_ms);
+        /* each phase's wall time: what a round's time went to, on this client */
+        char queued[64] = "";
         if (w.queued_seconds >= 0.01)
-            S_LOG(info, d, "task %" PRIu64 " of round %" PRIu64 " trained %.2f s after "
-                        "%.2f s in the run queue", w.task_id, w.round, w.seconds,
-                        w.queued_seconds);
+            snprintf(queued, sizeof queued, " after %.2f s in the run queue", w.queued_seconds);
+        S_LOG(info, d, "task %" PRIu64 " of round %" PRIu64 " done in %.3f s (evaluate %.3f s, "
+                    "explain %.3f s, train %.3f s)%s", w.task_id, w.round, w.seconds,
+                    w.res.eval_s, w.res.explain_s, w.res.duration_s, queued);
         d->st.tasks_done++;
         d->st.last_round = w.round;
         s_remember(d, w.task_id);

@@ -104,6 +104,9 @@ typedef struct {
     double train_accuracy;   /* mean training accuracy (0 for regression) */
     double seconds;          /* wall time of the task's run */
     double queued_seconds;   /* wall time it waited in the run queue before that */
+    double eval_seconds;     /* of seconds: evaluating (0: not asked) */
+    double explain_seconds;  /* of seconds: explaining (0: not asked) */
+    double train_seconds;    /* of seconds: training (0: not asked) */
     double started;          /* gb_time_now() when it began to run */
     uint64_t started_unix_ms; /* the same on the wall clock */
     double delta_norm;       /* ||delta|| before clipping */

@@ -949,13 +949,19 @@ int gb_task_runner_run(gb_task_runner_t *r, const Glassbox__Task *task, const at
     out->param_count = r->eng->np;
 
     if (task->evaluate) {
+        double t0 = gb_time_now();
         rc = s_cancelled(cancel) ? s_cancel_error(err, "evaluation")
                                  : s_evaluate(r, task, out, err);
         if (rc)
             goto fail;
+        out->eval_s = gb_time_now() - t0;
     }
-    if (s_explaining(task) && (rc = s_explain(r, task, cancel, out, err)))
-        goto fail;
+    if (s_explaining(task)) {
+        double t0 = gb_time_now();
+        if ((rc = s_explain(r, task, cancel, out, err)))
+            goto fail;
+        out->explain_s = gb_time_now() - t0;
+    }
     if (task->train && (rc = s_train(r, task, seed, cancel, out, err)))
         goto fail;
     if (out->update)

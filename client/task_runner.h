@@ -115,6 +115,8 @@ typedef struct {
     double train_loss;                  /* mean data loss over every step (no prox term) */
     double train_accuracy;              /* mean over every step (classification; else 0) */
     double duration_s;                  /* wall time of the training */
+    double eval_s;                      /* wall time of the evaluation (0: none asked) */
+    double explain_s;                   /* wall time of the explanation (0: none asked) */
     double delta_norm;                  /* ||delta||_2 before clipping */
     bool clipped;                       /* the delta was scaled to clip_norm */
     double eval_loss, eval_accuracy;    /* copies of eval's, for logs */

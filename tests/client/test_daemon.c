@@ -870,6 +870,11 @@ static void test_poll_items_and_deadline(void **state)
     assert_int_equal(f->report.task_id, 41);
     assert_true(f->report.started > 0 && f->report.started_unix_ms > 0);
     assert_true(f->report.queued_seconds >= 0 && f->report.queued_seconds < S_WAIT_S);
+    /* the phases' times lie within the task's */
+    assert_true(f->report.train_seconds > 0);
+    assert_true(f->report.eval_seconds >= 0 && f->report.explain_seconds >= 0);
+    assert_true(f->report.eval_seconds + f->report.explain_seconds + f->report.train_seconds <=
+                f->report.seconds);
 
     /* stopped: nothing to wait on, nothing timed */
     gb_daemon_stop(f->d, 100);

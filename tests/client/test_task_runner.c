@@ -506,6 +506,9 @@ static void test_evaluate_global_model(void **state)
     assert_int_equal(res.eval->task_id, 5);
     assert_int_equal(res.eval->num_samples, N_TEST);
     assert_int_equal(res.eval_samples, N_TEST);
+    /* each phase's wall time: evaluated and trained, nothing explained */
+    assert_true(res.eval_s > 0 && res.duration_s > 0);
+    assert_true(res.explain_s == 0);
     assert_true(res.eval->accuracy == global.accuracy);
     assert_float_equal(res.eval->loss, global.mean_loss, 1e-6 * global.mean_loss);
     assert_true(res.eval_accuracy == res.eval->accuracy);
@@ -614,6 +617,8 @@ static void test_explain_ig(void **state)
     assert_int_equal(s_count_sum(e), 20);
     assert_int_equal(e->count, 20);
     assert_int_equal(res.explained, 20);
+    assert_true(res.explain_s > 0);
+    assert_true(res.eval_s == 0); /* not asked to evaluate */
     for (size_t i = 0; i < e->n_classes; i++) {
         assert_int_equal(e->classes[i]->class_index, i);
         const Glassbox__Tensor *m = e->classes[i]->mean_attribution;
