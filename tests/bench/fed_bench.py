@@ -61,14 +61,15 @@ from /metrics as each round's line appears), the rest of the round being the
 training phase (tasks out to the last update in), and the clients' task
 reports (seconds of train + explain per client).
 
-The explanation's share (the judged figure): the client process of the
-profiled federation runs under `perf record -e cpu-clock --call-graph dwarf`;
-each CPU sample is put in a phase by its stack (profile_phases: explain,
-train, task setup, data loading, the client loop's links and polling,
-other), and share = explain CPU seconds / (the client's CPU seconds + serve's).
-With the cores busy through the round, as they are, that is the share of the
-round the explanations take. Cross-check (A/B): 1 - (round times with
---explain none) / (the measured run's first as many round times).
+The explanation's share, three measures, the verdict the largest: timed,
+the clients' explain_seconds (each task's explanation as its runner timed
+it) over the measured run / its round times; profiled, the client process of
+a further federation runs under `perf record -e cpu-clock --call-graph
+dwarf`, each CPU sample is put in a phase by its stack (profile_phases:
+explain, train, task setup, data loading, the client loop's links and
+polling, other), and share = explain CPU seconds / (the client's CPU seconds
++ serve's); A/B, 1 - (round times with --explain none) / (the measured run's
+first as many round times), which also counts serve's side of explaining.
 
 Targets: Glassbox wall time at most half PyTorch's (ratio PyTorch/Glassbox
 >= 2.0), its accuracy after the last round at least PyTorch's minus 1 point,
@@ -864,7 +865,8 @@ def main():
                        acc_at(res["pytorch"]["rounds"], args.rounds))
             t["accuracy"] = {"value": d, "target": TARGET_ACC_POINTS,
                              "ok": d >= TARGET_ACC_POINTS}
-        # The verdict takes the larger of the two measures: the profile can
+        # The verdict takes the largest measure: the timed one counts only the
+        # clients' explaining; the profile can
         # leave the engine's pool threads' CPU unattributed (it splits them
         # evenly among the phases), which understates the explanation when
         # its batches keep the pool busier than training's do; the A/B is a
