@@ -7,7 +7,7 @@ Usage:
   /usr/bin/python3 tests/bench/fed_bench.py --build build-fed
       [--partition dirichlet:0.5|iid|both] [--rounds 20] [--quick]
       [--threads auto|1|2] [--torch-threads auto|T:B] [--limit N]
-      [--eval-threads E] [--profile-rounds 3] [--ab-rounds 5]
+      [--eval-threads E] [--profile-rounds 3] [--profile-build DIR] [--ab-rounds R]
       [--skip-profile] [--skip-ab] [--skip-torch] [--out DIR]
 
 --quick: 3 rounds on the first 12,000 training samples, Glassbox --threads 2
@@ -47,7 +47,8 @@ Glassbox --threads trial (3-round federations at --threads 1, 2, 1, 2; each
 setting's best mean round after the first counts); then per partition the
 measured Glassbox federation, PyTorch's right after it, a profiled Glassbox
 federation of --profile-rounds rounds and a --explain none one of
---ab-rounds rounds.
+--ab-rounds rounds (all --rounds by default: round 1 explains a random
+model, whose IG doubles its steps, and weighs a fifth of a 5-round A/B).
 
 Measured for each side and partition: the wall time of the whole federation
 (Glassbox: from serve's start to the line of the last round published;
@@ -65,11 +66,17 @@ The explanation's share, three measures, the verdict the largest: timed,
 the clients' explain_seconds (each task's explanation as its runner timed
 it) over the measured run / its round times; profiled, the client process of
 a further federation runs under `perf record -e cpu-clock --call-graph
-dwarf`, each CPU sample is put in a phase by its stack (profile_phases:
+fp` (a --profile-build configured with -DGLASSBOX_FRAME_POINTERS=ON; DWARF
+unwinding, for any other build, stops inside the engine's kernels and
+leaves most samples to the nearest-phase rule), each CPU sample is put in a phase by its stack (profile_phases:
 explain, train, task setup, data loading, the client loop's links and
 polling, other), and share = explain CPU seconds / (the client's CPU seconds
 + serve's); A/B, 1 - (round times with --explain none) / (the measured run's
-first as many round times), which also counts serve's side of explaining.
+first as many round times), which also counts serve's side of explaining;
+the --explain none round times are first scaled by the ratio of the two
+runs' client training seconds (the same arithmetic in both: the ratio is
+the machine's speed between the runs, which on a shared VM swings by more
+than the explanation's share).
 
 Targets: Glassbox wall time at most half PyTorch's (ratio PyTorch/Glassbox
 >= 2.0), its accuracy after the last round at least PyTorch's minus 1 point,
@@ -279,8 +286,10 @@ class Glassbox:
         serve_cmd, client_cmd, http = self.commands(partition, explain, threads, rounds, tag,
                                                     mode)
         if perf:
+            client_cmd[0] = os.path.join(self.a.profile_build, "glassbox-client")
+            graph = "fp" if frame_pointers(self.a.profile_build) else "dwarf,%d" % PERF_STACK
             client_cmd = ["perf", "record", "-q", "-e", "cpu-clock", "-F", str(PERF_HZ),
-                          "--call-graph", "dwarf,%d" % PERF_STACK, "-o", perf, "--"] + client_cmd
+                          "--call-graph", graph, "-o", perf, "--"] + client_cmd
         log("$ " + " ".join(serve_cmd))
         log("$ " + " ".join(client_cmd))
         serve_log = os.path.join(self.work, "serve-%s.log" % tag)
@@ -344,7 +353,8 @@ class Glassbox:
                 "task_seconds_mean": (sum(t["seconds"] for t in mine) / len(mine)
                                       if mine else None),
                 "explained": sum(t.get("explained", 0) for t in mine),
-                "explain_seconds": sum(t.get("explain_seconds") or 0 for t in mine)})
+                "explain_seconds": sum(t.get("explain_seconds") or 0 for t in mine),
+                "train_seconds": sum(t.get("train_seconds") or 0 for t in mine)})
         sizes = {}
         for t in tasks:
             sizes.setdefault(t["client"], t["samples"])
@@ -382,6 +392,17 @@ OTHER = "other (poll, syscalls, page faults, not unwound)"
 PROFILE_ATTEMPTS = 3
 PROFILE_MAX_OTHER = 0.25  # a profile with more than this share without a phase is redone
 NEAREST_S = 0.5          # a sample without a phase takes its thread's nearest one's
+
+
+def frame_pointers(build):
+    """True when build was configured with GLASSBOX_FRAME_POINTERS=ON: its
+    stacks unwind by frame pointers, whole, where DWARF unwinding of the
+    8 KiB perf copies stops inside the engine's kernels."""
+    try:
+        with open(os.path.join(build, "CMakeCache.txt")) as f:
+            return any(l.strip() == "GLASSBOX_FRAME_POINTERS:BOOL=ON" for l in f)
+    except OSError:
+        return False
 
 
 def profile_phases(perf_file, hz):
@@ -628,11 +649,20 @@ def table(res):
              % prof["pool_split_s"] if prof["pool_split_s"] else ""))
         add("  explain as wall time on %d CPUs: %.1f%% of the round time"
             % (os.cpu_count(), 100 * prof["explain_round_share"]))
+        add("  stacks unwound by %s; %d of %d samples took their thread's nearest phase%s"
+            % ("frame pointers" if prof.get("unwinding") == "fp" else "DWARF",
+               prof["by_nearest"], prof["samples"],
+               "" if prof.get("unwinding") == "fp" else
+               " (DWARF stops inside the engine's kernels: phases approximate; profile a build "
+               "configured with -DGLASSBOX_FRAME_POINTERS=ON, --profile-build DIR)"))
     if ab:
-        add("explanation share, A/B over %d rounds: 1 - %.1f s (--explain none) / %.1f s "
-            "(--explain ig) = %.1f%% (median round %.1f%%; clients' mean task %.2f s with, "
-            "%.2f s without; interference %.0f%%)"
-            % (ab["rounds"], ab["none_rounds_sum_s"], ab["ig_rounds_sum_s"], 100 * ab["share"],
+        add("explanation share, A/B over %d rounds: 1 - %.1f s (--explain none) x %.3f "
+            "(training %.1f s with / %.1f s without: the machine's speed between the runs) / "
+            "%.1f s (--explain ig) = %.1f%% (uncorrected %.1f%%, median round %.1f%%; clients' "
+            "mean task %.2f s with, %.2f s without; interference %.0f%%)"
+            % (ab["rounds"], ab["none_rounds_sum_s"], ab.get("speed_ratio") or 1.0,
+               ab.get("ig_train_s", 0), ab.get("none_train_s", 0), ab["ig_rounds_sum_s"],
+               100 * ab["share"], 100 * ab.get("raw_share", ab["share"]),
                100 * ab["median_round_share"], ab["ig_task_mean_s"], ab["none_task_mean_s"],
                100 * ab["interference"]))
     add("shards: %s; sizes %s (clients' reports %s)" % (
@@ -714,13 +744,17 @@ def main():
     ap.add_argument("--data", default="fashion-mnist")
     ap.add_argument("--skip-profile", action="store_true",
                     help="no profiled Glassbox run (perf record): no explain CPU share")
+    ap.add_argument("--profile-build", default=None,
+                    help="build whose glassbox-client the profiled run uses (default "
+                    "--build); one configured with -DGLASSBOX_FRAME_POINTERS=ON is unwound "
+                    "by frame pointers (perf --call-graph fp), any other by DWARF")
     ap.add_argument("--profile-rounds", type=int, default=3,
                     help="rounds of the profiled run (default 3)")
     ap.add_argument("--skip-ab", action="store_true",
                     help="no Glassbox run with --explain none (the A/B explanation share)")
-    ap.add_argument("--ab-rounds", type=int, default=5,
+    ap.add_argument("--ab-rounds", type=int, default=None,
                     help="rounds of the --explain none run, compared with as many of the "
-                    "measured run (default 5)")
+                    "measured run (default: all of them, --rounds)")
     ap.add_argument("--skip-torch", action="store_true")
     ap.add_argument("--out", default=os.path.join(HERE, "out"))
     args = ap.parse_args()
@@ -736,6 +770,10 @@ def main():
         args.torch_threads = "2:1" if args.quick else "auto"
     parts = ["dirichlet:0.5", "iid"] if args.partition == "both" else [args.partition]
     build = check_build(args.build)
+    args.profile_build = args.profile_build or args.build
+    if not args.skip_profile and not os.access(
+            os.path.join(args.profile_build, "glassbox-client"), os.X_OK):
+        raise SystemExit("fed: %s/glassbox-client not built" % args.profile_build)
     for b in ("glassbox-coordinator", "glassbox-client", "gb_fed_shards"):
         if not os.access(os.path.join(args.build, b), os.X_OK):
             raise SystemExit("fed: %s/%s not built (cmake --build %s)" % (args.build, b,
@@ -829,26 +867,41 @@ def main():
                 "wall_s": prof["wall_s"], "interference": prof["interference"],
                 "explain_cpu_share": ex / ours if ours else None,
                 "explain_round_share": (ex / (os.cpu_count() or 1)) / prof["rounds_sum_s"],
-                "how": "perf record -e cpu-clock -F %d --call-graph dwarf of the client process "
+                "unwinding": "fp" if frame_pointers(args.profile_build) else "dwarf",
+                "how": "perf record -e cpu-clock -F %d --call-graph %s of the client process "
                        "in a %d-round federation like the measured one: explain CPU seconds "
                        "(samples under s_explain / gb_explain) / (all client CPU seconds + "
-                       "serve's CPU seconds)" % (PERF_HZ, args.profile_rounds)}
+                       "serve's CPU seconds)"
+                       % (PERF_HZ, "fp" if frame_pointers(args.profile_build) else "dwarf",
+                          args.profile_rounds)}
         if not args.skip_ab:
-            k = min(args.ab_rounds, args.rounds)
+            k = min(args.ab_rounds or args.rounds, args.rounds)
             none = gbx.run(p, "none", threads, k, "%s-none" % p)
             with_ig = gb["rounds"][:k]
             ig_sum = sum(r["seconds"] for r in with_ig)
             per = [1 - n["seconds"] / g["seconds"] for g, n in zip(with_ig, none["rounds"])]
             res["glassbox_no_explain"] = none
+            # The two runs train the same shards with the same epochs and
+            # batches: the same arithmetic, so the ratio of their clients'
+            # training times is the machine's speed between the runs (this
+            # VM's swings by 10% and more within minutes), and the --explain
+            # none rounds are scaled by it before they are compared.
+            ig_train = sum(r["train_seconds"] for r in with_ig)
+            none_train = sum(r["train_seconds"] for r in none["rounds"])
+            speed = ig_train / none_train if ig_train > 0 and none_train > 0 else None
             res["share_ab"] = {
-                "rounds": k, "share": 1 - none["rounds_sum_s"] / ig_sum,
+                "rounds": k, "share": 1 - none["rounds_sum_s"] * (speed or 1.0) / ig_sum,
+                "raw_share": 1 - none["rounds_sum_s"] / ig_sum, "speed_ratio": speed,
+                "ig_train_s": ig_train, "none_train_s": none_train,
                 "ig_rounds_sum_s": ig_sum, "none_rounds_sum_s": none["rounds_sum_s"],
                 "median_round_share": median(per),
                 "ig_task_mean_s": sum(r["task_seconds_mean"] for r in with_ig) / k,
                 "none_task_mean_s": sum(r["task_seconds_mean"] for r in none["rounds"]) / k,
                 "interference": none["interference"],
-                "how": "1 - sum of the first %d round times with --explain none / with "
-                       "--explain ig (the measured run), same partition, threads and seed" % k}
+                "how": "1 - sum of the first %d round times with --explain none, times the "
+                       "ratio of the two runs' client training seconds (the machine's speed "
+                       "between them), / with --explain ig (the measured run), same "
+                       "partition, threads and seed" % k}
         ex_s = sum(r["explain_seconds"] for r in gb["rounds"])
         res["share_timed"] = {
             "explain_s": ex_s, "rounds_sum_s": gb["rounds_sum_s"],
