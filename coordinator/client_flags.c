@@ -32,7 +32,7 @@ struct gb_flagger {
 };
 
 static const char *const s_names[GB_FLAG_SIGNALS] = {"explanation", "update", "norm",
-                                                     "disagreement"};
+                                                     "disagreement", "lesson"};
 
 const char *gb_flag_signal_name(gb_flag_signal_t s)
 {
@@ -52,6 +52,8 @@ gb_flag_cfg_t gb_flag_defaults(const gb_flag_cfg_t *cfg)
         c.z_now = 3 * c.z;
     if (c.min_spread == 0)
         c.min_spread = 0.05;
+    if (c.lesson_z == 0)
+        c.lesson_z = 6.0;
     if (!c.max_clients)
         c.max_clients = 100000;
     return c;
@@ -70,10 +72,11 @@ gb_flagger_t *gb_flagger_new(const gb_flag_cfg_t *cfg, gb_error_t *err)
         return NULL;
     }
     if (!(c.z > 0) || !isfinite(c.z) || !(c.z_now >= c.z) || !isfinite(c.z_now) ||
-        !(c.min_spread > 0) || !isfinite(c.min_spread)) {
+        !(c.min_spread > 0) || !isfinite(c.min_spread) || !(c.lesson_z > 0) ||
+        !isfinite(c.lesson_z)) {
         gb_error_set(err, GB_EINVAL,
-                     "flags: z %g, z_now %g and min_spread %g must be finite, z_now >= z > 0",
-                     c.z, c.z_now, c.min_spread);
+                     "flags: z %g, z_now %g, min_spread %g and lesson_z %g must be finite, "
+                     "z_now >= z > 0, lesson_z > 0", c.z, c.z_now, c.min_spread, c.lesson_z);
         return NULL;
     }
     gb_flagger_t *f = gb_calloc(1, sizeof *f);
@@ -216,14 +219,17 @@ int gb_flagger_round(gb_flagger_t *f, uint64_t round, const gb_flag_evidence_t *
         zi[GB_FLAG_DISAGREE] = isfinite(zi[GB_FLAG_UPDATE]) && isfinite(zi[GB_FLAG_EXPLANATION])
                                    ? fabs(zi[GB_FLAG_UPDATE] - zi[GB_FLAG_EXPLANATION]) / M_SQRT2
                                    : NAN;
+        zi[GB_FLAG_LESSON] = isfinite(ev[i].lesson) ? ev[i].lesson : NAN;
         gb_flag_verdict_t *v = &out[i];
         memset(v, 0, sizeof *v);
         double top = 0.0;
         v->strongest = GB_FLAG_UPDATE;
         for (int sig = 0; sig < GB_FLAG_SIGNALS; sig++) {
             v->z[sig] = zi[sig];
-            if (isfinite(zi[sig]) && zi[sig] > top) {
-                top = zi[sig];
+            /* the lesson on the others' scale: lesson_z counts as z */
+            double on_scale = sig == GB_FLAG_LESSON ? zi[sig] * f->c.z / f->c.lesson_z : zi[sig];
+            if (isfinite(on_scale) && on_scale > top) {
+                top = on_scale;
                 v->strongest = (gb_flag_signal_t)sig;
             }
         }

@@ -13,6 +13,12 @@
  * round of near-identical clients does not turn float noise into outliers.
  * Only a value ABOVE the median counts (a client closer to the rest than
  * usual is not suspect); a signal fewer than 3 clients report has no z. A
+ * fifth signal, lesson, comes scored: update_lessons.h's z of what the
+ * update teaches on the server's own samples (update_probe.h), a robust z
+ * across the round's clients already, which stands out at cfg.lesson_z (its
+ * maximum over many cells runs higher than one value's z: honest clients on
+ * Dirichlet 0.1 shards reached 3.8, tests/bench/README.md) and counts in
+ * the score as lesson x z / lesson_z. A
  * fourth signal, disagreement, is |z_update - z_explanation| / sqrt(2) (the
  * spread of a difference of two unit z-scores): a client whose
  * update stands out while its explanation looks like everyone's (or the
@@ -48,10 +54,11 @@ typedef enum {
     GB_FLAG_UPDATE = 1,      /* update distance from the round's median update */
     GB_FLAG_NORM = 2,        /* update norm */
     GB_FLAG_DISAGREE = 3,    /* |z update - z explanation| / sqrt(2) */
-    GB_FLAG_SIGNALS = 4
+    GB_FLAG_LESSON = 4,      /* what the update teaches on the server's samples */
+    GB_FLAG_SIGNALS = 5
 } gb_flag_signal_t;
 
-/* "explanation", "update", "norm", "disagreement". */
+/* "explanation", "update", "norm", "disagreement", "lesson". */
 const char *gb_flag_signal_name(gb_flag_signal_t s);
 
 typedef struct {
@@ -60,6 +67,7 @@ typedef struct {
     double z;          /* z at which a signal stands out (default 3.5) */
     double z_now;      /* z that flags in one round (default 3 x z) */
     double min_spread; /* floor of the spread, a share of |median| (default 0.05) */
+    double lesson_z;   /* lesson z at which it stands out (default 6) */
     size_t max_clients; /* clients remembered at most (default 100,000) */
 } gb_flag_cfg_t;
 
@@ -69,6 +77,7 @@ typedef struct {
     double explanation; /* leave-one-out explanation distance */
     double update;      /* L2 distance of its update from the median update */
     double norm;        /* L2 norm of its update */
+    double lesson;      /* update_lessons.h's z of what its update teaches */
 } gb_flag_evidence_t;
 
 /* The verdict on one client after a round. */

@@ -32,6 +32,7 @@
 #include "net/status_endpoint.h"
 #include "serve_status.h"
 #include "server_optim.h"
+#include "update_probe.h"
 #include "util/args.h"
 #include "util/fd_limit.h"
 #include "util/json.h"
@@ -447,6 +448,7 @@ int gb_cmd_serve(int argc, char **argv)
                  .finished_grace_s = 30,
                  .min_class_clients = (int)GB_FED_DEFAULT_MIN_CLASS_CLIENTS};
     c.fed.model = "lenet";
+    c.fed.probe_samples = GB_UPDATE_PROBE_SAMPLES;
     const char *config_file = NULL;
     gb_arg_t opts[] = {
         {"--config", GB_ARG_STRING, &config_file, 0, 0, NULL, "read options from FILE: 'key = value' lines, key a flag without --, # comments; flags given here win", false},
@@ -487,6 +489,7 @@ int gb_cmd_serve(int argc, char **argv)
         {"--client-eval", GB_ARG_FLAG, &c.client_eval, 0, 0, NULL, "clients also evaluate each global model on their test data", false},
         {"--class-names", GB_ARG_STRING, &c.fed.class_names_file, 0, 0, NULL, "file of class names, one a line, exactly the model's classes, for the round line, /metrics and the reports (default: Fashion-MNIST's with --test-data fashion-mnist, else 'class K')", false},
         {"--min-class-clients", GB_ARG_INT, &c.min_class_clients, 0, 1000000, NULL, "a class whose aggregate explanation rests on fewer clients is marked weakly explained; 0 or 1: never (default 2)", false},
+        {"--probe-samples", GB_ARG_INT, &c.fed.probe_samples, 0, GB_UPDATE_PROBE_MAX_SAMPLES, NULL, "test samples (of --test-data) on which serve measures what each update teaches, a flag signal; 0: none (default 8)", false},
         {"--test-data", GB_ARG_STRING, &c.fed.test_data, 0, 0, NULL, "evaluate each round's model on this data set's test split (e.g. fashion-mnist)", false},
         {"--threads", GB_ARG_INT, &c.fed.threads, 1, 256, NULL, "threads for that evaluation and for FedAvg's aggregation (default 1)", false},
         {"--state", GB_ARG_STRING, &c.fed.state_dir, 0, 0, NULL, "checkpoint directory; a restart resumes from it", false},

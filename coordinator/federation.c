@@ -163,6 +163,25 @@ static int s_server_eval(gb_federation_t *f, gb_error_t *err)
     return 0;
 }
 
+/* The server's measure of what each update teaches (update_probe.h), on
+ * its test data: without test data the flagger goes without it. */
+static int s_update_probe(gb_federation_t *f, size_t per_round, gb_error_t *err)
+{
+    if (!f->test || f->o.probe_samples == 0)
+        return 0;
+    int k = f->o.probe_samples;
+    if (k > f->test->n)
+        k = (int)f->test->n;
+    if (!(f->probe = gb_update_probe_new(f->global->spec, f->test, k, f->o.threads, err)))
+        return gb_error_prefix(err, err->code, "federation: ");
+    size_t features = gb_update_probe_features(f->probe);
+    if (!(f->lessons = gb_update_lessons_new(per_round, features, GB_UPDATE_LESSONS_FLOOR, err)))
+        return err->code;
+    if (!(f->lesson = gb_malloc(features * sizeof *f->lesson)))
+        return gb_error_set(err, GB_ENOMEM, "federation: out of memory for the update probe");
+    return 0;
+}
+
 /* The classes' names, for every place a class is named (round line,
  * /metrics, reports), and the store of each round's class support. A
  * model with more outputs than a names list holds (a large regression
@@ -331,7 +350,7 @@ gb_federation_t *gb_federation_new(void *zmq_ctx, gb_front_door_t *door,
             gb_error_set(err, GB_ENOMEM, "federation: out of memory for %zu parameters", n);
         goto fail;
     }
-    if (s_server_eval(f, err) != 0 || s_classes(f, err) != 0)
+    if (s_server_eval(f, err) != 0 || s_classes(f, err) != 0 || s_update_probe(f, per_round, err))
         goto fail;
     /* With the coordinator's key, publications are signed for the certified
      * subscribers on the front door even without --publish or --out. */
@@ -409,6 +428,9 @@ void gb_federation_destroy(gb_federation_t **pf)
     gb_snapshot_destroy(&f->global);
     gb_snapshot_destroy(&f->next);
     gb_model_destroy(&f->eval_model);
+    gb_update_probe_destroy(&f->probe);
+    gb_update_lessons_destroy(&f->lessons);
+    gb_free(f->lesson);
     gb_dataset_destroy(&f->test);
     gb_free(f->class_total);
     gb_free(f->class_correct);

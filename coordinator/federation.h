@@ -154,6 +154,8 @@ typedef struct {
                                       clients is weakly explained (reported, /metrics,
                                       explanation-ROUND.json); 0 or 1: none is; at most
                                       rounds.max_clients */
+    int probe_samples;             /* test samples each update is probed on for what it
+                                      teaches (update_probe.h; a flag signal); 0: none */
     int threads;                   /* threads for server-side evaluation and FedAvg's
                                       aggregation passes (0: 1) */
     const char *federation;        /* name, saved in checkpoints (NULL: "glassbox") */

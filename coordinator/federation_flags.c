@@ -101,6 +101,23 @@ static void s_classes_text(const gb_federation_t *f, const gb_fed_flag_t *k, cha
     }
 }
 
+/* "; teaches Bag at rows 24-27, cols 24-27 (lesson z 8.2)": the class and
+ * cells the client's update made matter as no other's did; empty without
+ * a lesson. */
+static void s_lesson_text(const gb_federation_t *f, const char *client, char *out, size_t cap)
+{
+    size_t ft = 0;
+    double z = f->lessons ? gb_update_lessons_z(f->lessons, client, &ft) : NAN;
+    out[0] = '\0';
+    if (!isfinite(z))
+        return;
+    char cell[64], label[GB_CLASS_NAMES_LABEL_CAP];
+    gb_update_probe_cell_name(f->probe, ft, cell, sizeof cell);
+    int k = (int)(ft / gb_update_probe_cells(f->probe));
+    snprintf(out, cap, "; teaches %s at %s (lesson z %.1f)",
+             gb_class_names_label(f->class_names, k, label, sizeof label), cell, z);
+}
+
 static void s_log_flag(const gb_federation_t *f, uint64_t round, const gb_fed_flag_t *k)
 {
     const gb_flag_evidence_t *ev = &k->ev;
@@ -114,11 +131,12 @@ static void s_log_flag(const gb_federation_t *f, uint64_t round, const gb_fed_fl
     gb_log_warn("federation: round %llu: client '%s' flagged (score %.2f; stood out in %d of "
                 "its last %d rounds; strongest: %s, z %.1f): update %.4g from the median, "
                 "norm %.4g, explanation distance %.4g; z update %.1f, norm %.1f, "
-                "explanation %.1f, disagreement %.1f%s%s",
+                "explanation %.1f, disagreement %.1f, lesson %.1f%s%s%s",
                 (unsigned long long)round, ev->client, v->score, v->rounds_out, v->rounds_seen,
                 gb_flag_signal_name(v->strongest), v->z[v->strongest], ev->update, ev->norm,
                 ev->explanation, v->z[GB_FLAG_UPDATE], v->z[GB_FLAG_NORM],
-                v->z[GB_FLAG_EXPLANATION], v->z[GB_FLAG_DISAGREE], classes, moved);
+                v->z[GB_FLAG_EXPLANATION], v->z[GB_FLAG_DISAGREE], v->z[GB_FLAG_LESSON],
+                k->lesson_at, classes, moved);
 }
 
 /* The round's flag gauges and counters from its flagged clients k[0..n). */
@@ -162,11 +180,14 @@ void gb_fed_flag_score(gb_federation_t *f, uint64_t round)
         goto done;
     }
     gb_round_evidence_distances(f->evidence, dist);
+    if (f->lessons)
+        gb_update_lessons_score(f->lessons);
     for (size_t i = 0; i < n; i++) {
         ev[i].client = gb_round_evidence_client(f->evidence, i);
         ev[i].update = dist[i];
         ev[i].norm = gb_round_evidence_norm(f->evidence, i);
         ev[i].explanation = s_explanation_distance(f, ev[i].client);
+        ev[i].lesson = f->lessons ? gb_update_lessons_z(f->lessons, ev[i].client, NULL) : NAN;
     }
     gb_error_t err = {0};
     if (gb_flagger_round(f->flagger, round, ev, n, v, &err) != 0) {
@@ -193,6 +214,7 @@ void gb_fed_flag_score(gb_federation_t *f, uint64_t round)
             continue;
         gb_fed_flag_t *k = &f->flags[f->n_flags++];
         snprintf(k->client, sizeof k->client, "%s", ev[i].client);
+        s_lesson_text(f, ev[i].client, k->lesson_at, sizeof k->lesson_at);
         k->ev = ev[i];
         k->ev.client = k->client;
         k->v = v[i];

@@ -21,6 +21,8 @@
 #include "server_optim.h"
 #include "shard_map.h"
 #include "task_pack.h"
+#include "update_lessons.h"
+#include "update_probe.h"
 
 #define GB_FED_PHASES 4 /* aggregate, evaluate, publish, checkpoint */
 
@@ -39,6 +41,7 @@ typedef struct {
     uint32_t moved_classes[GB_EXPLAIN_MERGE_CLASSES];
     float moved_class_ratio[GB_EXPLAIN_MERGE_CLASSES];
     size_t n_moved_classes;
+    char lesson_at[160];            /* "; teaches CLASS at CELLS (lesson z Z)", or "" */
 } gb_fed_flag_t;
 
 /* The flagged clients as Publication messages (gb_fed_flag_messages). */
@@ -92,6 +95,10 @@ struct gb_federation {
     int n_classes;                  /* model outputs */
     gb_dataset_t *test;             /* server-side evaluation data, or NULL */
     gb_model_t *eval_model;         /* planned model for it, or NULL */
+    gb_update_probe_t *probe;       /* what each update teaches, on test's samples, or NULL */
+    gb_update_lessons_t *lessons;   /* the round's lessons compared (with probe) */
+    float *lesson;                  /* one update's lesson [probe features] */
+    bool probe_ready;               /* probe measured this attempt's global model */
     int64_t *class_total, *class_correct; /* its per-class counts [n_classes] (NULL:
                                        no server evaluation, or regression) */
     double *class_accuracy;         /* correct / total per class, NaN for a class

@@ -91,7 +91,32 @@ static int s_open(gb_federation_t *f, const gb_rounds_action_t *a, gb_error_t *e
     f->open = true;
     f->open_round = a->round;
     f->open_attempt = a->attempt;
+    if (f->lessons)
+        gb_update_lessons_clear(f->lessons);
+    f->probe_ready = false;
+    if (f->probe) {
+        gb_error_t perr = {0};
+        if (gb_update_probe_begin(f->probe, f->global->params, f->global->n_params, &perr) == 0)
+            f->probe_ready = true;
+        else
+            gb_log_warn("federation: round %llu: updates are not probed for what they teach: "
+                        "%s", (unsigned long long)a->round, perr.msg);
+    }
     return 0;
+}
+
+/* What the update teaches on the server's samples, kept for the flagger;
+ * a failure leaves the client without that signal this round. */
+static void s_probe_update(gb_federation_t *f, uint64_t round, const char *client,
+                           const float *delta)
+{
+    if (!f->probe_ready)
+        return;
+    gb_error_t perr = {0};
+    if (gb_update_probe_measure(f->probe, delta, f->global->n_params, f->lesson, &perr) != 0 ||
+        gb_update_lessons_add(f->lessons, client, f->lesson, &perr) != 0)
+        gb_log_warn("federation: round %llu: what the update of '%s' teaches is not measured: "
+                    "%s", (unsigned long long)round, client, perr.msg);
 }
 
 double gb_fed_metric(Glassbox__Metric *const *m, size_t n, const char *name)
@@ -258,6 +283,7 @@ int gb_fed_feed_update(gb_federation_t *f, const gb_rounds_action_t *a, gb_error
     }
     if ((rc = gb_fed_note_norm(f, f->current_norm, err)))
         return rc;
+    s_probe_update(f, a->round, a->client_id, delta);
     gb_error_t eerr = {0};
     if (gb_round_evidence_add(f->evidence, a->client_id, delta, f->global->n_params,
                               f->current_norm, &eerr) != 0)

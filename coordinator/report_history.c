@@ -547,10 +547,13 @@ static void s_read_flag(s_reader_t *rd, json_t *o, gb_report_flag_t *g)
     json_t *z = json_object_get(o, "z");
     if (!json_is_object(z))
         s_refuse(rd, "flags[].z", "is not an object");
-    for (int k = 0; k < GB_FLAG_SIGNALS; k++)
-        g->z[k] = json_is_object(z) ? s_real(rd, z, gb_flag_signal_name((gb_flag_signal_t)k),
-                                             -HUGE_VAL, HUGE_VAL)
-                                    : NAN;
+    /* a signal the history's writer did not have yet (lesson) is absent: NaN */
+    for (int k = 0; k < GB_FLAG_SIGNALS; k++) {
+        const char *name = gb_flag_signal_name((gb_flag_signal_t)k);
+        g->z[k] = json_is_object(z) && json_object_get(z, name)
+                      ? s_real(rd, z, name, -HUGE_VAL, HUGE_VAL)
+                      : NAN;
+    }
     g->update_distance = s_real(rd, o, "update_distance", 0, HUGE_VAL);
     g->norm = s_real(rd, o, "norm", 0, HUGE_VAL);
     g->explanation_distance = s_real(rd, o, "explanation_distance", 0, HUGE_VAL);

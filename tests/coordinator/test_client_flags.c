@@ -22,6 +22,7 @@ static void s_honest(gb_flag_evidence_t *ev, gb_rng_t *rng)
         ev[i].explanation = 0.10 * (1 + 0.1 * gb_rng_normal(rng));
         ev[i].update = 2.0 * (1 + 0.1 * gb_rng_normal(rng));
         ev[i].norm = 3.0 * (1 + 0.1 * gb_rng_normal(rng));
+        ev[i].lesson = NAN; /* no probe: test_lesson_signal gives lessons */
     }
 }
 
@@ -234,6 +235,54 @@ static void test_is_flagged_follows_the_last_verdict(void **state)
     gb_flagger_destroy(&f);
 }
 
+/* The lesson comes scored: a lesson z of 4 (past z, short of lesson_z)
+ * never stands out; one of 8 stands out each round and flags in the second
+ * (needed 2), with lesson the strongest signal and its score on the
+ * others' scale (8 x z / lesson_z); one past 3 x lesson_z flags at once;
+ * a lesson_z that is not positive is refused. */
+static void test_lesson_signal(void **state)
+{
+    (void)state;
+    gb_error_t err = {0};
+    gb_flagger_t *f = s_new();
+    gb_rng_t rng;
+    gb_rng_seed(&rng, 11, 1);
+    gb_flag_evidence_t ev[N];
+    gb_flag_verdict_t v[N];
+    for (uint64_t r = 1; r <= 3; r++) {
+        s_honest(ev, &rng);
+        for (int i = 0; i < N; i++) {
+            /* the other signals alike, so that only the lesson can stand out */
+            ev[i].explanation = 0.1;
+            ev[i].update = 2.0;
+            ev[i].norm = 3.0;
+            ev[i].lesson = 0.1 * i;
+        }
+        ev[1].lesson = 4.0;
+        ev[2].lesson = 8.0;
+        assert_int_equal(gb_flagger_round(f, r, ev, N, v, &err), 0);
+        assert_false(v[1].stood_out);
+        assert_true(v[2].stood_out);
+        assert_int_equal(v[2].strongest, GB_FLAG_LESSON);
+        assert_true(v[2].z[GB_FLAG_LESSON] == 8.0);
+        assert_true(v[2].flagged == (r >= 2));
+        assert_false(v[1].flagged);
+    }
+    assert_true(fabs(v[2].score - 8.0 * 3.5 / 6.0) < 1e-9);
+    for (int i = 0; i < N; i++)
+        ev[i].lesson = 0.1 * i;
+    ev[3].lesson = 18.5;
+    ev[4].lesson = NAN; /* no lesson: no z, not suspect */
+    assert_int_equal(gb_flagger_round(f, 4, ev, N, v, &err), 0);
+    assert_true(v[3].flagged);
+    assert_true(isnan(v[4].z[GB_FLAG_LESSON]) && !v[4].flagged);
+    assert_string_equal(gb_flag_signal_name(GB_FLAG_LESSON), "lesson");
+    gb_flagger_destroy(&f);
+    gb_flag_cfg_t c = {.lesson_z = -1};
+    assert_null(gb_flagger_new(&c, &err));
+    assert_int_equal(err.code, GB_EINVAL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -242,6 +291,7 @@ int main(void)
         cmocka_unit_test(test_window_and_missing_signals),
         cmocka_unit_test(test_bounds),
         cmocka_unit_test(test_is_flagged_follows_the_last_verdict),
+        cmocka_unit_test(test_lesson_signal),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -48,6 +48,7 @@ static int s_setup(void **state)
     f->g.z[GB_FLAG_UPDATE] = 12.25;
     f->g.z[GB_FLAG_NORM] = NAN;
     f->g.z[GB_FLAG_DISAGREE] = 7.5;
+    f->g.z[GB_FLAG_LESSON] = 6.5;
     f->g.update_distance = 0.0625;
     f->g.norm = 1.5;
     f->g.explanation_distance = 0.375;
@@ -157,7 +158,7 @@ static void test_page_of_a_history(void **state)
     s_has(page, "id=\"flag-table\"");
     s_has(page, "<tr><td>3</td><td class=\"l\">evil&lt;img src=x&gt;</td><td>8.75</td>"
                 "<td class=\"l\">update</td><td>1.5</td><td>12.2</td><td>&ndash;</td>"
-                "<td>7.5</td><td>2 of 3</td><td>0.0625</td><td>1.5</td><td>0.375</td>"
+                "<td>7.5</td><td>6.5</td><td>2 of 3</td><td>0.0625</td><td>1.5</td><td>0.375</td>"
                 "<td class=\"l\">&lt;script&gt;alert(1)&lt;/script&gt; &times;3.5, class 7 "
                 "&times;2.0</td><td class=\"l\"><svg class=\"moved\" width=\"84\" "
                 "height=\"84\"");
