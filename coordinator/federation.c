@@ -164,7 +164,10 @@ static int s_server_eval(gb_federation_t *f, gb_error_t *err)
 }
 
 /* The server's measure of what each update teaches (update_probe.h), on
- * its test data: without test data the flagger goes without it. */
+ * its test data: without test data the flagger goes without it, and so it
+ * does, with a warning, for a model the probe does not take (more outputs
+ * than a pass holds, more class-cells than it compares): a federation
+ * that ran before the probe existed still runs. */
 static int s_update_probe(gb_federation_t *f, size_t per_round, gb_error_t *err)
 {
     if (!f->test || f->o.probe_samples == 0)
@@ -172,8 +175,16 @@ static int s_update_probe(gb_federation_t *f, size_t per_round, gb_error_t *err)
     int k = f->o.probe_samples;
     if (k > f->test->n)
         k = (int)f->test->n;
-    if (!(f->probe = gb_update_probe_new(f->global->spec, f->test, k, f->o.threads, err)))
-        return gb_error_prefix(err, err->code, "federation: ");
+    gb_error_t perr = {0};
+    if (!(f->probe = gb_update_probe_new(f->global->spec, f->test, k, f->o.threads, &perr))) {
+        if (perr.code == GB_ENOMEM) {
+            *err = perr;
+            return gb_error_prefix(err, err->code, "federation: ");
+        }
+        gb_log_warn("federation: updates are not probed for what they teach (no lesson "
+                    "signal for the flags): %s", perr.msg);
+        return 0;
+    }
     size_t features = gb_update_probe_features(f->probe);
     if (!(f->lessons = gb_update_lessons_new(per_round, features, GB_UPDATE_LESSONS_FLOOR, err)))
         return err->code;

@@ -519,5 +519,36 @@ class ConfigFiles(unittest.TestCase):
             self.assertIn("--ca-file: cannot read '%s/ca.crt'" % d, p.stderr)
 
 
+class ServeProbe(unittest.TestCase):
+    """serve's update probe (coordinator/update_probe.h) does not take a model
+    of more than 256 outputs: serve still starts, warns that updates are not
+    probed, and runs as it did before the probe existed."""
+
+    def test_a_model_the_probe_does_not_take(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            ca = os.path.join(tmp, "ca")
+            run(COORD, "ca", "init", "--dir", ca, "--federation", "probe", check_rc=0)
+            spec = os.path.join(tmp, "wide.spec")
+            with open(spec, "w") as f:
+                f.write("input 1 28 28\nflatten\ndense 300\n")
+            p = subprocess.Popen([COORD, "serve", "--ca", ca, "--listen", "tcp://127.0.0.1:0",
+                                  "--http", "none", "--model", spec, "--test-data",
+                                  "fashion-mnist", "--rounds", "1"],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            lines = []
+            try:
+                for line in p.stderr:
+                    lines.append(line)
+                    if "waiting for" in line:
+                        break
+            finally:
+                p.terminate()
+                p.wait(timeout=30)
+            log = "".join(lines)
+            self.assertIn("updates are not probed for what they teach", log)
+            self.assertIn("300 outputs, more than the 256 a pass takes", log)
+            self.assertIn("waiting for", log, "serve did not start its first round")
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)
