@@ -85,7 +85,18 @@
  * Measured with gb_aggregate_bench (AMD EPYC Zen 3, AVX2): see
  * tests/bench/README.md. */
 #define S_FEDAVG_BATCH_BINS GB_BINS_MAX_UPDATES
-#define S_FEDAVG_BATCH_MAX GB_BINS_MAX_UPDATES
+/* The binned batch of a model whose bins (24 bytes a parameter) are far
+ * beyond any cache: from S_BINS_LARGE_MIN parameters (24 MiB of bins) a pass
+ * adds S_FEDAVG_BATCH_BINS_LARGE updates, tile by tile (s_fedavg_add_binned),
+ * so that the bins cross memory once for all of them; the kept updates cost
+ * 4 bytes a parameter each (240 MiB for 4M parameters). Measured with
+ * gb_aggregate_bench --kernel avx2 (AMD EPYC Zen 4): tests/bench/README.md. */
+#define S_FEDAVG_BATCH_BINS_LARGE 16
+#define S_BINS_LARGE_MIN ((size_t)1 << 20)
+/* Parameters of a tile of a large pass: their three bins (12 KiB) stay in L1
+ * while every group of the pass's updates adds into them. */
+#define S_BINS_TILE ((size_t)512)
+#define S_FEDAVG_BATCH_MAX S_FEDAVG_BATCH_BINS_LARGE
 #define S_FEDAVG_BUFFER_MIN ((size_t)1 << 16)
 /* Parameters below which one thread adds alone: waking a worker costs a few
  * microseconds, about what adding 8K values takes. */
@@ -545,6 +556,35 @@ static size_t s_fedavg_run_bins(gb_aggregator_t *agg, const float *const *src, c
 {
     return gb_bins_add_run_avx2(agg->bins, src, wt, ns, j0, i, n, flip, rare);
 }
+
+/* The binned kernel's adds of updates src[0..ns) over [j0, j0 + n), as
+ * s_fedavg_add promises. More updates than one run holds
+ * (GB_BINS_MAX_UPDATES) are added tile by tile, a group of them at a time
+ * while the tile's bins stay in L1. A NaN or infinity that stops a group
+ * inside a tile: the groups before it take back what they added from there,
+ * so every update was added over the same [j0, j0 + d). */
+static size_t s_fedavg_add_binned(gb_aggregator_t *agg, const float *const *src,
+                                  const uint64_t *wt, size_t ns, size_t j0, size_t n,
+                                  unsigned flip)
+{
+    if (ns <= GB_BINS_MAX_UPDATES)
+        return s_fedavg_add_vector(agg, s_fedavg_run_bins, 8, src, wt, ns, j0, n, flip);
+    for (size_t t0 = 0; t0 < n; t0 += S_BINS_TILE) {
+        const size_t len = n - t0 < S_BINS_TILE ? n - t0 : S_BINS_TILE;
+        for (size_t g = 0; g < ns; g += GB_BINS_MAX_UPDATES) {
+            const size_t gn = ns - g < GB_BINS_MAX_UPDATES ? ns - g : GB_BINS_MAX_UPDATES;
+            const size_t d = s_fedavg_add_vector(agg, s_fedavg_run_bins, 8, src + g, wt + g, gn,
+                                                 j0 + t0, len, flip);
+            if (d == len)
+                continue;
+            for (size_t h = 0; h < g; h += GB_BINS_MAX_UPDATES)
+                s_fedavg_add_vector(agg, s_fedavg_run_bins, 8, src + h, wt + h,
+                                    GB_BINS_MAX_UPDATES, j0 + t0 + d, len - d, !flip);
+            return t0 + d;
+        }
+    }
+    return n;
+}
 #endif
 
 /* The kernels FedAvg's add can use, in the order of preference. */
@@ -612,7 +652,7 @@ static size_t s_fedavg_add(gb_aggregator_t *agg, const float *const *src, const 
     for (size_t k = 0; k < ns; k++)
         heaviest = wt[k] > heaviest ? wt[k] : heaviest;
     if (agg->binned && heaviest <= GB_BINS_MAX_WEIGHT)
-        return s_fedavg_add_vector(agg, s_fedavg_run_bins, 8, src, wt, ns, j0, n, flip);
+        return s_fedavg_add_binned(agg, src, wt, ns, j0, n, flip);
     if (agg->kernel == S_KERNEL_AVX512 && heaviest <= INT32_MAX)
         return s_fedavg_add_vector(agg, s_fedavg_run_avx512, 8, src, wt, ns, j0, n, flip);
 #endif
@@ -1226,7 +1266,9 @@ int gb_aggregator_begin(gb_aggregator_t *agg, uint64_t round, size_t param_count
         s_fedavg_begin_bins(agg, param_count);
         /* a round not binned writes m1 and m2 everywhere */
         agg->limbs_dirty = !agg->binned;
-        agg->batch = agg->binned ? S_FEDAVG_BATCH_BINS : S_FEDAVG_BATCH;
+        agg->batch = !agg->binned                         ? S_FEDAVG_BATCH
+                     : param_count >= S_BINS_LARGE_MIN ? S_FEDAVG_BATCH_BINS_LARGE
+                                                       : S_FEDAVG_BATCH_BINS;
         agg->n_buf = 0;
         s_fedavg_buffers(agg, param_count);
     }

@@ -344,13 +344,13 @@ static void test_ties_and_near_ties(void **state)
 
 /* A NaN or infinity at any place of an update: refused, and the round's
  * result is as if it had never come, buffered updates or not. */
-static void s_refusal_case(size_t p, size_t bad_at, size_t bad_update, float bad)
+static void s_refusal_case_n(size_t p, size_t N, size_t bad_at, size_t bad_update, float bad)
 {
     gb_error_t err = {0};
-    enum { N = 10 };
     uint64_t rng = 1234 + p + bad_at;
-    float *ups[N];
-    uint64_t w[N];
+    float *ups[24];
+    assert_true(N <= sizeof ups / sizeof ups[0]);
+    uint64_t w[24];
     for (size_t i = 0; i < N; i++) {
         assert_non_null(ups[i] = malloc(p * sizeof(float)));
         for (size_t j = 0; j < p; j++)
@@ -385,6 +385,31 @@ static void s_refusal_case(size_t p, size_t bad_at, size_t bad_update, float bad
     free(broken);
     free(got);
     free(want);
+}
+
+static void s_refusal_case(size_t p, size_t bad_at, size_t bad_update, float bad)
+{
+    s_refusal_case_n(p, 10, bad_at, bad_update, bad);
+}
+
+/* A model past aggregate.c's S_BINS_LARGE_MIN (2^20 parameters), whose
+ * binned passes add 16 updates tile by tile in groups of 8: the same bits,
+ * and a NaN that stops the second group inside a tile (or in the tail) has
+ * the first group take back what it added there. The broken update comes
+ * 16th, so that it meets 15 kept ones in one pass. */
+static void test_large_pass_takes_back(void **state)
+{
+    (void)state;
+    const size_t p = ((size_t)1 << 20) + 13;
+    for (size_t kernel = 0; kernel < S_N_KERNELS; kernel++) {
+        if (!s_force(kernel))
+            continue;
+        s_threads = 2;
+        s_refusal_case_n(p, 17, 300077, 15, NAN); /* mid-tile, second share */
+        s_threads = 1;
+        s_refusal_case_n(p, 17, p - 3, 15, INFINITY); /* the last tile's tail */
+    }
+    s_unforce();
 }
 
 static void test_refusal_takes_back(void **state)
@@ -598,6 +623,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_every_kernel_equals_exact),
         cmocka_unit_test(test_kernel_force_refusals),
+        cmocka_unit_test(test_large_pass_takes_back),
         cmocka_unit_test(test_ties_and_near_ties),
         cmocka_unit_test(test_refusal_takes_back),
         cmocka_unit_test(test_kernels_change_between_rounds),
