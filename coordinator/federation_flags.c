@@ -101,21 +101,31 @@ static void s_classes_text(const gb_federation_t *f, const gb_fed_flag_t *k, cha
     }
 }
 
-/* "; teaches Bag at rows 24-27, cols 24-27 (lesson z 8.2)": the class and
- * cells the client's update made matter as no other's did; empty without
- * a lesson. */
-static void s_lesson_text(const gb_federation_t *f, const char *client, char *out, size_t cap)
+/* The class and cells k's update made matter as no other's did, from the
+ * round's lessons (none: lesson_class -1, lesson_cells ""). */
+static void s_lesson(const gb_federation_t *f, gb_fed_flag_t *k)
 {
     size_t ft = 0;
-    double z = f->lessons ? gb_update_lessons_z(f->lessons, client, &ft) : NAN;
-    out[0] = '\0';
+    double z = f->lessons ? gb_update_lessons_z(f->lessons, k->client, &ft) : NAN;
+    k->lesson_class = -1;
+    k->lesson_cells[0] = '\0';
     if (!isfinite(z))
         return;
-    char cell[64], label[GB_CLASS_NAMES_LABEL_CAP];
-    gb_update_probe_cell_name(f->probe, ft, cell, sizeof cell);
-    int k = (int)(ft / gb_update_probe_cells(f->probe));
+    gb_update_probe_cell_name(f->probe, ft, k->lesson_cells, sizeof k->lesson_cells);
+    k->lesson_class = (int)(ft / gb_update_probe_cells(f->probe));
+}
+
+/* "; teaches Bag at rows 24-27, cols 24-27 (lesson z 8.2)"; empty without
+ * a lesson. */
+static void s_lesson_text(const gb_federation_t *f, const gb_fed_flag_t *k, char *out, size_t cap)
+{
+    out[0] = '\0';
+    if (k->lesson_class < 0)
+        return;
+    char label[GB_CLASS_NAMES_LABEL_CAP];
     snprintf(out, cap, "; teaches %s at %s (lesson z %.1f)",
-             gb_class_names_label(f->class_names, k, label, sizeof label), cell, z);
+             gb_class_names_label(f->class_names, k->lesson_class, label, sizeof label),
+             k->lesson_cells, k->ev.lesson);
 }
 
 static void s_log_flag(const gb_federation_t *f, uint64_t round, const gb_fed_flag_t *k)
@@ -128,6 +138,8 @@ static void s_log_flag(const gb_federation_t *f, uint64_t round, const gb_fed_fl
     s_moved_text(k, drawn ? &layout : NULL, moved, sizeof moved);
     char classes[GB_EXPLAIN_MERGE_CLASSES * (GB_CLASS_NAMES_LABEL_CAP + 16) + 32];
     s_classes_text(f, k, classes, sizeof classes);
+    char lesson[GB_CLASS_NAMES_LABEL_CAP + sizeof k->lesson_cells + 48];
+    s_lesson_text(f, k, lesson, sizeof lesson);
     gb_log_warn("federation: round %llu: client '%s' flagged (score %.2f; stood out in %d of "
                 "its last %d rounds; strongest: %s, z %.1f): update %.4g from the median, "
                 "norm %.4g, explanation distance %.4g; z update %.1f, norm %.1f, "
@@ -136,7 +148,7 @@ static void s_log_flag(const gb_federation_t *f, uint64_t round, const gb_fed_fl
                 gb_flag_signal_name(v->strongest), v->z[v->strongest], ev->update, ev->norm,
                 ev->explanation, v->z[GB_FLAG_UPDATE], v->z[GB_FLAG_NORM],
                 v->z[GB_FLAG_EXPLANATION], v->z[GB_FLAG_DISAGREE], v->z[GB_FLAG_LESSON],
-                k->lesson_at, classes, moved);
+                lesson, classes, moved);
 }
 
 /* The round's flag gauges and counters from its flagged clients k[0..n). */
@@ -214,9 +226,9 @@ void gb_fed_flag_score(gb_federation_t *f, uint64_t round)
             continue;
         gb_fed_flag_t *k = &f->flags[f->n_flags++];
         snprintf(k->client, sizeof k->client, "%s", ev[i].client);
-        s_lesson_text(f, ev[i].client, k->lesson_at, sizeof k->lesson_at);
         k->ev = ev[i];
         k->ev.client = k->client;
+        s_lesson(f, k);
         k->v = v[i];
         const uint32_t *cells = NULL;
         const float *share = NULL;
@@ -307,6 +319,8 @@ static void s_flag_message(const gb_fed_flag_t *k, Glassbox__ClientFlag *c, Glas
     c->n_moved_classes = c->n_moved_class_ratio = k->n_moved_classes;
     c->moved_classes = k->n_moved_classes ? (uint32_t *)k->moved_classes : NULL;
     c->moved_class_ratio = k->n_moved_classes ? (float *)k->moved_class_ratio : NULL;
+    c->lesson_class = k->lesson_class >= 0 ? (uint32_t)k->lesson_class : 0;
+    c->lesson_cells = (char *)k->lesson_cells;
 }
 
 int gb_fed_flag_messages(const gb_federation_t *f, uint64_t round, gb_fed_flag_msgs_t *out,

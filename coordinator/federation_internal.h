@@ -41,7 +41,11 @@ typedef struct {
     uint32_t moved_classes[GB_EXPLAIN_MERGE_CLASSES];
     float moved_class_ratio[GB_EXPLAIN_MERGE_CLASSES];
     size_t n_moved_classes;
-    char lesson_at[160];            /* "; teaches CLASS at CELLS (lesson z Z)", or "" */
+    /* what its update taught as no other's did (the lesson signal, its z in
+     * ev.lesson): the class (-1: no lesson this round) and the input cells
+     * whose influence on it the update raised most (gb_update_probe_cell_name) */
+    int lesson_class;
+    char lesson_cells[64];
 } gb_fed_flag_t;
 
 /* The flagged clients as Publication messages (gb_fed_flag_messages). */

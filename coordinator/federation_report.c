@@ -102,6 +102,8 @@ static gb_report_flag_t *s_flags(const gb_federation_t *f, uint64_t round, size_
             g[i].classes_moved[c] = k->moved_classes[c];
             g[i].class_ratio[c] = k->moved_class_ratio[c];
         }
+        g[i].lesson_class = k->lesson_class;
+        snprintf(g[i].lesson_cells, sizeof g[i].lesson_cells, "%s", k->lesson_cells);
         g[i].n_moved = k->n_moved;
         for (size_t c = 0; c < k->n_moved; c++) {
             g[i].moved[c] = k->moved[c];

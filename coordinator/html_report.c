@@ -468,6 +468,23 @@ static void s_classes_moved(gb_html_text_t *t, const s_page_t *p, const gb_repor
     }
 }
 
+/* What the flagged client's update taught as no other's did: the class by
+ * name at the input cells; an en dash for no lesson. */
+static void s_lesson(gb_html_text_t *t, const s_page_t *p, const gb_report_flag_t *g)
+{
+    if (!g->lesson_cells[0]) {
+        gb_html_text_printf(t, "&ndash;");
+        return;
+    }
+    const char *name = gb_report_history_class_name(p->h, (size_t)g->lesson_class);
+    if (name)
+        gb_html_text_esc(t, name);
+    else
+        gb_html_text_printf(t, "class %d", g->lesson_class);
+    gb_html_text_printf(t, " at ");
+    gb_html_text_esc(t, g->lesson_cells);
+}
+
 static void s_flag_row(gb_html_text_t *t, const s_page_t *p, const gb_report_round_t *r,
                        const gb_report_flag_t *g)
 {
@@ -490,6 +507,8 @@ static void s_flag_row(gb_html_text_t *t, const s_page_t *p, const gb_report_rou
     s_num(t, "%.4g", g->explanation_distance);
     gb_html_text_printf(t, "</td><td class=\"l\">");
     s_classes_moved(t, p, g);
+    gb_html_text_printf(t, "</td><td class=\"l\">");
+    s_lesson(t, p, g);
     gb_html_text_printf(t, "</td><td class=\"l\">");
     s_moved(t, r, g);
     gb_html_text_printf(t, "</td></tr>\n");
@@ -594,7 +613,8 @@ static void s_flags(gb_html_text_t *t, const s_page_t *p)
         gb_html_text_printf(t, "<th>z %s</th>", gb_flag_signal_name((gb_flag_signal_t)s));
     gb_html_text_printf(t, "<th>stood out</th><th>update distance</th><th>update norm</th>"
                            "<th>explanation distance</th><th class=\"l\">classes it moved"
-                           "</th><th class=\"l\">where its explanation moved</th></tr>\n");
+                           "</th><th class=\"l\">what its update taught</th>"
+                           "<th class=\"l\">where its explanation moved</th></tr>\n");
     /* newest first, at most GB_HTML_REPORT_MAX_FLAG_ROWS */
     size_t shown = 0;
     for (size_t i = p->n; i-- > 0 && shown < GB_HTML_REPORT_MAX_FLAG_ROWS;)

@@ -210,6 +210,9 @@ static const char *s_moved_wrong(const gb_report_flag_t *g, uint64_t cells)
             if (g->classes_moved[j] == g->classes_moved[i])
                 return "repeats a moved class";
     }
+    if (g->lesson_cells[0] &&
+        !(g->lesson_class >= 0 && g->lesson_class < GB_REPORT_HISTORY_MAX_CLASSES))
+        return "has a lesson of a class past the classes kept";
     if (g->n_moved > GB_REPORT_HISTORY_MAX_MOVED)
         return "lists too many moved cells";
     for (size_t i = 0; i < g->n_moved; i++) {
@@ -356,6 +359,11 @@ static json_t *s_flag_json(const gb_report_flag_t *g, bool *bad)
                  json_pack("[I, o]", (json_int_t)g->classes_moved[i],
                            gb_json_real(g->class_ratio[i])),
                  bad);
+    if (g->lesson_cells[0])
+        s_set(o, "lesson",
+              json_pack("{s:I, s:o}", "class", (json_int_t)g->lesson_class, "cells",
+                        gb_json_string(g->lesson_cells)),
+              bad);
     return o;
 }
 
@@ -527,6 +535,22 @@ static void s_read_pairs(s_reader_t *rd, json_t *a, const char *field, size_t *n
     *n = json_array_size(a);
 }
 
+/* A flag's lesson {"class": K, "cells": "..."} into g; absent or null
+ * (a history written before lessons were kept, or none this round): none. */
+static void s_read_lesson(s_reader_t *rd, json_t *v, gb_report_flag_t *g)
+{
+    g->lesson_class = -1;
+    g->lesson_cells[0] = '\0';
+    if (!v || json_is_null(v))
+        return;
+    if (!json_is_object(v)) {
+        s_refuse(rd, "flags[].lesson", "is not an object, nor null");
+        return;
+    }
+    g->lesson_class = (int)s_uint(rd, v, "class", GB_REPORT_HISTORY_MAX_CLASSES - 1);
+    s_name(rd, json_object_get(v, "cells"), "flags[].lesson.cells", g->lesson_cells);
+}
+
 static void s_read_flag(s_reader_t *rd, json_t *o, gb_report_flag_t *g)
 {
     if (!json_is_object(o)) {
@@ -562,6 +586,7 @@ static void s_read_flag(s_reader_t *rd, json_t *o, gb_report_flag_t *g)
     /* absent in a history written before moved cells were kept */
     s_read_pairs(rd, json_object_get(o, "moved"), "flags[].moved", &g->n_moved, g->moved,
                  g->moved_share);
+    s_read_lesson(rd, json_object_get(o, "lesson"), g);
 }
 
 /* Reads one round into r (its arrays allocated; r freed by the caller

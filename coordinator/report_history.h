@@ -71,6 +71,12 @@ typedef struct {
     size_t n_classes_moved;        /* 0..GB_REPORT_HISTORY_MAX_MOVED */
     uint32_t classes_moved[GB_REPORT_HISTORY_MAX_MOVED];
     double class_ratio[GB_REPORT_HISTORY_MAX_MOVED];
+    /* what its update taught as no other's did (the lesson signal): the
+     * class, by index, and the input cells, as the heatmaps name them
+     * ("rows 24-27, cols 24-27"); lesson_cells "": no lesson (the class
+     * then means nothing) */
+    int lesson_class;
+    char lesson_cells[GB_REPORT_HISTORY_NAME_MAX + 1];
 } gb_report_flag_t;
 
 /* One finished round. NaN for a figure the round did not have. */

@@ -198,6 +198,27 @@ static int s_flag_classes(gb_error_t *err, const char *base, const Glassbox__Cli
     return 0;
 }
 
+/* A flag's lesson: its cells' name as text of at most
+ * GB_PUBLICATION_MAX_LESSON_CELLS bytes, its class below
+ * GB_PUBLICATION_MAX_LESSON_CLASS, and 0 when it has no cells (no lesson). */
+static int s_flag_lesson(gb_error_t *err, const char *base, const Glassbox__ClientFlag *c)
+{
+    char field[GB_CHECK_FIELD_MAX];
+    snprintf(field, sizeof field, "%s.lesson_cells", base);
+    int rc = gb_check_text(err, field, c->lesson_cells, 0, GB_PUBLICATION_MAX_LESSON_CELLS, true);
+    if (rc)
+        return rc;
+    snprintf(field, sizeof field, "%s.lesson_class", base);
+    bool cells = c->lesson_cells && *c->lesson_cells;
+    if (!cells && c->lesson_class != 0)
+        return gb_check_fail(err, GB_EINVAL, field, "is %u, but the flag has no lesson_cells",
+                             c->lesson_class);
+    if (c->lesson_class >= GB_PUBLICATION_MAX_LESSON_CLASS)
+        return gb_check_fail(err, GB_ERANGE, field, "is %u, not below %u", c->lesson_class,
+                             GB_PUBLICATION_MAX_LESSON_CLASS);
+    return 0;
+}
+
 /* One flagged client: its id, a finite score >= 0, 1 <= rounds_out <=
  * rounds_seen <= GB_PUBLICATION_MAX_FLAG_WINDOW, its z-scores with the
  * strongest among them (or none: flagged on its earlier rounds in a round
@@ -237,6 +258,8 @@ static int s_flag(gb_error_t *err, size_t i, const Glassbox__ClientFlag *c, size
         rc = s_flag_moved(err, base, c, cells);
     if (rc == 0)
         rc = s_flag_classes(err, base, c, x);
+    if (rc == 0)
+        rc = s_flag_lesson(err, base, c);
     return rc;
 }
 

@@ -38,6 +38,11 @@
 /* Most moved classes of one flagged client (the coordinator sends
  * explain_merge.h's GB_EXPLAIN_MERGE_CLASSES). */
 #define GB_PUBLICATION_MAX_FLAG_CLASSES 8u
+/* A flagged client's lesson: its class is below this (the coordinator's
+ * update probe compares at most 65,536 class-cells, so a model it probes
+ * has at most that many outputs), its cells' name at most this long. */
+#define GB_PUBLICATION_MAX_LESSON_CLASS 65536u
+#define GB_PUBLICATION_MAX_LESSON_CELLS 63u
 
 /* Checks a Publication: round >= 1, a valid model (the model file's checks),
  * the explanation as in an Update, finite metrics, participants >= 1, an
@@ -51,7 +56,9 @@
  * each inside the explanation's map (none without an explanation), with as
  * many shares, each in (0, 1], and at most GB_PUBLICATION_MAX_FLAG_CLASSES
  * moved classes, unique, each a class of the explanation, with as many
- * ratios, each finite and >= 1. Does not log. */
+ * ratios, each finite and >= 1, and a lesson: lesson_cells text of at most
+ * GB_PUBLICATION_MAX_LESSON_CELLS bytes, lesson_class below
+ * GB_PUBLICATION_MAX_LESSON_CLASS (0 without cells). Does not log. */
 int gb_publication_check(const Glassbox__Publication *p, gb_error_t *err) GB_MUST_CHECK;
 
 /* Unpacks (size limit first, under a memory budget) and checks. On success

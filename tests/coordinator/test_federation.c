@@ -828,6 +828,7 @@ static void s_expect_published_flag(fixture_t *f, uint64_t round, bool explained
     assert_true(z >= 3.5);
     assert_true(s_metric(c->evidence, c->n_evidence, "update_distance") > 0);
     assert_true(s_metric(c->evidence, c->n_evidence, "norm") > 0);
+    assert_string_equal(c->lesson_cells, ""); /* no update probe: no test data */
     if (!explained) {
         assert_true(isnan(s_metric(c->evidence, c->n_evidence, "explanation_distance")));
         assert_int_equal(c->n_moved_cells, 0);

@@ -57,6 +57,8 @@ static int s_setup(void **state)
     f->g.class_ratio[0] = 3.5;
     f->g.classes_moved[1] = 7; /* past the names: by number */
     f->g.class_ratio[1] = 2;
+    f->g.lesson_class = 1; /* by its (hostile) name; the cells escaped too */
+    snprintf(f->g.lesson_cells, sizeof f->g.lesson_cells, "rows 24-27, cols <b>");
     f->g.n_moved = 2;
     f->g.moved[0] = 24 * 28 + 25;
     f->g.moved_share[0] = 0.125;
@@ -156,11 +158,13 @@ static void test_page_of_a_history(void **state)
     s_has(page, "href=\"explanation-3.json\"");
     /* the flags of rounds 2 and 3, newest first, with their evidence */
     s_has(page, "id=\"flag-table\"");
+    s_has(page, "<th class=\"l\">what its update taught</th>");
     s_has(page, "<tr><td>3</td><td class=\"l\">evil&lt;img src=x&gt;</td><td>8.75</td>"
                 "<td class=\"l\">update</td><td>1.5</td><td>12.2</td><td>&ndash;</td>"
                 "<td>7.5</td><td>6.5</td><td>2 of 3</td><td>0.0625</td><td>1.5</td><td>0.375</td>"
                 "<td class=\"l\">&lt;script&gt;alert(1)&lt;/script&gt; &times;3.5, class 7 "
-                "&times;2.0</td><td class=\"l\"><svg class=\"moved\" width=\"84\" "
+                "&times;2.0</td><td class=\"l\">&lt;script&gt;alert(1)&lt;/script&gt; at rows "
+                "24-27, cols &lt;b&gt;</td><td class=\"l\"><svg class=\"moved\" width=\"84\" "
                 "height=\"84\"");
     /* where it moved: the map 3 px a cell, the largest excess darkest, and named */
     s_has(page, "<rect x=\"75.0\" y=\"72.0\" width=\"3.0\" height=\"3.0\" fill=\"#c00\" "

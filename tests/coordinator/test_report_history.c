@@ -55,6 +55,9 @@ static int s_setup(void **state)
         g->moved_share[0] = 0.125;
         g->moved[1] = 783;
         g->moved_share[1] = 0.0625;
+        g->lesson_class = i % 2 ? 0 : 2; /* odd ones have no lesson */
+        snprintf(g->lesson_cells, sizeof g->lesson_cells, "%s",
+                 i % 2 ? "" : "rows 24-27, cols 24-27");
     }
     f->classes[0] = 0.5;
     f->classes[1] = NAN; /* absent from the test data */
@@ -172,6 +175,8 @@ static void test_round_trip(void **state)
     assert_int_equal(g->n_classes_moved, 1);
     assert_int_equal(g->classes_moved[0], 2);
     assert_true(g->class_ratio[0] == 4.5);
+    assert_int_equal(g->lesson_class, 2);
+    assert_string_equal(g->lesson_cells, "rows 24-27, cols 24-27");
 
     /* the federation runs again from round 2: rounds 2 and 3 are replaced */
     gb_report_round_t again = s_round(f, 2);
@@ -337,6 +342,16 @@ static void s_class_repeated(gb_report_round_t *x, gb_report_flag_t *g)
     g->classes_moved[1] = g->classes_moved[0];
     g->class_ratio[1] = 2;
 }
+static void s_lesson_class_past(gb_report_round_t *x, gb_report_flag_t *g)
+{
+    (void)x;
+    g->lesson_class = GB_REPORT_HISTORY_MAX_CLASSES;
+}
+static void s_lesson_class_negative(gb_report_round_t *x, gb_report_flag_t *g)
+{
+    (void)x;
+    g->lesson_class = -1;
+}
 static void s_shape_cells(gb_report_round_t *x, gb_report_flag_t *g)
 {
     (void)g;
@@ -371,6 +386,8 @@ static void test_moved_cells_bounds(void **state)
         {"not finite and >= 1", s_class_ratio_low},
         {"not finite and >= 1", s_class_ratio_inf},
         {"repeats a moved class", s_class_repeated},
+        {"lesson of a class past", s_lesson_class_past},
+        {"lesson of a class past", s_lesson_class_negative},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         g = f->g[0];
@@ -586,6 +603,19 @@ static void test_hostile_files(void **state)
     g0 = json_array_get(json_object_get(s_round0(doc), "flags"), 0);
     json_object_set_new(g0, "classes_moved", json_string("Sneaker"));
     s_refused(f, doc, GB_EINVAL, "flags[].classes_moved");
+    doc = s_good_doc(f);
+    g0 = json_array_get(json_object_get(s_round0(doc), "flags"), 0);
+    json_object_set_new(g0, "lesson", json_string("Sneaker"));
+    s_refused(f, doc, GB_EINVAL, "flags[].lesson");
+    doc = s_good_doc(f);
+    g0 = json_array_get(json_object_get(s_round0(doc), "flags"), 0);
+    json_object_set_new(json_object_get(g0, "lesson"), "class",
+                        json_integer(GB_REPORT_HISTORY_MAX_CLASSES));
+    s_refused(f, doc, GB_EINVAL, "class");
+    doc = s_good_doc(f);
+    g0 = json_array_get(json_object_get(s_round0(doc), "flags"), 0);
+    json_object_set_new(json_object_get(g0, "lesson"), "cells", json_string(""));
+    s_refused(f, doc, GB_EINVAL, "flags[].lesson.cells");
     /* a history written before moved cells were kept still reads */
     doc = s_good_doc(f);
     rounds0 = json_object_get(doc, "rounds");
@@ -596,6 +626,7 @@ static void test_hostile_files(void **state)
         for (size_t j = 0; j < json_array_size(fl); j++) {
             json_object_del(json_array_get(fl, j), "moved");
             json_object_del(json_array_get(fl, j), "classes_moved");
+            json_object_del(json_array_get(fl, j), "lesson");
         }
     }
     assert_int_equal(json_dump_file(doc, f->path, 0), 0);
@@ -605,6 +636,7 @@ static void test_hostile_files(void **state)
         fail_msg("an older history: %s", err.msg);
     assert_int_equal(gb_report_history_round(old_h, 0)->importance_rank, 0);
     assert_int_equal(gb_report_history_round(old_h, 0)->flags[0].n_moved, 0);
+    assert_string_equal(gb_report_history_round(old_h, 0)->flags[0].lesson_cells, "");
     gb_report_history_destroy(&old_h);
 
     /* counts past the caps */

@@ -613,6 +613,28 @@ static void test_publication_flags(void **state)
     assert_non_null(strstr(err.msg, "moved_classes[0]"));
     p->explanation = &x.x;
     ratio[0] = 2.5f;
+    /* the lesson: a class below 65,536 with its cells' name (at most 63
+     * bytes of text), nothing without cells */
+    c->lesson_class = 3;
+    assert_int_equal(gb_publication_check(p, &err), GB_EINVAL);
+    assert_non_null(strstr(err.msg, "flags[0].lesson_class: is 3, but the flag has no "
+                                    "lesson_cells"));
+    char cells[GB_PUBLICATION_MAX_LESSON_CELLS + 2];
+    memset(cells, 'r', sizeof cells - 1);
+    cells[sizeof cells - 1] = '\0';
+    c->lesson_cells = cells; /* 64 bytes */
+    assert_int_equal(gb_publication_check(p, &err), GB_ERANGE);
+    assert_non_null(strstr(err.msg, "flags[0].lesson_cells"));
+    c->lesson_cells = "rows 24-27,\x01cols 24-27";
+    assert_int_equal(gb_publication_check(p, &err), GB_EINVAL);
+    assert_non_null(strstr(err.msg, "flags[0].lesson_cells"));
+    c->lesson_cells = "rows 24-27, cols 24-27";
+    c->lesson_class = GB_PUBLICATION_MAX_LESSON_CLASS;
+    assert_int_equal(gb_publication_check(p, &err), GB_ERANGE);
+    assert_non_null(strstr(err.msg, "flags[0].lesson_class: is 65536, not below 65536"));
+    c->lesson_class = GB_PUBLICATION_MAX_LESSON_CLASS - 1;
+    assert_int_equal(gb_publication_check(p, &err), 0);
+    c->lesson_class = 3;
     /* they go over the wire and back */
     c->n_moved_cells = c->n_moved_share = 2;
     uint8_t *with = NULL;
@@ -626,6 +648,8 @@ static void test_publication_flags(void **state)
     assert_int_equal(w->flags[0]->n_moved_classes, 1);
     assert_int_equal(w->flags[0]->moved_classes[0], 0);
     assert_true(w->flags[0]->moved_class_ratio[0] == 2.5f);
+    assert_int_equal(w->flags[0]->lesson_class, 3);
+    assert_string_equal(w->flags[0]->lesson_cells, "rows 24-27, cols 24-27");
     gb_publication_free(&w);
     gb_free(with);
     c->n_moved_cells = c->n_moved_share = 0;
@@ -634,6 +658,8 @@ static void test_publication_flags(void **state)
     c->n_moved_classes = c->n_moved_class_ratio = 0;
     c->moved_classes = NULL;
     c->moved_class_ratio = NULL;
+    c->lesson_class = 0;
+    c->lesson_cells = NULL; /* the stack's too */
     p->explanation = NULL;
 
     /* a publication without flags (an older coordinator's) is still good */
