@@ -13,7 +13,7 @@
  * round of near-identical clients does not turn float noise into outliers.
  * Only a value ABOVE the median counts (a client closer to the rest than
  * usual is not suspect); a signal fewer than 3 clients report has no z. A
- * fifth signal, lesson, comes scored: update_lessons.h's z of what the
+ * fifth signal, lesson, comes scored: round_evidence.h's lesson z of what the
  * update teaches on the server's own samples (update_probe.h), a robust z
  * across the round's clients already, which stands out at cfg.lesson_z (its
  * maximum over many cells runs higher than one value's z: honest clients on
@@ -77,7 +77,7 @@ typedef struct {
     double explanation; /* leave-one-out explanation distance */
     double update;      /* L2 distance of its update from the median update */
     double norm;        /* L2 norm of its update */
-    double lesson;      /* update_lessons.h's z of what its update teaches */
+    double lesson;      /* round_evidence.h's lesson z of what its update teaches */
 } gb_flag_evidence_t;
 
 /* The verdict on one client after a round. */

@@ -168,7 +168,7 @@ static int s_server_eval(gb_federation_t *f, gb_error_t *err)
  * does, with a warning, for a model the probe does not take (more outputs
  * than a pass holds, more class-cells than it compares): a federation
  * that ran before the probe existed still runs. */
-static int s_update_probe(gb_federation_t *f, size_t per_round, gb_error_t *err)
+static int s_update_probe(gb_federation_t *f, gb_error_t *err)
 {
     if (!f->test || f->o.probe_samples == 0)
         return 0;
@@ -186,8 +186,6 @@ static int s_update_probe(gb_federation_t *f, size_t per_round, gb_error_t *err)
         return 0;
     }
     size_t features = gb_update_probe_features(f->probe);
-    if (!(f->lessons = gb_update_lessons_new(per_round, features, GB_UPDATE_LESSONS_FLOOR, err)))
-        return err->code;
     if (!(f->lesson = gb_malloc(features * sizeof *f->lesson)))
         return gb_error_set(err, GB_ENOMEM, "federation: out of memory for the update probe");
     return 0;
@@ -343,8 +341,7 @@ gb_federation_t *gb_federation_new(void *zmq_ctx, gb_front_door_t *door,
                                               : GB_EXPLAIN_MERGE_MAX_CLIENTS,
                                           err)))
         goto fail;
-    if (!(f->evidence = gb_round_evidence_new(per_round, 0, err)) ||
-        !(f->flagger = gb_flagger_new(NULL, err)))
+    if (!(f->flagger = gb_flagger_new(NULL, err)))
         goto fail;
     if (f->o.guard_flags && !(f->held = gb_held_updates_new(per_round, n, err)))
         goto fail;
@@ -361,7 +358,11 @@ gb_federation_t *gb_federation_new(void *zmq_ctx, gb_front_door_t *door,
             gb_error_set(err, GB_ENOMEM, "federation: out of memory for %zu parameters", n);
         goto fail;
     }
-    if (s_server_eval(f, err) != 0 || s_classes(f, err) != 0 || s_update_probe(f, per_round, err))
+    if (s_server_eval(f, err) != 0 || s_classes(f, err) != 0 || s_update_probe(f, err))
+        goto fail;
+    /* the flag evidence, with each update's lesson when the probe runs */
+    if (!(f->evidence = gb_round_evidence_new(
+              per_round, 0, f->probe ? gb_update_probe_features(f->probe) : 0, err)))
         goto fail;
     /* With the coordinator's key, publications are signed for the certified
      * subscribers on the front door even without --publish or --out. */
@@ -440,7 +441,6 @@ void gb_federation_destroy(gb_federation_t **pf)
     gb_snapshot_destroy(&f->next);
     gb_model_destroy(&f->eval_model);
     gb_update_probe_destroy(&f->probe);
-    gb_update_lessons_destroy(&f->lessons);
     gb_free(f->lesson);
     gb_dataset_destroy(&f->test);
     gb_free(f->class_total);

@@ -101,15 +101,14 @@ static void s_classes_text(const gb_federation_t *f, const gb_fed_flag_t *k, cha
     }
 }
 
-/* The class and cells k's update made matter as no other's did, from the
- * round's lessons (none: lesson_class -1, lesson_cells ""). */
-static void s_lesson(const gb_federation_t *f, gb_fed_flag_t *k)
+/* The class and cells k's update made matter as no other's did: its lesson
+ * z's feature ft (none when its lesson z is NaN: lesson_class -1,
+ * lesson_cells ""). */
+static void s_lesson(const gb_federation_t *f, gb_fed_flag_t *k, size_t ft)
 {
-    size_t ft = 0;
-    double z = f->lessons ? gb_update_lessons_z(f->lessons, k->client, &ft) : NAN;
     k->lesson_class = -1;
     k->lesson_cells[0] = '\0';
-    if (!isfinite(z))
+    if (!isfinite(k->ev.lesson) || !f->probe)
         return;
     gb_update_probe_cell_name(f->probe, ft, k->lesson_cells, sizeof k->lesson_cells);
     k->lesson_class = (int)(ft / gb_update_probe_cells(f->probe));
@@ -182,24 +181,24 @@ void gb_fed_flag_score(gb_federation_t *f, uint64_t round)
     size_t n = gb_round_evidence_count(f->evidence);
     if (n == 0)
         return;
-    double *dist = gb_malloc(n * sizeof *dist);
+    double *dist = gb_malloc(n * sizeof *dist), *lesson_z = gb_malloc(n * sizeof *lesson_z);
+    size_t *lesson_at = gb_malloc(n * sizeof *lesson_at);
     gb_flag_evidence_t *ev = gb_malloc(n * sizeof *ev);
     gb_flag_verdict_t *v = gb_malloc(n * sizeof *v);
     gb_fed_flag_t *kept = NULL;
-    if (!dist || !ev || !v) {
+    if (!dist || !lesson_z || !lesson_at || !ev || !v) {
         gb_log_warn("federation: round %llu: out of memory for the client flags",
                     (unsigned long long)round);
         goto done;
     }
     gb_round_evidence_distances(f->evidence, dist);
-    if (f->lessons)
-        gb_update_lessons_score(f->lessons);
+    gb_round_evidence_lessons(f->evidence, GB_ROUND_EVIDENCE_LESSON_FLOOR, lesson_z, lesson_at);
     for (size_t i = 0; i < n; i++) {
         ev[i].client = gb_round_evidence_client(f->evidence, i);
         ev[i].update = dist[i];
         ev[i].norm = gb_round_evidence_norm(f->evidence, i);
         ev[i].explanation = s_explanation_distance(f, ev[i].client);
-        ev[i].lesson = f->lessons ? gb_update_lessons_z(f->lessons, ev[i].client, NULL) : NAN;
+        ev[i].lesson = lesson_z[i];
     }
     gb_error_t err = {0};
     if (gb_flagger_round(f->flagger, round, ev, n, v, &err) != 0) {
@@ -228,7 +227,7 @@ void gb_fed_flag_score(gb_federation_t *f, uint64_t round)
         snprintf(k->client, sizeof k->client, "%s", ev[i].client);
         k->ev = ev[i];
         k->ev.client = k->client;
-        s_lesson(f, k);
+        s_lesson(f, k, lesson_at[i]);
         k->v = v[i];
         const uint32_t *cells = NULL;
         const float *share = NULL;
@@ -247,6 +246,8 @@ void gb_fed_flag_score(gb_federation_t *f, uint64_t round)
     }
 done:
     gb_free(dist);
+    gb_free(lesson_z);
+    gb_free(lesson_at);
     gb_free(ev);
     gb_free(v);
 }

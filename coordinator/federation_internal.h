@@ -21,7 +21,6 @@
 #include "server_optim.h"
 #include "shard_map.h"
 #include "task_pack.h"
-#include "update_lessons.h"
 #include "update_probe.h"
 
 #define GB_FED_PHASES 4 /* aggregate, evaluate, publish, checkpoint */
@@ -100,8 +99,7 @@ struct gb_federation {
     gb_dataset_t *test;             /* server-side evaluation data, or NULL */
     gb_model_t *eval_model;         /* planned model for it, or NULL */
     gb_update_probe_t *probe;       /* what each update teaches, on test's samples, or NULL */
-    gb_update_lessons_t *lessons;   /* the round's lessons compared (with probe) */
-    float *lesson;                  /* one update's lesson [probe features] */
+    float *lesson;                  /* one update's lesson [probe features] (with probe) */
     bool probe_ready;               /* probe measured this attempt's global model */
     int64_t *class_total, *class_correct; /* its per-class counts [n_classes] (NULL:
                                        no server evaluation, or regression) */

@@ -91,8 +91,6 @@ static int s_open(gb_federation_t *f, const gb_rounds_action_t *a, gb_error_t *e
     f->open = true;
     f->open_round = a->round;
     f->open_attempt = a->attempt;
-    if (f->lessons)
-        gb_update_lessons_clear(f->lessons);
     f->probe_ready = false;
     if (f->probe) {
         gb_error_t perr = {0};
@@ -105,18 +103,31 @@ static int s_open(gb_federation_t *f, const gb_rounds_action_t *a, gb_error_t *e
     return 0;
 }
 
-/* What the update teaches on the server's samples, kept for the flagger;
- * a failure leaves the client without that signal this round. */
-static void s_probe_update(gb_federation_t *f, uint64_t round, const char *client,
-                           const float *delta)
+/* What the update teaches on the server's samples (f->lesson), for the
+ * flagger; NULL without the probe, or when it fails (logged: the client
+ * goes without that signal this round) or measures shares that are not
+ * finite (an update so large that the probe's gradients overflow, which
+ * its norm shows anyway). */
+static const float *s_probe_update(gb_federation_t *f, uint64_t round, const char *client,
+                                   const float *delta)
 {
     if (!f->probe_ready)
-        return;
+        return NULL;
     gb_error_t perr = {0};
-    if (gb_update_probe_measure(f->probe, delta, f->global->n_params, f->lesson, &perr) != 0 ||
-        gb_update_lessons_add(f->lessons, client, f->lesson, &perr) != 0)
+    if (gb_update_probe_measure(f->probe, delta, f->global->n_params, f->lesson, &perr) != 0) {
         gb_log_warn("federation: round %llu: what the update of '%s' teaches is not measured: "
                     "%s", (unsigned long long)round, client, perr.msg);
+        return NULL;
+    }
+    const size_t features = gb_update_probe_features(f->probe);
+    for (size_t j = 0; j < features; j++)
+        if (!isfinite(f->lesson[j])) {
+            gb_log_warn("federation: round %llu: what the update of '%s' teaches is not "
+                        "measured: the probe's shares are not finite (feature %zu)",
+                        (unsigned long long)round, client, j);
+            return NULL;
+        }
+    return f->lesson;
 }
 
 double gb_fed_metric(Glassbox__Metric *const *m, size_t n, const char *name)
@@ -144,15 +155,16 @@ static void s_count_guarded(void)
 /* The guard's first half: a client flagged in its last round has its
  * explanation left out of the merge (so it cannot shape the federation's
  * map or the others' distances) and its norm out of the norm reference;
- * its update, held like every other, is still scored on its distance and
- * norm, and this round's verdict decides whether it is aggregated
+ * its update, held like every other, is still scored on its distance,
+ * norm and what it teaches, and this round's verdict decides whether it is aggregated
  * (s_aggregate_held), so a client that stops standing out is taken again
  * once its window forgives it. */
 static int s_guard(gb_federation_t *f, const gb_rounds_action_t *a)
 {
     gb_error_t eerr = {0};
+    const float *lesson = s_probe_update(f, a->round, a->client_id, f->scratch);
     if (gb_round_evidence_add(f->evidence, a->client_id, f->scratch, f->global->n_params,
-                              f->current_norm, &eerr) != 0)
+                              f->current_norm, lesson, &eerr) != 0)
         gb_log_warn("federation: round %llu: '%s' is not scored for flags: %s",
                     (unsigned long long)a->round, a->client_id, eerr.msg);
     gb_log_warn("federation: round %llu: the explanation of '%s' is left out of the merge: "
@@ -283,10 +295,10 @@ int gb_fed_feed_update(gb_federation_t *f, const gb_rounds_action_t *a, gb_error
     }
     if ((rc = gb_fed_note_norm(f, f->current_norm, err)))
         return rc;
-    s_probe_update(f, a->round, a->client_id, delta);
+    const float *lesson = s_probe_update(f, a->round, a->client_id, delta);
     gb_error_t eerr = {0};
     if (gb_round_evidence_add(f->evidence, a->client_id, delta, f->global->n_params,
-                              f->current_norm, &eerr) != 0)
+                              f->current_norm, lesson, &eerr) != 0)
         gb_log_warn("federation: round %llu: '%s' is not scored for flags: %s",
                     (unsigned long long)a->round, a->client_id, eerr.msg);
     double loss = gb_fed_metric(u->metrics, u->n_metrics, "train_loss");

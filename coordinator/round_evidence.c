@@ -1,7 +1,9 @@
-/* Update evidence of a round as hash sketches (round_evidence.h). */
+/* Update evidence of a round: hash sketches, norms and lessons
+ * (round_evidence.h). */
 #include "round_evidence.h"
 
 #include <math.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +11,7 @@
 #include "util/alloc.h"
 
 #define S_SKETCH_DIM_MAX 65536
+#define S_MIN_LESSONS 3
 
 struct gb_round_evidence {
     size_t max_clients, dim;
@@ -19,18 +22,24 @@ struct gb_round_evidence {
     char (*names)[GB_ROUND_EVIDENCE_NAME_MAX + 1]; /* cap */
     float *column;                            /* cap: one coordinate's values */
     float *median;                            /* dim */
+    size_t features;                          /* floats of a lesson (0: none kept) */
+    float *lessons;                           /* cap x features */
+    size_t *with_lesson;                      /* cap: the updates that have one, in order */
+    size_t n_lessons;                         /* of them this round */
 };
 
 gb_round_evidence_t *gb_round_evidence_new(size_t max_clients, size_t sketch_dim,
-                                           gb_error_t *err)
+                                           size_t lesson_features, gb_error_t *err)
 {
     if (!sketch_dim)
         sketch_dim = GB_ROUND_EVIDENCE_SKETCH_DIM;
+    size_t widest = sketch_dim > lesson_features ? sketch_dim : lesson_features;
     if (max_clients == 0 || sketch_dim > S_SKETCH_DIM_MAX ||
-        max_clients > SIZE_MAX / sizeof(float) / sketch_dim) {
+        lesson_features > GB_ROUND_EVIDENCE_MAX_FEATURES ||
+        max_clients > SIZE_MAX / sizeof(float) / widest) {
         gb_error_set(err, GB_EINVAL,
-                     "round evidence: %zu clients of %zu-float sketches is out of range",
-                     max_clients, sketch_dim);
+                     "round evidence: %zu clients of %zu-float sketches and %zu-float lessons "
+                     "is out of range", max_clients, sketch_dim, lesson_features);
         return NULL;
     }
     gb_round_evidence_t *e = gb_calloc(1, sizeof *e);
@@ -43,6 +52,7 @@ gb_round_evidence_t *gb_round_evidence_new(size_t max_clients, size_t sketch_dim
     }
     e->max_clients = max_clients;
     e->dim = sketch_dim;
+    e->features = lesson_features;
     return e;
 }
 
@@ -55,6 +65,8 @@ void gb_round_evidence_destroy(gb_round_evidence_t **e)
     gb_free((*e)->names);
     gb_free((*e)->column);
     gb_free((*e)->median);
+    gb_free((*e)->lessons);
+    gb_free((*e)->with_lesson);
     gb_free(*e);
     *e = NULL;
 }
@@ -63,6 +75,7 @@ void gb_round_evidence_clear(gb_round_evidence_t *e)
 {
     e->count = 0;
     e->n_params = 0;
+    e->n_lessons = 0;
 }
 
 /* Room for one more update; the capacity doubles (up to max_clients), so a
@@ -85,10 +98,21 @@ static int s_grow(gb_round_evidence_t *e, gb_error_t *err)
     if (names)
         e->names = names;
     float *col = names ? gb_realloc(e->column, cap * sizeof *col) : NULL;
-    if (!col)
+    if (col)
+        e->column = col;
+    bool lessons_ok = col && !e->features;
+    if (col && e->features) {
+        float *ls = gb_realloc(e->lessons, cap * e->features * sizeof *ls);
+        if (ls)
+            e->lessons = ls;
+        size_t *wl = ls ? gb_realloc(e->with_lesson, cap * sizeof *wl) : NULL;
+        if (wl)
+            e->with_lesson = wl;
+        lessons_ok = wl != NULL;
+    }
+    if (!lessons_ok)
         return gb_error_set(err, GB_ENOMEM, "round evidence: out of memory for %zu updates",
                             cap);
-    e->column = col;
     e->cap = cap;
     return 0;
 }
@@ -115,7 +139,7 @@ static void s_sketch(const float *delta, size_t n, float *out, size_t dim)
 }
 
 int gb_round_evidence_add(gb_round_evidence_t *e, const char *client, const float *delta,
-                          size_t n, double norm, gb_error_t *err)
+                          size_t n, double norm, const float *lesson, gb_error_t *err)
 {
     size_t len = client ? strlen(client) : 0;
     if (len == 0 || len > GB_ROUND_EVIDENCE_NAME_MAX)
@@ -128,9 +152,20 @@ int gb_round_evidence_add(gb_round_evidence_t *e, const char *client, const floa
     if (e->count == e->max_clients)
         return gb_error_set(err, GB_ERANGE, "round evidence: more than %zu updates in a round",
                             e->max_clients);
+    if (lesson && !e->features)
+        return gb_error_set(err, GB_EINVAL, "round evidence: '%s' came with a lesson, but "
+                            "lessons are not kept", client);
+    for (size_t j = 0; lesson && j < e->features; j++)
+        if (!isfinite(lesson[j]))
+            return gb_error_set(err, GB_ERANGE, "round evidence: the lesson of '%s' has a "
+                                "share that is not finite (feature %zu)", client, j);
     int rc = s_grow(e, err);
     if (rc)
         return rc;
+    if (lesson) {
+        memcpy(e->lessons + e->n_lessons * e->features, lesson, e->features * sizeof *lesson);
+        e->with_lesson[e->n_lessons++] = e->count;
+    }
     s_sketch(delta, n, e->sketches + e->count * e->dim, e->dim);
     e->norms[e->count] = norm;
     memcpy(e->names[e->count], client, len + 1);
@@ -160,19 +195,32 @@ static int s_by_float(const void *x, const void *y)
     return (a > b) - (a < b);
 }
 
+/* The median of v[0..n) (n >= 1), which it sorts; of an even count, the
+ * mean of the middle two. */
+static float s_median(float *v, size_t n)
+{
+    qsort(v, n, sizeof *v, s_by_float);
+    return n % 2 ? v[n / 2] : 0.5f * (v[n / 2 - 1] + v[n / 2]);
+}
+
+/* Column j of the rows x stride matrix m into e->column; returns its
+ * median. */
+static float s_column_median(gb_round_evidence_t *e, const float *m, size_t rows,
+                             size_t stride, size_t j)
+{
+    for (size_t c = 0; c < rows; c++)
+        e->column[c] = m[c * stride + j];
+    return s_median(e->column, rows);
+}
+
 void gb_round_evidence_distances(gb_round_evidence_t *e, double *dist)
 {
     /* everything it needs was allocated as the updates came */
     const size_t N = e->count, D = e->dim;
     if (N == 0)
         return;
-    for (size_t j = 0; j < D; j++) {
-        for (size_t c = 0; c < N; c++)
-            e->column[c] = e->sketches[c * D + j];
-        qsort(e->column, N, sizeof *e->column, s_by_float);
-        e->median[j] = N % 2 ? e->column[N / 2]
-                             : 0.5f * (e->column[N / 2 - 1] + e->column[N / 2]);
-    }
+    for (size_t j = 0; j < D; j++)
+        e->median[j] = s_column_median(e, e->sketches, N, D, j);
     for (size_t c = 0; c < N; c++) {
         const float *s = e->sketches + c * D;
         double sum = 0;
@@ -181,5 +229,34 @@ void gb_round_evidence_distances(gb_round_evidence_t *e, double *dist)
             sum += d * d;
         }
         dist[c] = sqrt(sum);
+    }
+}
+
+void gb_round_evidence_lessons(gb_round_evidence_t *e, double floor_share, double *z,
+                               size_t *feature)
+{
+    const size_t L = e->n_lessons, F = e->features;
+    for (size_t i = 0; i < e->count; i++) {
+        z[i] = NAN;
+        feature[i] = 0;
+    }
+    if (L < S_MIN_LESSONS)
+        return;
+    for (size_t r = 0; r < L; r++)
+        z[e->with_lesson[r]] = -INFINITY;
+    const double floor = floor_share / (double)F;
+    for (size_t j = 0; j < F; j++) {
+        const float med = s_column_median(e, e->lessons, L, F, j);
+        for (size_t r = 0; r < L; r++)
+            e->column[r] = fabsf(e->lessons[r * F + j] - med);
+        const double s = fmax(1.4826 * (double)s_median(e->column, L), floor);
+        for (size_t r = 0; r < L; r++) {
+            const size_t i = e->with_lesson[r];
+            const double zj = ((double)e->lessons[r * F + j] - med) / s;
+            if (zj > z[i]) {
+                z[i] = zj;
+                feature[i] = j;
+            }
+        }
     }
 }
