@@ -469,7 +469,8 @@ static void s_classes_moved(gb_html_text_t *t, const s_page_t *p, const gb_repor
 }
 
 /* What the flagged client's update taught as no other's did: the class by
- * name at the input cells; an en dash for no lesson. */
+ * name at the input cells, with its lesson z (a small one says the lesson
+ * is nothing out of the ordinary); an en dash for no lesson. */
 static void s_lesson(gb_html_text_t *t, const s_page_t *p, const gb_report_flag_t *g)
 {
     if (!g->lesson_cells[0]) {
@@ -483,6 +484,8 @@ static void s_lesson(gb_html_text_t *t, const s_page_t *p, const gb_report_flag_
         gb_html_text_printf(t, "class %d", g->lesson_class);
     gb_html_text_printf(t, " at ");
     gb_html_text_esc(t, g->lesson_cells);
+    if (isfinite(g->z[GB_FLAG_LESSON]))
+        gb_html_text_printf(t, " (z %.1f)", g->z[GB_FLAG_LESSON]);
 }
 
 static void s_flag_row(gb_html_text_t *t, const s_page_t *p, const gb_report_round_t *r,

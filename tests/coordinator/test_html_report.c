@@ -164,7 +164,7 @@ static void test_page_of_a_history(void **state)
                 "<td>7.5</td><td>6.5</td><td>2 of 3</td><td>0.0625</td><td>1.5</td><td>0.375</td>"
                 "<td class=\"l\">&lt;script&gt;alert(1)&lt;/script&gt; &times;3.5, class 7 "
                 "&times;2.0</td><td class=\"l\">&lt;script&gt;alert(1)&lt;/script&gt; at rows "
-                "24-27, cols &lt;b&gt;</td><td class=\"l\"><svg class=\"moved\" width=\"84\" "
+                "24-27, cols &lt;b&gt; (z 6.5)</td><td class=\"l\"><svg class=\"moved\" width=\"84\" "
                 "height=\"84\"");
     /* where it moved: the map 3 px a cell, the largest excess darkest, and named */
     s_has(page, "<rect x=\"75.0\" y=\"72.0\" width=\"3.0\" height=\"3.0\" fill=\"#c00\" "
