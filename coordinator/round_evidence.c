@@ -78,8 +78,21 @@ void gb_round_evidence_clear(gb_round_evidence_t *e)
     e->n_lessons = 0;
 }
 
+/* *slot, a pointer of any object type passed by its address, reallocated
+ * to bytes; false, and *slot as it was, without the memory. */
+static bool s_resize(void *slot, size_t bytes)
+{
+    void *old;
+    memcpy(&old, slot, sizeof old);
+    void *p = gb_realloc(old, bytes);
+    if (p)
+        memcpy(slot, &p, sizeof p);
+    return p != NULL;
+}
+
 /* Room for one more update; the capacity doubles (up to max_clients), so a
- * round of N updates costs about log N reallocations. */
+ * round of N updates costs about log N reallocations. A failure leaves the
+ * arrays that grew merely bigger. */
 static int s_grow(gb_round_evidence_t *e, gb_error_t *err)
 {
     if (e->count < e->cap)
@@ -87,30 +100,14 @@ static int s_grow(gb_round_evidence_t *e, gb_error_t *err)
     size_t cap = e->cap ? 2 * e->cap : 16;
     if (cap > e->max_clients)
         cap = e->max_clients;
-    float *sk = gb_realloc(e->sketches, cap * e->dim * sizeof *sk);
-    if (sk)
-        e->sketches = sk;
-    double *nm = sk ? gb_realloc(e->norms, cap * sizeof *nm) : NULL;
-    if (nm)
-        e->norms = nm;
-    char(*names)[GB_ROUND_EVIDENCE_NAME_MAX + 1] =
-        nm ? gb_realloc(e->names, cap * sizeof *names) : NULL;
-    if (names)
-        e->names = names;
-    float *col = names ? gb_realloc(e->column, cap * sizeof *col) : NULL;
-    if (col)
-        e->column = col;
-    bool lessons_ok = col && !e->features;
-    if (col && e->features) {
-        float *ls = gb_realloc(e->lessons, cap * e->features * sizeof *ls);
-        if (ls)
-            e->lessons = ls;
-        size_t *wl = ls ? gb_realloc(e->with_lesson, cap * sizeof *wl) : NULL;
-        if (wl)
-            e->with_lesson = wl;
-        lessons_ok = wl != NULL;
-    }
-    if (!lessons_ok)
+    bool ok = s_resize(&e->sketches, cap * e->dim * sizeof *e->sketches) &&
+              s_resize(&e->norms, cap * sizeof *e->norms) &&
+              s_resize(&e->names, cap * sizeof *e->names) &&
+              s_resize(&e->column, cap * sizeof *e->column) &&
+              (!e->features ||
+               (s_resize(&e->lessons, cap * e->features * sizeof *e->lessons) &&
+                s_resize(&e->with_lesson, cap * sizeof *e->with_lesson)));
+    if (!ok)
         return gb_error_set(err, GB_ENOMEM, "round evidence: out of memory for %zu updates",
                             cap);
     e->cap = cap;

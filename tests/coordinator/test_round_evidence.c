@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "round_evidence.h"
+#include "util/alloc.h"
 #include "util/rng.h"
 
 #define P 20000 /* parameters of the test's "model" */
@@ -219,6 +220,28 @@ static void test_lesson_bounds_are_refused(void **state)
     gb_round_evidence_destroy(&e);
 }
 
+/* Every allocation of the first update's growth failing in turn: GB_ENOMEM,
+ * nothing kept, and the next add (memory back) keeps it. */
+static void test_growth_out_of_memory(void **state)
+{
+    (void)state;
+    gb_error_t err = {0};
+    float share[F] = {0};
+    for (long k = 1; k <= 6; k++) {
+        gb_round_evidence_t *e = gb_round_evidence_new(4, 0, F, &err);
+        assert_non_null(e);
+        gb_alloc_fail_after(k);
+        int rc = s_add_lesson(e, "a", share, &err);
+        gb_alloc_fail_after(0);
+        assert_int_equal(rc, GB_ENOMEM);
+        assert_non_null(strstr(err.msg, "out of memory"));
+        assert_int_equal(gb_round_evidence_count(e), 0);
+        assert_int_equal(s_add_lesson(e, "a", share, &err), 0);
+        assert_int_equal(gb_round_evidence_count(e), 1);
+        gb_round_evidence_destroy(&e);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -227,6 +250,7 @@ int main(void)
         cmocka_unit_test(test_bounds_are_refused),
         cmocka_unit_test(test_the_odd_lesson_stands_out),
         cmocka_unit_test(test_lesson_bounds_are_refused),
+        cmocka_unit_test(test_growth_out_of_memory),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
