@@ -205,7 +205,7 @@ static int s_flag_lesson(gb_error_t *err, const char *base, const Glassbox__Clie
 {
     char field[GB_CHECK_FIELD_MAX];
     snprintf(field, sizeof field, "%s.lesson_cells", base);
-    int rc = gb_check_text(err, field, c->lesson_cells, 0, GB_PUBLICATION_MAX_LESSON_CELLS, true);
+    int rc = gb_check_text(err, field, c->lesson_cells, 0, GB_PUBLICATION_MAX_LESSON_CELLS, false);
     if (rc)
         return rc;
     snprintf(field, sizeof field, "%s.lesson_class", base);

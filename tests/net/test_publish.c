@@ -628,6 +628,9 @@ static void test_publication_flags(void **state)
     c->lesson_cells = "rows 24-27,\x01cols 24-27";
     assert_int_equal(gb_publication_check(p, &err), GB_EINVAL);
     assert_non_null(strstr(err.msg, "flags[0].lesson_cells"));
+    c->lesson_cells = "rows 24-27,\ncols 24-27"; /* a line break, for a log line to show */
+    assert_int_equal(gb_publication_check(p, &err), GB_EINVAL);
+    assert_non_null(strstr(err.msg, "flags[0].lesson_cells"));
     c->lesson_cells = "rows 24-27, cols 24-27";
     c->lesson_class = GB_PUBLICATION_MAX_LESSON_CLASS;
     assert_int_equal(gb_publication_check(p, &err), GB_ERANGE);
