@@ -489,6 +489,12 @@ static json_t *s_round0(json_t *doc)
     return json_array_get(json_object_get(doc, "rounds"), 0);
 }
 
+/* The first round's first flag. */
+static json_t *s_flag0(json_t *doc)
+{
+    return json_array_get(json_object_get(s_round0(doc), "flags"), 0);
+}
+
 static void test_hostile_files(void **state)
 {
     fixture_t *f = *state;
@@ -560,31 +566,31 @@ static void test_hostile_files(void **state)
     json_array_set_new(json_object_get(doc, "classes"), 0, json_string(name65));
     s_refused(f, doc, GB_EINVAL, "classes[]");
     doc = s_good_doc(f);
-    json_t *g0 = json_array_get(json_object_get(s_round0(doc), "flags"), 0);
+    json_t *g0 = s_flag0(doc);
     json_object_set_new(g0, "rounds_out", json_integer(4)); /* of 3 seen */
     s_refused(f, doc, GB_EINVAL, "rounds_out");
     doc = s_good_doc(f);
-    g0 = json_array_get(json_object_get(s_round0(doc), "flags"), 0);
+    g0 = s_flag0(doc);
     json_object_set_new(g0, "strongest", json_string("bogus"));
     s_refused(f, doc, GB_EINVAL, "strongest");
     doc = s_good_doc(f);
-    g0 = json_array_get(json_object_get(s_round0(doc), "flags"), 0);
+    g0 = s_flag0(doc);
     json_object_set_new(g0, "z", json_array());
     s_refused(f, doc, GB_EINVAL, "flags[].z");
     doc = s_good_doc(f);
-    g0 = json_array_get(json_object_get(s_round0(doc), "flags"), 0);
+    g0 = s_flag0(doc);
     json_array_set_new(json_array_get(json_object_get(g0, "moved"), 1), 0, json_integer(784));
     s_refused(f, doc, GB_EINVAL, "outside the importance map");
     doc = s_good_doc(f);
-    g0 = json_array_get(json_object_get(s_round0(doc), "flags"), 0);
+    g0 = s_flag0(doc);
     json_array_set_new(json_object_get(g0, "moved"), 0, json_string("row 1"));
     s_refused(f, doc, GB_EINVAL, "not [index, number]");
     doc = s_good_doc(f);
-    g0 = json_array_get(json_object_get(s_round0(doc), "flags"), 0);
+    g0 = s_flag0(doc);
     json_array_set_new(json_array_get(json_object_get(g0, "moved"), 0), 1, json_real(1.5));
     s_refused(f, doc, GB_EINVAL, "moved share outside");
     doc = s_good_doc(f);
-    g0 = json_array_get(json_object_get(s_round0(doc), "flags"), 0);
+    g0 = s_flag0(doc);
     for (int i = 0; i < GB_REPORT_HISTORY_MAX_MOVED; i++)
         json_array_append_new(json_object_get(g0, "moved"), json_pack("[i, f]", 100 + i, 0.5));
     s_refused(f, doc, GB_EINVAL, "at most 8");
@@ -595,25 +601,25 @@ static void test_hostile_files(void **state)
     json_object_del(s_round0(doc), "importance_shape"); /* moved cells without a map */
     s_refused(f, doc, GB_EINVAL, "without an importance map");
     doc = s_good_doc(f);
-    g0 = json_array_get(json_object_get(s_round0(doc), "flags"), 0);
+    g0 = s_flag0(doc);
     json_array_set_new(json_array_get(json_object_get(g0, "classes_moved"), 0), 1,
                        json_real(0.25));
     s_refused(f, doc, GB_EINVAL, "not finite and >= 1");
     doc = s_good_doc(f);
-    g0 = json_array_get(json_object_get(s_round0(doc), "flags"), 0);
+    g0 = s_flag0(doc);
     json_object_set_new(g0, "classes_moved", json_string("Sneaker"));
     s_refused(f, doc, GB_EINVAL, "flags[].classes_moved");
     doc = s_good_doc(f);
-    g0 = json_array_get(json_object_get(s_round0(doc), "flags"), 0);
+    g0 = s_flag0(doc);
     json_object_set_new(g0, "lesson", json_string("Sneaker"));
     s_refused(f, doc, GB_EINVAL, "flags[].lesson");
     doc = s_good_doc(f);
-    g0 = json_array_get(json_object_get(s_round0(doc), "flags"), 0);
+    g0 = s_flag0(doc);
     json_object_set_new(json_object_get(g0, "lesson"), "class",
                         json_integer(GB_REPORT_HISTORY_MAX_CLASSES));
     s_refused(f, doc, GB_EINVAL, "class");
     doc = s_good_doc(f);
-    g0 = json_array_get(json_object_get(s_round0(doc), "flags"), 0);
+    g0 = s_flag0(doc);
     json_object_set_new(json_object_get(g0, "lesson"), "cells", json_string(""));
     s_refused(f, doc, GB_EINVAL, "flags[].lesson.cells");
     /* a history written before moved cells were kept still reads */
